@@ -1,0 +1,230 @@
+"""Named binary masks on a Volume's grid, with one vocabulary of structure names.
+
+Structure names follow TotalSegmentator (Wasserthal et al., Radiology: AI 2023) where it has
+one; osteoplan adds ``spinal_canal``, ``airway``, ``vertebral_artery_left/right``,
+``mandible``, ``body``, ``bone`` and ``lesion``. Other sources' names (OpenKBP, 3D Slicer,
+radiotherapy contours) are mapped through :data:`SYNONYMS`.
+
+A structure that is absent from a LabelMap was **not segmented**: planners must report it as
+"not assessed", never as clear. A structure that is present but empty was segmented and found
+absent (e.g. no lesion), which is different; :attr:`LabelMap.sources` tells where each mask came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from osteoplan.errors import MaskError
+from osteoplan.imaging.volume import Volume
+
+#: The canonical vocabulary, grouped for display. Order is the display order.
+STRUCTURES: tuple[str, ...] = (
+    "body",
+    "bone",
+    "vertebrae_C1",
+    "vertebrae_C2",
+    "vertebrae_C3",
+    "lesion",
+    "spinal_canal",
+    "spinal_cord",
+    "vertebral_artery_left",
+    "vertebral_artery_right",
+    "common_carotid_artery_left",
+    "common_carotid_artery_right",
+    "internal_carotid_artery_left",
+    "internal_carotid_artery_right",
+    "internal_jugular_vein_left",
+    "internal_jugular_vein_right",
+    "airway",
+    "trachea",
+    "larynx",
+    "pharynx",
+    "esophagus",
+    "mandible",
+    "skull",
+    "brainstem",
+    "parotid_gland_left",
+    "parotid_gland_right",
+)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+#: Other sources' names -> canonical name (keys are compared after lower-casing and removing
+#: everything but letters and digits, so "Spinal Cord", "spinal-cord" and "SpinalCord" all match).
+SYNONYMS: dict[str, str] = {
+    # OpenKBP (Babier et al., Med Phys 2021)
+    "SpinalCord": "spinal_cord",
+    "Esophagus": "esophagus",
+    "Larynx": "larynx",
+    "Mandible": "mandible",
+    "Brainstem": "brainstem",
+    "LeftParotid": "parotid_gland_left",
+    "RightParotid": "parotid_gland_right",
+    # common 3D Slicer / RT structure names
+    "Spinal Cord": "spinal_cord",
+    "Cord": "spinal_cord",
+    "Spinal canal": "spinal_canal",
+    "Canal": "spinal_canal",
+    "Oesophagus": "esophagus",
+    "Trachea": "trachea",
+    "Airway": "airway",
+    "Pharynx": "pharynx",
+    "C1": "vertebrae_C1",
+    "C2": "vertebrae_C2",
+    "C3": "vertebrae_C3",
+    "Atlas": "vertebrae_C1",
+    "Axis": "vertebrae_C2",
+    "Vertebra C2": "vertebrae_C2",
+    "Carotid L": "common_carotid_artery_left",
+    "Carotid R": "common_carotid_artery_right",
+    "Carotid_L": "common_carotid_artery_left",
+    "Carotid_R": "common_carotid_artery_right",
+    "Left common carotid artery": "common_carotid_artery_left",
+    "Right common carotid artery": "common_carotid_artery_right",
+    "Left internal jugular vein": "internal_jugular_vein_left",
+    "Right internal jugular vein": "internal_jugular_vein_right",
+    "Vertebral artery left": "vertebral_artery_left",
+    "Vertebral artery right": "vertebral_artery_right",
+    "VertebralArtery_L": "vertebral_artery_left",
+    "VertebralArtery_R": "vertebral_artery_right",
+    "Body": "body",
+    "External": "body",
+    "Skin": "body",
+    "BODY": "body",
+    "Bone": "bone",
+    "Tumor": "lesion",
+    "Tumour": "lesion",
+    "Lesion": "lesion",
+    "Metastasis": "lesion",
+}
+
+_LOOKUP: dict[str, str] = {_norm(k): v for k, v in SYNONYMS.items()}
+_LOOKUP.update({_norm(s): s for s in STRUCTURES})
+
+
+def canonical_name(name: str) -> str | None:
+    """Map any known structure name to the canonical vocabulary, or None when unknown."""
+    return _LOOKUP.get(_norm(name))
+
+
+@dataclass
+class LabelMap:
+    """Named boolean masks on the grid of a :class:`~osteoplan.imaging.Volume`.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT the masks belong to (its shape and affine define the grid).
+    masks : dict[str, numpy.ndarray]
+        Canonical structure name -> boolean array of shape ``volume.shape`` indexed (k, j, i).
+    sources : dict[str, str]
+        Structure name -> where the mask came from (``"provided:SpinalCord.nii.gz"``,
+        ``"classical"``, ``"phantom-truth"``, ``"totalsegmentator"``...).
+
+    Raises
+    ------
+    MaskError
+        A mask's shape does not match the volume.
+    """
+
+    volume: Volume
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in list(self.masks):
+            self.masks[name] = self._check(name, self.masks[name])
+
+    def _check(self, name: str, mask: np.ndarray) -> np.ndarray:
+        m = np.asarray(mask)
+        if m.shape != self.volume.shape:
+            raise MaskError(
+                f"Mask '{name}' has shape {m.shape} but the CT grid is {self.volume.shape}; "
+                "resample it onto the CT (the mask loaders do this) before adding it."
+            )
+        return m.astype(bool, copy=False)
+
+    # -------------------------------------------------------------- access
+    def add(self, name: str, mask: np.ndarray, source: str) -> None:
+        """Add or replace a structure (name is mapped to the canonical vocabulary when known)."""
+        canon = canonical_name(name) or name
+        self.masks[canon] = self._check(canon, mask)
+        self.sources[canon] = source
+
+    def has(self, name: str) -> bool:
+        """True when the structure was segmented (even if its mask is empty)."""
+        return name in self.masks
+
+    def get(self, name: str) -> np.ndarray:
+        """The boolean mask (K, J, I) of a structure; MaskError when it was not segmented."""
+        try:
+            return self.masks[name]
+        except KeyError:
+            raise MaskError(f"Structure '{name}' was not segmented; provide a mask or run segmentation.") from None
+
+    def names(self) -> list[str]:
+        """Segmented structure names, in vocabulary order then others alphabetically."""
+        known = [s for s in STRUCTURES if s in self.masks]
+        return known + sorted(n for n in self.masks if n not in STRUCTURES)
+
+    def union(self, names: Iterable[str]) -> np.ndarray:
+        """Boolean union (K, J, I) of the named structures that are present (absent ones ignored)."""
+        out = np.zeros(self.volume.shape, dtype=bool)
+        for n in names:
+            if n in self.masks:
+                out |= self.masks[n]
+        return out
+
+    def volume_ml(self, name: str) -> float:
+        """Volume of a structure in millilitres."""
+        return float(self.get(name).sum()) * self.volume.voxel_volume_ml
+
+    def distance_map_mm(self, name: str) -> np.ndarray:
+        """Euclidean distance (mm, float32, shape (K, J, I)) from each voxel centre to the nearest voxel of *name*.
+
+        Voxels inside the structure have 0. An empty mask gives +inf everywhere.
+        Uses :func:`scipy.ndimage.distance_transform_edt` with the volume's spacing
+        (exact for axis-aligned grids).
+        """
+        from scipy.ndimage import distance_transform_edt
+
+        m = self.get(name)
+        if not m.any():
+            return np.full(m.shape, np.inf, dtype=np.float32)
+        return distance_transform_edt(~m, sampling=self.volume.spacing_mm).astype(np.float32)
+
+    def to_multilabel(self, names: Iterable[str] | None = None) -> tuple[np.ndarray, dict[int, str]]:
+        """Pack into one uint16 label array (K, J, I) plus its label table {value: name}.
+
+        Later names overwrite earlier ones where masks overlap.
+        """
+        names = list(names) if names is not None else self.names()
+        arr = np.zeros(self.volume.shape, dtype=np.uint16)
+        table: dict[int, str] = {}
+        for v, n in enumerate(names, start=1):
+            arr[self.get(n)] = v
+            table[v] = n
+        return arr, table
+
+    def summary(self) -> dict[str, dict[str, object]]:
+        """Per structure: source, voxel count and volume (mL)."""
+        return {
+            n: {"source": self.sources.get(n, "unknown"), "voxels": int(self.masks[n].sum()),
+                "volume_ml": round(self.volume_ml(n), 3)}
+            for n in self.names()
+        }
+
+    @classmethod
+    def from_mapping(cls, volume: Volume, masks: Mapping[str, np.ndarray], source: str) -> "LabelMap":
+        """Build from {any known name: mask} (names are mapped to the canonical vocabulary)."""
+        lm = cls(volume)
+        for n, m in masks.items():
+            lm.add(n, m, source)
+        return lm

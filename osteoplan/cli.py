@@ -1,0 +1,81 @@
+"""The ``osteoplan`` command line: a thin shell over the stage subpackages.
+
+Each stage contributes its subcommands through a ``register(subparsers)`` function in its own
+``cli`` module (``osteoplan/<stage>/cli.py``), listed in :data:`COMMAND_MODULES`. A subcommand's
+handler receives the parsed ``argparse.Namespace`` and returns an exit code.
+
+Any :class:`~osteoplan.errors.OsteoplanError` is printed as one line ``error: ...`` on stderr
+with a non-zero exit code; unexpected exceptions print one line too (with ``--debug`` the
+traceback is shown). Ctrl-C exits 130 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from osteoplan import __version__
+from osteoplan.errors import OsteoplanError
+
+#: Stage modules that register subcommands, in --help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "osteoplan.planning.cli",
+    "osteoplan.imaging.cli",
+    "osteoplan.anatomy.cli",
+    "osteoplan.risk.cli",
+    "osteoplan.export.cli",
+    "osteoplan.workflow.cli",
+    "osteoplan.web.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available stage's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="osteoplan",
+        description="Plan percutaneous consolidation of metastatic bone (C2 dens screw + cement) from CT, "
+        "and record the care pathway.",
+    )
+    parser.add_argument("--version", action="version", version=f"osteoplan {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for modname in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:
+                continue  # stage not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except OsteoplanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing half-written was left behind.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # last resort: one line, no traceback, no data
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}; this is a bug in osteoplan, please report it "
+              "(re-run with --debug for details).", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

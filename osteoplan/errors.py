@@ -1,0 +1,87 @@
+"""One exception family for everything a user can get wrong or that cannot be done.
+
+Every message says *what* is wrong and *what to do*. Messages never contain identifying
+data (patient names, IDs, dates of birth, file names taken from a patient series); callers
+that format paths must use :func:`safe_path` when the path may carry identifiers.
+
+The command line catches :class:`OsteoplanError`, prints ``error: <message>`` on one line and
+exits with :attr:`OsteoplanError.exit_code` -- never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class OsteoplanError(Exception):
+    """Base class of every error osteoplan raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, then what to do about it.
+    """
+
+    exit_code: int = 2
+
+
+class InputError(OsteoplanError):
+    """The input (CT, mask, request, file) cannot be used as given."""
+
+
+class DicomSeriesError(InputError):
+    """A DICOM series is inconsistent: gaps, varying spacing, conflicting duplicates, ..."""
+
+
+class NotACTError(InputError):
+    """Images that must not be planned on: Secondary Capture, derived, localizer, non-CT."""
+
+
+class CorruptFileError(InputError):
+    """A file is truncated, unreadable or not in the expected format."""
+
+
+class SeriesSelectionError(InputError):
+    """No series, or the requested series UID is not present."""
+
+
+class MaskError(InputError):
+    """A mask/label map is missing, empty where it must not be, or does not overlap the CT."""
+
+
+class AnatomyError(OsteoplanError):
+    """An anatomical structure or landmark could not be found (e.g. C2 outside the field of view)."""
+
+
+class PlanningError(OsteoplanError):
+    """No plan can be made (impossible target, no feasible trajectory, invalid protocol)."""
+
+
+class ProtocolError(InputError):
+    """A procedure protocol file is malformed or has out-of-range values."""
+
+
+class DeidentificationError(OsteoplanError):
+    """De-identification failed or its verification found identifying data left in the output."""
+
+
+class ValidationError(InputError):
+    """A request to the care-pathway record describes an impossible state."""
+
+
+class DependencyError(OsteoplanError):
+    """An optional component (e.g. TotalSegmentator weights, Chromium) is not installed."""
+
+
+def safe_path(path: object) -> str:
+    """Return a display form of *path* that does not leak patient-derived file names.
+
+    Only the final component is kept, and only when it looks like a generic name
+    (no digits run longer than 4, no spaces or '^' typical of patient names); otherwise
+    ``<file>`` is returned.
+    """
+    import re
+    from pathlib import Path
+
+    name = Path(str(path)).name
+    if re.search(r"\d{5,}|[\^ ]", name):
+        return "<file>"
+    return name

@@ -1,0 +1,1 @@
+"""osteoplan.export (see docs/design)."""

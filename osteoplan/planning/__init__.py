@@ -1,0 +1,1 @@
+"""osteoplan.planning (see docs/design)."""

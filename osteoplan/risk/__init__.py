@@ -1,0 +1,1 @@
+"""osteoplan.risk (see docs/design)."""

@@ -1,0 +1,1 @@
+"""osteoplan.views (see docs/design)."""

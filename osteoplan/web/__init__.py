@@ -1,0 +1,1 @@
+"""osteoplan.web (see docs/design)."""

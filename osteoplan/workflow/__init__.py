@@ -1,0 +1,1 @@
+"""osteoplan.workflow (see docs/design)."""
