@@ -1,39 +1,198 @@
-"""Reading CT volumes (placeholder dispatcher; the DICOM reader lives in ``dicom_series``).
+"""Reading CT volumes: one dispatcher for DICOM folders/files/zips, NIfTI and NRRD.
 
-This first version reads NIfTI only; the imaging work (issue 2) extends it to DICOM
-folders, zips and NRRD.
+The DICOM series logic lives in :mod:`osteoplan.imaging.dicom_series`; de-identification in
+:mod:`osteoplan.imaging.deid`.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from osteoplan.errors import CorruptFileError, InputError, safe_path
-from osteoplan.imaging.volume import AcquisitionInfo, Volume
+from osteoplan.imaging.volume import LPS_TO_RAS, AcquisitionInfo, Volume
 
 
-def read_volume(path, **kwargs) -> Volume:
-    """Read a CT volume from *path* (NIfTI ``.nii``/``.nii.gz``).
+def _is_dicom_file(p: Path) -> bool:
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(132)
+        return len(head) == 132 and head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def read_volume(path, series_uid: str | None = None, allow_gaps: bool = False,
+                resample_uniform: bool = False, deidentify: bool = False, key: str | None = None,
+                workers: int | None = None) -> Volume:
+    """Read a CT volume from a DICOM folder (recursive), a zip of DICOM, a DICOM file, NIfTI or NRRD.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Folder of DICOM files (searched recursively), ``.zip`` of DICOM files, a single DICOM
+        file (e.g. Enhanced multi-frame CT), ``.nii``/``.nii.gz`` (RAS) or ``.nrrd``/``.nhdr``
+        (LPS or RAS space).
+    series_uid : str, optional
+        SeriesInstanceUID to read when several series are present; by default the largest
+        axial CT series is read and the choice is reported in ``Volume.warnings``.
+    allow_gaps : bool
+        Interpolate across missing slices instead of refusing (DICOM only).
+    resample_uniform : bool
+        Resample uneven slice spacing to a uniform grid instead of refusing (DICOM only).
+    deidentify : bool
+        Pseudonymise UIDs in ``Volume.info`` (same mapping as ``osteoplan deid`` with the same
+        *key*) and drop free text that carries identifying values (DICOM only).
+    key : str, optional
+        Secret for the pseudonymisation (random when omitted).
+    workers : int, optional
+        Threads for DICOM parsing/decoding.
+
+    Returns
+    -------
+    Volume
+        float32 HU array indexed (k, j, i), affine (k, j, i) -> LPS mm.
 
     Raises
     ------
     InputError
-        The path does not exist or its format is not supported.
-    CorruptFileError
-        The file cannot be parsed.
+        Missing path or unsupported format; subclasses for DICOM problems
+        (:class:`~osteoplan.errors.DicomSeriesError`, :class:`~osteoplan.errors.NotACTError`,
+        :class:`~osteoplan.errors.SeriesSelectionError`, :class:`~osteoplan.errors.CorruptFileError`).
     """
     p = Path(path)
     if not p.exists():
         raise InputError(f"Input not found: {safe_path(p)}. Check the path.")
     name = p.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
+    if p.is_file() and name.endswith((".nii", ".nii.gz")):
+        return _read_nifti(p)
+    if p.is_file() and name.endswith((".nrrd", ".nhdr")):
+        return _read_nrrd(p)
+    if p.is_file() and zipfile.is_zipfile(p):
+        return _read_zip(p, series_uid=series_uid, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
+                         deidentify=deidentify, key=key, workers=workers)
+    if p.is_dir() or _is_dicom_file(p):
+        return _read_dicom(p, series_uid=series_uid, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
+                           deidentify=deidentify, key=key, workers=workers)
+    raise InputError(f"Unsupported input {safe_path(p)}: give a DICOM folder, a zip of DICOM, a DICOM file, "
+                     "a NIfTI (.nii/.nii.gz) or an NRRD (.nrrd/.nhdr) file.")
 
-        try:
-            img = nib.load(str(p))
-            return Volume.from_nifti(img, AcquisitionInfo(source_format="nifti"))
-        except InputError:
-            raise
-        except Exception as exc:  # nibabel raises many types
-            raise CorruptFileError(f"Cannot read NIfTI {safe_path(p)}: {type(exc).__name__}. Is the file complete?") from None
-    raise InputError(f"Unsupported input {safe_path(p)}: give a DICOM folder, a zip of DICOM, a NIfTI or an NRRD file.")
+
+def _read_dicom(p: Path, series_uid=None, allow_gaps=False, resample_uniform=False, deidentify=False,
+                key=None, workers=None, display_root=None) -> Volume:
+    from osteoplan.imaging import dicom_series
+
+    result = dicom_series.scan(p, display_root=display_root, workers=workers)
+    series, why = dicom_series.choose_series(result, series_uid)
+    vol = dicom_series.read_series(result, series, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
+                                   workers=workers, why=why)
+    if deidentify:
+        from osteoplan.imaging.deid import deidentify_volume
+
+        vol = deidentify_volume(vol, [result.files[i] for i in series.file_indices], key=key)
+    return vol
+
+
+def _read_zip(p: Path, **kwargs) -> Volume:
+    """Extract a zip to a private temporary folder (member names replaced by numbers) and read it."""
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError):
+        raise CorruptFileError(f"Cannot open the zip {safe_path(p)}; is it complete?") from None
+    with zf, tempfile.TemporaryDirectory(prefix="osteoplan-zip-") as tmp:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if not members:
+            raise InputError(f"The zip {safe_path(p)} is empty; give a zip holding a DICOM series.")
+        for idx, m in enumerate(members):
+            # never use member names as paths (zip slip, identifying names)
+            target = Path(tmp) / f"{idx:06d}.dcm"
+            try:
+                with zf.open(m) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError):
+                target.unlink(missing_ok=True)  # damaged/encrypted member: skipped like a junk file
+                (Path(tmp) / f"{idx:06d}.unreadable").write_bytes(b"")
+        return _read_dicom(Path(tmp), **kwargs)
+
+
+def _read_nifti(p: Path) -> Volume:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(p))
+        return Volume.from_nifti(img, AcquisitionInfo(source_format="nifti"))
+    except InputError:
+        raise
+    except Exception as exc:  # nibabel raises many types
+        raise CorruptFileError(f"Cannot read NIfTI {safe_path(p)}: {type(exc).__name__}. Is the file complete?") from None
+
+
+_NRRD_SPACES = {
+    "left-posterior-superior": "LPS", "lps": "LPS",
+    "right-anterior-superior": "RAS", "ras": "RAS",
+    "left-anterior-superior": "LAS", "las": "LAS",
+}
+
+
+def _read_nrrd(p: Path) -> Volume:
+    """Read a 3D NRRD; ``space`` LPS or RAS (or LAS), ``space directions`` + ``space origin``."""
+    import nrrd
+
+    try:
+        data, header = nrrd.read(str(p), index_order="C")  # data axes (k, j, i)
+    except Exception as exc:
+        raise CorruptFileError(f"Cannot read NRRD {safe_path(p)}: {type(exc).__name__}. Is the file complete?") from None
+    if data.ndim != 3:
+        raise InputError(f"A CT NRRD must be 3D; this one has {data.ndim} dimensions.")
+    space = str(header.get("space", "")).lower()
+    code = _NRRD_SPACES.get(space)
+    dirs = header.get("space directions")
+    if code is None or dirs is None:
+        raise InputError(f"NRRD {safe_path(p)} has no patient space (space={space or 'missing'}); "
+                         "osteoplan needs space LPS or RAS with space directions and origin.")
+    dirs = np.asarray(dirs, dtype=np.float64)  # rows = file axes (i, j, k)
+    if dirs.shape != (3, 3) or not np.all(np.isfinite(dirs)):
+        raise InputError(f"NRRD {safe_path(p)}: space directions must be a 3x3 matrix for a 3D volume.")
+    origin = np.asarray(header.get("space origin", [0.0, 0.0, 0.0]), dtype=np.float64)
+    aff = np.eye(4)
+    aff[:3, 0] = dirs[2]
+    aff[:3, 1] = dirs[1]
+    aff[:3, 2] = dirs[0]
+    aff[:3, 3] = origin
+    if code == "RAS":
+        aff = LPS_TO_RAS @ aff
+    elif code == "LAS":
+        aff = np.diag([1.0, -1.0, 1.0, 1.0]) @ aff
+    return Volume(np.asarray(data, dtype=np.float32), aff, AcquisitionInfo(source_format="nrrd"))
+
+
+def write_nrrd(volume: Volume, path: str | os.PathLike, space: str = "LPS") -> None:
+    """Write *volume* as NRRD in ``space`` "LPS" or "RAS" (atomically).
+
+    The file axes are (i, j, k) as usual for NRRD; HU are stored as float32.
+    """
+    import nrrd
+
+    aff = volume.affine if space == "LPS" else LPS_TO_RAS @ volume.affine
+    header = {
+        "space": "left-posterior-superior" if space == "LPS" else "right-anterior-superior",
+        "space directions": np.stack([aff[:3, 2], aff[:3, 1], aff[:3, 0]]),
+        "space origin": aff[:3, 3],
+        "kinds": ["domain", "domain", "domain"],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # pynrrd writes by file name: write a temporary sibling then rename (atomic)
+    fd, tmpname = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nrrd", dir=path.parent)
+    os.close(fd)
+    try:
+        nrrd.write(tmpname, np.ascontiguousarray(volume.array), header, index_order="C")
+        os.replace(tmpname, path)
+    except BaseException:
+        Path(tmpname).unlink(missing_ok=True)
+        raise

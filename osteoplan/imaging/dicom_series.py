@@ -1,0 +1,1047 @@
+"""DICOM CT series reading with exact geometry (every row of ``docs/dicom-behaviour.md``).
+
+Pipeline
+--------
+1. :func:`scan` reads every file under a folder (recursively) with
+   ``pydicom.dcmread(stop_before_pixels=True)``, skips non-DICOM / unreadable files with a
+   warning, expands Enhanced (multi-frame) CT into one :class:`Frame` per frame (per-frame
+   functional groups give position, orientation and rescale) and groups frames by
+   SeriesInstanceUID into :class:`SeriesInfo` records.
+2. :func:`choose_series` picks the requested SeriesInstanceUID, or else the largest axial CT
+   series that may be planned on (Secondary Capture, DERIVED, LOCALIZER and non-CT series
+   are rejected with the reason) and says so.
+3. :func:`plan_geometry` sorts the frames by ImagePositionPatient projected on the slice
+   normal (cross product of the ImageOrientationPatient rows; InstanceNumber only breaks
+   ties), detects duplicates, gaps (refused unless ``allow_gaps``), varying spacing (refused
+   with the measured spacings unless ``resample_uniform``) and gantry tilt (in-plane drift of
+   the positions along the stack, measured from the positions, not from GantryDetectorTilt).
+4. :func:`read_series` decodes the pixels (thread pool; pydicom with the pylibjpeg /
+   pyjpegls / gdcm plugins for compressed transfer syntaxes), applies each slice's own
+   RescaleSlope/RescaleIntercept in floating point, resolves duplicates (identical -> keep
+   one and warn, different -> refuse), drops truncated files (error when the series becomes
+   incomplete) and assembles the :class:`~osteoplan.imaging.volume.Volume`, resampling onto an
+   orthogonal uniform grid when the stack is tilted, has allowed gaps or uneven spacing.
+
+Geometry convention: the output affine maps (k, j, i) to LPS mm with column 0 = slice step
+along the normal ``n = row_dir x col_dir`` (slices sorted by increasing ``position . n``),
+column 1 = IOP column direction x PixelSpacing[0] (down the rows), column 2 = IOP row
+direction x PixelSpacing[1] (along a row), column 3 = position of the first sorted slice
+(DICOM PS3.3 C.7.6.2.1.1). Arrays are never reoriented, so non-axial acquisitions keep their
+own array order and world coordinates stay exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from osteoplan.errors import (
+    CorruptFileError,
+    DicomSeriesError,
+    InputError,
+    NotACTError,
+    SeriesSelectionError,
+    safe_path,
+)
+from osteoplan.imaging.volume import AIR_HU, AcquisitionInfo, Volume
+
+log = logging.getLogger(__name__)
+
+#: SOP classes of CT images that may be planned on.
+CT_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
+}
+#: Root of every Secondary Capture SOP class (single- and multi-frame).
+SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
+
+#: Two slices closer than this along the normal are "at the same position" (mm).
+#: Configurable default without a published source (DS values carry ~1e-4 mm rounding).
+SAME_POSITION_TOL_MM = 0.01
+#: Relative tolerance on slice steps (fraction of the nominal step) before calling the
+#: spacing uneven. Configurable default without a published source.
+STEP_REL_TOL = 0.01
+#: In-plane drift of the slice origins over the whole stack above which the stack is
+#: treated as tilted (mm). Configurable default without a published source.
+TILT_DRIFT_TOL_MM = 0.01
+#: Orientation cosines that differ by more than this between slices are "different".
+ORIENTATION_TOL = 1e-4
+
+
+# --------------------------------------------------------------------------- records
+@dataclass
+class Frame:
+    """One 2D image of a series: a single-frame file or one frame of a multi-frame file.
+
+    Attributes
+    ----------
+    file_index : int
+        Index into :attr:`ScanResult.files`.
+    frame_index : int | None
+        Frame number (0-based) inside a multi-frame file, None for a single-frame file.
+    position : ndarray (3,)
+        ImagePositionPatient (LPS mm) of the first transmitted pixel's centre.
+    orientation : ndarray (6,)
+        ImageOrientationPatient (row direction cosines, column direction cosines).
+    pixel_spacing : tuple (row spacing, column spacing) in mm
+    rows, cols : int
+    slope, intercept : float
+        RescaleSlope / RescaleIntercept of this frame.
+    instance : int
+        InstanceNumber (single-frame) or frame number (multi-frame), only to break ties.
+    """
+
+    file_index: int
+    frame_index: int | None
+    position: np.ndarray
+    orientation: np.ndarray
+    pixel_spacing: tuple[float, float]
+    rows: int
+    cols: int
+    slope: float
+    intercept: float
+    instance: int
+
+
+@dataclass
+class SeriesInfo:
+    """What the scan found about one series (no identifying data except UIDs/description).
+
+    ``rejection`` is None when the series may be planned on, else the reason it may not.
+    """
+
+    uid: str
+    description: str | None
+    modality: str | None
+    sop_class: str
+    image_type: tuple[str, ...]
+    kernel: str | None
+    kvp: float | None
+    contrast: bool | None
+    study_uid: str | None
+    frame_of_reference_uid: str | None
+    series_number: int | None
+    transfer_syntaxes: set[str] = field(default_factory=set)
+    file_indices: list[int] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    rejection: str | None = None
+
+    @property
+    def n_files(self) -> int:
+        return len(self.file_indices)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def enhanced(self) -> bool:
+        return self.sop_class in ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
+
+    def orientation_label(self) -> str:
+        """``axial``, ``coronal``, ``sagittal`` or ``oblique`` from the slice normal."""
+        if not self.frames:
+            return "unknown"
+        return orientation_label(self.frames[0].orientation)
+
+
+@dataclass
+class ScanResult:
+    """Files and series found under a path, plus the files that were skipped and why."""
+
+    files: list[Path]
+    display_names: list[str]
+    series: list[SeriesInfo]
+    skipped: list[tuple[str, str]]
+    datasets: list[Any] = field(default_factory=list, repr=False)
+
+    def get(self, uid: str) -> SeriesInfo | None:
+        for s in self.series:
+            if s.uid == uid:
+                return s
+        return None
+
+
+@dataclass
+class GeometryPlan:
+    """Sorted stack and output grid of a series (computed from the headers only).
+
+    Attributes
+    ----------
+    groups : list[list[int]]
+        Frame indices (into ``SeriesInfo.frames``) at each distinct position, sorted along
+        the normal; a group with several entries holds duplicates.
+    depths_mm : ndarray (S,)
+        Position of each group along the normal (mm).
+    inplane_offsets_mm : ndarray (S, 2)
+        In-plane offset of each group's origin from the first one, along (column
+        direction, row direction) = (j, i) axes, mm.
+    affine : ndarray (4, 4)
+        Output index (k, j, i) -> LPS affine.
+    shape : tuple (K, J, I)
+    resample : bool
+        True when the output grid is not the acquired stack (tilt, gaps, uneven spacing).
+    step_mm : float
+        Output slice spacing.
+    tilt_deg : float
+        Tilt of the stack (angle between the stacking direction and the normal), degrees.
+    warnings : list[str]
+    """
+
+    groups: list[list[int]]
+    depths_mm: np.ndarray
+    inplane_offsets_mm: np.ndarray
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    resample: bool
+    step_mm: float
+    tilt_deg: float
+    normal: np.ndarray
+    warnings: list[str]
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- helpers
+def orientation_label(iop: np.ndarray) -> str:
+    """Name the plane of an ImageOrientationPatient from its normal (dominant LPS axis > 0.9)."""
+    row = np.asarray(iop[:3], float)
+    col = np.asarray(iop[3:6], float)
+    n = np.cross(row, col)
+    n = n / (np.linalg.norm(n) or 1.0)
+    a = int(np.argmax(np.abs(n)))
+    if abs(n[a]) < 0.9:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[a]
+
+
+def _float(v: Any, default: float | None = None) -> float | None:
+    try:
+        if v is None or v == "":
+            return default
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _int(v: Any, default: int = 0) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _text(ds: Any, keyword: str) -> str | None:
+    """Value of a string-valued attribute as text, reading the raw bytes when not yet converted
+    (much faster than pydicom's value conversion, which dominates header parsing time)."""
+    from pydicom.datadict import tag_for_keyword
+
+    if ds is None:
+        return None
+    try:
+        e = ds.get_item(tag_for_keyword(keyword))
+    except (KeyError, TypeError):
+        return None
+    if e is None:
+        return None
+    v = e.value
+    if v is None:
+        return None
+    if isinstance(v, (bytes, bytearray)):
+        txt = bytes(v).decode("latin-1", "replace").strip(" \x00")
+    elif isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+        txt = "\\".join(str(x) for x in v)
+    else:
+        txt = str(v).strip()
+    return txt or None
+
+
+def _floats(ds: Any, keyword: str) -> list[float] | None:
+    txt = _text(ds, keyword)
+    if txt is None:
+        return None
+    return [float(x) for x in txt.split("\\")]
+
+
+def _seq_item(ds: Any, keyword: str):
+    """First item of a sequence attribute of *ds*, or None."""
+    seq = getattr(ds, keyword, None) if ds is not None else None
+    if seq is None or len(seq) == 0:
+        return None
+    return seq[0]
+
+
+def _frames_of(ds: Any, file_index: int) -> list[Frame]:
+    """Frames of one parsed dataset (single- or multi-frame). Raises ValueError when geometry is missing."""
+    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    nf = _int(_text(ds, "NumberOfFrames") or 1, 1)
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
+        pffg = ds.get("PerFrameFunctionalGroupsSequence") or []
+        out = []
+        for f in range(nf):
+            fg = pffg[f] if f < len(pffg) else None
+
+            def grp(name, fg=fg):
+                item = _seq_item(fg, name)
+                return item if item is not None else _seq_item(shared, name)
+
+            pos = grp("PlanePositionSequence")
+            ori = grp("PlaneOrientationSequence")
+            meas = grp("PixelMeasuresSequence")
+            pvt = grp("PixelValueTransformationSequence")
+            if pos is None or ori is None or meas is None:
+                raise ValueError("multi-frame image without plane position/orientation/pixel measures")
+            src = pvt if pvt is not None else ds
+            slope = _float(_text(src, "RescaleSlope"), 1.0)
+            inter = _float(_text(src, "RescaleIntercept"), 0.0)
+            fc = _seq_item(fg, "FrameContentSequence")
+            inst = _int(_text(fc, "InStackPositionNumber") or f + 1, f + 1) if fc is not None else f + 1
+            ipp, iop, ps = (_floats(pos, "ImagePositionPatient"), _floats(ori, "ImageOrientationPatient"),
+                            _floats(meas, "PixelSpacing"))
+            if ipp is None or iop is None or ps is None:
+                raise ValueError("frame without position/orientation/pixel spacing")
+            out.append(Frame(file_index, f, np.array(ipp, float), np.array(iop, float),
+                             (ps[0], ps[1]), rows, cols, slope, inter, inst))
+        return out
+    ipp, iop, ps = _floats(ds, "ImagePositionPatient"), _floats(ds, "ImageOrientationPatient"), _floats(
+        ds, "PixelSpacing")
+    if ipp is None or iop is None or ps is None or len(ipp) != 3 or len(iop) != 6 or len(ps) != 2:
+        raise ValueError("no valid ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
+    if nf != 1:
+        raise ValueError("multi-frame image without functional groups")
+    return [Frame(file_index, None, np.array(ipp, float), np.array(iop, float), (ps[0], ps[1]), rows, cols,
+                  _float(_text(ds, "RescaleSlope"), 1.0), _float(_text(ds, "RescaleIntercept"), 0.0),
+                  _int(_text(ds, "InstanceNumber"), 0))]
+
+
+def _rejection(sop: str, modality: str | None, image_type: tuple[str, ...]) -> str | None:
+    """Why a series must not be planned on, or None."""
+    if sop.startswith(SECONDARY_CAPTURE_ROOT):
+        return ("Secondary Capture (a screen capture: no reliable geometry or Hounsfield units); "
+                "export the original CT series instead")
+    if (modality or "").upper() != "CT":
+        return f"modality {modality or 'missing'} is not CT; planning needs a CT series"
+    if sop not in CT_SOP_CLASSES:
+        return f"SOP class {sop} is not a CT image storage class; export the original CT series"
+    it = [t.upper() for t in image_type]
+    if "LOCALIZER" in it:
+        return "localizer (scout) image, not a volume; choose the axial CT series"
+    if it and it[0] == "DERIVED":
+        return ("DERIVED image (reformat/processed, ImageType DERIVED); choose the ORIGINAL "
+                "reconstruction")
+    return None
+
+
+def _contrast_flag(ds: Any) -> bool | None:
+    agent = ds.get("ContrastBolusAgent")
+    if agent is None:
+        # absent attribute: no contrast information; an empty ContrastBolusSequence says none
+        return None
+    text = str(agent).strip().upper()
+    if text in ("", "NONE", "NO", "N"):
+        return False
+    return True
+
+
+def _list_files(root: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith("."):
+                continue
+            out.append(Path(dirpath) / fn)
+    return out
+
+
+def _read_header(path: Path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        # defer_size: large values (the pixel data) are not read during the scan; their file
+        # offset is kept so that decoding does not parse the header again
+        ds = pydicom.dcmread(str(path), defer_size=4096)
+    except InvalidDicomError:
+        return None, "not a DICOM file"
+    except Exception as exc:  # truncated or damaged header
+        return None, f"unreadable DICOM header ({type(exc).__name__})"
+    return ds, None
+
+
+# --------------------------------------------------------------------------- scan
+def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
+         workers: int | None = None) -> ScanResult:
+    """Scan a folder (recursively) or a single DICOM file and group the images by series.
+
+    Parameters
+    ----------
+    path : folder or file
+    display_root : folder the display names are relative to (defaults to *path*).
+    workers : thread count for header parsing (default: up to 4).
+
+    Returns
+    -------
+    ScanResult
+
+    Raises
+    ------
+    InputError
+        *path* does not exist.
+    SeriesSelectionError
+        No DICOM image at all was found.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise InputError(f"Input not found: {safe_path(root)}. Check the path.")
+    files = _list_files(root) if root.is_dir() else [root]
+    base = Path(display_root) if display_root is not None else (root if root.is_dir() else root.parent)
+    display = []
+    for f in files:
+        try:
+            rel = f.relative_to(base)
+        except ValueError:
+            rel = Path(f.name)
+        display.append("/".join(safe_path(p) for p in rel.parts))
+    nworkers = workers or min(4, (os.cpu_count() or 1) * 2)
+    if len(files) > 8 and nworkers > 1:
+        with ThreadPoolExecutor(nworkers) as ex:
+            headers = list(ex.map(_read_header, files))
+    else:
+        headers = [_read_header(f) for f in files]
+
+    series: dict[str, SeriesInfo] = {}
+    skipped: list[tuple[str, str]] = []
+    for idx, (ds, err) in enumerate(headers):
+        if ds is None:
+            skipped.append((display[idx], err or "unreadable"))
+            continue
+        sop = _text(ds, "SOPClassUID") or str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+        if "Rows" not in ds or "Columns" not in ds:
+            skipped.append((display[idx], "DICOM file without an image (e.g. DICOMDIR, report)"))
+            continue
+        uid = _text(ds, "SeriesInstanceUID") or ""
+        if not uid:
+            skipped.append((display[idx], "DICOM image without SeriesInstanceUID"))
+            continue
+        s = series.get(uid)
+        if s is None:
+            image_type = tuple(str(v) for v in (ds.get("ImageType") or []))
+            modality = str(ds.get("Modality", "") or "") or None
+            kernel = ds.get("ConvolutionKernel")
+            if kernel is not None and not isinstance(kernel, str):
+                kernel = "\\".join(str(k) for k in kernel)
+            if kernel is None:  # enhanced CT: CT Reconstruction functional group
+                rec = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTReconstructionSequence")
+                if rec is not None and rec.get("ConvolutionKernel") is not None:
+                    kv = rec.ConvolutionKernel
+                    kernel = kv if isinstance(kv, str) else "\\".join(str(k) for k in kv)
+            kvp = _float(ds.get("KVP"))
+            if kvp is None:
+                acq = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTXRayDetailsSequence")
+                kvp = _float(acq.get("KVP")) if acq is not None else None
+            s = SeriesInfo(
+                uid=uid,
+                description=(str(ds.get("SeriesDescription")) if ds.get("SeriesDescription") else None),
+                modality=modality,
+                sop_class=sop,
+                image_type=image_type,
+                kernel=str(kernel) if kernel else None,
+                kvp=kvp,
+                contrast=_contrast_flag(ds),
+                study_uid=str(ds.get("StudyInstanceUID")) if ds.get("StudyInstanceUID") else None,
+                frame_of_reference_uid=(str(ds.get("FrameOfReferenceUID"))
+                                        if ds.get("FrameOfReferenceUID") else None),
+                series_number=_int(ds.get("SeriesNumber"), 0) if ds.get("SeriesNumber") is not None else None,
+                rejection=_rejection(sop, modality, image_type),
+            )
+            series[uid] = s
+        s.file_indices.append(idx)
+        s.transfer_syntaxes.add(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if s.rejection is None:
+            it = tuple((_text(ds, "ImageType") or "").split("\\"))
+            r = _rejection(sop, _text(ds, "Modality"), it)
+            if r is not None:
+                s.rejection = "contains " + r
+                continue
+            try:
+                s.frames.extend(_frames_of(ds, idx))
+            except (ValueError, AttributeError, TypeError, IndexError, KeyError) as exc:
+                skipped.append((display[idx], f"image without usable geometry ({exc})"))
+    return ScanResult(files, display, list(series.values()), skipped, [h[0] for h in headers])
+
+
+# --------------------------------------------------------------------------- choose
+def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[SeriesInfo, str]:
+    """Pick the series to read.
+
+    Parameters
+    ----------
+    result : ScanResult
+    series_uid : the requested SeriesInstanceUID, or None for the default choice
+        (the largest axial CT series that may be planned on; else the largest such series).
+
+    Returns
+    -------
+    (SeriesInfo, str)
+        The series and a sentence saying why it was chosen.
+
+    Raises
+    ------
+    SeriesSelectionError
+        No image series, or *series_uid* is not present.
+    NotACTError
+        The requested series (or every series) is rejected for planning; the reason is given.
+    """
+    images = [s for s in result.series]
+    if not images:
+        raise SeriesSelectionError(
+            "No DICOM image found"
+            + (f" ({len(result.skipped)} file(s) skipped as not DICOM or unreadable)" if result.skipped else "")
+            + ". Give a folder, zip or file holding a CT series.")
+    if series_uid is not None:
+        s = result.get(series_uid)
+        if s is None:
+            raise SeriesSelectionError(
+                f"Series UID {series_uid} is not in this input ({len(images)} series found). "
+                "Run 'osteoplan info PATH' to list the series and their UIDs.")
+        if s.rejection:
+            raise NotACTError(f"The requested series cannot be planned on: {s.rejection}.")
+        if not s.frames:
+            raise DicomSeriesError("The requested series has no readable image with geometry; re-export it.")
+        return s, "the requested series"
+    ok = [s for s in images if s.rejection is None and s.frames]
+    if not ok:
+        reasons = "; ".join(f"series {i + 1}: {s.rejection or 'no image with geometry'}"
+                            for i, s in enumerate(images))
+        raise NotACTError(f"No series can be planned on ({reasons}).")
+    axial = [s for s in ok if s.orientation_label() == "axial"]
+    pool = axial or ok
+    best = max(pool, key=lambda s: (s.n_frames, -_pixel_area(s)))
+    if len(images) == 1:
+        why = "the only series"
+    else:
+        kind = "axial CT" if axial else "CT"
+        why = (f"the largest {kind} series ({best.n_frames} images) of {len(images)} series found; "
+               "pass series_uid / --series-uid to choose another")
+    return best, why
+
+
+def _pixel_area(s: SeriesInfo) -> float:
+    f = s.frames[0]
+    return f.pixel_spacing[0] * f.pixel_spacing[1]
+
+
+# --------------------------------------------------------------------------- geometry
+def _fmt_lps(p: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.2f}" for v in p) + ") mm LPS"
+
+
+def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_gaps: bool = False,
+                  resample_uniform: bool = False) -> GeometryPlan:
+    """Sort a series' frames and compute the output grid from the headers alone.
+
+    Parameters
+    ----------
+    series : SeriesInfo
+    frames : subset of ``series.frames`` to use (default: all)
+    allow_gaps : interpolate missing slices instead of refusing
+    resample_uniform : resample uneven slice spacing instead of refusing
+
+    Returns
+    -------
+    GeometryPlan
+
+    Raises
+    ------
+    DicomSeriesError
+        Mixed image sizes / pixel spacings / orientations, a single slice, a gap (its LPS
+        position is named) without ``allow_gaps``, uneven spacing (the measured spacings are
+        listed) without ``resample_uniform``, slice origins not on a line.
+    """
+    frames = series.frames if frames is None else frames
+    if not frames:
+        raise DicomSeriesError("The series has no readable image; re-export it.")
+    f0 = frames[0]
+    for f in frames[1:]:
+        if (f.rows, f.cols) != (f0.rows, f0.cols):
+            raise DicomSeriesError(
+                f"Images of different sizes in one series ({f0.rows}x{f0.cols} and {f.rows}x{f.cols}); "
+                "the series mixes acquisitions: re-export it or choose another series.")
+        if not np.allclose(f.pixel_spacing, f0.pixel_spacing, atol=1e-4):
+            raise DicomSeriesError(
+                f"Pixel spacing varies within the series ({f0.pixel_spacing} and {f.pixel_spacing} mm); "
+                "re-export the series.")
+        if np.max(np.abs(f.orientation - f0.orientation)) > ORIENTATION_TOL:
+            raise DicomSeriesError(
+                "Image orientation varies within the series (e.g. a localizer or a second plane mixed in); "
+                "choose a series with one orientation.")
+    row = f0.orientation[:3] / np.linalg.norm(f0.orientation[:3])
+    col = f0.orientation[3:6] / np.linalg.norm(f0.orientation[3:6])
+    n = np.cross(row, col)
+    n = n / np.linalg.norm(n)
+    pos = np.array([f.position for f in frames])
+    d = pos @ n
+    inst = np.array([f.instance for f in frames])
+    order = np.lexsort((inst, d))
+    # group by position along the normal
+    groups: list[list[int]] = []
+    gd: list[float] = []
+    for o in order:
+        if groups and abs(d[o] - gd[-1]) <= SAME_POSITION_TOL_MM:
+            groups[-1].append(int(o))
+        else:
+            groups.append([int(o)])
+            gd.append(float(d[o]))
+    warnings: list[str] = []
+    for g in groups:
+        if len(g) > 1:
+            p = pos[g]
+            if np.max(np.linalg.norm(p - p[0], axis=1)) > SAME_POSITION_TOL_MM:
+                raise DicomSeriesError(
+                    f"Two images share the depth {gd[groups.index(g)]:.2f} mm along the slice normal but have "
+                    f"different in-plane positions (near {_fmt_lps(p[0])}); the series mixes acquisitions.")
+    depths = np.array(gd)
+    S = len(groups)
+    if S < 2:
+        raise DicomSeriesError(
+            "The series has a single slice position; a 3D CT series with several slices is needed.")
+    first = pos[groups[0][0]]
+    rel = np.array([pos[g[0]] - first for g in groups])
+    dd = depths - depths[0]
+    inplane = np.stack([rel @ col, rel @ row], axis=1)  # (j, i) axes in mm
+    # in-plane drift must be linear in depth (a sheared stack) -- fit through the origin
+    coef, *_ = np.linalg.lstsq(dd[:, None], inplane, rcond=None)
+    shear = coef[0]  # mm in-plane per mm along the normal, (j, i)
+    resid = np.max(np.linalg.norm(inplane - dd[:, None] * shear[None, :], axis=1))
+    if resid > max(0.05, 0.05 * min(f0.pixel_spacing)):
+        raise DicomSeriesError(
+            f"Slice origins do not lie on a line (deviation {resid:.2f} mm); the series mixes "
+            "acquisitions or has corrupted positions: re-export it.")
+    drift = float(np.linalg.norm(shear) * dd[-1])
+    tilted = drift > TILT_DRIFT_TOL_MM
+    tilt_deg = float(np.degrees(np.arctan(np.linalg.norm(shear)))) if tilted else 0.0
+
+    steps = np.diff(depths)
+    nominal = float(np.median(steps))
+    tol = max(STEP_REL_TOL * nominal, 0.005)
+    uniform = bool(np.all(np.abs(steps - nominal) <= tol))
+    gaps: list[tuple[float, float]] = []
+    resample = tilted
+    step = nominal
+    if not uniform:
+        smallest = float(np.min(steps))
+        base = nominal if abs(smallest - nominal) <= tol else smallest
+        ratio = steps / base
+        multiples = np.abs(ratio - np.rint(ratio)) * base <= tol
+        is_gap_pattern = bool(np.all(multiples) and np.all(np.abs(steps[np.rint(ratio) == 1] - base) <= tol)
+                              and np.any(np.rint(ratio) >= 2))
+        if is_gap_pattern:
+            gap_idx = np.nonzero(np.rint(ratio) >= 2)[0]
+            descr = []
+            for gi in gap_idx:
+                nmiss = int(np.rint(ratio[gi])) - 1
+                p_before = pos[groups[gi][0]]
+                p_after = pos[groups[gi + 1][0]]
+                missing = [p_before + (p_after - p_before) * (m + 1) / (nmiss + 1) for m in range(nmiss)]
+                gaps.append((float(depths[gi]), float(depths[gi + 1])))
+                descr.append(f"{nmiss} slice(s) missing at {', '.join(_fmt_lps(m) for m in missing)} "
+                             f"(step {steps[gi]:.2f} mm instead of {base:.2f} mm)")
+            if not allow_gaps:
+                raise DicomSeriesError(
+                    "Gap in the series: " + "; ".join(descr) + ". Find the missing file(s) or re-export the "
+                    "series; to interpolate across the gap instead, pass allow_gaps=True (--allow-gaps).")
+            warnings.append("gap interpolated: " + "; ".join(descr))
+            step = base
+            resample = True
+        else:
+            vals = sorted({round(float(s), 3) for s in steps})
+            shown = ", ".join(f"{v:g}" for v in vals[:12]) + (" ..." if len(vals) > 12 else "")
+            if not resample_uniform:
+                raise DicomSeriesError(
+                    f"Slice spacing varies within the series (measured steps: {shown} mm). Resample to a "
+                    "uniform grid explicitly with resample_uniform=True (--resample-uniform), or choose "
+                    "another series.")
+            step = smallest
+            warnings.append(f"uneven slice spacing ({shown} mm) resampled to a uniform {step:.3f} mm grid")
+            resample = True
+    ps_row, ps_col = f0.pixel_spacing
+    if not resample:
+        K = S
+        step = float(dd[-1] / (S - 1))
+        J, I = f0.rows, f0.cols
+        aff = np.eye(4)
+        aff[:3, 0] = n * step
+        aff[:3, 1] = col * ps_row
+        aff[:3, 2] = row * ps_col
+        aff[:3, 3] = first
+    else:
+        K = int(np.floor(dd[-1] / step + 1e-6)) + 1
+        # in-plane grid covering every (shifted) slice
+        offs = dd[:, None] * shear[None, :] if tilted else np.zeros((S, 2))
+        lo = np.minimum(offs.min(axis=0), 0.0)
+        hi = np.maximum(offs.max(axis=0), 0.0)
+        jlo = int(np.floor(lo[0] / ps_row + 1e-6))
+        ilo = int(np.floor(lo[1] / ps_col + 1e-6))
+        jhi = int(np.ceil(hi[0] / ps_row - 1e-6))
+        ihi = int(np.ceil(hi[1] / ps_col - 1e-6))
+        J = f0.rows + (jhi - jlo)
+        I = f0.cols + (ihi - ilo)
+        aff = np.eye(4)
+        aff[:3, 0] = n * step
+        aff[:3, 1] = col * ps_row
+        aff[:3, 2] = row * ps_col
+        aff[:3, 3] = first + jlo * ps_row * col + ilo * ps_col * row
+        if tilted:
+            warnings.append(
+                f"gantry tilt of {tilt_deg:.2f} deg measured from the slice positions; resampled onto an "
+                f"orthogonal grid ({J}x{I} pixels per slice, -1024 HU outside the acquired field)")
+    plan = GeometryPlan(groups=groups, depths_mm=depths, inplane_offsets_mm=inplane, affine=aff,
+                        shape=(K, J, I), resample=resample, step_mm=float(step), tilt_deg=tilt_deg,
+                        normal=n, warnings=warnings, gaps=gaps)
+    return plan
+
+
+# --------------------------------------------------------------------------- pixels
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _decode_file(path: Path, n_frames_expected: int, ds: Any = None) -> np.ndarray:
+    """Stored pixel values of a file, shape (frames, rows, cols). Raises CorruptFileError.
+
+    Uncompressed little-endian data is read straight from its file offset (recorded during the
+    scan); everything else (JPEG 2000, JPEG-LS, JPEG lossless, RLE, big endian, odd bit
+    depths) goes through pydicom's pixel handlers and the installed decoder plugins.
+    """
+    try:
+        arr = None
+        if ds is not None:
+            arr = _native_fast(path, ds, n_frames_expected)
+        if arr is None:
+            if ds is not None:
+                arr = ds.pixel_array
+            else:
+                from pydicom.pixels import pixel_array
+
+                arr = pixel_array(str(path))
+    except CorruptFileError:
+        raise
+    except Exception as exc:
+        raise CorruptFileError(f"{type(exc).__name__}") from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] != n_frames_expected:
+        raise CorruptFileError("unexpected pixel array shape")
+    return arr
+
+
+def _native_fast(path: Path, ds: Any, nf: int) -> np.ndarray | None:
+    """Read uncompressed little-endian 8/16/32-bit monochrome pixels by offset, or None to fall back."""
+    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if ts not in _NATIVE_LE:
+        return None
+    try:
+        e = ds.get_item(0x7FE00010, keep_deferred=True)
+    except KeyError:
+        raise CorruptFileError("no pixel data") from None
+    if e is None or getattr(e, "value", 0) is not None or not hasattr(e, "value_tell"):
+        return None
+    bits = _int(ds.get("BitsAllocated"))
+    stored = _int(ds.get("BitsStored"))
+    signed = _int(ds.get("PixelRepresentation")) == 1
+    if _int(ds.get("SamplesPerPixel", 1), 1) != 1 or bits not in (8, 16, 32) or stored != bits:
+        return None
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
+    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    count = rows * cols * nf
+    if e.length != 0xFFFFFFFF and e.length < count * dtype.itemsize:
+        raise CorruptFileError("pixel data shorter than the image size")
+    arr = np.fromfile(str(path), dtype=dtype, count=count, offset=e.value_tell)
+    if arr.size != count:
+        raise CorruptFileError("file truncated inside the pixel data")
+    return arr.reshape(nf, rows, cols)
+
+
+def _rescale_into(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> None:
+    """HU = stored * slope + intercept, in float32 (this frame's own slope/intercept)."""
+    if slope != 1.0:
+        np.multiply(stored, np.float32(slope), out=out, dtype=np.float32, casting="unsafe")
+    else:
+        out[...] = stored
+    if intercept != 0.0:
+        out += np.float32(intercept)
+
+
+def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False,
+                resample_uniform: bool = False, workers: int | None = None,
+                why: str | None = None) -> Volume:
+    """Decode and assemble one series into a :class:`Volume` (HU float32, LPS affine).
+
+    Parameters
+    ----------
+    result : ScanResult from :func:`scan`
+    series : the series to read (from :func:`choose_series`)
+    allow_gaps, resample_uniform : see :func:`plan_geometry`
+    workers : decoding threads (default: 2)
+    why : sentence on why the series was chosen (added to the warnings when several series exist)
+
+    Raises
+    ------
+    DicomSeriesError
+        See :func:`plan_geometry`; also different images at one position, or a truncated /
+        undecodable file whose slice is not present elsewhere (the series is incomplete).
+    """
+    plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
+    warnings: list[str] = []
+    if why and len(result.series) > 1:
+        warnings.append(f"{len(result.series)} series found; read {why}")
+    for name, reason in result.skipped:
+        warnings.append(f"skipped file {name}: {reason}")
+
+    # ---- decode every file of the series (thread pool: decoders release the GIL)
+    frames = series.frames
+    per_file: dict[int, list[int]] = {}
+    for fi, f in enumerate(frames):
+        per_file.setdefault(f.file_index, []).append(fi)
+    file_ids = sorted(per_file)
+
+    # decoded HU go straight into the output stack (one slot per distinct position);
+    # duplicates and frames of a broken plan go to `extra`
+    f0 = frames[0]
+    slot = {g[0]: k for k, g in enumerate(plan.groups)}
+    stack = np.empty((len(plan.groups), f0.rows, f0.cols), dtype=np.float32)
+    extra: dict[int, np.ndarray] = {}
+    broken: set[int] = set()
+
+    def job(file_index: int) -> None:
+        fs = per_file[file_index]
+        nf = max((frames[x].frame_index or 0) for x in fs) + 1 if frames[fs[0]].frame_index is not None else 1
+        try:
+            ds = result.datasets[file_index] if result.datasets else None
+            arr = _decode_file(result.files[file_index], nf, ds)
+        except CorruptFileError:
+            broken.update(fs)
+            return
+        for fi in fs:
+            f = frames[fi]
+            stored = arr[f.frame_index or 0]
+            if stored.shape != (f.rows, f.cols):
+                broken.add(fi)
+                continue
+            target = stack[slot[fi]] if fi in slot else np.empty((f.rows, f.cols), np.float32)
+            _rescale_into(stored, f.slope, f.intercept, target)
+            if fi not in slot:
+                extra[fi] = target
+
+    nworkers = workers or 2
+    if len(file_ids) > 4 and nworkers > 1:
+        with ThreadPoolExecutor(nworkers) as ex:
+            list(ex.map(job, file_ids))
+    else:
+        for i in file_ids:
+            job(i)
+
+    hu = {fi: stack[k] for fi, k in slot.items()}
+    hu.update(extra)
+    if broken:
+        bad_files = sorted({frames[fi].file_index for fi in broken})
+        names = ", ".join(result.display_names[b] for b in bad_files[:5]) + (" ..." if len(bad_files) > 5 else "")
+        good_frames = [f for fi, f in enumerate(frames) if fi not in broken]
+        covered = []
+        good_d = np.array([f.position @ plan.normal for f in good_frames]) if good_frames else np.zeros(0)
+        broken_sorted = sorted(broken)
+        for fi in broken_sorted:
+            dpos = frames[fi].position @ plan.normal
+            covered.append(bool(good_d.size and np.min(np.abs(good_d - dpos)) <= SAME_POSITION_TOL_MM))
+        interior = all(
+            good_d.size and good_d.min() < frames[fi].position @ plan.normal < good_d.max() for fi in broken)
+        if not all(covered) and not (allow_gaps and interior):
+            where = ", ".join(_fmt_lps(frames[fi].position) for fi, c in zip(broken_sorted, covered) if not c)
+            raise DicomSeriesError(
+                f"Truncated or undecodable file(s) {names}: the series is incomplete (no other image at "
+                f"{where}). Re-export or re-copy the series"
+                + ("; pass allow_gaps=True (--allow-gaps) to interpolate an interior slice." if not allow_gaps
+                   else "."))
+        warnings.append(f"skipped truncated or undecodable file(s) {names}")
+        # re-plan with the readable frames only; indices into the original list are kept
+        sub = SeriesInfo(**{**series.__dict__, "frames": good_frames})
+        index_map = [fi for fi in range(len(frames)) if fi not in broken]
+        plan2 = plan_geometry(sub, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
+        plan2.groups = [[index_map[x] for x in g] for g in plan2.groups]
+        plan = plan2
+
+    # ---- duplicates
+    slices: list[np.ndarray] = []
+    for g in plan.groups:
+        keep = g[0]
+        for other in g[1:]:
+            if np.array_equal(hu[keep], hu[other]):
+                warnings.append(
+                    f"two images at the same position {_fmt_lps(frames[keep].position)} with identical "
+                    "pixels; one kept")
+            else:
+                raise DicomSeriesError(
+                    f"Two different images at the same position {_fmt_lps(frames[keep].position)}: the folder "
+                    "mixes two acquisitions or a slice was exported twice with changes. Remove one of them or "
+                    "choose another series.")
+        slices.append(hu[keep])
+    warnings.extend(plan.warnings)
+
+    if not plan.resample and not broken:
+        array = stack  # slots are already in sorted order
+    elif not plan.resample:
+        array = np.stack(slices, axis=0)
+    else:
+        array = _resample_stack(slices, plan, frames)
+    info = AcquisitionInfo(
+        modality=series.modality, kernel=series.kernel, kvp=series.kvp, contrast=series.contrast,
+        series_description=series.description, series_uid=series.uid, study_uid=series.study_uid,
+        frame_of_reference_uid=series.frame_of_reference_uid,
+        gantry_tilt_deg=round(plan.tilt_deg, 4) if plan.tilt_deg else None,
+        source_format="dicom-enhanced" if series.enhanced else "dicom",
+    )
+    return Volume(array, plan.affine, info, tuple(warnings))
+
+
+def _resample_stack(slices: list[np.ndarray], plan: GeometryPlan, frames: list[Frame]) -> np.ndarray:
+    """Interpolate the sorted slices onto the plan's orthogonal uniform grid.
+
+    Each output plane k lies at depth ``d0 + k*step`` along the normal; it is linearly
+    interpolated between the two acquired planes around it, each sampled (bilinear) at the
+    output pixel positions shifted by that plane's in-plane offset (tilt). With no tilt the
+    shifts are integers and acquired planes are copied exactly.
+    """
+    from scipy.ndimage import affine_transform
+
+    K, J, I = plan.shape
+    d = plan.depths_mm - plan.depths_mm[0]
+    aff = plan.affine
+    ps_row = float(np.linalg.norm(aff[:3, 1]))
+    ps_col = float(np.linalg.norm(aff[:3, 2]))
+    col = aff[:3, 1] / ps_row
+    row = aff[:3, 2] / ps_col
+    out = np.full((K, J, I), AIR_HU, dtype=np.float32)
+    first = frames[plan.groups[0][0]].position
+    origin = aff[:3, 3]
+    cache: dict[int, np.ndarray] = {}
+
+    def plane(s: int) -> np.ndarray:
+        if s not in cache:
+            p = frames[plan.groups[s][0]].position
+            off = origin - p  # output pixel (0,0) relative to source slice origin
+            oj = float(off @ col / ps_row)
+            oi = float(off @ row / ps_col)
+            if abs(oj - round(oj)) < 1e-6 and abs(oi - round(oi)) < 1e-6:
+                oj, oi = round(oj), round(oi)
+            cache[s] = affine_transform(slices[s], np.eye(2), offset=(oj, oi), output_shape=(J, I), order=1,
+                                        mode="constant", cval=AIR_HU, prefilter=False).astype(np.float32)
+        return cache[s]
+
+    del first
+    for k in range(K):
+        z = k * plan.step_mm
+        s = int(np.searchsorted(d, z + 1e-6, side="right") - 1)
+        s = min(max(s, 0), len(d) - 1)
+        if s == len(d) - 1 or abs(z - d[s]) <= 1e-6:
+            out[k] = plane(s)
+            continue
+        w = (z - d[s]) / (d[s + 1] - d[s])
+        out[k] = (1.0 - w) * plane(s) + w * plane(s + 1)
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+def read_dicom(path: str | os.PathLike, series_uid: str | None = None, allow_gaps: bool = False,
+               resample_uniform: bool = False, workers: int | None = None,
+               display_root: str | os.PathLike | None = None) -> Volume:
+    """Read a CT volume from a DICOM folder (recursive) or a single (multi-frame) file.
+
+    Parameters
+    ----------
+    path : folder or file
+    series_uid : SeriesInstanceUID to read; default: the largest axial CT series (said in warnings)
+    allow_gaps : interpolate missing slices instead of refusing
+    resample_uniform : resample uneven slice spacing onto a uniform grid instead of refusing
+    workers : threads for parsing/decoding
+
+    Returns
+    -------
+    Volume
+        float32 HU array (k, j, i), affine (k, j, i) -> LPS mm, AcquisitionInfo, warnings.
+
+    Raises
+    ------
+    InputError and subclasses (DicomSeriesError, NotACTError, SeriesSelectionError, CorruptFileError)
+    """
+    result = scan(path, display_root=display_root, workers=workers)
+    series, why = choose_series(result, series_uid)
+    return read_series(result, series, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
+                       workers=workers, why=why)
+
+
+def describe(result: ScanResult) -> list[dict[str, Any]]:
+    """Plain-JSON description of every series found (geometry from headers, or the problem)."""
+    out = []
+    for idx, s in enumerate(result.series):
+        item: dict[str, Any] = {
+            "index": idx + 1,
+            "series_uid": s.uid,
+            "description": s.description,
+            "modality": s.modality,
+            "sop_class": CT_SOP_CLASSES.get(s.sop_class, s.sop_class),
+            "image_type": list(s.image_type),
+            "kernel": s.kernel,
+            "kvp": s.kvp,
+            "contrast": s.contrast,
+            "files": s.n_files,
+            "images": s.n_frames,
+            "orientation": s.orientation_label(),
+            "transfer_syntaxes": sorted(_ts_name(t) for t in s.transfer_syntaxes),
+            "plannable": s.rejection is None,
+            "rejection": s.rejection,
+        }
+        if s.frames:
+            item["pixel_spacing_mm"] = [float(v) for v in s.frames[0].pixel_spacing]
+            try:
+                plan = plan_geometry(s, allow_gaps=True, resample_uniform=True)
+                item["geometry"] = {
+                    "shape_kji": list(plan.shape),
+                    "slice_step_mm": round(plan.step_mm, 4),
+                    "spacing_kji_mm": [round(float(v), 4) for v in np.linalg.norm(plan.affine[:3, :3], axis=0)],
+                    "origin_lps_mm": [round(float(v), 3) for v in plan.affine[:3, 3]],
+                    "tilt_deg": round(plan.tilt_deg, 3),
+                }
+                strict_problem = None
+                try:
+                    plan_geometry(s)
+                except DicomSeriesError as exc:
+                    strict_problem = str(exc)
+                item["geometry_problem"] = strict_problem
+                item["geometry_notes"] = plan.warnings
+            except DicomSeriesError as exc:
+                item["geometry"] = None
+                item["geometry_problem"] = str(exc)
+        out.append(item)
+    return out
+
+
+def _ts_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    try:
+        return UID(uid).name
+    except Exception:
+        return uid
+
+
+def iter_series_files(result: ScanResult) -> Iterable[tuple[int, SeriesInfo, list[Path]]]:
+    """(series index, series, its files) for every series found."""
+    for idx, s in enumerate(result.series):
+        yield idx, s, [result.files[i] for i in s.file_indices]
