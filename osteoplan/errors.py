@@ -71,6 +71,18 @@ class DependencyError(OsteoplanError):
     """An optional component (e.g. TotalSegmentator weights, Chromium) is not installed."""
 
 
+class ConflictError(OsteoplanError):
+    """A record was changed by someone else since it was opened (optimistic locking); reload and redo."""
+
+
+class NotFoundError(InputError):
+    """A requested record does not exist (or was soft-deleted)."""
+
+
+class PermissionDeniedError(OsteoplanError):
+    """The user's role does not allow this action."""
+
+
 def safe_path(path: object) -> str:
     """Return a display form of *path* that does not leak patient-derived file names.
 

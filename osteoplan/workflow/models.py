@@ -1,0 +1,373 @@
+"""The care-pathway registry: SQLAlchemy 2 models (typed ``Mapped[...]``).
+
+One case = one :class:`Patient` (pseudonymous internal ``code``) with its lesions, tumour-board (RCP)
+decisions, consultations, procedures (with screws), follow-ups and adverse events.
+
+Conventions shared by every table except :class:`AuditLog`:
+
+- ``id`` integer primary key; ``created_at`` / ``updated_at`` (UTC);
+- ``version``: optimistic-locking counter (SQLAlchemy ``version_id_col``); an UPDATE whose version no longer
+  matches raises :class:`osteoplan.errors.ConflictError` through the service layer;
+- soft delete: ``deleted_at``, ``deleted_by``, ``deleted_reason``; rows are never removed (a database trigger
+  refuses DELETE on every table, see the migration ``0001``).
+
+:class:`AuditLog` is append-only: no ``version``, no soft delete, and database triggers refuse UPDATE and DELETE
+(SQLite and PostgreSQL).
+
+Identity fields of a patient (names, birth date, hospital identifier) are optional and encrypted at rest with
+Fernet (:mod:`osteoplan.workflow.crypto`); they never appear in exports (FHIR, CSV, statistics) or in research
+views.
+
+Vocabularies (stored as plain strings, checked by :mod:`osteoplan.workflow.service`) are the module-level tuples
+below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
+
+from osteoplan.workflow.crypto import EncryptedText
+
+# ----------------------------------------------------------------------------------------------- vocabularies
+ROLES: tuple[str, ...] = ("radiologist", "tumour_board", "coordinator", "admin", "research")
+#: Roles whose members may validate a tumour-board decision as "the named physician".
+PHYSICIAN_ROLES: tuple[str, ...] = ("radiologist", "tumour_board")
+SEXES: tuple[str, ...] = ("female", "male", "other", "unknown")
+SITE_KINDS: tuple[str, ...] = ("vertebra", "bone")
+VERTEBRAL_LEVELS: tuple[str, ...] = (
+    tuple(f"C{i}" for i in range(1, 8)) + tuple(f"T{i}" for i in range(1, 13))
+    + tuple(f"L{i}" for i in range(1, 6)) + tuple(f"S{i}" for i in range(1, 6)) + ("coccyx",)
+)
+LESION_TYPES: tuple[str, ...] = ("lytic", "mixed", "blastic")
+SCORE_SYSTEMS: tuple[str, ...] = ("SINS", "Mirels")
+DECISION_TYPES: tuple[str, ...] = (
+    "screw_cement", "screw_alone", "cement_alone", "radiotherapy", "surgery", "watchful_waiting", "other",
+)
+#: Decisions that lead to a percutaneous consolidation procedure in interventional radiology.
+CONSOLIDATION_DECISIONS: tuple[str, ...] = ("screw_cement", "screw_alone", "cement_alone")
+DECISION_LABELS: dict[str, str] = {
+    "screw_cement": "screw + cement", "screw_alone": "screw alone", "cement_alone": "cement alone",
+    "radiotherapy": "radiotherapy", "surgery": "surgery", "watchful_waiting": "watchful waiting",
+    "other": "other",
+}
+ANAESTHESIA: tuple[str, ...] = ("general", "sedation", "local")
+GUIDANCE: tuple[str, ...] = ("CT", "fluoroscopy", "CT+fluoroscopy")
+PROCEDURE_STATUSES: tuple[str, ...] = ("scheduled", "done", "cancelled")
+TIMEPOINTS: tuple[str, ...] = ("baseline", "day1", "1m", "3m", "6m", "12m")
+#: Nominal delay of each timepoint after the procedure, in days (baseline: before it).
+TIMEPOINT_DAYS: dict[str, int] = {"baseline": 0, "day1": 1, "1m": 30, "3m": 91, "6m": 182, "12m": 365}
+AE_CLASSIFICATIONS: dict[str, tuple[str, ...]] = {
+    # Filippiadis et al., CVIR 2017;40:1141 (grades 1-6).
+    "CIRSE 2017": ("1", "2", "3", "4", "5", "6"),
+    # The 2026 modification splits grades 1 and 3 (stored verbatim; sub-grades 1a/1b, 3a/3b).
+    "CIRSE 2026": ("1a", "1b", "2", "3a", "3b", "4", "5", "6"),
+    # Legacy Society of Interventional Radiology outcome classes A-F (Sacks et al., JVIR 2003).
+    "SIR": ("A", "B", "C", "D", "E", "F"),
+}
+
+
+def utcnow() -> dt.datetime:
+    """Current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the registry."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class RecordMixin:
+    """id, timestamps, optimistic-locking version and soft delete, shared by every clinical table."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by: Mapped[str | None] = mapped_column(String(64))
+    deleted_reason: Mapped[str | None] = mapped_column(Text)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        return {"version_id_col": cls.__table__.c.version}
+
+    @property
+    def is_deleted(self) -> bool:
+        """Whether the record was soft-deleted."""
+        return self.deleted_at is not None
+
+
+class User(RecordMixin, Base):
+    """A person using the application; ``password_hash`` is a bcrypt hash (never the password)."""
+
+    __tablename__ = "users"
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[str] = mapped_column(String(20), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    def __repr__(self) -> str:
+        return f"User({self.username!r}, role={self.role!r})"
+
+
+class Patient(RecordMixin, Base):
+    """A case: pseudonymous ``code``; identity fields optional and encrypted at rest."""
+
+    __tablename__ = "patients"
+    code: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    # --- identity (encrypted, optional, never exported)
+    family_name: Mapped[str | None] = mapped_column(EncryptedText)
+    given_name: Mapped[str | None] = mapped_column(EncryptedText)
+    birth_date: Mapped[str | None] = mapped_column(EncryptedText)  # ISO date, encrypted as text
+    hospital_id: Mapped[str | None] = mapped_column(EncryptedText)
+    # --- pseudonymous clinical fields
+    sex: Mapped[str] = mapped_column(String(10), nullable=False, default="unknown")
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    primary_cancer: Mapped[str] = mapped_column(String(120), nullable=False)
+    ecog: Mapped[int | None] = mapped_column(Integer)
+    karnofsky: Mapped[int | None] = mapped_column(Integer)
+    date_of_death: Mapped[dt.date | None] = mapped_column(Date)
+
+    lesions: Mapped[list[Lesion]] = relationship(back_populates="patient", order_by="Lesion.id")
+    decisions: Mapped[list[TumourBoardDecision]] = relationship(
+        back_populates="patient", order_by="TumourBoardDecision.id")
+    consultations: Mapped[list[Consultation]] = relationship(
+        back_populates="patient", order_by="Consultation.id")
+    procedures: Mapped[list[Procedure]] = relationship(back_populates="patient", order_by="Procedure.id")
+    follow_ups: Mapped[list[FollowUp]] = relationship(back_populates="patient", order_by="FollowUp.id")
+    adverse_events: Mapped[list[AdverseEvent]] = relationship(
+        back_populates="patient", order_by="AdverseEvent.id")
+
+    def __repr__(self) -> str:  # never the identity
+        return f"Patient({self.code!r})"
+
+
+class Lesion(RecordMixin, Base):
+    """A bone lesion: site, type, fracture-risk score (SINS for the spine, Mirels for long bones)."""
+
+    __tablename__ = "lesions"
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    site_kind: Mapped[str] = mapped_column(String(10), nullable=False)  # vertebra | bone
+    site: Mapped[str] = mapped_column(String(40), nullable=False)  # "C2" or "femur", "humerus", ...
+    side: Mapped[str | None] = mapped_column(String(10))  # left | right | midline
+    lesion_type: Mapped[str] = mapped_column(String(10), nullable=False)
+    score_system: Mapped[str | None] = mapped_column(String(10))  # SINS | Mirels
+    score_total: Mapped[int | None] = mapped_column(Integer)
+    score_category: Mapped[str | None] = mapped_column(String(60))
+    score_components: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ct_series_uids: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+
+    patient: Mapped[Patient] = relationship(back_populates="lesions")
+    plans: Mapped[list[SavedPlan]] = relationship(back_populates="lesion", order_by="SavedPlan.id")
+
+
+class SavedPlan(RecordMixin, Base):
+    """A planner output (``plan.json`` content) attached to a lesion."""
+
+    __tablename__ = "saved_plans"
+    lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id"), nullable=False, index=True)
+    label: Mapped[str] = mapped_column(String(120), nullable=False, default="plan")
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+    lesion: Mapped[Lesion] = relationship(back_populates="plans")
+
+
+class TumourBoardMeeting(RecordMixin, Base):
+    """A multidisciplinary tumour-board meeting (RCP): date and specialties present."""
+
+    __tablename__ = "tumour_board_meetings"
+    meeting_date: Mapped[dt.date] = mapped_column(Date, nullable=False, index=True)
+    specialties_present: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    decisions: Mapped[list[TumourBoardDecision]] = relationship(back_populates="meeting")
+
+
+class TumourBoardDecision(RecordMixin, Base):
+    """The board's decision for one patient (and usually one lesion), validated by a named physician."""
+
+    __tablename__ = "tumour_board_decisions"
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_meetings.id"), nullable=False, index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    lesion_id: Mapped[int | None] = mapped_column(ForeignKey("lesions.id"))
+    question: Mapped[str] = mapped_column(Text, nullable=False)
+    decision_type: Mapped[str] = mapped_column(String(20), nullable=False)
+    justification: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    validated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    validated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    meeting: Mapped[TumourBoardMeeting] = relationship(back_populates="decisions")
+    patient: Mapped[Patient] = relationship(back_populates="decisions")
+    lesion: Mapped[Lesion | None] = relationship()
+    validated_by: Mapped[User | None] = relationship()
+
+    @property
+    def is_validated(self) -> bool:
+        """Whether a physician validated the decision."""
+        return self.validated_by_id is not None and self.validated_at is not None
+
+
+class Consultation(RecordMixin, Base):
+    """Pre-operative consultation: information given, consent, anaesthesia."""
+
+    __tablename__ = "consultations"
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("tumour_board_decisions.id"))
+    lesion_id: Mapped[int | None] = mapped_column(ForeignKey("lesions.id"))
+    consultation_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    physician: Mapped[str | None] = mapped_column(String(120))
+    benefits_explained: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    risks_explained: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    consent_obtained: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    consent_date: Mapped[dt.date | None] = mapped_column(Date)
+    anaesthesia: Mapped[str | None] = mapped_column(String(10))
+    info_sheet_language: Mapped[str | None] = mapped_column(String(2))  # fr | en, when one was handed over
+
+    patient: Mapped[Patient] = relationship(back_populates="consultations")
+    decision: Mapped[TumourBoardDecision | None] = relationship()
+    lesion: Mapped[Lesion | None] = relationship()
+
+
+class Procedure(RecordMixin, Base):
+    """A consolidation procedure: scheduled, then logged when done; post-operative course."""
+
+    __tablename__ = "procedures"
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id"), nullable=False, index=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_decisions.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default="scheduled")
+    scheduled_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    procedure_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    operators: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    anaesthesia: Mapped[str | None] = mapped_column(String(10))
+    guidance: Mapped[str | None] = mapped_column(String(20))
+    levels_treated: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    hydrodissection_volume_ml: Mapped[float | None] = mapped_column(Float)
+    trocar: Mapped[str | None] = mapped_column(String(80))  # e.g. "11G bone trocar"
+    guide_pin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    cement_volume_ml: Mapped[float | None] = mapped_column(Float)
+    cement_leak: Mapped[bool | None] = mapped_column(Boolean)
+    leak_sites: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    duration_min: Mapped[int | None] = mapped_column(Integer)
+    dlp_mgy_cm: Mapped[float | None] = mapped_column(Float)
+    fluoroscopy_time_s: Mapped[float | None] = mapped_column(Float)
+    technical_success: Mapped[bool | None] = mapped_column(Boolean)
+    notes: Mapped[str | None] = mapped_column(Text)
+    # --- post-operative course
+    collar_removed_date: Mapped[dt.date | None] = mapped_column(Date)
+    discharge_date: Mapped[dt.date | None] = mapped_column(Date)
+
+    patient: Mapped[Patient] = relationship(back_populates="procedures")
+    lesion: Mapped[Lesion] = relationship()
+    decision: Mapped[TumourBoardDecision] = relationship()
+    screws: Mapped[list[ProcedureScrew]] = relationship(
+        back_populates="procedure", order_by="ProcedureScrew.position")
+
+    @property
+    def live_screws(self) -> list[ProcedureScrew]:
+        """Screws not soft-deleted."""
+        return [s for s in self.screws if s.deleted_at is None]
+
+
+class ProcedureScrew(RecordMixin, Base):
+    """One screw placed during a procedure (diameter x length, mm)."""
+
+    __tablename__ = "procedure_screws"
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedures.id"), nullable=False, index=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    diameter_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    length_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    cannulated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    procedure: Mapped[Procedure] = relationship(back_populates="screws")
+
+
+class FollowUp(RecordMixin, Base):
+    """A follow-up visit at a nominal timepoint (baseline, day 1, 1/3/6/12 months)."""
+
+    __tablename__ = "follow_ups"
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedures.id"), nullable=False, index=True)
+    timepoint: Mapped[str] = mapped_column(String(10), nullable=False)
+    visit_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    pain_nrs: Mapped[int | None] = mapped_column(Integer)
+    analgesics: Mapped[str | None] = mapped_column(Text)
+    opioid_mme_mg_day: Mapped[float | None] = mapped_column(Float)  # oral morphine equivalent, mg/day
+    imaging: Mapped[str | None] = mapped_column(String(40))  # e.g. "CT", "MRI", "radiograph"
+    imaging_findings: Mapped[str | None] = mapped_column(Text)
+    adjuvant_radiotherapy: Mapped[bool | None] = mapped_column(Boolean)
+    adjuvant_chemotherapy: Mapped[bool | None] = mapped_column(Boolean)
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    patient: Mapped[Patient] = relationship(back_populates="follow_ups")
+    procedure: Mapped[Procedure] = relationship()
+
+
+class AdverseEvent(RecordMixin, Base):
+    """An adverse event graded with a named classification and version (e.g. "CIRSE 2017" grade "2")."""
+
+    __tablename__ = "adverse_events"
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedures.id"), nullable=False, index=True)
+    event_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    classification: Mapped[str] = mapped_column(String(20), nullable=False)  # "CIRSE 2017", "SIR", ...
+    grade: Mapped[str] = mapped_column(String(4), nullable=False)
+    cement_leak_related: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    patient: Mapped[Patient] = relationship(back_populates="adverse_events")
+    procedure: Mapped[Procedure] = relationship()
+
+
+class AuditLog(Base):
+    """Append-only audit trail of every read and write of patient data (who, when, what, why).
+
+    UPDATE and DELETE are refused by database triggers (SQLite and PostgreSQL). ``username`` and ``role`` are
+    copied so the record stays meaningful even if the account changes.
+    """
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)  # no FK: the log outlives anything
+    username: Mapped[str] = mapped_column(String(64), nullable=False)
+    role: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(10), nullable=False)  # read | create | update | delete | login
+    entity: Mapped[str] = mapped_column(String(40), nullable=False)
+    entity_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    patient_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+#: Entity name (as used in the service and the audit log) -> model class.
+ENTITIES: dict[str, type[RecordMixin]] = {
+    "user": User,
+    "patient": Patient,
+    "lesion": Lesion,
+    "plan": SavedPlan,
+    "meeting": TumourBoardMeeting,
+    "decision": TumourBoardDecision,
+    "consultation": Consultation,
+    "procedure": Procedure,
+    "screw": ProcedureScrew,
+    "follow_up": FollowUp,
+    "adverse_event": AdverseEvent,
+}
