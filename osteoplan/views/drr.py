@@ -1,0 +1,410 @@
+"""Simulated fluoroscopy: digitally reconstructed radiographs (DRR) ray-cast through the CT.
+
+Model
+-----
+A point source and a flat detector (C-arm): the central ray goes from the source through the
+isocentre (usually the target) to the detector centre. For every detector pixel the line integral
+of the linear attenuation coefficient mu along the source -> pixel ray is computed by marching with
+a fixed step and trilinear interpolation (Beer-Lambert: I = I0 exp(-integral mu dl)).
+
+HU -> mu: ``mu = mu_water (1 + HU / 1000)``, clipped at 0 (definition of the Hounsfield unit;
+Hounsfield, Br J Radiol 1973). ``mu_water = 0.0195 /mm`` is water at about 70 keV effective energy
+(NIST XCOM: 0.194 cm^2/g at 70 keV) -- a configurable default, not a scanner measurement.
+
+Default geometry (configurable defaults typical of mobile C-arms, no single published source):
+source-detector distance 1100 mm, source-isocentre distance 750 mm, 300 x 300 mm flat detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from osteoplan.errors import InputError
+from osteoplan.imaging.volume import Volume
+
+#: Linear attenuation of water (1/mm) at ~70 keV (NIST XCOM mass attenuation 0.194 cm^2/g). Configurable.
+MU_WATER_PER_MM = 0.0195
+
+
+def hu_to_mu(hu: np.ndarray, mu_water: float = MU_WATER_PER_MM) -> np.ndarray:
+    """Linear attenuation (1/mm) from HU: ``mu_water * (1 + HU/1000)``, clipped at 0; float32."""
+    return np.maximum(mu_water * (1.0 + np.asarray(hu, np.float32) / 1000.0), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CArmGeometry:
+    """Point-source / flat-detector projection geometry (LPS mm).
+
+    Attributes
+    ----------
+    isocentre_lps_mm : (3,) array
+        Point on the central ray at ``source_isocentre_mm`` from the source.
+    direction : (3,) unit array
+        Central ray direction, source -> detector.
+    detector_u : (3,) unit array
+        LPS direction of increasing detector column (image right); orthogonal to ``direction``.
+    source_detector_mm : float
+        Source-to-image distance (SID), mm.
+    source_isocentre_mm : float
+        Source-to-isocentre distance, mm (magnification at the isocentre = SDD / SOD).
+    detector_size_mm : (float, float)
+        Detector width, height in mm.
+    n_pixels : (int, int)
+        Detector columns, rows.
+    """
+
+    isocentre_lps_mm: np.ndarray
+    direction: np.ndarray
+    detector_u: np.ndarray
+    source_detector_mm: float = 1100.0
+    source_isocentre_mm: float = 750.0
+    detector_size_mm: tuple[float, float] = (300.0, 300.0)
+    n_pixels: tuple[int, int] = (512, 512)
+
+    def __post_init__(self) -> None:
+        d = np.asarray(self.direction, float)
+        d = d / np.linalg.norm(d)
+        u = np.asarray(self.detector_u, float)
+        u = u - (u @ d) * d
+        if np.linalg.norm(u) < 1e-9:
+            raise InputError("The detector row direction is parallel to the central ray; choose another.")
+        u = u / np.linalg.norm(u)
+        object.__setattr__(self, "direction", d)
+        object.__setattr__(self, "detector_u", u)
+        object.__setattr__(self, "isocentre_lps_mm", np.asarray(self.isocentre_lps_mm, float).reshape(3))
+        if not (0 < self.source_isocentre_mm < self.source_detector_mm):
+            raise InputError("The isocentre must lie between the source and the detector (0 < SOD < SDD).")
+
+    @property
+    def detector_v(self) -> np.ndarray:
+        """LPS direction of increasing detector row (image down): ``direction x u``."""
+        return np.cross(self.direction, self.detector_u)
+
+    @property
+    def source_lps_mm(self) -> np.ndarray:
+        """Source position (3,)."""
+        return self.isocentre_lps_mm - self.direction * self.source_isocentre_mm
+
+    @property
+    def detector_centre_lps_mm(self) -> np.ndarray:
+        """Detector centre (3,)."""
+        return self.source_lps_mm + self.direction * self.source_detector_mm
+
+    @property
+    def pixel_mm(self) -> tuple[float, float]:
+        """Detector pixel size (column, row) in mm."""
+        return (self.detector_size_mm[0] / self.n_pixels[0], self.detector_size_mm[1] / self.n_pixels[1])
+
+    @property
+    def magnification(self) -> float:
+        """Magnification at the isocentre (SDD / SOD)."""
+        return self.source_detector_mm / self.source_isocentre_mm
+
+    def pixel_centres(self) -> np.ndarray:
+        """LPS positions of the detector pixel centres, shape (rows, cols, 3)."""
+        nc, nr = self.n_pixels
+        pc, pr = self.pixel_mm
+        c = (np.arange(nc) - (nc - 1) / 2.0) * pc
+        r = (np.arange(nr) - (nr - 1) / 2.0) * pr
+        return (self.detector_centre_lps_mm + r[:, None, None] * self.detector_v
+                + c[None, :, None] * self.detector_u)
+
+    def project(self, points_lps: np.ndarray) -> np.ndarray:
+        """Project LPS points (..., 3) onto the detector: fractional (row, col) pixel indices (..., 2).
+
+        Raises
+        ------
+        InputError
+            If a point lies behind the source.
+        """
+        p = np.asarray(points_lps, float)
+        rel = p - self.source_lps_mm
+        depth = rel @ self.direction
+        if np.any(depth <= 0):
+            raise InputError("A point to project lies behind the X-ray source.")
+        hit = self.source_lps_mm + rel * (self.source_detector_mm / depth)[..., None]
+        off = hit - self.detector_centre_lps_mm
+        nc, nr = self.n_pixels
+        pc, pr = self.pixel_mm
+        return np.stack([off @ self.detector_v / pr + (nr - 1) / 2.0, off @ self.detector_u / pc + (nc - 1) / 2.0],
+                        axis=-1)
+
+    def magnification_at(self, points_lps: np.ndarray) -> np.ndarray:
+        """Magnification SDD / (distance from source along the central ray) at points (..., 3)."""
+        depth = (np.asarray(points_lps, float) - self.source_lps_mm) @ self.direction
+        return self.source_detector_mm / depth
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _raycast(mu, src_idx, pix_idx, step_idx_per_mm, step_mm):  # pragma: no cover - compiled
+    K, J, I = mu.shape
+    nr, nc = pix_idx.shape[0], pix_idx.shape[1]
+    out = np.zeros((nr, nc), dtype=np.float32)
+    for r in numba.prange(nr):
+        for c in range(nc):
+            # ray from source to pixel in index space: p(t) = s + t (q - s), t in [0, 1]
+            d0 = pix_idx[r, c, 0] - src_idx[0]
+            d1 = pix_idx[r, c, 1] - src_idx[1]
+            d2 = pix_idx[r, c, 2] - src_idx[2]
+            # clip t to the volume box [-0.5, n - 0.5] (slab method)
+            t0 = 0.0
+            t1 = 1.0
+            for a in range(3):
+                da = d0 if a == 0 else (d1 if a == 1 else d2)
+                sa = src_idx[a]
+                n = K if a == 0 else (J if a == 1 else I)
+                lo = -0.5
+                hi = n - 0.5
+                if abs(da) < 1e-12:
+                    if sa < lo or sa > hi:
+                        t0 = 2.0
+                else:
+                    ta = (lo - sa) / da
+                    tb = (hi - sa) / da
+                    if ta > tb:
+                        ta, tb = tb, ta
+                    if ta > t0:
+                        t0 = ta
+                    if tb < t1:
+                        t1 = tb
+            if t1 <= t0:
+                continue
+            # length of the whole ray in mm, from the index-space direction and per-axis spacing
+            ln = np.sqrt((d0 * step_idx_per_mm[0]) ** 2 + (d1 * step_idx_per_mm[1]) ** 2
+                         + (d2 * step_idx_per_mm[2]) ** 2)
+            n_steps = int((t1 - t0) * ln / step_mm) + 1
+            dt = (t1 - t0) / n_steps
+            acc = 0.0
+            for s in range(n_steps):
+                t = t0 + (s + 0.5) * dt
+                x0 = src_idx[0] + t * d0
+                x1 = src_idx[1] + t * d1
+                x2 = src_idx[2] + t * d2
+                f0 = np.floor(x0)
+                f1 = np.floor(x1)
+                f2 = np.floor(x2)
+                i0 = int(f0)
+                i1 = int(f1)
+                i2 = int(f2)
+                w0 = x0 - f0
+                w1 = x1 - f1
+                w2 = x2 - f2
+                v = 0.0
+                for a0 in range(2):
+                    k = i0 + a0
+                    if k < 0 or k >= K:
+                        continue
+                    wa = w0 if a0 == 1 else 1.0 - w0
+                    for a1 in range(2):
+                        j = i1 + a1
+                        if j < 0 or j >= J:
+                            continue
+                        wb = w1 if a1 == 1 else 1.0 - w1
+                        for a2 in range(2):
+                            i = i2 + a2
+                            if i < 0 or i >= I:
+                                continue
+                            wc = w2 if a2 == 1 else 1.0 - w2
+                            v += wa * wb * wc * mu[k, j, i]
+                acc += v
+            out[r, c] = acc * dt * ln
+    return out
+
+
+def line_integrals(mu_volume: Volume, geometry: CArmGeometry, step_mm: float = 0.5) -> np.ndarray:
+    """Line integral of the volume's values along every source -> pixel ray.
+
+    Parameters
+    ----------
+    mu_volume : Volume
+        Values to integrate (e.g. linear attenuation in 1/mm from :func:`hu_to_mu`, or a 0/1 mask),
+        indexed (k, j, i); outside the array the value is 0.
+    geometry : CArmGeometry
+    step_mm : float
+        Sampling step along the ray (mm); trilinear interpolation between voxels.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (rows, cols)
+        Integral of value x length (for mu in 1/mm: dimensionless optical depth).
+    """
+    arr = np.ascontiguousarray(mu_volume.array, dtype=np.float32)
+    src = mu_volume.world_to_index(geometry.source_lps_mm)
+    pix = mu_volume.world_to_index(geometry.pixel_centres())
+    # mm per index unit along each array axis (the affine columns' norms): length of an index-space
+    # vector (d0, d1, d2) is |A[:3,:3] @ d|; for orthogonal axes this is sqrt(sum (d_a * s_a)^2).
+    A = mu_volume.affine[:3, :3]
+    if not np.allclose(A.T @ A, np.diag(np.diag(A.T @ A)), atol=1e-6):
+        raise InputError("The DRR renderer needs orthogonal volume axes; resample the CT first.")
+    sp = mu_volume.spacing_mm.astype(np.float64)
+    return _raycast(arr, src.astype(np.float64), np.ascontiguousarray(pix, dtype=np.float64), sp, float(step_mm))
+
+
+def render_drr(volume: Volume, geometry: CArmGeometry, step_mm: float = 0.5,
+               mu_water: float = MU_WATER_PER_MM) -> np.ndarray:
+    """Optical depth image (rows, cols) = integral of mu along each ray, from a CT in HU."""
+    mu = volume.with_array(hu_to_mu(volume.array, mu_water))
+    return line_integrals(mu, geometry, step_mm=step_mm)
+
+
+# ------------------------------------------------------------------------------- standard views
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v)
+
+
+def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: np.ndarray | None = None,
+                      **kwargs) -> CArmGeometry:
+    """C-arm geometry for a named view.
+
+    Views
+    -----
+    ``ap_open_mouth``
+        Beam anterior -> posterior (+P), centred on the isocentre (the dens); image right = patient
+        left, up = superior (as a radiograph is hung).
+    ``lateral``
+        Beam from the patient's right to left (+L); image right = posterior, up = superior.
+    ``bullseye``
+        Beam along the planned path (skin -> target): the path projects to a point.
+    ``progression``
+        Beam perpendicular to the path, closest to AP (+P): shows the instrument's depth.
+    """
+    iso = np.asarray(isocentre_lps_mm, float)
+    S = np.array([0.0, 0.0, 1.0])
+    if view == "ap_open_mouth":
+        d, u = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    elif view == "lateral":
+        d, u = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    elif view in ("bullseye", "progression"):
+        if path_direction is None:
+            raise InputError(f"The {view} view needs the path direction.")
+        p = _unit(path_direction)
+        if view == "bullseye":
+            d = p
+        else:
+            ap = np.array([0.0, 1.0, 0.0])
+            d = ap - (ap @ p) * p
+            if np.linalg.norm(d) < 1e-6:
+                d = np.array([1.0, 0.0, 0.0]) - p[0] * p
+            d = _unit(d)
+        # image down as close to inferior as possible: u = down x d ... choose u so that v ~ -S
+        down = -S - ((-S) @ d) * d
+        if np.linalg.norm(down) < 1e-6:
+            down = np.array([0.0, 1.0, 0.0]) - d[1] * d
+        down = _unit(down)
+        u = np.cross(down, d)  # then v = d x u = down
+    else:
+        raise InputError(f"Unknown fluoroscopy view '{view}'; use ap_open_mouth, lateral, bullseye or progression.")
+    if view in ("ap_open_mouth", "lateral"):
+        # v = d x u must point inferior; for AP: +P x +L = -S (inferior) ok; lateral: +L x +P = +S -> flip u
+        if np.cross(d, u)[2] > 0:
+            u = -u
+    return CArmGeometry(iso, d, u, **kwargs)
+
+
+DRR_VIEWS = ("ap_open_mouth", "lateral", "bullseye", "progression")
+
+
+def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int = 512,
+                    structures: tuple[str, ...] = ("spinal_canal", "vertebral_artery_left", "vertebral_artery_right",
+                                                   "common_carotid_artery_left", "common_carotid_artery_right",
+                                                   "internal_jugular_vein_left", "internal_jugular_vein_right",
+                                                   "airway", "lesion"),
+                    lang: str = "en", step_mm: float = 0.75, geometry_kwargs: dict | None = None) -> bytes:
+    """PNG of a simulated fluoroscopy view with the planned path projected on it.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU.
+    path : PathSpec
+        Skin entry, bone entry, target, instrument diameter.
+    view : one of :data:`DRR_VIEWS`
+    labelmap : LabelMap, optional
+        Silhouettes of the listed ``structures`` (those segmented) are outlined in the project colours.
+    n_pixels : int
+        Detector pixels per side.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle, Polygon
+
+    from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, TARGET_COLOR, hex_color, structure_color
+    from osteoplan.views.i18n import t
+    from osteoplan.views.reformat import _Crop
+    from osteoplan.views.render import draw_orientation, figure_png, new_figure
+
+    geo = standard_geometry(view, path.target_lps_mm, path.direction, n_pixels=(n_pixels, n_pixels),
+                            **(geometry_kwargs or {}))
+    od = render_drr(volume, geo, step_mm=step_mm)
+    # contrast from a window around the target (the cervical spine, not the skull vault)
+    tr, tc = geo.project(path.target_lps_mm)
+    half = int(45.0 * geo.magnification / geo.pixel_mm[0])
+    roi = od[max(int(tr) - half, 0):int(tr) + half, max(int(tc) - half, 0):int(tc) + half]
+    roi = roi[roi > 0] if np.any(roi > 0) else od.ravel()
+    lo, hi = np.percentile(roi, [2, 99.5]) if roi.size else (0.0, 1.0)
+    img = np.clip((od - lo) / max(hi - lo, 1e-6), 0, 1)
+    fig = new_figure(5.4, 5.8)
+    fig.patch.set_facecolor("black")
+    ax = fig.add_axes((0.02, 0.12, 0.96, 0.82))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    handles = []
+    if labelmap is not None:
+        crop = _Crop(volume, path.target_lps_mm, 70.0)
+        small = (n_pixels // 2, n_pixels // 2)
+        geo_s = CArmGeometry(geo.isocentre_lps_mm, geo.direction, geo.detector_u, geo.source_detector_mm,
+                             geo.source_isocentre_mm, geo.detector_size_mm, small)
+        for name in structures:
+            if not labelmap.has(name):
+                continue
+            m = crop.mask(labelmap.get(name))
+            if not m.any():
+                continue
+            sil = line_integrals(crop.volume.with_array(m.astype(np.float32)), geo_s, step_mm=1.0)
+            if sil.max() <= 0.5:
+                continue
+            col = hex_color(structure_color(name))
+            xs = (np.arange(small[0]) + 0.5) * (n_pixels / small[0]) - 0.5
+            ax.contour(xs, xs, sil, levels=[0.5], colors=[col], linewidths=1.1)
+            handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
+    pts = geo.project(np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, path.target_lps_mm]))
+    rc = pts[:, ::-1]  # (x=col, y=row)
+    icol = hex_color(INSTRUMENT_COLOR)
+    mag = geo.magnification_at(path.target_lps_mm)
+    r_px = path.instrument_diameter_mm / 2.0 * mag / geo.pixel_mm[0]
+    if view == "bullseye":
+        ax.add_patch(Circle(tuple(rc[2]), max(r_px, 1.5), fill=False, ec=icol, lw=2))
+        ax.plot(*rc[0], "o", mfc="none", mec=hex_color(ENTRY_COLOR), ms=10, mew=1.5)
+    else:
+        dvec = rc[2] - rc[0]
+        n = np.linalg.norm(dvec)
+        if n > 1e-6:
+            nrm = np.array([-dvec[1], dvec[0]]) / n * max(r_px, 1.0)
+            ax.add_patch(Polygon([rc[0] + nrm, rc[2] + nrm, rc[2] - nrm, rc[0] - nrm], closed=True, fc=icol,
+                                 alpha=0.35, ec=icol, lw=1.0))
+        ax.plot(*rc[0], "o", color=hex_color(ENTRY_COLOR), ms=5)
+        ax.plot(*rc[1], "s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5)
+    ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=12, mew=2)
+    ax.set_xlim(-0.5, n_pixels - 0.5)
+    ax.set_ylim(n_pixels - 0.5, -0.5)
+    draw_orientation(ax, geo.detector_u, geo.detector_v)
+    # scale bar at the isocentre plane
+    from osteoplan.views.render import draw_scale_bar, nice_length
+
+    px_iso = geo.pixel_mm[0] / geo.magnification
+    span = n_pixels * px_iso
+    bar = nice_length(span)
+    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
+    handles.append(Line2D([], [], color=icol, lw=4, alpha=0.6,
+                          label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm"))
+    ax.set_title(t(f"drr_{view}", lang), color="white", fontsize=10.5, pad=4)
+    fig.text(0.5, 0.095, f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
+             f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
+             color="#bbbbbb", ha="center", fontsize=7.5)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, labelcolor="white",
+               bbox_to_anchor=(0.5, 0.0))
+    return figure_png(fig)

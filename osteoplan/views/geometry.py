@@ -1,0 +1,142 @@
+"""What a picture needs to know about a plan: the path, the instrument and the margins (LPS mm).
+
+The views take a :class:`PathSpec` rather than the planner's model so that they can be drawn for any
+hand-placed path too; :func:`pathspec_from_plan` adapts a planning result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from osteoplan.errors import InputError
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A straight percutaneous path and the instrument that follows it.
+
+    Attributes
+    ----------
+    skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm : (3,) arrays
+        LPS millimetres. ``bone_entry`` may equal ``skin_entry`` when unknown.
+    instrument_diameter_mm : float
+        Outer diameter of the largest instrument along the whole path (trocar), drawn at real size.
+    screw_diameter_mm : float | None
+        Screw outer diameter (drawn from bone entry to target).
+    screw_length_mm : float | None
+        Screw length; when given the screw is drawn from the target back over this length.
+    margins_mm : dict[str, float]
+        Required clearance margin per structure (drawn as a dashed outline at that distance).
+    status : dict[str, str]
+        Clearance status per structure (``pass``, ``hydrodissection``, ``fail``, ``not_assessed``).
+    name : str
+        Short label (e.g. ``"plan 1"``).
+    """
+
+    skin_entry_lps_mm: np.ndarray
+    bone_entry_lps_mm: np.ndarray
+    target_lps_mm: np.ndarray
+    instrument_diameter_mm: float = 2.0
+    screw_diameter_mm: float | None = None
+    screw_length_mm: float | None = None
+    margins_mm: dict[str, float] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    name: str = "plan"
+
+    def __post_init__(self) -> None:
+        for n in ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm"):
+            v = np.asarray(getattr(self, n), dtype=float).reshape(-1)
+            if v.shape != (3,) or not np.all(np.isfinite(v)):
+                raise InputError(f"Path point '{n}' must be three finite LPS millimetre values.")
+            object.__setattr__(self, n, v)
+        if np.linalg.norm(self.target_lps_mm - self.skin_entry_lps_mm) < 1e-6:
+            raise InputError("Skin entry and target coincide; a path needs two distinct points.")
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit vector (3,) from skin entry to target."""
+        d = self.target_lps_mm - self.skin_entry_lps_mm
+        return d / np.linalg.norm(d)
+
+    @property
+    def length_mm(self) -> float:
+        """Skin entry to target distance (mm)."""
+        return float(np.linalg.norm(self.target_lps_mm - self.skin_entry_lps_mm))
+
+    @property
+    def screw_start_lps_mm(self) -> np.ndarray:
+        """Where the screw's head sits: target minus screw length along the path (or bone entry)."""
+        if self.screw_length_mm:
+            return self.target_lps_mm - self.direction * float(self.screw_length_mm)
+        return self.bone_entry_lps_mm
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for n in names:
+        cur = obj
+        ok = True
+        for part in n.split("."):
+            if isinstance(cur, dict):
+                if part in cur:
+                    cur = cur[part]
+                else:
+                    ok = False
+                    break
+            elif hasattr(cur, part):
+                cur = getattr(cur, part)
+            else:
+                ok = False
+                break
+        if ok and cur is not None:
+            return cur
+    return default
+
+
+def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
+    """Build a :class:`PathSpec` from a planning result (object or its JSON dict).
+
+    Accepts the planner's model (``osteoplan.planning.model``) or the dict of ``plan.json``;
+    fields are looked up by name so that small schema changes do not break the pictures.
+
+    Raises
+    ------
+    InputError
+        When the plan has no trajectory.
+    """
+    trajs = _get(plan, "trajectories", "plans", default=None)
+    traj = plan
+    if trajs is not None:
+        trajs = list(trajs)
+        if not trajs:
+            raise InputError("The plan has no trajectory to draw (no feasible path); nothing to show.")
+        traj = trajs[min(index, len(trajs) - 1)]
+    skin = _get(traj, "skin_entry_lps_mm", "skin_entry")
+    bone = _get(traj, "bone_entry_lps_mm", "bone_entry", default=skin)
+    target = _get(traj, "target_lps_mm", "target")
+    if skin is None or target is None:
+        raise InputError("The plan's trajectory has no skin entry or target point; cannot draw it.")
+    instr = _get(traj, "instrument_diameter_mm", "instrument.diameter_mm", default=None)
+    if instr is None:
+        instr = _get(plan, "instrument_diameter_mm", "protocol.instrument_diameter_mm", default=2.0)
+    screw = _get(traj, "screw", default=None) or _get(plan, "screw", default=None)
+    sd = _get(screw, "diameter_mm", default=None) if screw is not None else None
+    sl = _get(screw, "length_mm", default=None) if screw is not None else None
+    margins: dict[str, float] = {}
+    status: dict[str, str] = {}
+    for c in _get(traj, "clearances", "checks", default=[]) or []:
+        s = _get(c, "structure", "name")
+        if s is None:
+            continue
+        m = _get(c, "margin_mm", default=None)
+        if m is not None:
+            margins[str(s)] = float(m)
+        st = _get(c, "status", default=None)
+        if st is not None:
+            status[str(s)] = str(getattr(st, "value", st))
+    return PathSpec(np.asarray(skin, float), np.asarray(bone, float), np.asarray(target, float),
+                    instrument_diameter_mm=float(instr), screw_diameter_mm=None if sd is None else float(sd),
+                    screw_length_mm=None if sl is None else float(sl), margins_mm=margins, status=status,
+                    name=str(_get(traj, "name", "id", default="plan")))

@@ -1,0 +1,317 @@
+"""Planar reformats of the CT through the target and along the trajectory, with overlays.
+
+Display conventions (radiological): axial and coronal images show the patient's left on the image
+right; axial images have anterior at the top; coronal and sagittal images have superior at the top;
+sagittal images have anterior on the left. Oblique planes are labelled with the LPS letters of
+each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can always orient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from osteoplan.errors import InputError
+from osteoplan.imaging.volume import AIR_HU, Volume
+from osteoplan.views.colors import INSTRUMENT_COLOR, TARGET_COLOR, ENTRY_COLOR, hex_color, structure_color
+from osteoplan.views.geometry import PathSpec
+from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png, new_figure,
+                                    nice_length, window)
+
+#: Standard views and the LPS directions of image right / image down.
+STANDARD_AXES = {
+    "axial": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),      # right = patient left, down = posterior
+    "coronal": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),   # right = patient left, down = inferior
+    "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),  # right = posterior, down = inferior
+}
+
+#: Every reformat view name, in report order.
+REFORMAT_VIEWS = ("axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal", "down_path")
+
+#: Structures not outlined (too large to be informative).
+NOT_OUTLINED = ("bone",)
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A sampled plane: pixel (r, c) is at ``centre + (c - (n_cols-1)/2) px u + (r - (n_rows-1)/2) px v``.
+
+    Attributes
+    ----------
+    centre_lps_mm : (3,) array
+    u : (3,) unit LPS vector of increasing column (image right)
+    v : (3,) unit LPS vector of increasing row (image down)
+    n_rows, n_cols : int
+    pixel_mm : float
+    """
+
+    centre_lps_mm: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    n_rows: int
+    n_cols: int
+    pixel_mm: float
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit normal u x v (3,)."""
+        return np.cross(self.u, self.v)
+
+    def points(self) -> np.ndarray:
+        """LPS coordinates of every pixel centre, shape (n_rows, n_cols, 3)."""
+        c = (np.arange(self.n_cols) - (self.n_cols - 1) / 2.0) * self.pixel_mm
+        r = (np.arange(self.n_rows) - (self.n_rows - 1) / 2.0) * self.pixel_mm
+        return self.centre_lps_mm + r[:, None, None] * self.v + c[None, :, None] * self.u
+
+    def to_2d(self, pts_lps: np.ndarray) -> np.ndarray:
+        """In-plane (x, y) mm of LPS points (..., 3): x along u (right), y along v (down), 0 at centre."""
+        d = np.asarray(pts_lps, float) - self.centre_lps_mm
+        return np.stack([d @ self.u, d @ self.v], axis=-1)
+
+    def to_pixel(self, pts_lps: np.ndarray) -> np.ndarray:
+        """(row, col) fractional pixel indices of LPS points (..., 3)."""
+        xy = self.to_2d(pts_lps)
+        return np.stack([xy[..., 1] / self.pixel_mm + (self.n_rows - 1) / 2.0,
+                         xy[..., 0] / self.pixel_mm + (self.n_cols - 1) / 2.0], axis=-1)
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """matplotlib imshow extent (left, right, bottom, top) in in-plane mm (y down)."""
+        hw = self.n_cols * self.pixel_mm / 2.0
+        hh = self.n_rows * self.pixel_mm / 2.0
+        return (-hw, hw, hh, -hh)
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, float)
+    n = np.linalg.norm(v)
+    if n < 1e-12:
+        raise InputError("Degenerate direction (zero vector) for a reformat plane.")
+    return v / n
+
+
+def path_plane_axes(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Axes of the planes along a path.
+
+    Returns
+    -------
+    (a, b, d) : three (3,) unit vectors
+        ``d`` the path direction; ``a`` the unit vector perpendicular to ``d`` closest to superior
+        (+S; or to anterior when the path is nearly cranio-caudal); ``b = d x a``.
+        The "path oblique" plane contains d and a; the orthogonal one contains d and b.
+    """
+    d = _unit(direction)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
+    a = _unit(ref - (ref @ d) * d)
+    b = _unit(np.cross(d, a))
+    return a, b, d
+
+
+def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm: float = 0.4) -> Plane:
+    """The sampling plane of a named view.
+
+    Parameters
+    ----------
+    view : one of :data:`REFORMAT_VIEWS`
+    path : PathSpec
+    fov_mm : float, optional
+        Square field of view (default: 110 mm, or the path length + 30 mm for path views).
+    pixel_mm : float
+        Pixel size (mm).
+    """
+    tgt = path.target_lps_mm
+    if view in STANDARD_AXES:
+        u, v = (np.asarray(x) for x in STANDARD_AXES[view])
+        centre = tgt
+        fov = fov_mm or 110.0
+    else:
+        a, b, d = path_plane_axes(path.direction)
+        # show the path left-to-right consistently: the image-right axis has a +L component when possible
+        centre = (path.skin_entry_lps_mm + tgt) / 2.0
+        fov = fov_mm or max(90.0, path.length_mm + 30.0)
+        if view == "path_oblique":
+            u, v = d, -a            # path along the image horizontal, superior-ish up
+        elif view == "path_oblique_orthogonal":
+            u, v = d, b
+            if v[2] > 0:            # keep superior-ish at the top when possible
+                v = -v
+        elif view == "down_path":
+            u, v = b, -a           # looking along d: right x down = d (we look from skin towards target)
+            centre = tgt
+            fov = fov_mm or 60.0
+        else:
+            raise InputError(f"Unknown view '{view}'; choose one of {', '.join(REFORMAT_VIEWS)}.")
+        if view != "down_path" and u[0] < -1e-6:
+            u = -u
+            if view == "path_oblique_orthogonal":
+                pass
+        # keep the frame right-handed for down_path only (normal = viewing direction)
+    n = int(round(fov / pixel_mm))
+    return Plane(np.asarray(centre, float), _unit(u), _unit(v), n, n, float(pixel_mm))
+
+
+def sample_plane(volume: Volume, plane: Plane, order: int = 1, fill_hu: float = AIR_HU) -> np.ndarray:
+    """HU image (n_rows, n_cols) of *volume* on *plane* (trilinear by default)."""
+    return volume.sample(plane.points(), order=order, fill_hu=fill_hu)
+
+
+def sample_mask(mask: np.ndarray, volume: Volume, plane: Plane) -> np.ndarray:
+    """Mask (K, J, I) sampled linearly on a plane, float image in [0, 1] (outline at 0.5)."""
+    from scipy.ndimage import map_coordinates
+
+    idx = volume.world_to_index(plane.points().reshape(-1, 3))
+    out = map_coordinates(np.asarray(mask, np.float32), idx.T, order=1, mode="constant", cval=0.0)
+    return out.reshape(plane.n_rows, plane.n_cols)
+
+
+class _Crop:
+    """A sub-volume around the region of interest, to keep masks and distance maps small."""
+
+    def __init__(self, volume: Volume, centre_lps: np.ndarray, half_mm: float):
+        idx_c = volume.world_to_index(centre_lps)
+        half = half_mm / volume.spacing_mm
+        lo = np.maximum(np.floor(idx_c - half).astype(int), 0)
+        hi = np.minimum(np.ceil(idx_c + half).astype(int) + 1, np.asarray(volume.shape))
+        if np.any(hi <= lo):
+            raise InputError("The path lies outside the CT; cannot draw views for it.")
+        self.sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        aff = volume.affine.copy()
+        aff[:3, 3] = volume.index_to_world(lo.astype(float))
+        self.volume = Volume(volume.array[self.sl], aff, volume.info)
+
+    def mask(self, m: np.ndarray) -> np.ndarray:
+        return np.asarray(m, bool)[self.sl]
+
+
+def _band(p0_2d, p1_2d, radius):
+    d = np.asarray(p1_2d) - np.asarray(p0_2d)
+    n = np.linalg.norm(d)
+    if n < 1e-9:
+        return None
+    nrm = np.array([-d[1], d[0]]) / n * radius
+    return np.array([p0_2d + nrm, p1_2d + nrm, p1_2d - nrm, p0_2d - nrm])
+
+
+def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
+                    fov_mm: float | None = None, pixel_mm: float = 0.4,
+                    window_hu: tuple[float, float] = DEFAULT_WINDOW_HU, title: str | None = None,
+                    lang: str = "en") -> bytes:
+    """Render one reformat with structure outlines, margins, the instrument and orientation labels.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT (HU).
+    path : PathSpec
+        Path, instrument and margins to draw.
+    view : str
+        One of :data:`REFORMAT_VIEWS`.
+    labelmap : osteoplan.anatomy.LabelMap, optional
+        Structures to outline (solid, in :mod:`osteoplan.views.colors`), with a dashed outline at each
+        structure's margin from ``path.margins_mm``.
+    fov_mm, pixel_mm : float
+        Field of view and pixel size.
+    window_hu : (level, width)
+        CT window.
+    title : str, optional
+        Title text (default: the view name).
+    lang : ``"en"`` or ``"fr"``
+        Language of the legend.
+
+    Returns
+    -------
+    bytes
+        PNG image.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle, Polygon
+
+    from osteoplan.views.i18n import t
+
+    plane = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm)
+    img = sample_plane(volume, plane)
+    fig = new_figure()
+    fig._osteoplan_dark = True
+    fig.patch.set_facecolor("black")
+    ax = fig.add_axes((0.02, 0.14, 0.96, 0.80))
+    ax.imshow(window(img, *window_hu), cmap="gray", vmin=0, vmax=1, extent=plane.extent, interpolation="bilinear")
+    ax.set_xlim(plane.extent[0], plane.extent[1])
+    ax.set_ylim(plane.extent[2], plane.extent[3])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ext = plane.extent
+    xs = np.linspace(ext[0], ext[1], plane.n_cols, endpoint=False) + plane.pixel_mm / 2
+    ys = np.linspace(ext[3], ext[2], plane.n_rows, endpoint=False) + plane.pixel_mm / 2
+    handles = []
+    if labelmap is not None:
+        fov_half = plane.n_cols * plane.pixel_mm * 0.75 + 25.0
+        crop = _Crop(volume, plane.centre_lps_mm, fov_half)
+        for name in labelmap.names():
+            if name in NOT_OUTLINED:
+                continue
+            m = crop.mask(labelmap.get(name))
+            if not m.any():
+                continue
+            col = hex_color(structure_color(name))
+            s = sample_mask(m, crop.volume, plane)
+            drawn = False
+            if s.max() > 0.5:
+                ax.contour(xs, ys, s, levels=[0.5], colors=[col], linewidths=1.3 if name != "body" else 0.8)
+                drawn = True
+            margin = path.margins_mm.get(name)
+            if margin and margin > 0:
+                from scipy.ndimage import distance_transform_edt
+
+                dist = distance_transform_edt(~m, sampling=crop.volume.spacing_mm).astype(np.float32)
+                ds = crop.volume.sample  # noqa: F841 (keep geometry helpers close)
+                from scipy.ndimage import map_coordinates
+
+                idx = crop.volume.world_to_index(plane.points().reshape(-1, 3))
+                dimg = map_coordinates(dist, idx.T, order=1, mode="nearest").reshape(plane.n_rows, plane.n_cols)
+                if dimg.min() < margin < dimg.max():
+                    ax.contour(xs, ys, dimg, levels=[margin], colors=[col], linewidths=1.0, linestyles="dashed")
+                    drawn = True
+            if drawn and name != "body":
+                handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
+    # instrument, screw, points
+    r_instr = path.instrument_diameter_mm / 2.0
+    skin2, bone2, tgt2 = (plane.to_2d(p) for p in (path.skin_entry_lps_mm, path.bone_entry_lps_mm,
+                                                    path.target_lps_mm))
+    in_plane = abs(path.direction @ plane.normal) < 1e-3 and abs((path.target_lps_mm - plane.centre_lps_mm)
+                                                                 @ plane.normal) < 1e-3
+    icol = hex_color(INSTRUMENT_COLOR)
+    if view == "down_path":
+        ax.add_patch(Circle((0, 0), r_instr, fill=False, ec=icol, lw=1.8, zorder=10))
+        if path.screw_diameter_mm:
+            ax.add_patch(Circle((0, 0), path.screw_diameter_mm / 2, fill=True, fc="white", alpha=0.5, ec="white",
+                                lw=1.0, zorder=11))
+        ax.plot([0], [0], "+", color=hex_color(TARGET_COLOR), ms=10, mew=1.5, zorder=12)
+    else:
+        band = _band(skin2, tgt2, r_instr)
+        if band is not None:
+            ax.add_patch(Polygon(band, closed=True, fill=in_plane, fc=icol, alpha=0.25 if in_plane else 0.9,
+                                 ec=icol, lw=1.2, ls="-" if in_plane else ":", zorder=10))
+            if not in_plane:
+                ax.add_patch(Polygon(band, closed=True, fill=True, fc=icol, alpha=0.12, ec="none", zorder=9))
+        if path.screw_diameter_mm:
+            sb = _band(plane.to_2d(path.screw_start_lps_mm), tgt2, path.screw_diameter_mm / 2)
+            if sb is not None:
+                ax.add_patch(Polygon(sb, closed=True, fc="white", alpha=0.55 if in_plane else 0.3, ec="white",
+                                     lw=1.0, zorder=11))
+        ax.plot(*skin2, "o", color=hex_color(ENTRY_COLOR), ms=5, zorder=12)
+        ax.plot(*bone2, "s", color=hex_color(ENTRY_COLOR), ms=4, mfc="none", zorder=12)
+        ax.plot(*tgt2, "+", color=hex_color(TARGET_COLOR), ms=12, mew=2, zorder=12)
+    handles.append(Line2D([], [], color=icol, lw=4, alpha=0.6,
+                          label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm"))
+    if path.margins_mm:
+        handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
+    labels = draw_orientation(ax, plane.u, plane.v)
+    span = plane.n_cols * plane.pixel_mm
+    bar = nice_length(span)
+    draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
+    ax.set_title(title or t(f"view_{view}", lang), color="white", fontsize=11, pad=4)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, labelcolor="white",
+               bbox_to_anchor=(0.5, 0.0))
+    fig._osteoplan_labels = labels
+    return figure_png(fig)

@@ -1,0 +1,100 @@
+"""Shared drawing helpers: figure to PNG, orientation letters, scale bar, CT window."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+#: CT display window (level, width) in HU for bone + soft tissue planning views. Configurable default.
+DEFAULT_WINDOW_HU = (300.0, 1600.0)
+
+
+def new_figure(width_in: float = 5.4, height_in: float = 5.8, dpi: int = 110):
+    """A matplotlib Figure on the Agg canvas (no pyplot state; safe in servers and threads)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """Render a Figure to PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="black" if _dark(fig) else "white")
+    return buf.getvalue()
+
+
+def _dark(fig) -> bool:
+    return getattr(fig, "_osteoplan_dark", True)
+
+
+_LETTERS = {0: ("R", "L"), 1: ("A", "P"), 2: ("I", "S")}
+
+
+def orientation_letters(vec_lps: np.ndarray, threshold: float = 0.35) -> str:
+    """Letters naming an LPS direction, dominant axis first (e.g. ``(0.9, -0.4, 0)`` -> ``"LA"``).
+
+    Parameters
+    ----------
+    vec_lps : (3,) array
+        Direction in LPS (x -> patient left, y -> posterior, z -> superior).
+    threshold : float
+        Components of the unit vector smaller than this (absolute) are not named.
+    """
+    v = np.asarray(vec_lps, float)
+    v = v / np.linalg.norm(v)
+    order = np.argsort(-np.abs(v))
+    out = ""
+    for a in order:
+        if abs(v[a]) >= threshold or not out:
+            out += _LETTERS[int(a)][1 if v[a] > 0 else 0]
+    return out
+
+
+def window(img_hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Map HU to [0, 1] with a (level, width) window."""
+    lo = level - width / 2.0
+    return np.clip((np.asarray(img_hu, float) - lo) / width, 0.0, 1.0)
+
+
+def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str = "white") -> dict[str, str]:
+    """Write orientation letters at the four edges of an image axes; returns {edge: letters}.
+
+    ``right_vec`` is the LPS direction of increasing image column, ``down_vec`` of increasing row.
+    """
+    import matplotlib.patheffects as pe
+
+    r = np.asarray(right_vec, float)
+    d = np.asarray(down_vec, float)
+    labels = {"right": orientation_letters(r), "left": orientation_letters(-r),
+              "bottom": orientation_letters(d), "top": orientation_letters(-d)}
+    pos = {"right": (0.985, 0.5, "right", "center"), "left": (0.015, 0.5, "left", "center"),
+           "top": (0.5, 0.985, "center", "top"), "bottom": (0.5, 0.015, "center", "bottom")}
+    for edge, text in labels.items():
+        x, y, ha, va = pos[edge]
+        ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, color=color, fontsize=13, fontweight="bold",
+                path_effects=[pe.withStroke(linewidth=3, foreground="black")], zorder=20)
+    return labels
+
+
+def draw_scale_bar(ax, length_mm: float, x0: float, y0: float, color: str = "white", label: str | None = None) -> None:
+    """A horizontal scale bar of ``length_mm`` drawn in data (mm) coordinates starting at (x0, y0)."""
+    import matplotlib.patheffects as pe
+
+    ax.plot([x0, x0 + length_mm], [y0, y0], color=color, lw=3, solid_capstyle="butt", zorder=21,
+            path_effects=[pe.withStroke(linewidth=5, foreground="black")])
+    ax.text(x0 + length_mm / 2, y0, label or f"{length_mm:g} mm", color=color, ha="center", va="bottom",
+            fontsize=9, zorder=21, path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
+
+
+def nice_length(span_mm: float) -> float:
+    """A round scale-bar length about a fifth of ``span_mm`` (1, 2, 5 x 10^n)."""
+    target = span_mm / 5.0
+    p = 10 ** np.floor(np.log10(target))
+    for m in (1, 2, 5, 10):
+        if m * p >= target * 0.7:
+            return float(m * p)
+    return float(10 * p)

@@ -1,0 +1,132 @@
+"""Offscreen 3D surface view of bone, vessels, airway, lesion and the screw (marching cubes + matplotlib).
+
+The camera looks from anterior (the patient faces the reader), slightly from above and from the
+patient's left, so patient left is on the image right as in the other views; the LPS axes are
+labelled at their ends (R/L, A/P, S/I).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from osteoplan.imaging.volume import Volume
+from osteoplan.views.colors import INSTRUMENT_COLOR, hex_color, structure_color
+from osteoplan.views.geometry import PathSpec
+
+#: Structures drawn in 3D when segmented (bone first, translucent).
+SURFACE_STRUCTURES = ("vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "bone", "mandible", "lesion", "spinal_canal",
+                      "vertebral_artery_left", "vertebral_artery_right", "common_carotid_artery_left",
+                      "common_carotid_artery_right", "internal_carotid_artery_left", "internal_carotid_artery_right",
+                      "internal_jugular_vein_left", "internal_jugular_vein_right", "airway", "pharynx", "trachea",
+                      "larynx", "esophagus")
+
+_ALPHA = {"bone": 0.22, "mandible": 0.25, "vertebrae_C1": 0.35, "vertebrae_C2": 0.35, "vertebrae_C3": 0.35,
+          "spinal_canal": 0.35, "airway": 0.35, "pharynx": 0.35}
+
+
+#: Light direction (LPS, towards the light): from anterior, above and the patient's left.
+_LIGHT = np.array([0.35, -0.85, 0.4]) / np.linalg.norm([0.35, -0.85, 0.4])
+
+
+def _cylinder(p0: np.ndarray, p1: np.ndarray, radius: float, n: int = 16) -> list[np.ndarray]:
+    d = p1 - p0
+    length = np.linalg.norm(d)
+    d = d / length
+    a = np.cross(d, [0, 0, 1.0]) if abs(d[2]) < 0.9 else np.cross(d, [1.0, 0, 0])
+    a /= np.linalg.norm(a)
+    b = np.cross(d, a)
+    ang = np.linspace(0, 2 * np.pi, n + 1)
+    ring = radius * (np.cos(ang)[:, None] * a + np.sin(ang)[:, None] * b)
+    return [np.array([p0 + ring[i], p0 + ring[i + 1], p1 + ring[i + 1], p1 + ring[i]]) for i in range(n)]
+
+
+def surface_mesh(mask: np.ndarray, volume: Volume, step: int = 2) -> tuple[np.ndarray, np.ndarray] | None:
+    """Marching-cubes surface of a mask (K, J, I) in LPS mm: (vertices (V, 3), faces (F, 3)) or None if empty."""
+    from skimage.measure import marching_cubes
+
+    m = np.asarray(mask, bool)
+    if m.sum() < 8:
+        return None
+    pad = np.pad(m, 1).astype(np.float32)
+    try:
+        verts, faces, _, _ = marching_cubes(pad, level=0.5, step_size=step)
+    except (ValueError, RuntimeError):
+        return None
+    verts = volume.index_to_world(verts - 1.0)
+    return verts, faces
+
+
+def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 55.0,
+              elev_deg: float = 15.0, azim_deg: float = -70.0) -> bytes:
+    """PNG of the 3D surface scene around the target.
+
+    Parameters
+    ----------
+    volume : Volume
+    labelmap : LabelMap
+        Structures of :data:`SURFACE_STRUCTURES` that were segmented are drawn.
+    path : PathSpec, optional
+        Trajectory (line), instrument and screw (cylinder at real diameter).
+    half_size_mm : float
+        Half-size of the cube around the target that is shown.
+    elev_deg, azim_deg : float
+        Camera (matplotlib): azimuth -90 looks from anterior, larger values turn towards the patient's left.
+    """
+    from matplotlib.lines import Line2D
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    from osteoplan.views.i18n import t
+    from osteoplan.views.reformat import _Crop
+    from osteoplan.views.render import figure_png, new_figure
+
+    centre = path.target_lps_mm if path is not None else volume.index_to_world(np.asarray(volume.shape) / 2.0)
+    crop = _Crop(volume, centre, half_size_mm)
+    fig = new_figure(5.6, 5.8)
+    fig._osteoplan_dark = False
+    ax = fig.add_axes((0.0, 0.1, 1.0, 0.84), projection="3d")
+    handles = []
+    for name in SURFACE_STRUCTURES:
+        if labelmap is None or not labelmap.has(name):
+            continue
+        if name == "bone" and any(labelmap.has(v) for v in ("vertebrae_C2",)):
+            pass
+        mesh = surface_mesh(crop.mask(labelmap.get(name)), crop.volume, step=2 if name != "bone" else 3)
+        if mesh is None:
+            continue
+        verts, faces = mesh
+        col = structure_color(name)
+        tri = verts[faces]
+        nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
+        shade = 0.35 + 0.65 * np.abs(nrm @ _LIGHT)
+        fc = np.clip(np.asarray(col)[None, :] * shade[:, None], 0, 1)
+        pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), _ALPHA.get(name, 0.85))],
+                              edgecolors="none")
+        ax.add_collection3d(pc)
+        handles.append(Line2D([], [], color=hex_color(col), lw=4, label=t(name, lang)))
+    if path is not None:
+        ax.plot(*np.stack([path.skin_entry_lps_mm, path.target_lps_mm]).T, color=hex_color(INSTRUMENT_COLOR), lw=1.5,
+                ls="--")
+        if path.screw_diameter_mm:
+            quads = _cylinder(path.screw_start_lps_mm, path.target_lps_mm, path.screw_diameter_mm / 2)
+            ax.add_collection3d(Poly3DCollection(quads, facecolor=(0.75, 0.75, 0.8), edgecolor="none", alpha=1.0))
+            handles.append(Line2D([], [], color="#bfbfcc", lw=4,
+                                  label=f"{t('screw', lang)} {path.screw_diameter_mm:.1f} mm"))
+        ax.scatter(*path.skin_entry_lps_mm, color="#33ff33", s=20)
+        ax.scatter(*path.target_lps_mm, color="#ff3333", s=20, marker="+")
+    lo = centre - half_size_mm
+    hi = centre + half_size_mm
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=elev_deg, azim=azim_deg)
+    ax.set_axis_off()
+    # LPS axis ends: x -> L, y -> P, z -> S
+    for (vec, pos_l, neg_l) in (((1, 0, 0), "L", "R"), ((0, 1, 0), "P", "A"), ((0, 0, 1), "S", "I")):
+        v = np.asarray(vec, float) * half_size_mm * 0.95
+        ax.text(*(centre + v), pos_l, color="black", fontsize=13, fontweight="bold", ha="center")
+        ax.text(*(centre - v), neg_l, color="black", fontsize=13, fontweight="bold", ha="center")
+    ax.set_title(t("view_3d", lang), fontsize=10.5)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    return figure_png(fig)

@@ -1,0 +1,161 @@
+"""Views: reformat geometry, DRR line integrals and projection, rendering smoke on synthetic data."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from osteoplan.anatomy.labelmap import LabelMap
+from osteoplan.imaging.volume import Volume, axis_aligned_affine
+from osteoplan.views import PathSpec, render_all
+from osteoplan.views.drr import CArmGeometry, hu_to_mu, line_integrals, render_drr, standard_geometry
+from osteoplan.views.reformat import Plane, path_plane_axes, sample_plane, view_plane
+from osteoplan.views.render import orientation_letters
+
+
+def _cube_volume(n=40, sp=(2.0, 1.0, 1.0), side_vox=(10, 20, 20), value=1.0):
+    arr = np.zeros((n, n, n), np.float32)
+    c = n // 2
+    hk, hj, hi = (s // 2 for s in side_vox)
+    arr[c - hk:c + hk, c - hj:c + hj, c - hi:c + hi] = value
+    aff = axis_aligned_affine(sp, (-10.0, 5.0, -30.0))
+    return Volume(arr, aff)
+
+
+def test_orientation_letters():
+    assert orientation_letters([1, 0, 0]) == "L"
+    assert orientation_letters([-1, 0, 0]) == "R"
+    assert orientation_letters([0, -1, 0]) == "A"
+    assert orientation_letters([0, 0, -1]) == "I"
+    assert orientation_letters([0.9, -0.5, 0]) == "LA"
+
+
+def test_reformat_known_voxel_lands_on_known_pixel():
+    aff = axis_aligned_affine((2.0, 1.0, 1.0), (-20.0, -30.0, 40.0))
+    arr = np.zeros((30, 60, 60), np.float32)
+    arr[12, 22, 41] = 1000.0
+    vol = Volume(arr, aff)
+    p = vol.index_to_world(np.array([12.0, 22.0, 41.0]))
+    path = PathSpec(p + [30.0, 5.0, -10.0], p + [10.0, 2.0, -3.0], p)
+    plane = view_plane("axial", path, fov_mm=40.0, pixel_mm=1.0)
+    img = sample_plane(vol, plane, order=0)
+    r, c = np.unravel_index(np.argmax(img), img.shape)
+    # target at the centre of a 40x40 plane: pixel (19.5, 19.5) -> nearest sample grid point holds it
+    rr, cc = plane.to_pixel(p)
+    assert (rr, cc) == pytest.approx((19.5, 19.5))
+    assert img.max() == 1000.0
+    # a voxel 5 mm to the patient's left and 3 mm posterior lands 5 columns right, 3 rows down
+    arr2 = np.zeros_like(arr)
+    arr2[12, 22 + 3, 41 + 5] = 1000.0
+    img2 = sample_plane(vol.with_array(arr2), Plane(p, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), 41, 41, 1.0),
+                        order=0)
+    assert np.unravel_index(np.argmax(img2), img2.shape) == (20 + 3, 20 + 5)
+
+
+def test_path_planes_contain_the_path():
+    d = np.array([-0.8, -0.2, 0.55])
+    a, b, dd = path_plane_axes(d)
+    assert abs(a @ dd) < 1e-12 and abs(b @ dd) < 1e-12 and abs(a @ b) < 1e-12
+    assert a[2] > 0.8  # closest to superior
+    path = PathSpec([40.0, -20.0, -20.0], [15.0, -8.0, -5.0], [0.0, 0.0, 0.0])
+    for view in ("path_oblique", "path_oblique_orthogonal"):
+        pl = view_plane(view, path)
+        for pt in (path.skin_entry_lps_mm, path.target_lps_mm):
+            assert abs((pt - pl.centre_lps_mm) @ pl.normal) < 1e-9
+    down = view_plane("down_path", path)
+    np.testing.assert_allclose(down.normal, path.direction, atol=1e-12)  # looking from skin to target
+
+
+def test_drr_cube_line_integral_analytic():
+    # cube 20 mm (j) x 20 mm (i) x 20 mm (k: 10 slices of 2 mm), mu = 0.02 /mm
+    vol = _cube_volume(value=0.02)
+    centre = vol.index_to_world(np.array([19.5, 19.5, 19.5]))
+    for d, u in (((0, 1.0, 0), (1.0, 0, 0)), ((1.0, 0, 0), (0, 1.0, 0)), ((0, 0, 1.0), (1.0, 0, 0))):
+        geo = CArmGeometry(centre, np.array(d), np.array(u), n_pixels=(33, 33), detector_size_mm=(66.0, 66.0))
+        li = line_integrals(vol, geo, step_mm=0.1)
+        assert li[16, 16] == pytest.approx(0.02 * 20.0, rel=2e-3)
+    # outside the cube's shadow the integral is 0
+    assert li[0, 0] == 0.0
+
+
+def test_drr_hu_to_mu():
+    np.testing.assert_allclose(hu_to_mu(np.array([-1000.0, 0.0, 1000.0, -2000.0]), mu_water=0.02),
+                               [0.0, 0.02, 0.04, 0.0], atol=1e-7)
+
+
+def test_drr_projection_matches_magnification():
+    geo = CArmGeometry(np.array([0.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0]),
+                       source_detector_mm=1000.0, source_isocentre_mm=600.0,
+                       detector_size_mm=(200.0, 200.0), n_pixels=(201, 201))
+    # detector pixel 0.995 mm; v = d x u = P x L = -S (image down = inferior)
+    np.testing.assert_allclose(geo.detector_v, [0, 0, -1.0])
+    rc = geo.project(np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 0.0, 6.0], [10.0, 100.0, 0.0]]))
+    px = 200.0 / 201
+    np.testing.assert_allclose(rc[0], [100.0, 100.0])
+    np.testing.assert_allclose(rc[1], [100.0, 100.0 + 10.0 * 1000 / 600 / px])      # 16.67 mm right
+    np.testing.assert_allclose(rc[2], [100.0 - 6.0 * 1000 / 600 / px, 100.0])        # superior -> up
+    np.testing.assert_allclose(rc[3], [100.0, 100.0 + 10.0 * 1000 / 700 / px])      # deeper: less magnified
+
+
+def test_drr_point_absorber_projects_where_geometry_says():
+    aff = axis_aligned_affine((1.0, 1.0, 1.0), (-20.0, -20.0, -20.0))
+    arr = np.full((41, 41, 41), -1000.0, np.float32)
+    arr[30:33, 10:13, 25:28] = 3000.0   # small dense block centred at index (31, 11, 26)
+    vol = Volume(arr, aff)
+    p = vol.index_to_world(np.array([31.0, 11.0, 26.0]))
+    geo = standard_geometry("ap_open_mouth", np.zeros(3), n_pixels=(128, 128), detector_size_mm=(128.0, 128.0))
+    od = render_drr(vol, geo, step_mm=0.25)
+    rows, cols = np.indices(od.shape)
+    r, c = (od * rows).sum() / od.sum(), (od * cols).sum() / od.sum()   # centroid of the shadow
+    pr, pc = geo.project(p)
+    assert abs(r - pr) <= 0.5 and abs(c - pc) <= 0.5
+    # patient left (+x) on image right, superior (+z) up
+    assert pc > 63.5 and pr < 63.5
+
+
+def test_standard_geometries_orientation():
+    iso = np.zeros(3)
+    ap = standard_geometry("ap_open_mouth", iso)
+    np.testing.assert_allclose(ap.detector_u, [1, 0, 0])
+    np.testing.assert_allclose(ap.detector_v, [0, 0, -1])
+    lat = standard_geometry("lateral", iso)
+    np.testing.assert_allclose(lat.detector_v, [0, 0, -1])
+    d = np.array([-0.7, 0.2, 0.5])
+    be = standard_geometry("bullseye", iso, d)
+    np.testing.assert_allclose(be.direction, d / np.linalg.norm(d))
+    pr = standard_geometry("progression", iso, d)
+    assert abs(pr.direction @ be.direction) < 1e-9
+    # the path projects to one point in the bull's-eye view
+    pts = be.project(np.stack([iso - 50 * be.direction, iso]))
+    np.testing.assert_allclose(pts[0], pts[1], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def synthetic_case():
+    aff = axis_aligned_affine((1.5, 1.0, 1.0), (-40.0, -40.0, -40.0))
+    K, J, I = 54, 80, 80
+    kk, jj, ii = np.mgrid[:K, :J, :I]
+    world = np.stack([ii - 40.0, jj - 40.0, kk * 1.5 - 40.0], axis=-1)
+    body = (world[..., 0] ** 2 + world[..., 1] ** 2) < 35 ** 2
+    bone = (world[..., 0] ** 2 + (world[..., 1] - 5) ** 2) < 8 ** 2
+    art = ((world[..., 0] - 14) ** 2 + (world[..., 1] - 6) ** 2) < 2.5 ** 2
+    arr = np.where(body, 40.0, -1000.0) + np.where(bone, 900.0, 0.0) + np.where(art, 60.0, 0.0)
+    vol = Volume(arr.astype(np.float32), aff)
+    lm = LabelMap(vol, {"body": body, "bone": bone, "vertebrae_C2": bone, "vertebral_artery_left": art})
+    path = PathSpec([34.0, -12.0, -6.0], [7.0, 2.0, -1.0], [0.0, 5.0, 0.0], instrument_diameter_mm=3.0,
+                    screw_diameter_mm=4.0, screw_length_mm=12.0, margins_mm={"vertebral_artery_left": 3.0})
+    return vol, lm, path
+
+
+def test_render_all_writes_every_view(synthetic_case, tmp_path):
+    vol, lm, path = synthetic_case
+    out = render_all(tmp_path, vol, path, lm, drr_pixels=128)
+    assert list(out) == ["axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal", "down_path",
+                         "drr_ap_open_mouth", "drr_lateral", "drr_bullseye", "drr_progression", "view_3d"]
+    for p in out.values():
+        im = Image.open(io.BytesIO(p.read_bytes()))
+        assert im.format == "PNG" and im.size[0] > 400
+        assert np.asarray(im.convert("L")).std() > 5  # not blank
