@@ -1,0 +1,983 @@
+"""A digital upper-neck CT phantom with exact ground truth (label map and C2/dens landmarks).
+
+The phantom is osteoplan's embedded default input: a synthetic, deterministic CT of the neck
+from the skull base (C1) down to C7, built from simple analytic shapes evaluated on the voxel
+grid (vectorised numpy, no meshes), with realistic Hounsfield units, a slight blur (scanner
+point-spread) and seeded Gaussian noise. Every structure's mask is known exactly, so
+segmentation, landmark detection, planning and risk code can be tested against it.
+
+Coordinates
+-----------
+All positions are DICOM patient LPS millimetres: +x = patient left, +y = posterior,
++z = superior. The anatomy is laid out around the centre of the C2 body at LPS
+``(0, 0, -4)``; the mid-sagittal plane is ``x = 0``. The grid is axial
+(:func:`~osteoplan.imaging.axis_aligned_affine`: k -> +S, j -> +P, i -> +L).
+
+Field of view
+-------------
+By default 120 mm (L-R) x 140 mm (A-P) x 152 mm (S-I), C1 to C7. The S-I extent is larger
+than an "upper neck" crop on purpose: a screw that ascends from the anterolateral C2 body into
+the dens is steep (about 60-70 degrees to the axial plane, cf. the 62.4 degree base-to-tip
+angle of Eur Spine J 2009;18:271), so its straight path reaches the skin of the lateral neck
+around C5-C7; a plan can only be checked where the CT covers it.
+
+Sizes and Hounsfield units
+--------------------------
+Dimensions follow the clinical primer (``docs/clinical-primer.md``): inner dens diameter
+6.5 +/- 1.9 mm and anteroinferior body to dens tip 37.6 +/- 3.3 mm (Eur Spine J
+2009;18:271), apical dens width 9.6 +/- 1.1 mm (JKNS 2018;61(4)). Other sizes (vertebral
+bodies, canal, vessels, airway) are typical adult values chosen by the author, NOT taken from
+a published source; treat them as configurable defaults. HU values are textbook ranges
+(fat -100, muscle 45, CSF 8, cord 35, cancellous bone 250, cortical bone 1200, contrast-filled
+artery 320, vein 200, unenhanced blood 40, air -1000); they are defaults too.
+
+What is simplified
+------------------
+No external carotid artery, thyroid, hyoid, cartilage calcification, intervertebral discs
+(plain soft tissue), ligaments, nerves or metal. The spine is straight (no lordosis).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osteoplan.anatomy.labelmap import LabelMap
+from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.errors import InputError
+from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
+
+__all__ = [
+    "HU",
+    "PhantomParams",
+    "Phantom",
+    "make_phantom",
+    "write_phantom",
+    "load_phantom_dir",
+    "TRUTH_SOURCE",
+]
+
+#: Source tag of every ground-truth mask.
+TRUTH_SOURCE = "phantom-truth"
+
+#: Hounsfield units of each tissue (configurable defaults: textbook values, no single source).
+HU: dict[str, float] = {
+    "air": -1000.0,
+    "fat": -100.0,
+    "muscle": 45.0,
+    "csf": 8.0,
+    "cord": 35.0,
+    "esophagus": 40.0,
+    "cancellous": 250.0,
+    "cortical": 1200.0,
+    "mandible_cancellous": 350.0,
+    "mandible_cortical": 1500.0,
+    "lesion": 30.0,
+    "artery_contrast": 320.0,
+    "vein_contrast": 200.0,
+    "blood": 40.0,
+}
+
+
+def _vec3(v: Any) -> tuple[float, float, float]:
+    a = tuple(float(x) for x in v)
+    if len(a) != 3:
+        raise InputError(f"Expected three LPS components (mm); got {len(a)}.")
+    return a  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PhantomParams:
+    """Parameters of :func:`make_phantom` (every length in mm, LPS axes).
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the noise generator; the same parameters always give the same volume.
+    spacing_mm : float
+        Isotropic voxel size, 0.5-1.5 mm (0.6-1 mm is clinically typical).
+    lesion_radius_mm : float
+        Radius of the spherical lytic lesion in C2 (0 = no lesion). The lesion is the sphere
+        clipped to the C2 mask: with the default 4 mm it stays inside the dens (outer radius
+        4.9 mm there) and thins its cortex; larger lesions breach the cortex.
+    lesion_offset_mm : tuple of 3 floats
+        LPS offset of the lesion centre from the dens centre (the point of the dens axis halfway
+        from its base to its apex).
+    contrast : bool
+        Contrast-enhanced vessels (artery 320 HU, vein 200 HU) or unenhanced blood (40 HU).
+    noise_hu : float
+        Standard deviation of the additive Gaussian noise (HU).
+    blur_mm : float
+        Standard deviation of the Gaussian point-spread applied before the noise (mm);
+        0 = sharp edges.
+    carotid_shift_mm : tuple of 3 floats
+        LPS shift applied to the carotid arteries and internal jugular veins (for tests that move
+        a vessel into a path); see ``carotid_shift_side``.
+    carotid_shift_side : str
+        ``"both"``, ``"left"`` or ``"right"``: which side's carotid + jugular are shifted.
+    cord_shift_mm : tuple of 3 floats
+        LPS shift of the spinal cord inside the canal (the canal does not move; keep the
+        shift within about +/-2 mm so the cord stays inside).
+    vertebral_artery_shift_mm : tuple of 3 floats
+        LPS shift of both vertebral arteries (with their transverse foramina unchanged, a large
+        shift puts the artery into bone, which then wins).
+    dens_tilt_deg : float
+        Posterior tilt of the dens axis from the superior direction, in the sagittal plane.
+    cortex_mm : float
+        Thickness of the vertebral cortical shell.
+    fov_inferior_mm : float
+        Lowest slice position z (mm). The default -110 includes C7 so that the skin entry of a
+        steep lateral-cervical path lies inside the CT; -40 gives a short C1-C3 phantom.
+    fov_superior_mm : float
+        Highest slice position z (mm).
+    """
+
+    seed: int = 0
+    spacing_mm: float = 0.8
+    lesion_radius_mm: float = 4.0
+    lesion_offset_mm: tuple = (0.0, 0.0, 0.0)
+    contrast: bool = True
+    noise_hu: float = 12.0
+    blur_mm: float = 0.4
+    carotid_shift_mm: tuple = (0.0, 0.0, 0.0)
+    carotid_shift_side: str = "both"
+    cord_shift_mm: tuple = (0.0, 0.0, 0.0)
+    vertebral_artery_shift_mm: tuple = (0.0, 0.0, 0.0)
+    dens_tilt_deg: float = 12.0
+    cortex_mm: float = 1.2
+    fov_inferior_mm: float = -110.0
+    fov_superior_mm: float = 42.0
+
+    def __post_init__(self) -> None:
+        for name in ("lesion_offset_mm", "carotid_shift_mm", "cord_shift_mm", "vertebral_artery_shift_mm"):
+            object.__setattr__(self, name, _vec3(getattr(self, name)))
+        if not 0.3 <= float(self.spacing_mm) <= 2.0:
+            raise InputError(f"Phantom spacing {self.spacing_mm} mm is out of range; use 0.3-2 mm (0.6-1 mm is typical).")
+        if self.lesion_radius_mm < 0 or self.lesion_radius_mm > 15:
+            raise InputError("Lesion radius must be 0-15 mm (0 = no lesion).")
+        if self.noise_hu < 0 or self.blur_mm < 0 or self.cortex_mm <= 0:
+            raise InputError("noise_hu and blur_mm must be >= 0 and cortex_mm > 0.")
+        if self.carotid_shift_side not in ("both", "left", "right"):
+            raise InputError("carotid_shift_side must be 'both', 'left' or 'right'.")
+        if not -20 <= self.dens_tilt_deg <= 35:
+            raise InputError("dens_tilt_deg must be between -20 and 35 degrees.")
+        if not (-130 <= self.fov_inferior_mm <= -35 and 30 <= self.fov_superior_mm <= 60):
+            raise InputError("The phantom FOV must span at least z = -35..30 mm (C1-C3) and at most -130..60 mm.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PhantomParams":
+        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+
+
+@dataclass
+class Phantom:
+    """A synthetic CT with its exact ground truth.
+
+    Attributes
+    ----------
+    volume : Volume
+        HU array (K, J, I) on an axial grid (k -> +S, j -> +P, i -> +L), LPS mm.
+    truth : LabelMap
+        Exact masks with canonical names, every source ``"phantom-truth"``.
+    landmarks : DensLandmarks
+        Ground-truth dens apex, waist (+ diameter), axis, anteroinferior C2 body point and
+        body centre (method ``"phantom-truth"``, confidence 1).
+    params : PhantomParams
+        The parameters it was made with.
+    hu_table : dict
+        Nominal HU of each tissue as painted before blur and noise.
+    """
+
+    volume: Volume
+    truth: LabelMap
+    landmarks: DensLandmarks
+    params: PhantomParams
+    hu_table: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dens_centre_lps_mm(self) -> np.ndarray:
+        """Point of the dens axis halfway from its base to its apex (LPS mm)."""
+        return np.asarray(_dens_geometry(self.params)["centre"], dtype=float)
+
+    @property
+    def lesion_centre_lps_mm(self) -> np.ndarray:
+        """Centre of the lesion sphere (LPS mm), also when the radius is 0."""
+        return self.dens_centre_lps_mm + np.asarray(self.params.lesion_offset_mm, dtype=float)
+
+
+# ---------------------------------------------------------------------------------------------
+# grid and vectorised primitives
+# ---------------------------------------------------------------------------------------------
+
+
+class _Grid:
+    """World coordinates of an axis-aligned grid, with sub-box access for fast primitives."""
+
+    def __init__(self, origin: np.ndarray, spacing: float, shape: tuple[int, int, int]) -> None:
+        self.origin = np.asarray(origin, float)
+        self.s = float(spacing)
+        self.shape = shape
+        K, J, I = shape
+        self.z = (self.origin[2] + self.s * np.arange(K)).astype(np.float32)
+        self.y = (self.origin[1] + self.s * np.arange(J)).astype(np.float32)
+        self.x = (self.origin[0] + self.s * np.arange(I)).astype(np.float32)
+
+    def box(self, lo: Any, hi: Any):
+        """Slices and broadcastable coordinates (Z (n,1,1), Y (1,n,1), X (1,1,n)) of a world box, or None."""
+        lo = np.asarray(lo, float)
+        hi = np.asarray(hi, float)
+        sl = []
+        for ax_world, n in ((2, self.shape[0]), (1, self.shape[1]), (0, self.shape[2])):
+            a = int(math.floor((lo[ax_world] - self.origin[ax_world]) / self.s)) - 1
+            b = int(math.ceil((hi[ax_world] - self.origin[ax_world]) / self.s)) + 2
+            a, b = max(a, 0), min(b, n)
+            if a >= b:
+                return None
+            sl.append(slice(a, b))
+        Z = self.z[sl[0]][:, None, None]
+        Y = self.y[sl[1]][None, :, None]
+        X = self.x[sl[2]][None, None, :]
+        return tuple(sl), X, Y, Z
+
+    def empty(self) -> np.ndarray:
+        return np.zeros(self.shape, dtype=bool)
+
+
+def _paint(out: np.ndarray, grid: _Grid, lo, hi, fn) -> None:
+    """OR ``fn(X, Y, Z)`` (boolean) into *out* over the world box [lo, hi]."""
+    b = grid.box(lo, hi)
+    if b is None:
+        return
+    sl, X, Y, Z = b
+    out[sl] |= fn(X, Y, Z)
+
+
+def _capsule(out, grid, a, b, ra, rb=None) -> None:
+    """Points within a linearly varying radius (ra at a, rb at b) of the segment a-b."""
+    rb = ra if rb is None else rb
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    r = max(ra, rb)
+    d = b - a
+    L2 = float(d @ d) or 1e-12
+
+    def fn(X, Y, Z):
+        t = ((X - a[0]) * d[0] + (Y - a[1]) * d[1] + (Z - a[2]) * d[2]) / L2
+        t = np.clip(t, 0.0, 1.0)
+        dist2 = (X - a[0] - t * d[0]) ** 2 + (Y - a[1] - t * d[1]) ** 2 + (Z - a[2] - t * d[2]) ** 2
+        rad = ra + t * (rb - ra)
+        return dist2 <= rad * rad
+
+    _paint(out, grid, np.minimum(a, b) - r, np.maximum(a, b) + r, fn)
+
+
+def _tube(out, grid, points, radius) -> None:
+    """A tube of constant radius along a polyline (union of capsules)."""
+    pts = [np.asarray(p, float) for p in points]
+    for p, q in zip(pts[:-1], pts[1:]):
+        _capsule(out, grid, p, q, radius)
+
+
+def _ellipsoid(out, grid, c, radii) -> None:
+    c = np.asarray(c, np.float32)
+    r = np.asarray(radii, np.float32)
+    _paint(out, grid, c - r, c + r,
+           lambda X, Y, Z: ((X - c[0]) / r[0]) ** 2 + ((Y - c[1]) / r[1]) ** 2 + ((Z - c[2]) / r[2]) ** 2 <= 1.0)
+
+
+def _vcyl(out, grid, cx, cy, r, z0, z1) -> None:
+    """Vertical circular cylinder."""
+    _paint(out, grid, (cx - r, cy - r, z0), (cx + r, cy + r, z1),
+           lambda X, Y, Z: (((X - cx) ** 2 + (Y - cy) ** 2) <= r * r) & (Z >= z0) & (Z <= z1))
+
+
+def _wall(out, grid, points_xy, z0, z1, r) -> None:
+    """Points within r of the vertical ribbon swept by a 2D polyline between heights z0 and z1."""
+    pts = [np.asarray(p, np.float32) for p in points_xy]
+    zc, h = 0.5 * (z0 + z1), 0.5 * (z1 - z0)
+    for p, q in zip(pts[:-1], pts[1:]):
+        d = q - p
+        L2 = float(d @ d) or 1e-12
+
+        def fn(X, Y, Z, p=p, d=d, L2=L2):
+            t = np.clip(((X - p[0]) * d[0] + (Y - p[1]) * d[1]) / L2, 0.0, 1.0)
+            d2 = (X - p[0] - t * d[0]) ** 2 + (Y - p[1] - t * d[1]) ** 2
+            dz = np.maximum(np.abs(Z - zc) - h, 0.0)
+            return d2 + dz * dz <= r * r
+
+        lo = (min(p[0], q[0]) - r, min(p[1], q[1]) - r, z0 - r)
+        hi = (max(p[0], q[0]) + r, max(p[1], q[1]) + r, z1 + r)
+        _paint(out, grid, lo, hi, fn)
+
+
+def _swept_ellipse(out, grid, levels, inset: float = 0.0) -> None:
+    """Axial ellipses interpolated linearly in z between control levels.
+
+    ``levels`` is a list of (z, cx, cy, ax, ay_anterior, ay_posterior); between the first
+    and last z the cross-section is the ellipse (egg-shaped when the anterior and posterior
+    semi-axes differ) with all values interpolated; ``inset`` shrinks every semi-axis.
+    """
+    lv = np.asarray(sorted(levels), float)
+    z0, z1 = lv[0, 0], lv[-1, 0]
+    big = float(np.max(np.abs(lv[:, 1:3])) + np.max(lv[:, 3:]))
+    b = grid.box((-big, -big, z0), (big, big, z1))
+    if b is None:
+        return
+    sl, X, Y, Z = b
+    zs = Z[:, 0, 0].astype(float)
+    cols = [np.interp(zs, lv[:, 0], lv[:, c]).astype(np.float32)[:, None, None] for c in range(1, 6)]
+    cx, cy, ax, ayA, ayP = cols
+    ax = np.maximum(ax - inset, 1e-3)
+    ay = np.where(Y < cy, np.maximum(ayA - inset, 1e-3), np.maximum(ayP - inset, 1e-3))
+    inside = ((X - cx) / ax) ** 2 + ((Y - cy) / ay) ** 2 <= 1.0
+    inside &= (Z >= z0) & (Z <= z1)
+    out[sl] |= inside
+
+
+def _rounded_ecyl(out, grid, c, ax, ay, h, rr) -> None:
+    """Vertical elliptic cylinder (semi-axes ax, ay, half-height h) with edges rounded by rr."""
+    c = np.asarray(c, np.float32)
+    m = math.sqrt(ax * ay)
+
+    def fn(X, Y, Z):
+        q = np.sqrt(((X - c[0]) / ax) ** 2 + ((Y - c[1]) / ay) ** 2)
+        dr = (q - 1.0) * m + rr
+        dz = np.abs(Z - c[2]) - h + rr
+        outside = np.sqrt(np.maximum(dr, 0) ** 2 + np.maximum(dz, 0) ** 2)
+        inside = np.minimum(np.maximum(dr, dz), 0)
+        return outside + inside - rr <= 0
+
+    _paint(out, grid, c - (ax, ay, h), c + (ax, ay, h), fn)
+
+
+def _cortex(mask: np.ndarray, spacing: float, thickness: float) -> np.ndarray:
+    """Voxels of *mask* whose centre lies within *thickness* of its surface (EDT in its bounding box)."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = np.zeros_like(mask)
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        return out
+    lo = np.maximum(idx.min(0) - 1, 0)
+    hi = np.minimum(idx.max(0) + 2, mask.shape)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sub = np.pad(mask[sl], 1)
+    d = distance_transform_edt(sub, sampling=spacing)[1:-1, 1:-1, 1:-1]
+    out[sl] = mask[sl] & (d - 0.5 * spacing < thickness)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# anatomy
+# ---------------------------------------------------------------------------------------------
+
+# C2 body: rounded elliptic cylinder centred at (0, 0, C2_BODY_Z)
+C2_BODY_Z = -4.0
+C2_BODY_HALF_HEIGHT = 8.0          # inferior endplate at z = -12, top at z = +4
+C2_BODY_AX, C2_BODY_AY = 8.5, 7.5  # half width (L-R) and half depth (A-P)
+C2_BODY_ROUND = 2.0
+DENS_BASE = (0.0, -0.5, 2.5)       # dens axis origin, inside the body top
+DENS_LENGTH = 21.0                 # base -> apex along the axis
+# radius profile of the dens along its axis (t from the base, mm): waist at t = 6.5
+DENS_PROFILE_T = (0.0, 3.0, 6.5, 10.0, 16.1)
+DENS_PROFILE_R = (6.5, 5.2, 4.5, 4.9, 4.9)
+DENS_WAIST_T = 6.5
+# canal and cord (vertical elliptic cylinders)
+CANAL_C, CANAL_AX, CANAL_AY = (0.0, 17.0), 12.0, 8.5
+CORD_C, CORD_AX, CORD_AY = (0.0, 17.5), 6.5, 4.5
+# subaxial vertebrae C3..C7: body centre z and spacing
+SUBAXIAL_Z0, SUBAXIAL_PITCH = -23.75, 19.0
+
+
+def _dens_geometry(p: PhantomParams) -> dict[str, Any]:
+    tilt = math.radians(p.dens_tilt_deg)
+    axis = np.array([0.0, math.sin(tilt), math.cos(tilt)])
+    base = np.array(DENS_BASE)
+    return {
+        "axis": axis,
+        "base": base,
+        "apex": base + DENS_LENGTH * axis,
+        "waist": base + DENS_WAIST_T * axis,
+        "waist_diameter": 2.0 * float(np.interp(DENS_WAIST_T, DENS_PROFILE_T, DENS_PROFILE_R)),
+        "centre": base + 0.5 * DENS_LENGTH * axis,
+    }
+
+
+def _dens(out, grid, p: PhantomParams) -> None:
+    g = _dens_geometry(p)
+    axis, base = g["axis"].astype(np.float32), g["base"].astype(np.float32)
+    cap_r = DENS_PROFILE_R[-1]
+    cap_t0 = DENS_LENGTH - cap_r
+
+    def fn(X, Y, Z):
+        vx, vy, vz = X - base[0], Y - base[1], Z - base[2]
+        t = vx * axis[0] + vy * axis[1] + vz * axis[2]
+        rho2 = vx * vx + vy * vy + vz * vz - t * t
+        r = np.interp(t, DENS_PROFILE_T, DENS_PROFILE_R).astype(np.float32)
+        cap = cap_r * cap_r - (t - cap_t0) ** 2
+        r2 = np.where(t > cap_t0, np.maximum(cap, 0.0), r * r)
+        return (t >= 0) & (t <= DENS_LENGTH) & (rho2 <= r2)
+
+    lo = np.minimum(g["base"], g["apex"]) - 7.0
+    hi = np.maximum(g["base"], g["apex"]) + 7.0
+    _paint(out, grid, lo, hi, fn)
+
+
+def _anteroinferior_point() -> np.ndarray:
+    """Mid-sagittal point of the rounded anteroinferior edge of the C2 body (45 degrees on the fillet)."""
+    zc = C2_BODY_Z - C2_BODY_HALF_HEIGHT + C2_BODY_ROUND
+    m = math.sqrt(C2_BODY_AX * C2_BODY_AY)
+    # the in-plane signed distance uses (q - 1) * m; on the mid-sagittal plane q = |y| / ay
+    yc = -C2_BODY_AY * (1.0 - C2_BODY_ROUND / m)
+    s = C2_BODY_ROUND / math.sqrt(2.0)
+    return np.array([0.0, yc - s * C2_BODY_AY / m, zc - s])
+
+
+def _c1(grid, p) -> np.ndarray:
+    m = grid.empty()
+    # ring (anterior + posterior arch), centre (0, 13), semi-axes (20, 22.5)
+    th = np.linspace(0, 2 * np.pi, 73)
+    ring = [(20.0 * np.cos(t), 13.0 + 22.5 * np.sin(t)) for t in th]
+    _wall(m, grid, ring, 17.0, 21.0, 3.0)
+    _ellipsoid(m, grid, (0.0, -10.5, 19.0), (4.0, 3.0, 5.5))      # anterior tubercle
+    _ellipsoid(m, grid, (0.0, 36.5, 19.0), (5.0, 3.5, 4.5))       # posterior tubercle
+    for sx in (1.0, -1.0):
+        _ellipsoid(m, grid, (sx * 16.5, 6.0, 19.0), (7.0, 9.0, 7.5))  # lateral masses
+        _capsule(m, grid, (sx * 19.0, 6.0, 19.0), (sx * 35.0, 7.0, 19.0), 4.5)  # transverse process
+    hole = grid.empty()
+    for sx in (1.0, -1.0):
+        _vcyl(hole, grid, sx * 27.0, 5.5, 3.2, 8.0, 30.0)          # transverse foramina
+    # keep the C1 ring clear of the dens (atlanto-dental interval)
+    dens = grid.empty()
+    _dens(dens, grid, p)
+    from scipy.ndimage import binary_dilation
+
+    sl = grid.box((-8, -12, 5), (8, 12, 30))[0]
+    near = np.zeros_like(dens)
+    near[sl] = binary_dilation(dens[sl], iterations=max(1, int(round(1.5 / grid.s))))
+    return m & ~hole & ~near
+
+
+def _c2(grid, p) -> np.ndarray:
+    m = grid.empty()
+    _rounded_ecyl(m, grid, (0.0, 0.0, C2_BODY_Z), C2_BODY_AX, C2_BODY_AY, C2_BODY_HALF_HEIGHT, C2_BODY_ROUND)
+    _dens(m, grid, p)
+    for sx in (1.0, -1.0):
+        _ellipsoid(m, grid, (sx * 13.5, 3.0, 2.0), (5.5, 7.5, 6.0))           # superior articular facets
+        _capsule(m, grid, (sx * 6.0, 4.0, -3.0), (sx * 13.5, 12.0, -5.0), 3.2)  # pedicle / pars
+        _ellipsoid(m, grid, (sx * 14.0, 13.0, -9.0), (5.0, 6.0, 4.0))         # inferior articular process
+        _capsule(m, grid, (sx * 15.0, 4.0, -3.5), (sx * 28.0, 5.0, -4.5), 4.5)  # transverse process
+    arc = [(15.5 * np.cos(t), 17.0 + 12.5 * np.sin(t)) for t in np.linspace(-0.15, np.pi + 0.15, 25)]
+    _wall(m, grid, arc, -8.0, -2.0, 3.2)                                       # laminae
+    _capsule(m, grid, (0.0, 27.0, -5.0), (0.0, 44.0, -10.0), 4.5, 3.5)          # bifid spinous process
+    hole = grid.empty()
+    for sx in (1.0, -1.0):
+        _vcyl(hole, grid, sx * 22.0, 4.0, 2.8, -12.0, 8.0)
+    return m & ~hole
+
+
+def _subaxial(grid, n: int) -> np.ndarray:
+    """C3..C7: body, pedicles, articular pillars, laminae, transverse processes (+foramina), spinous."""
+    zc = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3)
+    ax, ay = 8.5 + 0.5 * (n - 3), 7.5 + 0.25 * (n - 3)
+    m = grid.empty()
+    _rounded_ecyl(m, grid, (0.0, 0.5, zc), ax, ay, 7.25, 1.5)
+    for sx in (1.0, -1.0):
+        _capsule(m, grid, (sx * 6.0, 6.0, zc + 1.0), (sx * 13.0, 10.5, zc + 1.0), 2.8)   # pedicle
+        _ellipsoid(m, grid, (sx * 15.5, 11.0, zc), (5.5, 6.5, 8.0))                        # articular pillar
+        _capsule(m, grid, (sx * 11.0, 3.5, zc + 1.0), (sx * (26.0 + (n == 7) * 4), 2.5, zc + 1.0), 3.8)  # TP
+    arc = [(15.5 * np.cos(t), 17.0 + 12.5 * np.sin(t)) for t in np.linspace(-0.1, np.pi + 0.1, 25)]
+    _wall(m, grid, arc, zc - 3.5, zc + 2.0, 2.6)
+    tip = 40.0 + (n - 3) * 1.5 + (n == 7) * 8.0
+    _capsule(m, grid, (0.0, 27.0, zc - 1.0), (0.0, tip, zc - 6.0), 3.2, 2.6)
+    if n <= 6:
+        hole = grid.empty()
+        for sx in (1.0, -1.0):
+            _vcyl(hole, grid, sx * 20.0, 3.0, 2.8, zc - 8.0, zc + 8.0)
+        m &= ~hole
+    return m
+
+
+def _mandible(grid) -> np.ndarray:
+    m = grid.empty()
+    half = [(46.0, -12.0), (44.0, -26.0), (36.0, -41.0), (22.0, -53.0), (0.0, -58.0)]
+    curve = half + [(-x, y) for x, y in reversed(half[:-1])]
+    _wall(m, grid, curve, 14.0, 30.0, 4.5)                 # body of the mandible
+    for sx in (1.0, -1.0):
+        _wall(m, grid, [(sx * 46.0, -18.0), (sx * 46.0, -6.0)], 14.0, 50.0, 4.0)  # rami
+    return m
+
+
+def _vessel_paths(p: PhantomParams) -> dict[str, list[tuple[list, float]]]:
+    """Polylines (LPS mm) and radii of the vessels of the left side (mirrored for the right)."""
+    return {
+        "vertebral_artery": [([(22.0, -1.0, -130.0), (20.0, 3.0, -88.0), (20.0, 3.0, -16.0), (22.0, 4.0, -12.0),
+                               (22.0, 4.0, 6.0), (27.0, 5.5, 11.0), (27.0, 5.5, 26.0), (24.0, 14.0, 28.5),
+                               (15.0, 28.5, 28.5), (9.0, 27.0, 33.0), (7.0, 20.0, 45.0), (6.0, 16.0, 60.0)], 2.2)],
+        "common_carotid_artery": [([(20.0, -21.0, -130.0), (21.0, -20.0, -80.0), (21.5, -18.0, -46.0)], 3.6)],
+        "internal_carotid_artery": [([(21.5, -18.0, -46.0), (24.0, -13.0, -25.0), (26.5, -8.5, 0.0),
+                                      (27.5, -7.0, 20.0), (27.0, -4.0, 60.0)], 2.7)],
+        "internal_jugular_vein": [([(31.0, -24.0, -130.0), (33.0, -22.0, -80.0), (35.0, -17.0, -40.0),
+                                    (36.0, -12.0, 0.0), (35.0, -9.5, 20.0), (33.0, -6.0, 60.0)], 5.5)],
+    }
+
+
+def _shift(points, s) -> list:
+    return [tuple(np.asarray(q, float) + np.asarray(s, float)) for q in points]
+
+
+# ---------------------------------------------------------------------------------------------
+# the phantom
+# ---------------------------------------------------------------------------------------------
+
+
+def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phantom:
+    """Build the synthetic neck CT, its exact label map and dens landmarks.
+
+    Parameters
+    ----------
+    params : PhantomParams, optional
+        Defaults when omitted.
+    **overrides
+        Field values replacing those of *params* (e.g. ``make_phantom(lesion_radius_mm=6)``).
+
+    Returns
+    -------
+    Phantom
+        ``volume`` (float32 HU, axes (k, j, i) = (+S, +P, +L)), ``truth`` (canonical masks:
+        body, bone, vertebrae_C1..C7, lesion, spinal_canal, spinal_cord, vertebral_artery_*,
+        common/internal_carotid_artery_*, internal_jugular_vein_*, pharynx, larynx, trachea,
+        airway, esophagus, mandible), ``landmarks`` and ``params``.
+
+    Raises
+    ------
+    InputError
+        Out-of-range parameters.
+
+    Notes
+    -----
+    Deterministic: the same parameters give a bit-identical volume (noise from
+    ``numpy.random.default_rng(seed)``). ``bone`` is mineralised bone: the vertebrae and the
+    mandible minus the lytic lesion; ``vertebrae_C2`` includes the lesion. Masks are made
+    mutually exclusive by priority bone > vessels > airway > oesophagus > cord > canal.
+    """
+    if params is None:
+        params = PhantomParams()
+    if overrides:
+        d = params.to_dict()
+        unknown = set(overrides) - set(d)
+        if unknown:
+            raise InputError(f"Unknown phantom parameter(s): {', '.join(sorted(unknown))}.")
+        d.update(overrides)
+        params = PhantomParams.from_dict(d)
+    p = params
+    s = float(p.spacing_mm)
+    lo = np.array([-60.0, -76.0, p.fov_inferior_mm])
+    hi = np.array([60.0, 68.0, p.fov_superior_mm])
+    shape_xyz = np.floor((hi - lo) / s + 1e-6).astype(int) + 1
+    shape = (int(shape_xyz[2]), int(shape_xyz[1]), int(shape_xyz[0]))
+    grid = _Grid(lo, s, shape)
+    zlo, zhi = p.fov_inferior_mm - 20.0, p.fov_superior_mm + 20.0
+
+    # ---- bone -------------------------------------------------------------------------------
+    verts: dict[str, np.ndarray] = {"vertebrae_C1": _c1(grid, p), "vertebrae_C2": _c2(grid, p)}
+    for n in range(3, 8):
+        zc = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3)
+        if zc + 10 >= p.fov_inferior_mm:
+            verts[f"vertebrae_C{n}"] = _subaxial(grid, n)
+    mandible = _mandible(grid)
+    # vertebrae never overlap each other (first one wins, top to bottom)
+    taken = grid.empty()
+    for name in verts:
+        verts[name] &= ~taken
+        taken |= verts[name]
+    mandible &= ~taken
+    all_bone = taken | mandible
+
+    dg = _dens_geometry(p)
+    lesion = grid.empty()
+    if p.lesion_radius_mm > 0:
+        c = dg["centre"] + np.asarray(p.lesion_offset_mm)
+        r = float(p.lesion_radius_mm)
+        _paint(lesion, grid, c - r, c + r,
+               lambda X, Y, Z: (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 <= r * r)
+        lesion &= verts["vertebrae_C2"]
+    bone = all_bone & ~lesion
+
+    # ---- soft tissue shapes -----------------------------------------------------------------
+    body_levels = [(zlo, 0, 0, 50, 50, 62), (-5.0, 0, 0, 51, 52, 62), (14.0, 0, 0, 56, 67, 63), (zhi, 0, 0, 57, 68, 63)]
+    body = grid.empty()
+    _swept_ellipse(body, grid, body_levels)
+    body_inner = grid.empty()
+    _swept_ellipse(body_inner, grid, body_levels, inset=5.0)
+
+    canal = grid.empty()
+    _swept_ellipse(canal, grid, [(zlo, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY), (zhi, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY)])
+    cord = grid.empty()
+    cx, cy, cz = p.cord_shift_mm
+    cord_levels = [(zlo + cz, CORD_C[0] + cx, CORD_C[1] + cy, CORD_AX, CORD_AY, CORD_AY),
+                   (zhi + cz, CORD_C[0] + cx, CORD_C[1] + cy, CORD_AX, CORD_AY, CORD_AY)]
+    _swept_ellipse(cord, grid, cord_levels)
+
+    pharynx = grid.empty()
+    _swept_ellipse(pharynx, grid, [(-70.0, 0, -19.0, 9.0, 3.5, 3.5), (-45.0, 0, -20.0, 13.0, 5.0, 5.0),
+                                   (-10.0, 0, -18.5, 14.0, 6.0, 6.0), (30.0, 0, -18.0, 14.0, 7.0, 7.0),
+                                   (zhi, 0, -19.0, 12.0, 7.0, 7.0)])
+    larynx = grid.empty()
+    _swept_ellipse(larynx, grid, [(-86.0, 0, -30.0, 7.5, 7.0, 7.0), (-60.0, 0, -32.0, 8.0, 9.0, 9.0),
+                                  (-42.0, 0, -29.0, 8.0, 9.0, 9.0)])
+    trachea = grid.empty()
+    _swept_ellipse(trachea, grid, [(zlo, 0, -29.0, 8.5, 8.0, 8.0), (-86.0, 0, -30.0, 7.5, 7.0, 7.0)])
+    esophagus = grid.empty()
+    _swept_ellipse(esophagus, grid, [(zlo, 0, -14.5, 8.0, 4.5, 4.5), (-66.0, 0, -15.5, 8.0, 4.5, 4.5)])
+
+    vessels: dict[str, np.ndarray] = {}
+    for base_name, segs in _vessel_paths(p).items():
+        for side, sx in (("left", 1.0), ("right", -1.0)):
+            m = grid.empty()
+            for pts, rad in segs:
+                pts = [(sx * x, y, z) for x, y, z in pts]
+                if base_name == "vertebral_artery":
+                    pts = _shift(pts, p.vertebral_artery_shift_mm)
+                elif p.carotid_shift_side in ("both", side):
+                    pts = _shift(pts, p.carotid_shift_mm)
+                _tube(m, grid, pts, rad)
+            vessels[f"{base_name}_{side}"] = m
+    for side in ("left", "right"):  # the ICA starts where the CCA ends
+        vessels[f"internal_carotid_artery_{side}"] &= ~vessels[f"common_carotid_artery_{side}"]
+
+    # ---- exclusive truth masks by priority ----------------------------------------------------
+    occupied = all_bone.copy()
+    for name in vessels:
+        vessels[name] &= ~occupied & body
+    for name in vessels:
+        occupied |= vessels[name]
+    airway_parts = {"pharynx": pharynx, "larynx": larynx, "trachea": trachea}
+    for name, m in airway_parts.items():
+        m &= ~occupied & body
+    larynx &= ~pharynx
+    trachea &= ~(pharynx | larynx)
+    airway = pharynx | larynx | trachea
+    occupied |= airway
+    esophagus &= ~occupied
+    occupied |= esophagus
+    canal &= ~occupied
+    cord &= canal
+
+    # ---- HU ---------------------------------------------------------------------------------
+    vol = np.full(shape, HU["air"], dtype=np.float32)
+    vol[body] = HU["muscle"]
+    vol[body & ~body_inner] = HU["fat"]
+    sheath = grid.empty()  # fat around the vessels (carotid sheath, perivertebral fat)
+    for base_name, segs in _vessel_paths(p).items():
+        if base_name == "vertebral_artery":
+            continue
+        for sx, side in ((1.0, "left"), (-1.0, "right")):
+            for pts, rad in segs:
+                pts = [(sx * x, y, z) for x, y, z in pts]
+                if p.carotid_shift_side in ("both", side):
+                    pts = _shift(pts, p.carotid_shift_mm)
+                _tube(sheath, grid, pts, rad + 2.0)
+    vol[sheath & body] = HU["fat"]
+    vol[esophagus] = HU["esophagus"]
+    vol[canal] = HU["csf"]
+    vol[cord] = HU["cord"]
+    vol[airway] = HU["air"]
+    art = HU["artery_contrast"] if p.contrast else HU["blood"]
+    vein = HU["vein_contrast"] if p.contrast else HU["blood"]
+    for name, m in vessels.items():
+        vol[m] = vein if "vein" in name else art
+    for name, m in verts.items():
+        cortex = _cortex(m, s, p.cortex_mm)
+        vol[m] = HU["cancellous"]
+        vol[cortex] = HU["cortical"]
+    mcortex = _cortex(mandible, s, 2.0)
+    vol[mandible] = HU["mandible_cancellous"]
+    vol[mcortex] = HU["mandible_cortical"]
+    vol[lesion] = HU["lesion"]
+
+    if p.blur_mm > 0:
+        from scipy.ndimage import gaussian_filter
+
+        vol = gaussian_filter(vol, sigma=p.blur_mm / s, mode="nearest", truncate=3.0)
+    if p.noise_hu > 0:
+        rng = np.random.default_rng(p.seed)
+        vol += rng.standard_normal(shape, dtype=np.float32) * np.float32(p.noise_hu)
+    vol = np.rint(np.clip(vol, -1024.0, 3071.0)).astype(np.float32)  # integer HU, as a scanner stores
+
+    volume = Volume(vol, axis_aligned_affine((s, s, s), tuple(lo)),
+                    AcquisitionInfo(modality="CT", kernel="SYNTHETIC", kvp=120.0, contrast=bool(p.contrast),
+                                    series_description="osteoplan neck phantom", source_format="phantom"))
+
+    truth_masks: dict[str, np.ndarray] = {"body": body | all_bone, "bone": bone}
+    truth_masks.update(verts)
+    truth_masks["lesion"] = lesion
+    truth_masks["spinal_canal"] = canal
+    truth_masks["spinal_cord"] = cord
+    truth_masks.update(vessels)
+    truth_masks.update({"pharynx": pharynx, "larynx": larynx, "trachea": trachea, "airway": airway,
+                        "esophagus": esophagus, "mandible": mandible})
+    truth = LabelMap(volume, truth_masks, {n: TRUTH_SOURCE for n in truth_masks})
+
+    landmarks = DensLandmarks(
+        apex_lps_mm=dg["apex"],
+        waist_lps_mm=dg["waist"],
+        waist_diameter_mm=dg["waist_diameter"],
+        axis_unit=dg["axis"],
+        anteroinferior_body_lps_mm=_anteroinferior_point(),
+        body_centre_lps_mm=np.array([0.0, 0.0, C2_BODY_Z]),
+        confidence=1.0,
+        method=TRUTH_SOURCE,
+        notes=("analytic ground truth of the osteoplan phantom",),
+    )
+    return Phantom(volume=volume, truth=truth, landmarks=landmarks, params=p, hu_table=dict(HU))
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+
+
+def _uid(p: PhantomParams, *parts: Any) -> str:
+    from pydicom.uid import generate_uid
+
+    key = json.dumps(p.to_dict(), sort_keys=True)
+    return generate_uid(entropy_srcs=["osteoplan-phantom", key, *[str(x) for x in parts]])
+
+
+def write_dicom_series(volume: Volume, out_dir: str | Path, params: PhantomParams | None = None) -> list[Path]:
+    """Write an axis-aligned CT volume as a single-frame CT Image Storage series (one file per slice).
+
+    Parameters
+    ----------
+    volume : Volume
+        Must be axial (k along +S or -S, rows along +P, columns along +L).
+    out_dir : path
+        Folder (created); files ``CT_0001.dcm`` ... in slice order.
+    params : PhantomParams, optional
+        Used to derive deterministic UIDs.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Notes
+    -----
+    Geometry: ImageOrientationPatient = row direction (column step, +L) then column direction
+    (row step, +P); PixelSpacing = [row spacing, column spacing]; ImagePositionPatient = LPS of
+    each slice's first voxel. Pixel data are unsigned 16-bit with RescaleIntercept -1024.
+    No identifying data: the patient is named ``PHANTOM^NECK`` with a fixed synthetic ID.
+    """
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+
+    p = params or PhantomParams()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    d = volume.direction
+    row_dir = d[:, 2]  # along a row = column index i
+    col_dir = d[:, 1]  # down a column = row index j
+    sp = volume.spacing_mm
+    study_uid, series_uid, for_uid = _uid(p, "study"), _uid(p, "series"), _uid(p, "for")
+    pix = np.clip(np.rint(volume.array + 1024.0), 0, 65535).astype(np.uint16)
+    paths = []
+    for k in range(volume.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        sop_uid = _uid(p, "sop", k)
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = for_uid
+        ds.PatientName = "PHANTOM^NECK"
+        ds.PatientID = "OSTEOPLAN-PHANTOM"
+        ds.PatientBirthDate = ""
+        ds.PatientSex = "O"
+        ds.PatientIdentityRemoved = "YES"
+        ds.StudyDate = "20000101"
+        ds.StudyTime = "000000"
+        ds.SeriesDate = "20000101"
+        ds.ContentDate = "20000101"
+        ds.ContentTime = "000000"
+        ds.StudyID = "1"
+        ds.AccessionNumber = ""
+        ds.ReferringPhysicianName = ""
+        ds.Modality = "CT"
+        ds.Manufacturer = "osteoplan"
+        ds.ManufacturerModelName = "synthetic neck phantom"
+        ds.SeriesDescription = "osteoplan neck phantom"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.AcquisitionNumber = 1
+        ds.BodyPartExamined = "NECK"
+        ds.KVP = 120
+        ds.ConvolutionKernel = "SYNTHETIC"
+        ds.ContrastBolusAgent = "IODINE" if p.contrast else None
+        if not p.contrast:
+            del ds.ContrastBolusAgent
+        ds.PatientPosition = "HFS"
+        ds.ImageOrientationPatient = [round(float(v), 8) for v in (*row_dir, *col_dir)]
+        ipp = volume.index_to_world([k, 0, 0])
+        ds.ImagePositionPatient = [round(float(v), 6) for v in ipp]
+        ds.SliceLocation = round(float(ipp[2]), 6)
+        ds.SliceThickness = round(float(sp[0]), 6)
+        ds.PixelSpacing = [round(float(sp[1]), 6), round(float(sp[2]), 6)]
+        ds.Rows, ds.Columns = int(volume.shape[1]), int(volume.shape[2])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.WindowCenter = 400
+        ds.WindowWidth = 2000
+        ds.PixelData = pix[k].tobytes()
+        path = out_dir / f"CT_{k + 1:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def write_phantom(phantom: Phantom, out_dir: str | Path, overwrite: bool = False, dicom: bool = True) -> dict[str, Any]:
+    """Write the phantom's CT, ground truth and landmarks, atomically.
+
+    Layout of *out_dir*::
+
+        ct.nii.gz                 CT (int16 HU, RAS NIfTI as usual)
+        labels/<name>.nii.gz      one uint8 mask per structure (TotalSegmentator layout)
+        labels.nii.gz             all structures in one uint16 label image ...
+        labels.json               ... and its table {"1": "body", ...} (later labels overwrite earlier)
+        landmarks.json            DensLandmarks.to_dict()
+        phantom.json              parameters, HU table, structure volumes (mL)
+        dicom/CT_0001.dcm ...     the CT as a DICOM series (no identifying data)
+
+    Parameters
+    ----------
+    phantom : Phantom
+    out_dir : path
+        Created; an existing non-empty folder is an error unless ``overwrite``.
+    overwrite : bool
+        Replace an existing folder (after the new one is complete).
+    dicom : bool
+        Also write the DICOM series.
+
+    Returns
+    -------
+    dict
+        ``{"ct": path, "labels": {name: path}, "multilabel": path, "label_table": path,
+        "landmarks": path, "params": path, "dicom": folder or None}`` (final paths).
+
+    Raises
+    ------
+    InputError
+        *out_dir* exists and is not empty (and ``overwrite`` is False).
+    """
+    import nibabel as nib
+
+    from osteoplan.atomic import atomic_dir
+
+    out_dir = Path(out_dir)
+    vol = phantom.volume
+    try:
+        ctx = atomic_dir(out_dir, overwrite=overwrite)
+        tmp = ctx.__enter__()
+    except FileExistsError:
+        raise InputError(f"Output folder {out_dir.name} exists and is not empty; choose another or pass --force.") from None
+    try:
+        nib.save(vol.to_nifti(np.int16), tmp / "ct.nii.gz")
+        (tmp / "labels").mkdir()
+        names = phantom.truth.names()
+        for name in names:
+            img = vol.with_array(phantom.truth.get(name).astype(np.float32)).to_nifti(np.uint8)
+            nib.save(img, tmp / "labels" / f"{name}.nii.gz")
+        order = [n for n in names if n not in ("body", "bone", "airway")]
+        arr, table = phantom.truth.to_multilabel(["body"] + order)
+        ml = vol.with_array(arr.astype(np.float32)).to_nifti(np.uint16)
+        nib.save(ml, tmp / "labels.nii.gz")
+        (tmp / "labels.json").write_text(json.dumps({str(k): v for k, v in table.items()}, indent=1))
+        (tmp / "landmarks.json").write_text(json.dumps(phantom.landmarks.to_dict(), indent=1))
+        meta = {
+            "format": "osteoplan-phantom",
+            "version": 1,
+            "params": phantom.params.to_dict(),
+            "hu_table": phantom.hu_table,
+            "geometry": vol.summary(),
+            "structures_ml": {n: round(phantom.truth.volume_ml(n), 4) for n in names},
+        }
+        (tmp / "phantom.json").write_text(json.dumps(meta, indent=1))
+        if dicom:
+            write_dicom_series(vol, tmp / "dicom", phantom.params)
+    except BaseException as exc:
+        ctx.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    ctx.__exit__(None, None, None)
+    return {
+        "ct": out_dir / "ct.nii.gz",
+        "labels": {n: out_dir / "labels" / f"{n}.nii.gz" for n in names},
+        "multilabel": out_dir / "labels.nii.gz",
+        "label_table": out_dir / "labels.json",
+        "landmarks": out_dir / "landmarks.json",
+        "params": out_dir / "phantom.json",
+        "dicom": (out_dir / "dicom") if dicom else None,
+    }
+
+
+def load_phantom_dir(out_dir: str | Path) -> Phantom:
+    """Read back a folder written by :func:`write_phantom`.
+
+    Returns
+    -------
+    Phantom
+        Volume from ``ct.nii.gz`` (HU rounded to integers), truth from ``labels/``,
+        landmarks from ``landmarks.json`` and parameters from ``phantom.json``.
+
+    Raises
+    ------
+    InputError
+        The folder is not a phantom folder (missing files).
+    """
+    import nibabel as nib
+
+    d = Path(out_dir)
+    need = ["ct.nii.gz", "labels", "landmarks.json", "phantom.json"]
+    missing = [n for n in need if not (d / n).exists()]
+    if missing:
+        raise InputError(f"{d.name} is not a phantom folder (missing {', '.join(missing)}); create it with 'osteoplan phantom'.")
+    meta = json.loads((d / "phantom.json").read_text())
+    params = PhantomParams.from_dict(meta.get("params", {}))
+    vol = Volume.from_nifti(nib.load(str(d / "ct.nii.gz")),
+                            AcquisitionInfo(modality="CT", contrast=bool(params.contrast), source_format="nifti"))
+    masks = {}
+    for f in sorted((d / "labels").glob("*.nii.gz")):
+        name = f.name[: -len(".nii.gz")]
+        m = Volume.from_nifti(nib.load(str(f)))
+        if m.shape != vol.shape or not np.allclose(m.affine, vol.affine, atol=1e-4):
+            raise InputError(f"Label {name} of {d.name} is not on the CT grid; re-create the phantom folder.")
+        masks[name] = m.array > 0.5
+    truth = LabelMap(vol, masks, {n: TRUTH_SOURCE for n in masks})
+    lm = DensLandmarks.from_dict(json.loads((d / "landmarks.json").read_text()))
+    return Phantom(volume=vol, truth=truth, landmarks=lm, params=params, hu_table=meta.get("hu_table", dict(HU)))

@@ -1,0 +1,265 @@
+"""The digital neck phantom: determinism, exact geometry, HU per tissue, nesting, file round trips."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_dilation, binary_erosion
+
+from osteoplan.anatomy.phantom import HU, PhantomParams, load_phantom_dir, make_phantom, write_phantom
+from osteoplan.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def ph():
+    return make_phantom()
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A short (C1-C3), coarse phantom for file round trips."""
+    return make_phantom(spacing_mm=1.0, fov_inferior_mm=-40.0, fov_superior_mm=34.0, seed=3)
+
+
+def _centroid(ph, name):
+    return ph.volume.index_to_world(np.argwhere(ph.truth.get(name)).mean(axis=0))
+
+
+def test_grid_is_axial_lps_and_isotropic(ph):
+    v = ph.volume
+    np.testing.assert_allclose(v.spacing_mm, [0.8, 0.8, 0.8])
+    np.testing.assert_allclose(v.direction, [[0, 0, 1], [0, 1, 0], [1, 0, 0]])
+    # FOV: x -60..60, y -76..68, z -110..42 -> 151 x 181 x 191 voxels
+    assert v.shape == (191, 181, 151)
+    lo, hi = v.bounds_lps_mm()
+    np.testing.assert_allclose(lo, [-60, -76, -110])
+    np.testing.assert_allclose(hi, [60, 68, 42])
+
+
+def test_deterministic_for_a_seed_and_noise_changes_with_seed():
+    a = make_phantom(spacing_mm=1.0, fov_inferior_mm=-40.0)
+    b = make_phantom(spacing_mm=1.0, fov_inferior_mm=-40.0)
+    c = make_phantom(spacing_mm=1.0, fov_inferior_mm=-40.0, seed=1)
+    assert np.array_equal(a.volume.array, b.volume.array)
+    assert not np.array_equal(a.volume.array, c.volume.array)
+    for n in a.truth.names():  # the anatomy does not depend on the seed
+        assert np.array_equal(a.truth.get(n), c.truth.get(n)), n
+    # the difference is pure noise: std of (a - c) = sqrt(2) * 12 HU
+    assert np.std(a.volume.array - c.volume.array) == pytest.approx(math.sqrt(2) * 12.0, rel=0.02)
+
+
+def test_all_structures_present_and_non_empty(ph):
+    expected = {"body", "bone", "vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "lesion", "spinal_canal",
+                "spinal_cord", "vertebral_artery_left", "vertebral_artery_right", "common_carotid_artery_left",
+                "common_carotid_artery_right", "internal_carotid_artery_left", "internal_carotid_artery_right",
+                "internal_jugular_vein_left", "internal_jugular_vein_right", "pharynx", "trachea", "larynx",
+                "airway", "esophagus", "mandible"}
+    assert expected <= set(ph.truth.names())
+    for n in expected:
+        assert ph.truth.get(n).any(), n
+        assert ph.truth.sources[n] == "phantom-truth"
+
+
+@pytest.mark.parametrize("radius", [3.0, 4.0])
+def test_lesion_volume_is_the_sphere_volume(radius):
+    p = make_phantom(lesion_radius_mm=radius, fov_inferior_mm=-40.0, noise_hu=0)
+    exact_ml = 4.0 / 3.0 * math.pi * radius**3 / 1000.0  # 0.1131 and 0.2681 mL
+    assert p.truth.volume_ml("lesion") == pytest.approx(exact_ml, rel=0.05)
+    # centred on the dens centre (midpoint of the dens axis)
+    np.testing.assert_allclose(_centroid(p, "lesion"), p.dens_centre_lps_mm, atol=0.2)
+
+
+def test_lesion_offset_and_zero_radius():
+    p = make_phantom(lesion_radius_mm=3.0, lesion_offset_mm=(1.0, 0.0, -2.0), fov_inferior_mm=-40.0)
+    np.testing.assert_allclose(_centroid(p, "lesion"), p.dens_centre_lps_mm + [1.0, 0.0, -2.0], atol=0.25)
+    q = make_phantom(lesion_radius_mm=0.0, fov_inferior_mm=-40.0)
+    assert q.truth.has("lesion") and not q.truth.get("lesion").any()  # segmented, absent
+
+
+def test_large_lesion_is_clipped_to_c2_and_breaches_the_cortex():
+    p = make_phantom(lesion_radius_mm=7.0, fov_inferior_mm=-40.0, noise_hu=0)
+    les, c2 = p.truth.get("lesion"), p.truth.get("vertebrae_C2")
+    assert not (les & ~c2).any()
+    assert p.truth.volume_ml("lesion") < 4 / 3 * math.pi * 7.0**3 / 1000  # clipped
+    # breach: lesion voxels touch the outside of C2
+    assert (binary_dilation(les) & ~c2 & ~p.truth.get("bone")).any()
+
+
+def test_landmarks_match_the_geometry_and_the_published_priors(ph):
+    lm = ph.landmarks
+    # anteroinferior body to dens tip: 37.6 +/- 3.3 mm (Eur Spine J 2009;18:271)
+    assert 30.0 <= lm.anteroinferior_to_apex_mm <= 45.0
+    assert lm.anteroinferior_to_apex_mm == pytest.approx(36.11, abs=0.01)
+    assert lm.waist_diameter_mm == pytest.approx(9.0)
+    # inner diameter = outer - 2 x cortex = 6.6 mm, within 6.5 +/- 1.9 mm
+    assert abs(lm.waist_diameter_mm - 2 * ph.params.cortex_mm - 6.5) < 1.9
+    # dens axis tilted 12 degrees posteriorly (+P) from +S
+    np.testing.assert_allclose(lm.axis_unit, [0, math.sin(math.radians(12)), math.cos(math.radians(12))], atol=1e-12)
+    assert lm.method == "phantom-truth" and lm.confidence == 1.0
+
+
+def _dens_sections(ph):
+    """Radius of C2 bone around the dens axis in 0.8 mm thick sections, by distance t from the base."""
+    lm = ph.landmarks
+    base = lm.apex_lps_mm - 21.0 * lm.axis_unit
+    idx = np.argwhere(ph.truth.get("vertebrae_C2"))
+    w = ph.volume.index_to_world(idx) - base
+    t = w @ lm.axis_unit
+    rho = np.linalg.norm(w - t[:, None] * lm.axis_unit, axis=1)
+    return t, rho
+
+
+def test_mask_agrees_with_landmarks(ph):
+    lm = ph.landmarks
+    t, rho = _dens_sections(ph)
+    near_axis = rho < 8.0
+    # apex: the highest C2 voxel along the axis is within one voxel of the landmark
+    assert t[near_axis].max() == pytest.approx(21.0, abs=0.8)
+    # waist: max radial extent at the waist section (t = 6.5) ~ 4.5 mm, and it is the narrowest
+    # section between the base flare (t = 4) and the head (t = 14)
+    def radius_at(tc):
+        sel = near_axis & (np.abs(t - tc) < 0.4)
+        return rho[sel].max()
+    r_waist = radius_at(6.5)
+    assert r_waist == pytest.approx(lm.waist_diameter_mm / 2, abs=0.6)
+    assert all(radius_at(tc) >= r_waist - 0.05 for tc in np.arange(4.5, 14.0, 0.5))
+    # anteroinferior point: on the C2 surface (within a voxel of a C2 voxel and of a non-C2 voxel)
+    k = np.rint(ph.volume.world_to_index(lm.anteroinferior_body_lps_mm)).astype(int)
+    c2 = ph.truth.get("vertebrae_C2")
+    box = c2[k[0] - 1:k[0] + 2, k[1] - 1:k[1] + 2, k[2] - 1:k[2] + 2]
+    assert box.any() and not box.all()
+    # body centre inside the C2 body
+    kc = np.rint(ph.volume.world_to_index(lm.body_centre_lps_mm)).astype(int)
+    assert c2[tuple(kc)]
+
+
+def test_masks_nested_and_exclusive(ph):
+    t = ph.truth
+    assert not (t.get("spinal_cord") & ~t.get("spinal_canal")).any()
+    assert not (t.get("lesion") & ~t.get("vertebrae_C2")).any()
+    assert not (t.get("lesion") & t.get("bone")).any()
+    assert np.array_equal(t.get("airway"), t.get("pharynx") | t.get("larynx") | t.get("trachea"))
+    everything = t.union(t.names())
+    assert not (everything & ~t.get("body")).any()
+    vessels = [n for n in t.names() if "artery" in n or "vein" in n]
+    for v in vessels:
+        assert not (t.get(v) & t.get("bone")).any(), v
+        assert not (t.get(v) & t.get("airway")).any(), v
+    verts = [n for n in t.names() if n.startswith("vertebrae_")]
+    total = sum(t.get(n).sum(dtype=int) for n in verts)
+    assert total == t.union(verts).sum()  # vertebrae do not overlap
+    assert np.array_equal(t.union(verts + ["mandible"]) & ~t.get("lesion"), t.get("bone"))
+
+
+def test_anatomical_positions_and_orientation(ph):
+    c = {n: _centroid(ph, n) for n in ("vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "pharynx", "mandible",
+                                        "spinal_cord", "common_carotid_artery_left", "common_carotid_artery_right",
+                                        "internal_jugular_vein_left", "vertebral_artery_left", "larynx", "esophagus")}
+    assert c["vertebrae_C1"][2] > c["vertebrae_C2"][2] > c["vertebrae_C3"][2]      # superior = +z
+    assert c["pharynx"][1] < ph.landmarks.anteroinferior_body_lps_mm[1]           # pharynx anterior (-y) of C2
+    assert c["spinal_cord"][1] > ph.landmarks.body_centre_lps_mm[1] + 10          # cord posterior
+    assert c["mandible"][1] < -25 and c["mandible"][2] > 10                       # mandible anterior, superior
+    assert c["common_carotid_artery_left"][0] > 15 and c["common_carotid_artery_right"][0] < -15  # +x = left
+    assert 15 <= c["common_carotid_artery_left"][0] <= 25
+    assert c["internal_jugular_vein_left"][0] > c["common_carotid_artery_left"][0]  # IJV lateral
+    assert c["larynx"][1] < c["esophagus"][1]                                     # larynx anterior
+    assert 18 <= c["vertebral_artery_left"][0] <= 27
+
+
+def test_hu_statistics_per_tissue(ph):
+    t, a = ph.truth, ph.volume.array
+
+    def core(mask, it=2):
+        return a[binary_erosion(mask, iterations=it)]
+
+    c2_core = binary_erosion(t.get("vertebrae_C2"), iterations=3) & ~binary_dilation(t.get("lesion"), iterations=3)
+    assert np.mean(a[c2_core]) == pytest.approx(HU["cancellous"], abs=15)
+    assert np.mean(core(t.get("lesion"))) == pytest.approx(HU["lesion"], abs=10)
+    assert np.mean(core(t.get("spinal_cord"))) == pytest.approx(HU["cord"], abs=3)
+    assert np.mean(core(t.get("airway"))) == pytest.approx(-1000, abs=10)
+    assert np.mean(core(t.get("common_carotid_artery_left"))) == pytest.approx(320, abs=15)
+    assert np.mean(core(t.get("internal_jugular_vein_right"))) == pytest.approx(200, abs=10)
+    # cortex: the C2 shell is bright (the blur smears a 1.2 mm shell, so the peak is lower than 1200)
+    c2 = t.get("vertebrae_C2") & ~t.get("lesion")
+    shell = c2 & ~binary_erosion(c2, iterations=1)
+    assert np.percentile(a[shell], 90) > 800
+    # noise: std of a flat region (posterior neck muscle) equals noise_hu
+    k, j, i = np.rint(ph.volume.world_to_index([0.0, 52.0, -60.0])).astype(int)
+    patch = a[k - 5:k + 5, j - 3:j + 3, i - 5:i + 5]
+    assert np.mean(patch) == pytest.approx(HU["muscle"], abs=3)
+    assert np.std(patch) == pytest.approx(12.0, rel=0.15)
+
+
+def test_contrast_off_and_vessel_shifts():
+    p = make_phantom(contrast=False, fov_inferior_mm=-40.0, carotid_shift_mm=(0.0, 5.0, 0.0),
+                     carotid_shift_side="left", noise_hu=0)
+    q = make_phantom(fov_inferior_mm=-40.0, noise_hu=0)
+    a = p.volume.array
+    assert np.mean(a[binary_erosion(p.truth.get("internal_carotid_artery_left"), iterations=1)]) == pytest.approx(40, abs=5)
+    assert p.volume.info.contrast is False and q.volume.info.contrast is True
+    d_left = _centroid(p, "internal_jugular_vein_left") - _centroid(q, "internal_jugular_vein_left")
+    d_right = _centroid(p, "internal_jugular_vein_right") - _centroid(q, "internal_jugular_vein_right")
+    np.testing.assert_allclose(d_left, [0, 5, 0], atol=0.3)
+    np.testing.assert_allclose(d_right, [0, 0, 0], atol=1e-9)
+    r = make_phantom(fov_inferior_mm=-40.0, cord_shift_mm=(1.0, 0.0, 0.0), noise_hu=0)
+    np.testing.assert_allclose(_centroid(r, "spinal_cord") - _centroid(q, "spinal_cord"), [1, 0, 0], atol=0.15)
+
+
+def test_params_validation_and_overrides():
+    with pytest.raises(InputError):
+        make_phantom(spacing_mm=5.0)
+    with pytest.raises(InputError):
+        make_phantom(not_a_param=1)
+    with pytest.raises(InputError):
+        PhantomParams(carotid_shift_side="middle")
+    p = PhantomParams(seed=4, lesion_offset_mm=[1, 2, 3])
+    assert PhantomParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_write_and_read_back(small, tmp_path):
+    out = tmp_path / "ph"
+    paths = write_phantom(small, out)
+    assert paths["ct"].exists() and paths["dicom"].is_dir()
+    assert set(paths["labels"]) == set(small.truth.names())
+    back = load_phantom_dir(out)
+    np.testing.assert_allclose(back.volume.affine, small.volume.affine, atol=1e-5)
+    assert np.array_equal(back.volume.array, small.volume.array)  # integer HU survive exactly
+    for n in small.truth.names():
+        assert np.array_equal(back.truth.get(n), small.truth.get(n)), n
+    np.testing.assert_allclose(back.landmarks.apex_lps_mm, small.landmarks.apex_lps_mm, atol=1e-4)
+    assert back.params == small.params
+    # multilabel + table
+    import nibabel as nib
+    from osteoplan.imaging import Volume
+    table = {int(k): v for k, v in json.loads(paths["label_table"].read_text()).items()}
+    ml = Volume.from_nifti(nib.load(str(paths["multilabel"]))).array
+    inv = {v: k for k, v in table.items()}
+    assert np.array_equal(ml == inv["spinal_cord"], small.truth.get("spinal_cord"))
+    assert np.array_equal(ml == inv["lesion"], small.truth.get("lesion"))
+    # existing folder is refused
+    with pytest.raises(InputError):
+        write_phantom(small, out)
+    write_phantom(small, out, overwrite=True, dicom=False)
+    assert not (out / "dicom").exists()
+
+
+def test_dicom_series_reads_back_with_exact_geometry(small, tmp_path):
+    import pydicom
+    import SimpleITK as sitk
+
+    from osteoplan.imaging import Volume, read_volume
+
+    paths = write_phantom(small, tmp_path / "ph")
+    files = sorted(paths["dicom"].glob("*.dcm"))
+    assert len(files) == small.volume.shape[0]
+    ds = pydicom.dcmread(files[0])
+    assert ds.Modality == "CT" and ds.PatientName == "PHANTOM^NECK"
+    assert [float(x) for x in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    np.testing.assert_allclose([float(x) for x in ds.ImagePositionPatient], small.volume.origin_mm)
+    for vol in (read_volume(paths["dicom"]),
+                Volume.from_sitk(sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(paths["dicom"]))))):
+        np.testing.assert_allclose(vol.affine, small.volume.affine, atol=1e-4)
+        assert np.array_equal(vol.array, small.volume.array)
