@@ -1,0 +1,306 @@
+"""Activity and outcome statistics of the registry: tables (lists of dicts), CSV and matplotlib PNG plots.
+
+All tables count live (not soft-deleted) records of live patients, and procedures with status ``done``.
+Optional ``year`` restricts to procedures done that year (follow-ups and events follow their procedure).
+
+Definitions
+-----------
+- Consolidation type of a procedure (:func:`osteoplan.workflow.service.consolidation_type`): screw + cement,
+  screw alone, cement alone, other (from what was logged, not what was decided).
+- Complex consolidation (:func:`osteoplan.workflow.service.is_complex`): a screw, hydrodissection, or more than
+  one level in the session; simple = cementoplasty of one level without hydrodissection. A project definition:
+  no published one was found.
+- Technical success rate: successes / procedures with the field filled (unknown ones are counted apart).
+- Complication rate by grade: procedures with at least one event of that (classification, grade) / done
+  procedures, in %; classifications are never mixed (CIRSE 2017 and SIR rows are separate).
+- Pain NRS per timepoint: median and interquartile range (Q1, Q3) with numpy's default linear interpolation
+  (Hyndman & Fan type 7).
+- Length of stay: discharge date - procedure date, days. Collar removal delay: collar removal date - procedure
+  date, days (procedures with a collar removal date).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from osteoplan.workflow import models as m
+from osteoplan.workflow import service as sv
+
+TYPES = ("screw_cement", "screw_alone", "cement_alone", "other")
+
+
+def _live(rows):
+    return [r for r in rows if r.deleted_at is None]
+
+
+def done_procedures(patients: Iterable[m.Patient], year: int | None = None) -> list[m.Procedure]:
+    """Live, done procedures of live patients (optionally of one year), in date order."""
+    out = []
+    for p in patients:
+        if p.deleted_at is not None:
+            continue
+        for x in _live(p.procedures):
+            if x.status == "done" and x.procedure_date and (year is None or x.procedure_date.year == year):
+                out.append(x)
+    return sorted(out, key=lambda x: (x.procedure_date, x.id))
+
+
+def region_of(site_kind: str, site: str) -> str:
+    """cervical / thoracic / lumbar / sacral / long bone or pelvis (bone)."""
+    if site_kind == "vertebra":
+        return {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}.get(site[:1], "other spine")
+    return "bone"
+
+
+def _describe(values: Sequence[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "median": None, "q1": None, "q3": None, "mean": None, "min": None, "max": None}
+    a = np.asarray(values, dtype=float)
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    return {"n": int(a.size), "median": float(med), "q1": float(q1), "q3": float(q3),
+            "mean": round(float(a.mean()), 3), "min": float(a.min()), "max": float(a.max())}
+
+
+def procedures_per_year(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per year: total, simple, complex and per consolidation type."""
+    by: dict[int, Counter] = defaultdict(Counter)
+    for x in procs:
+        c = by[x.procedure_date.year]
+        c["total"] += 1
+        c["complex" if sv.is_complex(x) else "simple"] += 1
+        c[sv.consolidation_type(x)] += 1
+    return [{"year": y, "total": c["total"], "simple": c["simple"], "complex": c["complex"],
+             **{t: c[t] for t in TYPES}} for y, c in sorted(by.items())]
+
+
+def procedures_per_type(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per consolidation type x complexity."""
+    c = Counter((sv.consolidation_type(x), "complex" if sv.is_complex(x) else "simple") for x in procs)
+    return [{"consolidation_type": t, "complexity": k, "n": c[(t, k)]}
+            for t in TYPES for k in ("simple", "complex") if c[(t, k)]]
+
+
+def procedures_per_site(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per treated site (lesion site), with its region, most frequent first."""
+    c = Counter((region_of(x.lesion.site_kind, x.lesion.site), x.lesion.site) for x in procs)
+    return [{"region": r, "site": s, "n": n} for (r, s), n in sorted(c.items(), key=lambda t: (-t[1], t[0]))]
+
+
+def technical_success(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """One row: procedures, successes, failures, unknown, rate % (of known)."""
+    ok = sum(1 for x in procs if x.technical_success is True)
+    ko = sum(1 for x in procs if x.technical_success is False)
+    unk = len(procs) - ok - ko
+    return [{"procedures": len(procs), "success": ok, "failure": ko, "unknown": unk,
+             "rate_percent": round(100.0 * ok / (ok + ko), 1) if ok + ko else None}]
+
+
+def complications(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per (classification, grade): events, procedures with >= 1 such event, rate % of done procedures."""
+    ids = {x.id for x in procs}
+    events: Counter = Counter()
+    with_: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for x in procs:
+        for a in _live(x.patient.adverse_events):
+            if a.procedure_id in ids and a.procedure_id == x.id:
+                key = (a.classification, a.grade)
+                events[key] += 1
+                with_[key].add(x.id)
+    rows = []
+    for (cl, g) in sorted(events, key=lambda k: (k[0], m.AE_CLASSIFICATIONS.get(k[0], ()).index(k[1])
+                                               if k[1] in m.AE_CLASSIFICATIONS.get(k[0], ()) else 99)):
+        n = len(with_[(cl, g)])
+        rows.append({"classification": cl, "grade": g, "events": events[(cl, g)], "procedures_with_event": n,
+                     "rate_percent": round(100.0 * n / len(procs), 1) if procs else None})
+    any_n = len(set().union(*with_.values())) if with_ else 0
+    rows.append({"classification": "any", "grade": "any", "events": sum(events.values()),
+                 "procedures_with_event": any_n,
+                 "rate_percent": round(100.0 * any_n / len(procs), 1) if procs else None})
+    return rows
+
+
+def pain_over_time(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Pain NRS per timepoint: n, median, Q1, Q3 (numpy linear interpolation)."""
+    ids = {x.id for x in procs}
+    vals: dict[str, list[int]] = {tp: [] for tp in m.TIMEPOINTS}
+    seen = set()
+    for x in procs:
+        if x.patient_id in seen:
+            continue
+        seen.add(x.patient_id)
+        for f in _live(x.patient.follow_ups):
+            if f.procedure_id in ids and f.pain_nrs is not None:
+                vals[f.timepoint].append(f.pain_nrs)
+    rows = []
+    for tp in m.TIMEPOINTS:
+        d = _describe(vals[tp])
+        rows.append({"timepoint": tp, "n": d["n"], "median": d["median"], "q1": d["q1"], "q3": d["q3"]})
+    return rows
+
+
+def length_of_stay(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Length of stay in days (procedures with a discharge date)."""
+    days = [(x.discharge_date - x.procedure_date).days for x in procs if x.discharge_date]
+    return [{"measure": "length_of_stay_days", **_describe(days)}]
+
+
+def collar_removal_delay(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Delay from procedure to collar removal in days (procedures with a collar removal date)."""
+    days = [(x.collar_removed_date - x.procedure_date).days for x in procs if x.collar_removed_date]
+    return [{"measure": "collar_removal_delay_days", **_describe(days)}]
+
+
+TABLES = {
+    "procedures_per_year": procedures_per_year,
+    "procedures_per_type": procedures_per_type,
+    "procedures_per_site": procedures_per_site,
+    "technical_success": technical_success,
+    "complications": complications,
+    "pain_over_time": pain_over_time,
+    "length_of_stay": length_of_stay,
+    "collar_removal_delay": collar_removal_delay,
+}
+
+
+def compute_from_patients(patients: Iterable[m.Patient], year: int | None = None) -> dict[str, list[dict]]:
+    """All tables from loaded patients (no database access beyond lazy loads, no audit)."""
+    procs = done_procedures(patients, year)
+    return {name: fn(procs) for name, fn in TABLES.items()}
+
+
+def compute_statistics(session: Session, actor: m.User | None, year: int | None = None) -> dict[str, list[dict]]:
+    """All statistics tables (aggregates only, no identity). Logs a read of ``statistics``."""
+    patients = sv.load_cases_for_export(session)
+    sv.audit(session, actor, "read", "statistics", None, detail={"year": year})
+    session.flush()
+    return compute_from_patients(patients, year)
+
+
+def available_years(session: Session) -> list[int]:
+    """Years with at least one done procedure (no audit: no patient data)."""
+    from sqlalchemy import select
+
+    dates = session.scalars(select(m.Procedure.procedure_date).where(
+        m.Procedure.status == "done", m.Procedure.deleted_at.is_(None), m.Procedure.procedure_date.is_not(None)))
+    return sorted({d.year for d in dates})
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text (header from the first row's keys; RFC 4180 quoting, ``\\r\\n`` line ends)."""
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- plots
+def _fig():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pain(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Median pain NRS per timepoint with the IQR as error bars (PNG)."""
+    plt = _fig()
+    pts = [r for r in rows if r["n"]]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    x = [m.TIMEPOINTS.index(r["timepoint"]) for r in pts]
+    med = [r["median"] for r in pts]
+    lo = [r["median"] - r["q1"] for r in pts]
+    hi = [r["q3"] - r["median"] for r in pts]
+    ax.errorbar(x, med, yerr=[lo, hi], fmt="o-", capsize=4, color="tab:blue")
+    for xi, r in zip(x, pts):
+        ax.annotate(f"n={r['n']}", (xi, r["q3"]), textcoords="offset points", xytext=(0, 6), ha="center",
+                    fontsize=8)
+    ax.set_xticks(range(len(m.TIMEPOINTS)), m.TIMEPOINTS)
+    ax.set_ylim(0, 10.8)
+    ax.set_ylabel("pain NRS (0-10): median, IQR")
+    ax.set_xlabel("timepoint")
+    ax.set_title("Pain after consolidation")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_per_year(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Stacked bars: simple / complex consolidations per year (PNG)."""
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    years = [str(r["year"]) for r in rows]
+    simple = [r["simple"] for r in rows]
+    cplx = [r["complex"] for r in rows]
+    ax.bar(years, simple, label="simple", color="tab:green")
+    ax.bar(years, cplx, bottom=simple, label="complex (screw / hydrodissection / multi-level)", color="tab:orange")
+    ax.set_ylabel("procedures")
+    ax.set_title("Consolidation procedures per year")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_per_site(rows: Sequence[dict[str, Any]], path: str | Path, top: int = 15) -> Path:
+    """Horizontal bars: procedures per site (top *top*) (PNG)."""
+    plt = _fig()
+    rows = list(rows)[:top]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(rows) + 1.5), dpi=100)
+    ax.barh([r["site"] for r in rows][::-1], [r["n"] for r in rows][::-1], color="tab:blue")
+    ax.set_xlabel("procedures")
+    ax.set_title("Procedures per site")
+    return _save(fig, path)
+
+
+def plot_complications(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Bars: complication rate (% of procedures) per classification and grade (PNG)."""
+    plt = _fig()
+    rows = [r for r in rows if r["classification"] != "any"]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.bar([f"{r['classification']}\n{r['grade']}" for r in rows], [r["rate_percent"] or 0 for r in rows],
+           color="tab:red")
+    ax.set_ylabel("% of procedures")
+    ax.set_title("Adverse events by grade")
+    ax.tick_params(axis="x", labelsize=7)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    from osteoplan.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    _fig().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def export_all(session: Session, actor: m.User | None, out_dir: str | Path, year: int | None = None) -> list[Path]:
+    """Write every table as CSV and the four plots as PNG into *out_dir*; returns the files written."""
+    from osteoplan.atomic import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = compute_statistics(session, actor, year)
+    files = []
+    for name, rows in tables.items():
+        f = out / f"{name}.csv"
+        atomic_write_text(f, to_csv(rows))
+        files.append(f)
+    files.append(plot_pain(tables["pain_over_time"], out / "pain_over_time.png"))
+    files.append(plot_per_year(tables["procedures_per_year"], out / "procedures_per_year.png"))
+    files.append(plot_per_site(tables["procedures_per_site"], out / "procedures_per_site.png"))
+    files.append(plot_complications(tables["complications"], out / "complications.png"))
+    return files
