@@ -583,8 +583,15 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             raise DicomSeriesError(
                 "Image orientation varies within the series (e.g. a localizer or a second plane mixed in); "
                 "choose a series with one orientation.")
-    row = f0.orientation[:3] / np.linalg.norm(f0.orientation[:3])
-    col = f0.orientation[3:6] / np.linalg.norm(f0.orientation[3:6])
+    nr, nc = np.linalg.norm(f0.orientation[:3]), np.linalg.norm(f0.orientation[3:6])
+    if nr < 1e-6 or nc < 1e-6:
+        raise DicomSeriesError("ImageOrientationPatient is zero; the geometry of the series is unusable.")
+    row = f0.orientation[:3] / nr
+    col = f0.orientation[3:6] / nc
+    if abs(row @ col) > 1e-3:
+        raise DicomSeriesError(
+            f"ImageOrientationPatient rows are not perpendicular (cosine {row @ col:.4f}); the geometry tags "
+            "are corrupt: re-export the series.")
     n = np.cross(row, col)
     n = n / np.linalg.norm(n)
     pos = np.array([f.position for f in frames])
@@ -638,11 +645,12 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
     step = nominal
     if not uniform:
         smallest = float(np.min(steps))
-        base = nominal if abs(smallest - nominal) <= tol else smallest
+        # a gap is a step that is an integer multiple (>= 2) of the usual (median) step; any step
+        # shorter than the usual one, or not a multiple of it, means the spacing itself varies
+        base = nominal
         ratio = steps / base
         multiples = np.abs(ratio - np.rint(ratio)) * base <= tol
-        is_gap_pattern = bool(np.all(multiples) and np.all(np.abs(steps[np.rint(ratio) == 1] - base) <= tol)
-                              and np.any(np.rint(ratio) >= 2))
+        is_gap_pattern = bool(np.all(multiples) and np.all(np.rint(ratio) >= 1) and np.any(np.rint(ratio) >= 2))
         if is_gap_pattern:
             gap_idx = np.nonzero(np.rint(ratio) >= 2)[0]
             descr = []

@@ -196,3 +196,35 @@ def write_nrrd(volume: Volume, path: str | os.PathLike, space: str = "LPS") -> N
     except BaseException:
         Path(tmpname).unlink(missing_ok=True)
         raise
+
+
+def write_nifti(volume: Volume, path: str | os.PathLike, dtype=np.int16) -> None:
+    """Write *volume* as NIfTI-1 (RAS affine, data axes (i, j, k)) with scl_slope 1 / scl_inter 0.
+
+    nibabel would store NaN ("unset") in scl_slope/scl_inter; some readers then apply their own
+    scaling. Here the header says 1 / 0 explicitly so HU are never scaled twice. Written
+    atomically (temporary sibling, then rename). Integer dtypes round HU to the nearest integer.
+    """
+    from nibabel.openers import ImageOpener
+    from nibabel.volumeutils import array_to_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = volume.to_nifti(dtype)
+    hdr = img.header.copy()
+    hdr.set_data_dtype(dtype)
+    hdr["scl_slope"] = 1.0
+    hdr["scl_inter"] = 0.0
+    hdr["vox_offset"] = 352
+    data = np.asanyarray(img.dataobj)
+    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+    fd, tmpname = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        with ImageOpener(tmpname, "wb") as fh:
+            hdr.write_to(fh)
+            array_to_file(data, fh, np.dtype(dtype), offset=352, order="F")
+        os.replace(tmpname, path)
+    except BaseException:
+        Path(tmpname).unlink(missing_ok=True)
+        raise
