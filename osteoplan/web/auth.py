@@ -1,0 +1,203 @@
+"""Login sessions, API tokens, CSRF and the single permission dependency.
+
+Pages authenticate with a signed session cookie (Starlette ``SessionMiddleware``, itsdangerous);
+the JSON API accepts the same cookie or a bearer token from ``POST /api/token`` (itsdangerous
+``URLSafeTimedSerializer``). Passwords are checked with bcrypt by the workflow layer.
+
+CSRF: every session carries a random token; every state-changing request authenticated by the
+cookie must send it back, as the ``csrf_token`` form field (pages) or the ``X-CSRF-Token`` header
+(API). Bearer-token requests are not exposed to CSRF (browsers never attach them by themselves).
+
+:func:`require` is the one place where permissions are enforced: every route declares
+``Depends(require("<action>"))`` and the dependency checks the login, the CSRF token and the
+role table of :mod:`osteoplan.web.permissions`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import Depends, Request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from osteoplan.web.permissions import allowed
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NotAuthenticated(Exception):
+    """No valid session or token: pages redirect to the login page, the API answers 401."""
+
+
+class Forbidden(Exception):
+    """The user's role does not allow the action (403)."""
+
+    def __init__(self, action: str, role: str | None):
+        super().__init__(action)
+        self.action = action
+        self.role = role
+
+
+class CsrfError(Exception):
+    """A state-changing request without the session's CSRF token (403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated user of a request, as the web layer sees it.
+
+    ``user`` is the workflow ``User`` row (passed to the service layer as ``actor``); ``username``,
+    ``role`` and ``display_name`` are plain copies taken at login, usable even after the database
+    session rolled back or closed (error pages).
+    """
+
+    user: Any
+    via: str  # "session" or "token"
+    username: str
+    role: str
+    display_name: str
+
+    def can(self, action: str) -> bool:
+        return allowed(self.role, action)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (created on first use)."""
+    tok = request.session.get("csrf")
+    if not tok:
+        tok = secrets.token_urlsafe(32)
+        request.session["csrf"] = tok
+    return tok
+
+
+def _token_serializer(request: Request) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(request.app.state.settings.secret_key, salt="osteoplan-api-token")
+
+
+def issue_api_token(request: Request, user: Any) -> str:
+    """A signed bearer token for *user* (valid ``settings.api_token_max_age_s`` seconds)."""
+    return _token_serializer(request).dumps({"uid": user.id})
+
+
+def _user_id_from_request(request: Request) -> tuple[int | None, str]:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        tok = auth[7:].strip()
+        try:
+            data = _token_serializer(request).loads(tok, max_age=request.app.state.settings.api_token_max_age_s)
+        except (BadSignature, SignatureExpired):
+            raise NotAuthenticated()
+        return int(data["uid"]), "token"
+    uid = request.session.get("uid")
+    return (int(uid) if uid is not None else None), "session"
+
+
+async def _check_csrf(request: Request, via: str) -> None:
+    if request.method in SAFE_METHODS or via == "token":
+        return
+    expected = request.session.get("csrf")
+    sent = request.headers.get("x-csrf-token")
+    if sent is None:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            sent = form.get("csrf_token")
+    if not expected or not sent or not secrets.compare_digest(str(expected), str(sent)):
+        raise CsrfError()
+
+
+def get_db(request: Request):
+    """A database session for the request (rolled back and closed at the end; handlers commit)."""
+    db = request.app.state.sessionmaker()
+    try:
+        yield db
+    finally:
+        db.rollback()
+        db.close()
+
+
+def load_principal(request: Request, db) -> Principal | None:
+    """The logged-in principal of *request*, or None."""
+    uid, via = _user_id_from_request(request)
+    if uid is None:
+        return None
+    from osteoplan.web import backend
+
+    user = backend.get_user(db, uid)
+    if user is None or not backend.user_is_active(user):
+        if via == "session":
+            request.session.clear()
+        raise NotAuthenticated()
+    # a session is bound to the user's role at login: a role change ends old sessions
+    if via == "session" and request.session.get("role") not in (None, str(getattr(user.role, "value", user.role))):
+        request.session.clear()
+        raise NotAuthenticated()
+    return Principal(user=user, via=via, username=user.username, role=str(getattr(user.role, "value", user.role)),
+                     display_name=user.display_name or user.username)
+
+
+def require(action: str) -> Callable:
+    """Dependency factory: the request must come from a logged-in user whose role allows *action*.
+
+    The returned dependency carries the attribute ``action`` so that tests (and the docs page) can
+    list which action every route performs.
+    """
+
+    async def dependency(request: Request, db=Depends(get_db)) -> Principal:
+        principal = load_principal(request, db)
+        if principal is None:
+            raise NotAuthenticated()
+        await _check_csrf(request, principal.via)
+        if not principal.can(action):
+            raise Forbidden(action, principal.role)
+        request.state.principal = principal
+        return principal
+
+    dependency.action = action  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_{action.replace('.', '_')}"
+    return dependency
+
+
+async def require_csrf_only(request: Request) -> None:
+    """For the public login form: CSRF token required, no login."""
+    await _check_csrf(request, "session")
+
+
+def route_action(route) -> str | None:
+    """The action declared by *route* through :func:`require`, or None for public routes."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    stack = list(dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        act = getattr(dep.call, "action", None)
+        if act:
+            return act
+        stack.extend(dep.dependencies)
+    return None
+
+
+def iter_routes(app_or_router, prefix: str = ""):
+    """Yield ``(method, full_path, route)`` for every HTTP route of the application.
+
+    Handles the included-router wrappers of recent FastAPI versions (their routes live in
+    ``original_router`` under ``include_context.prefix``) as well as plain routes and mounts.
+    """
+    for r in getattr(app_or_router, "routes", []):
+        if hasattr(r, "original_router"):
+            yield from iter_routes(r.original_router, prefix + r.include_context.prefix)
+            continue
+        methods = getattr(r, "methods", None)
+        path = getattr(r, "path", None)
+        if path is None:
+            continue
+        if not methods:  # a mount (static files)
+            yield "MOUNT", prefix + path, r
+            continue
+        for meth in sorted(methods):
+            if meth == "HEAD":
+                continue
+            yield meth, prefix + path, r

@@ -1,0 +1,280 @@
+"""The web layer's one door into :mod:`osteoplan.workflow` (models, service, statistics, exports).
+
+Routers call only this module; it calls the workflow service functions, which check the rules and
+write the audit records. Handlers own the transaction (the service never commits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import make_url
+
+
+def init_engine(url: str) -> Engine:
+    """Engine for *url* with the workflow's durability settings, schema migrated to the latest revision."""
+    from osteoplan.workflow.db import init_db, make_engine
+
+    engine = make_engine(url)
+    init_db(engine)
+    return engine
+
+
+def describe_url(url: str) -> str:
+    """*url* with any password hidden (safe to print)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database>"
+
+
+def is_empty(engine: Engine) -> bool:
+    """Whether the database has no user account yet (a new database)."""
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow.models import User
+
+    with Session(engine) as s:
+        return (s.scalar(select(func.count()).select_from(User)) or 0) == 0
+
+
+def get_user(db, user_id: int):
+    """The User row with *user_id*, or None."""
+    from osteoplan.workflow.models import User
+
+    return db.get(User, user_id)
+
+
+def user_is_active(user: Any) -> bool:
+    """Whether the account may log in (active and not soft-deleted)."""
+    return bool(getattr(user, "active", True)) and getattr(user, "deleted_at", None) is None
+
+
+# ------------------------------------------------------------------------------------------------ users
+def authenticate(db, username: str, password: str):
+    """The active user with these credentials, or None (the service logs login / login_fail)."""
+    from osteoplan.workflow import service
+
+    if not username or not password or len(username) > 64 or len(password.encode("utf-8")) > 200:
+        return None
+    return service.authenticate(db, username, password)
+
+
+def create_user(db, actor, username: str, password: str, role: str, display_name: str = "", rounds: int = 12):
+    """Create an account (bcrypt; *rounds* lower only in tests)."""
+    from osteoplan.workflow import service
+
+    return service.create_user(db, actor, {"username": username, "password": password, "role": role,
+                                           "display_name": display_name}, rounds=rounds)
+
+
+# ------------------------------------------------------------------------------------------------ reads
+def list_cases(db, actor, search: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
+    """One page of case summaries (dicts) and the total count. Audited by the service."""
+    from osteoplan.workflow import service
+
+    res = service.list_cases(db, actor, search=search, limit=limit, offset=offset)
+    return res["items"], int(res["total"])
+
+
+def get_case(db, actor, case_id: int) -> dict:
+    """The whole case as a dict (pseudonymised for research). Audited by the service."""
+    from osteoplan.workflow import service
+
+    return service.get_case(db, actor, case_id)
+
+
+def find_child(case: dict, kind: str, record_id: int) -> dict:
+    """The record *record_id* of *kind* inside a case dict, or NotFoundError (keeps URLs consistent)."""
+    from osteoplan.errors import NotFoundError
+
+    if kind == "plan":
+        for les in case.get("lesions", []):
+            for pl in les.get("plans", []):
+                if pl["id"] == record_id:
+                    return pl
+    else:
+        key = {"procedure": "procedures", "decision": "decisions", "consultation": "consultations",
+               "lesion": "lesions", "follow_up": "follow_ups", "adverse_event": "adverse_events"}[kind]
+        for rec in case.get(key, []):
+            if rec["id"] == record_id:
+                return rec
+    raise NotFoundError(f"no {kind.replace('_', ' ')} {record_id} in this case; go back to the case page")
+
+
+def _check_owned(db, model_name: str, record_id: Any, case_id: int) -> None:
+    """A record referenced by a form must belong to the case in the URL."""
+    from osteoplan.errors import NotFoundError, ValidationError
+    from osteoplan.workflow import models as m
+
+    if record_id in (None, ""):
+        return
+    try:
+        rid = int(record_id)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{model_name} must be chosen from the list") from None
+    model = m.ENTITIES[model_name]
+    obj = db.get(model, rid)
+    pid = getattr(obj, "patient_id", None) if obj is not None else None
+    if obj is None or obj.deleted_at is not None or pid != case_id:
+        raise NotFoundError(f"no {model_name.replace('_', ' ')} {rid} in this case; reload the case page")
+
+
+def _pop_version(data: dict) -> int | None:
+    v = data.pop("__version__", None)
+    if v is None:
+        v = data.pop("version", None)
+    return int(v) if v not in (None, "") else None
+
+
+# ------------------------------------------------------------------------------------------------ writes
+def create_case(db, actor, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    _pop_version(data)
+    return service.create_patient(db, actor, data)
+
+
+def update_case(db, actor, case_id: int, data: dict):
+    """Edit the patient record with optimistic locking (the version the form was opened at)."""
+    from osteoplan.errors import ValidationError
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    version = _pop_version(data)
+    if version is None:
+        raise ValidationError("the form is missing the record version; reload the page and edit again")
+    fields = service.EDITABLE["patient"]
+    changes = {k: data.get(k) for k in fields if k in data or k in ("ecog", "karnofsky", "birth_year", "date_of_death")}
+    # identity fields left empty are kept (research never reaches here; empty = unchanged)
+    for k in ("family_name", "given_name", "birth_date", "hospital_id"):
+        if not changes.get(k):
+            changes.pop(k, None)
+    for k in ("ecog", "karnofsky", "birth_year"):
+        if changes.get(k) not in (None, ""):
+            try:
+                changes[k] = int(changes[k])
+            except (TypeError, ValueError):
+                raise ValidationError(f"{k} must be a whole number") from None
+    return service.update_record(db, actor, "patient", case_id, changes, expected_version=version)
+
+
+def add_lesion(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data, patient_id=case_id)
+    _pop_version(data)
+    return service.add_lesion(db, actor, data)
+
+
+def record_decision(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data, patient_id=case_id)
+    _pop_version(data)
+    _check_owned(db, "lesion", data.get("lesion_id"), case_id)
+    return service.record_decision(db, actor, data)
+
+
+def validate_decision(db, actor, case_id: int, decision_id: int, version: int | None):
+    from osteoplan.workflow import service
+
+    _check_owned(db, "decision", decision_id, case_id)
+    return service.validate_decision(db, actor, decision_id, expected_version=version)
+
+
+def record_consultation(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data, patient_id=case_id)
+    _pop_version(data)
+    _check_owned(db, "decision", data.get("decision_id"), case_id)
+    _check_owned(db, "lesion", data.get("lesion_id"), case_id)
+    return service.record_consultation(db, actor, data)
+
+
+def schedule_procedure(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    _pop_version(data)
+    _check_owned(db, "decision", data.get("decision_id"), case_id)
+    _check_owned(db, "lesion", data.get("lesion_id"), case_id)
+    return service.schedule_procedure(db, actor, data)
+
+
+def log_procedure(db, actor, case_id: int, procedure_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    version = _pop_version(data)
+    _check_owned(db, "procedure", procedure_id, case_id)
+    return service.log_procedure(db, actor, procedure_id, data, expected_version=version)
+
+
+def record_postop(db, actor, case_id: int, procedure_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    version = _pop_version(data)
+    _check_owned(db, "procedure", procedure_id, case_id)
+    return service.record_post_op(db, actor, procedure_id, data, expected_version=version)
+
+
+def add_follow_up(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    _pop_version(data)
+    _check_owned(db, "procedure", data.get("procedure_id"), case_id)
+    return service.record_follow_up(db, actor, data)
+
+
+def add_adverse_event(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    _pop_version(data)
+    _check_owned(db, "procedure", data.get("procedure_id"), case_id)
+    return service.record_adverse_event(db, actor, data)
+
+
+def soft_delete_case(db, actor, case_id: int, data: dict):
+    from osteoplan.workflow import service
+
+    data = dict(data)
+    version = _pop_version(data)
+    return service.soft_delete(db, actor, "patient", case_id, str(data.get("reason") or ""), expected_version=version)
+
+
+def audit_entries(db, actor, limit: int, offset: int) -> tuple[list, int]:
+    """Audit records, newest first, and the total count (administrators)."""
+    from osteoplan.workflow import models as m
+    from osteoplan.workflow import service
+
+    rows = service.read_audit_log(db, actor, limit=limit, offset=offset)
+    total = db.scalar(select(func.count()).select_from(m.AuditLog)) or 0
+    return rows, int(total)
+
+
+# ------------------------------------------------------------------------------------------------ demo data
+def seed_demo(engine: Engine, n_cases: int | None = None, rounds: int = 12, seed: int = 0) -> list[tuple[str, str, str]]:
+    """Generate the workflow's demo data set; returns the demo logins (username, password, role)."""
+    from osteoplan.workflow import demo
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    kwargs: dict[str, Any] = {"rounds": rounds, "seed": seed}
+    if n_cases is not None:
+        kwargs["n_cases"] = n_cases
+    with session_scope(session_factory(engine)) as s:
+        demo.generate_demo_data(s, **kwargs)
+    return [(u, demo.demo_password(u), r) for u, r, _ in demo.DEMO_USERS]
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def _not_ready(what: str):
+    from osteoplan.errors import DependencyError
+
+    return DependencyError(f"{what} is not available in this build of osteoplan.workflow; update osteoplan")

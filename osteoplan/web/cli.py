@@ -1,0 +1,85 @@
+"""``osteoplan serve``: run the web application with uvicorn.
+
+    osteoplan serve [--host 127.0.0.1] [--port 8000] [--db URL] [--demo] [--demo-cases N]
+
+Without ``--db`` the database is an SQLite file ``osteoplan.db`` in the user's data directory
+(``$XDG_DATA_HOME/osteoplan`` or ``~/.local/share/osteoplan``). A new (empty) database, or
+``--demo``, is filled with the project's generated demo data set (fictitious cases) and the
+demo logins are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    """Add the ``serve`` subcommand."""
+    p = sub.add_parser("serve", help="run the care-pathway web application (FastAPI + uvicorn)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="SQLAlchemy database URL or path of an SQLite file (default: osteoplan.db in the user's data directory)")
+    p.add_argument("--demo", action="store_true", help="add the demo data set (fictitious cases and demo users)")
+    p.add_argument("--demo-cases", type=int, default=None, metavar="N", help="number of demo cases (default: the generator's)")
+    p.add_argument("--secret-file", default=None, metavar="PATH",
+                   help="file holding the session-signing key (created if absent; default next to an SQLite database)")
+    p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    p.set_defaults(handler=serve)
+
+
+def _db_url(arg: str | None) -> str:
+    from osteoplan.web.settings import default_database_url
+
+    if not arg:
+        return default_database_url()
+    if "://" in arg:
+        return arg
+    return f"sqlite:///{Path(arg).expanduser().resolve()}"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def serve(args) -> int:
+    """Handler of ``osteoplan serve``."""
+    import uvicorn
+
+    from osteoplan.errors import InputError
+    from osteoplan.web import backend
+    from osteoplan.web.app import create_app
+    from osteoplan.web.settings import Settings, default_data_dir, load_or_create_secret
+
+    url = _db_url(args.db)
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    secret_file = Path(args.secret_file) if args.secret_file else (
+        path.with_name(path.name + ".secret") if path is not None else default_data_dir() / "session.secret")
+    settings = Settings(database_url=url, secret_key=load_or_create_secret(secret_file))
+    try:
+        engine = backend.init_engine(url)
+    except Exception as exc:  # connection refused, bad URL...
+        raise InputError(f"cannot open the database ({type(exc).__name__}); check --db "
+                         "(an SQLite file path or postgresql+psycopg://user@host:port/db).") from None
+    logins = None
+    if args.demo or backend.is_empty(engine):
+        print("Generating the demo data set (fictitious patients)...", file=sys.stderr)
+        logins = backend.seed_demo(engine, n_cases=args.demo_cases)
+    app = create_app(settings, engine=engine)
+    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
+    print(f"osteoplan web: http://{shown}:{args.port}/   (database: {backend.describe_url(url)})")
+    if logins:
+        print("Demo logins (user / password / role):")
+        for user, pw, role in logins:
+            print(f"  {user:<14} {pw:<18} {role}")
+    print("Stop with Ctrl-C.")
+    sys.stdout.flush()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

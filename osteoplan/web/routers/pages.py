@@ -1,0 +1,353 @@
+"""Server-rendered pages: login, case list, case page, one form per pathway step, statistics, audit.
+
+Every route (except login/logout/health) declares its action with ``Depends(require(...))``; the
+role table in :mod:`osteoplan.web.permissions` decides. Handlers call :mod:`osteoplan.web.backend`
+(the workflow service, which writes the audit records) and commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable
+from urllib.parse import quote
+
+import pydantic
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from osteoplan.errors import ValidationError
+from osteoplan.web import backend, forms, views
+from osteoplan.web.app import render
+from osteoplan.web.auth import Principal, csrf_token, get_db, load_principal, require, require_csrf_only
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+
+
+def flash(request: Request, kind: str, msg: str) -> None:
+    request.session.setdefault("flash", []).append([kind, msg])
+
+
+def pop_flash(request: Request) -> list:
+    return request.session.pop("flash", []) or []
+
+
+def page(request: Request, name: str, ctx: dict | None = None, status_code: int = 200) -> Response:
+    ctx = dict(ctx or {})
+    ctx["messages"] = pop_flash(request) + ctx.get("messages", [])
+    return render(request, name, ctx, status_code=status_code)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(nxt: str | None) -> str:
+    if nxt and nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt:
+        return nxt
+    return "/cases"
+
+
+# ------------------------------------------------------------------------------------------ public
+@router.get("/healthz")
+def healthz() -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+@router.get("/")
+def index(request: Request, db=Depends(get_db)):
+    try:
+        p = load_principal(request, db)
+    except Exception:
+        p = None
+    return redirect("/cases" if p else "/login")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/cases"):
+    csrf_token(request)
+    return page(request, "login.html", {"next": _safe_next(next)})
+
+
+@router.post("/login", dependencies=[Depends(require_csrf_only)])
+async def login(request: Request, db=Depends(get_db)):
+    form = await request.form()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    nxt = _safe_next(str(form.get("next", "/cases")))
+    user = backend.authenticate(db, username, password)
+    if user is None:
+        db.commit()  # a failed login may be audited
+        return page(request, "login.html", {"error": "Unknown user name or wrong password.", "username": username,
+                                            "next": nxt}, status_code=401)
+    db.commit()
+    request.session.clear()
+    request.session["uid"] = user.id
+    request.session["role"] = str(user.role)
+    csrf_token(request)  # a fresh token for the new session
+    return redirect(nxt)
+
+
+@router.post("/logout", dependencies=[Depends(require_csrf_only)])
+def logout(request: Request):
+    request.session.clear()
+    return redirect("/login")
+
+
+# ------------------------------------------------------------------------------------------ cases
+@router.get("/cases", response_class=HTMLResponse)
+def case_list(request: Request, q: str = Query("", max_length=100), page_no: int = Query(1, alias="page", ge=1),
+              p: Principal = Depends(require("case.list")), db=Depends(get_db)):
+    rows, total = backend.list_cases(db, p.user, q or None, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+    items = [views.case_summary(r, p) for r in rows]
+    db.commit()
+    pages = max(1, -(-total // PAGE_SIZE))
+    return page(request, "cases.html", {"items": items, "q": q, "total": total, "page_no": page_no, "pages": pages})
+
+
+def _form_response(request: Request, spec: forms.FormSpec, *, back_url: str, back_label: str, values: dict | None = None,
+                   choices: dict | None = None, version: int | None = None, subtitle: str = "", error: str | None = None,
+                   error_details: list | None = None, status_code: int = 200) -> Response:
+    return page(request, "form.html", {
+        "spec": spec, "values": values or {}, "choices": choices or {}, "version": version, "back_url": back_url,
+        "back_label": back_label, "subtitle": subtitle, "error": error, "error_details": error_details or []},
+        status_code=status_code)
+
+
+async def _submit(request: Request, db, spec: forms.FormSpec, action: Callable[[dict], Any], *, ok_url: str,
+                  ok_msg: str, back_url: str, back_label: str, choices: dict | None = None, subtitle: str = "",
+                  extra: dict | None = None) -> Response:
+    """Parse the form, run *action* (a service call), commit; on a validation error show the form again (422)."""
+    form = await request.form()
+    data = forms.parse_form(spec, form)
+    data.update(extra or {})
+    version = form.get("version")
+    try:
+        action(data if version is None else {**data, "__version__": int(version)})
+        db.commit()
+    except (ValidationError, pydantic.ValidationError) as exc:
+        db.rollback()
+        details = views.pydantic_messages(exc) if isinstance(exc, pydantic.ValidationError) else []
+        msg = str(exc) if isinstance(exc, ValidationError) else "Some fields are missing or invalid."
+        values = {k: v for k, v in form.items() if k not in ("csrf_token", "version")}
+        return _form_response(request, spec, back_url=back_url, back_label=back_label, values=values, choices=choices,
+                              version=int(version) if version else None, subtitle=subtitle, error=msg,
+                              error_details=details, status_code=422)
+    flash(request, "ok", ok_msg)
+    return redirect(ok_url)
+
+
+@router.get("/cases/new", response_class=HTMLResponse)
+def case_new_form(request: Request, p: Principal = Depends(require("case.create"))):
+    return _form_response(request, forms.PATIENT, back_url="/cases", back_label="Cases", values={"sex": "unknown"})
+
+
+@router.post("/cases/new")
+async def case_new(request: Request, p: Principal = Depends(require("case.create")), db=Depends(get_db)):
+    created: dict = {}
+
+    def act(data):
+        created["case"] = backend.create_case(db, p.user, data)
+
+    resp = await _submit(request, db, forms.PATIENT, act, ok_url="", ok_msg="Case created.", back_url="/cases",
+                         back_label="Cases")
+    if isinstance(resp, RedirectResponse) and "case" in created:
+        return redirect(f"/cases/{created['case'].id}")
+    return resp
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(request: Request, case_id: int, p: Principal = Depends(require("case.read")), db=Depends(get_db)):
+    case = backend.get_case(db, p.user, case_id)
+    ctx = views.case_context(case, p)
+    db.commit()
+    return page(request, "case.html", ctx)
+
+
+@router.get("/cases/{case_id}/plans/{plan_id}.png")
+def plan_image(case_id: int, plan_id: int, p: Principal = Depends(require("case.read")), db=Depends(get_db)):
+    case = backend.get_case(db, p.user, case_id)
+    plan = backend.find_child(case, "plan", plan_id)
+    if "plan" not in plan:  # pseudonymised view: plan geometry is not shown
+        from starlette.exceptions import HTTPException
+        raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
+    png = views.plan_figure_png(plan["plan"])
+    db.commit()
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _case_and_choices(db, p: Principal, case_id: int):
+    case = backend.get_case(db, p.user, case_id)
+    return case, views.choices_for(case)
+
+
+@router.get("/cases/{case_id}/edit", response_class=HTMLResponse)
+def case_edit_form(request: Request, case_id: int, p: Principal = Depends(require("case.edit")), db=Depends(get_db)):
+    case = backend.get_case(db, p.user, case_id)
+    values = forms.values_of(case, forms.PATIENT_EDIT)
+    db.commit()
+    return _form_response(request, forms.PATIENT_EDIT, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
+                          values=values, version=case["version"], subtitle=case["code"])
+
+
+@router.post("/cases/{case_id}/edit")
+async def case_edit(request: Request, case_id: int, p: Principal = Depends(require("case.edit")), db=Depends(get_db)):
+    return await _submit(request, db, forms.PATIENT_EDIT,
+                         lambda d: backend.update_case(db, p.user, case_id, d),
+                         ok_url=f"/cases/{case_id}", ok_msg="Patient record saved.", back_url=f"/cases/{case_id}",
+                         back_label="Case")
+
+
+# The pathway steps share one shape: GET shows the form, POST saves it.
+STEP_FORMS: dict[str, tuple[forms.FormSpec, str, str, Callable]] = {
+    # slug: (spec, action, success message, backend function(db, actor, case_id, data))
+    "lesions": (forms.LESION, "lesion.write", "Lesion saved.", lambda db, u, cid, d: backend.add_lesion(db, u, cid, d)),
+    "decisions": (forms.DECISION, "rcp.write", "Tumour-board decision recorded (not yet validated).",
+                  lambda db, u, cid, d: backend.record_decision(db, u, cid, d)),
+    "consultations": (forms.CONSULTATION, "consultation.write", "Consultation saved.",
+                      lambda db, u, cid, d: backend.record_consultation(db, u, cid, d)),
+    "procedures": (forms.SCHEDULE, "procedure.write", "Procedure scheduled.",
+                   lambda db, u, cid, d: backend.schedule_procedure(db, u, cid, d)),
+    "follow-ups": (forms.FOLLOWUP, "followup.write", "Follow-up saved.",
+                   lambda db, u, cid, d: backend.add_follow_up(db, u, cid, d)),
+    "adverse-events": (forms.ADVERSE_EVENT, "adverse_event.write", "Adverse event recorded.",
+                       lambda db, u, cid, d: backend.add_adverse_event(db, u, cid, d)),
+}
+
+
+def _register_step(slug: str, spec: forms.FormSpec, action: str, ok_msg: str, fn: Callable) -> None:
+    def get_form(request: Request, case_id: int, p: Principal = Depends(require(action)), db=Depends(get_db)):
+        case, choices = _case_and_choices(db, p, case_id)
+        values = views.defaults_for(spec.key, case)
+        db.commit()
+        return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
+                              values=values, choices=choices, subtitle=case["code"])
+
+    async def post_form(request: Request, case_id: int, p: Principal = Depends(require(action)), db=Depends(get_db)):
+        case, choices = _case_and_choices(db, p, case_id)
+        return await _submit(request, db, spec, lambda d: fn(db, p.user, case_id, d), ok_url=f"/cases/{case_id}",
+                             ok_msg=ok_msg, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
+                             choices=choices, subtitle=case["code"])
+
+    get_form.__name__ = f"{slug.replace('-', '_')}_form"
+    post_form.__name__ = f"{slug.replace('-', '_')}_save"
+    router.add_api_route(f"/cases/{{case_id}}/{slug}/new", get_form, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route(f"/cases/{{case_id}}/{slug}/new", post_form, methods=["POST"])
+
+
+for _slug, (_spec, _action, _msg, _fn) in STEP_FORMS.items():
+    _register_step(_slug, _spec, _action, _msg, _fn)
+
+
+@router.post("/cases/{case_id}/decisions/{decision_id}/validate")
+async def decision_validate(request: Request, case_id: int, decision_id: int,
+                            p: Principal = Depends(require("rcp.validate")), db=Depends(get_db)):
+    form = await request.form()
+    version = int(form.get("version") or 0) or None
+    backend.validate_decision(db, p.user, case_id, decision_id, version)
+    db.commit()
+    flash(request, "ok", f"Decision validated by {p.display_name}.")
+    return redirect(f"/cases/{case_id}")
+
+
+def _procedure_step(slug: str, spec: forms.FormSpec, action: str, ok_msg: str, fn: Callable) -> None:
+    def get_form(request: Request, case_id: int, procedure_id: int, p: Principal = Depends(require(action)),
+                 db=Depends(get_db)):
+        case = backend.get_case(db, p.user, case_id)
+        proc = backend.find_child(case, "procedure", procedure_id)
+        values = forms.values_of(proc, spec)
+        values.update({k: v for k, v in views.defaults_for(spec.key, case, proc).items() if not values.get(k)})
+        db.commit()
+        return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
+                              values=values, version=proc["version"], subtitle=f"{case['code']} · procedure #{proc['id']}")
+
+    async def post_form(request: Request, case_id: int, procedure_id: int, p: Principal = Depends(require(action)),
+                        db=Depends(get_db)):
+        case = backend.get_case(db, p.user, case_id)
+        backend.find_child(case, "procedure", procedure_id)
+        return await _submit(request, db, spec, lambda d: fn(db, p.user, case_id, procedure_id, d),
+                             ok_url=f"/cases/{case_id}", ok_msg=ok_msg, back_url=f"/cases/{case_id}",
+                             back_label=f"Case {case['code']}", subtitle=case["code"])
+
+    get_form.__name__ = f"procedure_{slug}_form"
+    post_form.__name__ = f"procedure_{slug}_save"
+    router.add_api_route(f"/cases/{{case_id}}/procedures/{{procedure_id}}/{slug}", get_form, methods=["GET"],
+                         response_class=HTMLResponse)
+    router.add_api_route(f"/cases/{{case_id}}/procedures/{{procedure_id}}/{slug}", post_form, methods=["POST"])
+
+
+_procedure_step("log", forms.PROCEDURE_LOG, "procedure.write", "Procedure logged.",
+                lambda db, u, cid, pid, d: backend.log_procedure(db, u, cid, pid, d))
+_procedure_step("postop", forms.POSTOP, "followup.write", "Post-operative course saved.",
+                lambda db, u, cid, pid, d: backend.record_postop(db, u, cid, pid, d))
+
+
+@router.get("/cases/{case_id}/consultations/{consultation_id}/info-sheet.pdf")
+def info_sheet(case_id: int, consultation_id: int, lang: str = Query("fr", pattern="^(fr|en)$"),
+               p: Principal = Depends(require("infosheet.read")), db=Depends(get_db)):
+    pdf = backend.info_sheet_pdf(db, p.user, case_id, consultation_id, lang)
+    db.commit()
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="information-sheet-{lang}.pdf"',
+                             "Cache-Control": "no-store"})
+
+
+@router.get("/cases/{case_id}/fhir.json")
+def fhir_export(case_id: int, p: Principal = Depends(require("fhir.export")), db=Depends(get_db)):
+    bundle = backend.fhir_bundle(db, p.user, case_id)
+    db.commit()
+    return JSONResponse(bundle, media_type="application/fhir+json",
+                        headers={"Content-Disposition": f'attachment; filename="case-{case_id}-fhir.json"',
+                                 "Cache-Control": "no-store"})
+
+
+@router.get("/cases/{case_id}/delete", response_class=HTMLResponse)
+def case_delete_form(request: Request, case_id: int, p: Principal = Depends(require("case.delete")), db=Depends(get_db)):
+    case = backend.get_case(db, p.user, case_id)
+    db.commit()
+    return _form_response(request, forms.DELETE, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
+                          version=case["version"], subtitle=case["code"])
+
+
+@router.post("/cases/{case_id}/delete")
+async def case_delete(request: Request, case_id: int, p: Principal = Depends(require("case.delete")), db=Depends(get_db)):
+    return await _submit(request, db, forms.DELETE, lambda d: backend.soft_delete_case(db, p.user, case_id, d),
+                         ok_url="/cases", ok_msg="Case deleted (soft delete; kept in the database with the reason).",
+                         back_url=f"/cases/{case_id}", back_label="Case")
+
+
+# ------------------------------------------------------------------------------------------ statistics, audit
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(request: Request, year: int | None = Query(None, ge=1900, le=2200),
+               p: Principal = Depends(require("stats.read")), db=Depends(get_db)):
+    st = backend.statistics(db, p.user, year)
+    db.commit()
+    return page(request, "stats.html", {"stats": st, "year": year, "plots": views.PLOTS})
+
+
+@router.get("/stats.csv")
+def stats_csv(year: int | None = Query(None, ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
+              db=Depends(get_db)):
+    text = backend.statistics_csv(db, p.user, year)
+    db.commit()
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="osteoplan-statistics{"-" + str(year) if year else ""}.csv"'})
+
+
+@router.get("/stats/{plot}.png")
+def stats_plot(plot: str, year: int | None = Query(None, ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
+               db=Depends(get_db)):
+    if plot not in views.PLOTS:
+        from starlette.exceptions import HTTPException
+        raise HTTPException(404, "No such plot.")
+    st = backend.statistics(db, p.user, year)
+    db.commit()
+    return Response(views.stats_plot_png(plot, st), media_type="image/png")
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, page_no: int = Query(1, alias="page", ge=1), p: Principal = Depends(require("audit.read")),
+               db=Depends(get_db)):
+    rows, total = backend.audit_entries(db, p.user, 100, (page_no - 1) * 100)
+    db.commit()
+    return page(request, "audit.html", {"rows": rows, "total": total, "page_no": page_no, "pages": max(1, -(-total // 100))})

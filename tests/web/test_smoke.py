@@ -1,0 +1,92 @@
+"""Basic behaviour of the pages: login, CSRF, error pages, pseudonymisation, forms re-shown on bad input."""
+
+from __future__ import annotations
+
+import re
+
+from tests.web.conftest import PASSWORD, csrf_of, make_case
+
+
+def test_login_wrong_password_then_right(client_for):
+    c = client_for(None)
+    r = c.get("/cases", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    tok = csrf_of(c)
+    r = c.post("/login", data={"username": "radiologist", "password": "nope-nope", "csrf_token": tok})
+    assert r.status_code == 401
+    assert "wrong password" in r.text
+    r = c.post("/login", data={"username": "radiologist", "password": PASSWORD.format(role="radiologist"),
+                               "csrf_token": tok}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/cases"
+    r = c.get("/cases")
+    assert r.status_code == 200 and "Cases" in r.text and "radiologist" in r.text
+
+
+def test_login_without_csrf_is_refused(client_for):
+    c = client_for(None)
+    r = c.post("/login", data={"username": "radiologist", "password": PASSWORD.format(role="radiologist")})
+    assert r.status_code == 403
+    assert "security token" in r.text
+    assert "Traceback" not in r.text
+
+
+def test_form_post_without_csrf_is_refused(client_for):
+    c = client_for("radiologist")
+    r = c.post("/cases/new", data={"primary_cancer": "lung"})
+    assert r.status_code == 403
+
+
+def test_logout(client_for):
+    c = client_for("coordinator")
+    tok = csrf_of(c)
+    r = c.post("/logout", data={"csrf_token": tok}, follow_redirects=False)
+    assert r.status_code == 303
+    assert c.get("/cases", follow_redirects=False).status_code == 303
+
+
+def test_404_page_and_api_404(client_for, api_for):
+    c = client_for("radiologist")
+    r = c.get("/cases/99999999")
+    assert r.status_code == 404 and "Not found" in r.text and "Traceback" not in r.text
+    r = c.get("/no/such/page")
+    assert r.status_code == 404
+    r = api_for("radiologist").get("/api/cases/99999999")
+    assert r.status_code == 404 and r.json()["error"] == "Not found"
+
+
+def test_research_sees_pseudonymised_case(engine, client_for):
+    ids = make_case(engine, through="followup")
+    r = client_for("research").get(f"/cases/{ids['case']}")
+    assert r.status_code == 200
+    assert "pseudonymised view" in r.text
+    assert "Testname" not in r.text and "H-998877" not in r.text
+    r = client_for("radiologist").get(f"/cases/{ids['case']}")
+    assert "Testname" in r.text and "H-998877" in r.text
+    rl = client_for("research").get("/cases?q=breast")
+    assert "Testname" not in rl.text
+
+
+def test_invalid_form_is_shown_again_with_message(engine, client_for):
+    ids = make_case(engine, through="done")
+    c = client_for("radiologist")
+    tok = csrf_of(c)
+    r = c.post(f"/cases/{ids['case']}/follow-ups/new",
+               data={"csrf_token": tok, "procedure_id": str(ids["procedure"]), "timepoint": "3m",
+                     "visit_date": "2020-01-01", "pain_nrs": "14"})
+    assert r.status_code == 422
+    assert "Not saved" in r.text
+    assert 'value="14"' in r.text  # the user's input is kept
+    assert "Traceback" not in r.text
+
+
+def test_plan_key_numbers_and_image(engine, client_for):
+    ids = make_case(engine, through="lesion", with_plan=True)
+    c = client_for("radiologist")
+    r = c.get(f"/cases/{ids['case']}")
+    assert "4.0 × 34.0 mm" in r.text
+    assert "not assessed (not segmented)" in r.text  # carotid was not segmented: never shown as clear
+    img = c.get(f"/cases/{ids['case']}/plans/{ids['plan']}.png")
+    assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # a plan of another case is not reachable through this case's URL
+    other = make_case(engine, through="patient")
+    assert c.get(f"/cases/{other['case']}/plans/{ids['plan']}.png").status_code == 404
