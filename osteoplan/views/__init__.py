@@ -47,10 +47,11 @@ def render_all(out_dir: str | os.PathLike, volume, path: PathSpec, labelmap=None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    cache: dict = {}
     with step("rendering reformats"):
         for v in REFORMAT_VIEWS:
             p = out / f"{v}.png"
-            atomic_write_bytes(p, render_reformat(volume, path, v, labelmap, lang=lang))
+            atomic_write_bytes(p, render_reformat(volume, path, v, labelmap, lang=lang, cache=cache))
             written[v] = p
     if drr:
         with step("rendering simulated fluoroscopy"):

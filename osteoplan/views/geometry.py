@@ -95,6 +95,18 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
+def _protocol_trocar_mm(name: str | None) -> float:
+    """Trocar outer diameter (mm) from the plan's protocol; 3.0 mm when it cannot be loaded."""
+    if name:
+        try:
+            from osteoplan.planning.protocol import load_protocol
+
+            return float(load_protocol(name).instruments.trocar_outer_diameter_mm)
+        except Exception:  # noqa: BLE001 - a missing protocol must not stop the pictures
+            pass
+    return 3.0
+
+
 def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
     """Build a :class:`PathSpec` from a planning result (object or its JSON dict).
 
@@ -120,7 +132,9 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
         raise InputError("The plan's trajectory has no skin entry or target point; cannot draw it.")
     instr = _get(traj, "instrument_diameter_mm", "instrument.diameter_mm", default=None)
     if instr is None:
-        instr = _get(plan, "instrument_diameter_mm", "protocol.instrument_diameter_mm", default=2.0)
+        instr = _get(plan, "instrument_diameter_mm", "protocol.instrument_diameter_mm", default=None)
+    if instr is None:
+        instr = _protocol_trocar_mm(_get(plan, "protocol_name", default=None))
     screw = _get(traj, "screw", default=None) or _get(plan, "screw", default=None)
     sd = _get(screw, "diameter_mm", default=None) if screw is not None else None
     sl = _get(screw, "length_mm", default=None) if screw is not None else None
@@ -139,4 +153,4 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
     return PathSpec(np.asarray(skin, float), np.asarray(bone, float), np.asarray(target, float),
                     instrument_diameter_mm=float(instr), screw_diameter_mm=None if sd is None else float(sd),
                     screw_length_mm=None if sl is None else float(sl), margins_mm=margins, status=status,
-                    name=str(_get(traj, "name", "id", default="plan")))
+                    name=f"plan {_get(traj, 'rank', default=1)}")

@@ -196,7 +196,7 @@ def _band(p0_2d, p1_2d, radius):
 def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                     fov_mm: float | None = None, pixel_mm: float = 0.4,
                     window_hu: tuple[float, float] = DEFAULT_WINDOW_HU, title: str | None = None,
-                    lang: str = "en") -> bytes:
+                    lang: str = "en", cache: dict | None = None) -> bytes:
     """Render one reformat with structure outlines, margins, the instrument and orientation labels.
 
     Parameters
@@ -218,6 +218,8 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         Title text (default: the view name).
     lang : ``"en"`` or ``"fr"``
         Language of the legend.
+    cache : dict, optional
+        Shared between calls to reuse distance maps (same structure, same crop).
 
     Returns
     -------
@@ -245,8 +247,7 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     ys = np.linspace(ext[3], ext[2], plane.n_rows, endpoint=False) + plane.pixel_mm / 2
     handles = []
     if labelmap is not None:
-        fov_half = plane.n_cols * plane.pixel_mm * 0.75 + 25.0
-        crop = _Crop(volume, plane.centre_lps_mm, fov_half)
+        crop = _Crop(volume, path.target_lps_mm, max(path.length_mm, 60.0) + 25.0)
         for name in labelmap.names():
             if name in NOT_OUTLINED:
                 continue
@@ -261,11 +262,14 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                 drawn = True
             margin = path.margins_mm.get(name)
             if margin and margin > 0:
-                from scipy.ndimage import distance_transform_edt
+                from scipy.ndimage import distance_transform_edt, map_coordinates
 
-                dist = distance_transform_edt(~m, sampling=crop.volume.spacing_mm).astype(np.float32)
-                ds = crop.volume.sample  # noqa: F841 (keep geometry helpers close)
-                from scipy.ndimage import map_coordinates
+                key = (name, tuple((sl.start, sl.stop) for sl in crop.sl))
+                dist = None if cache is None else cache.get(key)
+                if dist is None:
+                    dist = distance_transform_edt(~m, sampling=crop.volume.spacing_mm).astype(np.float32)
+                    if cache is not None:
+                        cache[key] = dist
 
                 idx = crop.volume.world_to_index(plane.points().reshape(-1, 3))
                 dimg = map_coordinates(dist, idx.T, order=1, mode="nearest").reshape(plane.n_rows, plane.n_cols)
