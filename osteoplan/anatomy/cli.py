@@ -1,0 +1,109 @@
+"""Anatomy subcommands: ``osteoplan phantom`` and ``osteoplan segment``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from osteoplan.errors import DependencyError, InputError
+
+
+def register(sub) -> None:
+    """Add the anatomy subcommands to the top-level parser's subparsers."""
+    p = sub.add_parser(
+        "phantom",
+        help="write the synthetic neck CT phantom (NIfTI, DICOM, ground-truth masks, landmarks)",
+        description="Write a synthetic upper-neck CT (C1-C7) with a lytic dens lesion, its exact "
+        "ground-truth label map (TotalSegmentator layout + multilabel) and C2/dens landmarks.",
+    )
+    p.add_argument("out", help="output folder (must not exist or be empty unless --force)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--lesion-radius-mm", type=float, default=4.0, help="lytic lesion radius in mm, 0 = none (default 4)")
+    p.add_argument("--lesion-offset-mm", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
+                   help="LPS offset of the lesion centre from the dens centre (mm)")
+    p.add_argument("--no-contrast", action="store_true", help="unenhanced vessels (40 HU) instead of contrast")
+    p.add_argument("--spacing-mm", type=float, default=0.8, help="isotropic voxel size (default 0.8)")
+    p.add_argument("--noise-hu", type=float, default=12.0, help="Gaussian noise SD in HU (default 12)")
+    p.add_argument("--carotid-shift-mm", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
+                   help="LPS shift of the carotid arteries and jugular veins (mm)")
+    p.add_argument("--no-dicom", action="store_true", help="skip the DICOM series")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(handler=_phantom)
+
+    s = sub.add_parser(
+        "segment",
+        help="build the label map and C2/dens landmarks of a CT",
+        description="Segment a CT (classical, or from provided masks) and locate C2 and the dens.",
+    )
+    s.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
+    s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd or DICOM SEG")
+    s.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="one point near the dens (LPS mm) to help C2 localisation")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(handler=_segment)
+
+
+def _phantom(args: argparse.Namespace) -> int:
+    from osteoplan.anatomy.phantom import make_phantom, write_phantom
+    from osteoplan.progress import step
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise InputError(f"Output folder {out.name} exists and is not empty; choose another or pass --force.")
+    with step("building the phantom"):
+        ph = make_phantom(seed=args.seed, lesion_radius_mm=args.lesion_radius_mm,
+                          lesion_offset_mm=tuple(args.lesion_offset_mm), contrast=not args.no_contrast,
+                          spacing_mm=args.spacing_mm, noise_hu=args.noise_hu,
+                          carotid_shift_mm=tuple(args.carotid_shift_mm))
+    with step("writing files"):
+        paths = write_phantom(ph, args.out, overwrite=args.force, dicom=not args.no_dicom)
+    v = ph.volume
+    lm = ph.landmarks
+    print(f"phantom: {v.shape[2]} x {v.shape[1]} x {v.shape[0]} voxels (i x j x k), "
+          f"{args.spacing_mm:g} mm isotropic, contrast={'yes' if not args.no_contrast else 'no'}, seed {args.seed}")
+    print(f"  CT (NIfTI)        {paths['ct']}")
+    if paths["dicom"]:
+        print(f"  CT (DICOM series) {paths['dicom']}/ ({v.shape[0]} files)")
+    print(f"  masks             {Path(paths['ct']).parent / 'labels'}/ ({len(paths['labels'])} structures)")
+    print(f"  multilabel        {paths['multilabel']} + {paths['label_table'].name}")
+    print(f"  landmarks         {paths['landmarks']}")
+    print(f"  parameters        {paths['params']}")
+    print(f"  dens apex LPS {[round(float(x), 2) for x in lm.apex_lps_mm]} mm, waist diameter "
+          f"{lm.waist_diameter_mm:.1f} mm, anteroinferior body to apex {lm.anteroinferior_to_apex_mm:.1f} mm, "
+          f"lesion {ph.truth.volume_ml('lesion'):.3f} mL")
+    return 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        pipeline = importlib.import_module("osteoplan.anatomy.pipeline")
+    except ModuleNotFoundError as exc:
+        if exc.name == "osteoplan.anatomy.pipeline":
+            raise DependencyError("The segmentation pipeline (osteoplan.anatomy.pipeline) is not available in this "
+                                  "build; update osteoplan.") from None
+        raise
+    build = getattr(pipeline, "build_anatomy", None)
+    if build is None:
+        raise DependencyError("osteoplan.anatomy.pipeline has no build_anatomy(); update osteoplan.")
+    from osteoplan.imaging import read_volume
+
+    ct = Path(args.ct)
+    if not ct.exists():
+        raise InputError("CT not found; check the path.")
+    volume = read_volume(ct)
+    kwargs = {}
+    if args.masks:
+        kwargs["masks"] = args.masks
+    if args.hint_lps:
+        kwargs["hint_lps"] = tuple(args.hint_lps)
+    result = build(volume, **kwargs)
+    out = Path(args.out)
+    saver = getattr(result, "save", None) or getattr(pipeline, "save_anatomy", None)
+    if saver is None:
+        raise DependencyError("The segmentation pipeline cannot save its result yet; update osteoplan.")
+    written = saver(out) if saver is getattr(result, "save", None) else saver(result, out)
+    print(json.dumps(written if isinstance(written, (dict, list)) else {"out": str(out)}, indent=1, default=str))
+    return 0

@@ -1,0 +1,272 @@
+"""Mask loaders: NIfTI folders/files (RAS), multilabel tables, Slicer .seg.nrrd, DICOM SEG, resampling."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from osteoplan.anatomy.loaders import MaskGrid, load_masks, read_label_table, resample_mask
+from osteoplan.errors import InputError, MaskError
+from osteoplan.imaging import Volume, axis_aligned_affine
+
+# CT grid: 20 slices x 30 rows x 40 columns, spacing (k, j, i) = (2, 1, 1) mm, origin (10, -20, 30)
+CT_SHAPE = (20, 30, 40)
+CT_AFF = axis_aligned_affine((2.0, 1.0, 1.0), (10.0, -20.0, 30.0))
+
+
+@pytest.fixture()
+def ct():
+    return Volume(np.zeros(CT_SHAPE, np.float32), CT_AFF)
+
+
+def coarse_affine(flip_i: bool = False):
+    """2x coarser grid, shifted by half a CT voxel so no cell boundary falls on a CT voxel centre.
+
+    Spacing (4, 2, 2); origin chosen so that coarse cell boundaries lie at CT centre +/- half a CT voxel.
+    With flip_i the column axis points to the patient's right (-x).
+    """
+    a = np.eye(4)
+    a[:3, 0] = (0, 0, 4.0)
+    a[:3, 1] = (0, 2.0, 0)
+    a[:3, 2] = (-2.0 if flip_i else 2.0, 0, 0)
+    # coarse voxel (0,0,0) centre: halfway between CT voxels (0,0,0) and (1,1,1) in every axis
+    a[:3, 3] = (10.5 + (2.0 * 15 if flip_i else 0.0), -19.5, 31.0)
+    return a
+
+
+def save_mask_nifti(path, arr, affine, dtype=np.uint8):
+    img = Volume(arr.astype(np.float32), affine).to_nifti(dtype)
+    nib.save(img, str(path))
+    return path
+
+
+def expected_cells(ct, affine, index):
+    """CT voxels whose centres fall in the coarse cell *index* (by hand: centre +/- half a coarse step)."""
+    c = np.asarray(index, float) @ affine[:3, :3].T + affine[:3, 3]
+    half = np.abs(affine[:3, :3]).sum(axis=1) / 2  # per world axis
+    w = ct.index_to_world(np.argwhere(np.ones(ct.shape, bool)))
+    inside = np.all(np.abs(w - c) < half, axis=1)
+    out = np.zeros(ct.shape, bool)
+    out.reshape(-1)[inside] = True
+    return out, c
+
+
+@pytest.mark.parametrize("flip_i", [False, True])
+def test_resampled_voxel_positions_on_a_coarser_shifted_grid(ct, tmp_path, flip_i):
+    aff = coarse_affine(flip_i)
+    arr = np.zeros((6, 10, 15), np.uint8)
+    arr[2, 3, 4] = 1
+    path = save_mask_nifti(tmp_path / "Spinal Cord.nii.gz", arr, aff)
+    lm = load_masks(path, ct)
+    got = lm.get("spinal_cord")
+    exp, centre = expected_cells(ct, aff, (2, 3, 4))
+    # one 4 x 2 x 2 mm cell = 2 x 2 x 2 CT voxels of 2 x 1 x 1 mm
+    assert exp.sum() == 8
+    assert np.array_equal(got, exp)
+    # the voxels sit around the cell centre, hand-computed: e.g. without flip c = (10.5 + 8, -19.5 + 6, 31 + 8)
+    if not flip_i:
+        np.testing.assert_allclose(centre, [18.5, -13.5, 39.0])
+    np.testing.assert_allclose(ct.index_to_world(np.argwhere(got)).mean(axis=0), centre, atol=1e-9)
+    assert lm.sources["spinal_cord"].startswith("provided:")
+
+
+def test_ras_nifti_written_by_nibabel_directly(ct, tmp_path):
+    # a NIfTI in RAS with identity-like axes: voxel (i, j, k) -> RAS (i, j, k) mm + offset
+    ras_aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    ras_aff[:3, 3] = (-25.0, 5.0, 40.0)  # RAS (-25, 5) == LPS (25, -5)... x_lps = 25 - i, y_lps = -5 - j, z = 40 + 2k
+    data = np.zeros((40, 30, 20), np.uint8)
+    data[5, 6, 7] = 1  # LPS (20, -11, 54)
+    nib.save(nib.Nifti1Image(data, ras_aff), str(tmp_path / "trachea.nii.gz"))
+    lm = load_masks(tmp_path / "trachea.nii.gz", ct)
+    idx = np.argwhere(lm.get("trachea"))
+    assert len(idx) == 1
+    np.testing.assert_allclose(ct.index_to_world(idx[0]), [20.0, -11.0, 54.0])
+
+
+def test_non_overlapping_mask_is_an_error_not_an_empty_structure(ct, tmp_path):
+    aff = coarse_affine()
+    aff[:3, 3] += (500.0, 0, 0)  # 500 mm to the patient's left
+    arr = np.zeros((6, 10, 15), np.uint8)
+    arr[1, 1, 1] = 1
+    path = save_mask_nifti(tmp_path / "esophagus.nii.gz", arr, aff)
+    with pytest.raises(MaskError, match="does not overlap"):
+        load_masks(path, ct)
+    # overlapping field of view but the foreground outside the CT: also an error
+    aff2 = coarse_affine()
+    big = np.zeros((6, 10, 40), np.uint8)
+    big[1, 1, 35] = 1  # x = 31 + 70 = 101 mm, the CT ends at x = 69.5
+    path2 = save_mask_nifti(tmp_path / "larynx.nii.gz", big, aff2)
+    with pytest.raises(MaskError, match="outside the CT"):
+        load_masks(path2, ct)
+    # an empty mask is a segmented-and-absent structure
+    path3 = save_mask_nifti(tmp_path / "lesion.nii.gz", np.zeros((6, 10, 15), np.uint8), coarse_affine())
+    lm = load_masks(path3, ct)
+    assert lm.has("lesion") and not lm.get("lesion").any()
+
+
+def test_partly_outside_mask_warns(ct):
+    arr = np.zeros((6, 10, 40), np.uint8)
+    arr[2, 3, 4] = 1
+    arr[2, 3, 35] = 1
+    warnings = []
+    out = resample_mask(MaskGrid(arr, coarse_affine(), "x"), ct, "m", warnings)
+    assert out.sum() == 8 and warnings and "cut off" in warnings[0]
+
+
+def test_multilabel_with_sidecar_json_and_totalsegmentator_extension(ct, tmp_path):
+    arr = np.zeros(CT_SHAPE, np.uint8)
+    arr[2:4, 5:8, 5:9] = 1
+    arr[10:12, 5:8, 5:9] = 2
+    arr[15, 1, 1] = 3
+    path = save_mask_nifti(tmp_path / "seg.nii.gz", arr, CT_AFF)
+    (tmp_path / "seg.json").write_text(json.dumps({"1": "SpinalCord", "2": "C2 vertebra", "3": "tumour"}))
+    lm = load_masks(path, ct)
+    assert lm.get("spinal_cord").sum() == 24 and lm.get("vertebrae_C2").sum() == 24 and lm.get("lesion").sum() == 1
+    assert np.array_equal(lm.get("spinal_cord"), arr == 1)
+    # TotalSegmentator --ml: XML LabelTable in a NIfTI header extension
+    img = Volume(arr.astype(np.float32), CT_AFF).to_nifti(np.uint8)
+    xml = ('<?xml version="1.0" encoding="UTF-8"?> <CaretExtension> <VolumeInformation Index="0"> <LabelTable>\n'
+           '<Label Key="1" Red="1" Green="0" Blue="0" Alpha="1"><![CDATA[spinal_cord]]></Label>\n'
+           '<Label Key="2" Red="0" Green="1" Blue="0" Alpha="1"><![CDATA[vertebrae_C2]]></Label>\n'
+           '<Label Key="3" Red="0" Green="0" Blue="1" Alpha="1"><![CDATA[larynx_air]]></Label>\n'
+           '</LabelTable> </VolumeInformation></CaretExtension>')
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(0, xml.encode()))
+    nib.save(img, str(tmp_path / "ml.nii.gz"))
+    lm2 = load_masks(tmp_path / "ml.nii.gz", ct)
+    assert set(lm2.names()) == {"spinal_cord", "vertebrae_C2", "larynx"}
+    assert np.array_equal(lm2.get("larynx"), arr == 3)
+    # no table at all: refused with a clear message
+    save_mask_nifti(tmp_path / "other.nii.gz", arr, CT_AFF)
+    with pytest.raises(MaskError, match="label table"):
+        load_masks(tmp_path / "other.nii.gz", ct)
+
+
+def test_label_table_forms():
+    assert read_label_table({"1": "a", "2": "b"}) == {1: "a", 2: "b"}
+    assert read_label_table({"a": 1, "b": 2}) == {1: "a", 2: "b"}
+    assert read_label_table([{"value": 3, "name": "c"}]) == {3: "c"}
+    assert read_label_table(["a", "b"]) == {1: "a", 2: "b"}
+    with pytest.raises(MaskError):
+        read_label_table({})
+
+
+def test_folder_skips_images_unions_synonyms_and_keeps_unknown_names(ct, tmp_path):
+    d = tmp_path / "case"
+    d.mkdir()
+    ctarr = np.random.default_rng(0).normal(0, 100, CT_SHAPE)
+    nib.save(Volume(ctarr, CT_AFF).to_nifti(np.int16), str(d / "ct.nii.gz"))
+    nib.save(Volume(ctarr, CT_AFF).to_nifti(np.float32), str(d / "other_image.nii.gz"))  # continuous: skipped
+    a = np.zeros(CT_SHAPE, np.uint8)
+    a[5, 5:10, 5:10] = 1
+    b = np.zeros(CT_SHAPE, np.uint8)
+    b[6, 5:10, 5:10] = 1
+    save_mask_nifti(d / "oropharynx.nii.gz", a, CT_AFF)
+    save_mask_nifti(d / "hypopharynx.nii.gz", b, CT_AFF)
+    save_mask_nifti(d / "thyroid_cartilage.nii.gz", b, CT_AFF)
+    (d / "case.json").write_text("{}")
+    warnings = []
+    lm = load_masks(d, ct, warnings=warnings)
+    assert set(lm.names()) == {"pharynx", "thyroid_cartilage"}
+    assert lm.get("pharynx").sum() == 50
+    assert "+" in lm.sources["pharynx"]
+    assert any("thyroid_cartilage" in w for w in warnings)
+    assert any("other_image" in w for w in warnings)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MaskError):
+        load_masks(empty, ct)
+    with pytest.raises(InputError):
+        load_masks(tmp_path / "missing", ct)
+
+
+def test_seg_nrrd_round_trip_on_another_grid(ct, tmp_path):
+    import slicerio
+
+    aff = coarse_affine(flip_i=True)
+    ijk = np.eye(4)
+    ijk[:3, 0], ijk[:3, 1], ijk[:3, 2], ijk[:3, 3] = aff[:3, 2], aff[:3, 1], aff[:3, 0], aff[:3, 3]
+    seg = slicerio.create_segmentation((15, 10, 6), ijk)  # (i, j, k)
+    m1 = np.zeros((15, 10, 6), bool)
+    m1[4, 3, 2] = True
+    m2 = np.zeros((15, 10, 6), bool)
+    m2[4, 3, 2] = m2[5, 3, 2] = True  # overlaps m1: goes to a second layer
+    slicerio.add_segment(seg, m1, {"id": "s1", "name": "Spinal canal"})
+    slicerio.add_segment(seg, m2, {"id": "s2", "name": "Vertebral artery left"})
+    slicerio.write_segmentation(str(tmp_path / "x.seg.nrrd"), seg)
+    lm = load_masks(tmp_path / "x.seg.nrrd", ct)
+    exp, _ = expected_cells(ct, aff, (2, 3, 4))
+    exp2, _ = expected_cells(ct, aff, (2, 3, 5))
+    assert np.array_equal(lm.get("spinal_canal"), exp)
+    assert np.array_equal(lm.get("vertebral_artery_left"), exp | exp2)
+
+
+def test_dicom_seg_round_trip_on_the_phantom(tmp_path):
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from osteoplan.anatomy.phantom import make_phantom, write_dicom_series
+    from osteoplan.imaging import read_volume
+
+    ph = make_phantom(spacing_mm=1.0, fov_inferior_mm=-40.0, fov_superior_mm=34.0)
+    files = write_dicom_series(ph.volume, tmp_path / "ct", ph.params)
+    ct = read_volume(tmp_path / "ct")
+    srcs = [pydicom.dcmread(f) for f in files]
+    names = ["lesion", "spinal_cord"]
+    pix = np.stack([ph.truth.get(n) for n in names], axis=-1).astype(np.uint8)  # (frames, rows, cols, segments)
+    descs = [
+        hd.seg.SegmentDescription(
+            segment_number=i + 1, segment_label=n,
+            segmented_property_category=codes.SCT.Tissue, segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for i, n in enumerate(names)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=srcs, pixel_array=pix, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descs, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="osteoplan-test", manufacturer_model_name="test", software_versions="0",
+        device_serial_number="0")
+    seg.save_as(tmp_path / "seg.dcm")
+    lm = load_masks(tmp_path / "seg.dcm", ct)
+    for n in names:
+        assert np.array_equal(lm.get(n), ph.truth.get(n)), n
+    with pytest.raises(MaskError, match="not a Segmentation"):
+        load_masks(files[0], ct)
+
+
+@pytest.mark.slow
+def test_openkbp_case_folder(shared_data):
+    from osteoplan.imaging import read_volume
+
+    case = shared_data / "openkbp" / "pt_1"
+    ct = read_volume(case / "ct.nii.gz")
+    lm = load_masks(case, ct)
+    meta = json.loads((case / "case.json").read_text())["labels_voxels"]
+    names = {"SpinalCord": "spinal_cord", "Brainstem": "brainstem", "Mandible": "mandible",
+             "LeftParotid": "parotid_gland_left", "RightParotid": "parotid_gland_right",
+             "Esophagus": "esophagus", "Larynx": "larynx"}
+    for k, n in meta.items():
+        assert lm.get(names[k]).sum() == n, k  # same grid: every voxel kept
+    # the cord lies posterior to the mandible (LPS +y) and below the brainstem (-z)
+    c = {n: ct.index_to_world(np.argwhere(lm.get(n)).mean(0)) for n in ("spinal_cord", "mandible", "brainstem")}
+    assert c["spinal_cord"][1] > c["mandible"][1] and c["spinal_cord"][2] < c["brainstem"][2]
+
+
+@pytest.mark.slow
+def test_cthead_atlas_vertebral_arteries(shared_data):
+    from osteoplan.imaging import read_volume
+
+    ct = read_volume(shared_data / "cthead" / "ct.nii.gz")
+    lm = load_masks(shared_data / "cthead" / "atlas_vessels", ct)
+    left, right = lm.get("vertebral_artery_left"), lm.get("vertebral_artery_right")
+    assert 0.5 < lm.volume_ml("vertebral_artery_left") < 5
+    cl = ct.index_to_world(np.argwhere(left).mean(0))
+    cr = ct.index_to_world(np.argwhere(right).mean(0))
+    assert cl[0] - cr[0] > 30  # left artery on the patient's left (+x), roughly symmetric
+    # they run in bone foramina: a good share of their neighbourhood is bone (> 300 HU)
+    from scipy.ndimage import binary_dilation
+    ring = binary_dilation(left, iterations=2) & ~left
+    assert np.mean(ct.array[ring] > 300) > 0.1
