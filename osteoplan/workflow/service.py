@@ -177,6 +177,12 @@ def _pid(obj: Any) -> int | None:
     return pat.id if pat is not None else getattr(obj, "patient_id", None)
 
 
+def _fk(obj: Any, rel: str) -> int | None:
+    """Id of a related record, also before flush (``obj.<rel>`` set, ``obj.<rel>_id`` not yet)."""
+    target = getattr(obj, rel, None)
+    return target.id if target is not None else getattr(obj, rel + "_id", None)
+
+
 def _fmt(d: dt.date | None) -> str:
     return d.isoformat() if d else "?"
 
@@ -282,7 +288,7 @@ def check_consultation(c: m.Consultation) -> None:
                 f"the pre-operative consultation ({_fmt(c.consultation_date)}) is before the tumour-board meeting "
                 f"({_fmt(c.decision.meeting.meeting_date)}) that decided the procedure; check the dates")
     for proc in _done_procedures(c.patient):
-        if c.decision_id is not None and proc.decision_id != c.decision_id:
+        if _fk(c, "decision") is not None and proc.decision_id != _fk(c, "decision"):
             continue
         if c.consultation_date > proc.procedure_date:
             raise ValidationError(
@@ -384,7 +390,7 @@ def check_follow_up(f: m.FollowUp) -> None:
     if death is not None and f.visit_date > death:
         raise ValidationError("the follow-up visit is dated after the patient's date of death; check the dates")
     for other in f.patient.follow_ups:
-        if (other is not f and other.deleted_at is None and other.procedure_id == f.procedure_id
+        if (other is not f and other.deleted_at is None and other.procedure_id == _fk(f, "procedure")
                 and other.timepoint == f.timepoint):
             raise ValidationError(f"the {f.timepoint} follow-up of this procedure is already recorded; edit it "
                                   "instead of adding another")
@@ -676,7 +682,7 @@ def validate_decision(session: Session, actor: m.User | None, decision_id: int, 
                                     "tumour-board member account)")
     if d.is_validated:
         raise ValidationError("this decision is already validated")
-    d.validated_by = physician
+    d.validated_by_id = physician.id  # by id: the account may come from another session
     d.validated_at = at or m.utcnow()
     check_decision(d)
     audit(session, actor, "update", "decision", d.id, patient_id=d.patient_id,
