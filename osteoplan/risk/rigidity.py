@@ -537,9 +537,15 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
         inside = dom_vol.sample(p, order=1, fill_hu=0.0) >= 0.5
         if not inside.any():
             continue
-        e_act = relation.modulus_mpa(sub.sample(p, order=1)) * inside
-        e_ref = relation.modulus_mpa(ref_vol.sample(p, order=1)) * inside if status == "present" else e_act
-        les_area = float((les_vol.sample(p, order=1, fill_hu=0.0) >= 0.5).sum() * pixel_mm ** 2)
+        pin = p[inside]  # sample HU only where the section has bone
+        e_act = np.zeros(inside.shape)
+        e_act[inside] = relation.modulus_mpa(sub.sample(pin, order=1))
+        if status == "present":
+            e_ref = np.zeros(inside.shape)
+            e_ref[inside] = relation.modulus_mpa(ref_vol.sample(pin, order=1))
+            les_area = float((les_vol.sample(pin, order=1, fill_hu=0.0) >= 0.5).sum() * pixel_mm ** 2)
+        else:
+            e_ref, les_area = e_act, 0.0
         o = (-n * pixel_mm, -n * pixel_mm)
         act = section_rigidity(e_act, pixel_mm, nu, o)
         ref = act if e_ref is e_act else section_rigidity(e_ref, pixel_mm, nu, o)

@@ -1,0 +1,124 @@
+"""``osteoplan risk``: fracture-risk scores of a CT with their evidence.
+
+Segments the CT with the anatomy stage (``osteoplan.anatomy.pipeline.build_anatomy``, imported
+lazily), then prints the lesion metrics, the SINS (CT-proposed components with their
+measurements, clinician inputs, missing ones as a range) and the CT structural rigidity of the dens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from osteoplan.errors import DependencyError, InputError
+
+
+def register(sub) -> None:
+    """Add ``risk`` to the top-level parser's subparsers."""
+    p = sub.add_parser(
+        "risk",
+        help="fracture risk of C2: SINS with CT evidence, lesion metrics, CT structural rigidity",
+        description="Score the fracture risk of a C2 (dens) lesion: SINS (Fisher, Spine 2010) with the "
+        "components the CT can tell (location, lesion type, collapse, posterolateral involvement) and their "
+        "measurements, lesion metrics (volume, share of dens/body, cortical breach) and CT-based structural "
+        "rigidity along the dens axis (loss >= 35 %% flagged, Snyder JBJS 2006). Pain and alignment are "
+        "clinical inputs: without them the SINS is given as a range.",
+    )
+    p.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
+    p.add_argument("--masks", help="provided masks (folder of NIfTI, multilabel NIfTI, .seg.nrrd or DICOM SEG)")
+    p.add_argument("--pain", choices=("mechanical", "occasional", "none"),
+                   help="SINS pain: mechanical (3), occasional non-mechanical (1), pain-free (0)")
+    p.add_argument("--alignment", choices=("subluxation", "deformity", "normal"),
+                   help="SINS alignment: subluxation/translation (4), de novo deformity (2), normal (0)")
+    p.add_argument("--override", action="append", default=[], metavar="COMPONENT=VALUE",
+                   help="replace a CT proposal, e.g. --override collapse=under-50 (repeatable)")
+    p.add_argument("--level", default="C2", help="vertebral level of the lesion (default C2)")
+    p.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="one point near the dens (LPS mm) to help C2 localisation")
+    p.add_argument("--no-rigidity", action="store_true", help="skip the CT rigidity analysis")
+    p.add_argument("--sections", action="store_true", help="print every rigidity section")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--out", help="also write the JSON report to this file (atomic)")
+    p.set_defaults(handler=_risk)
+
+
+def _parse_overrides(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items:
+        if "=" not in it:
+            raise InputError(f"--override expects COMPONENT=VALUE (e.g. collapse=under-50); got '{it}'.")
+        k, v = it.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def _build_anatomy(volume: Any, masks: str | None, hint_lps: Any) -> Any:
+    """The anatomy stage's result for this CT (lazy import, clear error when the stage is absent)."""
+    try:
+        pipeline = importlib.import_module("osteoplan.anatomy.pipeline")
+    except ModuleNotFoundError as exc:
+        if exc.name == "osteoplan.anatomy.pipeline":
+            raise DependencyError("The segmentation pipeline (osteoplan.anatomy.pipeline) is not available in "
+                                  "this build; update osteoplan.") from None
+        raise
+    build = getattr(pipeline, "build_anatomy", None)
+    if build is None:
+        raise DependencyError("osteoplan.anatomy.pipeline has no build_anatomy(); update osteoplan.")
+    kwargs: dict[str, Any] = {}
+    if masks:
+        kwargs["masks"] = masks
+    if hint_lps:
+        kwargs["hint_lps"] = tuple(hint_lps)
+    return build(volume, **kwargs)
+
+
+def _print_sections(report: Any) -> None:
+    prof = report.rigidity
+    if prof is None:
+        return
+    print("  s (mm)  region  EA (kN)  EI_min (N m^2)  GJ (N m^2)  loss EA/EI/GJ (%)  lesion (mm^2)")
+    for s in prof.sections:
+        a = s.actual
+        print(f"  {s.s_mm:+6.1f}  {s.region:6s}  {a.ea_n / 1e3:7.2f}  {a.ei_min_nmm2 / 1e6:14.4f}  "
+              f"{a.gj_nmm2 / 1e6:10.4f}  {100 * s.loss_ea:5.1f}/{100 * s.loss_ei_min:5.1f}/{100 * s.loss_gj:5.1f}"
+              f"  {s.lesion_area_mm2:8.1f}")
+
+
+def _risk(args: argparse.Namespace) -> int:
+    from osteoplan.imaging import read_volume
+    from osteoplan.progress import step
+    from osteoplan.risk.assess import assess
+
+    overrides = _parse_overrides(args.override)
+    ct = Path(args.ct)
+    if not ct.exists():
+        raise InputError("CT not found; check the path.")
+    with step("reading the CT"):
+        volume = read_volume(ct)
+    with step("segmenting C2 and the lesion"):
+        anatomy = _build_anatomy(volume, args.masks, args.hint_lps)
+    with step("scoring fracture risk"):
+        report = assess(volume, anatomy, pain=args.pain, alignment=args.alignment, overrides=overrides,
+                        level=args.level, rigidity=not args.no_rigidity)
+    data = report.to_dict()
+    if args.out:
+        from osteoplan.atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(data, indent=1))
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print("\n".join(report.summary_lines()))
+    if report.rigidity is not None:
+        w = report.rigidity.weakest
+        if w is not None and report.rigidity.lesion_status == "present":
+            print(f"  weakest section: s = {w.s_mm:+.1f} mm along the dens axis from the waist ({w.region}), "
+                  f"centre LPS {[round(c, 1) for c in w.centre_lps_mm]} mm; loss EA {100 * w.loss_ea:.1f} %, "
+                  f"EI_min {100 * w.loss_ei_min:.1f} %, GJ {100 * w.loss_gj:.1f} %")
+        print(f"  reference: {report.rigidity.reference}")
+        if args.sections:
+            _print_sections(report)
+    return 0
