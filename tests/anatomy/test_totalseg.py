@@ -1,0 +1,118 @@
+"""TotalSegmentator backend without weights: argument building, output mapping, subprocess path."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from osteoplan.anatomy import totalseg
+from osteoplan.errors import DependencyError, InputError
+from osteoplan.imaging import Volume, axis_aligned_affine
+
+
+def test_build_command_total_with_default_roi_subset(tmp_path):
+    cmd = totalseg.build_command(tmp_path / "ct.nii.gz", tmp_path / "out", fast=True, device="gpu:1")
+    assert cmd[:7] == ["TotalSegmentator", "-i", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out"), "--task", "total"]
+    i = cmd.index("--roi_subset")
+    rois = cmd[i + 1: cmd.index("--fast")]
+    assert rois == list(totalseg.TOTAL_ROI_SUBSET)
+    assert "vertebrae_C2" in rois and "spinal_cord" in rois
+    assert cmd[-2:] == ["--device", "gpu:1"]
+
+
+def test_build_command_headneck_and_errors(tmp_path):
+    cmd = totalseg.build_command("ct.nii.gz", "o", task="headneck_bones_vessels")
+    assert cmd == ["TotalSegmentator", "-i", "ct.nii.gz", "-o", "o", "--task", "headneck_bones_vessels", "--device", "cpu"]
+    assert "--roi_subset" not in totalseg.build_command("ct.nii.gz", "o", roi_subset=[])
+    assert totalseg.build_command("c", "o", roi_subset=["trachea"])[7:9] == ["--roi_subset", "trachea"]
+    with pytest.raises(InputError, match="fast"):
+        totalseg.build_command("c", "o", task="headneck_bones_vessels", fast=True)
+    with pytest.raises(InputError, match="roi_subset"):
+        totalseg.build_command("c", "o", task="headneck_bones_vessels", roi_subset=["hyoid"])
+    with pytest.raises(InputError):
+        totalseg.build_command("c", "o", task="brain")
+    with pytest.raises(InputError):
+        totalseg.build_command("c", "o", device="tpu")
+    with pytest.raises(InputError):
+        totalseg.build_command("c", "o", roi_subset=["x; rm -rf /"])
+
+
+def test_not_installed_is_a_clear_dependency_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert not totalseg.is_available()
+    with pytest.raises(DependencyError, match="not installed"):
+        totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out")
+
+
+def _fake_output(d, names):
+    d.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (d / f"{n}.nii.gz").write_bytes(b"")
+    return d
+
+
+def test_map_outputs_total_and_headneck_names(tmp_path):
+    d = _fake_output(tmp_path / "out", list(totalseg.TOTAL_ROI_SUBSET) + list(totalseg.HEADNECK_BONES_VESSELS_CLASSES))
+    (d / "statistics.json").write_text("{}")
+    m = totalseg.map_outputs(d)
+    assert m["larynx"].name == "larynx_air.nii.gz"
+    assert m["vertebrae_C2"].name == "vertebrae_C2.nii.gz"
+    for n in ("internal_carotid_artery_left", "internal_jugular_vein_right", "common_carotid_artery_right",
+              "spinal_cord", "esophagus", "trachea", "skull"):
+        assert m[n].name == f"{n}.nii.gz"
+    assert "hyoid" not in m and "statistics" not in m
+    assert set(totalseg.map_outputs(d, include_unknown=True)) >= {"hyoid", "thyroid_cartilage", "styloid_process_left"}
+    # exact name wins over a synonym mapping to the same structure
+    _fake_output(d, ["larynx"])
+    assert totalseg.map_outputs(d)["larynx"].name == "larynx.nii.gz"
+
+
+def _write_masks(d, volume, names):
+    d.mkdir(parents=True, exist_ok=True)
+    for v, n in enumerate(names, start=1):
+        a = np.zeros(volume.shape, np.float32)
+        a[v, 1:3, 1:3] = 1
+        nib.save(volume.with_array(a).to_nifti(np.uint8), str(d / f"{n}.nii.gz"))
+
+
+def test_run_with_a_fake_executable_and_load(tmp_path):
+    vol = Volume(np.zeros((6, 5, 4), np.float32), axis_aligned_affine((1, 1, 1), (0, 0, 0)))
+    nib.save(vol.to_nifti(), str(tmp_path / "ct.nii.gz"))
+    template = tmp_path / "template"
+    _write_masks(template, vol, ["larynx_air", "internal_jugular_vein_left", "hyoid"])
+    fake = tmp_path / "bin" / "TotalSegmentator"
+    fake.parent.mkdir()
+    fake.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import shutil, sys
+        args = sys.argv[1:]
+        out = args[args.index("-o") + 1]
+        assert args[args.index("--task") + 1] == "headneck_bones_vessels"
+        shutil.copytree({str(template)!r}, out, dirs_exist_ok=True)
+        """))
+    fake.chmod(0o755)
+    found = totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out", task="headneck_bones_vessels",
+                         executable=str(fake), require_weights=False)
+    assert set(found) == {"larynx", "internal_jugular_vein_left"}
+    lm = totalseg.load_outputs(tmp_path / "out", vol)
+    assert lm.get("larynx").sum() == 4 and lm.get("larynx")[1, 1, 1]
+    assert lm.sources["larynx"] == "totalsegmentator:larynx_air.nii.gz"
+    # a failing run is an AnatomyError with the exit code, not a traceback
+    bad = tmp_path / "bin" / "bad"
+    bad.write_text(f"#!{sys.executable}\nimport sys; sys.exit(3)\n")
+    bad.chmod(0o755)
+    from osteoplan.errors import AnatomyError
+    with pytest.raises(AnatomyError, match="exit code 3"):
+        totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "o2", executable=str(bad), require_weights=False)
+
+
+def test_weights_dir_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path))
+    assert totalseg.weights_dir() == tmp_path / "nnunet" / "results"
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "w"))
+    assert totalseg.weights_dir() == tmp_path / "w"
