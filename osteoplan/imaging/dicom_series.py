@@ -809,7 +809,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
     warnings: list[str] = []
     if why and len(result.series) > 1:
-        warnings.append(f"{len(result.series)} series found; read {why}")
+        warnings.append(f"read {why}")
     for name, reason in result.skipped:
         warnings.append(f"skipped file {name}: {reason}")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -97,8 +99,24 @@ def _read_dicom(p: Path, series_uid=None, allow_gaps=False, resample_uniform=Fal
     return vol
 
 
-def _read_zip(p: Path, **kwargs) -> Volume:
-    """Extract a zip to a private temporary folder (member names replaced by numbers) and read it."""
+@contextmanager
+def dicom_source(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a folder or file of DICOM for *path*; a zip is extracted to a private temporary folder.
+
+    Zip member names are never used as paths (zip slip, identifying names): members become
+    ``000000.dcm``, ``000001.dcm``, ... The temporary folder is removed afterwards.
+
+    Raises
+    ------
+    InputError
+        Missing path, empty zip. :class:`CorruptFileError` for a damaged zip.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"Input not found: {safe_path(p)}. Check the path.")
+    if not (p.is_file() and zipfile.is_zipfile(p)):
+        yield p
+        return
     try:
         zf = zipfile.ZipFile(p)
     except (zipfile.BadZipFile, OSError):
@@ -108,16 +126,20 @@ def _read_zip(p: Path, **kwargs) -> Volume:
         if not members:
             raise InputError(f"The zip {safe_path(p)} is empty; give a zip holding a DICOM series.")
         for idx, m in enumerate(members):
-            # never use member names as paths (zip slip, identifying names)
             target = Path(tmp) / f"{idx:06d}.dcm"
             try:
                 with zf.open(m) as src, open(target, "wb") as dst:
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError):
-                target.unlink(missing_ok=True)  # damaged/encrypted member: skipped like a junk file
-                (Path(tmp) / f"{idx:06d}.unreadable").write_bytes(b"")
-        return _read_dicom(Path(tmp), **kwargs)
+                target.write_bytes(b"")  # damaged/encrypted member: skipped like a junk file
+        yield Path(tmp)
+
+
+def _read_zip(p: Path, **kwargs) -> Volume:
+    """Extract a zip to a private temporary folder and read it as a DICOM folder."""
+    with dicom_source(p) as folder:
+        return _read_dicom(folder, **kwargs)
 
 
 def _read_nifti(p: Path) -> Volume:

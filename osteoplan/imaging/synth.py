@@ -23,7 +23,7 @@ import numpy as np
 
 #: Fictitious identifying values written into every generated file (for de-identification tests).
 FAKE_PHI: dict[str, str] = {
-    "PatientName": "SYNTHPATIENT^ALICIA^Q",
+    "PatientName": "SYNTHPATIENT^ZEPHYRINE^Q",
     "PatientID": "SYN-778899",
     "PatientBirthDate": "19610723",
     "InstitutionName": "Clinique Synthetique Imaginaire",
@@ -33,7 +33,7 @@ FAKE_PHI: dict[str, str] = {
     "OperatorsName": "OPSYNTH^BERNARD",
     "ReferringPhysicianName": "DRSYNTH^CLAUDE",
     "ImageComments": "Patient SYNTHPATIENT ne le 23/07/1961",
-    "PrivateName": "SYNTHPATIENT^ALICIA^Q",
+    "PrivateName": "SYNTHPATIENT^ZEPHYRINE^Q",
     "PrivateID": "SYN-778899",
     "RequestingPhysician": "REQSYNTH^DOMINIQUE",
 }

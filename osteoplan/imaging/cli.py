@@ -1,0 +1,193 @@
+"""Command line of the imaging stage: ``osteoplan info`` and ``osteoplan deid``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osteoplan.errors import InputError, OsteoplanError, safe_path
+
+
+def register(sub) -> None:
+    """Add the ``info`` and ``deid`` subcommands."""
+    p = sub.add_parser(
+        "info",
+        help="list the CT series found in a DICOM folder/zip (or a NIfTI/NRRD file), their geometry, "
+             "warnings and the one chosen",
+        description="List the series found (UID, description, images, spacing, kernel, modality, image type), "
+                    "their geometry and problems, which series is chosen for planning and why, and the volume "
+                    "read from it. Exit code 0 when a plannable volume was read, 1 when none could be.",
+    )
+    p.add_argument("path", help="DICOM folder (searched recursively), zip of DICOM, DICOM file, NIfTI or NRRD")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    p.add_argument("--series-uid", metavar="UID", help="read this SeriesInstanceUID instead of the default choice")
+    p.add_argument("--allow-gaps", action="store_true", help="interpolate across missing slices instead of refusing")
+    p.add_argument("--resample-uniform", action="store_true",
+                   help="resample uneven slice spacing to a uniform grid instead of refusing")
+    p.set_defaults(handler=cmd_info)
+
+    d = sub.add_parser(
+        "deid",
+        help="de-identify a DICOM folder (PS3.15 Annex E Basic Profile via dicognito, verified independently)",
+        description="De-identify every DICOM file under IN into OUT/<series>/<instance>.dcm: dicognito's Basic "
+                    "Profile, private tags and free-text comments removed, UIDs remapped with a key, dates shifted. "
+                    "The output is then checked for every identifying value of the input (all elements, nested "
+                    "sequences, raw bytes); if one survives nothing is written. An interrupted run leaves no "
+                    "output folder.",
+    )
+    d.add_argument("input", help="DICOM folder (recursive), zip of DICOM or DICOM file")
+    d.add_argument("output", help="output folder (created; must not exist or be empty unless --overwrite)")
+    d.add_argument("--date-shift-days", type=int, metavar="N",
+                   help="shift every date by N days (non-zero); default: a shift derived from the key")
+    d.add_argument("--key", metavar="SECRET",
+                   help="secret for consistent pseudonyms (same key -> same UIDs and shift); default: the "
+                        "OSTEOPLAN_DEID_KEY environment variable, else a random key")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    d.set_defaults(handler=cmd_deid)
+
+
+# --------------------------------------------------------------------------- info
+def _collect_info(args) -> dict[str, Any]:
+    from osteoplan.imaging import dicom_series
+    from osteoplan.imaging.io import _read_nifti, _read_nrrd, dicom_source
+
+    path = Path(args.path)
+    if not path.exists():
+        raise InputError(f"Input not found: {safe_path(path)}. Check the path.")
+    name = path.name.lower()
+    out: dict[str, Any] = {"input": safe_path(path)}
+    if path.is_file() and name.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr")):
+        vol = _read_nifti(path) if name.endswith((".nii", ".nii.gz")) else _read_nrrd(path)
+        out.update(format=vol.info.source_format, series=[], skipped=[],
+                   chosen={"reason": "single volume file", "volume": _volume_summary(vol)})
+        return out
+    if path.is_file() and not name.endswith(".zip"):
+        import zipfile
+
+        from osteoplan.imaging.io import _is_dicom_file
+
+        if not zipfile.is_zipfile(path) and not _is_dicom_file(path):
+            raise InputError(f"Unsupported input {safe_path(path)}: give a DICOM folder, a zip of DICOM, a DICOM "
+                             "file, a NIfTI or an NRRD file.")
+    with dicom_source(path) as src:
+        result = dicom_series.scan(src)
+        out["format"] = "dicom"
+        out["files"] = len(result.files)
+        out["series"] = dicom_series.describe(result)
+        out["skipped"] = [{"file": f, "reason": r} for f, r in result.skipped]
+        series, why = dicom_series.choose_series(result, args.series_uid)
+        idx = [s.uid for s in result.series].index(series.uid) + 1
+        chosen: dict[str, Any] = {"index": idx, "series_uid": series.uid, "reason": why}
+        try:
+            vol = dicom_series.read_series(result, series, allow_gaps=args.allow_gaps,
+                                           resample_uniform=args.resample_uniform, why=why)
+            chosen["volume"] = _volume_summary(vol)
+        except OsteoplanError as exc:
+            chosen["error"] = str(exc)
+        out["chosen"] = chosen
+    return out
+
+
+def _volume_summary(vol) -> dict[str, Any]:
+    s = vol.summary()
+    arr = vol.array
+    s["hu_min"] = round(float(arr.min()), 2)
+    s["hu_max"] = round(float(arr.max()), 2)
+    s["extent_mm"] = [round(float(v), 3) for v in (np.asarray(vol.shape) - 1) * vol.spacing_mm]
+    return s
+
+
+def _fmt_vec(v, nd=2) -> str:
+    return "(" + ", ".join(f"{float(x):.{nd}f}" for x in v) + ")"
+
+
+def _print_human(info: dict[str, Any]) -> None:
+    w = sys.stdout.write
+    w(f"Input: {info['input']} ({info.get('format')})\n")
+    if info.get("format") == "dicom":
+        w(f"Files: {info['files']}, series: {len(info['series'])}, skipped files: {len(info['skipped'])}\n")
+    chosen = info.get("chosen") or {}
+    for s in info["series"]:
+        mark = "  <- chosen" if chosen.get("index") == s["index"] else ""
+        w(f"\nSeries {s['index']}{mark}\n")
+        w(f"  UID            {s['series_uid']}\n")
+        w(f"  description    {s['description'] or '-'}\n")
+        w(f"  modality       {s['modality'] or '-'}   SOP class {s['sop_class']}\n")
+        itype = "\\".join(s["image_type"]) or "-"
+        w(f"  image type     {itype}\n")
+        contrast = {True: "yes", False: "no", None: "not stated"}[s["contrast"]]
+        kvp = f"{s['kvp']:g}" if s["kvp"] is not None else "-"
+        w(f"  kernel         {s['kernel'] or '-'}   kVp {kvp}   contrast {contrast}\n")
+        w(f"  images         {s['images']} in {s['files']} file(s), {s['orientation']}, "
+          f"{', '.join(s['transfer_syntaxes'])}\n")
+        g = s.get("geometry")
+        if g:
+            w(f"  geometry       {' x '.join(str(x) for x in g['shape_kji'])} voxels (slice, row, column), spacing "
+              f"{' x '.join(f'{x:g}' for x in g['spacing_kji_mm'])} mm, origin {_fmt_vec(g['origin_lps_mm'])} mm LPS"
+              + (f", tilt {g['tilt_deg']:g} deg" if g.get("tilt_deg") else "") + "\n")
+        if s.get("geometry_problem"):
+            w(f"  problem        {s['geometry_problem']}\n")
+        w(f"  plannable      {'yes' if s['plannable'] else 'no: ' + s['rejection']}\n")
+    if info.get("skipped"):
+        w("\nSkipped files:\n")
+        for item in info["skipped"]:
+            w(f"  {item['file']}: {item['reason']}\n")
+    w("\n")
+    if chosen.get("index"):
+        w(f"Chosen: series {chosen['index']} ({chosen['reason']})\n")
+    elif chosen:
+        w(f"Chosen: {chosen['reason']}\n")
+    vol = chosen.get("volume")
+    if vol:
+        w(f"Volume: {' x '.join(str(x) for x in vol['shape_kji'])} voxels (slice, row, column), spacing "
+          f"{' x '.join(f'{x:g}' for x in vol['spacing_kji_mm'])} mm, origin {_fmt_vec(vol['origin_lps_mm'])} mm LPS\n")
+        dirs = np.asarray(vol["direction_columns_kji"])
+        w(f"  axes (LPS)     slice {_fmt_vec(dirs[:, 0], 3)}, row {_fmt_vec(dirs[:, 1], 3)}, "
+          f"column {_fmt_vec(dirs[:, 2], 3)}\n")
+        w(f"  HU range       {vol['hu_min']:g} .. {vol['hu_max']:g}\n")
+        warns = vol.get("warnings") or []
+        w(f"  warnings       {'none' if not warns else ''}\n")
+        for x in warns:
+            w(f"    - {x}\n")
+    if chosen.get("error"):
+        w(f"Cannot read the chosen series: {chosen['error']}\n")
+
+
+def cmd_info(args) -> int:
+    info = _collect_info(args)
+    if args.json:
+        sys.stdout.write(json.dumps(info, indent=2, default=_json_default) + "\n")
+    else:
+        _print_human(info)
+    return 0 if (info.get("chosen") or {}).get("volume") else 1
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, set):
+        return sorted(o)
+    return str(o)
+
+
+# --------------------------------------------------------------------------- deid
+def cmd_deid(args) -> int:
+    from osteoplan.imaging.deid import deidentify_folder
+    from osteoplan.imaging.io import dicom_source
+
+    key = args.key if args.key is not None else os.environ.get("OSTEOPLAN_DEID_KEY") or None
+    with dicom_source(args.input) as src:
+        rep = deidentify_folder(src, args.output, key=key, date_shift_days=args.date_shift_days,
+                                overwrite=args.overwrite)
+    sys.stdout.write(
+        f"de-identified {rep.files_written} file(s) in {rep.series} series into {rep.output}/ "
+        f"({rep.files_skipped} non-DICOM or unreadable file(s) skipped); verified: none of "
+        f"{rep.identifying_values_checked} identifying input values found in the output\n")
+    return 0
