@@ -42,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--sections", action="store_true", help="print every rigidity section")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--out", help="also write the JSON report to this file (atomic)")
+    p.add_argument("--plot", help="write the rigidity profile figure (PNG) to this file")
     p.set_defaults(handler=_risk)
 
 
@@ -104,6 +105,10 @@ def _risk(args: argparse.Namespace) -> int:
         report = assess(volume, anatomy, pain=args.pain, alignment=args.alignment, overrides=overrides,
                         level=args.level, rigidity=not args.no_rigidity)
     data = report.to_dict()
+    if args.plot and report.rigidity is not None:
+        from osteoplan.risk.plot import plot_rigidity_profile
+
+        plot_rigidity_profile(report.rigidity, args.plot)
     if args.out:
         from osteoplan.atomic import atomic_write_text
 

@@ -493,7 +493,9 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
             canc_hu = float(np.median(sub.array[bone_c & ~lesion_c])) if (bone_c & ~lesion_c).any() else 0.0
             assumptions.append("Too little deep normal bone to measure cancellous HU; the median of all "
                                "non-lesion bone was used.")
-        if cort_hu is None:
+        if cort_hu is None or cort_hu < canc_hu:
+            assumptions.append("The cortex is not resolved at this voxel size (its median HU is below the "
+                               "cancellous median, partial volume): the whole lesion is filled with cancellous HU.")
             cort_hu = canc_hu
         envelope = binary_fill_holes(binary_closing(bone_c, iterations=2) | bone_c)
         fill = lesion_c & envelope
@@ -561,8 +563,8 @@ def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_ma
 
     ``s = 0`` at the dens waist (``landmarks.waist_lps_mm``), ``s`` grows towards the apex along
     ``landmarks.axis_unit``; sections with ``s >= 0`` are labelled ``"dens"``, the others ``"body"``.
-    The lowest station is 2 mm above the lowest C2 voxel on the axis direction, or
-    ``-body_depth_mm`` when given.
+    The lowest station is 2 mm above the anteroinferior body point (projected on the axis) or
+    above the lowest C2 voxel, whichever is higher, or ``-body_depth_mm`` when given.
 
     Parameters
     ----------
@@ -582,7 +584,8 @@ def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_ma
         pts = volume.index_to_world(np.argwhere(c2_mask).astype(float))
         if len(pts) == 0:
             raise MaskError("The C2 mask is empty; the rigidity analysis needs C2.")
-        s_low = float(((pts - waist) @ a).min()) + 2.0
+        s_ai = float((np.asarray(landmarks.anteroinferior_body_lps_mm, float) - waist) @ a)
+        s_low = max(float(((pts - waist) @ a).min()), s_ai) + 2.0
     else:
         s_low = -float(body_depth_mm)
     s_high = s_apex - apex_margin_mm

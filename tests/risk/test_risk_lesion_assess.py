@@ -119,3 +119,27 @@ def test_assess_without_c2_reports_not_assessed(synthetic_c2):
     assert any("C2 was not segmented" in x for x in rep.not_assessed)
     # location still known from the level; lesion components missing -> a range
     assert rep.sins.components["location"].points == 3 and rep.sins.total is None
+
+
+@pytest.mark.parametrize("lesion_hu, expected", [(30.0, "lytic"), (900.0, "blastic"), (280.0, "mixed")])
+def test_lesion_type_proposal_from_hu(synthetic_c2, lesion_hu, expected):
+    # normal cancellous bone is 250 HU: 30 HU is > 100 below (lytic), 900 HU > 100 above (blastic),
+    # 280 HU is isodense (mixed, flagged as low confidence)
+    vol, c2, les, lm = synthetic_c2(3.0, lesion_hu=lesion_hu)
+    rep = assess(vol, LabelMap(vol, {"vertebrae_C2": c2, "lesion": les}), landmarks=lm, rigidity=False)
+    c = rep.sins.components["lesion_type"]
+    assert c.value == expected and c.evidence["lesion_median_hu"] == pytest.approx(lesion_hu)
+    assert ("low-confidence" in c.note) == (expected == "mixed")
+
+
+def test_lesion_type_mixed_when_both_lytic_and_blastic(synthetic_c2):
+    vol, c2, les, lm = synthetic_c2(3.0)
+    arr = vol.array.copy()
+    idx = np.argwhere(les)
+    half = idx[: len(idx) // 2]
+    arr[tuple(half.T)] = 900.0  # half of the lesion sclerotic, half lytic
+    vol2 = vol.with_array(arr)
+    rep = assess(vol2, LabelMap(vol2, {"vertebrae_C2": c2, "lesion": les}), landmarks=lm, rigidity=False)
+    c = rep.sins.components["lesion_type"]
+    assert c.value == "mixed" and c.note == ""
+    assert c.evidence["fraction_below_normal"] >= 0.2 and c.evidence["fraction_above_normal"] >= 0.2

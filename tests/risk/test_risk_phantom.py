@@ -104,9 +104,13 @@ def test_risk_command_on_phantom(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(risk_cli, "_build_anatomy",
                         lambda volume, masks, hint: SimpleNamespace(labelmap=ph.truth, landmarks=ph.landmarks,
                                                                     lesion=None))
-    rc = main(["-q", "risk", str(ct), "--pain", "mechanical", "--override", "collapse=under-50"])
+    png = tmp_path / "rigidity.png"
+    rc = main(["-q", "risk", str(ct), "--pain", "mechanical", "--override", "collapse=under-50",
+               "--plot", str(png), "--sections"])
     out = capsys.readouterr().out
     assert rc == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "EI_min (N m^2)" in out  # the per-section table
     assert "SINS incomplete (alignment missing): possible total 10-14" in out
     assert "collapse: under-50 = 2 [override]" in out and "lesion_type: lytic = 2 [ct-proposed]" in out
     assert "CT rigidity" in out and "reference:" in out
