@@ -15,7 +15,7 @@ All positions are DICOM patient LPS millimetres: +x = patient left, +y = posteri
 
 Field of view
 -------------
-By default 120 mm (L-R) x 140 mm (A-P) x 152 mm (S-I), C1 to C7. The S-I extent is larger
+By default 120 mm (L-R) x 144 mm (A-P) x 152 mm (S-I), C1 to C7 (151 x 181 x 191 voxels at 0.8 mm). The S-I extent is larger
 than an "upper neck" crop on purpose: a screw that ascends from the anterolateral C2 body into
 the dens is steep (about 60-70 degrees to the axial plane, cf. the 62.4 degree base-to-tip
 angle of Eur Spine J 2009;18:271), so its straight path reaches the skin of the lateral neck
@@ -60,6 +60,8 @@ __all__ = [
     "write_phantom",
     "load_phantom_dir",
     "TRUTH_SOURCE",
+    "reference_trajectory",
+    "write_dicom_series",
 ]
 
 #: Source tag of every ground-truth mask.
@@ -526,8 +528,8 @@ def _vessel_paths(p: PhantomParams) -> dict[str, list[tuple[list, float]]]:
         "vertebral_artery": [([(22.0, -1.0, -130.0), (20.0, 3.0, -88.0), (20.0, 3.0, -16.0), (22.0, 4.0, -12.0),
                                (22.0, 4.0, 6.0), (27.0, 5.5, 11.0), (27.0, 5.5, 26.0), (24.0, 14.0, 28.5),
                                (15.0, 28.5, 28.5), (9.0, 27.0, 33.0), (7.0, 20.0, 45.0), (6.0, 16.0, 60.0)], 2.2)],
-        "common_carotid_artery": [([(20.0, -21.0, -130.0), (21.0, -20.0, -80.0), (21.5, -18.0, -46.0)], 3.6)],
-        "internal_carotid_artery": [([(21.5, -18.0, -46.0), (24.0, -13.0, -25.0), (26.5, -8.5, 0.0),
+        "common_carotid_artery": [([(21.0, -21.0, -130.0), (22.5, -20.0, -80.0), (23.0, -18.0, -46.0)], 3.6)],
+        "internal_carotid_artery": [([(23.0, -18.0, -46.0), (25.0, -13.0, -25.0), (26.5, -8.5, 0.0),
                                       (27.5, -7.0, 20.0), (27.0, -4.0, 60.0)], 2.7)],
         "internal_jugular_vein": [([(31.0, -24.0, -130.0), (33.0, -22.0, -80.0), (35.0, -17.0, -40.0),
                                     (36.0, -12.0, 0.0), (35.0, -9.5, 20.0), (33.0, -6.0, 60.0)], 5.5)],
@@ -632,7 +634,7 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     _swept_ellipse(cord, grid, cord_levels)
 
     pharynx = grid.empty()
-    _swept_ellipse(pharynx, grid, [(-70.0, 0, -19.0, 9.0, 3.5, 3.5), (-45.0, 0, -20.0, 13.0, 5.0, 5.0),
+    _swept_ellipse(pharynx, grid, [(-70.0, 0, -19.0, 9.0, 3.5, 3.5), (-45.0, 0, -20.0, 12.0, 5.0, 5.0),
                                    (-10.0, 0, -18.5, 14.0, 6.0, 6.0), (30.0, 0, -18.0, 14.0, 7.0, 7.0),
                                    (zhi, 0, -19.0, 12.0, 7.0, 7.0)])
     larynx = grid.empty()
@@ -743,6 +745,32 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
         notes=("analytic ground truth of the osteoplan phantom",),
     )
     return Phantom(volume=volume, truth=truth, landmarks=landmarks, params=p, hu_table=dict(HU))
+
+
+#: A left lateral-cervical trajectory that exists on the default phantom (found by a search over
+#: anterolateral C2 entry points, checked in tests/anatomy/test_phantom.py): skin of the left
+#: anterolateral neck at the C5 level -> jugulo-carotid space (medial to the internal jugular vein,
+#: anteromedial to the carotid) -> anterolateral cortex of the C2 body -> lesion centre in the dens.
+#: Clearances without hydrodissection: carotid ~3.6 mm, jugular vein ~5.9 mm, pharynx/oesophagus
+#: ~4.1 mm, vertebral artery ~14 mm. LPS mm.
+REFERENCE_SKIN_ENTRY_LPS_MM = (36.6, -35.4, -62.5)
+REFERENCE_BONE_ENTRY_LPS_MM = (6.4, -4.8, -0.4)
+
+
+def reference_trajectory(phantom: Phantom) -> dict[str, np.ndarray]:
+    """The known feasible lateral-cervical path of the default phantom (see :data:`REFERENCE_SKIN_ENTRY_LPS_MM`).
+
+    Returns
+    -------
+    dict
+        ``skin_entry``, ``bone_entry`` and ``target`` (the lesion centre), each an LPS mm array (3,).
+        Only meaningful for the default anatomy (vessel shifts and tilts change it).
+    """
+    return {
+        "skin_entry": np.array(REFERENCE_SKIN_ENTRY_LPS_MM),
+        "bone_entry": np.array(REFERENCE_BONE_ENTRY_LPS_MM),
+        "target": phantom.lesion_centre_lps_mm,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -263,3 +263,36 @@ def test_dicom_series_reads_back_with_exact_geometry(small, tmp_path):
                 Volume.from_sitk(sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(paths["dicom"]))))):
         np.testing.assert_allclose(vol.affine, small.volume.affine, atol=1e-4)
         assert np.array_equal(vol.array, small.volume.array)
+
+
+def test_a_lateral_cervical_path_exists(ph):
+    """The documented reference path is feasible: clear of vessels, airway, canal and other bone."""
+    from scipy.ndimage import distance_transform_edt, map_coordinates
+
+    from osteoplan.anatomy.phantom import reference_trajectory
+
+    tr = reference_trajectory(ph)
+    t, v = ph.truth, ph.volume
+    line = tr["target"] + np.linspace(0, 1, 600)[:, None] * (tr["skin_entry"] - tr["target"])
+    outer = tr["bone_entry"] + np.linspace(0, 1, 400)[:, None] * (tr["skin_entry"] - tr["bone_entry"])
+
+    def min_dist(names, pts):
+        d = distance_transform_edt(~t.union(names), sampling=v.spacing_mm)
+        return float(map_coordinates(d, v.world_to_index(pts).T, order=1).min())
+
+    def hits(name, pts):
+        return bool(map_coordinates(t.get(name).astype(np.float32), v.world_to_index(pts).T, order=0).max())
+
+    assert min_dist([n for n in t.names() if "carotid" in n], outer) > 3.0
+    assert min_dist(["internal_jugular_vein_left", "internal_jugular_vein_right"], outer) > 5.0
+    assert min_dist(["airway", "esophagus"], outer) > 3.5
+    assert min_dist(["vertebral_artery_left", "vertebral_artery_right"], line) > 10.0
+    assert min_dist(["spinal_canal"], line) > 5.0
+    assert not hits("mandible", line) and not hits("vertebrae_C3", line) and not hits("vertebrae_C1", line)
+    # inside the body and the FOV, reaching C2 at the bone entry and the lesion at the target
+    assert v.contains(tr["skin_entry"])
+    assert hits("vertebrae_C2", tr["bone_entry"][None]) and hits("lesion", tr["target"][None])
+    # steep ascending path, as expected for a screw from the C2 body into the dens
+    d = tr["target"] - tr["skin_entry"]
+    elevation_deg = math.degrees(math.atan2(d[2], math.hypot(d[0], d[1])))
+    assert 45 < elevation_deg < 70
