@@ -842,6 +842,8 @@ def write_dicom_series(volume: Volume, out_dir: str | Path, params: PhantomParam
         ds.PatientBirthDate = ""
         ds.PatientSex = "O"
         ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "Synthetic phantom: no patient data"
+        ds.PositionReferenceIndicator = ""
         ds.StudyDate = "20000101"
         ds.StudyTime = "000000"
         ds.SeriesDate = "20000101"

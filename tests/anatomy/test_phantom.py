@@ -296,3 +296,33 @@ def test_a_lateral_cervical_path_exists(ph):
     d = tr["target"] - tr["skin_entry"]
     elevation_deg = math.degrees(math.atan2(d[2], math.hypot(d[0], d[1])))
     assert 45 < elevation_deg < 70
+
+
+def test_dicom_passes_dciodvfy(small, tmp_path):
+    import shutil
+    import subprocess
+
+    from osteoplan.anatomy.phantom import write_dicom_series
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dicom3tools (dciodvfy) is not installed")
+    files = write_dicom_series(small.volume, tmp_path / "d", small.params)
+    res = subprocess.run(["dciodvfy", str(files[len(files) // 2])], capture_output=True, text=True)
+    errors = [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("Error")]
+    assert errors == []
+
+
+def test_cli_phantom(tmp_path, capsys):
+    from osteoplan.cli import main
+
+    out = tmp_path / "ph"
+    assert main(["phantom", str(out), "--spacing-mm", "1.5", "--no-dicom", "--lesion-radius-mm", "5", "--seed", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "ct.nii.gz" in printed and "lesion" in printed
+    back = load_phantom_dir(out)
+    assert back.params.lesion_radius_mm == 5.0 and back.params.seed == 2 and back.params.spacing_mm == 1.5
+    assert back.truth.volume_ml("lesion") == pytest.approx(4 / 3 * math.pi * 125 / 1000, rel=0.12)
+    assert main(["phantom", str(out)]) == 2  # exists: refused, one-line error
+    assert "exists" in capsys.readouterr().err
+    assert main(["phantom", str(out), "--force", "--no-contrast", "--spacing-mm", "1.5", "--no-dicom"]) == 0
+    assert load_phantom_dir(out).params.contrast is False
