@@ -187,29 +187,37 @@ def verify_dataset(ds: Any, forbidden: IdentifyingValues, where: str = "output")
     from pydicom.datadict import keyword_for_tag
 
     needles = [(attr, val.lower()) for attr, val in forbidden.items()]
+    texts: list[tuple[Any, str]] = []
 
     def visit(dataset, elem):
         if elem.VR == "SQ" or elem.tag == 0x7FE00010:
             return
         text = _element_text(elem)
-        if not text:
-            return
-        low = text.lower()
-        for attr, val in needles:
-            if val in low:
-                name = elem.keyword or keyword_for_tag(elem.tag) or f"private element {elem.tag}"
-                raise DeidentificationError(
-                    f"De-identification verification failed: a value of the input's {attr} survives in {name} of "
-                    f"{where}. Nothing was written; report this input type to the osteoplan maintainers.")
+        if text:
+            texts.append((elem, text.lower()))
 
     ds.walk(visit)
     if getattr(ds, "file_meta", None) is not None:
         ds.file_meta.walk(visit)
+    blob = "\x00".join(t for _, t in texts)  # one search per value; locate the element only on a hit
+    for attr, val in needles:
+        if val in blob:
+            elem = next((e for e, t in texts if val in t), None)
+            name = (elem.keyword or keyword_for_tag(elem.tag) or f"private element {elem.tag}") if elem is not None \
+                else "several elements"
+            raise DeidentificationError(
+                f"De-identification verification failed: a value of the input's {attr} survives in {name} of "
+                f"{where}. Nothing was written; report this input type to the osteoplan maintainers.")
+
+
+_PRINTABLE_RUNS = re.compile(rb"[\x20-\x7e\x80-\xff]{4,}")
 
 
 def verify_bytes(data: bytes, forbidden: IdentifyingValues, where: str) -> None:
     """Raise :class:`DeidentificationError` if a forbidden value occurs in raw bytes (latin-1/UTF-8, any case)."""
-    low = data.lower()
+    # identifying text is made of printable characters: search the printable runs of the file
+    # (all of the header, the few printable runs of binary pixel data) instead of every byte
+    low = b"\x00".join(_PRINTABLE_RUNS.findall(data)).lower()
     for attr, val in forbidden.items():
         for enc in ("latin-1", "utf-8"):
             try:

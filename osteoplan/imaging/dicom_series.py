@@ -370,6 +370,23 @@ def _read_header(path: Path):
         # offset is kept so that decoding does not parse the header again
         ds = pydicom.dcmread(str(path), defer_size=4096)
     except InvalidDicomError:
+        # old files without the 128-byte preamble: accept only when they start like a dataset
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+            if len(head) == 8 and head[:2] in (b"\x08\x00", b"\x02\x00") and head[2:4] in (
+                    b"\x00\x00", b"\x05\x00", b"\x08\x00", b"\x16\x00"):
+                ds = pydicom.dcmread(str(path), defer_size=4096, force=True)
+                if "SOPClassUID" in ds:
+                    if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
+                        from pydicom.dataset import FileMetaDataset
+
+                        ds.file_meta = ds.file_meta if hasattr(ds, "file_meta") else FileMetaDataset()
+                        ds.file_meta.TransferSyntaxUID = ("1.2.840.10008.1.2" if ds.is_implicit_VR
+                                                          else "1.2.840.10008.1.2.1")
+                    return ds, None
+        except Exception:
+            pass
         return None, "not a DICOM file"
     except Exception as exc:  # truncated or damaged header
         return None, f"unreadable DICOM header ({type(exc).__name__})"

@@ -385,3 +385,21 @@ def test_bad_inputs_raise_input_errors(tmp_path):
     (tmp_path / "bad.nii.gz").write_bytes(b"\x1f\x8b not really")
     with pytest.raises(CorruptFileError):
         read_volume(tmp_path / "bad.nii.gz")
+
+
+def test_files_without_preamble_implicit_vr(tmp_path):
+    # old archives: raw implicit-VR datasets without the 128-byte preamble and file meta
+    import pydicom
+
+    s = synth.write_series(tmp_path / "a", n_slices=4)
+    (tmp_path / "b").mkdir()
+    for f in s.files:
+        ds = pydicom.dcmread(f)
+        del ds.file_meta
+        ds.preamble = None
+        pydicom.dcmwrite(tmp_path / "b" / f.name, ds, implicit_vr=True, little_endian=True,
+                         enforce_file_format=False)
+    assert (tmp_path / "b" / s.files[0].name).read_bytes()[:2] == b"\x08\x00"
+    v = read_volume(tmp_path / "b")
+    np.testing.assert_array_equal(v.array, read_volume(tmp_path / "a").array)
+    assert_field(v)
