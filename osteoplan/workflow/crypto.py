@@ -36,7 +36,13 @@ def _load_key() -> bytes:
     env = os.environ.get("OSTEOPLAN_IDENTITY_KEY")
     if env:
         return env.strip().encode()
-    path = Path(os.environ.get("OSTEOPLAN_IDENTITY_KEY_FILE") or default_key_file())
+    return _key_from_file(str(os.environ.get("OSTEOPLAN_IDENTITY_KEY_FILE") or default_key_file()))
+
+
+@lru_cache(maxsize=8)
+def _key_from_file(path_text: str) -> bytes:
+    """Read (or create) the key file once per process."""
+    path = Path(path_text)
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

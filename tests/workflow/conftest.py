@@ -9,7 +9,7 @@ import os
 import pytest
 
 # A fixed test key: identity fields are encrypted with it (never the developer's own key file).
-os.environ["OSTEOPLAN_IDENTITY_KEY"] = "uQeW0nD2PlL4b1cV6hq9VtGmXkS2r5yA8zB3jF7eN0o="
+os.environ.setdefault("OSTEOPLAN_IDENTITY_KEY", "uQeW0nD2PlL4b1cV6hq9VtGmXkS2r5yA8zB3jF7eN0o=")
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 D = dt.date
