@@ -278,3 +278,96 @@ def _not_ready(what: str):
     from osteoplan.errors import DependencyError
 
     return DependencyError(f"{what} is not available in this build of osteoplan.workflow; update osteoplan")
+
+
+def statistics(db, actor, year: int | None = None) -> dict[str, list[dict]]:
+    """All statistics tables (aggregates only; the service logs the read)."""
+    from osteoplan.workflow import stats
+
+    return stats.compute_statistics(db, actor, year)
+
+
+def statistics_json(tables: dict[str, list[dict]]) -> dict[str, Any]:
+    return {"tables": tables}
+
+
+def statistics_table_names() -> list[str]:
+    from osteoplan.workflow import stats
+
+    return list(stats.TABLES)
+
+
+def statistics_csv(db, actor, year: int | None = None, table: str = "procedures_per_year") -> str:
+    """One statistics table as CSV."""
+    from osteoplan.errors import NotFoundError
+    from osteoplan.workflow import stats
+
+    if table not in stats.TABLES:
+        raise NotFoundError(f"no statistics table {table!r}; one of {', '.join(stats.TABLES)}")
+    return stats.to_csv(statistics(db, actor, year)[table])
+
+
+#: plot name -> (table, workflow plotting function name)
+PLOT_FUNCS = {"procedures_per_year": ("procedures_per_year", "plot_per_year"),
+              "procedures_per_site": ("procedures_per_site", "plot_per_site"),
+              "pain": ("pain_over_time", "plot_pain"),
+              "complications": ("complications", "plot_complications")}
+
+
+def statistics_plot_png(tables: dict[str, list[dict]], plot: str) -> bytes:
+    """A statistics plot as PNG bytes (drawn by the workflow's matplotlib functions)."""
+    import tempfile
+    from pathlib import Path
+
+    from osteoplan.workflow import stats
+
+    table, fn = PLOT_FUNCS[plot]
+    with tempfile.TemporaryDirectory(prefix="osteoplan-plot-") as d:
+        path = Path(d) / "plot.png"
+        getattr(stats, fn)(tables[table], path)
+        return path.read_bytes()
+
+
+def fhir_bundle(db, actor, case_id: int) -> dict:
+    """The FHIR R4 Bundle of a case as a JSON object (pseudonymised; the export is audited)."""
+    import json
+
+    from osteoplan.workflow import fhir
+
+    return json.loads(fhir.export_case_json(db, actor, case_id))
+
+
+def info_sheet_pdf(db, actor, case_id: int | None, consultation_id: int, lang: str) -> bytes:
+    """The patient information sheet handed over at a consultation (PDF bytes, ``lang`` "fr" or "en").
+
+    The sheet describes the consultation's lesion (or its decision's lesion, else the case's latest
+    lesion) with its latest saved plan. The workflow logs the read.
+    """
+    from osteoplan.errors import NotFoundError, ValidationError
+    from osteoplan.workflow import infosheet
+    from osteoplan.workflow import models as m
+
+    if case_id is not None:
+        _check_owned(db, "consultation", consultation_id, case_id)
+    c = db.get(m.Consultation, consultation_id)
+    if c is None or c.deleted_at is not None:
+        raise NotFoundError(f"no consultation {consultation_id}; reload the case page")
+    lesion_id = c.lesion_id or (c.decision.lesion_id if c.decision is not None else None)
+    if lesion_id is None:
+        live = [x for x in c.patient.lesions if x.deleted_at is None]
+        if not live:
+            raise ValidationError("the information sheet describes a lesion: record the lesion first")
+        lesion_id = live[-1].id
+    return infosheet.info_sheet_pdf(db, actor, lesion_id, lang)
+
+
+def available_years(db) -> list[int]:
+    from osteoplan.workflow import stats
+
+    return stats.available_years(db)
+
+
+def list_users(db, actor) -> list:
+    from osteoplan.workflow import service
+
+    return service.list_users(db, actor)

@@ -281,3 +281,11 @@ def values_of(obj: Any, spec: FormSpec) -> dict[str, str]:
         else:
             vals[f.name] = str(v)
     return vals
+
+USER = FormSpec("user", "New account", (
+    ("Account", (
+        Field("username", "User name", required=True), Field("display_name", "Display name"),
+        Field("role", "Role", "select", _opts(m.ROLES, blank=False), required=True),
+        Field("password", "Initial password (8+ characters)", "password", required=True),
+    )),
+), submit="Create account")

@@ -172,6 +172,20 @@ def _png(fig) -> bytes:
 
 
 def plan_figure_png(plan: dict) -> bytes:
+    """Cached :func:`_plan_figure_png` (saved plans are immutable; keyed on the plan's JSON text)."""
+    import json
+
+    return _plan_png_cached(json.dumps(plan, sort_keys=True, default=str))
+
+
+@__import__("functools").lru_cache(maxsize=64)
+def _plan_png_cached(plan_json: str) -> bytes:
+    import json
+
+    return _plan_figure_png(json.loads(plan_json))
+
+
+def _plan_figure_png(plan: dict) -> bytes:
     """Sketch of a plan's trajectories (skin entry -> bone entry -> target) in two projections.
 
     Left: lateral projection (horizontal axis anterior <- -> posterior, vertical inferior -> superior);
@@ -218,7 +232,16 @@ def plan_figure_png(plan: dict) -> bytes:
 
 #: Plots on the statistics page: name -> title.
 PLOTS: dict[str, str] = {
-    "procedures_per_year": "Procedures per year and type",
+    "procedures_per_year": "Procedures per year (simple / complex)",
     "pain": "Pain NRS over time (median and IQR)",
     "complications": "Adverse events by grade",
+    "procedures_per_site": "Procedures per site",
+}  # names match osteoplan.web.backend.PLOT_FUNCS
+
+#: statistics table name -> title on the dashboard.
+TABLE_TITLES: dict[str, str] = {
+    "procedures_per_year": "Procedures per year", "procedures_per_type": "Procedures per consolidation type",
+    "procedures_per_site": "Procedures per site", "technical_success": "Technical success",
+    "complications": "Adverse events (complication rate by grade)", "pain_over_time": "Pain NRS over time",
+    "length_of_stay": "Length of stay (days)", "collar_removal_delay": "Collar removal delay (days)",
 }

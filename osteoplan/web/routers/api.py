@@ -242,10 +242,11 @@ def stats(year: int | None = Query(None, ge=1900, le=2200), p: Principal = Depen
 
 @router.get("/stats.csv", tags=["statistics"], response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
-def stats_csv(year: int | None = Query(None, ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
-              db=Depends(get_db)):
-    """The statistics tables as CSV."""
-    text = backend.statistics_csv(db, p.user, year)
+def stats_csv(year: int | None = Query(None, ge=1900, le=2200), table: str = Query("procedures_per_year", max_length=40),
+              p: Principal = Depends(require("stats.read")), db=Depends(get_db)):
+    """One statistics table as CSV (``table``: procedures_per_year, procedures_per_type, procedures_per_site,
+    technical_success, complications, pain_over_time, length_of_stay, collar_removal_delay)."""
+    text = backend.statistics_csv(db, p.user, year, table)
     db.commit()
     return Response(text, media_type="text/csv; charset=utf-8")
 

@@ -322,16 +322,18 @@ def stats_page(request: Request, year: int | None = Query(None, ge=1900, le=2200
                p: Principal = Depends(require("stats.read")), db=Depends(get_db)):
     st = backend.statistics(db, p.user, year)
     db.commit()
-    return page(request, "stats.html", {"stats": st, "year": year, "plots": views.PLOTS})
+    return page(request, "stats.html", {"stats": st, "year": year, "plots": views.PLOTS,
+                                        "years": backend.available_years(db)})
 
 
 @router.get("/stats.csv")
-def stats_csv(year: int | None = Query(None, ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
-              db=Depends(get_db)):
-    text = backend.statistics_csv(db, p.user, year)
+def stats_csv(year: int | None = Query(None, ge=1900, le=2200), table: str = Query("procedures_per_year", max_length=40),
+              p: Principal = Depends(require("stats.read")), db=Depends(get_db)):
+    text = backend.statistics_csv(db, p.user, year, table)
     db.commit()
+    suffix = f"-{year}" if year else ""
     return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="osteoplan-statistics{"-" + str(year) if year else ""}.csv"'})
+                    headers={"Content-Disposition": f'attachment; filename="{table}{suffix}.csv"'})
 
 
 @router.get("/stats/{plot}.png")
@@ -342,7 +344,7 @@ def stats_plot(plot: str, year: int | None = Query(None, ge=1900, le=2200), p: P
         raise HTTPException(404, "No such plot.")
     st = backend.statistics(db, p.user, year)
     db.commit()
-    return Response(views.stats_plot_png(plot, st), media_type="image/png")
+    return Response(backend.statistics_plot_png(st, plot), media_type="image/png")
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -351,3 +353,31 @@ def audit_page(request: Request, page_no: int = Query(1, alias="page", ge=1), p:
     rows, total = backend.audit_entries(db, p.user, 100, (page_no - 1) * 100)
     db.commit()
     return page(request, "audit.html", {"rows": rows, "total": total, "page_no": page_no, "pages": max(1, -(-total // 100))})
+
+
+# ------------------------------------------------------------------------------------------ accounts
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, p: Principal = Depends(require("user.admin")), db=Depends(get_db)):
+    rows = backend.list_users(db, p.user)
+    db.commit()
+    return page(request, "users.html", {"rows": rows, "spec": forms.USER, "values": {"role": "radiologist"},
+                                        "choices": {}, "version": None})
+
+
+@router.post("/users")
+async def users_create(request: Request, p: Principal = Depends(require("user.admin")), db=Depends(get_db)):
+    form = await request.form()
+    data = forms.parse_form(forms.USER, form)
+    try:
+        backend.create_user(db, p.user, data.get("username", ""), data.get("password", ""), data.get("role", ""),
+                            data.get("display_name") or "")
+        db.commit()
+    except ValidationError as exc:
+        db.rollback()
+        rows = backend.list_users(db, p.user)
+        db.commit()
+        values = {k: v for k, v in form.items() if k not in ("csrf_token", "password")}
+        return page(request, "users.html", {"rows": rows, "spec": forms.USER, "values": values, "choices": {},
+                                            "version": None, "error": str(exc)}, status_code=422)
+    flash(request, "ok", "Account created.")
+    return redirect("/users")

@@ -1,0 +1,227 @@
+"""Role x route matrix: every route of the application, tried by every role (and anonymously).
+
+- Every route either is in the short public list or declares an action through ``require()``.
+- A role the permission table does not allow never gets a success (0 unauthorised successes):
+  403 when logged in, 401 (API) or a redirect to the login page (pages) when anonymous.
+- A role the table allows is never refused with 401/403, and every successful access to patient data
+  leaves an audit record by that user (for case routes: about that case).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+import pytest
+from sqlalchemy import func, select
+
+from osteoplan.web.auth import iter_routes, route_action
+from osteoplan.web.permissions import PERMISSIONS, allowed
+from tests.web.conftest import ROLES, csrf_of, make_case
+
+PUBLIC = {("GET", "/healthz"), ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
+          ("POST", "/api/token"), ("GET", "/api/openapi.json")}
+#: Routes that touch no patient data (so no audit record is expected).
+NO_PATIENT_DATA = {("GET", "/cases/new")}
+#: Routes that do not concern one case (no audit record about the fixture case is expected).
+NOT_CASE = {"/users"}
+
+
+def _version(engine, entity: str, rid: int) -> int:
+    from osteoplan.workflow import models as m
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s:
+        return s.get(m.ENTITIES[entity], rid).version
+
+
+def _audit_count(engine, user_id: int, patient_id: int | None = None) -> int:
+    from osteoplan.workflow.models import AuditLog
+    from sqlalchemy.orm import Session
+
+    q = select(func.count()).select_from(AuditLog).where(AuditLog.user_id == user_id)
+    if patient_id is not None:
+        q = q.where(AuditLog.patient_id == patient_id)
+    with Session(engine) as s:
+        return s.scalar(q)
+
+
+def _fixture_case(engine) -> dict:
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    ids = make_case(engine, through="followup", with_plan=True)
+    with session_scope(session_factory(engine)) as s:
+        d = sv.record_decision(s, None, {"patient_id": ids["case"], "lesion_id": ids["lesion"],
+                                         "meeting_date": dt.date.today() - dt.timedelta(days=30),
+                                         "question": "re-discuss", "decision_type": "radiotherapy"})
+        ids["open_decision"] = d.id
+    return ids
+
+
+def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = None) -> tuple[str, dict | None, dict | None]:
+    """URL, form data (pages) and JSON body (API) for one route, with valid-looking content."""
+    today = dt.date.today()
+    d0 = today - dt.timedelta(days=200)
+    url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
+           .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
+           .replace("{plot}", "pain"))
+    if "/validate" in path:
+        url = url.replace("{decision_id}", str(ids["open_decision"]))
+    if method == "GET":
+        if path.endswith("info-sheet.pdf"):
+            url += "?lang=en"
+        return url, None, None
+    api = path.startswith("/api")
+    pid = ids["procedure"]
+    forms_ = {
+        "/cases/new": {"primary_cancer": "lung", "sex": "male"},
+        "/cases/{case_id}/edit": {"primary_cancer": f"lung ({role})", "sex": "female", "version": _version(engine, "patient", ids["case"])},
+        "/cases/{case_id}/lesions/new": {"site_kind": "vertebra", "site": "T10", "lesion_type": "mixed"},
+        "/cases/{case_id}/decisions/new": {"meeting_date": (today - dt.timedelta(days=20)).isoformat(), "question": "q?",
+                                           "decision_type": "cement_alone", "lesion_id": ids["lesion"]},
+        "/cases/{case_id}/decisions/{decision_id}/validate": {"version": _version(engine, "decision", ids["open_decision"])},
+        "/cases/{case_id}/consultations/new": {"consultation_date": (today - dt.timedelta(days=10)).isoformat(),
+                                               "decision_id": ids["decision"]},
+        "/cases/{case_id}/procedures/new": {"decision_id": ids["decision"], "scheduled_date": today.isoformat()},
+        "/cases/{case_id}/procedures/{procedure_id}/log": {
+            "procedure_date": (d0 + dt.timedelta(days=10)).isoformat(), "cement_volume_ml": "2.5",
+            "version": _version(engine, "procedure", pid)},
+        "/cases/{case_id}/procedures/{procedure_id}/postop": {
+            "discharge_date": (d0 + dt.timedelta(days=11)).isoformat(), "version": _version(engine, "procedure", pid)},
+        "/cases/{case_id}/follow-ups/new": {"procedure_id": pid, "timepoint": "3m",
+                                            "visit_date": (d0 + dt.timedelta(days=100)).isoformat(), "pain_nrs": "1"},
+        "/cases/{case_id}/adverse-events/new": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=10)).isoformat(),
+                                                "grade": "1", "description": "small haematoma"},
+        "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
+        "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
+    }
+    bodies = {
+        "/api/cases": {"primary_cancer": "kidney"},
+        "/api/cases/{case_id}": {"version": _version(engine, "patient", ids["case"]), "changes": {"primary_cancer": f"kidney ({role})"}},
+        "/api/cases/{case_id}/delete": {"reason": "duplicate (matrix test)"},
+        "/api/lesions": {"patient_id": ids["case"], "site_kind": "bone", "site": "femur", "lesion_type": "lytic",
+                         "mirels": {"site": "peritrochanteric", "size": ">2/3", "pain": "functional"}},
+        "/api/decisions": {"patient_id": ids["case"], "meeting_date": (today - dt.timedelta(days=20)).isoformat(),
+                           "question": "q?", "decision_type": "cement_alone", "lesion_id": ids["lesion"]},
+        "/api/decisions/{decision_id}/validate": {"version": _version(engine, "decision", ids["open_decision"])},
+        "/api/consultations": {"patient_id": ids["case"], "consultation_date": (today - dt.timedelta(days=10)).isoformat()},
+        "/api/procedures": {"decision_id": ids["decision"], "scheduled_date": today.isoformat()},
+        "/api/procedures/{procedure_id}/log": {"procedure_date": (d0 + dt.timedelta(days=10)).isoformat(),
+                                               "cement_volume_ml": 2.5},
+        "/api/procedures/{procedure_id}/post-op": {"discharge_date": (d0 + dt.timedelta(days=12)).isoformat()},
+        "/api/follow-ups": {"procedure_id": pid, "timepoint": "6m", "visit_date": (d0 + dt.timedelta(days=190)).isoformat(),
+                            "pain_nrs": 1},
+        "/api/adverse-events": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=11)).isoformat(), "grade": "2",
+                                "description": "pain"},
+    }
+    if api:
+        return url, None, bodies[path]
+    return url, {k: str(v) for k, v in forms_[path].items()}, None
+
+
+def test_every_route_is_public_or_declares_an_action(app):
+    missing = []
+    for method, path, route in iter_routes(app):
+        if method == "MOUNT":
+            continue
+        if (method, path) not in PUBLIC and route_action(route) is None:
+            missing.append(f"{method} {path}")
+    assert missing == []
+    # every action in the table is used by at least one route, and every route's action exists
+    used = {route_action(r) for m_, p_, r in iter_routes(app) if m_ != "MOUNT"} - {None}
+    # (case.identity is not a route: it decides whether identity fields are shown)
+    assert used == set().union(*PERMISSIONS.values()) - {"case.identity"}
+
+
+def test_role_route_matrix(app, engine, users, client_for, api_for):
+    page_clients = {role: client_for(role) for role in ROLES}
+    page_clients[None] = client_for(None)
+    csrf = {role: csrf_of(c) for role, c in page_clients.items()}
+    api_clients = {role: api_for(role) for role in ROLES}
+    api_clients[None] = api_for(None)
+    routes = [(m_, p_, route_action(r)) for m_, p_, r in iter_routes(app) if m_ != "MOUNT" and (m_, p_) not in PUBLIC]
+    unauthorised_successes, wrongly_refused, unaudited = [], [], []
+    tried = allowed_ok = 0
+    import time
+    timing = {}
+    shared = None
+    for method, path, action in routes:
+        t0 = time.perf_counter()
+        # reads share one case; every writing route gets a fresh one
+        if method != "GET" or shared is None:
+            ids = _fixture_case(engine)
+            if method == "GET":
+                shared = ids
+        else:
+            ids = shared
+        timing[("fixture", path)] = time.perf_counter() - t0
+        # the deleting roles go last so the case still exists for the others
+        order = sorted([None, *ROLES], key=lambda r: (r is not None and allowed(r, action) and "delete" in path,))
+        for role in order:
+            url, form, body = _request_spec(method, path, ids, engine, role)
+            api = path.startswith("/api")
+            c = (api_clients if api else page_clients)[role]
+            before = _audit_count(engine, users[role]) if role else None
+            if method == "GET":
+                r = c.get(url, follow_redirects=False)
+            elif api:
+                r = c.request(method, url, json=body, follow_redirects=False)
+            else:
+                r = c.request(method, url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False)
+            tried += 1
+            timing[(method, path)] = timing.get((method, path), 0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ok = r.status_code < 400
+            if role is None:
+                login_redirect = r.status_code == 303 and r.headers.get("location", "").startswith("/login")
+                if not (r.status_code == 401 or login_redirect):
+                    unauthorised_successes.append(f"anonymous {method} {path} -> {r.status_code}")
+                continue
+            if not allowed(role, action):
+                if r.status_code != 403:
+                    unauthorised_successes.append(f"{role} {method} {path} -> {r.status_code}")
+                continue
+            if r.status_code in (401, 403):
+                wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:200]}")
+                continue
+            if role == "research" and path.endswith(".png") and "/plans/" in path:
+                assert r.status_code == 404  # plan geometry is not part of the pseudonymised view
+                continue
+            if method == "GET" and r.status_code != 200 and not path.endswith("info-sheet.pdf"):
+                wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:300]}")
+            if ok:
+                allowed_ok += 1
+                if (method, path) not in NO_PATIENT_DATA:
+                    after = _audit_count(engine, users[role])
+                    if after <= before:
+                        unaudited.append(f"{role} {method} {path}")
+                    if "{case_id}" in path and _audit_count(engine, users[role], ids["case"]) == 0:
+                        unaudited.append(f"{role} {method} {path} (no record about the case)")
+    import os
+    if os.environ.get("MATRIX_TIMING"):
+        for k, v in sorted(timing.items(), key=lambda kv: -kv[1])[:15]:
+            print(f"{v:6.2f} s  {k}")
+    print(f"\nrole x route matrix: {len(routes)} routes x {len(ROLES) + 1} principals = {tried} requests; "
+          f"{allowed_ok} allowed successes; {len(unauthorised_successes)} unauthorised successes")
+    assert unauthorised_successes == []
+    assert wrongly_refused == []
+    assert unaudited == []
+    assert tried == len(routes) * (len(ROLES) + 1)
+
+
+def test_research_api_case_is_pseudonymised(engine, api_for):
+    ids = make_case(engine, through="followup")
+    case = api_for("research").get(f"/api/cases/{ids['case']}").json()
+    assert case["pseudonymised"] is True and "identity" not in case
+    text = str(case)
+    assert "Testname" not in text and "H-998877" not in text
+    full = api_for("coordinator").get(f"/api/cases/{ids['case']}").json()
+    assert full["identity"]["family_name"] == "Testname"
+
+
+@pytest.mark.parametrize("role", ["research", "coordinator"])
+def test_csrf_required_for_cookie_api_writes(client_for, role):
+    c = client_for(role)
+    r = c.post("/api/cases", json={"primary_cancer": "lung"})
+    assert r.status_code == 403
