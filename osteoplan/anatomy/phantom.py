@@ -102,11 +102,11 @@ class PhantomParams:
     seed : int
         Seed of the noise generator; the same parameters always give the same volume.
     spacing_mm : float
-        Isotropic voxel size, 0.5-1.5 mm (0.6-1 mm is clinically typical).
+        Isotropic voxel size, 0.3-2 mm (0.6-1 mm is clinically typical).
     lesion_radius_mm : float
         Radius of the spherical lytic lesion in C2 (0 = no lesion). The lesion is the sphere
         clipped to the C2 mask: with the default 4 mm it stays inside the dens (outer radius
-        4.9 mm there) and thins its cortex; larger lesions breach the cortex.
+        5.0 mm there) and thins its cortex; larger lesions breach the cortex.
     lesion_offset_mm : tuple of 3 floats
         LPS offset of the lesion centre from the dens centre (the point of the dens axis halfway
         from its base to its apex).
@@ -393,8 +393,8 @@ C2_BODY_ROUND = 2.0
 DENS_BASE = (0.0, -0.5, 2.5)       # dens axis origin, inside the body top
 DENS_LENGTH = 21.0                 # base -> apex along the axis
 # radius profile of the dens along its axis (t from the base, mm): waist at t = 6.5
-DENS_PROFILE_T = (0.0, 3.0, 6.5, 10.0, 16.1)
-DENS_PROFILE_R = (6.5, 5.2, 4.5, 4.9, 4.9)
+DENS_PROFILE_T = (0.0, 3.0, 6.5, 10.0, 16.0)
+DENS_PROFILE_R = (6.5, 5.2, 4.5, 5.0, 5.0)  # apical width 10 mm (9.6 +/- 1.1 mm, JKNS 2018;61(4))
 DENS_WAIST_T = 6.5
 # canal and cord (vertical elliptic cylinders)
 CANAL_C, CANAL_AX, CANAL_AY = (0.0, 17.0), 12.0, 8.5
