@@ -1,0 +1,588 @@
+"""Automatic localisation of C2 (axis) and its dens on a head/neck CT, with landmarks.
+
+Method (classical, no trained weights)
+--------------------------------------
+1. The spinal canal is found first (:func:`osteoplan.anatomy.segment.segment_spinal_canal`);
+   it ends cranially at the foramen magnum.
+2. Along the canal, a ray from the canal centre towards anterior finds the posterior surface of
+   the anterior column (dens at C1 level, then the vertebral bodies). The bone fraction in a small
+   box just anterior to the canal gives a cranio-caudal profile whose runs are vertebral levels,
+   separated by the joint/disc gaps. Walking down from the foramen magnum, the first run at
+   least 20 mm tall is C2 (dens + body: anteroinferior body to dens tip 37.6 +/- 3.3 mm,
+   Eur Spine J 2009;18:271); shorter runs above it (basion, apical ossicles) are skipped.
+   An optional user point inside C2 overrides that choice.
+3. The whole vertebra is grown from markers (C2 column; bone above = C1/skull; runs below =
+   C3 and lower) by a marker-controlled watershed on the inverted, smoothed HU inside the bone
+   mask, so that the low-density joint spaces separate C2 from C1 and C3.
+4. Landmarks (LPS mm): dens axis by principal components of the dens voxels, cross-sections
+   perpendicular to it give the waist (smallest area in the lower 60 % of the dens) and its
+   smallest calliper diameter, the apex (most cranial point along the axis), the body centre and
+   the anteroinferior body point (extreme of the body towards anterior + caudal in the
+   mid-sagittal band).
+
+The 20 mm run height, box sizes and confidence weights are engineering defaults (no published
+source) unless cited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.anatomy.segment import (Canon, CanalResult, _disk, _smooth, segment_body, segment_bone,
+                                       segment_spinal_canal)
+from osteoplan.errors import AnatomyError, InputError
+from osteoplan.imaging.volume import Volume
+
+#: Minimum cranio-caudal height of the C2 run (dens + body), mm (engineering default).
+MIN_C2_HEIGHT_MM = 20.0
+#: Population priors used for the confidence (Eur Spine J 2009;18:271).
+PRIOR_AI_TO_APEX_MM = (37.6, 3.3)
+PRIOR_DENS_DIAMETER_MM = (6.5, 1.9)
+
+
+@dataclass
+class _Column:
+    """Canonical per-slice description of the anterior column (vertebral bodies / dens) along the canal."""
+
+    ks: np.ndarray  # canonical slices with a canal (ascending = towards superior)
+    ci: np.ndarray  # canal centre column (smoothed)
+    ja: np.ndarray  # first bone row anterior to the canal (nan when none)
+    jc: np.ndarray  # centre row of the anterior column (nan when none)
+    hu: np.ndarray  # mean smoothed HU of the column core (nan when none)
+
+
+def _canal_from_mask(cn: Canon, canal_mask: np.ndarray) -> dict[int, tuple[float, float]]:
+    c = cn.to_canon(canal_mask)
+    out = {}
+    for k in range(c.shape[0]):
+        if c[k].any():
+            out[k] = tuple(float(x) for x in ndi.center_of_mass(c[k]))
+    return out
+
+
+def _column(cn: Canon, bone_c: np.ndarray, sm_c: np.ndarray, centre: dict[int, tuple[float, float]]) -> _Column:
+    sp = cn.spacing_mm
+    ks = np.array(sorted(centre), int)
+    cj = np.array([centre[k][0] for k in ks])
+    ci = ndi.median_filter(np.array([centre[k][1] for k in ks]), size=5, mode="nearest")
+    J, I = bone_c.shape[1:]
+    ja = np.full(ks.size, np.nan)
+    jc = np.full(ks.size, np.nan)
+    hu = np.full(ks.size, np.nan)
+    reach = int(round(30.0 / sp[1]))
+    w = max(int(round(3.0 / sp[2])), 1)
+    max_run = max(int(round(20.0 / sp[1])), 2)
+    for t, k in enumerate(ks):
+        j0, i0 = int(round(cj[t])), int(round(ci[t]))
+        if not (0 <= i0 < I and 0 <= j0 < J):
+            continue
+        colm = bone_c[k, :, max(i0 - w, 0):i0 + w + 1].mean(axis=1) >= 0.5
+        j = j0
+        steps = 0
+        while j < J - 1 and colm[j] and steps < int(15 / sp[1]):
+            j += 1
+            steps += 1
+        hit = None
+        for jj in range(j, max(j - reach, -1), -1):
+            if colm[jj]:
+                hit = jj
+                break
+        if hit is None:
+            continue
+        end = hit
+        while end - 1 >= 0 and colm[end - 1] and hit - end < max_run:
+            end -= 1
+        ja[t] = hit
+        jc[t] = (hit + end) / 2.0
+    ok = ~np.isnan(ja)
+    if ok.sum() >= 3:
+        # the anterior column touches the canal: a first bone much further anterior than usual is
+        # the C1 anterior arch above the dens (or the mandible), not the column
+        dist = (cj - ja) * sp[1]
+        d_ref = float(np.nanmedian(dist[ok]))
+        far = ok & (dist > d_ref + 6.0)
+        ja[far] = np.nan
+        jc[far] = np.nan
+        ok = ~np.isnan(ja)
+    if ok.sum() >= 3:
+        # robust against streak specks in the canal: median-filter the anterior wall
+        ja_f = ja.copy()
+        ja_f[ok] = ndi.median_filter(ja[ok], size=5, mode="nearest")
+        jc_f = jc.copy()
+        jc_f[ok] = ndi.median_filter(jc[ok], size=5, mode="nearest")
+        ja, jc = ja_f, jc_f
+    for t, k in enumerate(ks):
+        if np.isnan(jc[t]):
+            continue
+        half = max(4.0 / sp[1], 1.0)
+        j_lo, j_hi = int(max(round(jc[t] - half), 0)), int(min(round(jc[t] + half) + 1, J))
+        i0 = int(round(ci[t]))
+        hu[t] = float(sm_c[k, j_lo:j_hi, max(i0 - w, 0):i0 + w + 1].mean())
+    return _Column(ks, ci, ja, jc, hu)
+
+
+@dataclass
+class _Level:
+    apex_k: int
+    cut_k: float  # canonical k of the C2/C3 disc (may be below the image)
+    notes: list[str]
+    cut_found: bool
+
+
+def _find_level(col: _Column, sp: np.ndarray, K: int, hint_k: float | None) -> _Level:
+    notes: list[str] = []
+    has = ~np.isnan(col.ja)
+    if has.sum() < 3:
+        raise AnatomyError("C2 not found: no vertebral body or dens anterior to the spinal canal. The CT may not "
+                           "include the upper cervical spine; check the field of view or give a point inside C2.")
+    ks = col.ks
+    canal_top = int(ks.max())
+    # top of the anterior column: highest slice with anterior bone, walking down from the canal top
+    top_t = int(np.nonzero(has)[0].max())
+    apex_k = int(ks[top_t])
+    if canal_top >= K - 2:
+        notes.append("the spinal canal reaches the top of the image (foramen magnum not in view)")
+    z = ks * sp[0]
+    hu = col.hu.copy()
+    good = ~np.isnan(hu)
+    # no bone anterior to the canal = a disc / joint gap: count it as soft tissue, not missing data
+    hu_i = np.where(good, hu, 40.0)
+    hu_s = ndi.gaussian_filter1d(hu_i, max(1.5 / sp[0], 0.5))
+    z_apex = apex_k * sp[0]
+    if hint_k is not None and not (apex_k - 60.0 / sp[0] <= hint_k <= apex_k + 2):
+        raise AnatomyError("The point given inside C2 is more than 60 mm below the top of the vertebral column "
+                           "found on this CT; place it in the C2 body or dens.")
+    rng = (z >= z_apex - 55.0) & (z <= z_apex - 22.0)
+    best, best_prom = None, 0.0
+    win = max(int(round(10.0 / sp[0])), 2)
+    for t in np.nonzero(rng)[0]:
+        if 0 < t < len(z) - 1 and hu_s[t] <= hu_s[t - 1] and hu_s[t] <= hu_s[t + 1]:
+            left = hu_s[max(t - win, 0):t].max() if t > 0 else hu_s[t]
+            right = hu_s[t + 1:t + 1 + win].max() if t + 1 < len(z) else hu_s[t]
+            prom = float(min(left, right) - hu_s[t])
+            # weight by the population C2 height (apex to inferior endplate ~38 mm; from the
+            # 37.6 +/- 3.3 mm anteroinferior-body-to-tip distance, Eur Spine J 2009;18:271)
+            score = prom * float(np.exp(-0.5 * ((z_apex - z[t] - 38.0) / 7.0) ** 2))
+            if score > best_prom:
+                best, best_prom = t, score
+    if best is not None and best_prom >= 12.0:
+        return _Level(apex_k, float(ks[best]), notes, True)
+    if ks.min() * sp[0] > z_apex - 25.0 and ks.min() > 1:
+        pass
+    if z.min() > z_apex - 22.0:
+        if ks.min() <= 1:
+            raise AnatomyError("C2 not in the field of view: the CT stops less than 22 mm below the top of the "
+                               "vertebral column, above the C2 body. Give a CT that covers C1 to C3.")
+    notes.append("C2/C3 disc not visible: C2 cut 40 mm below the dens apex (population height)")
+    return _Level(apex_k, float(apex_k - 40.0 / sp[0]), notes, False)
+
+
+def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
+    """Fill interior holes of C2 per axial slice (lytic cavities) but never the canal."""
+    out = c2.copy()
+    canal_d = ndi.binary_dilation(canal_c, structure=np.ones((1, 3, 3), bool))
+    for k in range(c2.shape[0]):
+        if not c2[k].any():
+            continue
+        holes = ndi.binary_fill_holes(c2[k]) & ~c2[k]
+        if not holes.any():
+            continue
+        lab, n = ndi.label(holes)
+        bad = np.unique(lab[canal_d[k] & (lab > 0)])
+        keep = holes & ~np.isin(lab, bad)
+        out[k] |= keep
+    return out
+
+
+def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarray, col: _Column,
+             lev: _Level, hint_idx: np.ndarray | None) -> np.ndarray:
+    from skimage.segmentation import watershed
+
+    sp = cn.spacing_mm
+    K, J, I = bone_c.shape
+    has = ~np.isnan(col.jc)
+    kk = col.ks[has].astype(float)
+    jcs = col.jc[has]
+    cis = col.ci[has]
+    margin = max(4.0 / sp[0], 1.0)
+    apex, cut = lev.apex_k, lev.cut_k
+    mk = int(round(25.0 / sp[0]))
+    k0, k1 = max(int(np.floor(cut)) - mk, 0), min(apex + mk + 1, K)
+    cj_mid = float(np.median(jcs)); ci_mid = float(np.median(cis))
+    rj, ri = int(round(60.0 / sp[1])), int(round(60.0 / sp[2]))
+    j0, j1 = max(int(cj_mid) - rj, 0), min(int(cj_mid) + rj + 1, J)
+    i0, i1 = max(int(ci_mid) - ri, 0), min(int(ci_mid) + ri + 1, I)
+    bc = bone_c[k0:k1, j0:j1, i0:i1]
+    markers = np.zeros(bc.shape, np.int32)
+    jj, ii = np.mgrid[j0:j1, i0:i1]
+    dens_len = 10.0 / sp[0]
+    for k in range(k0, k1):
+        jc = float(np.interp(k, kk, jcs))
+        ci = float(np.interp(k, kk, cis))
+        dmm = np.hypot((jj - jc) * sp[1], (ii - ci) * sp[2])
+        core = dmm <= 5.0
+        sl = markers[k - k0]
+        b2 = bc[k - k0]
+        if cut + margin < k <= apex:
+            sl[core & b2] = 1
+            if k >= apex - dens_len:
+                sl[(dmm > 8.5) & b2] = 2  # C1 ring around the upper dens
+        elif k < cut - margin and k >= kk.min():
+            sl[(dmm <= 7.0) & b2] = 3
+        elif k >= apex + 2:
+            # above the column top: C1 / skull base, except the core, which may still be the dens tip
+            far = dmm > 6.0 if k < apex + 15.0 / sp[0] else np.ones_like(core)
+            sl[far & b2] = 2
+    if hint_idx is not None:
+        hk, hj, hi_ = (int(round(x)) for x in hint_idx)
+        if k0 <= hk < k1 and j0 <= hj < j1 and i0 <= hi_ < i1:
+            sub = (slice(max(hk - k0 - 1, 0), hk - k0 + 2), slice(max(hj - j0 - 1, 0), hj - j0 + 2),
+                   slice(max(hi_ - i0 - 1, 0), hi_ - i0 + 2))
+            markers[sub][bc[sub]] = 1
+    markers[~bc] = 0
+    if not (markers == 1).any():
+        raise AnatomyError("C2 not found: the level chosen as C2 has no bone anterior to the canal. "
+                           "Give a point inside C2 or provide a vertebrae_C2 mask.")
+    lab = watershed(-sm_c[k0:k1, j0:j1, i0:i1], markers=markers, mask=bc)
+    c2 = lab == 1
+    cl, n = ndi.label(c2)
+    if n > 1:
+        ids = np.unique(cl[(markers == 1) & c2])
+        c2 = np.isin(cl, ids[ids > 0])
+    full = np.zeros_like(bone_c)
+    full[k0:k1, j0:j1, i0:i1] = c2
+    return _fill_c2(full, canal_c)
+
+
+def _min_caliper(points2d: np.ndarray, pixel_mm: float) -> float:
+    if points2d.shape[0] < 3:
+        return float(pixel_mm)
+    best = np.inf
+    for th in np.deg2rad(np.arange(0, 180, 5)):
+        d = points2d @ np.array([np.cos(th), np.sin(th)])
+        best = min(best, float(d.max() - d.min()) + pixel_mm)
+    return best
+
+
+def landmarks_from_mask(volume: Volume, c2_mask: np.ndarray, canal_mask: np.ndarray | None = None,
+                        method: str = "classical", base_confidence: float = 1.0,
+                        notes: tuple[str, ...] = ()) -> DensLandmarks:
+    """Dens / C2 landmarks from a C2 mask on the volume's grid.
+
+    Parameters
+    ----------
+    volume : Volume
+    c2_mask : bool array (K, J, I)
+        The whole C2 vertebra.
+    canal_mask : bool array (K, J, I), optional
+        Spinal canal; when given, only C2 voxels anterior to it (body + dens) are used for the
+        axis, waist, body centre and anteroinferior point. Otherwise the anterior 60 % of C2 is used.
+    method : str
+        Recorded in :attr:`DensLandmarks.method`.
+    base_confidence : float
+        Confidence of the localisation; multiplied by the plausibility of the measurements
+        against published priors (Eur Spine J 2009;18:271).
+
+    Returns
+    -------
+    DensLandmarks
+
+    Raises
+    ------
+    AnatomyError
+        The mask is empty or has no recognisable dens.
+    """
+    cn = Canon.of(volume)
+    sp = cn.spacing_mm
+    m = cn.to_canon(c2_mask)
+    if not m.any():
+        raise AnatomyError("The C2 mask is empty; C2 landmarks cannot be computed.")
+    K, J, I = m.shape
+    front = np.zeros_like(m)
+    if canal_mask is not None and cn.to_canon(canal_mask).any():
+        cc = cn.to_canon(canal_mask)
+        kc = np.nonzero(cc.any(axis=(1, 2)))[0]
+        for k in np.nonzero(m.any(axis=(1, 2)))[0]:
+            kk = int(kc[np.argmin(np.abs(kc - k))])
+            cjj, cii = ndi.center_of_mass(cc[kk])
+            # anterior edge of the canal in the mid-sagittal band
+            # the canal centre row separates the body + dens (anterior) from the posterior arch; the
+            # canal's anterior edge is not used because at C1 the canal wraps around the dens
+            ja = cjj
+            hw = int(round(9.0 / sp[2]))
+            ilo, ihi = max(int(round(cii)) - hw, 0), int(round(cii)) + hw + 1
+            front[k, :int(ja) + 1, ilo:ihi] = m[k, :int(ja) + 1, ilo:ihi]
+        if front.sum() < 0.1 * m.sum():
+            front = m.copy()
+    else:
+        rows = np.nonzero(m.any(axis=(0, 2)))[0]
+        cut = rows.min() + 0.6 * (rows.max() - rows.min())
+        front = m.copy()
+        front[:, int(cut) + 1:, :] = False
+    idx = np.argwhere(front)
+    pts = volume.index_to_world(cn.index_to_original(idx.astype(float)))
+    sup = np.array([0.0, 0.0, 1.0])
+    ant = np.array([0.0, -1.0, 0.0])
+    # initial dens: per-slice areas along k (canonical = superior)
+    ks = idx[:, 0]
+    kmin, kmax = ks.min(), ks.max()
+    areas = np.bincount(ks - kmin, minlength=kmax - kmin + 1).astype(float)
+    body_area = float(np.percentile(areas[areas > 0], 80))
+    above = np.nonzero(areas > 0.6 * body_area)[0]
+    k_bt = kmin + (above.max() if above.size else 0)
+    dens_sel = ks > k_bt
+    if dens_sel.sum() < 5:
+        dens_sel = ks >= kmin + 0.6 * (kmax - kmin)
+    # axis: straight-line fit through the per-slice centroids of the top 25 mm of the column
+    # (dens + upper body), which is robust for a short dens on thick slices
+    axis = sup
+    top_n = max(int(round(25.0 / sp[0])), 3)
+    sel_k = np.arange(max(kmax - top_n + 1, kmin), kmax + 1)
+    cents = np.array([pts[ks == k].mean(axis=0) for k in sel_k if np.any(ks == k)])
+    if cents.shape[0] >= 3:
+        c0 = cents.mean(axis=0)
+        _, _, vt = np.linalg.svd(cents - c0)
+        ax = vt[0]
+        if ax @ sup < 0:
+            ax = -ax
+        if ax @ sup > np.cos(np.deg2rad(45)):
+            axis = ax / np.linalg.norm(ax)
+    t = pts @ axis
+    bw = float(max(np.max(sp), 1.0))
+    t_apex = float(t.max())
+    apex = pts[t >= t_apex - bw].mean(axis=0)
+    # keep the apex on the most cranial voxels but centred on them
+    t_lo = float(t.min())
+    nb = int(np.ceil((t_apex - t_lo) / bw)) + 1
+    b = np.clip(((t - t_lo) / bw).astype(int), 0, nb - 1)
+    counts = np.bincount(b, minlength=nb).astype(float)
+    lnotes = list(notes)
+    # waist: smallest (smoothed) cross-section 7-20 mm below the apex along the axis, i.e. between
+    # the dens head and the body (engineering default zone)
+    cs = ndi.uniform_filter1d(counts, 3, mode="nearest")
+    dist = t_apex - (t_lo + (np.arange(nb) + 0.5) * bw)
+    zone = np.nonzero((dist >= 7.0) & (dist <= 20.0) & (counts > 0))[0]
+    if zone.size:
+        wb = int(zone[np.argmin(cs[zone])])
+    else:
+        wb = int(np.clip(np.argmin(np.abs(dist - 12.0)), 0, nb - 1))
+        lnotes.append("dens too short to measure a waist: waist placed 12 mm below the apex")
+    if counts[wb] == 0:
+        wb = int(np.nonzero(counts)[0][np.argmin(np.abs(np.nonzero(counts)[0] - wb))])
+    sel = b == wb
+    waist = pts[sel].mean(axis=0)
+    e1 = ant - (ant @ axis) * axis
+    if np.linalg.norm(e1) < 1e-6:
+        e1 = np.array([1.0, 0.0, 0.0]) - axis[0] * axis
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    q = pts[sel] - waist
+    diam = _min_caliper(np.stack([q @ e1, q @ e2], axis=1), float(np.mean(sp[1:])))
+    body_sel = b < max(wb - 1, 1)
+    if body_sel.sum() < 5:
+        body_sel = b <= wb
+    body_pts = pts[body_sel]
+    centre = body_pts.mean(axis=0)
+    # anteroinferior: extreme towards (anterior - axis) within the mid-sagittal band of the body
+    lat = np.cross(axis, e1)
+    band = np.abs((body_pts - centre) @ lat) <= max(5.0, 1.5 * float(sp[2]))
+    bp = body_pts[band] if band.sum() >= 3 else body_pts
+    score = bp @ e1 - bp @ axis
+    ai = bp[score >= score.max() - bw].mean(axis=0)
+    # confidence against priors
+    d_ai = float(np.linalg.norm(apex - ai))
+    f_len = float(np.exp(-0.5 * ((d_ai - PRIOR_AI_TO_APEX_MM[0]) / (3 * PRIOR_AI_TO_APEX_MM[1])) ** 2))
+    f_diam = float(np.exp(-0.5 * ((diam - 9.0) / 6.0) ** 2))
+    conf = float(np.clip(base_confidence * (0.4 + 0.6 * f_len) * (0.6 + 0.4 * f_diam), 0.0, 1.0))
+    if not 25.0 <= d_ai <= 55.0:
+        lnotes.append(f"anteroinferior body to dens apex {d_ai:.1f} mm is outside the usual range "
+                      "(37.6 +/- 3.3 mm, Eur Spine J 2009;18:271): check the C2 localisation")
+    return DensLandmarks(apex_lps_mm=apex, waist_lps_mm=waist, waist_diameter_mm=float(diam), axis_unit=axis,
+                         anteroinferior_body_lps_mm=ai, body_centre_lps_mm=centre, confidence=round(conf, 3),
+                         method=method, notes=tuple(lnotes))
+
+
+def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray | None = None,
+              canal: CanalResult | None = None) -> tuple[np.ndarray, DensLandmarks]:
+    """Find C2 and its dens on a head/neck CT.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU (any axis-aligned orientation).
+    labelmap : LabelMap, optional
+        When it holds ``vertebrae_C2``, that mask is used as is (method ``"provided-mask"``); its
+        ``bone`` and ``spinal_canal`` masks are reused when present.
+    hint_lps : (3,) array-like, optional
+        One point inside C2 (LPS mm), e.g. clicked by the user: it fixes the level.
+    bone : bool array (K, J, I), optional
+        Precomputed bone mask.
+    canal : CanalResult, optional
+        Precomputed canal.
+
+    Returns
+    -------
+    c2_mask : bool array (K, J, I)
+        The whole C2 vertebra (lytic cavities inside it included), on the volume's grid.
+    landmarks : DensLandmarks
+        Apex, waist (+ diameter), axis, anteroinferior body point, body centre (LPS mm), confidence.
+
+    Raises
+    ------
+    AnatomyError
+        C2 not in the field of view (CT stops above C1 / below C3, no canal) or not separable;
+        the message says why and what to do.
+    InputError
+        The hint point lies outside the CT.
+    """
+    notes: list[str] = []
+    canal_mask = None
+    if labelmap is not None and labelmap.has("spinal_canal"):
+        canal_mask = labelmap.get("spinal_canal")
+    if labelmap is not None and labelmap.has("vertebrae_C2") and labelmap.get("vertebrae_C2").any():
+        c2 = labelmap.get("vertebrae_C2")
+        lm = landmarks_from_mask(volume, c2, canal_mask if canal_mask is not None else
+                                 (canal.mask if canal is not None else None), method="provided-mask",
+                                 base_confidence=0.95)
+        return c2, lm
+    cn = Canon.of(volume)
+    body = None
+    if bone is None and labelmap is not None and labelmap.has("bone"):
+        bone = labelmap.get("bone")
+    if bone is None:
+        body = labelmap.get("body") if labelmap is not None and labelmap.has("body") else segment_body(volume)
+        bone = segment_bone(volume, body).bone
+    if canal is not None:
+        centre = canal.centre_canon
+        canal_mask = canal.mask
+    elif canal_mask is not None and canal_mask.any():
+        centre = _canal_from_mask(cn, canal_mask)
+    else:
+        if body is None:
+            body = labelmap.get("body") if labelmap is not None and labelmap.has("body") else segment_body(volume)
+        try:
+            cres = segment_spinal_canal(volume, bone, body)
+        except AnatomyError as exc:
+            raise AnatomyError(f"C2 cannot be located: {exc}") from None
+        centre, canal_mask = cres.centre_canon, cres.mask
+    if len(centre) < 3:
+        raise AnatomyError("C2 cannot be located: the spinal canal spans fewer than 3 slices. "
+                           "The CT may not include the cervical spine.")
+    hint_idx = None
+    if hint_lps is not None:
+        h = np.asarray(hint_lps, float).reshape(3)
+        if not volume.contains(h[None])[0]:
+            raise InputError("The point given inside C2 lies outside the CT; give LPS millimetres inside the image.")
+        hint_idx = cn.index_from_original(volume.world_to_index(h))
+    bone_c = cn.to_canon(bone)
+    if hint_idx is not None:
+        hk, hj, hi_ = (int(round(x)) for x in hint_idx)
+        r = max(int(round(5.0 / cn.spacing_mm[1])), 1)
+        win = bone_c[hk, max(hj - r, 0):hj + r + 1, max(hi_ - r, 0):hi_ + r + 1]
+        if not win.any():
+            raise AnatomyError("The point given inside C2 is not on bone (no bone within 5 mm); place it in the "
+                               "C2 body or dens.")
+    a_c = cn.to_canon(volume.array)
+    sm_c = _smooth(a_c, cn.spacing_mm, 0.7)
+    col = _column(cn, bone_c, sm_c, centre)
+    lev = _find_level(col, cn.spacing_mm, cn.shape[0], None if hint_idx is None else float(hint_idx[0]))
+    notes.extend(lev.notes)
+    canal_c = cn.to_canon(canal_mask) if canal_mask is not None else np.zeros_like(bone_c)
+    c2_c = _c2_mask(cn, sm_c, bone_c, canal_c, col, lev, hint_idx)
+    base = 0.9 if lev.cut_found else 0.6
+    if lev.apex_k >= cn.shape[0] - 2:
+        base *= 0.5
+        notes.append("the dens reaches the top of the image: the apex may be cut")
+    # metal streaks near C2 (dental fillings) lower the confidence of the apex
+    ks = np.nonzero(c2_c.any(axis=(1, 2)))[0]
+    if ks.size:
+        k0, k1 = max(ks.min() - 2, 0), min(ks.max() + 3, c2_c.shape[0])
+        if (a_c[k0:k1] > 2500).sum() > 20:
+            notes.append("metal artefacts (> 2500 HU) at the C2 levels: apex and dens outline less reliable")
+            base *= 0.85
+    c2 = cn.from_canon(c2_c)
+    if c2.sum() * volume.voxel_volume_ml < 0.5:
+        raise AnatomyError("C2 not separable: the structure found at the C2 level is smaller than 0.5 mL. "
+                           "Give a point inside C2 or provide a vertebrae_C2 mask.")
+    method = "classical+hint" if hint_idx is not None else "classical"
+    lm = landmarks_from_mask(volume, c2, canal_mask, method=method, base_confidence=base, notes=tuple(notes))
+    return c2, lm
+
+
+def plot_c2(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks, path, title: str = "C2 / dens") -> None:
+    """Save a PNG of the C2 mask and landmarks over sagittal and coronal reformats through the dens.
+
+    Reformats are axis-aligned planes through the waist, displayed in radiological convention:
+    sagittal with anterior on the left and superior up; coronal with the patient's right on the
+    image left (labelled R / L), superior up. Written atomically.
+
+    Parameters
+    ----------
+    volume : Volume
+    c2_mask : bool array (K, J, I)
+    landmarks : DensLandmarks
+    path : str or Path
+        Output PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from osteoplan.atomic import atomic_file
+
+    cn = Canon.of(volume)
+    sp = cn.spacing_mm
+    a = cn.to_canon(volume.array)
+    m = cn.to_canon(c2_mask)
+    pts = {n: cn.index_from_original(volume.world_to_index(p)) for n, p in (
+        ("apex", landmarks.apex_lps_mm), ("waist", landmarks.waist_lps_mm),
+        ("antero-inferior", landmarks.anteroinferior_body_lps_mm), ("body centre", landmarks.body_centre_lps_mm))}
+    w = pts["waist"]
+    ks = np.nonzero(m.any(axis=(1, 2)))[0]
+    js = np.nonzero(m.any(axis=(0, 2)))[0]
+    is_ = np.nonzero(m.any(axis=(0, 1)))[0]
+    pad_k, pad_j, pad_i = int(30 / sp[0]), int(35 / sp[1]), int(35 / sp[2])
+    k0, k1 = max(ks.min() - pad_k, 0), min(ks.max() + pad_k, a.shape[0] - 1)
+    j0, j1 = max(js.min() - pad_j, 0), min(js.max() + pad_j, a.shape[1] - 1)
+    i0, i1 = max(is_.min() - pad_i, 0), min(is_.max() + pad_i, a.shape[2] - 1)
+    ii, jj = int(round(w[2])), int(round(w[1]))
+    cols = {"apex": "red", "waist": "yellow", "antero-inferior": "cyan", "body centre": "lime"}
+    fig, axs = plt.subplots(1, 2, figsize=(12, 6.5))
+    # sagittal: rows = k (superior up), columns = j (anterior on the left)
+    sag = a[k0:k1 + 1, j0:j1 + 1, ii]
+    ext = (j0 - 0.5, j1 + 0.5, k0 - 0.5, k1 + 0.5)
+    axs[0].imshow(sag, cmap="gray", vmin=-250, vmax=1250, origin="lower", extent=ext, aspect=sp[0] / sp[1])
+    axs[0].contour(np.arange(j0, j1 + 1), np.arange(k0, k1 + 1), m[k0:k1 + 1, j0:j1 + 1, ii].astype(float),
+                   [0.5], colors="orange", linewidths=1.2)
+    # coronal: rows = k, columns = i; patient right (low i) on the image left
+    cor = a[k0:k1 + 1, jj, i0:i1 + 1]
+    ext2 = (i0 - 0.5, i1 + 0.5, k0 - 0.5, k1 + 0.5)
+    axs[1].imshow(cor, cmap="gray", vmin=-250, vmax=1250, origin="lower", extent=ext2, aspect=sp[0] / sp[2])
+    axs[1].contour(np.arange(i0, i1 + 1), np.arange(k0, k1 + 1), m[k0:k1 + 1, jj, i0:i1 + 1].astype(float),
+                   [0.5], colors="orange", linewidths=1.2)
+    for name, p in pts.items():
+        axs[0].plot(p[1], p[0], "o", color=cols[name], ms=6, label=name)
+        axs[1].plot(p[2], p[0], "o", color=cols[name], ms=6)
+    ax_w = cn.index_from_original(volume.world_to_index(landmarks.waist_lps_mm + 25 * landmarks.axis_unit))
+    ax_b = cn.index_from_original(volume.world_to_index(landmarks.waist_lps_mm - 20 * landmarks.axis_unit))
+    axs[0].plot([ax_b[1], ax_w[1]], [ax_b[0], ax_w[0]], "--", color="red", lw=1)
+    axs[1].plot([ax_b[2], ax_w[2]], [ax_b[0], ax_w[0]], "--", color="red", lw=1)
+    for ax, (lt, rt) in zip(axs, (("A", "P"), ("R", "L"))):
+        ax.set_xticks([]); ax.set_yticks([])
+        kw = dict(transform=ax.transAxes, color="white", fontsize=14, fontweight="bold", ha="center", va="center")
+        ax.text(0.5, 0.96, "S", **kw); ax.text(0.5, 0.04, "I", **kw)
+        ax.text(0.04, 0.5, lt, **kw); ax.text(0.96, 0.5, rt, **kw)
+    axs[0].set_title("sagittal through the dens (anterior left)")
+    axs[1].set_title("coronal through the dens (patient left = L)")
+    axs[0].legend(loc="lower left", fontsize=8, framealpha=0.6)
+    fig.suptitle(f"{title}: apex-AI {landmarks.anteroinferior_to_apex_mm:.1f} mm, waist "
+                 f"{landmarks.waist_diameter_mm:.1f} mm, confidence {landmarks.confidence:.2f}")
+    fig.tight_layout()
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, dpi=90, format="png")
+    plt.close(fig)

@@ -1,0 +1,705 @@
+"""Classical CT segmentation that needs no trained weights (scipy.ndimage / scikit-image).
+
+Structures: the body outline, bone (with its cortical part), the airway (pharynx, larynx,
+trachea as one connected air structure), the spinal canal, and -- only on a contrast-enhanced CT,
+which is *detected*, never assumed -- the large neck vessels as bright tubes.
+
+Every threshold is either relative to the patient's own soft-tissue intensity or a configurable
+default; none of the defaults below has a published source unless stated (they are engineering
+defaults chosen on the project's test data and labelled as such).
+
+Internally the array is viewed in a *canonical* orientation: ``k`` ascending towards superior,
+``j`` towards posterior, ``i`` towards patient left (see :class:`Canon`). Masks are returned on
+the volume's own grid, indexed (k, j, i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.errors import AnatomyError, InputError
+from osteoplan.imaging.volume import Volume
+
+# --------------------------------------------------------------------------------- defaults
+#: HU above which a voxel may belong to the body (engineering default, no published source).
+BODY_THRESHOLD_HU = -400.0
+#: HU below which a (smoothed) voxel is air (engineering default).
+AIR_THRESHOLD_HU = -500.0
+#: Lower / upper bounds for the cancellous-bone threshold derived from soft tissue (engineering defaults).
+CANCELLOUS_MIN_HU, CANCELLOUS_MAX_HU = 140.0, 260.0
+#: Bounds for the cortical threshold (Otsu between cancellous and dense bone; engineering defaults).
+CORTICAL_MIN_HU, CORTICAL_MAX_HU = 400.0, 900.0
+#: HU range of contrast-filled vessels (arterial/venous phase; engineering default).
+CONTRAST_VESSEL_HU = (150.0, 500.0)
+
+
+# --------------------------------------------------------------------------------- orientation
+@dataclass(frozen=True)
+class Canon:
+    """View of a volume's array in canonical orientation (k -> S, j -> P, i -> L).
+
+    Only axis permutations and flips are applied (the nearest axis-aligned orientation), so the
+    view is exact for axial CT and approximate (fine for segmentation) for small obliquities.
+
+    Attributes
+    ----------
+    perm : tuple of 3 ints
+        ``canonical_axis[a] = original axis perm[a]``.
+    flip : tuple of 3 bools
+        Whether canonical axis ``a`` is reversed with respect to the original axis.
+    spacing_mm : (3,) array
+        Spacing along the canonical axes (S, P, L) in mm.
+    """
+
+    perm: tuple[int, int, int]
+    flip: tuple[bool, bool, bool]
+    spacing_mm: np.ndarray
+    shape: tuple[int, int, int]
+
+    @classmethod
+    def of(cls, volume: Volume) -> "Canon":
+        d = volume.direction  # columns = LPS direction of each array axis
+        targets = (2, 1, 0)  # canonical k -> world z (S), j -> y (P), i -> x (L)
+        perm: list[int] = []
+        flip: list[bool] = []
+        for w in targets:
+            comps = np.abs(d[w, :]).copy()
+            for p in perm:
+                comps[p] = -1
+            a = int(np.argmax(comps))
+            perm.append(a)
+            flip.append(bool(d[w, a] < 0))
+        sp = volume.spacing_mm[perm]
+        shape = tuple(int(volume.shape[p]) for p in perm)
+        return cls(tuple(perm), tuple(flip), sp, shape)  # type: ignore[arg-type]
+
+    def to_canon(self, arr: np.ndarray) -> np.ndarray:
+        """Original (k, j, i) array -> canonical (S, P, L) view (no copy)."""
+        out = np.transpose(arr, self.perm)
+        sl = tuple(slice(None, None, -1) if f else slice(None) for f in self.flip)
+        return out[sl]
+
+    def from_canon(self, arr: np.ndarray) -> np.ndarray:
+        """Canonical array -> original (k, j, i) array (contiguous copy)."""
+        sl = tuple(slice(None, None, -1) if f else slice(None) for f in self.flip)
+        out = arr[sl]
+        inv = np.argsort(self.perm)
+        return np.ascontiguousarray(np.transpose(out, inv))
+
+    def index_to_original(self, idx_canon: np.ndarray) -> np.ndarray:
+        """Canonical (..., 3) indices -> original (k, j, i) indices (fractional allowed)."""
+        c = np.asarray(idx_canon, dtype=np.float64).copy()
+        for a in range(3):
+            if self.flip[a]:
+                c[..., a] = (self.shape[a] - 1) - c[..., a]
+        out = np.empty_like(c)
+        for a in range(3):
+            out[..., self.perm[a]] = c[..., a]
+        return out
+
+    def index_from_original(self, idx: np.ndarray) -> np.ndarray:
+        """Original (k, j, i) indices (..., 3) -> canonical indices."""
+        o = np.asarray(idx, dtype=np.float64)
+        c = np.stack([o[..., self.perm[a]] for a in range(3)], axis=-1)
+        for a in range(3):
+            if self.flip[a]:
+                c[..., a] = (self.shape[a] - 1) - c[..., a]
+        return c
+
+
+def _disk(radius_vox: float) -> np.ndarray:
+    r = max(int(np.ceil(radius_vox)), 1)
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    return (x * x + y * y) <= radius_vox * radius_vox + 1e-6
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = ndi.sum_labels(mask, lab, index=np.arange(1, n + 1))
+    return lab == (int(np.argmax(sizes)) + 1)
+
+
+def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    out = np.empty_like(mask, dtype=bool)
+    for k in range(mask.shape[0]):
+        out[k] = ndi.binary_fill_holes(mask[k])
+    return out
+
+
+def _smooth(arr: np.ndarray, spacing: np.ndarray, sigma_mm: float = 0.7) -> np.ndarray:
+    sig = np.minimum(sigma_mm / np.asarray(spacing, float), 1.0)
+    sig = np.where(sig < 0.25, 0.0, sig)
+    return ndi.gaussian_filter(arr, sig, mode="nearest")
+
+
+# --------------------------------------------------------------------------------- body
+def segment_body(volume: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """Body (skin outline, filled) of a CT.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU.
+    threshold_hu : float
+        Tissue/air boundary (default -400 HU; engineering default).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (K, J, I)
+        The largest connected tissue component (which excludes the table), with internal air
+        (airway, sinuses) filled per axial slice.
+
+    Raises
+    ------
+    AnatomyError
+        When no tissue is found above the threshold.
+    """
+    cn = Canon.of(volume)
+    a = cn.to_canon(volume.array)
+    tissue = a > threshold_hu
+    if not tissue.any():
+        raise AnatomyError("No body found in the CT (every voxel is below -400 HU); check that the input is a CT in HU.")
+    # a light opening detaches the table and thin blankets from the body
+    tissue = ndi.binary_opening(tissue, structure=np.ones((1, 3, 3), bool))
+    body = _largest_component(tissue) if tissue.any() else (a > threshold_hu)
+    body = _fill_holes_per_slice(body)
+    return cn.from_canon(body)
+
+
+# --------------------------------------------------------------------------------- bone
+@dataclass
+class BoneResult:
+    """Bone masks and the thresholds used.
+
+    Attributes
+    ----------
+    bone : bool array (K, J, I)
+        All bone: cortical plus cancellous, small marrow holes filled.
+    cortical : bool array (K, J, I)
+        The dense (cortical) part of ``bone``.
+    cancellous_threshold_hu, cortical_threshold_hu : float
+        Thresholds actually used (on the lightly smoothed CT).
+    soft_tissue_mean_hu, soft_tissue_sd_hu : float
+        The patient's soft-tissue reference they were derived from.
+    """
+
+    bone: np.ndarray
+    cortical: np.ndarray
+    cancellous_threshold_hu: float
+    cortical_threshold_hu: float
+    soft_tissue_mean_hu: float
+    soft_tissue_sd_hu: float
+
+
+def soft_tissue_stats(values: np.ndarray) -> tuple[float, float]:
+    """Robust mean and SD (HU) of soft tissue among *values* (mode of [-150, 150] HU, MAD spread)."""
+    v = values[(values > -150) & (values < 150)]
+    if v.size < 100:
+        return 40.0, 30.0
+    if v.size > 400_000:
+        v = v[:: v.size // 400_000 + 1]
+    hist, edges = np.histogram(v, bins=150, range=(-150, 150))
+    hist = ndi.uniform_filter1d(hist.astype(float), 5)
+    mode = float(edges[int(np.argmax(hist))] + 1.0)
+    near = v[np.abs(v - mode) < 60]
+    if near.size < 50:
+        return mode, 30.0
+    sd = float(1.4826 * np.median(np.abs(near - np.median(near))))
+    return float(np.median(near)), max(sd, 3.0)
+
+
+def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: float = 40.0) -> BoneResult:
+    """Bone (cortical + cancellous) with thresholds relative to the patient's soft tissue.
+
+    Method: light Gaussian smoothing (sigma 0.7 mm) against noise; cancellous threshold =
+    soft-tissue mean + max(6 SD, 100 HU), clipped to [140, 260] HU; cortical threshold = Otsu
+    between the cancellous threshold and 1500 HU, clipped to [400, 900] HU; components under
+    0.02 mL dropped; marrow holes under ``hole_max_mm2`` per axial slice filled (the canal and
+    lytic lesions are larger and stay out). Engineering defaults, no published source.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU.
+    body : bool array (K, J, I), optional
+        Body mask (computed when omitted).
+    hole_max_mm2 : float
+        Largest per-slice hole filled as cancellous bone.
+
+    Returns
+    -------
+    BoneResult
+    """
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import remove_small_holes
+
+    cn = Canon.of(volume)
+    if body is None:
+        body = segment_body(volume)
+    a = cn.to_canon(volume.array)
+    b = cn.to_canon(body)
+    sm = _smooth(a, cn.spacing_mm)
+    mu, sd = soft_tissue_stats(a[b][:: max(1, int(b.sum()) // 500_000)])
+    t_c = float(np.clip(mu + max(6.0 * sd, 100.0), CANCELLOUS_MIN_HU, CANCELLOUS_MAX_HU))
+    above = (sm > t_c) & b
+    vals = sm[above]
+    if vals.size > 200:
+        t_cort = float(threshold_otsu(np.clip(vals[:: max(1, vals.size // 300_000)], t_c, 1500.0)))
+    else:
+        t_cort = CORTICAL_MIN_HU
+    t_cort = float(np.clip(t_cort, CORTICAL_MIN_HU, CORTICAL_MAX_HU))
+    # the bone edge is where the blurred cortex crosses about half its height: the outline uses the
+    # cortical threshold (<= 600 HU); cancellous voxels (above the cancellous threshold) count
+    # when they are enclosed by cortex in the axial plane or lie deeper than one voxel inside the
+    # lenient mask (drops the partial-volume rim of soft tissue around every bone)
+    t_edge = min(t_cort, 600.0)
+    cort = (sm > t_edge) & b
+    r_close = max(1.5 / float(cn.spacing_mm[1]), 1.0)
+    disk = _disk(r_close)
+    inside = np.zeros_like(cort)
+    for k in range(cort.shape[0]):
+        if cort[k].any():
+            inside[k] = ndi.binary_fill_holes(ndi.binary_closing(cort[k], structure=disk) | cort[k])
+    deep = ndi.binary_erosion(above, structure=np.ones((1, 3, 3), bool))
+    vox_ml = float(np.prod(cn.spacing_mm)) / 1000.0
+    dlab, dn = ndi.label(deep)
+    if dn:
+        dense_d = np.bincount(dlab[cort], minlength=dn + 1)
+        keep_d = dense_d * vox_ml >= 0.005
+        keep_d[0] = False
+        deep = keep_d[dlab]
+    bone = cort | (above & inside) | deep
+    # keep components of at least 0.02 mL that hold dense (cortical) voxels: this drops noise
+    # specks and contrast-filled vessels (150-500 HU, never cortical density)
+    lab, n = ndi.label(bone)
+    if n:
+        vox_ml = float(np.prod(cn.spacing_mm)) / 1000.0
+        sizes = np.bincount(lab.ravel())
+        dense = np.bincount(lab[sm > max(t_cort, 600.0)], minlength=n + 1)
+        keep = (sizes * vox_ml >= 0.02) & (dense * vox_ml >= 0.005)
+        keep[0] = False
+        bone = keep[lab]
+    area_px = hole_max_mm2 / float(cn.spacing_mm[1] * cn.spacing_mm[2])
+    filled = np.empty_like(bone)
+    for k in range(bone.shape[0]):
+        filled[k] = remove_small_holes(bone[k], max_size=max(int(area_px), 1)) if bone[k].any() else bone[k]
+    cortical = filled & (sm > t_cort)
+    return BoneResult(cn.from_canon(filled), cn.from_canon(cortical), t_c, t_cort, mu, sd)
+
+
+# --------------------------------------------------------------------------------- canal
+@dataclass
+class CanalResult:
+    """The spinal canal and its per-slice track (canonical orientation, k -> superior).
+
+    Attributes
+    ----------
+    mask : bool array (K, J, I) on the volume's grid.
+    centre_canon : dict[int, tuple[float, float]]
+        Canonical slice index -> canal centroid (j, i) in canonical voxel units.
+    found_slices : list[int]
+        Canonical slices where the canal was closed by bone (others interpolated).
+    """
+
+    mask: np.ndarray
+    centre_canon: dict[int, tuple[float, float]]
+    found_slices: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
+                      area_mm2: tuple[float, float]) -> np.ndarray:
+    """Per-slice holes of the (z-closed) bone ring that look like a canal section."""
+    nz = max(int(round(10.0 / sp[0])), 1)
+    pad = nz + 1
+    bp = np.pad(bone_c, ((pad, pad), (0, 0), (0, 0)))
+    bz = ndi.binary_closing(bp, structure=np.ones((2 * nz + 1, 1, 1), bool))[pad:-pad]
+    r_in = 1.2 / float(sp[1])
+    if r_in >= 1.0:
+        bz = bz | ndi.binary_closing(bz, structure=_disk(r_in)[None])
+    px_area = float(sp[1] * sp[2])
+    cand = np.zeros_like(bone_c)
+    for k in range(bz.shape[0]):
+        if not bz[k].any():
+            continue
+        holes = ndi.binary_fill_holes(bz[k]) & ~bz[k] & body_c[k]
+        if not holes.any():
+            continue
+        lab, n = ndi.label(holes)
+        idx = np.arange(1, n + 1)
+        areas = ndi.sum_labels(holes, lab, idx) * px_area
+        means = ndi.mean(a_c[k], lab, idx)
+        ok = (areas >= area_mm2[0]) & (areas <= area_mm2[1]) & (means > -200) & (means < 200)
+        if ok.any():
+            keep = np.zeros(n + 1, bool)
+            keep[1:] = ok
+            cand[k] = keep[lab]
+    return cand
+
+
+def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
+                         area_mm2: tuple[float, float] = (30.0, 1100.0),
+                         max_gap_mm: float = 20.0) -> CanalResult:
+    """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
+
+    Method: bone is closed along the cranio-caudal axis over 10 mm (bridges discs and interlaminar
+    gaps) and in-plane over 1.2 mm; per axial slice the holes of that ring with a canal-like area
+    (``area_mm2``) and soft-tissue density are candidates; the candidate 3D component spanning
+    most slices is the canal, aligned candidates on its track are added and slices without a closed
+    ring are filled from the nearest slice with one (minus bone). The canal therefore stops at the
+    foramen magnum, where the hole becomes the cranial cavity. Engineering defaults.
+
+    Returns
+    -------
+    CanalResult
+
+    Raises
+    ------
+    AnatomyError
+        No enclosed canal-like region spanning at least 3 slices.
+    """
+    cn = Canon.of(volume)
+    if body is None:
+        body = segment_body(volume)
+    if bone is None:
+        bone = segment_bone(volume, body).bone
+    a_c = cn.to_canon(volume.array)
+    b_c = cn.to_canon(bone)
+    body_c = cn.to_canon(body)
+    sp = cn.spacing_mm
+    cand = _canal_candidates(b_c, a_c, body_c, sp, area_mm2)
+    lab, n = ndi.label(cand, structure=ndi.generate_binary_structure(3, 1))
+    if n == 0:
+        raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
+                           "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
+    objs = ndi.find_objects(lab)
+    K = cand.shape[0]
+    mid_i = (cand.shape[2] - 1) / 2.0
+    best, best_score = 0, -1.0
+    for l, sl in enumerate(objs, start=1):
+        nsl = sl[0].stop - sl[0].start
+        vol = float(np.count_nonzero(lab[sl] == l))
+        ci = (sl[2].start + sl[2].stop) / 2.0
+        lateral_pen = 1.0 / (1.0 + (abs(ci - mid_i) * sp[2] / 40.0) ** 2)
+        score = (nsl * sp[0]) * lateral_pen + 1e-6 * vol
+        if score > best_score:
+            best, best_score = l, score
+    main = lab == best
+    ks = [k for k in range(K) if main[k].any()]
+    if len(ks) < 3:
+        raise AnatomyError("No spinal canal found spanning 3 slices or more; the CT may not cover the spine.")
+    cen = {k: ndi.center_of_mass(main[k]) for k in ks}
+    kk = np.array(ks, float)
+    cj = np.array([cen[k][0] for k in ks])
+    ci_ = np.array([cen[k][1] for k in ks])
+
+    def track(k: float) -> tuple[float, float]:
+        return float(np.interp(k, kk, cj)), float(np.interp(k, kk, ci_))
+
+    # add aligned candidates from other components (interrupted rings): within 8 mm of the track and
+    # within max_gap_mm (cranio-caudally) of the canal found so far; repeat until stable
+    tol_px = 8.0 / float(sp[1])
+    gap = max(int(round(max_gap_mm / sp[0])), 1)
+    canal = main.copy()
+    lo, hi = min(ks), max(ks)
+    pending = [l for l in range(1, n + 1) if l != best]
+    changed = True
+    while changed:
+        changed = False
+        for l in list(pending):
+            sl = objs[l - 1]
+            if sl[0].start > hi + gap or sl[0].stop - 1 < lo - gap:
+                continue
+            sub = lab[sl] == l
+            ok = True
+            for dk in range(sub.shape[0]):
+                k = sl[0].start + dk
+                if not sub[dk].any():
+                    continue
+                c = ndi.center_of_mass(sub[dk])
+                tj, ti = track(k)
+                if np.hypot(c[0] + sl[1].start - tj, c[1] + sl[2].start - ti) > tol_px:
+                    ok = False
+                    break
+            pending.remove(l)
+            if ok:
+                canal[sl] |= sub
+                lo, hi = min(lo, sl[0].start), max(hi, sl[0].stop - 1)
+                changed = True
+    found = [k for k in range(K) if canal[k].any()]
+    k0, k1 = min(found), max(found)
+    notes: list[str] = []
+    # fill slices between without a closed ring from the nearest found slice
+    fset = np.array(found)
+    n_interp = 0
+    for k in range(k0, k1 + 1):
+        if canal[k].any():
+            continue
+        near = int(fset[np.argmin(np.abs(fset - k))])
+        canal[k] = canal[near] & ~b_c[k] & body_c[k]
+        n_interp += 1
+    if n_interp:
+        notes.append(f"spinal canal: {n_interp} slice(s) without a closed bone ring filled from the nearest slice")
+    centre = {k: tuple(float(x) for x in ndi.center_of_mass(canal[k])) for k in range(k0, k1 + 1) if canal[k].any()}
+    return CanalResult(cn.from_canon(canal), centre, found, notes)
+
+
+# --------------------------------------------------------------------------------- airway
+def segment_airway(volume: Volume, body: np.ndarray | None = None,
+                   threshold_hu: float = AIR_THRESHOLD_HU, midline_mm: float = 30.0) -> np.ndarray:
+    """Airway (nasopharynx to trachea) as one mask: connected air inside the body near the midline.
+
+    Air (smoothed HU < ``threshold_hu``) inside the filled body outline; per axial slice only air
+    regions whose centre lies within ``midline_mm`` of the body's midline and whose area is under
+    1500 mm^2 are kept (this drops lungs, mastoid cells and lateral sinuses); the largest 3D
+    component and any other component of at least 1 mL within the midline band are kept. The
+    airway is not split into pharynx / larynx / trachea (no reliable classical landmark for the
+    split); callers report it as ``airway``. Engineering defaults.
+
+    Returns
+    -------
+    bool array (K, J, I); empty when the CT has no internal air.
+    """
+    cn = Canon.of(volume)
+    if body is None:
+        body = segment_body(volume)
+    a = cn.to_canon(volume.array)
+    b = cn.to_canon(body)
+    sp = cn.spacing_mm
+    sm = _smooth(a, sp, 0.5)
+    # exclude air open to the outside: erode the body by 1 voxel in-plane so a thin lip does not count
+    air = (sm < threshold_hu) & b
+    if not air.any():
+        return np.zeros(volume.shape, bool)
+    px_area = float(sp[1] * sp[2])
+    keep = np.zeros_like(air)
+    for k in range(air.shape[0]):
+        if not air[k].any():
+            continue
+        bi = np.nonzero(b[k].any(axis=0))[0]
+        mid = (bi[0] + bi[-1]) / 2.0
+        lab, n = ndi.label(air[k])
+        idx = np.arange(1, n + 1)
+        areas = ndi.sum_labels(air[k], lab, idx) * px_area
+        cms = ndi.center_of_mass(air[k], lab, idx)
+        ok = np.zeros(n + 1, bool)
+        for t, (ar, cm) in enumerate(zip(areas, cms), start=1):
+            ok[t] = ar <= 1500.0 and abs(cm[1] - mid) * sp[2] <= midline_mm
+        keep[k] = ok[lab]
+    lab, n = ndi.label(keep)
+    if n == 0:
+        return np.zeros(volume.shape, bool)
+    vox_ml = float(np.prod(sp)) / 1000.0
+    sizes = np.bincount(lab.ravel()) * vox_ml
+    sizes[0] = 0
+    big = int(np.argmax(sizes))
+    sel = sizes >= 1.0
+    sel[big] = True
+    sel[0] = False
+    return cn.from_canon(sel[lab])
+
+
+# --------------------------------------------------------------------------------- contrast / vessels
+@dataclass
+class ContrastResult:
+    """Whether a CT is contrast-enhanced, and why.
+
+    Attributes
+    ----------
+    detected : bool
+    source : str
+        ``"series"`` (DICOM ContrastBolusAgent / user) or ``"image"`` (detected from the voxels).
+    reason : str
+    tubes : bool array (K, J, I) or None
+        Bright tubular candidates (vessels) when detected from the image.
+    """
+
+    detected: bool
+    source: str
+    reason: str
+    tubes: np.ndarray | None = None
+
+
+def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    cn = Canon.of(volume)
+    a = cn.to_canon(volume.array)
+    sp = cn.spacing_mm
+    sm = _smooth(a, sp, 1.0)
+    lo, hi = CONTRAST_VESSEL_HU
+    near_bone = ndi.binary_dilation(cn.to_canon(bone), structure=np.ones((1, 5, 5), bool))
+    inner = ndi.binary_erosion(cn.to_canon(body), structure=np.ones((1, 7, 7), bool))
+    cand = (sm > lo) & (sm < hi) & inner & ~near_bone
+    px_area = float(sp[1] * sp[2])
+    keep = np.zeros_like(cand)
+    for k in range(cand.shape[0]):
+        if not cand[k].any():
+            continue
+        lab, n = ndi.label(cand[k])
+        idx = np.arange(1, n + 1)
+        areas = ndi.sum_labels(cand[k], lab, idx) * px_area
+        ok = np.zeros(n + 1, bool)
+        for t, ar in enumerate(areas, start=1):
+            if 8.0 <= ar <= 200.0:
+                sl = ndi.find_objects((lab == t).astype(np.uint8))[0]
+                h = (sl[0].stop - sl[0].start) * sp[1]
+                w = (sl[1].stop - sl[1].start) * sp[2]
+                ok[t] = max(h, w) <= 3.0 * max(min(h, w), 1e-3) and max(h, w) <= 20.0
+        keep[k] = ok[lab]
+    lab, n = ndi.label(keep)
+    tubes = np.zeros_like(keep)
+    info = []
+    for l, sl in enumerate(ndi.find_objects(lab), start=1):
+        length = (sl[0].stop - sl[0].start) * sp[0]
+        if length >= 20.0:
+            m = lab[sl] == l
+            tubes[sl] |= m
+            com = ndi.center_of_mass(m)
+            info.append({"label": l, "length_mm": length,
+                         "centre": (com[0] + sl[0].start, com[1] + sl[1].start, com[2] + sl[2].start)})
+    return tubes, info
+
+
+def detect_contrast(volume: Volume, body: np.ndarray | None = None, bone: np.ndarray | None = None) -> ContrastResult:
+    """Decide whether the CT is contrast-enhanced.
+
+    The series metadata (``volume.info.contrast``, from DICOM ContrastBolusAgent or the user)
+    wins when it is known. Otherwise the image is searched for bright tubes: connected regions of
+    150-500 HU (smoothed), 8-200 mm^2 in cross-section, round-ish, away from bone, running at
+    least 20 mm cranio-caudally; contrast is declared when at least two such tubes lie on each
+    side of the midline (carotid + jugular). A coarse heuristic (engineering defaults).
+
+    Returns
+    -------
+    ContrastResult
+    """
+    if volume.info.contrast is not None:
+        return ContrastResult(bool(volume.info.contrast), "series",
+                              "contrast stated by the series metadata" if volume.info.contrast
+                              else "the series metadata says no contrast agent")
+    if body is None:
+        body = segment_body(volume)
+    if bone is None:
+        bone = segment_bone(volume, body).bone
+    tubes, info = _bright_tubes(volume, body, bone)
+    cn = Canon.of(volume)
+    mid = (cn.shape[2] - 1) / 2.0
+    bi = np.nonzero(cn.to_canon(body).any(axis=(0, 1)))[0]
+    if bi.size:
+        mid = (bi[0] + bi[-1]) / 2.0
+    left = sum(1 for t in info if t["centre"][2] > mid)
+    right = sum(1 for t in info if t["centre"][2] <= mid)
+    if left >= 1 and right >= 1 and len(info) >= 2:
+        return ContrastResult(True, "image", f"{len(info)} bright tubular structures (150-500 HU, >= 20 mm long) "
+                              f"found, {right} right and {left} left of the midline", cn.from_canon(tubes))
+    return ContrastResult(False, "image", f"no bilateral bright tubular structures (found {len(info)}): "
+                          "treated as a non-contrast CT", None)
+
+
+def segment_vessels(volume: Volume, contrast: ContrastResult, body: np.ndarray) -> dict[str, np.ndarray]:
+    """Carotid arteries and internal jugular veins as bright tubes (contrast CT only; coarse heuristic).
+
+    On each side the tubes are sorted medial-to-lateral: the most medial is labelled the common
+    carotid artery, the next the internal jugular vein. Returns {} without contrast tubes.
+    """
+    if not contrast.detected or contrast.tubes is None:
+        return {}
+    cn = Canon.of(volume)
+    tubes = cn.to_canon(contrast.tubes)
+    bi = np.nonzero(cn.to_canon(body).any(axis=(0, 1)))[0]
+    mid = (bi[0] + bi[-1]) / 2.0 if bi.size else (cn.shape[2] - 1) / 2.0
+    lab, n = ndi.label(tubes)
+    out: dict[str, np.ndarray] = {}
+    comps = []
+    for l in range(1, n + 1):
+        c = ndi.center_of_mass(lab == l)
+        comps.append((l, c[2]))
+    for side, name in (("left", 1), ("right", -1)):
+        sc = [(l, ci) for l, ci in comps if (ci - mid) * name > 0]
+        sc.sort(key=lambda t: abs(t[1] - mid))
+        for (l, _), struct in zip(sc, ("common_carotid_artery", "internal_jugular_vein")):
+            out[f"{struct}_{side}"] = cn.from_canon(lab == l)
+    return out
+
+
+# --------------------------------------------------------------------------------- all
+@dataclass
+class ClassicalResult:
+    """Everything :func:`run_classical` computed (the pipeline reuses the intermediate results)."""
+
+    labelmap: "LabelMap"  # noqa: F821
+    messages: list[str]
+    bone: BoneResult
+    canal: CanalResult | None
+    contrast: ContrastResult
+
+
+def run_classical(volume: Volume, skip: frozenset[str] = frozenset()) -> ClassicalResult:
+    """Run every classical segmentation (see :func:`segment_classical`), keeping intermediate results.
+
+    Parameters
+    ----------
+    skip : set of str
+        Structures not to add to the label map (e.g. already provided); bone, body and canal are
+        still computed when needed by other steps.
+    """
+    from osteoplan.anatomy.labelmap import LabelMap
+
+    if min(volume.shape) < 3:
+        raise InputError(f"The CT is too small to segment (shape {volume.shape}); give a 3D CT of the neck.")
+    msgs: list[str] = []
+    lm = LabelMap(volume)
+    body = segment_body(volume)
+    if "body" not in skip:
+        lm.add("body", body, "classical")
+    bone = segment_bone(volume, body)
+    if "bone" not in skip:
+        lm.add("bone", bone.bone, "classical")
+        msgs.append(f"bone: classical threshold {bone.cancellous_threshold_hu:.0f} HU (soft tissue "
+                    f"{bone.soft_tissue_mean_hu:.0f} +/- {bone.soft_tissue_sd_hu:.0f} HU), cortical > "
+                    f"{bone.cortical_threshold_hu:.0f} HU")
+    if "airway" not in skip:
+        air = segment_airway(volume, body)
+        lm.add("airway", air, "classical")
+        msgs.append("airway: classical (pharynx, larynx and trachea as one 'airway' structure; not split by level)"
+                    if air.any() else "airway: no internal air found (airway mask empty)")
+    canal = None
+    try:
+        canal = segment_spinal_canal(volume, bone.bone, body)
+        if "spinal_canal" not in skip:
+            lm.add("spinal_canal", canal.mask, "classical")
+            msgs.append("spinal_canal: classical (holes of the vertebral rings)")
+            msgs.extend(canal.notes)
+    except AnatomyError as exc:
+        msgs.append(f"spinal_canal: NOT segmented ({exc})")
+    con = detect_contrast(volume, body, bone.bone)
+    if con.detected:
+        vessels = {n: m for n, m in segment_vessels(volume, con, body).items() if n not in skip}
+        for n, m in vessels.items():
+            lm.add(n, m, "classical-contrast")
+        msgs.append(f"contrast detected ({con.source}: {con.reason}); vessels segmented as bright tubes "
+                    f"(coarse heuristic): {', '.join(sorted(vessels)) or 'none'}")
+    else:
+        msgs.append(f"vessels: NOT segmented (no contrast: {con.reason}); carotid arteries and jugular veins "
+                    "are NOT ASSESSED unless masks are provided")
+    return ClassicalResult(lm, msgs, bone, canal, con)
+
+
+def segment_classical(volume: Volume) -> tuple["LabelMap", list[str]]:  # noqa: F821
+    """Run every classical segmentation; returns the LabelMap (sources ``"classical"``) and messages.
+
+    Structures: ``body``, ``bone``, ``airway``, ``spinal_canal``, and vessels only when contrast is
+    detected (sources ``"classical-contrast"``). Messages say what was segmented and what was NOT
+    (and why).
+
+    Raises
+    ------
+    InputError
+        The volume is too small to segment.
+    """
+    r = run_classical(volume)
+    return r.labelmap, r.messages
