@@ -358,6 +358,11 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         datasets.append(ds)
     if not datasets:
         raise InputError(f"No DICOM image found under {safe_path(src_p)}; nothing to de-identify.")
+    burned = sum(1 for ds in datasets if str(ds.get("BurnedInAnnotation", "")).upper() == "YES")
+    if burned:
+        raise DeidentificationError(
+            f"{burned} image(s) declare burned-in annotation (text drawn in the pixels), which the Basic Profile "
+            "does not clean; remove those images (often screen captures) and run deid again.")
     forbidden = IdentifyingValues()
     for ds in datasets:
         forbidden.update(collect_identifying_values(ds))

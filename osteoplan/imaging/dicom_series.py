@@ -339,6 +339,17 @@ def _rejection(sop: str, modality: str | None, image_type: tuple[str, ...]) -> s
     return None
 
 
+def _is_image_sop(sop: str) -> bool:
+    """True for SOP classes that always carry pixel data (image storage, secondary capture)."""
+    from pydicom.uid import UID
+
+    try:
+        name = UID(sop).name
+    except Exception:
+        return False
+    return "Image Storage" in name or "Secondary Capture" in name
+
+
 def _contrast_flag(ds: Any) -> bool | None:
     agent = ds.get("ContrastBolusAgent")
     if agent is None:
@@ -386,6 +397,14 @@ def _read_header(path: Path):
                                                           else "1.2.840.10008.1.2.1")
                     return ds, None
         except Exception:
+            pass
+        try:
+            size = os.path.getsize(path)
+            with open(path, "rb") as fh:
+                head = fh.read(132)
+            if 0 < size < 132 and not head.strip(b"\x00"):
+                return None, "unreadable DICOM header (file truncated inside the preamble)"
+        except OSError:
             pass
         return None, "not a DICOM file"
     except Exception as exc:  # truncated or damaged header
@@ -441,6 +460,9 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
             skipped.append((display[idx], err or "unreadable"))
             continue
         sop = _text(ds, "SOPClassUID") or str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+        if "PixelData" not in ds and _is_image_sop(sop):
+            skipped.append((display[idx], "unreadable DICOM header (file truncated before the pixel data)"))
+            continue
         if "Rows" not in ds or "Columns" not in ds:
             skipped.append((display[idx], "DICOM file without an image (e.g. DICOMDIR, report)"))
             continue
@@ -667,7 +689,11 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
         base = nominal
         ratio = steps / base
         multiples = np.abs(ratio - np.rint(ratio)) * base <= tol
-        is_gap_pattern = bool(np.all(multiples) and np.all(np.rint(ratio) >= 1) and np.any(np.rint(ratio) >= 2))
+        big = np.rint(ratio) >= 2
+        # isolated long steps are missing slices; runs of them (or most steps long) mean the
+        # acquisition itself changed spacing
+        isolated = not np.any(big[1:] & big[:-1]) and big.sum() <= max(1, len(steps) // 3)
+        is_gap_pattern = bool(np.all(multiples) and np.all(np.rint(ratio) >= 1) and np.any(big) and isolated)
         if is_gap_pattern:
             gap_idx = np.nonzero(np.rint(ratio) >= 2)[0]
             descr = []
@@ -824,6 +850,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         undecodable file whose slice is not present elsewhere (the series is incomplete).
     """
     plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
+    _check_instance_numbers(result, series)
     warnings: list[str] = []
     if why and len(result.series) > 1:
         warnings.append(f"read {why}")
@@ -933,6 +960,27 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         source_format="dicom-enhanced" if series.enhanced else "dicom",
     )
     return Volume(array, plan.affine, info, tuple(warnings))
+
+
+def _check_instance_numbers(result: ScanResult, series: SeriesInfo) -> None:
+    """Refuse a series that lost a file whose header could not even be read.
+
+    Such a file cannot be placed by position; when some of the folder's files were unreadable
+    DICOM and the series' InstanceNumbers (single-frame, distinct, positive) leave holes in
+    1..max, the series is incomplete.
+    """
+    broken = [name for name, reason in result.skipped if reason.startswith("unreadable DICOM header")]
+    if not broken or series.enhanced:
+        return
+    inst = [f.instance for f in series.frames]
+    if len(set(inst)) != len(inst) or min(inst) < 1:
+        return
+    missing = sorted(set(range(1, max(inst) + 1)) - set(inst))
+    if missing:
+        shown = ", ".join(str(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise DicomSeriesError(
+            f"Unreadable DICOM file(s) {', '.join(broken[:5])} and the series misses InstanceNumber(s) {shown}: "
+            "the series is incomplete. Re-export or re-copy it.")
 
 
 def _resample_stack(slices: list[np.ndarray], plan: GeometryPlan, frames: list[Frame]) -> np.ndarray:

@@ -167,3 +167,13 @@ def test_shared_data_deid_grep_and_same_volume(shared_data, tmp_path, case):
     assert not any(w for w in b.warnings)
     names = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert all(n.endswith(".dcm") and n[:4].isdigit() for n in names)
+
+
+def test_burned_in_annotation_refused(tmp_path):
+    s = synth.write_series(tmp_path / "in", n_slices=2)
+    ds = pydicom.dcmread(s.files[0])
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(s.files[0])
+    with pytest.raises(DeidentificationError, match="burned-in"):
+        deidentify_folder(tmp_path / "in", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -403,3 +403,50 @@ def test_files_without_preamble_implicit_vr(tmp_path):
     v = read_volume(tmp_path / "b")
     np.testing.assert_array_equal(v.array, read_volume(tmp_path / "a").array)
     assert_field(v)
+
+
+def test_runs_of_double_steps_are_varying_spacing_not_gaps(tmp_path):
+    # 1 mm then 2 mm slices: the spacing changed, it is not "slices missing"
+    synth.write_series(tmp_path, depths=[0, 1, 2, 3, 4, 6, 8, 10], sphere=False)
+    with pytest.raises(DicomSeriesError, match=r"varies.*1, 2 mm"):
+        read_volume(tmp_path)
+
+
+def test_two_adjacent_missing_slices_are_one_gap(tmp_path):
+    synth.write_series(tmp_path, depths=[0, 2, 4, 10, 12, 14, 16, 18], sphere=False)
+    with pytest.raises(DicomSeriesError, match=r"2 slice\(s\) missing at \(-6.00, -8.00, 2.00\).*\(-6.00, -8.00, 4.00\)"):
+        read_volume(tmp_path)
+    v = read_volume(tmp_path, allow_gaps=True)
+    assert v.shape[0] == 10
+    assert_field(v, sphere=False)
+
+
+def test_unreadable_header_at_the_end_detected_by_instance_numbers(tmp_path):
+    s = synth.write_series(tmp_path, shuffle=False, instance_against_anatomy=True)
+    # the last slice by position has InstanceNumber 1; its header is cut: not placeable by position
+    for frac in (0.3, 0.02):  # inside the header, inside the preamble
+        synth.truncate_file(s.files[-1], frac)
+        with pytest.raises(DicomSeriesError, match=r"misses InstanceNumber\(s\) 1\b"):
+            read_volume(tmp_path)
+
+
+def test_tilt_as_sheared_positions_with_axial_orientation(tmp_path):
+    # axial IOP, but every slice origin moves 0.5 mm posterior (+y, the column direction) per 2 mm:
+    # tilt = atan(0.5 / 2) = 14.036 deg
+    synth.write_series(tmp_path, orientation=(1, 0, 0, 0, 1, 0), sphere=False,
+                       depths=None, n_slices=10)
+    import pydicom
+
+    for f in tmp_path.iterdir():
+        ds = pydicom.dcmread(f)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        k = (z + 4.0) / 2.0
+        ds.ImagePositionPatient = [x, y + 0.5 * k, z]
+        hu = synth.slice_image(np.array([x, y + 0.5 * k, z]), (1, 0, 0, 0, 1, 0), (0.8, 0.6), 24, 20, sphere=False)
+        ds.PixelData = np.rint(hu + 1024).astype(np.int16).tobytes()
+        ds.save_as(f)
+    v = read_volume(tmp_path)
+    assert v.info.gantry_tilt_deg == pytest.approx(np.degrees(np.arctan(0.25)), abs=1e-3)
+    np.testing.assert_allclose(v.affine[:3, 0], [0, 0, 2], atol=1e-9)
+    assert v.shape == (10, 24 + int(np.ceil(4.5 / 0.8)), 20)
+    assert_field(v, sphere=False, inside_only=True)
