@@ -186,8 +186,13 @@ def _label_kind(a: np.ndarray) -> str:
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
             return "image"
-    if a.size and a.min() < 0:
+    if a.size == 0:
+        return "binary"
+    lo, hi = a.min(), a.max()
+    if lo < 0:
         return "image"
+    if hi <= 1 or lo == hi:
+        return "binary"
     u = np.unique(a)
     if u.size > MAX_LABELS:
         return "image"
@@ -283,7 +288,7 @@ def _add(lm: LabelMap, raw_name: str, mask: np.ndarray, source: str, warnings: l
 
 
 def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, labelmap: LabelMap | None = None,
-                    warnings: list[str] | None = None, name: str | None = None) -> LabelMap:
+                    warnings: list[str] | None = None, name: str | None = None, _img: Any = None) -> LabelMap:
     """Load one NIfTI mask (binary) or label image (with a label table) onto the CT grid.
 
     Parameters
@@ -315,7 +320,7 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
     warnings = warnings if warnings is not None else []
     lm = labelmap if labelmap is not None else LabelMap(volume)
     try:
-        img = nib.load(str(p))
+        img = _img if _img is not None else nib.load(str(p))
         grid = _nifti_to_grid(img, safe_path(p))
     except MaskError:
         raise
@@ -374,18 +379,20 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
         if IMAGE_STEMS.match(_stem(f)):
             continue
         table = _sidecar_table(f)
+        try:
+            orig = nib.load(str(f))
+            data = np.asanyarray(orig.dataobj)  # read once (scaled); nibabel does not cache proxies
+            img = nib.Nifti1Image(data, orig.affine) if isinstance(orig, nib.Nifti1Image) else orig
+        except Exception:
+            warnings.append(f"{safe_path(f)} could not be read and was skipped.")
+            continue
         if table is None:
-            try:
-                img = nib.load(str(f))
-                table = _nifti_extension_table(img)
-                kind = _label_kind(np.asanyarray(img.dataobj))
-            except Exception:
-                warnings.append(f"{safe_path(f)} could not be read and was skipped.")
-                continue
+            table = _nifti_extension_table(orig)
+            kind = _label_kind(data)
             if table is None and kind != "binary":
                 warnings.append(f"{safe_path(f)} is not a binary mask (and has no label table); skipped.")
                 continue
-        load_nifti_file(f, volume, label_table=table, labelmap=lm, warnings=warnings)
+        load_nifti_file(f, volume, label_table=table, labelmap=lm, warnings=warnings, _img=img)
         n_loaded += 1
     if n_loaded == 0:
         raise MaskError(f"No mask found in the folder {safe_path(d)}: expected one NIfTI file per structure "

@@ -270,3 +270,19 @@ def test_cthead_atlas_vertebral_arteries(shared_data):
     from scipy.ndimage import binary_dilation
     ring = binary_dilation(left, iterations=2) & ~left
     assert np.mean(ct.array[ring] > 300) > 0.1
+
+
+def test_folder_with_totalsegmentator_multilabel_file(ct, tmp_path):
+    d = tmp_path / "ts"
+    d.mkdir()
+    arr = np.zeros(CT_SHAPE, np.uint8)
+    arr[3, 3:6, 3:6] = 1
+    arr[4, 3:6, 3:6] = 2
+    img = Volume(arr.astype(np.float32), CT_AFF).to_nifti(np.uint8)
+    xml = ('<CaretExtension><LabelTable><Label Key="1"><![CDATA[vertebrae_C2]]></Label>'
+           '<Label Key="2"><![CDATA[spinal_cord]]></Label></LabelTable></CaretExtension>')
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(0, xml.encode()))
+    nib.save(img, str(d / "segmentations.nii.gz"))
+    lm = load_masks(d, ct)
+    assert lm.get("vertebrae_C2").sum() == 9 and lm.get("spinal_cord").sum() == 9
+    assert np.array_equal(lm.get("spinal_cord"), arr == 2)
