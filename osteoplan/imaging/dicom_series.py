@@ -62,6 +62,16 @@ CT_SOP_CLASSES = {
 #: Root of every Secondary Capture SOP class (single- and multi-frame).
 SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
 
+#: Transfer syntaxes that allow lossy compression (HU no longer exact).
+LOSSY_TRANSFER_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossy allowed)
+    "1.2.840.10008.1.2.4.93",  # JPEG 2000 Part 2 multi-component
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.203",  # HTJ2K (lossy allowed)
+}
+
 #: Two slices closer than this along the normal are "at the same position" (mm).
 #: Configurable default without a published source (DS values carry ~1e-4 mm rounding).
 SAME_POSITION_TOL_MM = 0.01
@@ -856,6 +866,11 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         warnings.append(f"read {why}")
     for name, reason in result.skipped:
         warnings.append(f"skipped file {name}: {reason}")
+    lossy_ts = series.transfer_syntaxes & LOSSY_TRANSFER_SYNTAXES
+    first_ds = result.datasets[series.file_indices[0]] if result.datasets else None
+    if lossy_ts or (first_ds is not None and _text(first_ds, "LossyImageCompression") == "01"):
+        warnings.append("lossy image compression: Hounsfield units are approximate; prefer an original "
+                        "(uncompressed or lossless) export for planning")
 
     # ---- decode every file of the series (thread pool: decoders release the GIL)
     frames = series.frames

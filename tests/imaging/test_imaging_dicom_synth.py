@@ -450,3 +450,20 @@ def test_tilt_as_sheared_positions_with_axial_orientation(tmp_path):
     np.testing.assert_allclose(v.affine[:3, 0], [0, 0, 2], atol=1e-9)
     assert v.shape == (10, 24 + int(np.ceil(4.5 / 0.8)), 20)
     assert_field(v, sphere=False, inside_only=True)
+
+
+def test_lossy_compression_is_flagged(tmp_path):
+    from pydicom.uid import JPEGLSNearLossless
+
+    synth.write_series(tmp_path / "raw", rows=32, cols=32, seed=9)
+    import pydicom
+
+    (tmp_path / "lossy").mkdir()
+    for f in (tmp_path / "raw").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.compress(JPEGLSNearLossless, jls_error=2)
+        ds.save_as(tmp_path / "lossy" / f.name)
+    a, b = read_volume(tmp_path / "raw"), read_volume(tmp_path / "lossy")
+    assert any("lossy image compression" in w for w in b.warnings)
+    assert not any("lossy" in w for w in a.warnings)
+    assert np.max(np.abs(a.array - b.array)) <= 2.0  # near-lossless bound: 2 stored units
