@@ -203,8 +203,18 @@ def cortical_breach(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.ndarray
     canal_mm2 = None
     if canal_mask is not None:
         if canal_mask.any():
-            dist = distance_transform_edt(~canal_mask, sampling=sp)
-            canal_mm2 = float(area[breached & (dist[tuple(inner.T)] <= canal_distance_mm)].sum())
+            # distances only matter near C2: crop to its box plus the distance of interest
+            m = int(np.ceil(canal_distance_mm / sp.min())) + 2
+            clo = np.maximum(lo - m, 0)
+            chi = np.minimum(hi + m, volume.shape)
+            csl = tuple(slice(int(a), int(b)) for a, b in zip(clo, chi))
+            sub_canal = canal_mask[csl]
+            if sub_canal.any():
+                dist = distance_transform_edt(~sub_canal, sampling=sp)
+                d_in = dist[tuple((inner - clo).T)]
+            else:
+                d_in = np.full(len(inner), np.inf)
+            canal_mm2 = float(area[breached & (d_in <= canal_distance_mm)].sum())
         else:
             canal_mm2 = 0.0
     return BreachResult(float(area.sum()), float(area[breached].sum()), by_dir, by_part, canal_mm2,

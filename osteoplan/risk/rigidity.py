@@ -1,7 +1,7 @@
 """CT-based structural rigidity analysis (CTRA) of C2 along the dens axis.
 
 For each cross-section perpendicular to an axis, the CT is resampled on a fine in-plane grid
-(:meth:`Volume.sample`, trilinear), each pixel's HU is converted to ash density and elastic
+(trilinear, as :meth:`Volume.sample`), each pixel's HU is converted to ash density and elastic
 modulus, and the section's rigidities are integrated:
 
 * axial rigidity ``EA = sum(E dA)`` (N),
@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from osteoplan.errors import InputError, MaskError
-from osteoplan.imaging.volume import Volume
+from osteoplan.imaging.volume import AIR_HU, Volume
 
 __all__ = [
     "DensityModulusRelation", "DRAGOMIR_DAESCU_2011", "POISSON_RATIO", "LOSS_THRESHOLD",
@@ -368,6 +368,8 @@ def _crop(volume: Volume, masks: Sequence[np.ndarray], margin: int = 3) -> tuple
     for m in masks:
         union |= m
     idx = np.argwhere(union)
+    if idx.size == 0:
+        return volume, list(masks)
     lo = np.maximum(idx.min(axis=0) - margin, 0)
     hi = np.minimum(idx.max(axis=0) + margin + 1, volume.shape)
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
@@ -391,6 +393,11 @@ def normal_bone_hu(volume: Volume, bone_mask: np.ndarray, lesion_mask: np.ndarra
     """
     from scipy.ndimage import binary_fill_holes, distance_transform_edt
 
+    if lesion_mask is not None:
+        volume, (bone_mask, lesion_mask) = _crop(volume, [bone_mask, lesion_mask],
+                                                 margin=int(np.ceil(lesion_margin_mm / volume.spacing_mm.min())) + 2)
+    else:
+        volume, (bone_mask,) = _crop(volume, [bone_mask], margin=2)
     sp = volume.spacing_mm
     solid = binary_fill_holes(bone_mask | (lesion_mask if lesion_mask is not None else False))
     depth = distance_transform_edt(solid, sampling=sp)
@@ -452,7 +459,7 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
     InputError
         Invalid step, pixel size or range.
     """
-    from scipy.ndimage import binary_closing, binary_fill_holes, distance_transform_edt
+    from scipy.ndimage import binary_closing, binary_fill_holes, distance_transform_edt, map_coordinates
 
     bone = np.asarray(bone_mask, dtype=bool)
     if bone.shape != volume.shape:
@@ -526,26 +533,32 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
     n = int(np.ceil(half_width_mm / pixel_mm))
     grid = pixel_mm * np.arange(-n, n + 1)
     gu, gv = np.meshgrid(grid, grid)  # (Nv, Nu): rows along v, columns along u
-    plane = gu[..., None] * u_ax + gv[..., None] * v_ax  # (Nv, Nu, 3)
+    plane = gu[..., None] * u_ax + gv[..., None] * v_ax  # (Nv, Nu, 3) LPS offsets from the section centre
+    # The index <-> LPS map is affine, so the grid is mapped to (k, j, i) once and shifted per station
+    # (the same trilinear sampling as Volume.sample, without re-mapping every point at every station).
+    inv = np.linalg.inv(sub.affine)
+    plane_idx = np.einsum("ab,nb->an", inv[:3, :3], plane.reshape(-1, 3))  # (3, N)
+
+    def sample(arr: np.ndarray, idx: np.ndarray, cval: float) -> np.ndarray:
+        return map_coordinates(arr, idx, order=1, mode="constant", cval=cval, prefilter=False)
 
     stations = np.arange(s_range_mm[0], s_range_mm[1] + 1e-9, step_mm)
-    dom_vol = sub.with_array(domain.astype(np.float32))
-    les_vol = sub.with_array(lesion_c.astype(np.float32))
-    ref_vol = sub.with_array(fill_hu)
+    dom_arr = domain.astype(np.float32)
+    les_arr = lesion_c.astype(np.float32)
     sections: list[SectionResult] = []
     for s in stations:
         centre = origin + s * a_ax
-        p = plane + centre
-        inside = dom_vol.sample(p, order=1, fill_hu=0.0) >= 0.5
+        idx = plane_idx + (inv[:3, :3] @ centre + inv[:3, 3])[:, None]
+        inside = (sample(dom_arr, idx, 0.0) >= 0.5).reshape(gu.shape)
         if not inside.any():
             continue
-        pin = p[inside]  # sample HU only where the section has bone
+        idx_in = idx[:, inside.ravel()]  # sample HU only where the section has bone
         e_act = np.zeros(inside.shape)
-        e_act[inside] = relation.modulus_mpa(sub.sample(pin, order=1))
+        e_act[inside] = relation.modulus_mpa(sample(sub.array, idx_in, AIR_HU))
         if status == "present":
             e_ref = np.zeros(inside.shape)
-            e_ref[inside] = relation.modulus_mpa(ref_vol.sample(pin, order=1))
-            les_area = float((les_vol.sample(pin, order=1, fill_hu=0.0) >= 0.5).sum() * pixel_mm ** 2)
+            e_ref[inside] = relation.modulus_mpa(sample(fill_hu, idx_in, AIR_HU))
+            les_area = float((sample(les_arr, idx_in, 0.0) >= 0.5).sum() * pixel_mm ** 2)
         else:
             e_ref, les_area = e_act, 0.0
         o = (-n * pixel_mm, -n * pixel_mm)
