@@ -40,7 +40,10 @@ def register(sub) -> None:
     s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd or DICOM SEG")
     s.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
-    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
+    s.add_argument("--totalsegmentator", action="store_true",
+                   help="also run TotalSegmentator when it and its weights are installed")
+    s.add_argument("--force", action="store_true", help="replace an existing output folder")
     s.set_defaults(handler=_segment)
 
 
@@ -89,21 +92,42 @@ def _segment(args: argparse.Namespace) -> int:
     if build is None:
         raise DependencyError("osteoplan.anatomy.pipeline has no build_anatomy(); update osteoplan.")
     from osteoplan.imaging import read_volume
+    from osteoplan.progress import step
 
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise InputError(f"Output folder {out.name} exists and is not empty; choose another or pass --force.")
     ct = Path(args.ct)
     if not ct.exists():
         raise InputError("CT not found; check the path.")
-    volume = read_volume(ct)
+    with step("reading the CT"):
+        volume = read_volume(ct)
     kwargs = {}
     if args.masks:
         kwargs["masks"] = args.masks
     if args.hint_lps:
         kwargs["hint_lps"] = tuple(args.hint_lps)
-    result = build(volume, **kwargs)
-    out = Path(args.out)
-    saver = getattr(result, "save", None) or getattr(pipeline, "save_anatomy", None)
-    if saver is None:
-        raise DependencyError("The segmentation pipeline cannot save its result yet; update osteoplan.")
-    written = saver(out) if saver is getattr(result, "save", None) else saver(result, out)
-    print(json.dumps(written if isinstance(written, (dict, list)) else {"out": str(out)}, indent=1, default=str))
+    if args.totalsegmentator:
+        kwargs["use_totalsegmentator"] = True
+    with step("segmenting"):
+        anatomy = build(volume, **kwargs)
+    if out.exists() and args.force:
+        import shutil
+
+        shutil.rmtree(out)
+    with step("writing"):
+        summary = anatomy.save(out)
+    print(f"anatomy written to {out}/ ({', '.join(summary.get('files', []))})")
+    for name, s in summary["structures"].items():
+        print(f"  {name:32s} {s['volume_ml']:9.2f} mL  {s['source']}")
+    lm = summary.get("landmarks")
+    if lm:
+        print(f"  dens apex LPS {lm['apex_lps_mm']} mm, waist {lm['waist_diameter_mm']:.1f} mm, "
+              f"confidence {lm['confidence']:.2f} ({lm['method']})")
+    else:
+        print("  C2 / dens: NOT located (see messages)")
+    if summary.get("not_segmented"):
+        print("  NOT segmented (not assessed): " + ", ".join(summary["not_segmented"]))
+    for m in summary.get("messages", []):
+        print(f"  - {m}")
     return 0

@@ -36,6 +36,7 @@ __all__ = [
     "run",
     "map_outputs",
     "load_outputs",
+    "run_totalsegmentator",
 ]
 
 #: The command-line entry point installed by the ``TotalSegmentator`` package.
@@ -239,4 +240,42 @@ def load_outputs(out_dir: str | os.PathLike, volume: Volume, warnings: list[str]
 
     lm = load_nifti_folder(out_dir, volume, warnings=warnings)
     lm.sources = {k: v.replace("provided:", "totalsegmentator:") for k, v in lm.sources.items()}
+    return lm
+
+
+def run_totalsegmentator(volume: Volume, tasks: Sequence[str] = ("total", "headneck_bones_vessels"),
+                         fast: bool = False, device: str = "cpu", executable: str | None = None,
+                         require_weights: bool = True, warnings: list[str] | None = None) -> LabelMap:
+    """Segment a CT with TotalSegmentator and return the masks on the CT grid.
+
+    The volume is written to a temporary NIfTI, each task is run into its own temporary
+    folder (``total`` with :data:`TOTAL_ROI_SUBSET`), and the outputs are loaded with
+    :func:`load_outputs` (sources ``totalsegmentator:<file>``). Temporary files are removed.
+
+    Raises
+    ------
+    DependencyError
+        TotalSegmentator or its weights are not installed (checked before anything is written).
+    AnatomyError
+        A run failed.
+    """
+    import tempfile
+
+    import nibabel as nib
+
+    if _find_executable(executable) is None or (require_weights and not is_available(True, executable)):
+        # same messages as run()
+        run("", "", executable=executable, require_weights=require_weights)
+    lm = LabelMap(volume)
+    with tempfile.TemporaryDirectory(prefix="osteoplan-ts-") as tmp:
+        ct = Path(tmp) / "ct.nii.gz"
+        nib.save(volume.to_nifti(), str(ct))
+        for task in tasks:
+            out = Path(tmp) / task
+            run(ct, out, task=task, fast=fast and TASKS.get(task, {}).get("fast", False), device=device,
+                executable=executable, require_weights=require_weights)
+            part = load_outputs(out, volume, warnings=warnings)
+            for n in part.names():
+                if not lm.has(n):
+                    lm.add(n, part.get(n), part.sources[n])
     return lm

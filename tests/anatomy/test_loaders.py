@@ -286,3 +286,27 @@ def test_folder_with_totalsegmentator_multilabel_file(ct, tmp_path):
     lm = load_masks(d, ct)
     assert lm.get("vertebrae_C2").sum() == 9 and lm.get("spinal_cord").sum() == 9
     assert np.array_equal(lm.get("spinal_cord"), arr == 2)
+
+
+def test_cli_segment_with_provided_phantom_masks(tmp_path, capsys):
+    pytest.importorskip("osteoplan.anatomy.pipeline", reason="segmentation pipeline not in this build")
+    from osteoplan.anatomy.phantom import make_phantom, write_phantom
+    from osteoplan.cli import main
+
+    ph = make_phantom(spacing_mm=1.0, fov_inferior_mm=-40.0, fov_superior_mm=34.0)
+    paths = write_phantom(ph, tmp_path / "ph", dicom=False)
+    out = tmp_path / "seg"
+    assert main(["segment", str(paths["ct"]), "--masks", str(tmp_path / "ph"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "provided:vertebral_artery_left.nii.gz" in printed
+    summary = json.loads((out / "anatomy.json").read_text())
+    assert summary["structures"]["spinal_cord"]["voxels"] == int(ph.truth.get("spinal_cord").sum())
+    assert main(["segment", str(paths["ct"]), "--out", str(out)]) == 2  # exists
+    # masks from another scan: one-line error, exit code 2
+    far = tmp_path / "far"
+    far.mkdir()
+    aff = ph.volume.affine.copy()
+    aff[:3, 3] += 800.0
+    nib.save(Volume(ph.truth.get("lesion").astype(np.float32), aff).to_nifti(np.uint8), str(far / "lesion.nii.gz"))
+    assert main(["segment", str(paths["ct"]), "--masks", str(far), "--out", str(tmp_path / "s2")]) == 2
+    assert "does not overlap" in capsys.readouterr().err

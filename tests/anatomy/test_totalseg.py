@@ -116,3 +116,30 @@ def test_weights_dir_env(monkeypatch, tmp_path):
     assert totalseg.weights_dir() == tmp_path / "nnunet" / "results"
     monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "w"))
     assert totalseg.weights_dir() == tmp_path / "w"
+
+
+def test_run_totalsegmentator_on_a_volume_with_a_fake_executable(tmp_path, monkeypatch):
+    vol = Volume(np.zeros((6, 5, 4), np.float32), axis_aligned_affine((1, 1, 1), (5, -3, 2)))
+    for task, names in (("total", ["vertebrae_C2", "spinal_cord"]),
+                        ("headneck_bones_vessels", ["internal_carotid_artery_left", "hyoid"])):
+        _write_masks(tmp_path / "tpl" / task, vol, names)
+    fake = tmp_path / "bin" / "TotalSegmentator"
+    fake.parent.mkdir()
+    fake.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import shutil, sys
+        a = sys.argv[1:]
+        task = a[a.index("--task") + 1]
+        if task == "total":
+            assert "--roi_subset" in a and "vertebrae_C2" in a
+        shutil.copytree({str(tmp_path / "tpl")!r} + "/" + task, a[a.index("-o") + 1], dirs_exist_ok=True)
+        """))
+    fake.chmod(0o755)
+    warnings = []
+    lm = totalseg.run_totalsegmentator(vol, executable=str(fake), require_weights=False, warnings=warnings)
+    assert set(lm.names()) == {"vertebrae_C2", "spinal_cord", "internal_carotid_artery_left", "hyoid"}
+    assert lm.get("vertebrae_C2")[1, 1, 1] and lm.get("vertebrae_C2").sum() == 4
+    assert lm.sources["spinal_cord"] == "totalsegmentator:spinal_cord.nii.gz"
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(DependencyError):
+        totalseg.run_totalsegmentator(vol)
