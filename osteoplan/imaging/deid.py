@@ -47,6 +47,9 @@ IDENTIFYING_KEYWORDS: tuple[str, ...] = (
     "PerformedProcedureStepID", "RequestedProcedureID", "ScheduledProcedureStepID", "StudyID",
     "PlacerOrderNumberImagingServiceRequest", "FillerOrderNumberImagingServiceRequest", "MilitaryRank",
     "BranchOfService", "Occupation", "CountryOfResidence", "RegionOfResidence", "EthnicGroup",
+    "AdmissionID", "ServiceEpisodeID", "PatientInstitutionResidence", "ReasonForStudy", "VisitComments",
+    "FrameComments", "CommentsOnThePerformedProcedureStep", "ReferringPhysicianTelephoneNumbers",
+    "ResponsibleOrganization", "PerformedStationName", "ScheduledStationName", "ReviewerName",
 )
 #: PN attributes of the patient: each name component (>= 4 letters) is searched for as well.
 PATIENT_NAME_KEYWORDS = {"PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName"}
@@ -68,6 +71,20 @@ REMOVE_KEYWORDS: tuple[str, ...] = (
     "PatientAddress", "CountryOfResidence", "RegionOfResidence", "PersonName", "TextComments",
     "ContentCreatorName", "IssuerOfPatientID", "PatientBirthTime", "InstitutionalDepartmentName",
     "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "PhysiciansOfRecord",
+    "ScheduledProcedureStepDescription", "InstitutionCodeSequence", "ReasonForTheRequestedProcedure",
+    "ReasonForStudy", "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "AdmissionID",
+    "ServiceEpisodeID", "ServiceEpisodeDescription", "VisitComments", "PatientInstitutionResidence",
+    "OperatorIdentificationSequence", "PerformingPhysicianIdentificationSequence",
+    "PhysiciansOfRecordIdentificationSequence", "ReferringPhysicianIdentificationSequence",
+    "PhysiciansReadingStudyIdentificationSequence", "ReferringPhysicianTelephoneNumbers",
+    "ReferringPhysicianAddress", "ResponsibleOrganization", "ResponsiblePerson", "FrameComments",
+    "CommentsOnThePerformedProcedureStep", "ImagePresentationComments", "PatientSexNeutered",
+    "OtherPatientNames", "OtherPatientIDs", "PatientBirthName", "PatientMotherBirthName", "MilitaryRank",
+    "BranchOfService", "Occupation", "MedicalRecordLocator", "PatientReligiousPreference", "PerformedLocation",
+    "ScheduledStudyLocation", "ScheduledStudyLocationAETitle", "CurrentPatientLocation", "AssignedLocation",
+    "RequestedContrastAgent", "ReviewerName", "VerifyingOrganization", "PerformedStationName",
+    "PerformedStationAETitle", "ScheduledStationName", "ScheduledStationAETitle", "ModifiedImageDescription",
+    "AcquisitionDeviceProcessingDescription", "DetectorID", "GantryID", "PlateID", "CassetteID",
 )
 #: Emptied (Annex E action Z).
 EMPTY_KEYWORDS: tuple[str, ...] = ("PatientBirthDate",)

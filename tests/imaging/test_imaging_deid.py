@@ -177,3 +177,38 @@ def test_burned_in_annotation_refused(tmp_path):
     with pytest.raises(DeidentificationError, match="burned-in"):
         deidentify_folder(tmp_path / "in", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_more_annex_e_attributes_and_nested_sequences(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    s = synth.write_series(tmp_path / "in", n_slices=3)
+    extra = {
+        "AdmissionID": "ADM-55443322", "PatientAge": "062Y", "ProtocolName": "Neck SYNTHPATIENT special",
+        "StudyDescription": "CT cou ZEPHYRINE", "PerformingPhysicianName": "PERFSYNTH^ODILE",
+        "PatientAddress": "7 chemin Fictif Lointain", "PatientTelephoneNumbers": "0555123456",
+        "OtherPatientIDs": "OTHERID-9988", "DeviceSerialNumber": "SN-SYNTH-0042",
+        "InstitutionalDepartmentName": "Radiologie Synthetique Est",
+    }
+    for f in s.files:
+        ds = pydicom.dcmread(f)
+        for k, v in extra.items():
+            setattr(ds, k, v)
+        other = Dataset()
+        other.PatientID = "NESTED-ID-7766"
+        other.IssuerOfPatientID = "HOSPSYNTH"
+        ds.OtherPatientIDsSequence = Sequence([other])
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ref.ReferencedSOPInstanceUID = s.series_uid + ".77"
+        ds.ReferencedImageSequence = Sequence([ref])
+        ds.save_as(f)
+    values = list(extra.values()) + ["NESTED-ID-7766", "HOSPSYNTH", s.series_uid + ".77"]
+    assert len(grep_bytes(tmp_path / "in", values)) == 3 * len(values)
+    deidentify_folder(tmp_path / "in", tmp_path / "out", key="k3")
+    assert grep_bytes(tmp_path / "out", values + SYNTH_PHI) == []
+    d = pydicom.dcmread(tmp_path / "out" / "001" / "0001.dcm")
+    # the reference was remapped (UID consistent with the study), not dropped
+    assert d.ReferencedImageSequence[0].ReferencedSOPInstanceUID.startswith("2.")
+    assert d.ReferencedImageSequence[0].ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
