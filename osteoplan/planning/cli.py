@@ -1,0 +1,234 @@
+"""``osteoplan plan`` and ``osteoplan demo``: CT -> anatomy -> plan -> plan folder.
+
+The plan folder (written atomically: nothing appears under its name until complete) holds
+``plan.json`` (schema-versioned, :mod:`osteoplan.planning.model`), ``plan.mrk.json`` (3D Slicer
+markups line skin entry -> target, LPS) and, when :func:`osteoplan.export.write_all` is available
+and ``--no-report`` is not given, the report, images, segmentation and DICOM files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from osteoplan.errors import InputError, safe_path
+
+
+# --------------------------------------------------------------------------- anatomy
+def build_anatomy_any(volume, masks: str | None = None, hint_lps=None):
+    """Anatomy for planning: :func:`osteoplan.anatomy.pipeline.build_anatomy` when installed, otherwise
+    provided masks + classical segmentation + C2 locator (same result type, duck-typed)."""
+    try:
+        from osteoplan.anatomy.pipeline import build_anatomy
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("osteoplan.anatomy.pipeline",):
+            raise
+        build_anatomy = None
+    if build_anatomy is not None:
+        return build_anatomy(volume, masks=masks, hint_lps=hint_lps)
+    from osteoplan.anatomy.c2 import locate_c2
+    from osteoplan.anatomy.labelmap import LabelMap
+    from osteoplan.anatomy.loaders import load_masks
+    from osteoplan.anatomy.segment import run_classical
+
+    msgs: list[str] = []
+    lm = load_masks(masks, volume, warnings=msgs) if masks else LabelMap(volume)
+    cls = run_classical(volume, skip=frozenset(lm.names()))
+    for n in cls.labelmap.names():
+        if not lm.has(n):
+            lm.add(n, cls.labelmap.get(n), cls.labelmap.sources.get(n, "classical"))
+    msgs += cls.messages
+    c2, landmarks = locate_c2(volume, lm, hint_lps)
+    if not lm.has("vertebrae_C2"):
+        lm.add("vertebrae_C2", c2, landmarks.method)
+    return SimpleNamespace(labelmap=lm, landmarks=landmarks, lesion=None, contrast_detected=None, messages=msgs)
+
+
+# --------------------------------------------------------------------------- summary
+def _fmt(v) -> str:
+    return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
+
+
+def summary_text(plan) -> str:
+    """A plain-text summary for the radiologist (no identifiers)."""
+    L: list[str] = []
+    L.append(f"Protocol {plan.protocol_name} v{plan.protocol_version}; side requested: {plan.side_requested}")
+    if not plan.feasible:
+        L.append("RESULT: NO FEASIBLE PATH")
+        if plan.infeasibility is not None:
+            L.append("  " + plan.infeasibility.message)
+            for e in plan.infeasibility.exclusions:
+                if e.excluded:
+                    L.append(f"    {e.constraint:<34} excluded {e.excluded:>8} (first failing for {e.excluded_first})")
+    else:
+        b = plan.best
+        L.append(f"RESULT: plan found, {b.side.upper()} lateral-cervical approach"
+                 + ("  -- HYDRODISSECTION REQUIRED" if b.hydrodissection_required else ""))
+        L.append(f"  skin entry  LPS {_fmt(b.skin_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.skin_entry_voxel_kji)}")
+        L.append(f"  bone entry  LPS {_fmt(b.bone_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.bone_entry_voxel_kji)}")
+        L.append(f"  target      LPS {_fmt(b.target_lps_mm)} mm   voxel (k,j,i) {_fmt(b.target_voxel_kji)}")
+        L.append(f"  depth: skin->bone {b.depth_skin_to_bone_mm:.1f} mm, bone->target {b.depth_bone_to_target_mm:.1f} mm, "
+                 f"total {b.depth_total_mm:.1f} mm")
+        L.append(f"  angles: cranio-caudal {b.angle_craniocaudal_deg:+.1f} deg (+ = ascending), medio-lateral "
+                 f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral); {b.angle_to_dens_axis_deg:.1f} deg to the dens axis")
+        if b.screw:
+            s = b.screw
+            L.append(f"  screw: cannulated {s.diameter_mm:.1f} x {s.length_mm:g} mm (thread {s.thread_mm:g} mm, {s.catalogue_ref}); "
+                     f"containment {b.containment_min_margin_mm:.1f} mm inside C2"
+                     + (f"; dens waist {s.waist_diameter_mm:.1f} mm" if s.waist_diameter_mm else ""))
+        if b.hu_profile:
+            h = b.hu_profile
+            L.append(f"  bone along the screw: mean {h.mean_hu:.0f} HU, cortical {100*h.cortical_share:.0f} %, cancellous "
+                     f"{100*h.cancellous_share:.0f} %, low density {100*h.low_density_share:.0f} %"
+                     + (f"; lesion crossed over {b.lesion_crossing_mm:.1f} mm" if b.lesion_crossing_mm is not None else ""))
+        L.append("  clearances (instrument surface to structure):")
+        L.append(f"    {'structure':<32}{'category':<14}{'margin':>8}{'clearance':>11}  status")
+        order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "pass": 3}
+        for c in sorted(b.clearances, key=lambda c: (order[c.status], c.structure)):
+            clr = "-" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
+            if c.status == "hydrodissection":
+                st = f"HYDRODISSECTION (push {c.displacement_needed_mm:.1f} mm)"
+            elif c.status == "fail":
+                st = "FAIL" + (f" (needs {c.displacement_needed_mm:.1f} mm, beyond hydrodissection)"
+                               if c.displacement_needed_mm else "")
+            else:
+                st = {"pass": "pass", "not_assessed": "not assessed (not segmented)"}[c.status]
+            L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr:>9}mm  {st}")
+        g = b.guidance
+        if g:
+            L.append(f"  C-arm bull's-eye: {g.bullseye.label}; progression view: {g.progression.label}")
+            tilt = "impossible (path too close to cranio-caudal)" if g.gantry_tilt_deg is None else f"{g.gantry_tilt_deg:+.1f} deg"
+            L.append(f"  CT gantry tilt for the path in one slice: {tilt}"
+                     + ("" if g.gantry_within_limit else f"  -- BEYOND the {g.gantry_limit_deg:.0f} deg scanner limit"))
+        if len(plan.trajectories) > 1:
+            L.append(f"  {len(plan.trajectories) - 1} alternative(s) in plan.json (ranked).")
+    if plan.cement:
+        c = plan.cement
+        vol = "not assessed" if c.lesion_volume_ml is None else f"{c.lesion_volume_ml:.2f} mL"
+        L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
+                 + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
+    if plan.not_assessed:
+        L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
+    for w in plan.warnings:
+        L.append(f"warning: {w}")
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------- commands
+def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = None, risk=None) -> int:
+    from osteoplan.atomic import atomic_dir
+    from osteoplan.export.slicer import write_markups_line
+    from osteoplan.planning.model import save_plan
+    from osteoplan.planning.planner import plan_from_anatomy
+    from osteoplan.planning.protocol import load_protocol
+    from osteoplan.progress import step
+
+    protocol = load_protocol(args.protocol)
+    with step("planning the trajectory (dense search)"):
+        plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk)
+    try:
+        ctx = atomic_dir(out, overwrite=args.overwrite)
+        with ctx as tmp:
+            for name, writer in (extra_files or {}).items():
+                writer(tmp / name)
+            save_plan(plan, tmp / "plan.json")
+            if plan.best is not None:
+                b = plan.best
+                write_markups_line(tmp / "plan.mrk.json", [b.skin_entry_lps_mm, b.target_lps_mm],
+                                   name="osteoplan trajectory", labels=("skin entry", "target"))
+            if not args.no_report:
+                try:
+                    from osteoplan.export import write_all
+                except ImportError:
+                    write_all = None
+                if write_all is not None:
+                    from osteoplan.export.cli import options_from_args
+
+                    write_all(tmp, plan, volume, anatomy, options_from_args(args))
+    except FileExistsError:
+        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.") from None
+    print(summary_text(plan))
+    print(f"Plan folder: {out}")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", default="c2-dens-lateral", help="protocol name or .toml file (default c2-dens-lateral)")
+    p.add_argument("--side", choices=("left", "right", "best"), default=None,
+                   help="skin-entry side (default: the protocol's, 'best' = both searched)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-report", action="store_true", help="only plan.json and plan.mrk.json (no report/images/DICOM)")
+    try:
+        from osteoplan.export.cli import add_export_options
+
+        add_export_options(p)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _plan_cmd(args: argparse.Namespace) -> int:
+    from osteoplan.imaging import read_volume
+    from osteoplan.progress import step
+
+    t0 = time.perf_counter()
+    with step("reading the CT"):
+        volume = read_volume(args.ct)
+    with step("building the anatomy (masks + segmentation + C2/dens)"):
+        anatomy = build_anatomy_any(volume, args.masks, args.hint_lps)
+    out = Path(args.out) if args.out else Path("plan-out")
+    rc = _run(volume, anatomy, args, out)
+    print(f"Total time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return rc
+
+
+def _demo_cmd(args: argparse.Namespace) -> int:
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.progress import step
+
+    with step("generating the neck phantom (CT + ground truth)"):
+        ph = make_phantom(PhantomParams(seed=args.seed))
+    volume = ph.volume
+
+    def write_ct(path: Path) -> None:
+        from osteoplan.export import save_ct_nifti
+
+        save_ct_nifti(path, volume)
+
+    if args.segment:
+        with step("building the anatomy from the phantom CT (segmentation)"):
+            anatomy = build_anatomy_any(volume, None, None)
+    else:
+        lesion = SimpleNamespace(mask=ph.truth.get("lesion")) if ph.truth.has("lesion") else None
+        anatomy = SimpleNamespace(labelmap=ph.truth, landmarks=ph.landmarks, lesion=lesion, contrast_detected=True,
+                                  messages=["demo: the phantom's exact label map stands in for segmentation "
+                                            "(use --segment to run it)"])
+    out = Path(args.out)
+    return _run(volume, anatomy, args, out, extra_files={"ct.nii.gz": write_ct})
+
+
+def register(sub) -> None:
+    """Add ``plan`` and ``demo`` to the top-level command line."""
+    p = sub.add_parser("plan", help="plan the C2 dens screw trajectory on a CT",
+                       description="Read a CT, build the anatomy (provided masks + segmentation), search the "
+                       "lateral-cervical trajectories, and write plan.json + plan.mrk.json (+ report) to --out.")
+    p.add_argument("ct", metavar="CT", help="CT: DICOM folder or zip, NIfTI or NRRD file")
+    p.add_argument("--masks", default=None, help="provided masks: folder of NIfTI, .seg.nrrd, DICOM SEG...")
+    p.add_argument("--out", default=None, help="output plan folder (default ./plan-out)")
+    p.add_argument("--hint-lps", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
+                   help="a point near C2 (LPS mm) to help the locator")
+    _add_common(p)
+    p.set_defaults(handler=_plan_cmd)
+
+    d = sub.add_parser("demo", help="plan on the generated neck phantom (the README's main-job command)",
+                       description="Generate the synthetic neck CT phantom, write its CT into --out, plan, and write "
+                       "the same plan folder as 'osteoplan plan'.")
+    d.add_argument("--out", default="demo-out", help="output folder (default ./demo-out)")
+    d.add_argument("--seed", type=int, default=0, help="phantom noise seed")
+    d.add_argument("--segment", action="store_true",
+                   help="segment the phantom CT instead of using its exact label map")
+    _add_common(d)
+    d.set_defaults(handler=_demo_cmd)

@@ -1,0 +1,369 @@
+"""The hot loop of the trajectory search, compiled with numba.
+
+For each candidate (target point, unit direction) the kernel marches from the target back towards
+the skin at a fixed step, reading the ROI maps with trilinear interpolation:
+
+1. inside C2 (signed depth map > 0): containment margin of the screw and lesion length;
+   the bone entry is the zero crossing of the depth map (linear interpolation between samples);
+2. beyond the bone entry: other bone crossed, until the body mask drops below 0.5 (skin entry);
+3. along the whole path: for every structure map, min(distance - instrument radius) = clearance
+   of the instrument modelled as a capsule (cylinder + hemispherical ends) around the path axis.
+
+Sampling at step ``h`` overestimates a minimum distance by at most ``h / 2`` (a distance map is
+1-Lipschitz); the planner re-evaluates its final candidates at a finer step.
+
+A plain-Python reference implementation of the same computation, :func:`evaluate_python`, is
+kept for the benchmark and the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+#: result codes
+OK, NO_SKIN, TARGET_OUTSIDE_C2, NEVER_LEAVES_C2, BAD_ENTRY = 0, 1, 2, 3, 4
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _tri(a, k, j, i):
+    K, J, I = a.shape
+    if k < 0.0:
+        k = 0.0
+    if j < 0.0:
+        j = 0.0
+    if i < 0.0:
+        i = 0.0
+    if k > K - 1.0:
+        k = K - 1.0
+    if j > J - 1.0:
+        j = J - 1.0
+    if i > I - 1.0:
+        i = I - 1.0
+    k0 = min(int(k), K - 2) if K > 1 else 0
+    j0 = min(int(j), J - 2) if J > 1 else 0
+    i0 = min(int(i), I - 2) if I > 1 else 0
+    fk = k - k0
+    fj = j - j0
+    fi = i - i0
+    k1 = k0 + 1 if K > 1 else k0
+    j1 = j0 + 1 if J > 1 else j0
+    i1 = i0 + 1 if I > 1 else i0
+    c00 = a[k0, j0, i0] * (1 - fi) + a[k0, j0, i1] * fi
+    c01 = a[k0, j1, i0] * (1 - fi) + a[k0, j1, i1] * fi
+    c10 = a[k1, j0, i0] * (1 - fi) + a[k1, j0, i1] * fi
+    c11 = a[k1, j1, i0] * (1 - fi) + a[k1, j1, i1] * fi
+    c0 = c00 * (1 - fj) + c01 * fj
+    c1 = c10 * (1 - fj) + c11 * fj
+    return c0 * (1 - fk) + c1 * fk
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
+    """out[n, s] = min(out[n, s], trilinear(maps[..., s]) - r) for every channel s (maps (K, J, I, S))."""
+    K, J, I, S = maps.shape
+    if k < 0.0:
+        k = 0.0
+    if j < 0.0:
+        j = 0.0
+    if i < 0.0:
+        i = 0.0
+    if k > K - 1.0:
+        k = K - 1.0
+    if j > J - 1.0:
+        j = J - 1.0
+    if i > I - 1.0:
+        i = I - 1.0
+    k0 = min(int(k), K - 2)
+    j0 = min(int(j), J - 2)
+    i0 = min(int(i), I - 2)
+    fk = k - k0
+    fj = j - j0
+    fi = i - i0
+    w000 = (1 - fk) * (1 - fj) * (1 - fi)
+    w001 = (1 - fk) * (1 - fj) * fi
+    w010 = (1 - fk) * fj * (1 - fi)
+    w011 = (1 - fk) * fj * fi
+    w100 = fk * (1 - fj) * (1 - fi)
+    w101 = fk * (1 - fj) * fi
+    w110 = fk * fj * (1 - fi)
+    w111 = fk * fj * fi
+    for s_ in range(S):
+        if soft_only[s_] and not soft_ok:
+            continue
+        v = (w000 * maps[k0, j0, i0, s_] + w001 * maps[k0, j0, i0 + 1, s_]
+             + w010 * maps[k0, j0 + 1, i0, s_] + w011 * maps[k0, j0 + 1, i0 + 1, s_]
+             + w100 * maps[k0 + 1, j0, i0, s_] + w101 * maps[k0 + 1, j0, i0 + 1, s_]
+             + w110 * maps[k0 + 1, j0 + 1, i0, s_] + w111 * maps[k0 + 1, j0 + 1, i0 + 1, s_]) - r
+        if v < out[n, s_]:
+            out[n, s_] = v
+
+
+@nb.njit(cache=True, nogil=True)
+def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
+                        c2d, body, other, lesion, maps, soft_only,
+                        r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
+                        out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc):
+    """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
+
+    Parameters
+    ----------
+    t_idx : (T, 3) float64, targets in ROI index (k, j, i).
+    d_idx : (D, 3) float64, directions (skin -> target) as ROI index change per mm.
+    cand_t, cand_d : (N,) int64, target and direction of each candidate.
+    h : sample step (mm).  s_max : maximum skin-to-target depth (mm).
+    c2d : (K, J, I) float32 signed depth in C2 (mm, + inside).
+    body, other, lesion : (K, J, I) uint8 masks.
+    maps : (K, J, I, S) float32 distance maps (channel last); soft_only : (S,) bool (measured only
+        outside C2).
+    r_instr : instrument radius for clearances (mm); r_screw : screw radius for containment (mm).
+    skip_mm : minimum length after the bone entry excluded from containment (mm); the excluded
+        length grows to ``(r_screw + cont_margin) / sin(incidence)`` (capped at 15 mm) for oblique
+        entries, incidence being the angle between the path and the C2 surface at the entry.
+    d_world : (D, 3) unit directions in LPS; Minv : (3, 3) world -> index linear part (for the
+        surface normal from the depth-map gradient).
+    entry_rule : (16 + 3 T,) float64, empty to disable: [waist xyz (LPS mm), dens axis xyz,
+        anterior unit xyz, anterior_min_mm, below_waist_min_mm, length_min_mm, length_max_mm,
+        min_incidence_deg, 0, 0] followed by the targets in LPS mm (T x 3, flattened). Candidates
+        whose bone entry breaks this rule skip phase 2 (code ``BAD_ENTRY``); see
+        :func:`osteoplan.planning.search.entry_rule_vector`.
+    out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg).
+    """
+    N = cand_t.shape[0]
+    S = maps.shape[3]
+    K, J, I = body.shape
+    nmax = int(s_max / h) + 2
+    buf = np.empty(nmax, np.float64)
+    for n in range(N):
+        t = t_idx[cand_t[n]]
+        d = d_idx[cand_d[n]]
+        for s_ in range(S):
+            out_clear[n, s_] = 1e9
+        out_other[n] = 0.0
+        out_lesion[n] = 0.0
+        prev = _tri(c2d, t[0], t[1], t[2])
+        if prev <= 0.0:
+            out_code[n] = TARGET_OUTSIDE_C2
+            out_sbone[n] = 0.0
+            out_sskin[n] = 0.0
+            out_cont[n] = -1e9
+            continue
+        # ---- phase 1: inside C2
+        buf[0] = prev
+        sbone = -1.0
+        m = 0
+        for m in range(1, nmax):
+            s = m * h
+            k = t[0] - s * d[0]
+            j = t[1] - s * d[1]
+            i = t[2] - s * d[2]
+            v = _tri(c2d, k, j, i)
+            if v <= 0.0:
+                sbone = s - h + h * prev / (prev - v)
+                break
+            buf[m] = v
+            prev = v
+            if _tri(lesion, k, j, i) >= 0.5:
+                out_lesion[n] += h
+            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
+        if sbone < 0.0:
+            out_code[n] = NEVER_LEAVES_C2
+            out_sbone[n] = 0.0
+            out_sskin[n] = 0.0
+            out_cont[n] = -1e9
+            continue
+        # target sample clearance
+        _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)
+        # incidence at the bone entry: angle between the path and the C2 surface (depth gradient)
+        ke = t[0] - sbone * d[0]
+        je = t[1] - sbone * d[1]
+        ie = t[2] - sbone * d[2]
+        gk = (_tri(c2d, ke + 0.5, je, ie) - _tri(c2d, ke - 0.5, je, ie))
+        gj = (_tri(c2d, ke, je + 0.5, ie) - _tri(c2d, ke, je - 0.5, ie))
+        gi = (_tri(c2d, ke, je, ie + 0.5) - _tri(c2d, ke, je, ie - 0.5))
+        gx = Minv[0, 0] * gk + Minv[1, 0] * gj + Minv[2, 0] * gi
+        gy = Minv[0, 1] * gk + Minv[1, 1] * gj + Minv[2, 1] * gi
+        gz = Minv[0, 2] * gk + Minv[1, 2] * gj + Minv[2, 2] * gi
+        gn = math.sqrt(gx * gx + gy * gy + gz * gz)
+        dw = d_world[cand_d[n]]
+        sin_inc = abs(gx * dw[0] + gy * dw[1] + gz * dw[2]) / gn if gn > 1e-9 else 1.0
+        if sin_inc > 1.0:
+            sin_inc = 1.0
+        out_inc[n] = math.degrees(math.asin(sin_inc))
+        skip = (r_screw + cont_margin) / max(sin_inc, 1e-3)
+        if skip < skip_mm:
+            skip = skip_mm
+        if skip > 15.0:
+            skip = 15.0
+        # containment: samples with s <= sbone - skip (at least the target sample)
+        cont = 1e9
+        lim = sbone - skip
+        for q in range(0, m):
+            if q == 0 or q * h <= lim:
+                if buf[q] < cont:
+                    cont = buf[q]
+        out_cont[n] = cont - r_screw
+        out_sbone[n] = sbone
+        if entry_rule.shape[0] > 0:
+            # bone entry (LPS mm) relative to the waist; dens axis entry_rule[3:6], anterior entry_rule[6:9]
+            tw0 = entry_rule[16 + 3 * cand_t[n]]
+            tw1 = entry_rule[17 + 3 * cand_t[n]]
+            tw2 = entry_rule[18 + 3 * cand_t[n]]
+            ex = tw0 - sbone * dw[0] - entry_rule[0]
+            ey = tw1 - sbone * dw[1] - entry_rule[1]
+            ez = tw2 - sbone * dw[2] - entry_rule[2]
+            below = -(ex * entry_rule[3] + ey * entry_rule[4] + ez * entry_rule[5])
+            antoff = ex * entry_rule[6] + ey * entry_rule[7] + ez * entry_rule[8]
+            if (antoff < entry_rule[9] or below < entry_rule[10] or sbone < entry_rule[11]
+                    or sbone > entry_rule[12] or out_inc[n] < entry_rule[13]):
+                out_code[n] = BAD_ENTRY
+                out_sskin[n] = 0.0
+                continue
+        # ---- phase 2: soft tissue until the skin
+        sskin = -1.0
+        prevb = 1.0
+        q = m
+        soft_start = sbone + r_instr
+        while q < nmax:
+            s = q * h
+            k = t[0] - s * d[0]
+            j = t[1] - s * d[1]
+            i = t[2] - s * d[2]
+            if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
+                break
+            b = _tri(body, k, j, i)
+            if b < 0.5:
+                sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
+                break
+            prevb = b
+            if s > sbone + h:
+                if _tri(other, k, j, i) >= 0.5 or _tri(c2d, k, j, i) > 0.0:
+                    out_other[n] += h
+            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
+            q += 1
+        if sskin < 0.0:
+            out_code[n] = NO_SKIN
+            out_sskin[n] = q * h
+            continue
+        out_code[n] = OK
+        out_sskin[n] = sskin
+
+
+def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, lesion, maps, soft_only,
+                    r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule):
+    """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
+
+    Uses :func:`scipy.ndimage.map_coordinates` (trilinear, edge-clamped) for each sample point, one
+    candidate at a time. Returns a dict of arrays with the same meaning as the kernel's outputs.
+    """
+    from scipy.ndimage import map_coordinates
+
+    def tri(a, p):
+        p = np.clip(p, 0, np.asarray(a.shape) - 1.0)
+        return float(map_coordinates(a, p.reshape(3, 1), order=1, mode="nearest")[0])
+
+    N = len(cand_t)
+    S = maps.shape[3]
+    maps = np.moveaxis(maps, 3, 0)
+    res = {k: np.zeros(N) for k in ("sbone", "sskin", "cont", "other", "lesion", "inc")}
+    res["code"] = np.zeros(N, np.int8)
+    res["clear"] = np.full((N, S), 1e9)
+    shape = np.asarray(body.shape)
+    for n in range(N):
+        t = t_idx[cand_t[n]]
+        d = d_idx[cand_d[n]]
+        prev = tri(c2d, t)
+        if prev <= 0:
+            res["code"][n] = TARGET_OUTSIDE_C2
+            res["cont"][n] = -1e9
+            continue
+        depths = [prev]
+        for s_ in range(S):
+            if not soft_only[s_]:
+                res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], t) - r_instr)
+        sbone = None
+        s = 0.0
+        while s < s_max:
+            s += h
+            p = t - s * d
+            v = tri(c2d, p)
+            if v <= 0:
+                sbone = s - h + h * prev / (prev - v)
+                break
+            depths.append(v)
+            prev = v
+            if tri(lesion, p) >= 0.5:
+                res["lesion"][n] += h
+            for s_ in range(S):
+                if not soft_only[s_]:
+                    res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
+        if sbone is None:
+            res["code"][n] = NEVER_LEAVES_C2
+            res["cont"][n] = -1e9
+            continue
+        e = t - sbone * d
+        g_idx = np.array([tri(c2d, e + 0.5 * np.eye(3)[a]) - tri(c2d, e - 0.5 * np.eye(3)[a]) for a in range(3)])
+        g = Minv.T @ g_idx
+        gn = np.linalg.norm(g)
+        sin_inc = min(1.0, abs(g @ d_world[cand_d[n]]) / gn) if gn > 1e-9 else 1.0
+        res["inc"][n] = np.degrees(np.arcsin(sin_inc))
+        skip = min(15.0, max(skip_mm, (r_screw + cont_margin) / max(sin_inc, 1e-3)))
+        keep = [v for q, v in enumerate(depths) if q == 0 or q * h <= sbone - skip]
+        res["cont"][n] = min(keep) - r_screw
+        res["sbone"][n] = sbone
+        if len(entry_rule):
+            tw = entry_rule[16 + 3 * cand_t[n]: 19 + 3 * cand_t[n]]
+            e = tw - sbone * d_world[cand_d[n]] - entry_rule[0:3]
+            below = -(e @ entry_rule[3:6])
+            antoff = e @ entry_rule[6:9]
+            if (antoff < entry_rule[9] or below < entry_rule[10] or sbone < entry_rule[11]
+                    or sbone > entry_rule[12] or res["inc"][n] < entry_rule[13]):
+                res["code"][n] = BAD_ENTRY
+                continue
+        prevb, sskin = 1.0, None
+        while s < s_max:
+            p = t - s * d
+            if np.any(p < -0.5) or np.any(p > shape - 0.5):
+                break
+            b = tri(body, p)
+            if b < 0.5:
+                sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
+                break
+            prevb = b
+            if s > sbone + h and (tri(other, p) >= 0.5 or tri(c2d, p) > 0):
+                res["other"][n] += h
+            for s_ in range(S):
+                if (not soft_only[s_]) or s >= sbone + r_instr:
+                    res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
+            s += h
+        if sskin is None:
+            res["code"][n] = NO_SKIN
+            res["sskin"][n] = s
+            continue
+        res["sskin"][n] = sskin
+    return res
+
+
+def unit_directions(side_sign: float, cc_deg: np.ndarray, ml_deg: np.ndarray) -> np.ndarray:
+    """Unit LPS directions (skin -> target) for craniocaudal/mediolateral angle grids.
+
+    ``d = (side_sign * sin(ml) * cos(cc), cos(ml) * cos(cc), sin(cc))``; ``side_sign`` = +1 for a
+    right-sided skin entry (the path travels towards the patient's left, +x), -1 for left.
+    Returns (len(cc) * len(ml), 3).
+    """
+    cc, ml = np.meshgrid(np.radians(cc_deg), np.radians(ml_deg), indexing="ij")
+    d = np.stack([side_sign * np.sin(ml) * np.cos(cc), np.cos(ml) * np.cos(cc), np.sin(cc)], axis=-1)
+    return d.reshape(-1, 3)
+
+
+def angles_of(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(craniocaudal_deg, mediolateral_deg) of unit directions (..., 3) (see osteoplan.planning.model)."""
+    d = np.asarray(d, float)
+    cc = np.degrees(np.arcsin(np.clip(d[..., 2], -1, 1)))
+    ml = np.degrees(np.arctan2(np.abs(d[..., 0]), d[..., 1]))
+    return cc, ml
+
+
+_ = math  # numba uses math implicitly in some builds

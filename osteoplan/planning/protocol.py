@@ -1,0 +1,241 @@
+"""Procedure protocols as data: TOML files validated on load.
+
+A protocol fixes everything the planner needs that is a clinical choice rather than a measurement:
+target zone, entry rules, side, instruments and screw catalogue, a margin per structure, angle
+limits, objective weights. Shipped protocols live in ``osteoplan/planning/protocols/*.toml``; each
+value in them says its source or is marked "configurable default, no published source".
+
+Examples
+--------
+>>> p = load_protocol("c2-dens-lateral")
+>>> p.screw.diameters_mm
+[3.5, 4.0, 4.5]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from osteoplan.errors import ProtocolError, safe_path
+
+PROTOCOL_DIR = Path(__file__).with_name("protocols")
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TargetZone(_M):
+    below_apex_min_mm: float = Field(ge=0)
+    below_apex_max_mm: float = Field(gt=0, le=30)
+    inside_cortex_min_mm: float = Field(ge=0, le=10)
+    anterior_of_axis_min_mm: float = Field(ge=-10, le=10)
+    grid_step_mm: float = Field(gt=0.2, le=5)
+    max_targets: int = Field(ge=1, le=2000)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.below_apex_max_mm <= self.below_apex_min_mm:
+            raise ValueError("below_apex_max_mm must be greater than below_apex_min_mm")
+        return self
+
+
+class EntryRules(_M):
+    bone_entry_anterior_min_mm: float = Field(ge=-20, le=20)
+    bone_entry_below_waist_min_mm: float = Field(ge=-20, le=40)
+    max_depth_mm: float = Field(gt=20, le=300)
+    min_incidence_deg: float = Field(ge=0, le=90)
+
+
+class SideRule(_M):
+    default: Literal["left", "right", "best"]
+
+
+class AngleLimits(_M):
+    craniocaudal_min_deg: float = Field(ge=-90, le=90)
+    craniocaudal_max_deg: float = Field(ge=-90, le=90)
+    mediolateral_min_deg: float = Field(ge=0, le=180)
+    mediolateral_max_deg: float = Field(ge=0, le=180)
+    grid_step_deg: float = Field(gt=0.1, le=20)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.craniocaudal_max_deg < self.craniocaudal_min_deg:
+            raise ValueError("craniocaudal_max_deg must be >= craniocaudal_min_deg")
+        if self.mediolateral_max_deg < self.mediolateral_min_deg:
+            raise ValueError("mediolateral_max_deg must be >= mediolateral_min_deg")
+        return self
+
+
+class Instruments(_M):
+    trocar_gauge: int = Field(ge=6, le=22)
+    trocar_outer_diameter_mm: float = Field(gt=0, le=10)
+    guide_pin_diameter_mm: float = Field(gt=0, le=5)
+
+
+class ScrewCatalogue(_M):
+    diameters_mm: list[float] = Field(min_length=1)
+    length_min_mm: float = Field(gt=0, le=120)
+    length_max_mm: float = Field(gt=0, le=120)
+    length_step_mm: float = Field(gt=0, le=20)
+    practice_min_mm: float = Field(gt=0, le=120)
+    practice_max_mm: float = Field(gt=0, le=120)
+    thread_mm: dict[str, float]
+    catalogue: str
+    waist_margin_mm: float = Field(ge=0, le=5)
+    containment_margin_mm: float = Field(ge=-2, le=5)
+    containment_skip_entry_mm: float = Field(ge=0, le=20)
+
+    @field_validator("diameters_mm")
+    @classmethod
+    def _diam(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 or d > 10 for d in v):
+            raise ValueError("every diameter must be in (0, 10] mm")
+        return sorted(v)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.length_max_mm < self.length_min_mm:
+            raise ValueError("length_max_mm must be >= length_min_mm")
+        for d in self.diameters_mm:
+            if self.thread_key(d) not in self.thread_mm:
+                raise ValueError(f"thread_mm has no entry for diameter {d} (key \"{self.thread_key(d)}\")")
+        return self
+
+    @staticmethod
+    def thread_key(d: float) -> str:
+        return f"{d:.1f}"
+
+    def lengths(self) -> list[float]:
+        """Catalogue lengths (mm), ascending: min, min+step, ... <= max."""
+        n = int((self.length_max_mm - self.length_min_mm) / self.length_step_mm + 1e-9)
+        return [round(self.length_min_mm + i * self.length_step_mm, 3) for i in range(n + 1)]
+
+
+class StructureRule(_M):
+    category: Literal["hard", "displaceable"]
+    margin_mm: float = Field(ge=0, le=30)
+
+
+class HydroRule(_M):
+    achievable_mm: float = Field(ge=0, le=50)
+
+
+class CementRule(_M):
+    reference_mean_ml: float = Field(gt=0)
+    reference_sd_ml: float = Field(ge=0)
+    reference_min_ml: float = Field(gt=0)
+    reference_max_ml: float = Field(gt=0)
+    filling_fraction_low: float = Field(gt=0, le=1)
+    filling_fraction_high: float = Field(gt=0, le=1)
+    leak_distance_mm: float = Field(ge=0, le=20)
+
+
+class GuidanceRule(_M):
+    gantry_limit_deg: float = Field(ge=0, le=60)
+
+
+class DensityRule(_M):
+    cortical_hu: float
+    cancellous_hu: float
+    bone_hu: float
+
+
+class Objective(_M):
+    displacement: float = Field(ge=0)
+    depth: float = Field(ge=0)
+    dens_axis: float = Field(ge=0)
+    containment: float = Field(ge=0)
+    containment_target_mm: float = Field(ge=0)
+    hard_clearance: float = Field(ge=0)
+    lesion: float = Field(ge=0)
+    bone_purchase: float = Field(ge=0)
+
+
+class OutputRule(_M):
+    n_plans: int = Field(ge=1, le=20)
+    min_bone_entry_separation_mm: float = Field(ge=0)
+    min_direction_difference_deg: float = Field(ge=0)
+
+
+class Protocol(_M):
+    """A validated procedure protocol (see ``protocols/c2-dens-lateral.toml`` for every field's meaning)."""
+
+    name: str
+    version: str
+    title: str
+    sources: list[str] = Field(default_factory=list)
+    target: TargetZone
+    entry: EntryRules
+    side: SideRule
+    angles: AngleLimits
+    instruments: Instruments
+    screw: ScrewCatalogue
+    structures: dict[str, StructureRule]
+    hydrodissection: HydroRule
+    cement: CementRule
+    guidance: GuidanceRule
+    density: DensityRule
+    objective: Objective
+    output: OutputRule
+
+    def hard_structures(self) -> list[str]:
+        """Names of hard structures (never displaced)."""
+        return [n for n, r in self.structures.items() if r.category == "hard"]
+
+    def displaceable_structures(self) -> list[str]:
+        """Names of structures hydrodissection may push away."""
+        return [n for n, r in self.structures.items() if r.category == "displaceable"]
+
+
+def available_protocols() -> list[str]:
+    """Names of the shipped protocols."""
+    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))
+
+
+def parse_protocol(data: dict, origin: str = "<protocol>") -> Protocol:
+    """Validate a protocol mapping.
+
+    Raises
+    ------
+    ProtocolError
+        A field is missing, unknown or out of range; the message names the field.
+    """
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:3]:
+            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+            parts.append(f"field '{loc}': {err['msg']}")
+        raise ProtocolError(f"Protocol {origin} is invalid: " + "; ".join(parts)
+                            + ". Fix the protocol file (see protocols/c2-dens-lateral.toml for the documented fields).") from None
+
+
+def load_protocol(name_or_path: str | Path = "c2-dens-lateral") -> Protocol:
+    """Load a shipped protocol by name or a TOML file by path.
+
+    Raises
+    ------
+    ProtocolError
+        Unknown name, unreadable file, TOML syntax error, or invalid field (named in the message).
+    """
+    p = Path(name_or_path)
+    if not (p.suffix == ".toml" or p.exists()):
+        p = PROTOCOL_DIR / f"{name_or_path}.toml"
+        if not p.exists():
+            raise ProtocolError(f"Unknown protocol '{name_or_path}'. Available: {', '.join(available_protocols())}; "
+                                "or give a path to a .toml protocol file.")
+    if not p.is_file():
+        raise ProtocolError(f"Protocol file not found: {safe_path(p)}.")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"Protocol {safe_path(p)} is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ProtocolError(f"Protocol {safe_path(p)} is not UTF-8 text.") from None
+    return parse_protocol(data, safe_path(p))

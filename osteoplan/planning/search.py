@@ -1,0 +1,535 @@
+"""Dense, vectorised search over candidate trajectories to the dens.
+
+Candidates are every (target point in the dens apex zone) x (direction within the protocol's angle
+limits, from the requested side(s)). Each is evaluated by the compiled kernel
+(:func:`osteoplan.planning.kernel.evaluate_candidates`) on distance maps computed once on a region
+of interest (:mod:`osteoplan.planning.fields`). Hard constraints give the feasible set; the
+objective (:func:`objective`) ranks it.
+
+Hard constraints, in the order used for "first failing constraint" counts:
+
+``skin``          the path reaches the skin inside the field of view within ``entry.max_depth_mm``;
+``bone_entry``    the bone entry is on the anterior/anterolateral cortex of the C2 body (anterior of
+                  the dens axis, below the waist, per protocol);
+``screw_length``  bone entry -> target fits the catalogue (>= shortest, < longest + one step);
+``entry_angle``   the path meets the C2 cortex at >= ``entry.min_incidence_deg`` (a trocar skids on
+                  a tangential cortex);
+``containment``   screw surface stays ``screw.containment_margin_mm`` inside C2 (entry zone excepted);
+``clearance:X``   every segmented hard structure X: clearance >= its margin;
+``bone_on_way``   no bone other than C2 crossed between skin and bone entry;
+``hydrodissection_limit`` displacement needed by any displaceable structure <= what hydrodissection
+                  can achieve (``hydrodissection.achievable_mm``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy.labelmap import LabelMap
+from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.errors import AnatomyError, PlanningError
+from osteoplan.imaging.volume import Volume
+from osteoplan.planning import kernel as K
+from osteoplan.planning.fields import (ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
+                                       signed_distance_mm)
+from osteoplan.planning.protocol import Protocol
+
+CONSTRAINTS: dict[str, str] = {
+    "skin": "path reaches the skin inside the field of view and within the maximum depth",
+    "bone_entry": "bone entry on the anterior/anterolateral cortex of the C2 body",
+    "screw_length": "bone entry to target fits the screw catalogue",
+    "containment": "screw stays inside C2 with the containment margin",
+    "entry_angle": "path meets the C2 cortex at least at the minimum incidence angle",
+    "bone_on_way": "no other bone (mandible, C1, C3...) crossed before C2",
+    "hydrodissection_limit": "displacement needed within what hydrodissection achieves",
+}
+
+
+def dens_frame(lm: DensLandmarks) -> tuple[np.ndarray, np.ndarray]:
+    """(axis_unit, anterior_unit): dens axis (base -> apex) and the anterior direction perpendicular to it."""
+    ax = lm.axis_unit / np.linalg.norm(lm.axis_unit)
+    a = np.array([0.0, -1.0, 0.0])  # LPS anterior
+    ant = a - (a @ ax) * ax
+    return ax, ant / np.linalg.norm(ant)
+
+
+def choose_diameter(protocol: Protocol, waist_mm: float | None) -> tuple[float, bool | None, list[str]]:
+    """Largest catalogue diameter leaving ``screw.waist_margin_mm`` of bone each side at the dens waist.
+
+    Returns (diameter_mm, fits, warnings). Unknown waist -> smallest diameter, fits None.
+    """
+    ds = protocol.screw.diameters_mm
+    if waist_mm is None or not np.isfinite(waist_mm):
+        return ds[0], None, ["Dens waist diameter unknown: smallest catalogue screw assumed; check the waist on the images."]
+    ok = [d for d in ds if (waist_mm - d) / 2 >= protocol.screw.waist_margin_mm - 1e-9]
+    if ok:
+        return ok[-1], True, []
+    return ds[0], False, [f"Dens waist {waist_mm:.1f} mm leaves less than {protocol.screw.waist_margin_mm:.1f} mm of bone "
+                          f"each side of even the thinnest screw ({ds[0]:.1f} mm): discuss the indication."]
+
+
+# --------------------------------------------------------------------------- ROI and fields
+def _c2_mask(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol) -> tuple[np.ndarray, str, list[str]]:
+    if labelmap.has("vertebrae_C2") and labelmap.get("vertebrae_C2").any():
+        m = labelmap.get("vertebrae_C2")
+        if labelmap.has("lesion"):
+            # a lytic lesion inside C2 is still C2 for containment (the cement fills it)
+            les = labelmap.get("lesion")
+            m = m | (les & ndi.binary_dilation(m, iterations=2))
+        return m, labelmap.sources.get("vertebrae_C2", "segmented"), []
+    # fallback: bone (mask or HU threshold) connected to the C2 body centre, within 30 mm of the dens
+    bone = labelmap.get("bone") if labelmap.has("bone") else volume.array >= protocol.density.bone_hu
+    kji = np.indices(volume.shape).reshape(3, -1).T
+    centre = (lm.waist_lps_mm + lm.body_centre_lps_mm) / 2
+    near = np.linalg.norm(volume.index_to_world(kji) - centre, axis=1).reshape(volume.shape) <= 30.0
+    lab, _ = ndi.label(bone & near)
+    seeds = [np.rint(volume.world_to_index(p)).astype(int) for p in (lm.body_centre_lps_mm, lm.waist_lps_mm, lm.apex_lps_mm)]
+    ids = {int(lab[tuple(np.clip(s, 0, np.asarray(volume.shape) - 1))]) for s in seeds} - {0}
+    if not ids:
+        raise AnatomyError("C2 is not segmented and no bone was found at the dens landmarks; provide a C2 mask "
+                           "(--masks) or a hint point (--hint-lps).")
+    return np.isin(lab, list(ids)), "approximated", [
+        "C2 was not segmented: approximated as the bone connected to the dens landmarks within 30 mm "
+        "(may include C1/C3); containment is approximate."]
+
+
+def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol,
+                 lesion_mask: np.ndarray | None = None) -> tuple[ROIFields, list[str], dict[str, str]]:
+    """Compute the ROI and every distance map the search needs.
+
+    Returns (fields, warnings, not_assessed) where not_assessed maps each protocol structure that
+    was not segmented to the reason.
+    """
+    warnings: list[str] = []
+    sp = volume.spacing_mm
+    c2, c2_src, w = _c2_mask(volume, labelmap, lm, protocol)
+    warnings += w
+    # ROI: body bounding box in-plane; S-I from (apex + 15 mm) down by max_depth*sin(cc_max)+10 mm
+    a = protocol.angles
+    up = 15.0 + protocol.entry.max_depth_mm * max(0.0, np.sin(np.radians(-a.craniocaudal_min_deg)))
+    down = 15.0 + protocol.target.below_apex_max_mm + protocol.entry.max_depth_mm * max(0.0, np.sin(np.radians(a.craniocaudal_max_deg)))
+    if labelmap.has("body") and labelmap.get("body").any():
+        body_full, body_src = labelmap.get("body"), labelmap.sources.get("body", "segmented")
+    else:
+        body_full = ndi.binary_fill_holes(volume.array > -300) if volume.array.size < 4e7 else volume.array > -300
+        body_src = "HU > -300 threshold (no body mask)"
+        warnings.append("No body (skin) mask: skin taken as the HU > -300 boundary.")
+    # S-I box in LPS z -> index box (axis-aligned or oblique grids: use corner mapping)
+    zlo, zhi = lm.apex_lps_mm[2] - down, lm.apex_lps_mm[2] + up
+    kji = np.indices(volume.shape, sparse=False)
+    del kji
+    # index of each slice centre's z (works for any affine: evaluate on the index grid corners per axis)
+    K_, J_, I_ = volume.shape
+    lo = np.zeros(3, int)
+    hi = np.asarray(volume.shape)
+    # find the axis that carries z the most and crop along it
+    zaxis = int(np.argmax(np.abs(volume.affine[2, :3])))
+    idx = np.arange(volume.shape[zaxis], dtype=float)
+    pts = np.zeros((len(idx), 3))
+    pts[:, zaxis] = idx
+    c = np.asarray(volume.shape, float) / 2
+    for ax in range(3):
+        if ax != zaxis:
+            pts[:, ax] = c[ax]
+    z = volume.index_to_world(pts)[:, 2]
+    inside = np.nonzero((z >= zlo) & (z <= zhi))[0]
+    if len(inside) == 0:
+        raise AnatomyError("The dens landmarks lie outside the CT; check the field of view.")
+    lo[zaxis], hi[zaxis] = max(0, inside[0] - 1), min(volume.shape[zaxis], inside[-1] + 2)
+    bb = _nz_box(body_full)
+    if bb is not None:
+        for ax in range(3):
+            if ax != zaxis:
+                lo[ax], hi[ax] = max(lo[ax], bb[ax][0] - 2), min(hi[ax], bb[ax][1] + 3)
+    sl = tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))
+    aff = volume.affine.copy()
+    aff[:3, 3] = volume.index_to_world(lo.astype(float))
+    shape = tuple(int(h - l) for l, h in zip(lo, hi))
+
+    c2r = c2[sl]
+    bone_other_src: str
+    if labelmap.has("bone"):
+        bone_r = labelmap.get("bone")[sl].copy()
+        bone_other_src = labelmap.sources.get("bone", "segmented")
+    else:
+        bone_r = volume.array[sl] >= protocol.density.bone_hu
+        bone_other_src = f"HU >= {protocol.density.bone_hu:.0f} threshold (no bone mask)"
+    if labelmap.has("mandible"):
+        bone_r |= labelmap.get("mandible")[sl]
+    c2_grown = ndi.binary_dilation(c2r, iterations=1)
+    other = bone_r & ~c2_grown
+    les = None
+    if lesion_mask is not None:
+        les = lesion_mask
+    elif labelmap.has("lesion"):
+        les = labelmap.get("lesion")
+    if les is not None:
+        other &= ~les[sl]
+    lesion_r = les[sl] if les is not None else np.zeros(shape, bool)
+
+    f = ROIFields(offset=lo.copy(), shape=shape, affine=aff, spacing_mm=sp,
+                  c2_depth_mm=depth_inside_mm(c2r, sp), body=body_full[sl].astype(np.uint8),
+                  other_bone=other.astype(np.uint8), lesion=lesion_r.astype(np.uint8),
+                  c2_source=c2_src, body_source=body_src, other_bone_source=bone_other_src,
+                  lesion_assessed=les is not None)
+    not_assessed: dict[str, str] = {}
+    for name, rule in protocol.structures.items():
+        if name == "other_bone":
+            f.structures.append(StructureField(name, rule.category, rule.margin_mm,
+                                               capped_distance_mm(other, sp), bone_other_src, soft_only=True))
+            continue
+        if not labelmap.has(name):
+            not_assessed[name] = "not segmented"
+            continue
+        m = labelmap.get(name)
+        mr = m[sl]
+        if rule.category == "displaceable":
+            dm = signed_distance_mm(mr, sp)
+        else:
+            dm = capped_distance_mm(mr, sp)
+        f.structures.append(StructureField(name, rule.category, rule.margin_mm, dm,
+                                           labelmap.sources.get(name, "segmented"),
+                                           soft_only=(name == "mandible"), mask_full=m))
+    f.maps = np.empty(shape + (max(1, len(f.structures)),), np.float32)
+    f.maps[...] = 1e3
+    for i_, st in enumerate(f.structures):
+        f.maps[..., i_] = st.map_mm
+        st.map_mm = f.maps[..., i_]
+    if not f.structures:
+        f.maps = f.maps[..., :0]
+    return f, warnings, not_assessed
+
+
+def _nz_box(mask: np.ndarray):
+    out = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        nz = np.nonzero(mask.any(axis=other))[0]
+        if len(nz) == 0:
+            return None
+        out.append((int(nz[0]), int(nz[-1])))
+    return out
+
+
+# --------------------------------------------------------------------------- candidates
+def target_points(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, r_screw: float = 0.0) -> np.ndarray:
+    """Target points (T, 3) LPS mm: grid points in the dens apex zone (see protocol ``[target]``).
+
+    A point qualifies when it lies ``below_apex_min..max`` mm below the apex along the dens axis,
+    at least ``anterior_of_axis_min_mm`` anterior of the axis, within the apical dens
+    (radius 8 mm of the axis), and at least ``inside_cortex_min_mm`` deep inside C2 -- and deep
+    enough for the screw there to be contained (``r_screw + screw.containment_margin_mm``).
+    At most ``max_targets`` are kept, evenly spread.
+    """
+    t = protocol.target
+    ax, ant = dens_frame(lm)
+    lat = np.cross(ax, ant)
+    g = np.arange(-8.0, 8.0 + 1e-9, t.grid_step_mm)
+    gz = np.arange(t.below_apex_min_mm, t.below_apex_max_mm + 1e-9, t.grid_step_mm)
+    A, L, Z = np.meshgrid(g, g, gz, indexing="ij")
+    pts = (lm.apex_lps_mm[None] - Z.reshape(-1, 1) * ax + A.reshape(-1, 1) * ant + L.reshape(-1, 1) * lat)
+    keep = (A.reshape(-1) >= t.anterior_of_axis_min_mm)
+    pts = pts[keep]
+    idx = fields.world_to_roi(pts)
+    from scipy.ndimage import map_coordinates
+
+    depth = map_coordinates(fields.c2_depth_mm, idx.T, order=1, mode="nearest")
+    pts = pts[depth >= max(t.inside_cortex_min_mm, r_screw + protocol.screw.containment_margin_mm)]
+    if len(pts) > t.max_targets:
+        pts = pts[np.linspace(0, len(pts) - 1, t.max_targets).round().astype(int)]
+    return pts
+
+
+def directions(protocol: Protocol, sides: list[str], step_deg: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(D, 3) unit directions (skin -> target) over the angle grid for each side, and (D,) side codes (+1 right, -1 left)."""
+    a = protocol.angles
+    st = step_deg or a.grid_step_deg
+    cc = np.arange(a.craniocaudal_min_deg, a.craniocaudal_max_deg + 1e-9, st)
+    ml = np.arange(a.mediolateral_min_deg, a.mediolateral_max_deg + 1e-9, st)
+    ds, ss = [], []
+    for side in sides:
+        sign = 1.0 if side == "right" else -1.0
+        d = K.unit_directions(sign, cc, ml)
+        ds.append(d)
+        ss.append(np.full(len(d), sign))
+    return np.concatenate(ds), np.concatenate(ss)
+
+
+@dataclass
+class Evaluation:
+    """Per-candidate results of the kernel (arrays of length N, or (N, S))."""
+
+    cand_t: np.ndarray
+    cand_d: np.ndarray
+    code: np.ndarray
+    s_bone: np.ndarray
+    s_skin: np.ndarray
+    containment: np.ndarray
+    other_bone: np.ndarray
+    lesion: np.ndarray
+    clear: np.ndarray
+    incidence_deg: np.ndarray
+    seconds: float = 0.0
+
+
+def entry_rule_vector(lm: DensLandmarks | None, protocol: Protocol, targets_lps: np.ndarray) -> np.ndarray:
+    """Packed bone-entry rule for the kernel's early exit (empty when *lm* is None)."""
+    if lm is None:
+        return np.zeros(0)
+    ax, ant = dens_frame(lm)
+    lengths = protocol.screw.lengths()
+    head = np.zeros(16)
+    head[0:3] = lm.waist_lps_mm
+    head[3:6] = ax
+    head[6:9] = ant
+    head[9] = protocol.entry.bone_entry_anterior_min_mm
+    head[10] = protocol.entry.bone_entry_below_waist_min_mm
+    head[11] = lengths[0]
+    head[12] = lengths[-1] + protocol.screw.length_step_mm
+    head[13] = protocol.entry.min_incidence_deg
+    return np.concatenate([head, np.asarray(targets_lps, float).reshape(-1)])
+
+
+def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
+               cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
+               python: bool = False, lm: DensLandmarks | None = None) -> Evaluation:
+    """Evaluate the candidates (cand_t[n], cand_d[n]) with the numba kernel (or the Python loop).
+
+    With *lm*, candidates whose bone entry breaks the entry rule, the screw-length range or the
+    incidence limit stop after the C2 part (code ``BAD_ENTRY``): their soft-tissue clearances are
+    not computed (left at +1e9) because they are excluded anyway.
+    """
+    t_idx = fields.world_to_roi(targets_lps)
+    inv = np.linalg.inv(fields.affine)[:3, :3]
+    d_idx = np.ascontiguousarray(dirs_lps @ inv.T)
+    S = len(fields.structures)
+    maps = fields.maps
+    soft = np.array([s.soft_only for s in fields.structures], dtype=np.bool_)
+    N = len(cand_t)
+    t0 = time.perf_counter()
+    args = (np.ascontiguousarray(t_idx), d_idx, cand_t.astype(np.int64), cand_d.astype(np.int64),
+            float(step_mm), float(protocol.entry.max_depth_mm), fields.c2_depth_mm, fields.body,
+            fields.other_bone, fields.lesion, maps, soft, float(r_instr), float(r_screw),
+            float(protocol.screw.containment_skip_entry_mm), float(protocol.screw.containment_margin_mm),
+            np.ascontiguousarray(dirs_lps, dtype=np.float64), np.ascontiguousarray(inv, dtype=np.float64),
+            entry_rule_vector(lm, protocol, targets_lps))
+    if python:
+        r = K.evaluate_python(*args)
+        ev = Evaluation(cand_t, cand_d, r["code"], r["sbone"], r["sskin"], r["cont"], r["other"], r["lesion"], r["clear"],
+                        r["inc"])
+    else:
+        out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
+                   other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N))
+        K.evaluate_candidates(*args, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
+                              out["lesion"], out["clear"], out["inc"])
+        ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
+                        out["lesion"], out["clear"], out["inc"])
+    ev.seconds = time.perf_counter() - t0
+    return ev
+
+
+@dataclass
+class Assessment:
+    """Constraint results and objective for every evaluated candidate."""
+
+    violations: dict[str, np.ndarray]  # constraint -> shortfall (>0 = violated), (N,)
+    feasible: np.ndarray
+    score: np.ndarray
+    terms: dict[str, np.ndarray]
+    displacement: np.ndarray  # (N, S) displacement needed per structure (0 if none)
+    screw_len: np.ndarray
+    bone_entry: np.ndarray  # (N, 3)
+    skin_entry: np.ndarray  # (N, 3)
+
+
+def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndarray, lm: DensLandmarks,
+           protocol: Protocol) -> Assessment:
+    """Apply the hard constraints and the objective to evaluated candidates (vectorised).
+
+    Objective (lower is better; weights in the protocol's ``[objective]``):
+    ``displacement * sum(displacement needed, mm) + depth * skin-to-target depth (mm)
+    + dens_axis * angle to the dens axis (deg) + containment * max(0, containment_target - containment) (mm)
+    - hard_clearance * min(5, smallest hard clearance beyond its margin) (mm)
+    - lesion * min(10, lesion length on the screw) (mm) - bone_purchase * bone-to-target length (mm)``.
+    Configurable defaults, no published source.
+    """
+    p = protocol
+    T = targets[ev.cand_t]
+    D = dirs[ev.cand_d]
+    ok_code = ev.code == K.OK
+    bone_entry = T - ev.s_bone[:, None] * D
+    skin_entry = T - ev.s_skin[:, None] * D
+    ax, ant = dens_frame(lm)
+    v: dict[str, np.ndarray] = {}
+    big = 1e3
+    v["skin"] = np.where(ok_code | (ev.code == K.BAD_ENTRY), 0.0,
+                         np.where(ev.code == K.NO_SKIN, np.maximum(ev.s_skin - p.entry.max_depth_mm, 1.0), big))
+    rel = bone_entry - lm.waist_lps_mm
+    ant_off = rel @ ant
+    below = -(rel @ ax)
+    v["bone_entry"] = np.maximum(0, p.entry.bone_entry_anterior_min_mm - ant_off) + np.maximum(0, p.entry.bone_entry_below_waist_min_mm - below)
+    lengths = np.asarray(p.screw.lengths())
+    L = ev.s_bone
+    v["screw_length"] = np.maximum(0, lengths[0] - L) + np.maximum(0, L - (lengths[-1] + p.screw.length_step_mm))
+    screw_len = lengths[np.clip(np.searchsorted(lengths, L + 1e-9, side="right") - 1, 0, len(lengths) - 1)]
+    v["containment"] = np.maximum(0, p.screw.containment_margin_mm - ev.containment)
+    v["entry_angle"] = np.where(ok_code | (ev.code == K.BAD_ENTRY),
+                                np.maximum(0, p.entry.min_incidence_deg - ev.incidence_deg), 0.0)
+    disp = np.zeros_like(ev.clear)
+    hard_extra = np.full(len(L), np.inf)
+    for s_i, s in enumerate(fields.structures):
+        short = s.margin_mm - ev.clear[:, s_i]
+        if s.category == "hard":
+            v[f"clearance:{s.name}"] = np.maximum(0, short)
+            if s.name != "other_bone":
+                hard_extra = np.minimum(hard_extra, -short)
+        else:
+            disp[:, s_i] = np.maximum(0, short)
+    v["bone_on_way"] = ev.other_bone
+    v["hydrodissection_limit"] = np.maximum(0, (disp.max(axis=1) if disp.shape[1] else 0) - p.hydrodissection.achievable_mm)
+    feas = np.ones(len(L), bool)
+    for arr in v.values():
+        feas &= arr <= 1e-9
+    o = p.objective
+    axis_angle = np.degrees(np.arccos(np.clip(np.abs(D @ ax), 0, 1)))
+    terms = {
+        "displacement": o.displacement * disp.sum(axis=1),
+        "depth": o.depth * ev.s_skin,
+        "dens_axis": o.dens_axis * axis_angle,
+        "containment": o.containment * np.maximum(0, o.containment_target_mm - ev.containment),
+        "hard_clearance": -o.hard_clearance * np.clip(np.where(np.isfinite(hard_extra), hard_extra, 0), 0, 5),
+        "lesion": -o.lesion * np.minimum(ev.lesion, 10.0),
+        "bone_purchase": -o.bone_purchase * ev.s_bone,
+    }
+    score = sum(terms.values())
+    return Assessment(v, feas, score, terms, disp, screw_len, bone_entry, skin_entry)
+
+
+def select_diverse(order: np.ndarray, bone_entry: np.ndarray, dirs: np.ndarray, n: int,
+                   min_sep_mm: float, min_deg: float) -> list[int]:
+    """Greedy: walk *order* (best first), keep a candidate if it differs from every kept one by
+    more than *min_sep_mm* of bone entry OR more than *min_deg* of direction."""
+    kept: list[int] = []
+    cos_lim = np.cos(np.radians(min_deg))
+    for c in order:
+        ok = True
+        for k in kept:
+            if np.linalg.norm(bone_entry[c] - bone_entry[k]) <= min_sep_mm and float(dirs[c] @ dirs[k]) >= cos_lim:
+                ok = False
+                break
+        if ok:
+            kept.append(int(c))
+            if len(kept) >= n:
+                break
+    return kept
+
+
+@dataclass
+class SearchResult:
+    """Output of :func:`search`."""
+
+    fields: ROIFields
+    targets: np.ndarray
+    dirs: np.ndarray
+    side_sign: np.ndarray
+    coarse: Evaluation
+    coarse_assessment: Assessment
+    fine: Evaluation | None
+    fine_assessment: Assessment | None
+    chosen: list[int] = field(default_factory=list)  # indices into fine arrays
+    r_instr: float = 0.0
+    r_screw: float = 0.0
+    diameter_mm: float = 0.0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    not_assessed: dict[str, str] = field(default_factory=dict)
+    fine_step_mm: float = 0.2
+    coarse_step_mm: float = 1.0
+
+
+def candidate_diameters(protocol: Protocol, waist_mm: float | None) -> list[float]:
+    """Catalogue diameters to try, largest first: those leaving the waist margin (or the smallest)."""
+    d0, fits, _ = choose_diameter(protocol, waist_mm)
+    return sorted([d for d in protocol.screw.diameters_mm if d <= d0], reverse=True)
+
+
+def _search_one(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, dirs: np.ndarray, sign: np.ndarray,
+                diameter: float, coarse_step_mm: float, fine_step_mm: float, n_refine: int) -> "SearchResult | None":
+    r_screw = diameter / 2
+    r_instr = max(protocol.instruments.trocar_outer_diameter_mm, diameter, protocol.instruments.guide_pin_diameter_mm) / 2
+    targets = target_points(fields, lm, protocol, r_screw)
+    if len(targets) == 0:
+        return None
+    T, D = len(targets), len(dirs)
+    cand_t = np.repeat(np.arange(T), D)
+    cand_d = np.tile(np.arange(D), T)
+    ev = run_kernel(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, lm=lm)
+    asm = assess(ev, fields, targets, dirs, lm, protocol)
+    # refine: best feasible by score plus best near-misses (smallest total violation)
+    total_v = sum(np.minimum(a, 1e3) for a in asm.violations.values())
+    # coarse sampling may overestimate a clearance by step/2: let near-feasible candidates in
+    pool = np.nonzero(total_v <= coarse_step_mm)[0]
+    pool = pool[np.argsort(asm.score[pool])][:n_refine]
+    miss = np.argsort(total_v + 1e-3 * asm.score)[: max(20, n_refine // 10)]
+    pool = np.unique(np.concatenate([pool, miss]))
+    fine = run_kernel(fields, targets, dirs, cand_t[pool], cand_d[pool], protocol, r_instr, r_screw, fine_step_mm)
+    fasm = assess(fine, fields, targets, dirs, lm, protocol)
+    feas = np.nonzero(fasm.feasible)[0]
+    order = feas[np.argsort(fasm.score[feas])]
+    chosen = select_diverse(order, fasm.bone_entry, dirs[fine.cand_d], protocol.output.n_plans,
+                            protocol.output.min_bone_entry_separation_mm, protocol.output.min_direction_difference_deg)
+    return SearchResult(fields, targets, dirs, sign, ev, asm, fine, fasm, chosen, r_instr, r_screw, diameter,
+                        fine_step_mm=fine_step_mm, coarse_step_mm=coarse_step_mm)
+
+
+def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol, side: str = "best",
+           lesion_mask: np.ndarray | None = None, coarse_step_mm: float = 1.0, fine_step_mm: float = 0.2,
+           angle_step_deg: float | None = None, n_refine: int = 300, fields: ROIFields | None = None) -> SearchResult:
+    """Run the whole search.
+
+    Parameters
+    ----------
+    volume, labelmap : the CT and its label map (same grid).
+    lm : dens landmarks (LPS mm).
+    protocol : validated protocol.
+    side : "left", "right" or "best" (both searched).
+    coarse_step_mm, fine_step_mm : sampling steps of the dense pass and of the re-evaluation of the
+        best ``n_refine`` candidates (whose numbers are reported).
+    angle_step_deg : override of the protocol's direction grid step.
+
+    Raises
+    ------
+    PlanningError
+        No target point in the dens apex zone (C2/dens not where the landmarks say).
+    """
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+    not_assessed: dict[str, str] = {}
+    if fields is None:
+        fields, w, not_assessed = build_fields(volume, labelmap, lm, protocol, lesion_mask)
+        warnings += w
+    diameters = candidate_diameters(protocol, lm.waist_diameter_mm)
+    sides = ["left", "right"] if side == "best" else [side]
+    dirs, sign = directions(protocol, sides, angle_step_deg)
+    res = None
+    for i, diameter in enumerate(diameters):
+        r = _search_one(fields, lm, protocol, dirs, sign, diameter, coarse_step_mm, fine_step_mm, n_refine)
+        if r is None:
+            continue
+        res = r  # when none is feasible, the smallest diameter's result explains why
+        if r.chosen:
+            if i > 0:
+                warnings.append(f"No feasible path with a {diameters[0]:.1f} mm screw; {diameter:.1f} mm was used.")
+            break
+    if res is None:
+        raise PlanningError("No target point in the dens apex zone is inside C2 with the required cortex margin: "
+                            "check the C2 segmentation / dens landmarks, or relax [target] in the protocol.")
+    _, _, w = choose_diameter(protocol, lm.waist_diameter_mm)
+    res.warnings = warnings + w
+    res.not_assessed = not_assessed
+    res.seconds = time.perf_counter() - t0
+    return res
