@@ -107,3 +107,15 @@ def test_two_series_default_and_choice(cthead, neck_crop):
     c = read_volume(folder, series_uid=other.uid)
     assert c.shape == (27, 80, 80)
     np.testing.assert_allclose(c.spacing_mm, [4.0, 2.0, 2.0])
+
+
+def test_private_phi_read_deidentified_in_memory(cthead, neck_crop):
+    src = cthead / "dicom-pitfalls" / "private_phi"
+    plain = read_volume(src)
+    v = read_volume(src, deidentify=True, key="k")
+    assert_same_volume(v, neck_crop)
+    blob = (repr(v.info.to_dict()) + " ".join(v.warnings)).lower()
+    for value in ["testperson", "camille", "fake-000123", "19580214", "hopital fictif", "acc998877", "ctfict01",
+                  plain.info.series_uid.lower(), plain.info.study_uid.lower()]:
+        assert value not in blob
+    assert v.info.series_uid.startswith("2.") and v.info.kvp == 120.0
