@@ -265,7 +265,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
     for k in range(cort.shape[0]):
         if cort[k].any():
             inside[k] = ndi.binary_fill_holes(ndi.binary_closing(cort[k], structure=disk) | cort[k])
-    deep = ndi.binary_erosion(above, structure=np.ones((1, 3, 3), bool))
+    deep = ndi.binary_erosion(above, structure=np.ones((3, 3, 3), bool))
     vox_ml = float(np.prod(cn.spacing_mm)) / 1000.0
     dlab, dn = ndi.label(deep)
     if dn:
@@ -273,7 +273,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         keep_d = dense_d * vox_ml >= 0.005
         keep_d[0] = False
         deep = keep_d[dlab]
-    bone = cort | (above & inside) | deep
+    bone = cort | ((a > t_c) & above & inside) | deep
     # keep components of at least 0.02 mL that hold dense (cortical) voxels: this drops noise
     # specks and contrast-filled vessels (150-500 HU, never cortical density)
     lab, n = ndi.label(bone)
@@ -344,7 +344,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
 
 def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
                          area_mm2: tuple[float, float] = (30.0, 1100.0),
-                         max_gap_mm: float = 20.0) -> CanalResult:
+                         max_gap_mm: float = 20.0, extend_mm: float = 25.0) -> CanalResult:
     """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
 
     Method: bone is closed along the cranio-caudal axis over 10 mm (bridges discs and interlaminar
@@ -446,6 +446,25 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     if n_interp:
         notes.append(f"spinal canal: {n_interp} slice(s) without a closed bone ring filled from the nearest slice")
     centre = {k: tuple(float(x) for x in ndi.center_of_mass(canal[k])) for k in range(k0, k1 + 1) if canal[k].any()}
+    # beyond the last closed ring (foramen magnum, or the image edge of a cropped CT) the cord
+    # continues: extend the end sections by up to extend_mm while they stay soft tissue (conservative)
+    n_ext = int(round(extend_mm / sp[0]))
+    for end, step in ((k1, 1), (k0, -1)):
+        ref = canal[end].copy()
+        for d in range(1, n_ext + 1):
+            k = end + step * d
+            if not 0 <= k < K:
+                break
+            sec = ref & body_c[k]
+            if not sec.any() or (b_c[k] & ref).sum() > 0.2 * ref.sum():
+                break
+            sec &= ~b_c[k]
+            m = float(a_c[k][sec].mean())
+            if not -100.0 < m < 120.0:
+                break
+            canal[k] = sec
+    if n_ext:
+        notes.append(f"spinal canal extended up to {extend_mm:.0f} mm beyond the last closed vertebral ring")
     return CanalResult(cn.from_canon(canal), centre, found, notes)
 
 

@@ -1,0 +1,188 @@
+"""Lytic lesion inside C2, segmented relative to the patient's own bone density.
+
+Method: the reference is the patient's own cancellous bone -- the interior of C2 (eroded by
+1.5 mm to drop the cortex) and of C3 when given -- summarised robustly (median and 1.4826 x MAD).
+A voxel inside the filled C2 is lytic when its (lightly smoothed) HU is below
+``max(median - k * SD, soft-tissue ceiling)`` capped to the soft-tissue range (<= 150 HU) and above
+-200 HU (not fat/air); the mask is opened (1 voxel) and components under 0.03 mL dropped.
+``k = 3`` and the thresholds are engineering defaults (no published source).
+
+Measures: volume (mL), fraction of the dens and of the C2 body involved, and the smallest residual
+bone cross-section (mm^2) perpendicular to the dens axis, with its position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.anatomy.segment import _smooth
+from osteoplan.errors import AnatomyError
+from osteoplan.imaging.volume import Volume
+
+
+@dataclass
+class LesionResult:
+    """A lytic lesion inside C2 and its measurements.
+
+    Attributes
+    ----------
+    mask : bool array (K, J, I)
+        Lytic voxels (empty when no lesion).
+    volume_ml : float
+    fraction_of_dens, fraction_of_body : float
+        Lesion volume / volume of the dens (above the waist along the axis) and of the C2 body
+        (below it), 0..1.
+    min_residual_bone_area_mm2 : float
+        Smallest remaining bone area of the dens/body cross-sections perpendicular to the dens
+        axis (from 2 mm above the body centre to 2 mm below the apex).
+    min_residual_position_lps_mm : (3,) array
+        Centre of that cross-section (on the axis).
+    reference_hu : dict
+        Normal-bone reference used: median, sd, n voxels, threshold, source.
+    found : bool
+    notes : list[str]
+    """
+
+    mask: np.ndarray
+    volume_ml: float
+    fraction_of_dens: float
+    fraction_of_body: float
+    min_residual_bone_area_mm2: float
+    min_residual_position_lps_mm: np.ndarray
+    reference_hu: dict
+    found: bool
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """Plain-JSON summary (without the mask)."""
+        return {
+            "found": self.found, "volume_ml": round(self.volume_ml, 3),
+            "fraction_of_dens": round(self.fraction_of_dens, 3), "fraction_of_body": round(self.fraction_of_body, 3),
+            "min_residual_bone_area_mm2": round(self.min_residual_bone_area_mm2, 1),
+            "min_residual_position_lps_mm": [round(float(x), 2) for x in self.min_residual_position_lps_mm],
+            "reference_hu": self.reference_hu, "notes": list(self.notes),
+        }
+
+
+def _points(volume: Volume, mask: np.ndarray) -> np.ndarray:
+    return volume.index_to_world(np.argwhere(mask).astype(float))
+
+
+def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks,
+                   c3_mask: np.ndarray | None = None, k_sd: float = 3.0) -> LesionResult:
+    """Segment a lytic lesion inside C2 relative to the patient's own cancellous bone.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU.
+    c2_mask : bool array (K, J, I)
+        Whole C2, lytic cavities included (as returned by :func:`osteoplan.anatomy.c2.locate_c2`).
+    landmarks : DensLandmarks
+        For the dens axis, waist and apex.
+    c3_mask : bool array (K, J, I), optional
+        C3, added to the normal-bone reference.
+    k_sd : float
+        Lytic = below reference median - k_sd x SD (default 3; engineering default).
+
+    Returns
+    -------
+    LesionResult
+        Empty mask and ``found=False`` on a CT without lesion.
+
+    Raises
+    ------
+    AnatomyError
+        The C2 mask is empty or does not match the CT grid.
+    """
+    c2 = np.asarray(c2_mask, bool)
+    if c2.shape != volume.shape or not c2.any():
+        raise AnatomyError("Lesion segmentation needs a non-empty C2 mask on the CT grid; locate C2 first.")
+    sp = volume.spacing_mm
+    notes: list[str] = []
+    # filled C2 (per axial slice holes) -- cavities opening through the cortex stay as found
+    filled = c2.copy()
+    ks = np.nonzero(c2.any(axis=(1, 2)))[0]
+    k0, k1 = int(ks.min()), int(ks.max()) + 1
+    js = np.nonzero(c2.any(axis=(0, 2)))[0]
+    is_ = np.nonzero(c2.any(axis=(0, 1)))[0]
+    sl = (slice(k0, k1), slice(max(js.min() - 2, 0), js.max() + 3), slice(max(is_.min() - 2, 0), is_.max() + 3))
+    sub = volume.array[sl]
+    sm = _smooth(sub, sp, 0.6)
+    c2s = c2[sl]
+    # reference: eroded interior of C2 (+ C3)
+    r_vox = np.maximum(np.round(1.5 / sp).astype(int), 1)
+    st = np.ones(tuple(2 * r + 1 for r in r_vox), bool)
+    interior = ndi.binary_erosion(c2s, structure=st)
+    ref_vals = sm[interior]
+    src = "C2 interior"
+    if c3_mask is not None and np.asarray(c3_mask).any():
+        c3i = ndi.binary_erosion(np.asarray(c3_mask, bool), structure=st)
+        ref_vals = np.concatenate([ref_vals, ndi.gaussian_filter(volume.array, 0.5)[c3i]])
+        src = "C2 + C3 interior"
+    # trabecular bone only (above soft tissue): lesions and cortex must not set the reference
+    trab = ref_vals[(ref_vals > 120) & (ref_vals < 700)]
+    if trab.size < 20:
+        notes.append("too little trabecular bone to build a reference; a fixed 150 HU ceiling is used")
+        med, sd = 250.0, 50.0
+    else:
+        med = float(np.median(trab))
+        sd = float(1.4826 * np.median(np.abs(trab - med)))
+    thr = float(min(med - k_sd * sd, 0.5 * (med + 40.0) + 20.0))
+    thr = max(thr, 60.0)
+    lyt = c2s & (sm < thr) & (sm > -200.0)
+    lyt = ndi.binary_closing(ndi.binary_opening(lyt, structure=ndi.generate_binary_structure(3, 1)), structure=ndi.generate_binary_structure(3, 1)) & c2s
+    vox_ml = volume.voxel_volume_ml
+    lab, n = ndi.label(lyt)
+    if n:
+        sizes = np.bincount(lab.ravel()) * vox_ml
+        keep = sizes >= 0.03
+        keep[0] = False
+        lyt = keep[lab]
+    mask = np.zeros(volume.shape, bool)
+    mask[sl] = lyt
+    ref = {"median_hu": round(med, 1), "sd_hu": round(sd, 1), "n_voxels": int(trab.size),
+           "threshold_hu": round(thr, 1), "k_sd": k_sd, "source": src}
+    # split dens / body at the waist along the axis
+    axis = landmarks.axis_unit
+    pts_c2 = _points(volume, c2)
+    t_c2 = (pts_c2 - landmarks.waist_lps_mm) @ axis
+    dens_n = int((t_c2 >= 0).sum())
+    body_n = int((t_c2 < 0).sum())
+    vol_ml = float(mask.sum()) * vox_ml
+    if mask.any():
+        t_l = (_points(volume, mask) - landmarks.waist_lps_mm) @ axis
+        fd = float((t_l >= 0).sum()) / max(dens_n, 1)
+        fb = float((t_l < 0).sum()) / max(body_n, 1)
+    else:
+        fd = fb = 0.0
+        notes.append("no lesion: no voxel of C2 below the lytic threshold")
+    # residual bone cross-sections perpendicular to the axis (bone = C2 minus lesion)
+    bone_pts = _points(volume, c2 & ~mask)
+    t_b = (bone_pts - landmarks.waist_lps_mm) @ axis
+    t_apex = float((landmarks.apex_lps_mm - landmarks.waist_lps_mm) @ axis)
+    t_body = float((landmarks.body_centre_lps_mm - landmarks.waist_lps_mm) @ axis)
+    step = float(max(sp.max(), 1.0))
+    lo, hi = t_body + 2.0, t_apex - 2.0
+    best_a, best_t = np.inf, 0.0
+    vox_mm3 = vox_ml * 1000.0
+    # restrict to the anterior column: points within 12 mm of the axis line
+    off = bone_pts - landmarks.waist_lps_mm
+    radial = np.linalg.norm(off - np.outer(off @ axis, axis), axis=1)
+    near = radial <= 12.0
+    t = lo
+    while t <= hi:
+        sel = near & (np.abs(t_b - t) <= step / 2)
+        area = float(sel.sum()) * vox_mm3 / step
+        if area < best_a:
+            best_a, best_t = area, t
+        t += step
+    if not np.isfinite(best_a):
+        best_a, best_t = float("nan"), 0.0
+        notes.append("dens too short to measure residual cross-sections")
+    pos = landmarks.waist_lps_mm + best_t * axis
+    return LesionResult(mask, vol_ml, min(fd, 1.0), min(fb, 1.0), float(best_a), pos, ref, bool(mask.any()), notes)

@@ -1,0 +1,201 @@
+"""Anatomy for the planner: provided masks + classical segmentation + C2 landmarks + lesion.
+
+:func:`build_anatomy` is what the planner calls. Provided masks (TotalSegmentator output, Slicer,
+RT contours, phantom truth) take precedence over classical segmentation for the same structure;
+every structure records its source, and every structure that was NOT segmented is listed in the
+messages so that a plan can report it as "not assessed".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from osteoplan.anatomy.labelmap import LabelMap
+from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.anatomy.lesion import LesionResult, segment_lesion
+from osteoplan.errors import AnatomyError, OsteoplanError, safe_path
+from osteoplan.imaging.volume import Volume
+
+#: Structures a C2 plan checks; those missing at the end are reported as NOT segmented.
+PLANNING_STRUCTURES = (
+    "spinal_canal", "spinal_cord", "vertebral_artery_left", "vertebral_artery_right",
+    "common_carotid_artery_left", "common_carotid_artery_right", "internal_carotid_artery_left",
+    "internal_carotid_artery_right", "internal_jugular_vein_left", "internal_jugular_vein_right",
+    "airway", "esophagus", "mandible",
+)
+
+
+@dataclass
+class Anatomy:
+    """Everything the planner needs to know about the patient's anatomy.
+
+    Attributes
+    ----------
+    labelmap : LabelMap
+        Masks on the CT grid with their sources (``provided:...``, ``classical``, ...).
+    landmarks : DensLandmarks or None
+        C2 / dens landmarks (None when C2 could not be located; see messages).
+    lesion : LesionResult or None
+    contrast_detected : bool
+    messages : list[str]
+        What was segmented how, and what was NOT segmented (and why).
+    """
+
+    labelmap: LabelMap
+    landmarks: DensLandmarks | None
+    lesion: LesionResult | None
+    contrast_detected: bool
+    messages: list[str] = field(default_factory=list)
+
+    def not_segmented(self) -> list[str]:
+        """Planning structures absent from the label map (to report as NOT ASSESSED)."""
+        return [s for s in PLANNING_STRUCTURES if not self.labelmap.has(s)]
+
+    def summary(self) -> dict:
+        """Plain-JSON summary (no masks)."""
+        return {
+            "structures": self.labelmap.summary(),
+            "not_segmented": self.not_segmented(),
+            "landmarks": self.landmarks.to_dict() if self.landmarks is not None else None,
+            "lesion": self.lesion.summary() if self.lesion is not None else None,
+            "contrast_detected": self.contrast_detected,
+            "messages": list(self.messages),
+        }
+
+    def save(self, out_dir: str | Path) -> dict:
+        """Write ``anatomy.json`` and ``labels.nii.gz`` (multilabel, table in the JSON) atomically.
+
+        Returns the summary dict (with the file names written).
+        """
+        import nibabel as nib
+
+        from osteoplan.atomic import atomic_dir
+
+        out = Path(out_dir)
+        summ = self.summary()
+        arr, table = self.labelmap.to_multilabel()
+        summ["label_table"] = {str(k): v for k, v in table.items()}
+        summ["files"] = ["anatomy.json", "labels.nii.gz"]
+        img = self.labelmap.volume.with_array(arr.astype(np.float32)).to_nifti(dtype=np.uint16)
+        with atomic_dir(out) as tmp:
+            tmp = Path(tmp)
+            nib.save(img, str(tmp / "labels.nii.gz"))
+            (tmp / "anatomy.json").write_text(json.dumps(summ, indent=1, default=float))
+        return summ
+
+
+def _load_provided(volume: Volume, masks) -> LabelMap:
+    if isinstance(masks, LabelMap):
+        if masks.volume.shape != volume.shape or not np.allclose(masks.volume.affine, volume.affine, atol=1e-3):
+            raise AnatomyError("The provided label map is on another grid than the CT; load it with "
+                               "osteoplan.anatomy.loaders.load_masks(path, volume) so it is resampled.")
+        return masks
+    try:
+        from osteoplan.anatomy.loaders import load_masks
+    except ImportError as exc:  # pragma: no cover - loaders are part of the package
+        raise AnatomyError(f"Mask loading is unavailable ({exc}); give a LabelMap instead.") from None
+    p = Path(masks)
+    if not p.exists():
+        raise AnatomyError(f"Masks not found: {safe_path(p)}. Check the path.")
+    return load_masks(p, volume)
+
+
+def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
+    """Build the planner's anatomy from a CT, optional provided masks and an optional C2 hint.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU.
+    masks : LabelMap, str, Path or None
+        Provided masks (a LabelMap on the CT grid, or a path read by
+        :func:`osteoplan.anatomy.loaders.load_masks`). They take precedence over classical
+        segmentation for the same structure.
+    hint_lps : (3,) array-like, optional
+        One point inside C2 (LPS mm).
+    use_totalsegmentator : bool
+        Run the optional TotalSegmentator backend first (when installed); its masks rank
+        between provided masks and classical ones.
+
+    Returns
+    -------
+    Anatomy
+
+    Raises
+    ------
+    OsteoplanError
+        Every failure (unreadable masks, masks off the CT, bad hint) is an OsteoplanError
+        subclass with a clear message. C2 not found is NOT raised: the anatomy is returned with
+        ``landmarks=None`` and the reason in ``messages`` (the planner decides).
+    """
+    from osteoplan.anatomy.c2 import locate_c2
+    from osteoplan.anatomy.segment import run_classical
+
+    msgs: list[str] = []
+    provided = _load_provided(volume, masks) if masks is not None else None
+    ts = None
+    if use_totalsegmentator:
+        try:
+            from osteoplan.anatomy import totalseg  # type: ignore[attr-defined]
+
+            ts = totalseg.run_totalsegmentator(volume)
+            msgs.append("TotalSegmentator masks used where not provided")
+        except ImportError:
+            msgs.append("TotalSegmentator backend not available in this build: classical segmentation only")
+        except OsteoplanError as exc:
+            msgs.append(f"TotalSegmentator not used: {exc}")
+    have = set(provided.names()) if provided is not None else set()
+    if ts is not None:
+        have |= set(ts.names())
+    try:
+        cl = run_classical(volume, skip=frozenset(have))
+    except OsteoplanError:
+        raise
+    except Exception as exc:  # keep the planner robust: never a traceback for a segmentation fault
+        raise AnatomyError(f"Classical segmentation failed ({type(exc).__name__}); provide masks instead.") from None
+    lm = LabelMap(volume)
+    for src_lm in (cl.labelmap, ts, provided):
+        if src_lm is None:
+            continue
+        for n in src_lm.names():
+            lm.add(n, src_lm.get(n), src_lm.sources.get(n, "provided"))
+    if provided is not None:
+        msgs.append("provided masks: " + ", ".join(f"{n}" for n in provided.names()))
+    msgs.extend(cl.messages)
+    # C2 and landmarks
+    landmarks = None
+    lesion = None
+    try:
+        c2, landmarks = locate_c2(volume, lm, hint_lps=hint_lps, bone=cl.bone.bone,
+                                  canal=cl.canal if not (provided is not None and provided.has("spinal_canal")) else None)
+        if not lm.has("vertebrae_C2"):
+            lm.add("vertebrae_C2", c2, "classical")
+        msgs.append(f"C2 located ({landmarks.method}, confidence {landmarks.confidence:.2f})")
+        msgs.extend(f"C2: {n}" for n in landmarks.notes)
+    except AnatomyError as exc:
+        msgs.append(f"C2 NOT located: {exc}")
+    if landmarks is not None:
+        if lm.has("lesion"):
+            msgs.append("lesion: provided mask used")
+        else:
+            try:
+                lesion = segment_lesion(volume, lm.get("vertebrae_C2"), landmarks,
+                                        lm.get("vertebrae_C3") if lm.has("vertebrae_C3") else None)
+                lm.add("lesion", lesion.mask, "classical")
+                msgs.append(f"lesion: {lesion.volume_ml:.2f} mL lytic (threshold {lesion.reference_hu['threshold_hu']} HU "
+                            f"from {lesion.reference_hu['source']})" if lesion.found else "lesion: none found in C2")
+            except AnatomyError as exc:
+                msgs.append(f"lesion NOT assessed: {exc}")
+    missing = [s for s in PLANNING_STRUCTURES if not lm.has(s)]
+    if missing:
+        msgs.append("NOT segmented (not assessed): " + ", ".join(missing))
+    return Anatomy(lm, landmarks, lesion, bool(cl.contrast.detected), msgs)
+
+
+def save_anatomy(anatomy: Anatomy, out_dir: str | Path) -> dict:
+    """Write an :class:`Anatomy` to *out_dir* (see :meth:`Anatomy.save`)."""
+    return anatomy.save(out_dir)

@@ -1,0 +1,51 @@
+"""C2 localisation and landmarks against the phantom's exact truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from osteoplan.anatomy.c2 import locate_c2
+from osteoplan.errors import AnatomyError
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from osteoplan.anatomy.phantom import make_phantom
+
+    return make_phantom(fov_inferior_mm=-60.0)
+
+
+@pytest.fixture(scope="module")
+def located(phantom):
+    return locate_c2(phantom.volume)
+
+
+def test_c2_dice_and_landmarks_within_2mm(phantom, located):
+    c2, lm = located
+    t = phantom.truth.get("vertebrae_C2")
+    assert 2 * (c2 & t).sum() / (c2.sum() + t.sum()) >= 0.90
+    tl = phantom.landmarks
+    for f in ("apex_lps_mm", "waist_lps_mm", "anteroinferior_body_lps_mm", "body_centre_lps_mm"):
+        assert np.linalg.norm(getattr(lm, f) - getattr(tl, f)) <= 2.0, f
+    assert lm.waist_diameter_mm == pytest.approx(tl.waist_diameter_mm, abs=1.5)
+    assert np.degrees(np.arccos(np.clip(lm.axis_unit @ tl.axis_unit, -1, 1))) < 10.0
+    assert 0.5 < lm.confidence <= 1.0
+    assert lm.method == "classical"
+
+
+def test_hint_inside_c2_gives_same_vertebra(phantom, located):
+    c2, _ = located
+    c2h, lmh = locate_c2(phantom.volume, hint_lps=phantom.landmarks.body_centre_lps_mm)
+    assert lmh.method == "classical+hint"
+    assert 2 * (c2 & c2h).sum() / (c2.sum() + c2h.sum()) > 0.95
+
+
+def test_ct_without_c2_is_a_clear_error(phantom):
+    # keep only the skull-free top 8 slices above C1: no vertebral column anterior to a canal
+    v = phantom.volume
+    top = v.with_array(v.array.copy())
+    arr = top.array
+    arr[:-8] = -1000.0
+    with pytest.raises(AnatomyError, match="C2|canal"):
+        locate_c2(top)
