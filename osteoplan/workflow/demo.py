@@ -107,11 +107,12 @@ def _decision(rng: random.Random, kind: str, site: str) -> str:
 
 
 def generate_demo_data(session: Session, n_cases: int = 120, year: int | None = None, seed: int = 0,
-                       rounds: int = 12) -> dict[str, int]:
+                       rounds: int = 12, batch: int = 50) -> dict[str, int]:
     """Fill the registry with demo users and *n_cases* fictitious cases referred during *year*.
 
     Deterministic for a given (n_cases, year, seed) and the same "today" (visits that would fall in the future
-    are not recorded). Flushes, does not commit (commit the session afterwards).
+    are not recorded). COMMITS every *batch* cases (a small unit of work keeps 2,000 cases fast); the last
+    partial batch is flushed, commit it afterwards. ``batch=0``: never commit.
 
     Parameters
     ----------
@@ -123,6 +124,8 @@ def generate_demo_data(session: Session, n_cases: int = 120, year: int | None = 
         Random seed.
     rounds : int
         bcrypt cost of the demo passwords (12; lower it in tests).
+    batch : int
+        Cases per committed batch (0: no intermediate commit).
 
     Returns
     -------
@@ -147,12 +150,21 @@ def generate_demo_data(session: Session, n_cases: int = 120, year: int | None = 
             m.TumourBoardMeeting.meeting_date.in_(tuesdays)))}
     meeting_days = sorted(rng.choice(tuesdays) for _ in range(n_cases))
 
+    meeting_ids: dict[dt.date, int] = {d: mt.id for d, mt in meetings.items()}
+    board_id = board.id
     for i, mdate in enumerate(meeting_days):
+        if batch and i and i % batch == 0:
+            # keep the unit of work small: commit the batch and start from an empty identity map
+            session.commit()
+            session.expunge_all()
+            board = session.get(m.User, board_id)
+            meetings = {d: session.get(m.TumourBoardMeeting, mid) for d, mid in meeting_ids.items()}
         if mdate not in meetings:
             specs = ["interventional radiology", "medical oncology", "radiation oncology"]
             specs += rng.sample(_SPECIALTIES[3:], k=rng.randint(1, 3))
             meetings[mdate] = sv.create_meeting(session, None, {"meeting_date": mdate,
                                                                 "specialties_present": specs})
+            meeting_ids[mdate] = meetings[mdate].id
         sex = rng.choice(("female", "male"))
         cancer = _pick(rng, _CANCERS)
         if cancer == "breast":
