@@ -184,6 +184,29 @@ class _Crop:
         return np.asarray(m, bool)[self.sl]
 
 
+def _structure_fields(mask: np.ndarray, volume: Volume, margin_mm: float):
+    """(lower index corner (3,), float mask sub-array, distance map sub-array or None) around a structure.
+
+    The sub-array is the structure's bounding box grown by ``margin + 2`` mm (and one voxel), so the
+    Euclidean distance map inside it is exact up to the margin; outside, distances exceed the margin.
+    Returns None for an empty mask.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return None
+    sp = volume.spacing_mm
+    grow = np.ceil((margin_mm + 2.0) / sp).astype(int) + 1
+    nz = [np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    lo = np.array([max(int(z[0]) - g, 0) for z, g in zip(nz, grow)])
+    hi = np.array([min(int(z[-1]) + g + 1, n) for z, g, n in zip(nz, grow, m.shape)])
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub = m[sl]
+    dist = distance_transform_edt(~sub, sampling=sp).astype(np.float32) if margin_mm > 0 else None
+    return lo.astype(float), sub.astype(np.float32), dist
+
+
 def _band(p0_2d, p1_2d, radius):
     d = np.asarray(p1_2d) - np.asarray(p0_2d)
     n = np.linalg.norm(d)
@@ -247,32 +270,31 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     ys = np.linspace(ext[3], ext[2], plane.n_rows, endpoint=False) + plane.pixel_mm / 2
     handles = []
     if labelmap is not None:
-        crop = _Crop(volume, path.target_lps_mm, max(path.length_mm, 60.0) + 25.0)
+        cache = {} if cache is None else cache
+        pts_idx = volume.world_to_index(plane.points().reshape(-1, 3))
         for name in labelmap.names():
             if name in NOT_OUTLINED:
                 continue
-            m = crop.mask(labelmap.get(name))
-            if not m.any():
+            margin = path.margins_mm.get(name) or 0.0
+            key = ("structure", name, round(float(margin), 3))
+            entry = cache.get(key)
+            if entry is None:
+                entry = cache[key] = _structure_fields(labelmap.get(name), volume, margin)
+            if entry is None:
                 continue
+            lo, sub, dist = entry
+            from scipy.ndimage import map_coordinates
+
+            local = (pts_idx - lo).T
             col = hex_color(structure_color(name))
-            s = sample_mask(m, crop.volume, plane)
             drawn = False
-            if s.max() > 0.5:
-                ax.contour(xs, ys, s, levels=[0.5], colors=[col], linewidths=1.3 if name != "body" else 0.8)
+            sm = map_coordinates(sub, local, order=1, mode="constant", cval=0.0).reshape(plane.n_rows, plane.n_cols)
+            if sm.max() > 0.5:
+                ax.contour(xs, ys, sm, levels=[0.5], colors=[col], linewidths=1.3 if name != "body" else 0.8)
                 drawn = True
-            margin = path.margins_mm.get(name)
-            if margin and margin > 0:
-                from scipy.ndimage import distance_transform_edt, map_coordinates
-
-                key = (name, tuple((sl.start, sl.stop) for sl in crop.sl))
-                dist = None if cache is None else cache.get(key)
-                if dist is None:
-                    dist = distance_transform_edt(~m, sampling=crop.volume.spacing_mm).astype(np.float32)
-                    if cache is not None:
-                        cache[key] = dist
-
-                idx = crop.volume.world_to_index(plane.points().reshape(-1, 3))
-                dimg = map_coordinates(dist, idx.T, order=1, mode="nearest").reshape(plane.n_rows, plane.n_cols)
+            if dist is not None:
+                dimg = map_coordinates(dist, local, order=1, mode="constant",
+                                       cval=1e3).reshape(plane.n_rows, plane.n_cols)
                 if dimg.min() < margin < dimg.max():
                     ax.contour(xs, ys, dimg, levels=[margin], colors=[col], linewidths=1.0, linestyles="dashed")
                     drawn = True
