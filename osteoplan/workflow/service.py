@@ -41,6 +41,7 @@ import bcrypt
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -129,6 +130,10 @@ def _flush(session: Session) -> None:
     except StaleDataError:
         session.rollback()
         raise ConflictError(CONFLICT_MESSAGE) from None
+    except IntegrityError:
+        session.rollback()
+        raise ConflictError("a record with the same unique value (case code, username) was saved at the same "
+                            "time by someone else; reload and retry") from None
 
 
 def _get(session: Session, model: type, record_id: int, what: str, include_deleted: bool = False):

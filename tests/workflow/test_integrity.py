@@ -205,3 +205,17 @@ def test_committed_data_survives_sigkill(db_url, engine):
     eng.dispose()
     assert codes == ["DURABLE-1"]
     assert n_audit == 1
+
+
+def test_duplicate_unique_value_is_a_conflict(factory, users):
+    a, b = factory(), factory()
+    sv.create_patient(a, None, {"code": "SAME-1", "primary_cancer": "lung"})
+    # b checked the code before a committed (simulated: a commits between b's check and b's flush)
+    a.commit()
+    b.add(m.Patient(code="SAME-1", primary_cancer="lung", sex="unknown", version=1))
+    with pytest.raises(ConflictError, match="same unique value"):
+        sv._flush(b)
+    with pytest.raises(ValidationError, match="already used"):
+        sv.create_patient(b, None, {"code": "SAME-1", "primary_cancer": "lung"})
+    a.close()
+    b.close()
