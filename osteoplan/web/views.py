@@ -88,6 +88,22 @@ def plan_key_numbers(plan: dict) -> dict:
     return out
 
 
+def score_parts(components: Any) -> list[str]:
+    """Readable "component: option (points)" items of a stored SINS / Mirels result."""
+    if not isinstance(components, dict):
+        return []
+    comps = components.get("components", components)
+    out = []
+    for name, c in comps.items():
+        if isinstance(c, dict):
+            label = c.get("label") or c.get("value")
+            pts = c.get("points")
+            out.append(f"{name.replace('_', ' ')}: {label}" + (f" ({pts})" if pts is not None else ""))
+        elif not isinstance(c, (list, dict)):
+            out.append(f"{name.replace('_', ' ')}: {c}")
+    return out
+
+
 def case_context(case: dict, principal) -> dict:
     """Template context of the case page."""
     plans = []
