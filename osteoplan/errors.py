@@ -83,17 +83,29 @@ class PermissionDeniedError(OsteoplanError):
     """The user's role does not allow this action."""
 
 
-def safe_path(path: object) -> str:
-    """Return a display form of *path* that does not leak patient-derived file names.
+_GENERIC_NAME = None
 
-    Only the final component is kept, and only when it looks like a generic name
-    (no digits run longer than 4, no spaces or '^' typical of patient names); otherwise
-    ``<file>`` is returned.
+
+def safe_path(path: object) -> str:
+    """Return a display form of *path* that cannot leak patient-derived file names.
+
+    Only the final component is shown, and only when it is a generic name: letters-free
+    numbering (``0001.dcm``, ``IM00012``, ``slice_3.dcm``), or a name osteoplan itself writes
+    (``ct.nii.gz``, ``plan.json``, ``labels.nii.gz``...). Anything else -- which may be a
+    patient's name or ID -- is shown as ``<file>``.
     """
     import re
     from pathlib import Path
 
+    global _GENERIC_NAME
+    if _GENERIC_NAME is None:
+        _GENERIC_NAME = re.compile(
+            r"^(?:(?:im|img|image|i|ct|slice|file|frame|series|dicom|dcm|seg|sr)[_-]?)?[0-9a-f._-]{0,12}"
+            r"(?:\.(?:dcm|ima|nii|nii\.gz|nrrd|seg\.nrrd|zip|json|toml|mrk\.json|png|pdf|html))?$"
+            r"|^(?:ct|labels|landmarks|plan|report|protocol|mask)(?:[._-][a-z0-9]+)*$",
+            re.IGNORECASE,
+        )
     name = Path(str(path)).name
-    if re.search(r"\d{5,}|[\^ ]", name):
-        return "<file>"
-    return name
+    if name and _GENERIC_NAME.match(name) and not re.search(r"\d{6,}", name):
+        return name
+    return "<file>"

@@ -260,12 +260,13 @@ def test_localizer_next_to_ct_is_listed_rejected_and_ct_chosen(tmp_path):
 # ---------------------------------------------------------------- damaged files
 def test_junk_file_skipped_with_warning(tmp_path):
     synth.write_series(tmp_path)
-    synth.write_junk(tmp_path / "notes.txt")
+    synth.write_junk(tmp_path / "DOE_JOHN_notes.txt")  # a file name that may identify the patient
     (tmp_path / "sub").mkdir()
     synth.write_junk(tmp_path / "sub" / "readme")
     v = read_volume(tmp_path)
     assert v.shape == (12, 24, 20)
-    assert any("notes.txt" in w and "not a DICOM file" in w for w in v.warnings)
+    assert any("not a DICOM file" in w for w in v.warnings)
+    assert not any("DOE" in w or "JOHN" in w for w in v.warnings)  # never echo patient-derived names
 
 
 def test_truncated_file_makes_series_incomplete(tmp_path):
