@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--noise-hu", type=float, default=12.0, help="Gaussian noise SD in HU (default 12)")
     p.add_argument("--carotid-shift-mm", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
                    help="LPS shift of the carotid arteries and jugular veins (mm)")
+    p.add_argument("--rotation-deg", type=float, nargs=3, metavar=("RX", "RY", "RZ"), default=(0.0, 0.0, 0.0),
+                   help="rotate the anatomy about the L, P, S axes through C2 (degrees; +RX flexion, +RZ face to the left)")
     p.add_argument("--no-dicom", action="store_true", help="skip the DICOM series")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(handler=_phantom)
@@ -58,7 +60,7 @@ def _phantom(args: argparse.Namespace) -> int:
         ph = make_phantom(seed=args.seed, lesion_radius_mm=args.lesion_radius_mm,
                           lesion_offset_mm=tuple(args.lesion_offset_mm), contrast=not args.no_contrast,
                           spacing_mm=args.spacing_mm, noise_hu=args.noise_hu,
-                          carotid_shift_mm=tuple(args.carotid_shift_mm))
+                          carotid_shift_mm=tuple(args.carotid_shift_mm), rotation_deg=tuple(args.rotation_deg))
     with step("writing files"):
         paths = write_phantom(ph, args.out, overwrite=args.force, dicom=not args.no_dicom)
     v = ph.volume

@@ -83,6 +83,7 @@ HU: dict[str, float] = {
     "artery_contrast": 320.0,
     "vein_contrast": 200.0,
     "blood": 40.0,
+    "disc": 80.0,
 }
 
 
@@ -137,6 +138,12 @@ class PhantomParams:
         steep lateral-cervical path lies inside the CT; -40 gives a short C1-C3 phantom.
     fov_superior_mm : float
         Highest slice position z (mm).
+    rotation_deg : tuple of 3 floats
+        Rotation of the whole anatomy (not the grid) about the patient's L (x), P (y) and S (z)
+        axes through the C2 body centre, applied in that order, right-handed in LPS: +x is
+        flexion (chin down), +y tilts the head towards the patient's right shoulder, +z turns the
+        nose to the patient's left. Masks are rotated with nearest-neighbour sampling and the
+        landmarks exactly; the grid stays axial.
     """
 
     seed: int = 0
@@ -154,9 +161,11 @@ class PhantomParams:
     cortex_mm: float = 1.2
     fov_inferior_mm: float = -110.0
     fov_superior_mm: float = 42.0
+    rotation_deg: tuple = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
-        for name in ("lesion_offset_mm", "carotid_shift_mm", "cord_shift_mm", "vertebral_artery_shift_mm"):
+        for name in ("lesion_offset_mm", "carotid_shift_mm", "cord_shift_mm", "vertebral_artery_shift_mm",
+                     "rotation_deg"):
             object.__setattr__(self, name, _vec3(getattr(self, name)))
         if not 0.3 <= float(self.spacing_mm) <= 2.0:
             raise InputError(f"Phantom spacing {self.spacing_mm} mm is out of range; use 0.3-2 mm (0.6-1 mm is typical).")
@@ -168,6 +177,8 @@ class PhantomParams:
             raise InputError("carotid_shift_side must be 'both', 'left' or 'right'.")
         if not -20 <= self.dens_tilt_deg <= 35:
             raise InputError("dens_tilt_deg must be between -20 and 35 degrees.")
+        if any(abs(a) > 30 for a in self.rotation_deg):
+            raise InputError("Each phantom rotation angle must be within +/-30 degrees.")
         if not (-130 <= self.fov_inferior_mm <= -35 and 30 <= self.fov_superior_mm <= 60):
             raise InputError("The phantom FOV must span at least z = -35..30 mm (C1-C3) and at most -130..60 mm.")
 
@@ -211,12 +222,13 @@ class Phantom:
     @property
     def dens_centre_lps_mm(self) -> np.ndarray:
         """Point of the dens axis halfway from its base to its apex (LPS mm)."""
-        return np.asarray(_dens_geometry(self.params)["centre"], dtype=float)
+        return _rotate_points(self.params, _dens_geometry(self.params)["centre"])
 
     @property
     def lesion_centre_lps_mm(self) -> np.ndarray:
         """Centre of the lesion sphere (LPS mm), also when the radius is 0."""
-        return self.dens_centre_lps_mm + np.asarray(self.params.lesion_offset_mm, dtype=float)
+        c = _dens_geometry(self.params)["centre"] + np.asarray(self.params.lesion_offset_mm, dtype=float)
+        return _rotate_points(self.params, c)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +374,25 @@ def _rounded_ecyl(out, grid, c, ax, ay, h, rr) -> None:
         return outside + inside - rr <= 0
 
     _paint(out, grid, c - (ax, ay, h), c + (ax, ay, h), fn)
+
+
+def _rotation_matrix(p: "PhantomParams") -> np.ndarray:
+    """R = Rz @ Ry @ Rx of ``p.rotation_deg`` (LPS, right-handed)."""
+    ax, ay, az = (math.radians(a) for a in p.rotation_deg)
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _rotate_points(p: "PhantomParams", pts: Any, vector: bool = False) -> np.ndarray:
+    """Apply the phantom rotation (about the C2 body centre) to LPS points (..., 3), or to directions."""
+    pts = np.asarray(pts, dtype=float)
+    R = _rotation_matrix(p)
+    if vector:
+        return pts @ R.T
+    c = np.array([0.0, 0.0, C2_BODY_Z])
+    return (pts - c) @ R.T + c
 
 
 def _cortex(mask: np.ndarray, spacing: float, thickness: float) -> np.ndarray:
@@ -693,6 +724,13 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
                     pts = _shift(pts, p.carotid_shift_mm)
                 _tube(sheath, grid, pts, rad + 2.0)
     vol[sheath & body] = HU["fat"]
+    discs = grid.empty()  # intervertebral discs C2/C3 .. C6/C7 (soft tissue, not labelled)
+    for n in range(3, 8):
+        z_top = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3) + 7.25
+        z_up = C2_BODY_Z - C2_BODY_HALF_HEIGHT if n == 3 else SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 4) - 7.25
+        ax_, ay_ = 8.5 + 0.5 * (n - 3.5), 7.5 + 0.25 * (n - 3.5)
+        _swept_ellipse(discs, grid, [(z_top - 0.5, 0.0, 0.25, ax_, ay_, ay_), (z_up + 0.5, 0.0, 0.25, ax_, ay_, ay_)])
+    vol[discs & ~all_bone] = HU["disc"]
     vol[esophagus] = HU["esophagus"]
     vol[canal] = HU["csf"]
     vol[cord] = HU["cord"]
@@ -710,6 +748,34 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     vol[mcortex] = HU["mandible_cortical"]
     vol[lesion] = HU["lesion"]
 
+    truth_masks: dict[str, np.ndarray] = {"body": body | all_bone, "bone": bone}
+    truth_masks.update(verts)
+    truth_masks["lesion"] = lesion
+    truth_masks["spinal_canal"] = canal
+    truth_masks["spinal_cord"] = cord
+    truth_masks.update(vessels)
+    truth_masks.update({"pharynx": pharynx, "larynx": larynx, "trachea": trachea, "airway": airway,
+                        "esophagus": esophagus, "mandible": mandible})
+
+    if any(a != 0 for a in p.rotation_deg):
+        from scipy.ndimage import affine_transform
+
+        A = axis_aligned_affine((s, s, s), tuple(lo))
+        c = np.array([0.0, 0.0, C2_BODY_Z])
+        T = np.eye(4)
+        T[:3, :3] = _rotation_matrix(p).T  # output point -> source point: R^T (x - c) + c
+        T[:3, 3] = c - T[:3, :3] @ c
+        M = np.linalg.inv(A) @ T @ A
+        vol = affine_transform(vol, M[:3, :3], offset=M[:3, 3], order=1, mode="constant", cval=HU["air"])
+        names = list(truth_masks)  # pack the masks into bit planes: one nearest-neighbour pass for all
+        word = np.uint32 if len(names) <= 32 else np.uint64
+        packed = np.zeros(shape, dtype=word)
+        for bit, name in enumerate(names):
+            packed |= truth_masks[name].astype(word) << word(bit)
+        packed = affine_transform(packed, M[:3, :3], offset=M[:3, 3], order=0, mode="constant", cval=0)
+        for bit, name in enumerate(names):
+            truth_masks[name] = (packed >> word(bit)) & word(1) > 0
+
     if p.blur_mm > 0:
         from scipy.ndimage import gaussian_filter
 
@@ -723,22 +789,14 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
                     AcquisitionInfo(modality="CT", kernel="SYNTHETIC", kvp=120.0, contrast=bool(p.contrast),
                                     series_description="osteoplan neck phantom", source_format="phantom"))
 
-    truth_masks: dict[str, np.ndarray] = {"body": body | all_bone, "bone": bone}
-    truth_masks.update(verts)
-    truth_masks["lesion"] = lesion
-    truth_masks["spinal_canal"] = canal
-    truth_masks["spinal_cord"] = cord
-    truth_masks.update(vessels)
-    truth_masks.update({"pharynx": pharynx, "larynx": larynx, "trachea": trachea, "airway": airway,
-                        "esophagus": esophagus, "mandible": mandible})
     truth = LabelMap(volume, truth_masks, {n: TRUTH_SOURCE for n in truth_masks})
 
     landmarks = DensLandmarks(
-        apex_lps_mm=dg["apex"],
-        waist_lps_mm=dg["waist"],
+        apex_lps_mm=_rotate_points(p, dg["apex"]),
+        waist_lps_mm=_rotate_points(p, dg["waist"]),
         waist_diameter_mm=dg["waist_diameter"],
-        axis_unit=dg["axis"],
-        anteroinferior_body_lps_mm=_anteroinferior_point(),
+        axis_unit=_rotate_points(p, dg["axis"], vector=True),
+        anteroinferior_body_lps_mm=_rotate_points(p, _anteroinferior_point()),
         body_centre_lps_mm=np.array([0.0, 0.0, C2_BODY_Z]),
         confidence=1.0,
         method=TRUTH_SOURCE,
@@ -764,11 +822,12 @@ def reference_trajectory(phantom: Phantom) -> dict[str, np.ndarray]:
     -------
     dict
         ``skin_entry``, ``bone_entry`` and ``target`` (the lesion centre), each an LPS mm array (3,).
-        Only meaningful for the default anatomy (vessel shifts and tilts change it).
+        Only meaningful for the default anatomy (vessel shifts and tilts change it); with
+        ``rotation_deg`` the path rotates with the anatomy (its skin point may then leave the skin).
     """
     return {
-        "skin_entry": np.array(REFERENCE_SKIN_ENTRY_LPS_MM),
-        "bone_entry": np.array(REFERENCE_BONE_ENTRY_LPS_MM),
+        "skin_entry": _rotate_points(phantom.params, REFERENCE_SKIN_ENTRY_LPS_MM),
+        "bone_entry": _rotate_points(phantom.params, REFERENCE_BONE_ENTRY_LPS_MM),
         "target": phantom.lesion_centre_lps_mm,
     }
 

@@ -326,3 +326,23 @@ def test_cli_phantom(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["phantom", str(out), "--force", "--no-contrast", "--spacing-mm", "1.5", "--no-dicom"]) == 0
     assert load_phantom_dir(out).params.contrast is False
+
+
+def test_rotated_anatomy_keeps_truth_and_landmarks_consistent():
+    base = make_phantom(fov_inferior_mm=-40.0, spacing_mm=1.0, noise_hu=0)
+    rot = make_phantom(fov_inferior_mm=-40.0, spacing_mm=1.0, noise_hu=0, rotation_deg=(10.0, 0.0, 15.0))
+    # rigid rotation: volumes preserved (nearest-neighbour sampling: within 2 %)
+    for n in ("vertebrae_C2", "lesion", "vertebrae_C1"):  # structures that stay inside the FOV
+        assert rot.truth.volume_ml(n) == pytest.approx(base.truth.volume_ml(n), rel=0.02), n
+    # the lesion centroid follows the rotated lesion centre
+    np.testing.assert_allclose(_centroid(rot, "lesion"), rot.lesion_centre_lps_mm, atol=0.3)
+    # +z rotation turns the face to the patient's left (+x): mandible centroid x = 40 sin(15 deg) ~ +10 mm
+    assert _centroid(rot, "mandible")[0] > 5.0 > abs(_centroid(base, "mandible")[0])
+    # landmark distances are invariant, the axis is rotated
+    assert rot.landmarks.anteroinferior_to_apex_mm == pytest.approx(base.landmarks.anteroinferior_to_apex_mm)
+    assert abs(rot.landmarks.axis_unit @ base.landmarks.axis_unit - math.cos(math.radians(10))) < 0.06
+    k = np.rint(rot.volume.world_to_index(rot.landmarks.apex_lps_mm - 1.0 * rot.landmarks.axis_unit)).astype(int)
+    assert rot.truth.get("vertebrae_C2")[tuple(k)]
+    # nesting survives the rotation exactly (one nearest-neighbour map for all masks)
+    assert not (rot.truth.get("spinal_cord") & ~rot.truth.get("spinal_canal")).any()
+    assert not (rot.truth.get("lesion") & ~rot.truth.get("vertebrae_C2")).any()
