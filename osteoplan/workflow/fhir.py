@@ -47,8 +47,11 @@ def _slug(classification: str) -> str:
     return classification.lower().replace(" ", "-")
 
 
-def case_bundle(p: m.Patient):
-    """Build the FHIR Bundle (``fhir.resources.R4B.bundle.Bundle``) of one loaded patient (no audit)."""
+def case_bundle(p: m.Patient, free_text: bool = True):
+    """Build the FHIR Bundle (``fhir.resources.R4B.bundle.Bundle``) of one loaded patient (no audit).
+
+    ``free_text=False`` (research accounts) replaces the adverse-event description by its grade.
+    """
     from fhir.resources.R4B.adverseevent import AdverseEvent
     from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.condition import Condition
@@ -134,7 +137,7 @@ def case_bundle(p: m.Patient):
         kw = {"suspectEntity": [{"instance": proc_ref[a.procedure_id]}]} if a.procedure_id in proc_ref else {}
         ae = AdverseEvent(
             id=_uid(p.code, "adverseevent", a.id), actuality="actual", subject=pref, date=a.event_date.isoformat(),
-            event={"text": a.description},
+            event={"text": a.description if free_text else f"adverse event ({a.classification} grade {a.grade})"},
             seriousness={"coding": [{"system": f"urn:osteoplan:adverse-event-classification:{_slug(a.classification)}",
                                      "code": a.grade, "display": f"{a.classification} grade {a.grade}"}],
                          "text": f"{a.classification} grade {a.grade}"}, **kw)
@@ -149,7 +152,7 @@ def export_case(session: Session, actor: m.User | None, case_id: int):
         raise NotFoundError(f"no case with id {case_id} (it may have been deleted)")
     sv.audit(session, actor, "read", "patient", p.id, patient_id=p.id, detail={"export": "fhir"})
     session.flush()
-    return case_bundle(p)
+    return case_bundle(p, free_text=sv.sees_identity(actor))
 
 
 def export_case_json(session: Session, actor: m.User | None, case_id: int) -> str:

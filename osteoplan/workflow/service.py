@@ -1051,13 +1051,22 @@ def pathway_stage(p: m.Patient) -> str:
     return "referred"
 
 
+#: Placeholder of free-text fields in pseudonymised views.
+FREE_TEXT_WITHHELD = "[free text withheld]"
+
+
 def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
     """Plain-dict view of a whole case (no audit: use :func:`get_case`). Soft-deleted records are left out.
 
-    With ``pseudonymised`` no identity field is included and dates become ``{"year", "day"}`` (days from the
-    index date, see :func:`index_date`).
+    With ``pseudonymised`` no identity field is included, dates become ``{"year", "day"}`` (days from the
+    index date, see :func:`index_date`), free-text fields become :data:`FREE_TEXT_WITHHELD` (they may carry
+    identifying details) and operator / physician names, CT series UIDs and plan contents are left out.
     """
     D = _Dates(pseudonymised, index_date(p))
+
+    def T(value: str | None) -> str | None:  # free text may carry identifying details: withheld from research
+        return value if not pseudonymised else (FREE_TEXT_WITHHELD if value else value)
+
     out: dict[str, Any] = {
         "id": p.id, "code": p.code, "version": p.version, "pseudonymised": pseudonymised,
         "sex": p.sex, "birth_year": p.birth_year, "primary_cancer": p.primary_cancer, "ecog": p.ecog,
@@ -1071,15 +1080,15 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
         "lesion_type": x.lesion_type, "score_system": x.score_system, "score_total": x.score_total,
         "score_category": x.score_category, "score_components": x.score_components,
         "ct_series_uids": [] if pseudonymised else list(x.ct_series_uids or []),
-        "description": x.description,
+        "description": T(x.description),
         "plans": [{"id": pl.id, "label": pl.label, "created_at": D(pl.created_at),
                    **({"plan": pl.plan} if not pseudonymised else {})} for pl in _live(x.plans)],
     } for x in _live(p.lesions)]
     out["decisions"] = [{
         "id": d.id, "version": d.version, "meeting_id": d.meeting_id, "meeting_date": D(d.meeting.meeting_date),
         "specialties_present": list(d.meeting.specialties_present or []), "lesion_id": d.lesion_id,
-        "question": d.question, "decision_type": d.decision_type,
-        "decision_label": m.DECISION_LABELS.get(d.decision_type, d.decision_type), "justification": d.justification,
+        "question": T(d.question), "decision_type": d.decision_type,
+        "decision_label": m.DECISION_LABELS.get(d.decision_type, d.decision_type), "justification": T(d.justification),
         "validated": d.is_validated,
         "validated_by": (d.validated_by.display_name or d.validated_by.username) if d.validated_by and
         not pseudonymised else None,
@@ -1088,7 +1097,7 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
     out["consultations"] = [{
         "id": c.id, "version": c.version, "decision_id": c.decision_id, "lesion_id": c.lesion_id,
         "consultation_date": D(c.consultation_date), "physician": None if pseudonymised else c.physician,
-        "benefits_explained": c.benefits_explained, "risks_explained": c.risks_explained,
+        "benefits_explained": T(c.benefits_explained), "risks_explained": T(c.risks_explained),
         "consent_obtained": c.consent_obtained, "consent_date": D(c.consent_date), "anaesthesia": c.anaesthesia,
         "info_sheet_language": c.info_sheet_language,
     } for c in _live(p.consultations)]
@@ -1111,14 +1120,14 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
     } for x in _live(p.procedures)]
     out["follow_ups"] = [{
         "id": f.id, "version": f.version, "procedure_id": f.procedure_id, "timepoint": f.timepoint,
-        "visit_date": D(f.visit_date), "pain_nrs": f.pain_nrs, "analgesics": f.analgesics,
-        "opioid_mme_mg_day": f.opioid_mme_mg_day, "imaging": f.imaging, "imaging_findings": f.imaging_findings,
+        "visit_date": D(f.visit_date), "pain_nrs": f.pain_nrs, "analgesics": T(f.analgesics),
+        "opioid_mme_mg_day": f.opioid_mme_mg_day, "imaging": f.imaging, "imaging_findings": T(f.imaging_findings),
         "adjuvant_radiotherapy": f.adjuvant_radiotherapy, "adjuvant_chemotherapy": f.adjuvant_chemotherapy,
         "notes": None if pseudonymised else f.notes,
     } for f in sorted(_live(p.follow_ups), key=lambda f: (f.procedure_id, m.TIMEPOINTS.index(f.timepoint)))]
     out["adverse_events"] = [{
         "id": a.id, "version": a.version, "procedure_id": a.procedure_id, "event_date": D(a.event_date),
-        "description": a.description, "classification": a.classification, "grade": a.grade,
+        "description": T(a.description), "classification": a.classification, "grade": a.grade,
         "cement_leak_related": a.cement_leak_related,
     } for a in _live(p.adverse_events)]
     out["timeline"] = _timeline(p, D)

@@ -150,6 +150,9 @@ def test_identity_encrypted_at_rest_and_hidden_from_research(session, users, eng
     assert "identity" not in res and "Dupont" not in flat and "H1234567" not in flat and "1961-05-17" not in flat
     assert res["procedures"][0]["procedure_date"] == {"year": 2025, "day": 10}  # meeting 03-04 -> 03-14
     assert res["decisions"][0]["meeting_date"] == {"year": 2025, "day": 0}
+    assert res["decisions"][0]["justification"] == sv.FREE_TEXT_WITHHELD
+    assert full["decisions"][0]["justification"] == "high fracture risk"
+    assert res["procedures"][0]["operators"] == [] and full["procedures"][0]["operators"] == ["Dr rad"]
     with pytest.raises(PermissionDeniedError):
         sv.get_patient(session, users["res"], ids["patient"])
     assert sv.list_cases(session, users["res"], search="dupont")["total"] == 0

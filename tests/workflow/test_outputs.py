@@ -108,6 +108,9 @@ def test_fhir_round_trip(session, users):
     assert ae.seriousness.coding[0].code == "B" and "sir" in ae.seriousness.coding[0].system
     assert ae.suspectEntity[0].instance.reference == b.entry[2].fullUrl
     assert fhir.export_case_json(session, users["rad"], a["patient"]) == text  # deterministic
+    assert ae.event.text == "transient dysphagia"
+    research = Bundle.model_validate_json(fhir.export_case_json(session, users["res"], a["patient"]))
+    assert research.entry[-1].resource.event.text == "adverse event (SIR grade B)"
 
 
 @pytest.mark.parametrize("lang,expect", [("fr", "Information du patient"), ("en", "Patient information")])
