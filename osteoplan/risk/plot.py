@@ -26,6 +26,7 @@ def plot_rigidity_profile(profile: RigidityProfile, path: str | Path, title: str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from osteoplan.atomic import atomic_write_bytes
 
@@ -38,6 +39,7 @@ def plot_rigidity_profile(profile: RigidityProfile, path: str | Path, title: str
         ax.plot([f(x.actual) for x in profile.sections], s, "-", color="C0", label="actual")
         ax.set_xlabel(label + ", log scale")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("s: mm from the dens waist (+ towards apex)")
     axes[0].legend(loc="lower right", fontsize=8)

@@ -34,7 +34,7 @@ Threshold: a loss >= 35 % of axial, bending or torsional rigidity predicts fract
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -258,7 +258,8 @@ class RigidityProfile:
     reference : str
         What the losses are measured against.
     lesion_status : str
-        ``"present"``, ``"none"`` (segmented and empty) or ``"not assessed"`` (no lesion mask).
+        ``"present"``, ``"none"`` (segmented and empty), ``"not assessed"`` (no lesion mask) or
+        ``"outside column"`` (a lesion exists but not in the integrated sections).
     normal_cancellous_hu, normal_cortical_hu : float or None
         The patient's normal bone HU used to fill the lesion in the reference.
     assumptions : list[str]
@@ -307,7 +308,8 @@ class RigidityProfile:
     def summary(self) -> str:
         """One line for a report."""
         if self.lesion_status != "present":
-            what = "no lesion" if self.lesion_status == "none" else "lesion not assessed"
+            what = {"none": "no lesion", "outside column": "lesion outside the dens/body column"}.get(
+                self.lesion_status, "lesion not assessed")
             return f"CT rigidity: {what}; loss vs reference {100 * self.max_loss:.1f} %"
         m = self.weakest
         assert m is not None
@@ -571,7 +573,8 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
 
 
 def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_mask: np.ndarray | None = None,
-                  *, body_depth_mm: float | None = None, apex_margin_mm: float = 1.0, **kwargs: Any) -> RigidityProfile:
+                  *, body_depth_mm: float | None = None, apex_margin_mm: float = 1.0, column: str = "anterior",
+                  **kwargs: Any) -> RigidityProfile:
     """CTRA of C2 along the dens axis, from the body up to (apex - ``apex_margin_mm``).
 
     ``s = 0`` at the dens waist (``landmarks.waist_lps_mm``), ``s`` grows towards the apex along
@@ -586,17 +589,48 @@ def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_ma
         ``vertebrae_C2`` (should include the lesion's bone; the lesion is added to the section domain anyway).
     landmarks : DensLandmarks
     lesion_mask : bool array (K, J, I) or None
+    column : str
+        ``"anterior"`` (default): integrate the anterior column only -- dens + body, split from the
+        posterolateral elements by :func:`osteoplan.risk.lesion_metrics.split_c2` -- because the dens
+        carries its load through the body, and the superior articular processes that flank the
+        dens base would otherwise mask a weak dens. ``"whole"``: every C2 voxel of the section.
     **kwargs
         Passed to :func:`rigidity_profile` (step_mm, pixel_mm, nu, relation, cortex_mm).
+
+    Raises
+    ------
+    MaskError
+        Empty C2 mask.
+    InputError
+        Unknown ``column`` or landmarks without length along the axis.
     """
+    if column not in ("anterior", "whole"):
+        raise InputError(f"column must be 'anterior' or 'whole'; got '{column}'.")
+    c2 = np.asarray(c2_mask, dtype=bool)
+    if not c2.any():
+        raise MaskError("The C2 mask is empty; the rigidity analysis needs C2.")
     a = np.asarray(landmarks.axis_unit, float)
     a = a / np.linalg.norm(a)
     waist = np.asarray(landmarks.waist_lps_mm, float)
     s_apex = float((np.asarray(landmarks.apex_lps_mm, float) - waist) @ a)
+    bone, lesion = c2, lesion_mask
+    note = "Sections integrate every C2 voxel (column='whole')."
+    if column == "anterior":
+        from osteoplan.risk.lesion_metrics import split_c2
+
+        solid = c2 | lesion_mask if lesion_mask is not None else c2
+        parts = split_c2(volume, solid, landmarks)
+        col = parts.anterior_column
+        if col.any():
+            bone = c2 & col
+            lesion = lesion_mask & col if lesion_mask is not None else None
+            note = ("Sections integrate the anterior column only (dens + body of C2, split from the posterolateral "
+                    f"elements by the geometric rules of osteoplan.risk.lesion_metrics, a configurable default without a published source; dens radius {parts.rules['dens_radius_mm']} "
+                    f"mm, body half-depth {parts.rules['body_half_depth_mm']} mm).")
+            if lesion_mask is not None and lesion_mask.any() and not lesion.any():
+                note += " The lesion lies outside the anterior column: it does not weaken these sections."
     if body_depth_mm is None:
-        pts = volume.index_to_world(np.argwhere(c2_mask).astype(float))
-        if len(pts) == 0:
-            raise MaskError("The C2 mask is empty; the rigidity analysis needs C2.")
+        pts = volume.index_to_world(np.argwhere(bone).astype(float))
         s_ai = float((np.asarray(landmarks.anteroinferior_body_lps_mm, float) - waist) @ a)
         s_low = max(float(((pts - waist) @ a).min()), s_ai) + 2.0
     else:
@@ -604,4 +638,11 @@ def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_ma
     s_high = s_apex - apex_margin_mm
     if s_high <= s_low:
         raise InputError("The dens landmarks give no length along the axis; check the apex and waist points.")
-    return rigidity_profile(volume, c2_mask, waist, a, (s_low, s_high), lesion_mask, **kwargs)
+    prof = rigidity_profile(volume, bone, waist, a, (s_low, s_high), lesion, **kwargs)
+    if lesion_mask is not None and lesion_mask.any() and prof.lesion_status == "none":
+        # the lesion exists but outside the integrated column: say so rather than "no lesion"
+        prof = replace(prof, lesion_status="outside column",
+                       reference="same patient, same sections: the lesion lies outside the anterior column, so these "
+                                 "sections are compared with themselves (loss 0)")
+    prof.assumptions.append(note)
+    return prof
