@@ -262,7 +262,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
 
     def tri(a, p):
         p = np.clip(p, 0, np.asarray(a.shape) - 1.0)
-        return float(map_coordinates(a, p.reshape(3, 1), order=1, mode="nearest")[0])
+        return float(map_coordinates(a, p.reshape(3, 1), order=1, mode="nearest", output=np.float64)[0])
 
     N = len(cand_t)
     S = maps.shape[3]

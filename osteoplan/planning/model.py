@@ -196,7 +196,12 @@ class Trajectory(_Frozen):
     containment_min_margin_mm: float | None = Field(
         description="Smallest distance from the screw surface to the outside of C2 along the screw "
         "(entry zone excluded), mm; None when C2 was not segmented.")
-    containment_entry_skip_mm: float = 0.0
+    containment_entry_skip_mm: float = Field(0.0, description="Length after the bone entry excluded from "
+                                             "containment (the screw crosses the cortex there), mm.")
+    entry_incidence_deg: float | None = Field(None, description="Angle between the path and the C2 surface at the bone entry (90 = perpendicular).")
+    instrument_radius_mm: float | None = Field(None, description="Radius of the instrument used for clearances "
+                                               "(largest of trocar, screw, guide pin), mm; the instrument is modelled "
+                                               "as a capsule around the path axis.")
     hu_profile: HUProfile | None = None
     lesion_crossing_mm: float | None = Field(
         default=None, description="Length of the screw path inside the lesion (mm); None if no lesion segmented.")

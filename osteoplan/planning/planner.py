@@ -65,6 +65,13 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
     return out
 
 
+def _skip(protocol: Protocol, r_screw: float, incidence_deg: float) -> float:
+    """Containment entry skip (same rule as the kernel)."""
+    sin_inc = max(np.sin(np.radians(incidence_deg)), 1e-3)
+    return float(min(15.0, max(protocol.screw.containment_skip_entry_mm,
+                               (r_screw + protocol.screw.containment_margin_mm) / sin_inc)))
+
+
 def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, lm: DensLandmarks, protocol: Protocol,
                 labelmap: LabelMap) -> Trajectory:
     ev, asm = res.fine, res.fine_assessment
@@ -116,7 +123,8 @@ def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, lm: DensLa
         angle_to_dens_axis_deg=_r(np.degrees(np.arccos(np.clip(abs(d @ ax), 0, 1))), 1),
         clearances=tuple(checks), screw=screw,
         containment_min_margin_mm=_r(ev.containment[c]),
-        containment_entry_skip_mm=protocol.screw.containment_skip_entry_mm,
+        containment_entry_skip_mm=_r(_skip(protocol, res.r_screw, float(ev.incidence_deg[c]))),
+        entry_incidence_deg=_r(ev.incidence_deg[c], 1), instrument_radius_mm=_r(res.r_instr, 3),
         hu_profile=prof, lesion_crossing_mm=_r(ev.lesion[c]) if res.fields.lesion_assessed else None,
         soft_tissue_depth_mm=_r(ss - sb), mandible_crossing_mm=mand, other_bone_crossing_mm=_r(ev.other_bone[c]),
         tip_depth_inside_cortex_mm=_r(tip_depth), tip_below_apex_mm=_r((lm.apex_lps_mm - T) @ ax),

@@ -1,0 +1,93 @@
+"""Search kernel on hand-computed geometry, and numba kernel == plain-Python reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from osteoplan.planning import kernel as K
+from osteoplan.planning.protocol import load_protocol
+from osteoplan.planning.search import build_fields, run_kernel
+
+from .synthetic import make_neck
+
+
+@pytest.fixture(scope="module")
+def neck():
+    vol, lm, dl = make_neck()
+    proto = load_protocol()
+    fields, warns, na = build_fields(vol, lm, dl, proto)
+    return vol, lm, dl, proto, fields
+
+
+def _names(fields):
+    return [s.name for s in fields.structures]
+
+
+def test_lateral_path_hand_computed(neck):
+    """Pure lateral path from the right at z = -16 through the C2 body box (|x| <= 10, |y| <= 8) to (0, 0, -16).
+
+    Voxel-centre geometry (1 mm grid, integer LPS coordinates):
+    * body-box surface halfway between x = -10 (in) and x = -11 (out): bone entry at s = 10.5 mm;
+    * body (radius 55) surface halfway between x = -55 and -56: skin at s = 55.5 mm;
+    * canal (x^2 + (y-20)^2 <= 49): nearest voxel centre (0, 13, -16): 13 mm from the target;
+    * right vertebral artery ((x+22)^2 + (y-6)^2 <= 6.25): nearest voxel (-22, 4, -16), 4 mm from the path;
+    * right carotid ((x+25)^2 + (y+18)^2 <= 12.25): nearest voxel (-25, -15, -16), 15 mm from the path;
+    * containment: depth to the box surface = min(8.5, 10.5 - |x|); the last 4 mm before the entry
+      are skipped (perpendicular entry: skip = max(4, (r + 0.5) / sin 90)) -> min depth 4.0 at s = 6.5.
+    """
+    vol, lm, dl, proto, f = neck
+    r_instr, r_screw = 2.0, 1.75
+    ev = run_kernel(f, np.array([[0.0, 0.0, -16.0]]), np.array([[1.0, 0.0, 0.0]]), np.array([0]), np.array([0]),
+                    proto, r_instr, r_screw, step_mm=0.5)
+    assert ev.code[0] == K.OK
+    assert ev.s_bone[0] == pytest.approx(10.5, abs=1e-6)
+    assert ev.s_skin[0] == pytest.approx(55.5, abs=1e-6)
+    assert ev.incidence_deg[0] == pytest.approx(90.0, abs=1e-3)
+    assert ev.containment[0] == pytest.approx(4.0 - r_screw, abs=1e-6)
+    names = _names(f)
+    clear = dict(zip(names, ev.clear[0]))
+    assert clear["spinal_canal"] == pytest.approx(13.0 - r_instr, abs=1e-6)
+    assert clear["vertebral_artery_right"] == pytest.approx(4.0 - r_instr, abs=1e-6)
+    assert clear["common_carotid_artery_right"] == pytest.approx(15.0 - r_instr, abs=1e-6)
+    assert ev.other_bone[0] == 0.0
+
+
+def test_vertical_path_crosses_c3(neck):
+    """Straight up the dens axis from below: C2 surface halfway between z = -30 and -31 (s = 38.5 mm),
+    then the gap (z -31..-33) and C3 (z -34..-44 voxels, surface -33.5 .. -44.5): 11 mm of other bone."""
+    vol, lm, dl, proto, f = neck
+    ev = run_kernel(f, np.array([[0.0, 0.0, 8.0]]), np.array([[0.0, 0.0, 1.0]]), np.array([0]), np.array([0]),
+                    proto, 2.0, 1.75, step_mm=0.5)
+    assert ev.s_bone[0] == pytest.approx(38.5, abs=1e-6)
+    assert ev.other_bone[0] == pytest.approx(11.0, abs=0.51)  # counted in 0.5 mm samples
+    assert ev.code[0] == K.NO_SKIN  # the body cylinder never ends below: no skin within the maximum depth
+
+
+def test_numba_equals_python_reference(neck):
+    vol, lm, dl, proto, f = neck
+    rng = np.random.default_rng(1)
+    targets = np.array([[0.0, -1.0, 8.0], [1.0, -2.0, 5.0], [-1.0, 0.0, 10.0]])
+    d = rng.normal(size=(40, 3))
+    d[:, 2] = np.abs(d[:, 2]) + 0.5
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ct = np.repeat(np.arange(3), 40)
+    cd = np.tile(np.arange(40), 3)
+    a = run_kernel(f, targets, d, ct, cd, proto, 2.25, 2.25, 1.0)
+    b = run_kernel(f, targets, d, ct, cd, proto, 2.25, 2.25, 1.0, python=True)
+    np.testing.assert_array_equal(a.code, b.code)
+    ok = a.code == K.OK
+    assert ok.sum() > 10
+    for x, y in ((a.s_bone, b.s_bone), (a.s_skin, b.s_skin), (a.containment, b.containment),
+                 (a.other_bone, b.other_bone), (a.incidence_deg, b.incidence_deg)):
+        np.testing.assert_allclose(x[ok], y[ok], atol=1e-4)
+    np.testing.assert_allclose(a.clear[ok], b.clear[ok], atol=1e-4)
+
+
+def test_angles_and_directions():
+    d = K.unit_directions(1.0, np.array([30.0]), np.array([90.0]))[0]
+    np.testing.assert_allclose(d, [np.cos(np.radians(30)), 0.0, 0.5], atol=1e-12)
+    cc, ml = K.angles_of(d)
+    assert cc == pytest.approx(30.0) and ml == pytest.approx(90.0)
+    cc, ml = K.angles_of(np.array([0.0, 1.0, 0.0]))  # straight anterior -> posterior
+    assert cc == pytest.approx(0.0) and ml == pytest.approx(0.0)

@@ -1,0 +1,221 @@
+"""The planner on the phantom (exact ground truth): margins, containment, target zone, independent
+brute-force clearances, hydrodissection when a carotid moves into the path, no path when the cord
+is in every path, not-assessed structures."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+from osteoplan.planning.fields import CAP_MM
+from osteoplan.planning.planner import make_plan
+from osteoplan.planning.protocol import PROTOCOL_DIR, load_protocol, parse_protocol
+
+SPACING = 1.0  # coarser than the default 0.8 mm to keep the tests fast
+
+
+def _protocol(carotid_margin_mm: float | None = None):
+    data = tomllib.loads((PROTOCOL_DIR / "c2-dens-lateral.toml").read_text())
+    if carotid_margin_mm is not None:
+        for n in ("common_carotid_artery_left", "common_carotid_artery_right",
+                  "internal_carotid_artery_left", "internal_carotid_artery_right"):
+            data["structures"][n]["margin_mm"] = carotid_margin_mm
+    return parse_protocol(data)
+
+
+@pytest.fixture(scope="module")
+def base():
+    ph = make_phantom(PhantomParams(spacing_mm=SPACING))
+    plan = make_plan(ph.volume, ph.truth, ph.landmarks, load_protocol())
+    return ph, plan
+
+
+# ----------------------------------------------------------------------------- independent checks
+def _capsule_surface(a: np.ndarray, b: np.ndarray, r: float, step: float = 0.1, n_ang: int = 90) -> np.ndarray:
+    """Points on the surface of the capsule (cylinder + hemispherical ends) of radius r around segment a-b."""
+    d = (b - a) / np.linalg.norm(b - a)
+    u = np.cross(d, [1.0, 0.0, 0.0] if abs(d[0]) < 0.9 else [0.0, 1.0, 0.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(d, u)
+    ang = np.linspace(0, 2 * np.pi, n_ang, endpoint=False)
+    ring = np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * v
+    s = np.arange(0, np.linalg.norm(b - a) + 1e-9, step)
+    cyl = (a[None, None] + s[:, None, None] * d[None, None] + r * ring[None]).reshape(-1, 3)
+    # hemispheres
+    th = np.linspace(0, np.pi / 2, 20)
+    caps = []
+    for end, sign in ((a, -1.0), (b, 1.0)):
+        for t in th:
+            caps.append(end + r * (np.cos(t) * ring + sign * np.sin(t) * d))
+    return np.concatenate([cyl, np.concatenate(caps)])
+
+
+def _voxel_centres(volume, mask: np.ndarray) -> np.ndarray:
+    return volume.index_to_world(np.argwhere(mask).astype(float))
+
+
+def brute_clearance(volume, mask: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> float:
+    """Smallest distance from the instrument surface to any structure voxel centre (0 if touching)."""
+    tree = cKDTree(_voxel_centres(volume, mask))
+    pts = _capsule_surface(a, b, r)
+    return float(tree.query(pts, k=1)[0].min())
+
+
+# ----------------------------------------------------------------------------- tests
+def test_phantom_plan_satisfies_margins(base):
+    ph, plan = base
+    assert plan.feasible and plan.best is not None
+    b = plan.best
+    for c in b.clearances:
+        assert c.segmented == ph.truth.has(c.structure) or c.structure == "other_bone"
+        if not c.segmented:
+            assert c.status == "not_assessed" and c.clearance_mm is None
+            continue
+        if c.category == "hard":
+            assert c.status == "pass" and c.clearance_mm >= c.margin_mm, c
+        else:
+            assert c.status in ("pass", "hydrodissection")
+            if c.status == "hydrodissection":
+                # the margin holds once the structure is pushed by the displacement reported
+                assert c.clearance_mm + c.displacement_needed_mm == pytest.approx(c.margin_mm, abs=0.011)
+                assert c.displacement_needed_mm <= plan.hydrodissection.achievable_mm
+            else:
+                assert c.clearance_mm >= c.margin_mm
+    assert plan.hydrodissection.required == any(c.status == "hydrodissection" for c in b.clearances)
+    assert b.other_bone_crossing_mm == 0.0
+
+
+def test_screw_stays_in_c2_and_tip_in_apex_zone(base):
+    ph, plan = base
+    b, lm, proto = plan.best, ph.landmarks, load_protocol()
+    c2 = ph.truth.get("vertebrae_C2")
+    d = np.asarray(b.direction_unit)
+    T, E = np.asarray(b.target_lps_mm), np.asarray(b.bone_entry_lps_mm)
+    # every point of the screw surface deeper than the entry zone lies in a C2 voxel
+    start = E + b.containment_entry_skip_mm * d
+    pts = _capsule_surface(start, T, b.screw.diameter_mm / 2, step=0.25, n_ang=36)
+    idx = np.rint(ph.volume.world_to_index(pts)).astype(int)
+    inside = c2[tuple(idx.T)]
+    assert inside.all(), f"{(~inside).sum()} screw surface points outside C2"
+    assert b.containment_min_margin_mm >= proto.screw.containment_margin_mm
+    # screw length: catalogue value rounded DOWN from bone entry -> target
+    assert b.screw.length_mm <= b.depth_bone_to_target_mm < b.screw.length_mm + proto.screw.length_step_mm
+    assert b.screw.length_mm in proto.screw.lengths()
+    assert b.screw.diameter_mm <= lm.waist_diameter_mm - 2 * proto.screw.waist_margin_mm
+    # tip in the dens apex zone (independent of the planner's own numbers)
+    ax = lm.axis_unit
+    below = float((lm.apex_lps_mm - T) @ ax)
+    assert proto.target.below_apex_min_mm - 1e-6 <= below <= proto.target.below_apex_max_mm + 1e-6
+    ant = np.array([0.0, -1.0, 0.0]) - (np.array([0.0, -1.0, 0.0]) @ ax) * ax
+    ant /= np.linalg.norm(ant)
+    assert float((T - lm.waist_lps_mm) @ ant) >= proto.target.anterior_of_axis_min_mm - 1e-6
+    din = ndi.distance_transform_edt(c2, sampling=ph.volume.spacing_mm)
+    k = tuple(np.rint(ph.volume.world_to_index(T)).astype(int))
+    assert c2[k] and din[k] - 0.5 >= proto.target.inside_cortex_min_mm
+    # bone entry on the anterior / anterolateral C2 body, below the waist
+    assert float((E - lm.waist_lps_mm) @ ant) >= 0.0
+    assert float((E - lm.waist_lps_mm) @ ax) <= 0.0
+    # the reported depths add up and the points lie on one line
+    assert b.depth_total_mm == pytest.approx(b.depth_skin_to_bone_mm + b.depth_bone_to_target_mm, abs=0.02)
+    S = np.asarray(b.skin_entry_lps_mm)
+    np.testing.assert_allclose(S + b.depth_total_mm * d, T, atol=0.05)
+
+
+def test_clearances_agree_with_brute_force(base):
+    ph, plan = base
+    b = plan.best
+    a, t = np.asarray(b.skin_entry_lps_mm), np.asarray(b.target_lps_mm)
+    r = b.instrument_radius_mm
+    checked = 0
+    for c in b.clearances:
+        if not c.segmented or c.structure == "other_bone" or c.clearance_mm >= CAP_MM - r - 0.1:
+            continue
+        brute = brute_clearance(ph.volume, ph.truth.get(c.structure), a, t, r)
+        if c.clearance_mm > 0:
+            assert abs(brute - c.clearance_mm) <= 0.5, (c.structure, c.clearance_mm, brute)
+        else:
+            assert brute <= 0.9, (c.structure, c.clearance_mm, brute)  # touching: within half a voxel diagonal
+        checked += 1
+    assert checked >= 5
+
+
+def _signed_axis_distance(volume, mask, a, b, step=0.1):
+    """Brute force: min over axis points of the distance to the structure's voxel centres, or minus the
+    distance to the nearest voxel centre outside it for axis points inside it."""
+    tree_in = cKDTree(_voxel_centres(volume, mask))
+    shell = ndi.binary_dilation(mask) & ~mask
+    tree_out = cKDTree(_voxel_centres(volume, shell))
+    s = np.arange(0, np.linalg.norm(b - a) + 1e-9, step)
+    pts = a[None] + s[:, None] * (b - a) / np.linalg.norm(b - a)
+    idx = np.rint(volume.world_to_index(pts)).astype(int)
+    inside = mask[tuple(idx.T)]
+    d = np.where(inside, -tree_out.query(pts)[0], tree_in.query(pts)[0])
+    return float(d.min())
+
+
+def test_carotid_moved_into_path_needs_hydrodissection():
+    proto = _protocol(carotid_margin_mm=2.0)
+    ph0 = make_phantom(PhantomParams(spacing_mm=SPACING))
+    p0 = make_plan(ph0.volume, ph0.truth, ph0.landmarks, proto, side="left")
+    assert p0.feasible
+    assert p0.best.check("common_carotid_artery_left").status == "pass"
+    # move the left carotid (and jugular) 9 mm medially and 3 mm anteriorly: onto the left paths
+    ph = make_phantom(PhantomParams(spacing_mm=SPACING, carotid_shift_mm=(-9.0, -3.0, 0.0), carotid_shift_side="left"))
+    p = make_plan(ph.volume, ph.truth, ph.landmarks, proto, side="left")
+    assert p.feasible
+    b = p.best
+    c = b.check("common_carotid_artery_left")
+    assert c.status == "hydrodissection" and b.hydrodissection_required and p.hydrodissection.required
+    assert any(i.structure == "common_carotid_artery_left" for i in p.hydrodissection.structures)
+    # independent displacement: margin - (signed axis distance - instrument radius)
+    a, t = np.asarray(b.skin_entry_lps_mm), np.asarray(b.target_lps_mm)
+    sd = _signed_axis_distance(ph.volume, ph.truth.get("common_carotid_artery_left"), a, t)
+    expected = proto.structures["common_carotid_artery_left"].margin_mm - (sd - b.instrument_radius_mm)
+    assert c.displacement_needed_mm == pytest.approx(expected, abs=0.5)
+    assert c.displacement_needed_mm > 2.0
+
+
+def test_cord_in_every_path_gives_no_feasible_path(base):
+    ph, _ = base
+    lm = ph.truth
+    # edit the label map: a "cord" shell 0-4 mm around the C2 body below the dens waist, so that
+    # every path to the dens crosses it
+    c2 = lm.get("vertebrae_C2")
+    grown = ndi.binary_dilation(c2, iterations=4)
+    k_waist = ph.volume.world_to_index(ph.landmarks.waist_lps_mm)[0]
+    shell = grown & ~c2
+    shell[int(np.ceil(k_waist)):] = False
+    from osteoplan.anatomy.labelmap import LabelMap
+
+    edited = LabelMap(ph.volume, masks=dict(lm.masks), sources=dict(lm.sources))
+    edited.add("spinal_cord", shell, "test-edit")
+    plan = make_plan(ph.volume, edited, ph.landmarks, load_protocol())
+    assert not plan.feasible and plan.best is None and plan.trajectories == ()
+    inf = plan.infeasibility
+    ex = {e.constraint: e for e in inf.exclusions}
+    assert ex["clearance:spinal_cord"].excluded > 0
+    assert "No feasible path" in inf.message and "spinal_cord" in inf.message
+    assert inf.best_near_miss is not None and "clearance:spinal_cord" in inf.best_near_miss.violations
+    # every candidate that passed the earlier constraints fell on the cord
+    evaluated = inf.n_candidates - sum(ex[k].excluded_first for k in ("skin", "bone_entry", "screw_length",
+                                                                         "entry_angle", "containment"))
+    assert ex["clearance:spinal_cord"].excluded_first == evaluated
+
+
+def test_not_segmented_is_not_assessed(base):
+    ph, _ = base
+    from osteoplan.anatomy.labelmap import LabelMap
+
+    masks = {k: v for k, v in ph.truth.masks.items() if k not in ("internal_jugular_vein_left", "internal_jugular_vein_right")}
+    lm = LabelMap(ph.volume, masks=masks, sources={k: ph.truth.sources[k] for k in masks})
+    plan = make_plan(ph.volume, lm, ph.landmarks, load_protocol(), side="left")
+    assert "internal_jugular_vein_left" in plan.not_assessed
+    for t in plan.trajectories:
+        c = t.check("internal_jugular_vein_left")
+        assert c.status == "not_assessed" and c.clearance_mm is None and not c.segmented
+    assert any("Not assessed" in w for w in plan.warnings)
