@@ -473,13 +473,14 @@ def load_dicom_seg(path: str | Path, volume: Volume, labelmap: LabelMap | None =
     for number in seg.get_segment_numbers():
         label = seg.get_segment_description(number).segment_label
         try:
-            v = seg.get_volume(segment_numbers=[number], combine_segments=True, relabel=True, dtype=np.uint8)
+            v = seg.get_volume(segment_numbers=[number], combine_segments=False, dtype=np.float32)
         except Exception as exc:
             raise MaskError(f"Segment '{label}' of {safe_path(p)} cannot be assembled into a volume "
                             f"({type(exc).__name__}); is it a regular 3D stack?") from None
         arr = np.asarray(v.array)
         if arr.ndim == 4:
             arr = arr[..., 0]
+        arr = (arr >= 0.5).astype(np.uint8)  # BINARY: 0/1; FRACTIONAL (rescaled to 0..1): at least half
         grid = MaskGrid(arr, np.asarray(v.affine), safe_path(p))
         _add(lm, label, resample_mask(grid, volume, label, warnings) != 0, f"provided:{safe_path(p)}", warnings)
     return lm

@@ -203,7 +203,8 @@ def test_seg_nrrd_round_trip_on_another_grid(ct, tmp_path):
     assert np.array_equal(lm.get("vertebral_artery_left"), exp | exp2)
 
 
-def test_dicom_seg_round_trip_on_the_phantom(tmp_path):
+@pytest.mark.parametrize("fractional", [False, True])
+def test_dicom_seg_round_trip_on_the_phantom(tmp_path, fractional):
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
@@ -217,6 +218,10 @@ def test_dicom_seg_round_trip_on_the_phantom(tmp_path):
     srcs = [pydicom.dcmread(f) for f in files]
     names = ["lesion", "spinal_cord"]
     pix = np.stack([ph.truth.get(n) for n in names], axis=-1).astype(np.uint8)  # (frames, rows, cols, segments)
+    if fractional:  # probabilities: 0.7 inside, 0.3 in a one-voxel shell outside (must not be kept)
+        from scipy.ndimage import binary_dilation
+        shell = np.stack([binary_dilation(ph.truth.get(n)) & ~ph.truth.get(n) for n in names], axis=-1)
+        pix = (0.7 * pix + 0.3 * shell).astype(np.float32)
     descs = [
         hd.seg.SegmentDescription(
             segment_number=i + 1, segment_label=n,
@@ -225,7 +230,8 @@ def test_dicom_seg_round_trip_on_the_phantom(tmp_path):
         for i, n in enumerate(names)
     ]
     seg = hd.seg.Segmentation(
-        source_images=srcs, pixel_array=pix, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        source_images=srcs, pixel_array=pix,
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL if fractional else hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descs, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="osteoplan-test", manufacturer_model_name="test", software_versions="0",
         device_serial_number="0")
