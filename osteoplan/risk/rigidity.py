@@ -625,8 +625,9 @@ def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_ma
             bone = c2 & col
             lesion = lesion_mask & col if lesion_mask is not None else None
             note = ("Sections integrate the anterior column only (dens + body of C2, split from the posterolateral "
-                    f"elements by the geometric rules of osteoplan.risk.lesion_metrics, a configurable default without a published source; dens radius {parts.rules['dens_radius_mm']} "
-                    f"mm, body half-depth {parts.rules['body_half_depth_mm']} mm).")
+                    "elements by the geometric rules of osteoplan.risk.lesion_metrics, a configurable default "
+                    f"without a published source; dens radius {parts.rules['dens_radius_mm']} mm, body half-depth "
+                    f"{parts.rules['body_half_depth_mm']} mm).")
             if lesion_mask is not None and lesion_mask.any() and not lesion.any():
                 note += " The lesion lies outside the anterior column: it does not weaken these sections."
     if body_depth_mm is None:

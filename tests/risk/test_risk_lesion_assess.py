@@ -143,3 +143,39 @@ def test_lesion_type_mixed_when_both_lytic_and_blastic(synthetic_c2):
     c = rep.sins.components["lesion_type"]
     assert c.value == "mixed" and c.note == ""
     assert c.evidence["fraction_below_normal"] >= 0.2 and c.evidence["fraction_above_normal"] >= 0.2
+
+
+def test_rigidity_column_choice_and_lesion_outside_column(synthetic_c2):
+    from osteoplan.risk.rigidity import dens_rigidity
+
+    # lesion in the left pedicle (y 9-15 mm, behind the body's 8 mm half-depth): outside the dens/body
+    # column -> the column sections are not weakened
+    vol, c2, les, lm = synthetic_c2(3.0, (6.5, 12.0, 7.5))
+    prof = dens_rigidity(vol, c2, lm, les)
+    assert prof.lesion_status == "outside column" and prof.max_loss == 0.0
+    assert "outside the dens/body column" in prof.summary()
+    # integrating the whole C2 section (pedicles included) sees it
+    whole = dens_rigidity(vol, c2, lm, les, column="whole")
+    assert whole.lesion_status == "present" and whole.max_loss > 0.05
+    # the whole section is stiffer than the column alone at the body level (pedicles add bone)
+    s_body = [s for s in whole.sections if s.s_mm == pytest.approx(-8.0)][0]
+    c_body = [s for s in prof.sections if s.s_mm == pytest.approx(-8.0)][0]
+    assert s_body.reference.ea_n > c_body.reference.ea_n
+    with pytest.raises(InputError):
+        dens_rigidity(vol, c2, lm, les, column="posterior")
+
+
+def test_assess_reuses_anatomy_lesion_result(synthetic_c2):
+    from types import SimpleNamespace
+
+    vol, c2, les, lm = synthetic_c2(3.0)
+    lr = SimpleNamespace(mask=les, volume_ml=0.123, fraction_of_dens=0.111, fraction_of_body=0.0, found=True)
+    anatomy = SimpleNamespace(labelmap=LabelMap(vol, {"vertebrae_C2": c2}), landmarks=lm, lesion=lr)
+    rep = assess(vol, anatomy, pain="none", alignment="normal", rigidity=False)
+    assert rep.lesion.source == "anatomy.LesionResult"
+    assert rep.lesion.volume_ml == 0.123 and rep.lesion.fraction_of_dens == 0.111
+    assert rep.lesion.status == "present" and rep.sins.components["lesion_type"].value == "lytic"
+    # landmarks missing -> said, not guessed
+    rep2 = assess(vol, SimpleNamespace(labelmap=LabelMap(vol, {"vertebrae_C2": c2}), landmarks=None, lesion=lr))
+    assert rep2.lesion is None and rep2.rigidity is None
+    assert any("landmarks" in x for x in rep2.not_assessed)
