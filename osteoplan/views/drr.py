@@ -402,9 +402,11 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
     handles.append(Line2D([], [], color=icol, lw=4, alpha=0.6,
                           label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm"))
     ax.set_title(t(f"drr_{view}", lang), color="white", fontsize=10.5, pad=4)
-    fig.text(0.5, 0.095, f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
+    from osteoplan.views.render import layout_with_legend
+
+    layout_with_legend(fig, ax, handles, note_in=0.22)
+    fig.text(0.5, ax.get_position().y0 - 0.012,
+             f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
              f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
-             color="#bbbbbb", ha="center", fontsize=7.5)
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, labelcolor="white",
-               bbox_to_anchor=(0.5, 0.0))
+             color="#bbbbbb", ha="center", va="top", fontsize=7.5)
     return figure_png(fig)

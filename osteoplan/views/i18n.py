@@ -150,6 +150,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "view3d_title": {"en": "3D view", "fr": "Vue 3D"},
     "total": {"en": "total", "fr": "total"},
     "left": {"en": "left", "fr": "gauche"},
+    "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
 }
 

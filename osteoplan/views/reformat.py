@@ -16,7 +16,8 @@ from osteoplan.errors import InputError
 from osteoplan.imaging.volume import AIR_HU, Volume
 from osteoplan.views.colors import INSTRUMENT_COLOR, TARGET_COLOR, ENTRY_COLOR, hex_color, structure_color
 from osteoplan.views.geometry import PathSpec
-from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png, new_figure,
+from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png,
+                                    layout_with_legend, new_figure,
                                     nice_length, window)
 
 #: Standard views and the LPS directions of image right / image down.
@@ -299,7 +300,8 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                     ax.contour(xs, ys, dimg, levels=[margin], colors=[col], linewidths=1.0, linestyles="dashed")
                     drawn = True
             if drawn and name != "body":
-                handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
+                vert = name.startswith("vertebrae_") and name != "vertebrae_C2"
+                handles.append(Line2D([], [], color=col, lw=2, label=t("other_vertebrae" if vert else name, lang)))
     # instrument, screw, points
     r_instr = path.instrument_diameter_mm / 2.0
     skin2, bone2, tgt2 = (plane.to_2d(p) for p in (path.skin_entry_lps_mm, path.bone_entry_lps_mm,
@@ -337,7 +339,6 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     bar = nice_length(span)
     draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
     ax.set_title(title or t(f"view_{view}", lang), color="white", fontsize=11, pad=4)
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, labelcolor="white",
-               bbox_to_anchor=(0.5, 0.0))
+    layout_with_legend(fig, ax, handles)
     fig._osteoplan_labels = labels
     return figure_png(fig)

@@ -98,3 +98,28 @@ def nice_length(span_mm: float) -> float:
         if m * p >= target * 0.7:
             return float(m * p)
     return float(10 * p)
+
+
+def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: float = 0.35, note_in: float = 0.0,
+                       ncol: int = 3, text_color: str = "white") -> None:
+    """Resize the figure so that the image keeps ``image_in`` inches and the legend gets its own rows below.
+
+    The legend never overlaps the image (its height grows with the number of entries).
+    """
+    seen: set[str] = set()
+    uniq = []
+    for h in handles:  # one entry per label (e.g. all vertebrae share "vertebrae")
+        if h.get_label() not in seen:
+            seen.add(h.get_label())
+            uniq.append(h)
+    handles = uniq
+    rows = max(1, -(-len(handles) // ncol))
+    legend_in = 0.08 + 0.19 * rows
+    w = image_in + 0.2
+    h = image_in + title_in + note_in + legend_in
+    fig.set_size_inches(w, h)
+    ax.set_position((0.1 / w, (legend_in + note_in) / h, image_in / w, image_in / h))
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False,
+                   labelcolor=text_color, bbox_to_anchor=(0.5, 0.0), borderaxespad=0.2, handlelength=1.6,
+                   columnspacing=1.0)

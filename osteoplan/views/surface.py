@@ -128,5 +128,7 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
         ax.text(*(centre + v), pos_l, color="black", fontsize=13, fontweight="bold", ha="center")
         ax.text(*(centre - v), neg_l, color="black", fontsize=13, fontweight="bold", ha="center")
     ax.set_title(t("view_3d", lang), fontsize=10.5)
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    from osteoplan.views.render import layout_with_legend
+
+    layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black")
     return figure_png(fig)
