@@ -1209,18 +1209,21 @@ def list_cases(session: Session, actor: m.User | None, *, search: str | None = N
         site_match = select(m.Lesion.patient_id).where(func.lower(m.Lesion.site).like(f"%{needle}%"))
         q = q.where(or_(func.lower(m.Patient.code).like(f"%{needle}%"),
                         func.lower(m.Patient.primary_cancer).like(f"%{needle}%"), m.Patient.id.in_(site_match)))
-    in_memory = bool(needle and not pseudo) or bool(stage)
+    if needle and not pseudo:
+        # identity fields are encrypted with a random IV: match them in memory, reading only the needed columns
+        site_ids = set(session.scalars(select(m.Lesion.patient_id).where(
+            m.Lesion.deleted_at.is_(None), func.lower(m.Lesion.site).like(f"%{needle}%"))))
+        cols = select(m.Patient.id, m.Patient.code, m.Patient.primary_cancer, m.Patient.family_name,
+                      m.Patient.given_name, m.Patient.hospital_id).where(m.Patient.deleted_at.is_(None))
+        hits = [r[0] for r in session.execute(cols)
+                if r[0] in site_ids or any(needle in (h or "").lower() for h in r[1:])]
+        q = q.where(m.Patient.id.in_(hits)) if hits else q.where(m.Patient.id.is_(None))
+    in_memory = bool(stage)
     if not in_memory:
         total = session.scalar(select(func.count()).select_from(q.order_by(None).subquery()))
         rows = list(session.scalars(q.limit(limit).offset(offset)))
     else:
         rows = list(session.scalars(q))
-        if needle and not pseudo:
-            def hit(p: m.Patient) -> bool:
-                hay = [p.code, p.primary_cancer, *(x.site for x in _live(p.lesions)), p.family_name, p.given_name,
-                       p.hospital_id]
-                return any(needle in (h or "").lower() for h in hay)
-            rows = [p for p in rows if hit(p)]
         if stage:
             rows = [p for p in rows if pathway_stage(p) == stage]
         total = len(rows)
