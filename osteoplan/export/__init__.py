@@ -98,15 +98,23 @@ def write_all(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any =
         written["labels_json"] = out / "labels.json"
     images: dict[str, Path] = {}
     best = getattr(plan, "best", None)
+    path = None
     if best is not None:
         from osteoplan.export.slicer import write_markups_line
-        from osteoplan.views import pathspec_from_plan, render_all
+        from osteoplan.views import pathspec_from_plan
 
         written["markups"] = write_markups_line(
             out / "plan.mrk.json", [best.skin_entry_lps_mm, best.target_lps_mm], name="osteoplan trajectory",
             labels=("skin entry", "target"),
             measurements=[{"name": "depth skin to bone", "value": best.depth_skin_to_bone_mm, "units": "mm"}])
         path = pathspec_from_plan(plan)
+    else:
+        from osteoplan.views.geometry import near_miss_pathspec
+
+        path = near_miss_pathspec(plan)  # the closest candidate, drawn with a NOT FEASIBLE banner
+    if path is not None:
+        from osteoplan.views import render_all
+
         images = render_all(out / "images", volume, path, lm, lang=opts.lang, drr=not opts.no_drr,
                             surface=not opts.no_3d, drr_pixels=opts.drr_pixels)
         written.update({f"image:{k}": v for k, v in images.items()})

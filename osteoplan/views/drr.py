@@ -392,6 +392,10 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
     ax.set_xlim(-0.5, n_pixels - 0.5)
     ax.set_ylim(n_pixels - 0.5, -0.5)
     draw_orientation(ax, geo.detector_u, geo.detector_v)
+    if not getattr(path, "feasible", True):
+        from osteoplan.views.render import draw_not_feasible_banner
+
+        draw_not_feasible_banner(ax, lang)
     # scale bar at the isocentre plane
     from osteoplan.views.render import draw_scale_bar, nice_length
 

@@ -34,6 +34,9 @@ class PathSpec:
         Clearance status per structure (``pass``, ``hydrodissection``, ``fail``, ``not_assessed``).
     name : str
         Short label (e.g. ``"plan 1"``).
+    feasible : bool
+        False for the closest candidate of an infeasible plan: every image then carries a red
+        "NOT FEASIBLE" banner.
     """
 
     skin_entry_lps_mm: np.ndarray
@@ -45,6 +48,7 @@ class PathSpec:
     margins_mm: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     name: str = "plan"
+    feasible: bool = True
 
     def __post_init__(self) -> None:
         for n in ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm"):
@@ -154,3 +158,28 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
                     instrument_diameter_mm=float(instr), screw_diameter_mm=None if sd is None else float(sd),
                     screw_length_mm=None if sl is None else float(sl), margins_mm=margins, status=status,
                     name=f"plan {_get(traj, 'rank', default=1)}")
+
+
+def near_miss_pathspec(plan: Any) -> PathSpec | None:
+    """PathSpec of an infeasible plan's closest candidate (``feasible=False``), or None when there is none.
+
+    The near miss has no bone entry or screw; its clearance checks give the margins and statuses.
+    """
+    inf = _get(plan, "infeasibility", default=None)
+    nm = _get(inf, "best_near_miss", default=None) if inf is not None else None
+    if nm is None:
+        return None
+    skin = _get(nm, "skin_entry_lps_mm", default=None)
+    target = _get(nm, "target_lps_mm", default=None)
+    if skin is None or target is None:
+        return None
+    margins, status = {}, {}
+    for c in _get(nm, "clearances", default=()) or ():
+        margins[str(c.structure)] = float(c.margin_mm)
+        status[str(c.structure)] = str(c.status)
+    try:
+        return PathSpec(np.asarray(skin, float), np.asarray(skin, float), np.asarray(target, float),
+                        instrument_diameter_mm=_protocol_trocar_mm(_get(plan, "protocol_name", default=None)),
+                        margins_mm=margins, status=status, name="closest candidate", feasible=False)
+    except InputError:
+        return None

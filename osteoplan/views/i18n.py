@@ -150,6 +150,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "view3d_title": {"en": "3D view", "fr": "Vue 3D"},
     "total": {"en": "total", "fr": "total"},
     "left": {"en": "left", "fr": "gauche"},
+    "near_miss_banner": {"en": "NOT FEASIBLE: closest candidate", "fr": "NON RÉALISABLE : candidat le plus proche"},
+    "near_miss_note": {"en": "No feasible path: the images show the closest candidate, which violates the "
+                             "constraints listed above. It is NOT a plan.",
+                       "fr": "Aucun trajet réalisable : les images montrent le candidat le plus proche, qui viole "
+                             "les contraintes ci-dessus. Ce n'est PAS un plan."},
     "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
 }

@@ -335,6 +335,10 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     if path.margins_mm:
         handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
     labels = draw_orientation(ax, plane.u, plane.v)
+    if not getattr(path, "feasible", True):
+        from osteoplan.views.render import draw_not_feasible_banner
+
+        draw_not_feasible_banner(ax, lang)
     span = plane.n_cols * plane.pixel_mm
     bar = nice_length(span)
     draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)

@@ -123,3 +123,12 @@ def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: flo
         fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False,
                    labelcolor=text_color, bbox_to_anchor=(0.5, 0.0), borderaxespad=0.2, handlelength=1.6,
                    columnspacing=1.0)
+
+
+def draw_not_feasible_banner(ax, lang: str = "en") -> None:
+    """Red banner across the top of an image: the drawn path is NOT a feasible plan."""
+    from osteoplan.views.i18n import t
+
+    ax.text(0.5, 0.93, t("near_miss_banner", lang), transform=ax.transAxes, ha="center", va="top", color="white",
+            fontsize=10, fontweight="bold", zorder=30,
+            bbox={"boxstyle": "square,pad=0.3", "fc": "#cc0000", "ec": "none", "alpha": 0.9})

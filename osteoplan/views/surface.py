@@ -127,7 +127,10 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
         v = np.asarray(vec, float) * half_size_mm * 0.95
         ax.text(*(centre + v), pos_l, color="black", fontsize=13, fontweight="bold", ha="center")
         ax.text(*(centre - v), neg_l, color="black", fontsize=13, fontweight="bold", ha="center")
-    ax.set_title(t("view_3d", lang), fontsize=10.5)
+    title = t("view_3d", lang)
+    if path is not None and not path.feasible:
+        title = t("near_miss_banner", lang) + "\n" + title
+    ax.set_title(title, fontsize=10.5, color="black" if path is None or path.feasible else "#cc0000")
     from osteoplan.views.render import layout_with_legend
 
     layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black")

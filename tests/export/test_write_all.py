@@ -79,3 +79,21 @@ def test_infeasible_plan_writes_report_without_images(case, tmp_path):
     assert not (tmp_path / "images").exists()
     assert json.loads((tmp_path / "labels.json").read_text())["not_assessed"] == ["internal_jugular_vein_left",
                                                                                   "esophagus"]
+
+
+def test_infeasible_plan_shows_closest_candidate_with_banner(case, tmp_path):
+    from osteoplan.planning.model import ClearanceCheck, Infeasibility, NearMiss
+
+    vol, lm, _ = case
+    plan = make_plan(vol, [24.0, -12.0, -6.0], [6.0, -1.0, -1.5], [0.0, 3.0, 0.0], feasible=False)
+    nm = NearMiss(skin_entry_lps_mm=(24.0, -12.0, -6.0), target_lps_mm=(0.0, 3.0, 0.0),
+                  direction_unit=(-0.8, 0.5, 0.2), violations={"containment": 2.0},
+                  clearances=(ClearanceCheck(structure="vertebral_artery_left", category="hard", margin_mm=3.0,
+                                             clearance_mm=1.0, status="fail", segmented=True),))
+    plan = plan.model_copy(update={"infeasibility": Infeasibility(n_candidates=10, n_feasible=0, exclusions=(),
+                                                                  best_near_miss=nm, message="nothing fits")})
+    w = write_all(tmp_path, plan, vol, lm, ExportOptions(no_pdf=True, no_dicom=True, no_drr=True, no_3d=True))
+    assert (tmp_path / "images" / "axial.png").is_file() and "markups" not in w
+    html = (tmp_path / "report.html").read_text()
+    assert "It is NOT a plan" in html and "nothing fits" in html
+    assert 'data-structure="vertebral_artery_left" data-status="fail"' in html
