@@ -184,8 +184,8 @@ class RiskReport:
         out += [f"Not assessed: {x}" for x in self.not_assessed]
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
+    def to_dict(self, sections: bool = True) -> dict[str, Any]:
+        """Plain-JSON form (``sections=False`` leaves out the per-section rigidity table)."""
         return {
             "level": self.level,
             "lesion": None if self.lesion is None else self.lesion.to_dict(),
@@ -193,7 +193,7 @@ class RiskReport:
             "sins": None if self.sins is None else self.sins.to_dict(),
             "ct_proposals": {k: {"value": parse_option(k, p.value).value, "evidence": dict(p.evidence),
                                  "note": p.note} for k, p in self.proposals.items()},
-            "rigidity": None if self.rigidity is None else self.rigidity.to_dict(),
+            "rigidity": None if self.rigidity is None else self.rigidity.to_dict(sections=sections),
             "not_assessed": list(self.not_assessed),
             "notes": list(self.notes),
             "summary": self.summary_lines(),

@@ -133,7 +133,9 @@ class SectionRigidity:
         return {"ea_n": r(self.ea_n), "ei_min_nmm2": r(self.ei_min_nmm2), "ei_max_nmm2": r(self.ei_max_nmm2),
                 "ei_uu_nmm2": r(self.ei_uu_nmm2), "ei_vv_nmm2": r(self.ei_vv_nmm2),
                 "principal_angle_deg": round(self.principal_angle_deg, 2), "gj_nmm2": r(self.gj_nmm2),
-                "centroid_uv_mm": [round(c, 3) for c in self.centroid_uv_mm], "area_mm2": round(self.area_mm2, 3)}
+                "centroid_uv_mm": ([round(c, 3) for c in self.centroid_uv_mm]
+                                   if all(np.isfinite(self.centroid_uv_mm)) else None),
+                "area_mm2": round(self.area_mm2, 3)}
 
 
 def section_rigidity(modulus_mpa: np.ndarray, pixel_mm: float, nu: float = POISSON_RATIO,

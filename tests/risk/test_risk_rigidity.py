@@ -153,3 +153,10 @@ def test_rigidity_errors():
         rigidity_profile(vol, np.zeros((4, 4, 4), bool), np.zeros(3), np.array([0, 0, 1.0]), (0, 1))
     with pytest.raises(MaskError):
         rigidity_profile(vol, np.ones((3, 3, 3), bool), np.zeros(3), np.array([0, 0, 1.0]), (0, 1))
+
+
+def test_section_without_stiff_bone_serialises_as_strict_json():
+    sec = section_rigidity(np.zeros((3, 3)), 0.5)
+    d = sec.to_dict()
+    assert d["centroid_uv_mm"] is None
+    json.dumps(d, allow_nan=False)
