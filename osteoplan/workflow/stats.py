@@ -178,10 +178,22 @@ def compute_from_patients(patients: Iterable[m.Patient], year: int | None = None
 
 def compute_statistics(session: Session, actor: m.User | None, year: int | None = None) -> dict[str, list[dict]]:
     """All statistics tables (aggregates only, no identity). Logs a read of ``statistics``."""
-    patients = sv.load_cases_for_export(session)
+    from sqlalchemy import select
+    from sqlalchemy.orm import defer, selectinload
+
+    q = (select(m.Procedure).join(m.Patient, m.Procedure.patient_id == m.Patient.id)
+         .where(m.Procedure.status == "done", m.Procedure.deleted_at.is_(None), m.Patient.deleted_at.is_(None),
+                m.Procedure.procedure_date.is_not(None))
+         .options(selectinload(m.Procedure.screws), selectinload(m.Procedure.lesion),
+                  selectinload(m.Procedure.patient).options(
+                      *(defer(getattr(m.Patient, c)) for c in ("family_name", "given_name", "birth_date",
+                                                               "hospital_id")),  # aggregates: no decryption
+                      selectinload(m.Patient.follow_ups), selectinload(m.Patient.adverse_events))))
+    procs = [x for x in session.scalars(q) if year is None or x.procedure_date.year == year]
+    procs.sort(key=lambda x: (x.procedure_date, x.id))
     sv.audit(session, actor, "read", "statistics", None, detail={"year": year})
     session.flush()
-    return compute_from_patients(patients, year)
+    return {name: fn(procs) for name, fn in TABLES.items()}
 
 
 def available_years(session: Session) -> list[int]:
