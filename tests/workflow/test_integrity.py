@@ -222,3 +222,32 @@ def test_duplicate_unique_value_is_a_conflict(factory, users):
         sv.create_patient(b, None, {"code": "SAME-1", "primary_cancer": "lung"})
     a.close()
     b.close()
+
+
+def test_parallel_writers_lose_nothing(factory, users):
+    """Two threads write at the same time (one session each); every committed write is there afterwards."""
+    import threading
+
+    errors = []
+
+    def writer(tag):
+        try:
+            for i in range(15):
+                s = factory()
+                sv.create_patient(s, None, {"code": f"{tag}-{i:02d}", "primary_cancer": "lung"})
+                s.commit()
+                s.close()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    s = factory()
+    codes = set(s.scalars(select(m.Patient.code)))
+    n_audit = s.scalar(select(func.count()).select_from(m.AuditLog).where(m.AuditLog.entity == "patient"))
+    s.close()
+    assert codes == {f"{t}-{i:02d}" for t in "AB" for i in range(15)} and n_audit == 30
