@@ -24,7 +24,7 @@ def test_cthead_no_lesion_no_crash(cthead):
     vol, anatomy = cthead
     rep = assess(vol, anatomy, pain="none", alignment="normal")
     d = rep.to_dict()
-    json.dumps(d)
+    json.dumps(d, allow_nan=False)
     assert rep.lesion is not None and rep.lesion.status == "none"
     assert rep.sins is None and rep.sins_status.startswith("not applicable")
     prof = rep.rigidity

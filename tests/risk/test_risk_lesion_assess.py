@@ -41,7 +41,7 @@ def test_lesion_metrics_dens_lesion(synthetic_c2):
     assert m.normal_cancellous_hu == pytest.approx(250.0)
     # a 3 mm lesion in a 5 mm dens with 1 mm cortex does not reach the surface
     assert m.breach.breach_mm2 == 0.0 and m.breach.surface_mm2 > 0
-    json.dumps(m.to_dict())
+    json.dumps(m.to_dict(), allow_nan=False)
 
 
 def test_lesion_breach_location_anterior(synthetic_c2):
@@ -71,7 +71,7 @@ def test_assess_growing_lesions_sins_follow(synthetic_c2):
         vol, c2, les, lm = synthetic_c2(radius)
         rep = assess(vol, LabelMap(vol, {"vertebrae_C2": c2, "lesion": les}), pain="mechanical",
                      alignment="normal", landmarks=lm)
-        json.dumps(rep.to_dict())
+        json.dumps(rep.to_dict(), allow_nan=False)
         rows.append(rep)
     assert rows[0].sins is None and rows[0].sins_status.startswith("not applicable")
     assert rows[0].rigidity.max_loss == 0.0

@@ -61,7 +61,7 @@ def test_phantom_lesion_metrics_and_sins_follow(reports):
         assert c["posterolateral"].value == "none"  # a central dens lesion spares the posterior elements
         assert rep.sins.total == 3 + 3 + 2 + 0 + c["collapse"].points + 0
         assert rep.sins.category == "potentially unstable" and rep.sins.referral is True
-        json.dumps(rep.to_dict())
+        json.dumps(rep.to_dict(), allow_nan=False)
     # cortical breach appears once the lesion reaches the dens surface (outer radius 4.9 mm)
     assert reports[3.0][1].lesion.breach.breach_mm2 == 0.0
     assert reports[5.0][1].lesion.breach.breach_mm2 > 50.0

@@ -124,7 +124,7 @@ def test_growing_lesion_loss_rises_monotonically(synthetic_c2):
         prof = dens_rigidity(vol, c2, lm, lesion)
         losses.append(prof.max_loss)
         assert prof.lesion_status == ("none" if radius == 0 else "present")
-        json.dumps(prof.to_dict())
+        json.dumps(prof.to_dict(), allow_nan=False)
     assert losses[0] == 0.0
     assert all(b > a for a, b in zip(losses, losses[1:])), losses
     # radius 5 mm at the dens centre (dens radius 5 mm) takes the whole section, cortex included

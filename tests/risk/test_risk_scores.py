@@ -108,7 +108,7 @@ def test_sins_provenance_and_override():
     assert c["lesion_type"].source == "ct-proposed" and c["lesion_type"].evidence["lesion_median_hu"] == 35.0
     assert c["collapse"].source == "override" and c["collapse"].proposed_value == "none"
     assert c["collapse"].proposed_evidence == {"height_ratio": 0.97} and c["collapse"].note == "sagittal MPR"
-    json.dumps(r.to_dict())
+    json.dumps(r.to_dict(), allow_nan=False)
 
 
 def test_sins_rejects_bad_options_with_clear_message():
