@@ -24,7 +24,7 @@ def register(sub) -> None:
         description="Score the fracture risk of a C2 (dens) lesion: SINS (Fisher, Spine 2010) with the "
         "components the CT can tell (location, lesion type, collapse, posterolateral involvement) and their "
         "measurements, lesion metrics (volume, share of dens/body, cortical breach) and CT-based structural "
-        "rigidity along the dens axis (loss >= 35 %% flagged, Snyder JBJS 2006). Pain and alignment are "
+        "rigidity along the dens axis (loss >= 35 % flagged, Snyder JBJS 2006). Pain and alignment are "
         "clinical inputs: without them the SINS is given as a range.",
     )
     p.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
