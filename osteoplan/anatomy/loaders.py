@@ -46,6 +46,9 @@ IMAGE_STEMS = re.compile(r"^(ct|image|img|volume|scan|t1|t2|mr|pet|dose|possible
 #: Largest number of distinct values a label image may have.
 MAX_LABELS = 1024
 
+#: Folders with more NIfTI files than this do not load names outside the vocabulary by default.
+MAX_UNKNOWN_FOLDER = 40
+
 
 class MaskGrid:
     """A mask (or label image) on its own grid: array (K, J, I) + affine (k, j, i, 1) -> LPS mm."""
@@ -171,6 +174,15 @@ def _nifti_to_grid(img: Any, origin: str) -> MaskGrid:
     return MaskGrid(np.transpose(data, (2, 1, 0)), aff, origin)
 
 
+def _display(p: Path) -> str:
+    """File name for messages and sources: shown when its stem is a known structure name (not
+    identifying), otherwise :func:`~osteoplan.errors.safe_path` rules apply."""
+    p = Path(p)
+    if canonical_name(_stem(p)) is not None:
+        return p.name
+    return safe_path(p)
+
+
 def _stem(p: Path) -> str:
     n = p.name
     for ext in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".dcm"):
@@ -218,7 +230,7 @@ def read_label_table(source: str | Path | Mapping | Iterable) -> dict[int, str]:
         try:
             source = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise MaskError(f"Cannot read the label table {safe_path(p)} ({type(exc).__name__}); give a JSON file "
+            raise MaskError(f"Cannot read the label table {_display(p)} ({type(exc).__name__}); give a JSON file "
                             "like {\"1\": \"spinal_cord\", ...}.") from None
     out: dict[int, str] = {}
     try:
@@ -321,19 +333,19 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
     lm = labelmap if labelmap is not None else LabelMap(volume)
     try:
         img = _img if _img is not None else nib.load(str(p))
-        grid = _nifti_to_grid(img, safe_path(p))
+        grid = _nifti_to_grid(img, _display(p))
     except MaskError:
         raise
     except Exception as exc:
-        raise CorruptFileError(f"Cannot read the mask {safe_path(p)} ({type(exc).__name__}); is the file complete?") from None
+        raise CorruptFileError(f"Cannot read the mask {_display(p)} ({type(exc).__name__}); is the file complete?") from None
     table = read_label_table(label_table) if label_table is not None else (_sidecar_table(p) or _nifti_extension_table(img))
     kind = _label_kind(grid.array)
     if kind == "image":
-        raise MaskError(f"{safe_path(p)} is an image with continuous values, not a mask; give a binary mask or a label image.")
-    source = f"provided:{safe_path(p)}"
+        raise MaskError(f"{_display(p)} is an image with continuous values, not a mask; give a binary mask or a label image.")
+    source = f"provided:{_display(p)}"
     if table is None:
         if kind == "labels":
-            raise MaskError(f"{safe_path(p)} holds several label values but no label table was found; put a "
+            raise MaskError(f"{_display(p)} holds several label values but no label table was found; put a "
                             f"{_stem(p)}.json next to it ({{\"1\": \"name\", ...}}) or pass label_table.")
         arr = resample_mask(grid, volume, name or _stem(p), warnings)
         _add(lm, name or _stem(p), arr != 0, source, warnings)
@@ -342,22 +354,30 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
     present = set(np.unique(grid.array).tolist())
     for value, nm in sorted(table.items()):
         if value not in present:
-            msg = f"Label {value} ('{nm}') of {safe_path(p)} is in the table but has no voxel; recorded as segmented and empty."
+            msg = f"Label {value} ('{nm}') of {_display(p)} is in the table but has no voxel; recorded as segmented and empty."
             warnings.append(msg)
         _add(lm, nm, arr == value, source, warnings)
     extra = sorted(v for v in present if v != 0 and v not in table)
     if extra:
-        warnings.append(f"{safe_path(p)}: label values {extra[:10]} are not in the label table and were ignored.")
+        warnings.append(f"{_display(p)}: label values {extra[:10]} are not in the label table and were ignored.")
     return lm
 
 
 def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | None = None,
-                      warnings: list[str] | None = None) -> LabelMap:
+                      warnings: list[str] | None = None, keep_unknown: bool | None = None) -> LabelMap:
     """Load every mask of a folder of NIfTI files (TotalSegmentator's default output, OpenKBP case folders).
 
     Files that are images rather than masks (``ct.nii.gz``, ``*_0000.nii.gz``, continuous values)
     are skipped; multilabel files are read with their sidecar JSON table. When the folder holds a
     ``labels/`` or ``segmentations/`` subfolder of masks, that subfolder is read instead.
+
+    Parameters
+    ----------
+    keep_unknown : bool, optional
+        Load single-structure files whose name is outside the vocabulary (kept under their own
+        name, with a warning). By default they are kept unless the folder holds more than
+        :data:`MAX_UNKNOWN_FOLDER` files (a full TotalSegmentator run: 117 whole-CT masks would not
+        fit in memory); skipped names are listed in one warning.
 
     Raises
     ------
@@ -374,26 +394,35 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
     warnings = warnings if warnings is not None else []
     lm = labelmap if labelmap is not None else LabelMap(volume)
     files = sorted(f for f in d.iterdir() if f.is_file() and f.name.lower().endswith((".nii", ".nii.gz")))
+    if keep_unknown is None:
+        keep_unknown = len(files) <= MAX_UNKNOWN_FOLDER
     n_loaded = 0
+    skipped_unknown: list[str] = []
     for f in files:
         if IMAGE_STEMS.match(_stem(f)):
             continue
         table = _sidecar_table(f)
+        if table is None and not keep_unknown and canonical_name(_stem(f)) is None:
+            skipped_unknown.append(_stem(f))
+            continue
         try:
             orig = nib.load(str(f))
             data = np.asanyarray(orig.dataobj)  # read once (scaled); nibabel does not cache proxies
             img = nib.Nifti1Image(data, orig.affine) if isinstance(orig, nib.Nifti1Image) else orig
         except Exception:
-            warnings.append(f"{safe_path(f)} could not be read and was skipped.")
+            warnings.append(f"{_display(f)} could not be read and was skipped.")
             continue
         if table is None:
             table = _nifti_extension_table(orig)
             kind = _label_kind(data)
             if table is None and kind != "binary":
-                warnings.append(f"{safe_path(f)} is not a binary mask (and has no label table); skipped.")
+                warnings.append(f"{_display(f)} is not a binary mask (and has no label table); skipped.")
                 continue
         load_nifti_file(f, volume, label_table=table, labelmap=lm, warnings=warnings, _img=img)
         n_loaded += 1
+    if skipped_unknown:
+        warnings.append(f"{len(skipped_unknown)} structure file(s) outside the osteoplan vocabulary were not loaded "
+                        f"(e.g. {', '.join(skipped_unknown[:5])}).")
     if n_loaded == 0:
         raise MaskError(f"No mask found in the folder {safe_path(d)}: expected one NIfTI file per structure "
                         "(e.g. TotalSegmentator output) or a label image with a JSON table.")
@@ -425,18 +454,18 @@ def load_seg_nrrd(path: str | Path, volume: Volume, labelmap: LabelMap | None = 
     try:
         seg = slicerio.read_segmentation(str(p))
     except Exception as exc:
-        raise CorruptFileError(f"Cannot read the Slicer segmentation {safe_path(p)} ({type(exc).__name__}).") from None
+        raise CorruptFileError(f"Cannot read the Slicer segmentation {_display(p)} ({type(exc).__name__}).") from None
     segments = seg.get("segments") or []
     if not segments:
-        raise MaskError(f"{safe_path(p)} has no segment.")
+        raise MaskError(f"{_display(p)} has no segment.")
     ijk = np.asarray(seg["ijkToLPS"], dtype=np.float64)
     aff = np.eye(4)
     aff[:3, 0], aff[:3, 1], aff[:3, 2], aff[:3, 3] = ijk[:3, 2], ijk[:3, 1], ijk[:3, 0], ijk[:3, 3]
     for s in segments:
         nm = s.get("name") or s.get("id") or "segment"
         m = slicerio.segment_mask(seg, s)  # (i, j, k)
-        grid = MaskGrid(np.transpose(m, (2, 1, 0)).astype(np.uint8), aff, safe_path(p))
-        _add(lm, nm, resample_mask(grid, volume, nm, warnings) != 0, f"provided:{safe_path(p)}", warnings)
+        grid = MaskGrid(np.transpose(m, (2, 1, 0)).astype(np.uint8), aff, _display(p))
+        _add(lm, nm, resample_mask(grid, volume, nm, warnings) != 0, f"provided:{_display(p)}", warnings)
     return lm
 
 
@@ -465,7 +494,7 @@ def load_dicom_seg(path: str | Path, volume: Volume, labelmap: LabelMap | None =
     try:
         seg = hd.seg.segread(str(p))
     except Exception as exc:
-        raise MaskError(f"{safe_path(p)} is not a readable DICOM Segmentation ({type(exc).__name__}).") from None
+        raise MaskError(f"{_display(p)} is not a readable DICOM Segmentation ({type(exc).__name__}).") from None
     ct_for = volume.info.frame_of_reference_uid
     seg_for = getattr(seg, "FrameOfReferenceUID", None)
     if ct_for and seg_for and ct_for != seg_for:
@@ -475,14 +504,14 @@ def load_dicom_seg(path: str | Path, volume: Volume, labelmap: LabelMap | None =
         try:
             v = seg.get_volume(segment_numbers=[number], combine_segments=False, dtype=np.float32)
         except Exception as exc:
-            raise MaskError(f"Segment '{label}' of {safe_path(p)} cannot be assembled into a volume "
+            raise MaskError(f"Segment '{label}' of {_display(p)} cannot be assembled into a volume "
                             f"({type(exc).__name__}); is it a regular 3D stack?") from None
         arr = np.asarray(v.array)
         if arr.ndim == 4:
             arr = arr[..., 0]
         arr = (arr >= 0.5).astype(np.uint8)  # BINARY: 0/1; FRACTIONAL (rescaled to 0..1): at least half
-        grid = MaskGrid(arr, np.asarray(v.affine), safe_path(p))
-        _add(lm, label, resample_mask(grid, volume, label, warnings) != 0, f"provided:{safe_path(p)}", warnings)
+        grid = MaskGrid(arr, np.asarray(v.affine), _display(p))
+        _add(lm, label, resample_mask(grid, volume, label, warnings) != 0, f"provided:{_display(p)}", warnings)
     return lm
 
 
@@ -531,7 +560,7 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
     p = Path(path)
     warnings = warnings if warnings is not None else []
     if not p.exists():
-        raise InputError(f"Masks not found: {safe_path(p)}. Check the path.")
+        raise InputError(f"Masks not found: {_display(p)}. Check the path.")
     name = p.name.lower()
     if p.is_dir():
         if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in p.iterdir()) or \
@@ -540,7 +569,7 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
         segs = [f for f in sorted(p.iterdir()) if f.is_file() and f.name.lower().endswith(".seg.nrrd")]
         dcm_segs = [f for f in sorted(p.rglob("*")) if f.is_file() and _is_dicom(f) and _modality(f) == "SEG"]
         if not segs and not dcm_segs:
-            raise MaskError(f"No mask found in {safe_path(p)}: give NIfTI masks, a .seg.nrrd or a DICOM SEG.")
+            raise MaskError(f"No mask found in {_display(p)}: give NIfTI masks, a .seg.nrrd or a DICOM SEG.")
         lm = LabelMap(volume)
         for f in segs:
             load_seg_nrrd(f, volume, labelmap=lm, warnings=warnings)
@@ -554,11 +583,11 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
     if _is_dicom(p) or name.endswith(".dcm"):
         mod = _modality(p)
         if mod != "SEG":
-            raise MaskError(f"{safe_path(p)} is a DICOM {mod or 'object'} file, not a Segmentation (SEG).")
+            raise MaskError(f"{_display(p)} is a DICOM {mod or 'object'} file, not a Segmentation (SEG).")
         return load_dicom_seg(p, volume, warnings=warnings)
     if name.endswith(".nrrd"):
-        raise InputError(f"{safe_path(p)} is a plain NRRD; masks must be a Slicer segmentation (.seg.nrrd).")
-    raise InputError(f"Unsupported mask format {safe_path(p)}: give a NIfTI folder or file, a .seg.nrrd or a DICOM SEG.")
+        raise InputError(f"{_display(p)} is a plain NRRD; masks must be a Slicer segmentation (.seg.nrrd).")
+    raise InputError(f"Unsupported mask format {_display(p)}: give a NIfTI folder or file, a .seg.nrrd or a DICOM SEG.")
 
 
 def _modality(p: Path) -> str | None:

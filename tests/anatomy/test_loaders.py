@@ -173,7 +173,7 @@ def test_folder_skips_images_unions_synonyms_and_keeps_unknown_names(ct, tmp_pat
     assert lm.get("pharynx").sum() == 50
     assert "+" in lm.sources["pharynx"]
     assert any("thyroid_cartilage" in w for w in warnings)
-    assert any("other_image" in w for w in warnings)
+    assert any("not a binary mask" in w for w in warnings)  # other_image (name hidden: not a structure name)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(MaskError):
@@ -316,3 +316,21 @@ def test_cli_segment_with_provided_phantom_masks(tmp_path, capsys):
     nib.save(Volume(ph.truth.get("lesion").astype(np.float32), aff).to_nifti(np.uint8), str(far / "lesion.nii.gz"))
     assert main(["segment", str(paths["ct"]), "--masks", str(far), "--out", str(tmp_path / "s2")]) == 2
     assert "does not overlap" in capsys.readouterr().err
+
+
+def test_big_folder_skips_unknown_structures(ct, tmp_path, monkeypatch):
+    import osteoplan.anatomy.loaders as loaders
+
+    monkeypatch.setattr(loaders, "MAX_UNKNOWN_FOLDER", 3)
+    d = tmp_path / "ts"
+    d.mkdir()
+    m = np.zeros(CT_SHAPE, np.uint8)
+    m[1, 1, 1] = 1
+    for n in ("liver", "spleen", "trachea", "vertebrae_C2"):
+        save_mask_nifti(d / f"{n}.nii.gz", m, CT_AFF)
+    warnings = []
+    lm = load_masks(d, ct, warnings=warnings)
+    assert set(lm.names()) == {"trachea", "vertebrae_C2"}
+    assert any("2 structure file(s)" in w for w in warnings)
+    lm2 = loaders.load_nifti_folder(d, ct, keep_unknown=True)
+    assert {"liver", "spleen"} <= set(lm2.names())
