@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.quiet:
+        import os
+
+        os.environ["OSTEOPLAN_QUIET"] = "1"
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
