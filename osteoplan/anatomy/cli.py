@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from osteoplan.errors import DependencyError, InputError
+from osteoplan.errors import DependencyError, InputError, safe_path
 
 
 def register(sub) -> None:
@@ -55,7 +55,7 @@ def _phantom(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise InputError(f"Output folder {out.name} exists and is not empty; choose another or pass --force.")
+        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another or pass --force.")
     with step("building the phantom"):
         ph = make_phantom(seed=args.seed, lesion_radius_mm=args.lesion_radius_mm,
                           lesion_offset_mm=tuple(args.lesion_offset_mm), contrast=not args.no_contrast,
@@ -98,7 +98,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise InputError(f"Output folder {out.name} exists and is not empty; choose another or pass --force.")
+        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another or pass --force.")
     ct = Path(args.ct)
     if not ct.exists():
         raise InputError("CT not found; check the path.")

@@ -49,7 +49,7 @@ import numpy as np
 
 from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.anatomy.landmarks import DensLandmarks
-from osteoplan.errors import InputError
+from osteoplan.errors import InputError, safe_path
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
 __all__ = [
@@ -995,7 +995,7 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, overwrite: bool = False
         ctx = atomic_dir(out_dir, overwrite=overwrite)
         tmp = ctx.__enter__()
     except FileExistsError:
-        raise InputError(f"Output folder {out_dir.name} exists and is not empty; choose another or pass --force.") from None
+        raise InputError(f"Output folder {safe_path(out_dir)} exists and is not empty; choose another or pass --force.") from None
     try:
         nib.save(vol.to_nifti(np.int16), tmp / "ct.nii.gz")
         (tmp / "labels").mkdir()
@@ -1055,7 +1055,7 @@ def load_phantom_dir(out_dir: str | Path) -> Phantom:
     need = ["ct.nii.gz", "labels", "landmarks.json", "phantom.json"]
     missing = [n for n in need if not (d / n).exists()]
     if missing:
-        raise InputError(f"{d.name} is not a phantom folder (missing {', '.join(missing)}); create it with 'osteoplan phantom'.")
+        raise InputError(f"{safe_path(d)} is not a phantom folder (missing {', '.join(missing)}); create it with 'osteoplan phantom'.")
     meta = json.loads((d / "phantom.json").read_text())
     params = PhantomParams.from_dict(meta.get("params", {}))
     vol = Volume.from_nifti(nib.load(str(d / "ct.nii.gz")),
@@ -1065,7 +1065,7 @@ def load_phantom_dir(out_dir: str | Path) -> Phantom:
         name = f.name[: -len(".nii.gz")]
         m = Volume.from_nifti(nib.load(str(f)))
         if m.shape != vol.shape or not np.allclose(m.affine, vol.affine, atol=1e-4):
-            raise InputError(f"Label {name} of {d.name} is not on the CT grid; re-create the phantom folder.")
+            raise InputError(f"Label {name} of {safe_path(d)} is not on the CT grid; re-create the phantom folder.")
         masks[name] = m.array > 0.5
     truth = LabelMap(vol, masks, {n: TRUTH_SOURCE for n in masks})
     lm = DensLandmarks.from_dict(json.loads((d / "landmarks.json").read_text()))
