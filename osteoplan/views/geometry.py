@@ -160,10 +160,11 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
                     name=f"plan {_get(traj, 'rank', default=1)}")
 
 
-def near_miss_pathspec(plan: Any) -> PathSpec | None:
+def near_miss_pathspec(plan: Any, fallback_length_mm: float = 80.0) -> PathSpec | None:
     """PathSpec of an infeasible plan's closest candidate (``feasible=False``), or None when there is none.
 
     The near miss has no bone entry or screw; its clearance checks give the margins and statuses.
+    When it never reached the skin, its direction is drawn over ``fallback_length_mm`` from the target.
     """
     inf = _get(plan, "infeasibility", default=None)
     nm = _get(inf, "best_near_miss", default=None) if inf is not None else None
@@ -171,8 +172,13 @@ def near_miss_pathspec(plan: Any) -> PathSpec | None:
         return None
     skin = _get(nm, "skin_entry_lps_mm", default=None)
     target = _get(nm, "target_lps_mm", default=None)
-    if skin is None or target is None:
+    if target is None:
         return None
+    if skin is None:  # the candidate never reached the skin: draw its direction over a fixed length
+        d = np.asarray(_get(nm, "direction_unit", default=(0.0, 0.0, 0.0)), float)
+        if np.linalg.norm(d) < 1e-6:
+            return None
+        skin = np.asarray(target, float) - d / np.linalg.norm(d) * fallback_length_mm
     margins, status = {}, {}
     for c in _get(nm, "clearances", default=()) or ():
         margins[str(c.structure)] = float(c.margin_mm)

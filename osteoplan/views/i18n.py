@@ -155,6 +155,7 @@ STRINGS: dict[str, dict[str, str]] = {
                              "constraints listed above. It is NOT a plan.",
                        "fr": "Aucun trajet réalisable : les images montrent le candidat le plus proche, qui viole "
                              "les contraintes ci-dessus. Ce n'est PAS un plan."},
+    "not_applicable": {"en": "— (no feasible path)", "fr": "— (aucun trajet réalisable)"},
     "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
 }
