@@ -9,7 +9,8 @@ Commands::
     osteoplan db stats   [--url URL] [--out DIR]            tables as CSV + PNG plots
     osteoplan db fhir    CASE_ID [--url URL] [--out FILE]    FHIR R4 Bundle (pseudonymised) as JSON
 
-``--url`` defaults to ``$OSTEOPLAN_DB_URL``, else ``sqlite:///osteoplan.db``.
+``--url`` defaults to ``$OSTEOPLAN_DB_URL``, else the SQLite file ``~/.local/share/osteoplan/osteoplan.db``
+(``$XDG_DATA_HOME`` honoured), the same database ``osteoplan serve`` uses by default.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from osteoplan.errors import InputError
 
 
 def _url_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None, help="database URL (default $OSTEOPLAN_DB_URL or sqlite:///osteoplan.db)")
+    p.add_argument("--url", default=None, help="database URL (default $OSTEOPLAN_DB_URL, else ~/.local/share/osteoplan/osteoplan.db)")
 
 
 def register(sub) -> None:

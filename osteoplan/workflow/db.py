@@ -1,6 +1,6 @@
 """Database engine, schema migrations (Alembic, applied programmatically) and sessions.
 
-The embedded default is an SQLite file (``sqlite:///osteoplan.db``); PostgreSQL is supported with
+The embedded default is an SQLite file (``~/.local/share/osteoplan/osteoplan.db``, see :func:`database_url`); PostgreSQL is supported with
 ``postgresql+psycopg://user@host:port/db``. The schema is created and upgraded ONLY by the Alembic migrations
 in :mod:`osteoplan.workflow.migrations` (never ``create_all``), so SQLite and PostgreSQL get the same schema,
 the same append-only triggers and the same upgrade path.
@@ -20,13 +20,19 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-DEFAULT_URL = "sqlite:///osteoplan.db"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/osteoplan`` (``~/.local/share/osteoplan``): the embedded database and the dev key file."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "osteoplan"
+
+
 def database_url(url: str | None = None) -> str:
-    """*url*, else ``$OSTEOPLAN_DB_URL``, else :data:`DEFAULT_URL` (an SQLite file in the current folder)."""
-    return url or os.environ.get("OSTEOPLAN_DB_URL") or DEFAULT_URL
+    """*url*, else ``$OSTEOPLAN_DB_URL``, else the SQLite file ``osteoplan.db`` in :func:`default_data_dir`
+    (the same default as ``osteoplan serve``)."""
+    return url or os.environ.get("OSTEOPLAN_DB_URL") or f"sqlite:///{default_data_dir() / 'osteoplan.db'}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
