@@ -282,7 +282,9 @@ def plan_from_anatomy(volume: Volume, anatomy: Any, protocol: Protocol | str | N
 
     lm = getattr(anatomy, "landmarks", None)
     if lm is None:
-        raise AnatomyError("The dens could not be located: give a hint point (--hint-lps X Y Z) or a C2 mask (--masks).")
+        why = [m for m in (getattr(anatomy, "messages", None) or []) if "C2" in m or "dens" in m.lower()]
+        raise AnatomyError("The dens could not be located" + (f" ({why[-1].rstrip('.')})" if why else "")
+                           + ": give a hint point near C2 (--hint-lps X Y Z) or a C2 mask (--masks).")
     lesion = getattr(anatomy, "lesion", None)
     lesion_mask = getattr(lesion, "mask", None) if lesion is not None else None
     msgs = list(getattr(anatomy, "messages", []) or [])

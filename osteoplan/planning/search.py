@@ -73,6 +73,27 @@ def choose_diameter(protocol: Protocol, waist_mm: float | None) -> tuple[float, 
 
 
 # --------------------------------------------------------------------------- ROI and fields
+def _solid(mask: np.ndarray, spacing_mm: np.ndarray, close_mm: float = 2.0) -> np.ndarray:
+    """The bone's outer envelope: closing by ~close_mm then 3D hole filling (low-density marrow or a
+    lytic cavity inside the cortex is still inside the bone for containment)."""
+    box = _nz_box(mask)
+    if box is None:
+        return mask
+    it = np.maximum(1, np.rint(close_mm / np.asarray(spacing_mm)).astype(int))
+    pad = it + 1
+    sl = tuple(slice(max(0, a - p), min(n, b + p + 1)) for (a, b), p, n in zip(box, pad, mask.shape))
+    sub = mask[sl]
+    st = np.zeros((2 * it[0] + 1, 2 * it[1] + 1, 2 * it[2] + 1), bool)
+    g = np.indices(st.shape).reshape(3, -1).T - it
+    st.reshape(-1)[((g / np.maximum(it, 1)) ** 2).sum(1) <= 1.0] = True
+    closed = ndi.binary_closing(np.pad(sub, pad[:, None].repeat(2, 1)), structure=st)
+    closed = closed[tuple(slice(p, -p) for p in pad)]
+    filled = ndi.binary_fill_holes(closed | sub)
+    out = mask.copy()
+    out[sl] = filled
+    return out
+
+
 def _c2_mask(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol) -> tuple[np.ndarray, str, list[str]]:
     if labelmap.has("vertebrae_C2") and labelmap.get("vertebrae_C2").any():
         m = labelmap.get("vertebrae_C2")
@@ -80,7 +101,7 @@ def _c2_mask(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Pr
             # a lytic lesion inside C2 is still C2 for containment (the cement fills it)
             les = labelmap.get("lesion")
             m = m | (les & ndi.binary_dilation(m, iterations=2))
-        return m, labelmap.sources.get("vertebrae_C2", "segmented"), []
+        return _solid(m, volume.spacing_mm), labelmap.sources.get("vertebrae_C2", "segmented"), []
     # fallback: bone (mask or HU threshold) connected to the C2 body centre, within 30 mm of the dens
     bone = labelmap.get("bone") if labelmap.has("bone") else volume.array >= protocol.density.bone_hu
     kji = np.indices(volume.shape).reshape(3, -1).T

@@ -1,0 +1,79 @@
+"""``osteoplan demo`` / ``osteoplan plan`` end to end (no report: the export stage has its own tests)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+
+from osteoplan.cli import main
+from osteoplan.planning.model import load_plan, plan_json_schema
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    rc = main(["demo", "--out", str(out), "--no-report", "--side", "left"])
+    assert rc == 0
+    return out
+
+
+def test_demo_writes_plan_folder(demo_dir, capsys):
+    names = sorted(p.name for p in demo_dir.iterdir())
+    assert {"ct.nii.gz", "plan.json", "plan.mrk.json"} <= set(names)
+    assert not [n for n in names if n.endswith(".part")]
+    plan = load_plan(demo_dir / "plan.json")
+    jsonschema.validate(json.loads((demo_dir / "plan.json").read_text()), plan_json_schema())
+    assert plan.feasible and plan.side == "left" and plan.best.side == "left"
+    # Slicer markups: LPS, skin entry -> target, same numbers as the plan
+    mk = json.loads((demo_dir / "plan.mrk.json").read_text())
+    m = mk["markups"][0]
+    assert m["type"] == "Line" and m["coordinateSystem"] == "LPS"
+    pts = np.array([cp["position"] for cp in m["controlPoints"]])
+    np.testing.assert_allclose(pts[0], plan.best.skin_entry_lps_mm, atol=1e-6)
+    np.testing.assert_allclose(pts[1], plan.best.target_lps_mm, atol=1e-6)
+
+
+def test_demo_refuses_to_overwrite(demo_dir, capsys):
+    rc = main(["demo", "--out", str(demo_dir), "--no-report"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err
+
+
+@pytest.mark.slow
+def test_plan_on_phantom_nifti_with_masks(tmp_path, capsys):
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+
+    ph = make_phantom(PhantomParams(spacing_mm=1.0))
+    import nibabel as nib
+
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(ph.volume.to_nifti(), ct)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in ph.truth.names():
+        nib.save(ph.volume.with_array(ph.truth.get(name).astype(np.float32)).to_nifti(dtype=np.uint8),
+                 masks / f"{name}.nii.gz")
+    out = tmp_path / "plan"
+    rc = main(["plan", str(ct), "--masks", str(masks), "--out", str(out), "--no-report", "--side", "right"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    plan = load_plan(out / "plan.json")
+    assert plan.side_requested == "right"
+    if plan.feasible:
+        assert plan.best.side == "right"
+        assert "RESULT: plan found, RIGHT" in text and "clearances" in text and "C-arm bull's-eye" in text
+        assert plan.best.check("spinal_cord").segmented  # provided mask used
+    else:
+        assert "NO FEASIBLE PATH" in text and plan.infeasibility.message in text
+
+
+def test_plan_missing_ct_is_one_line_error(tmp_path, capsys):
+    rc = main(["plan", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
