@@ -260,7 +260,9 @@ def plot_per_year(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     ax.bar(years, cplx, bottom=simple, label="complex (screw / hydrodissection / multi-level)", color="tab:orange")
     ax.set_ylabel("procedures")
     ax.set_title("Consolidation procedures per year")
-    ax.legend(fontsize=8)
+    top = max((a + b for a, b in zip(simple, cplx)), default=1)
+    ax.set_ylim(0, top * 1.25 + 1)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)
 
 
