@@ -1,5 +1,5 @@
 """Load provided masks onto a CT: TotalSegmentator / OpenKBP NIfTI folders, multilabel NIfTI,
-3D Slicer ``.seg.nrrd`` and DICOM Segmentation objects.
+3D Slicer ``.seg.nrrd``, DICOM Segmentation objects and DICOM RT Structure Sets (rasterised).
 
 Every loader returns a :class:`~osteoplan.anatomy.LabelMap` on the CT's grid with canonical
 structure names (:func:`~osteoplan.anatomy.canonical_name`; unknown names are kept as given,
@@ -33,6 +33,7 @@ __all__ = [
     "load_nifti_file",
     "load_seg_nrrd",
     "load_dicom_seg",
+    "load_rtstruct",
     "resample_mask",
     "read_label_table",
     "MaskGrid",
@@ -515,6 +516,80 @@ def load_dicom_seg(path: str | Path, volume: Volume, labelmap: LabelMap | None =
     return lm
 
 
+# ------------------------------------------------------------------------------------- RT STRUCT
+
+
+def load_rtstruct(path: str | Path, volume: Volume, labelmap: LabelMap | None = None,
+                  warnings: list[str] | None = None) -> LabelMap:
+    """Rasterise a DICOM RT Structure Set (radiotherapy contours) onto the CT grid.
+
+    Each ROI (StructureSetROISequence ``ROIName``) becomes one structure. Every closed planar
+    contour (ContourData, LPS mm) is mapped to CT index space; it must lie in one CT slice plane
+    (within half a slice; otherwise it is skipped with a warning). Voxels whose centres fall
+    inside the polygon are set (:func:`skimage.draw.polygon`); several contours on one slice
+    combine by even-odd parity, so inner contours make holes, as in the DICOM RT convention.
+    POINT and OPEN contours are ignored.
+
+    Raises
+    ------
+    MaskError
+        Not an RT Structure Set, no usable contour, or contours outside the CT.
+    """
+    import pydicom
+    from skimage.draw import polygon
+
+    p = Path(path)
+    warnings = warnings if warnings is not None else []
+    lm = labelmap if labelmap is not None else LabelMap(volume)
+    try:
+        ds = pydicom.dcmread(str(p))
+    except Exception as exc:
+        raise MaskError(f"{_display(p)} is not a readable DICOM file ({type(exc).__name__}).") from None
+    if str(ds.get("Modality", "")) != "RTSTRUCT":
+        raise MaskError(f"{_display(p)} is not an RT Structure Set.")
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
+    K, J, I = volume.shape
+    ct_box = _ct_bounds(volume)
+    n_loaded = 0
+    for roi in ds.get("ROIContourSequence", []):
+        number = int(roi.ReferencedROINumber)
+        name = names.get(number, f"ROI_{number}")
+        parity = np.zeros(volume.shape, dtype=bool)
+        n_contours = n_off = 0
+        for c in roi.get("ContourSequence", []):
+            if str(c.get("ContourGeometricType", "CLOSED_PLANAR")) != "CLOSED_PLANAR":
+                continue
+            pts = np.asarray(c.ContourData, dtype=np.float64).reshape(-1, 3)
+            if len(pts) < 3:
+                continue
+            idx = volume.world_to_index(pts)
+            k = float(np.mean(idx[:, 0]))
+            kk = int(round(k))
+            if np.ptp(idx[:, 0]) > 0.1 or abs(k - kk) > 0.5 or not 0 <= kk < K:
+                n_off += 1
+                continue
+            rr, cc = polygon(idx[:, 1], idx[:, 2], shape=(J, I))
+            if rr.size == 0:
+                n_off += 1
+                continue
+            sl = np.zeros((J, I), dtype=bool)
+            sl[rr, cc] = True
+            parity[kk] ^= sl
+            n_contours += 1
+        if n_off:
+            warnings.append(f"ROI '{name}': {n_off} contour(s) outside the CT or not in a CT slice plane were skipped.")
+        if n_contours == 0:
+            if n_off:
+                raise MaskError(f"ROI '{name}' of {_display(p)} does not overlap the CT (CT covers {_fmt_box(ct_box)}); "
+                                "check that the structure set belongs to this scan.")
+            warnings.append(f"ROI '{name}' has no closed contour; recorded as segmented and empty.")
+        _add(lm, name, parity, f"provided:{_display(p)}", warnings)
+        n_loaded += 1
+    if n_loaded == 0:
+        raise MaskError(f"{_display(p)} has no ROI contour.")
+    return lm
+
+
 # ------------------------------------------------------------------------------------- dispatch
 
 
@@ -537,7 +612,8 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
         One of: a folder of per-structure NIfTI files (TotalSegmentator default output, OpenKBP
         ``pt_N/``; CT images in it are skipped); a NIfTI file (binary mask, or multilabel with a
         sidecar JSON table / TotalSegmentator header extension / *label_table*); a 3D Slicer
-        ``.seg.nrrd``; a DICOM SEG file; a folder holding DICOM SEG file(s).
+        ``.seg.nrrd``; a DICOM SEG file; a DICOM RT Structure Set (contours, rasterised); a
+        folder holding DICOM SEG / RTSTRUCT file(s).
     volume : Volume
         The CT; defines the output grid.
     label_table : mapping, list or path, optional
@@ -567,14 +643,19 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
                 any((p / s).is_dir() for s in ("labels", "segmentations")):
             return load_nifti_folder(p, volume, warnings=warnings)
         segs = [f for f in sorted(p.iterdir()) if f.is_file() and f.name.lower().endswith(".seg.nrrd")]
-        dcm_segs = [f for f in sorted(p.rglob("*")) if f.is_file() and _is_dicom(f) and _modality(f) == "SEG"]
-        if not segs and not dcm_segs:
-            raise MaskError(f"No mask found in {_display(p)}: give NIfTI masks, a .seg.nrrd or a DICOM SEG.")
+        dcm = [(f, _modality(f)) for f in sorted(p.rglob("*")) if f.is_file() and _is_dicom(f)]
+        dcm_segs = [f for f, m in dcm if m == "SEG"]
+        rts = [f for f, m in dcm if m == "RTSTRUCT"]
+        if not segs and not dcm_segs and not rts:
+            raise MaskError(f"No mask found in {_display(p)}: give NIfTI masks, a .seg.nrrd, a DICOM SEG or an RT "
+                            "Structure Set.")
         lm = LabelMap(volume)
         for f in segs:
             load_seg_nrrd(f, volume, labelmap=lm, warnings=warnings)
         for f in dcm_segs:
             load_dicom_seg(f, volume, labelmap=lm, warnings=warnings)
+        for f in rts:
+            load_rtstruct(f, volume, labelmap=lm, warnings=warnings)
         return lm
     if name.endswith(".seg.nrrd"):
         return load_seg_nrrd(p, volume, warnings=warnings)
@@ -582,8 +663,11 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
         return load_nifti_file(p, volume, label_table=label_table, warnings=warnings)
     if _is_dicom(p) or name.endswith(".dcm"):
         mod = _modality(p)
+        if mod == "RTSTRUCT":
+            return load_rtstruct(p, volume, warnings=warnings)
         if mod != "SEG":
-            raise MaskError(f"{_display(p)} is a DICOM {mod or 'object'} file, not a Segmentation (SEG).")
+            raise MaskError(f"{_display(p)} is a DICOM {mod or 'object'} file, not a Segmentation (SEG) "
+                            "or RT Structure Set.")
         return load_dicom_seg(p, volume, warnings=warnings)
     if name.endswith(".nrrd"):
         raise InputError(f"{_display(p)} is a plain NRRD; masks must be a Slicer segmentation (.seg.nrrd).")

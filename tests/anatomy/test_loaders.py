@@ -334,3 +334,73 @@ def test_big_folder_skips_unknown_structures(ct, tmp_path, monkeypatch):
     assert any("2 structure file(s)" in w for w in warnings)
     lm2 = loaders.load_nifti_folder(d, ct, keep_unknown=True)
     assert {"liver", "spleen"} <= set(lm2.names())
+
+
+def _rtstruct(path, rois):
+    """Minimal RT Structure Set: rois = [(number, name, [contour points (n, 3) LPS], geometric type)]."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = RTStructureSetStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = RTStructureSetStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "RTSTRUCT"
+    ds.StructureSetROISequence = Sequence()
+    ds.ROIContourSequence = Sequence()
+    for number, name, contours, gtype in rois:
+        r = Dataset()
+        r.ROINumber = number
+        r.ROIName = name
+        ds.StructureSetROISequence.append(r)
+        rc = Dataset()
+        rc.ReferencedROINumber = number
+        rc.ContourSequence = Sequence()
+        for pts in contours:
+            c = Dataset()
+            c.ContourGeometricType = gtype
+            c.NumberOfContourPoints = len(pts)
+            c.ContourData = [round(float(v), 4) for v in np.asarray(pts).ravel()]
+            rc.ContourSequence.append(c)
+        ds.ROIContourSequence.append(rc)
+    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    return path
+
+
+def _circle(cx, cy, z, r, n=72):
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([cx + r * np.cos(a), cy + r * np.sin(a), np.full(n, z)], axis=1)
+
+
+def test_rtstruct_contours_rasterised_with_holes(tmp_path):
+    # CT 1 mm isotropic: k -> z = 0..19, j -> y = -15..14, i -> x = -20..19
+    ct = Volume(np.zeros((20, 30, 40), np.float32), axis_aligned_affine((1.0, 1.0, 1.0), (-20.0, -15.0, 0.0)))
+    rois = [
+        (1, "SpinalCord", [_circle(0.0, 0.0, z, 6.0) for z in (5.0, 6.0, 7.0)] + [_circle(0.0, 0.0, 6.0, 2.0)], "CLOSED_PLANAR"),
+        (2, "Esophagus", [_circle(5.0, 5.0, 10.3, 3.0), _circle(5.0, 5.0, 500.0, 3.0)], "CLOSED_PLANAR"),
+        (3, "Marker", [np.array([[0.0, 0.0, 3.0]])], "POINT"),
+    ]
+    path = _rtstruct(tmp_path / "rs.dcm", rois)
+    warnings = []
+    lm = load_masks(path, ct, warnings=warnings)
+    cord = lm.get("spinal_cord")
+    per_slice = cord.sum(axis=(1, 2))
+    assert set(np.flatnonzero(per_slice)) == {5, 6, 7}  # z = k here
+    assert per_slice[5] == pytest.approx(np.pi * 36, rel=0.08)             # ~113 voxels of 1 mm^2
+    assert per_slice[6] == pytest.approx(np.pi * (36 - 4), rel=0.1)        # inner contour = hole
+    assert not cord[6, 15, 20]  # hole centre (x = 0, y = 0): j = 15, i = 20
+    assert cord[5, 15, 20]
+    eso = lm.get("esophagus")
+    assert set(np.flatnonzero(eso.sum(axis=(1, 2)))) == {10}  # z 10.3 -> nearest slice 10
+    assert any("Esophagus" in w for w in warnings)  # the contour at z = 500 mm was skipped
+    assert lm.has("Marker") and not lm.get("Marker").any()  # POINT ROI: no area
+    # a structure set of another scan: error, not an empty structure
+    far = _rtstruct(tmp_path / "far.dcm", [(1, "SpinalCord", [_circle(0, 0, 900.0, 5.0)], "CLOSED_PLANAR")])
+    with pytest.raises(MaskError, match="does not overlap"):
+        load_masks(far, ct)
