@@ -39,7 +39,7 @@ def register(sub) -> None:
         description="Segment a CT (classical, or from provided masks) and locate C2 and the dens.",
     )
     s.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
-    s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd or DICOM SEG")
+    s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT")
     s.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
