@@ -257,7 +257,7 @@ def _unit(v) -> np.ndarray:
 
 
 def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: np.ndarray | None = None,
-                      **kwargs) -> CArmGeometry:
+                      beam_direction: np.ndarray | None = None, **kwargs) -> CArmGeometry:
     """C-arm geometry for a named view.
 
     Views
@@ -271,6 +271,9 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
         Beam along the planned path (skin -> target): the path projects to a point.
     ``progression``
         Beam perpendicular to the path, closest to AP (+P): shows the instrument's depth.
+
+    ``beam_direction`` (unit LPS, source -> detector) overrides the bull's-eye / progression beam, e.g.
+    with the planner's C-arm ``detector_direction_lps`` so the picture matches the guidance angles.
     """
     iso = np.asarray(isocentre_lps_mm, float)
     S = np.array([0.0, 0.0, 1.0])
@@ -282,9 +285,11 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
         if path_direction is None:
             raise InputError(f"The {view} view needs the path direction.")
         p = _unit(path_direction)
-        if view == "bullseye":
+        if beam_direction is not None:
+            d = _unit(beam_direction)
+        elif view == "bullseye":
             d = p
-        else:
+        elif view == "progression":
             ap = np.array([0.0, 1.0, 0.0])
             d = ap - (ap @ p) * p
             if np.linalg.norm(d) < 1e-6:
@@ -336,8 +341,9 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
     from osteoplan.views.reformat import _Crop
     from osteoplan.views.render import draw_orientation, figure_png, new_figure
 
-    geo = standard_geometry(view, path.target_lps_mm, path.direction, n_pixels=(n_pixels, n_pixels),
-                            **(geometry_kwargs or {}))
+    beam = getattr(path, "beam_directions", {}).get(view)
+    geo = standard_geometry(view, path.target_lps_mm, path.direction, beam_direction=beam,
+                            n_pixels=(n_pixels, n_pixels), **(geometry_kwargs or {}))
     od = render_drr(volume, geo, step_mm=step_mm)
     # contrast from a window around the target (the cervical spine, not the skull vault)
     tr, tc = geo.project(path.target_lps_mm)
@@ -405,10 +411,11 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
     draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
     handles.append(Line2D([], [], color=icol, lw=4, alpha=0.6,
                           label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm"))
-    ax.set_title(t(f"drr_{view}", lang), color="white", fontsize=10.5, pad=4)
+    carm = getattr(path, "carm_labels", {}).get(view)
+    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else ""), color="white", fontsize=10.5, pad=4)
     from osteoplan.views.render import layout_with_legend
 
-    layout_with_legend(fig, ax, handles, note_in=0.22)
+    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.55 if carm else 0.35)
     fig.text(0.5, ax.get_position().y0 - 0.012,
              f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
              f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",

@@ -34,6 +34,11 @@ class PathSpec:
         Clearance status per structure (``pass``, ``hydrodissection``, ``fail``, ``not_assessed``).
     name : str
         Short label (e.g. ``"plan 1"``).
+    beam_directions : dict[str, (3,) tuple]
+        Planner's C-arm views (``"bullseye"``, ``"progression"``): unit LPS beam direction source ->
+        detector (= the plan's ``detector_direction_lps``), so the simulated views match the guidance numbers.
+    carm_labels : dict[str, str]
+        Their labels, e.g. ``"LAO 35° / CAUD 66°"``.
     feasible : bool
         False for the closest candidate of an infeasible plan: every image then carries a red
         "NOT FEASIBLE" banner.
@@ -49,6 +54,8 @@ class PathSpec:
     status: dict[str, str] = field(default_factory=dict)
     name: str = "plan"
     feasible: bool = True
+    beam_directions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    carm_labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for n in ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm"):
@@ -154,7 +161,17 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
         st = _get(c, "status", default=None)
         if st is not None:
             status[str(s)] = str(getattr(st, "value", st))
+    beams: dict[str, tuple[float, float, float]] = {}
+    labels: dict[str, str] = {}
+    guid = _get(traj, "guidance", default=None) or _get(plan, "guidance", default=None)
+    for key in ("bullseye", "progression"):
+        view = _get(guid, key, default=None) if guid is not None else None
+        det = _get(view, "detector_direction_lps", default=None) if view is not None else None
+        if det is not None and np.linalg.norm(np.asarray(det, float)) > 1e-6:
+            beams[key] = tuple(float(x) for x in det)
+            labels[key] = str(_get(view, "label", default=""))
     return PathSpec(np.asarray(skin, float), np.asarray(bone, float), np.asarray(target, float),
+                    beam_directions=beams, carm_labels=labels,
                     instrument_diameter_mm=float(instr), screw_diameter_mm=None if sd is None else float(sd),
                     screw_length_mm=None if sl is None else float(sl), margins_mm=margins, status=status,
                     name=f"plan {_get(traj, 'rank', default=1)}")

@@ -131,6 +131,30 @@ def test_standard_geometries_orientation():
     # the path projects to one point in the bull's-eye view
     pts = be.project(np.stack([iso - 50 * be.direction, iso]))
     np.testing.assert_allclose(pts[0], pts[1], atol=1e-9)
+    # the planner's C-arm detector direction (detector on the skin side: beam = -path) is used when given
+    be2 = standard_geometry("bullseye", iso, d, beam_direction=-d)
+    np.testing.assert_allclose(be2.direction, -d / np.linalg.norm(d))
+    pts = be2.project(np.stack([iso - 50 * d / np.linalg.norm(d), iso]))
+    np.testing.assert_allclose(pts[0], pts[1], atol=1e-9)
+
+
+def test_pathspec_from_plan_takes_planner_carm_views():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+    from export_planfactory import make_plan
+
+    from osteoplan.views.geometry import pathspec_from_plan
+
+    vol = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    plan = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0])
+    ps = pathspec_from_plan(plan)
+    d = ps.direction
+    np.testing.assert_allclose(ps.beam_directions["bullseye"], -d, atol=1e-3)
+    assert ps.carm_labels["bullseye"] == "LAO 78° / CRAN 32°"
+    assert ps.screw_diameter_mm == 4.0 and ps.screw_length_mm == 34.0
+    assert ps.margins_mm["spinal_canal"] == 2.0 and ps.status["airway"] == "fail"
 
 
 @pytest.fixture(scope="module")
