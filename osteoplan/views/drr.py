@@ -54,6 +54,9 @@ class CArmGeometry:
         Detector width, height in mm.
     n_pixels : (int, int)
         Detector columns, rows.
+    mirror : bool
+        Display the image mirrored left-right (as radiographs are hung "facing the patient" whatever
+        side the source is on): then ``detector_v = -(direction x detector_u)``.
     """
 
     isocentre_lps_mm: np.ndarray
@@ -63,6 +66,7 @@ class CArmGeometry:
     source_isocentre_mm: float = 750.0
     detector_size_mm: tuple[float, float] = (300.0, 300.0)
     n_pixels: tuple[int, int] = (512, 512)
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         d = np.asarray(self.direction, float)
@@ -80,8 +84,9 @@ class CArmGeometry:
 
     @property
     def detector_v(self) -> np.ndarray:
-        """LPS direction of increasing detector row (image down): ``direction x u``."""
-        return np.cross(self.direction, self.detector_u)
+        """LPS direction of increasing detector row (image down): ``direction x u`` (negated when mirrored)."""
+        v = np.cross(self.direction, self.detector_u)
+        return -v if self.mirror else v
 
     @property
     def source_lps_mm(self) -> np.ndarray:
@@ -307,7 +312,14 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
         # v = d x u must point inferior; for AP: +P x +L = -S (inferior) ok; lateral: +L x +P = +S -> flip u
         if np.cross(d, u)[2] > 0:
             u = -u
-    return CArmGeometry(iso, d, u, **kwargs)
+    # Display convention (as radiographs are hung): frontal views with the patient's left on the image right,
+    # lateral views with anterior on the image right; mirror the image when the beam comes from the other side.
+    mirror = False
+    frontal = abs(d[1]) >= abs(d[0])
+    if (frontal and u[0] < 0) or (not frontal and u[1] > 0):
+        u = -u
+        mirror = True
+    return CArmGeometry(iso, d, u, mirror=mirror, **kwargs)
 
 
 DRR_VIEWS = ("ap_open_mouth", "lateral", "bullseye", "progression")
@@ -363,7 +375,7 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
         crop = _Crop(volume, path.target_lps_mm, 70.0)
         small = (n_pixels // 2, n_pixels // 2)
         geo_s = CArmGeometry(geo.isocentre_lps_mm, geo.direction, geo.detector_u, geo.source_detector_mm,
-                             geo.source_isocentre_mm, geo.detector_size_mm, small)
+                             geo.source_isocentre_mm, geo.detector_size_mm, small, mirror=geo.mirror)
         for name in structures:
             if not labelmap.has(name):
                 continue
