@@ -305,8 +305,6 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
         return Measurement(name=name, value=float(value), unit=unit,
                            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=label))
 
-    _measurement = m
-
     meas.append(m(dist, best.depth_skin_to_bone_mm, mm, "depth skin to bone"))
     meas.append(m(dist, best.depth_bone_to_target_mm, mm, "depth bone to target"))
     meas.append(m(codes.SCT.Length, best.depth_total_mm, mm, "path length skin to target"))
@@ -321,13 +319,12 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
         ident = f"clearance {c.structure} margin {c.margin_mm:g} mm status {c.status}"
         cm = []
         if c.clearance_mm is not None and c.segmented:
-            cm.append(_measurement(dist, c.clearance_mm, mm, f"clearance {c.structure}"))
+            cm.append(m(dist, c.clearance_mm, mm, f"clearance {c.structure}"))
         groups.append(MeasurementsAndQualitativeEvaluations(
             tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident),
             finding_type=structure_code(c.structure)[1], measurements=cm or None))
     report = MeasurementReport(observation_context=obs,
-                               procedure_reported=codes.SCT.ComputedTomography if hasattr(codes.SCT, "ComputedTomography")
-                               else _code("77477000", "SCT", "Computed tomography"),
+                               procedure_reported=_code("77477000", "SCT", "Computed tomography"),
                                imaging_measurements=groups)
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(ct), content=report, series_instance_uid=ctx.sr_series_uid, series_number=3,
