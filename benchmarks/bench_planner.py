@@ -55,6 +55,13 @@ def main(argv=None) -> int:
     t_fields = time.perf_counter() - t
     r_screw, r_instr = 1.75, max(proto.instruments.trocar_outer_diameter_mm, 3.5) / 2
     targets = target_points(fields, an.landmarks, proto, r_screw)
+    note = ""
+    if len(targets) < 5:
+        # throughput only: if the (changing) C2 segmentation leaves too few apex-zone targets, use
+        # targets with a relaxed cortex margin so the benchmark still has >= 100,000 candidates
+        relaxed = proto.model_copy(update={"target": proto.target.model_copy(update={"inside_cortex_min_mm": 0.5})})
+        targets = target_points(fields, an.landmarks, relaxed, 0.0)
+        note = " (targets with a relaxed 0.5 mm cortex margin: too few strict apex-zone targets on this segmentation)"
     step = 1.0
     while True:
         dirs, _ = directions(proto, ["left", "right"], step_deg=step)
@@ -79,20 +86,26 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     evp = run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, python=True)
     t_loop = time.perf_counter() - t
+    t = time.perf_counter()
+    run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, python=True, lm=an.landmarks)
+    t_loop_early = time.perf_counter() - t
     evf = run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, lm=None)
     ok = evf.code == 0
     agree = float(np.abs(evf.clear[ok] - evp.clear[ok]).max()) if ok.any() else float("nan")
 
     rate_vec, rate_full, rate_loop = N / t_vec, N / t_vec_full, len(sub) / t_loop
+    rate_loop_early = len(sub) / t_loop_early
     print(f"CT {Path(args.ct).name}: shape {vol.shape}, ROI {fields.shape}, {len(fields.structures)} distance maps; "
-          f"{T} targets x {D} directions ({step:.2f} deg grid)")
+          f"{T} targets x {D} directions ({step:.2f} deg grid){note}")
     print(f"anatomy {t_anat:.2f} s, distance maps {t_fields:.2f} s (not in the rates below)\n")
-    print("| evaluator | candidates | seconds | candidates/s | ratio vs loop |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| numba kernel, entry-rule early exit (as planned) | {N:,} | {t_vec:.2f} | {rate_vec:,.0f} | {rate_vec / rate_loop:,.0f}x |")
-    print(f"| numba kernel, every candidate to the skin | {N:,} | {t_vec_full:.2f} | {rate_full:,.0f} | {rate_full / rate_loop:,.0f}x |")
-    print(f"| per-candidate Python loop (subset, extrapolated) | {len(sub):,} (-> {N:,}: {N / rate_loop:,.0f} s) | "
-          f"{t_loop:.2f} | {rate_loop:,.1f} | 1x |")
+    print("| mode | evaluator | candidates | seconds | candidates/s | ratio kernel / loop |")
+    print("|---|---|---:|---:|---:|---:|")
+    print(f"| entry-rule early exit (as planned) | numba kernel | {N:,} | {t_vec:.2f} | {rate_vec:,.0f} | {rate_vec / rate_loop_early:,.0f}x |")
+    print(f"| entry-rule early exit (as planned) | Python loop, {len(sub)} random, extrapolated | {N:,} | "
+          f"{N / rate_loop_early:,.0f} | {rate_loop_early:,.1f} | 1x |")
+    print(f"| every candidate marched to the skin | numba kernel | {N:,} | {t_vec_full:.2f} | {rate_full:,.0f} | {rate_full / rate_loop:,.0f}x |")
+    print(f"| every candidate marched to the skin | Python loop, {len(sub)} random, extrapolated | {N:,} | "
+          f"{N / rate_loop:,.0f} | {rate_loop:,.1f} | 1x |")
     print(f"\nmax |clearance difference| numba vs loop on the subset: {agree:.2e} mm")
 
     with tempfile.TemporaryDirectory() as td:

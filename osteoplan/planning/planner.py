@@ -242,6 +242,10 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
                          f"{sc.practice_max_mm:g} mm used in the published series (PMID 33388865).")
         if best.screw is not None and best.screw.fits_waist is False:
             warns.append("The screw leaves less bone than required at the dens waist.")
+    sp_max = float(np.max(volume.spacing_mm))
+    if sp_max > 1.25:
+        warns.append(f"Coarse CT ({sp_max:.1f} mm voxels): clearances, containment and the dens landmarks are uncertain "
+                     f"by about half a voxel ({sp_max / 2:.1f} mm) or more; re-plan on a thin-slice CT (<= 1 mm) before use.")
     c2_full = None
     if labelmap.has("vertebrae_C2"):
         c2_full = labelmap.get("vertebrae_C2")
