@@ -138,15 +138,20 @@ def load_principal(request: Request, db) -> Principal | None:
                      display_name=user.display_name or user.username)
 
 
+def _principal_dependency(request: Request, db=Depends(get_db)) -> Principal | None:
+    """Load the principal (database access: a sync dependency, run in the thread pool, never on the event loop)."""
+    return load_principal(request, db)
+
+
 def require(action: str) -> Callable:
     """Dependency factory: the request must come from a logged-in user whose role allows *action*.
 
     The returned dependency carries the attribute ``action`` so that tests (and the docs page) can
-    list which action every route performs.
+    list which action every route performs. Order of checks: login (401 / redirect), CSRF token on
+    cookie-authenticated writes (403), role (403).
     """
 
-    async def dependency(request: Request, db=Depends(get_db)) -> Principal:
-        principal = load_principal(request, db)
+    async def dependency(request: Request, principal: Principal | None = Depends(_principal_dependency)) -> Principal:
         if principal is None:
             raise NotAuthenticated()
         await _check_csrf(request, principal.via)
@@ -158,6 +163,11 @@ def require(action: str) -> Callable:
     dependency.action = action  # type: ignore[attr-defined]
     dependency.__name__ = f"require_{action.replace('.', '_')}"
     return dependency
+
+
+async def form_data(request: Request):
+    """The submitted form (read asynchronously, so that handlers can be plain ``def`` run in the thread pool)."""
+    return await request.form()
 
 
 async def require_csrf_only(request: Request) -> None:

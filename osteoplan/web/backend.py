@@ -16,7 +16,9 @@ def init_engine(url: str) -> Engine:
     """Engine for *url* with the workflow's durability settings, schema migrated to the latest revision."""
     from osteoplan.workflow.db import init_db, make_engine
 
-    engine = make_engine(url)
+    # as many connections as the thread pool has workers (anyio default 40): a request never waits for
+    # a connection while holding the event loop, and bursts queue in the pool rather than failing
+    engine = make_engine(url, pool_size=10, max_overflow=30, pool_timeout=60)
     init_db(engine)
     return engine
 

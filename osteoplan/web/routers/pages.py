@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from osteoplan.errors import ValidationError
 from osteoplan.web import backend, forms, views
 from osteoplan.web.app import render
-from osteoplan.web.auth import Principal, csrf_token, get_db, load_principal, require, require_csrf_only
+from osteoplan.web.auth import Principal, csrf_token, form_data, get_db, load_principal, require, require_csrf_only
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -40,6 +40,16 @@ def page(request: Request, name: str, ctx: dict | None = None, status_code: int 
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+def _int_or_none(value) -> int | None:
+    """A form's record version: an integer, or None when absent; anything else is refused (422)."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValidationError("the form's record version is not a number; reload the page") from None
 
 
 def _safe_next(nxt: str | None) -> str:
@@ -70,8 +80,7 @@ def login_form(request: Request, next: str = "/cases"):
 
 
 @router.post("/login", dependencies=[Depends(require_csrf_only)])
-async def login(request: Request, db=Depends(get_db)):
-    form = await request.form()
+def login(request: Request, form=Depends(form_data), db=Depends(get_db)):
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     nxt = _safe_next(str(form.get("next", "/cases")))
@@ -114,16 +123,15 @@ def _form_response(request: Request, spec: forms.FormSpec, *, back_url: str, bac
         status_code=status_code)
 
 
-async def _submit(request: Request, db, spec: forms.FormSpec, action: Callable[[dict], Any], *, ok_url: str,
-                  ok_msg: str, back_url: str, back_label: str, choices: dict | None = None, subtitle: str = "",
-                  extra: dict | None = None) -> Response:
+def _submit(request: Request, db, spec: forms.FormSpec, action: Callable[[dict], Any], form, *, ok_url: str,
+            ok_msg: str, back_url: str, back_label: str, choices: dict | None = None, subtitle: str = "",
+            extra: dict | None = None) -> Response:
     """Parse the form, run *action* (a service call), commit; on a validation error show the form again (422)."""
-    form = await request.form()
     data = forms.parse_form(spec, form)
     data.update(extra or {})
-    version = form.get("version")
+    version = _int_or_none(form.get("version"))
     try:
-        action(data if version is None else {**data, "__version__": int(version)})
+        action(data if version is None else {**data, "__version__": version})
         db.commit()
     except (ValidationError, pydantic.ValidationError) as exc:
         db.rollback()
@@ -131,7 +139,7 @@ async def _submit(request: Request, db, spec: forms.FormSpec, action: Callable[[
         msg = str(exc) if isinstance(exc, ValidationError) else "Some fields are missing or invalid."
         values = {k: v for k, v in form.items() if k not in ("csrf_token", "version")}
         return _form_response(request, spec, back_url=back_url, back_label=back_label, values=values, choices=choices,
-                              version=int(version) if version else None, subtitle=subtitle, error=msg,
+                              version=version, subtitle=subtitle, error=msg,
                               error_details=details, status_code=422)
     flash(request, "ok", ok_msg)
     return redirect(ok_url)
@@ -143,13 +151,14 @@ def case_new_form(request: Request, p: Principal = Depends(require("case.create"
 
 
 @router.post("/cases/new")
-async def case_new(request: Request, p: Principal = Depends(require("case.create")), db=Depends(get_db)):
+def case_new(request: Request, p: Principal = Depends(require("case.create")), form=Depends(form_data),
+             db=Depends(get_db)):
     created: dict = {}
 
     def act(data):
         created["case"] = backend.create_case(db, p.user, data)
 
-    resp = await _submit(request, db, forms.PATIENT, act, ok_url="", ok_msg="Case created.", back_url="/cases",
+    resp = _submit(request, db, forms.PATIENT, act, form, ok_url="", ok_msg="Case created.", back_url="/cases",
                          back_label="Cases")
     if isinstance(resp, RedirectResponse) and "case" in created:
         return redirect(f"/cases/{created['case'].id}")
@@ -191,9 +200,10 @@ def case_edit_form(request: Request, case_id: int, p: Principal = Depends(requir
 
 
 @router.post("/cases/{case_id}/edit")
-async def case_edit(request: Request, case_id: int, p: Principal = Depends(require("case.edit")), db=Depends(get_db)):
-    return await _submit(request, db, forms.PATIENT_EDIT,
-                         lambda d: backend.update_case(db, p.user, case_id, d),
+def case_edit(request: Request, case_id: int, p: Principal = Depends(require("case.edit")), form=Depends(form_data),
+              db=Depends(get_db)):
+    return _submit(request, db, forms.PATIENT_EDIT,
+                         lambda d: backend.update_case(db, p.user, case_id, d), form,
                          ok_url=f"/cases/{case_id}", ok_msg="Patient record saved.", back_url=f"/cases/{case_id}",
                          back_label="Case")
 
@@ -223,9 +233,10 @@ def _register_step(slug: str, spec: forms.FormSpec, action: str, ok_msg: str, fn
         return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
                               values=values, choices=choices, subtitle=case["code"])
 
-    async def post_form(request: Request, case_id: int, p: Principal = Depends(require(action)), db=Depends(get_db)):
+    def post_form(request: Request, case_id: int, p: Principal = Depends(require(action)), form=Depends(form_data),
+                  db=Depends(get_db)):
         case, choices = _case_and_choices(db, p, case_id)
-        return await _submit(request, db, spec, lambda d: fn(db, p.user, case_id, d), ok_url=f"/cases/{case_id}",
+        return _submit(request, db, spec, lambda d: fn(db, p.user, case_id, d), form, ok_url=f"/cases/{case_id}",
                              ok_msg=ok_msg, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
                              choices=choices, subtitle=case["code"])
 
@@ -240,10 +251,9 @@ for _slug, (_spec, _action, _msg, _fn) in STEP_FORMS.items():
 
 
 @router.post("/cases/{case_id}/decisions/{decision_id}/validate")
-async def decision_validate(request: Request, case_id: int, decision_id: int,
-                            p: Principal = Depends(require("rcp.validate")), db=Depends(get_db)):
-    form = await request.form()
-    version = int(form.get("version") or 0) or None
+def decision_validate(request: Request, case_id: int, decision_id: int,
+                      p: Principal = Depends(require("rcp.validate")), form=Depends(form_data), db=Depends(get_db)):
+    version = _int_or_none(form.get("version"))
     backend.validate_decision(db, p.user, case_id, decision_id, version)
     db.commit()
     flash(request, "ok", f"Decision validated by {p.display_name}.")
@@ -261,11 +271,11 @@ def _procedure_step(slug: str, spec: forms.FormSpec, action: str, ok_msg: str, f
         return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
                               values=values, version=proc["version"], subtitle=f"{case['code']} · procedure #{proc['id']}")
 
-    async def post_form(request: Request, case_id: int, procedure_id: int, p: Principal = Depends(require(action)),
-                        db=Depends(get_db)):
+    def post_form(request: Request, case_id: int, procedure_id: int, p: Principal = Depends(require(action)),
+                  form=Depends(form_data), db=Depends(get_db)):
         case = backend.get_case(db, p.user, case_id)
         backend.find_child(case, "procedure", procedure_id)
-        return await _submit(request, db, spec, lambda d: fn(db, p.user, case_id, procedure_id, d),
+        return _submit(request, db, spec, lambda d: fn(db, p.user, case_id, procedure_id, d), form,
                              ok_url=f"/cases/{case_id}", ok_msg=ok_msg, back_url=f"/cases/{case_id}",
                              back_label=f"Case {case['code']}", subtitle=case["code"])
 
@@ -310,8 +320,9 @@ def case_delete_form(request: Request, case_id: int, p: Principal = Depends(requ
 
 
 @router.post("/cases/{case_id}/delete")
-async def case_delete(request: Request, case_id: int, p: Principal = Depends(require("case.delete")), db=Depends(get_db)):
-    return await _submit(request, db, forms.DELETE, lambda d: backend.soft_delete_case(db, p.user, case_id, d),
+def case_delete(request: Request, case_id: int, p: Principal = Depends(require("case.delete")), form=Depends(form_data),
+                db=Depends(get_db)):
+    return _submit(request, db, forms.DELETE, lambda d: backend.soft_delete_case(db, p.user, case_id, d), form,
                          ok_url="/cases", ok_msg="Case deleted (soft delete; kept in the database with the reason).",
                          back_url=f"/cases/{case_id}", back_label="Case")
 
@@ -365,8 +376,8 @@ def users_page(request: Request, p: Principal = Depends(require("user.admin")), 
 
 
 @router.post("/users")
-async def users_create(request: Request, p: Principal = Depends(require("user.admin")), db=Depends(get_db)):
-    form = await request.form()
+def users_create(request: Request, p: Principal = Depends(require("user.admin")), form=Depends(form_data),
+                 db=Depends(get_db)):
     data = forms.parse_form(forms.USER, form)
     try:
         backend.create_user(db, p.user, data.get("username", ""), data.get("password", ""), data.get("role", ""),

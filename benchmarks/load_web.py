@@ -1,0 +1,208 @@
+"""Load test of the web application on loopback: case list and case page with 2,000 cases.
+
+Seeds a registry with the project's demo generator (2,000 fictitious cases spread over 8 years, through
+the service layer: every rule checked, audit records written), starts ``uvicorn`` (one process) on
+127.0.0.1, and hits it with concurrent ``httpx`` async clients. Each scenario is bounded in count and
+time (``--requests`` and ``--seconds``, whichever comes first). Every request of a logged-in user writes
+an audit record (committed with SQLite ``synchronous=FULL``), so this measures the real read path.
+
+Reports requests/s, median / p95 / p99 latency and errors (must be 0), and compares in the same run:
+1 client vs N concurrent clients, and the HTML page vs the JSON API for the same data (ratio column).
+
+    .venv/bin/python benchmarks/load_web.py [--cases 2000] [--clients 16] [--requests 600] [--seconds 30]
+        [--db PATH_OR_URL] [--keep-db]
+
+Without ``--db`` a temporary SQLite file is used; a file from a previous run with enough cases is reused
+(``--db /tmp/osteoplan-load.db``) to skip the seeding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OSTEOPLAN_IDENTITY_KEY", base64.urlsafe_b64encode(b"osteoplan-load-test-identity-key").decode())
+sys.path.insert(0, str(REPO))
+
+
+def seed(url: str, n_cases: int) -> int:
+    """Fill the database up to *n_cases* demo cases; returns the number of live cases."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from osteoplan.web import backend
+    from osteoplan.workflow import demo
+    from osteoplan.workflow.db import session_factory, session_scope
+    from osteoplan.workflow.models import Patient
+
+    eng = backend.init_engine(url)
+    try:
+        with Session(eng) as s:
+            have = s.scalar(select(func.count()).select_from(Patient)) or 0
+        years = 8
+        per_year = -(-max(0, n_cases - have) // years)
+        t0 = time.perf_counter()
+        y0 = time.gmtime().tm_year - years
+        i = 0
+        while have < n_cases:
+            k = min(per_year, n_cases - have)
+            with session_scope(session_factory(eng)) as s:
+                demo.generate_demo_data(s, n_cases=k, year=y0 + (i % years), seed=1000 + i, rounds=4)
+            have += k
+            i += 1
+            print(f"  seeded {have}/{n_cases} cases ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        with Session(eng) as s:
+            return s.scalar(select(func.count()).select_from(Patient))
+    finally:
+        eng.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str, port: int) -> subprocess.Popen:
+    import httpx
+
+    env = dict(os.environ, OSTEOPLAN_WEB_DB_URL=url, OSTEOPLAN_WEB_SECRET="load-test-" + "z" * 40)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "osteoplan.web.asgi:app", "--factory", "--host",
+                             "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                            env=env, cwd=str(REPO))
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+async def run_scenario(base: str, token: str, make_path, clients: int, max_requests: int, max_seconds: float) -> dict:
+    """*clients* concurrent loops issuing GET make_path(rng) until the count or time bound is hit."""
+    import httpx
+
+    lat: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    deadline = time.perf_counter() + max_seconds
+    lock = asyncio.Lock()
+
+    async def worker(seed: int):
+        nonlocal issued
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+            while True:
+                async with lock:
+                    if issued >= max_requests or time.perf_counter() > deadline:
+                        return
+                    issued += 1
+                path = make_path(rng)
+                t0 = time.perf_counter()
+                try:
+                    r = await c.get(path)
+                    ok = r.status_code == 200 and len(r.content) > 200
+                    if not ok:
+                        errors.append(f"{r.status_code} {path}")
+                except httpx.HTTPError as exc:
+                    errors.append(f"{type(exc).__name__} {path}")
+                lat.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    wall = time.perf_counter() - t0
+    lat.sort()
+
+    def q(p):
+        return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] * 1000 if lat else float("nan")
+
+    return {"n": len(lat), "errors": len(errors), "first_errors": errors[:3], "rps": len(lat) / wall if wall else 0,
+            "p50_ms": statistics.median(lat) * 1000 if lat else float("nan"), "p95_ms": q(0.95), "p99_ms": q(0.99)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=600, help="max requests per scenario")
+    ap.add_argument("--seconds", type=float, default=30.0, help="max seconds per scenario")
+    ap.add_argument("--db", default=None, help="SQLite file or database URL (reused if already seeded)")
+    args = ap.parse_args(argv)
+
+    import httpx
+
+    if args.db:
+        url = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
+    else:
+        url = f"sqlite:///{tempfile.mkdtemp(prefix='osteoplan-load-')}/load.db"
+    print(f"seeding {args.cases} cases ...", file=sys.stderr)
+    n = seed(url, args.cases)
+    port = free_port()
+    proc = start_server(url, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        token = httpx.post(f"{base}/api/token", json={"username": "radiologist",
+                                                     "password": "radiologist-demo"}).json()["access_token"]
+        ids = httpx.get(f"{base}/api/cases?limit=500", headers={"Authorization": f"Bearer {token}"}).json()["items"]
+        case_ids = [c["id"] for c in ids]
+        pages = -(-n // 50)
+        scenarios = [
+            ("case list p1 (HTML)", lambda r: "/cases"),
+            ("case list random page (HTML)", lambda r: f"/cases?page={r.randint(1, pages)}"),
+            ("case list (JSON API)", lambda r: f"/api/cases?limit=50&offset={50 * r.randint(0, pages - 1)}"),
+            ("case page (HTML)", lambda r: f"/cases/{r.choice(case_ids)}"),
+            ("case (JSON API)", lambda r: f"/api/cases/{r.choice(case_ids)}"),
+        ]
+        rows = []
+        for name, fn in scenarios:
+            for clients in (1, args.clients):
+                res = asyncio.run(run_scenario(base, token, fn, clients, args.requests, args.seconds))
+                rows.append((name, clients, res))
+                print(f"  {name:32s} clients={clients:3d}  {res['rps']:7.1f} req/s  p95 {res['p95_ms']:7.1f} ms  "
+                      f"errors {res['errors']}", file=sys.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    print(f"\nLoad test on loopback: {n} cases in the database ({url.split(':')[0]}), uvicorn 1 process, "
+          f"bounded {args.requests} requests / {args.seconds:.0f} s per scenario\n")
+    print(f"| scenario | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors | req/s vs 1 client |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    single = {}
+    for name, clients, r in rows:
+        if clients == 1:
+            single[name] = r["rps"]
+        ratio = r["rps"] / single[name] if single.get(name) else float("nan")
+        print(f"| {name} | {clients} | {r['n']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+              f"{r['p99_ms']:.1f} | {r['errors']} | {ratio:.2f}x |")
+    print()
+    by = {(nm, c): r for nm, c, r in rows}
+    for html, api in (("case list random page (HTML)", "case list (JSON API)"), ("case page (HTML)", "case (JSON API)")):
+        h, a = by[(html, args.clients)], by[(api, args.clients)]
+        print(f"{html} vs {api} at {args.clients} clients: {h['rps']:.1f} vs {a['rps']:.1f} req/s "
+              f"(HTML/JSON = {h['rps'] / a['rps']:.2f}x)")
+    total_errors = sum(r["errors"] for _, _, r in rows)
+    print(f"total errors: {total_errors}")
+    if total_errors:
+        for _, _, r in rows:
+            if r["first_errors"]:
+                print("  e.g.", r["first_errors"])
+    return 1 if total_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
