@@ -20,8 +20,8 @@ SURFACE_STRUCTURES = ("vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "bone", "m
                       "internal_jugular_vein_left", "internal_jugular_vein_right", "airway", "pharynx", "trachea",
                       "larynx", "esophagus")
 
-_ALPHA = {"bone": 0.22, "mandible": 0.25, "vertebrae_C1": 0.35, "vertebrae_C2": 0.35, "vertebrae_C3": 0.35,
-          "spinal_canal": 0.35, "airway": 0.35, "pharynx": 0.35}
+_ALPHA = {"bone": 0.2, "mandible": 0.25, "vertebrae_C1": 0.3, "vertebrae_C2": 0.3, "vertebrae_C3": 0.3,
+          "spinal_canal": 0.3, "airway": 0.2, "pharynx": 0.2, "trachea": 0.2, "larynx": 0.2}
 
 
 #: Light direction (LPS, towards the light): from anterior, above and the patient's left.
@@ -56,7 +56,7 @@ def surface_mesh(mask: np.ndarray, volume: Volume, step: int = 2) -> tuple[np.nd
     return verts, faces
 
 
-def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 55.0,
+def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 45.0,
               elev_deg: float = 15.0, azim_deg: float = -70.0) -> bytes:
     """PNG of the 3D surface scene around the target.
 
@@ -84,6 +84,9 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
     fig = new_figure(5.6, 5.8)
     fig._osteoplan_dark = False
     ax = fig.add_axes((0.0, 0.1, 1.0, 0.84), projection="3d")
+    # draw in the order added (structures, then the screw and path on top) rather than by depth, so the
+    # screw is never hidden by the translucent bone around it
+    ax.computed_zorder = False
     handles = []
     for name in SURFACE_STRUCTURES:
         if labelmap is None or not labelmap.has(name):
@@ -109,7 +112,10 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
                 ls="--")
         if path.screw_diameter_mm:
             quads = _cylinder(path.screw_start_lps_mm, path.target_lps_mm, path.screw_diameter_mm / 2)
-            ax.add_collection3d(Poly3DCollection(quads, facecolor=(0.75, 0.75, 0.8), edgecolor="none", alpha=1.0))
+            screw = Poly3DCollection(quads, facecolor=(0.55, 0.55, 0.62), edgecolor=(0.3, 0.3, 0.35), alpha=1.0,
+                                     linewidths=0.3)
+            screw.set_zorder(50)
+            ax.add_collection3d(screw)
             handles.append(Line2D([], [], color="#bfbfcc", lw=4,
                                   label=f"{t('screw', lang)} {path.screw_diameter_mm:.1f} mm"))
         ax.scatter(*path.skin_entry_lps_mm, color="#33ff33", s=20)
@@ -119,7 +125,7 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_zlim(lo[2], hi[2])
-    ax.set_box_aspect((1, 1, 1))
+    ax.set_box_aspect((1, 1, 1), zoom=1.35)
     ax.view_init(elev=elev_deg, azim=azim_deg)
     ax.set_axis_off()
     # LPS axis ends: x -> L, y -> P, z -> S
