@@ -50,9 +50,8 @@ class _Column:
 
     ks: np.ndarray  # canonical slices with a canal (ascending = towards superior)
     ci: np.ndarray  # canal centre column (smoothed)
-    ja: np.ndarray  # first bone row anterior to the canal (nan when none)
+    ja: np.ndarray  # first bone row anterior to the canal (nan when none / not the column)
     jc: np.ndarray  # centre row of the anterior column (nan when none)
-    hu: np.ndarray  # mean smoothed HU of the column core (nan when none)
 
 
 def _canal_from_mask(cn: Canon, canal_mask: np.ndarray) -> dict[int, tuple[float, float]]:
@@ -64,7 +63,8 @@ def _canal_from_mask(cn: Canon, canal_mask: np.ndarray) -> dict[int, tuple[float
     return out
 
 
-def _column(cn: Canon, bone_c: np.ndarray, sm_c: np.ndarray, centre: dict[int, tuple[float, float]]) -> _Column:
+def _column(cn: Canon, bone_c: np.ndarray, centre: dict[int, tuple[float, float]]) -> _Column:
+    """Posterior surface of the anterior column, slice by slice, tracked for continuity from below."""
     sp = cn.spacing_mm
     ks = np.array(sorted(centre), int)
     cj = np.array([centre[k][0] for k in ks])
@@ -72,10 +72,9 @@ def _column(cn: Canon, bone_c: np.ndarray, sm_c: np.ndarray, centre: dict[int, t
     J, I = bone_c.shape[1:]
     ja = np.full(ks.size, np.nan)
     jc = np.full(ks.size, np.nan)
-    hu = np.full(ks.size, np.nan)
     reach = int(round(30.0 / sp[1]))
-    w = max(int(round(3.0 / sp[2])), 1)
-    max_run = max(int(round(20.0 / sp[1])), 2)
+    w = max(int(round(2.0 / sp[2])), 1)
+    max_run = max(int(round(16.0 / sp[1])), 2)
     for t, k in enumerate(ks):
         j0, i0 = int(round(cj[t])), int(round(ci[t]))
         if not (0 <= i0 < I and 0 <= j0 < J):
@@ -98,87 +97,119 @@ def _column(cn: Canon, bone_c: np.ndarray, sm_c: np.ndarray, centre: dict[int, t
             end -= 1
         ja[t] = hit
         jc[t] = (hit + end) / 2.0
-    ok = ~np.isnan(ja)
-    if ok.sum() >= 3:
-        # the anterior column touches the canal: a first bone much further anterior than usual is
-        # the C1 anterior arch above the dens (or the mandible), not the column
-        dist = (cj - ja) * sp[1]
-        d_ref = float(np.nanmedian(dist[ok]))
-        far = ok & (dist > d_ref + 6.0)
-        ja[far] = np.nan
-        jc[far] = np.nan
-        ok = ~np.isnan(ja)
-    if ok.sum() >= 3:
-        # robust against streak specks in the canal: median-filter the anterior wall
-        ja_f = ja.copy()
-        ja_f[ok] = ndi.median_filter(ja[ok], size=5, mode="nearest")
-        jc_f = jc.copy()
-        jc_f[ok] = ndi.median_filter(jc[ok], size=5, mode="nearest")
-        ja, jc = ja_f, jc_f
-    for t, k in enumerate(ks):
-        if np.isnan(jc[t]):
-            continue
-        half = max(4.0 / sp[1], 1.0)
-        j_lo, j_hi = int(max(round(jc[t] - half), 0)), int(min(round(jc[t] + half) + 1, J))
-        i0 = int(round(ci[t]))
-        hu[t] = float(sm_c[k, j_lo:j_hi, max(i0 - w, 0):i0 + w + 1].mean())
-    return _Column(ks, ci, ja, jc, hu)
+    # continuity from below: the posterior wall of the bodies and of the dens is one smooth line;
+    # a jump forwards is the C1 anterior arch above the dens tip (or the mandible), not the column
+    ok = np.nonzero(~np.isnan(ja))[0]
+    if ok.size >= 3:
+        start = ok[: max(ok.size // 3, 1)]
+        ref = float(np.median(ja[start]))
+        prev_t = None
+        keep = np.zeros(ks.size, bool)
+        for t in ok:
+            gap = 0 if prev_t is None else int(ks[t] - ks[prev_t]) - 1
+            tol = (4.0 + 1.0 * gap * sp[0] / 2.0) / sp[1]
+            if prev_t is None and abs(ja[t] - ref) > 8.0 / sp[1]:
+                continue
+            if abs(ja[t] - ref) <= tol or prev_t is None:
+                keep[t] = True
+                ref = float(ja[t])
+                prev_t = t
+        ja[~keep] = np.nan
+        jc[~keep] = np.nan
+    return _Column(ks, ci, ja, jc)
 
 
 @dataclass
 class _Level:
     apex_k: int
-    cut_k: float  # canonical k of the C2/C3 disc (may be below the image)
+    apex_zy: np.ndarray  # (z, y) canonical mm of the column top on its centre line
+    u: np.ndarray  # unit (z, y) direction of the column, pointing caudally
+    s_cut: float  # distance (mm) from the apex along u of the C2/C3 disc
     notes: list[str]
     cut_found: bool
+    line_k: np.ndarray  # canonical k of the fitted column (for the centre-line lookup)
 
 
-def _find_level(col: _Column, sp: np.ndarray, K: int, hint_k: float | None) -> _Level:
+def _sagittal_image(cn: Canon, sm_c: np.ndarray, col: _Column) -> np.ndarray:
+    sp = cn.spacing_mm
+    K, J, I = sm_c.shape
+    kk = np.arange(K)
+    ci = np.interp(kk, col.ks, col.ci)
+    w = max(int(round(2.0 / sp[2])), 0)
+    img = np.empty((K, J), np.float32)
+    for k in range(K):
+        i0 = int(round(ci[k]))
+        img[k] = sm_c[k, :, max(i0 - w, 0):min(i0 + w + 1, I)].mean(axis=1)
+    return img
+
+
+def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None) -> _Level:
+    from scipy.ndimage import map_coordinates
+
+    sp = cn.spacing_mm
+    K = cn.shape[0]
     notes: list[str] = []
     has = ~np.isnan(col.ja)
     if has.sum() < 3:
         raise AnatomyError("C2 not found: no vertebral body or dens anterior to the spinal canal. The CT may not "
                            "include the upper cervical spine; check the field of view or give a point inside C2.")
-    ks = col.ks
-    canal_top = int(ks.max())
-    # top of the anterior column: highest slice with anterior bone, walking down from the canal top
-    top_t = int(np.nonzero(has)[0].max())
-    apex_k = int(ks[top_t])
-    if canal_top >= K - 2:
+    ks = col.ks[has]
+    apex_k = int(ks.max())
+    if int(col.ks.max()) >= K - 2:
         notes.append("the spinal canal reaches the top of the image (foramen magnum not in view)")
+    # column centre line: straight fit of (z, y) over the top 70 mm of the column
     z = ks * sp[0]
-    hu = col.hu.copy()
-    good = ~np.isnan(hu)
-    # no bone anterior to the canal = a disc / joint gap: count it as soft tissue, not missing data
-    hu_i = np.where(good, hu, 40.0)
-    hu_s = ndi.gaussian_filter1d(hu_i, max(1.5 / sp[0], 0.5))
+    y = col.jc[has] * sp[1]
+    top = z >= z.max() - 70.0
+    if top.sum() >= 3:
+        A = np.stack([z[top], np.ones(top.sum())], axis=1)
+        slope, icpt = np.linalg.lstsq(A, y[top], rcond=None)[0]
+    else:
+        slope, icpt = 0.0, float(np.median(y))
     z_apex = apex_k * sp[0]
+    apex_zy = np.array([z_apex, slope * z_apex + icpt])
+    u = np.array([-1.0, -slope])
+    u /= np.linalg.norm(u)
+    n = np.array([-u[1], u[0]])
     if hint_k is not None and not (apex_k - 60.0 / sp[0] <= hint_k <= apex_k + 2):
         raise AnatomyError("The point given inside C2 is more than 60 mm below the top of the vertebral column "
                            "found on this CT; place it in the C2 body or dens.")
-    rng = (z >= z_apex - 55.0) & (z <= z_apex - 22.0)
-    best, best_prom = None, 0.0
-    win = max(int(round(10.0 / sp[0])), 2)
-    for t in np.nonzero(rng)[0]:
-        if 0 < t < len(z) - 1 and hu_s[t] <= hu_s[t - 1] and hu_s[t] <= hu_s[t + 1]:
-            left = hu_s[max(t - win, 0):t].max() if t > 0 else hu_s[t]
-            right = hu_s[t + 1:t + 1 + win].max() if t + 1 < len(z) else hu_s[t]
-            prom = float(min(left, right) - hu_s[t])
-            # weight by the population C2 height (apex to inferior endplate ~38 mm; from the
+    img = _sagittal_image(cn, sm_c, col)
+    s_all = np.arange(0.0, 75.0, 1.0)
+    tt = np.arange(-6.0, 6.01, 1.0)
+    pts = apex_zy[None, None, :] + s_all[:, None, None] * u[None, None, :] + tt[None, :, None] * n[None, None, :]
+    coords = np.stack([pts[..., 0] / sp[0], pts[..., 1] / sp[1]])
+    prof = map_coordinates(img, coords.reshape(2, -1), order=1, mode="constant", cval=np.nan).reshape(pts.shape[:2])
+    inside = (pts[..., 0] >= 0) & (pts[..., 0] <= (K - 1) * sp[0])
+    valid = inside.all(axis=1)
+    P = np.where(valid, np.nanmean(np.where(inside, prof, np.nan), axis=1), np.nan)
+    if np.isfinite(P).sum() < 10:
+        raise AnatomyError("C2 not in the field of view: the CT stops less than 10 mm below the top of the "
+                           "vertebral column. Give a CT that covers C1 to C3.")
+    Pv = np.where(np.isfinite(P), P, np.nanmax(P))
+    Ps = ndi.gaussian_filter1d(Pv, 1.0)
+    best, best_score = None, 0.0
+    for t in range(1, len(s_all) - 1):
+        s = s_all[t]
+        if not (22.0 <= s <= 55.0) or not np.isfinite(P[t]):
+            continue
+        if Ps[t] <= Ps[t - 1] and Ps[t] <= Ps[t + 1]:
+            left = Ps[max(t - 10, 0):t].max()
+            right = Ps[t + 1:t + 11].max()
+            prom = float(min(left, right) - Ps[t])
+            # weight by the population C2 height (apex to inferior endplate about 38 mm, from the
             # 37.6 +/- 3.3 mm anteroinferior-body-to-tip distance, Eur Spine J 2009;18:271)
-            score = prom * float(np.exp(-0.5 * ((z_apex - z[t] - 38.0) / 7.0) ** 2))
-            if score > best_prom:
-                best, best_prom = t, score
-    if best is not None and best_prom >= 12.0:
-        return _Level(apex_k, float(ks[best]), notes, True)
-    if ks.min() * sp[0] > z_apex - 25.0 and ks.min() > 1:
-        pass
-    if z.min() > z_apex - 22.0:
-        if ks.min() <= 1:
-            raise AnatomyError("C2 not in the field of view: the CT stops less than 22 mm below the top of the "
-                               "vertebral column, above the C2 body. Give a CT that covers C1 to C3.")
+            score = prom * float(np.exp(-0.5 * ((s - 38.0) / 7.0) ** 2))
+            if score > best_score:
+                best, best_score = t, score
+    if best is not None and best_score >= 10.0:
+        return _Level(apex_k, apex_zy, u, float(s_all[best]), notes, True, ks)
+    last = float(s_all[np.nonzero(np.isfinite(P))[0].max()])
+    if last < 22.0:
+        raise AnatomyError("C2 not in the field of view: the CT stops less than 22 mm below the top of the "
+                           "vertebral column, above the C2 body. Give a CT that covers C1 to C3.")
     notes.append("C2/C3 disc not visible: C2 cut 40 mm below the dens apex (population height)")
-    return _Level(apex_k, float(apex_k - 40.0 / sp[0]), notes, False)
+    return _Level(apex_k, apex_zy, u, 40.0, notes, False, ks)
 
 
 def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
@@ -204,38 +235,42 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
 
     sp = cn.spacing_mm
     K, J, I = bone_c.shape
-    has = ~np.isnan(col.jc)
-    kk = col.ks[has].astype(float)
-    jcs = col.jc[has]
-    cis = col.ci[has]
-    margin = max(4.0 / sp[0], 1.0)
-    apex, cut = lev.apex_k, lev.cut_k
+    margin = max(3.0, 1.5 * float(sp[0]))
+    apex = lev.apex_k
+    z_cut = lev.apex_zy[0] + lev.s_cut * lev.u[0]
     mk = int(round(25.0 / sp[0]))
-    k0, k1 = max(int(np.floor(cut)) - mk, 0), min(apex + mk + 1, K)
-    cj_mid = float(np.median(jcs)); ci_mid = float(np.median(cis))
+    k0, k1 = max(int(np.floor(z_cut / sp[0])) - mk, 0), min(apex + mk + 1, K)
+    slope = lev.u[1] / lev.u[0] if abs(lev.u[0]) > 1e-6 else 0.0
+
+    def line_j(k: float) -> float:
+        return (lev.apex_zy[1] + (k * sp[0] - lev.apex_zy[0]) * slope) / sp[1]
+
+    cis = col.ci
+    cj_mid = line_j((apex + z_cut / sp[0]) / 2.0)
+    ci_mid = float(np.median(cis))
     rj, ri = int(round(60.0 / sp[1])), int(round(60.0 / sp[2]))
     j0, j1 = max(int(cj_mid) - rj, 0), min(int(cj_mid) + rj + 1, J)
     i0, i1 = max(int(ci_mid) - ri, 0), min(int(ci_mid) + ri + 1, I)
     bc = bone_c[k0:k1, j0:j1, i0:i1]
     markers = np.zeros(bc.shape, np.int32)
     jj, ii = np.mgrid[j0:j1, i0:i1]
-    dens_len = 10.0 / sp[0]
     for k in range(k0, k1):
-        jc = float(np.interp(k, kk, jcs))
-        ci = float(np.interp(k, kk, cis))
+        jc = line_j(k)
+        ci = float(np.interp(k, col.ks, cis))
         dmm = np.hypot((jj - jc) * sp[1], (ii - ci) * sp[2])
-        core = dmm <= 5.0
+        # distance below the apex along the column axis, per voxel (sagittal obliquity of the discs)
+        s_vox = (k * sp[0] - lev.apex_zy[0]) * lev.u[0] + (jj * sp[1] - lev.apex_zy[1]) * lev.u[1]
         sl = markers[k - k0]
         b2 = bc[k - k0]
-        if cut + margin < k <= apex:
-            sl[core & b2] = 1
-            if k >= apex - dens_len:
+        if k <= apex:
+            c2core = (dmm <= 5.0) & (s_vox < lev.s_cut - margin)
+            sl[c2core & b2] = 1
+            if k >= apex - 10.0 / sp[0]:
                 sl[(dmm > 8.5) & b2] = 2  # C1 ring around the upper dens
-        elif k < cut - margin and k >= kk.min():
-            sl[(dmm <= 7.0) & b2] = 3
+            sl[(dmm <= 7.0) & (s_vox > lev.s_cut + margin) & b2] = 3
         elif k >= apex + 2:
             # above the column top: C1 / skull base, except the core, which may still be the dens tip
-            far = dmm > 6.0 if k < apex + 15.0 / sp[0] else np.ones_like(core)
+            far = dmm > 6.0 if k < apex + 15.0 / sp[0] else np.ones_like(dmm, bool)
             sl[far & b2] = 2
     if hint_idx is not None:
         hk, hj, hi_ = (int(round(x)) for x in hint_idx)
@@ -465,7 +500,7 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
         if body is None:
             body = labelmap.get("body") if labelmap is not None and labelmap.has("body") else segment_body(volume)
         try:
-            cres = segment_spinal_canal(volume, bone, body)
+            cres = segment_spinal_canal(volume, None, body)
         except AnatomyError as exc:
             raise AnatomyError(f"C2 cannot be located: {exc}") from None
         centre, canal_mask = cres.centre_canon, cres.mask
@@ -488,8 +523,8 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
                                "C2 body or dens.")
     a_c = cn.to_canon(volume.array)
     sm_c = _smooth(a_c, cn.spacing_mm, 0.7)
-    col = _column(cn, bone_c, sm_c, centre)
-    lev = _find_level(col, cn.spacing_mm, cn.shape[0], None if hint_idx is None else float(hint_idx[0]))
+    col = _column(cn, bone_c, centre)
+    lev = _find_level(cn, sm_c, col, None if hint_idx is None else float(hint_idx[0]))
     notes.extend(lev.notes)
     canal_c = cn.to_canon(canal_mask) if canal_mask is not None else np.zeros_like(bone_c)
     c2_c = _c2_mask(cn, sm_c, bone_c, canal_c, col, lev, hint_idx)

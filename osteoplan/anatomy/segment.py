@@ -186,6 +186,9 @@ class BoneResult:
         Thresholds actually used (on the lightly smoothed CT).
     soft_tissue_mean_hu, soft_tissue_sd_hu : float
         The patient's soft-tissue reference they were derived from.
+    lenient : bool array (K, J, I)
+        Everything above the cancellous threshold in components that hold cortex (one voxel
+        fatter, closes thin rings); used to find the spinal canal.
     """
 
     bone: np.ndarray
@@ -194,6 +197,7 @@ class BoneResult:
     cortical_threshold_hu: float
     soft_tissue_mean_hu: float
     soft_tissue_sd_hu: float
+    lenient: np.ndarray | None = None
 
 
 def soft_tissue_stats(values: np.ndarray) -> tuple[float, float]:
@@ -213,7 +217,7 @@ def soft_tissue_stats(values: np.ndarray) -> tuple[float, float]:
     return float(np.median(near)), max(sd, 3.0)
 
 
-def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: float = 40.0) -> BoneResult:
+def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: float = 12.0) -> BoneResult:
     """Bone (cortical + cancellous) with thresholds relative to the patient's soft tissue.
 
     Method: light Gaussian smoothing (sigma 0.7 mm) against noise; cancellous threshold =
@@ -265,15 +269,22 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
     for k in range(cort.shape[0]):
         if cort[k].any():
             inside[k] = ndi.binary_fill_holes(ndi.binary_closing(cort[k], structure=disk) | cort[k])
+    # cancellous bone behind an open or thin cortex: deeper than one voxel in the lenient mask and
+    # within 2.5 mm of cortex (a vessel touching bone contributes at most that band)
     deep = ndi.binary_erosion(above, structure=np.ones((3, 3, 3), bool))
+    near_cort = ndi.distance_transform_edt(~cort, sampling=cn.spacing_mm) <= 2.5
     vox_ml = float(np.prod(cn.spacing_mm)) / 1000.0
-    dlab, dn = ndi.label(deep)
-    if dn:
-        dense_d = np.bincount(dlab[cort], minlength=dn + 1)
-        keep_d = dense_d * vox_ml >= 0.005
-        keep_d[0] = False
-        deep = keep_d[dlab]
-    bone = cort | ((a > t_c) & above & inside) | deep
+    bone = cort | ((a > t_c) & above & inside) | (deep & near_cort)
+    # the lenient mask (everything above the cancellous threshold in components holding cortex)
+    # closes thin vertebral rings: it is what the canal search uses
+    llab, ln = ndi.label(above)
+    if ln:
+        dense_l = np.bincount(llab[cort], minlength=ln + 1)
+        keep_l = dense_l * vox_ml >= 0.005
+        keep_l[0] = False
+        lenient = keep_l[llab]
+    else:
+        lenient = above
     # keep components of at least 0.02 mL that hold dense (cortical) voxels: this drops noise
     # specks and contrast-filled vessels (150-500 HU, never cortical density)
     lab, n = ndi.label(bone)
@@ -289,7 +300,8 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
     for k in range(bone.shape[0]):
         filled[k] = remove_small_holes(bone[k], max_size=max(int(area_px), 1)) if bone[k].any() else bone[k]
     cortical = filled & (sm > t_cort)
-    return BoneResult(cn.from_canon(filled), cn.from_canon(cortical), t_c, t_cort, mu, sd)
+    lenient |= filled
+    return BoneResult(cn.from_canon(filled), cn.from_canon(cortical), t_c, t_cort, mu, sd, cn.from_canon(lenient))
 
 
 # --------------------------------------------------------------------------------- canal
@@ -315,7 +327,7 @@ class CanalResult:
 def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
                       area_mm2: tuple[float, float]) -> np.ndarray:
     """Per-slice holes of the (z-closed) bone ring that look like a canal section."""
-    nz = max(int(round(10.0 / sp[0])), 1)
+    nz = max(int(round(4.0 / sp[0])), 1)  # bridges cranio-caudal gaps up to about 8 mm
     pad = nz + 1
     bp = np.pad(bone_c, ((pad, pad), (0, 0), (0, 0)))
     bz = ndi.binary_closing(bp, structure=np.ones((2 * nz + 1, 1, 1), bool))[pad:-pad]
@@ -331,6 +343,18 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
         if not holes.any():
             continue
         lab, n = ndi.label(holes)
+        # a bone island inside a ring hole is the dens inside the C1 ring: the canal is the part of
+        # the hole behind it (the atlanto-dental space in front of it is not canal)
+        for l in range(1, n + 1):
+            comp = lab == l
+            island = ndi.binary_fill_holes(comp) & ~comp
+            if island.sum() * px_area >= 20.0:
+                rows = np.nonzero(island.any(axis=1))[0]
+                cut = comp.copy()
+                cut[: rows.max() + 1] = False
+                lab[comp & ~cut] = 0
+        holes = lab > 0
+        lab, n = ndi.label(holes)
         idx = np.arange(1, n + 1)
         areas = ndi.sum_labels(holes, lab, idx) * px_area
         means = ndi.mean(a_c[k], lab, idx)
@@ -344,7 +368,8 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
 
 def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
                          area_mm2: tuple[float, float] = (30.0, 1100.0),
-                         max_gap_mm: float = 20.0, extend_mm: float = 25.0) -> CanalResult:
+                         max_gap_mm: float = 20.0, extend_mm: float = 25.0,
+                         bone_outline: np.ndarray | None = None) -> CanalResult:
     """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
 
     Method: bone is closed along the cranio-caudal axis over 10 mm (bridges discs and interlaminar
@@ -367,7 +392,10 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     if body is None:
         body = segment_body(volume)
     if bone is None:
-        bone = segment_bone(volume, body).bone
+        br = segment_bone(volume, body)
+        bone = br.lenient
+        if bone_outline is None:
+            bone_outline = br.bone
     a_c = cn.to_canon(volume.array)
     b_c = cn.to_canon(bone)
     body_c = cn.to_canon(body)
@@ -403,7 +431,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
 
     # add aligned candidates from other components (interrupted rings): within 8 mm of the track and
     # within max_gap_mm (cranio-caudally) of the canal found so far; repeat until stable
-    tol_px = 8.0 / float(sp[1])
+    tol_px = max(8.0 / float(sp[1]), 2.5)
     gap = max(int(round(max_gap_mm / sp[0])), 1)
     canal = main.copy()
     lo, hi = min(ks), max(ks)
@@ -416,16 +444,20 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             if sl[0].start > hi + gap or sl[0].stop - 1 < lo - gap:
                 continue
             sub = lab[sl] == l
-            ok = True
-            for dk in range(sub.shape[0]):
-                k = sl[0].start + dk
-                if not sub[dk].any():
-                    continue
-                c = ndi.center_of_mass(sub[dk])
-                tj, ti = track(k)
-                if np.hypot(c[0] + sl[1].start - tj, c[1] + sl[2].start - ti) > tol_px:
-                    ok = False
-                    break
+            # continuity at the junction: the component's section nearest to the canal found so far
+            # must lie within tol of the canal's nearest section (the spine curves, so the test is
+            # local, not against a straight track)
+            cks = [sl[0].start + dk for dk in range(sub.shape[0]) if sub[dk].any()]
+            have = np.nonzero(canal.any(axis=(1, 2)))[0]
+            best_d, ok = np.inf, False
+            for kc in (min(cks), max(cks)):
+                kn = int(have[np.argmin(np.abs(have - kc))])
+                c = ndi.center_of_mass(sub[kc - sl[0].start])
+                cn_ = ndi.center_of_mass(canal[kn])
+                dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
+                tol = tol_px + 0.5 * abs(kn - kc)
+                if dist <= tol and dist < best_d:
+                    best_d, ok = dist, True
             pending.remove(l)
             if ok:
                 canal[sl] |= sub
@@ -434,37 +466,74 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     found = [k for k in range(K) if canal[k].any()]
     k0, k1 = min(found), max(found)
     notes: list[str] = []
-    # fill slices between without a closed ring from the nearest found slice
-    fset = np.array(found)
+    # fill slices between without a closed ring from the nearest found slice of typical size
+    areas0 = canal.sum(axis=(1, 2))
+    typical0 = float(np.median(areas0[areas0 > 0]))
+    fset = np.array([k for k in found if areas0[k] <= 1.3 * typical0] or found)
     n_interp = 0
     for k in range(k0, k1 + 1):
         if canal[k].any():
             continue
+        below, above = fset[fset < k], fset[fset > k]
         near = int(fset[np.argmin(np.abs(fset - k))])
-        canal[k] = canal[near] & ~b_c[k] & body_c[k]
+        sec = canal[near]
+        if below.size and above.size:
+            both = canal[int(below.max())] & canal[int(above.min())]
+            if both.sum() >= 0.5 * min(areas0[int(below.max())], areas0[int(above.min())]):
+                sec = both  # the section common to the rings above and below
+        canal[k] = sec & ~b_c[k] & body_c[k]
         n_interp += 1
     if n_interp:
         notes.append(f"spinal canal: {n_interp} slice(s) without a closed bone ring filled from the nearest slice")
     centre = {k: tuple(float(x) for x in ndi.center_of_mass(canal[k])) for k in range(k0, k1 + 1) if canal[k].any()}
-    # beyond the last closed ring (foramen magnum, or the image edge of a cropped CT) the cord
-    # continues: extend the end sections by up to extend_mm while they stay soft tissue (conservative)
-    n_ext = int(round(extend_mm / sp[0]))
+    # beyond the last closed ring the canal continues: cranially for at most extend_mm (then the
+    # foramen magnum opens into the cranial cavity), caudally to the edge of the image or of the
+    # provided region. The nearest section of typical size is carried along and re-centred slice by
+    # slice on the non-bone soft tissue around it (follows the curve of the spine); it stops when
+    # the section leaves the body or runs into bone.
+    areas = canal.sum(axis=(1, 2))
+    typical = float(np.median(areas[areas > 0]))
+    sm = _smooth(a_c, sp, 1.0)
+    soft = (sm > -100.0) & (sm < 150.0) & body_c & ~b_c
+    grow = _disk(max(3.0 / float(sp[1]), 1.5))
+    n_ext = {1: int(round(extend_mm / sp[0])), -1: K}
+    ext_mm = {1: 0.0, -1: 0.0}
     for end, step in ((k1, 1), (k0, -1)):
-        ref = canal[end].copy()
-        for d in range(1, n_ext + 1):
+        order = sorted(range(k0, k1 + 1), key=lambda kk: abs(kk - end))
+        src = next((kk for kk in order if 0 < areas[kk] <= 1.3 * typical), end)
+        ref = canal[src].copy()
+        rc = np.array(ndi.center_of_mass(ref))
+        off = np.zeros(2)
+        for d in range(1, n_ext[step] + 1):
             k = end + step * d
             if not 0 <= k < K:
                 break
-            sec = ref & body_c[k]
-            if not sec.any() or (b_c[k] & ref).sum() > 0.2 * ref.sum():
+            sec = ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0
+            near = ndi.binary_dilation(sec, structure=grow) & soft[k]
+            if near.sum() < 0.3 * sec.sum():
                 break
-            sec &= ~b_c[k]
-            m = float(a_c[k][sec].mean())
-            if not -100.0 < m < 120.0:
+            # re-centre on the soft tissue around the section (at most one voxel per slice)
+            if step < 0:  # caudally the spine curves (lordosis, kyphosis): follow it
+                cc = np.array(ndi.center_of_mass(near))
+                off += np.clip(cc - (rc + off), -1.0, 1.0)
+            sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
+            if step < 0 and sec.sum() < 0.5 * ref.sum():
+                # a cropped CT (only a patch around the cord provided): take the soft tissue within
+                # 3 mm of the carried section (conservative: the canal is a structure to avoid)
+                sec = near
+            if sec.sum() < 0.3 * ref.sum():
                 break
-            canal[k] = sec
-    if n_ext:
-        notes.append(f"spinal canal extended up to {extend_mm:.0f} mm beyond the last closed vertebral ring")
+            canal[k] |= sec
+            ext_mm[step] = d * float(sp[0])
+    if bone_outline is not None:
+        # the rings were found on the lenient (one voxel fatter) bone mask: give back the voxel
+        # rim that the precise bone outline leaves free
+        bo = cn.to_canon(bone_outline)
+        rim = ndi.binary_dilation(canal, structure=np.ones((1, 3, 3), bool)) & ~bo & body_c & (a_c < 150.0)
+        canal |= rim
+    if ext_mm[1] or ext_mm[-1]:
+        notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
+                     "beyond the last closed vertebral ring")
     return CanalResult(cn.from_canon(canal), centre, found, notes)
 
 
@@ -688,7 +757,7 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset()) -> Classic
                     if air.any() else "airway: no internal air found (airway mask empty)")
     canal = None
     try:
-        canal = segment_spinal_canal(volume, bone.bone, body)
+        canal = segment_spinal_canal(volume, bone.lenient, body, bone_outline=bone.bone)
         if "spinal_canal" not in skip:
             lm.add("spinal_canal", canal.mask, "classical")
             msgs.append("spinal_canal: classical (holes of the vertebral rings)")

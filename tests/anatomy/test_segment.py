@@ -113,21 +113,24 @@ def test_phantom_dice_body_bone_airway(phantom, classical):
     lm, t = classical.labelmap, phantom.truth
     assert dice(lm.get("body"), t.get("body")) > 0.98
     assert dice(lm.get("airway"), t.get("airway")) > 0.95
-    # measured 0.897 with contrast-filled vessels present (issue target 0.90; see report)
-    assert dice(lm.get("bone"), t.get("bone")) > 0.85
+    # measured 0.96 with contrast-filled vessels present
+    assert dice(lm.get("bone"), t.get("bone")) >= 0.90
 
 
 def test_phantom_canal_contains_the_cord(phantom, classical):
     canal = classical.labelmap.get("spinal_canal")
     cord = phantom.truth.get("spinal_cord")
     assert (canal & cord).sum() / cord.sum() >= 0.95
-    assert dice(canal, phantom.truth.get("spinal_canal")) > 0.7
+    # measured 0.86: the phantom's canal is an elliptic dural tube narrower than its bony vertebral
+    # foramen (and than the C1 ring), which is what is segmented here
+    assert dice(canal, phantom.truth.get("spinal_canal")) > 0.80
 
 
 def test_contrast_detected_only_on_enhanced_phantom(phantom, classical):
     from osteoplan.anatomy.phantom import make_phantom
 
     assert classical.contrast.source == "image"
+    assert classical.contrast.detected  # the enhanced phantom (artery 320 HU, vein 200 HU) is recognised
     plain = make_phantom(fov_inferior_mm=-60.0, contrast=False)
     v = replace(plain.volume, info=replace(plain.volume.info, contrast=None))
     res = detect_contrast(v)

@@ -1,0 +1,147 @@
+"""OpenKBP anatomy benchmark: C2 found (or why not), cord inside the segmented canal, larynx in the airway.
+
+Runs osteoplan's classical anatomy (``build_anatomy`` without masks) on every OpenKBP case in
+``../shared/data/openkbp`` (170 head-and-neck CTs, about 4 mm voxels; Babier et al., Med Phys 2021)
+and prints one row per case, then a summary with the same figures for the obvious alternative
+canal (a plain per-slice hole fill of a fixed 200 HU bone threshold, no tracking) and the ratio.
+
+Usage::
+
+    .venv/bin/python benchmarks/openkbp_anatomy.py [--limit N] [--cases pt_1,pt_2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def naive_canal(volume, body) -> np.ndarray:
+    """The obvious alternative: holes of a 200 HU bone mask, per axial slice, soft-tissue density, 30-1100 mm^2."""
+    a = volume.array
+    bone = (a > 200) & body
+    sp = volume.spacing_mm
+    px = float(sp[1] * sp[2])
+    out = np.zeros_like(bone)
+    for k in range(a.shape[0]):
+        if not bone[k].any():
+            continue
+        holes = ndi.binary_fill_holes(bone[k]) & ~bone[k]
+        lab, n = ndi.label(holes)
+        if n == 0:
+            continue
+        idx = np.arange(1, n + 1)
+        areas = ndi.sum_labels(holes, lab, idx) * px
+        means = ndi.mean(a[k], lab, idx)
+        ok = np.zeros(n + 1, bool)
+        ok[1:] = (areas >= 30) & (areas <= 1100) & (means > -200) & (means < 200)
+        out[k] = ok[lab]
+    return out
+
+
+def run_case(case: Path) -> dict:
+    from osteoplan.anatomy.loaders import load_masks  # noqa: F401  (exercise the import path)
+    from osteoplan.anatomy.pipeline import build_anatomy
+    from osteoplan.errors import OsteoplanError
+    from osteoplan.imaging import read_volume
+
+    row: dict = {"case": case.name}
+    t0 = time.perf_counter()
+    vol = read_volume(case / "ct.nii.gz")
+    try:
+        an = build_anatomy(vol)
+    except OsteoplanError as exc:
+        row.update(c2="error", reason=str(exc), seconds=round(time.perf_counter() - t0, 2))
+        return row
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    if an.landmarks is not None:
+        row["c2"] = "found"
+        row["confidence"] = an.landmarks.confidence
+        row["ai_apex_mm"] = round(an.landmarks.anteroinferior_to_apex_mm, 1)
+    else:
+        row["c2"] = "not found"
+        row["reason"] = next((m for m in an.messages if m.startswith("C2 NOT located")), "")
+    lm = an.labelmap
+    canal = lm.get("spinal_canal") if lm.has("spinal_canal") else np.zeros(vol.shape, bool)
+    cord_p = case / "SpinalCord.nii.gz"
+    if cord_p.exists():
+        cord = read_volume(cord_p).array > 0.5
+        if cord.any():
+            row["cord_in_canal_pct"] = round(100.0 * (cord & canal).sum() / cord.sum(), 1)
+            naive = naive_canal(vol, lm.get("body"))
+            row["cord_in_naive_canal_pct"] = round(100.0 * (cord & naive).sum() / cord.sum(), 1)
+    lar_p = case / "Larynx.nii.gz"
+    if lar_p.exists():
+        lar = read_volume(lar_p).array > 0.5
+        if lar.any():
+            air = lm.get("airway")
+            row["larynx_overlap_pct"] = round(100.0 * (lar & air).sum() / lar.sum(), 1)
+            row["larynx_touches_airway"] = bool((ndi.binary_dilation(lar) & air).any())
+    return row
+
+
+def main(argv=None) -> int:
+    import os
+
+    os.environ.setdefault("OSTEOPLAN_QUIET", "1")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    ap.add_argument("--cases", default="", help="comma-separated case names")
+    ap.add_argument("--json", default="", help="also write the rows to this JSON file")
+    args = ap.parse_args(argv)
+    from osteoplan.shared_data import shared_data_dir
+
+    d = shared_data_dir()
+    if d is None or not (d / "openkbp").is_dir():
+        print("../shared/data/openkbp is absent; nothing to benchmark", file=sys.stderr)
+        return 1
+    cases = sorted((d / "openkbp").glob("pt_*"), key=lambda p: int(p.name.split("_")[1]))
+    if args.cases:
+        want = set(args.cases.split(","))
+        cases = [c for c in cases if c.name in want]
+    if args.limit:
+        cases = cases[: args.limit]
+    rows = []
+    hdr = f"{'case':8} {'C2':10} {'conf':>5} {'AI-apex':>7} {'cord%':>6} {'naive%':>6} {'larynx%':>7} {'s':>5}  reason"
+    print(hdr)
+    print("-" * len(hdr))
+    for c in cases:
+        r = run_case(c)
+        rows.append(r)
+        print(f"{r['case']:8} {r['c2']:10} {r.get('confidence', ''):>5} {r.get('ai_apex_mm', ''):>7} "
+              f"{r.get('cord_in_canal_pct', ''):>6} {r.get('cord_in_naive_canal_pct', ''):>6} "
+              f"{r.get('larynx_overlap_pct', ''):>7} {r['seconds']:>5}  {r.get('reason', '')[:90]}", flush=True)
+    n = len(rows)
+    found = sum(r["c2"] == "found" for r in rows)
+    clear = sum(r["c2"] != "found" and bool(r.get("reason")) for r in rows)
+    cord = [r["cord_in_canal_pct"] for r in rows if "cord_in_canal_pct" in r]
+    naive = [r["cord_in_naive_canal_pct"] for r in rows if "cord_in_naive_canal_pct" in r]
+    lar = [r["larynx_overlap_pct"] for r in rows if "larynx_overlap_pct" in r]
+    touch = [r["larynx_touches_airway"] for r in rows if "larynx_touches_airway" in r]
+    print()
+    print(f"cases: {n}; C2 found: {found}; not found with a reason: {clear}; unexplained: {n - found - clear}")
+    if cord:
+        c95 = sum(x >= 95.0 for x in cord)
+        print(f"cord inside segmented canal: median {np.median(cord):.1f} %, min {min(cord):.1f} %, "
+              f">= 95 % in {c95}/{len(cord)} cases")
+        print(f"  alternative (plain 200 HU hole fill): median {np.median(naive):.1f} %, min {min(naive):.1f} %, "
+              f">= 95 % in {sum(x >= 95.0 for x in naive)}/{len(naive)} cases; "
+              f"ratio of medians {np.median(cord) / max(np.median(naive), 1e-9):.2f}")
+    if lar:
+        print(f"larynx overlapping the airway: {sum(x > 0 for x in lar)}/{len(lar)} cases (touching: "
+              f"{sum(touch)}/{len(touch)}), median overlap {np.median(lar):.1f} % of larynx voxels")
+    secs = [r["seconds"] for r in rows]
+    print(f"time per case: median {np.median(secs):.1f} s, max {max(secs):.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
