@@ -111,6 +111,10 @@ def summary_text(plan) -> str:
         vol = "not assessed" if c.lesion_volume_ml is None else f"{c.lesion_volume_ml:.2f} mL"
         L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
                  + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
+    if plan.risk and plan.risk.get("summary"):
+        L.append("Fracture risk (osteoplan.risk):")
+        for x in plan.risk["summary"]:
+            L.append("  " + str(x).strip()[:160])
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
     for w in plan.warnings:
@@ -119,6 +123,32 @@ def summary_text(plan) -> str:
 
 
 # --------------------------------------------------------------------------- commands
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.")
+
+
+def _risk(volume, anatomy) -> dict | None:
+    """Fracture-risk summary from :mod:`osteoplan.risk` (None when the module is absent)."""
+    import json
+
+    from osteoplan.errors import OsteoplanError
+    from osteoplan.progress import step
+
+    try:
+        from osteoplan.risk.assess import assess
+    except ImportError:
+        return None
+    try:
+        with step("fracture risk (SINS proposal, CT rigidity)"):
+            rep = assess(volume, anatomy)
+        return json.loads(json.dumps(rep.to_dict(sections=False), default=float))
+    except OsteoplanError as exc:
+        return {"error": str(exc), "summary": [f"fracture risk not assessed: {exc}"]}
+    except Exception as exc:  # a fault in the risk stage must not prevent planning; it is reported
+        return {"error": type(exc).__name__, "summary": [f"fracture risk not assessed (internal error {type(exc).__name__})"]}
+
+
 def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = None, risk=None) -> int:
     from osteoplan.atomic import atomic_dir
     from osteoplan.export.slicer import write_markups_line
@@ -128,6 +158,9 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
     from osteoplan.progress import step
 
     protocol = load_protocol(args.protocol)
+    _check_out(out, args.overwrite)
+    if risk is None and not getattr(args, "no_risk", False):
+        risk = _risk(volume, anatomy)
     with step("planning the trajectory (dense search)"):
         plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk)
     try:
@@ -162,6 +195,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="skin-entry side (default: the protocol's, 'best' = both searched)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-report", action="store_true", help="only plan.json and plan.mrk.json (no report/images/DICOM)")
+    p.add_argument("--no-risk", action="store_true", help="skip the fracture-risk assessment (SINS proposal, rigidity)")
     try:
         from osteoplan.export.cli import add_export_options
 
@@ -175,6 +209,9 @@ def _plan_cmd(args: argparse.Namespace) -> int:
     from osteoplan.progress import step
 
     t0 = time.perf_counter()
+    _check_out(Path(args.out) if args.out else Path("plan-out"), args.overwrite)
+    load_protocol_early = __import__("osteoplan.planning.protocol", fromlist=["load_protocol"]).load_protocol
+    load_protocol_early(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
         volume = read_volume(args.ct)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
@@ -187,8 +224,11 @@ def _plan_cmd(args: argparse.Namespace) -> int:
 
 def _demo_cmd(args: argparse.Namespace) -> int:
     from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
+    _check_out(Path(args.out), args.overwrite)
+    load_protocol(args.protocol)
     with step("generating the neck phantom (CT + ground truth)"):
         ph = make_phantom(PhantomParams(seed=args.seed))
     volume = ph.volume

@@ -236,6 +236,10 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
         if best.guidance is not None and not best.guidance.gantry_within_limit:
             warns.append(f"Gantry tilt {best.guidance.gantry_tilt_deg} deg is beyond the scanner limit "
                          f"({protocol.guidance.gantry_limit_deg} deg): follow the path on oblique reformats.")
+        lim = protocol.guidance.carm_cranio_caudal_limit_deg
+        if best.guidance is not None and abs(best.guidance.bullseye.secondary_deg) > lim:
+            warns.append(f"Bull's-eye view needs {best.guidance.bullseye.label}: cranio-caudal angulation beyond {lim:g} deg "
+                         "may not be reachable; use the progression view and CT checks instead.")
         sc = protocol.screw
         if best.screw is not None and not (sc.practice_min_mm <= best.screw.length_mm <= sc.practice_max_mm):
             warns.append(f"Screw length {best.screw.length_mm:g} mm is outside the {sc.practice_min_mm:g}-"

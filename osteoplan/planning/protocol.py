@@ -137,6 +137,7 @@ class CementRule(_M):
 
 class GuidanceRule(_M):
     gantry_limit_deg: float = Field(ge=0, le=60)
+    carm_cranio_caudal_limit_deg: float = Field(ge=0, le=90)
 
 
 class DensityRule(_M):
