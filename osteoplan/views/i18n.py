@@ -156,6 +156,10 @@ STRINGS: dict[str, dict[str, str]] = {
                        "fr": "Aucun trajet réalisable : les images montrent le candidat le plus proche, qui viole "
                              "les contraintes ci-dessus. Ce n'est PAS un plan."},
     "not_applicable": {"en": "— (no feasible path)", "fr": "— (aucun trajet réalisable)"},
+    "constraint": {"en": "Constraint", "fr": "Contrainte"},
+    "excluded": {"en": "Candidates excluded", "fr": "Candidats exclus"},
+    "score": {"en": "Score", "fr": "Score"},
+    "other_bone": {"en": "other bone on the way", "fr": "autre os sur le trajet"},
     "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
 }
