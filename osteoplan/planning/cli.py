@@ -206,12 +206,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _plan_cmd(args: argparse.Namespace) -> int:
     from osteoplan.imaging import read_volume
+    from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
     t0 = time.perf_counter()
     _check_out(Path(args.out) if args.out else Path("plan-out"), args.overwrite)
-    load_protocol_early = __import__("osteoplan.planning.protocol", fromlist=["load_protocol"]).load_protocol
-    load_protocol_early(args.protocol)  # a bad protocol fails before the long steps
+    load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
         volume = read_volume(args.ct)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
