@@ -373,3 +373,34 @@ def list_users(db, actor) -> list:
     from osteoplan.workflow import service
 
     return service.list_users(db, actor)
+
+
+def attach_plan(db, actor, case_id: int | None, lesion_id: int, plan: dict | str | bytes, label: str = "plan"):
+    """Attach a planner output to a lesion after checking it against the plan schema (osteoplan.planning).
+
+    Raises ValidationError with the first problems when the file is not a valid ``plan.json``.
+    """
+    import json
+
+    from osteoplan.errors import ValidationError
+    from osteoplan.workflow import service
+
+    if case_id is not None:
+        _check_owned(db, "lesion", lesion_id, case_id)
+    text = plan if isinstance(plan, (str, bytes)) else json.dumps(plan)
+    try:
+        from osteoplan.planning.model import Plan
+
+        parsed = Plan.from_json(text)
+    except ImportError:  # planning not installed: accept any JSON object
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ValidationError("the file is not JSON; choose the plan.json written by the planner") from None
+    except Exception as exc:  # pydantic ValidationError or JSON error
+        msg = str(exc).splitlines()
+        detail = "; ".join(x.strip() for x in msg[1:4]) if len(msg) > 1 else msg[0] if msg else ""
+        raise ValidationError(f"this is not a valid plan.json ({detail[:300]}); choose the file written by "
+                              "'osteoplan plan'") from None
+    data = json.loads(parsed.to_json()) if hasattr(parsed, "to_json") else parsed
+    return service.attach_plan(db, actor, {"lesion_id": lesion_id, "plan": data, "label": label or "plan"})

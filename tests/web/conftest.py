@@ -240,18 +240,24 @@ def make_case(engine, *, through: str = "followup", code: str | None = None, les
 
 
 SAMPLE_PLAN = {
-    "schema_version": "1", "osteoplan_version": "0.1.0", "created_utc": "2026-01-01T00:00:00Z",
+    "schema_version": "1.0", "osteoplan_version": "0.1.0", "created_utc": "2026-01-01T00:00:00Z",
     "protocol_name": "c2-lateral", "protocol_version": "1", "side_requested": "best", "side": "right",
     "feasible": True, "assessed": ["spinal_canal", "vertebral_artery_right"],
+    "ct": {"shape_kji": [100, 256, 256], "spacing_mm": [1.0, 0.5, 0.5],
+           "affine": [[1, 0, 0, -64], [0, 0.5, 0, -64], [0, 0, 0.5, -30], [0, 0, 0, 1]]},
     "trajectories": [{
         "rank": 1, "side": "right", "skin_entry_lps_mm": [-60.0, -20.0, 10.0], "bone_entry_lps_mm": [-8.0, -10.0, 12.0],
-        "target_lps_mm": [0.0, 0.0, 40.0], "depth_skin_to_bone_mm": 53.0, "depth_bone_to_target_mm": 30.9,
+        "target_lps_mm": [0.0, 0.0, 40.0], "skin_entry_voxel_kji": [40, 88, 8], "bone_entry_voxel_kji": [42, 108, 112],
+        "target_voxel_kji": [70, 128, 128], "direction_unit": [0.8, 0.26, 0.54],
+        "depth_skin_to_bone_mm": 53.0, "depth_bone_to_target_mm": 30.9,
         "depth_total_mm": 83.9, "angle_craniocaudal_deg": 35.0, "angle_mediolateral_deg": 60.0,
         "screw": {"diameter_mm": 4.0, "length_mm": 34.0, "thread_mm": 12.0, "catalogue_ref": "CS-4.0-34"},
+        "containment_min_margin_mm": 1.2, "soft_tissue_depth_mm": 50.0, "score": 1.0,
         "clearances": [
-            {"structure": "spinal_canal", "margin_mm": 3.0, "clearance_mm": 6.5, "status": "ok", "segmented": True},
-            {"structure": "carotid_artery_right", "margin_mm": 5.0, "clearance_mm": None, "status": "not_assessed",
-             "segmented": False}],
+            {"structure": "spinal_canal", "category": "hard", "margin_mm": 3.0, "clearance_mm": 6.5, "status": "pass",
+             "segmented": True},
+            {"structure": "carotid_artery_right", "category": "displaceable", "margin_mm": 5.0, "clearance_mm": None,
+             "status": "not_assessed", "segmented": False}],
     }],
 }
 

@@ -9,6 +9,7 @@ temporary folder).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import REPO, free_port, start_server, stop_server
+from tests.web.conftest import REPO, SAMPLE_PLAN, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.browser]
 
@@ -54,6 +55,15 @@ def live_server(backend_name, fresh_database):
     stop_server(proc)
 
 
+def _shrink_pngs(folder: Path) -> None:
+    """Palette PNGs (256 colours) keep the committed screenshots small."""
+    from PIL import Image
+
+    for f in folder.glob("*.png"):
+        im = Image.open(f).convert("RGB").quantize(colors=256)
+        im.save(f, optimize=True)
+
+
 @pytest.fixture()
 def shots(tmp_path, backend_name):
     if os.environ.get("OSTEOPLAN_SCREENSHOTS") == "1" and backend_name == "sqlite":
@@ -61,7 +71,9 @@ def shots(tmp_path, backend_name):
     else:
         d = tmp_path / "screenshots"
     d.mkdir(parents=True, exist_ok=True)
-    return d
+    yield d
+    if d.is_relative_to(REPO):
+        _shrink_pngs(d)
 
 
 def _login(page, base, user):
@@ -87,7 +99,7 @@ def _n_procedures(page, base) -> int:
     return int(page.inner_text("#n-procedures").strip())
 
 
-def test_walk_case_from_rcp_to_3_month_follow_up(browser, live_server, shots):
+def test_walk_case_from_rcp_to_3_month_follow_up(browser, live_server, shots, tmp_path):
     base = live_server
     today = dt.date.today()
     d_rcp = today - dt.timedelta(days=130)
@@ -132,6 +144,17 @@ def test_walk_case_from_rcp_to_3_month_follow_up(browser, live_server, shots):
     page.select_option("select[name='sins.posterolateral']", "none")
     _submit(page)
     assert "SINS 8" in page.inner_text("main")
+
+    # --- attach the planner's plan.json to the lesion: key numbers and the trajectory sketch appear
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(SAMPLE_PLAN))
+    page.click("text=Attach plan")
+    page.set_input_files("input[name=plan_file]", str(plan_file))
+    page.fill("input[name=label]", "right lateral approach")
+    _submit(page)
+    assert "Plan attached" in page.inner_text("main")
+    assert "4.0 × 34.0 mm" in page.inner_text("main")
+    assert page.locator(".plan-images img").evaluate("e => e.complete && e.naturalWidth > 300")
 
     # --- RCP decision
     page.click("text=Record RCP decision")
@@ -222,7 +245,7 @@ def test_walk_case_from_rcp_to_3_month_follow_up(browser, live_server, shots):
                                          "Follow-up day1", "Follow-up 3m")]
     assert order == sorted(order)
     assert d_3m.isoformat() in timeline
-    assert "4.0 × 34.0 mm" in text and "2.8 mL" in text
+    assert "2.8 mL" in text and "right lateral approach" in text
     page.screenshot(path=str(shots / "case-page.png"), full_page=True)
 
     # --- statistics count the new procedure

@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 
 from osteoplan.web.auth import iter_routes, route_action
 from osteoplan.web.permissions import PERMISSIONS, allowed
-from tests.web.conftest import ROLES, csrf_of, make_case
+import json
+
+from tests.web.conftest import ROLES, SAMPLE_PLAN, csrf_of, make_case
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
           ("POST", "/api/token"), ("GET", "/api/openapi.json")}
@@ -65,7 +67,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
     d0 = today - dt.timedelta(days=200)
     url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
            .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
-           .replace("{plot}", "pain"))
+           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])))
     if "/validate" in path:
         url = url.replace("{decision_id}", str(ids["open_decision"]))
     if method == "GET":
@@ -93,6 +95,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
                                             "visit_date": (d0 + dt.timedelta(days=100)).isoformat(), "pain_nrs": "1"},
         "/cases/{case_id}/adverse-events/new": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=10)).isoformat(),
                                                 "grade": "1", "description": "small haematoma"},
+        "/cases/{case_id}/lesions/{lesion_id}/plans/new": {"label": f"plan by {role}"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
@@ -102,6 +105,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/api/cases/{case_id}/delete": {"reason": "duplicate (matrix test)"},
         "/api/lesions": {"patient_id": ids["case"], "site_kind": "bone", "site": "femur", "lesion_type": "lytic",
                          "mirels": {"site": "peritrochanteric", "size": ">2/3", "pain": "functional"}},
+        "/api/plans": {"lesion_id": ids["lesion"], "plan": SAMPLE_PLAN, "label": "api plan"},
         "/api/decisions": {"patient_id": ids["case"], "meeting_date": (today - dt.timedelta(days=20)).isoformat(),
                            "question": "q?", "decision_type": "cement_alone", "lesion_id": ids["lesion"]},
         "/api/decisions/{decision_id}/validate": {"version": _version(engine, "decision", ids["open_decision"])},
@@ -167,6 +171,9 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
                 r = c.get(url, follow_redirects=False)
             elif api:
                 r = c.request(method, url, json=body, follow_redirects=False)
+            elif path.endswith("/plans/new"):
+                r = c.post(url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False,
+                           files={"plan_file": ("plan.json", json.dumps(SAMPLE_PLAN).encode(), "application/json")})
             else:
                 r = c.request(method, url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False)
             tried += 1

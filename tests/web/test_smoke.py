@@ -90,3 +90,49 @@ def test_plan_key_numbers_and_image(engine, client_for):
     # a plan of another case is not reachable through this case's URL
     other = make_case(engine, through="patient")
     assert c.get(f"/cases/{other['case']}/plans/{ids['plan']}.png").status_code == 404
+
+
+def test_plan_upload_checks_the_schema(engine, client_for):
+    import json
+
+    from tests.web.conftest import SAMPLE_PLAN
+
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    url = f"/cases/{ids['case']}/lesions/{ids['lesion']}/plans/new"
+    assert c.get(url).status_code == 200
+    bad = c.post(url, data={"csrf_token": csrf_of(c), "label": "x"},
+                 files={"plan_file": ("plan.json", b'{"feasible": true}', "application/json")})
+    assert bad.status_code == 422 and "not a valid plan.json" in bad.text
+    ok = c.post(url, data={"csrf_token": csrf_of(c), "label": "right lateral"}, follow_redirects=False,
+                files={"plan_file": ("plan.json", json.dumps(SAMPLE_PLAN).encode(), "application/json")})
+    assert ok.status_code == 303
+    page = c.get(f"/cases/{ids['case']}").text
+    assert "right lateral" in page and "83.9 mm" in page  # total depth from the plan
+
+
+def test_openapi_schema_lists_the_api(client_for):
+    schema = client_for(None).get("/api/openapi.json").json()
+    paths = schema["paths"]
+    for p in ("/api/token", "/api/cases", "/api/cases/{case_id}", "/api/decisions/{decision_id}/validate",
+              "/api/procedures/{procedure_id}/log", "/api/follow-ups", "/api/stats", "/api/cases/{case_id}/fhir"):
+        assert p in paths, p
+    assert not any(p.startswith("/cases") for p in paths)  # pages are not part of the API schema
+    # request bodies are the workflow input models
+    assert "FollowUpIn" in schema["components"]["schemas"]
+
+
+def test_stats_csv_and_fhir_download(engine, client_for):
+    ids = make_case(engine, through="followup")
+    c = client_for("radiologist")
+    r = c.get("/stats.csv?table=technical_success")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    header, row = r.text.splitlines()[:2]
+    assert header == "procedures,success,failure,unknown,rate_percent"
+    assert int(row.split(",")[0]) >= 1
+    assert c.get("/stats.csv?table=nope").status_code == 404
+    f = c.get(f"/cases/{ids['case']}/fhir.json")
+    assert f.status_code == 200
+    bundle = f.json()
+    assert bundle["resourceType"] == "Bundle"
+    assert "Testname" not in f.text and "H-998877" not in f.text  # pseudonymised export

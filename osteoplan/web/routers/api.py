@@ -132,6 +132,14 @@ def add_lesion(body: s.LesionIn, p: Principal = Depends(require("lesion.write"))
     return _created(obj)
 
 
+@router.post("/plans", response_model=Created, status_code=201)
+def attach_plan(body: s.PlanIn, p: Principal = Depends(require("lesion.write")), db=Depends(get_db)):
+    """Attach a planner output (``plan.json`` content, checked against the plan schema) to a lesion."""
+    obj = backend.attach_plan(db, p.user, None, body.lesion_id, body.plan, body.label)
+    db.commit()
+    return Created(id=obj.id, version=obj.version, patient_id=obj.lesion.patient_id)
+
+
 @router.post("/decisions", response_model=Created, status_code=201)
 def record_decision(body: s.DecisionIn, p: Principal = Depends(require("rcp.write")), db=Depends(get_db)):
     """Record a tumour-board (RCP) decision (not yet validated)."""

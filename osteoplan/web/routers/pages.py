@@ -292,6 +292,39 @@ _procedure_step("postop", forms.POSTOP, "followup.write", "Post-operative course
                 lambda db, u, cid, pid, d: backend.record_postop(db, u, cid, pid, d))
 
 
+@router.get("/cases/{case_id}/lesions/{lesion_id}/plans/new", response_class=HTMLResponse)
+def plan_upload_form(request: Request, case_id: int, lesion_id: int, p: Principal = Depends(require("lesion.write")),
+                     db=Depends(get_db)):
+    case = backend.get_case(db, p.user, case_id)
+    lesion = backend.find_child(case, "lesion", lesion_id)
+    db.commit()
+    return page(request, "plan_upload.html", {"case": case, "lesion": lesion})
+
+
+@router.post("/cases/{case_id}/lesions/{lesion_id}/plans/new")
+def plan_upload(request: Request, case_id: int, lesion_id: int, p: Principal = Depends(require("lesion.write")),
+                form=Depends(form_data), db=Depends(get_db)):
+    upload = form.get("plan_file")
+    label = str(form.get("label") or "plan")[:120]
+    try:
+        if upload is None or not hasattr(upload, "file"):
+            raise ValidationError("choose the plan.json file written by the planner")
+        content = upload.file.read(5_000_001)
+        if len(content) > 5_000_000:
+            raise ValidationError("the file is larger than 5 MB; a plan.json is a few kilobytes")
+        backend.attach_plan(db, p.user, case_id, lesion_id, content, label)
+        db.commit()
+    except ValidationError as exc:
+        db.rollback()
+        case = backend.get_case(db, p.user, case_id)
+        lesion = backend.find_child(case, "lesion", lesion_id)
+        db.commit()
+        return page(request, "plan_upload.html", {"case": case, "lesion": lesion, "error": str(exc),
+                                                  "label": label}, status_code=422)
+    flash(request, "ok", "Plan attached to the lesion.")
+    return redirect(f"/cases/{case_id}")
+
+
 @router.get("/cases/{case_id}/consultations/{consultation_id}/info-sheet.pdf")
 def info_sheet(case_id: int, consultation_id: int, lang: str = Query("fr", pattern="^(fr|en)$"),
                p: Principal = Depends(require("infosheet.read")), db=Depends(get_db)):
