@@ -59,7 +59,7 @@ def sitk_drr(volume, geo, step_mm: float) -> np.ndarray:
         origin = centre - u * (nc - 1) / 2.0 * pc * scale - v * (nr - 1) / 2.0 * pr * scale
         res.SetOutputOrigin(origin.tolist())
         res.SetOutputSpacing((pc * scale, pr * scale, 1.0))
-        plane = sitk.GetArrayViewFromImage(res.Execute(img))[0]
+        plane = sitk.GetArrayFromImage(res.Execute(img))[0]  # a copy: the view would outlive the image
         acc += plane
     return (acc * step_mm / cos_t).astype(np.float32)
 
