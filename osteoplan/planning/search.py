@@ -265,6 +265,18 @@ def target_points(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, r_sc
     return pts
 
 
+def zone_depth_mm(fields: ROIFields, lm: DensLandmarks, protocol: Protocol) -> float:
+    """Deepest C2 depth (mm) among the apex-zone grid points (before the depth filter); -inf if none."""
+    relaxed = protocol.model_copy(update={"target": protocol.target.model_copy(update={"inside_cortex_min_mm": -1e3,
+                                                                                       "max_targets": 2000})})
+    pts = target_points(fields, lm, relaxed, r_screw=-1e3)
+    if len(pts) == 0:
+        return float("-inf")
+    from scipy.ndimage import map_coordinates
+
+    return float(map_coordinates(fields.c2_depth_mm, fields.world_to_roi(pts).T, order=1, mode="nearest").max())
+
+
 def directions(protocol: Protocol, sides: list[str], step_deg: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(D, 3) unit directions (skin -> target) over the angle grid for each side, and (D,) side codes (+1 right, -1 left)."""
     a = protocol.angles
@@ -547,8 +559,13 @@ def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Prot
                 warnings.append(f"No feasible path with a {diameters[0]:.1f} mm screw; {diameter:.1f} mm was used.")
             break
     if res is None:
-        raise PlanningError("No target point in the dens apex zone is inside C2 with the required cortex margin: "
-                            "check the C2 segmentation / dens landmarks, or relax [target] in the protocol.")
+        deepest = zone_depth_mm(fields, lm, protocol)
+        need = max(protocol.target.inside_cortex_min_mm, diameters[-1] / 2 + protocol.screw.containment_margin_mm)
+        raise PlanningError(
+            f"No target point in the dens apex zone ({protocol.target.below_apex_min_mm:g}-{protocol.target.below_apex_max_mm:g} mm "
+            f"below the apex, anterior half) lies deep enough inside C2: deepest {deepest:.1f} mm, needed {need:.1f} mm "
+            f"(thinnest screw {diameters[-1]:.1f} mm). Check the C2 segmentation and dens landmarks (C2 source: "
+            f"{fields.c2_source}, landmarks: {lm.method}), or give a C2 mask (--masks).")
     _, _, w = choose_diameter(protocol, lm.waist_diameter_mm)
     res.warnings = warnings + w
     res.not_assessed = not_assessed
