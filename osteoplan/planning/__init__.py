@@ -1,1 +1,20 @@
-"""osteoplan.planning (see docs/design)."""
+"""osteoplan.planning: C2 dens screw trajectory planning (lateral-cervical approach).
+
+Public API
+----------
+* :func:`osteoplan.planning.planner.make_plan` (volume, label map, dens landmarks) and
+  :func:`osteoplan.planning.planner.plan_from_anatomy` (output of ``build_anatomy``) -> :class:`Plan`.
+* :mod:`osteoplan.planning.model`: the plan as data (:class:`Plan`, :class:`Trajectory`,
+  :class:`ClearanceCheck`...), schema-versioned JSON (:func:`save_plan`, :func:`load_plan`,
+  ``plan.schema.json``).
+* :mod:`osteoplan.planning.protocol`: procedure protocols as validated TOML
+  (``protocols/c2-dens-lateral.toml``).
+* :mod:`osteoplan.planning.search` / :mod:`osteoplan.planning.kernel`: the dense, numba-compiled
+  candidate search; :mod:`osteoplan.planning.fields`: distance maps on the region of interest.
+* :mod:`osteoplan.planning.guidance` (C-arm, gantry), :mod:`osteoplan.planning.cement` (PMMA, leaks).
+* ``osteoplan plan`` / ``osteoplan demo`` (:mod:`osteoplan.planning.cli`).
+"""
+
+from osteoplan.planning.model import SCHEMA_VERSION, ClearanceCheck, Plan, Trajectory, load_plan, save_plan
+
+__all__ = ["SCHEMA_VERSION", "ClearanceCheck", "Plan", "Trajectory", "load_plan", "save_plan"]
