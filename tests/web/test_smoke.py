@@ -136,3 +136,22 @@ def test_stats_csv_and_fhir_download(engine, client_for):
     bundle = f.json()
     assert bundle["resourceType"] == "Bundle"
     assert "Testname" not in f.text and "H-998877" not in f.text  # pseudonymised export
+
+
+def test_audit_record_says_who_what_where(engine, users, client_for):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow.models import AuditLog
+
+    ids = make_case(engine, through="lesion")
+    c = client_for("tumour_board")
+    assert c.get(f"/cases/{ids['case']}").status_code == 200
+    with Session(engine) as s:
+        rec = s.scalars(select(AuditLog).where(AuditLog.user_id == users["tumour_board"])
+                        .order_by(AuditLog.id.desc())).first()
+    assert (rec.action, rec.entity, rec.patient_id) == ("read", "patient", ids["case"])
+    assert rec.path == f"/cases/{ids['case']}" and rec.role == "tumour_board"
+    # the admin sees it in the audit log page
+    page = client_for("admin").get("/audit").text
+    assert f"/cases/{ids['case']}" in page
