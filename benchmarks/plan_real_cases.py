@@ -42,9 +42,20 @@ def run_case(name: str, ct: Path, masks: Path | None) -> dict:
         vol = read_volume(ct)
         row["voxel"] = "x".join(f"{s:.1f}" for s in vol.spacing_mm[::-1])
         an = build_anatomy_any(vol, str(masks) if masks else None, None)
+    except OsteoplanError as exc:
+        row.update(result="no plan", reason=f"{type(exc).__name__}: {exc}"[:260], assessed="-", not_assessed="-")
+        row["s"] = time.perf_counter() - t0
+        return row
+    try:
         plan = plan_from_anatomy(vol, an)
     except OsteoplanError as exc:
-        row.update(result="no plan", reason=f"{type(exc).__name__}: {exc}"[:150], assessed="-", not_assessed="-")
+        from osteoplan.planning.protocol import load_protocol
+
+        names = list(load_protocol().structures)
+        seg = [n for n in names if an.labelmap.has(n)] + ["bone"]
+        row.update(result="no plan", reason=f"{type(exc).__name__}: {exc}"[:260],
+                   assessed="(segmented, not measured) " + ",".join(SHORT.get(n, n) for n in seg),
+                   not_assessed=",".join(SHORT.get(n, n) for n in names if n not in seg and n != "other_bone"))
         row["s"] = time.perf_counter() - t0
         return row
     b = plan.best
