@@ -137,6 +137,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         assessed=", ".join(t(s, lang) for s in plan.assessed) or t("none", lang),
         not_assessed=", ".join(t(s, lang) for s in plan.not_assessed) or t("none", lang),
         leak_text=leak_text, guidance=guidance, warnings=list(plan.warnings),
+        risk_lines=[str(x) for x in ((plan.risk or {}).get("summary") or [])],
         alternatives=list(plan.trajectories[1:]),
         colors={k: hex_color(v) for k, v in STATUS_COLORS.items()},
         reformats=[(n, _data_uri(images[n])) for n in REFORMAT_IMAGES if n in images],

@@ -156,6 +156,7 @@ STRINGS: dict[str, dict[str, str]] = {
                        "fr": "Aucun trajet réalisable : les images montrent le candidat le plus proche, qui viole "
                              "les contraintes ci-dessus. Ce n'est PAS un plan."},
     "not_applicable": {"en": "— (no feasible path)", "fr": "— (aucun trajet réalisable)"},
+    "risk_section": {"en": "Fracture risk", "fr": "Risque fracturaire"},
     "constraint": {"en": "Constraint", "fr": "Contrainte"},
     "excluded": {"en": "Candidates excluded", "fr": "Candidats exclus"},
     "score": {"en": "Score", "fr": "Score"},

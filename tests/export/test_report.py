@@ -76,3 +76,10 @@ def test_pdf_pages_render(plan, tmp_path):
     first = np.asarray(Image.open(io.BytesIO(pages[0])).convert("L"))
     assert first.shape[0] > first.shape[1]            # A4 portrait
     assert (first < 128).mean() > 0.01                 # text is there
+
+
+def test_risk_summary_is_reported(plan):
+    p = plan.model_copy(update={"risk": {"summary": ["SINS 12 (potentially unstable), Fisher 2010"]}})
+    html = build_report_html(p, {}, lang="fr")
+    assert "Risque fracturaire" in html and "SINS 12 (potentially unstable), Fisher 2010" in html
+    assert "Fracture risk" not in build_report_html(plan, {}, lang="en")
