@@ -203,3 +203,32 @@ def test_drr_display_convention_mirrors_posterior_beams():
     cols = np.indices(od.shape)[1]
     assert (od * cols).sum() / od.sum() > 31.5
     assert abs((od * cols).sum() / od.sum() - g.project(np.array([15.0, 0.0, 0.0]))[1]) < 0.7
+
+
+def test_instrument_band_has_the_real_diameter():
+    from osteoplan.views.reformat import _band
+
+    band = _band(np.array([0.0, 0.0]), np.array([30.0, 40.0]), 1.525)   # 3.05 mm trocar
+    # the two long edges are parallel to the path and 3.05 mm apart
+    e1, e2 = band[1] - band[0], band[2] - band[3]
+    np.testing.assert_allclose(e1, [30.0, 40.0])
+    np.testing.assert_allclose(e2, [30.0, 40.0])
+    n = np.array([-40.0, 30.0]) / 50.0
+    assert abs((band[0] - band[3]) @ n) == pytest.approx(3.05)
+
+
+def test_margin_distance_field_is_exact_within_the_margin():
+    from scipy.ndimage import distance_transform_edt
+
+    from osteoplan.views.reformat import _structure_fields
+
+    vol = Volume(np.zeros((30, 40, 50), np.float32), axis_aligned_affine((2.0, 0.7, 0.9)))
+    m = np.zeros(vol.shape, bool)
+    m[14:17, 18:21, 22:26] = True
+    lo, sub, dist = _structure_fields(m, vol, margin_mm=3.0)
+    full = distance_transform_edt(~m, sampling=vol.spacing_mm)
+    sl = tuple(slice(int(a), int(a) + s) for a, s in zip(lo, sub.shape))
+    inside = full[sl] <= 3.0 + 1e-9
+    np.testing.assert_allclose(dist[inside], full[sl][inside], atol=1e-5)
+    # every voxel of the full grid within the margin lies in the sub-box
+    assert (full <= 3.0).sum() == inside.sum()
