@@ -132,7 +132,12 @@ def _print_human(info: dict[str, Any]) -> None:
               + (f", tilt {g['tilt_deg']:g} deg" if g.get("tilt_deg") else "") + "\n")
         if s.get("geometry_problem"):
             w(f"  problem        {s['geometry_problem']}\n")
-        w(f"  plannable      {'yes' if s['plannable'] else 'no: ' + s['rejection']}\n")
+        if not s["plannable"]:
+            w(f"  plannable      no: {s['rejection']}\n")
+        elif s.get("geometry_problem"):
+            w("  plannable      not as it stands: see the problem above\n")
+        else:
+            w("  plannable      yes\n")
     if info.get("skipped"):
         w("\nSkipped files:\n")
         for item in info["skipped"]:
@@ -186,8 +191,13 @@ def cmd_deid(args) -> int:
     with dicom_source(args.input) as src:
         rep = deidentify_folder(src, args.output, key=key, date_shift_days=args.date_shift_days,
                                 overwrite=args.overwrite)
+    where = "the output folder" if rep.output == "<file>" else f"{rep.output}/"
     sys.stdout.write(
-        f"de-identified {rep.files_written} file(s) in {rep.series} series into {rep.output}/ "
+        f"de-identified {rep.files_written} file(s) in {rep.series} series into {where} "
         f"({rep.files_skipped} non-DICOM or unreadable file(s) skipped); verified: none of "
         f"{rep.identifying_values_checked} identifying input values found in the output\n")
+    if rep.files_truncated:
+        sys.stderr.write(
+            f"warning: {rep.files_truncated} truncated image(s) were left out of the output, so its series may "
+            "have gaps; re-copy or re-export the original files and run deid again.\n")
     return 0

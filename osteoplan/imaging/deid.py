@@ -260,6 +260,42 @@ def verify_files(files: Iterable[Path], forbidden: IdentifyingValues, root: Path
     return n
 
 
+def pixel_data_complete(ds: Any) -> bool:
+    """True when the pixel data of *ds* holds the whole image (False for a truncated file).
+
+    Native (uncompressed) transfer syntaxes: the PixelData length must reach
+    Rows x Columns x SamplesPerPixel x NumberOfFrames x BitsAllocated / 8 bytes. Compressed
+    (encapsulated) ones are decoded once, since a cut fragment is only found by decoding.
+    A dataset without PixelData is not an image: False.
+    """
+    data = ds.get("PixelData")
+    if data is None:
+        return False
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        compressed = bool(ts is not None and ts.is_compressed)
+    except Exception:  # unknown transfer syntax: let the decoder decide
+        compressed = True
+    if not compressed:
+        try:
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            spp = int(ds.get("SamplesPerPixel", 1) or 1)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            bits = int(ds.BitsAllocated)
+        except (AttributeError, TypeError, ValueError):
+            return False
+        n = rows * cols * spp * frames
+        expected = (n + 7) // 8 if bits == 1 else n * (bits // 8)
+        return len(data) >= expected
+    try:
+        from pydicom.pixels import pixel_array
+
+        pixel_array(ds)  # decoding detects cut fragments; not cached on the dataset (memory)
+    except Exception:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- the profile
 def make_anonymizer(key: str | None = None, date_shift_days: int | None = None):
     """A dicognito Anonymizer keyed by *key*; dates shifted by *date_shift_days* when given.
@@ -322,6 +358,8 @@ class DeidReport:
     identifying_values_checked: int
     date_shift_days: int | None
     output: str
+    #: images whose pixel data is shorter than the image size (left out of the output; counted in files_skipped)
+    files_truncated: int = 0
 
 
 def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str | None = None,
@@ -359,9 +397,12 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         raise InputError(f"Input not found: {safe_path(src_p)}. Check the path.")
     if src_p.is_dir() and dst_p.resolve().is_relative_to(src_p.resolve()):
         raise InputError("The output folder must not be inside the input folder; choose another output path.")
+    if dst_p.exists() and not dst_p.is_dir():
+        raise InputError(f"The output {safe_path(dst_p)} is an existing file, not a folder; give a new folder path.")
     files = _list_files(src_p) if src_p.is_dir() else [src_p]
     datasets = []
     skipped = 0
+    truncated = 0
     for f in files:
         try:
             ds = pydicom.dcmread(str(f))
@@ -372,9 +413,13 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         except Exception:
             skipped += 1
             continue
+        if not pixel_data_complete(ds):
+            truncated += 1  # never copy a damaged image into a "clean" output series
+            continue
         datasets.append(ds)
     if not datasets:
-        raise InputError(f"No DICOM image found under {safe_path(src_p)}; nothing to de-identify.")
+        extra = f" ({truncated} truncated image(s) skipped)" if truncated else ""
+        raise InputError(f"No DICOM image found under {safe_path(src_p)}{extra}; nothing to de-identify.")
     burned = sum(1 for ds in datasets if str(ds.get("BurnedInAnnotation", "")).upper() == "YES")
     if burned:
         raise DeidentificationError(
@@ -408,9 +453,12 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
             verify_files(written, forbidden, root=tmp)
     except FileExistsError:
         raise InputError("The output folder exists and is not empty; choose a new folder or pass --overwrite.") from None
-    return DeidReport(files_written=len(datasets), series=len(series_order), files_skipped=skipped,
+    except OSError as exc:
+        raise InputError(f"Cannot write the output folder {safe_path(dst_p)} ({exc.strerror or type(exc).__name__}); "
+                         "choose a folder you can write to, with enough free space.") from None
+    return DeidReport(files_written=len(datasets), series=len(series_order), files_skipped=skipped + truncated,
                       identifying_values_checked=len(forbidden), date_shift_days=date_shift_days,
-                      output=safe_path(dst_p))
+                      output=safe_path(dst_p), files_truncated=truncated)
 
 
 # --------------------------------------------------------------------------- in memory

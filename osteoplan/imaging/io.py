@@ -147,11 +147,51 @@ def _read_nifti(p: Path) -> Volume:
 
     try:
         img = nib.load(str(p))
-        return Volume.from_nifti(img, AcquisitionInfo(source_format="nifti"))
+        if np.dtype(img.get_data_dtype()).kind == "c":
+            raise InputError(f"NIfTI {safe_path(p)} holds complex numbers, not Hounsfield units; give the CT "
+                             "exported as real values.")
+        vol = Volume.from_nifti(img, AcquisitionInfo(source_format="nifti"))
     except InputError:
         raise
     except Exception as exc:  # nibabel raises many types
         raise CorruptFileError(f"Cannot read NIfTI {safe_path(p)}: {type(exc).__name__}. Is the file complete?") from None
+    notes: list[str] = []
+    hdr = img.header
+    if hasattr(hdr, "get_qform") and hdr.get_qform(coded=True)[1] == 0 and hdr.get_sform(coded=True)[1] == 0:
+        notes.append("the NIfTI header gives no patient orientation (qform and sform codes are 0): the geometry is "
+                     "a guess from the voxel size and left/right may be wrong; prefer the DICOM series")
+    return _checked_volume(vol, p, "NIfTI", notes)
+
+
+def _checked_volume(vol: Volume, p: Path, kind: str, notes: list[str] | None = None) -> Volume:
+    """Refuse volumes no CT can be (a single slice, no finite value) and report suspicious ones.
+
+    Non-finite voxels (NaN/inf, written by some tools outside the field of view) are set to
+    air (:data:`~osteoplan.imaging.volume.AIR_HU`) with a warning; a volume without any
+    negative value is reported as possibly unscaled (raw stored values) or not a CT.
+    """
+    from dataclasses import replace
+
+    from osteoplan.imaging.volume import AIR_HU
+
+    notes = list(notes or [])
+    if min(vol.shape) < 2:
+        raise InputError(f"{kind} {safe_path(p)} has shape {vol.shape} (slice, row, column): a 3D CT with at "
+                         "least 2 voxels along every axis is needed.")
+    arr = vol.array
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_bad = int(arr.size - np.count_nonzero(finite))
+        if n_bad == arr.size:
+            raise CorruptFileError(f"{kind} {safe_path(p)} holds no finite value (all NaN/inf); re-export the CT.")
+        arr = np.where(finite, arr, np.float32(AIR_HU)).astype(np.float32)
+        notes.append(f"{n_bad} voxel(s) were NaN/inf (not numbers) and were set to air ({AIR_HU:g} HU)")
+    if float(arr.min()) >= 0.0:
+        notes.append("no voxel is below 0 HU (a CT in Hounsfield units has air near -1000 HU): the values may be "
+                     "raw stored values without the rescale, or not a CT; check the file")
+    if not notes and arr is vol.array:
+        return vol
+    return replace(vol, array=arr, warnings=tuple(vol.warnings) + tuple(notes))
 
 
 _NRRD_SPACES = {
@@ -190,7 +230,10 @@ def _read_nrrd(p: Path) -> Volume:
         aff = LPS_TO_RAS @ aff
     elif code == "LAS":
         aff = np.diag([1.0, -1.0, 1.0, 1.0]) @ aff
-    return Volume(np.asarray(data, dtype=np.float32), aff, AcquisitionInfo(source_format="nrrd"))
+    if np.asarray(data).dtype.kind == "c":
+        raise InputError(f"NRRD {safe_path(p)} holds complex numbers, not Hounsfield units.")
+    return _checked_volume(Volume(np.asarray(data, dtype=np.float32), aff, AcquisitionInfo(source_format="nrrd")),
+                           p, "NRRD")
 
 
 def write_nrrd(volume: Volume, path: str | os.PathLike, space: str = "LPS") -> None:
