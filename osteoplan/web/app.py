@@ -119,6 +119,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OsteoplanError)
     async def _osteo(request: Request, exc: OsteoplanError):
         name = type(exc).__name__
+        if os.environ.get("OSTEOPLAN_DEBUG"):
+            log.warning("%s on %s %s", name, request.method, request.url.path, exc_info=exc)
         if name in _conflict_class_names():
             return error_response(request, 409, "Conflict", CONFLICT_MESSAGE)
         if "NotFound" in name:
@@ -130,6 +132,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception):
         if type(exc).__name__ in _conflict_class_names():
+            if os.environ.get("OSTEOPLAN_DEBUG"):
+                log.warning("conflict on %s %s", request.method, request.url.path, exc_info=exc)
             return error_response(request, 409, "Conflict", CONFLICT_MESSAGE)
         # the traceback only when debugging (messages could carry data; the log must not)
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path,

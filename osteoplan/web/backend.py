@@ -404,3 +404,30 @@ def attach_plan(db, actor, case_id: int | None, lesion_id: int, plan: dict | str
                               "'osteoplan plan'") from None
     data = json.loads(parsed.to_json()) if hasattr(parsed, "to_json") else parsed
     return service.attach_plan(db, actor, {"lesion_id": lesion_id, "plan": data, "label": label or "plan"})
+
+
+#: URL slug -> (workflow entity, case-dict key, input model name, permission action)
+EDITABLE_RECORDS: dict[str, tuple[str, str, str, str]] = {
+    "lesions": ("lesion", "lesions", "LesionIn", "lesion.write"),
+    "decisions": ("decision", "decisions", "DecisionIn", "rcp.write"),
+    "consultations": ("consultation", "consultations", "ConsultationIn", "consultation.write"),
+    "follow-ups": ("follow_up", "follow_ups", "FollowUpIn", "followup.write"),
+    "adverse-events": ("adverse_event", "adverse_events", "AdverseEventIn", "adverse_event.write"),
+}
+
+
+def update_child(db, actor, case_id: int, entity: str, record_id: int, changes: dict, version: int | None):
+    """Edit a record of the case with optimistic locking (the version the form was opened at)."""
+    from osteoplan.errors import ValidationError
+    from osteoplan.workflow import service
+
+    if version is None:
+        raise ValidationError("the form is missing the record version; reload the page and edit again")
+    _check_owned(db, entity, record_id, case_id)
+    return service.update_record(db, actor, entity, record_id, changes, expected_version=version)
+
+
+def editable_fields(entity: str) -> tuple[str, ...]:
+    from osteoplan.workflow import service
+
+    return tuple(service.EDITABLE[entity])

@@ -289,3 +289,44 @@ USER = FormSpec("user", "New account", (
         Field("password", "Initial password (8+ characters)", "password", required=True),
     )),
 ), submit="Create account")
+
+
+def edit_spec(spec: FormSpec, editable: tuple[str, ...], title: str) -> FormSpec:
+    """*spec* restricted to the fields the workflow lets a user edit (links and computed fields excluded)."""
+    fieldsets = []
+    for legend, fs in spec.fieldsets:
+        kept = tuple(f for f in fs if f.name in editable)
+        if kept:
+            fieldsets.append((legend, kept))
+    return FormSpec(spec.key + "_edit", title, tuple(fieldsets), submit="Save changes")
+
+
+def coerce_changes(spec: FormSpec, data: dict[str, Any], model) -> dict[str, Any]:
+    """Typed changes for ``update_record``: every field of the edit form, empty -> None, values converted
+    with the workflow input model's field types (pydantic), so that rules see ints, floats, dates, bools."""
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydValidationError
+
+    from osteoplan.errors import ValidationError
+
+    out: dict[str, Any] = {}
+    for f in spec.fields:
+        value = data.get(f.name)
+        if value is None and f.kind == "list":
+            value = []
+        field = model.model_fields.get(f.name)
+        if value is None and field is not None:
+            if field.is_required():
+                raise ValidationError(f"{f.label} is required")
+            default = field.get_default(call_default_factory=True)
+            if default == "":  # NOT NULL free text: update_record turns "" into NULL, so leave it unchanged
+                continue
+            if default is not None:  # e.g. False, []: the column is NOT NULL
+                value = default
+        if field is not None and value is not None:
+            try:
+                value = TypeAdapter(field.annotation).validate_python(value)
+            except PydValidationError as exc:
+                raise ValidationError(f"{f.label}: {exc.errors()[0]['msg']}") from None
+        out[f.name] = value
+    return out

@@ -236,6 +236,9 @@ def make_case(engine, *, through: str = "followup", code: str | None = None, les
             f = sv.record_follow_up(s, None, {"procedure_id": pr.id, "timepoint": "1m",
                                               "visit_date": d0 + dt.timedelta(days=40), "pain_nrs": 2})
             ids["follow_up"] = f.id
+            a = sv.record_adverse_event(s, None, {"procedure_id": pr.id, "event_date": d0 + dt.timedelta(days=10),
+                                                  "grade": "1", "description": "puncture-site haematoma"})
+            ids["adverse_event"] = a.id
     return ids
 
 

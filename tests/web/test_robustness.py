@@ -117,3 +117,24 @@ def test_killed_server_keeps_committed_data(backend_name, fresh_database):
             assert r.json()["code"] == f"KILL-{i}" and r.json()["primary_cancer"] == f"lung-{i}"
     finally:
         stop_server(proc2)
+
+
+def test_concurrent_follow_up_edits_conflict(engine, client_for, api_for):
+    ids = make_case(engine, through="followup")
+    url = f"/cases/{ids['case']}/follow-ups/{ids['follow_up']}/edit"
+    a, b = client_for("radiologist"), client_for("coordinator")
+    forms_ = []
+    for c in (a, b):
+        r = c.get(url)
+        assert r.status_code == 200
+        inputs = dict(re.findall(r'name="([a-z_]+)" (?:type="[a-z]+" )?value="([^"]*)"', r.text))
+        forms_.append({"version": inputs["version"], "visit_date": inputs["visit_date"],
+                       "pain_nrs": inputs["pain_nrs"], "timepoint": "1m"})
+    fa, fb = forms_
+    assert fa["version"] == fb["version"] and fa["pain_nrs"] == "2"
+    ra = a.post(url, data={**fa, "pain_nrs": "4", "csrf_token": csrf_of(a)}, follow_redirects=False)
+    assert ra.status_code == 303
+    rb = b.post(url, data={**fb, "pain_nrs": "7", "csrf_token": csrf_of(b)})
+    assert rb.status_code == 409 and CONFLICT_TEXT in rb.text
+    fu = api_for("radiologist").get(f"/api/cases/{ids['case']}").json()["follow_ups"][0]
+    assert fu["pain_nrs"] == 4  # the first write is kept, the second did not overwrite it

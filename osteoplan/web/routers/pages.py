@@ -250,6 +250,50 @@ for _slug, (_spec, _action, _msg, _fn) in STEP_FORMS.items():
     _register_step(_slug, _spec, _action, _msg, _fn)
 
 
+_STEP_SPECS = {"lesions": forms.LESION, "decisions": forms.DECISION, "consultations": forms.CONSULTATION,
+               "follow-ups": forms.FOLLOWUP, "adverse-events": forms.ADVERSE_EVENT}
+
+
+def _register_edit(slug: str) -> None:
+    entity, key, model_name, action = backend.EDITABLE_RECORDS[slug]
+    from osteoplan.workflow import schemas
+
+    model = getattr(schemas, model_name)
+    spec = forms.edit_spec(_STEP_SPECS[slug], backend.editable_fields(entity), f"Edit {entity.replace('_', ' ')}")
+
+    def get_form(request: Request, case_id: int, record_id: int, p: Principal = Depends(require(action)),
+                 db=Depends(get_db)):
+        case = backend.get_case(db, p.user, case_id)
+        rec = backend.find_child(case, entity, record_id)
+        db.commit()
+        values = forms.values_of(rec, spec)
+        return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
+                              values=values, version=rec["version"], subtitle=f"{case['code']} · #{record_id}")
+
+    def post_form(request: Request, case_id: int, record_id: int, p: Principal = Depends(require(action)),
+                  form=Depends(form_data), db=Depends(get_db)):
+        case = backend.get_case(db, p.user, case_id)
+        backend.find_child(case, entity, record_id)
+
+        def act(d):
+            version = d.pop("__version__", None)
+            changes = forms.coerce_changes(spec, d, model)
+            backend.update_child(db, p.user, case_id, entity, record_id, changes, version)
+
+        return _submit(request, db, spec, act, form, ok_url=f"/cases/{case_id}", ok_msg="Changes saved.",
+                       back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}", subtitle=case["code"])
+
+    get_form.__name__ = f"{slug.replace('-', '_')}_edit_form"
+    post_form.__name__ = f"{slug.replace('-', '_')}_edit_save"
+    router.add_api_route(f"/cases/{{case_id}}/{slug}/{{record_id}}/edit", get_form, methods=["GET"],
+                         response_class=HTMLResponse)
+    router.add_api_route(f"/cases/{{case_id}}/{slug}/{{record_id}}/edit", post_form, methods=["POST"])
+
+
+for _slug in backend.EDITABLE_RECORDS:
+    _register_edit(_slug)
+
+
 @router.post("/cases/{case_id}/decisions/{decision_id}/validate")
 def decision_validate(request: Request, case_id: int, decision_id: int,
                       p: Principal = Depends(require("rcp.validate")), form=Depends(form_data), db=Depends(get_db)):
