@@ -49,23 +49,51 @@ def register(sub) -> None:
     s.set_defaults(handler=_segment)
 
 
+def _check_output_folder(out: Path, force: bool) -> None:
+    """Refuse an unusable output folder before any long computation.
+
+    Raises
+    ------
+    InputError
+        *out* is an existing file, a non-empty folder without *force*, or its parent folder
+        cannot be created or written to.
+    """
+    import shutil
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"The output {safe_path(out)} is an existing file, not a folder; give a new folder path.")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another or pass --force.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".osteoplan-probe.", dir=out.parent)
+        shutil.rmtree(probe, ignore_errors=True)
+    except OSError as exc:
+        raise InputError(f"Cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+                         "choose a folder you can write to.") from None
+
+
 def _phantom(args: argparse.Namespace) -> int:
     from osteoplan.anatomy.phantom import make_phantom, write_phantom
     from osteoplan.progress import step
 
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another or pass --force.")
+    _check_output_folder(out, args.force)
     with step("building the phantom"):
         ph = make_phantom(seed=args.seed, lesion_radius_mm=args.lesion_radius_mm,
                           lesion_offset_mm=tuple(args.lesion_offset_mm), contrast=not args.no_contrast,
                           spacing_mm=args.spacing_mm, noise_hu=args.noise_hu,
                           carotid_shift_mm=tuple(args.carotid_shift_mm), rotation_deg=tuple(args.rotation_deg))
     with step("writing files"):
-        paths = write_phantom(ph, args.out, overwrite=args.force, dicom=not args.no_dicom)
+        try:
+            paths = write_phantom(ph, args.out, overwrite=args.force, dicom=not args.no_dicom)
+        except OSError as exc:
+            raise InputError(f"Cannot write the phantom to {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+                             "check the free disk space and permissions.") from None
     v = ph.volume
     lm = ph.landmarks
-    print(f"phantom: {v.shape[2]} x {v.shape[1]} x {v.shape[0]} voxels (i x j x k), "
+    print(f"phantom: {v.shape[0]} x {v.shape[1]} x {v.shape[2]} voxels (slice, row, column), "
           f"{args.spacing_mm:g} mm isotropic, contrast={'yes' if not args.no_contrast else 'no'}, seed {args.seed}")
     print(f"  CT (NIfTI)        {paths['ct']}")
     if paths["dicom"]:
@@ -97,11 +125,12 @@ def _segment(args: argparse.Namespace) -> int:
     from osteoplan.progress import step
 
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another or pass --force.")
+    _check_output_folder(out, args.force)
     ct = Path(args.ct)
     if not ct.exists():
         raise InputError("CT not found; check the path.")
+    if args.masks and not Path(args.masks).exists():
+        raise InputError("Masks not found; check the --masks path.")
     with step("reading the CT"):
         volume = read_volume(ct)
     kwargs = {}
@@ -117,9 +146,16 @@ def _segment(args: argparse.Namespace) -> int:
         import shutil
 
         shutil.rmtree(out)
-    with step("writing"):
-        summary = anatomy.save(out)
-    print(f"anatomy written to {out}/ ({', '.join(summary.get('files', []))})")
+    try:
+        with step("writing"):
+            summary = anatomy.save(out)
+    except OSError as exc:
+        raise InputError(f"Cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+                         "check the free disk space and permissions.") from None
+    where = "the output folder" if safe_path(out) == "<file>" else f"{safe_path(out)}/"
+    print(f"anatomy written to {where} ({', '.join(summary.get('files', []))})")
+    for w in volume.warnings:
+        print(f"  - CT: {w}")
     for name, s in summary["structures"].items():
         print(f"  {name:32s} {s['volume_ml']:9.2f} mL  {s['source']}")
     lm = summary.get("landmarks")

@@ -3,7 +3,10 @@
 
 Every loader returns a :class:`~osteoplan.anatomy.LabelMap` on the CT's grid with canonical
 structure names (:func:`~osteoplan.anatomy.canonical_name`; unknown names are kept as given,
-with a warning). Masks stored on another grid are resampled with nearest-neighbour
+with a warning, when they are made of anatomy words, otherwise as ``unnamed_<n>`` and never
+echoed, since they may identify the patient). An empty provided mask is NOT segmented (not
+assessed) unless the structure may be absent (``lesion``): tools such as TotalSegmentator write
+empty files for what they did not find, which must never read as "clear". Masks stored on another grid are resampled with nearest-neighbour
 interpolation, but only after checking that they cover the same patient space: a mask whose
 field of view or foreground does not overlap the CT raises :class:`~osteoplan.errors.MaskError`
 (it is never turned into an empty structure, which would mean "segmented and absent").
@@ -123,7 +126,7 @@ def resample_mask(grid: MaskGrid, volume: Volume, name: str = "mask",
     ct_box = _ct_bounds(volume)
     if not _overlap(grid.bounds_lps_mm(), ct_box):
         raise MaskError(
-            f"Mask '{name}' ({grid.origin}) does not overlap the CT: it covers {_fmt_box(grid.bounds_lps_mm())}, "
+            f"Mask '{_shown(name)}' ({grid.origin}) does not overlap the CT: it covers {_fmt_box(grid.bounds_lps_mm())}, "
             f"the CT {_fmt_box(ct_box)}. Check that it was made on this scan (same patient position and frame of reference)."
         )
     same = src.shape == volume.shape and np.allclose(grid.affine, volume.affine, atol=1e-4)
@@ -142,13 +145,13 @@ def resample_mask(grid: MaskGrid, volume: Volume, name: str = "mask",
         n_out = int(np.count_nonzero(out))
         if n_out == 0:
             raise MaskError(
-                f"Mask '{name}' ({grid.origin}) lies outside the CT (its foreground covers "
+                f"Mask '{_shown(name)}' ({grid.origin}) lies outside the CT (its foreground covers "
                 f"{_fmt_box(grid.bounds_lps_mm(foreground=True))}, the CT {_fmt_box(ct_box)}); "
                 "it cannot be used on this scan."
             )
         fb = grid.bounds_lps_mm(foreground=True)
         if fb is not None and not (np.all(fb[0] >= ct_box[0] - 1e-3) and np.all(fb[1] <= ct_box[1] + 1e-3)):
-            msg = (f"Mask '{name}' extends beyond the CT field of view; about "
+            msg = (f"Mask '{_shown(name)}' extends beyond the CT field of view; about "
                    f"{max(0.0, 100.0 * (1 - n_out / n_out_expected)):.0f} % of it was cut off.")
             log.warning(msg)
             if warnings is not None:
@@ -285,13 +288,68 @@ def _sidecar_table(p: Path) -> dict[int, str] | None:
     return None
 
 
+#: Words of structure names that cannot identify a patient: anatomy, laterality, radiotherapy and
+#: segmentation terms (TotalSegmentator, OpenKBP, 3D Slicer, RT structure naming). A name outside the
+#: vocabulary is shown and kept under its own name only when every word of it is one of these
+#: (letters+digit level codes such as ``C2``/``T12`` and numbers of up to 3 digits are allowed too);
+#: otherwise it may be a patient's name and is kept as ``unnamed_<n>``, never echoed.
+ANATOMY_WORDS: frozenset[str] = frozenset("""
+a air airway anterior aorta arch artery arteries atlas avoid axis body bone bones brachiocephalic brain
+brainstem bowel ca canal cancellous capitis carotid cartilage cavity cca cement cervical chiasm clavicle
+clavicula cochlea colli colon common constrictor cord cortical costal cricoid ctv cyst dens disc discs dose ear
+eca esophagus external eye eyes facet fat femur foramen ganglion gland glands glottis gtv head heart iso isocenter hematoma hip
+humerus hyoid ica ijv implant inferior inner internal intervertebral itv jugular kidney l lamina larynx lateral
+left lens ligament lip liver longus lower lumbar lung lymph mandible marker marrow mass mastoid medial metal metastasis
+muscle muscles nasal nasopharynx neck needle nerve node nodes oar occipital odontoid oesophagus optic oral
+oropharynx outer parotid pedicle pharyngeal pharynx point posterior prevertebral process prv ptv r retropharyngeal rib
+reference ribs right ring sacrum scalene scapula screw segment sinus skin skull soft space spinal spine spinous spleen
+sternocleidomastoid sternum stomach structure subclavian submandibular superior supraglottic temporal thoracic
+thyroid tissue tongue total trachea transverse trapezius trunk tumor tumour unnamed upper v va vein veins vertebra
+vertebrae vertebral vessel vessels whole zygomatic
+""".split())
+
+_LEVEL_TOKEN = re.compile(r"^(?:[a-z]{1,2}\d{1,2}|\d{1,3})$")
+
+
+def _safe_structure_name(raw: str) -> bool:
+    """True when *raw* is made only of :data:`ANATOMY_WORDS` (and level codes / small numbers)."""
+    tokens = [t for t in re.split(r"[^A-Za-z0-9]+", raw.strip().lower()) if t]
+    return bool(tokens) and all(t in ANATOMY_WORDS or _LEVEL_TOKEN.match(t) for t in tokens)
+
+
+def _shown(raw: str) -> str:
+    """A structure name for messages: vocabulary / anatomy names as given, anything else hidden."""
+    return raw if canonical_name(raw) is not None or _safe_structure_name(raw) else "<structure>"
+
+
+#: Structures whose provided mask may legitimately be empty (segmented and absent).
+MAY_BE_EMPTY: frozenset[str] = frozenset({"lesion"})
+
+
 def _add(lm: LabelMap, raw_name: str, mask: np.ndarray, source: str, warnings: list[str]) -> None:
     canon = canonical_name(raw_name)
     if canon is None:
-        canon = re.sub(r"[^A-Za-z0-9_.-]", "_", raw_name.strip()) or "unnamed"
-        msg = f"Unknown structure name '{canon}' kept as is (not in the osteoplan vocabulary; planners will ignore it)."
+        if _safe_structure_name(raw_name):
+            canon = re.sub(r"[^A-Za-z0-9_.-]", "_", raw_name.strip())
+            msg = f"Unknown structure name '{canon}' kept as is (not in the osteoplan vocabulary; planners will ignore it)."
+        else:
+            n = 1
+            while f"unnamed_{n}" in lm.masks:
+                n += 1
+            canon = f"unnamed_{n}"
+            msg = (f"A structure whose name is outside the osteoplan vocabulary (not shown: it may identify the "
+                   f"patient) was kept as '{canon}'; planners will ignore it. Rename it to a vocabulary name to use it.")
         log.warning(msg)
         warnings.append(msg)
+    if not mask.any() and canon not in MAY_BE_EMPTY and canon not in lm.masks:
+        # an empty provided mask of a normal structure means it was not found (TotalSegmentator writes empty
+        # files for what it did not find), not that it is absent: recording it as "segmented and empty" would
+        # let a planner call that structure clear. It stays NOT segmented (not assessed).
+        msg = (f"The provided mask '{canon}' is empty; '{canon}' is treated as NOT segmented (not assessed), "
+               "never as absent. Check the segmentation if it should be in the field of view.")
+        log.warning(msg)
+        warnings.append(msg)
+        return
     if canon in lm.masks:  # several source structures map to one (e.g. oro- + hypopharynx -> pharynx)
         lm.masks[canon] = lm.masks[canon] | mask
         lm.sources[canon] = lm.sources[canon] + "+" + source
@@ -355,7 +413,7 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
     present = set(np.unique(grid.array).tolist())
     for value, nm in sorted(table.items()):
         if value not in present:
-            msg = f"Label {value} ('{nm}') of {_display(p)} is in the table but has no voxel; recorded as segmented and empty."
+            msg = f"Label {value} ('{_shown(nm)}') of {_display(p)} is in the table but has no voxel."
             warnings.append(msg)
         _add(lm, nm, arr == value, source, warnings)
     extra = sorted(v for v in present if v != 0 and v not in table)
@@ -398,6 +456,7 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
     if keep_unknown is None:
         keep_unknown = len(files) <= MAX_UNKNOWN_FOLDER
     n_loaded = 0
+    n_unreadable = 0
     skipped_unknown: list[str] = []
     for f in files:
         if IMAGE_STEMS.match(_stem(f)):
@@ -411,7 +470,8 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
             data = np.asanyarray(orig.dataobj)  # read once (scaled); nibabel does not cache proxies
             img = nib.Nifti1Image(data, orig.affine) if isinstance(orig, nib.Nifti1Image) else orig
         except Exception:
-            warnings.append(f"{_display(f)} could not be read and was skipped.")
+            warnings.append(f"{_display(f)} could not be read (truncated or damaged?) and was skipped.")
+            n_unreadable += 1
             continue
         if table is None:
             table = _nifti_extension_table(orig)
@@ -422,10 +482,13 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
         load_nifti_file(f, volume, label_table=table, labelmap=lm, warnings=warnings, _img=img)
         n_loaded += 1
     if skipped_unknown:
-        warnings.append(f"{len(skipped_unknown)} structure file(s) outside the osteoplan vocabulary were not loaded "
-                        f"(e.g. {', '.join(skipped_unknown[:5])}).")
+        shown = [n for n in skipped_unknown if _safe_structure_name(n)][:5]
+        warnings.append(f"{len(skipped_unknown)} structure file(s) outside the osteoplan vocabulary were not loaded"
+                        + (f" (e.g. {', '.join(shown)})." if shown else "."))
     if n_loaded == 0:
-        raise MaskError(f"No mask found in the folder {safe_path(d)}: expected one NIfTI file per structure "
+        why = (f" ({n_unreadable} NIfTI file(s) could not be read: truncated or damaged? re-copy them)"
+               if n_unreadable else "")
+        raise MaskError(f"No mask found in the folder {safe_path(d)}{why}: expected one NIfTI file per structure "
                         "(e.g. TotalSegmentator output) or a label image with a JSON table.")
     return lm
 
@@ -505,7 +568,7 @@ def load_dicom_seg(path: str | Path, volume: Volume, labelmap: LabelMap | None =
         try:
             v = seg.get_volume(segment_numbers=[number], combine_segments=False, dtype=np.float32)
         except Exception as exc:
-            raise MaskError(f"Segment '{label}' of {_display(p)} cannot be assembled into a volume "
+            raise MaskError(f"Segment '{_shown(label)}' of {_display(p)} cannot be assembled into a volume "
                             f"({type(exc).__name__}); is it a regular 3D stack?") from None
         arr = np.asarray(v.array)
         if arr.ndim == 4:
@@ -577,12 +640,12 @@ def load_rtstruct(path: str | Path, volume: Volume, labelmap: LabelMap | None = 
             parity[kk] ^= sl
             n_contours += 1
         if n_off:
-            warnings.append(f"ROI '{name}': {n_off} contour(s) outside the CT or not in a CT slice plane were skipped.")
+            warnings.append(f"ROI '{_shown(name)}': {n_off} contour(s) outside the CT or not in a CT slice plane were skipped.")
         if n_contours == 0:
             if n_off:
-                raise MaskError(f"ROI '{name}' of {_display(p)} does not overlap the CT (CT covers {_fmt_box(ct_box)}); "
+                raise MaskError(f"ROI '{_shown(name)}' of {_display(p)} does not overlap the CT (CT covers {_fmt_box(ct_box)}); "
                                 "check that the structure set belongs to this scan.")
-            warnings.append(f"ROI '{name}' has no closed contour; recorded as segmented and empty.")
+            warnings.append(f"ROI '{_shown(name)}' has no closed contour.")
         _add(lm, name, parity, f"provided:{_display(p)}", warnings)
         n_loaded += 1
     if n_loaded == 0:

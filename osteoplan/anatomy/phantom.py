@@ -647,6 +647,10 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
         _paint(lesion, grid, c - r, c + r,
                lambda X, Y, Z: (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 <= r * r)
         lesion &= verts["vertebrae_C2"]
+        if not lesion.any():
+            raise InputError(f"The lesion (radius {r:g} mm, offset {tuple(float(x) for x in p.lesion_offset_mm)} mm "
+                             "from the dens centre) does not reach C2; use a smaller offset or lesion radius 0 for "
+                             "no lesion.")
     bone = all_bone & ~lesion
 
     # ---- soft tissue shapes -----------------------------------------------------------------

@@ -88,7 +88,33 @@ def _print_sections(report: Any) -> None:
               f"  {s.lesion_area_mm2:8.1f}")
 
 
+def _check_output_file(path: str, option: str) -> None:
+    """Refuse an output file path that cannot be written, before the long computation.
+
+    Raises
+    ------
+    InputError
+        *path* is a folder, or its folder cannot be created or written to.
+    """
+    import os
+    import tempfile
+
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} must be a file path, not a folder; e.g. {option} risk.json.")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".osteoplan-probe.", dir=p.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"Cannot write the {option} file ({exc.strerror or type(exc).__name__}); choose a folder "
+                         "that exists and that you can write to.") from None
+
+
 def _risk(args: argparse.Namespace) -> int:
+    import sys
+
     from osteoplan.imaging import read_volume
     from osteoplan.progress import step
     from osteoplan.risk.assess import assess
@@ -97,6 +123,11 @@ def _risk(args: argparse.Namespace) -> int:
     ct = Path(args.ct)
     if not ct.exists():
         raise InputError("CT not found; check the path.")
+    if args.masks and not Path(args.masks).exists():
+        raise InputError("Masks not found; check the --masks path.")
+    for option, value in (("--out", args.out), ("--plot", args.plot)):
+        if value:
+            _check_output_file(value, option)
     with step("reading the CT"):
         volume = read_volume(ct)
     with step("segmenting C2 and the lesion"):
@@ -105,17 +136,26 @@ def _risk(args: argparse.Namespace) -> int:
         report = assess(volume, anatomy, pain=args.pain, alignment=args.alignment, overrides=overrides,
                         level=args.level, rigidity=not args.no_rigidity)
     data = report.to_dict()
-    if args.plot and report.rigidity is not None:
-        from osteoplan.risk.plot import plot_rigidity_profile
+    try:
+        if args.plot and report.rigidity is not None:
+            from osteoplan.risk.plot import plot_rigidity_profile
 
-        plot_rigidity_profile(report.rigidity, args.plot)
-    if args.out:
-        from osteoplan.atomic import atomic_write_text
+            plot_rigidity_profile(report.rigidity, args.plot)
+        elif args.plot:
+            print("note: no rigidity profile was computed (--no-rigidity or no C2 axis), so no --plot figure was "
+                  "written.", file=sys.stderr)
+        if args.out:
+            from osteoplan.atomic import atomic_write_text
 
-        atomic_write_text(args.out, json.dumps(data, indent=1))
+            atomic_write_text(args.out, json.dumps(data, indent=1))
+    except OSError as exc:
+        raise InputError(f"Cannot write the output file ({exc.strerror or type(exc).__name__}); check the free disk "
+                         "space and permissions.") from None
     if args.json:
         print(json.dumps(data, indent=1))
         return 0
+    for w in volume.warnings:
+        print(f"CT: {w}")
     print("\n".join(report.summary_lines()))
     if report.rigidity is not None:
         w = report.rigidity.weakest

@@ -399,7 +399,8 @@ def test_rtstruct_contours_rasterised_with_holes(tmp_path):
     eso = lm.get("esophagus")
     assert set(np.flatnonzero(eso.sum(axis=(1, 2)))) == {10}  # z 10.3 -> nearest slice 10
     assert any("Esophagus" in w for w in warnings)  # the contour at z = 500 mm was skipped
-    assert lm.has("Marker") and not lm.get("Marker").any()  # POINT ROI: no area
+    # POINT ROI: no area -> empty; an empty non-lesion structure is NOT segmented (never "absent")
+    assert not lm.has("Marker") and any("'Marker' is empty" in w for w in warnings)
     # a structure set of another scan: error, not an empty structure
     far = _rtstruct(tmp_path / "far.dcm", [(1, "SpinalCord", [_circle(0, 0, 900.0, 5.0)], "CLOSED_PLANAR")])
     with pytest.raises(MaskError, match="does not overlap"):

@@ -1,0 +1,43 @@
+"""Reviewer's defects in ``osteoplan phantom`` / ``osteoplan segment`` argument and output handling."""
+
+from __future__ import annotations
+
+import pytest
+
+from osteoplan.anatomy.phantom import make_phantom
+from osteoplan.cli import main
+from osteoplan.errors import InputError
+
+
+def test_phantom_lesion_that_misses_c2_is_refused():
+    # before: a 100 mm offset silently produced a phantom with a 0 mL "lesion"
+    with pytest.raises(InputError, match="does not reach C2"):
+        make_phantom(spacing_mm=2.0, noise_hu=0.0, lesion_radius_mm=4.0, lesion_offset_mm=(100.0, 0.0, 0.0))
+
+
+@pytest.mark.parametrize("command", [["phantom", "--no-dicom"], ["segment", "CT", "--out"]])
+def test_output_that_is_a_file_is_one_clear_error(tmp_path, capsys, command):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    ct = tmp_path / "ct.nii.gz"
+    ct.write_bytes(b"")
+    argv = [c if c != "CT" else str(ct) for c in command]
+    argv = argv + [str(target)] if argv[-1] == "--out" else argv[:1] + [str(target)] + argv[1:]
+    rc = main(["-q", *argv, "--force"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: The output") and "existing file" in err
+    assert err.count("\n") == 1 and "Traceback" not in err and "unexpected" not in err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    argv2 = [a if a != str(target) else str(blocker / "out") for a in argv]
+    rc = main(["-q", *argv2])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Cannot write the output folder" in err and "unexpected" not in err
+
+
+def test_segment_missing_masks_is_reported_before_reading_the_ct(tmp_path, capsys):
+    ct = tmp_path / "ct.nii.gz"
+    ct.write_bytes(b"not a nifti")
+    rc = main(["-q", "segment", str(ct), "--masks", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Masks not found" in err and not (tmp_path / "o").exists()

@@ -1,0 +1,26 @@
+"""Reviewer's defects in ``osteoplan risk`` output handling (checked before the long computation)."""
+
+from __future__ import annotations
+
+from osteoplan.cli import main
+
+
+def _run(capsys, argv):
+    rc = main(["-q", *argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unexpected" not in err
+    return rc, err
+
+
+def test_unwritable_out_and_plot_are_clear_errors_before_reading(tmp_path, capsys):
+    ct = tmp_path / "ct.nii.gz"
+    ct.write_bytes(b"not read: the output check comes first")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    for option in ("--out", "--plot"):
+        rc, err = _run(capsys, ["risk", str(ct), option, str(blocker / "x.out")])
+        assert rc == 2 and err.startswith(f"error: Cannot write the {option} file") and err.count("\n") == 1
+    rc, err = _run(capsys, ["risk", str(ct), "--out", str(tmp_path)])
+    assert rc == 2 and "must be a file path, not a folder" in err
+    rc, err = _run(capsys, ["risk", str(ct), "--masks", str(tmp_path / "missing")])
+    assert rc == 2 and "Masks not found" in err
