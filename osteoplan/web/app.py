@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from osteoplan.errors import OsteoplanError
-from osteoplan.web.auth import CsrfError, Forbidden, NotAuthenticated, csrf_token
+from osteoplan.web.auth import CsrfError, Forbidden, LoginThrottle, NotAuthenticated, TooManyAttempts, csrf_token
 from osteoplan.web.permissions import ACTIONS, ROLE_LABELS, allowed
 from osteoplan.web.settings import Settings
 
@@ -87,6 +87,15 @@ def install_error_handlers(app: FastAPI) -> None:
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
         nxt = request.url.path
         return RedirectResponse(f"/login?next={nxt}", status_code=303)
+
+    @app.exception_handler(TooManyAttempts)
+    async def _too_many(request: Request, exc: TooManyAttempts):
+        minutes = max(1, int(exc.retry_after_s // 60 + 1))
+        resp = error_response(request, 429, "Too many failed log-ins",
+                              f"Log-in is paused for this account from this computer; try again in about {minutes} "
+                              "minute(s), or ask an administrator to reset the password.")
+        resp.headers["Retry-After"] = str(int(exc.retry_after_s) + 1)
+        return resp
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden):
@@ -170,6 +179,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
     app.state.templates = make_templates()
+    app.state.login_throttle = LoginThrottle()
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="osteoplan_session",
                        max_age=settings.session_max_age_s, same_site="strict", https_only=settings.https_only)
 

@@ -211,3 +211,60 @@ def iter_routes(app_or_router, prefix: str = ""):
             if meth == "HEAD":
                 continue
             yield meth, prefix + path, r
+
+
+class LoginThrottle:
+    """Slows password guessing: after ``max_failures`` failed logins for one (user name, client address)
+    within ``window_s`` seconds, that pair is refused for ``lockout_s`` seconds (HTTP 429).
+
+    Defaults (5 failures / 15 min, 5 min lock-out) are configurable defaults without a published source.
+    In-memory, per server process.
+    """
+
+    def __init__(self, max_failures: int = 5, window_s: float = 900.0, lockout_s: float = 300.0):
+        import threading
+
+        self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
+        self._fail: dict[tuple[str, str], list[float]] = {}
+        self._locked: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(request: Request, username: str) -> tuple[str, str]:
+        return (username.strip().lower()[:64], request.client.host if request.client else "?")
+
+    def retry_after(self, key: tuple[str, str]) -> float:
+        """Seconds until *key* may try again (0 when not locked)."""
+        import time
+
+        with self._lock:
+            until = self._locked.get(key, 0.0)
+            left = until - time.monotonic()
+            if left <= 0 and key in self._locked:
+                del self._locked[key]
+            return max(0.0, left)
+
+    def failed(self, key: tuple[str, str]) -> None:
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._fail.get(key, []) if now - t < self.window_s] + [now]
+            if len(recent) >= self.max_failures:
+                self._locked[key] = now + self.lockout_s
+                recent = []
+            self._fail[key] = recent
+            if len(self._fail) > 10000:  # bound the memory under a spray of user names
+                self._fail.clear()
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._fail.pop(key, None)
+
+
+class TooManyAttempts(Exception):
+    """Login refused for a while after repeated failures (429)."""
+
+    def __init__(self, retry_after_s: float):
+        super().__init__("too many attempts")
+        self.retry_after_s = retry_after_s

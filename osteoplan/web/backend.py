@@ -63,6 +63,26 @@ def authenticate(db, username: str, password: str):
     return service.authenticate(db, username, password)
 
 
+def throttled_authenticate(request, db, username: str, password: str):
+    """:func:`authenticate` behind the application's :class:`~osteoplan.web.auth.LoginThrottle`.
+
+    Raises TooManyAttempts (429) while the (user name, client address) pair is locked out.
+    """
+    from osteoplan.web.auth import TooManyAttempts
+
+    throttle = request.app.state.login_throttle
+    key = throttle.key(request, username)
+    wait = throttle.retry_after(key)
+    if wait > 0:
+        raise TooManyAttempts(wait)
+    user = authenticate(db, username, password)
+    if user is None:
+        throttle.failed(key)
+    else:
+        throttle.succeeded(key)
+    return user
+
+
 def create_user(db, actor, username: str, password: str, role: str, display_name: str = "", rounds: int = 12):
     """Create an account (bcrypt; *rounds* lower only in tests)."""
     from osteoplan.workflow import service

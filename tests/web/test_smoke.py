@@ -155,3 +155,45 @@ def test_audit_record_says_who_what_where(engine, users, client_for):
     # the admin sees it in the audit log page
     page = client_for("admin").get("/audit").text
     assert f"/cases/{ids['case']}" in page
+
+
+def test_repeated_failed_logins_are_paused(engine, app, client_for):
+    from osteoplan.web import backend
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    name = "throttle-test-user"
+    with session_scope(session_factory(engine)) as s:
+        backend.create_user(s, None, name, "right-password-1", "coordinator", rounds=4)
+    c = client_for(None)
+    tok = csrf_of(c)
+    for _ in range(app.state.login_throttle.max_failures):
+        r = c.post("/login", data={"username": name, "password": "wrong-password", "csrf_token": tok})
+        assert r.status_code == 401
+    r = c.post("/login", data={"username": name, "password": "right-password-1", "csrf_token": tok})
+    assert r.status_code == 429 and "try again" in r.text and int(r.headers["Retry-After"]) > 0
+    # the API token endpoint shares the same lock-out
+    assert c.post("/api/token", json={"username": name, "password": "right-password-1"}).status_code == 429
+    # other accounts are not affected
+    r = c.post("/login", data={"username": "coordinator", "password": PASSWORD.format(role="coordinator"),
+                               "csrf_token": tok}, follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_deactivated_account_loses_its_session(engine, users, client_for):
+    from osteoplan.web import backend
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.db import session_factory, session_scope
+    from osteoplan.workflow.models import User
+
+    with session_scope(session_factory(engine)) as s:
+        u = backend.create_user(s, None, "leaver", "leaver-password", "radiologist", rounds=4)
+    c = client_for(None)
+    tok = csrf_of(c)
+    assert c.post("/login", data={"username": "leaver", "password": "leaver-password", "csrf_token": tok},
+                  follow_redirects=False).status_code == 303
+    assert c.get("/cases").status_code == 200
+    with session_scope(session_factory(engine)) as s:
+        user = s.get(User, u.id)
+        sv.update_record(s, None, "user", u.id, {"active": False}, expected_version=user.version)
+    r = c.get("/cases", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")

@@ -73,7 +73,7 @@ def _created(obj) -> Created:
 @router.post("/token", response_model=TokenOut, tags=["auth"])
 def token(body: TokenIn, request: Request, db=Depends(get_db)):
     """Exchange a user name and password for a bearer token."""
-    user = backend.authenticate(db, body.username, body.password)
+    user = backend.throttled_authenticate(request, db, body.username, body.password)
     db.commit()
     if user is None:
         raise NotAuthenticated()

@@ -84,9 +84,9 @@ def login(request: Request, form=Depends(form_data), db=Depends(get_db)):
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     nxt = _safe_next(str(form.get("next", "/cases")))
-    user = backend.authenticate(db, username, password)
+    user = backend.throttled_authenticate(request, db, username, password)
     if user is None:
-        db.commit()  # a failed login may be audited
+        db.commit()  # a failed login is audited
         return page(request, "login.html", {"error": "Unknown user name or wrong password.", "username": username,
                                             "next": nxt}, status_code=401)
     db.commit()
