@@ -159,7 +159,10 @@ def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None)
         notes.append("the spinal canal reaches the top of the image (foramen magnum not in view)")
     # column centre line: straight fit of (z, y) over the top 70 mm of the column
     z = ks * sp[0]
-    y = col.jc[has] * sp[1]
+    # the centre line runs 5 mm in front of the posterior wall of the column: inside the dens
+    # (about 10 mm deep) and the bodies (about 15 mm), and unlike the bone run's centre it is not
+    # pulled forward by a C1 anterior arch fused by partial volume to the dens
+    y = col.ja[has] * sp[1] - 5.0
     top = z >= z.max() - 70.0
     if top.sum() >= 3:
         A = np.stack([z[top], np.ones(top.sum())], axis=1)
@@ -213,19 +216,25 @@ def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None)
 
 
 def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
-    """Fill interior holes of C2 per axial slice (lytic cavities) but never the canal."""
+    """Fill interior holes of C2 (lytic cavities, marrow) in axial, coronal and sagittal planes, never the canal."""
     out = c2.copy()
-    canal_d = ndi.binary_dilation(canal_c, structure=np.ones((1, 3, 3), bool))
-    for k in range(c2.shape[0]):
-        if not c2[k].any():
-            continue
-        holes = ndi.binary_fill_holes(c2[k]) & ~c2[k]
-        if not holes.any():
-            continue
-        lab, n = ndi.label(holes)
-        bad = np.unique(lab[canal_d[k] & (lab > 0)])
-        keep = holes & ~np.isin(lab, bad)
-        out[k] |= keep
+    canal_d = ndi.binary_dilation(canal_c, structure=np.ones((3, 3, 3), bool))
+    ks = np.nonzero(c2.any(axis=(1, 2)))[0]
+    if ks.size == 0:
+        return out
+    for axis in (0, 1, 2):
+        for t in range(c2.shape[axis]):
+            sl = [slice(None)] * 3
+            sl[axis] = t
+            m = out[tuple(sl)]
+            if not m.any():
+                continue
+            holes = ndi.binary_fill_holes(m) & ~m
+            if not holes.any():
+                continue
+            lab, n = ndi.label(holes)
+            bad = np.unique(lab[canal_d[tuple(sl)] & (lab > 0)])
+            out[tuple(sl)] |= holes & ~np.isin(lab, bad)
     return out
 
 
@@ -266,7 +275,9 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
             c2core = (dmm <= 5.0) & (s_vox < lev.s_cut - margin)
             sl[c2core & b2] = 1
             if k >= apex - 10.0 / sp[0]:
-                sl[(dmm > 8.5) & b2] = 2  # C1 ring around the upper dens
+                # C1 ring around the upper dens: lateral masses (far from the axis) and the anterior
+                # arch (in front of the dens, more than 6.5 mm anterior to the dens centre)
+                sl[((dmm > 8.5) | ((jc - jj) * sp[1] > 6.5)) & b2] = 2
             sl[(dmm <= 7.0) & (s_vox > lev.s_cut + margin) & b2] = 3
         elif k >= apex + 2:
             # above the column top: C1 / skull base, except the core, which may still be the dens tip
@@ -284,6 +295,13 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
                            "Give a point inside C2 or provide a vertebrae_C2 mask.")
     lab = watershed(-sm_c[k0:k1, j0:j1, i0:i1], markers=markers, mask=bc)
     c2 = lab == 1
+    # the upper dens is a peg (apical width 9.6 +/- 1.1 mm, JKNS 2018;61(4)): bone more than 7.5 mm
+    # from its axis or in front of it at those levels is the C1 ring fused by partial volume / streaks
+    for k in range(max(int(np.ceil(apex - 10.0 / sp[0])), k0), min(apex + int(round(15.0 / sp[0])), k1)):
+        jc = line_j(min(k, apex))
+        ci = float(np.interp(min(k, apex), col.ks, cis))
+        dmm = np.hypot((jj - jc) * sp[1], (ii - ci) * sp[2])
+        c2[k - k0] &= (dmm <= 7.5) & ((jc - jj) * sp[1] <= 6.5)
     cl, n = ndi.label(c2)
     if n > 1:
         ids = np.unique(cl[(markers == 1) & c2])
@@ -585,7 +603,9 @@ def plot_c2(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks, path,
     k0, k1 = max(ks.min() - pad_k, 0), min(ks.max() + pad_k, a.shape[0] - 1)
     j0, j1 = max(js.min() - pad_j, 0), min(js.max() + pad_j, a.shape[1] - 1)
     i0, i1 = max(is_.min() - pad_i, 0), min(is_.max() + pad_i, a.shape[2] - 1)
-    ii, jj = int(round(w[2])), int(round(w[1]))
+    # sagittal plane through the landmarks' mean column, coronal through the dens (apex + waist)
+    ii = int(round(np.mean([q[2] for q in pts.values()])))
+    jj = int(round((pts["apex"][1] + pts["waist"][1]) / 2.0))
     cols = {"apex": "red", "waist": "yellow", "antero-inferior": "cyan", "body centre": "lime"}
     fig, axs = plt.subplots(1, 2, figsize=(12, 6.5))
     # sagittal: rows = k (superior up), columns = j (anterior on the left)
@@ -601,8 +621,12 @@ def plot_c2(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks, path,
     axs[1].contour(np.arange(i0, i1 + 1), np.arange(k0, k1 + 1), m[k0:k1 + 1, jj, i0:i1 + 1].astype(float),
                    [0.5], colors="orange", linewidths=1.2)
     for name, p in pts.items():
-        axs[0].plot(p[1], p[0], "o", color=cols[name], ms=6, label=name)
-        axs[1].plot(p[2], p[0], "o", color=cols[name], ms=6)
+        # filled when the point lies within 2 mm of the displayed plane, hollow (projected) otherwise
+        on_sag = abs(p[2] - ii) * sp[2] <= 2.0
+        on_cor = abs(p[1] - jj) * sp[1] <= 2.0
+        axs[0].plot(p[1], p[0], "o", color=cols[name], ms=7, mfc=cols[name] if on_sag else "none", mew=2,
+                    label=name)
+        axs[1].plot(p[2], p[0], "o", color=cols[name], ms=7, mfc=cols[name] if on_cor else "none", mew=2)
     ax_w = cn.index_from_original(volume.world_to_index(landmarks.waist_lps_mm + 25 * landmarks.axis_unit))
     ax_b = cn.index_from_original(volume.world_to_index(landmarks.waist_lps_mm - 20 * landmarks.axis_unit))
     axs[0].plot([ax_b[1], ax_w[1]], [ax_b[0], ax_w[0]], "--", color="red", lw=1)
@@ -614,7 +638,7 @@ def plot_c2(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks, path,
         ax.text(0.04, 0.5, lt, **kw); ax.text(0.96, 0.5, rt, **kw)
     axs[0].set_title("sagittal through the dens (anterior left)")
     axs[1].set_title("coronal through the dens (patient left = L)")
-    axs[0].legend(loc="lower left", fontsize=8, framealpha=0.6)
+    axs[0].legend(loc="lower left", fontsize=8, framealpha=0.6, title="hollow = off-plane", title_fontsize=7)
     fig.suptitle(f"{title}: apex-AI {landmarks.anteroinferior_to_apex_mm:.1f} mm, waist "
                  f"{landmarks.waist_diameter_mm:.1f} mm, confidence {landmarks.confidence:.2f}")
     fig.tight_layout()

@@ -217,7 +217,8 @@ def soft_tissue_stats(values: np.ndarray) -> tuple[float, float]:
     return float(np.median(near)), max(sd, 3.0)
 
 
-def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: float = 12.0) -> BoneResult:
+def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: float = 12.0,
+                 contrast: bool | None = None) -> BoneResult:
     """Bone (cortical + cancellous) with thresholds relative to the patient's soft tissue.
 
     Method: light Gaussian smoothing (sigma 0.7 mm) against noise; cancellous threshold =
@@ -234,6 +235,11 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         Body mask (computed when omitted).
     hole_max_mm2 : float
         Largest per-slice hole filled as cancellous bone.
+    contrast : bool or None
+        Whether the CT is contrast-enhanced (None: from ``volume.info.contrast``, else detected).
+        Without contrast, all cancellous bone deeper than one voxel is kept; with contrast only
+        cancellous bone enclosed by cortex (axially, coronally or sagittally) or within 2.5 mm of
+        it, so that contrast-filled vessels (150-500 HU) are not taken for bone.
 
     Returns
     -------
@@ -265,16 +271,46 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
     cort = (sm > t_edge) & b
     r_close = max(1.5 / float(cn.spacing_mm[1]), 1.0)
     disk = _disk(r_close)
+    # enclosed by cortex in an axial, coronal OR sagittal plane (a vertebral body whose axial ring is
+    # open is still closed sagittally by its endplates); vessels are never enclosed by cortex
     inside = np.zeros_like(cort)
+    closed = ndi.binary_closing(cort, structure=disk[None]) | cort
     for k in range(cort.shape[0]):
-        if cort[k].any():
-            inside[k] = ndi.binary_fill_holes(ndi.binary_closing(cort[k], structure=disk) | cort[k])
+        if closed[k].any():
+            inside[k] = ndi.binary_fill_holes(closed[k])
+    for j in range(cort.shape[1]):
+        if closed[:, j].any():
+            inside[:, j] |= ndi.binary_fill_holes(closed[:, j])
+    for i in range(cort.shape[2]):
+        if closed[:, :, i].any():
+            inside[:, :, i] |= ndi.binary_fill_holes(closed[:, :, i])
     # cancellous bone behind an open or thin cortex: deeper than one voxel in the lenient mask and
     # within 2.5 mm of cortex (a vessel touching bone contributes at most that band)
+    lenient0 = above | cort
     deep = ndi.binary_erosion(above, structure=np.ones((3, 3, 3), bool))
     near_cort = ndi.distance_transform_edt(~cort, sampling=cn.spacing_mm) <= 2.5
     vox_ml = float(np.prod(cn.spacing_mm)) / 1000.0
     bone = cort | ((a > t_c) & above & inside) | (deep & near_cort)
+    if contrast is None and volume.info.contrast is not None:
+        contrast = bool(volume.info.contrast)
+    if contrast is None:
+        # look for contrast-filled tubes outside this (conservative) bone mask
+        tubes, info = _bright_tubes(volume, cn.from_canon(b), cn.from_canon(bone), enclosing=cn.from_canon(lenient0))
+        contrast = len(info) >= 2
+    if not contrast:
+        # without contrast nothing but bone is this dense: keep all cancellous bone (also far from a
+        # weak, osteoporotic or thick-slice cortex) except the partial-volume rim facing soft tissue
+        # soft tissue = non-bone regions bigger than a marrow pocket (0.05 mL), canal included
+        nlab, nn = ndi.label(~above)
+        nsz = np.bincount(nlab.ravel()) * float(np.prod(cn.spacing_mm)) / 1000.0
+        big = nsz >= 0.05
+        big[0] = False
+        facing = ndi.binary_dilation(big[nlab], structure=np.ones((1, 3, 3), bool))
+        llab0, ln0 = ndi.label(above)
+        if ln0:
+            dense0 = np.bincount(llab0[cort], minlength=ln0 + 1) * float(np.prod(cn.spacing_mm)) / 1000.0 >= 0.005
+            dense0[0] = False
+            bone |= dense0[llab0] & ~(facing & ~cort)
     # the lenient mask (everything above the cancellous threshold in components holding cortex)
     # closes thin vertebral rings: it is what the canal search uses
     llab, ln = ndi.label(above)
@@ -613,7 +649,13 @@ class ContrastResult:
     tubes: np.ndarray | None = None
 
 
-def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray,
+                  enclosing: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Contrast-vessel candidates: round 150-500 HU blobs away from bone, >= 35 mm long.
+
+    ``enclosing`` (optional bool mask): blobs whose 1-voxel ring lies mostly (>= 50 %) in it are
+    dropped (cancellous bone inside a vertebra, as opposed to a vessel in soft tissue).
+    """
     cn = Canon.of(volume)
     a = cn.to_canon(volume.array)
     sp = cn.spacing_mm
@@ -622,28 +664,34 @@ def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray) -> tuple[n
     near_bone = ndi.binary_dilation(cn.to_canon(bone), structure=np.ones((1, 5, 5), bool))
     inner = ndi.binary_erosion(cn.to_canon(body), structure=np.ones((1, 7, 7), bool))
     cand = (sm > lo) & (sm < hi) & inner & ~near_bone
+    enc = cn.to_canon(enclosing) if enclosing is not None else None
     px_area = float(sp[1] * sp[2])
     keep = np.zeros_like(cand)
     for k in range(cand.shape[0]):
         if not cand[k].any():
             continue
         lab, n = ndi.label(cand[k])
-        idx = np.arange(1, n + 1)
-        areas = ndi.sum_labels(cand[k], lab, idx) * px_area
+        areas = np.bincount(lab.ravel(), minlength=n + 1) * px_area
         ok = np.zeros(n + 1, bool)
-        for t, ar in enumerate(areas, start=1):
-            if 8.0 <= ar <= 200.0:
-                sl = ndi.find_objects((lab == t).astype(np.uint8))[0]
-                h = (sl[0].stop - sl[0].start) * sp[1]
-                w = (sl[1].stop - sl[1].start) * sp[2]
-                ok[t] = max(h, w) <= 3.0 * max(min(h, w), 1e-3) and max(h, w) <= 20.0
+        for t, sl in enumerate(ndi.find_objects(lab), start=1):
+            if sl is None or not 8.0 <= areas[t] <= 200.0:
+                continue
+            h = (sl[0].stop - sl[0].start) * sp[1]
+            w = (sl[1].stop - sl[1].start) * sp[2]
+            good = max(h, w) <= 3.0 * max(min(h, w), 1e-3) and max(h, w) <= 20.0
+            if good and enc is not None:
+                big = tuple(slice(max(x.start - 2, 0), x.stop + 2) for x in sl)
+                m = lab[big] == t
+                ring = ndi.binary_dilation(m) & ~m
+                good = enc[k][big][ring].mean() < 0.5 if ring.any() else False
+            ok[t] = good
         keep[k] = ok[lab]
     lab, n = ndi.label(keep)
     tubes = np.zeros_like(keep)
     info = []
     for l, sl in enumerate(ndi.find_objects(lab), start=1):
         length = (sl[0].stop - sl[0].start) * sp[0]
-        if length >= 20.0:
+        if length >= 35.0:
             m = lab[sl] == l
             tubes[sl] |= m
             com = ndi.center_of_mass(m)
@@ -658,7 +706,7 @@ def detect_contrast(volume: Volume, body: np.ndarray | None = None, bone: np.nda
     The series metadata (``volume.info.contrast``, from DICOM ContrastBolusAgent or the user)
     wins when it is known. Otherwise the image is searched for bright tubes: connected regions of
     150-500 HU (smoothed), 8-200 mm^2 in cross-section, round-ish, away from bone, running at
-    least 20 mm cranio-caudally; contrast is declared when at least two such tubes lie on each
+    least 35 mm cranio-caudally; contrast is declared when at least two such tubes lie on each
     side of the midline (carotid + jugular). A coarse heuristic (engineering defaults).
 
     Returns
@@ -682,7 +730,7 @@ def detect_contrast(volume: Volume, body: np.ndarray | None = None, bone: np.nda
     left = sum(1 for t in info if t["centre"][2] > mid)
     right = sum(1 for t in info if t["centre"][2] <= mid)
     if left >= 1 and right >= 1 and len(info) >= 2:
-        return ContrastResult(True, "image", f"{len(info)} bright tubular structures (150-500 HU, >= 20 mm long) "
+        return ContrastResult(True, "image", f"{len(info)} bright tubular structures (150-500 HU, >= 35 mm long) "
                               f"found, {right} right and {left} left of the midline", cn.from_canon(tubes))
     return ContrastResult(False, "image", f"no bilateral bright tubular structures (found {len(info)}): "
                           "treated as a non-contrast CT", None)
