@@ -31,9 +31,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse parser whose usage errors are one line ``error: ...`` (exit 2), like every other error.
+
+    Subcommand parsers inherit the class (argparse creates them with the parent's type).
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see '{self.prog} --help').\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available stage's subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="osteoplan",
         description="Plan percutaneous consolidation of metastatic bone (C2 dens screw + cement) from CT, "
         "and record the care pathway.",
@@ -65,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM (kill, service stop) cleans up like Ctrl-C
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        previous = None
     try:
         return int(args.handler(args) or 0)
     except OsteoplanError as exc:
@@ -73,12 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing half-written was left behind.", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permission denied...: the user's environment, not a bug
+        if args.debug:
+            raise
+        # no file name: it may carry identifying data
+        print(f"error: a file could not be read or written ({exc.strerror or type(exc).__name__}); check the paths, "
+              "permissions and free disk space.", file=sys.stderr)
+        return 1
     except Exception as exc:  # last resort: one line, no traceback, no data
         if args.debug:
             raise
         print(f"error: unexpected {type(exc).__name__}; this is a bug in osteoplan, please report it "
               "(re-run with --debug for details).", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
