@@ -108,9 +108,12 @@ def summary_text(plan) -> str:
             L.append(f"  {len(plan.trajectories) - 1} alternative(s) in plan.json (ranked).")
     if plan.cement:
         c = plan.cement
-        vol = "not assessed" if c.lesion_volume_ml is None else f"{c.lesion_volume_ml:.2f} mL"
-        L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
-                 + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
+        if c.lesion_volume_ml == 0:
+            L.append("Cement: no lytic lesion found on CT; cementoplasty not indicated by the images.")
+        else:
+            vol = "not segmented (published C2 range)" if c.lesion_volume_ml is None else f"{c.lesion_volume_ml:.2f} mL"
+            L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
+                     + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
     if plan.risk and plan.risk.get("summary"):
         L.append("Fracture risk (osteoplan.risk):")
         for x in plan.risk["summary"]:
