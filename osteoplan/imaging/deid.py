@@ -514,7 +514,7 @@ def deidentify_volume(volume, files: list[Path], key: str | None = None):
 
     new_info = replace(info, series_uid=mapped["SeriesInstanceUID"], study_uid=mapped["StudyInstanceUID"],
                        frame_of_reference_uid=mapped["FrameOfReferenceUID"],
-                       series_description=clean(info.series_description))
+                       series_description=clean(info.series_description), kernel=clean(info.kernel))
     vol = replace(volume, info=new_info, warnings=tuple(scrub(w) for w in volume.warnings))
     blob = repr(vol.info.to_dict()) + "\n".join(vol.warnings)
     verify_bytes(blob.encode("utf-8"), forbidden, "the de-identified volume metadata")

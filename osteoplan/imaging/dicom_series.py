@@ -120,6 +120,23 @@ class Frame:
     instance: int
 
 
+#: Shown instead of a series description or kernel that contains an identifying value.
+REMOVED_TEXT = "<removed: contains identifying data>"
+
+
+def _free_text_without_identifiers(ds: Any, *texts: str | None) -> tuple[str | None, ...]:
+    """*texts* (series description, kernel...) with any one that holds an identifying value of *ds*
+    (patient name or its parts, ID, birth date, institution, operators...; see
+    :func:`osteoplan.imaging.deid.collect_identifying_values`) replaced by :data:`REMOVED_TEXT`."""
+    if not any(texts):
+        return texts
+    from osteoplan.imaging.deid import UID_KEYWORDS, collect_identifying_values
+
+    found = collect_identifying_values(ds, include_dates=False)
+    needles = [v.lower() for attr, v in found.items() if attr not in UID_KEYWORDS]
+    return tuple(t if t is None or not any(n in t.lower() for n in needles) else REMOVED_TEXT for t in texts)
+
+
 @dataclass
 class SeriesInfo:
     """What the scan found about one series (no identifying data except UIDs/description).
@@ -496,13 +513,16 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
             if kvp is None:
                 acq = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTXRayDetailsSequence")
                 kvp = _float(acq.get("KVP")) if acq is not None else None
+            description, kernel = _free_text_without_identifiers(
+                ds, str(ds.get("SeriesDescription")) if ds.get("SeriesDescription") else None,
+                str(kernel) if kernel else None)
             s = SeriesInfo(
                 uid=uid,
-                description=(str(ds.get("SeriesDescription")) if ds.get("SeriesDescription") else None),
+                description=description,
                 modality=modality,
                 sop_class=sop,
                 image_type=image_type,
-                kernel=str(kernel) if kernel else None,
+                kernel=kernel,
                 kvp=kvp,
                 contrast=_contrast_flag(ds),
                 study_uid=str(ds.get("StudyInstanceUID")) if ds.get("StudyInstanceUID") else None,

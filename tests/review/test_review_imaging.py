@@ -109,3 +109,28 @@ def test_nifti_without_orientation_or_negative_values_is_reported(tmp_path):
     v3 = read_volume(_save_nifti(tmp_path / "ok.nii.gz", hu))
     assert v3.warnings == ()
     np.testing.assert_array_equal(v3.array, np.transpose(hu, (2, 1, 0)))
+
+
+def test_identifying_series_description_and_kernel_never_shown(tmp_path, capsys):
+    # before: `osteoplan info` and Volume.info printed a SeriesDescription / kernel holding the patient's
+    # name or ID verbatim, and read_volume(deidentify=True) failed its own verification on the kernel
+    from osteoplan.cli import main
+
+    src = tmp_path / "in"
+    synth.write_series(src, seed=8, n_slices=3, rows=8, cols=8)
+    for f in src.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        name = str(ds.PatientName).split("^")[0]
+        ds.SeriesDescription = f"cou {name.lower()} injecte"
+        ds.ConvolutionKernel = str(ds.PatientID)
+        ds.save_as(f)
+    assert len(name) >= 4
+    for deidentify in (False, True):
+        v = read_volume(src, deidentify=deidentify)
+        assert v.info.series_description == "<removed: contains identifying data>"
+        assert v.info.kernel == "<removed: contains identifying data>"
+    for argv in (["info", str(src)], ["info", "--json", str(src)]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert name.lower() not in out.lower() and str(ds.PatientID).lower() not in out.lower()
+        assert "removed: contains identifying data" in out
