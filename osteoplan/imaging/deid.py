@@ -500,8 +500,10 @@ def deidentify_volume(volume, files: list[Path], key: str | None = None):
                                 "FrameOfReferenceUID": info.frame_of_reference_uid}, key)
     needles = [v.lower() for _, v in forbidden.items()]
 
+    from osteoplan.imaging.dicom_series import REMOVED_TEXT
+
     def clean(text: str | None) -> str | None:
-        if text is None:
+        if text is None or text == REMOVED_TEXT:  # free text that carried identifiers is dropped
             return None
         low = text.lower()
         return None if any(n in low for n in needles) else text
