@@ -109,6 +109,17 @@ def path_plane_axes(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return a, b, d
 
 
+def _signed(vec: np.ndarray, *prefs: tuple[int, int]) -> np.ndarray:
+    """``vec`` or ``-vec``: the first preference (axis, sign) with a clear component decides.
+
+    E.g. ``(2, -1)`` asks for a negative z (inferior) component; ``(0, 1)`` for a positive x (patient left).
+    """
+    for axis, sign in prefs:
+        if abs(vec[axis]) > 0.1:
+            return vec if vec[axis] * sign > 0 else -vec
+    return vec
+
+
 def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm: float = 0.4) -> Plane:
     """The sampling plane of a named view.
 
@@ -120,6 +131,12 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
         Square field of view (default: 110 mm, or the path length + 30 mm for path views).
     pixel_mm : float
         Pixel size (mm).
+
+    Notes
+    -----
+    Planes along the path draw a steep path (|d_S| >= 0.7) vertically with inferior down, otherwise
+    horizontally with the patient's left to the right; the other image axis follows the same rules
+    (radiological display, as the axial/coronal views).
     """
     tgt = path.target_lps_mm
     if view in STANDARD_AXES:
@@ -128,26 +145,20 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
         fov = fov_mm or 110.0
     else:
         a, b, d = path_plane_axes(path.direction)
-        # show the path left-to-right consistently: the image-right axis has a +L component when possible
         centre = (path.skin_entry_lps_mm + tgt) / 2.0
         fov = fov_mm or max(90.0, path.length_mm + 30.0)
-        if view == "path_oblique":
-            u, v = d, -a            # path along the image horizontal, superior-ish up
-        elif view == "path_oblique_orthogonal":
-            u, v = d, b
-            if v[2] > 0:            # keep superior-ish at the top when possible
-                v = -v
-        elif view == "down_path":
-            u, v = b, -a           # looking along d: right x down = d (we look from skin towards target)
+        if view == "down_path":
+            u, v = b, -a           # right x down = d: we look from the skin towards the target
             centre = tgt
             fov = fov_mm or 60.0
+        elif view in ("path_oblique", "path_oblique_orthogonal"):
+            w = a if view == "path_oblique" else b
+            if abs(d[2]) >= 0.7:   # steep path: drawn vertically, inferior down
+                v, u = _signed(d, (2, -1)), _signed(w, (0, 1), (1, 1))
+            else:                  # mostly horizontal path: drawn horizontally, patient left to the right
+                u, v = _signed(d, (0, 1), (1, 1)), _signed(w, (2, -1), (1, 1))
         else:
             raise InputError(f"Unknown view '{view}'; choose one of {', '.join(REFORMAT_VIEWS)}.")
-        if view != "down_path" and u[0] < -1e-6:
-            u = -u
-            if view == "path_oblique_orthogonal":
-                pass
-        # keep the frame right-handed for down_path only (normal = viewing direction)
     n = int(round(fov / pixel_mm))
     return Plane(np.asarray(centre, float), _unit(u), _unit(v), n, n, float(pixel_mm))
 

@@ -114,7 +114,7 @@ def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: flo
             uniq.append(h)
     handles = uniq
     rows = max(1, -(-len(handles) // ncol))
-    legend_in = 0.08 + 0.19 * rows
+    legend_in = 0.12 + 0.2 * rows
     w = image_in + 0.2
     h = image_in + title_in + note_in + legend_in
     fig.set_size_inches(w, h)
