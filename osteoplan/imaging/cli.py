@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from osteoplan.errors import InputError, OsteoplanError, safe_path
+from osteoplan.errors import InputError, OsteoplanError, SeriesSelectionError, safe_path
 
 
 def register(sub) -> None:
@@ -80,7 +80,14 @@ def _collect_info(args) -> dict[str, Any]:
         out["files"] = len(result.files)
         out["series"] = dicom_series.describe(result)
         out["skipped"] = [{"file": f, "reason": r} for f, r in result.skipped]
-        series, why = dicom_series.choose_series(result, args.series_uid)
+        try:
+            series, why = dicom_series.choose_series(result, args.series_uid)
+        except SeriesSelectionError as exc:
+            from osteoplan.imaging.io import volume_file_hint
+
+            if not result.series and volume_file_hint(path):
+                raise SeriesSelectionError(str(exc) + volume_file_hint(path)) from None
+            raise
         idx = [s.uid for s in result.series].index(series.uid) + 1
         chosen: dict[str, Any] = {"index": idx, "series_uid": series.uid, "reason": why}
         try:

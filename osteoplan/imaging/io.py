@@ -84,12 +84,32 @@ def read_volume(path, series_uid: str | None = None, allow_gaps: bool = False,
                      "a NIfTI (.nii/.nii.gz) or an NRRD (.nrrd/.nhdr) file.")
 
 
+def volume_file_hint(folder: Path) -> str:
+    """A hint when a folder without DICOM holds NIfTI/NRRD volumes (give the file, not the folder)."""
+    try:
+        if not folder.is_dir():
+            return ""
+        n = sum(1 for f in folder.iterdir() if f.is_file() and f.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr")))
+    except OSError:
+        return ""
+    if not n:
+        return ""
+    return (f" The folder holds {n} NIfTI/NRRD file(s): give the CT file itself (e.g. .../ct.nii.gz), "
+            "not its folder.")
+
+
 def _read_dicom(p: Path, series_uid=None, allow_gaps=False, resample_uniform=False, deidentify=False,
                 key=None, workers=None, display_root=None) -> Volume:
+    from osteoplan.errors import SeriesSelectionError
     from osteoplan.imaging import dicom_series
 
     result = dicom_series.scan(p, display_root=display_root, workers=workers)
-    series, why = dicom_series.choose_series(result, series_uid)
+    try:
+        series, why = dicom_series.choose_series(result, series_uid)
+    except SeriesSelectionError as exc:
+        if not result.series and volume_file_hint(p):
+            raise SeriesSelectionError(str(exc) + volume_file_hint(p)) from None
+        raise
     vol = dicom_series.read_series(result, series, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
                                    workers=workers, why=why)
     if deidentify:

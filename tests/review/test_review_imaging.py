@@ -135,3 +135,12 @@ def test_identifying_series_description_and_kernel_never_shown(tmp_path, capsys)
         out = capsys.readouterr().out
         assert name.lower() not in out.lower() and str(ds.PatientID).lower() not in out.lower()
         assert "removed: contains identifying data" in out
+
+
+def test_folder_of_nifti_says_give_the_file(tmp_path):
+    from osteoplan.errors import SeriesSelectionError
+
+    _save_nifti(tmp_path / "ct.nii.gz", np.full((4, 4, 4), -500, np.int16))
+    (tmp_path / "case.json").write_text("{}")
+    with pytest.raises(SeriesSelectionError, match="give the CT file itself"):
+        read_volume(tmp_path)
