@@ -86,6 +86,9 @@ REMOVE_KEYWORDS: tuple[str, ...] = (
     "PerformedStationAETitle", "ScheduledStationName", "ScheduledStationAETitle", "ModifiedImageDescription",
     "AcquisitionDeviceProcessingDescription", "DetectorID", "GantryID", "PlateID", "CassetteID",
 )
+#: Largest date shift accepted (days; 100 years keeps every DICOM date within years 1..9999).
+MAX_DATE_SHIFT_DAYS = 36500
+
 #: Emptied (Annex E action Z).
 EMPTY_KEYWORDS: tuple[str, ...] = ("PatientBirthDate",)
 
@@ -311,6 +314,12 @@ def make_anonymizer(key: str | None = None, date_shift_days: int | None = None):
     if date_shift_days is not None and int(date_shift_days) == 0:
         raise InputError("A date shift of 0 days keeps the real dates; give a non-zero --date-shift-days "
                          "or omit it (a shift is then derived from the key).")
+    if date_shift_days is not None and abs(int(date_shift_days)) > MAX_DATE_SHIFT_DAYS:
+        raise InputError(f"A date shift of {int(date_shift_days)} days would move dates out of the calendar DICOM "
+                         f"can store; give at most {MAX_DATE_SHIFT_DAYS} days (100 years) either way.")
+    if key is not None and not str(key).strip():
+        raise InputError("The pseudonymisation key is empty, which anyone could guess; give a secret --key "
+                         "(or set OSTEOPLAN_DEID_KEY), or omit it for a random one.")
     anon = Anonymizer(seed=key if key is not None else secrets.token_hex(16))
     if date_shift_days is not None:
         # first handler wins: replaces dicognito's own offset for DA/DT (and the paired TM)

@@ -144,3 +144,17 @@ def test_folder_of_nifti_says_give_the_file(tmp_path):
     (tmp_path / "case.json").write_text("{}")
     with pytest.raises(SeriesSelectionError, match="give the CT file itself"):
         read_volume(tmp_path)
+
+
+def test_deid_date_shift_and_key_are_validated(tmp_path):
+    src = tmp_path / "in"
+    synth.write_series(src, seed=9, n_slices=3, rows=8, cols=8)
+    with pytest.raises(InputError, match="at most 36500 days"):  # before: unexpected OverflowError
+        deidentify_folder(src, tmp_path / "o1", key="k", date_shift_days=10_000_000)
+    with pytest.raises(InputError, match="key is empty"):
+        deidentify_folder(src, tmp_path / "o2", key="  ")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    rep = deidentify_folder(src, tmp_path / "o3", key="k", date_shift_days=-36500)
+    assert rep.files_written == 3
+    d = pydicom.dcmread(next((tmp_path / "o3").rglob("*.dcm")))
+    assert d.StudyDate == "19240330"  # 2024-03-05 minus 36500 days (datetime arithmetic)
