@@ -791,7 +791,7 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
 
     volume = Volume(vol, axis_aligned_affine((s, s, s), tuple(lo)),
                     AcquisitionInfo(modality="CT", kernel="SYNTHETIC", kvp=120.0, contrast=bool(p.contrast),
-                                    series_description="osteoplan neck phantom", source_format="phantom"))
+                                    series_description="osteoplan neck model CT", source_format="phantom"))
 
     truth = LabelMap(volume, truth_masks, {n: TRUTH_SOURCE for n in truth_masks})
 
@@ -870,7 +870,8 @@ def write_dicom_series(volume: Volume, out_dir: str | Path, params: PhantomParam
     Geometry: ImageOrientationPatient = row direction (column step, +L) then column direction
     (row step, +P); PixelSpacing = [row spacing, column spacing]; ImagePositionPatient = LPS of
     each slice's first voxel. Pixel data are unsigned 16-bit with RescaleIntercept -1024.
-    No identifying data: the patient is named ``PHANTOM^NECK`` with a fixed synthetic ID.
+    No identifying data: the patient is named ``PHANTOM^DEMO`` with a fixed synthetic ID (words the
+    series description does not use, so readers that hide descriptions holding name parts keep it).
     """
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -900,7 +901,7 @@ def write_dicom_series(volume: Volume, out_dir: str | Path, params: PhantomParam
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = for_uid
-        ds.PatientName = "PHANTOM^NECK"
+        ds.PatientName = "PHANTOM^DEMO"
         ds.PatientID = "OSTEOPLAN-PHANTOM"
         ds.PatientBirthDate = ""
         ds.PatientSex = "O"
@@ -918,7 +919,7 @@ def write_dicom_series(volume: Volume, out_dir: str | Path, params: PhantomParam
         ds.Modality = "CT"
         ds.Manufacturer = "osteoplan"
         ds.ManufacturerModelName = "synthetic neck phantom"
-        ds.SeriesDescription = "osteoplan neck phantom"
+        ds.SeriesDescription = "osteoplan neck model CT"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.SeriesNumber = 1
         ds.InstanceNumber = k + 1

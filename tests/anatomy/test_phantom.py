@@ -256,7 +256,7 @@ def test_dicom_series_reads_back_with_exact_geometry(small, tmp_path):
     files = sorted(paths["dicom"].glob("*.dcm"))
     assert len(files) == small.volume.shape[0]
     ds = pydicom.dcmread(files[0])
-    assert ds.Modality == "CT" and ds.PatientName == "PHANTOM^NECK"
+    assert ds.Modality == "CT" and ds.PatientName == "PHANTOM^DEMO"
     assert [float(x) for x in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
     np.testing.assert_allclose([float(x) for x in ds.ImagePositionPatient], small.volume.origin_mm)
     for vol in (read_volume(paths["dicom"]),

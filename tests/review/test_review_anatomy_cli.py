@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from osteoplan.anatomy.phantom import make_phantom
@@ -41,3 +42,16 @@ def test_segment_missing_masks_is_reported_before_reading_the_ct(tmp_path, capsy
     rc = main(["-q", "segment", str(ct), "--masks", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "Masks not found" in err and not (tmp_path / "o").exists()
+
+
+def test_phantom_dicom_description_not_hidden_as_identifying(tmp_path):
+    # the phantom's patient name shared a word with its series description, so the description
+    # was (rightly, by the rule) hidden as identifying when the series was read back
+    from osteoplan.anatomy.phantom import write_phantom
+    from osteoplan.imaging import read_volume
+
+    ph = make_phantom(spacing_mm=2.0, noise_hu=0.0)
+    write_phantom(ph, tmp_path / "ph")
+    v = read_volume(tmp_path / "ph" / "dicom")
+    assert v.info.series_description == "osteoplan neck model CT" and v.info.kernel == "SYNTHETIC"
+    np.testing.assert_array_equal(v.array, read_volume(tmp_path / "ph" / "ct.nii.gz").array)
