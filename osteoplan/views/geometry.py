@@ -141,7 +141,11 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
     target = _get(traj, "target_lps_mm", "target")
     if skin is None or target is None:
         raise InputError("The plan's trajectory has no skin entry or target point; cannot draw it.")
-    instr = _get(traj, "instrument_diameter_mm", "instrument.diameter_mm", default=None)
+    # the planner measured clearances around a capsule of this radius: draw exactly that
+    r_plan = _get(traj, "instrument_radius_mm", default=None)
+    instr = 2.0 * float(r_plan) if r_plan is not None else None
+    if instr is None:
+        instr = _get(traj, "instrument_diameter_mm", "instrument.diameter_mm", default=None)
     if instr is None:
         instr = _get(plan, "instrument_diameter_mm", "protocol.instrument_diameter_mm", default=None)
     if instr is None:

@@ -232,3 +232,13 @@ def test_margin_distance_field_is_exact_within_the_margin():
     np.testing.assert_allclose(dist[inside], full[sl][inside], atol=1e-5)
     # every voxel of the full grid within the margin lies in the sub-box
     assert (full <= 3.0).sum() == inside.sum()
+
+
+def test_path_drawn_at_the_radius_the_planner_measured_clearances_with():
+    """The instrument band must be the capsule the clearances were computed for (radius from the plan)."""
+    from osteoplan.views.geometry import pathspec_from_plan
+
+    plan = {"protocol_name": "c2-dens-lateral", "trajectories": [{
+        "skin_entry_lps_mm": [40.0, -30.0, -60.0], "bone_entry_lps_mm": [6.0, -5.0, 0.0],
+        "target_lps_mm": [0.0, 2.0, 15.0], "instrument_radius_mm": 2.25, "clearances": []}]}
+    assert pathspec_from_plan(plan).instrument_diameter_mm == pytest.approx(4.5)
