@@ -467,7 +467,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
 
     # add aligned candidates from other components (interrupted rings): within 8 mm of the track and
     # within max_gap_mm (cranio-caudally) of the canal found so far; repeat until stable
-    tol_px = max(8.0 / float(sp[1]), 2.5)
+    tol_px = max(12.0 / float(sp[1]), 2.5)
     gap = max(int(round(max_gap_mm / sp[0])), 1)
     canal = main.copy()
     lo, hi = min(ks), max(ks)
@@ -545,11 +545,14 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             if not 0 <= k < K:
                 break
             sec = ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0
-            near = ndi.binary_dilation(sec, structure=grow) & soft[k]
+            grown = ndi.binary_dilation(sec, structure=grow)
+            near = grown & soft[k]
             if near.sum() < 0.3 * sec.sum():
                 break
-            # re-centre on the soft tissue around the section (at most one voxel per slice)
-            if step < 0:  # caudally the spine curves (lordosis, kyphosis): follow it
+            if step < 0 or near.sum() < 0.9 * grown.sum():
+                # re-centre on the soft tissue around the section (at most one voxel per slice):
+                # caudally the spine curves; cranially only where bone cuts into the neighbourhood
+                # (in open soft tissue the section stays where it is)
                 cc = np.array(ndi.center_of_mass(near))
                 off += np.clip(cc - (rc + off), -1.0, 1.0)
             sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
