@@ -40,6 +40,12 @@ def register(sub) -> None:
     )
     s.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
     s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT")
+    s.add_argument("--series-uid", metavar="UID",
+                   help="DICOM input: read this SeriesInstanceUID (see 'osteoplan info') instead of the default choice")
+    s.add_argument("--allow-gaps", action="store_true",
+                   help="DICOM input: interpolate across missing slices instead of refusing")
+    s.add_argument("--resample-uniform", action="store_true",
+                   help="DICOM input: resample uneven slice spacing to a uniform grid instead of refusing")
     s.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
@@ -132,7 +138,8 @@ def _segment(args: argparse.Namespace) -> int:
     if args.masks and not Path(args.masks).exists():
         raise InputError("Masks not found; check the --masks path.")
     with step("reading the CT"):
-        volume = read_volume(ct)
+        volume = read_volume(ct, series_uid=args.series_uid, allow_gaps=args.allow_gaps,
+                             resample_uniform=args.resample_uniform)
     kwargs = {}
     if args.masks:
         kwargs["masks"] = args.masks

@@ -36,6 +36,12 @@ def register(sub) -> None:
     p.add_argument("--override", action="append", default=[], metavar="COMPONENT=VALUE",
                    help="replace a CT proposal, e.g. --override collapse=under-50 (repeatable)")
     p.add_argument("--level", default="C2", help="vertebral level of the lesion (default C2)")
+    p.add_argument("--series-uid", metavar="UID",
+                   help="DICOM input: read this SeriesInstanceUID (see 'osteoplan info') instead of the default choice")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="DICOM input: interpolate across missing slices instead of refusing")
+    p.add_argument("--resample-uniform", action="store_true",
+                   help="DICOM input: resample uneven slice spacing to a uniform grid instead of refusing")
     p.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     p.add_argument("--no-rigidity", action="store_true", help="skip the CT rigidity analysis")
@@ -129,7 +135,8 @@ def _risk(args: argparse.Namespace) -> int:
         if value:
             _check_output_file(value, option)
     with step("reading the CT"):
-        volume = read_volume(ct)
+        volume = read_volume(ct, series_uid=args.series_uid, allow_gaps=args.allow_gaps,
+                             resample_uniform=args.resample_uniform)
     with step("segmenting C2 and the lesion"):
         anatomy = _build_anatomy(volume, args.masks, args.hint_lps)
     with step("scoring fracture risk"):

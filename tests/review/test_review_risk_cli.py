@@ -24,3 +24,23 @@ def test_unwritable_out_and_plot_are_clear_errors_before_reading(tmp_path, capsy
     assert rc == 2 and "must be a file path, not a folder" in err
     rc, err = _run(capsys, ["risk", str(ct), "--masks", str(tmp_path / "missing")])
     assert rc == 2 and "Masks not found" in err
+
+
+def test_risk_and_segment_accept_the_reader_options_their_errors_suggest(tmp_path, capsys, monkeypatch):
+    # the reader's gap / series messages say "pass --allow-gaps" / "--series-uid": those options must exist
+    import osteoplan.imaging as imaging
+    from osteoplan.errors import InputError
+
+    seen = []
+
+    def fake_read(path, **kwargs):
+        seen.append(kwargs)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(imaging, "read_volume", fake_read)
+    ct = tmp_path / "ct"
+    ct.mkdir()
+    for argv in (["risk", str(ct)], ["segment", str(ct), "--out", str(tmp_path / "o")]):
+        rc, err = _run(capsys, [*argv, "--allow-gaps", "--resample-uniform", "--series-uid", "1.2.3"])
+        assert rc == 2 and "stop here" in err
+    assert seen == [dict(series_uid="1.2.3", allow_gaps=True, resample_uniform=True)] * 2
