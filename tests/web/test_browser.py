@@ -261,6 +261,7 @@ def test_walk_case_from_rcp_to_3_month_follow_up(browser, live_server, shots, tm
     _login(page, base, "research")
     page.goto(case_url)
     assert "Exemple" not in page.content() and "pseudonymised view" in page.inner_text("main")
+    page.screenshot(path=str(shots / "case-page-research.png"))
     r = page.goto(f"{base}/cases/{case_id}/edit")
     assert r.status == 403
     page.screenshot(path=str(shots / "forbidden.png"))
