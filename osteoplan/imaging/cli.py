@@ -87,7 +87,15 @@ def _collect_info(args) -> dict[str, Any]:
 
             if not result.series and volume_file_hint(path):
                 raise SeriesSelectionError(str(exc) + volume_file_hint(path)) from None
-            raise
+            if not result.series or args.series_uid:  # nothing found, or the user's own choice is wrong
+                raise
+            out["chosen"] = {"reason": "none", "error": str(exc)}  # still list what was found (exit 1)
+            return out
+        except OsteoplanError as exc:  # every series rejected (localizer, Secondary Capture, not CT...)
+            if not result.series or args.series_uid:
+                raise
+            out["chosen"] = {"reason": "none", "error": str(exc)}
+            return out
         idx = [s.uid for s in result.series].index(series.uid) + 1
         chosen: dict[str, Any] = {"index": idx, "series_uid": series.uid, "reason": why}
         try:
@@ -152,6 +160,8 @@ def _print_human(info: dict[str, Any]) -> None:
     w("\n")
     if chosen.get("index"):
         w(f"Chosen: series {chosen['index']} ({chosen['reason']})\n")
+    elif chosen and chosen.get("reason") == "none":
+        w("Chosen: none\n")
     elif chosen:
         w(f"Chosen: {chosen['reason']}\n")
     vol = chosen.get("volume")
@@ -167,7 +177,7 @@ def _print_human(info: dict[str, Any]) -> None:
         for x in warns:
             w(f"    - {x}\n")
     if chosen.get("error"):
-        w(f"Cannot read the chosen series: {chosen['error']}\n")
+        w(f"{'Cannot read the chosen series' if chosen.get('index') else 'No series read'}: {chosen['error']}\n")
 
 
 def cmd_info(args) -> int:

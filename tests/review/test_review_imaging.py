@@ -158,3 +158,15 @@ def test_deid_date_shift_and_key_are_validated(tmp_path):
     assert rep.files_written == 3
     d = pydicom.dcmread(next((tmp_path / "o3").rglob("*.dcm")))
     assert d.StudyDate == "19240330"  # 2024-03-05 minus 36500 days (datetime arithmetic)
+
+
+def test_info_lists_series_even_when_none_can_be_planned(tmp_path, capsys):
+    # before: one error line and no listing, so the user could not see what the folder holds
+    from osteoplan.cli import main
+
+    synth.write_series(tmp_path / "loc", image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), n_slices=3, rows=8, cols=8)
+    rc = main(["info", str(tmp_path / "loc")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "Series 1" in out and "plannable      no: localizer" in out
+    assert "Chosen: none" in out and "No series read: No series can be planned on" in out
