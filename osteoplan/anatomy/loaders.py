@@ -734,7 +734,8 @@ def load_masks(path: str | Path, volume: Volume, label_table: Any = None,
         return load_dicom_seg(p, volume, warnings=warnings)
     if name.endswith(".nrrd"):
         raise InputError(f"{_display(p)} is a plain NRRD; masks must be a Slicer segmentation (.seg.nrrd).")
-    raise InputError(f"Unsupported mask format {_display(p)}: give a NIfTI folder or file, a .seg.nrrd or a DICOM SEG.")
+    raise InputError(f"Unsupported mask format {_display(p)}: give a NIfTI folder or file, a .seg.nrrd, a DICOM SEG "
+                     "or an RT Structure Set.")
 
 
 def _modality(p: Path) -> str | None:

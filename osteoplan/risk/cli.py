@@ -28,7 +28,7 @@ def register(sub) -> None:
         "clinical inputs: without them the SINS is given as a range.",
     )
     p.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
-    p.add_argument("--masks", help="provided masks (folder of NIfTI, multilabel NIfTI, .seg.nrrd or DICOM SEG)")
+    p.add_argument("--masks", help="provided masks (folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT)")
     p.add_argument("--pain", choices=("mechanical", "occasional", "none"),
                    help="SINS pain: mechanical (3), occasional non-mechanical (1), pain-free (0)")
     p.add_argument("--alignment", choices=("subluxation", "deformity", "normal"),
