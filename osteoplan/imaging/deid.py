@@ -357,6 +357,67 @@ def apply_profile(ds: Any, anonymizer: Any) -> None:
     ds.DeidentificationMethodCodeSequence = Sequence(codes)
 
 
+_PSEUDO_TEXT_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "UC")
+_CONSONANTS = "BCDFGHJKLMNPQRSTVWXZ"
+
+
+def _text_values(ds: Any) -> dict[int, set[str]]:
+    """Text values of *ds* (all levels), lower case, by tag: what the input itself said."""
+    vals: dict[int, set[str]] = defaultdict(set)
+
+    def visit(dataset, elem):
+        if elem.VR in _PSEUDO_TEXT_VRS:
+            text = _element_text(elem)
+            if text:
+                vals[int(elem.tag)].add(text.lower())
+
+    ds.walk(visit)
+    return vals
+
+
+def neutralise_pseudonym_collisions(ds: Any, forbidden: IdentifyingValues, before: dict[int, set[str]]) -> int:
+    """Replace generated pseudonyms that happen to contain a real identifying value, in place.
+
+    dicognito draws fake names from name lists: a patient called ``LEE^ANNE^MARIE`` gets, for some
+    keys, a fake operator or patient name such as ``JOANNE`` or ``ROSEMARIE``. The independent
+    verification then (rightly) finds "ANNE" in the output and refuses the whole run -- for a
+    fixed study key, every time. An identifying attribute (a ``PN`` or one of
+    :data:`IDENTIFYING_KEYWORDS`) that the input had (*before*: the input's text values by tag),
+    whose value the profile REPLACED, and whose new value contains a forbidden value, is such a
+    collision: it is replaced by a hash code of consonants only (``PN``: ``FAMILY^GIVEN``), which
+    cannot spell a name. Anything else -- a value the input already held, or an element the input
+    did not have -- is never touched here: the verification must see it and fail loudly.
+
+    Returns
+    -------
+    int
+        Number of elements replaced.
+    """
+    import hashlib
+
+    needles = [v.lower() for _, v in forbidden.items()]
+    ident = set(IDENTIFYING_KEYWORDS)
+    n = 0
+
+    def visit(dataset, elem):
+        nonlocal n
+        if elem.VR not in _PSEUDO_TEXT_VRS:
+            return
+        if elem.VR != "PN" and elem.keyword not in ident:
+            return
+        original = before.get(int(elem.tag))
+        text = _element_text(elem)
+        if not original or not text or text.lower() in original or not any(x in text.lower() for x in needles):
+            return
+        h = hashlib.sha256(text.encode("utf-8", "replace")).digest()
+        code = "".join(_CONSONANTS[b % len(_CONSONANTS)] for b in h[:12])
+        elem.value = f"{code[:6]}^{code[6:]}" if elem.VR == "PN" else code[: 16 if elem.VR == "SH" else 12]
+        n += 1
+
+    ds.walk(visit)
+    return n
+
+
 @dataclass
 class DeidReport:
     """What ``deidentify_folder`` did (counts only; nothing identifying)."""
@@ -454,7 +515,9 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         with atomic_dir(dst_p, overwrite=overwrite) as tmp:
             written = []
             for i, ds in enumerate(datasets):
+                before = _text_values(ds)
                 apply_profile(ds, anonymizer)
+                neutralise_pseudonym_collisions(ds, forbidden, before)
                 out = tmp / names[i]
                 out.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(str(out), enforce_file_format=True)
