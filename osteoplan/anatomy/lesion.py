@@ -3,8 +3,10 @@
 Method: the reference is the patient's own cancellous bone -- the interior of C2 (eroded by
 1.5 mm to drop the cortex) and of C3 when given -- summarised robustly (median and 1.4826 x MAD).
 A voxel inside the filled C2 is lytic when its (lightly smoothed) HU is below
-``max(median - k * SD, soft-tissue ceiling)`` capped to the soft-tissue range (<= 150 HU) and above
--200 HU (not fat/air); the mask is opened (1 voxel) and components under 0.03 mL dropped.
+``min(median - k * SD, (median + 40) / 2 + 20)`` (never above the midpoint between bone and soft
+tissue, never below 60 HU) and above -200 HU (not fat/air); the mask is opened then closed
+(1 voxel), components under 0.03 mL dropped, and the partial-volume shell next to the core is added
+where it is darker than half-way between the core and the brightest bone around it.
 ``k = 3`` and the thresholds are engineering defaults (no published source).
 
 Measures: volume (mL), fraction of the dens and of the C2 body involved, and the smallest residual
@@ -134,8 +136,33 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
         sd = float(1.4826 * np.median(np.abs(trab - med)))
     thr = float(min(med - k_sd * sd, 0.5 * (med + 40.0) + 20.0))
     thr = max(thr, 60.0)
-    lyt = c2s & (sm < thr) & (sm > -200.0)
-    lyt = ndi.binary_closing(ndi.binary_opening(lyt, structure=ndi.generate_binary_structure(3, 1)), structure=ndi.generate_binary_structure(3, 1)) & c2s
+    # where the lesion has destroyed the cortex, the C2 mask has lost it: the dens (a convex peg)
+    # is restored as the convex hull of its remaining bone (above the waist, within 7 mm of
+    # the axis), and lysis is searched inside C2 plus that hull
+    region = c2s.copy()
+    idx = np.argwhere(c2s)
+    if idx.size:
+        pts = volume.index_to_world((idx + [sl[0].start, sl[1].start, sl[2].start]).astype(float))
+        t_ax = (pts - landmarks.waist_lps_mm) @ landmarks.axis_unit
+        off = pts - landmarks.waist_lps_mm
+        rad = np.linalg.norm(off - np.outer(off @ landmarks.axis_unit, landmarks.axis_unit), axis=1)
+        dens_sel = (t_ax >= 1.0) & (rad <= 7.0)
+        if dens_sel.sum() >= 10:
+            from skimage.morphology import convex_hull_image
+
+            dm = np.zeros_like(c2s)
+            di = idx[dens_sel]
+            dm[di[:, 0], di[:, 1], di[:, 2]] = True
+            lo = di.min(axis=0)
+            hi = di.max(axis=0) + 1
+            sub_d = dm[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            try:
+                hull = convex_hull_image(sub_d)
+            except Exception:  # degenerate (flat) point sets
+                hull = sub_d
+            region[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= hull
+    lyt = region & (sm < thr) & (sm > -200.0)
+    lyt = ndi.binary_closing(ndi.binary_opening(lyt, structure=ndi.generate_binary_structure(3, 1)), structure=ndi.generate_binary_structure(3, 1)) & region
     vox_ml = volume.voxel_volume_ml
     lab, n = ndi.label(lyt)
     if n:
@@ -143,6 +170,14 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
         keep = sizes >= 0.03
         keep[0] = False
         lyt = keep[lab]
+    if lyt.any():
+        # partial-volume shell: a boundary voxel next to the core belongs to the lesion when it is
+        # darker than half-way between the core and the brightest bone around it (half-maximum
+        # edge; a lesion touching the thin cortex is otherwise under-segmented by a voxel layer)
+        core_mean = float(sm[lyt].mean())
+        local_max = ndi.maximum_filter(sm, size=3)
+        shell = ndi.binary_dilation(lyt, structure=ndi.generate_binary_structure(3, 1)) & region & ~lyt
+        lyt |= shell & (sm < 0.5 * (core_mean + local_max))
     mask = np.zeros(volume.shape, bool)
     mask[sl] = lyt
     ref = {"median_hu": round(med, 1), "sd_hu": round(sd, 1), "n_voxels": int(trab.size),

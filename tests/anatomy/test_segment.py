@@ -138,3 +138,45 @@ def test_contrast_detected_only_on_enhanced_phantom(phantom, classical):
     # the series metadata wins when it is known
     assert detect_contrast(plain.volume).source == "series"
     assert not detect_contrast(plain.volume).detected
+
+
+# ------------------------------------------------------------------ pipeline
+def test_build_anatomy_provided_masks_take_precedence_and_save(phantom, tmp_path):
+    from osteoplan.anatomy.labelmap import LabelMap
+    from osteoplan.anatomy.pipeline import build_anatomy
+
+    v = phantom.volume
+    truth = phantom.truth
+    provided = LabelMap(v)
+    provided.add("spinal_cord", truth.get("spinal_cord"), "provided:cord.nii.gz")
+    provided.add("vertebral_artery_left", truth.get("vertebral_artery_left"), "provided:va.nii.gz")
+    an = build_anatomy(v, masks=provided)
+    lm = an.labelmap
+    assert lm.sources["spinal_cord"] == "provided:cord.nii.gz"
+    assert np.array_equal(lm.get("vertebral_artery_left"), truth.get("vertebral_artery_left"))
+    assert lm.sources["bone"] == "classical" and lm.sources["vertebrae_C2"] == "classical"
+    # the phantom says contrast (series metadata): vessels segmented as bright tubes, sources recorded
+    assert an.contrast_detected
+    assert "vertebral_artery_right" in an.not_segmented()  # neither provided nor classical
+    assert an.landmarks is not None and an.lesion is not None and an.lesion.found
+    assert np.linalg.norm(an.landmarks.apex_lps_mm - phantom.landmarks.apex_lps_mm) <= 2.0
+    summ = an.save(tmp_path / "anat")
+    assert (tmp_path / "anat" / "anatomy.json").exists() and (tmp_path / "anat" / "labels.nii.gz").exists()
+    assert summ["structures"]["spinal_cord"]["source"] == "provided:cord.nii.gz"
+    assert summ["lesion"]["found"] is True
+
+
+def test_build_anatomy_errors_are_osteoplan_errors(phantom, tmp_path):
+    from osteoplan.anatomy.pipeline import build_anatomy
+    from osteoplan.errors import OsteoplanError
+
+    with pytest.raises(OsteoplanError, match="not found"):
+        build_anatomy(phantom.volume, masks=tmp_path / "missing_masks")
+    # a CT without spine: anatomy is returned, C2 reported NOT located with a reason
+    arr = np.full((20, 40, 40), -1000.0, np.float32)
+    arr[:, 5:35, 5:35] = 40.0
+    v = Volume(arr, axis_aligned_affine((1.0, 1.0, 1.0)))
+    an = build_anatomy(v)
+    assert an.landmarks is None and an.lesion is None
+    assert any(m.startswith("C2 NOT located: ") for m in an.messages)
+    assert any(m.startswith("spinal_canal: NOT segmented") for m in an.messages)
