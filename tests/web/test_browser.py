@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.conftest import REPO, SAMPLE_PLAN, free_port, start_server, stop_server
+from .conftest import REPO, SAMPLE_PLAN, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.browser]
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.web.conftest import REPO, free_port
+from .conftest import REPO, free_port
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from osteoplan.web.auth import iter_routes, route_action
 from osteoplan.web.permissions import PERMISSIONS, allowed
 import json
 
-from tests.web.conftest import ROLES, SAMPLE_PLAN, csrf_of, make_case
+from .conftest import ROLES, SAMPLE_PLAN, csrf_of, make_case
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
           ("POST", "/api/token"), ("GET", "/api/openapi.json")}

@@ -9,7 +9,7 @@ import signal
 import httpx
 import pytest
 
-from tests.web.conftest import PASSWORD, csrf_of, free_port, make_case, start_server, stop_server
+from .conftest import PASSWORD, csrf_of, free_port, make_case, start_server, stop_server
 
 CONFLICT_TEXT = "changed by someone else"
 

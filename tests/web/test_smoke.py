@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.web.conftest import PASSWORD, csrf_of, make_case
+from .conftest import PASSWORD, csrf_of, make_case
 
 
 def test_login_wrong_password_then_right(client_for):
@@ -95,7 +95,7 @@ def test_plan_key_numbers_and_image(engine, client_for):
 def test_plan_upload_checks_the_schema(engine, client_for):
     import json
 
-    from tests.web.conftest import SAMPLE_PLAN
+    from .conftest import SAMPLE_PLAN
 
     ids = make_case(engine, through="lesion")
     c = client_for("radiologist")
@@ -197,3 +197,16 @@ def test_deactivated_account_loses_its_session(engine, users, client_for):
         sv.update_record(s, None, "user", u.id, {"active": False}, expected_version=user.version)
     r = c.get("/cases", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_unexpected_error_is_a_page_without_traceback(client_for, monkeypatch):
+    from osteoplan.web import backend
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internal detail Testname")
+
+    monkeypatch.setattr(backend, "statistics", boom)
+    r = client_for("radiologist").get("/stats")
+    assert r.status_code == 500
+    assert "Unexpected error" in r.text and "nothing was saved" in r.text
+    assert "Traceback" not in r.text and "secret internal detail" not in r.text
