@@ -133,7 +133,9 @@ def _free_text_without_identifiers(ds: Any, *texts: str | None) -> tuple[str | N
     from osteoplan.imaging.deid import UID_KEYWORDS, collect_identifying_values
 
     found = collect_identifying_values(ds, include_dates=False)
-    needles = [v.lower() for attr, v in found.items() if attr not in UID_KEYWORDS]
+    # named identifying attributes only: private elements' text is collected by deid as "may identify",
+    # but vendors keep words such as "BONE" or "STANDARD" there, which would hide every kernel
+    needles = [v.lower() for attr, v in found.items() if attr not in UID_KEYWORDS and not attr.startswith("private")]
     return tuple(t if t is None or not any(n in t.lower() for n in needles) else REMOVED_TEXT for t in texts)
 
 

@@ -225,3 +225,15 @@ def test_pixel_bytes_that_spell_a_name_part_do_not_fail_deid(tmp_path):
         ds = pydicom.dcmread(f)
         assert ds.PixelData[10:14] == b"ANNE"  # the image is unchanged
         assert "ANNE" not in str(ds.PatientName).upper()
+
+
+def test_vendor_private_words_do_not_hide_the_kernel(tmp_path):
+    src = tmp_path / "in"
+    synth.write_series(src, seed=3, n_slices=3, rows=8, cols=8, kernel="BONE", description="HEAD BONE")
+    for f in src.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        block = ds.private_block(0x0019, "VENDOR X", create=True)
+        block.add_new(0x01, "LO", "BONE")
+        ds.save_as(f)
+    v = read_volume(src)
+    assert v.info.kernel == "BONE" and v.info.series_description == "HEAD BONE"
