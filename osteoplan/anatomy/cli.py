@@ -135,6 +135,10 @@ def _segment(args: argparse.Namespace) -> int:
     ct = Path(args.ct)
     if not ct.exists():
         raise InputError("CT not found; check the path.")
+    for given, what in ((ct, "CT"), (Path(args.masks) if args.masks else None, "masks")):
+        if given is not None and given.exists() and given.resolve().is_relative_to(out.resolve()):
+            raise InputError(f"The {what} is inside the output folder, which --force would replace; choose an "
+                             "output folder outside the input's folders.")
     if args.masks and not Path(args.masks).exists():
         raise InputError("Masks not found; check the --masks path.")
     with step("reading the CT"):

@@ -492,6 +492,10 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         raise InputError(f"Input not found: {safe_path(src_p)}. Check the path.")
     if src_p.is_dir() and dst_p.resolve().is_relative_to(src_p.resolve()):
         raise InputError("The output folder must not be inside the input folder; choose another output path.")
+    if src_p.resolve().is_relative_to(dst_p.resolve()):
+        # with --overwrite the output folder is replaced as a whole: the input (and anything next to it) would go
+        raise InputError("The input is inside the output folder, which deid would replace; choose an output folder "
+                         "outside the input's folders.")
     if dst_p.exists() and not dst_p.is_dir():
         raise InputError(f"The output {safe_path(dst_p)} is an existing file, not a folder; give a new folder path.")
     files = _list_files(src_p) if src_p.is_dir() else [src_p]

@@ -134,6 +134,12 @@ def _risk(args: argparse.Namespace) -> int:
     for option, value in (("--out", args.out), ("--plot", args.plot)):
         if value:
             _check_output_file(value, option)
+            inputs = [ct] + ([Path(args.masks)] if args.masks else [])
+            if any(Path(value).resolve() == i.resolve() or Path(value).resolve().is_relative_to(i.resolve())
+                   for i in inputs if i.exists()):
+                raise InputError(f"{option} would overwrite an input (the CT or the masks); choose another file.")
+    if args.out and args.plot and Path(args.out).resolve() == Path(args.plot).resolve():
+        raise InputError("--out and --plot name the same file; give two different files.")
     with step("reading the CT"):
         volume = read_volume(ct, series_uid=args.series_uid, allow_gaps=args.allow_gaps,
                              resample_uniform=args.resample_uniform)

@@ -52,3 +52,25 @@ def test_os_errors_are_one_line_without_the_file_name(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: a file could not be read or written (Permission denied)")
     assert "DUPONT" not in err and err.count("\n") == 1
+
+
+def test_outputs_never_replace_their_own_inputs(tmp_path, capsys):
+    # before: `osteoplan deid study/ct study --overwrite` replaced `study` as a whole, deleting the input
+    # CT and everything next to it; `segment study/ct.nii.gz --out study --force` did the same
+    study = tmp_path / "study"
+    synth.write_series(study / "ct", seed=1, n_slices=3, rows=8, cols=8)
+    (study / "notes.txt").write_text("keep me")
+    (study / "ct.nii.gz").write_bytes(b"stand-in CT: never read, the checks come first")
+    cases = [
+        (["deid", str(study / "ct"), str(study), "--overwrite"], "input is inside the output folder"),
+        (["segment", str(study / "ct.nii.gz"), "--out", str(study), "--force"], "CT is inside the output folder"),
+        (["risk", str(study / "ct.nii.gz"), "--out", str(study / "ct.nii.gz")], "--out would overwrite an input"),
+        (["risk", str(study / "ct.nii.gz"), "--out", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.json")],
+         "same file"),
+    ]
+    for argv, expect in cases:
+        rc = main(["-q", *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and expect in err and err.count("\n") == 1, (argv, err)
+    assert (study / "notes.txt").read_text() == "keep me"
+    assert len(list((study / "ct").rglob("*.dcm"))) == 3
