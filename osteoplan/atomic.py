@@ -13,6 +13,29 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, directory: bool) -> None:
+    """Give a temporary file/folder the permissions a normal one would have (mkstemp/mkdtemp make them
+    private to the owner: 0600/0700 whatever the umask, so colleagues could not read the outputs)."""
+    try:
+        os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator:
     """Open a temporary file next to *path*; on success rename it to *path*, on error delete it."""
@@ -23,6 +46,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator:
     try:
         with open(tmp, mode, **kwargs) as fh:
             yield fh
+        _usual_mode(Path(tmp), directory=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -56,6 +80,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
+        _usual_mode(tmp, directory=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
