@@ -60,7 +60,10 @@ def _collect_info(args) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"Input not found: {safe_path(path)}. Check the path.")
     name = path.name.lower()
-    out: dict[str, Any] = {"input": safe_path(path)}
+    shown = safe_path(path)
+    if shown == "<file>" and path.is_dir():
+        shown = "<folder>"  # its name is hidden (it may be a patient's name), but say what it is
+    out: dict[str, Any] = {"input": shown}
     if path.is_file() and name.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr")):
         vol = _read_nifti(path) if name.endswith((".nii", ".nii.gz")) else _read_nrrd(path)
         out.update(format=vol.info.source_format, series=[], skipped=[],
