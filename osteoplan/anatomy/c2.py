@@ -217,24 +217,34 @@ def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None)
 
 def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
     """Fill interior holes of C2 (lytic cavities, marrow) in axial, coronal and sagittal planes, never the canal."""
+    from osteoplan.anatomy.segment import fill_holes_in_planes
+
     out = c2.copy()
-    canal_d = ndi.binary_dilation(canal_c, structure=np.ones((3, 3, 3), bool))
-    ks = np.nonzero(c2.any(axis=(1, 2)))[0]
-    if ks.size == 0:
+    if not c2.any():
         return out
+    lo = np.maximum(np.argwhere(c2).min(axis=0) - 2, 0)
+    hi = np.argwhere(c2).max(axis=0) + 3
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub = out[box]
+    canal_d = ndi.binary_dilation(canal_c[box], structure=np.ones((3, 3, 3), bool))
     for axis in (0, 1, 2):
-        for t in range(c2.shape[axis]):
-            sl = [slice(None)] * 3
-            sl[axis] = t
-            m = out[tuple(sl)]
-            if not m.any():
-                continue
-            holes = ndi.binary_fill_holes(m) & ~m
-            if not holes.any():
-                continue
-            lab, n = ndi.label(holes)
-            bad = np.unique(lab[canal_d[tuple(sl)] & (lab > 0)])
-            out[tuple(sl)] |= holes & ~np.isin(lab, bad)
+        holes = fill_holes_in_planes(sub, axis) & ~sub
+        if not holes.any():
+            continue
+        st = np.zeros((3, 3, 3), bool)
+        st[1, 1, 1] = True
+        for d in range(3):
+            if d != axis:
+                for v in (0, 2):
+                    q = [1, 1, 1]
+                    q[d] = v
+                    st[tuple(q)] = True
+        lab, n = ndi.label(holes, structure=st)
+        bad = np.zeros(n + 1, bool)
+        bad[np.unique(lab[canal_d & (lab > 0)])] = True
+        bad[0] = True
+        sub = sub | ~bad[lab]
+    out[box] = sub
     return out
 
 
