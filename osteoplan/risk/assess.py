@@ -253,6 +253,17 @@ def assess(volume: Any, anatomy: Any, pain: Any = None, alignment: Any = None, *
     for comp in (overrides or {}):
         if comp not in COMPONENTS:
             raise InputError(f"Cannot override unknown SINS component '{comp}'; use one of {', '.join(COMPONENTS)}.")
+    # pain and alignment are clinician inputs (never CT proposals): an "override" of them is the input itself
+    overrides = dict(overrides or {})
+    clinical = {"pain": pain, "alignment": alignment}
+    for comp in ("pain", "alignment"):
+        if comp in overrides:
+            given = overrides.pop(comp)
+            if clinical[comp] is not None and str(clinical[comp]).strip().lower() != str(given).strip().lower():
+                raise InputError(f"SINS {comp} is given twice with different values ('{clinical[comp]}' and override "
+                                 f"'{given}'); give it once.")
+            clinical[comp] = given
+    pain, alignment = clinical["pain"], clinical["alignment"]
 
     has = getattr(labelmap, "has", lambda n: False)
     c2 = labelmap.get("vertebrae_C2") if has("vertebrae_C2") else None
