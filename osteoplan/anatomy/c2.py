@@ -185,7 +185,10 @@ def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None)
     prof = map_coordinates(img, coords.reshape(2, -1), order=1, mode="constant", cval=np.nan).reshape(pts.shape[:2])
     inside = (pts[..., 0] >= 0) & (pts[..., 0] <= (K - 1) * sp[0])
     valid = inside.all(axis=1)
-    P = np.where(valid, np.nanmean(np.where(inside, prof, np.nan), axis=1), np.nan)
+    with np.errstate(invalid="ignore"):
+        cnt = inside.sum(axis=1)
+        tot = np.where(inside, np.nan_to_num(prof), 0.0).sum(axis=1)
+        P = np.where(valid & (cnt > 0), tot / np.maximum(cnt, 1), np.nan)
     if np.isfinite(P).sum() < 10:
         raise AnatomyError("C2 not in the field of view: the CT stops less than 10 mm below the top of the "
                            "vertebral column. Give a CT that covers C1 to C3.")

@@ -88,7 +88,7 @@ class Anatomy:
         return summ
 
 
-def _load_provided(volume: Volume, masks) -> LabelMap:
+def _load_provided(volume: Volume, masks, warnings: list[str]) -> LabelMap:
     if isinstance(masks, LabelMap):
         if masks.volume.shape != volume.shape or not np.allclose(masks.volume.affine, volume.affine, atol=1e-3):
             raise AnatomyError("The provided label map is on another grid than the CT; load it with "
@@ -101,7 +101,7 @@ def _load_provided(volume: Volume, masks) -> LabelMap:
     p = Path(masks)
     if not p.exists():
         raise AnatomyError(f"Masks not found: {safe_path(p)}. Check the path.")
-    return load_masks(p, volume)
+    return load_masks(p, volume, warnings=warnings)
 
 
 def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
@@ -136,13 +136,17 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     from osteoplan.anatomy.segment import run_classical
 
     msgs: list[str] = []
-    provided = _load_provided(volume, masks) if masks is not None else None
+    load_warnings: list[str] = []
+    provided = _load_provided(volume, masks, load_warnings) if masks is not None else None
+    msgs.extend(f"masks: {w}" for w in load_warnings)
     ts = None
     if use_totalsegmentator:
         try:
             from osteoplan.anatomy import totalseg  # type: ignore[attr-defined]
 
-            ts = totalseg.run_totalsegmentator(volume)
+            ts_warn: list[str] = []
+            ts = totalseg.run_totalsegmentator(volume, warnings=ts_warn)
+            msgs.extend(f"TotalSegmentator: {w}" for w in ts_warn)
             msgs.append("TotalSegmentator masks used where not provided")
         except ImportError:
             msgs.append("TotalSegmentator backend not available in this build: classical segmentation only")

@@ -265,9 +265,15 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
 
     Method: light Gaussian smoothing (sigma 0.7 mm) against noise; cancellous threshold =
     soft-tissue mean + max(6 SD, 100 HU), clipped to [140, 260] HU; cortical threshold = Otsu
-    between the cancellous threshold and 1500 HU, clipped to [400, 900] HU; components under
-    0.02 mL dropped; marrow holes under ``hole_max_mm2`` per axial slice filled (the canal and
-    lytic lesions are larger and stay out). Engineering defaults, no published source.
+    between the cancellous threshold and 1500 HU, clipped to [400, 900] HU. The bone outline is
+    the cortex above min(cortical threshold, 600 HU) -- about half-way up the blurred cortical
+    edge, so the partial-volume rim of soft tissue stays out; cancellous voxels (above the
+    cancellous threshold) are added when enclosed by cortex in an axial, coronal or sagittal
+    plane, and -- without contrast -- everywhere in components holding cortex except the rim
+    facing soft tissue (osteoporotic or thick-slice cortex rarely closes). Components under
+    0.02 mL or without cortex are dropped (noise, contrast-filled vessels); marrow holes under
+    ``hole_max_mm2`` per axial slice are filled (the canal and lytic lesions are larger and stay
+    out). Engineering defaults, no published source.
 
     Parameters
     ----------
@@ -455,12 +461,30 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
                          bone_outline: np.ndarray | None = None) -> CanalResult:
     """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
 
-    Method: bone is closed along the cranio-caudal axis over 10 mm (bridges discs and interlaminar
-    gaps) and in-plane over 1.2 mm; per axial slice the holes of that ring with a canal-like area
-    (``area_mm2``) and soft-tissue density are candidates; the candidate 3D component spanning
-    most slices is the canal, aligned candidates on its track are added and slices without a closed
-    ring are filled from the nearest slice with one (minus bone). The canal therefore stops at the
-    foramen magnum, where the hole becomes the cranial cavity. Engineering defaults.
+    Method: the (lenient) bone mask is closed along the cranio-caudal axis over about 8 mm and
+    in-plane over 1.2 mm; per axial slice the holes of that ring with a canal-like area
+    (``area_mm2``) and soft-tissue density are candidates (at C1 the part of the ring hole in
+    front of the dens -- a bone island -- is cut off); the candidate 3D component spanning most
+    slices near the midline is the canal; other candidates continuous with it (within 12 mm at
+    the junction, gaps up to ``max_gap_mm``) are added; slices without a closed ring are filled
+    with the section common to the nearest typical sections above and below; beyond the last
+    ring the section is carried cranially for at most ``extend_mm`` (then the foramen magnum
+    opens into the cranial cavity) and caudally to the image edge, re-centred on the soft-tissue
+    channel where bone bounds it. With ``bone_outline`` (the precise bone), the voxel rim the
+    lenient mask took is given back. Engineering defaults, no published source.
+
+    Parameters
+    ----------
+    volume : Volume
+    bone : bool array (K, J, I), optional
+        Bone mask used to find the rings (the ``lenient`` mask of :func:`segment_bone` is best).
+    body : bool array (K, J, I), optional
+    area_mm2 : (float, float)
+        Plausible canal section area range.
+    max_gap_mm, extend_mm : float
+        See above.
+    bone_outline : bool array (K, J, I), optional
+        Precise bone outline (``BoneResult.bone``).
 
     Returns
     -------

@@ -180,3 +180,15 @@ def test_build_anatomy_errors_are_osteoplan_errors(phantom, tmp_path):
     assert an.landmarks is None and an.lesion is None
     assert any(m.startswith("C2 NOT located: ") for m in an.messages)
     assert any(m.startswith("spinal_canal: NOT segmented") for m in an.messages)
+
+
+def test_build_anatomy_without_totalsegmentator_says_so():
+    from osteoplan.anatomy import totalseg
+    from osteoplan.anatomy.pipeline import build_anatomy
+
+    if totalseg.is_available():
+        pytest.skip("TotalSegmentator is installed here")
+    vol, _ = ring_volume(n=20)
+    an = build_anatomy(vol, use_totalsegmentator=True)
+    assert any(m.startswith("TotalSegmentator not used") for m in an.messages)
+    assert an.labelmap.sources["spinal_canal"] == "classical"
