@@ -276,9 +276,17 @@ def assess(volume: Any, anatomy: Any, pain: Any = None, alignment: Any = None, *
         lesion_mask = labelmap.get("lesion")
     canal = labelmap.get("spinal_canal") if has("spinal_canal") else None
 
+    location_from_level(level)  # InputError for a level SINS does not cover
+    other_level = level.strip().upper() != "C2"
+    if other_level:  # the CT measurements are made on C2: they say nothing about another vertebra
+        c2 = None
+        not_assessed.append(f"CT measurements are made on C2 only and the lesion level given is {level.strip().upper()}: "
+                            "lesion metrics, CT-proposed lesion type / collapse / posterolateral involvement and "
+                            "rigidity (give those SINS components with overrides)")
     metrics: LesionMetrics | None = None
     if c2 is None:
-        not_assessed.append("C2 was not segmented: lesion metrics, CT-proposed SINS components and rigidity")
+        if not other_level:
+            not_assessed.append("C2 was not segmented: lesion metrics, CT-proposed SINS components and rigidity")
     elif lm is None:
         not_assessed.append("dens landmarks not found: lesion metrics and rigidity")
     else:

@@ -28,3 +28,18 @@ def test_override_of_pain_or_alignment_is_used_not_dropped(no_c2):
     assert same.sins.components["pain"].points == 3
     with pytest.raises(InputError, match="given twice"):
         assess(vol, lm, pain="none", overrides={"pain": "mechanical"}, rigidity=False)
+
+
+def test_another_level_does_not_reuse_the_c2_measurements():
+    # before: `--level L3` printed "Level: L3" next to "27 % of the dens" and C2-derived SINS proposals
+    vol = Volume(np.zeros((6, 6, 6), np.float32), axis_aligned_affine((1.0, 1.0, 1.0)))
+    c2 = np.zeros(vol.shape, bool)
+    c2[1:5, 1:5, 1:5] = True
+    lm = LabelMap(vol, masks={"vertebrae_C2": c2}, sources={"vertebrae_C2": "test"})
+    r = assess(vol, lm, level="L3", overrides={"lesion_type": "lytic"}, rigidity=True)
+    assert r.lesion is None and r.rigidity is None
+    assert r.sins.components["location"].points == 2  # L3: mobile spine (Fisher 2010)
+    assert r.sins.components["lesion_type"].points == 2 and r.sins.components["collapse"].points is None
+    assert any("C2 only" in x and "L3" in x for x in r.not_assessed)
+    with pytest.raises(InputError):
+        assess(vol, lm, level="C99", rigidity=False)
