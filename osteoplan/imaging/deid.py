@@ -89,8 +89,9 @@ REMOVE_KEYWORDS: tuple[str, ...] = (
 #: Largest date shift accepted (days; 100 years keeps every DICOM date within years 1..9999).
 MAX_DATE_SHIFT_DAYS = 36500
 
-#: Emptied (Annex E action Z).
-EMPTY_KEYWORDS: tuple[str, ...] = ("PatientBirthDate",)
+#: Emptied (Annex E action Z). PatientSex is Z in the Basic Profile (kept only under the Retain
+#: Patient Characteristics Option, which is not claimed here; dicognito leaves it as is).
+EMPTY_KEYWORDS: tuple[str, ...] = ("PatientBirthDate", "PatientSex")
 
 _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 _MIN_LEN = 4  # shorter values (sex "F", study ID "1") are not searched: they would match anywhere

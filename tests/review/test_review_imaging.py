@@ -237,3 +237,16 @@ def test_vendor_private_words_do_not_hide_the_kernel(tmp_path):
         ds.save_as(f)
     v = read_volume(src)
     assert v.info.kernel == "BONE" and v.info.series_description == "HEAD BONE"
+
+
+def test_deid_empties_patient_sex_basic_profile_action_z(tmp_path):
+    # PS3.15 Table E.1-1: Patient's Sex is Z (zero length) unless the Retain Patient Characteristics
+    # Option is used, which osteoplan does not claim (DeidentificationMethodCodeSequence: 113100, 113107)
+    src = tmp_path / "in"
+    synth.write_series(src, seed=4, n_slices=2, rows=8, cols=8)
+    assert pydicom.dcmread(next(src.rglob("*.dcm"))).PatientSex == "F"
+    deidentify_folder(src, tmp_path / "out", key="k")
+    for f in (tmp_path / "out").rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        assert ds.PatientSex == ""
+        assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113107"]
