@@ -92,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing half-written was left behind.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `osteoplan ... | head`: the reader left; stop quietly (Python docs' recipe)
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
     except OSError as exc:  # disk full, permission denied...: the user's environment, not a bug
         if args.debug:
             raise

@@ -74,3 +74,15 @@ def test_outputs_never_replace_their_own_inputs(tmp_path, capsys):
         assert rc == 2 and expect in err and err.count("\n") == 1, (argv, err)
     assert (study / "notes.txt").read_text() == "keep me"
     assert len(list((study / "ct").rglob("*.dcm"))) == 3
+
+
+def test_closed_pipe_stops_quietly(tmp_path, capsys, monkeypatch):
+    # `osteoplan phantom out | head -1` printed "error: a file could not be read or written (Broken pipe)"
+    import osteoplan.imaging.cli as icli
+
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(icli, "cmd_info", closed)
+    rc = main(["info", str(tmp_path)])
+    assert rc == 1 and capsys.readouterr().err == ""
