@@ -353,11 +353,48 @@ def make_anonymizer(key: str | None = None, date_shift_days: int | None = None):
     return anon
 
 
+_VALID_TEMPORAL = {
+    "DA": re.compile(r"^\d{8}$"),
+    "DT": re.compile(r"^\d{4}(\d{2}){0,5}(\.\d{1,6})?([+-]\d{4})?$"),
+    "TM": re.compile(r"^\d{2}(\d{2}){0,2}(\.\d{1,6})?$"),
+}
+
+
+def blank_malformed_dates(ds: Any) -> int:
+    """Empty every DA/DT/TM value that is not in DICOM format (e.g. ``14/02/1958``), in place.
+
+    dicognito shifts dates by parsing them and stops with a ValueError on a malformed one; such a
+    value cannot be shifted, so it is removed (Annex E action Z), which is the conservative choice.
+    Returns the number of elements emptied.
+    """
+    n = 0
+
+    def visit(dataset, elem):
+        nonlocal n
+        pattern = _VALID_TEMPORAL.get(elem.VR)
+        if pattern is None or elem.value in (None, ""):
+            return
+        values = elem.value if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue" \
+            else [elem.value]
+        if not all(pattern.match(str(v).strip()) for v in values):
+            elem.value = ""
+            n += 1
+
+    ds.walk(visit)
+    if getattr(ds, "file_meta", None) is not None:
+        ds.file_meta.walk(visit)
+    return n
+
+
 def apply_profile(ds: Any, anonymizer: Any) -> None:
-    """Apply dicognito's Basic Profile then remove what it leaves (private tags, free text), in place."""
+    """Apply dicognito's Basic Profile then remove what it leaves (private tags, free text), in place.
+
+    Dates dicognito cannot parse are emptied first (:func:`blank_malformed_dates`).
+    """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
+    blank_malformed_dates(ds)
     anonymizer.anonymize(ds)
     ds.remove_private_tags()
     remove = set(REMOVE_KEYWORDS)

@@ -250,3 +250,23 @@ def test_deid_empties_patient_sex_basic_profile_action_z(tmp_path):
         ds = pydicom.dcmread(f)
         assert ds.PatientSex == ""
         assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113107"]
+
+
+def test_deid_survives_a_malformed_date(tmp_path):
+    # before: dicognito raised ValueError on PatientBirthDate "14/02/1958" -> "unexpected ValueError ... bug"
+    from pydicom.dataelem import DataElement
+
+    src = tmp_path / "in"
+    synth.write_series(src, seed=5, n_slices=2, rows=8, cols=8)
+    for f in src.rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds["PatientBirthDate"] = DataElement(0x00100030, "DA", "23/07/1961")
+        ds["AcquisitionDate"] = DataElement(0x00080022, "DA", "2024-03-05")
+        ds.save_as(f)
+    rep = deidentify_folder(src, tmp_path / "out", key="k", date_shift_days=10)
+    assert rep.files_written == 2
+    for f in (tmp_path / "out").rglob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        assert ds.PatientBirthDate == "" and ds.get("AcquisitionDate", "") == ""
+        assert ds.StudyDate == "20240315"  # a well-formed date is still shifted (2024-03-05 + 10 days)
+        assert b"1961" not in f.read_bytes() and b"2024-03-05" not in f.read_bytes()
