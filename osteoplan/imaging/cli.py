@@ -216,6 +216,10 @@ def cmd_deid(args) -> int:
         f"de-identified {rep.files_written} file(s) in {rep.series} series into {where} "
         f"({rep.files_skipped} non-DICOM or unreadable file(s) skipped); verified: none of "
         f"{rep.identifying_values_checked} identifying input values found in the output\n")
+    if rep.files_without_image:
+        sys.stderr.write(
+            f"note: {rep.files_without_image} DICOM object(s) without image data (structure sets, reports, DICOMDIR...) "
+            "were not copied: deid writes CT/image series only.\n")
     if rep.files_truncated:
         sys.stderr.write(
             f"warning: {rep.files_truncated} truncated image(s) were left out of the output, so its series may "

@@ -493,6 +493,8 @@ class DeidReport:
     output: str
     #: images whose pixel data is shorter than the image size (left out of the output; counted in files_skipped)
     files_truncated: int = 0
+    #: DICOM objects without pixel data (structure sets, reports, DICOMDIR): not copied (counted in files_skipped)
+    files_without_image: int = 0
 
 
 def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str | None = None,
@@ -540,11 +542,16 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
     datasets = []
     skipped = 0
     truncated = 0
+    no_image = 0
     for f in files:
         try:
             ds = pydicom.dcmread(str(f))
             ds.PixelData  # noqa: B018 - force reading: truncated files fail here, not half-way through writing
-        except (InvalidDicomError, AttributeError):
+        except AttributeError:  # DICOM without pixel data: structure set, report, DICOMDIR...
+            skipped += 1
+            no_image += 1
+            continue
+        except InvalidDicomError:
             skipped += 1
             continue
         except Exception:
@@ -597,7 +604,7 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
                          "choose a folder you can write to, with enough free space.") from None
     return DeidReport(files_written=len(datasets), series=len(series_order), files_skipped=skipped + truncated,
                       identifying_values_checked=len(forbidden), date_shift_days=date_shift_days,
-                      output=safe_path(dst_p), files_truncated=truncated)
+                      output=safe_path(dst_p), files_truncated=truncated, files_without_image=no_image)
 
 
 # --------------------------------------------------------------------------- in memory

@@ -270,3 +270,26 @@ def test_deid_survives_a_malformed_date(tmp_path):
         assert ds.PatientBirthDate == "" and ds.get("AcquisitionDate", "") == ""
         assert ds.StudyDate == "20240315"  # a well-formed date is still shifted (2024-03-05 + 10 days)
         assert b"1961" not in f.read_bytes() and b"2024-03-05" not in f.read_bytes()
+
+
+def test_deid_says_non_image_objects_are_not_copied(tmp_path, capsys):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from osteoplan.cli import main
+
+    src = tmp_path / "in"
+    synth.write_series(src, seed=6, n_slices=2, rows=8, cols=8)
+    sr = Dataset()
+    sr.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR: no pixel data
+    sr.SOPInstanceUID = generate_uid()
+    sr.Modality = "SR"
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
+    sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPInstanceUID
+    sr.save_as(src / "report.dcm", enforce_file_format=True)
+    rep = deidentify_folder(src, tmp_path / "o1", key="k")
+    assert rep.files_written == 2 and rep.files_without_image == 1 and rep.files_skipped == 1
+    assert main(["deid", str(src), str(tmp_path / "o2"), "--key", "k"]) == 0
+    assert "1 DICOM object(s) without image data" in capsys.readouterr().err
