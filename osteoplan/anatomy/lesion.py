@@ -161,7 +161,11 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
             except Exception:  # degenerate (flat) point sets
                 hull = sub_d
             region[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= hull
-    lyt = region & (sm < thr) & (sm > -200.0)
+    # the core is searched one voxel inside the region (the partial-volume rim at the bone surface
+    # and thin soft-tissue gaps taken into the mask are darker than bone without being lysis);
+    # the shell step below restores the lesion's boundary voxels
+    inner = ndi.binary_erosion(region, structure=ndi.generate_binary_structure(3, 1))
+    lyt = inner & (sm < thr) & (sm > -200.0)
     lyt = ndi.binary_closing(ndi.binary_opening(lyt, structure=ndi.generate_binary_structure(3, 1)), structure=ndi.generate_binary_structure(3, 1)) & region
     vox_ml = volume.voxel_volume_ml
     lab, n = ndi.label(lyt)

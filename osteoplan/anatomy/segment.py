@@ -355,7 +355,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         nsz = np.bincount(nlab.ravel()) * float(np.prod(cn.spacing_mm)) / 1000.0
         big = nsz >= 0.05
         big[0] = False
-        facing = ndi.binary_dilation(big[nlab], structure=np.ones((1, 3, 3), bool))
+        facing = ndi.binary_dilation(big[nlab], structure=ndi.generate_binary_structure(3, 1))
         llab0, ln0 = ndi.label(above)
         if ln0:
             dense0 = np.bincount(llab0[cort], minlength=ln0 + 1) * float(np.prod(cn.spacing_mm)) / 1000.0 >= 0.005
