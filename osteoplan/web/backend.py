@@ -159,8 +159,12 @@ def create_case(db, actor, data: dict):
     return service.create_patient(db, actor, data)
 
 
-def update_case(db, actor, case_id: int, data: dict):
-    """Edit the patient record with optimistic locking (the version the form was opened at)."""
+def update_case(db, actor, case_id: int, data: dict, cleared: set[str] | frozenset[str] = frozenset()):
+    """Edit the patient record with optimistic locking (the version the form was opened at).
+
+    *cleared*: fields submitted empty. An identity field submitted empty is cleared; one not submitted at all
+    is left unchanged. A required field submitted empty is refused by the workflow with a message naming it.
+    """
     from osteoplan.errors import ValidationError
     from osteoplan.workflow import service
 
@@ -170,10 +174,12 @@ def update_case(db, actor, case_id: int, data: dict):
         raise ValidationError("the form is missing the record version; reload the page and edit again")
     fields = service.EDITABLE["patient"]
     changes = {k: data.get(k) for k in fields if k in data or k in ("ecog", "karnofsky", "birth_year", "date_of_death")}
-    # identity fields left empty are kept (research never reaches here; empty = unchanged)
-    for k in ("family_name", "given_name", "birth_date", "hospital_id"):
+    for k in ("family_name", "given_name", "birth_date", "hospital_id", "primary_cancer", "sex"):
         if not changes.get(k):
-            changes.pop(k, None)
+            if k in cleared:
+                changes[k] = None  # emptied in the form: cleared (identity) or "required" (clinical)
+            else:
+                changes.pop(k, None)
     for k in ("ecog", "karnofsky", "birth_year"):
         if changes.get(k) not in (None, ""):
             try:

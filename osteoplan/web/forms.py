@@ -319,9 +319,7 @@ def coerce_changes(spec: FormSpec, data: dict[str, Any], model) -> dict[str, Any
             if field.is_required():
                 raise ValidationError(f"{f.label} is required")
             default = field.get_default(call_default_factory=True)
-            if default == "":  # NOT NULL free text: update_record turns "" into NULL, so leave it unchanged
-                continue
-            if default is not None:  # e.g. False, []: the column is NOT NULL
+            if default is not None:  # e.g. "", False, []: the column is NOT NULL (free text is emptied to "")
                 value = default
         if field is not None and value is not None:
             try:

@@ -124,16 +124,29 @@ def audit(session: Session, actor: m.User | None, action: str, entity: str, enti
     return rec
 
 
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether a database integrity error is a UNIQUE violation (PostgreSQL SQLSTATE 23505, SQLite message)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return "UNIQUE constraint failed" in str(orig or exc)
+
+
 def _flush(session: Session) -> None:
+    """Flush; a stale version or a UNIQUE clash -> ConflictError, any other database rule -> ValidationError."""
     try:
         session.flush()
     except StaleDataError:
         session.rollback()
         raise ConflictError(CONFLICT_MESSAGE) from None
-    except IntegrityError:
+    except IntegrityError as exc:
         session.rollback()
-        raise ConflictError("a record with the same unique value (case code, username) was saved at the same "
-                            "time by someone else; reload and retry") from None
+        if _is_unique_violation(exc):
+            raise ConflictError("a record with the same unique value (case code, username) was saved at the same "
+                                "time by someone else; reload and retry") from None
+        # NOT NULL, foreign key or CHECK: an input problem, not a conflict (the message never echoes values)
+        raise ValidationError("the record is incomplete or refers to a record that does not exist (a database "
+                              "rule refused it); fill in the required fields and check the links, then retry") from None
 
 
 def _get(session: Session, model: type, record_id: int, what: str, include_deleted: bool = False):
@@ -887,10 +900,19 @@ def update_record(session: Session, actor: m.User | None, entity: str, record_id
     entity : str
         A key of :data:`EDITABLE` (``"patient"``, ``"procedure"``, ...).
     changes : mapping
-        Field -> new value (dates as ``date`` or ISO text).
+        Field -> new value (dates as ``date`` or ISO text). An empty value (``""``, blank text or ``None``)
+        clears an optional field; a required free-text field whose default is empty (decision justification,
+        benefits / risks explained) becomes ``""``; any other required field cannot be emptied
+        (:class:`~osteoplan.errors.ValidationError` naming the field).
     expected_version : int
         The ``version`` the user saw when opening the form; a different current version raises
         :class:`~osteoplan.errors.ConflictError` ("changed by someone else since you opened it; reload").
+
+    Notes
+    -----
+    A save that changes nothing writes no update but is still an access to patient data: it is logged as a
+    ``read`` whose detail is ``{"save": "unchanged", "fields": [...]}`` (the issue's "every read and write of
+    patient data goes to the audit log").
 
     Raises
     ------
@@ -906,21 +928,37 @@ def update_record(session: Session, actor: m.User | None, entity: str, record_id
         raise ValidationError(f"these fields of a {entity} cannot be edited here: {', '.join(sorted(unknown))}")
     obj = _get(session, m.ENTITIES[entity], record_id, entity)
     _check_version(obj, expected_version)
+    table = m.ENTITIES[entity].__table__
     changed = []
     for k, v in changes.items():
-        if k in _DATE_FIELDS and isinstance(v, str) and v:
+        if k in _DATE_FIELDS and isinstance(v, str) and v.strip():
             try:
-                v = dt.date.fromisoformat(v)
+                v = dt.date.fromisoformat(v.strip())
             except ValueError:
-                raise ValidationError(f"{k}: {v!r} is not a date (YYYY-MM-DD)") from None
-        if v == "":
-            v = None
+                raise ValidationError(f"{k.replace('_', ' ')} is not a date; use YYYY-MM-DD") from None  # value not echoed
+        if isinstance(v, str) and not v.strip():
+            v = ""
+        col = table.c[k]
+        if v == "" or v is None:
+            # optional column: empty clears it. NOT NULL free text with an empty default (justification,
+            # benefits/risks explained): kept as "". Other NOT NULL columns: required.
+            if col.nullable:
+                v = None
+            elif col.default is not None and col.default.is_scalar and col.default.arg == "":
+                v = ""
+            else:
+                raise ValidationError(f"{k.replace('_', ' ')} of a {entity.replace('_', ' ')} is required and "
+                                      "cannot be emptied; enter a value (or leave the current one)")
         if k == "birth_date" and isinstance(v, dt.date):
             v = v.isoformat()
         if getattr(obj, k) != v:
             setattr(obj, k, v)
             changed.append(k)
     if not changed:
+        # a save that changes nothing is still an access to patient data: logged as a read
+        audit(session, actor, "read", entity, obj.id, patient_id=_patient_of(obj), reason=reason,
+              detail={"save": "unchanged", "fields": sorted(changes)})
+        _flush(session)
         return obj
     _recheck(obj)
     audit(session, actor, "update", entity, obj.id, patient_id=_patient_of(obj), reason=reason,

@@ -203,7 +203,8 @@ def case_edit_form(request: Request, case_id: int, p: Principal = Depends(requir
 def case_edit(request: Request, case_id: int, p: Principal = Depends(require("case.edit")), form=Depends(form_data),
               db=Depends(get_db)):
     return _submit(request, db, forms.PATIENT_EDIT,
-                         lambda d: backend.update_case(db, p.user, case_id, d), form,
+                         lambda d: backend.update_case(db, p.user, case_id, d, cleared={
+                             k for k in form.keys() if isinstance(form.get(k), str) and not form.get(k).strip()}), form,
                          ok_url=f"/cases/{case_id}", ok_msg="Patient record saved.", back_url=f"/cases/{case_id}",
                          back_label="Case")
 
