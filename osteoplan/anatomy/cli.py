@@ -9,6 +9,19 @@ from pathlib import Path
 from osteoplan.errors import DependencyError, InputError, safe_path
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` are refused as usage errors)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a finite number is needed, not '{text}'")
+    return value
+
+
 def register(sub) -> None:
     """Add the anatomy subcommands to the top-level parser's subparsers."""
     p = sub.add_parser(
@@ -46,7 +59,7 @@ def register(sub) -> None:
                    help="DICOM input: interpolate across missing slices instead of refusing")
     s.add_argument("--resample-uniform", action="store_true",
                    help="DICOM input: resample uneven slice spacing to a uniform grid instead of refusing")
-    s.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
+    s.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
     s.add_argument("--totalsegmentator", action="store_true",

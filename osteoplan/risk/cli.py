@@ -16,6 +16,19 @@ from typing import Any
 from osteoplan.errors import DependencyError, InputError
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` are refused as usage errors)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"a finite number is needed, not '{text}'")
+    return value
+
+
 def register(sub) -> None:
     """Add ``risk`` to the top-level parser's subparsers."""
     p = sub.add_parser(
@@ -42,7 +55,7 @@ def register(sub) -> None:
                    help="DICOM input: interpolate across missing slices instead of refusing")
     p.add_argument("--resample-uniform", action="store_true",
                    help="DICOM input: resample uneven slice spacing to a uniform grid instead of refusing")
-    p.add_argument("--hint-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
+    p.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     p.add_argument("--no-rigidity", action="store_true", help="skip the CT rigidity analysis")
     p.add_argument("--sections", action="store_true", help="print every rigidity section")

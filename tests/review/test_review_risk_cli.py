@@ -44,3 +44,13 @@ def test_risk_and_segment_accept_the_reader_options_their_errors_suggest(tmp_pat
         rc, err = _run(capsys, [*argv, "--allow-gaps", "--resample-uniform", "--series-uid", "1.2.3"])
         assert rc == 2 and "stop here" in err
     assert seen == [dict(series_uid="1.2.3", allow_gaps=True, resample_uniform=True)] * 2
+
+
+def test_hint_point_must_be_finite(capsys):
+    import pytest
+
+    for argv in (["risk", "ct", "--hint-lps", "inf", "0", "0"], ["segment", "ct", "--out", "o", "--hint-lps", "nan", "0", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "a finite number is needed" in err and err.count("\n") == 1
