@@ -32,15 +32,15 @@ def register(sub) -> None:
     )
     p.add_argument("out", help="output folder (must not exist or be empty unless --force)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--lesion-radius-mm", type=float, default=4.0, help="lytic lesion radius in mm, 0 = none (default 4)")
-    p.add_argument("--lesion-offset-mm", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
+    p.add_argument("--lesion-radius-mm", type=finite_float, default=4.0, help="lytic lesion radius in mm, 0 = none (default 4)")
+    p.add_argument("--lesion-offset-mm", type=finite_float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
                    help="LPS offset of the lesion centre from the dens centre (mm)")
     p.add_argument("--no-contrast", action="store_true", help="unenhanced vessels (40 HU) instead of contrast")
-    p.add_argument("--spacing-mm", type=float, default=0.8, help="isotropic voxel size (default 0.8)")
-    p.add_argument("--noise-hu", type=float, default=12.0, help="Gaussian noise SD in HU (default 12)")
-    p.add_argument("--carotid-shift-mm", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
+    p.add_argument("--spacing-mm", type=finite_float, default=0.8, help="isotropic voxel size (default 0.8)")
+    p.add_argument("--noise-hu", type=finite_float, default=12.0, help="Gaussian noise SD in HU (default 12)")
+    p.add_argument("--carotid-shift-mm", type=finite_float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
                    help="LPS shift of the carotid arteries and jugular veins (mm)")
-    p.add_argument("--rotation-deg", type=float, nargs=3, metavar=("RX", "RY", "RZ"), default=(0.0, 0.0, 0.0),
+    p.add_argument("--rotation-deg", type=finite_float, nargs=3, metavar=("RX", "RY", "RZ"), default=(0.0, 0.0, 0.0),
                    help="rotate the anatomy about the L, P, S axes through C2 (degrees; +RX flexion, +RZ face to the left)")
     p.add_argument("--no-dicom", action="store_true", help="skip the DICOM series")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")

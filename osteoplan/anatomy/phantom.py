@@ -94,6 +94,11 @@ def _vec3(v: Any) -> tuple[float, float, float]:
     return a  # type: ignore[return-value]
 
 
+#: Largest structure shift / lesion offset accepted by the phantom, per LPS component (mm). A
+#: configurable guard without a published source: larger shifts leave the modelled neck.
+MAX_SHIFT_MM = 60.0
+
+
 @dataclass(frozen=True)
 class PhantomParams:
     """Parameters of :func:`make_phantom` (every length in mm, LPS axes).
@@ -167,6 +172,15 @@ class PhantomParams:
         for name in ("lesion_offset_mm", "carotid_shift_mm", "cord_shift_mm", "vertebral_artery_shift_mm",
                      "rotation_deg"):
             object.__setattr__(self, name, _vec3(getattr(self, name)))
+        for f in fields(self):
+            v = getattr(self, f.name)
+            vals = v if isinstance(v, tuple) else (v,)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in vals):
+                raise InputError(f"Phantom parameter {f.name} must be a finite number; got {v}.")
+        for name in ("carotid_shift_mm", "cord_shift_mm", "vertebral_artery_shift_mm", "lesion_offset_mm"):
+            if any(abs(x) > MAX_SHIFT_MM for x in getattr(self, name)):
+                raise InputError(f"Phantom {name} components must be within +/-{MAX_SHIFT_MM:g} mm (the neck is "
+                                 "about 120 mm wide).")
         if not 0.3 <= float(self.spacing_mm) <= 2.0:
             raise InputError(f"Phantom spacing {self.spacing_mm} mm is out of range; use 0.3-2 mm (0.6-1 mm is typical).")
         if self.lesion_radius_mm < 0 or self.lesion_radius_mm > 15:

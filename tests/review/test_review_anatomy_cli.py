@@ -13,7 +13,20 @@ from osteoplan.errors import InputError
 def test_phantom_lesion_that_misses_c2_is_refused():
     # before: a 100 mm offset silently produced a phantom with a 0 mL "lesion"
     with pytest.raises(InputError, match="does not reach C2"):
-        make_phantom(spacing_mm=2.0, noise_hu=0.0, lesion_radius_mm=4.0, lesion_offset_mm=(100.0, 0.0, 0.0))
+        make_phantom(spacing_mm=2.0, noise_hu=0.0, lesion_radius_mm=4.0, lesion_offset_mm=(0.0, -45.0, 0.0))
+    with pytest.raises(InputError, match="within"):
+        make_phantom(spacing_mm=2.0, lesion_offset_mm=(100.0, 0.0, 0.0))
+
+
+@pytest.mark.parametrize("bad", [dict(noise_hu=float("nan")), dict(lesion_radius_mm=float("nan")),
+                                 dict(rotation_deg=(float("nan"), 0.0, 0.0)),
+                                 dict(carotid_shift_mm=(float("inf"), 0.0, 0.0))])
+def test_phantom_refuses_non_finite_parameters(bad):
+    # before: nan noise gave a noiseless CT, nan rotation an all-air CT with nan landmarks, inf shift an OverflowError
+    from osteoplan.anatomy.phantom import PhantomParams
+
+    with pytest.raises(InputError, match="finite"):
+        PhantomParams(**bad)
 
 
 @pytest.mark.parametrize("command", [["phantom", "--no-dicom"], ["segment", "CT", "--out"]])
