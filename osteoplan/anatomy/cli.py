@@ -127,6 +127,27 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_replacing(anatomy, out: Path) -> dict:
+    """Save into a new sibling folder, then swap it with *out*: the previous output stays intact until
+    the new one is complete (an interruption never leaves the user with neither)."""
+    import os
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
+    staging.rmdir()  # anatomy.save creates it (atomically)
+    try:
+        summary = anatomy.save(staging)
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / "previous")
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
 def _segment(args: argparse.Namespace) -> int:
     import importlib
 
@@ -166,13 +187,9 @@ def _segment(args: argparse.Namespace) -> int:
         kwargs["use_totalsegmentator"] = True
     with step("segmenting"):
         anatomy = build(volume, **kwargs)
-    if out.exists() and args.force:
-        import shutil
-
-        shutil.rmtree(out)
     try:
         with step("writing"):
-            summary = anatomy.save(out)
+            summary = _save_replacing(anatomy, out) if out.exists() else anatomy.save(out)
     except OSError as exc:
         raise InputError(f"Cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
                          "check the free disk space and permissions.") from None

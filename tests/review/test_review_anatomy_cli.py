@@ -68,3 +68,30 @@ def test_phantom_dicom_description_not_hidden_as_identifying(tmp_path):
     v = read_volume(tmp_path / "ph" / "dicom")
     assert v.info.series_description == "osteoplan neck model CT" and v.info.kernel == "SYNTHETIC"
     np.testing.assert_array_equal(v.array, read_volume(tmp_path / "ph" / "ct.nii.gz").array)
+
+
+def test_segment_force_keeps_the_previous_output_until_the_new_one_is_complete(tmp_path):
+    # before: --force deleted the previous output first; a failure or Ctrl-C while saving left nothing
+    from osteoplan.anatomy.cli import _save_replacing
+
+    out = tmp_path / "seg"
+    out.mkdir()
+    (out / "anatomy.json").write_text("previous")
+
+    class Failing:
+        def save(self, d):
+            d.mkdir()
+            raise KeyboardInterrupt
+
+    class Good:
+        def save(self, d):
+            d.mkdir()
+            (d / "anatomy.json").write_text("new")
+            return {"files": ["anatomy.json"]}
+
+    with pytest.raises(KeyboardInterrupt):
+        _save_replacing(Failing(), out)
+    assert (out / "anatomy.json").read_text() == "previous"
+    assert _save_replacing(Good(), out) == {"files": ["anatomy.json"]}
+    assert (out / "anatomy.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seg"]  # no .seg.*.new / .old left
