@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from osteoplan.atomic import atomic_write_bytes, atomic_write_text
 from osteoplan.errors import DependencyError, InputError
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
-from osteoplan.views.i18n import LANGS, t
+from osteoplan.views.i18n import LANGS, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
 REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal", "down_path")
@@ -63,15 +63,17 @@ def clearance_rows(plan: Any, lang: str = "en") -> list[dict[str, Any]]:
     seen = set()
     for c in checks:
         seen.add(c.structure)
+        # distances are computed up to a cap: the value is a lower bound, shown as "≥ x mm"
+        capped = bool(c.note) and c.note.startswith("at least this much")
         rows.append({
             "structure": c.structure, "label": t(c.structure, lang), "color": hex_color(structure_color(c.structure)),
             "category": t(f"category_{c.category}", lang),
             "margin": _fmt(c.margin_mm, "mm"),
-            "clearance": _fmt(c.clearance_mm, "mm") if c.segmented else "—",
+            "clearance": ((("≥ " if capped else "") + _fmt(c.clearance_mm, "mm")) if c.segmented else "—"),
             "status": c.status, "status_label": t(f"status_{c.status}", lang).upper()
             if c.status in ("fail", "not_assessed") else t(f"status_{c.status}", lang),
             "displacement": _fmt(c.displacement_needed_mm, "mm"),
-            "source": (c.source or "—") + (f" ({c.note})" if c.note else ""),
+            "source": (c.source or "—") + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
         })
     for s in plan.not_assessed:
         if s in seen:
@@ -136,7 +138,9 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         clearance_rows=clearance_rows(plan, lang),
         assessed=", ".join(t(s, lang) for s in plan.assessed) or t("none", lang),
         not_assessed=", ".join(t(s, lang) for s in plan.not_assessed) or t("none", lang),
-        leak_text=leak_text, guidance=guidance, warnings=list(plan.warnings),
+        leak_text=leak_text, guidance=guidance, warnings=[translate_text(w, lang) for w in plan.warnings],
+        tr=lambda text: translate_text(text, lang),
+        any_capped=any(r["clearance"].startswith("≥") for r in clearance_rows(plan, lang)),
         risk_lines=[str(x) for x in ((plan.risk or {}).get("summary") or [])],
         alternatives=list(plan.trajectories[1:]),
         colors={k: hex_color(v) for k, v in STATUS_COLORS.items()},

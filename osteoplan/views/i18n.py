@@ -172,3 +172,107 @@ def t(key: str, lang: str = "en") -> str:
     if entry is None:
         return key.replace("_", " ")
     return entry.get(lang) or entry.get("en") or key
+
+
+STRINGS.update({
+    "at_least": {"en": "at least", "fr": "au moins"},
+    "distance_cap_note": {"en": "≥: the structure is farther than the distance computed (capped at 20 mm).",
+                          "fr": "≥ : la structure est plus loin que la distance calculée (plafonnée à 20 mm)."},
+    "constraint_skin": {"en": "path reaches the skin inside the field of view and within the maximum depth",
+                        "fr": "le trajet atteint la peau dans le champ de vue et dans la profondeur maximale"},
+    "constraint_bone_entry": {"en": "bone entry on the anterior/anterolateral cortex of the C2 body",
+                              "fr": "entrée osseuse sur la corticale antérieure/antérolatérale du corps de C2"},
+    "constraint_screw_length": {"en": "bone entry to target fits the screw catalogue",
+                                "fr": "la distance entrée osseuse → cible correspond au catalogue de vis"},
+    "constraint_containment": {"en": "screw stays inside C2 with the containment margin",
+                               "fr": "la vis reste dans C2 avec la marge de confinement"},
+    "constraint_entry_angle": {"en": "path meets the C2 cortex at least at the minimum incidence angle",
+                               "fr": "le trajet aborde la corticale de C2 au moins à l'angle d'incidence minimal"},
+    "constraint_bone_on_way": {"en": "no other bone (mandible, C1, C3...) crossed before C2",
+                               "fr": "aucun autre os (mandibule, C1, C3...) traversé avant C2"},
+    "constraint_hydrodissection_limit": {"en": "displacement needed within what hydrodissection achieves",
+                                         "fr": "déplacement nécessaire dans les limites de l'hydrodissection"},
+})
+
+
+def _fr_list(text: str) -> str:
+    """Translate a comma-separated list of structure keys (unknown words kept)."""
+    return ", ".join(t(w.strip(), "fr") if w.strip() in STRINGS else w.strip() for w in text.split(","))
+
+
+#: Planner-generated sentences (osteoplan.planning) and their French form. Each pattern matches the
+#: whole English sentence; groups are re-used in the French template (``{0}``, ``{1}``...); a group
+#: named in ``_LIST_GROUPS`` is a list of structure keys translated one by one.
+_PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
+    (r"at least this much \(distances are computed up to ([\d.]+) mm\)",
+     "au moins cette distance (distances calculées jusqu'à {0} mm)", ()),
+    (r"atlas-transferred mask, not this patient's vessel", "masque transféré d'un atlas, pas le vaisseau de ce patient", ()),
+    (r"not segmented", "non segmenté", ()),
+    (r"Gantry tilt ([-\d.]+) deg is beyond the scanner limit \(([\d.]+) deg\): follow the path on oblique reformats\.",
+     "Inclinaison du statif de {0}° au-delà de la limite du scanner ({1}°) : suivre le trajet sur des reconstructions obliques.", ()),
+    (r"Bull's-eye view needs (.+): cranio-caudal angulation beyond ([\d.]+) deg may not be reachable; "
+     r"use the progression view and CT checks instead\.",
+     "L'incidence « bull's-eye » demande {0} : une angulation cranio-caudale au-delà de {1}° peut être inaccessible ; "
+     "utiliser l'incidence de progression et des contrôles scanner.", ()),
+    (r"Screw length ([\d.]+) mm is outside the ([\d.]+)-([\d.]+) mm used in the published series \(PMID 33388865\)\.",
+     "Longueur de vis {0} mm hors de l'intervalle {1}–{2} mm des séries publiées (PMID 33388865).", ()),
+    (r"The screw leaves less bone than required at the dens waist\.",
+     "La vis laisse moins d'os que requis au col de l'odontoïde.", ()),
+    (r"Coarse CT \(([\d.]+) mm voxels\): clearances, containment and the dens landmarks are uncertain by about half a "
+     r"voxel \(([\d.]+) mm\) or more; re-plan on a thin-slice CT \(<= 1 mm\) before use\.",
+     "Scanner à voxels grossiers ({0} mm) : distances, confinement et repères de l'odontoïde incertains d'environ un "
+     "demi-voxel ({1} mm) ou plus ; replanifier sur un scanner en coupes fines (≤ 1 mm) avant utilisation.", ()),
+    (r"Not assessed \(not segmented, never reported as clear\): (.+)\.",
+     "Non évalué (non segmenté, jamais déclaré à distance) : {0}.", (0,)),
+    (r"Not assessed \(not segmented\): (.+)\. Hydrodissection may still be needed\.",
+     "Non évalué (non segmenté) : {0}. Une hydrodissection peut rester nécessaire.", (0,)),
+    (r"No feasible path with a ([\d.]+) mm screw; ([\d.]+) mm was used\.",
+     "Aucun trajet réalisable avec une vis de {0} mm ; {1} mm a été utilisée.", ()),
+    (r"demo: the phantom's exact label map stands in for segmentation \(use --segment to run it\)",
+     "démo : la carte de labels exacte du fantôme remplace la segmentation (--segment pour la lancer)", ()),
+    (r"lesion volume x ([\d.]+)-([\d.]+) \(filling 61 \+/- 15 %\), upper bound capped at ([\d.]+) mL; "
+     r"C2 reference (.+?) mL \(range (.+?) mL\), Mont'Alverne AJNR 2005;26:1641\. Heuristic, no validated formula\.",
+     "volume de la lésion × {0}–{1} (remplissage 61 ± 15 %), borne haute plafonnée à {2} mL ; référence C2 {3} mL "
+     "(intervalle {4} mL), Mont'Alverne AJNR 2005;26:1641. Heuristique, pas de formule validée.", ()),
+    (r"Lesion not segmented \(not assessed\): published range returned\. C2 reference (.+?) mL \(range (.+?) mL\), "
+     r"Mont'Alverne AJNR 2005;26:1641\.",
+     "Lésion non segmentée (non évaluée) : intervalle publié. Référence C2 {0} mL (intervalle {1} mL), "
+     "Mont'Alverne AJNR 2005;26:1641.", ()),
+    (r"No lesion found by segmentation\. C2 reference (.+?) mL \(range (.+?) mL\), Mont'Alverne AJNR 2005;26:1641\.",
+     "Aucune lésion trouvée par la segmentation. Référence C2 {0} mL (intervalle {1} mL), Mont'Alverne AJNR 2005;26:1641.", ()),
+    (r"NOT segmented \(not assessed\): (.+)", "NON segmenté (non évalué) : {0}", (0,)),
+    (r"provided masks: (.+)", "masques fournis : {0}", (0,)),
+    (r"lesion: none found in C2", "lésion : aucune trouvée dans C2", ()),
+    (r"C2 located \(classical, confidence ([\d.]+)\)", "C2 localisée (méthode classique, confiance {0})", ()),
+    (r"No feasible path among (\d+) candidates\. Most excluding constraints: (.+?)\.( Closest candidate: (.+)\.)?",
+     "Aucun trajet réalisable parmi {0} candidats. Contraintes les plus excluantes : {1}.{2}", ()),
+]
+
+
+def translate_text(text: str | None, lang: str = "en") -> str | None:
+    """Translate a planner-generated English sentence into *lang* when it is a known one.
+
+    Sentences from ``osteoplan.planning`` (warnings, cement basis, clearance notes, infeasibility message)
+    are recognised by pattern; numbers and structure names are carried over (structure keys translated).
+    Unknown text is returned unchanged (English), so nothing is lost in a clinical document.
+    """
+    import re
+
+    if text is None or lang == "en":
+        return text
+    if lang != "fr":
+        return text
+    for pat, tmpl, list_groups in _PATTERNS_FR:
+        m = re.fullmatch(pat, text.strip())
+        if m is None:
+            continue
+        groups = [g or "" for g in m.groups()]
+        for i in list_groups:
+            groups[i] = _fr_list(groups[i])
+        if pat.startswith("No feasible path among"):
+            groups[1] = re.sub(r"(\d+) of (\d+)", r"\1 sur \2", groups[1])
+            near = groups[3]
+            groups[2] = (" Candidat le plus proche : "
+                         + re.sub(r"(\w+) short by ([\d.]+) mm", r"\1 : manque \2 mm", near) + ".") if near else ""
+        return tmpl.format(*groups)
+    return text

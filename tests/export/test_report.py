@@ -83,3 +83,69 @@ def test_risk_summary_is_reported(plan):
     html = build_report_html(p, {}, lang="fr")
     assert "Risque fracturaire" in html and "SINS 12 (potentially unstable), Fisher 2010" in html
     assert "Fracture risk" not in build_report_html(plan, {}, lang="en")
+
+
+def _planner_style_plan(plan):
+    """The factory plan with the texts the planner really writes (warnings, cement basis, notes)."""
+    from osteoplan.planning.model import ClearanceCheck
+
+    best = plan.best
+    capped = ClearanceCheck(structure="mandible", category="hard", margin_mm=1.0, clearance_mm=17.8, status="pass",
+                            segmented=True, source="phantom-truth",
+                            note="at least this much (distances are computed up to 20 mm)")
+    alt = best.model_copy(update={"rank": 2, "side": "right"})
+    best = best.model_copy(update={"clearances": best.clearances + (capped,)})
+    hydro = plan.hydrodissection.model_copy(update={
+        "note": "Not assessed (not segmented): internal_jugular_vein_left. Hydrodissection may still be needed."})
+    cement = plan.cement.model_copy(update={
+        "lesion_volume_ml": 0.264,
+        "basis": "lesion volume x 0.46-0.76 (filling 61 +/- 15 %), upper bound capped at 4.0 mL; C2 reference "
+                 "2.9 +/- 0.7 mL (range 2.0-4.0 mL), Mont'Alverne AJNR 2005;26:1641. Heuristic, no validated formula."})
+    warnings = ("Gantry tilt 70.0 deg is beyond the scanner limit (30.0 deg): follow the path on oblique reformats.",
+                "Screw length 24 mm is outside the 30-55 mm used in the published series (PMID 33388865).",
+                "Not assessed (not segmented, never reported as clear): esophagus, internal_jugular_vein_left.")
+    return plan.model_copy(update={"trajectories": (best, alt), "hydrodissection": hydro, "cement": cement,
+                                   "warnings": warnings})
+
+
+def test_capped_clearance_shown_as_lower_bound(plan):
+    p = _planner_style_plan(plan)
+    row = next(r for r in clearance_rows(p, "en") if r["structure"] == "mandible")
+    assert row["clearance"] == "≥ 17.8 mm" and row["status"] == "pass"
+    assert row["source"] == "phantom-truth"          # the note is not glued to the mask source any more
+    html = build_report_html(p, {}, lang="en")
+    assert "capped at 20 mm" in html
+    # a structure within range keeps its plain value
+    assert next(r for r in clearance_rows(p) if r["structure"] == "spinal_canal")["clearance"] == "4.6 mm"
+
+
+def test_hydrodissection_caveat_for_unassessed_structures(plan):
+    html = build_report_html(_planner_style_plan(plan), {}, lang="en")
+    assert "Hydrodissection may still be needed" in html
+    fr = build_report_html(_planner_style_plan(plan), {}, lang="fr")
+    assert "Une hydrodissection peut rester nécessaire" in fr and "veine jugulaire interne gauche" in fr
+
+
+def test_french_report_translates_planner_text(plan):
+    import html as _html
+
+    html = _html.unescape(build_report_html(_planner_style_plan(plan), {}, lang="fr"))
+    for en in ("Gantry tilt", "Screw length", "never reported as clear", "Heuristic, no validated formula",
+               "at least this much", "<td>right</td>"):
+        assert en not in html, en
+    assert "Inclinaison du statif de 70.0° au-delà de la limite du scanner (30.0°)" in html
+    assert "Longueur de vis 24 mm hors de l'intervalle 30–55 mm" in html
+    assert "œsophage, veine jugulaire interne gauche" in html
+    assert "Heuristique, pas de formule validée" in html
+    assert "<td>droite</td>" in html                  # side of the alternative plan
+    assert "0.26 mL" in html                          # same 2 decimals as the terminal summary (was 0.3)
+
+
+def test_unknown_text_is_kept_in_english():
+    from osteoplan.views.i18n import translate_text
+
+    assert translate_text("something new from another stage", "fr") == "something new from another stage"
+    assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "en") == \
+        "No feasible path with a 4.5 mm screw; 4.0 mm was used."
+    assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "fr") == \
+        "Aucun trajet réalisable avec une vis de 4.5 mm ; 4.0 mm a été utilisée."
