@@ -63,7 +63,8 @@ def summary_text(plan) -> str:
             L.append("  " + plan.infeasibility.message)
             for e in plan.infeasibility.exclusions:
                 if e.excluded:
-                    L.append(f"    {e.constraint:<34} excluded {e.excluded:>8} (first failing for {e.excluded_first})")
+                    L.append(f"    {e.constraint:<34} excluded {e.excluded:>8} (first failing for {e.excluded_first})"
+                             f"  -- {e.description}")
     else:
         b = plan.best
         L.append(f"RESULT: plan found, {b.side.upper()} lateral-cervical approach"
@@ -90,6 +91,8 @@ def summary_text(plan) -> str:
         order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "pass": 3}
         for c in sorted(b.clearances, key=lambda c: (order[c.status], c.structure)):
             clr = "-" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
+            if c.clearance_mm is not None and (c.note or "").startswith("at least this much"):
+                clr = ">=" + clr  # distances are computed up to a cap: a lower bound
             if c.status == "hydrodissection":
                 st = f"HYDRODISSECTION (push {c.displacement_needed_mm:.1f} mm)"
             elif c.status == "fail":
@@ -98,6 +101,12 @@ def summary_text(plan) -> str:
             else:
                 st = {"pass": "pass", "not_assessed": "not assessed (not segmented)"}[c.status]
             L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr:>9}mm  {st}")
+        if plan.hydrodissection is not None and plan.hydrodissection.note:
+            L.append(f"  hydrodissection: {plan.hydrodissection.note}")
+        if any((c.note or "").startswith("at least this much") for c in b.clearances):
+            from osteoplan.planning.fields import CAP_MM
+
+            L.append(f"    (>= : farther than the distance computed, which is capped at {CAP_MM:g} mm)")
         g = b.guidance
         if g:
             L.append(f"  C-arm bull's-eye: {g.bullseye.label}; progression view: {g.progression.label}")
@@ -127,8 +136,30 @@ def summary_text(plan) -> str:
 
 # --------------------------------------------------------------------------- commands
 def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    """Refuse, before any work, an --out that cannot be written (checked again atomically at the end).
+
+    Raises
+    ------
+    InputError
+        --out is a file, a non-empty folder (without --overwrite), lies under a file, or its nearest
+        existing parent folder cannot be written to.
+    """
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.")
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out cannot be created: {safe_path(parent)} is a file, not a folder; choose another --out.")
+    try:  # a real write probe: permissions, read-only or pseudo file systems (/proc), full disks
+        tempfile.TemporaryDirectory(dir=parent, prefix=".osteoplan-probe-").cleanup()
+    except OSError as exc:
+        raise InputError(f"Cannot write the output folder there ({exc.strerror or type(exc).__name__}); "
+                         "choose another --out in a folder you can write to.") from None
 
 
 def _risk(volume, anatomy) -> dict | None:

@@ -77,3 +77,39 @@ def test_plan_missing_ct_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["under_file", "is_file"])
+def test_plan_unwritable_out_fails_before_any_work(tmp_path, capsys, where):
+    # the CT does not exist either: the --out check must come first (before reading/planning)
+    f = tmp_path / "afile.txt"
+    f.write_text("x")
+    out = f / "o" if where == "under_file" else f
+    rc = main(["plan", str(tmp_path / "nope.nii.gz"), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert "is a file, not a folder" in err and "--out" in err
+    assert "afile" not in err  # file names are not echoed (safe_path)
+    assert f.read_text() == "x"
+
+
+def test_plan_out_in_unwritable_place(tmp_path, capsys):
+    # /proc accepts no new folder even for root (a real write probe, not a permission-bit guess)
+    rc = main(["plan", str(tmp_path / "nope.nii.gz"), "--out", "/proc/osteoplan-out"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot write the output folder") and "Traceback" not in err
+
+
+def test_summary_marks_capped_clearances(demo_dir):
+    from osteoplan.planning.cli import summary_text
+
+    plan = load_plan(demo_dir / "plan.json")
+    text = summary_text(plan)
+    capped = [c for c in plan.best.clearances if (c.note or "").startswith("at least")]
+    assert capped, "the phantom has structures farther than the 20 mm distance cap"
+    for c in capped:
+        line = next(L for L in text.splitlines() if L.strip().startswith(c.structure + " "))
+        assert f">={c.clearance_mm:.1f}mm" in line.replace(" ", "")
+    assert "capped at 20 mm" in text
