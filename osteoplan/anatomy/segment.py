@@ -424,6 +424,26 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
     px_area = float(sp[1] * sp[2])
     cand = np.zeros_like(bone_c)
     all_holes = fill_holes_in_planes(bz, 0) & ~bz & body_c
+    # a CT provided only around the spine (e.g. radiotherapy data with everything outside a region
+    # set to -1024): in slices where the body is a small patch, the cut edge closes the ring too
+    patch = body_c.sum(axis=(1, 2)) * px_area < 2500.0
+    if patch.any():
+        closed = bz[patch] | ~body_c[patch]
+        ph = fill_holes_in_planes(closed, 0) & ~closed
+        # ... but only where bone makes at least 40 % of the hole's rim inside the provided region
+        # (a patch of soft tissue without a vertebra around it is not a canal)
+        st = np.zeros((3, 3, 3), bool)
+        st[1] = ndi.generate_binary_structure(2, 1)
+        lab, n = ndi.label(ph, structure=st)
+        if n:
+            ring_lab = np.where(~ph & body_c[patch], ndi.grey_dilation(lab, footprint=st), 0)
+            idx = np.arange(1, n + 1)
+            cnt = np.asarray(ndi.sum_labels(np.ones_like(ring_lab, dtype=float), ring_lab, idx))
+            tot = np.asarray(ndi.sum_labels(bz[patch].astype(float), ring_lab, idx))
+            frac = np.where(cnt > 0, tot / np.maximum(cnt, 1.0), 0.0)
+            ok = np.zeros(n + 1, bool)
+            ok[1:] = np.nan_to_num(frac) >= 0.4
+            all_holes[patch] |= ok[lab]
     for k in range(bz.shape[0]):
         holes = all_holes[k]
         if not holes.any():
@@ -457,7 +477,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
 
 def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
                          area_mm2: tuple[float, float] = (30.0, 1100.0),
-                         max_gap_mm: float = 20.0, extend_mm: float = 25.0,
+                         max_gap_mm: float = 40.0, extend_mm: float = 25.0,
                          bone_outline: np.ndarray | None = None) -> CanalResult:
     """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
 
