@@ -17,7 +17,7 @@ import numpy as np
 from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.anatomy.lesion import LesionResult, segment_lesion
-from osteoplan.errors import AnatomyError, OsteoplanError, safe_path
+from osteoplan.errors import AnatomyError, InputError, OsteoplanError, safe_path
 from osteoplan.imaging.volume import Volume
 
 #: Structures a C2 plan checks; those missing at the end are reported as NOT segmented.
@@ -70,6 +70,11 @@ class Anatomy:
         """Write ``anatomy.json`` and ``labels.nii.gz`` (multilabel, table in the JSON) atomically.
 
         Returns the summary dict (with the file names written).
+
+        Raises
+        ------
+        InputError
+            *out_dir* exists and is not empty.
         """
         import nibabel as nib
 
@@ -81,10 +86,14 @@ class Anatomy:
         summ["label_table"] = {str(k): v for k, v in table.items()}
         summ["files"] = ["anatomy.json", "labels.nii.gz"]
         img = self.labelmap.volume.with_array(arr.astype(np.float32)).to_nifti(dtype=np.uint16)
-        with atomic_dir(out) as tmp:
-            tmp = Path(tmp)
-            nib.save(img, str(tmp / "labels.nii.gz"))
-            (tmp / "anatomy.json").write_text(json.dumps(summ, indent=1, default=float))
+        try:
+            with atomic_dir(out) as tmp:
+                tmp = Path(tmp)
+                nib.save(img, str(tmp / "labels.nii.gz"))
+                (tmp / "anatomy.json").write_text(json.dumps(summ, indent=1, default=float))
+        except FileExistsError:
+            raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another "
+                             "folder or remove it.") from None
         return summ
 
 

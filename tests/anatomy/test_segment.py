@@ -192,3 +192,18 @@ def test_build_anatomy_without_totalsegmentator_says_so():
     an = build_anatomy(vol, use_totalsegmentator=True)
     assert any(m.startswith("TotalSegmentator not used") for m in an.messages)
     assert an.labelmap.sources["spinal_canal"] == "classical"
+
+
+def test_anatomy_save_refuses_a_non_empty_folder(tmp_path):
+    from osteoplan.anatomy.pipeline import build_anatomy
+    from osteoplan.errors import InputError
+
+    vol, _ = ring_volume(n=12)
+    an = build_anatomy(vol)
+    out = tmp_path / "a"
+    summ = an.save(out)
+    assert summ["structures"]["spinal_canal"]["source"] == "classical"
+    assert summ["landmarks"] is None  # a bare bone ring has no C2
+    assert "spinal_cord" in summ["not_segmented"]
+    with pytest.raises(InputError, match="not empty"):
+        an.save(out)
