@@ -49,6 +49,15 @@ def _fmt(v: Any, unit: str, nd: int = 1) -> str:
     return f"{float(v):.{nd}f} {unit}".strip()
 
 
+def _source_text(source: str | None, lang: str) -> str:
+    """Mask source for the report; a provided mask's file name is not shown (it may be patient-derived)."""
+    if not source:
+        return "—"
+    if source.startswith("provided"):
+        return t("provided_mask", lang)
+    return source
+
+
 def clearance_rows(plan: Any, lang: str = "en") -> list[dict[str, Any]]:
     """Rows of the clearance table for the best trajectory (or the near miss), plus not-assessed structures.
 
@@ -73,7 +82,7 @@ def clearance_rows(plan: Any, lang: str = "en") -> list[dict[str, Any]]:
             "status": c.status, "status_label": t(f"status_{c.status}", lang).upper()
             if c.status in ("fail", "not_assessed") else t(f"status_{c.status}", lang),
             "displacement": _fmt(c.displacement_needed_mm, "mm"),
-            "source": (c.source or "—") + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
+            "source": _source_text(c.source, lang) + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
         })
     for s in plan.not_assessed:
         if s in seen:

@@ -176,6 +176,7 @@ def t(key: str, lang: str = "en") -> str:
 
 STRINGS.update({
     "at_least": {"en": "at least", "fr": "au moins"},
+    "provided_mask": {"en": "provided mask", "fr": "masque fourni"},
     "distance_cap_note": {"en": "≥: the structure is farther than the distance computed (capped at 20 mm).",
                           "fr": "≥ : la structure est plus loin que la distance calculée (plafonnée à 20 mm)."},
     "constraint_skin": {"en": "path reaches the skin inside the field of view and within the maximum depth",
@@ -244,6 +245,23 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"provided masks: (.+)", "masques fournis : {0}", (0,)),
     (r"lesion: none found in C2", "lésion : aucune trouvée dans C2", ()),
     (r"C2 located \(classical, confidence ([\d.]+)\)", "C2 localisée (méthode classique, confiance {0})", ()),
+    # anatomy-stage messages (osteoplan.anatomy) that reach the plan's warnings
+    (r"bone: classical threshold ([\d.]+) HU \(soft tissue (.+?) HU\), cortical > ([\d.]+) HU",
+     "os : seuil classique {0} UH (parties molles {1} UH), corticale > {2} UH", ()),
+    (r"airway: classical \(pharynx, larynx and trachea as one 'airway' structure; not split by level\)",
+     "voies aériennes : méthode classique (pharynx, larynx et trachée en une seule structure, non séparés par niveau)", ()),
+    (r"spinal_canal: classical \(holes of the vertebral rings\)",
+     "canal rachidien : méthode classique (trous des anneaux vertébraux)", ()),
+    (r"spinal canal: (\d+) slice\(s\) without a closed bone ring filled from the nearest slice",
+     "canal rachidien : {0} coupe(s) sans anneau osseux fermé complétée(s) depuis la coupe voisine", ()),
+    (r"spinal canal continued (\d+) mm cranially and (\d+) mm caudally beyond the last closed vertebral ring",
+     "canal rachidien prolongé de {0} mm vers le haut et {1} mm vers le bas au-delà du dernier anneau vertébral fermé", ()),
+    (r"vessels: NOT segmented \(no contrast: .*\); carotid arteries and jugular veins are NOT ASSESSED unless masks "
+     r"are provided",
+     "vaisseaux : NON segmentés (scanner sans injection de contraste) ; carotides et veines jugulaires NON ÉVALUÉES "
+     "sauf si des masques sont fournis", ()),
+    (r"C2: metal artefacts \(> (\d+) HU\) at the C2 levels: apex and dens outline less reliable",
+     "C2 : artefacts métalliques (> {0} UH) aux niveaux de C2 : apex et contour de l'odontoïde moins fiables", ()),
     (r"No feasible path among (\d+) candidates\. Most excluding constraints: (.+?)\.( Closest candidate: (.+)\.)?",
      "Aucun trajet réalisable parmi {0} candidats. Contraintes les plus excluantes : {1}.{2}", ()),
 ]

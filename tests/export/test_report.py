@@ -149,3 +149,23 @@ def test_unknown_text_is_kept_in_english():
         "No feasible path with a 4.5 mm screw; 4.0 mm was used."
     assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "fr") == \
         "Aucun trajet réalisable avec une vis de 4.5 mm ; 4.0 mm a été utilisée."
+
+
+def test_provided_mask_file_name_not_in_report(plan):
+    from osteoplan.planning.model import ClearanceCheck
+
+    chk = ClearanceCheck(structure="spinal_cord", category="hard", margin_mm=3.0, clearance_mm=9.0, status="pass",
+                         segmented=True, source="provided:DUPONT_cord.nii.gz")
+    p = plan.model_copy(update={"trajectories": (plan.best.model_copy(update={"clearances": (chk,)}),)})
+    html = build_report_html(p, {}, lang="fr")
+    assert "DUPONT" not in html and "masque fourni" in html
+
+
+def test_french_anatomy_warnings():
+    from osteoplan.views.i18n import translate_text
+
+    w = ("spinal canal continued 25 mm cranially and 40 mm caudally beyond the last closed vertebral ring")
+    assert translate_text(w, "fr") == ("canal rachidien prolongé de 25 mm vers le haut et 40 mm vers le bas au-delà "
+                                       "du dernier anneau vertébral fermé")
+    assert translate_text("NOT segmented (not assessed): spinal_cord, esophagus", "fr") == \
+        "NON segmenté (non évalué) : moelle épinière, œsophage"
