@@ -374,17 +374,19 @@ class Plan(_Frozen):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"Not a plan file: invalid JSON ({exc.msg} at line {exc.lineno}).") from None
+            raise InputError(f"Not a plan file: invalid JSON ({exc.msg} at line {exc.lineno}); the file is damaged or "
+                             "not written by osteoplan: re-run 'osteoplan plan'.") from None
         ver = str(data.get("schema_version", "")) if isinstance(data, dict) else ""
         if ver.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
             raise InputError(f"Plan schema version '{ver}' is not supported (this osteoplan reads "
-                             f"{SCHEMA_VERSION.split('.')[0]}.x); re-plan with this version.")
+                             f"{SCHEMA_VERSION.split('.')[0]}.x); update osteoplan, or re-run 'osteoplan plan' with this version.")
         try:
             return cls.model_validate(data)
         except PydValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
-            raise InputError(f"Not a valid plan: field '{loc}': {err['msg']}.") from None
+            raise InputError(f"Not a valid plan: field '{loc}': {err['msg']}; the file was edited or not written by "
+                             "osteoplan: re-run 'osteoplan plan'.") from None
 
 
 def save_plan(plan: Plan, path: str | Path) -> Path:

@@ -97,3 +97,24 @@ def test_infeasible_plan_shows_closest_candidate_with_banner(case, tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "It is NOT a plan" in html and "nothing fits" in html
     assert 'data-structure="vertebral_artery_left" data-status="fail"' in html
+
+
+@pytest.mark.parametrize("content, expect", [
+    (None, "not found"),                                       # the folder does not exist
+    ('{"schema_ver', "invalid JSON"),                         # truncated file
+    ('{"schema_version": "1.0"}', "Not a valid plan"),         # edited / foreign file
+    ('{"schema_version": "99.0"}', "not supported"),           # written by a future osteoplan
+])
+def test_report_on_bad_plan_folder_is_one_actionable_line(tmp_path, capsys, content, expect):
+    d = tmp_path / "plan"
+    if content is not None:
+        d.mkdir()
+        (d / "plan.json").write_text(content)
+    rc = main(["report", str(d)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error:") and expect in last and "Traceback" not in err
+    assert "osteoplan plan" in last                             # says what to do
+    if content is not None:
+        assert sorted(p.name for p in d.iterdir()) == ["plan.json"]   # nothing written
