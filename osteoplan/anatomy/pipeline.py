@@ -113,6 +113,34 @@ def _load_provided(volume: Volume, masks, warnings: list[str]) -> LabelMap:
     return load_masks(p, volume, warnings=warnings)
 
 
+def _body_box(body: np.ndarray, shape: tuple[int, int, int], margin: int = 3) -> tuple[slice, slice, slice]:
+    """Bounding box (slices) of the body plus a margin; the whole grid when the body is empty."""
+    if not body.any():
+        return tuple(slice(0, n) for n in shape)  # type: ignore[return-value]
+    idx = np.argwhere(body)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    """The sub-volume *box* with its exact affine (same LPS world)."""
+    if all(sl.start == 0 and sl.stop == n for sl, n in zip(box, volume.shape)):
+        return volume
+    aff = volume.affine.copy()
+    aff[:3, 3] = volume.index_to_world(np.array([sl.start for sl in box], float))
+    return Volume(volume.array[box], aff, volume.info, volume.warnings)
+
+
+def _pad(mask: np.ndarray, box: tuple[slice, slice, slice], shape: tuple[int, int, int]) -> np.ndarray:
+    """A mask on the cropped grid put back on the full grid."""
+    if mask.shape == tuple(shape):
+        return mask
+    out = np.zeros(shape, bool)
+    out[box] = mask
+    return out
+
+
 def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
     """Build the planner's anatomy from a CT, optional provided masks and an optional C2 hint.
 
@@ -164,18 +192,30 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     have = set(provided.names()) if provided is not None else set()
     if ts is not None:
         have |= set(ts.names())
+    # work inside the body's bounding box (the air around the patient is most of many CTs)
+    from osteoplan.anatomy.segment import segment_body
+
     try:
-        cl = run_classical(volume, skip=frozenset(have))
+        body_full = segment_body(volume)
+    except AnatomyError:
+        body_full = None
+    box = _body_box(body_full, volume.shape) if body_full is not None else tuple(slice(0, n) for n in volume.shape)
+    sub = _crop(volume, box)
+    try:
+        cl = run_classical(sub, skip=frozenset(have), body=None if body_full is None else body_full[box])
     except OsteoplanError:
         raise
     except Exception as exc:  # keep the planner robust: never a traceback for a segmentation fault
         raise AnatomyError(f"Classical segmentation failed ({type(exc).__name__}); provide masks instead.") from None
     lm = LabelMap(volume)
-    for src_lm in (cl.labelmap, ts, provided):
+    for n in cl.labelmap.names():
+        lm.add(n, _pad(cl.labelmap.get(n), box, volume.shape), cl.labelmap.sources[n])
+    for src_lm in (ts, provided):
         if src_lm is None:
             continue
         for n in src_lm.names():
             lm.add(n, src_lm.get(n), src_lm.sources.get(n, "provided"))
+    lm_sub = LabelMap(sub, {n: m[box] for n, m in lm.masks.items()}, dict(lm.sources))
     if provided is not None:
         msgs.append("provided masks: " + ", ".join(f"{n}" for n in provided.names()))
     msgs.extend(cl.messages)
@@ -183,10 +223,11 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     landmarks = None
     lesion = None
     try:
-        c2, landmarks = locate_c2(volume, lm, hint_lps=hint_lps, bone=cl.bone.bone,
+        c2, landmarks = locate_c2(sub, lm_sub, hint_lps=hint_lps, bone=cl.bone.bone,
                                   canal=cl.canal if not (provided is not None and provided.has("spinal_canal")) else None)
         if not lm.has("vertebrae_C2"):
-            lm.add("vertebrae_C2", c2, "classical")
+            lm.add("vertebrae_C2", _pad(c2, box, volume.shape), "classical")
+            lm_sub.add("vertebrae_C2", c2, "classical")
         msgs.append(f"C2 located ({landmarks.method}, confidence {landmarks.confidence:.2f})")
         msgs.extend(f"C2: {n}" for n in landmarks.notes)
     except AnatomyError as exc:
@@ -196,8 +237,9 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
             msgs.append("lesion: provided mask used")
         else:
             try:
-                lesion = segment_lesion(volume, lm.get("vertebrae_C2"), landmarks,
-                                        lm.get("vertebrae_C3") if lm.has("vertebrae_C3") else None)
+                lesion = segment_lesion(sub, lm_sub.get("vertebrae_C2"), landmarks,
+                                        lm_sub.get("vertebrae_C3") if lm_sub.has("vertebrae_C3") else None)
+                lesion.mask = _pad(lesion.mask, box, volume.shape)
                 lm.add("lesion", lesion.mask, "classical")
                 msgs.append(f"lesion: {lesion.volume_ml:.2f} mL lytic (threshold {lesion.reference_hu['threshold_hu']} HU "
                             f"from {lesion.reference_hu['source']})" if lesion.found else "lesion: none found in C2")

@@ -878,7 +878,7 @@ class ClassicalResult:
     contrast: ContrastResult
 
 
-def run_classical(volume: Volume, skip: frozenset[str] = frozenset()) -> ClassicalResult:
+def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.ndarray | None = None) -> ClassicalResult:
     """Run every classical segmentation (see :func:`segment_classical`), keeping intermediate results.
 
     Parameters
@@ -886,6 +886,8 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset()) -> Classic
     skip : set of str
         Structures not to add to the label map (e.g. already provided); bone, body and canal are
         still computed when needed by other steps.
+    body : bool array (K, J, I), optional
+        Precomputed body mask.
     """
     from osteoplan.anatomy.labelmap import LabelMap
 
@@ -893,7 +895,8 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset()) -> Classic
         raise InputError(f"The CT is too small to segment (shape {volume.shape}); give a 3D CT of the neck.")
     msgs: list[str] = []
     lm = LabelMap(volume)
-    body = segment_body(volume)
+    if body is None:
+        body = segment_body(volume)
     if "body" not in skip:
         lm.add("body", body, "classical")
     bone = segment_bone(volume, body)
