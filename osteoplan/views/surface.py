@@ -56,6 +56,23 @@ def surface_mesh(mask: np.ndarray, volume: Volume, step: int = 2) -> tuple[np.nd
     return verts, faces
 
 
+def visible_axis_labels(elev_deg: float, azim_deg: float, max_cos: float = 0.8):
+    """LPS axes worth labelling in a 3D view: those not pointing (nearly) at the viewer.
+
+    An axis within ~37 deg of the line of sight (``|cos| > max_cos``) would put both of its end labels
+    near the image centre (e.g. A and P over the spine in a view from the front), which misleads;
+    it is left out.
+
+    Returns
+    -------
+    list of ((x, y, z) unit axis in LPS, positive-end label, negative-end label)
+    """
+    e, a = np.radians(elev_deg), np.radians(azim_deg)
+    eye = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])  # matplotlib's camera direction
+    axes = (((1, 0, 0), "L", "R"), ((0, 1, 0), "P", "A"), ((0, 0, 1), "S", "I"))
+    return [ax for ax in axes if abs(float(np.dot(eye, ax[0]))) <= max_cos]
+
+
 def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 45.0,
               elev_deg: float = 15.0, azim_deg: float = -70.0) -> bytes:
     """PNG of the 3D surface scene around the target.
@@ -129,7 +146,7 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
     ax.view_init(elev=elev_deg, azim=azim_deg)
     ax.set_axis_off()
     # LPS axis ends: x -> L, y -> P, z -> S
-    for (vec, pos_l, neg_l) in (((1, 0, 0), "L", "R"), ((0, 1, 0), "P", "A"), ((0, 0, 1), "S", "I")):
+    for (vec, pos_l, neg_l) in visible_axis_labels(elev_deg, azim_deg):
         v = np.asarray(vec, float) * half_size_mm * 0.95
         ax.text(*(centre + v), pos_l, color="black", fontsize=13, fontweight="bold", ha="center")
         ax.text(*(centre - v), neg_l, color="black", fontsize=13, fontweight="bold", ha="center")

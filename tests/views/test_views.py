@@ -242,3 +242,15 @@ def test_path_drawn_at_the_radius_the_planner_measured_clearances_with():
         "skin_entry_lps_mm": [40.0, -30.0, -60.0], "bone_entry_lps_mm": [6.0, -5.0, 0.0],
         "target_lps_mm": [0.0, 2.0, 15.0], "instrument_radius_mm": 2.25, "clearances": []}]}
     assert pathspec_from_plan(plan).instrument_diameter_mm == pytest.approx(4.5)
+
+
+def test_3d_view_does_not_label_the_axis_along_the_line_of_sight():
+    from osteoplan.views.surface import visible_axis_labels
+
+    # default view: from the front (azimuth -70 deg, i.e. mostly -y = anterior in LPS), slightly from the left
+    labels = {p + n for _, p, n in visible_axis_labels(15.0, -70.0)}
+    assert labels == {"LR", "SI"}          # A and P would both sit over the spine: left out
+    # from straight above: S/I along the line of sight
+    assert {p + n for _, p, n in visible_axis_labels(90.0, 0.0)} == {"LR", "PA"}
+    # an oblique view keeps all three
+    assert len(visible_axis_labels(30.0, -45.0)) == 3
