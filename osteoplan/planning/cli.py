@@ -125,11 +125,16 @@ def summary_text(plan) -> str:
                      + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
     if plan.risk and plan.risk.get("summary"):
         L.append("Fracture risk (osteoplan.risk):")
-        for x in plan.risk["summary"]:
-            L.append("  " + str(x).strip()[:160])
+        import textwrap
+
+        for x in plan.risk["summary"]:  # wrapped, never cut (a cut could turn 0.817 into 0)
+            L.extend(textwrap.wrap(str(x).strip(), width=110, initial_indent="  ", subsequent_indent="      ",
+                                   break_long_words=False, break_on_hyphens=False) or [""])
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
     for w in plan.warnings:
+        if plan.not_assessed and w.startswith("Not assessed (not segmented, never reported as clear)"):
+            continue  # the NOT ASSESSED line above says the same
         L.append(f"warning: {w}")
     return "\n".join(L)
 

@@ -113,3 +113,15 @@ def test_summary_marks_capped_clearances(demo_dir):
         line = next(L for L in text.splitlines() if L.strip().startswith(c.structure + " "))
         assert f">={c.clearance_mm:.1f}mm" in line.replace(" ", "")
     assert "capped at 20 mm" in text
+
+
+def test_summary_wraps_long_risk_lines_without_cutting_numbers(demo_dir):
+    from osteoplan.planning.cli import summary_text
+
+    plan = load_plan(demo_dir / "plan.json")
+    long = "lesion_type: lytic = 2 [ct-proposed] (" + ", ".join(f"value_{i}=0.{i}17" for i in range(20)) + ")"
+    plan = plan.model_copy(update={"risk": {"summary": [long]}})
+    text = summary_text(plan)
+    joined = " ".join(L.strip() for L in text.splitlines())
+    assert "value_19=0.1917)" in joined              # the end of the line is still there
+    assert max(len(L) for L in text.splitlines() if "value_" in L) <= 110
