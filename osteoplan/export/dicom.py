@@ -317,6 +317,8 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
         tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="trajectory"), measurements=meas))
     for c in best.clearances:
         ident = f"clearance {c.structure} margin {c.margin_mm:g} mm status {c.status}"
+        if c.segmented and (c.note or "").startswith("at least this much"):
+            ident += " (lower bound: distances computed up to a cap)"  # the value is a minimum, not exact
         cm = []
         if c.clearance_mm is not None and c.segmented:
             cm.append(m(dist, c.clearance_mm, mm, f"clearance {c.structure}"))

@@ -31,6 +31,12 @@ def exported(tmp_path_factory):
     lm = LabelMap(vol, {"vertebrae_C2": c2, "vertebral_artery_left": va, "esophagus": np.zeros(vol.shape, bool)},
                   {"vertebrae_C2": "classical", "vertebral_artery_left": "provided:x"})
     plan = make_plan(vol, [10.16, -5.87, -10.03], [3.0, -1.0, -4.0], [0.5, 0.25, -0.125])
+    from osteoplan.planning.model import ClearanceCheck
+
+    capped = ClearanceCheck(structure="mandible", category="hard", margin_mm=1.0, clearance_mm=17.75, status="pass",
+                            segmented=True, source="test", note="at least this much (distances are computed up to 20 mm)")
+    plan = plan.model_copy(update={"trajectories": (plan.best.model_copy(
+        update={"clearances": plan.best.clearances + (capped,)}),)})
     out = tmp_path_factory.mktemp("dcm")
     return vol, lm, plan, write_dicom(out, plan, vol, lm, case_label="T1")
 
@@ -85,6 +91,8 @@ def test_sr_points_equal_plan_json(exported):
     texts = [it.TextValue for it in _iter(sr) if getattr(it, "ValueType", "") == "TEXT"]
     assert "clearance spinal_canal margin 2 mm status pass" in texts
     assert "clearance internal_jugular_vein_left margin 5 mm status not_assessed" in texts
+    # a clearance beyond the distance cap is a lower bound, and the SR says so
+    assert "clearance mandible margin 1 mm status pass (lower bound: distances computed up to a cap)" in texts
     values = [float(it.MeasuredValueSequence[0].NumericValue) for it in _iter(sr) if getattr(it, "ValueType", "") == "NUM"]
     assert 4.6 in values and 34.0 in values and 4.0 in values
 
