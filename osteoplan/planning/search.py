@@ -49,6 +49,30 @@ CONSTRAINTS: dict[str, str] = {
 }
 
 
+#: Largest dense search allowed (targets x directions). Each candidate holds ~(8 + structures) float64
+#: results, so 20 million candidates take about 4 GB: a finer protocol grid would exhaust the memory.
+#: Configurable default (machine limit), no clinical source.
+MAX_CANDIDATES = 20_000_000
+
+
+def check_grid_size(n_targets: int, n_dirs: int, protocol: Protocol) -> None:
+    """Refuse a search grid too large for memory before allocating it.
+
+    Raises
+    ------
+    osteoplan.errors.ProtocolError
+        ``n_targets * n_dirs`` exceeds :data:`MAX_CANDIDATES`.
+    """
+    from osteoplan.errors import ProtocolError
+
+    n = int(n_targets) * int(n_dirs)
+    if n > MAX_CANDIDATES:
+        raise ProtocolError(
+            f"The protocol's search grid is too fine: {n_targets} target points x {n_dirs} directions = {n:,} "
+            f"candidates (limit {MAX_CANDIDATES:,}, about 4 GB of memory). Increase angles.grid_step_deg "
+            f"(now {protocol.angles.grid_step_deg:g}) or lower target.max_targets (now {protocol.target.max_targets}).")
+
+
 def dens_frame(lm: DensLandmarks) -> tuple[np.ndarray, np.ndarray]:
     """(axis_unit, anterior_unit): dens axis (base -> apex) and the anterior direction perpendicular to it."""
     ax = lm.axis_unit / np.linalg.norm(lm.axis_unit)
@@ -498,6 +522,7 @@ def _search_one(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, dirs: 
     if len(targets) == 0:
         return None
     T, D = len(targets), len(dirs)
+    check_grid_size(T, D, protocol)
     cand_t = np.repeat(np.arange(T), D)
     cand_d = np.tile(np.arange(D), T)
     ev = run_kernel(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, lm=lm)

@@ -91,3 +91,17 @@ def test_guidance_for_lateral_ascending_path():
     g2 = guidance_for(d2, gantry_limit_deg=30.0)
     assert g2.gantry_within_limit == (abs(t) <= 30.0)
     assert gantry_tilt_deg([1.0, 0.0, 0.0]) == 0.0
+
+
+def test_too_fine_search_grid_is_refused_before_allocation():
+    from osteoplan.planning.search import MAX_CANDIDATES, check_grid_size, directions
+
+    p = load_protocol("c2-dens-lateral")
+    fine = p.model_copy(update={"angles": p.angles.model_copy(update={"grid_step_deg": 0.15})})
+    d, _ = directions(fine, ["left", "right"])
+    # 0.15 deg over 0-80 x 25-90 deg on both sides: 534 x 434 x 2 directions; x 80 targets > limit
+    assert len(d) == 534 * 434 * 2
+    with pytest.raises(ProtocolError, match="grid_step_deg"):
+        check_grid_size(80, len(d), fine)
+    check_grid_size(80, len(directions(p, ["left", "right"])[0]), p)   # the shipped grid passes
+    assert 80 * len(d) > MAX_CANDIDATES
