@@ -185,6 +185,22 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     if len(inside) == 0:
         raise AnatomyError("The dens landmarks lie outside the CT; check the field of view.")
     lo[zaxis], hi[zaxis] = max(0, inside[0] - 1), min(volume.shape[zaxis], inside[-1] + 2)
+    # Scanned data that stops inside the body (slices blanked to air beyond a limit, as in cropped
+    # or dose-region CTs): a path leaving there has NOT reached the skin. The ROI ends at the last
+    # scanned slice, so such paths count as "skin not reached inside the field of view".
+    cut = truncated_fov_slices(body_full, zaxis, float(volume.world_to_index(lm.apex_lps_mm)[zaxis]))
+    for side_, kcut in cut.items():
+        if side_ > 0 and kcut < hi[zaxis]:
+            hi[zaxis] = max(kcut, lo[zaxis] + 1)
+        elif side_ < 0 and kcut + 1 > lo[zaxis]:
+            lo[zaxis] = min(kcut + 1, hi[zaxis] - 1)
+        ap = volume.world_to_index(lm.apex_lps_mm)
+        q = ap.copy()
+        q[zaxis] = kcut
+        dz = float(volume.index_to_world(q)[2] - lm.apex_lps_mm[2])
+        warnings.append(f"CT data stop inside the body {abs(dz):.0f} mm {'above' if dz > 0 else 'below'} the dens apex "
+                        "(truncated field of view): paths leaving the body there are not counted as reaching "
+                        "the skin.")
     bb = _nz_box(body_full)
     if bb is not None:
         for ax in range(3):
@@ -247,6 +263,48 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     if not f.structures:
         f.maps = f.maps[..., :0]
     return f, warnings, not_assessed
+
+
+def truncated_fov_slices(body: np.ndarray, zaxis: int, k_apex: float, drop: float = 0.25,
+                         min_share: float = 0.2) -> dict[int, int]:
+    """Slices where the scanned data stop inside the body (field of view truncated), on each side of the apex.
+
+    Walking from the apex slice outwards along *zaxis*, a truncation is a slice whose body area falls
+    below ``drop`` x the previous slice's while that previous slice still held at least ``min_share`` of
+    the apex slice's area. Anatomy tapers over several slices (skull vertex); blanked or cropped data
+    (e.g. CTs kept only within a dose region) fall in one slice. Thresholds are configurable defaults,
+    no published source.
+
+    Parameters
+    ----------
+    body : (K, J, I) bool
+        Body (skin) mask.
+    zaxis : int
+        Array axis carrying the cranio-caudal direction.
+    k_apex : float
+        Index of the dens apex along *zaxis*.
+
+    Returns
+    -------
+    dict
+        ``{+1: first truncated index above k_apex along the axis, -1: last truncated index below}``
+        for the sides where a truncation was found.
+    """
+    other = tuple(a for a in range(3) if a != zaxis)
+    area = body.sum(axis=other).astype(float)
+    n = len(area)
+    k0 = int(np.clip(round(k_apex), 0, n - 1))
+    ref = max(area[k0], 1.0)
+    out: dict[int, int] = {}
+    for step in (+1, -1):
+        k = k0
+        while 0 <= k + step < n:
+            nxt = k + step
+            if area[k] >= min_share * ref and area[nxt] < drop * area[k]:
+                out[step] = nxt
+                break
+            k = nxt
+    return out
 
 
 def _nz_box(mask: np.ndarray):

@@ -219,3 +219,56 @@ def test_not_segmented_is_not_assessed(base):
         c = t.check("internal_jugular_vein_left")
         assert c.status == "not_assessed" and c.clearance_mm is None and not c.segmented
     assert any("Not assessed" in w for w in plan.warnings)
+
+
+# ----------------------------------------------------------------------------- truncated field of view
+def test_truncated_fov_detected_only_for_abrupt_cuts():
+    from osteoplan.planning.search import truncated_fov_slices
+
+    body = np.zeros((40, 20, 20), bool)
+    body[:30, 2:18, 2:18] = True                 # data blanked from slice 30 on: a cut
+    assert truncated_fov_slices(body, 0, 10.0) == {1: 30}
+    taper = np.zeros((40, 20, 20), bool)
+    for k in range(40):                          # skull-vertex-like taper: shrinks over many slices
+        r = max(0, 9 - max(0, k - 20) // 2)
+        taper[k, 10 - r:10 + r, 10 - r:10 + r] = True
+    assert truncated_fov_slices(taper, 0, 10.0) == {}
+
+
+def test_path_leaving_through_a_truncated_fov_is_not_a_skin_entry(monkeypatch):
+    from osteoplan.planning import search as S
+
+    from .synthetic import make_neck
+
+    vol, lm, dl = make_neck()
+    z = vol.index_to_world(np.stack([np.arange(vol.shape[0]), np.zeros(vol.shape[0]), np.zeros(vol.shape[0])], 1))[:, 2]
+    cut = z < -40.0                               # the scan stops 54 mm below the apex (blanked to air)
+    arr = vol.array.copy()
+    arr[cut] = -1000.0
+    vol = vol.with_array(arr)
+    masks = {n: lm.get(n).copy() for n in lm.names()}
+    for m in masks.values():
+        m[cut] = False
+    from osteoplan.anatomy.labelmap import LabelMap
+
+    lm = LabelMap(vol, masks=masks, sources={n: "synthetic" for n in masks})
+    proto = load_protocol()
+
+    def skin_entries(plan):
+        return np.array([t.skin_entry_lps_mm for t in plan.trajectories])
+
+    plan = make_plan(vol, lm, dl, proto)
+    # untruncated, the synthetic neck's feasible paths ascend ~56 deg and reach the skin ~80 mm below
+    # the waist: with the data cut at z = -40 mm no real skin entry is left, and the planner must say so
+    assert not plan.feasible
+    assert any("truncated field of view" in w for w in plan.warnings)
+    skin = next(e for e in plan.infeasibility.exclusions if e.constraint == "skin")
+    assert skin.excluded > 0
+    for t in plan.trajectories:
+        assert np.hypot(*t.skin_entry_lps_mm[:2]) > 53.0
+    # without the detection, the planner "enters the skin" on the cut plane, inside the neck
+    monkeypatch.setattr(S, "truncated_fov_slices", lambda *a, **k: {})
+    naive = make_plan(vol, lm, dl, proto)
+    assert naive.feasible
+    pts = skin_entries(naive)
+    assert np.all((np.abs(pts[:, 2] + 40.5) < 1.5) & (np.hypot(pts[:, 0], pts[:, 1]) < 53.0))
