@@ -150,7 +150,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         leak_text=leak_text, guidance=guidance, warnings=[translate_text(w, lang) for w in plan.warnings],
         tr=lambda text: translate_text(text, lang),
         any_capped=any(r["clearance"].startswith("≥") for r in clearance_rows(plan, lang)),
-        risk_lines=[str(x) for x in ((plan.risk or {}).get("summary") or [])],
+        risk_lines=[translate_text(str(x).strip(), lang) for x in ((plan.risk or {}).get("summary") or [])],
         alternatives=list(plan.trajectories[1:]),
         colors={k: hex_color(v) for k, v in STATUS_COLORS.items()},
         reformats=[(n, _data_uri(images[n])) for n in REFORMAT_IMAGES if n in images],

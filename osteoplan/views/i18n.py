@@ -262,6 +262,28 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
      "sauf si des masques sont fournis", ()),
     (r"C2: metal artefacts \(> (\d+) HU\) at the C2 levels: apex and dens outline less reliable",
      "C2 : artefacts métalliques (> {0} UH) aux niveaux de C2 : apex et contour de l'odontoïde moins fiables", ()),
+    # fracture-risk summary lines (osteoplan.risk) shown in the report
+    (r"Level: (\S+)", "Niveau : {0}", ()),
+    (r"Lesion: none found", "Lésion : aucune trouvée", ()),
+    (r"Lesion: not assessed", "Lésion : non évaluée", ()),
+    (r"Lesion: ([\d.]+) mL, (\d+) % of the dens, (\d+) % of the body; median (-?\d+) HU",
+     "Lésion : {0} mL, {1} % de l'odontoïde, {2} % du corps ; médiane {3} UH", ()),
+    (r"Cortical breach: (\d+) mm\^2 \(([\d.]+) % of the surface\)(.*)",
+     "Rupture corticale : {0} mm² ({1} % de la surface){2}", ()),
+    (r"SINS: not applicable \(no lesion found on CT\)", "SINS : non applicable (aucune lésion au scanner)", ()),
+    (r"SINS (\d+)/18: (.+)", "SINS {0}/18 : {1}", ()),
+    (r"SINS incomplete \((.+?) missing\): possible total (\d+)-(\d+) \((.+?)\)(.*)",
+     "SINS incomplet ({0} manquant(s)) : total possible {1}–{2} ({3}){4}", ()),
+    (r"(\w+): MISSING \(0-(\d+) points\)", "{0} : MANQUANT (0–{1} points)", ()),
+    (r"CT rigidity: max loss ([\d.]+) % at s = ([-+\d.]+) mm \((\w+)\); below the 35 % threshold",
+     "Rigidité (scanner) : perte maximale {0} % à s = {1} mm ({2}) ; sous le seuil de 35 %", ()),
+    (r"CT rigidity: max loss ([\d.]+) % at s = ([-+\d.]+) mm \((\w+)\); FLAG: >= 35 % predicts fracture "
+     r"\(Snyder 2006\)",
+     "Rigidité (scanner) : perte maximale {0} % à s = {1} mm ({2}) ; ALERTE : ≥ 35 % prédit la fracture "
+     "(Snyder 2006)", ()),
+    (r"CT rigidity: no lesion; loss vs reference ([\d.]+) %",
+     "Rigidité (scanner) : pas de lésion ; perte vs référence {0} %", ()),
+    (r"CT rigidity: not assessed", "Rigidité (scanner) : non évaluée", ()),
     (r"No feasible path among (\d+) candidates\. Most excluding constraints: (.+?)\.( Closest candidate: (.+)\.)?",
      "Aucun trajet réalisable parmi {0} candidats. Contraintes les plus excluantes : {1}.{2}", ()),
 ]
