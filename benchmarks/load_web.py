@@ -67,6 +67,50 @@ def seed(url: str, n_cases: int) -> int:
         eng.dispose()
 
 
+def compare_list_queries(url: str, repeats: int = 15) -> list[tuple[str, float, float]]:
+    """In-process timing of one case-list page: the eager-loaded reference (every child table loaded as ORM
+    objects, then ``case_summary``) vs ``service.list_cases`` (narrow column queries). Returns
+    ``(label, reference_ms, list_cases_ms)`` medians; both give the same rows (tests/workflow/test_list_cases.py)."""
+    from sqlalchemy import select
+
+    from osteoplan.workflow import models as m
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.db import make_engine, session_factory
+
+    eng = make_engine(url)
+    factory = session_factory(eng)
+
+    def reference(s, actor, offset, stage=None):
+        pseudo = not sv.sees_identity(actor)
+        q = sv._case_query().where(m.Patient.deleted_at.is_(None)).order_by(m.Patient.id.desc())
+        if stage:
+            rows = [sv.case_summary(p, pseudo) for p in s.scalars(q)]
+            return [r for r in rows if r["stage"] == stage][offset:offset + 50]
+        return [sv.case_summary(p, pseudo) for p in s.scalars(q.limit(50).offset(offset))]
+
+    def med(fn, role):
+        ts = []
+        for _ in range(repeats):
+            with factory() as s:
+                actor = s.scalar(select(m.User).where(m.User.role == role, m.User.deleted_at.is_(None)))
+                t0 = time.perf_counter()
+                fn(s, actor)
+                ts.append(time.perf_counter() - t0)
+                s.rollback()
+        return statistics.median(ts) * 1000
+
+    out = []
+    for label, role, offset, stage in (("page 1, radiologist", "radiologist", 0, None),
+                                       ("page 1, research", "research", 0, None),
+                                       ("page 20, radiologist", "radiologist", 950, None),
+                                       ("stage=followed, radiologist", "radiologist", 0, "followed")):
+        ref = med(lambda s, a: reference(s, a, offset, stage), role)
+        new = med(lambda s, a: sv.list_cases(s, a, offset=offset, stage=stage), role)
+        out.append((label, ref, new))
+    eng.dispose()
+    return out
+
+
 def free_port() -> int:
     import socket
 
@@ -151,6 +195,7 @@ def main(argv=None) -> int:
         url = f"sqlite:///{tempfile.mkdtemp(prefix='osteoplan-load-')}/load.db"
     print(f"seeding {args.cases} cases ...", file=sys.stderr)
     n = seed(url, args.cases)
+    list_rows = compare_list_queries(url)
     port = free_port()
     proc = start_server(url, port)
     base = f"http://127.0.0.1:{port}"
@@ -195,6 +240,12 @@ def main(argv=None) -> int:
         h, a = by[(html, args.clients)], by[(api, args.clients)]
         print(f"{html} vs {api} at {args.clients} clients: {h['rps']:.1f} vs {a['rps']:.1f} req/s "
               f"(HTML/JSON = {h['rps'] / a['rps']:.2f}x)")
+    print(f"\nCase-list page of 50 in-process ({n} cases, median of 15): eager-loaded ORM reference vs "
+          "service.list_cases (narrow queries)\n")
+    print("| page | eager-loaded ms | list_cases ms | speed-up |")
+    print("|---|---:|---:|---:|")
+    for label, ref, new in list_rows:
+        print(f"| {label} | {ref:.1f} | {new:.1f} | {ref / new:.2f}x |")
     total_errors = sum(r["errors"] for _, _, r in rows)
     print(f"total errors: {total_errors}")
     if total_errors:

@@ -147,7 +147,8 @@ def case_bundle(p: m.Patient, free_text: bool = True):
 
 def export_case(session: Session, actor: m.User | None, case_id: int):
     """The FHIR Bundle of a case (pseudonymised for everyone). Logs a read of the case (``detail.export``)."""
-    p = session.scalar(sv._case_query().where(m.Patient.id == case_id))
+    p = (session.scalar(sv._case_query().where(m.Patient.id == case_id))
+         if isinstance(case_id, int) and 0 < case_id <= sv.MAX_ID else None)
     if p is None or p.deleted_at is not None:
         raise NotFoundError(f"no case with id {case_id} (it may have been deleted)")
     sv.audit(session, actor, "read", "patient", p.id, patient_id=p.id, detail={"export": "fhir"})

@@ -40,7 +40,9 @@ from typing import Any, TypeVar
 import bcrypt
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, or_, select
+import math
+
+from sqlalchemy import JSON, Boolean, Date, Float, Integer, String, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -48,7 +50,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from osteoplan.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from osteoplan.workflow import models as m
 from osteoplan.workflow import schemas as s
-from osteoplan.workflow.crypto import UNREADABLE
+from osteoplan.workflow.crypto import UNREADABLE, EncryptedText
 
 CONFLICT_MESSAGE = ("this case was changed by someone else since you opened it; reload it, check the "
                     "other change and redo yours")
@@ -132,8 +134,37 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(orig or exc)
 
 
+#: Longest free text accepted (characters) in a ``Text`` column; a project default without a published source
+#: (a long clinical note is a few thousand characters). ``String(n)`` columns accept at most n characters.
+TEXT_MAX_CHARS = 20_000
+#: Longest identity value (name, hospital identifier, birth date) accepted, in characters (project default).
+IDENTITY_MAX_CHARS = 200
+#: Largest record id (SQL INTEGER, 32-bit on PostgreSQL); a larger number in a link cannot name a record.
+MAX_ID = 2**31 - 1
+
+
+def _check_sizes(session: Session) -> None:
+    """Refuse text longer than its column allows before the database does (PostgreSQL would raise a data error,
+    SQLite would silently store it). The message gives the field and the limit, never the value."""
+    for obj in list(session.new) + list(session.dirty):
+        table = getattr(obj, "__table__", None)
+        if table is None:
+            continue
+        for col in table.columns:
+            v = obj.__dict__.get(col.key)
+            if not isinstance(v, str):
+                continue
+            limit = getattr(col.type, "length", None)
+            if limit is None:
+                limit = IDENTITY_MAX_CHARS if isinstance(col.type, EncryptedText) else TEXT_MAX_CHARS
+            if len(v) > limit:
+                raise ValidationError(f"{col.key.replace('_', ' ')} is too long ({len(v)} characters; at most "
+                                      f"{limit}); shorten it")
+
+
 def _flush(session: Session) -> None:
     """Flush; a stale version or a UNIQUE clash -> ConflictError, any other database rule -> ValidationError."""
+    _check_sizes(session)
     try:
         session.flush()
     except StaleDataError:
@@ -150,6 +181,8 @@ def _flush(session: Session) -> None:
 
 
 def _get(session: Session, model: type, record_id: int, what: str, include_deleted: bool = False):
+    if not isinstance(record_id, int) or isinstance(record_id, bool) or not 0 < record_id <= MAX_ID:
+        raise NotFoundError(f"no {what} with id {str(record_id)[:24]}; check the link")
     obj = session.get(model, record_id)
     if obj is None or (obj.deleted_at is not None and not include_deleted):
         raise NotFoundError(f"no {what} with id {record_id} (it may have been deleted); check the link")
@@ -211,9 +244,28 @@ def _one_of(value: Any, options: tuple[str, ...] | list[str], field: str) -> Non
         raise ValidationError(f"{field} {value!r} is not one of: {', '.join(options)}")
 
 
+#: Upper bounds of plausibility for procedure amounts: a value above is a typing error (wrong unit, extra
+#: zeros). Project defaults without a published source, set well above any reported practice.
+PLAUSIBLE_MAX: dict[str, float] = {
+    "hydrodissection volume": 2000.0,  # mL
+    "cement volume": 200.0,  # mL (one session, all levels)
+    "duration": 1440.0,  # min
+    "DLP": 100_000.0,  # mGy·cm
+    "fluoroscopy time": 36_000.0,  # s
+}
+
+
 def _nonneg(value: float | int | None, field: str, unit: str) -> None:
-    if value is not None and value < 0:
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{field} must be a finite number of {unit}")
+    if value < 0:
         raise ValidationError(f"{field} cannot be negative (got {value} {unit}); enter 0 if none was used")
+    top = PLAUSIBLE_MAX.get(field)
+    if top is not None and value > top:
+        raise ValidationError(f"{field} {value:g} {unit} is not plausible (above {top:g} {unit}); check the unit "
+                              "and the number")
 
 
 def _not_future(d: dt.date | None, field: str) -> None:
@@ -871,6 +923,53 @@ _DATE_FIELDS = {"birth_date", "date_of_death", "meeting_date", "consultation_dat
                 "event_date"}
 
 
+def _coerce(col: Any, field: str, v: Any) -> Any:
+    """A value for column *col* from an edit (JSON or form): the column's Python type, or ValidationError."""
+    name = field.replace("_", " ")
+    t = col.type
+    if isinstance(t, Boolean):
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return v.strip().lower() in ("true", "yes", "on", "1")
+        raise ValidationError(f"{name} is yes or no (true / false)")
+    if isinstance(t, Integer):
+        if isinstance(v, bool):
+            raise ValidationError(f"{name} must be a whole number")
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, str):
+            try:
+                v = int(v.strip())
+            except ValueError:
+                raise ValidationError(f"{name} must be a whole number") from None
+        if not isinstance(v, int) or abs(v) > 2**31:
+            raise ValidationError(f"{name} must be a whole number")
+        return v
+    if isinstance(t, Float):
+        if isinstance(v, str):
+            try:
+                v = float(v.strip())
+            except ValueError:
+                raise ValidationError(f"{name} must be a number") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValidationError(f"{name} must be a number")
+        return float(v)
+    if isinstance(t, Date) or field in _DATE_FIELDS:
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            return v
+        raise ValidationError(f"{name} is not a date; use YYYY-MM-DD")
+    if isinstance(t, JSON):
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return v
+        raise ValidationError(f"{name} must be a list of text values")
+    if isinstance(t, (String, EncryptedText)) or hasattr(t, "impl"):
+        if not isinstance(v, str):
+            raise ValidationError(f"{name} must be text")
+        return v
+    return v
+
+
 def _recheck(obj: Any) -> None:
     check(obj)
     # cross-record rules: a changed date may break a neighbour's rule
@@ -939,6 +1038,8 @@ def update_record(session: Session, actor: m.User | None, entity: str, record_id
         if isinstance(v, str) and not v.strip():
             v = ""
         col = table.c[k]
+        if v != "" and v is not None:
+            v = _coerce(col, k, v)
         if v == "" or v is None:
             # optional column: empty clears it. NOT NULL free text with an empty default (justification,
             # benefits/risks explained): kept as "". Other NOT NULL columns: required.
@@ -1205,7 +1306,8 @@ def _timeline(p: m.Patient, D: _Dates) -> list[dict[str, Any]]:
 
 def get_case(session: Session, actor: m.User | None, case_id: int, reason: str | None = None) -> dict[str, Any]:
     """The whole case as a dict (pseudonymised for research accounts). Logs a read with the reason."""
-    p = session.scalar(_case_query().where(m.Patient.id == case_id))
+    p = (session.scalar(_case_query().where(m.Patient.id == case_id))
+         if isinstance(case_id, int) and 0 < case_id <= MAX_ID else None)
     if p is None or p.deleted_at is not None:
         raise NotFoundError(f"no case with id {case_id} (it may have been deleted)")
     pseudo = not sees_identity(actor)
@@ -1233,43 +1335,118 @@ def case_summary(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
     return row
 
 
+def _summaries(session: Session, pats: list[Any], pseudonymised: bool) -> list[dict[str, Any]]:
+    """Case-list rows for patient rows ``(id, code, version, primary_cancer, date_of_death, family_name,
+    given_name)``: the same dicts as :func:`case_summary`, from five narrow queries over the child tables of
+    these patients only (no ORM object per child record)."""
+    ids = [r[0] for r in pats]
+    if not ids:
+        return []
+    sites: dict[int, set[str]] = {}
+    for pid, site in session.execute(select(m.Lesion.patient_id, m.Lesion.site).where(
+            m.Lesion.patient_id.in_(ids), m.Lesion.deleted_at.is_(None))):
+        sites.setdefault(pid, set()).add(site)
+    decs: dict[int, list[tuple]] = {}
+    for row in session.execute(
+            select(m.TumourBoardDecision.patient_id, m.TumourBoardDecision.decision_type,
+                   m.TumourBoardDecision.validated_by_id, m.TumourBoardDecision.validated_at,
+                   m.TumourBoardMeeting.meeting_date)
+            .join(m.TumourBoardMeeting, m.TumourBoardDecision.meeting_id == m.TumourBoardMeeting.id)
+            .where(m.TumourBoardDecision.patient_id.in_(ids), m.TumourBoardDecision.deleted_at.is_(None))
+            .order_by(m.TumourBoardDecision.id)):
+        decs.setdefault(row[0], []).append(row[1:])
+    procs: dict[int, list[tuple]] = {}
+    for pid, status, pdate, sdate in session.execute(
+            select(m.Procedure.patient_id, m.Procedure.status, m.Procedure.procedure_date, m.Procedure.scheduled_date)
+            .where(m.Procedure.patient_id.in_(ids), m.Procedure.deleted_at.is_(None)).order_by(m.Procedure.id)):
+        procs.setdefault(pid, []).append((status, pdate, sdate))
+    consulted = set(session.scalars(select(m.Consultation.patient_id).distinct().where(
+        m.Consultation.patient_id.in_(ids), m.Consultation.deleted_at.is_(None))))
+    followed = set(session.scalars(select(m.FollowUp.patient_id).distinct().where(
+        m.FollowUp.patient_id.in_(ids), m.FollowUp.deleted_at.is_(None))))
+    out = []
+    for pid, code, version, cancer, death, family, given in pats:
+        pd, dd = procs.get(pid, []), decs.get(pid, [])
+        done = [x for x in pd if x[0] == "done"]
+        # same order of rules as pathway_stage()
+        if death is not None:
+            stage = "deceased"
+        elif pid in followed:
+            stage = "followed"
+        elif done:
+            stage = "done"
+        elif any(x[0] == "scheduled" for x in pd):
+            stage = "scheduled"
+        elif pid in consulted:
+            stage = "consulted"
+        elif any(d[1] is not None and d[2] is not None for d in dd):
+            stage = "rcp_validated"
+        elif dd:
+            stage = "rcp_pending"
+        else:
+            stage = "referred"
+        origin = (min(d[3] for d in dd) if dd else
+                  min((x[1] or x[2] for x in pd), default=None))  # index_date()
+        last = max(done, key=lambda x: x[1]) if done else None
+        D = _Dates(pseudonymised, origin)
+        row = {"id": pid, "code": code, "version": version, "primary_cancer": cancer,
+               "sites": sorted(sites.get(pid, ())), "stage": stage, "last_decision": dd[-1][0] if dd else None,
+               "last_procedure_date": D(last[1]) if last else None, "procedures": len(done),
+               "deceased": death is not None}
+        if not pseudonymised:
+            row["display_name"] = " ".join(x for x in (family, given) if x and x != UNREADABLE) or None
+        out.append(row)
+    return out
+
+
 def list_cases(session: Session, actor: m.User | None, *, search: str | None = None, stage: str | None = None,
                limit: int = 50, offset: int = 0, reason: str | None = None) -> dict[str, Any]:
-    """Page of the case list, newest first: ``{"total", "items": [case_summary...]}``. Logs one read.
+    """Page of the case list, newest first: ``{"total", "items": [row...]}`` (rows as :func:`case_summary`).
+    Logs one read.
 
     ``search`` matches the case code, primary cancer and lesion site (and, for users who see identity, the
-    family/given name and hospital identifier, decrypted in memory).
+    family/given name and hospital identifier, decrypted in memory). ``stage`` keeps the cases at that
+    :func:`pathway_stage`.
+
+    Only the columns a list row shows are read: the patients of the page, then one narrow query per child
+    table restricted to those patients (no eager loading of whole records; see ``benchmarks/list_cases.py``).
     """
     pseudo = not sees_identity(actor)
-    q = _case_query().where(m.Patient.deleted_at.is_(None)).order_by(m.Patient.id.desc())
+    cols = (m.Patient.id, m.Patient.code, m.Patient.version, m.Patient.primary_cancer, m.Patient.date_of_death)
+    idcols = (m.Patient.family_name, m.Patient.given_name) if not pseudo else ()
+    q = select(*cols, *idcols).where(m.Patient.deleted_at.is_(None)).order_by(m.Patient.id.desc())
     needle = (search or "").strip().lower()
+    if needle:
+        like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        site_match = select(m.Lesion.patient_id).where(m.Lesion.deleted_at.is_(None),
+                                                       func.lower(m.Lesion.site).like(like, escape="\\"))
     if needle and pseudo:
-        site_match = select(m.Lesion.patient_id).where(func.lower(m.Lesion.site).like(f"%{needle}%"))
-        q = q.where(or_(func.lower(m.Patient.code).like(f"%{needle}%"),
-                        func.lower(m.Patient.primary_cancer).like(f"%{needle}%"), m.Patient.id.in_(site_match)))
+        q = q.where(or_(func.lower(m.Patient.code).like(like, escape="\\"),
+                        func.lower(m.Patient.primary_cancer).like(like, escape="\\"), m.Patient.id.in_(site_match)))
     if needle and not pseudo:
         # identity fields are encrypted with a random IV: match them in memory, reading only the needed columns
-        site_ids = set(session.scalars(select(m.Lesion.patient_id).where(
-            m.Lesion.deleted_at.is_(None), func.lower(m.Lesion.site).like(f"%{needle}%"))))
-        cols = select(m.Patient.id, m.Patient.code, m.Patient.primary_cancer, m.Patient.family_name,
+        site_ids = set(session.scalars(site_match))
+        scan = select(m.Patient.id, m.Patient.code, m.Patient.primary_cancer, m.Patient.family_name,
                       m.Patient.given_name, m.Patient.hospital_id).where(m.Patient.deleted_at.is_(None))
-        hits = [r[0] for r in session.execute(cols)
+        hits = [r[0] for r in session.execute(scan)
                 if r[0] in site_ids or any(needle in (h or "").lower() for h in r[1:])]
         q = q.where(m.Patient.id.in_(hits)) if hits else q.where(m.Patient.id.is_(None))
-    in_memory = bool(stage)
-    if not in_memory:
+
+    def _pad(rows):
+        return [tuple(r) + ((None, None) if pseudo else ()) for r in rows]
+
+    if not stage:
         total = session.scalar(select(func.count()).select_from(q.order_by(None).subquery()))
-        rows = list(session.scalars(q.limit(limit).offset(offset)))
+        pats = _pad(session.execute(q.limit(limit).offset(offset)))
+        items = _summaries(session, pats, pseudo)
     else:
-        rows = list(session.scalars(q))
-        if stage:
-            rows = [p for p in rows if pathway_stage(p) == stage]
-        total = len(rows)
-        rows = rows[offset:offset + limit]
+        items = [r for r in _summaries(session, _pad(session.execute(q)), pseudo) if r["stage"] == stage]
+        total = len(items)
+        items = items[offset:offset + limit]
     audit(session, actor, "read", "case_list", None, reason=reason,
-          detail={"returned": [p.id for p in rows], "search": bool(needle)})
+          detail={"returned": [r["id"] for r in items], "search": bool(needle)})
     _flush(session)
-    return {"total": total, "items": [case_summary(p, pseudo) for p in rows]}
+    return {"total": total, "items": items}
 
 
 def read_audit_log(session: Session, actor: m.User | None, *, patient_id: int | None = None, limit: int = 200,

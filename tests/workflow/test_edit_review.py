@@ -81,3 +81,26 @@ def test_bad_date_text_is_refused_without_echoing_it(session, users):
                          expected_version=1)
     assert "1961" not in str(exc.value) and "YYYY-MM-DD" in str(exc.value)
     assert session.get(m.Patient, ids["patient"]).birth_date == D(1961, 5, 17).isoformat()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("cement_volume_ml", 1e9, "cement volume 1e+09 mL is not plausible (above 200 mL)"),
+    ("hydrodissection_volume_ml", 2200.0, "hydrodissection volume 2200 mL is not plausible"),
+    ("cement_volume_ml", float("nan"), "cement volume must be a finite number of mL"),
+    ("dlp_mgy_cm", float("inf"), "DLP must be a finite number"),
+    ("duration_min", 100_000, "duration 100000 min is not plausible"),
+])
+def test_implausible_procedure_amounts_are_refused(session, users, field, value, message):
+    from .conftest import C2_LOG
+
+    ids = make_case(session, users)
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        sv.log_procedure(session, users["rad"], ids["procedure"],
+                         {"procedure_date": D(2025, 3, 14), **C2_LOG, field: value})
+    assert session.get(m.Procedure, ids["procedure"]).status == "scheduled"
+    # the same through an edit of a logged procedure
+    sv.log_procedure(session, users["rad"], ids["procedure"], {"procedure_date": D(2025, 3, 14), **C2_LOG})
+    session.commit()
+    v = session.get(m.Procedure, ids["procedure"]).version
+    with pytest.raises(ValidationError, match="not plausible|finite|must be a number"):
+        sv.update_record(session, users["rad"], "procedure", ids["procedure"], {field: value}, expected_version=v)
