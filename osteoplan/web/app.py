@@ -138,6 +138,19 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 403, "Not allowed", str(exc))
         return error_response(request, 422, "Invalid input", str(exc))
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError):
+        # a number too large for the database (e.g. /cases/99999999999999999999) names no record
+        return error_response(request, 404, "Not found", "No record has this number; check the link.")
+
+    from sqlalchemy.exc import DataError
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError):
+        # the database refused a value (out of range, too long): an input problem; the value is not echoed
+        return error_response(request, 422, "Invalid input", "A value is out of the range the registry can store "
+                              "(a number too large or a text too long); correct it and submit again.")
+
     @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception):
         if type(exc).__name__ in _conflict_class_names():
@@ -180,6 +193,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
     app.state.templates = make_templates()
     app.state.login_throttle = LoginThrottle()
+    app.state.revoked_sessions = {}  # login session id -> when it was logged out (see auth.revoke_session)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="osteoplan_session",
                        max_age=settings.session_max_age_s, same_site="strict", https_only=settings.https_only)
 

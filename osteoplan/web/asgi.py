@@ -1,7 +1,10 @@
 """ASGI entry point for running under an external server::
 
     OSTEOPLAN_WEB_DB_URL=sqlite:///osteoplan.db OSTEOPLAN_WEB_SECRET=... \
-        uvicorn osteoplan.web.asgi:app --factory
+        uvicorn osteoplan.web.asgi:app --factory --no-access-log
+
+Keep ``--no-access-log`` (or a proxy log without query strings): the application never puts identifying
+data in a URL (searches are POSTed), but an access log of every request is not needed.
 
 ``OSTEOPLAN_WEB_SECRET`` signs sessions (a random one is used when unset: sessions end with the process).
 """

@@ -16,6 +16,7 @@ role table of :mod:`osteoplan.web.permissions`.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -91,6 +92,11 @@ def _user_id_from_request(request: Request) -> tuple[int | None, str]:
             raise NotAuthenticated()
         return int(data["uid"]), "token"
     uid = request.session.get("uid")
+    if uid is not None:
+        sid = request.session.get("sid")
+        if not sid or str(sid) in getattr(request.app.state, "revoked_sessions", {}):
+            request.session.clear()  # logged out (or a cookie from before session ids): log in again
+            return None, "session"
     return (int(uid) if uid is not None else None), "session"
 
 
@@ -106,6 +112,28 @@ async def _check_csrf(request: Request, via: str) -> None:
             sent = form.get("csrf_token")
     if not expected or not sent or not secrets.compare_digest(str(expected), str(sent)):
         raise CsrfError()
+
+
+def new_session_id() -> str:
+    """A random identifier for a new login session (kept in the signed cookie)."""
+    return secrets.token_urlsafe(16)
+
+
+def revoke_session(request: Request) -> None:
+    """End the request's login session for good: the signed cookie stays valid until it expires, so its id is
+    remembered as revoked (in memory, for the session lifetime) and refused by :func:`load_principal`.
+
+    Limitation: the list is per process and lost on restart (a copied cookie of a logged-out session would
+    work again after a restart, until it expires: ``Settings.session_max_age_s``)."""
+    sid = request.session.get("sid")
+    if not sid:
+        return
+    revoked: dict[str, float] = request.app.state.revoked_sessions
+    now = time.time()
+    for old, at in list(revoked.items()):
+        if now - at > request.app.state.settings.session_max_age_s:
+            revoked.pop(old, None)
+    revoked[str(sid)] = now
 
 
 def get_db(request: Request):

@@ -137,7 +137,9 @@ def _check_owned(db, model_name: str, record_id: Any, case_id: int) -> None:
     except (TypeError, ValueError):
         raise ValidationError(f"{model_name} must be chosen from the list") from None
     model = m.ENTITIES[model_name]
-    obj = db.get(model, rid)
+    from osteoplan.workflow.service import MAX_ID
+
+    obj = db.get(model, rid) if 0 < rid <= MAX_ID else None
     pid = getattr(obj, "patient_id", None) if obj is not None else None
     if obj is None or obj.deleted_at is not None or pid != case_id:
         raise NotFoundError(f"no {model_name.replace('_', ' ')} {rid} in this case; reload the case page")
@@ -377,7 +379,9 @@ def info_sheet_pdf(db, actor, case_id: int | None, consultation_id: int, lang: s
 
     if case_id is not None:
         _check_owned(db, "consultation", consultation_id, case_id)
-    c = db.get(m.Consultation, consultation_id)
+    from osteoplan.workflow.service import MAX_ID
+
+    c = db.get(m.Consultation, consultation_id) if 0 < consultation_id <= MAX_ID else None
     if c is None or c.deleted_at is not None:
         raise NotFoundError(f"no consultation {consultation_id}; reload the case page")
     lesion_id = c.lesion_id or (c.decision.lesion_id if c.decision is not None else None)

@@ -11,6 +11,8 @@ demo logins are printed.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +49,21 @@ def _sqlite_path(url: str) -> Path | None:
     return None
 
 
+class HideTracebacks(logging.Filter):
+    """Logging filter for uvicorn's error logger: an unhandled exception is logged as one line (its type) without
+    the traceback or message, which could quote submitted values (identifying data never reaches logs).
+    ``OSTEOPLAN_DEBUG=1`` keeps the full traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not os.environ.get("OSTEOPLAN_DEBUG"):
+            exc = record.exc_info[1]
+            record.msg = f"unhandled {type(exc).__name__} in a request (traceback hidden; set OSTEOPLAN_DEBUG=1 to see it)"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def serve(args) -> int:
     """Handler of ``osteoplan serve``."""
     import uvicorn
@@ -81,5 +98,8 @@ def serve(args) -> int:
             print(f"  {user:<14} {pw:<18} {role}")
     print("Stop with Ctrl-C.")
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # no access log: paths carry only record numbers, but a log of every request is not needed
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    logging.getLogger("uvicorn.error").addFilter(HideTracebacks())
+    uvicorn.Server(config).run()
     return 0

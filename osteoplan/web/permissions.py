@@ -50,6 +50,7 @@ ACTIONS: dict[str, str] = {
     "rcp.validate": "validate a tumour-board decision as the named physician",
     "consultation.write": "record the pre-operative consultation and consent",
     "infosheet.read": "download the patient information sheet (PDF)",
+    "procedure.schedule": "schedule a procedure (date, after a validated tumour-board decision)",
     "procedure.write": "log a procedure",
     "followup.write": "record a post-operative or follow-up visit",
     "adverse_event.write": "record an adverse event (CIRSE grade)",
@@ -65,7 +66,7 @@ _READ = {"case.list", "case.read", "stats.read"}
 PERMISSIONS: dict[str, frozenset[str]] = {
     Role.RADIOLOGIST: frozenset(_READ | {
         "case.identity", "case.create", "case.edit", "lesion.write", "rcp.write", "rcp.validate",
-        "consultation.write", "infosheet.read", "procedure.write", "followup.write",
+        "consultation.write", "infosheet.read", "procedure.schedule", "procedure.write", "followup.write",
         "adverse_event.write", "fhir.export",
     }),
     Role.TUMOUR_BOARD: frozenset(_READ | {
@@ -73,7 +74,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     }),
     Role.COORDINATOR: frozenset(_READ | {
         "case.identity", "case.create", "case.edit", "rcp.write", "consultation.write",
-        "infosheet.read", "followup.write", "fhir.export",
+        "infosheet.read", "procedure.schedule", "followup.write", "fhir.export",
     }),
     Role.ADMIN: frozenset(_READ | {
         "case.identity", "case.delete", "audit.read", "user.admin", "fhir.export",

@@ -115,11 +115,13 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/cases/{case_id}/adverse-events/{record_id}/edit": {
             "event_date": (d0 + dt.timedelta(days=10)).isoformat(), "grade": "2", "classification": "CIRSE 2017",
             "description": f"edited by {role}", "version": _version(engine, "adverse_event", ids["adverse_event"])},
+        "/cases": {"q": "breast"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
     bodies = {
         "/api/cases": {"primary_cancer": "kidney"},
+        "/api/cases/search": {"search": "breast"},
         "/api/cases/{case_id}": {"version": _version(engine, "patient", ids["case"]), "changes": {"primary_cancer": f"kidney ({role})"}},
         "/api/cases/{case_id}/delete": {"reason": "duplicate (matrix test)"},
         "/api/lesions": {"patient_id": ids["case"], "site_kind": "bone", "site": "femur", "lesion_type": "lytic",

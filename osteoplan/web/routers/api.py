@@ -81,11 +81,33 @@ def token(body: TokenIn, request: Request, db=Depends(get_db)):
                     role=str(user.role))
 
 
+class CaseSearch(BaseModel):
+    """A case-list search: the term travels in the body, never in a URL (access logs, proxies)."""
+
+    search: str = Field(min_length=1, max_length=100)
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10**9)
+
+
 @router.get("/cases", response_model=CaseList)
-def list_cases(search: str | None = Query(None, max_length=100), limit: int = Query(50, ge=1, le=500),
-               offset: int = Query(0, ge=0), p: Principal = Depends(require("case.list")), db=Depends(get_db)):
-    """Case summaries, newest first (pseudonymised for research accounts)."""
-    items, total = backend.list_cases(db, p.user, search, limit, offset)
+def list_cases(request: Request, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=10**9),
+               p: Principal = Depends(require("case.list")), db=Depends(get_db)):
+    """Case summaries, newest first (pseudonymised for research accounts). To search, POST /api/cases/search."""
+    if "search" in request.query_params or "q" in request.query_params:
+        from osteoplan.errors import ValidationError
+
+        raise ValidationError("search terms are not accepted in the URL (they would be logged); "
+                              "POST {\"search\": ...} to /api/cases/search")
+    items, total = backend.list_cases(db, p.user, None, limit, offset)
+    db.commit()
+    return CaseList(total=total, items=items)
+
+
+@router.post("/cases/search", response_model=CaseList)
+def search_cases(body: CaseSearch, p: Principal = Depends(require("case.list")), db=Depends(get_db)):
+    """Case summaries matching ``search`` (case code, primary cancer, lesion site; name and hospital ID for
+    roles that see identity). The term is sent in the body so that it never appears in a URL."""
+    items, total = backend.list_cases(db, p.user, body.search, body.limit, body.offset)
     db.commit()
     return CaseList(total=total, items=items)
 
@@ -179,7 +201,7 @@ def info_sheet(consultation_id: int, lang: str = Query("fr", pattern="^(fr|en)$"
 
 
 @router.post("/procedures", response_model=Created, status_code=201)
-def schedule_procedure(body: s.ProcedureScheduleIn, p: Principal = Depends(require("procedure.write")),
+def schedule_procedure(body: s.ProcedureScheduleIn, p: Principal = Depends(require("procedure.schedule")),
                        db=Depends(get_db)):
     """Schedule a procedure (refused without a validated tumour-board decision)."""
     from osteoplan.workflow import service

@@ -18,7 +18,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from osteoplan.errors import ValidationError
 from osteoplan.web import backend, forms, views
 from osteoplan.web.app import render
-from osteoplan.web.auth import Principal, csrf_token, form_data, get_db, load_principal, require, require_csrf_only
+from osteoplan.web.auth import (
+    Principal,
+    csrf_token,
+    form_data,
+    get_db,
+    load_principal,
+    new_session_id,
+    require,
+    require_csrf_only,
+    revoke_session,
+)
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -93,25 +103,47 @@ def login(request: Request, form=Depends(form_data), db=Depends(get_db)):
     request.session.clear()
     request.session["uid"] = user.id
     request.session["role"] = str(user.role)
+    request.session["sid"] = new_session_id()
     csrf_token(request)  # a fresh token for the new session
     return redirect(nxt)
 
 
 @router.post("/logout", dependencies=[Depends(require_csrf_only)])
 def logout(request: Request):
+    revoke_session(request)  # a copy of the cookie kept elsewhere no longer logs in
     request.session.clear()
     return redirect("/login")
 
 
 # ------------------------------------------------------------------------------------------ cases
-@router.get("/cases", response_class=HTMLResponse)
-def case_list(request: Request, q: str = Query("", max_length=100), page_no: int = Query(1, alias="page", ge=1),
-              p: Principal = Depends(require("case.list")), db=Depends(get_db)):
+def _case_list_page(request: Request, p: Principal, db, q: str, page_no: int, status_code: int = 200) -> Response:
     rows, total = backend.list_cases(db, p.user, q or None, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
     items = [views.case_summary(r, p) for r in rows]
     db.commit()
     pages = max(1, -(-total // PAGE_SIZE))
-    return page(request, "cases.html", {"items": items, "q": q, "total": total, "page_no": page_no, "pages": pages})
+    return page(request, "cases.html", {"items": items, "q": q, "total": total, "page_no": page_no, "pages": pages},
+                status_code=status_code)
+
+
+@router.get("/cases", response_class=HTMLResponse)
+def case_list(request: Request, page_no: int = Query(1, alias="page", ge=1, le=10**6),
+              p: Principal = Depends(require("case.list")), db=Depends(get_db)):
+    """The case list, newest first. Searches are POSTed (below): a search term (a name, a hospital ID) must not
+    sit in a URL, where browser history, proxies and access logs would keep it."""
+    return _case_list_page(request, p, db, "", page_no)
+
+
+@router.post("/cases", response_class=HTMLResponse)
+def case_search(request: Request, p: Principal = Depends(require("case.list")), form=Depends(form_data),
+                db=Depends(get_db)):
+    """Search the case list (term in the POST body, never in the URL)."""
+    q = str(form.get("q") or "").strip()
+    if len(q) > 100:
+        flash(request, "error", "A search term is at most 100 characters; shorten it.")
+        return _case_list_page(request, p, db, "", 1, status_code=422)
+    raw_page = str(form.get("page") or "1").strip()
+    page_no = int(raw_page) if raw_page.isdigit() and len(raw_page) < 8 else 1
+    return _case_list_page(request, p, db, q, max(page_no, 1))
 
 
 def _form_response(request: Request, spec: forms.FormSpec, *, back_url: str, back_label: str, values: dict | None = None,
@@ -217,7 +249,7 @@ STEP_FORMS: dict[str, tuple[forms.FormSpec, str, str, Callable]] = {
                   lambda db, u, cid, d: backend.record_decision(db, u, cid, d)),
     "consultations": (forms.CONSULTATION, "consultation.write", "Consultation saved.",
                       lambda db, u, cid, d: backend.record_consultation(db, u, cid, d)),
-    "procedures": (forms.SCHEDULE, "procedure.write", "Procedure scheduled.",
+    "procedures": (forms.SCHEDULE, "procedure.schedule", "Procedure scheduled.",
                    lambda db, u, cid, d: backend.schedule_procedure(db, u, cid, d)),
     "follow-ups": (forms.FOLLOWUP, "followup.write", "Follow-up saved.",
                    lambda db, u, cid, d: backend.add_follow_up(db, u, cid, d)),
