@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from osteoplan.workflow import models as m
 from osteoplan.workflow import service as sv

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Callable
-from urllib.parse import quote
 
 import pydantic
 from fastapi import APIRouter, Depends, Query, Request
