@@ -65,6 +65,15 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
     return out
 
 
+def _shortfall_text(constraint: str, value: float) -> str:
+    """How far the closest candidate misses one constraint, in that constraint's unit."""
+    if constraint == "skin":  # no distance: the path never left the body inside the CT / maximum depth
+        return "skin not reached inside the CT or within the maximum depth"
+    unit = "deg" if constraint == "entry_angle" else "mm"
+    amount = f"{value:.1f}" if value >= 0.05 else "< 0.1"
+    return f"{constraint} short by {amount} {unit}"
+
+
 def _skip(protocol: Protocol, r_screw: float, incidence_deg: float) -> float:
     """Containment entry skip (same rule as the kernel)."""
     sin_inc = max(np.sin(np.radians(incidence_deg)), 1e-3)
@@ -175,7 +184,7 @@ def _infeasibility(res: SearchResult, protocol: Protocol) -> Infeasibility:
         parts = [f"{e.constraint} ({e.excluded} of {N})" for e in top if e.excluded][:4]
         msg = (f"No feasible path among {N} candidates. Most excluding constraints: " + ", ".join(parts) + ".")
         if near is not None and near.violations:
-            worst = ", ".join(f"{k} short by {v:.1f} mm" for k, v in near.violations.items())
+            worst = ", ".join(_shortfall_text(k, v) for k, v in near.violations.items())
             msg += f" Closest candidate: {worst}."
     else:
         msg = f"{n_feas} of the re-evaluated candidates are feasible ({int(asm.feasible.sum())} of {N} in the dense pass)."

@@ -312,7 +312,10 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
         if pat.startswith("No feasible path among"):
             groups[1] = re.sub(r"(\d+) of (\d+)", r"\1 sur \2", groups[1])
             near = groups[3]
-            groups[2] = (" Candidat le plus proche : "
-                         + re.sub(r"(\w+) short by ([\d.]+) mm", r"\1 : manque \2 mm", near) + ".") if near else ""
+            near = near.replace("skin not reached inside the CT or within the maximum depth",
+                                "peau non atteinte dans le scanner ou dans la profondeur maximale")
+            near = re.sub(r"(\w+) short by (< ?[\d.]+|[\d.]+) (mm|deg)",
+                          lambda m: f"{m.group(1)} : manque {m.group(2)} {'°' if m.group(3) == 'deg' else 'mm'}", near)
+            groups[2] = (" Candidat le plus proche : " + near + ".") if near else ""
         return tmpl.format(*groups)
     return text

@@ -125,3 +125,18 @@ def test_summary_wraps_long_risk_lines_without_cutting_numbers(demo_dir):
     joined = " ".join(L.strip() for L in text.splitlines())
     assert "value_19=0.1917)" in joined              # the end of the line is still there
     assert max(len(L) for L in text.splitlines() if "value_" in L) <= 110
+
+
+def test_near_miss_shortfalls_have_their_own_units():
+    from osteoplan.planning.planner import _shortfall_text
+    from osteoplan.views.i18n import translate_text
+
+    # the skin "violation" is a flag (1.0), not a distance; the entry angle is in degrees; tiny misses are not "0.0"
+    assert _shortfall_text("skin", 1.0) == "skin not reached inside the CT or within the maximum depth"
+    assert _shortfall_text("entry_angle", 3.26) == "entry_angle short by 3.3 deg"
+    assert _shortfall_text("containment", 0.02) == "containment short by < 0.1 mm"
+    assert _shortfall_text("containment", 0.63) == "containment short by 0.6 mm"
+    msg = ("No feasible path among 10 candidates. Most excluding constraints: skin (5 of 10). Closest candidate: "
+           "entry_angle short by 3.3 deg, containment short by < 0.1 mm.")
+    assert translate_text(msg, "fr").endswith("Candidat le plus proche : entry_angle : manque 3.3 °, "
+                                              "containment : manque < 0.1 mm.")
