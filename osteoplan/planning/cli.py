@@ -140,7 +140,7 @@ def summary_text(plan) -> str:
 
 
 # --------------------------------------------------------------------------- commands
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
     """Refuse, before any work, an --out that cannot be written (checked again atomically at the end).
 
     Raises
@@ -151,6 +151,14 @@ def _check_out(out: Path, overwrite: bool) -> None:
     """
     import tempfile
 
+    out_r = out.resolve()
+    for src in inputs:  # --overwrite replaces the whole folder: never the one holding the inputs
+        if not src:
+            continue
+        src_r = Path(src).resolve()
+        if src_r == out_r or out_r in src_r.parents:
+            raise InputError("--out is the folder holding the input (CT, masks or protocol); writing the plan "
+                             "there would replace it. Choose another --out.")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -249,7 +257,8 @@ def _plan_cmd(args: argparse.Namespace) -> int:
     from osteoplan.progress import step
 
     t0 = time.perf_counter()
-    _check_out(Path(args.out) if args.out else Path("plan-out"), args.overwrite)
+    _check_out(Path(args.out) if args.out else Path("plan-out"), args.overwrite,
+               (args.ct, args.masks, args.protocol if str(args.protocol or "").endswith(".toml") else None))
     load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
         volume = read_volume(args.ct)
@@ -266,7 +275,8 @@ def _demo_cmd(args: argparse.Namespace) -> int:
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
-    _check_out(Path(args.out), args.overwrite)
+    _check_out(Path(args.out), args.overwrite,
+               (args.protocol if str(args.protocol or "").endswith(".toml") else None,))
     load_protocol(args.protocol)
     with step("generating the neck phantom (CT + ground truth)"):
         ph = make_phantom(PhantomParams(seed=args.seed))

@@ -140,3 +140,23 @@ def test_near_miss_shortfalls_have_their_own_units():
            "entry_angle short by 3.3 deg, containment short by < 0.1 mm.")
     assert translate_text(msg, "fr").endswith("Candidat le plus proche : entry_angle : manque 3.3 °, "
                                               "containment : manque < 0.1 mm.")
+
+
+@pytest.mark.parametrize("which", ["ct_folder", "masks_parent"])
+def test_overwrite_never_replaces_the_input_folder(tmp_path, capsys, which):
+    case = tmp_path / "case"
+    (case / "masks").mkdir(parents=True)
+    ct = case / "ct.nii.gz"
+    ct.write_bytes(b"not read: the check comes first")
+    (case / "masks" / "SpinalCord.nii.gz").write_bytes(b"x")
+    argv = ["plan", str(ct), "--overwrite", "--no-report"]
+    if which == "ct_folder":
+        argv += ["--out", str(case)]
+    else:
+        argv = ["plan", str(tmp_path / "elsewhere.nii.gz"), "--masks", str(case / "masks"), "--out", str(case),
+                "--overwrite", "--no-report"]
+    rc = main(argv)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out is the folder holding the input") and "Traceback" not in err
+    assert ct.exists() and (case / "masks" / "SpinalCord.nii.gz").exists()
