@@ -28,7 +28,7 @@ Dimensions follow the clinical primer (``docs/clinical-primer.md``): inner dens 
 2009;18:271), apical dens width 9.6 +/- 1.1 mm (JKNS 2018;61(4)). Other sizes (vertebral
 bodies, canal, vessels, airway) are typical adult values chosen by the author, NOT taken from
 a published source; treat them as configurable defaults. HU values are textbook ranges
-(fat -100, muscle 45, CSF 8, cord 35, cancellous bone 250, cortical bone 1200, contrast-filled
+(fat -100, muscle 45, CSF 8, epidural fat and veins -30, cord 35, cancellous bone 250, cortical bone 1200, contrast-filled
 artery 320, vein 200, unenhanced blood 40, air -1000); they are defaults too.
 
 What is simplified
@@ -49,6 +49,7 @@ import numpy as np
 
 from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.anatomy.segment import TRANSVERSE_LIGAMENT_MM
 from osteoplan.errors import InputError, safe_path
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
@@ -73,6 +74,7 @@ HU: dict[str, float] = {
     "fat": -100.0,
     "muscle": 45.0,
     "csf": 8.0,
+    "epidural": -30.0,
     "cord": 35.0,
     "esophagus": 40.0,
     "cancellous": 250.0,
@@ -448,6 +450,85 @@ CORD_C, CORD_AX, CORD_AY = (0.0, 17.5), 6.5, 4.5
 SUBAXIAL_Z0, SUBAXIAL_PITCH = -23.75, 19.0
 
 
+
+def _vertebral_foramen(grid: "_Grid", verts: dict[str, np.ndarray], dens: np.ndarray,
+                       window_mm: float = 4.0) -> np.ndarray:
+    """The bony spinal canal: per axial slice, the space enclosed by the vertebral rings.
+
+    Each slice takes the vertebral bone within +/- ``window_mm`` (the ring of a vertebra is
+    closed over a few mm only: pedicles, laminae; when that does not enclose the canal centre,
+    within +/- 1.5 ``window_mm``), fills its holes and keeps the hole that
+    contains the canal centre. At C1 the canal is the part of the ring behind the transverse
+    ligament (``TRANSVERSE_LIGAMENT_MM`` behind the posterior surface of the dens): the dens and
+    the atlanto-dental interval are not canal (cf. Steel's rule of thirds at C1: dens, cord and
+    free space). Slices without a closed ring (disc levels, interlaminar gaps) take the section
+    common to the nearest enclosed sections above and below; beyond the first/last ring the
+    nearest section is carried to the edge of the grid.
+
+    Parameters
+    ----------
+    grid : _Grid
+    verts : dict of bool arrays (K, J, I)
+        Vertebrae C1..C7 (lesion included).
+    dens : bool array (K, J, I)
+        The dens (for the C1 cut).
+    window_mm : float
+        Half-height of the slab whose bone closes a ring (author's default).
+
+    Returns
+    -------
+    bool array (K, J, I)
+    """
+    from scipy import ndimage as ndi
+
+    K = grid.shape[0]
+    s = grid.s
+    allv = np.zeros(grid.shape, bool)
+    for m in verts.values():
+        allv |= m
+    c1 = verts.get("vertebrae_C1", np.zeros(grid.shape, bool))
+    w = max(int(round(window_mm / s)), 0)
+    # running OR over +/- w slices
+    cum = np.concatenate([np.zeros((1,) + grid.shape[1:], np.int32), np.cumsum(allv, axis=0, dtype=np.int32)])
+    c1cum = np.concatenate([[0], np.cumsum(c1.any(axis=(1, 2)))])
+    jc = int(round((CANAL_C[1] - grid.origin[1]) / s))
+    ic = int(round((CANAL_C[0] - grid.origin[0]) / s))
+    # posterior surface of the dens per slice (+ transverse ligament); above the apex the last one
+    dens_k = np.nonzero(dens.any(axis=(1, 2)))[0]
+    y_back = {int(k): float(grid.y[np.nonzero(dens[k].any(axis=1))[0].max()]) for k in dens_k}
+    out = np.zeros(grid.shape, bool)
+    closed = np.zeros(K, bool)
+    for k in range(K):
+        for ww in (w, int(round(1.5 * w))):  # a wider slab bridges a longer interlaminar gap
+            a, b = max(k - ww, 0), min(k + ww + 1, K)
+            slab = (cum[b] - cum[a]) > 0
+            if slab[jc, ic] or not slab.any():
+                break
+            filled = ndi.binary_fill_holes(slab)
+            if filled[jc, ic]:
+                lab, _ = ndi.label(filled & ~slab)
+                sec = lab == lab[jc, ic]
+                if c1cum[b] - c1cum[a] > 0 and dens_k.size:
+                    kd = int(dens_k[np.argmin(np.abs(dens_k - k))])
+                    sec &= (grid.y > y_back[kd] + TRANSVERSE_LIGAMENT_MM + 1e-3)[:, None]
+                out[k] = sec
+                closed[k] = sec.any()
+                break
+    ks = np.nonzero(closed)[0]
+    if ks.size == 0:
+        return out
+    for k in range(K):
+        if closed[k]:
+            continue
+        below = ks[ks < k]
+        above = ks[ks > k]
+        if below.size and above.size:
+            out[k] = out[below.max()] & out[above.min()]
+        else:
+            out[k] = out[below.max()] if below.size else out[above.min()]
+    return out
+
+
 def _dens_geometry(p: PhantomParams) -> dict[str, Any]:
     tilt = math.radians(p.dens_tilt_deg)
     axis = np.array([0.0, math.sin(tilt), math.cos(tilt)])
@@ -674,8 +755,13 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     body_inner = grid.empty()
     _swept_ellipse(body_inner, grid, body_levels, inset=5.0)
 
-    canal = grid.empty()
-    _swept_ellipse(canal, grid, [(zlo, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY), (zhi, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY)])
+    # dural sac (CSF) inside the bony canal; the canal is the whole vertebral foramen (epidural
+    # space included), at C1 behind the transverse ligament
+    dural = grid.empty()
+    _swept_ellipse(dural, grid, [(zlo, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY), (zhi, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY)])
+    dens_m = grid.empty()
+    _dens(dens_m, grid, p)
+    canal = _vertebral_foramen(grid, verts, dens_m) | dural
     cord = grid.empty()
     cx, cy, cz = p.cord_shift_mm
     cord_levels = [(zlo + cz, CORD_C[0] + cx, CORD_C[1] + cy, CORD_AX, CORD_AY, CORD_AY),
@@ -725,7 +811,8 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     esophagus &= ~occupied
     occupied |= esophagus
     canal &= ~occupied
-    cord &= canal
+    dural &= canal
+    cord &= dural
 
     # ---- HU ---------------------------------------------------------------------------------
     vol = np.full(shape, HU["air"], dtype=np.float32)
@@ -750,7 +837,8 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
         _swept_ellipse(discs, grid, [(z_top - 0.5, 0.0, 0.25, ax_, ay_, ay_), (z_up + 0.5, 0.0, 0.25, ax_, ay_, ay_)])
     vol[discs & ~all_bone] = HU["disc"]
     vol[esophagus] = HU["esophagus"]
-    vol[canal] = HU["csf"]
+    vol[canal] = HU["epidural"]
+    vol[dural] = HU["csf"]
     vol[cord] = HU["cord"]
     vol[airway] = HU["air"]
     art = HU["artery_contrast"] if p.contrast else HU["blood"]

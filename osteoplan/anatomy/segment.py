@@ -411,6 +411,33 @@ class CanalResult:
     notes: list[str] = field(default_factory=list)
 
 
+#: Thickness of the transverse ligament of the atlas behind the dens, cut off the C1 canal
+#: section (author's default, mm; no published source).
+TRANSVERSE_LIGAMENT_MM = 2.0
+
+
+def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.ndarray:
+    """Raw bone components of a dens-like size (20-200 mm^2), inside the bounding box of the hole
+    *comp* (not touching its edge) and mostly (>= 70 %) surrounded by it (2D)."""
+    out = np.zeros_like(comp)
+    lab, n = ndi.label(raw_bone)
+    if n == 0:
+        return out
+    near = ndi.binary_dilation(comp)
+    edge = np.ones_like(comp)
+    edge[1:-1, 1:-1] = False
+    for l in np.unique(lab[near & raw_bone]):
+        if l == 0:
+            continue
+        b = lab == l
+        if not 20.0 <= b.sum() * px_area <= 200.0 or (b & edge).any():
+            continue
+        rim = ndi.binary_dilation(b) & ~b
+        if (rim & comp).sum() >= 0.7 * rim.sum():
+            out |= b
+    return out
+
+
 def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
                       area_mm2: tuple[float, float]) -> np.ndarray:
     """Per-slice holes of the (z-closed) bone ring that look like a canal section."""
@@ -451,16 +478,23 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
         lab, n = ndi.label(holes)
         # a bone island inside a ring hole is the dens inside the C1 ring: the canal is the part of
         # the hole behind it (the atlanto-dental space in front of it is not canal)
+        # The dens is found on the raw bone: a raw bone component of >= 20 mm^2 whose outer
+        # neighbourhood is mostly (>= 70 %) this hole (the ring closing may have bridged the thin
+        # atlanto-dental interval, so it need not be an island of the closed ring). The cut is
+        # TRANSVERSE_LIGAMENT_MM behind its posterior surface (the transverse ligament).
         sizes = np.bincount(lab.ravel(), minlength=n + 1) * px_area
+        lig = int(round(TRANSVERSE_LIGAMENT_MM / float(sp[1])))
         for l, sl in enumerate(ndi.find_objects(lab), start=1):
             if sl is None or not area_mm2[0] <= sizes[l] <= 2.0 * area_mm2[1]:
                 continue
             comp = lab[sl] == l
             island = ndi.binary_fill_holes(comp) & ~comp
+            if island.sum() * px_area < 20.0:
+                island = _dens_island(comp, bone_c[k][sl], px_area)
             if island.sum() * px_area >= 20.0:
                 rows = np.nonzero(island.any(axis=1))[0]
                 front = comp.copy()
-                front[rows.max() + 1:] = False
+                front[rows.max() + 1 + lig:] = False
                 lab[sl][front] = 0
         holes = lab > 0
         lab, n = ndi.label(holes)
@@ -627,7 +661,10 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     ext_mm = {1: 0.0, -1: 0.0}
     for end, step in ((k1, 1), (k0, -1)):
         order = sorted(range(k0, k1 + 1), key=lambda kk: abs(kk - end))
-        src = next((kk for kk in order if 0 < areas[kk] <= 1.3 * typical), end)
+        # cranially the C1 section (larger: dens, cord and free space, Steel's rule of thirds) may
+        # be carried; caudally only a section of typical size
+        lim = 2.0 if step > 0 else 1.3
+        src = next((kk for kk in order if 0 < areas[kk] <= lim * typical), end)
         ref = canal[src].copy()
         rc = np.array(ndi.center_of_mass(ref))
         off = np.zeros(2)
