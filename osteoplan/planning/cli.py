@@ -183,7 +183,7 @@ def _risk(volume, anatomy) -> dict | None:
     from osteoplan.progress import step
 
     try:
-        from osteoplan.risk.assess import assess
+        from osteoplan.risk.assessment import assess
     except ImportError:
         return None
     try:

@@ -16,7 +16,7 @@ __all__ = ["MirelsResult", "SinsResult", "compute_mirels", "compute_sins", "loca
 
 
 def assess(volume, anatomy, pain=None, alignment=None, **kwargs):
-    """CT fracture-risk assessment; see :func:`osteoplan.risk.assess.assess`."""
-    from osteoplan.risk.assess import assess as _assess
+    """CT fracture-risk assessment; see :func:`osteoplan.risk.assessment.assess`."""
+    from osteoplan.risk.assessment import assess as _assess
 
     return _assess(volume, anatomy, pain=pain, alignment=alignment, **kwargs)

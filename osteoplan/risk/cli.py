@@ -136,7 +136,7 @@ def _risk(args: argparse.Namespace) -> int:
 
     from osteoplan.imaging import read_volume
     from osteoplan.progress import step
-    from osteoplan.risk.assess import assess
+    from osteoplan.risk.assessment import assess
 
     overrides = _parse_overrides(args.override)
     ct = Path(args.ct)

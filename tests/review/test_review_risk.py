@@ -1,4 +1,4 @@
-"""Reviewer's defects in osteoplan.risk.assess."""
+"""Reviewer's defects in osteoplan.risk.assessment."""
 
 from __future__ import annotations
 

@@ -179,3 +179,11 @@ def test_assess_reuses_anatomy_lesion_result(synthetic_c2):
     rep2 = assess(vol, SimpleNamespace(labelmap=LabelMap(vol, {"vertebrae_C2": c2}), landmarks=None, lesion=lr))
     assert rep2.lesion is None and rep2.rigidity is None
     assert any("landmarks" in x for x in rep2.not_assessed)
+
+
+def test_assess_stays_the_function_after_the_submodule_is_imported():
+    """Importing the implementation module must not shadow ``osteoplan.risk.assess`` (was a module before)."""
+    import osteoplan.risk
+    import osteoplan.risk.assessment  # noqa: F401
+
+    assert callable(osteoplan.risk.assess) and osteoplan.risk.assess.__module__ == "osteoplan.risk"
