@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from osteoplan.imaging.cli import add_reader_options, read_volume_from_args
+
 import argparse
 import json
 from pathlib import Path
@@ -53,12 +55,7 @@ def register(sub) -> None:
     )
     s.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
     s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT")
-    s.add_argument("--series-uid", metavar="UID",
-                   help="DICOM input: read this SeriesInstanceUID (see 'osteoplan info') instead of the default choice")
-    s.add_argument("--allow-gaps", action="store_true",
-                   help="DICOM input: interpolate across missing slices instead of refusing")
-    s.add_argument("--resample-uniform", action="store_true",
-                   help="DICOM input: resample uneven slice spacing to a uniform grid instead of refusing")
+    add_reader_options(s)
     s.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
@@ -161,7 +158,6 @@ def _segment(args: argparse.Namespace) -> int:
     build = getattr(pipeline, "build_anatomy", None)
     if build is None:
         raise DependencyError("osteoplan.anatomy.pipeline has no build_anatomy(); update osteoplan.")
-    from osteoplan.imaging import read_volume
     from osteoplan.progress import step
 
     out = Path(args.out)
@@ -176,8 +172,7 @@ def _segment(args: argparse.Namespace) -> int:
     if args.masks and not Path(args.masks).exists():
         raise InputError("Masks not found; check the --masks path.")
     with step("reading the CT"):
-        volume = read_volume(ct, series_uid=args.series_uid, allow_gaps=args.allow_gaps,
-                             resample_uniform=args.resample_uniform)
+        volume = read_volume_from_args(ct, args)
     kwargs = {}
     if args.masks:
         kwargs["masks"] = args.masks

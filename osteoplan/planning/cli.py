@@ -252,7 +252,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
-    from osteoplan.imaging import read_volume
+    from osteoplan.imaging.cli import read_volume_from_args
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
@@ -261,7 +261,7 @@ def _plan_cmd(args: argparse.Namespace) -> int:
                (args.ct, args.masks, args.protocol if str(args.protocol or "").endswith(".toml") else None))
     load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
-        volume = read_volume(args.ct)
+        volume = read_volume_from_args(args.ct, args)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
         anatomy = build_anatomy_any(volume, args.masks, args.hint_lps)
     out = Path(args.out) if args.out else Path("plan-out")
@@ -306,6 +306,9 @@ def register(sub) -> None:
                        "lateral-cervical trajectories, and write plan.json + plan.mrk.json (+ report) to --out.")
     p.add_argument("ct", metavar="CT", help="CT: DICOM folder or zip, NIfTI or NRRD file")
     p.add_argument("--masks", default=None, help="provided masks: folder of NIfTI, .seg.nrrd, DICOM SEG...")
+    from osteoplan.imaging.cli import add_reader_options
+
+    add_reader_options(p)
     p.add_argument("--out", default=None, help="output plan folder (default ./plan-out)")
     p.add_argument("--hint-lps", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
                    help="a point near C2 (LPS mm) to help the locator")

@@ -7,6 +7,8 @@ measurements, clinician inputs, missing ones as a range) and the CT structural r
 
 from __future__ import annotations
 
+from osteoplan.imaging.cli import add_reader_options, read_volume_from_args
+
 import argparse
 import importlib
 import json
@@ -49,12 +51,7 @@ def register(sub) -> None:
     p.add_argument("--override", action="append", default=[], metavar="COMPONENT=VALUE",
                    help="replace a CT proposal, e.g. --override collapse=under-50 (repeatable)")
     p.add_argument("--level", default="C2", help="vertebral level of the lesion (default C2)")
-    p.add_argument("--series-uid", metavar="UID",
-                   help="DICOM input: read this SeriesInstanceUID (see 'osteoplan info') instead of the default choice")
-    p.add_argument("--allow-gaps", action="store_true",
-                   help="DICOM input: interpolate across missing slices instead of refusing")
-    p.add_argument("--resample-uniform", action="store_true",
-                   help="DICOM input: resample uneven slice spacing to a uniform grid instead of refusing")
+    add_reader_options(p)
     p.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point near the dens (LPS mm) to help C2 localisation")
     p.add_argument("--no-rigidity", action="store_true", help="skip the CT rigidity analysis")
@@ -134,7 +131,6 @@ def _check_output_file(path: str, option: str) -> None:
 def _risk(args: argparse.Namespace) -> int:
     import sys
 
-    from osteoplan.imaging import read_volume
     from osteoplan.progress import step
     from osteoplan.risk.assessment import assess
 
@@ -154,8 +150,7 @@ def _risk(args: argparse.Namespace) -> int:
     if args.out and args.plot and Path(args.out).resolve() == Path(args.plot).resolve():
         raise InputError("--out and --plot name the same file; give two different files.")
     with step("reading the CT"):
-        volume = read_volume(ct, series_uid=args.series_uid, allow_gaps=args.allow_gaps,
-                             resample_uniform=args.resample_uniform)
+        volume = read_volume_from_args(ct, args)
     with step("segmenting C2 and the lesion"):
         anatomy = _build_anatomy(volume, args.masks, args.hint_lps)
     with step("scoring fracture risk"):

@@ -160,3 +160,12 @@ def test_overwrite_never_replaces_the_input_folder(tmp_path, capsys, which):
     err = capsys.readouterr().err
     assert err.startswith("error: --out is the folder holding the input") and "Traceback" not in err
     assert ct.exists() and (case / "masks" / "SpinalCord.nii.gz").exists()
+
+
+def test_plan_accepts_the_dicom_reader_choices_its_errors_suggest(tmp_path, capsys):
+    """A gap error tells the user to pass --allow-gaps: plan must accept it (and --series-uid, --resample-uniform)."""
+    from osteoplan.cli import build_parser
+
+    args = build_parser().parse_args(["plan", "ct_dir", "--allow-gaps", "--resample-uniform", "--series-uid", "1.2.3",
+                                      "--out", str(tmp_path / "o")])
+    assert args.allow_gaps and args.resample_uniform and args.series_uid == "1.2.3"
