@@ -6,7 +6,11 @@ A voxel inside the filled C2 is lytic when its (lightly smoothed) HU is below
 ``min(median - k * SD, (median + 40) / 2 + 20)`` (never above the midpoint between bone and soft
 tissue, never below 60 HU) and above -200 HU (not fat/air); the mask is opened then closed
 (1 voxel), components under 0.03 mL dropped, and the partial-volume shell next to the core is added
-where it is darker than half-way between the core and the brightest bone around it.
+where it is darker than half-way between the core and the brightest face neighbour when that is
+cortical (above twice the cancellous median), else the cancellous median. The search region is C2
+plus the convex hull of the dens bone within 16 mm below the apex and 7 mm of the axis, so a
+lesion that replaces a whole dens cross-section or breaks the cortex is bounded by the dens
+outline restored from the bone above and below it.
 ``k = 3`` and the thresholds are engineering defaults (no published source).
 
 Measures: volume (mL), fraction of the dens and of the C2 body involved, and the smallest residual
@@ -24,6 +28,12 @@ from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.anatomy.segment import _smooth
 from osteoplan.errors import AnatomyError
 from osteoplan.imaging.volume import Volume
+
+
+#: Length of the dens below its apex whose bone outline (convex hull) bounds the lesion search
+#: (author's default: the apex-to-waist distance is about 12-15 mm in adults, the dens about
+#: 15-20 mm long above the body; no single published source).
+DENS_HULL_LENGTH_MM = 16.0
 
 
 @dataclass
@@ -143,10 +153,15 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
     idx = np.argwhere(c2s)
     if idx.size:
         pts = volume.index_to_world((idx + [sl[0].start, sl[1].start, sl[2].start]).astype(float))
-        t_ax = (pts - landmarks.waist_lps_mm) @ landmarks.axis_unit
-        off = pts - landmarks.waist_lps_mm
-        rad = np.linalg.norm(off - np.outer(off @ landmarks.axis_unit, landmarks.axis_unit), axis=1)
-        dens_sel = (t_ax >= 1.0) & (rad <= 7.0)
+        # the dens is selected from the apex down (a lesion that replaces a whole cross-section
+        # makes the narrowest bone section -- and hence the waist -- unreliable): within
+        # DENS_HULL_LENGTH_MM below the apex and 7 mm of the axis through it
+        off = pts - landmarks.apex_lps_mm
+        t_ax = off @ landmarks.axis_unit
+        rad = np.linalg.norm(off - np.outer(t_ax, landmarks.axis_unit), axis=1)
+        t_waist = float((landmarks.waist_lps_mm - landmarks.apex_lps_mm) @ landmarks.axis_unit)
+        t_min = min(t_waist + 1.0, -DENS_HULL_LENGTH_MM)
+        dens_sel = (t_ax >= t_min) & (rad <= 7.0)
         if dens_sel.sum() >= 10:
             from skimage.morphology import convex_hull_image
 
@@ -179,7 +194,11 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
         # darker than half-way between the core and the brightest bone around it (half-maximum
         # edge; a lesion touching the thin cortex is otherwise under-segmented by a voxel layer)
         core_mean = float(sm[lyt].mean())
-        local_max = ndi.maximum_filter(sm, size=3)
+        local_max = ndi.maximum_filter(sm, footprint=ndi.generate_binary_structure(3, 1))
+        # ... the brightest bone around is the cortex only where it is really cortical (above
+        # twice the cancellous median); elsewhere the cancellous median (a blurred cortex a few
+        # voxels away must not pull a cancellous voxel into a small lesion)
+        local_max = np.where(local_max > 2.0 * med, local_max, med)
         shell = ndi.binary_dilation(lyt, structure=ndi.generate_binary_structure(3, 1)) & region & ~lyt
         lyt |= shell & (sm < 0.5 * (core_mean + local_max))
     mask = np.zeros(volume.shape, bool)
