@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from osteoplan.imaging.cli import add_reader_options, read_volume_from_args
-
 import argparse
 import json
 from pathlib import Path
 
+from osteoplan.cliargs import add_reader_options, finite_float, read_volume_from_args
 from osteoplan.errors import DependencyError, InputError, safe_path
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number (``nan``/``inf`` are refused as usage errors)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"a finite number is needed, not '{text}'")
-    return value
 
 
 def register(sub) -> None:

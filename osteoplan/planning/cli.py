@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from osteoplan.cliargs import add_reader_options, finite_float
 from osteoplan.errors import InputError, safe_path
 
 
@@ -252,7 +253,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
-    from osteoplan.imaging.cli import read_volume_from_args
+    from osteoplan.cliargs import read_volume_from_args
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
@@ -306,11 +307,9 @@ def register(sub) -> None:
                        "lateral-cervical trajectories, and write plan.json + plan.mrk.json (+ report) to --out.")
     p.add_argument("ct", metavar="CT", help="CT: DICOM folder or zip, NIfTI or NRRD file")
     p.add_argument("--masks", default=None, help="provided masks: folder of NIfTI, .seg.nrrd, DICOM SEG...")
-    from osteoplan.imaging.cli import add_reader_options
-
     add_reader_options(p)
     p.add_argument("--out", default=None, help="output plan folder (default ./plan-out)")
-    p.add_argument("--hint-lps", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
+    p.add_argument("--hint-lps", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), default=None,
                    help="a point near C2 (LPS mm) to help the locator")
     _add_common(p)
     p.set_defaults(handler=_plan_cmd)

@@ -7,7 +7,6 @@ measurements, clinician inputs, missing ones as a range) and the CT structural r
 
 from __future__ import annotations
 
-from osteoplan.imaging.cli import add_reader_options, read_volume_from_args
 
 import argparse
 import importlib
@@ -15,20 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from osteoplan.cliargs import add_reader_options, finite_float, read_volume_from_args
 from osteoplan.errors import DependencyError, InputError
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number (``nan``/``inf`` are refused as usage errors)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"a finite number is needed, not '{text}'")
-    return value
 
 
 def register(sub) -> None:
