@@ -439,6 +439,11 @@ def landmarks_from_mask(volume: Volume, c2_mask: np.ndarray, canal_mask: np.ndar
         lnotes.append("dens too short to measure a waist: waist placed 12 mm below the apex")
     if counts[wb] == 0:
         wb = int(np.nonzero(counts)[0][np.argmin(np.abs(np.nonzero(counts)[0] - wb))])
+    if zone.size >= 3 and cs[wb] < 0.5 * float(np.median(cs[zone])):
+        # a focal notch rather than a smooth waist: bone is missing there (lysis through the
+        # cortex, fracture); the anatomical waist is then not measurable from the bone
+        lnotes.append("the narrowest dens section has less than half the bone of the dens around it "
+                      "(lytic destruction or fracture?): waist position and diameter are uncertain")
     sel = b == wb
     waist = pts[sel].mean(axis=0)
     e1 = ant - (ant @ axis) * axis

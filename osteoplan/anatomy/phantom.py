@@ -443,7 +443,7 @@ DENS_LENGTH = 21.0                 # base -> apex along the axis
 DENS_PROFILE_T = (0.0, 3.0, 6.5, 10.0, 16.0)
 DENS_PROFILE_R = (6.5, 5.2, 4.5, 5.0, 5.0)  # apical width 10 mm (9.6 +/- 1.1 mm, JKNS 2018;61(4))
 DENS_WAIST_T = 6.5
-# canal and cord (vertical elliptic cylinders)
+# dural sac and cord (vertical elliptic cylinders); the canal truth is the bony vertebral foramen
 CANAL_C, CANAL_AX, CANAL_AY = (0.0, 17.0), 12.0, 8.5
 CORD_C, CORD_AX, CORD_AY = (0.0, 17.5), 6.5, 4.5
 # subaxial vertebrae C3..C7: body centre z and spacing
@@ -460,7 +460,8 @@ def _vertebral_foramen(grid: "_Grid", verts: dict[str, np.ndarray], dens: np.nda
     within +/- 1.5 ``window_mm``), fills its holes and keeps the hole that
     contains the canal centre. At C1 the canal is the part of the ring behind the transverse
     ligament (``TRANSVERSE_LIGAMENT_MM`` behind the posterior surface of the dens): the dens and
-    the atlanto-dental interval are not canal (cf. Steel's rule of thirds at C1: dens, cord and
+    the atlanto-dental interval are not canal (cf. Steel's rule of thirds at C1, J Bone Joint
+    Surg Am 1968;50:1481: dens, cord and
     free space). Slices without a closed ring (disc levels, interlaminar gaps) take the section
     common to the nearest enclosed sections above and below; beyond the first/last ring the
     nearest section is carried to the edge of the grid.

@@ -49,3 +49,15 @@ def test_ct_without_c2_is_a_clear_error(phantom):
     arr[:-8] = -1000.0
     with pytest.raises(AnatomyError, match="C2|canal"):
         locate_c2(top)
+
+
+def test_dens_cut_through_by_a_lesion_flags_the_waist(phantom, located):
+    from osteoplan.anatomy.phantom import make_phantom
+
+    _, lm = located
+    assert not any("waist position" in n for n in lm.notes)  # intact/contained lesion: smooth waist
+    # a 6 mm lesion is wider than the dens (radius 4.5-5 mm): the narrowest bone section is the lysis
+    ph6 = make_phantom(fov_inferior_mm=-60.0, lesion_radius_mm=6.0)
+    _, lm6 = locate_c2(ph6.volume)
+    assert any("waist position and diameter are uncertain" in n for n in lm6.notes)
+    assert np.linalg.norm(lm6.apex_lps_mm - ph6.landmarks.apex_lps_mm) <= 2.0  # the apex is still right
