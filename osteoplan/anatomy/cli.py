@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from osteoplan.cliargs import add_reader_options, finite_float, read_volume_from_args
-from osteoplan.errors import DependencyError, InputError, safe_path
+from osteoplan.errors import InputError, safe_path
 
 
 def register(sub) -> None:
@@ -132,18 +131,7 @@ def _save_replacing(anatomy, out: Path) -> dict:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    import importlib
-
-    try:
-        pipeline = importlib.import_module("osteoplan.anatomy.pipeline")
-    except ModuleNotFoundError as exc:
-        if exc.name == "osteoplan.anatomy.pipeline":
-            raise DependencyError("The segmentation pipeline (osteoplan.anatomy.pipeline) is not available in this "
-                                  "build; update osteoplan.") from None
-        raise
-    build = getattr(pipeline, "build_anatomy", None)
-    if build is None:
-        raise DependencyError("osteoplan.anatomy.pipeline has no build_anatomy(); update osteoplan.")
+    from osteoplan.anatomy.pipeline import build_anatomy as build
     from osteoplan.progress import step
 
     out = Path(args.out)

@@ -20,35 +20,6 @@ from osteoplan.errors import InputError, safe_path
 
 
 # --------------------------------------------------------------------------- anatomy
-def build_anatomy_any(volume, masks: str | None = None, hint_lps=None):
-    """Anatomy for planning: :func:`osteoplan.anatomy.pipeline.build_anatomy` when installed, otherwise
-    provided masks + classical segmentation + C2 locator (same result type, duck-typed)."""
-    try:
-        from osteoplan.anatomy.pipeline import build_anatomy
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("osteoplan.anatomy.pipeline",):
-            raise
-        build_anatomy = None
-    if build_anatomy is not None:
-        return build_anatomy(volume, masks=masks, hint_lps=hint_lps)
-    from osteoplan.anatomy.c2 import locate_c2
-    from osteoplan.anatomy.labelmap import LabelMap
-    from osteoplan.anatomy.loaders import load_masks
-    from osteoplan.anatomy.segment import run_classical
-
-    msgs: list[str] = []
-    lm = load_masks(masks, volume, warnings=msgs) if masks else LabelMap(volume)
-    cls = run_classical(volume, skip=frozenset(lm.names()))
-    for n in cls.labelmap.names():
-        if not lm.has(n):
-            lm.add(n, cls.labelmap.get(n), cls.labelmap.sources.get(n, "classical"))
-    msgs += cls.messages
-    c2, landmarks = locate_c2(volume, lm, hint_lps)
-    if not lm.has("vertebrae_C2"):
-        lm.add("vertebrae_C2", c2, landmarks.method)
-    return SimpleNamespace(labelmap=lm, landmarks=landmarks, lesion=None, contrast_detected=None, messages=msgs)
-
-
 # --------------------------------------------------------------------------- summary
 def _fmt(v) -> str:
     return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
@@ -253,6 +224,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
+    from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.cliargs import read_volume_from_args
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
@@ -264,7 +236,7 @@ def _plan_cmd(args: argparse.Namespace) -> int:
     with step("reading the CT"):
         volume = read_volume_from_args(args.ct, args)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
-        anatomy = build_anatomy_any(volume, args.masks, args.hint_lps)
+        anatomy = build_anatomy(volume, masks=args.masks, hint_lps=args.hint_lps)
     out = Path(args.out) if args.out else Path("plan-out")
     rc = _run(volume, anatomy, args, out)
     print(f"Total time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -273,6 +245,7 @@ def _plan_cmd(args: argparse.Namespace) -> int:
 
 def _demo_cmd(args: argparse.Namespace) -> int:
     from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
@@ -290,7 +263,7 @@ def _demo_cmd(args: argparse.Namespace) -> int:
 
     if args.segment:
         with step("building the anatomy from the phantom CT (segmentation)"):
-            anatomy = build_anatomy_any(volume, None, None)
+            anatomy = build_anatomy(volume)
     else:
         lesion = SimpleNamespace(mask=ph.truth.get("lesion")) if ph.truth.has("lesion") else None
         anatomy = SimpleNamespace(labelmap=ph.truth, landmarks=ph.landmarks, lesion=lesion, contrast_detected=True,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 from osteoplan.cliargs import add_reader_options, finite_float, read_volume_from_args
-from osteoplan.errors import DependencyError, InputError
+from osteoplan.errors import InputError
 
 
 def register(sub) -> None:
@@ -61,16 +60,8 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 
 def _build_anatomy(volume: Any, masks: str | None, hint_lps: Any) -> Any:
     """The anatomy stage's result for this CT (lazy import, clear error when the stage is absent)."""
-    try:
-        pipeline = importlib.import_module("osteoplan.anatomy.pipeline")
-    except ModuleNotFoundError as exc:
-        if exc.name == "osteoplan.anatomy.pipeline":
-            raise DependencyError("The segmentation pipeline (osteoplan.anatomy.pipeline) is not available in "
-                                  "this build; update osteoplan.") from None
-        raise
-    build = getattr(pipeline, "build_anatomy", None)
-    if build is None:
-        raise DependencyError("osteoplan.anatomy.pipeline has no build_anatomy(); update osteoplan.")
+    from osteoplan.anatomy.pipeline import build_anatomy as build
+
     kwargs: dict[str, Any] = {}
     if masks:
         kwargs["masks"] = masks

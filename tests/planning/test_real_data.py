@@ -6,7 +6,7 @@ import pytest
 
 from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.imaging import read_volume
-from osteoplan.planning.cli import build_anatomy_any
+from osteoplan.anatomy.pipeline import build_anatomy
 from osteoplan.planning.planner import plan_from_anatomy
 from osteoplan.planning.protocol import load_protocol
 
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 def _plan_or_reason(ct, masks=None):
     vol = read_volume(ct)
-    an = build_anatomy_any(vol, str(masks) if masks else None, None)
+    an = build_anatomy(vol, masks=str(masks) if masks else None)
     try:
         return an, plan_from_anatomy(vol, an), None
     except (AnatomyError, PlanningError) as exc:
