@@ -2,7 +2,7 @@
 
 Method (classical, no trained weights)
 --------------------------------------
-1. The spinal canal is found first (:func:`osteoplan.anatomy.segment.segment_spinal_canal`);
+1. The spinal canal is found first (:func:`osteoplan.anatomy.canal.segment_spinal_canal`);
    it ends cranially at the foramen magnum.
 2. Along the canal, a ray from the canal centre towards anterior finds the posterior surface of
    the anterior column (dens at C1 level, then the vertebral bodies). The bone fraction in a small
@@ -32,8 +32,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.anatomy.landmarks import DensLandmarks
-from osteoplan.anatomy.segment import (Canon, CanalResult, _disk, _smooth, segment_body, segment_bone,
-                                       segment_spinal_canal)
+from osteoplan.anatomy.canal import CanalResult, segment_spinal_canal
+from osteoplan.anatomy.segment import Canon, _smooth, segment_body, segment_bone
 from osteoplan.errors import AnatomyError, InputError
 from osteoplan.imaging.volume import Volume
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.anatomy.landmarks import DensLandmarks
-from osteoplan.anatomy.segment import TRANSVERSE_LIGAMENT_MM
+from osteoplan.anatomy.canal import TRANSVERSE_LIGAMENT_MM
 from osteoplan.errors import InputError, safe_path
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 

@@ -7,8 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from osteoplan.anatomy.segment import (Canon, detect_contrast, run_classical, segment_airway, segment_body,
-                                       segment_bone, segment_spinal_canal, soft_tissue_stats)
+from osteoplan.anatomy.airway import segment_airway
+from osteoplan.anatomy.canal import segment_spinal_canal
+from osteoplan.anatomy.segment import Canon, detect_contrast, run_classical, segment_body, segment_bone, soft_tissue_stats
 from osteoplan.errors import AnatomyError
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 

@@ -1,0 +1,329 @@
+"""The spinal canal from CT: holes of the vertebral rings tracked across slices (no trained weights).
+
+Split out of :mod:`osteoplan.anatomy.segment`, which re-exports :func:`segment_spinal_canal` and
+:class:`CanalResult`. Internal orientation: the canonical view of :class:`~osteoplan.anatomy.segment.Canon`
+(k -> superior, j -> posterior, i -> patient left). Engineering defaults unless a source is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy.segment import (Canon, _disk, _smooth, fill_holes_in_planes, segment_body,
+                                       segment_bone)
+from osteoplan.errors import AnatomyError
+from osteoplan.imaging.volume import Volume
+
+@dataclass
+class CanalResult:
+    """The spinal canal and its per-slice track (canonical orientation, k -> superior).
+
+    Attributes
+    ----------
+    mask : bool array (K, J, I) on the volume's grid.
+    centre_canon : dict[int, tuple[float, float]]
+        Canonical slice index -> canal centroid (j, i) in canonical voxel units.
+    found_slices : list[int]
+        Canonical slices where the canal was closed by bone (others interpolated).
+    """
+
+    mask: np.ndarray
+    centre_canon: dict[int, tuple[float, float]]
+    found_slices: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+#: Thickness of the transverse ligament of the atlas behind the dens, cut off the C1 canal
+#: section (author's default, mm; no published source).
+TRANSVERSE_LIGAMENT_MM = 2.0
+
+
+def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.ndarray:
+    """Raw bone components of a dens-like size (20-200 mm^2), inside the bounding box of the hole
+    *comp* (not touching its edge) and mostly (>= 70 %) surrounded by it (2D)."""
+    out = np.zeros_like(comp)
+    lab, n = ndi.label(raw_bone)
+    if n == 0:
+        return out
+    near = ndi.binary_dilation(comp)
+    edge = np.ones_like(comp)
+    edge[1:-1, 1:-1] = False
+    for l in np.unique(lab[near & raw_bone]):
+        if l == 0:
+            continue
+        b = lab == l
+        if not 20.0 <= b.sum() * px_area <= 200.0 or (b & edge).any():
+            continue
+        rim = ndi.binary_dilation(b) & ~b
+        if (rim & comp).sum() >= 0.7 * rim.sum():
+            out |= b
+    return out
+
+
+def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
+                      area_mm2: tuple[float, float]) -> np.ndarray:
+    """Per-slice holes of the (z-closed) bone ring that look like a canal section."""
+    nz = max(int(round(4.0 / sp[0])), 1)  # bridges cranio-caudal gaps up to about 8 mm
+    pad = nz + 1
+    bp = np.pad(bone_c, ((pad, pad), (0, 0), (0, 0)))
+    bz = ndi.binary_closing(bp, structure=np.ones((2 * nz + 1, 1, 1), bool))[pad:-pad]
+    r_in = 1.2 / float(sp[1])
+    if r_in >= 1.0:
+        bz = bz | ndi.binary_closing(bz, structure=_disk(r_in)[None])
+    px_area = float(sp[1] * sp[2])
+    cand = np.zeros_like(bone_c)
+    all_holes = fill_holes_in_planes(bz, 0) & ~bz & body_c
+    # a CT provided only around the spine (e.g. radiotherapy data with everything outside a region
+    # set to -1024): in slices where the body is a small patch, the cut edge closes the ring too
+    patch = body_c.sum(axis=(1, 2)) * px_area < 2500.0
+    if patch.any():
+        closed = bz[patch] | ~body_c[patch]
+        ph = fill_holes_in_planes(closed, 0) & ~closed
+        # ... but only where bone makes at least 40 % of the hole's rim inside the provided region
+        # (a patch of soft tissue without a vertebra around it is not a canal)
+        st = np.zeros((3, 3, 3), bool)
+        st[1] = ndi.generate_binary_structure(2, 1)
+        lab, n = ndi.label(ph, structure=st)
+        if n:
+            ring_lab = np.where(~ph & body_c[patch], ndi.grey_dilation(lab, footprint=st), 0)
+            idx = np.arange(1, n + 1)
+            cnt = np.asarray(ndi.sum_labels(np.ones_like(ring_lab, dtype=float), ring_lab, idx))
+            tot = np.asarray(ndi.sum_labels(bz[patch].astype(float), ring_lab, idx))
+            frac = np.where(cnt > 0, tot / np.maximum(cnt, 1.0), 0.0)
+            ok = np.zeros(n + 1, bool)
+            ok[1:] = np.nan_to_num(frac) >= 0.4
+            all_holes[patch] |= ok[lab]
+    for k in range(bz.shape[0]):
+        holes = all_holes[k]
+        if not holes.any():
+            continue
+        lab, n = ndi.label(holes)
+        # a bone island inside a ring hole is the dens inside the C1 ring: the canal is the part of
+        # the hole behind it (the atlanto-dental space in front of it is not canal)
+        # The dens is found on the raw bone: a raw bone component of >= 20 mm^2 whose outer
+        # neighbourhood is mostly (>= 70 %) this hole (the ring closing may have bridged the thin
+        # atlanto-dental interval, so it need not be an island of the closed ring). The cut is
+        # TRANSVERSE_LIGAMENT_MM behind its posterior surface (the transverse ligament).
+        sizes = np.bincount(lab.ravel(), minlength=n + 1) * px_area
+        lig = int(round(TRANSVERSE_LIGAMENT_MM / float(sp[1])))
+        for l, sl in enumerate(ndi.find_objects(lab), start=1):
+            if sl is None or not area_mm2[0] <= sizes[l] <= 2.0 * area_mm2[1]:
+                continue
+            comp = lab[sl] == l
+            island = ndi.binary_fill_holes(comp) & ~comp
+            if island.sum() * px_area < 20.0:
+                island = _dens_island(comp, bone_c[k][sl], px_area)
+            if island.sum() * px_area >= 20.0:
+                rows = np.nonzero(island.any(axis=1))[0]
+                front = comp.copy()
+                front[rows.max() + 1 + lig:] = False
+                lab[sl][front] = 0
+        holes = lab > 0
+        lab, n = ndi.label(holes)
+        idx = np.arange(1, n + 1)
+        areas = ndi.sum_labels(holes, lab, idx) * px_area
+        means = ndi.mean(a_c[k], lab, idx)
+        ok = (areas >= area_mm2[0]) & (areas <= area_mm2[1]) & (means > -200) & (means < 200)
+        if ok.any():
+            keep = np.zeros(n + 1, bool)
+            keep[1:] = ok
+            cand[k] = keep[lab]
+    return cand
+
+
+def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
+                         area_mm2: tuple[float, float] = (30.0, 1100.0),
+                         max_gap_mm: float = 40.0, extend_mm: float = 25.0,
+                         bone_outline: np.ndarray | None = None) -> CanalResult:
+    """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
+
+    Method: the (lenient) bone mask is closed along the cranio-caudal axis over about 8 mm and
+    in-plane over 1.2 mm; per axial slice the holes of that ring with a canal-like area
+    (``area_mm2``) and soft-tissue density are candidates (at C1 the part of the ring hole in
+    front of the dens -- a bone island -- is cut off); the candidate 3D component spanning most
+    slices near the midline is the canal; other candidates continuous with it (within 12 mm at
+    the junction, gaps up to ``max_gap_mm``) are added; slices without a closed ring are filled
+    with the section common to the nearest typical sections above and below; beyond the last
+    ring the section is carried cranially for at most ``extend_mm`` (then the foramen magnum
+    opens into the cranial cavity) and caudally to the image edge, re-centred on the soft-tissue
+    channel where bone bounds it. With ``bone_outline`` (the precise bone), the voxel rim the
+    lenient mask took is given back. Engineering defaults, no published source.
+
+    Parameters
+    ----------
+    volume : Volume
+    bone : bool array (K, J, I), optional
+        Bone mask used to find the rings (the ``lenient`` mask of :func:`segment_bone` is best).
+    body : bool array (K, J, I), optional
+    area_mm2 : (float, float)
+        Plausible canal section area range.
+    max_gap_mm, extend_mm : float
+        See above.
+    bone_outline : bool array (K, J, I), optional
+        Precise bone outline (``BoneResult.bone``).
+
+    Returns
+    -------
+    CanalResult
+
+    Raises
+    ------
+    AnatomyError
+        No enclosed canal-like region spanning at least 3 slices.
+    """
+    cn = Canon.of(volume)
+    if body is None:
+        body = segment_body(volume)
+    if bone is None:
+        br = segment_bone(volume, body)
+        bone = br.lenient
+        if bone_outline is None:
+            bone_outline = br.bone
+    a_c = cn.to_canon(volume.array)
+    b_c = cn.to_canon(bone)
+    body_c = cn.to_canon(body)
+    sp = cn.spacing_mm
+    cand = _canal_candidates(b_c, a_c, body_c, sp, area_mm2)
+    lab, n = ndi.label(cand, structure=ndi.generate_binary_structure(3, 1))
+    if n == 0:
+        raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
+                           "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
+    objs = ndi.find_objects(lab)
+    K = cand.shape[0]
+    mid_i = (cand.shape[2] - 1) / 2.0
+    best, best_score = 0, -1.0
+    for l, sl in enumerate(objs, start=1):
+        nsl = sl[0].stop - sl[0].start
+        vol = float(np.count_nonzero(lab[sl] == l))
+        ci = (sl[2].start + sl[2].stop) / 2.0
+        lateral_pen = 1.0 / (1.0 + (abs(ci - mid_i) * sp[2] / 40.0) ** 2)
+        score = (nsl * sp[0]) * lateral_pen + 1e-6 * vol
+        if score > best_score:
+            best, best_score = l, score
+    main = lab == best
+    ks = [k for k in range(K) if main[k].any()]
+    if len(ks) < 3:
+        raise AnatomyError("No spinal canal found spanning 3 slices or more; the CT may not cover the spine.")
+    cen = {k: ndi.center_of_mass(main[k]) for k in ks}
+    kk = np.array(ks, float)
+    cj = np.array([cen[k][0] for k in ks])
+    ci_ = np.array([cen[k][1] for k in ks])
+
+    def track(k: float) -> tuple[float, float]:
+        return float(np.interp(k, kk, cj)), float(np.interp(k, kk, ci_))
+
+    # add aligned candidates from other components (interrupted rings): within 8 mm of the track and
+    # within max_gap_mm (cranio-caudally) of the canal found so far; repeat until stable
+    tol_px = max(12.0 / float(sp[1]), 2.5)
+    gap = max(int(round(max_gap_mm / sp[0])), 1)
+    canal = main.copy()
+    lo, hi = min(ks), max(ks)
+    pending = [l for l in range(1, n + 1) if l != best]
+    changed = True
+    while changed:
+        changed = False
+        for l in list(pending):
+            sl = objs[l - 1]
+            if sl[0].start > hi + gap or sl[0].stop - 1 < lo - gap:
+                continue
+            sub = lab[sl] == l
+            # continuity at the junction: the component's section nearest to the canal found so far
+            # must lie within tol of the canal's nearest section (the spine curves, so the test is
+            # local, not against a straight track)
+            cks = [sl[0].start + dk for dk in range(sub.shape[0]) if sub[dk].any()]
+            have = np.nonzero(canal.any(axis=(1, 2)))[0]
+            best_d, ok = np.inf, False
+            for kc in (min(cks), max(cks)):
+                kn = int(have[np.argmin(np.abs(have - kc))])
+                c = ndi.center_of_mass(sub[kc - sl[0].start])
+                cn_ = ndi.center_of_mass(canal[kn])
+                dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
+                tol = tol_px + 0.5 * abs(kn - kc)
+                if dist <= tol and dist < best_d:
+                    best_d, ok = dist, True
+            pending.remove(l)
+            if ok:
+                canal[sl] |= sub
+                lo, hi = min(lo, sl[0].start), max(hi, sl[0].stop - 1)
+                changed = True
+    found = [k for k in range(K) if canal[k].any()]
+    k0, k1 = min(found), max(found)
+    notes: list[str] = []
+    # fill slices between without a closed ring from the nearest found slice of typical size
+    areas0 = canal.sum(axis=(1, 2))
+    typical0 = float(np.median(areas0[areas0 > 0]))
+    fset = np.array([k for k in found if areas0[k] <= 1.3 * typical0] or found)
+    n_interp = 0
+    for k in range(k0, k1 + 1):
+        if canal[k].any():
+            continue
+        below, above = fset[fset < k], fset[fset > k]
+        near = int(fset[np.argmin(np.abs(fset - k))])
+        sec = canal[near]
+        if below.size and above.size:
+            both = canal[int(below.max())] & canal[int(above.min())]
+            if both.sum() >= 0.5 * min(areas0[int(below.max())], areas0[int(above.min())]):
+                sec = both  # the section common to the rings above and below
+        canal[k] = sec & ~b_c[k] & body_c[k]
+        n_interp += 1
+    if n_interp:
+        notes.append(f"spinal canal: {n_interp} slice(s) without a closed bone ring filled from the nearest slice")
+    centre = {k: tuple(float(x) for x in ndi.center_of_mass(canal[k])) for k in range(k0, k1 + 1) if canal[k].any()}
+    # beyond the last closed ring the canal continues: cranially for at most extend_mm (then the
+    # foramen magnum opens into the cranial cavity), caudally to the edge of the image or of the
+    # provided region. The nearest section of typical size is carried along and re-centred slice by
+    # slice on the non-bone soft tissue around it (follows the curve of the spine); it stops when
+    # the section leaves the body or runs into bone.
+    areas = canal.sum(axis=(1, 2))
+    typical = float(np.median(areas[areas > 0]))
+    sm = _smooth(a_c, sp, 1.0)
+    soft = (sm > -100.0) & (sm < 150.0) & body_c & ~b_c
+    grow = _disk(max(3.0 / float(sp[1]), 1.5))
+    n_ext = {1: int(round(extend_mm / sp[0])), -1: K}
+    ext_mm = {1: 0.0, -1: 0.0}
+    for end, step in ((k1, 1), (k0, -1)):
+        order = sorted(range(k0, k1 + 1), key=lambda kk: abs(kk - end))
+        # cranially the C1 section (larger: dens, cord and free space, Steel's rule of thirds) may
+        # be carried; caudally only a section of typical size
+        lim = 2.0 if step > 0 else 1.3
+        src = next((kk for kk in order if 0 < areas[kk] <= lim * typical), end)
+        ref = canal[src].copy()
+        rc = np.array(ndi.center_of_mass(ref))
+        off = np.zeros(2)
+        for d in range(1, n_ext[step] + 1):
+            k = end + step * d
+            if not 0 <= k < K:
+                break
+            sec = ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0
+            grown = ndi.binary_dilation(sec, structure=grow)
+            near = grown & soft[k]
+            if near.sum() < 0.3 * sec.sum():
+                break
+            if step < 0 or near.sum() < 0.9 * grown.sum():
+                # re-centre on the soft tissue around the section (at most one voxel per slice):
+                # caudally the spine curves; cranially only where bone cuts into the neighbourhood
+                # (in open soft tissue the section stays where it is)
+                cc = np.array(ndi.center_of_mass(near))
+                off += np.clip(cc - (rc + off), -1.0, 1.0)
+            sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
+            if step < 0 and sec.sum() < 0.5 * ref.sum():
+                # a cropped CT (only a patch around the cord provided): take the soft tissue within
+                # 3 mm of the carried section (conservative: the canal is a structure to avoid)
+                sec = near
+            if sec.sum() < 0.3 * ref.sum():
+                break
+            canal[k] |= sec
+            ext_mm[step] = d * float(sp[0])
+    if bone_outline is not None:
+        # the rings were found on the lenient (one voxel fatter) bone mask: give back the voxel
+        # rim that the precise bone outline leaves free
+        bo = cn.to_canon(bone_outline)
+        rim = ndi.binary_dilation(canal, structure=np.ones((1, 3, 3), bool)) & ~bo & body_c & (a_c < 150.0)
+        canal |= rim
+    if ext_mm[1] or ext_mm[-1]:
+        notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
+                     "beyond the last closed vertebral ring")
+    return CanalResult(cn.from_canon(canal), centre, found, notes)
