@@ -11,6 +11,13 @@ interpolation, but only after checking that they cover the same patient space: a
 field of view or foreground does not overlap the CT raises :class:`~osteoplan.errors.MaskError`
 (it is never turned into an empty structure, which would mean "segmented and absent").
 
+Values: a binary mask may be stored as 0/1 in any integer or float type, or as 0/N (a note says
+so); a fractional map (probabilities or partial volumes, finite values in 0..1) is thresholded at
+:data:`FRACTIONAL_THRESHOLD` (0.5) with a message; NaN/infinite values, values outside 0..1 that are
+not integer labels, or several labels without a label table raise :class:`~osteoplan.errors.MaskError`.
+A damaged file (truncated gzip...) raises :class:`~osteoplan.errors.CorruptFileError`, also inside a
+folder when its name is a structure of the vocabulary (it is never silently "not assessed").
+
 Geometry: NIfTI is RAS (converted with the LPS <-> RAS flip as in
 :meth:`osteoplan.imaging.Volume.from_nifti`); ``.seg.nrrd`` carries ``ijkToLPS``; DICOM SEG is
 LPS (read with :mod:`highdicom`).
@@ -196,25 +203,50 @@ def _stem(p: Path) -> str:
 
 
 def _label_kind(a: np.ndarray) -> str:
-    """'binary', 'labels' or 'image' from the values of an array."""
-    if a.dtype.kind == "b":
+    """Kind of an array from its values.
+
+    Returns one of ``'binary'`` (one non-zero value at most, with 0 as background, or all zeros),
+    ``'labels'`` (several non-negative integer values, or two non-zero values without a 0
+    background), ``'fractional'`` (finite values in 0..1 that are not all 0/1: a probability or
+    partial-volume map), ``'nonfinite'`` (NaN or infinite values) or ``'image'`` (anything else:
+    negative or non-integer values beyond 1, too many distinct values).
+    """
+    if a.dtype.kind == "b" or a.size == 0:
         return "binary"
     if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            return "image"
-    if a.size == 0:
-        return "binary"
+        if not np.all(np.isfinite(a)):
+            return "nonfinite"
+        if np.any(a != np.round(a)):
+            return "fractional" if (a.min() >= 0.0 and a.max() <= 1.0) else "image"
     lo, hi = a.min(), a.max()
     if lo < 0:
         return "image"
-    if hi <= 1 or lo == hi:
+    if hi == 0:
         return "binary"
     u = np.unique(a)
     if u.size > MAX_LABELS:
         return "image"
-    if u.size <= 2:
+    if u.size == 1:  # one value everywhere (a mask covering its whole grid)
+        return "binary"
+    if u.size == 2 and u[0] == 0:
         return "binary"
     return "labels"
+
+
+def _binary_note(a: np.ndarray, shown: str) -> str | None:
+    """A message when a binary mask's foreground value is not 1 (e.g. 0/255 files)."""
+    if a.dtype.kind == "b" or a.size == 0:
+        return None
+    hi = a.max()
+    if hi in (0, 1):
+        return None
+    return (f"{shown} is a binary mask stored with the value {hi:g} (not 1); its non-zero voxels were taken "
+            "as the structure.")
+
+
+#: Threshold applied to fractional (probability / partial-volume) masks: a voxel belongs to the
+#: structure when its value is at least this (the usual 0.5 rule, as for DICOM SEG FRACTIONAL).
+FRACTIONAL_THRESHOLD = 0.5
 
 
 def read_label_table(source: str | Path | Mapping | Iterable) -> dict[int, str]:
@@ -399,13 +431,33 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
         raise CorruptFileError(f"Cannot read the mask {_display(p)} ({type(exc).__name__}); is the file complete?") from None
     table = read_label_table(label_table) if label_table is not None else (_sidecar_table(p) or _nifti_extension_table(img))
     kind = _label_kind(grid.array)
+    if kind == "nonfinite":
+        raise MaskError(f"{_display(p)} contains NaN or infinite values; it is not a valid mask. Re-export it "
+                        "as a 0/1 mask (or a probability map with values 0..1).")
     if kind == "image":
-        raise MaskError(f"{_display(p)} is an image with continuous values, not a mask; give a binary mask or a label image.")
+        a = grid.array
+        raise MaskError(f"{_display(p)} is an image with continuous values (min {float(a.min()):.3g}, max "
+                        f"{float(a.max()):.3g}), not a mask; give a binary mask (0/1), a probability map (0..1) "
+                        "or a label image with its label table.")
     source = f"provided:{_display(p)}"
+    if kind == "fractional":
+        if table is not None:
+            raise MaskError(f"{_display(p)} has a label table but fractional values (0..1); a label image must "
+                            "hold integer labels.")
+        n_frac = int(np.count_nonzero((grid.array > 0) & (grid.array < 1)))
+        grid = MaskGrid((grid.array >= FRACTIONAL_THRESHOLD).astype(np.uint8), grid.affine, grid.origin)
+        msg = (f"{_display(p)} holds fractional values between 0 and 1 ({n_frac} voxels; a probability or "
+               f"partial-volume map): voxels >= {FRACTIONAL_THRESHOLD:g} were taken as the structure.")
+        log.info(msg)
+        warnings.append(msg)
+        kind = "binary"
     if table is None:
         if kind == "labels":
             raise MaskError(f"{_display(p)} holds several label values but no label table was found; put a "
                             f"{_stem(p)}.json next to it ({{\"1\": \"name\", ...}}) or pass label_table.")
+        note = _binary_note(grid.array, _display(p))
+        if note:
+            warnings.append(note)
         arr = resample_mask(grid, volume, name or _stem(p), warnings)
         _add(lm, name or _stem(p), arr != 0, source, warnings)
         return lm
@@ -465,18 +517,25 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
         if table is None and not keep_unknown and canonical_name(_stem(f)) is None:
             skipped_unknown.append(_stem(f))
             continue
+        named = canonical_name(_stem(f)) is not None
         try:
             orig = nib.load(str(f))
             data = np.asanyarray(orig.dataobj)  # read once (scaled); nibabel does not cache proxies
             img = nib.Nifti1Image(data, orig.affine) if isinstance(orig, nib.Nifti1Image) else orig
-        except Exception:
+        except Exception as exc:
+            if named:
+                # a mask the user gave for a planning structure must not silently become "not assessed"
+                raise CorruptFileError(f"Cannot read the mask {_display(f)} ({type(exc).__name__}: truncated or "
+                                       "damaged file?); re-copy or re-export it, or remove it from the folder.") from None
             warnings.append(f"{_display(f)} could not be read (truncated or damaged?) and was skipped.")
             n_unreadable += 1
             continue
         if table is None:
             table = _nifti_extension_table(orig)
             kind = _label_kind(data)
-            if table is None and kind != "binary":
+            if table is None and kind not in ("binary", "fractional"):
+                if named:  # a structure's file that is not a mask: an error, with the reason
+                    load_nifti_file(f, volume, labelmap=lm, warnings=warnings, _img=img)
                 warnings.append(f"{_display(f)} is not a binary mask (and has no label table); skipped.")
                 continue
         load_nifti_file(f, volume, label_table=table, labelmap=lm, warnings=warnings, _img=img)

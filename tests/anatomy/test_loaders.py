@@ -405,3 +405,150 @@ def test_rtstruct_contours_rasterised_with_holes(tmp_path):
     far = _rtstruct(tmp_path / "far.dcm", [(1, "SpinalCord", [_circle(0, 0, 900.0, 5.0)], "CLOSED_PLANAR")])
     with pytest.raises(MaskError, match="does not overlap"):
         load_masks(far, ct)
+
+
+# ------------------------------------------------------------------ value types, corrupt files, oblique grids
+
+
+def _save_raw(path, data, affine_lps=CT_AFF):
+    """Save *data* (K, J, I) with its own dtype (no casting) on the CT grid, as a NIfTI (RAS)."""
+    img = Volume(np.zeros(CT_SHAPE, np.float32), affine_lps).to_nifti(np.uint8)
+    nib.save(nib.Nifti1Image(np.transpose(data, (2, 1, 0)), img.affine), str(path))
+    return path
+
+
+def test_float_masks_probability_maps_and_stored_values(ct, tmp_path):
+    d = tmp_path / "ts"
+    d.mkdir()
+    # 0/1 stored as float32 (some tools): exact
+    cord = np.zeros(CT_SHAPE, np.float32)
+    cord[4:6, 10:13, 10:14] = 1.0
+    _save_raw(d / "spinal_cord.nii.gz", cord)
+    # a probability map: 0.9 in a 2 x 3 x 4 core, 0.5 on one voxel (kept: >= 0.5), 0.49 and 0.2 around
+    prob = np.zeros(CT_SHAPE, np.float32)
+    prob[8:10, 5:8, 5:9] = 0.9
+    prob[10, 5, 5] = 0.5
+    prob[10, 6, 6] = 0.49
+    prob[7, 5:8, 5:9] = 0.2
+    _save_raw(d / "spinal_canal.nii.gz", prob)
+    # a 0/255 mask
+    eso = np.zeros(CT_SHAPE, np.uint8)
+    eso[12, 1:3, 1:3] = 255
+    _save_raw(d / "esophagus.nii.gz", eso)
+    warnings = []
+    lm = load_masks(d, ct, warnings=warnings)
+    assert np.array_equal(lm.get("spinal_cord"), cord == 1)
+    assert lm.get("spinal_cord").sum() == 24
+    exp = prob >= 0.5
+    assert exp.sum() == 2 * 3 * 4 + 1
+    assert np.array_equal(lm.get("spinal_canal"), exp)
+    assert lm.get("esophagus").sum() == 4
+    assert any("fractional" in w and "spinal_canal.nii.gz" in w and ">= 0.5" in w for w in warnings)
+    assert any("value 255" in w for w in warnings)
+    assert not any("spinal_cord" in w for w in warnings)  # exact 0/1 floats need no note
+
+
+@pytest.mark.parametrize("bad, match", [("nan", "NaN"), ("above_one", "continuous values"),
+                                        ("negative", "continuous values"), ("no_background", "label table")])
+def test_invalid_mask_values_are_clear_errors(ct, tmp_path, bad, match):
+    a = np.zeros(CT_SHAPE, np.float32)
+    a[4:6, 10:13, 10:14] = 0.8
+    if bad == "nan":
+        a[0, 0, 0] = np.nan
+    elif bad == "above_one":
+        a[0, 0, 0] = 1.7
+    elif bad == "negative":
+        a[0, 0, 0] = -0.3
+    else:  # two values, neither is a background 0 (1 = background, 2 = structure?): ambiguous
+        a = np.ones(CT_SHAPE, np.uint8)
+        a[4:6, 10:13, 10:14] = 2
+    d = tmp_path / "m"
+    d.mkdir()
+    _save_raw(d / "spinal_cord.nii.gz", a)
+    _save_raw(d / "trachea.nii.gz", (a > 0.5).astype(np.uint8))
+    # in a folder: a file named as a structure that is not a mask is an error, never silently skipped
+    with pytest.raises(MaskError, match=match) as e:
+        load_masks(d, ct)
+    assert "spinal_cord.nii.gz" in str(e.value)
+    with pytest.raises(MaskError, match=match):
+        load_masks(d / "spinal_cord.nii.gz", ct)
+
+
+def test_corrupt_gz_mask_is_a_clear_error_with_a_safe_name(ct, tmp_path):
+    from osteoplan.errors import CorruptFileError
+
+    d = tmp_path / "m"
+    d.mkdir()
+    m = np.zeros(CT_SHAPE, np.uint8)
+    m[3:9, 3:9, 3:9] = 1
+    good = save_mask_nifti(d / "trachea.nii.gz", m, CT_AFF)
+    raw = good.read_bytes()
+    (d / "spinal_cord.nii.gz").write_bytes(raw[: len(raw) // 2])  # truncated gzip
+    with pytest.raises(CorruptFileError, match="spinal_cord.nii.gz") as e:
+        load_masks(d, ct)
+    assert "truncated" in str(e.value)
+    with pytest.raises(CorruptFileError, match="spinal_cord.nii.gz"):
+        load_masks(d / "spinal_cord.nii.gz", ct)
+    # a damaged file whose name may identify the patient: the name is never shown
+    (d / "spinal_cord.nii.gz").unlink()
+    (d / "DOE_JOHN_1961.nii.gz").write_bytes(raw[:100])
+    with pytest.raises(CorruptFileError) as e2:
+        load_masks(d / "DOE_JOHN_1961.nii.gz", ct)
+    assert "DOE" not in str(e2.value) and "<file>" in str(e2.value)
+    warnings = []
+    lm = load_masks(d, ct, warnings=warnings)  # outside the vocabulary: skipped with a warning, name hidden
+    assert lm.names() == ["trachea"]
+    assert any("could not be read" in w for w in warnings) and not any("DOE" in w for w in warnings)
+
+
+def test_oblique_ras_mask_is_resampled_to_the_right_voxels(tmp_path):
+    """A 0.5 mm mask grid rotated 30 deg about S and 20 deg about L, stored in RAS by nibabel,
+    holding a 4 mm sphere about P: on the 1 mm CT, every voxel centre within 4 - 0.433 mm of P
+    must be set and none beyond 4 + 0.433 mm (0.433 = half the diagonal of a 0.5 mm voxel, the
+    farthest a nearest-neighbour sample can be from its source centre)."""
+    ct = Volume(np.zeros((30, 30, 30), np.float32), axis_aligned_affine((1.0, 1.0, 1.0), (-15.0, -15.0, -15.0)))
+    P = np.array([1.3, -2.2, 0.7])  # LPS mm
+    a, b = np.radians(30.0), np.radians(20.0)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    R = rz @ rx                                   # columns: the mask's (i, j, k) directions in LPS
+    n = 24
+    origin_lps = P - R @ np.full(3, (n - 1) / 2 * 0.5) + np.array([0.11, -0.07, 0.05])  # P off the voxel centres
+    ii, jj, kk = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+    centres = origin_lps + (np.stack([ii, jj, kk], -1) * 0.5) @ R.T
+    data = (np.linalg.norm(centres - P, axis=-1) <= 4.0).astype(np.uint8)   # (i, j, k) order
+    aff_lps = np.eye(4)
+    aff_lps[:3, :3] = R * 0.5
+    aff_lps[:3, 3] = origin_lps
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])       # LPS -> RAS
+    nib.save(nib.Nifti1Image(data, flip @ aff_lps), str(tmp_path / "vertebrae_C2.nii.gz"))
+    got = load_masks(tmp_path / "vertebrae_C2.nii.gz", ct).get("vertebrae_C2")
+    dist = np.linalg.norm(ct.index_to_world(np.argwhere(np.ones(ct.shape, bool)).astype(float)) - P, axis=1)
+    dist = dist.reshape(ct.shape)
+    half_diag = 0.5 * np.sqrt(3) / 2
+    assert got[dist <= 4.0 - half_diag].all()
+    assert not got[dist > 4.0 + half_diag].any()
+    # the sphere's volume (268.1 mm^3) and centre survive
+    assert got.sum() == pytest.approx(4 / 3 * np.pi * 64, rel=0.08)
+    np.testing.assert_allclose(ct.index_to_world(np.argwhere(got).mean(0)), P, atol=0.25)
+
+
+def test_permuted_flipped_ras_grid_maps_voxel_to_voxel(ct, tmp_path):
+    """Same spacing as the CT but the data axes stored (S, P, L) in a RAS file: axis 0 runs superior
+    (2 mm), axis 1 posterior (RAS -y), axis 2 towards the patient's left (RAS -x); RAS origin
+    (-20, 15, 40). By hand: data[a, b, c] is at LPS (20 + c, -15 + b, 40 + 2 a), i.e. on the CT grid
+    (x = 10 + i, y = -20 + j, z = 30 + 2 k) the voxel (k, j, i) = (5 + a, 5 + b, 10 + c)."""
+    aff_ras = np.array([[0.0, 0.0, -1.0, -20.0],
+                        [0.0, -1.0, 0.0, 15.0],
+                        [2.0, 0.0, 0.0, 40.0],
+                        [0.0, 0.0, 0.0, 1.0]])
+    data = np.zeros((10, 20, 25), np.uint8)
+    data[7, 4, 12] = 1   # LPS (32, -11, 54) -> CT (12, 9, 22)
+    data[1, 2, 3] = 1    # LPS (23, -13, 42) -> CT (6, 7, 13)
+    nib.save(nib.Nifti1Image(data, aff_ras), str(tmp_path / "esophagus.nii.gz"))
+    warnings = []
+    lm = load_masks(tmp_path / "esophagus.nii.gz", ct, warnings=warnings)
+    idx = {tuple(int(v) for v in r) for r in np.argwhere(lm.get("esophagus"))}
+    assert idx == {(12, 9, 22), (6, 7, 13)}
+    np.testing.assert_allclose(ct.index_to_world([12, 9, 22]), [32.0, -11.0, 54.0])
+    assert warnings == []
