@@ -46,8 +46,8 @@ class LesionResult:
         Lytic voxels (empty when no lesion).
     volume_ml : float
     fraction_of_dens, fraction_of_body : float
-        Lesion volume / volume of the dens (above the waist along the axis) and of the C2 body
-        (below it), 0..1.
+        Share (0..1) of the dens (above the waist, near the axis) and of the C2 body (below the
+        waist, the vertebral body only) taken by the lesion; see :func:`measure_lesion_in_c2`.
     min_residual_bone_area_mm2 : float
         Smallest remaining bone area of the dens/body cross-sections perpendicular to the dens
         axis (from 2 mm above the body centre to 2 mm below the apex).
@@ -78,10 +78,6 @@ class LesionResult:
             "min_residual_position_lps_mm": [round(float(x), 2) for x in self.min_residual_position_lps_mm],
             "reference_hu": self.reference_hu, "notes": list(self.notes),
         }
-
-
-def _points(volume: Volume, mask: np.ndarray) -> np.ndarray:
-    return volume.index_to_world(np.argwhere(mask).astype(float))
 
 
 def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks,
@@ -116,8 +112,6 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
         raise AnatomyError("Lesion segmentation needs a non-empty C2 mask on the CT grid; locate C2 first.")
     sp = volume.spacing_mm
     notes: list[str] = []
-    # filled C2 (per axial slice holes) -- cavities opening through the cortex stay as found
-    filled = c2.copy()
     ks = np.nonzero(c2.any(axis=(1, 2)))[0]
     k0, k1 = int(ks.min()), int(ks.max()) + 1
     js = np.nonzero(c2.any(axis=(0, 2)))[0]
@@ -205,42 +199,154 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
     mask[sl] = lyt
     ref = {"median_hu": round(med, 1), "sd_hu": round(sd, 1), "n_voxels": int(trab.size),
            "threshold_hu": round(thr, 1), "k_sd": k_sd, "source": src}
-    # split dens / body at the waist along the axis
-    axis = landmarks.axis_unit
-    pts_c2 = _points(volume, c2)
-    t_c2 = (pts_c2 - landmarks.waist_lps_mm) @ axis
-    dens_n = int((t_c2 >= 0).sum())
-    body_n = int((t_c2 < 0).sum())
-    vol_ml = float(mask.sum()) * vox_ml
-    if mask.any():
-        t_l = (_points(volume, mask) - landmarks.waist_lps_mm) @ axis
-        fd = float((t_l >= 0).sum()) / max(dens_n, 1)
-        fb = float((t_l < 0).sum()) / max(body_n, 1)
-    else:
-        fd = fb = 0.0
+    if not mask.any():
         notes.append("no lesion: no voxel of C2 below the lytic threshold")
-    # residual bone cross-sections perpendicular to the axis (bone = C2 minus lesion)
-    bone_pts = _points(volume, c2 & ~mask)
-    t_b = (bone_pts - landmarks.waist_lps_mm) @ axis
-    t_apex = float((landmarks.apex_lps_mm - landmarks.waist_lps_mm) @ axis)
-    t_body = float((landmarks.body_centre_lps_mm - landmarks.waist_lps_mm) @ axis)
-    step = float(max(sp.max(), 1.0))
-    lo, hi = t_body + 2.0, t_apex - 2.0
-    best_a, best_t = np.inf, 0.0
+    m = measure_lesion_in_c2(volume, c2, mask, landmarks)
+    notes.extend(m.pop("notes"))
+    return LesionResult(mask, float(mask.sum()) * volume.voxel_volume_ml, m["fraction_of_dens"], m["fraction_of_body"],
+                        m["min_residual_bone_area_mm2"], m["min_residual_position_lps_mm"], ref, bool(mask.any()),
+                        notes)
+
+
+#: Radius around the dens axis of the dens part of C2, and the body's extent, follow the geometric
+#: split of :func:`osteoplan.risk.lesion_metrics.split_c2` (configurable defaults, no published
+#: source) so that the anatomy and risk stages report the same fractions.
+DENS_RADIUS_MIN_MM = 6.0
+DENS_RADIUS_OF_WAIST = 0.75
+
+#: Bone within this distance (mm) of the dens axis counts in the residual cross-sections (the
+#: anterior column: dens and body, not the lateral masses; author's default).
+RESIDUAL_RADIUS_MM = 12.0
+
+
+def _section_basis(axis_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, a): u patient-left made perpendicular to the axis, v = a x u (posterior), a the axis."""
+    a = np.asarray(axis_unit, float) / np.linalg.norm(axis_unit)
+    u = np.array([1.0, 0.0, 0.0]) - a[0] * a
+    if np.linalg.norm(u) < 1e-3:
+        raise AnatomyError("The dens axis runs left-right; it must point mostly superior.")
+    u /= np.linalg.norm(u)
+    return u, np.cross(a, u), a
+
+
+def measure_lesion_in_c2(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.ndarray,
+                         landmarks: DensLandmarks) -> dict:
+    """Fractions of the dens and of the C2 body taken by a lesion, and the smallest residual bone section.
+
+    C2 (with the lesion: ``solid = C2 | lesion``) is split on the dens landmarks, with ``s`` the
+    distance along the dens axis from the waist (positive towards the apex) and (u, v) the
+    patient-left / posterior in-plane offsets:
+
+    * dens: ``s >= 0`` within ``max(6 mm, 0.75 x waist diameter)`` of the axis;
+    * body: ``s < 0`` with, relative to the body centre, ``-1.5 d <= v <= d`` and ``|u| <= 1.1 d``,
+      ``d`` the half-depth of the body (body centre to anteroinferior point along v, at least 4 mm);
+    * the rest (pedicles, lateral masses, laminae, spinous process) is neither.
+
+    These are the rules of :func:`osteoplan.risk.lesion_metrics.split_c2` (configurable defaults,
+    no published source). The residual bone of a section is ``solid`` minus the lesion within
+    :data:`RESIDUAL_RADIUS_MM` of the axis, in slabs ``max(largest voxel step, 1 mm)`` thick
+    perpendicular to the axis, from 2 mm above the body centre to 2 mm below the apex; its area
+    is the slab's voxel volume divided by the slab thickness.
+
+    Parameters
+    ----------
+    volume : Volume
+        Gives the grid (shape (K, J, I), affine); HU are not used.
+    c2_mask, lesion_mask : bool arrays (K, J, I)
+    landmarks : DensLandmarks
+        Waist, apex, axis, body centre and anteroinferior point (LPS mm).
+
+    Returns
+    -------
+    dict
+        ``fraction_of_dens``, ``fraction_of_body`` (0..1), ``dens_ml``, ``body_ml``,
+        ``min_residual_bone_area_mm2`` (NaN when the dens is too short to measure),
+        ``min_residual_position_lps_mm`` ((3,) on the axis), ``notes`` (list of str).
+
+    Raises
+    ------
+    AnatomyError
+        Masks not on the CT grid, or an empty C2.
+    """
+    c2 = np.asarray(c2_mask, bool)
+    les = np.asarray(lesion_mask, bool)
+    if c2.shape != volume.shape or les.shape != volume.shape or not c2.any():
+        raise AnatomyError("Lesion measures need a non-empty C2 mask and a lesion mask on the CT grid.")
+    notes: list[str] = []
+    u_ax, v_ax, axis = _section_basis(landmarks.axis_unit)
+    waist = np.asarray(landmarks.waist_lps_mm, float)
+    solid = c2 | les
+    idx = np.argwhere(solid)
+    w = volume.index_to_world(idx.astype(float)) - waist
+    s_, u_, v_ = w @ axis, w @ u_ax, w @ v_ax
+    r_dens = max(DENS_RADIUS_MIN_MM, DENS_RADIUS_OF_WAIST * float(landmarks.waist_diameter_mm))
+    is_dens = (s_ >= 0) & (np.hypot(u_, v_) <= r_dens)
+    bc = np.asarray(landmarks.body_centre_lps_mm, float) - waist
+    ub, vb = float(bc @ u_ax), float(bc @ v_ax)
+    ai = np.asarray(landmarks.anteroinferior_body_lps_mm, float) - waist
+    d = max(abs(float(ai @ v_ax) - vb), 4.0)
+    is_body = (s_ < 0) & (v_ - vb <= d) & (v_ - vb >= -1.5 * d) & (np.abs(u_ - ub) <= 1.1 * d)
+    in_les = les[tuple(idx.T)]
+    vox_ml = volume.voxel_volume_ml
+    fd = float((in_les & is_dens).sum()) / max(int(is_dens.sum()), 1)
+    fb = float((in_les & is_body).sum()) / max(int(is_body.sum()), 1)
+    if les.any() and not (in_les & (is_dens | is_body)).any():
+        notes.append("the lesion lies outside the dens and the C2 body (posterior elements)")
+    # residual bone cross-sections perpendicular to the axis
+    bone = ~in_les
+    t_b = s_[bone]
+    radial = np.hypot(u_, v_)[bone]
+    near = radial <= RESIDUAL_RADIUS_MM
+    t_apex = float((np.asarray(landmarks.apex_lps_mm, float) - waist) @ axis)
+    t_body = float(bc @ axis)
+    step = float(max(volume.spacing_mm.max(), 1.0))
     vox_mm3 = vox_ml * 1000.0
-    # restrict to the anterior column: points within 12 mm of the axis line
-    off = bone_pts - landmarks.waist_lps_mm
-    radial = np.linalg.norm(off - np.outer(off @ axis, axis), axis=1)
-    near = radial <= 12.0
-    t = lo
-    while t <= hi:
-        sel = near & (np.abs(t_b - t) <= step / 2)
-        area = float(sel.sum()) * vox_mm3 / step
+    best_a, best_t = np.inf, 0.0
+    t = t_body + 2.0
+    while t <= t_apex - 2.0:
+        area = float((near & (np.abs(t_b - t) <= step / 2)).sum()) * vox_mm3 / step
         if area < best_a:
             best_a, best_t = area, t
         t += step
     if not np.isfinite(best_a):
         best_a, best_t = float("nan"), 0.0
         notes.append("dens too short to measure residual cross-sections")
-    pos = landmarks.waist_lps_mm + best_t * axis
-    return LesionResult(mask, vol_ml, min(fd, 1.0), min(fb, 1.0), float(best_a), pos, ref, bool(mask.any()), notes)
+    return {"fraction_of_dens": min(fd, 1.0), "fraction_of_body": min(fb, 1.0),
+            "dens_ml": float(is_dens.sum()) * vox_ml, "body_ml": float(is_body.sum()) * vox_ml,
+            "min_residual_bone_area_mm2": float(best_a), "min_residual_position_lps_mm": waist + best_t * axis,
+            "notes": notes}
+
+
+def lesion_from_mask(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.ndarray, landmarks: DensLandmarks,
+                     source: str = "provided mask") -> LesionResult:
+    """Measure a lesion given as a mask (provided by the user or another tool) inside C2.
+
+    Same measures as :func:`segment_lesion` (:func:`measure_lesion_in_c2`); ``reference_hu``
+    only records the source, since no threshold was applied.
+
+    Parameters
+    ----------
+    volume : Volume
+    c2_mask, lesion_mask : bool arrays (K, J, I)
+    landmarks : DensLandmarks
+    source : str
+        Where the mask came from (for the summary).
+
+    Returns
+    -------
+    LesionResult
+        ``found`` is False for an empty mask (segmented and absent).
+
+    Raises
+    ------
+    AnatomyError
+        Masks not on the CT grid, or an empty C2.
+    """
+    les = np.asarray(lesion_mask, bool)
+    m = measure_lesion_in_c2(volume, c2_mask, les, landmarks)
+    notes = list(m.pop("notes"))
+    if not les.any():
+        notes.append("no lesion: the provided lesion mask is empty")
+    return LesionResult(les.copy(), float(les.sum()) * volume.voxel_volume_ml, m["fraction_of_dens"],
+                        m["fraction_of_body"], m["min_residual_bone_area_mm2"], m["min_residual_position_lps_mm"],
+                        {"source": source}, bool(les.any()), notes)

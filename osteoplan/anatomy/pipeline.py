@@ -234,7 +234,16 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
         msgs.append(f"C2 NOT located: {exc}")
     if landmarks is not None:
         if lm.has("lesion"):
-            msgs.append("lesion: provided mask used")
+            from osteoplan.anatomy.lesion import lesion_from_mask
+
+            try:
+                lesion = lesion_from_mask(sub, lm_sub.get("vertebrae_C2"), lm_sub.get("lesion"), landmarks,
+                                          source=lm.sources.get("lesion", "provided"))
+                lesion.mask = _pad(lesion.mask, box, volume.shape)
+                msgs.append(f"lesion: provided mask used ({lesion.volume_ml:.2f} mL)" if lesion.found
+                            else "lesion: provided mask used (empty: no lesion)")
+            except AnatomyError as exc:
+                msgs.append(f"lesion: provided mask used, NOT measured: {exc}")
         else:
             try:
                 lesion = segment_lesion(sub, lm_sub.get("vertebrae_C2"), landmarks,

@@ -143,3 +143,75 @@ def test_run_totalsegmentator_on_a_volume_with_a_fake_executable(tmp_path, monke
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(DependencyError):
         totalseg.run_totalsegmentator(vol)
+
+
+def test_missing_weights_is_a_dependency_error_that_says_what_to_do(tmp_path, monkeypatch):
+    from osteoplan.errors import OsteoplanError
+
+    fake = tmp_path / "bin" / "TotalSegmentator"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nraise SystemExit(0)\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    monkeypatch.delenv("TOTALSEG_WEIGHTS_PATH", raising=False)
+    monkeypatch.setenv("TOTALSEG_HOME_DIR", str(tmp_path / "home"))  # no weights there
+    assert totalseg.is_available(require_weights=False) and not totalseg.is_available()
+    with pytest.raises(DependencyError) as e:
+        totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out", task="headneck_bones_vessels")
+    msg = str(e.value)
+    assert isinstance(e.value, OsteoplanError)
+    assert "weights" in msg and "totalseg_download_weights -t headneck_bones_vessels" in msg
+    assert not (tmp_path / "out").exists()  # nothing written before the check
+    vol = Volume(np.zeros((6, 5, 4), np.float32), axis_aligned_affine((1, 1, 1), (0, 0, 0)))
+    with pytest.raises(DependencyError, match="weights"):
+        totalseg.run_totalsegmentator(vol)
+    # with weights present, the check passes
+    (tmp_path / "home" / "nnunet" / "results" / "Dataset291").mkdir(parents=True)
+    assert totalseg.is_available()
+
+
+def test_not_installed_message_names_the_package_and_the_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DependencyError) as e:
+        totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out")
+    msg = str(e.value)
+    assert "pip install TotalSegmentator" in msg and "classical segmentation" in msg
+
+
+def test_class_names_of_both_tasks_map_to_the_planning_vocabulary():
+    """TotalSegmentator v2 class map (totalsegmentator/map_to_binary.py, tasks 'total' and
+    'headneck_bones_vessels'): every class osteoplan plans with maps to a canonical name."""
+    from osteoplan.anatomy.labelmap import STRUCTURES, canonical_name
+
+    expected = {
+        "vertebrae_C1": "vertebrae_C1", "vertebrae_C2": "vertebrae_C2", "vertebrae_C3": "vertebrae_C3",
+        "spinal_cord": "spinal_cord", "trachea": "trachea", "esophagus": "esophagus", "skull": "skull",
+        "common_carotid_artery_left": "common_carotid_artery_left",
+        "common_carotid_artery_right": "common_carotid_artery_right",
+        "larynx_air": "larynx",
+        "internal_carotid_artery_left": "internal_carotid_artery_left",
+        "internal_carotid_artery_right": "internal_carotid_artery_right",
+        "internal_jugular_vein_left": "internal_jugular_vein_left",
+        "internal_jugular_vein_right": "internal_jugular_vein_right",
+    }
+    for ts_name, canon in expected.items():
+        assert canonical_name(ts_name) == canon, ts_name
+        assert ts_name in totalseg.TOTAL_ROI_SUBSET + totalseg.HEADNECK_BONES_VESSELS_CLASSES, ts_name
+    for ts_name in totalseg.TOTAL_ROI_SUBSET:
+        assert canonical_name(ts_name) in STRUCTURES, ts_name
+    # neither task segments the vertebral arteries or the spinal canal: they stay classical / not assessed
+    produced = {canonical_name(n) for n in totalseg.TOTAL_ROI_SUBSET + totalseg.HEADNECK_BONES_VESSELS_CLASSES}
+    assert not produced & {"vertebral_artery_left", "vertebral_artery_right", "spinal_canal"}
+
+
+def test_pipeline_without_totalsegmentator_says_so_and_goes_on(monkeypatch, tmp_path):
+    from osteoplan.anatomy.pipeline import build_anatomy
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    a = np.full((20, 24, 24), -1000.0, np.float32)
+    a[2:18, 4:20, 4:20] = 40.0  # a block of soft tissue: no bone, no C2
+    vol = Volume(a, axis_aligned_affine((1, 1, 1), (0, 0, 0)))
+    an = build_anatomy(vol, use_totalsegmentator=True)
+    msgs = " | ".join(an.messages)
+    assert "TotalSegmentator not used: TotalSegmentator is not installed" in msgs
+    assert "C2 NOT located" in msgs
