@@ -143,15 +143,57 @@ SYNONYMS: dict[str, str] = {
     "Parotid_L": "parotid_gland_left",
     "Parotid_R": "parotid_gland_right",
     "SpinalCanal": "spinal_canal",
+    # vessel abbreviations common in RT / Slicer naming (laterality variants handled by canonical_name)
+    "CCA_L": "common_carotid_artery_left",
+    "CCA_R": "common_carotid_artery_right",
+    "Common carotid L": "common_carotid_artery_left",
+    "Common carotid R": "common_carotid_artery_right",
+    "ICA_L": "internal_carotid_artery_left",
+    "ICA_R": "internal_carotid_artery_right",
+    "Internal carotid L": "internal_carotid_artery_left",
+    "Internal carotid R": "internal_carotid_artery_right",
+    "IJV_L": "internal_jugular_vein_left",
+    "IJV_R": "internal_jugular_vein_right",
+    "Jugular_L": "internal_jugular_vein_left",
+    "Jugular_R": "internal_jugular_vein_right",
+    "VA_L": "vertebral_artery_left",
+    "VA_R": "vertebral_artery_right",
 }
 
 _LOOKUP: dict[str, str] = {_norm(k): v for k, v in SYNONYMS.items()}
 _LOOKUP.update({_norm(s): s for s in STRUCTURES})
 
 
+#: Laterality words recognised at the start or the end of a name ("Left X", "X_Lt", "R X"...).
+_SIDES: dict[str, str] = {"left": "left", "lt": "left", "l": "left", "right": "right", "rt": "right", "r": "right"}
+
+
 def canonical_name(name: str) -> str | None:
-    """Map any known structure name to the canonical vocabulary, or None when unknown."""
-    return _LOOKUP.get(_norm(name))
+    """Map any known structure name to the canonical vocabulary, or None when unknown.
+
+    Names are compared without case, spaces or punctuation (``"Spinal Cord"`` = ``"SpinalCord"``);
+    a laterality word at the start or end in any common form (``Left``/``Lt``/``L``,
+    ``Right``/``Rt``/``R``) is also accepted in the other position, so ``"Left vertebral artery"``,
+    ``"Vertebral_Artery_Lt"`` and ``"Parotid R"`` map. Anything else (margins such as
+    ``"SpinalCord_PRV05"``, targets, free text) returns None: the caller keeps or reports it.
+    """
+    key = _norm(name)
+    hit = _LOOKUP.get(key)
+    if hit is not None or not key:
+        return hit
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+    if len(tokens) < 2:
+        return None
+    for side_tok, rest in ((tokens[0], tokens[1:]), (tokens[-1], tokens[:-1])):
+        side = _SIDES.get(side_tok)
+        if side is None:
+            continue
+        base = "".join(rest)
+        for cand in (base + side, base + side[0], side + base, side[0] + base):
+            hit = _LOOKUP.get(cand)
+            if hit is not None and hit.endswith(side):
+                return hit
+    return None
 
 
 @dataclass
