@@ -183,6 +183,8 @@ class PhantomParams:
             if any(abs(x) > MAX_SHIFT_MM for x in getattr(self, name)):
                 raise InputError(f"Phantom {name} components must be within +/-{MAX_SHIFT_MM:g} mm (the neck is "
                                  "about 120 mm wide).")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise InputError(f"Phantom seed must be a whole number from 0 to 2^63 - 1; got {self.seed!r}.")
         if not 0.3 <= float(self.spacing_mm) <= 2.0:
             raise InputError(f"Phantom spacing {self.spacing_mm} mm is out of range; use 0.3-2 mm (0.6-1 mm is typical).")
         if self.lesion_radius_mm < 0 or self.lesion_radius_mm > 15:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -346,3 +347,63 @@ def test_rotated_anatomy_keeps_truth_and_landmarks_consistent():
     # nesting survives the rotation exactly (one nearest-neighbour map for all masks)
     assert not (rot.truth.get("spinal_cord") & ~rot.truth.get("spinal_canal")).any()
     assert not (rot.truth.get("lesion") & ~rot.truth.get("vertebrae_C2")).any()
+
+
+def test_cli_phantom_is_byte_identical_for_a_seed_and_only_the_noise_changes_with_it(tmp_path, capsys):
+    """Two `osteoplan phantom` runs with one seed write identical files (NIfTI, DICOM, truth, landmarks);
+    another seed changes the CT (noise) only; the DICOM series reads back to the NIfTI voxels."""
+    import hashlib
+
+    import nibabel as nib
+
+    from osteoplan.cli import main
+    from osteoplan.imaging import read_volume
+
+    def digests(d):
+        return {str(f.relative_to(d)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(d.rglob("*"))
+                if f.is_file()}
+
+    args = ["--spacing-mm", "1.5", "--lesion-radius-mm", "3"]
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        assert main(["phantom", str(tmp_path / name), "--seed", seed, *args]) == 0
+    a, b, c = (digests(tmp_path / n) for n in "abc")
+    assert a == b
+    assert {"ct.nii.gz", "labels.nii.gz", "labels.json", "landmarks.json", "phantom.json"} <= set(a)
+    assert sum(k.startswith("dicom/") for k in a) == read_volume(tmp_path / "a" / "ct.nii.gz").shape[0]
+    changed = {k for k in a if a[k] != c[k]}
+    assert "ct.nii.gz" in changed and "phantom.json" in changed  # the seed is recorded
+    assert not any(k.startswith("labels") or k == "landmarks.json" for k in changed)  # truth is seed-free
+    ct_a = read_volume(tmp_path / "a" / "ct.nii.gz")
+    ct_c = read_volume(tmp_path / "c" / "ct.nii.gz")
+    assert not np.array_equal(ct_a.array, ct_c.array)
+    # the DICOM series and the NIfTI hold the same voxels and geometry
+    dcm = read_volume(tmp_path / "a" / "dicom")
+    assert np.array_equal(dcm.array, ct_a.array)
+    np.testing.assert_allclose(dcm.affine, ct_a.affine, atol=1e-4)
+    # the truth lesion is the 3 mm sphere (113.1 mm^3) within voxelisation at 1.5 mm
+    table = {int(k): v for k, v in json.loads((tmp_path / "a" / "labels.json").read_text()).items()}
+    ml = np.asanyarray(nib.load(str(tmp_path / "a" / "labels.nii.gz")).dataobj)
+    inv = {v: k for k, v in table.items()}
+    assert (ml == inv["lesion"]).sum() * 1.5**3 == pytest.approx(4 / 3 * math.pi * 27, rel=0.2)
+
+
+def test_cli_phantom_contrast_switch_and_bad_values(tmp_path, capsys):
+    from osteoplan.cli import main
+
+    assert main(["phantom", str(tmp_path / "on"), "--spacing-mm", "1.5", "--no-dicom", "--noise-hu", "0"]) == 0
+    assert main(["phantom", str(tmp_path / "off"), "--spacing-mm", "1.5", "--no-dicom", "--noise-hu", "0",
+                 "--no-contrast"]) == 0
+    on, off = load_phantom_dir(tmp_path / "on"), load_phantom_dir(tmp_path / "off")
+    cca = binary_erosion(on.truth.get("common_carotid_artery_left"), iterations=1)
+    assert np.mean(on.volume.array[cca]) == pytest.approx(320, abs=15)   # enhanced artery
+    assert np.mean(off.volume.array[cca]) == pytest.approx(40, abs=5)    # unenhanced blood
+    assert on.volume.info.contrast is True and off.volume.info.contrast is False
+    capsys.readouterr()
+    for bad in (["--seed", "-1"], ["--lesion-radius-mm", "-2"], ["--lesion-radius-mm", "nan"],
+                ["--spacing-mm", "0.1"], ["--lesion-offset-mm", "0", "0", "100"]):
+        with pytest.raises(SystemExit) if "nan" in bad else contextlib.nullcontext():  # nan: argparse usage error
+            rc = main(["phantom", str(tmp_path / "bad"), *bad])
+            assert rc == 2
+        assert not (tmp_path / "bad").exists()
+    err = capsys.readouterr().err
+    assert "seed" in err and "Lesion radius" in err and "Traceback" not in err
