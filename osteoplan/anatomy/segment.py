@@ -577,7 +577,7 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
     body : bool array (K, J, I), optional
         Precomputed body mask.
     """
-    from osteoplan.anatomy.airway import segment_airway
+    from osteoplan.anatomy.airway import segment_airway, split_airway
     from osteoplan.anatomy.canal import segment_spinal_canal
     from osteoplan.anatomy.labelmap import LabelMap
 
@@ -595,11 +595,21 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
         msgs.append(f"bone: classical threshold {bone.cancellous_threshold_hu:.0f} HU (soft tissue "
                     f"{bone.soft_tissue_mean_hu:.0f} +/- {bone.soft_tissue_sd_hu:.0f} HU), cortical > "
                     f"{bone.cortical_threshold_hu:.0f} HU")
-    if "airway" not in skip:
+    parts = [n for n in ("pharynx", "larynx", "trachea") if n not in skip]
+    if "airway" not in skip or parts:
         air = segment_airway(volume, body)
-        lm.add("airway", air, "classical")
-        msgs.append("airway: classical (pharynx, larynx and trachea as one 'airway' structure; not split by level)"
-                    if air.any() else "airway: no internal air found (airway mask empty)")
+        if "airway" not in skip:
+            lm.add("airway", air, "classical")
+            msgs.append("airway: classical (connected internal air near the midline; union of pharynx, larynx and "
+                        "trachea)" if air.any() else "airway: no internal air found (airway mask empty)")
+        if parts and air.any():
+            split = split_airway(volume, air, body)
+            for n in parts:
+                if split.segmented.get(n):
+                    lm.add(n, split.masks()[n], "classical")
+            msgs.extend(f"airway split: {t}" for t in split.notes)
+            if split.partial:
+                msgs.extend(f"{n}: partial ({why})" for n, why in split.partial.items() if n in parts)
     canal = None
     try:
         canal = segment_spinal_canal(volume, bone.lenient, body, bone_outline=bone.bone)
