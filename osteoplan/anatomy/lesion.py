@@ -290,6 +290,11 @@ def measure_lesion_in_c2(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.nd
     vox_ml = volume.voxel_volume_ml
     fd = float((in_les & is_dens).sum()) / max(int(is_dens.sum()), 1)
     fb = float((in_les & is_body).sum()) / max(int(is_body.sum()), 1)
+    if les.any() and any("waist" in n and "uncertain" in n for n in getattr(landmarks, "notes", ())):
+        # locate_c2 flags a waist found in a focal notch (lysis through the dens): the dens/body split
+        # then runs through the lesion, and the two fractions are shared out accordingly
+        notes.append("the dens waist is uncertain (narrowest section in the lesion): the dens / body fractions "
+                     "depend on where the split plane cuts the lesion")
     if les.any() and not (in_les & (is_dens | is_body)).any():
         notes.append("the lesion lies outside the dens and the C2 body (posterior elements)")
     # residual bone cross-sections perpendicular to the axis

@@ -141,6 +141,55 @@ def _pad(mask: np.ndarray, box: tuple[slice, slice, slice], shape: tuple[int, in
     return out
 
 
+#: A C2 found farther than this from the user's point inside C2 contradicts the point (mm; author's
+#: default: locate_c2 itself requires bone within 5 mm of the point).
+HINT_TOLERANCE_MM = 5.0
+
+
+def check_hint(volume: Volume, hint_lps) -> np.ndarray:
+    """Validate a user point inside C2 (LPS mm) before any long computation.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT.
+    hint_lps : (3,) array-like
+        The point, LPS millimetres.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3,)
+
+    Raises
+    ------
+    InputError
+        Not three finite numbers, or a point outside the CT (the message gives the CT's LPS extent).
+    """
+    try:
+        h = np.asarray(hint_lps, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError("The point inside C2 must be three numbers (LPS mm: x y z).") from None
+    if h.shape != (3,):
+        raise InputError(f"The point inside C2 must be three numbers (LPS mm: x y z); got {h.size}.")
+    if not np.all(np.isfinite(h)):
+        raise InputError("The point inside C2 must be finite numbers (LPS mm: x y z).")
+    if not bool(volume.contains(h[None])[0]):
+        lo, hi = volume.bounds_lps_mm()
+        raise InputError("The point inside C2 (LPS {:.1f}, {:.1f}, {:.1f} mm) lies outside the CT, which spans LPS "
+                         "x {:.1f}..{:.1f}, y {:.1f}..{:.1f}, z {:.1f}..{:.1f} mm; give LPS millimetres (x to the "
+                         "patient's left, y posterior, z superior) inside the image.".format(
+                             *h, lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
+    return h
+
+
+def _include_point(box: tuple[slice, slice, slice], volume: Volume, point: np.ndarray,
+                   margin: int = 3) -> tuple[slice, slice, slice]:
+    """Grow a crop box so that it holds *point* (LPS) with a margin of voxels."""
+    k = np.rint(volume.world_to_index(point)).astype(int)
+    return tuple(slice(int(max(min(sl.start, c - margin), 0)), int(min(max(sl.stop, c + margin + 1), n)))
+                 for sl, c, n in zip(box, k, volume.shape))  # type: ignore[return-value]
+
+
 def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
     """Build the planner's anatomy from a CT, optional provided masks and an optional C2 hint.
 
@@ -153,7 +202,9 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
         :func:`osteoplan.anatomy.loaders.load_masks`). They take precedence over classical
         segmentation for the same structure.
     hint_lps : (3,) array-like, optional
-        One point inside C2 (LPS mm).
+        One point inside C2 (LPS mm), checked first (:func:`check_hint`: InputError when malformed
+        or outside the CT). When the C2 found lies more than :data:`HINT_TOLERANCE_MM` from it, C2
+        is reported NOT located (the automatic level and the user's point disagree).
     use_totalsegmentator : bool
         Run the optional TotalSegmentator backend first (when installed); its masks rank
         between provided masks and classical ones.
@@ -173,6 +224,8 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     from osteoplan.anatomy.segment import run_classical
 
     msgs: list[str] = []
+    if hint_lps is not None:
+        hint_lps = check_hint(volume, hint_lps)
     load_warnings: list[str] = []
     provided = _load_provided(volume, masks, load_warnings) if masks is not None else None
     msgs.extend(f"masks: {w}" for w in load_warnings)
@@ -200,6 +253,8 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     except AnatomyError:
         body_full = None
     box = _body_box(body_full, volume.shape) if body_full is not None else tuple(slice(0, n) for n in volume.shape)
+    if hint_lps is not None:
+        box = _include_point(box, volume, hint_lps)
     sub = _crop(volume, box)
     try:
         cl = run_classical(sub, skip=frozenset(have), body=None if body_full is None else body_full[box])
@@ -225,6 +280,15 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     try:
         c2, landmarks = locate_c2(sub, lm_sub, hint_lps=hint_lps, bone=cl.bone.bone,
                                   canal=cl.canal if not (provided is not None and provided.has("spinal_canal")) else None)
+        if hint_lps is not None:
+            c2_pts = sub.index_to_world(np.argwhere(c2).astype(float))
+            d_mm = float(np.min(np.linalg.norm(c2_pts - hint_lps, axis=1))) if len(c2_pts) else float("inf")
+            if d_mm > HINT_TOLERANCE_MM:
+                landmarks = None
+                raise AnatomyError(
+                    f"the C2 found lies {d_mm:.0f} mm from the point given inside C2: the automatic level and the "
+                    "point disagree, so neither is trusted. Check the point (LPS mm, in the C2 body or dens) or give "
+                    "a C2 mask (--masks).")
         if not lm.has("vertebrae_C2"):
             lm.add("vertebrae_C2", _pad(c2, box, volume.shape), "classical")
             lm_sub.add("vertebrae_C2", c2, "classical")
