@@ -174,6 +174,15 @@ def _segment(args: argparse.Namespace) -> int:
               f"confidence {lm['confidence']:.2f} ({lm['method']})")
     else:
         print("  C2 / dens: NOT located (see messages)")
+    les = summary.get("lesion")
+    if les and les.get("found"):
+        area = les.get("min_residual_bone_area_mm2")
+        area_txt = (f"; smallest residual bone section {area:.0f} mm2 at LPS {les['min_residual_position_lps_mm']} mm"
+                    if isinstance(area, (int, float)) and area == area else "")
+        print(f"  lesion {les['volume_ml']:.3f} mL: {100 * les['fraction_of_dens']:.0f} % of the dens, "
+              f"{100 * les['fraction_of_body']:.0f} % of the C2 body{area_txt}")
+    elif les is not None:
+        print("  lesion: none found in C2")
     if summary.get("not_segmented"):
         print("  NOT segmented (not assessed): " + ", ".join(summary["not_segmented"]))
     for m in summary.get("messages", []):

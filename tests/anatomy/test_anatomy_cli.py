@@ -60,6 +60,8 @@ def test_segment_with_float_masks_and_a_provided_lesion_reports_the_lesion_measu
     assert 0.2 < les["fraction_of_dens"] < 0.35 and les["fraction_of_body"] < 0.02
     assert les["min_residual_bone_area_mm2"] == pytest.approx(math.pi * 9, rel=0.3)
     assert "lesion: provided mask used" in printed
+    assert f"lesion {les['volume_ml']:.3f} mL: {100 * les['fraction_of_dens']:.0f} % of the dens" in printed
+    assert "smallest residual bone section" in printed
 
 
 def test_damaged_mask_is_a_one_line_error_and_nothing_is_written(phantom_dir, tmp_path, capsys):
