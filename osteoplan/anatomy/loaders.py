@@ -533,6 +533,11 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
         if table is None:
             table = _nifti_extension_table(orig)
             kind = _label_kind(data)
+            if table is None and kind == "fractional" and not named:
+                # a fractional map under a name outside the vocabulary may be an intensity-normalised image
+                warnings.append(f"{_display(f)} holds fractional values (0..1) and its name is not a structure of "
+                                "the vocabulary: not loaded (rename it to a structure name to use it as a mask).")
+                continue
             if table is None and kind not in ("binary", "fractional"):
                 if named:  # a structure's file that is not a mask: an error, with the reason
                     load_nifti_file(f, volume, labelmap=lm, warnings=warnings, _img=img)

@@ -552,3 +552,18 @@ def test_permuted_flipped_ras_grid_maps_voxel_to_voxel(ct, tmp_path):
     assert idx == {(12, 9, 22), (6, 7, 13)}
     np.testing.assert_allclose(ct.index_to_world([12, 9, 22]), [32.0, -11.0, 54.0])
     assert warnings == []
+
+
+def test_fractional_file_outside_the_vocabulary_is_not_loaded_from_a_folder(ct, tmp_path):
+    d = tmp_path / "f"
+    d.mkdir()
+    img = np.random.default_rng(1).random(CT_SHAPE).astype(np.float32)  # e.g. an intensity-normalised image
+    _save_raw(d / "scan_normalised.nii.gz", img)
+    m = np.zeros(CT_SHAPE, np.uint8)
+    m[2, 2, 2] = 1
+    _save_raw(d / "trachea.nii.gz", m)
+    warnings = []
+    lm = load_masks(d, ct, warnings=warnings)
+    assert lm.names() == ["trachea"]
+    assert any("fractional" in w and "not loaded" in w for w in warnings)
+    assert not any("scan_normalised" in w for w in warnings)  # name not shown (outside the vocabulary)
