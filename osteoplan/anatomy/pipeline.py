@@ -113,6 +113,38 @@ def _load_provided(volume: Volume, masks, warnings: list[str]) -> LabelMap:
     return load_masks(p, volume, warnings=warnings)
 
 
+def _c2_with_its_lesion(lm: LabelMap) -> str | None:
+    """Put a provided lesion back into a provided C2 where it touches it (in place).
+
+    In osteoplan a vertebra's mask includes its lytic cavities (as :func:`~osteoplan.anatomy.c2.locate_c2`
+    returns it), but a multilabel file can hold one label per voxel, so exported label maps (and
+    other tools') carve the lesion out of C2. Left carved, the narrowest *bone* section of the dens
+    is the lesion itself and the dens waist lands in it. The lesion's connected parts that touch C2
+    are added to C2; parts away from it (another vertebra, soft tissue) are not.
+
+    Returns
+    -------
+    str or None
+        A message when voxels were added.
+    """
+    if not (lm.has("vertebrae_C2") and lm.has("lesion")):
+        return None
+    from scipy import ndimage as ndi
+
+    c2, les = lm.get("vertebrae_C2"), lm.get("lesion")
+    extra = les & ~c2
+    if not extra.any() or not c2.any():
+        return None
+    lab, n = ndi.label(extra, structure=ndi.generate_binary_structure(3, 1))
+    touching = np.unique(lab[ndi.binary_dilation(c2, structure=ndi.generate_binary_structure(3, 1)) & (lab > 0)])
+    if touching.size == 0:
+        return None
+    add = np.isin(lab, touching)
+    lm.masks["vertebrae_C2"] = c2 | add
+    return (f"provided vertebrae_C2 completed with the provided lesion where it touches C2 "
+            f"({int(add.sum())} voxels): a vertebra's mask includes its lytic cavities")
+
+
 def _body_box(body: np.ndarray, shape: tuple[int, int, int], margin: int = 3) -> tuple[slice, slice, slice]:
     """Bounding box (slices) of the body plus a margin; the whole grid when the body is empty."""
     if not body.any():
@@ -229,6 +261,10 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     load_warnings: list[str] = []
     provided = _load_provided(volume, masks, load_warnings) if masks is not None else None
     msgs.extend(f"masks: {w}" for w in load_warnings)
+    if provided is not None:
+        msg = _c2_with_its_lesion(provided)
+        if msg:
+            msgs.append(msg)
     ts = None
     if use_totalsegmentator:
         try:

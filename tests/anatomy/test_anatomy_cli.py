@@ -147,3 +147,19 @@ def test_a_hint_that_contradicts_the_c2_found_is_not_trusted(monkeypatch):
     assert "from the point given inside C2" in msg and "--masks" in msg
     d_mm = float(msg.split("lies ")[1].split(" mm")[0])
     assert 9 <= d_mm <= 14
+
+
+def test_segment_with_osteoplan_own_multilabel_puts_the_lesion_back_into_c2(phantom_dir, tmp_path, capsys):
+    """The phantom's labels.nii.gz (one label per voxel: the lesion carved out of C2) loaded as masks:
+    C2 gets its lesion back, so the waist is the anatomical one (not the lysis) and the fractions
+    match the analytic dens: 268.1 / 981.4 = 0.273 of the dens, none of the body."""
+    ph, d = phantom_dir
+    out = tmp_path / "out"
+    assert main(["segment", str(d / "ct.nii.gz"), "--masks", str(d / "labels.nii.gz"), "--out", str(out)]) == 0
+    s = json.loads((out / "anatomy.json").read_text())
+    assert any("completed with the provided lesion" in m for m in s["messages"])
+    assert s["structures"]["vertebrae_C2"]["voxels"] == int(ph.truth.get("vertebrae_C2").sum())
+    waist = np.asarray(s["landmarks"]["waist_lps_mm"])
+    assert np.linalg.norm(waist - ph.landmarks.waist_lps_mm) <= 1.0
+    assert s["lesion"]["fraction_of_dens"] == pytest.approx(268.1 / 981.4, rel=0.1)
+    assert s["lesion"]["fraction_of_body"] == 0.0
