@@ -42,6 +42,13 @@ MIN_C2_HEIGHT_MM = 20.0
 #: Population priors used for the confidence (Eur Spine J 2009;18:271).
 PRIOR_AI_TO_APEX_MM = (37.6, 3.3)
 PRIOR_DENS_DIAMETER_MM = (6.5, 1.9)
+#: Expected ``brainstem_bottom_z - dens_apex_z`` (mm) for an independent check of the C2 level with a
+#: radiotherapy Brainstem contour: 0 mm when the contour stops at the dens tip (consensus, Brouwer et
+#: al., Radiother Oncol 2015;117:83) to the basion-dens interval when it stops at the foramen magnum
+#: (BDI < 8.5 mm in 95 % of adults on CT, Rojas et al., AJNR 2007;28:1819; < 12 mm on radiographs,
+#: Harris et al., AJR 1994;162:881), widened by 6 mm each side for two 3 mm slices of rounding (contour
+#: bottom and apex); the 6 mm widening is an engineering tolerance.
+BRAINSTEM_APEX_BAND_MM = (-6.0, 18.0)
 
 
 @dataclass
@@ -360,6 +367,110 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
     return _fill_c2(full, canal_c)
 
 
+#: Minimum depth (HU) of the thin dark band taken as the C2/C3 disc under the anterior C2 body
+#: (engineering default, no published source).
+DISC_MIN_DEPTH_HU = 150.0
+
+
+def _cut_below_disc(cn: Canon, sm_c: np.ndarray, c2_c: np.ndarray, canal_c: np.ndarray, col: _Column,
+                    lev: _Level) -> tuple[np.ndarray, str | None]:
+    """Remove from C2 what lies below the C2/C3 disc, followed row by row in the mid-sagittal band.
+
+    The C2 inferior end-plate slopes down anteriorly (anteroinferior lip), so the disc is oblique in
+    the sagittal plane and a thin, partial-volumed disc lets the watershed leak into the
+    anterosuperior corner of C3 (CThead: a C3 corner joined to the C2 lip through a 2 mm band of
+    180-270 HU between cortices of 450-600 HU). For each anteroposterior row of the body, the
+    profile along the cranio-caudal axis (mean over +/- 5 mm about the mid-sagittal plane) is
+    searched within +/- 8 mm of the disc found on the column axis for the deepest thin valley
+    (brightest within 4 mm above and below, minus the value; at least :data:`DISC_MIN_DEPTH_HU`).
+    A straight line k(j) is fitted to those valleys (one pass of outlier rejection) and C2 voxels on
+    or below it within 12 mm of the mid-sagittal plane, anterior to the canal centre, are removed.
+    Window sizes and widths are engineering defaults (no published source).
+
+    Returns
+    -------
+    (mask, note) : canonical bool array (K, J, I) and a note (None when nothing was cut).
+    """
+    if not lev.cut_found:
+        return c2_c, None
+    sp = cn.spacing_mm
+    K, J, I = c2_c.shape
+    z_cut = lev.apex_zy[0] + lev.s_cut * lev.u[0]
+    k_cut = z_cut / sp[0]
+    ci = int(round(float(np.interp(k_cut, col.ks, col.ci))))
+    hw = max(int(round(5.0 / sp[2])), 0)
+    band = slice(max(ci - hw, 0), min(ci + hw + 1, I))
+    lo = max(int(np.floor(k_cut - 6.0 / sp[0])), 1)
+    hi = min(int(np.ceil(k_cut + 6.0 / sp[0])), K - 2)
+    if hi - lo < 2:
+        return c2_c, None
+    w = max(int(round(4.0 / sp[0])), 1)
+    kc = np.nonzero(canal_c.any(axis=(1, 2)))[0]
+    if kc.size:
+        kk = int(kc[np.argmin(np.abs(kc - k_cut))])
+        j_canal = float(ndi.center_of_mass(canal_c[kk])[0])
+    else:
+        j_canal = float(J)
+    # valley depth per voxel column (j, i) of the band, for each k of the window
+    sub = sm_c[max(lo - w, 0):hi + w + 1, :, band].astype(np.float32)
+    off = lo - max(lo - w, 0)
+    nk = hi - lo + 1
+    depth = np.full((nk,) + sub.shape[1:], -np.inf, np.float32)
+    for t in range(nk):
+        k = off + t
+        up = sub[k + 1:k + 1 + w].max(axis=0)
+        dn = sub[max(k - w, 0):k].max(axis=0)
+        depth[t] = np.minimum(up, dn) - sub[k]
+    near = c2_c[lo:hi + 1, :, band].any(axis=0) & (np.arange(J)[:, None] < j_canal)
+    best = depth.argmax(axis=0)
+    ok_col = near & (depth.max(axis=0) >= DISC_MIN_DEPTH_HU)
+    jj, ii = np.nonzero(ok_col)
+    if jj.size < 6:
+        return c2_c, None
+    kd = (lo + best[jj, ii]).astype(float)
+    # robust plane k = a*j + b*i + c (outlier rejection at 1 slice)
+    A = np.stack([jj.astype(float), (ii + band.start).astype(float), np.ones(jj.size)], axis=1)
+    keep = np.ones(jj.size, bool)
+    for _ in range(3):
+        if keep.sum() < 6:
+            return c2_c, None
+        coef = np.linalg.lstsq(A[keep], kd[keep], rcond=None)[0]
+        res = np.abs(A @ coef - kd)
+        keep = res <= max(1.0, float(np.median(res[keep])) * 2.0) if _ == 0 else res <= 1.0
+    if keep.sum() < max(6, 0.3 * jj.size):
+        return c2_c, None
+    coef = np.linalg.lstsq(A[keep], kd[keep], rcond=None)[0]
+    # a disc tilted more than 45 degrees from the axial plane is not a disc
+    if abs(coef[0]) * sp[0] / sp[1] > 1.0 or abs(coef[1]) * sp[0] / sp[2] > 1.0:
+        return c2_c, None
+    j0, j1 = int(jj[keep].min()), int(jj[keep].max())
+    hw2 = max(int(round(12.0 / sp[2])), 1)
+    out = c2_c.copy()
+    i_lo, i_hi = max(ci - hw2, 0), min(ci + hw2 + 1, I)
+    ig = np.arange(i_lo, i_hi)
+    i_c = np.clip(ig, band.start, band.stop - 1)
+    kk_ = np.arange(K)[:, None]
+    k_top = 0.0
+    for j in range(max(j0 - 2, 0), min(int(np.ceil(j_canal)), J)):
+        kplane = coef[0] * min(max(j, j0), j1) + coef[1] * i_c + coef[2]
+        out[:, j, i_lo:i_hi] &= ~(kk_ <= np.round(kplane)[None, :])
+        k_top = max(k_top, float(kplane.max()))
+    # pieces cut off below the disc go; pieces reaching above it (body, dens, even a dens head
+    # detached by a lytic lesion) stay
+    lab, n = ndi.label(out)
+    if n > 1:
+        top_of = np.array([sl[0].stop - 1 if sl is not None else -1 for sl in ndi.find_objects(lab)])
+        keep_ids = np.nonzero(top_of > k_top + 1.0)[0] + 1
+        out = np.isin(lab, keep_ids)
+    removed = int(c2_c.sum() - out.sum())
+    if removed == 0:
+        return c2_c, None
+    if removed > 0.25 * c2_c.sum():
+        return c2_c, None  # would cut the vertebra itself: keep the watershed result
+    vol_ml = removed * float(np.prod(sp)) / 1000.0
+    return out, f"C2/C3 disc followed under the anterior body: {vol_ml:.2f} mL below it removed from C2"
+
+
 def _min_caliper(points2d: np.ndarray, pixel_mm: float) -> float:
     if points2d.shape[0] < 3:
         return float(pixel_mm)
@@ -609,6 +720,9 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
     notes.extend(lev.notes)
     canal_c = cn.to_canon(canal_mask) if canal_mask is not None else np.zeros_like(bone_c)
     c2_c = _c2_mask(cn, sm_c, bone_c, canal_c, col, lev, hint_idx)
+    c2_c, cut_note = _cut_below_disc(cn, sm_c, c2_c, canal_c, col, lev)
+    if cut_note:
+        notes.append(cut_note)
     base = 0.9 if lev.cut_found else 0.6
     if lev.apex_k >= cn.shape[0] - 2:
         base *= 0.5
@@ -626,7 +740,185 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
                            "Give a point inside C2 or provide a vertebrae_C2 mask.")
     method = "classical+hint" if hint_idx is not None else "classical"
     lm = landmarks_from_mask(volume, c2, canal_mask, method=method, base_confidence=base, notes=tuple(notes))
+    reasons = plausibility_problems(lm, cn.spacing_mm, c2_c=c2_c, cn=cn, volume=volume, centre=centre,
+                                    check_gap=hint_idx is None)
+    if reasons:
+        raise C2CandidateRejected(reasons, lm)
     return c2, lm
+
+
+class C2CandidateRejected(AnatomyError):
+    """The C2 found is implausible: the locator says "not located" rather than give wrong landmarks.
+
+    Attributes
+    ----------
+    reasons : list[str]
+        Why (each with the measured value and the accepted range).
+    candidate : DensLandmarks
+        The rejected landmarks (for benchmarks and review; never to plan with).
+    """
+
+    def __init__(self, reasons: list[str], candidate: DensLandmarks):
+        self.reasons = list(reasons)
+        self.candidate = candidate
+        super().__init__("C2 candidate rejected: " + "; ".join(self.reasons) + ". Give a point inside C2 "
+                         "(--hint-lps X Y Z, LPS mm) or a vertebrae_C2 mask.")
+
+
+#: Largest run of C2-free slices tolerated between the dens apex and the body, mm (engineering
+#: default: one to two slices on 2-3 mm CT; a lytic lesion through the whole dens can exceed it, a
+#: user point inside C2 then skips this check).
+MAX_DENS_GAP_MM = 7.0
+#: The dens apex lies in front of the canal centre: dens tip to ventral dura 7.7 +/- 1.7 mm
+#: (JKNS 2018;61(4)) plus the epidural space and half the cord; less than this (mm) means a
+#: structure at the canal (clivus/basion, C1 ring) was taken for the apex (engineering bound).
+MIN_APEX_ANTERIOR_TO_CANAL_MM = 10.0
+#: Largest left-right offset of the dens apex from the canal centre, mm (the dens is midline inside
+#: the C1 ring; engineering bound, no published source).
+MAX_APEX_LATERAL_TO_CANAL_MM = 8.0
+
+
+def ai_apex_range_mm(spacing_mm) -> tuple[float, float]:
+    """Accepted anteroinferior-body-to-apex distance (mm) for a CT with this voxel spacing.
+
+    Mean +/- 3 SD of 37.6 +/- 3.3 mm (adult CT, Eur Spine J 2009;18:271), widened on each side by
+    the largest voxel spacing (at least 2 mm): each landmark is placed to about one voxel.
+    """
+    m, sd = PRIOR_AI_TO_APEX_MM
+    tol = max(2.0, float(np.max(spacing_mm)))
+    return m - 3.0 * sd - tol, m + 3.0 * sd + tol
+
+
+def plausibility_problems(lm: DensLandmarks, spacing_mm, *, c2_c: np.ndarray | None = None, cn: Canon | None = None,
+                          volume: Volume | None = None, centre: dict | None = None,
+                          check_gap: bool = True) -> list[str]:
+    """Reasons why located C2 landmarks are implausible (empty list when plausible).
+
+    Checks: anteroinferior body to dens apex within :func:`ai_apex_range_mm`; with the C2 mask
+    (canonical view), no C2-free gap longer than :data:`MAX_DENS_GAP_MM` between apex and body;
+    with the canal centre line (canonical ``{k: (j, i)}``), the apex at least
+    :data:`MIN_APEX_ANTERIOR_TO_CANAL_MM` in front of the canal centre and within
+    :data:`MAX_APEX_LATERAL_TO_CANAL_MM` of it left-right.
+
+    Parameters
+    ----------
+    lm : DensLandmarks
+    spacing_mm : (3,) array
+        Voxel spacing (mm).
+    c2_c : bool array (K, J, I), canonical, optional
+    cn : Canon, optional
+    volume : Volume, optional
+    centre : dict, optional
+        Canal centre per canonical slice.
+    check_gap : bool
+        False when a user point fixed the level (a lytic lesion may interrupt the dens).
+
+    Returns
+    -------
+    list[str]
+    """
+    out = []
+    lo, hi = ai_apex_range_mm(spacing_mm)
+    d = lm.anteroinferior_to_apex_mm
+    if not lo <= d <= hi:
+        out.append(f"anteroinferior body to dens apex {d:.1f} mm is outside {lo:.1f}-{hi:.1f} mm "
+                   f"(37.6 +/- 3 x 3.3 mm, Eur Spine J 2009;18:271, widened by the voxel size)")
+    if cn is not None and c2_c is not None and check_gap:
+        ks = np.nonzero(c2_c.any(axis=(1, 2)))[0]
+        if ks.size:
+            occ = c2_c[ks.min():ks.max() + 1].any(axis=(1, 2))
+            run = best = 0
+            for o in occ:
+                run = 0 if o else run + 1
+                best = max(best, run)
+            gap = best * float(cn.spacing_mm[0])
+            if gap > MAX_DENS_GAP_MM:
+                out.append(f"the candidate dens is separated from the body by {gap:.1f} mm without bone "
+                           f"(more than {MAX_DENS_GAP_MM:.0f} mm: two structures, not one C2)")
+    if cn is not None and volume is not None and centre:
+        a = cn.index_from_original(volume.world_to_index(lm.apex_lps_mm))
+        kk = np.array(sorted(centre))
+        kn = int(kk[np.argmin(np.abs(kk - a[0]))])
+        if abs(kn - a[0]) * float(cn.spacing_mm[0]) <= 10.0:
+            cj, ci = centre[kn]
+            ant = (cj - a[1]) * float(cn.spacing_mm[1])
+            lat = (a[2] - ci) * float(cn.spacing_mm[2])
+            if ant < MIN_APEX_ANTERIOR_TO_CANAL_MM:
+                out.append(f"the dens apex candidate lies {ant:.1f} mm in front of the canal centre (at least "
+                           f"{MIN_APEX_ANTERIOR_TO_CANAL_MM:.0f} mm expected: dens tip to ventral dura 7.7 mm, "
+                           "JKNS 2018;61(4)): probably the clivus or the C1 ring")
+            if abs(lat) > MAX_APEX_LATERAL_TO_CANAL_MM:
+                out.append(f"the dens apex candidate lies {abs(lat):.1f} mm {'left' if lat > 0 else 'right'} "
+                           f"of the canal centre (the dens is midline; at most {MAX_APEX_LATERAL_TO_CANAL_MM:.0f} mm)")
+    return out
+
+
+def _neural_z_nearest(volume: Volume, mask: np.ndarray, z_mm: float) -> tuple[np.ndarray, float] | None:
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        return None
+    pts = volume.index_to_world(idx.astype(float))
+    dz = np.abs(pts[:, 2] - z_mm)
+    near = dz <= dz.min() + 1e-3
+    return pts[near], float(dz.min())
+
+
+def brainstem_apex_offset_mm(volume: Volume, brainstem: np.ndarray, apex_lps_mm) -> float | None:
+    """Cranio-caudal offset of the dens apex below the caudal end of a Brainstem contour.
+
+    An independent check of the C2 level on radiotherapy CTs (it uses the contour, not the locator).
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT (only its geometry is used).
+    brainstem : bool array (K, J, I)
+        Brainstem contour on the volume's grid.
+    apex_lps_mm : (3,) array-like
+        Dens apex (LPS mm).
+
+    Returns
+    -------
+    float or None
+        ``z(lowest brainstem voxel centre) - z(apex)`` in mm (LPS z = superior): positive when the
+        apex lies below the end of the brainstem. None when the contour is empty. Expected within
+        :data:`BRAINSTEM_APEX_BAND_MM` for a correct C2 (contour stopping at the dens tip,
+        Brouwer et al. 2015, or at the foramen magnum, basion-dens interval < 8.5 mm on CT,
+        Rojas et al. 2007).
+    """
+    idx = np.argwhere(brainstem)
+    if idx.size == 0:
+        return None
+    z = volume.index_to_world(idx.astype(float))[:, 2]
+    return float(z.min() - np.asarray(apex_lps_mm, float)[2])
+
+
+def cord_apex_offset_mm(volume: Volume, neural: np.ndarray, apex_lps_mm,
+                        max_dz_mm: float = 5.0) -> tuple[float, float] | None:
+    """Position of the dens apex relative to the centre of a cord/brainstem contour at its level.
+
+    Parameters
+    ----------
+    volume : Volume
+    neural : bool array (K, J, I)
+        Spinal cord and/or brainstem contour on the volume's grid.
+    apex_lps_mm : (3,) array-like
+    max_dz_mm : float
+        The contour voxels nearest in z to the apex are used when within this distance.
+
+    Returns
+    -------
+    (anterior_mm, left_mm) or None
+        How far the apex lies anterior to the contour's centroid (positive = anterior; dens tip to
+        ventral dura 7.7 +/- 1.7 mm, JKNS 2018;61(4), plus half the cord) and to its left
+        (positive = patient left). None when no contour voxel lies within ``max_dz_mm`` in z.
+    """
+    a = np.asarray(apex_lps_mm, float)
+    got = _neural_z_nearest(volume, neural, float(a[2]))
+    if got is None or got[1] > max_dz_mm:
+        return None
+    c = got[0].mean(axis=0)
+    return float(c[1] - a[1]), float(a[0] - c[0])
 
 
 def plot_c2(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks, path, title: str = "C2 / dens") -> None:

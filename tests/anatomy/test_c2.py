@@ -95,3 +95,115 @@ def test_disc_search_prefers_thin_disc_over_broad_marrow_trough():
     assert np.all(D[42:48] == pytest.approx(0.0, abs=1e-3))
     lev = _find_level(cn, arr, col, None)
     assert lev.cut_found and lev.s_cut == pytest.approx(36.0)
+
+
+def test_ai_apex_range_from_published_prior_and_voxel_size():
+    """37.6 +/- 3.3 mm (Eur Spine J 2009;18:271): mean +/- 3 SD = 27.7..47.5, widened by max(2, voxel)."""
+    from osteoplan.anatomy.c2 import ai_apex_range_mm
+
+    assert ai_apex_range_mm((0.8, 0.8, 0.8)) == pytest.approx((25.7, 49.5))
+    assert ai_apex_range_mm((2.5, 3.9, 3.9)) == pytest.approx((23.8, 51.4))
+
+
+def _landmarks(apex, ai):
+    from osteoplan.anatomy.landmarks import DensLandmarks
+
+    apex, ai = np.asarray(apex, float), np.asarray(ai, float)
+    return DensLandmarks(apex_lps_mm=apex, waist_lps_mm=(apex + ai) / 2, waist_diameter_mm=9.0,
+                         axis_unit=apex - ai, anteroinferior_body_lps_mm=ai, body_centre_lps_mm=ai + [0, 5, 5],
+                         confidence=0.8, method="classical")
+
+
+def test_implausible_dens_height_is_rejected_with_the_measured_value():
+    from osteoplan.anatomy.c2 import plausibility_problems
+
+    # AI straight down, 62 mm below the apex
+    tall = _landmarks([0.0, 0.0, 0.0], [0.0, 0.0, -62.0])
+    probs = plausibility_problems(tall, (1.0, 1.0, 1.0))
+    assert probs == ["anteroinferior body to dens apex 62.0 mm is outside 25.7-49.5 mm "
+                     "(37.6 +/- 3 x 3.3 mm, Eur Spine J 2009;18:271, widened by the voxel size)"]
+    # AI 21 mm posterior and 28 mm below: sqrt(21^2 + 28^2) = 35 mm, plausible
+    assert plausibility_problems(_landmarks([0.0, 0.0, 0.0], [0.0, 21.0, -28.0]), (1.0, 1.0, 1.0)) == []
+    short = _landmarks([0.0, 0.0, 0.0], [0.0, 0.0, -24.0])
+    assert "24.0 mm is outside 25.7-49.5 mm" in plausibility_problems(short, (1.0, 1.0, 1.0))[0]
+    assert plausibility_problems(short, (2.5, 3.9, 3.9)) == []  # within 23.8-51.4 on OpenKBP voxels
+
+
+def test_apex_behind_or_beside_the_canal_is_rejected():
+    """Canal centre at (j, i) = (30, 20) on every slice of a 1 mm axial grid (k -> S, j -> P, i -> L)."""
+    from osteoplan.anatomy.c2 import plausibility_problems
+    from osteoplan.anatomy.segment import Canon
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+
+    vol = Volume(np.zeros((60, 50, 40), np.float32), axis_aligned_affine((1.0, 1.0, 1.0)))
+    cn = Canon.of(vol)
+    centre = {k: (30.0, 20.0) for k in range(60)}
+    # apex 16 mm anterior (j = 14), on the midline, AI 36 mm below: plausible
+    good = _landmarks(vol.index_to_world(np.array([50.0, 14.0, 20.0])), vol.index_to_world(np.array([14.0, 14.0, 20.0])))
+    assert plausibility_problems(good, cn.spacing_mm, cn=cn, volume=vol, centre=centre) == []
+    # apex 4 mm in front of the canal centre (j = 26) and 11 mm to the patient's left (i = 31)
+    bad = _landmarks(vol.index_to_world(np.array([50.0, 26.0, 31.0])), vol.index_to_world(np.array([14.0, 26.0, 31.0])))
+    probs = plausibility_problems(bad, cn.spacing_mm, cn=cn, volume=vol, centre=centre)
+    assert len(probs) == 2
+    assert "lies 4.0 mm in front of the canal centre" in probs[0]
+    assert "lies 11.0 mm left of the canal centre" in probs[1]
+
+
+def test_dens_separated_from_body_is_rejected_unless_a_point_fixed_the_level():
+    from osteoplan.anatomy.c2 import plausibility_problems
+    from osteoplan.anatomy.segment import Canon
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+
+    vol = Volume(np.zeros((40, 20, 20), np.float32), axis_aligned_affine((2.5, 1.0, 1.0)))
+    cn = Canon.of(vol)
+    c2 = np.zeros(vol.shape, bool)
+    c2[2:20, 5:15, 5:15] = True  # body
+    c2[23:30, 8:12, 8:12] = True  # "dens" 3 empty slices (7.5 mm) above it
+    lm = _landmarks(vol.index_to_world(np.array([29.0, 10.0, 10.0])), vol.index_to_world(np.array([14.0, 5.0, 10.0])))
+    probs = plausibility_problems(lm, cn.spacing_mm, c2_c=c2, cn=cn)
+    assert probs == ["the candidate dens is separated from the body by 7.5 mm without bone (more than 7 mm: "
+                     "two structures, not one C2)"]
+    assert plausibility_problems(lm, cn.spacing_mm, c2_c=c2, cn=cn, check_gap=False) == []
+    c2[20:22, 8:12, 8:12] = True  # now one empty slice (2.5 mm): one vertebra
+    assert plausibility_problems(lm, cn.spacing_mm, c2_c=c2, cn=cn) == []
+
+
+def test_rejected_candidate_reaches_the_pipeline_as_not_located(phantom, monkeypatch):
+    """With a prior of 60 +/- 3.3 mm the phantom's 36 mm C2 is implausible: 'C2 NOT located' + reason."""
+    import osteoplan.anatomy.c2 as c2mod
+    from osteoplan.anatomy.c2 import C2CandidateRejected
+
+    monkeypatch.setattr(c2mod, "PRIOR_AI_TO_APEX_MM", (60.0, 3.3))
+    with pytest.raises(C2CandidateRejected) as ei:
+        locate_c2(phantom.volume)
+    # 60 -/+ 9.9 -/+ 2 mm for 0.8 mm voxels
+    assert "is outside 48.1-71.9 mm" in str(ei.value)
+    assert str(ei.value).startswith("C2 candidate rejected: anteroinferior body to dens apex ")
+    cand = ei.value.candidate
+    assert np.linalg.norm(cand.apex_lps_mm - phantom.landmarks.apex_lps_mm) <= 2.0
+    assert f"{cand.anteroinferior_to_apex_mm:.1f} mm is outside" in str(ei.value)
+
+
+def test_brainstem_and_cord_offsets_on_known_geometry():
+    """Both slice orientations: k -> superior (axis_aligned_affine) and k -> inferior (as the shared NIfTI files)."""
+    from osteoplan.anatomy.c2 import brainstem_apex_offset_mm, cord_apex_offset_mm
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+
+    up = Volume(np.zeros((40, 30, 30), np.float32), axis_aligned_affine((2.5, 1.0, 1.0)))
+    bs = np.zeros(up.shape, bool)
+    bs[10:30, 18:24, 12:18] = True  # lowest slice k = 10: z = 25.0 mm
+    apex = up.index_to_world(np.array([7.2, 5.0, 16.0]))  # z = 18.0 mm
+    assert brainstem_apex_offset_mm(up, bs, apex) == pytest.approx(7.0)
+    # cord centroid on slice 7 at (j, i) = (20.5, 14.5): apex 15.5 mm anterior, 1.5 mm to the left
+    cord = np.zeros(up.shape, bool)
+    cord[0:10, 18:24, 12:18] = True
+    ant, left = cord_apex_offset_mm(up, cord, apex)
+    assert ant == pytest.approx(15.5) and left == pytest.approx(1.5)
+    assert cord_apex_offset_mm(up, cord, up.index_to_world(np.array([30.0, 5.0, 16.0]))) is None  # 50 mm above
+    aff = up.affine.copy()
+    aff[:3, 0] = [0.0, 0.0, -2.5]  # slices towards inferior; first slice at z = 0
+    down = Volume(up.array, aff)
+    bs2 = np.zeros(down.shape, bool)
+    bs2[0:12, 18:24, 12:18] = True  # lowest slice k = 11: z = -27.5 mm
+    assert brainstem_apex_offset_mm(down, bs2, [0.0, 0.0, -60.0]) == pytest.approx(32.5)  # a C3 taken for C2
+    assert brainstem_apex_offset_mm(down, np.zeros(down.shape, bool), [0.0, 0.0, 0.0]) is None
