@@ -41,6 +41,9 @@ TRACHEA_MAX_WIDTH_MM = 25.0
 WIDEN_RATIO = 1.5
 #: ... and sustained over at least this height (mm; engineering default).
 WIDEN_SUSTAIN_MM = 6.0
+#: Height of the lowest part of that run whose median width is the tracheal reference (mm;
+#: engineering default).
+TRACHEA_REF_MM = 30.0
 #: Shortest run of single, compact, <= 25 mm wide airway slices taken as the laryngotracheal
 #: tube (the tracheal reference; mm, engineering default).
 TRACHEA_RUN_MIN_MM = 15.0
@@ -251,10 +254,12 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
 
     Method (per axial slice of the airway, from the lowest slice upwards):
 
-    1. Tracheal reference: the longest run (at least ``TRACHEA_RUN_MIN_MM``, 15 mm) of slices
-       where the airway is a single compact lumen (aspect 0.5-2, left-right width <= 25 mm, the upper limit of the
-       normal adult tracheal coronal diameter, Breatnach et al. AJR 1984;142:903), its median
-       left-right width ``W_t`` is the tracheal / subglottic width.
+    1. Tracheal reference: the longest run (at least ``TRACHEA_RUN_MIN_MM``, 15 mm; one-slice
+       gaps bridged) of slices where the airway is a single compact lumen (aspect 0.5-2,
+       left-right width <= 25 mm, the upper limit of the normal adult tracheal coronal diameter,
+       Breatnach et al. AJR 1984;142:903); the median left-right width ``W_t`` of its lowest
+       ``TRACHEA_REF_MM`` (30 mm) is the tracheal width (the run may continue through a narrow
+       larynx into a narrow oropharynx; the carina below is two lumens and ends it).
     2. Laryngeal inlet (pharynx/larynx boundary): the lowest slice above that where the airway's
        left-right extent reaches ``widen_ratio * W_t`` (1.5, engineering default; the oro- and
        laryngopharynx are much wider than the laryngeal lumen) for at least 6 mm: the single
@@ -308,7 +313,13 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
     Notes
     -----
     The planes are axial planes of the canonical (nearest axis-aligned) orientation; on an
-    oblique acquisition the z reported is that of the plane's centre.
+    oblique acquisition the z reported is that of the plane's centre. The widening is where the
+    laryngotracheal lumen opens into the pharynx: at the laryngeal inlet when the piriform sinuses
+    are collapsed, lower (about the glottis) when they hold air, higher when the hypo- and
+    oropharynx are collapsed too. On the 81 OpenKBP cases with a Larynx contour the inlet found
+    lies a median 2.5 mm from the contour's top (interquartile range -7 to +29 mm; see
+    ``benchmarks/openkbp_airway.py``): a coarse split, fine for reporting which part of the
+    airway a path passes, not for dosimetry.
     """
     from osteoplan.errors import MaskError
 
@@ -349,7 +360,7 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
     # 1. tracheal reference: the longest run of single compact narrow slices (the laryngotracheal
     #    tube; below it the carina may widen the airway again, above it the pharynx)
     aspect = prof.width_mm / np.maximum(prof.depth_mm, 1e-6)
-    compact = (prof.ncomp == 1) & (aspect >= 0.5) & (aspect <= 2.0) & (prof.width_mm <= TRACHEA_MAX_WIDTH_MM + 0.5 * sp[2])
+    compact = (prof.ncomp == 1) & (aspect >= 0.5) & (aspect <= 2.0) & (prof.width_mm <= TRACHEA_MAX_WIDTH_MM + 0.01)
     narrow = np.zeros(K, bool)
     narrow[ks[compact]] = True
     runs: list[tuple[int, int]] = []  # (first, last) canonical slices, gaps of one slice bridged
@@ -369,14 +380,17 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
     run = None
     if tracheal:
         run = max(runs, key=lambda r: r[1] - r[0])
-        sel_r = (ks >= run[0]) & (ks <= run[1]) & compact
+        # the reference width is that of the lowest part of the run (the trachea proper: the run may
+        # continue through a narrow larynx into a narrow oropharynx)
+        top_ref = min(run[1], run[0] + int(round(TRACHEA_REF_MM / dz)) - 1)
+        sel_r = (ks >= run[0]) & (ks <= top_ref) & compact
         w_t = float(np.median(prof.width_mm[sel_r]))
 
     # 2. laryngeal inlet: sustained widening above the tracheal reference
     k_inlet: float | None = None
     inlet_method = "none"
     if tracheal:
-        thr = widen_ratio * w_t - 0.5 * float(sp[2])  # half a pixel: widths are quantised
+        thr = widen_ratio * w_t - 0.01  # widths are multiples of the pixel size: no rounding down
         n_sus = max(2, int(math.ceil(WIDEN_SUSTAIN_MM / dz)))
         wide = np.zeros(K, bool)
         wide[ks] = prof.width_mm >= thr
