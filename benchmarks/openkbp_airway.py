@@ -6,7 +6,9 @@ split (:func:`osteoplan.anatomy.airway.split_airway`) and its ``larynx`` part co
 contour: whether they overlap, the fraction of our larynx voxels inside a 1-voxel dilation of the
 contour, and the differences of the top and bottom slices (mm, + = ours higher).
 
-Same figures for the obvious alternative, a fixed vertebral-level split: larynx = airway from the
+Same figures for the split given the C2 level (``c2_inferior_z_mm``: the widening searched only at
+the laryngeal levels below C2, vertebral-level fallback), and for the obvious alternative, a fixed
+vertebral-level split: larynx = airway from the
 upper border of C3 to the lower border of C6 (Gray's Anatomy: the adult larynx lies opposite
 C3-C6), placed from the C2 inferior endplate found by ``build_anatomy`` (C3 upper border 5 mm below
 it, 19 mm per cervical level: engineering defaults). The summary gives the ratio of the two.
@@ -106,8 +108,13 @@ def run_case(case: Path, alternative: bool) -> dict:
                                              np.zeros(vol.shape[0])], axis=1).astype(float))[:, 2]
             sel = ((z >= bottom) & (z <= top))[:, None, None]
             row["alt"] = _compare(vol, air & sel, truth)
+            sp2 = split_airway(vol, air, body, c2_inferior_z_mm=z2)
+            row["with_c2"] = _compare(vol, sp2.larynx, truth)
+            row["with_c2_method"] = sp2.inlet_method
         else:
             row["alt"] = {"overlap": False, "no_c2": True}
+            row["with_c2"] = row["ours"]
+            row["with_c2_method"] = sp.inlet_method
     return row
 
 
@@ -149,7 +156,8 @@ def main(argv=None) -> int:
         cases = cases[: args.limit]
     alt = not args.no_alternative
     hdr = (f"{'case':8} {'inlet':>7} {'cricoid':>7} {'method':12} {'ovl':>3} {'in%':>5} {'dTop':>6} {'dBot':>6}"
-           + (f" | {'alt ovl':>7} {'in%':>5} {'dTop':>6} {'dBot':>6}" if alt else "") + "  notes")
+           + (f" | {'+C2 ovl':>7} {'in%':>5} {'dTop':>6} {'dBot':>6} | {'alt ovl':>7} {'in%':>5} {'dTop':>6} {'dBot':>6}"
+              if alt else "") + "  notes")
     print(hdr)
     print("-" * len(hdr))
     rows = []
@@ -162,6 +170,9 @@ def main(argv=None) -> int:
                 f"{'y' if o['overlap'] else 'n':>3} {o.get('inside_pct', '-'):>5} {o.get('d_top_mm', '-'):>6} "
                 f"{o.get('d_bottom_mm', '-'):>6}")
         if alt:
+            w = r["with_c2"]
+            line += (f" | {('y' if w['overlap'] else 'n'):>7} {w.get('inside_pct', '-'):>5} "
+                     f"{w.get('d_top_mm', '-'):>6} {w.get('d_bottom_mm', '-'):>6}")
             a = r["alt"]
             line += (f" | {('no C2' if a.get('no_c2') else 'y' if a['overlap'] else 'n'):>7} {a.get('inside_pct', '-'):>5} "
                      f"{a.get('d_top_mm', '-'):>6} {a.get('d_bottom_mm', '-'):>6}")
@@ -176,15 +187,21 @@ def main(argv=None) -> int:
           f"voxels inside the 1-voxel-dilated contour: median {s['inside_median']:.1f} %, mean {s['inside_mean']:.1f} %; "
           f"|top| difference median {s['top_abs_median']:.1f} mm, |bottom| {s['bottom_abs_median']:.1f} mm")
     if alt:
+        w = _summary(rows, "with_c2")
+        print(f"classical split with the C2 level (window + fallback; image-only where C2 is not found): overlaps in "
+              f"{w['overlap']}/{w['n']} ({100 * w['overlap'] / max(w['n'], 1):.0f} %); inside: median "
+              f"{w['inside_median']:.1f} %, mean {w['inside_mean']:.1f} %; |top| median {w['top_abs_median']:.1f} mm, "
+              f"|bottom| {w['bottom_abs_median']:.1f} mm")
         a = _summary(rows, "alt")
         n_c2 = sum(1 for r in rows if not r["alt"].get("no_c2"))
         print(f"alternative (C3-C6 from the C2 level; C2 found in {n_c2}/{len(rows)}): overlaps in {a['overlap']}/{a['n']} "
               f"({100 * a['overlap'] / max(a['n'], 1):.0f} %); inside: median {a['inside_median']:.1f} %, mean "
               f"{a['inside_mean']:.1f} %; |top| median {a['top_abs_median']:.1f} mm, |bottom| {a['bottom_abs_median']:.1f} mm")
-        print(f"ratio classical / alternative: overlapping cases {s['overlap'] / max(a['overlap'], 1):.2f}, "
-              f"inside (mean) {s['inside_mean'] / max(a['inside_mean'], 1e-9):.2f}, "
-              f"|top| {s['top_abs_median'] / max(a['top_abs_median'], 1e-9):.2f}, "
-              f"|bottom| {s['bottom_abs_median'] / max(a['bottom_abs_median'], 1e-9):.2f} (lower is better for top/bottom)")
+        for lab, x in (("classical", s), ("classical + C2", w)):
+            print(f"ratio {lab} / alternative: overlapping cases {x['overlap'] / max(a['overlap'], 1):.2f}, "
+                  f"inside (mean) {x['inside_mean'] / max(a['inside_mean'], 1e-9):.2f}, "
+                  f"|top| {x['top_abs_median'] / max(a['top_abs_median'], 1e-9):.2f}, "
+                  f"|bottom| {x['bottom_abs_median'] / max(a['bottom_abs_median'], 1e-9):.2f} (lower is better for top/bottom)")
     miss = [r for r in rows if not r["airway_overlaps_larynx"]]
     print(f"provided Larynx not overlapping the (union) airway: {len(miss)}/{len(rows)}")
     for r in miss:

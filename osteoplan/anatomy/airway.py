@@ -50,9 +50,16 @@ TRACHEA_RUN_MIN_MM = 15.0
 #: Margin around the subglottic lumen within which air in the larynx levels counts as larynx;
 #: air behind or beside it is the hypopharynx (piriform sinuses). Engineering default.
 LARYNX_COLUMN_MARGIN_MM = 4.0
-#: Vertebral-level fallback (needs the C2 inferior endplate): inlet at mid-C3, this far below the
-#: C2 inferior endplate (disc ~4 mm + half a ~15 mm C3 body; engineering default, no published source).
-C2_TO_INLET_MM = 12.0
+#: Vertebral-level fallback (needs the C2 inferior endplate): the inlet this far below the C2
+#: inferior endplate. Textbooks put the tip of the epiglottis at C3 (about 12 mm below it), but in
+#: the OpenKBP head-and-neck patients the contoured Larynx top lies a median 45 mm below the C2
+#: anteroinferior point (71 cases, benchmarks/openkbp_airway.py; the larynx descends with age):
+#: 40 mm is an engineering default between the two, no published source.
+C2_TO_INLET_MM = 40.0
+#: With the C2 level known, the inlet found on the image must lie within this range below the C2
+#: inferior endplate (mm; from the C2/C3 disc to about C6; engineering default), else the
+#: vertebral-level fallback is used.
+INLET_BELOW_C2_MM = (5.0, 80.0)
 #: Largest antero-posterior depth of the pharyngeal lumen in front of its posterior wall: air more
 #: anterior (nasal and oral cavities) is not labelled pharynx (engineering default, no published source).
 PHARYNX_DEPTH_MM = 35.0
@@ -274,9 +281,10 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
        hypopharynx (piriform sinuses), labelled pharynx. Above the inlet: pharynx. Below the
        cricoid: trachea.
 
-    Fallback when no inlet is found on the image (no tracheal reference, or no widening) and
-    ``c2_inferior_z_mm`` is given: inlet at mid-C3, ``C2_TO_INLET_MM`` (12 mm) below the C2
-    inferior endplate, cricoid ``larynx_length_mm`` below it ("vertebral level (fallback)").
+    With ``c2_inferior_z_mm`` the widening is searched only ``INLET_BELOW_C2_MM`` (5-80 mm) below
+    the C2 inferior endplate (a tracheal reference starting above that window is rejected), and
+    when none is found there the inlet is placed ``C2_TO_INLET_MM`` (40 mm) below the C2 inferior
+    endplate, the cricoid ``larynx_length_mm`` below it ("vertebral level (fallback)").
     Without either, nothing is guessed: when the whole airway is one tracheal-shaped lumen reaching
     the top of the CT it is labelled trachea (pharynx and larynx NOT segmented); when its lowest
     part is already pharynx-wide and it reaches the bottom of the CT it is labelled pharynx
@@ -394,7 +402,19 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
         n_sus = max(2, int(math.ceil(WIDEN_SUSTAIN_MM / dz)))
         wide = np.zeros(K, bool)
         wide[ks] = prof.width_mm >= thr
-        for k in range(run[0] + 1, K):
+        k_from, k_to = run[0] + 1, K
+        if c2_inferior_z_mm is not None:
+            # only a widening at the laryngeal levels below C2 counts; a tube starting above them is
+            # the oro- or nasopharynx, not the trachea
+            k_win_top = k_of(float(c2_inferior_z_mm) - INLET_BELOW_C2_MM[0])
+            k_win_bot = k_of(float(c2_inferior_z_mm) - INLET_BELOW_C2_MM[1])
+            if run[0] > k_win_top:
+                k_to = k_from
+                notes.append(f"the compact lumen at z = {z_of(run[0]):.1f} mm lies above the laryngeal levels "
+                             "(below C2): not the trachea")
+            k_from = max(k_from, int(math.ceil(k_win_bot)))
+            k_to = min(k_to, int(math.floor(k_win_top)) + 1)
+        for k in range(k_from, k_to):
             if wide[k] and k + n_sus <= K and wide[k:k + n_sus].sum() >= n_sus - (1 if n_sus >= 4 else 0):
                 k_inlet = k - 0.5
                 inlet_method = "lumen shape"
@@ -407,8 +427,9 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
     if k_inlet is None and c2_inferior_z_mm is not None:
         k_inlet = k_of(float(c2_inferior_z_mm) - C2_TO_INLET_MM)
         inlet_method = "vertebral level (fallback)"
-        notes.append(f"laryngeal inlet at z = {z_of(k_inlet):.1f} mm from vertebral level (fallback: mid-C3, "
-                     f"{C2_TO_INLET_MM:g} mm below the C2 inferior endplate; no widening of the airway found)")
+        notes.append(f"laryngeal inlet at z = {z_of(k_inlet):.1f} mm from vertebral level (fallback: "
+                     f"{C2_TO_INLET_MM:g} mm below the C2 inferior endplate; no widening of the airway found at the "
+                     "laryngeal levels)")
     if k_inlet is not None:
         k_cric = k_inlet - larynx_length_mm / dz
         cricoid_method = ("larynx length below the inlet" if inlet_method == "lumen shape"

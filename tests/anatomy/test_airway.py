@@ -73,15 +73,29 @@ def test_a_ct_ending_in_the_pharynx_says_larynx_and_trachea_not_segmented():
 
 
 def test_no_widening_with_c2_level_uses_the_vertebral_fallback():
-    # widening beyond the top: tube only; the C2 level places the inlet at mid-C3 (12 mm below it)
+    # widening beyond the top: tube only; the C2 level places the inlet 40 mm below it
     vol = tube_volume(widen_k=None, n_slices=60)
-    sp = split_airway(vol, segment_airway(vol), c2_inferior_z_mm=140.0)
+    sp = split_airway(vol, segment_airway(vol), c2_inferior_z_mm=168.0)
     assert sp.inlet_method == "vertebral level (fallback)"
     assert sp.inlet_z_mm == pytest.approx(128.0, abs=1.0)
     assert sp.cricoid_z_mm == pytest.approx(88.0, abs=1.0)
     assert sp.segmented["larynx"] and sp.segmented["trachea"]
     assert not sp.segmented["pharynx"]
     assert any("from vertebral level (fallback" in n for n in sp.notes)
+
+
+def test_c2_window_rejects_a_widening_far_below_the_laryngeal_levels():
+    # widening at z = 120 mm: kept when it lies 5-80 mm below the C2 inferior endplate, else the
+    # vertebral level (40 mm below C2) is used
+    vol = tube_volume(widen_k=60, n_slices=100)
+    air = segment_airway(vol)
+    assert split_airway(vol, air).inlet_method == "lumen shape"
+    sp = split_airway(vol, air, c2_inferior_z_mm=190.0)  # window 110-185 mm holds the widening at 120
+    assert sp.inlet_method == "lumen shape" and abs(sp.inlet_z_mm - 120.0) <= 2.0
+    sp = split_airway(vol, air, c2_inferior_z_mm=130.0)  # window 50-125 mm: widening at 120 is inside
+    assert sp.inlet_method == "lumen shape"
+    sp = split_airway(vol, air, c2_inferior_z_mm=110.0)  # window 30-105 mm: no widening in it
+    assert sp.inlet_method == "vertebral level (fallback)" and sp.inlet_z_mm == pytest.approx(70.0, abs=1.0)
 
 
 def test_empty_airway_and_wrong_shape():
