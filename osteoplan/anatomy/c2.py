@@ -716,9 +716,47 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
     a_c = cn.to_canon(volume.array)
     sm_c = _smooth(a_c, cn.spacing_mm, 0.7)
     col = _column(cn, bone_c, centre)
+    canal_c = cn.to_canon(canal_mask) if canal_mask is not None else np.zeros_like(bone_c)
+    method = "classical+hint" if hint_idx is not None else "classical"
+    first: C2CandidateRejected | None = None
+    for attempt in range(1 if hint_idx is not None else MAX_LEVEL_ATTEMPTS):
+        try:
+            c2, lm, c2_c, lev = _candidate(volume, cn, a_c, sm_c, bone_c, canal_c, canal_mask, col, hint_idx,
+                                           method, list(notes))
+        except AnatomyError:
+            if first is None:
+                raise
+            break
+        reasons = plausibility_problems(lm, cn.spacing_mm, c2_c=c2_c, cn=cn, volume=volume, centre=centre,
+                                        check_gap=hint_idx is None)
+        if not reasons:
+            if first is not None:
+                from dataclasses import replace
+
+                lm = replace(lm, confidence=round(lm.confidence * 0.8, 3), notes=lm.notes + (
+                    f"the first structure found was rejected ({first.reasons[0]}); C2 taken at the next bone "
+                    "column below: check the level",))
+            return c2, lm
+        rej = C2CandidateRejected(reasons, lm)
+        if first is None:
+            first = rej
+        nxt = _next_column(cn, col, c2_c, lev, lm)
+        if nxt is None:
+            break
+        col = nxt
+    assert first is not None
+    raise first
+
+
+#: How many candidate levels are tried from the top of the vertebral column down (engineering default).
+MAX_LEVEL_ATTEMPTS = 3
+
+
+def _candidate(volume: Volume, cn: Canon, a_c: np.ndarray, sm_c: np.ndarray, bone_c: np.ndarray,
+               canal_c: np.ndarray, canal_mask, col: _Column, hint_idx, method: str, notes: list[str]):
+    """One C2 candidate from the column top: (mask, landmarks, canonical mask, level)."""
     lev = _find_level(cn, sm_c, col, None if hint_idx is None else float(hint_idx[0]))
     notes.extend(lev.notes)
-    canal_c = cn.to_canon(canal_mask) if canal_mask is not None else np.zeros_like(bone_c)
     c2_c = _c2_mask(cn, sm_c, bone_c, canal_c, col, lev, hint_idx)
     c2_c, cut_note = _cut_below_disc(cn, sm_c, c2_c, canal_c, col, lev)
     if cut_note:
@@ -738,13 +776,43 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
     if c2.sum() * volume.voxel_volume_ml < 0.5:
         raise AnatomyError("C2 not separable: the structure found at the C2 level is smaller than 0.5 mL. "
                            "Give a point inside C2 or provide a vertebrae_C2 mask.")
-    method = "classical+hint" if hint_idx is not None else "classical"
     lm = landmarks_from_mask(volume, c2, canal_mask, method=method, base_confidence=base, notes=tuple(notes))
-    reasons = plausibility_problems(lm, cn.spacing_mm, c2_c=c2_c, cn=cn, volume=volume, centre=centre,
-                                    check_gap=hint_idx is None)
-    if reasons:
-        raise C2CandidateRejected(reasons, lm)
-    return c2, lm
+    return c2, lm, c2_c, lev
+
+
+def _next_column(cn: Canon, col: _Column, c2_c: np.ndarray, lev: _Level, lm: DensLandmarks) -> _Column | None:
+    """The column with its top removed, for the next candidate; None when the candidate was not too high.
+
+    A candidate whose dens is separated from its body, whose apex sits at the canal (clivus,
+    basion, C1 ring) or whose height exceeds the prior is a structure above C2 taken for its top:
+    the column is cut below the gap in the candidate (or 6 mm below its apex when there is no gap).
+    A candidate that is too short is not retried lower (its apex is usually at the right level).
+    """
+    sp = cn.spacing_mm
+    lo, _ = ai_apex_range_mm(sp)
+    ks = np.nonzero(c2_c.any(axis=(1, 2)))[0]
+    cut_k = None
+    if ks.size:
+        occ = c2_c[ks.min():ks.max() + 1].any(axis=(1, 2))
+        run, best, best_end = 0, 0, None
+        for t, o in enumerate(occ):
+            run = 0 if o else run + 1
+            if run > best:
+                best, best_end = run, t
+        if best * float(sp[0]) > MAX_DENS_GAP_MM and best_end is not None:
+            cut_k = int(ks.min() + best_end - best + 1)  # lowest empty slice of the gap
+    if cut_k is None:
+        if lm.anteroinferior_to_apex_mm < lo:
+            return None
+        cut_k = int(lev.apex_k - max(int(round(6.0 / sp[0])), 1) + 1)
+    ja = col.ja.copy()
+    jc = col.jc.copy()
+    drop = col.ks >= cut_k
+    if not drop.any() or (~np.isnan(ja[~drop])).sum() < 3:
+        return None
+    ja[drop] = np.nan
+    jc[drop] = np.nan
+    return _Column(col.ks, col.ci, ja, jc)
 
 
 class C2CandidateRejected(AnatomyError):

@@ -207,3 +207,58 @@ def test_brainstem_and_cord_offsets_on_known_geometry():
     bs2[0:12, 18:24, 12:18] = True  # lowest slice k = 11: z = -27.5 mm
     assert brainstem_apex_offset_mm(down, bs2, [0.0, 0.0, -60.0]) == pytest.approx(32.5)  # a C3 taken for C2
     assert brainstem_apex_offset_mm(down, np.zeros(down.shape, bool), [0.0, 0.0, 0.0]) is None
+
+
+@pytest.mark.slow
+def test_cthead_c2_stops_at_the_c2_c3_disc(shared_data):
+    """CThead (1 x 1 x 2 mm, slices towards inferior): the block of bone in front of the upper C3
+    end-plate (slices 94-96, rows 113-116) is C3's anterosuperior corner, separated from the C2
+    anteroinferior lip (slice 92) by the oblique C2/C3 disc (slice 93 anteriorly: 130-270 HU between
+    cortices of 450-600 HU). The anteroinferior point must be on C2 (slice <= 92), not on C3."""
+    from osteoplan.anatomy.c2 import PRIOR_AI_TO_APEX_MM
+    from osteoplan.anatomy.pipeline import build_anatomy
+    from osteoplan.imaging import read_volume
+
+    vol = read_volume(shared_data / "cthead" / "ct.nii.gz")
+    an = build_anatomy(vol)
+    lm = an.landmarks
+    assert lm is not None
+    k_ai = vol.world_to_index(lm.anteroinferior_body_lps_mm)[0]
+    assert 89.0 <= k_ai <= 92.5
+    c2 = an.labelmap.get("vertebrae_C2")
+    assert not c2[94:97, 113:117, 106:112].any()  # the C3 corner
+    assert c2[88:91, 112:120, 106:112].any()  # the lower C2 body is kept
+    m, sd = PRIOR_AI_TO_APEX_MM
+    assert m - 2 * sd <= lm.anteroinferior_to_apex_mm <= m + 2 * sd
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case,expect", [("pt_1", "first"), ("pt_3", "first"), ("pt_14", "next"),
+                                         ("pt_200", "next"), ("pt_62", "refused")])
+def test_openkbp_c2_level_agrees_with_the_brainstem_contour(shared_data, case, expect):
+    """Independent level check with the provided Brainstem contour (benchmarks/openkbp_c2.py).
+
+    pt_1, pt_3: the first candidate is right. pt_14, pt_200: the first candidate's apex was 30-33 mm
+    above the end of the brainstem (skull base taken for the dens; dens separated from the body /
+    too tall): it is rejected and the next structure down is within the band. pt_62: the candidate
+    is only 12 mm tall (its apex on the C1 anterior arch): refused with the measured height."""
+    from osteoplan.anatomy.c2 import BRAINSTEM_APEX_BAND_MM, brainstem_apex_offset_mm
+    from osteoplan.anatomy.pipeline import build_anatomy
+    from osteoplan.imaging import read_volume
+
+    d = shared_data / "openkbp" / case
+    vol = read_volume(d / "ct.nii.gz")
+    an = build_anatomy(vol)
+    if expect == "refused":
+        assert an.landmarks is None
+        msg = next(m for m in an.messages if m.startswith("C2 NOT located"))
+        assert msg.startswith("C2 NOT located: C2 candidate rejected: anteroinferior body to dens apex ")
+        return
+    lm = an.landmarks
+    assert lm is not None
+    retried = any("the first structure found was rejected" in n for n in lm.notes)
+    assert retried == (expect == "next")
+    bs = read_volume(d / "Brainstem.nii.gz").array > 0.5
+    off = brainstem_apex_offset_mm(vol, bs, lm.apex_lps_mm)
+    lo, hi = BRAINSTEM_APEX_BAND_MM
+    assert lo <= off <= hi
