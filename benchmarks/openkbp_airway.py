@@ -197,8 +197,16 @@ def main(argv=None) -> int:
         print(f"alternative (C3-C6 from the C2 level; C2 found in {n_c2}/{len(rows)}): overlaps in {a['overlap']}/{a['n']} "
               f"({100 * a['overlap'] / max(a['n'], 1):.0f} %); inside: median {a['inside_median']:.1f} %, mean "
               f"{a['inside_mean']:.1f} %; |top| median {a['top_abs_median']:.1f} mm, |bottom| {a['bottom_abs_median']:.1f} mm")
+        sub = [r for r in rows if not r["alt"].get("no_c2")]
+        if sub:
+            print(f"on the {len(sub)} cases where C2 was found (same cases for all three):")
+            for lab, key in (("classical", "ours"), ("classical + C2", "with_c2"), ("alternative", "alt")):
+                x = _summary(sub, key)
+                print(f"  {lab:15} overlaps {x['overlap']}/{x['n']}; inside mean {x['inside_mean']:.1f} %; "
+                      f"|top| median {x['top_abs_median']:.1f} mm, |bottom| {x['bottom_abs_median']:.1f} mm")
+            s, w, a = _summary(sub, "ours"), _summary(sub, "with_c2"), _summary(sub, "alt")
         for lab, x in (("classical", s), ("classical + C2", w)):
-            print(f"ratio {lab} / alternative: overlapping cases {x['overlap'] / max(a['overlap'], 1):.2f}, "
+            print(f"ratio {lab} / alternative (cases with C2): overlapping cases {x['overlap'] / max(a['overlap'], 1):.2f}, "
                   f"inside (mean) {x['inside_mean'] / max(a['inside_mean'], 1e-9):.2f}, "
                   f"|top| {x['top_abs_median'] / max(a['top_abs_median'], 1e-9):.2f}, "
                   f"|bottom| {x['bottom_abs_median'] / max(a['bottom_abs_median'], 1e-9):.2f} (lower is better for top/bottom)")
