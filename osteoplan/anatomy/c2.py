@@ -20,6 +20,17 @@ Method (classical, no trained weights)
    the anteroinferior body point (extreme of the body towards anterior + caudal in the
    mid-sagittal band).
 
+5. The C2/C3 disc is followed under the anterior body (it slopes down anteriorly): what the
+   watershed let through a thin disc (e.g. the anterosuperior corner of C3) is cut off.
+6. Plausibility gate (:func:`plausibility_problems`): anteroinferior body to dens apex within
+   37.6 +/- 3 x 3.3 mm widened by the voxel size, dens continuous with its body, apex in front of
+   the canal and on its midline. A candidate that looks too high (skull base, C1 ring) is followed
+   by the next structure down the column (up to :data:`MAX_LEVEL_ATTEMPTS` levels); when none
+   passes, :class:`C2CandidateRejected` (an AnatomyError) says why, so the pipeline reports
+   "C2 NOT located: C2 candidate rejected: ..." instead of landmarks the planner would aim at.
+   An independent check of the level on radiotherapy CTs (:func:`brainstem_apex_offset_mm`,
+   ``benchmarks/openkbp_c2.py``) uses the Brainstem contour, never the locator.
+
 The 20 mm run height, box sizes and confidence weights are engineering defaults (no published
 source) unless cited.
 """
@@ -374,17 +385,18 @@ DISC_MIN_DEPTH_HU = 150.0
 
 def _cut_below_disc(cn: Canon, sm_c: np.ndarray, c2_c: np.ndarray, canal_c: np.ndarray, col: _Column,
                     lev: _Level) -> tuple[np.ndarray, str | None]:
-    """Remove from C2 what lies below the C2/C3 disc, followed row by row in the mid-sagittal band.
+    """Remove from C2 what lies below the C2/C3 disc, followed voxel column by column in the mid-sagittal band.
 
     The C2 inferior end-plate slopes down anteriorly (anteroinferior lip), so the disc is oblique in
     the sagittal plane and a thin, partial-volumed disc lets the watershed leak into the
     anterosuperior corner of C3 (CThead: a C3 corner joined to the C2 lip through a 2 mm band of
-    180-270 HU between cortices of 450-600 HU). For each anteroposterior row of the body, the
-    profile along the cranio-caudal axis (mean over +/- 5 mm about the mid-sagittal plane) is
-    searched within +/- 8 mm of the disc found on the column axis for the deepest thin valley
-    (brightest within 4 mm above and below, minus the value; at least :data:`DISC_MIN_DEPTH_HU`).
-    A straight line k(j) is fitted to those valleys (one pass of outlier rejection) and C2 voxels on
-    or below it within 12 mm of the mid-sagittal plane, anterior to the canal centre, are removed.
+    180-270 HU between cortices of 450-600 HU). The cranio-caudal HU profile is searched within +/- 6 mm of the disc found on the column axis for the deepest thin valley
+    (brightest within 4 mm above and below, minus the value; at least :data:`DISC_MIN_DEPTH_HU`),
+    per voxel column of a +/- 5 mm mid-sagittal band. A plane k(j, i) is fitted to those valleys
+    (outliers beyond 1 slice rejected; refused when tilted more than 45 degrees) and C2 voxels on or
+    below it within 12 mm of the mid-sagittal plane, anterior to the canal centre, are removed;
+    pieces left entirely below the plane go, and nothing is cut when it would remove more than a
+    quarter of the vertebra.
     Window sizes and widths are engineering defaults (no published source).
 
     Returns
@@ -740,6 +752,12 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
         rej = C2CandidateRejected(reasons, lm)
         if first is None:
             first = rej
+        # only a candidate that is too high by its position (apex at or beside the canal: skull base,
+        # C1 ring) or too tall is followed by the next structure down; a dens merely separated from
+        # its body may be a lytic lesion through the dens, and the level below would then be C3
+        too_long = lm.anteroinferior_to_apex_mm > ai_apex_range_mm(cn.spacing_mm)[1]
+        if not (too_long or any("canal centre" in r for r in reasons)):
+            break
         nxt = _next_column(cn, col, c2_c, lev, lm)
         if nxt is None:
             break
@@ -783,10 +801,10 @@ def _candidate(volume: Volume, cn: Canon, a_c: np.ndarray, sm_c: np.ndarray, bon
 def _next_column(cn: Canon, col: _Column, c2_c: np.ndarray, lev: _Level, lm: DensLandmarks) -> _Column | None:
     """The column with its top removed, for the next candidate; None when the candidate was not too high.
 
-    A candidate whose dens is separated from its body, whose apex sits at the canal (clivus,
-    basion, C1 ring) or whose height exceeds the prior is a structure above C2 taken for its top:
-    the column is cut below the gap in the candidate (or 6 mm below its apex when there is no gap).
-    A candidate that is too short is not retried lower (its apex is usually at the right level).
+    Called for a candidate whose apex sits at or beside the canal (clivus, basion, C1 ring) or whose
+    height exceeds the prior: a structure above C2 taken for its top. The column is cut below the
+    largest gap in the candidate (or 6 mm below its apex when there is no gap). A candidate that is
+    too short is not retried lower (its apex is usually at the right level).
     """
     sp = cn.spacing_mm
     lo, _ = ai_apex_range_mm(sp)
@@ -902,7 +920,8 @@ def plausibility_problems(lm: DensLandmarks, spacing_mm, *, c2_c: np.ndarray | N
             gap = best * float(cn.spacing_mm[0])
             if gap > MAX_DENS_GAP_MM:
                 out.append(f"the candidate dens is separated from the body by {gap:.1f} mm without bone "
-                           f"(more than {MAX_DENS_GAP_MM:.0f} mm: two structures, not one C2)")
+                           f"(more than {MAX_DENS_GAP_MM:.0f} mm: two structures, or a lytic lesion through "
+                           "the dens)")
     if cn is not None and volume is not None and centre:
         a = cn.index_from_original(volume.world_to_index(lm.apex_lps_mm))
         kk = np.array(sorted(centre))
