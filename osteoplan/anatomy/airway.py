@@ -60,6 +60,9 @@ C2_TO_INLET_MM = 40.0
 #: inferior endplate (mm; from the C2/C3 disc to about C6; engineering default), else the
 #: vertebral-level fallback is used.
 INLET_BELOW_C2_MM = (5.0, 80.0)
+#: A widening counts as the pharynx only when the airway section is at most this deep
+#: antero-posteriorly (mm); deeper wide sections are the nasal / oral cavity (engineering default).
+PHARYNX_MAX_DEPTH_MM = 35.0
 #: Largest antero-posterior depth of the pharyngeal lumen in front of its posterior wall: air more
 #: anterior (nasal and oral cavities) is not labelled pharynx (engineering default, no published source).
 PHARYNX_DEPTH_MM = 35.0
@@ -273,9 +276,11 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
        larynx into a narrow oropharynx; the carina below is two lumens and ends it).
     2. Laryngeal inlet (pharynx/larynx boundary): the lowest slice above that where the airway's
        left-right extent reaches ``widen_ratio * W_t`` (1.5, engineering default; the oro- and
-       laryngopharynx are much wider than the laryngeal lumen) for at least 6 mm: the single
-       laryngotracheal lumen has opened into the pharynx. The plane is placed at the lower face
-       of that slice.
+       laryngopharynx are much wider than the laryngeal lumen) while it is at most
+       ``PHARYNX_MAX_DEPTH_MM`` (35 mm) deep, for at least 6 mm: the single laryngotracheal lumen
+       has opened into the pharynx. The plane is placed at the lower face of that slice. The
+       search stops where the airway becomes deeper than 35 mm (nasal or oral cavity reached
+       without a pharyngeal widening: no inlet is claimed).
     3. Lower border of the cricoid (larynx/trachea boundary): ``larynx_length_mm`` below the
        inlet (40 mm: the mean of the adult male 44 mm and female 36 mm larynx lengths, Gray's
        Anatomy 20th ed. 1918; the larynx spans the inlet at ~C3 to the cricoid at ~C6, Gray's
@@ -406,7 +411,8 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
         thr = widen_ratio * w_t - 0.01  # widths are multiples of the pixel size: no rounding down
         n_sus = max(2, int(math.ceil(WIDEN_SUSTAIN_MM / dz)))
         wide = np.zeros(K, bool)
-        wide[ks] = prof.width_mm >= thr
+        # the pharynx is wide but shallow; a wide AND deep section is the nasal or oral cavity
+        wide[ks] = (prof.width_mm >= thr) & (prof.depth_mm <= PHARYNX_MAX_DEPTH_MM + 0.01)
         k_from, k_to = run[0] + 1, K
         if c2_inferior_z_mm is not None:
             # only a widening at the laryngeal levels below C2 counts; a tube starting above them is
@@ -419,7 +425,11 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
                              "(below C2): not the trachea")
             k_from = max(k_from, int(math.ceil(k_win_bot)))
             k_to = min(k_to, int(math.floor(k_win_top)) + 1)
+        deep = np.zeros(K, bool)
+        deep[ks] = prof.depth_mm > PHARYNX_MAX_DEPTH_MM + 0.01
         for k in range(k_from, k_to):
+            if deep[k] and k + 1 < K and deep[k + 1]:
+                break  # the nasal / oral cavity is reached without a pharyngeal widening
             if wide[k] and k + n_sus <= K and wide[k:k + n_sus].sum() >= n_sus - (1 if n_sus >= 4 else 0):
                 k_inlet = k - 0.5
                 inlet_method = "lumen shape"
@@ -450,16 +460,12 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
     partial: dict[str, str] = {}
     kk = np.arange(K)[:, None, None]
     if k_inlet is None:
-        if tracheal and reaches_top and not reaches_bottom:
+        tube_to_top = tracheal and run is not None and run[1] >= k_hi - 1 and reaches_top
+        if tube_to_top:
             tr = Ac
             seg["trachea"] = True
             notes.append("the airway is one tracheal-shaped lumen up to the top of the CT: labelled trachea; "
                          "pharynx and larynx NOT segmented (above the field of view, or the larynx not identified)")
-        elif tracheal and reaches_top:
-            tr = Ac
-            seg["trachea"] = True
-            notes.append("the airway is one tracheal-shaped lumen through the whole CT: labelled trachea; pharynx and "
-                         "larynx NOT segmented (no laryngeal inlet in the field of view)")
         elif not tracheal and reaches_bottom:
             ph = Ac
             seg["pharynx"] = True

@@ -14,7 +14,8 @@ def dice(a, b):
     return 2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
 
 
-def tube_volume(n_slices=100, dz=2.0, widen_k=None, r_trachea=8.0, pharynx_half_width=18.0, sp=1.0):
+def tube_volume(n_slices=100, dz=2.0, widen_k=None, r_trachea=8.0, pharynx_half_width=18.0, sp=1.0,
+                wide_half_depth=8.0):
     """Neck cylinder (40 HU) with an air tube: round (radius ``r_trachea``) below slice ``widen_k``,
     a wide ellipse (half-width ``pharynx_half_width``) from ``widen_k`` up. k -> superior, origin z = 0."""
     size = 90
@@ -25,7 +26,7 @@ def tube_volume(n_slices=100, dz=2.0, widen_k=None, r_trachea=8.0, pharynx_half_
     arr = np.full((n_slices, size, size), -1000.0, np.float32)
     arr[:, body] = 40.0
     round_ = (x ** 2 + (y + 15.0) ** 2) <= r_trachea ** 2
-    wide = (x / pharynx_half_width) ** 2 + ((y + 12.0) / 8.0) ** 2 <= 1.0
+    wide = (x / pharynx_half_width) ** 2 + ((y + 12.0) / wide_half_depth) ** 2 <= 1.0
     for k in range(n_slices):
         arr[k][wide if (widen_k is not None and k >= widen_k) else round_] = -1000.0
     vol = Volume(arr, axis_aligned_affine((dz, sp, sp)), AcquisitionInfo(contrast=False))
@@ -96,6 +97,16 @@ def test_c2_window_rejects_a_widening_far_below_the_laryngeal_levels():
     assert sp.inlet_method == "lumen shape"
     sp = split_airway(vol, air, c2_inferior_z_mm=110.0)  # window 30-105 mm: no widening in it
     assert sp.inlet_method == "vertebral level (fallback)" and sp.inlet_z_mm == pytest.approx(70.0, abs=1.0)
+
+
+def test_a_tube_opening_into_a_deep_cavity_is_not_split():
+    # the wide section is 50 mm deep (nasal / oral cavity, not pharynx): no inlet is claimed, and
+    # the tube is not called trachea either (it does not reach the top of the airway)
+    vol = tube_volume(widen_k=60, wide_half_depth=25.0)
+    sp = split_airway(vol, segment_airway(vol))
+    assert sp.inlet_method == "none" and sp.inlet_z_mm is None
+    assert sp.not_segmented == ["pharynx", "larynx", "trachea"]
+    assert any("airway NOT split" in n for n in sp.notes)
 
 
 def test_empty_airway_and_wrong_shape():
