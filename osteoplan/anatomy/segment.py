@@ -600,8 +600,9 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
         air = segment_airway(volume, body)
         if "airway" not in skip:
             lm.add("airway", air, "classical")
-            msgs.append("airway: classical (connected internal air near the midline; union of pharynx, larynx and "
-                        "trachea)" if air.any() else "airway: no internal air found (airway mask empty)")
+            msgs.append("airway: classical (connected internal air near the midline, nasal cavity to trachea; "
+                        "pharynx, larynx and trachea are parts of it)" if air.any()
+                        else "airway: no internal air found (airway mask empty)")
         if parts and air.any():
             split = split_airway(volume, air, body)
             for n in parts:
