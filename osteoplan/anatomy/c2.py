@@ -749,7 +749,7 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
                     f"the first structure found was rejected ({first.reasons[0]}); C2 taken at the next bone "
                     "column below: check the level",))
             return c2, lm
-        rej = C2CandidateRejected(reasons, lm)
+        rej = C2CandidateRejected(reasons, lm, hinted=hint_idx is not None)
         if first is None:
             first = rej
         # only a candidate that is too high by its position (apex at or beside the canal: skull base,
@@ -844,11 +844,12 @@ class C2CandidateRejected(AnatomyError):
         The rejected landmarks (for benchmarks and review; never to plan with).
     """
 
-    def __init__(self, reasons: list[str], candidate: DensLandmarks):
+    def __init__(self, reasons: list[str], candidate: DensLandmarks, hinted: bool = False):
         self.reasons = list(reasons)
         self.candidate = candidate
-        super().__init__("C2 candidate rejected: " + "; ".join(self.reasons) + ". Give a point inside C2 "
-                         "(--hint-lps X Y Z, LPS mm) or a vertebrae_C2 mask.")
+        todo = ("Check that the point given is inside C2, or provide a vertebrae_C2 mask." if hinted else
+                "Give a point inside C2 (--hint-lps X Y Z, LPS mm) or a vertebrae_C2 mask.")
+        super().__init__("C2 candidate rejected: " + "; ".join(self.reasons) + ". " + todo)
 
 
 #: Largest run of C2-free slices tolerated between the dens apex and the body, mm (engineering

@@ -182,6 +182,16 @@ def test_rejected_candidate_reaches_the_pipeline_as_not_located(phantom, monkeyp
     cand = ei.value.candidate
     assert np.linalg.norm(cand.apex_lps_mm - phantom.landmarks.apex_lps_mm) <= 2.0
     assert f"{cand.anteroinferior_to_apex_mm:.1f} mm is outside" in str(ei.value)
+    assert str(ei.value).endswith("Give a point inside C2 (--hint-lps X Y Z, LPS mm) or a vertebrae_C2 mask.")
+    with pytest.raises(C2CandidateRejected) as eh:  # with a point: no next level, and the advice changes
+        locate_c2(phantom.volume, hint_lps=phantom.landmarks.body_centre_lps_mm)
+    assert str(eh.value).endswith("Check that the point given is inside C2, or provide a vertebrae_C2 mask.")
+    from osteoplan.anatomy.pipeline import build_anatomy
+
+    an = build_anatomy(phantom.volume)
+    assert an.landmarks is None and not an.labelmap.has("vertebrae_C2")
+    assert any(m.startswith("C2 NOT located: C2 candidate rejected: anteroinferior body to dens apex ")
+               for m in an.messages)
 
 
 def test_brainstem_and_cord_offsets_on_known_geometry():
@@ -233,15 +243,15 @@ def test_cthead_c2_stops_at_the_c2_c3_disc(shared_data):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case,expect", [("pt_1", "first"), ("pt_15", "first"), ("pt_14", "next"),
-                                         ("pt_200", "next"), ("pt_62", "refused")])
+@pytest.mark.parametrize("case,expect", [("pt_1", "located"), ("pt_10", "located"), ("pt_169", "located"),
+                                         ("pt_177", "located"), ("pt_62", "refused")])
 def test_openkbp_c2_level_agrees_with_the_brainstem_contour(shared_data, case, expect):
     """Independent level check with the provided Brainstem contour (benchmarks/openkbp_c2.py).
 
-    pt_1, pt_15: the first candidate is right. pt_14, pt_200: the first candidate's apex was 30-33 mm
-    above the end of the brainstem (skull base taken for the dens; dens separated from the body /
-    too tall): it is rejected and the next structure down is within the band. pt_62: the candidate
-    is only 12 mm tall (its apex on the C1 anterior arch): refused with the measured height."""
+    pt_1, pt_10, pt_169, pt_177: located, with the dens apex within BRAINSTEM_APEX_BAND_MM of the
+    caudal end of the Brainstem contour and AI-apex within +/- 2 SD of 37.6 +/- 3.3 mm (+ voxel).
+    pt_62: the candidate is only 10-12 mm tall (its apex on the C1 anterior arch): refused with the
+    measured height rather than located."""
     from osteoplan.anatomy.c2 import BRAINSTEM_APEX_BAND_MM, brainstem_apex_offset_mm
     from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.imaging import read_volume
@@ -256,12 +266,34 @@ def test_openkbp_c2_level_agrees_with_the_brainstem_contour(shared_data, case, e
         return
     lm = an.landmarks
     assert lm is not None
-    retried = any("the first structure found was rejected" in n for n in lm.notes)
-    assert retried == (expect == "next")
     bs = read_volume(d / "Brainstem.nii.gz").array > 0.5
     off = brainstem_apex_offset_mm(vol, bs, lm.apex_lps_mm)
     lo, hi = BRAINSTEM_APEX_BAND_MM
     assert lo <= off <= hi
+    assert 37.6 - 2 * 3.3 - 4.0 <= lm.anteroinferior_to_apex_mm <= 37.6 + 2 * 3.3 + 4.0
+
+
+def test_next_level_cuts_the_column_below_the_gap_or_6_mm_below_the_apex():
+    """Column on canonical slices 0-59 (1 mm): the next candidate starts below the top structure."""
+    from osteoplan.anatomy.c2 import _Column, _Level, _next_column
+    from osteoplan.anatomy.segment import Canon
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+
+    vol = Volume(np.zeros((60, 20, 20), np.float32), axis_aligned_affine((1.0, 1.0, 1.0)))
+    cn = Canon.of(vol)
+    col = _Column(np.arange(60), np.full(60, 10.0), np.full(60, 12.0), np.full(60, 8.0))
+    lev = _Level(59, np.array([59.0, 7.0]), np.array([-1.0, 0.0]), 38.0, [], True, np.arange(60))
+    c2 = np.zeros(vol.shape, bool)
+    c2[10:40, 5:10, 8:12] = True  # body + dens
+    c2[50:60, 5:10, 8:12] = True  # skull-base piece, 10 empty slices (40-49) below it
+    too_tall = _landmarks([0.0, 7.0, 59.0], [0.0, 7.0, 4.0])  # 55 mm > 49.5
+    nxt = _next_column(cn, col, c2, lev, too_tall)
+    assert np.isnan(nxt.ja[40:]).all() and not np.isnan(nxt.ja[:40]).any()  # cut at the gap's lowest slice
+    c2[40:50, 5:10, 8:12] = True  # no gap: 6 mm below the apex (slices 54-59 dropped)
+    nxt = _next_column(cn, col, c2, lev, too_tall)
+    assert np.isnan(nxt.ja[54:]).all() and not np.isnan(nxt.ja[:54]).any()
+    short = _landmarks([0.0, 7.0, 59.0], [0.0, 7.0, 45.0])  # 14 mm: its apex is usually right, no retry
+    assert _next_column(cn, col, c2, lev, short) is None
 
 
 def test_disc_cut_removes_the_c3_corner_joined_through_a_thin_disc():
