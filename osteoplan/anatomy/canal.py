@@ -25,9 +25,13 @@ class CanalResult:
     ----------
     mask : bool array (K, J, I) on the volume's grid.
     centre_canon : dict[int, tuple[float, float]]
-        Canonical slice index -> canal centroid (j, i) in canonical voxel units.
+        Canonical slice index -> centroid (j, i), canonical voxel units, of the track of ALL ring
+        holes (small and dense ones included), from its lowest to its highest closed ring. This is
+        the track the C2 localisation follows; at 3-5 mm voxels it may run through marrow pockets
+        of the vertebral bodies lower down, where ``mask`` (built from typical sections only)
+        does not.
     found_slices : list[int]
-        Canonical slices where the canal was closed by bone (others interpolated).
+        Canonical slices of that track where a ring hole was found (others interpolated).
     """
 
     mask: np.ndarray
@@ -39,6 +43,146 @@ class CanalResult:
 #: Thickness of the transverse ligament of the atlas behind the dens, cut off the C1 canal
 #: section (author's default, mm; no published source).
 TRANSVERSE_LIGAMENT_MM = 2.0
+
+#: Smallest section (mm^2) of a ring hole taken as canal. Engineering default: an ellipse of 10 mm
+#: sagittal diameter (absolute cervical stenosis below it, Edwards & LaRocca, Spine 1983) by 13 mm
+#: ~ 100 mm^2; smaller holes at 3-5 mm voxels are mostly marrow pockets of the vertebral body and
+#: transverse foramina (measured on OpenKBP: canal holes 170-400 mm^2, 5th-95th percentile).
+CANAL_MIN_AREA_MM2 = 100.0
+#: Highest mean density (HU) of a ring hole taken as canal: CSF and cord (0-40 HU) with partial
+#: volume of the wall; the soft cancellous core of a vertebral body at 3-5 mm voxels reads higher
+#: (engineering default, measured on OpenKBP: canal holes -15..53 HU, 5th-95th percentile).
+CANAL_MAX_MEAN_HU = 120.0
+
+
+#: In-plane reach within which bone must bound a canal voxel, and the fraction of directions in
+#: which it must (engineering defaults, no published source: half the largest normal sagittal
+#: diameter of the cervical canal, about 23 mm (Pavlov et al., Radiology 1987), plus a margin).
+ENCLOSURE_RADIUS_MM = 15.0
+ENCLOSED_FRACTION = 0.5
+#: Cranial continuation taken without the enclosure test (engineering default).
+BLIND_EXTENSION_MM = 25.0
+ENCLOSURE_DIRECTIONS = 16
+#: Longest run of slices without data (outside the provided region) the canal is carried across
+#: (engineering default).
+NODATA_BRIDGE_MM = 40.0
+
+
+def _enclosed(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
+              n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
+    """Fraction of in-plane directions in which a ray from each voxel of *roi* hits *wall* within
+    *radius_mm* (2D; 0 outside *roi*)."""
+    out = np.zeros(wall.shape, float)
+    jj, ii = np.nonzero(roi)
+    if jj.size == 0:
+        return out
+    step = 0.5 * float(min(sp2))
+    ts = np.arange(step, radius_mm + 1e-6, step)
+    cnt = np.zeros(jj.size)
+    for t in np.arange(n_dir) * (2.0 * np.pi / n_dir):
+        dj = np.rint(np.cos(t) * ts / float(sp2[0])).astype(int)
+        di = np.rint(np.sin(t) * ts / float(sp2[1])).astype(int)
+        pj = jj[:, None] + dj[None]
+        pi_ = ii[:, None] + di[None]
+        inside = (pj >= 0) & (pj < wall.shape[0]) & (pi_ >= 0) & (pi_ < wall.shape[1])
+        hit = np.where(inside, wall[np.clip(pj, 0, wall.shape[0] - 1), np.clip(pi_, 0, wall.shape[1] - 1)], False)
+        cnt += hit.any(axis=1)
+    out[jj, ii] = cnt / n_dir
+    return out
+
+
+def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
+           max_gap_mm: float) -> tuple[np.ndarray, list[int], int]:
+    """The canal track through per-slice candidate holes (canonical arrays).
+
+    The candidate 3D component spanning most slices near the midline is the canal; other
+    components continuous with it are linked (:func:`_link`); slices between without a candidate
+    get the section common to the nearest typical sections above and below (or the nearest one).
+    Returns (mask, slices with a candidate, number of slices filled)."""
+    st3 = ndi.generate_binary_structure(3, 1)
+    lab, n = ndi.label(cand, structure=st3)
+    if n == 0:
+        raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
+                           "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
+    objs = ndi.find_objects(lab)
+    K = cand.shape[0]
+    mid_i = (cand.shape[2] - 1) / 2.0
+    best, best_score = 0, -1.0
+    for l, sl in enumerate(objs, start=1):
+        nsl = sl[0].stop - sl[0].start
+        vol = float(np.count_nonzero(lab[sl] == l))
+        ci = (sl[2].start + sl[2].stop) / 2.0
+        lateral_pen = 1.0 / (1.0 + (abs(ci - mid_i) * sp[2] / 40.0) ** 2)
+        score = (nsl * sp[0]) * lateral_pen + 1e-6 * vol
+        if score > best_score:
+            best, best_score = l, score
+    main = lab == best
+    ks = [k for k in range(K) if main[k].any()]
+    if len(ks) < 3:
+        raise AnatomyError("No spinal canal found spanning 3 slices or more; the CT may not cover the spine.")
+    # add aligned candidates from other components (interrupted rings): within 12 mm of the canal
+    # found so far at the junction and within max_gap_mm (cranio-caudally) of it; repeat until stable
+    tol_px = max(12.0 / float(sp[1]), 2.5)
+    gap = max(int(round(max_gap_mm / sp[0])), 1)
+    canal = main.copy()
+    _link(canal, lab, objs, [l for l in range(1, n + 1) if l != best], gap, tol_px)
+    found = [k for k in range(K) if canal[k].any()]
+    k0, k1 = min(found), max(found)
+    # fill slices between without a closed ring from the nearest found slice of typical size
+    areas0 = canal.sum(axis=(1, 2))
+    typical0 = float(np.median(areas0[areas0 > 0]))
+    fset = np.array([k for k in found if areas0[k] <= 1.3 * typical0] or found)
+    n_interp = 0
+    for k in range(k0, k1 + 1):
+        if canal[k].any():
+            continue
+        below, above = fset[fset < k], fset[fset > k]
+        near = int(fset[np.argmin(np.abs(fset - k))])
+        sec = canal[near]
+        if below.size and above.size:
+            both = canal[int(below.max())] & canal[int(above.min())]
+            if both.sum() >= 0.5 * min(areas0[int(below.max())], areas0[int(above.min())]):
+                sec = both  # the section common to the rings above and below
+        canal[k] = sec & ~b_c[k] & body_c[k]
+        n_interp += 1
+    return canal, found, n_interp
+
+
+def _link(canal: np.ndarray, lab: np.ndarray, objs: list, pending: list[int], gap: int, tol_px: float) -> None:
+    """Add to *canal* (in place) the labelled components continuous with it, until stable.
+
+    Continuity at the junction: the component's section nearest to the canal found so far must lie
+    within ``tol_px + 0.5 * slice distance`` of the canal's nearest section (the spine curves, so
+    the test is local, not against a straight track), at most *gap* slices away."""
+    have = np.nonzero(canal.any(axis=(1, 2)))[0]
+    lo, hi = int(have.min()), int(have.max())
+    changed = True
+    while changed:
+        changed = False
+        for l in list(pending):
+            sl = objs[l - 1]
+            if sl is None:
+                pending.remove(l)
+                continue
+            if sl[0].start > hi + gap or sl[0].stop - 1 < lo - gap:
+                continue
+            sub = lab[sl] == l
+            cks = [sl[0].start + dk for dk in range(sub.shape[0]) if sub[dk].any()]
+            have = np.nonzero(canal.any(axis=(1, 2)))[0]
+            best_d, ok = np.inf, False
+            for kc in (min(cks), max(cks)):
+                kn = int(have[np.argmin(np.abs(have - kc))])
+                c = ndi.center_of_mass(sub[kc - sl[0].start])
+                cn_ = ndi.center_of_mass(canal[kn])
+                dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
+                tol = tol_px + 0.5 * abs(kn - kc)
+                if dist <= tol and dist < best_d:
+                    best_d, ok = dist, True
+            pending.remove(l)
+            if ok:
+                canal[sl] |= sub
+                lo, hi = min(lo, sl[0].start), max(hi, sl[0].stop - 1)
+                changed = True
 
 
 def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.ndarray:
@@ -64,8 +208,13 @@ def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.n
 
 
 def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
-                      area_mm2: tuple[float, float]) -> np.ndarray:
-    """Per-slice holes of the (z-closed) bone ring that look like a canal section."""
+                      area_mm2: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice holes of the (z-closed) bone ring that look like a canal section.
+
+    Returns ``(lenient, strict)`` bool arrays (K, J, I), canonical: holes with an area in
+    ``area_mm2`` and a mean density of -200..200 HU; the subset that also has at least
+    :data:`CANAL_MIN_AREA_MM2` and a mean density below :data:`CANAL_MAX_MEAN_HU` (typical canal
+    sections, see there)."""
     nz = max(int(round(4.0 / sp[0])), 1)  # bridges cranio-caudal gaps up to about 8 mm
     pad = nz + 1
     bp = np.pad(bone_c, ((pad, pad), (0, 0), (0, 0)))
@@ -75,6 +224,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
         bz = bz | ndi.binary_closing(bz, structure=_disk(r_in)[None])
     px_area = float(sp[1] * sp[2])
     cand = np.zeros_like(bone_c)
+    cand_s = np.zeros_like(bone_c)
     all_holes = fill_holes_in_planes(bz, 0) & ~bz & body_c
     # a CT provided only around the spine (e.g. radiotherapy data with everything outside a region
     # set to -1024): in slices where the body is a small patch, the cut edge closes the ring too
@@ -131,26 +281,34 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             keep = np.zeros(n + 1, bool)
             keep[1:] = ok
             cand[k] = keep[lab]
-    return cand
+            keep[1:] &= (areas >= CANAL_MIN_AREA_MM2) & (means < CANAL_MAX_MEAN_HU)
+            cand_s[k] = keep[lab]
+    return cand, cand_s
 
 
 def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
                          area_mm2: tuple[float, float] = (30.0, 1100.0),
-                         max_gap_mm: float = 40.0, extend_mm: float = 25.0,
+                         max_gap_mm: float = 40.0, extend_mm: float = 80.0,
                          bone_outline: np.ndarray | None = None) -> CanalResult:
     """The spinal canal: low-density region enclosed by the vertebral rings, connected across slices.
 
     Method: the (lenient) bone mask is closed along the cranio-caudal axis over about 8 mm and
     in-plane over 1.2 mm; per axial slice the holes of that ring with a canal-like area
     (``area_mm2``) and soft-tissue density are candidates (at C1 the part of the ring hole in
-    front of the dens -- a bone island -- is cut off); the candidate 3D component spanning most
-    slices near the midline is the canal; other candidates continuous with it (within 12 mm at
-    the junction, gaps up to ``max_gap_mm``) are added; slices without a closed ring are filled
-    with the section common to the nearest typical sections above and below; beyond the last
-    ring the section is carried cranially for at most ``extend_mm`` (then the foramen magnum
-    opens into the cranial cavity) and caudally to the image edge, re-centred on the soft-tissue
-    channel where bone bounds it. With ``bone_outline`` (the precise bone), the voxel rim the
-    lenient mask took is given back. Engineering defaults, no published source.
+    front of the dens -- a bone island -- is cut off). Only typical sections (at least
+    :data:`CANAL_MIN_AREA_MM2`, mean below :data:`CANAL_MAX_MEAN_HU`) build the track: at 3-5 mm
+    voxels smaller or denser holes are mostly marrow pockets of the vertebral bodies, in line with
+    the canal. The candidate 3D component spanning most slices near the midline is the canal;
+    other candidates continuous with it (within 12 mm at the junction, gaps up to ``max_gap_mm``)
+    are added; slices without a closed ring are filled with the section common to the nearest
+    typical sections above and below. Beyond the last ring the section is carried slice by slice
+    (re-centred on the soft-tissue channel): caudally to the image edge or the end of the provided
+    region (slices without data, up to :data:`NODATA_BRIDGE_MM`, are skipped); cranially for
+    :data:`BLIND_EXTENSION_MM` unconditionally and then, up to ``extend_mm``, as long as the channel
+    is enclosed (bone within :data:`ENCLOSURE_RADIUS_MM` in at least :data:`ENCLOSED_FRACTION` of
+    in-plane directions: rings that do not close at coarse voxels still bound it; above the
+    foramen magnum it opens). With ``bone_outline`` (the precise bone), the voxel rim the lenient
+    mask took is given back. Engineering defaults unless cited at the constants.
 
     Parameters
     ----------
@@ -160,8 +318,11 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     body : bool array (K, J, I), optional
     area_mm2 : (float, float)
         Plausible canal section area range.
-    max_gap_mm, extend_mm : float
-        See above.
+    max_gap_mm : float
+        Largest cranio-caudal gap between linked ring components.
+    extend_mm : float
+        Longest cranial continuation beyond the last closed ring (the first
+        :data:`BLIND_EXTENSION_MM` unconditionally, the rest while the channel is enclosed).
     bone_outline : bool array (K, J, I), optional
         Precise bone outline (``BoneResult.bone``).
 
@@ -186,101 +347,33 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     b_c = cn.to_canon(bone)
     body_c = cn.to_canon(body)
     sp = cn.spacing_mm
-    cand = _canal_candidates(b_c, a_c, body_c, sp, area_mm2)
-    lab, n = ndi.label(cand, structure=ndi.generate_binary_structure(3, 1))
-    if n == 0:
-        raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
-                           "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
-    objs = ndi.find_objects(lab)
+    cand_all, cand = _canal_candidates(b_c, a_c, body_c, sp, area_mm2)
     K = cand.shape[0]
-    mid_i = (cand.shape[2] - 1) / 2.0
-    best, best_score = 0, -1.0
-    for l, sl in enumerate(objs, start=1):
-        nsl = sl[0].stop - sl[0].start
-        vol = float(np.count_nonzero(lab[sl] == l))
-        ci = (sl[2].start + sl[2].stop) / 2.0
-        lateral_pen = 1.0 / (1.0 + (abs(ci - mid_i) * sp[2] / 40.0) ** 2)
-        score = (nsl * sp[0]) * lateral_pen + 1e-6 * vol
-        if score > best_score:
-            best, best_score = l, score
-    main = lab == best
-    ks = [k for k in range(K) if main[k].any()]
-    if len(ks) < 3:
-        raise AnatomyError("No spinal canal found spanning 3 slices or more; the CT may not cover the spine.")
-    cen = {k: ndi.center_of_mass(main[k]) for k in ks}
-    kk = np.array(ks, float)
-    cj = np.array([cen[k][0] for k in ks])
-    ci_ = np.array([cen[k][1] for k in ks])
-
-    def track(k: float) -> tuple[float, float]:
-        return float(np.interp(k, kk, cj)), float(np.interp(k, kk, ci_))
-
-    # add aligned candidates from other components (interrupted rings): within 8 mm of the track and
-    # within max_gap_mm (cranio-caudally) of the canal found so far; repeat until stable
-    tol_px = max(12.0 / float(sp[1]), 2.5)
-    gap = max(int(round(max_gap_mm / sp[0])), 1)
-    canal = main.copy()
-    lo, hi = min(ks), max(ks)
-    pending = [l for l in range(1, n + 1) if l != best]
-    changed = True
-    while changed:
-        changed = False
-        for l in list(pending):
-            sl = objs[l - 1]
-            if sl[0].start > hi + gap or sl[0].stop - 1 < lo - gap:
-                continue
-            sub = lab[sl] == l
-            # continuity at the junction: the component's section nearest to the canal found so far
-            # must lie within tol of the canal's nearest section (the spine curves, so the test is
-            # local, not against a straight track)
-            cks = [sl[0].start + dk for dk in range(sub.shape[0]) if sub[dk].any()]
-            have = np.nonzero(canal.any(axis=(1, 2)))[0]
-            best_d, ok = np.inf, False
-            for kc in (min(cks), max(cks)):
-                kn = int(have[np.argmin(np.abs(have - kc))])
-                c = ndi.center_of_mass(sub[kc - sl[0].start])
-                cn_ = ndi.center_of_mass(canal[kn])
-                dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
-                tol = tol_px + 0.5 * abs(kn - kc)
-                if dist <= tol and dist < best_d:
-                    best_d, ok = dist, True
-            pending.remove(l)
-            if ok:
-                canal[sl] |= sub
-                lo, hi = min(lo, sl[0].start), max(hi, sl[0].stop - 1)
-                changed = True
-    found = [k for k in range(K) if canal[k].any()]
+    # the canal mask follows the track of typical sections (strict candidates; see _track)
+    canal, found, n_interp = _track(cand if cand.any() else cand_all, b_c, body_c, sp, max_gap_mm)
     k0, k1 = min(found), max(found)
     notes: list[str] = []
-    # fill slices between without a closed ring from the nearest found slice of typical size
-    areas0 = canal.sum(axis=(1, 2))
-    typical0 = float(np.median(areas0[areas0 > 0]))
-    fset = np.array([k for k in found if areas0[k] <= 1.3 * typical0] or found)
-    n_interp = 0
-    for k in range(k0, k1 + 1):
-        if canal[k].any():
-            continue
-        below, above = fset[fset < k], fset[fset > k]
-        near = int(fset[np.argmin(np.abs(fset - k))])
-        sec = canal[near]
-        if below.size and above.size:
-            both = canal[int(below.max())] & canal[int(above.min())]
-            if both.sum() >= 0.5 * min(areas0[int(below.max())], areas0[int(above.min())]):
-                sec = both  # the section common to the rings above and below
-        canal[k] = sec & ~b_c[k] & body_c[k]
-        n_interp += 1
     if n_interp:
         notes.append(f"spinal canal: {n_interp} slice(s) without a closed bone ring filled from the nearest slice")
-    centre = {k: tuple(float(x) for x in ndi.center_of_mass(canal[k])) for k in range(k0, k1 + 1) if canal[k].any()}
-    # beyond the last closed ring the canal continues: cranially for at most extend_mm (then the
-    # foramen magnum opens into the cranial cavity), caudally to the edge of the image or of the
-    # provided region. The nearest section of typical size is carried along and re-centred slice by
-    # slice on the non-bone soft tissue around it (follows the curve of the spine); it stops when
-    # the section leaves the body or runs into bone.
+    # CanalResult.centre_canon / found_slices: the track of all ring holes (lenient candidates),
+    # which the C2 localisation (osteoplan.anatomy.c2) follows to the top of the column: at C1/C2
+    # and 3-5 mm voxels the hole behind the dens is often small or partial-volumed
+    legacy, found_l, _ = _track(cand_all, b_c, body_c, sp, max_gap_mm)
+    centre = {k: tuple(float(x) for x in ndi.center_of_mass(legacy[k]))
+              for k in range(min(found_l), max(found_l) + 1) if legacy[k].any()}
+    # beyond the last closed ring the canal continues: cranially up to the foramen magnum (at most
+    # extend_mm), caudally to the edge of the image or of the provided region. The nearest section of
+    # typical size is carried along and re-centred slice by slice on the enclosed soft tissue around
+    # it (follows the curve of the spine). A voxel is enclosed when bone (or the edge of the provided
+    # region) lies within ENCLOSURE_RADIUS_MM in most in-plane directions: at 3-5 mm voxels the
+    # vertebral ring often does not close, but the channel is still bounded by the body, pedicles and
+    # laminae; above the foramen magnum (posterior fossa) and in the open neck it is not. Slices
+    # without data (outside the provided region) are skipped for up to NODATA_BRIDGE_MM.
     areas = canal.sum(axis=(1, 2))
     typical = float(np.median(areas[areas > 0]))
     sm = _smooth(a_c, sp, 1.0)
     soft = (sm > -100.0) & (sm < 150.0) & body_c & ~b_c
+    wall = b_c | ~body_c
     grow = _disk(max(3.0 / float(sp[1]), 1.5))
     n_ext = {1: int(round(extend_mm / sp[0])), -1: K}
     ext_mm = {1: 0.0, -1: 0.0}
@@ -293,13 +386,21 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         ref = canal[src].copy()
         rc = np.array(ndi.center_of_mass(ref))
         off = np.zeros(2)
+        last = end
         for d in range(1, n_ext[step] + 1):
             k = end + step * d
             if not 0 <= k < K:
                 break
             sec = ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0
             grown = ndi.binary_dilation(sec, structure=grow)
-            near = grown & soft[k]
+            if not (grown & body_c[k]).any():
+                if abs(k - last) * float(sp[0]) > NODATA_BRIDGE_MM:
+                    break
+                continue  # a slice without data here (outside the provided region)
+            encl = _enclosed(wall[k], grown, sp[1:], ENCLOSURE_RADIUS_MM) >= ENCLOSED_FRACTION
+            blind = step < 0 or d * float(sp[0]) <= BLIND_EXTENSION_MM
+            enc = np.ones_like(grown) if blind else encl
+            near = grown & soft[k] & enc
             if near.sum() < 0.3 * sec.sum():
                 break
             if step < 0 or near.sum() < 0.9 * grown.sum():
@@ -308,14 +409,15 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
                 # (in open soft tissue the section stays where it is)
                 cc = np.array(ndi.center_of_mass(near))
                 off += np.clip(cc - (rc + off), -1.0, 1.0)
-            sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
+            sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k] & enc
             if step < 0 and sec.sum() < 0.5 * ref.sum():
-                # a cropped CT (only a patch around the cord provided): take the soft tissue within
-                # 3 mm of the carried section (conservative: the canal is a structure to avoid)
+                # a cropped CT (only a patch around the cord provided): take the enclosed soft
+                # tissue within 3 mm of the carried section (conservative: the canal is avoided)
                 sec = near
             if sec.sum() < 0.3 * ref.sum():
                 break
             canal[k] |= sec
+            last = k
             ext_mm[step] = d * float(sp[0])
     if bone_outline is not None:
         # the rings were found on the lenient (one voxel fatter) bone mask: give back the voxel
