@@ -333,11 +333,12 @@ def split_airway(volume: Volume, airway: np.ndarray, body: np.ndarray | None = N
     oblique acquisition the z reported is that of the plane's centre. The widening is where the
     laryngotracheal lumen opens into the pharynx: at the laryngeal inlet when the piriform sinuses
     are collapsed, lower (about the glottis) when they hold air, higher when the hypo- and
-    oropharynx are collapsed too. On the OpenKBP cases with a Larynx contour (75 of 81 split) the
-    top of the larynx found lies a median 2.5 mm below the contour's top (interquartile range 10
-    mm below to 26 mm above), its bottom a median 3 mm below the contour's bottom (15 below to 30
-    above); see ``benchmarks/openkbp_airway.py``. A coarse split, fine for reporting which part of
-    the airway a path passes, not for dosimetry.
+    oropharynx are collapsed too. On the 81 OpenKBP cases with a Larynx contour (about 4 mm voxels)
+    the larynx was placed in 60 (the others: no widening below the nasal / oral cavity, or the CT
+    cropped above the larynx); its top lies a median 5 mm below the contour's top (interquartile
+    range 12 mm below to 0.5 mm above), its bottom a median 7.5 mm below the contour's bottom
+    (17.5 below to 2.6 above); see ``benchmarks/openkbp_airway.py``. A coarse split, fine for
+    reporting which part of the airway a path passes, not for dosimetry.
     """
     from osteoplan.errors import MaskError
 
