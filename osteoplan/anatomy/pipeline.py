@@ -222,6 +222,45 @@ def _include_point(box: tuple[slice, slice, slice], volume: Volume, point: np.nd
                  for sl, c, n in zip(box, k, volume.shape))  # type: ignore[return-value]
 
 
+AIRWAY_PARTS = ("pharynx", "larynx", "trachea")
+
+
+def _resplit_airway_at_c2(sub: Volume, box: tuple[slice, slice, slice], lm: LabelMap, lm_sub: LabelMap,
+                          landmarks: DensLandmarks, have: set[str], msgs: list[str]) -> None:
+    """Split the classical airway again, now that the C2 level is known (in place).
+
+    :func:`~osteoplan.anatomy.segment.run_classical` splits the airway from the lumen shape alone
+    (C2 is located after it); with the C2 inferior end-plate the laryngeal inlet is searched in
+    the window below C2 and placed at the vertebral level when the lumen shows no widening there
+    (see :func:`osteoplan.anatomy.airway.split_airway`). On OpenKBP this raised the cases whose
+    larynx overlaps the provided Larynx from 35/51 to 46/51 (benchmarks/openkbp_airway.py).
+    Provided or TotalSegmentator parts are left alone; the classical split's messages are replaced.
+    """
+    from osteoplan.anatomy.airway import split_airway
+
+    parts = [n for n in AIRWAY_PARTS if n not in have]
+    if not parts or not lm_sub.has("airway") or lm_sub.sources.get("airway") != "classical":
+        return
+    air = lm_sub.get("airway")
+    if not air.any():
+        return
+    split = split_airway(sub, air, lm_sub.get("body") if lm_sub.has("body") else None,
+                         c2_inferior_z_mm=float(landmarks.anteroinferior_body_lps_mm[2]))
+    masks = split.masks()
+    for n in parts:
+        lm.masks.pop(n, None)
+        lm.sources.pop(n, None)
+        lm_sub.masks.pop(n, None)
+        lm_sub.sources.pop(n, None)
+        if split.segmented.get(n):
+            lm.add(n, _pad(masks[n], box, lm.volume.shape), "classical")
+            lm_sub.add(n, masks[n], "classical")
+    msgs[:] = [m for m in msgs if not m.startswith("airway split: ")
+               and not any(m.startswith(f"{n}: partial (") for n in AIRWAY_PARTS)]
+    msgs.extend(f"airway split: {t}" for t in split.notes)
+    msgs.extend(f"{n}: partial ({why})" for n, why in split.partial.items() if n in parts)
+
+
 def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
     """Build the planner's anatomy from a CT, optional provided masks and an optional C2 hint.
 
@@ -333,6 +372,7 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     except AnatomyError as exc:
         msgs.append(f"C2 NOT located: {exc}")
     if landmarks is not None:
+        _resplit_airway_at_c2(sub, box, lm, lm_sub, landmarks, have, msgs)
         if lm.has("lesion"):
             from osteoplan.anatomy.lesion import lesion_from_mask
 
