@@ -10,7 +10,11 @@ Method (classical, no trained weights)
    separated by the joint/disc gaps. Walking down from the foramen magnum, the first run at
    least 20 mm tall is C2 (dens + body: anteroinferior body to dens tip 37.6 +/- 3.3 mm,
    Eur Spine J 2009;18:271); shorter runs above it (basion, apical ossicles) are skipped.
-   An optional user point inside C2 overrides that choice.
+   An optional user point inside C2 decides the level instead (:func:`_find_level_at_point`): it
+   is moved to the nearest bone (refused when farther than :data:`HINT_MAX_BONE_DISTANCE_MM`), the
+   column is cut at the last disc above it and C2 at the first disc below it, the vertebra grown
+   there must reach it, and the plausibility gate still applies ("C2 candidate rejected at the
+   given point: ..."); no other level is tried.
 3. The whole vertebra is grown from markers (C2 column; bone above = C1/skull; runs below =
    C3 and lower) by a marker-controlled watershed on the inverted, smoothed HU inside the bone
    mask, so that the low-density joint spaces separate C2 from C1 and C3.
@@ -272,6 +276,113 @@ def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None)
     return _Level(apex_k, apex_zy, u, 40.0, notes, False, ks)
 
 
+#: With a user point, a valley of the column profile counts as a disc (a level boundary) when at least
+#: this fraction of the deepest valley within 45 mm of the point, and at least
+#: :data:`HINT_DISC_MIN_DEPTH_HU` (engineering defaults, no published source; on the phantom discs
+#: are 450-490 HU deep, marrow and cortex ripples <= 135 HU).
+HINT_DISC_RELATIVE_DEPTH = 0.5
+HINT_DISC_MIN_DEPTH_HU = 50.0
+#: A user point farther than this from any bone is refused (mm; engineering default).
+HINT_MAX_BONE_DISTANCE_MM = 10.0
+#: The C2 built around a user point must come within this distance of the bone at the point (mm;
+#: engineering default, the pipeline's tolerance is 5 mm).
+HINT_MAX_MASK_DISTANCE_MM = 3.0
+
+
+def _column_axis(cn: Canon, col: _Column) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Top of the column and its straight centre line: (apex_k, apex_zy, u caudal unit, ks with a column)."""
+    sp = cn.spacing_mm
+    has = ~np.isnan(col.ja)
+    ks = col.ks[has]
+    z = ks * sp[0]
+    y = col.ja[has] * sp[1] - 5.0
+    top = z >= z.max() - 70.0
+    if top.sum() >= 3:
+        A = np.stack([z[top], np.ones(top.sum())], axis=1)
+        slope, icpt = np.linalg.lstsq(A, y[top], rcond=None)[0]
+    else:
+        slope, icpt = 0.0, float(np.median(y))
+    apex_k = int(ks.max())
+    z_apex = apex_k * sp[0]
+    apex_zy = np.array([z_apex, slope * z_apex + icpt])
+    u = np.array([-1.0, -slope])
+    u /= np.linalg.norm(u)
+    return apex_k, apex_zy, u, ks
+
+
+def _discs(D: np.ndarray, s_all: np.ndarray, s_h: float) -> np.ndarray:
+    """Distances ``s`` (mm below the column top) of the valleys deep enough to be discs near a point at ``s_h``."""
+    near = np.abs(s_all - s_h) <= 45.0
+    ref = float(D[near].max()) if near.any() else 0.0
+    thr = max(HINT_DISC_MIN_DEPTH_HU, HINT_DISC_RELATIVE_DEPTH * ref)
+    t = np.arange(1, len(s_all) - 1)
+    peak = (D[t] >= D[t - 1]) & (D[t] >= D[t + 1]) & (D[t] >= thr)
+    return s_all[t[peak]]
+
+
+def _find_level_at_point(cn: Canon, sm_c: np.ndarray, col: _Column, p_zy: np.ndarray,
+                         canal_top_k: int | None = None) -> tuple[_Level, _Column]:
+    """The level that contains a user point: column cut at the disc above it, C2 cut at the first disc below it.
+
+    The user point decides the level (no population height prior, no 22-55 mm window): along the
+    column centre line, the thin dark bands between bright endplates (:func:`_disc_valleys`) deeper
+    than :data:`HINT_DISC_RELATIVE_DEPTH` of the deepest within 45 mm of the point are discs. The
+    column is cut at the last disc above the point (at least 3 mm below the current top: the structure
+    above is C1/skull base or the level above), and the inferior boundary is the first disc below the
+    point. When no disc is seen below it, the cut is 40 mm below the top (population C2 height) or
+    10 mm below the point, whichever is lower (noted).
+
+    Parameters
+    ----------
+    p_zy : (2,) array
+        Canonical (z, y) mm of the bone at the user point.
+
+    Returns
+    -------
+    (level, column) : the level and the column cut above it (for the mask growing).
+    """
+    sp = cn.spacing_mm
+    K = cn.shape[0]
+    notes: list[str] = []
+    if (int(col.ks.max()) if canal_top_k is None else canal_top_k) >= K - 2:
+        notes.append("the spinal canal reaches the top of the image (foramen magnum not in view)")
+    for _ in range(6):
+        if (~np.isnan(col.ja)).sum() < 3:
+            raise AnatomyError("C2 not found at the given point: no vertebral body or dens anterior to the spinal "
+                               "canal at or above it. Check the point (LPS mm, in the C2 body or dens).")
+        apex_k, apex_zy, u, ks = _column_axis(cn, col)
+        s_h = float((p_zy - apex_zy) @ u)
+        if s_h < -10.0:
+            raise AnatomyError(f"The point given lies {-s_h:.0f} mm above the top of the vertebral column in front "
+                               "of the canal (C1 ring or skull base?); place it in the C2 body or dens.")
+        s_all = np.arange(0.0, max(75.0, s_h + 60.0), 1.0)
+        D = _disc_valleys(cn, sm_c, col, apex_zy, u, s_all)
+        d = _discs(D, s_all, s_h)
+        above = d[(d >= 3.0) & (d < s_h - 1.0)]
+        if above.size == 0:
+            break
+        k_cut = (apex_zy[0] + float(above.max()) * u[0]) / sp[0]
+        drop = col.ks >= k_cut
+        ja, jc = col.ja.copy(), col.jc.copy()
+        ja[drop] = np.nan
+        jc[drop] = np.nan
+        col = _Column(col.ks, col.ci, ja, jc)
+        notes.append(f"the level was taken at the given point: the column above the disc "
+                     f"{float(above.max()):.0f} mm above it was left out")
+    else:
+        raise AnatomyError("C2 not found at the given point: too many discs above it. Place it in the C2 body or dens.")
+    below = d[d > s_h + 1.0]
+    z_last = (K - 1) * sp[0]
+    if below.size:
+        return _Level(apex_k, apex_zy, u, float(below.min()), notes, True, ks), col
+    s_cut = max(40.0, s_h + 10.0)
+    if apex_zy[0] + s_cut * u[0] < 0.0 or apex_zy[0] + s_cut * u[0] > z_last:
+        raise AnatomyError("C2 not in the field of view at the given point: no disc below it and the CT stops "
+                           "above the expected C2 inferior end-plate. Give a CT that covers C1 to C3.")
+    notes.append(f"C2/C3 disc not visible below the given point: C2 cut {s_cut:.0f} mm below the top of the column")
+    return _Level(apex_k, apex_zy, u, s_cut, notes, False, ks), col
+
+
 def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
     """Fill interior holes of C2 (lytic cavities, marrow) in axial, coronal and sagittal planes, never the canal."""
     from osteoplan.anatomy.segment import fill_holes_in_planes
@@ -306,7 +417,13 @@ def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
 
 
 def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarray, col: _Column,
-             lev: _Level, hint_idx: np.ndarray | None) -> np.ndarray:
+             lev: _Level, hint_idx: np.ndarray | None, c1_in_view: bool = True) -> np.ndarray:
+    """C2 grown by watershed between the C2 core (1), C1/skull base (2) and the level below (3).
+
+    ``c1_in_view=False`` (a user point fixed the level and the column reaches the top of the image:
+    the dens is cut by the field of view) drops the C1 markers and the peg trimming of the upper dens,
+    which would otherwise take the upper C2 (lateral masses, body) for the C1 ring.
+    """
     from skimage.segmentation import watershed
 
     sp = cn.spacing_mm
@@ -341,12 +458,12 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
         if k <= apex:
             c2core = (dmm <= 5.0) & (s_vox < lev.s_cut - margin)
             sl[c2core & b2] = 1
-            if k >= apex - 10.0 / sp[0]:
+            if c1_in_view and k >= apex - 10.0 / sp[0]:
                 # C1 ring around the upper dens: lateral masses (far from the axis) and the anterior
                 # arch (in front of the dens, more than 6.5 mm anterior to the dens centre)
                 sl[((dmm > 8.5) | ((jc - jj) * sp[1] > 6.5)) & b2] = 2
             sl[(dmm <= 7.0) & (s_vox > lev.s_cut + margin) & b2] = 3
-        elif k >= apex + 2:
+        elif c1_in_view and k >= apex + 2:
             # above the column top: C1 / skull base, except the core, which may still be the dens tip
             far = dmm > 6.0 if k < apex + 15.0 / sp[0] else np.ones_like(dmm, bool)
             sl[far & b2] = 2
@@ -364,7 +481,8 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
     c2 = lab == 1
     # the upper dens is a peg (apical width 9.6 +/- 1.1 mm, JKNS 2018;61(4)): bone more than 7.5 mm
     # from its axis or in front of it at those levels is the C1 ring fused by partial volume / streaks
-    for k in range(max(int(np.ceil(apex - 10.0 / sp[0])), k0), min(apex + int(round(15.0 / sp[0])), k1)):
+    peg = range(max(int(np.ceil(apex - 10.0 / sp[0])), k0), min(apex + int(round(15.0 / sp[0])), k1))
+    for k in (peg if c1_in_view else ()):
         jc = line_j(min(k, apex))
         ci = float(np.interp(min(k, apex), col.ks, cis))
         dmm = np.hypot((jj - jc) * sp[1], (ii - ci) * sp[2])
@@ -657,7 +775,12 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
         When it holds ``vertebrae_C2``, that mask is used as is (method ``"provided-mask"``); its
         ``bone`` and ``spinal_canal`` masks are reused when present.
     hint_lps : (3,) array-like, optional
-        One point inside C2 (LPS mm), e.g. clicked by the user: it fixes the level.
+        One point inside C2 (LPS mm), e.g. clicked by the user: it decides the level. The bone
+        nearest to it (within :data:`HINT_MAX_BONE_DISTANCE_MM`) is the seed; C2 is cut at the discs
+        above and below it (:func:`_find_level_at_point`) and must come within
+        :data:`HINT_MAX_MASK_DISTANCE_MM` of it. The plausibility gate still applies (without the
+        dens-gap check, and without the too-short check when the dens is cut by the top of the
+        image, which is then noted); no next level is tried.
     bone : bool array (K, J, I), optional
         Precomputed bone mask.
     canal : CanalResult, optional
@@ -673,8 +796,10 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
     Raises
     ------
     AnatomyError
-        C2 not in the field of view (CT stops above C1 / below C3, no canal) or not separable;
-        the message says why and what to do.
+        C2 not in the field of view (CT stops above C1 / below C3, no canal) or not separable; the
+        point is more than 10 mm from bone, above the column, or in a bone that is not the vertebra
+        at its level; the message says why and what to do. :class:`C2CandidateRejected` when the
+        candidate is implausible ("... at the given point: <reason>" with a point).
     InputError
         The hint point lies outside the CT.
     """
@@ -719,28 +844,33 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
         hint_idx = cn.index_from_original(volume.world_to_index(h))
     bone_c = cn.to_canon(bone)
     if hint_idx is not None:
-        hk, hj, hi_ = (int(round(x)) for x in hint_idx)
-        r = max(int(round(5.0 / cn.spacing_mm[1])), 1)
-        win = bone_c[hk, max(hj - r, 0):hj + r + 1, max(hi_ - r, 0):hi_ + r + 1]
-        if not win.any():
-            raise AnatomyError("The point given inside C2 is not on bone (no bone within 5 mm); place it in the "
-                               "C2 body or dens.")
+        hint_idx = _snap_to_bone(cn, bone_c, hint_idx)
     a_c = cn.to_canon(volume.array)
     sm_c = _smooth(a_c, cn.spacing_mm, 0.7)
-    col = _column(cn, bone_c, centre)
+    col = _column(cn, bone_c, _centre_to_image_top(cn, centre) if hint_idx is not None else centre)
     canal_c = cn.to_canon(canal_mask) if canal_mask is not None else np.zeros_like(bone_c)
     method = "classical+hint" if hint_idx is not None else "classical"
     first: C2CandidateRejected | None = None
     for attempt in range(1 if hint_idx is not None else MAX_LEVEL_ATTEMPTS):
         try:
             c2, lm, c2_c, lev = _candidate(volume, cn, a_c, sm_c, bone_c, canal_c, canal_mask, col, hint_idx,
-                                           method, list(notes))
+                                           method, list(notes), canal_top_k=max(centre))
         except AnatomyError:
             if first is None:
                 raise
             break
         reasons = plausibility_problems(lm, cn.spacing_mm, c2_c=c2_c, cn=cn, volume=volume, centre=centre,
                                         check_gap=hint_idx is None)
+        if hint_idx is not None and lev.apex_k >= cn.shape[0] - 2 and \
+                lm.anteroinferior_to_apex_mm < ai_apex_range_mm(cn.spacing_mm)[0]:
+            # the user fixed the level and the dens is cut by the top of the image: its height is not
+            # measurable, so a short one is no evidence of a wrong level (the apex is the image edge)
+            reasons = [r for r in reasons if not r.startswith("anteroinferior body to dens apex")]
+            from dataclasses import replace
+
+            lm = replace(lm, notes=lm.notes + (
+                "the dens is cut by the top of the image: the 'apex' is the image edge, not the dens tip; "
+                "do not plan on it",))
         if not reasons:
             if first is not None:
                 from dataclasses import replace
@@ -766,16 +896,80 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
     raise first
 
 
+#: With a user point, a canal that stops this close (mm) below the top of the image is continued to
+#: the top at its last centre (engineering default): the dens cut by the field of view has no C1 ring
+#: around it, so the canal is not enclosed there and the column would miss the dens.
+CANAL_OPEN_TOP_MM = 25.0
+
+
+def _centre_to_image_top(cn: Canon, centre: dict[int, tuple[float, float]]) -> dict[int, tuple[float, float]]:
+    K = cn.shape[0]
+    top = max(centre)
+    if top >= K - 1 or (K - 1 - top) * float(cn.spacing_mm[0]) > CANAL_OPEN_TOP_MM:
+        return centre
+    out = dict(centre)
+    for k in range(top + 1, K):
+        out[k] = centre[top]
+    return out
+
+
+def _snap_to_bone(cn: Canon, bone_c: np.ndarray, idx_c: np.ndarray) -> np.ndarray:
+    """Canonical index of the bone voxel nearest to a user point; AnatomyError when farther than
+    :data:`HINT_MAX_BONE_DISTANCE_MM` (the distance, up to 40 mm, is in the message)."""
+    sp = cn.spacing_mm
+    c = np.array([int(round(x)) for x in idx_c])
+    c = np.clip(c, 0, np.array(bone_c.shape) - 1)
+    r = np.ceil(40.0 / sp).astype(int)
+    lo = np.maximum(c - r, 0)
+    hi = np.minimum(c + r + 1, bone_c.shape)
+    sub = bone_c[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    if not sub.any():
+        raise AnatomyError("The point given inside C2 is more than 40 mm from any bone (soft tissue or air); click "
+                           "inside C2 (body or dens).")
+    dist, ind = ndi.distance_transform_edt(~sub, sampling=sp, return_indices=True)
+    q = tuple(c - lo)
+    d = float(dist[q])
+    if d > HINT_MAX_BONE_DISTANCE_MM:
+        raise AnatomyError(f"The point given inside C2 is {d:.0f} mm from any bone (more than "
+                           f"{HINT_MAX_BONE_DISTANCE_MM:.0f} mm: soft tissue or air); click inside C2 (body or dens).")
+    return np.array([ind[a][q] for a in range(3)], float) + lo
+
+
+def _distance_to_mask_mm(cn: Canon, m: np.ndarray, idx_c: np.ndarray) -> float:
+    pts = np.argwhere(m)
+    if pts.size == 0:
+        return float("inf")
+    return float(np.min(np.linalg.norm((pts - np.asarray(idx_c, float)) * cn.spacing_mm, axis=1)))
+
+
 #: How many candidate levels are tried from the top of the vertebral column down (engineering default).
 MAX_LEVEL_ATTEMPTS = 3
 
 
 def _candidate(volume: Volume, cn: Canon, a_c: np.ndarray, sm_c: np.ndarray, bone_c: np.ndarray,
-               canal_c: np.ndarray, canal_mask, col: _Column, hint_idx, method: str, notes: list[str]):
-    """One C2 candidate from the column top: (mask, landmarks, canonical mask, level)."""
-    lev = _find_level(cn, sm_c, col, None if hint_idx is None else float(hint_idx[0]))
+               canal_c: np.ndarray, canal_mask, col: _Column, hint_idx, method: str, notes: list[str],
+               canal_top_k: int | None = None):
+    """One C2 candidate: (mask, landmarks, canonical mask, level).
+
+    Without a point, the level is the column top (:func:`_find_level`); with one (``hint_idx``, the
+    canonical index of the bone at the user's point), the level containing it
+    (:func:`_find_level_at_point`), and the mask must reach the point.
+    """
+    if hint_idx is None:
+        lev = _find_level(cn, sm_c, col, None)
+    else:
+        p_zy = np.array([hint_idx[0] * cn.spacing_mm[0], hint_idx[1] * cn.spacing_mm[1]])
+        lev, col = _find_level_at_point(cn, sm_c, col, p_zy, canal_top_k)
     notes.extend(lev.notes)
-    c2_c = _c2_mask(cn, sm_c, bone_c, canal_c, col, lev, hint_idx)
+    cut_by_fov = lev.apex_k >= cn.shape[0] - 2
+    c2_c = _c2_mask(cn, sm_c, bone_c, canal_c, col, lev, hint_idx,
+                    c1_in_view=hint_idx is None or not cut_by_fov)
+    if hint_idx is not None:
+        d_mm = _distance_to_mask_mm(cn, c2_c, hint_idx)
+        if d_mm > HINT_MAX_MASK_DISTANCE_MM:
+            raise AnatomyError(f"The bone at the given point is not part of the vertebra found at its level (the "
+                               f"nearest is {d_mm:.0f} mm away): the point may be in C1, the skull base or another "
+                               "bone. Place it in the C2 body or dens, or provide a vertebrae_C2 mask.")
     c2_c, cut_note = _cut_below_disc(cn, sm_c, c2_c, canal_c, col, lev)
     if cut_note:
         notes.append(cut_note)
@@ -849,7 +1043,8 @@ class C2CandidateRejected(AnatomyError):
         self.candidate = candidate
         todo = ("Check that the point given is inside C2, or provide a vertebrae_C2 mask." if hinted else
                 "Give a point inside C2 (--hint-lps X Y Z, LPS mm) or a vertebrae_C2 mask.")
-        super().__init__("C2 candidate rejected: " + "; ".join(self.reasons) + ". " + todo)
+        head = "C2 candidate rejected at the given point: " if hinted else "C2 candidate rejected: "
+        super().__init__(head + "; ".join(self.reasons) + ". " + todo)
 
 
 #: Largest run of C2-free slices tolerated between the dens apex and the body, mm (engineering

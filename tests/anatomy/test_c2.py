@@ -347,3 +347,119 @@ def test_lytic_lesion_through_the_dens_is_refused_without_a_point_and_found_with
     assert lm.method == "classical+hint"
     for f in ("apex_lps_mm", "anteroinferior_body_lps_mm", "body_centre_lps_mm"):
         assert np.linalg.norm(getattr(lm, f) - getattr(ph.landmarks, f)) <= 2.0, f
+
+
+# --- a user point decides the level -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cut_above_c2(phantom):
+    """The phantom with every slice at z >= 12 mm removed: no C1, the dens cut 11 mm below its tip
+    (apex z = 23.0 mm), the canal open above the C2 arch. Returns (volume, truth C2, truth C3)."""
+    from osteoplan.imaging.volume import Volume
+
+    v = phantom.volume
+    z = v.index_to_world(np.stack([np.arange(v.shape[0]), np.zeros(v.shape[0]), np.zeros(v.shape[0])], 1))[:, 2]
+    k = int((z < 12.0).sum())
+    assert np.all(z[:k] < 12.0) and not phantom.truth.get("vertebrae_C1")[:k].any()
+    return (Volume(v.array[:k].copy(), v.affine.copy()), phantom.truth.get("vertebrae_C2")[:k],
+            phantom.truth.get("vertebrae_C3")[:k])
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_point_in_c2_body_decides_the_level_when_the_dens_is_cut_by_the_image(phantom, cut_above_c2):
+    """Without a point the column top is taken (wrong here); with a point in the C2 body the C2 is the
+    one around the point: Dice >= 0.85, body centre and anteroinferior point within 2 mm. The apex is
+    the image edge (12.5 mm below the true tip): flagged, not a plannable apex, low confidence."""
+    vol, t2, _ = cut_above_c2
+    c2_free, _ = locate_c2(vol)
+    assert _dice(c2_free, t2) < 0.5  # what the hint-free locator does on this field of view
+    c2, lm = locate_c2(vol, hint_lps=phantom.landmarks.body_centre_lps_mm)
+    assert lm.method == "classical+hint"
+    assert _dice(c2, t2) >= 0.85
+    for f in ("body_centre_lps_mm", "anteroinferior_body_lps_mm"):
+        assert np.linalg.norm(getattr(lm, f) - getattr(phantom.landmarks, f)) <= 2.0, f
+    assert any("the dens is cut by the top of the image" in n for n in lm.notes)
+    assert lm.apex_lps_mm[2] == pytest.approx(vol.index_to_world(np.array([vol.shape[0] - 1.0, 0, 0]))[2], abs=1.0)
+    assert lm.confidence < 0.5
+
+
+def test_point_in_c3_is_refused_with_the_reason(phantom, cut_above_c2):
+    """A point in the C3 body (centre z = -24 mm, body 16 mm tall) gives a C3-shaped candidate: its
+    anteroinferior-to-top distance is about 14 mm, below 25.7 mm (37.6 - 3 x 3.3 - 2): refused at the
+    given point, never reported as C2; the pipeline says 'C2 NOT located'."""
+    from osteoplan.anatomy.c2 import C2CandidateRejected
+    from osteoplan.anatomy.pipeline import build_anatomy
+
+    vol, _, t3 = cut_above_c2
+    p3 = vol.index_to_world(np.argwhere(t3).mean(axis=0))
+    with pytest.raises(C2CandidateRejected) as ei:
+        locate_c2(vol, hint_lps=p3)
+    msg = str(ei.value)
+    assert msg.startswith("C2 candidate rejected at the given point: anteroinferior body to dens apex ")
+    assert 10.0 <= ei.value.candidate.anteroinferior_to_apex_mm <= 17.0
+    assert msg.endswith("Check that the point given is inside C2, or provide a vertebrae_C2 mask.")
+    an = build_anatomy(vol, hint_lps=p3)
+    assert an.landmarks is None and not an.labelmap.has("vertebrae_C2")
+    assert any(m.startswith("C2 NOT located: C2 candidate rejected at the given point:") for m in an.messages)
+
+
+def test_point_far_from_bone_is_refused_with_its_distance(phantom):
+    """Distance from the point to the nearest TRUE bone voxel (exact phantom truth, Euclidean in mm):
+    the message gives it to within 2 mm (the classical bone mask is not the truth)."""
+    v = phantom.volume
+    bone = phantom.truth.get("bone")
+    pts = v.index_to_world(np.argwhere(bone).astype(float))
+    for p in ([0.0, -30.0, -4.0], [0.0, -70.0, 0.0]):  # prevertebral soft tissue; far anterior
+        d_true = float(np.min(np.linalg.norm(pts - np.asarray(p), axis=1)))
+        assert d_true > 12.0
+        with pytest.raises(AnatomyError, match=r"The point given inside C2 is (\d+) mm from any bone") as ei:
+            locate_c2(v, hint_lps=p)
+        import re
+
+        d_msg = float(re.search(r"is (\d+) mm from any bone", str(ei.value)).group(1))
+        assert abs(d_msg - d_true) <= 2.0
+        assert "click inside C2" in str(ei.value)
+
+
+def test_point_in_the_c1_ring_is_not_taken_for_c2(phantom):
+    """A point in the C1 anterior arch (in front of the dens, outside the column): the vertebra found
+    at its level (C2) does not reach it, so no C2 is returned for it."""
+    v = phantom.volume
+    c1 = np.argwhere(phantom.truth.get("vertebrae_C1"))
+    w = v.index_to_world(c1.astype(float))
+    mid = np.abs(w[:, 0]) < 1.0
+    p = w[mid][np.argmin(w[mid][:, 1])] + [0.0, 1.5, 0.0]  # 1.5 mm behind the front of the arch
+    assert phantom.truth.get("vertebrae_C1")[tuple(np.round(v.world_to_index(p)).astype(int))]
+    with pytest.raises(AnatomyError, match="not part of the vertebra found at its level"):
+        locate_c2(v, hint_lps=p)
+
+
+def test_level_at_point_cuts_at_the_disc_above_and_below():
+    """Synthetic 1 mm column, canonical k 0-89 (k -> S), 400 HU with two discs (100 HU between 800 HU
+    end-plates) at k 59 and k 29 (s = 30 and 60 mm below the top k 89). A point at k 44 (between them):
+    the column is cut at the disc above (new top k 58) and C2 is cut at the disc below, 58 - 29 = 29 mm
+    below the new top. A point at k 79 (no disc above): top k 89, cut at 89 - 59 = 30 mm."""
+    from osteoplan.anatomy.c2 import _Column, _find_level_at_point
+    from osteoplan.anatomy.segment import Canon
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+
+    K, J, I = 90, 40, 40
+    col_hu = np.full(K, 400.0)
+    for kd in (59, 29):
+        col_hu[[kd - 1, kd + 1]] = 800.0
+        col_hu[kd] = 100.0
+    arr = np.zeros((K, J, I), np.float32)
+    arr[:, 10:31, 10:31] = col_hu[:, None, None]
+    vol = Volume(arr, axis_aligned_affine((1.0, 1.0, 1.0)))
+    cn = Canon.of(vol)
+    col = _Column(np.arange(K), np.full(K, 20.0), np.full(K, 25.0), np.full(K, 20.0))
+    lev, col2 = _find_level_at_point(cn, arr, col, np.array([44.0, 15.0]))
+    assert lev.apex_k == 58 and lev.cut_found and lev.s_cut == pytest.approx(29.0)
+    assert np.isnan(col2.ja[59:]).all() and not np.isnan(col2.ja[:59]).any()
+    lev, col3 = _find_level_at_point(cn, arr, col, np.array([79.0, 15.0]))
+    assert lev.apex_k == 89 and lev.s_cut == pytest.approx(30.0)
+    assert not np.isnan(col3.ja).any()
