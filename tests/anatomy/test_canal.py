@@ -114,9 +114,10 @@ def test_marrow_pocket_column_is_not_taken_for_the_canal():
 
 
 # ------------------------------------------------------------------------------------ OpenKBP
-# cases where the canal used to leave the cord (the track took marrow pockets of the vertebral bodies
-# or stopped cranially): cord inside the canal was 63-75 %, now >= 95 %
-OPENKBP_CASES = ["pt_30", "pt_43", "pt_93", "pt_105", "pt_129"]
+# cases where the canal used to leave the cord: the track took marrow pockets of the vertebral bodies
+# (pt_30, pt_43, pt_93, pt_129: 63-75 % of the cord inside the canal) or only the thoracic rings
+# closed and the canal stopped 160 mm below the top of the cord (pt_113: 21 %); now >= 95 %
+OPENKBP_CASES = ["pt_30", "pt_43", "pt_93", "pt_113", "pt_129"]
 
 
 @pytest.mark.slow
@@ -134,3 +135,33 @@ def test_openkbp_cord_inside_the_canal(shared_data, case):
     canal = segment_spinal_canal(vol, bone.lenient, body, bone_outline=bone.bone).mask
     cord = read_volume(d / "SpinalCord.nii.gz").array > 0.5
     assert (cord & canal).sum() / cord.sum() >= 0.95
+
+
+# ------------------------------------------------------------------ partial-volume rim of the wall
+@pytest.mark.parametrize("layer_hu,expect_rim", [(200.0, True), (400.0, False)])
+def test_partial_volume_rim_of_the_wall_is_canal_when_mostly_soft_tissue(layer_hu, expect_rim):
+    """4 mm voxels: canal (10 HU, r <= 8 mm: 12 voxels), a one-voxel layer of mixed wall voxels
+    (8 < r <= 12 mm: 20 voxels) inside a cortical ring (1000 HU). The ring search uses the lenient
+    bone (layer + cortex); the precise outline is the cortex only. Layer voxels below RIM_MAX_HU
+    (200 HU: about 20 % bone) are given back to the canal (12 + 20 = 32 voxels per slice); denser
+    ones (400 HU) are not (12)."""
+    from osteoplan.anatomy.canal import RIM_MAX_HU
+
+    assert (layer_hu < RIM_MAX_HU) == expect_rim
+    n, size = 20, 40
+    c = (size - 1) / 2.0
+    jj, ii = np.mgrid[0:size, 0:size]
+    r = np.hypot(jj - c, ii - c) * 4.0
+    sl = np.full((size, size), -1000.0, np.float32)
+    sl[r <= 70.0] = 45.0
+    sl[(r > 8.0) & (r <= 20.0)] = 1000.0
+    sl[(r > 8.0) & (r <= 12.0)] = layer_hu
+    sl[r <= 8.0] = 10.0
+    arr = np.repeat(sl[None], n, axis=0) + np.random.default_rng(2).normal(0, 8.0, (n, size, size)).astype(np.float32)
+    vol = Volume(arr, axis_aligned_affine((2.5, 4.0, 4.0)), AcquisitionInfo(contrast=False))
+    rep = lambda m: np.repeat(m[None], n, axis=0)  # noqa: E731
+    lenient, cortex, body = rep((r > 8.0) & (r <= 20.0)), rep((r > 12.0) & (r <= 20.0)), rep(r <= 70.0)
+    res = segment_spinal_canal(vol, lenient, body, bone_outline=cortex)
+    assert (r <= 8.0).sum() == 12 and ((r > 8.0) & (r <= 12.0)).sum() == 20
+    assert np.all(res.mask.sum(axis=(1, 2)) == (32 if expect_rim else 12))
+    assert not (res.mask & cortex).any()
