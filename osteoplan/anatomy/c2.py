@@ -276,12 +276,15 @@ def _find_level(cn: Canon, sm_c: np.ndarray, col: _Column, hint_k: float | None)
     return _Level(apex_k, apex_zy, u, 40.0, notes, False, ks)
 
 
-#: With a user point, a valley of the column profile counts as a disc (a level boundary) when at least
-#: this fraction of the deepest valley within 45 mm of the point, and at least
-#: :data:`HINT_DISC_MIN_DEPTH_HU` (engineering defaults, no published source; on the phantom discs
-#: are 450-490 HU deep, marrow and cortex ripples <= 135 HU).
+#: With a user point, a valley of the column profile overrides the population-height choice of the
+#: disc when it is at least :data:`DISC_MIN_DEPTH_HU` deep and at least this fraction of the depth of
+#: the disc chosen (engineering default, no published source; phantom discs 450-490 HU, marrow
+#: ripples <= 135 HU; on OpenKBP/CThead the real discs are only 70-170 HU, below the floor, so there
+#: the population-height choice stands).
 HINT_DISC_RELATIVE_DEPTH = 0.5
-HINT_DISC_MIN_DEPTH_HU = 50.0
+#: Valleys less than this far below the column top (mm) are never taken as a level boundary around a
+#: user point: the atlanto-dental joint and the dens base give valleys there (CThead: 193 HU at 9 mm).
+HINT_TOP_SKIP_MM = 15.0
 #: A user point farther than this from any bone is refused (mm; engineering default).
 HINT_MAX_BONE_DISTANCE_MM = 10.0
 #: The C2 built around a user point must come within this distance of the bone at the point (mm;
@@ -289,98 +292,85 @@ HINT_MAX_BONE_DISTANCE_MM = 10.0
 HINT_MAX_MASK_DISTANCE_MM = 3.0
 
 
-def _column_axis(cn: Canon, col: _Column) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """Top of the column and its straight centre line: (apex_k, apex_zy, u caudal unit, ks with a column)."""
-    sp = cn.spacing_mm
-    has = ~np.isnan(col.ja)
-    ks = col.ks[has]
-    z = ks * sp[0]
-    y = col.ja[has] * sp[1] - 5.0
-    top = z >= z.max() - 70.0
-    if top.sum() >= 3:
-        A = np.stack([z[top], np.ones(top.sum())], axis=1)
-        slope, icpt = np.linalg.lstsq(A, y[top], rcond=None)[0]
-    else:
-        slope, icpt = 0.0, float(np.median(y))
-    apex_k = int(ks.max())
-    z_apex = apex_k * sp[0]
-    apex_zy = np.array([z_apex, slope * z_apex + icpt])
-    u = np.array([-1.0, -slope])
-    u /= np.linalg.norm(u)
-    return apex_k, apex_zy, u, ks
-
-
-def _discs(D: np.ndarray, s_all: np.ndarray, s_h: float) -> np.ndarray:
-    """Distances ``s`` (mm below the column top) of the valleys deep enough to be discs near a point at ``s_h``."""
-    near = np.abs(s_all - s_h) <= 45.0
-    ref = float(D[near].max()) if near.any() else 0.0
-    thr = max(HINT_DISC_MIN_DEPTH_HU, HINT_DISC_RELATIVE_DEPTH * ref)
-    t = np.arange(1, len(s_all) - 1)
-    peak = (D[t] >= D[t - 1]) & (D[t] >= D[t + 1]) & (D[t] >= thr)
-    return s_all[t[peak]]
+def _cut_column_at(cn: Canon, col: _Column, lev: _Level, s: float) -> _Column:
+    k_cut = (lev.apex_zy[0] + s * lev.u[0]) / cn.spacing_mm[0]
+    drop = col.ks >= k_cut
+    ja, jc = col.ja.copy(), col.jc.copy()
+    ja[drop] = np.nan
+    jc[drop] = np.nan
+    return _Column(col.ks, col.ci, ja, jc)
 
 
 def _find_level_at_point(cn: Canon, sm_c: np.ndarray, col: _Column, p_zy: np.ndarray,
                          canal_top_k: int | None = None) -> tuple[_Level, _Column]:
-    """The level that contains a user point: column cut at the disc above it, C2 cut at the first disc below it.
+    """The level that contains a user point.
 
-    The user point decides the level (no population height prior, no 22-55 mm window): along the
-    column centre line, the thin dark bands between bright endplates (:func:`_disc_valleys`) deeper
-    than :data:`HINT_DISC_RELATIVE_DEPTH` of the deepest within 45 mm of the point are discs. The
-    column is cut at the last disc above the point (at least 3 mm below the current top: the structure
-    above is C1/skull base or the level above), and the inferior boundary is the first disc below the
-    point. When no disc is seen below it, the cut is 40 mm below the top (population C2 height) or
-    10 mm below the point, whichever is lower (noted).
+    Starts from the level chosen without a point (:func:`_find_level`: column top, C2/C3 disc by
+    the population height). Along the column axis, a valley of :func:`_disc_valleys` is "strong"
+    when at least :data:`DISC_MIN_DEPTH_HU` deep and :data:`HINT_DISC_RELATIVE_DEPTH` of the chosen
+    disc's depth. Then, up to 4 times: when the point lies below the chosen disc, or a strong valley
+    lies between :data:`HINT_TOP_SKIP_MM` below the top and the point, the column is cut at the
+    lowest such boundary above the point and the level is sought again from the new top (noted); when
+    a strong valley lies between the point and the chosen disc, the first one becomes the C2/C3 cut.
 
     Parameters
     ----------
     p_zy : (2,) array
         Canonical (z, y) mm of the bone at the user point.
+    canal_top_k : int, optional
+        Top canonical slice of the canal as segmented (for the "canal reaches the top" note).
 
     Returns
     -------
-    (level, column) : the level and the column cut above it (for the mask growing).
+    (level, column) : the level and the column (cut above it when the point lies lower).
+
+    Raises
+    ------
+    AnatomyError
+        The point lies more than 10 mm above the column top, or no level around it was found.
     """
-    sp = cn.spacing_mm
+    from dataclasses import replace
+
     K = cn.shape[0]
-    notes: list[str] = []
-    if (int(col.ks.max()) if canal_top_k is None else canal_top_k) >= K - 2:
-        notes.append("the spinal canal reaches the top of the image (foramen magnum not in view)")
-    for _ in range(6):
+    moved: list[str] = []
+    for _ in range(4):
         if (~np.isnan(col.ja)).sum() < 3:
             raise AnatomyError("C2 not found at the given point: no vertebral body or dens anterior to the spinal "
-                               "canal at or above it. Check the point (LPS mm, in the C2 body or dens).")
-        apex_k, apex_zy, u, ks = _column_axis(cn, col)
-        s_h = float((p_zy - apex_zy) @ u)
+                               "canal around it. Check the point (LPS mm, in the C2 body or dens).")
+        lev = _find_level(cn, sm_c, col, None)
+        if canal_top_k is not None and canal_top_k < K - 2:
+            lev.notes[:] = [n for n in lev.notes if not n.startswith("the spinal canal reaches the top")]
+        s_h = float((p_zy - lev.apex_zy) @ lev.u)
         if s_h < -10.0:
             raise AnatomyError(f"The point given lies {-s_h:.0f} mm above the top of the vertebral column in front "
                                "of the canal (C1 ring or skull base?); place it in the C2 body or dens.")
         s_all = np.arange(0.0, max(75.0, s_h + 60.0), 1.0)
-        D = _disc_valleys(cn, sm_c, col, apex_zy, u, s_all)
-        d = _discs(D, s_all, s_h)
-        above = d[(d >= 3.0) & (d < s_h - 1.0)]
-        if above.size == 0:
-            break
-        k_cut = (apex_zy[0] + float(above.max()) * u[0]) / sp[0]
-        drop = col.ks >= k_cut
-        ja, jc = col.ja.copy(), col.jc.copy()
-        ja[drop] = np.nan
-        jc[drop] = np.nan
-        col = _Column(col.ks, col.ci, ja, jc)
-        notes.append(f"the level was taken at the given point: the column above the disc "
-                     f"{float(above.max()):.0f} mm above it was left out")
-    else:
-        raise AnatomyError("C2 not found at the given point: too many discs above it. Place it in the C2 body or dens.")
-    below = d[d > s_h + 1.0]
-    z_last = (K - 1) * sp[0]
-    if below.size:
-        return _Level(apex_k, apex_zy, u, float(below.min()), notes, True, ks), col
-    s_cut = max(40.0, s_h + 10.0)
-    if apex_zy[0] + s_cut * u[0] < 0.0 or apex_zy[0] + s_cut * u[0] > z_last:
-        raise AnatomyError("C2 not in the field of view at the given point: no disc below it and the CT stops "
-                           "above the expected C2 inferior end-plate. Give a CT that covers C1 to C3.")
-    notes.append(f"C2/C3 disc not visible below the given point: C2 cut {s_cut:.0f} mm below the top of the column")
-    return _Level(apex_k, apex_zy, u, s_cut, notes, False, ks), col
+        D = _disc_valleys(cn, sm_c, col, lev.apex_zy, lev.u, s_all)
+        ref = float(D[int(round(lev.s_cut))]) if lev.cut_found and lev.s_cut < len(D) else 0.0
+        thr = max(DISC_MIN_DEPTH_HU, HINT_DISC_RELATIVE_DEPTH * ref)
+        t = np.arange(1, len(s_all) - 1)
+        strong = s_all[t[(D[t] >= D[t - 1]) & (D[t] >= D[t + 1]) & (D[t] >= thr)]]
+        above = strong[(strong >= HINT_TOP_SKIP_MM) & (strong < s_h - 1.0)]
+        if s_h > lev.s_cut - 1.0 or above.size:
+            s_top = float(above.max()) if above.size else lev.s_cut
+            if s_h > lev.s_cut - 1.0 and above.size == 0:
+                s_top = lev.s_cut
+            moved.append(f"{s_top:.0f} mm")
+            col = _cut_column_at(cn, col, lev, s_top)
+            continue
+        between = strong[(strong > s_h + 1.0) & (strong >= HINT_TOP_SKIP_MM) & (strong < lev.s_cut - 1.0)]
+        notes = list(lev.notes)
+        if moved:
+            notes.append("the given point lies below the first level found from the top of the vertebral column: "
+                         f"the column was cut {' then '.join(moved)} below its top and the vertebra at the point "
+                         "taken; check that it is C2")
+        if between.size:
+            notes.append(f"C2/C3 disc taken at the first deep disc below the given point ({float(between.min()):.0f} "
+                         f"mm below the top, not {lev.s_cut:.0f} mm)")
+            return replace(lev, s_cut=float(between.min()), notes=notes, cut_found=True), col
+        return replace(lev, notes=notes), col
+    raise AnatomyError("C2 not found at the given point: it lies more than four vertebral levels below the top of "
+                       "the column. Place it in the C2 body or dens.")
 
 
 def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
@@ -468,11 +458,11 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
             far = dmm > 6.0 if k < apex + 15.0 / sp[0] else np.ones_like(dmm, bool)
             sl[far & b2] = 2
     if hint_idx is not None:
+        # the bone voxel at the user point seeds C2 unless it already seeds C1 / the level below
+        # (then the C2 grown does not reach the point and the locator says so)
         hk, hj, hi_ = (int(round(x)) for x in hint_idx)
-        if k0 <= hk < k1 and j0 <= hj < j1 and i0 <= hi_ < i1:
-            sub = (slice(max(hk - k0 - 1, 0), hk - k0 + 2), slice(max(hj - j0 - 1, 0), hj - j0 + 2),
-                   slice(max(hi_ - i0 - 1, 0), hi_ - i0 + 2))
-            markers[sub][bc[sub]] = 1
+        if k0 <= hk < k1 and j0 <= hj < j1 and i0 <= hi_ < i1 and markers[hk - k0, hj - j0, hi_ - i0] == 0:
+            markers[hk - k0, hj - j0, hi_ - i0] = 1
     markers[~bc] = 0
     if not (markers == 1).any():
         raise AnatomyError("C2 not found: the level chosen as C2 has no bone anterior to the canal. "

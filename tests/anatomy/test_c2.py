@@ -438,28 +438,50 @@ def test_point_in_the_c1_ring_is_not_taken_for_c2(phantom):
         locate_c2(v, hint_lps=p)
 
 
-def test_level_at_point_cuts_at_the_disc_above_and_below():
-    """Synthetic 1 mm column, canonical k 0-89 (k -> S), 400 HU with two discs (100 HU between 800 HU
-    end-plates) at k 59 and k 29 (s = 30 and 60 mm below the top k 89). A point at k 44 (between them):
-    the column is cut at the disc above (new top k 58) and C2 is cut at the disc below, 58 - 29 = 29 mm
-    below the new top. A point at k 79 (no disc above): top k 89, cut at 89 - 59 = 30 mm."""
-    from osteoplan.anatomy.c2 import _Column, _find_level_at_point
+def _synthetic_column(discs_k, K=90):
+    from osteoplan.anatomy.c2 import _Column
     from osteoplan.anatomy.segment import Canon
     from osteoplan.imaging.volume import Volume, axis_aligned_affine
 
-    K, J, I = 90, 40, 40
     col_hu = np.full(K, 400.0)
-    for kd in (59, 29):
+    for kd in discs_k:  # 100 HU disc between 800 HU end-plates: valley depth 800 - 100 = 700 HU
         col_hu[[kd - 1, kd + 1]] = 800.0
         col_hu[kd] = 100.0
-    arr = np.zeros((K, J, I), np.float32)
+    arr = np.zeros((K, 40, 40), np.float32)
     arr[:, 10:31, 10:31] = col_hu[:, None, None]
-    vol = Volume(arr, axis_aligned_affine((1.0, 1.0, 1.0)))
-    cn = Canon.of(vol)
-    col = _Column(np.arange(K), np.full(K, 20.0), np.full(K, 25.0), np.full(K, 20.0))
-    lev, col2 = _find_level_at_point(cn, arr, col, np.array([44.0, 15.0]))
+    cn = Canon.of(Volume(arr, axis_aligned_affine((1.0, 1.0, 1.0))))
+    return cn, arr, _Column(np.arange(K), np.full(K, 20.0), np.full(K, 25.0), np.full(K, 20.0))
+
+
+def test_level_at_point_moves_below_the_first_disc_when_the_point_is_lower():
+    """Synthetic 1 mm column, canonical k 0-89 (k -> S), discs at k 59 and 29 (s = 30 and 60 mm below
+    the top k 89). Without a point the disc at s = 30 is chosen (22-55 mm window). A point at k 44
+    (s = 45, below that disc): the column is cut at it (new top k 58) and the level sought again: disc
+    at 58 - 29 = 29 mm; noted. A point at k 79 (s = 10): the level without a point, unchanged."""
+    from osteoplan.anatomy.c2 import _find_level, _find_level_at_point
+
+    cn, arr, col = _synthetic_column((59, 29))
+    assert _find_level(cn, arr, col, None).s_cut == pytest.approx(30.0)
+    lev, col2 = _find_level_at_point(cn, arr, col, np.array([44.0, 20.0]))
     assert lev.apex_k == 58 and lev.cut_found and lev.s_cut == pytest.approx(29.0)
     assert np.isnan(col2.ja[59:]).all() and not np.isnan(col2.ja[:59]).any()
-    lev, col3 = _find_level_at_point(cn, arr, col, np.array([79.0, 15.0]))
+    assert any("the given point lies below the first level" in n for n in lev.notes)
+    lev, col3 = _find_level_at_point(cn, arr, col, np.array([79.0, 20.0]))
     assert lev.apex_k == 89 and lev.s_cut == pytest.approx(30.0)
-    assert not np.isnan(col3.ja).any()
+    assert not np.isnan(col3.ja).any() and not any("given point" in n for n in lev.notes)
+
+
+def test_level_at_point_takes_the_first_deep_disc_below_it():
+    """Discs at k 69 and 49 (s = 20 and 40): without a point s = 40 is chosen (s = 20 is outside the
+    22-55 mm window). A point at k 79 (s = 10) has a 700 HU disc at s = 20 between it and s = 40 (>= 150
+    HU and >= half of 700): C2 is cut there. A point 8 mm above the column top is accepted (10 mm
+    tolerance); 15 mm above is refused with the distance."""
+    from osteoplan.anatomy.c2 import _find_level_at_point
+
+    cn, arr, col = _synthetic_column((69, 49))
+    lev, _ = _find_level_at_point(cn, arr, col, np.array([79.0, 20.0]))
+    assert lev.apex_k == 89 and lev.s_cut == pytest.approx(20.0)
+    assert any("first deep disc below the given point (20 mm below the top, not 40 mm)" in n for n in lev.notes)
+    assert _find_level_at_point(cn, arr, col, np.array([97.0, 20.0]))[0].s_cut == pytest.approx(20.0)
+    with pytest.raises(AnatomyError, match="The point given lies 15 mm above the top of the vertebral column"):
+        _find_level_at_point(cn, arr, col, np.array([104.0, 20.0]))
