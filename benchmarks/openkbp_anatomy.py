@@ -51,7 +51,8 @@ def miss_reason(vol, canal: np.ndarray, cord: np.ndarray, body: np.ndarray) -> s
     """Why cord voxels lie outside the canal (reporting only: nothing here feeds the segmentation).
 
     Missed cord voxels are split into: outside the provided CT region (HU -1024 or outside the body
-    mask: a crop of the radiotherapy data), in slices above / below the segmented canal (cranio-caudal
+    mask: a crop of the radiotherapy data), in slices where the CT holds data only in a small patch
+    around the cord (less than 70 % of the 15 mm disc around it), in slices above / below the segmented canal (cranio-caudal
     coverage), in slices with a canal but at most one voxel outside its wall (partial volume at the
     wall), and farther away (the canal is off the cord's track in those slices). The largest groups
     are named with their share of the cord's voxels.
@@ -68,10 +69,16 @@ def miss_reason(vol, canal: np.ndarray, cord: np.ndarray, body: np.ndarray) -> s
     nodata = miss & ((a <= -1023.0) | ~bo)
     rest = miss & ~nodata
     ks = np.nonzero(can.any(axis=(1, 2)))[0]
-    grp = {"nodata": int(nodata.sum()), "above": 0, "below": 0, "wall": 0, "off": 0}
+    grp = {"nodata": int(nodata.sum()), "patch": 0, "above": 0, "below": 0, "wall": 0, "off": 0}
     ext = {"above": 0, "below": 0}
+    jj, ii = np.mgrid[0:a.shape[1], 0:a.shape[2]]
     for k in np.nonzero(rest.any(axis=(1, 2)))[0]:
         m = rest[k]
+        cj, ci = np.argwhere(co[k]).mean(axis=0)
+        disk = np.hypot((jj - cj) * sp[1], (ii - ci) * sp[2]) <= 15.0
+        if (a[k][disk] > -1023.0).mean() < 0.7:
+            grp["patch"] += int(m.sum())  # only a small patch around the cord holds data here
+            continue
         if not can[k].any():
             side = "above" if ks.size == 0 or k > ks.max() else ("below" if k < ks.min() else "off")
             grp[side] += int(m.sum())
@@ -83,6 +90,7 @@ def miss_reason(vol, canal: np.ndarray, cord: np.ndarray, body: np.ndarray) -> s
         grp["off"] += int((d > 1.5).sum())
     text = {
         "nodata": "cord outside the provided CT region (HU -1024 / outside the body: crop of the RT data)",
+        "patch": "CT provided only as a small patch around the cord there (< 70 % data within 15 mm: no vertebra in view)",
         "above": f"canal ends {ext['above'] * sp[0]:.0f} mm below the top of the cord contour (track lost cranially)",
         "below": f"canal ends {ext['below'] * sp[0]:.0f} mm above the bottom of the cord contour (track lost caudally)",
         "wall": "cord one voxel outside the canal wall (partial volume with bone)",

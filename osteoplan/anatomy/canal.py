@@ -419,6 +419,8 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             encl = _enclosed(wall[k], grown, sp[1:], ENCLOSURE_RADIUS_MM) >= ENCLOSED_FRACTION
             blind = step < 0 or (d - d_ring) * float(sp[0]) <= BLIND_EXTENSION_MM
             enc = np.ones_like(grown) if blind else encl
+            if step < 0 and (grown & soft[k] & encl).sum() >= 0.3 * sec.sum():
+                enc = encl  # caudally: follow the enclosed channel where there is one
             near = grown & soft[k] & enc
             if near.sum() < 0.3 * sec.sum():
                 break
