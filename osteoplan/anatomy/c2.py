@@ -858,7 +858,7 @@ def locate_c2(volume: Volume, labelmap=None, hint_lps=None, *, bone: np.ndarray 
             reasons = [r for r in reasons if not r.startswith("anteroinferior body to dens apex")]
             from dataclasses import replace
 
-            lm = replace(lm, notes=lm.notes + (
+            lm = replace(lm, apex_in_view=False, notes=lm.notes + (
                 "the dens is cut by the top of the image: the 'apex' is the image edge, not the dens tip; "
                 "do not plan on it",))
         if not reasons:

@@ -38,6 +38,9 @@ class DensLandmarks:
         ``"phantom-truth"``, ``"classical"``, ``"classical+hint"``, ``"provided-mask"``...
     notes : tuple[str, ...]
         Human-readable remarks (e.g. metal streaks near the apex).
+    apex_in_view : bool
+        False when the dens is cut by the edge of the CT, so that ``apex_lps_mm`` is the image
+        edge, not the dens tip: a screw tip cannot be planned on it (the planner refuses).
     """
 
     apex_lps_mm: np.ndarray
@@ -49,6 +52,7 @@ class DensLandmarks:
     confidence: float = 1.0
     method: str = "unknown"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    apex_in_view: bool = True
 
     def __post_init__(self) -> None:
         for name in ("apex_lps_mm", "waist_lps_mm", "anteroinferior_body_lps_mm", "body_centre_lps_mm"):

@@ -14,6 +14,7 @@ import numpy as np
 from osteoplan import __version__
 from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.anatomy.landmarks import DensLandmarks
+from osteoplan.errors import PlanningError
 from osteoplan.imaging.volume import Volume
 from osteoplan.planning import kernel as K
 from osteoplan.planning.cement import plan_cement
@@ -221,8 +222,12 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
     Raises
     ------
     PlanningError, AnatomyError
-        No target zone in C2 / C2 not found.
+        No target zone in C2 / C2 not found / the dens apex is not in the image
+        (``landmarks.apex_in_view`` False).
     """
+    if not landmarks.apex_in_view:
+        raise PlanningError("The dens is cut by the top of the CT: its tip (the screw's target zone) is not in the "
+                            "image, so no screw path can be planned. Use a CT that covers the whole dens and C1.")
     if protocol is None or isinstance(protocol, str):
         protocol = load_protocol(protocol or "c2-dens-lateral")
     side = side or protocol.side.default

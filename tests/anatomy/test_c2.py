@@ -383,6 +383,7 @@ def test_point_in_c2_body_decides_the_level_when_the_dens_is_cut_by_the_image(ph
     for f in ("body_centre_lps_mm", "anteroinferior_body_lps_mm"):
         assert np.linalg.norm(getattr(lm, f) - getattr(phantom.landmarks, f)) <= 2.0, f
     assert any("the dens is cut by the top of the image" in n for n in lm.notes)
+    assert lm.apex_in_view is False  # the planner refuses to aim at it
     assert lm.apex_lps_mm[2] == pytest.approx(vol.index_to_world(np.array([vol.shape[0] - 1.0, 0, 0]))[2], abs=1.0)
     assert lm.confidence < 0.5
 

@@ -272,3 +272,14 @@ def test_path_leaving_through_a_truncated_fov_is_not_a_skin_entry(monkeypatch):
     assert naive.feasible
     pts = skin_entries(naive)
     assert np.all((np.abs(pts[:, 2] + 40.5) < 1.5) & (np.hypot(pts[:, 0], pts[:, 1]) < 53.0))
+
+
+def test_apex_cut_by_the_image_is_never_a_target(base):
+    """Landmarks whose apex is the image edge (dens cut by the CT) are refused before any search."""
+    from dataclasses import replace
+
+    from osteoplan.errors import PlanningError
+
+    ph, _ = base
+    with pytest.raises(PlanningError, match="dens is cut by the top of the CT"):
+        make_plan(ph.volume, ph.truth, replace(ph.landmarks, apex_in_view=False), load_protocol())
