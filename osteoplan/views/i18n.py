@@ -201,6 +201,226 @@ def _fr_list(text: str) -> str:
     return ", ".join(t(w.strip(), "fr") if w.strip() in STRINGS else w.strip() for w in text.split(","))
 
 
+_Z = r"(-?[\d.]+)"  # a z coordinate (mm), may be negative
+
+#: Anatomy-stage sentences (osteoplan.anatomy: segment, airway, canal, c2, landmarks, pipeline). A fourth
+#: element lists groups that are themselves sentences (an error message, a rejection reason), translated
+#: recursively by :func:`translate_text`; when such a group is unknown the whole line stays English.
+_ANATOMY_PATTERNS_FR: list[tuple] = [
+    # segment.py
+    (r"airway: classical \(connected internal air near the midline, nasal cavity to trachea; pharynx, larynx and "
+     r"trachea are parts of it\)",
+     "voies aériennes : méthode classique (air interne connexe proche de la ligne médiane, des fosses nasales à la "
+     "trachée ; pharynx, larynx et trachée en font partie)", ()),
+    (r"airway: no internal air found \(airway mask empty\)",
+     "voies aériennes : aucun air interne trouvé (masque des voies aériennes vide)", ()),
+    (r"spinal_canal: NOT segmented \((.+)\)", "canal rachidien : NON segmenté ({0})", (), (0,)),
+    # airway.py, prefixed "airway split: " by segment.py / pipeline.py
+    (r"airway split: (.+)", "subdivision des voies aériennes : {0}", (), (0,)),
+    (r"the compact lumen at z = " + _Z + r" mm lies above the laryngeal levels \(below C2\): not the trachea",
+     "la lumière compacte à z = {0} mm est au-dessus des niveaux laryngés (sous C2) : ce n'est pas la trachée", ()),
+    (r"laryngeal inlet \(pharynx/larynx boundary\) at z = " + _Z + r" mm from the lumen shape \(airway ([\d.]+)x "
+     r"wider than the ([\d.]+) mm tracheal/subglottic lumen below\)",
+     "orifice supérieur du larynx (limite pharynx/larynx) à z = {0} mm d'après la forme de la lumière (voies "
+     "aériennes {1} fois plus larges que la lumière trachéale/sous-glottique de {2} mm sous-jacente)", ()),
+    (r"laryngeal inlet at z = " + _Z + r" mm from vertebral level \(fallback: ([\d.]+) mm below the C2 inferior "
+     r"endplate; no widening of the airway found at the laryngeal levels\)",
+     "orifice supérieur du larynx à z = {0} mm d'après le niveau vertébral (par défaut : {1} mm sous le plateau "
+     "inférieur de C2 ; aucun élargissement des voies aériennes aux niveaux laryngés)", ()),
+    (r"larynx/trachea boundary \(lower border of the cricoid\) at z = " + _Z + r" mm: ([\d.]+) mm below the inlet "
+     r"\(adult larynx length (\d+)-(\d+) mm, Gray's Anatomy\)",
+     "limite larynx/trachée (bord inférieur du cartilage cricoïde) à z = {0} mm : {1} mm sous l'orifice supérieur "
+     "du larynx (longueur du larynx adulte {2}–{3} mm, Gray's Anatomy)", ()),
+    (r"the airway is one tracheal-shaped lumen up to the top of the CT: labelled trachea; pharynx and larynx NOT "
+     r"segmented \(above the field of view, or the larynx not identified\)",
+     "les voies aériennes forment une seule lumière de forme trachéale jusqu'en haut du scanner : étiquetées "
+     "trachée ; pharynx et larynx NON segmentés (hors champ vers le haut, ou larynx non identifié)", ()),
+    (r"the airway is already pharynx-wide at the bottom of the CT \(z = " + _Z + r" mm\): labelled pharynx; larynx "
+     r"and trachea NOT segmented \(no laryngeal evidence in the field of view; give the C2 level or masks\)",
+     "les voies aériennes ont déjà la largeur du pharynx en bas du scanner (z = {0} mm) : étiquetées pharynx ; "
+     "larynx et trachée NON segmentés (aucun argument pour le larynx dans le champ de vue ; donner le niveau de "
+     "C2 ou des masques)", ()),
+    (r"airway NOT split: no laryngeal inlet found on the lumen shape and no vertebral level; pharynx, larynx and "
+     r"trachea NOT segmented \(the 'airway' mask stands for all three\)",
+     "voies aériennes NON subdivisées : ni orifice supérieur du larynx sur la forme de la lumière, ni niveau "
+     "vertébral ; pharynx, larynx et trachée NON segmentés (le masque « voies aériennes » les représente tous "
+     "les trois)", ()),
+    (r"the inlet \(z = " + _Z + r" mm\) lies above the airway in view: pharynx NOT segmented",
+     "l'orifice supérieur du larynx (z = {0} mm) est au-dessus des voies aériennes visibles : pharynx NON "
+     "segmenté", ()),
+    (r"larynx NOT segmented: its levels are above the airway in view",
+     "larynx NON segmenté : ses niveaux sont au-dessus des voies aériennes visibles", ()),
+    (r"larynx NOT segmented: its levels are below the airway in view \(the CT stops above the larynx\)",
+     "larynx NON segmenté : ses niveaux sont sous les voies aériennes visibles (le scanner s'arrête au-dessus "
+     "du larynx)", ()),
+    (r"trachea NOT segmented: the airway in view ends at z = " + _Z + r" mm, above the cricoid level \(z = " + _Z
+     + r" mm\)",
+     "trachée NON segmentée : les voies aériennes visibles s'arrêtent à z = {0} mm, au-dessus du niveau du "
+     "cricoïde (z = {1} mm)", ()),
+    (r"(pharynx|larynx) NOT segmented \(no air at its levels in the field of view\)",
+     "{0} NON segmenté (pas d'air à ses niveaux dans le champ de vue)", ()),
+    (r"trachea NOT segmented \(no air at its levels in the field of view\)",
+     "trachée NON segmentée (pas d'air à ses niveaux dans le champ de vue)", ()),
+    (r"(pharynx|larynx): partial \((.+)\)", "{0} : partiel ({1})", (), (1,)),
+    (r"trachea: partial \((.+)\)", "trachée : partielle ({0})", (), (0,)),
+    (r"the CT ends inside the pharynx", "le scanner s'arrête dans le pharynx", ()),
+    (r"the CT ends above the cricoid", "le scanner s'arrête au-dessus du cartilage cricoïde", ()),
+    (r"only the hypopharynx behind the larynx is in view",
+     "seul l'hypopharynx, en arrière du larynx, est dans le champ de vue", ()),
+    # canal.py errors (inside "spinal_canal: NOT segmented (...)" or "C2 cannot be located: ...")
+    (r"No spinal canal found: no soft-tissue region enclosed by vertebral bone\. Check that the CT covers the "
+     r"cervical spine, or provide a spinal_canal mask\.",
+     "Aucun canal rachidien trouvé : aucune région de parties molles entourée d'os vertébral. Vérifier que le "
+     "scanner couvre le rachis cervical, ou fournir un masque spinal_canal.", ()),
+    (r"No spinal canal found spanning 3 slices or more; the CT may not cover the spine\.",
+     "Aucun canal rachidien trouvé sur 3 coupes ou plus ; le scanner ne couvre peut-être pas le rachis.", ()),
+    # pipeline.py
+    (r"C2 NOT located: (.+)", "C2 NON localisée : {0}", (), (0,)),
+    (r"C2: (.+)", "C2 : {0}", (), (0,)),
+    (r"the C2 found lies ([\d.]+) mm from the point given inside C2: the automatic level and the point disagree, so "
+     r"neither is trusted\. Check the point \(LPS mm, in the C2 body or dens\) or give a C2 mask \(--masks\)\.",
+     "la C2 trouvée est à {0} mm du point donné dans C2 : le niveau automatique et le point divergent, aucun des "
+     "deux n'est retenu. Vérifier le point (LPS mm, dans le corps ou l'odontoïde de C2) ou fournir un masque de "
+     "C2 (--masks).", ()),
+    (r"lesion: ([\d.]+) mL lytic \(threshold (-?[\d.]+) HU from (.+)\)",
+     "lésion : {0} mL lytique (seuil {1} UH, d'après {2})", (), (2,)),
+    (r"C2 interior", "l'intérieur de C2", ()),
+    (r"C2 \+ C3 interior", "l'intérieur de C2 et C3", ()),
+    # segment.py contrast detection
+    (r"contrast detected \(series: (.+)\); vessels segmented as bright tubes \(coarse heuristic\): (.+)",
+     "produit de contraste détecté (série : {0}) ; vaisseaux segmentés comme structures tubulaires hyperdenses "
+     "(heuristique grossière) : {1}", (1,), (0,)),
+    (r"contrast detected \(image: (.+)\); vessels segmented as bright tubes \(coarse heuristic\): (.+)",
+     "produit de contraste détecté (image : {0}) ; vaisseaux segmentés comme structures tubulaires hyperdenses "
+     "(heuristique grossière) : {1}", (1,), (0,)),
+    (r"contrast stated by the series metadata", "contraste indiqué par les métadonnées de la série", ()),
+    (r"(\d+) bright tubular structures \(150-500 HU, >= 35 mm long\) found, (\d+) right and (\d+) left of the "
+     r"midline",
+     "{0} structures tubulaires hyperdenses (150–500 UH, ≥ 35 mm de long), {1} à droite et {2} à gauche de la "
+     "ligne médiane", ()),
+    (r"lesion NOT assessed: (.+)", "lésion NON évaluée : {0}", (), (0,)),
+    # c2.py / landmarks notes (prefixed "C2: ")
+    (r"the spinal canal reaches the top of the image \(foramen magnum not in view\)",
+     "le canal rachidien atteint le haut de l'image (foramen magnum hors champ)", ()),
+    (r"C2/C3 disc not visible: C2 cut ([\d.]+) mm below the dens apex \(population height\)",
+     "disque C2/C3 non visible : C2 coupée {0} mm sous l'apex de l'odontoïde (hauteur moyenne de la population)", ()),
+    (r"the given point lies below the first level found from the top of the vertebral column: the column was cut "
+     r"(.+?) below its top and the vertebra at the point taken; check that it is C2",
+     "le point donné est sous le premier niveau trouvé depuis le sommet de la colonne vertébrale : colonne coupée "
+     "{0} sous son sommet et vertèbre du point retenue ; vérifier qu'il s'agit bien de C2", ()),
+    (r"C2/C3 disc taken at the first deep disc below the given point \(([\d.]+) mm below the top, not ([\d.]+) mm\)",
+     "disque C2/C3 placé au premier disque net sous le point donné ({0} mm sous le sommet, et non {1} mm)", ()),
+    (r"C2/C3 disc followed under the anterior body: ([\d.]+) mL below it removed from C2",
+     "disque C2/C3 suivi sous la partie antérieure du corps vertébral : {0} mL sous le disque retirés de C2", ()),
+    (r"the dens reaches the top of the image: the apex may be cut",
+     "l'odontoïde atteint le haut de l'image : l'apex est peut-être tronqué", ()),
+    (r"the dens is cut by the top of the image: the 'apex' is the image edge, not the dens tip; do not plan on it",
+     "l'odontoïde est tronquée par le haut de l'image : l'« apex » est le bord de l'image, pas la pointe de "
+     "l'odontoïde ; ne pas planifier sur ce repère", ()),
+    (r"metal artefacts \(> (\d+) HU\) at the C2 levels: apex and dens outline less reliable",
+     "artefacts métalliques (> {0} UH) aux niveaux de C2 : apex et contour de l'odontoïde moins fiables", ()),
+    (r"the first structure found was rejected \((.+)\); C2 taken at the next bone column below: check the level",
+     "la première structure trouvée a été rejetée ({0}) ; C2 prise au segment osseux suivant en dessous : "
+     "vérifier le niveau", (), (0,)),
+    (r"dens too short to measure a waist: waist placed ([\d.]+) mm below the apex",
+     "odontoïde trop courte pour mesurer un col : col placé {0} mm sous l'apex", ()),
+    (r"the narrowest dens section has less than half the bone of the dens around it \(lytic destruction or "
+     r"fracture\?\): waist position and diameter are uncertain",
+     "la section la plus étroite de l'odontoïde contient moins de la moitié de l'os de l'odontoïde adjacente "
+     "(ostéolyse ou fracture ?) : position et diamètre du col incertains", ()),
+    (r"anteroinferior body to dens apex ([\d.]+) mm is outside the usual range \(37\.6 \+/- 3\.3 mm, Eur Spine J "
+     r"2009;18:271\): check the C2 localisation",
+     "distance coin antéro-inférieur du corps – apex de l'odontoïde de {0} mm hors de l'intervalle habituel "
+     "(37.6 ± 3.3 mm, Eur Spine J 2009;18:271) : vérifier la localisation de C2", ()),
+    # C2CandidateRejected (c2.py) and its reasons (plausibility_problems)
+    (r"C2 candidate rejected( at the given point)?: (.+)\. (Check that the point given is inside C2, or provide a "
+     r"vertebrae_C2 mask\.|Give a point inside C2 \(--hint-lps X Y Z, LPS mm\) or a vertebrae_C2 mask\.)",
+     "Candidat C2 rejeté{0} : {1}. {2}", (), (0, 1, 2)),
+    (r"at the given point", " au point donné", ()),  # group 0 above (translate_text strips the space)
+    (r"Check that the point given is inside C2, or provide a vertebrae_C2 mask\.",
+     "Vérifier que le point donné est bien dans C2, ou fournir un masque vertebrae_C2.", ()),
+    (r"Give a point inside C2 \(--hint-lps X Y Z, LPS mm\) or a vertebrae_C2 mask\.",
+     "Donner un point dans C2 (--hint-lps X Y Z, LPS mm) ou un masque vertebrae_C2.", ()),
+    (r"anteroinferior body to dens apex ([\d.]+) mm is outside ([\d.]+)-([\d.]+) mm \(37\.6 \+/- 3 x 3\.3 mm, Eur "
+     r"Spine J 2009;18:271, widened by the voxel size\)",
+     "distance coin antéro-inférieur du corps – apex de l'odontoïde de {0} mm hors de l'intervalle {1}–{2} mm "
+     "(37.6 ± 3 × 3.3 mm, Eur Spine J 2009;18:271, élargi de la taille du voxel)", ()),
+    (r"the candidate dens is separated from the body by ([\d.]+) mm without bone \(more than ([\d.]+) mm: two "
+     r"structures, or a lytic lesion through the dens\)",
+     "l'odontoïde candidate est séparée du corps par {0} mm sans os (plus de {1} mm : deux structures, ou une "
+     "lésion lytique traversant l'odontoïde)", ()),
+    (r"the dens apex candidate lies (-?[\d.]+) mm in front of the canal centre \(at least ([\d.]+) mm expected: dens "
+     r"tip to ventral dura 7\.7 mm, JKNS 2018;61\(4\)\): probably the clivus or the C1 ring",
+     "l'apex candidat de l'odontoïde est à {0} mm en avant du centre du canal (au moins {1} mm attendus : pointe "
+     "de l'odontoïde – dure-mère ventrale 7.7 mm, JKNS 2018;61(4)) : probablement le clivus ou l'arc de C1", ()),
+    (r"the dens apex candidate lies ([\d.]+) mm left of the canal centre \(the dens is midline; at most ([\d.]+) mm\)",
+     "l'apex candidat de l'odontoïde est à {0} mm à gauche du centre du canal (l'odontoïde est médiane ; au plus "
+     "{1} mm)", ()),
+    (r"the dens apex candidate lies ([\d.]+) mm right of the canal centre \(the dens is midline; at most ([\d.]+) "
+     r"mm\)",
+     "l'apex candidat de l'odontoïde est à {0} mm à droite du centre du canal (l'odontoïde est médiane ; au plus "
+     "{1} mm)", ()),
+    # AnatomyError messages of c2.py (inside "C2 NOT located: ...")
+    (r"C2 cannot be located: (.+)", "C2 ne peut pas être localisée : {0}", (), (0,)),
+    (r"C2 cannot be located: the spinal canal spans fewer than 3 slices\. The CT may not include the cervical "
+     r"spine\.",
+     "C2 ne peut pas être localisée : le canal rachidien couvre moins de 3 coupes. Le scanner n'inclut peut-être "
+     "pas le rachis cervical.", ()),
+    (r"C2 not found: no vertebral body or dens anterior to the spinal canal\. The CT may not include the upper "
+     r"cervical spine; check the field of view or give a point inside C2\.",
+     "C2 non trouvée : ni corps vertébral ni odontoïde en avant du canal rachidien. Le scanner n'inclut peut-être "
+     "pas le rachis cervical haut ; vérifier le champ de vue ou donner un point dans C2.", ()),
+    (r"The point given inside C2 is more than ([\d.]+) mm below the top of the vertebral column found on this CT; "
+     r"place it in the C2 body or dens\.",
+     "Le point donné dans C2 est plus de {0} mm sous le sommet de la colonne vertébrale trouvée sur ce scanner ; "
+     "le placer dans le corps ou l'odontoïde de C2.", ()),
+    (r"C2 not in the field of view: the CT stops less than ([\d.]+) mm below the top of the vertebral column\. Give "
+     r"a CT that covers C1 to C3\.",
+     "C2 hors du champ de vue : le scanner s'arrête moins de {0} mm sous le sommet de la colonne vertébrale. "
+     "Fournir un scanner couvrant C1 à C3.", ()),
+    (r"C2 not in the field of view: the CT stops less than ([\d.]+) mm below the top of the vertebral column, above "
+     r"the C2 body\. Give a CT that covers C1 to C3\.",
+     "C2 hors du champ de vue : le scanner s'arrête moins de {0} mm sous le sommet de la colonne vertébrale, "
+     "au-dessus du corps de C2. Fournir un scanner couvrant C1 à C3.", ()),
+    (r"C2 not found at the given point: no vertebral body or dens anterior to the spinal canal around it\. Check the "
+     r"point \(LPS mm, in the C2 body or dens\)\.",
+     "C2 non trouvée au point donné : ni corps vertébral ni odontoïde en avant du canal rachidien à ce niveau. "
+     "Vérifier le point (LPS mm, dans le corps ou l'odontoïde de C2).", ()),
+    (r"The point given lies ([\d.]+) mm above the top of the vertebral column in front of the canal \(C1 ring or "
+     r"skull base\?\); place it in the C2 body or dens\.",
+     "Le point donné est {0} mm au-dessus du sommet de la colonne vertébrale en avant du canal (arc de C1 ou base "
+     "du crâne ?) ; le placer dans le corps ou l'odontoïde de C2.", ()),
+    (r"C2 not found at the given point: it lies more than four vertebral levels below the top of the column\. Place "
+     r"it in the C2 body or dens\.",
+     "C2 non trouvée au point donné : il est à plus de quatre niveaux vertébraux sous le sommet de la colonne. Le "
+     "placer dans le corps ou l'odontoïde de C2.", ()),
+    (r"C2 not found: the level chosen as C2 has no bone anterior to the canal\. Give a point inside C2 or provide a "
+     r"vertebrae_C2 mask\.",
+     "C2 non trouvée : le niveau retenu comme C2 n'a pas d'os en avant du canal. Donner un point dans C2 ou "
+     "fournir un masque vertebrae_C2.", ()),
+    (r"The point given inside C2 is more than ([\d.]+) mm from any bone \(soft tissue or air\); click inside C2 "
+     r"\(body or dens\)\.",
+     "Le point donné dans C2 est à plus de {0} mm de tout os (parties molles ou air) ; cliquer dans C2 (corps ou "
+     "odontoïde).", ()),
+    (r"The point given inside C2 is ([\d.]+) mm from any bone \(more than ([\d.]+) mm: soft tissue or air\); click "
+     r"inside C2 \(body or dens\)\.",
+     "Le point donné dans C2 est à {0} mm de tout os (plus de {1} mm : parties molles ou air) ; cliquer dans C2 "
+     "(corps ou odontoïde).", ()),
+    (r"The bone at the given point is not part of the vertebra found at its level \(the nearest is ([\d.]+) mm "
+     r"away\): the point may be in C1, the skull base or another bone\. Place it in the C2 body or dens, or provide "
+     r"a vertebrae_C2 mask\.",
+     "L'os au point donné n'appartient pas à la vertèbre trouvée à ce niveau (la plus proche est à {0} mm) : le "
+     "point est peut-être dans C1, la base du crâne ou un autre os. Le placer dans le corps ou l'odontoïde de C2, "
+     "ou fournir un masque vertebrae_C2.", ()),
+    (r"C2 not separable: the structure found at the C2 level is smaller than ([\d.]+) mL\. Give a point inside C2 "
+     r"or provide a vertebrae_C2 mask\.",
+     "C2 non individualisable : la structure trouvée au niveau de C2 mesure moins de {0} mL. Donner un point dans "
+     "C2 ou fournir un masque vertebrae_C2.", ()),
+    (r"The C2 mask is empty; C2 landmarks cannot be computed\.",
+     "Le masque de C2 est vide ; les repères de C2 ne peuvent pas être calculés.", ()),
+]
+
+
 #: Planner-generated sentences (osteoplan.planning) and their French form. Each pattern matches the
 #: whole English sentence; groups are re-used in the French template (``{0}``, ``{1}``...); a group
 #: named in ``_LIST_GROUPS`` is a list of structure keys translated one by one.
@@ -248,8 +468,6 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     # anatomy-stage messages (osteoplan.anatomy) that reach the plan's warnings
     (r"bone: classical threshold ([\d.]+) HU \(soft tissue (.+?) HU\), cortical > ([\d.]+) HU",
      "os : seuil classique {0} UH (parties molles {1} UH), corticale > {2} UH", ()),
-    (r"airway: classical \(pharynx, larynx and trachea as one 'airway' structure; not split by level\)",
-     "voies aériennes : méthode classique (pharynx, larynx et trachée en une seule structure, non séparés par niveau)", ()),
     (r"spinal_canal: classical \(holes of the vertebral rings\)",
      "canal rachidien : méthode classique (trous des anneaux vertébraux)", ()),
     (r"spinal canal: (\d+) slice\(s\) without a closed bone ring filled from the nearest slice",
@@ -262,6 +480,7 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
      "sauf si des masques sont fournis", ()),
     (r"C2: metal artefacts \(> (\d+) HU\) at the C2 levels: apex and dens outline less reliable",
      "C2 : artefacts métalliques (> {0} UH) aux niveaux de C2 : apex et contour de l'odontoïde moins fiables", ()),
+    *_ANATOMY_PATTERNS_FR,
     # fracture-risk summary lines (osteoplan.risk) shown in the report
     (r"Level: (\S+)", "Niveau : {0}", ()),
     (r"Lesion: none found", "Lésion : aucune trouvée", ()),
@@ -289,6 +508,28 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
 ]
 
 
+def _fr_sentence(text: str) -> str | None:
+    """French form of an inner sentence (an error message or a list of reasons joined by "; "), or None
+    when some part is not known (the caller then keeps the whole line in English)."""
+    if not text:
+        return text
+    fr = translate_text(text, "fr")
+    if fr != text:
+        return fr
+    parts = text.split("; ")
+    # a list of reasons joined by "; " (a reason may itself contain "; "): split into known sentences
+    best: dict[int, list[str]] = {0: []}
+    for i in range(len(parts)):
+        if i not in best:
+            continue
+        for j in range(i + 1, len(parts) + 1):
+            piece = "; ".join(parts[i:j])
+            fr_piece = translate_text(piece, "fr")
+            if fr_piece != piece and j not in best and (i, j) != (0, len(parts)):
+                best[j] = best[i] + [fr_piece]
+    return " ; ".join(best[len(parts)]) if len(parts) > 1 and len(parts) in best else None
+
+
 def translate_text(text: str | None, lang: str = "en") -> str | None:
     """Translate a planner-generated English sentence into *lang* when it is a known one.
 
@@ -302,13 +543,23 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
         return text
     if lang != "fr":
         return text
-    for pat, tmpl, list_groups in _PATTERNS_FR:
+    for entry in _PATTERNS_FR:
+        pat, tmpl, list_groups = entry[:3]
+        nested = entry[3] if len(entry) > 3 else ()
         m = re.fullmatch(pat, text.strip())
         if m is None:
             continue
         groups = [g or "" for g in m.groups()]
         for i in list_groups:
             groups[i] = _fr_list(groups[i])
+        if nested:
+            done = [_fr_sentence(groups[i]) for i in nested]
+            if any(d is None for d in done):
+                continue  # an unknown inner sentence: try the other patterns, else keep the English
+            for i, d in zip(nested, done):
+                groups[i] = d
+        if pat.startswith("the given point lies below the first level"):
+            groups[0] = groups[0].replace(" then ", " puis ")
         if pat.startswith("No feasible path among"):
             groups[1] = re.sub(r"(\d+) of (\d+)", r"\1 sur \2", groups[1])
             near = groups[3]
