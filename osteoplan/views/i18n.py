@@ -466,6 +466,8 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"lesion: none found in C2", "lésion : aucune trouvée dans C2", ()),
     (r"C2 located \(classical, confidence ([\d.]+)\)", "C2 localisée (méthode classique, confiance {0})", ()),
     # anatomy-stage messages (osteoplan.anatomy) that reach the plan's warnings
+    (r"bone: classical threshold ([\d.]+) HU \(soft tissue (-?[\d.]+) \+/- ([\d.]+) HU\), cortical > ([\d.]+) HU",
+     "os : seuil classique {0} UH (parties molles {1} ± {2} UH), corticale > {3} UH", ()),
     (r"bone: classical threshold ([\d.]+) HU \(soft tissue (.+?) HU\), cortical > ([\d.]+) HU",
      "os : seuil classique {0} UH (parties molles {1} UH), corticale > {2} UH", ()),
     (r"spinal_canal: classical \(holes of the vertebral rings\)",

@@ -152,6 +152,8 @@ def test_unknown_inner_message_keeps_the_whole_line_english():
      "scanner ne couvre peut-être pas le rachis."),
     ("spinal canal continued 24 mm cranially and 2 mm caudally beyond the last closed vertebral ring",
      "canal rachidien prolongé de 24 mm vers le haut et 2 mm vers le bas au-delà du dernier anneau vertébral fermé"),
+    ("bone: classical threshold 152 HU (soft tissue 52 +/- 16 HU), cortical > 755 HU",
+     "os : seuil classique 152 UH (parties molles 52 ± 16 UH), corticale > 755 UH"),
     ("lesion: 0.22 mL lytic (threshold 169.4 HU from C2 interior)",
      "lésion : 0.22 mL lytique (seuil 169.4 UH, d'après l'intérieur de C2)"),
 ])
