@@ -299,6 +299,17 @@ _ANATOMY_PATTERNS_FR: list[tuple] = [
      "{0} structures tubulaires hyperdenses (150–500 UH, ≥ 35 mm de long), {1} à droite et {2} à gauche de la "
      "ligne médiane", ()),
     (r"lesion NOT assessed: (.+)", "lésion NON évaluée : {0}", (), (0,)),
+    (r"lesion: provided mask used \(([\d.]+) mL\)", "lésion : masque fourni utilisé ({0} mL)", ()),
+    (r"lesion: provided mask used \(empty: no lesion\)", "lésion : masque fourni utilisé (vide : pas de lésion)", ()),
+    (r"lesion: provided mask used, NOT measured: (.+)", "lésion : masque fourni utilisé, NON mesurée : {0}", (), (0,)),
+    (r"TotalSegmentator masks used where not provided", "masques TotalSegmentator utilisés là où aucun n'est fourni",
+     ()),
+    (r"TotalSegmentator backend not available in this build: classical segmentation only",
+     "TotalSegmentator non disponible dans cette version : segmentation classique seule", ()),
+    (r"provided vertebrae_C2 completed with the provided lesion where it touches C2 \((\d+) voxels\): a vertebra's "
+     r"mask includes its lytic cavities",
+     "vertebrae_C2 fourni complété par la lésion fournie à son contact ({0} voxels) : le masque d'une vertèbre "
+     "inclut ses cavités lytiques", ()),
     # c2.py / landmarks notes (prefixed "C2: ")
     (r"the spinal canal reaches the top of the image \(foramen magnum not in view\)",
      "le canal rachidien atteint le haut de l'image (foramen magnum hors champ)", ()),
