@@ -476,6 +476,9 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"provided masks: (.+)", "masques fournis : {0}", (0,)),
     (r"lesion: none found in C2", "lésion : aucune trouvée dans C2", ()),
     (r"C2 located \(classical, confidence ([\d.]+)\)", "C2 localisée (méthode classique, confiance {0})", ()),
+    (r"C2 located \(classical\+hint, confidence ([\d.]+)\)",
+     "C2 localisée (méthode classique guidée par le point donné, confiance {0})", ()),
+    (r"C2 located \(provided-mask, confidence ([\d.]+)\)", "C2 localisée (masque fourni, confiance {0})", ()),
     # anatomy-stage messages (osteoplan.anatomy) that reach the plan's warnings
     (r"bone: classical threshold ([\d.]+) HU \(soft tissue (-?[\d.]+) \+/- ([\d.]+) HU\), cortical > ([\d.]+) HU",
      "os : seuil classique {0} UH (parties molles {1} ± {2} UH), corticale > {3} UH", ()),

@@ -152,6 +152,15 @@ def test_unknown_inner_message_keeps_the_whole_line_english():
      "scanner ne couvre peut-être pas le rachis."),
     ("spinal canal continued 24 mm cranially and 2 mm caudally beyond the last closed vertebral ring",
      "canal rachidien prolongé de 24 mm vers le haut et 2 mm vers le bas au-delà du dernier anneau vertébral fermé"),
+    ("C2 located (classical+hint, confidence 0.65)",
+     "C2 localisée (méthode classique guidée par le point donné, confiance 0.65)"),
+    ("C2: C2/C3 disc taken at the first deep disc below the given point (16 mm below the top, not 32 mm)",
+     "C2 : disque C2/C3 placé au premier disque net sous le point donné (16 mm sous le sommet, et non 32 mm)"),
+    ("C2 NOT located: the C2 found lies 6 mm from the point given inside C2: the automatic level and the point "
+     "disagree, so neither is trusted. Check the point (LPS mm, in the C2 body or dens) or give a C2 mask (--masks).",
+     "C2 NON localisée : la C2 trouvée est à 6 mm du point donné dans C2 : le niveau automatique et le point "
+     "divergent, aucun des deux n'est retenu. Vérifier le point (LPS mm, dans le corps ou l'odontoïde de C2) ou "
+     "fournir un masque de C2 (--masks)."),
     ("bone: classical threshold 152 HU (soft tissue 52 +/- 16 HU), cortical > 755 HU",
      "os : seuil classique 152 UH (parties molles 52 ± 16 UH), corticale > 755 UH"),
     ("lesion: 0.22 mL lytic (threshold 169.4 HU from C2 interior)",
