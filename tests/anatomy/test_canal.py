@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from osteoplan.anatomy.canal import BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, _enclosed, segment_spinal_canal
+from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, RECENTRE_MM, _enclosed,
+                                     _recentre_dense_sections, segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
 SP = (2.5, 1.5, 1.5)  # slice, row, column spacing (mm): thick slices as on radiotherapy CTs
@@ -111,6 +112,34 @@ def test_marrow_pocket_column_is_not_taken_for_the_canal():
         assert res.mask[k].any(), k
         cj, ci = np.argwhere(res.mask[k]).mean(axis=0)
         assert np.hypot((cj - C) * SP[1], (ci - C) * SP[2]) < 3.0, k
+
+
+def test_section_in_the_marrow_of_the_body_moves_back_onto_the_csf_channel():
+    """One slice at 4 mm voxels: a vertebral body (cortex 1000 HU) with a marrow pocket (150 HU,
+    rows 13-15) and, behind its posterior cortex (row 16), the canal (10 HU, rows 17-19) closed by
+    the arch (row 20 behind, columns 13 and 17 at the sides), in soft tissue (40 HU).
+
+    A canal section taken in the pocket reads as marrow: it must move 4 rows back (16 mm, within
+    RECENTRE_MM) onto the canal exactly; a section already on the canal stays."""
+    sp = np.array([3.0, 4.0, 4.0])
+    n = 31
+    sm = np.full((1, n, n), 40.0)
+    bone = np.zeros((1, n, n), bool)
+    bone[0, 11:22, 12:19] = True            # body and arch, hollowed below
+    bone[0, 12:16, 13:18] = False
+    sm[0, 12:16, 13:18] = 150.0              # marrow
+    bone[0, 17:20, 14:17] = False
+    sm[0, 17:20, 14:17] = 10.0               # canal: CSF and cord
+    sm[bone] = 1000.0
+    body = np.ones_like(bone)
+    pocket = np.zeros_like(bone)
+    pocket[0, 13:16, 14:17] = True
+    assert 4 * sp[1] <= RECENTRE_MM
+    out = _recentre_dense_sections(pocket, sm, bone, body, sp)
+    expect = np.zeros_like(bone)
+    expect[0, 17:20, 14:17] = True
+    assert np.array_equal(out, expect)
+    assert np.array_equal(_recentre_dense_sections(expect, sm, bone, body, sp), expect)
 
 
 # ------------------------------------------------------------------------------------ OpenKBP
