@@ -63,11 +63,20 @@ ENCLOSED_FRACTION = 0.5
 #: Cranial continuation taken without the enclosure test (engineering default).
 BLIND_EXTENSION_MM = 25.0
 ENCLOSURE_DIRECTIONS = 16
-#: Densest voxel of the canal wall's partial-volume rim given back to the canal (HU). Engineering
-#: default: a voxel about one quarter cortical bone (~1000 HU) and three quarters CSF/cord (~20 HU)
-#: reads about 265 HU; denser rim voxels are mostly bone. Measured on OpenKBP (4 mm voxels): the
-#: cord voxels one voxel outside the canal had a median of 167 HU (25-75 %: 5-300 HU).
+#: Partial-volume rim of the canal wall given back to the canal (the 50 % partial-volume rule): a
+#: wall voxel is given back when it reads below the midpoint between CSF (:data:`CSF_HU`) and this
+#: patient's bony wall (median HU of the precise bone outline voxels touching the canal), i.e.
+#: when it is less than half bone. Engineering default, no published source (the half-maximum edge
+#: convention of CT bone measurement). Measured on OpenKBP (4 mm voxels): the midpoint is 340-430 HU;
+#: the cord voxels one voxel outside the canal read 250-550 HU where they were missed.
+#: RIM_MAX_HU is the fallback when no precise wall is found near the canal (a voxel about one
+#: quarter cortical bone, ~1000 HU, and three quarters CSF reads about 265 HU; engineering default).
 RIM_MAX_HU = 250.0
+#: In-plane neighbours (of 8) in the canal a CSF-density voxel off the precise bone needs to be
+#: added to the canal after the rim (fills concavities of the section; half of the neighbourhood).
+#: Engineering default, no published source; with 3 the canal leaks through the gap of an open
+#: ring (synthetic test in tests/anatomy/test_canal.py), with 4 it does not.
+RIM_CSF_MIN_NEIGHBOURS = 4
 #: Longest run of slices without data (outside the provided region) the canal is carried across
 #: (engineering default).
 NODATA_BRIDGE_MM = 40.0
@@ -460,11 +469,20 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     if bone_outline is not None:
         # the rings were found on the lenient (one voxel fatter) bone mask: give back the voxel
         # rim that the precise bone outline leaves free, partial-volume voxels of the wall included
-        # (mostly soft tissue: below RIM_MAX_HU). The canal is avoided by the planner, so a rim
-        # voxel too many is the safe side; the precise bone (dens, body) is never taken
+        # when less than half bone (below the midpoint between CSF and this patient's wall, see
+        # RIM_MAX_HU). Then voxels of CSF density (|HU - CSF_HU| <= CSF_TOLERANCE_HU) off the
+        # precise bone with at least RIM_CSF_MIN_NEIGHBOURS of their 8 in-plane neighbours in the
+        # canal (concavities of a carried/interpolated section smaller than the channel; a voxel
+        # beyond a gap of the ring has fewer). The canal is avoided by the planner, so a rim voxel
+        # too many is the safe side; the precise bone (dens, body) is never taken
         bo = cn.to_canon(bone_outline)
-        rim = ndi.binary_dilation(canal, structure=np.ones((1, 3, 3), bool)) & ~bo & body_c & (a_c < RIM_MAX_HU)
-        canal |= rim
+        ring = np.ones((1, 3, 3), bool)
+        wall_v = ndi.binary_dilation(canal, structure=ring) & bo
+        rim_max = max(0.5 * (CSF_HU + float(np.median(a_c[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
+        canal |= ndi.binary_dilation(canal, structure=ring) & ~bo & body_c & (a_c < rim_max)
+        csf = np.abs(a_c - CSF_HU) <= CSF_TOLERANCE_HU
+        nb = ndi.convolve(canal.astype(np.uint8), ring.astype(np.uint8), mode="constant")
+        canal |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bo & body_c & csf
     if ext_mm[1] or ext_mm[-1]:
         notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
                      "beyond the last closed vertebral ring")

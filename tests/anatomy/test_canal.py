@@ -194,3 +194,35 @@ def test_partial_volume_rim_of_the_wall_is_canal_when_mostly_soft_tissue(layer_h
     assert (r <= 8.0).sum() == 12 and ((r > 8.0) & (r <= 12.0)).sum() == 20
     assert np.all(res.mask.sum(axis=(1, 2)) == (32 if expect_rim else 12))
     assert not (res.mask & cortex).any()
+
+
+@pytest.mark.parametrize("layer_hu,expect_rim", [(450.0, True), (600.0, False)])
+def test_partial_volume_rim_uses_the_50_percent_rule_relative_to_the_wall(layer_hu, expect_rim):
+    """4 mm voxels: canal (10 HU, r <= 8 mm: 12 voxels per slice) inside a cortical ring (1000 HU,
+    8 < r <= 20 mm). Behind the canal (posterior half, j > centre) the first voxel layer of the ring
+    (8 < r <= 12 mm) is a mixed wall voxel of ``layer_hu``, outside the precise outline; in front
+    of it the cortex touches the canal. The wall touching the canal reads 1000 HU, so the 50 %
+    partial-volume midpoint is (CSF_HU 10 + 1000) / 2 = 505 HU: a 450 HU layer (below it, and
+    above the old fixed 250 HU cap) is given back to the canal, a 600 HU layer is not."""
+    from osteoplan.anatomy.canal import CSF_HU
+
+    assert 0.5 * (CSF_HU + 1000.0) == 505.0
+    n, size = 20, 40
+    c = (size - 1) / 2.0
+    jj, ii = np.mgrid[0:size, 0:size]
+    r = np.hypot(jj - c, ii - c) * 4.0
+    layer = (r > 8.0) & (r <= 12.0) & (jj > c)
+    sl = np.full((size, size), -1000.0, np.float32)
+    sl[r <= 70.0] = 45.0
+    sl[(r > 8.0) & (r <= 20.0)] = 1000.0
+    sl[layer] = layer_hu
+    sl[r <= 8.0] = 10.0
+    arr = np.repeat(sl[None], n, axis=0) + np.random.default_rng(3).normal(0, 8.0, (n, size, size)).astype(np.float32)
+    vol = Volume(arr, axis_aligned_affine((2.5, 4.0, 4.0)), AcquisitionInfo(contrast=False))
+    rep = lambda m: np.repeat(m[None], n, axis=0)  # noqa: E731
+    ring = (r > 8.0) & (r <= 20.0)
+    lenient, outline, body = rep(ring), rep(ring & ~layer), rep(r <= 70.0)
+    res = segment_spinal_canal(vol, lenient, body, bone_outline=outline)
+    assert (r <= 8.0).sum() == 12 and layer.sum() == 10
+    assert np.all(res.mask.sum(axis=(1, 2)) == (22 if expect_rim else 12))
+    assert not (res.mask & outline).any()
