@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from osteoplan.anatomy.loaders import load_masks
-from osteoplan.errors import MaskError
+from osteoplan.errors import CorruptFileError, MaskError
 from osteoplan.imaging import Volume, axis_aligned_affine
 
 SHAPE = (6, 8, 10)
@@ -64,5 +64,7 @@ def test_folder_of_damaged_masks_says_so(ct, tmp_path):
     d.mkdir()
     good = _save(ct, tmp_path / "spinal_cord.nii.gz", np.ones(SHAPE, bool))
     (d / "spinal_cord.nii.gz").write_bytes(good.read_bytes()[:60])
-    with pytest.raises(MaskError, match="1 NIfTI file.*could not be read"):
+    # a damaged file named as a structure is an error naming it (it was skipped, so the structure would
+    # silently have become "not assessed")
+    with pytest.raises(CorruptFileError, match="Cannot read the mask spinal_cord.nii.gz"):
         load_masks(d, ct)
