@@ -141,17 +141,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-alternative", action="store_true", help="skip the vertebral-level alternative (no C2 search)")
     ap.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
-    from osteoplan.shared_data import shared_data_dir
+    from osteoplan.shared_data import openkbp_cases
 
-    d = shared_data_dir()
-    if d is None or not (d / "openkbp").is_dir():
+    cases = openkbp_cases(args.cases)
+    if cases is None:
         print("../shared/data/openkbp is absent; nothing to benchmark", file=sys.stderr)
         return 1
-    cases = sorted((d / "openkbp").glob("pt_*"), key=lambda p: int(p.name.split("_")[1]))
     cases = [c for c in cases if (c / "Larynx.nii.gz").exists()]
-    if args.cases:
-        want = set(args.cases.split(","))
-        cases = [c for c in cases if c.name in want]
     if args.limit:
         cases = cases[: args.limit]
     alt = not args.no_alternative

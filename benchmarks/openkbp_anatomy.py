@@ -101,7 +101,6 @@ def miss_reason(vol, canal: np.ndarray, cord: np.ndarray, body: np.ndarray) -> s
 
 
 def run_case(case: Path) -> dict:
-    from osteoplan.anatomy.loaders import load_masks  # noqa: F401  (exercise the import path)
     from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.errors import OsteoplanError
     from osteoplan.imaging import read_volume
@@ -152,18 +151,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default="", help="comma-separated case names")
     ap.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
-    from osteoplan.shared_data import shared_data_dir
+    from osteoplan.shared_data import openkbp_cases
 
-    d = shared_data_dir()
-    if d is None or not (d / "openkbp").is_dir():
+    cases = openkbp_cases(args.cases, args.limit)
+    if cases is None:
         print("../shared/data/openkbp is absent; nothing to benchmark", file=sys.stderr)
         return 1
-    cases = sorted((d / "openkbp").glob("pt_*"), key=lambda p: int(p.name.split("_")[1]))
-    if args.cases:
-        want = set(args.cases.split(","))
-        cases = [c for c in cases if c.name in want]
-    if args.limit:
-        cases = cases[: args.limit]
     rows = []
     hdr = f"{'case':8} {'C2':10} {'conf':>5} {'AI-apex':>7} {'cord%':>6} {'naive%':>6} {'larynx%':>7} {'s':>5}  reason"
     print(hdr)

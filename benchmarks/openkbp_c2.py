@@ -145,18 +145,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
     from osteoplan.anatomy.c2 import BRAINSTEM_APEX_BAND_MM, PRIOR_AI_TO_APEX_MM
-    from osteoplan.shared_data import shared_data_dir
+    from osteoplan.shared_data import openkbp_cases
 
-    d = shared_data_dir()
-    if d is None or not (d / "openkbp").is_dir():
+    cases = openkbp_cases(args.cases, args.limit)
+    if cases is None:
         print("../shared/data/openkbp is absent; nothing to benchmark", file=sys.stderr)
         return 1
-    cases = sorted((d / "openkbp").glob("pt_*"), key=lambda p: int(p.name.split("_")[1]))
-    if args.cases:
-        want = set(args.cases.split(","))
-        cases = [c for c in cases if c.name in want]
-    if args.limit:
-        cases = cases[: args.limit]
     box = _instrument()
     lo, hi = BRAINSTEM_APEX_BAND_MM
     print(f"brainstem-bottom minus dens-apex band: {lo:+.0f}..{hi:+.0f} mm; apex 5..35 mm anterior to the cord, "
