@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from osteoplan.anatomy.c2parts import c2_frame
 from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.anatomy.segment import _smooth
-from osteoplan.errors import AnatomyError
+from osteoplan.errors import AnatomyError, InputError
 from osteoplan.imaging.volume import Volume
 
 
@@ -208,25 +209,9 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
                         notes)
 
 
-#: Radius around the dens axis of the dens part of C2, and the body's extent, follow the geometric
-#: split of :func:`osteoplan.risk.lesion_metrics.split_c2` (configurable defaults, no published
-#: source) so that the anatomy and risk stages report the same fractions.
-DENS_RADIUS_MIN_MM = 6.0
-DENS_RADIUS_OF_WAIST = 0.75
-
 #: Bone within this distance (mm) of the dens axis counts in the residual cross-sections (the
 #: anterior column: dens and body, not the lateral masses; author's default).
 RESIDUAL_RADIUS_MM = 12.0
-
-
-def _section_basis(axis_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(u, v, a): u patient-left made perpendicular to the axis, v = a x u (posterior), a the axis."""
-    a = np.asarray(axis_unit, float) / np.linalg.norm(axis_unit)
-    u = np.array([1.0, 0.0, 0.0]) - a[0] * a
-    if np.linalg.norm(u) < 1e-3:
-        raise AnatomyError("The dens axis runs left-right; it must point mostly superior.")
-    u /= np.linalg.norm(u)
-    return u, np.cross(a, u), a
 
 
 def measure_lesion_in_c2(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.ndarray,
@@ -242,7 +227,7 @@ def measure_lesion_in_c2(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.nd
       ``d`` the half-depth of the body (body centre to anteroinferior point along v, at least 4 mm);
     * the rest (pedicles, lateral masses, laminae, spinous process) is neither.
 
-    These are the rules of :func:`osteoplan.risk.lesion_metrics.split_c2` (configurable defaults,
+    These are the rules of :func:`osteoplan.anatomy.c2parts.split_c2` (configurable defaults,
     no published source). The residual bone of a section is ``solid`` minus the lesion within
     :data:`RESIDUAL_RADIUS_MM` of the axis, in slabs ``max(largest voxel step, 1 mm)`` thick
     perpendicular to the axis, from 2 mm above the body centre to 2 mm below the apex; its area
@@ -273,19 +258,15 @@ def measure_lesion_in_c2(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.nd
     if c2.shape != volume.shape or les.shape != volume.shape or not c2.any():
         raise AnatomyError("Lesion measures need a non-empty C2 mask and a lesion mask on the CT grid.")
     notes: list[str] = []
-    u_ax, v_ax, axis = _section_basis(landmarks.axis_unit)
     waist = np.asarray(landmarks.waist_lps_mm, float)
+    axis = np.asarray(landmarks.axis_unit, float) / np.linalg.norm(landmarks.axis_unit)
     solid = c2 | les
-    idx = np.argwhere(solid)
-    w = volume.index_to_world(idx.astype(float)) - waist
-    s_, u_, v_ = w @ axis, w @ u_ax, w @ v_ax
-    r_dens = max(DENS_RADIUS_MIN_MM, DENS_RADIUS_OF_WAIST * float(landmarks.waist_diameter_mm))
-    is_dens = (s_ >= 0) & (np.hypot(u_, v_) <= r_dens)
+    try:
+        fr = c2_frame(volume, solid, landmarks)
+    except InputError:
+        raise AnatomyError("The dens axis runs left-right; it must point mostly superior.") from None
+    idx, s_, u_, v_, is_dens, is_body = fr.idx, fr.s, fr.u, fr.v, fr.is_dens, fr.is_body
     bc = np.asarray(landmarks.body_centre_lps_mm, float) - waist
-    ub, vb = float(bc @ u_ax), float(bc @ v_ax)
-    ai = np.asarray(landmarks.anteroinferior_body_lps_mm, float) - waist
-    d = max(abs(float(ai @ v_ax) - vb), 4.0)
-    is_body = (s_ < 0) & (v_ - vb <= d) & (v_ - vb >= -1.5 * d) & (np.abs(u_ - ub) <= 1.1 * d)
     in_les = les[tuple(idx.T)]
     vox_ml = volume.voxel_volume_ml
     fd = float((in_les & is_dens).sum()) / max(int(is_dens.sum()), 1)

@@ -4,11 +4,12 @@ The lesion itself is segmented by the anatomy stage (:mod:`osteoplan.anatomy`); 
 *measures* it against C2. When the anatomy stage's ``LesionResult`` is given, its volume and
 fractions are reused rather than recomputed.
 
-C2 is split into parts with geometric rules on the dens landmarks (configurable defaults, no
-published source; used because the label maps have one C2 mask, not its parts):
+C2 is split into parts by :func:`osteoplan.anatomy.c2parts.split_c2` (re-exported here), with
+geometric rules on the dens landmarks (configurable defaults, no published source; used because the
+label maps have one C2 mask, not its parts):
 
 * ``s`` is the distance along the dens axis from the waist (positive towards the apex), ``u``
-  the patient-left and ``v`` the posterior in-plane directions (:func:`osteoplan.risk.rigidity.section_basis`).
+  the patient-left and ``v`` the posterior in-plane directions (:func:`osteoplan.anatomy.c2parts.section_basis`).
 * dens: C2 voxels with ``s >= 0`` within ``dens_radius`` of the axis,
   ``dens_radius = max(6 mm, 0.75 * waist diameter)``;
 * body: C2 voxels with ``s < 0`` whose (u, v) offset from the body centre is within the body's
@@ -24,67 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from osteoplan.anatomy.c2parts import C2Parts, split_c2
 from osteoplan.errors import MaskError
 from osteoplan.imaging.volume import Volume
-from osteoplan.risk.rigidity import normal_bone_hu, section_basis
+from osteoplan.risk.rigidity import normal_bone_hu
 
 __all__ = ["C2Parts", "split_c2", "BreachResult", "cortical_breach", "LesionMetrics", "measure_lesion"]
-
-
-@dataclass(frozen=True)
-class C2Parts:
-    """Boolean masks (K, J, I) of the parts of C2 and the per-voxel (s, u, v) coordinates (mm)."""
-
-    dens: np.ndarray
-    body: np.ndarray
-    posterior_left: np.ndarray
-    posterior_right: np.ndarray
-    rules: dict[str, Any]
-
-    @property
-    def anterior_column(self) -> np.ndarray:
-        """Dens + body."""
-        return self.dens | self.body
-
-
-def split_c2(volume: Volume, c2_mask: np.ndarray, landmarks: Any) -> C2Parts:
-    """Split a C2 mask into dens, body and left/right posterolateral elements (rules in the module docstring).
-
-    Parameters
-    ----------
-    volume : Volume
-    c2_mask : bool array (K, J, I)
-    landmarks : DensLandmarks
-
-    Returns
-    -------
-    C2Parts
-    """
-    basis = section_basis(landmarks.axis_unit)
-    u_ax, v_ax, a_ax = basis
-    waist = np.asarray(landmarks.waist_lps_mm, float)
-    idx = np.argwhere(c2_mask)
-    w = volume.index_to_world(idx.astype(float)) - waist
-    s, u, v = w @ a_ax, w @ u_ax, w @ v_ax
-    r_dens = max(6.0, 0.75 * float(landmarks.waist_diameter_mm))
-    is_dens = (s >= 0) & (np.hypot(u, v) <= r_dens)
-    bc = np.asarray(landmarks.body_centre_lps_mm, float) - waist
-    ub, vb = float(bc @ u_ax), float(bc @ v_ax)
-    ai = np.asarray(landmarks.anteroinferior_body_lps_mm, float) - waist
-    d = max(abs(float(ai @ v_ax) - vb), 4.0)
-    is_body = (s < 0) & (v - vb <= d) & (v - vb >= -1.5 * d) & (np.abs(u - ub) <= 1.1 * d)
-    rest = ~is_dens & ~is_body
-    is_left = rest & (u - ub > 0)
-    is_right = rest & ~is_left
-
-    def scatter(sel: np.ndarray) -> np.ndarray:
-        m = np.zeros(volume.shape, bool)
-        m[tuple(idx[sel].T)] = True
-        return m
-
-    rules = {"dens_radius_mm": round(r_dens, 2), "body_half_depth_mm": round(d, 2),
-             "rule": "geometric split on the dens landmarks (configurable default, no published source)"}
-    return C2Parts(scatter(is_dens), scatter(is_body), scatter(is_left), scatter(is_right), rules)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from osteoplan.anatomy.c2parts import section_basis
 from osteoplan.errors import InputError, MaskError
 from osteoplan.imaging.volume import AIR_HU, Volume
 
@@ -344,26 +345,6 @@ class RigidityProfile:
         if sections:
             d["sections"] = [s.to_dict() for s in self.sections]
         return d
-
-
-def section_basis(axis_unit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Orthonormal (u, v, a) for sections perpendicular to ``axis_unit`` (LPS).
-
-    ``u`` is patient-left (+x) made perpendicular to the axis, ``v = a x u`` (posterior for an
-    axis pointing superior). Raises InputError for a zero or left-right axis.
-    """
-    a = np.asarray(axis_unit, dtype=np.float64).reshape(3)
-    n = np.linalg.norm(a)
-    if not n > 0:
-        raise InputError("The rigidity axis has zero length.")
-    a = a / n
-    left = np.array([1.0, 0.0, 0.0])
-    u = left - a.dot(left) * a
-    if np.linalg.norm(u) < 1e-3:
-        raise InputError("The rigidity axis runs left-right; the dens axis must point mostly superior.")
-    u /= np.linalg.norm(u)
-    v = np.cross(a, u)
-    return u, v, a
 
 
 def _crop(volume: Volume, masks: Sequence[np.ndarray], margin: int = 3) -> tuple[Volume, list[np.ndarray]]:
