@@ -5,7 +5,9 @@ Runs osteoplan's classical anatomy (``build_anatomy`` without masks) on every Op
 and prints one row per case (with, when less than 95 % of the cord lies inside the canal, where the
 missed cord voxels are: outside the provided CT region, beyond the canal's cranial/caudal end, one
 voxel outside the wall, or off the track), then a summary with the same figures for the obvious alternative
-canal (a plain per-slice hole fill of a fixed 200 HU bone threshold, no tracking) and the ratio.
+canal (a plain per-slice hole fill of a fixed 200 HU bone threshold, no tracking) and the ratio. The cord
+figure is also given over the cord voxels where the CT holds data (HU > -1023 inside the body): on cases
+cropped to the radiotherapy region part of the cord contour lies where the CT has no image at all.
 
 Usage::
 
@@ -128,7 +130,15 @@ def run_case(case: Path) -> dict:
         cord = read_volume(cord_p).array > 0.5
         if cord.any():
             row["cord_in_canal_pct"] = round(100.0 * (cord & canal).sum() / cord.sum(), 1)
-            if row["cord_in_canal_pct"] < 95.0:
+            # the same over the cord voxels where the CT holds data (inside the provided region)
+            seen = cord & (vol.array > -1023.0) & lm.get("body")
+            row["cord_seen_pct"] = round(100.0 * seen.sum() / cord.sum(), 1)
+            if seen.any():
+                row["cord_seen_in_canal_pct"] = round(100.0 * (seen & canal).sum() / seen.sum(), 1)
+            if not lm.has("spinal_canal"):
+                row["cord_note"] = next((m for m in an.messages if m.startswith("spinal_canal: NOT")),
+                                        "spinal canal NOT segmented")
+            elif row["cord_in_canal_pct"] < 95.0:
                 row["cord_note"] = miss_reason(vol, canal, cord, lm.get("body"))
             naive = naive_canal(vol, lm.get("body"))
             row["cord_in_naive_canal_pct"] = round(100.0 * (cord & naive).sum() / cord.sum(), 1)
@@ -185,11 +195,18 @@ def main(argv=None) -> int:
         print(f"  alternative (plain 200 HU hole fill): median {np.median(naive):.1f} %, min {min(naive):.1f} %, "
               f">= 95 % in {sum(x >= 95.0 for x in naive)}/{len(naive)} cases; "
               f"ratio of medians {np.median(cord) / max(np.median(naive), 1e-9):.2f}")
+        seen = [r for r in rows if "cord_seen_in_canal_pct" in r]
+        s95 = sum(r["cord_seen_in_canal_pct"] >= 95.0 for r in seen)
+        print(f"  counting only cord voxels where the CT holds data: >= 95 % in {s95}/{len(seen)} cases "
+              f"(median {np.median([r['cord_seen_in_canal_pct'] for r in seen]):.1f} %); cases with part of the "
+              f"cord outside the data: {sum(r['cord_seen_pct'] < 100.0 for r in seen)}")
         low = [r for r in rows if r.get("cord_in_canal_pct", 100.0) < 95.0]
         if low:
             print("cases with cord < 95 % inside the canal (largest share of the missed voxels first):")
             for r in sorted(low, key=lambda r: r["cord_in_canal_pct"]):
-                print(f"  {r['case']:8} {r['cord_in_canal_pct']:5.1f} %  {r.get('cord_note', '')}")
+                print(f"  {r['case']:8} {r['cord_in_canal_pct']:5.1f} % (of the cord with CT data: "
+                      f"{r.get('cord_seen_in_canal_pct', float('nan')):5.1f} %, {r['cord_seen_pct']:5.1f} % of it has data)  "
+                      f"{r.get('cord_note', '')}")
     if lar:
         print(f"larynx overlapping the airway: {sum(x > 0 for x in lar)}/{len(lar)} cases (touching: "
               f"{sum(touch)}/{len(touch)}), median overlap {np.median(lar):.1f} % of larynx voxels")

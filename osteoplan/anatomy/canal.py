@@ -55,6 +55,11 @@ CANAL_MIN_AREA_MM2 = 100.0
 CANAL_MAX_MEAN_HU = 120.0
 
 
+#: Shortest cranio-caudal extent (mm) of the closed rings a canal is built on: about one cervical
+#: vertebral body height (C3-C7 about 14 mm, Panjabi et al., Spine 1991). Fewer rings are not
+#: taken as a canal (carried from them, the section ends up anywhere: measured on OpenKBP, one
+#: case with rings over 7.5 mm and no vertebra in view; the next shortest span is 39 mm).
+MIN_RING_SPAN_MM = 15.0
 #: In-plane reach within which bone must bound a canal voxel, and the fraction of directions in
 #: which it must (engineering defaults, no published source: half the largest normal sagittal
 #: diameter of the cervical canal, about 23 mm (Pavlov et al., Radiology 1987), plus a margin).
@@ -382,6 +387,11 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     # the canal mask follows the track of typical sections (strict candidates; see _track)
     canal, found, n_interp = _track(cand if cand.any() else cand_all, b_c, body_c, sp, max_gap_mm)
     k0, k1 = min(found), max(found)
+    span_mm = (k1 - k0 + 1) * float(sp[0])
+    if span_mm < MIN_RING_SPAN_MM:
+        raise AnatomyError(f"No spinal canal found: closed vertebral rings over only {span_mm:.0f} mm "
+                           f"(less than one vertebral body height, {MIN_RING_SPAN_MM:.0f} mm); the CT may hold "
+                           "too little of the spine (e.g. cropped around the cord). Provide a spinal_canal mask.")
     notes: list[str] = []
     if n_interp:
         notes.append(f"spinal canal: {n_interp} slice(s) without a closed bone ring filled from the nearest slice")
@@ -415,7 +425,9 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         src = next((kk for kk in order if 0 < areas[kk] <= lim * typical), end)
         ref = canal[src].copy()
         rc = np.array(ndi.center_of_mass(ref))
-        off = np.zeros(2)
+        # ... caudally placed on the end section (the spine curves between the two); cranially the
+        # end section is C1's, cut in front at the dens: the carried section keeps its own place
+        off = np.array(ndi.center_of_mass(canal[end])) - rc if step < 0 else np.zeros(2)
         last = end
         d_ring = 0  # distance (slices) of the last closed ring met on the way
         for d in range(1, K):
@@ -449,10 +461,14 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             near = grown & soft[k] & enc
             if near.sum() < 0.3 * sec.sum():
                 break
-            if step < 0 or near.sum() < 0.9 * grown.sum():
-                # re-centre on the soft tissue around the section (at most one voxel per slice):
-                # caudally the spine curves; cranially only where bone cuts into the neighbourhood
-                # (in open soft tissue the section stays where it is)
+            if step < 0:
+                # caudally the spine curves: the carried section follows the CSF channel
+                # (template match, see _follow_csf)
+                off = _follow_csf(ref, off, sm[k], body_c[k], sp[1:])
+            elif near.sum() < 0.9 * grown.sum():
+                # cranially re-centre on the soft tissue around the section (at most one voxel per
+                # slice) only where bone cuts into the neighbourhood (in open soft tissue the
+                # section stays where it is)
                 cc = np.array(ndi.center_of_mass(near))
                 off += np.clip(cc - (rc + off), -1.0, 1.0)
             sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k] & enc
@@ -487,6 +503,48 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
                      "beyond the last closed vertebral ring")
     return CanalResult(cn.from_canon(canal), centre, found, notes)
+
+
+#: Caudal continuation below the last closed ring: largest in-plane shift (mm) of the carried
+#: section per slice, and the cost (HU per mm) of a shift against the section's mean deviation
+#: from CSF density (engineering defaults: the cervico-thoracic curve moves the canal up to about
+#: one 4 mm voxel per 2.5 mm slice backwards; measured on OpenKBP).
+FOLLOW_STEP_MM = 6.0
+FOLLOW_COST_HU_PER_MM = 2.0
+
+
+def _follow_csf(ref: np.ndarray, off: np.ndarray, sm_k: np.ndarray, body_k: np.ndarray,
+                sp2: np.ndarray) -> np.ndarray:
+    """New in-plane offset of the carried section *ref* on one slice: the shift (within
+    :data:`FOLLOW_STEP_MM` of *off*) whose voxels read nearest CSF density on average.
+
+    Below the last closed ring the canal is a channel of CSF and cord (about :data:`CSF_HU`)
+    bounded by bone; fat, air, muscle and marrow around it read farther from CSF, so the canal-sized
+    template matches the channel (a template half in the bony wall reads hundreds of HU off). Each
+    millimetre of shift costs :data:`FOLLOW_COST_HU_PER_MM` (the channel moves smoothly). Only the
+    voxels inside the provided region (*body_k*) are read, and shifts with less than half the
+    section inside it are not taken (a CT cropped to a patch around the spine); with none left,
+    *off* is returned unchanged.
+    2D arrays (J, I), canonical; *off* in voxels (j, i)."""
+    jj, ii = np.nonzero(ref)
+    J, I = ref.shape
+    rj = max(int(round(FOLLOW_STEP_MM / float(sp2[0]))), 1)
+    ri = max(int(round(FOLLOW_STEP_MM / float(sp2[1]))), 1)
+    o = np.rint(off).astype(int)
+    best, best_cost = off, np.inf
+    for dj in range(-rj, rj + 1):
+        for di in range(-ri, ri + 1):
+            pj, pi_ = jj + o[0] + dj, ii + o[1] + di
+            if pj.min() < 0 or pi_.min() < 0 or pj.max() >= J or pi_.max() >= I:
+                continue
+            inside = body_k[pj, pi_]
+            if inside.mean() < 0.5:
+                continue
+            cost = float(np.mean(np.abs(sm_k[pj, pi_][inside] - CSF_HU))) + FOLLOW_COST_HU_PER_MM * float(
+                np.hypot(dj * sp2[0], di * sp2[1]))
+            if cost < best_cost:
+                best, best_cost = np.array([o[0] + dj, o[1] + di], float), cost
+    return best
 
 
 def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray, body_c: np.ndarray,

@@ -274,6 +274,12 @@ _ANATOMY_PATTERNS_FR: list[tuple] = [
      "scanner couvre le rachis cervical, ou fournir un masque spinal_canal.", ()),
     (r"No spinal canal found spanning 3 slices or more; the CT may not cover the spine\.",
      "Aucun canal rachidien trouvé sur 3 coupes ou plus ; le scanner ne couvre peut-être pas le rachis.", ()),
+    (r"No spinal canal found: closed vertebral rings over only ([\d.]+) mm \(less than one vertebral body height, "
+     r"([\d.]+) mm\); the CT may hold too little of the spine \(e\.g\. cropped around the cord\)\. Provide a "
+     r"spinal_canal mask\.",
+     "Aucun canal rachidien trouvé : anneaux vertébraux fermés sur seulement {0} mm (moins que la hauteur d'un "
+     "corps vertébral, {1} mm) ; le scanner contient peut-être trop peu du rachis (p. ex. recadré autour de la "
+     "moelle). Fournir un masque spinal_canal.", ()),
     # pipeline.py
     (r"C2 NOT located: (.+)", "C2 NON localisée : {0}", (), (0,)),
     (r"C2: (.+)", "C2 : {0}", (), (0,)),

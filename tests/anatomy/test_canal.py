@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, RECENTRE_MM, _enclosed,
+from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FOLLOW_COST_HU_PER_MM,
+                                     FOLLOW_STEP_MM, RECENTRE_MM, _enclosed, _follow_csf,
                                      _recentre_dense_sections, segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
@@ -142,11 +143,59 @@ def test_section_in_the_marrow_of_the_body_moves_back_onto_the_csf_channel():
     assert np.array_equal(_recentre_dense_sections(expect, sm, bone, body, sp), expect)
 
 
+def _follow_slice():
+    """One slice at 4 mm voxels (31 x 31): muscle (40 HU), fat (-100 HU) in front (rows < 12), a
+    canal of CSF (10 HU, rows 16-18, columns 14-16) in a bony ring (400 HU, one voxel thick)."""
+    sm = np.full((31, 31), 40.0)
+    sm[:12] = -100.0
+    sm[15:20, 13:18] = 400.0
+    sm[16:19, 14:17] = 10.0
+    tpl = np.zeros((31, 31), bool)
+    tpl[11:14, 14:17] = True  # the carried section, 5 rows (20 mm) in front of the canal
+    return sm, tpl
+
+
+def test_carried_section_follows_the_csf_channel_not_the_fat_in_front():
+    """The carried section starts 2 rows in front of the canal with its offset (3, 0) voxels: the
+    shift onto the canal (+2 rows, 8 mm; FOLLOW_STEP_MM rounded to 2 voxels) costs 8 * FOLLOW_COST_HU_PER_MM =
+    16 HU over a perfect CSF match (0) -- less than staying (mean |HU - 10| of rows 14-16: one row of
+    muscle 30, one of bone 390, one of CSF 0 -> 140) or moving into the fat (110)."""
+    sm, tpl = _follow_slice()
+    sp2 = np.array([4.0, 4.0])
+    assert round(FOLLOW_STEP_MM / 4.0) >= 2  # a 2-voxel shift is within reach (rounded to voxels)
+    body = np.ones_like(tpl)
+    off = _follow_csf(tpl, np.array([3.0, 0.0]), sm, body, sp2)
+    assert off.tolist() == [5.0, 0.0]
+    # the channel is bounded: starting on it, the section stays
+    assert _follow_csf(tpl, np.array([5.0, 0.0]), sm, body, sp2).tolist() == [5.0, 0.0]
+    # uniform muscle: every shift reads the same, the cost of moving keeps the section where it is
+    assert _follow_csf(tpl, np.array([3.0, 1.0]), np.full((31, 31), 40.0), body, sp2).tolist() == [3.0, 1.0]
+    assert FOLLOW_COST_HU_PER_MM > 0
+
+
+def test_carried_section_reads_only_the_provided_region_of_a_cropped_ct():
+    """Only a patch around the canal holds data (rows 15-19, columns 13-17; elsewhere -1024 and
+    outside the body): shifts with less than half the section inside it are not taken, the
+    others are read on their voxels inside it, so the section still lands on the canal; with no
+    admissible shift at all the offset stays."""
+    sm, tpl = _follow_slice()
+    body = np.zeros_like(tpl)
+    body[15:20, 13:18] = True
+    sm[~body] = -1024.0
+    sp2 = np.array([4.0, 4.0])
+    assert _follow_csf(tpl, np.array([3.0, 0.0]), sm, body, sp2).tolist() == [5.0, 0.0]
+    far = np.zeros_like(tpl)
+    far[0:3, 0:3] = True  # 16 rows away from the patch: no shift within FOLLOW_STEP_MM reaches it
+    assert _follow_csf(far, np.array([0.0, 0.0]), sm, body, sp2).tolist() == [0.0, 0.0]
+
+
 # ------------------------------------------------------------------------------------ OpenKBP
 # cases where the canal used to leave the cord: the track took marrow pockets of the vertebral bodies
 # (pt_30, pt_43, pt_93, pt_129: 63-75 % of the cord inside the canal) or only the thoracic rings
 # closed and the canal stopped 160 mm below the top of the cord (pt_113: 21 %); now >= 95 %
-OPENKBP_CASES = ["pt_30", "pt_43", "pt_93", "pt_113", "pt_129"]
+# pt_39: below the last closed ring the canal curves backwards into the thorax; the carried section
+# drifted forwards into the mediastinum (63 %) before it followed the CSF channel (_follow_csf)
+OPENKBP_CASES = ["pt_30", "pt_39", "pt_43", "pt_93", "pt_113", "pt_129"]
 
 
 @pytest.mark.slow
@@ -226,3 +275,29 @@ def test_partial_volume_rim_uses_the_50_percent_rule_relative_to_the_wall(layer_
     assert (r <= 8.0).sum() == 12 and layer.sum() == 10
     assert np.all(res.mask.sum(axis=(1, 2)) == (22 if expect_rim else 12))
     assert not (res.mask & outline).any()
+
+
+# ------------------------------------------------------------------ too little of the spine in view
+def test_rings_over_less_than_one_vertebral_body_height_are_not_a_canal():
+    """Closed rings in 4 slices (4 x 2.5 = 10 mm < MIN_RING_SPAN_MM = 15 mm), soft tissue elsewhere:
+    no canal is built (carried from so few rings the section ends up anywhere); the reason is given
+    in English and in French. With 8 slices (20 mm) the canal is built."""
+    from osteoplan.anatomy.canal import MIN_RING_SPAN_MM
+    from osteoplan.errors import AnatomyError
+    from osteoplan.views.i18n import translate_text
+
+    r, _ = _polar()
+    ring = (r > 7.0) & (r <= 11.0)
+    arr = _neck(24, seed=3)
+    arr[10:14, ring] = 1000.0
+    assert 4 * SP[0] < MIN_RING_SPAN_MM
+    with pytest.raises(AnatomyError) as err:
+        segment_spinal_canal(_volume(arr))
+    msg = str(err.value)
+    assert "closed vertebral rings over only 10 mm" in msg and "15 mm" in msg
+    fr = translate_text(f"spinal_canal: NOT segmented ({msg})", "fr")
+    assert "anneaux vertébraux fermés sur seulement 10 mm (moins que la hauteur d'un corps vertébral, 15 mm)" in fr
+    arr = _neck(24, seed=3)
+    arr[8:16, ring] = 1000.0
+    res = segment_spinal_canal(_volume(arr))
+    assert res.mask[8:16][:, r <= 3.0].all()

@@ -199,7 +199,7 @@ def test_anatomy_save_refuses_a_non_empty_folder(tmp_path):
     from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.errors import InputError
 
-    vol, _ = ring_volume(n=12)
+    vol, _ = ring_volume(n=20)  # 20 mm of rings: at least one vertebral body height (MIN_RING_SPAN_MM)
     an = build_anatomy(vol)
     out = tmp_path / "a"
     summ = an.save(out)
