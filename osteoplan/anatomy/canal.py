@@ -386,6 +386,8 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     K = cand.shape[0]
     # the canal mask follows the track of typical sections (strict candidates; see _track)
     canal, found, n_interp = _track(cand if cand.any() else cand_all, b_c, body_c, sp, max_gap_mm)
+    sm = _smooth(a_c, sp, 1.0)
+    canal = _rings_in_filled_slices(canal, found, cand, sm, sp)
     k0, k1 = min(found), max(found)
     span_mm = (k1 - k0 + 1) * float(sp[0])
     if span_mm < MIN_RING_SPAN_MM:
@@ -411,7 +413,6 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     # without data (outside the provided region) are skipped for up to NODATA_BRIDGE_MM.
     areas = canal.sum(axis=(1, 2))
     typical = float(np.median(areas[areas > 0]))
-    sm = _smooth(a_c, sp, 1.0)
     soft = (sm > -100.0) & (sm < 150.0) & body_c & ~b_c
     wall = b_c | ~body_c
     grow = _disk(max(3.0 / float(sp[1]), 1.5))
@@ -503,6 +504,37 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
                      "beyond the last closed vertebral ring")
     return CanalResult(cn.from_canon(canal), centre, found, notes)
+
+
+#: Reach (mm) around a filled section within which a ring hole of the same slice replaces it.
+#: Engineering default: about three 4 mm voxels of the coarse radiotherapy CTs (a neighbouring hole
+#: a wall apart).
+FILLED_RING_REACH_MM = 12.0
+
+
+def _rings_in_filled_slices(canal: np.ndarray, found: list[int], cand: np.ndarray, sm: np.ndarray,
+                            sp: np.ndarray) -> np.ndarray:
+    """Slices of the track filled from the rings above and below (no ring linked there) take the
+    ring holes of their own slice that lie within :data:`FILLED_RING_REACH_MM` of the filled section
+    and read nearer CSF density (:data:`CSF_HU`, mean) than the filled section, when there are any.
+
+    A filled section is a copy of a neighbour's; where the slice has its own hole of canal size and
+    density next to it (a ring that the track did not link, e.g. beside a marrow pocket of the
+    vertebral body taken above and below), the hole is the image evidence. Canonical (K, J, I)
+    arrays; returns a new mask."""
+    out = canal.copy()
+    fset = set(found)
+    for k in np.nonzero(canal.any(axis=(1, 2)))[0]:
+        if k in fset or not cand[k].any():
+            continue
+        lab, n = ndi.label(cand[k])
+        within = ndi.distance_transform_edt(~canal[k], sampling=sp[1:]) <= FILLED_RING_REACH_MM
+        near = np.unique(lab[within & (lab > 0)])
+        here = abs(float(sm[k][canal[k]].mean()) - CSF_HU)
+        keep = [l for l in near if abs(float(sm[k][lab == l].mean()) - CSF_HU) < here]
+        if keep:
+            out[k] = np.isin(lab, keep)
+    return out
 
 
 #: Caudal continuation below the last closed ring: largest in-plane shift (mm) of the carried

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FOLLOW_COST_HU_PER_MM,
-                                     FOLLOW_STEP_MM, RECENTRE_MM, _enclosed, _follow_csf,
-                                     _recentre_dense_sections, segment_spinal_canal)
+                                     FILLED_RING_REACH_MM, FOLLOW_STEP_MM, RECENTRE_MM, _enclosed,
+                                     _follow_csf, _recentre_dense_sections, _rings_in_filled_slices,
+                                     segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
 SP = (2.5, 1.5, 1.5)  # slice, row, column spacing (mm): thick slices as on radiotherapy CTs
@@ -187,6 +188,35 @@ def test_carried_section_reads_only_the_provided_region_of_a_cropped_ct():
     far = np.zeros_like(tpl)
     far[0:3, 0:3] = True  # 16 rows away from the patch: no shift within FOLLOW_STEP_MM reaches it
     assert _follow_csf(far, np.array([0.0, 0.0]), sm, body, sp2).tolist() == [0.0, 0.0]
+
+
+def test_filled_slice_takes_its_own_ring_hole_when_it_reads_nearer_csf():
+    """Three slices at 4 mm voxels; slices 0 and 2 hold rings of the track (found), slice 1 was
+    filled with their section (rows 10-12, in marrow: 150 HU). Slice 1 has its own ring hole
+    (rows 15-17, CSF 10 HU) 3 rows away: the gap between them (rows 13-14) is 2 voxels, the
+    hole's nearest voxel 12 mm from the section's, within FILLED_RING_REACH_MM (12 mm): the hole
+    replaces the filled section. A hole reading as marrow too (150 HU), one beyond the reach, and
+    found slices are left as they are."""
+    sp = np.array([2.5, 4.0, 4.0])
+    canal = np.zeros((3, 25, 25), bool)
+    canal[:, 10:13, 11:14] = True
+    sm = np.full((3, 25, 25), 40.0)
+    sm[:, 10:13, 11:14] = 150.0
+    cand = np.zeros_like(canal)
+    cand[1, 15:18, 11:14] = True
+    sm[1, 15:18, 11:14] = 10.0
+    assert 3 * 4.0 <= FILLED_RING_REACH_MM < 4 * 4.0
+    out = _rings_in_filled_slices(canal, [0, 2], cand, sm, sp)
+    assert np.array_equal(out[1], cand[1]) and np.array_equal(out[[0, 2]], canal[[0, 2]])
+    assert np.array_equal(_rings_in_filled_slices(canal, [0, 1, 2], cand, sm, sp), canal)  # found: kept
+    dense = sm.copy()
+    dense[1, 15:18, 11:14] = 150.0
+    assert np.array_equal(_rings_in_filled_slices(canal, [0, 2], cand, dense, sp), canal)
+    far = np.zeros_like(cand)
+    far[1, 16:19, 11:14] = True  # one row farther: 16 mm
+    sm2 = sm.copy()
+    sm2[1, 16:19, 11:14] = 10.0
+    assert np.array_equal(_rings_in_filled_slices(canal, [0, 2], far, sm2, sp), canal)
 
 
 # ------------------------------------------------------------------------------------ OpenKBP
