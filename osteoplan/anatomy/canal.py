@@ -82,6 +82,19 @@ RIM_MAX_HU = 250.0
 #: Engineering default, no published source; with 3 the canal leaks through the gap of an open
 #: ring (synthetic test in tests/anatomy/test_canal.py), with 4 it does not.
 RIM_CSF_MIN_NEIGHBOURS = 4
+#: Largest in-plane offset (mm) at which a ring component above the cranially continued canal is
+#: linked to it (:func:`_link_above`), however long the gap between them: the tolerance of
+#: :func:`_link` (12 mm at the junction, growing by half a voxel per slice of gap for the curve of
+#: the spine) is capped here. Engineering default: about the normal sagittal diameter of the
+#: cervical canal (17 mm at C3-C6, Pavlov et al., Radiology 1987) plus a voxel. Measured on
+#: OpenKBP (4 mm voxels, 170 cases, links made by :func:`_track`): upward links along the cord at
+#: 0-17.8 mm (313 links), links to holes of the skull base above the cord at 17-42 mm (40, 38 of
+#: them beyond 20 mm).
+LINK_MAX_OFFSET_MM = 20.0
+#: Shortest ring component (mm, cranio-caudal) linked above the cranially continued canal
+#: (:func:`_link_above`): about the height of the shortest vertebral ring, the atlas (engineering
+#: default); shorter holes found there are mostly foramina and marrow of the skull base.
+LINK_ABOVE_MIN_MM = 10.0
 #: Longest run of slices without data (outside the provided region) the canal is carried across
 #: (engineering default).
 NODATA_BRIDGE_MM = 40.0
@@ -157,8 +170,7 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
         raise AnatomyError("No spinal canal found spanning 3 slices or more; the CT may not cover the spine.")
     # add aligned candidates from other components (interrupted rings): within 12 mm of the canal
     # found so far at the junction and within max_gap_mm (cranio-caudally) of it; repeat until stable
-    tol_px = max(12.0 / float(sp[1]), 2.5)
-    gap = max(int(round(max_gap_mm / sp[0])), 1)
+    tol_px, gap = _link_limits(sp, max_gap_mm)
     canal = main.copy()
     _link(canal, lab, objs, [l for l in range(1, n + 1) if l != best], gap, tol_px)
     found = [k for k in range(K) if canal[k].any()]
@@ -175,20 +187,65 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
         near = int(fset[np.argmin(np.abs(fset - k))])
         sec = canal[near]
         if below.size and above.size:
-            both = canal[int(below.max())] & canal[int(above.min())]
-            if both.sum() >= 0.5 * min(areas0[int(below.max())], areas0[int(above.min())]):
-                sec = both  # the section common to the rings above and below
+            sec = _gap_section(canal[int(below.max())], canal[int(above.min())], sec)
         canal[k] = sec & ~b_c[k] & body_c[k]
         n_interp += 1
     return canal, found, n_interp
 
 
-def _link(canal: np.ndarray, lab: np.ndarray, objs: list, pending: list[int], gap: int, tol_px: float) -> None:
+def _link_limits(sp: np.ndarray, max_gap_mm: float) -> tuple[float, int]:
+    """In-plane tolerance at the junction (voxels) and largest gap (slices) of the continuity test
+    of :func:`_link`."""
+    return max(12.0 / float(sp[1]), 2.5), max(int(round(max_gap_mm / sp[0])), 1)
+
+
+def _gap_section(below: np.ndarray, above: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """Section for a slice between two canal sections *below* and *above* (2D): the part common to
+    both when it holds at least half of the smaller one, else *nearest*."""
+    both = below & above
+    return both if both.sum() >= 0.5 * min(below.sum(), above.sum()) else nearest
+
+
+def _link_above(canal: np.ndarray, cand: np.ndarray, sp: np.ndarray, max_gap_mm: float, b_c: np.ndarray,
+                body_c: np.ndarray) -> tuple[int, int] | None:
+    """Link to *canal* (in place) the candidate components wholly above its top slice, at least
+    :data:`LINK_ABOVE_MIN_MM` long, that are continuous with it (:func:`_link`), and fill the
+    slices between without a section as :func:`_track` does (the section common to the nearest
+    sections below and above, :func:`_gap_section`, else the nearest; off the bone and inside the
+    body).
+
+    Used after the cranial continuation: a ring component too far above the last linked ring for
+    :func:`_track` may be within reach of the continued canal. Returns the lowest and highest
+    slices linked, or None."""
+    top = int(np.nonzero(canal.any(axis=(1, 2)))[0].max())
+    lab, _ = ndi.label(cand, structure=ndi.generate_binary_structure(3, 1))
+    objs = ndi.find_objects(lab)
+    pending = [l for l, sl in enumerate(objs, start=1) if sl is not None and sl[0].start > top
+               and (sl[0].stop - sl[0].start) * float(sp[0]) >= LINK_ABOVE_MIN_MM]
+    if not pending:
+        return None
+    tol_px, gap = _link_limits(sp, max_gap_mm)
+    _link(canal, lab, objs, pending, gap, tol_px, cap_px=max(LINK_MAX_OFFSET_MM / float(sp[1]), tol_px))
+    have = np.nonzero(canal.any(axis=(1, 2)))[0]
+    if have.max() == top:
+        return None
+    for k in range(top + 1, int(have.max())):
+        if k in have:
+            continue
+        lo, hi = int(have[have < k].max()), int(have[have > k].min())
+        near = canal[lo] if k - lo <= hi - k else canal[hi]
+        canal[k] = _gap_section(canal[lo], canal[hi], near) & ~b_c[k] & body_c[k]
+    return int(have[have > top].min()), int(have.max())
+
+
+def _link(canal: np.ndarray, lab: np.ndarray, objs: list, pending: list[int], gap: int, tol_px: float,
+          cap_px: float = np.inf) -> None:
     """Add to *canal* (in place) the labelled components continuous with it, until stable.
 
     Continuity at the junction: the component's section nearest to the canal found so far must lie
     within ``tol_px + 0.5 * slice distance`` of the canal's nearest section (the spine curves, so
-    the test is local, not against a straight track), at most *gap* slices away."""
+    the test is local, not against a straight track), at most *gap* slices away; for a component
+    wholly above the canal found so far, within *cap_px* at most."""
     have = np.nonzero(canal.any(axis=(1, 2)))[0]
     lo, hi = int(have.min()), int(have.max())
     changed = True
@@ -211,6 +268,8 @@ def _link(canal: np.ndarray, lab: np.ndarray, objs: list, pending: list[int], ga
                 cn_ = ndi.center_of_mass(canal[kn])
                 dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
                 tol = tol_px + 0.5 * abs(kn - kc)
+                if sl[0].start > hi:
+                    tol = min(tol, cap_px)  # wholly above the canal found so far: capped
                 if dist <= tol and dist < best_d:
                     best_d, ok = dist, True
             pending.remove(l)
@@ -342,7 +401,10 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     :data:`BLIND_EXTENSION_MM` unconditionally and then, up to ``extend_mm``, as long as the channel
     is enclosed (bone within :data:`ENCLOSURE_RADIUS_MM` in at least :data:`ENCLOSED_FRACTION` of
     in-plane directions: rings that do not close at coarse voxels still bound it; above the
-    foramen magnum it opens). With ``bone_outline`` (the precise bone), the voxel rim the lenient
+    foramen magnum it opens); ring components above the continued canal that are continuous with it
+    (the same test, the offset capped at :data:`LINK_MAX_OFFSET_MM`, at least
+    :data:`LINK_ABOVE_MIN_MM` long) are linked, the slices between filled and the continuation
+    resumes from their top. With ``bone_outline`` (the precise bone), the voxel rim the lenient
     mask took is given back. Engineering defaults unless cited at the constants.
 
     Parameters
@@ -418,8 +480,12 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     grow = _disk(max(3.0 / float(sp[1]), 1.5))
     n_ext = {1: int(round(extend_mm / sp[0])), -1: K}
     ext_mm = {1: 0.0, -1: 0.0}
-    for end, step in ((k1, 1), (k0, -1)):
-        order = sorted(range(k0, k1 + 1), key=lambda kk: abs(kk - end))
+    # (end, direction, lowest and highest slice of the linked rings the carried section comes from)
+    todo = [(k1, 1, k0, k1), (k0, -1, k0, k1)]
+    while todo:
+        end, step, src_lo, src_hi = todo.pop(0)
+        areas = canal.sum(axis=(1, 2))
+        order = sorted(range(src_lo, src_hi + 1), key=lambda kk: abs(kk - end))
         # cranially the C1 section (larger: dens, cord and free space, Steel's rule of thirds) may
         # be carried; caudally only a section of typical size
         lim = 2.0 if step > 0 else 1.3
@@ -482,6 +548,13 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             canal[k] |= sec
             last = k
             ext_mm[step] = d * float(sp[0])
+        if step > 0:
+            # rings above the continued canal (beyond max_gap_mm of the last linked ring, e.g. past
+            # a level where the arch does not close and the channel is not enclosed): link them as
+            # in _track, fill the slices between and continue cranially from the new top
+            linked = _link_above(canal, cand, sp, max_gap_mm, b_c, body_c)
+            if linked is not None:
+                todo.insert(0, (linked[1], 1, linked[0], linked[1]))
     canal = _recentre_dense_sections(canal, sm, b_c, body_c, sp)
     if bone_outline is not None:
         # the rings were found on the lenient (one voxel fatter) bone mask: give back the voxel

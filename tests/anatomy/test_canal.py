@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FOLLOW_COST_HU_PER_MM,
-                                     FILLED_RING_REACH_MM, FOLLOW_STEP_MM, RECENTRE_MM, _enclosed,
-                                     _follow_csf, _recentre_dense_sections, _rings_in_filled_slices,
+from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FILLED_RING_REACH_MM,
+                                     FOLLOW_COST_HU_PER_MM, FOLLOW_STEP_MM, LINK_ABOVE_MIN_MM,
+                                     LINK_MAX_OFFSET_MM, RECENTRE_MM, _enclosed, _follow_csf,
+                                     _recentre_dense_sections, _rings_in_filled_slices,
                                      segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
@@ -83,6 +84,87 @@ def test_canal_followed_cranially_through_open_rings_beyond_the_blind_extension(
     # never through the gap: at most the one-voxel rim of partial volume the bone outline gives back
     # (a diagonal voxel: 7 + 1.5 * sqrt(2) = 9.1 mm)
     assert not res.mask[:, ~inner & (r > 7.0 + 1.5 * np.sqrt(2.0) + 0.1)].any()
+
+
+def test_rings_beyond_a_stretch_without_bone_are_linked_to_the_continued_canal():
+    """Closed rings in slices 0-23 and 41-59, no bone in the 17 slices between (42.5 mm).
+
+    The upper rings lie farther above the lower ones (45 mm) than max_gap_mm (40 mm), and the open
+    stretch is longer than the blind cranial continuation (25 mm): the continuation stops 8 slices
+    (20 mm) below the upper rings. They must be linked to the continued canal and the slices between
+    filled with the section common to both (the ring hole, pi * 7^2 = 153.9 mm^2), so that the canal
+    runs through every slice."""
+    K = 60
+    arr = _neck(K, seed=2)
+    r, _ = _polar()
+    ring = (r > 7.0) & (r <= 11.0)
+    arr[:24, ring] = 1000.0
+    arr[41:, ring] = 1000.0
+    assert (41 - 23) * SP[0] > 40.0  # beyond the default max_gap_mm of the track
+    assert (41 - 24) * SP[0] > BLIND_EXTENSION_MM + 10.0  # the continuation alone stops below the rings
+    assert (K - 41) * SP[0] >= LINK_ABOVE_MIN_MM
+    res = segment_spinal_canal(_volume(arr))
+    per_slice = res.mask.sum(axis=(1, 2)) * SP[1] * SP[2]
+    assert np.all(per_slice > 0), per_slice
+    assert res.mask[:, r <= 3.0].all()  # a cord of 3 mm radius in the middle, in every slice
+    # the filled slices (after the blind continuation, below the upper rings): the ring hole, plus at
+    # most the one-voxel rim of partial volume (a diagonal voxel: 7 + 1.5 * sqrt(2) = 9.1 mm)
+    gap_slices = slice(34, 41)
+    assert np.all(per_slice[gap_slices] >= 0.8 * np.pi * 7.0 ** 2), per_slice[gap_slices]
+    assert not res.mask[gap_slices][:, r > 7.0 + 1.5 * np.sqrt(2.0) + 0.1].any()
+
+
+def test_hole_far_off_the_continued_canal_above_it_is_not_linked():
+    """Closed rings in slices 0-29, soft tissue above; in slices 54-58 (12.5 mm, longer than
+    LINK_ABOVE_MIN_MM) a ring hole (radius 7 mm) centred 22 mm anterior of the canal axis (a hole
+    of the skull base).
+
+    The hole lies beyond max_gap_mm of the top ring (for the track) but within it of the end of the
+    blind continuation (slice 39). The continuity test's tolerance grows with the gap (12 mm + half
+    a 1.5 mm voxel per slice: 23.25 mm over the 15 slices) but is capped at LINK_MAX_OFFSET_MM: the
+    hole is not linked and the canal stays on its axis, up to the end of the blind continuation."""
+    K = 60
+    arr = _neck(K, seed=3)
+    r, _ = _polar()
+    arr[:30, (r > 7.0) & (r <= 11.0)] = 1000.0
+    jj, ii = np.mgrid[0:SIZE, 0:SIZE]
+    r2 = np.hypot((jj - C) * SP[1] + 22.0, (ii - C) * SP[2])  # 22 mm anterior (-j)
+    arr[54:59, (r2 > 7.0) & (r2 <= 11.0)] = 1000.0
+    top = 29 + int(round(BLIND_EXTENSION_MM / SP[0]))
+    assert (54 - 29) * SP[0] > 40.0 >= (54 - top) * SP[0]  # default max_gap_mm
+    assert (59 - 54) * SP[0] >= LINK_ABOVE_MIN_MM
+    assert LINK_MAX_OFFSET_MM < 22.0 < 12.0 + 0.5 * (54 - top) * SP[1]
+    res = segment_spinal_canal(_volume(arr))
+    assert not res.mask[40:].any()
+    assert np.nonzero(res.mask.any(axis=(1, 2)))[0].max() == top
+    for k in range(top + 1):
+        cj, ci = np.argwhere(res.mask[k]).mean(axis=0)
+        assert np.hypot((cj - C) * SP[1], (ci - C) * SP[2]) < 3.0, k
+
+
+@pytest.mark.parametrize("n_slices,linked", [(1, False), (4, True)])
+def test_only_ring_components_of_a_vertebral_height_are_linked_above_the_continued_canal(n_slices, linked):
+    """Closed rings in slices 0-29, soft tissue above, and on the canal axis a ring of 1 slice
+    (2.5 mm, shorter than LINK_ABOVE_MIN_MM: a foramen of the skull base) or of 4 slices (10 mm)
+    starting at slice 50: beyond max_gap_mm of the top ring, within it of the end of the blind
+    continuation (slice 39). Only the 4-slice ring is linked (the canal then runs through every
+    slice from 0 up through the ring, and is continued above it); the 1-slice one is left."""
+    K = 60
+    arr = _neck(K, seed=4)
+    r, _ = _polar()
+    ring = (r > 7.0) & (r <= 11.0)
+    arr[:30, ring] = 1000.0
+    arr[50:50 + n_slices, ring] = 1000.0
+    top = 29 + int(round(BLIND_EXTENSION_MM / SP[0]))
+    assert (50 - 29) * SP[0] > 40.0 >= (50 - top) * SP[0]  # default max_gap_mm
+    assert (1 * SP[0] >= LINK_ABOVE_MIN_MM) is False and 4 * SP[0] >= LINK_ABOVE_MIN_MM
+    res = segment_spinal_canal(_volume(arr))
+    ks = np.nonzero(res.mask.any(axis=(1, 2)))[0]
+    if linked:
+        assert ks.max() >= 53 and np.array_equal(ks, np.arange(ks.max() + 1))
+        assert res.mask[:54, r <= 3.0].all()
+    else:
+        assert ks.max() == top
 
 
 # ------------------------------------------------------------- marrow pockets in line with the canal
