@@ -82,14 +82,16 @@ RIM_MAX_HU = 250.0
 #: Engineering default, no published source; with 3 the canal leaks through the gap of an open
 #: ring (synthetic test in tests/anatomy/test_canal.py), with 4 it does not.
 RIM_CSF_MIN_NEIGHBOURS = 4
-#: Largest in-plane offset (mm) at which a ring component above the cranially continued canal is
-#: linked to it (:func:`_link_above`), however long the gap between them: the tolerance of
-#: :func:`_link` (12 mm at the junction, growing by half a voxel per slice of gap for the curve of
-#: the spine) is capped here. Engineering default: about the normal sagittal diameter of the
-#: cervical canal (17 mm at C3-C6, Pavlov et al., Radiology 1987) plus a voxel. Measured on
-#: OpenKBP (4 mm voxels, 170 cases, links made by :func:`_track`): upward links along the cord at
-#: 0-17.8 mm (313 links), links to holes of the skull base above the cord at 17-42 mm (40, 38 of
-#: them beyond 20 mm).
+#: Largest in-plane offset (mm) at which a ring component lying wholly above the canal found so
+#: far is linked to it (by the track of typical sections and above the cranially continued canal,
+#: :func:`_link_above`), however long the gap between them: the tolerance of :func:`_link` (12 mm
+#: at the junction, growing by half a voxel per slice of gap for the curve of the spine) is capped
+#: here cranially (caudally, across the cervicothoracic curve, links along the cord at up to 36 mm
+#: were measured). Engineering default: about the normal sagittal diameter of the cervical canal
+#: (17 mm at C3-C6, Pavlov et al., Radiology 1987) plus a voxel. Measured on OpenKBP (4 mm voxels,
+#: 170 cases, links made by :func:`_track`): upward links along the cord at 0-17.8 mm (313 links),
+#: links to holes of the skull base above the cord at 17-42 mm (40, 38 of them beyond 20 mm), whose
+#: sections then filled the slices between, off the top of the cord (pt_36, pt_126, pt_150).
 LINK_MAX_OFFSET_MM = 20.0
 #: Shortest ring component (mm, cranio-caudal) linked above the cranially continued canal
 #: (:func:`_link_above`): about the height of the shortest vertebral ring, the atlas (engineering
@@ -140,12 +142,13 @@ def _enclosed(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: flo
 
 
 def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
-           max_gap_mm: float) -> tuple[np.ndarray, list[int], int]:
+           max_gap_mm: float, cap_mm: float = np.inf) -> tuple[np.ndarray, list[int], int]:
     """The canal track through per-slice candidate holes (canonical arrays).
 
     The candidate 3D component spanning most slices near the midline is the canal; other
     components continuous with it are linked (:func:`_link`); slices between without a candidate
     get the section common to the nearest typical sections above and below (or the nearest one).
+    Components wholly above the canal found so far are linked within *cap_mm* at most.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
     lab, n = ndi.label(cand, structure=st3)
@@ -172,7 +175,8 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     # found so far at the junction and within max_gap_mm (cranio-caudally) of it; repeat until stable
     tol_px, gap = _link_limits(sp, max_gap_mm)
     canal = main.copy()
-    _link(canal, lab, objs, [l for l in range(1, n + 1) if l != best], gap, tol_px)
+    _link(canal, lab, objs, [l for l in range(1, n + 1) if l != best], gap, tol_px,
+          cap_px=max(cap_mm / float(sp[1]), tol_px))
     found = [k for k in range(K) if canal[k].any()]
     k0, k1 = min(found), max(found)
     # fill slices between without a closed ring from the nearest found slice of typical size
@@ -447,7 +451,9 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     cand_all, cand = _canal_candidates(b_c, a_c, body_c, sp, area_mm2)
     K = cand.shape[0]
     # the canal mask follows the track of typical sections (strict candidates; see _track)
-    canal, found, n_interp = _track(cand if cand.any() else cand_all, b_c, body_c, sp, max_gap_mm)
+    # (components above the canal found so far linked within LINK_MAX_OFFSET_MM: skull-base holes)
+    canal, found, n_interp = _track(cand if cand.any() else cand_all, b_c, body_c, sp, max_gap_mm,
+                                    cap_mm=LINK_MAX_OFFSET_MM)
     sm = _smooth(a_c, sp, 1.0)
     canal = _rings_in_filled_slices(canal, found, cand, sm, sp)
     k0, k1 = min(found), max(found)

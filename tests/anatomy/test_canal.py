@@ -167,6 +167,33 @@ def test_only_ring_components_of_a_vertebral_height_are_linked_above_the_continu
         assert ks.max() == top
 
 
+def test_hole_far_off_the_canal_above_its_top_ring_is_not_linked_by_the_track():
+    """Closed rings in slices 0-29; 15 slices (37.5 mm, within max_gap_mm) above the top ring, one
+    slice with a ring hole (radius 7 mm) centred 22 mm anterior of the canal (a skull-base hole),
+    soft tissue between.
+
+    The tolerance of the track's continuity test grows with the gap (12 mm + half a 1.5 mm voxel
+    per slice: 23.25 mm here) but above the canal is capped at LINK_MAX_OFFSET_MM: the hole is not
+    linked, and the slices below it are not filled with its section (the canal stays on its axis,
+    continued above the top ring by the blind continuation)."""
+    K = 50
+    arr = _neck(K, seed=5)
+    r, _ = _polar()
+    arr[:30, (r > 7.0) & (r <= 11.0)] = 1000.0
+    jj, ii = np.mgrid[0:SIZE, 0:SIZE]
+    r2 = np.hypot((jj - C) * SP[1] + 22.0, (ii - C) * SP[2])  # 22 mm anterior (-j)
+    arr[44, (r2 > 7.0) & (r2 <= 11.0)] = 1000.0
+    assert (44 - 29) * SP[0] <= 40.0  # default max_gap_mm
+    assert LINK_MAX_OFFSET_MM < 22.0 < 12.0 + 0.5 * (44 - 29) * SP[1]
+    res = segment_spinal_canal(_volume(arr))
+    assert 44 not in res.found_slices and not res.mask[44].any()
+    top = int(np.nonzero(res.mask.any(axis=(1, 2)))[0].max())
+    assert top == 29 + int(round(BLIND_EXTENSION_MM / SP[0]))
+    for k in range(top + 1):
+        cj, ci = np.argwhere(res.mask[k]).mean(axis=0)
+        assert np.hypot((cj - C) * SP[1], (ci - C) * SP[2]) < 3.0, k
+
+
 # ------------------------------------------------------------- marrow pockets in line with the canal
 def test_marrow_pocket_column_is_not_taken_for_the_canal():
     """An anterior 'vertebral body' (bone block) with a low-density pocket (radius 5 mm: 79 mm^2,
