@@ -152,6 +152,31 @@ def run_case(case: Path) -> dict:
     return row
 
 
+def markdown_table(rows: list[dict], summary: list[str]) -> str:
+    """The per-case figures as a Markdown document: the summary lines, then one table row per case
+    (C2 located or the reason, cord inside the canal over all cord voxels and over those with CT
+    data, larynx overlap with the airway, and why the cord is below 95 % where it is)."""
+
+    def cell(x) -> str:
+        return "" if x is None or x == "" else str(x).replace("|", "/")
+
+    out = ["# OpenKBP anatomy benchmark (benchmarks/openkbp_anatomy.py)", "",
+           "Classical anatomy (no masks, no point) on every case of `../shared/data/openkbp`. "
+           "Cord % = provided SpinalCord voxels inside the segmented spinal canal; 'with data' = the same over "
+           "the cord voxels where the CT holds data (HU > -1024: outside the radiotherapy region the CT is "
+           "blank). Larynx % = provided Larynx voxels inside the segmented airway.", ""]
+    out += [f"- {line.strip()}" for line in summary if line.strip()]
+    out += ["", "| case | C2 | conf. | AI-apex mm | cord % | cord % (with data) | cord with data % | larynx % "
+            "| why C2 is not located | why the cord is < 95 % inside |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        why_c2 = r.get("reason", "").removeprefix("C2 NOT located: ") if r["c2"] != "found" else ""
+        out.append("| " + " | ".join(cell(x) for x in (
+            r["case"], r["c2"], r.get("confidence"), r.get("ai_apex_mm"), r.get("cord_in_canal_pct"),
+            r.get("cord_seen_in_canal_pct"), r.get("cord_seen_pct"), r.get("larynx_overlap_pct"),
+            why_c2[:200], r.get("cord_note", "")[:200])) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     import os
 
@@ -160,6 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
     ap.add_argument("--cases", default="", help="comma-separated case names")
     ap.add_argument("--json", default="", help="also write the rows to this JSON file")
+    ap.add_argument("--markdown", default="", help="also write the summary and the per-case table to this "
+                    "Markdown file")
     args = ap.parse_args(argv)
     from osteoplan.shared_data import openkbp_cases
 
@@ -175,8 +202,8 @@ def main(argv=None) -> int:
         r = run_case(c)
         rows.append(r)
         print(f"{r['case']:8} {r['c2']:10} {r.get('confidence', ''):>5} {r.get('ai_apex_mm', ''):>7} "
-              f"{r.get('cord_in_canal_pct', ''):>6} {r.get('cord_in_naive_canal_pct', ''):>6} "
-              f"{r.get('larynx_overlap_pct', ''):>7} {r['seconds']:>5}  {r.get('reason', '')[:90]}", flush=True)
+            f"{r.get('cord_in_canal_pct', ''):>6} {r.get('cord_in_naive_canal_pct', ''):>6} "
+            f"{r.get('larynx_overlap_pct', ''):>7} {r['seconds']:>5}  {r.get('reason', '')[:90]}", flush=True)
         if r.get("cord_note"):
             print(f"{'':8} cord < 95 %: {r['cord_note']}", flush=True)
     n = len(rows)
@@ -187,33 +214,45 @@ def main(argv=None) -> int:
     lar = [r["larynx_overlap_pct"] for r in rows if "larynx_overlap_pct" in r]
     touch = [r["larynx_touches_airway"] for r in rows if "larynx_touches_airway" in r]
     print()
-    print(f"cases: {n}; C2 found: {found}; not found with a reason: {clear}; unexplained: {n - found - clear}")
+    summary: list[str] = []
+
+    def say(line: str, keep: bool = True) -> None:
+        print(line)
+        if keep:
+            summary.append(line)
+
+    say(f"cases: {n}; C2 found: {found}; not found with a reason: {clear}; unexplained: {n - found - clear}")
     if cord:
         c95 = sum(x >= 95.0 for x in cord)
-        print(f"cord inside segmented canal: median {np.median(cord):.1f} %, min {min(cord):.1f} %, "
-              f">= 95 % in {c95}/{len(cord)} cases")
-        print(f"  alternative (plain 200 HU hole fill): median {np.median(naive):.1f} %, min {min(naive):.1f} %, "
-              f">= 95 % in {sum(x >= 95.0 for x in naive)}/{len(naive)} cases; "
-              f"ratio of medians {np.median(cord) / max(np.median(naive), 1e-9):.2f}")
+        say(f"cord inside segmented canal: median {np.median(cord):.1f} %, min {min(cord):.1f} %, "
+            f">= 95 % in {c95}/{len(cord)} cases")
+        say(f"  alternative (plain 200 HU hole fill): median {np.median(naive):.1f} %, min {min(naive):.1f} %, "
+            f">= 95 % in {sum(x >= 95.0 for x in naive)}/{len(naive)} cases; "
+            f"ratio of medians {np.median(cord) / max(np.median(naive), 1e-9):.2f}")
         seen = [r for r in rows if "cord_seen_in_canal_pct" in r]
         s95 = sum(r["cord_seen_in_canal_pct"] >= 95.0 for r in seen)
-        print(f"  counting only cord voxels where the CT holds data: >= 95 % in {s95}/{len(seen)} cases "
-              f"(median {np.median([r['cord_seen_in_canal_pct'] for r in seen]):.1f} %); cases with part of the "
-              f"cord outside the data: {sum(r['cord_seen_pct'] < 100.0 for r in seen)}")
+        say(f"  counting only cord voxels where the CT holds data: >= 95 % in {s95}/{len(seen)} cases "
+            f"(median {np.median([r['cord_seen_in_canal_pct'] for r in seen]):.1f} %); cases with part of the "
+            f"cord outside the data: {sum(r['cord_seen_pct'] < 100.0 for r in seen)}")
         low = [r for r in rows if r.get("cord_in_canal_pct", 100.0) < 95.0]
         if low:
-            print("cases with cord < 95 % inside the canal (largest share of the missed voxels first):")
+            say("cases with cord < 95 % inside the canal (largest share of the missed voxels first):", keep=False)
             for r in sorted(low, key=lambda r: r["cord_in_canal_pct"]):
-                print(f"  {r['case']:8} {r['cord_in_canal_pct']:5.1f} % (of the cord with CT data: "
+                say(f"  {r['case']:8} {r['cord_in_canal_pct']:5.1f} % (of the cord with CT data: "
                       f"{r.get('cord_seen_in_canal_pct', float('nan')):5.1f} %, {r['cord_seen_pct']:5.1f} % of it has data)  "
-                      f"{r.get('cord_note', '')}")
+                      f"{r.get('cord_note', '')}", keep=False)
     if lar:
-        print(f"larynx overlapping the airway: {sum(x > 0 for x in lar)}/{len(lar)} cases (touching: "
-              f"{sum(touch)}/{len(touch)}), median overlap {np.median(lar):.1f} % of larynx voxels")
+        say(f"larynx overlapping the airway: {sum(x > 0 for x in lar)}/{len(lar)} cases (touching: "
+            f"{sum(touch)}/{len(touch)}), median overlap {np.median(lar):.1f} % of larynx voxels")
     secs = [r["seconds"] for r in rows]
-    print(f"time per case: median {np.median(secs):.1f} s, max {max(secs):.1f} s")
+    say(f"time per case: median {np.median(secs):.1f} s, max {max(secs):.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.markdown:
+        out = Path(args.markdown)
+        tmp = out.with_name(out.name + ".part")
+        tmp.write_text(markdown_table(rows, summary[:-1]))  # not the timing line
+        tmp.replace(out)
     return 0
 
 
