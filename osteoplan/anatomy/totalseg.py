@@ -81,14 +81,45 @@ def _find_executable(executable: str | None = None) -> str | None:
     return shutil.which(exe)
 
 
-def is_available(require_weights: bool = True, executable: str | None = None) -> bool:
-    """True when the TotalSegmentator command is on the PATH (and, by default, weights are installed)."""
+#: nnU-Net datasets (weight folders ``Dataset<ID>_<name>`` under :func:`weights_dir`) each task runs,
+#: keyed by (task, fast), as in TotalSegmentator 2's python_api: ``total`` is five part models at
+#: 1.5 mm (291-295), its ``--fast`` model one at 3 mm (297); ``headneck_bones_vessels`` is 776.
+TASK_DATASETS: dict[tuple[str, bool], tuple[int, ...]] = {
+    ("total", False): (291, 292, 293, 294, 295),
+    ("total", True): (297,),
+    ("headneck_bones_vessels", False): (776,),
+}
+
+
+def missing_weights(task: str = "total", fast: bool = False) -> list[int]:
+    """Dataset IDs of *task* (see :data:`TASK_DATASETS`) without a weight folder in :func:`weights_dir`.
+
+    A folder counts when it is named ``Dataset<ID>`` or ``Dataset<ID>_...`` (its content is not
+    checked: TotalSegmentator itself reports damaged weights when it runs).
+
+    Raises
+    ------
+    InputError
+        Unknown task, or ``fast`` on a task without a fast model.
+    """
+    key = (task, bool(fast and TASKS.get(task, {}).get("fast", False)))
+    if task not in TASKS:
+        raise InputError(f"Unsupported TotalSegmentator task '{task}'; use one of: {', '.join(TASKS)}.")
+    d = weights_dir()
+    names = [p.name for p in d.iterdir() if p.is_dir()] if d.is_dir() else []
+    return [i for i in TASK_DATASETS[key]
+            if not any(n == f"Dataset{i}" or n.startswith(f"Dataset{i}_") for n in names)]
+
+
+def is_available(require_weights: bool = True, executable: str | None = None,
+                 tasks: Sequence[str] | None = None, fast: bool = False) -> bool:
+    """True when the TotalSegmentator command is on the PATH and, by default, the weights of *tasks*
+    (all of :data:`TASKS` when ``None``) are installed (see :func:`missing_weights`)."""
     if _find_executable(executable) is None:
         return False
     if not require_weights:
         return True
-    d = weights_dir()
-    return d.is_dir() and any(d.iterdir())
+    return not any(missing_weights(t, fast) for t in (TASKS if tasks is None else tasks))
 
 
 def build_command(ct_path: str | os.PathLike, out_dir: str | os.PathLike, task: str = "total",
@@ -171,9 +202,11 @@ def run(ct_path: str | os.PathLike, out_dir: str | os.PathLike, task: str = "tot
             "install it in this environment (pip install TotalSegmentator) and download its weights "
             "(totalseg_download_weights -t total; -t headneck_bones_vessels)."
         )
-    if require_weights and not is_available(require_weights=True, executable=exe):
+    missing = missing_weights(task, fast) if require_weights else []
+    if missing:
         raise DependencyError(
-            f"TotalSegmentator is installed but its weights were not found in {weights_dir()}; download them with "
+            f"TotalSegmentator is installed but the weights of its '{task}' task "
+            f"({', '.join(f'Dataset{i}' for i in missing)}) were not found in {weights_dir()}; download them with "
             f"totalseg_download_weights -t {task} (or set TOTALSEG_HOME_DIR)."
         )
     ct = Path(ct_path)
@@ -263,9 +296,11 @@ def run_totalsegmentator(volume: Volume, tasks: Sequence[str] = ("total", "headn
 
     import nibabel as nib
 
-    if _find_executable(executable) is None or (require_weights and not is_available(True, executable)):
-        # same messages as run()
-        run("", "", executable=executable, require_weights=require_weights)
+    if _find_executable(executable) is None:
+        run("", "", executable=executable, require_weights=require_weights)  # same message as run()
+    for task in tasks:
+        if require_weights and missing_weights(task, fast):
+            run("", "", task=task, fast=fast, executable=executable)  # same message as run()
     lm = LabelMap(volume)
     with tempfile.TemporaryDirectory(prefix="osteoplan-ts-") as tmp:
         ct = Path(tmp) / "ct.nii.gz"

@@ -165,9 +165,25 @@ def test_missing_weights_is_a_dependency_error_that_says_what_to_do(tmp_path, mo
     vol = Volume(np.zeros((6, 5, 4), np.float32), axis_aligned_affine((1, 1, 1), (0, 0, 0)))
     with pytest.raises(DependencyError, match="weights"):
         totalseg.run_totalsegmentator(vol)
-    # with weights present, the check passes
-    (tmp_path / "home" / "nnunet" / "results" / "Dataset291").mkdir(parents=True)
-    assert totalseg.is_available()
+    # weights of one part model only: the task is still missing four (named), the other task its own
+    res = tmp_path / "home" / "nnunet" / "results"
+    (res / "Dataset291_TotalSegmentator_part1_organs_1559subj").mkdir(parents=True)
+    (res / "Dataset2910_other").mkdir()  # not Dataset291's: the ID must end at '_'
+    assert totalseg.missing_weights("total") == [292, 293, 294, 295]
+    assert totalseg.missing_weights("headneck_bones_vessels") == [776]
+    assert not totalseg.is_available()
+    with pytest.raises(DependencyError) as e:
+        totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out", task="total")
+    assert "(Dataset292, Dataset293, Dataset294, Dataset295)" in str(e.value)
+    # with the weights of both tasks present, the check passes (the fast model is another dataset)
+    for i in (292, 293, 294, 295):
+        (res / f"Dataset{i}_part").mkdir()
+    (res / "Dataset776_TotalSegmentator_headneck_bones_vessels_1559subj").mkdir()
+    assert totalseg.is_available() and totalseg.missing_weights("total", fast=True) == [297]
+    assert not totalseg.is_available(tasks=["total"], fast=True)
+    assert totalseg.missing_weights("headneck_bones_vessels", fast=True) == []  # no fast model: the normal one
+    with pytest.raises(InputError):
+        totalseg.missing_weights("body")
 
 
 def test_not_installed_message_names_the_package_and_the_fallback(tmp_path, monkeypatch):
