@@ -261,6 +261,56 @@ def _resplit_airway_at_c2(sub: Volume, box: tuple[slice, slice, slice], lm: Labe
     msgs.extend(f"{n}: partial ({why})" for n, why in split.partial.items() if n in parts)
 
 
+#: Least Dice between the C2 found from the user's point and the C2 found without it when the point
+#: lies in or next to the latter (engineering default: the same vertebra found twice overlaps far more;
+#: measured on the CThead CT, a point at the C2/C3 disc gave a lower-C2 + C3 'C2' at Dice 0.03).
+HINT_MIN_AGREEMENT_DICE = 0.5
+
+
+def _automatic_c2_at_hint(sub: Volume, lm_sub, hint_lps: np.ndarray, bone: np.ndarray, canal):
+    """The C2 found without the user's point when the point lies in or next to it; refuse a point below it.
+
+    The point decides the level when the automatic search went wrong from the top of the column
+    (a CT whose top cuts the dens, a C1 or skull-base structure taken first: the point then lies
+    above what was found). When the automatic search finds a C2 that the plausibility gate accepts:
+
+    - a point farther than :data:`HINT_TOLERANCE_MM` from it and beneath the anteroinferior point of
+      its body (along the dens axis) is more likely in C3 than a sign of a wrong automatic level,
+      and the vertebra at the point can itself pass the gate (measured on the CThead CT: a point
+      4-16 mm below the C2 body gave a 'C2' made of the lower C2 body and C3, its 'dens apex' in
+      the C2 body, AI-apex 26.7 mm, inside the gate): neither is trusted;
+    - a point within :data:`HINT_TOLERANCE_MM` of it: its mask is returned, and the caller refuses a
+      C2 found from the point that overlaps it less than :data:`HINT_MIN_AGREEMENT_DICE` (a point near
+      the C2/C3 disc, cut at the discs nearest to it, can take the vertebra below).
+
+    Returns the automatic C2 mask (second case) or ``None`` (no automatic C2, or the point lies
+    above or beside it: the search from the point decides).
+
+    Raises
+    ------
+    AnatomyError
+        The point lies below the automatic C2 (the message gives the distance and what to do).
+    """
+    from osteoplan.anatomy.c2 import locate_c2
+
+    try:
+        auto_c2, auto_lm = locate_c2(sub, lm_sub, hint_lps=None, bone=bone, canal=canal)
+    except AnatomyError:
+        return None
+    pts = sub.index_to_world(np.argwhere(auto_c2).astype(float))
+    d_mm = float(np.min(np.linalg.norm(pts - hint_lps, axis=1))) if len(pts) else float("inf")
+    if d_mm <= HINT_TOLERANCE_MM:
+        return auto_c2
+    below_mm = -float((np.asarray(hint_lps) - np.asarray(auto_lm.anteroinferior_body_lps_mm)) @ auto_lm.axis_unit)
+    if below_mm > 0.0:
+        raise AnatomyError(
+            f"the point given lies {d_mm:.0f} mm below the C2 found without it ({below_mm:.0f} mm beneath the "
+            "anteroinferior corner of its body, along the dens axis): it may be in C3. The automatic level and the "
+            "point disagree, so neither is trusted. Check the point (LPS mm, in the C2 body or dens) or give a C2 "
+            "mask (--masks).")
+    return None
+
+
 def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
     """Build the planner's anatomy from a CT, optional provided masks and an optional C2 hint.
 
@@ -274,8 +324,10 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
         segmentation for the same structure.
     hint_lps : (3,) array-like, optional
         One point inside C2 (LPS mm), checked first (:func:`check_hint`: InputError when malformed
-        or outside the CT). When the C2 found lies more than :data:`HINT_TOLERANCE_MM` from it, C2
-        is reported NOT located (the automatic level and the user's point disagree).
+        or outside the CT). When the C2 found lies more than :data:`HINT_TOLERANCE_MM` from it, or
+        the point lies below a plausible C2 found without it (:func:`_automatic_c2_at_hint`), C2 is
+        reported NOT located (the automatic level and the user's point disagree), as when the point
+        lies in or next to that C2 and the C2 found from the point differs from it.
     use_totalsegmentator : bool
         Run the optional TotalSegmentator backend first (when installed); its masks rank
         between provided masks and classical ones.
@@ -352,9 +404,20 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     # C2 and landmarks
     landmarks = None
     lesion = None
+    canal_arg = cl.canal if not (provided is not None and provided.has("spinal_canal")) else None
     try:
-        c2, landmarks = locate_c2(sub, lm_sub, hint_lps=hint_lps, bone=cl.bone.bone,
-                                  canal=cl.canal if not (provided is not None and provided.has("spinal_canal")) else None)
+        auto = None
+        if hint_lps is not None and not lm_sub.has("vertebrae_C2"):
+            auto = _automatic_c2_at_hint(sub, lm_sub, hint_lps, cl.bone.bone, canal_arg)
+        c2, landmarks = locate_c2(sub, lm_sub, hint_lps=hint_lps, bone=cl.bone.bone, canal=canal_arg)
+        if auto is not None:
+            dice = 2.0 * float((c2 & auto).sum()) / max(float(c2.sum() + auto.sum()), 1.0)
+            if dice < HINT_MIN_AGREEMENT_DICE:
+                landmarks = None
+                raise AnatomyError(
+                    f"the C2 found from the point given and the C2 found without it, which the point lies in or "
+                    f"next to, differ (Dice {dice:.2f}): the automatic level and the point disagree, so neither is "
+                    "trusted. Check the point (LPS mm, in the C2 body or dens) or give a C2 mask (--masks).")
         if hint_lps is not None:
             c2_pts = sub.index_to_world(np.argwhere(c2).astype(float))
             d_mm = float(np.min(np.linalg.norm(c2_pts - hint_lps, axis=1))) if len(c2_pts) else float("inf")

@@ -288,6 +288,19 @@ _ANATOMY_PATTERNS_FR: list[tuple] = [
      "la C2 trouvée est à {0} mm du point donné dans C2 : le niveau automatique et le point divergent, aucun des "
      "deux n'est retenu. Vérifier le point (LPS mm, dans le corps ou l'odontoïde de C2) ou fournir un masque de "
      "C2 (--masks).", ()),
+    (r"the point given lies ([\d.]+) mm below the C2 found without it \(([\d.]+) mm beneath the anteroinferior "
+     r"corner of its body, along the dens axis\): it may be in C3\. The automatic level and the point disagree, so "
+     r"neither is trusted\. Check the point \(LPS mm, in the C2 body or dens\) or give a C2 mask \(--masks\)\.",
+     "le point donné est à {0} mm sous la C2 trouvée sans lui ({1} mm sous le coin antéro-inférieur de son corps, "
+     "le long de l'axe de l'odontoïde) : il est peut-être dans C3. Le niveau automatique et le point divergent, "
+     "aucun des deux n'est retenu. Vérifier le point (LPS mm, dans le corps ou l'odontoïde de C2) ou fournir un "
+     "masque de C2 (--masks).", ()),
+    (r"the C2 found from the point given and the C2 found without it, which the point lies in or next to, differ "
+     r"\(Dice ([\d.]+)\): the automatic level and the point disagree, so neither is trusted\. Check the point "
+     r"\(LPS mm, in the C2 body or dens\) or give a C2 mask \(--masks\)\.",
+     "la C2 trouvée à partir du point donné et la C2 trouvée sans lui, dans laquelle ou contre laquelle se trouve "
+     "le point, diffèrent (Dice {0}) : le niveau automatique et le point divergent, aucun des deux n'est retenu. "
+     "Vérifier le point (LPS mm, dans le corps ou l'odontoïde de C2) ou fournir un masque de C2 (--masks).", ()),
     (r"lesion: ([\d.]+) mL lytic \(threshold (-?[\d.]+) HU from (.+)\)",
      "lésion : {0} mL lytique (seuil {1} UH, d'après {2})", (), (2,)),
     (r"C2 interior", "l'intérieur de C2", ()),

@@ -486,3 +486,43 @@ def test_level_at_point_takes_the_first_deep_disc_below_it():
     assert _find_level_at_point(cn, arr, col, np.array([97.0, 20.0]))[0].s_cut == pytest.approx(20.0)
     with pytest.raises(AnatomyError, match="The point given lies 15 mm above the top of the vertebral column"):
         _find_level_at_point(cn, arr, col, np.array([104.0, 20.0]))
+
+
+# ------------------------------------------------------- a point below a plausible automatic C2 (CThead)
+@pytest.mark.slow
+def test_cthead_point_below_or_at_the_foot_of_the_automatic_c2_is_refused(shared_data):
+    """CThead: C2 found without a point (body centre z = -170.9 mm, anteroinferior corner z = -182.9 mm).
+
+    A point 16 mm below the body centre (4 mm under the anteroinferior corner, straight down: 5 mm
+    from the C2 mask) used to give a 'C2' made of the lower C2 body and C3 that passed the gate
+    (AI-apex 26.7 mm): now refused as 'it may be in C3'. A point 12 mm below the body centre (at the
+    corner's level, next to the mask) used to give that same chimera: refused because the two C2s
+    differ (Dice < 0.5). English and French. Points in the body (centre, 4 and 8 mm below it) give
+    the automatic C2 exactly."""
+    from osteoplan.anatomy.pipeline import HINT_MIN_AGREEMENT_DICE, build_anatomy
+    from osteoplan.imaging import read_volume
+    from osteoplan.views.i18n import translate_text
+
+    vol = read_volume(shared_data / "cthead" / "ct.nii.gz")
+    auto = build_anatomy(vol)
+    bc = np.asarray(auto.landmarks.body_centre_lps_mm)
+    ai = np.asarray(auto.landmarks.anteroinferior_body_lps_mm)
+    assert bc[2] == pytest.approx(-170.9, abs=1.0) and ai[2] == pytest.approx(-182.9, abs=1.0)
+    low = build_anatomy(vol, hint_lps=bc - np.array([0.0, 0.0, 16.0]))
+    assert low.landmarks is None
+    msg = next(m for m in low.messages if m.startswith("C2 NOT located"))
+    assert "mm below the C2 found without it" in msg and "it may be in C3" in msg
+    below = float(msg.split("(")[1].split(" mm beneath")[0])
+    assert 3.0 <= below <= 6.0  # 4 mm below the corner's level, along a dens axis tilted a few degrees
+    fr = translate_text(msg, "fr")
+    assert fr.startswith("C2 NON localisée : le point donné est à ") and "peut-être dans C3" in fr
+    foot = build_anatomy(vol, hint_lps=bc - np.array([0.0, 0.0, 12.0]))
+    assert foot.landmarks is None
+    msg = next(m for m in foot.messages if m.startswith("C2 NOT located"))
+    dice = float(msg.split("(Dice ")[1].split(")")[0])
+    assert dice < HINT_MIN_AGREEMENT_DICE
+    assert translate_text(msg, "fr").startswith("C2 NON localisée : la C2 trouvée à partir du point donné")
+    for dz in (0.0, 4.0, 8.0):
+        inside = build_anatomy(vol, hint_lps=bc - np.array([0.0, 0.0, dz]))
+        assert inside.landmarks is not None, dz
+        assert np.array_equal(inside.labelmap.get("vertebrae_C2"), auto.labelmap.get("vertebrae_C2")), dz
