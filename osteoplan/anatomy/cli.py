@@ -42,7 +42,8 @@ def register(sub) -> None:
     s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT")
     add_reader_options(s)
     s.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
-                   help="one point near the dens (LPS mm) to help C2 localisation")
+                   help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
+                   "when it lies below, or disagrees with, a plausible C2 found without it")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
     s.add_argument("--totalsegmentator", action="store_true",
                    help="also run TotalSegmentator when it and its weights are installed")

@@ -39,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--level", default="C2", help="vertebral level of the lesion (default C2)")
     add_reader_options(p)
     p.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
-                   help="one point near the dens (LPS mm) to help C2 localisation")
+                   help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
+                   "when it lies below, or disagrees with, a plausible C2 found without it")
     p.add_argument("--no-rigidity", action="store_true", help="skip the CT rigidity analysis")
     p.add_argument("--sections", action="store_true", help="print every rigidity section")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
