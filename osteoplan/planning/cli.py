@@ -283,7 +283,8 @@ def register(sub) -> None:
     add_reader_options(p)
     p.add_argument("--out", default=None, help="output plan folder (default ./plan-out)")
     p.add_argument("--hint-lps", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), default=None,
-                   help="a point near C2 (LPS mm) to help the locator")
+                   help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
+                   "when it lies below, or disagrees with, a plausible C2 found without it")
     _add_common(p)
     p.set_defaults(handler=_plan_cmd)
 
