@@ -142,13 +142,17 @@ def _enclosed(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: flo
 
 
 def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray,
-           max_gap_mm: float, cap_mm: float = np.inf) -> tuple[np.ndarray, list[int], int]:
+           max_gap_mm: float, cap_mm: float = np.inf, in_line: bool = False) -> tuple[np.ndarray, list[int], int]:
     """The canal track through per-slice candidate holes (canonical arrays).
 
     The candidate 3D component spanning most slices near the midline is the canal; other
     components continuous with it are linked (:func:`_link`); slices between without a candidate
     get the section common to the nearest typical sections above and below (or the nearest one).
-    Components wholly above the canal found so far are linked within *cap_mm* at most.
+    Components wholly above the canal found so far are linked within *cap_mm* at most. With
+    *in_line* (the canal mask's track), a filled slice whose nearest typical sections above and
+    below have no common part takes the nearest one placed on the line between the rings found
+    next below and above (:func:`_place_between`); without it (the centre track the C2
+    localisation follows), the nearest section where it was found.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
     lab, n = ndi.label(cand, structure=st3)
@@ -183,18 +187,34 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     areas0 = canal.sum(axis=(1, 2))
     typical0 = float(np.median(areas0[areas0 > 0]))
     fset = np.array([k for k in found if areas0[k] <= 1.3 * typical0] or found)
+    fall = np.array(found)
     n_interp = 0
     for k in range(k0, k1 + 1):
         if canal[k].any():
             continue
         below, above = fset[fset < k], fset[fset > k]
         near = int(fset[np.argmin(np.abs(fset - k))])
-        sec = canal[near]
+        sec = nearest = canal[near]
         if below.size and above.size:
-            sec = _gap_section(canal[int(below.max())], canal[int(above.min())], sec)
+            sec = _gap_section(canal[int(below.max())], canal[int(above.min())], nearest)
+            if in_line and sec is nearest:
+                # no common part: the canal moves in-plane across the gap (the curve of the spine);
+                # the nearest section is placed on the line between the rings found next below and
+                # above (of any size), not left where it was found
+                lo, hi = int(fall[fall < k].max()), int(fall[fall > k].min())
+                sec = _place_between(sec, canal[lo], canal[hi], (k - lo) / (hi - lo))
         canal[k] = sec & ~b_c[k] & body_c[k]
         n_interp += 1
     return canal, found, n_interp
+
+
+def _place_between(sec: np.ndarray, below: np.ndarray, above: np.ndarray, t: float) -> np.ndarray:
+    """*sec* (2D) shifted in-plane (whole voxels) so that its centroid lies at the fraction *t*
+    (0 at *below*, 1 at *above*) of the way between the centroids of the sections *below* and
+    *above* (linear interpolation of the track across a gap)."""
+    c0, c1 = np.array(ndi.center_of_mass(below)), np.array(ndi.center_of_mass(above))
+    off = np.rint(c0 + t * (c1 - c0) - np.array(ndi.center_of_mass(sec)))
+    return ndi.shift(sec, off, order=0, mode="constant", cval=0) > 0
 
 
 def _link_limits(sp: np.ndarray, max_gap_mm: float) -> tuple[float, int]:
@@ -399,7 +419,8 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     the canal. The candidate 3D component spanning most slices near the midline is the canal;
     other candidates continuous with it (within 12 mm at the junction, gaps up to ``max_gap_mm``)
     are added; slices without a closed ring are filled with the section common to the nearest
-    typical sections above and below. Beyond the last ring the section is carried slice by slice
+    typical sections above and below (where they have none, the nearest one, placed on the line
+    between the rings found next below and above). Beyond the last ring the section is carried slice by slice
     (re-centred on the soft-tissue channel): caudally to the image edge or the end of the provided
     region (slices without data, up to :data:`NODATA_BRIDGE_MM`, are skipped); cranially for
     :data:`BLIND_EXTENSION_MM` unconditionally and then, up to ``extend_mm``, as long as the channel
@@ -453,7 +474,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     # the canal mask follows the track of typical sections (strict candidates; see _track)
     # (components above the canal found so far linked within LINK_MAX_OFFSET_MM: skull-base holes)
     canal, found, n_interp = _track(cand if cand.any() else cand_all, b_c, body_c, sp, max_gap_mm,
-                                    cap_mm=LINK_MAX_OFFSET_MM)
+                                    cap_mm=LINK_MAX_OFFSET_MM, in_line=True)
     sm = _smooth(a_c, sp, 1.0)
     canal = _rings_in_filled_slices(canal, found, cand, sm, sp)
     k0, k1 = min(found), max(found)

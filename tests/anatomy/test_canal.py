@@ -8,8 +8,8 @@ import pytest
 from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FILLED_RING_REACH_MM,
                                      FOLLOW_COST_HU_PER_MM, FOLLOW_STEP_MM, LINK_ABOVE_MIN_MM,
                                      LINK_MAX_OFFSET_MM, RECENTRE_MM, _enclosed, _follow_csf,
-                                     _recentre_dense_sections, _rings_in_filled_slices,
-                                     segment_spinal_canal)
+                                     _place_between, _recentre_dense_sections,
+                                     _rings_in_filled_slices, _track, segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
 SP = (2.5, 1.5, 1.5)  # slice, row, column spacing (mm): thick slices as on radiotherapy CTs
@@ -326,6 +326,44 @@ def test_filled_slice_takes_its_own_ring_hole_when_it_reads_nearer_csf():
     sm2 = sm.copy()
     sm2[1, 16:19, 11:14] = 10.0
     assert np.array_equal(_rings_in_filled_slices(canal, [0, 2], far, sm2, sp), canal)
+
+
+# ------------------------------------------------------- the track across gaps and competing holes
+def test_place_between_puts_the_section_on_the_line_between_the_rings():
+    """A 3x3 section centred at (10, 10); the rings below and above are centred at (20, 12) and
+    (10, 12): at t = 0.3 the centre of the line is (17, 12), so the section moves 7 rows and 2
+    columns (rows 16-18, columns 11-13)."""
+    sec = np.zeros((25, 25), bool)
+    sec[9:12, 9:12] = True
+    below, above = np.zeros_like(sec), np.zeros_like(sec)
+    below[19:22, 11:14] = True
+    above[9:12, 11:14] = True
+    out = _place_between(sec, below, above, 0.3)
+    expect = np.zeros_like(sec)
+    expect[16:19, 11:14] = True
+    assert np.array_equal(out, expect)
+
+
+def test_track_fills_a_gap_on_the_line_between_rings_that_do_not_overlap():
+    """Ring holes (3x3 voxels, 1.5 mm) in slices 0-4 centred on row 10 and in slices 11-15 on
+    row 20 (15 mm = 10 rows further back: within the 12 mm + half a voxel per slice of gap = 16.5 mm
+    tolerance of the link, so both are the canal). They have no common part: the filled slices
+    5-10 take the nearest section, placed on the line between the rings (row 10 + 10 (k - 4) / 7,
+    rounded: 11, 13, 14, 16, 17, 19) on the canal mask's track; on the centre track (in_line off)
+    the nearest section stays where it was found (rows 10, 10, 10, 20, 20, 20)."""
+    sp = np.array([2.5, 1.5, 1.5])
+    cand = np.zeros((16, 30, 21), bool)
+    cand[0:5, 9:12, 9:12] = True
+    cand[11:16, 19:22, 9:12] = True
+    none = np.zeros_like(cand)
+    body = np.ones_like(cand)
+    canal, found, n_fill = _track(cand, none, body, sp, 40.0, in_line=True)
+    assert found == [0, 1, 2, 3, 4, 11, 12, 13, 14, 15] and n_fill == 6
+    rows = [float(np.argwhere(canal[k])[:, 0].mean()) for k in range(5, 11)]
+    assert rows == [11.0, 13.0, 14.0, 16.0, 17.0, 19.0]
+    assert all(canal[k].sum() == 9 for k in range(16))
+    canal0, _, _ = _track(cand, none, body, sp, 40.0)
+    assert [float(np.argwhere(canal0[k])[:, 0].mean()) for k in range(5, 11)] == [10.0] * 3 + [20.0] * 3
 
 
 # ------------------------------------------------------------------------------------ OpenKBP
