@@ -544,13 +544,20 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
                 # section stays where it is)
                 cc = np.array(ndi.center_of_mass(near))
                 off += np.clip(cc - (rc + off), -1.0, 1.0)
-            sec = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k] & enc
+            carried = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
+            sec = carried & enc
             if step < 0 and sec.sum() < 0.5 * ref.sum():
                 # a cropped CT (only a patch around the cord provided): take the enclosed soft
                 # tissue within 3 mm of the carried section (conservative: the canal is avoided)
                 sec = near
             if sec.sum() < 0.3 * ref.sum():
                 break
+            if step > 0:
+                # cranially the enclosure decides whether the channel goes on, not the shape of its
+                # section: between the arches of C1 and C2 the ring is open at the sides and behind,
+                # so the back of a canal-sized section is less enclosed than its front, and clipping
+                # it left the cord behind the section (OpenKBP pt_141, 4.7 mm voxels)
+                sec = carried
             canal[k] |= sec
             last = k
             ext_mm[step] = d * float(sp[0])

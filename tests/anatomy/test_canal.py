@@ -86,6 +86,34 @@ def test_canal_followed_cranially_through_open_rings_beyond_the_blind_extension(
     assert not res.mask[:, ~inner & (r > 7.0 + 1.5 * np.sqrt(2.0) + 0.1)].any()
 
 
+def test_section_carried_cranially_keeps_its_back_where_the_ring_is_open_behind():
+    """Closed rings (r 7-11 mm) in the 16 lowest slices; above them only the front half of the ring
+    (the body of C2, |angle from posterior| >= 90 degrees), open at the sides and behind, as between
+    the arches of C1 and C2.
+
+    Beyond the blind continuation (25 mm) the back of the carried section (pi * 7^2 = 153.9 mm^2) is
+    enclosed in fewer than half of the directions (rays backwards and sideways escape), its front
+    in more. The enclosure lets the canal go on but must not clip the section to its front: before,
+    the section kept 44 voxels (99 mm^2, 64 %) and 2 of the 12 voxels of a 3 mm cord in the middle
+    were outside; now the carried section (cut only by the bone) keeps at least 75 % of pi * 7^2 and
+    the cord is inside on every slice."""
+    K = 40
+    arr = _neck(K, seed=5)
+    r, ang = _polar()
+    ring = (r > 7.0) & (r <= 11.0)
+    arr[:16, ring] = 1000.0
+    arr[16:, ring & (np.abs(ang) >= 90.0)] = 1000.0
+    res = segment_spinal_canal(_volume(arr))
+    top_ring = max(res.found_slices)
+    assert top_ring == 15
+    beyond = top_ring + 1 + int(np.ceil(BLIND_EXTENSION_MM / SP[0]))  # first slice past the blind part
+    assert beyond < K - 5
+    per_slice = res.mask.sum(axis=(1, 2)) * SP[1] * SP[2]
+    assert np.all(per_slice > 0), per_slice  # continued to the top of the image
+    assert np.all(per_slice[beyond:] >= 0.75 * np.pi * 7.0 ** 2), per_slice[beyond:]
+    assert res.mask[:, r <= 3.0].all()
+
+
 def test_rings_beyond_a_stretch_without_bone_are_linked_to_the_continued_canal():
     """Closed rings in slices 0-23 and 41-59, no bone in the 17 slices between (42.5 mm).
 
