@@ -7,8 +7,9 @@ import pytest
 
 from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FILLED_RING_REACH_MM,
                                      FOLLOW_COST_HU_PER_MM, FOLLOW_STEP_MM, LINK_ABOVE_MIN_MM,
-                                     LINK_MAX_OFFSET_MM, RECENTRE_MM, _enclosed, _follow_csf,
-                                     _recentre_dense_sections, _rings_in_filled_slices,
+                                     LINK_MAX_OFFSET_MM, OFF_LINE_MM, RECENTRE_MM, _enclosed,
+                                     _follow_csf, _realign_off_line_sections, _recentre_dense_sections,
+                                     _rings_in_filled_slices,
                                      segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
@@ -291,6 +292,44 @@ def _follow_slice():
     tpl = np.zeros((31, 31), bool)
     tpl[11:14, 14:17] = True  # the carried section, 5 rows (20 mm) in front of the canal
     return sm, tpl
+
+
+def _off_line_case(row_mid: int, hu_off: float, hu_line: float = 10.0, row_3: int = 10):
+    """5 slices of 20 x 20 voxels (3 x 2 x 2 mm): 2 x 2 voxel sections in columns 9-10, at rows 10-11
+    (slices 0, 1, 4), row_3..row_3+1 (slice 3) and row_mid..row_mid+1 (slice 2); slice 2 reads
+    hu_off on its own section and hu_line on rows 10-11 (50 HU elsewhere)."""
+    sp = np.array([3.0, 2.0, 2.0])
+    canal = np.zeros((5, 20, 20), bool)
+    for k in (0, 1, 4):
+        canal[k, 10:12, 9:11] = True
+    canal[3, row_3:row_3 + 2, 9:11] = True
+    canal[2, row_mid:row_mid + 2, 9:11] = True
+    sm = np.full(canal.shape, 50.0)
+    sm[2, 10:12, 9:11] = hu_line
+    sm[2, row_mid:row_mid + 2, 9:11] = hu_off
+    b_c = np.zeros_like(canal)
+    body_c = np.ones_like(canal)
+    return _realign_off_line_sections(canal, sm, b_c, body_c, sp), canal
+
+
+def test_section_off_the_line_of_its_neighbours_moves_onto_it_when_it_reads_nearer_csf():
+    # 6 rows (12 mm) in front of the line through its neighbours (rows 10-11), reading 80 HU (70 off
+    # CSF) where the line reads 10 HU (0 off): moved onto rows 10-11; other slices unchanged
+    out, canal = _off_line_case(row_mid=4, hu_off=80.0)
+    assert 6 * 2.0 > OFF_LINE_MM
+    assert out[2, 10:12, 9:11].all() and out[2].sum() == 4
+    assert np.array_equal(out[[0, 1, 3, 4]], canal[[0, 1, 3, 4]])
+    # ... not when the line reads farther from CSF (a section on the channel stays)
+    out, canal = _off_line_case(row_mid=4, hu_off=10.0, hu_line=80.0)
+    assert np.array_equal(out, canal)
+    # ... not 3 rows (6 mm, within OFF_LINE_MM) off the line
+    out, canal = _off_line_case(row_mid=7, hu_off=80.0)
+    assert np.array_equal(out, canal)
+    # ... not when the neighbours disagree: slice 3 at rows 16-17 lies 6 rows (12 mm) from slice 1;
+    # slice 2 is then 9 rows off their midpoint, slice 1 lies between slices 0 and 2 that are 12 mm
+    # apart, slice 3 between slices 2 and 4 (12 mm apart): nothing moves
+    out, canal = _off_line_case(row_mid=4, hu_off=80.0, row_3=16)
+    assert np.array_equal(out, canal)
 
 
 def test_carried_section_follows_the_csf_channel_not_the_fat_in_front():
