@@ -7,9 +7,10 @@ import pytest
 
 from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FILLED_RING_REACH_MM,
                                      FOLLOW_COST_HU_PER_MM, FOLLOW_STEP_MM, LINK_ABOVE_MIN_MM,
-                                     LINK_MAX_OFFSET_MM, RECENTRE_MM, _enclosed, _follow_csf,
-                                     _place_between, _recentre_dense_sections,
-                                     _rings_in_filled_slices, _track, segment_spinal_canal)
+                                     LINK_MAX_OFFSET_MM, OFF_LINE_MM, RECENTRE_MM, _enclosed,
+                                     _follow_csf, _place_between, _realign_off_line_sections,
+                                     _recentre_dense_sections, _rings_in_filled_slices, _track,
+                                     segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
 
 SP = (2.5, 1.5, 1.5)  # slice, row, column spacing (mm): thick slices as on radiotherapy CTs
@@ -84,6 +85,34 @@ def test_canal_followed_cranially_through_open_rings_beyond_the_blind_extension(
     # never through the gap: at most the one-voxel rim of partial volume the bone outline gives back
     # (a diagonal voxel: 7 + 1.5 * sqrt(2) = 9.1 mm)
     assert not res.mask[:, ~inner & (r > 7.0 + 1.5 * np.sqrt(2.0) + 0.1)].any()
+
+
+def test_section_carried_cranially_keeps_its_back_where_the_ring_is_open_behind():
+    """Closed rings (r 7-11 mm) in the 16 lowest slices; above them only the front half of the ring
+    (the body of C2, |angle from posterior| >= 90 degrees), open at the sides and behind, as between
+    the arches of C1 and C2.
+
+    Beyond the blind continuation (25 mm) the back of the carried section (pi * 7^2 = 153.9 mm^2) is
+    enclosed in fewer than half of the directions (rays backwards and sideways escape), its front
+    in more. The enclosure lets the canal go on but must not clip the section to its front: before,
+    the section kept 44 voxels (99 mm^2, 64 %) and 2 of the 12 voxels of a 3 mm cord in the middle
+    were outside; now the carried section (cut only by the bone) keeps at least 75 % of pi * 7^2 and
+    the cord is inside on every slice."""
+    K = 40
+    arr = _neck(K, seed=5)
+    r, ang = _polar()
+    ring = (r > 7.0) & (r <= 11.0)
+    arr[:16, ring] = 1000.0
+    arr[16:, ring & (np.abs(ang) >= 90.0)] = 1000.0
+    res = segment_spinal_canal(_volume(arr))
+    top_ring = max(res.found_slices)
+    assert top_ring == 15
+    beyond = top_ring + 1 + int(np.ceil(BLIND_EXTENSION_MM / SP[0]))  # first slice past the blind part
+    assert beyond < K - 5
+    per_slice = res.mask.sum(axis=(1, 2)) * SP[1] * SP[2]
+    assert np.all(per_slice > 0), per_slice  # continued to the top of the image
+    assert np.all(per_slice[beyond:] >= 0.75 * np.pi * 7.0 ** 2), per_slice[beyond:]
+    assert res.mask[:, r <= 3.0].all()
 
 
 def test_rings_beyond_a_stretch_without_bone_are_linked_to_the_continued_canal():
@@ -263,6 +292,44 @@ def _follow_slice():
     tpl = np.zeros((31, 31), bool)
     tpl[11:14, 14:17] = True  # the carried section, 5 rows (20 mm) in front of the canal
     return sm, tpl
+
+
+def _off_line_case(row_mid: int, hu_off: float, hu_line: float = 10.0, row_3: int = 10):
+    """5 slices of 20 x 20 voxels (3 x 2 x 2 mm): 2 x 2 voxel sections in columns 9-10, at rows 10-11
+    (slices 0, 1, 4), row_3..row_3+1 (slice 3) and row_mid..row_mid+1 (slice 2); slice 2 reads
+    hu_off on its own section and hu_line on rows 10-11 (50 HU elsewhere)."""
+    sp = np.array([3.0, 2.0, 2.0])
+    canal = np.zeros((5, 20, 20), bool)
+    for k in (0, 1, 4):
+        canal[k, 10:12, 9:11] = True
+    canal[3, row_3:row_3 + 2, 9:11] = True
+    canal[2, row_mid:row_mid + 2, 9:11] = True
+    sm = np.full(canal.shape, 50.0)
+    sm[2, 10:12, 9:11] = hu_line
+    sm[2, row_mid:row_mid + 2, 9:11] = hu_off
+    b_c = np.zeros_like(canal)
+    body_c = np.ones_like(canal)
+    return _realign_off_line_sections(canal, sm, b_c, body_c, sp), canal
+
+
+def test_section_off_the_line_of_its_neighbours_moves_onto_it_when_it_reads_nearer_csf():
+    # 6 rows (12 mm) in front of the line through its neighbours (rows 10-11), reading 80 HU (70 off
+    # CSF) where the line reads 10 HU (0 off): moved onto rows 10-11; other slices unchanged
+    out, canal = _off_line_case(row_mid=4, hu_off=80.0)
+    assert 6 * 2.0 > OFF_LINE_MM
+    assert out[2, 10:12, 9:11].all() and out[2].sum() == 4
+    assert np.array_equal(out[[0, 1, 3, 4]], canal[[0, 1, 3, 4]])
+    # ... not when the line reads farther from CSF (a section on the channel stays)
+    out, canal = _off_line_case(row_mid=4, hu_off=10.0, hu_line=80.0)
+    assert np.array_equal(out, canal)
+    # ... not 3 rows (6 mm, within OFF_LINE_MM) off the line
+    out, canal = _off_line_case(row_mid=7, hu_off=80.0)
+    assert np.array_equal(out, canal)
+    # ... not when the neighbours disagree: slice 3 at rows 16-17 lies 6 rows (12 mm) from slice 1;
+    # slice 2 is then 9 rows off their midpoint, slice 1 lies between slices 0 and 2 that are 12 mm
+    # apart, slice 3 between slices 2 and 4 (12 mm apart): nothing moves
+    out, canal = _off_line_case(row_mid=4, hu_off=80.0, row_3=16)
+    assert np.array_equal(out, canal)
 
 
 def test_carried_section_follows_the_csf_channel_not_the_fat_in_front():
