@@ -725,7 +725,7 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
         best, best_cost = None, np.inf
         # the marrow and the prevertebral tissue lie in front of the canal: search backwards only,
         # up to RECENTRE_MM around the channel kept on the slice above
-        oj, oi = int(round(ref[0] - cen[0])), int(round(ref[1] - cen[1]))
+        oj = int(round(ref[0] - cen[0]))
         # ... into a channel bounded by bone (the neural arch): not the open soft tissue behind it
         roi = np.zeros_like(sec)
         roi[max(int(jj.min()), 0):min(int(jj.max()) + max(oj, 0) + rj + 1, J),
