@@ -305,8 +305,9 @@ def plan_from_anatomy(volume: Volume, anatomy: Any, protocol: Protocol | str | N
     lm = getattr(anatomy, "landmarks", None)
     if lm is None:
         why = [m for m in (getattr(anatomy, "messages", None) or []) if "C2" in m or "dens" in m.lower()]
-        raise AnatomyError("The dens could not be located" + (f" ({why[-1].rstrip('.')})" if why else "")
-                           + ": give a hint point near C2 (--hint-lps X Y Z) or a C2 mask (--masks).")
+        # the reason may already say what to do (e.g. a point given and refused): then not again
+        todo = "." if why and "--masks" in why[-1] else ": give a hint point near C2 (--hint-lps X Y Z) or a C2 mask (--masks)."
+        raise AnatomyError("The dens could not be located" + (f" ({why[-1].rstrip('.')})" if why else "") + todo)
     lesion = getattr(anatomy, "lesion", None)
     lesion_mask = getattr(lesion, "mask", None) if lesion is not None else None
     msgs = list(getattr(anatomy, "messages", []) or [])

@@ -283,3 +283,25 @@ def test_apex_cut_by_the_image_is_never_a_target(base):
     ph, _ = base
     with pytest.raises(PlanningError, match="dens is cut by the top of the CT"):
         make_plan(ph.volume, ph.truth, replace(ph.landmarks, apex_in_view=False), load_protocol())
+
+
+def test_no_dens_message_gives_the_reason_and_what_to_do_once(base):
+    """Anatomy without landmarks: the planner refuses with the last C2 message. When that reason already
+    says what to do (a point refused: '... or give a C2 mask (--masks)'), it is not said a second time;
+    otherwise the hint / mask advice is added."""
+    from types import SimpleNamespace
+
+    from osteoplan.errors import AnatomyError
+    from osteoplan.planning.planner import plan_from_anatomy
+
+    ph, _ = base
+    refused = ("C2 NOT located: the point given lies 5 mm below the C2 found without it: it may be in C3. Check the "
+               "point (LPS mm, in the C2 body or dens) or give a C2 mask (--masks).")
+    an = SimpleNamespace(landmarks=None, messages=["bone: classical", refused], labelmap=ph.truth, lesion=None)
+    with pytest.raises(AnatomyError) as e:
+        plan_from_anatomy(ph.volume, an)
+    assert str(e.value) == f"The dens could not be located ({refused[:-1]})."
+    an.messages = ["C2 NOT located: C2 not found: no vertebral body or dens anterior to the spinal canal."]
+    with pytest.raises(AnatomyError) as e:
+        plan_from_anatomy(ph.volume, an)
+    assert str(e.value).endswith("canal): give a hint point near C2 (--hint-lps X Y Z) or a C2 mask (--masks).")
