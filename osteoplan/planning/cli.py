@@ -25,6 +25,17 @@ def _fmt(v) -> str:
     return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
 
 
+def result_line(best) -> str:
+    """The RESULT line of a feasible plan's summary: side, hydrodissection, and the hard-category
+    structures the path was NOT cleared against because they were not segmented (never a plain
+    'plan found' when one of them is unassessed)."""
+    unassessed = [c.structure for c in best.clearances if c.category == "hard" and c.status == "not_assessed"]
+    return (f"RESULT: plan found, {best.side.upper()} lateral-cervical approach"
+            + ("  -- HYDRODISSECTION REQUIRED" if best.hydrodissection_required else "")
+            + (f"  -- NOT CLEARED against critical structures not segmented: {', '.join(unassessed)}"
+               if unassessed else ""))
+
+
 def summary_text(plan) -> str:
     """A plain-text summary for the radiologist (no identifiers)."""
     L: list[str] = []
@@ -39,8 +50,7 @@ def summary_text(plan) -> str:
                              f"  -- {e.description}")
     else:
         b = plan.best
-        L.append(f"RESULT: plan found, {b.side.upper()} lateral-cervical approach"
-                 + ("  -- HYDRODISSECTION REQUIRED" if b.hydrodissection_required else ""))
+        L.append(result_line(b))
         L.append(f"  skin entry  LPS {_fmt(b.skin_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.skin_entry_voxel_kji)}")
         L.append(f"  bone entry  LPS {_fmt(b.bone_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.bone_entry_voxel_kji)}")
         L.append(f"  target      LPS {_fmt(b.target_lps_mm)} mm   voxel (k,j,i) {_fmt(b.target_voxel_kji)}")

@@ -71,6 +71,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "summary": {"en": "Plan summary", "fr": "Résumé du plan"},
     "feasible": {"en": "Feasible path found", "fr": "Trajet réalisable trouvé"},
     "not_feasible": {"en": "No feasible path", "fr": "Aucun trajet réalisable"},
+    "hard_not_assessed": {"en": "NOT CLEARED against critical structures that were not segmented (not assessed)",
+                          "fr": "NON VALIDÉ vis-à-vis de structures critiques non segmentées (non évaluées)"},
     "points": {"en": "Points (LPS, mm)", "fr": "Points (LPS, mm)"},
     "skin_entry": {"en": "Skin entry", "fr": "Point d'entrée cutané"},
     "bone_entry": {"en": "Bone entry", "fr": "Point d'entrée osseux"},

@@ -184,3 +184,31 @@ def test_french_risk_lines(plan):
     assert "pain : MANQUANT (0–3 points)" in fr and "an unknown line stays as is" in fr
     en = build_report_html(p, {}, lang="en")
     assert "Level: C2" in en and "pain: MISSING (0-3 points)" in en
+
+
+def test_verdict_is_not_green_when_a_critical_structure_was_not_assessed():
+    """A feasible plan whose hard-category structures were all measured: green verdict. One hard structure
+    not segmented (spinal_cord, not assessed): the verdict says NOT CLEARED against it, in amber (class
+    'warn'), in English and French, and the CLI summary says the same."""
+    from osteoplan.planning.cli import result_line
+    from osteoplan.planning.model import ClearanceCheck
+
+    vol = Volume(np.zeros((20, 30, 30), np.float32), axis_aligned_affine((2.0, 1.0, 1.0), (-15.0, -15.0, -20.0)))
+    measured = (ClearanceCheck(structure="spinal_canal", category="hard", margin_mm=2.0, clearance_mm=4.6,
+                               status="pass", segmented=True, source="test"),
+                ClearanceCheck(structure="internal_jugular_vein_left", category="displaceable", margin_mm=5.0,
+                               clearance_mm=None, status="not_assessed", segmented=False))
+    cord = ClearanceCheck(structure="spinal_cord", category="hard", margin_mm=3.0, clearance_mm=None,
+                          status="not_assessed", segmented=False)
+    ok = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured)
+    html = build_report_html(ok, {}, lang="en")
+    assert '<div class="verdict ok">Feasible path found' in html and "NOT CLEARED" not in html  # displaceable: green
+    assert "NOT CLEARED" not in result_line(ok.best)
+    warn = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured + (cord,))
+    html = build_report_html(warn, {}, lang="en")
+    assert '<div class="verdict warn">Feasible path found' in html
+    assert (' — NOT CLEARED against critical structures that were not segmented (not assessed): '
+            f'{STRINGS["spinal_cord"]["en"]}</div>') in html
+    fr = build_report_html(warn, {}, lang="fr")
+    assert f'NON VALIDÉ vis-à-vis de structures critiques non segmentées (non évaluées): {STRINGS["spinal_cord"]["fr"]}' in fr
+    assert result_line(warn.best).endswith("-- NOT CLEARED against critical structures not segmented: spinal_cord")
