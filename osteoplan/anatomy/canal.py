@@ -150,9 +150,11 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     get the section common to the nearest typical sections above and below (or the nearest one).
     Components wholly above the canal found so far are linked within *cap_mm* at most. With
     *in_line* (the canal mask's track), a filled slice whose nearest typical sections above and
-    below have no common part takes the nearest one placed on the line between the rings found
-    next below and above (:func:`_place_between`); without it (the centre track the C2
-    localisation follows), the nearest section where it was found.
+    below have no common part, or that has a typical section on one side only (larger rings on the
+    other, e.g. between the large C1/C2 rings at the top, where the canal curves backwards), takes
+    the nearest one placed on the line between the rings found next below and above, of any size
+    (:func:`_place_between`); without it (the centre track the C2 localisation follows), the
+    nearest section where it was found.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
     lab, n = ndi.label(cand, structure=st3)
@@ -197,15 +199,30 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
         sec = nearest = canal[near]
         if below.size and above.size:
             sec = _gap_section(canal[int(below.max())], canal[int(above.min())], nearest)
-            if in_line and sec is nearest:
-                # no common part: the canal moves in-plane across the gap (the curve of the spine);
-                # the nearest section is placed on the line between the rings found next below and
-                # above (of any size), not left where it was found
-                lo, hi = int(fall[fall < k].max()), int(fall[fall > k].min())
-                sec = _place_between(sec, canal[lo], canal[hi], (k - lo) / (hi - lo))
+        if in_line and sec is nearest:
+            # no common part (or no typical section on one side): the canal moves in-plane across
+            # the gap (the curve of the spine); the nearest typical section is placed on the line
+            # between the rings found next below and above (of any size), not left where it was found
+            lo, hi = int(fall[fall < k].max()), int(fall[fall > k].min())
+            sec = _place_between(sec, canal[lo], canal[hi], (k - lo) / (hi - lo))
         canal[k] = sec & ~b_c[k] & body_c[k]
         n_interp += 1
     return canal, found, n_interp
+
+
+def _carry_source(areas: np.ndarray, found: list[int], end: int, step: int, src_lo: int, src_hi: int,
+                  typical: float) -> int:
+    """Slice whose section is carried beyond the end slice *end* of the linked rings (direction
+    *step*: +1 cranially, -1 caudally): the slice of *src_lo*..*src_hi* nearest to *end* whose
+    section (area *areas[k]*, voxels; *areas* per canonical slice) is not empty and at most
+    2 x *typical* cranially (the C1 section, larger: dens, cord and free space, Steel's rule of
+    thirds, may be carried; *typical* is the median area of all sections of the track) or 1.3 x the
+    median area of the closed rings (*found*) caudally (only a section of typical size; the filled
+    slices, placed on the line between rings and clipped by the bone there, do not move this limit).
+    *end* when none qualifies. The factors are engineering defaults (no published source)."""
+    lim = 2.0 * typical if step > 0 else 1.3 * float(np.median(areas[found]))
+    order = sorted(range(src_lo, src_hi + 1), key=lambda kk: abs(kk - end))
+    return next((kk for kk in order if 0 < areas[kk] <= lim), end)
 
 
 def _place_between(sec: np.ndarray, below: np.ndarray, above: np.ndarray, t: float) -> np.ndarray:
@@ -419,9 +436,9 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     the canal. The candidate 3D component spanning most slices near the midline is the canal;
     other candidates continuous with it (within 12 mm at the junction, gaps up to ``max_gap_mm``)
     are added; slices without a closed ring are filled with the section common to the nearest
-    typical sections above and below (where they have none, the nearest one, placed on the line
-    between the rings found next below and above). Beyond the last ring the section is carried slice by slice
-    (re-centred on the soft-tissue channel): caudally to the image edge or the end of the provided
+    typical sections above and below (where they have none, or there is a typical section on one
+    side only, the nearest one, placed on the line between the rings found next below and above).
+    Beyond the last ring the section is carried slice by slice (re-centred on the soft-tissue channel): caudally to the image edge or the end of the provided
     region (slices without data, up to :data:`NODATA_BRIDGE_MM`, are skipped); cranially for
     :data:`BLIND_EXTENSION_MM` unconditionally and then, up to ``extend_mm``, as long as the channel
     is enclosed (bone within :data:`ENCLOSURE_RADIUS_MM` in at least :data:`ENCLOSED_FRACTION` of
@@ -515,12 +532,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     todo = [(k1, 1, k0, k1), (k0, -1, k0, k1)]
     while todo:
         end, step, src_lo, src_hi = todo.pop(0)
-        areas = canal.sum(axis=(1, 2))
-        order = sorted(range(src_lo, src_hi + 1), key=lambda kk: abs(kk - end))
-        # cranially the C1 section (larger: dens, cord and free space, Steel's rule of thirds) may
-        # be carried; caudally only a section of typical size
-        lim = 2.0 if step > 0 else 1.3
-        src = next((kk for kk in order if 0 < areas[kk] <= lim * typical), end)
+        src = _carry_source(canal.sum(axis=(1, 2)), found, end, step, src_lo, src_hi, typical)
         ref = canal[src].copy()
         rc = np.array(ndi.center_of_mass(ref))
         # ... caudally placed on the end section (the spine curves between the two); cranially the

@@ -8,7 +8,7 @@ import pytest
 from osteoplan.anatomy.canal import (BLIND_EXTENSION_MM, CANAL_MIN_AREA_MM2, FILLED_RING_REACH_MM,
                                      FOLLOW_COST_HU_PER_MM, FOLLOW_STEP_MM, LINK_ABOVE_MIN_MM,
                                      LINK_MAX_OFFSET_MM, OFF_LINE_MM, RECENTRE_MM, _enclosed,
-                                     _follow_csf, _place_between, _realign_off_line_sections,
+                                     _carry_source, _follow_csf, _place_between, _realign_off_line_sections,
                                      _recentre_dense_sections, _rings_in_filled_slices, _track,
                                      segment_spinal_canal)
 from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
@@ -431,6 +431,50 @@ def test_track_fills_a_gap_on_the_line_between_rings_that_do_not_overlap():
     assert all(canal[k].sum() == 9 for k in range(16))
     canal0, _, _ = _track(cand, none, body, sp, 40.0)
     assert [float(np.argwhere(canal0[k])[:, 0].mean()) for k in range(5, 11)] == [10.0] * 3 + [20.0] * 3
+
+
+def test_track_places_a_gap_with_typical_sections_on_one_side_only_on_the_line_between_rings():
+    """Typical ring holes (3x3 voxels, area 9) in slices 0-5 centred on row 10, larger rings (5x5,
+    area 25 > 1.3 x the median 9) in slice 8 on row 14 and in slice 11 on row 16 (within the link
+    tolerance: 6 mm and 3 mm from the canal below). Slices 6-7 and 9-10 have no typical section
+    above them: they take the nearest typical one (slice 5, row 10), placed on the line between the
+    rings found next below and above: row 10 + 4 (k - 5) / 3 for k = 6, 7 -> 11.33, 12.67 -> shifts
+    rint(1.33) = 1 and rint(2.67) = 3 -> rows 11 and 13; 14 + 2 (k - 8) / 3 for k = 9, 10 -> 14.67,
+    15.33 -> shifts rint(4.67) = 5 and rint(5.33) = 5 -> row 15 both. On the centre track (in_line
+    off) they stay on row 10."""
+    sp = np.array([2.5, 1.5, 1.5])
+    cand = np.zeros((12, 30, 21), bool)
+    cand[0:6, 9:12, 9:12] = True
+    cand[8, 12:17, 8:13] = True
+    cand[11, 14:19, 8:13] = True
+    none = np.zeros_like(cand)
+    body = np.ones_like(cand)
+    canal, found, n_fill = _track(cand, none, body, sp, 40.0, in_line=True)
+    assert found == [0, 1, 2, 3, 4, 5, 8, 11] and n_fill == 4
+    rows = [float(np.argwhere(canal[k])[:, 0].mean()) for k in (6, 7, 9, 10)]
+    assert rows == [11.0, 13.0, 15.0, 15.0]
+    assert all(canal[k].sum() == 9 for k in (6, 7, 9, 10))
+    assert all(float(np.argwhere(canal[k])[:, 1].mean()) == 10.0 for k in (6, 7, 9, 10))
+    canal0, _, _ = _track(cand, none, body, sp, 40.0)
+    assert [float(np.argwhere(canal0[k])[:, 0].mean()) for k in (6, 7, 9, 10)] == [10.0] * 4
+
+
+def test_caudal_source_is_judged_against_the_closed_rings_only():
+    """Closed rings in slices 0-4 and 11 with areas 28, 30, 27, 18, 18 and 18 voxels (median 22.5,
+    limit 1.3 x 22.5 = 29.25); slices 5-10 were filled with 14 voxels each (median of all twelve:
+    (14 + 18) / 2 = 16, limit 20.8). Caudally from slice 0 the nearest section within the rings'
+    limit is slice 0 itself (28 <= 29.25); the filled slices do not pull the limit down to slice 3
+    (the first at most 20.8). Cranially from slice 11 the limit is 2 x the given typical area:
+    with typical 9 (limit 18) slice 11 (18) qualifies; with typical 8.5 (limit 17) it does not and
+    the nearest that does is slice 10 (14). With no section within the limit, the end slice."""
+    areas = np.array([28, 30, 27, 18, 18, 14, 14, 14, 14, 14, 14, 18, 0])
+    found = [0, 1, 2, 3, 4, 11]
+    typical_all = float(np.median(areas[areas > 0]))
+    assert typical_all == 16.0
+    assert _carry_source(areas, found, 0, -1, 0, 11, typical_all) == 0
+    assert _carry_source(areas, found, 11, 1, 0, 11, 9.0) == 11
+    assert _carry_source(areas, found, 11, 1, 0, 11, 8.5) == 10
+    assert _carry_source(np.zeros(13, int) + 100, found, 11, 1, 0, 11, 9.0) == 11
 
 
 # ------------------------------------------------------------------------------------ OpenKBP
