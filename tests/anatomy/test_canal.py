@@ -143,6 +143,26 @@ def test_rings_beyond_a_stretch_without_bone_are_linked_to_the_continued_canal()
     assert not res.mask[gap_slices][:, r > 7.0 + 1.5 * np.sqrt(2.0) + 0.1].any()
 
 
+def _rings_and_hole_in_front(n_slices: int, seed: int, hole: slice) -> np.ndarray:
+    """Neck of *n_slices* with closed rings (radius 7-11 mm) in slices 0-29 and, in the slices *hole*,
+    a ring hole of the same size centred 22 mm anterior of the canal axis (a hole of the skull base)."""
+    arr = _neck(n_slices, seed=seed)
+    r, _ = _polar()
+    arr[:30, (r > 7.0) & (r <= 11.0)] = 1000.0
+    jj, ii = np.mgrid[0:SIZE, 0:SIZE]
+    r2 = np.hypot((jj - C) * SP[1] + 22.0, (ii - C) * SP[2])  # 22 mm anterior (-j)
+    arr[hole, (r2 > 7.0) & (r2 <= 11.0)] = 1000.0
+    return arr
+
+
+def _assert_on_axis_up_to(mask: np.ndarray, top: int) -> None:
+    """The canal's top slice is *top* and every slice up to it is centred within 3 mm of the axis."""
+    assert np.nonzero(mask.any(axis=(1, 2)))[0].max() == top
+    for k in range(top + 1):
+        cj, ci = np.argwhere(mask[k]).mean(axis=0)
+        assert np.hypot((cj - C) * SP[1], (ci - C) * SP[2]) < 3.0, k
+
+
 def test_hole_far_off_the_continued_canal_above_it_is_not_linked():
     """Closed rings in slices 0-29, soft tissue above; in slices 54-58 (12.5 mm, longer than
     LINK_ABOVE_MIN_MM) a ring hole (radius 7 mm) centred 22 mm anterior of the canal axis (a hole
@@ -152,23 +172,14 @@ def test_hole_far_off_the_continued_canal_above_it_is_not_linked():
     blind continuation (slice 39). The continuity test's tolerance grows with the gap (12 mm + half
     a 1.5 mm voxel per slice: 23.25 mm over the 15 slices) but is capped at LINK_MAX_OFFSET_MM: the
     hole is not linked and the canal stays on its axis, up to the end of the blind continuation."""
-    K = 60
-    arr = _neck(K, seed=3)
-    r, _ = _polar()
-    arr[:30, (r > 7.0) & (r <= 11.0)] = 1000.0
-    jj, ii = np.mgrid[0:SIZE, 0:SIZE]
-    r2 = np.hypot((jj - C) * SP[1] + 22.0, (ii - C) * SP[2])  # 22 mm anterior (-j)
-    arr[54:59, (r2 > 7.0) & (r2 <= 11.0)] = 1000.0
+    arr = _rings_and_hole_in_front(60, 3, slice(54, 59))
     top = 29 + int(round(BLIND_EXTENSION_MM / SP[0]))
     assert (54 - 29) * SP[0] > 40.0 >= (54 - top) * SP[0]  # default max_gap_mm
     assert (59 - 54) * SP[0] >= LINK_ABOVE_MIN_MM
     assert LINK_MAX_OFFSET_MM < 22.0 < 12.0 + 0.5 * (54 - top) * SP[1]
     res = segment_spinal_canal(_volume(arr))
     assert not res.mask[40:].any()
-    assert np.nonzero(res.mask.any(axis=(1, 2)))[0].max() == top
-    for k in range(top + 1):
-        cj, ci = np.argwhere(res.mask[k]).mean(axis=0)
-        assert np.hypot((cj - C) * SP[1], (ci - C) * SP[2]) < 3.0, k
+    _assert_on_axis_up_to(res.mask, top)
 
 
 @pytest.mark.parametrize("n_slices,linked", [(1, False), (4, True)])
@@ -205,22 +216,12 @@ def test_hole_far_off_the_canal_above_its_top_ring_is_not_linked_by_the_track():
     per slice: 23.25 mm here) but above the canal is capped at LINK_MAX_OFFSET_MM: the hole is not
     linked, and the slices below it are not filled with its section (the canal stays on its axis,
     continued above the top ring by the blind continuation)."""
-    K = 50
-    arr = _neck(K, seed=5)
-    r, _ = _polar()
-    arr[:30, (r > 7.0) & (r <= 11.0)] = 1000.0
-    jj, ii = np.mgrid[0:SIZE, 0:SIZE]
-    r2 = np.hypot((jj - C) * SP[1] + 22.0, (ii - C) * SP[2])  # 22 mm anterior (-j)
-    arr[44, (r2 > 7.0) & (r2 <= 11.0)] = 1000.0
+    arr = _rings_and_hole_in_front(50, 5, slice(44, 45))
     assert (44 - 29) * SP[0] <= 40.0  # default max_gap_mm
     assert LINK_MAX_OFFSET_MM < 22.0 < 12.0 + 0.5 * (44 - 29) * SP[1]
     res = segment_spinal_canal(_volume(arr))
     assert 44 not in res.found_slices and not res.mask[44].any()
-    top = int(np.nonzero(res.mask.any(axis=(1, 2)))[0].max())
-    assert top == 29 + int(round(BLIND_EXTENSION_MM / SP[0]))
-    for k in range(top + 1):
-        cj, ci = np.argwhere(res.mask[k]).mean(axis=0)
-        assert np.hypot((cj - C) * SP[1], (ci - C) * SP[2]) < 3.0, k
+    _assert_on_axis_up_to(res.mask, 29 + int(round(BLIND_EXTENSION_MM / SP[0])))
 
 
 # ------------------------------------------------------------- marrow pockets in line with the canal
