@@ -30,10 +30,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Version of the plan JSON layout. Bump the minor for additive fields, the major for breaking ones.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Vec3 = tuple[float, float, float]
-Status = Literal["pass", "hydrodissection", "fail", "not_assessed"]
+Status = Literal["pass", "hydrodissection", "fail", "not_assessed", "covered", "not_assessable"]
+#: How a structure was known: a segmented vessel/organ, its bony canal (vertebral artery by its
+#: transverse foramina on a plain CT), a mask the user provided, covered by another structure's
+#: clearance (the cord by the spinal canal that contains it), or not known.
+Assessment = Literal["segmented", "bony_canal", "provided_mask", "atlas", "covered", "not_assessed"]
+VerdictCode = Literal["feasible", "feasible_hydrodissection", "not_cleared", "no_feasible_path",
+                      "route_not_assessable"]
 Category = Literal["hard", "displaceable"]
 
 
@@ -91,6 +97,7 @@ class ClearanceCheck(_Frozen):
     source: str | None = None
     segment: str = "skin_to_target"
     note: str | None = None
+    assessed_by: Assessment | None = None
 
 
 class Screw(_Frozen):
@@ -319,6 +326,44 @@ class SearchStats(_Frozen):
     refine_step_mm: float
 
 
+class RouteCheck(_Frozen):
+    """Whether the CT shows the whole route of the protocol's technique.
+
+    ``assessable`` False means the image cannot answer (e.g. the anterior odontoid route's skin entry
+    lies below the CT's lower edge); the planner then reports it and never substitutes another route.
+    """
+
+    assessable: bool
+    route: str = Field(description="Route of the protocol, e.g. 'anterior' or 'lateral'.")
+    message_en: str | None = None
+    message_fr: str | None = None
+    figures: dict[str, float] = Field(default_factory=dict,
+                                      description="Measured figures behind the answer (mm), e.g. how far below the CT's "
+                                                  "lower edge the skin entry would lie.")
+
+
+class Verdict(_Frozen):
+    """The plan's one verdict, computed once (:func:`osteoplan.planning.verdict.compute_verdict`) and printed
+    as it is by every face (CLI RESULT line, report first page, SR, web case page).
+
+    Codes: ``feasible`` (every hard structure assessed and clear, no hydrodissection needed),
+    ``feasible_hydrodissection`` (feasible once displaceable structures are pushed), ``not_cleared`` (a path
+    was found but hard structures were not assessed), ``no_feasible_path``, ``route_not_assessable`` (the CT
+    does not show the technique's route). ``exit_code`` is the ``osteoplan plan`` exit status.
+    """
+
+    code: VerdictCode
+    text_en: str
+    text_fr: str
+    details_en: tuple[str, ...] = ()
+    details_fr: tuple[str, ...] = ()
+    exit_code: int = 0
+
+    def text(self, lang: str = "en") -> str:
+        """The headline in *lang* ("en" or "fr")."""
+        return self.text_fr if lang == "fr" else self.text_en
+
+
 class Plan(_Frozen):
     """A complete plan for one CT (see module docstring for conventions).
 
@@ -347,6 +392,9 @@ class Plan(_Frozen):
     warnings: tuple[str, ...] = ()
     infeasibility: Infeasibility | None = None
     search: SearchStats | None = None
+    procedure: str | None = None
+    route: RouteCheck | None = None
+    verdict: Verdict | None = None
 
     @property
     def best(self) -> Trajectory | None:
