@@ -69,7 +69,8 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
         note = None
         if s.never_enter and clr < 0:
             status = "fail"
-            note = "the instrument enters this hollow viscus: never acceptable (hydrodissection does not open a lumen)"
+            note = ("the instrument enters it: never acceptable (hydrodissection displaces what the path passes near, "
+                    "it does not open a way through a lumen)")
         elif clr >= s.margin_mm - 1e-9:
             status = "pass"
         elif s.category == "displaceable":
@@ -197,6 +198,7 @@ def _constraint_order(res: SearchResult) -> list[str]:
     names = ["skin"] + [n for n in BONE_CONSTRAINTS if n in present]
     names += [f"clearance:{s.name}" for s in res.fields.structures if s.category == "hard"]
     names += [f"viscus:{s.name}" for s in res.fields.structures if s.never_enter]
+    names += [n for n in ("corridor",) if n in present]
     names += ["bone_on_way", "hydrodissection_limit"]
     return names
 
@@ -205,7 +207,7 @@ def _describe(name: str) -> str:
     if name.startswith("clearance:"):
         return f"clearance to {name.split(':', 1)[1]} >= its margin"
     if name.startswith("viscus:"):
-        return f"the instrument does not enter {name.split(':', 1)[1]} (hollow viscus)"
+        return f"the instrument does not enter {name.split(':', 1)[1]} (displaced by hydrodissection, never crossed)"
     return CONSTRAINTS.get(name, name)
 
 
@@ -374,6 +376,12 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
         warns.append("Not assessed (not segmented, never reported as clear): " + ", ".join(na_strict) + ".")
     for n in covered:
         warns.append(f"{n}: {_cov[n][2]} ({_cov[n][0]}).")
+    if protocol.entry.skin_medial_to:
+        want = [f"{b}_{sd}" for b in protocol.entry.skin_medial_to for sd in ("left", "right")]
+        missing = [n for n in want if n not in res.fields.medial_sources]
+        if missing and best is not None:
+            warns.append("Corridor not fully assessed: the skin entry could not be checked to lie medial to "
+                         + ", ".join(missing) + " (not segmented on this CT).")
     route = _route_check(res, protocol, volume, landmarks, feasible=best is not None)
     if route is not None and route.message_en and route.assessable:
         warns.append(route.message_en)

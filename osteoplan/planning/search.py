@@ -24,6 +24,8 @@ Hard constraints, in the order used for "first failing constraint" counts:
 ``viscus:X``      a hollow viscus X (``never_enter``: pharynx, oesophagus, larynx, trachea, airway) is
                   never intersected by the instrument (clearance >= 0): hydrodissection displaces what
                   the path passes near, it does not open a way through a lumen;
+``corridor``      the skin entry lies medial to the structures ``entry.skin_medial_to`` names (the carotid
+                  sheath) on its side and at its level, where they are segmented;
 ``bone_on_way``   no bone other than C2 crossed between skin and bone entry;
 ``hydrodissection_limit`` displacement needed by any displaceable structure <= what hydrodissection
                   can achieve (``hydrodissection.achievable_mm``).
@@ -54,6 +56,7 @@ CONSTRAINTS: dict[str, str] = {
     "tip_to_cortex": "tip at most the allowed distance short of the apical cortex",
     "thread_waist": "the screw's thread crosses the dens waist",
     "thread_lesion": "the screw's thread crosses the lesion",
+    "corridor": "skin entry medial to the carotid sheath (between it and the visceral column)",
     "containment": "screw stays inside C2 with the containment margin",
     "entry_angle": "path meets the C2 cortex at least at the minimum incidence angle",
     "bone_on_way": "no other bone (mandible, C1, C3...) crossed before C2",
@@ -274,6 +277,8 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
                                            labelmap.sources.get(name, "segmented"),
                                            soft_only=(name == "mandible"), mask_full=m,
                                            never_enter=rule.never_enter))
+    if protocol.entry.skin_medial_to:
+        _medial_edges(f, volume, labelmap, lm, protocol, sl, zaxis)
     f.maps = np.empty(shape + (max(1, len(f.structures)),), np.float32)
     f.maps[...] = 1e3
     for i_, st in enumerate(f.structures):
@@ -282,6 +287,60 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     if not f.structures:
         f.maps = f.maps[..., :0]
     return f, warnings, not_assessed
+
+
+def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol,
+                  sl: tuple[slice, ...], zaxis: int) -> None:
+    """Fill ``f.medial_edge_left_mm`` / ``_right_mm``: per ROI slice, the medial edge of the structures named in
+    ``entry.skin_medial_to`` (both sides), as a signed offset from the mid-sagittal plane through the zone's
+    reference point (+ = patient left). Structures not segmented leave NaN (the corridor is then not assessed)."""
+    ref, _, _, lat = zone_frame(lm, protocol)
+    n = f.shape[zaxis]
+    left = np.full(n, np.nan)
+    right = np.full(n, np.nan)
+    used = []
+    for base in protocol.entry.skin_medial_to:
+        for side, arr in (("left", left), ("right", right)):
+            name = f"{base}_{side}"
+            if not labelmap.has(name):
+                continue
+            m = labelmap.get(name)[sl]
+            if not m.any():
+                continue
+            used.append(name)
+            idx = np.argwhere(m)
+            off = (volume.index_to_world(idx + f.offset[None]) - ref) @ lat
+            k = idx[:, zaxis]
+            for kk in np.unique(k):
+                o = off[k == kk]
+                if side == "left":
+                    o = o[o > 0]
+                    if len(o):
+                        arr[kk] = np.nanmin([arr[kk], o.min()])
+                else:
+                    o = o[o < 0]
+                    if len(o):
+                        arr[kk] = np.nanmax([arr[kk], o.max()])
+    f.medial_edge_left_mm, f.medial_edge_right_mm = left, right
+    f.medial_axis, f.medial_sources = zaxis, tuple(used)
+
+
+def corridor_violation(fields: ROIFields, skin_lps: np.ndarray, lm: DensLandmarks, protocol: Protocol,
+                       reached: np.ndarray) -> np.ndarray:
+    """(N,) mm by which each skin entry lies lateral to the medial edge of the carotid sheath (or whatever
+    ``entry.skin_medial_to`` names) on its side at its level; 0 where medial, not reached, or not segmented."""
+    out = np.zeros(len(skin_lps))
+    if fields.medial_edge_left_mm is None or not reached.any():
+        return out
+    ref, _, _, lat = zone_frame(lm, protocol)
+    idx = np.rint(fields.world_to_roi(skin_lps[reached])[:, fields.medial_axis]).astype(int)
+    idx = np.clip(idx, 0, len(fields.medial_edge_left_mm) - 1)
+    o = (skin_lps[reached] - ref) @ lat
+    le, ri = fields.medial_edge_left_mm[idx], fields.medial_edge_right_mm[idx]
+    v = np.where((o > 0) & np.isfinite(le), np.maximum(0, o - le), 0.0)
+    v += np.where((o < 0) & np.isfinite(ri), np.maximum(0, ri - o), 0.0)
+    out[reached] = v
+    return out
 
 
 def truncated_fov_slices(body: np.ndarray, zaxis: int, k_apex: float, drop: float = 0.25,
@@ -645,6 +704,8 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
             disp[:, s_i] = np.maximum(0, short)
         if s.never_enter:
             v[f"viscus:{s.name}"] = np.maximum(0, -ev.clear[:, s_i])
+    if p.entry.skin_medial_to:
+        v["corridor"] = corridor_violation(fields, skin_entry, lm, p, ok_code)
     v["bone_on_way"] = ev.other_bone
     v["hydrodissection_limit"] = np.maximum(0, (disp.max(axis=1) if disp.shape[1] else 0) - p.hydrodissection.achievable_mm)
     feas = np.ones(len(L), bool)
