@@ -102,15 +102,35 @@ class IdentifyingValues:
     """Identifying strings found in the input, by the attribute they came from (never printed)."""
 
     by_attribute: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: short (2-3 letter) name parts of alphabetic scripts, searched as whole words in narrative text only
+    #: (see :func:`name_needles`)
+    words_by_attribute: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
-    def add(self, attribute: str, value: Any) -> None:
+    def add(self, attribute: str, value: Any, min_len: int = _MIN_LEN) -> None:
         text = str(value).strip().strip("\x00").strip()
-        if len(text) >= _MIN_LEN:
+        if len(text) >= min_len:
             self.by_attribute[attribute].add(text)
+
+    def add_word(self, attribute: str, word: str) -> None:
+        self.words_by_attribute[attribute].add(word)
 
     def update(self, other: "IdentifyingValues") -> None:
         for k, vals in other.by_attribute.items():
             self.by_attribute[k].update(vals)
+        for k, vals in other.words_by_attribute.items():
+            self.words_by_attribute[k].update(vals)
+
+    def word_items(self) -> Iterable[tuple[str, str]]:
+        for k in sorted(self.words_by_attribute):
+            for v in sorted(self.words_by_attribute[k]):
+                yield k, v
+
+    def word_pattern(self) -> "re.Pattern[str] | None":
+        """One case-insensitive regular expression matching any short name part as a whole word."""
+        words = sorted({w.lower() for _, w in self.word_items()}, key=len, reverse=True)
+        if not words:
+            return None
+        return re.compile(r"(?<![^\W\d_])(?:" + "|".join(map(re.escape, words)) + r")(?![^\W\d_])", re.IGNORECASE)
 
     def items(self) -> Iterable[tuple[str, str]]:
         for k in sorted(self.by_attribute):
@@ -119,6 +139,74 @@ class IdentifyingValues:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_attribute.values())
+
+
+#: Scripts written without spaces between words, in which a name part of 2 characters is a whole name
+#: (山田, 太郎, 민준): Unicode character-name prefixes.
+_UNSPACED_SCRIPTS = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA", "HANGUL")
+#: VRs holding narrative text (a sentence in which a name can be written): short name parts are searched there.
+NARRATIVE_VRS = frozenset({"PN", "ST", "LT", "UT", "UC"})
+
+
+def _unspaced(text: str) -> bool:
+    import unicodedata
+
+    return any(unicodedata.name(ch, "").startswith(_UNSPACED_SCRIPTS) for ch in text)
+
+
+def name_needles(pn: str) -> tuple[set[str], set[str]]:
+    """What to search for in the output for one patient name (DICOM PN, all component groups).
+
+    The rule (short and non-Latin name parts)
+    -----------------------------------------
+    A PN value has up to three component groups (alphabetic ``=`` ideographic ``=`` phonetic), each
+    ``family^given^middle^prefix^suffix``; a component may hold several words ("ANNE MARIE").
+
+    * Scripts written without spaces (Han, kana, hangul): every part of >= 2 characters is searched as a
+      substring everywhere (山田, 太郎, 민준); a 1-character part (the family names 王, 金, 김) is too common a
+      character to be searched alone and is covered by the family+given spellings (王伟, 김민준, 山田太郎,
+      given+family too), which are searched as substrings.
+    * Alphabetic scripts (Latin, Greek, Cyrillic...): parts of >= 4 letters are searched as substrings
+      everywhere (as before); the family+given spellings ("HU JUN", "JUN HU", "HU, JUN", "HU^JUN") as
+      substrings everywhere; parts of 2-3 letters (LI, HU, LEE, ANN) returned as *words*: searched as whole
+      words (no letter either side) in narrative text only (:data:`NARRATIVE_VRS`: PN, ST, LT, UT, UC),
+      because coded and device values collide with them (RescaleType "HU", Manufacturer "GE MEDICAL
+      SYSTEMS" for a patient named Hu or Ge) and a refusal there would block every scan of that patient
+      for nothing. 1-letter parts (initials) are never searched alone.
+
+    Returns
+    -------
+    substrings : set of str
+        Searched as case-insensitive substrings (parsed elements and raw bytes).
+    words : set of str
+        Searched as whole words in narrative-text elements.
+    """
+    substrings: set[str] = set()
+    words: set[str] = set()
+    for group in str(pn).split("="):
+        comps = [c.strip() for c in group.split("^")]
+        if not any(comps):
+            continue
+        unspaced = _unspaced(group)
+        min_len = 2 if unspaced else _MIN_LEN
+        whole = " ".join(c for c in comps if c)
+        if len(whole) >= min_len:
+            substrings.add(whole)
+        family, given = (comps + ["", ""])[:2]
+        if family and given:
+            joins = ("", " ") if unspaced else (" ", ", ", "^", ",")
+            for a, b in ((family, given), (given, family)):
+                for j in joins:
+                    if len(a + j + b) >= min_len:
+                        substrings.add(a + j + b)
+        for comp in comps:
+            for part in [comp] + comp.split():
+                part = part.strip(" .,-'")
+                if len(part) >= min_len:
+                    substrings.add(part)
+                elif not unspaced and len(part) >= 2 and any(ch.isalpha() for ch in part):
+                    words.add(part)
+    return substrings, words
 
 
 def _date_variants(da: str) -> list[str]:
@@ -169,8 +257,11 @@ def collect_identifying_values(ds: Any, include_dates: bool = True) -> Identifyi
                     continue
                 found.add(kw or str(elem.tag), v)
                 if kw in PATIENT_NAME_KEYWORDS:
-                    for comp in re.split(r"[\^=]", str(v)):
-                        found.add(kw, comp)
+                    substrings, words = name_needles(str(v))
+                    for needle in substrings:
+                        found.add(kw, needle, min_len=1)
+                    for w in words:
+                        found.add_word(kw, w)
                 if kw == "PatientBirthDate":
                     for dv in _date_variants(str(v)):
                         found.add(kw, dv)
@@ -198,16 +289,28 @@ def _element_text(elem) -> str | None:
     return str(v)
 
 
-def verify_dataset(ds: Any, forbidden: IdentifyingValues, where: str = "output") -> None:
-    """Raise :class:`DeidentificationError` if any forbidden value survives in any element of *ds*.
+def verify_dataset(ds: Any, forbidden: IdentifyingValues, where: str = "output",
+                   input_values: dict[int, set[str]] | None = None) -> None:
+    """Raise :class:`DeidentificationError` if any forbidden value survives in any element of *ds*,
+    or if *ds* breaks the Basic Profile (:func:`profile_violations`).
 
     Every element is visited (file meta, nested sequences at any depth, private tags); the
-    match is a case-insensitive substring search. The message names the source attribute and
-    the output element, never the value.
+    identifying values are searched as case-insensitive substrings, the short name parts
+    (:func:`name_needles`) as whole words in narrative-text elements (:data:`NARRATIVE_VRS`).
+    *input_values*: the input dataset's values of Table E.1-1 attributes (:func:`_table_input_values`),
+    which must not be kept. The message names the source attribute and the output element, never
+    the value.
+
+    Raises
+    ------
+    DeidentificationError
+        On the first survivor found.
     """
     from pydicom.datadict import keyword_for_tag
 
     needles = [(attr, val.lower()) for attr, val in forbidden.items()]
+    words = forbidden.word_pattern()
+    word_attr = {w.lower(): a for a, w in forbidden.word_items()}
     texts: list[tuple[Any, str]] = []
 
     def visit(dataset, elem):
@@ -220,35 +323,89 @@ def verify_dataset(ds: Any, forbidden: IdentifyingValues, where: str = "output")
     ds.walk(visit)
     if getattr(ds, "file_meta", None) is not None:
         ds.file_meta.walk(visit)
+
+    def fail(attr: str, elem) -> None:
+        name = (elem.keyword or keyword_for_tag(elem.tag) or f"private element {elem.tag}") if elem is not None \
+            else "several elements"
+        raise DeidentificationError(
+            f"De-identification verification failed: a value of the input's {attr} survives in {name} of "
+            f"{where}. Nothing was written; report this input type to the osteoplan maintainers.")
+
     blob = "\x00".join(t for _, t in texts)  # one search per value; locate the element only on a hit
     for attr, val in needles:
         if val in blob:
-            elem = next((e for e, t in texts if val in t), None)
-            name = (elem.keyword or keyword_for_tag(elem.tag) or f"private element {elem.tag}") if elem is not None \
-                else "several elements"
-            raise DeidentificationError(
-                f"De-identification verification failed: a value of the input's {attr} survives in {name} of "
-                f"{where}. Nothing was written; report this input type to the osteoplan maintainers.")
+            fail(attr, next((e for e, t in texts if val in t), None))
+    if words is not None:
+        for elem, t in texts:
+            if elem.VR in NARRATIVE_VRS:
+                m = words.search(t)
+                if m:
+                    fail(word_attr.get(m.group(0).lower(), "patient name"), elem)
+    problems = profile_violations(ds, input_values)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DeidentificationError(
+            f"De-identification verification failed: {problems[0]}{more} in {where}. Nothing was written; "
+            "report this input type to the osteoplan maintainers.")
 
 
-_PRINTABLE_RUNS = re.compile(rb"[\x20-\x7e\x80-\xff]{4,}")
+def _declared_encodings(raw: bytes) -> list[str]:
+    """Python codecs of the SpecificCharacterSet declared in *raw* (a DICOM file), [] when none/unreadable."""
+    import io
+
+    import pydicom
+    from pydicom.charset import convert_encodings
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True, specific_tags=["SpecificCharacterSet"])
+        cs = ds.get("SpecificCharacterSet")
+    except Exception:
+        return []
+    if not cs:
+        return []
+    try:
+        return list(convert_encodings(list(cs) if not isinstance(cs, str) else [cs]))
+    except Exception:
+        return []
 
 
-def verify_bytes(data: bytes, forbidden: IdentifyingValues, where: str) -> None:
-    """Raise :class:`DeidentificationError` if a forbidden value occurs in raw bytes (latin-1/UTF-8, any case)."""
-    # identifying text is made of printable characters: search the printable runs of the file
-    # (all of the header, the few printable runs of binary pixel data) instead of every byte
-    low = b"\x00".join(_PRINTABLE_RUNS.findall(data)).lower()
-    for attr, val in forbidden.items():
-        for enc in ("latin-1", "utf-8"):
+def _decoded_texts(data: bytes, encodings: list[str]) -> list[str]:
+    """*data* decoded as latin-1, UTF-8 and the declared character set(s) (ISO 2022 escape sequences
+    followed through the whole byte string), lower case, undecodable bytes replaced."""
+    import warnings
+
+    from pydicom.charset import decode_bytes
+
+    out = [data.decode("latin-1").lower(), data.decode("utf-8", "replace").lower()]
+    if encodings:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             try:
-                needle = val.lower().encode(enc)
-            except UnicodeEncodeError:
-                continue
-            if needle in low:
-                raise DeidentificationError(
-                    f"De-identification verification failed: a value of the input's {attr} survives in the raw "
-                    f"bytes of {where}. Nothing was written; report this input type to the osteoplan maintainers.")
+                out.append(decode_bytes(data, encodings, set()).lower())
+            except Exception:
+                pass
+            for enc in set(encodings):
+                try:
+                    out.append(data.decode(enc, "replace").lower())
+                except (LookupError, ValueError):
+                    pass
+    return out
+
+
+def verify_bytes(data: bytes, forbidden: IdentifyingValues, where: str, encodings: list[str] | None = None) -> None:
+    """Raise :class:`DeidentificationError` if a forbidden value occurs in raw bytes, any case.
+
+    The bytes are decoded as latin-1, UTF-8 and the file's declared character set *encodings*
+    (Python codec names; e.g. ``iso2022_jp`` for ISO 2022 IR 87, whose kanji are 7-bit codes between
+    escape sequences) and every identifying value is searched in each decoding.
+    """
+    texts = _decoded_texts(data, list(encodings or []))
+    for attr, val in forbidden.items():
+        low = val.lower()
+        if any(low in t for t in texts):
+            raise DeidentificationError(
+                f"De-identification verification failed: a value of the input's {attr} survives in the raw "
+                f"bytes of {where}. Nothing was written; report this input type to the osteoplan maintainers.")
 
 
 def _bytes_outside_pixel_data(path: Path, raw: bytes) -> bytes:
@@ -272,8 +429,13 @@ def _bytes_outside_pixel_data(path: Path, raw: bytes) -> bytes:
     return raw[:start] + b"\x00" + raw[end:]
 
 
-def verify_files(files: Iterable[Path], forbidden: IdentifyingValues, root: Path | None = None) -> int:
-    """Verify every output file: all elements (parsed) and the raw bytes outside the pixel data.
+def verify_files(files: Iterable[Path], forbidden: IdentifyingValues, root: Path | None = None,
+                 input_values: dict[Path, dict[int, set[str]]] | None = None) -> int:
+    """Verify every output file: all elements (parsed, :func:`verify_dataset`) and the raw bytes
+    outside the pixel data (:func:`verify_bytes`, in the file's declared character set too).
+
+    *input_values*: by output file, the input dataset's values of Table E.1-1 attributes
+    (:func:`_table_input_values`), which must not be kept.
 
     Returns the number of files checked.
     """
@@ -282,9 +444,11 @@ def verify_files(files: Iterable[Path], forbidden: IdentifyingValues, root: Path
     n = 0
     for f in files:
         where = f"output file {f.relative_to(root) if root else f.name}"
-        verify_dataset(pydicom.dcmread(f), forbidden, where)  # names the element
+        verify_dataset(pydicom.dcmread(f), forbidden, where,
+                       input_values=(input_values or {}).get(Path(f)))  # names the element
         raw = Path(f).read_bytes()
-        verify_bytes(_bytes_outside_pixel_data(Path(f), raw), forbidden, where)  # what the parser would not show
+        # what the parser would not show
+        verify_bytes(_bytes_outside_pixel_data(Path(f), raw), forbidden, where, _declared_encodings(raw))
         n += 1
     return n
 
@@ -323,6 +487,290 @@ def pixel_data_complete(ds: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+# --------------------------------------------------------------------------- PS3.15 Table E.1-1
+#: Edition of DICOM PS3.15 whose Table E.1-1 (Basic Profile actions) is applied: the machine-readable
+#: copy kept by the ``dicom-anonymizer`` package (KitwareMedical; module
+#: ``dicomanonymizer.dicom_anonymization_databases.dicomfields_2026c``, generated from the standard's table).
+BASIC_PROFILE_EDITION = "2026c"
+_PROFILE_CATEGORIES = {"D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D",
+                       "X_Z_TAGS": "X/Z", "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*"}
+#: File meta elements kept (everything else, e.g. Source/Sending/Receiving AE titles, presentation
+#: addresses, PrivateInformation, the source's implementation name, is removed; pydicom writes its own
+#: Implementation Class UID / Version Name).
+FILE_META_KEPT = frozenset({0x00020001, 0x00020002, 0x00020003, 0x00020010})
+#: Dummy value written for action D on a text element that dicognito did not replace.
+DUMMY_TEXT = "ANONYMIZED"
+_DUMMY_TEXT_VRS = {"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "PN"}
+_TEMPORAL_VRS = {"DA", "DT", "TM"}
+
+
+@dataclass(frozen=True)
+class BasicProfile:
+    """The actions of PS3.15 Table E.1-1 by tag (``exact``) and for repeating groups (``masked``)."""
+
+    exact: dict[int, str]
+    masked: tuple[tuple[int, int, int, int, str], ...]  # (group, element, group mask, element mask, action)
+    edition: str
+
+    def action(self, tag: int) -> str | None:
+        """The action code (``X``, ``Z``, ``D``, ``U``, ``Z/D``, ``X/Z``, ``X/D``, ``X/Z/D``, ``X/Z/U*``) or None."""
+        tag = int(tag)
+        a = self.exact.get(tag)
+        if a is not None:
+            return a
+        g, e = tag >> 16, tag & 0xFFFF
+        for mg, me, gm, em, act in self.masked:
+            if (g & gm) == mg and (e & em) == me:
+                return act
+        return None
+
+
+_PROFILE: BasicProfile | None = None
+
+
+def basic_profile() -> BasicProfile:
+    """PS3.15 Table E.1-1 (edition :data:`BASIC_PROFILE_EDITION`) as a :class:`BasicProfile` (cached).
+
+    Source: the ``dicom-anonymizer`` package's machine-readable copy of the table (pinned in
+    pyproject.toml), not a hand-typed list. A tag listed under two actions keeps the first of
+    :data:`_PROFILE_CATEGORIES` order (none is, in this edition).
+    """
+    global _PROFILE
+    if _PROFILE is None:
+        import importlib
+
+        table = importlib.import_module(
+            f"dicomanonymizer.dicom_anonymization_databases.dicomfields_{BASIC_PROFILE_EDITION}")
+        exact: dict[int, str] = {}
+        masked = []
+        for cat, act in _PROFILE_CATEGORIES.items():
+            for t in getattr(table, cat):
+                if len(t) == 2:
+                    exact.setdefault((t[0] << 16) | t[1], act)
+                else:
+                    masked.append((t[0], t[1], t[2], t[3], act))
+        _PROFILE = BasicProfile(exact=exact, masked=tuple(masked), edition=BASIC_PROFILE_EDITION)
+    return _PROFILE
+
+
+def _known_public(tag: int) -> bool:
+    """True for a public tag that pydicom's data dictionary knows (repeating groups included)."""
+    from pydicom.datadict import get_entry
+
+    try:
+        get_entry(tag)
+    except KeyError:
+        return False
+    return True
+
+
+def _overlay_or_curve(tag: int) -> bool:
+    """Overlay (60xx) or curve (50xx, retired) group, even (public) groups only."""
+    g = int(tag) >> 16
+    return g % 2 == 0 and (g & 0xFF00) in (0x5000, 0x6000)
+
+
+def embedded_overlays(ds: Any) -> bool:
+    """True when an overlay plane is stored in the unused high bits of the pixel data (retired
+    ACR-NEMA style: OverlayBitsAllocated != 1 or OverlayBitPosition != 0): like burned-in
+    annotation, it cannot be removed by deleting elements."""
+    for g in range(0x6000, 0x6020, 2):
+        bits = ds.get((g, 0x0100))
+        pos = ds.get((g, 0x0102))
+        try:
+            if (bits is not None and int(bits.value or 1) != 1) or (pos is not None and int(pos.value or 0) != 0):
+                return True
+        except (TypeError, ValueError):
+            return True
+    return False
+
+
+def _walk_with_paths(ds: Any, fn, path: tuple = ()) -> None:
+    """Call ``fn(dataset, elem, path)`` for every element at every depth; path = (tag, item index, tag, ...)."""
+    for elem in list(ds):
+        p = path + (int(elem.tag),)
+        fn(ds, elem, p)
+        if elem.VR == "SQ" and elem.tag in ds:
+            for i, item in enumerate(elem.value or []):
+                _walk_with_paths(item, fn, p + (i,))
+
+
+def _values_by_path(ds: Any) -> dict[tuple, str | None]:
+    """Every non-sequence element's value as text, by path (what the input said, before the profile)."""
+    out: dict[tuple, str | None] = {}
+
+    def visit(dataset, elem, path):
+        if elem.VR != "SQ" and elem.tag != 0x7FE00010:
+            out[path] = _element_text(elem)
+
+    _walk_with_paths(ds, visit)
+    return out
+
+
+def _dummy(elem) -> Any:
+    if elem.VR in _DUMMY_TEXT_VRS:
+        return DUMMY_TEXT
+    if elem.VR in ("IS", "DS"):
+        return "0"
+    return None  # binary and other VRs: zero length (never the original bytes)
+
+
+def apply_basic_profile_table(ds: Any, before: dict[tuple, str | None]) -> int:
+    """Apply PS3.15 Table E.1-1 to what dicognito left, at every depth; in place.
+
+    *before*: :func:`_values_by_path` of the dataset before dicognito, so that a value dicognito
+    replaced (fake name, remapped UID, shifted date, fake ID) is recognised as replaced.
+
+    Actions
+    -------
+    * X: removed.
+    * X/Z, X/D, X/Z/D: removed, except dates/times (DA/DT/TM) that dicognito shifted (Retain
+      Longitudinal Temporal Information with Modified Dates Option) and UIDs it remapped.
+    * X/Z/U* (Referenced/Source Image Sequence): kept, contained UIDs remapped (U), other contents
+      handled by their own action, so a localizer reference stays consistent inside the study.
+    * Z, Z/D: a value dicognito replaced is kept (a dummy is allowed); otherwise emptied.
+    * D: a value dicognito replaced is kept; a sequence is kept and its items handled element by
+      element; other text gets :data:`DUMMY_TEXT`, numbers "0", binary values zero length.
+    * U: dicognito remaps every UI but class and transfer syntax UIDs; kept.
+    Beyond the table: public tags pydicom's dictionary does not know (a later edition's or
+    invented ones, whose action cannot be known) are removed, and so are overlay (60xx) and curve
+    (50xx) groups (graphics that can carry drawn text: treated like burned-in annotation).
+    Private tags are left to ``Dataset.remove_private_tags``.
+
+    Returns
+    -------
+    int
+        Number of elements removed or changed.
+    """
+    profile = basic_profile()
+    n = 0
+
+    def visit(dataset, elem, path):
+        nonlocal n
+        tag = int(elem.tag)
+        if elem.tag.is_private or tag == 0x7FE00010:
+            return
+        if _overlay_or_curve(tag) or not _known_public(tag):
+            del dataset[elem.tag]
+            n += 1
+            return
+        act = profile.action(tag)
+        if act is None:
+            return
+        replaced = elem.VR != "SQ" and path in before and _element_text(elem) != before[path] \
+            and not elem.is_empty
+        if act == "X" or (act in ("X/Z", "X/D", "X/Z/D")
+                          and not (replaced and elem.VR in _TEMPORAL_VRS | {"UI"})):
+            del dataset[elem.tag]
+            n += 1
+        elif act in ("Z", "Z/D"):
+            if not replaced and not elem.is_empty:
+                elem.value = [] if elem.VR == "SQ" else None
+                n += 1
+        elif act == "D":
+            if elem.VR != "SQ" and not replaced and not elem.is_empty:
+                elem.value = _dummy(elem)
+                n += 1
+
+    _walk_with_paths(ds, visit)
+    return n
+
+
+def clean_file_meta(ds: Any) -> int:
+    """Keep only :data:`FILE_META_KEPT` in the file meta (AE titles, PrivateInformation... removed)."""
+    fm = getattr(ds, "file_meta", None)
+    if fm is None:
+        return 0
+    gone = [e.tag for e in fm if int(e.tag) not in FILE_META_KEPT]
+    for t in gone:
+        del fm[t]
+    return len(gone)
+
+
+def _table_input_values(ds: Any) -> dict[int, set[str]]:
+    """Non-empty input values of the attributes Table E.1-1 lists, by tag, at any depth (not sequences)."""
+    profile = basic_profile()
+    vals: dict[int, set[str]] = defaultdict(set)
+
+    def visit(dataset, elem):
+        if elem.VR == "SQ" or elem.tag.is_private or elem.tag == 0x7FE00010:
+            return
+        if profile.action(int(elem.tag)) is not None:
+            text = _element_text(elem)
+            if text and text.strip():
+                vals[int(elem.tag)].add(text.strip())
+
+    ds.walk(visit)
+    if getattr(ds, "file_meta", None) is not None:
+        ds.file_meta.walk(visit)
+    return vals
+
+
+def profile_violations(ds: Any, input_values: dict[int, set[str]] | None = None) -> list[str]:
+    """What in a de-identified dataset breaks the Basic Profile (independent check of the output).
+
+    Checked at every depth: no private element; no public element unknown to the data dictionary;
+    no overlay or curve group; file meta only :data:`FILE_META_KEPT` (+ group length and the
+    implementation UID / name pydicom writes); no element whose Table E.1-1 action is X (X/Z, X/D,
+    X/Z/D tolerated for dates/times and UIDs only, X/Z/U* for sequences only); and, given the input
+    dataset's values (:func:`_table_input_values`), no non-empty value of a listed attribute equal to a
+    value that attribute had in the input (a date not shifted, a UID not remapped, a Z/D value kept),
+    :data:`DUMMY_TEXT` and times of day excepted (a whole-day date shift keeps the time).
+
+    Returns
+    -------
+    list of str
+        One description per violation (element names only, never values); empty when clean.
+    """
+    from pydicom.datadict import keyword_for_tag
+
+    profile = basic_profile()
+    problems: list[str] = []
+
+    def name(elem) -> str:
+        return elem.keyword or keyword_for_tag(elem.tag) or f"element {elem.tag}"
+
+    def visit(dataset, elem):
+        tag = int(elem.tag)
+        if elem.tag.is_private:
+            problems.append(f"private element {elem.tag}")
+            return
+        if _overlay_or_curve(tag):
+            problems.append(f"overlay/curve element {name(elem)}")
+            return
+        if not _known_public(tag):
+            problems.append(f"unknown public element {elem.tag}")
+            return
+        act = profile.action(tag)
+        if act is None:
+            return
+        if act == "X" or (act in ("X/Z", "X/D", "X/Z/D") and elem.VR not in _TEMPORAL_VRS | {"UI"}) \
+                or (act == "X/Z/U*" and elem.VR != "SQ"):
+            problems.append(f"{name(elem)} (Table E.1-1 action {act}: must be removed)")
+            return
+        if input_values and elem.VR not in ("SQ", "TM"):
+            text = (_element_text(elem) or "").strip()
+            if text and text != DUMMY_TEXT and text in input_values.get(tag, ()):
+                problems.append(f"{name(elem)} (Table E.1-1 action {act}: the input's value is kept)")
+
+    ds.walk(visit)
+    fm = getattr(ds, "file_meta", None)
+    if fm is not None:
+        from pydicom import __version_info__
+        from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+        written_by_pydicom = {0x00020012: str(PYDICOM_IMPLEMENTATION_UID),
+                              0x00020013: f"PYDICOM {'.'.join(__version_info__)}"}
+        for e in fm:
+            t = int(e.tag)
+            if t in FILE_META_KEPT or t == 0x00020000:
+                continue
+            if t in written_by_pydicom and str(e.value).strip() == written_by_pydicom[t]:
+                continue
+            problems.append(f"file meta element {name(e)}")
+    return problems
 
 
 # --------------------------------------------------------------------------- the profile
@@ -387,16 +835,23 @@ def blank_malformed_dates(ds: Any) -> int:
 
 
 def apply_profile(ds: Any, anonymizer: Any) -> None:
-    """Apply dicognito's Basic Profile then remove what it leaves (private tags, free text), in place.
+    """Apply dicognito's Basic Profile then what it leaves, in place.
 
-    Dates dicognito cannot parse are emptied first (:func:`blank_malformed_dates`).
+    Dates dicognito cannot parse are emptied first (:func:`blank_malformed_dates`); after dicognito:
+    private tags removed, every action of PS3.15 Table E.1-1 (:func:`apply_basic_profile_table`:
+    unknown public tags, overlays and curves removed too), file meta reduced to
+    :data:`FILE_META_KEPT` (:func:`clean_file_meta`), then :data:`REMOVE_KEYWORDS` removed and
+    :data:`EMPTY_KEYWORDS` emptied.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
     blank_malformed_dates(ds)
+    before = _values_by_path(ds)
     anonymizer.anonymize(ds)
     ds.remove_private_tags()
+    apply_basic_profile_table(ds, before)
+    clean_file_meta(ds)
     remove = set(REMOVE_KEYWORDS)
 
     def strip(dataset, elem):
@@ -408,7 +863,7 @@ def apply_profile(ds: Any, anonymizer: Any) -> None:
 
     ds.walk(strip)
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "osteoplan+dicognito PS3.15 E Basic; private, free text removed"
+    ds.DeidentificationMethod = f"osteoplan+dicognito PS3.15 E.1-1 ({BASIC_PROFILE_EDITION}) Basic Profile"
     codes = []
     for value, meaning in (("113100", "Basic Application Confidentiality Profile"),
                            ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")):
@@ -459,6 +914,7 @@ def neutralise_pseudonym_collisions(ds: Any, forbidden: IdentifyingValues, befor
     import hashlib
 
     needles = [v.lower() for _, v in forbidden.items()]
+    words = forbidden.word_pattern()  # PN is narrative text: short name parts as whole words
     ident = set(IDENTIFYING_KEYWORDS)
     n = 0
 
@@ -470,7 +926,9 @@ def neutralise_pseudonym_collisions(ds: Any, forbidden: IdentifyingValues, befor
             return
         original = before.get(int(elem.tag))
         text = _element_text(elem)
-        if not original or not text or text.lower() in original or not any(x in text.lower() for x in needles):
+        if not original or not text or text.lower() in original:
+            return
+        if not any(x in text.lower() for x in needles) and not (words is not None and words.search(text)):
             return
         h = hashlib.sha256(text.encode("utf-8", "replace")).digest()
         code = "".join(_CONSONANTS[b % len(_CONSONANTS)] for b in h[:12])
@@ -569,6 +1027,11 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         raise DeidentificationError(
             f"{burned} image(s) declare burned-in annotation (text drawn in the pixels), which the Basic Profile "
             "does not clean; remove those images (often screen captures) and run deid again.")
+    embedded = sum(1 for ds in datasets if embedded_overlays(ds))
+    if embedded:
+        raise DeidentificationError(
+            f"{embedded} image(s) keep an overlay (graphics that may hold text) inside the pixel data's unused "
+            "bits, which cannot be removed like other elements; remove those images and run deid again.")
     forbidden = IdentifyingValues()
     for ds in datasets:
         forbidden.update(collect_identifying_values(ds))
@@ -588,15 +1051,18 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
     try:
         with atomic_dir(dst_p, overwrite=overwrite) as tmp:
             written = []
+            input_values: dict[Path, dict[int, set[str]]] = {}
             for i, ds in enumerate(datasets):
                 before = _text_values(ds)
+                table_values = _table_input_values(ds)
                 apply_profile(ds, anonymizer)
                 neutralise_pseudonym_collisions(ds, forbidden, before)
                 out = tmp / names[i]
                 out.parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(str(out), enforce_file_format=True)
                 written.append(out)
-            verify_files(written, forbidden, root=tmp)
+                input_values[out] = table_values
+            verify_files(written, forbidden, root=tmp, input_values=input_values)
     except FileExistsError:
         raise InputError("The output folder exists and is not empty; choose a new folder or pass --overwrite.") from None
     except OSError as exc:
