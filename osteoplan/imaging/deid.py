@@ -85,6 +85,7 @@ REMOVE_KEYWORDS: tuple[str, ...] = (
     "RequestedContrastAgent", "ReviewerName", "VerifyingOrganization", "PerformedStationName",
     "PerformedStationAETitle", "ScheduledStationName", "ScheduledStationAETitle", "ModifiedImageDescription",
     "AcquisitionDeviceProcessingDescription", "DetectorID", "GantryID", "PlateID", "CassetteID",
+    "TextValue",  # X in earlier editions of Table E.1-1; free text wherever a sequence that is kept holds it
 )
 #: Largest date shift accepted (days; 100 years keeps every DICOM date within years 1..9999).
 MAX_DATE_SHIFT_DAYS = 36500
@@ -631,8 +632,10 @@ def apply_basic_profile_table(ds: Any, before: dict[tuple, str | None]) -> int:
     * X/Z/U* (Referenced/Source Image Sequence): kept, contained UIDs remapped (U), other contents
       handled by their own action, so a localizer reference stays consistent inside the study.
     * Z, Z/D: a value dicognito replaced is kept (a dummy is allowed); otherwise emptied.
-    * D: a value dicognito replaced is kept; a sequence is kept and its items handled element by
-      element; other text gets :data:`DUMMY_TEXT`, numbers "0", binary values zero length.
+    * D: a value dicognito replaced is kept; a sequence (Content Sequence, Graphic Annotation
+      Sequence...) becomes one empty item (a dummy: nothing of the input; Text Value is not listed in
+      this edition because its Content Sequence is replaced as a whole); other text gets
+      :data:`DUMMY_TEXT`, numbers "0", binary values zero length.
     * U: dicognito remaps every UI but class and transfer syntax UIDs; kept.
     Beyond the table: public tags pydicom's dictionary does not know (a later edition's or
     invented ones, whose action cannot be known) are removed, and so are overlay (60xx) and curve
@@ -644,6 +647,9 @@ def apply_basic_profile_table(ds: Any, before: dict[tuple, str | None]) -> int:
     int
         Number of elements removed or changed.
     """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
     profile = basic_profile()
     n = 0
 
@@ -670,7 +676,11 @@ def apply_basic_profile_table(ds: Any, before: dict[tuple, str | None]) -> int:
                 elem.value = [] if elem.VR == "SQ" else None
                 n += 1
         elif act == "D":
-            if elem.VR != "SQ" and not replaced and not elem.is_empty:
+            if elem.VR == "SQ":
+                if any(len(item) for item in elem.value or []):
+                    elem.value = Sequence([Dataset()])  # a dummy: one empty item, nothing of the input
+                    n += 1
+            elif not replaced and not elem.is_empty:
                 elem.value = _dummy(elem)
                 n += 1
 
@@ -749,6 +759,9 @@ def profile_violations(ds: Any, input_values: dict[int, set[str]] | None = None)
         if act == "X" or (act in ("X/Z", "X/D", "X/Z/D") and elem.VR not in _TEMPORAL_VRS | {"UI"}) \
                 or (act == "X/Z/U*" and elem.VR != "SQ"):
             problems.append(f"{name(elem)} (Table E.1-1 action {act}: must be removed)")
+            return
+        if elem.VR == "SQ" and act in ("D", "Z", "Z/D") and any(len(item) for item in elem.value or []):
+            problems.append(f"{name(elem)} (Table E.1-1 action {act}: its input items are kept)")
             return
         if input_values and elem.VR not in ("SQ", "TM"):
             text = (_element_text(elem) or "").strip()
