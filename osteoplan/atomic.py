@@ -66,20 +66,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, manifest: str | None = None,
+               manifest_extra: dict | None = None) -> Iterator[Path]:
     """Yield a temporary folder next to *path*; on success it is renamed to *path*.
 
     With ``overwrite=True`` an existing *path* is replaced (after the new one is complete);
     otherwise an existing non-empty *path* raises ``FileExistsError`` before anything is written.
+    With *manifest* (the command name), the folder gets :data:`MANIFEST_NAME` listing what was
+    written, and an existing *path* is replaced only when it holds nothing else
+    (:func:`check_output_folder`, ``InputError`` otherwise; checked again just before the swap).
     On error or interruption the temporary folder is removed.
     """
     path = Path(path)
+    if manifest is not None:
+        check_output_folder(path, overwrite, flag="the output folder")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
+        if manifest is not None:
+            write_manifest(tmp, manifest, manifest_extra)
+            check_output_folder(path, overwrite, flag="the output folder")  # files may have been added meanwhile
         _usual_mode(tmp, directory=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -92,3 +101,117 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# --------------------------------------------------------------------------- osteoplan's own output folders
+#: Name of the manifest osteoplan writes in each output folder it creates.
+MANIFEST_NAME = ".osteoplan-manifest.json"
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file and folder under *folder* (relative POSIX paths; folders end with "/"), sorted."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        out.append(rel + "/" if p.is_dir() and not p.is_symlink() else rel)
+    return out
+
+
+def write_manifest(folder: str | os.PathLike, command: str, extra: dict | None = None) -> Path:
+    """Write :data:`MANIFEST_NAME` into *folder*: what osteoplan wrote there.
+
+    Format (JSON, UTF-8)::
+
+        {"manifest": "osteoplan output folder", "version": 1, "command": "plan",
+         "entries": ["images/", "images/axial.png", "plan.json", ...],   # files; folders end with "/"
+         ...extra}                                                        # e.g. "ct_voxels_sha256"
+
+    The manifest does not list itself. An output folder may later be replaced (``--overwrite``) only
+    when every entry in it is listed (:func:`check_output_folder`).
+    """
+    import json
+
+    folder = Path(folder)
+    doc = {"manifest": "osteoplan output folder", "version": 1, "command": command,
+           "entries": [e for e in _entries(folder) if e != MANIFEST_NAME]}
+    doc.update(extra or {})
+    path = folder / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(doc, indent=1))
+    return path
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """The manifest of *folder*, or None when it has none or it cannot be read."""
+    import json
+
+    try:
+        doc = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("entries"), list) else None
+
+
+def foreign_entries(folder: str | os.PathLike) -> list[str]:
+    """Entries of an existing *folder* that osteoplan's manifest does not list (all of them without one)."""
+    folder = Path(folder)
+    doc = read_manifest(folder)
+    listed = set(doc["entries"]) if doc else set()
+    listed.add(MANIFEST_NAME)
+    return [e for e in _entries(folder) if e not in listed]
+
+
+def check_output_folder(out: str | os.PathLike, overwrite: bool, flag: str = "--out",
+                        overwrite_flag: str = "--overwrite") -> None:
+    """Refuse, with one clear line, an output folder osteoplan must not write or replace.
+
+    osteoplan writes an output folder whole (a temporary sibling renamed into place) and replaces an
+    existing one only with *overwrite* and only when it holds nothing but what osteoplan wrote there
+    (its :data:`MANIFEST_NAME` lists every entry): files of other work are never deleted.
+
+    Raises
+    ------
+    InputError
+        *out* is the current folder or one holding it; an existing file; a non-empty folder holding
+        entries osteoplan did not write (whatever *overwrite*); an earlier osteoplan output without
+        *overwrite*.
+    """
+    from osteoplan.errors import InputError, safe_path
+
+    out = Path(out)
+    cwd = Path.cwd().resolve()
+    out_r = out.resolve()
+    if out_r == cwd or out_r in cwd.parents:
+        raise InputError(f"{flag} is the current folder (or holds it), which osteoplan does not write into: give "
+                         "the name of a new sub-folder (e.g. osteoplan-out).")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{flag} {safe_path(out)} is a file, not a folder; give a new folder path for {flag}.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    foreign = foreign_entries(out)
+    if foreign:
+        raise InputError(f"{flag} {safe_path(out)} holds {len(foreign)} file(s) or folder(s) osteoplan did not write; "
+                         f"osteoplan only replaces its own output folders: give a new or empty folder for {flag}.")
+    if not overwrite:
+        raise InputError(f"{flag} {safe_path(out)} holds an earlier osteoplan output; add {overwrite_flag} to "
+                         f"replace it, or give another {flag}.")
+
+
+def add_to_manifest(folder: str | os.PathLike, entries_before: list[str]) -> None:
+    """After a command wrote more files into an osteoplan output folder (``osteoplan report``): list the
+    entries that were not there before (*entries_before*: :func:`list_entries` taken first). Entries that
+    were there and unlisted stay unlisted (other work is never adopted). No manifest: nothing done."""
+    import json
+
+    folder = Path(folder)
+    doc = read_manifest(folder)
+    if doc is None:
+        return
+    before = set(entries_before)
+    new = [e for e in _entries(folder) if e not in before and e != MANIFEST_NAME]
+    doc["entries"] = sorted(set(doc["entries"]) | set(new))
+    atomic_write_text(folder / MANIFEST_NAME, json.dumps(doc, indent=1))
+
+
+def list_entries(folder: str | os.PathLike) -> list[str]:
+    """Every file and folder under *folder* (relative POSIX paths, folders ending with "/")."""
+    return _entries(Path(folder))

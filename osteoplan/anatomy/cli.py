@@ -17,7 +17,7 @@ def register(sub) -> None:
         description="Write a synthetic upper-neck CT (C1-C7) with a lytic dens lesion, its exact "
         "ground-truth label map (TotalSegmentator layout + multilabel) and C2/dens landmarks.",
     )
-    p.add_argument("out", help="output folder (must not exist or be empty unless --force)")
+    p.add_argument("out", help="output folder (must not exist or be empty unless --overwrite)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--lesion-radius-mm", type=finite_float, default=4.0, help="lytic lesion radius in mm, 0 = none (default 4)")
     p.add_argument("--lesion-offset-mm", type=finite_float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 0.0),
@@ -30,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--rotation-deg", type=finite_float, nargs=3, metavar=("RX", "RY", "RZ"), default=(0.0, 0.0, 0.0),
                    help="rotate the anatomy about the L, P, S axes through C2 (degrees; +RX flexion, +RZ face to the left)")
     p.add_argument("--no-dicom", action="store_true", help="skip the DICOM series")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                   help="replace an earlier osteoplan output folder (never one holding other files); --force: old name")
     p.set_defaults(handler=_phantom)
 
     s = sub.add_parser(
@@ -47,7 +48,8 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
     s.add_argument("--totalsegmentator", action="store_true",
                    help="also run TotalSegmentator when it and its weights are installed")
-    s.add_argument("--force", action="store_true", help="replace an existing output folder")
+    s.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                   help="replace an earlier osteoplan output folder (never one holding other files); --force: old name")
     s.set_defaults(handler=_segment)
 
 
@@ -65,8 +67,9 @@ def _check_output_folder(out: Path, force: bool) -> None:
 
     if out.exists() and not out.is_dir():
         raise InputError(f"The output {safe_path(out)} is an existing file, not a folder; give a new folder path.")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another or pass --force.")
+    from osteoplan.atomic import check_output_folder
+
+    check_output_folder(out, force, flag="the output folder")  # the current folder, other work, earlier output
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.mkdtemp(prefix=".osteoplan-probe.", dir=out.parent)
@@ -120,7 +123,10 @@ def _save_replacing(anatomy, out: Path) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
     staging.rmdir()  # anatomy.save creates it (atomically)
     try:
-        summary = anatomy.save(staging)
+        summary = anatomy.save(staging)  # writes its manifest
+        from osteoplan.atomic import check_output_folder
+
+        check_output_folder(out, True, flag="the output folder")  # nothing foreign added while we worked
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
         os.replace(out, old / "previous")
         os.replace(staging, out)
@@ -136,14 +142,14 @@ def _segment(args: argparse.Namespace) -> int:
     from osteoplan.progress import step
 
     out = Path(args.out)
-    _check_output_folder(out, args.force)
     ct = Path(args.ct)
-    if not ct.exists():
-        raise InputError("CT not found; check the path.")
     for given, what in ((ct, "CT"), (Path(args.masks) if args.masks else None, "masks")):
         if given is not None and given.exists() and given.resolve().is_relative_to(out.resolve()):
             raise InputError(f"The {what} is inside the output folder, which --force would replace; choose an "
                              "output folder outside the input's folders.")
+    _check_output_folder(out, args.force)
+    if not ct.exists():
+        raise InputError("CT not found; check the path.")
     if args.masks and not Path(args.masks).exists():
         raise InputError("Masks not found; check the --masks path.")
     with step("reading the CT"):

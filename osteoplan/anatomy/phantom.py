@@ -1102,7 +1102,7 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, overwrite: bool = False
     out_dir = Path(out_dir)
     vol = phantom.volume
     try:
-        ctx = atomic_dir(out_dir, overwrite=overwrite)
+        ctx = atomic_dir(out_dir, overwrite=overwrite, manifest="phantom")
         tmp = ctx.__enter__()
     except FileExistsError:
         raise InputError(f"Output folder {safe_path(out_dir)} exists and is not empty; choose another or pass --force.") from None

@@ -87,7 +87,7 @@ class Anatomy:
         summ["files"] = ["anatomy.json", "labels.nii.gz"]
         img = self.labelmap.volume.with_array(arr.astype(np.float32)).to_nifti(dtype=np.uint16)
         try:
-            with atomic_dir(out) as tmp:
+            with atomic_dir(out, manifest="segment") as tmp:
                 tmp = Path(tmp)
                 nib.save(img, str(tmp / "labels.nii.gz"))
                 (tmp / "anatomy.json").write_text(json.dumps(summ, indent=1, default=float))

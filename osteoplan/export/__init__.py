@@ -55,6 +55,39 @@ def _labelmap_of(anatomy: Any):
     return getattr(anatomy, "labelmap", anatomy)
 
 
+def save_report_inputs(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any = None,
+                       save_ct: bool = True) -> dict[str, Path]:
+    """Write what :func:`load_plan_dir` (``osteoplan report``) needs into *out_dir*: ``ct.nii.gz``
+    (when absent and *save_ct*), ``segmentation.seg.nrrd`` and ``labels.json`` (when there is a label map).
+
+    Returns
+    -------
+    dict
+        Name -> written path.
+    """
+    from osteoplan.atomic import atomic_write_text
+    from osteoplan.progress import step
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = _labelmap_of(anatomy)
+    written: dict[str, Path] = {}
+    if save_ct and not (out / "ct.nii.gz").exists():
+        with step("saving the CT for later rebuilds"):
+            written["ct_nifti"] = save_ct_nifti(out / "ct.nii.gz", volume)
+    if lm is not None and lm.names():
+        from osteoplan.export.slicer import write_seg_nrrd
+
+        with step("writing Slicer segmentation"):
+            written["seg_nrrd"] = write_seg_nrrd(out / "segmentation.seg.nrrd", lm)
+        atomic_write_text(out / "labels.json", json.dumps(
+            {"format": "segmentation.seg.nrrd", "sources": {n: lm.sources.get(n, "unknown") for n in lm.names()},
+             "assessed": list(getattr(plan, "assessed", ())), "not_assessed": list(getattr(plan, "not_assessed", ()))},
+            indent=2))
+        written["labels_json"] = out / "labels.json"
+    return written
+
+
 def write_all(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any = None,
               options: ExportOptions | None = None) -> dict[str, Path]:
     """Write the report, images, Slicer and DICOM files of a plan into *out_dir*.
@@ -83,19 +116,7 @@ def write_all(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any =
     out.mkdir(parents=True, exist_ok=True)
     lm = _labelmap_of(anatomy)
     written: dict[str, Path] = {}
-    if opts.save_inputs and not (out / "ct.nii.gz").exists():
-        with step("saving the CT for later rebuilds"):
-            written["ct_nifti"] = save_ct_nifti(out / "ct.nii.gz", volume)
-    if lm is not None and lm.names():
-        from osteoplan.export.slicer import write_seg_nrrd
-
-        with step("writing Slicer segmentation"):
-            written["seg_nrrd"] = write_seg_nrrd(out / "segmentation.seg.nrrd", lm)
-        atomic_write_text(out / "labels.json", json.dumps(
-            {"format": "segmentation.seg.nrrd", "sources": {n: lm.sources.get(n, "unknown") for n in lm.names()},
-             "assessed": list(getattr(plan, "assessed", ())), "not_assessed": list(getattr(plan, "not_assessed", ()))},
-            indent=2))
-        written["labels_json"] = out / "labels.json"
+    written.update(save_report_inputs(out, plan, volume, anatomy, save_ct=opts.save_inputs))
     images: dict[str, Path] = {}
     best = getattr(plan, "best", None)
     path = None

@@ -1062,7 +1062,7 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
             names[i] = f"{series_order[uid]:03d}/{rank:04d}.dcm"
     anonymizer = make_anonymizer(key, date_shift_days)
     try:
-        with atomic_dir(dst_p, overwrite=overwrite) as tmp:
+        with atomic_dir(dst_p, overwrite=overwrite, manifest="deid") as tmp:
             written = []
             input_values: dict[Path, dict[int, set[str]]] = {}
             for i, ds in enumerate(datasets):

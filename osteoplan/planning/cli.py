@@ -144,8 +144,9 @@ def _check_out(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
                              "there would replace it. Choose another --out.")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.")
+    from osteoplan.atomic import check_output_folder
+
+    check_output_folder(out, overwrite)  # the current folder, other work in it, an earlier output
     parent = out.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -193,8 +194,11 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
         risk = _risk(volume, anatomy)
     with step("planning the trajectory (dense search)"):
         plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk)
+    from osteoplan.export.cli import ct_voxels_sha256
+
     try:
-        ctx = atomic_dir(out, overwrite=args.overwrite)
+        ctx = atomic_dir(out, overwrite=args.overwrite, manifest=getattr(args, "command", None) or "plan",
+                         manifest_extra={"ct_voxels_sha256": ct_voxels_sha256(volume)})
         with ctx as tmp:
             for name, writer in (extra_files or {}).items():
                 writer(tmp / name)
@@ -212,6 +216,10 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
                     from osteoplan.export.cli import options_from_args
 
                     write_all(tmp, plan, volume, anatomy, options_from_args(args))
+            else:  # keep what 'osteoplan report' needs to add the report later (CT, segmentation)
+                from osteoplan.export import save_report_inputs
+
+                save_report_inputs(tmp, plan, volume, anatomy)
     except FileExistsError:
         raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.") from None
     print(summary_text(plan))
@@ -224,8 +232,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help=f"protocol name or .toml file (default {DEFAULT_PROTOCOL}; shipped: c2-dens-anterior, c2-dens-lateral)")
     p.add_argument("--side", choices=("left", "right", "best"), default=None,
                    help="skin-entry side (default: the protocol's, 'best' = both searched)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no-report", action="store_true", help="only plan.json and plan.mrk.json (no report/images/DICOM)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier osteoplan output folder (never a folder holding other files)")
+    p.add_argument("--no-report", action="store_true",
+                   help="no report/images/DICOM now: plan.json, plan.mrk.json and what 'osteoplan report' needs later "
+                   "(ct.nii.gz, segmentation)")
     p.add_argument("--no-risk", action="store_true", help="skip the fracture-risk assessment (SINS proposal, rigidity)")
     try:
         from osteoplan.export.cli import add_export_options

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from osteoplan.atomic import MANIFEST_NAME
 from osteoplan.errors import DeidentificationError, InputError
 from osteoplan.imaging import read_volume, synth
 from osteoplan.imaging import deid as deid_mod
@@ -137,8 +138,8 @@ def test_zero_date_shift_and_nonempty_output_refused(tmp_path):
         deidentify_folder(tmp_path / "in", tmp_path / "out", date_shift_days=0)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    with pytest.raises(InputError, match="not empty"):
-        deidentify_folder(tmp_path / "in", tmp_path / "full")
+    with pytest.raises(InputError, match="1 file.* osteoplan did not write"):  # other work is never replaced
+        deidentify_folder(tmp_path / "in", tmp_path / "full", overwrite=True)
 
 
 def test_read_volume_deidentify_in_memory(tmp_path):
@@ -165,7 +166,7 @@ def test_shared_data_deid_grep_and_same_volume(shared_data, tmp_path, case):
     np.testing.assert_array_equal(a.array, b.array)
     np.testing.assert_allclose(a.affine, b.affine, atol=1e-9)
     assert not any(w for w in b.warnings)
-    names = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    names = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
     assert all(n.endswith(".dcm") and n[:4].isdigit() for n in names)
 
 

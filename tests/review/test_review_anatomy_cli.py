@@ -77,6 +77,9 @@ def test_segment_force_keeps_the_previous_output_until_the_new_one_is_complete(t
     out = tmp_path / "seg"
     out.mkdir()
     (out / "anatomy.json").write_text("previous")
+    from osteoplan.atomic import write_manifest
+
+    write_manifest(out, "segment")  # an earlier osteoplan output (only those are replaced)
 
     class Failing:
         def save(self, d):
