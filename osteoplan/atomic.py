@@ -189,11 +189,11 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool, flag: str = "--
         return
     foreign = foreign_entries(out)
     if foreign:
-        raise InputError(f"{flag} {safe_path(out)} holds {len(foreign)} file(s) or folder(s) osteoplan did not write; "
-                         f"osteoplan only replaces its own output folders: give a new or empty folder for {flag}.")
+        raise InputError(f"{flag} {safe_path(out)} holds {len(foreign)} file(s) or folder(s) osteoplan did not write, "
+                         "and osteoplan only replaces its own output folders: choose a new or empty folder.")
     if not overwrite:
-        raise InputError(f"{flag} {safe_path(out)} holds an earlier osteoplan output; add {overwrite_flag} to "
-                         f"replace it, or give another {flag}.")
+        raise InputError(f"{flag} {safe_path(out)} exists and is not empty (an earlier osteoplan output): add "
+                         f"{overwrite_flag} to replace it, or choose another folder.")
 
 
 def add_to_manifest(folder: str | os.PathLike, entries_before: list[str]) -> None:

@@ -40,7 +40,7 @@ def test_demo_refuses_to_overwrite(demo_dir, capsys):
     rc = main(["demo", "--out", str(demo_dir), "--no-report"])
     assert rc != 0
     err = capsys.readouterr().err
-    assert "earlier osteoplan output" in err and "--overwrite" in err
+    assert "exists" in err and "earlier osteoplan output" in err and "--overwrite" in err
 
 
 @pytest.mark.slow
