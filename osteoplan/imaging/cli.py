@@ -45,7 +45,8 @@ def register(sub) -> None:
     d.add_argument("--key", metavar="SECRET",
                    help="secret for consistent pseudonyms (same key -> same UIDs and shift); default: the "
                         "OSTEOPLAN_DEID_KEY environment variable, else a random key")
-    d.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier osteoplan output folder (never one holding other files)")
     d.set_defaults(handler=cmd_deid)
 
 
