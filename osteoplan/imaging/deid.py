@@ -8,18 +8,28 @@ What is done, in order, to every DICOM file of the input folder
    UID remapped by a keyed hash (same key -> same mapping, so a study stays consistent across
    runs); dates shifted by one offset for the whole run (``--date-shift-days`` or derived
    from the key). Sets PatientIdentityRemoved = YES and DeidentificationMethod.
-2. What dicognito leaves and the profile removes: every private element (private blocks,
-   recursively), free-text comments and descriptions (:data:`REMOVE_KEYWORDS`, Annex E
-   action X), PatientBirthDate emptied (action Z).
+2. What dicognito leaves, by PS3.15 Table E.1-1 (edition :data:`BASIC_PROFILE_EDITION`, the
+   machine-readable copy kept by the ``dicom-anonymizer`` package, not a hand-typed list): every
+   listed attribute at any depth gets its action (X removed, Z emptied, D dummy, U remapped; see
+   :func:`apply_basic_profile_table`); every private element removed; public tags unknown to the
+   data dictionary removed; overlay (60xx) and curve (50xx) groups removed (graphics that may
+   carry drawn text; an overlay inside the pixel data's unused bits is refused like burned-in
+   annotation); the file meta reduced to :data:`FILE_META_KEPT` (AE titles, PrivateInformation
+   removed); then :data:`REMOVE_KEYWORDS` removed and :data:`EMPTY_KEYWORDS` emptied.
 3. Written to ``OUT/<series index:03d>/<instance:04d>.dcm`` (no identifier in any file name)
-   through :func:`osteoplan.atomic.atomic_dir`: an interruption leaves no output folder.
+   through :func:`osteoplan.atomic.atomic_dir`: an interruption leaves no output folder; the
+   folder carries osteoplan's manifest and ``--overwrite`` replaces only an earlier deid output.
 4. Independent verification (:func:`verify_files`, this module's own code, not dicognito):
-   the identifying values of the INPUT (:func:`collect_identifying_values`) are searched in
-   every element of every output file (file meta, nested sequences, private tags) and in the
-   raw bytes of each file; any survivor raises :class:`DeidentificationError` naming the
-   attribute it came from (never the value) and nothing is written.
+   the identifying values of the INPUT (:func:`collect_identifying_values`; the patient's name by
+   the short/non-Latin rule of :func:`name_needles`) are searched in every element of every output
+   file (file meta, nested sequences, private tags) and in the raw bytes of each file decoded as
+   latin-1, UTF-8 and its declared character set; the output is checked against Table E.1-1
+   (:func:`profile_violations`: no X attribute, no private/unknown/overlay element, no input value
+   kept in a Z/D/U attribute, file meta clean); any survivor raises :class:`DeidentificationError`
+   naming the attribute it came from (never the value) and nothing is written.
 
-Reference: DICOM PS3.15 2024b, Annex E, Table E.1-1 (Basic Profile actions X/Z/D/U).
+Reference: DICOM PS3.15 2026c, Annex E, Table E.1-1 (Basic Profile actions X/Z/D/U), through
+``dicom-anonymizer`` 2.1.0 (``dicomfields_2026c``).
 """
 
 from __future__ import annotations
