@@ -51,8 +51,8 @@ STRINGS: dict[str, dict[str, str]] = {
                      "fr": "Scopie simulée : « bull's-eye » (dans l'axe)"},
     "drr_progression": {"en": "Simulated fluoroscopy: progression view (90°)",
                         "fr": "Scopie simulée : vue de progression (90°)"},
-    "view_3d": {"en": "3D view (anterior, patient left on the right)",
-                "fr": "Vue 3D (antérieure, gauche du patient à droite)"},
+    "view_3d": {"en": "3D view from anterior: patient left on image right, head up",
+                "fr": "Vue 3D antérieure : gauche du patient à droite de l'image, tête en haut"},
     "instrument": {"en": "instrument Ø", "fr": "instrument Ø"},
     "margin_outline": {"en": "margin (dashed)", "fr": "marge (pointillés)"},
     "path": {"en": "path", "fr": "trajet"},
@@ -172,6 +172,8 @@ def t(key: str, lang: str = "en") -> str:
     """Translate *key* into *lang* (``"en"`` or ``"fr"``); falls back to English, then to the key."""
     entry = STRINGS.get(key)
     if entry is None:
+        if key.startswith("vertebrae_"):  # vertebrae_T7 -> "T7"
+            return key[len("vertebrae_"):]
         return key.replace("_", " ")
     return entry.get(lang) or entry.get("en") or key
 
@@ -195,6 +197,39 @@ STRINGS.update({
                                "fr": "aucun autre os (mandibule, C1, C3...) traversé avant C2"},
     "constraint_hydrodissection_limit": {"en": "displacement needed within what hydrodissection achieves",
                                          "fr": "déplacement nécessaire dans les limites de l'hydrodissection"},
+})
+
+# views: orientation captions, legends, structures drawn by the views (branch "views")
+STRINGS.update({
+    "vertebral_artery_canal_left": {"en": "left vertebral artery canal (foramen transversarium)",
+                                    "fr": "canal de l'artère vertébrale gauche (foramen transversaire)"},
+    "vertebral_artery_canal_right": {"en": "right vertebral artery canal (foramen transversarium)",
+                                     "fr": "canal de l'artère vertébrale droite (foramen transversaire)"},
+    "orient_anterior_left": {"en": "anterior left", "fr": "antérieur à gauche"},
+    "orient_anterior_right": {"en": "anterior right", "fr": "antérieur à droite"},
+    "orient_pleft_right": {"en": "patient left on image right", "fr": "gauche du patient à droite de l'image"},
+    "orient_pleft_left": {"en": "patient left on image left", "fr": "gauche du patient à gauche de l'image"},
+    "orient_head_right": {"en": "head right", "fr": "tête à droite"},
+    "orient_head_left": {"en": "head left", "fr": "tête à gauche"},
+    "orient_head_up": {"en": "head up", "fr": "tête en haut"},
+    "orient_head_down": {"en": "head down", "fr": "tête en bas"},
+    "orient_anterior_up": {"en": "anterior up", "fr": "antérieur en haut"},
+    "orient_anterior_down": {"en": "anterior down", "fr": "antérieur en bas"},
+    "orient_pleft_up": {"en": "patient left up", "fr": "gauche du patient en haut"},
+    "orient_pleft_down": {"en": "patient left down", "fr": "gauche du patient en bas"},
+    "orient_oblique": {"en": "oblique plane: the letters at the edges give the patient directions",
+                       "fr": "plan oblique : les lettres des bords donnent les directions du patient"},
+    "orient_other_oblique": {"en": "other axis oblique (see the edge letters)",
+                             "fr": "autre axe oblique (voir les lettres des bords)"},
+    "instrument_path": {"en": "trocar, skin → target", "fr": "trocart, peau → cible"},
+    "orientation_convention": {
+        "en": "Orientation: every sagittal reformat and lateral fluoroscopy view shows anterior on the LEFT and the "
+              "head up (as a lateral radiograph viewed from the patient's left); axial, coronal and AP views show the "
+              "patient's left on the image RIGHT (letter L). Oblique views carry the patient directions at each edge.",
+        "fr": "Orientation : toutes les reconstructions sagittales et les vues de profil montrent l'antérieur à GAUCHE "
+              "et la tête en haut (comme un profil vu depuis la gauche du patient) ; les vues axiales, coronales et de "
+              "face montrent la gauche du patient à DROITE de l'image (lettre L). Les vues obliques portent les "
+              "directions du patient sur chaque bord."},
 })
 
 
