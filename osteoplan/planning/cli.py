@@ -106,12 +106,10 @@ def summary_text(plan) -> str:
             L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
                      + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
     if plan.risk and plan.risk.get("summary"):
-        L.append("Fracture risk (osteoplan.risk):")
-        import textwrap
+        from osteoplan.export.risk_table import risk_text_lines
 
-        for x in plan.risk["summary"]:  # wrapped, never cut (a cut could turn 0.817 into 0)
-            L.extend(textwrap.wrap(str(x).strip(), width=110, initial_indent="  ", subsequent_indent="      ",
-                                   break_long_words=False, break_on_hyphens=False) or [""])
+        L.append("Fracture risk (osteoplan.risk):")
+        L.extend(risk_text_lines(plan.risk))  # one row per SINS component, evidence in words; wrapped, never cut
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
     for w in plan.warnings:

@@ -156,7 +156,9 @@ def _risk(args: argparse.Namespace) -> int:
         return 0
     for w in volume.warnings:
         print(f"CT: {w}")
-    print("\n".join(report.summary_lines()))
+    from osteoplan.export.risk_table import risk_text_lines
+
+    print("\n".join(risk_text_lines(data, indent="")))
     if report.rigidity is not None:
         w = report.rigidity.weakest
         if w is not None and report.rigidity.lesion_status == "present":
