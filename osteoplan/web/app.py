@@ -98,8 +98,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _too_many(request: Request, exc: TooManyAttempts):
         minutes = max(1, int(exc.retry_after_s // 60 + 1))
         resp = error_response(request, 429, "Too many failed log-ins",
-                              f"Log-in is paused for this account from this computer; try again in about {minutes} "
-                              "minute(s), or ask an administrator to reset the password.")
+                              f"Log-in is paused after repeated failed attempts (for this account, or from this computer); "
+                              f"try again in about {minutes} minute(s), or ask an administrator to reset the password.")
         resp.headers["Retry-After"] = str(int(exc.retry_after_s) + 1)
         return resp
 
