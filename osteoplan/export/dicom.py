@@ -253,6 +253,38 @@ _POINT_KEYS = (("skin_entry", "skin_entry_lps_mm", "Skin entry"), ("bone_entry",
                ("target", "target_lps_mm", "Target"))
 
 
+def _verdict_group(plan):
+    """The plan's verdict as a TID 1501 group "verdict": its headline as a TEXT Finding (DCM 121071), then each
+    detail sentence as a TEXT Comment (DCM 121106), English, exactly as the other faces print them."""
+    import highdicom as hd
+    from highdicom.sr import MeasurementsAndQualitativeEvaluations, TextContentItem, TrackingIdentifier
+    from pydicom.sr.codedict import codes
+
+    from osteoplan.planning.verdict import verdict_of
+
+    v = verdict_of(plan)
+    group = MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"verdict {v.code}"))
+    items = [TextContentItem(name=codes.DCM.Finding, value=v.text_en, relationship_type="CONTAINS")]
+    items += [TextContentItem(name=codes.DCM.Comment, value=d, relationship_type="CONTAINS") for d in v.details_en]
+    group[0].ContentSequence.extend(items)
+    return group
+
+
+def sr_verdict(sr) -> str | None:
+    """The verdict headline written by :func:`build_sr` (the TEXT Finding of the "verdict" group), or None."""
+    def walk(items):
+        for it in items:
+            if getattr(it, "ValueType", "") == "TEXT" and it.ConceptNameCodeSequence[0].CodeValue == "121071":
+                return str(it.TextValue)
+            found = walk(getattr(it, "ContentSequence", []))
+            if found is not None:
+                return found
+        return None
+
+    return walk(getattr(sr, "ContentSequence", []))
+
+
 def build_sr(plan, ct: Sequence, ctx: DicomContext):
     """Comprehensive 3D SR (TID 1500) with the best trajectory's points (SCOORD3D) and key measurements.
 
@@ -263,7 +295,10 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
     * a "trajectory" group (TID 1501): depths skin->bone, bone->target, total (Distance, mm), angles
       (cranio-caudal, medio-lateral, degrees), screw length and diameter (mm);
     * one group per clearance check: Distance (mm) from the instrument surface to the structure, its
-      margin and status in the tracking identifier; "not_assessed" groups carry no value.
+      margin and status in the tracking identifier; "not_assessed" groups carry no value;
+    * first, a "verdict" group (TID 1501) holding the plan's verdict as a TEXT Finding (DCM 121071) and
+      its details as TEXT Comments (DCM 121106), word for word as the report and the command line
+      (read back with :func:`sr_verdict`).
 
     Raises
     ------
@@ -286,7 +321,7 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
             uid=hd.UID(), name="osteoplan", manufacturer_name=MANUFACTURER, model_name=__version__)))
-    groups: list[Any] = []
+    groups: list[Any] = [_verdict_group(plan)]
     for key, attr, label in _POINT_KEYS:
         p = np.asarray(getattr(best, attr), dtype=float).reshape(1, 3)
         surface = VolumeSurface(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=p,
