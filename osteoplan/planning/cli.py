@@ -57,7 +57,8 @@ def summary_text(plan) -> str:
         L.append(f"  depth: skin->bone {b.depth_skin_to_bone_mm:.1f} mm, bone->target {b.depth_bone_to_target_mm:.1f} mm, "
                  f"total {b.depth_total_mm:.1f} mm")
         L.append(f"  angles: cranio-caudal {b.angle_craniocaudal_deg:+.1f} deg (+ = ascending), medio-lateral "
-                 f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral); {b.angle_to_dens_axis_deg:.1f} deg to the dens axis")
+                 f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral)"
+                 + (f"; {b.angle_to_dens_axis_deg:.1f} deg to the dens axis" if b.angle_to_dens_axis_deg is not None else ""))
         if b.screw:
             s = b.screw
             L.append(f"  screw: cannulated {s.diameter_mm:.1f} x {s.length_mm:g} mm (thread {s.thread_mm:g} mm, {s.catalogue_ref}); "

@@ -180,7 +180,8 @@ def _figures(figures: dict[str, float], lang: str) -> str | None:
     for k, v in figures.items():
         unit = " mm" if k.endswith("_mm") else "°" if k.endswith("_deg") else ""
         name = k[:-3] if k.endswith("_mm") else k[:-4] if k.endswith("_deg") else k
-        parts.append(f"{name.replace('_', ' ')}: {float(v):.1f}{unit}")
+        words = " ".join("CT" if w == "ct" else w for w in name.split("_"))
+        parts.append(f"{words}: {float(v):.1f}{unit}")
     return ("Mesures : " if lang == "fr" else "Figures: ") + "; ".join(parts) + "."
 
 
