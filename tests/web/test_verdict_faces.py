@@ -188,10 +188,25 @@ def _assert_same_everywhere(out: Path, rc: int, stdout: str, engine, client_for)
     return want
 
 
-@pytest.mark.slow
-def test_phantom_demo_same_verdict_in_cli_report_pdf_sr_and_web(tmp_path, engine, client_for):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """``osteoplan demo`` once for the module (the web part runs once per database backend)."""
+    out = tmp_path_factory.mktemp("verdict-demo") / "demo"
     rc, stdout = _run_cli(["demo", "--out", str(out), "--no-drr", "--no-3d", "--no-risk"])
+    return out, rc, stdout
+
+
+@pytest.fixture(scope="module")
+def cthead_run(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verdict-cthead") / "cthead"
+    rc, stdout = _run_cli(["plan", str(shared_data / "cthead" / "ct.nii.gz"), "--out", str(out), "--no-drr",
+                           "--no-3d", "--no-risk"])
+    return out, rc, stdout
+
+
+@pytest.mark.slow
+def test_phantom_demo_same_verdict_in_cli_report_pdf_sr_and_web(demo_run, engine, client_for):
+    out, rc, stdout = demo_run
     _assert_same_everywhere(out, rc, stdout, engine, client_for)
     rc2, stdout2 = _run_cli(["report", str(out), "--no-drr", "--no-3d", "--no-dicom"])  # `osteoplan report` too
     assert rc2 == 0 and cli_verdict(stdout2) == cli_verdict(stdout)
@@ -199,9 +214,6 @@ def test_phantom_demo_same_verdict_in_cli_report_pdf_sr_and_web(tmp_path, engine
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_cthead_plan_same_verdict_in_cli_report_pdf_sr_and_web(shared_data, tmp_path, engine, client_for):
-    out = tmp_path / "cthead"
-    rc, stdout = _run_cli(["plan", str(shared_data / "cthead" / "ct.nii.gz"), "--out", str(out), "--no-drr",
-                           "--no-3d", "--no-risk"])
-    want = _assert_same_everywhere(out, rc, stdout, engine, client_for)
-    assert not want.startswith("FEASIBLE:")  # the vessels and (today) the cord are not all assessed on this plain CT
+def test_cthead_plan_same_verdict_in_cli_report_pdf_sr_and_web(cthead_run, engine, client_for):
+    out, rc, stdout = cthead_run
+    _assert_same_everywhere(out, rc, stdout, engine, client_for)
