@@ -129,7 +129,7 @@ PLANS = {
 def test_hand_built_plans_same_verdict_in_every_face(code, engine, client_for):
     """Each face's own function prints the stored verdict word for word; a schema-1.0 copy (no verdict) gets the same
     text computed on load."""
-    from osteoplan.export.dicom import DicomContext, build_sr, ct_datasets, sr_verdict
+    from osteoplan.export.dicom import DicomContext, build_sr, ct_datasets, sr_points, sr_verdict
     from osteoplan.export.report import build_report_html, html_to_pdf
     from osteoplan.planning.cli import summary_text
 
@@ -140,9 +140,10 @@ def test_hand_built_plans_same_verdict_in_every_face(code, engine, client_for):
     html = build_report_html(plan, {}, lang="en")
     assert html_verdict(html) == want
     assert _ws(want) in _ws(pdf_first_page_text(html_to_pdf(html)))
-    if plan.best is not None:  # an SR carries points: written for plans with a path
-        ctx = DicomContext.for_volume(_VOL)
-        assert sr_verdict(build_sr(plan, ct_datasets(_VOL, ctx), ctx)) == want
+    ctx = DicomContext.for_volume(_VOL)
+    sr = build_sr(plan, ct_datasets(_VOL, ctx), ctx)  # with a path: points + verdict; without: the verdict alone
+    assert sr_verdict(sr) == want
+    assert bool(sr_points(sr)) == (plan.best is not None)
     c = client_for("radiologist")
     got, page = web_verdict(c, engine, plan.to_json().encode(), f"verdict {code}")
     assert got == want
@@ -177,10 +178,7 @@ def _assert_same_everywhere(out: Path, rc: int, stdout: str, engine, client_for)
     assert cli_verdict(stdout) == want
     assert html_verdict((out / "report.html").read_text(encoding="utf-8")) == want
     assert _ws(want) in _ws(pdf_first_page_text((out / "report.pdf").read_bytes()))
-    if (out / "dicom" / "sr.dcm").exists():
-        assert sr_verdict_of(out / "dicom" / "sr.dcm") == want
-    else:
-        assert plan.best is None
+    assert sr_verdict_of(out / "dicom" / "sr.dcm") == want
     got, page = web_verdict(client_for("radiologist"), engine, (out / "plan.json").read_bytes(), "real plan")
     assert got == want
     for w in plan.warnings[:3]:
