@@ -7,21 +7,18 @@ first page (HTML and PDF), the DICOM SR and the web case page print that text an
 feasibility themselves. Plans written before the verdict existed (schema 1.0) get it through
 :func:`verdict_of`.
 
-Codes, in priority order (the first that applies wins)
-------------------------------------------------------
-========================== ==== ==========================================================================
-code                       exit when
-========================== ==== ==========================================================================
-``route_not_assessable``   5    ``plan.route`` is given and not assessable (the CT does not show the
-                                technique's route, e.g. the anterior route's skin entry lies below the CT)
-``no_feasible_path``       4    the plan has no trajectory
-``not_cleared``            3    the best trajectory has a hard-category structure that was not assessed
-                                (status ``not_assessed`` or ``not_assessable``), or one that fails its
-                                margin (a plan inconsistent with its own checks is never called feasible)
-``feasible_hydrodissection`` 0  the best trajectory needs displaceable structures pushed (checks with status
-                                ``hydrodissection``, from which the planner sets ``hydrodissection_required``)
-``feasible``               0    otherwise
-========================== ==== ==========================================================================
+Codes, in priority order (the first that applies wins; exit status of ``osteoplan plan`` in brackets)
+-----------------------------------------------------------------------------------------------------
+1. ``route_not_assessable`` [5]: ``plan.route`` is given and not assessable (the CT does not show the technique's
+   route, e.g. the anterior route's skin entry lies below the CT); no other route is substituted.
+2. ``no_feasible_path`` [4]: the plan has no trajectory.
+3. ``not_cleared`` [3]: the best trajectory has a hard-category structure that was not assessed (status
+   ``not_assessed`` or ``not_assessable``), or a check that fails its margin (a plan inconsistent with its own
+   checks is never called feasible).
+4. ``feasible_hydrodissection`` [0]: the best trajectory needs displaceable structures pushed (checks with status
+   ``hydrodissection``, from which the planner sets ``hydrodissection_required``); the headline names each
+   structure and how far.
+5. ``feasible`` [0]: otherwise.
 
 Exit statuses 1 (internal error), 2 (bad input) and 130 (interrupted) belong to the command line.
 A structure whose status is ``covered`` (the spinal cord inside the segmented spinal canal, whose
