@@ -17,6 +17,7 @@ from typing import Any
 
 from osteoplan.cliargs import add_reader_options, finite_float
 from osteoplan.errors import InputError, safe_path
+from osteoplan.planning.protocol import DEFAULT_PROTOCOL
 
 
 # --------------------------------------------------------------------------- anatomy
@@ -221,7 +222,8 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", default="c2-dens-lateral", help="protocol name or .toml file (default c2-dens-lateral)")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
+                   help=f"protocol name or .toml file (default {DEFAULT_PROTOCOL}; shipped: c2-dens-anterior, c2-dens-lateral)")
     p.add_argument("--side", choices=("left", "right", "best"), default=None,
                    help="skin-entry side (default: the protocol's, 'best' = both searched)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

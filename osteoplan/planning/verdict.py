@@ -170,6 +170,16 @@ def _hydro_sentence(best, lang: str) -> str:
     return head + tail + "."
 
 
+def _without_headline(message: str | None) -> str | None:
+    """The route message without a leading "... NOT ASSESSABLE ON THIS CT: " (the verdict's headline says it)."""
+    if not message:
+        return message
+    head, sep, rest = message.partition(": ")
+    if sep and rest and head.isupper() and ("NOT ASSESSABLE" in head or "NON ÉVALUABLE" in head):
+        return rest[:1].upper() + rest[1:]
+    return message
+
+
 def _figures(figures: dict[str, float], lang: str) -> str | None:
     if not figures:
         return None
@@ -178,7 +188,8 @@ def _figures(figures: dict[str, float], lang: str) -> str | None:
         unit = " mm" if k.endswith("_mm") else "°" if k.endswith("_deg") else ""
         name = k[:-3] if k.endswith("_mm") else k[:-4] if k.endswith("_deg") else k
         words = " ".join("CT" if w == "ct" else w for w in name.split("_"))
-        parts.append(f"{words}: {float(v):.1f}{unit}")
+        v = float(v)
+        parts.append(f"{words}: {int(v)}" if not unit and v.is_integer() else f"{words}: {v:.1f}{unit}")
     return ("Mesures : " if lang == "fr" else "Figures: ") + "; ".join(parts) + "."
 
 
@@ -193,7 +204,7 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         action = _ROUTE_ACTIONS.get(r.route, _ROUTE_ACTION_DEFAULT)[1 if fr else 0]
         text = (f"VOIE {name} NON ÉVALUABLE SUR CE SCANNER : {action}" if fr
                 else f"{name} ROUTE NOT ASSESSABLE ON THIS CT: {action}")
-        msg = (r.message_fr or r.message_en) if fr else (r.message_en or r.message_fr)
+        msg = _without_headline((r.message_fr or r.message_en) if fr else (r.message_en or r.message_fr))
         details += [x for x in (msg, _figures(r.figures, lang)) if x]
         return text, details
     if code == "no_feasible_path":

@@ -134,6 +134,18 @@ class TestCodes:
         assert v.details_en == (NOT_SHOWN.message_en, "Figures: skin entry below CT: 41.6 mm.")
         assert v.details_fr[0] == NOT_SHOWN.message_fr
 
+    def test_route_message_that_repeats_the_headline_is_not_repeated(self):
+        """The planner's route message may start with the headline itself: the details keep only what follows."""
+        route = RouteCheck(assessable=False, route="anterior",
+                           message_en="ANTERIOR ROUTE NOT ASSESSABLE ON THIS CT: the technique's paths (12 of 40 "
+                                      "conforming) leave the image at its lower edge still inside the neck.",
+                           message_fr="VOIE ANTÉRIEURE NON ÉVALUABLE SUR CE SCANNER : les trajets sortent de l'image.",
+                           figures={"conforming_paths": 40.0, "corner_to_ct_lower_edge_mm": 38.46})
+        v = compute_verdict(_plan(None, route=route))
+        assert v.details_en == ("The technique's paths (12 of 40 conforming) leave the image at its lower edge still "
+                                "inside the neck.", "Figures: conforming paths: 40; corner to CT lower edge: 38.5 mm.")
+        assert v.details_fr[0] == "Les trajets sortent de l'image."
+
     def test_an_assessable_route_does_not_change_the_verdict(self):
         shown = RouteCheck(assessable=True, route="anterior")
         assert compute_verdict(_plan([CANAL, VA_L], route=shown)).code == "feasible"
