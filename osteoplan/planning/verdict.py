@@ -30,6 +30,7 @@ repeated here because an engine package does not import ``views``.
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, Sequence
 
 from osteoplan.planning.model import ClearanceCheck, Plan, Verdict
@@ -187,7 +188,7 @@ def _figures(figures: dict[str, float], lang: str) -> str | None:
     for k, v in figures.items():
         unit = " mm" if k.endswith("_mm") else "°" if k.endswith("_deg") else ""
         name = k[:-3] if k.endswith("_mm") else k[:-4] if k.endswith("_deg") else k
-        words = " ".join("CT" if w == "ct" else w for w in name.split("_"))
+        words = " ".join(w.upper() if re.fullmatch(r"ct|[ct]\d{1,2}", w) else w for w in name.split("_"))  # CT, C2
         v = float(v)
         parts.append(f"{words}: {int(v)}" if not unit and v.is_integer() else f"{words}: {v:.1f}{unit}")
     return ("Mesures : " if lang == "fr" else "Figures: ") + "; ".join(parts) + "."
