@@ -56,6 +56,10 @@ _NAMES: dict[str, tuple[str, str]] = {
     "spinal_cord": ("spinal cord", "moelle épinière"),
     "vertebral_artery_left": ("left vertebral artery", "artère vertébrale gauche"),
     "vertebral_artery_right": ("right vertebral artery", "artère vertébrale droite"),
+    "vertebral_artery_canal_left": ("left vertebral artery canal (foramen transversarium)",
+                                    "canal de l'artère vertébrale gauche (foramen transversaire)"),
+    "vertebral_artery_canal_right": ("right vertebral artery canal (foramen transversarium)",
+                                     "canal de l'artère vertébrale droite (foramen transversaire)"),
     "common_carotid_artery_left": ("left common carotid", "carotide commune gauche"),
     "common_carotid_artery_right": ("right common carotid", "carotide commune droite"),
     "internal_carotid_artery_left": ("left internal carotid", "carotide interne gauche"),
@@ -76,9 +80,11 @@ _NAMES: dict[str, tuple[str, str]] = {
 
 #: Vessel families named as a group when two or more of their members share a statement.
 _FAMILIES: tuple[tuple[str, str, str], ...] = (
-    ("carotid", "carotid arteries", "carotides"),
-    ("jugular", "jugular veins", "veines jugulaires"),
-    ("vertebral_artery", "vertebral arteries", "artères vertébrales"),
+    (r"(common|internal|external)_carotid_artery_(left|right)", "carotid arteries", "carotides"),
+    (r"internal_jugular_vein_(left|right)", "jugular veins", "veines jugulaires"),
+    (r"vertebral_artery_(left|right)", "vertebral arteries", "artères vertébrales"),
+    (r"vertebral_artery_canal_(left|right)", "vertebral artery canals (foramina transversaria)",
+     "canaux des artères vertébrales (foramens transversaires)"),
 )
 
 #: The carotid sheath's vessels: the jugulo-carotid space is opened by hydrodissection in the published
@@ -122,8 +128,8 @@ def _names(keys: Iterable[str], lang: str) -> str:
     for k in keys:
         if k in done:
             continue
-        fam = next((f for f in _FAMILIES if f[0] in k), None)
-        members = [x for x in keys if fam is not None and fam[0] in x]
+        fam = next((f for f in _FAMILIES if re.fullmatch(f[0], k)), None)
+        members = [x for x in keys if fam is not None and re.fullmatch(fam[0], x)]
         if fam is not None and len(members) >= 2:
             out.append(fam[2] if lang == "fr" else fam[1])
             done.update(members)

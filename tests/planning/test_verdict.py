@@ -110,6 +110,12 @@ class TestCodes:
                              "moelle épinière et artère vertébrale droite")
         assert hydrodissection_detail(v) == "Hydrodissection: required for pharynx (push 1.2 mm)."
 
+    def test_vessel_families_are_named_as_groups_but_canals_are_not_arteries(self):
+        keys = ["vertebral_artery_left", "vertebral_artery_right", "vertebral_artery_canal_left", "spinal_cord"]
+        v = compute_verdict(_plan([CANAL, *(_check(k, "hard", "not_assessed") for k in keys)]))
+        assert v.text_en == ("NOT CLEARED: a path was found but critical structures were not assessed: vertebral "
+                             "arteries, left vertebral artery canal (foramen transversarium) and spinal cord")
+
     def test_covered_cord_counts_as_assessed(self):
         v = compute_verdict(_plan([CANAL, CORD_COVERED, VA_L]))
         assert v.code == "feasible"
@@ -195,4 +201,4 @@ def test_structure_names_are_the_report_vocabulary():
     for key, (en, fr) in _NAMES.items():
         assert key in STRINGS, key
         assert (STRINGS[key]["en"], STRINGS[key]["fr"]) == (en, fr), key
-    assert structure_name("vertebral_artery_canal_left") == "vertebral artery canal left"  # unknown: readable
+    assert structure_name("carotid_body_left") == "carotid body left"  # an unknown key stays readable
