@@ -36,8 +36,11 @@ def _report(args: argparse.Namespace) -> int:
         plan, volume, lm = load_plan_dir(args.plan_dir)
     written = write_all(args.plan_dir, plan, volume, lm, options_from_args(args))
     n_img = sum(1 for k in written if k.startswith("image:"))
-    print(f"report: {'feasible' if plan.feasible else 'NO feasible path'}; wrote {n_img} images, "
-          + ", ".join(sorted(k for k in written if not k.startswith("image:"))), file=sys.stdout)
+    from osteoplan.planning.cli import result_line
+
+    print(result_line(plan), file=sys.stdout)  # the plan's verdict, as in 'osteoplan plan' and the report
+    print(f"report: wrote {n_img} images, " + ", ".join(sorted(k for k in written if not k.startswith("image:"))),
+          file=sys.stdout)
     return 0
 
 

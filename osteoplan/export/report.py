@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from osteoplan.atomic import atomic_write_bytes, atomic_write_text
 from osteoplan.errors import DependencyError, InputError, OsteoplanError
+from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict_of
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
 from osteoplan.views.i18n import LANGS, t, translate_text
@@ -183,8 +184,13 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     ct_text = f"{ct.shape_kji[0]}×{ct.shape_kji[1]}×{ct.shape_kji[2]}, " + \
         "×".join(f"{s:.2f}" for s in ct.spacing_mm) + " mm" + (f", {ct.source_format}" if ct.source_format else "")
     guidance = (best.guidance if best is not None and best.guidance is not None else plan.guidance)
+    verdict = verdict_of(plan)  # the plan's one verdict, printed as it is (computed now for schema-1.0 plans)
+    details = verdict.details_fr if lang == "fr" else verdict.details_en
     cap_path = _caption_path(plan) if images else None
     return tmpl.render(
+        verdict=verdict, verdict_severity=severity(verdict),
+        verdict_details=[translate_text(d, lang) for d in details],  # planner sentences kept in English: translated
+        hydro_sentence=hydrodissection_detail(verdict, lang),
         t=lambda k: t(k, lang), lang=lang, plan=plan, best=best, points=points,
         case_label=safe_case_label(case_label),
         generated=generated_utc or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -12,6 +12,8 @@ Public API
 * :mod:`osteoplan.planning.search` / :mod:`osteoplan.planning.kernel`: the dense, numba-compiled
   candidate search; :mod:`osteoplan.planning.fields`: distance maps on the region of interest.
 * :mod:`osteoplan.planning.guidance` (C-arm, gantry), :mod:`osteoplan.planning.cement` (PMMA, leaks).
+* :mod:`osteoplan.planning.verdict`: the plan's one verdict (:func:`compute_verdict`, stored by ``make_plan``;
+  :func:`verdict_of` for plans written without one), printed as it is by every face.
 * ``osteoplan plan`` / ``osteoplan demo`` (:mod:`osteoplan.planning.cli`).
 """
 
