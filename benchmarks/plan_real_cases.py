@@ -33,7 +33,7 @@ SHORT = {
 def run_case(name: str, ct: Path, masks: Path | None) -> dict:
     from osteoplan.errors import OsteoplanError
     from osteoplan.imaging import read_volume
-    from osteoplan.planning.cli import build_anatomy_any
+    from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.planning.planner import plan_from_anatomy
 
     t0 = time.perf_counter()
@@ -41,7 +41,7 @@ def run_case(name: str, ct: Path, masks: Path | None) -> dict:
     try:
         vol = read_volume(ct)
         row["voxel"] = "x".join(f"{s:.1f}" for s in vol.spacing_mm[::-1])
-        an = build_anatomy_any(vol, str(masks) if masks else None, None)
+        an = build_anatomy(vol, masks=str(masks) if masks else None)
     except OsteoplanError as exc:
         row.update(result="no plan", reason=f"{type(exc).__name__}: {exc}"[:260], assessed="-", not_assessed="-")
         row["s"] = time.perf_counter() - t0
@@ -58,6 +58,8 @@ def run_case(name: str, ct: Path, masks: Path | None) -> dict:
                    not_assessed=",".join(SHORT.get(n, n) for n in names if n not in seg and n != "other_bone"))
         row["s"] = time.perf_counter() - t0
         return row
+    from osteoplan.planning.verdict import verdict_of
+
     b = plan.best
     row["assessed"] = ",".join(SHORT.get(n, n) for n in plan.assessed)
     row["not_assessed"] = ",".join(SHORT.get(n, n) for n in plan.not_assessed)
@@ -65,13 +67,13 @@ def run_case(name: str, ct: Path, masks: Path | None) -> dict:
         inf = plan.infeasibility
         top = sorted(inf.exclusions, key=lambda e: -e.excluded_first)[0]
         nm = inf.best_near_miss.violations if inf.best_near_miss else {}
-        row.update(result="no feasible path",
+        row.update(result=verdict_of(plan).code,
                    reason=f"{inf.n_candidates} cand.; first-failing mostly {top.constraint} ({top.excluded_first}); "
                           f"closest: " + ", ".join(f"{k} short {v:.1f}" for k, v in nm.items()))
     else:
         hyd = [f"{SHORT.get(c.structure, c.structure)} {c.displacement_needed_mm:.1f}" for c in b.clearances
                if c.status == "hydrodissection"]
-        row.update(result=f"PLAN {b.side}", reason=(
+        row.update(result=f"{verdict_of(plan).code} ({b.side})", reason=(
             f"screw {b.screw.diameter_mm:.1f}x{b.screw.length_mm:g} mm, depth {b.depth_total_mm:.0f} mm, "
             f"cc {b.angle_craniocaudal_deg:.0f}/ml {b.angle_mediolateral_deg:.0f} deg, containment "
             f"{b.containment_min_margin_mm:.1f} mm; hydrodissection: {', '.join(hyd) or 'none'}"))
@@ -97,10 +99,10 @@ def main(argv=None) -> int:
     n_ok = 0
     for name, ct, masks in cases:
         r = run_case(name, ct, masks)
-        n_ok += r["result"].startswith("PLAN")
+        n_ok += r["result"].startswith("feasible")  # the plan's verdict: feasible / feasible_hydrodissection
         print(f"| {r['case']} | {r.get('voxel', '?')} | {r['result']} | {r['reason']} | {r['assessed']} | "
               f"{r['not_assessed']} | {r['s']:.1f} |", flush=True)
-    print(f"\n{n_ok} of {len(cases)} cases with a plan; every other case has its reason above.")
+    print(f"\n{n_ok} of {len(cases)} cases with a feasible verdict; every other case has its verdict or reason above.")
     return 0
 
 

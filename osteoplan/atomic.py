@@ -79,7 +79,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, manifest: str |
     """
     path = Path(path)
     if manifest is not None:
-        check_output_folder(path, overwrite, flag="the output folder")
+        check_output_folder(path, overwrite, flag="output folder")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, manifest: str |
         yield tmp
         if manifest is not None:
             write_manifest(tmp, manifest, manifest_extra)
-            check_output_folder(path, overwrite, flag="the output folder")  # files may have been added meanwhile
+            check_output_folder(path, overwrite, flag="output folder")  # files may have been added meanwhile
         _usual_mode(tmp, directory=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -181,19 +181,19 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool, flag: str = "--
     cwd = Path.cwd().resolve()
     out_r = out.resolve()
     if out_r == cwd or out_r in cwd.parents:
-        raise InputError(f"{flag} is the current folder (or holds it), which osteoplan does not write into: give "
+        raise InputError(f"{flag}: it is the current folder (or holds it), which osteoplan does not write into; give "
                          "the name of a new sub-folder (e.g. osteoplan-out).")
     if out.exists() and not out.is_dir():
-        raise InputError(f"{flag} {safe_path(out)} is a file, not a folder; give a new folder path for {flag}.")
+        raise InputError(f"{flag}: {safe_path(out)} is a file, not a folder; give a new folder path.")
     if not out.is_dir() or not any(out.iterdir()):
         return
     foreign = foreign_entries(out)
     if foreign:
-        raise InputError(f"{flag} {safe_path(out)} holds {len(foreign)} file(s) or folder(s) osteoplan did not write, "
-                         "and osteoplan only replaces its own output folders: choose a new or empty folder.")
+        raise InputError(f"{flag}: {safe_path(out)} holds {len(foreign)} file(s) or folder(s) osteoplan did not write, "
+                         "and osteoplan only replaces its own output folders; choose a new or empty folder.")
     if not overwrite:
-        raise InputError(f"{flag} {safe_path(out)} exists and is not empty (an earlier osteoplan output): add "
-                         f"{overwrite_flag} to replace it, or choose another folder.")
+        raise InputError(f"{flag}: folder exists and is not empty ({safe_path(out)}), an earlier osteoplan output; "
+                         f"add {overwrite_flag} to replace it, or choose another folder.")
 
 
 def add_to_manifest(folder: str | os.PathLike, entries_before: list[str]) -> None:

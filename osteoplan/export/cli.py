@@ -52,23 +52,27 @@ def _load_with_ct(plan_dir: str, ct: str, args: argparse.Namespace):
     import numpy as np
 
     from osteoplan.atomic import read_manifest
-    from osteoplan.cliargs import read_volume_from_args
+    from osteoplan.cliargs import ARGUMENT_NAMES, blame, read_volume_from_args
     from osteoplan.errors import InputError
     from osteoplan.export import load_plan_dir
     from osteoplan.planning.model import load_plan
 
     d = Path(plan_dir)
-    if not (d / "plan.json").is_file():
-        return load_plan_dir(d)  # its own clear message
-    plan = load_plan(d / "plan.json")
-    volume = read_volume_from_args(ct, args)
+    with blame(ARGUMENT_NAMES["plan_dir"]):
+        if not (d / "plan.json").is_file():
+            return load_plan_dir(d)  # its own clear message
+        plan = load_plan(d / "plan.json")
+    with blame("--ct"):
+        if not Path(ct).exists():
+            raise InputError("not found; check the path (a DICOM folder or zip, a NIfTI or an NRRD file).")
+        volume = read_volume_from_args(ct, args)
     if tuple(volume.shape) != tuple(plan.ct.shape_kji) or not np.allclose(volume.affine, np.asarray(plan.ct.affine),
                                                                           atol=1e-3):
-        raise InputError("--ct is not the CT this plan was made on (its grid differs from plan.json); give the "
+        raise InputError("--ct: not the CT this plan was made on (its grid differs from plan.json); give the "
                          "plan's CT.")
     recorded = (read_manifest(d) or {}).get("ct_voxels_sha256")
     if recorded and recorded != ct_voxels_sha256(volume):
-        raise InputError("--ct has the plan's grid but other voxel values than the CT this plan was made on; give "
+        raise InputError("--ct: the plan's grid but other voxel values than the CT this plan was made on; give "
                          "the plan's CT.")
     if (d / "ct.nii.gz").is_file():
         _, _, lm = load_plan_dir(d)
@@ -94,10 +98,13 @@ def _report(args: argparse.Namespace) -> int:
     from osteoplan.export import load_plan_dir, write_all
     from osteoplan.progress import step
 
-    with step("reading the plan folder"):
-        if getattr(args, "ct", None):
+    from osteoplan.cliargs import ARGUMENT_NAMES, blame
+
+    if getattr(args, "ct", None):
+        with step("reading the plan folder and the CT"):
             plan, volume, lm = _load_with_ct(args.plan_dir, args.ct, args)
-        else:
+    else:
+        with step("reading the plan folder"), blame(ARGUMENT_NAMES["plan_dir"]):
             plan, volume, lm = load_plan_dir(args.plan_dir)
     before = list_entries(args.plan_dir)
     opts = options_from_args(args)
@@ -108,8 +115,11 @@ def _report(args: argparse.Namespace) -> int:
     written = write_all(args.plan_dir, plan, volume, lm, opts)
     add_to_manifest(args.plan_dir, before)  # what report wrote stays osteoplan's own (replaceable later)
     n_img = sum(1 for k in written if k.startswith("image:"))
-    print(f"report: {'feasible' if plan.feasible else 'NO feasible path'}; wrote {n_img} images, "
-          + ", ".join(sorted(k for k in written if not k.startswith("image:"))), file=sys.stdout)
+    from osteoplan.planning.cli import result_line
+
+    print(result_line(plan), file=sys.stdout)  # the plan's verdict, as in 'osteoplan plan' and the report
+    print(f"report: wrote {n_img} images, " + ", ".join(sorted(k for k in written if not k.startswith("image:"))),
+          file=sys.stdout)
     return 0
 
 

@@ -253,6 +253,39 @@ _POINT_KEYS = (("skin_entry", "skin_entry_lps_mm", "Skin entry"), ("bone_entry",
                ("target", "target_lps_mm", "Target"))
 
 
+def _verdict_group(plan):
+    """The plan's verdict as a TID 1501 group "verdict <code>": its headline as a TEXT Impression (DCM 121073; the
+    group's qualitative evaluations, TEXT), then each detail sentence as a TEXT Comment (DCM 121106), English,
+    exactly as the other faces print them. (Not "Finding" 121071: TID 1501 uses that concept for a CODE.)"""
+    import highdicom as hd
+    from highdicom.sr import MeasurementsAndQualitativeEvaluations, TextContentItem, TrackingIdentifier
+    from pydicom.sr.codedict import codes
+
+    from osteoplan.planning.verdict import verdict_of
+
+    v = verdict_of(plan)
+    group = MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"verdict {v.code}"))
+    items = [TextContentItem(name=codes.DCM.Impression, value=v.text_en, relationship_type="CONTAINS")]
+    items += [TextContentItem(name=codes.DCM.Comment, value=d, relationship_type="CONTAINS") for d in v.details_en]
+    group[0].ContentSequence.extend(items)
+    return group
+
+
+def sr_verdict(sr) -> str | None:
+    """The verdict headline written by :func:`build_sr` (the TEXT Impression of the "verdict" group), or None."""
+    def walk(items):
+        for it in items:
+            if getattr(it, "ValueType", "") == "TEXT" and it.ConceptNameCodeSequence[0].CodeValue == "121073":
+                return str(it.TextValue)
+            found = walk(getattr(it, "ContentSequence", []))
+            if found is not None:
+                return found
+        return None
+
+    return walk(getattr(sr, "ContentSequence", []))
+
+
 def build_sr(plan, ct: Sequence, ctx: DicomContext):
     """Comprehensive 3D SR (TID 1500) with the best trajectory's points (SCOORD3D) and key measurements.
 
@@ -263,12 +296,12 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
     * a "trajectory" group (TID 1501): depths skin->bone, bone->target, total (Distance, mm), angles
       (cranio-caudal, medio-lateral, degrees), screw length and diameter (mm);
     * one group per clearance check: Distance (mm) from the instrument surface to the structure, its
-      margin and status in the tracking identifier; "not_assessed" groups carry no value.
+      margin and status in the tracking identifier; "not_assessed" groups carry no value;
+    * first, a "verdict" group (TID 1501) holding the plan's verdict as a TEXT Impression (DCM 121073) and
+      its details as TEXT Comments (DCM 121106), word for word as the report and the command line
+      (read back with :func:`sr_verdict`).
 
-    Raises
-    ------
-    InputError
-        The plan has no feasible trajectory.
+    A plan without a path (no feasible path, route not assessable) gets an SR holding its verdict only.
     """
     import highdicom as hd
     from highdicom.sr import (CodedConcept, Measurement, SourceSeriesForSegmentation, VolumeSurface, MeasurementReport,
@@ -280,14 +313,12 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
     from osteoplan import __version__
 
     best = plan.best
-    if best is None:
-        raise InputError("The plan has no feasible trajectory; there are no points to write in a DICOM SR.")
     obs = ObservationContext(observer_person_context=None, observer_device_context=ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
             uid=hd.UID(), name="osteoplan", manufacturer_name=MANUFACTURER, model_name=__version__)))
-    groups: list[Any] = []
-    for key, attr, label in _POINT_KEYS:
+    groups: list[Any] = [_verdict_group(plan)]
+    for key, attr, label in (_POINT_KEYS if best is not None else ()):  # no path: the verdict alone
         p = np.asarray(getattr(best, attr), dtype=float).reshape(1, 3)
         surface = VolumeSurface(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=p,
                                 frame_of_reference_uid=ctx.frame_of_reference_uid,
@@ -296,6 +327,8 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
             tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=label),
             referenced_volume_surface=surface,
             finding_type=codes.DCM.Target if key == "target" else _anat()))
+    if best is None:
+        return _sr(plan, ct, ctx, obs, groups)
     mm = codes.UCUM.Millimeter
     deg = CodedConcept("deg", "UCUM", "degree")
     dist = codes.DCM.Distance
@@ -325,14 +358,20 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
         groups.append(MeasurementsAndQualitativeEvaluations(
             tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident),
             finding_type=structure_code(c.structure)[1], measurements=cm or None))
+    return _sr(plan, ct, ctx, obs, groups)
+
+
+def _sr(plan, ct: Sequence, ctx: DicomContext, obs, groups):
+    import highdicom as hd
+    from highdicom.sr import MeasurementReport
+
     report = MeasurementReport(observation_context=obs,
                                procedure_reported=_code("77477000", "SCT", "Computed tomography"),
                                imaging_measurements=groups)
-    sr = hd.sr.Comprehensive3DSR(
+    return hd.sr.Comprehensive3DSR(
         evidence=list(ct), content=report, series_instance_uid=ctx.sr_series_uid, series_number=3,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
         series_description="osteoplan plan")
-    return sr
 
 
 def sr_points(sr) -> dict[str, np.ndarray]:
@@ -357,7 +396,7 @@ def sr_points(sr) -> dict[str, np.ndarray]:
 
 def write_dicom(out_dir: str | os.PathLike, plan, volume, labelmap, case_label: str = "case",
                 write_ct: bool = True) -> dict[str, Path]:
-    """Write ``ct/`` (CT series), ``seg.dcm`` and ``sr.dcm`` (when the plan is feasible) into *out_dir*.
+    """Write ``ct/`` (CT series), ``seg.dcm`` and ``sr.dcm`` (points and verdict; the verdict alone without a path).
 
     Returns
     -------
@@ -379,7 +418,7 @@ def write_dicom(out_dir: str | os.PathLike, plan, volume, labelmap, case_label: 
         with atomic_file(out / "seg.dcm", "wb") as fh:
             seg.save_as(fh)
         written["seg"] = out / "seg.dcm"
-    if plan is not None and plan.best is not None:
+    if plan is not None:  # with a path: points, measurements and the verdict; without: the verdict alone
         sr = build_sr(plan, ct, ctx)
         with atomic_file(out / "sr.dcm", "wb") as fh:
             sr.save_as(fh)

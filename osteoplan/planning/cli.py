@@ -26,39 +26,40 @@ def _fmt(v) -> str:
     return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
 
 
-def result_line(best) -> str:
-    """The RESULT line of a feasible plan's summary: side, hydrodissection, and the hard-category
-    structures the path was NOT cleared against because they were not segmented (never a plain
-    'plan found' when one of them is unassessed)."""
-    unassessed = [c.structure for c in best.clearances if c.category == "hard" and c.status == "not_assessed"]
-    return (f"RESULT: plan found, {best.side.upper()} lateral-cervical approach"
-            + ("  -- HYDRODISSECTION REQUIRED" if best.hydrodissection_required else "")
-            + (f"  -- NOT CLEARED against critical structures not segmented: {', '.join(unassessed)}"
-               if unassessed else ""))
+def result_line(plan) -> str:
+    """The RESULT line of the summary: ``"RESULT: "`` + the plan's verdict, as it is
+    (:func:`osteoplan.planning.verdict.verdict_of`: computed on load for plans written without one)."""
+    from osteoplan.planning.verdict import verdict_of
+
+    return "RESULT: " + verdict_of(plan).text_en
 
 
 def summary_text(plan) -> str:
-    """A plain-text summary for the radiologist (no identifiers)."""
+    """A plain-text summary for the radiologist (no identifiers); its first result line is the verdict."""
+    from osteoplan.planning.verdict import verdict_of
+
+    v = verdict_of(plan)
     L: list[str] = []
-    L.append(f"Protocol {plan.protocol_name} v{plan.protocol_version}; side requested: {plan.side_requested}")
-    if not plan.feasible:
-        L.append("RESULT: NO FEASIBLE PATH")
+    L.append(result_line(plan))
+    L.append(f"  protocol {plan.protocol_name} v{plan.protocol_version}; side requested: {plan.side_requested}")
+    L.extend("  " + d for d in v.details_en)
+    if plan.best is None:
         if plan.infeasibility is not None:
-            L.append("  " + plan.infeasibility.message)
             for e in plan.infeasibility.exclusions:
                 if e.excluded:
                     L.append(f"    {e.constraint:<34} excluded {e.excluded:>8} (first failing for {e.excluded_first})"
                              f"  -- {e.description}")
     else:
         b = plan.best
-        L.append(result_line(b))
+        L.append(f"  side: {b.side}" + (f"; {len(plan.trajectories)} path(s) ranked, the first shown" if len(plan.trajectories) > 1 else ""))
         L.append(f"  skin entry  LPS {_fmt(b.skin_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.skin_entry_voxel_kji)}")
         L.append(f"  bone entry  LPS {_fmt(b.bone_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.bone_entry_voxel_kji)}")
         L.append(f"  target      LPS {_fmt(b.target_lps_mm)} mm   voxel (k,j,i) {_fmt(b.target_voxel_kji)}")
         L.append(f"  depth: skin->bone {b.depth_skin_to_bone_mm:.1f} mm, bone->target {b.depth_bone_to_target_mm:.1f} mm, "
                  f"total {b.depth_total_mm:.1f} mm")
         L.append(f"  angles: cranio-caudal {b.angle_craniocaudal_deg:+.1f} deg (+ = ascending), medio-lateral "
-                 f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral); {b.angle_to_dens_axis_deg:.1f} deg to the dens axis")
+                 f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral)"
+                 + (f"; {b.angle_to_dens_axis_deg:.1f} deg to the dens axis" if b.angle_to_dens_axis_deg is not None else ""))
         if b.screw:
             s = b.screw
             L.append(f"  screw: cannulated {s.diameter_mm:.1f} x {s.length_mm:g} mm (thread {s.thread_mm:g} mm, {s.catalogue_ref}); "
@@ -71,8 +72,8 @@ def summary_text(plan) -> str:
                      + (f"; lesion crossed over {b.lesion_crossing_mm:.1f} mm" if b.lesion_crossing_mm is not None else ""))
         L.append("  clearances (instrument surface to structure):")
         L.append(f"    {'structure':<32}{'category':<14}{'margin':>8}{'clearance':>11}  status")
-        order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "pass": 3}
-        for c in sorted(b.clearances, key=lambda c: (order[c.status], c.structure)):
+        order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "not_assessable": 2, "covered": 3, "pass": 3}
+        for c in sorted(b.clearances, key=lambda c: (order.get(c.status, 2), c.structure)):
             clr = "-" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
             if c.clearance_mm is not None and (c.note or "").startswith("at least this much"):
                 clr = ">=" + clr  # distances are computed up to a cap: a lower bound
@@ -82,10 +83,9 @@ def summary_text(plan) -> str:
                 st = "FAIL" + (f" (needs {c.displacement_needed_mm:.1f} mm, beyond hydrodissection)"
                                if c.displacement_needed_mm else "")
             else:
-                st = {"pass": "pass", "not_assessed": "not assessed (not segmented)"}[c.status]
+                st = {"pass": "pass", "not_assessed": "not assessed (not segmented)", "covered": "covered",
+                      "not_assessable": "not assessable on this CT"}.get(c.status, c.status)
             L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr:>9}mm  {st}")
-        if plan.hydrodissection is not None and plan.hydrodissection.note:
-            L.append(f"  hydrodissection: {plan.hydrodissection.note}")
         if any((c.note or "").startswith("at least this much") for c in b.clearances):
             from osteoplan.planning.fields import CAP_MM
 
@@ -107,12 +107,10 @@ def summary_text(plan) -> str:
             L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
                      + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
     if plan.risk and plan.risk.get("summary"):
-        L.append("Fracture risk (osteoplan.risk):")
-        import textwrap
+        from osteoplan.export.risk_table import risk_text_lines
 
-        for x in plan.risk["summary"]:  # wrapped, never cut (a cut could turn 0.817 into 0)
-            L.extend(textwrap.wrap(str(x).strip(), width=110, initial_indent="  ", subsequent_indent="      ",
-                                   break_long_words=False, break_on_hyphens=False) or [""])
+        L.append("Fracture risk (osteoplan.risk):")
+        L.extend(risk_text_lines(plan.risk))  # one row per SINS component, evidence in words; wrapped, never cut
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
     for w in plan.warnings:
@@ -140,10 +138,10 @@ def _check_out(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
             continue
         src_r = Path(src).resolve()
         if src_r == out_r or out_r in src_r.parents:
-            raise InputError("--out is the folder holding the input (CT, masks or protocol); writing the plan "
+            raise InputError("--out: it is the folder holding the input (CT, masks or protocol); writing the plan "
                              "there would replace it. Choose another --out.")
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
+        raise InputError(f"--out: {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
     from osteoplan.atomic import check_output_folder
 
     check_output_folder(out, overwrite)  # the current folder, other work in it, an earlier output
@@ -151,11 +149,11 @@ def _check_out(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise InputError(f"--out cannot be created: {safe_path(parent)} is a file, not a folder; choose another --out.")
+        raise InputError(f"--out: cannot be created: {safe_path(parent)} is a file, not a folder; choose another --out.")
     try:  # a real write probe: permissions, read-only or pseudo file systems (/proc), full disks
         tempfile.TemporaryDirectory(dir=parent, prefix=".osteoplan-probe-").cleanup()
     except OSError as exc:
-        raise InputError(f"Cannot write the output folder there ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"--out: cannot write the output folder there ({exc.strerror or type(exc).__name__}); "
                          "choose another --out in a folder you can write to.") from None
 
 
@@ -221,10 +219,13 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
 
                 save_report_inputs(tmp, plan, volume, anatomy)
     except FileExistsError:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.") from None
+        raise InputError(f"--out: folder exists and is not empty ({safe_path(out)}); choose another --out or add "
+                         "--overwrite.") from None
     print(summary_text(plan))
     print(f"Plan folder: {out}")
-    return 0
+    from osteoplan.planning.verdict import verdict_of
+
+    return verdict_of(plan).exit_code  # the plan folder is written whatever the verdict
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -247,8 +248,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
-    from osteoplan.anatomy.pipeline import build_anatomy
-    from osteoplan.cliargs import read_volume_from_args
+    from osteoplan.cliargs import build_anatomy_from_args, read_ct_from_args
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
@@ -257,9 +257,9 @@ def _plan_cmd(args: argparse.Namespace) -> int:
                (args.ct, args.masks, args.protocol if str(args.protocol or "").endswith(".toml") else None))
     load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
-        volume = read_volume_from_args(args.ct, args)
+        volume = read_ct_from_args(args.ct, args)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
-        anatomy = build_anatomy(volume, masks=args.masks, hint_lps=args.hint_lps)
+        anatomy = build_anatomy_from_args(volume, masks=args.masks, hint_lps=args.hint_lps)
     out = Path(args.out) if args.out else Path("plan-out")
     rc = _run(volume, anatomy, args, out)
     print(f"Total time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -296,11 +296,19 @@ def _demo_cmd(args: argparse.Namespace) -> int:
     return _run(volume, anatomy, args, out, extra_files={"ct.nii.gz": write_ct})
 
 
+#: The exit statuses of ``osteoplan plan`` / ``demo`` (the verdict's, osteoplan.planning.verdict.EXIT_CODES).
+EXIT_STATUS_HELP = ("exit status: 0 feasible (with or without hydrodissection); 3 not cleared (a path was found but "
+                    "critical structures were not assessed); 4 no feasible path; 5 route not assessable on this CT "
+                    "(extend the scan); the plan folder is written in all four cases. 2 bad input, 1 internal error, "
+                    "130 interrupted.")
+
+
 def register(sub) -> None:
     """Add ``plan`` and ``demo`` to the top-level command line."""
     p = sub.add_parser("plan", help="plan the C2 dens screw trajectory on a CT",
                        description="Read a CT, build the anatomy (provided masks + segmentation), search the "
-                       "lateral-cervical trajectories, and write plan.json + plan.mrk.json (+ report) to --out.")
+                       "protocol's trajectories, and write plan.json + plan.mrk.json (+ report) to --out. The RESULT "
+                       "line is the plan's verdict.", epilog=EXIT_STATUS_HELP)
     p.add_argument("ct", metavar="CT", help="CT: DICOM folder or zip, NIfTI or NRRD file")
     p.add_argument("--masks", default=None, help="provided masks: folder of NIfTI, .seg.nrrd, DICOM SEG...")
     add_reader_options(p)
@@ -313,7 +321,7 @@ def register(sub) -> None:
 
     d = sub.add_parser("demo", help="plan on the generated neck phantom (the README's main-job command)",
                        description="Generate the synthetic neck CT phantom, write its CT into --out, plan, and write "
-                       "the same plan folder as 'osteoplan plan'.")
+                       "the same plan folder as 'osteoplan plan'.", epilog=EXIT_STATUS_HELP)
     d.add_argument("--out", default="demo-out", help="output folder (default ./demo-out)")
     d.add_argument("--seed", type=int, default=0, help="phantom noise seed")
     d.add_argument("--segment", action="store_true",

@@ -24,6 +24,7 @@ from osteoplan.planning.model import (ClearanceCheck, ConstraintExclusion, CTGeo
                                       SearchStats, Trajectory)
 from osteoplan.planning.protocol import DEFAULT_PROTOCOL, Protocol, load_protocol
 from osteoplan.planning.search import BONE_CONSTRAINTS, CONSTRAINTS, SearchResult, dens_frame, search, zone_frame
+from osteoplan.planning.verdict import compute_verdict
 
 
 def _r(x: float, n: int = 2) -> float:
@@ -394,7 +395,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
     stats = SearchStats(n_targets=len(res.targets), n_directions=len(res.dirs),
                         n_candidates=len(res.coarse.code), n_feasible=int(res.coarse_assessment.feasible.sum()),
                         seconds=_r(res.seconds, 3), sample_step_mm=res.coarse_step_mm, refine_step_mm=res.fine_step_mm)
-    return Plan(osteoplan_version=__version__,
+    plan = Plan(osteoplan_version=__version__,
                 created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 protocol_name=protocol.name, protocol_version=protocol.version, ct=ct,
                 side_requested=side, side=best.side if best else None, feasible=best is not None,
@@ -404,6 +405,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
                 structure_sources=sources, landmarks=landmarks.to_dict(), risk=risk,
                 warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
                 procedure=protocol.name, route=route)
+    return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
 
 
 def plan_from_anatomy(volume: Volume, anatomy: Any, protocol: Protocol | str | None = None, side: str | None = None,

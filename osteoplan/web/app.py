@@ -23,6 +23,12 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from osteoplan.errors import OsteoplanError
 from osteoplan.web.auth import CsrfError, Forbidden, LoginThrottle, NotAuthenticated, TooManyAttempts, csrf_token
+from osteoplan.web.middleware import (
+    BodyLimitMiddleware,
+    ProxyHeadersMiddleware,
+    SecureCookieMiddleware,
+    too_large_message,
+)
 from osteoplan.web.permissions import ACTIONS, ROLE_LABELS, allowed
 from osteoplan.web.settings import Settings
 
@@ -92,8 +98,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _too_many(request: Request, exc: TooManyAttempts):
         minutes = max(1, int(exc.retry_after_s // 60 + 1))
         resp = error_response(request, 429, "Too many failed log-ins",
-                              f"Log-in is paused for this account from this computer; try again in about {minutes} "
-                              "minute(s), or ask an administrator to reset the password.")
+                              f"Log-in is paused after repeated failed attempts (for this account, or from this computer); "
+                              f"try again in about {minutes} minute(s), or ask an administrator to reset the password.")
         resp.headers["Retry-After"] = str(int(exc.retry_after_s) + 1)
         return resp
 
@@ -121,6 +127,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(request, 404, "Not found", str(exc.detail) if exc.detail and exc.detail != "Not Found"
                                   else "There is nothing at this address; go back to the case list.")
+        if exc.status_code == 413:
+            return error_response(request, 413, "Request too large", str(exc.detail))
         if exc.status_code == 405:
             return error_response(request, 405, "Method not allowed", "This address does not accept that kind of request.")
         return error_response(request, exc.status_code, "Error", str(exc.detail))
@@ -193,9 +201,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
     app.state.templates = make_templates()
     app.state.login_throttle = LoginThrottle()
-    app.state.revoked_sessions = {}  # login session id -> when it was logged out (see auth.revoke_session)
+    # middleware, innermost first: body limits (before any body is read), the signed session cookie, Secure on
+    # cookies sent over HTTPS, security headers, then the client address / scheme (from trusted proxies only)
+    app.add_middleware(BodyLimitMiddleware, too_large=_too_large_response)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="osteoplan_session",
                        max_age=settings.session_max_age_s, same_site="strict", https_only=settings.https_only)
+    app.add_middleware(SecureCookieMiddleware)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -212,11 +223,18 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    app.add_middleware(ProxyHeadersMiddleware, trusted_proxies=settings.trusted_proxies)
+
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(api.router, prefix="/api")
     return app
+
+
+def _too_large_response(scope, limit: int) -> Response:
+    """The 413 answer of :class:`~osteoplan.web.middleware.BodyLimitMiddleware` (a page, or JSON under /api)."""
+    return error_response(Request(scope), 413, "Request too large", too_large_message(limit))
 
 
 def _version() -> str:

@@ -92,11 +92,9 @@ def _user_id_from_request(request: Request) -> tuple[int | None, str]:
             raise NotAuthenticated()
         return int(data["uid"]), "token"
     uid = request.session.get("uid")
-    if uid is not None:
-        sid = request.session.get("sid")
-        if not sid or str(sid) in getattr(request.app.state, "revoked_sessions", {}):
-            request.session.clear()  # logged out (or a cookie from before session ids): log in again
-            return None, "session"
+    if uid is not None and not request.session.get("sid"):
+        request.session.clear()  # a cookie from before session ids: log in again
+        return None, "session"
     return (int(uid) if uid is not None else None), "session"
 
 
@@ -119,21 +117,15 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def revoke_session(request: Request) -> None:
+def revoke_session(request: Request, db) -> None:
     """End the request's login session for good: the signed cookie stays valid until it expires, so its id is
-    remembered as revoked (in memory, for the session lifetime) and refused by :func:`load_principal`.
+    recorded as revoked in the database (until the cookie's expiry, ``Settings.session_max_age_s``) and refused
+    by :func:`load_principal`, also after a server restart and by every server process. The caller commits."""
+    from osteoplan.web import backend
 
-    Limitation: the list is per process and lost on restart (a copied cookie of a logged-out session would
-    work again after a restart, until it expires: ``Settings.session_max_age_s``)."""
     sid = request.session.get("sid")
-    if not sid:
-        return
-    revoked: dict[str, float] = request.app.state.revoked_sessions
-    now = time.time()
-    for old, at in list(revoked.items()):
-        if now - at > request.app.state.settings.session_max_age_s:
-            revoked.pop(old, None)
-    revoked[str(sid)] = now
+    if sid:
+        backend.revoke_web_session(db, str(sid), request.app.state.settings.session_max_age_s)
 
 
 def get_db(request: Request):
@@ -153,6 +145,9 @@ def load_principal(request: Request, db) -> Principal | None:
         return None
     from osteoplan.web import backend
 
+    if via == "session" and backend.web_session_revoked(db, str(request.session.get("sid"))):
+        request.session.clear()  # logged out: this copy of the cookie no longer logs in
+        return None
     user = backend.get_user(db, uid)
     if user is None or not backend.user_is_active(user):
         if via == "session":
@@ -242,52 +237,82 @@ def iter_routes(app_or_router, prefix: str = ""):
 
 
 class LoginThrottle:
-    """Slows password guessing: after ``max_failures`` failed logins for one (user name, client address)
-    within ``window_s`` seconds, that pair is refused for ``lockout_s`` seconds (HTTP 429).
+    """Slows password guessing with three lock-outs, each of ``lockout_s`` seconds (HTTP 429):
 
-    Defaults (5 failures / 15 min, 5 min lock-out) are configurable defaults without a published source.
-    In-memory, per server process.
+    - one account from one source: ``max_failures`` failed logins within ``window_s``;
+    - one account from any source: ``max_account_failures`` within ``window_s`` (guessing from many addresses);
+    - one source for any account: ``max_source_failures`` within ``window_s`` (password spraying: one try for
+      each of many user names).
+
+    The source is the client address as :class:`ProxyHeadersMiddleware` established it (a forwarded address
+    only from a configured proxy). Defaults (5 per account and source, 20 per account, 20 per source, in
+    15 min; 5 min lock-out) are configurable defaults without a published source, inside the ceiling of NIST
+    SP 800-63B section 5.2.2 (at most 100 consecutive failed attempts on one account). In memory, per server
+    process.
     """
 
-    def __init__(self, max_failures: int = 5, window_s: float = 900.0, lockout_s: float = 300.0):
+    def __init__(self, max_failures: int = 5, window_s: float = 900.0, lockout_s: float = 300.0,
+                 max_account_failures: int = 20, max_source_failures: int = 20, max_keys: int = 10000):
         import threading
 
         self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
-        self._fail: dict[tuple[str, str], list[float]] = {}
-        self._locked: dict[tuple[str, str], float] = {}
+        self.max_account_failures, self.max_source_failures, self.max_keys = (max_account_failures,
+                                                                              max_source_failures, max_keys)
+        self._fail: dict[tuple[str, ...], list[float]] = {}
+        self._locked: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
 
     @staticmethod
     def key(request: Request, username: str) -> tuple[str, str]:
+        """``(user name, source address)`` of a login attempt."""
         return (username.strip().lower()[:64], request.client.host if request.client else "?")
 
+    def _keys(self, key: tuple[str, str]) -> list[tuple[tuple[str, ...], int]]:
+        user, source = key
+        return [(("pair", user, source), self.max_failures), (("account", user), self.max_account_failures),
+                (("source", source), self.max_source_failures)]
+
     def retry_after(self, key: tuple[str, str]) -> float:
-        """Seconds until *key* may try again (0 when not locked)."""
-        import time
-
-        with self._lock:
-            until = self._locked.get(key, 0.0)
-            left = until - time.monotonic()
-            if left <= 0 and key in self._locked:
-                del self._locked[key]
-            return max(0.0, left)
-
-    def failed(self, key: tuple[str, str]) -> None:
-        import time
-
+        """Seconds until *key* may try again (0 when none of its lock-outs holds)."""
         now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._fail.get(key, []) if now - t < self.window_s] + [now]
-            if len(recent) >= self.max_failures:
-                self._locked[key] = now + self.lockout_s
-                recent = []
-            self._fail[key] = recent
-            if len(self._fail) > 10000:  # bound the memory under a spray of user names
-                self._fail.clear()
+            left = 0.0
+            for k, _ in self._keys(key):
+                until = self._locked.get(k)
+                if until is None:
+                    continue
+                if until <= now:
+                    del self._locked[k]
+                else:
+                    left = max(left, until - now)
+            return left
+
+    def failed(self, key: tuple[str, str]) -> None:
+        """Count a failed login of *key* (locks what reached its limit)."""
+        now = time.monotonic()
+        with self._lock:
+            for k, limit in self._keys(key):
+                recent = [t for t in self._fail.get(k, []) if now - t < self.window_s] + [now]
+                if len(recent) >= limit:
+                    self._locked[k] = now + self.lockout_s
+                    recent = []
+                self._fail[k] = recent
+            if len(self._fail) > self.max_keys:  # bound the memory: forget the counts that left the window
+                for k in [k for k, ts in self._fail.items() if not ts or now - ts[-1] >= self.window_s]:
+                    del self._fail[k]
+                if len(self._fail) > self.max_keys:  # still too many: the oldest half goes
+                    by_age = sorted(self._fail, key=lambda k: self._fail[k][-1])
+                    for k in by_age[:len(by_age) // 2]:
+                        del self._fail[k]
+            if len(self._locked) > self.max_keys:
+                for k in [k for k, until in self._locked.items() if until <= now]:
+                    del self._locked[k]
 
     def succeeded(self, key: tuple[str, str]) -> None:
+        """A successful login clears the count of this account from this source (not the account's or the
+        source's totals: one known password must not reset a spraying or guessing count)."""
         with self._lock:
-            self._fail.pop(key, None)
+            self._fail.pop(self._keys(key)[0][0], None)
 
 
 class TooManyAttempts(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 
 def init_engine(url: str) -> Engine:
@@ -51,6 +52,33 @@ def get_user(db, user_id: int):
 def user_is_active(user: Any) -> bool:
     """Whether the account may log in (active and not soft-deleted)."""
     return bool(getattr(user, "active", True)) and getattr(user, "deleted_at", None) is None
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+def revoke_web_session(db, session_id: str, max_age_s: int) -> None:
+    """Record a logged-out session id until its cookie expires (*max_age_s* from now); forget expired ones."""
+    import datetime as dt
+
+    from sqlalchemy import delete
+
+    from osteoplan.workflow import models as m
+
+    now = m.utcnow()
+    db.execute(delete(m.RevokedSession).where(m.RevokedSession.expires_at < now))
+    if db.get(m.RevokedSession, session_id[:64]) is None:
+        db.add(m.RevokedSession(session_id=session_id[:64], revoked_at=now,
+                                expires_at=now + dt.timedelta(seconds=max_age_s)))
+    try:
+        db.flush()
+    except IntegrityError:  # the same session logged out twice at once: it is revoked
+        db.rollback()
+
+
+def web_session_revoked(db, session_id: str) -> bool:
+    """Whether the login session *session_id* was logged out."""
+    from osteoplan.workflow import models as m
+
+    return db.get(m.RevokedSession, session_id[:64]) is not None
 
 
 # ------------------------------------------------------------------------------------------------ users

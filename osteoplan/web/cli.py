@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--demo-cases", type=int, default=None, metavar="N", help="number of demo cases (default: the generator's)")
     p.add_argument("--secret-file", default=None, metavar="PATH",
                    help="file holding the session-signing key (created if absent; default next to an SQLite database)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                   help="address or network (CIDR) of a reverse proxy in front of the server; repeat for several. "
+                        "Only from these are X-Forwarded-For / X-Forwarded-Proto believed (default: none)")
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     p.set_defaults(handler=serve)
 
@@ -79,7 +82,14 @@ def serve(args) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
     secret_file = Path(args.secret_file) if args.secret_file else (
         path.with_name(path.name + ".secret") if path is not None else default_data_dir() / "session.secret")
-    settings = Settings(database_url=url, secret_key=load_or_create_secret(secret_file))
+    from osteoplan.web.middleware import parse_networks
+
+    try:
+        parse_networks(args.trusted_proxy)
+    except ValueError as exc:
+        raise InputError(f"{exc}; check --trusted-proxy") from None
+    settings = Settings(database_url=url, secret_key=load_or_create_secret(secret_file),
+                        trusted_proxies=tuple(args.trusted_proxy))
     try:
         engine = backend.init_engine(url)
     except Exception as exc:  # connection refused, bad URL...
@@ -99,7 +109,9 @@ def serve(args) -> int:
     print("Stop with Ctrl-C.")
     sys.stdout.flush()
     # no access log: paths carry only record numbers, but a log of every request is not needed
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # proxy headers are handled by the application, from --trusted-proxy only (uvicorn would trust 127.0.0.1)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                            proxy_headers=False)
     logging.getLogger("uvicorn.error").addFilter(HideTracebacks())
     uvicorn.Server(config).run()
     return 0

@@ -56,7 +56,12 @@ class Settings:
     session_max_age_s : int
         Session cookie lifetime in seconds (default 8 h, one working day; a configurable default).
     https_only : bool
-        Mark the session cookie ``Secure`` (set behind HTTPS).
+        Always mark the session cookie ``Secure``. Without it the cookie is marked ``Secure`` whenever the
+        request came over HTTPS: directly, or through a trusted proxy saying so (``X-Forwarded-Proto``).
+    trusted_proxies : tuple of str
+        Addresses or CIDR networks (``"10.0.0.5"``, ``"10.0.0.0/24"``) of the reverse proxies in front of the
+        application: only from these are ``X-Forwarded-For`` (client address, used by the login throttle) and
+        ``X-Forwarded-Proto`` (HTTPS) believed. Default none: the headers are ignored.
     api_token_max_age_s : int
         Lifetime of API bearer tokens in seconds (default 8 h).
     title : str
@@ -67,6 +72,7 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     session_max_age_s: int = 8 * 3600
     https_only: bool = False
+    trusted_proxies: tuple[str, ...] = ()
     api_token_max_age_s: int = 8 * 3600
     title: str = "osteoplan"
     bcrypt_rounds: int = 12

@@ -40,14 +40,34 @@ def case_summary(row: dict, principal) -> dict:
                 decision_label=m.DECISION_LABELS.get(row.get("last_decision"), row.get("last_decision") or "—"))
 
 
+def plan_verdict(plan: dict) -> dict:
+    """The plan's one verdict for the case page: ``verdict`` (headline), ``verdict_details``, ``verdict_code`` and
+    ``verdict_class`` (``ok`` green / ``warn`` amber / ``bad`` red), printed as the planner wrote it
+    (:attr:`Plan.verdict`; computed on load for plans written before it existed). A stored plan that no longer
+    reads as a plan gets no verdict and a sentence saying so, never a guess."""
+    try:
+        from osteoplan.planning.model import Plan
+        from osteoplan.planning.verdict import severity, verdict_of
+
+        v = verdict_of(Plan.model_validate(plan))
+    except Exception:  # an unreadable stored plan: say so rather than guess a verdict
+        return {"verdict": None, "verdict_details": ["The stored plan cannot be read by this version of osteoplan: "
+                                                     "attach the plan.json again to see its verdict."],
+                "verdict_code": None, "verdict_class": "warn"}
+    return {"verdict": v.text_en, "verdict_details": list(v.details_en), "verdict_code": v.code,
+            "verdict_class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]}
+
+
 def plan_key_numbers(plan: dict) -> dict:
     """The numbers a reader wants from a ``plan.json`` (first-ranked trajectory), with safe fallbacks.
 
     Structures that were not segmented are reported as "not assessed", never as clear.
     """
-    out: dict[str, Any] = {"feasible": plan.get("feasible"), "side": plan.get("side"),
+    out: dict[str, Any] = {"side": plan.get("side"),
                            "protocol": f"{plan.get('protocol_name', '?')} {plan.get('protocol_version', '')}".strip(),
-                           "created": plan.get("created_utc"), "rows": [], "clearances": []}
+                           "created": plan.get("created_utc"), "rows": [], "clearances": [],
+                           "warnings": [str(w) for w in plan.get("warnings") or []]}
+    out.update(plan_verdict(plan))
     trajs = plan.get("trajectories") or []
     t = trajs[0] if trajs else None
     rows = out["rows"]
@@ -71,14 +91,11 @@ def plan_key_numbers(plan: dict) -> dict:
                                            f"the {g.get('gantry_limit_deg')}° limit)"))
         for c in t.get("clearances") or []:
             seg = c.get("segmented")
-            status = c.get("status") if seg else "not assessed (not segmented)"
+            covered = c.get("status") == "covered"  # e.g. the cord, inside the segmented canal whose clearance covers it
+            status = c.get("status") if seg or covered else "not assessed (not segmented)"
             clr = c.get("clearance_mm")
             out["clearances"].append({"structure": c.get("structure"), "margin_mm": c.get("margin_mm"),
-                                      "clearance_mm": clr if seg else None, "status": status, "segmented": bool(seg)})
-    hd = plan.get("hydrodissection") or {}
-    if hd:
-        rows.append(("Hydrodissection", ("required" if hd.get("required") else "not required")
-                     + (f", max displacement {hd.get('max_displacement_mm', 0):.1f} mm" if hd.get("required") else "")))
+                                      "clearance_mm": clr if seg else None, "status": status, "segmented": bool(seg) or covered})
     ce = plan.get("cement") or {}
     if ce.get("suggested_pmma_ml"):
         lo, hi = ce["suggested_pmma_ml"]

@@ -44,6 +44,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite database file readable by its owner only (mode 0600; its folder 0700 when created here),
+    before SQLite creates it with the default mode (often world-readable): it holds patient data. SQLite gives
+    its ``-wal`` and ``-shm`` files the database file's mode. An existing file is left as it is."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     """Create an engine for *url* (see :func:`database_url`) with the durability settings above.
 
@@ -57,9 +69,9 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     url = database_url(url)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
-        path = url.split("///", 1)[-1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = url.split("///", 1)[-1].split("?", 1)[0] if "///" in url else ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            _create_private_file(Path(path))
     else:
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **kwargs)

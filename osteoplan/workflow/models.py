@@ -357,6 +357,33 @@ class AuditLog(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class CaseCodeCounter(Base):
+    """Last number given to a generated case code ``OP-<year>-<nnnn>``, one row per year.
+
+    :func:`osteoplan.workflow.service.create_patient` takes the next number with one ``UPDATE ... RETURNING``:
+    the row lock (PostgreSQL) or the database write lock (SQLite) serialises concurrent creators, so two cases
+    never get the same generated code. Not a clinical record: no version, no soft delete.
+    """
+
+    __tablename__ = "case_code_counters"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class RevokedSession(Base):
+    """A web login session ended by logging out (its random id, from the signed cookie).
+
+    The signed cookie stays valid until it expires, so the id is kept until then (``expires_at``) and refused:
+    a copy of the cookie does not log in again, not even after a server restart. Rows past ``expires_at`` may
+    be removed (not patient data, not an audit record).
+    """
+
+    __tablename__ = "revoked_sessions"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
 #: Entity name (as used in the service and the audit log) -> model class.
 ENTITIES: dict[str, type[RecordMixin]] = {
     "user": User,

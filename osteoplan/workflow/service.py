@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -186,7 +188,26 @@ def _get(session: Session, model: type, record_id: int, what: str, include_delet
     obj = session.get(model, record_id)
     if obj is None or (obj.deleted_at is not None and not include_deleted):
         raise NotFoundError(f"no {what} with id {record_id} (it may have been deleted); check the link")
+    if not include_deleted and _case_deleted(obj):
+        # a deleted case is read-only and hidden, records inside it included (audit trail and restore excepted)
+        raise NotFoundError(f"no {what} with id {record_id} (its case was deleted); check the link")
     return obj
+
+
+def _case_deleted(obj: Any) -> bool:
+    """Whether *obj* lies inside a soft-deleted record: its case (patient), or the lesion of a plan / the procedure
+    of a screw. Meetings and users belong to no case."""
+    parents = []
+    if isinstance(obj, m.SavedPlan):
+        parents.append(obj.lesion)
+    elif isinstance(obj, m.ProcedureScrew):
+        parents.append(obj.procedure)
+    else:
+        parents.append(obj)
+    for parent in list(parents):
+        if parent is not None and not isinstance(parent, m.Patient):
+            parents.append(getattr(parent, "patient", None))
+    return any(p is not None and p is not obj and p.deleted_at is not None for p in parents)
 
 
 def _check_version(obj: m.RecordMixin, expected_version: int | None) -> None:
@@ -538,11 +559,33 @@ def create_user(session: Session, actor: m.User | None, data: s.UserIn | Mapping
     return user
 
 
+@functools.lru_cache(maxsize=4)
+def _dummy_hash(rounds: int) -> bytes:
+    """A bcrypt hash of a random password, checked for unknown user names (see :func:`authenticate`)."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds))
+
+
+def _bcrypt_rounds(password_hash: str) -> int | None:
+    """The cost (log2 rounds) of a bcrypt hash ``$2b$12$...``, or None."""
+    parts = password_hash.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() and 4 <= int(parts[2]) <= 31 else None
+
+
 def authenticate(session: Session, username: str, password: str) -> m.User | None:
-    """The active user with this username and password, else ``None``. Logs ``login`` / ``login_failed``."""
+    """The active user with this username and password, else ``None``. Logs ``login`` / ``login_failed``.
+
+    The password is checked with bcrypt whether or not the account exists or is active: an unknown user name
+    is checked against a dummy hash of the same cost as the newest account's hash (default 12), so the answer
+    takes the same time and the response time does not reveal which user names exist.
+    """
     user = session.scalar(select(m.User).where(m.User.username == username, m.User.deleted_at.is_(None)))
-    ok = (user is not None and user.active
-          and bcrypt.checkpw(password.encode("utf-8")[:72], user.password_hash.encode("ascii")))
+    if user is not None:
+        stored = user.password_hash.encode("ascii")
+    else:
+        newest = session.scalar(select(m.User.password_hash).order_by(m.User.id.desc()).limit(1))
+        stored = _dummy_hash(_bcrypt_rounds(newest or "") or 12)
+    matches = bcrypt.checkpw(password.encode("utf-8")[:72], stored)
+    ok = user is not None and user.active and matches
     if ok:
         audit(session, user, "login", "user", user.id)
     else:
@@ -581,10 +624,28 @@ def get_user(session: Session, username: str) -> m.User | None:
 
 # ------------------------------------------------------------------------------------------------ writes
 def _next_code(session: Session, year: int) -> str:
+    """The next free generated case code ``OP-<year>-<nnnn>``, without collision under concurrent creation.
+
+    The number comes from the year's row of :class:`~osteoplan.workflow.models.CaseCodeCounter`, incremented
+    with one ``UPDATE ... RETURNING``: PostgreSQL's row lock and SQLite's write lock make a concurrent creator
+    wait until this transaction ends, then read the incremented value. The row is created on first use from
+    the highest number already given that year (databases from before the counter). A number whose code was
+    typed by hand is skipped.
+    """
     prefix = f"OP-{year}-"
-    n = session.scalar(select(func.count()).select_from(m.Patient).where(m.Patient.code.like(prefix + "%"))) or 0
+    counter = m.CaseCodeCounter.__table__
+    if session.get(m.CaseCodeCounter, year) is None:
+        used = [c[len(prefix):] for c in session.scalars(select(m.Patient.code).where(m.Patient.code.like(prefix + "%")))]
+        start = max((int(x) for x in used if x.isdigit() and len(x) < 10), default=0)
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        session.execute(dialect_insert(counter).values(year=year, last=start).on_conflict_do_nothing(
+            index_elements=["year"]))
     while True:
-        n += 1
+        n = session.execute(counter.update().where(counter.c.year == year).values(last=counter.c.last + 1)
+                            .returning(counter.c.last)).scalar_one()
         code = f"{prefix}{n:04d}"
         if session.scalar(select(m.Patient.id).where(m.Patient.code == code)) is None:
             return code
@@ -595,9 +656,9 @@ def create_patient(session: Session, actor: m.User | None, data: s.PatientIn | M
     """Open a case. Returns the patient (``code`` generated ``OP-<year>-<nnnn>`` when not given)."""
     _require_writer(actor)
     data = _parse(s.PatientIn, data)
+    if data.code and session.scalar(select(m.Patient.id).where(m.Patient.code == data.code)) is not None:
+        raise ValidationError(f"the case code {data.code!r} is already used; leave it empty to get a new one")
     code = data.code or _next_code(session, today().year)
-    if session.scalar(select(m.Patient.id).where(m.Patient.code == code)) is not None:
-        raise ValidationError(f"the case code {code!r} is already used; leave it empty to get a new one")
     if data.birth_date is not None:
         _not_future(data.birth_date, "birth date")
     p = m.Patient(code=code, family_name=data.family_name, given_name=data.given_name,

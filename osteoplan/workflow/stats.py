@@ -200,8 +200,9 @@ def available_years(session: Session) -> list[int]:
     """Years with at least one done procedure (no audit: no patient data)."""
     from sqlalchemy import select
 
-    dates = session.scalars(select(m.Procedure.procedure_date).where(
-        m.Procedure.status == "done", m.Procedure.deleted_at.is_(None), m.Procedure.procedure_date.is_not(None)))
+    dates = session.scalars(select(m.Procedure.procedure_date).join(m.Patient, m.Procedure.patient_id == m.Patient.id)
+                            .where(m.Procedure.status == "done", m.Procedure.deleted_at.is_(None),
+                                   m.Patient.deleted_at.is_(None), m.Procedure.procedure_date.is_not(None)))
     return sorted({d.year for d in dates})
 
 

@@ -57,7 +57,7 @@ def test_infeasible_plan_reports_reason():
     vol = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4))
     p = make_plan(vol, [1.0, 0, 0], [0.5, 0, 0], [0, 0, 0], feasible=False)
     html = build_report_html(p, {})
-    assert "No feasible path" in html
+    assert '<div class="verdict ko">NO FEASIBLE PATH</div>' in html and 'data-verdict="no_feasible_path"' in html
     assert _rows(html) == {"internal_jugular_vein_left": "not_assessed", "esophagus": "not_assessed"}
 
 
@@ -120,10 +120,18 @@ def test_capped_clearance_shown_as_lower_bound(plan):
 
 
 def test_hydrodissection_caveat_for_unassessed_structures(plan):
+    """The hydrodissection section says what the verdict says, in one sentence: what is pushed and by how much,
+    and the displaceable structures not assessed; never "Not required" next to "may still be needed"."""
     html = build_report_html(_planner_style_plan(plan), {}, lang="en")
-    assert "Hydrodissection may still be needed" in html
+    sentence = ("Hydrodissection: required for left common carotid (push 3.5 mm); left internal jugular vein not "
+                "assessed on this CT — the jugulo-carotid space is opened by hydrodissection as part of the technique.")
+    assert html.count(sentence) == 2  # the verdict box on top and the hydrodissection section
+    assert "may still be needed" not in html and "Not required" not in html and "not required" not in html
     fr = build_report_html(_planner_style_plan(plan), {}, lang="fr")
-    assert "Une hydrodissection peut rester nécessaire" in fr and "veine jugulaire interne gauche" in fr
+    assert fr.count("Hydrodissection : nécessaire pour carotide commune gauche (déplacer de 3.5 mm) ; structures non "
+                    "évaluées sur ce scanner : veine jugulaire interne gauche — l&#39;espace jugulo-carotidien est ouvert "
+                    "par l&#39;hydrodissection, qui fait partie de la technique.") == 2
+    assert "peut rester nécessaire" not in fr and "Non nécessaire" not in fr
 
 
 def test_french_report_translates_planner_text(plan):
@@ -187,9 +195,9 @@ def test_french_risk_lines(plan):
 
 
 def test_verdict_is_not_green_when_a_critical_structure_was_not_assessed():
-    """A feasible plan whose hard-category structures were all measured: green verdict. One hard structure
-    not segmented (spinal_cord, not assessed): the verdict says NOT CLEARED against it, in amber (class
-    'warn'), in English and French, and the CLI summary says the same."""
+    """A feasible plan whose hard-category structures were all measured: green verdict on top of the first page.
+    One hard structure not segmented (spinal_cord, not assessed): NOT CLEARED naming it, in amber (class 'warn'),
+    in English and French, and the CLI RESULT line is the same text."""
     from osteoplan.planning.cli import result_line
     from osteoplan.planning.model import ClearanceCheck
 
@@ -202,13 +210,18 @@ def test_verdict_is_not_green_when_a_critical_structure_was_not_assessed():
                           status="not_assessed", segmented=False)
     ok = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured)
     html = build_report_html(ok, {}, lang="en")
-    assert '<div class="verdict ok">Feasible path found' in html and "NOT CLEARED" not in html  # displaceable: green
-    assert "NOT CLEARED" not in result_line(ok.best)
+    head = "FEASIBLE: every critical structure assessed and clear of its margin"
+    assert f'<div class="verdict ok">{head}</div>' in html and "NOT CLEARED" not in html  # displaceable: green
+    assert html.index(head) < html.index('<div class="header">')  # the first thing one reads
+    assert result_line(ok) == "RESULT: " + head
     warn = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured + (cord,))
     html = build_report_html(warn, {}, lang="en")
-    assert '<div class="verdict warn">Feasible path found' in html
-    assert (' — NOT CLEARED against critical structures that were not segmented (not assessed): '
-            f'{STRINGS["spinal_cord"]["en"]}</div>') in html
+    head = ("NOT CLEARED: a path was found but critical structures were not assessed: "
+            f'{STRINGS["spinal_cord"]["en"]}')
+    assert f'<div class="verdict warn">{head}</div>' in html
     fr = build_report_html(warn, {}, lang="fr")
-    assert f'NON VALIDÉ vis-à-vis de structures critiques non segmentées (non évaluées): {STRINGS["spinal_cord"]["fr"]}' in fr
-    assert result_line(warn.best).endswith("-- NOT CLEARED against critical structures not segmented: spinal_cord")
+    assert ("<div class=\"verdict warn\">NON VALIDÉ : un trajet a été trouvé mais des structures critiques n&#39;ont pas "
+            f'été évaluées : {STRINGS["spinal_cord"]["fr"]}</div>') in fr
+    assert result_line(warn) == "RESULT: " + head
+
+

@@ -75,7 +75,12 @@ def test_infeasible_plan_writes_report_without_images(case, tmp_path):
     vol, lm, _ = case
     plan = make_plan(vol, [24.0, -12.0, -6.0], [6.0, -1.0, -1.5], [0.0, 3.0, 0.0], feasible=False)
     w = write_all(tmp_path, plan, vol, lm, ExportOptions(no_pdf=True))
-    assert "report_html" in w and "markups" not in w and "dicom_sr" not in w and "dicom_seg" in w
+    assert "report_html" in w and "markups" not in w and "dicom_seg" in w
+    from osteoplan.export.dicom import sr_points, sr_verdict  # no path: an SR with the verdict alone, no points
+    import pydicom
+
+    sr = pydicom.dcmread(w["dicom_sr"])
+    assert sr_verdict(sr) == "NO FEASIBLE PATH" and sr_points(sr) == {}
     assert not (tmp_path / "images").exists()
     assert json.loads((tmp_path / "labels.json").read_text())["not_assessed"] == ["internal_jugular_vein_left",
                                                                                   "esophagus"]

@@ -16,7 +16,7 @@ from osteoplan.planning.model import load_plan, plan_json_schema
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo-out"
     rc = main(["demo", "--out", str(out), "--no-report", "--side", "left"])
-    assert rc == 0
+    assert rc == load_plan(out / "plan.json").verdict.exit_code  # 0 for a feasible plan (test_demo_writes_plan_folder)
     return out
 
 
@@ -60,12 +60,13 @@ def test_plan_on_phantom_nifti_with_masks(tmp_path, capsys):
     out = tmp_path / "plan"
     rc = main(["plan", str(ct), "--masks", str(masks), "--out", str(out), "--no-report", "--side", "right"])
     text = capsys.readouterr().out
-    assert rc == 0
     plan = load_plan(out / "plan.json")
+    assert rc == plan.verdict.exit_code  # the verdict's exit status; the folder is written whatever it is
     assert plan.side_requested == "right"
+    assert f"RESULT: {plan.verdict.text_en}\n" in text
     if plan.feasible:
         assert plan.best.side == "right"
-        assert "RESULT: plan found, RIGHT" in text and "clearances" in text and "C-arm bull's-eye" in text
+        assert "side: right" in text and "clearances" in text and "C-arm bull's-eye" in text
         assert plan.best.check("spinal_cord").segmented  # provided mask used
     else:
         assert "NO FEASIBLE PATH" in text and plan.infeasibility.message in text
@@ -99,7 +100,7 @@ def test_plan_out_in_unwritable_place(tmp_path, capsys):
     rc = main(["plan", str(tmp_path / "nope.nii.gz"), "--out", "/proc/osteoplan-out"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Cannot write the output folder") and "Traceback" not in err
+    assert err.startswith("error: --out: cannot write the output folder") and "Traceback" not in err
 
 
 def test_summary_marks_capped_clearances(demo_dir):
@@ -158,7 +159,7 @@ def test_overwrite_never_replaces_the_input_folder(tmp_path, capsys, which):
     rc = main(argv)
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --out is the folder holding the input") and "Traceback" not in err
+    assert err.startswith("error: --out: it is the folder holding the input") and "Traceback" not in err
     assert ct.exists() and (case / "masks" / "SpinalCord.nii.gz").exists()
 
 

@@ -49,7 +49,7 @@ def test_other_work_is_never_replaced(tmp_path):
 
 def test_earlier_output_needs_overwrite_then_is_replaced(tmp_path):
     out = _own_folder(tmp_path / "out")
-    with pytest.raises(InputError, match=r"earlier osteoplan output\): add --overwrite"):
+    with pytest.raises(InputError, match="an earlier osteoplan output; add --overwrite"):
         check_output_folder(out, overwrite=False)
     with atomic_dir(out, overwrite=True, manifest="test") as tmp:
         (tmp / "new.json").write_text("{}")

@@ -279,7 +279,7 @@ def start_server(db_url: str, port: int, *, secret: str = "server-secret-" + "y"
     env.update(env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "osteoplan.web.asgi:app", "--factory", "--host", "127.0.0.1", "--port",
-         str(port), "--log-level", "warning", "--no-access-log"],
+         str(port), "--log-level", "warning", "--no-access-log", "--no-proxy-headers"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(REPO))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

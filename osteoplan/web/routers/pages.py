@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from osteoplan.errors import ValidationError
 from osteoplan.web import backend, forms, views
 from osteoplan.web.app import render
+from osteoplan.web.middleware import PLAN_MAX_BYTES
 from osteoplan.web.auth import (
     Principal,
     csrf_token,
@@ -108,8 +109,9 @@ def login(request: Request, form=Depends(form_data), db=Depends(get_db)):
 
 
 @router.post("/logout", dependencies=[Depends(require_csrf_only)])
-def logout(request: Request):
-    revoke_session(request)  # a copy of the cookie kept elsewhere no longer logs in
+def logout(request: Request, db=Depends(get_db)):
+    revoke_session(request, db)  # a copy of the cookie kept elsewhere no longer logs in, even after a restart
+    db.commit()
     request.session.clear()
     return redirect("/login")
 
@@ -385,8 +387,8 @@ def plan_upload(request: Request, case_id: int, lesion_id: int, p: Principal = D
     try:
         if upload is None or not hasattr(upload, "file"):
             raise ValidationError("choose the plan.json file written by the planner")
-        content = upload.file.read(5_000_001)
-        if len(content) > 5_000_000:
+        content = upload.file.read(PLAN_MAX_BYTES + 1)
+        if len(content) > PLAN_MAX_BYTES:
             raise ValidationError("the file is larger than 5 MB; a plan.json is a few kilobytes")
         backend.attach_plan(db, p.user, case_id, lesion_id, content, label)
         db.commit()
