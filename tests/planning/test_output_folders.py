@@ -128,7 +128,11 @@ def phantom_ct(tmp_path_factory):
 @pytest.mark.slow
 def test_no_report_folder_gets_its_report_later(phantom_ct, tmp_path, capsys):
     out = tmp_path / "plan"
-    assert main(["plan", str(phantom_ct / "neck.nii.gz"), "--out", str(out), "--no-report", "--no-risk"]) == 0
+    rc = main(["plan", str(phantom_ct / "neck.nii.gz"), "--out", str(out), "--no-report", "--no-risk"])
+    from osteoplan.planning.model import load_plan
+    from osteoplan.planning.verdict import verdict_of
+
+    assert rc == verdict_of(load_plan(out / "plan.json")).exit_code  # the folder is written whatever the verdict
     names = {p.name for p in out.iterdir()}
     assert {"plan.json", "ct.nii.gz", "segmentation.seg.nrrd", "labels.json", MANIFEST_NAME} <= names
     assert "report.html" not in names
