@@ -37,6 +37,8 @@ STRUCTURES: tuple[str, ...] = (
     "spinal_cord",
     "vertebral_artery_left",
     "vertebral_artery_right",
+    "vertebral_artery_canal_left",
+    "vertebral_artery_canal_right",
     "common_carotid_artery_left",
     "common_carotid_artery_right",
     "internal_carotid_artery_left",
