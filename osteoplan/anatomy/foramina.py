@@ -475,7 +475,7 @@ def _name_levels(chains: list[list[_Hole]], lab: np.ndarray, vert_c: dict[str, n
         # of the C2 mask and its top: the C2 foramen lies high in the tall axis, so the distance between
         # the C2 and C3 foramina says little), the next ones by their height under the previous one
         c2_bottom = int(np.nonzero(vert_c["C2"].any(axis=(1, 2)))[0].min())
-        prev_level, prev_k = 2, c2_bottom + int(round(LEVEL_SPACING_MM / sp[0]))
+        prev_level, prev_k = None, c2_bottom
         for i in range(last_c2 + 1, len(chains)):
             if names[i] is not None and names[i] != "C2":
                 prev_level, prev_k = int(names[i][1:]), chains[i][-1].k
@@ -483,7 +483,10 @@ def _name_levels(chains: list[list[_Hole]], lab: np.ndarray, vert_c: dict[str, n
             if names[i] == "C2":
                 continue
             dz = (prev_k - chains[i][0].k) * sp[0]
-            lv = prev_level + max(1, int(round(dz / LEVEL_SPACING_MM)))
+            if prev_level is None:  # first below C2: C3 unless a whole level lies between
+                lv = 3 + max(0, int(dz // LEVEL_SPACING_MM))
+            else:
+                lv = prev_level + max(1, int(round(dz / LEVEL_SPACING_MM)))
             names[i] = f"C{lv}" if lv <= 7 else None
             prev_level, prev_k = lv, chains[i][-1].k
         return [(c, nm) for i, (c, nm) in enumerate(zip(chains, names)) if i not in dropped]

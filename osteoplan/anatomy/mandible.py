@@ -74,8 +74,8 @@ def _u_slices(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | No
                 continue
             # open posteriorly: the bone in the centroid's column lies in front of the centroid
             col = np.nonzero(m[:, ci])[0]
-            if col.size == 0 or col.min() > c[0]:
-                continue
+            if col.size == 0 or col.min() > c[0] or col.max() > c[0]:
+                continue  # no bone in front of the centroid, or bone behind it (a closed ring: skull, vertebra)
             full = np.zeros(bone_c.shape[1:], bool)
             full[sl] = m
             out.append((k, full))
@@ -149,6 +149,8 @@ def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None =
             near = lab[tuple(ind)]
             mand = bone_c & (near == tid)
         vol = float(mand.sum()) * vox_ml
+        if vol > MANDIBLE_MAX_ML:  # the rim given back joins it to the skull again
+            continue
         if vol < MANDIBLE_MIN_ML:
             return None, f"mandible: NOT segmented (the bony arc found is only {vol:.1f} mL)"
         how = "connected bone" if r == 0 else f"bone eroded by {r_mm:.1f} mm to part it from the skull"
