@@ -35,7 +35,10 @@ Method (:func:`segment_transverse_foramina`):
    median section). This tube is what a planner must avoid; it is not the artery's exact course.
 7. *C1 sulcus*: the groove of the vertebral artery on the upper surface of the posterior arch of
    C1 is found as the depression of that surface (a morphological closing of its height map
-   minus the height map, :func:`_c1_sulcus`), beside the canal and behind the C1 foramen.
+   minus the height map, :func:`_c1_sulcus`), beside the canal and behind the C1 foramen, and
+   joined to the C1 foramen's upper aperture by a straight tube of the foramen's radius (the
+   artery's turn behind the lateral mass). At 2 mm slices the groove (a few mm deep) is one or two
+   voxels: a coarse mark, found on CThead as a few voxels per side.
 
 Internal orientation: the canonical view of :class:`~osteoplan.anatomy.segment.Canon` (k ->
 superior, j -> posterior, i -> patient left). Masks are returned on the volume's own grid (K, J, I).
@@ -415,6 +418,15 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
             s_mask, note = _c1_sulcus(a, bone_c, wall, canal_c, centres, c1[0], sp, side)
             sul[side] = s_mask
             full[side] |= s_mask
+            if bridge and s_mask.any():
+                # the artery leaves the C1 foramen upwards and turns back into the sulcus: a tube from the
+                # foramen's upper aperture to the groove's centre, with the foramen's radius
+                p0 = np.array([c1[0][0].k, *c1[0][0].centre], float)
+                p1 = np.argwhere(s_mask).mean(axis=0)
+                r_mm = float(np.sqrt(np.median([h.area_mm2 for h in c1[0]]) / np.pi))
+                sl, tube = _segment_dist_mm(a.shape, sp, p0, p1, max(r_mm, 0.5 * float(sp2.max())))
+                full[side][sl] |= tube
+                note += "; joined to the C1 foramen by a straight tube"
             msgs.append(f"C1 sulcus {side}: {note}")
 
     for side in ("left", "right"):
