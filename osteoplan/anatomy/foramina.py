@@ -71,6 +71,12 @@ FORAMEN_MIN_AREA_MM2 = float(np.pi / 4.0 * 2.5 * 2.5)
 #: anteroposterior diameter 10.0 mm, largest transverse diameter 9.0 mm among 150 dry cervical
 #: vertebrae (Deepa G et al., Cureus 2024;16:e67143); rounded up to 10 mm for partial volume.
 FORAMEN_MAX_AREA_MM2 = float(np.pi / 4.0 * 10.0 * 10.0)
+#: Largest in-plane pixel (mm) at which the foramina are searched. The foramen is about 5-6 mm
+#: across (mean diameters 5.1-5.5 mm, Deepa 2024) in a wall about 1 mm thick: at pixels above
+#: 1.5 mm it spans fewer than about 3-4 pixels and partial volume of the wall closes or opens it at
+#: random (configurable default, no published source; measured: OpenKBP at 3.5-4.75 mm gave 2-5
+#: pixel "holes" at no consistent level). Coarser CTs: "not assessable on this CT".
+MAX_PIXEL_MM = 1.5
 #: Fewest pixels of a hole (noise in the wall; configurable default, no published source).
 MIN_PIXELS = 3
 #: Lowest mean HU of the hole's content: artery, venous plexus and fat (soft tissue); darker holes
@@ -172,6 +178,10 @@ class ForaminaResult:
     messages : list of str
         What was found and what was not.
     wall_threshold_hu : float
+    segmented : dict {"left": bool, "right": bool}
+        Whether the side's canal counts as segmented: its C2 foramen was found when a C2 mask was
+        given (the level a C2 plan needs), else at least one foramen. A side that is not segmented
+        must be reported "not assessed" -- its (possibly partial) mask is not evidence of absence.
     """
 
     left: np.ndarray
@@ -183,10 +193,17 @@ class ForaminaResult:
     foramina: list[Foramen] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     wall_threshold_hu: float = float("nan")
+    segmented: dict[str, bool] = field(default_factory=lambda: {"left": False, "right": False})
 
-    def masks(self) -> dict[str, np.ndarray]:
-        """{``vertebral_artery_canal_left``: mask, ``vertebral_artery_canal_right``: mask}."""
-        return {CANAL_NAMES[0]: self.left, CANAL_NAMES[1]: self.right}
+    def masks(self, segmented_only: bool = False) -> dict[str, np.ndarray]:
+        """{``vertebral_artery_canal_left``: mask, ``vertebral_artery_canal_right``: mask}.
+
+        With ``segmented_only`` only the sides listed True in :attr:`segmented`.
+        """
+        out = {CANAL_NAMES[0]: self.left, CANAL_NAMES[1]: self.right}
+        if segmented_only:
+            out = {n: m for n, m in out.items() if self.segmented[n.rsplit("_", 1)[1]]}
+        return out
 
     def summary(self) -> dict:
         return {"foramina": [f.to_dict() for f in self.foramina], "messages": list(self.messages),
@@ -252,7 +269,8 @@ def _segment_dist_mm(shape, sp: np.ndarray, p0: np.ndarray, p1: np.ndarray, radi
 def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndarray, *,
                                 vertebrae: dict[str, np.ndarray] | None = None,
                                 wall_threshold_hu: float | None = None,
-                                bridge: bool = True, sulcus: bool = True) -> ForaminaResult:
+                                bridge: bool = True, sulcus: bool = True,
+                                max_pixel_mm: float = MAX_PIXEL_MM) -> ForaminaResult:
     """Segment the bony canal of both vertebral arteries: transverse foramina of C1-C6 and the C1 sulcus.
 
     See the module docstring for the method and the sources of every gate.
@@ -276,6 +294,9 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
         Bridge consecutive foramina of one side with a straight tube (step 6).
     sulcus : bool
         Add the sulcus of the vertebral artery on the posterior arch of C1 (step 7; needs C1 found).
+    max_pixel_mm : float
+        Coarser in-plane pixels: nothing is searched, the result says "not assessable on this CT"
+        (:data:`MAX_PIXEL_MM`).
 
     Returns
     -------
@@ -304,6 +325,11 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
     sp = cn.spacing_mm
     sp2 = sp[1:]
     px_mm2 = float(sp2.prod())
+    if float(sp2.max()) > max_pixel_mm:
+        empty = np.zeros(shape, bool)
+        return ForaminaResult(empty, empty.copy(), empty.copy(), empty.copy(), empty.copy(), empty.copy(), [],
+                              [f"transverse foramina not assessable on this CT: pixels of {float(sp2.max()):.2f} mm "
+                               f"(at most {max_pixel_mm:.2f} mm needed to resolve a 5 mm foramen in a 1 mm wall)"])
     t_auto, mu = wall_threshold(volume.array)
     t_wall = float(t_auto if wall_threshold_hu is None else wall_threshold_hu)
     content_max = mu + 0.5 * (t_wall - mu)
@@ -429,13 +455,25 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
                 note += "; joined to the C1 foramen by a straight tube"
             msgs.append(f"C1 sulcus {side}: {note}")
 
+    segmented = {}
+    head = []
     for side in ("left", "right"):
         levels = [lv or f"#{o}" for o, (_c, lv) in enumerate(found[side], start=1)]
-        msgs.insert(0, f"{side} bony canal: {len(levels)} transverse foramina found"
+        head.append(f"{side} bony canal: {len(levels)} transverse foramina found"
                     + (f" ({', '.join(levels)})" if levels else " (none closed: not segmented)"))
+        if "C2" in vert_c:
+            segmented[side] = "C2" in levels
+            for lv in ("C1", "C2", "C3"):
+                if lv not in levels:
+                    head.append(f"{lv} {side} foramen not closed (or not in view): not segmented")
+            if not segmented[side]:
+                head.append(f"{side} bony canal NOT segmented: its C2 foramen was not found (not assessed)")
+        else:
+            segmented[side] = bool(levels)
     return ForaminaResult(cn.from_canon(full["left"]), cn.from_canon(full["right"]),
                           cn.from_canon(fmasks["left"]), cn.from_canon(fmasks["right"]),
-                          cn.from_canon(sul["left"]), cn.from_canon(sul["right"]), foramina, msgs, t_wall)
+                          cn.from_canon(sul["left"]), cn.from_canon(sul["right"]), foramina, head + msgs, t_wall,
+                          segmented)
 
 
 def _ring_overlap(chain: list[_Hole], lab: np.ndarray, vmask: np.ndarray) -> float:

@@ -317,8 +317,11 @@ def _add_bony_canal(sub: Volume, box: tuple[slice, slice, slice], lm: LabelMap, 
 
     Runs :func:`osteoplan.anatomy.foramina.segment_transverse_foramina` on the cropped CT with the
     classical bone, the spinal canal in the label map and the vertebra masks present (the C2
-    located above is enough to name the levels). Skipped when both names are already provided;
-    a provided or segmented ``vertebral_artery_left/right`` (contrast CT) is kept beside it.
+    located above is enough to name the levels). A side is added only when it counts as segmented
+    (its C2 foramen found, see :attr:`~osteoplan.anatomy.foramina.ForaminaResult.segmented`); otherwise
+    it stays absent, i.e. "not assessed" (an empty or partial canal is no evidence that the path is clear).
+    Skipped when both names are already provided; a provided or segmented ``vertebral_artery_left/right``
+    (contrast CT) is kept beside it.
     """
     from osteoplan.anatomy.foramina import CANAL_NAMES, SOURCE, segment_transverse_foramina
 
@@ -335,7 +338,7 @@ def _add_bony_canal(sub: Volume, box: tuple[slice, slice, slice], lm: LabelMap, 
     except OsteoplanError as exc:
         msgs.append(f"vertebral_artery_canal: NOT segmented ({exc})")
         return
-    for n, m in fr.masks().items():
+    for n, m in fr.masks(segmented_only=True).items():
         if n in todo:
             lm.add(n, _pad(m, box, lm.volume.shape), SOURCE)
             lm_sub.add(n, m, SOURCE)

@@ -150,6 +150,30 @@ def test_levels_named_from_c2_and_bridge_between_levels():
     assert np.abs(pts[:, 1] - 42).max() <= 3 and np.abs(pts[:, 2] - (CI + 22)).max() <= 3
 
 
+def test_coarse_pixels_not_assessable():
+    vol, bone, canal, _ = _synthetic()
+    r = segment_transverse_foramina(vol, bone, canal, wall_threshold_hu=300.0, max_pixel_mm=0.9)
+    assert not r.left.any() and not r.right.any()
+    assert r.segmented == {"left": False, "right": False}
+    assert r.masks(segmented_only=True) == {}
+    assert "not assessable on this CT" in r.messages[0]
+
+
+def test_side_without_c2_foramen_is_not_segmented():
+    # the right process of the C2 level has no hole: the right canal must not count as segmented
+    vol, bone, canal, truth = _synthetic(levels=((13, 18),))
+    arr = vol.array.copy()
+    arr[truth["right"]] = BONE
+    vol = Volume(arr, vol.affine, vol.info)
+    bone = arr > 300.0
+    c2 = bone.copy()
+    r = segment_transverse_foramina(vol, bone, canal, vertebrae={"C2": c2}, wall_threshold_hu=300.0, sulcus=False)
+    assert r.segmented == {"left": True, "right": False}
+    assert set(r.masks(segmented_only=True)) == {"vertebral_artery_canal_left"}
+    assert any(m == "C2 right foramen not closed (or not in view): not segmented" for m in r.messages)
+    assert any("right bony canal NOT segmented" in m for m in r.messages)
+
+
 def test_empty_canal_raises():
     from osteoplan.errors import AnatomyError
 
@@ -268,6 +292,20 @@ def test_provided_canal_masks_are_kept(cthead, tmp_path):
 
 
 # --------------------------------------------------------------------------------- OpenKBP
+@pytest.mark.slow
+def test_openkbp_coarse_ct_bony_canal_not_assessed(shared_data):
+    p = shared_data / "openkbp" / "pt_1" / "ct.nii.gz"
+    if not p.exists():
+        pytest.skip("openkbp/pt_1 is absent from the shared data")
+    from osteoplan.anatomy.pipeline import build_anatomy
+    from osteoplan.imaging import read_volume
+
+    an = build_anatomy(read_volume(p))  # 3.9 mm pixels
+    for n in CANAL_NAMES:
+        assert not an.labelmap.has(n)
+        assert n in an.not_segmented()
+    assert any("not assessable on this CT" in m for m in an.messages)
+
 @pytest.mark.slow
 def test_openkbp_mandible_dice_and_benchmark_smoke(shared_data, tmp_path):
     import importlib.util
