@@ -351,15 +351,15 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
         ok = (area >= FORAMEN_MIN_AREA_MM2) & (area <= FORAMEN_MAX_AREA_MM2) & (npx >= MIN_PIXELS) & (touch == 0)
         objs = ndi.find_objects(lab)
         mean_hu = ndi.mean(a, lab, idx)
-        med_hu = ndi.median(a, lab, idx)
         for t in np.nonzero(ok)[0]:
             sl = objs[t]
             if sl is None:
                 continue
             k = sl[0].start
-            if not (mean_hu[t] >= CONTENT_MIN_HU and med_hu[t] <= content_max):
+            inside = lab[sl][0] == t + 1
+            if not (mean_hu[t] >= CONTENT_MIN_HU and float(np.median(a[sl][0][inside])) <= content_max):
                 continue
-            pts = np.argwhere(lab[sl][0] == t + 1) + np.array([sl[1].start, sl[2].start])
+            pts = np.argwhere(inside) + np.array([sl[1].start, sl[2].start])
             if _elongation(pts.astype(float), sp2) > MAX_ELONGATION:
                 continue
             c = pts.mean(axis=0)
