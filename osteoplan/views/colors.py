@@ -21,6 +21,8 @@ STRUCTURE_COLORS: dict[str, tuple[float, float, float]] = {
     "spinal_cord": (0.95, 0.95, 0.20),
     "vertebral_artery_left": (1.00, 0.10, 0.10),
     "vertebral_artery_right": (1.00, 0.45, 0.10),
+    "vertebral_artery_canal_left": (0.85, 0.00, 0.45),
+    "vertebral_artery_canal_right": (0.95, 0.60, 0.20),
     "common_carotid_artery_left": (0.90, 0.05, 0.25),
     "common_carotid_artery_right": (0.90, 0.05, 0.25),
     "internal_carotid_artery_left": (0.85, 0.15, 0.35),

@@ -174,6 +174,26 @@ def test_side_without_c2_foramen_is_not_segmented():
     assert any("right bony canal NOT segmented" in m for m in r.messages)
 
 
+def test_canal_names_in_vocabulary_and_loaded_from_nifti(tmp_path):
+    import nibabel as nib
+
+    from osteoplan.anatomy.labelmap import STRUCTURES, canonical_name
+    from osteoplan.anatomy.loaders import load_masks
+
+    for n in CANAL_NAMES:
+        assert n in STRUCTURES and canonical_name(n) == n
+    assert canonical_name("Transverse foramen L") == "vertebral_artery_canal_left"
+    assert canonical_name("Foramen_transversarium_Rt") == "vertebral_artery_canal_right"
+    assert canonical_name("vertebral artery left") == "vertebral_artery_left"  # the vessel stays the vessel
+    vol, bone, canal, truth = _synthetic()
+    for side in ("left", "right"):
+        img = vol.with_array(truth[side].astype(np.float32)).to_nifti(dtype=np.uint8)
+        nib.save(img, str(tmp_path / f"vertebral_artery_canal_{side}.nii.gz"))
+    lm = load_masks(tmp_path, vol)
+    for side in ("left", "right"):
+        assert np.array_equal(lm.get(f"vertebral_artery_canal_{side}"), truth[side])
+
+
 def test_empty_canal_raises():
     from osteoplan.errors import AnatomyError
 
