@@ -10,6 +10,7 @@ the mandible was not segmented (with the reason).
 Usage::
 
     .venv/bin/python benchmarks/openkbp_mandible.py [--limit N] [--cases pt_1,pt_2] [--json out.json]
+        [--markdown docs/openkbp_mandible.md]
 """
 
 from __future__ import annotations
@@ -71,6 +72,34 @@ def summary(rows: list[dict]) -> dict:
             "median_seconds": round(float(np.median([r["seconds"] for r in rows])), 2) if rows else None}
 
 
+def markdown(rows: list[dict], s: dict) -> str:
+    """The Markdown report (summary, failure modes, one row per case) of a run."""
+    dice = np.array([r["dice"] for r in rows], float)
+    seg = np.array([r["segmented"] for r in rows], bool)
+    under = [r for r in rows if r["segmented"] and r.get("inside_pct", 0) >= 80 and r["dice"] < GOOD_DICE]
+    wrong = [r for r in rows if r["segmented"] and r.get("inside_pct", 100) < 60]
+    lines = ["# OpenKBP: classical mandible against the provided Mandible contour", "",
+             f"Made with `benchmarks/openkbp_mandible.py --markdown` ({len(rows)} OpenKBP cases with a `Mandible.nii.gz`; "
+             "3.5-4.75 mm pixels, 2-3 mm slices). Method: `osteoplan.anatomy.mandible.segment_mandible` on the "
+             "classical body, bone and spinal canal.", "", "## Summary", "",
+             f"- median Dice {np.median(dice):.3f} over all {len(rows)} cases (not segmented counted as 0); quartiles "
+             f"{np.percentile(dice, 25):.2f} / {np.percentile(dice, 50):.2f} / {np.percentile(dice, 75):.2f}",
+             f"- Dice >= {GOOD_DICE}: {int((dice >= GOOD_DICE).sum())}/{len(rows)} ({100 * (dice >= GOOD_DICE).mean():.0f} %)",
+             f"- segmented: {int(seg.sum())}/{len(rows)}; among them median Dice "
+             f"{(np.median(dice[seg]) if seg.any() else 0):.3f}",
+             f"- not segmented ({int((~seg).sum())}, reported 'mandible: NOT segmented', i.e. not assessed): "
+             + ", ".join(r["case"] for r in rows if not r["segmented"]),
+             f"- under-segmented (>= 80 % of ours inside the contour, Dice < {GOOD_DICE}): {len(under)}",
+             f"- leaking or wrong (< 60 % of ours inside the contour): {len(wrong)}: " + ", ".join(r["case"] for r in wrong),
+             f"- median time per case (body + bone + canal + mandible): {s['median_seconds']} s", "",
+             "## Per case", "", "| case | Dice | ours inside contour % | ours mL | contour mL | result |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['dice']:.3f} | {r.get('inside_pct', '')} | {r.get('ours_ml', '')} | "
+                     f"{r['truth_ml']} | {r['message'].replace('mandible: ', '').replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     import os
 
@@ -79,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
     ap.add_argument("--cases", default="", help="comma-separated case names")
     ap.add_argument("--json", default="", help="also write the rows and the summary to this JSON file")
+    ap.add_argument("--markdown", default="", help="also write the Markdown report to this file")
     args = ap.parse_args(argv)
     from osteoplan.shared_data import openkbp_cases
 
@@ -102,6 +132,10 @@ def main(argv=None) -> int:
         tmp = Path(args.json).with_suffix(".tmp")
         tmp.write_text(json.dumps({"rows": rows, "summary": s}, indent=1))
         tmp.replace(args.json)
+    if args.markdown:
+        tmp = Path(args.markdown).with_suffix(".tmp")
+        tmp.write_text(markdown(rows, s))
+        tmp.replace(args.markdown)
     return 0
 
 

@@ -9,7 +9,10 @@ through the teeth (closed mouth, dental metal streaks) and the temporal bone at 
    and in front of the canal by at least :data:`ARC_MIN_ANTERIOR_MM` (the hyoid is narrower and
    closer to the spine);
 2. growth: the 3D connected bone component holding most of the seed (the mandibular body is a U
-   over 15-30 mm of height, more than any other bone); while it is larger than
+   over 15-30 mm of height, more than any other bone). When it is larger than
+   :data:`MANDIBLE_MAX_ML` (joined to the skull), it is first parted by a watershed from two
+   markers, the mandibular body and the bone well above the condyles (:func:`_split_by_watershed`);
+   failing that (no plausible volume), while it is larger than
    :data:`MANDIBLE_MAX_ML` (joined to the skull), the bone is eroded in-plane by one more voxel
    (up to :data:`MAX_EROSION_MM`) and the seed's component is taken in the eroded bone, then given
    back its eroded rim (every bone voxel nearest to it among the eroded components).
@@ -35,6 +38,11 @@ ARC_MIN_ANTERIOR_MM = 45.0
 #: 70 mL in pt_1); wide bounds (configurable defaults, no published source).
 MANDIBLE_MIN_ML = 10.0
 MANDIBLE_MAX_ML = 160.0
+#: Watershed parting (step 2, first try): height of the mandibular-body marker above the lowest U
+#: slice, and height above it from which the joined bone is skull: above the condyles (menton to
+#: condylion about 55-65 mm in adults; configurable defaults, no published source).
+WS_BODY_MM = 10.0
+WS_SKULL_ABOVE_MM = 75.0
 #: Largest in-plane erosion tried to separate the mandible from the skull (mm, configurable default).
 MAX_EROSION_MM = 8.0
 
@@ -80,6 +88,37 @@ def _u_slices(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | No
             full[sl] = m
             out.append((k, full))
     return out
+
+
+def _split_by_watershed(sm_c: np.ndarray, comp: np.ndarray, seed: np.ndarray, sp: np.ndarray) -> np.ndarray | None:
+    """Part the mandible from the skull in their joined bone component along its least dense junction.
+
+    Markers: the mandible's lowest U slices (its body, up to :data:`WS_BODY_MM` above the lowest)
+    and the component's bone higher than :data:`WS_SKULL_ABOVE_MM` above the lowest U slice (skull,
+    above any condyle); both flood the component in order of decreasing density (watershed of the
+    negated, lightly smoothed HU): they meet where the bone is least dense -- the joint space of the
+    temporomandibular joint, the contact of the teeth. None when the component reaches no higher
+    than that (no skull marker).
+    """
+    from skimage.segmentation import watershed
+
+    ks = np.nonzero((seed & comp).any(axis=(1, 2)))[0]
+    if ks.size == 0:
+        return None
+    k_low = int(ks.min())
+    body_top = k_low + int(round(WS_BODY_MM / sp[0]))
+    skull_from = k_low + int(round(WS_SKULL_ABOVE_MM / sp[0]))
+    if skull_from >= comp.shape[0]:
+        return None
+    markers = np.zeros(comp.shape, np.int32)
+    markers[skull_from:][comp[skull_from:]] = 2
+    if not (markers == 2).any():
+        return None
+    m1 = seed & comp
+    m1[body_top + 1:] = False
+    markers[m1] = 1
+    lab = watershed(-sm_c, markers=markers, mask=comp)
+    return lab == 1
 
 
 def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None = None,
@@ -139,6 +178,14 @@ def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None =
         sizes = np.bincount(lab.ravel(), minlength=n + 1)
         tid = int(np.argmax(held))
         vol = sizes[tid] * vox_ml
+        if vol > MANDIBLE_MAX_ML and r == 0:
+            # joined to the skull: first part them along the least dense junction (watershed)
+            sm_c = ndi.gaussian_filter(cn.to_canon(volume.array).astype(np.float32), (0.0, 1.0, 1.0))
+            ws = _split_by_watershed(sm_c, lab == tid, seed, sp)
+            if ws is not None and MANDIBLE_MIN_ML <= float(ws.sum()) * vox_ml <= MANDIBLE_MAX_ML:
+                v_ws = float(ws.sum()) * vox_ml
+                return cn.from_canon(ws), ("mandible: classical (U-shaped bone in front of the spine, parted from "
+                                           f"the skull along the least dense junction (watershed); {v_ws:.0f} mL)")
         if vol > MANDIBLE_MAX_ML:
             continue
         if r == 0:

@@ -227,6 +227,36 @@ def test_synthetic_mandible_u_taken_not_the_narrow_hyoid():
     assert "classical" in msg
 
 
+def test_synthetic_mandible_joined_to_skull_parted_at_the_joint():
+    # U-shaped body (k 2-10) with two rami up to k 30, touching a skull block (k 32-59, 900 HU) through a
+    # one-slice "joint" of 350 HU: the bone is one component of > 160 mL; the watershed parts it there
+    K, J, I = 60, 140, 140
+    arr = np.full((K, J, I), SOFT, np.float32)
+    canal = np.zeros((K, J, I), bool)
+    truth = np.zeros((K, J, I), bool)
+    jj, ii = np.mgrid[0:J, 0:I]
+    r = np.hypot(jj - 70, ii - 70)
+    u = (r >= 34) & (r <= 40) & (jj <= 70)
+    rami = ((np.abs(ii - 33) <= 2) | (np.abs(ii - 107) <= 2)) & (jj >= 62) & (jj <= 78)
+    for k in range(K):
+        canal[k] = np.hypot(jj - 120, ii - 70) <= 7.5
+        arr[k][(np.hypot(jj - 120, ii - 70) <= 14) & ~canal[k]] = BONE
+    for k in range(2, 11):
+        truth[k] |= u
+    for k in range(2, 31):
+        truth[k] |= rami
+    arr[truth] = BONE
+    arr[31][rami] = 350.0
+    arr[32:, 20:100, 20:120] = BONE
+    vol = Volume(arr, axis_aligned_affine(SP), AcquisitionInfo(contrast=False))
+    m, msg = segment_mandible(vol, arr > 300, None, canal)
+    assert m is not None, msg
+    assert "watershed" in msg
+    dice = 2.0 * (m & truth).sum() / (m.sum() + truth.sum())
+    assert dice >= 0.97, dice
+    assert not m[32:].any()  # nothing of the skull block
+
+
 # --------------------------------------------------------------------------------- CThead
 @pytest.fixture(scope="module")
 def cthead(shared_data):
