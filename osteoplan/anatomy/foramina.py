@@ -40,6 +40,11 @@ Method (:func:`segment_transverse_foramina`):
    artery's turn behind the lateral mass). At 2 mm slices the groove (a few mm deep) is one or two
    voxels: a coarse mark, found on CThead as a few voxels per side.
 
+8. *What counts as segmented*: a side's canal is reported segmented only when its C2 foramen was
+   found (with a C2 mask; without one, when any foramen was); otherwise the caller must report it
+   "not assessed" (:attr:`ForaminaResult.segmented`). CTs with in-plane pixels above
+   :data:`MAX_PIXEL_MM` are "not assessable" (nothing searched).
+
 Internal orientation: the canonical view of :class:`~osteoplan.anatomy.segment.Canon` (k ->
 superior, j -> posterior, i -> patient left). Masks are returned on the volume's own grid (K, J, I).
 """
