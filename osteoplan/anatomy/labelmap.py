@@ -37,6 +37,8 @@ STRUCTURES: tuple[str, ...] = (
     "spinal_cord",
     "vertebral_artery_left",
     "vertebral_artery_right",
+    "vertebral_artery_canal_left",
+    "vertebral_artery_canal_right",
     "common_carotid_artery_left",
     "common_carotid_artery_right",
     "internal_carotid_artery_left",
@@ -158,6 +160,11 @@ SYNONYMS: dict[str, str] = {
     "Jugular_R": "internal_jugular_vein_right",
     "VA_L": "vertebral_artery_left",
     "VA_R": "vertebral_artery_right",
+    # the bony canal of the vertebral artery (transverse foramina; osteoplan names, no TotalSegmentator class)
+    "Transverse foramen left": "vertebral_artery_canal_left",
+    "Transverse foramen right": "vertebral_artery_canal_right",
+    "Foramen transversarium left": "vertebral_artery_canal_left",
+    "Foramen transversarium right": "vertebral_artery_canal_right",
 }
 
 _LOOKUP: dict[str, str] = {_norm(k): v for k, v in SYNONYMS.items()}

@@ -25,7 +25,7 @@ PLANNING_STRUCTURES = (
     "spinal_canal", "spinal_cord", "vertebral_artery_left", "vertebral_artery_right",
     "common_carotid_artery_left", "common_carotid_artery_right", "internal_carotid_artery_left",
     "internal_carotid_artery_right", "internal_jugular_vein_left", "internal_jugular_vein_right",
-    "airway", "esophagus", "mandible",
+    "airway", "esophagus", "mandible", "vertebral_artery_canal_left", "vertebral_artery_canal_right",
 )
 
 
@@ -311,6 +311,43 @@ def _automatic_c2_at_hint(sub: Volume, lm_sub, hint_lps: np.ndarray, bone: np.nd
     return None
 
 
+def _add_bony_canal(sub: Volume, box: tuple[slice, slice, slice], lm: LabelMap, lm_sub: LabelMap, cl,
+                    have: set[str], msgs: list[str]) -> None:
+    """Add the bony canal of the vertebral arteries (transverse foramina, C1 sulcus) to the label map (in place).
+
+    Runs :func:`osteoplan.anatomy.foramina.segment_transverse_foramina` on the cropped CT with the
+    classical bone, the spinal canal in the label map and the vertebra masks present (the C2
+    located above is enough to name the levels). A side is added only when it counts as segmented
+    (its C2 foramen found, see :attr:`~osteoplan.anatomy.foramina.ForaminaResult.segmented`); otherwise
+    it stays absent, i.e. "not assessed" (an empty or partial canal is no evidence that the path is clear).
+    Skipped when both names are already provided; a provided or segmented ``vertebral_artery_left/right``
+    (contrast CT) is kept beside it.
+    """
+    from osteoplan.anatomy.foramina import CANAL_NAMES, SOURCE, segment_transverse_foramina
+
+    todo = [n for n in CANAL_NAMES if n not in have]
+    if not todo:
+        return
+    if not lm_sub.has("spinal_canal") or not lm_sub.get("spinal_canal").any():
+        msgs.append("vertebral_artery_canal: NOT segmented (no spinal canal to search beside)")
+        return
+    verts = {f"C{i}": lm_sub.get(f"vertebrae_C{i}") for i in range(1, 8) if lm_sub.has(f"vertebrae_C{i}")}
+    try:
+        fr = segment_transverse_foramina(sub, cl.bone.bone, lm_sub.get("spinal_canal"), vertebrae=verts,
+                                         wall_threshold_hu=cl.bone.cancellous_threshold_hu)
+    except OsteoplanError as exc:
+        msgs.append(f"vertebral_artery_canal: NOT segmented ({exc})")
+        return
+    for n, m in fr.masks(segmented_only=True).items():
+        if n in todo:
+            lm.add(n, _pad(m, box, lm.volume.shape), SOURCE)
+            lm_sub.add(n, m, SOURCE)
+    msgs.extend(f"vertebral_artery_canal: {t}" for t in fr.messages)
+    for f in fr.foramina:
+        msgs.append("vertebral_artery_canal: {} foramen {}: {:.0f} mm^2 at LPS ({:.0f}, {:.0f}, {:.0f}) mm".format(
+            f.side, f.level or f"#{f.order} (level unknown)", f.area_mm2, *f.centre_lps_mm))
+
+
 def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentator: bool = False) -> Anatomy:
     """Build the planner's anatomy from a CT, optional provided masks and an optional C2 hint.
 
@@ -457,6 +494,7 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
                             f"from {lesion.reference_hu['source']})" if lesion.found else "lesion: none found in C2")
             except AnatomyError as exc:
                 msgs.append(f"lesion NOT assessed: {exc}")
+    _add_bony_canal(sub, box, lm, lm_sub, cl, have, msgs)
     missing = [s for s in PLANNING_STRUCTURES if not lm.has(s)]
     if missing:
         msgs.append("NOT segmented (not assessed): " + ", ".join(missing))

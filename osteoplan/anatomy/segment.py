@@ -620,6 +620,13 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
             msgs.extend(canal.notes)
     except AnatomyError as exc:
         msgs.append(f"spinal_canal: NOT segmented ({exc})")
+    if "mandible" not in skip:
+        from osteoplan.anatomy.mandible import segment_mandible
+
+        mand, mand_msg = segment_mandible(volume, bone.bone, body, canal.mask if canal is not None else None)
+        if mand is not None:
+            lm.add("mandible", mand, "classical")
+        msgs.append(mand_msg)
     if volume.info.contrast is None and bone.contrast_detected is False:
         # the bone step already searched the image for contrast-filled tubes
         n_t = len(bone.contrast_tubes or [])
