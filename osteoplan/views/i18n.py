@@ -212,10 +212,6 @@ STRINGS.update({
 
 # views: orientation captions, legends, structures drawn by the views (branch "views")
 STRINGS.update({
-    "vertebral_artery_canal_left": {"en": "left vertebral artery canal (foramen transversarium)",
-                                    "fr": "canal de l'artère vertébrale gauche (foramen transversaire)"},
-    "vertebral_artery_canal_right": {"en": "right vertebral artery canal (foramen transversarium)",
-                                     "fr": "canal de l'artère vertébrale droite (foramen transversaire)"},
     "orient_anterior_left": {"en": "anterior left", "fr": "antérieur à gauche"},
     "orient_anterior_right": {"en": "anterior right", "fr": "antérieur à droite"},
     "orient_pleft_right": {"en": "patient left on image right", "fr": "gauche du patient à droite de l'image"},
