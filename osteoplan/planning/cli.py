@@ -112,7 +112,7 @@ def summary_text(plan) -> str:
         L.append("Fracture risk (osteoplan.risk):")
         L.extend(risk_text_lines(plan.risk))  # one row per SINS component, evidence in words; wrapped, never cut
     if plan.not_assessed:
-        L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
+        L.append("NOT ASSESSED (not segmented or not assessable on this CT): " + ", ".join(plan.not_assessed))
     for w in plan.warnings:
         if plan.not_assessed and w.startswith("Not assessed (not segmented, never reported as clear)"):
             continue  # the NOT ASSESSED line above says the same

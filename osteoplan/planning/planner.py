@@ -99,9 +99,34 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
                                       clearance_mm=None, status="covered", segmented=False, source=None,
                                       note=f"{cover[2]}: see {cover[0]}", assessed_by=cover[1]))
             continue
+        unseen = why.startswith(NOT_ASSESSABLE_PREFIX)
         out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
-                                  clearance_mm=None, status="not_assessed", segmented=False, source=None,
-                                  note=why, assessed_by="not_assessed"))
+                                  clearance_mm=None, status="not_assessable" if unseen else "not_assessed",
+                                  segmented=False, source=None, note=why, assessed_by="not_assessed"))
+    return out
+
+
+#: Start of the reason given for a structure the CT cannot show (e.g. transverse foramina at 4 mm pixels).
+NOT_ASSESSABLE_PREFIX = "not assessable on this CT"
+
+
+def not_assessable_from_messages(messages: list[str], names: list[str]) -> dict[str, str]:
+    """Structures the anatomy said cannot be assessed on this CT, from its messages.
+
+    A message ``"<base>: ... not assessable on this CT: <why>"`` marks every name among *names* equal to
+    ``<base>`` or ``<base>_left`` / ``<base>_right``. Returns name -> ``"not assessable on this CT: <why>"``.
+    """
+    import re
+
+    out: dict[str, str] = {}
+    for m in messages:
+        hit = re.match(r"^(\w+): .*?not assessable on this CT:?\s*(.*)$", m)
+        if not hit:
+            continue
+        base, why = hit.group(1), hit.group(2).strip().rstrip(".")
+        for n in names:
+            if n == base or n in (f"{base}_left", f"{base}_right"):
+                out[n] = f"{NOT_ASSESSABLE_PREFIX}: {why}" if why else NOT_ASSESSABLE_PREFIX
     return out
 
 
@@ -327,6 +352,8 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
         protocol = load_protocol(protocol or DEFAULT_PROTOCOL)
     side = side or protocol.side.default
     res = search(volume, labelmap, landmarks, protocol, side=side, lesion_mask=lesion_mask, **search_kw)
+    for name, why in not_assessable_from_messages(list(warnings or []), list(res.not_assessed)).items():
+        res.not_assessed[name] = why
     warns = list(warnings or []) + res.warnings
     trajs = [_trajectory(res, c, i + 1, volume, landmarks, protocol, labelmap) for i, c in enumerate(res.chosen)]
     best = trajs[0] if trajs else None
@@ -401,7 +428,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
                 side_requested=side, side=best.side if best else None, feasible=best is not None,
                 trajectories=tuple(trajs), hydrodissection=hydro, cement=cement,
                 guidance=best.guidance if best else None,
-                assessed=tuple(s.name for s in res.fields.structures), not_assessed=tuple(na),
+                assessed=tuple(s.name for s in res.fields.structures), not_assessed=tuple(na_strict),
                 structure_sources=sources, landmarks=landmarks.to_dict(), risk=risk,
                 warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
                 procedure=protocol.name, route=route)
