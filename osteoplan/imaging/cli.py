@@ -148,9 +148,13 @@ def _print_human(info: dict[str, Any]) -> None:
               + (f", tilt {g['tilt_deg']:g} deg" if g.get("tilt_deg") else "") + "\n")
         if s.get("geometry_problem"):
             w(f"  problem        {s['geometry_problem']}\n")
+        if s.get("hu_problem"):
+            w(f"  problem        {s['hu_problem']}\n")
+        for note in s.get("hu_notes") or []:
+            w(f"  note           {note}\n")
         if not s["plannable"]:
             w(f"  plannable      no: {s['rejection']}\n")
-        elif s.get("geometry_problem"):
+        elif s.get("geometry_problem") or s.get("hu_problem"):
             w("  plannable      not as it stands: see the problem above\n")
         else:
             w("  plannable      yes\n")

@@ -84,6 +84,24 @@ TILT_DRIFT_TOL_MM = 0.01
 #: Orientation cosines that differ by more than this between slices are "different".
 ORIENTATION_TOL = 1e-4
 
+# ---- Hounsfield-unit plausibility (a wrong rescale must never give a silently wrong volume)
+#: RescaleSlope must be finite and inside this range. A slope <= 0 inverts or erases the image;
+#: CT scanners write 1 (occasionally another small positive value such as 0.5 or 2, or a decimal
+#: fraction when a floating-point reconstruction was stored as integers). Configurable default, no
+#: published source: 1/256 .. 256 keeps every such export and refuses the values that turn a slice
+#: into a flat or exploded image (1e-6, 1e6).
+RESCALE_SLOPE_RANGE = (1.0 / 256.0, 256.0)
+#: RescaleIntercept must be finite and inside this range (HU). CT intercepts are -1024, -1000, 0 or
+#: -3024 in practice; a value beyond +-8192 HU cannot map any stored CT value onto tissue. Configurable
+#: default, no published source.
+RESCALE_INTERCEPT_RANGE_HU = (-8192.0, 8192.0)
+#: Every rescaled pixel value of a slice must lie in this range (HU). Lower bound: nothing physical is
+#: below air (-1000 HU), but vendors pad the area outside the reconstruction circle with values down
+#: to -3024 HU (e.g. stored -2000 with intercept -1024), so -4096 leaves room for padding and refuses
+#: only a wrong rescale. Upper bound: +32767 HU, the largest value of a signed 16-bit HU image, which
+#: also holds the extended CT scale for metal (up to about +30 700 HU). Configurable default.
+PLAUSIBLE_HU_RANGE = (-4096.0, 32767.0)
+
 
 # --------------------------------------------------------------------------- records
 @dataclass
@@ -106,6 +124,11 @@ class Frame:
         RescaleSlope / RescaleIntercept of this frame.
     instance : int
         InstanceNumber (single-frame) or frame number (multi-frame), only to break ties.
+    rescale_problem : str | None
+        Why RescaleSlope/RescaleIntercept cannot be trusted (missing, unparseable, non-finite,
+        out of :data:`RESCALE_SLOPE_RANGE` / :data:`RESCALE_INTERCEPT_RANGE_HU`), else None. Such a
+        frame is never rescaled with a guessed value: :func:`read_series` drops it with a warning
+        when another valid image holds its position, and refuses the series otherwise.
     """
 
     file_index: int
@@ -118,6 +141,7 @@ class Frame:
     slope: float
     intercept: float
     instance: int
+    rescale_problem: str | None = None
 
 
 #: Shown instead of a series description or kernel that contains an identifying value.
@@ -298,6 +322,45 @@ def _floats(ds: Any, keyword: str) -> list[float] | None:
     return [float(x) for x in txt.split("\\")]
 
 
+def _rescale_of(src: Any) -> tuple[float, float, str | None]:
+    """(slope, intercept, problem) of a dataset or Pixel Value Transformation item.
+
+    RescaleIntercept and RescaleSlope are Type 1 in the CT Image module (DICOM PS3.3 C.8.2.1)
+    and in the Pixel Value Transformation functional group of Enhanced CT (C.7.6.16.2.9): a
+    missing one is non-conformant and is never assumed (no silent 0 or 1). Each value must be a
+    single finite number, the slope in :data:`RESCALE_SLOPE_RANGE` and the intercept in
+    :data:`RESCALE_INTERCEPT_RANGE_HU`. When there is a problem the returned slope/intercept are
+    NaN and must not be used. The problem text never quotes the stored value (it could be anything).
+    """
+    problems = []
+    vals = []
+    for kw, (lo, hi) in (("RescaleSlope", RESCALE_SLOPE_RANGE), ("RescaleIntercept", RESCALE_INTERCEPT_RANGE_HU)):
+        try:
+            txt = _text(src, kw)
+        except Exception:  # noqa: BLE001 - a damaged element is "unparseable", whatever pydicom raises
+            txt = "\x00unparseable"
+        if txt is None:
+            problems.append(f"{kw} missing (Type 1 for CT images)")
+            vals.append(float("nan"))
+            continue
+        try:
+            v = float(txt)
+        except (TypeError, ValueError):
+            problems.append(f"{kw} is not a number")
+            vals.append(float("nan"))
+            continue
+        if not np.isfinite(v):
+            problems.append(f"{kw} is not finite")
+        elif kw == "RescaleSlope" and v <= 0:
+            problems.append(f"RescaleSlope {v:g} is not positive")
+        elif not lo <= v <= hi:
+            problems.append(f"{kw} {v:g} is outside the plausible CT range {lo:g} .. {hi:g}")
+        vals.append(v)
+    if problems:
+        return float("nan"), float("nan"), "; ".join(problems)
+    return vals[0], vals[1], None
+
+
 def _seq_item(ds: Any, keyword: str):
     """First item of a sequence attribute of *ds*, or None."""
     seq = getattr(ds, keyword, None) if ds is not None else None
@@ -328,8 +391,7 @@ def _frames_of(ds: Any, file_index: int) -> list[Frame]:
             if pos is None or ori is None or meas is None:
                 raise ValueError("multi-frame image without plane position/orientation/pixel measures")
             src = pvt if pvt is not None else ds
-            slope = _float(_text(src, "RescaleSlope"), 1.0)
-            inter = _float(_text(src, "RescaleIntercept"), 0.0)
+            slope, inter, rproblem = _rescale_of(src)
             fc = _seq_item(fg, "FrameContentSequence")
             inst = _int(_text(fc, "InStackPositionNumber") or f + 1, f + 1) if fc is not None else f + 1
             ipp, iop, ps = (_floats(pos, "ImagePositionPatient"), _floats(ori, "ImageOrientationPatient"),
@@ -337,7 +399,7 @@ def _frames_of(ds: Any, file_index: int) -> list[Frame]:
             if ipp is None or iop is None or ps is None:
                 raise ValueError("frame without position/orientation/pixel spacing")
             out.append(Frame(file_index, f, np.array(ipp, float), np.array(iop, float),
-                             (ps[0], ps[1]), rows, cols, slope, inter, inst))
+                             (ps[0], ps[1]), rows, cols, slope, inter, inst, rproblem))
         return out
     ipp, iop, ps = _floats(ds, "ImagePositionPatient"), _floats(ds, "ImageOrientationPatient"), _floats(
         ds, "PixelSpacing")
@@ -345,9 +407,9 @@ def _frames_of(ds: Any, file_index: int) -> list[Frame]:
         raise ValueError("no valid ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
     if nf != 1:
         raise ValueError("multi-frame image without functional groups")
+    slope, inter, rproblem = _rescale_of(ds)
     return [Frame(file_index, None, np.array(ipp, float), np.array(iop, float), (ps[0], ps[1]), rows, cols,
-                  _float(_text(ds, "RescaleSlope"), 1.0), _float(_text(ds, "RescaleIntercept"), 0.0),
-                  _int(_text(ds, "InstanceNumber"), 0))]
+                  slope, inter, _int(_text(ds, "InstanceNumber"), 0), rproblem)]
 
 
 def _rejection(sop: str, modality: str | None, image_type: tuple[str, ...]) -> str | None:
@@ -613,6 +675,56 @@ def _pixel_area(s: SeriesInfo) -> float:
 # --------------------------------------------------------------------------- geometry
 def _fmt_lps(p: np.ndarray) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in p) + ") mm LPS"
+
+
+def _slice_label(f: Frame) -> str:
+    """Names an image by its position and number, never by its file (file names may identify)."""
+    if f.frame_index is not None:
+        return f"frame {f.frame_index + 1} (at {_fmt_lps(f.position)}) of the multi-frame image"
+    return f"the slice at {_fmt_lps(f.position)} (InstanceNumber {f.instance})"
+
+
+def _normal_of(f: Frame) -> np.ndarray | None:
+    """Unit slice normal of a frame (row x column cosines), or None when the orientation is degenerate."""
+    n = np.cross(f.orientation[:3], f.orientation[3:6])
+    norm = float(np.linalg.norm(n))
+    if not np.isfinite(norm) or norm < 1e-6:
+        return None
+    return n / norm
+
+
+def _covered(f: Frame, others: list[Frame], normal: np.ndarray) -> bool:
+    """True when another image of *others* lies at the same position as *f* (within SAME_POSITION_TOL_MM)."""
+    if not others:
+        return False
+    d = np.array([o.position @ normal for o in others])
+    return bool(np.min(np.abs(d - f.position @ normal)) <= SAME_POSITION_TOL_MM)
+
+
+def _without_invalid_rescale(series: SeriesInfo, warnings: list[str]) -> SeriesInfo:
+    """The series without its frames whose rescale is invalid, when another image holds their position.
+
+    Raises
+    ------
+    DicomSeriesError
+        An image with an invalid rescale (see :func:`_rescale_of`) is the only image at its
+        position: its HU cannot be known, and dropping it would leave a hole.
+    """
+    bad = [f for f in series.frames if f.rescale_problem]
+    if not bad:
+        return series
+    good = [f for f in series.frames if not f.rescale_problem]
+    normal = _normal_of(good[0] if good else bad[0])
+    for f in bad:
+        if normal is None or not _covered(f, good, normal):
+            raise DicomSeriesError(
+                f"Invalid Hounsfield-unit rescale in {_slice_label(f)}: {f.rescale_problem}. The HU of that "
+                "image cannot be known; re-export the series from the scanner or PACS (or remove that image "
+                "if it is a stray copy).")
+    shown = "; ".join(f"{_slice_label(f)}: {f.rescale_problem}" for f in bad[:3]) + (" ..." if len(bad) > 3 else "")
+    warnings.append(f"dropped {len(bad)} image(s) with an invalid rescale, another image holds the same "
+                    f"position ({shown})")
+    return SeriesInfo(**{**series.__dict__, "frames": good})
 
 
 def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_gaps: bool = False,
@@ -881,9 +993,10 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         See :func:`plan_geometry`; also different images at one position, or a truncated /
         undecodable file whose slice is not present elsewhere (the series is incomplete).
     """
+    warnings: list[str] = []
+    series = _without_invalid_rescale(series, warnings)
     plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
     _check_instance_numbers(result, series)
-    warnings: list[str] = []
     if why and len(result.series) > 1:
         warnings.append(f"read {why}")
     for name, reason in result.skipped:
@@ -908,6 +1021,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     stack = np.empty((len(plan.groups), f0.rows, f0.cols), dtype=np.float32)
     extra: dict[int, np.ndarray] = {}
     broken: set[int] = set()
+    implausible: dict[int, tuple[float, float]] = {}  # frame -> (min, max) HU outside PLAUSIBLE_HU_RANGE
 
     def job(file_index: int) -> None:
         fs = per_file[file_index]
@@ -926,6 +1040,9 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                 continue
             target = stack[slot[fi]] if fi in slot else np.empty((f.rows, f.cols), np.float32)
             _rescale_into(stored, f.slope, f.intercept, target)
+            lo, hi = float(target.min()), float(target.max())
+            if not (PLAUSIBLE_HU_RANGE[0] <= lo and hi <= PLAUSIBLE_HU_RANGE[1]):  # also catches NaN
+                implausible[fi] = (lo, hi)
             if fi not in slot:
                 extra[fi] = target
 
@@ -939,10 +1056,23 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
 
     hu = {fi: stack[k] for fi, k in slot.items()}
     hu.update(extra)
-    if broken:
+    if implausible:
+        ok_frames = [f for fi, f in enumerate(frames) if fi not in implausible and fi not in broken]
+        for fi, (lo, hi) in sorted(implausible.items()):
+            f = frames[fi]
+            if not _covered(f, ok_frames, plan.normal):
+                raise DicomSeriesError(
+                    f"Implausible Hounsfield units in {_slice_label(f)}: its pixels give {lo:.6g} .. {hi:.6g} HU with "
+                    f"RescaleSlope {f.slope:g} and RescaleIntercept {f.intercept:g}, outside the range a CT can hold "
+                    f"({PLAUSIBLE_HU_RANGE[0]:g} .. {PLAUSIBLE_HU_RANGE[1]:g} HU): the rescale or the pixel data is "
+                    "wrong. Re-export the series from the scanner or PACS.")
+        warnings.append(f"dropped {len(implausible)} image(s) whose pixels give implausible HU, another image "
+                        "holds the same position ("
+                        + "; ".join(_slice_label(frames[fi]) for fi in sorted(implausible)[:3]) + ")")
+    if broken or implausible:
         bad_files = sorted({frames[fi].file_index for fi in broken})
         names = ", ".join(result.display_names[b] for b in bad_files[:5]) + (" ..." if len(bad_files) > 5 else "")
-        good_frames = [f for fi, f in enumerate(frames) if fi not in broken]
+        good_frames = [f for fi, f in enumerate(frames) if fi not in broken and fi not in implausible]
         covered = []
         good_d = np.array([f.position @ plan.normal for f in good_frames]) if good_frames else np.zeros(0)
         broken_sorted = sorted(broken)
@@ -958,10 +1088,11 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                 f"{where}). Re-export or re-copy the series"
                 + ("; pass allow_gaps=True (--allow-gaps) to interpolate an interior slice." if not allow_gaps
                    else "."))
-        warnings.append(f"skipped truncated or undecodable file(s) {names}")
+        if broken:
+            warnings.append(f"skipped truncated or undecodable file(s) {names}")
         # re-plan with the readable frames only; indices into the original list are kept
         sub = SeriesInfo(**{**series.__dict__, "frames": good_frames})
-        index_map = [fi for fi in range(len(frames)) if fi not in broken]
+        index_map = [fi for fi in range(len(frames)) if fi not in broken and fi not in implausible]
         plan2 = plan_geometry(sub, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
         plan2.groups = [[index_map[x] for x in g] for g in plan2.groups]
         plan = plan2
@@ -983,7 +1114,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         slices.append(hu[keep])
     warnings.extend(plan.warnings)
 
-    if not plan.resample and not broken:
+    if not plan.resample and not broken and not implausible:
         array = stack  # slots are already in sorted order
     elif not plan.resample:
         array = np.stack(slices, axis=0)
@@ -1117,6 +1248,13 @@ def describe(result: ScanResult) -> list[dict[str, Any]]:
             "plannable": s.rejection is None,
             "rejection": s.rejection,
         }
+        rescale_notes: list[str] = []
+        try:
+            _without_invalid_rescale(s, rescale_notes)
+            item["hu_problem"] = None
+        except DicomSeriesError as exc:
+            item["hu_problem"] = str(exc)
+        item["hu_notes"] = rescale_notes
         if s.frames:
             item["pixel_spacing_mm"] = [float(v) for v in s.frames[0].pixel_spacing]
             try:

@@ -424,3 +424,28 @@ def truncate_file(path: str | os.PathLike, keep_fraction: float = 0.6) -> None:
 def write_junk(path: str | os.PathLike) -> None:
     """Write a non-DICOM file (text) such as the notes scanners leave next to the images."""
     Path(path).write_text("exported by a workstation; not an image\n", encoding="utf-8")
+
+
+def set_raw_element(path: str | os.PathLike, keyword: str | int, vr: str | None = None,
+                    value: bytes | None = None) -> None:
+    """Rewrite one top-level element of a file with raw bytes, or delete it (``value=None``).
+
+    The bytes are written as they are (pydicom does not validate or convert a raw element), so a
+    test can store what real files hold and pydicom would refuse to build: ``b"abc "`` or
+    ``b"nan "`` in a DS, an empty Type 1 value, binary garbage. *vr* defaults to the element's
+    dictionary VR.
+    """
+    import pydicom
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = Tag(tag_for_keyword(keyword) if isinstance(keyword, str) else keyword)
+    ds = pydicom.dcmread(str(path))
+    if value is None:
+        if tag in ds:
+            del ds[tag]
+    else:
+        vr = vr or dictionary_VR(tag)
+        ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, ds.is_implicit_VR, ds.is_little_endian)
+    ds.save_as(str(path))
