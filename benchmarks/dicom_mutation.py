@@ -690,8 +690,10 @@ def run_corpus(muts: list[Mutant], src: Source, workers: int = 2, progress: bool
     try:
         ref = reference(src, tmp)
         # warm the imports once in the parent so that forked children start fast
-        import osteoplan.cli  # noqa: F401
         import osteoplan.imaging.cli  # noqa: F401
+        from osteoplan.cli import build_parser
+
+        build_parser()  # imports every stage's command module once, before forking
         import osteoplan.imaging.dicom_series  # noqa: F401
         from pydicom.pixels import pixel_array  # noqa: F401
 
@@ -717,9 +719,12 @@ def run_corpus(muts: list[Mutant], src: Source, workers: int = 2, progress: bool
                 child_conn.close()
                 running[i] = (p, parent_conn, time.monotonic(), m, root)
             done = []
+            from multiprocessing.connection import wait as mp_wait
+
+            mp_wait([r[1] for r in running.values()] + [r[0].sentinel for r in running.values()], timeout=0.2)
             for i, (p, conn, t0, m, root) in running.items():
                 obs = None
-                if conn.poll(0.01):
+                if conn.poll(0):
                     try:
                         obs = conn.recv()
                     except (EOFError, OSError):
@@ -818,12 +823,33 @@ def details(results: list[dict], top: int = 6) -> str:
     return "\n".join(out)
 
 
+def representative_subset(muts: list[Mutant], size: int = 250) -> list[Mutant]:
+    """About *size* mutants, every class represented in proportion (odd files, anonymised series and nested
+    sequences, the classes of issue 18's hangs and crashes, kept whole), evenly spaced within each class."""
+    keep_all = {"odd file", "anonymised", "nested sequence"}
+    by: dict[str, list[Mutant]] = defaultdict(list)
+    for m in muts:
+        by[m.mclass].append(m)
+    n_rest = sum(len(v) for c, v in by.items() if c not in keep_all)
+    budget = max(0, size - sum(len(by[c]) for c in keep_all if c in by))
+    out = []
+    for c, v in by.items():
+        if c in keep_all:
+            out += v
+            continue
+        n = max(3, round(len(v) * budget / max(1, n_rest)))
+        step = len(v) / n
+        out += [v[int(i * step)] for i in range(n)]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     ap.add_argument("--out", type=Path, help="write the markdown report here")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--limit", type=int, help="only every n-th mutant (a representative subset)")
+    ap.add_argument("--limit", type=int, help="only every n-th mutant")
+    ap.add_argument("--subset", type=int, help="a representative subset of about this many mutants")
     ap.add_argument("--only", help="only mutants whose class contains this text")
     ap.add_argument("--keep-failures", type=Path, help="copy the folders of DEFECT mutants here")
     args = ap.parse_args(argv)
@@ -833,6 +859,8 @@ def main(argv=None) -> int:
         muts = [m for m in muts if args.only in m.mclass or args.only in m.name]
     if args.limit:
         muts = muts[::args.limit]
+    if args.subset:
+        muts = representative_subset(muts, args.subset)
     t0 = time.monotonic()
     results = run_corpus(muts, src, workers=args.workers, keep_failures=args.keep_failures)
     elapsed = time.monotonic() - t0

@@ -94,9 +94,6 @@ MAX_VOLUME_VOXELS = 1 << 30
 #: CT about 2 m; 3000 mm leaves room for any table travel and refuses a flipped digit that puts one
 #: slice 7 km away. Configurable default.
 MAX_EXTENT_MM = 3000.0
-#: Largest |coordinate| of an ImagePositionPatient (mm). Scanner coordinates are within a few metres
-#: of the isocentre; 1e5 mm (100 m) only refuses corrupted values. Configurable default.
-MAX_ABS_POSITION_MM = 1e5
 #: Largest file the scan opens (bytes): 4 GiB holds an Enhanced CT of 2**30 16-bit voxels (twice
 #: :data:`MAX_VOLUME_VOXELS` worth of 16-bit data would not fit the volume anyway). Larger files are
 #: skipped with a warning. Configurable default.
@@ -178,6 +175,7 @@ class Frame:
     intercept: float
     instance: int
     rescale_problem: str | None = None
+    sop_instance_uid: str | None = None
 
 
 #: Shown instead of a series description or kernel that contains an identifying value.
@@ -193,7 +191,10 @@ def _free_text_without_identifiers(ds: Any, *texts: str | None) -> tuple[str | N
     from osteoplan.imaging.deid import UID_KEYWORDS, collect_identifying_values
 
     try:
-        found = collect_identifying_values(_bounded_copy(ds, MAX_SEQUENCE_DEPTH), include_dates=False)
+        failed: list[int] = []
+        found = collect_identifying_values(_bounded_copy(ds, MAX_SEQUENCE_DEPTH, failed), include_dates=False)
+        if failed:
+            raise ValueError("damaged elements")
     except Exception:  # noqa: BLE001 - a damaged element (corrupted VR...): the texts cannot be checked
         log.warning("identifying values of a header could not be collected (damaged element); series "
                     "description and kernel are hidden")
@@ -204,13 +205,14 @@ def _free_text_without_identifiers(ds: Any, *texts: str | None) -> tuple[str | N
     return tuple(t if t is None or not any(n in t.lower() for n in needles) else REMOVED_TEXT for t in texts)
 
 
-def _bounded_copy(ds: Any, max_depth: int) -> Any:
+def _bounded_copy(ds: Any, max_depth: int, failed: list[int] | None = None) -> Any:
     """A copy of *ds* whose sequences are cut below *max_depth* levels (iterative; raw values kept).
 
     pydicom parses a sequence when it is first accessed, one level at a time; walking a deliberately
     deep nest (1,000 levels) recursively exhausts the stack or memory. Elements that cannot be parsed
-    are left out.
+    are left out and their tags appended to *failed*.
     """
+    failed = failed if failed is not None else []
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -221,12 +223,14 @@ def _bounded_copy(ds: Any, max_depth: int) -> Any:
                 elem = src.get_item(tag)
                 vr = getattr(elem, "VR", None)
             except Exception:  # noqa: BLE001
+                failed.append(int(tag))
                 continue
             if vr == "SQ":
                 continue
             try:
                 out[tag] = src[tag]
             except Exception:  # noqa: BLE001 - value that cannot be converted
+                failed.append(int(tag))
                 continue
         return out
 
@@ -244,6 +248,7 @@ def _bounded_copy(ds: Any, max_depth: int) -> Any:
                     continue
                 items = src[tag].value
             except Exception:  # noqa: BLE001
+                failed.append(int(tag))
                 continue
             copies = []
             for item in items:
@@ -276,7 +281,7 @@ class SeriesInfo:
     file_indices: list[int] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     rejection: str | None = None
-    #: attribute (with what was done instead) -> number of files where it was missing (anonymisers)
+    #: what was missing and what was done instead -> number of files (anonymised series)
     missing: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -468,12 +473,13 @@ def _seq_item(ds: Any, keyword: str):
 def _check_geometry_values(ipp: list[float], iop: list[float], ps: list[float]) -> None:
     """Raise ValueError (a fixed text, never the stored value) when a geometry value is unusable.
 
-    ImagePositionPatient: 3 finite values within :data:`MAX_ABS_POSITION_MM`; ImageOrientationPatient:
+    ImagePositionPatient: 3 finite values (a far but finite one is refused by the extent check of
+    :func:`plan_geometry` with the measured extent); ImageOrientationPatient:
     6 finite values, each row of unit length within 1 % (DICOM requires unit direction cosines);
     PixelSpacing: 2 finite values > 0 and <= 100 mm (no CT has 10 cm pixels).
     """
-    if len(ipp) != 3 or not all(np.isfinite(ipp)) or max(abs(v) for v in ipp) > MAX_ABS_POSITION_MM:
-        raise ValueError("ImagePositionPatient is not 3 finite values within 100 m of the origin")
+    if len(ipp) != 3 or not all(np.isfinite(ipp)):
+        raise ValueError("ImagePositionPatient is not 3 finite values")
     if len(iop) != 6 or not all(np.isfinite(iop)):
         raise ValueError("ImageOrientationPatient is not 6 finite values")
     if any(abs(float(np.linalg.norm(iop[a:a + 3])) - 1.0) > 0.01 for a in (0, 3)):
@@ -528,7 +534,7 @@ def _frames_of(ds: Any, file_index: int) -> list[Frame]:
     _check_geometry_values(ipp, iop, ps)
     slope, inter, rproblem = _rescale_of(ds)
     return [Frame(file_index, None, np.array(ipp, float), np.array(iop, float), (ps[0], ps[1]), rows, cols,
-                  slope, inter, _int(_text(ds, "InstanceNumber"), 0), rproblem)]
+                  slope, inter, _int(_text(ds, "InstanceNumber"), 0), rproblem, _text(ds, "SOPInstanceUID"))]
 
 
 def _rejection(sop: str, modality: str | None, image_type: tuple[str, ...]) -> str | None:
@@ -789,8 +795,8 @@ def _add_to_series(ds: Any, idx: int, name: str, series: dict[str, "SeriesInfo"]
         )
         series[uid] = s
     if sop_from_meta:
-        s.missing["SOPClassUID (taken from the file meta's MediaStorageSOPClassUID)"] = s.missing.get(
-            "SOPClassUID (taken from the file meta's MediaStorageSOPClassUID)", 0) + 1
+        key = "without SOPClassUID in the dataset: the file meta's MediaStorageSOPClassUID was used"
+        s.missing[key] = s.missing.get(key, 0) + 1
     s.file_indices.append(idx)
     s.transfer_syntaxes.add(str(ds.file_meta.get("TransferSyntaxUID", "")))
     if s.rejection is None:
@@ -853,7 +859,7 @@ def _group_anonymous(headers, anonymous: list[int], display: list[str], series: 
                 skipped.append((display[idx], f"unreadable DICOM header (damaged element: {type(exc).__name__})"))
         if uid in series:
             what = ("frame of reference, " if key[1] else "") + "SOP class, image size, pixel spacing and orientation"
-            series[uid].missing[f"SeriesInstanceUID (empty or absent; grouped by {what})"] = len(members)
+            series[uid].missing[f"without SeriesInstanceUID (empty or absent): grouped by {what}"] = len(members)
 
 
 def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
@@ -982,7 +988,7 @@ def _pixel_area(s: SeriesInfo) -> float:
 
 # --------------------------------------------------------------------------- geometry
 def _fmt_lps(p: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v:.2f}" for v in p) + ") mm LPS"
+    return "(" + ", ".join(f"{v:.2f}" if abs(v) < 1e7 else f"{v:.6g}" for v in p) + ") mm LPS"
 
 
 def _slice_label(f: Frame) -> str:
@@ -1321,8 +1327,9 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     """
     warnings: list[str] = []
     for what, n in series.missing.items():
-        warnings.append(f"{what} missing in {n} file(s), as anonymisers leave them; read from what is left")
+        warnings.append(f"{n} file(s) {what} (as anonymisers leave them)")
     _check_lost_images(result, series)
+    _check_same_instance_same_place(series)
     series = _without_invalid_rescale(series, warnings)
     plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
     _check_instance_numbers(result, series)
@@ -1452,12 +1459,32 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         array = _resample_stack(slices, plan, frames)
     info = AcquisitionInfo(
         modality=series.modality, kernel=series.kernel, kvp=series.kvp, contrast=series.contrast,
-        series_description=series.description, series_uid=series.uid, study_uid=series.study_uid,
+        series_description=series.description,
+        series_uid=None if series.uid.startswith("no-SeriesInstanceUID") else series.uid, study_uid=series.study_uid,
         frame_of_reference_uid=series.frame_of_reference_uid,
         gantry_tilt_deg=round(plan.tilt_deg, 4) if plan.tilt_deg else None,
         source_format="dicom-enhanced" if series.enhanced else "dicom",
     )
     return Volume(array, plan.affine, info, tuple(warnings))
+
+
+def _check_same_instance_same_place(series: SeriesInfo) -> None:
+    """Refuse two files holding the same SOPInstanceUID at different positions.
+
+    Copies of one image (same SOPInstanceUID) must be at the same place; a copy elsewhere means
+    one of them had its position changed (a flipped digit), and which one is right is unknown.
+    """
+    seen: dict[str, Frame] = {}
+    for f in series.frames:
+        if not f.sop_instance_uid or f.frame_index is not None:
+            continue
+        other = seen.setdefault(f.sop_instance_uid, f)
+        if other is not f and np.linalg.norm(other.position - f.position) > SAME_POSITION_TOL_MM:
+            p1, p2 = sorted([other.position, f.position], key=tuple)
+            raise DicomSeriesError(
+                f"Two files hold the same image (one SOPInstanceUID, InstanceNumber {f.instance}) at different "
+                f"positions, {_fmt_lps(p1)} and {_fmt_lps(p2)}: one of them is corrupt. Remove "
+                "the wrong copy or re-export the series.")
 
 
 def _check_lost_images(result: ScanResult, series: SeriesInfo) -> None:

@@ -259,6 +259,9 @@ def write_series(
     phi: bool = True,
     sphere: bool = True,
     seed: int = 0,
+    blank_series_uid: bool = False,
+    sop_class_in_dataset: bool = True,
+    extension: str = ".dcm",
 ) -> SynthSeries:
     """Write a single-frame CT series of the analytic field into *folder*.
 
@@ -276,6 +279,9 @@ def write_series(
         slice ``duplicate_index`` (same pixels, or pixels + 7 HU).
     shuffle : random file names; ``instance_against_anatomy`` numbers InstanceNumber from the
         last slice to the first.
+    blank_series_uid, sop_class_in_dataset, extension : what anonymisers in the wild leave: an
+        empty SeriesInstanceUID, SOPClassUID only in the file meta (MediaStorageSOPClassUID), file
+        names without extension (``extension=""``).
 
     Returns
     -------
@@ -321,9 +327,13 @@ def write_series(
         ds.RescaleType = "HU"
         if tilt_deg:
             ds.GantryDetectorTilt = _fmt(tilt_deg)
+        if blank_series_uid:
+            ds.SeriesInstanceUID = ""
+        if not sop_class_in_dataset:
+            del ds.SOPClassUID
         hu = slice_image(ipp, iop, pixel_spacing, rows, cols, sphere=sphere) + delta
         arr = _store(hu, slopes[s], intercepts[s])
-        name = f"{prefix}img{names[n_written]:03d}.dcm" if shuffle else f"{prefix}img{n_written:03d}.dcm"
+        name = (f"{prefix}img{names[n_written]:03d}" if shuffle else f"{prefix}img{n_written:03d}") + extension
         path = folder / name
         _compress(ds, arr, transfer_syntax, path)
         files.append(path)
