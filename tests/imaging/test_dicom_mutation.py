@@ -28,7 +28,7 @@ def _bench():
     return mod
 
 
-def _assert_no_defect(results, n_expected):
+def _assert_no_defect(results, n_expected, declared=True):
     assert len(results) == n_expected
     outcomes = Counter(r["outcome"] for r in results)
     defects = [f"{r['mclass']} / {r['name']} / {r['placement']} k={r.get('slice')}: {r['detail']}"
@@ -36,7 +36,8 @@ def _assert_no_defect(results, n_expected):
     assert not defects, "\n".join(defects[:20])
     # the corpus exercises every outcome a correct reader may give
     assert outcomes["same"] > 0 and outcomes["same_warned"] > 0 and outcomes["error"] > 0
-    assert outcomes["declared"] > 0
+    if declared:  # a valid other rescale on one slice: the HU it states (the subset may hold none)
+        assert outcomes["declared"] > 0
 
 
 def test_mutation_corpus_representative_subset():
@@ -44,7 +45,7 @@ def test_mutation_corpus_representative_subset():
     src = dm.load_source(SOURCE)
     muts = dm.representative_subset(dm.build_corpus(src), 250)
     assert len({m.mclass for m in muts}) == 11 and 240 <= len(muts) <= 300
-    _assert_no_defect(dm.run_corpus(muts, src, progress=False), len(muts))
+    _assert_no_defect(dm.run_corpus(muts, src, progress=False), len(muts), declared=False)
 
 
 @pytest.mark.slow
