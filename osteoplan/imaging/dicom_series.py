@@ -1164,6 +1164,11 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
     rel = np.array([pos[g[0]] - first for g in groups])
     dd = depths - depths[0]
     inplane = np.stack([rel @ col, rel @ row], axis=1)  # (j, i) axes in mm
+    if not np.all(np.isfinite(inplane)) or float(np.max(np.abs(inplane))) > MAX_EXTENT_MM:
+        worst = groups[int(np.argmax(np.nan_to_num(np.abs(inplane), nan=np.inf).max(axis=1)))][0]
+        raise DicomSeriesError(
+            f"Slice origins lie more than {MAX_EXTENT_MM:g} mm apart across the image plane (the farthest at "
+            f"{_fmt_lps(pos[worst])}): a slice position is corrupt. Remove or re-export that image, or the series.")
     # in-plane drift must be linear in depth (a sheared stack) -- fit through the origin
     coef, *_ = np.linalg.lstsq(dd[:, None], inplane, rcond=None)
     shear = coef[0]  # mm in-plane per mm along the normal, (j, i)

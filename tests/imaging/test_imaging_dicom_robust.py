@@ -216,3 +216,33 @@ def test_pydicom_messages_carry_no_path_or_value(tmp_path, capsys, caplog):
     assert "pydicom: The PN component length (89) exceeds the maximum allowed length of 64." in logged
     for needle in ("DOE", "JANE", "P123456", "19610723", str(tmp_path)):
         assert needle not in err and needle not in out and needle not in logged
+
+
+def test_one_slice_far_across_the_plane_is_refused(tmp_path):
+    s = _series(tmp_path)
+    synth.set_raw_element(s.files[4], "ImagePositionPatient", "DS", b"1e300\\-8\\4")
+    with pytest.raises(DicomSeriesError, match=r"Slice origins lie more than 3000 mm apart across the image plane "
+                                               r"\(the farthest at \(1e\+300, -8.00, 4.00\) mm LPS\)"):
+        read_volume(tmp_path)
+
+
+def test_limits_on_files_and_file_size(tmp_path, monkeypatch):
+    s = _series(tmp_path)
+    monkeypatch.setattr(dicom_series, "MAX_FILE_BYTES", s.files[0].stat().st_size - 1)
+    with pytest.raises(OsteoplanError, match="No DICOM image found"):
+        read_volume(tmp_path)  # every file is over the (lowered) size limit: none is opened
+    monkeypatch.setattr(dicom_series, "MAX_FILE_BYTES", 4 << 30)
+    monkeypatch.setattr(dicom_series, "MAX_FILES", 11)
+    with pytest.raises(OsteoplanError, match=r"More than 11 files under the input folder; give the folder of the "
+                                             r"series"):
+        read_volume(tmp_path)
+
+
+def test_end_slice_with_a_damaged_series_uid_is_named_in_the_choice(tmp_path):
+    s = _series(tmp_path)
+    synth.set_raw_element(s.files[11], "SeriesInstanceUID", "UI", b"2.25.999")  # the top slice drifts away
+    v = read_volume(tmp_path)
+    assert v.shape == (11, 24, 20)
+    assert any("of 2 series found" in w and "Series 2 share its study, frame of reference, orientation, image size "
+               "and pixel spacing: if one holds slices of this series whose SeriesInstanceUID was damaged, the "
+               "volume lacks them" in w for w in v.warnings)
