@@ -41,14 +41,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from osteoplan.imaging import read_volume
-    from osteoplan.planning.cli import build_anatomy_any
+    from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.planning.search import build_fields, directions, run_kernel, target_points
 
     proto = load_protocol()
     vol = read_volume(args.ct)
     t = time.perf_counter()
-    an = build_anatomy_any(vol, None, None)
+    an = build_anatomy(vol)
     t_anat = time.perf_counter() - t
     t = time.perf_counter()
     fields, _, _ = build_fields(vol, an.labelmap, an.landmarks, proto)

@@ -33,7 +33,7 @@ SHORT = {
 def run_case(name: str, ct: Path, masks: Path | None) -> dict:
     from osteoplan.errors import OsteoplanError
     from osteoplan.imaging import read_volume
-    from osteoplan.planning.cli import build_anatomy_any
+    from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.planning.planner import plan_from_anatomy
 
     t0 = time.perf_counter()
@@ -41,7 +41,7 @@ def run_case(name: str, ct: Path, masks: Path | None) -> dict:
     try:
         vol = read_volume(ct)
         row["voxel"] = "x".join(f"{s:.1f}" for s in vol.spacing_mm[::-1])
-        an = build_anatomy_any(vol, str(masks) if masks else None, None)
+        an = build_anatomy(vol, masks=str(masks) if masks else None)
     except OsteoplanError as exc:
         row.update(result="no plan", reason=f"{type(exc).__name__}: {exc}"[:260], assessed="-", not_assessed="-")
         row["s"] = time.perf_counter() - t0

@@ -34,3 +34,106 @@ def read_volume_from_args(path, args):
 
     return read_volume(path, series_uid=args.series_uid, allow_gaps=args.allow_gaps,
                        resample_uniform=args.resample_uniform)
+
+
+#: How each command-line argument is named in error messages (``error: <name>: <what is wrong>``).
+ARGUMENT_NAMES = {
+    "ct": "the CT input (argument CT)",
+    "masks": "--masks",
+    "out": "--out",
+    "plot": "--plot",
+    "plan_dir": "the plan folder (argument PLAN_DIR)",
+    "path": "the input (argument PATH)",
+    "hint": "--hint-lps",
+}
+
+
+class blame:
+    """Context manager: an error raised inside names the command-line argument it is about.
+
+    ``with blame("--masks"): load_masks(...)`` turns ``MaskError("No mask found ...")`` into
+    ``MaskError("--masks: No mask found ...")`` (same class, same exit code), and an ``OSError`` (permission
+    denied, disk full...) into one line ``InputError("--masks: cannot be read or written (Permission
+    denied); ...")`` — without the path, which may hold a patient's name (the messages inside use
+    :func:`osteoplan.errors.safe_path`). A message that already starts with the argument's name is kept.
+
+    Parameters
+    ----------
+    argument : str
+        The name shown, e.g. ``"--out"`` or ``ARGUMENT_NAMES["ct"]``.
+    """
+
+    def __init__(self, argument: str):
+        self.argument = argument
+
+    def __enter__(self) -> "blame":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        from osteoplan.errors import InputError, OsteoplanError
+
+        if exc is None:
+            return False
+        if isinstance(exc, OsteoplanError):
+            msg = str(exc)
+            if not msg.startswith(self.argument):
+                exc.args = (f"{self.argument}: {msg}",) + tuple(exc.args[1:])
+            return False  # re-raised as it is, with the argument named
+        if isinstance(exc, OSError) and not isinstance(exc, (BrokenPipeError, InterruptedError)):
+            raise InputError(f"{self.argument}: cannot be read or written ({exc.strerror or type(exc).__name__}); "
+                             "check the path, the permissions and the free disk space.") from None
+        return False
+
+
+def load_masks_from_args(volume, masks):
+    """Provided masks (``--masks``) on the CT grid, with errors naming ``--masks``; None when not given.
+
+    Returns
+    -------
+    (LabelMap or None, list of str)
+        The masks and the loader's non-fatal warnings (to add to the anatomy's messages, as
+        :func:`osteoplan.anatomy.pipeline.build_anatomy` does when it loads them itself).
+    """
+    from pathlib import Path
+
+    from osteoplan.errors import InputError
+
+    if not masks:
+        return None, []
+    warnings: list[str] = []
+    with blame(ARGUMENT_NAMES["masks"]):
+        p = Path(masks)
+        if not p.exists():
+            raise InputError("not found; check the path (a folder of NIfTI masks, a multilabel NIfTI, a .seg.nrrd, "
+                             "a DICOM SEG or an RT Structure Set).")
+        from osteoplan.anatomy.loaders import load_masks
+
+        return load_masks(p, volume, warnings=warnings), warnings
+
+
+def build_anatomy_from_args(volume, masks=None, hint_lps=None, **kwargs):
+    """:func:`osteoplan.anatomy.pipeline.build_anatomy` for a command: ``--masks`` and ``--hint-lps`` errors
+    name their argument; the masks' loading warnings stay in the anatomy's messages."""
+    from osteoplan.anatomy.pipeline import build_anatomy, check_hint
+
+    provided, warnings = load_masks_from_args(volume, masks)
+    if hint_lps is not None:
+        with blame(ARGUMENT_NAMES["hint"]):
+            hint_lps = check_hint(volume, hint_lps)
+    anatomy = build_anatomy(volume, masks=provided, hint_lps=hint_lps, **kwargs)
+    msgs = getattr(anatomy, "messages", None)
+    if isinstance(msgs, list) and warnings:
+        msgs[:0] = [f"masks: {w}" for w in warnings]
+    return anatomy
+
+
+def read_ct_from_args(path, args):
+    """:func:`read_volume_from_args` for the CT argument: its errors name ``the CT input (argument CT)``."""
+    from pathlib import Path
+
+    from osteoplan.errors import InputError
+
+    with blame(ARGUMENT_NAMES["ct"]):
+        if not Path(path).exists():
+            raise InputError("not found; check the path (a DICOM folder or zip, a NIfTI or an NRRD file).")
+        return read_volume_from_args(path, args)

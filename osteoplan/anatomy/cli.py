@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from osteoplan.cliargs import add_reader_options, finite_float, read_volume_from_args
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, read_ct_from_args
 from osteoplan.errors import InputError, safe_path
 
 
@@ -132,36 +132,32 @@ def _save_replacing(anatomy, out: Path) -> dict:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from osteoplan.anatomy.pipeline import build_anatomy as build
+    from osteoplan.cliargs import build_anatomy_from_args
     from osteoplan.progress import step
 
     out = Path(args.out)
-    _check_output_folder(out, args.force)
+    with blame("--out"):
+        _check_output_folder(out, args.force)
     ct = Path(args.ct)
     if not ct.exists():
-        raise InputError("CT not found; check the path.")
+        raise InputError(f"{ARGUMENT_NAMES['ct']}: not found; check the path.")
     for given, what in ((ct, "CT"), (Path(args.masks) if args.masks else None, "masks")):
         if given is not None and given.exists() and given.resolve().is_relative_to(out.resolve()):
-            raise InputError(f"The {what} is inside the output folder, which --force would replace; choose an "
-                             "output folder outside the input's folders.")
+            raise InputError(f"--out: the {what} is inside the output folder, which --force would replace; choose "
+                             "an output folder outside the input's folders.")
     if args.masks and not Path(args.masks).exists():
-        raise InputError("Masks not found; check the --masks path.")
+        raise InputError("--masks: not found; check the path.")
     with step("reading the CT"):
-        volume = read_volume_from_args(ct, args)
-    kwargs = {}
-    if args.masks:
-        kwargs["masks"] = args.masks
-    if args.hint_lps:
-        kwargs["hint_lps"] = tuple(args.hint_lps)
-    if args.totalsegmentator:
-        kwargs["use_totalsegmentator"] = True
+        volume = read_ct_from_args(ct, args)
     with step("segmenting"):
-        anatomy = build(volume, **kwargs)
+        anatomy = build_anatomy_from_args(volume, masks=args.masks or None,
+                                          hint_lps=tuple(args.hint_lps) if args.hint_lps else None,
+                                          use_totalsegmentator=bool(args.totalsegmentator))
     try:
         with step("writing"):
             summary = _save_replacing(anatomy, out) if out.exists() else anatomy.save(out)
     except OSError as exc:
-        raise InputError(f"Cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"--out: cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
                          "check the free disk space and permissions.") from None
     where = "the output folder" if safe_path(out) == "<file>" else f"{safe_path(out)}/"
     print(f"anatomy written to {where} ({', '.join(summary.get('files', []))})")

@@ -30,7 +30,9 @@ def _report(args: argparse.Namespace) -> int:
     from osteoplan.export import load_plan_dir, write_all
     from osteoplan.progress import step
 
-    with step("reading the plan folder"):
+    from osteoplan.cliargs import ARGUMENT_NAMES, blame
+
+    with step("reading the plan folder"), blame(ARGUMENT_NAMES["plan_dir"]):
         plan, volume, lm = load_plan_dir(args.plan_dir)
     written = write_all(args.plan_dir, plan, volume, lm, options_from_args(args))
     n_img = sum(1 for k in written if k.startswith("image:"))

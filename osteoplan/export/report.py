@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from osteoplan.atomic import atomic_write_bytes, atomic_write_text
-from osteoplan.errors import DependencyError, InputError
+from osteoplan.errors import DependencyError, InputError, OsteoplanError
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
+from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
 from osteoplan.views.i18n import LANGS, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
@@ -56,6 +57,50 @@ def _source_text(source: str | None, lang: str) -> str:
     if source.startswith("provided"):
         return t("provided_mask", lang)
     return source
+
+
+def image_caption(name: str, lang: str = "en", path: Any = None) -> str:
+    """Caption of a report image: its title and its orientation in words.
+
+    The orientation is computed from the same plane / C-arm geometry the image is drawn with
+    (:func:`osteoplan.views.reformat.view_plane`, :func:`osteoplan.views.drr.standard_geometry`), so the
+    caption cannot disagree with the picture: sagittal and lateral "anterior left, head up"; axial, coronal
+    and AP "patient left on image right". Views along the path need the path (``path``, a
+    :class:`~osteoplan.views.geometry.PathSpec`); without it they are called oblique (the letters at the
+    image edges give the directions).
+    """
+    import numpy as np
+
+    from osteoplan.views.drr import standard_geometry
+    from osteoplan.views.reformat import STANDARD_AXES, view_plane
+    from osteoplan.views.render import orientation_caption
+
+    title = t(f"view_{name}" if name in REFORMAT_IMAGES else name, lang)
+    orient = t("orient_oblique", lang)
+    if name in STANDARD_AXES:
+        orient = orientation_caption(*STANDARD_AXES[name], lang=lang)
+    elif name in ("drr_ap_open_mouth", "drr_lateral"):
+        geo = standard_geometry(name[4:], np.zeros(3))
+        orient = orientation_caption(geo.detector_u, geo.detector_v, lang=lang)
+    elif path is not None and name in REFORMAT_IMAGES:
+        plane = view_plane(name, path)
+        orient = orientation_caption(plane.u, plane.v, lang=lang)
+    elif path is not None and name in DRR_IMAGES:
+        view = name[4:]
+        geo = standard_geometry(view, path.target_lps_mm, path.direction,
+                                beam_direction=getattr(path, "beam_directions", {}).get(view))
+        orient = orientation_caption(geo.detector_u, geo.detector_v, lang=lang)
+    return f"{title} — {orient}"
+
+
+def _caption_path(plan: Any):
+    """The PathSpec the images were drawn for (best trajectory, else the near miss), or None."""
+    from osteoplan.views.geometry import near_miss_pathspec, pathspec_from_plan
+
+    try:
+        return pathspec_from_plan(plan) if plan.best is not None else near_miss_pathspec(plan)
+    except OsteoplanError:
+        return None
 
 
 def clearance_rows(plan: Any, lang: str = "en") -> list[dict[str, Any]]:
@@ -138,6 +183,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     ct_text = f"{ct.shape_kji[0]}×{ct.shape_kji[1]}×{ct.shape_kji[2]}, " + \
         "×".join(f"{s:.2f}" for s in ct.spacing_mm) + " mm" + (f", {ct.source_format}" if ct.source_format else "")
     guidance = (best.guidance if best is not None and best.guidance is not None else plan.guidance)
+    cap_path = _caption_path(plan) if images else None
     return tmpl.render(
         t=lambda k: t(k, lang), lang=lang, plan=plan, best=best, points=points,
         case_label=safe_case_label(case_label),
@@ -150,11 +196,12 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         leak_text=leak_text, guidance=guidance, warnings=[translate_text(w, lang) for w in plan.warnings],
         tr=lambda text: translate_text(text, lang),
         any_capped=any(r["clearance"].startswith("≥") for r in clearance_rows(plan, lang)),
-        risk_lines=[translate_text(str(x).strip(), lang) for x in ((plan.risk or {}).get("summary") or [])],
+        risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),
+        risk_total=sins_total_text(plan.risk, lang),
         alternatives=list(plan.trajectories[1:]),
         colors={k: hex_color(v) for k, v in STATUS_COLORS.items()},
-        reformats=[(n, _data_uri(images[n])) for n in REFORMAT_IMAGES if n in images],
-        drrs=[(n, _data_uri(images[n])) for n in DRR_IMAGES if n in images],
+        reformats=[(n, _data_uri(images[n]), image_caption(n, lang, cap_path)) for n in REFORMAT_IMAGES if n in images],
+        drrs=[(n, _data_uri(images[n]), image_caption(n, lang, cap_path)) for n in DRR_IMAGES if n in images],
         view3d=_data_uri(images["view_3d"]) if "view_3d" in images else None,
     )
 

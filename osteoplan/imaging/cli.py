@@ -186,7 +186,10 @@ def _print_human(info: dict[str, Any]) -> None:
 
 
 def cmd_info(args) -> int:
-    info = _collect_info(args)
+    from osteoplan.cliargs import ARGUMENT_NAMES, blame
+
+    with blame(ARGUMENT_NAMES["path"]):
+        info = _collect_info(args)
     if args.json:
         sys.stdout.write(json.dumps(info, indent=2, default=_json_default) + "\n")
     else:

@@ -1,4 +1,4 @@
-"""osteoplan.planning: C2 dens screw trajectory planning (lateral-cervical approach).
+"""osteoplan.planning: C2 dens screw trajectory planning (percutaneous anterior odontoid screw by default).
 
 Public API
 ----------
@@ -8,7 +8,7 @@ Public API
   :class:`ClearanceCheck`...), schema-versioned JSON (:func:`save_plan`, :func:`load_plan`,
   ``plan.schema.json``).
 * :mod:`osteoplan.planning.protocol`: procedure protocols as validated TOML
-  (``protocols/c2-dens-lateral.toml``).
+  (``protocols/c2-dens-anterior.toml``, the default; ``protocols/c2-dens-lateral.toml``).
 * :mod:`osteoplan.planning.search` / :mod:`osteoplan.planning.kernel`: the dense, numba-compiled
   candidate search; :mod:`osteoplan.planning.fields`: distance maps on the region of interest.
 * :mod:`osteoplan.planning.guidance` (C-arm, gantry), :mod:`osteoplan.planning.cement` (PMMA, leaks).

@@ -17,6 +17,7 @@ from typing import Any
 
 from osteoplan.cliargs import add_reader_options, finite_float
 from osteoplan.errors import InputError, safe_path
+from osteoplan.planning.protocol import DEFAULT_PROTOCOL
 
 
 # --------------------------------------------------------------------------- anatomy
@@ -106,12 +107,10 @@ def summary_text(plan) -> str:
             L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
                      + ("; LEAK RISK next to " + ", ".join(w.neighbour for w in c.walls if w.leak_risk) if c.leak_risk else ""))
     if plan.risk and plan.risk.get("summary"):
-        L.append("Fracture risk (osteoplan.risk):")
-        import textwrap
+        from osteoplan.export.risk_table import risk_text_lines
 
-        for x in plan.risk["summary"]:  # wrapped, never cut (a cut could turn 0.817 into 0)
-            L.extend(textwrap.wrap(str(x).strip(), width=110, initial_indent="  ", subsequent_indent="      ",
-                                   break_long_words=False, break_on_hyphens=False) or [""])
+        L.append("Fracture risk (osteoplan.risk):")
+        L.extend(risk_text_lines(plan.risk))  # one row per SINS component, evidence in words; wrapped, never cut
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented): " + ", ".join(plan.not_assessed))
     for w in plan.warnings:
@@ -139,21 +138,22 @@ def _check_out(out: Path, overwrite: bool, inputs: tuple = ()) -> None:
             continue
         src_r = Path(src).resolve()
         if src_r == out_r or out_r in src_r.parents:
-            raise InputError("--out is the folder holding the input (CT, masks or protocol); writing the plan "
+            raise InputError("--out: it is the folder holding the input (CT, masks or protocol); writing the plan "
                              "there would replace it. Choose another --out.")
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
+        raise InputError(f"--out: {safe_path(out)} is a file, not a folder; choose a folder path for --out.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.")
+        raise InputError(f"--out: folder exists and is not empty ({safe_path(out)}); choose another --out or add "
+                         "--overwrite.")
     parent = out.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise InputError(f"--out cannot be created: {safe_path(parent)} is a file, not a folder; choose another --out.")
+        raise InputError(f"--out: cannot be created: {safe_path(parent)} is a file, not a folder; choose another --out.")
     try:  # a real write probe: permissions, read-only or pseudo file systems (/proc), full disks
         tempfile.TemporaryDirectory(dir=parent, prefix=".osteoplan-probe-").cleanup()
     except OSError as exc:
-        raise InputError(f"Cannot write the output folder there ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"--out: cannot write the output folder there ({exc.strerror or type(exc).__name__}); "
                          "choose another --out in a folder you can write to.") from None
 
 
@@ -212,14 +212,16 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
 
                     write_all(tmp, plan, volume, anatomy, options_from_args(args))
     except FileExistsError:
-        raise InputError(f"Output folder {safe_path(out)} exists and is not empty; choose another --out or add --overwrite.") from None
+        raise InputError(f"--out: folder exists and is not empty ({safe_path(out)}); choose another --out or add "
+                         "--overwrite.") from None
     print(summary_text(plan))
     print(f"Plan folder: {out}")
     return 0
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", default="c2-dens-lateral", help="protocol name or .toml file (default c2-dens-lateral)")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
+                   help=f"protocol name or .toml file (default {DEFAULT_PROTOCOL}; shipped: c2-dens-anterior, c2-dens-lateral)")
     p.add_argument("--side", choices=("left", "right", "best"), default=None,
                    help="skin-entry side (default: the protocol's, 'best' = both searched)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -234,8 +236,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
-    from osteoplan.anatomy.pipeline import build_anatomy
-    from osteoplan.cliargs import read_volume_from_args
+    from osteoplan.cliargs import build_anatomy_from_args, read_ct_from_args
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
@@ -244,9 +245,9 @@ def _plan_cmd(args: argparse.Namespace) -> int:
                (args.ct, args.masks, args.protocol if str(args.protocol or "").endswith(".toml") else None))
     load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
-        volume = read_volume_from_args(args.ct, args)
+        volume = read_ct_from_args(args.ct, args)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
-        anatomy = build_anatomy(volume, masks=args.masks, hint_lps=args.hint_lps)
+        anatomy = build_anatomy_from_args(volume, masks=args.masks, hint_lps=args.hint_lps)
     out = Path(args.out) if args.out else Path("plan-out")
     rc = _run(volume, anatomy, args, out)
     print(f"Total time {time.perf_counter() - t0:.1f} s", file=sys.stderr)

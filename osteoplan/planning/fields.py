@@ -54,6 +54,7 @@ class StructureField:
     source: str
     soft_only: bool = False  # measured only outside C2 (bone on the way)
     mask_full: np.ndarray | None = None  # bool mask on the full CT grid (for exact re-measurement)
+    never_enter: bool = False  # a hollow viscus: the instrument must not intersect it
 
 
 @dataclass
@@ -74,6 +75,16 @@ class ROIFields:
     other_bone_source: str = ""
     lesion_assessed: bool = False
     maps: np.ndarray | None = None  # (K, J, I, S) float32: structures' maps, channel last (views in .structures)
+    #: ROI faces that are edges of the CT's data, as (array axis, -1 low / +1 high): the image border or a
+    #: truncated field of view. A path stopped there inside the body left the image, not the patient.
+    fov_faces: tuple[tuple[int, int], ...] = ()
+    #: Per ROI index along ``medial_axis`` (the array axis carrying S-I): signed offset (mm, + = patient left)
+    #: from the mid-sagittal plane of the medial edge of the structures the skin entry must stay medial to, on the
+    #: left (smallest positive) and the right (largest negative); NaN where none is segmented on that slice.
+    medial_edge_left_mm: np.ndarray | None = None
+    medial_edge_right_mm: np.ndarray | None = None
+    medial_axis: int = 0
+    medial_sources: tuple[str, ...] = ()
 
     def world_to_roi(self, pts_lps: np.ndarray) -> np.ndarray:
         """LPS mm (..., 3) -> fractional ROI index (..., 3)."""

@@ -25,6 +25,8 @@ import numpy as np
 
 #: result codes
 OK, NO_SKIN, TARGET_OUTSIDE_C2, NEVER_LEAVES_C2, BAD_ENTRY = 0, 1, 2, 3, 4
+#: length of the packed entry rule's head before the targets (see :func:`evaluate_candidates`)
+ENTRY_HEAD = 24
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -105,7 +107,9 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
 def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         c2d, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                        out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc):
+                        tip_skip_mm, gap_max_mm, thread_mm,
+                        out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
+                        out_tipgap, out_lesion_thread):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 
     Parameters
@@ -124,11 +128,18 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         entries, incidence being the angle between the path and the C2 surface at the entry.
     d_world : (D, 3) unit directions in LPS; Minv : (3, 3) world -> index linear part (for the
         surface normal from the depth-map gradient).
-    entry_rule : (16 + 3 T,) float64, empty to disable: [waist xyz (LPS mm), dens axis xyz,
-        anterior unit xyz, anterior_min_mm, below_waist_min_mm, length_min_mm, length_max_mm,
-        min_incidence_deg, 0, 0] followed by the targets in LPS mm (T x 3, flattened). Candidates
-        whose bone entry breaks this rule skip phase 2 (code ``BAD_ENTRY``); see
+    entry_rule : (ENTRY_HEAD + 3 T,) float64, empty to disable: [reference point xyz (LPS mm),
+        axis unit xyz, anterior unit xyz, lateral unit xyz, axis_min, axis_max, anterior_min,
+        anterior_max, lateral_abs_max (mm; +-1e9 = no bound), length_min_mm, length_max_mm,
+        min_incidence_deg, 0, 0, 0, 0] followed by the targets in LPS mm (T x 3, flattened).
+        Candidates whose bone entry leaves this box (in the reference frame), whose bone length is
+        outside the range or whose incidence is too small skip phase 2 (code ``BAD_ENTRY``); see
         :func:`osteoplan.planning.search.entry_rule_vector`.
+    tip_skip_mm : the tip's last millimetres excluded from containment (the tip engages the cortex).
+    gap_max_mm : when > 0, march from the target FORWARD (along the direction) at 0.25 mm until the
+        C2 surface, up to this distance: ``out_tipgap`` = the distance from the tip to the cortex ahead
+        (``gap_max_mm + 0.25`` when not reached). 0 disables it (``out_tipgap`` = 0).
+    thread_mm : length from the tip over which ``out_lesion_thread`` counts the lesion (mm).
     out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg).
     """
     N = cand_t.shape[0]
@@ -143,6 +154,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             out_clear[n, s_] = 1e9
         out_other[n] = 0.0
         out_lesion[n] = 0.0
+        out_lesion_thread[n] = 0.0
+        out_tipgap[n] = 0.0
         prev = _tri(c2d, t[0], t[1], t[2])
         if prev <= 0.0:
             out_code[n] = TARGET_OUTSIDE_C2
@@ -150,6 +163,19 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             out_sskin[n] = 0.0
             out_cont[n] = -1e9
             continue
+        # ---- phase 0: the cortex ahead of the tip
+        if gap_max_mm > 0.0:
+            hf = 0.25
+            gap = gap_max_mm + hf
+            pv = prev
+            for qf in range(1, int(gap_max_mm / hf) + 2):
+                sf = qf * hf
+                vf = _tri(c2d, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
+                if vf <= 0.0:
+                    gap = sf - hf + hf * pv / (pv - vf)
+                    break
+                pv = vf
+            out_tipgap[n] = gap
         # ---- phase 1: inside C2
         buf[0] = prev
         sbone = -1.0
@@ -167,6 +193,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             prev = v
             if _tri(lesion, k, j, i) >= 0.5:
                 out_lesion[n] += h
+                if s <= thread_mm:
+                    out_lesion_thread[n] += h
             _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
         if sbone < 0.0:
             out_code[n] = NEVER_LEAVES_C2
@@ -197,27 +225,37 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             skip = skip_mm
         if skip > 15.0:
             skip = 15.0
-        # containment: samples with s <= sbone - skip (at least the target sample)
+        # containment: samples with tip_skip <= s <= sbone - skip (the sample nearest the middle of
+        # that range when no sample falls in it)
         cont = 1e9
         lim = sbone - skip
         for q in range(0, m):
-            if q == 0 or q * h <= lim:
+            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
                 if buf[q] < cont:
                     cont = buf[q]
+        if cont >= 1e9:
+            qm = int(round(0.5 * (tip_skip_mm + lim) / h))
+            if qm < 0:
+                qm = 0
+            if qm > m - 1:
+                qm = m - 1
+            cont = buf[qm]
         out_cont[n] = cont - r_screw
         out_sbone[n] = sbone
         if entry_rule.shape[0] > 0:
-            # bone entry (LPS mm) relative to the waist; dens axis entry_rule[3:6], anterior entry_rule[6:9]
-            tw0 = entry_rule[16 + 3 * cand_t[n]]
-            tw1 = entry_rule[17 + 3 * cand_t[n]]
-            tw2 = entry_rule[18 + 3 * cand_t[n]]
+            # bone entry (LPS mm) in the reference frame: axis [3:6], anterior [6:9], lateral [9:12]
+            tw0 = entry_rule[ENTRY_HEAD + 3 * cand_t[n]]
+            tw1 = entry_rule[ENTRY_HEAD + 1 + 3 * cand_t[n]]
+            tw2 = entry_rule[ENTRY_HEAD + 2 + 3 * cand_t[n]]
             ex = tw0 - sbone * dw[0] - entry_rule[0]
             ey = tw1 - sbone * dw[1] - entry_rule[1]
             ez = tw2 - sbone * dw[2] - entry_rule[2]
-            below = -(ex * entry_rule[3] + ey * entry_rule[4] + ez * entry_rule[5])
+            up = ex * entry_rule[3] + ey * entry_rule[4] + ez * entry_rule[5]
             antoff = ex * entry_rule[6] + ey * entry_rule[7] + ez * entry_rule[8]
-            if (antoff < entry_rule[9] or below < entry_rule[10] or sbone < entry_rule[11]
-                    or sbone > entry_rule[12] or out_inc[n] < entry_rule[13]):
+            latoff = abs(ex * entry_rule[9] + ey * entry_rule[10] + ez * entry_rule[11])
+            if (up < entry_rule[12] or up > entry_rule[13] or antoff < entry_rule[14] or antoff > entry_rule[15]
+                    or latoff > entry_rule[16] or sbone < entry_rule[17]
+                    or sbone > entry_rule[18] or out_inc[n] < entry_rule[19]):
                 out_code[n] = BAD_ENTRY
                 out_sskin[n] = 0.0
                 continue
@@ -252,7 +290,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
 
 
 def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, lesion, maps, soft_only,
-                    r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule):
+                    r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
+                    tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0):
     """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
 
     Uses :func:`scipy.ndimage.map_coordinates` (trilinear, edge-clamped) for each sample point, one
@@ -267,7 +306,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
     N = len(cand_t)
     S = maps.shape[3]
     maps = np.moveaxis(maps, 3, 0)
-    res = {k: np.zeros(N) for k in ("sbone", "sskin", "cont", "other", "lesion", "inc")}
+    res = {k: np.zeros(N) for k in ("sbone", "sskin", "cont", "other", "lesion", "inc", "tipgap", "lesion_thread")}
     res["code"] = np.zeros(N, np.int8)
     res["clear"] = np.full((N, S), 1e9)
     shape = np.asarray(body.shape)
@@ -279,6 +318,15 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
             res["code"][n] = TARGET_OUTSIDE_C2
             res["cont"][n] = -1e9
             continue
+        if gap_max_mm > 0:
+            hf, pv, gap = 0.25, prev, gap_max_mm + 0.25
+            for qf in range(1, int(gap_max_mm / hf) + 2):
+                vf = tri(c2d, t + qf * hf * d)
+                if vf <= 0:
+                    gap = qf * hf - hf + hf * pv / (pv - vf)
+                    break
+                pv = vf
+            res["tipgap"][n] = gap
         depths = [prev]
         for s_ in range(S):
             if not soft_only[s_]:
@@ -296,6 +344,8 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
             prev = v
             if tri(lesion, p) >= 0.5:
                 res["lesion"][n] += h
+                if s <= thread_mm + 1e-9:
+                    res["lesion_thread"][n] += h
             for s_ in range(S):
                 if not soft_only[s_]:
                     res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
@@ -310,16 +360,18 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
         sin_inc = min(1.0, abs(g @ d_world[cand_d[n]]) / gn) if gn > 1e-9 else 1.0
         res["inc"][n] = np.degrees(np.arcsin(sin_inc))
         skip = min(15.0, max(skip_mm, (r_screw + cont_margin) / max(sin_inc, 1e-3)))
-        keep = [v for q, v in enumerate(depths) if q == 0 or q * h <= sbone - skip]
+        keep = [v for q, v in enumerate(depths) if tip_skip_mm - 1e-9 <= q * h <= sbone - skip]
+        if not keep:
+            keep = [depths[int(np.clip(round(0.5 * (tip_skip_mm + sbone - skip) / h), 0, len(depths) - 1))]]
         res["cont"][n] = min(keep) - r_screw
         res["sbone"][n] = sbone
         if len(entry_rule):
-            tw = entry_rule[16 + 3 * cand_t[n]: 19 + 3 * cand_t[n]]
+            tw = entry_rule[ENTRY_HEAD + 3 * cand_t[n]: ENTRY_HEAD + 3 + 3 * cand_t[n]]
             e = tw - sbone * d_world[cand_d[n]] - entry_rule[0:3]
-            below = -(e @ entry_rule[3:6])
-            antoff = e @ entry_rule[6:9]
-            if (antoff < entry_rule[9] or below < entry_rule[10] or sbone < entry_rule[11]
-                    or sbone > entry_rule[12] or res["inc"][n] < entry_rule[13]):
+            up, antoff, latoff = e @ entry_rule[3:6], e @ entry_rule[6:9], abs(e @ entry_rule[9:12])
+            if (up < entry_rule[12] or up > entry_rule[13] or antoff < entry_rule[14] or antoff > entry_rule[15]
+                    or latoff > entry_rule[16] or sbone < entry_rule[17]
+                    or sbone > entry_rule[18] or res["inc"][n] < entry_rule[19]):
                 res["code"][n] = BAD_ENTRY
                 continue
         prevb, sskin = 1.0, None

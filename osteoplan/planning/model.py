@@ -219,6 +219,19 @@ class Trajectory(_Frozen):
     tip_below_apex_mm: float | None = None
     tip_anterior_of_axis_mm: float | None = None
     hydrodissection_required: bool = False
+    tip_to_cortex_mm: float | None = Field(None, description="Distance from the tip to the C2 cortex ahead of it along "
+                                           "the path (mm): how far short of the apical cortex the tip stops.")
+    tip_to_apex_mm: float | None = Field(None, description="Distance from the tip to the dens apex landmark (mm).")
+    bone_entry_to_apex_mm: float | None = Field(None, description="Distance from the bone entry to the dens apex (mm): "
+                                                "the longest screw this entry allows.")
+    bone_entry_above_corner_mm: float | None = Field(None, description="Height of the bone entry above the "
+                                                     "anteroinferior corner of the C2 body along the dens axis (mm).")
+    bone_entry_from_midline_mm: float | None = Field(None, description="Distance of the bone entry from the "
+                                                     "mid-sagittal plane through the anteroinferior corner (mm).")
+    thread_crosses_waist: bool | None = Field(None, description="The screw's thread (its last thread_mm before the "
+                                              "tip) spans the dens waist.")
+    thread_in_lesion_mm: float | None = Field(None, description="Length of the thread inside the lesion (mm); None "
+                                              "when no lesion was assessed.")
     score: float
     score_terms: dict[str, float] = Field(default_factory=dict)
     guidance: Guidance | None = None

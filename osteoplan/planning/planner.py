@@ -20,10 +20,10 @@ from osteoplan.planning import kernel as K
 from osteoplan.planning.cement import plan_cement
 from osteoplan.planning.guidance import guidance_for
 from osteoplan.planning.model import (ClearanceCheck, ConstraintExclusion, CTGeometry, DisplacementItem,
-                                      HUProfile, Hydrodissection, Infeasibility, NearMiss, Plan, Screw,
+                                      HUProfile, Hydrodissection, Infeasibility, NearMiss, Plan, RouteCheck, Screw,
                                       SearchStats, Trajectory)
-from osteoplan.planning.protocol import Protocol, load_protocol
-from osteoplan.planning.search import CONSTRAINTS, SearchResult, dens_frame, search
+from osteoplan.planning.protocol import DEFAULT_PROTOCOL, Protocol, load_protocol
+from osteoplan.planning.search import BONE_CONSTRAINTS, CONSTRAINTS, SearchResult, dens_frame, search, zone_frame
 
 
 def _r(x: float, n: int = 2) -> float:
@@ -34,35 +34,73 @@ def _v(x: np.ndarray, n: int = 2) -> tuple[float, float, float]:
     return tuple(round(float(a), n) for a in np.asarray(x).reshape(3))  # type: ignore[return-value]
 
 
+def _assessed_by(source: str | None) -> str:
+    """How a segmented structure was known, from its label-map source string."""
+    src = (source or "").lower()
+    if "atlas" in src:
+        return "atlas"
+    if "bony canal" in src or "foramen" in src or "foramina" in src:
+        return "bony_canal"
+    if src.startswith("provided") or "totalsegmentator" in src or "phantom" in src:
+        return "provided_mask"
+    return "segmented"
+
+
+#: A structure not segmented whose clearance is covered by another one's, and how it is said.
+#: The bony spinal canal contains the cord; the vertebral artery runs in its bony canal (transverse foramina).
+COVERED_BY = {
+    "spinal_cord": ("spinal_canal", "covered", "covered by the spinal-canal clearance (the bony canal contains the cord)"),
+    "vertebral_artery_left": ("vertebral_artery_canal_left", "bony_canal",
+                              "assessed by its bony canal (foramen transversarium), not the vessel"),
+    "vertebral_artery_right": ("vertebral_artery_canal_right", "bony_canal",
+                               "assessed by its bony canal (foramen transversarium), not the vessel"),
+}
+
+
 def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) -> list[ClearanceCheck]:
     ev = res.fine if fine else res.coarse
     out = []
+    from osteoplan.planning.fields import CAP_MM
+
+    measured = {s.name for s in res.fields.structures}
     for s_i, s in enumerate(res.fields.structures):
         clr = float(ev.clear[c, s_i])
         disp = None
-        if clr >= s.margin_mm - 1e-9:
+        note = None
+        if s.never_enter and clr < 0:
+            status = "fail"
+            note = ("the instrument enters it: never acceptable (hydrodissection displaces what the path passes near, "
+                    "it does not open a way through a lumen)")
+        elif clr >= s.margin_mm - 1e-9:
             status = "pass"
         elif s.category == "displaceable":
             disp = _r(s.margin_mm - clr)
             status = "hydrodissection" if disp <= protocol.hydrodissection.achievable_mm else "fail"
         else:
             status = "fail"
-        note = None
-        from osteoplan.planning.fields import CAP_MM
-
-        if clr >= CAP_MM - res.r_instr - 0.05:
+        if note is None and clr >= CAP_MM - res.r_instr - 0.05:
             note = f"at least this much (distances are computed up to {CAP_MM:g} mm)"
-        if "atlas" in (s.source or "").lower():
+        by = _assessed_by(s.source)
+        if by == "atlas":
             note = "atlas-transferred mask, not this patient's vessel"
+        elif by == "bony_canal" and note is None:
+            note = "the vertebral artery's bony canal (foramen transversarium), segmented on the CT"
         out.append(ClearanceCheck(structure=s.name, category=s.category, margin_mm=s.margin_mm,
                                   clearance_mm=_r(clr), status=status, displacement_needed_mm=disp,
                                   segmented=True, source=s.source,
-                                  segment="skin_to_bone" if s.soft_only else "skin_to_target", note=note))
+                                  segment="skin_to_bone" if s.soft_only else "skin_to_target", note=note,
+                                  assessed_by=by))
     for name, why in res.not_assessed.items():
         rule = protocol.structures[name]
+        cover = COVERED_BY.get(name)
+        if cover is not None and cover[0] in measured:
+            out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
+                                      clearance_mm=None, status="covered", segmented=False, source=None,
+                                      note=f"{cover[2]}: see {cover[0]}", assessed_by=cover[1]))
+            continue
         out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
                                   clearance_mm=None, status="not_assessed", segmented=False, source=None,
-                                  note=why))
+                                  note=why, assessed_by="not_assessed"))
     return out
 
 
@@ -122,6 +160,14 @@ def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, lm: DensLa
 
     tip_depth = float(map_coordinates(res.fields.c2_depth_mm, res.fields.world_to_roi(T).reshape(3, 1), order=1)[0])
     hydro = any(ch.status == "hydrodissection" for ch in checks)
+    ref, zax, zant, zlat = zone_frame(lm, protocol)
+    corner = np.asarray(lm.anteroinferior_body_lps_mm, float)
+    thread = float(getattr(ev, "thread_mm", 0.0)) or screw.thread_mm
+    gap = None
+    if ev.tip_gap is not None and protocol.target.tip_to_cortex_max_mm is not None:
+        gap = _r(ev.tip_gap[c])
+    crosses = bool(((T - lm.waist_lps_mm) @ ax > 0) and ((T - thread * d - lm.waist_lps_mm) @ ax < 0))
+    in_lesion = (_r(ev.lesion_thread[c]) if (res.fields.lesion_assessed and ev.lesion_thread is not None) else None)
     terms = {k: _r(v[c], 3) for k, v in asm.terms.items()}
     return Trajectory(
         rank=rank, side="right" if d[0] > 0 else "left",
@@ -139,13 +185,20 @@ def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, lm: DensLa
         soft_tissue_depth_mm=_r(ss - sb), mandible_crossing_mm=mand, other_bone_crossing_mm=_r(ev.other_bone[c]),
         tip_depth_inside_cortex_mm=_r(tip_depth), tip_below_apex_mm=_r((lm.apex_lps_mm - T) @ ax),
         tip_anterior_of_axis_mm=_r((T - lm.waist_lps_mm) @ ant), hydrodissection_required=hydro,
+        tip_to_cortex_mm=gap, tip_to_apex_mm=_r(np.linalg.norm(lm.apex_lps_mm - T)),
+        bone_entry_to_apex_mm=_r(np.linalg.norm(lm.apex_lps_mm - bone)),
+        bone_entry_above_corner_mm=_r((bone - corner) @ zax), bone_entry_from_midline_mm=_r(abs((bone - corner) @ zlat)),
+        thread_crosses_waist=crosses, thread_in_lesion_mm=in_lesion,
         score=_r(asm.score[c], 3), score_terms=terms,
         guidance=guidance_for(d, protocol.guidance.gantry_limit_deg))
 
 
 def _constraint_order(res: SearchResult) -> list[str]:
-    names = ["skin", "bone_entry", "screw_length", "entry_angle", "containment"]
+    present = res.coarse_assessment.violations
+    names = ["skin"] + [n for n in BONE_CONSTRAINTS if n in present]
     names += [f"clearance:{s.name}" for s in res.fields.structures if s.category == "hard"]
+    names += [f"viscus:{s.name}" for s in res.fields.structures if s.never_enter]
+    names += [n for n in ("corridor",) if n in present]
     names += ["bone_on_way", "hydrodissection_limit"]
     return names
 
@@ -153,6 +206,8 @@ def _constraint_order(res: SearchResult) -> list[str]:
 def _describe(name: str) -> str:
     if name.startswith("clearance:"):
         return f"clearance to {name.split(':', 1)[1]} >= its margin"
+    if name.startswith("viscus:"):
+        return f"the instrument does not enter {name.split(':', 1)[1]} (displaced by hydrodissection, never crossed)"
     return CONSTRAINTS.get(name, name)
 
 
@@ -193,6 +248,44 @@ def _infeasibility(res: SearchResult, protocol: Protocol) -> Infeasibility:
                          best_near_miss=near, message=msg)
 
 
+def _route_check(res: SearchResult, protocol: Protocol, volume: Volume, lm: DensLandmarks,
+                 feasible: bool) -> RouteCheck:
+    """Whether the CT shows the technique's route (see :class:`~osteoplan.planning.model.RouteCheck`).
+
+    Not assessable when no path is feasible, no technique-conformant path (every bone-side constraint met)
+    reaches the skin inside the image, and some leave the image still inside the body: where their skin entry
+    would be, and what lies on the way, cannot be seen. The planner never substitutes another route.
+    """
+    c = res.route_counts or {}
+    n_conf, n_skin, n_left = c.get("conforming", 0), c.get("reached_skin", 0), c.get("left_image", 0)
+    lo, hi = volume.bounds_lps_mm()
+    corner_z = float(lm.anteroinferior_body_lps_mm[2])
+    figs = {"conforming_paths": float(n_conf), "reached_skin_in_image": float(n_skin),
+            "left_image_inside_body": float(n_left), "ct_lower_edge_z_mm": round(float(lo[2]), 1),
+            "c2_anteroinferior_corner_z_mm": round(corner_z, 1),
+            "corner_to_ct_lower_edge_mm": round(corner_z - float(lo[2]), 1)}
+    route = protocol.route
+    if res.route_exit_z_mm is not None:
+        figs["paths_leave_image_at_z_mm"] = round(res.route_exit_z_mm, 1)
+    if not feasible and n_left > 0 and n_skin == 0:
+        where = "lower edge" if res.route_exit_z_mm is None or res.route_exit_z_mm <= corner_z else "edge"
+        en = (f"{route.upper()} ROUTE NOT ASSESSABLE ON THIS CT: the technique's paths ({n_left} of {n_conf} conforming) "
+              f"leave the image at its {where} still inside the neck, {corner_z - float(lo[2]):.0f} mm below the C2 "
+              "anteroinferior corner, so their skin entry and what lies on the way cannot be checked. Extend the scan "
+              "to C6-T1; another route is another protocol (--protocol).")
+        fr = (f"VOIE {'ANTÉRIEURE' if route == 'anterior' else route.upper()} NON ÉVALUABLE SUR CE SCANNER : les trajets "
+              f"de la technique ({n_left} sur {n_conf} conformes) sortent de l'image par son bord "
+              f"{'inférieur' if where == 'lower edge' else ''} encore dans le cou, {corner_z - float(lo[2]):.0f} mm sous le "
+              "coin antéro-inférieur de C2 : leur point d'entrée cutané et ce qu'ils traversent ne peuvent pas être "
+              "vérifiés. Étendre l'acquisition jusqu'à C6-T1 ; une autre voie est un autre protocole (--protocol).")
+        return RouteCheck(assessable=False, route=route, message_en=en, message_fr=fr, figures=figs)
+    msg = None
+    if n_left > 0 and not feasible:
+        msg = (f"{n_left} of the {n_conf} technique-conforming paths leave the image still inside the body and could not "
+               "be checked: a CT extended to C6-T1 may show a feasible one.")
+    return RouteCheck(assessable=True, route=route, message_en=msg, figures=figs)
+
+
 def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, protocol: Protocol | str | None = None,
               side: str | None = None, lesion_mask: np.ndarray | None = None, warnings: list[str] | None = None,
               risk: dict[str, Any] | None = None, **search_kw: Any) -> Plan:
@@ -206,7 +299,8 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
         Segmented structures on the CT grid; absent structures are reported "not assessed".
     landmarks : DensLandmarks
         Dens apex, axis, waist (LPS mm).
-    protocol : Protocol or name/path (default ``"c2-dens-lateral"``).
+    protocol : Protocol or name/path (default :data:`~osteoplan.planning.protocol.DEFAULT_PROTOCOL`,
+        ``"c2-dens-anterior"``).
     side : "left", "right" or "best" (default: the protocol's).
     lesion_mask : bool array (K, J, I), optional; default ``labelmap['lesion']`` when present.
     warnings : extra warnings to carry into the plan (e.g. from segmentation).
@@ -229,7 +323,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
         raise PlanningError("The dens is cut by the top of the CT: its tip (the screw's target zone) is not in the "
                             "image, so no screw path can be planned. Use a CT that covers the whole dens and C1.")
     if protocol is None or isinstance(protocol, str):
-        protocol = load_protocol(protocol or "c2-dens-lateral")
+        protocol = load_protocol(protocol or DEFAULT_PROTOCOL)
     side = side or protocol.side.default
     res = search(volume, labelmap, landmarks, protocol, side=side, lesion_mask=lesion_mask, **search_kw)
     warns = list(warnings or []) + res.warnings
@@ -260,6 +354,11 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
                          f"{sc.practice_max_mm:g} mm used in the published series (PMID 33388865).")
         if best.screw is not None and best.screw.fits_waist is False:
             warns.append("The screw leaves less bone than required at the dens waist.")
+        flag = protocol.screw.short_of_apex_flag_mm
+        if (flag is not None and best.screw is not None and best.bone_entry_to_apex_mm is not None
+                and best.screw.length_mm < best.bone_entry_to_apex_mm - flag):
+            warns.append(f"Screw {best.screw.length_mm:g} mm is more than {flag:g} mm shorter than its bone entry -> dens "
+                         f"apex distance ({best.bone_entry_to_apex_mm:.1f} mm): check the tip reaches the apical cortex.")
     sp_max = float(np.max(volume.spacing_mm))
     if sp_max > 1.25:
         warns.append(f"Coarse CT ({sp_max:.1f} mm voxels): clearances, containment and the dens landmarks are uncertain "
@@ -269,8 +368,23 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
         c2_full = labelmap.get("vertebrae_C2")
     cement = plan_cement(labelmap, c2_full, protocol, lesion_mask)
     na = sorted(res.not_assessed)
-    if na:
-        warns.append("Not assessed (not segmented, never reported as clear): " + ", ".join(na) + ".")
+    measured = {s_.name for s_ in res.fields.structures}
+    _cov = COVERED_BY
+    covered = sorted(n for n in na if n in _cov and _cov[n][0] in measured)
+    na_strict = [n for n in na if n not in covered]
+    if na_strict:
+        warns.append("Not assessed (not segmented, never reported as clear): " + ", ".join(na_strict) + ".")
+    for n in covered:
+        warns.append(f"{n}: {_cov[n][2]} ({_cov[n][0]}).")
+    if protocol.entry.skin_medial_to:
+        want = [f"{b}_{sd}" for b in protocol.entry.skin_medial_to for sd in ("left", "right")]
+        missing = [n for n in want if n not in res.fields.medial_sources]
+        if missing and best is not None:
+            warns.append("Corridor not fully assessed: the skin entry could not be checked to lie medial to "
+                         + ", ".join(missing) + " (not segmented on this CT).")
+    route = _route_check(res, protocol, volume, landmarks, feasible=best is not None)
+    if route is not None and route.message_en and route.assessable:
+        warns.append(route.message_en)
     infeas = _infeasibility(res, protocol)
     ct = CTGeometry(shape_kji=volume.shape, spacing_mm=_v(volume.spacing_mm, 4),
                     affine=tuple(tuple(round(float(x), 6) for x in row) for row in volume.affine),
@@ -288,7 +402,8 @@ def make_plan(volume: Volume, labelmap: LabelMap, landmarks: DensLandmarks, prot
                 guidance=best.guidance if best else None,
                 assessed=tuple(s.name for s in res.fields.structures), not_assessed=tuple(na),
                 structure_sources=sources, landmarks=landmarks.to_dict(), risk=risk,
-                warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats)
+                warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
+                procedure=protocol.name, route=route)
 
 
 def plan_from_anatomy(volume: Volume, anatomy: Any, protocol: Protocol | str | None = None, side: str | None = None,

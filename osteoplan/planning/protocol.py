@@ -7,7 +7,7 @@ value in them says its source or is marked "configurable default, no published s
 
 Examples
 --------
->>> p = load_protocol("c2-dens-lateral")
+>>> p = load_protocol("c2-dens-anterior")
 >>> p.screw.diameters_mm
 [3.5, 4.0, 4.5]
 """
@@ -30,12 +30,19 @@ class _M(BaseModel):
 
 
 class TargetZone(_M):
+    """Where the screw tip may lie, in the dens frame (see :func:`osteoplan.planning.search.target_points`).
+
+    ``tip_to_cortex_max_mm``: when set, the tip must lie at most this far short of the C2 cortex ahead of it
+    along the path (the tip engages the apical cortex: two-cortex grip); ``None`` = not required.
+    """
+
     below_apex_min_mm: float = Field(ge=0)
     below_apex_max_mm: float = Field(gt=0, le=30)
     inside_cortex_min_mm: float = Field(ge=0, le=10)
     anterior_of_axis_min_mm: float = Field(ge=-10, le=10)
     grid_step_mm: float = Field(gt=0.2, le=5)
     max_targets: int = Field(ge=1, le=2000)
+    tip_to_cortex_max_mm: float | None = Field(None, ge=0, le=20)
 
     @model_validator(mode="after")
     def _order(self):
@@ -44,11 +51,57 @@ class TargetZone(_M):
         return self
 
 
+class EntryZone(_M):
+    """The bone-entry zone as a box in a landmark frame (procedure-agnostic).
+
+    The bone entry E is expressed relative to the landmark ``reference`` (``anteroinferior_corner``: the
+    anteroinferior point of the C2 body; ``waist``: the centre of the dens waist) in the frame (axis, anterior,
+    lateral) = (dens axis base->apex, anterior unit perpendicular to it, their cross product): ``axis`` = height
+    above the reference along the axis, ``anterior`` = offset towards the front, ``|lateral|`` = distance from the
+    mid-sagittal plane through the reference. Each bound left ``None`` is not applied.
+    """
+
+    reference: Literal["anteroinferior_corner", "waist"]
+    axis_min_mm: float | None = Field(None, ge=-60, le=60)
+    axis_max_mm: float | None = Field(None, ge=-60, le=60)
+    anterior_min_mm: float | None = Field(None, ge=-60, le=60)
+    anterior_max_mm: float | None = Field(None, ge=-60, le=60)
+    lateral_abs_max_mm: float | None = Field(None, ge=0, le=60)
+
+
 class EntryRules(_M):
-    bone_entry_anterior_min_mm: float = Field(ge=-20, le=20)
-    bone_entry_below_waist_min_mm: float = Field(ge=-20, le=40)
+    """Bone- and skin-entry rules.
+
+    Either ``zone`` (an :class:`EntryZone`) or the older pair ``bone_entry_anterior_min_mm`` /
+    ``bone_entry_below_waist_min_mm`` (relative to the dens waist; protocol files before 1.1) is given;
+    :meth:`effective_zone` turns the pair into the equivalent zone.
+    """
+
+    zone: EntryZone | None = None
+    bone_entry_anterior_min_mm: float | None = Field(None, ge=-20, le=20)
+    bone_entry_below_waist_min_mm: float | None = Field(None, ge=-20, le=40)
     max_depth_mm: float = Field(gt=20, le=300)
     min_incidence_deg: float = Field(ge=0, le=90)
+    #: Structures (names without the ``_left`` / ``_right`` side) the skin entry must lie medial to, on its side and
+    #: at its level, where they are segmented: e.g. the carotid sheath for the anterior cervical corridor.
+    skin_medial_to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_zone(self):
+        old = self.bone_entry_anterior_min_mm is not None or self.bone_entry_below_waist_min_mm is not None
+        if self.zone is None and not old:
+            raise ValueError("give [entry.zone] (or bone_entry_anterior_min_mm / bone_entry_below_waist_min_mm)")
+        if self.zone is not None and old:
+            raise ValueError("give either [entry.zone] or the bone_entry_* pair, not both")
+        return self
+
+    def effective_zone(self) -> EntryZone:
+        """The bone-entry zone (the older waist-relative pair as a zone)."""
+        if self.zone is not None:
+            return self.zone
+        below = self.bone_entry_below_waist_min_mm
+        return EntryZone(reference="waist", axis_max_mm=None if below is None else -below,
+                         anterior_min_mm=self.bone_entry_anterior_min_mm)
 
 
 class SideRule(_M):
@@ -61,6 +114,9 @@ class AngleLimits(_M):
     mediolateral_min_deg: float = Field(ge=0, le=180)
     mediolateral_max_deg: float = Field(ge=0, le=180)
     grid_step_deg: float = Field(gt=0.1, le=20)
+    #: Hard cap on the angle between the path and the dens axis (deg); when set, directions are sampled on a
+    #: cone around the axis (see :func:`osteoplan.planning.search.directions`). ``None`` = no cap.
+    dens_axis_max_deg: float | None = Field(None, gt=0, le=90)
 
     @model_validator(mode="after")
     def _order(self):
@@ -89,6 +145,17 @@ class ScrewCatalogue(_M):
     waist_margin_mm: float = Field(ge=0, le=5)
     containment_margin_mm: float = Field(ge=-2, le=5)
     containment_skip_entry_mm: float = Field(ge=0, le=20)
+    #: The tip's last millimetres excluded from containment (the tip engages the apical cortex).
+    containment_skip_tip_mm: float = Field(0.0, ge=0, le=10)
+    #: When set, the screw's thread (the last ``thread_mm`` before the tip) must cross the dens waist and,
+    #: when a lesion is segmented, the lesion.
+    thread_crosses_waist: bool = False
+    thread_crosses_lesion: bool = False
+    #: A plan more than this shorter than its bone entry -> dens apex distance is flagged (mm); None = no flag.
+    short_of_apex_flag_mm: float | None = Field(None, ge=0, le=30)
+    #: Shortest screw when the anatomy allows it (mm): the length floor is min(this, anteroinferior
+    #: corner -> apex - ``short_of_apex_flag_mm``) and never below ``length_min_mm``. None = ``length_min_mm``.
+    preferred_min_mm: float | None = Field(None, gt=0, le=120)
 
     @field_validator("diameters_mm")
     @classmethod
@@ -117,8 +184,12 @@ class ScrewCatalogue(_M):
 
 
 class StructureRule(_M):
+    """Required clearance of one structure; ``never_enter`` marks a hollow viscus (pharynx, oesophagus, larynx,
+    trachea, airway): hydrodissection may push it, but an instrument that intersects it makes the path infeasible."""
+
     category: Literal["hard", "displaceable"]
     margin_mm: float = Field(ge=0, le=30)
+    never_enter: bool = False
 
 
 class HydroRule(_M):
@@ -155,6 +226,8 @@ class Objective(_M):
     hard_clearance: float = Field(ge=0)
     lesion: float = Field(ge=0)
     bone_purchase: float = Field(ge=0)
+    #: penalty per mm the screw is shorter than its bone entry -> apex distance (0 = not used)
+    short_of_apex: float = Field(0.0, ge=0)
 
 
 class OutputRule(_M):
@@ -164,11 +237,13 @@ class OutputRule(_M):
 
 
 class Protocol(_M):
-    """A validated procedure protocol (see ``protocols/c2-dens-lateral.toml`` for every field's meaning)."""
+    """A validated procedure protocol (see ``protocols/c2-dens-anterior.toml`` for every field's meaning)."""
 
     name: str
     version: str
     title: str
+    #: The technique's route (says what "route not assessable" means), e.g. "anterior", "lateral".
+    route: str = "lateral"
     sources: list[str] = Field(default_factory=list)
     target: TargetZone
     entry: EntryRules
@@ -214,10 +289,14 @@ def parse_protocol(data: dict, origin: str = "<protocol>") -> Protocol:
             loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
             parts.append(f"field '{loc}': {err['msg']}")
         raise ProtocolError(f"Protocol {origin} is invalid: " + "; ".join(parts)
-                            + ". Fix the protocol file (see protocols/c2-dens-lateral.toml for the documented fields).") from None
+                            + ". Fix the protocol file (see protocols/c2-dens-anterior.toml for the documented fields).") from None
 
 
-def load_protocol(name_or_path: str | Path = "c2-dens-lateral") -> Protocol:
+#: The protocol used when none is named.
+DEFAULT_PROTOCOL = "c2-dens-anterior"
+
+
+def load_protocol(name_or_path: str | Path = DEFAULT_PROTOCOL) -> Protocol:
     """Load a shipped protocol by name or a TOML file by path.
 
     Raises

@@ -9,13 +9,23 @@ objective (:func:`objective`) ranks it.
 Hard constraints, in the order used for "first failing constraint" counts:
 
 ``skin``          the path reaches the skin inside the field of view within ``entry.max_depth_mm``;
-``bone_entry``    the bone entry is on the anterior/anterolateral cortex of the C2 body (anterior of
-                  the dens axis, below the waist, per protocol);
-``screw_length``  bone entry -> target fits the catalogue (>= shortest, < longest + one step);
+``bone_entry``    the bone entry lies in the protocol's entry zone (a box in the frame of a C2
+                  landmark: near the anteroinferior corner for the anterior screw, below the waist
+                  and anterior of the axis for the lateral route);
+``screw_length``  bone entry -> target fits the catalogue (>= the length floor, < longest + one step);
+``dens_axis``     the path is within ``angles.dens_axis_max_deg`` of the dens axis (when set);
+``tip_to_cortex`` the tip lies at most ``target.tip_to_cortex_max_mm`` short of the cortex ahead (when set);
+``thread_waist``  the screw's thread crosses the dens waist (when required);
+``thread_lesion`` the thread crosses the lesion, when one is segmented (when required);
 ``entry_angle``   the path meets the C2 cortex at >= ``entry.min_incidence_deg`` (a trocar skids on
                   a tangential cortex);
 ``containment``   screw surface stays ``screw.containment_margin_mm`` inside C2 (entry zone excepted);
 ``clearance:X``   every segmented hard structure X: clearance >= its margin;
+``viscus:X``      a hollow viscus X (``never_enter``: pharynx, oesophagus, larynx, trachea, airway) is
+                  never intersected by the instrument (clearance >= 0): hydrodissection displaces what
+                  the path passes near, it does not open a way through a lumen;
+``corridor``      the skin entry lies medial to the structures ``entry.skin_medial_to`` names (the carotid
+                  sheath) on its side and at its level, where they are segmented;
 ``bone_on_way``   no bone other than C2 crossed between skin and bone entry;
 ``hydrodissection_limit`` displacement needed by any displaceable structure <= what hydrodissection
                   can achieve (``hydrodissection.achievable_mm``).
@@ -40,8 +50,13 @@ from osteoplan.planning.protocol import Protocol
 
 CONSTRAINTS: dict[str, str] = {
     "skin": "path reaches the skin inside the field of view and within the maximum depth",
-    "bone_entry": "bone entry on the anterior/anterolateral cortex of the C2 body",
-    "screw_length": "bone entry to target fits the screw catalogue",
+    "bone_entry": "bone entry inside the protocol's entry zone on the C2 body",
+    "screw_length": "bone entry to target fits the screw catalogue and the length floor",
+    "dens_axis": "path within the maximum angle to the dens axis",
+    "tip_to_cortex": "tip at most the allowed distance short of the apical cortex",
+    "thread_waist": "the screw's thread crosses the dens waist",
+    "thread_lesion": "the screw's thread crosses the lesion",
+    "corridor": "skin entry medial to the carotid sheath (between it and the visceral column)",
     "containment": "screw stays inside C2 with the containment margin",
     "entry_angle": "path meets the C2 cortex at least at the minimum incidence angle",
     "bone_on_way": "no other bone (mandible, C1, C3...) crossed before C2",
@@ -206,6 +221,12 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
         for ax in range(3):
             if ax != zaxis:
                 lo[ax], hi[ax] = max(lo[ax], bb[ax][0] - 2), min(hi[ax], bb[ax][1] + 3)
+    faces = []
+    for ax in range(3):
+        if lo[ax] == 0 or (ax == zaxis and -1 in cut and lo[ax] == cut[-1] + 1):
+            faces.append((ax, -1))
+        if hi[ax] == volume.shape[ax] or (ax == zaxis and 1 in cut and hi[ax] == cut[1]):
+            faces.append((ax, +1))
     sl = tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))
     aff = volume.affine.copy()
     aff[:3, 3] = volume.index_to_world(lo.astype(float))
@@ -236,7 +257,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
                   c2_depth_mm=depth_inside_mm(c2r, sp), body=body_full[sl].astype(np.uint8),
                   other_bone=other.astype(np.uint8), lesion=lesion_r.astype(np.uint8),
                   c2_source=c2_src, body_source=body_src, other_bone_source=bone_other_src,
-                  lesion_assessed=les is not None)
+                  lesion_assessed=les is not None, fov_faces=tuple(faces))
     not_assessed: dict[str, str] = {}
     for name, rule in protocol.structures.items():
         if name == "other_bone":
@@ -254,7 +275,10 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
             dm = capped_distance_mm(mr, sp)
         f.structures.append(StructureField(name, rule.category, rule.margin_mm, dm,
                                            labelmap.sources.get(name, "segmented"),
-                                           soft_only=(name == "mandible"), mask_full=m))
+                                           soft_only=(name == "mandible"), mask_full=m,
+                                           never_enter=rule.never_enter))
+    if protocol.entry.skin_medial_to:
+        _medial_edges(f, volume, labelmap, lm, protocol, sl, zaxis)
     f.maps = np.empty(shape + (max(1, len(f.structures)),), np.float32)
     f.maps[...] = 1e3
     for i_, st in enumerate(f.structures):
@@ -263,6 +287,60 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     if not f.structures:
         f.maps = f.maps[..., :0]
     return f, warnings, not_assessed
+
+
+def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol,
+                  sl: tuple[slice, ...], zaxis: int) -> None:
+    """Fill ``f.medial_edge_left_mm`` / ``_right_mm``: per ROI slice, the medial edge of the structures named in
+    ``entry.skin_medial_to`` (both sides), as a signed offset from the mid-sagittal plane through the zone's
+    reference point (+ = patient left). Structures not segmented leave NaN (the corridor is then not assessed)."""
+    ref, _, _, lat = zone_frame(lm, protocol)
+    n = f.shape[zaxis]
+    left = np.full(n, np.nan)
+    right = np.full(n, np.nan)
+    used = []
+    for base in protocol.entry.skin_medial_to:
+        for side, arr in (("left", left), ("right", right)):
+            name = f"{base}_{side}"
+            if not labelmap.has(name):
+                continue
+            m = labelmap.get(name)[sl]
+            if not m.any():
+                continue
+            used.append(name)
+            idx = np.argwhere(m)
+            off = (volume.index_to_world(idx + f.offset[None]) - ref) @ lat
+            k = idx[:, zaxis]
+            for kk in np.unique(k):
+                o = off[k == kk]
+                if side == "left":
+                    o = o[o > 0]
+                    if len(o):
+                        arr[kk] = np.nanmin([arr[kk], o.min()])
+                else:
+                    o = o[o < 0]
+                    if len(o):
+                        arr[kk] = np.nanmax([arr[kk], o.max()])
+    f.medial_edge_left_mm, f.medial_edge_right_mm = left, right
+    f.medial_axis, f.medial_sources = zaxis, tuple(used)
+
+
+def corridor_violation(fields: ROIFields, skin_lps: np.ndarray, lm: DensLandmarks, protocol: Protocol,
+                       reached: np.ndarray) -> np.ndarray:
+    """(N,) mm by which each skin entry lies lateral to the medial edge of the carotid sheath (or whatever
+    ``entry.skin_medial_to`` names) on its side at its level; 0 where medial, not reached, or not segmented."""
+    out = np.zeros(len(skin_lps))
+    if fields.medial_edge_left_mm is None or not reached.any():
+        return out
+    ref, _, _, lat = zone_frame(lm, protocol)
+    idx = np.rint(fields.world_to_roi(skin_lps[reached])[:, fields.medial_axis]).astype(int)
+    idx = np.clip(idx, 0, len(fields.medial_edge_left_mm) - 1)
+    o = (skin_lps[reached] - ref) @ lat
+    le, ri = fields.medial_edge_left_mm[idx], fields.medial_edge_right_mm[idx]
+    v = np.where((o > 0) & np.isfinite(le), np.maximum(0, o - le), 0.0)
+    v += np.where((o < 0) & np.isfinite(ri), np.maximum(0, ri - o), 0.0)
+    out[reached] = v
+    return out
 
 
 def truncated_fov_slices(body: np.ndarray, zaxis: int, k_apex: float, drop: float = 0.25,
@@ -341,7 +419,10 @@ def target_points(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, r_sc
     from scipy.ndimage import map_coordinates
 
     depth = map_coordinates(fields.c2_depth_mm, idx.T, order=1, mode="nearest")
-    pts = pts[depth >= max(t.inside_cortex_min_mm, r_screw + protocol.screw.containment_margin_mm)]
+    # a tip excused from containment (it engages the cortex) only has to lie inside the bone
+    need = t.inside_cortex_min_mm if protocol.screw.containment_skip_tip_mm > 0 else max(
+        t.inside_cortex_min_mm, r_screw + protocol.screw.containment_margin_mm)
+    pts = pts[depth >= need]
     if len(pts) > t.max_targets:
         pts = pts[np.linspace(0, len(pts) - 1, t.max_targets).round().astype(int)]
     return pts
@@ -359,10 +440,49 @@ def zone_depth_mm(fields: ROIFields, lm: DensLandmarks, protocol: Protocol) -> f
     return float(map_coordinates(fields.c2_depth_mm, fields.world_to_roi(pts).T, order=1, mode="nearest").max())
 
 
-def directions(protocol: Protocol, sides: list[str], step_deg: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(D, 3) unit directions (skin -> target) over the angle grid for each side, and (D,) side codes (+1 right, -1 left)."""
+def cone_directions(axis_unit: np.ndarray, max_deg: float, step_deg: float) -> np.ndarray:
+    """Unit directions (D, 3) within *max_deg* of *axis_unit*, on concentric rings *step_deg* apart.
+
+    Ring ``theta`` holds ``round(360 sin(theta) / step)`` directions, so neighbours are about
+    *step_deg* apart everywhere (the axis itself is the first direction).
+    """
+    a = np.asarray(axis_unit, float)
+    a = a / np.linalg.norm(a)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u = np.cross(a, helper)
+    u /= np.linalg.norm(u)
+    v = np.cross(a, u)
+    out = [a]
+    for th in np.arange(step_deg, max_deg + 1e-9, step_deg):
+        t = np.radians(th)
+        n = max(1, int(round(360.0 * np.sin(t) / step_deg)))
+        ph = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+        out.append(np.cos(t) * a[None] + np.sin(t) * (np.cos(ph)[:, None] * u[None] + np.sin(ph)[:, None] * v[None]))
+    return np.vstack(out)
+
+
+def directions(protocol: Protocol, sides: list[str], step_deg: float | None = None,
+               lm: DensLandmarks | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(D, 3) unit directions (skin -> target) over the angle grid for each side, and (D,) side codes (+1 right, -1 left).
+
+    With ``angles.dens_axis_max_deg`` set (and landmarks *lm*), the directions are a cone around the dens
+    axis (:func:`cone_directions`) kept where the craniocaudal and mediolateral limits hold; the side of a
+    direction is where its skin entry lies (a path travelling towards the patient's left, +x, enters on the
+    right). Otherwise the (craniocaudal x mediolateral) grid of each side.
+    """
     a = protocol.angles
     st = step_deg or a.grid_step_deg
+    if a.dens_axis_max_deg is not None and lm is not None:
+        ax, _ = dens_frame(lm)
+        d = cone_directions(ax, a.dens_axis_max_deg, st)
+        cc, ml = K.angles_of(d)
+        keep = ((cc >= a.craniocaudal_min_deg - 1e-9) & (cc <= a.craniocaudal_max_deg + 1e-9)
+                & (ml >= a.mediolateral_min_deg - 1e-9) & (ml <= a.mediolateral_max_deg + 1e-9))
+        d = d[keep]
+        sign = np.where(d[:, 0] >= 0, 1.0, -1.0)
+        want = [1.0 if s_ == "right" else -1.0 for s_ in sides]
+        sel = np.isin(sign, want)
+        return d[sel], sign[sel]
     cc = np.arange(a.craniocaudal_min_deg, a.craniocaudal_max_deg + 1e-9, st)
     ml = np.arange(a.mediolateral_min_deg, a.mediolateral_max_deg + 1e-9, st)
     ds, ss = [], []
@@ -388,24 +508,67 @@ class Evaluation:
     lesion: np.ndarray
     clear: np.ndarray
     incidence_deg: np.ndarray
+    tip_gap: np.ndarray | None = None  # (N,) mm from the tip to the cortex ahead (0 when not measured)
+    lesion_thread: np.ndarray | None = None  # (N,) lesion length within the thread (mm)
     seconds: float = 0.0
+    thread_mm: float = 0.0  # thread length used for lesion_thread / thread_waist (mm)
+
+
+def length_floor_mm(protocol: Protocol, lm: DensLandmarks | None) -> float:
+    """Shortest screw allowed for this patient (mm).
+
+    ``screw.preferred_min_mm`` (30 mm for the anterior screw, PMID 33388865) where the anatomy allows it:
+    ``min(preferred_min_mm, anteroinferior corner -> apex - short_of_apex_flag_mm)``, never below the
+    catalogue's ``length_min_mm``. Without a preference, the catalogue's shortest screw.
+    """
+    sc = protocol.screw
+    if sc.preferred_min_mm is None or lm is None:
+        return sc.length_min_mm
+    room = lm.anteroinferior_to_apex_mm - (sc.short_of_apex_flag_mm or 0.0)
+    return float(max(sc.length_min_mm, min(sc.preferred_min_mm, room)))
+
+
+def catalogue_lengths(protocol: Protocol, lm: DensLandmarks | None) -> np.ndarray:
+    """Catalogue lengths (mm, ascending) at or above :func:`length_floor_mm` (the shortest kept when none is)."""
+    lengths = np.asarray(protocol.screw.lengths(), float)
+    floor = length_floor_mm(protocol, lm)
+    keep = lengths[lengths >= floor - 1e-9]
+    return keep if len(keep) else lengths[-1:]
+
+
+def zone_frame(lm: DensLandmarks, protocol: Protocol) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(reference point, axis, anterior, lateral) of the protocol's bone-entry zone, LPS mm / unit vectors."""
+    ax, ant = dens_frame(lm)
+    lat = np.cross(ax, ant)
+    zone = protocol.entry.effective_zone()
+    ref = lm.anteroinferior_body_lps_mm if zone.reference == "anteroinferior_corner" else lm.waist_lps_mm
+    return np.asarray(ref, float), ax, ant, lat
 
 
 def entry_rule_vector(lm: DensLandmarks | None, protocol: Protocol, targets_lps: np.ndarray) -> np.ndarray:
-    """Packed bone-entry rule for the kernel's early exit (empty when *lm* is None)."""
+    """Packed bone-entry rule for the kernel's early exit (empty when *lm* is None).
+
+    Layout: see :func:`osteoplan.planning.kernel.evaluate_candidates` (``entry_rule``).
+    """
     if lm is None:
         return np.zeros(0)
-    ax, ant = dens_frame(lm)
-    lengths = protocol.screw.lengths()
-    head = np.zeros(16)
-    head[0:3] = lm.waist_lps_mm
+    ref, ax, ant, lat = zone_frame(lm, protocol)
+    zone = protocol.entry.effective_zone()
+    big = 1e9
+    lengths = catalogue_lengths(protocol, lm)
+    head = np.zeros(K.ENTRY_HEAD)
+    head[0:3] = ref
     head[3:6] = ax
     head[6:9] = ant
-    head[9] = protocol.entry.bone_entry_anterior_min_mm
-    head[10] = protocol.entry.bone_entry_below_waist_min_mm
-    head[11] = lengths[0]
-    head[12] = lengths[-1] + protocol.screw.length_step_mm
-    head[13] = protocol.entry.min_incidence_deg
+    head[9:12] = lat
+    head[12] = -big if zone.axis_min_mm is None else zone.axis_min_mm
+    head[13] = big if zone.axis_max_mm is None else zone.axis_max_mm
+    head[14] = -big if zone.anterior_min_mm is None else zone.anterior_min_mm
+    head[15] = big if zone.anterior_max_mm is None else zone.anterior_max_mm
+    head[16] = big if zone.lateral_abs_max_mm is None else zone.lateral_abs_max_mm
+    head[17] = lengths[0]
+    head[18] = lengths[-1] + protocol.screw.length_step_mm
+    head[19] = protocol.entry.min_incidence_deg
     return np.concatenate([head, np.asarray(targets_lps, float).reshape(-1)])
 
 
@@ -425,25 +588,31 @@ def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray,
     maps = fields.maps
     soft = np.array([s.soft_only for s in fields.structures], dtype=np.bool_)
     N = len(cand_t)
+    sc = protocol.screw
+    thread = float(sc.thread_mm.get(sc.thread_key(2 * r_screw), 0.0))
+    gap_max = float(protocol.target.tip_to_cortex_max_mm or 0.0)
     t0 = time.perf_counter()
     args = (np.ascontiguousarray(t_idx), d_idx, cand_t.astype(np.int64), cand_d.astype(np.int64),
             float(step_mm), float(protocol.entry.max_depth_mm), fields.c2_depth_mm, fields.body,
             fields.other_bone, fields.lesion, maps, soft, float(r_instr), float(r_screw),
-            float(protocol.screw.containment_skip_entry_mm), float(protocol.screw.containment_margin_mm),
+            float(sc.containment_skip_entry_mm), float(sc.containment_margin_mm),
             np.ascontiguousarray(dirs_lps, dtype=np.float64), np.ascontiguousarray(inv, dtype=np.float64),
-            entry_rule_vector(lm, protocol, targets_lps))
+            entry_rule_vector(lm, protocol, targets_lps), float(sc.containment_skip_tip_mm),
+            gap_max + 2.0 if gap_max > 0 else 0.0, thread)
     if python:
         r = K.evaluate_python(*args)
         ev = Evaluation(cand_t, cand_d, r["code"], r["sbone"], r["sskin"], r["cont"], r["other"], r["lesion"], r["clear"],
-                        r["inc"])
+                        r["inc"], r["tipgap"], r["lesion_thread"])
     else:
         out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
-                   other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N))
+                   other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N),
+                   tipgap=np.zeros(N), lesion_thread=np.zeros(N))
         K.evaluate_candidates(*args, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
-                              out["lesion"], out["clear"], out["inc"])
+                              out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
         ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
-                        out["lesion"], out["clear"], out["inc"])
+                        out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
     ev.seconds = time.perf_counter() - t0
+    ev.thread_mm = thread
     return ev
 
 
@@ -465,11 +634,15 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
            protocol: Protocol) -> Assessment:
     """Apply the hard constraints and the objective to evaluated candidates (vectorised).
 
+    Hard constraints: see the module docstring (each gives a shortfall, 0 = met).
+
     Objective (lower is better; weights in the protocol's ``[objective]``):
     ``displacement * sum(displacement needed, mm) + depth * skin-to-target depth (mm)
     + dens_axis * angle to the dens axis (deg) + containment * max(0, containment_target - containment) (mm)
     - hard_clearance * min(5, smallest hard clearance beyond its margin) (mm)
-    - lesion * min(10, lesion length on the screw) (mm) - bone_purchase * bone-to-target length (mm)``.
+    - lesion * min(10, lesion length on the thread (or the screw when the thread rule is off)) (mm)
+    - bone_purchase * bone-to-target length (mm)
+    + short_of_apex * max(0, bone entry -> apex distance - screw length) (mm)``.
     Configurable defaults, no published source.
     """
     p = protocol
@@ -481,16 +654,41 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
     ax, ant = dens_frame(lm)
     v: dict[str, np.ndarray] = {}
     big = 1e3
+    N = len(ev.code)
     v["skin"] = np.where(ok_code | (ev.code == K.BAD_ENTRY), 0.0,
                          np.where(ev.code == K.NO_SKIN, np.maximum(ev.s_skin - p.entry.max_depth_mm, 1.0), big))
-    rel = bone_entry - lm.waist_lps_mm
-    ant_off = rel @ ant
-    below = -(rel @ ax)
-    v["bone_entry"] = np.maximum(0, p.entry.bone_entry_anterior_min_mm - ant_off) + np.maximum(0, p.entry.bone_entry_below_waist_min_mm - below)
-    lengths = np.asarray(p.screw.lengths())
+    ref, zax, zant, zlat = zone_frame(lm, p)
+    zone = p.entry.effective_zone()
+    rel = bone_entry - ref
+    up, fwd, side = rel @ zax, rel @ zant, np.abs(rel @ zlat)
+    ve = np.zeros(N)
+    if zone.axis_min_mm is not None:
+        ve += np.maximum(0, zone.axis_min_mm - up)
+    if zone.axis_max_mm is not None:
+        ve += np.maximum(0, up - zone.axis_max_mm)
+    if zone.anterior_min_mm is not None:
+        ve += np.maximum(0, zone.anterior_min_mm - fwd)
+    if zone.anterior_max_mm is not None:
+        ve += np.maximum(0, fwd - zone.anterior_max_mm)
+    if zone.lateral_abs_max_mm is not None:
+        ve += np.maximum(0, side - zone.lateral_abs_max_mm)
+    v["bone_entry"] = ve
+    lengths = catalogue_lengths(p, lm)
     L = ev.s_bone
     v["screw_length"] = np.maximum(0, lengths[0] - L) + np.maximum(0, L - (lengths[-1] + p.screw.length_step_mm))
     screw_len = lengths[np.clip(np.searchsorted(lengths, L + 1e-9, side="right") - 1, 0, len(lengths) - 1)]
+    axis_angle = np.degrees(np.arccos(np.clip(np.abs(D @ ax), 0, 1)))
+    if p.angles.dens_axis_max_deg is not None:
+        v["dens_axis"] = np.maximum(0, axis_angle - p.angles.dens_axis_max_deg)
+    if p.target.tip_to_cortex_max_mm is not None and ev.tip_gap is not None:
+        v["tip_to_cortex"] = np.maximum(0, ev.tip_gap - p.target.tip_to_cortex_max_mm)
+    thread = float(getattr(ev, "thread_mm", 0.0))
+    if p.screw.thread_crosses_waist:
+        tip_h = (T - lm.waist_lps_mm) @ ax
+        end_h = (T - thread * D - lm.waist_lps_mm) @ ax
+        v["thread_waist"] = np.maximum(0, -tip_h) + np.maximum(0, end_h)
+    if p.screw.thread_crosses_lesion and fields.lesion_assessed and fields.lesion.any() and ev.lesion_thread is not None:
+        v["thread_lesion"] = np.where(ev.lesion_thread > 0, 0.0, 1.0)
     v["containment"] = np.maximum(0, p.screw.containment_margin_mm - ev.containment)
     v["entry_angle"] = np.where(ok_code | (ev.code == K.BAD_ENTRY),
                                 np.maximum(0, p.entry.min_incidence_deg - ev.incidence_deg), 0.0)
@@ -504,24 +702,68 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
                 hard_extra = np.minimum(hard_extra, -short)
         else:
             disp[:, s_i] = np.maximum(0, short)
+        if s.never_enter:
+            v[f"viscus:{s.name}"] = np.maximum(0, -ev.clear[:, s_i])
+    if p.entry.skin_medial_to:
+        v["corridor"] = corridor_violation(fields, skin_entry, lm, p, ok_code)
     v["bone_on_way"] = ev.other_bone
     v["hydrodissection_limit"] = np.maximum(0, (disp.max(axis=1) if disp.shape[1] else 0) - p.hydrodissection.achievable_mm)
     feas = np.ones(len(L), bool)
     for arr in v.values():
         feas &= arr <= 1e-9
     o = p.objective
-    axis_angle = np.degrees(np.arccos(np.clip(np.abs(D @ ax), 0, 1)))
+    lesion_len = ev.lesion_thread if (p.screw.thread_crosses_lesion and ev.lesion_thread is not None) else ev.lesion
+    entry_to_apex = np.linalg.norm(lm.apex_lps_mm[None] - bone_entry, axis=1)
     terms = {
         "displacement": o.displacement * disp.sum(axis=1),
         "depth": o.depth * ev.s_skin,
         "dens_axis": o.dens_axis * axis_angle,
         "containment": o.containment * np.maximum(0, o.containment_target_mm - ev.containment),
         "hard_clearance": -o.hard_clearance * np.clip(np.where(np.isfinite(hard_extra), hard_extra, 0), 0, 5),
-        "lesion": -o.lesion * np.minimum(ev.lesion, 10.0),
+        "lesion": -o.lesion * np.minimum(lesion_len, 10.0),
         "bone_purchase": -o.bone_purchase * ev.s_bone,
+        "short_of_apex": o.short_of_apex * np.maximum(0, entry_to_apex - screw_len),
     }
     score = sum(terms.values())
     return Assessment(v, feas, score, terms, disp, screw_len, bone_entry, skin_entry)
+
+
+#: Constraints that only depend on the bone part of a path (what the technique asks of the screw in C2).
+BONE_CONSTRAINTS = ("bone_entry", "screw_length", "dens_axis", "tip_to_cortex", "thread_waist", "thread_lesion",
+                    "containment", "entry_angle")
+
+
+def left_field_of_view(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndarray,
+                       step_mm: float) -> np.ndarray:
+    """(N,) bool: the path left the CT's data (an edge of the image or a truncated field of view) while still
+    inside the body, before reaching the skin.
+
+    The kernel stops a path at the ROI box (code ``NO_SKIN``); the ROI faces that are edges of the CT's data
+    are ``fields.fov_faces``. A path that stopped within two samples of such a face did not reach the skin
+    inside the image: where its skin entry lies cannot be known from this CT.
+    """
+    out = np.zeros(len(ev.code), bool)
+    sel = np.nonzero(ev.code == K.NO_SKIN)[0]
+    if len(sel) == 0 or not fields.fov_faces:
+        return out
+    T = targets[ev.cand_t[sel]]
+    D = dirs[ev.cand_d[sel]]
+    last = T - np.maximum(ev.s_skin[sel] - step_mm, 0)[:, None] * D  # last sample inside the box
+    idx = fields.world_to_roi(last)
+    shape = np.asarray(fields.shape, float)
+    inv = np.linalg.inv(fields.affine)[:3, :3]
+    tol = 2.0 * step_mm * np.abs(D @ inv.T) + 0.5
+    hit = np.zeros(len(sel), bool)
+    for ax_, side_ in fields.fov_faces:
+        if side_ < 0:
+            hit |= idx[:, ax_] <= tol[:, ax_]
+        else:
+            hit |= idx[:, ax_] >= shape[ax_] - 1.0 - tol[:, ax_]
+    from scipy.ndimage import map_coordinates
+
+    inside = map_coordinates(fields.body.astype(np.float32), idx.T, order=1, mode="nearest") >= 0.5
+    out[sel] = hit & inside
+    return out
 
 
 def select_diverse(order: np.ndarray, bone_entry: np.ndarray, dirs: np.ndarray, n: int,
@@ -564,6 +806,11 @@ class SearchResult:
     not_assessed: dict[str, str] = field(default_factory=dict)
     fine_step_mm: float = 0.2
     coarse_step_mm: float = 1.0
+    #: Technique-conformant candidates of the dense pass (every bone-side constraint met), how many
+    #: reached the skin inside the image and how many left the image still inside the body.
+    route_counts: dict[str, int] = field(default_factory=dict)
+    #: LPS z (mm) where the conformant paths that left the image did so (median), when any did.
+    route_exit_z_mm: float | None = None
 
 
 def candidate_diameters(protocol: Protocol, waist_mm: float | None) -> list[float]:
@@ -598,8 +845,19 @@ def _search_one(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, dirs: 
     order = feas[np.argsort(fasm.score[feas])]
     chosen = select_diverse(order, fasm.bone_entry, dirs[fine.cand_d], protocol.output.n_plans,
                             protocol.output.min_bone_entry_separation_mm, protocol.output.min_direction_difference_deg)
-    return SearchResult(fields, targets, dirs, sign, ev, asm, fine, fasm, chosen, r_instr, r_screw, diameter,
-                        fine_step_mm=fine_step_mm, coarse_step_mm=coarse_step_mm)
+    res = SearchResult(fields, targets, dirs, sign, ev, asm, fine, fasm, chosen, r_instr, r_screw, diameter,
+                       fine_step_mm=fine_step_mm, coarse_step_mm=coarse_step_mm)
+    conform = np.isin(ev.code, (K.OK, K.NO_SKIN))
+    for name in BONE_CONSTRAINTS:
+        if name in asm.violations:
+            conform &= asm.violations[name] <= 1e-9
+    left = left_field_of_view(ev, fields, targets, dirs, coarse_step_mm) & conform
+    res.route_counts = {"conforming": int(conform.sum()), "reached_skin": int((conform & (ev.code == K.OK)).sum()),
+                        "left_image": int(left.sum())}
+    if left.any():
+        ex = targets[ev.cand_t[left]] - ev.s_skin[left][:, None] * dirs[ev.cand_d[left]]
+        res.route_exit_z_mm = float(np.median(ex[:, 2]))
+    return res
 
 
 def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol, side: str = "best",
@@ -630,7 +888,10 @@ def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Prot
         warnings += w
     diameters = candidate_diameters(protocol, lm.waist_diameter_mm)
     sides = ["left", "right"] if side == "best" else [side]
-    dirs, sign = directions(protocol, sides, angle_step_deg)
+    dirs, sign = directions(protocol, sides, angle_step_deg, lm=lm)
+    if len(dirs) == 0:
+        raise PlanningError("The protocol's angle limits leave no direction to search (angles.* and "
+                            "dens_axis_max_deg exclude each other); fix the protocol.")
     res = None
     for i, diameter in enumerate(diameters):
         r = _search_one(fields, lm, protocol, dirs, sign, diameter, coarse_step_mm, fine_step_mm, n_refine)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osteoplan.cliargs import add_reader_options, finite_float, read_volume_from_args
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, read_ct_from_args
 from osteoplan.errors import InputError
 
 
@@ -60,15 +60,10 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def _build_anatomy(volume: Any, masks: str | None, hint_lps: Any) -> Any:
-    """The anatomy stage's result for this CT (lazy import, clear error when the stage is absent)."""
-    from osteoplan.anatomy.pipeline import build_anatomy as build
+    """The anatomy stage's result for this CT (errors about --masks / --hint-lps name them)."""
+    from osteoplan.cliargs import build_anatomy_from_args
 
-    kwargs: dict[str, Any] = {}
-    if masks:
-        kwargs["masks"] = masks
-    if hint_lps:
-        kwargs["hint_lps"] = tuple(hint_lps)
-    return build(volume, **kwargs)
+    return build_anatomy_from_args(volume, masks=masks or None, hint_lps=tuple(hint_lps) if hint_lps else None)
 
 
 def _print_sections(report: Any) -> None:
@@ -96,15 +91,15 @@ def _check_output_file(path: str, option: str) -> None:
 
     p = Path(path)
     if p.is_dir():
-        raise InputError(f"{option} must be a file path, not a folder; e.g. {option} risk.json.")
+        raise InputError(f"{option}: must be a file path, not a folder; e.g. {option} risk.json.")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".osteoplan-probe.", dir=p.parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(f"Cannot write the {option} file ({exc.strerror or type(exc).__name__}); choose a folder "
-                         "that exists and that you can write to.") from None
+        raise InputError(f"{option}: cannot write the file there ({exc.strerror or type(exc).__name__}); choose a "
+                         "folder that exists and that you can write to.") from None
 
 
 def _risk(args: argparse.Namespace) -> int:
@@ -116,47 +111,47 @@ def _risk(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.override)
     ct = Path(args.ct)
     if not ct.exists():
-        raise InputError("CT not found; check the path.")
+        raise InputError(f"{ARGUMENT_NAMES['ct']}: not found; check the path.")
     if args.masks and not Path(args.masks).exists():
-        raise InputError("Masks not found; check the --masks path.")
+        raise InputError("--masks: not found; check the path.")
     for option, value in (("--out", args.out), ("--plot", args.plot)):
         if value:
             _check_output_file(value, option)
             inputs = [ct] + ([Path(args.masks)] if args.masks else [])
             if any(Path(value).resolve() == i.resolve() or Path(value).resolve().is_relative_to(i.resolve())
                    for i in inputs if i.exists()):
-                raise InputError(f"{option} would overwrite an input (the CT or the masks); choose another file.")
+                raise InputError(f"{option}: would overwrite an input (the CT or the masks); choose another file.")
     if args.out and args.plot and Path(args.out).resolve() == Path(args.plot).resolve():
         raise InputError("--out and --plot name the same file; give two different files.")
     with step("reading the CT"):
-        volume = read_volume_from_args(ct, args)
+        volume = read_ct_from_args(ct, args)
     with step("segmenting C2 and the lesion"):
         anatomy = _build_anatomy(volume, args.masks, args.hint_lps)
     with step("scoring fracture risk"):
         report = assess(volume, anatomy, pain=args.pain, alignment=args.alignment, overrides=overrides,
                         level=args.level, rigidity=not args.no_rigidity)
     data = report.to_dict()
-    try:
-        if args.plot and report.rigidity is not None:
-            from osteoplan.risk.plot import plot_rigidity_profile
+    if args.plot and report.rigidity is not None:
+        from osteoplan.risk.plot import plot_rigidity_profile
 
+        with blame("--plot"):
             plot_rigidity_profile(report.rigidity, args.plot)
-        elif args.plot:
-            print("note: no rigidity profile was computed (--no-rigidity or no C2 axis), so no --plot figure was "
-                  "written.", file=sys.stderr)
-        if args.out:
-            from osteoplan.atomic import atomic_write_text
+    elif args.plot:
+        print("note: no rigidity profile was computed (--no-rigidity or no C2 axis), so no --plot figure was "
+              "written.", file=sys.stderr)
+    if args.out:
+        from osteoplan.atomic import atomic_write_text
 
+        with blame("--out"):
             atomic_write_text(args.out, json.dumps(data, indent=1))
-    except OSError as exc:
-        raise InputError(f"Cannot write the output file ({exc.strerror or type(exc).__name__}); check the free disk "
-                         "space and permissions.") from None
     if args.json:
         print(json.dumps(data, indent=1))
         return 0
     for w in volume.warnings:
         print(f"CT: {w}")
-    print("\n".join(report.summary_lines()))
+    from osteoplan.export.risk_table import risk_text_lines
+
+    print("\n".join(risk_text_lines(data, indent="")))
     if report.rigidity is not None:
         w = report.rigidity.weakest
         if w is not None and report.rigidity.lesion_status == "present":

@@ -271,7 +271,8 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
         Beam anterior -> posterior (+P), centred on the isocentre (the dens); image right = patient
         left, up = superior (as a radiograph is hung).
     ``lateral``
-        Beam from the patient's right to left (+L); image right = posterior, up = superior.
+        Beam from the patient's right to left (+L); image left = anterior, up = superior (as a lateral
+        radiograph viewed from the patient's left, and as the sagittal reformats).
     ``bullseye``
         Beam along the planned path (skin -> target): the path projects to a point.
     ``progression``
@@ -313,10 +314,11 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
         if np.cross(d, u)[2] > 0:
             u = -u
     # Display convention (as radiographs are hung): frontal views with the patient's left on the image right,
-    # lateral views with anterior on the image right; mirror the image when the beam comes from the other side.
+    # lateral views with anterior on the image LEFT (as viewed from the patient's left, the same side as the
+    # sagittal reformats of osteoplan.views.reformat); mirror the image when the beam comes from the other side.
     mirror = False
     frontal = abs(d[1]) >= abs(d[0])
-    if (frontal and u[0] < 0) or (not frontal and u[1] > 0):
+    if (frontal and u[0] < 0) or (not frontal and u[1] < 0):
         u = -u
         mirror = True
     return CArmGeometry(iso, d, u, mirror=mirror, **kwargs)
@@ -325,13 +327,27 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
 DRR_VIEWS = ("ap_open_mouth", "lateral", "bullseye", "progression")
 
 
-def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int = 512,
-                    structures: tuple[str, ...] = ("spinal_canal", "vertebral_artery_left", "vertebral_artery_right",
-                                                   "common_carotid_artery_left", "common_carotid_artery_right",
-                                                   "internal_jugular_vein_left", "internal_jugular_vein_right",
-                                                   "airway", "lesion"),
-                    lang: str = "en", step_mm: float = 0.75, geometry_kwargs: dict | None = None) -> bytes:
-    """PNG of a simulated fluoroscopy view with the planned path projected on it.
+#: Structures whose silhouettes are outlined on the simulated fluoroscopy views (when segmented).
+DRR_STRUCTURES = ("spinal_canal", "vertebral_artery_left", "vertebral_artery_right", "vertebral_artery_canal_left",
+                  "vertebral_artery_canal_right", "common_carotid_artery_left", "common_carotid_artery_right",
+                  "internal_jugular_vein_left", "internal_jugular_vein_right", "airway", "lesion")
+
+
+def render_drr_view(volume: Volume, path, view: str, labelmap=None, **kwargs) -> bytes:
+    """PNG bytes of :func:`drr_figure` (same parameters)."""
+    from osteoplan.views.render import figure_png
+
+    return figure_png(drr_figure(volume, path, view, labelmap, **kwargs))
+
+
+def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int = 512,
+               structures: tuple[str, ...] = DRR_STRUCTURES,
+               lang: str = "en", step_mm: float = 0.75, geometry_kwargs: dict | None = None):
+    """A simulated fluoroscopy view with the planned path projected on it (matplotlib Figure).
+
+    The instrument (trocar, skin to target) is drawn at its real diameter, the screw in white over its
+    length, as on the reformats; every outline and path element has a legend entry, and the title is
+    followed by the orientation in words (lateral: "anterior left, head up").
 
     Parameters
     ----------
@@ -344,14 +360,20 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
         Silhouettes of the listed ``structures`` (those segmented) are outlined in the project colours.
     n_pixels : int
         Detector pixels per side.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Polygon
 
-    from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, TARGET_COLOR, hex_color, structure_color
+    from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color,
+                                        structure_color)
     from osteoplan.views.i18n import t
     from osteoplan.views.reformat import _Crop
-    from osteoplan.views.render import draw_orientation, figure_png, new_figure
+    from osteoplan.views.render import draw_orientation, new_figure, orientation_caption, path_legend_handles
 
     beam = getattr(path, "beam_directions", {}).get(view)
     geo = standard_geometry(view, path.target_lps_mm, path.direction, beam_direction=beam,
@@ -389,27 +411,41 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
             xs = (np.arange(small[0]) + 0.5) * (n_pixels / small[0]) - 0.5
             ax.contour(xs, xs, sil, levels=[0.5], colors=[col], linewidths=1.1)
             handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
-    pts = geo.project(np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, path.target_lps_mm]))
+    pts = geo.project(np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, path.target_lps_mm,
+                                path.screw_start_lps_mm]))
     rc = pts[:, ::-1]  # (x=col, y=row)
     icol = hex_color(INSTRUMENT_COLOR)
+    scol = hex_color(SCREW_COLOR)
     mag = geo.magnification_at(path.target_lps_mm)
     r_px = path.instrument_diameter_mm / 2.0 * mag / geo.pixel_mm[0]
+    rs_px = (path.screw_diameter_mm or 0.0) / 2.0 * mag / geo.pixel_mm[0]
+
+    def band(p0, p1, r):
+        dvec = p1 - p0
+        n = np.linalg.norm(dvec)
+        if n <= 1e-6:
+            return None
+        nrm = np.array([-dvec[1], dvec[0]]) / n * r
+        return [p0 + nrm, p1 + nrm, p1 - nrm, p0 - nrm]
+
     if view == "bullseye":
         ax.add_patch(Circle(tuple(rc[2]), max(r_px, 1.5), fill=False, ec=icol, lw=2))
-        ax.plot(*rc[0], "o", mfc="none", mec=hex_color(ENTRY_COLOR), ms=10, mew=1.5)
+        if path.screw_diameter_mm:
+            ax.add_patch(Circle(tuple(rc[2]), max(rs_px, 1.0), fill=True, fc=scol, alpha=0.5, ec=scol, lw=1.0))
     else:
-        dvec = rc[2] - rc[0]
-        n = np.linalg.norm(dvec)
-        if n > 1e-6:
-            nrm = np.array([-dvec[1], dvec[0]]) / n * max(r_px, 1.0)
-            ax.add_patch(Polygon([rc[0] + nrm, rc[2] + nrm, rc[2] - nrm, rc[0] - nrm], closed=True, fc=icol,
-                                 alpha=0.35, ec=icol, lw=1.0))
+        b = band(rc[0], rc[2], max(r_px, 1.0))
+        if b is not None:
+            ax.add_patch(Polygon(b, closed=True, fc=icol, alpha=0.35, ec=icol, lw=1.0))
+        if path.screw_diameter_mm:
+            b = band(rc[3], rc[2], max(rs_px, 0.8))
+            if b is not None:
+                ax.add_patch(Polygon(b, closed=True, fc=scol, alpha=0.55, ec=scol, lw=1.0))
         ax.plot(*rc[0], "o", color=hex_color(ENTRY_COLOR), ms=5)
         ax.plot(*rc[1], "s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5)
     ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=12, mew=2)
     ax.set_xlim(-0.5, n_pixels - 0.5)
     ax.set_ylim(n_pixels - 0.5, -0.5)
-    draw_orientation(ax, geo.detector_u, geo.detector_v)
+    labels = draw_orientation(ax, geo.detector_u, geo.detector_v)
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 
@@ -421,15 +457,18 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, *, n_pixels:
     span = n_pixels * px_iso
     bar = nice_length(span)
     draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
-    handles.append(Line2D([], [], color=icol, lw=4, alpha=0.6,
-                          label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm"))
+    handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
     carm = getattr(path, "carm_labels", {}).get(view)
-    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else ""), color="white", fontsize=10.5, pad=4)
+    caption = orientation_caption(geo.detector_u, geo.detector_v, lang)
+    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else "") + f"\n{caption}", color="white",
+                 fontsize=10.5, pad=4, linespacing=1.3)
     from osteoplan.views.render import layout_with_legend
 
-    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.55 if carm else 0.35)
+    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.75 if carm else 0.55)
     fig.text(0.5, ax.get_position().y0 - 0.012,
              f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
              f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
              color="#bbbbbb", ha="center", va="top", fontsize=7.5)
-    return figure_png(fig)
+    fig._osteoplan_labels = labels
+    fig._osteoplan_caption = caption
+    return fig

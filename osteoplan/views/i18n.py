@@ -51,8 +51,8 @@ STRINGS: dict[str, dict[str, str]] = {
                      "fr": "Scopie simulée : « bull's-eye » (dans l'axe)"},
     "drr_progression": {"en": "Simulated fluoroscopy: progression view (90°)",
                         "fr": "Scopie simulée : vue de progression (90°)"},
-    "view_3d": {"en": "3D view (anterior, patient left on the right)",
-                "fr": "Vue 3D (antérieure, gauche du patient à droite)"},
+    "view_3d": {"en": "3D view from anterior: patient left on image right, head up",
+                "fr": "Vue 3D antérieure : gauche du patient à droite de l'image, tête en haut"},
     "instrument": {"en": "instrument Ø", "fr": "instrument Ø"},
     "margin_outline": {"en": "margin (dashed)", "fr": "marge (pointillés)"},
     "path": {"en": "path", "fr": "trajet"},
@@ -172,6 +172,8 @@ def t(key: str, lang: str = "en") -> str:
     """Translate *key* into *lang* (``"en"`` or ``"fr"``); falls back to English, then to the key."""
     entry = STRINGS.get(key)
     if entry is None:
+        if key.startswith("vertebrae_"):  # vertebrae_T7 -> "T7"
+            return key[len("vertebrae_"):]
         return key.replace("_", " ")
     return entry.get(lang) or entry.get("en") or key
 
@@ -195,6 +197,130 @@ STRINGS.update({
                                "fr": "aucun autre os (mandibule, C1, C3...) traversé avant C2"},
     "constraint_hydrodissection_limit": {"en": "displacement needed within what hydrodissection achieves",
                                          "fr": "déplacement nécessaire dans les limites de l'hydrodissection"},
+})
+
+# views: orientation captions, legends, structures drawn by the views (branch "views")
+STRINGS.update({
+    "vertebral_artery_canal_left": {"en": "left vertebral artery canal (foramen transversarium)",
+                                    "fr": "canal de l'artère vertébrale gauche (foramen transversaire)"},
+    "vertebral_artery_canal_right": {"en": "right vertebral artery canal (foramen transversarium)",
+                                     "fr": "canal de l'artère vertébrale droite (foramen transversaire)"},
+    "orient_anterior_left": {"en": "anterior left", "fr": "antérieur à gauche"},
+    "orient_anterior_right": {"en": "anterior right", "fr": "antérieur à droite"},
+    "orient_pleft_right": {"en": "patient left on image right", "fr": "gauche du patient à droite de l'image"},
+    "orient_pleft_left": {"en": "patient left on image left", "fr": "gauche du patient à gauche de l'image"},
+    "orient_head_right": {"en": "head right", "fr": "tête à droite"},
+    "orient_head_left": {"en": "head left", "fr": "tête à gauche"},
+    "orient_head_up": {"en": "head up", "fr": "tête en haut"},
+    "orient_head_down": {"en": "head down", "fr": "tête en bas"},
+    "orient_anterior_up": {"en": "anterior up", "fr": "antérieur en haut"},
+    "orient_anterior_down": {"en": "anterior down", "fr": "antérieur en bas"},
+    "orient_pleft_up": {"en": "patient left up", "fr": "gauche du patient en haut"},
+    "orient_pleft_down": {"en": "patient left down", "fr": "gauche du patient en bas"},
+    "orient_oblique": {"en": "oblique plane: the letters at the edges give the patient directions",
+                       "fr": "plan oblique : les lettres des bords donnent les directions du patient"},
+    "orient_other_oblique": {"en": "other axis oblique (see the edge letters)",
+                             "fr": "autre axe oblique (voir les lettres des bords)"},
+    "instrument_path": {"en": "trocar, skin → target", "fr": "trocart, peau → cible"},
+    "orientation_convention": {
+        "en": "Orientation: every sagittal reformat and lateral fluoroscopy view shows anterior on the LEFT and the "
+              "head up (as a lateral radiograph viewed from the patient's left); axial, coronal and AP views show the "
+              "patient's left on the image RIGHT (letter L). Oblique views carry the patient directions at each edge.",
+        "fr": "Orientation : toutes les reconstructions sagittales et les vues de profil montrent l'antérieur à GAUCHE "
+              "et la tête en haut (comme un profil vu depuis la gauche du patient) ; les vues axiales, coronales et de "
+              "face montrent la gauche du patient à DROITE de l'image (lettre L). Les vues obliques portent les "
+              "directions du patient sur chaque bord."},
+})
+
+# fracture-risk table (osteoplan.export.risk_table): SINS components, options, how obtained, evidence in words
+STRINGS.update({
+    "sins_title": {"en": "SINS — Spinal Instability Neoplastic Score (Fisher et al., Spine 2010;35:E1221)",
+                   "fr": "SINS — Spinal Instability Neoplastic Score (Fisher et al., Spine 2010;35:E1221)"},
+    "risk_col_component": {"en": "Component", "fr": "Composante"},
+    "risk_col_value": {"en": "Value", "fr": "Valeur"},
+    "risk_col_points": {"en": "Points", "fr": "Points"},
+    "risk_col_how": {"en": "How obtained", "fr": "Origine"},
+    "risk_col_evidence": {"en": "Evidence", "fr": "Éléments (mesures)"},
+    "risk_total": {"en": "SINS total", "fr": "Total SINS"},
+    "risk_missing_list": {"en": "{missing} missing", "fr": "{missing} manquant(s)"},
+    "or": {"en": "or", "fr": "ou"},
+    "colon": {"en": ": ", "fr": " : "},
+    "sins_referral": {"en": "≥ 7: surgical/interventional consultation recommended",
+                      "fr": "≥ 7 : avis chirurgical/interventionnel recommandé"},
+    "sins_cat_stable": {"en": "stable", "fr": "stable"},
+    "sins_cat_potentially unstable": {"en": "potentially unstable", "fr": "potentiellement instable"},
+    "sins_cat_unstable": {"en": "unstable", "fr": "instable"},
+    "sins_comp_location": {"en": "Location", "fr": "Localisation"},
+    "sins_comp_pain": {"en": "Pain", "fr": "Douleur"},
+    "sins_comp_lesion_type": {"en": "Bone lesion", "fr": "Lésion osseuse"},
+    "sins_comp_alignment": {"en": "Radiographic alignment", "fr": "Alignement radiographique"},
+    "sins_comp_collapse": {"en": "Vertebral body collapse", "fr": "Tassement du corps vertébral"},
+    "sins_comp_posterolateral": {"en": "Posterolateral involvement", "fr": "Atteinte postérolatérale"},
+    "sins_opt_junctional": {"en": "junctional (occiput–C2, C7–T2, T11–L1, L5–S1)",
+                            "fr": "jonctionnelle (occiput–C2, C7–T2, T11–L1, L5–S1)"},
+    "sins_opt_mobile": {"en": "mobile spine (C3–C6, L2–L4)", "fr": "rachis mobile (C3–C6, L2–L4)"},
+    "sins_opt_semi-rigid": {"en": "semi-rigid (T3–T10)", "fr": "semi-rigide (T3–T10)"},
+    "sins_opt_rigid": {"en": "rigid (S2–S5)", "fr": "rigide (S2–S5)"},
+    "sins_opt_mechanical": {"en": "mechanical pain", "fr": "douleur mécanique"},
+    "sins_opt_occasional": {"en": "occasional, non-mechanical pain", "fr": "douleur occasionnelle, non mécanique"},
+    "sins_opt_pain_none": {"en": "pain-free", "fr": "pas de douleur"},
+    "sins_opt_lytic": {"en": "lytic", "fr": "lytique"},
+    "sins_opt_mixed": {"en": "mixed (lytic/blastic)", "fr": "mixte (lytique/condensante)"},
+    "sins_opt_blastic": {"en": "blastic", "fr": "condensante"},
+    "sins_opt_subluxation": {"en": "subluxation/translation", "fr": "subluxation/translation"},
+    "sins_opt_deformity": {"en": "de novo deformity (kyphosis/scoliosis)",
+                           "fr": "déformation de novo (cyphose/scoliose)"},
+    "sins_opt_normal": {"en": "normal alignment", "fr": "alignement normal"},
+    "sins_opt_over-50": {"en": "> 50 % collapse", "fr": "tassement > 50 %"},
+    "sins_opt_under-50": {"en": "< 50 % collapse", "fr": "tassement < 50 %"},
+    "sins_opt_none-over-50-involved": {"en": "no collapse, > 50 % of the body involved",
+                                       "fr": "pas de tassement, > 50 % du corps atteint"},
+    "sins_opt_collapse_none": {"en": "no collapse", "fr": "pas de tassement"},
+    "sins_opt_bilateral": {"en": "bilateral", "fr": "bilatérale"},
+    "sins_opt_unilateral": {"en": "unilateral", "fr": "unilatérale"},
+    "sins_opt_posterolateral_none": {"en": "none", "fr": "aucune"},
+    "sins_opt_alignment_none": {"en": "normal alignment", "fr": "alignement normal"},
+    "sins_opt_location_none": {"en": "none", "fr": "aucune"},
+    "sins_opt_lesion_type_none": {"en": "none", "fr": "aucune"},
+    "risk_how_ct-proposed": {"en": "CT-proposed", "fr": "proposé par le scanner"},
+    "risk_how_clinician": {"en": "user (clinician)", "fr": "utilisateur (clinicien)"},
+    "risk_how_override": {"en": "user, replacing the CT proposal", "fr": "utilisateur, à la place de la proposition scanner"},
+    "risk_how_missing": {"en": "MISSING", "fr": "MANQUANT"},
+    "risk_ev_level": {"en": "vertebral level {level}", "fr": "niveau vertébral {level}"},
+    "risk_ev_lesion_type": {
+        "en": "lesion median {median} HU (10th–90th percentile {p10}–{p90} HU) vs normal cancellous bone of this "
+              "vertebra {normal} HU; {below} % of the lesion more than {margin} HU below normal, {above} % more than "
+              "{margin} HU above",
+        "fr": "médiane de la lésion {median} UH (10e–90e percentile {p10}–{p90} UH) vs os spongieux normal de cette "
+              "vertèbre {normal} UH ; {below} % de la lésion à plus de {margin} UH sous la normale, {above} % à plus "
+              "de {margin} UH au-dessus"},
+    "risk_ev_collapse": {
+        "en": "anteroinferior body corner to dens apex {h} mm = {ratio} % of the population mean {ref} ± {sd} mm "
+              "(Eur Spine J 2009;18:271); lesion in {inv} % of the anterior column (dens + body)",
+        "fr": "coin antéro-inférieur du corps → apex de l'odontoïde {h} mm = {ratio} % de la moyenne de population "
+              "{ref} ± {sd} mm (Eur Spine J 2009;18:271) ; lésion dans {inv} % de la colonne antérieure "
+              "(odontoïde + corps)"},
+    "risk_ev_posterolateral": {
+        "en": "lesion in the posterolateral elements (pedicle, lateral mass, lamina): left {left} mL, right {right} mL "
+              "(a side counts from {min} mL)",
+        "fr": "lésion dans les éléments postérolatéraux (pédicule, masse latérale, lame) : gauche {left} mL, droite "
+              "{right} mL (un côté compte à partir de {min} mL)"},
+    "risk_ev_missing_clinical": {
+        "en": "clinical input not given (osteoplan risk {opt} ...); the total is given as a range",
+        "fr": "donnée clinique non fournie (osteoplan risk {opt} ...) ; le total est donné sous forme d'intervalle"},
+    "risk_ev_missing_ct": {"en": "not measurable on this CT; give it as an override (--override)",
+                           "fr": "non mesurable sur ce scanner ; la donner en correction (--override)"},
+    "risk_ev_clinician": {"en": "entered by the clinician", "fr": "saisi par le clinicien"},
+    "risk_ev_override": {"en": "replaces the CT proposal \"{proposed}\"",
+                         "fr": "remplace la proposition du scanner « {proposed} »"},
+    "risk_ev_ct_measured": {"en": "CT measured", "fr": "mesures scanner"},
+    "risk_note_collapse_c2": {
+        "en": "C2 has no superior endplate: collapse is judged against a population height, not a neighbour; "
+              "confirm on a sagittal reformat",
+        "fr": "C2 n'a pas de plateau supérieur : le tassement est jugé par rapport à une hauteur de population, pas à "
+              "une vertèbre voisine ; à confirmer sur une reconstruction sagittale"},
+    "risk_note_isodense": {"en": "lesion nearly isodense to normal bone: low-confidence proposal, please confirm",
+                           "fr": "lésion presque isodense à l'os normal : proposition peu fiable, à confirmer"},
 })
 
 

@@ -2,8 +2,11 @@
 
 Display conventions (radiological): axial and coronal images show the patient's left on the image
 right; axial images have anterior at the top; coronal and sagittal images have superior at the top;
-sagittal images have anterior on the left. Oblique planes are labelled with the LPS letters of
-each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can always orient.
+sagittal images have anterior on the left — the same side as the lateral simulated fluoroscopy
+(:mod:`osteoplan.views.drr`), so the two can be compared side by side. Oblique planes are labelled with
+the LPS letters of each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can
+always orient. Every image states its orientation in words under its title
+(:func:`osteoplan.views.render.orientation_caption`, e.g. "anterior left, head up").
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import numpy as np
 
 from osteoplan.errors import InputError
 from osteoplan.imaging.volume import AIR_HU, Volume
-from osteoplan.views.colors import INSTRUMENT_COLOR, TARGET_COLOR, ENTRY_COLOR, hex_color, structure_color
+from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color,
+                                    structure_color)
 from osteoplan.views.geometry import PathSpec
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png,
-                                    layout_with_legend, new_figure,
-                                    nice_length, window)
+                                    layout_with_legend, new_figure, nice_length, orientation_caption,
+                                    path_legend_handles, window)
 
 #: Standard views and the LPS directions of image right / image down.
 STANDARD_AXES = {
@@ -228,11 +232,19 @@ def _band(p0_2d, p1_2d, radius):
     return np.array([p0_2d + nrm, p1_2d + nrm, p1_2d - nrm, p0_2d - nrm])
 
 
-def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
+def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, **kwargs) -> bytes:
+    """PNG bytes of :func:`reformat_figure` (same parameters)."""
+    return figure_png(reformat_figure(volume, path, view, labelmap, **kwargs))
+
+
+def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                     fov_mm: float | None = None, pixel_mm: float = 0.4,
                     window_hu: tuple[float, float] = DEFAULT_WINDOW_HU, title: str | None = None,
-                    lang: str = "en", cache: dict | None = None) -> bytes:
-    """Render one reformat with structure outlines, margins, the instrument and orientation labels.
+                    lang: str = "en", cache: dict | None = None):
+    """One reformat with structure outlines, margins, the instrument and orientation labels.
+
+    Every structure outlined and every element of the path (instrument, screw, entry points, target)
+    has a legend entry; the title is followed by the orientation in words (e.g. "anterior left, head up").
 
     Parameters
     ----------
@@ -258,8 +270,8 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
 
     Returns
     -------
-    bytes
-        PNG image.
+    matplotlib.figure.Figure
+        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Polygon
@@ -310,9 +322,8 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                 if dimg.min() < margin < dimg.max():
                     ax.contour(xs, ys, dimg, levels=[margin], colors=[col], linewidths=1.0, linestyles="dashed")
                     drawn = True
-            if drawn and name != "body":
-                vert = name.startswith("vertebrae_") and name != "vertebrae_C2"
-                handles.append(Line2D([], [], color=col, lw=2, label=t("other_vertebrae" if vert else name, lang)))
+            if drawn:
+                handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
     # instrument, screw, points
     r_instr = path.instrument_diameter_mm / 2.0
     skin2, bone2, tgt2 = (plane.to_2d(p) for p in (path.skin_entry_lps_mm, path.bone_entry_lps_mm,
@@ -320,10 +331,11 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     in_plane = abs(path.direction @ plane.normal) < 1e-3 and abs((path.target_lps_mm - plane.centre_lps_mm)
                                                                  @ plane.normal) < 1e-3
     icol = hex_color(INSTRUMENT_COLOR)
+    scol = hex_color(SCREW_COLOR)
     if view == "down_path":
         ax.add_patch(Circle((0, 0), r_instr, fill=False, ec=icol, lw=1.8, zorder=10))
         if path.screw_diameter_mm:
-            ax.add_patch(Circle((0, 0), path.screw_diameter_mm / 2, fill=True, fc="white", alpha=0.5, ec="white",
+            ax.add_patch(Circle((0, 0), path.screw_diameter_mm / 2, fill=True, fc=scol, alpha=0.5, ec=scol,
                                 lw=1.0, zorder=11))
         ax.plot([0], [0], "+", color=hex_color(TARGET_COLOR), ms=10, mew=1.5, zorder=12)
     else:
@@ -336,13 +348,12 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         if path.screw_diameter_mm:
             sb = _band(plane.to_2d(path.screw_start_lps_mm), tgt2, path.screw_diameter_mm / 2)
             if sb is not None:
-                ax.add_patch(Polygon(sb, closed=True, fc="white", alpha=0.55 if in_plane else 0.3, ec="white",
+                ax.add_patch(Polygon(sb, closed=True, fc=scol, alpha=0.55 if in_plane else 0.3, ec=scol,
                                      lw=1.0, zorder=11))
         ax.plot(*skin2, "o", color=hex_color(ENTRY_COLOR), ms=5, zorder=12)
         ax.plot(*bone2, "s", color=hex_color(ENTRY_COLOR), ms=4, mfc="none", zorder=12)
         ax.plot(*tgt2, "+", color=hex_color(TARGET_COLOR), ms=12, mew=2, zorder=12)
-    handles.append(Line2D([], [], color=icol, lw=4, alpha=0.6,
-                          label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm"))
+    handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
     if path.margins_mm:
         handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
     labels = draw_orientation(ax, plane.u, plane.v)
@@ -353,7 +364,10 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     span = plane.n_cols * plane.pixel_mm
     bar = nice_length(span)
     draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
-    ax.set_title(title or t(f"view_{view}", lang), color="white", fontsize=11, pad=4)
-    layout_with_legend(fig, ax, handles)
+    caption = orientation_caption(plane.u, plane.v, lang)
+    ax.set_title((title or t(f"view_{view}", lang)) + "\n" + caption, color="white", fontsize=10.5, pad=4,
+                 linespacing=1.3)
+    layout_with_legend(fig, ax, handles, title_in=0.55)
     fig._osteoplan_labels = labels
-    return figure_png(fig)
+    fig._osteoplan_caption = caption
+    return fig

@@ -113,6 +113,14 @@ def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: flo
             seen.add(h.get_label())
             uniq.append(h)
     handles = uniq
+    # as many columns as fit the width: legend columns are filled top to bottom, each as wide as its longest
+    # label (about 0.053 in per character at 7.5 pt, measured) plus the handle and spacing (0.45 in)
+    def fits(n: int) -> bool:
+        per = -(-len(handles) // n)
+        cols = [handles[i:i + per] for i in range(0, len(handles), per)]
+        return sum(0.053 * max(len(h.get_label()) for h in c) + 0.45 for c in cols) <= image_in + 0.1
+
+    ncol = next((n for n in range(ncol, 0, -1) if fits(n)), 1) if handles else ncol
     rows = max(1, -(-len(handles) // ncol))
     legend_in = 0.12 + 0.2 * rows
     w = image_in + 0.2
@@ -132,3 +140,101 @@ def draw_not_feasible_banner(ax, lang: str = "en") -> None:
     ax.text(0.5, 0.93, t("near_miss_banner", lang), transform=ax.transAxes, ha="center", va="top", color="white",
             fontsize=10, fontweight="bold", zorder=30,
             bbox={"boxstyle": "square,pad=0.3", "fc": "#cc0000", "ec": "none", "alpha": 0.9})
+
+
+def _axis_phrase(vec: np.ndarray, horizontal: bool, min_cos: float) -> str | None:
+    """i18n key naming where a patient direction lies along one image axis, or None when oblique.
+
+    ``vec`` is the LPS direction of image right (``horizontal``) or image up.
+    """
+    v = np.asarray(vec, float) / np.linalg.norm(vec)
+    a = int(np.argmax(np.abs(v)))
+    if abs(v[a]) < min_cos:
+        return None
+    pos = v[a] > 0          # the positive LPS end (L, P, S) is at image right / image up
+    if horizontal:
+        return {0: "orient_pleft_right" if pos else "orient_pleft_left",
+                1: "orient_anterior_left" if pos else "orient_anterior_right",
+                2: "orient_head_right" if pos else "orient_head_left"}[a]
+    return {0: "orient_pleft_up" if pos else "orient_pleft_down",
+            1: "orient_anterior_down" if pos else "orient_anterior_up",
+            2: "orient_head_up" if pos else "orient_head_down"}[a]
+
+
+def orientation_caption(right_vec, down_vec, lang: str = "en", min_cos: float = 0.9) -> str:
+    """The orientation of an image in words, e.g. ``"anterior left, head up"``.
+
+    Parameters
+    ----------
+    right_vec, down_vec : (3,) arrays
+        LPS directions of increasing image column (image right) and increasing row (image down).
+    lang : ``"en"`` or ``"fr"``
+    min_cos : float
+        An image axis is named only when it lies within ``arccos(min_cos)`` (26° by default) of a patient
+        axis; otherwise the caption says the plane is oblique and the edge letters give the directions.
+
+    Returns
+    -------
+    str
+        Horizontal phrase, vertical phrase (``"patient left on image right, head up"``), or the oblique note.
+    """
+    from osteoplan.views.i18n import t
+
+    h = _axis_phrase(np.asarray(right_vec, float), True, min_cos)
+    v = _axis_phrase(-np.asarray(down_vec, float), False, min_cos)
+    if h is None and v is None:
+        return t("orient_oblique", lang)
+    parts = [t(k, lang) for k in (h, v) if k is not None]
+    if h is None or v is None:
+        parts.append(t("orient_other_oblique", lang))
+    return ", ".join(parts)
+
+
+def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: bool = True) -> list:
+    """Legend entries of the planned path, identical on every view: instrument, screw, entry points, target.
+
+    Parameters
+    ----------
+    path : PathSpec
+    lang : ``"en"`` or ``"fr"``
+    screw : bool
+        Include the screw (when the path has one).
+    points : bool or tuple of str
+        Include the skin entry, bone entry and target markers (True), none (False), or those named
+        (``("target",)`` for a view down the path, where the entries project onto the target).
+
+    Returns
+    -------
+    list of matplotlib Line2D handles (labels in *lang*).
+    """
+    from matplotlib.lines import Line2D
+
+    from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color
+    from osteoplan.views.i18n import t
+
+    out = [Line2D([], [], color=hex_color(INSTRUMENT_COLOR), lw=5, alpha=0.6,
+                  label=f"{t('instrument', lang)} {path.instrument_diameter_mm:.1f} mm ({t('instrument_path', lang)})")]
+    if screw and path.screw_diameter_mm:
+        size = f"{path.screw_diameter_mm:.1f}" + (f" × {path.screw_length_mm:g}" if path.screw_length_mm else "")
+        import matplotlib.patheffects as pe
+
+        out.append(Line2D([], [], color=hex_color(SCREW_COLOR), lw=4, label=f"{t('screw', lang)} Ø {size} mm",
+                          path_effects=[pe.withStroke(linewidth=5.5, foreground="#666666"), pe.Normal()]))
+    wanted = ("skin_entry", "bone_entry", "target") if points is True else tuple(points or ())
+    markers = {"skin_entry": dict(marker="o", color=hex_color(ENTRY_COLOR), ms=5),
+               "bone_entry": dict(marker="s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5),
+               "target": dict(marker="+", color=hex_color(TARGET_COLOR), ms=8, mew=2)}
+    out += [Line2D([], [], ls="none", label=t(k, lang), **markers[k]) for k in markers if k in wanted]
+    return out
+
+
+def legend_labels(fig) -> list[str]:
+    """The texts of a figure's legend entries (figure-level and axes-level legends), in order."""
+    out: list[str] = []
+    legends = list(getattr(fig, "legends", []))
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            legends.append(ax.get_legend())
+    for lg in legends:
+        out += [tx.get_text() for tx in lg.get_texts()]
+    return out

@@ -10,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from osteoplan.imaging.volume import Volume
-from osteoplan.views.colors import INSTRUMENT_COLOR, hex_color, structure_color
+from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color,
+                                    structure_color)
 from osteoplan.views.geometry import PathSpec
 
 #: Structures drawn in 3D when segmented (bone first, translucent).
 SURFACE_STRUCTURES = ("vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "bone", "mandible", "lesion", "spinal_canal",
-                      "vertebral_artery_left", "vertebral_artery_right", "common_carotid_artery_left",
+                      "vertebral_artery_left", "vertebral_artery_right", "vertebral_artery_canal_left",
+                      "vertebral_artery_canal_right", "common_carotid_artery_left",
                       "common_carotid_artery_right", "internal_carotid_artery_left", "internal_carotid_artery_right",
                       "internal_jugular_vein_left", "internal_jugular_vein_right", "airway", "pharynx", "trachea",
                       "larynx", "esophagus")
@@ -73,9 +75,19 @@ def visible_axis_labels(elev_deg: float, azim_deg: float, max_cos: float = 0.8):
     return [ax for ax in axes if abs(float(np.dot(eye, ax[0]))) <= max_cos]
 
 
-def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 45.0,
-              elev_deg: float = 15.0, azim_deg: float = -70.0) -> bytes:
-    """PNG of the 3D surface scene around the target.
+def render_3d(volume: Volume, labelmap, path: PathSpec | None, **kwargs) -> bytes:
+    """PNG bytes of :func:`surface_figure` (same parameters)."""
+    from osteoplan.views.render import figure_png
+
+    return figure_png(surface_figure(volume, labelmap, path, **kwargs))
+
+
+def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 45.0,
+                   elev_deg: float = 15.0, azim_deg: float = -70.0):
+    """The 3D surface scene around the target (matplotlib Figure).
+
+    The instrument (trocar, skin to target) is a translucent cyan cylinder at its real diameter and the
+    screw a solid cylinder, with the same legend entries as the 2D views.
 
     Parameters
     ----------
@@ -88,13 +100,17 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
         Half-size of the cube around the target that is shown.
     elev_deg, azim_deg : float
         Camera (matplotlib): azimuth -90 looks from anterior, larger values turn towards the patient's left.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.lines import Line2D
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     from osteoplan.views.i18n import t
     from osteoplan.views.reformat import _Crop
-    from osteoplan.views.render import figure_png, new_figure
+    from osteoplan.views.render import new_figure, path_legend_handles
 
     centre = path.target_lps_mm if path is not None else volume.index_to_world(np.asarray(volume.shape) / 2.0)
     crop = _Crop(volume, centre, half_size_mm)
@@ -125,18 +141,25 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
         ax.add_collection3d(pc)
         handles.append(Line2D([], [], color=hex_color(col), lw=4, label=t(name, lang)))
     if path is not None:
-        ax.plot(*np.stack([path.skin_entry_lps_mm, path.target_lps_mm]).T, color=hex_color(INSTRUMENT_COLOR), lw=1.5,
-                ls="--")
+        trocar = Poly3DCollection(_cylinder(path.skin_entry_lps_mm, path.target_lps_mm,
+                                            path.instrument_diameter_mm / 2), facecolor=INSTRUMENT_COLOR,
+                                  edgecolor="none", alpha=0.35)
+        trocar.set_zorder(45)
+        ax.add_collection3d(trocar)
+        ax.plot(*np.stack([path.skin_entry_lps_mm, path.target_lps_mm]).T, color=hex_color(INSTRUMENT_COLOR), lw=1.0,
+                zorder=46)
         if path.screw_diameter_mm:
             quads = _cylinder(path.screw_start_lps_mm, path.target_lps_mm, path.screw_diameter_mm / 2)
-            screw = Poly3DCollection(quads, facecolor=(0.55, 0.55, 0.62), edgecolor=(0.3, 0.3, 0.35), alpha=1.0,
-                                     linewidths=0.3)
+            # the screw colour, shaded a little so that the cylinder reads as a solid on the white background
+            screw = Poly3DCollection(quads, facecolor=np.asarray(SCREW_COLOR) * 0.6, edgecolor=(0.3, 0.3, 0.35),
+                                     alpha=1.0, linewidths=0.3)
             screw.set_zorder(50)
             ax.add_collection3d(screw)
-            handles.append(Line2D([], [], color="#bfbfcc", lw=4,
-                                  label=f"{t('screw', lang)} {path.screw_diameter_mm:.1f} mm"))
-        ax.scatter(*path.skin_entry_lps_mm, color="#33ff33", s=20)
-        ax.scatter(*path.target_lps_mm, color="#ff3333", s=20, marker="+")
+        ax.scatter(*path.skin_entry_lps_mm, color=hex_color(ENTRY_COLOR), s=20, zorder=51)
+        ax.scatter(*path.bone_entry_lps_mm, facecolors="none", edgecolors=hex_color(ENTRY_COLOR), s=20, marker="s",
+                   zorder=51)
+        ax.scatter(*path.target_lps_mm, color=hex_color(TARGET_COLOR), s=30, marker="+", zorder=51)
+        handles += path_legend_handles(path, lang)
     lo = centre - half_size_mm
     hi = centre + half_size_mm
     ax.set_xlim(lo[0], hi[0])
@@ -157,4 +180,4 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "e
     from osteoplan.views.render import layout_with_legend
 
     layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black")
-    return figure_png(fig)
+    return fig

@@ -93,7 +93,7 @@ def test_subprocess_entry_point_missing_path(tmp_path):
     r = subprocess.run([sys.executable, "-m", "osteoplan.cli", "info", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
-    assert r.stderr.strip().startswith("error: Input not found") and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error: the input (argument PATH): Input not found") and "Traceback" not in r.stderr
 
 
 def test_deid_cli_zip_input(tmp_path, capsys):

@@ -20,22 +20,27 @@ Y0, Y1 = -62, 62
 X0, X1 = -62, 62
 
 
-def grid():
-    z = np.arange(Z0, Z1 + 1, dtype=float)
+def grid(z0: int = Z0):
+    z = np.arange(z0, Z1 + 1, dtype=float)
     y = np.arange(Y0, Y1 + 1, dtype=float)
     x = np.arange(X0, X1 + 1, dtype=float)
     return np.meshgrid(z, y, x, indexing="ij")
 
 
 def make_neck(carotid_shift_mm: float = 0.0, carotid_x_mm: float | None = None, carotid_y_mm: float = -18.0,
-              with_ijv: bool = False, canal_y_mm: float = 20.0, canal_radius_mm: float = 7.0):
-    Z, Y, X = grid()
-    vol_aff = axis_aligned_affine((1.0, 1.0, 1.0), (X0, Y0, Z0))
-    body = X ** 2 + Y ** 2 <= 55 ** 2
+              with_ijv: bool = False, canal_y_mm: float = 20.0, canal_radius_mm: float = 7.0,
+              z0: int = Z0, neck_radius_mm: float = 55.0, c3_front_y_mm: float = -8.0,
+              extra: dict | None = None):
+    """The synthetic neck (module docstring). ``z0``: lowest slice (LPS z, mm); ``neck_radius_mm``: body radius
+    below z = -40 (55 above); ``c3_front_y_mm``: the anterior surface of C3 (-8 = flush with C2, larger = set back,
+    as the anterior lip of C2 overhangs C3 in patients); ``extra``: more masks, name -> function of (Z, Y, X)."""
+    Z, Y, X = grid(z0)
+    vol_aff = axis_aligned_affine((1.0, 1.0, 1.0), (X0, Y0, z0))
+    body = X ** 2 + Y ** 2 <= np.where(Z < -40, neck_radius_mm, 55.0) ** 2
     dens = (X ** 2 + Y ** 2 <= 36) & (Z >= -2) & (Z <= 14)
     c2body = (np.abs(X) <= 10) & (np.abs(Y) <= 8) & (Z >= -30) & (Z <= -2)
     c2 = dens | c2body
-    c3 = (np.abs(X) <= 10) & (np.abs(Y) <= 8) & (Z >= -44) & (Z <= -34)
+    c3 = (np.abs(X) <= 10) & (Y >= c3_front_y_mm) & (Y <= 8) & (Z >= -44) & (Z <= -34)
     canal = X ** 2 + (Y - canal_y_mm) ** 2 <= canal_radius_mm ** 2
     va_l = (X - 22) ** 2 + (Y - 6) ** 2 <= 2.5 ** 2
     va_r = (X + 22) ** 2 + (Y - 6) ** 2 <= 2.5 ** 2
@@ -51,6 +56,8 @@ def make_neck(carotid_shift_mm: float = 0.0, carotid_x_mm: float | None = None, 
     if with_ijv:
         masks["internal_jugular_vein_left"] = (X - 32) ** 2 + (Y + 8) ** 2 <= 16
         masks["internal_jugular_vein_right"] = (X + 32) ** 2 + (Y + 8) ** 2 <= 16
+    for name, fn in (extra or {}).items():
+        masks[name] = fn(Z, Y, X) & body
     lm = LabelMap(vol, masks=masks, sources={k: "synthetic" for k in masks})
     dl = DensLandmarks(apex_lps_mm=(0, 0, 14), waist_lps_mm=(0, 0, -2), waist_diameter_mm=12.0,
                        axis_unit=(0, 0, 1), anteroinferior_body_lps_mm=(0, -8, -30),

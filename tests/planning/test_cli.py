@@ -99,7 +99,7 @@ def test_plan_out_in_unwritable_place(tmp_path, capsys):
     rc = main(["plan", str(tmp_path / "nope.nii.gz"), "--out", "/proc/osteoplan-out"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: Cannot write the output folder") and "Traceback" not in err
+    assert err.startswith("error: --out: cannot write the output folder") and "Traceback" not in err
 
 
 def test_summary_marks_capped_clearances(demo_dir):
@@ -158,7 +158,7 @@ def test_overwrite_never_replaces_the_input_folder(tmp_path, capsys, which):
     rc = main(argv)
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --out is the folder holding the input") and "Traceback" not in err
+    assert err.startswith("error: --out: it is the folder holding the input") and "Traceback" not in err
     assert ct.exists() and (case / "masks" / "SpinalCord.nii.gz").exists()
 
 

@@ -15,7 +15,24 @@ from .synthetic import make_neck
 @pytest.fixture(scope="module")
 def neck():
     vol, lm, dl = make_neck()
-    proto = load_protocol()
+    proto = load_protocol("c2-dens-lateral")
+    fields, warns, na = build_fields(vol, lm, dl, proto)
+    return vol, lm, dl, proto, fields
+
+
+@pytest.fixture(scope="module")
+def neck_anterior():
+    """The synthetic neck with a spherical lesion of radius 3 mm centred on the dens axis at z = 6 mm."""
+    from osteoplan.anatomy.labelmap import LabelMap
+
+    vol, lm, dl = make_neck()
+    Z, Y, X = np.meshgrid(*(np.arange(n, dtype=float) for n in vol.shape), indexing="ij")
+    pts = vol.index_to_world(np.stack([Z.ravel(), Y.ravel(), X.ravel()], 1)).reshape(vol.shape + (3,))
+    lesion = np.linalg.norm(pts - np.array([0.0, 0.0, 6.0]), axis=-1) <= 3.0
+    masks = {n: lm.get(n) for n in lm.names()}
+    masks["lesion"] = lesion
+    lm = LabelMap(vol, masks=masks, sources={n: "synthetic" for n in masks})
+    proto = load_protocol("c2-dens-anterior")
     fields, warns, na = build_fields(vol, lm, dl, proto)
     return vol, lm, dl, proto, fields
 
@@ -91,3 +108,68 @@ def test_angles_and_directions():
     assert cc == pytest.approx(30.0) and ml == pytest.approx(90.0)
     cc, ml = K.angles_of(np.array([0.0, 1.0, 0.0]))  # straight anterior -> posterior
     assert cc == pytest.approx(0.0) and ml == pytest.approx(0.0)
+
+
+def test_tip_gap_lesion_thread_and_tip_skip_hand_computed(neck_anterior):
+    """Straight up the dens axis to the target (0, 0, 11), anterior protocol (tip excused for 3 mm, 3.5 mm screw
+    with a 12 mm thread).
+
+    * cortex ahead: the dens top voxel centres are at z = 14, its surface halfway to 15: gap 3.5 mm;
+    * lesion (sphere r = 3 around (0, 0, 6), voxel centres z = 3..9 on the axis, trilinear >= 0.5 from z = 2.5 to 9.5):
+      7 mm long, all of it within the thread (s <= 12 mm, i.e. z >= -1): 7 mm on the thread;
+    * containment: the tip sample (z = 11) is 3.5 mm under the top surface; the tip's 3 mm are skipped, so from
+      z = 8 down the depth is >= 6.5 (dens radius 6, surface halfway to 7) until the entry end: the bone entry is
+      the body's bottom surface (z = -30.5, s = 41.5), perpendicular, so the last max(4, (1.75 + 0.5) / 1) = 4 mm are
+      skipped and the smallest depth is 4.0 at z = -26.5: containment 4.0 - 1.75 = 2.25 (without the tip skip it
+      would be 3.5 - 1.75 = 1.75, the tip sample).
+    """
+    vol, lm, dl, proto, f = neck_anterior
+    ev = run_kernel(f, np.array([[0.0, 0.0, 11.0]]), np.array([[0.0, 0.0, 1.0]]), np.array([0]), np.array([0]),
+                    proto, 2.0, 1.75, step_mm=0.25)
+    assert ev.tip_gap[0] == pytest.approx(3.5, abs=1e-6)
+    assert ev.thread_mm == 12.0
+    assert ev.lesion_thread[0] == pytest.approx(7.0, abs=0.26)
+    assert ev.lesion[0] == pytest.approx(ev.lesion_thread[0], abs=1e-9)
+    assert ev.s_bone[0] == pytest.approx(41.5, abs=1e-6)
+    assert ev.containment[0] == pytest.approx(4.0 - 1.75, abs=1e-6)
+    no_skip = proto.model_copy(update={"screw": proto.screw.model_copy(update={"containment_skip_tip_mm": 0.0})})
+    ev0 = run_kernel(f, np.array([[0.0, 0.0, 11.0]]), np.array([[0.0, 0.0, 1.0]]), np.array([0]), np.array([0]),
+                     no_skip, 2.0, 1.75, step_mm=0.25)
+    assert ev0.containment[0] == pytest.approx(3.5 - 1.75, abs=1e-6)
+
+
+def test_numba_equals_python_reference_anterior(neck_anterior):
+    """Same candidates through both implementations with the anterior protocol's tip rules and entry zone."""
+    vol, lm, dl, proto, f = neck_anterior
+    from osteoplan.planning.search import cone_directions
+
+    targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [-1.0, -1.0, 13.0]])
+    d = cone_directions(np.array([0.0, 0.0, 1.0]), 20.0, 4.0)
+    n = len(d)
+    ct = np.repeat(np.arange(3), n)
+    cd = np.tile(np.arange(n), 3)
+    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, lm=dl)
+    b = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, python=True, lm=dl)
+    np.testing.assert_array_equal(a.code, b.code)
+    assert (a.code == K.BAD_ENTRY).any() and (a.code != K.BAD_ENTRY).any()
+    for x, y in ((a.s_bone, b.s_bone), (a.containment, b.containment), (a.tip_gap, b.tip_gap),
+                 (a.lesion_thread, b.lesion_thread), (a.incidence_deg, b.incidence_deg)):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+def test_cone_directions_cover_the_cap_evenly():
+    from osteoplan.planning.search import cone_directions
+
+    ax = np.array([0.2, -0.1, 1.0])
+    ax /= np.linalg.norm(ax)
+    d = cone_directions(ax, 20.0, 1.0)
+    ang = np.degrees(np.arccos(np.clip(d @ ax, -1, 1)))
+    assert ang.max() <= 20.0 + 1e-9 and ang.min() == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-12)
+    # every direction of a fine random sample of the cap lies within ~one step of a grid direction
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(4000, 3))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q = q[np.degrees(np.arccos(np.clip(q @ ax, -1, 1))) <= 20.0]
+    nearest = np.degrees(np.arccos(np.clip((q @ d.T).max(axis=1), -1, 1)))
+    assert len(q) > 50 and nearest.max() <= 1.0

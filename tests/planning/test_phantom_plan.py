@@ -252,7 +252,7 @@ def test_path_leaving_through_a_truncated_fov_is_not_a_skin_entry(monkeypatch):
     from osteoplan.anatomy.labelmap import LabelMap
 
     lm = LabelMap(vol, masks=masks, sources={n: "synthetic" for n in masks})
-    proto = load_protocol()
+    proto = load_protocol("c2-dens-lateral")  # the synthetic neck's lateral paths (the mechanism is shared)
 
     def skin_entries(plan):
         return np.array([t.skin_entry_lps_mm for t in plan.trajectories])

@@ -64,7 +64,7 @@ def test_outputs_never_replace_their_own_inputs(tmp_path, capsys):
     cases = [
         (["deid", str(study / "ct"), str(study), "--overwrite"], "input is inside the output folder"),
         (["segment", str(study / "ct.nii.gz"), "--out", str(study), "--force"], "CT is inside the output folder"),
-        (["risk", str(study / "ct.nii.gz"), "--out", str(study / "ct.nii.gz")], "--out would overwrite an input"),
+        (["risk", str(study / "ct.nii.gz"), "--out", str(study / "ct.nii.gz")], "--out: would overwrite an input"),
         (["risk", str(study / "ct.nii.gz"), "--out", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.json")],
          "same file"),
     ]

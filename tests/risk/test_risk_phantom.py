@@ -111,8 +111,15 @@ def test_risk_command_on_phantom(tmp_path, monkeypatch, capsys):
     assert rc == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "EI_min (N m^2)" in out  # the per-section table
-    assert "SINS incomplete (alignment missing): possible total 10-14" in out
-    assert "collapse: under-50 = 2 [override]" in out and "lesion_type: lytic = 2 [ct-proposed]" in out
+    # one row per component: name, points, how obtained, value; the evidence in words with units below it
+    assert "SINS (Fisher, Spine 2010): 10–14 / 18 (radiographic alignment missing)" in out
+    rows = {L.strip().split("  ")[0]: " ".join(L.split()) for L in out.splitlines() if L.startswith("  ")}
+    assert rows["Vertebral body collapse"].endswith("2 user, replacing the CT proposal < 50 % collapse")
+    assert rows["Bone lesion"].endswith("2 CT-proposed lytic")
+    assert rows["Pain"].endswith("3 user (clinician) mechanical pain")
+    assert rows["Radiographic alignment"].endswith("0–4 MISSING —")
+    assert "lesion median 49 HU" in out and "HU below normal" in out and "lesion_p10_hu" not in out
+    assert 'replaces the CT proposal "' in out
     assert "CT rigidity" in out and "reference:" in out
     report = tmp_path / "risk.json"
     rc = main(["-q", "risk", str(ct), "--pain", "mechanical", "--alignment", "normal", "--json",

@@ -26,7 +26,7 @@ def test_lateral_and_ap_drr_put_dental_metal_anterior_and_inferior(cthead):
     target = vol.index_to_world(np.array([80.0, 122.0, 105.0]))         # about the dens
     lat = standard_geometry("lateral", target, n_pixels=(128, 128))
     r, c = lat.project(metal_c)
-    assert c > 63.5 + 10            # face (anterior) on the image right, as the label 'A' says
+    assert c < 63.5 - 10            # face (anterior) on the image LEFT, as the label 'A' and the sagittal say
     assert lat.project(skull_top)[0] < 30  # skull vault at the top ('S')
     ap = standard_geometry("ap_open_mouth", target, n_pixels=(128, 128))
     assert ap.project(skull_top)[0] < 30
