@@ -496,6 +496,12 @@ def _child(folder: Path, conn) -> None:
             so, se = os.dup(1), os.dup(2)
             os.dup2(out_f.fileno(), 1)
             os.dup2(err_f.fileno(), 2)
+            saved = sys.stdout, sys.stderr  # e.g. pytest's capture objects, which do not write to fd 1/2
+            sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)
+            sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), write_through=True)
+            for h in logging.getLogger().handlers:
+                if isinstance(h, logging.StreamHandler) and h is not handler:
+                    h.setStream(sys.stderr)
             try:
                 with warnings.catch_warnings(record=True) as wlist:
                     warnings.simplefilter("always")
@@ -503,6 +509,7 @@ def _child(folder: Path, conn) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
+                sys.stdout, sys.stderr = saved
                 os.dup2(so, 1)
                 os.dup2(se, 2)
                 os.close(so)
@@ -836,6 +843,13 @@ def details(results: list[dict], top: int = 6) -> str:
         out.append(f"\n**{c}**\n")
         for (o, d), n in by[c].most_common(top):
             out.append(f"- {o} × {n}: {d}")
+    warned = Counter((r["mclass"], r["placement"], r["slice"], r["detail"]) for r in results if r["outcome"] == "warned")
+    if warned:
+        out.append("\n## Every `warned` outcome (volume changed, with a warning)\n")
+        out.append("| class | placement | slice k | first new warning | mutants |")
+        out.append("|---|---|---|---|---|")
+        for (c, pl, k, d), n in sorted(warned.items()):
+            out.append(f"| {c} | {pl} | {k} | {d} | {n} |")
     return "\n".join(out)
 
 
@@ -887,8 +901,31 @@ def main(argv=None) -> int:
     print(text)
     if args.out:
         args.out.write_text(REPORT_HEAD.format(summary=summary) + table(results) + "\n\n" + placement_table(results)
+                            + "\n\n" + limits_text()
                             + "\n\n## Outcomes in detail (most frequent per class)\n" + details(results, 8) + "\n")
     return 1 if any(r["outcome"] == "DEFECT" for r in results) else 0
+
+
+def limits_text() -> str:
+    """The reader's limits and HU rules (osteoplan.imaging.dicom_series constants; reasons in their docstrings)."""
+    from osteoplan.imaging import dicom_series as d
+
+    return "\n".join([
+        "## Limits and rules of the reader (module constants of `osteoplan/imaging/dicom_series.py`)",
+        "",
+        f"- RescaleSlope finite, in {d.RESCALE_SLOPE_RANGE[0]:g} .. {d.RESCALE_SLOPE_RANGE[1]:g}; RescaleIntercept "
+        f"finite, in {d.RESCALE_INTERCEPT_RANGE_HU[0]:g} .. {d.RESCALE_INTERCEPT_RANGE_HU[1]:g} HU; both present "
+        "(Type 1 for CT); rescaled pixels in "
+        f"{d.PLAUSIBLE_HU_RANGE[0]:g} .. {d.PLAUSIBLE_HU_RANGE[1]:g} HU. Else: error naming the slice, or a stray "
+        "copy dropped with a warning.",
+        f"- Volume at most {d.MAX_VOLUME_VOXELS} voxels; slices within {d.MAX_EXTENT_MM:g} mm along the normal and "
+        "across the plane (refused with the measured extent).",
+        f"- Files: regular files only, at most {d.MAX_FILES}, each at most {d.MAX_FILE_BYTES >> 30} GiB, folders at "
+        f"most {d.MAX_FOLDER_DEPTH} levels deep; NumberOfFrames at most {d.MAX_FRAMES}; sequences looked into "
+        f"{d.MAX_SEQUENCE_DEPTH} levels deep.",
+        f"- In-plane position noise up to {d.POSITION_NOISE_FRACTION:g} of the smaller pixel spacing is not a tilt.",
+        "- All are configurable defaults without a published source; each constant's comment gives its reason.",
+    ])
 
 
 REPORT_HEAD = """# DICOM reader mutation corpus (issue 18)

@@ -8,6 +8,7 @@ path / the patient-like folder name in any output. See the benchmark's docstring
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def _bench():
         pytest.skip("../shared/data/cthead/dicom-pitfalls/shuffled is absent (real data not on this machine)")
     spec = importlib.util.spec_from_file_location("dicom_mutation", ROOT / "benchmarks" / "dicom_mutation.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
