@@ -850,6 +850,10 @@ def details(results: list[dict], top: int = 6) -> str:
         out.append("|---|---|---|---|---|")
         for (c, pl, k, d), n in sorted(warned.items()):
             out.append(f"| {c} | {pl} | {k} | {d} | {n} |")
+        ends = sum(n for (c, pl, k, d), n in warned.items() if k in (0, max(r["slice"] for r in results)))
+        out.append(f"\n{ends} of {sum(warned.values())} are an end slice whose file could not be used (or whose "
+                   "SeriesInstanceUID was damaged): the volume is one slice shorter, the slices it has are unchanged, "
+                   "and the warnings say that a skipped file (or a look-alike series) may be a missing end slice.")
     return "\n".join(out)
 
 
