@@ -21,7 +21,8 @@ by ``osteoplan info --json`` (the whole command, so that its report is checked t
 ``same_warned`` the same volume, with a warning saying what was tolerated (stray file skipped, copy dropped...).
 ``declared``    read; the one mutated slice differs by exactly what its (valid) mutated header declares
                 (another plausible RescaleSlope/Intercept: a reader cannot know it is false).
-``warned``      read with a changed volume and a new warning that states the change.
+``warned``      read without the first or last slice (the other slices identical, at the same places) and with a
+                new warning saying a skipped file may be a missing end slice.
 ``error``       an :class:`~osteoplan.errors.OsteoplanError` with a one-line message (``info`` exits 1 or 2).
 ``DEFECT``      anything else: an uncaught exception, over the time or memory limit, a silent change of HU or
                 geometry beyond tolerance, NaN/inf in the volume, a multi-line error, a path in any output
@@ -661,12 +662,28 @@ def classify(m: Mutant, obs: dict, ref: Reference, src: Source) -> tuple[str, st
         exp = declared_slice(m, ref, src)
         if exp is not None and list(changed) == [m.slice_index] and float(np.abs(arr[m.slice_index] - exp).max()) <= HU_TOL:
             return "declared", "slice HU as its valid mutated rescale states"
-        if new_warn:
-            return "warned", _gist(new_warn[0])
-        return "DEFECT", f"silent HU change in slice(s) {list(changed)[:5]} (max {float(diff.max()):.4g} HU)"
-    if new_warn:
+        what = "with an unrelated warning" if new_warn else "silent"
+        return "DEFECT", f"HU change ({what}) in slice(s) {list(changed)[:5]} (max {float(diff.max()):.4g} HU)"
+    if new_warn and _is_end_slice_dropped(arr, aff, ref):
         return "warned", _gist(new_warn[0])
+    if new_warn:
+        return "DEFECT", f"geometry changed beyond a dropped end slice (shape {arr.shape}), with warning: " \
+                         f"{_gist(new_warn[0])}"
     return "DEFECT", f"silent geometry change (shape {arr.shape} vs {ref.array.shape})"
+
+
+def _is_end_slice_dropped(arr: np.ndarray, aff: np.ndarray, ref: Reference) -> bool:
+    """True when the volume is the clean one without its first or last slice (same HU, same voxel places)."""
+    K = ref.array.shape[0]
+    if arr.shape != (K - 1,) + ref.array.shape[1:]:
+        return False
+    for lo in (0, 1):
+        sub_aff = ref.affine.copy()
+        sub_aff[:3, 3] = ref.affine[:3, 3] + lo * ref.affine[:3, 0]
+        if (np.max(np.abs(arr - ref.array[lo:lo + K - 1])) <= HU_TOL and np.max(np.linalg.norm(
+                _corners(arr.shape, aff) - _corners(arr.shape, sub_aff), axis=1)) <= GEOMETRY_TOL_MM):
+            return True
+    return False
 
 
 def _gist(msg: str) -> str:
