@@ -212,8 +212,11 @@ def cmd_deid(args) -> int:
     from osteoplan.imaging.deid import deidentify_folder
     from osteoplan.imaging.io import dicom_source
 
+    from osteoplan.imaging.dicom_series import _pydicom_messages_without_paths
+
     key = args.key if args.key is not None else os.environ.get("OSTEOPLAN_DEID_KEY") or None
-    with dicom_source(args.input) as src:
+    # pydicom's own warnings are logged once each, without paths or quoted values (issue 18)
+    with dicom_source(args.input) as src, _pydicom_messages_without_paths():
         rep = deidentify_folder(src, args.output, key=key, date_shift_days=args.date_shift_days,
                                 overwrite=args.overwrite)
     where = "the output folder" if rep.output == "<file>" else f"{rep.output}/"

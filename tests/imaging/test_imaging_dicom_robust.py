@@ -246,3 +246,16 @@ def test_end_slice_with_a_damaged_series_uid_is_named_in_the_choice(tmp_path):
     assert any("of 2 series found" in w and "Series 2 share its study, frame of reference, orientation, image size "
                "and pixel spacing: if one holds slices of this series whose SeriesInstanceUID was damaged, the "
                "volume lacks them" in w for w in v.warnings)
+
+
+def test_deid_logs_pydicom_messages_without_path_or_value(tmp_path, capsys, caplog):
+    folder = tmp_path / PATIENT_DIR
+    s = _series(folder, n_slices=3)
+    for f in s.files:
+        synth.set_raw_element(f, "PatientName", "PN", b"DOE^JANE^" + b"X" * 80)
+    code = main(["deid", str(folder), str(tmp_path / "out")])
+    cap = capsys.readouterr()
+    assert code == 0
+    assert "pydicom: The PN component length (89) exceeds the maximum allowed length of 64." in caplog.text
+    for needle in ("DOE", "JANE", "P123456", "19610723", str(tmp_path)):
+        assert needle not in cap.err and needle not in cap.out and needle not in caplog.text
