@@ -149,9 +149,13 @@ def _print_human(info: dict[str, Any]) -> None:
               + (f", tilt {g['tilt_deg']:g} deg" if g.get("tilt_deg") else "") + "\n")
         if s.get("geometry_problem"):
             w(f"  problem        {s['geometry_problem']}\n")
+        if s.get("hu_problem"):
+            w(f"  problem        {s['hu_problem']}\n")
+        for note in s.get("hu_notes") or []:
+            w(f"  note           {note}\n")
         if not s["plannable"]:
             w(f"  plannable      no: {s['rejection']}\n")
-        elif s.get("geometry_problem"):
+        elif s.get("geometry_problem") or s.get("hu_problem"):
             w("  plannable      not as it stands: see the problem above\n")
         else:
             w("  plannable      yes\n")
@@ -209,8 +213,11 @@ def cmd_deid(args) -> int:
     from osteoplan.imaging.deid import deidentify_folder
     from osteoplan.imaging.io import dicom_source
 
+    from osteoplan.imaging.dicom_series import _pydicom_messages_without_paths
+
     key = args.key if args.key is not None else os.environ.get("OSTEOPLAN_DEID_KEY") or None
-    with dicom_source(args.input) as src:
+    # pydicom's own warnings are logged once each, without paths or quoted values (issue 18)
+    with dicom_source(args.input) as src, _pydicom_messages_without_paths():
         rep = deidentify_folder(src, args.output, key=key, date_shift_days=args.date_shift_days,
                                 overwrite=args.overwrite)
     where = "the output folder" if rep.output == "<file>" else f"{rep.output}/"

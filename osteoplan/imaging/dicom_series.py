@@ -22,6 +22,24 @@ Pipeline
    incomplete) and assembles the :class:`~osteoplan.imaging.volume.Volume`, resampling onto an
    orthogonal uniform grid when the stack is tilted, has allowed gaps or uneven spacing.
 
+Never a silently wrong volume (issue 18)
+---------------------------------------
+* Hounsfield units: a RescaleSlope/RescaleIntercept that is missing (Type 1 for CT), unparseable,
+  non-finite or implausible (:data:`RESCALE_SLOPE_RANGE`, :data:`RESCALE_INTERCEPT_RANGE_HU`), or pixels
+  that rescale outside :data:`PLAUSIBLE_HU_RANGE`, refuse the series naming the slice by position and
+  InstanceNumber (never its file); a stray copy whose position is held by a valid image is dropped with
+  a warning. NaN/inf never reach the volume.
+* Bounded time and memory: :data:`MAX_FILES`, :data:`MAX_FOLDER_DEPTH`, :data:`MAX_FILE_BYTES`,
+  :data:`MAX_FRAMES`, :data:`MAX_SEQUENCE_DEPTH`, :data:`MAX_EXTENT_MM`, :data:`MAX_VOLUME_VOXELS`
+  (module constants, each with its reason); only regular files are opened (a named pipe never blocks).
+* An image of the chosen series that cannot be used (header read, geometry unusable) refuses the
+  series instead of silently shortening it; two copies of one SOPInstanceUID at different places too.
+* In-plane position noise up to :data:`POSITION_NOISE_FRACTION` of a pixel is not a gantry tilt.
+* Anonymised series (blank SeriesInstanceUID, SOPClassUID only in the file meta) are grouped by what is
+  left, with a warning; pydicom's own messages are logged without paths or quoted values.
+* ``benchmarks/dicom_mutation.py`` checks all this on ~2,400 mutants of a real series
+  (``docs/dicom_mutation.md``).
+
 Geometry convention: the output affine maps (k, j, i) to LPS mm with column 0 = slice step
 along the normal ``n = row_dir x col_dir`` (slices sorted by increasing ``position . n``),
 column 1 = IOP column direction x PixelSpacing[0] (down the rows), column 2 = IOP row
@@ -32,6 +50,7 @@ own array order and world coordinates stay exact.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +103,56 @@ TILT_DRIFT_TOL_MM = 0.01
 #: Orientation cosines that differ by more than this between slices are "different".
 ORIENTATION_TOL = 1e-4
 
+# ---- Limits: every input ends in bounded time and memory with a clear message (issue 18)
+#: Largest volume the reader builds (voxels). 2**30 float32 voxels are 4 GiB: a whole-body CT of
+#: 512 x 512 x 4096 slices. A larger grid comes from corrupted positions (one slice at z = 1e308)
+#: and is refused with the measured extent before anything is allocated. Configurable default.
+MAX_VOLUME_VOXELS = 1 << 30
+#: Largest extent of a series along any axis (mm). The tallest patient is about 2.1 m, a whole-body
+#: CT about 2 m; 3000 mm leaves room for any table travel and refuses a flipped digit that puts one
+#: slice 7 km away. Configurable default.
+MAX_EXTENT_MM = 3000.0
+#: Largest file the scan opens (bytes): 4 GiB holds an Enhanced CT of 2**30 16-bit voxels (twice
+#: :data:`MAX_VOLUME_VOXELS` worth of 16-bit data would not fit the volume anyway). Larger files are
+#: skipped with a warning. Configurable default.
+MAX_FILE_BYTES = 4 << 30
+#: Deepest sub-folder searched below the input folder. PACS and CD exports nest 3 to 6 levels
+#: (patient/study/series/...); deeper folders are skipped with a warning (a 1,100-level nest once
+#: crashed the recursive walk). Configurable default.
+MAX_FOLDER_DEPTH = 32
+#: Most files examined under one input (a study export with many series holds a few 10 000 files).
+#: Beyond this the input is refused: give the series folder. Configurable default.
+MAX_FILES = 100_000
+#: Most frames of one multi-frame image (NumberOfFrames): a whole-body Enhanced CT has a few
+#: thousand; 2**31-1 (a corrupted value) would otherwise loop for hours. Configurable default.
+MAX_FRAMES = 10_000
+#: Deepest sequence nesting looked into (identifying-value check, functional groups). CT headers nest
+#: 2 to 4 levels; a 1,000-level nest once took > 100 s and 8 GB. Configurable default.
+MAX_SEQUENCE_DEPTH = 16
+#: In-plane noise tolerated in slice positions, as a fraction of the smaller pixel spacing: positions
+#: are printed with limited decimals by some scanners and moved by a few 1/100 mm by some
+#: converters. A stack whose in-plane drift stays within this is not called tilted and is not
+#: resampled (the error made by ignoring it is below a tenth of a pixel). Configurable default.
+POSITION_NOISE_FRACTION = 0.1
+
+# ---- Hounsfield-unit plausibility (a wrong rescale must never give a silently wrong volume)
+#: RescaleSlope must be finite and inside this range. A slope <= 0 inverts or erases the image;
+#: CT scanners write 1 (occasionally another small positive value such as 0.5 or 2, or a decimal
+#: fraction when a floating-point reconstruction was stored as integers). Configurable default, no
+#: published source: 1/256 .. 256 keeps every such export and refuses the values that turn a slice
+#: into a flat or exploded image (1e-6, 1e6).
+RESCALE_SLOPE_RANGE = (1.0 / 256.0, 256.0)
+#: RescaleIntercept must be finite and inside this range (HU). CT intercepts are -1024, -1000, 0 or
+#: -3024 in practice; a value beyond +-8192 HU cannot map any stored CT value onto tissue. Configurable
+#: default, no published source.
+RESCALE_INTERCEPT_RANGE_HU = (-8192.0, 8192.0)
+#: Every rescaled pixel value of a slice must lie in this range (HU). Lower bound: nothing physical is
+#: below air (-1000 HU), but vendors pad the area outside the reconstruction circle with values down
+#: to -3024 HU (e.g. stored -2000 with intercept -1024), so -4096 leaves room for padding and refuses
+#: only a wrong rescale. Upper bound: +32767 HU, the largest value of a signed 16-bit HU image, which
+#: also holds the extended CT scale for metal (up to about +30 700 HU). Configurable default.
+PLAUSIBLE_HU_RANGE = (-4096.0, 32767.0)
+
 
 # --------------------------------------------------------------------------- records
 @dataclass
@@ -106,6 +175,11 @@ class Frame:
         RescaleSlope / RescaleIntercept of this frame.
     instance : int
         InstanceNumber (single-frame) or frame number (multi-frame), only to break ties.
+    rescale_problem : str | None
+        Why RescaleSlope/RescaleIntercept cannot be trusted (missing, unparseable, non-finite,
+        out of :data:`RESCALE_SLOPE_RANGE` / :data:`RESCALE_INTERCEPT_RANGE_HU`), else None. Such a
+        frame is never rescaled with a guessed value: :func:`read_series` drops it with a warning
+        when another valid image holds its position, and refuses the series otherwise.
     """
 
     file_index: int
@@ -118,6 +192,8 @@ class Frame:
     slope: float
     intercept: float
     instance: int
+    rescale_problem: str | None = None
+    sop_instance_uid: str | None = None
 
 
 #: Shown instead of a series description or kernel that contains an identifying value.
@@ -132,11 +208,73 @@ def _free_text_without_identifiers(ds: Any, *texts: str | None) -> tuple[str | N
         return texts
     from osteoplan.imaging.deid import UID_KEYWORDS, collect_identifying_values
 
-    found = collect_identifying_values(ds, include_dates=False)
+    try:
+        failed: list[int] = []
+        found = collect_identifying_values(_bounded_copy(ds, MAX_SEQUENCE_DEPTH, failed), include_dates=False)
+        if failed:
+            raise ValueError("damaged elements")
+    except Exception:  # noqa: BLE001 - a damaged element (corrupted VR...): the texts cannot be checked
+        log.warning("identifying values of a header could not be collected (damaged element); series "
+                    "description and kernel are hidden")
+        return tuple(None if t is None else REMOVED_TEXT for t in texts)
     # named identifying attributes only: private elements' text is collected by deid as "may identify",
     # but vendors keep words such as "BONE" or "STANDARD" there, which would hide every kernel
     needles = [v.lower() for attr, v in found.items() if attr not in UID_KEYWORDS and not attr.startswith("private")]
     return tuple(t if t is None or not any(n in t.lower() for n in needles) else REMOVED_TEXT for t in texts)
+
+
+def _bounded_copy(ds: Any, max_depth: int, failed: list[int] | None = None) -> Any:
+    """A copy of *ds* whose sequences are cut below *max_depth* levels (iterative; raw values kept).
+
+    pydicom parses a sequence when it is first accessed, one level at a time; walking a deliberately
+    deep nest (1,000 levels) recursively exhausts the stack or memory. Elements that cannot be parsed
+    are left out and their tags appended to *failed*.
+    """
+    failed = failed if failed is not None else []
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def shallow(src: Any) -> Any:
+        out = Dataset()
+        for tag in list(src.keys()):
+            try:
+                elem = src.get_item(tag)
+                vr = getattr(elem, "VR", None)
+            except Exception:  # noqa: BLE001
+                failed.append(int(tag))
+                continue
+            if vr == "SQ":
+                continue
+            try:
+                out[tag] = src[tag]
+            except Exception:  # noqa: BLE001 - value that cannot be converted
+                failed.append(int(tag))
+                continue
+        return out
+
+    top = shallow(ds)
+    if getattr(ds, "file_meta", None) is not None:
+        top.file_meta = ds.file_meta
+    stack = [(ds, top, 0)]
+    while stack:
+        src, dst, depth = stack.pop()
+        if depth >= max_depth:
+            continue
+        for tag in list(src.keys()):
+            try:
+                if getattr(src.get_item(tag), "VR", None) != "SQ":
+                    continue
+                items = src[tag].value
+            except Exception:  # noqa: BLE001
+                failed.append(int(tag))
+                continue
+            copies = []
+            for item in items:
+                c = shallow(item)
+                copies.append(c)
+                stack.append((item, c, depth + 1))
+            dst.add_new(tag, "SQ", Sequence(copies))
+    return top
 
 
 @dataclass
@@ -161,6 +299,8 @@ class SeriesInfo:
     file_indices: list[int] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     rejection: str | None = None
+    #: what was missing and what was done instead -> number of files (anonymised series)
+    missing: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_files(self) -> int:
@@ -295,7 +435,49 @@ def _floats(ds: Any, keyword: str) -> list[float] | None:
     txt = _text(ds, keyword)
     if txt is None:
         return None
-    return [float(x) for x in txt.split("\\")]
+    try:
+        return [float(x) for x in txt.split("\\")]
+    except ValueError:
+        raise ValueError(f"{keyword} is not a list of numbers") from None
+
+
+def _rescale_of(src: Any) -> tuple[float, float, str | None]:
+    """(slope, intercept, problem) of a dataset or Pixel Value Transformation item.
+
+    RescaleIntercept and RescaleSlope are Type 1 in the CT Image module (DICOM PS3.3 C.8.2.1)
+    and in the Pixel Value Transformation functional group of Enhanced CT (C.7.6.16.2.9): a
+    missing one is non-conformant and is never assumed (no silent 0 or 1). Each value must be a
+    single finite number, the slope in :data:`RESCALE_SLOPE_RANGE` and the intercept in
+    :data:`RESCALE_INTERCEPT_RANGE_HU`. When there is a problem the returned slope/intercept are
+    NaN and must not be used. The problem text never quotes the stored value (it could be anything).
+    """
+    problems = []
+    vals = []
+    for kw, (lo, hi) in (("RescaleSlope", RESCALE_SLOPE_RANGE), ("RescaleIntercept", RESCALE_INTERCEPT_RANGE_HU)):
+        try:
+            txt = _text(src, kw)
+        except Exception:  # noqa: BLE001 - a damaged element is "unparseable", whatever pydicom raises
+            txt = "\x00unparseable"
+        if txt is None:
+            problems.append(f"{kw} missing (Type 1 for CT images)")
+            vals.append(float("nan"))
+            continue
+        try:
+            v = float(txt)
+        except (TypeError, ValueError):
+            problems.append(f"{kw} is not a number")
+            vals.append(float("nan"))
+            continue
+        if not np.isfinite(v):
+            problems.append(f"{kw} is not finite")
+        elif kw == "RescaleSlope" and v <= 0:
+            problems.append(f"RescaleSlope {v:g} is not positive")
+        elif not lo <= v <= hi:
+            problems.append(f"{kw} {v:g} is outside the plausible CT range {lo:g} .. {hi:g}")
+        vals.append(v)
+    if problems:
+        return float("nan"), float("nan"), "; ".join(problems)
+    return vals[0], vals[1], None
 
 
 def _seq_item(ds: Any, keyword: str):
@@ -306,10 +488,32 @@ def _seq_item(ds: Any, keyword: str):
     return seq[0]
 
 
+def _check_geometry_values(ipp: list[float], iop: list[float], ps: list[float]) -> None:
+    """Raise ValueError (a fixed text, never the stored value) when a geometry value is unusable.
+
+    ImagePositionPatient: 3 finite values (a far but finite one is refused by the extent check of
+    :func:`plan_geometry` with the measured extent); ImageOrientationPatient:
+    6 finite values, each row of unit length within 1 % (DICOM requires unit direction cosines);
+    PixelSpacing: 2 finite values > 0 and <= 100 mm (no CT has 10 cm pixels).
+    """
+    if len(ipp) != 3 or not all(np.isfinite(ipp)):
+        raise ValueError("ImagePositionPatient is not 3 finite values")
+    if len(iop) != 6 or not all(np.isfinite(iop)):
+        raise ValueError("ImageOrientationPatient is not 6 finite values")
+    if any(abs(float(np.linalg.norm(iop[a:a + 3])) - 1.0) > 0.01 for a in (0, 3)):
+        raise ValueError("ImageOrientationPatient direction cosines are not unit vectors")
+    if len(ps) != 2 or not all(np.isfinite(ps)) or min(ps) <= 0 or max(ps) > 100:
+        raise ValueError("PixelSpacing is not 2 finite values between 0 and 100 mm")
+
+
 def _frames_of(ds: Any, file_index: int) -> list[Frame]:
     """Frames of one parsed dataset (single- or multi-frame). Raises ValueError when geometry is missing."""
     rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    if not (0 < rows <= 65535 and 0 < cols <= 65535):
+        raise ValueError("Rows/Columns missing or zero")
     nf = _int(_text(ds, "NumberOfFrames") or 1, 1)
+    if not 1 <= nf <= MAX_FRAMES:
+        raise ValueError(f"NumberOfFrames {nf} outside 1 .. {MAX_FRAMES}")
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
         pffg = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -328,16 +532,16 @@ def _frames_of(ds: Any, file_index: int) -> list[Frame]:
             if pos is None or ori is None or meas is None:
                 raise ValueError("multi-frame image without plane position/orientation/pixel measures")
             src = pvt if pvt is not None else ds
-            slope = _float(_text(src, "RescaleSlope"), 1.0)
-            inter = _float(_text(src, "RescaleIntercept"), 0.0)
+            slope, inter, rproblem = _rescale_of(src)
             fc = _seq_item(fg, "FrameContentSequence")
             inst = _int(_text(fc, "InStackPositionNumber") or f + 1, f + 1) if fc is not None else f + 1
             ipp, iop, ps = (_floats(pos, "ImagePositionPatient"), _floats(ori, "ImageOrientationPatient"),
                             _floats(meas, "PixelSpacing"))
             if ipp is None or iop is None or ps is None:
                 raise ValueError("frame without position/orientation/pixel spacing")
+            _check_geometry_values(ipp, iop, ps)
             out.append(Frame(file_index, f, np.array(ipp, float), np.array(iop, float),
-                             (ps[0], ps[1]), rows, cols, slope, inter, inst))
+                             (ps[0], ps[1]), rows, cols, slope, inter, inst, rproblem))
         return out
     ipp, iop, ps = _floats(ds, "ImagePositionPatient"), _floats(ds, "ImageOrientationPatient"), _floats(
         ds, "PixelSpacing")
@@ -345,9 +549,10 @@ def _frames_of(ds: Any, file_index: int) -> list[Frame]:
         raise ValueError("no valid ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
     if nf != 1:
         raise ValueError("multi-frame image without functional groups")
+    _check_geometry_values(ipp, iop, ps)
+    slope, inter, rproblem = _rescale_of(ds)
     return [Frame(file_index, None, np.array(ipp, float), np.array(iop, float), (ps[0], ps[1]), rows, cols,
-                  _float(_text(ds, "RescaleSlope"), 1.0), _float(_text(ds, "RescaleIntercept"), 0.0),
-                  _int(_text(ds, "InstanceNumber"), 0))]
+                  slope, inter, _int(_text(ds, "InstanceNumber"), 0), rproblem, _text(ds, "SOPInstanceUID"))]
 
 
 def _rejection(sop: str, modality: str | None, image_type: tuple[str, ...]) -> str | None:
@@ -390,14 +595,61 @@ def _contrast_flag(ds: Any) -> bool | None:
     return True
 
 
-def _list_files(root: Path) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
-            if fn.startswith("."):
+def _list_files(root: Path, skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Regular files under *root* (sorted, hidden names left out), without recursion.
+
+    Only regular files are returned (symbolic links to regular files included): a named pipe, a
+    socket or a device would block or never end when read. Symbolic links to folders are not
+    followed (no loops). Folders deeper than :data:`MAX_FOLDER_DEPTH` are not searched. What is
+    left out is appended to *skipped* as (path, reason).
+
+    Raises
+    ------
+    InputError
+        More than :data:`MAX_FILES` files under *root*.
+    """
+    import stat
+
+    out: list[Path] = []
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if skipped is not None:
+                skipped.append((folder, f"folder not readable ({exc.strerror or type(exc).__name__})"))
+            continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."):
                 continue
-            out.append(Path(dirpath) / fn)
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(Path(e.path))
+                    continue
+                mode = os.stat(e.path).st_mode  # follows a link to a file
+            except OSError as exc:
+                if skipped is not None:
+                    skipped.append((Path(e.path), f"not readable ({exc.strerror or type(exc).__name__})"))
+                continue
+            if stat.S_ISDIR(mode):
+                continue  # a symbolic link to a folder: not followed
+            if not stat.S_ISREG(mode):
+                if skipped is not None:
+                    skipped.append((Path(e.path), "not a regular file (named pipe, socket or device)"))
+                continue
+            out.append(Path(e.path))
+            if len(out) > MAX_FILES:
+                raise InputError(
+                    f"More than {MAX_FILES} files under the input folder; give the folder of the series "
+                    "(or the study) to read rather than a whole archive.")
+        if subdirs and depth + 1 > MAX_FOLDER_DEPTH:
+            if skipped is not None:
+                skipped.append((subdirs[0], f"folder nested more than {MAX_FOLDER_DEPTH} levels deep: not searched"))
+            continue
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
     return out
 
 
@@ -405,6 +657,12 @@ def _read_header(path: Path):
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return None, f"not readable ({exc.strerror or type(exc).__name__})"
+    if size > MAX_FILE_BYTES:
+        return None, f"larger than {MAX_FILE_BYTES >> 30} GiB: not read"
     try:
         # defer_size: large values (the pixel data) are not read during the scan; their file
         # offset is kept so that decoding does not parse the header again
@@ -441,7 +699,187 @@ def _read_header(path: Path):
     return ds, None
 
 
+# --------------------------------------------------------------------------- pydicom's messages
+_QUOTED = None
+
+
+def _without_identifiers(message: str) -> str:
+    """A library message with what may identify removed: quoted values, paths, long digit runs."""
+    import re
+
+    global _QUOTED
+    if _QUOTED is None:
+        _QUOTED = (re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'"), re.compile(r"\S*[/\\]\S*"), re.compile(r"\d{5,}"))
+    quoted, path, digits = _QUOTED
+    text = quoted.sub("<value>", str(message))
+    text = path.sub("<path>", text)
+    text = digits.sub("#", text)
+    return " ".join(text.split())[:200]
+
+
+@contextlib.contextmanager
+def _pydicom_messages_without_paths():
+    """Capture pydicom's warnings and log records; re-emit each distinct one once, without identifiers.
+
+    pydicom's messages may quote file paths (a folder named after the patient) and element values
+    (a name or birth date with an invalid VR). They are logged here as ``pydicom: <message>`` with
+    quoted values, paths and digit runs of 5 or more removed (:func:`_without_identifiers`).
+    """
+    import logging
+    import warnings
+
+    records: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                try:
+                    records.append(record.getMessage())
+                except Exception:  # noqa: BLE001 - a malformed record is dropped, never printed raw
+                    records.append("a message that could not be formatted")
+
+    plog = logging.getLogger("pydicom")
+    handler = _Collect()
+    old_propagate = plog.propagate
+    plog.addHandler(handler)
+    plog.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        plog.removeHandler(handler)
+        plog.propagate = old_propagate
+    counts: dict[str, int] = {}
+    for m in [str(w.message) for w in caught] + records:
+        key = _without_identifiers(m)
+        counts[key] = counts.get(key, 0) + 1
+    for key, n in counts.items():
+        log.warning("pydicom: %s%s", key, f" ({n} times)" if n > 1 else "")
+
+
 # --------------------------------------------------------------------------- scan
+def _add_to_series(ds: Any, idx: int, name: str, series: dict[str, "SeriesInfo"], skipped: list[tuple[str, str]],
+                   anonymous: list[int], uid: str | None = None) -> None:
+    """Put the image *ds* (file *idx*) into its series (created on first sight), or into *skipped*."""
+    sop = _text(ds, "SOPClassUID") or ""
+    sop_from_meta = False
+    if not sop:
+        sop = _text(ds.file_meta, "MediaStorageSOPClassUID") or "" if getattr(ds, "file_meta", None) else ""
+        sop_from_meta = bool(sop)
+    if "PixelData" not in ds and _is_image_sop(sop):
+        skipped.append((name, "unreadable DICOM header (file truncated before the pixel data)"))
+        return
+    if "Rows" not in ds or "Columns" not in ds:
+        skipped.append((name, "DICOM file without an image (e.g. DICOMDIR, report)"))
+        return
+    if uid is None:
+        uid = _text(ds, "SeriesInstanceUID") or ""
+        if not uid:
+            anonymous.append(idx)
+            return
+    s = series.get(uid)
+    if s is None:
+        image_type = tuple(str(v) for v in (ds.get("ImageType") or []))
+        modality = str(ds.get("Modality", "") or "") or None
+        kernel = ds.get("ConvolutionKernel")
+        if kernel is not None and not isinstance(kernel, str):
+            kernel = "\\".join(str(k) for k in kernel)
+        if kernel is None:  # enhanced CT: CT Reconstruction functional group
+            rec = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTReconstructionSequence")
+            if rec is not None and rec.get("ConvolutionKernel") is not None:
+                kv = rec.ConvolutionKernel
+                kernel = kv if isinstance(kv, str) else "\\".join(str(k) for k in kv)
+        kvp = _float(ds.get("KVP"))
+        if kvp is None:
+            acq = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTXRayDetailsSequence")
+            kvp = _float(acq.get("KVP")) if acq is not None else None
+        description, kernel = _free_text_without_identifiers(
+            ds, str(ds.get("SeriesDescription")) if ds.get("SeriesDescription") else None,
+            str(kernel) if kernel else None)
+        s = SeriesInfo(
+            uid=uid,
+            description=description,
+            modality=modality,
+            sop_class=sop,
+            image_type=image_type,
+            kernel=kernel,
+            kvp=kvp,
+            contrast=_contrast_flag(ds),
+            study_uid=_text(ds, "StudyInstanceUID"),
+            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+            series_number=_int(ds.get("SeriesNumber"), 0) if ds.get("SeriesNumber") is not None else None,
+            rejection=_rejection(sop, modality, image_type),
+        )
+        series[uid] = s
+    if sop_from_meta:
+        key = "without SOPClassUID in the dataset: the file meta's MediaStorageSOPClassUID was used"
+        s.missing[key] = s.missing.get(key, 0) + 1
+    s.file_indices.append(idx)
+    s.transfer_syntaxes.add(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    if s.rejection is None:
+        it = tuple((_text(ds, "ImageType") or "").split("\\"))
+        r = _rejection(sop, _text(ds, "Modality"), it)
+        if r is not None:
+            s.rejection = "contains " + r
+            return
+        try:
+            s.frames.extend(_frames_of(ds, idx))
+        except ValueError as exc:  # our own fixed texts: no stored value is quoted
+            skipped.append((name, f"image without usable geometry ({exc})"))
+        except (AttributeError, TypeError, IndexError, KeyError) as exc:
+            skipped.append((name, f"image without usable geometry ({type(exc).__name__})"))
+
+
+def _anonymous_key(ds: Any) -> tuple:
+    """What is left to group images without SeriesInstanceUID: study, frame of reference, SOP class
+    (dataset or file meta), modality, series number, kernel, image size, pixel spacing and orientation
+    (rounded to 1e-3)."""
+    def txt(kw, src=ds):
+        try:
+            return _text(src, kw) or ""
+        except Exception:  # noqa: BLE001
+            return ""
+
+    meta = getattr(ds, "file_meta", None)
+    iop = txt("ImageOrientationPatient")
+    try:
+        iop = tuple(round(float(v), 3) for v in iop.split("\\")) if iop else ()
+    except ValueError:
+        iop = (iop,)
+    return (txt("StudyInstanceUID"), txt("FrameOfReferenceUID"),
+            txt("SOPClassUID") or (txt("MediaStorageSOPClassUID", meta) if meta is not None else ""),
+            txt("Modality"), txt("SeriesNumber"), txt("ConvolutionKernel"), txt("Rows"), txt("Columns"),
+            txt("PixelSpacing"), iop)
+
+
+def _group_anonymous(headers, anonymous: list[int], display: list[str], series: dict[str, "SeriesInfo"],
+                     skipped: list[tuple[str, str]]) -> None:
+    """Group the images without SeriesInstanceUID (blanked by anonymisers) by what is left.
+
+    Each group becomes a series named ``no-SeriesInstanceUID-<n>`` whose ``missing`` record says
+    what was missing; :func:`read_series` turns it into a warning.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for idx in anonymous:
+        try:
+            key = _anonymous_key(headers[idx][0])
+        except Exception:  # noqa: BLE001
+            skipped.append((display[idx], "unreadable DICOM header (damaged element)"))
+            continue
+        groups.setdefault(key, []).append(idx)
+    for n, (key, members) in enumerate(groups.items(), start=1):
+        uid = f"no-SeriesInstanceUID-{n}"
+        for idx in members:
+            try:
+                _add_to_series(headers[idx][0], idx, display[idx], series, skipped, [], uid=uid)
+            except Exception as exc:  # noqa: BLE001
+                skipped.append((display[idx], f"unreadable DICOM header (damaged element: {type(exc).__name__})"))
+        if uid in series:
+            what = ("frame of reference, " if key[1] else "") + "SOP class, image size, pixel spacing and orientation"
+            series[uid].missing[f"without SeriesInstanceUID (empty or absent): grouped by {what}"] = len(members)
+
+
 def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
          workers: int | None = None) -> ScanResult:
     """Scan a folder (recursively) or a single DICOM file and group the images by series.
@@ -466,86 +904,42 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
     root = Path(path)
     if not root.exists():
         raise InputError(f"Input not found: {safe_path(root)}. Check the path.")
-    files = _list_files(root) if root.is_dir() else [root]
+    listing_skips: list[tuple[Path, str]] = []
+    files = _list_files(root, listing_skips) if root.is_dir() else [root]
     base = Path(display_root) if display_root is not None else (root if root.is_dir() else root.parent)
-    display = []
-    for f in files:
+
+    def shown(f: Path) -> str:
         try:
             rel = f.relative_to(base)
         except ValueError:
             rel = Path(f.name)
-        display.append("/".join(safe_path(p) for p in rel.parts))
+        parts = [safe_path(p) for p in rel.parts]
+        if len(parts) > 4:  # deep trees: the last levels say enough
+            parts = ["..."] + parts[-3:]
+        return "/".join(parts)
+
+    display = [shown(f) for f in files]
     nworkers = workers or min(4, (os.cpu_count() or 1) * 2)
-    if len(files) > 8 and nworkers > 1:
-        with ThreadPoolExecutor(nworkers) as ex:
-            headers = list(ex.map(_read_header, files))
-    else:
-        headers = [_read_header(f) for f in files]
+    with _pydicom_messages_without_paths():
+        if len(files) > 8 and nworkers > 1:
+            with ThreadPoolExecutor(nworkers) as ex:
+                headers = list(ex.map(_read_header, files))
+        else:
+            headers = [_read_header(f) for f in files]
 
     series: dict[str, SeriesInfo] = {}
-    skipped: list[tuple[str, str]] = []
-    for idx, (ds, err) in enumerate(headers):
-        if ds is None:
-            skipped.append((display[idx], err or "unreadable"))
-            continue
-        sop = _text(ds, "SOPClassUID") or str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
-        if "PixelData" not in ds and _is_image_sop(sop):
-            skipped.append((display[idx], "unreadable DICOM header (file truncated before the pixel data)"))
-            continue
-        if "Rows" not in ds or "Columns" not in ds:
-            skipped.append((display[idx], "DICOM file without an image (e.g. DICOMDIR, report)"))
-            continue
-        uid = _text(ds, "SeriesInstanceUID") or ""
-        if not uid:
-            skipped.append((display[idx], "DICOM image without SeriesInstanceUID"))
-            continue
-        s = series.get(uid)
-        if s is None:
-            image_type = tuple(str(v) for v in (ds.get("ImageType") or []))
-            modality = str(ds.get("Modality", "") or "") or None
-            kernel = ds.get("ConvolutionKernel")
-            if kernel is not None and not isinstance(kernel, str):
-                kernel = "\\".join(str(k) for k in kernel)
-            if kernel is None:  # enhanced CT: CT Reconstruction functional group
-                rec = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTReconstructionSequence")
-                if rec is not None and rec.get("ConvolutionKernel") is not None:
-                    kv = rec.ConvolutionKernel
-                    kernel = kv if isinstance(kv, str) else "\\".join(str(k) for k in kv)
-            kvp = _float(ds.get("KVP"))
-            if kvp is None:
-                acq = _seq_item(_seq_item(ds, "SharedFunctionalGroupsSequence"), "CTXRayDetailsSequence")
-                kvp = _float(acq.get("KVP")) if acq is not None else None
-            description, kernel = _free_text_without_identifiers(
-                ds, str(ds.get("SeriesDescription")) if ds.get("SeriesDescription") else None,
-                str(kernel) if kernel else None)
-            s = SeriesInfo(
-                uid=uid,
-                description=description,
-                modality=modality,
-                sop_class=sop,
-                image_type=image_type,
-                kernel=kernel,
-                kvp=kvp,
-                contrast=_contrast_flag(ds),
-                study_uid=str(ds.get("StudyInstanceUID")) if ds.get("StudyInstanceUID") else None,
-                frame_of_reference_uid=(str(ds.get("FrameOfReferenceUID"))
-                                        if ds.get("FrameOfReferenceUID") else None),
-                series_number=_int(ds.get("SeriesNumber"), 0) if ds.get("SeriesNumber") is not None else None,
-                rejection=_rejection(sop, modality, image_type),
-            )
-            series[uid] = s
-        s.file_indices.append(idx)
-        s.transfer_syntaxes.add(str(ds.file_meta.get("TransferSyntaxUID", "")))
-        if s.rejection is None:
-            it = tuple((_text(ds, "ImageType") or "").split("\\"))
-            r = _rejection(sop, _text(ds, "Modality"), it)
-            if r is not None:
-                s.rejection = "contains " + r
+    skipped: list[tuple[str, str]] = [(shown(f), reason) for f, reason in listing_skips]
+    anonymous: list[int] = []  # images without a SeriesInstanceUID (grouped afterwards)
+    with _pydicom_messages_without_paths():
+        for idx, (ds, err) in enumerate(headers):
+            if ds is None:
+                skipped.append((display[idx], err or "unreadable"))
                 continue
             try:
-                s.frames.extend(_frames_of(ds, idx))
-            except (ValueError, AttributeError, TypeError, IndexError, KeyError) as exc:
-                skipped.append((display[idx], f"image without usable geometry ({exc})"))
+                _add_to_series(ds, idx, display[idx], series, skipped, anonymous)
+            except Exception as exc:  # noqa: BLE001 - a damaged element anywhere: skip that file, say why
+                skipped.append((display[idx], f"unreadable DICOM header (damaged element: {type(exc).__name__})"))
+        _group_anonymous(headers, anonymous, display, series, skipped)
     return ScanResult(files, display, list(series.values()), skipped, [h[0] for h in headers])
 
 
@@ -602,7 +996,24 @@ def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[Se
         kind = "axial CT" if axial else "CT"
         why = (f"the largest {kind} series ({best.n_frames} images) of {len(images)} series found; "
                "pass series_uid / --series-uid to choose another")
+        alike = [i + 1 for i, s in enumerate(images) if s is not best and _look_alike(s, best)]
+        if alike:
+            why += (f". Series {', '.join(map(str, alike))} share its study, frame of reference, orientation, image "
+                    "size and pixel spacing: if one holds slices of this series whose SeriesInstanceUID was "
+                    "damaged, the volume lacks them")
     return best, why
+
+
+def _look_alike(s: SeriesInfo, ref: SeriesInfo) -> bool:
+    """True when *s* could hold images of *ref* (same study, frame of reference, SOP class, orientation,
+    image size and pixel spacing) and is smaller: a slice whose SeriesInstanceUID was damaged looks so."""
+    if not s.frames or not ref.frames or s.n_frames >= ref.n_frames:
+        return False
+    a, b = s.frames[0], ref.frames[0]
+    return (s.study_uid == ref.study_uid and s.frame_of_reference_uid == ref.frame_of_reference_uid
+            and s.sop_class == ref.sop_class and (a.rows, a.cols) == (b.rows, b.cols)
+            and np.allclose(a.pixel_spacing, b.pixel_spacing, atol=1e-4)
+            and float(np.max(np.abs(a.orientation - b.orientation))) <= ORIENTATION_TOL)
 
 
 def _pixel_area(s: SeriesInfo) -> float:
@@ -612,7 +1023,57 @@ def _pixel_area(s: SeriesInfo) -> float:
 
 # --------------------------------------------------------------------------- geometry
 def _fmt_lps(p: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v:.2f}" for v in p) + ") mm LPS"
+    return "(" + ", ".join(f"{v:.2f}" if abs(v) < 1e7 else f"{v:.6g}" for v in p) + ") mm LPS"
+
+
+def _slice_label(f: Frame) -> str:
+    """Names an image by its position and number, never by its file (file names may identify)."""
+    if f.frame_index is not None:
+        return f"frame {f.frame_index + 1} (at {_fmt_lps(f.position)}) of the multi-frame image"
+    return f"the slice at {_fmt_lps(f.position)} (InstanceNumber {f.instance})"
+
+
+def _normal_of(f: Frame) -> np.ndarray | None:
+    """Unit slice normal of a frame (row x column cosines), or None when the orientation is degenerate."""
+    n = np.cross(f.orientation[:3], f.orientation[3:6])
+    norm = float(np.linalg.norm(n))
+    if not np.isfinite(norm) or norm < 1e-6:
+        return None
+    return n / norm
+
+
+def _covered(f: Frame, others: list[Frame], normal: np.ndarray) -> bool:
+    """True when another image of *others* lies at the same position as *f* (within SAME_POSITION_TOL_MM)."""
+    if not others:
+        return False
+    d = np.array([o.position @ normal for o in others])
+    return bool(np.min(np.abs(d - f.position @ normal)) <= SAME_POSITION_TOL_MM)
+
+
+def _without_invalid_rescale(series: SeriesInfo, warnings: list[str]) -> SeriesInfo:
+    """The series without its frames whose rescale is invalid, when another image holds their position.
+
+    Raises
+    ------
+    DicomSeriesError
+        An image with an invalid rescale (see :func:`_rescale_of`) is the only image at its
+        position: its HU cannot be known, and dropping it would leave a hole.
+    """
+    bad = [f for f in series.frames if f.rescale_problem]
+    if not bad:
+        return series
+    good = [f for f in series.frames if not f.rescale_problem]
+    normal = _normal_of(good[0] if good else bad[0])
+    for f in bad:
+        if normal is None or not _covered(f, good, normal):
+            raise DicomSeriesError(
+                f"Invalid Hounsfield-unit rescale in {_slice_label(f)}: {f.rescale_problem}. The HU of that "
+                "image cannot be known; re-export the series from the scanner or PACS (or remove that image "
+                "if it is a stray copy).")
+    shown = "; ".join(f"{_slice_label(f)}: {f.rescale_problem}" for f in bad[:3]) + (" ..." if len(bad) > 3 else "")
+    warnings.append(f"dropped {len(bad)} image(s) with an invalid rescale, another image holds the same "
+                    f"position ({shown})")
+    return SeriesInfo(**{**series.__dict__, "frames": good})
 
 
 def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_gaps: bool = False,
@@ -691,20 +1152,36 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
     if S < 2:
         raise DicomSeriesError(
             "The series has a single slice position; a 3D CT series with several slices is needed.")
+    extent = float(depths[-1] - depths[0])
+    if extent > MAX_EXTENT_MM:
+        far = pos[groups[0][0]] if abs(depths[0] - np.median(depths)) > abs(depths[-1] - np.median(depths)) \
+            else pos[groups[-1][0]]
+        raise DicomSeriesError(
+            f"The slices span {extent:.6g} mm along the slice normal, more than any CT ({MAX_EXTENT_MM:g} mm): "
+            f"a slice position is corrupt (the farthest from the others is at {_fmt_lps(far)}). Remove or re-export "
+            "that image, or the whole series.")
     first = pos[groups[0][0]]
     rel = np.array([pos[g[0]] - first for g in groups])
     dd = depths - depths[0]
     inplane = np.stack([rel @ col, rel @ row], axis=1)  # (j, i) axes in mm
+    if not np.all(np.isfinite(inplane)) or float(np.max(np.abs(inplane))) > MAX_EXTENT_MM:
+        worst = groups[int(np.argmax(np.nan_to_num(np.abs(inplane), nan=np.inf).max(axis=1)))][0]
+        raise DicomSeriesError(
+            f"Slice origins lie more than {MAX_EXTENT_MM:g} mm apart across the image plane (the farthest at "
+            f"{_fmt_lps(pos[worst])}): a slice position is corrupt. Remove or re-export that image, or the series.")
     # in-plane drift must be linear in depth (a sheared stack) -- fit through the origin
     coef, *_ = np.linalg.lstsq(dd[:, None], inplane, rcond=None)
     shear = coef[0]  # mm in-plane per mm along the normal, (j, i)
+    noise_mm = POSITION_NOISE_FRACTION * min(f0.pixel_spacing)
     resid = np.max(np.linalg.norm(inplane - dd[:, None] * shear[None, :], axis=1))
-    if resid > max(0.05, 0.05 * min(f0.pixel_spacing)):
+    if resid > max(0.05, noise_mm):
+        worst = groups[int(np.argmax(np.linalg.norm(inplane - dd[:, None] * shear[None, :], axis=1)))][0]
         raise DicomSeriesError(
-            f"Slice origins do not lie on a line (deviation {resid:.2f} mm); the series mixes "
-            "acquisitions or has corrupted positions: re-export it.")
+            f"Slice origins do not lie on a line (deviation {resid:.2f} mm, largest near "
+            f"{_fmt_lps(pos[worst])}); the series mixes acquisitions or has corrupted positions: re-export it.")
     drift = float(np.linalg.norm(shear) * dd[-1])
-    tilted = drift > TILT_DRIFT_TOL_MM
+    # a drift within the position noise (a tenth of a pixel) is not a tilt: no resampling
+    tilted = drift > max(TILT_DRIFT_TOL_MM, noise_mm)
     tilt_deg = float(np.degrees(np.arctan(np.linalg.norm(shear)))) if tilted else 0.0
 
     steps = np.diff(depths)
@@ -733,10 +1210,12 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
                 nmiss = int(np.rint(ratio[gi])) - 1
                 p_before = pos[groups[gi][0]]
                 p_after = pos[groups[gi + 1][0]]
-                missing = [p_before + (p_after - p_before) * (m + 1) / (nmiss + 1) for m in range(nmiss)]
+                missing = [p_before + (p_after - p_before) * (m + 1) / (nmiss + 1) for m in range(min(nmiss, 3))]
                 gaps.append((float(depths[gi]), float(depths[gi + 1])))
-                descr.append(f"{nmiss} slice(s) missing at {', '.join(_fmt_lps(m) for m in missing)} "
-                             f"(step {steps[gi]:.2f} mm instead of {base:.2f} mm)")
+                descr.append(f"{nmiss} slice(s) missing at {', '.join(_fmt_lps(m) for m in missing)}"
+                             f"{' ...' if nmiss > 3 else ''} (step {steps[gi]:.2f} mm instead of {base:.2f} mm)")
+            if len(descr) > 5:
+                descr = descr[:5] + [f"and {len(descr) - 5} more gap(s)"]
             if not allow_gaps:
                 raise DicomSeriesError(
                     "Gap in the series: " + "; ".join(descr) + ". Find the missing file(s) or re-export the "
@@ -786,6 +1265,11 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             warnings.append(
                 f"gantry tilt of {tilt_deg:.2f} deg measured from the slice positions; resampled onto an "
                 f"orthogonal grid ({J}x{I} pixels per slice, -1024 HU outside the acquired field)")
+    if K * J * I > MAX_VOLUME_VOXELS:
+        raise DicomSeriesError(
+            f"The output grid would have {K} x {J} x {I} voxels, more than the {MAX_VOLUME_VOXELS} the reader "
+            f"builds (slices span {extent:.6g} mm at a {step:.4g} mm step); the positions or spacing are corrupt, "
+            "or the series is too large: re-export it or crop it.")
     plan = GeometryPlan(groups=groups, depths_mm=depths, inplane_offsets_mm=inplane, affine=aff,
                         shape=(K, J, I), resample=resample, step_mm=float(step), tilt_deg=tilt_deg,
                         normal=n, warnings=warnings, gaps=gaps)
@@ -881,13 +1365,22 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         See :func:`plan_geometry`; also different images at one position, or a truncated /
         undecodable file whose slice is not present elsewhere (the series is incomplete).
     """
+    warnings: list[str] = []
+    for what, n in series.missing.items():
+        warnings.append(f"{n} file(s) {what} (as anonymisers leave them)")
+    _check_lost_images(result, series)
+    _check_same_instance_same_place(series)
+    series = _without_invalid_rescale(series, warnings)
     plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
     _check_instance_numbers(result, series)
-    warnings: list[str] = []
     if why and len(result.series) > 1:
         warnings.append(f"read {why}")
     for name, reason in result.skipped:
         warnings.append(f"skipped file {name}: {reason}")
+    if any(not r.startswith(("not a regular file", "folder ")) for _, r in result.skipped):
+        warnings.append(
+            f"{len(result.skipped)} file(s) could not be used and the series was read without them: if one was a "
+            "slice of this series at either end, the volume lacks it (the skipped files are listed above)")
     lossy_ts = series.transfer_syntaxes & LOSSY_TRANSFER_SYNTAXES
     first_ds = result.datasets[series.file_indices[0]] if result.datasets else None
     if lossy_ts or (first_ds is not None and _text(first_ds, "LossyImageCompression") == "01"):
@@ -908,6 +1401,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     stack = np.empty((len(plan.groups), f0.rows, f0.cols), dtype=np.float32)
     extra: dict[int, np.ndarray] = {}
     broken: set[int] = set()
+    implausible: dict[int, tuple[float, float]] = {}  # frame -> (min, max) HU outside PLAUSIBLE_HU_RANGE
 
     def job(file_index: int) -> None:
         fs = per_file[file_index]
@@ -926,23 +1420,40 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                 continue
             target = stack[slot[fi]] if fi in slot else np.empty((f.rows, f.cols), np.float32)
             _rescale_into(stored, f.slope, f.intercept, target)
+            lo, hi = float(target.min()), float(target.max())
+            if not (PLAUSIBLE_HU_RANGE[0] <= lo and hi <= PLAUSIBLE_HU_RANGE[1]):  # also catches NaN
+                implausible[fi] = (lo, hi)
             if fi not in slot:
                 extra[fi] = target
 
     nworkers = workers or 2
-    if len(file_ids) > 4 and nworkers > 1:
-        with ThreadPoolExecutor(nworkers) as ex:
-            list(ex.map(job, file_ids))
-    else:
-        for i in file_ids:
-            job(i)
+    with _pydicom_messages_without_paths():
+        if len(file_ids) > 4 and nworkers > 1:
+            with ThreadPoolExecutor(nworkers) as ex:
+                list(ex.map(job, file_ids))
+        else:
+            for i in file_ids:
+                job(i)
 
     hu = {fi: stack[k] for fi, k in slot.items()}
     hu.update(extra)
-    if broken:
+    if implausible:
+        ok_frames = [f for fi, f in enumerate(frames) if fi not in implausible and fi not in broken]
+        for fi, (lo, hi) in sorted(implausible.items()):
+            f = frames[fi]
+            if not _covered(f, ok_frames, plan.normal):
+                raise DicomSeriesError(
+                    f"Implausible Hounsfield units in {_slice_label(f)}: its pixels give {lo:.6g} .. {hi:.6g} HU with "
+                    f"RescaleSlope {f.slope:g} and RescaleIntercept {f.intercept:g}, outside the range a CT can hold "
+                    f"({PLAUSIBLE_HU_RANGE[0]:g} .. {PLAUSIBLE_HU_RANGE[1]:g} HU): the rescale or the pixel data is "
+                    "wrong. Re-export the series from the scanner or PACS.")
+        warnings.append(f"dropped {len(implausible)} image(s) whose pixels give implausible HU, another image "
+                        "holds the same position ("
+                        + "; ".join(_slice_label(frames[fi]) for fi in sorted(implausible)[:3]) + ")")
+    if broken or implausible:
         bad_files = sorted({frames[fi].file_index for fi in broken})
         names = ", ".join(result.display_names[b] for b in bad_files[:5]) + (" ..." if len(bad_files) > 5 else "")
-        good_frames = [f for fi, f in enumerate(frames) if fi not in broken]
+        good_frames = [f for fi, f in enumerate(frames) if fi not in broken and fi not in implausible]
         covered = []
         good_d = np.array([f.position @ plan.normal for f in good_frames]) if good_frames else np.zeros(0)
         broken_sorted = sorted(broken)
@@ -958,10 +1469,11 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                 f"{where}). Re-export or re-copy the series"
                 + ("; pass allow_gaps=True (--allow-gaps) to interpolate an interior slice." if not allow_gaps
                    else "."))
-        warnings.append(f"skipped truncated or undecodable file(s) {names}")
+        if broken:
+            warnings.append(f"skipped truncated or undecodable file(s) {names}")
         # re-plan with the readable frames only; indices into the original list are kept
         sub = SeriesInfo(**{**series.__dict__, "frames": good_frames})
-        index_map = [fi for fi in range(len(frames)) if fi not in broken]
+        index_map = [fi for fi in range(len(frames)) if fi not in broken and fi not in implausible]
         plan2 = plan_geometry(sub, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
         plan2.groups = [[index_map[x] for x in g] for g in plan2.groups]
         plan = plan2
@@ -983,7 +1495,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         slices.append(hu[keep])
     warnings.extend(plan.warnings)
 
-    if not plan.resample and not broken:
+    if not plan.resample and not broken and not implausible:
         array = stack  # slots are already in sorted order
     elif not plan.resample:
         array = np.stack(slices, axis=0)
@@ -991,12 +1503,67 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         array = _resample_stack(slices, plan, frames)
     info = AcquisitionInfo(
         modality=series.modality, kernel=series.kernel, kvp=series.kvp, contrast=series.contrast,
-        series_description=series.description, series_uid=series.uid, study_uid=series.study_uid,
+        series_description=series.description,
+        series_uid=None if series.uid.startswith("no-SeriesInstanceUID") else series.uid, study_uid=series.study_uid,
         frame_of_reference_uid=series.frame_of_reference_uid,
         gantry_tilt_deg=round(plan.tilt_deg, 4) if plan.tilt_deg else None,
         source_format="dicom-enhanced" if series.enhanced else "dicom",
     )
     return Volume(array, plan.affine, info, tuple(warnings))
+
+
+def _check_same_instance_same_place(series: SeriesInfo) -> None:
+    """Refuse two files holding the same SOPInstanceUID at different positions.
+
+    Copies of one image (same SOPInstanceUID) must be at the same place; a copy elsewhere means
+    one of them had its position changed (a flipped digit), and which one is right is unknown.
+    """
+    seen: dict[str, Frame] = {}
+    for f in series.frames:
+        if not f.sop_instance_uid or f.frame_index is not None:
+            continue
+        other = seen.setdefault(f.sop_instance_uid, f)
+        if other is not f and np.linalg.norm(other.position - f.position) > SAME_POSITION_TOL_MM:
+            p1, p2 = sorted([other.position, f.position], key=tuple)
+            raise DicomSeriesError(
+                f"Two files hold the same image (one SOPInstanceUID, InstanceNumber {f.instance}) at different "
+                f"positions, {_fmt_lps(p1)} and {_fmt_lps(p2)}: one of them is corrupt. Remove "
+                "the wrong copy or re-export the series.")
+
+
+def _check_lost_images(result: ScanResult, series: SeriesInfo) -> None:
+    """Refuse a series when one of its own images was skipped (header read, but no usable geometry or image).
+
+    A skipped file belongs to the series when its SeriesInstanceUID is the series' and its
+    SOPInstanceUID is not that of an image that was read (a stray copy of a read image may be
+    skipped). Reading without it would silently shorten the volume (an end slice) or leave a gap.
+    """
+    if not result.datasets or series.uid.startswith("no-SeriesInstanceUID"):
+        return
+    framed = {f.file_index for f in series.frames}
+    sops = set()
+    for i in framed:
+        try:
+            sops.add(_text(result.datasets[i], "SOPInstanceUID"))
+        except Exception:  # noqa: BLE001
+            pass
+    reasons = dict(result.skipped)
+    for idx, ds in enumerate(result.datasets):
+        if ds is None or idx in framed:
+            continue
+        try:
+            uid, sop = _text(ds, "SeriesInstanceUID"), _text(ds, "SOPInstanceUID")
+            inst = _text(ds, "InstanceNumber")
+        except Exception:  # noqa: BLE001
+            continue
+        if uid != series.uid or not sop or sop in sops:
+            continue
+        name = result.display_names[idx]
+        raise DicomSeriesError(
+            f"An image of this series was left out (file {name}, InstanceNumber "
+            f"{_int(inst, -1) if _int(inst, -1) >= 0 else 'unreadable'}: "
+            f"{reasons.get(name, 'unusable')}); reading without it would shorten the volume or leave a gap. "
+            "Re-export the series, or remove the file if it is a stray copy.")
 
 
 def _check_instance_numbers(result: ScanResult, series: SeriesInfo) -> None:
@@ -1117,6 +1684,13 @@ def describe(result: ScanResult) -> list[dict[str, Any]]:
             "plannable": s.rejection is None,
             "rejection": s.rejection,
         }
+        rescale_notes: list[str] = []
+        try:
+            _without_invalid_rescale(s, rescale_notes)
+            item["hu_problem"] = None
+        except DicomSeriesError as exc:
+            item["hu_problem"] = str(exc)
+        item["hu_notes"] = rescale_notes
         if s.frames:
             item["pixel_spacing_mm"] = [float(v) for v in s.frames[0].pixel_spacing]
             try:

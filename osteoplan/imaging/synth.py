@@ -259,6 +259,9 @@ def write_series(
     phi: bool = True,
     sphere: bool = True,
     seed: int = 0,
+    blank_series_uid: bool = False,
+    sop_class_in_dataset: bool = True,
+    extension: str = ".dcm",
 ) -> SynthSeries:
     """Write a single-frame CT series of the analytic field into *folder*.
 
@@ -276,6 +279,9 @@ def write_series(
         slice ``duplicate_index`` (same pixels, or pixels + 7 HU).
     shuffle : random file names; ``instance_against_anatomy`` numbers InstanceNumber from the
         last slice to the first.
+    blank_series_uid, sop_class_in_dataset, extension : what anonymisers in the wild leave: an
+        empty SeriesInstanceUID, SOPClassUID only in the file meta (MediaStorageSOPClassUID), file
+        names without extension (``extension=""``).
 
     Returns
     -------
@@ -321,9 +327,13 @@ def write_series(
         ds.RescaleType = "HU"
         if tilt_deg:
             ds.GantryDetectorTilt = _fmt(tilt_deg)
+        if blank_series_uid:
+            ds.SeriesInstanceUID = ""
+        if not sop_class_in_dataset:
+            del ds.SOPClassUID
         hu = slice_image(ipp, iop, pixel_spacing, rows, cols, sphere=sphere) + delta
         arr = _store(hu, slopes[s], intercepts[s])
-        name = f"{prefix}img{names[n_written]:03d}.dcm" if shuffle else f"{prefix}img{n_written:03d}.dcm"
+        name = (f"{prefix}img{names[n_written]:03d}" if shuffle else f"{prefix}img{n_written:03d}") + extension
         path = folder / name
         _compress(ds, arr, transfer_syntax, path)
         files.append(path)
@@ -424,3 +434,28 @@ def truncate_file(path: str | os.PathLike, keep_fraction: float = 0.6) -> None:
 def write_junk(path: str | os.PathLike) -> None:
     """Write a non-DICOM file (text) such as the notes scanners leave next to the images."""
     Path(path).write_text("exported by a workstation; not an image\n", encoding="utf-8")
+
+
+def set_raw_element(path: str | os.PathLike, keyword: str | int, vr: str | None = None,
+                    value: bytes | None = None) -> None:
+    """Rewrite one top-level element of a file with raw bytes, or delete it (``value=None``).
+
+    The bytes are written as they are (pydicom does not validate or convert a raw element), so a
+    test can store what real files hold and pydicom would refuse to build: ``b"abc "`` or
+    ``b"nan "`` in a DS, an empty Type 1 value, binary garbage. *vr* defaults to the element's
+    dictionary VR.
+    """
+    import pydicom
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    tag = Tag(tag_for_keyword(keyword) if isinstance(keyword, str) else keyword)
+    ds = pydicom.dcmread(str(path))
+    if value is None:
+        if tag in ds:
+            del ds[tag]
+    else:
+        vr = vr or dictionary_VR(tag)
+        ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, ds.is_implicit_VR, ds.is_little_endian)
+    ds.save_as(str(path))
