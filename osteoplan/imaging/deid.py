@@ -228,6 +228,41 @@ def _date_variants(da: str) -> list[str]:
     return [da, f"{d}/{mo}/{y}", f"{mo}/{d}/{y}", f"{y}-{mo}-{d}", f"{d}.{mo}.{y}", f"{d}-{mo}-{y}"]
 
 
+#: Deepest sequence nesting de-identification walks (levels). Real objects nest a handful of levels (SR content
+#: trees the most); a deliberately deep nest would exhaust the stack. Configurable default, no published source.
+MAX_DEID_SEQUENCE_DEPTH = 32
+
+
+def _check_readable(ds: Any, number: int) -> None:
+    """Refuse an image whose elements cannot all be parsed, or whose sequences nest too deep (iterative walk).
+
+    De-identification must see every value to remove it: an element pydicom cannot decode (a damaged VR or
+    length) could hide identifying text, so the image is refused rather than copied.
+
+    Raises
+    ------
+    DeidentificationError
+        Naming the image by its rank in the input and the element's tag (never a value or a path).
+    """
+    stack = [(ds, 0)]
+    while stack:
+        cur, depth = stack.pop()
+        if depth > MAX_DEID_SEQUENCE_DEPTH:
+            raise DeidentificationError(
+                f"image {number}: sequences nested deeper than {MAX_DEID_SEQUENCE_DEPTH} levels; it cannot be "
+                "de-identified safely: remove that file and run deid again.")
+        for tag in list(cur.keys()):
+            try:
+                elem = cur[tag]
+                value = elem.value
+            except Exception:  # noqa: BLE001 - any parse failure of untrusted bytes
+                raise DeidentificationError(
+                    f"image {number}: element ({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X}) is damaged and cannot be "
+                    "read, so it cannot be de-identified safely: remove or repair that file and run deid again.") from None
+            if elem.VR == "SQ":
+                stack.extend((item, depth + 1) for item in value)
+
+
 def collect_identifying_values(ds: Any, include_dates: bool = True) -> IdentifyingValues:
     """Collect the identifying values of one dataset (all levels, private tags included).
 
@@ -1055,6 +1090,8 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
         raise DeidentificationError(
             f"{embedded} image(s) keep an overlay (graphics that may hold text) inside the pixel data's unused "
             "bits, which cannot be removed like other elements; remove those images and run deid again.")
+    for i, ds in enumerate(datasets):
+        _check_readable(ds, i + 1)
     forbidden = IdentifyingValues()
     for ds in datasets:
         forbidden.update(collect_identifying_values(ds))
