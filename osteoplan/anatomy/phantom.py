@@ -16,25 +16,46 @@ All positions are DICOM patient LPS millimetres: +x = patient left, +y = posteri
 Field of view
 -------------
 By default 120 mm (L-R) x 144 mm (A-P) x 152 mm (S-I), C1 to C7 (151 x 181 x 191 voxels at 0.8 mm). The S-I extent is larger
-than an "upper neck" crop on purpose: a screw that ascends from the anterolateral C2 body into
-the dens is steep (about 60-70 degrees to the axial plane, cf. the 62.4 degree base-to-tip
-angle of Eur Spine J 2009;18:271), so its straight path reaches the skin of the lateral neck
-around C5-C7; a plan can only be checked where the CT covers it.
+than an "upper neck" crop on purpose: the anterior odontoid screw ascends close to the dens axis, so
+its line continued below the C2 body reaches the skin of the low anterolateral neck. On the default
+phantom the feasible lines (see :data:`REFERENCE_TIP_LPS_MM`) meet the skin at z = -79..-84 mm (C6),
+>= 26 mm above the lowest slice; a plan can only be checked where the CT covers it.
 
-Sizes and Hounsfield units
---------------------------
-Dimensions follow the clinical primer (``docs/clinical-primer.md``): inner dens diameter
-6.5 +/- 1.9 mm and anteroinferior body to dens tip 37.6 +/- 3.3 mm (Eur Spine J
-2009;18:271), apical dens width 9.6 +/- 1.1 mm (JKNS 2018;61(4)). Other sizes (vertebral
-bodies, canal, vessels, airway) are typical adult values chosen by the author, NOT taken from
-a published source; treat them as configurable defaults. HU values are textbook ranges
-(fat -100, muscle 45, CSF 8, epidural fat and veins -30, cord 35, cancellous bone 250, cortical bone 1200, contrast-filled
-artery 320, vein 200, unenhanced blood 40, air -1000); they are defaults too.
+Posture: the anterior odontoid-screw corridor
+---------------------------------------------
+The default anatomy is built so that the percutaneous anterior/anterolateral odontoid screw
+(Boehler/AO geometry; Grange et al., SN Compr Clin Med 2021;3:2326) has a corridor, as in most
+patients (one series found none in 14 %):
 
-What is simplified
-------------------
-No external carotid artery, thyroid, hyoid, cartilage calcification, intervertebral discs
-(plain soft tissue), ligaments, nerves or metal. The spine is straight (no lordosis).
+- C2: the end plates slope 10 deg (anterior edge lower) and the body has an anteroinferior lip
+  (Gray's Anatomy) overhanging C3 by ~2 mm; the dens (waist outer diameter 9.6 mm, apex width
+  10.4 mm) sits over the posterior half of the body, tilted 10 deg back from it. Corner -> apex
+  39.7 mm (37.6 +/- 3.3 mm), 60.2 deg to the C2 base (62.4 +/- 4.7 deg; Tun et al., Eur Spine J
+  2009;18:271), 9.8 deg off the dens axis (5-15 deg on real CTs, clinical primer).
+- Cervical lordosis 18 deg (``lordosis_deg``; within the range of asymptomatic adults, no single
+  source; configurable default): C2 extended 6 deg on C3, C3 on C4, C4 on C5; the dens axis is
+  then 28 deg from the scanner's vertical. With a straight spine the lines the dens allows leave the
+  CT below C7 before reaching the skin (the reason patients are positioned in extension).
+- Visceral column (pharynx, larynx, trachea: air lumen; oesophagus: the organ) placed relative to
+  the anterior surface of the vertebral bodies: 4.5-6 mm of prevertebral soft tissue (longus colli,
+  retropharyngeal space, pharyngeal wall) in front of C2-C5 (CT upper limits 6 mm at C2, 7 mm at
+  C3, 18 mm at C6-C7: Rojas et al., AJNR 2009;30:136), oesophagus ~1 mm in front of C6-C7 and
+  1.5 mm left of the midline; larynx C4-C6, trachea below the cricoid at C6-C7, carotid bifurcation
+  at C3 (Mirjalili et al., Clin Anat 2012;25:851). Lumen widths: configurable defaults.
+- Carotid sheath lateral to it: common carotid 21-22 mm from the midline, 7-9 mm in front of the
+  vertebral bodies; internal carotid 23.5 mm from the midline at C1 (23.3 +/- 4.3 mm, 4.8 +/- 2.7 mm
+  in front of the C1 lateral mass: Surg Radiol Anat 2021;43:87); internal jugular vein 33 mm from
+  the midline, lateral and a little anterior to the artery (configurable defaults).
+- Between them the anterolateral corridor that hydrodissection opens: the reference line passes
+  3.9 mm from the pharynx and 4.0 mm from the carotid. The truth masks of the pharynx, larynx and
+  trachea are the air lumen: their walls (mucosa, constrictors) are plain soft tissue, so a margin to
+  them must include the wall.
+- Transverse foramina C1-C6 (radius 2.8 mm, C1 3 mm; C3-C6: 2 mm lateral of the body, anterior
+  border 7-8.5 mm behind its anterior surface, Ebraheim et al., J Spinal Disord 1997;10:304; width
+  5.5 +/- 0.9 mm, Anat Res Int 2015:391823) with the vertebral artery (entering at C6, in front of
+  the C7 transverse process below). ``vertebral_artery_canal_left/right`` is the bony canal: the
+  foramina and the tube of the same radius along the artery between them, C6 to C1.
+
 """
 
 from __future__ import annotations
@@ -1221,30 +1242,35 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     return Phantom(volume=volume, truth=truth, landmarks=landmarks, params=p, hu_table=dict(HU))
 
 
-#: A left lateral-cervical trajectory that exists on the default phantom (found by a search over
-#: anterolateral C2 entry points, checked in tests/anatomy/test_phantom.py): skin of the left
-#: anterolateral neck at the C5 level -> jugulo-carotid space (medial to the internal jugular vein,
-#: anteromedial to the carotid) -> anterolateral cortex of the C2 body -> lesion centre in the dens.
-#: Clearances without hydrodissection: carotid ~3.6 mm, jugular vein ~5.9 mm, pharynx/oesophagus
-#: ~4.1 mm, vertebral artery ~14 mm. LPS mm.
-REFERENCE_SKIN_ENTRY_LPS_MM = (36.6, -35.4, -62.5)
-REFERENCE_BONE_ENTRY_LPS_MM = (6.4, -4.8, -0.4)
+#: A left anterior odontoid-screw line that exists on the default phantom (found by the brute-force
+#: search of tests/anatomy/test_phantom.py over entry points x tips, LPS mm): skin of the left
+#: anterolateral neck at the C6 level -> between the visceral column (medially) and the carotid
+#: sheath (laterally) -> prevertebral space in front of C3 -> anteroinferior rim of the C2 body
+#: (5.6 mm left of the midline, at the height of the anteroinferior corner) -> up the dens, 11.3 deg
+#: off its axis, through the default lesion -> tip 2.5 mm below the apex, 1 mm right of the axis.
+#: Clearances of the line without hydrodissection: pharynx 3.9 mm, carotid 4.0 mm, internal jugular
+#: vein 11.7 mm, oesophagus 16.1 mm, larynx/trachea 10.4 mm, vertebral-artery canal 7.6 mm, spinal
+#: canal 4.3 mm, C3 anterosuperior rim 0.8 mm.
+REFERENCE_SKIN_ENTRY_LPS_MM = (22.05, -45.79, -83.16)
+REFERENCE_BONE_ENTRY_LPS_MM = (5.6, -5.6, -10.8)
+REFERENCE_TIP_LPS_MM = (-1.0, 10.53, 18.24)
 
 
 def reference_trajectory(phantom: Phantom) -> dict[str, np.ndarray]:
-    """The known feasible lateral-cervical path of the default phantom (see :data:`REFERENCE_SKIN_ENTRY_LPS_MM`).
+    """The known feasible anterior odontoid-screw line of the default phantom (see :data:`REFERENCE_TIP_LPS_MM`).
 
     Returns
     -------
     dict
-        ``skin_entry``, ``bone_entry`` and ``target`` (the lesion centre), each an LPS mm array (3,).
-        Only meaningful for the default anatomy (vessel shifts and tilts change it); with
-        ``rotation_deg`` the path rotates with the anatomy (its skin point may then leave the skin).
+        ``skin_entry``, ``bone_entry`` (on the anteroinferior rim of C2) and ``target`` (the screw
+        tip in the apex region), each an LPS mm array (3,). Only meaningful for the default anatomy
+        (vessel shifts, tilts and the lordosis change it); with ``rotation_deg`` the path rotates with
+        the anatomy (its skin point may then leave the skin).
     """
     return {
         "skin_entry": _rotate_points(phantom.params, REFERENCE_SKIN_ENTRY_LPS_MM),
         "bone_entry": _rotate_points(phantom.params, REFERENCE_BONE_ENTRY_LPS_MM),
-        "target": phantom.lesion_centre_lps_mm,
+        "target": _rotate_points(phantom.params, REFERENCE_TIP_LPS_MM),
     }
 
 
