@@ -1,7 +1,7 @@
 """A digital upper-neck CT phantom with exact ground truth (label map and C2/dens landmarks).
 
 The phantom is osteoplan's embedded default input: a synthetic, deterministic CT of the neck
-from the skull base (C1) down to C7, built from simple analytic shapes evaluated on the voxel
+from the skull base (C1) down to T1, built from simple analytic shapes evaluated on the voxel
 grid (vectorised numpy, no meshes), with realistic Hounsfield units, a slight blur (scanner
 point-spread) and seeded Gaussian noise. Every structure's mask is known exactly, so
 segmentation, landmark detection, planning and risk code can be tested against it.
@@ -15,11 +15,12 @@ All positions are DICOM patient LPS millimetres: +x = patient left, +y = posteri
 
 Field of view
 -------------
-By default 120 mm (L-R) x 144 mm (A-P) x 152 mm (S-I), C1 to C7 (151 x 181 x 191 voxels at 0.8 mm). The S-I extent is larger
-than an "upper neck" crop on purpose: the anterior odontoid screw ascends close to the dens axis, so
-its line continued below the C2 body reaches the skin of the low anterolateral neck. On the default
-phantom the feasible lines (see :data:`REFERENCE_TIP_LPS_MM`) meet the skin at z = -79..-84 mm (C6),
->= 26 mm above the lowest slice; a plan can only be checked where the CT covers it.
+By default 120 mm (L-R) x 144 mm (A-P) x 168 mm (S-I), C1 to T1 (151 x 181 x 211 voxels at 0.8 mm).
+The S-I extent is larger than an "upper neck" crop on purpose: the anterior odontoid screw ascends
+close to the dens axis, so its line continued below the C2 body reaches the skin of the low
+anterolateral neck (the clinical primer: the planning CT must reach ~C6-T1). On the default phantom
+the feasible lines (see :data:`REFERENCE_TIP_LPS_MM`) meet the skin at z = -95..-104 mm (C7 level),
+>= 22 mm above the lowest slice; a plan can only be checked where the CT covers it.
 
 Posture: the anterior odontoid-screw corridor
 ---------------------------------------------
@@ -32,10 +33,12 @@ patients (one series found none in 14 %):
   10.4 mm) sits over the posterior half of the body, tilted 10 deg back from it. Corner -> apex
   39.7 mm (37.6 +/- 3.3 mm), 60.2 deg to the C2 base (62.4 +/- 4.7 deg; Tun et al., Eur Spine J
   2009;18:271), 9.8 deg off the dens axis (5-15 deg on real CTs, clinical primer).
-- Cervical lordosis 18 deg (``lordosis_deg``; within the range of asymptomatic adults, no single
-  source; configurable default): C2 extended 6 deg on C3, C3 on C4, C4 on C5; the dens axis is
-  then 28 deg from the scanner's vertical. With a straight spine the lines the dens allows leave the
-  CT below C7 before reaching the skin (the reason patients are positioned in extension).
+- A mild cervical lordosis of 12 deg (``lordosis_deg``; C2-C7 lordosis of asymptomatic adults is
+  of this order, no single source; configurable default): C2 extended 4 deg on C3, C3 on C4, C4 on
+  C5; the dens axis is then 22 deg from the scanner's vertical. With a straight spine the lines the
+  dens allows reach the skin only below T1 (the reason patients are positioned in extension).
+  osteoplan's classical C2 locator (anatomy/c2.py) finds the dens to < 1 mm at 12 deg and loses it
+  from 13 deg (apex/waist 6 mm off) and 15 deg (finds C4): a limit of the locator, not of the anatomy.
 - Visceral column (pharynx, larynx, trachea: air lumen; oesophagus: the organ) placed relative to
   the anterior surface of the vertebral bodies: 4.5-6 mm of prevertebral soft tissue (longus colli,
   retropharyngeal space, pharyngeal wall) in front of C2-C5 (CT upper limits 6 mm at C2, 7 mm at
@@ -47,7 +50,7 @@ patients (one series found none in 14 %):
   in front of the C1 lateral mass: Surg Radiol Anat 2021;43:87); internal jugular vein 33 mm from
   the midline, lateral and a little anterior to the artery (configurable defaults).
 - Between them the anterolateral corridor that hydrodissection opens: the reference line passes
-  3.9 mm from the pharynx and 4.0 mm from the carotid. The truth masks of the pharynx, larynx and
+  4.0 mm from the pharynx and 4.1 mm from the carotid. The truth masks of the pharynx, larynx and
   trachea are the air lumen: their walls (mucosa, constrictors) are plain soft tissue, so a margin to
   them must include the wall.
 - Transverse foramina C1-C6 (radius 2.8 mm, C1 3 mm; C3-C6: 2 mm lateral of the body, anterior
@@ -167,8 +170,9 @@ class PhantomParams:
     cortex_mm : float
         Thickness of the vertebral cortical shell.
     fov_inferior_mm : float
-        Lowest slice position z (mm). The default -110 includes C7 so that the skin entry of a
-        steep lateral-cervical path lies inside the CT; -40 gives a short C1-C3 phantom.
+        Lowest slice position z (mm). The default -126 includes T1 so that the skin entry of the
+        anterior odontoid-screw line (low anterolateral neck, C7 level) lies inside the CT with
+        >= 22 mm to spare; -40 gives a short C1-C3 phantom.
     fov_superior_mm : float
         Highest slice position z (mm).
     rotation_deg : tuple of 3 floats
@@ -191,9 +195,9 @@ class PhantomParams:
     cord_shift_mm: tuple = (0.0, 0.0, 0.0)
     vertebral_artery_shift_mm: tuple = (0.0, 0.0, 0.0)
     dens_tilt_deg: float = 10.0
-    lordosis_deg: float = 18.0
+    lordosis_deg: float = 12.0
     cortex_mm: float = 1.2
-    fov_inferior_mm: float = -110.0
+    fov_inferior_mm: float = -126.0
     fov_superior_mm: float = 42.0
     rotation_deg: tuple = (0.0, 0.0, 0.0)
 
@@ -572,7 +576,16 @@ def _level_z(level: str) -> float:
         return 19.0
     if level == "C2":
         return C2_BODY_Z
-    return SUBAXIAL_Z0 - SUBAXIAL_PITCH * (int(level[1:]) - 3)
+    return SUBAXIAL_Z0 - SUBAXIAL_PITCH * (_level_index(level) - 3)
+
+
+def _level_index(level: str) -> int:
+    """1..7 for C1..C7, 8 for T1."""
+    return 8 if level == "T1" else int(level[1:])
+
+
+def _level_name(n: int) -> str:
+    return "T1" if n == 8 else f"C{n}"
 
 
 def _about_x(deg: float, pivot: Any) -> np.ndarray:
@@ -594,7 +607,7 @@ def _spine_poses(p: "PhantomParams") -> dict[str, np.ndarray]:
     whole column is then translated so that the C2 body centre stays at (0, 0, C2_BODY_Z).
     """
     seg = p.lordosis_deg / 3.0
-    poses = {f"C{n}": np.eye(4) for n in (5, 6, 7)}
+    poses = {_level_name(n): np.eye(4) for n in (5, 6, 7, 8)}
     M = np.eye(4)
     for upper, lower in (("C4", "C5"), ("C3", "C4"), ("C2", "C3")):
         h_up = C2_BODY_HALF_HEIGHT if upper == "C2" else 7.25
@@ -618,7 +631,8 @@ def _pose_points(M: np.ndarray, pts: Any, vector: bool = False) -> np.ndarray:
 def _canal_centre_y(p: "PhantomParams", z: np.ndarray, dy: float = 0.0) -> np.ndarray:
     """y of the spinal canal centre line (y = CANAL_C[1] + dy in each vertebra's frame) at heights z."""
     poses = _spine_poses(p)
-    pts = np.array([_pose_points(poses[f"C{n}"], (0.0, CANAL_C[1] + dy, _level_z(f"C{n}"))) for n in range(1, 8)])
+    pts = np.array([_pose_points(poses[_level_name(n)], (0.0, CANAL_C[1] + dy, _level_z(_level_name(n))))
+                    for n in range(1, 9)])
     order = np.argsort(pts[:, 2])
     return np.interp(z, pts[order, 2], pts[order, 1])
 
@@ -823,7 +837,8 @@ def _c2(grid, p) -> np.ndarray:
 
 
 def _subaxial(grid, n: int) -> np.ndarray:
-    """C3..C7: body, pedicles, articular pillars, laminae, transverse processes (+foramina), spinous."""
+    """C3..C7 (n = 3..7) and T1 (n = 8): body, pedicles, articular pillars, laminae, transverse
+    processes (+foramina C3-C6), spinous process (T1 without ribs)."""
     zc = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3)
     ax, ay = _subaxial_body_semi_axes(n)
     m = grid.empty()
@@ -831,10 +846,10 @@ def _subaxial(grid, n: int) -> np.ndarray:
     for sx in (1.0, -1.0):
         _capsule(m, grid, (sx * 6.0, 6.0, zc + 1.0), (sx * 13.0, 10.5, zc + 1.0), 2.8)   # pedicle
         _ellipsoid(m, grid, (sx * 15.5, 11.0, zc), (5.5, 6.5, 8.0))                        # articular pillar
-        _capsule(m, grid, (sx * 11.0, 3.5, zc + 1.0), (sx * (26.0 + (n == 7) * 4), 2.5, zc + 1.0), 4.0)  # TP
+        _capsule(m, grid, (sx * 11.0, 3.5, zc + 1.0), (sx * (26.0 + (n >= 7) * 4), 2.5, zc + 1.0), 4.0)  # TP
     arc = [(15.5 * np.cos(t), 17.0 + 12.5 * np.sin(t)) for t in np.linspace(-0.1, np.pi + 0.1, 25)]
     _wall(m, grid, arc, zc - 3.5, zc + 2.0, 2.6)
-    tip = 40.0 + (n - 3) * 1.5 + (n == 7) * 8.0
+    tip = 40.0 + (n - 3) * 1.5 + (n >= 7) * 8.0
     _capsule(m, grid, (0.0, 27.0, zc - 1.0), (0.0, tip, zc - 6.0), 3.2, 2.6)
     if n <= 6:
         hole = grid.empty()
@@ -890,9 +905,9 @@ def _prevertebral_y(p: "PhantomParams", z: Any) -> np.ndarray:
     """
     poses = _spine_poses(p)
     pts = [_pose_points(poses["C2"], (0.0, -C2_BODY_AY, C2_BODY_Z))]
-    for n in range(3, 8):
+    for n in range(3, 9):
         _, ay = _subaxial_body_semi_axes(n)
-        pts.append(_pose_points(poses[f"C{n}"], (0.0, 0.5 - ay, _level_z(f"C{n}"))))
+        pts.append(_pose_points(poses[_level_name(n)], (0.0, 0.5 - ay, _level_z(_level_name(n)))))
     pts = np.array(pts)[::-1]
     return np.interp(np.asarray(z, float), pts[:, 2], pts[:, 1])
 
@@ -1048,10 +1063,11 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
         return grid if np.allclose(M, np.eye(4)) else _PosedGrid(grid, M)
 
     verts: dict[str, np.ndarray] = {"vertebrae_C1": _c1(posed("C1"), p), "vertebrae_C2": _c2(posed("C2"), p)}
-    for n in range(3, 8):
-        zc = _pose_points(poses[f"C{n}"], (0.0, 0.0, _level_z(f"C{n}")))[2]
+    for n in range(3, 9):
+        lv = _level_name(n)
+        zc = _pose_points(poses[lv], (0.0, 0.0, _level_z(lv)))[2]
         if zc + 10 >= p.fov_inferior_mm:
-            verts[f"vertebrae_C{n}"] = _subaxial(posed(f"C{n}"), n)
+            verts[f"vertebrae_{lv}"] = _subaxial(posed(lv), n)
     mandible = _mandible(grid)
     # vertebrae never overlap each other (first one wins, top to bottom)
     taken = grid.empty()
@@ -1158,11 +1174,12 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
                     pts = _shift(pts, p.carotid_shift_mm)
                 _tube(sheath, grid, pts, rad + 2.0)
     vol[sheath & body] = HU["fat"]
-    discs = grid.empty()  # intervertebral discs C2/C3 .. C6/C7 (soft tissue, not labelled)
-    for n in range(3, 8):
-        top = _pose_points(poses[f"C{n}"], (0.0, 0.5, _level_z(f"C{n}") + 7.25))
+    discs = grid.empty()  # intervertebral discs C2/C3 .. C7/T1 (soft tissue, not labelled)
+    for n in range(3, 9):
+        lv, lu = _level_name(n), _level_name(n - 1)
+        top = _pose_points(poses[lv], (0.0, 0.5, _level_z(lv) + 7.25))
         h_up = C2_BODY_HALF_HEIGHT if n == 3 else 7.25
-        up = _pose_points(poses[f"C{n - 1}"], (0.0, 0.0 if n == 3 else 0.5, _level_z(f"C{n - 1}") - h_up))
+        up = _pose_points(poses[lu], (0.0, 0.0 if n == 3 else 0.5, _level_z(lu) - h_up))
         ax_, ay_ = 8.5 + 0.5 * (n - 3.5), 7.5 + 0.25 * (n - 3.5)
         _swept_ellipse(discs, grid, [(top[2] - 1.0, 0.0, top[1], ax_, ay_, ay_), (up[2] + 1.0, 0.0, up[1], ax_, ay_, ay_)])
     vol[discs & ~all_bone] = HU["disc"]
@@ -1244,16 +1261,17 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
 
 #: A left anterior odontoid-screw line that exists on the default phantom (found by the brute-force
 #: search of tests/anatomy/test_phantom.py over entry points x tips, LPS mm): skin of the left
-#: anterolateral neck at the C6 level -> between the visceral column (medially) and the carotid
+#: anterolateral neck at the C7 level -> between the visceral column (medially) and the carotid
 #: sheath (laterally) -> prevertebral space in front of C3 -> anteroinferior rim of the C2 body
-#: (5.6 mm left of the midline, at the height of the anteroinferior corner) -> up the dens, 11.3 deg
-#: off its axis, through the default lesion -> tip 2.5 mm below the apex, 1 mm right of the axis.
-#: Clearances of the line without hydrodissection: pharynx 3.9 mm, carotid 4.0 mm, internal jugular
-#: vein 11.7 mm, oesophagus 16.1 mm, larynx/trachea 10.4 mm, vertebral-artery canal 7.6 mm, spinal
-#: canal 4.3 mm, C3 anterosuperior rim 0.8 mm.
-REFERENCE_SKIN_ENTRY_LPS_MM = (22.05, -45.79, -83.16)
-REFERENCE_BONE_ENTRY_LPS_MM = (5.6, -5.6, -10.8)
-REFERENCE_TIP_LPS_MM = (-1.0, 10.53, 18.24)
+#: (5.6 mm left of the midline, 0.5 mm above the anteroinferior corner) -> up the dens, 10.6 deg
+#: off its axis, through the default lesion -> tip 2.9 mm below the apex, 0.5 mm right of the axis.
+#: Clearances of the line without hydrodissection: pharynx 4.0 mm, carotid 4.1 mm, internal jugular
+#: vein 11.2 mm, oesophagus 12.9 mm, larynx/trachea 10.1 mm, vertebral-artery canal 7.6 mm, spinal
+#: canal 4.1 mm, C3 anterosuperior rim 0.6 mm (the line does not cross C3; a 3.5 mm screw shaft
+#: would touch the rim, as in patients whose C3 rim is notched for this screw).
+REFERENCE_SKIN_ENTRY_LPS_MM = (23.4, -45.29, -100.45)
+REFERENCE_BONE_ENTRY_LPS_MM = (5.6, -4.8, -11.6)
+REFERENCE_TIP_LPS_MM = (-0.5, 9.11, 18.93)
 
 
 def reference_trajectory(phantom: Phantom) -> dict[str, np.ndarray]:

@@ -33,10 +33,11 @@ def test_grid_is_axial_lps_and_isotropic(ph):
     v = ph.volume
     np.testing.assert_allclose(v.spacing_mm, [0.8, 0.8, 0.8])
     np.testing.assert_allclose(v.direction, [[0, 0, 1], [0, 1, 0], [1, 0, 0]])
-    # FOV: x -60..60, y -76..68, z -110..42 -> 151 x 181 x 191 voxels
-    assert v.shape == (191, 181, 151)
+    # FOV: x -60..60, y -76..68, z -126..42 -> 151 x 181 x 211 voxels (down to T1 since the anterior
+    # odontoid-screw line reaches the skin at the C7 level)
+    assert v.shape == (211, 181, 151)
     lo, hi = v.bounds_lps_mm()
-    np.testing.assert_allclose(lo, [-60, -76, -110])
+    np.testing.assert_allclose(lo, [-60, -76, -126])
     np.testing.assert_allclose(hi, [60, 68, 42])
 
 
@@ -53,7 +54,8 @@ def test_deterministic_for_a_seed_and_noise_changes_with_seed():
 
 
 def test_all_structures_present_and_non_empty(ph):
-    expected = {"body", "bone", "vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "lesion", "spinal_canal",
+    expected = {"body", "bone", "vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "vertebrae_C7", "vertebrae_T1", "lesion",
+                "vertebral_artery_canal_left", "vertebral_artery_canal_right", "spinal_canal",
                 "spinal_cord", "vertebral_artery_left", "vertebral_artery_right", "common_carotid_artery_left",
                 "common_carotid_artery_right", "internal_carotid_artery_left", "internal_carotid_artery_right",
                 "internal_jugular_vein_left", "internal_jugular_vein_right", "pharynx", "trachea", "larynx",
@@ -106,7 +108,7 @@ def test_landmarks_match_the_geometry_and_the_published_priors(ph):
     assert lm.waist_diameter_mm == pytest.approx(9.6)
     # inner diameter = outer - 2 x cortex = 7.2 mm, within 6.5 +/- 1.9 mm
     assert abs(lm.waist_diameter_mm - 2 * ph.params.cortex_mm - 6.5) < 1.9
-    # dens axis tilted 10 degrees posteriorly (+P) from the C2 body, which the 18-degree lordosis extends
+    # dens axis tilted 10 degrees posteriorly (+P) from the C2 body, which the 12-degree lordosis extends
     tilt = math.radians(ph.params.dens_tilt_deg) + lordosis
     np.testing.assert_allclose(lm.axis_unit, [0, math.sin(tilt), math.cos(tilt)], atol=1e-12)
     np.testing.assert_allclose(lm.body_centre_lps_mm, [0.0, 0.0, -4.0])
