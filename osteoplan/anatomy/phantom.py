@@ -935,7 +935,7 @@ TRACHEA_LEVELS = ((-74.0, 14.5, 0.0, 7.5, 7.5), (-140.0, 14.0, 0.0, 8.5, 8.0))
 ESOPHAGUS_LEVELS = ((-72.0, 1.2, 1.5, 8.0, 4.5), (-140.0, 1.2, 1.5, 9.0, 5.0))
 
 
-def _visceral_ellipses(p: "PhantomParams", levels, z_ext: tuple[float, float] | None = None) -> list[tuple]:
+def _visceral_ellipses(p: "PhantomParams", levels) -> list[tuple]:
     """(z, cx, cy, ax, ay, ay) rows for :func:`_swept_ellipse` from the gap-based *levels*."""
     rows = [(z, cx, float(_prevertebral_y(p, z)) - gap - ay, ax, ay, ay) for z, gap, cx, ax, ay in levels]
     return rows
@@ -1027,7 +1027,8 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     -------
     Phantom
         ``volume`` (float32 HU, axes (k, j, i) = (+S, +P, +L)), ``truth`` (canonical masks:
-        body, bone, vertebrae_C1..C7, lesion, spinal_canal, spinal_cord, vertebral_artery_*,
+        body, bone, vertebrae_C1..C7 and T1 (those in view), lesion, spinal_canal, spinal_cord,
+        vertebral_artery_*, vertebral_artery_canal_* (bony canal: foramina C1-C6 and the tube between),
         common/internal_carotid_artery_*, internal_jugular_vein_*, pharynx, larynx, trachea,
         airway, esophagus, mandible), ``landmarks`` and ``params``.
 
@@ -1041,7 +1042,8 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     Deterministic: the same parameters give a bit-identical volume (noise from
     ``numpy.random.default_rng(seed)``). ``bone`` is mineralised bone: the vertebrae and the
     mandible minus the lytic lesion; ``vertebrae_C2`` includes the lesion. Masks are made
-    mutually exclusive by priority bone > vessels > airway > oesophagus > cord > canal.
+    mutually exclusive by priority bone > vessels > airway > oesophagus > cord > canal, except
+    ``vertebral_artery_canal_*``, the bony canal, which contains its artery.
     """
     if params is None:
         params = PhantomParams()
