@@ -19,8 +19,10 @@ By default 120 mm (L-R) x 144 mm (A-P) x 168 mm (S-I), C1 to T1 (151 x 181 x 211
 The S-I extent is larger than an "upper neck" crop on purpose: the anterior odontoid screw ascends
 close to the dens axis, so its line continued below the C2 body reaches the skin of the low
 anterolateral neck (the clinical primer: the planning CT must reach ~C6-T1). On the default phantom
-the feasible lines (see :data:`REFERENCE_TIP_LPS_MM`) meet the skin at z = -103..-111 mm (C7-T1),
->= 15 mm above the lowest slice; a plan can only be checked where the CT covers it.
+the feasible lines (see :data:`REFERENCE_TIP_LPS_MM`) meet the skin at z = -103..-116 mm (C7-T1;
+the reference line at -111), >= 10 mm above the lowest slice, and lines 15-25 deg off the dens axis
+from the anteroinferior corner (anterior to lateral) at z = -54..-104 mm; a plan can only be checked
+where the CT covers it.
 
 Posture: the anterior odontoid-screw corridor
 ---------------------------------------------
@@ -173,8 +175,8 @@ class PhantomParams:
         Thickness of the vertebral cortical shell.
     fov_inferior_mm : float
         Lowest slice position z (mm). The default -126 includes T1 so that the skin entry of the
-        anterior odontoid-screw line (low anterolateral neck, C7-T1 level) lies inside the CT with
-        >= 15 mm to spare; -40 gives a short C1-C3 phantom.
+        anterior odontoid-screw line (low anterolateral neck, C7-T1 level) lies inside the CT
+        (the reference line 15 mm above the lowest slice); -40 gives a short C1-C3 phantom.
     fov_superior_mm : float
         Highest slice position z (mm).
     rotation_deg : tuple of 3 floats
@@ -531,7 +533,7 @@ DENS_BASE = (0.0, 1.0, 2.5)        # dens axis origin, inside the body top (over
 DENS_LENGTH = 21.0                 # base -> apex along the axis
 # radius profile of the dens along its axis (t from the base, mm): waist at t = 6.5
 DENS_PROFILE_T = (0.0, 3.0, 6.5, 10.0, 16.0)
-DENS_PROFILE_R = (6.5, 5.4, 4.8, 5.2, 5.2)  # apical width 10.4 mm (9.6 +/- 1.1 mm, JKNS 2018;61(4))
+DENS_PROFILE_R = (6.5, 5.5, 4.8, 5.3, 5.2)  # apical width 10.4 mm (9.6 +/- 1.1 mm, JKNS 2018;61(4))
 DENS_WAIST_T = 6.5
 # dural sac and cord (vertical elliptic cylinders); the canal truth is the bony vertebral foramen
 CANAL_C, CANAL_AX, CANAL_AY = (0.0, 17.0), 12.0, 8.5

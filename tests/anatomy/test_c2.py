@@ -56,7 +56,7 @@ def test_dens_cut_through_by_a_lesion_flags_the_waist(phantom, located):
 
     _, lm = located
     assert not any("waist position" in n for n in lm.notes)  # intact/contained lesion: smooth waist
-    # a 6 mm lesion is wider than the dens (radius 4.8-5.2 mm): the narrowest bone section is the lysis.
+    # a 6 mm lesion is wider than the dens (radius 4.8-5.3 mm): the narrowest bone section is the lysis.
     # Straight spine (lordosis 0): see test_lysis_through_a_dens_tilted_by_the_lordosis for the default.
     ph6 = make_phantom(fov_inferior_mm=-60.0, lesion_radius_mm=6.0, lordosis_deg=0.0)
     _, lm6 = locate_c2(ph6.volume)
@@ -346,7 +346,7 @@ def test_disc_cut_removes_the_c3_corner_joined_through_a_thin_disc():
 
 
 def test_lytic_lesion_through_the_dens_is_refused_without_a_point_and_found_with_one():
-    """A 7 mm lesion cuts the phantom dens (outer radius 4.8-5.2 mm) over about 10 mm of height: without a
+    """A 7 mm lesion cuts the phantom dens (outer radius 4.8-5.3 mm) over about 10 mm of height: without a
     point the dens head and body look like two structures (refused, never the level below); with a
     point inside the C2 body (the user confirms the level) the landmarks are within 2 mm (apex, AI)."""
     from osteoplan.anatomy.c2 import C2CandidateRejected

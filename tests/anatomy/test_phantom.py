@@ -391,15 +391,17 @@ def test_an_anterior_odontoid_screw_line_exists(ph):
     lines = _anterior_screw_lines(ph)
     assert lines, "no feasible anterior odontoid-screw line on the default phantom"
     t, v = ph.truth, ph.volume
-    best = max(lines, key=lambda r: r["viscera"])
+    # the skin entry is inside the CT with >= 15 mm to spare (the lowest slice is at z = -126 mm)
+    in_view = [r for r in lines if r["skin"][2] > v.bounds_lps_mm()[0][2] + 15.0]
+    assert in_view
+    best = max(in_view, key=lambda r: r["viscera"])
     seg = v.world_to_index(best["tip"] + np.linspace(0, 1, 400)[:, None] * (best["skin"] - best["tip"])).T
     carotid = float(map_coordinates(_outside_mm(t.union([n for n in t.names() if "carotid" in n]), 0.8), seg, order=1).min())
     # the corridor is the one hydrodissection opens: near (a few mm) but clear of the carotid
     assert 1.75 < carotid < 10.0
-    # the skin entry is on the low anterolateral neck (C5-C7 level), inside the CT with >= 15 mm to spare
+    # the skin entry is on the low anterolateral neck (below C5)
     sk = best["skin"]
-    assert abs(sk[0]) > 12.0 and sk[1] < -30.0
-    assert v.bounds_lps_mm()[0][2] + 15.0 < sk[2] < _centroid(ph, "vertebrae_C5")[2] + 10.0
+    assert abs(sk[0]) > 12.0 and sk[1] < -30.0 and sk[2] < _centroid(ph, "vertebrae_C5")[2]
     # both sides are open (the anatomy is mirror-symmetric but for the oesophagus, slightly left)
     assert {np.sign(r["skin"][0]) for r in lines} == {-1.0, 1.0}
 
