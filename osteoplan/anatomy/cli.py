@@ -14,7 +14,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "phantom",
         help="write the synthetic neck CT phantom (NIfTI, DICOM, ground-truth masks, landmarks)",
-        description="Write a synthetic upper-neck CT (C1-C7) with a lytic dens lesion, its exact "
+        description="Write a synthetic neck CT (C1-T1) with a lytic dens lesion, its exact "
         "ground-truth label map (TotalSegmentator layout + multilabel) and C2/dens landmarks.",
     )
     p.add_argument("out", help="output folder (must not exist or be empty unless --overwrite)")

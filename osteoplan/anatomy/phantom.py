@@ -1,7 +1,7 @@
 """A digital upper-neck CT phantom with exact ground truth (label map and C2/dens landmarks).
 
 The phantom is osteoplan's embedded default input: a synthetic, deterministic CT of the neck
-from the skull base (C1) down to C7, built from simple analytic shapes evaluated on the voxel
+from the skull base (C1) down to T1, built from simple analytic shapes evaluated on the voxel
 grid (vectorised numpy, no meshes), with realistic Hounsfield units, a slight blur (scanner
 point-spread) and seeded Gaussian noise. Every structure's mask is known exactly, so
 segmentation, landmark detection, planning and risk code can be tested against it.
@@ -15,26 +15,54 @@ All positions are DICOM patient LPS millimetres: +x = patient left, +y = posteri
 
 Field of view
 -------------
-By default 120 mm (L-R) x 144 mm (A-P) x 152 mm (S-I), C1 to C7 (151 x 181 x 191 voxels at 0.8 mm). The S-I extent is larger
-than an "upper neck" crop on purpose: a screw that ascends from the anterolateral C2 body into
-the dens is steep (about 60-70 degrees to the axial plane, cf. the 62.4 degree base-to-tip
-angle of Eur Spine J 2009;18:271), so its straight path reaches the skin of the lateral neck
-around C5-C7; a plan can only be checked where the CT covers it.
+By default 120 mm (L-R) x 144 mm (A-P) x 168 mm (S-I), C1 to T1 (151 x 181 x 211 voxels at 0.8 mm).
+The S-I extent is larger than an "upper neck" crop on purpose: the anterior odontoid screw ascends
+close to the dens axis, so its line continued below the C2 body reaches the skin of the low
+anterolateral neck (the clinical primer: the planning CT must reach ~C6-T1). On the default phantom
+the feasible lines (see :data:`REFERENCE_TIP_LPS_MM`) meet the skin at z = -103..-116 mm (C7-T1;
+the reference line at -111), >= 10 mm above the lowest slice, and lines 15-25 deg off the dens axis
+from the anteroinferior corner (anterior to lateral) at z = -54..-104 mm; a plan can only be checked
+where the CT covers it.
 
-Sizes and Hounsfield units
---------------------------
-Dimensions follow the clinical primer (``docs/clinical-primer.md``): inner dens diameter
-6.5 +/- 1.9 mm and anteroinferior body to dens tip 37.6 +/- 3.3 mm (Eur Spine J
-2009;18:271), apical dens width 9.6 +/- 1.1 mm (JKNS 2018;61(4)). Other sizes (vertebral
-bodies, canal, vessels, airway) are typical adult values chosen by the author, NOT taken from
-a published source; treat them as configurable defaults. HU values are textbook ranges
-(fat -100, muscle 45, CSF 8, epidural fat and veins -30, cord 35, cancellous bone 250, cortical bone 1200, contrast-filled
-artery 320, vein 200, unenhanced blood 40, air -1000); they are defaults too.
+Posture: the anterior odontoid-screw corridor
+---------------------------------------------
+The default anatomy is built so that the percutaneous anterior/anterolateral odontoid screw
+(Boehler/AO geometry; Grange et al., SN Compr Clin Med 2021;3:2326) has a corridor, as in most
+patients (one series found none in 14 %):
 
-What is simplified
-------------------
-No external carotid artery, thyroid, hyoid, cartilage calcification, intervertebral discs
-(plain soft tissue), ligaments, nerves or metal. The spine is straight (no lordosis).
+- C2: the end plates slope 10 deg (anterior edge lower) and the body has an anteroinferior lip
+  (Gray's Anatomy) overhanging C3 by ~2 mm; the dens (waist outer diameter 9.6 mm, apex width
+  10.4 mm) sits over the posterior half of the body, tilted 10 deg back from it. Corner -> apex
+  39.7 mm (37.6 +/- 3.3 mm), 60.2 deg to the C2 base (62.4 +/- 4.7 deg; Tun et al., Eur Spine J
+  2009;18:271), 9.8 deg off the dens axis (5-15 deg on real CTs, clinical primer).
+- A mild cervical lordosis of 10 deg (``lordosis_deg``; C2-C7 lordosis of asymptomatic adults is
+  of this order or more, no single source; configurable default): C2 extended 3.3 deg on C3, C3 on
+  C4, C4 on C5; the dens axis is then 20 deg from the scanner's vertical. With a straight spine the
+  lines the dens allows reach the skin only below T1 (the reason patients are positioned in
+  extension). osteoplan's classical C2 locator (anatomy/c2.py) finds the intact dens to < 1 mm at
+  10 deg on every seed tried (4), fails on some noise seeds from 12 deg, and with a lysis cutting
+  through the dens (lesion >= 6 mm) fails from 5 deg: limits of the locator, not of the anatomy
+  (tests/anatomy/test_c2.py keeps those cases on ``lordosis_deg=0`` and records the limit).
+- Visceral column (pharynx, larynx, trachea: air lumen; oesophagus: the organ) placed relative to
+  the anterior surface of the vertebral bodies: 4.5-6 mm of prevertebral soft tissue (longus colli,
+  retropharyngeal space, pharyngeal wall) in front of C2-C5 (CT upper limits 6 mm at C2, 7 mm at
+  C3, 18 mm at C6-C7: Rojas et al., AJNR 2009;30:136), oesophagus ~1 mm in front of C6-C7 and
+  1.5 mm left of the midline; larynx C4-C6, trachea below the cricoid at C6-C7, carotid bifurcation
+  at C3 (Mirjalili et al., Clin Anat 2012;25:851). Lumen widths: configurable defaults.
+- Carotid sheath lateral to it: common carotid 21-22 mm from the midline, 7-9 mm in front of the
+  vertebral bodies; internal carotid 23.5 mm from the midline at C1 (23.3 +/- 4.3 mm, 4.8 +/- 2.7 mm
+  in front of the C1 lateral mass: Surg Radiol Anat 2021;43:87); internal jugular vein 33 mm from
+  the midline, lateral and a little anterior to the artery (configurable defaults).
+- Between them the anterolateral corridor that hydrodissection opens: the reference line passes
+  3.5 mm from the pharynx and 3.5 mm from the carotid. The truth masks of the pharynx, larynx and
+  trachea are the air lumen: their walls (mucosa, constrictors) are plain soft tissue, so a margin to
+  them must include the wall.
+- Transverse foramina C1-C6 (radius 2.8 mm, C1 3 mm; C3-C6: 2 mm lateral of the body, anterior
+  border 7-8.5 mm behind its anterior surface, Ebraheim et al., J Spinal Disord 1997;10:304; width
+  5.5 +/- 0.9 mm, Anat Res Int 2015:391823) with the vertebral artery (entering at C6, in front of
+  the C7 transverse process below). ``vertebral_artery_canal_left/right`` is the bony canal: the
+  foramina and the tube of the same radius along the artery between them, C6 to C1.
+
 """
 
 from __future__ import annotations
@@ -137,12 +165,18 @@ class PhantomParams:
         LPS shift of both vertebral arteries (with their transverse foramina unchanged, a large
         shift puts the artery into bone, which then wins).
     dens_tilt_deg : float
-        Posterior tilt of the dens axis from the superior direction, in the sagittal plane.
+        Posterior tilt of the dens axis relative to the C2 body (from the body's superior
+        direction, in the sagittal plane). In the CT the axis is further tilted by the lordosis.
+    lordosis_deg : float
+        Cervical lordosis: extension of C2 (and C1) relative to C5-C7, spread equally over the
+        C2/C3, C3/C4 and C4/C5 segments (each vertebra turns about the centre of the disc below it).
+        The C2 body centre stays at LPS (0, 0, -4); the lower spine is anterior of it.
     cortex_mm : float
         Thickness of the vertebral cortical shell.
     fov_inferior_mm : float
-        Lowest slice position z (mm). The default -110 includes C7 so that the skin entry of a
-        steep lateral-cervical path lies inside the CT; -40 gives a short C1-C3 phantom.
+        Lowest slice position z (mm). The default -126 includes T1 so that the skin entry of the
+        anterior odontoid-screw line (low anterolateral neck, C7-T1 level) lies inside the CT
+        (the reference line 15 mm above the lowest slice); -40 gives a short C1-C3 phantom.
     fov_superior_mm : float
         Highest slice position z (mm).
     rotation_deg : tuple of 3 floats
@@ -164,9 +198,10 @@ class PhantomParams:
     carotid_shift_side: str = "both"
     cord_shift_mm: tuple = (0.0, 0.0, 0.0)
     vertebral_artery_shift_mm: tuple = (0.0, 0.0, 0.0)
-    dens_tilt_deg: float = 12.0
+    dens_tilt_deg: float = 10.0
+    lordosis_deg: float = 10.0
     cortex_mm: float = 1.2
-    fov_inferior_mm: float = -110.0
+    fov_inferior_mm: float = -126.0
     fov_superior_mm: float = 42.0
     rotation_deg: tuple = (0.0, 0.0, 0.0)
 
@@ -195,6 +230,8 @@ class PhantomParams:
             raise InputError("carotid_shift_side must be 'both', 'left' or 'right'.")
         if not -20 <= self.dens_tilt_deg <= 35:
             raise InputError("dens_tilt_deg must be between -20 and 35 degrees.")
+        if not -10 <= self.lordosis_deg <= 30:
+            raise InputError("lordosis_deg must be between -10 (kyphosis) and 30 degrees.")
         if any(abs(a) > 30 for a in self.rotation_deg):
             raise InputError("Each phantom rotation angle must be within +/-30 degrees.")
         if not (-130 <= self.fov_inferior_mm <= -35 and 30 <= self.fov_superior_mm <= 60):
@@ -240,12 +277,12 @@ class Phantom:
     @property
     def dens_centre_lps_mm(self) -> np.ndarray:
         """Point of the dens axis halfway from its base to its apex (LPS mm)."""
-        return _rotate_points(self.params, _dens_geometry(self.params)["centre"])
+        return _rotate_points(self.params, _posed_dens_geometry(self.params)["centre"])
 
     @property
     def lesion_centre_lps_mm(self) -> np.ndarray:
         """Centre of the lesion sphere (LPS mm), also when the radius is 0."""
-        c = _dens_geometry(self.params)["centre"] + np.asarray(self.params.lesion_offset_mm, dtype=float)
+        c = _posed_dens_geometry(self.params)["centre"] + np.asarray(self.params.lesion_offset_mm, dtype=float)
         return _rotate_points(self.params, c)
 
 
@@ -285,6 +322,41 @@ class _Grid:
 
     def empty(self) -> np.ndarray:
         return np.zeros(self.shape, dtype=bool)
+
+
+class _PosedGrid:
+    """A view of a :class:`_Grid` in which a body is built in its own (local) frame.
+
+    ``M`` (4 x 4) maps local to world (LPS mm) coordinates. :meth:`box` takes a local box and
+    returns the world slices covering it with full 3D *local* coordinates of their voxels, so the
+    analytic primitives draw the posed body unchanged.
+    """
+
+    def __init__(self, grid: _Grid, M: np.ndarray) -> None:
+        self.grid = grid
+        self.M = np.asarray(M, float)
+        self.Minv = np.linalg.inv(self.M)
+        self.origin, self.s, self.shape = grid.origin, grid.s, grid.shape
+        self.x, self.y, self.z = grid.x, grid.y, grid.z
+
+    def box(self, lo: Any, hi: Any):
+        lo = np.asarray(lo, float)
+        hi = np.asarray(hi, float)
+        corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        w = corners @ self.M.T
+        b = self.grid.box(w[:, :3].min(0), w[:, :3].max(0))
+        if b is None:
+            return None
+        sl, X, Y, Z = b
+        X, Y, Z = np.broadcast_arrays(X, Y, Z)
+        R, t = self.Minv[:3, :3].astype(np.float32), self.Minv[:3, 3].astype(np.float32)
+        Xl = R[0, 0] * X + R[0, 1] * Y + R[0, 2] * Z + t[0]
+        Yl = R[1, 0] * X + R[1, 1] * Y + R[1, 2] * Z + t[1]
+        Zl = R[2, 0] * X + R[2, 1] * Y + R[2, 2] * Z + t[2]
+        return sl, Xl, Yl, Zl
+
+    def empty(self) -> np.ndarray:
+        return self.grid.empty()
 
 
 def _paint(out: np.ndarray, grid: _Grid, lo, hi, fn) -> None:
@@ -378,20 +450,27 @@ def _swept_ellipse(out, grid, levels, inset: float = 0.0) -> None:
     out[sl] |= inside
 
 
-def _rounded_ecyl(out, grid, c, ax, ay, h, rr) -> None:
-    """Vertical elliptic cylinder (semi-axes ax, ay, half-height h) with edges rounded by rr."""
+def _rounded_ecyl(out, grid, c, ax, ay, h, rr, shear_zy: float = 0.0) -> None:
+    """Vertical elliptic cylinder (semi-axes ax, ay, half-height h) with edges rounded by rr.
+
+    ``shear_zy`` shears the solid along z in proportion to y (a point of the unsheared solid at
+    (x, y, z) moves to (x, y, z + shear_zy * (y - c_y))): the side walls stay vertical and the end
+    faces slope by atan(shear_zy), anterior (-y) side lower for a positive value.
+    """
     c = np.asarray(c, np.float32)
     m = math.sqrt(ax * ay)
+    k = float(shear_zy)
 
     def fn(X, Y, Z):
         q = np.sqrt(((X - c[0]) / ax) ** 2 + ((Y - c[1]) / ay) ** 2)
         dr = (q - 1.0) * m + rr
-        dz = np.abs(Z - c[2]) - h + rr
+        dz = np.abs(Z - k * (Y - c[1]) - c[2]) - h + rr
         outside = np.sqrt(np.maximum(dr, 0) ** 2 + np.maximum(dz, 0) ** 2)
         inside = np.minimum(np.maximum(dr, dz), 0)
         return outside + inside - rr <= 0
 
-    _paint(out, grid, c - (ax, ay, h), c + (ax, ay, h), fn)
+    dzk = abs(k) * ay
+    _paint(out, grid, c - (ax, ay, h + dzk), c + (ax, ay, h + dzk), fn)
 
 
 def _rotation_matrix(p: "PhantomParams") -> np.ndarray:
@@ -439,22 +518,131 @@ C2_BODY_Z = -4.0
 C2_BODY_HALF_HEIGHT = 8.0          # inferior endplate at z = -12, top at z = +4
 C2_BODY_AX, C2_BODY_AY = 8.5, 7.5  # half width (L-R) and half depth (A-P)
 C2_BODY_ROUND = 2.0
-DENS_BASE = (0.0, -0.5, 2.5)       # dens axis origin, inside the body top
+#: Slope of the C2 end plates in the sagittal plane (degrees; anterior edge lower): the anterior
+#: border of the inferior surface of the C2 body projects downwards as a lip (Gray's Anatomy).
+#: Configurable default chosen so that the anteroinferior-corner -> apex line makes 62 degrees with
+#: the C2 base, as measured on CT (62.4 +/- 4.7 deg, Tun et al., Eur Spine J 2009;18:271).
+C2_BASE_SLOPE_DEG = 10.0
+C2_SHEAR = math.tan(math.radians(C2_BASE_SLOPE_DEG))
+#: Anteroinferior lip of the C2 body (centre and semi-axes in the C2 frame, before the end-plate
+#: shear): it overhangs the anterosuperior rim of C3 by ~2 mm (configurable default, no published
+#: size; the lip itself: Gray's Anatomy).
+C2_LIP_C = (0.0, -6.5, -11.0)
+C2_LIP_R = (6.0, 3.0, 2.5)
+DENS_BASE = (0.0, 1.0, 2.5)        # dens axis origin, inside the body top (over the posterior half)
 DENS_LENGTH = 21.0                 # base -> apex along the axis
 # radius profile of the dens along its axis (t from the base, mm): waist at t = 6.5
 DENS_PROFILE_T = (0.0, 3.0, 6.5, 10.0, 16.0)
-DENS_PROFILE_R = (6.5, 5.2, 4.5, 5.0, 5.0)  # apical width 10 mm (9.6 +/- 1.1 mm, JKNS 2018;61(4))
+DENS_PROFILE_R = (6.5, 5.5, 4.8, 5.3, 5.2)  # apical width 10.4 mm (9.6 +/- 1.1 mm, JKNS 2018;61(4))
 DENS_WAIST_T = 6.5
 # dural sac and cord (vertical elliptic cylinders); the canal truth is the bony vertebral foramen
 CANAL_C, CANAL_AX, CANAL_AY = (0.0, 17.0), 12.0, 8.5
 CORD_C, CORD_AX, CORD_AY = (0.0, 17.5), 6.5, 4.5
 # subaxial vertebrae C3..C7: body centre z and spacing
 SUBAXIAL_Z0, SUBAXIAL_PITCH = -23.75, 19.0
+#: Radius of the subaxial and C2 transverse foramina (mm): width 5.5-5.9 mm at C3-C6 (Ebraheim et
+#: al., J Spinal Disord 1997;10:304; 5.5 +/- 0.9 mm on dry bone, Anat Res Int 2015:391823).
+FORAMEN_R_MM = 2.8
+#: Gap between the lateral border of a subaxial body and the medial border of its transverse
+#: foramen (mm): 1.8-2.2 mm at C3-C6 (Ebraheim 1997).
+FORAMEN_GAP_MM = 2.0
+#: Rounding of the rims of the subaxial bodies (mm; ring apophysis; configurable default).
+SUBAXIAL_BODY_ROUND_MM = 3.0
 
+
+def _subaxial_body_semi_axes(n: int) -> tuple[float, float]:
+    """Half width (L-R) and half depth (A-P) of the C``n`` body, mm (configurable defaults)."""
+    return 8.5 + 0.5 * (n - 3), 7.5 + 0.25 * (n - 3)
+
+
+def _foramina() -> dict[str, tuple[float, float, float, float, float]]:
+    """Transverse foramina of the left side: level -> (x, y, z_low, z_high, radius), LPS mm.
+
+    The hole is a vertical cylinder cut through the vertebra between z_low and z_high (mirrored
+    to -x on the right). C1/C2: configurable defaults (the C2 foramen lies in the lateral mass under
+    the superior facet, the C1 foramen in the transverse process); C3-C6: medial border
+    :data:`FORAMEN_GAP_MM` lateral of the body, anterior border 7-8.5 mm behind the anterior
+    surface of the body (8.4 -> 7.0 mm from C3 to C6, Ebraheim 1997). C7 has none here (its small
+    foramen carries no artery: the vertebral artery enters at C6).
+    """
+    out = {"C1": (27.0, 6.5, 8.0, 30.0, 3.0), "C2": (22.0, 4.0, -12.0, 8.0, FORAMEN_R_MM)}
+    for n in range(3, 7):
+        zc = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3)
+        ax, _ = _subaxial_body_semi_axes(n)
+        out[f"C{n}"] = (ax + FORAMEN_GAP_MM + FORAMEN_R_MM, 3.5, zc - 8.0, zc + 8.0, FORAMEN_R_MM)
+    return out
+
+
+
+def _level_z(level: str) -> float:
+    """Height of the centre of a vertebra in its own (straight-spine) frame, mm."""
+    if level == "C1":
+        return 19.0
+    if level == "C2":
+        return C2_BODY_Z
+    return SUBAXIAL_Z0 - SUBAXIAL_PITCH * (_level_index(level) - 3)
+
+
+def _level_index(level: str) -> int:
+    """1..7 for C1..C7, 8 for T1."""
+    return 8 if level == "T1" else int(level[1:])
+
+
+def _level_name(n: int) -> str:
+    return "T1" if n == 8 else f"C{n}"
+
+
+def _about_x(deg: float, pivot: Any) -> np.ndarray:
+    """4 x 4 rotation by *deg* of extension (the superior end turns posteriorly, +y) about the
+    L-R line through *pivot* (LPS mm)."""
+    a = math.radians(deg)
+    M = np.eye(4)
+    M[1:3, 1:3] = [[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]]
+    P = np.asarray(pivot, float)
+    M[:3, 3] = P - M[:3, :3] @ P
+    return M
+
+
+def _spine_poses(p: "PhantomParams") -> dict[str, np.ndarray]:
+    """Local -> world 4 x 4 pose of each vertebra C1..C7 for the cervical lordosis.
+
+    ``p.lordosis_deg`` is spread equally over the C2/C3, C3/C4 and C4/C5 segments; each vertebra
+    turns about the centre of the disc below it (C5-C7 are not turned); C1 moves with C2. The
+    whole column is then translated so that the C2 body centre stays at (0, 0, C2_BODY_Z).
+    """
+    seg = p.lordosis_deg / 3.0
+    poses = {_level_name(n): np.eye(4) for n in (5, 6, 7, 8)}
+    M = np.eye(4)
+    for upper, lower in (("C4", "C5"), ("C3", "C4"), ("C2", "C3")):
+        h_up = C2_BODY_HALF_HEIGHT if upper == "C2" else 7.25
+        z_disc = 0.5 * (_level_z(upper) - h_up + _level_z(lower) + 7.25)
+        M = M @ _about_x(seg, (0.0, 0.25, z_disc))
+        poses[upper] = M.copy()
+    poses["C1"] = poses["C2"].copy()
+    c = np.array([0.0, 0.0, C2_BODY_Z, 1.0])
+    shift = c[:3] - (poses["C2"] @ c)[:3]
+    for k in poses:
+        poses[k] = poses[k].copy()
+        poses[k][:3, 3] += shift
+    return poses
+
+
+def _pose_points(M: np.ndarray, pts: Any, vector: bool = False) -> np.ndarray:
+    pts = np.asarray(pts, float)
+    return pts @ M[:3, :3].T + (0.0 if vector else M[:3, 3])
+
+
+def _canal_centre_y(p: "PhantomParams", z: np.ndarray, dy: float = 0.0) -> np.ndarray:
+    """y of the spinal canal centre line (y = CANAL_C[1] + dy in each vertebra's frame) at heights z."""
+    poses = _spine_poses(p)
+    pts = np.array([_pose_points(poses[_level_name(n)], (0.0, CANAL_C[1] + dy, _level_z(_level_name(n))))
+                    for n in range(1, 9)])
+    order = np.argsort(pts[:, 2])
+    return np.interp(z, pts[order, 2], pts[order, 1])
 
 
 def _vertebral_foramen(grid: "_Grid", verts: dict[str, np.ndarray], dens: np.ndarray,
-                       window_mm: float = 4.0) -> np.ndarray:
+                       window_mm: float = 4.0, centre_y: np.ndarray | None = None) -> np.ndarray:
     """The bony spinal canal: per axial slice, the space enclosed by the vertebral rings.
 
     Each slice takes the vertebral bone within +/- ``window_mm`` (the ring of a vertebra is
@@ -477,6 +665,8 @@ def _vertebral_foramen(grid: "_Grid", verts: dict[str, np.ndarray], dens: np.nda
         The dens (for the C1 cut).
     window_mm : float
         Half-height of the slab whose bone closes a ring (author's default).
+    centre_y : array (K,), optional
+        y of the canal centre in each slice (default ``CANAL_C[1]``); x is 0.
 
     Returns
     -------
@@ -494,7 +684,9 @@ def _vertebral_foramen(grid: "_Grid", verts: dict[str, np.ndarray], dens: np.nda
     # running OR over +/- w slices
     cum = np.concatenate([np.zeros((1,) + grid.shape[1:], np.int32), np.cumsum(allv, axis=0, dtype=np.int32)])
     c1cum = np.concatenate([[0], np.cumsum(c1.any(axis=(1, 2)))])
-    jc = int(round((CANAL_C[1] - grid.origin[1]) / s))
+    if centre_y is None:
+        centre_y = np.full(K, CANAL_C[1])
+    jcs = np.rint((np.asarray(centre_y, float) - grid.origin[1]) / s).astype(int)
     ic = int(round((CANAL_C[0] - grid.origin[0]) / s))
     # posterior surface of the dens per slice (+ transverse ligament); above the apex the last one
     dens_k = np.nonzero(dens.any(axis=(1, 2)))[0]
@@ -502,6 +694,7 @@ def _vertebral_foramen(grid: "_Grid", verts: dict[str, np.ndarray], dens: np.nda
     out = np.zeros(grid.shape, bool)
     closed = np.zeros(K, bool)
     for k in range(K):
+        jc = int(jcs[k])
         for ww in (w, int(round(1.5 * w))):  # a wider slab bridges a longer interlaminar gap
             a, b = max(k - ww, 0), min(k + ww + 1, K)
             slab = (cum[b] - cum[a]) > 0
@@ -546,6 +739,16 @@ def _dens_geometry(p: PhantomParams) -> dict[str, Any]:
     }
 
 
+def _posed_dens_geometry(p: PhantomParams) -> dict[str, Any]:
+    """:func:`_dens_geometry` moved with C2 by the lordosis (before ``rotation_deg``)."""
+    M = _spine_poses(p)["C2"]
+    g = dict(_dens_geometry(p))
+    for k in ("base", "apex", "waist", "centre"):
+        g[k] = _pose_points(M, g[k])
+    g["axis"] = _pose_points(M, g["axis"], vector=True)
+    return g
+
+
 def _dens(out, grid, p: PhantomParams) -> None:
     g = _dens_geometry(p)
     axis, base = g["axis"].astype(np.float32), g["base"].astype(np.float32)
@@ -567,13 +770,24 @@ def _dens(out, grid, p: PhantomParams) -> None:
 
 
 def _anteroinferior_point() -> np.ndarray:
-    """Mid-sagittal point of the rounded anteroinferior edge of the C2 body (45 degrees on the fillet)."""
-    zc = C2_BODY_Z - C2_BODY_HALF_HEIGHT + C2_BODY_ROUND
-    m = math.sqrt(C2_BODY_AX * C2_BODY_AY)
-    # the in-plane signed distance uses (q - 1) * m; on the mid-sagittal plane q = |y| / ay
-    yc = -C2_BODY_AY * (1.0 - C2_BODY_ROUND / m)
-    s = C2_BODY_ROUND / math.sqrt(2.0)
-    return np.array([0.0, yc - s * C2_BODY_AY / m, zc - s])
+    """Mid-sagittal anteroinferior corner of the C2 body, in the C2 frame (LPS mm).
+
+    The point of the anteroinferior lip (:data:`C2_LIP_C`, :data:`C2_LIP_R`) whose outward
+    normal points 45 degrees anteroinferiorly in the unsheared frame, moved by the end-plate shear
+    (:data:`C2_BASE_SLOPE_DEG`): it lies exactly on the surface of the C2 body.
+    """
+    b, c = C2_LIP_R[1], C2_LIP_R[2]
+    h = math.hypot(b, c)
+    y = C2_LIP_C[1] - b * b / h
+    z = C2_LIP_C[2] - c * c / h
+    return np.array([0.0, y, z + C2_SHEAR * y])
+
+
+def _c2_base_points() -> tuple[np.ndarray, np.ndarray]:
+    """Mid-sagittal anterior and posterior ends of the C2 base (inferior end-plate line), LPS mm."""
+    z0 = C2_BODY_Z - C2_BODY_HALF_HEIGHT
+    return (np.array([0.0, -C2_BODY_AY, z0 - C2_SHEAR * C2_BODY_AY]),
+            np.array([0.0, C2_BODY_AY, z0 + C2_SHEAR * C2_BODY_AY]))
 
 
 def _c1(grid, p) -> np.ndarray:
@@ -586,10 +800,11 @@ def _c1(grid, p) -> np.ndarray:
     _ellipsoid(m, grid, (0.0, 36.5, 19.0), (5.0, 3.5, 4.5))       # posterior tubercle
     for sx in (1.0, -1.0):
         _ellipsoid(m, grid, (sx * 16.5, 6.0, 19.0), (7.0, 9.0, 7.5))  # lateral masses
-        _capsule(m, grid, (sx * 19.0, 6.0, 19.0), (sx * 35.0, 7.0, 19.0), 4.5)  # transverse process
+        _capsule(m, grid, (sx * 19.0, 6.0, 19.0), (sx * 35.0, 7.0, 19.0), 5.0)  # transverse process
     hole = grid.empty()
+    fx, fy, fz0, fz1, fr = _foramina()["C1"]
     for sx in (1.0, -1.0):
-        _vcyl(hole, grid, sx * 27.0, 5.5, 3.2, 8.0, 30.0)          # transverse foramina
+        _vcyl(hole, grid, sx * fx, fy, fr, fz0, fz1)               # transverse foramina
     # keep the C1 ring clear of the dens (atlanto-dental interval)
     dens = grid.empty()
     _dens(dens, grid, p)
@@ -603,7 +818,12 @@ def _c1(grid, p) -> np.ndarray:
 
 def _c2(grid, p) -> np.ndarray:
     m = grid.empty()
-    _rounded_ecyl(m, grid, (0.0, 0.0, C2_BODY_Z), C2_BODY_AX, C2_BODY_AY, C2_BODY_HALF_HEIGHT, C2_BODY_ROUND)
+    _rounded_ecyl(m, grid, (0.0, 0.0, C2_BODY_Z), C2_BODY_AX, C2_BODY_AY, C2_BODY_HALF_HEIGHT, C2_BODY_ROUND,
+                  shear_zy=C2_SHEAR)
+    lc, lr = np.asarray(C2_LIP_C, np.float32), np.asarray(C2_LIP_R, np.float32)  # anteroinferior lip, sheared
+    _paint(m, grid, lc - lr - (0, 0, 2.0), lc + lr + (0, 0, 2.0),
+           lambda X, Y, Z: ((X - lc[0]) / lr[0]) ** 2 + ((Y - lc[1]) / lr[1]) ** 2
+           + ((Z - C2_SHEAR * Y - lc[2]) / lr[2]) ** 2 <= 1.0)
     _dens(m, grid, p)
     for sx in (1.0, -1.0):
         _ellipsoid(m, grid, (sx * 13.5, 3.0, 2.0), (5.5, 7.5, 6.0))           # superior articular facets
@@ -614,29 +834,32 @@ def _c2(grid, p) -> np.ndarray:
     _wall(m, grid, arc, -8.0, -2.0, 3.2)                                       # laminae
     _capsule(m, grid, (0.0, 27.0, -5.0), (0.0, 44.0, -10.0), 4.5, 3.5)          # bifid spinous process
     hole = grid.empty()
+    fx, fy, fz0, fz1, fr = _foramina()["C2"]
     for sx in (1.0, -1.0):
-        _vcyl(hole, grid, sx * 22.0, 4.0, 2.8, -12.0, 8.0)
+        _vcyl(hole, grid, sx * fx, fy, fr, fz0, fz1)              # transverse foramina
     return m & ~hole
 
 
 def _subaxial(grid, n: int) -> np.ndarray:
-    """C3..C7: body, pedicles, articular pillars, laminae, transverse processes (+foramina), spinous."""
+    """C3..C7 (n = 3..7) and T1 (n = 8): body, pedicles, articular pillars, laminae, transverse
+    processes (+foramina C3-C6), spinous process (T1 without ribs)."""
     zc = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3)
-    ax, ay = 8.5 + 0.5 * (n - 3), 7.5 + 0.25 * (n - 3)
+    ax, ay = _subaxial_body_semi_axes(n)
     m = grid.empty()
-    _rounded_ecyl(m, grid, (0.0, 0.5, zc), ax, ay, 7.25, 1.5)
+    _rounded_ecyl(m, grid, (0.0, 0.5, zc), ax, ay, 7.25, SUBAXIAL_BODY_ROUND_MM)
     for sx in (1.0, -1.0):
         _capsule(m, grid, (sx * 6.0, 6.0, zc + 1.0), (sx * 13.0, 10.5, zc + 1.0), 2.8)   # pedicle
         _ellipsoid(m, grid, (sx * 15.5, 11.0, zc), (5.5, 6.5, 8.0))                        # articular pillar
-        _capsule(m, grid, (sx * 11.0, 3.5, zc + 1.0), (sx * (26.0 + (n == 7) * 4), 2.5, zc + 1.0), 3.8)  # TP
+        _capsule(m, grid, (sx * 11.0, 3.5, zc + 1.0), (sx * (26.0 + (n >= 7) * 4), 2.5, zc + 1.0), 4.0)  # TP
     arc = [(15.5 * np.cos(t), 17.0 + 12.5 * np.sin(t)) for t in np.linspace(-0.1, np.pi + 0.1, 25)]
     _wall(m, grid, arc, zc - 3.5, zc + 2.0, 2.6)
-    tip = 40.0 + (n - 3) * 1.5 + (n == 7) * 8.0
+    tip = 40.0 + (n - 3) * 1.5 + (n >= 7) * 8.0
     _capsule(m, grid, (0.0, 27.0, zc - 1.0), (0.0, tip, zc - 6.0), 3.2, 2.6)
     if n <= 6:
         hole = grid.empty()
+        fx, fy, fz0, fz1, fr = _foramina()[f"C{n}"]
         for sx in (1.0, -1.0):
-            _vcyl(hole, grid, sx * 20.0, 3.0, 2.8, zc - 8.0, zc + 8.0)
+            _vcyl(hole, grid, sx * fx, fy, fr, fz0, fz1)          # transverse foramina
         m &= ~hole
     return m
 
@@ -653,16 +876,134 @@ def _mandible(grid) -> np.ndarray:
 
 def _vessel_paths(p: PhantomParams) -> dict[str, list[tuple[list, float]]]:
     """Polylines (LPS mm) and radii of the vessels of the left side (mirrored for the right)."""
+    def front(z):
+        return float(_prevertebral_y(p, z))
+
+    bif = CAROTID_BIFURCATION_Z
     return {
-        "vertebral_artery": [([(22.0, -1.0, -130.0), (20.0, 3.0, -88.0), (20.0, 3.0, -16.0), (22.0, 4.0, -12.0),
-                               (22.0, 4.0, 6.0), (27.0, 5.5, 11.0), (27.0, 5.5, 26.0), (24.0, 14.0, 28.5),
-                               (15.0, 28.5, 28.5), (9.0, 27.0, 33.0), (7.0, 20.0, 45.0), (6.0, 16.0, 60.0)], 2.2)],
-        "common_carotid_artery": [([(21.0, -21.0, -130.0), (22.5, -20.0, -80.0), (23.0, -18.0, -46.0)], 3.6)],
-        "internal_carotid_artery": [([(23.0, -18.0, -46.0), (25.0, -13.0, -25.0), (26.5, -8.5, 0.0),
-                                      (27.5, -7.0, 20.0), (27.0, -4.0, 60.0)], 2.7)],
-        "internal_jugular_vein": [([(31.0, -24.0, -130.0), (33.0, -22.0, -80.0), (35.0, -17.0, -40.0),
-                                    (36.0, -12.0, 0.0), (35.0, -9.5, 20.0), (33.0, -6.0, 60.0)], 5.5)],
+        "vertebral_artery": [(_vertebral_artery_centreline(p), 2.2)],
+        # carotid sheath: CCA in front of the longus colli / anterior tubercles, lateral to the
+        # visceral column; bifurcation at C3 (Mirjalili et al., Clin Anat 2012;25:851); ICA
+        # 23.3 +/- 4.3 mm from the midline and 4.8 +/- 2.7 mm in front of the C1 lateral mass
+        # (Surg Radiol Anat 2021;43:87); IJV lateral and a little anterior to the artery
+        "common_carotid_artery": [([(22.0, front(-130.0) - 9.0, -130.0), (22.0, front(-80.0) - 9.0, -80.0),
+                                    (21.5, front(-55.0) - 8.0, -55.0), (21.0, front(bif) - 7.0, bif)], 3.6)],
+        "internal_carotid_artery": [([(21.0, front(bif) - 7.0, bif), (22.0, front(-4.0) - 5.5, -4.0),
+                                      (23.5, -10.0, 20.0), (24.5, -7.0, 40.0), (26.0, -4.0, 60.0)], 2.7)],
+        "internal_jugular_vein": [([(33.0, front(-130.0) - 12.0, -130.0), (33.0, front(-80.0) - 12.0, -80.0),
+                                    (33.5, front(-40.0) - 9.0, -40.0), (34.0, -15.0, 0.0), (33.5, -11.0, 20.0),
+                                    (32.0, -7.0, 60.0)], 5.5)],
     }
+
+
+#: Height of the carotid bifurcation (mm): at C3 in 56-62 % of adults (Mirjalili et al., Clin Anat
+#: 2012;25:851), here at the lower third of C3.
+CAROTID_BIFURCATION_Z = -30.0
+
+
+def _prevertebral_y(p: "PhantomParams", z: Any) -> np.ndarray:
+    """y of the anterior surface of the vertebral bodies on the midline at heights z (LPS mm).
+
+    Interpolated between the posed mid-body points of C2..C7 (constant above C2 and below C7):
+    the visceral column and the carotid sheath are placed relative to it.
+    """
+    poses = _spine_poses(p)
+    pts = [_pose_points(poses["C2"], (0.0, -C2_BODY_AY, C2_BODY_Z))]
+    for n in range(3, 9):
+        _, ay = _subaxial_body_semi_axes(n)
+        pts.append(_pose_points(poses[_level_name(n)], (0.0, 0.5 - ay, _level_z(_level_name(n)))))
+    pts = np.array(pts)[::-1]
+    return np.interp(np.asarray(z, float), pts[:, 2], pts[:, 1])
+
+
+#: Visceral column, as axial ellipses (z, gap_mm, cx, ax, ay): the lumen (pharynx, larynx,
+#: trachea: air) or the organ (oesophagus) with its centre at y = front(z) - gap - ay, where
+#: front is the anterior surface of the vertebral bodies (:func:`_prevertebral_y`). Gaps: the
+#: prevertebral soft tissue (longus colli, retropharyngeal space, pharyngeal wall) in front of C2-C3
+#: is at most 6-7 mm on CT (Rojas et al., AJNR 2009;30:136: upper limits 6 mm at C2, 7 mm at C3,
+#: 18 mm at C6-C7, the latter including the oesophagus); the oesophagus lies ~1 mm in front of the
+#: bodies on the midline (Rhyne et al., CT mapping of the cervical oesophagus) and a little to the
+#: left (Gray's Anatomy). Levels: hyoid and upper thyroid cartilage at C4-C5, lower border of the
+#: cricoid at C6-C7 (Mirjalili 2012): laryngeal inlet at C3-C4 (z = -30), larynx 44 mm long (adult
+#: male, Gray's Anatomy) down to the top of C6 (z = -74), its vestibule open into the pharynx at the
+#: inlet; trachea below. The oropharynx is wide (28 mm) down to the inlet; the hypopharynx behind
+#: the larynx holds air down to C4-C5 (below, collapsed behind the cricoid, it is plain soft tissue
+#: here). Widths: configurable defaults (no single published source).
+PHARYNX_LEVELS = ((-4.0, 4.5, 0.0, 14.0, 5.0), (-24.0, 4.75, 0.0, 14.0, 4.5), (-30.0, 5.0, 0.0, 13.5, 4.0),
+                  (-43.0, 5.5, 0.0, 8.0, 3.5), (-56.0, 6.0, 0.0, 6.0, 2.0))
+LARYNX_LEVELS = ((-30.0, 10.0, 0.0, 6.5, 5.0), (-42.0, 17.0, 0.0, 7.0, 6.0), (-58.0, 17.0, 0.0, 8.0, 7.5),
+                 (-74.0, 14.5, 0.0, 7.5, 7.5))
+TRACHEA_LEVELS = ((-74.0, 14.5, 0.0, 7.5, 7.5), (-140.0, 14.0, 0.0, 8.5, 8.0))
+ESOPHAGUS_LEVELS = ((-72.0, 1.2, 1.5, 8.0, 4.5), (-140.0, 1.2, 1.5, 9.0, 5.0))
+
+
+def _visceral_ellipses(p: "PhantomParams", levels) -> list[tuple]:
+    """(z, cx, cy, ax, ay, ay) rows for :func:`_swept_ellipse` from the gap-based *levels*."""
+    rows = [(z, cx, float(_prevertebral_y(p, z)) - gap - ay, ax, ay, ay) for z, gap, cx, ax, ay in levels]
+    return rows
+
+
+def _vertebral_artery_centreline(p: "PhantomParams") -> list[tuple[float, float, float]]:
+    """Centre line of the left vertebral artery (LPS mm; mirrored for the right).
+
+    V1 ascends in front of the C7 transverse process and enters the C6 foramen (the usual level,
+    ~90 %); V2 runs up through the foramina of C6..C3 (along each hole's axis), swings laterally to
+    the C2 foramen and on to the C1 foramen; V3 loops back over the posterior arch of C1 and V4
+    enters the skull. Points are placed in each vertebra's frame and moved with it (lordosis).
+    Radius 2.2 mm (lumen diameter 4.4 mm; configurable default).
+    """
+    f = _foramina()
+    poses = _spine_poses(p)
+
+    def at(level, x, y, z):
+        return tuple(_pose_points(poses[level], (x, y, z)))
+
+    pts = [(16.0, -5.0, -130.0), (16.0, -4.5, -97.0)]
+    x6, y6 = f["C6"][:2]
+    pts.append(at("C6", x6, y6, -86.0))
+    for n in range(6, 2, -1):
+        x, y = f[f"C{n}"][:2]
+        zc = _level_z(f"C{n}")
+        pts += [at(f"C{n}", x, y, zc - 4.0), at(f"C{n}", x, y, zc + 4.0)]
+    x3, y3 = f["C3"][:2]
+    x2, y2 = f["C2"][:2]
+    x1, y1 = f["C1"][:2]
+    pts.append(at("C3", x3, y3, -19.0))
+    pts += [at("C2", x2, y2, -11.0), at("C2", x2, y2, 6.0)]
+    pts += [at("C1", *q) for q in ((x1, y1, 11.0), (x1, y1, 26.0), (24.0, 14.0, 28.5), (15.0, 28.5, 28.5),
+                                   (9.0, 27.0, 33.0), (7.0, 20.0, 45.0), (6.0, 16.0, 60.0))]
+    return pts
+
+
+def _vertebral_artery_canal(grid: "_Grid", p: "PhantomParams", bone: np.ndarray) -> dict[str, np.ndarray]:
+    """Bony canal of each vertebral artery: the transverse foramina of C1-C6 and the tube between them.
+
+    The tube of radius :data:`FORAMEN_R_MM` (3 mm through C1) around the artery's centre line,
+    which follows the axis of every transverse foramen, from the lower edge of the C6 transverse
+    process to the upper edge of the C1 transverse process, bone excluded: inside a foramen it is
+    the hole, between foramina the path the artery must follow. It does not move with
+    ``vertebral_artery_shift_mm`` (the bone does not move).
+
+    Returns
+    -------
+    dict
+        ``{"vertebral_artery_canal_left": (K, J, I) bool, "vertebral_artery_canal_right": ...}``.
+    """
+    poses = _spine_poses(p)
+    f = _foramina()
+    z_lo = _pose_points(poses["C6"], (f["C6"][0], f["C6"][1], _level_z("C6") + 1.0 - 4.0))[2]
+    z_hi = _pose_points(poses["C1"], (f["C1"][0], f["C1"][1], _level_z("C1") + 5.0))[2]
+    zin = ((grid.z >= z_lo) & (grid.z <= z_hi))[:, None, None]
+    out = {}
+    line = _vertebral_artery_centreline(p)
+    c1 = _pose_points(poses["C1"], [(f["C1"][0], f["C1"][1], _level_z("C1") - 6.0),
+                                    (f["C1"][0], f["C1"][1], _level_z("C1") + 6.0)])
+    for side, sx in (("left", 1.0), ("right", -1.0)):
+        tube = grid.empty()
+        _tube(tube, grid, [(sx * x, y, z) for x, y, z in line], FORAMEN_R_MM)
+        _capsule(tube, grid, c1[0] * (sx, 1, 1), c1[1] * (sx, 1, 1), f["C1"][4])
+        out[f"vertebral_artery_canal_{side}"] = tube & zin & ~bone
+    return out
 
 
 def _shift(points, s) -> list:
@@ -688,7 +1029,8 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     -------
     Phantom
         ``volume`` (float32 HU, axes (k, j, i) = (+S, +P, +L)), ``truth`` (canonical masks:
-        body, bone, vertebrae_C1..C7, lesion, spinal_canal, spinal_cord, vertebral_artery_*,
+        body, bone, vertebrae_C1..C7 and T1 (those in view), lesion, spinal_canal, spinal_cord,
+        vertebral_artery_*, vertebral_artery_canal_* (bony canal: foramina C1-C6 and the tube between),
         common/internal_carotid_artery_*, internal_jugular_vein_*, pharynx, larynx, trachea,
         airway, esophagus, mandible), ``landmarks`` and ``params``.
 
@@ -702,7 +1044,8 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     Deterministic: the same parameters give a bit-identical volume (noise from
     ``numpy.random.default_rng(seed)``). ``bone`` is mineralised bone: the vertebrae and the
     mandible minus the lytic lesion; ``vertebrae_C2`` includes the lesion. Masks are made
-    mutually exclusive by priority bone > vessels > airway > oesophagus > cord > canal.
+    mutually exclusive by priority bone > vessels > airway > oesophagus > cord > canal, except
+    ``vertebral_artery_canal_*``, the bony canal, which contains its artery.
     """
     if params is None:
         params = PhantomParams()
@@ -723,11 +1066,18 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     zlo, zhi = p.fov_inferior_mm - 20.0, p.fov_superior_mm + 20.0
 
     # ---- bone -------------------------------------------------------------------------------
-    verts: dict[str, np.ndarray] = {"vertebrae_C1": _c1(grid, p), "vertebrae_C2": _c2(grid, p)}
-    for n in range(3, 8):
-        zc = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3)
+    poses = _spine_poses(p)
+
+    def posed(level):
+        M = poses[level]
+        return grid if np.allclose(M, np.eye(4)) else _PosedGrid(grid, M)
+
+    verts: dict[str, np.ndarray] = {"vertebrae_C1": _c1(posed("C1"), p), "vertebrae_C2": _c2(posed("C2"), p)}
+    for n in range(3, 9):
+        lv = _level_name(n)
+        zc = _pose_points(poses[lv], (0.0, 0.0, _level_z(lv)))[2]
         if zc + 10 >= p.fov_inferior_mm:
-            verts[f"vertebrae_C{n}"] = _subaxial(grid, n)
+            verts[f"vertebrae_{lv}"] = _subaxial(posed(lv), n)
     mandible = _mandible(grid)
     # vertebrae never overlap each other (first one wins, top to bottom)
     taken = grid.empty()
@@ -737,7 +1087,7 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     mandible &= ~taken
     all_bone = taken | mandible
 
-    dg = _dens_geometry(p)
+    dg = _posed_dens_geometry(p)
     lesion = grid.empty()
     if p.lesion_radius_mm > 0:
         c = dg["centre"] + np.asarray(p.lesion_offset_mm)
@@ -760,28 +1110,30 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
 
     # dural sac (CSF) inside the bony canal; the canal is the whole vertebral foramen (epidural
     # space included), at C1 behind the transverse ligament
+    # the sac and cord follow the lordotic canal (axial ellipses centred on its centre line)
+    zs_c = np.linspace(zlo, zhi, 25)
+    cy_c = _canal_centre_y(p, zs_c)
     dural = grid.empty()
-    _swept_ellipse(dural, grid, [(zlo, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY), (zhi, *CANAL_C, CANAL_AX, CANAL_AY, CANAL_AY)])
+    _swept_ellipse(dural, grid, [(z, CANAL_C[0], y, CANAL_AX, CANAL_AY, CANAL_AY) for z, y in zip(zs_c, cy_c)])
     dens_m = grid.empty()
-    _dens(dens_m, grid, p)
-    canal = _vertebral_foramen(grid, verts, dens_m) | dural
+    _dens(dens_m, posed("C2"), p)
+    canal = _vertebral_foramen(grid, verts, dens_m, centre_y=_canal_centre_y(p, grid.z.astype(float))) | dural
     cord = grid.empty()
     cx, cy, cz = p.cord_shift_mm
-    cord_levels = [(zlo + cz, CORD_C[0] + cx, CORD_C[1] + cy, CORD_AX, CORD_AY, CORD_AY),
-                   (zhi + cz, CORD_C[0] + cx, CORD_C[1] + cy, CORD_AX, CORD_AY, CORD_AY)]
-    _swept_ellipse(cord, grid, cord_levels)
+    cy_cord = _canal_centre_y(p, zs_c, dy=CORD_C[1] - CANAL_C[1])
+    _swept_ellipse(cord, grid, [(z + cz, CORD_C[0] + cx, y + cy, CORD_AX, CORD_AY, CORD_AY) for z, y in zip(zs_c, cy_cord)])
 
+    # visceral column in front of the (lordotic) spine; the naso/oropharynx above C2 lies in front
+    # of the C1 anterior arch and the longus capitis (configurable defaults)
     pharynx = grid.empty()
-    _swept_ellipse(pharynx, grid, [(-70.0, 0, -19.0, 9.0, 3.5, 3.5), (-45.0, 0, -20.0, 12.0, 5.0, 5.0),
-                                   (-10.0, 0, -18.5, 14.0, 6.0, 6.0), (30.0, 0, -18.0, 14.0, 7.0, 7.0),
-                                   (zhi, 0, -19.0, 12.0, 7.0, 7.0)])
+    _swept_ellipse(pharynx, grid, _visceral_ellipses(p, PHARYNX_LEVELS)
+                   + [(20.0, 0.0, -21.0, 13.0, 6.0, 6.0), (zhi, 0.0, -21.0, 12.0, 7.0, 7.0)])
     larynx = grid.empty()
-    _swept_ellipse(larynx, grid, [(-86.0, 0, -30.0, 7.5, 7.0, 7.0), (-60.0, 0, -32.0, 8.0, 9.0, 9.0),
-                                  (-42.0, 0, -29.0, 8.0, 9.0, 9.0)])
+    _swept_ellipse(larynx, grid, _visceral_ellipses(p, LARYNX_LEVELS))
     trachea = grid.empty()
-    _swept_ellipse(trachea, grid, [(zlo, 0, -29.0, 8.5, 8.0, 8.0), (-86.0, 0, -30.0, 7.5, 7.0, 7.0)])
+    _swept_ellipse(trachea, grid, _visceral_ellipses(p, TRACHEA_LEVELS))
     esophagus = grid.empty()
-    _swept_ellipse(esophagus, grid, [(zlo, 0, -14.5, 8.0, 4.5, 4.5), (-66.0, 0, -15.5, 8.0, 4.5, 4.5)])
+    _swept_ellipse(esophagus, grid, _visceral_ellipses(p, ESOPHAGUS_LEVELS))
 
     vessels: dict[str, np.ndarray] = {}
     for base_name, segs in _vessel_paths(p).items():
@@ -832,12 +1184,14 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
                     pts = _shift(pts, p.carotid_shift_mm)
                 _tube(sheath, grid, pts, rad + 2.0)
     vol[sheath & body] = HU["fat"]
-    discs = grid.empty()  # intervertebral discs C2/C3 .. C6/C7 (soft tissue, not labelled)
-    for n in range(3, 8):
-        z_top = SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 3) + 7.25
-        z_up = C2_BODY_Z - C2_BODY_HALF_HEIGHT if n == 3 else SUBAXIAL_Z0 - SUBAXIAL_PITCH * (n - 4) - 7.25
+    discs = grid.empty()  # intervertebral discs C2/C3 .. C7/T1 (soft tissue, not labelled)
+    for n in range(3, 9):
+        lv, lu = _level_name(n), _level_name(n - 1)
+        top = _pose_points(poses[lv], (0.0, 0.5, _level_z(lv) + 7.25))
+        h_up = C2_BODY_HALF_HEIGHT if n == 3 else 7.25
+        up = _pose_points(poses[lu], (0.0, 0.0 if n == 3 else 0.5, _level_z(lu) - h_up))
         ax_, ay_ = 8.5 + 0.5 * (n - 3.5), 7.5 + 0.25 * (n - 3.5)
-        _swept_ellipse(discs, grid, [(z_top - 0.5, 0.0, 0.25, ax_, ay_, ay_), (z_up + 0.5, 0.0, 0.25, ax_, ay_, ay_)])
+        _swept_ellipse(discs, grid, [(top[2] - 1.0, 0.0, top[1], ax_, ay_, ay_), (up[2] + 1.0, 0.0, up[1], ax_, ay_, ay_)])
     vol[discs & ~all_bone] = HU["disc"]
     vol[esophagus] = HU["esophagus"]
     vol[canal] = HU["epidural"]
@@ -862,6 +1216,7 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     truth_masks["lesion"] = lesion
     truth_masks["spinal_canal"] = canal
     truth_masks["spinal_cord"] = cord
+    truth_masks.update(_vertebral_artery_canal(grid, p, all_bone))
     truth_masks.update(vessels)
     truth_masks.update({"pharynx": pharynx, "larynx": larynx, "trachea": trachea, "airway": airway,
                         "esophagus": esophagus, "mandible": mandible})
@@ -905,7 +1260,7 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
         waist_lps_mm=_rotate_points(p, dg["waist"]),
         waist_diameter_mm=dg["waist_diameter"],
         axis_unit=_rotate_points(p, dg["axis"], vector=True),
-        anteroinferior_body_lps_mm=_rotate_points(p, _anteroinferior_point()),
+        anteroinferior_body_lps_mm=_rotate_points(p, _pose_points(poses["C2"], _anteroinferior_point())),
         body_centre_lps_mm=np.array([0.0, 0.0, C2_BODY_Z]),
         confidence=1.0,
         method=TRUTH_SOURCE,
@@ -914,30 +1269,36 @@ def make_phantom(params: PhantomParams | None = None, **overrides: Any) -> Phant
     return Phantom(volume=volume, truth=truth, landmarks=landmarks, params=p, hu_table=dict(HU))
 
 
-#: A left lateral-cervical trajectory that exists on the default phantom (found by a search over
-#: anterolateral C2 entry points, checked in tests/anatomy/test_phantom.py): skin of the left
-#: anterolateral neck at the C5 level -> jugulo-carotid space (medial to the internal jugular vein,
-#: anteromedial to the carotid) -> anterolateral cortex of the C2 body -> lesion centre in the dens.
-#: Clearances without hydrodissection: carotid ~3.6 mm, jugular vein ~5.9 mm, pharynx/oesophagus
-#: ~4.1 mm, vertebral artery ~14 mm. LPS mm.
-REFERENCE_SKIN_ENTRY_LPS_MM = (36.6, -35.4, -62.5)
-REFERENCE_BONE_ENTRY_LPS_MM = (6.4, -4.8, -0.4)
+#: A left anterior odontoid-screw line that exists on the default phantom (found by the brute-force
+#: search of tests/anatomy/test_phantom.py over entry points x tips, LPS mm): skin of the left
+#: anterolateral neck at the C7/T1 level -> between the visceral column (medially) and the carotid
+#: sheath (laterally) -> prevertebral space in front of C3 -> anteroinferior rim of the C2 body
+#: (5.6 mm left of the midline, 0.9 mm above the anteroinferior corner) -> up the dens, 10.4 deg
+#: off its axis, through the default lesion -> tip 2.9 mm below the apex, 0.5 mm right of the axis.
+#: Clearances of the line without hydrodissection: pharynx 3.5 mm, carotid 3.5 mm, internal jugular
+#: vein 9.9 mm, oesophagus 10.9 mm, larynx/trachea 10.8 mm, vertebral-artery canal 7.8 mm, spinal
+#: canal 5.1 mm, C3 anterosuperior rim 0.7 mm (the line does not cross C3; a 3.5 mm screw shaft
+#: would touch the rim, as in patients whose C3 rim is notched for this screw).
+REFERENCE_SKIN_ENTRY_LPS_MM = (25.13, -43.63, -111.10)
+REFERENCE_BONE_ENTRY_LPS_MM = (5.6, -4.8, -11.6)
+REFERENCE_TIP_LPS_MM = (-0.5, 7.364, 19.578)
 
 
 def reference_trajectory(phantom: Phantom) -> dict[str, np.ndarray]:
-    """The known feasible lateral-cervical path of the default phantom (see :data:`REFERENCE_SKIN_ENTRY_LPS_MM`).
+    """The known feasible anterior odontoid-screw line of the default phantom (see :data:`REFERENCE_TIP_LPS_MM`).
 
     Returns
     -------
     dict
-        ``skin_entry``, ``bone_entry`` and ``target`` (the lesion centre), each an LPS mm array (3,).
-        Only meaningful for the default anatomy (vessel shifts and tilts change it); with
-        ``rotation_deg`` the path rotates with the anatomy (its skin point may then leave the skin).
+        ``skin_entry``, ``bone_entry`` (on the anteroinferior rim of C2) and ``target`` (the screw
+        tip in the apex region), each an LPS mm array (3,). Only meaningful for the default anatomy
+        (vessel shifts, tilts and the lordosis change it); with ``rotation_deg`` the path rotates with
+        the anatomy (its skin point may then leave the skin).
     """
     return {
         "skin_entry": _rotate_points(phantom.params, REFERENCE_SKIN_ENTRY_LPS_MM),
         "bone_entry": _rotate_points(phantom.params, REFERENCE_BONE_ENTRY_LPS_MM),
-        "target": phantom.lesion_centre_lps_mm,
+        "target": _rotate_points(phantom.params, REFERENCE_TIP_LPS_MM),
     }
 
 
@@ -1114,6 +1475,8 @@ def write_phantom(phantom: Phantom, out_dir: str | Path, overwrite: bool = False
             img = vol.with_array(phantom.truth.get(name).astype(np.float32)).to_nifti(np.uint8)
             nib.save(img, tmp / "labels" / f"{name}.nii.gz")
         order = [n for n in names if n not in ("body", "bone", "airway")]
+        # the bony vertebral-artery canals hold the arteries: write them first so the artery wins
+        order = sorted(order, key=lambda n: not n.startswith("vertebral_artery_canal"))
         arr, table = phantom.truth.to_multilabel(["body"] + order)
         ml = vol.with_array(arr.astype(np.float32)).to_nifti(np.uint16)
         nib.save(ml, tmp / "labels.nii.gz")

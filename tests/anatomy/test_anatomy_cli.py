@@ -152,7 +152,8 @@ def test_a_hint_that_contradicts_the_c2_found_is_not_trusted(monkeypatch):
 def test_segment_with_osteoplan_own_multilabel_puts_the_lesion_back_into_c2(phantom_dir, tmp_path, capsys):
     """The phantom's labels.nii.gz (one label per voxel: the lesion carved out of C2) loaded as masks:
     C2 gets its lesion back, so the waist is the anatomical one (not the lysis) and the fractions
-    match the analytic dens: 268.1 / 981.4 = 0.273 of the dens, none of the body."""
+    match the analytic dens: 268.1 / 1077.7 = 0.249 of the dens, none of the body (dens of the
+    corridor phantom; see tests/anatomy/test_lesion.py)."""
     ph, d = phantom_dir
     out = tmp_path / "out"
     assert main(["segment", str(d / "ct.nii.gz"), "--masks", str(d / "labels.nii.gz"), "--out", str(out)]) == 0
@@ -160,6 +161,8 @@ def test_segment_with_osteoplan_own_multilabel_puts_the_lesion_back_into_c2(phan
     assert any("completed with the provided lesion" in m for m in s["messages"])
     assert s["structures"]["vertebrae_C2"]["voxels"] == int(ph.truth.get("vertebrae_C2").sum())
     waist = np.asarray(s["landmarks"]["waist_lps_mm"])
-    assert np.linalg.norm(waist - ph.landmarks.waist_lps_mm) <= 1.0
-    assert s["lesion"]["fraction_of_dens"] == pytest.approx(268.1 / 981.4, rel=0.1)
+    # 1 mm voxels on a dens tilted 20 deg by the lordosis: 1.08 mm measured (the lysis, the wrong
+    # answer this test guards against, is 4 mm above the waist)
+    assert np.linalg.norm(waist - ph.landmarks.waist_lps_mm) <= 1.5
+    assert s["lesion"]["fraction_of_dens"] == pytest.approx(268.1 / 1077.7, rel=0.1)
     assert s["lesion"]["fraction_of_body"] == 0.0

@@ -83,26 +83,30 @@ def test_measures_on_a_hand_built_c2():
 
 
 def test_measures_on_the_phantom_truth_match_the_analytic_dens():
-    """Phantom dens (profile radius R(t): 4.5 mm at the waist t = 6.5, 5 mm from t = 10, hemispherical
-    cap from t = 16 to the apex t = 21) with the 4 mm truth sphere at its centre (t = 10.5):
-    dens volume above the waist = integral of pi R(t)^2 dt = 981.4 mm^3; the sphere (268.1 mm^3)
-    lies wholly above the waist: fraction of the dens 0.273, of the body 0; the narrowest residual
-    section is at the sphere's centre: pi (5^2 - 4^2) = 28.3 mm^2."""
+    """Phantom dens (profile radius R(t): 4.8 mm at the waist t = 6.5, 5.3 mm at t = 10, 5.2 mm at t = 16,
+    hemispherical cap from t = 15.8 to the apex t = 21) with the 4 mm truth sphere at its centre
+    (t = 10.5): dens volume above the waist = integral of pi R(t)^2 dt = 1077.7 mm^3; the sphere
+    (268.1 mm^3) lies wholly above the waist: fraction of the dens 0.249, of the body 0; the narrowest
+    residual section is at the sphere's centre: pi (5.29^2 - 4^2) = 37.7 mm^2. (Dens widened from
+    4.5/5 mm for the anterior odontoid-screw corridor of the phantom.)"""
     import math
 
     from osteoplan.anatomy.lesion import measure_lesion_in_c2
     from osteoplan.anatomy.phantom import DENS_PROFILE_R, DENS_PROFILE_T, make_phantom
 
     t = np.linspace(6.5, 21.0, 20001)
-    R = np.where(t > 16.0, np.sqrt(np.clip(25.0 - (t - 16.0) ** 2, 0, None)), np.interp(t, DENS_PROFILE_T, DENS_PROFILE_R))
+    cap = DENS_PROFILE_R[-1]
+    R = np.where(t > 21.0 - cap, np.sqrt(np.clip(cap**2 - (t - 21.0 + cap) ** 2, 0, None)),
+                 np.interp(t, DENS_PROFILE_T, DENS_PROFILE_R))
     dens_mm3 = float(np.sum(np.pi * R[:-1] ** 2 * np.diff(t)))
-    assert dens_mm3 == pytest.approx(981.4, abs=0.5)
+    assert dens_mm3 == pytest.approx(1077.7, abs=0.5)
     ph = make_phantom(fov_inferior_mm=-40.0, noise_hu=0, lesion_radius_mm=4.0)
     m = measure_lesion_in_c2(ph.volume, ph.truth.get("vertebrae_C2"), ph.truth.get("lesion"), ph.landmarks)
     sphere_mm3 = 4 / 3 * math.pi * 4.0**3
     assert m["dens_ml"] * 1000 == pytest.approx(dens_mm3, rel=0.01)
     assert m["fraction_of_dens"] == pytest.approx(sphere_mm3 / dens_mm3, rel=0.05)  # 0.263 (voxelised sphere)
     assert m["fraction_of_body"] == 0.0
-    assert m["min_residual_bone_area_mm2"] == pytest.approx(math.pi * (25 - 16), rel=0.08)  # 29.7 measured
+    r_centre = float(np.interp(10.5, DENS_PROFILE_T, DENS_PROFILE_R))
+    assert m["min_residual_bone_area_mm2"] == pytest.approx(math.pi * (r_centre**2 - 16), rel=0.08)
     along = (m["min_residual_position_lps_mm"] - ph.lesion_centre_lps_mm) @ ph.landmarks.axis_unit
     assert abs(along) <= 1.0

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_dilation, binary_erosion
+from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt, map_coordinates
 
 from osteoplan.anatomy.phantom import HU, PhantomParams, load_phantom_dir, make_phantom, write_phantom
 from osteoplan.errors import InputError
@@ -33,10 +33,11 @@ def test_grid_is_axial_lps_and_isotropic(ph):
     v = ph.volume
     np.testing.assert_allclose(v.spacing_mm, [0.8, 0.8, 0.8])
     np.testing.assert_allclose(v.direction, [[0, 0, 1], [0, 1, 0], [1, 0, 0]])
-    # FOV: x -60..60, y -76..68, z -110..42 -> 151 x 181 x 191 voxels
-    assert v.shape == (191, 181, 151)
+    # FOV: x -60..60, y -76..68, z -126..42 -> 151 x 181 x 211 voxels (down to T1 since the anterior
+    # odontoid-screw line reaches the skin at the C7 level)
+    assert v.shape == (211, 181, 151)
     lo, hi = v.bounds_lps_mm()
-    np.testing.assert_allclose(lo, [-60, -76, -110])
+    np.testing.assert_allclose(lo, [-60, -76, -126])
     np.testing.assert_allclose(hi, [60, 68, 42])
 
 
@@ -53,7 +54,8 @@ def test_deterministic_for_a_seed_and_noise_changes_with_seed():
 
 
 def test_all_structures_present_and_non_empty(ph):
-    expected = {"body", "bone", "vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "lesion", "spinal_canal",
+    expected = {"body", "bone", "vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "vertebrae_C7", "vertebrae_T1", "lesion",
+                "vertebral_artery_canal_left", "vertebral_artery_canal_right", "spinal_canal",
                 "spinal_cord", "vertebral_artery_left", "vertebral_artery_right", "common_carotid_artery_left",
                 "common_carotid_artery_right", "internal_carotid_artery_left", "internal_carotid_artery_right",
                 "internal_jugular_vein_left", "internal_jugular_vein_right", "pharynx", "trachea", "larynx",
@@ -93,12 +95,23 @@ def test_landmarks_match_the_geometry_and_the_published_priors(ph):
     lm = ph.landmarks
     # anteroinferior body to dens tip: 37.6 +/- 3.3 mm (Eur Spine J 2009;18:271)
     assert 30.0 <= lm.anteroinferior_to_apex_mm <= 45.0
-    assert lm.anteroinferior_to_apex_mm == pytest.approx(36.11, abs=0.01)
-    assert lm.waist_diameter_mm == pytest.approx(9.0)
-    # inner diameter = outer - 2 x cortex = 6.6 mm, within 6.5 +/- 1.9 mm
+    # by hand, in the C2 frame: corner = 45-degree point of the lip ellipse (centre (-6.5, -11), semi-axes 3, 2.5)
+    # sheared by tan(10 deg): (y, z) = (-8.805, -14.153); apex = (1, 2.5) + 21 (sin 10, cos 10) = (4.647, 23.181)
+    assert lm.anteroinferior_to_apex_mm == pytest.approx(math.hypot(4.647 + 8.805, 23.181 + 14.153), abs=0.01)
+    # corner -> apex line: 62.4 +/- 4.7 deg to the C2 base (Tun 2009) and 5-15 deg off the dens axis
+    d = (lm.apex_lps_mm - lm.anteroinferior_body_lps_mm) / lm.anteroinferior_to_apex_mm
+    lordosis = math.radians(ph.params.lordosis_deg)
+    slope = math.radians(10.0) - lordosis  # the base rises posteriorly by 10 deg in the C2 frame, then extends
+    base = np.array([0.0, math.cos(slope), math.sin(slope)])
+    assert abs(math.degrees(math.acos(d @ base)) - 62.4) < 4.7
+    assert 5.0 <= math.degrees(math.acos(d @ lm.axis_unit)) <= 15.0
+    assert lm.waist_diameter_mm == pytest.approx(9.6)
+    # inner diameter = outer - 2 x cortex = 7.2 mm, within 6.5 +/- 1.9 mm
     assert abs(lm.waist_diameter_mm - 2 * ph.params.cortex_mm - 6.5) < 1.9
-    # dens axis tilted 12 degrees posteriorly (+P) from +S
-    np.testing.assert_allclose(lm.axis_unit, [0, math.sin(math.radians(12)), math.cos(math.radians(12))], atol=1e-12)
+    # dens axis tilted 10 degrees posteriorly (+P) from the C2 body, which the 10-degree lordosis extends
+    tilt = math.radians(ph.params.dens_tilt_deg) + lordosis
+    np.testing.assert_allclose(lm.axis_unit, [0, math.sin(tilt), math.cos(tilt)], atol=1e-12)
+    np.testing.assert_allclose(lm.body_centre_lps_mm, [0.0, 0.0, -4.0])
     assert lm.method == "phantom-truth" and lm.confidence == 1.0
 
 
@@ -167,7 +180,32 @@ def test_anatomical_positions_and_orientation(ph):
     assert 15 <= c["common_carotid_artery_left"][0] <= 25
     assert c["internal_jugular_vein_left"][0] > c["common_carotid_artery_left"][0]  # IJV lateral
     assert c["larynx"][1] < c["esophagus"][1]                                     # larynx anterior
-    assert 18 <= c["vertebral_artery_left"][0] <= 27
+    # foramina of C3-C6 13.3-14.8 mm from the midline (2 mm lateral of the bodies, Ebraheim 1997), C2 22, C1 27
+    assert 14 <= c["vertebral_artery_left"][0] <= 22
+
+
+def test_vertebral_artery_canal_is_the_foramina_and_the_tube_between(ph):
+    """vertebral_artery_canal_*: no bone, holds its artery from C6 to C1, is a hole enclosed by bone at
+    each of C1-C6 (transverse foramen), and left is +x."""
+    from scipy.ndimage import binary_fill_holes
+
+    t, v = ph.truth, ph.volume
+    for side, sx in (("left", 1.0), ("right", -1.0)):
+        canal, va = t.get(f"vertebral_artery_canal_{side}"), t.get(f"vertebral_artery_{side}")
+        assert not (canal & t.get("bone")).any()
+        assert np.sign(_centroid(ph, f"vertebral_artery_canal_{side}")[0]) == sx
+        ks = np.nonzero(canal.any(axis=(1, 2)))[0]
+        inside = va[ks.min():ks.max() + 1]
+        assert (inside & canal[ks.min():ks.max() + 1]).sum() / inside.sum() > 0.97  # the artery runs in its canal
+        for n in range(1, 7):
+            vert = t.get(f"vertebrae_C{n}")
+            enclosed = 0
+            for k in np.nonzero(vert.any(axis=(1, 2)))[0]:
+                half = vert[k][:, :] & ((v.index_to_world(np.c_[np.zeros(vert.shape[2]), np.zeros(vert.shape[2]),
+                                                                  np.arange(vert.shape[2])])[:, 0] * sx) > 5)[None, :]
+                hole = binary_fill_holes(half) & ~half & canal[k]
+                enclosed += int(hole.sum())
+            assert enclosed * 0.8**3 > 10.0, f"no transverse foramen of C{n} on the {side}"
 
 
 def test_hu_statistics_per_tissue(ph):
@@ -205,8 +243,10 @@ def test_contrast_off_and_vessel_shifts():
     d_right = _centroid(p, "internal_jugular_vein_right") - _centroid(q, "internal_jugular_vein_right")
     np.testing.assert_allclose(d_left, [0, 5, 0], atol=0.3)
     np.testing.assert_allclose(d_right, [0, 0, 0], atol=1e-9)
-    r = make_phantom(fov_inferior_mm=-40.0, cord_shift_mm=(1.0, 0.0, 0.0), noise_hu=0)
-    np.testing.assert_allclose(_centroid(r, "spinal_cord") - _centroid(q, "spinal_cord"), [1, 0, 0], atol=0.15)
+    # straight spine: along the lordotic canal the clipping to the bony canal shifts the centroid in z too
+    r = make_phantom(fov_inferior_mm=-40.0, cord_shift_mm=(1.0, 0.0, 0.0), noise_hu=0, lordosis_deg=0.0)
+    q0 = make_phantom(fov_inferior_mm=-40.0, noise_hu=0, lordosis_deg=0.0)
+    np.testing.assert_allclose(_centroid(r, "spinal_cord") - _centroid(q0, "spinal_cord"), [1, 0, 0], atol=0.15)
 
 
 def test_params_validation_and_overrides():
@@ -266,37 +306,136 @@ def test_dicom_series_reads_back_with_exact_geometry(small, tmp_path):
         assert np.array_equal(vol.array, small.volume.array)
 
 
-def test_a_lateral_cervical_path_exists(ph):
-    """The documented reference path is feasible: clear of vessels, airway, canal and other bone."""
-    from scipy.ndimage import distance_transform_edt, map_coordinates
+SCREW_R_MM = 1.75      # 3.5 mm cannulated screw
+BONE_MARGIN_MM = 0.5   # bone kept around the screw inside C2
+VISCERA = ("pharynx", "larynx", "trachea", "esophagus", "airway")
 
+
+def _outside_mm(mask, s):
+    """Distance (mm) from each voxel to *mask*, conservative by half a voxel (surface, not voxel centre)."""
+    return distance_transform_edt(~mask, sampling=s) - 0.5 * s
+
+
+def _anterior_screw_lines(ph, max_axis_deg=25.0, step=0.25):
+    """Brute force over entry points x tips: the straight anterior odontoid-screw lines that are feasible.
+
+    Entry points: C2 surface voxels (a 6-neighbour outside C2) within 8 mm of the midline, at most
+    10 mm above the anteroinferior corner, in the front 6 mm of the body (y <= corner + 6 mm) and
+    facing forwards (outward normal of the smoothed mask with y < -0.1): the anterior cortex and the
+    anteroinferior rim. Tips: 2.5 or 3 mm below the apex along the dens axis, 0-1.5 mm in front of it
+    (anterior half) and up to 1 mm to either side. A line is kept when it is within *max_axis_deg*
+    of the dens axis, stays >= 1.75 + 0.5 mm inside C2 from 4 mm after the entry to the tip, reaches
+    the skin (first point outside ``body``) inside the field of view going down from the entry, and
+    on the whole way tip -> skin stays > 1.75 mm from the viscera, > 0.5 mm from any other bone
+    (it does not cross C1, C3.., the mandible) and >= 3 mm from the vertebral-artery canals and the
+    spinal canal. Distances: Euclidean distance transforms of the truth masks, trilinear, minus
+    half a voxel. Plain numpy/scipy, independent of the planner.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    t, v = ph.truth, ph.volume
+    s = float(v.spacing_mm[0])
+    lm = ph.landmarks
+    c2 = t.get("vertebrae_C2")
+    depth = distance_transform_edt(c2, sampling=s) - 0.5 * s
+    d = {"viscera": _outside_mm(t.union(VISCERA), s), "other_bone": _outside_mm(t.get("bone") & ~c2, s),
+         "va_canal": _outside_mm(t.union(["vertebral_artery_canal_left", "vertebral_artery_canal_right"]), s),
+         "spinal_canal": _outside_mm(t.get("spinal_canal"), s)}
+    body = t.get("body").astype(np.float32)
+    axis, apex, ai = lm.axis_unit, lm.apex_lps_mm, lm.anteroinferior_body_lps_mm
+    interior = binary_erosion(c2, structure=np.array([[[0, 0, 0], [0, 1, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                                      [[0, 0, 0], [0, 1, 0], [0, 0, 0]]], bool))
+    idx = np.argwhere(c2 & ~interior)
+    w = v.index_to_world(idx)
+    g = np.gradient(gaussian_filter(c2.astype(np.float32), 1.0))
+    ny = -g[1][tuple(idx.T)] / (np.sqrt(sum(gi[tuple(idx.T)] ** 2 for gi in g)) + 1e-9)  # outward normal, y
+    keep = (np.abs(w[:, 0]) <= 8.0) & (w[:, 2] <= ai[2] + 10.0) & (w[:, 1] <= ai[1] + 6.0) & (ny < -0.1)
+    entries = w[keep]
+    e_ant = np.array([0.0, -axis[2], axis[1]]) / math.hypot(axis[1], axis[2])
+    e_lat = np.cross(axis, e_ant)
+    tips = [apex - u * axis + a * e_ant + l * e_lat for u in (2.5, 3.0) for a in (0.0, 0.5, 1.0, 1.5)
+            for l in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    lo, hi = v.bounds_lps_mm()
+    found = []
+    for tip in tips:
+        vec = tip - entries
+        length = np.linalg.norm(vec, axis=1)
+        unit = vec / length[:, None]
+        ang = np.degrees(np.arccos(np.clip(unit @ axis, -1.0, 1.0)))
+        for k in np.nonzero(ang <= max_axis_deg)[0]:
+            e, u, L = entries[k], unit[k], length[k]
+            inner = e + np.arange(4.0, L + 1e-6, step)[:, None] * u
+            if map_coordinates(depth, v.world_to_index(inner).T, order=1).min() < SCREW_R_MM + BONE_MARGIN_MM:
+                continue
+            ext = tip - np.arange(0.0, 250.0, step)[:, None] * u
+            in_fov = np.all((ext >= lo) & (ext <= hi), axis=1)
+            ext = ext[: np.argmin(in_fov)] if not in_fov.all() else ext
+            out_body = map_coordinates(body, v.world_to_index(ext).T, order=0) < 0.5
+            skin = np.nonzero(out_body & (np.arange(len(ext)) * step > L))[0]
+            if skin.size == 0:
+                continue  # the line leaves the CT before the skin
+            path = v.world_to_index(ext[: skin[0] + 1]).T
+            f = {n: float(map_coordinates(dm, path, order=1).min()) for n, dm in d.items()}
+            if f["viscera"] > SCREW_R_MM and f["other_bone"] > 0.5 and f["va_canal"] >= 3.0 and f["spinal_canal"] >= 3.0:
+                found.append({"entry": e, "tip": tip, "skin": ext[skin[0]], "angle_deg": float(ang[k]),
+                              "entry_to_apex_mm": float(np.linalg.norm(apex - e)), **f})
+    return found
+
+
+@pytest.mark.slow
+def test_an_anterior_odontoid_screw_line_exists(ph):
+    """Existence proof (brute force, independent of the planner): a straight line from the anterior C2
+    cortex near the anteroinferior corner, within 25 deg of the dens axis, to the apex region, inside C2
+    with screw + margin, reaching the skin of the low anterolateral neck between the visceral column and
+    the carotid sheath without entering a viscus, crossing other bone or nearing the canals."""
+    lines = _anterior_screw_lines(ph)
+    assert lines, "no feasible anterior odontoid-screw line on the default phantom"
+    t, v = ph.truth, ph.volume
+    # the skin entry is inside the CT with >= 15 mm to spare (the lowest slice is at z = -126 mm)
+    in_view = [r for r in lines if r["skin"][2] > v.bounds_lps_mm()[0][2] + 15.0]
+    assert in_view
+    best = max(in_view, key=lambda r: r["viscera"])
+    seg = v.world_to_index(best["tip"] + np.linspace(0, 1, 400)[:, None] * (best["skin"] - best["tip"])).T
+    carotid = float(map_coordinates(_outside_mm(t.union([n for n in t.names() if "carotid" in n]), 0.8), seg, order=1).min())
+    # the corridor is the one hydrodissection opens: near (a few mm) but clear of the carotid
+    assert 1.75 < carotid < 10.0
+    # the skin entry is on the low anterolateral neck (below C5)
+    sk = best["skin"]
+    assert abs(sk[0]) > 12.0 and sk[1] < -30.0 and sk[2] < _centroid(ph, "vertebrae_C5")[2]
+    # both sides are open (the anatomy is mirror-symmetric but for the oesophagus, slightly left)
+    assert {np.sign(r["skin"][0]) for r in lines} == {-1.0, 1.0}
+
+
+def test_reference_anterior_path_is_feasible(ph):
+    """The documented anterior odontoid-screw line (left) passes the same checks, and crosses the lesion."""
     from osteoplan.anatomy.phantom import reference_trajectory
 
     tr = reference_trajectory(ph)
     t, v = ph.truth, ph.volume
-    line = tr["target"] + np.linspace(0, 1, 600)[:, None] * (tr["skin_entry"] - tr["target"])
-    outer = tr["bone_entry"] + np.linspace(0, 1, 400)[:, None] * (tr["skin_entry"] - tr["bone_entry"])
+    s = 0.8
+    lm = ph.landmarks
+    u = (tr["target"] - tr["bone_entry"]) / np.linalg.norm(tr["target"] - tr["bone_entry"])
+    assert math.degrees(math.acos(u @ lm.axis_unit)) <= 25.0
+    assert np.dot(tr["target"] - lm.apex_lps_mm, -lm.axis_unit) <= 3.0                  # tip <= 3 mm below the apex
+    outer = tr["skin_entry"] + np.linspace(0, 1, 500)[:, None] * (tr["target"] - tr["skin_entry"])
+    ijk = v.world_to_index(outer).T
 
-    def min_dist(names, pts):
-        d = distance_transform_edt(~t.union(names), sampling=v.spacing_mm)
-        return float(map_coordinates(d, v.world_to_index(pts).T, order=1).min())
+    def clearance(names):
+        return float(map_coordinates(_outside_mm(t.union(names), s), ijk, order=1).min())
 
-    def hits(name, pts):
-        return bool(map_coordinates(t.get(name).astype(np.float32), v.world_to_index(pts).T, order=0).max())
-
-    assert min_dist([n for n in t.names() if "carotid" in n], outer) > 3.0
-    assert min_dist(["internal_jugular_vein_left", "internal_jugular_vein_right"], outer) > 5.0
-    assert min_dist(["airway", "esophagus"], outer) > 3.5
-    assert min_dist(["vertebral_artery_left", "vertebral_artery_right"], line) > 10.0
-    assert min_dist(["spinal_canal"], line) > 5.0
-    assert not hits("mandible", line) and not hits("vertebrae_C3", line) and not hits("vertebrae_C1", line)
-    # inside the body and the FOV, reaching C2 at the bone entry and the lesion at the target
-    assert v.contains(tr["skin_entry"])
-    assert hits("vertebrae_C2", tr["bone_entry"][None]) and hits("lesion", tr["target"][None])
-    # steep ascending path, as expected for a screw from the C2 body into the dens
-    d = tr["target"] - tr["skin_entry"]
-    elevation_deg = math.degrees(math.atan2(d[2], math.hypot(d[0], d[1])))
-    assert 45 < elevation_deg < 70
+    assert clearance(list(VISCERA)) > SCREW_R_MM
+    assert clearance(["spinal_canal"]) >= 3.0
+    assert clearance(["vertebral_artery_canal_left", "vertebral_artery_canal_right"]) >= 3.0
+    assert clearance(["vertebrae_C1", "vertebrae_C3", "vertebrae_C4", "mandible"]) > 0.5
+    assert v.contains(tr["skin_entry"]) and tr["skin_entry"][0] > 12.0                      # left anterolateral neck
+    k = np.rint(v.world_to_index(tr["skin_entry"] + 1.0 * (tr["skin_entry"] - tr["target"])
+                                 / np.linalg.norm(tr["skin_entry"] - tr["target"]))).astype(int)
+    assert not t.get("body")[tuple(k)]                                                     # on the skin
+    inner = tr["bone_entry"] + np.arange(4.0, np.linalg.norm(tr["target"] - tr["bone_entry"]), 0.25)[:, None] * u
+    depth = distance_transform_edt(t.get("vertebrae_C2"), sampling=s) - 0.5 * s
+    assert map_coordinates(depth, v.world_to_index(inner).T, order=1).min() >= SCREW_R_MM + BONE_MARGIN_MM
+    # with the default dens lesion the screw's path through the dens crosses the lesion
+    assert map_coordinates(t.get("lesion").astype(np.float32), v.world_to_index(inner).T, order=0).max() > 0
 
 
 def test_dicom_passes_dciodvfy(small, tmp_path):
