@@ -840,6 +840,12 @@ def _c2(grid, p) -> np.ndarray:
     return m & ~hole
 
 
+#: Size of the 45 deg bevel of the anterosuperior rim of the C3-T1 bodies (mm): the rim is rounded under the
+#: anterior lip of the vertebra above (the lip of C2 overhangs C3 on lateral radiographs); configurable default,
+#: no published source.
+SUBAXIAL_ANTERIOR_RIM_MM = 6.0
+
+
 def _subaxial(grid, n: int) -> np.ndarray:
     """C3..C7 (n = 3..7) and T1 (n = 8): body, pedicles, articular pillars, laminae, transverse
     processes (+foramina C3-C6), spinous process (T1 without ribs)."""
@@ -855,6 +861,14 @@ def _subaxial(grid, n: int) -> np.ndarray:
     _wall(m, grid, arc, zc - 3.5, zc + 2.0, 2.6)
     tip = 40.0 + (n - 3) * 1.5 + (n >= 7) * 8.0
     _capsule(m, grid, (0.0, 27.0, zc - 1.0), (0.0, tip, zc - 6.0), 3.2, 2.6)
+    # the anterosuperior rim of the body is bevelled (the rounded rim under the anterior lip of the vertebra
+    # above, as on lateral radiographs): a 45 deg chamfer of SUBAXIAL_ANTERIOR_RIM_MM
+    c = SUBAXIAL_ANTERIOR_RIM_MM
+    y_front, z_top = 0.5 - ay, zc + 7.25
+    bevel = grid.empty()
+    _paint(bevel, grid, (-ax - 2, y_front - 2, z_top - c - 2), (ax + 2, y_front + c + 2, z_top + 2),
+           lambda X, Y, Z: (Y - y_front) + (z_top - Z) < c)
+    m &= ~bevel
     if n <= 6:
         hole = grid.empty()
         fx, fy, fz0, fz1, fr = _foramina()[f"C{n}"]

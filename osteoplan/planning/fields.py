@@ -83,6 +83,9 @@ class ROIFields:
     #: left (smallest positive) and the right (largest negative); NaN where none is segmented on that slice.
     medial_edge_left_mm: np.ndarray | None = None
     medial_edge_right_mm: np.ndarray | None = None
+    #: Per slice, anterior offset (mm) of the front edge of those structures on each side (NaN where none).
+    front_edge_left_mm: np.ndarray | None = None
+    front_edge_right_mm: np.ndarray | None = None
     medial_axis: int = 0
     medial_sources: tuple[str, ...] = ()
 

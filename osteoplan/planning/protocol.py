@@ -82,8 +82,8 @@ class EntryRules(_M):
     bone_entry_below_waist_min_mm: float | None = Field(None, ge=-20, le=40)
     max_depth_mm: float = Field(gt=20, le=300)
     min_incidence_deg: float = Field(ge=0, le=90)
-    #: Structures (names without the ``_left`` / ``_right`` side) the skin entry must lie medial to, on its side and
-    #: at its level, where they are segmented: e.g. the carotid sheath for the anterior cervical corridor.
+    #: Structures (names without the ``_left`` / ``_right`` side) the path must stay medial to wherever it is at or
+    #: behind their front edge, where they are segmented: the carotid sheath for the anterior cervical corridor.
     skin_medial_to: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

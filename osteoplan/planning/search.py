@@ -24,8 +24,8 @@ Hard constraints, in the order used for "first failing constraint" counts:
 ``viscus:X``      a hollow viscus X (``never_enter``: pharynx, oesophagus, larynx, trachea, airway) is
                   never intersected by the instrument (clearance >= 0): hydrodissection displaces what
                   the path passes near, it does not open a way through a lumen;
-``corridor``      the skin entry lies medial to the structures ``entry.skin_medial_to`` names (the carotid
-                  sheath) on its side and at its level, where they are segmented;
+``corridor``      the path stays medial to the structures ``entry.skin_medial_to`` names (the carotid
+                  sheath) wherever it is at or behind their front edge, where they are segmented;
 ``bone_on_way``   no bone other than C2 crossed between skin and bone entry;
 ``hydrodissection_limit`` displacement needed by any displaceable structure <= what hydrodissection
                   can achieve (``hydrodissection.achievable_mm``).
@@ -56,7 +56,7 @@ CONSTRAINTS: dict[str, str] = {
     "tip_to_cortex": "tip at most the allowed distance short of the apical cortex",
     "thread_waist": "the screw's thread crosses the dens waist",
     "thread_lesion": "the screw's thread crosses the lesion",
-    "corridor": "skin entry medial to the carotid sheath (between it and the visceral column)",
+    "corridor": "path medial to the carotid sheath wherever it is at the sheath's depth (between it and the visceral column)",
     "containment": "screw stays inside C2 with the containment margin",
     "entry_angle": "path meets the C2 cortex at least at the minimum incidence angle",
     "bone_on_way": "no other bone (mandible, C1, C3...) crossed before C2",
@@ -291,16 +291,18 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
 
 def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol,
                   sl: tuple[slice, ...], zaxis: int) -> None:
-    """Fill ``f.medial_edge_left_mm`` / ``_right_mm``: per ROI slice, the medial edge of the structures named in
-    ``entry.skin_medial_to`` (both sides), as a signed offset from the mid-sagittal plane through the zone's
-    reference point (+ = patient left). Structures not segmented leave NaN (the corridor is then not assessed)."""
-    ref, _, _, lat = zone_frame(lm, protocol)
+    """Per ROI slice, where the structures named in ``entry.skin_medial_to`` (the carotid sheath) lie on each side.
+
+    Fills ``f.medial_edge_left_mm`` / ``_right_mm`` (signed lateral offset of their medial edge from the
+    mid-sagittal plane through the zone's reference point, + = patient left) and ``f.front_edge_left_mm`` /
+    ``_right_mm`` (anterior offset of their front edge). Slices where a side has none are NaN (not assessed).
+    """
+    ref, _, ant, lat = zone_frame(lm, protocol)
     n = f.shape[zaxis]
-    left = np.full(n, np.nan)
-    right = np.full(n, np.nan)
+    edges = {side: (np.full(n, np.nan), np.full(n, np.nan)) for side in ("left", "right")}
     used = []
     for base in protocol.entry.skin_medial_to:
-        for side, arr in (("left", left), ("right", right)):
+        for side, (med, front) in edges.items():
             name = f"{base}_{side}"
             if not labelmap.has(name):
                 continue
@@ -309,37 +311,62 @@ def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLand
                 continue
             used.append(name)
             idx = np.argwhere(m)
-            off = (volume.index_to_world(idx + f.offset[None]) - ref) @ lat
+            w = volume.index_to_world(idx + f.offset[None]) - ref
+            off, fwd = w @ lat, w @ ant
             k = idx[:, zaxis]
             for kk in np.unique(k):
-                o = off[k == kk]
+                sel = k == kk
+                o = off[sel]
                 if side == "left":
-                    o = o[o > 0]
-                    if len(o):
-                        arr[kk] = np.nanmin([arr[kk], o.min()])
+                    keep = o > 0
+                    if keep.any():
+                        med[kk] = np.nanmin([med[kk], o[keep].min()])
                 else:
-                    o = o[o < 0]
-                    if len(o):
-                        arr[kk] = np.nanmax([arr[kk], o.max()])
-    f.medial_edge_left_mm, f.medial_edge_right_mm = left, right
+                    keep = o < 0
+                    if keep.any():
+                        med[kk] = np.nanmax([med[kk], o[keep].max()])
+                if keep.any():
+                    front[kk] = np.nanmax([front[kk], fwd[sel][keep].max()])
+    f.medial_edge_left_mm, f.front_edge_left_mm = edges["left"]
+    f.medial_edge_right_mm, f.front_edge_right_mm = edges["right"]
     f.medial_axis, f.medial_sources = zaxis, tuple(used)
 
 
-def corridor_violation(fields: ROIFields, skin_lps: np.ndarray, lm: DensLandmarks, protocol: Protocol,
-                       reached: np.ndarray) -> np.ndarray:
-    """(N,) mm by which each skin entry lies lateral to the medial edge of the carotid sheath (or whatever
-    ``entry.skin_medial_to`` names) on its side at its level; 0 where medial, not reached, or not segmented."""
-    out = np.zeros(len(skin_lps))
+def corridor_violation(fields: ROIFields, targets: np.ndarray, dirs: np.ndarray, s_from: np.ndarray,
+                       s_to: np.ndarray, lm: DensLandmarks, protocol: Protocol, reached: np.ndarray,
+                       step_mm: float = 2.0) -> np.ndarray:
+    """(N,) mm by which a path passes lateral to the carotid sheath (or whatever ``entry.skin_medial_to`` names).
+
+    The anterior cervical corridor runs between the visceral column and the carotid sheath: wherever the path
+    (sampled every *step_mm* from ``s_from`` to ``s_to`` mm before the target, i.e. between the bone entry and
+    the skin) lies at or behind the front edge of the sheath on its side and slice, it must lie medial to the
+    sheath's medial edge. Passing in front of the sheath, near the skin, is allowed. The violation is, over the
+    samples, the largest ``min(lateral excess, depth behind the front edge)``; 0 where medial, where the path
+    did not reach the skin (``reached`` False), or where the sheath is not segmented.
+    """
+    out = np.zeros(len(targets))
     if fields.medial_edge_left_mm is None or not reached.any():
         return out
-    ref, _, _, lat = zone_frame(lm, protocol)
-    idx = np.rint(fields.world_to_roi(skin_lps[reached])[:, fields.medial_axis]).astype(int)
-    idx = np.clip(idx, 0, len(fields.medial_edge_left_mm) - 1)
-    o = (skin_lps[reached] - ref) @ lat
-    le, ri = fields.medial_edge_left_mm[idx], fields.medial_edge_right_mm[idx]
-    v = np.where((o > 0) & np.isfinite(le), np.maximum(0, o - le), 0.0)
-    v += np.where((o < 0) & np.isfinite(ri), np.maximum(0, ri - o), 0.0)
-    out[reached] = v
+    ref, _, ant, lat = zone_frame(lm, protocol)
+    sel = np.nonzero(reached)[0]
+    n_s = int(np.ceil(float(np.max(s_to[sel] - s_from[sel])) / step_mm)) + 1
+    frac = np.linspace(0.0, 1.0, max(n_s, 2))
+    for chunk in np.array_split(sel, max(1, len(sel) // 20000 + 1)):
+        s = s_from[chunk, None] + frac[None] * (s_to[chunk] - s_from[chunk])[:, None]  # (n, m)
+        pts = targets[chunk, None, :] - s[..., None] * dirs[chunk, None, :]
+        rel = pts - ref
+        o, a = rel @ lat, rel @ ant
+        k = np.rint(fields.world_to_roi(pts)[..., fields.medial_axis]).astype(int)
+        k = np.clip(k, 0, len(fields.medial_edge_left_mm) - 1)
+        v = np.zeros(o.shape)
+        for sign, med_arr, front_arr in ((1.0, fields.medial_edge_left_mm, fields.front_edge_left_mm),
+                                         (-1.0, fields.medial_edge_right_mm, fields.front_edge_right_mm)):
+            med, front = med_arr[k], front_arr[k]
+            lateral = sign * (o - med)  # > 0: lateral to the medial edge on this side
+            behind = front - a          # > 0: at or behind the sheath's front edge
+            on_side = (sign * o > 0) & np.isfinite(med)
+            v = np.maximum(v, np.where(on_side, np.minimum(np.maximum(lateral, 0), np.maximum(behind, 0)), 0.0))
+        out[chunk] = v.max(axis=1)
     return out
 
 
@@ -705,7 +732,7 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
         if s.never_enter:
             v[f"viscus:{s.name}"] = np.maximum(0, -ev.clear[:, s_i])
     if p.entry.skin_medial_to:
-        v["corridor"] = corridor_violation(fields, skin_entry, lm, p, ok_code)
+        v["corridor"] = corridor_violation(fields, T, D, ev.s_bone, ev.s_skin, lm, p, ok_code)
     v["bone_on_way"] = ev.other_bone
     v["hydrodissection_limit"] = np.maximum(0, (disp.max(axis=1) if disp.shape[1] else 0) - p.hydrodissection.achievable_mm)
     feas = np.ones(len(L), bool)
