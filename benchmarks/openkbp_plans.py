@@ -84,7 +84,7 @@ def run_case(case_dir: str) -> dict:
         plan = plan_from_anatomy(vol, an)
     except OsteoplanError as exc:
         msg = str(exc)
-        row.update(verdict="no plan (anatomy)", reason=msg[:200], paths=0, conformant=0, viscus_hits=0, canal_hits=0,
+        row.update(verdict=f"no plan ({type(exc).__name__})", reason=msg[:200], paths=0, conformant=0, viscus_hits=0, canal_hits=0,
                    canals="-")
         row["s"] = round(time.perf_counter() - t0, 1)
         return row

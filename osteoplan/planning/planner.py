@@ -294,16 +294,17 @@ def _route_check(res: SearchResult, protocol: Protocol, volume: Volume, lm: Dens
     if res.route_exit_z_mm is not None:
         figs["paths_leave_image_at_z_mm"] = round(res.route_exit_z_mm, 1)
     if not feasible and n_left > 0 and n_skin == 0:
-        where = "lower edge" if res.route_exit_z_mm is None or res.route_exit_z_mm <= corner_z else "edge"
+        exit_z = res.route_exit_z_mm if res.route_exit_z_mm is not None else float(lo[2])
+        below = corner_z - exit_z
         en = (f"{route.upper()} ROUTE NOT ASSESSABLE ON THIS CT: the technique's paths ({n_left} of {n_conf} conforming) "
-              f"leave the image at its {where} still inside the neck, {corner_z - float(lo[2]):.0f} mm below the C2 "
-              "anteroinferior corner, so their skin entry and what lies on the way cannot be checked. Extend the scan "
+              f"leave the image data still inside the body, at z = {exit_z:.0f} mm ({below:.0f} mm below the C2 "
+              "anteroinferior corner), so their skin entry and what lies on the way cannot be checked. Extend the scan "
               "to C6-T1; another route is another protocol (--protocol).")
         fr = (f"VOIE {'ANTÉRIEURE' if route == 'anterior' else route.upper()} NON ÉVALUABLE SUR CE SCANNER : les trajets "
-              f"de la technique ({n_left} sur {n_conf} conformes) sortent de l'image par son bord "
-              f"{'inférieur' if where == 'lower edge' else ''} encore dans le cou, {corner_z - float(lo[2]):.0f} mm sous le "
-              "coin antéro-inférieur de C2 : leur point d'entrée cutané et ce qu'ils traversent ne peuvent pas être "
-              "vérifiés. Étendre l'acquisition jusqu'à C6-T1 ; une autre voie est un autre protocole (--protocol).")
+              f"de la technique ({n_left} sur {n_conf} conformes) sortent des données de l'image encore dans le corps, "
+              f"à z = {exit_z:.0f} mm ({below:.0f} mm sous le coin antéro-inférieur de C2) : leur point d'entrée cutané "
+              "et ce qu'ils traversent ne peuvent pas être vérifiés. Étendre l'acquisition jusqu'à C6-T1 ; une autre "
+              "voie est un autre protocole (--protocol).")
         return RouteCheck(assessable=False, route=route, message_en=en, message_fr=fr, figures=figs)
     msg = None
     if n_left > 0 and not feasible:

@@ -917,8 +917,17 @@ def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Prot
     sides = ["left", "right"] if side == "best" else [side]
     dirs, sign = directions(protocol, sides, angle_step_deg, lm=lm)
     if len(dirs) == 0:
-        raise PlanningError("The protocol's angle limits leave no direction to search (angles.* and "
-                            "dens_axis_max_deg exclude each other); fix the protocol.")
+        a = protocol.angles
+        if a.dens_axis_max_deg is not None:
+            cc, ml = K.angles_of(dens_frame(lm)[0][None])
+            raise PlanningError(
+                f"No direction within {a.dens_axis_max_deg:g} deg of the dens axis meets the protocol's approach "
+                f"(cranio-caudal {a.craniocaudal_min_deg:g}..{a.craniocaudal_max_deg:g} deg, medio-lateral "
+                f"{a.mediolateral_min_deg:g}..{a.mediolateral_max_deg:g} deg from AP): the dens axis as located points "
+                f"{float(cc[0]):.0f} deg cranio-caudal, {float(ml[0]):.0f} deg medio-lateral, so the technique's paths "
+                "would not come from the front of the neck. Check the dens landmarks (a point inside C2: --hint-lps; "
+                "or a C2 mask: --masks) and the head position; another route is another protocol (--protocol).")
+        raise PlanningError("The protocol's angle limits leave no direction to search; fix the protocol's [angles].")
     res = None
     for i, diameter in enumerate(diameters):
         r = _search_one(fields, lm, protocol, dirs, sign, diameter, coarse_step_mm, fine_step_mm, n_refine)
