@@ -298,7 +298,7 @@ def _demo_cmd(args: argparse.Namespace) -> int:
 
 #: The exit statuses of ``osteoplan plan`` / ``demo`` (the verdict's, osteoplan.planning.verdict.EXIT_CODES).
 EXIT_STATUS_HELP = ("exit status: 0 feasible (with or without hydrodissection); 3 not cleared (a path was found but "
-                    "critical structures were not assessed); 4 no feasible path; 5 route not assessable on this CT "
+                    "structures at risk were not assessed); 4 no feasible path; 5 route not assessable on this CT "
                     "(extend the scan); the plan folder is written in all four cases. 2 bad input, 1 internal error, "
                     "130 interrupted.")
 

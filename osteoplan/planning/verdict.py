@@ -12,9 +12,9 @@ Codes, in priority order (the first that applies wins; exit status of ``osteopla
 1. ``route_not_assessable`` [5]: ``plan.route`` is given and not assessable (the CT does not show the technique's
    route, e.g. the anterior route's skin entry lies below the CT); no other route is substituted.
 2. ``no_feasible_path`` [4]: the plan has no trajectory.
-3. ``not_cleared`` [3]: the best trajectory has a hard-category structure that was not assessed (status
-   ``not_assessed`` or ``not_assessable``), or a check that fails its margin (a plan inconsistent with its own
-   checks is never called feasible).
+3. ``not_cleared`` [3]: the best trajectory has a structure of the protocol that was not assessed (status
+   ``not_assessed`` or ``not_assessable``; hard or displaceable: a carotid nobody saw is not clear), or a check that
+   fails its margin (a plan inconsistent with its own checks is never called feasible).
 4. ``feasible_hydrodissection`` [0]: the best trajectory needs displaceable structures pushed (checks with status
    ``hydrodissection``, from which the planner sets ``hydrodissection_required``); the headline names each
    structure and how far.
@@ -143,8 +143,14 @@ def _mm(v: float | None) -> str:
     return "?" if v is None else f"{float(v):.1f}"
 
 
+#: The airway is the union of its parts: when a part is named, the whole airway is not named again.
+_AIRWAY_PARTS = ("pharynx", "larynx", "trachea")
+
+
 def _pushes(checks: Sequence[ClearanceCheck], lang: str) -> str:
     word = "déplacer de" if lang == "fr" else "push"
+    if any(c.structure in _AIRWAY_PARTS for c in checks):
+        checks = [c for c in checks if c.structure != "airway"]
     return ", ".join(f"{structure_name(c.structure, lang)} ({word} {_mm(c.displacement_needed_mm)} mm)" for c in checks)
 
 
@@ -220,13 +226,15 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
             details.append(plan.infeasibility.message)  # English sentence; the faces translate known ones
         return text, details
     if code == "not_cleared":
-        miss = [c.structure for c in best.clearances if c.category == "hard" and c.status in _UNASSESSED]
+        # hard structures first: they can never be displaced
+        miss = ([c.structure for c in best.clearances if c.category == "hard" and c.status in _UNASSESSED]
+                + [c.structure for c in best.clearances if c.category != "hard" and c.status in _UNASSESSED])
         fail = [c.structure for c in best.clearances if c.status == "fail"]
         parts = []
         if miss:
-            parts.append((f"un trajet a été trouvé mais des structures critiques n'ont pas été évaluées : "
+            parts.append((f"un trajet a été trouvé mais des structures à risque n'ont pas été évaluées : "
                            f"{_names(miss, lang)}") if fr else
-                         f"a path was found but critical structures were not assessed: {_names(miss, lang)}")
+                         f"a path was found but structures at risk were not assessed: {_names(miss, lang)}")
         if fail:
             parts.append((f"le trajet ne respecte pas la marge de : {_names(fail, lang)}") if fr else
                          f"the path does not keep the margin of: {_names(fail, lang)}")
@@ -239,8 +247,8 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         pushed = [c for c in best.clearances if c.status == "hydrodissection"]
         text = ("RÉALISABLE AVEC HYDRODISSECTION : " if fr else "FEASIBLE WITH HYDRODISSECTION: ") + _pushes(pushed, lang)
     else:
-        text = ("RÉALISABLE : toutes les structures critiques évaluées et à distance suffisante" if fr
-                else "FEASIBLE: every critical structure assessed and clear of its margin")
+        text = ("RÉALISABLE : toutes les structures du protocole évaluées et à distance suffisante" if fr
+                else "FEASIBLE: every structure of the protocol assessed and clear of its margin")
     details.append(_hydro_sentence(best, lang))
     covered = [c.structure for c in best.clearances if c.status == "covered"]
     if covered:
@@ -267,7 +275,7 @@ def compute_verdict(plan: Plan) -> Verdict:
         code = "route_not_assessable"
     elif best is None:
         code = "no_feasible_path"
-    elif any((c.category == "hard" and c.status in _UNASSESSED) or c.status == "fail" for c in best.clearances):
+    elif any(c.status in _UNASSESSED or c.status == "fail" for c in best.clearances):
         code = "not_cleared"
     elif any(c.status == "hydrodissection" for c in best.clearances):  # (the planner's hydrodissection_required)
         code = "feasible_hydrodissection"

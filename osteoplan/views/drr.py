@@ -449,7 +449,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 
-        draw_not_feasible_banner(ax, lang)
+        draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
     # scale bar at the isocentre plane
     from osteoplan.views.render import draw_scale_bar, nice_length
 

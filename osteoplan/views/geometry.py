@@ -54,6 +54,8 @@ class PathSpec:
     status: dict[str, str] = field(default_factory=dict)
     name: str = "plan"
     feasible: bool = True
+    #: i18n key of the banner drawn on every image when ``feasible`` is False
+    banner_key: str = "near_miss_banner"
     beam_directions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     carm_labels: dict[str, str] = field(default_factory=dict)
 
@@ -181,6 +183,12 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
                     name=f"plan {_get(traj, 'rank', default=1)}")
 
 
+def _route_unseen(plan: Any) -> bool:
+    """True when the plan says the CT does not show the technique's route (its candidates were not checked)."""
+    route = _get(plan, "route", default=None)
+    return route is not None and _get(route, "assessable", default=True) is False
+
+
 def near_miss_pathspec(plan: Any, fallback_length_mm: float = 80.0) -> PathSpec | None:
     """PathSpec of an infeasible plan's closest candidate (``feasible=False``), or None when there is none.
 
@@ -207,6 +215,7 @@ def near_miss_pathspec(plan: Any, fallback_length_mm: float = 80.0) -> PathSpec 
     try:
         return PathSpec(np.asarray(skin, float), np.asarray(skin, float), np.asarray(target, float),
                         instrument_diameter_mm=_protocol_trocar_mm(_get(plan, "protocol_name", default=None)),
-                        margins_mm=margins, status=status, name="closest candidate", feasible=False)
+                        margins_mm=margins, status=status, name="closest candidate", feasible=False,
+                        banner_key="route_banner" if _route_unseen(plan) else "near_miss_banner")
     except InputError:
         return None

@@ -151,6 +151,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "total": {"en": "total", "fr": "total"},
     "left": {"en": "left", "fr": "gauche"},
     "near_miss_banner": {"en": "NOT FEASIBLE: closest candidate", "fr": "NON RÉALISABLE : candidat le plus proche"},
+    "route_banner": {"en": "ROUTE NOT ASSESSABLE: a candidate the CT cannot check, not a plan",
+                     "fr": "VOIE NON ÉVALUABLE : un candidat que le scanner ne permet pas de vérifier, pas un plan"},
+    "route_note": {"en": "The CT does not show the technique's route: the images show the closest candidate, which "
+                         "could not be checked beyond the image. It is NOT a plan.",
+                   "fr": "Le scanner ne montre pas la voie de la technique : les images montrent le candidat le plus "
+                         "proche, qui n'a pas pu être vérifié au-delà de l'image. Ce n'est PAS un plan."},
     "near_miss_note": {"en": "No feasible path: the images show the closest candidate, which violates the "
                              "constraints listed above. It is NOT a plan.",
                        "fr": "Aucun trajet réalisable : les images montrent le candidat le plus proche, qui viole "

@@ -360,7 +360,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 
-        draw_not_feasible_banner(ax, lang)
+        draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
     span = plane.n_cols * plane.pixel_mm
     bar = nice_length(span)
     draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)

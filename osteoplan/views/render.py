@@ -133,11 +133,11 @@ def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: flo
                    columnspacing=1.0)
 
 
-def draw_not_feasible_banner(ax, lang: str = "en") -> None:
-    """Red banner across the top of an image: the drawn path is NOT a feasible plan."""
+def draw_not_feasible_banner(ax, lang: str = "en", key: str = "near_miss_banner") -> None:
+    """Red banner across the top of an image: the drawn path is NOT a feasible plan (*key*: its i18n text)."""
     from osteoplan.views.i18n import t
 
-    ax.text(0.5, 0.93, t("near_miss_banner", lang), transform=ax.transAxes, ha="center", va="top", color="white",
+    ax.text(0.5, 0.93, t(key, lang), transform=ax.transAxes, ha="center", va="top", color="white",
             fontsize=10, fontweight="bold", zorder=30,
             bbox={"boxstyle": "square,pad=0.3", "fc": "#cc0000", "ec": "none", "alpha": 0.9})
 

@@ -175,7 +175,7 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
         ax.text(*(centre - v), neg_l, color="black", fontsize=13, fontweight="bold", ha="center")
     title = t("view_3d", lang)
     if path is not None and not path.feasible:
-        title = t("near_miss_banner", lang) + "\n" + title
+        title = t(getattr(path, "banner_key", "near_miss_banner"), lang) + "\n" + title
     ax.set_title(title, fontsize=10.5, color="black" if path is None or path.feasible else "#cc0000")
     from osteoplan.views.render import layout_with_legend
 

@@ -194,34 +194,35 @@ def test_french_risk_lines(plan):
     assert "Level: C2" in en and "pain: MISSING (0-3 points)" in en
 
 
-def test_verdict_is_not_green_when_a_critical_structure_was_not_assessed():
-    """A feasible plan whose hard-category structures were all measured: green verdict on top of the first page.
-    One hard structure not segmented (spinal_cord, not assessed): NOT CLEARED naming it, in amber (class 'warn'),
-    in English and French, and the CLI RESULT line is the same text."""
+def test_verdict_is_not_green_when_a_structure_was_not_assessed():
+    """A feasible plan whose structures were all measured: green verdict on top of the first page. A jugular vein
+    not segmented (a displaceable structure nobody saw is not clear either): NOT CLEARED naming it, in amber
+    (class 'warn'); with the cord too, the hard structure is named first; English and French; the CLI RESULT
+    line is the same text."""
     from osteoplan.planning.cli import result_line
     from osteoplan.planning.model import ClearanceCheck
 
     vol = Volume(np.zeros((20, 30, 30), np.float32), axis_aligned_affine((2.0, 1.0, 1.0), (-15.0, -15.0, -20.0)))
     measured = (ClearanceCheck(structure="spinal_canal", category="hard", margin_mm=2.0, clearance_mm=4.6,
-                               status="pass", segmented=True, source="test"),
-                ClearanceCheck(structure="internal_jugular_vein_left", category="displaceable", margin_mm=5.0,
-                               clearance_mm=None, status="not_assessed", segmented=False))
+                               status="pass", segmented=True, source="test"),)
+    ijv = ClearanceCheck(structure="internal_jugular_vein_left", category="displaceable", margin_mm=5.0,
+                         clearance_mm=None, status="not_assessed", segmented=False)
     cord = ClearanceCheck(structure="spinal_cord", category="hard", margin_mm=3.0, clearance_mm=None,
                           status="not_assessed", segmented=False)
     ok = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured)
     html = build_report_html(ok, {}, lang="en")
-    head = "FEASIBLE: every critical structure assessed and clear of its margin"
-    assert f'<div class="verdict ok">{head}</div>' in html and "NOT CLEARED" not in html  # displaceable: green
+    head = "FEASIBLE: every structure of the protocol assessed and clear of its margin"
+    assert f'<div class="verdict ok">{head}</div>' in html and "NOT CLEARED" not in html
     assert html.index(head) < html.index('<div class="header">')  # the first thing one reads
     assert result_line(ok) == "RESULT: " + head
-    warn = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured + (cord,))
+    warn = make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=measured + (ijv, cord))
     html = build_report_html(warn, {}, lang="en")
-    head = ("NOT CLEARED: a path was found but critical structures were not assessed: "
-            f'{STRINGS["spinal_cord"]["en"]}')
+    head = ("NOT CLEARED: a path was found but structures at risk were not assessed: "
+            f'{STRINGS["spinal_cord"]["en"]} and {STRINGS["internal_jugular_vein_left"]["en"]}')
     assert f'<div class="verdict warn">{head}</div>' in html
     fr = build_report_html(warn, {}, lang="fr")
-    assert ("<div class=\"verdict warn\">NON VALIDÉ : un trajet a été trouvé mais des structures critiques n&#39;ont pas "
-            f'été évaluées : {STRINGS["spinal_cord"]["fr"]}</div>') in fr
+    assert ("<div class=\"verdict warn\">NON VALIDÉ : un trajet a été trouvé mais des structures à risque n&#39;ont pas "
+            f'été évaluées : {STRINGS["spinal_cord"]["fr"]} et {STRINGS["internal_jugular_vein_left"]["fr"]}</div>') in fr
     assert result_line(warn) == "RESULT: " + head
 
 

@@ -62,8 +62,8 @@ class TestCodes:
     def test_feasible(self):
         v = compute_verdict(_plan([CANAL, VA_L, PHARYNX_CLEAR]))
         assert (v.code, v.exit_code) == ("feasible", 0)
-        assert v.text_en == "FEASIBLE: every critical structure assessed and clear of its margin"
-        assert v.text_fr == "RÉALISABLE : toutes les structures critiques évaluées et à distance suffisante"
+        assert v.text_en == "FEASIBLE: every structure of the protocol assessed and clear of its margin"
+        assert v.text_fr == "RÉALISABLE : toutes les structures du protocole évaluées et à distance suffisante"
         assert v.details_en == ("Hydrodissection: not needed (every displaceable structure assessed and clear of its "
                                 "margin).",)
 
@@ -77,7 +77,10 @@ class TestCodes:
     def test_hydrodissection_and_unassessed_vessels_in_one_sentence(self):
         """The brief's example, word for word: never "not required" beside "may still be needed"."""
         v = compute_verdict(_plan([CANAL, CORD_COVERED, PHARYNX_PUSH, *VESSELS_NA]))
-        assert v.code == "feasible_hydrodissection"
+        # carotids and jugulars nobody saw are not clear: not cleared, with the one hydrodissection sentence
+        assert v.code == "not_cleared"
+        assert v.text_en == ("NOT CLEARED: a path was found but structures at risk were not assessed: carotid arteries "
+                             "and jugular veins")
         sentence = ("Hydrodissection: required for pharynx (push 1.2 mm); carotid arteries and jugular veins not "
                     "assessed on this CT — the jugulo-carotid space is opened by hydrodissection as part of the "
                     "technique.")
@@ -90,7 +93,7 @@ class TestCodes:
 
     def test_no_push_but_unassessed_vessels(self):
         v = compute_verdict(_plan([CANAL, PHARYNX_CLEAR, VESSELS_NA[0]]))
-        assert v.code == "feasible"
+        assert v.code == "not_cleared" and v.exit_code == 3
         assert hydrodissection_detail(v) == (
             "Hydrodissection: not needed for the structures assessed; left common carotid not assessed on this CT — the "
             "jugulo-carotid space is opened by hydrodissection as part of the technique.")
@@ -104,17 +107,23 @@ class TestCodes:
         va_r = _check("vertebral_artery_right", "hard", "not_assessable")
         v = compute_verdict(_plan([CANAL, CORD_NA, va_r, PHARYNX_PUSH]))
         assert (v.code, v.exit_code) == ("not_cleared", 3)
-        assert v.text_en == ("NOT CLEARED: a path was found but critical structures were not assessed: spinal cord "
+        assert v.text_en == ("NOT CLEARED: a path was found but structures at risk were not assessed: spinal cord "
                              "and right vertebral artery")
-        assert v.text_fr == ("NON VALIDÉ : un trajet a été trouvé mais des structures critiques n'ont pas été évaluées : "
+        assert v.text_fr == ("NON VALIDÉ : un trajet a été trouvé mais des structures à risque n'ont pas été évaluées : "
                              "moelle épinière et artère vertébrale droite")
         assert hydrodissection_detail(v) == "Hydrodissection: required for pharynx (push 1.2 mm)."
 
     def test_vessel_families_are_named_as_groups_but_canals_are_not_arteries(self):
         keys = ["vertebral_artery_left", "vertebral_artery_right", "vertebral_artery_canal_left", "spinal_cord"]
         v = compute_verdict(_plan([CANAL, *(_check(k, "hard", "not_assessed") for k in keys)]))
-        assert v.text_en == ("NOT CLEARED: a path was found but critical structures were not assessed: vertebral "
+        assert v.text_en == ("NOT CLEARED: a path was found but structures at risk were not assessed: vertebral "
                              "arteries, left vertebral artery canal (foramen transversarium) and spinal cord")
+
+    def test_airway_is_not_named_beside_its_part(self):
+        """The airway is the union of pharynx, larynx and trachea: one push, said once."""
+        air = _check("airway", "displaceable", "hydrodissection", 1.8, push=1.2)
+        v = compute_verdict(_plan([CANAL, PHARYNX_PUSH, air]))
+        assert v.text_en == "FEASIBLE WITH HYDRODISSECTION: pharynx (push 1.2 mm)"
 
     def test_covered_cord_counts_as_assessed(self):
         v = compute_verdict(_plan([CANAL, CORD_COVERED, VA_L]))

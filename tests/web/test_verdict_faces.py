@@ -113,8 +113,7 @@ def _plan(checks=None, route=None) -> Plan:
 
 
 PLANS = {
-    "feasible_hydrodissection": lambda: _plan([_CANAL, _check("pharynx", "displaceable", "hydrodissection", 1.8, 1.2),
-                                               *_VESSELS]),
+    "feasible_hydrodissection": lambda: _plan([_CANAL, _check("pharynx", "displaceable", "hydrodissection", 1.8, 1.2)]),
     "not_cleared": lambda: _plan([_CANAL, _check("spinal_cord", "hard", "not_assessed"), *_VESSELS]),
     "feasible": lambda: _plan([_CANAL, _check("spinal_cord", "hard", "covered"),
                                _check("pharynx", "displaceable", "pass", 6.0)]),
