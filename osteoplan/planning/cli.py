@@ -55,6 +55,15 @@ def summary_text(plan) -> str:
         L.append(f"  skin entry  LPS {_fmt(b.skin_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.skin_entry_voxel_kji)}")
         L.append(f"  bone entry  LPS {_fmt(b.bone_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.bone_entry_voxel_kji)}")
         L.append(f"  target      LPS {_fmt(b.target_lps_mm)} mm   voxel (k,j,i) {_fmt(b.target_voxel_kji)}")
+        if b.bone_entry_above_corner_mm is not None:
+            L.append(f"  bone entry {b.bone_entry_above_corner_mm:.1f} mm above the C2 anteroinferior corner, "
+                     f"{b.bone_entry_from_midline_mm:.1f} mm from the midline; entry -> apex {b.bone_entry_to_apex_mm:.1f} mm")
+        if b.tip_to_cortex_mm is not None:
+            L.append(f"  tip {b.tip_to_cortex_mm:.1f} mm short of the apical cortex, {b.tip_below_apex_mm:.1f} mm below the "
+                     f"apex, {b.tip_anterior_of_axis_mm:.1f} mm anterior of the dens axis"
+                     + ("" if b.thread_crosses_waist is None else
+                        f"; thread {'crosses' if b.thread_crosses_waist else 'does NOT cross'} the waist")
+                     + ("" if b.thread_in_lesion_mm is None else f", {b.thread_in_lesion_mm:.1f} mm of it in the lesion"))
         L.append(f"  depth: skin->bone {b.depth_skin_to_bone_mm:.1f} mm, bone->target {b.depth_bone_to_target_mm:.1f} mm, "
                  f"total {b.depth_total_mm:.1f} mm")
         L.append(f"  angles: cranio-caudal {b.angle_craniocaudal_deg:+.1f} deg (+ = ascending), medio-lateral "
