@@ -97,3 +97,13 @@ def test_blame_keeps_class_and_exit_code_and_hides_os_paths(tmp_path):
             open(secret)
     assert str(e.value).startswith("--out: cannot be read or written (No such file or directory)")
     assert PATIENT not in str(e.value)
+
+
+def test_unknown_protocol_names_the_argument(tmp_path, capsys):
+    """--protocol nonexistent: one line naming --protocol and the shipped protocols (fresh-user review)."""
+    from osteoplan.cli import main
+
+    rc = main(["plan", str(tmp_path / "missing.nii.gz"), "--protocol", "nonexistent", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: --protocol: Unknown protocol 'nonexistent'")
+    assert "c2-dens-anterior" in err[-1] and not (tmp_path / "o").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from osteoplan.cliargs import add_reader_options, finite_float
+from osteoplan.cliargs import add_reader_options, blame, finite_float
 from osteoplan.errors import InputError, safe_path
 from osteoplan.planning.protocol import DEFAULT_PROTOCOL
 
@@ -195,7 +195,8 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
-    protocol = load_protocol(args.protocol)
+    with blame("--protocol"):
+        protocol = load_protocol(args.protocol)
     _check_out(out, args.overwrite)
     if risk is None and not getattr(args, "no_risk", False):
         risk = _risk(volume, anatomy)
@@ -264,7 +265,8 @@ def _plan_cmd(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _check_out(Path(args.out) if args.out else Path("plan-out"), args.overwrite,
                (args.ct, args.masks, args.protocol if str(args.protocol or "").endswith(".toml") else None))
-    load_protocol(args.protocol)  # a bad protocol fails before the long steps
+    with blame("--protocol"):
+        load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
         volume = read_ct_from_args(args.ct, args)
     with step("building the anatomy (masks + segmentation + C2/dens)"):
@@ -283,7 +285,8 @@ def _demo_cmd(args: argparse.Namespace) -> int:
 
     _check_out(Path(args.out), args.overwrite,
                (args.protocol if str(args.protocol or "").endswith(".toml") else None,))
-    load_protocol(args.protocol)
+    with blame("--protocol"):
+        load_protocol(args.protocol)
     with step("generating the neck phantom (CT + ground truth)"):
         ph = make_phantom(PhantomParams(seed=args.seed))
     volume = ph.volume
