@@ -197,3 +197,32 @@ def test_old_lateral_protocol_and_plan_files_still_load(planned, tmp_path):
                 c["status"] = "not_assessed"
     old = Plan.from_json(json.dumps(data))
     assert old.route is None and old.best.tip_to_cortex_mm is None
+
+
+def test_corridor_rule_hand_computed():
+    """corridor_violation on three hand-made paths from the tip (0, 0, 12) past the left carotid (x = 18, y = -12,
+    radius 3.5: medial edge at x = 14.5, front edge at y = -15.5, i.e. 7.5 mm in front of the corner at y = -8):
+
+    * to (30, -12, -80): at fraction f of the way the path is 30 f - 15 mm lateral of the medial edge (the
+      nearest voxel centres of the carotid are at x = 15, y = -15: front edge 7 mm in front of the corner) and
+      7 - (12 f - 8) = 15 - 12 f mm behind the front edge; the violation is the largest min of the two, where they
+      are equal: f = 5/7, 90/14 = 6.43 mm;
+    * to (5, -12, -80): always medial: 0;
+    * to (30, -40, -80): lateral only where it is in front of the sheath (it crosses y = -15.5 at x = 11.6): 0.
+    """
+    from osteoplan.planning.search import build_fields, corridor_violation
+
+    vol, lm, dl = _neck()
+    proto = load_protocol("c2-dens-anterior")
+    f, _, _ = build_fields(vol, lm, dl, proto)
+    T = np.array([0.0, 0.0, 12.0])
+    skins = np.array([[30.0, -12.0, -80.0], [5.0, -12.0, -80.0], [30.0, -40.0, -80.0]])
+    dirs = (T[None] - skins) / np.linalg.norm(T[None] - skins, axis=1, keepdims=True)
+    s_to = np.linalg.norm(T[None] - skins, axis=1)
+    v = corridor_violation(f, np.repeat(T[None], 3, 0), dirs, np.zeros(3), s_to, dl, proto, np.ones(3, bool),
+                           step_mm=0.5)
+    assert v[0] == pytest.approx(90 / 14, abs=0.05)
+    assert v[1] == 0.0 and v[2] == 0.0
+    # a path that did not reach the skin is not judged here (the skin rule excludes it)
+    v = corridor_violation(f, T[None], dirs[:1], np.zeros(1), s_to[:1], dl, proto, np.zeros(1, bool))
+    assert v[0] == 0.0
