@@ -1,7 +1,7 @@
 """The ``osteoplan`` command line: a thin shell over the stage subpackages.
 
 Each stage contributes its subcommands through a ``register(subparsers)`` function in its own
-``cli`` module (``osteoplan/<stage>/cli.py``), listed in :data:`COMMAND_MODULES`. A subcommand's
+``cli`` module (``osteoplan/faces/cli/*.py`` or ``osteoplan/<stage>/cli.py``), listed in :data:`COMMAND_MODULES`. A subcommand's
 handler receives the parsed ``argparse.Namespace`` and returns an exit code.
 
 Any :class:`~osteoplan.errors.OsteoplanError` is printed as one line ``error: ...`` on stderr
@@ -21,10 +21,10 @@ from osteoplan.errors import OsteoplanError
 
 #: Stage modules that register subcommands, in --help order.
 COMMAND_MODULES: tuple[str, ...] = (
-    "osteoplan.planning.cli",
+    "osteoplan.faces.cli.plan",
     "osteoplan.imaging.cli",
     "osteoplan.anatomy.cli",
-    "osteoplan.risk.cli",
+    "osteoplan.faces.cli.risk",
     "osteoplan.export.cli",
     "osteoplan.workflow.cli",
     "osteoplan.web.cli",

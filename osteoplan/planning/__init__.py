@@ -14,7 +14,7 @@ Public API
 * :mod:`osteoplan.planning.guidance` (C-arm, gantry), :mod:`osteoplan.planning.cement` (PMMA, leaks).
 * :mod:`osteoplan.planning.verdict`: the plan's one verdict (:func:`compute_verdict`, stored by ``make_plan``;
   :func:`verdict_of` for plans written without one), printed as it is by every face.
-* ``osteoplan plan`` / ``osteoplan demo`` (:mod:`osteoplan.planning.cli`).
+* ``osteoplan plan`` / ``osteoplan demo`` (:mod:`osteoplan.faces.cli.plan`).
 """
 
 from osteoplan.planning.model import SCHEMA_VERSION, ClearanceCheck, Plan, Trajectory, load_plan, save_plan

@@ -96,7 +96,7 @@ def test_risk_command_on_phantom(tmp_path, monkeypatch, capsys):
     import nibabel as nib
 
     from osteoplan.cli import main
-    from osteoplan.risk import cli as risk_cli
+    from osteoplan.faces.cli import risk as risk_cli
 
     ph = make_phantom(PhantomParams(seed=3, lesion_radius_mm=4.0, fov_inferior_mm=-40.0))
     ct = tmp_path / "ct.nii.gz"
