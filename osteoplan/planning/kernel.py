@@ -3,7 +3,7 @@
 For each candidate (target point, unit direction) the kernel marches from the target back towards
 the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 
-1. inside C2 (signed depth map > 0): containment margin of the screw and lesion length;
+1. inside the target bone (signed depth map > 0): containment margin of the screw and lesion length;
    the bone entry is the zero crossing of the depth map (linear interpolation between samples);
 2. beyond the bone entry: other bone crossed, until the body mask drops below 0.5 (skin entry);
 3. along the whole path: for every structure map, min(distance - instrument radius) = clearance
@@ -24,7 +24,7 @@ import numba as nb
 import numpy as np
 
 #: result codes
-OK, NO_SKIN, TARGET_OUTSIDE_C2, NEVER_LEAVES_C2, BAD_ENTRY = 0, 1, 2, 3, 4
+OK, NO_SKIN, TARGET_OUTSIDE_BONE, NEVER_LEAVES_BONE, BAD_ENTRY = 0, 1, 2, 3, 4
 #: length of the packed entry rule's head before the targets (see :func:`evaluate_candidates`)
 ENTRY_HEAD = 24
 
@@ -105,7 +105,7 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
 
 @nb.njit(cache=True, nogil=True)
 def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
-                        c2d, body, other, lesion, maps, soft_only,
+                        boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                         tip_skip_mm, gap_max_mm, thread_mm,
                         out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
@@ -118,14 +118,14 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     d_idx : (D, 3) float64, directions (skin -> target) as ROI index change per mm.
     cand_t, cand_d : (N,) int64, target and direction of each candidate.
     h : sample step (mm).  s_max : maximum skin-to-target depth (mm).
-    c2d : (K, J, I) float32 signed depth in C2 (mm, + inside).
+    boned : (K, J, I) float32 signed depth in the target bone (mm, + inside).
     body, other, lesion : (K, J, I) uint8 masks.
     maps : (K, J, I, S) float32 distance maps (channel last); soft_only : (S,) bool (measured only
-        outside C2).
+        outside the target bone).
     r_instr : instrument radius for clearances (mm); r_screw : screw radius for containment (mm).
     skip_mm : minimum length after the bone entry excluded from containment (mm); the excluded
         length grows to ``(r_screw + cont_margin) / sin(incidence)`` (capped at 15 mm) for oblique
-        entries, incidence being the angle between the path and the C2 surface at the entry.
+        entries, incidence being the angle between the path and the target bone surface at the entry.
     d_world : (D, 3) unit directions in LPS; Minv : (3, 3) world -> index linear part (for the
         surface normal from the depth-map gradient).
     entry_rule : (ENTRY_HEAD + 3 T,) float64, empty to disable: [reference point xyz (LPS mm),
@@ -156,9 +156,9 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_lesion[n] = 0.0
         out_lesion_thread[n] = 0.0
         out_tipgap[n] = 0.0
-        prev = _tri(c2d, t[0], t[1], t[2])
+        prev = _tri(boned, t[0], t[1], t[2])
         if prev <= 0.0:
-            out_code[n] = TARGET_OUTSIDE_C2
+            out_code[n] = TARGET_OUTSIDE_BONE
             out_sbone[n] = 0.0
             out_sskin[n] = 0.0
             out_cont[n] = -1e9
@@ -170,13 +170,13 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             pv = prev
             for qf in range(1, int(gap_max_mm / hf) + 2):
                 sf = qf * hf
-                vf = _tri(c2d, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
+                vf = _tri(boned, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
                 if vf <= 0.0:
                     gap = sf - hf + hf * pv / (pv - vf)
                     break
                 pv = vf
             out_tipgap[n] = gap
-        # ---- phase 1: inside C2
+        # ---- phase 1: inside the target bone
         buf[0] = prev
         sbone = -1.0
         m = 0
@@ -185,7 +185,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             k = t[0] - s * d[0]
             j = t[1] - s * d[1]
             i = t[2] - s * d[2]
-            v = _tri(c2d, k, j, i)
+            v = _tri(boned, k, j, i)
             if v <= 0.0:
                 sbone = s - h + h * prev / (prev - v)
                 break
@@ -197,20 +197,20 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                     out_lesion_thread[n] += h
             _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
         if sbone < 0.0:
-            out_code[n] = NEVER_LEAVES_C2
+            out_code[n] = NEVER_LEAVES_BONE
             out_sbone[n] = 0.0
             out_sskin[n] = 0.0
             out_cont[n] = -1e9
             continue
         # target sample clearance
         _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)
-        # incidence at the bone entry: angle between the path and the C2 surface (depth gradient)
+        # incidence at the bone entry: angle between the path and the target bone surface (depth gradient)
         ke = t[0] - sbone * d[0]
         je = t[1] - sbone * d[1]
         ie = t[2] - sbone * d[2]
-        gk = (_tri(c2d, ke + 0.5, je, ie) - _tri(c2d, ke - 0.5, je, ie))
-        gj = (_tri(c2d, ke, je + 0.5, ie) - _tri(c2d, ke, je - 0.5, ie))
-        gi = (_tri(c2d, ke, je, ie + 0.5) - _tri(c2d, ke, je, ie - 0.5))
+        gk = (_tri(boned, ke + 0.5, je, ie) - _tri(boned, ke - 0.5, je, ie))
+        gj = (_tri(boned, ke, je + 0.5, ie) - _tri(boned, ke, je - 0.5, ie))
+        gi = (_tri(boned, ke, je, ie + 0.5) - _tri(boned, ke, je, ie - 0.5))
         gx = Minv[0, 0] * gk + Minv[1, 0] * gj + Minv[2, 0] * gi
         gy = Minv[0, 1] * gk + Minv[1, 1] * gj + Minv[2, 1] * gi
         gz = Minv[0, 2] * gk + Minv[1, 2] * gj + Minv[2, 2] * gi
@@ -277,7 +277,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 break
             prevb = b
             if s > sbone + h:
-                if _tri(other, k, j, i) >= 0.5 or _tri(c2d, k, j, i) > 0.0:
+                if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
             _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
             q += 1
@@ -289,7 +289,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_sskin[n] = sskin
 
 
-def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, lesion, maps, soft_only,
+def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, lesion, maps, soft_only,
                     r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                     tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0):
     """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
@@ -313,15 +313,15 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
     for n in range(N):
         t = t_idx[cand_t[n]]
         d = d_idx[cand_d[n]]
-        prev = tri(c2d, t)
+        prev = tri(boned, t)
         if prev <= 0:
-            res["code"][n] = TARGET_OUTSIDE_C2
+            res["code"][n] = TARGET_OUTSIDE_BONE
             res["cont"][n] = -1e9
             continue
         if gap_max_mm > 0:
             hf, pv, gap = 0.25, prev, gap_max_mm + 0.25
             for qf in range(1, int(gap_max_mm / hf) + 2):
-                vf = tri(c2d, t + qf * hf * d)
+                vf = tri(boned, t + qf * hf * d)
                 if vf <= 0:
                     gap = qf * hf - hf + hf * pv / (pv - vf)
                     break
@@ -336,7 +336,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
         while s < s_max:
             s += h
             p = t - s * d
-            v = tri(c2d, p)
+            v = tri(boned, p)
             if v <= 0:
                 sbone = s - h + h * prev / (prev - v)
                 break
@@ -350,11 +350,11 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
                 if not soft_only[s_]:
                     res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
         if sbone is None:
-            res["code"][n] = NEVER_LEAVES_C2
+            res["code"][n] = NEVER_LEAVES_BONE
             res["cont"][n] = -1e9
             continue
         e = t - sbone * d
-        g_idx = np.array([tri(c2d, e + 0.5 * np.eye(3)[a]) - tri(c2d, e - 0.5 * np.eye(3)[a]) for a in range(3)])
+        g_idx = np.array([tri(boned, e + 0.5 * np.eye(3)[a]) - tri(boned, e - 0.5 * np.eye(3)[a]) for a in range(3)])
         g = Minv.T @ g_idx
         gn = np.linalg.norm(g)
         sin_inc = min(1.0, abs(g @ d_world[cand_d[n]]) / gn) if gn > 1e-9 else 1.0
@@ -384,7 +384,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
                 sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
                 break
             prevb = b
-            if s > sbone + h and (tri(other, p) >= 0.5 or tri(c2d, p) > 0):
+            if s > sbone + h and (tri(other, p) >= 0.5 or tri(boned, p) > 0):
                 res["other"][n] += h
             for s_ in range(S):
                 if (not soft_only[s_]) or s >= sbone + r_instr:
