@@ -308,6 +308,8 @@ class Cement(_Frozen):
     walls: tuple[WallCheck, ...] = ()
     leak_risk: bool | None = None
     notes: tuple[str, ...] = ()
+    #: Suggested PMMA per level (mL, low-high) for plans of several vertebrae.
+    per_level_ml: dict[str, tuple[float, float]] | None = None
 
 
 class ConstraintExclusion(_Frozen):

@@ -100,6 +100,14 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
                                       clearance_mm=None, status="covered", segmented=False, source=None,
                                       note=f"{cover[2]}: see {cover[0]}", assessed_by=cover[1]))
             continue
+        cont = float(ev.containment[c])
+        if rule.covered_by_containment and cont >= protocol.implant().containment_margin_mm - 1e-9:
+            out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
+                                      clearance_mm=None, status="covered", segmented=False, source=None,
+                                      note=(f"not segmented; covered by containment: the instrument stays {cont:.1f} mm or "
+                                            "more inside the target bone from its bone entry to its tip, and this "
+                                            "structure lies outside that bone"), assessed_by="covered"))
+            continue
         unseen = why.startswith(NOT_ASSESSABLE_PREFIX)
         out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
                                   clearance_mm=None, status="not_assessable" if unseen else "not_assessed",
@@ -204,7 +212,7 @@ def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, site: Site
         side = "right" if res.side_sign[ev.cand_d[c]] > 0 else "left"
     else:
         side = "right" if d[0] > 0 else "left"
-    figures = proc.trajectory_figures(site, T, d, bone, protocol, thread)
+    figures = proc.trajectory_figures(site, T, d, bone, protocol, thread, fields=res.fields, r_instr_mm=res.r_instr)
     return Trajectory(
         rank=rank, side=side, level=site.level,
         skin_entry_lps_mm=_v(skin), bone_entry_lps_mm=_v(bone), target_lps_mm=_v(T),

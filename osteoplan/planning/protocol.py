@@ -171,6 +171,11 @@ class StructureRule(_M):
     category: Literal["hard", "displaceable"]
     margin_mm: float = Field(ge=0, le=30)
     never_enter: bool = False
+    #: When not segmented, the structure counts as covered (not "not assessed") by the implant's containment in the
+    #: target bone, for structures that lie outside that bone away from the skin-to-bone segment (the aorta in front
+    #: of a vertebral body reached through the pedicle): the path never leaves the bone between its bone entry and
+    #: its tip. Said in the plan with the containment figure.
+    covered_by_containment: bool = False
 
 
 class HydroRule(_M):
@@ -219,20 +224,33 @@ class OutputRule(_M):
 
 
 class Needle(_M):
-    """A straight bone-access needle (vertebroplasty trocar): no implant left in place but the cement.
+    """Straight bone-access needles (vertebroplasty trocars): no implant left in place but the cement.
 
-    ``length_mm`` is the working length: the skin-to-tip depth cannot exceed it. Containment = the needle surface
-    stays ``containment_margin_mm`` inside the target bone between its bone entry (after
-    ``containment_skip_entry_mm``) and its tip; a negative containment is a cortical breach (see the pedicle
-    breach grade of the vertebroplasty procedure).
+    ``outer_diameters_mm`` / ``gauges``: the sizes available (largest tried first, kept when it leaves
+    ``width_margin_mm`` of bone each side at the narrowest section the site names, e.g. the pedicle isthmus).
+    ``length_mm`` is the working length. Containment = the needle surface stays ``containment_margin_mm`` inside
+    the target bone between its bone entry (after ``containment_skip_entry_mm``) and its tip.
     """
 
-    gauge: int = Field(ge=6, le=22)
-    outer_diameter_mm: float = Field(gt=0, le=10)
+    gauges: list[int] = Field(min_length=1)
+    outer_diameters_mm: list[float] = Field(min_length=1)
     length_mm: float = Field(gt=20, le=300)
+    width_margin_mm: float = Field(ge=0, le=5)
     containment_margin_mm: float = Field(ge=-2, le=5)
     containment_skip_entry_mm: float = Field(ge=0, le=20)
     containment_skip_tip_mm: float = Field(0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if len(self.gauges) != len(self.outer_diameters_mm):
+            raise ValueError("gauges and outer_diameters_mm must have the same length")
+        if any(d <= 0 or d > 10 for d in self.outer_diameters_mm):
+            raise ValueError("every needle diameter must be in (0, 10] mm")
+        return self
+
+    def gauge_of(self, diameter_mm: float) -> int:
+        """The gauge of the needle of *diameter_mm*."""
+        return self.gauges[min(range(len(self.gauges)), key=lambda i: abs(self.outer_diameters_mm[i] - diameter_mm))]
 
 
 @dataclass(frozen=True)
@@ -331,10 +349,10 @@ class Protocol(_M):
                            thread_crosses_waist=sc.thread_crosses_waist, thread_crosses_lesion=sc.thread_crosses_lesion,
                            preferred_min_mm=sc.preferred_min_mm, short_of_apex_flag_mm=sc.short_of_apex_flag_mm)
         assert nd is not None
-        return Implant(kind="needle", diameters_mm=(nd.outer_diameter_mm,), lengths_mm=None, length_step_mm=0.0,
-                       thread_by_diameter_mm={}, containment_margin_mm=nd.containment_margin_mm,
+        return Implant(kind="needle", diameters_mm=tuple(sorted(nd.outer_diameters_mm)), lengths_mm=None,
+                       length_step_mm=0.0, thread_by_diameter_mm={}, containment_margin_mm=nd.containment_margin_mm,
                        containment_skip_entry_mm=nd.containment_skip_entry_mm,
-                       containment_skip_tip_mm=nd.containment_skip_tip_mm, width_margin_mm=0.0)
+                       containment_skip_tip_mm=nd.containment_skip_tip_mm, width_margin_mm=nd.width_margin_mm)
 
     def hard_structures(self) -> list[str]:
         """Names of hard structures (never displaced)."""

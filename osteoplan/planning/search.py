@@ -103,15 +103,15 @@ def choose_diameter(protocol: Protocol, waist_mm: float | None) -> tuple[float, 
     """
     imp = protocol.implant()
     ds = list(imp.diameters_mm)
-    if imp.kind == "needle":
-        return ds[0], None, []
+    what, part = ("screw", "Dens waist") if imp.kind == "screw" else ("needle", "Pedicle isthmus")
     if waist_mm is None or not np.isfinite(waist_mm):
-        return ds[0], None, ["Dens waist diameter unknown: smallest catalogue screw assumed; check the waist on the images."]
+        return ds[0], None, [f"{part} diameter unknown: smallest {'catalogue ' if what == 'screw' else ''}{what} assumed; "
+                             f"check the {'waist' if what == 'screw' else 'pedicle'} on the images."]
     ok = [d for d in ds if (waist_mm - d) / 2 >= imp.width_margin_mm - 1e-9]
     if ok:
         return ok[-1], True, []
-    return ds[0], False, [f"Dens waist {waist_mm:.1f} mm leaves less than {imp.width_margin_mm:.1f} mm of bone "
-                          f"each side of even the thinnest screw ({ds[0]:.1f} mm): discuss the indication."]
+    return ds[0], False, [f"{part} {waist_mm:.1f} mm leaves less than {imp.width_margin_mm:.1f} mm of bone "
+                          f"each side of even the thinnest {what} ({ds[0]:.1f} mm): discuss the indication."]
 
 
 # --------------------------------------------------------------------------- ROI and fields

@@ -60,7 +60,8 @@ def test_default_protocol_is_the_anterior_screw():
 
 def test_plan_meets_the_technique(planned):
     vol, lm, dl, plan = planned
-    assert plan.feasible and plan.procedure == "c2-dens-anterior" and plan.route.assessable
+    assert plan.feasible and plan.procedure == "c2-dens-screw" and plan.protocol_name == "c2-dens-anterior"
+    assert plan.level == "C2" and plan.placement == "alternatives" and plan.route.assessable
     corner = np.asarray(dl.anteroinferior_body_lps_mm)
     for t in plan.trajectories:
         e, tip, d = (np.asarray(x) for x in (t.bone_entry_lps_mm, t.target_lps_mm, t.direction_unit))

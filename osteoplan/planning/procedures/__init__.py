@@ -126,7 +126,8 @@ class Procedure:
         return {}
 
     def trajectory_figures(self, site: "Site", target: np.ndarray, direction: np.ndarray, bone_entry: np.ndarray,
-                           protocol: "Protocol", thread_mm: float) -> dict[str, Any]:
+                           protocol: "Protocol", thread_mm: float, fields: "ROIFields | None" = None,
+                           r_instr_mm: float = 0.0) -> dict[str, Any]:
         """Procedure-specific :class:`~osteoplan.planning.model.Trajectory` fields (plain JSON values)."""
         return {}
 
@@ -235,8 +236,9 @@ def keep_deep(fields: "ROIFields", pts: np.ndarray, need_mm: float, max_points: 
 # ---------------------------------------------------------------------- registry
 def _registry() -> dict[str, Procedure]:
     from osteoplan.planning.procedures.c2_dens import C2DensScrew
+    from osteoplan.planning.procedures.vertebroplasty import Vertebroplasty
 
-    return {p.name: p for p in (C2DensScrew(),)}
+    return {p.name: p for p in (C2DensScrew(), Vertebroplasty())}
 
 
 _CACHE: dict[str, Procedure] = {}
