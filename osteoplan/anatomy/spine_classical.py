@@ -1,0 +1,314 @@
+"""Vertebrae and their levels from the image alone (no masks): bodies along the canal, levels from the ribs.
+
+Method (canonical view of :class:`~osteoplan.anatomy.segment.Canon`: k -> superior, j -> posterior,
+i -> patient left):
+
+1. bone and body by :mod:`osteoplan.anatomy.segment`, the spinal canal by :mod:`osteoplan.anatomy.canal`
+   (reused as is: its ring-hole tracking is not cervical-specific, only its size defaults are; it was
+   checked on the thoracic spine of ``spine-chest-lidc``);
+2. the vertebral bodies are the bone in front of the canal: per axial slice, the centroid of the bone
+   in a window anterior to the canal (:data:`BODY_WINDOW_MM`), smoothed along the spine;
+3. the discs are the minima of the mean density in a small disk around that body line (a disc reads
+   70-110 HU, cancellous bone more, endplates much more); vertebrae are the intervals between discs
+   (incomplete ones at the ends of the field of view are dropped);
+4. ribs: bone more than :data:`SPINE_HALF_WIDTH_MM` from the canal, in the posterior part of the chest,
+   split into 3D pieces; a piece whose medial end is near the spine and that reaches far laterally
+   is a rib, assigned to the vertebra at the height of its medial end (the costotransverse joint);
+5. levels: T1-T12 carry ribs, C7 and L1 none; the lowest rib-bearing vertebra is T12 (Gray's Anatomy,
+   41st ed.). The count is sure only when it is closed at both ends or anchored by the user.
+
+Known failure modes (reported through the confidence): 11 or 13 rib pairs, a hypoplastic 12th rib
+missed (T11 then read as T12: the classic wrong-level error), lumbar ribs, a field of view that does
+not show the vertebra below the last rib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy.labelmap import SPINE_LEVELS, LabelMap
+from osteoplan.errors import AnatomyError
+from osteoplan.imaging.volume import Volume
+
+#: Window in front of the canal where the vertebral body is looked for: from the canal centre, 5-60 mm
+#: anteriorly and 20 mm to each side (engineering default; adult thoracolumbar bodies are 25-50 mm deep).
+BODY_WINDOW_MM = (5.0, 60.0, 20.0)
+#: Radius (mm) of the disk around the body line in which the density profile is read (engineering default).
+PROFILE_RADIUS_MM = 7.0
+#: Shortest vertebra (body + one disc) accepted between two disc minima (mm; engineering default; the
+#: shortest thoracolumbar bodies, upper thoracic, are about 15 mm plus a disc).
+MIN_LEVEL_MM = 12.0
+#: Longest vertebra between two disc minima (mm; engineering default; L3-L5 bodies are up to ~30 mm plus a disc).
+MAX_LEVEL_MM = 45.0
+#: Lateral distance from the canal (mm) inside which bone counts as spine when ribs are separated
+#: (engineering default: thoracic transverse processes reach about 30-40 mm from the midline).
+SPINE_HALF_WIDTH_MM = 32.0
+#: A rib's medial end lies within this distance of the canal (mm) and it reaches at least
+#: :data:`RIB_MIN_REACH_MM` laterally (engineering defaults, no published source).
+RIB_MEDIAL_MAX_MM = 45.0
+RIB_MIN_REACH_MM = 60.0
+
+#: The usual sequence of levels counted from the ribs (transitional T13/L6 are named only by provided labels).
+COUNT_SEQUENCE: tuple[str, ...] = tuple(lv for lv in SPINE_LEVELS if lv not in ("T13", "L6"))
+
+
+@dataclass
+class ClassicalLevels:
+    """What :func:`classical_vertebrae` found (see :func:`osteoplan.anatomy.spine.find_spine`)."""
+
+    verts: list
+    method: str
+    confidence: float
+    request: str | None
+    discs_mm: list[float] = field(default_factory=list)
+    profile: dict = field(default_factory=dict)
+    ribs: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _smooth1d(x: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
+    num = ndi.gaussian_filter1d(x * w, sigma, mode="nearest")
+    den = ndi.gaussian_filter1d(w.astype(float), sigma, mode="nearest")
+    return num / np.maximum(den, 1e-6)
+
+
+def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: list[str]) -> ClassicalLevels:
+    """Find vertebrae and name their levels from the image (see the module docstring).
+
+    Parameters
+    ----------
+    volume : Volume
+    labelmap : LabelMap
+        ``body``, ``bone``, ``spinal_canal`` are reused when present; ``body``, ``bone`` and
+        ``spinal_canal`` are added when computed here (source ``classical``).
+    level_point : (str, (3,) array) or None
+        Level name and a point inside that vertebra (LPS mm): anchors the naming.
+    msgs : list of str
+        Receives what was done and why.
+
+    Returns
+    -------
+    ClassicalLevels
+        ``verts`` are :class:`osteoplan.anatomy.spine._Vert` (masks on the volume grid).
+
+    Raises
+    ------
+    AnatomyError
+        No canal or no vertebra found, or no rib and no level point (levels cannot be named).
+    """
+    from osteoplan.anatomy.canal import segment_spinal_canal
+    from osteoplan.anatomy.segment import Canon, segment_body, segment_bone
+    from osteoplan.anatomy.spine import _Vert
+
+    cn = Canon.of(volume)
+    sp = cn.spacing_mm
+    body = labelmap.get("body") if labelmap.has("body") else segment_body(volume)
+    if not labelmap.has("body"):
+        labelmap.add("body", body, "classical")
+    lenient = None
+    if labelmap.has("bone"):
+        bone = labelmap.get("bone")
+    else:
+        br = segment_bone(volume, body)
+        bone, lenient = br.bone, br.lenient
+        labelmap.add("bone", bone, "classical")
+    if labelmap.has("spinal_canal"):
+        canal = labelmap.get("spinal_canal")
+    else:
+        canal = segment_spinal_canal(volume, lenient if lenient is not None else bone, body, bone_outline=bone).mask
+        labelmap.add("spinal_canal", canal, "classical")
+        msgs.append("spinal_canal: classical (osteoplan.anatomy.canal, ring holes tracked across slices)")
+    a = cn.to_canon(volume.array)
+    b = cn.to_canon(bone)
+    c = cn.to_canon(canal)
+    K = c.shape[0]
+    has = c.any(axis=(1, 2))
+    if has.sum() < 10:
+        raise AnatomyError("No spinal canal found in this CT; vertebrae cannot be found without masks "
+                           "(provide vertebra masks with --masks).")
+    ks = np.arange(K)
+    cj = np.zeros(K)
+    ci = np.zeros(K)
+    for k in np.nonzero(has)[0]:
+        jj, ii = np.nonzero(c[k])
+        cj[k], ci[k] = jj.mean(), ii.mean()
+    cj = np.interp(ks, ks[has], cj[has])
+    ci = np.interp(ks, ks[has], ci[has])
+    sig_k = 5.0 / sp[0]
+    cj, ci = ndi.gaussian_filter1d(cj, sig_k, mode="nearest"), ndi.gaussian_filter1d(ci, sig_k, mode="nearest")
+    # body line
+    a0, a1, half = BODY_WINDOW_MM
+    bj = np.zeros(K)
+    bi = np.zeros(K)
+    area = np.zeros(K)
+    J, I = c.shape[1:]
+    for k in range(K):
+        j_lo = int(max(cj[k] - a1 / sp[1], 0))
+        j_hi = int(max(cj[k] - a0 / sp[1], 0))
+        i_lo = int(max(ci[k] - half / sp[2], 0))
+        i_hi = int(min(ci[k] + half / sp[2] + 1, I))
+        win = b[k, j_lo:j_hi, i_lo:i_hi]
+        if win.any():
+            jj, ii = np.nonzero(win)
+            bj[k], bi[k], area[k] = jj.mean() + j_lo, ii.mean() + i_lo, len(jj)
+    ok = area > 0
+    if ok.sum() < 10:
+        raise AnatomyError("No vertebral body found in front of the spinal canal; provide vertebra masks with --masks.")
+    bj = _smooth1d(np.where(ok, bj, 0), area, 8.0 / sp[0])
+    bi = _smooth1d(np.where(ok, bi, 0), area, 8.0 / sp[0])
+    # density profile around the body line
+    r = PROFILE_RADIUS_MM
+    yy, xx = np.mgrid[-int(r / sp[1]) - 1:int(r / sp[1]) + 2, -int(r / sp[2]) - 1:int(r / sp[2]) + 2]
+    disk = (yy * sp[1]) ** 2 + (xx * sp[2]) ** 2 <= r * r
+    prof = np.full(K, np.nan)
+    for k in range(K):
+        j0, i0 = int(round(bj[k])), int(round(bi[k]))
+        jj, ii = yy[disk] + j0, xx[disk] + i0
+        m = (jj >= 0) & (jj < J) & (ii >= 0) & (ii < I)
+        if m.sum() > 5:
+            prof[k] = float(np.mean(a[k, jj[m], ii[m]]))
+    prof = np.where(np.isnan(prof), np.nanmedian(prof), prof)
+    prof_s = ndi.gaussian_filter1d(prof, 1.0 / sp[0], mode="nearest")
+    from scipy.signal import find_peaks
+
+    pk, _ = find_peaks(-prof_s, distance=max(int(MIN_LEVEL_MM / sp[0]), 1), prominence=20.0)
+    discs = [int(p) for p in pk]
+    msgs.append(f"classical spine: {len(discs)} disc(s) found as density minima along the vertebral bodies")
+    intervals = [(d0, d1) for d0, d1 in zip(discs[:-1], discs[1:])
+                 if MIN_LEVEL_MM <= (d1 - d0) * sp[0] <= MAX_LEVEL_MM]
+    if not intervals:
+        raise AnatomyError("No complete vertebra (between two discs) found; provide vertebra masks with --masks.")
+    # ribs
+    ribs_at: dict[int, set[str]] = {}
+    lat_mm = (np.arange(I)[None, :] - ci[:, None]) * sp[2]  # (K, I)
+    front = bj - 0.0
+    post_zone = (np.arange(J)[None, :] >= (front[:, None] - 10.0 / sp[1]))  # (K, J): behind the bodies' front
+    cand = b & (np.abs(lat_mm)[:, None, :] > SPINE_HALF_WIDTH_MM) & post_zone[:, :, None]
+    lab, n = ndi.label(cand)
+    rib_list = []
+    if n:
+        objs = ndi.find_objects(lab)
+        vox_ml = float(np.prod(sp)) / 1000.0
+        sizes = np.bincount(lab.ravel())
+        for l in range(1, n + 1):
+            if sizes[l] * vox_ml < 0.3 or objs[l - 1] is None:
+                continue
+            sl = objs[l - 1]
+            pts = np.argwhere(lab[sl] == l) + np.array([s.start for s in sl])
+            lat = (pts[:, 2] - ci[pts[:, 0]]) * sp[2]
+            alat = np.abs(lat)
+            if alat.min() > RIB_MEDIAL_MAX_MM or alat.max() < RIB_MIN_REACH_MM:
+                continue
+            side = "left" if np.median(lat) > 0 else "right"
+            near = pts[alat <= alat.min() + 4.0]
+            k_end = float(near[:, 0].mean())
+            rib_list.append((k_end, side))
+    for k_end, side in rib_list:
+        for n_i, (d0, d1) in enumerate(intervals):
+            if d0 <= k_end < d1:
+                ribs_at.setdefault(n_i, set()).add(side)
+    # name the levels
+    bearing = sorted(ribs_at)
+    method = "classical:rib-count"
+    request = None
+    conf = 0.0
+    anchor = None
+    if level_point is not None:
+        lv, p = level_point
+        kp = float(cn.index_from_original(volume.world_to_index(np.asarray(p)[None]))[0][0])
+        for n_i, (d0, d1) in enumerate(intervals):
+            if d0 <= kp < d1:
+                anchor = (n_i, lv)
+        if anchor is None:
+            raise AnatomyError(f"The level point of {lv} is not inside any vertebra found; give a point inside "
+                               "the vertebral body.")
+    names: dict[int, str] = {}
+    rib_names: dict[str, list[str]] = {}
+    if bearing:
+        low = min(bearing)  # canonical k ascends cranially: the lowest rib-bearing vertebra has the smallest index
+        t12 = COUNT_SEQUENCE.index("T12")
+        for n_i in range(len(intervals)):
+            idx = t12 - (n_i - low)
+            if 0 <= idx < len(COUNT_SEQUENCE):
+                names[n_i] = COUNT_SEQUENCE[idx]
+        top = max(bearing)
+        n_bear = top - low + 1
+        contiguous = len(bearing) == n_bear
+        conf = 0.5
+        notes = []
+        if ribs_at[low] == {"left", "right"}:
+            conf += 0.15
+        else:
+            notes.append(f"the lowest rib was found on the {', '.join(sorted(ribs_at[low]))} side only")
+        if low > 0:
+            conf += 0.15
+        else:
+            conf = min(conf, 0.4)
+            notes.append("the lowest vertebra in view carries ribs: the 12th rib may lie below the field of view")
+        if top < len(intervals) - 1:
+            if n_bear == 12 and contiguous:
+                conf += 0.2
+            else:
+                conf = min(conf, 0.5)
+                notes.append(f"{n_bear} rib-bearing vertebrae between the first rib-free ones (12 expected)")
+        else:
+            notes.append("the upper end of the thoracic spine is not closed by a rib-free vertebra in view")
+        if not contiguous:
+            conf = min(conf, 0.5)
+            notes.append("rib-bearing vertebrae are not contiguous (a rib missed?)")
+        conf = float(min(conf, 0.95))
+        msgs.append(f"levels counted from the ribs: {len(bearing)} rib-bearing vertebrae, the lowest named T12; "
+                    f"confidence {conf:.2f}" + (f" ({'; '.join(notes)})" if notes else ""))
+        for n_i, sides in ribs_at.items():
+            if n_i in names:
+                rib_names[names[n_i]] = sorted(sides)
+    if anchor is not None:
+        n_a, lv = anchor
+        seq = COUNT_SEQUENCE if lv in COUNT_SEQUENCE else SPINE_LEVELS
+        li = seq.index(lv)
+        named = {n_i: seq[li - (n_i - n_a)] for n_i in range(len(intervals)) if 0 <= li - (n_i - n_a) < len(seq)}
+        if names and names.get(n_a) != lv:
+            msgs.append(f"LEVEL DISAGREEMENT: the rib count names the vertebra of the level point {names.get(n_a)}, "
+                        f"the level point says {lv}; the level point was followed")
+            conf = 0.9
+        else:
+            conf = 0.98 if names else 0.9
+        names = named
+        method = "provided:level-point"
+    if not names:
+        raise AnatomyError("No rib found: levels cannot be counted on this CT. Give one level with "
+                           "--level-point LEVEL:x,y,z (LPS mm, a point inside that vertebra).")
+    if conf < 0.8 and request is None:
+        lowest = names.get(min(ribs_at)) if ribs_at else None
+        request = (f"Levels counted from the ribs with low confidence ({conf:.2f}): give one level with "
+                   f"--level-point {lowest or 'T12'}:x,y,z (LPS mm, a point inside that vertebra).")
+    # vertebra masks: bone in the slab between the two discs, around the canal
+    verts = []
+    lat_lim = SPINE_HALF_WIDTH_MM
+    for n_i, (d0, d1) in enumerate(intervals):
+        if n_i not in names:
+            continue
+        m = np.zeros(c.shape, bool)
+        for k in range(d0 + 1, d1):
+            j_lo = int(max(bj[k] - 35.0 / sp[1], 0))
+            j_hi = int(min(cj[k] + 55.0 / sp[1], J))
+            i_lo = int(max(ci[k] - lat_lim / sp[2], 0))
+            i_hi = int(min(ci[k] + lat_lim / sp[2] + 1, I))
+            m[k, j_lo:j_hi, i_lo:i_hi] = b[k, j_lo:j_hi, i_lo:i_hi]
+        lab2, n2 = ndi.label(m)
+        if n2 > 1:
+            sizes = np.bincount(lab2.ravel())
+            sizes[0] = 0
+            keep = sizes * float(np.prod(sp)) / 1000.0 >= 0.5
+            keep[0] = False
+            m = keep[lab2]
+        if not m.any():
+            continue
+        verts.append(_Vert(names[n_i], cn.from_canon(m), "classical"))
+    verts.sort(key=lambda v: SPINE_LEVELS.index(v.level))
+    disc_mm = [float(volume.index_to_world(cn.index_to_original(np.array([[d, bj[d], bi[d]]])))[0][2]) for d in discs]
+    prof_info = {"k": ks, "hu": prof_s, "discs_k": discs, "body_j": bj, "body_i": bi, "canal_j": cj, "canal_i": ci,
+                 "ribs": rib_list, "intervals": intervals, "names": names}
+    return ClassicalLevels(verts, method, conf, request, discs_mm=disc_mm, ribs=rib_names, profile=prof_info)
