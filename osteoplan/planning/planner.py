@@ -480,9 +480,14 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     measured = {s_.name for _, r_ in found for s_ in r_.fields.structures}
     _cov = COVERED_BY
     covered = sorted(n for n in na if n in _cov and _cov[n][0] in measured)
-    na_strict = [n for n in na if n not in covered]
+    # structures the protocol lets the containment cover, where every placed trajectory says so
+    by_cont = sorted(n for n in na if placed and all((t.check(n) is not None and t.check(n).status == "covered")
+                                                     for t in placed) and n not in covered)
+    na_strict = [n for n in na if n not in covered and n not in by_cont]
     if na_strict:
         warns.append("Not assessed (not segmented, never reported as clear): " + ", ".join(na_strict) + ".")
+    if by_cont:
+        warns.append("Not segmented, covered by the containment of every needle in bone: " + ", ".join(by_cont) + ".")
     for n in covered:
         warns.append(f"{n}: {_cov[n][2]} ({_cov[n][0]}).")
     if protocol.entry.skin_medial_to:

@@ -150,7 +150,7 @@ def test_numba_equals_python_reference_anterior(neck_anterior):
     ct = np.repeat(np.arange(3), n)
     cd = np.tile(np.arange(n), 3)
     a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site=site_from_landmarks(dl, proto))
-    b = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, python=True, lm=dl)
+    b = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, python=True, site=site_from_landmarks(dl, proto))
     np.testing.assert_array_equal(a.code, b.code)
     assert (a.code == K.BAD_ENTRY).any() and (a.code != K.BAD_ENTRY).any()
     for x, y in ((a.s_bone, b.s_bone), (a.containment, b.containment), (a.tip_gap, b.tip_gap),

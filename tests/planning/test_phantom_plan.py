@@ -226,7 +226,6 @@ def test_cord_in_every_path_gives_no_feasible_path(base):
     assert "No feasible path" in inf.message and "spinal_cord" in inf.message
     assert inf.best_near_miss is not None and "clearance:spinal_cord" in inf.best_near_miss.violations
     # every candidate that passed the earlier constraints fell on the cord
-    from osteoplan.planning.protocol import load_protocol
     from osteoplan.planning.search import bone_constraints
 
     bone = bone_constraints(load_protocol(plan.protocol_name))

@@ -235,10 +235,11 @@ def keep_deep(fields: "ROIFields", pts: np.ndarray, need_mm: float, max_points: 
 
 # ---------------------------------------------------------------------- registry
 def _registry() -> dict[str, Procedure]:
+    from osteoplan.planning.procedures.c2_cementoplasty import C2Cementoplasty
     from osteoplan.planning.procedures.c2_dens import C2DensScrew
     from osteoplan.planning.procedures.vertebroplasty import Vertebroplasty
 
-    return {p.name: p for p in (C2DensScrew(), Vertebroplasty())}
+    return {p.name: p for p in (C2DensScrew(), Vertebroplasty(), C2Cementoplasty())}
 
 
 _CACHE: dict[str, Procedure] = {}

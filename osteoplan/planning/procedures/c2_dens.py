@@ -55,7 +55,8 @@ APICAL_RADIUS_MM = 8.0
 
 def site_from_landmarks(lm: "DensLandmarks", protocol: "Protocol") -> Site:
     """The C2 site of *lm* (dens axis frame, references: ``anteroinferior_corner``, ``waist``, ``apex``,
-    ``body_centre``; one direction cone around the dens axis)."""
+    ``body_centre``; one direction cone around the dens axis; the region of interest from 15 mm above the apex to
+    15 mm below the apex zone's lowest point)."""
     t = protocol.target
     ax = np.asarray(lm.axis_unit, float)
     ax = ax / np.linalg.norm(ax)
@@ -66,7 +67,7 @@ def site_from_landmarks(lm: "DensLandmarks", protocol: "Protocol") -> Site:
                 axis_unit=ax, anterior_unit=ant,
                 references={"anteroinferior_corner": lm.anteroinferior_body_lps_mm, "waist": lm.waist_lps_mm,
                             "apex": lm.apex_lps_mm, "body_centre": lm.body_centre_lps_mm},
-                cone_axes={"any": ax}, roi_above_mm=15.0, roi_below_mm=15.0 + t.below_apex_max_mm,
+                cone_axes={"any": ax}, roi_above_mm=15.0, roi_below_mm=15.0 + getattr(t, "below_apex_max_mm", 0.0),
                 length_room_mm=lm.anteroinferior_to_apex_mm, width_limit_mm=waist, landmarks=lm.to_dict(),
                 method=lm.method)
 

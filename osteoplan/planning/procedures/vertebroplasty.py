@@ -94,8 +94,9 @@ class BodyTarget(BaseModel):
 #: in vitro (Belkoff et al., Spine 2001;26:1537): thoracic and thoracolumbar 2 and 4 mL, lumbar 4 and 6 mL.
 CEMENT_ML = {"thoracic": (2.0, 4.0), "thoracolumbar": (2.0, 4.0), "lumbar": (4.0, 6.0)}
 
-#: Share of posterior-wall voxels below the cancellous threshold above which the wall is called breached
-#: (a cortical gap) -- configurable default, no published source.
+#: Share of posterior-wall voxels with no voxel at or above the cancellous threshold within one voxel (a cortical
+#: gap, not a thin cortex blurred by partial volume) above which the wall is called breached -- configurable
+#: default, no published source.
 POSTERIOR_WALL_GAP_SHARE = 0.2
 
 
@@ -262,8 +263,8 @@ class Vertebroplasty(Procedure):
     def cement(self, labelmap: "LabelMap", sites: list[Site], protocol: "Protocol", lesion_mask: np.ndarray | None,
                trajectories: list[Any]) -> Any:
         """Suggested PMMA per level (Belkoff 2001, :data:`CEMENT_ML`), and the posterior wall of each level checked
-        for a breach (lesion reaching it, or a cortical gap: more than :data:`POSTERIOR_WALL_GAP_SHARE` of its
-        voxels below the cancellous threshold), said as an epidural leak risk."""
+        for a breach (the lesion reaching it, or a cortical gap: more than :data:`POSTERIOR_WALL_GAP_SHARE` of it
+        without a bone voxel within one voxel), said as an epidural leak risk."""
         from osteoplan.planning.model import Cement, WallCheck
 
         levels = list(dict.fromkeys(s.level for s in sites))
@@ -284,9 +285,16 @@ class Vertebroplasty(Procedure):
                 breached = bool((ndi.binary_dilation(wall, iterations=1) & les).any())
                 how = "the lesion reaches it"
             else:
-                share = float((vol.array[wall] < protocol.density.cancellous_hu).mean())
+                from scipy import ndimage as ndi
+
+                # a gap = wall voxels whose whole 3x3x3 neighbourhood is below the cancellous threshold: a thin cortex
+                # blurred by partial volume keeps a bright neighbour, a lytic gap does not
+                box = tuple(slice(max(0, a_ - 2), b_ + 3) for a_, b_ in
+                            ((int(ix.min()), int(ix.max())) for ix in np.nonzero(wall)))
+                local_max = ndi.maximum_filter(vol.array[box], size=3)
+                share = float((local_max[wall[box]] < protocol.density.cancellous_hu).mean())
                 breached = share > POSTERIOR_WALL_GAP_SHARE
-                how = f"{share:.0%} of its voxels below {protocol.density.cancellous_hu:g} HU"
+                how = f"{share:.0%} of it with no voxel >= {protocol.density.cancellous_hu:g} HU within one voxel"
             walls.append(WallCheck(neighbour=f"{lv} posterior wall (spinal canal)", segmented=True, breached=breached,
                                    distance_mm=None, leak_risk=breached, note=how))
             if breached:
