@@ -212,7 +212,9 @@ def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, site: Site
         side = "right" if res.side_sign[ev.cand_d[c]] > 0 else "left"
     else:
         side = "right" if d[0] > 0 else "left"
-    figures = proc.trajectory_figures(site, T, d, bone, protocol, thread, fields=res.fields, r_instr_mm=res.r_instr)
+    skip = _skip(protocol, res.r_screw, float(ev.incidence_deg[c]))
+    figures = proc.trajectory_figures(site, T, d, bone, protocol, thread, fields=res.fields, r_instr_mm=res.r_screw,
+                                      entry_skip_mm=skip)
     return Trajectory(
         rank=rank, side=side, level=site.level,
         skin_entry_lps_mm=_v(skin), bone_entry_lps_mm=_v(bone), target_lps_mm=_v(T),
@@ -223,7 +225,7 @@ def _trajectory(res: SearchResult, c: int, rank: int, volume: Volume, site: Site
         clearances=tuple(checks), screw=screw,
         needle_diameter_mm=None if screw is not None else _r(res.diameter_mm),
         containment_min_margin_mm=_r(ev.containment[c]),
-        containment_entry_skip_mm=_r(_skip(protocol, res.r_screw, float(ev.incidence_deg[c]))),
+        containment_entry_skip_mm=_r(skip),
         entry_incidence_deg=_r(ev.incidence_deg[c], 1), instrument_radius_mm=_r(res.r_instr, 3),
         hu_profile=prof, lesion_crossing_mm=_r(ev.lesion[c]) if res.fields.lesion_assessed else None,
         soft_tissue_depth_mm=_r(ss - sb), mandible_crossing_mm=mand, other_bone_crossing_mm=_r(ev.other_bone[c]),
@@ -310,13 +312,15 @@ def _route_check(res: SearchResult, protocol: Protocol, volume: Volume, site: Si
     if not feasible and n_left > 0 and n_skin == 0:
         exit_z = res.route_exit_z_mm if res.route_exit_z_mm is not None else float(lo[2])
         below = ref_z - exit_z
+        where_en = f"{abs(below):.0f} mm {'below' if below >= 0 else 'above'} {ref['en']}"
+        where_fr = f"{abs(below):.0f} mm {'sous' if below >= 0 else 'au-dessus de'} {ref['fr']}"
         en = (f"{route.upper()} ROUTE NOT ASSESSABLE ON THIS CT: the technique's paths ({n_left} of {n_conf} conforming) "
-              f"leave the image data still inside the body, at z = {exit_z:.0f} mm ({below:.0f} mm below "
-              f"{ref['en']}), so their skin entry and what lies on the way cannot be checked. {ref['advice_en']}; "
+              f"leave the image data still inside the body, at z = {exit_z:.0f} mm ({where_en}), so their skin entry "
+              f"and what lies on the way cannot be checked. {ref['advice_en']}; "
               "another route is another protocol (--protocol).")
         fr = (f"VOIE {'ANTÉRIEURE' if route == 'anterior' else route.upper()} NON ÉVALUABLE SUR CE SCANNER : les trajets "
               f"de la technique ({n_left} sur {n_conf} conformes) sortent des données de l'image encore dans le corps, "
-              f"à z = {exit_z:.0f} mm ({below:.0f} mm sous {ref['fr']}) : leur point d'entrée cutané "
+              f"à z = {exit_z:.0f} mm ({where_fr}) : leur point d'entrée cutané "
               f"et ce qu'ils traversent ne peuvent pas être vérifiés. {ref['advice_fr']} ; une autre "
               "voie est un autre protocole (--protocol).")
         return RouteCheck(assessable=False, route=route, message_en=en, message_fr=fr, figures=figs)

@@ -49,6 +49,21 @@ class Procedure:
     #: Name of the direction-cone axis (the constraint ``angles.axis_max_deg`` and the objective term use it).
     axis_name: str = "axis"
 
+    # ------------------------------------------------------------------ anatomy
+    def build_anatomy(self, volume: "Volume", masks: Any = None, hint_lps: Any = None, levels: Any = None,
+                      level_point: Any = None, use_totalsegmentator: bool = False) -> Any:
+        """The anatomy stage this procedure needs (default: the C2 pipeline,
+        :func:`osteoplan.anatomy.pipeline.build_anatomy`; *levels* / *level_point* are for spine procedures).
+
+        Raises
+        ------
+        OsteoplanError
+            As the anatomy stage.
+        """
+        from osteoplan.anatomy.pipeline import build_anatomy
+
+        return build_anatomy(volume, masks=masks, hint_lps=hint_lps, use_totalsegmentator=use_totalsegmentator)
+
     # ------------------------------------------------------------------ anatomy -> sites
     def sites(self, anatomy: Any, protocol: "Protocol", level: str | None = None,
               side: str = "best") -> list["Site"]:
@@ -127,7 +142,7 @@ class Procedure:
 
     def trajectory_figures(self, site: "Site", target: np.ndarray, direction: np.ndarray, bone_entry: np.ndarray,
                            protocol: "Protocol", thread_mm: float, fields: "ROIFields | None" = None,
-                           r_instr_mm: float = 0.0) -> dict[str, Any]:
+                           r_instr_mm: float = 0.0, entry_skip_mm: float = 0.0) -> dict[str, Any]:
         """Procedure-specific :class:`~osteoplan.planning.model.Trajectory` fields (plain JSON values)."""
         return {}
 

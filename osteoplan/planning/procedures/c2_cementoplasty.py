@@ -94,7 +94,7 @@ class C2Cementoplasty(C2DensScrew):
 
     def trajectory_figures(self, site: Site, target: np.ndarray, direction: np.ndarray, bone_entry: np.ndarray,
                            protocol: "Protocol", thread_mm: float, fields: "ROIFields | None" = None,
-                           r_instr_mm: float = 0.0) -> dict[str, Any]:
+                           r_instr_mm: float = 0.0, entry_skip_mm: float = 0.0) -> dict[str, Any]:
         ax = site.axis_unit
         return {"angle_to_dens_axis_deg": round(float(np.degrees(np.arccos(np.clip(abs(direction @ ax), 0, 1)))), 1)}
 

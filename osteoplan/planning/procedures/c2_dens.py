@@ -201,7 +201,7 @@ class C2DensScrew(Procedure):
 
     def trajectory_figures(self, site: Site, target: np.ndarray, direction: np.ndarray, bone_entry: np.ndarray,
                            protocol: "Protocol", thread_mm: float, fields: "ROIFields | None" = None,
-                           r_instr_mm: float = 0.0) -> dict[str, Any]:
+                           r_instr_mm: float = 0.0, entry_skip_mm: float = 0.0) -> dict[str, Any]:
         ax, ant, lat = site.axis_unit, site.anterior_unit, site.lateral_unit
         apex, waist, corner = site.references["apex"], site.references["waist"], site.references["anteroinferior_corner"]
         T, d, bone = target, direction, bone_entry

@@ -133,6 +133,15 @@ class Vertebroplasty(Procedure):
     target_model = BodyTarget
     axis_name = "pedicle_axis"
 
+    def build_anatomy(self, volume: Any, masks: Any = None, hint_lps: Any = None, levels: Any = None,
+                      level_point: Any = None, use_totalsegmentator: bool = False) -> Any:
+        """The thoracolumbar anatomy (:func:`osteoplan.anatomy.spine_pipeline.build_spine_anatomy`) of the levels
+        asked (*levels*: ``"T12"``, ``"T10-L1"``)."""
+        from osteoplan.anatomy.spine_pipeline import build_spine_anatomy
+
+        want = parse_levels(levels) if isinstance(levels, str) else levels
+        return build_spine_anatomy(volume, masks=masks, levels=want, level_point=level_point)
+
     def sites(self, anatomy: Any, protocol: "Protocol", level: str | None = None, side: str = "best") -> list[Site]:
         """A site per requested level and pedicle side (both for two needles per level; the two alternatives of
         one group for one needle).
@@ -216,10 +225,10 @@ class Vertebroplasty(Procedure):
 
     def trajectory_figures(self, site: Site, target: np.ndarray, direction: np.ndarray, bone_entry: np.ndarray,
                            protocol: "Protocol", thread_mm: float, fields: "ROIFields | None" = None,
-                           r_instr_mm: float = 0.0) -> dict[str, Any]:
+                           r_instr_mm: float = 0.0, entry_skip_mm: float = 0.0) -> dict[str, Any]:
         """Tip position in the body, and the pedicle passage: the smallest distance from the needle surface to the
-        vertebra's outer surface between the bone entry and the posterior wall, its wall and its
-        Gertzbein-Robbins grade."""
+        vertebra's outer surface between the bone entry (after the *entry_skip_mm* where the needle crosses the
+        cortex, as for the containment) and the posterior wall, its wall and its Gertzbein-Robbins grade."""
         lm = site.landmarks
         c, ant, ax, lat = site.centre_lps_mm, site.anterior_unit, site.axis_unit, site.lateral_unit
         post = float((site.references["posterior_wall"] - c) @ ant)
@@ -239,7 +248,7 @@ class Vertebroplasty(Procedure):
         s_wall = float(((site.references["posterior_wall"] - bone_entry) @ ant) / max(direction @ ant, 1e-3))
         s_bone = float(np.linalg.norm(target - bone_entry))
         s_end = min(max(s_wall, 0.0), s_bone)
-        skip = protocol.implant().containment_skip_entry_mm
+        skip = max(entry_skip_mm, protocol.implant().containment_skip_entry_mm)  # the cortex crossed at the entry
         if s_end <= skip:
             return out
         s = np.arange(skip, s_end + 1e-9, 0.25)
