@@ -159,3 +159,18 @@ def test_protocols_say_their_sources():
     p = load_protocol("vertebroplasty-transpedicular")
     assert p.procedure == "vertebroplasty" and p.needle is not None and p.screw is None
     assert p.implant().diameters_mm == (2.41, 3.05)
+
+
+def test_parapedicular_enters_lateral_to_the_pedicle_and_does_not_cover_what_lies_beside_the_path():
+    from .synthetic_vertebra import PED_X
+
+    vol, lm, spine = make_lumbar(("L1",))
+    plan = make_plan(vol, lm, _anatomy(vol, lm, spine), "vertebroplasty-parapedicular", level="L1")
+    assert plan.trajectories, plan.infeasibility.message
+    t = plan.trajectories[0]
+    x = t.bone_entry_lps_mm[0]
+    assert abs(x) >= PED_X + 2.0 - 0.01 and (x > 0) == (t.side == "left")  # outward_min_mm = 2 from the isthmus
+    # the segmental arteries, aorta, IVC and oesophagus are not segmented and not covered: not cleared, named
+    for name in ("segmental_artery", "aorta"):
+        assert t.check(name).status == "not_assessed"
+    assert plan.verdict.code == "not_cleared" and "segmental arteries" in plan.verdict.text_en
