@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Version of the plan JSON layout. Bump the minor for additive fields, the major for breaking ones.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 Vec3 = tuple[float, float, float]
 Status = Literal["pass", "hydrodissection", "fail", "not_assessed", "covered", "not_assessable"]
@@ -62,6 +62,26 @@ class CTGeometry(_Frozen):
     spacing_mm: Vec3
     affine: tuple[tuple[float, float, float, float], ...]
     source_format: str | None = None
+
+
+class CTSource(_Frozen):
+    """The CT a plan belongs to: its DICOM UIDs (when it came from DICOM) and a hash of the volume planned on.
+
+    Attributes
+    ----------
+    study_uid, series_uid, frame_of_reference_uid : DICOM Study / Series Instance UID and Frame of Reference UID
+        of the series read (pseudonymised when the CT was read with de-identification); None for NIfTI/NRRD or
+        the phantom.
+    volume_sha256 : SHA-256 (hex) of the volume as planned: voxels and geometry
+        (:func:`osteoplan.planning.provenance.volume_sha256`, method in ``hash_method``).
+    hash_method : name and version of the hashing recipe.
+    """
+
+    study_uid: str | None = None
+    series_uid: str | None = None
+    frame_of_reference_uid: str | None = None
+    volume_sha256: str
+    hash_method: str = "osteoplan-volume-sha256-v1"
 
 
 class ClearanceCheck(_Frozen):
@@ -408,6 +428,7 @@ class Plan(_Frozen):
     procedure: str | None = None
     route: RouteCheck | None = None
     verdict: Verdict | None = None
+    ct_source: CTSource | None = None
 
     @property
     def best(self) -> Trajectory | None:
