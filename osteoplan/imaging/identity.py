@@ -78,6 +78,14 @@ class PatientIdentity:
     sex: str | None = field(default=None, repr=False)
     deidentified: bool = False
 
+    def __post_init__(self) -> None:
+        if self.birth_date:
+            object.__setattr__(self, "birth_date", _date(self.birth_date) or None)
+        if self.sex:
+            sx = str(self.sex).strip()
+            sx = _SEX.get(sx.upper(), sx.lower())
+            object.__setattr__(self, "sex", sx if sx in ("male", "female", "other") else None)
+
     def __repr__(self) -> str:
         known = [k for k in ("patient_id", "family_name", "given_name", "birth_date", "birth_year", "sex")
                  if getattr(self, k)]
@@ -204,7 +212,8 @@ def check_ct_matches_case(ct: PatientIdentity | Any, case: PatientIdentity | Any
     if res.differing:
         log.warning("CT refused: patient identity differs from the case in %s", ", ".join(res.differing))
         raise PatientIdentityError(
-            f"This CT belongs to another patient than the case: {', '.join(res.differing)} differ"
+            f"This CT belongs to another patient than the case: {', '.join(res.differing)} "
+            + ("differs" if len(res.differing) == 1 else "differ")
             + (f" ({', '.join(res.compared)} agree)" if res.compared else "")
             + ". Pick this patient's CT, or correct the case's identity if it is wrong.")
     if not res.compared and not allow_unverified:

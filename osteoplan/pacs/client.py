@@ -380,7 +380,8 @@ class PacsClient:
         return RetrievedSeries(volume, identity, len(files))
 
     # ------------------------------------------------------------------ STOW-RS
-    def store(self, datasets: Sequence[Any], labels: Sequence[str] | None = None) -> StoreReport:
+    def store(self, datasets: Sequence[Any], labels: Sequence[str] | None = None,
+              study_uid: str | None = None) -> StoreReport:
         """Store instances (STOW-RS, one request) and check every one is found again by QIDO-RS.
 
         Parameters
@@ -389,6 +390,9 @@ class PacsClient:
             Complete instances (SOP Class/Instance, Study/Series UIDs).
         labels : sequence of str, optional
             A short label per dataset for messages (``"SEG"``, ``"SR"``, ``"PDF"``, ``"CT"``); default the Modality.
+        study_uid : str, optional
+            Store into this study only (STOW-RS ``/studies/{uid}``: the PACS refuses instances of another study);
+            default the datasets' study when they share one, else ``/studies``.
 
         Returns
         -------
@@ -425,23 +429,26 @@ class PacsClient:
         from pydicom import Dataset
 
         answer: Any = None
+        http_status: int | None = None
         post_error: PacsError | None = None
         studies = {str(d.StudyInstanceUID) for d in datasets}
         try:
             with self._errors("storing objects"):
                 try:
-                    answer = self._web.store_instances(list(datasets),
-                                                       study_instance_uid=next(iter(studies)) if len(studies) == 1 else None)
+                    target = study_uid or (next(iter(studies)) if len(studies) == 1 else None)
+                    answer = self._web.store_instances(list(datasets), study_instance_uid=target)
                 except requests.exceptions.HTTPError as exc:  # 409 / 4xx with a per-instance answer body
                     resp = exc.response
                     ctype = (resp.headers.get("Content-Type", "") if resp is not None else "").split(";")[0]
-                    if resp is not None and ctype in ("application/dicom+json", "application/json") and resp.content:
+                    # Orthanc 1.10 / DICOMweb 1.7 answers 409 with a DICOM JSON body but no Content-Type
+                    if resp is not None and resp.content and (not ctype or "json" in ctype):
                         try:
                             answer = Dataset.from_json(resp.json())
                         except Exception:  # noqa: BLE001
                             answer = None
                     if answer is None or resp.status_code in (401, 403):
                         raise
+                    http_status = resp.status_code
                     log.warning("the PACS refused part of a store (HTTP %s)", resp.status_code)
         except PacsError as exc:  # timeout, reset or HTTP error: some may be stored; QIDO tells
             post_error = exc
@@ -470,8 +477,11 @@ class PacsClient:
             ok = uid in found[(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))]
             why = None
             if not ok:
-                why = reasons.get(uid) or ("the PACS did not answer the store" if post_error is not None else
-                                           "reported stored by the PACS but not found by QIDO-RS (filtered out)")
+                why = reasons.get(uid) or (
+                    "the store failed (" + str(post_error).split(" while ")[0].replace("The PACS at ", "PACS ") + ")"
+                    if post_error is not None else
+                    f"refused by the PACS (HTTP {http_status})" if http_status else
+                    "reported stored by the PACS but not found by QIDO-RS (filtered out)")
             outcomes.append(InstanceOutcome(uid, str(ds.SOPClassUID), str(ds.SeriesInstanceUID), lab, ok, why))
         report = StoreReport(tuple(outcomes))
         if not report.complete:

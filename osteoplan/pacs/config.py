@@ -63,7 +63,8 @@ class PacsConfig:
     verify_tls : bool
         Check the server's TLS certificate (https URLs).
     retries : int
-        Attempts for a request the PACS answers 429/503/504 (busy); 1 = no retry.
+        Attempts per request when it fails (connection failure, timeout, or a busy answer 429/503/504), with
+        0.5 s, 1 s, ... between them; 1 = no retry (a timeout then costs one ``timeout_s``).
 
     Raises
     ------
