@@ -468,7 +468,7 @@ def build_encapsulated_pdf(pdf: bytes, ct: Sequence, title: str = "osteoplan pla
 
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence as Seq
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     from osteoplan import __version__
 
@@ -477,10 +477,12 @@ def build_encapsulated_pdf(pdf: bytes, ct: Sequence, title: str = "osteoplan pla
     if not ct:
         raise InputError("An encapsulated PDF needs the planning CT it refers to; none was given.")
     ref = ct[0]
+    def derived_uid(*parts: str) -> str:  # 2.25 + a 128-bit integer (PS3.5 B.2), from a hash instead of a UUID
+        return "2.25." + str(int(hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32], 16))
+
     digest = hashlib.sha256(pdf).hexdigest()
-    sop_uid = sop_instance_uid or generate_uid(prefix=None, entropy_srcs=["osteoplan-pdf", digest, str(ref.SeriesInstanceUID)])
-    series_uid = series_instance_uid or generate_uid(prefix=None, entropy_srcs=["osteoplan-pdf-series",
-                                                                                 str(ref.SeriesInstanceUID)])
+    sop_uid = sop_instance_uid or derived_uid("osteoplan-pdf", digest, str(ref.SeriesInstanceUID))
+    series_uid = series_instance_uid or derived_uid("osteoplan-pdf-series", str(ref.SeriesInstanceUID))
     now = _dt.datetime.now()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
