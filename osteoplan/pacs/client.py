@@ -37,6 +37,9 @@ from osteoplan.imaging.identity import PatientIdentity
 from osteoplan.pacs.config import PacsConfig
 
 log = logging.getLogger(__name__)
+# dicomweb-client logs request URLs and query parameters (a PatientID searched for) at DEBUG/INFO: keep it to
+# warnings, so that a verbose log configuration never writes patient identifiers.
+logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
 
 #: Failure Reason values of the STOW-RS response (PS3.18 Table 10.5.3-3 / PS3.4 Annex GG).
 FAILURE_REASONS = {
