@@ -131,6 +131,7 @@ class RetrievedSeries:
     volume: Any
     identity: PatientIdentity = field(repr=False)
     n_instances: int
+    identity_check: Any = None  #: IdentityCheck when a case was given
 
 
 class PacsClient:
@@ -349,12 +350,18 @@ class PacsClient:
                             f"({len(missing)} missing: deleted meanwhile or unreadable); retry, or pick the series again.")
         return paths
 
-    def read_series(self, study_uid: str, series_uid: str, **reader_kw: Any) -> RetrievedSeries:
+    def read_series(self, study_uid: str, series_uid: str, case: Any = None, allow_unverified: bool = False,
+                    **reader_kw: Any) -> RetrievedSeries:
         """Retrieve a series into a private temporary folder and read it with :func:`osteoplan.imaging.read_volume`.
 
         Parameters
         ----------
         study_uid, series_uid : str
+        case : PatientIdentity or registry Patient, optional
+            When given, the series' patient (first instance's header) is checked against the case with
+            :func:`osteoplan.imaging.identity.check_ct_matches_case` before any pixel is decoded.
+        allow_unverified : bool
+            Passed to the check (a de-identified CT, confirmed by a person).
         **reader_kw
             Passed to the reader (``allow_gaps``, ``resample_uniform``, ``deidentify``, ``key``...).
 
@@ -369,18 +376,22 @@ class PacsClient:
         ------
         PacsError
             See :meth:`retrieve_series`.
+        PatientIdentityError
+            *case* given and the series belongs to another patient (or cannot be verified).
         InputError
             The series cannot be planned on (the reader's own message).
         """
         import pydicom
 
+        from osteoplan.imaging.identity import check_ct_matches_case
         from osteoplan.imaging.io import read_volume
 
         with tempfile.TemporaryDirectory(prefix=".osteoplan-pacs-") as tmp:
             files = self.retrieve_series(study_uid, series_uid, tmp)
             identity = PatientIdentity.from_dataset(pydicom.dcmread(files[0], stop_before_pixels=True))
+            check = check_ct_matches_case(identity, case, allow_unverified) if case is not None else None
             volume = read_volume(tmp, series_uid=series_uid, **reader_kw)
-        return RetrievedSeries(volume, identity, len(files))
+        return RetrievedSeries(volume, identity, len(files), check)
 
     # ------------------------------------------------------------------ STOW-RS
     def store(self, datasets: Sequence[Any], labels: Sequence[str] | None = None,

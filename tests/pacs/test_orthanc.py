@@ -65,6 +65,12 @@ def test_wrong_patient_ct_from_the_pacs_is_refused_naming_attributes_not_values(
     for value in (FAKE_PHI["PatientID"], "SYNTHPATIENT", "ZEPHYRINE", "19610723", "OTHER-1234", "Martin", "1950"):
         assert value.lower() not in msg.lower()
         assert value.lower() not in caplog.text.lower()
+    # the same refusal when retrieving for the case: before any pixel is decoded, nothing returned
+    with pytest.raises(PatientIdentityError, match="another patient"):
+        pacs.read_series(s.study_uid, s.series_uid, case=other)
+    same = PatientIdentity(patient_id=FAKE_PHI["PatientID"], birth_date="19610723")
+    got = pacs.read_series(s.study_uid, s.series_uid, case=same)
+    assert got.identity_check.verified and got.identity_check.compared == ("PatientID", "PatientBirthDate")
 
 
 def test_find_by_study_patient_and_modality(pacs, tmp_path):
