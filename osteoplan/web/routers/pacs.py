@@ -110,7 +110,7 @@ def pacs_pick(request: Request, case_id: int, lesion_id: int, p: Principal = Dep
         db.commit()
     except PatientIdentityError as exc:
         db.rollback()
-        ctx.update(error=str(exc), unverifiable="cannot be verified" in str(exc),
+        ctx.update(error=str(exc), unverifiable="cannot be verified" in str(exc), hits=hits,
                    pick={"study_uid": form.get("study_uid"), "series_uid": form.get("series_uid")})
         return page(request, "pacs_search.html", ctx, status_code=422)
     except (ValidationError, ValueError) as exc:
