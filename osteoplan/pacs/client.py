@@ -229,6 +229,7 @@ class PacsClient:
             Connection, timeout, HTTP error or malformed answer.
         """
         from pydicom import Dataset
+        from pydicom.multival import MultiValue
 
         filters: dict[str, Any] = {}
         if patient_id:
@@ -243,9 +244,9 @@ class PacsClient:
             out = []
             for js in found:
                 ds = Dataset.from_json(js)
-                mods = ds.get("ModalitiesInStudy", None)
-                mods_t = tuple(str(m) for m in (mods if isinstance(mods, (list, tuple)) or
-                                                 type(mods).__name__ == "MultiValue" else [mods])) if mods else ()
+                mods = ds.get("ModalitiesInStudy", None)  # CS, multi-valued: a MultiValue, one str, or absent
+                mods_t = tuple(str(m) for m in mods) if isinstance(mods, (list, tuple, MultiValue)) else \
+                    ((str(mods),) if mods else ())
                 out.append(StudyHit(str(ds.StudyInstanceUID), _first(ds, "StudyDate"), _first(ds, "StudyDescription"),
                                     mods_t, _int(_first(ds, "NumberOfStudyRelatedSeries")),
                                     PatientIdentity.from_dataset(ds)))

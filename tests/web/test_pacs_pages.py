@@ -97,3 +97,36 @@ def test_pacs_unreachable_is_one_message_on_the_page(engine, client_for, app, mo
     assert f"Cannot connect to the PACS at http://127.0.0.1:{port}/dicom-web while searching series" in r.text
     r = client_for("research").get(f"/cases/{ids['case']}/lesions/{ids['lesion']}/pacs")
     assert r.status_code == 403
+
+
+def test_plan_of_another_ct_series_is_refused(engine, client_for):
+    """A plan whose ct_source names a series not attached to the lesion is refused; on the attached series it is kept."""
+    import json
+
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    from .conftest import SAMPLE_PLAN
+
+    ids = make_case(engine, through="lesion")
+    with session_scope(session_factory(engine)) as s:
+        sv.update_record(s, None, "lesion", ids["lesion"], {"ct_series_uids": ["1.2.840.99.1"]},
+                         expected_version=sv_version(s, ids["lesion"]))
+    c = client_for("radiologist")
+    url = f"/cases/{ids['case']}/lesions/{ids['lesion']}/plans/new"
+    src = {"study_uid": "1.2.840.99", "series_uid": "1.2.840.77.5", "frame_of_reference_uid": None,
+           "volume_sha256": "0" * 64}
+    other = dict(SAMPLE_PLAN, ct_source=src)
+    r = c.post(url, data={"csrf_token": csrf_of(c), "label": "other CT"},
+               files={"plan_file": ("plan.json", json.dumps(other).encode(), "application/json")})
+    assert r.status_code == 422 and "made on another CT series than the ones attached to the lesion" in r.text
+    same = dict(SAMPLE_PLAN, ct_source=dict(src, series_uid="1.2.840.99.1"))
+    r = c.post(url, data={"csrf_token": csrf_of(c), "label": "this CT"}, follow_redirects=False,
+               files={"plan_file": ("plan.json", json.dumps(same).encode(), "application/json")})
+    assert r.status_code == 303
+
+
+def sv_version(session, lesion_id: int) -> int:
+    from osteoplan.workflow.models import Lesion
+
+    return session.get(Lesion, lesion_id).version
