@@ -335,14 +335,29 @@ class PacsClient:
         folder.mkdir(parents=True, exist_ok=True)
         paths: list[Path] = []
         got: set[str] = set()
-        with self._errors("retrieving a series", not_found=gone):
-            for n, ds in enumerate(self._web.iter_series(study_uid, series_uid), start=1):
+        import requests
+
+        def download(media_types: Any) -> None:
+            paths.clear()
+            got.clear()
+            for n, ds in enumerate(self._web.iter_series(study_uid, series_uid, media_types=media_types), start=1):
                 _ensure_file_meta(ds)
                 p = folder / f"{n:06d}.dcm"
                 with atomic_file(p, "wb") as fh:
                     ds.save_as(fh, enforce_file_format=True)
                 paths.append(p)
                 got.add(str(ds.SOPInstanceUID))
+
+        with self._errors("retrieving a series", not_found=gone):
+            # transfer syntax "*": the instances as stored. Without it the PACS must transcode to Explicit VR Little
+            # Endian (PS3.18 8.7.3.5), which Debian's Orthanc 1.10 cannot do for JPEG 2000 (HTTP 500); the reader
+            # decodes every compressed syntax itself. A PACS that does not accept "*" (406) is asked the default.
+            try:
+                download((("application/dicom", "*"),))
+            except requests.exceptions.HTTPError as exc:
+                if exc.response is None or exc.response.status_code != 406:
+                    raise
+                download(None)
         missing = expected - got
         if not got:
             raise PacsError(gone)

@@ -248,3 +248,36 @@ def test_cli_find_get_put(orthanc, tmp_path, monkeypatch, capsys):
     assert main(["pacs", "find", "--study", s.study_uid]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The PACS at http://127.0.0.1:") and err.count("\n") == 1 and "wrong" not in err
+
+
+def test_compressed_series_round_trip(pacs, tmp_path):
+    """A JPEG 2000 lossless series stored and retrieved (whatever transfer syntax the PACS answers) is the same volume."""
+    from pydicom.uid import JPEG2000Lossless
+
+    s, dsets = _series(tmp_path, rows=32, cols=32, transfer_syntax=JPEG2000Lossless)
+    assert str(dsets[0].file_meta.TransferSyntaxUID) == JPEG2000Lossless
+    assert pacs.store(dsets).complete
+    got = pacs.read_series(s.study_uid, s.series_uid)
+    assert volume_sha256(got.volume) == volume_sha256(read_volume(s.folder))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cthead_through_the_pacs_is_the_same_volume(pacs, shared_data):
+    """The real CThead series (113 slices of 256 x 256) stored and read back over DICOMweb: same volume hash."""
+    import time
+
+    files = sorted((shared_data / "cthead" / "dicom" / "clean").glob("*.dcm"))
+    assert len(files) == 113
+    dsets = [pydicom.dcmread(p) for p in files]
+    study, series = str(dsets[0].StudyInstanceUID), str(dsets[0].SeriesInstanceUID)
+    t0 = time.perf_counter()
+    assert pacs.store(dsets).complete
+    t1 = time.perf_counter()
+    got = pacs.read_series(study, series)
+    t2 = time.perf_counter()
+    local = read_volume(files[0].parent)
+    assert got.volume.shape == (113, 256, 256) and volume_sha256(got.volume) == volume_sha256(local)
+    src = ct_source_of(got.volume)
+    assert (src.study_uid, src.series_uid) == (study, series)
+    print(f"\nCThead via Orthanc: store+verify {t1 - t0:.2f} s, retrieve+read {t2 - t1:.2f} s")
