@@ -284,6 +284,20 @@ class PacsClient:
         out.sort(key=lambda h: (h.study_uid, h.series_number if h.series_number is not None else 1 << 30))
         return out
 
+    def locate_series(self, series_uid: str) -> SeriesHit:
+        """The study and description of a series known by its SeriesInstanceUID only (e.g. a lesion's CT series).
+
+        Raises
+        ------
+        PacsError
+            The series is not (or no longer) in the PACS, or a connection/HTTP failure.
+        """
+        hits = self.find_series(series_uid=series_uid, modality=None)
+        if not hits:
+            raise PacsError("The series is not in the PACS (deleted or moved, or stored in another PACS); search "
+                            "again and pick a series.")
+        return hits[0]
+
     def study_patient_module(self, study_uid: str) -> Any | None:
         """The Patient module of a study as the PACS holds it (pydicom Dataset), or None when absent."""
         from pydicom import Dataset

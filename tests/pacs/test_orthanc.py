@@ -86,6 +86,9 @@ def test_find_by_study_patient_and_modality(pacs, tmp_path):
     assert s.series_uid in {h.series_uid for h in pacs.find_series(patient_id=FAKE_PHI["PatientID"])}
     assert pacs.find_series(study_uid=s.study_uid, modality="MR") == []
     assert pacs.find_studies(patient_id="NOBODY-" + generate_uid()[-8:]) == []
+    assert pacs.locate_series(s.series_uid).study_uid == s.study_uid  # a lesion keeps series UIDs only
+    with pytest.raises(PacsError, match="^The series is not in the PACS"):
+        pacs.locate_series(generate_uid())
     assert "SYN" not in repr(series[0])  # identity values never in a repr
 
 
