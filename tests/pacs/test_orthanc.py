@@ -284,3 +284,71 @@ def test_cthead_through_the_pacs_is_the_same_volume(pacs, shared_data):
     src = ct_source_of(got.volume)
     assert (src.study_uid, src.series_uid) == (study, series)
     print(f"\nCThead via Orthanc: store+verify {t1 - t0:.2f} s, retrieve+read {t2 - t1:.2f} s")
+
+
+def test_results_reference_the_source_series_itself(pacs, tmp_path):
+    """Plan made on a PACS series: SEG, SR and PDF reference that series (no copy), join its study and patient."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
+    from export_planfactory import make_plan
+
+    from osteoplan.anatomy.labelmap import LabelMap
+    from osteoplan.pacs.results import series_headers, source_results
+
+    s, dsets = _series(tmp_path)
+    assert pacs.store(dsets).complete
+    vol = pacs.read_series(s.study_uid, s.series_uid).volume
+    c2 = np.zeros(vol.shape, bool)
+    c2[3:8, 5:15, 5:12] = True
+    lm = LabelMap(vol, {"vertebrae_C2": c2}, {"vertebrae_C2": "classical"})
+    centre = vol.index_to_world(np.array([5.0, 10.0, 8.0]))
+    plan = make_plan(vol, centre + [30, -30, -5], centre + [2, -3, 0], centre)
+    headers = series_headers(pacs, s.study_uid, s.series_uid)
+    objs = source_results(plan, lm, headers, pdf=b"%PDF-1.4\n%%EOF\n")
+    assert objs.labels == ["SEG", "SR", "PDF"]
+    report = pacs.store(objs.datasets, objs.labels)
+    assert report.complete
+    found = sorted((h.modality, h.n_instances) for h in pacs.find_series(study_uid=s.study_uid, modality=None))
+    assert found == [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]  # no CT copy
+    sops = {str(d.SOPInstanceUID) for d in dsets}
+    seg, sr, pdf = objs.datasets
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == s.series_uid
+    assert {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == sops
+    # SEG frame k lies at the position of the source image of slice k
+    pos = {tuple(np.round(np.asarray(f.PlanePositionSequence[0].ImagePositionPatient, float), 3))
+           for f in seg.PerFrameFunctionalGroupsSequence}
+    want = {tuple(np.round(vol.index_to_world(np.array([k, 0.0, 0.0])), 3)) for k in range(3, 8)}
+    assert pos == want
+    assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID == s.series_uid
+    assert {str(i.ReferencedSOPInstanceUID) for i in pdf.SourceInstanceSequence} == sops
+    for ds in objs.datasets:
+        assert (ds.PatientID, ds.StudyInstanceUID) == (FAKE_PHI["PatientID"], s.study_uid)
+    assert seg.FrameOfReferenceUID == dsets[0].FrameOfReferenceUID
+    # building again gives the same instances: a retry adds nothing
+    again = source_results(plan, lm, headers, pdf=b"%PDF-1.4\n%%EOF\n")
+    assert [str(d.SOPInstanceUID) for d in again.datasets] == [str(d.SOPInstanceUID) for d in objs.datasets]
+    # the SR's texts come back from the PACS exactly (no character replaced by the source's Latin-1 character set)
+    from osteoplan.export.dicom import sr_verdict
+    from osteoplan.planning.verdict import verdict_of
+
+    back = pacs._web.retrieve_series(s.study_uid, str(sr.SeriesInstanceUID))[0]
+    assert sr_verdict(back) == verdict_of(plan).text_en
+
+    def texts(ds):
+        out = []
+        for it in getattr(ds, "ContentSequence", []):
+            if getattr(it, "ValueType", "") == "TEXT":
+                out.append(str(it.TextValue))
+            out += texts(it)
+        return out
+
+    sent = texts(sr)
+    assert any(not t.isascii() for t in sent)  # this plan's texts do hold non-ASCII characters
+    assert texts(back) == sent
+    # a cropped volume is not the source grid: refused, the caller stores a CT copy instead
+    from osteoplan.errors import InputError
+    from osteoplan.planning.model import CTGeometry
+
+    cropped = plan.model_copy(update={"ct": CTGeometry(shape_kji=(10, 24, 20), spacing_mm=plan.ct.spacing_mm,
+                                                      affine=plan.ct.affine)})
+    with pytest.raises(InputError, match="12 images and the plan's CT 10 slices"):
+        source_results(cropped, None, headers)
