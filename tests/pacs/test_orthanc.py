@@ -352,3 +352,46 @@ def test_results_reference_the_source_series_itself(pacs, tmp_path):
                                                       affine=plan.ct.affine)})
     with pytest.raises(InputError, match="12 images and the plan's CT 10 slices"):
         source_results(cropped, None, headers)
+
+
+def test_cli_put_references_the_plans_source_series(orthanc, pacs, tmp_path, monkeypatch, capsys):
+    """osteoplan pacs put on a plan made on a PACS series (ct_source in plan.json): SEG/SR/PDF on that series."""
+    import json
+
+    import nibabel as nib
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
+    from export_planfactory import make_plan
+
+    from osteoplan.cli import main
+    from osteoplan.export import save_ct_nifti
+    from osteoplan.imaging.volume import Volume
+    from osteoplan.planning.model import save_plan
+
+    root, user, password = orthanc
+    for k, v in {"OSTEOPLAN_PACS_URL": root + "/dicom-web", "OSTEOPLAN_PACS_USERNAME": user,
+                 "OSTEOPLAN_PACS_PASSWORD": password, "OSTEOPLAN_PACS_CONFIG": str(tmp_path / "absent.toml")}.items():
+        monkeypatch.setenv(k, v)
+    s, dsets = _series(tmp_path)
+    assert pacs.store(dsets).complete
+    vol = pacs.read_series(s.study_uid, s.series_uid).volume
+    centre = vol.index_to_world(np.array([5.0, 10.0, 8.0]))
+    plan = make_plan(vol, centre + [30, -30, -5], centre + [2, -3, 0], centre)
+    plan = plan.model_copy(update={"ct_source": ct_source_of(vol)})
+    d = tmp_path / "plan"
+    d.mkdir()
+    save_plan(plan, d / "plan.json")
+    save_ct_nifti(d / "ct.nii.gz", vol)
+    lab = np.zeros(vol.shape, np.int16)
+    lab[3:8, 5:15, 5:12] = 1
+    nib.save(Volume(lab.astype(np.float32), vol.affine).to_nifti(), str(d / "labels.nii.gz"))
+    (d / "labels.json").write_text(json.dumps({"labels": {"1": "vertebrae_C2"}, "sources": {"vertebrae_C2": "test"}}))
+    (d / "report.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    assert main(["pacs", "put", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "stored 1 SEG, 1 SR, 1 PDF referencing the PACS series the plan was made on (no CT copy)" in out
+    assert sorted((h.modality, h.n_instances) for h in pacs.find_series(study_uid=s.study_uid, modality=None)) == \
+        [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]
+    assert main(["pacs", "put", str(d)]) == 0  # again: the same instances, nothing added
+    assert sorted((h.modality, h.n_instances) for h in pacs.find_series(study_uid=s.study_uid, modality=None)) == \
+        [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]
