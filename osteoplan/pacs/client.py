@@ -380,6 +380,58 @@ class PacsClient:
                             f"({len(missing)} missing: deleted meanwhile or unreadable); retry, or pick the series again.")
         return paths
 
+    def retrieve_for_case(self, study_uid: str, series_uid: str, folder: str | os.PathLike, case: Any,
+                          allow_unverified: bool = False) -> dict[str, Any]:
+        """Retrieve a series into *folder* for planning on *case*'s lesion, refusing another patient's CT.
+
+        The patient is checked twice: on the PACS's index (QIDO-RS) before anything is downloaded, then on the first
+        downloaded file's header (what will be planned on); on a refusal *folder* is removed. Made for the web
+        planning jobs (``osteoplan.web.plan_jobs.attach_ct_files(job, root, write)``: *write* can call this).
+
+        Parameters
+        ----------
+        study_uid, series_uid : str
+        folder : path
+            New folder for the DICOM files (created).
+        case : PatientIdentity or registry Patient
+        allow_unverified : bool
+            See :func:`osteoplan.imaging.identity.check_ct_matches_case`.
+
+        Returns
+        -------
+        dict
+            ``{"ct": folder name, "format": "dicom", "source": "pacs", "ct_files": n, "study_uid", "series_uid",
+            "identity_verified_on": [attribute names]}`` (UIDs and attribute names only).
+
+        Raises
+        ------
+        PatientIdentityError
+            Another patient's CT (or unverifiable without *allow_unverified*); nothing is left in *folder*.
+        PacsError
+            See :meth:`retrieve_series`.
+        """
+        import shutil
+
+        import pydicom
+
+        from osteoplan.imaging.identity import check_ct_matches_case
+
+        hits = self.find_series(study_uid=study_uid, series_uid=series_uid, modality=None)
+        if not hits:
+            raise PacsError("The series is no longer in the PACS (deleted or moved since it was listed); search "
+                            "again and pick a series.")
+        check_ct_matches_case(hits[0].identity, case, allow_unverified)
+        folder = Path(folder)
+        try:
+            files = self.retrieve_series(study_uid, series_uid, folder)
+            header = pydicom.dcmread(files[0], stop_before_pixels=True)
+            check = check_ct_matches_case(PatientIdentity.from_dataset(header), case, allow_unverified)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return {"ct": folder.name, "format": "dicom", "source": "pacs", "ct_files": len(files),
+                "study_uid": study_uid, "series_uid": series_uid, "identity_verified_on": list(check.compared)}
+
     def read_series(self, study_uid: str, series_uid: str, case: Any = None, allow_unverified: bool = False,
                     **reader_kw: Any) -> RetrievedSeries:
         """Retrieve a series into a private temporary folder and read it with :func:`osteoplan.imaging.read_volume`.

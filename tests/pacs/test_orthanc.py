@@ -71,6 +71,15 @@ def test_wrong_patient_ct_from_the_pacs_is_refused_naming_attributes_not_values(
     same = PatientIdentity(patient_id=FAKE_PHI["PatientID"], birth_date="19610723")
     got = pacs.read_series(s.study_uid, s.series_uid, case=same)
     assert got.identity_check.verified and got.identity_check.compared == ("PatientID", "PatientBirthDate")
+    # into a planning job's folder: refused for the other case (nothing left), written for the right one
+    job = tmp_path / "job" / "ct"
+    with pytest.raises(PatientIdentityError):
+        pacs.retrieve_for_case(s.study_uid, s.series_uid, job, other)
+    assert not job.exists()
+    opts = pacs.retrieve_for_case(s.study_uid, s.series_uid, job, same)
+    assert opts == {"ct": "ct", "format": "dicom", "source": "pacs", "ct_files": 12, "study_uid": s.study_uid,
+                    "series_uid": s.series_uid, "identity_verified_on": ["PatientID", "PatientBirthDate"]}
+    assert volume_sha256(read_volume(job)) == volume_sha256(read_volume(s.folder))
 
 
 def test_find_by_study_patient_and_modality(pacs, tmp_path):

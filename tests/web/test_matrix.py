@@ -100,7 +100,6 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/cases/{case_id}/adverse-events/new": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=10)).isoformat(),
                                                 "grade": "1", "description": "small haematoma"},
         "/cases/{case_id}/lesions/{lesion_id}/plans/new": {"label": f"plan by {role}"},
-        "/cases/{case_id}/lesions/{lesion_id}/pacs/pick": {"study_uid": "1.2.3", "series_uid": "1.2.3.4"},
         "/cases/{case_id}/lesions/{record_id}/edit": {"site_kind": "vertebra", "site": "C2", "lesion_type": "lytic",
                                                       "description": f"edited by {role}",
                                                       "version": _version(engine, "lesion", ids["lesion"])},
@@ -117,6 +116,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
             "event_date": (d0 + dt.timedelta(days=10)).isoformat(), "grade": "2", "classification": "CIRSE 2017",
             "description": f"edited by {role}", "version": _version(engine, "adverse_event", ids["adverse_event"])},
         "/cases": {"q": "breast"},
+        "/cases/{case_id}/lesions/{lesion_id}/pacs/pick": {"study_uid": "1.2.3", "series_uid": "1.2.3.4"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
