@@ -55,9 +55,11 @@ def test_search_pick_wrong_patient_refused_right_patient_attached(engine, client
     cl = client_for("radiologist")
     r = cl.get(f"/cases/{c}/lesions/{les}/pacs")
     assert r.status_code == 200 and 'value="H-998877"' in r.text  # prefilled with the case's identifier
-    r = cl.get(f"/cases/{c}/lesions/{les}/pacs", params={"study": right[0]})
-    assert r.status_code == 200 and right[1] in r.text and "Use this CT" in r.text
     token = csrf_of(cl)
+    r = cl.post(f"/cases/{c}/lesions/{les}/pacs", data={"csrf_token": token, "study": right[0]})
+    assert r.status_code == 200 and right[1] in r.text and "Use this CT" in r.text
+    r = cl.post(f"/cases/{c}/lesions/{les}/pacs", data={"csrf_token": token, "patient_id": "H-998877"})
+    assert r.status_code == 200 and right[1] in r.text and wrong[1] not in r.text
     r = cl.post(f"/cases/{c}/lesions/{les}/pacs/pick", data={"csrf_token": token, "study_uid": wrong[0],
                                                               "series_uid": wrong[1]}, follow_redirects=False)
     assert r.status_code == 422
@@ -91,8 +93,9 @@ def test_pacs_unreachable_is_one_message_on_the_page(engine, client_for, app, mo
     monkeypatch.setattr(app.state, "pacs_config", PacsConfig(f"http://127.0.0.1:{port}/dicom-web", retries=1),
                         raising=False)
     ids = make_case(engine, through="lesion")
-    r = client_for("radiologist").get(f"/cases/{ids['case']}/lesions/{ids['lesion']}/pacs",
-                                      params={"patient_id": "H-998877"})
+    cl = client_for("radiologist")
+    r = cl.post(f"/cases/{ids['case']}/lesions/{ids['lesion']}/pacs",
+                data={"csrf_token": csrf_of(cl), "patient_id": "H-998877"})
     assert r.status_code == 502
     assert f"Cannot connect to the PACS at http://127.0.0.1:{port}/dicom-web while searching series" in r.text
     r = client_for("research").get(f"/cases/{ids['case']}/lesions/{ids['lesion']}/pacs")
@@ -130,3 +133,21 @@ def sv_version(session, lesion_id: int) -> int:
     from osteoplan.workflow.models import Lesion
 
     return session.get(Lesion, lesion_id).version
+
+
+def test_deidentified_ct_needs_a_confirmation(engine, client_for, pacs_on_app, tmp_path):
+    """A de-identified CT cannot be verified: refused with a confirmation box; confirmed, it is attached as unverified."""
+    ids = make_case(engine, through="lesion")
+    c, les = ids["case"], ids["lesion"]
+    study, series = _store(pacs_on_app, tmp_path, PatientID="PSEUDO-1", PatientName="PSEUDO", PatientBirthDate="",
+                           PatientIdentityRemoved="YES")
+    cl = client_for("radiologist")
+    token = csrf_of(cl)
+    url = f"/cases/{c}/lesions/{les}/pacs/pick"
+    r = cl.post(url, data={"csrf_token": token, "study_uid": study, "series_uid": series}, follow_redirects=False)
+    assert r.status_code == 422 and "cannot be verified against the case: the CT is de-identified" in r.text
+    assert 'id="form-pacs-confirm"' in r.text
+    r = cl.post(url, data={"csrf_token": token, "study_uid": study, "series_uid": series, "confirm_unverified": "yes"},
+                follow_redirects=False)
+    assert r.status_code == 303
+    assert "patient identity NOT verified (confirmed by hand)" in cl.get(f"/cases/{c}").text

@@ -1,7 +1,8 @@
 """Pages to find a lesion's planning CT in the PACS and attach it (identity-checked) to the lesion.
 
-``GET /cases/{c}/lesions/{l}/pacs`` searches the PACS (QIDO-RS, CT series) by StudyInstanceUID and/or PatientID
-(prefilled with the case's hospital identifier when the user may see it); ``POST .../pacs/pick`` attaches one
+``GET /cases/{c}/lesions/{l}/pacs`` shows the search form (prefilled with the case's hospital identifier when the
+user may see it); ``POST`` to the same URL searches the PACS (QIDO-RS, CT series) by StudyInstanceUID and/or
+PatientID (a POST, so that the identifier stays out of URLs and access logs); ``POST .../pacs/pick`` attaches one
 series: its patient (from the PACS) is compared with the case's identity by
 :func:`osteoplan.imaging.identity.check_ct_matches_case` and a mismatch is refused naming the attributes that
 differ, never their values; the series UID is then added to the lesion's ``ct_series_uids`` through the audited
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from osteoplan.errors import InputError, PacsError, PatientIdentityError, ValidationError
@@ -60,22 +61,33 @@ def _context(db, p: Principal, case_id: int, lesion_id: int) -> tuple[dict, dict
 
 
 @router.get("/cases/{case_id}/lesions/{lesion_id}/pacs", response_class=HTMLResponse)
-def pacs_search(request: Request, case_id: int, lesion_id: int,
-                study: str = Query("", max_length=64), patient_id: str = Query("", max_length=64),
-                p: Principal = Depends(require("lesion.write")), db=Depends(get_db)) -> Response:
+def pacs_page(request: Request, case_id: int, lesion_id: int, p: Principal = Depends(require("lesion.write")),
+              db=Depends(get_db)) -> Response:
+    """The search form, prefilled with the case's hospital identifier (when the user may see it)."""
     case, lesion = _context(db, p, case_id, lesion_id)
     db.commit()
     ident = case.get("identity") or {}
-    ctx: dict[str, Any] = {"case": case, "lesion": lesion, "study": study.strip(),
-                           "patient_id": patient_id.strip() if (study or patient_id) else (ident.get("hospital_id") or ""),
-                           "hits": None, "error": None}
-    if not (study.strip() or patient_id.strip()):
-        return page(request, "pacs_search.html", ctx)
+    return page(request, "pacs_search.html", {"case": case, "lesion": lesion, "study": "",
+                                              "patient_id": ident.get("hospital_id") or "", "hits": None})
+
+
+@router.post("/cases/{case_id}/lesions/{lesion_id}/pacs", response_class=HTMLResponse)
+def pacs_search(request: Request, case_id: int, lesion_id: int, p: Principal = Depends(require("lesion.write")),
+                form=Depends(form_data), db=Depends(get_db)) -> Response:
+    """QIDO-RS search (a POST: a patient identifier never goes into a URL, a browser history or an access log)."""
+    case, lesion = _context(db, p, case_id, lesion_id)
+    db.commit()
+    study = str(form.get("study") or "").strip()[:64]
+    patient_id = str(form.get("patient_id") or "").strip()[:64]
+    ctx: dict[str, Any] = {"case": case, "lesion": lesion, "study": study, "patient_id": patient_id, "hits": None,
+                           "error": None}
     try:
-        if study.strip():
+        if not (study or patient_id):
+            raise ValidationError("give a StudyInstanceUID or a patient identifier to search the PACS")
+        if study:
             _uid(study, "StudyInstanceUID")
-        ctx["hits"] = _client(request).find_series(study_uid=study.strip() or None,
-                                                   patient_id=patient_id.strip() or None, modality="CT")
+        ctx["hits"] = _client(request).find_series(study_uid=study or None, patient_id=patient_id or None,
+                                                   modality="CT")
     except ValidationError as exc:
         ctx["error"] = str(exc)
         return page(request, "pacs_search.html", ctx, status_code=422)
