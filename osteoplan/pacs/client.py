@@ -240,7 +240,8 @@ class PacsClient:
             filters["ModalitiesInStudy"] = modality
         fields_ = ["StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries", *_IDENTITY_FIELDS]
         with self._errors("searching studies"):
-            found = self._web.search_for_studies(search_filters=filters, fields=fields_, limit=limit)
+            found = _none_if_404(lambda: self._web.search_for_studies(search_filters=filters, fields=fields_,
+                                                                      limit=limit))
             out = []
             for js in found:
                 ds = Dataset.from_json(js)
@@ -273,7 +274,8 @@ class PacsClient:
         fields_ = ["SeriesDescription", "SeriesNumber", "NumberOfSeriesRelatedInstances", "StudyInstanceUID",
                    *_IDENTITY_FIELDS]
         with self._errors("searching series"):
-            found = self._web.search_for_series(study_instance_uid=study_uid, search_filters=filters, fields=fields_)
+            found = _none_if_404(lambda: self._web.search_for_series(study_instance_uid=study_uid,
+                                                                     search_filters=filters, fields=fields_))
             out = []
             for js in found:
                 ds = Dataset.from_json(js)
@@ -311,17 +313,9 @@ class PacsClient:
         """SOP Instance UIDs of a series (QIDO-RS ``/studies/{s}/series/{r}/instances``); empty when absent."""
         from pydicom import Dataset
 
-        with self._errors("listing the instances of a series", not_found=None):
-            try:
-                found = self._web.search_for_instances(study_instance_uid=study_uid,
-                                                       series_instance_uid=series_uid, fields=["SOPInstanceUID"])
-            except Exception as exc:  # noqa: BLE001 - a 404 here means "none"
-                import requests
-
-                if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None \
-                        and exc.response.status_code == 404:
-                    return set()
-                raise
+        with self._errors("listing the instances of a series"):
+            found = _none_if_404(lambda: self._web.search_for_instances(
+                study_instance_uid=study_uid, series_instance_uid=series_uid, fields=["SOPInstanceUID"]))
             return {str(Dataset.from_json(js).SOPInstanceUID) for js in found}
 
     # ------------------------------------------------------------------ WADO-RS
@@ -585,6 +579,18 @@ class PacsClient:
             raise PacsStoreError(f"Store to the PACS incomplete: {report.summary()}. Storing again is safe (same "
                                  "instances); if the PACS keeps refusing, ask its administrator why.", report)
         return report
+
+
+def _none_if_404(search: Any) -> list:
+    """Run a QIDO-RS search; a PACS answering 404 for an unknown study or series means "nothing found"."""
+    import requests
+
+    try:
+        return search() or []
+    except requests.exceptions.HTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 404:
+            return []
+        raise
 
 
 def _int(v: Any) -> int | None:
