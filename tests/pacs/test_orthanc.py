@@ -404,3 +404,20 @@ def test_cli_put_references_the_plans_source_series(orthanc, pacs, tmp_path, mon
     assert main(["pacs", "put", str(d)]) == 0  # again: the same instances, nothing added
     assert sorted((h.modality, h.n_instances) for h in pacs.find_series(study_uid=s.study_uid, modality=None)) == \
         [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]
+
+
+def test_a_volume_stored_as_ct_reads_back_identical(pacs):
+    """store_volume (demo seeding): the PACS series read back is the same volume (hash), with its patient."""
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+    from osteoplan.pacs.seed import store_volume
+
+    rng = np.random.default_rng(8)
+    vol = Volume(rng.integers(-1024, 3000, (7, 9, 11)).astype(np.float32),
+                 axis_aligned_affine((2.5, 0.6, 0.6), (-20.0, -15.0, -120.0)))
+    patient = {"PatientID": "DEMO-0007", "PatientName": "DEMO^SEVEN", "PatientBirthDate": "19550102",
+               "PatientSex": "M"}
+    study, series = store_volume(pacs, vol, patient)
+    got = pacs.read_series(study, series, case=PatientIdentity(patient_id="DEMO-0007", family_name="Demo",
+                                                               given_name="Seven", birth_date="1955-01-02", sex="male"))
+    assert got.identity_check.verified and len(got.identity_check.compared) == 4
+    assert volume_sha256(got.volume) == volume_sha256(vol)
