@@ -64,6 +64,26 @@ class CTGeometry(_Frozen):
     source_format: str | None = None
 
 
+class CTSource(_Frozen):
+    """The CT a plan belongs to: its DICOM UIDs (when it came from DICOM) and a hash of the volume planned on.
+
+    Attributes
+    ----------
+    study_uid, series_uid, frame_of_reference_uid : DICOM Study / Series Instance UID and Frame of Reference UID
+        of the series read (pseudonymised when the CT was read with de-identification); None for NIfTI/NRRD or
+        the phantom.
+    volume_sha256 : SHA-256 (hex) of the volume as planned: voxels and geometry
+        (:func:`osteoplan.planning.provenance.volume_sha256`, method in ``hash_method``).
+    hash_method : name and version of the hashing recipe.
+    """
+
+    study_uid: str | None = None
+    series_uid: str | None = None
+    frame_of_reference_uid: str | None = None
+    volume_sha256: str
+    hash_method: str = "osteoplan-volume-sha256-v1"
+
+
 class ClearanceCheck(_Frozen):
     """One structure checked against one trajectory.
 
@@ -432,6 +452,7 @@ class Plan(_Frozen):
     unplanned: tuple[str, ...] = ()
     route: RouteCheck | None = None
     verdict: Verdict | None = None
+    ct_source: CTSource | None = None
 
     @property
     def best(self) -> Trajectory | None:
