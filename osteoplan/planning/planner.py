@@ -23,6 +23,7 @@ from osteoplan.planning.model import (ClearanceCheck, ConstraintExclusion, CTGeo
                                       SearchStats, Trajectory)
 from osteoplan.planning.protocol import DEFAULT_PROTOCOL, Protocol, load_protocol
 from osteoplan.planning.procedures import get_procedure
+from osteoplan.planning.provenance import ct_source_of
 from osteoplan.planning.search import CONSTRAINTS, SearchResult, bone_constraints, search
 from osteoplan.planning.site import Site
 from osteoplan.planning.verdict import compute_verdict
@@ -533,7 +534,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 structure_sources=sources, landmarks=landmarks, risk=risk,
                 warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
                 procedure=proc.name, level=levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}",
-                placement=placement, unplanned=tuple(missing), route=route)
+                placement=placement, unplanned=tuple(missing), route=route, ct_source=ct_source_of(volume))
     return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
 
 
