@@ -97,7 +97,7 @@ def test_run_with_a_fake_executable_and_load(tmp_path):
     fake.chmod(0o755)
     found = totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out", task="headneck_bones_vessels",
                          executable=str(fake), require_weights=False)
-    assert set(found) == {"larynx", "internal_jugular_vein_left"}
+    assert set(found) == {"larynx", "internal_jugular_vein_left", "hyoid"}  # every TotalSegmentator class is known
     lm = totalseg.load_outputs(tmp_path / "out", vol)
     assert lm.get("larynx").sum() == 4 and lm.get("larynx")[1, 1, 1]
     assert lm.sources["larynx"] == "totalsegmentator:larynx_air.nii.gz"
