@@ -47,11 +47,16 @@ front = int(np.min(P["body_j"]) - 10 / sp[1])
 cor = a[:, max(front, 0):, :].max(axis=1)
 axs[1].imshow(cor, cmap="gray", vmin=0, vmax=1100, origin="lower", aspect=sp[0] / sp[2])
 ci = float(np.median(P["canal_i"]))
-for k_end, side in P["ribs"]:
-    axs[1].plot(ci + (1 if side == "left" else -1) * 45 / sp[2], k_end, "r.", ms=8)
+for side, sg in (("left", 1), ("right", -1)):
+    ks = sorted(k for k, sd in P["ribs"] if sd == side)
+    for n, k_end in enumerate(ks):
+        x = ci + sg * 45 / sp[2]
+        axs[1].plot(x, k_end, "r.", ms=8)
+        axs[1].text(x + sg * 8, k_end, f"{12 - n}?", color="r", fontsize=8, va="center",
+                    ha="left" if sg > 0 else "right")
 for n_i, (d0, d1) in enumerate(P["intervals"]):
     axs[1].text(ci, (d0 + d1) / 2, P["names"].get(n_i, "?"), color="yellow", fontsize=9, ha="center", va="center")
-axs[1].set_title("coronal MIP (posterior chest): rib ends found (red)")
+axs[1].set_title("coronal MIP (posterior chest): rib ends found (red, numbered up from the lowest = 12)")
 axs[1].text(0.02, 0.5, "R", color="w", fontsize=16, transform=axs[1].transAxes)
 axs[1].text(0.95, 0.5, "L", color="w", fontsize=16, transform=axs[1].transAxes)
 fig.suptitle(f"{cl.method}, confidence {cl.confidence:.2f}; head up", fontsize=11)

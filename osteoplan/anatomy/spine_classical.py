@@ -37,11 +37,16 @@ from osteoplan.imaging.volume import Volume
 #: anteriorly and 20 mm to each side (engineering default; adult thoracolumbar bodies are 25-50 mm deep).
 BODY_WINDOW_MM = (5.0, 60.0, 20.0)
 #: Radius (mm) of the disk around the body line in which the density profile is read (engineering default).
-PROFILE_RADIUS_MM = 7.0
+PROFILE_RADIUS_MM = 5.0
 #: Width (mm) of the profile closing that isolates disc valleys, and the least valley depth (HU) taken as a
 #: disc (engineering defaults, no published source; thoracolumbar discs are 4-10 mm high).
-DISC_VALLEY_MM = 11.0
-DISC_MIN_DEPTH_HU = 25.0
+DISC_VALLEY_MM = 10.0
+DISC_MIN_DEPTH_HU = 15.0
+#: Cost (HU of valley depth) of a relative change of 100 % between consecutive vertebra heights when the
+#: discs are chosen among the valleys (engineering default, no published source: vertebral heights change
+#: by a few percent per level along the thoracolumbar spine, so a spurious valley in a body, which halves
+#: a height, or a missed disc, which doubles it, must outweigh its depth).
+HEIGHT_CHANGE_COST_HU = 240.0
 #: Shortest vertebra (body + one disc) accepted between two disc minima (mm; engineering default; the
 #: shortest thoracolumbar bodies, upper thoracic, are about 15 mm plus a disc).
 MIN_LEVEL_MM = 12.0
@@ -70,6 +75,90 @@ class ClassicalLevels:
     discs_mm: list[float] = field(default_factory=list)
     profile: dict = field(default_factory=dict)
     ribs: dict[str, list[str]] = field(default_factory=dict)
+
+
+def assign_ribs(rib_ends: list[tuple[float, str]], intervals: list[tuple[int, int]]
+                ) -> tuple[dict[int, set[str]], list[str]]:
+    """Assign ribs to vertebrae by COUNTING them upwards from the lowest one, per side.
+
+    The lowest rib belongs to the vertebra whose interval holds its medial end (the 11th and 12th ribs
+    articulate with their own body only); the n-th rib above it to the n-th vertebra above. Assigning
+    every rib by the interval holding its end would be ambiguous in the mid-thorax, where rib heads
+    articulate across the disc above their vertebra (T2-T9: demi-facets; Gray's Anatomy). A rib whose end
+    lies more than one vertebra away from the vertebra it is counted to is reported (a missed or extra rib).
+
+    Parameters
+    ----------
+    rib_ends : list of (float, str)
+        (canonical slice of the rib's medial end, side).
+    intervals : list of (int, int)
+        Vertebrae as (lower disc, upper disc) canonical slices, caudal first.
+
+    Returns
+    -------
+    ribs_at : dict[int, set of str]
+        Vertebra index -> sides bearing a rib.
+    notes : list of str
+    """
+    ribs_at: dict[int, set[str]] = {}
+    notes: list[str] = []
+    if not intervals:
+        return ribs_at, notes
+    starts = np.array([d0 for d0, _ in intervals], float)
+    ends = np.array([d1 for _, d1 in intervals], float)
+    centres = 0.5 * (starts + ends)
+    for side in ("left", "right"):
+        ks = sorted(k for k, sd in rib_ends if sd == side and starts[0] <= k < ends[-1])
+        if not ks:
+            continue
+        inside = np.nonzero((starts <= ks[0]) & (ks[0] < ends))[0]
+        low = int(inside[0]) if inside.size else int(np.argmin(np.abs(centres - ks[0])))
+        off = 0
+        for n, k in enumerate(ks):
+            i = low + n
+            if i >= len(intervals):
+                break
+            height = ends[i] - starts[i]
+            if abs(k - centres[i]) > 1.5 * height and off == 0:
+                off = 1
+                notes.append(f"{side} ribs: the rib counted to the {n + 1}-th vertebra above the lowest rib lies more "
+                             "than one vertebra away from it (a rib missed or an extra one?)")
+            ribs_at.setdefault(i, set()).add(side)
+    return ribs_at, notes
+
+
+def _regular_discs(cand: np.ndarray, depth: np.ndarray, step_mm: float) -> list[int]:
+    """Choose the discs among candidate valleys: the chain maximising the summed valley depth minus
+    :data:`HEIGHT_CHANGE_COST_HU` times the squared relative change between consecutive gaps, every gap
+    between :data:`MIN_LEVEL_MM` and :data:`MAX_LEVEL_MM` (dynamic programming over pairs of discs)."""
+    c = [int(x) for x in cand]
+    n = len(c)
+    if n < 2:
+        return c
+    g_ok = lambda i, j: MIN_LEVEL_MM <= (c[j] - c[i]) * step_mm <= MAX_LEVEL_MM  # noqa: E731
+    best: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
+    for j in range(n):
+        for i in range(j):
+            if not g_ok(i, j):
+                continue
+            val = float(depth[i] + depth[j])
+            prev = None
+            for h in range(i):
+                if (h, i) not in best:
+                    continue
+                g0, g1 = c[i] - c[h], c[j] - c[i]
+                v2 = best[(h, i)][0] + float(depth[j]) - HEIGHT_CHANGE_COST_HU * ((g1 - g0) / g0) ** 2
+                if v2 > val:
+                    val, prev = v2, (h, i)
+            best[(i, j)] = (val, prev)
+    if not best:
+        return [c[int(np.argmax(depth))]]
+    key: tuple[int, int] | None = max(best, key=lambda kk: best[kk][0])
+    chain = [key[1], key[0]]
+    while best[key][1] is not None:
+        key = best[key][1]
+        chain.append(key[0])
+    return sorted(c[i] for i in chain)
 
 
 def _smooth1d(x: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
@@ -176,16 +265,21 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
     pts = line_mm[:, None, :] + u[None, :, None] * e1[:, None, :] + w_[None, :, None] * e2[:, None, :]
     vals = ndi.map_coordinates(a, (pts / sp).reshape(-1, 3).T, order=1, mode="nearest").reshape(K, -1)
     prof = vals.mean(1)
-    prof_s = ndi.gaussian_filter1d(prof, 1.5 / sp[0], mode="nearest")
+    prof_s = ndi.gaussian_filter1d(prof, 0.5 / sp[0], mode="nearest")
     from scipy.signal import find_peaks
 
-    # a disc is a NARROW valley (a few mm, often flanked by dense endplates), unlike the broad dip of an
-    # osteoporotic body's centre: valleys are read on the black top-hat of the profile (closing over
-    # DISC_VALLEY_MM minus the profile)
-    size = max(int(round(DISC_VALLEY_MM / sp[0])) | 1, 3)
-    tophat = ndi.grey_closing(prof_s, size=size, mode="nearest") - prof_s
-    pk, _ = find_peaks(tophat, distance=max(int(MIN_LEVEL_MM / sp[0]), 1), prominence=DISC_MIN_DEPTH_HU)
-    discs = [int(p) for p in pk]
+    # a disc is a thin dark band between two dense endplates (degenerate discs are only 2-3 mm thick), unlike
+    # the broad, unflanked dip of a body's centre (basivertebral veins, osteoporosis): the score of a slice is
+    # how far it lies below the LOWER of the highest values within DISC_VALLEY_MM / 2 above and below it
+    w = max(int(round(0.5 * DISC_VALLEY_MM / sp[0])), 1)
+    padded = np.pad(prof_s, w, mode="edge")
+    n_k = len(prof_s)
+    above = np.max([padded[w + d:w + d + n_k] for d in range(1, w + 1)], axis=0)
+    below = np.max([padded[w - d:w - d + n_k] for d in range(1, w + 1)], axis=0)
+    flank = np.minimum(above, below)
+    tophat = np.maximum(flank - prof_s, 0.0)
+    pk, _ = find_peaks(tophat, distance=max(int(4.0 / sp[0]), 1), prominence=DISC_MIN_DEPTH_HU)
+    discs = _regular_discs(pk, tophat[pk], sp[0])
     msgs.append(f"classical spine: {len(discs)} disc(s) found as density minima along the vertebral bodies")
     intervals = [(d0, d1) for d0, d1 in zip(discs[:-1], discs[1:])
                  if MIN_LEVEL_MM <= (d1 - d0) * sp[0] <= MAX_LEVEL_MM]
@@ -216,10 +310,8 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
             near = pts[alat <= alat.min() + 4.0]
             k_end = float(near[:, 0].mean())
             rib_list.append((k_end, side))
-    for k_end, side in rib_list:
-        for n_i, (d0, d1) in enumerate(intervals):
-            if d0 <= k_end < d1:
-                ribs_at.setdefault(n_i, set()).add(side)
+    ribs_at, rib_notes = assign_ribs(rib_list, intervals)
+    msgs.extend(rib_notes)
     # name the levels
     anchor = None
     if level_point is not None:
