@@ -499,7 +499,10 @@ def _posterior_wall(volume: Volume, v: _Vert, canal_half_width_mm: float) -> np.
     key = (key_s - key_s.min()) * (key_l.max() - key_l.min() + 1) + (key_l - key_l.min())
     mins = np.full(int(key.max()) + 1, np.inf)
     np.minimum.at(mins, key, u[:, 1])
-    sel = (u[:, 1] <= mins[key] + POSTERIOR_WALL_MM) & (np.abs(u[:, 2]) <= canal_half_width_mm) & (u[:, 1] < 0)
+    # columns whose back end is the posterior wall (within the shell of the body's rearmost point), not a
+    # rounded endplate rim further forward
+    back = mins[key] <= float(u[:, 1].min()) + POSTERIOR_WALL_MM
+    sel = back & (u[:, 1] <= mins[key] + POSTERIOR_WALL_MM) & (np.abs(u[:, 2]) <= canal_half_width_mm) & (u[:, 1] < 0)
     out = np.zeros_like(v.body)
     out[tuple(idx[sel].T)] = True
     return out
@@ -575,10 +578,14 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
                     & (cents_arr[:, 2] * sg >= 0.5 * half_w)]
     if len(run) < 3:
         return None
-    i_min = int(np.argmin(ndi.median_filter(run[:, 3], size=5, mode="nearest")))
+    sw = ndi.median_filter(run[:, 3], size=5, mode="nearest")
+    i_min = int(np.argmin(sw))
     t_iso = run[i_min, 0]
-    span = max(a_pw - t_iso, 3.0)
-    fit = run[np.abs(run[:, 0] - t_iso) <= span + 1e-6]
+    # the axis is fitted on the narrow tube of the pedicle (sections at most 25 % wider than the narrowest),
+    # not on its flares into the body and the arch, which are not symmetric
+    fit = run[sw <= 1.25 * sw[i_min] + 1e-9]
+    if len(fit) < 3:
+        fit = run[np.abs(run[:, 0] - t_iso) <= 3.0 + 1e-6]
     if len(fit) < 3:
         fit = run
     # axis: the section centroids' lateral and cranial drift per mm along the anterior axis (least squares),
@@ -616,10 +623,13 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
             continue
         comp = np.argwhere(lab == lab[tuple(pix[int(np.argmin(d))])])
         cs, cw = loc2.u[1][comp[:, 0]], loc2.u[2][comp[:, 1]]
-        secs.append((_extent(cw, h), _extent(cs, h), tau, float(cs.mean()), float(cw.mean())))
+        secs.append((_extent(cw, h), _extent(cs, h), tau, float(cs.mean()), float(cw.mean()), len(comp)))
     if len(secs) < 3:
         return None
     sa = np.array(secs)
+    sa = sa[sa[:, 5] >= 0.5 * np.median(sa[:, 5])]  # partial sections at the ends of the bridge are not the isthmus
+    if len(sa) < 3:
+        return None
     smooth_w = ndi.median_filter(sa[:, 0], size=5, mode="nearest")
     ib = int(np.argmin(smooth_w))
     width, height = float(smooth_w[ib]), float(ndi.median_filter(sa[:, 1], size=5, mode="nearest")[ib])
