@@ -108,8 +108,12 @@ def build_spine_anatomy(volume: Volume, masks: Any = None, levels: Iterable[str]
         try:
             lm.add("lung", segment_lungs(volume, lm.get("body")),
                    f"classical (air < {LUNG_HU:g} HU inside the body, components > {LUNG_MIN_ML:g} mL)")
-        except AnatomyError as exc:
-            msgs.append(f"lung NOT segmented: {exc}")
+        except AnatomyError:
+            # no aerated lung anywhere in the image: an empty mask, said so (clearances are measured in the image)
+            lm.add("lung", np.zeros(volume.shape, bool),
+                   f"classical: no aerated lung in the field of view (no air < {LUNG_HU:g} HU component > "
+                   f"{LUNG_MIN_ML:g} mL inside the body)")
+            msgs.append("lung: none in the field of view (segmented as absent)")
     spine = find_spine(volume, lm, levels=levels, level_point=level_point)
     msgs.extend(spine.messages)
     if spine.needs_confirmation and spine.confirmation_request:

@@ -206,6 +206,8 @@ class Trajectory(_Frozen):
     rank: int
     side: Literal["left", "right"]
     level: str | None = Field(None, description="Vertebra level of this trajectory (C2, T12, ...).")
+    skin_entry_in_image: bool = Field(True, description="False for a path that leaves the image still inside the "
+                                      "body: skin_entry_lps_mm is then where it leaves the image, not the skin.")
     skin_entry_lps_mm: Vec3
     bone_entry_lps_mm: Vec3
     target_lps_mm: Vec3
@@ -450,6 +452,9 @@ class Plan(_Frozen):
     placement: Literal["alternatives", "all"] = "alternatives"
     #: Site groups (levels / level-sides) with no feasible path (placement "all").
     unplanned: tuple[str, ...] = ()
+    #: When the route is not assessable on this CT: the best paths meeting every rule inside the image (bone entry,
+    #: target, containment, clearances up to the image edge), whose skin entry lies outside it. Never a plan.
+    partial_trajectories: tuple[Trajectory, ...] = ()
     route: RouteCheck | None = None
     verdict: Verdict | None = None
     ct_source: CTSource | None = None

@@ -502,6 +502,16 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
             warns.append("Corridor not fully assessed: the skin entry could not be checked to lie medial to "
                          + ", ".join(missing_c) + " (not segmented on this CT).")
     route = _route_check(res, protocol, volume, site, feasible=best is not None)
+    partial: list[Trajectory] = []
+    if route is not None and not route.assessable:
+        from dataclasses import replace as _replace
+
+        for s_, r_ in found:
+            if r_.partial is not None:
+                pev, pasm, pch = r_.partial
+                pr = _replace(r_, fine=pev, fine_assessment=pasm, chosen=pch)
+                t = _trajectory(pr, pch[0], len(partial) + 1, volume, s_, protocol, labelmap)
+                partial.append(t.model_copy(update={"skin_entry_in_image": False}))
     if route is not None and route.message_en and route.assessable:
         warns.append(route.message_en)
     infeas = _infeasibility(res, protocol)
@@ -534,7 +544,8 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 structure_sources=sources, landmarks=landmarks, risk=risk,
                 warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
                 procedure=proc.name, level=levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}",
-                placement=placement, unplanned=tuple(missing), route=route, ct_source=ct_source_of(volume))
+                placement=placement, unplanned=tuple(missing), route=route, ct_source=ct_source_of(volume),
+                partial_trajectories=tuple(partial))
     return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
 
 

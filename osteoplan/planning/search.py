@@ -778,6 +778,9 @@ class SearchResult:
     route_exit_z_mm: float | None = None
     #: The site searched.
     site: Site | None = None
+    #: When no path reaches the skin inside the image but some leave it still inside the body meeting every other
+    #: rule: (fine evaluation, its assessment, chosen indices) of those paths (:func:`_partial`).
+    partial: tuple | None = None
 
 
 def candidate_diameters(protocol: Protocol, waist_mm: float | None) -> list[float]:
@@ -832,7 +835,38 @@ def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndar
     if left.any():
         ex = targets[ev.cand_t[left]] - ev.s_skin[left][:, None] * dirs[ev.cand_d[left]]
         res.route_exit_z_mm = float(np.median(ex[:, 2]))
+        if not chosen:
+            res.partial = _partial(fields, site, protocol, targets, dirs, cand_t, cand_d, ev, asm, left, r_instr,
+                                   r_screw, coarse_step_mm, fine_step_mm, n_refine)
     return res
+
+
+def _partial(fields: ROIFields, site: Site, protocol: Protocol, targets: np.ndarray, dirs: np.ndarray,
+             cand_t: np.ndarray, cand_d: np.ndarray, ev: Evaluation, asm: "Assessment", left: np.ndarray,
+             r_instr: float, r_screw: float, coarse_step_mm: float, fine_step_mm: float,
+             n_refine: int) -> tuple[Evaluation, "Assessment", list[int]] | None:
+    """The best paths whose part inside the image meets every rule but which leave the image still inside the
+    body (their skin entry cannot be seen): re-evaluated finely, ranked, made diverse. What the CT can assess of
+    the route (the bone part, the clearances up to the image edge) when it cannot show the whole route."""
+    near = left.copy()
+    for name, arr in asm.violations.items():
+        if name != "skin":
+            near &= arr <= coarse_step_mm
+    cand = np.nonzero(near)[0]
+    if len(cand) == 0:
+        return None
+    cand = cand[np.argsort(asm.score[cand])][:n_refine]
+    pev = run_kernel(fields, targets, dirs, cand_t[cand], cand_d[cand], protocol, r_instr, r_screw, fine_step_mm)
+    pasm = assess(pev, fields, targets, dirs, site, protocol)
+    ok = left_field_of_view(pev, fields, targets, dirs, fine_step_mm)
+    for name, arr in pasm.violations.items():
+        if name != "skin":
+            ok &= arr <= 1e-9
+    sel = np.nonzero(ok)[0]
+    order = sel[np.argsort(pasm.score[sel])]
+    chosen = select_diverse(order, pasm.bone_entry, dirs[pev.cand_d], protocol.output.n_plans,
+                            protocol.output.min_bone_entry_separation_mm, protocol.output.min_direction_difference_deg)
+    return (pev, pasm, chosen) if chosen else None
 
 
 def search(volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol, side: str = "best",

@@ -69,9 +69,10 @@ def _trajectory_lines(plan, b) -> list[str]:
         L.append(f"  pedicle passage: {b.pedicle_margin_mm:.1f} mm inside the cortex at its closest ({b.pedicle_breach_wall} "
                  f"wall); Gertzbein-Robbins grade {b.pedicle_breach_grade} (A = no breach)")
     if b.tip_anterior_fraction is not None:
-        L.append(f"  tip at {100 * b.tip_anterior_fraction:.0f} % of the body depth from the posterior wall, "
-                 f"{b.tip_from_midline_mm:+.1f} mm across the midline, {b.tip_below_superior_endplate_mm:.1f} mm below "
-                 "the superior endplate")
+        mid = (f"{b.tip_from_midline_mm:.1f} mm across the midline" if b.tip_from_midline_mm >= 0 else
+               f"{-b.tip_from_midline_mm:.1f} mm from the midline on its own side")
+        L.append(f"  tip at {100 * b.tip_anterior_fraction:.0f} % of the body depth from the posterior wall, {mid}, "
+                 f"{b.tip_below_superior_endplate_mm:.1f} mm below the superior endplate")
     if b.hu_profile:
         h = b.hu_profile
         L.append(f"  bone along the {'screw' if b.screw else 'needle'}: mean {h.mean_hu:.0f} HU, cortical {100*h.cortical_share:.0f} %, cancellous "
@@ -115,6 +116,13 @@ def summary_text(plan) -> str:
     L.append(result_line(plan))
     L.append(f"  protocol {plan.protocol_name} v{plan.protocol_version}; side requested: {plan.side_requested}")
     L.extend("  " + d for d in v.details_en)
+    if plan.best is None and plan.partial_trajectories:
+        L.append("  What this CT shows of the route (the part inside the image meets every rule; the skin entry is "
+                 "outside the image, so this is NOT a plan):")
+        for t in plan.partial_trajectories:
+            L.append(f"  -- {t.level} {t.side}: leaves the image at LPS {_fmt(t.skin_entry_lps_mm)} mm")
+            L.extend(x for x in _trajectory_lines(plan, t)
+                     if not x.lstrip().startswith(("skin entry", "C-arm", "CT gantry", "depth:")))
     if plan.best is None:
         if plan.infeasibility is not None:
             for e in plan.infeasibility.exclusions:
