@@ -431,6 +431,8 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     else:
         sites = proc.sites(anatomy, protocol, level=level, side=side)
     warns = list(warnings or [])
+    pre_missing: dict[str, str] = dict(getattr(sites, "unplanned", {}) or {})
+    warns += [f"NOT PLANNED: {why}" for why in pre_missing.values()]
     found: list[tuple[Site, SearchResult]] = []
     for site in sites:
         res = search(volume, labelmap, site, protocol, side=side, lesion_mask=lesion_mask, **search_kw)
@@ -439,7 +441,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
         warns += res.warnings
         found.append((site, res))
     groups = {s.group or s.level for s in sites}
-    if len(groups) == 1:
+    if len(groups) == 1 and not pre_missing:
         # ranked alternatives of the best site of the one group
         site, res = min(found, key=lambda sr: (0, float(sr[1].fine_assessment.score[sr[1].chosen[0]]))
                         if sr[1].chosen else (1, 0.0))
@@ -448,6 +450,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
         placement = "alternatives"
     else:
         trajs, missing = _place(found, volume, labelmap, protocol, warns)
+        missing = list(pre_missing) + missing
         placement = "all"
         site, res = found[0]
     # the site whose search explains the plan: the first group without a path, else the best one's

@@ -123,6 +123,12 @@ def summary_text(plan) -> str:
             L.append(f"  -- {t.level} {t.side}: leaves the image at LPS {_fmt(t.skin_entry_lps_mm)} mm")
             L.extend(x for x in _trajectory_lines(plan, t)
                      if not x.lstrip().startswith(("skin entry", "C-arm", "CT gantry", "depth:")))
+    if plan.best is None and plan.placement == "all" and plan.trajectories:
+        L.append(f"  The levels planned ({len(plan.trajectories)} needles; NOT planned: {', '.join(plan.unplanned)}, "
+                 "see the warnings):")
+        for t in plan.trajectories:
+            L.append(f"  -- {t.level} {t.side} pedicle")
+            L.extend(_trajectory_lines(plan, t))
     if plan.best is None:
         if plan.infeasibility is not None:
             for e in plan.infeasibility.exclusions:

@@ -28,6 +28,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from osteoplan.planning.site import Site
 
 
+class SiteList(list):
+    """The sites of a plan (a list of :class:`~osteoplan.planning.site.Site`), plus the site groups the anatomy
+    cannot support (``unplanned``: group -> reason, e.g. a level whose pedicles were not found), which the plan
+    reports as not planned instead of failing the other levels."""
+
+    def __init__(self, sites=(), unplanned: dict[str, str] | None = None) -> None:
+        super().__init__(sites)
+        self.unplanned: dict[str, str] = dict(unplanned or {})
+
+
 class Procedure:
     """Base class of a procedure module (one instance per procedure, stateless).
 

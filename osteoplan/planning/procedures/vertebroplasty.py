@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteoplan.errors import AnatomyError, PlanningError
-from osteoplan.planning.procedures import Procedure, box_grid, keep_deep
+from osteoplan.planning.procedures import Procedure, SiteList, box_grid, keep_deep
 from osteoplan.planning.site import Site
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,20 +164,26 @@ class Vertebroplasty(Procedure):
                                "(--masks, TotalSegmentator or VerSe labels).")
         want = parse_levels(level or protocol.default_level or "")
         two = protocol.needles_per_level == 2
-        out: list[Site] = []
+        out = SiteList()
         for lv in want:
             v = verts.get(lv)
             if v is None:
                 found = ", ".join(k for k in LEVEL_ORDER if k in verts) or "none"
-                raise AnatomyError(f"{lv} was not found on this CT (levels found: {found}); check the field of view or "
-                                   "give vertebra masks (--masks) or a level point (--level-point).")
+                out.unplanned[lv] = (f"{lv} was not found on this CT (levels found: {found}); check the field of view "
+                                     "or give vertebra masks (--masks) or a level point (--level-point).")
+                continue
             sides = ["left", "right"] if (two or side in ("best", "both")) else [side]
             have = [s for s in sides if s in v.pedicles]
-            if not have or (two and len(have) < 2):
-                raise AnatomyError(f"{lv}: the {' and '.join(s for s in sides if s not in v.pedicles)} pedicle was not "
-                                   "found; give pedicle/vertebra masks (--masks) or plan one side (--side).")
+            lost = [s for s in sides if s not in v.pedicles]
+            if not have or (two and lost):
+                which = " and ".join(lost)
+                out.unplanned[lv] = (f"{lv}: the {which} pedicle{'s were' if len(lost) > 1 else ' was'} not found; give "
+                                     "pedicle/vertebra masks (--masks) or plan one side (--side).")
+                continue
             for s in have:
                 out.append(self.site_of(v, s, protocol, group=f"{lv} {s}" if two else lv))
+        if not out:
+            raise AnatomyError(" ".join(out.unplanned.values()))
         return out
 
     def site_of(self, v: Any, side: str, protocol: "Protocol", group: str = "") -> Site:
