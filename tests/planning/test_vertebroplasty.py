@@ -174,3 +174,16 @@ def test_parapedicular_enters_lateral_to_the_pedicle_and_does_not_cover_what_lie
     for name in ("segmental_artery", "aorta"):
         assert t.check(name).status == "not_assessed"
     assert plan.verdict.code == "not_cleared" and "segmental arteries" in plan.verdict.text_en
+
+
+def test_a_level_without_pedicles_is_not_planned_and_the_others_are():
+    from dataclasses import replace
+
+    vol, lm, spine = make_lumbar(("L1", "L2"))
+    verts = dict(spine.vertebrae)
+    verts["L2"] = replace(verts["L2"], pedicles={})
+    spine = replace(spine, vertebrae=verts)
+    plan = make_plan(vol, lm, _anatomy(vol, lm, spine), "vertebroplasty-transpedicular", level="L1-L2")
+    assert plan.unplanned == ("L2",) and [t.level for t in plan.trajectories] == ["L1"]
+    assert plan.verdict.code == "no_feasible_path" and "L2" in plan.verdict.text_en
+    assert any(w.startswith("NOT PLANNED: L2: the left and right pedicles were not found") for w in plan.warnings)
