@@ -516,6 +516,18 @@ def entry_rule_vector(site: Site | None, protocol: Protocol, targets_lps: np.nda
     return np.concatenate([head, np.asarray(targets_lps, float).reshape(-1)])
 
 
+def depth_lipschitz(fields: ROIFields) -> np.ndarray:
+    """(3,) the largest absolute difference of the depth map between neighbours along k, j, i (mm per index
+    step), cached on *fields*: the kernel's bound for skipping depth samples (see
+    :func:`osteoplan.planning.kernel.evaluate_candidates`, ``lip``)."""
+    lip = getattr(fields, "_depth_lip", None)
+    if lip is None:
+        b = fields.bone_depth_mm
+        lip = np.array([float(np.abs(np.diff(b, axis=a)).max()) if b.shape[a] > 1 else 0.0 for a in range(3)])
+        fields._depth_lip = lip
+    return lip
+
+
 def tip_to_cortex_max(protocol: Protocol) -> float | None:
     """The protocol's ``target.tip_to_cortex_max_mm`` when its target zone has one (None otherwise)."""
     return getattr(protocol.target, "tip_to_cortex_max_mm", None)
@@ -556,7 +568,7 @@ def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray,
         out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
                    other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N),
                    tipgap=np.zeros(N), lesion_thread=np.zeros(N))
-        K.evaluate_candidates(*args, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
+        K.evaluate_candidates(*args, depth_lipschitz(fields), out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
                               out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
         ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
                         out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
