@@ -128,6 +128,16 @@ def list_cases(db, actor, search: str | None, limit: int, offset: int) -> tuple[
     return res["items"], int(res["total"])
 
 
+def list_cases_filtered(db, actor, search: str | None, limit: int, offset: int, before_id: int | None,
+                        filters: dict) -> tuple[list[dict], int, int | None]:
+    """One page of case summaries with the case-list filters (issue 15), the total and the keyset cursor of the
+    next (older) page. Audited by the service."""
+    from osteoplan.workflow import service
+
+    res = service.list_cases(db, actor, search=search, limit=limit, offset=offset, before_id=before_id, **filters)
+    return res["items"], int(res["total"]), res["next_before_id"]
+
+
 def get_case(db, actor, case_id: int) -> dict:
     """The whole case as a dict (pseudonymised for research). Audited by the service."""
     from osteoplan.workflow import service
@@ -489,3 +499,27 @@ def editable_fields(entity: str) -> tuple[str, ...]:
     from osteoplan.workflow import service
 
     return tuple(service.EDITABLE[entity])
+
+
+# ------------------------------------------------------------------------------------------------ worklist
+def worklist(db, actor, **filters) -> dict:
+    """The actor's worklist (issue 15), filtered and sorted; the workflow logs the read."""
+    from osteoplan.workflow import worklist as wl
+
+    return wl.worklist(db, actor, **filters)
+
+
+def worklist_export(result: dict, fmt: str, base_url: str) -> str:
+    """Worklist items as ``csv`` or ``ics`` (iCalendar) text; case codes only."""
+    from osteoplan.workflow import worklist as wl
+
+    return wl.to_csv(result["items"], base_url) if fmt == "csv" else wl.to_ical(result["items"], base_url)
+
+
+def worklist_vocabularies() -> dict:
+    """Labels of item kinds, stages and procedure types for the worklist filters."""
+    from osteoplan.workflow import models as m
+    from osteoplan.workflow import worklist as wl
+
+    return {"kinds": wl.KINDS, "role_kinds": wl.ROLE_KINDS, "stages": wl.VIEW_STAGES,
+            "procedure_types": m.PROCEDURE_TYPE_LABELS, "sort_keys": wl.SORT_KEYS}

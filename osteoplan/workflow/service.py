@@ -1566,14 +1566,109 @@ def _summaries(session: Session, pats: list[Any], pseudonymised: bool) -> list[d
     return out
 
 
+def stage_predicate(stage: str):
+    """SQL condition on :class:`~osteoplan.workflow.models.Patient` rows at :func:`pathway_stage` *stage*.
+
+    The same rules in the same order as :func:`pathway_stage`, as EXISTS sub-queries on the child tables'
+    indexed ``patient_id`` (so a stage filter pages in SQL instead of summarising every case in Python).
+    """
+    from sqlalchemy import and_, exists, not_
+
+    P = m.Patient
+
+    def ex(model, *conds):
+        return exists().where(model.patient_id == P.id, model.deleted_at.is_(None), *conds)
+
+    D = m.TumourBoardDecision
+    steps = [
+        ("deceased", P.date_of_death.is_not(None)),
+        ("followed", ex(m.FollowUp)),
+        ("done", ex(m.Procedure, m.Procedure.status == "done")),
+        ("scheduled", ex(m.Procedure, m.Procedure.status == "scheduled")),
+        ("consulted", ex(m.Consultation)),
+        ("rcp_validated", ex(D, D.validated_by_id.is_not(None), D.validated_at.is_not(None))),
+        ("rcp_pending", ex(D)),
+        ("referred", None),
+    ]
+    names = [n for n, _ in steps]
+    if stage not in names:
+        raise ValidationError(f"stage {stage!r} is not one of {', '.join(names)}")
+    conds = []
+    for name, cond in steps:
+        if name == stage:
+            if cond is not None:
+                conds.append(cond)
+            break
+        conds.append(not_(cond))
+    return and_(*conds)
+
+
+#: Date a case-list date filter applies to: a tumour-board meeting, or a procedure (done: its date; else the
+#: scheduled date).
+CASE_DATE_KINDS: tuple[str, ...] = ("procedure", "board")
+
+
+def case_filters(*, stage: str | None = None, procedure_type: str | None = None, site: str | None = None,
+                 operator: str | None = None, date_from: dt.date | None = None, date_to: dt.date | None = None,
+                 date_kind: str = "procedure") -> list[Any]:
+    """SQL conditions on patients for the case-list filters (all optional, combined with AND).
+
+    ``site``: a lesion at this site (case-insensitive; "C2", "femur"). ``procedure_type``: a live procedure of
+    this type (:data:`~osteoplan.workflow.models.PROCEDURE_TYPES`, done or scheduled). ``operator``: a live
+    procedure whose operators contain this text (case-insensitive, ASCII; names are stored as JSON text).
+    ``date_from`` / ``date_to`` (inclusive) on ``date_kind`` (:data:`CASE_DATE_KINDS`).
+    """
+    from sqlalchemy import exists
+
+    P, X, L = m.Patient, m.Procedure, m.Lesion
+    out: list[Any] = []
+    if stage:
+        out.append(stage_predicate(stage))
+    if procedure_type:
+        _one_of(procedure_type, m.PROCEDURE_TYPES, "procedure type")
+        out.append(exists().where(X.patient_id == P.id, X.deleted_at.is_(None), X.status != "cancelled",
+                                  X.procedure_type == procedure_type))
+    if site and site.strip():
+        out.append(exists().where(L.patient_id == P.id, L.deleted_at.is_(None),
+                                  func.lower(L.site) == site.strip().lower()))
+    if operator and operator.strip():
+        like = "%" + operator.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        from sqlalchemy import Text, cast
+
+        out.append(exists().where(X.patient_id == P.id, X.deleted_at.is_(None),
+                                  func.lower(cast(X.operators, Text)).like(like, escape="\\")))
+    if date_from is not None or date_to is not None:
+        _one_of(date_kind, CASE_DATE_KINDS, "date kind")
+        if date_kind == "procedure":
+            col = func.coalesce(X.procedure_date, X.scheduled_date)
+            conds = [X.patient_id == P.id, X.deleted_at.is_(None), X.status != "cancelled"]
+            model_exists = exists().where(*conds, *( [col >= date_from] if date_from else []),
+                                          *([col <= date_to] if date_to else []))
+        else:
+            D, MT = m.TumourBoardDecision, m.TumourBoardMeeting
+            model_exists = (exists().where(D.patient_id == P.id, D.deleted_at.is_(None), D.meeting_id == MT.id,
+                                           *([MT.meeting_date >= date_from] if date_from else []),
+                                           *([MT.meeting_date <= date_to] if date_to else [])))
+        out.append(model_exists)
+    return out
+
+
 def list_cases(session: Session, actor: m.User | None, *, search: str | None = None, stage: str | None = None,
-               limit: int = 50, offset: int = 0, reason: str | None = None) -> dict[str, Any]:
-    """Page of the case list, newest first: ``{"total", "items": [row...]}`` (rows as :func:`case_summary`).
-    Logs one read.
+               limit: int = 50, offset: int = 0, reason: str | None = None, before_id: int | None = None,
+               procedure_type: str | None = None, site: str | None = None, operator: str | None = None,
+               date_from: dt.date | None = None, date_to: dt.date | None = None, date_kind: str = "procedure",
+               with_total: bool = True) -> dict[str, Any]:
+    """Page of the case list, newest first: ``{"total", "items": [row...], "next_before_id"}`` (rows as
+    :func:`case_summary`). Logs one read.
 
     ``search`` matches the case code, primary cancer and lesion site (and, for users who see identity, the
-    family/given name and hospital identifier, decrypted in memory). ``stage`` keeps the cases at that
-    :func:`pathway_stage`.
+    family/given name and hospital identifier, decrypted in memory). ``stage``, ``procedure_type``, ``site``,
+    ``operator``, ``date_from`` / ``date_to`` / ``date_kind``: see :func:`case_filters`; they are SQL conditions,
+    so a filtered page costs one indexed query, not a pass over every case.
+
+    Paging: ``before_id`` (keyset: the cases with a smaller id, i.e. older; ``next_before_id`` of the previous
+    page) stays as fast on the last page as on the first; ``offset`` is kept for callers that number pages.
+    ``with_total=False`` skips the count query.
 
     Only the columns a list row shows are read: the patients of the page, then one narrow query per child
     table restricted to those patients (no eager loading of whole records; see ``benchmarks/list_cases.py``).
@@ -1582,6 +1677,10 @@ def list_cases(session: Session, actor: m.User | None, *, search: str | None = N
     cols = (m.Patient.id, m.Patient.code, m.Patient.version, m.Patient.primary_cancer, m.Patient.date_of_death)
     idcols = (m.Patient.family_name, m.Patient.given_name) if not pseudo else ()
     q = select(*cols, *idcols).where(m.Patient.deleted_at.is_(None)).order_by(m.Patient.id.desc())
+    filters = case_filters(stage=stage, procedure_type=procedure_type, site=site, operator=operator,
+                           date_from=date_from, date_to=date_to, date_kind=date_kind)
+    if filters:
+        q = q.where(*filters)
     needle = (search or "").strip().lower()
     if needle:
         like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -1602,18 +1701,19 @@ def list_cases(session: Session, actor: m.User | None, *, search: str | None = N
     def _pad(rows):
         return [tuple(r) + ((None, None) if pseudo else ()) for r in rows]
 
-    if not stage:
-        total = session.scalar(select(func.count()).select_from(q.order_by(None).subquery()))
-        pats = _pad(session.execute(q.limit(limit).offset(offset)))
-        items = _summaries(session, pats, pseudo)
-    else:
-        items = [r for r in _summaries(session, _pad(session.execute(q)), pseudo) if r["stage"] == stage]
-        total = len(items)
-        items = items[offset:offset + limit]
+    total = (session.scalar(select(func.count()).select_from(q.order_by(None).subquery())) if with_total else None)
+    page_q = q.where(m.Patient.id < before_id) if before_id is not None else q.offset(offset)
+    pats = _pad(session.execute(page_q.limit(limit + 1)))
+    more = len(pats) > limit
+    pats = pats[:limit]
+    items = _summaries(session, pats, pseudo)
     audit(session, actor, "read", "case_list", None, reason=reason,
-          detail={"returned": [r["id"] for r in items], "search": bool(needle)})
+          detail={"returned": [r["id"] for r in items], "search": bool(needle),
+                  "filters": sorted(k for k, v in (("stage", stage), ("procedure_type", procedure_type),
+                                                   ("site", site), ("operator", operator),
+                                                   ("date_from", date_from), ("date_to", date_to)) if v)})
     _flush(session)
-    return {"total": total, "items": items}
+    return {"total": total, "items": items, "next_before_id": items[-1]["id"] if more and items else None}
 
 
 def read_audit_log(session: Session, actor: m.User | None, *, patient_id: int | None = None, limit: int = 200,
