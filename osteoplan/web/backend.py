@@ -379,7 +379,8 @@ def statistics_csv(db, actor, year: int | None = None, table: str = "procedures_
 PLOT_FUNCS = {"procedures_per_year": ("procedures_per_year", "plot_per_year"),
               "procedures_per_site": ("procedures_per_site", "plot_per_site"),
               "pain": ("pain_over_time", "plot_pain"),
-              "complications": ("complications", "plot_complications")}
+              "complications": ("complications", "plot_complications"),
+              "activity_by_type": ("activity_by_type_year", "plot_activity_by_type")}
 
 
 def statistics_plot_png(tables: dict[str, list[dict]], plot: str) -> bytes:
@@ -523,3 +524,13 @@ def worklist_vocabularies() -> dict:
 
     return {"kinds": wl.KINDS, "role_kinds": wl.ROLE_KINDS, "stages": wl.VIEW_STAGES,
             "procedure_types": m.PROCEDURE_TYPE_LABELS, "sort_keys": wl.SORT_KEYS}
+
+
+def annual_report_pdf(db, actor, year: int) -> bytes:
+    """The team's annual activity report of *year* as PDF bytes (the statistics read is logged)."""
+    import os
+
+    from osteoplan.workflow import annual_report
+
+    return annual_report.annual_report_pdf(db, actor, year, os.environ.get("OSTEOPLAN_TEAM_NAME",
+                                                                           "Interventional radiology"))

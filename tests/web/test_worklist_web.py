@@ -107,3 +107,18 @@ def test_case_list_filters_and_keyset_paging(client_for, engine):
         ids2 = re.findall(r'<td><a href="/cases/(\d+)">', nxt)
         assert ids2 and int(ids2[0]) < int(ids1[-1]) and not set(ids1) & set(ids2)
     assert a["case"]
+
+
+def test_statistics_page_plots_and_annual_report(client_for, engine):
+    make_case(engine, through="followup")
+    c = client_for("coordinator")
+    year = (dt.date.today() - dt.timedelta(days=190)).year
+    page = c.get(f"/stats?year={year}").text
+    assert f'href="/stats/annual-report.pdf?year={year}"' in page and "Activity per year by procedure type" in page
+    png = c.get(f"/stats/activity_by_type.png?year={year}")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    pdf = c.get(f"/stats/annual-report.pdf?year={year}")
+    if pdf.status_code == 422 and "WeasyPrint" in pdf.text:
+        pytest.skip("WeasyPrint is not installed")
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    assert client_for(None).get(f"/stats/annual-report.pdf?year={year}", follow_redirects=False).status_code == 303

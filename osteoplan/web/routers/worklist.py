@@ -1,4 +1,5 @@
-"""The worklist pages (issue 15): ``/worklist`` (the home page of clinical roles), its CSV and iCalendar exports.
+"""The worklist pages (issue 15): ``/worklist`` (the home page of clinical roles), its CSV and iCalendar exports; the
+annual activity report (PDF) of the statistics page.
 
 Filters travel in the query string: they hold no patient data (kinds, stage, procedure type, staff operator,
 dates). The day is the server's UTC date, or ``app.state.clock()`` when a test sets one.
@@ -86,3 +87,14 @@ def worklist_ics(request: Request, kind: list[str] | None = Query(None), stage: 
     """The (filtered) worklist as an iCalendar file of reminders (one all-day event per item on its due date)."""
     return _export(request, "ics", p, db, _filters(request, p, kind, stage, procedure_type, operator, date_from,
                                                    date_to, overdue, sort, desc, role))
+
+
+@router.get("/stats/annual-report.pdf")
+def annual_report(year: int = Query(..., ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
+                  db=Depends(get_db)):
+    """The team's annual activity report (PDF, aggregates only) of *year*."""
+    pdf = backend.annual_report_pdf(db, p.user, year)
+    db.commit()
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="activity-report-{year}.pdf"',
+                             "Cache-Control": "no-store"})
