@@ -337,7 +337,8 @@ class Procedure(RecordMixin, Base):
     __tablename__ = "procedures"
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
     lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id"), nullable=False, index=True)
-    decision_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_decisions.id"), nullable=False)
+    #: indexed (0003_worklist): the worklist asks, per validated decision, whether a procedure exists
+    decision_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_decisions.id"), nullable=False, index=True)
     status: Mapped[str] = mapped_column(String(10), nullable=False, default="scheduled")
     #: One of :data:`PROCEDURE_TYPES`; set when scheduled (from the decision and the site) and when logged (from
     #: what was placed) unless entered (:func:`infer_procedure_type`).

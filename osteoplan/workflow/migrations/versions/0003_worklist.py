@@ -4,7 +4,7 @@ type, provisional / final grade of an adverse event.
 Existing data: validated decisions get one validation row (their validator, their date); done and scheduled
 procedures get their procedure type inferred from the treated site and what was placed
 (:func:`osteoplan.workflow.models.infer_procedure_type`); adverse events keep ``grade_status`` NULL (= final,
-they were graded when entered). Columns are only added (no table is rebuilt, so the no-delete triggers of 0001
+they were graded when entered). An index on ``procedures.decision_id`` serves the worklist. Columns are only added (no table is rebuilt, so the no-delete triggers of 0001
 stay in place); the new table gets its own no-delete trigger.
 
 Revision ID: 0003_worklist
@@ -94,6 +94,8 @@ def upgrade() -> None:
                               ["id"])
     op.add_column("procedures", sa.Column("procedure_type", sa.String(length=30), nullable=True))
     op.create_index("ix_procedures_procedure_type", "procedures", ["procedure_type"], unique=False)
+    # the worklist looks up procedures by decision (without it: a full scan per decision, 7 s at 10,000 cases)
+    op.create_index("ix_procedures_decision_id", "procedures", ["decision_id"], unique=False)
     op.add_column("adverse_events", sa.Column("grade_status", sa.String(length=12), nullable=True))
     _backfill()
 
@@ -105,6 +107,7 @@ def downgrade() -> None:
                        ("tumour_board_decisions", "proposed_by_id")):
         if table == "procedures":
             op.drop_index("ix_procedures_procedure_type", table_name="procedures")
+            op.drop_index("ix_procedures_decision_id", table_name="procedures")
         if dialect == "sqlite":
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
             with op.batch_alter_table(table, recreate="always") as b:
