@@ -109,6 +109,7 @@ def test_case_list_filters_and_keyset_paging(client_for, engine):
     assert a["case"]
 
 
+@pytest.mark.slow  # renders the PDF (WeasyPrint)
 def test_statistics_page_plots_and_annual_report(client_for, engine):
     make_case(engine, through="followup")
     c = client_for("coordinator")

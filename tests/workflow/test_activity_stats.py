@@ -94,6 +94,7 @@ def test_cirse_and_sir_never_share_an_axis(session, users):
     assert not cirse_ticks & sir_ticks and not (cirse_ticks & set(m.AE_CLASSIFICATIONS["SIR"]))
 
 
+@pytest.mark.slow  # WeasyPrint: about 5-15 s on a loaded machine
 def test_annual_report_pdf(session, users):
     pdfium = pytest.importorskip("pypdfium2")
     from osteoplan.workflow import annual_report

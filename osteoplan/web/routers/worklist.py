@@ -17,6 +17,8 @@ from osteoplan.web.app import render
 from osteoplan.web.auth import Principal, get_db, require
 
 router = APIRouter(include_in_schema=False)
+#: Rows shown on the page (the counts and the exports cover every item); a project default for a readable page.
+MAX_ROWS = 200
 
 
 def _today(request: Request) -> dt.date | None:
@@ -47,7 +49,8 @@ def worklist_page(request: Request, kind: list[str] | None = Query(None), stage:
     db.commit()
     voc = backend.worklist_vocabularies()
     query = request.url.query
-    ctx = {"wl": res, "f": f, "voc": voc, "query": query, "kind_sel": set(f["kinds"] or []),
+    shown = res["items"][:MAX_ROWS]
+    ctx = {"wl": res, "shown": shown, "max_rows": MAX_ROWS, "f": f, "voc": voc, "query": query, "kind_sel": set(f["kinds"] or []),
            "stage_labels": views.STAGE_LABELS, "role_kinds": list(res["counts"])}
     return render(request, "worklist.html", {**ctx, "messages": request.session.pop("flash", []) or []})
 
@@ -90,9 +93,13 @@ def worklist_ics(request: Request, kind: list[str] | None = Query(None), stage: 
 
 
 @router.get("/stats/annual-report.pdf")
-def annual_report(year: int = Query(..., ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
+def annual_report(year: int | None = Query(None, ge=1900, le=2200), p: Principal = Depends(require("stats.read")),
                   db=Depends(get_db)):
-    """The team's annual activity report (PDF, aggregates only) of *year*."""
+    """The team's annual activity report (PDF, aggregates only) of *year* (default: the latest year with a
+    procedure, else last year)."""
+    if year is None:
+        years = backend.available_years(db)
+        year = max(years) if years else dt.date.today().year - 1
     pdf = backend.annual_report_pdf(db, p.user, year)
     db.commit()
     return Response(pdf, media_type="application/pdf",
