@@ -1391,6 +1391,7 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
         not pseudonymised else None,
         "validated_at": D(d.validated_at),
         "proposed_by": _name(d.proposed_by) if not pseudonymised else None,
+        "proposed_by_id": d.proposed_by_id if not pseudonymised else None,
         "validations": [{"by": None if pseudonymised else _name(v.user), "at": D(v.validated_at)}
                         for v in _live(d.validations)],
     } for d in _live(p.decisions)]
