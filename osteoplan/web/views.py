@@ -269,6 +269,7 @@ PLOTS: dict[str, str] = {
     "pain": "Pain NRS over time (median and IQR)",
     "complications": "Adverse events by grade",
     "procedures_per_site": "Procedures per site",
+    "activity_by_type": "Procedures per year by procedure type",
 }  # names match osteoplan.web.backend.PLOT_FUNCS
 
 #: statistics table name -> title on the dashboard.
@@ -277,4 +278,8 @@ TABLE_TITLES: dict[str, str] = {
     "procedures_per_site": "Procedures per site", "technical_success": "Technical success",
     "complications": "Adverse events (complication rate by grade)", "pain_over_time": "Pain NRS over time",
     "length_of_stay": "Length of stay (days)", "collar_removal_delay": "Collar removal delay (days)",
+    "activity_by_type_year": "Activity per year by procedure type",
+    "activity_by_type_month": "Activity per month by procedure type",
+    "procedures_per_operator": "Procedures per operator",
+    "outcomes_by_type": "Outcomes by procedure type (pain before / 1 month after, stay, collar)",
 }
