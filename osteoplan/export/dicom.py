@@ -398,7 +398,7 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
                           f"{traj.pedicle_breach_wall or '-'} wall)"))
         if traj.tip_from_midline_mm is not None:
             meas.append(m(dist, traj.tip_from_midline_mm, mm, "tip across the midline"))
-        ident = "trajectory" if len(placed) == 1 else prefix.rstrip(": ")
+        ident = "trajectory" if len(placed) == 1 else f"needle {number}"
         if traj.level:
             ident += f" level {traj.level} {traj.side}"
         if traj.tip_anterior_fraction is not None:  # a fraction, not a coded measurement: said in words
