@@ -84,6 +84,8 @@ def image_caption(name: str, lang: str = "en", path: Any = None) -> str:
     one = paths[number - 1] if 0 < number <= len(paths) else None
     reformat = view in REFORMAT_IMAGES or view in PEDICLE_VIEWS
     title = t(f"view_{view}" if reformat else view, lang)
+    if len(paths) > 1 and view in STANDARD_AXES:  # centred on the needles, not on one target
+        title = t(f"view_{view}_needles", lang)
     if len(paths) > 1 and one is not None and (view.startswith("drr_bullseye") or (reformat and view not in
                                                                                     STANDARD_AXES)):
         title += f" — {needle_title(one, number, lang)}"

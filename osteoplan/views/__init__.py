@@ -94,6 +94,7 @@ def render_all(out_dir: str | os.PathLike, volume, path: PathSpec, labelmap=None
     from osteoplan.progress import step
     from osteoplan.views.drr import render_drr_view
     from osteoplan.views.reformat import STANDARD_AXES, render_reformat
+    from osteoplan.views.i18n import t
     from osteoplan.views.surface import render_3d
 
     import numpy as np
@@ -112,7 +113,7 @@ def render_all(out_dir: str | os.PathLike, volume, path: PathSpec, labelmap=None
             if view.startswith("drr_"):
                 continue
             p = out / f"{name}.png"
-            kw = overview if view in STANDARD_AXES else {}
+            kw = dict(overview, title=t(f"view_{view}_needles", lang)) if view in STANDARD_AXES and others else {}
             atomic_write_bytes(p, render_reformat(volume, paths[i], view, labelmap, lang=lang, cache=cache,
                                                   others=tuple(paths[j] for j in drawn if j != i), **kw))
             written[name] = p

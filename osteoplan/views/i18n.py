@@ -823,3 +823,12 @@ STRINGS.update({
     "leak_wall_col": {"en": "Wall (neighbour)", "fr": "Paroi (voisin)"},
     "note_col": {"en": "How it was judged", "fr": "Comment elle a été jugée"},
 })
+
+STRINGS.update({
+    "view_axial_needles": {"en": "Axial through the centre of the needles' targets",
+                           "fr": "Axial passant par le centre des cibles des aiguilles"},
+    "view_coronal_needles": {"en": "Coronal through the centre of the needles' targets",
+                             "fr": "Coronal passant par le centre des cibles des aiguilles"},
+    "view_sagittal_needles": {"en": "Sagittal through the centre of the needles' targets",
+                              "fr": "Sagittal passant par le centre des cibles des aiguilles"},
+})
