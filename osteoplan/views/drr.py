@@ -520,7 +520,6 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
 def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | None = None) -> None:
     """Draw one path projected on a fluoroscopy view: the instrument at its real diameter (magnified at the
     target), the screw, the entries and the target; on the bull's-eye the instrument end-on (a circle)."""
-    import matplotlib.patheffects as pe
     from matplotlib.patches import Circle, Polygon
 
     from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color
@@ -558,8 +557,6 @@ def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | No
         ax.plot(*rc[1], "s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5)
     ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=12, mew=2)
     if label:
-        away = rc[2] - rc[0]
-        n = np.linalg.norm(away)
-        off = away / n * 14.0 if n > 1e-6 else np.array([10.0, -10.0])
-        ax.text(*(rc[2] + off), label, color="white", fontsize=9, fontweight="bold", ha="center", va="center",
-                clip_on=True, path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
+        from osteoplan.views.reformat import _label_path
+
+        _label_path(ax, rc[0], rc[1], rc[2], label, along=22.0, beside=12.0)

@@ -389,8 +389,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
 
 def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = None) -> None:
     """Draw one path on a reformat: the instrument band at its real diameter (solid in the plane, dotted
-    when projected), the screw, the skin and bone entries and the target; *label* next to the target."""
-    import matplotlib.patheffects as pe
+    when projected), the screw, the skin and bone entries and the target; *label* beside it (:func:`_label_path`)."""
     from matplotlib.patches import Circle, Polygon
 
     r_instr = path.instrument_diameter_mm / 2.0
@@ -422,9 +421,21 @@ def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = 
         ax.plot(*bone2, "s", color=hex_color(ENTRY_COLOR), ms=4, mfc="none", zorder=12)
         ax.plot(*tgt2, "+", color=hex_color(TARGET_COLOR), ms=12, mew=2, zorder=12)
     if label:
-        # beside the target, on the side away from the skin entry, so the label does not cover the needle
-        away = tgt2 - skin2
-        n = np.linalg.norm(away)
-        off = away / n * 4.0 if n > 1e-6 else np.array([3.0, -3.0])
-        ax.text(*(tgt2 + off), label, color="white", fontsize=9, fontweight="bold", ha="center", va="center",
-                zorder=22, clip_on=True, path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
+        _label_path(ax, skin2, bone2, tgt2, label, along=10.0, beside=5.0)
+
+
+def _label_path(ax, skin2, bone2, tgt2, label: str, along: float, beside: float) -> None:
+    """Write *label* next to a drawn path: *along* (drawing units) from the bone entry towards the skin, *beside*
+    off the band. Needles converge on their targets (bipedicular, several levels) but enter bone apart: labels
+    set there do not collide."""
+    import matplotlib.patheffects as pe
+
+    back = np.asarray(skin2, float) - np.asarray(bone2, float)
+    n = np.linalg.norm(back)
+    if n < 1e-6:
+        back = np.asarray(skin2, float) - np.asarray(tgt2, float)
+        n = np.linalg.norm(back)
+    u = back / n if n > 1e-6 else np.array([1.0, 0.0])
+    pos = np.asarray(bone2, float) + u * along + np.array([-u[1], u[0]]) * beside
+    ax.text(*pos, label, color="white", fontsize=9, fontweight="bold", ha="center", va="center", zorder=22,
+            clip_on=True, path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])

@@ -144,7 +144,8 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
         nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
         shade = 0.35 + 0.65 * np.abs(nrm @ _LIGHT)
         fc = np.clip(np.asarray(col)[None, :] * shade[:, None], 0, 1)
-        pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), _ALPHA.get(name, 0.85))],
+        alpha = _ALPHA.get(name, 0.3 if name.startswith("vertebrae_") else 0.85)  # bone translucent: needles inside
+        pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), alpha)],
                               edgecolors="none")
         ax.add_collection3d(pc)
         handles.append(Line2D([], [], color=hex_color(col), lw=4, label=t(name, lang)))
