@@ -135,11 +135,13 @@ def needle_gauge(diameter_mm: float | None, tol_mm: float = 0.03) -> int | None:
     return best if abs(NEEDLE_GAUGE_MM[best] - diameter_mm) <= tol_mm else None
 
 
-def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en") -> dict[str, Any]:
+def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en", pedicle_expected: bool = False) -> dict[str, Any]:
     """What the report says about one trajectory to place: title, points, and the rows of its measures.
 
     Rows appear only for what the plan measured (a dens screw plan has no pedicle passage, a needle no screw):
-    one code path for every procedure, reading the trajectory's fields.
+    one code path for every procedure, reading the trajectory's fields. *pedicle_expected* (the plan's landmarks
+    hold a pedicle at this level and side: a transpedicular needle) makes an unmeasured pedicle passage read
+    "not assessed" rather than disappear.
 
     Returns
     -------
@@ -165,7 +167,10 @@ def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en") -> dict
         rows.insert(0, (t("needle_gauge", lang), (f"{g} G, " if g else "") + _fmt(traj.needle_diameter_mm, "mm", 2)
                         + " (ISO 9626)" * bool(g)))
     pedicle = []
-    if traj.pedicle_margin_mm is not None or traj.pedicle_breach_grade is not None:
+    if pedicle_expected and traj.pedicle_margin_mm is None and traj.pedicle_breach_grade is None:
+        na = t("status_not_assessed", lang).upper()
+        pedicle = [(t("pedicle_margin", lang), na), (t("pedicle_grade", lang), na)]
+    elif traj.pedicle_margin_mm is not None or traj.pedicle_breach_grade is not None:
         wall = traj.pedicle_breach_wall
         pedicle = [(t("pedicle_margin", lang), _fmt(traj.pedicle_margin_mm, "mm")),
                    (t("pedicle_grade", lang), traj.pedicle_breach_grade or "—"),
@@ -288,7 +293,10 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     tmpl = env.get_template("report.html.j2")
     best = plan.best
     placed = list(plan.placed)
-    needles = [needle_rows(tr, n, len(placed), lang) for n, tr in enumerate(placed, start=1)]
+    from osteoplan.views.geometry import has_pedicle_landmark
+
+    needles = [needle_rows(tr, n, len(placed), lang, has_pedicle_landmark(plan, tr.level, tr.side))
+               for n, tr in enumerate(placed, start=1)]
     for nd in needles:  # the not-assessed structures of the plan under every needle's table
         nd["clearances"] = clearance_rows(plan, lang, nd["traj"])
     points = needles[0]["points"] if needles else []

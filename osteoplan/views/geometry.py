@@ -198,10 +198,10 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
                     name=f"plan {_get(traj, 'rank', default=1)}",
                     level=None if level is None else str(level), side=None if side is None else str(side),
                     transpedicular=(_get(traj, "pedicle_margin_mm", default=None) is not None
-                                    or _has_pedicle_landmark(plan, level, side)))
+                                    or has_pedicle_landmark(plan, level, side)))
 
 
-def _has_pedicle_landmark(plan: Any, level: Any, side: Any) -> bool:
+def has_pedicle_landmark(plan: Any, level: Any, side: Any) -> bool:
     """True when the plan's vertebra landmarks hold a pedicle at this level and side (the needle's corridor).
 
     ``plan.landmarks`` is one level's landmarks (with ``pedicles``) or ``{level: landmarks}`` for several.

@@ -112,6 +112,8 @@ def make_vertebroplasty_plan(volume, needles, *, breached_wall_level="L2", risk_
                               walls=walls, leak_risk=True,
                               per_level_ml={lv: (2.0, 4.0) if lv.startswith("T") else (4.0, 6.0) for lv in levels}),
                 assessed=("spinal_canal",), not_assessed=("aorta",),
+                landmarks={lv: {"level": lv, "pedicles": {nd["side"]: {"side": nd["side"]} for nd in needles
+                                                          if nd["level"] == lv}} for lv in levels},
                 risk={"level": risk_level, "summary": [f"Level: {risk_level}"]} if risk_level else None,
                 warnings=("Coarse CT (3.0 mm voxels): re-plan on a thin-slice CT.",))
 

@@ -56,6 +56,16 @@ def test_report_says_procedure_levels_needles_and_the_breached_wall(plan_and_vol
     assert ("Not assessed for L1-L2" if lang == "en" else "Non évalué pour L1-L2") in text
 
 
+def test_unmeasured_pedicle_passage_reads_not_assessed(plan_and_volume):
+    plan, vol = plan_and_volume
+    _, _, needles = synthetic_vertebra()
+    needles[1] = dict(needles[1], grade=None, margin=None, wall=None)
+    html = build_report_html(make_vertebroplasty_plan(vol, needles), {}, lang="en")
+    tables = re.findall(r'<table class="pedicle[^"]*" data-grade="([^"]*)">(.*?)</table>', html, re.S)
+    assert [g for g, _ in tables] == ["A", ""]
+    assert "NOT ASSESSED" in _text(tables[1][1]) and "NOT ASSESSED" not in _text(tables[0][1])
+
+
 def test_sr_holds_every_needle_with_its_level_and_the_procedure(plan_and_volume):
     plan, vol = plan_and_volume
     ctx = DicomContext.for_volume(vol, "vp1")
