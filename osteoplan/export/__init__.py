@@ -3,8 +3,10 @@
 :func:`write_all` writes, into the planner's output folder::
 
     report.html, report.pdf          the report (EN or FR), images embedded
-    images/*.png                     reformats, simulated fluoroscopy, 3D view
-    plan.mrk.json                    Slicer markups line skin entry -> target (LPS)
+    images/*.png                     reformats, simulated fluoroscopy, 3D view (every needle to place: the overview
+                                     views show them all; per needle, the axial through its pedicle, the oblique
+                                     plane along it and its bull's-eye; see osteoplan.views.image_plan)
+    plan.mrk.json                    Slicer markups line skin entry -> target (LPS), one per trajectory to place
     segmentation.seg.nrrd            Slicer segmentation of the label map (lossless, overlapping layers)
     labels.json                      structure -> mask source, assessed structures
     ct.nii.gz                        the planning CT (so that ``osteoplan report`` can rebuild everything)
