@@ -47,6 +47,9 @@ class EntryZone(_M):
     anterior_min_mm: float | None = Field(None, ge=-60, le=60)
     anterior_max_mm: float | None = Field(None, ge=-60, le=60)
     lateral_abs_max_mm: float | None = Field(None, ge=0, le=60)
+    #: Smallest offset of the bone entry AWAY from the mid-sagittal plane, measured from the reference point (mm):
+    #: e.g. a parapedicular entry lateral to the pedicle. None = not applied.
+    outward_min_mm: float | None = Field(None, ge=-60, le=60)
 
 
 class EntryRules(_M):

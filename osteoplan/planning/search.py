@@ -630,6 +630,9 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
         ve += np.maximum(0, fwd - zone.anterior_max_mm)
     if zone.lateral_abs_max_mm is not None:
         ve += np.maximum(0, side - zone.lateral_abs_max_mm)
+    if zone.outward_min_mm is not None:
+        away = np.sign(float((ref - site.centre_lps_mm) @ zlat)) or 1.0
+        ve += np.maximum(0, zone.outward_min_mm - away * (rel @ zlat))
     v["bone_entry"] = ve
     lengths = catalogue_lengths(p, site)
     L = ev.s_bone
