@@ -139,8 +139,8 @@ def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en", pedicle
     """What the report says about one trajectory to place: title, points, and the rows of its measures.
 
     Rows appear only for what the plan measured (a dens screw plan has no pedicle passage, a needle no screw):
-    one code path for every procedure, reading the trajectory's fields. *pedicle_expected* (the plan's landmarks
-    hold a pedicle at this level and side: a transpedicular needle) makes an unmeasured pedicle passage read
+    one code path for every procedure, reading the trajectory's fields. *pedicle_expected* (a transpedicular route and
+    a pedicle at this level and side in the plan's landmarks) makes an unmeasured pedicle passage read
     "not assessed" rather than disappear.
 
     Returns
@@ -295,7 +295,8 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     placed = list(plan.placed)
     from osteoplan.views.geometry import has_pedicle_landmark
 
-    needles = [needle_rows(tr, n, len(placed), lang, has_pedicle_landmark(plan, tr.level, tr.side))
+    transpedicular = plan.route is not None and plan.route.route == "transpedicular"  # the protocol's route
+    needles = [needle_rows(tr, n, len(placed), lang, transpedicular and has_pedicle_landmark(plan, tr.level, tr.side))
                for n, tr in enumerate(placed, start=1)]
     for nd in needles:  # the not-assessed structures of the plan under every needle's table
         nd["clearances"] = clearance_rows(plan, lang, nd["traj"])

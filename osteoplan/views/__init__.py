@@ -31,8 +31,8 @@ def image_plan(paths) -> list[tuple[str, str, int, tuple[int, ...]]]:
 
     * overview: axial, coronal and sagittal reformats, the AP (through the open mouth for C1-C2) and lateral
       fluoroscopy, with every needle drawn and labelled (several levels, both pedicles);
-    * per needle: the axial reformat tilted along the needle through its pedicle when the needle crosses a
-      pedicle (:attr:`PathSpec.transpedicular`), the oblique plane containing the path, and the bull's-eye
+    * per needle: the axial reformat tilted along the needle at its pedicle when the needle goes through or
+      beside a pedicle (:attr:`PathSpec.at_pedicle`), the oblique plane containing the path, and the bull's-eye
       fluoroscopy (the needle end-on, inside its pedicle's ring); a plan with one path keeps the orthogonal
       oblique plane, the view down the path and the progression view too (with several needles the overview
       lateral shows their depth). Needles at the same level are drawn together on their per-needle reformats.
@@ -50,7 +50,7 @@ def image_plan(paths) -> list[tuple[str, str, int, tuple[int, ...]]]:
     for i, p in enumerate(paths):
         sfx = "" if single else f"_{i + 1}"
         same_level = tuple(j for j, q in enumerate(paths) if j == i or (p.level and q.level == p.level))
-        views = (PEDICLE_VIEWS if p.transpedicular else ()) + (
+        views = (PEDICLE_VIEWS if p.at_pedicle else ()) + (
             ("path_oblique", "path_oblique_orthogonal", "down_path") if single else ("path_oblique",))
         out += [(v + sfx, v, i, same_level) for v in views]
     ap = ap_view_name([p.level for p in paths])

@@ -61,9 +61,10 @@ class PathSpec:
     #: Vertebra level of the path (``"C2"``, ``"L1"``...) and entry side, when the plan says them.
     level: str | None = None
     side: str | None = None
-    #: True when the path crosses a pedicle (the plan measured its pedicle passage): the views then add an
-    #: axial reformat through the pedicle along the needle and outline the pedicle on the fluoroscopy.
-    transpedicular: bool = False
+    #: True when the path goes through or beside a pedicle (the plan measured its pedicle passage, or its vertebra
+    #: landmarks hold the pedicle at this level and side: transpedicular and parapedicular needles): the views then
+    #: add an axial reformat along the needle at the pedicle.
+    at_pedicle: bool = False
 
     def __post_init__(self) -> None:
         for n in ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm"):
@@ -197,7 +198,7 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
                     screw_length_mm=None if sl is None else float(sl), margins_mm=margins, status=status,
                     name=f"plan {_get(traj, 'rank', default=1)}",
                     level=None if level is None else str(level), side=None if side is None else str(side),
-                    transpedicular=(_get(traj, "pedicle_margin_mm", default=None) is not None
+                    at_pedicle=(_get(traj, "pedicle_margin_mm", default=None) is not None
                                     or has_pedicle_landmark(plan, level, side)))
 
 

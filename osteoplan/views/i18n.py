@@ -768,8 +768,8 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
 
 # procedures, needles, pedicle views (issue 17: every procedure's report and images)
 STRINGS.update({
-    "view_pedicle_axial": {"en": "Axial along the needle, through the pedicle",
-                           "fr": "Axial dans l'axe de l'aiguille, passant par le pédicule"},
+    "view_pedicle_axial": {"en": "Axial along the needle, at the pedicle",
+                           "fr": "Axial dans l'axe de l'aiguille, au niveau du pédicule"},
     "drr_ap": {"en": "Simulated fluoroscopy: AP", "fr": "Scopie simulée : face"},
     "procedure_c2-dens-screw": {"en": "C2 dens screw fixation", "fr": "Vissage de l'odontoïde (C2)"},
     "procedure_vertebroplasty": {"en": "Vertebroplasty", "fr": "Vertébroplastie"},

@@ -34,8 +34,8 @@ STANDARD_AXES = {
 #: Every reformat view name, in report order.
 REFORMAT_VIEWS = ("axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal", "down_path")
 
-#: Views along one path drawn for paths that cross a pedicle (:attr:`PathSpec.transpedicular`): the axial
-#: reformat tilted to contain the needle, through the pedicle.
+#: Views along one path drawn for paths through or beside a pedicle (:attr:`PathSpec.at_pedicle`): the axial
+#: reformat tilted to contain the needle, at the pedicle.
 PEDICLE_VIEWS = ("pedicle_axial",)
 
 #: Structures not outlined (too large to be informative).

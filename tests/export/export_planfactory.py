@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from osteoplan.planning.model import (CArmView, Cement, ClearanceCheck, CTGeometry, DisplacementItem, Guidance,
-                                      Hydrodissection, Plan, Screw, Trajectory, WallCheck)
+                                      Hydrodissection, Plan, RouteCheck, Screw, Trajectory, WallCheck)
 
 
 def _v(x, nd=3):
@@ -62,7 +62,8 @@ def make_plan(volume, skin, bone, target, *, feasible=True, checks=None, screw=T
                 not_assessed=("internal_jugular_vein_left", "esophagus"), warnings=tuple(warnings))
 
 
-def make_vertebroplasty_plan(volume, needles, *, breached_wall_level="L2", risk_level="C2") -> Plan:
+def make_vertebroplasty_plan(volume, needles, *, breached_wall_level="L2", risk_level="C2",
+                             route="transpedicular") -> Plan:
     """A bipedicular / two-level vertebroplasty Plan (placement "all") on *volume*.
 
     *needles*: list of dicts with ``level``, ``side``, ``skin``, ``bone``, ``target`` (LPS mm), ``grade``
@@ -112,6 +113,7 @@ def make_vertebroplasty_plan(volume, needles, *, breached_wall_level="L2", risk_
                               walls=walls, leak_risk=True,
                               per_level_ml={lv: (2.0, 4.0) if lv.startswith("T") else (4.0, 6.0) for lv in levels}),
                 assessed=("spinal_canal",), not_assessed=("aorta",),
+                route=RouteCheck(assessable=True, route=route),
                 landmarks={lv: {"level": lv, "pedicles": {nd["side"]: {"side": nd["side"]} for nd in needles
                                                           if nd["level"] == lv}} for lv in levels},
                 risk={"level": risk_level, "summary": [f"Level: {risk_level}"]} if risk_level else None,

@@ -64,6 +64,10 @@ def test_unmeasured_pedicle_passage_reads_not_assessed(plan_and_volume):
     tables = re.findall(r'<table class="pedicle[^"]*" data-grade="([^"]*)">(.*?)</table>', html, re.S)
     assert [g for g, _ in tables] == ["A", ""]
     assert "NOT ASSESSED" in _text(tables[1][1]) and "NOT ASSESSED" not in _text(tables[0][1])
+    # a parapedicular needle passes beside the pedicle: no pedicle passage is expected of it
+    html = build_report_html(make_vertebroplasty_plan(vol, needles, route="parapedicular"), {}, lang="en")
+    assert [g for g, _ in re.findall(r'<table class="pedicle[^"]*" data-grade="([^"]*)">(.*?)</table>', html,
+                                     re.S)] == ["A"]
 
 
 def test_sr_holds_every_needle_with_its_level_and_the_procedure(plan_and_volume):

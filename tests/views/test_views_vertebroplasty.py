@@ -39,7 +39,7 @@ def test_c2_plan_keeps_its_image_names():
 def test_bipedicular_plan_has_per_needle_pedicle_views(case):
     vol, lm, plan = case
     paths = pathspecs_from_plan(plan)
-    assert [(p.level, p.side, p.transpedicular) for p in paths] == [("L1", "left", True), ("L1", "right", True)]
+    assert [(p.level, p.side, p.at_pedicle) for p in paths] == [("L1", "left", True), ("L1", "right", True)]
     imgs = {n: (v, i, drawn) for n, v, i, drawn in image_plan(paths)}
     assert list(imgs) == ["axial", "coronal", "sagittal", "pedicle_axial_1", "path_oblique_1", "pedicle_axial_2",
                           "path_oblique_2", "drr_ap", "drr_lateral", "drr_bullseye_1", "drr_bullseye_2"]
