@@ -333,12 +333,16 @@ OPEN_MOUTH_LEVELS = ("C1", "C2")
 
 
 def ap_view_name(levels) -> str:
-    """``"ap_open_mouth"`` when every level is C1/C2 or unknown (plans before schema 1.2 are C2), else ``"ap"``."""
+    """Name of the AP fluoroscopy view for paths at *levels* (iterable of ``"C2"``, ``"L1"``... or None).
+
+    ``"ap_open_mouth"`` when every level is C1/C2 or unknown (plans before schema 1.2 are C2 plans), else
+    ``"ap"`` (same geometry; the open mouth only uncovers C1-C2).
+    """
     return "ap_open_mouth" if all(lv is None or lv in OPEN_MOUTH_LEVELS for lv in levels) else "ap"
 
 
 def level_structures(paths, labelmap, own_side: bool = False) -> tuple[str, ...]:
-    """Bone outlines worth drawing on the fluoroscopy of paths at named levels: the pedicles (both sides: the
+    """Names of the bone outlines worth drawing on the fluoroscopy of paths at named levels: the pedicles (both sides: the
     "eyes" of the AP view and the ring of the bull's-eye) and the vertebral body (the tip's depth on the
     lateral view) of every level a path is at, those present in *labelmap* (``pedicle_L1_left``,
     ``vertebral_body_L1``...). *own_side*: only the pedicle each path crosses (the bull's-eye ring)."""
@@ -356,11 +360,27 @@ def level_structures(paths, labelmap, own_side: bool = False) -> tuple[str, ...]
 
 
 def full_chord_mask(volume: Volume, geometry: CArmGeometry, fraction: float = 0.9) -> np.ndarray:
-    """Detector pixels (rows, cols) whose ray crosses the CT box over at least *fraction* of the median chord.
+    """Detector pixels whose source -> pixel ray crosses the CT box over at least *fraction* of the median chord.
 
     A ray that leaves the CT through its top or bottom face sees only part of the body; its optical depth
     is low for that reason only. The display window is taken from the other pixels, so that the edge of
-    the scanned range (close to the target on a short or coarse CT) does not wash the picture out.
+    the scanned range (close to the target on a short or coarse CT) does not wash the picture out (on
+    abdomen-pelvis-ts, whose scan starts at T11, the L1 AP view was white over the whole spine before).
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT (only its grid is used).
+    geometry : CArmGeometry
+    fraction : float
+        Share of the median in-box chord length (over the rays that meet the box) a ray must reach;
+        configurable default, no published source.
+
+    Returns
+    -------
+    numpy.ndarray, bool, shape (rows, cols)
+        True where the ray's in-box length is at least ``fraction`` x the median (all False when no ray meets
+        the box).
     """
     src = volume.world_to_index(geometry.source_lps_mm)
     pix = volume.world_to_index(geometry.pixel_centres())
