@@ -227,6 +227,9 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
         if not labelmap.has(name):
             not_assessed[name] = "not segmented"
             continue
+        if name in site.not_covered:
+            not_assessed[name] = site.not_covered[name]
+            continue
         m = labelmap.get(name)
         mr = m[sl]
         if rule.category == "displaceable":
