@@ -827,13 +827,20 @@ def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndar
     asm = assess(ev, fields, targets, dirs, site, protocol)
     # refine: best feasible by score plus best near-misses (smallest total violation)
     total_v = sum(np.minimum(a, 1e3) for a in asm.violations.values())
-    # the feasible candidates first (best score first), then, as coarse sampling may overestimate a clearance by
-    # step/2, the near-feasible ones (not those stopped at the entry rule: their other figures are not computed)
+    # the best n_refine feasible candidates; as coarse sampling may overestimate a clearance by step/2, the best
+    # n_refine near-feasible ones that passed the entry rule (for those stopped there the other figures are not
+    # computed, so their total violation says nothing)
     feas0 = np.nonzero(asm.feasible)[0]
     feas0 = feas0[np.argsort(asm.score[feas0])][:n_refine]
     near = np.nonzero((total_v <= coarse_step_mm) & (ev.code != K.BAD_ENTRY) & ~asm.feasible)[0]
-    near = near[np.argsort(asm.score[near])][: max(0, n_refine - len(feas0))]
-    pool = np.concatenate([feas0, near])
+    near = near[np.argsort(asm.score[near])][:n_refine]
+    # and up to 10 x n_refine of those stopped at the entry rule by less than a step of its own constraints, the
+    # closest to passing first (the finer step finds their bone entry more exactly: some pass; at the finer step
+    # those that still fail stop after the depth march, so they cost little)
+    bone_v = sum(np.minimum(asm.violations[c], 1e3) for c in bone_constraints(protocol) if c in asm.violations)
+    edge = np.nonzero((ev.code == K.BAD_ENTRY) & (bone_v <= coarse_step_mm))[0]
+    edge = edge[np.argsort(bone_v[edge] + 1e-3 * asm.score[edge])][:10 * n_refine]  # the closest to passing first
+    pool = np.concatenate([feas0, near, edge])
     miss = np.argsort(total_v + 1e-3 * asm.score)[: max(20, n_refine // 10)]
     pool = np.unique(np.concatenate([pool, miss]))
     fine = run_kernel(fields, targets, dirs, cand_t[pool], cand_d[pool], protocol, r_instr, r_screw, fine_step_mm)
