@@ -706,7 +706,7 @@ def run_corpus(muts: list[Mutant], src: Source, workers: int = 2, progress: bool
     try:
         ref = reference(src, tmp)
         # warm the imports once in the parent so that forked children start fast
-        import osteoplan.imaging.cli  # noqa: F401
+        import osteoplan.faces.cli.imaging  # noqa: F401
         from osteoplan.cli import build_parser
 
         build_parser()  # imports every stage's command module once, before forking

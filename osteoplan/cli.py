@@ -1,7 +1,9 @@
 """The ``osteoplan`` command line: a thin shell over the stage subpackages.
 
-Each stage contributes its subcommands through a ``register(subparsers)`` function in its own
-``cli`` module (``osteoplan/faces/cli/*.py`` or ``osteoplan/<stage>/cli.py``), listed in :data:`COMMAND_MODULES`. A subcommand's
+Each command module contributes its subcommands through a ``register(subparsers)`` function
+(``osteoplan/faces/cli/*.py`` for the engine stages, ``osteoplan/<face>/cli.py`` for the export, registry and
+web faces), listed in :data:`COMMAND_MODULES`; no engine package (imaging, anatomy, risk, planning) holds a
+command module. A subcommand's
 handler receives the parsed ``argparse.Namespace`` and returns an exit code.
 
 Any :class:`~osteoplan.errors.OsteoplanError` is printed as one line ``error: ...`` on stderr
@@ -22,9 +24,9 @@ from osteoplan.errors import OsteoplanError
 #: Stage modules that register subcommands, in --help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "osteoplan.faces.cli.plan",
-    "osteoplan.imaging.cli",
+    "osteoplan.faces.cli.imaging",
     "osteoplan.faces.cli.pacs",
-    "osteoplan.anatomy.cli",
+    "osteoplan.faces.cli.anatomy",
     "osteoplan.faces.cli.risk",
     "osteoplan.export.cli",
     "osteoplan.workflow.cli",

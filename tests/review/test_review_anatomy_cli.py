@@ -73,7 +73,7 @@ def test_phantom_dicom_description_not_hidden_as_identifying(tmp_path):
 
 def test_segment_force_keeps_the_previous_output_until_the_new_one_is_complete(tmp_path):
     # before: --force deleted the previous output first; a failure or Ctrl-C while saving left nothing
-    from osteoplan.anatomy.cli import _save_replacing
+    from osteoplan.faces.cli.anatomy import _save_replacing
 
     out = tmp_path / "seg"
     out.mkdir()

@@ -42,7 +42,7 @@ def test_sigterm_during_deid_leaves_nothing(tmp_path, capsys, monkeypatch):
 
 
 def test_os_errors_are_one_line_without_the_file_name(tmp_path, capsys, monkeypatch):
-    import osteoplan.imaging.cli as icli
+    import osteoplan.faces.cli.imaging as icli
 
     def fail(args):
         raise PermissionError(13, "Permission denied", "/data/DUPONT_Jean/IM0001.dcm")
@@ -78,7 +78,7 @@ def test_outputs_never_replace_their_own_inputs(tmp_path, capsys):
 
 def test_closed_pipe_stops_quietly(tmp_path, capsys, monkeypatch):
     # `osteoplan phantom out | head -1` printed "error: a file could not be read or written (Broken pipe)"
-    import osteoplan.imaging.cli as icli
+    import osteoplan.faces.cli.imaging as icli
 
     def closed(args):
         raise BrokenPipeError(32, "Broken pipe")
