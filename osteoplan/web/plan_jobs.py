@@ -1,0 +1,164 @@
+"""Planning jobs seen from the web app: where a job's files live, how an uploaded CT is stored, the job's view.
+
+A job's folder is ``<jobs dir>/job-<number>/`` (osteoplan's own names, never an identifier): the CT as
+received (``ct.zip`` or ``ct.nii.gz``; replaced by ``ct-deid/`` when de-identification was asked for), the plan
+folder ``plan-<attempt>/`` written atomically by ``osteoplan plan``, and its progress and logs. The jobs dir
+is ``$OSTEOPLAN_JOBS_DIR``, else ``jobs/`` next to an SQLite registry, else ``jobs/`` in the user's data folder.
+
+CT sources: :data:`CT_SOURCES` names where a CT may come from. Today "upload" (a DICOM zip or a NIfTI file from
+the browser); a PACS picker adds its own entry and a function writing the series into the job's folder
+(:func:`attach_ct_files`), the rest of the job is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from osteoplan.errors import ValidationError
+from osteoplan.workflow import jobs as q
+from osteoplan.workflow import models as m
+
+#: Largest CT upload accepted, in bytes: ``$OSTEOPLAN_CT_MAX_BYTES``, default 2 GB (configurable default, no
+#: published source: a thin-slice neck CT of 1,000 512x512 16-bit images is about 0.55 GB uncompressed).
+CT_MAX_BYTES = int(os.environ.get("OSTEOPLAN_CT_MAX_BYTES") or 2_000_000_000)
+#: Where a CT may come from, with the words shown in the form (a PACS picker adds "pacs").
+CT_SOURCES: dict[str, str] = {"upload": "upload a DICOM zip or a NIfTI file"}
+CHUNK = 1 << 20
+
+
+def jobs_dir(database_url: str | None = None) -> Path:
+    """The folder holding the jobs' folders (see the module's docstring)."""
+    env = os.environ.get("OSTEOPLAN_JOBS_DIR")
+    if env:
+        return Path(env)
+    if database_url and database_url.startswith("sqlite:///") and ":memory:" not in database_url:
+        db = Path(database_url[len("sqlite:///"):].split("?", 1)[0])
+        return db.with_name(db.name + ".jobs")
+    from osteoplan.web.settings import default_data_dir
+
+    return default_data_dir() / "jobs"
+
+
+def ct_format(head: bytes, filename: str) -> str:
+    """``"dicom"`` (a zip) or ``"nifti"`` (``.nii`` / ``.nii.gz``) from the first bytes and the file's name.
+
+    Raises
+    ------
+    ValidationError
+        Neither a zip nor a NIfTI file.
+    """
+    name = (filename or "").lower()
+    if head[:4] == b"PK\x03\x04":
+        return "dicom"
+    if name.endswith((".nii.gz", ".nii")):
+        raw = _gunzip_head(head) if head[:2] == b"\x1f\x8b" else head
+        if len(raw) >= 348 and raw[344:347] in (b"n+1", b"ni1"):
+            return "nifti"
+    raise ValidationError("the CT file must be a zip of DICOM files or a NIfTI file (.nii or .nii.gz); "
+                          "choose another file")
+
+
+def _gunzip_head(data: bytes) -> bytes:
+    """The first kilobytes of a gzip stream (b"" when it cannot be decompressed)."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, 4096)
+    except zlib.error:
+        return b""
+
+
+def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int = CT_MAX_BYTES) -> dict[str, Any]:
+    """Copy an uploaded CT into *job_dir* by chunks (never whole in memory); returns the job's CT options.
+
+    The file is written to a temporary name and renamed when complete; its name in the browser is not kept.
+
+    Raises
+    ------
+    ValidationError
+        Empty, larger than *max_bytes*, or neither a DICOM zip nor a NIfTI file (nothing is kept).
+    """
+    job_dir.mkdir(parents=True, exist_ok=True)
+    head = src.read(65536)
+    if not head:
+        raise ValidationError("the CT file is empty; choose the CT's DICOM zip or NIfTI file")
+    fmt = ct_format(head, filename)
+    name = "ct.zip" if fmt == "dicom" else ("ct.nii.gz" if head[:2] == b"\x1f\x8b" else "ct.nii")
+    tmp = job_dir / f".{name}.part"
+    size = 0
+    try:
+        with open(tmp, "wb") as fh:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValidationError(f"the CT file is larger than {max_bytes / 1e9:.1f} GB; send the one series "
+                                          "to plan on")
+                fh.write(chunk)
+                chunk = src.read(CHUNK)
+        if fmt == "dicom" and not zipfile.is_zipfile(tmp):
+            raise ValidationError("the zip is damaged or incomplete; export the DICOM series again")
+        os.replace(tmp, job_dir / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"ct": name, "format": fmt, "ct_bytes": size, "source": "upload"}
+
+
+def attach_ct_files(job: m.PlanJob, root: Path, write) -> dict[str, Any]:
+    """Give *job* its folder under *root* and its CT through *write(job_dir) -> options* (an upload, a PACS
+    retrieve...); the job's options are updated. On error the folder is removed and the error raised."""
+    job_dir = root / f"job-{job.id:06d}"
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    try:
+        opts = write(job_dir)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    job.work_dir = str(job_dir.resolve())
+    job.options = {**(job.options or {}), **opts}
+    return job.options
+
+
+def plan_folder(job: m.PlanJob) -> Path | None:
+    """The plan folder a finished job wrote (None when there is none)."""
+    if job.state != "done" or not job.work_dir:
+        return None
+    p = Path(job.work_dir) / f"plan-{job.attempts}"
+    return p if (p / "plan.json").is_file() else None
+
+
+def job_view(job: m.PlanJob) -> dict[str, Any]:
+    """What the job page shows (no identifiers): state, stages with done/current/pending, error, result."""
+    done = list(job.stages_done or [])
+    opts = job.options or {}
+    stages = []
+    for key, label in q.STAGES:
+        if key == "deid" and not (opts.get("deid") and opts.get("format") == "dicom"):
+            continue
+        if key == "exports" and not opts.get("report", True):
+            label = "writing the plan"
+        if key in done:
+            status = "done"
+        elif job.state == "running" and job.stage == key:
+            status = "current"
+        elif job.state == "done":
+            status = "done" if key == "save" else "skipped"
+        elif job.state in ("failed", "cancelled") and job.stage == key:
+            status = job.state
+        else:
+            status = "pending"
+        stages.append({"key": key, "label": label, "status": status})
+    folder = plan_folder(job)
+    return {
+        "id": job.id, "state": job.state, "stage": job.stage, "stage_label": job.stage_label,
+        "stages": stages, "error": job.error, "verdict": job.verdict, "protocol": job.protocol,
+        "side": job.side or "protocol default", "created_at": job.created_at.isoformat() if job.created_at else None,
+        "created_by": job.created_by, "lesion_id": job.lesion_id, "saved_plan_id": job.saved_plan_id,
+        "cancel_requested": bool(job.cancel_requested), "final": job.state in q.FINAL_STATES,
+        "source": opts.get("source"), "deidentified": bool(opts.get("deidentified")),
+        "has_report": bool(folder and (folder / "report.pdf").is_file()),
+    }

@@ -1,0 +1,156 @@
+"""Pages of the planning jobs: start a plan on a CT from a lesion, follow it, cancel it, open its report.
+
+The request only stores the CT (streamed to the job's folder, size-limited) and queues the job; a worker
+process (:mod:`osteoplan.faces.worker`, started by ``osteoplan serve`` or ``osteoplan worker``) runs the planner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException
+
+from osteoplan.errors import ValidationError
+from osteoplan.web import backend
+from osteoplan.web import plan_jobs as pj
+from osteoplan.web.auth import Principal, form_data, get_db, require
+from osteoplan.workflow import jobs as q
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, name: str, ctx: dict, status_code: int = 200):
+    from osteoplan.web.routers.pages import page
+
+    return page(request, name, ctx, status_code=status_code)
+
+
+def _protocols() -> list[tuple[str, str]]:
+    """(name, title) of the shipped protocols (``osteoplan/planning/protocols``), the default first."""
+    from osteoplan.planning.protocol import DEFAULT_PROTOCOL, available_protocols, load_protocol
+
+    out = []
+    for name in available_protocols():
+        try:
+            out.append((name, load_protocol(name).title))
+        except Exception:  # a broken protocol file is not offered
+            continue
+    out.sort(key=lambda t: (t[0] != DEFAULT_PROTOCOL, t[0]))
+    return out
+
+
+def _form(request: Request, db, p: Principal, case_id: int, lesion_id: int, error: str | None = None,
+          values: dict | None = None, status_code: int = 200):
+    case = backend.get_case(db, p.user, case_id)
+    lesion = backend.find_child(case, "lesion", lesion_id)
+    db.commit()
+    return _page(request, "plan_job_new.html", {"case": case, "lesion": lesion, "protocols": _protocols(),
+                                                 "sources": pj.CT_SOURCES, "error": error, "values": values or {},
+                                                 "max_gb": pj.CT_MAX_BYTES / 1e9}, status_code=status_code)
+
+
+@router.get("/cases/{case_id}/lesions/{lesion_id}/plan-jobs/new", response_class=HTMLResponse)
+def plan_job_form(request: Request, case_id: int, lesion_id: int, p: Principal = Depends(require("lesion.write")),
+                  db=Depends(get_db)):
+    return _form(request, db, p, case_id, lesion_id)
+
+
+@router.post("/cases/{case_id}/lesions/{lesion_id}/plan-jobs/new")
+def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal = Depends(require("lesion.write")),
+                   form=Depends(form_data), db=Depends(get_db)):
+    """Store the CT in a new job's folder and queue the job; the worker does the rest."""
+    protocol = str(form.get("protocol") or "")
+    side = str(form.get("side") or "") or None
+    source = str(form.get("source") or "upload")
+    values = {"protocol": protocol, "side": side or "", "deid": bool(form.get("deid")),
+              "report": bool(form.get("report"))}
+    root = pj.jobs_dir(request.app.state.settings.database_url)
+    try:
+        case = backend.get_case(db, p.user, case_id)
+        backend.find_child(case, "lesion", lesion_id)
+        if protocol not in dict(_protocols()):
+            raise ValidationError("protocol: choose one of the protocols listed")
+        if source not in pj.CT_SOURCES:
+            raise ValidationError("CT source: choose one of the sources listed")
+        upload = form.get("ct_file")
+        if upload is None or not hasattr(upload, "file"):
+            raise ValidationError("choose the CT file (a DICOM zip or a NIfTI file)")
+        job = q.enqueue(db, p.user, lesion_id, protocol, side,
+                        {"deid": values["deid"], "report": values["report"], "source": source})
+        upload.file.seek(0)
+        pj.attach_ct_files(job, root, lambda d: pj.save_upload(upload.file, upload.filename or "", d))
+        if job.options.get("format") != "dicom" and values["deid"]:
+            job.options = {**job.options, "deid_note": "NIfTI carries no DICOM identity header; nothing to remove"}
+        db.commit()
+    except ValidationError as exc:
+        db.rollback()
+        return _form(request, db, p, case_id, lesion_id, error=str(exc), values=values, status_code=422)
+    from osteoplan.web.routers.pages import flash
+
+    flash(request, "ok", "Plan queued: a worker runs it now; this page follows it.")
+    return RedirectResponse(f"/cases/{case_id}/plan-jobs/{job.id}", status_code=303)
+
+
+def _job(db, p: Principal, case_id: int, job_id: int):
+    case = backend.get_case(db, p.user, case_id)  # access check + audited read
+    job = q.get_job(db, job_id, patient_id=case_id)
+    return case, job
+
+
+@router.get("/cases/{case_id}/plan-jobs/{job_id}.json")
+def plan_job_json(case_id: int, job_id: int, p: Principal = Depends(require("case.read")), db=Depends(get_db)):
+    """The job's state for the page's script (polled while it runs)."""
+    _, job = _job(db, p, case_id, job_id)
+    view = pj.job_view(job)
+    db.commit()
+    return JSONResponse(view, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/cases/{case_id}/plan-jobs/{job_id}", response_class=HTMLResponse)
+def plan_job_page(request: Request, case_id: int, job_id: int, p: Principal = Depends(require("case.read")),
+                  db=Depends(get_db)):
+    case, job = _job(db, p, case_id, job_id)
+    view = pj.job_view(job)
+    lesion = backend.find_child(case, "lesion", job.lesion_id)
+    db.commit()
+    return _page(request, "plan_job.html", {"case": case, "job": view, "lesion": lesion})
+
+
+@router.post("/cases/{case_id}/plan-jobs/{job_id}/cancel")
+def plan_job_cancel(request: Request, case_id: int, job_id: int, p: Principal = Depends(require("lesion.write")),
+                    form=Depends(form_data), db=Depends(get_db)):
+    _, job = _job(db, p, case_id, job_id)
+    state = q.request_cancel(db, p.user, job)
+    db.commit()
+    from osteoplan.web.routers.pages import flash
+
+    flash(request, "ok", {"cancelled": "Plan cancelled.", "running": "Stopping the plan…"}.get(
+        state, f"The plan had already ended ({state})."))
+    return RedirectResponse(f"/cases/{case_id}/plan-jobs/{job_id}", status_code=303)
+
+
+@router.get("/cases/{case_id}/plans/{plan_id}/report.pdf")
+def plan_report_pdf(case_id: int, plan_id: int, p: Principal = Depends(require("case.read")), db=Depends(get_db)):
+    """The PDF report of a plan made by a planning job."""
+    case = backend.get_case(db, p.user, case_id)
+    plan = backend.find_child(case, "plan", plan_id)
+    if "plan" not in plan:  # pseudonymised view: plan details are not shown
+        raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
+    job = q.job_for_plan(db, plan_id)
+    folder = pj.plan_folder(job) if job is not None and job.patient_id == case_id else None
+    db.commit()
+    pdf = folder / "report.pdf" if folder else None
+    if pdf is None or not pdf.is_file():
+        raise HTTPException(404, "This plan has no PDF report (it was uploaded as plan.json, or made without the "
+                                 "report).")
+    return FileResponse(Path(pdf), media_type="application/pdf", filename=f"plan-{plan_id}-report.pdf",
+                        headers={"Cache-Control": "no-store"})
+
+
+def case_jobs(db, case_id: int) -> dict:
+    """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
+    jobs = q.jobs_for_case(db, case_id)
+    views = [pj.job_view(j) for j in jobs]
+    return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]}}
