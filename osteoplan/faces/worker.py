@@ -39,7 +39,8 @@ TERM_GRACE_S = 20.0
 PLAN_WRITTEN_EXIT = (0, 3, 4, 5)
 
 
-def plan_argv(ct: Path, out: Path, protocol: str, side: str | None, report: bool) -> list[str]:
+def plan_argv(ct: Path, out: Path, protocol: str, side: str | None, report: bool,
+              masks: Path | None = None) -> list[str]:
     """The ``osteoplan plan`` command of a job: THE one place the web app's jobs call the planner.
 
     Parameters
@@ -54,12 +55,16 @@ def plan_argv(ct: Path, out: Path, protocol: str, side: str | None, report: bool
         ``left`` / ``right`` / ``best``; None for the protocol's default.
     report : bool
         Write the report, images and DICOM outputs (else ``--no-report``).
+    masks : Path, optional
+        Provided masks (``--masks``: a folder of NIfTI, a .seg.nrrd, a DICOM SEG...).
     """
     argv = [sys.executable, "-m", "osteoplan.cli", "plan", str(ct), "--out", str(out), "--protocol", protocol]
     if side:
         argv += ["--side", side]
     if not report:
         argv.append("--no-report")
+    if masks is not None:
+        argv += ["--masks", str(masks)]
     return argv
 
 
@@ -231,7 +236,8 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             done.append("deid")
         out = work_dir / f"plan-{attempt}"
         progress = _Progress(work_dir / f"progress-{attempt}.jsonl", done)
-        rc, err = _run_child(engine, job_id, worker, plan_argv(ct, out, protocol, side, bool(opts.get("report", True))),
+        rc, err = _run_child(engine, job_id, worker, plan_argv(ct, out, protocol, side, bool(opts.get("report", True)),
+                                                    work_dir / opts["masks"] if opts.get("masks") else None),
                              work_dir, f"plan-{attempt}", progress, "read")
         done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         if rc not in PLAN_WRITTEN_EXIT or not (out / "plan.json").is_file():

@@ -71,7 +71,7 @@ def _gunzip_head(data: bytes) -> bytes:
         return b""
 
 
-def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int = CT_MAX_BYTES) -> dict[str, Any]:
+def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int | None = None) -> dict[str, Any]:
     """Copy an uploaded CT into *job_dir* by chunks (never whole in memory); returns the job's CT options.
 
     The file is written to a temporary name and renamed when complete; its name in the browser is not kept.
@@ -79,8 +79,9 @@ def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int = CT
     Raises
     ------
     ValidationError
-        Empty, larger than *max_bytes*, or neither a DICOM zip nor a NIfTI file (nothing is kept).
+        Empty, larger than *max_bytes* (default :data:`CT_MAX_BYTES`), or neither a DICOM zip nor a NIfTI file (nothing is kept).
     """
+    max_bytes = CT_MAX_BYTES if max_bytes is None else max_bytes
     job_dir.mkdir(parents=True, exist_ok=True)
     head = src.read(65536)
     if not head:

@@ -1,0 +1,295 @@
+"""Planning jobs run by a real worker process (``osteoplan worker``) on a small phantom CT (1.6 mm voxels).
+
+The job's verdict is checked against the plan folder the planner wrote (read back independently), its error
+against the command line's own one-line error on the same file, and the worker is cancelled and SIGKILLed in
+the middle of a job: the job ends cancelled / failed with the reason, never silently lost, and nothing
+half-written is left in its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, csrf_of, make_case
+
+SPACING_MM = 1.6  # a coarse phantom keeps a plan to a few seconds
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    """The neck phantom at 1.6 mm: ``ct.nii.gz`` and a zip of its DICOM series."""
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom, write_phantom
+
+    d = tmp_path_factory.mktemp("phantom")
+    write_phantom(make_phantom(PhantomParams(spacing_mm=SPACING_MM)), d / "ph", dicom=True)
+    import pydicom
+
+    z = d / "ct-dicom.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        for f in sorted((d / "ph" / "dicom").rglob("*")):
+            if f.is_file():
+                # a patient identity to remove (the phantom's own name, PHANTOM^DEMO, also appears in its
+                # ManufacturerModelName, which the de-identification's verifier rightly refuses to keep)
+                ds = pydicom.dcmread(f)
+                ds.PatientName, ds.PatientID, ds.PatientBirthDate = "TESTNAME^ALICE", "H-998877", "19600101"
+                ds.save_as(f)
+                zf.write(f, f.relative_to(d / "ph"))
+    return {"nifti": d / "ph" / "ct.nii.gz", "zip": z}
+
+
+@pytest.fixture()
+def jobs_root(tmp_path, monkeypatch):
+    root = tmp_path / "jobs"
+    monkeypatch.setenv("OSTEOPLAN_JOBS_DIR", str(root))
+    return root
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(REPO), OSTEOPLAN_QUIET="1")
+
+
+def _worker(db_url: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "osteoplan.cli", "worker", "--db", db_url, *extra],
+                            env=_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _run_worker_once(db_url: str) -> str:
+    p = _worker(db_url, "--once")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out.decode(errors="replace")[-2000:]
+    return out.decode(errors="replace")
+
+
+def _job(engine, job_id: int):
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow import models as m
+
+    with Session(engine) as s:
+        return s.get(m.PlanJob, job_id)
+
+
+def _wait(engine, job_id: int, cond, timeout_s: float = 300):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = _job(engine, job_id)
+        if cond(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached the expected state; last: {job.state} {job.stage}")
+
+
+def _start(client, ids: dict, ct: Path, *, deid=False, report=False, side="") -> int:
+    """Start a job through the page (multipart upload) and return its id."""
+    data = {"csrf_token": csrf_of(client), "protocol": "c2-dens-anterior", "side": side, "source": "upload"}
+    if deid:
+        data["deid"] = "1"
+    if report:
+        data["report"] = "1"
+    with open(ct, "rb") as fh:
+        r = client.post(f"/cases/{ids['case']}/lesions/{ids['lesion']}/plan-jobs/new", data=data,
+                        files={"ct_file": (ct.name, fh, "application/octet-stream")}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:1000]
+    m = re.match(rf"/cases/{ids['case']}/plan-jobs/(\d+)$", r.headers["location"])
+    assert m, r.headers["location"]
+    return int(m.group(1))
+
+
+def _leftovers(job_dir: Path) -> list[str]:
+    """Temporary or half-written entries in a job's folder (atomic writes use hidden ``.name.*.part`` names)."""
+    return sorted(p.name for p in job_dir.rglob("*") if p.name.endswith(".part") or p.name.endswith(".old"))
+
+
+def test_job_lifecycle_deidentified_dicom_upload(engine, db_url, client_for, jobs_root, phantom):
+    """Upload a DICOM zip with de-identification, queue, run in a real worker: stages, plan attached, verdict."""
+    from osteoplan.planning.model import load_plan
+    from osteoplan.planning.verdict import verdict_of
+
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    job_id = _start(c, ids, phantom["zip"], deid=True)
+    job = _job(engine, job_id)
+    assert job.state == "queued" and job.options["format"] == "dicom"
+    job_dir = Path(job.work_dir)
+    assert job_dir.parent == jobs_root.resolve() and (job_dir / "ct.zip").is_file()
+    page = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}")
+    assert page.status_code == 200 and "queued" in page.text
+
+    _run_worker_once(db_url)
+    job = _job(engine, job_id)
+    assert job.state == "done", job.error
+    assert job.stages_done == ["deid", "read", "anatomy", "risk", "search", "exports", "save"]
+    # only the de-identified copy is kept, and it no longer carries the phantom's name
+    import pydicom
+
+    assert not (job_dir / "ct.zip").exists()
+    files = sorted((job_dir / "ct-deid").rglob("*.dcm"))
+    assert len(files) > 10
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert "TESTNAME" not in str(ds.PatientName) and ds.PatientID != "H-998877"
+    assert ds.PatientIdentityRemoved == "YES"
+    # the verdict recorded is the one of the plan folder the planner wrote, read back independently
+    folder = job_dir / f"plan-{job.attempts}"
+    assert verdict_of(load_plan(folder / "plan.json")).text_en == job.verdict
+    assert json.loads((folder / ".osteoplan-manifest.json").read_text())["command"] == "plan"
+    assert _leftovers(job_dir) == []
+    # the saved plan is attached to the lesion and shown on the case page with that verdict
+    from osteoplan.workflow import models as m
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s:
+        saved = s.get(m.SavedPlan, job.saved_plan_id)
+        assert saved.lesion_id == ids["lesion"]
+        assert saved.plan == json.loads((folder / "plan.json").read_text())
+    case_page = c.get(f"/cases/{ids['case']}").text
+    assert job.verdict.split(":")[0] in case_page and f'id="plan-{job.saved_plan_id}"' in case_page
+    js = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
+    assert js["state"] == "done" and [s["status"] for s in js["stages"]] == ["done"] * 7
+
+
+def test_failure_shows_the_planners_one_line_error(engine, db_url, client_for, jobs_root, tmp_path):
+    """A NIfTI that is not a neck CT: the job fails with exactly the error line 'osteoplan plan' prints."""
+    import nibabel as nib
+    import numpy as np
+
+    bad = tmp_path / "tiny.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((6, 6, 6), -1000, dtype=np.int16), np.eye(4)), bad)
+    cli = subprocess.run([sys.executable, "-m", "osteoplan.cli", "plan", str(bad), "--out", str(tmp_path / "o"),
+                          "--no-report"], env=_env(), cwd=str(tmp_path), capture_output=True, text=True)
+    assert cli.returncode == 2
+    expected = [ln for ln in cli.stderr.splitlines() if ln.startswith("error:")][-1][len("error:"):].strip()
+    # the CLI names its argument by path; the job's line names the same argument by the job's own file name
+    expected = expected.replace(str(bad), "ct.nii.gz").replace(bad.name, "ct.nii.gz")
+
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    job_id = _start(c, ids, bad)
+    _run_worker_once(db_url)
+    job = _job(engine, job_id)
+    assert job.state == "failed" and job.exit_code == 2
+    assert job.error == expected
+    assert job.saved_plan_id is None and not (Path(job.work_dir) / "plan-1").exists()
+    page = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}").text
+    assert "The plan failed" in page
+
+
+def test_cancel_a_queued_and_a_running_job(engine, db_url, client_for, jobs_root, phantom):
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    # queued: cancelled at once, never run
+    q_id = _start(c, ids, phantom["nifti"])
+    r = c.post(f"/cases/{ids['case']}/plan-jobs/{q_id}/cancel", data={"csrf_token": csrf_of(c)}, follow_redirects=False)
+    assert r.status_code == 303
+    _run_worker_once(db_url)
+    job = _job(engine, q_id)
+    assert job.state == "cancelled" and job.attempts == 0 and job.started_at is None
+    # running: the worker stops the planner, which leaves nothing behind
+    r_id = _start(c, ids, phantom["nifti"], report=True)
+    w = _worker(db_url)
+    try:
+        _wait(engine, r_id, lambda j: j.state == "running" and j.stage in ("anatomy", "risk", "search", "exports"))
+        r = c.post(f"/cases/{ids['case']}/plan-jobs/{r_id}/cancel", data={"csrf_token": csrf_of(c)},
+                   follow_redirects=False)
+        assert r.status_code == 303
+        job = _wait(engine, r_id, lambda j: j.state != "running")
+    finally:
+        w.terminate()
+        w.wait(30)
+    assert job.state == "cancelled" and job.saved_plan_id is None
+    job_dir = Path(job.work_dir)
+    assert not (job_dir / "plan-1").exists() and _leftovers(job_dir) == []
+
+
+def test_worker_killed_mid_job_is_failed_with_reason_after_restart(engine, db_url, client_for, jobs_root, phantom):
+    """SIGKILL the worker while the plan writes its outputs; the restarted worker marks the job failed with the
+    reason; the killed job's planner (told by the kernel) leaves nothing behind. (That a restarted worker runs
+    the jobs queued before it started is what every other test here does.)"""
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    killed = _start(c, ids, phantom["nifti"], report=True)
+    w = _worker(db_url)
+    try:
+        _wait(engine, killed, lambda j: j.state == "running" and j.stage == "exports")
+        os.kill(w.pid, signal.SIGKILL)
+        w.wait(10)
+    finally:
+        if w.poll() is None:
+            w.kill()
+    job_dir = Path(_job(engine, killed).work_dir)
+    # the planner child got SIGTERM from the kernel (PR_SET_PDEATHSIG) and removes its temporary plan folder
+    deadline = time.monotonic() + 60
+    while _leftovers(job_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _job(engine, killed).state == "running"  # nobody has looked yet: still marked running
+    out = _run_worker_once(db_url)  # "the server restarted"
+    job = _job(engine, killed)
+    assert job.state == "failed", out
+    assert "worker process stopped" in job.error and "during 'writing the plan, report and images'" in job.error
+    assert job.saved_plan_id is None and not (job_dir / "plan-1").exists() and _leftovers(job_dir) == []
+    page = c.get(f"/cases/{ids['case']}").text
+    assert "worker process stopped" in page
+
+
+def test_upload_refused_when_not_a_ct_file(engine, client_for, jobs_root, tmp_path):
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    f = tmp_path / "notes.txt"
+    f.write_text("not a CT")
+    data = {"csrf_token": csrf_of(c), "protocol": "c2-dens-anterior", "source": "upload"}
+    with open(f, "rb") as fh:
+        r = c.post(f"/cases/{ids['case']}/lesions/{ids['lesion']}/plan-jobs/new", data=data,
+                   files={"ct_file": ("notes.txt", fh, "text/plain")}, follow_redirects=False)
+    assert r.status_code == 422 and "zip of DICOM files or a NIfTI file" in r.text
+    assert not jobs_root.exists() or not any(jobs_root.iterdir())
+
+
+def test_upload_size_limit(engine, client_for, jobs_root, tmp_path, monkeypatch):
+    """A CT larger than the limit is refused while it is read; nothing is kept."""
+    from osteoplan.web import plan_jobs as pj
+
+    monkeypatch.setattr(pj, "CT_MAX_BYTES", 100_000)
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    big = tmp_path / "ct.zip"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.dcm", os.urandom(300_000))
+    data = {"csrf_token": csrf_of(c), "protocol": "c2-dens-anterior", "source": "upload"}
+    with open(big, "rb") as fh:
+        r = c.post(f"/cases/{ids['case']}/lesions/{ids['lesion']}/plan-jobs/new", data=data,
+                   files={"ct_file": ("ct.zip", fh, "application/zip")}, follow_redirects=False)
+    assert r.status_code == 422 and "larger than" in r.text
+    assert not jobs_root.exists() or not any(p.is_file() for p in jobs_root.rglob("*"))
+
+
+def test_demo_seed_queues_plans_on_the_phantom(engine, db_url, jobs_root):
+    """The demo's plans: real jobs on the phantom, run by the worker, attached to C2 lesions of demo cases."""
+    from osteoplan.web.demo_plans import seed_demo_plans
+
+    a = make_case(engine, through="lesion")
+    b = make_case(engine, through="lesion")
+    from osteoplan.web.demo_plans import DEMO_VARIANTS
+
+    ids = seed_demo_plans(engine, jobs_root, report=False, spacing_mm=SPACING_MM)
+    assert len(ids) == len(DEMO_VARIANTS) == 2
+    assert {_job(engine, i).lesion_id for i in ids} == {a["lesion"], b["lesion"]}
+    segmented_only = next(i for i in ids if not _job(engine, i).options.get("masks"))
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    with session_scope(session_factory(engine)) as s:  # one plan is enough here (time): the other is not run
+        q.request_cancel(s, None, q.get_job(s, segmented_only))
+    _run_worker_once(db_url)
+    with_masks = _job(engine, next(i for i in ids if i != segmented_only))
+    assert with_masks.state == "done", with_masks.error
+    # with the phantom's exact masks every structure of the protocol is assessed: a feasible verdict
+    assert with_masks.verdict.startswith("FEASIBLE"), with_masks.verdict
