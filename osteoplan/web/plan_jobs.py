@@ -132,6 +132,15 @@ def plan_folder(job: m.PlanJob) -> Path | None:
     return p if (p / "plan.json").is_file() else None
 
 
+def verdict_class(verdict: str | None) -> str:
+    """Colour of a verdict's box (as on the case page): ok for FEASIBLE..., warn for NOT CLEARED, bad otherwise."""
+    if not verdict:
+        return ""
+    if verdict.startswith("FEASIBLE"):
+        return "ok"
+    return "warn" if verdict.startswith("NOT CLEARED") else "bad"
+
+
 def job_view(job: m.PlanJob) -> dict[str, Any]:
     """What the job page shows (no identifiers): state, stages with done/current/pending, error, result."""
     done = list(job.stages_done or [])
@@ -156,7 +165,7 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
     folder = plan_folder(job)
     return {
         "id": job.id, "state": job.state, "stage": job.stage, "stage_label": job.stage_label,
-        "stages": stages, "error": job.error, "verdict": job.verdict, "protocol": job.protocol,
+        "stages": stages, "error": job.error, "verdict": job.verdict, "verdict_class": verdict_class(job.verdict), "protocol": job.protocol,
         "side": job.side or "protocol default", "created_at": job.created_at.isoformat() if job.created_at else None,
         "created_by": job.created_by, "lesion_id": job.lesion_id, "saved_plan_id": job.saved_plan_id,
         "cancel_requested": bool(job.cancel_requested), "final": job.state in q.FINAL_STATES,
