@@ -2,7 +2,7 @@
 
 Each job runs the command line itself in a child process (:func:`plan_argv`, the ONE place where the web app's
 jobs call the planner): the same reading, anatomy, risk, search and plan folder as ``osteoplan plan``, the same
-one-line errors and exit statuses, whatever the planner's internals become. The child's stages are followed
+one-line errors and exit statuses, whatever the planner's internals become. The demo data set's jobs run ``osteoplan demo`` the same way (:func:`demo_argv`). The child's stages are followed
 through ``OSTEOPLAN_PROGRESS_FILE`` (:mod:`osteoplan.progress`); the worker writes a heartbeat every
 :data:`HEARTBEAT_S` seconds, stops the child on a cancel (SIGTERM: the command line cleans up like Ctrl-C,
 its plan folder is written atomically so nothing half-written remains) and the child dies with the worker
@@ -68,6 +68,20 @@ def plan_argv(ct: Path, out: Path, protocol: str, side: str | None, report: bool
     return argv
 
 
+def demo_argv(out: Path, protocol: str, side: str | None, report: bool, segment: bool, seed: int = 0) -> list[str]:
+    """The ``osteoplan demo`` command (the README's main job: plan on the generated neck phantom, with its exact
+    label map, or ``--segment``-ed from its CT); the demo data set's plans are made with it."""
+    argv = [sys.executable, "-m", "osteoplan.cli", "demo", "--out", str(out), "--protocol", protocol,
+            "--seed", str(int(seed))]
+    if side:
+        argv += ["--side", side]
+    if not report:
+        argv.append("--no-report")
+    if segment:
+        argv.append("--segment")
+    return argv
+
+
 def deid_argv(src: Path, out: Path) -> list[str]:
     """The ``osteoplan deid`` command de-identifying an uploaded DICOM zip/folder into *out*."""
     return [sys.executable, "-m", "osteoplan.cli", "deid", str(src), str(out)]
@@ -78,7 +92,7 @@ def stage_of(label: str, searched: bool) -> str:
     low = label.lower()
     if searched:
         return "exports"
-    if low.startswith("reading the ct"):
+    if low.startswith("reading the ct") or "phantom (ct" in low:
         return "read"
     if "anatomy" in low or "segment" in low:
         return "anatomy"
@@ -210,13 +224,14 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
         opts = dict(job.options or {})
         work_dir = Path(job.work_dir) if job.work_dir else None
         protocol, side, attempt, creator = job.protocol, job.side, job.attempts, job.created_by
-    if work_dir is None or not opts.get("ct"):
+    is_demo = opts.get("command") == "demo"
+    if work_dir is None or not (opts.get("ct") or is_demo):
         _finish(engine, job_id, worker, "failed", error="The job has no CT; start the plan again with a CT.")
         return "failed"
-    ct = work_dir / opts["ct"]
+    ct = work_dir / (opts.get("ct") or "")
     done: list[str] = []
     try:
-        if not ct.exists():
+        if not is_demo and not ct.exists():
             _finish(engine, job_id, worker, "failed",
                     error="The job's CT is no longer on the server; start the plan again with the CT.")
             return "failed"
@@ -236,9 +251,11 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             done.append("deid")
         out = work_dir / f"plan-{attempt}"
         progress = _Progress(work_dir / f"progress-{attempt}.jsonl", done)
-        rc, err = _run_child(engine, job_id, worker, plan_argv(ct, out, protocol, side, bool(opts.get("report", True)),
-                                                    work_dir / opts["masks"] if opts.get("masks") else None),
-                             work_dir, f"plan-{attempt}", progress, "read")
+        report = bool(opts.get("report", True))
+        argv = (demo_argv(out, protocol, side, report, bool(opts.get("segment")), int(opts.get("seed") or 0))
+                if is_demo else
+                plan_argv(ct, out, protocol, side, report, work_dir / opts["masks"] if opts.get("masks") else None))
+        rc, err = _run_child(engine, job_id, worker, argv, work_dir, f"plan-{attempt}", progress, "read")
         done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         if rc not in PLAN_WRITTEN_EXIT or not (out / "plan.json").is_file():
             msg = err or ("the planner was interrupted" if rc == 130 else f"the planner stopped with exit status {rc}")

@@ -1,9 +1,10 @@
 """Demo plans: ``osteoplan serve --demo`` queues real planning jobs on the project's neck phantom.
 
-So that a new radiologist finds plans to review, the demo seed writes the phantom CT once (with its exact
-label masks) and queues two jobs on the C2 lesions of the two most recent demo cases, run by the server's
-worker like any other job: one with the phantom's exact masks (what ``osteoplan demo`` does), one from the CT
-alone (classical segmentation; what it could not segment is reported "not assessed", never clear).
+So that a new radiologist finds plans to review, the demo seed queues one job per variant on the C2 lesions of the
+most recent demo cases; the server's worker runs them like any other job, with ``osteoplan demo`` (the README's
+main job: it generates the phantom CT and plans on it): one with the phantom's exact label map, one segmented
+from the phantom CT (``--segment``; what the segmentation could not find is reported "not assessed", never
+clear). Nothing is computed at seed time: the server starts at once and the plans appear within minutes.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from sqlalchemy import Engine, select
 from osteoplan.workflow import jobs as q
 from osteoplan.workflow import models as m
 
-#: The demo jobs: (label of the case's job, use the phantom's exact masks).
-DEMO_VARIANTS: tuple[tuple[str, bool], ...] = (("phantom CT + its exact masks", True),
-                                               ("phantom CT, segmentation only", False))
+#: The demo jobs: (what the case's job shows, segment the phantom CT instead of using its exact label map).
+DEMO_VARIANTS: tuple[tuple[str, bool], ...] = (("neck phantom, its exact label map", False),
+                                               ("neck phantom, segmented from its CT", True))
 
 
 def c2_lesions_for_demo(session, n: int) -> list[m.Lesion]:
-    """The C2 lesions of the *n* most recent demo cases that have one and no plan yet."""
+    """The C2 lesions of the *n* most recent cases that have one and no plan yet."""
     rows = session.scalars(select(m.Lesion).join(m.Patient).where(
         m.Lesion.site == "C2", m.Lesion.deleted_at.is_(None), m.Patient.deleted_at.is_(None))
         .order_by(m.Patient.id.desc()))
@@ -34,9 +35,9 @@ def c2_lesions_for_demo(session, n: int) -> list[m.Lesion]:
     return out
 
 
-def seed_demo_plans(engine: Engine, root: Path, *, report: bool = True, spacing_mm: float | None = None,
+def seed_demo_plans(engine: Engine, root: Path, *, report: bool = True,
                     variants: tuple[tuple[str, bool], ...] = DEMO_VARIANTS) -> list[int]:
-    """Write the phantom under *root*/demo-phantom and queue one job per variant; returns the job ids.
+    """Queue one ``osteoplan demo`` job per variant on the most recent C2 lesions; returns the job ids.
 
     Parameters
     ----------
@@ -46,30 +47,19 @@ def seed_demo_plans(engine: Engine, root: Path, *, report: bool = True, spacing_
         The jobs folder (:func:`osteoplan.web.plan_jobs.jobs_dir`).
     report : bool
         Jobs write the report, images and DICOM outputs.
-    spacing_mm : float, optional
-        Phantom voxel size (default: the phantom's, 0.8 mm); tests use a coarser one.
+    variants : tuple
+        (label, segment) pairs, see :data:`DEMO_VARIANTS`.
     """
     from sqlalchemy.orm import Session
 
-    from osteoplan.anatomy.phantom import PhantomParams, make_phantom, write_phantom
     from osteoplan.planning.protocol import DEFAULT_PROTOCOL
 
-    with Session(engine) as s:
-        lesions = [(les.id, les.patient_id) for les in c2_lesions_for_demo(s, len(variants))]
-    if not lesions:
-        return []
-    folder = (root / "demo-phantom").resolve()
-    if not (folder / "ct.nii.gz").is_file():
-        params = PhantomParams() if spacing_mm is None else PhantomParams(spacing_mm=spacing_mm)
-        write_phantom(make_phantom(params), folder, overwrite=True, dicom=False)
     ids = []
     with Session(engine) as s, s.begin():
-        for (lesion_id, _), (label, with_masks) in zip(lesions, variants):
-            opts = {"ct": str(folder / "ct.nii.gz"), "format": "nifti", "source": "demo phantom", "report": report,
-                    "demo": label}
-            if with_masks:
-                opts["masks"] = str(folder / "labels")
-            job = q.enqueue(s, None, lesion_id, DEFAULT_PROTOCOL, None, opts)
+        for lesion, (label, segment) in zip(c2_lesions_for_demo(s, len(variants)), variants):
+            opts = {"command": "demo", "segment": segment, "seed": 0, "source": "demo: " + label,
+                    "report": report, "format": "nifti"}
+            job = q.enqueue(s, None, lesion.id, DEFAULT_PROTOCOL, None, opts)
             job_dir = root / f"job-{job.id:06d}"
             job_dir.mkdir(parents=True, exist_ok=True)
             job.work_dir = str(job_dir.resolve())

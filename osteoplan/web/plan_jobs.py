@@ -171,4 +171,5 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
         "cancel_requested": bool(job.cancel_requested), "final": job.state in q.FINAL_STATES,
         "source": opts.get("source"), "deidentified": bool(opts.get("deidentified")),
         "has_report": bool(folder and (folder / "report.pdf").is_file()),
+        "has_ct": bool(folder and (folder / "ct.nii.gz").is_file()),
     }

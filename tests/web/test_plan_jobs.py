@@ -155,6 +155,39 @@ def test_job_lifecycle_deidentified_dicom_upload(engine, db_url, client_for, job
     assert job.verdict.split(":")[0] in case_page and f'id="plan-{job.saved_plan_id}"' in case_page
     js = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
     assert js["state"] == "done" and [s["status"] for s in js["stages"]] == ["done"] * 7
+    # the review page (start): three slices through the target, with the plan's verdict
+    review = c.get(f"/cases/{ids['case']}/plans/{job.saved_plan_id}/review")
+    assert review.status_code == 200 and job.verdict in review.text
+    assert [v for v in ("axial", "coronal", "sagittal") if f'data-view="{v}"' in review.text] == ["axial", "coronal",
+                                                                                                   "sagittal"]
+    _check_slices(c, f"/cases/{ids['case']}/plans/{job.saved_plan_id}/slices")
+    assert client_for("research").get(f"/cases/{ids['case']}/plans/{job.saved_plan_id}/review").status_code == 404
+
+
+def _check_slices(c, base: str) -> None:
+    """Slice 0 passes through the target: the image's centre pixel is the target's red cross; 10 mm away it is
+    not; the two window presets give different greys for the same slice."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from osteoplan.views.colors import TARGET_COLOR
+
+    red = tuple(int(round(x * 255)) for x in TARGET_COLOR)
+    for view in ("axial", "coronal", "sagittal"):
+        r = c.get(f"{base}/{view}.png?offset_mm=0&window=bone")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        img = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+        assert img.shape[0] == img.shape[1] and img.shape[0] % 2 == 1
+        centre = img.shape[0] // 2
+        assert tuple(img[centre, centre]) == red, view
+        away = np.asarray(Image.open(io.BytesIO(c.get(f"{base}/{view}.png?offset_mm=10&window=bone").content)))
+        assert tuple(away[centre, centre][:3]) != red
+        soft = np.asarray(Image.open(io.BytesIO(c.get(f"{base}/{view}.png?offset_mm=0&window=soft_tissue").content)))
+        assert (soft[..., :3] != img).any()
+    assert c.get(f"{base}/oblique.png").status_code == 404
+    assert c.get(f"{base}/axial.png?window=lung").status_code == 404
 
 
 def test_failure_shows_the_planners_one_line_error(engine, db_url, client_for, jobs_root, tmp_path):
@@ -271,25 +304,29 @@ def test_upload_size_limit(engine, client_for, jobs_root, tmp_path, monkeypatch)
     assert not jobs_root.exists() or not any(p.is_file() for p in jobs_root.rglob("*"))
 
 
+@pytest.mark.slow
 def test_demo_seed_queues_plans_on_the_phantom(engine, db_url, jobs_root):
-    """The demo's plans: real jobs on the phantom, run by the worker, attached to C2 lesions of demo cases."""
-    from osteoplan.web.demo_plans import seed_demo_plans
-
-    a = make_case(engine, through="lesion")
-    b = make_case(engine, through="lesion")
-    from osteoplan.web.demo_plans import DEMO_VARIANTS
-
-    ids = seed_demo_plans(engine, jobs_root, report=False, spacing_mm=SPACING_MM)
-    assert len(ids) == len(DEMO_VARIANTS) == 2
-    assert {_job(engine, i).lesion_id for i in ids} == {a["lesion"], b["lesion"]}
-    segmented_only = next(i for i in ids if not _job(engine, i).options.get("masks"))
+    """The demo's plans: real 'osteoplan demo' jobs (0.8 mm phantom: about a minute), run by the worker, attached
+    to the C2 lesions of the newest cases, with the verdict of the plan folder the command wrote."""
+    from osteoplan.planning.model import load_plan
+    from osteoplan.planning.verdict import verdict_of
+    from osteoplan.web.demo_plans import DEMO_VARIANTS, seed_demo_plans
     from osteoplan.workflow import jobs as q
     from osteoplan.workflow.db import session_factory, session_scope
 
+    a = make_case(engine, through="lesion")
+    b = make_case(engine, through="lesion")
+    ids = seed_demo_plans(engine, jobs_root, report=False)
+    assert len(ids) == len(DEMO_VARIANTS) == 2
+    assert {_job(engine, i).lesion_id for i in ids} == {a["lesion"], b["lesion"]}
+    segmented = next(i for i in ids if _job(engine, i).options.get("segment"))
     with session_scope(session_factory(engine)) as s:  # one plan is enough here (time): the other is not run
-        q.request_cancel(s, None, q.get_job(s, segmented_only))
+        q.request_cancel(s, None, q.get_job(s, segmented))
     _run_worker_once(db_url)
-    with_masks = _job(engine, next(i for i in ids if i != segmented_only))
-    assert with_masks.state == "done", with_masks.error
-    # with the phantom's exact masks every structure of the protocol is assessed: a feasible verdict
-    assert with_masks.verdict.startswith("FEASIBLE"), with_masks.verdict
+    job = _job(engine, next(i for i in ids if i != segmented))
+    assert job.state == "done", job.error
+    assert job.stages_done == ["read", "risk", "search", "exports", "save"]  # the exact label map: no anatomy step
+    folder = Path(job.work_dir) / "plan-1"
+    assert verdict_of(load_plan(folder / "plan.json")).text_en == job.verdict
+    # the phantom with its exact label map: every structure of the protocol assessed
+    assert job.verdict.startswith("FEASIBLE"), job.verdict

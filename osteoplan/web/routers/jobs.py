@@ -153,4 +153,94 @@ def case_jobs(db, case_id: int) -> dict:
     """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
     jobs = q.jobs_for_case(db, case_id)
     views = [pj.job_view(j) for j in jobs]
-    return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]}}
+    return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]},
+            "plan_reviews": {v["saved_plan_id"] for v in views if v["has_ct"]}}
+
+
+# ------------------------------------------------------------------------------------------ review (start)
+_SCENES: dict[str, tuple[float, object, object]] = {}
+_SCENES_MAX = 3
+_SCENES_LOCK = __import__("threading").Lock()
+
+
+def _scene_of(folder: Path):
+    """(plan, SliceScene) of a plan folder, kept in memory for the last few plans looked at (reading the CT and
+    preparing the structures takes seconds; every slice after that a fraction of a second)."""
+    from osteoplan.export import load_plan_dir
+    from osteoplan.views import pathspec_from_plan
+    from osteoplan.views.slices import make_scene
+
+    key = str(folder)
+    stamp = (folder / "plan.json").stat().st_mtime
+    with _SCENES_LOCK:
+        hit = _SCENES.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1], hit[2]
+        plan, volume, labelmap = load_plan_dir(folder)
+        scene = make_scene(volume, pathspec_from_plan(plan), labelmap)
+        _SCENES[key] = (stamp, plan, scene)
+        while len(_SCENES) > _SCENES_MAX:
+            _SCENES.pop(next(iter(_SCENES)))
+        return plan, scene
+
+
+def _review_folder(db, p: Principal, case_id: int, plan_id: int):
+    case = backend.get_case(db, p.user, case_id)
+    plan = backend.find_child(case, "plan", plan_id)
+    if "plan" not in plan:  # pseudonymised view: plan geometry is not shown
+        raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
+    job = q.job_for_plan(db, plan_id)
+    folder = pj.plan_folder(job) if job is not None and job.patient_id == case_id else None
+    if folder is not None and not (folder / "ct.nii.gz").is_file():
+        folder = None
+    return case, plan, folder
+
+
+@router.get("/cases/{case_id}/plans/{plan_id}/review", response_class=HTMLResponse)
+def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Depends(require("case.read")),
+                db=Depends(get_db)):
+    """The review page (start): axial, coronal and sagittal slices through the target, scrolled by a small
+    script, with window presets; the plan's verdict, its warnings and the PDF."""
+    from osteoplan.views.colors import hex_color, structure_color
+    from osteoplan.views.render import orientation_letters
+    from osteoplan.views.slices import VIEWER_PLANES, WINDOW_PRESETS_HU, offset_range_mm, slice_plane
+    from osteoplan.web.views import plan_key_numbers
+
+    case, plan, folder = _review_folder(db, p, case_id, plan_id)
+    db.commit()
+    panes, legend = [], []
+    if folder is not None:
+        plan_obj, scene = _scene_of(folder)
+        for view in VIEWER_PLANES:
+            lo, hi, step = offset_range_mm(view, scene.path, scene.volume)
+            pl = slice_plane(scene.path, view)
+            panes.append({"view": view, "lo": round(lo, 2), "hi": round(hi, 2), "step": round(step, 3),
+                          "left": orientation_letters(-pl.u), "right": orientation_letters(pl.u),
+                          "top": orientation_letters(-pl.v), "bottom": orientation_letters(pl.v),
+                          "px": pl.n_cols})
+        legend = [(s[0], hex_color(s[5])) for s in scene.structures]
+    return _page(request, "plan_review.html", {"case": case, "plan": plan, "key": plan_key_numbers(plan["plan"]),
+                                                "panes": panes, "legend": legend, "windows": list(WINDOW_PRESETS_HU),
+                                                "has_pdf": bool(folder and (folder / "report.pdf").is_file())})
+
+
+@router.get("/cases/{case_id}/plans/{plan_id}/slices/{view}.png")
+def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, window: str = "bone",
+               p: Principal = Depends(require("case.read")), db=Depends(get_db)):
+    """One slice of the review page (PNG): *view* through the target shifted by *offset_mm* along its normal."""
+    import math
+
+    from fastapi.responses import Response
+
+    from osteoplan.views.slices import VIEWER_PLANES, WINDOW_PRESETS_HU, render_slice
+
+    if view not in VIEWER_PLANES or window not in WINDOW_PRESETS_HU or not math.isfinite(offset_mm) \
+            or abs(offset_mm) > 500:
+        raise HTTPException(404, "No such slice: the view is axial, coronal or sagittal, the window bone or "
+                                 "soft_tissue, the offset within 500 mm.")
+    _, _, folder = _review_folder(db, p, case_id, plan_id)
+    db.commit()
+    if folder is None:
+        raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
+    _, scene = _scene_of(folder)
+    return Response(render_slice(scene, view, offset_mm, window), media_type="image/png")
