@@ -91,5 +91,27 @@ def test_plan_a_ct_from_the_case_page(browser, server_and_worker, shots, phantom
     plan_card.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-job-case-page.png"), full_page=True)
     assert job_url.startswith(base)
+    # the review page (start): three slices through the target; scroll the axial one 5 mm, switch the window
+    plan_card.locator("a.plan-review").click()
+    page.wait_for_url(re.compile(r".*/plans/\d+/review$"))
+    assert page.inner_text("#review-verdict").strip() == verdict
+    from playwright.sync_api import expect
+
+    for view in ("axial", "coronal", "sagittal"):  # (the page's CSP forbids eval: no wait_for_function)
+        img = page.locator(f"figure[data-view={view}] img")
+        expect(img).to_have_js_property("naturalWidth", int(img.get_attribute("width")))
+    axial = page.locator("figure[data-view=axial]")
+    first = axial.locator("img").get_attribute("src")
+    axial.locator("input[type=range]").focus()
+    step = float(axial.locator("input[type=range]").get_attribute("step"))
+    n_keys = max(1, round(5.0 / step))
+    for _ in range(n_keys):
+        page.keyboard.press("ArrowUp")
+    expect(axial).to_have_attribute("data-loaded", re.compile(r"offset_mm=(?!0\.00)"))
+    assert float(axial.locator(".offset").inner_text()) == pytest.approx(n_keys * step, abs=1e-6)
+    assert axial.locator("img").get_attribute("src") != first
+    page.click("button.window-preset[data-window=soft_tissue]")
+    expect(page.locator("figure[data-view=coronal]")).to_have_attribute("data-loaded", re.compile("window=soft_tissue"))
+    page.screenshot(path=str(shots / "plan-review.png"), full_page=True)
     assert errors == []
     ctx.close()
