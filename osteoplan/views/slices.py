@@ -1,5 +1,5 @@
-"""Fast slices for an image viewer: axial, coronal and sagittal planes through the target, shifted along their
-normal, with the structures' outlines, their margins (dashed) and the instrument, as PNG.
+"""Fast slices for an image viewer: axial, coronal and sagittal planes through the target and the two planes
+containing the path (:func:`osteoplan.views.reformat.view_plane`), shifted along their normal, with the structures' outlines, their margins (dashed) and the instrument, as PNG.
 
 The report's reformats (:mod:`osteoplan.views.reformat`, matplotlib: legend, titles, scale bar) take one to three
 seconds each; a viewer scrolled by the radiologist needs a slice in a fraction of that. This module samples the
@@ -24,7 +24,10 @@ from osteoplan.views.reformat import NOT_OUTLINED, Plane, _structure_fields, vie
 
 #: The viewer's planes (through the target) and their window presets (level, width) in HU. Configurable
 #: defaults, the usual CT presets (Radiopaedia, "Windowing (CT)": bone W 1800 / L 400; soft tissue W 400 / L 40).
-VIEWER_PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
+VIEWER_PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal")
+#: Words for the viewer's planes (the two path planes contain the whole path, skin entry to target).
+PLANE_TITLES: dict[str, str] = {"axial": "axial", "coronal": "coronal", "sagittal": "sagittal",
+                                "path_oblique": "along the path", "path_oblique_orthogonal": "along the path, 90°"}
 WINDOW_PRESETS_HU: dict[str, tuple[float, float]] = {"bone": (400.0, 1800.0), "soft_tissue": (40.0, 400.0)}
 #: Field of view (mm) and pixel size (mm) of the viewer's slices (configurable defaults).
 FOV_MM = 110.0
@@ -67,9 +70,13 @@ def make_scene(volume, path: PathSpec, labelmap=None) -> SliceScene:
     return scene
 
 
-def slice_plane(path: PathSpec, view: str, offset_mm: float = 0.0, fov_mm: float = FOV_MM,
+def slice_plane(path: PathSpec, view: str, offset_mm: float = 0.0, fov_mm: float | None = None,
                 pixel_mm: float = PIXEL_MM) -> Plane:
-    """The plane of *view* through the target, shifted by *offset_mm* along its normal (u x v)."""
+    """The plane of *view* (through the target; the path planes through the path's middle), shifted by
+    *offset_mm* along its normal (u x v). Field of view: :data:`FOV_MM`, the path's length + 30 mm for the path
+    planes."""
+    if fov_mm is None and view in ("axial", "coronal", "sagittal"):
+        fov_mm = FOV_MM
     p = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm)
     return Plane(p.centre_lps_mm + float(offset_mm) * p.normal, p.u, p.v, p.n_rows, p.n_cols, p.pixel_mm)
 
@@ -98,7 +105,7 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
     ----------
     scene : SliceScene
         From :func:`make_scene`.
-    view : {"axial", "coronal", "sagittal"}
+    view : one of :data:`VIEWER_PLANES`
     offset_mm : float
         Shift along the plane's normal from the target (mm).
     window : {"bone", "soft_tissue"}
@@ -177,12 +184,12 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
 
 def offset_range_mm(view: str, path: PathSpec, volume, fov_mm: float = FOV_MM) -> tuple[float, float, float]:
     """(lowest, highest, step) offset (mm) of *view*'s slices: the CT's extent along the plane's normal around
-    the target, within half the field of view, by the CT's voxel size along that normal (at least 0.5 mm)."""
-    p = view_plane(view, path, fov_mm=fov_mm)
+    the plane's centre, within +/- *fov_mm* / 2, by the CT's voxel size along that normal (at least 0.5 mm)."""
+    p = slice_plane(path, view)
     nrm = p.normal
     shape = np.asarray(volume.shape, float)
     corners = np.array([[k, j, i] for k in (0, shape[0] - 1) for j in (0, shape[1] - 1) for i in (0, shape[2] - 1)])
-    along = (volume.index_to_world(corners) - path.target_lps_mm) @ nrm
+    along = (volume.index_to_world(corners) - p.centre_lps_mm) @ nrm
     lo, hi = max(float(along.min()), -fov_mm / 2), min(float(along.max()), fov_mm / 2)
     per_mm = np.linalg.inv(volume.affine[:3, :3]) @ nrm     # index change per mm along the normal
     step = max(0.5, 1.0 / float(np.max(np.abs(per_mm))))

@@ -100,3 +100,21 @@ def test_offset_range(scene):
     lo, hi, step = offset_range_mm("axial", sc.path, sc.volume)
     # the CT spans S -40..39 mm around a target at 0: limited to +/- 55 mm (half the field of view), 1 mm steps
     assert (lo, hi, step) == (-40.0, 39.0, 1.0)
+
+
+@pytest.mark.parametrize("view", ["path_oblique", "path_oblique_orthogonal"])
+def test_path_planes_contain_the_path(scene, view):
+    """The path planes contain the whole path: the image centre (the path's middle) is inside the instrument's
+    cut, the target's red cross is where the plane maps the target; 5 mm off the plane both are gone."""
+    sc, _ = scene
+    img = _img(sc, view, 0.0)
+    plane = slice_plane(sc.path, view, 0.0)
+    n = img.shape[0]
+    assert plane.n_rows == n and n == round(max(90.0, sc.path.length_mm + 30.0) / PIXEL_MM)
+    mid = np.rint(plane.to_pixel((sc.path.skin_entry_lps_mm + sc.path.target_lps_mm) / 2)).astype(int)
+    px = img[mid[0], mid[1]].astype(float) / 255
+    assert px[1] > px[0] + 0.2 and px[2] > px[0] + 0.2  # cyan-tinted: the instrument
+    r, c = np.rint(plane.to_pixel(sc.path.target_lps_mm)).astype(int)
+    assert tuple(img[r, c]) == tuple(int(round(x * 255)) for x in TARGET_COLOR)
+    off = _img(sc, view, 5.0)
+    assert tuple(off[r, c]) != tuple(int(round(x * 255)) for x in TARGET_COLOR)

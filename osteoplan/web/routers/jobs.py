@@ -203,7 +203,7 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
     script, with window presets; the plan's verdict, its warnings and the PDF."""
     from osteoplan.views.colors import hex_color, structure_color
     from osteoplan.views.render import orientation_letters
-    from osteoplan.views.slices import VIEWER_PLANES, WINDOW_PRESETS_HU, offset_range_mm, slice_plane
+    from osteoplan.views.slices import PLANE_TITLES, VIEWER_PLANES, WINDOW_PRESETS_HU, offset_range_mm, slice_plane
     from osteoplan.web.views import plan_key_numbers
 
     case, plan, folder = _review_folder(db, p, case_id, plan_id)
@@ -214,7 +214,8 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
         for view in VIEWER_PLANES:
             lo, hi, step = offset_range_mm(view, scene.path, scene.volume)
             pl = slice_plane(scene.path, view)
-            panes.append({"view": view, "lo": round(lo, 2), "hi": round(hi, 2), "step": round(step, 3),
+            panes.append({"view": view, "title": PLANE_TITLES[view], "kmin": int(round(lo / step)),
+                          "kmax": int(round(hi / step)), "step": step,
                           "left": orientation_letters(-pl.u), "right": orientation_letters(pl.u),
                           "top": orientation_letters(-pl.v), "bottom": orientation_letters(pl.v),
                           "px": pl.n_cols})
@@ -236,8 +237,8 @@ def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, wi
 
     if view not in VIEWER_PLANES or window not in WINDOW_PRESETS_HU or not math.isfinite(offset_mm) \
             or abs(offset_mm) > 500:
-        raise HTTPException(404, "No such slice: the view is axial, coronal or sagittal, the window bone or "
-                                 "soft_tissue, the offset within 500 mm.")
+        raise HTTPException(404, f"No such slice: the view is one of {', '.join(VIEWER_PLANES)}, the window bone "
+                                 "or soft_tissue, the offset within 500 mm.")
     _, _, folder = _review_folder(db, p, case_id, plan_id)
     db.commit()
     if folder is None:

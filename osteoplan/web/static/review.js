@@ -16,10 +16,12 @@
     var label = pane.querySelector(".offset");
     var view = pane.getAttribute("data-view");
     var busy = false, wanted = null;
-    function url() { return base + view + ".png?offset_mm=" + Number(range.value).toFixed(2) + "&window=" + win; }
+    var stepMm = Number(range.getAttribute("data-step-mm")) || 1;
+    function offset() { return Number(range.value) * stepMm; }
+    function url() { return base + view + ".png?offset_mm=" + offset().toFixed(2) + "&window=" + win; }
     function load() {
       var u = url();
-      label.textContent = Number(range.value).toFixed(1);
+      label.textContent = offset().toFixed(1);
       if (busy) { wanted = u; return; }
       busy = true;
       img.src = u;
@@ -34,8 +36,7 @@
     range.addEventListener("input", load);
     img.addEventListener("wheel", function (e) {
       e.preventDefault();
-      var step = Number(range.step) || 1;
-      var v = Number(range.value) + (e.deltaY > 0 ? -step : step);
+      var v = Number(range.value) + (e.deltaY > 0 ? -1 : 1);
       range.value = Math.min(Number(range.max), Math.max(Number(range.min), v));
       load();
     }, {passive: false});
