@@ -14,6 +14,7 @@ lesion as a saved plan in the same transaction that marks the job done.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from osteoplan.errors import OsteoplanError
 from osteoplan.workflow import jobs as q
 from osteoplan.workflow import models as m
 
@@ -85,6 +87,48 @@ def demo_argv(out: Path, protocol: str, side: str | None, report: bool, segment:
 def deid_argv(src: Path, out: Path) -> list[str]:
     """The ``osteoplan deid`` command de-identifying an uploaded DICOM zip/folder into *out*."""
     return [sys.executable, "-m", "osteoplan.cli", "deid", str(src), str(out)]
+
+
+#: Text fields of a NIfTI-1 header, which may hold free text (a converter can put the patient's name there).
+NIFTI_TEXT_FIELDS: tuple[str, ...] = ("descrip", "aux_file", "intent_name", "db_name")
+
+
+def deidentify_nifti(src: Path, dst: Path) -> None:
+    """Copy a NIfTI CT to *dst* without its free-text header fields and header extensions (dcm2niix and other
+    converters may store DICOM text, names included, there), written atomically; the image and its geometry are
+    unchanged. A NIfTI holds no DICOM identity header: these are the places identifying text can hide.
+
+    Raises
+    ------
+    osteoplan.errors.InputError
+        *src* is not a readable NIfTI file.
+    osteoplan.errors.DeidentificationError
+        A text field or extension survived (checked on the written file).
+    """
+    import nibabel as nib
+
+    from osteoplan.atomic import atomic_file
+    from osteoplan.errors import DeidentificationError, InputError
+
+    try:
+        img = nib.load(str(src))
+        data = img.dataobj
+        hdr = img.header.copy()
+    except Exception:
+        raise InputError("The uploaded NIfTI file cannot be read; export the CT again.") from None
+    for f in NIFTI_TEXT_FIELDS:
+        if f in hdr:
+            hdr[f] = b""
+    hdr.extensions.clear()
+    out = nib.Nifti1Image(data, img.affine, hdr)
+    suffix = ".nii.gz" if str(dst).endswith(".gz") else ".nii"
+    with atomic_file(dst, "wb") as fh:
+        fh.write(out.to_bytes() if suffix == ".nii" else gzip.compress(out.to_bytes(), 6))
+    check = nib.load(str(dst))
+    if any(bytes(check.header[f]).strip(b"\0 ") for f in NIFTI_TEXT_FIELDS if f in check.header) \
+            or len(check.header.extensions):
+        dst.unlink(missing_ok=True)
+        raise DeidentificationError("a NIfTI header text field survived de-identification; nothing was kept")
 
 
 def stage_of(label: str, searched: bool) -> str:
@@ -248,6 +292,17 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             with Session(engine) as s, s.begin():
                 j = s.get(m.PlanJob, job_id)
                 j.options = {**opts, "ct": "ct-deid", "deidentified": True}
+        elif opts.get("deid") and opts.get("format") == "nifti" and not is_demo:
+            q.heartbeat(engine, job_id, worker, stage="deid")
+            name = "ct-deid.nii.gz"
+            deidentify_nifti(ct, work_dir / name)
+            ct.unlink(missing_ok=True)  # only the de-identified copy is kept
+            ct = work_dir / name
+            with Session(engine) as s, s.begin():
+                j = s.get(m.PlanJob, job_id)
+                j.options = {**opts, "ct": name, "deidentified": True}
+            done.append("deid")
+        if opts.get("deid") and not is_demo:
             done.append("deid")
         out = work_dir / f"plan-{attempt}"
         progress = _Progress(work_dir / f"progress-{attempt}.jsonl", done)
@@ -272,6 +327,9 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
                 error="The plan did not finish: its worker was stopped (server shut down); nothing was saved. "
                       "Start the plan again.")
         raise
+    except OsteoplanError as exc:  # the one-line message of a known problem (bad NIfTI, de-identification)
+        _finish(engine, job_id, worker, "failed", stages_done=done, error=str(exc))
+        return "failed"
     except Exception as exc:  # one line, no data: the job fails, the worker goes on
         log.error("planning job %s: unexpected %s", job_id, type(exc).__name__)
         _finish(engine, job_id, worker, "failed", stages_done=done,

@@ -61,7 +61,8 @@ def seed_demo_plans(engine: Engine, root: Path, *, report: bool = True,
                     "report": report, "format": "nifti"}
             job = q.enqueue(s, None, lesion.id, DEFAULT_PROTOCOL, None, opts)
             job_dir = root / f"job-{job.id:06d}"
-            job_dir.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)  # CTs are patient data: the owner only
+            job_dir.mkdir(mode=0o700, exist_ok=True)
             job.work_dir = str(job_dir.resolve())
             ids.append(job.id)
     return ids

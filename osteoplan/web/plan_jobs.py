@@ -82,7 +82,7 @@ def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int | No
         Empty, larger than *max_bytes* (default :data:`CT_MAX_BYTES`), or neither a DICOM zip nor a NIfTI file (nothing is kept).
     """
     max_bytes = CT_MAX_BYTES if max_bytes is None else max_bytes
-    job_dir.mkdir(parents=True, exist_ok=True)
+    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     head = src.read(65536)
     if not head:
         raise ValidationError("the CT file is empty; choose the CT's DICOM zip or NIfTI file")
@@ -111,6 +111,7 @@ def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int | No
 def attach_ct_files(job: m.PlanJob, root: Path, write) -> dict[str, Any]:
     """Give *job* its folder under *root* and its CT through *write(job_dir) -> options* (an upload, a PACS
     retrieve...); the job's options are updated. On error the folder is removed and the error raised."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # CTs are patient data: the owner only
     job_dir = root / f"job-{job.id:06d}"
     if job_dir.exists():
         shutil.rmtree(job_dir)
@@ -147,7 +148,7 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
     opts = job.options or {}
     stages = []
     for key, label in q.STAGES:
-        if key == "deid" and not (opts.get("deid") and opts.get("format") == "dicom"):
+        if key == "deid" and not opts.get("deid"):
             continue
         if key == "exports" and not opts.get("report", True):
             label = "writing the plan"

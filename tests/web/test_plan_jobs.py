@@ -236,7 +236,7 @@ def test_cancel_a_queued_and_a_running_job(engine, db_url, client_for, jobs_root
     job = _job(engine, q_id)
     assert job.state == "cancelled" and job.attempts == 0 and job.started_at is None
     # running: the worker stops the planner, which leaves nothing behind
-    r_id = _start(c, ids, phantom["nifti"], report=True)
+    r_id = _start(c, ids, phantom["nifti"], report=True, deid=True)
     w = _worker(db_url)
     try:
         _wait(engine, r_id, lambda j: j.state == "running" and j.stage in ("anatomy", "risk", "search", "exports"))
@@ -250,6 +250,9 @@ def test_cancel_a_queued_and_a_running_job(engine, db_url, client_for, jobs_root
     assert job.state == "cancelled" and job.saved_plan_id is None
     job_dir = Path(job.work_dir)
     assert not (job_dir / "plan-1").exists() and _leftovers(job_dir) == []
+    # the NIfTI was de-identified first (header text removed) and only that copy is kept
+    assert job.stages_done[0] == "deid" and job.options["deidentified"] is True
+    assert (job_dir / "ct-deid.nii.gz").is_file() and not (job_dir / "ct.nii.gz").exists()
 
 
 def test_worker_killed_mid_job_is_failed_with_reason_after_restart(engine, db_url, client_for, jobs_root, phantom):
@@ -340,3 +343,32 @@ def test_demo_seed_queues_plans_on_the_phantom(engine, db_url, jobs_root, backen
     assert verdict_of(load_plan(folder / "plan.json")).text_en == job.verdict
     # the phantom with its exact label map: every structure of the protocol assessed
     assert job.verdict.startswith("FEASIBLE"), job.verdict
+
+
+def test_nifti_deidentification_removes_header_text(tmp_path):
+    """A NIfTI's free-text header fields and extensions (where converters may copy DICOM text) are removed; the
+    voxels and the geometry are unchanged; the name is found nowhere in the written bytes."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    from osteoplan.faces.worker import deidentify_nifti
+
+    arr = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6) - 1000
+    aff = np.array([[-0.8, 0, 0, 10.0], [0, -0.8, 0, 20.0], [0, 0, 1.5, -30.0], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(arr, aff)
+    img.header["descrip"] = b"DUPONT^MARIE 1961"
+    img.header["aux_file"] = b"DUPONT"
+    img.header["db_name"] = b"H-998877"
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"PatientName=DUPONT^MARIE"))
+    src = tmp_path / "in.nii.gz"
+    nib.save(img, src)
+    assert b"DUPONT" in gzip.decompress(src.read_bytes())
+    dst = tmp_path / "out.nii.gz"
+    deidentify_nifti(src, dst)
+    raw = gzip.decompress(dst.read_bytes())
+    assert b"DUPONT" not in raw and b"998877" not in raw
+    out = nib.load(str(dst))
+    assert np.array_equal(np.asarray(out.dataobj), arr) and np.allclose(out.affine, aff)
+    assert len(out.header.extensions) == 0 and bytes(out.header["descrip"]).strip(b"\0") == b""

@@ -81,8 +81,6 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
                         {"deid": values["deid"], "report": values["report"], "source": source})
         upload.file.seek(0)
         pj.attach_ct_files(job, root, lambda d: pj.save_upload(upload.file, upload.filename or "", d))
-        if job.options.get("format") != "dicom" and values["deid"]:
-            job.options = {**job.options, "deid_note": "NIfTI carries no DICOM identity header; nothing to remove"}
         db.commit()
     except ValidationError as exc:
         db.rollback()
