@@ -5,9 +5,14 @@ received (``ct.zip`` or ``ct.nii.gz``; replaced by ``ct-deid/`` when de-identifi
 folder ``plan-<attempt>/`` written atomically by ``osteoplan plan``, and its progress and logs. The jobs dir
 is ``$OSTEOPLAN_JOBS_DIR``, else ``jobs/`` next to an SQLite registry, else ``jobs/`` in the user's data folder.
 
-CT sources: :data:`CT_SOURCES` names where a CT may come from. Today "upload" (a DICOM zip or a NIfTI file from
-the browser); a PACS picker adds its own entry and a function writing the series into the job's folder
-(:func:`attach_ct_files`), the rest of the job is the same.
+CT sources (the seam for the PACS picker): :data:`CT_SOURCES` maps a source key to (words shown in the form,
+``make_writer(form) -> write(job_dir) -> options``). ``make_writer`` checks the submitted form at once (raising
+``ValidationError`` with a one-line message) and returns the function that puts the CT into the job's folder and
+returns the job's CT options (``ct``: the CT's path inside the folder, ``format``: ``dicom`` or ``nifti``,
+``source``...). Today: "upload" (a DICOM zip or a NIfTI file from the browser, :func:`upload_writer`). A PACS
+source registers ``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)`` whose writer retrieves the
+series into the folder (e.g. ``ct-dicom/``), plus its fields in ``plan_job_new.html``; the rest of the job
+(de-identification, planning, progress, result) is the same.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import shutil
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from osteoplan.errors import ValidationError
 from osteoplan.workflow import jobs as q
@@ -27,7 +32,6 @@ from osteoplan.workflow import models as m
 #: published source: a thin-slice neck CT of 1,000 512x512 16-bit images is about 0.55 GB uncompressed).
 CT_MAX_BYTES = int(os.environ.get("OSTEOPLAN_CT_MAX_BYTES") or 2_000_000_000)
 #: Where a CT may come from, with the words shown in the form (a PACS picker adds "pacs").
-CT_SOURCES: dict[str, str] = {"upload": "upload a DICOM zip or a NIfTI file"}
 CHUNK = 1 << 20
 
 
@@ -106,6 +110,31 @@ def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int | No
     finally:
         tmp.unlink(missing_ok=True)
     return {"ct": name, "format": fmt, "ct_bytes": size, "source": "upload"}
+
+
+def upload_writer(form) -> Callable[[Path], dict[str, Any]]:
+    """The CT source "upload": the form's ``ct_file`` (a DICOM zip or a NIfTI file), copied by :func:`save_upload`.
+
+    Raises
+    ------
+    ValidationError
+        No file was chosen.
+    """
+    upload = form.get("ct_file")
+    if upload is None or not hasattr(upload, "file"):
+        raise ValidationError("choose the CT file (a DICOM zip or a NIfTI file)")
+
+    def write(job_dir: Path) -> dict[str, Any]:
+        upload.file.seek(0)
+        return save_upload(upload.file, upload.filename or "", job_dir)
+
+    return write
+
+
+#: Where a CT may come from: key -> (words shown in the form, make_writer); see the module's docstring.
+CT_SOURCES: dict[str, tuple[str, Callable[[Any], Callable[[Path], dict[str, Any]]]]] = {
+    "upload": ("upload a DICOM zip or a NIfTI file", upload_writer),
+}
 
 
 def attach_ct_files(job: m.PlanJob, root: Path, write) -> dict[str, Any]:

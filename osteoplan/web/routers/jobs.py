@@ -47,7 +47,7 @@ def _form(request: Request, db, p: Principal, case_id: int, lesion_id: int, erro
     lesion = backend.find_child(case, "lesion", lesion_id)
     db.commit()
     return _page(request, "plan_job_new.html", {"case": case, "lesion": lesion, "protocols": _protocols(),
-                                                 "sources": pj.CT_SOURCES, "error": error, "values": values or {},
+                                                 "sources": {k: v[0] for k, v in pj.CT_SOURCES.items()}, "error": error, "values": values or {},
                                                  "max_gb": pj.CT_MAX_BYTES / 1e9}, status_code=status_code)
 
 
@@ -74,13 +74,10 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
             raise ValidationError("protocol: choose one of the protocols listed")
         if source not in pj.CT_SOURCES:
             raise ValidationError("CT source: choose one of the sources listed")
-        upload = form.get("ct_file")
-        if upload is None or not hasattr(upload, "file"):
-            raise ValidationError("choose the CT file (a DICOM zip or a NIfTI file)")
+        write = pj.CT_SOURCES[source][1](form)  # checks the source's fields now
         job = q.enqueue(db, p.user, lesion_id, protocol, side,
                         {"deid": values["deid"], "report": values["report"], "source": source})
-        upload.file.seek(0)
-        pj.attach_ct_files(job, root, lambda d: pj.save_upload(upload.file, upload.filename or "", d))
+        pj.attach_ct_files(job, root, write)
         db.commit()
     except ValidationError as exc:
         db.rollback()
