@@ -22,13 +22,14 @@ DEMO_VARIANTS: tuple[tuple[str, bool], ...] = (("neck phantom, its exact label m
 
 
 def c2_lesions_for_demo(session, n: int) -> list[m.Lesion]:
-    """The C2 lesions of the *n* most recent cases that have one and no plan yet."""
+    """The C2 lesions of the *n* most recent cases that have one, and neither a plan nor a planning job yet."""
     rows = session.scalars(select(m.Lesion).join(m.Patient).where(
         m.Lesion.site == "C2", m.Lesion.deleted_at.is_(None), m.Patient.deleted_at.is_(None))
         .order_by(m.Patient.id.desc()))
+    with_jobs = set(session.scalars(select(m.PlanJob.lesion_id)))
     out = []
     for les in rows:
-        if not les.plans:
+        if not les.plans and les.id not in with_jobs:
             out.append(les)
         if len(out) == n:
             break

@@ -1,6 +1,6 @@
 """In Debian's Chromium (Playwright) against a real uvicorn server and a real planning worker: log in, open a
-case, upload the phantom CT, start the plan, follow its progress, and read the verdict and the PDF on the case
-page. Screenshots go to docs/screenshots/plan-job-*.png with ``OSTEOPLAN_SCREENSHOTS=1``."""
+case, upload the phantom CT, start the plan, follow its progress, read the verdict on the case page and review
+the slices (scroll, window). Screenshots go to docs/screenshots/plan-job-*.png with ``OSTEOPLAN_SCREENSHOTS=1``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ def test_plan_a_ct_from_the_case_page(browser, server_and_worker, shots, phantom
     options = page.locator("select[name=protocol] option").all_inner_texts()
     assert options[0].startswith("c2-dens-anterior") and any(o.startswith("c2-dens-lateral") for o in options)
     page.set_input_files("input[name=ct_file]", str(phantom_nifti))
+    page.uncheck("input[name=report]")  # the PDF takes half a minute more (CI budget); its link is tested in the matrix
     page.screenshot(path=str(shots / "plan-job-start.png"), full_page=True)
     page.click("form#form-plan-job button[type=submit]")
     page.wait_for_url(re.compile(r".*/plan-jobs/\d+$"))
@@ -80,16 +81,14 @@ def test_plan_a_ct_from_the_case_page(browser, server_and_worker, shots, phantom
     assert re.match(r"(FEASIBLE|NOT CLEARED|NO FEASIBLE PATH|.*ROUTE NOT ASSESSABLE)", verdict), verdict
     assert page.locator("#job-stages li.stage-done").count() == 6  # read, anatomy, risk, search, exports, save
     page.screenshot(path=str(shots / "plan-job-done.png"), full_page=True)
-    # the PDF report of the plan
-    pdf = page.request.get(page.get_attribute("#job-pdf", "href") and base + page.get_attribute("#job-pdf", "href"))
-    assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf" and pdf.body()[:5] == b"%PDF-"
+    assert page.locator("#job-pdf").count() == 0  # made without the report: no PDF link
     # the case page shows the plan's one verdict (the same words), its warnings and the PDF link
     page.click("#job-open-plan")
     page.wait_for_url(re.compile(rf".*/cases/{ids['case']}(#plan-\d+)?$"))
     box = page.locator(".card.plan .verdict-box").last
     assert box.locator("p.verdict").inner_text().strip() == verdict
     plan_card = page.locator(".card.plan").last
-    assert plan_card.locator("a.plan-pdf").count() == 1
+    assert plan_card.locator("a.plan-review").count() == 1 and plan_card.locator("a.plan-pdf").count() == 0
     assert plan_card.locator("h4", has_text="Warnings").count() == 1
     assert page.locator("#plan-jobs td", has_text=verdict[:20]).count() >= 1
     plan_card.scroll_into_view_if_needed()
