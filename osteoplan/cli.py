@@ -23,6 +23,7 @@ from osteoplan.errors import OsteoplanError
 COMMAND_MODULES: tuple[str, ...] = (
     "osteoplan.faces.cli.plan",
     "osteoplan.imaging.cli",
+    "osteoplan.faces.cli.pacs",
     "osteoplan.anatomy.cli",
     "osteoplan.faces.cli.risk",
     "osteoplan.export.cli",

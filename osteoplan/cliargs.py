@@ -111,16 +111,33 @@ def load_masks_from_args(volume, masks):
         return load_masks(p, volume, warnings=warnings), warnings
 
 
-def build_anatomy_from_args(volume, masks=None, hint_lps=None, **kwargs):
-    """:func:`osteoplan.anatomy.pipeline.build_anatomy` for a command: ``--masks`` and ``--hint-lps`` errors
-    name their argument; the masks' loading warnings stay in the anatomy's messages."""
+def build_anatomy_from_args(volume, masks=None, hint_lps=None, procedure=None, level=None, level_point=None,
+                            **kwargs):
+    """The anatomy stage of *procedure* (a :class:`~osteoplan.planning.procedures.Procedure`; default the C2
+    pipeline :func:`osteoplan.anatomy.pipeline.build_anatomy`) for a command: ``--masks``, ``--hint-lps``,
+    ``--level`` and ``--level-point`` errors name their argument; the masks' loading warnings stay in the
+    anatomy's messages."""
     from osteoplan.anatomy.pipeline import build_anatomy, check_hint
 
     provided, warnings = load_masks_from_args(volume, masks)
     if hint_lps is not None:
         with blame(ARGUMENT_NAMES["hint"]):
             hint_lps = check_hint(volume, hint_lps)
-    anatomy = build_anatomy(volume, masks=provided, hint_lps=hint_lps, **kwargs)
+    if level_point is not None:
+        from osteoplan.anatomy.spine import parse_level_point
+
+        with blame("--level-point"):
+            level_point = parse_level_point(level_point)
+    if procedure is None:
+        anatomy = build_anatomy(volume, masks=provided, hint_lps=hint_lps, **kwargs)
+    else:
+        with blame("--level"):
+            if level is not None:
+                from osteoplan.planning.procedures.vertebroplasty import parse_levels
+
+                parse_levels(level)
+        anatomy = procedure.build_anatomy(volume, masks=provided, hint_lps=hint_lps, levels=level,
+                                          level_point=level_point, **kwargs)
     msgs = getattr(anatomy, "messages", None)
     if isinstance(msgs, list) and warnings:
         msgs[:0] = [f"masks: {w}" for w in warnings]

@@ -83,6 +83,34 @@ class PermissionDeniedError(OsteoplanError):
     """The user's role does not allow this action."""
 
 
+class PacsError(OsteoplanError):
+    """The PACS could not be reached, did not answer in time, refused a request, or lost a series."""
+
+
+class PacsUnreachableError(PacsError):
+    """The PACS could not be reached or refused the credentials: nothing was sent or stored."""
+
+
+class PacsStoreError(PacsError):
+    """A store (STOW-RS) did not store every object; :attr:`report` says which were stored and which not.
+
+    Parameters
+    ----------
+    message : str
+        What failed and what to do (storing again is safe: the same SOP Instance UIDs are sent).
+    report : osteoplan.pacs.StoreReport or None
+        Per-instance outcome.
+    """
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class PatientIdentityError(InputError):
+    """A CT's patient identity does not match the case (or cannot be verified); names the attributes, never values."""
+
+
 _GENERIC_NAME = None
 
 

@@ -58,6 +58,73 @@ STRUCTURES: tuple[str, ...] = (
 )
 
 
+#: Every class of TotalSegmentator v2's ``total`` task (Wasserthal et al., Radiology: AI 2023;5:e230024;
+#: ``totalsegmentator/map_to_binary.py``, class map ``total``, values 1-117 in this order).
+TOTALSEGMENTATOR_TOTAL_V2: tuple[str, ...] = (
+    "spleen", "kidney_right", "kidney_left", "gallbladder", "liver", "stomach", "pancreas", "adrenal_gland_right",
+    "adrenal_gland_left", "lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
+    "lung_middle_lobe_right", "lung_lower_lobe_right", "esophagus", "trachea", "thyroid_gland", "small_bowel",
+    "duodenum", "colon", "urinary_bladder", "prostate", "kidney_cyst_left", "kidney_cyst_right", "sacrum",
+    "vertebrae_S1", "vertebrae_L5", "vertebrae_L4", "vertebrae_L3", "vertebrae_L2", "vertebrae_L1", "vertebrae_T12",
+    "vertebrae_T11", "vertebrae_T10", "vertebrae_T9", "vertebrae_T8", "vertebrae_T7", "vertebrae_T6", "vertebrae_T5",
+    "vertebrae_T4", "vertebrae_T3", "vertebrae_T2", "vertebrae_T1", "vertebrae_C7", "vertebrae_C6", "vertebrae_C5",
+    "vertebrae_C4", "vertebrae_C3", "vertebrae_C2", "vertebrae_C1", "heart", "aorta", "pulmonary_vein",
+    "brachiocephalic_trunk", "subclavian_artery_right", "subclavian_artery_left", "common_carotid_artery_right",
+    "common_carotid_artery_left", "brachiocephalic_vein_left", "brachiocephalic_vein_right", "atrial_appendage_left",
+    "superior_vena_cava", "inferior_vena_cava", "portal_vein_and_splenic_vein", "iliac_artery_left",
+    "iliac_artery_right", "iliac_vena_left", "iliac_vena_right", "humerus_left", "humerus_right", "scapula_left",
+    "scapula_right", "clavicula_left", "clavicula_right", "femur_left", "femur_right", "hip_left", "hip_right",
+    "spinal_cord", "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left", "gluteus_medius_right",
+    "gluteus_minimus_left", "gluteus_minimus_right", "autochthon_left", "autochthon_right", "iliopsoas_left",
+    "iliopsoas_right", "brain", "skull",
+    *(f"rib_left_{n}" for n in range(1, 13)), *(f"rib_right_{n}" for n in range(1, 13)),
+    "sternum", "costal_cartilages",
+)
+
+#: Classes of TotalSegmentator v2's ``headneck_bones_vessels`` task and of its ``vertebrae_body`` task
+#: (same source); ``larynx_air`` maps to ``larynx`` through :data:`SYNONYMS`.
+TOTALSEGMENTATOR_OTHER_V2: tuple[str, ...] = (
+    "thyroid_cartilage", "hyoid", "cricoid_cartilage", "zygomatic_arch_right", "zygomatic_arch_left",
+    "styloid_process_right", "styloid_process_left", "internal_carotid_artery_right", "internal_carotid_artery_left",
+    "internal_jugular_vein_right", "internal_jugular_vein_left", "vertebrae_body", "intervertebral_discs",
+)
+
+#: Vertebra level names, cranial to caudal (T13 and L6 are the transitional / supernumerary levels VerSe labels).
+SPINE_LEVELS: tuple[str, ...] = (
+    *(f"C{n}" for n in range(1, 8)), *(f"T{n}" for n in range(1, 14)), *(f"L{n}" for n in range(1, 7)), "S1",
+)
+
+#: VerSe vertebra labels (Sekuboyina et al., Med Image Anal 2021;73:102166; Löffler et al., Radiology: AI
+#: 2020;2:e190138): 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 26 sacrum, 27 coccyx, 28 T13.
+VERSE_VERTEBRA_LABELS: dict[int, str] = {
+    **{n: f"vertebrae_C{n}" for n in range(1, 8)},
+    **{7 + n: f"vertebrae_T{n}" for n in range(1, 13)},
+    **{19 + n: f"vertebrae_L{n}" for n in range(1, 7)},
+    26: "sacrum", 27: "coccyx", 28: "vertebrae_T13",
+}
+
+#: VerSe / TPTBox vertebra subregion labels (TPTBox ``Location``: 41 Arcus_Vertebrae, 42 Spinosus_Process,
+#: 43/44 Costal_Process_Left/Right, 45/46 Superior_Articular_Left/Right, 47/48 Inferior_Articular_Left/Right,
+#: 49 Vertebra_Corpus_border, 50 Vertebra_Corpus). The arch (41) holds the pedicles and laminae.
+VERSE_SUBREGION_LABELS: dict[int, str] = {
+    41: "vertebral_arch", 42: "spinous_process", 43: "transverse_process_left", 44: "transverse_process_right",
+    45: "superior_articular_process_left", 46: "superior_articular_process_right",
+    47: "inferior_articular_process_left", 48: "inferior_articular_process_right",
+    49: "vertebral_body_border", 50: "vertebral_body",
+}
+
+#: Per-level spine structures osteoplan derives (:mod:`osteoplan.anatomy.spine`).
+SPINE_STRUCTURES: tuple[str, ...] = tuple(
+    n for lv in SPINE_LEVELS for n in (f"vertebrae_{lv}", f"vertebral_body_{lv}", f"pedicle_{lv}_left",
+                                        f"pedicle_{lv}_right", f"posterior_wall_{lv}")
+)
+
+STRUCTURES = STRUCTURES + tuple(dict.fromkeys(
+    n for n in (*SPINE_STRUCTURES, *TOTALSEGMENTATOR_TOTAL_V2, *TOTALSEGMENTATOR_OTHER_V2,
+                *VERSE_VERTEBRA_LABELS.values(), *VERSE_SUBREGION_LABELS.values())
+    if n not in STRUCTURES))
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 

@@ -317,6 +317,28 @@ def _sidecar_table(p: Path) -> dict[int, str] | None:
     for cand in (p.with_name(_stem(p) + ".json"), p.with_name(_stem(p) + "_labels.json")):
         if cand.is_file():
             return read_label_table(cand)
+    return _verse_table(p)
+
+
+#: File stems read with the VerSe label tables when no other table is given: VerSe's own naming
+#: (``*_seg-vert_msk``, ``*_seg-subreg_msk``, BIDS-like) and the plain ``vertebrae`` / ``subregions``.
+VERSE_VERTEBRA_STEMS = re.compile(r"^(vertebrae|verse|.*seg-vert_msk|.*_msk_vert)$", re.I)
+VERSE_SUBREGION_STEMS = re.compile(r"^(subregions|.*seg-subreg_msk|.*_msk_subreg)$", re.I)
+
+
+def _verse_table(p: Path) -> dict[int, str] | None:
+    """The VerSe vertebra (1-28) or subregion (41-50) label table for a file named as VerSe names them.
+
+    Only by name: the values are checked against the table when the file is read (values outside it are
+    reported as not in the label table, see :func:`load_nifti_file`).
+    """
+    from osteoplan.anatomy.labelmap import VERSE_SUBREGION_LABELS, VERSE_VERTEBRA_LABELS
+
+    stem = _stem(p)
+    if VERSE_VERTEBRA_STEMS.match(stem):
+        return dict(VERSE_VERTEBRA_LABELS)
+    if VERSE_SUBREGION_STEMS.match(stem):
+        return dict(VERSE_SUBREGION_LABELS)
     return None
 
 
@@ -463,6 +485,11 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
         return lm
     arr = resample_mask(grid, volume, _stem(p), warnings)
     present = set(np.unique(grid.array).tolist())
+    if table == _verse_table(p):
+        # a VerSe file holds the levels in view only: the table's other levels are not expected in it
+        table = {v: n for v, n in table.items() if v in present}
+        source = f"provided:verse:{_display(p)}"
+        warnings.append(f"{_display(p)} read as VerSe labels ({', '.join(sorted(table.values())) or 'none'}).")
     for value, nm in sorted(table.items()):
         if value not in present:
             msg = f"Label {value} ('{_shown(nm)}') of {_display(p)} is in the table but has no voxel."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,9 @@ class Anatomy:
     contrast_detected : bool
     messages : list[str]
         What was segmented how, and what was NOT segmented (and why).
+    spine : SpineAnatomy or None
+        :class:`osteoplan.anatomy.spine.SpineAnatomy` for thoracolumbar procedures (see
+        :mod:`osteoplan.anatomy.spine_pipeline`).
     """
 
     labelmap: LabelMap
@@ -50,10 +54,14 @@ class Anatomy:
     lesion: LesionResult | None
     contrast_detected: bool
     messages: list[str] = field(default_factory=list)
+    #: Thoracolumbar spine (levels, bodies, pedicles) for vertebroplasty plans; None for the C2 pipeline.
+    spine: Any = None
+    #: The structures a plan on this anatomy checks (reported NOT segmented when absent).
+    planning_structures: tuple[str, ...] = PLANNING_STRUCTURES
 
     def not_segmented(self) -> list[str]:
         """Planning structures absent from the label map (to report as NOT ASSESSED)."""
-        return [s for s in PLANNING_STRUCTURES if not self.labelmap.has(s)]
+        return [s for s in self.planning_structures if not self.labelmap.has(s)]
 
     def summary(self) -> dict:
         """Plain-JSON summary (no masks)."""
@@ -61,6 +69,7 @@ class Anatomy:
             "structures": self.labelmap.summary(),
             "not_segmented": self.not_segmented(),
             "landmarks": self.landmarks.to_dict() if self.landmarks is not None else None,
+            "spine": self.spine.to_dict() if self.spine is not None else None,
             "lesion": self.lesion.summary() if self.lesion is not None else None,
             "contrast_detected": self.contrast_detected,
             "messages": list(self.messages),

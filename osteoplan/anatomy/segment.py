@@ -528,16 +528,68 @@ def detect_contrast(volume: Volume, body: np.ndarray | None = None, bone: np.nda
                           "treated as a non-contrast CT", None)
 
 
+#: Lateral distance (mm) from the body's midline beyond which internal air is lung, not airway: the
+#: trachea is about 15-25 mm wide and midline (engineering default, no published source).
+LUNG_LATERAL_MM = 25.0
+#: Shortest cranial part (mm) of a bright tube above the lung apices for it to be named a neck vessel
+#: (engineering default, no published source; about one cervical vertebra and disc).
+NECK_VESSEL_MIN_MM = 20.0
+
+
+def lung_apex_slice(volume: Volume, body: np.ndarray) -> int | None:
+    """Highest canonical slice (k -> superior) holding lung: air inside the body, in the large air
+    component of the chest, more than :data:`LUNG_LATERAL_MM` from the body's midline.
+
+    Returns None when no lung is in view (head and neck CT).
+    """
+    cn = Canon.of(volume)
+    a = cn.to_canon(volume.array)
+    b = cn.to_canon(body)
+    air = (_smooth(a, cn.spacing_mm) < AIR_THRESHOLD_HU) & b
+    if not air.any():
+        return None
+    lab, n = ndi.label(air)
+    sizes = np.bincount(lab.ravel()) * float(np.prod(cn.spacing_mm)) / 1000.0
+    sizes[0] = 0
+    big = sizes >= 50.0  # mL: a lung (the airway alone is a few tens of mL at most)
+    if not big.any():
+        return None
+    lung = big[lab]
+    bi = np.nonzero(b.any(axis=(0, 1)))[0]
+    mid = (bi[0] + bi[-1]) / 2.0
+    off = np.abs(np.arange(b.shape[2]) - mid) * cn.spacing_mm[2] > LUNG_LATERAL_MM
+    ks = np.nonzero((lung & off[None, None, :]).any(axis=(1, 2)))[0]
+    return int(ks.max()) if ks.size else None
+
+
 def segment_vessels(volume: Volume, contrast: ContrastResult, body: np.ndarray) -> dict[str, np.ndarray]:
     """Carotid arteries and internal jugular veins as bright tubes (contrast CT only; coarse heuristic).
 
     On each side the tubes are sorted medial-to-lateral: the most medial is labelled the common
     carotid artery, the next the internal jugular vein. Returns {} without contrast tubes.
+
+    A heuristic may name a vessel only where the anatomy allows it: the common carotid arteries and
+    the internal jugular veins are neck vessels (the jugular vein ends behind the sternoclavicular
+    joint, joining the subclavian vein; the carotids arise in the superior mediastinum), and below
+    the lung apices bright tubes are mostly other vessels (brachiocephalic veins, superior vena cava,
+    aorta, subclavian and pulmonary vessels). So when lungs are in view (:func:`lung_apex_slice`)
+    only the part of a tube cranial to the lung apices is named, and a tube with less than
+    :data:`NECK_VESSEL_MIN_MM` there is not named at all (it stays unnamed: not assessed).
     """
     if not contrast.detected or contrast.tubes is None:
         return {}
     cn = Canon.of(volume)
     tubes = cn.to_canon(contrast.tubes)
+    apex = lung_apex_slice(volume, body)
+    if apex is not None:
+        tubes = tubes.copy()
+        tubes[: apex + 1] = False
+        if tubes.any():
+            lab0, n0 = ndi.label(tubes)
+            keep = np.zeros(n0 + 1, bool)
+            for l, sl in enumerate(ndi.find_objects(lab0), start=1):
+                keep[l] = (sl[0].stop - sl[0].start) * cn.spacing_mm[0] >= NECK_VESSEL_MIN_MM
+            tubes = keep[lab0]
     bi = np.nonzero(cn.to_canon(body).any(axis=(0, 1)))[0]
     mid = (bi[0] + bi[-1]) / 2.0 if bi.size else (cn.shape[2] - 1) / 2.0
     lab, n = ndi.label(tubes)

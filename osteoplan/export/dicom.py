@@ -424,3 +424,105 @@ def write_dicom(out_dir: str | os.PathLike, plan, volume, labelmap, case_label: 
             sr.save_as(fh)
         written["sr"] = out / "sr.dcm"
     return written
+
+
+#: Encapsulated PDF Storage (PS3.4 B.5).
+ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+
+
+def build_encapsulated_pdf(pdf: bytes, ct: Sequence, title: str = "osteoplan plan report",
+                           sop_instance_uid: str | None = None, series_instance_uid: str | None = None):
+    """The report PDF as an Encapsulated PDF instance in the planning CT's study, referencing the CT.
+
+    Modules (PS3.3 A.45.1, Encapsulated PDF IOD): Patient and General Study copied from the first CT
+    dataset; Encapsulated Document Series (Modality ``DOC``, new series); SC Equipment (ConversionType
+    ``WSD``, workstation); Encapsulated Document with ``SourceInstanceSequence`` listing every CT instance
+    (the document was derived from them), ``MIMETypeOfEncapsulatedDocument`` ``application/pdf``,
+    ``DocumentTitle`` and ``ConceptNameCodeSequence`` LOINC 18748-4 "Diagnostic imaging report".
+    ``BurnedInAnnotation`` is ``YES``: the report names its case, so de-identification tools must treat
+    the document as identifying.
+
+    Parameters
+    ----------
+    pdf : bytes
+        The PDF file's content (must start with ``%PDF``).
+    ct : sequence of pydicom.Dataset
+        The planning CT instances (headers suffice), e.g. from :func:`ct_datasets`.
+    title : str
+        DocumentTitle (ST, no patient data).
+    sop_instance_uid, series_instance_uid : str, optional
+        Default: UIDs derived from the PDF's SHA-256 and the CT series, so that building again from the same
+        files gives the same instance (storing it twice to a PACS keeps one copy).
+
+    Returns
+    -------
+    pydicom.Dataset
+        With file meta (Explicit VR Little Endian).
+
+    Raises
+    ------
+    InputError
+        Not a PDF, or no CT dataset.
+    """
+    import hashlib
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence as Seq
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from osteoplan import __version__
+
+    if not pdf.startswith(b"%PDF"):
+        raise InputError("The report is not a PDF file (no %PDF header); rebuild it with 'osteoplan report'.")
+    if not ct:
+        raise InputError("An encapsulated PDF needs the planning CT it refers to; none was given.")
+    ref = ct[0]
+    def derived_uid(*parts: str) -> str:  # 2.25 + a 128-bit integer (PS3.5 B.2), from a hash instead of a UUID
+        return "2.25." + str(int(hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32], 16))
+
+    digest = hashlib.sha256(pdf).hexdigest()
+    sop_uid = sop_instance_uid or derived_uid("osteoplan-pdf", digest, str(ref.SeriesInstanceUID))
+    series_uid = series_instance_uid or derived_uid("osteoplan-pdf-series", str(ref.SeriesInstanceUID))
+    now = _dt.datetime.now()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+               "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        setattr(ds, kw, ref.get(kw, ""))
+    ds.Modality = "DOC"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = 4
+    ds.SeriesDescription = "osteoplan report (PDF)"
+    ds.ConversionType = "WSD"
+    ds.Manufacturer = MANUFACTURER
+    ds.SoftwareVersions = __version__
+    ds.InstanceNumber = 1
+    ds.ContentDate = now.strftime("%Y%m%d")
+    ds.ContentTime = now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
+    ds.BurnedInAnnotation = "YES"
+    ds.DocumentTitle = title[:1024]
+    concept = Dataset()
+    concept.CodeValue = "18748-4"
+    concept.CodingSchemeDesignator = "LN"
+    concept.CodeMeaning = "Diagnostic imaging report"
+    ds.ConceptNameCodeSequence = Seq([concept])
+    src = []
+    for c in ct:
+        item = Dataset()
+        item.ReferencedSOPClassUID = c.SOPClassUID
+        item.ReferencedSOPInstanceUID = c.SOPInstanceUID
+        src.append(item)
+    ds.SourceInstanceSequence = Seq(src)
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    data = bytes(pdf) + (b"\0" if len(pdf) % 2 else b"")  # OB: even length, padded with NUL (PS3.3 C.24.2.1)
+    ds.EncapsulatedDocument = data
+    ds.EncapsulatedDocumentLength = len(pdf)
+    return ds

@@ -1,4 +1,4 @@
-"""Distance fields on a region of interest (ROI) around C2, computed once per plan.
+"""Distance fields on a region of interest (ROI) around the target bone, computed once per plan.
 
 The trajectory search samples these maps along every candidate path (see :mod:`.search`).
 
@@ -12,7 +12,7 @@ Conventions
 * Displaceable structures get a *signed* map: inside, minus the distance to the nearest voxel
   centre outside the structure (how deep a point is inside it), so the displacement needed can be
   computed when a path crosses it.
-* C2 gets a signed "depth" map, positive inside: distance to the bone surface, the surface being
+* The target bone (C2, a vertebra) gets a signed "depth" map, positive inside: distance to the bone surface, the surface being
   taken halfway between the last voxel centre inside and the first outside.
 """
 
@@ -52,7 +52,7 @@ class StructureField:
     margin_mm: float
     map_mm: np.ndarray  # float32 (K, J, I) ROI
     source: str
-    soft_only: bool = False  # measured only outside C2 (bone on the way)
+    soft_only: bool = False  # measured only outside the target bone (bone on the way)
     mask_full: np.ndarray | None = None  # bool mask on the full CT grid (for exact re-measurement)
     never_enter: bool = False  # a hollow viscus: the instrument must not intersect it
 
@@ -65,12 +65,12 @@ class ROIFields:
     shape: tuple[int, int, int]
     affine: np.ndarray  # 4x4 ROI index -> LPS
     spacing_mm: np.ndarray
-    c2_depth_mm: np.ndarray  # float32, signed, + inside C2
+    bone_depth_mm: np.ndarray  # float32, signed, + inside the target bone (C2, the vertebra)
     body: np.ndarray  # uint8
-    other_bone: np.ndarray  # uint8: bone that is not C2 (mandible, C1, C3, skull...)
+    other_bone: np.ndarray  # uint8: bone that is not the target bone (mandible, C1, C3, ribs, skull...)
     lesion: np.ndarray  # uint8 (zeros when no lesion)
     structures: list[StructureField] = field(default_factory=list)
-    c2_source: str = ""
+    bone_source: str = ""
     body_source: str = ""
     other_bone_source: str = ""
     lesion_assessed: bool = False

@@ -3,10 +3,16 @@
 For each candidate (target point, unit direction) the kernel marches from the target back towards
 the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 
-1. inside C2 (signed depth map > 0): containment margin of the screw and lesion length;
-   the bone entry is the zero crossing of the depth map (linear interpolation between samples);
-2. beyond the bone entry: other bone crossed, until the body mask drops below 0.5 (skin entry);
-3. along the whole path: for every structure map, min(distance - instrument radius) = clearance
+1. the depth march inside the target bone (signed depth map > 0) to the bone entry, the zero crossing of
+   the depth map (linear interpolation between samples); samples that a Lipschitz bound of the depth map
+   proves inside the bone are not read (exact: the crossing sample and the one before it are read);
+2. the bone-entry rule (entry zone, implant length, incidence): a candidate that breaks it stops here
+   (code ``BAD_ENTRY``): its lesion length, clearances, containment and tip gap are not computed -- it is
+   excluded whatever they are, and most candidates are;
+3. for the others, every sample inside the bone: containment margin of the implant, lesion length, the
+   cortex ahead of the tip; then beyond the bone entry: other bone crossed, until the body mask drops below
+   0.5 (skin entry);
+4. along the whole path: for every structure map, min(distance - instrument radius) = clearance
    of the instrument modelled as a capsule (cylinder + hemispherical ends) around the path axis.
 
 Sampling at step ``h`` overestimates a minimum distance by at most ``h / 2`` (a distance map is
@@ -24,7 +30,7 @@ import numba as nb
 import numpy as np
 
 #: result codes
-OK, NO_SKIN, TARGET_OUTSIDE_C2, NEVER_LEAVES_C2, BAD_ENTRY = 0, 1, 2, 3, 4
+OK, NO_SKIN, TARGET_OUTSIDE_BONE, NEVER_LEAVES_BONE, BAD_ENTRY = 0, 1, 2, 3, 4
 #: length of the packed entry rule's head before the targets (see :func:`evaluate_candidates`)
 ENTRY_HEAD = 24
 
@@ -105,9 +111,9 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
 
 @nb.njit(cache=True, nogil=True)
 def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
-                        c2d, body, other, lesion, maps, soft_only,
+                        boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                        tip_skip_mm, gap_max_mm, thread_mm,
+                        tip_skip_mm, gap_max_mm, thread_mm, lip,
                         out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
                         out_tipgap, out_lesion_thread):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
@@ -118,14 +124,14 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     d_idx : (D, 3) float64, directions (skin -> target) as ROI index change per mm.
     cand_t, cand_d : (N,) int64, target and direction of each candidate.
     h : sample step (mm).  s_max : maximum skin-to-target depth (mm).
-    c2d : (K, J, I) float32 signed depth in C2 (mm, + inside).
+    boned : (K, J, I) float32 signed depth in the target bone (mm, + inside).
     body, other, lesion : (K, J, I) uint8 masks.
     maps : (K, J, I, S) float32 distance maps (channel last); soft_only : (S,) bool (measured only
-        outside C2).
+        outside the target bone).
     r_instr : instrument radius for clearances (mm); r_screw : screw radius for containment (mm).
     skip_mm : minimum length after the bone entry excluded from containment (mm); the excluded
         length grows to ``(r_screw + cont_margin) / sin(incidence)`` (capped at 15 mm) for oblique
-        entries, incidence being the angle between the path and the C2 surface at the entry.
+        entries, incidence being the angle between the path and the target bone surface at the entry.
     d_world : (D, 3) unit directions in LPS; Minv : (3, 3) world -> index linear part (for the
         surface normal from the depth-map gradient).
     entry_rule : (ENTRY_HEAD + 3 T,) float64, empty to disable: [reference point xyz (LPS mm),
@@ -133,13 +139,19 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         anterior_max, lateral_abs_max (mm; +-1e9 = no bound), length_min_mm, length_max_mm,
         min_incidence_deg, 0, 0, 0, 0] followed by the targets in LPS mm (T x 3, flattened).
         Candidates whose bone entry leaves this box (in the reference frame), whose bone length is
-        outside the range or whose incidence is too small skip phase 2 (code ``BAD_ENTRY``); see
+        outside the range or whose incidence is too small stop after the depth march (code ``BAD_ENTRY``): their
+        lesion lengths and clearances are not computed (0 and +1e9), they are excluded anyway; see
         :func:`osteoplan.planning.search.entry_rule_vector`.
     tip_skip_mm : the tip's last millimetres excluded from containment (the tip engages the cortex).
     gap_max_mm : when > 0, march from the target FORWARD (along the direction) at 0.25 mm until the
         C2 surface, up to this distance: ``out_tipgap`` = the distance from the tip to the cortex ahead
         (``gap_max_mm + 0.25`` when not reached). 0 disables it (``out_tipgap`` = 0).
     thread_mm : length from the tip over which ``out_lesion_thread`` counts the lesion (mm).
+    lip : (3,) float64, the largest absolute difference of ``boned`` between neighbours along k, j, i (mm per
+        index step): a bound on the trilinear interpolant's partial derivatives, so along a direction the depth
+        changes by at most ``h * sum(lip * |d|)`` per sample. The depth march skips the samples this bound proves
+        inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
+        march). Zeros disable the skipping.
     out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg).
     """
     N = cand_t.shape[0]
@@ -156,61 +168,49 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_lesion[n] = 0.0
         out_lesion_thread[n] = 0.0
         out_tipgap[n] = 0.0
-        prev = _tri(c2d, t[0], t[1], t[2])
+        prev = _tri(boned, t[0], t[1], t[2])
         if prev <= 0.0:
-            out_code[n] = TARGET_OUTSIDE_C2
+            out_code[n] = TARGET_OUTSIDE_BONE
             out_sbone[n] = 0.0
             out_sskin[n] = 0.0
             out_cont[n] = -1e9
             continue
-        # ---- phase 0: the cortex ahead of the tip
-        if gap_max_mm > 0.0:
-            hf = 0.25
-            gap = gap_max_mm + hf
-            pv = prev
-            for qf in range(1, int(gap_max_mm / hf) + 2):
-                sf = qf * hf
-                vf = _tri(c2d, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
-                if vf <= 0.0:
-                    gap = sf - hf + hf * pv / (pv - vf)
-                    break
-                pv = vf
-            out_tipgap[n] = gap
-        # ---- phase 1: inside C2
-        buf[0] = prev
+        # ---- phase 1: inside the target bone, the depth only (the entry rule decides whether the rest is needed);
+        # samples the Lipschitz bound proves inside the bone are skipped (see ``lip``)
+        rate = h * (lip[0] * abs(d[0]) + lip[1] * abs(d[1]) + lip[2] * abs(d[2]))
         sbone = -1.0
-        m = 0
-        for m in range(1, nmax):
+        m = 1
+        last_q = 0
+        last_v = prev
+        while m < nmax:
             s = m * h
-            k = t[0] - s * d[0]
-            j = t[1] - s * d[1]
-            i = t[2] - s * d[2]
-            v = _tri(c2d, k, j, i)
+            v = _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
             if v <= 0.0:
-                sbone = s - h + h * prev / (prev - v)
+                if last_q != m - 1:  # the sample before the crossing was skipped: read it
+                    s1 = (m - 1) * h
+                    last_v = _tri(boned, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
+                sbone = s - h + h * last_v / (last_v - v)
                 break
-            buf[m] = v
-            prev = v
-            if _tri(lesion, k, j, i) >= 0.5:
-                out_lesion[n] += h
-                if s <= thread_mm:
-                    out_lesion_thread[n] += h
-            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
+            last_q = m
+            last_v = v
+            if rate > 0.0:
+                jump = int(math.ceil(v / rate))
+                m += jump if jump > 1 else 1
+            else:
+                m += 1
         if sbone < 0.0:
-            out_code[n] = NEVER_LEAVES_C2
+            out_code[n] = NEVER_LEAVES_BONE
             out_sbone[n] = 0.0
             out_sskin[n] = 0.0
             out_cont[n] = -1e9
             continue
-        # target sample clearance
-        _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)
-        # incidence at the bone entry: angle between the path and the C2 surface (depth gradient)
+        # incidence at the bone entry: angle between the path and the target bone surface (depth gradient)
         ke = t[0] - sbone * d[0]
         je = t[1] - sbone * d[1]
         ie = t[2] - sbone * d[2]
-        gk = (_tri(c2d, ke + 0.5, je, ie) - _tri(c2d, ke - 0.5, je, ie))
-        gj = (_tri(c2d, ke, je + 0.5, ie) - _tri(c2d, ke, je - 0.5, ie))
-        gi = (_tri(c2d, ke, je, ie + 0.5) - _tri(c2d, ke, je, ie - 0.5))
+        gk = (_tri(boned, ke + 0.5, je, ie) - _tri(boned, ke - 0.5, je, ie))
+        gj = (_tri(boned, ke, je + 0.5, ie) - _tri(boned, ke, je - 0.5, ie))
+        gi = (_tri(boned, ke, je, ie + 0.5) - _tri(boned, ke, je, ie - 0.5))
         gx = Minv[0, 0] * gk + Minv[1, 0] * gj + Minv[2, 0] * gi
         gy = Minv[0, 1] * gk + Minv[1, 1] * gj + Minv[2, 1] * gi
         gz = Minv[0, 2] * gk + Minv[1, 2] * gj + Minv[2, 2] * gi
@@ -225,22 +225,6 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             skip = skip_mm
         if skip > 15.0:
             skip = 15.0
-        # containment: samples with tip_skip <= s <= sbone - skip (the sample nearest the middle of
-        # that range when no sample falls in it)
-        cont = 1e9
-        lim = sbone - skip
-        for q in range(0, m):
-            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
-                if buf[q] < cont:
-                    cont = buf[q]
-        if cont >= 1e9:
-            qm = int(round(0.5 * (tip_skip_mm + lim) / h))
-            if qm < 0:
-                qm = 0
-            if qm > m - 1:
-                qm = m - 1
-            cont = buf[qm]
-        out_cont[n] = cont - r_screw
         out_sbone[n] = sbone
         if entry_rule.shape[0] > 0:
             # bone entry (LPS mm) in the reference frame: axis [3:6], anterior [6:9], lateral [9:12]
@@ -258,7 +242,52 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                     or sbone > entry_rule[18] or out_inc[n] < entry_rule[19]):
                 out_code[n] = BAD_ENTRY
                 out_sskin[n] = 0.0
+                out_cont[n] = 1e9  # not computed: excluded anyway
                 continue
+        # ---- phase 0 (valid entries only): the cortex ahead of the tip
+        buf0 = _tri(boned, t[0], t[1], t[2])
+        if gap_max_mm > 0.0:
+            hf = 0.25
+            gap = gap_max_mm + hf
+            pv = buf0
+            for qf in range(1, int(gap_max_mm / hf) + 2):
+                sf = qf * hf
+                vf = _tri(boned, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
+                if vf <= 0.0:
+                    gap = sf - hf + hf * pv / (pv - vf)
+                    break
+                pv = vf
+            out_tipgap[n] = gap
+        # ---- phase 1b: every sample inside the bone: depth (containment), lesion and clearances
+        buf[0] = buf0
+        for q in range(1, m):
+            s = q * h
+            k = t[0] - s * d[0]
+            j = t[1] - s * d[1]
+            i = t[2] - s * d[2]
+            buf[q] = _tri(boned, k, j, i)
+            if _tri(lesion, k, j, i) >= 0.5:
+                out_lesion[n] += h
+                if s <= thread_mm:
+                    out_lesion_thread[n] += h
+            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
+        _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target sample
+        # containment: samples with tip_skip <= s <= sbone - skip (the sample nearest the middle of
+        # that range when no sample falls in it)
+        cont = 1e9
+        lim = sbone - skip
+        for q in range(0, m):
+            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
+                if buf[q] < cont:
+                    cont = buf[q]
+        if cont >= 1e9:
+            qm = int(round(0.5 * (tip_skip_mm + lim) / h))
+            if qm < 0:
+                qm = 0
+            if qm > m - 1:
+                qm = m - 1
+            cont = buf[qm]
+        out_cont[n] = cont - r_screw
         # ---- phase 2: soft tissue until the skin
         sskin = -1.0
         prevb = 1.0
@@ -277,7 +306,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 break
             prevb = b
             if s > sbone + h:
-                if _tri(other, k, j, i) >= 0.5 or _tri(c2d, k, j, i) > 0.0:
+                if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
             _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
             q += 1
@@ -289,7 +318,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_sskin[n] = sskin
 
 
-def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, lesion, maps, soft_only,
+def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, lesion, maps, soft_only,
                     r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                     tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0):
     """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
@@ -313,48 +342,28 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
     for n in range(N):
         t = t_idx[cand_t[n]]
         d = d_idx[cand_d[n]]
-        prev = tri(c2d, t)
+        prev = tri(boned, t)
         if prev <= 0:
-            res["code"][n] = TARGET_OUTSIDE_C2
+            res["code"][n] = TARGET_OUTSIDE_BONE
             res["cont"][n] = -1e9
             continue
-        if gap_max_mm > 0:
-            hf, pv, gap = 0.25, prev, gap_max_mm + 0.25
-            for qf in range(1, int(gap_max_mm / hf) + 2):
-                vf = tri(c2d, t + qf * hf * d)
-                if vf <= 0:
-                    gap = qf * hf - hf + hf * pv / (pv - vf)
-                    break
-                pv = vf
-            res["tipgap"][n] = gap
         depths = [prev]
-        for s_ in range(S):
-            if not soft_only[s_]:
-                res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], t) - r_instr)
         sbone = None
         s = 0.0
         while s < s_max:
             s += h
-            p = t - s * d
-            v = tri(c2d, p)
+            v = tri(boned, t - s * d)
             if v <= 0:
                 sbone = s - h + h * prev / (prev - v)
                 break
             depths.append(v)
             prev = v
-            if tri(lesion, p) >= 0.5:
-                res["lesion"][n] += h
-                if s <= thread_mm + 1e-9:
-                    res["lesion_thread"][n] += h
-            for s_ in range(S):
-                if not soft_only[s_]:
-                    res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
         if sbone is None:
-            res["code"][n] = NEVER_LEAVES_C2
+            res["code"][n] = NEVER_LEAVES_BONE
             res["cont"][n] = -1e9
             continue
         e = t - sbone * d
-        g_idx = np.array([tri(c2d, e + 0.5 * np.eye(3)[a]) - tri(c2d, e - 0.5 * np.eye(3)[a]) for a in range(3)])
+        g_idx = np.array([tri(boned, e + 0.5 * np.eye(3)[a]) - tri(boned, e - 0.5 * np.eye(3)[a]) for a in range(3)])
         g = Minv.T @ g_idx
         gn = np.linalg.norm(g)
         sin_inc = min(1.0, abs(g @ d_world[cand_d[n]]) / gn) if gn > 1e-9 else 1.0
@@ -373,7 +382,27 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
                     or latoff > entry_rule[16] or sbone < entry_rule[17]
                     or sbone > entry_rule[18] or res["inc"][n] < entry_rule[19]):
                 res["code"][n] = BAD_ENTRY
+                res["cont"][n] = 1e9  # not computed for an excluded entry (as the compiled kernel)
                 continue
+        if gap_max_mm > 0:  # the cortex ahead of the tip (valid entries only, as the compiled kernel)
+            hf, pv, gap = 0.25, depths[0], gap_max_mm + 0.25
+            for qf in range(1, int(gap_max_mm / hf) + 2):
+                vf = tri(boned, t + qf * hf * d)
+                if vf <= 0:
+                    gap = qf * hf - hf + hf * pv / (pv - vf)
+                    break
+                pv = vf
+            res["tipgap"][n] = gap
+        # the lesion and the clearances inside the bone, at the depth samples (only for a valid entry)
+        for q in range(len(depths)):
+            p = t - (q * h) * d
+            if q > 0 and tri(lesion, p) >= 0.5:
+                res["lesion"][n] += h
+                if q * h <= thread_mm + 1e-9:
+                    res["lesion_thread"][n] += h
+            for s_ in range(S):
+                if not soft_only[s_]:
+                    res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
         prevb, sskin = 1.0, None
         while s < s_max:
             p = t - s * d
@@ -384,7 +413,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, c2d, body, other, le
                 sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
                 break
             prevb = b
-            if s > sbone + h and (tri(other, p) >= 0.5 or tri(c2d, p) > 0):
+            if s > sbone + h and (tri(other, p) >= 0.5 or tri(boned, p) > 0):
                 res["other"][n] += h
             for s_ in range(S):
                 if (not soft_only[s_]) or s >= sbone + r_instr:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Version of the plan JSON layout. Bump the minor for additive fields, the major for breaking ones.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 Vec3 = tuple[float, float, float]
 Status = Literal["pass", "hydrodissection", "fail", "not_assessed", "covered", "not_assessable"]
@@ -62,6 +62,26 @@ class CTGeometry(_Frozen):
     spacing_mm: Vec3
     affine: tuple[tuple[float, float, float, float], ...]
     source_format: str | None = None
+
+
+class CTSource(_Frozen):
+    """The CT a plan belongs to: its DICOM UIDs (when it came from DICOM) and a hash of the volume planned on.
+
+    Attributes
+    ----------
+    study_uid, series_uid, frame_of_reference_uid : DICOM Study / Series Instance UID and Frame of Reference UID
+        of the series read (pseudonymised when the CT was read with de-identification); None for NIfTI/NRRD or
+        the phantom.
+    volume_sha256 : SHA-256 (hex) of the volume as planned: voxels and geometry
+        (:func:`osteoplan.planning.provenance.volume_sha256`, method in ``hash_method``).
+    hash_method : name and version of the hashing recipe.
+    """
+
+    study_uid: str | None = None
+    series_uid: str | None = None
+    frame_of_reference_uid: str | None = None
+    volume_sha256: str
+    hash_method: str = "osteoplan-volume-sha256-v1"
 
 
 class ClearanceCheck(_Frozen):
@@ -181,10 +201,13 @@ class Guidance(_Frozen):
 
 
 class Trajectory(_Frozen):
-    """One candidate path: skin entry -> bone entry (C2 cortex) -> target (dens apex zone)."""
+    """One candidate path: skin entry -> bone entry (the target bone's cortex) -> target (the procedure's zone)."""
 
     rank: int
     side: Literal["left", "right"]
+    level: str | None = Field(None, description="Vertebra level of this trajectory (C2, T12, ...).")
+    skin_entry_in_image: bool = Field(True, description="False for a path that leaves the image still inside the "
+                                      "body: skin_entry_lps_mm is then where it leaves the image, not the skin.")
     skin_entry_lps_mm: Vec3
     bone_entry_lps_mm: Vec3
     target_lps_mm: Vec3
@@ -200,6 +223,7 @@ class Trajectory(_Frozen):
     angle_to_dens_axis_deg: float | None = None
     clearances: tuple[ClearanceCheck, ...]
     screw: Screw | None
+    needle_diameter_mm: float | None = Field(None, description="Outer diameter of the needle (no implant), mm.")
     containment_min_margin_mm: float | None = Field(
         description="Smallest distance from the screw surface to the outside of C2 along the screw "
         "(entry zone excluded), mm; None when C2 was not segmented.")
@@ -232,6 +256,18 @@ class Trajectory(_Frozen):
                                               "tip) spans the dens waist.")
     thread_in_lesion_mm: float | None = Field(None, description="Length of the thread inside the lesion (mm); None "
                                               "when no lesion was assessed.")
+    pedicle_margin_mm: float | None = Field(None, description="Smallest distance from the needle surface to the outer "
+                                            "cortex of the pedicle it passes (mm); negative = the needle breaches it.")
+    pedicle_breach_grade: str | None = Field(None, description="Gertzbein-Robbins grade of the pedicle passage "
+                                             "(Spine 1990;15:11): A inside, B breach < 2 mm, C 2-4, D 4-6, E > 6 mm.")
+    pedicle_breach_wall: str | None = Field(None, description="Which pedicle wall is closest to (or breached by) the "
+                                            "needle: medial (canal), lateral, superior, inferior (foramen, nerve root).")
+    tip_anterior_fraction: float | None = Field(None, description="Tip position across the vertebral body from the "
+                                                "posterior wall (0) to the anterior wall (1).")
+    tip_from_midline_mm: float | None = Field(None, description="Tip distance from the body's mid-sagittal plane (mm), "
+                                              "positive on the far side from the entry pedicle (crossing the midline).")
+    tip_below_superior_endplate_mm: float | None = Field(None, description="Tip distance below the superior endplate "
+                                                         "along the body axis (mm).")
     score: float
     score_terms: dict[str, float] = Field(default_factory=dict)
     guidance: Guidance | None = None
@@ -294,6 +330,8 @@ class Cement(_Frozen):
     walls: tuple[WallCheck, ...] = ()
     leak_risk: bool | None = None
     notes: tuple[str, ...] = ()
+    #: Suggested PMMA per level (mL, low-high) for plans of several vertebrae.
+    per_level_ml: dict[str, tuple[float, float]] | None = None
 
 
 class ConstraintExclusion(_Frozen):
@@ -405,14 +443,33 @@ class Plan(_Frozen):
     warnings: tuple[str, ...] = ()
     infeasibility: Infeasibility | None = None
     search: SearchStats | None = None
+    #: Procedure module (``c2-dens-screw``, ``vertebroplasty``, ...); plans before 1.2 hold the protocol name here.
     procedure: str | None = None
+    #: Vertebra level(s) planned (``"C2"``, ``"T12"``, ``"T10-L1"``).
+    level: str | None = None
+    #: ``"alternatives"``: ``trajectories`` are ranked options, the first is the plan (the dens screw, one
+    #: unipedicular level). ``"all"``: every trajectory is to be placed (both pedicles, several levels).
+    placement: Literal["alternatives", "all"] = "alternatives"
+    #: Site groups (levels / level-sides) with no feasible path (placement "all").
+    unplanned: tuple[str, ...] = ()
+    #: When the route is not assessable on this CT: the best paths meeting every rule inside the image (bone entry,
+    #: target, containment, clearances up to the image edge), whose skin entry lies outside it. Never a plan.
+    partial_trajectories: tuple[Trajectory, ...] = ()
     route: RouteCheck | None = None
     verdict: Verdict | None = None
+    ct_source: CTSource | None = None
 
     @property
     def best(self) -> Trajectory | None:
-        """The first-ranked trajectory, or None when nothing is feasible."""
-        return self.trajectories[0] if self.trajectories else None
+        """The first-ranked trajectory, or None when nothing is feasible (or a site group has no path)."""
+        return self.trajectories[0] if self.trajectories and not self.unplanned else None
+
+    @property
+    def placed(self) -> tuple[Trajectory, ...]:
+        """The trajectories to place: the best one, or all of them (``placement == "all"``)."""
+        if self.best is None:
+            return ()
+        return self.trajectories if self.placement == "all" else self.trajectories[:1]
 
     # ------------------------------------------------------------ JSON
     def to_json(self, indent: int | None = 2) -> str:

@@ -9,16 +9,17 @@ Examples
 --------
 >>> p = load_protocol("c2-dens-anterior")
 >>> p.screw.diameters_mm
-[3.5, 4.0, 4.5]
+[3.5, 4.0]
 """
 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osteoplan.errors import ProtocolError, safe_path
 
@@ -29,44 +30,26 @@ class _M(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class TargetZone(_M):
-    """Where the screw tip may lie, in the dens frame (see :func:`osteoplan.planning.search.target_points`).
-
-    ``tip_to_cortex_max_mm``: when set, the tip must lie at most this far short of the C2 cortex ahead of it
-    along the path (the tip engages the apical cortex: two-cortex grip); ``None`` = not required.
-    """
-
-    below_apex_min_mm: float = Field(ge=0)
-    below_apex_max_mm: float = Field(gt=0, le=30)
-    inside_cortex_min_mm: float = Field(ge=0, le=10)
-    anterior_of_axis_min_mm: float = Field(ge=-10, le=10)
-    grid_step_mm: float = Field(gt=0.2, le=5)
-    max_targets: int = Field(ge=1, le=2000)
-    tip_to_cortex_max_mm: float | None = Field(None, ge=0, le=20)
-
-    @model_validator(mode="after")
-    def _order(self):
-        if self.below_apex_max_mm <= self.below_apex_min_mm:
-            raise ValueError("below_apex_max_mm must be greater than below_apex_min_mm")
-        return self
-
-
 class EntryZone(_M):
     """The bone-entry zone as a box in a landmark frame (procedure-agnostic).
 
-    The bone entry E is expressed relative to the landmark ``reference`` (``anteroinferior_corner``: the
-    anteroinferior point of the C2 body; ``waist``: the centre of the dens waist) in the frame (axis, anterior,
-    lateral) = (dens axis base->apex, anterior unit perpendicular to it, their cross product): ``axis`` = height
-    above the reference along the axis, ``anterior`` = offset towards the front, ``|lateral|`` = distance from the
-    mid-sagittal plane through the reference. Each bound left ``None`` is not applied.
+    The bone entry E is expressed relative to the landmark ``reference`` that the procedure's site provides
+    (:attr:`osteoplan.planning.site.Site.references`: ``anteroinferior_corner`` / ``waist`` for the dens screw,
+    ``pedicle_entry`` for a transpedicular needle, ...) in the site frame (axis, anterior, lateral) = (the
+    structure's cranial axis, anterior unit perpendicular to it, their cross product): ``axis`` = height above the
+    reference along the axis, ``anterior`` = offset towards the front, ``|lateral|`` = distance from the plane
+    through the reference spanned by axis and anterior. Each bound left ``None`` is not applied.
     """
 
-    reference: Literal["anteroinferior_corner", "waist"]
+    reference: str
     axis_min_mm: float | None = Field(None, ge=-60, le=60)
     axis_max_mm: float | None = Field(None, ge=-60, le=60)
     anterior_min_mm: float | None = Field(None, ge=-60, le=60)
     anterior_max_mm: float | None = Field(None, ge=-60, le=60)
     lateral_abs_max_mm: float | None = Field(None, ge=0, le=60)
+    #: Smallest offset of the bone entry AWAY from the mid-sagittal plane, measured from the reference point (mm):
+    #: e.g. a parapedicular entry lateral to the pedicle. None = not applied.
+    outward_min_mm: float | None = Field(None, ge=-60, le=60)
 
 
 class EntryRules(_M):
@@ -114,9 +97,10 @@ class AngleLimits(_M):
     mediolateral_min_deg: float = Field(ge=0, le=180)
     mediolateral_max_deg: float = Field(ge=0, le=180)
     grid_step_deg: float = Field(gt=0.1, le=20)
-    #: Hard cap on the angle between the path and the dens axis (deg); when set, directions are sampled on a
-    #: cone around the axis (see :func:`osteoplan.planning.search.directions`). ``None`` = no cap.
-    dens_axis_max_deg: float | None = Field(None, gt=0, le=90)
+    #: Hard cap on the angle between the path and the site's cone axis (the dens axis, the pedicle axis) (deg);
+    #: when set, directions are sampled on a cone around that axis (see
+    #: :func:`osteoplan.planning.search.directions`). ``None`` = no cap. ``dens_axis_max_deg`` is read as this.
+    axis_max_deg: float | None = Field(None, gt=0, le=90, validation_alias=AliasChoices("axis_max_deg", "dens_axis_max_deg"))
 
     @model_validator(mode="after")
     def _order(self):
@@ -130,7 +114,7 @@ class AngleLimits(_M):
 class Instruments(_M):
     trocar_gauge: int = Field(ge=6, le=22)
     trocar_outer_diameter_mm: float = Field(gt=0, le=10)
-    guide_pin_diameter_mm: float = Field(gt=0, le=5)
+    guide_pin_diameter_mm: float | None = Field(None, gt=0, le=5)
 
 
 class ScrewCatalogue(_M):
@@ -190,6 +174,11 @@ class StructureRule(_M):
     category: Literal["hard", "displaceable"]
     margin_mm: float = Field(ge=0, le=30)
     never_enter: bool = False
+    #: When not segmented, the structure counts as covered (not "not assessed") by the implant's containment in the
+    #: target bone, for structures that lie outside that bone away from the skin-to-bone segment (the aorta in front
+    #: of a vertebral body reached through the pedicle): the path never leaves the bone between its bone entry and
+    #: its tip. Said in the plan with the containment figure.
+    covered_by_containment: bool = False
 
 
 class HydroRule(_M):
@@ -220,7 +209,8 @@ class DensityRule(_M):
 class Objective(_M):
     displacement: float = Field(ge=0)
     depth: float = Field(ge=0)
-    dens_axis: float = Field(ge=0)
+    #: weight per degree between the path and the site's cone axis (``dens_axis`` is read as this)
+    axis_angle: float = Field(ge=0, validation_alias=AliasChoices("axis_angle", "dens_axis"))
     containment: float = Field(ge=0)
     containment_target_mm: float = Field(ge=0)
     hard_clearance: float = Field(ge=0)
@@ -236,21 +226,90 @@ class OutputRule(_M):
     min_direction_difference_deg: float = Field(ge=0)
 
 
+class Needle(_M):
+    """Straight bone-access needles (vertebroplasty trocars): no implant left in place but the cement.
+
+    ``outer_diameters_mm`` / ``gauges``: the sizes available (largest tried first, kept when it leaves
+    ``width_margin_mm`` of bone each side at the narrowest section the site names, e.g. the pedicle isthmus).
+    ``length_mm`` is the working length. Containment = the needle surface stays ``containment_margin_mm`` inside
+    the target bone between its bone entry (after ``containment_skip_entry_mm``) and its tip.
+    """
+
+    gauges: list[int] = Field(min_length=1)
+    outer_diameters_mm: list[float] = Field(min_length=1)
+    length_mm: float = Field(gt=20, le=300)
+    width_margin_mm: float = Field(ge=0, le=5)
+    containment_margin_mm: float = Field(ge=-2, le=5)
+    containment_skip_entry_mm: float = Field(ge=0, le=20)
+    containment_skip_tip_mm: float = Field(0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if len(self.gauges) != len(self.outer_diameters_mm):
+            raise ValueError("gauges and outer_diameters_mm must have the same length")
+        if any(d <= 0 or d > 10 for d in self.outer_diameters_mm):
+            raise ValueError("every needle diameter must be in (0, 10] mm")
+        return self
+
+    def gauge_of(self, diameter_mm: float) -> int:
+        """The gauge of the needle of *diameter_mm*."""
+        return self.gauges[min(range(len(self.gauges)), key=lambda i: abs(self.outer_diameters_mm[i] - diameter_mm))]
+
+
+@dataclass(frozen=True)
+class Implant:
+    """What the engine needs of the protocol's instrument/implant, screw or needle alike (mm).
+
+    ``lengths_mm`` is None for a needle (no catalogue: the bone part is as long as the path); ``thread_mm`` is 0
+    for a needle. Built by :meth:`Protocol.implant`.
+    """
+
+    kind: str  # "screw" | "needle"
+    diameters_mm: tuple[float, ...]
+    lengths_mm: tuple[float, ...] | None
+    length_step_mm: float
+    thread_by_diameter_mm: dict[str, float]
+    containment_margin_mm: float
+    containment_skip_entry_mm: float
+    containment_skip_tip_mm: float
+    width_margin_mm: float
+    thread_crosses_waist: bool = False
+    thread_crosses_lesion: bool = False
+    preferred_min_mm: float | None = None
+    short_of_apex_flag_mm: float | None = None
+
+    def thread_mm(self, diameter_mm: float) -> float:
+        """Thread length of the catalogue screw of *diameter_mm* (0 for a needle)."""
+        return float(self.thread_by_diameter_mm.get(f"{diameter_mm:.1f}", 0.0))
+
+
 class Protocol(_M):
-    """A validated procedure protocol (see ``protocols/c2-dens-anterior.toml`` for every field's meaning)."""
+    """A validated procedure protocol (see ``protocols/c2-dens-anterior.toml`` for every field's meaning).
+
+    ``procedure`` names the procedure module (:mod:`osteoplan.planning.procedures`) that reads the patient's
+    anatomy; it also validates ``[target]`` (each procedure has its own target zone). Exactly one of ``screw``
+    (an implant catalogue) or ``needle`` is given.
+    """
 
     name: str
     version: str
     title: str
-    #: The technique's route (says what "route not assessable" means), e.g. "anterior", "lateral".
+    #: Procedure module (``c2-dens-screw``, ``vertebroplasty``, ``c2-cementoplasty``); older files = the dens screw.
+    procedure: str = "c2-dens-screw"
+    #: The technique's route (says what "route not assessable" means), e.g. "anterior", "lateral", "transpedicular".
     route: str = "lateral"
+    #: Vertebra level(s) planned when none is asked (``"C2"``, ``"T12"``); None = the procedure's default.
+    default_level: str | None = None
+    #: Needles per level: 1 (one side, the best or the asked one) or 2 (bipedicular: one each side).
+    needles_per_level: int = Field(1, ge=1, le=2)
     sources: list[str] = Field(default_factory=list)
-    target: TargetZone
+    target: Any
     entry: EntryRules
     side: SideRule
     angles: AngleLimits
     instruments: Instruments
-    screw: ScrewCatalogue
+    screw: ScrewCatalogue | None = None
+    needle: Needle | None = None
     structures: dict[str, StructureRule]
     hydrodissection: HydroRule
     cement: CementRule
@@ -258,6 +317,45 @@ class Protocol(_M):
     density: DensityRule
     objective: Objective
     output: OutputRule
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_of_procedure(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("target"), dict):
+            return data
+        from osteoplan.planning.procedures import get_procedure
+
+        proc = get_procedure(str(data.get("procedure", "c2-dens-screw")))
+        out = dict(data)
+        try:
+            out["target"] = proc.target_model.model_validate(data["target"])
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"[target] {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _one_implant(self):
+        if (self.screw is None) == (self.needle is None):
+            raise ValueError("give exactly one of [screw] (an implant catalogue) or [needle]")
+        return self
+
+    def implant(self) -> Implant:
+        """The screw catalogue or the needle as the engine's :class:`Implant`."""
+        sc, nd = self.screw, self.needle
+        if sc is not None:
+            return Implant(kind="screw", diameters_mm=tuple(sc.diameters_mm), lengths_mm=tuple(sc.lengths()),
+                           length_step_mm=sc.length_step_mm, thread_by_diameter_mm=dict(sc.thread_mm),
+                           containment_margin_mm=sc.containment_margin_mm,
+                           containment_skip_entry_mm=sc.containment_skip_entry_mm,
+                           containment_skip_tip_mm=sc.containment_skip_tip_mm, width_margin_mm=sc.waist_margin_mm,
+                           thread_crosses_waist=sc.thread_crosses_waist, thread_crosses_lesion=sc.thread_crosses_lesion,
+                           preferred_min_mm=sc.preferred_min_mm, short_of_apex_flag_mm=sc.short_of_apex_flag_mm)
+        assert nd is not None
+        return Implant(kind="needle", diameters_mm=tuple(sorted(nd.outer_diameters_mm)), lengths_mm=None,
+                       length_step_mm=0.0, thread_by_diameter_mm={}, containment_margin_mm=nd.containment_margin_mm,
+                       containment_skip_entry_mm=nd.containment_skip_entry_mm,
+                       containment_skip_tip_mm=nd.containment_skip_tip_mm, width_margin_mm=nd.width_margin_mm)
 
     def hard_structures(self) -> list[str]:
         """Names of hard structures (never displaced)."""

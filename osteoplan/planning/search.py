@@ -1,7 +1,9 @@
-"""Dense, vectorised search over candidate trajectories to the dens.
+"""Dense, vectorised search over candidate trajectories, for any procedure.
 
-Candidates are every (target point in the dens apex zone) x (direction within the protocol's angle
-limits, from the requested side(s)). Each is evaluated by the compiled kernel
+The search knows no anatomy: a procedure module (:mod:`osteoplan.planning.procedures`) gives a
+:class:`~osteoplan.planning.site.Site` (target bone, frame, reference points, direction cones) and the target
+points. Candidates are every (target point) x (direction within the protocol's angle limits, from the
+requested side(s)). Each is evaluated by the compiled kernel
 (:func:`osteoplan.planning.kernel.evaluate_candidates`) on distance maps computed once on a region
 of interest (:mod:`osteoplan.planning.fields`). Hard constraints give the feasible set; the
 objective (:func:`objective`) ranks it.
@@ -9,24 +11,27 @@ objective (:func:`objective`) ranks it.
 Hard constraints, in the order used for "first failing constraint" counts:
 
 ``skin``          the path reaches the skin inside the field of view within ``entry.max_depth_mm``;
-``bone_entry``    the bone entry lies in the protocol's entry zone (a box in the frame of a C2
-                  landmark: near the anteroinferior corner for the anterior screw, below the waist
-                  and anterior of the axis for the lateral route);
-``screw_length``  bone entry -> target fits the catalogue (>= the length floor, < longest + one step);
-``dens_axis``     the path is within ``angles.dens_axis_max_deg`` of the dens axis (when set);
+``bone_entry``    the bone entry lies in the protocol's entry zone (a box in the site frame around one of
+                  its reference points: near the C2 anteroinferior corner for the anterior screw, around
+                  the pedicle entry point for a transpedicular needle);
+``screw_length``  bone entry -> target fits the screw catalogue (>= the length floor, < longest + one
+                  step); not applied to a needle;
+``<axis>``        the path is within ``angles.axis_max_deg`` of the site's cone axis (when set), named by
+                  the procedure (``dens_axis``, ``pedicle_axis``);
 ``tip_to_cortex`` the tip lies at most ``target.tip_to_cortex_max_mm`` short of the cortex ahead (when set);
-``thread_waist``  the screw's thread crosses the dens waist (when required);
+procedure rules   e.g. ``thread_waist`` (the screw's thread crosses the dens waist);
 ``thread_lesion`` the thread crosses the lesion, when one is segmented (when required);
-``entry_angle``   the path meets the C2 cortex at >= ``entry.min_incidence_deg`` (a trocar skids on
-                  a tangential cortex);
-``containment``   screw surface stays ``screw.containment_margin_mm`` inside C2 (entry zone excepted);
+``entry_angle``   the path meets the target bone's cortex at >= ``entry.min_incidence_deg`` (a trocar
+                  skids on a tangential cortex);
+``containment``   the implant surface stays the containment margin inside the target bone (entry
+                  excepted);
 ``clearance:X``   every segmented hard structure X: clearance >= its margin;
 ``viscus:X``      a hollow viscus X (``never_enter``: pharynx, oesophagus, larynx, trachea, airway) is
                   never intersected by the instrument (clearance >= 0): hydrodissection displaces what
                   the path passes near, it does not open a way through a lumen;
 ``corridor``      the path stays medial to the structures ``entry.skin_medial_to`` names (the carotid
                   sheath) wherever it is at or behind their front edge, where they are segmented;
-``bone_on_way``   no bone other than C2 crossed between skin and bone entry;
+``bone_on_way``   no bone other than the target bone crossed between skin and bone entry;
 ``hydrodissection_limit`` displacement needed by any displaceable structure <= what hydrodissection
                   can achieve (``hydrodissection.achievable_mm``).
 """
@@ -40,26 +45,28 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.anatomy.labelmap import LabelMap
-from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.imaging.volume import Volume
 from osteoplan.planning import kernel as K
 from osteoplan.planning.fields import (ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
                                        signed_distance_mm)
+from osteoplan.planning.procedures import Procedure, cone_directions, get_procedure
 from osteoplan.planning.protocol import Protocol
+from osteoplan.planning.site import Site
 
 CONSTRAINTS: dict[str, str] = {
     "skin": "path reaches the skin inside the field of view and within the maximum depth",
-    "bone_entry": "bone entry inside the protocol's entry zone on the C2 body",
+    "bone_entry": "bone entry inside the protocol's entry zone on the target bone",
     "screw_length": "bone entry to target fits the screw catalogue and the length floor",
     "dens_axis": "path within the maximum angle to the dens axis",
+    "pedicle_axis": "path within the maximum angle to the pedicle axis",
     "tip_to_cortex": "tip at most the allowed distance short of the apical cortex",
     "thread_waist": "the screw's thread crosses the dens waist",
     "thread_lesion": "the screw's thread crosses the lesion",
     "corridor": "path medial to the carotid sheath wherever it is at the sheath's depth (between it and the visceral column)",
-    "containment": "screw stays inside C2 with the containment margin",
-    "entry_angle": "path meets the C2 cortex at least at the minimum incidence angle",
-    "bone_on_way": "no other bone (mandible, C1, C3...) crossed before C2",
+    "containment": "the implant stays inside the target bone with the containment margin",
+    "entry_angle": "path meets the target bone's cortex at least at the minimum incidence angle",
+    "bone_on_way": "no other bone (mandible, C1, C3, ribs...) crossed before the target bone",
     "hydrodissection_limit": "displacement needed within what hydrodissection achieves",
 }
 
@@ -88,76 +95,27 @@ def check_grid_size(n_targets: int, n_dirs: int, protocol: Protocol) -> None:
             f"(now {protocol.angles.grid_step_deg:g}) or lower target.max_targets (now {protocol.target.max_targets}).")
 
 
-def dens_frame(lm: DensLandmarks) -> tuple[np.ndarray, np.ndarray]:
-    """(axis_unit, anterior_unit): dens axis (base -> apex) and the anterior direction perpendicular to it."""
-    ax = lm.axis_unit / np.linalg.norm(lm.axis_unit)
-    a = np.array([0.0, -1.0, 0.0])  # LPS anterior
-    ant = a - (a @ ax) * ax
-    return ax, ant / np.linalg.norm(ant)
-
-
 def choose_diameter(protocol: Protocol, waist_mm: float | None) -> tuple[float, bool | None, list[str]]:
-    """Largest catalogue diameter leaving ``screw.waist_margin_mm`` of bone each side at the dens waist.
+    """Largest catalogue diameter leaving the width margin (``screw.waist_margin_mm``) of bone each side at the
+    narrowest section (the dens waist). A needle has one diameter: returned as is.
 
     Returns (diameter_mm, fits, warnings). Unknown waist -> smallest diameter, fits None.
     """
-    ds = protocol.screw.diameters_mm
+    imp = protocol.implant()
+    ds = list(imp.diameters_mm)
+    what, part = ("screw", "Dens waist") if imp.kind == "screw" else ("needle", "Pedicle isthmus")
     if waist_mm is None or not np.isfinite(waist_mm):
-        return ds[0], None, ["Dens waist diameter unknown: smallest catalogue screw assumed; check the waist on the images."]
-    ok = [d for d in ds if (waist_mm - d) / 2 >= protocol.screw.waist_margin_mm - 1e-9]
+        return ds[0], None, [f"{part} diameter unknown: smallest {'catalogue ' if what == 'screw' else ''}{what} assumed; "
+                             f"check the {'waist' if what == 'screw' else 'pedicle'} on the images."]
+    ok = [d for d in ds if (waist_mm - d) / 2 >= imp.width_margin_mm - 1e-9]
     if ok:
         return ok[-1], True, []
-    return ds[0], False, [f"Dens waist {waist_mm:.1f} mm leaves less than {protocol.screw.waist_margin_mm:.1f} mm of bone "
-                          f"each side of even the thinnest screw ({ds[0]:.1f} mm): discuss the indication."]
+    return ds[0], False, [f"{part} {waist_mm:.1f} mm leaves less than {imp.width_margin_mm:.1f} mm of bone "
+                          f"each side of even the thinnest {what} ({ds[0]:.1f} mm): discuss the indication."]
 
 
 # --------------------------------------------------------------------------- ROI and fields
-def _solid(mask: np.ndarray, spacing_mm: np.ndarray, close_mm: float = 2.0) -> np.ndarray:
-    """The bone's outer envelope: closing by ~close_mm then 3D hole filling (low-density marrow or a
-    lytic cavity inside the cortex is still inside the bone for containment)."""
-    box = _nz_box(mask)
-    if box is None:
-        return mask
-    it = np.maximum(1, np.rint(close_mm / np.asarray(spacing_mm)).astype(int))
-    pad = it + 1
-    sl = tuple(slice(max(0, a - p), min(n, b + p + 1)) for (a, b), p, n in zip(box, pad, mask.shape))
-    sub = mask[sl]
-    st = np.zeros((2 * it[0] + 1, 2 * it[1] + 1, 2 * it[2] + 1), bool)
-    g = np.indices(st.shape).reshape(3, -1).T - it
-    st.reshape(-1)[((g / np.maximum(it, 1)) ** 2).sum(1) <= 1.0] = True
-    closed = ndi.binary_closing(np.pad(sub, pad[:, None].repeat(2, 1)), structure=st)
-    closed = closed[tuple(slice(p, -p) for p in pad)]
-    filled = ndi.binary_fill_holes(closed | sub)
-    out = mask.copy()
-    out[sl] = filled
-    return out
-
-
-def _c2_mask(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol) -> tuple[np.ndarray, str, list[str]]:
-    if labelmap.has("vertebrae_C2") and labelmap.get("vertebrae_C2").any():
-        m = labelmap.get("vertebrae_C2")
-        if labelmap.has("lesion"):
-            # a lytic lesion inside C2 is still C2 for containment (the cement fills it)
-            les = labelmap.get("lesion")
-            m = m | (les & ndi.binary_dilation(m, iterations=2))
-        return _solid(m, volume.spacing_mm), labelmap.sources.get("vertebrae_C2", "segmented"), []
-    # fallback: bone (mask or HU threshold) connected to the C2 body centre, within 30 mm of the dens
-    bone = labelmap.get("bone") if labelmap.has("bone") else volume.array >= protocol.density.bone_hu
-    kji = np.indices(volume.shape).reshape(3, -1).T
-    centre = (lm.waist_lps_mm + lm.body_centre_lps_mm) / 2
-    near = np.linalg.norm(volume.index_to_world(kji) - centre, axis=1).reshape(volume.shape) <= 30.0
-    lab, _ = ndi.label(bone & near)
-    seeds = [np.rint(volume.world_to_index(p)).astype(int) for p in (lm.body_centre_lps_mm, lm.waist_lps_mm, lm.apex_lps_mm)]
-    ids = {int(lab[tuple(np.clip(s, 0, np.asarray(volume.shape) - 1))]) for s in seeds} - {0}
-    if not ids:
-        raise AnatomyError("C2 is not segmented and no bone was found at the dens landmarks; provide a C2 mask "
-                           "(--masks) or a hint point (--hint-lps).")
-    return np.isin(lab, list(ids)), "approximated", [
-        "C2 was not segmented: approximated as the bone connected to the dens landmarks within 30 mm "
-        "(may include C1/C3); containment is approximate."]
-
-
-def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol,
+def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol,
                  lesion_mask: np.ndarray | None = None) -> tuple[ROIFields, list[str], dict[str, str]]:
     """Compute the ROI and every distance map the search needs.
 
@@ -166,12 +124,13 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     """
     warnings: list[str] = []
     sp = volume.spacing_mm
-    c2, c2_src, w = _c2_mask(volume, labelmap, lm, protocol)
+    c2, c2_src, w = get_procedure(protocol.procedure).bone_mask(volume, labelmap, site, protocol)
     warnings += w
-    # ROI: body bounding box in-plane; S-I from (apex + 15 mm) down by max_depth*sin(cc_max)+10 mm
+    # ROI: body bounding box in-plane; S-I around the site's centre, extended by the reach of the steepest path
     a = protocol.angles
-    up = 15.0 + protocol.entry.max_depth_mm * max(0.0, np.sin(np.radians(-a.craniocaudal_min_deg)))
-    down = 15.0 + protocol.target.below_apex_max_mm + protocol.entry.max_depth_mm * max(0.0, np.sin(np.radians(a.craniocaudal_max_deg)))
+    up = site.roi_above_mm + protocol.entry.max_depth_mm * max(0.0, np.sin(np.radians(-a.craniocaudal_min_deg)))
+    down = site.roi_below_mm + protocol.entry.max_depth_mm * max(0.0, np.sin(np.radians(a.craniocaudal_max_deg)))
+    centre = site.centre_lps_mm
     if labelmap.has("body") and labelmap.get("body").any():
         body_full, body_src = labelmap.get("body"), labelmap.sources.get("body", "segmented")
     else:
@@ -179,7 +138,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
         body_src = "HU > -300 threshold (no body mask)"
         warnings.append("No body (skin) mask: skin taken as the HU > -300 boundary.")
     # S-I box in LPS z -> index box (axis-aligned or oblique grids: use corner mapping)
-    zlo, zhi = lm.apex_lps_mm[2] - down, lm.apex_lps_mm[2] + up
+    zlo, zhi = centre[2] - down, centre[2] + up
     kji = np.indices(volume.shape, sparse=False)
     del kji
     # index of each slice centre's z (works for any affine: evaluate on the index grid corners per axis)
@@ -198,22 +157,23 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     z = volume.index_to_world(pts)[:, 2]
     inside = np.nonzero((z >= zlo) & (z <= zhi))[0]
     if len(inside) == 0:
-        raise AnatomyError("The dens landmarks lie outside the CT; check the field of view.")
+        raise AnatomyError(f"The {site.level} landmarks lie outside the CT; check the field of view.")
     lo[zaxis], hi[zaxis] = max(0, inside[0] - 1), min(volume.shape[zaxis], inside[-1] + 2)
     # Scanned data that stops inside the body (slices blanked to air beyond a limit, as in cropped
     # or dose-region CTs): a path leaving there has NOT reached the skin. The ROI ends at the last
     # scanned slice, so such paths count as "skin not reached inside the field of view".
-    cut = truncated_fov_slices(body_full, zaxis, float(volume.world_to_index(lm.apex_lps_mm)[zaxis]))
+    cut = truncated_fov_slices(body_full, zaxis, float(volume.world_to_index(centre)[zaxis]))
     for side_, kcut in cut.items():
         if side_ > 0 and kcut < hi[zaxis]:
             hi[zaxis] = max(kcut, lo[zaxis] + 1)
         elif side_ < 0 and kcut + 1 > lo[zaxis]:
             lo[zaxis] = min(kcut + 1, hi[zaxis] - 1)
-        ap = volume.world_to_index(lm.apex_lps_mm)
+        ap = volume.world_to_index(centre)
         q = ap.copy()
         q[zaxis] = kcut
-        dz = float(volume.index_to_world(q)[2] - lm.apex_lps_mm[2])
-        warnings.append(f"CT data stop inside the body {abs(dz):.0f} mm {'above' if dz > 0 else 'below'} the dens apex "
+        dz = float(volume.index_to_world(q)[2] - centre[2])
+        where = "the dens apex" if site.level == "C2" else f"the {site.level} target"
+        warnings.append(f"CT data stop inside the body {abs(dz):.0f} mm {'above' if dz > 0 else 'below'} {where} "
                         "(truncated field of view): paths leaving the body there are not counted as reaching "
                         "the skin.")
     bb = _nz_box(body_full)
@@ -254,9 +214,9 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     lesion_r = les[sl] if les is not None else np.zeros(shape, bool)
 
     f = ROIFields(offset=lo.copy(), shape=shape, affine=aff, spacing_mm=sp,
-                  c2_depth_mm=depth_inside_mm(c2r, sp), body=body_full[sl].astype(np.uint8),
+                  bone_depth_mm=depth_inside_mm(c2r, sp), body=body_full[sl].astype(np.uint8),
                   other_bone=other.astype(np.uint8), lesion=lesion_r.astype(np.uint8),
-                  c2_source=c2_src, body_source=body_src, other_bone_source=bone_other_src,
+                  bone_source=c2_src, body_source=body_src, other_bone_source=bone_other_src,
                   lesion_assessed=les is not None, fov_faces=tuple(faces))
     not_assessed: dict[str, str] = {}
     for name, rule in protocol.structures.items():
@@ -278,7 +238,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
                                            soft_only=(name == "mandible"), mask_full=m,
                                            never_enter=rule.never_enter))
     if protocol.entry.skin_medial_to:
-        _medial_edges(f, volume, labelmap, lm, protocol, sl, zaxis)
+        _medial_edges(f, volume, labelmap, site, protocol, sl, zaxis)
     f.maps = np.empty(shape + (max(1, len(f.structures)),), np.float32)
     f.maps[...] = 1e3
     for i_, st in enumerate(f.structures):
@@ -289,7 +249,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol
     return f, warnings, not_assessed
 
 
-def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol,
+def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol,
                   sl: tuple[slice, ...], zaxis: int) -> None:
     """Per ROI slice, where the structures named in ``entry.skin_medial_to`` (the carotid sheath) lie on each side.
 
@@ -297,7 +257,7 @@ def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLand
     mid-sagittal plane through the zone's reference point, + = patient left) and ``f.front_edge_left_mm`` /
     ``_right_mm`` (anterior offset of their front edge). Slices where a side has none are NaN (not assessed).
     """
-    ref, _, ant, lat = zone_frame(lm, protocol)
+    ref, _, ant, lat = zone_frame(site, protocol)
     n = f.shape[zaxis]
     edges = {side: (np.full(n, np.nan), np.full(n, np.nan)) for side in ("left", "right")}
     used = []
@@ -333,7 +293,7 @@ def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, lm: DensLand
 
 
 def corridor_violation(fields: ROIFields, targets: np.ndarray, dirs: np.ndarray, s_from: np.ndarray,
-                       s_to: np.ndarray, lm: DensLandmarks, protocol: Protocol, reached: np.ndarray,
+                       s_to: np.ndarray, site: Site, protocol: Protocol, reached: np.ndarray,
                        step_mm: float = 2.0) -> np.ndarray:
     """(N,) mm by which a path passes lateral to the carotid sheath (or whatever ``entry.skin_medial_to`` names).
 
@@ -347,7 +307,7 @@ def corridor_violation(fields: ROIFields, targets: np.ndarray, dirs: np.ndarray,
     out = np.zeros(len(targets))
     if fields.medial_edge_left_mm is None or not reached.any():
         return out
-    ref, _, ant, lat = zone_frame(lm, protocol)
+    ref, _, ant, lat = zone_frame(site, protocol)
     sel = np.nonzero(reached)[0]
     n_s = int(np.ceil(float(np.max(s_to[sel] - s_from[sel])) / step_mm)) + 1
     frac = np.linspace(0.0, 1.0, max(n_s, 2))
@@ -424,92 +384,46 @@ def _nz_box(mask: np.ndarray):
 
 
 # --------------------------------------------------------------------------- candidates
-def target_points(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, r_screw: float = 0.0) -> np.ndarray:
-    """Target points (T, 3) LPS mm: grid points in the dens apex zone (see protocol ``[target]``).
-
-    A point qualifies when it lies ``below_apex_min..max`` mm below the apex along the dens axis,
-    at least ``anterior_of_axis_min_mm`` anterior of the axis, within the apical dens
-    (radius 8 mm of the axis), and at least ``inside_cortex_min_mm`` deep inside C2 -- and deep
-    enough for the screw there to be contained (``r_screw + screw.containment_margin_mm``).
-    At most ``max_targets`` are kept, evenly spread.
-    """
-    t = protocol.target
-    ax, ant = dens_frame(lm)
-    lat = np.cross(ax, ant)
-    g = np.arange(-8.0, 8.0 + 1e-9, t.grid_step_mm)
-    gz = np.arange(t.below_apex_min_mm, t.below_apex_max_mm + 1e-9, t.grid_step_mm)
-    A, L, Z = np.meshgrid(g, g, gz, indexing="ij")
-    pts = (lm.apex_lps_mm[None] - Z.reshape(-1, 1) * ax + A.reshape(-1, 1) * ant + L.reshape(-1, 1) * lat)
-    keep = (A.reshape(-1) >= t.anterior_of_axis_min_mm)
-    pts = pts[keep]
-    idx = fields.world_to_roi(pts)
-    from scipy.ndimage import map_coordinates
-
-    depth = map_coordinates(fields.c2_depth_mm, idx.T, order=1, mode="nearest")
-    # a tip excused from containment (it engages the cortex) only has to lie inside the bone
-    need = t.inside_cortex_min_mm if protocol.screw.containment_skip_tip_mm > 0 else max(
-        t.inside_cortex_min_mm, r_screw + protocol.screw.containment_margin_mm)
-    pts = pts[depth >= need]
-    if len(pts) > t.max_targets:
-        pts = pts[np.linspace(0, len(pts) - 1, t.max_targets).round().astype(int)]
-    return pts
-
-
-def zone_depth_mm(fields: ROIFields, lm: DensLandmarks, protocol: Protocol) -> float:
-    """Deepest C2 depth (mm) among the apex-zone grid points (before the depth filter); -inf if none."""
-    relaxed = protocol.model_copy(update={"target": protocol.target.model_copy(update={"inside_cortex_min_mm": -1e3,
-                                                                                       "max_targets": 2000})})
-    pts = target_points(fields, lm, relaxed, r_screw=-1e3)
-    if len(pts) == 0:
-        return float("-inf")
-    from scipy.ndimage import map_coordinates
-
-    return float(map_coordinates(fields.c2_depth_mm, fields.world_to_roi(pts).T, order=1, mode="nearest").max())
-
-
-def cone_directions(axis_unit: np.ndarray, max_deg: float, step_deg: float) -> np.ndarray:
-    """Unit directions (D, 3) within *max_deg* of *axis_unit*, on concentric rings *step_deg* apart.
-
-    Ring ``theta`` holds ``round(360 sin(theta) / step)`` directions, so neighbours are about
-    *step_deg* apart everywhere (the axis itself is the first direction).
-    """
-    a = np.asarray(axis_unit, float)
-    a = a / np.linalg.norm(a)
-    helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    u = np.cross(a, helper)
-    u /= np.linalg.norm(u)
-    v = np.cross(a, u)
-    out = [a]
-    for th in np.arange(step_deg, max_deg + 1e-9, step_deg):
-        t = np.radians(th)
-        n = max(1, int(round(360.0 * np.sin(t) / step_deg)))
-        ph = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-        out.append(np.cos(t) * a[None] + np.sin(t) * (np.cos(ph)[:, None] * u[None] + np.sin(ph)[:, None] * v[None]))
-    return np.vstack(out)
+def target_points(fields: ROIFields, site: Site, protocol: Protocol, r_screw: float = 0.0) -> np.ndarray:
+    """Target points (T, 3) LPS mm of *site*: the procedure's target zone, deep enough in the target bone for an
+    implant of radius *r_screw* (see the procedure module's ``target_points``)."""
+    return get_procedure(protocol.procedure).target_points(fields, site, protocol, r_screw)
 
 
 def directions(protocol: Protocol, sides: list[str], step_deg: float | None = None,
-               lm: DensLandmarks | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(D, 3) unit directions (skin -> target) over the angle grid for each side, and (D,) side codes (+1 right, -1 left).
+               site: Site | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(D, 3) unit directions (skin -> target) for each side, and (D,) side codes (+1 right, -1 left).
 
-    With ``angles.dens_axis_max_deg`` set (and landmarks *lm*), the directions are a cone around the dens
-    axis (:func:`cone_directions`) kept where the craniocaudal and mediolateral limits hold; the side of a
-    direction is where its skin entry lies (a path travelling towards the patient's left, +x, enters on the
-    right). Otherwise the (craniocaudal x mediolateral) grid of each side.
+    With ``angles.axis_max_deg`` set and a *site*, the directions are cones around the site's cone axes
+    (:func:`~osteoplan.planning.procedures.cone_directions`) kept where the craniocaudal and mediolateral
+    limits hold. A cone given for a side (``"left"`` / ``"right"``: a pedicle) belongs to that side; the one cone
+    ``"any"`` (the dens axis) gives each direction the side where its skin entry lies (a path travelling
+    towards the patient's left, +x, enters on the right). Otherwise the (craniocaudal x mediolateral) grid of
+    each side.
     """
     a = protocol.angles
     st = step_deg or a.grid_step_deg
-    if a.dens_axis_max_deg is not None and lm is not None:
-        ax, _ = dens_frame(lm)
-        d = cone_directions(ax, a.dens_axis_max_deg, st)
-        cc, ml = K.angles_of(d)
-        keep = ((cc >= a.craniocaudal_min_deg - 1e-9) & (cc <= a.craniocaudal_max_deg + 1e-9)
-                & (ml >= a.mediolateral_min_deg - 1e-9) & (ml <= a.mediolateral_max_deg + 1e-9))
-        d = d[keep]
-        sign = np.where(d[:, 0] >= 0, 1.0, -1.0)
-        want = [1.0 if s_ == "right" else -1.0 for s_ in sides]
-        sel = np.isin(sign, want)
-        return d[sel], sign[sel]
+    if a.axis_max_deg is not None and site is not None and site.cone_axes:
+        ds, ss = [], []
+        for key, axis in site.cone_axes.items():
+            if key != "any" and key not in sides:
+                continue
+            d = cone_directions(axis, a.axis_max_deg, st)
+            cc, ml = K.angles_of(d)
+            keep = ((cc >= a.craniocaudal_min_deg - 1e-9) & (cc <= a.craniocaudal_max_deg + 1e-9)
+                    & (ml >= a.mediolateral_min_deg - 1e-9) & (ml <= a.mediolateral_max_deg + 1e-9))
+            d = d[keep]
+            if key == "any":
+                sign = np.where(d[:, 0] >= 0, 1.0, -1.0)
+                sel = np.isin(sign, [1.0 if s_ == "right" else -1.0 for s_ in sides])
+                d, sign = d[sel], sign[sel]
+            else:
+                sign = np.full(len(d), 1.0 if key == "right" else -1.0)
+            ds.append(d)
+            ss.append(sign)
+        if not ds:
+            return np.zeros((0, 3)), np.zeros(0)
+        return np.concatenate(ds), np.concatenate(ss)
     cc = np.arange(a.craniocaudal_min_deg, a.craniocaudal_max_deg + 1e-9, st)
     ml = np.arange(a.mediolateral_min_deg, a.mediolateral_max_deg + 1e-9, st)
     ds, ss = [], []
@@ -541,48 +455,51 @@ class Evaluation:
     thread_mm: float = 0.0  # thread length used for lesion_thread / thread_waist (mm)
 
 
-def length_floor_mm(protocol: Protocol, lm: DensLandmarks | None) -> float:
+def length_floor_mm(protocol: Protocol, site: Site | None) -> float:
     """Shortest screw allowed for this patient (mm).
 
     ``screw.preferred_min_mm`` (30 mm for the anterior screw, PMID 33388865) where the anatomy allows it:
-    ``min(preferred_min_mm, anteroinferior corner -> apex - short_of_apex_flag_mm)``, never below the
-    catalogue's ``length_min_mm``. Without a preference, the catalogue's shortest screw.
+    ``min(preferred_min_mm, site.length_room_mm - short_of_apex_flag_mm)`` (the room is the anteroinferior
+    corner -> apex distance for the dens), never below the catalogue's ``length_min_mm``. Without a
+    preference, the catalogue's shortest screw. 0 for a needle (no catalogue).
     """
-    sc = protocol.screw
-    if sc.preferred_min_mm is None or lm is None:
-        return sc.length_min_mm
-    room = lm.anteroinferior_to_apex_mm - (sc.short_of_apex_flag_mm or 0.0)
-    return float(max(sc.length_min_mm, min(sc.preferred_min_mm, room)))
+    imp = protocol.implant()
+    if imp.lengths_mm is None:
+        return 0.0
+    if imp.preferred_min_mm is None or site is None or site.length_room_mm is None:
+        return imp.lengths_mm[0]
+    room = site.length_room_mm - (imp.short_of_apex_flag_mm or 0.0)
+    return float(max(imp.lengths_mm[0], min(imp.preferred_min_mm, room)))
 
 
-def catalogue_lengths(protocol: Protocol, lm: DensLandmarks | None) -> np.ndarray:
-    """Catalogue lengths (mm, ascending) at or above :func:`length_floor_mm` (the shortest kept when none is)."""
-    lengths = np.asarray(protocol.screw.lengths(), float)
-    floor = length_floor_mm(protocol, lm)
+def catalogue_lengths(protocol: Protocol, site: Site | None) -> np.ndarray | None:
+    """Catalogue lengths (mm, ascending) at or above :func:`length_floor_mm` (the shortest kept when none is);
+    None for a needle."""
+    imp = protocol.implant()
+    if imp.lengths_mm is None:
+        return None
+    lengths = np.asarray(imp.lengths_mm, float)
+    floor = length_floor_mm(protocol, site)
     keep = lengths[lengths >= floor - 1e-9]
     return keep if len(keep) else lengths[-1:]
 
 
-def zone_frame(lm: DensLandmarks, protocol: Protocol) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def zone_frame(site: Site, protocol: Protocol) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(reference point, axis, anterior, lateral) of the protocol's bone-entry zone, LPS mm / unit vectors."""
-    ax, ant = dens_frame(lm)
-    lat = np.cross(ax, ant)
-    zone = protocol.entry.effective_zone()
-    ref = lm.anteroinferior_body_lps_mm if zone.reference == "anteroinferior_corner" else lm.waist_lps_mm
-    return np.asarray(ref, float), ax, ant, lat
+    return site.frame(protocol.entry.effective_zone().reference)
 
 
-def entry_rule_vector(lm: DensLandmarks | None, protocol: Protocol, targets_lps: np.ndarray) -> np.ndarray:
-    """Packed bone-entry rule for the kernel's early exit (empty when *lm* is None).
+def entry_rule_vector(site: Site | None, protocol: Protocol, targets_lps: np.ndarray) -> np.ndarray:
+    """Packed bone-entry rule for the kernel's early exit (empty when *site* is None).
 
     Layout: see :func:`osteoplan.planning.kernel.evaluate_candidates` (``entry_rule``).
     """
-    if lm is None:
+    if site is None:
         return np.zeros(0)
-    ref, ax, ant, lat = zone_frame(lm, protocol)
+    ref, ax, ant, lat = zone_frame(site, protocol)
     zone = protocol.entry.effective_zone()
     big = 1e9
-    lengths = catalogue_lengths(protocol, lm)
+    lengths = catalogue_lengths(protocol, site)
     head = np.zeros(K.ENTRY_HEAD)
     head[0:3] = ref
     head[3:6] = ax
@@ -593,19 +510,36 @@ def entry_rule_vector(lm: DensLandmarks | None, protocol: Protocol, targets_lps:
     head[14] = -big if zone.anterior_min_mm is None else zone.anterior_min_mm
     head[15] = big if zone.anterior_max_mm is None else zone.anterior_max_mm
     head[16] = big if zone.lateral_abs_max_mm is None else zone.lateral_abs_max_mm
-    head[17] = lengths[0]
-    head[18] = lengths[-1] + protocol.screw.length_step_mm
+    head[17] = 0.0 if lengths is None else lengths[0]
+    head[18] = big if lengths is None else lengths[-1] + protocol.implant().length_step_mm
     head[19] = protocol.entry.min_incidence_deg
     return np.concatenate([head, np.asarray(targets_lps, float).reshape(-1)])
 
 
+def depth_lipschitz(fields: ROIFields) -> np.ndarray:
+    """(3,) the largest absolute difference of the depth map between neighbours along k, j, i (mm per index
+    step), cached on *fields*: the kernel's bound for skipping depth samples (see
+    :func:`osteoplan.planning.kernel.evaluate_candidates`, ``lip``)."""
+    lip = getattr(fields, "_depth_lip", None)
+    if lip is None:
+        b = fields.bone_depth_mm
+        lip = np.array([float(np.abs(np.diff(b, axis=a)).max()) if b.shape[a] > 1 else 0.0 for a in range(3)])
+        fields._depth_lip = lip
+    return lip
+
+
+def tip_to_cortex_max(protocol: Protocol) -> float | None:
+    """The protocol's ``target.tip_to_cortex_max_mm`` when its target zone has one (None otherwise)."""
+    return getattr(protocol.target, "tip_to_cortex_max_mm", None)
+
+
 def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
                cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
-               python: bool = False, lm: DensLandmarks | None = None) -> Evaluation:
+               python: bool = False, site: Site | None = None) -> Evaluation:
     """Evaluate the candidates (cand_t[n], cand_d[n]) with the numba kernel (or the Python loop).
 
-    With *lm*, candidates whose bone entry breaks the entry rule, the screw-length range or the
-    incidence limit stop after the C2 part (code ``BAD_ENTRY``): their soft-tissue clearances are
+    With *site*, candidates whose bone entry breaks the entry rule, the implant-length range or the
+    incidence limit stop after the bone part (code ``BAD_ENTRY``): their soft-tissue clearances are
     not computed (left at +1e9) because they are excluded anyway.
     """
     t_idx = fields.world_to_roi(targets_lps)
@@ -615,16 +549,16 @@ def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray,
     maps = fields.maps
     soft = np.array([s.soft_only for s in fields.structures], dtype=np.bool_)
     N = len(cand_t)
-    sc = protocol.screw
-    thread = float(sc.thread_mm.get(sc.thread_key(2 * r_screw), 0.0))
-    gap_max = float(protocol.target.tip_to_cortex_max_mm or 0.0)
+    sc = protocol.implant()
+    thread = sc.thread_mm(2 * r_screw)
+    gap_max = float(tip_to_cortex_max(protocol) or 0.0)
     t0 = time.perf_counter()
     args = (np.ascontiguousarray(t_idx), d_idx, cand_t.astype(np.int64), cand_d.astype(np.int64),
-            float(step_mm), float(protocol.entry.max_depth_mm), fields.c2_depth_mm, fields.body,
+            float(step_mm), float(protocol.entry.max_depth_mm), fields.bone_depth_mm, fields.body,
             fields.other_bone, fields.lesion, maps, soft, float(r_instr), float(r_screw),
             float(sc.containment_skip_entry_mm), float(sc.containment_margin_mm),
             np.ascontiguousarray(dirs_lps, dtype=np.float64), np.ascontiguousarray(inv, dtype=np.float64),
-            entry_rule_vector(lm, protocol, targets_lps), float(sc.containment_skip_tip_mm),
+            entry_rule_vector(site, protocol, targets_lps), float(sc.containment_skip_tip_mm),
             gap_max + 2.0 if gap_max > 0 else 0.0, thread)
     if python:
         r = K.evaluate_python(*args)
@@ -634,7 +568,7 @@ def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray,
         out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
                    other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N),
                    tipgap=np.zeros(N), lesion_thread=np.zeros(N))
-        K.evaluate_candidates(*args, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
+        K.evaluate_candidates(*args, depth_lipschitz(fields), out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
                               out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
         ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
                         out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
@@ -657,7 +591,15 @@ class Assessment:
     skin_entry: np.ndarray  # (N, 3)
 
 
-def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndarray, lm: DensLandmarks,
+def axis_angle_deg(site: Site, dirs: np.ndarray) -> np.ndarray:
+    """(N,) angle (deg) between each direction (N, 3) and the nearest of the site's cone axes (the site's axis
+    when it has none), ignoring the sense of the axis."""
+    axes = list(site.cone_axes.values()) or [site.axis_unit]
+    cos = np.max(np.stack([np.abs(dirs @ a) for a in axes]), axis=0)
+    return np.degrees(np.arccos(np.clip(cos, 0, 1)))
+
+
+def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndarray, site: Site,
            protocol: Protocol) -> Assessment:
     """Apply the hard constraints and the objective to evaluated candidates (vectorised).
 
@@ -665,11 +607,11 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
 
     Objective (lower is better; weights in the protocol's ``[objective]``):
     ``displacement * sum(displacement needed, mm) + depth * skin-to-target depth (mm)
-    + dens_axis * angle to the dens axis (deg) + containment * max(0, containment_target - containment) (mm)
+    + axis_angle * angle to the site's cone axis (deg) + containment * max(0, containment_target - containment) (mm)
     - hard_clearance * min(5, smallest hard clearance beyond its margin) (mm)
     - lesion * min(10, lesion length on the thread (or the screw when the thread rule is off)) (mm)
-    - bone_purchase * bone-to-target length (mm)
-    + short_of_apex * max(0, bone entry -> apex distance - screw length) (mm)``.
+    - bone_purchase * bone-to-target length (mm)``
+    plus the procedure's own terms (e.g. ``short_of_apex`` for the dens screw).
     Configurable defaults, no published source.
     """
     p = protocol
@@ -678,13 +620,14 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
     ok_code = ev.code == K.OK
     bone_entry = T - ev.s_bone[:, None] * D
     skin_entry = T - ev.s_skin[:, None] * D
-    ax, ant = dens_frame(lm)
+    proc = get_procedure(p.procedure)
+    imp = p.implant()
     v: dict[str, np.ndarray] = {}
     big = 1e3
     N = len(ev.code)
     v["skin"] = np.where(ok_code | (ev.code == K.BAD_ENTRY), 0.0,
                          np.where(ev.code == K.NO_SKIN, np.maximum(ev.s_skin - p.entry.max_depth_mm, 1.0), big))
-    ref, zax, zant, zlat = zone_frame(lm, p)
+    ref, zax, zant, zlat = zone_frame(site, p)
     zone = p.entry.effective_zone()
     rel = bone_entry - ref
     up, fwd, side = rel @ zax, rel @ zant, np.abs(rel @ zlat)
@@ -699,24 +642,28 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
         ve += np.maximum(0, fwd - zone.anterior_max_mm)
     if zone.lateral_abs_max_mm is not None:
         ve += np.maximum(0, side - zone.lateral_abs_max_mm)
+    if zone.outward_min_mm is not None:
+        away = np.sign(float((ref - site.centre_lps_mm) @ zlat)) or 1.0
+        ve += np.maximum(0, zone.outward_min_mm - away * (rel @ zlat))
     v["bone_entry"] = ve
-    lengths = catalogue_lengths(p, lm)
+    lengths = catalogue_lengths(p, site)
     L = ev.s_bone
-    v["screw_length"] = np.maximum(0, lengths[0] - L) + np.maximum(0, L - (lengths[-1] + p.screw.length_step_mm))
-    screw_len = lengths[np.clip(np.searchsorted(lengths, L + 1e-9, side="right") - 1, 0, len(lengths) - 1)]
-    axis_angle = np.degrees(np.arccos(np.clip(np.abs(D @ ax), 0, 1)))
-    if p.angles.dens_axis_max_deg is not None:
-        v["dens_axis"] = np.maximum(0, axis_angle - p.angles.dens_axis_max_deg)
-    if p.target.tip_to_cortex_max_mm is not None and ev.tip_gap is not None:
-        v["tip_to_cortex"] = np.maximum(0, ev.tip_gap - p.target.tip_to_cortex_max_mm)
+    if lengths is not None:
+        v["screw_length"] = np.maximum(0, lengths[0] - L) + np.maximum(0, L - (lengths[-1] + imp.length_step_mm))
+        screw_len = lengths[np.clip(np.searchsorted(lengths, L + 1e-9, side="right") - 1, 0, len(lengths) - 1)]
+    else:  # a needle: as long as the path in bone
+        screw_len = L.copy()
+    axis_angle = axis_angle_deg(site, D)
+    if p.angles.axis_max_deg is not None:
+        v[proc.axis_name] = np.maximum(0, axis_angle - p.angles.axis_max_deg)
+    gap_max = tip_to_cortex_max(p)
+    if gap_max is not None and ev.tip_gap is not None:
+        v["tip_to_cortex"] = np.maximum(0, ev.tip_gap - gap_max)
     thread = float(getattr(ev, "thread_mm", 0.0))
-    if p.screw.thread_crosses_waist:
-        tip_h = (T - lm.waist_lps_mm) @ ax
-        end_h = (T - thread * D - lm.waist_lps_mm) @ ax
-        v["thread_waist"] = np.maximum(0, -tip_h) + np.maximum(0, end_h)
-    if p.screw.thread_crosses_lesion and fields.lesion_assessed and fields.lesion.any() and ev.lesion_thread is not None:
+    v.update(proc.violations(ev, fields, targets, dirs, site, p, thread))
+    if imp.thread_crosses_lesion and fields.lesion_assessed and fields.lesion.any() and ev.lesion_thread is not None:
         v["thread_lesion"] = np.where(ev.lesion_thread > 0, 0.0, 1.0)
-    v["containment"] = np.maximum(0, p.screw.containment_margin_mm - ev.containment)
+    v["containment"] = np.maximum(0, imp.containment_margin_mm - ev.containment)
     v["entry_angle"] = np.where(ok_code | (ev.code == K.BAD_ENTRY),
                                 np.maximum(0, p.entry.min_incidence_deg - ev.incidence_deg), 0.0)
     disp = np.zeros_like(ev.clear)
@@ -732,32 +679,35 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
         if s.never_enter:
             v[f"viscus:{s.name}"] = np.maximum(0, -ev.clear[:, s_i])
     if p.entry.skin_medial_to:
-        v["corridor"] = corridor_violation(fields, T, D, ev.s_bone, ev.s_skin, lm, p, ok_code)
+        v["corridor"] = corridor_violation(fields, T, D, ev.s_bone, ev.s_skin, site, p, ok_code)
     v["bone_on_way"] = ev.other_bone
     v["hydrodissection_limit"] = np.maximum(0, (disp.max(axis=1) if disp.shape[1] else 0) - p.hydrodissection.achievable_mm)
     feas = np.ones(len(L), bool)
     for arr in v.values():
         feas &= arr <= 1e-9
     o = p.objective
-    lesion_len = ev.lesion_thread if (p.screw.thread_crosses_lesion and ev.lesion_thread is not None) else ev.lesion
-    entry_to_apex = np.linalg.norm(lm.apex_lps_mm[None] - bone_entry, axis=1)
+    lesion_len = ev.lesion_thread if (imp.thread_crosses_lesion and ev.lesion_thread is not None) else ev.lesion
     terms = {
         "displacement": o.displacement * disp.sum(axis=1),
         "depth": o.depth * ev.s_skin,
-        "dens_axis": o.dens_axis * axis_angle,
+        proc.axis_name: o.axis_angle * axis_angle,
         "containment": o.containment * np.maximum(0, o.containment_target_mm - ev.containment),
         "hard_clearance": -o.hard_clearance * np.clip(np.where(np.isfinite(hard_extra), hard_extra, 0), 0, 5),
         "lesion": -o.lesion * np.minimum(lesion_len, 10.0),
         "bone_purchase": -o.bone_purchase * ev.s_bone,
-        "short_of_apex": o.short_of_apex * np.maximum(0, entry_to_apex - screw_len),
     }
+    terms.update(proc.terms(ev, targets, dirs, bone_entry, site, p, screw_len))
     score = sum(terms.values())
     return Assessment(v, feas, score, terms, disp, screw_len, bone_entry, skin_entry)
 
 
-#: Constraints that only depend on the bone part of a path (what the technique asks of the screw in C2).
-BONE_CONSTRAINTS = ("bone_entry", "screw_length", "dens_axis", "tip_to_cortex", "thread_waist", "thread_lesion",
-                    "containment", "entry_angle")
+def bone_constraints(protocol: Protocol) -> tuple[str, ...]:
+    """Constraints that only depend on the bone part of a path (what the technique asks of the implant in the
+    target bone), in the order used for "first failing constraint" counts."""
+    proc = get_procedure(protocol.procedure)
+    return ("bone_entry", "screw_length", proc.axis_name, "tip_to_cortex", *proc.extra_constraints, "thread_lesion",
+            "containment", "entry_angle")
+
 
 
 def left_field_of_view(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndarray,
@@ -838,27 +788,40 @@ class SearchResult:
     route_counts: dict[str, int] = field(default_factory=dict)
     #: LPS z (mm) where the conformant paths that left the image did so (median), when any did.
     route_exit_z_mm: float | None = None
+    #: The site searched.
+    site: Site | None = None
+    #: When no path reaches the skin inside the image but some leave it still inside the body meeting every other
+    #: rule: (fine evaluation, its assessment, chosen indices) of those paths (:func:`_partial`).
+    partial: tuple | None = None
 
 
 def candidate_diameters(protocol: Protocol, waist_mm: float | None) -> list[float]:
     """Catalogue diameters to try, largest first: those leaving the waist margin (or the smallest)."""
     d0, fits, _ = choose_diameter(protocol, waist_mm)
-    return sorted([d for d in protocol.screw.diameters_mm if d <= d0], reverse=True)
+    return sorted([d for d in protocol.implant().diameters_mm if d <= d0], reverse=True)
 
 
-def _search_one(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, dirs: np.ndarray, sign: np.ndarray,
+def instrument_radii(protocol: Protocol, diameter_mm: float) -> tuple[float, float]:
+    """(r_instr, r_contain) mm: the radius used for clearances (largest of the trocar, the implant, the guide pin)
+    and the implant's radius used for containment."""
+    ins = protocol.instruments
+    r_contain = diameter_mm / 2
+    r_instr = max(ins.trocar_outer_diameter_mm, diameter_mm, ins.guide_pin_diameter_mm or 0.0) / 2
+    return r_instr, r_contain
+
+
+def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndarray, sign: np.ndarray,
                 diameter: float, coarse_step_mm: float, fine_step_mm: float, n_refine: int) -> "SearchResult | None":
-    r_screw = diameter / 2
-    r_instr = max(protocol.instruments.trocar_outer_diameter_mm, diameter, protocol.instruments.guide_pin_diameter_mm) / 2
-    targets = target_points(fields, lm, protocol, r_screw)
+    r_instr, r_screw = instrument_radii(protocol, diameter)
+    targets = target_points(fields, site, protocol, r_screw)
     if len(targets) == 0:
         return None
     T, D = len(targets), len(dirs)
     check_grid_size(T, D, protocol)
     cand_t = np.repeat(np.arange(T), D)
     cand_d = np.tile(np.arange(D), T)
-    ev = run_kernel(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, lm=lm)
-    asm = assess(ev, fields, targets, dirs, lm, protocol)
+    ev = run_kernel(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, site=site)
+    asm = assess(ev, fields, targets, dirs, site, protocol)
     # refine: best feasible by score plus best near-misses (smallest total violation)
     total_v = sum(np.minimum(a, 1e3) for a in asm.violations.values())
     # coarse sampling may overestimate a clearance by step/2: let near-feasible candidates in
@@ -867,15 +830,15 @@ def _search_one(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, dirs: 
     miss = np.argsort(total_v + 1e-3 * asm.score)[: max(20, n_refine // 10)]
     pool = np.unique(np.concatenate([pool, miss]))
     fine = run_kernel(fields, targets, dirs, cand_t[pool], cand_d[pool], protocol, r_instr, r_screw, fine_step_mm)
-    fasm = assess(fine, fields, targets, dirs, lm, protocol)
+    fasm = assess(fine, fields, targets, dirs, site, protocol)
     feas = np.nonzero(fasm.feasible)[0]
     order = feas[np.argsort(fasm.score[feas])]
     chosen = select_diverse(order, fasm.bone_entry, dirs[fine.cand_d], protocol.output.n_plans,
                             protocol.output.min_bone_entry_separation_mm, protocol.output.min_direction_difference_deg)
     res = SearchResult(fields, targets, dirs, sign, ev, asm, fine, fasm, chosen, r_instr, r_screw, diameter,
-                       fine_step_mm=fine_step_mm, coarse_step_mm=coarse_step_mm)
+                       fine_step_mm=fine_step_mm, coarse_step_mm=coarse_step_mm, site=site)
     conform = np.isin(ev.code, (K.OK, K.NO_SKIN))
-    for name in BONE_CONSTRAINTS:
+    for name in bone_constraints(protocol):
         if name in asm.violations:
             conform &= asm.violations[name] <= 1e-9
     left = left_field_of_view(ev, fields, targets, dirs, coarse_step_mm) & conform
@@ -884,53 +847,80 @@ def _search_one(fields: ROIFields, lm: DensLandmarks, protocol: Protocol, dirs: 
     if left.any():
         ex = targets[ev.cand_t[left]] - ev.s_skin[left][:, None] * dirs[ev.cand_d[left]]
         res.route_exit_z_mm = float(np.median(ex[:, 2]))
+        if not chosen:
+            res.partial = _partial(fields, site, protocol, targets, dirs, cand_t, cand_d, ev, asm, left, r_instr,
+                                   r_screw, coarse_step_mm, fine_step_mm, n_refine)
     return res
 
 
-def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Protocol, side: str = "best",
+def _partial(fields: ROIFields, site: Site, protocol: Protocol, targets: np.ndarray, dirs: np.ndarray,
+             cand_t: np.ndarray, cand_d: np.ndarray, ev: Evaluation, asm: "Assessment", left: np.ndarray,
+             r_instr: float, r_screw: float, coarse_step_mm: float, fine_step_mm: float,
+             n_refine: int) -> tuple[Evaluation, "Assessment", list[int]] | None:
+    """The best paths whose part inside the image meets every rule but which leave the image still inside the
+    body (their skin entry cannot be seen): re-evaluated finely, ranked, made diverse. What the CT can assess of
+    the route (the bone part, the clearances up to the image edge) when it cannot show the whole route."""
+    near = left.copy()
+    for name, arr in asm.violations.items():
+        if name != "skin":
+            near &= arr <= coarse_step_mm
+    cand = np.nonzero(near)[0]
+    if len(cand) == 0:
+        return None
+    cand = cand[np.argsort(asm.score[cand])][:n_refine]
+    pev = run_kernel(fields, targets, dirs, cand_t[cand], cand_d[cand], protocol, r_instr, r_screw, fine_step_mm)
+    pasm = assess(pev, fields, targets, dirs, site, protocol)
+    ok = left_field_of_view(pev, fields, targets, dirs, fine_step_mm)
+    for name, arr in pasm.violations.items():
+        if name != "skin":
+            ok &= arr <= 1e-9
+    sel = np.nonzero(ok)[0]
+    order = sel[np.argsort(pasm.score[sel])]
+    chosen = select_diverse(order, pasm.bone_entry, dirs[pev.cand_d], protocol.output.n_plans,
+                            protocol.output.min_bone_entry_separation_mm, protocol.output.min_direction_difference_deg)
+    return (pev, pasm, chosen) if chosen else None
+
+
+def search(volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol, side: str = "best",
            lesion_mask: np.ndarray | None = None, coarse_step_mm: float = 1.0, fine_step_mm: float = 0.2,
            angle_step_deg: float | None = None, n_refine: int = 300, fields: ROIFields | None = None) -> SearchResult:
-    """Run the whole search.
+    """Run the whole search on one site.
 
     Parameters
     ----------
     volume, labelmap : the CT and its label map (same grid).
-    lm : dens landmarks (LPS mm).
+    site : where the procedure works (:class:`~osteoplan.planning.site.Site`, from the protocol's procedure).
     protocol : validated protocol.
     side : "left", "right" or "best" (both searched).
     coarse_step_mm, fine_step_mm : sampling steps of the dense pass and of the re-evaluation of the
         best ``n_refine`` candidates (whose numbers are reported).
     angle_step_deg : override of the protocol's direction grid step.
+    fields : precomputed :func:`build_fields` output for this site (reused when re-planning).
 
     Raises
     ------
     PlanningError
-        No target point in the dens apex zone (C2/dens not where the landmarks say).
+        No target point in the target zone, or no direction meets the protocol's angle limits.
     """
     t0 = time.perf_counter()
+    proc = get_procedure(protocol.procedure)
     warnings: list[str] = []
     not_assessed: dict[str, str] = {}
     if fields is None:
-        fields, w, not_assessed = build_fields(volume, labelmap, lm, protocol, lesion_mask)
+        fields, w, not_assessed = build_fields(volume, labelmap, site, protocol, lesion_mask)
         warnings += w
-    diameters = candidate_diameters(protocol, lm.waist_diameter_mm)
+    diameters = candidate_diameters(protocol, site.width_limit_mm)
     sides = ["left", "right"] if side == "best" else [side]
-    dirs, sign = directions(protocol, sides, angle_step_deg, lm=lm)
+    dirs, sign = directions(protocol, sides, angle_step_deg, site=site)
     if len(dirs) == 0:
         a = protocol.angles
-        if a.dens_axis_max_deg is not None:
-            cc, ml = K.angles_of(dens_frame(lm)[0][None])
-            raise PlanningError(
-                f"No direction within {a.dens_axis_max_deg:g} deg of the dens axis meets the protocol's approach "
-                f"(cranio-caudal {a.craniocaudal_min_deg:g}..{a.craniocaudal_max_deg:g} deg, medio-lateral "
-                f"{a.mediolateral_min_deg:g}..{a.mediolateral_max_deg:g} deg from AP): the dens axis as located points "
-                f"{float(cc[0]):.0f} deg cranio-caudal, {float(ml[0]):.0f} deg medio-lateral, so the technique's paths "
-                "would not come from the front of the neck. Check the dens landmarks (a point inside C2: --hint-lps; "
-                "or a C2 mask: --masks) and the head position; another route is another protocol (--protocol).")
+        if a.axis_max_deg is not None:
+            cc, ml = K.angles_of(next(iter(site.cone_axes.values()), site.axis_unit)[None])
+            raise PlanningError(proc.no_direction_message(site, protocol, float(cc[0]), float(ml[0])))
         raise PlanningError("The protocol's angle limits leave no direction to search; fix the protocol's [angles].")
     res = None
     for i, diameter in enumerate(diameters):
-        r = _search_one(fields, lm, protocol, dirs, sign, diameter, coarse_step_mm, fine_step_mm, n_refine)
+        r = _search_one(fields, site, protocol, dirs, sign, diameter, coarse_step_mm, fine_step_mm, n_refine)
         if r is None:
             continue
         res = r  # when none is feasible, the smallest diameter's result explains why
@@ -939,14 +929,8 @@ def search(volume: Volume, labelmap: LabelMap, lm: DensLandmarks, protocol: Prot
                 warnings.append(f"No feasible path with a {diameters[0]:.1f} mm screw; {diameter:.1f} mm was used.")
             break
     if res is None:
-        deepest = zone_depth_mm(fields, lm, protocol)
-        need = max(protocol.target.inside_cortex_min_mm, diameters[-1] / 2 + protocol.screw.containment_margin_mm)
-        raise PlanningError(
-            f"No target point in the dens apex zone ({protocol.target.below_apex_min_mm:g}-{protocol.target.below_apex_max_mm:g} mm "
-            f"below the apex, anterior half) lies deep enough inside C2: deepest {deepest:.1f} mm, needed {need:.1f} mm "
-            f"(thinnest screw {diameters[-1]:.1f} mm). Check the C2 segmentation and dens landmarks (C2 source: "
-            f"{fields.c2_source}, landmarks: {lm.method}), or give a C2 mask (--masks).")
-    _, _, w = choose_diameter(protocol, lm.waist_diameter_mm)
+        raise PlanningError(proc.no_target_message(fields, site, protocol, diameters[-1] / 2))
+    _, _, w = choose_diameter(protocol, site.width_limit_mm)
     res.warnings = warnings + w
     res.not_assessed = not_assessed
     res.seconds = time.perf_counter() - t0

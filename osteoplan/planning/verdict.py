@@ -12,7 +12,7 @@ Codes, in priority order (the first that applies wins; exit status of ``osteopla
 1. ``route_not_assessable`` [5]: ``plan.route`` is given and not assessable (the CT does not show the technique's
    route, e.g. the anterior route's skin entry lies below the CT); no other route is substituted.
 2. ``no_feasible_path`` [4]: the plan has no trajectory.
-3. ``not_cleared`` [3]: the best trajectory has a structure of the protocol that was not assessed (status
+3. ``not_cleared`` [3]: the best trajectory (every trajectory to place, for a plan with several needles) has a structure of the protocol that was not assessed (status
    ``not_assessed`` or ``not_assessable``; hard or displaceable: a carotid nobody saw is not clear), or a check that
    fails its margin (a plan inconsistent with its own checks is never called feasible).
 4. ``feasible_hydrodissection`` [0]: the best trajectory needs displaceable structures pushed (checks with status
@@ -71,6 +71,10 @@ _NAMES: dict[str, tuple[str, str]] = {
     "larynx": ("larynx", "larynx"),
     "pharynx": ("pharynx", "pharynx"),
     "esophagus": ("oesophagus", "œsophage"),
+    "aorta": ("aorta", "aorte"),
+    "inferior_vena_cava": ("inferior vena cava", "veine cave inférieure"),
+    "segmental_artery": ("segmental arteries", "artères segmentaires"),
+    "lung": ("lung", "poumon"),
     "mandible": ("mandible", "mandibule"),
     "brainstem": ("brainstem", "tronc cérébral"),
     "vertebrae_C1": ("C1 (atlas)", "C1 (atlas)"),
@@ -206,10 +210,18 @@ def _figures(figures: dict[str, float], lang: str) -> str | None:
     return ("Mesures : " if lang == "fr" else "Figures: ") + "; ".join(parts) + "."
 
 
+class _Placed:
+    """The checks of every trajectory to place, seen as one path (a plan with several needles is cleared only
+    when each of them is)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.clearances = tuple(c for t in plan.placed for c in t.clearances)
+
+
 def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
     """Headline and details of *code* for *plan* in *lang*."""
     fr = lang == "fr"
-    best = plan.best
+    best = _Placed(plan)
     details: list[str] = []
     if code == "route_not_assessable":
         r = plan.route
@@ -222,14 +234,16 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         return text, details
     if code == "no_feasible_path":
         text = "AUCUN TRAJET RÉALISABLE" if fr else "NO FEASIBLE PATH"
+        if plan.unplanned and plan.placement == "all":
+            text += (" : " if fr else ": ") + ", ".join(plan.unplanned)
         if plan.infeasibility is not None and plan.infeasibility.message:
             details.append(plan.infeasibility.message)  # English sentence; the faces translate known ones
         return text, details
     if code == "not_cleared":
         # hard structures first: they can never be displaced
-        miss = ([c.structure for c in best.clearances if c.category == "hard" and c.status in _UNASSESSED]
-                + [c.structure for c in best.clearances if c.category != "hard" and c.status in _UNASSESSED])
-        fail = [c.structure for c in best.clearances if c.status == "fail"]
+        miss = list(dict.fromkeys([c.structure for c in best.clearances if c.category == "hard" and c.status in _UNASSESSED]
+                                  + [c.structure for c in best.clearances if c.category != "hard" and c.status in _UNASSESSED]))
+        fail = list(dict.fromkeys(c.structure for c in best.clearances if c.status == "fail"))
         parts = []
         if miss:
             parts.append((f"un trajet a été trouvé mais des structures à risque n'ont pas été évaluées : "
@@ -250,7 +264,7 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         text = ("RÉALISABLE : toutes les structures du protocole évaluées et à distance suffisante" if fr
                 else "FEASIBLE: every structure of the protocol assessed and clear of its margin")
     details.append(_hydro_sentence(best, lang))
-    covered = [c.structure for c in best.clearances if c.status == "covered"]
+    covered = list(dict.fromkeys(c.structure for c in best.clearances if c.status == "covered"))
     if covered:
         details.append(f"Couvert(s) par la distance de la structure qui le(s) contient : {_names(covered, lang)}." if fr
                        else f"Covered by the clearance of the structure that contains it: {_names(covered, lang)}.")
@@ -270,7 +284,7 @@ def compute_verdict(plan: Plan) -> Verdict:
     Verdict
         Code, English and French headline and details, and the ``osteoplan plan`` exit status.
     """
-    best = plan.best
+    best = _Placed(plan) if plan.best is not None else None
     if plan.route is not None and not plan.route.assessable:
         code = "route_not_assessable"
     elif best is None:

@@ -225,6 +225,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
 
     app.add_middleware(ProxyHeadersMiddleware, trusted_proxies=settings.trusted_proxies)
 
+    from osteoplan.web.routers import pacs as pacs_pages  # the PACS search/pick pages (osteoplan.pacs)
+
+    app.include_router(pacs_pages.router)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)

@@ -461,7 +461,26 @@ def attach_plan(db, actor, case_id: int | None, lesion_id: int, plan: dict | str
         raise ValidationError(f"this is not a valid plan.json ({detail[:300]}); choose the file written by "
                               "'osteoplan plan'") from None
     data = json.loads(parsed.to_json()) if hasattr(parsed, "to_json") else parsed
+    _check_plan_ct(db, lesion_id, data)
     return service.attach_plan(db, actor, {"lesion_id": lesion_id, "plan": data, "label": label or "plan"})
+
+
+def _check_plan_ct(db, lesion_id: int, plan: dict) -> None:
+    """Refuse a plan made on another CT series than the ones attached to the lesion (``Plan.ct_source``).
+
+    Only when both are known: the plan records its SeriesInstanceUID (schema >= 1.2, CT read from DICOM) and the
+    lesion lists CT series (picked from the PACS, identity-checked, or typed in); otherwise nothing can be compared.
+    """
+    from osteoplan.errors import ValidationError
+    from osteoplan.workflow import models as m
+
+    series = ((plan.get("ct_source") or {}) if isinstance(plan, dict) else {}).get("series_uid")
+    lesion = db.get(m.Lesion, lesion_id)
+    attached = list(getattr(lesion, "ct_series_uids", None) or [])
+    if series and attached and series not in attached:
+        raise ValidationError("this plan was made on another CT series than the ones attached to the lesion "
+                              "(SeriesInstanceUID differs): attach the plan made on this patient's CT, or attach "
+                              "its CT series to the lesion first (after checking it is this patient's)")
 
 
 #: URL slug -> (workflow entity, case-dict key, input model name, permission action)

@@ -165,14 +165,14 @@ def test_folder_skips_images_unions_synonyms_and_keeps_unknown_names(ct, tmp_pat
     b[6, 5:10, 5:10] = 1
     save_mask_nifti(d / "oropharynx.nii.gz", a, CT_AFF)
     save_mask_nifti(d / "hypopharynx.nii.gz", b, CT_AFF)
-    save_mask_nifti(d / "thyroid_cartilage.nii.gz", b, CT_AFF)
+    save_mask_nifti(d / "trapezius_left.nii.gz", b, CT_AFF)
     (d / "case.json").write_text("{}")
     warnings = []
     lm = load_masks(d, ct, warnings=warnings)
-    assert set(lm.names()) == {"pharynx", "thyroid_cartilage"}
+    assert set(lm.names()) == {"pharynx", "trapezius_left"}
     assert lm.get("pharynx").sum() == 50
     assert "+" in lm.sources["pharynx"]
-    assert any("thyroid_cartilage" in w for w in warnings)
+    assert any("trapezius_left" in w for w in warnings)
     assert any("not a binary mask" in w for w in warnings)  # other_image (name hidden: not a structure name)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -326,14 +326,14 @@ def test_big_folder_skips_unknown_structures(ct, tmp_path, monkeypatch):
     d.mkdir()
     m = np.zeros(CT_SHAPE, np.uint8)
     m[1, 1, 1] = 1
-    for n in ("liver", "spleen", "trachea", "vertebrae_C2"):
+    for n in ("sternocleidomastoid_right", "trapezius_left", "trachea", "vertebrae_C2"):
         save_mask_nifti(d / f"{n}.nii.gz", m, CT_AFF)
     warnings = []
     lm = load_masks(d, ct, warnings=warnings)
     assert set(lm.names()) == {"trachea", "vertebrae_C2"}
     assert any("2 structure file(s)" in w for w in warnings)
     lm2 = loaders.load_nifti_folder(d, ct, keep_unknown=True)
-    assert {"liver", "spleen"} <= set(lm2.names())
+    assert {"sternocleidomastoid_right", "trapezius_left"} <= set(lm2.names())
 
 
 def _rtstruct(path, rois):

@@ -64,7 +64,7 @@ def test_map_outputs_total_and_headneck_names(tmp_path):
     for n in ("internal_carotid_artery_left", "internal_jugular_vein_right", "common_carotid_artery_right",
               "spinal_cord", "esophagus", "trachea", "skull"):
         assert m[n].name == f"{n}.nii.gz"
-    assert "hyoid" not in m and "statistics" not in m
+    assert "hyoid" in m and "statistics" not in m  # every TotalSegmentator class is in the vocabulary
     assert set(totalseg.map_outputs(d, include_unknown=True)) >= {"hyoid", "thyroid_cartilage", "styloid_process_left"}
     # exact name wins over a synonym mapping to the same structure
     _fake_output(d, ["larynx"])
@@ -97,7 +97,7 @@ def test_run_with_a_fake_executable_and_load(tmp_path):
     fake.chmod(0o755)
     found = totalseg.run(tmp_path / "ct.nii.gz", tmp_path / "out", task="headneck_bones_vessels",
                          executable=str(fake), require_weights=False)
-    assert set(found) == {"larynx", "internal_jugular_vein_left"}
+    assert set(found) == {"larynx", "internal_jugular_vein_left", "hyoid"}  # every TotalSegmentator class is known
     lm = totalseg.load_outputs(tmp_path / "out", vol)
     assert lm.get("larynx").sum() == 4 and lm.get("larynx")[1, 1, 1]
     assert lm.sources["larynx"] == "totalsegmentator:larynx_air.nii.gz"

@@ -52,7 +52,7 @@ def planned():
 def test_default_protocol_is_the_anterior_screw():
     p = load_protocol()
     assert p.name == "c2-dens-anterior" and p.route == "anterior"
-    assert p.angles.dens_axis_max_deg == 20.0 and p.objective.depth == 0.0
+    assert p.angles.axis_max_deg == 20.0 and p.objective.depth == 0.0
     text = (PROTOCOL_DIR / "c2-dens-anterior.toml").read_text()
     # every numeric line of the file is preceded by a comment block naming its source or saying it has none
     assert text.count("configurable default") >= 15 and "Sung" in text and "Tun" in text
@@ -60,7 +60,8 @@ def test_default_protocol_is_the_anterior_screw():
 
 def test_plan_meets_the_technique(planned):
     vol, lm, dl, plan = planned
-    assert plan.feasible and plan.procedure == "c2-dens-anterior" and plan.route.assessable
+    assert plan.feasible and plan.procedure == "c2-dens-screw" and plan.protocol_name == "c2-dens-anterior"
+    assert plan.level == "C2" and plan.placement == "alternatives" and plan.route.assessable
     corner = np.asarray(dl.anteroinferior_body_lps_mm)
     for t in plan.trajectories:
         e, tip, d = (np.asarray(x) for x in (t.bone_entry_lps_mm, t.target_lps_mm, t.direction_unit))
@@ -210,19 +211,21 @@ def test_corridor_rule_hand_computed():
     * to (5, -12, -80): always medial: 0;
     * to (30, -40, -80): lateral only where it is in front of the sheath (it crosses y = -15.5 at x = 11.6): 0.
     """
+    from osteoplan.planning.procedures.c2_dens import site_from_landmarks
     from osteoplan.planning.search import build_fields, corridor_violation
 
     vol, lm, dl = _neck()
     proto = load_protocol("c2-dens-anterior")
-    f, _, _ = build_fields(vol, lm, dl, proto)
+    site = site_from_landmarks(dl, proto)
+    f, _, _ = build_fields(vol, lm, site, proto)
     T = np.array([0.0, 0.0, 12.0])
     skins = np.array([[30.0, -12.0, -80.0], [5.0, -12.0, -80.0], [30.0, -40.0, -80.0]])
     dirs = (T[None] - skins) / np.linalg.norm(T[None] - skins, axis=1, keepdims=True)
     s_to = np.linalg.norm(T[None] - skins, axis=1)
-    v = corridor_violation(f, np.repeat(T[None], 3, 0), dirs, np.zeros(3), s_to, dl, proto, np.ones(3, bool),
+    v = corridor_violation(f, np.repeat(T[None], 3, 0), dirs, np.zeros(3), s_to, site, proto, np.ones(3, bool),
                            step_mm=0.5)
     assert v[0] == pytest.approx(90 / 14, abs=0.05)
     assert v[1] == 0.0 and v[2] == 0.0
     # a path that did not reach the skin is not judged here (the skin rule excludes it)
-    v = corridor_violation(f, T[None], dirs[:1], np.zeros(1), s_to[:1], dl, proto, np.zeros(1, bool))
+    v = corridor_violation(f, T[None], dirs[:1], np.zeros(1), s_to[:1], site, proto, np.zeros(1, bool))
     assert v[0] == 0.0

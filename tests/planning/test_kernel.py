@@ -7,6 +7,7 @@ import pytest
 
 from osteoplan.planning import kernel as K
 from osteoplan.planning.protocol import load_protocol
+from osteoplan.planning.procedures.c2_dens import site_from_landmarks
 from osteoplan.planning.search import build_fields, run_kernel
 
 from .synthetic import make_neck
@@ -16,7 +17,7 @@ from .synthetic import make_neck
 def neck():
     vol, lm, dl = make_neck()
     proto = load_protocol("c2-dens-lateral")
-    fields, warns, na = build_fields(vol, lm, dl, proto)
+    fields, warns, na = build_fields(vol, lm, site_from_landmarks(dl, proto), proto)
     return vol, lm, dl, proto, fields
 
 
@@ -33,7 +34,7 @@ def neck_anterior():
     masks["lesion"] = lesion
     lm = LabelMap(vol, masks=masks, sources={n: "synthetic" for n in masks})
     proto = load_protocol("c2-dens-anterior")
-    fields, warns, na = build_fields(vol, lm, dl, proto)
+    fields, warns, na = build_fields(vol, lm, site_from_landmarks(dl, proto), proto)
     return vol, lm, dl, proto, fields
 
 
@@ -141,15 +142,15 @@ def test_tip_gap_lesion_thread_and_tip_skip_hand_computed(neck_anterior):
 def test_numba_equals_python_reference_anterior(neck_anterior):
     """Same candidates through both implementations with the anterior protocol's tip rules and entry zone."""
     vol, lm, dl, proto, f = neck_anterior
-    from osteoplan.planning.search import cone_directions
+    from osteoplan.planning.procedures import cone_directions
 
     targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [-1.0, -1.0, 13.0]])
     d = cone_directions(np.array([0.0, 0.0, 1.0]), 20.0, 4.0)
     n = len(d)
     ct = np.repeat(np.arange(3), n)
     cd = np.tile(np.arange(n), 3)
-    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, lm=dl)
-    b = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, python=True, lm=dl)
+    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site=site_from_landmarks(dl, proto))
+    b = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, python=True, site=site_from_landmarks(dl, proto))
     np.testing.assert_array_equal(a.code, b.code)
     assert (a.code == K.BAD_ENTRY).any() and (a.code != K.BAD_ENTRY).any()
     for x, y in ((a.s_bone, b.s_bone), (a.containment, b.containment), (a.tip_gap, b.tip_gap),
@@ -158,7 +159,7 @@ def test_numba_equals_python_reference_anterior(neck_anterior):
 
 
 def test_cone_directions_cover_the_cap_evenly():
-    from osteoplan.planning.search import cone_directions
+    from osteoplan.planning.procedures import cone_directions
 
     ax = np.array([0.2, -0.1, 1.0])
     ax /= np.linalg.norm(ax)

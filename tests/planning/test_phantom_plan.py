@@ -131,7 +131,7 @@ def test_screw_stays_in_c2_and_tip_in_apex_zone(base):
     assert abs(float((E - corner) @ lat)) <= 8.0 + 1e-6
     assert np.linalg.norm(E - corner) <= 10.0
     # angle to the dens axis within the cap; thread across the waist and the lesion
-    assert np.degrees(np.arccos(abs(d @ ax))) <= proto.angles.dens_axis_max_deg + 0.05
+    assert np.degrees(np.arccos(abs(d @ ax))) <= proto.angles.axis_max_deg + 0.05
     assert float((T - lm.waist_lps_mm) @ ax) > 0 > float((T - b.screw.thread_mm * d - lm.waist_lps_mm) @ ax)
     les = ph.truth.get("lesion")
     q = np.arange(0.0, b.screw.thread_mm, 0.1)
@@ -226,9 +226,10 @@ def test_cord_in_every_path_gives_no_feasible_path(base):
     assert "No feasible path" in inf.message and "spinal_cord" in inf.message
     assert inf.best_near_miss is not None and "clearance:spinal_cord" in inf.best_near_miss.violations
     # every candidate that passed the earlier constraints fell on the cord
-    from osteoplan.planning.search import BONE_CONSTRAINTS
+    from osteoplan.planning.search import bone_constraints
 
-    evaluated = inf.n_candidates - sum(ex[k].excluded_first for k in ("skin",) + BONE_CONSTRAINTS if k in ex)
+    bone = bone_constraints(load_protocol(plan.protocol_name))
+    evaluated = inf.n_candidates - sum(ex[k].excluded_first for k in ("skin",) + bone if k in ex)
     assert ex["clearance:spinal_cord"].excluded_first == evaluated
 
 

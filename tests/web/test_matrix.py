@@ -149,6 +149,8 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
             "event_date": (d0 + dt.timedelta(days=10)).isoformat(), "grade": "2", "classification": "CIRSE 2017",
             "description": f"edited by {role}", "version": _version(engine, "adverse_event", ids["adverse_event"])},
         "/cases": {"q": "breast"},
+        "/cases/{case_id}/lesions/{lesion_id}/pacs/pick": {"study_uid": "1.2.3", "series_uid": "1.2.3.4"},
+        "/cases/{case_id}/lesions/{lesion_id}/pacs": {"study": "1.2.3"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
@@ -276,8 +278,10 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
         print("\n".join(allowed_failed))
     assert unauthorised_successes == []
     assert wrongly_refused == []
-    # allowed requests succeed, except repeating a one-time action (validating an already validated decision)
-    assert [f for f in allowed_failed if "/validate" not in f] == []
+    # allowed requests succeed, except repeating a one-time action (validating an already validated decision) and
+    # searching and picking a CT in the PACS, which need a PACS (502 here; tests/web/test_pacs_pages.py)
+    assert [f for f in allowed_failed if "/validate" not in f and not f.split(" ")[2].endswith(("/pacs", "/pacs/pick"))] \
+        == []
     assert unaudited == []
     assert tried == len(routes) * (len(ROLES) + 1)
 

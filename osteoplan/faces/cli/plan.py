@@ -34,6 +34,79 @@ def result_line(plan) -> str:
     return "RESULT: " + verdict_of(plan).text_en
 
 
+def _trajectory_lines(plan, b) -> list[str]:
+    """Summary lines of one trajectory (entries, target, depth, angles, implant, bone, clearances, guidance)."""
+    L: list[str] = []
+    if plan.placement != "all":
+        L.append(f"  side: {b.side}" + (f"; {len(plan.trajectories)} path(s) ranked, the first shown"
+                                        if len(plan.trajectories) > 1 else ""))
+    L.append(f"  skin entry  LPS {_fmt(b.skin_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.skin_entry_voxel_kji)}")
+    L.append(f"  bone entry  LPS {_fmt(b.bone_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.bone_entry_voxel_kji)}")
+    L.append(f"  target      LPS {_fmt(b.target_lps_mm)} mm   voxel (k,j,i) {_fmt(b.target_voxel_kji)}")
+    if b.bone_entry_above_corner_mm is not None:
+        L.append(f"  bone entry {b.bone_entry_above_corner_mm:.1f} mm above the C2 anteroinferior corner, "
+                 f"{b.bone_entry_from_midline_mm:.1f} mm from the midline; entry -> apex {b.bone_entry_to_apex_mm:.1f} mm")
+    if b.tip_to_cortex_mm is not None:
+        L.append(f"  tip {b.tip_to_cortex_mm:.1f} mm short of the apical cortex, {b.tip_below_apex_mm:.1f} mm below the "
+                 f"apex, {b.tip_anterior_of_axis_mm:.1f} mm anterior of the dens axis"
+                 + ("" if b.thread_crosses_waist is None else
+                    f"; thread {'crosses' if b.thread_crosses_waist else 'does NOT cross'} the waist")
+                 + ("" if b.thread_in_lesion_mm is None else f", {b.thread_in_lesion_mm:.1f} mm of it in the lesion"))
+    L.append(f"  depth: skin->bone {b.depth_skin_to_bone_mm:.1f} mm, bone->target {b.depth_bone_to_target_mm:.1f} mm, "
+             f"total {b.depth_total_mm:.1f} mm")
+    L.append(f"  angles: cranio-caudal {b.angle_craniocaudal_deg:+.1f} deg (+ = ascending), medio-lateral "
+             f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral)"
+             + (f"; {b.angle_to_dens_axis_deg:.1f} deg to the dens axis" if b.angle_to_dens_axis_deg is not None else ""))
+    if b.screw:
+        s = b.screw
+        L.append(f"  screw: cannulated {s.diameter_mm:.1f} x {s.length_mm:g} mm (thread {s.thread_mm:g} mm, {s.catalogue_ref}); "
+                 f"containment {b.containment_min_margin_mm:.1f} mm inside {b.level or 'C2'}"
+                 + (f"; dens waist {s.waist_diameter_mm:.1f} mm" if s.waist_diameter_mm else ""))
+    if b.needle_diameter_mm:
+        L.append(f"  needle: {b.needle_diameter_mm:.2f} mm trocar; containment {b.containment_min_margin_mm:.1f} mm inside "
+                 f"{b.level}")
+    if b.pedicle_margin_mm is not None:
+        L.append(f"  pedicle passage: {b.pedicle_margin_mm:.1f} mm inside the cortex at its closest ({b.pedicle_breach_wall} "
+                 f"wall); Gertzbein-Robbins grade {b.pedicle_breach_grade} (A = no breach)")
+    if b.tip_anterior_fraction is not None:
+        mid = (f"{b.tip_from_midline_mm:.1f} mm across the midline" if b.tip_from_midline_mm >= 0 else
+               f"{-b.tip_from_midline_mm:.1f} mm from the midline on its own side")
+        L.append(f"  tip at {100 * b.tip_anterior_fraction:.0f} % of the body depth from the posterior wall, {mid}, "
+                 f"{b.tip_below_superior_endplate_mm:.1f} mm below the superior endplate")
+    if b.hu_profile:
+        h = b.hu_profile
+        L.append(f"  bone along the {'screw' if b.screw else 'needle'}: mean {h.mean_hu:.0f} HU, cortical {100*h.cortical_share:.0f} %, cancellous "
+                 f"{100*h.cancellous_share:.0f} %, low density {100*h.low_density_share:.0f} %"
+                 + (f"; lesion crossed over {b.lesion_crossing_mm:.1f} mm" if b.lesion_crossing_mm is not None else ""))
+    L.append("  clearances (instrument surface to structure):")
+    L.append(f"    {'structure':<32}{'category':<14}{'margin':>8}{'clearance':>11}  status")
+    order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "not_assessable": 2, "covered": 3, "pass": 3}
+    for c in sorted(b.clearances, key=lambda c: (order.get(c.status, 2), c.structure)):
+        clr = "-" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
+        if c.clearance_mm is not None and (c.note or "").startswith("at least this much"):
+            clr = ">=" + clr  # distances are computed up to a cap: a lower bound
+        if c.status == "hydrodissection":
+            st = f"HYDRODISSECTION (push {c.displacement_needed_mm:.1f} mm)"
+        elif c.status == "fail":
+            st = "FAIL" + (f" (needs {c.displacement_needed_mm:.1f} mm, beyond hydrodissection)"
+                           if c.displacement_needed_mm else "")
+        else:
+            st = {"pass": "pass", "not_assessed": "not assessed (not segmented)", "covered": "covered",
+                  "not_assessable": "not assessable on this CT"}.get(c.status, c.status)
+        L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr:>9}mm  {st}")
+    if any((c.note or "").startswith("at least this much") for c in b.clearances):
+        from osteoplan.planning.fields import CAP_MM
+
+        L.append(f"    (>= : farther than the distance computed, which is capped at {CAP_MM:g} mm)")
+    g = b.guidance
+    if g:
+        L.append(f"  C-arm bull's-eye: {g.bullseye.label}; progression view: {g.progression.label}")
+        tilt = "impossible (path too close to cranio-caudal)" if g.gantry_tilt_deg is None else f"{g.gantry_tilt_deg:+.1f} deg"
+        L.append(f"  CT gantry tilt for the path in one slice: {tilt}"
+                 + ("" if g.gantry_within_limit else f"  -- BEYOND the {g.gantry_limit_deg:.0f} deg scanner limit"))
+    return L
+
+
 def summary_text(plan) -> str:
     """A plain-text summary for the radiologist (no identifiers); its first result line is the verdict."""
     from osteoplan.planning.verdict import verdict_of
@@ -43,6 +116,19 @@ def summary_text(plan) -> str:
     L.append(result_line(plan))
     L.append(f"  protocol {plan.protocol_name} v{plan.protocol_version}; side requested: {plan.side_requested}")
     L.extend("  " + d for d in v.details_en)
+    if plan.best is None and plan.partial_trajectories:
+        L.append("  What this CT shows of the route (the part inside the image meets every rule; the skin entry is "
+                 "outside the image, so this is NOT a plan):")
+        for t in plan.partial_trajectories:
+            L.append(f"  -- {t.level} {t.side}: leaves the image at LPS {_fmt(t.skin_entry_lps_mm)} mm")
+            L.extend(x for x in _trajectory_lines(plan, t)
+                     if not x.lstrip().startswith(("skin entry", "C-arm", "CT gantry", "depth:")))
+    if plan.best is None and plan.placement == "all" and plan.trajectories:
+        L.append(f"  The levels planned ({len(plan.trajectories)} needles; NOT planned: {', '.join(plan.unplanned)}, "
+                 "see the warnings):")
+        for t in plan.trajectories:
+            L.append(f"  -- {t.level} {t.side} pedicle")
+            L.extend(_trajectory_lines(plan, t))
     if plan.best is None:
         if plan.infeasibility is not None:
             for e in plan.infeasibility.exclusions:
@@ -50,67 +136,22 @@ def summary_text(plan) -> str:
                     L.append(f"    {e.constraint:<34} excluded {e.excluded:>8} (first failing for {e.excluded_first})"
                              f"  -- {e.description}")
     else:
-        b = plan.best
-        L.append(f"  side: {b.side}" + (f"; {len(plan.trajectories)} path(s) ranked, the first shown" if len(plan.trajectories) > 1 else ""))
-        L.append(f"  skin entry  LPS {_fmt(b.skin_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.skin_entry_voxel_kji)}")
-        L.append(f"  bone entry  LPS {_fmt(b.bone_entry_lps_mm)} mm   voxel (k,j,i) {_fmt(b.bone_entry_voxel_kji)}")
-        L.append(f"  target      LPS {_fmt(b.target_lps_mm)} mm   voxel (k,j,i) {_fmt(b.target_voxel_kji)}")
-        if b.bone_entry_above_corner_mm is not None:
-            L.append(f"  bone entry {b.bone_entry_above_corner_mm:.1f} mm above the C2 anteroinferior corner, "
-                     f"{b.bone_entry_from_midline_mm:.1f} mm from the midline; entry -> apex {b.bone_entry_to_apex_mm:.1f} mm")
-        if b.tip_to_cortex_mm is not None:
-            L.append(f"  tip {b.tip_to_cortex_mm:.1f} mm short of the apical cortex, {b.tip_below_apex_mm:.1f} mm below the "
-                     f"apex, {b.tip_anterior_of_axis_mm:.1f} mm anterior of the dens axis"
-                     + ("" if b.thread_crosses_waist is None else
-                        f"; thread {'crosses' if b.thread_crosses_waist else 'does NOT cross'} the waist")
-                     + ("" if b.thread_in_lesion_mm is None else f", {b.thread_in_lesion_mm:.1f} mm of it in the lesion"))
-        L.append(f"  depth: skin->bone {b.depth_skin_to_bone_mm:.1f} mm, bone->target {b.depth_bone_to_target_mm:.1f} mm, "
-                 f"total {b.depth_total_mm:.1f} mm")
-        L.append(f"  angles: cranio-caudal {b.angle_craniocaudal_deg:+.1f} deg (+ = ascending), medio-lateral "
-                 f"{b.angle_mediolateral_deg:.1f} deg from AP (90 = pure lateral)"
-                 + (f"; {b.angle_to_dens_axis_deg:.1f} deg to the dens axis" if b.angle_to_dens_axis_deg is not None else ""))
-        if b.screw:
-            s = b.screw
-            L.append(f"  screw: cannulated {s.diameter_mm:.1f} x {s.length_mm:g} mm (thread {s.thread_mm:g} mm, {s.catalogue_ref}); "
-                     f"containment {b.containment_min_margin_mm:.1f} mm inside C2"
-                     + (f"; dens waist {s.waist_diameter_mm:.1f} mm" if s.waist_diameter_mm else ""))
-        if b.hu_profile:
-            h = b.hu_profile
-            L.append(f"  bone along the screw: mean {h.mean_hu:.0f} HU, cortical {100*h.cortical_share:.0f} %, cancellous "
-                     f"{100*h.cancellous_share:.0f} %, low density {100*h.low_density_share:.0f} %"
-                     + (f"; lesion crossed over {b.lesion_crossing_mm:.1f} mm" if b.lesion_crossing_mm is not None else ""))
-        L.append("  clearances (instrument surface to structure):")
-        L.append(f"    {'structure':<32}{'category':<14}{'margin':>8}{'clearance':>11}  status")
-        order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "not_assessable": 2, "covered": 3, "pass": 3}
-        for c in sorted(b.clearances, key=lambda c: (order.get(c.status, 2), c.structure)):
-            clr = "-" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
-            if c.clearance_mm is not None and (c.note or "").startswith("at least this much"):
-                clr = ">=" + clr  # distances are computed up to a cap: a lower bound
-            if c.status == "hydrodissection":
-                st = f"HYDRODISSECTION (push {c.displacement_needed_mm:.1f} mm)"
-            elif c.status == "fail":
-                st = "FAIL" + (f" (needs {c.displacement_needed_mm:.1f} mm, beyond hydrodissection)"
-                               if c.displacement_needed_mm else "")
-            else:
-                st = {"pass": "pass", "not_assessed": "not assessed (not segmented)", "covered": "covered",
-                      "not_assessable": "not assessable on this CT"}.get(c.status, c.status)
-            L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr:>9}mm  {st}")
-        if any((c.note or "").startswith("at least this much") for c in b.clearances):
-            from osteoplan.planning.fields import CAP_MM
-
-            L.append(f"    (>= : farther than the distance computed, which is capped at {CAP_MM:g} mm)")
-        g = b.guidance
-        if g:
-            L.append(f"  C-arm bull's-eye: {g.bullseye.label}; progression view: {g.progression.label}")
-            tilt = "impossible (path too close to cranio-caudal)" if g.gantry_tilt_deg is None else f"{g.gantry_tilt_deg:+.1f} deg"
-            L.append(f"  CT gantry tilt for the path in one slice: {tilt}"
-                     + ("" if g.gantry_within_limit else f"  -- BEYOND the {g.gantry_limit_deg:.0f} deg scanner limit"))
-        if len(plan.trajectories) > 1:
+        placed = plan.placed
+        if len(placed) > 1:
+            L.append(f"  {len(placed)} needles to place:")
+        for i, b in enumerate(placed):
+            if len(placed) > 1:
+                L.append(f"  -- needle {i + 1}: {b.level} {b.side} pedicle")
+            L.extend(_trajectory_lines(plan, b))
+        if plan.placement != "all" and len(plan.trajectories) > 1:
             L.append(f"  {len(plan.trajectories) - 1} alternative(s) in plan.json (ranked).")
     if plan.cement:
         c = plan.cement
         if c.lesion_volume_ml == 0:
             L.append("Cement: no lytic lesion found on CT; cementoplasty not indicated by the images.")
+        elif c.per_level_ml:
+            L.append(f"Cement: suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL in all. {c.basis}")
+            L.extend(f"Cement: {n}" for n in c.notes)
         else:
             vol = "not segmented (published C2 range)" if c.lesion_volume_ml is None else f"{c.lesion_volume_ml:.2f} mL"
             L.append(f"Cement: lesion {vol}; suggested PMMA {c.suggested_pmma_ml[0]:.1f}-{c.suggested_pmma_ml[1]:.1f} mL"
@@ -200,8 +241,11 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
     _check_out(out, args.overwrite)
     if risk is None and not getattr(args, "no_risk", False):
         risk = _risk(volume, anatomy)
+    protocol = _with_needles(protocol, getattr(args, "needles", None))
     with step("planning the trajectory (dense search)"):
-        plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk)
+        with blame("--level"):
+            plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk,
+                                     level=getattr(args, "level", None))
     from osteoplan.export.cli import ct_voxels_sha256
 
     try:
@@ -238,9 +282,19 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
     return verdict_of(plan).exit_code  # the plan folder is written whatever the verdict
 
 
+def _with_needles(protocol, needles):
+    """*protocol* with ``needles_per_level`` set from ``--needles`` (unchanged when not given)."""
+    if needles is None:
+        return protocol
+    return protocol.model_copy(update={"needles_per_level": int(needles)})
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from osteoplan.planning.protocol import available_protocols
+
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
-                   help=f"protocol name or .toml file (default {DEFAULT_PROTOCOL}; shipped: c2-dens-anterior, c2-dens-lateral)")
+                   help=f"protocol name or .toml file (default {DEFAULT_PROTOCOL}; shipped: "
+                   f"{', '.join(available_protocols())})")
     p.add_argument("--side", choices=("left", "right", "best"), default=None,
                    help="skin-entry side (default: the protocol's, 'best' = both searched)")
     p.add_argument("--overwrite", action="store_true",
@@ -269,8 +323,15 @@ def _plan_cmd(args: argparse.Namespace) -> int:
         load_protocol(args.protocol)  # a bad protocol fails before the long steps
     with step("reading the CT"):
         volume = read_ct_from_args(args.ct, args)
-    with step("building the anatomy (masks + segmentation + C2/dens)"):
-        anatomy = build_anatomy_from_args(volume, masks=args.masks, hint_lps=args.hint_lps)
+    with blame("--protocol"):
+        protocol = load_protocol(args.protocol)
+    from osteoplan.planning.procedures import get_procedure
+
+    proc = get_procedure(protocol.procedure)
+    what = "C2/dens" if proc.name.startswith("c2") else "vertebrae, pedicles"
+    with step(f"building the anatomy (masks + segmentation + {what})"):
+        anatomy = build_anatomy_from_args(volume, masks=args.masks, hint_lps=args.hint_lps, procedure=proc,
+                                          level=args.level or protocol.default_level, level_point=args.level_point)
     out = Path(args.out) if args.out else Path("plan-out")
     rc = _run(volume, anatomy, args, out)
     print(f"Total time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -317,7 +378,7 @@ EXIT_STATUS_HELP = ("exit status: 0 feasible (with or without hydrodissection); 
 
 def register(sub) -> None:
     """Add ``plan`` and ``demo`` to the top-level command line."""
-    p = sub.add_parser("plan", help="plan the C2 dens screw trajectory on a CT",
+    p = sub.add_parser("plan", help="plan the trajectories of a protocol (C2 dens screw, vertebroplasty...) on a CT",
                        description="Read a CT, build the anatomy (provided masks + segmentation), search the "
                        "protocol's trajectories, and write plan.json + plan.mrk.json (+ report) to --out. The RESULT "
                        "line is the plan's verdict.", epilog=EXIT_STATUS_HELP)
@@ -328,6 +389,14 @@ def register(sub) -> None:
     p.add_argument("--hint-lps", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), default=None,
                    help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
                    "when it lies below, or disagrees with, a plausible C2 found without it")
+    p.add_argument("--level", default=None, metavar="LEVEL",
+                   help="vertebra level(s) for a spine protocol: T12, T10-L1 or T10,T12 (vertebroplasty)")
+    p.add_argument("--level-point", default=None, metavar="LEVEL:X,Y,Z",
+                   help="a point inside a named vertebra (LPS mm), e.g. T12:10,-3,120: anchors the level count "
+                   "(a wrong level is the classic error of vertebroplasty)")
+    p.add_argument("--needles", type=int, choices=(1, 2), default=None,
+                   help="needles per level for a vertebroplasty: 1 (unipedicular, across the midline) or 2 "
+                   "(bipedicular); default the protocol's")
     _add_common(p)
     p.set_defaults(handler=_plan_cmd)
 
