@@ -6,12 +6,14 @@ folder ``plan-<attempt>/`` written atomically by ``osteoplan plan``, and its pro
 is ``$OSTEOPLAN_JOBS_DIR``, else ``jobs/`` next to an SQLite registry, else ``jobs/`` in the user's data folder.
 
 CT sources (the seam for the PACS picker): :data:`CT_SOURCES` maps a source key to (words shown in the form,
-``make_writer(form) -> write(job_dir) -> options``). ``make_writer`` checks the submitted form at once (raising
+``make_writer(form, patient) -> write(job_dir) -> options``, *patient* the case's registry record, to refuse
+another patient's CT). ``make_writer`` checks the submitted form at once (raising
 ``ValidationError`` with a one-line message) and returns the function that puts the CT into the job's folder and
 returns the job's CT options (``ct``: the CT's path inside the folder, ``format``: ``dicom`` or ``nifti``,
 ``source``...). Today: "upload" (a DICOM zip or a NIfTI file from the browser, :func:`upload_writer`). A PACS
 source registers ``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)`` whose writer retrieves the
-series into the folder (e.g. ``ct-dicom/``), plus its fields in ``plan_job_new.html``; the rest of the job
+series into the folder (``PacsClient.retrieve_for_case`` does that and the identity check), plus its fields in
+``plan_job_new.html``; the rest of the job
 (de-identification, planning, progress, result) is the same.
 """
 
@@ -112,8 +114,54 @@ def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int | No
     return {"ct": name, "format": fmt, "ct_bytes": size, "source": "upload"}
 
 
-def upload_writer(form) -> Callable[[Path], dict[str, Any]]:
-    """The CT source "upload": the form's ``ct_file`` (a DICOM zip or a NIfTI file), copied by :func:`save_upload`.
+def first_dicom_header(zip_path: Path):
+    """The header (no pixels) of the first DICOM file found in a zip, or None."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            try:
+                with zf.open(info) as fh:
+                    return pydicom.dcmread(fh, stop_before_pixels=True)
+            except (InvalidDicomError, OSError, EOFError, ValueError, zipfile.BadZipFile):
+                continue
+    return None
+
+
+def check_upload_identity(opts: dict[str, Any], job_dir: Path, patient: Any, confirmed: bool) -> dict[str, Any]:
+    """Refuse an uploaded CT of another patient than the case (:func:`osteoplan.imaging.identity.check_ct_matches_case`
+    on the first DICOM file's header); a CT whose patient cannot be compared (a NIfTI, a de-identified DICOM, a
+    case without identity) needs *confirmed* (the form's confirmation box). Returns the options with
+    ``identity_verified_on`` (attribute names only).
+
+    Raises
+    ------
+    ValidationError
+        Another patient's CT (the differing attributes are named, never their values), or unverifiable and not
+        confirmed.
+    """
+    from osteoplan.imaging.identity import PatientIdentity, PatientIdentityError, check_ct_matches_case
+
+    ds = first_dicom_header(job_dir / opts["ct"]) if opts.get("format") == "dicom" else None
+    ct_identity = PatientIdentity.from_dataset(ds) if ds is not None else PatientIdentity()
+    try:
+        res = check_ct_matches_case(ct_identity, patient, allow_unverified=confirmed)
+    except PatientIdentityError as exc:
+        msg = str(exc)
+        if "cannot be verified" in msg and opts.get("format") == "nifti":
+            msg = ("a NIfTI file carries no patient identity, so it cannot be checked against the case: tick the "
+                   "box confirming it is this patient's CT")
+        raise ValidationError(msg) from None
+    return {**opts, "identity_verified_on": list(res.compared) if res.verified else [],
+            "identity_confirmed_by_user": bool(confirmed and not res.verified)}
+
+
+def upload_writer(form, patient: Any = None) -> Callable[[Path], dict[str, Any]]:
+    """The CT source "upload": the form's ``ct_file`` (a DICOM zip or a NIfTI file), copied by :func:`save_upload`,
+    then checked against the case's patient (:func:`check_upload_identity`; ``confirm_identity`` box).
 
     Raises
     ------
@@ -123,16 +171,19 @@ def upload_writer(form) -> Callable[[Path], dict[str, Any]]:
     upload = form.get("ct_file")
     if upload is None or not hasattr(upload, "file"):
         raise ValidationError("choose the CT file (a DICOM zip or a NIfTI file)")
+    confirmed = bool(form.get("confirm_identity"))
 
     def write(job_dir: Path) -> dict[str, Any]:
         upload.file.seek(0)
-        return save_upload(upload.file, upload.filename or "", job_dir)
+        opts = save_upload(upload.file, upload.filename or "", job_dir)
+        return check_upload_identity(opts, job_dir, patient, confirmed) if patient is not None else opts
 
     return write
 
 
-#: Where a CT may come from: key -> (words shown in the form, make_writer); see the module's docstring.
-CT_SOURCES: dict[str, tuple[str, Callable[[Any], Callable[[Path], dict[str, Any]]]]] = {
+#: Where a CT may come from: key -> (words shown in the form, make_writer(form, patient record)); see the module's
+#: docstring.
+CT_SOURCES: dict[str, tuple[str, Callable[..., Callable[[Path], dict[str, Any]]]]] = {
     "upload": ("upload a DICOM zip or a NIfTI file", upload_writer),
 }
 

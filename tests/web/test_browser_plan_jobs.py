@@ -67,6 +67,7 @@ def test_plan_a_ct_from_the_case_page(browser, server_and_worker, shots, phantom
     options = page.locator("select[name=protocol] option").all_inner_texts()
     assert options[0].startswith("c2-dens-anterior") and any(o.startswith("c2-dens-lateral") for o in options)
     page.set_input_files("input[name=ct_file]", str(phantom_nifti))
+    page.check("input[name=confirm_identity]")  # a NIfTI carries no patient identity to compare
     page.uncheck("input[name=report]")  # the PDF takes half a minute more (CI budget); its link is tested in the matrix
     page.screenshot(path=str(shots / "plan-job-start.png"), full_page=True)
     page.click("form#form-plan-job button[type=submit]")

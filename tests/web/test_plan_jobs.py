@@ -42,6 +42,10 @@ def phantom(tmp_path_factory):
                 # ManufacturerModelName, which the de-identification's verifier rightly refuses to keep)
                 ds = pydicom.dcmread(f)
                 ds.PatientName, ds.PatientID, ds.PatientBirthDate = "TESTNAME^ALICE", "H-998877", "19600101"
+                ds.PatientSex = "F"  # the identity of make_case()'s patient, on a CT not marked de-identified
+                for kw in ("PatientIdentityRemoved", "DeidentificationMethod"):
+                    if kw in ds:
+                        delattr(ds, kw)
                 ds.save_as(f)
                 zf.write(f, f.relative_to(d / "ph"))
     return {"nifti": d / "ph" / "ct.nii.gz", "zip": z}
@@ -89,9 +93,12 @@ def _wait(engine, job_id: int, cond, timeout_s: float = 300):
     raise AssertionError(f"job {job_id} never reached the expected state; last: {job.state} {job.stage}")
 
 
-def _start(client, ids: dict, ct: Path, *, deid=False, report=False, side="") -> int:
-    """Start a job through the page (multipart upload) and return its id."""
+def _start(client, ids: dict, ct: Path, *, deid=False, report=False, side="", confirm=True) -> int:
+    """Start a job through the page (multipart upload) and return its id (*confirm*: the box confirming the
+    patient of a CT whose identity cannot be compared, e.g. a NIfTI)."""
     data = {"csrf_token": csrf_of(client), "protocol": "c2-dens-anterior", "side": side, "source": "upload"}
+    if confirm:
+        data["confirm_identity"] = "1"
     if deid:
         data["deid"] = "1"
     if report:
@@ -129,6 +136,8 @@ def test_job_lifecycle_deidentified_dicom_upload(engine, db_url, client_for, job
     job_id = _start(c, ids, phantom["zip"], deid=True)
     job = _job(engine, job_id)
     assert job.state == "queued" and job.options["format"] == "dicom"
+    # the DICOM header's patient was checked against the case (attribute names only are kept)
+    assert "PatientID" in job.options["identity_verified_on"] and not job.options["identity_confirmed_by_user"]
     job_dir = Path(job.work_dir)
     assert job_dir.parent == jobs_root.resolve() and (job_dir / "ct.zip").is_file()
     page = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}")
@@ -390,3 +399,48 @@ def test_pdf_link_and_download(engine, client_for, backend_name):
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     assert r.content == (Path(_job(engine, job_id).work_dir) / "plan-1" / "report.pdf").read_bytes()
     assert client_for("research").get(url).status_code == 404
+
+
+def test_another_patients_ct_is_refused(engine, client_for, jobs_root, phantom, tmp_path, backend_name):
+    """A DICOM CT of another patient is refused naming the attributes that differ (never their values), even with
+    the confirmation box; a NIfTI (no identity) needs the box; nothing is kept and no job is queued."""
+    sqlite_only(backend_name)
+    import pydicom
+
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(phantom["zip"]) as zin, zipfile.ZipFile(other, "w") as zout:
+        for info in zin.infolist():
+            with zin.open(info) as fh:
+                ds = pydicom.dcmread(fh)
+            ds.PatientID, ds.PatientName = "H-111111", "OTHER^BOB"
+            import io
+
+            buf = io.BytesIO()
+            ds.save_as(buf)
+            zout.writestr(info.filename, buf.getvalue())
+    from osteoplan.workflow import models as m
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    def n_jobs():
+        with Session(engine) as s:
+            return s.scalar(select(func.count()).select_from(m.PlanJob).where(m.PlanJob.lesion_id == ids["lesion"]))
+
+    url = f"/cases/{ids['case']}/lesions/{ids['lesion']}/plan-jobs/new"
+    for ct, confirm in ((other, True), (phantom["nifti"], False)):
+        data = {"csrf_token": csrf_of(c), "protocol": "c2-dens-anterior", "source": "upload"}
+        if confirm:
+            data["confirm_identity"] = "1"
+        with open(ct, "rb") as fh:
+            r = c.post(url, data=data, files={"ct_file": (ct.name, fh, "application/octet-stream")},
+                       follow_redirects=False)
+        assert r.status_code == 422
+        if ct is other:
+            assert "another patient" in r.text and "PatientID" in r.text and "PatientName" in r.text
+            assert "H-111111" not in r.text and "OTHER" not in r.text
+        else:
+            assert "tick the box confirming it is this patient" in r.text
+    assert n_jobs() == 0
+    assert not jobs_root.exists() or not any(p.is_file() for p in jobs_root.rglob("*"))

@@ -65,7 +65,7 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
     side = str(form.get("side") or "") or None
     source = str(form.get("source") or "upload")
     values = {"protocol": protocol, "side": side or "", "deid": bool(form.get("deid")),
-              "report": bool(form.get("report"))}
+              "report": bool(form.get("report")), "confirm_identity": bool(form.get("confirm_identity"))}
     root = pj.jobs_dir(request.app.state.settings.database_url)
     try:
         case = backend.get_case(db, p.user, case_id)
@@ -74,7 +74,10 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
             raise ValidationError("protocol: choose one of the protocols listed")
         if source not in pj.CT_SOURCES:
             raise ValidationError("CT source: choose one of the sources listed")
-        write = pj.CT_SOURCES[source][1](form)  # checks the source's fields now
+        from osteoplan.workflow import models as m
+
+        patient = db.get(m.Patient, case_id)
+        write = pj.CT_SOURCES[source][1](form, patient)  # checks the source's fields now
         job = q.enqueue(db, p.user, lesion_id, protocol, side,
                         {"deid": values["deid"], "report": values["report"], "source": source})
         pj.attach_ct_files(job, root, write)
