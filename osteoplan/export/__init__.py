@@ -3,8 +3,10 @@
 :func:`write_all` writes, into the planner's output folder::
 
     report.html, report.pdf          the report (EN or FR), images embedded
-    images/*.png                     reformats, simulated fluoroscopy, 3D view
-    plan.mrk.json                    Slicer markups line skin entry -> target (LPS)
+    images/*.png                     reformats, simulated fluoroscopy, 3D view (every needle to place: the overview
+                                     views show them all; per needle, the axial through its pedicle, the oblique
+                                     plane along it and its bull's-eye; see osteoplan.views.image_plan)
+    plan.mrk.json                    Slicer markups line skin entry -> target (LPS), one per trajectory to place
     segmentation.seg.nrrd            Slicer segmentation of the label map (lossless, overlapping layers)
     labels.json                      structure -> mask source, assessed structures
     ct.nii.gz                        the planning CT (so that ``osteoplan report`` can rebuild everything)
@@ -120,15 +122,13 @@ def write_all(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any =
     images: dict[str, Path] = {}
     best = getattr(plan, "best", None)
     path = None
+    others: tuple = ()
     if best is not None:
-        from osteoplan.export.slicer import write_markups_line
-        from osteoplan.views import pathspec_from_plan
+        from osteoplan.views import pathspecs_from_plan
 
-        written["markups"] = write_markups_line(
-            out / "plan.mrk.json", [best.skin_entry_lps_mm, best.target_lps_mm], name="osteoplan trajectory",
-            labels=("skin entry", "target"),
-            measurements=[{"name": "depth skin to bone", "value": best.depth_skin_to_bone_mm, "units": "mm"}])
-        path = pathspec_from_plan(plan)
+        written["markups"] = write_markups(out / "plan.mrk.json", plan)
+        path, *rest = pathspecs_from_plan(plan)  # every needle to place (several levels, both pedicles)
+        others = tuple(rest)
     else:
         from osteoplan.views.geometry import near_miss_pathspec
 
@@ -137,7 +137,7 @@ def write_all(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any =
         from osteoplan.views import render_all
 
         images = render_all(out / "images", volume, path, lm, lang=opts.lang, drr=not opts.no_drr,
-                            surface=not opts.no_3d, drr_pixels=opts.drr_pixels)
+                            surface=not opts.no_3d, drr_pixels=opts.drr_pixels, others=others)
         written.update({f"image:{k}": v for k, v in images.items()})
     from osteoplan.export.report import write_report
 
@@ -152,6 +152,36 @@ def write_all(out_dir: str | os.PathLike, plan: Any, volume: Any, anatomy: Any =
             dw = write_dicom(out / "dicom", plan, volume, lm, case_label=safe_case_label(opts.case_label))
         written.update({f"dicom_{k}": v for k, v in dw.items()})
     return written
+
+
+def trajectory_name(traj: Any, number: int, n_placed: int) -> str:
+    """Name of a placed trajectory in the Slicer and DICOM files: ``"osteoplan trajectory"`` for a plan with one
+    path, ``"needle 2 L1 right"`` (its number, level and side) for several."""
+    if n_placed <= 1:
+        return "osteoplan trajectory"
+    level = getattr(traj, "level", None)
+    return f"needle {number}" + (f" {level}" if level else "") + f" {traj.side}"
+
+
+def write_markups(path: str | os.PathLike, plan: Any) -> Path:
+    """Slicer markups file with one line (skin entry -> target, LPS) per trajectory to place (``plan.placed``)."""
+    from osteoplan.atomic import atomic_write_text
+    from osteoplan.export.slicer import markups_line_dict
+
+    placed = list(plan.placed)
+    doc = None
+    for n, traj in enumerate(placed, start=1):
+        d = markups_line_dict([traj.skin_entry_lps_mm, traj.target_lps_mm], name=trajectory_name(traj, n, len(placed)),
+                              labels=("skin entry", "target"),
+                              measurements=[{"name": "depth skin to bone", "value": traj.depth_skin_to_bone_mm,
+                                             "units": "mm"}])
+        if doc is None:
+            doc = d
+        else:
+            doc["markups"].extend(d["markups"])
+    path = Path(path)
+    atomic_write_text(path, json.dumps(doc, indent=2))
+    return path
 
 
 def save_ct_nifti(path: str | os.PathLike, volume: Any) -> Path:

@@ -268,8 +268,42 @@ def _verdict_group(plan):
         tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"verdict {v.code}"))
     items = [TextContentItem(name=codes.DCM.Impression, value=v.text_en, relationship_type="CONTAINS")]
     items += [TextContentItem(name=codes.DCM.Comment, value=d, relationship_type="CONTAINS") for d in v.details_en]
+    items.append(TextContentItem(name=codes.DCM.Comment, value=procedure_text(plan), relationship_type="CONTAINS"))
     group[0].ContentSequence.extend(items)
     return group
+
+
+def procedure_text(plan) -> str:
+    """The plan's procedure in one English sentence for the SR, e.g. ``"procedure vertebroplasty, level L1-L3,
+    protocol vertebroplasty-transpedicular v1.0, 3 needles to place: needle 1 L1 right, ..."``."""
+    proc = getattr(plan, "procedure", None) or plan.protocol_name
+    text = f"procedure {proc}"
+    if getattr(plan, "level", None):
+        text += f", level {plan.level}"
+    text += f", protocol {plan.protocol_name} v{plan.protocol_version}"
+    placed = list(plan.placed)
+    if len(placed) > 1:
+        from osteoplan.export import trajectory_name
+
+        text += f", {len(placed)} needles to place: " + ", ".join(
+            trajectory_name(tr, n, len(placed)) for n, tr in enumerate(placed, start=1))
+    if getattr(plan, "unplanned", ()):
+        text += ", no feasible path for " + ", ".join(plan.unplanned)
+    return text
+
+
+def sr_comments(sr) -> list[str]:
+    """Every TEXT Comment (DCM 121106) of an SR written by :func:`build_sr`, in document order."""
+    out: list[str] = []
+
+    def walk(items):
+        for it in items:
+            if getattr(it, "ValueType", "") == "TEXT" and it.ConceptNameCodeSequence[0].CodeValue == "121106":
+                out.append(str(it.TextValue))
+            walk(getattr(it, "ContentSequence", []))
+
+    walk(getattr(sr, "ContentSequence", []))
+    return out
 
 
 def sr_verdict(sr) -> str | None:
@@ -287,19 +321,25 @@ def sr_verdict(sr) -> str | None:
 
 
 def build_sr(plan, ct: Sequence, ctx: DicomContext):
-    """Comprehensive 3D SR (TID 1500) with the best trajectory's points (SCOORD3D) and key measurements.
+    """Comprehensive 3D SR (TID 1500) with the points (SCOORD3D) and key measurements of every trajectory to place.
 
     Content
     -------
-    * one volumetric ROI group (TID 1411) per point: ``skin entry``, ``bone entry``, ``target``, each a
-      SCOORD3D POINT in the CT's frame of reference (LPS mm, as DICOM);
-    * a "trajectory" group (TID 1501): depths skin->bone, bone->target, total (Distance, mm), angles
-      (cranio-caudal, medio-lateral, degrees), screw length and diameter (mm);
+    * for each trajectory to place (``plan.placed``: the plan's path, or every needle of a plan of several
+      levels / both pedicles), one volumetric ROI group (TID 1411) per point: ``Skin entry``, ``Bone entry``,
+      ``Target``, each a SCOORD3D POINT in the CT's frame of reference (LPS mm, as DICOM); with several
+      needles the identifiers start with the needle's name (``"needle 2 L1 right: Target"``);
+    * per trajectory a group (TID 1501, ``"trajectory"``, or the needle's name, with ``level L1 right``):
+      depths skin->bone, bone->target, total (Distance, mm), angles (cranio-caudal, medio-lateral, degrees),
+      the screw's length and diameter or the needle's diameter (mm), the pedicle margin (mm, with the
+      Gertzbein-Robbins grade and the wall in its identifier), the tip's depth in the body (%) and across
+      the midline (mm), when the plan measured them;
     * one group per clearance check: Distance (mm) from the instrument surface to the structure, its
       margin and status in the tracking identifier; "not_assessed" groups carry no value;
     * first, a "verdict" group (TID 1501) holding the plan's verdict as a TEXT Impression (DCM 121073) and
       its details as TEXT Comments (DCM 121106), word for word as the report and the command line
-      (read back with :func:`sr_verdict`).
+      (read back with :func:`sr_verdict`), and the procedure, level(s) and needles as a last Comment
+      (:func:`procedure_text`, read back with :func:`sr_comments`).
 
     A plan without a path (no feasible path, route not assessable) gets an SR holding its verdict only.
     """
@@ -318,47 +358,71 @@ def build_sr(plan, ct: Sequence, ctx: DicomContext):
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
             uid=hd.UID(), name="osteoplan", manufacturer_name=MANUFACTURER, model_name=__version__)))
     groups: list[Any] = [_verdict_group(plan)]
-    for key, attr, label in (_POINT_KEYS if best is not None else ()):  # no path: the verdict alone
-        p = np.asarray(getattr(best, attr), dtype=float).reshape(1, 3)
-        surface = VolumeSurface(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=p,
-                                frame_of_reference_uid=ctx.frame_of_reference_uid,
-                                source_series=SourceSeriesForSegmentation(ctx.ct_series_uid))
-        groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=label),
-            referenced_volume_surface=surface,
-            finding_type=codes.DCM.Target if key == "target" else _anat()))
+    placed = list(plan.placed) if best is not None else []  # no path: the verdict alone
+    for number, traj in enumerate(placed, start=1):
+        prefix = _trajectory_prefix(traj, number, len(placed))
+        for key, attr, label in _POINT_KEYS:
+            p = np.asarray(getattr(traj, attr), dtype=float).reshape(1, 3)
+            surface = VolumeSurface(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=p,
+                                    frame_of_reference_uid=ctx.frame_of_reference_uid,
+                                    source_series=SourceSeriesForSegmentation(ctx.ct_series_uid))
+            groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=prefix + label),
+                referenced_volume_surface=surface,
+                finding_type=codes.DCM.Target if key == "target" else _anat()))
     if best is None:
         return _sr(plan, ct, ctx, obs, groups)
     mm = codes.UCUM.Millimeter
     deg = CodedConcept("deg", "UCUM", "degree")
     dist = codes.DCM.Distance
-    meas = []
 
     def m(name, value, unit, label):
         return Measurement(name=name, value=float(value), unit=unit,
                            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=label))
 
-    meas.append(m(dist, best.depth_skin_to_bone_mm, mm, "depth skin to bone"))
-    meas.append(m(dist, best.depth_bone_to_target_mm, mm, "depth bone to target"))
-    meas.append(m(codes.SCT.Length, best.depth_total_mm, mm, "path length skin to target"))
-    meas.append(m(codes.SCT.Angle, best.angle_craniocaudal_deg, deg, "craniocaudal angle"))
-    meas.append(m(codes.SCT.Angle, best.angle_mediolateral_deg, deg, "mediolateral angle"))
-    if best.screw is not None:
-        meas.append(m(codes.SCT.Length, best.screw.length_mm, mm, "screw length"))
-        meas.append(m(codes.SCT.Diameter, best.screw.diameter_mm, mm, "screw diameter"))
-    groups.append(MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="trajectory"), measurements=meas))
-    for c in best.clearances:
-        ident = f"clearance {c.structure} margin {c.margin_mm:g} mm status {c.status}"
-        if c.segmented and (c.note or "").startswith("at least this much"):
-            ident += " (lower bound: distances computed up to a cap)"  # the value is a minimum, not exact
-        cm = []
-        if c.clearance_mm is not None and c.segmented:
-            cm.append(m(dist, c.clearance_mm, mm, f"clearance {c.structure}"))
+    for number, traj in enumerate(placed, start=1):
+        prefix = _trajectory_prefix(traj, number, len(placed))
+        meas = [m(dist, traj.depth_skin_to_bone_mm, mm, "depth skin to bone"),
+                m(dist, traj.depth_bone_to_target_mm, mm, "depth bone to target"),
+                m(codes.SCT.Length, traj.depth_total_mm, mm, "path length skin to target"),
+                m(codes.SCT.Angle, traj.angle_craniocaudal_deg, deg, "craniocaudal angle"),
+                m(codes.SCT.Angle, traj.angle_mediolateral_deg, deg, "mediolateral angle")]
+        if traj.screw is not None:
+            meas.append(m(codes.SCT.Length, traj.screw.length_mm, mm, "screw length"))
+            meas.append(m(codes.SCT.Diameter, traj.screw.diameter_mm, mm, "screw diameter"))
+        if traj.needle_diameter_mm is not None:
+            meas.append(m(codes.SCT.Diameter, traj.needle_diameter_mm, mm, "needle diameter"))
+        if traj.pedicle_margin_mm is not None:
+            meas.append(m(dist, traj.pedicle_margin_mm, mm,
+                          f"pedicle margin (Gertzbein-Robbins {traj.pedicle_breach_grade or '-'}, "
+                          f"{traj.pedicle_breach_wall or '-'} wall)"))
+        if traj.tip_from_midline_mm is not None:
+            meas.append(m(dist, traj.tip_from_midline_mm, mm, "tip across the midline"))
+        ident = "trajectory" if len(placed) == 1 else f"needle {number}"
+        if traj.level:
+            ident += f" level {traj.level} {traj.side}"
+        if traj.tip_anterior_fraction is not None:  # a fraction, not a coded measurement: said in words
+            ident += f", tip at {100 * traj.tip_anterior_fraction:.0f} % of the body depth from the posterior wall"
         groups.append(MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident),
-            finding_type=structure_code(c.structure)[1], measurements=cm or None))
+            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident), measurements=meas))
+        for c in traj.clearances:
+            ident = f"{prefix}clearance {c.structure} margin {c.margin_mm:g} mm status {c.status}"
+            if c.segmented and (c.note or "").startswith("at least this much"):
+                ident += " (lower bound: distances computed up to a cap)"  # the value is a minimum, not exact
+            cm = []
+            if c.clearance_mm is not None and c.segmented:
+                cm.append(m(dist, c.clearance_mm, mm, f"clearance {c.structure}"))
+            groups.append(MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident),
+                finding_type=structure_code(c.structure)[1], measurements=cm or None))
     return _sr(plan, ct, ctx, obs, groups)
+
+
+def _trajectory_prefix(traj, number: int, n_placed: int) -> str:
+    """Prefix of a trajectory's SR identifiers: ``""`` for a plan with one path, ``"needle 2 L1 right: "`` else."""
+    from osteoplan.export import trajectory_name
+
+    return "" if n_placed <= 1 else trajectory_name(traj, number, n_placed) + ": "
 
 
 def _sr(plan, ct: Sequence, ctx: DicomContext, obs, groups):

@@ -22,8 +22,9 @@ from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
 from osteoplan.views.i18n import LANGS, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
-REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal", "down_path")
-DRR_IMAGES = ("drr_ap_open_mouth", "drr_lateral", "drr_bullseye", "drr_progression")
+REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "pedicle_axial", "path_oblique", "path_oblique_orthogonal",
+                   "down_path")
+DRR_IMAGES = ("drr_ap_open_mouth", "drr_ap", "drr_lateral", "drr_bullseye", "drr_progression")
 
 _TEMPLATE_DIR = Path(__file__).with_name("templates")
 
@@ -67,50 +68,173 @@ def image_caption(name: str, lang: str = "en", path: Any = None) -> str:
     (:func:`osteoplan.views.reformat.view_plane`, :func:`osteoplan.views.drr.standard_geometry`), so the
     caption cannot disagree with the picture: sagittal and lateral "anterior left, head up"; axial, coronal
     and AP "patient left on image right". Views along the path need the path (``path``, a
-    :class:`~osteoplan.views.geometry.PathSpec`); without it they are called oblique (the letters at the
-    image edges give the directions).
+    :class:`~osteoplan.views.geometry.PathSpec`, or the list of the plan's paths for the per-needle images
+    ``drr_bullseye_2``...); without it they are called oblique (the letters at the image edges give the
+    directions). Per-needle images name their needle (``"Needle 2 (L1 right)"``).
     """
     import numpy as np
 
+    from osteoplan.views import split_image_name
     from osteoplan.views.drr import standard_geometry
-    from osteoplan.views.reformat import STANDARD_AXES, view_plane
+    from osteoplan.views.reformat import PEDICLE_VIEWS, STANDARD_AXES, view_plane
     from osteoplan.views.render import orientation_caption
 
-    title = t(f"view_{name}" if name in REFORMAT_IMAGES else name, lang)
+    paths = list(path) if isinstance(path, (list, tuple)) else ([path] if path is not None else [])
+    view, number = split_image_name(name) if name not in REFORMAT_IMAGES + DRR_IMAGES else (name, 1)
+    one = paths[number - 1] if 0 < number <= len(paths) else None
+    reformat = view in REFORMAT_IMAGES or view in PEDICLE_VIEWS
+    title = t(f"view_{view}" if reformat else view, lang)
+    if len(paths) > 1 and view in STANDARD_AXES:  # centred on the needles, not on one target
+        title = t(f"view_{view}_needles", lang)
+    if len(paths) > 1 and one is not None and (view.startswith("drr_bullseye") or (reformat and view not in
+                                                                                    STANDARD_AXES)):
+        title += f" — {needle_title(one, number, lang)}"
     orient = t("orient_oblique", lang)
-    if name in STANDARD_AXES:
-        orient = orientation_caption(*STANDARD_AXES[name], lang=lang)
-    elif name in ("drr_ap_open_mouth", "drr_lateral"):
-        geo = standard_geometry(name[4:], np.zeros(3))
+    if view in STANDARD_AXES:
+        orient = orientation_caption(*STANDARD_AXES[view], lang=lang)
+    elif view in ("drr_ap_open_mouth", "drr_ap", "drr_lateral"):
+        geo = standard_geometry(view[4:], np.zeros(3))
         orient = orientation_caption(geo.detector_u, geo.detector_v, lang=lang)
-    elif path is not None and name in REFORMAT_IMAGES:
-        plane = view_plane(name, path)
+    elif one is not None and reformat:
+        plane = view_plane(view, one)
         orient = orientation_caption(plane.u, plane.v, lang=lang)
-    elif path is not None and name in DRR_IMAGES:
-        view = name[4:]
-        geo = standard_geometry(view, path.target_lps_mm, path.direction,
-                                beam_direction=getattr(path, "beam_directions", {}).get(view))
+    elif one is not None and view in DRR_IMAGES:
+        v = view[4:]
+        geo = standard_geometry(v, one.target_lps_mm, one.direction,
+                                beam_direction=getattr(one, "beam_directions", {}).get(v))
         orient = orientation_caption(geo.detector_u, geo.detector_v, lang=lang)
     return f"{title} — {orient}"
 
 
+def needle_title(item: Any, number: int, lang: str = "en") -> str:
+    """``"Needle 2 (L1 right)"`` for a trajectory or PathSpec with a level and side; ``"Needle 2"`` without."""
+    level, side = getattr(item, "level", None), getattr(item, "side", None)
+    where = " ".join(x for x in (level, t(side, lang) if side else None) if x)
+    return f"{t('needle', lang)} {number}" + (f" ({where})" if where else "")
+
+
 def _caption_path(plan: Any):
-    """The PathSpec the images were drawn for (best trajectory, else the near miss), or None."""
-    from osteoplan.views.geometry import near_miss_pathspec, pathspec_from_plan
+    """The PathSpecs the images were drawn for (the placed trajectories, else the near miss), or None."""
+    from osteoplan.views.geometry import near_miss_pathspec, pathspecs_from_plan
 
     try:
-        return pathspec_from_plan(plan) if plan.best is not None else near_miss_pathspec(plan)
+        return pathspecs_from_plan(plan) if plan.best is not None else near_miss_pathspec(plan)
     except OsteoplanError:
         return None
 
 
-def clearance_rows(plan: Any, lang: str = "en") -> list[dict[str, Any]]:
-    """Rows of the clearance table for the best trajectory (or the near miss), plus not-assessed structures.
+#: Nominal outer diameters (mm) of needle gauges, ISO 9626:2016 Table 1 (regular-wall tubing).
+NEEDLE_GAUGE_MM = {8: 4.19, 10: 3.40, 11: 3.05, 12: 2.77, 13: 2.41, 14: 2.11, 15: 1.83, 16: 1.65}
+
+
+def needle_gauge(diameter_mm: float | None, tol_mm: float = 0.03) -> int | None:
+    """The gauge (G) whose nominal outer diameter is within *tol_mm* of *diameter_mm* (ISO 9626), else None."""
+    if diameter_mm is None:
+        return None
+    best = min(NEEDLE_GAUGE_MM, key=lambda g: abs(NEEDLE_GAUGE_MM[g] - diameter_mm))
+    return best if abs(NEEDLE_GAUGE_MM[best] - diameter_mm) <= tol_mm else None
+
+
+def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en", pedicle_expected: bool = False) -> dict[str, Any]:
+    """What the report says about one trajectory to place: title, points, and the rows of its measures.
+
+    Rows appear only for what the plan measured (a dens screw plan has no pedicle passage, a needle no screw):
+    one code path for every procedure, reading the trajectory's fields. *pedicle_expected* (a transpedicular route and
+    a pedicle at this level and side in the plan's landmarks) makes an unmeasured pedicle passage read
+    "not assessed" rather than disappear.
+
+    Returns
+    -------
+    dict
+        ``title`` (None for a plan with one path), ``points`` [(key, (x, y, z), voxel text)], ``rows``
+        [(label, value text)], ``pedicle`` rows, ``tip`` rows, ``breach`` (True when the pedicle is breached).
+    """
+    points = [(key, p, "(" + ", ".join(f"{v:.1f}" for v in vx) + ")")
+              for key, p, vx in (("skin_entry", traj.skin_entry_lps_mm, traj.skin_entry_voxel_kji),
+                                 ("bone_entry", traj.bone_entry_lps_mm, traj.bone_entry_voxel_kji),
+                                 ("target", traj.target_lps_mm, traj.target_voxel_kji))]
+    screw = traj.screw is not None
+    rows = [(t("depth_skin_bone", lang), _fmt(traj.depth_skin_to_bone_mm, "mm")),
+            (t("depth_bone_target", lang), _fmt(traj.depth_bone_to_target_mm, "mm")),
+            (t("path_length", lang), _fmt(traj.depth_total_mm, "mm")),
+            (t("angle_cc", lang), _fmt(traj.angle_craniocaudal_deg, "°")),
+            (t("angle_ml", lang), _fmt(traj.angle_mediolateral_deg, "°")),
+            (t("containment" if screw else "containment_bone", lang), _fmt(traj.containment_min_margin_mm, "mm")),
+            (t("soft_tissue_depth", lang), _fmt(traj.soft_tissue_depth_mm, "mm")),
+            (t("lesion_crossing" if screw else "lesion_crossing_path", lang), _fmt(traj.lesion_crossing_mm, "mm"))]
+    if traj.needle_diameter_mm is not None:
+        g = needle_gauge(traj.needle_diameter_mm)
+        rows.insert(0, (t("needle_gauge", lang), (f"{g} G, " if g else "") + _fmt(traj.needle_diameter_mm, "mm", 2)
+                        + " (ISO 9626)" * bool(g)))
+    pedicle = []
+    if pedicle_expected and traj.pedicle_margin_mm is None and traj.pedicle_breach_grade is None:
+        na = t("status_not_assessed", lang).upper()
+        pedicle = [(t("pedicle_margin", lang), na), (t("pedicle_grade", lang), na)]
+    elif traj.pedicle_margin_mm is not None or traj.pedicle_breach_grade is not None:
+        wall = traj.pedicle_breach_wall
+        pedicle = [(t("pedicle_margin", lang), _fmt(traj.pedicle_margin_mm, "mm")),
+                   (t("pedicle_grade", lang), traj.pedicle_breach_grade or "—"),
+                   (t("pedicle_wall", lang), t(f"wall_{wall}", lang) if wall else "—")]
+    tip = []
+    if traj.tip_anterior_fraction is not None:
+        tip.append((t("tip_anterior_fraction", lang), f"{100 * traj.tip_anterior_fraction:.0f} %"))
+    if traj.tip_from_midline_mm is not None:
+        tip.append((t("tip_from_midline", lang), f"{traj.tip_from_midline_mm:+.1f} mm"))
+    if traj.tip_below_superior_endplate_mm is not None:
+        tip.append((t("tip_below_endplate", lang), _fmt(traj.tip_below_superior_endplate_mm, "mm")))
+    return {"title": needle_title(traj, number, lang) if n_placed > 1 else None, "traj": traj, "points": points,
+            "rows": rows, "pedicle": pedicle, "tip": tip, "guidance": traj.guidance,
+            "breach": traj.pedicle_breach_grade not in (None, "A"),
+            "clearances": clearance_rows(None, lang, traj)}
+
+
+def procedure_title(plan: Any, lang: str = "en") -> str:
+    """The procedure and level(s) of the plan for the report title, e.g. ``"Vertebroplasty — L1-L3"``.
+
+    The procedure's name comes from ``plan.procedure`` (its protocol name when the procedure is unknown to the
+    translation table); plans before schema 1.2 name their protocol there.
+    """
+    proc = getattr(plan, "procedure", None) or getattr(plan, "protocol_name", None)
+    label = t(f"procedure_{proc}", lang) if proc else ""
+    if label == f"procedure {proc}".replace("_", " "):  # not in the table: the name as the plan gives it
+        label = str(proc)
+    level = getattr(plan, "level", None)
+    return " — ".join(x for x in (label, level) if x)
+
+
+def leak_alerts(plan: Any, lang: str = "en") -> list[str]:
+    """Loud lines for every breached wall with a leak risk (a breached posterior wall: epidural leak risk)."""
+    out = []
+    cement = getattr(plan, "cement", None)
+    for w in (cement.walls if cement is not None else ()):
+        if w.breached and w.leak_risk:
+            head = t("posterior_wall_alert", lang) if "posterior wall" in w.neighbour.lower() else \
+                t("leak_walls", lang).upper()
+            out.append(f"{head}: {translate_text(w.neighbour, lang)}" + (f" ({translate_text(w.note, lang)})"
+                                                                          if w.note else ""))
+    return out
+
+
+def risk_applies(plan: Any) -> bool:
+    """True when the fracture-risk assessment is about a level of this plan (or the plan names no level)."""
+    risk = getattr(plan, "risk", None)
+    if not risk:
+        return False
+    level = getattr(plan, "level", None)
+    if level is None or risk.get("level") is None:
+        return True
+    levels = {tr.level for tr in plan.trajectories if tr.level} | {level}
+    return str(risk.get("level")) in levels
+
+
+def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[str, Any]]:
+    """Rows of the clearance table for *traj* (default the best trajectory, or the near miss), plus the
+    structures the plan lists as not assessed.
 
     Every structure the plan lists as not assessed gets a row with status ``not_assessed``, even
-    when the planner did not emit a check for it.
+    when the planner did not emit a check for it. ``plan`` may be None when *traj* is given (its checks only).
     """
-    best = plan.best
+    best = traj if traj is not None else plan.best
     checks = list(best.clearances) if best is not None else []
     if best is None and plan.infeasibility is not None and plan.infeasibility.best_near_miss is not None:
         checks = list(plan.infeasibility.best_near_miss.clearances)
@@ -130,7 +254,7 @@ def clearance_rows(plan: Any, lang: str = "en") -> list[dict[str, Any]]:
             "displacement": _fmt(c.displacement_needed_mm, "mm"),
             "source": _source_text(c.source, lang) + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
         })
-    for s in plan.not_assessed:
+    for s in (plan.not_assessed if plan is not None else ()):
         if s in seen:
             continue
         rows.append({"structure": s, "label": t(s, lang), "color": hex_color(structure_color(s)), "category": "—",
@@ -168,12 +292,15 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     env = Environment(loader=FileSystemLoader(str(_TEMPLATE_DIR)), autoescape=select_autoescape(["html", "j2"]))
     tmpl = env.get_template("report.html.j2")
     best = plan.best
-    points = []
-    if best is not None:
-        for key, p, vx in (("skin_entry", best.skin_entry_lps_mm, best.skin_entry_voxel_kji),
-                           ("bone_entry", best.bone_entry_lps_mm, best.bone_entry_voxel_kji),
-                           ("target", best.target_lps_mm, best.target_voxel_kji)):
-            points.append((key, p, "(" + ", ".join(f"{v:.1f}" for v in vx) + ")"))
+    placed = list(plan.placed)
+    from osteoplan.views.geometry import has_pedicle_landmark
+
+    transpedicular = plan.route is not None and plan.route.route == "transpedicular"  # the protocol's route
+    needles = [needle_rows(tr, n, len(placed), lang, transpedicular and has_pedicle_landmark(plan, tr.level, tr.side))
+               for n, tr in enumerate(placed, start=1)]
+    for nd in needles:  # the not-assessed structures of the plan under every needle's table
+        nd["clearances"] = clearance_rows(plan, lang, nd["traj"])
+    points = needles[0]["points"] if needles else []
     leak_text = "—"
     if plan.cement is not None:
         breached = [w for w in plan.cement.walls if w.breached and w.leak_risk]
@@ -187,6 +314,24 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     verdict = verdict_of(plan)  # the plan's one verdict, printed as it is (computed now for schema-1.0 plans)
     details = verdict.details_fr if lang == "fr" else verdict.details_en
     cap_path = _caption_path(plan) if images else None
+    from osteoplan.views import split_image_name
+
+    per_needle: dict[int, list] = {}
+    reformats, drrs = [], []
+    for n in images:
+        if n == "view_3d":
+            continue
+        entry = (n, _data_uri(images[n]), image_caption(n, lang, cap_path))
+        base, number = split_image_name(n) if len(placed) > 1 else (n, 0)
+        if len(placed) > 1 and number and base != n:
+            per_needle.setdefault(number, []).append(entry)
+        elif n.startswith("drr_"):
+            drrs.append(entry)
+        else:
+            reformats.append(entry)
+    per_level = []
+    if plan.cement is not None and plan.cement.per_level_ml:
+        per_level = [(lv, f"{lo:.1f}–{hi:.1f} mL") for lv, (lo, hi) in plan.cement.per_level_ml.items()]
     return tmpl.render(
         verdict=verdict, verdict_severity=severity(verdict),
         verdict_details=[translate_text(d, lang) for d in details],  # planner sentences kept in English: translated
@@ -204,10 +349,15 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         any_capped=any(r["clearance"].startswith("≥") for r in clearance_rows(plan, lang)),
         risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),
         risk_total=sins_total_text(plan.risk, lang),
-        alternatives=list(plan.trajectories[1:]),
+        alternatives=[tr for tr in plan.trajectories if tr not in placed] if placed else list(plan.trajectories[1:]),
+        needles=needles, procedure=procedure_title(plan, lang), leak_alerts=leak_alerts(plan, lang),
+        per_level=per_level, risk_shown=risk_applies(plan) or not plan.risk,
+        risk_level=(plan.risk or {}).get("level"),
+        needle_images=[(needle_title(placed[k - 1], k, lang), v) for k, v in sorted(per_needle.items())
+                       if 0 < k <= len(placed)],
+        drr_note_key="drr_note" if any(n == "drr_ap_open_mouth" for n in images) else "drr_note_generic",
         colors={k: hex_color(v) for k, v in STATUS_COLORS.items()},
-        reformats=[(n, _data_uri(images[n]), image_caption(n, lang, cap_path)) for n in REFORMAT_IMAGES if n in images],
-        drrs=[(n, _data_uri(images[n]), image_caption(n, lang, cap_path)) for n in DRR_IMAGES if n in images],
+        reformats=reformats, drrs=drrs,
         view3d=_data_uri(images["view_3d"]) if "view_3d" in images else None,
     )
 

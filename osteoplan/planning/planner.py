@@ -14,7 +14,7 @@ import numpy as np
 
 from osteoplan import __version__
 from osteoplan.anatomy.labelmap import LabelMap
-from osteoplan.errors import PlanningError
+from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.imaging.volume import Volume
 from osteoplan.planning import kernel as K
 from osteoplan.planning.guidance import guidance_for
@@ -434,13 +434,29 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     pre_missing: dict[str, str] = dict(getattr(sites, "unplanned", {}) or {})
     warns += [f"NOT PLANNED: {why}" for why in pre_missing.values()]
     found: list[tuple[Site, SearchResult]] = []
+    several = len({s_.group or s_.level for s_ in sites}) + len(pre_missing) > 1
+    failed: dict[str, list[str]] = {}
     for site in sites:
-        res = search(volume, labelmap, site, protocol, side=side, lesion_mask=lesion_mask, **search_kw)
+        try:
+            res = search(volume, labelmap, site, protocol, side=side, lesion_mask=lesion_mask, **search_kw)
+        except (PlanningError, AnatomyError) as exc:
+            if not several:
+                raise
+            # one level (or side) of a multi-level plan cannot be searched: said, the others are planned
+            failed.setdefault(site.group or site.level, []).append(f"{site.level} {site.landmarks.get('side', '')}"
+                                                                  .strip() + f": {exc}")
+            continue
         for name, why in not_assessable_from_messages(list(warnings or []), list(res.not_assessed)).items():
             res.not_assessed[name] = why
         warns += res.warnings
         found.append((site, res))
-    groups = {s.group or s.level for s in sites}
+    for g, why in failed.items():
+        if not any((s_.group or s_.level) == g for s_, _ in found):
+            pre_missing[g] = " ".join(why)
+            warns.append(f"NOT PLANNED: {' '.join(why)}")
+    if not found:
+        raise PlanningError(" ".join(dict.fromkeys(pre_missing.values())))
+    groups = {s.group or s.level for s, _ in found}
     if len(groups) == 1 and not pre_missing:
         # ranked alternatives of the best site of the one group
         site, res = min(found, key=lambda sr: (0, float(sr[1].fine_assessment.score[sr[1].chosen[0]]))

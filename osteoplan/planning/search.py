@@ -227,6 +227,9 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
         if not labelmap.has(name):
             not_assessed[name] = "not segmented"
             continue
+        if name in site.not_covered:
+            not_assessed[name] = site.not_covered[name]
+            continue
         m = labelmap.get(name)
         mr = m[sl]
         if rule.category == "displaceable":
@@ -824,9 +827,13 @@ def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndar
     asm = assess(ev, fields, targets, dirs, site, protocol)
     # refine: best feasible by score plus best near-misses (smallest total violation)
     total_v = sum(np.minimum(a, 1e3) for a in asm.violations.values())
-    # coarse sampling may overestimate a clearance by step/2: let near-feasible candidates in
-    pool = np.nonzero(total_v <= coarse_step_mm)[0]
-    pool = pool[np.argsort(asm.score[pool])][:n_refine]
+    # the feasible candidates first (best score first), then, as coarse sampling may overestimate a clearance by
+    # step/2, the near-feasible ones (not those stopped at the entry rule: their other figures are not computed)
+    feas0 = np.nonzero(asm.feasible)[0]
+    feas0 = feas0[np.argsort(asm.score[feas0])][:n_refine]
+    near = np.nonzero((total_v <= coarse_step_mm) & (ev.code != K.BAD_ENTRY) & ~asm.feasible)[0]
+    near = near[np.argsort(asm.score[near])][: max(0, n_refine - len(feas0))]
+    pool = np.concatenate([feas0, near])
     miss = np.argsort(total_v + 1e-3 * asm.score)[: max(20, n_refine // 10)]
     pool = np.unique(np.concatenate([pool, miss]))
     fine = run_kernel(fields, targets, dirs, cand_t[pool], cand_d[pool], protocol, r_instr, r_screw, fine_step_mm)

@@ -61,6 +61,9 @@ class Site:
         Plain-JSON landmarks stored in the plan (``Plan.landmarks``).
     method : str
         How the anatomy was found (copied into messages).
+    not_covered : dict[str, str]
+        Structures segmented on the CT but not where this site is (e.g. a canal mask that stops above the level):
+        they are "not assessed" for this site, with the reason, never measured elsewhere and called clear.
     group : str
         Sites of one group are alternatives (the left or the right pedicle of a unipedicular level): the plan
         places the best of them. Different groups are all placed (both pedicles, several levels). Empty = the
@@ -82,6 +85,7 @@ class Site:
     landmarks: dict[str, Any] = field(default_factory=dict)
     method: str = "unknown"
     group: str = ""
+    not_covered: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ax = _unit(self.axis_unit)

@@ -264,10 +264,18 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         text = ("RÉALISABLE : toutes les structures du protocole évaluées et à distance suffisante" if fr
                 else "FEASIBLE: every structure of the protocol assessed and clear of its margin")
     details.append(_hydro_sentence(best, lang))
-    covered = list(dict.fromkeys(c.structure for c in best.clearances if c.status == "covered"))
+    by_cont = list(dict.fromkeys(c.structure for c in best.clearances
+                                 if c.status == "covered" and "containment" in (c.note or "")))
+    covered = list(dict.fromkeys(c.structure for c in best.clearances if c.status == "covered"
+                                 and c.structure not in by_cont))
     if covered:
         details.append(f"Couvert(s) par la distance de la structure qui le(s) contient : {_names(covered, lang)}." if fr
                        else f"Covered by the clearance of the structure that contains it: {_names(covered, lang)}.")
+    if by_cont:
+        details.append(f"Non segmenté(s), hors de l'os où reste l'instrument (contenu dans l'os de l'entrée à la pointe) : "
+                       f"{_names(by_cont, lang)}." if fr else
+                       f"Not segmented, outside the bone the instrument stays in from its entry to its tip (covered by "
+                       f"the containment): {_names(by_cont, lang)}.")
     return text, details
 
 

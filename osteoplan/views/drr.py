@@ -267,9 +267,10 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
 
     Views
     -----
-    ``ap_open_mouth``
-        Beam anterior -> posterior (+P), centred on the isocentre (the dens); image right = patient
-        left, up = superior (as a radiograph is hung).
+    ``ap_open_mouth``, ``ap``
+        Beam anterior -> posterior (+P), centred on the isocentre (the dens, the vertebra); image right =
+        patient left, up = superior (as a radiograph is hung). The same geometry: the name says how the
+        C1-C2 are centred (through the open mouth) for the upper cervical spine.
     ``lateral``
         Beam from the patient's right to left (+L); image left = anterior, up = superior (as a lateral
         radiograph viewed from the patient's left, and as the sagittal reformats).
@@ -283,7 +284,7 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
     """
     iso = np.asarray(isocentre_lps_mm, float)
     S = np.array([0.0, 0.0, 1.0])
-    if view == "ap_open_mouth":
+    if view in ("ap_open_mouth", "ap"):
         d, u = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
     elif view == "lateral":
         d, u = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
@@ -308,8 +309,9 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
         down = _unit(down)
         u = np.cross(down, d)  # then v = d x u = down
     else:
-        raise InputError(f"Unknown fluoroscopy view '{view}'; use ap_open_mouth, lateral, bullseye or progression.")
-    if view in ("ap_open_mouth", "lateral"):
+        raise InputError(f"Unknown fluoroscopy view '{view}'; use ap, ap_open_mouth, lateral, bullseye or "
+                         "progression.")
+    if view in ("ap_open_mouth", "ap", "lateral"):
         # v = d x u must point inferior; for AP: +P x +L = -S (inferior) ok; lateral: +L x +P = +S -> flip u
         if np.cross(d, u)[2] > 0:
             u = -u
@@ -325,6 +327,79 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
 
 
 DRR_VIEWS = ("ap_open_mouth", "lateral", "bullseye", "progression")
+
+#: Levels whose AP view is centred through the open mouth (the mouth projects over C1-C2 only).
+OPEN_MOUTH_LEVELS = ("C1", "C2")
+
+
+def ap_view_name(levels) -> str:
+    """Name of the AP fluoroscopy view for paths at *levels* (iterable of ``"C2"``, ``"L1"``... or None).
+
+    ``"ap_open_mouth"`` when every level is C1/C2 or unknown (plans before schema 1.2 are C2 plans), else
+    ``"ap"`` (same geometry; the open mouth only uncovers C1-C2).
+    """
+    return "ap_open_mouth" if all(lv is None or lv in OPEN_MOUTH_LEVELS for lv in levels) else "ap"
+
+
+def level_structures(paths, labelmap, own_side: bool = False) -> tuple[str, ...]:
+    """Names of the bone outlines worth drawing on the fluoroscopy of paths at named levels: the pedicles (both sides: the
+    "eyes" of the AP view and the ring of the bull's-eye) and the vertebral body (the tip's depth on the
+    lateral view) of every level a path is at, those present in *labelmap* (``pedicle_L1_left``,
+    ``vertebral_body_L1``...). *own_side*: only the pedicle each path crosses (the bull's-eye ring)."""
+    out: list[str] = []
+    for p in paths:
+        lv = getattr(p, "level", None)
+        if not lv:
+            continue
+        side = getattr(p, "side", None)
+        sides = (side,) if own_side and side in ("left", "right") else ("left", "right")
+        for n in tuple(f"pedicle_{lv}_{sd}" for sd in sides) + (f"vertebral_body_{lv}",):
+            if n not in out and labelmap is not None and labelmap.has(n):
+                out.append(n)
+    return tuple(out)
+
+
+def full_chord_mask(volume: Volume, geometry: CArmGeometry, fraction: float = 0.9) -> np.ndarray:
+    """Detector pixels whose source -> pixel ray crosses the CT box over at least *fraction* of the median chord.
+
+    A ray that leaves the CT through its top or bottom face sees only part of the body; its optical depth
+    is low for that reason only. The display window is taken from the other pixels, so that the edge of
+    the scanned range (close to the target on a short or coarse CT) does not wash the picture out (on
+    abdomen-pelvis-ts, whose scan starts at T11, the L1 AP view was white over the whole spine before).
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT (only its grid is used).
+    geometry : CArmGeometry
+    fraction : float
+        Share of the median in-box chord length (over the rays that meet the box) a ray must reach;
+        configurable default, no published source.
+
+    Returns
+    -------
+    numpy.ndarray, bool, shape (rows, cols)
+        True where the ray's in-box length is at least ``fraction`` x the median (all False when no ray meets
+        the box).
+    """
+    src = volume.world_to_index(geometry.source_lps_mm)
+    pix = volume.world_to_index(geometry.pixel_centres())
+    d = pix - src
+    n = np.asarray(volume.shape, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta = (-0.5 - src) / d
+        tb = (n - 0.5 - src) / d
+    lo = np.where(np.abs(d) < 1e-12, np.where((src >= -0.5) & (src <= n - 0.5), -np.inf, np.inf),
+                  np.minimum(ta, tb))
+    hi = np.where(np.abs(d) < 1e-12, np.where((src >= -0.5) & (src <= n - 0.5), np.inf, -np.inf),
+                  np.maximum(ta, tb))
+    t0 = np.clip(lo.max(axis=-1), 0.0, 1.0)
+    t1 = np.clip(hi.min(axis=-1), 0.0, 1.0)
+    length = np.maximum(t1 - t0, 0.0) * np.linalg.norm(d * volume.spacing_mm, axis=-1)
+    inside = length[length > 0]
+    if inside.size == 0:
+        return np.zeros(length.shape, bool)
+    return length >= fraction * float(np.median(inside))
 
 
 #: Structures whose silhouettes are outlined on the simulated fluoroscopy views (when segmented).
@@ -342,7 +417,8 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, **kwargs) ->
 
 def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int = 512,
                structures: tuple[str, ...] = DRR_STRUCTURES,
-               lang: str = "en", step_mm: float = 0.75, geometry_kwargs: dict | None = None):
+               lang: str = "en", step_mm: float = 0.75, geometry_kwargs: dict | None = None,
+               others: tuple = (), isocentre_lps_mm: np.ndarray | None = None):
     """A simulated fluoroscopy view with the planned path projected on it (matplotlib Figure).
 
     The instrument (trocar, skin to target) is drawn at its real diameter, the screw in white over its
@@ -360,11 +436,19 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
         Silhouettes of the listed ``structures`` (those segmented) are outlined in the project colours.
     n_pixels : int
         Detector pixels per side.
+    others : tuple of PathSpec
+        Other needles drawn with *path* (several levels or both pedicles), each labelled with its level.
+    isocentre_lps_mm : (3,) array, optional
+        Centre of the AP / lateral views (default the target; several needles: their centroid).
+
+    The pedicles and vertebral body of each path's level are outlined too when segmented
+    (:func:`level_structures`): the bull's-eye then shows the needle end-on inside its pedicle's ring.
 
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words.
+        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words,
+        ``fig._osteoplan_geometry`` the :class:`CArmGeometry`.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Polygon
@@ -376,14 +460,20 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     from osteoplan.views.render import draw_orientation, new_figure, orientation_caption, path_legend_handles
 
     beam = getattr(path, "beam_directions", {}).get(view)
-    geo = standard_geometry(view, path.target_lps_mm, path.direction, beam_direction=beam,
+    iso = path.target_lps_mm if isocentre_lps_mm is None else np.asarray(isocentre_lps_mm, float)
+    geo = standard_geometry(view, iso, path.direction, beam_direction=beam,
                             n_pixels=(n_pixels, n_pixels), **(geometry_kwargs or {}))
     od = render_drr(volume, geo, step_mm=step_mm)
-    # contrast from a window around the target (the cervical spine, not the skull vault)
-    tr, tc = geo.project(path.target_lps_mm)
+    # contrast from a window around the isocentre (the spine, not the skull vault), from rays that cross the
+    # whole CT (not those leaving it through its top or bottom face)
+    tr, tc = geo.project(iso)
     half = int(45.0 * geo.magnification / geo.pixel_mm[0])
-    roi = od[max(int(tr) - half, 0):int(tr) + half, max(int(tc) - half, 0):int(tc) + half]
-    roi = roi[roi > 0] if np.any(roi > 0) else od.ravel()
+    win = (slice(max(int(tr) - half, 0), int(tr) + half), slice(max(int(tc) - half, 0), int(tc) + half))
+    roi = od[win]
+    full = full_chord_mask(volume, geo)[win]
+    keep = (roi > 0) & full
+    roi = roi[keep] if np.count_nonzero(keep) >= 0.25 * roi.size else (roi[roi > 0] if np.any(roi > 0)
+                                                                          else od.ravel())
     lo, hi = np.percentile(roi, [2, 99.5]) if roi.size else (0.0, 1.0)
     img = np.clip((od - lo) / max(hi - lo, 1e-6), 0, 1)
     fig = new_figure(5.4, 5.8)
@@ -393,12 +483,14 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     ax.set_xticks([])
     ax.set_yticks([])
     handles = []
+    paths = (path, *others)
     if labelmap is not None:
-        crop = _Crop(volume, path.target_lps_mm, 70.0)
+        spread = max(float(np.linalg.norm(p.target_lps_mm - iso)) for p in paths)
+        crop = _Crop(volume, iso, 70.0 + spread)
         small = (n_pixels // 2, n_pixels // 2)
         geo_s = CArmGeometry(geo.isocentre_lps_mm, geo.direction, geo.detector_u, geo.source_detector_mm,
                              geo.source_isocentre_mm, geo.detector_size_mm, small, mirror=geo.mirror)
-        for name in structures:
+        for name in tuple(structures) + level_structures(paths, labelmap, own_side=view == "bullseye"):
             if not labelmap.has(name):
                 continue
             m = crop.mask(labelmap.get(name))
@@ -411,6 +503,47 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
             xs = (np.arange(small[0]) + 0.5) * (n_pixels / small[0]) - 0.5
             ax.contour(xs, xs, sil, levels=[0.5], colors=[col], linewidths=1.1)
             handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
+    for p in paths:
+        _draw_projected_path(ax, geo, p, view, label=p.short_label if others else None)
+    ax.set_xlim(-0.5, n_pixels - 0.5)
+    ax.set_ylim(n_pixels - 0.5, -0.5)
+    labels = draw_orientation(ax, geo.detector_u, geo.detector_v)
+    if not getattr(path, "feasible", True):
+        from osteoplan.views.render import draw_not_feasible_banner
+
+        draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
+    # scale bar at the isocentre plane
+    from osteoplan.views.render import draw_scale_bar, nice_length
+
+    px_iso = geo.pixel_mm[0] / geo.magnification
+    span = n_pixels * px_iso
+    bar = nice_length(span)
+    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
+    handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
+    carm = getattr(path, "carm_labels", {}).get(view)
+    caption = orientation_caption(geo.detector_u, geo.detector_v, lang)
+    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else "") + f"\n{caption}", color="white",
+                 fontsize=10.5, pad=4, linespacing=1.3)
+    from osteoplan.views.render import layout_with_legend
+
+    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.75 if carm else 0.55)
+    fig.text(0.5, ax.get_position().y0 - 0.012,
+             f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
+             f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
+             color="#bbbbbb", ha="center", va="top", fontsize=7.5)
+    fig._osteoplan_labels = labels
+    fig._osteoplan_caption = caption
+    fig._osteoplan_geometry = geo
+    return fig
+
+
+def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | None = None) -> None:
+    """Draw one path projected on a fluoroscopy view: the instrument at its real diameter (magnified at the
+    target), the screw, the entries and the target; on the bull's-eye the instrument end-on (a circle)."""
+    from matplotlib.patches import Circle, Polygon
+
+    from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color
+
     pts = geo.project(np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, path.target_lps_mm,
                                 path.screw_start_lps_mm]))
     rc = pts[:, ::-1]  # (x=col, y=row)
@@ -443,32 +576,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
         ax.plot(*rc[0], "o", color=hex_color(ENTRY_COLOR), ms=5)
         ax.plot(*rc[1], "s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5)
     ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=12, mew=2)
-    ax.set_xlim(-0.5, n_pixels - 0.5)
-    ax.set_ylim(n_pixels - 0.5, -0.5)
-    labels = draw_orientation(ax, geo.detector_u, geo.detector_v)
-    if not getattr(path, "feasible", True):
-        from osteoplan.views.render import draw_not_feasible_banner
+    if label:
+        from osteoplan.views.reformat import _label_path
 
-        draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
-    # scale bar at the isocentre plane
-    from osteoplan.views.render import draw_scale_bar, nice_length
-
-    px_iso = geo.pixel_mm[0] / geo.magnification
-    span = n_pixels * px_iso
-    bar = nice_length(span)
-    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
-    handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
-    carm = getattr(path, "carm_labels", {}).get(view)
-    caption = orientation_caption(geo.detector_u, geo.detector_v, lang)
-    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else "") + f"\n{caption}", color="white",
-                 fontsize=10.5, pad=4, linespacing=1.3)
-    from osteoplan.views.render import layout_with_legend
-
-    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.75 if carm else 0.55)
-    fig.text(0.5, ax.get_position().y0 - 0.012,
-             f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
-             f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
-             color="#bbbbbb", ha="center", va="top", fontsize=7.5)
-    fig._osteoplan_labels = labels
-    fig._osteoplan_caption = caption
-    return fig
+        _label_path(ax, rc[0], rc[1], rc[2], label, along=22.0, beside=12.0)

@@ -58,6 +58,13 @@ class PathSpec:
     banner_key: str = "near_miss_banner"
     beam_directions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     carm_labels: dict[str, str] = field(default_factory=dict)
+    #: Vertebra level of the path (``"C2"``, ``"L1"``...) and entry side, when the plan says them.
+    level: str | None = None
+    side: str | None = None
+    #: True when the path goes through or beside a pedicle (the plan measured its pedicle passage, or its vertebra
+    #: landmarks hold the pedicle at this level and side: transpedicular and parapedicular needles): the views then
+    #: add an axial reformat along the needle at the pedicle.
+    at_pedicle: bool = False
 
     def __post_init__(self) -> None:
         for n in ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm"):
@@ -78,6 +85,13 @@ class PathSpec:
     def length_mm(self) -> float:
         """Skin entry to target distance (mm)."""
         return float(np.linalg.norm(self.target_lps_mm - self.skin_entry_lps_mm))
+
+    @property
+    def short_label(self) -> str:
+        """A few characters naming the path on a picture of several paths (``"L1 R"``), else its name."""
+        if self.level:
+            return self.level + (f" {self.side[0].upper()}" if self.side else "")
+        return self.name
 
     @property
     def screw_start_lps_mm(self) -> np.ndarray:
@@ -176,11 +190,59 @@ def pathspec_from_plan(plan: Any, index: int = 0) -> PathSpec:
         if det is not None and np.linalg.norm(np.asarray(det, float)) > 1e-6:
             beams[key] = tuple(float(x) for x in det)
             labels[key] = str(_get(view, "label", default=""))
+    level = _get(traj, "level", default=None)
+    side = _get(traj, "side", default=None)
     return PathSpec(np.asarray(skin, float), np.asarray(bone, float), np.asarray(target, float),
                     beam_directions=beams, carm_labels=labels,
                     instrument_diameter_mm=float(instr), screw_diameter_mm=None if sd is None else float(sd),
                     screw_length_mm=None if sl is None else float(sl), margins_mm=margins, status=status,
-                    name=f"plan {_get(traj, 'rank', default=1)}")
+                    name=f"plan {_get(traj, 'rank', default=1)}",
+                    level=None if level is None else str(level), side=None if side is None else str(side),
+                    at_pedicle=(_get(traj, "pedicle_margin_mm", default=None) is not None
+                                    or has_pedicle_landmark(plan, level, side)))
+
+
+def has_pedicle_landmark(plan: Any, level: Any, side: Any) -> bool:
+    """True when the plan's vertebra landmarks hold a pedicle at this level and side (the needle's corridor).
+
+    ``plan.landmarks`` is one level's landmarks (with ``pedicles``) or ``{level: landmarks}`` for several.
+    """
+    lm = _get(plan, "landmarks", default=None)
+    if not isinstance(lm, dict) or level is None or side is None:
+        return False
+    one = lm if "pedicles" in lm else lm.get(str(level))
+    if not isinstance(one, dict) or (one.get("level") not in (None, str(level))):
+        return False
+    ped = one.get("pedicles") or {}
+    return isinstance(ped, dict) and ped.get(str(side)) is not None
+
+
+def placed_indices(plan: Any) -> list[int]:
+    """Indices into ``plan.trajectories`` of the trajectories to place (object or ``plan.json`` dict).
+
+    ``placement == "all"``: every trajectory (several levels, both pedicles); otherwise the first (the plan,
+    the others being ranked alternatives). Empty when the plan has no path or a site group was left unplanned.
+    """
+    trajs = list(_get(plan, "trajectories", default=()) or ())
+    if not trajs or _get(plan, "unplanned", default=()):
+        return []
+    return list(range(len(trajs))) if _get(plan, "placement", default="alternatives") == "all" else [0]
+
+
+def pathspecs_from_plan(plan: Any) -> list[PathSpec]:
+    """One :class:`PathSpec` per trajectory to place (:func:`placed_indices`), in the plan's order.
+
+    Each is named ``"needle n"`` / ``"plan 1"`` as :func:`pathspec_from_plan` does and carries its level and side.
+
+    Raises
+    ------
+    InputError
+        When the plan has nothing to place.
+    """
+    idx = placed_indices(plan)
+    if not idx:
+        raise InputError("The plan has no trajectory to place (no feasible path); nothing to show.")
+    return [pathspec_from_plan(plan, i) for i in idx]
 
 
 def _route_unseen(plan: Any) -> bool:

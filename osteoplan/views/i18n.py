@@ -176,12 +176,26 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
+_LEVEL_PART = __import__("re").compile(r"(vertebral_body|pedicle|posterior_wall)_([CTLS]\d{1,2})(?:_(left|right))?")
+_LEVEL_PARTS = {"vertebral_body": {"en": "vertebral body", "fr": "corps vertébral"},
+                "pedicle": {"en": "pedicle", "fr": "pédicule"},
+                "posterior_wall": {"en": "posterior wall", "fr": "mur postérieur"}}
+_SIDE_M = {"left": "gauche", "right": "droit"}
+
+
 def t(key: str, lang: str = "en") -> str:
     """Translate *key* into *lang* (``"en"`` or ``"fr"``); falls back to English, then to the key."""
     entry = STRINGS.get(key)
     if entry is None:
         if key.startswith("vertebrae_"):  # vertebrae_T7 -> "T7"
             return key[len("vertebrae_"):]
+        m = _LEVEL_PART.fullmatch(key)  # pedicle_L1_right -> "pedicle L1 right" / "pédicule L1 droit"
+        if m is not None:
+            part, level, side = m.group(1), m.group(2), m.group(3)
+            words = _LEVEL_PARTS[part].get(lang) or _LEVEL_PARTS[part]["en"]
+            side_txt = "" if not side else " " + (_SIDE_M[side] if lang == "fr" and part == "pedicle" else
+                                                  t(side, lang))
+            return f"{words} {level}{side_txt}"
         return key.replace("_", " ")
     return entry.get(lang) or entry.get("en") or key
 
@@ -750,3 +764,75 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
             groups[2] = (" Candidat le plus proche : " + near + ".") if near else ""
         return tmpl.format(*groups)
     return text
+
+
+# procedures, needles, pedicle views (issue 17: every procedure's report and images)
+STRINGS.update({
+    "view_pedicle_axial": {"en": "Axial along the needle, at the pedicle",
+                           "fr": "Axial dans l'axe de l'aiguille, au niveau du pédicule"},
+    "drr_ap": {"en": "Simulated fluoroscopy: AP", "fr": "Scopie simulée : face"},
+    "procedure_c2-dens-screw": {"en": "C2 dens screw fixation", "fr": "Vissage de l'odontoïde (C2)"},
+    "procedure_vertebroplasty": {"en": "Vertebroplasty", "fr": "Vertébroplastie"},
+    "procedure_c2-cementoplasty": {"en": "C2 cementoplasty", "fr": "Cimentoplastie de C2"},
+    "level": {"en": "Level", "fr": "Niveau"},
+    "levels": {"en": "Level(s)", "fr": "Niveau(x)"},
+    "needle": {"en": "Needle", "fr": "Aiguille"},
+    "needles_section": {"en": "Needles to place", "fr": "Aiguilles à placer"},
+    "needle_gauge": {"en": "Needle", "fr": "Aiguille"},
+    "pedicle_passage": {"en": "Pedicle passage", "fr": "Passage pédiculaire"},
+    "pedicle_margin": {"en": "Needle to pedicle cortex (min)", "fr": "Aiguille – corticale du pédicule (min)"},
+    "pedicle_grade": {"en": "Gertzbein-Robbins grade", "fr": "Grade de Gertzbein-Robbins"},
+    "pedicle_wall": {"en": "Closest (or breached) wall", "fr": "Paroi la plus proche (ou franchie)"},
+    "pedicle_grade_note": {"en": "Gertzbein-Robbins (Spine 1990;15:11): A inside the pedicle, B breach < 2 mm, "
+                                 "C 2-4 mm, D 4-6 mm, E > 6 mm.",
+                           "fr": "Gertzbein-Robbins (Spine 1990;15:11) : A dans le pédicule, B effraction < 2 mm, "
+                                 "C 2-4 mm, D 4-6 mm, E > 6 mm."},
+    "wall_medial": {"en": "medial (spinal canal)", "fr": "médiale (canal rachidien)"},
+    "wall_lateral": {"en": "lateral", "fr": "latérale"},
+    "wall_superior": {"en": "superior", "fr": "supérieure"},
+    "wall_inferior": {"en": "inferior (foramen, nerve root)", "fr": "inférieure (foramen, racine)"},
+    "tip_position": {"en": "Tip position", "fr": "Position de la pointe"},
+    "tip_anterior_fraction": {"en": "Tip depth in the body (posterior wall 0 %, anterior wall 100 %)",
+                              "fr": "Profondeur de la pointe dans le corps (mur postérieur 0 %, mur antérieur 100 %)"},
+    "tip_from_midline": {"en": "Tip across the midline (+ = beyond it, on the far side)",
+                         "fr": "Pointe au-delà de la ligne médiane (+ = au-delà, côté opposé)"},
+    "tip_below_endplate": {"en": "Tip below the superior endplate", "fr": "Pointe sous le plateau supérieur"},
+    "containment_bone": {"en": "Instrument-to-cortex margin (min)", "fr": "Marge instrument–corticale (min)"},
+    "lesion_crossing_path": {"en": "Path length inside the lesion", "fr": "Longueur du trajet dans la lésion"},
+    "cement_per_level": {"en": "Suggested cement per level", "fr": "Ciment suggéré par niveau"},
+    "posterior_wall_alert": {"en": "POSTERIOR WALL BREACHED — EPIDURAL CEMENT LEAK RISK",
+                             "fr": "MUR POSTÉRIEUR ROMPU — RISQUE DE FUITE DE CIMENT ÉPIDURALE"},
+    "cement_notes": {"en": "Notes", "fr": "Remarques"},
+    "placed_all": {"en": "every needle listed is to be placed", "fr": "toutes les aiguilles listées sont à placer"},
+    "unplanned_levels": {"en": "No feasible path for", "fr": "Aucun trajet réalisable pour"},
+    "needle_views": {"en": "Needle", "fr": "Aiguille"},
+    "overview": {"en": "Overview (every needle)", "fr": "Vue d'ensemble (toutes les aiguilles)"},
+    "drr_note_generic": {"en": "DRR: ray-cast through the CT, HU → linear attenuation; patient positioning cannot be "
+                               "simulated. Bone is shown white.",
+                         "fr": "DRR : lancer de rayons dans le scanner, UH → atténuation linéaire ; le positionnement "
+                               "n'est pas simulé. L'os apparaît blanc."},
+    "view_3d_title_generic": {"en": "3D view", "fr": "Vue 3D"},
+})
+
+STRINGS.update({
+    "risk_other_level": {"en": "Not assessed for {level}: the fracture-risk assessment attached to this plan is about "
+                               "{risk}, not a level of this plan.",
+                         "fr": "Non évalué pour {level} : l'évaluation du risque fracturaire jointe à ce plan porte sur "
+                               "{risk}, qui n'est pas un niveau de ce plan."},
+})
+
+STRINGS.update({
+    "wall_breached": {"en": "BREACHED (cement leak risk)", "fr": "ROMPUE (risque de fuite de ciment)"},
+    "wall_intact": {"en": "not breached", "fr": "non rompue"},
+    "leak_wall_col": {"en": "Wall (neighbour)", "fr": "Paroi (voisin)"},
+    "note_col": {"en": "How it was judged", "fr": "Comment elle a été jugée"},
+})
+
+STRINGS.update({
+    "view_axial_needles": {"en": "Axial through the centre of the needles' targets",
+                           "fr": "Axial passant par le centre des cibles des aiguilles"},
+    "view_coronal_needles": {"en": "Coronal through the centre of the needles' targets",
+                             "fr": "Coronal passant par le centre des cibles des aiguilles"},
+    "view_sagittal_needles": {"en": "Sagittal through the centre of the needles' targets",
+                              "fr": "Sagittal passant par le centre des cibles des aiguilles"},
+})

@@ -34,6 +34,10 @@ STANDARD_AXES = {
 #: Every reformat view name, in report order.
 REFORMAT_VIEWS = ("axial", "coronal", "sagittal", "path_oblique", "path_oblique_orthogonal", "down_path")
 
+#: Views along one path drawn for paths through or beside a pedicle (:attr:`PathSpec.at_pedicle`): the axial
+#: reformat tilted to contain the needle, at the pedicle.
+PEDICLE_VIEWS = ("pedicle_axial",)
+
 #: Structures not outlined (too large to be informative).
 NOT_OUTLINED = ("bone",)
 
@@ -124,29 +128,60 @@ def _signed(vec: np.ndarray, *prefs: tuple[int, int]) -> np.ndarray:
     return vec
 
 
-def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm: float = 0.4) -> Plane:
+def pedicle_axial_axes(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image axes (u right, v down) of the axial plane tilted to contain a path.
+
+    The plane contains the path direction ``d`` and is perpendicular to ``a``, the unit vector perpendicular
+    to ``d`` closest to superior (:func:`path_plane_axes`): the axial plane rotated about the patient's
+    left-right axis (and a little about the antero-posterior one) until the needle lies in it, as the
+    "axial along the needle" a CT gantry tilt would give. It is displayed as an axial image: ``u`` the
+    in-plane direction closest to the patient's left, ``v = a x u`` (closest to posterior), so that the
+    patient's left is on the image right and anterior up.
+    """
+    a, _, _ = path_plane_axes(direction)
+    left = np.array([1.0, 0.0, 0.0])
+    u = left - (left @ a) * a
+    if np.linalg.norm(u) < 1e-6:  # a along L-R: the path is in a sagittal plane and steep
+        ant = np.array([0.0, -1.0, 0.0])
+        u = np.cross(ant - (ant @ a) * a, a)
+    u = _unit(u)
+    return u, _unit(np.cross(a, u))
+
+
+def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm: float = 0.4,
+               centre_lps_mm: np.ndarray | None = None) -> Plane:
     """The sampling plane of a named view.
 
     Parameters
     ----------
-    view : one of :data:`REFORMAT_VIEWS`
+    view : one of :data:`REFORMAT_VIEWS` or :data:`PEDICLE_VIEWS`
     path : PathSpec
     fov_mm : float, optional
-        Square field of view (default: 110 mm, or the path length + 30 mm for path views).
+        Square field of view (default: 110 mm, or the path length + 30 mm for path views, 100 mm for the
+        pedicle view).
     pixel_mm : float
         Pixel size (mm).
+    centre_lps_mm : (3,) array, optional
+        Centre of a standard (axial, coronal, sagittal) view; default the target (several needles: their
+        centroid, so that every needle is in the picture).
 
     Notes
     -----
     Planes along the path draw a steep path (|d_S| >= 0.7) vertically with inferior down, otherwise
     horizontally with the patient's left to the right; the other image axis follows the same rules
-    (radiological display, as the axial/coronal views).
+    (radiological display, as the axial/coronal views). The pedicle view (``pedicle_axial``) is centred
+    half-way between the bone entry and the target (the pedicle and the vertebral body) and drawn as an
+    axial image (:func:`pedicle_axial_axes`).
     """
     tgt = path.target_lps_mm
     if view in STANDARD_AXES:
         u, v = (np.asarray(x) for x in STANDARD_AXES[view])
-        centre = tgt
+        centre = tgt if centre_lps_mm is None else np.asarray(centre_lps_mm, float)
         fov = fov_mm or 110.0
+    elif view == "pedicle_axial":
+        u, v = pedicle_axial_axes(path.direction)
+        centre = (path.bone_entry_lps_mm + tgt) / 2.0
+        fov = fov_mm or 100.0
     else:
         a, b, d = path_plane_axes(path.direction)
         centre = (path.skin_entry_lps_mm + tgt) / 2.0
@@ -162,7 +197,7 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
             else:                  # mostly horizontal path: drawn horizontally, patient left to the right
                 u, v = _signed(d, (0, 1), (1, 1)), _signed(w, (2, -1), (1, 1))
         else:
-            raise InputError(f"Unknown view '{view}'; choose one of {', '.join(REFORMAT_VIEWS)}.")
+            raise InputError(f"Unknown view '{view}'; choose one of {', '.join(REFORMAT_VIEWS + PEDICLE_VIEWS)}.")
     n = int(round(fov / pixel_mm))
     return Plane(np.asarray(centre, float), _unit(u), _unit(v), n, n, float(pixel_mm))
 
@@ -240,7 +275,8 @@ def render_reformat(volume: Volume, path: PathSpec, view: str, labelmap=None, **
 def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                     fov_mm: float | None = None, pixel_mm: float = 0.4,
                     window_hu: tuple[float, float] = DEFAULT_WINDOW_HU, title: str | None = None,
-                    lang: str = "en", cache: dict | None = None, offset_mm: float = 0.0):
+                    lang: str = "en", cache: dict | None = None, others: tuple[PathSpec, ...] = (),
+                    centre_lps_mm: np.ndarray | None = None, offset_mm: float = 0.0):
     """One reformat with structure outlines, margins, the instrument and orientation labels.
 
     Every structure outlined and every element of the path (instrument, screw, entry points, target)
@@ -267,6 +303,11 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         Language of the legend.
     cache : dict, optional
         Shared between calls to reuse distance maps (same structure, same crop).
+    others : tuple of PathSpec
+        Other needles of the plan drawn with *path* (several levels or both pedicles); every path is then
+        labelled with its level and side (:attr:`PathSpec.short_label`).
+    centre_lps_mm : (3,) array, optional
+        Centre of a standard view (see :func:`view_plane`).
     offset_mm : float
         Shift of the plane along its normal (u x v), in mm: 0 passes through the view's centre (the target
         for axial/coronal/sagittal); a viewer scrolls through parallel slices with it.
@@ -277,11 +318,10 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words.
     """
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Circle, Polygon
 
     from osteoplan.views.i18n import t
 
-    plane = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm)
+    plane = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm, centre_lps_mm=centre_lps_mm)
     if offset_mm:
         plane = Plane(plane.centre_lps_mm + float(offset_mm) * plane.normal, plane.u, plane.v, plane.n_rows,
                       plane.n_cols, plane.pixel_mm)
@@ -331,6 +371,33 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
             if drawn:
                 handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
     # instrument, screw, points
+    for p in (path, *others):
+        _draw_path(ax, plane, p, view, label=p.short_label if others else None)
+    handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
+    if path.margins_mm:
+        handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
+    labels = draw_orientation(ax, plane.u, plane.v)
+    if not getattr(path, "feasible", True):
+        from osteoplan.views.render import draw_not_feasible_banner
+
+        draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
+    span = plane.n_cols * plane.pixel_mm
+    bar = nice_length(span)
+    draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
+    caption = orientation_caption(plane.u, plane.v, lang)
+    ax.set_title((title or t(f"view_{view}", lang)) + "\n" + caption, color="white", fontsize=10.5, pad=4,
+                 linespacing=1.3)
+    layout_with_legend(fig, ax, handles, title_in=0.55)
+    fig._osteoplan_labels = labels
+    fig._osteoplan_caption = caption
+    return fig
+
+
+def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = None) -> None:
+    """Draw one path on a reformat: the instrument band at its real diameter (solid in the plane, dotted
+    when projected), the screw, the skin and bone entries and the target; *label* beside it (:func:`_label_path`)."""
+    from matplotlib.patches import Circle, Polygon
+
     r_instr = path.instrument_diameter_mm / 2.0
     skin2, bone2, tgt2 = (plane.to_2d(p) for p in (path.skin_entry_lps_mm, path.bone_entry_lps_mm,
                                                     path.target_lps_mm))
@@ -359,21 +426,22 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         ax.plot(*skin2, "o", color=hex_color(ENTRY_COLOR), ms=5, zorder=12)
         ax.plot(*bone2, "s", color=hex_color(ENTRY_COLOR), ms=4, mfc="none", zorder=12)
         ax.plot(*tgt2, "+", color=hex_color(TARGET_COLOR), ms=12, mew=2, zorder=12)
-    handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
-    if path.margins_mm:
-        handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
-    labels = draw_orientation(ax, plane.u, plane.v)
-    if not getattr(path, "feasible", True):
-        from osteoplan.views.render import draw_not_feasible_banner
+    if label:
+        _label_path(ax, skin2, bone2, tgt2, label, along=10.0, beside=5.0)
 
-        draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
-    span = plane.n_cols * plane.pixel_mm
-    bar = nice_length(span)
-    draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
-    caption = orientation_caption(plane.u, plane.v, lang)
-    ax.set_title((title or t(f"view_{view}", lang)) + "\n" + caption, color="white", fontsize=10.5, pad=4,
-                 linespacing=1.3)
-    layout_with_legend(fig, ax, handles, title_in=0.55)
-    fig._osteoplan_labels = labels
-    fig._osteoplan_caption = caption
-    return fig
+
+def _label_path(ax, skin2, bone2, tgt2, label: str, along: float, beside: float) -> None:
+    """Write *label* next to a drawn path: *along* (drawing units) from the bone entry towards the skin, *beside*
+    off the band. Needles converge on their targets (bipedicular, several levels) but enter bone apart: labels
+    set there do not collide."""
+    import matplotlib.patheffects as pe
+
+    back = np.asarray(skin2, float) - np.asarray(bone2, float)
+    n = np.linalg.norm(back)
+    if n < 1e-6:
+        back = np.asarray(skin2, float) - np.asarray(tgt2, float)
+        n = np.linalg.norm(back)
+    u = back / n if n > 1e-6 else np.array([1.0, 0.0])
+    pos = np.asarray(bone2, float) + u * along + np.array([-u[1], u[0]]) * beside
+    ax.text(*pos, label, color="white", fontsize=9, fontweight="bold", ha="center", va="center", zorder=22,
+            clip_on=True, path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])

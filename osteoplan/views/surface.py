@@ -83,7 +83,7 @@ def render_3d(volume: Volume, labelmap, path: PathSpec | None, **kwargs) -> byte
 
 
 def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str = "en", half_size_mm: float = 45.0,
-                   elev_deg: float = 15.0, azim_deg: float = -70.0):
+                   elev_deg: float = 15.0, azim_deg: float = -70.0, others: tuple[PathSpec, ...] = ()):
     """The 3D surface scene around the target (matplotlib Figure).
 
     The instrument (trocar, skin to target) is a translucent cyan cylinder at its real diameter and the
@@ -100,6 +100,9 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
         Half-size of the cube around the target that is shown.
     elev_deg, azim_deg : float
         Camera (matplotlib): azimuth -90 looks from anterior, larger values turn towards the patient's left.
+    others : tuple of PathSpec
+        The plan's other needles, drawn too; the cube is then centred on the needles' targets and grown to
+        hold them all. The vertebra of each path's level (``vertebrae_L1``...) is drawn when segmented.
 
     Returns
     -------
@@ -112,7 +115,11 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     from osteoplan.views.reformat import _Crop
     from osteoplan.views.render import new_figure, path_legend_handles
 
+    paths = ([path] if path is not None else []) + list(others)
     centre = path.target_lps_mm if path is not None else volume.index_to_world(np.asarray(volume.shape) / 2.0)
+    if others:
+        centre = np.mean([p.target_lps_mm for p in paths], axis=0)
+        half_size_mm = max(half_size_mm, max(float(np.abs(p.target_lps_mm - centre).max()) for p in paths) + 30.0)
     crop = _Crop(volume, centre, half_size_mm)
     fig = new_figure(5.6, 5.8)
     fig._osteoplan_dark = False
@@ -121,7 +128,8 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     # screw is never hidden by the translucent bone around it
     ax.computed_zorder = False
     handles = []
-    for name in SURFACE_STRUCTURES:
+    levels = tuple(f"vertebrae_{p.level}" for p in paths if getattr(p, "level", None))
+    for name in SURFACE_STRUCTURES + tuple(dict.fromkeys(n for n in levels if n not in SURFACE_STRUCTURES)):
         if labelmap is None or not labelmap.has(name):
             continue
         if name == "bone" and any(labelmap.has(v) for v in ("vertebrae_C2",)):
@@ -136,29 +144,14 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
         nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
         shade = 0.35 + 0.65 * np.abs(nrm @ _LIGHT)
         fc = np.clip(np.asarray(col)[None, :] * shade[:, None], 0, 1)
-        pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), _ALPHA.get(name, 0.85))],
+        alpha = _ALPHA.get(name, 0.3 if name.startswith("vertebrae_") else 0.85)  # bone translucent: needles inside
+        pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), alpha)],
                               edgecolors="none")
         ax.add_collection3d(pc)
         handles.append(Line2D([], [], color=hex_color(col), lw=4, label=t(name, lang)))
+    for p in paths:
+        _draw_path_3d(ax, p, label=p.short_label if others else None)
     if path is not None:
-        trocar = Poly3DCollection(_cylinder(path.skin_entry_lps_mm, path.target_lps_mm,
-                                            path.instrument_diameter_mm / 2), facecolor=INSTRUMENT_COLOR,
-                                  edgecolor="none", alpha=0.35)
-        trocar.set_zorder(45)
-        ax.add_collection3d(trocar)
-        ax.plot(*np.stack([path.skin_entry_lps_mm, path.target_lps_mm]).T, color=hex_color(INSTRUMENT_COLOR), lw=1.0,
-                zorder=46)
-        if path.screw_diameter_mm:
-            quads = _cylinder(path.screw_start_lps_mm, path.target_lps_mm, path.screw_diameter_mm / 2)
-            # the screw colour, shaded a little so that the cylinder reads as a solid on the white background
-            screw = Poly3DCollection(quads, facecolor=np.asarray(SCREW_COLOR) * 0.6, edgecolor=(0.3, 0.3, 0.35),
-                                     alpha=1.0, linewidths=0.3)
-            screw.set_zorder(50)
-            ax.add_collection3d(screw)
-        ax.scatter(*path.skin_entry_lps_mm, color=hex_color(ENTRY_COLOR), s=20, zorder=51)
-        ax.scatter(*path.bone_entry_lps_mm, facecolors="none", edgecolors=hex_color(ENTRY_COLOR), s=20, marker="s",
-                   zorder=51)
-        ax.scatter(*path.target_lps_mm, color=hex_color(TARGET_COLOR), s=30, marker="+", zorder=51)
         handles += path_legend_handles(path, lang)
     lo = centre - half_size_mm
     hi = centre + half_size_mm
@@ -181,3 +174,29 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
 
     layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black")
     return fig
+
+
+def _draw_path_3d(ax, path: PathSpec, label: str | None = None) -> None:
+    """The instrument (translucent cylinder at its real diameter), the screw, entries and target of one path."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    trocar = Poly3DCollection(_cylinder(path.skin_entry_lps_mm, path.target_lps_mm,
+                                        path.instrument_diameter_mm / 2), facecolor=INSTRUMENT_COLOR,
+                              edgecolor="none", alpha=0.35)
+    trocar.set_zorder(45)
+    ax.add_collection3d(trocar)
+    ax.plot(*np.stack([path.skin_entry_lps_mm, path.target_lps_mm]).T, color=hex_color(INSTRUMENT_COLOR), lw=1.0,
+            zorder=46)
+    if path.screw_diameter_mm:
+        quads = _cylinder(path.screw_start_lps_mm, path.target_lps_mm, path.screw_diameter_mm / 2)
+        # the screw colour, shaded a little so that the cylinder reads as a solid on the white background
+        screw = Poly3DCollection(quads, facecolor=np.asarray(SCREW_COLOR) * 0.6, edgecolor=(0.3, 0.3, 0.35),
+                                 alpha=1.0, linewidths=0.3)
+        screw.set_zorder(50)
+        ax.add_collection3d(screw)
+    ax.scatter(*path.skin_entry_lps_mm, color=hex_color(ENTRY_COLOR), s=20, zorder=51)
+    ax.scatter(*path.bone_entry_lps_mm, facecolors="none", edgecolors=hex_color(ENTRY_COLOR), s=20, marker="s",
+               zorder=51)
+    ax.scatter(*path.target_lps_mm, color=hex_color(TARGET_COLOR), s=30, marker="+", zorder=51)
+    if label:
+        ax.text(*path.skin_entry_lps_mm, " " + label, color="black", fontsize=9, fontweight="bold", zorder=52)

@@ -128,6 +128,16 @@ def list_cases(db, actor, search: str | None, limit: int, offset: int) -> tuple[
     return res["items"], int(res["total"])
 
 
+def list_cases_filtered(db, actor, search: str | None, limit: int, offset: int, before_id: int | None,
+                        filters: dict) -> tuple[list[dict], int, int | None]:
+    """One page of case summaries with the case-list filters (issue 15), the total and the keyset cursor of the
+    next (older) page. Audited by the service."""
+    from osteoplan.workflow import service
+
+    res = service.list_cases(db, actor, search=search, limit=limit, offset=offset, before_id=before_id, **filters)
+    return res["items"], int(res["total"]), res["next_before_id"]
+
+
 def get_case(db, actor, case_id: int) -> dict:
     """The whole case as a dict (pseudonymised for research). Audited by the service."""
     from osteoplan.workflow import service
@@ -369,7 +379,8 @@ def statistics_csv(db, actor, year: int | None = None, table: str = "procedures_
 PLOT_FUNCS = {"procedures_per_year": ("procedures_per_year", "plot_per_year"),
               "procedures_per_site": ("procedures_per_site", "plot_per_site"),
               "pain": ("pain_over_time", "plot_pain"),
-              "complications": ("complications", "plot_complications")}
+              "complications": ("complications", "plot_complications"),
+              "activity_by_type": ("activity_by_type_year", "plot_activity_by_type")}
 
 
 def statistics_plot_png(tables: dict[str, list[dict]], plot: str) -> bytes:
@@ -508,3 +519,37 @@ def editable_fields(entity: str) -> tuple[str, ...]:
     from osteoplan.workflow import service
 
     return tuple(service.EDITABLE[entity])
+
+
+# ------------------------------------------------------------------------------------------------ worklist
+def worklist(db, actor, **filters) -> dict:
+    """The actor's worklist (issue 15), filtered and sorted; the workflow logs the read."""
+    from osteoplan.workflow import worklist as wl
+
+    return wl.worklist(db, actor, **filters)
+
+
+def worklist_export(result: dict, fmt: str, base_url: str) -> str:
+    """Worklist items as ``csv`` or ``ics`` (iCalendar) text; case codes only."""
+    from osteoplan.workflow import worklist as wl
+
+    return wl.to_csv(result["items"], base_url) if fmt == "csv" else wl.to_ical(result["items"], base_url)
+
+
+def worklist_vocabularies() -> dict:
+    """Labels of item kinds, stages and procedure types for the worklist filters."""
+    from osteoplan.workflow import models as m
+    from osteoplan.workflow import worklist as wl
+
+    return {"kinds": wl.KINDS, "role_kinds": wl.ROLE_KINDS, "stages": wl.VIEW_STAGES,
+            "procedure_types": m.PROCEDURE_TYPE_LABELS, "sort_keys": wl.SORT_KEYS}
+
+
+def annual_report_pdf(db, actor, year: int) -> bytes:
+    """The team's annual activity report of *year* as PDF bytes (the statistics read is logged)."""
+    import os
+
+    from osteoplan.workflow import annual_report
+
+    return annual_report.annual_report_pdf(db, actor, year, os.environ.get("OSTEOPLAN_TEAM_NAME",
+                                                                           "Interventional radiology"))

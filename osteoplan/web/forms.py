@@ -147,6 +147,8 @@ SCHEDULE = FormSpec("schedule", "Schedule a procedure", (
         Field("scheduled_date", "Scheduled date", "date", required=True),
         Field("anaesthesia", "Anaesthesia", "select", _opts(m.ANAESTHESIA)),
         Field("guidance", "Guidance", "select", _opts(m.GUIDANCE)),
+        Field("procedure_type", "Procedure type", "select", _opts(m.PROCEDURE_TYPES, m.PROCEDURE_TYPE_LABELS),
+              help="empty: from the decision and the site"),
     )),
 ), submit="Schedule", intro="A procedure can only be scheduled after a validated tumour-board decision.")
 
@@ -164,6 +166,8 @@ PROCEDURE_LOG = FormSpec("procedure_log", "Procedure log", (
         Field("guidance", "Guidance", "select", _opts(m.GUIDANCE)),
         Field("levels_treated", "Levels treated", "number", min=1, step="1"),
         Field("duration_min", "Duration (min)", "number", min=0, step="1"),
+        Field("procedure_type", "Procedure type", "select", _opts(m.PROCEDURE_TYPES, m.PROCEDURE_TYPE_LABELS),
+              help="empty: from the site and what was placed (kyphoplasty must be chosen)"),
     )),
     ("Steps", (
         Field("hydrodissection_volume_ml", "Hydrodissection volume (mL)", "number", step="any"),
@@ -216,6 +220,8 @@ ADVERSE_EVENT = FormSpec("adverse_event", "Adverse event", (
               required=True, help="CIRSE 2017: 1 same session ... 6 death (Filippiadis, CVIR 2017)"),
         Field("description", "Description", "textarea", required=True),
         Field("cement_leak_related", "Related to a cement leak", "checkbox"),
+        Field("grade_status", "Grade is", "select", (("final", "final"), ("provisional", "provisional (outcome not "
+              "known yet: stays on the radiologist's worklist)"))),
     )),
 ), submit="Record adverse event")
 

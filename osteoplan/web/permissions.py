@@ -58,6 +58,7 @@ ACTIONS: dict[str, str] = {
     "fhir.export": "download the FHIR R4 export of a case (pseudonymised)",
     "audit.read": "read the audit log",
     "user.admin": "manage user accounts",
+    "worklist.read": "see the worklist of the role (what is due and overdue) and export it as reminders",
 }
 
 _READ = {"case.list", "case.read", "stats.read"}
@@ -67,17 +68,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     Role.RADIOLOGIST: frozenset(_READ | {
         "case.identity", "case.create", "case.edit", "lesion.write", "rcp.write", "rcp.validate",
         "consultation.write", "infosheet.read", "procedure.schedule", "procedure.write", "followup.write",
-        "adverse_event.write", "fhir.export",
+        "adverse_event.write", "fhir.export", "worklist.read",
     }),
     Role.TUMOUR_BOARD: frozenset(_READ | {
-        "case.identity", "lesion.write", "rcp.write", "rcp.validate", "infosheet.read",
+        "case.identity", "lesion.write", "rcp.write", "rcp.validate", "infosheet.read", "worklist.read",
     }),
     Role.COORDINATOR: frozenset(_READ | {
         "case.identity", "case.create", "case.edit", "rcp.write", "consultation.write",
-        "infosheet.read", "procedure.schedule", "followup.write", "fhir.export",
+        "infosheet.read", "procedure.schedule", "followup.write", "fhir.export", "worklist.read",
     }),
     Role.ADMIN: frozenset(_READ | {
-        "case.identity", "case.delete", "audit.read", "user.admin", "fhir.export",
+        "case.identity", "case.delete", "audit.read", "user.admin", "fhir.export", "worklist.read",
     }),
     Role.RESEARCH: frozenset(_READ | {"fhir.export"}),
 }

@@ -96,13 +96,64 @@ def plan_key_numbers(plan: dict) -> dict:
             clr = c.get("clearance_mm")
             out["clearances"].append({"structure": c.get("structure"), "margin_mm": c.get("margin_mm"),
                                       "clearance_mm": clr if seg else None, "status": status, "segmented": bool(seg) or covered})
+    _needle_rows(plan, out)
     ce = plan.get("cement") or {}
     if ce.get("suggested_pmma_ml"):
         lo, hi = ce["suggested_pmma_ml"]
-        rows.append(("Suggested PMMA", f"{lo:.1f}–{hi:.1f} mL"))
+        per = ce.get("per_level_ml") or {}
+        rows.append(("Suggested PMMA", f"{lo:.1f}–{hi:.1f} mL" + (" (" + "; ".join(
+            f"{lv} {a:.1f}–{b:.1f} mL" for lv, (a, b) in per.items()) + ")" if per else "")))
+    for w in ce.get("walls") or []:
+        if w.get("breached") and w.get("leak_risk"):  # said loudly, before the planner's warnings
+            out["warnings"].insert(0, f"BREACHED WALL, CEMENT LEAK RISK: {w.get('neighbour')}"
+                                      + (" (epidural)" if "posterior wall" in str(w.get("neighbour")).lower() else ""))
     if plan.get("assessed") is not None:
         rows.append(("Structures assessed", ", ".join(plan.get("assessed") or []) or "none"))
     return out
+
+
+def _needle_rows(plan: dict, out: dict) -> None:
+    """Procedure, level(s) and one row per trajectory to place (every needle when ``placement`` is ``"all"``):
+    level and side, needle diameter, pedicle passage (Gertzbein-Robbins grade), tip position; with several
+    needles each one's clearances are listed under its name."""
+    rows = out["rows"]
+    if plan.get("procedure"):
+        rows.insert(0, ("Procedure", str(plan["procedure"]) + (f", level {plan['level']}" if plan.get("level") else "")))
+    trajs = plan.get("trajectories") or []
+    placed = trajs if plan.get("placement") == "all" else trajs[:1]
+    if plan.get("unplanned"):
+        out["warnings"].insert(0, "No feasible path for " + ", ".join(map(str, plan["unplanned"])))
+    for n, t in enumerate(placed, start=1):
+        parts = []
+        if t.get("needle_diameter_mm") is not None:
+            parts.append(f"needle {t['needle_diameter_mm']:.2f} mm")
+        if t.get("pedicle_breach_grade") or t.get("pedicle_margin_mm") is not None:
+            m_ = t.get("pedicle_margin_mm")
+            parts.append(f"pedicle grade {t.get('pedicle_breach_grade') or '—'}"
+                         + (f" ({m_:.1f} mm, {t.get('pedicle_breach_wall') or '—'} wall)" if m_ is not None else ""))
+        if t.get("tip_anterior_fraction") is not None:
+            parts.append(f"tip at {100 * t['tip_anterior_fraction']:.0f} % of the body depth"
+                         + (f", {t['tip_from_midline_mm']:+.1f} mm across the midline"
+                            if t.get("tip_from_midline_mm") is not None else ""))
+        if len(placed) > 1 and t.get("depth_total_mm") is not None:
+            parts.append(f"depth {t['depth_total_mm']:.1f} mm")
+        if not parts:
+            continue
+        where = " ".join(x for x in (t.get("level"), t.get("side")) if x)
+        rows.append((f"Needle {n}" + (f" ({where})" if where else ""), "; ".join(parts)))
+        if len(placed) > 1 and n > 1:  # the first needle's clearances are already listed
+            for c in t.get("clearances") or []:
+                seg = c.get("segmented")
+                covered = c.get("status") == "covered"
+                out["clearances"].append({"structure": f"{where}: {c.get('structure')}", "margin_mm": c.get("margin_mm"),
+                                          "clearance_mm": c.get("clearance_mm") if seg else None,
+                                          "status": c.get("status") if seg or covered else "not assessed (not segmented)",
+                                          "segmented": bool(seg) or covered})
+    if len(placed) > 1:
+        first = " ".join(x for x in (placed[0].get("level"), placed[0].get("side")) if x)
+        for c in out["clearances"]:
+            if ": " not in str(c["structure"]):
+                c["structure"] = f"{first}: {c['structure']}"
 
 
 def score_parts(components: Any) -> list[str]:
@@ -231,15 +282,17 @@ def _plan_figure_png(plan: dict) -> bytes:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.8))
     trajs = plan.get("trajectories") or []
-    for t in trajs[:3]:
+    every = plan.get("placement") == "all"  # several needles to place: all drawn alike, named by level
+    for t in (trajs if every else trajs[:3]):
         pts = [t.get("skin_entry_lps_mm"), t.get("bone_entry_lps_mm"), t.get("target_lps_mm")]
         if any(p is None for p in pts):
             continue
         xs_l = [p[1] for p in pts]  # P
         zs = [p[2] for p in pts]  # S
         xs_a = [p[0] for p in pts]  # L
-        lw, alpha = (2.5, 1.0) if t.get("rank", 1) == 1 else (1.0, 0.5)
-        ax1.plot(xs_l, zs, "-o", lw=lw, alpha=alpha, label=f"rank {t.get('rank')} ({t.get('side')})")
+        lw, alpha = (2.5, 1.0) if every or t.get("rank", 1) == 1 else (1.0, 0.5)
+        name = f"{t.get('level')} {t.get('side')}" if every and t.get("level") else f"rank {t.get('rank')} ({t.get('side')})"
+        ax1.plot(xs_l, zs, "-o", lw=lw, alpha=alpha, label=name)
         ax2.plot(xs_a, xs_l, "-o", lw=lw, alpha=alpha)
         ax1.annotate("skin", (xs_l[0], zs[0]), fontsize=8)
         ax1.annotate("target", (xs_l[2], zs[2]), fontsize=8)
@@ -269,6 +322,7 @@ PLOTS: dict[str, str] = {
     "pain": "Pain NRS over time (median and IQR)",
     "complications": "Adverse events by grade",
     "procedures_per_site": "Procedures per site",
+    "activity_by_type": "Procedures per year by procedure type",
 }  # names match osteoplan.web.backend.PLOT_FUNCS
 
 #: statistics table name -> title on the dashboard.
@@ -277,4 +331,8 @@ TABLE_TITLES: dict[str, str] = {
     "procedures_per_site": "Procedures per site", "technical_success": "Technical success",
     "complications": "Adverse events (complication rate by grade)", "pain_over_time": "Pain NRS over time",
     "length_of_stay": "Length of stay (days)", "collar_removal_delay": "Collar removal delay (days)",
+    "activity_by_type_year": "Activity per year by procedure type",
+    "activity_by_type_month": "Activity per month by procedure type",
+    "procedures_per_operator": "Procedures per operator",
+    "outcomes_by_type": "Outcomes by procedure type (pain before / 1 month after, stay, collar)",
 }

@@ -137,6 +137,7 @@ def generate_demo_data(session: Session, n_cases: int = 120, year: int | None = 
     year = year or today.year - 1
     users = create_demo_users(session, rounds=rounds)
     board = users["board"]
+    proposer_id = users["radiologist"].id  # decisions proposed by the radiologist, validated by the board member
     counts = dict(cases=0, decisions=0, procedures=0, follow_ups=0, adverse_events=0, deaths=0)
     # weekly tumour boards on Tuesdays
     first = dt.date(year, 1, 1)
@@ -214,7 +215,8 @@ def generate_demo_data(session: Session, n_cases: int = 120, year: int | None = 
         }[dtype]
         d = sv.record_decision(session, None, {"patient_id": p.id, "lesion_id": lesion.id,
                                                "meeting_id": meetings[mdate].id, "question": question,
-                                               "decision_type": dtype, "justification": justif})
+                                               "decision_type": dtype, "justification": justif},
+                               proposed_by=session.get(m.User, proposer_id))
         counts["decisions"] += 1
         pending = rng.random() < 0.05 or mdate >= today - dt.timedelta(days=2)
         if pending:
@@ -324,7 +326,9 @@ def generate_demo_data(session: Session, n_cases: int = 120, year: int | None = 
                 sv.record_adverse_event(session, None, {
                     "procedure_id": proc.id, "event_date": edate, "description": desc,
                     "classification": classification, "grade": grade,
-                    "cement_leak_related": "leak" in desc.lower()})
+                    "cement_leak_related": "leak" in desc.lower(),
+                    # outcome not known yet within a month: the grade is provisional (radiologist's worklist)
+                    "grade_status": "provisional" if (today - edate).days < 30 else "final"})
                 counts["adverse_events"] += 1
         if death:
             sv.record_death(session, None, p.id, death)

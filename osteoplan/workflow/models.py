@@ -70,6 +70,69 @@ PROCEDURE_STATUSES: tuple[str, ...] = ("scheduled", "done", "cancelled")
 TIMEPOINTS: tuple[str, ...] = ("baseline", "day1", "1m", "3m", "6m", "12m")
 #: Nominal delay of each timepoint after the procedure, in days (baseline: before it).
 TIMEPOINT_DAYS: dict[str, int] = {"baseline": 0, "day1": 1, "1m": 30, "3m": 91, "6m": 182, "12m": 365}
+#: Procedure types the team reports its activity by (issue 15). Stored on each procedure
+#: (``Procedure.procedure_type``); when not entered it is inferred from the treated site and what was placed
+#: (:func:`infer_procedure_type`). Kyphoplasty (balloon or implant-assisted) cannot be inferred: it is entered.
+PROCEDURE_TYPES: tuple[str, ...] = (
+    "vertebroplasty", "kyphoplasty", "c2_screw", "vertebral_screw_cement", "pelvic_femoral_screw_cement",
+    "long_bone_cementoplasty", "pelvic_cementoplasty", "other",
+)
+PROCEDURE_TYPE_LABELS: dict[str, str] = {
+    "vertebroplasty": "vertebroplasty",
+    "kyphoplasty": "kyphoplasty (balloon / implant)",
+    "c2_screw": "C2 screw (± cement)",
+    "vertebral_screw_cement": "vertebral screw + cement (other level)",
+    "pelvic_femoral_screw_cement": "pelvic / femoral screw + cement",
+    "long_bone_cementoplasty": "long-bone cementoplasty",
+    "pelvic_cementoplasty": "pelvic cementoplasty (acetabulum, ilium, pubis)",
+    "other": "other",
+}
+#: Non-vertebral sites counted as pelvis (the femur is grouped with them for screw fixation, as the team reports
+#: "pelvic/femoral screw + cement"). Lower-case bone names as typed in ``Lesion.site``.
+PELVIC_SITES: tuple[str, ...] = ("acetabulum", "ilium", "iliac", "ischium", "pubis", "pelvis", "sacrum")
+#: Long bones (cementoplasty of their metaphysis / diaphysis).
+LONG_BONE_SITES: tuple[str, ...] = ("femur", "humerus", "tibia", "fibula", "radius", "ulna")
+
+
+def infer_procedure_type(site_kind: str | None, site: str | None, has_screw: bool, has_cement: bool) -> str:
+    """The procedure type from the treated site and what was placed (screws, cement).
+
+    A classification rule of the project (no published source): a screw in C2 is a "C2 screw" whatever the
+    cement; a screw elsewhere in the spine is "vertebral screw + cement"; a screw in the pelvis or a femur is
+    "pelvic / femoral screw + cement"; cement alone in a vertebra is a vertebroplasty (a kyphoplasty needs a
+    balloon or implant, which is not recorded, so it is only ever entered by hand), in a long bone a long-bone
+    cementoplasty, in the pelvis a pelvic cementoplasty. Anything else (no screw and no cement logged, a screw
+    in a humerus ...) is "other".
+
+    Parameters
+    ----------
+    site_kind : {"vertebra", "bone"} or None
+    site : str or None
+        Vertebral level ("C2") or bone name ("femur").
+    has_screw, has_cement : bool
+        Whether at least one screw / some cement was logged (or, before the procedure, is planned by the
+        tumour-board decision).
+    """
+    s = (site or "").strip().lower()
+    if site_kind == "vertebra":
+        if has_screw:
+            return "c2_screw" if s == "c2" else "vertebral_screw_cement"
+        return "vertebroplasty" if has_cement else "other"
+    pelvic = any(k in s for k in PELVIC_SITES)
+    long_bone = any(k in s for k in LONG_BONE_SITES)
+    if has_screw:
+        return "pelvic_femoral_screw_cement" if (pelvic or "femur" in s) else "other"
+    if has_cement:
+        if long_bone:
+            return "long_bone_cementoplasty"
+        if pelvic:
+            return "pelvic_cementoplasty"
+    return "other"
+
+
+#: Grading status of an adverse event: "provisional" until its outcome is known (CIRSE grades 3-6 depend on
+#: the hospital stay and sequelae), then "final". Legacy rows (NULL) count as final.
+AE_GRADE_STATUSES: tuple[str, ...] = ("provisional", "final")
 AE_CLASSIFICATIONS: dict[str, tuple[str, ...]] = {
     # Filippiadis et al., CVIR 2017;40:1141 (grades 1-6).
     "CIRSE 2017": ("1", "2", "3", "4", "5", "6"),
@@ -212,16 +275,39 @@ class TumourBoardDecision(RecordMixin, Base):
     justification: Mapped[str] = mapped_column(Text, nullable=False, default="")
     validated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     validated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Who proposed (recorded) the decision; a proposer never validates it (board rules, issue 15).
+    #: NULL for decisions recorded before the rule existed or by the system (demo, import).
+    proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     meeting: Mapped[TumourBoardMeeting] = relationship(back_populates="decisions")
     patient: Mapped[Patient] = relationship(back_populates="decisions")
     lesion: Mapped[Lesion | None] = relationship()
-    validated_by: Mapped[User | None] = relationship()
+    validated_by: Mapped[User | None] = relationship(foreign_keys=[validated_by_id])
+    proposed_by: Mapped[User | None] = relationship(foreign_keys=[proposed_by_id])
+    validations: Mapped[list[DecisionValidation]] = relationship(
+        back_populates="decision", order_by="DecisionValidation.id")
 
     @property
     def is_validated(self) -> bool:
         """Whether a physician validated the decision."""
         return self.validated_by_id is not None and self.validated_at is not None
+
+
+class DecisionValidation(RecordMixin, Base):
+    """One board member's validation of a tumour-board decision.
+
+    The decision counts as validated (``validated_by_id`` / ``validated_at`` set, by the member who completed
+    it) once the configured quorum of distinct members, none of them its proposer, have validated it (see
+    :class:`osteoplan.workflow.service.BoardRules`).
+    """
+
+    __tablename__ = "decision_validations"
+    decision_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_decisions.id"), nullable=False, index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    validated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    decision: Mapped[TumourBoardDecision] = relationship(back_populates="validations")
+    user: Mapped[User] = relationship()
 
 
 class Consultation(RecordMixin, Base):
@@ -251,8 +337,12 @@ class Procedure(RecordMixin, Base):
     __tablename__ = "procedures"
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
     lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id"), nullable=False, index=True)
-    decision_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_decisions.id"), nullable=False)
+    #: indexed (0003_worklist): the worklist asks, per validated decision, whether a procedure exists
+    decision_id: Mapped[int] = mapped_column(ForeignKey("tumour_board_decisions.id"), nullable=False, index=True)
     status: Mapped[str] = mapped_column(String(10), nullable=False, default="scheduled")
+    #: One of :data:`PROCEDURE_TYPES`; set when scheduled (from the decision and the site) and when logged (from
+    #: what was placed) unless entered (:func:`infer_procedure_type`).
+    procedure_type: Mapped[str | None] = mapped_column(String(30), index=True)
     scheduled_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
     procedure_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
     operators: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
@@ -330,6 +420,8 @@ class AdverseEvent(RecordMixin, Base):
     classification: Mapped[str] = mapped_column(String(20), nullable=False)  # "CIRSE 2017", "SIR", ...
     grade: Mapped[str] = mapped_column(String(4), nullable=False)
     cement_leak_related: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    #: :data:`AE_GRADE_STATUSES`; "provisional" events are on the radiologist's worklist until graded final.
+    grade_status: Mapped[str | None] = mapped_column(String(12))
 
     patient: Mapped[Patient] = relationship(back_populates="adverse_events")
     procedure: Mapped[Procedure] = relationship()
@@ -433,6 +525,7 @@ ENTITIES: dict[str, type[RecordMixin]] = {
     "plan": SavedPlan,
     "meeting": TumourBoardMeeting,
     "decision": TumourBoardDecision,
+    "decision_validation": DecisionValidation,
     "consultation": Consultation,
     "procedure": Procedure,
     "screw": ProcedureScrew,

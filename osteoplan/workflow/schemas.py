@@ -115,6 +115,7 @@ class ProcedureScheduleIn(_In):
     lesion_id: int | None = None
     anaesthesia: str | None = None
     guidance: str | None = None
+    procedure_type: str | None = None  # models.PROCEDURE_TYPES; inferred from decision and site when None
 
 
 class ScrewIn(_In):
@@ -145,6 +146,7 @@ class ProcedureLogIn(_In):
     fluoroscopy_time_s: float | None = None
     technical_success: bool | None = None
     notes: str | None = None
+    procedure_type: str | None = None  # models.PROCEDURE_TYPES; inferred from site and material when None
 
 
 class PostOpIn(_In):
@@ -179,3 +181,4 @@ class AdverseEventIn(_In):
     grade: str
     classification: str = "CIRSE 2017"
     cement_leak_related: bool = False
+    grade_status: str | None = None  # "provisional" (outcome not known yet: on the worklist) or "final" (default)

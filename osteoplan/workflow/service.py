@@ -404,6 +404,8 @@ def check_procedure(p: m.Procedure) -> None:
     if p.lesion is not None and _pid(p.lesion) != _pid(p):
         raise ValidationError("the lesion belongs to another patient")
     _one_of(p.status, m.PROCEDURE_STATUSES, "procedure status")
+    if p.procedure_type is not None:
+        _one_of(p.procedure_type, m.PROCEDURE_TYPES, "procedure type")
     if p.anaesthesia is not None:
         _one_of(p.anaesthesia, m.ANAESTHESIA, "anaesthesia")
     if p.guidance is not None:
@@ -492,6 +494,8 @@ def check_adverse_event(a: m.AdverseEvent) -> None:
     if a.classification not in m.AE_CLASSIFICATIONS:
         raise ValidationError(f"classification {a.classification!r} is not one of: "
                               f"{', '.join(m.AE_CLASSIFICATIONS)}")
+    if a.grade_status is not None:
+        _one_of(a.grade_status, m.AE_GRADE_STATUSES, "grade status")
     grades = m.AE_CLASSIFICATIONS[a.classification]
     if a.grade not in grades:
         raise ValidationError(f"{a.classification} grade {a.grade!r} does not exist; grades are {', '.join(grades)}")
@@ -766,10 +770,58 @@ def create_meeting(session: Session, actor: m.User | None,
     return mt
 
 
+class BoardRules:
+    """Rules of the tumour board (RCP) for validating a decision (issue 15).
+
+    - A decision is validated by board members other than its proposer (separation of duties): the proposer
+      is refused whatever the quorum.
+    - ``quorum``: number of distinct members (none of them the proposer) whose validation makes the decision
+      valid; default 1, a configurable default without a published source (French RCP rules ask for a
+      multidisciplinary meeting, not a number of signatures).
+    - ``validating_roles``: account roles allowed to validate (default radiologist and tumour-board member,
+      :data:`osteoplan.workflow.models.PHYSICIAN_ROLES`).
+
+    From the environment with :meth:`from_env`: ``OSTEOPLAN_BOARD_QUORUM`` (integer >= 1) and
+    ``OSTEOPLAN_BOARD_VALIDATING_ROLES`` (comma-separated roles).
+    """
+
+    def __init__(self, quorum: int = 1, validating_roles: tuple[str, ...] = m.PHYSICIAN_ROLES):
+        if not isinstance(quorum, int) or quorum < 1:
+            raise ValidationError(f"the board quorum is a whole number of members, at least 1 (got {quorum!r})")
+        unknown = [r for r in validating_roles if r not in m.ROLES]
+        if unknown or not validating_roles:
+            raise ValidationError(f"validating roles must be among {', '.join(m.ROLES)} (got "
+                                  f"{', '.join(validating_roles) or 'none'})")
+        if "research" in validating_roles:
+            raise ValidationError("the read-only research role cannot validate tumour-board decisions")
+        self.quorum = quorum
+        self.validating_roles = tuple(validating_roles)
+
+    @classmethod
+    def from_env(cls) -> "BoardRules":
+        """Rules from ``OSTEOPLAN_BOARD_QUORUM`` / ``OSTEOPLAN_BOARD_VALIDATING_ROLES`` (defaults when unset)."""
+        import os
+
+        q = os.environ.get("OSTEOPLAN_BOARD_QUORUM", "").strip()
+        roles = os.environ.get("OSTEOPLAN_BOARD_VALIDATING_ROLES", "").strip()
+        try:
+            quorum = int(q) if q else 1
+        except ValueError:
+            raise ValidationError("OSTEOPLAN_BOARD_QUORUM must be a whole number (e.g. 2)") from None
+        return cls(quorum, tuple(r.strip() for r in roles.split(",") if r.strip()) if roles else m.PHYSICIAN_ROLES)
+
+    def __repr__(self) -> str:
+        return f"BoardRules(quorum={self.quorum}, validating_roles={self.validating_roles})"
+
+
 @_atomic
 def record_decision(session: Session, actor: m.User | None,
-                    data: s.DecisionIn | Mapping[str, Any]) -> m.TumourBoardDecision:
-    """Record a tumour-board decision (not yet validated). Reuses or creates the meeting of that date."""
+                    data: s.DecisionIn | Mapping[str, Any], *,
+                    proposed_by: m.User | None = None) -> m.TumourBoardDecision:
+    """Record a tumour-board decision (not yet validated). Reuses or creates the meeting of that date.
+
+    The proposer is ``proposed_by`` (default the actor); a proposer can never validate the decision
+    (:class:`BoardRules`)."""
     _require_writer(actor)
     data = _parse(s.DecisionIn, data)
     patient = _get(session, m.Patient, data.patient_id, "patient")
@@ -788,8 +840,10 @@ def record_decision(session: Session, actor: m.User | None,
     else:
         raise ValidationError("give the tumour-board meeting (meeting_id) or its date (meeting_date)")
     lesion = _get(session, m.Lesion, data.lesion_id, "lesion") if data.lesion_id is not None else None
+    proposer = proposed_by or actor
     d = m.TumourBoardDecision(meeting=meeting, patient=patient, lesion=lesion, question=data.question,
-                              decision_type=data.decision_type, justification=data.justification)
+                              decision_type=data.decision_type, justification=data.justification,
+                              proposed_by_id=proposer.id if proposer is not None else None)
     check_decision(d)
     session.add(d)
     _flush(session)
@@ -801,23 +855,54 @@ def record_decision(session: Session, actor: m.User | None,
 @_atomic
 def validate_decision(session: Session, actor: m.User | None, decision_id: int, *,
                       validated_by: m.User | None = None, expected_version: int | None = None,
-                      at: dt.datetime | None = None) -> m.TumourBoardDecision:
-    """Validate a decision as the named physician (``validated_by``, default the actor: radiologist or
-    tumour-board member)."""
+                      at: dt.datetime | None = None, rules: BoardRules | None = None) -> m.TumourBoardDecision:
+    """Validate a decision as the named board member (``validated_by``, default the actor).
+
+    Board rules (:class:`BoardRules`, default :meth:`BoardRules.from_env`): the member has a validating role,
+    is not the decision's proposer and has not validated it already; the decision becomes valid when
+    ``rules.quorum`` distinct members validated it (``validated_by`` / ``validated_at`` then name the member
+    who completed the quorum; each validation is kept as a :class:`~osteoplan.workflow.models.DecisionValidation`).
+
+    Raises
+    ------
+    PermissionDeniedError
+        The member may not validate (role, proposer, inactive account).
+    ValidationError
+        Already validated (by this member, or by the quorum).
+    """
     _require_writer(actor)
+    rules = rules or BoardRules.from_env()
     d = _get(session, m.TumourBoardDecision, decision_id, "tumour-board decision")
     _check_version(d, expected_version)
     physician = validated_by or actor
-    if physician is None or physician.role not in m.PHYSICIAN_ROLES or not physician.active:
-        raise PermissionDeniedError("a tumour-board decision is validated by a named physician (radiologist or "
-                                    "tumour-board member account)")
+    if physician is None or physician.role not in rules.validating_roles or not physician.active:
+        raise PermissionDeniedError("a tumour-board decision is validated by a named physician of the board ("
+                                    + " or ".join(r.replace("_", "-") for r in rules.validating_roles)
+                                    + " account)")
+    if d.proposed_by_id is not None and d.proposed_by_id == physician.id:
+        raise PermissionDeniedError("you proposed this decision: another board member must validate it "
+                                    "(separation of duties)")
     if d.is_validated:
         raise ValidationError("this decision is already validated")
-    d.validated_by_id = physician.id  # by id: the account may come from another session
-    d.validated_at = at or m.utcnow()
+    live = [v for v in d.validations if v.deleted_at is None]
+    if any(v.user_id == physician.id for v in live):
+        raise ValidationError(f"you already validated this decision; {rules.quorum - len(live)} more board "
+                              "member(s) must validate it")
+    when = at or m.utcnow()
+    v = m.DecisionValidation(decision=d, user_id=physician.id, validated_at=when)
+    session.add(v)
+    complete = len(live) + 1 >= rules.quorum
+    if complete:
+        d.validated_by_id = physician.id  # by id: the account may come from another session
+        d.validated_at = when
+    else:
+        d.updated_at = m.utcnow()  # the decision changed (one more validation): bump its version
     check_decision(d)
+    if v.validated_at.date() < d.meeting.meeting_date:
+        raise ValidationError("a decision cannot be validated before the meeting that took it")
     audit(session, actor, "update", "decision", d.id, patient_id=d.patient_id,
-          detail={"fields": ["validated_by", "validated_at"], "validated_by": physician.username})
+          detail={"fields": ["validated_by", "validated_at"] if complete else ["validations"],
+                  "validated_by": physician.username, "validations": len(live) + 1, "quorum": rules.quorum})
     _flush(session)
     return d
 
@@ -854,8 +939,12 @@ def schedule_procedure(session: Session, actor: m.User | None,
     if lesion_id is None:
         raise ValidationError("say which lesion the procedure treats (the decision names none)")
     lesion = _get(session, m.Lesion, lesion_id, "lesion")
+    ptype = data.procedure_type or m.infer_procedure_type(
+        lesion.site_kind, lesion.site, d.decision_type in ("screw_cement", "screw_alone"),
+        d.decision_type in ("screw_cement", "cement_alone"))
     p = m.Procedure(patient=d.patient, lesion=lesion, decision=d, status="scheduled",
-                    scheduled_date=data.scheduled_date, anaesthesia=data.anaesthesia, guidance=data.guidance)
+                    scheduled_date=data.scheduled_date, anaesthesia=data.anaesthesia, guidance=data.guidance,
+                    procedure_type=ptype)
     check_procedure(p)
     session.add(p)
     _flush(session)
@@ -885,6 +974,9 @@ def log_procedure(session: Session, actor: m.User | None, procedure_id: int,
         for i, sc in enumerate(data.screws, start=1):
             p.screws.append(m.ProcedureScrew(position=i, diameter_mm=sc.diameter_mm, length_mm=sc.length_mm,
                                              cannulated=sc.cannulated))
+    if data.procedure_type is None and p.procedure_type != "kyphoplasty":  # kyphoplasty: entered, not inferable
+        p.procedure_type = m.infer_procedure_type(p.lesion.site_kind, p.lesion.site, bool(p.live_screws),
+                                                  bool(p.cement_volume_ml))
     p.status = "done"
     check_procedure(p)
     audit(session, actor, "update", "procedure", p.id, patient_id=p.patient_id, reason=reason,
@@ -935,7 +1027,8 @@ def record_adverse_event(session: Session, actor: m.User | None,
     _require_writer(actor)
     data = _parse(s.AdverseEventIn, data)
     proc = _get(session, m.Procedure, data.procedure_id, "procedure")
-    a = m.AdverseEvent(patient=proc.patient, procedure=proc, **data.model_dump(exclude={"procedure_id"}))
+    a = m.AdverseEvent(patient=proc.patient, procedure=proc, **data.model_dump(exclude={"procedure_id", "grade_status"}),
+                       grade_status=data.grade_status or "final")
     check_adverse_event(a)
     session.add(a)
     _flush(session)
@@ -972,10 +1065,11 @@ EDITABLE: dict[str, tuple[str, ...]] = {
     "procedure": ("scheduled_date", "procedure_date", "operators", "anaesthesia", "guidance", "levels_treated",
                   "hydrodissection_volume_ml", "trocar", "guide_pin", "cement_volume_ml", "cement_leak",
                   "leak_sites", "duration_min", "dlp_mgy_cm", "fluoroscopy_time_s", "technical_success", "notes",
-                  "collar_removed_date", "discharge_date", "status"),
+                  "collar_removed_date", "discharge_date", "status", "procedure_type"),
     "follow_up": ("timepoint", "visit_date", "pain_nrs", "analgesics", "opioid_mme_mg_day", "imaging",
                   "imaging_findings", "adjuvant_radiotherapy", "adjuvant_chemotherapy", "notes"),
-    "adverse_event": ("event_date", "description", "grade", "classification", "cement_leak_related"),
+    "adverse_event": ("event_date", "description", "grade", "classification", "cement_leak_related",
+                      "grade_status"),
     "user": ("display_name", "role", "active"),
 }
 _IDENTITY = ("family_name", "given_name", "birth_date", "hospital_id")
@@ -1170,6 +1264,9 @@ def _case_query():
         selectinload(m.Patient.lesions).selectinload(m.Lesion.plans),
         selectinload(m.Patient.decisions).selectinload(m.TumourBoardDecision.meeting),
         selectinload(m.Patient.decisions).selectinload(m.TumourBoardDecision.validated_by),
+        selectinload(m.Patient.decisions).selectinload(m.TumourBoardDecision.proposed_by),
+        selectinload(m.Patient.decisions).selectinload(m.TumourBoardDecision.validations)
+        .selectinload(m.DecisionValidation.user),
         selectinload(m.Patient.consultations),
         selectinload(m.Patient.procedures).selectinload(m.Procedure.screws),
         selectinload(m.Patient.follow_ups),
@@ -1293,6 +1390,10 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
         "validated_by": (d.validated_by.display_name or d.validated_by.username) if d.validated_by and
         not pseudonymised else None,
         "validated_at": D(d.validated_at),
+        "proposed_by": _name(d.proposed_by) if not pseudonymised else None,
+        "proposed_by_id": d.proposed_by_id if not pseudonymised else None,
+        "validations": [{"by": None if pseudonymised else _name(v.user), "at": D(v.validated_at)}
+                        for v in _live(d.validations)],
     } for d in _live(p.decisions)]
     out["consultations"] = [{
         "id": c.id, "version": c.version, "decision_id": c.decision_id, "lesion_id": c.lesion_id,
@@ -1316,6 +1417,8 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
         "length_of_stay_days": ((x.discharge_date - x.procedure_date).days
                                 if x.discharge_date and x.procedure_date else None),
         "consolidation_type": consolidation_type(x) if x.status == "done" else None,
+        "procedure_type": x.procedure_type,
+        "procedure_type_label": m.PROCEDURE_TYPE_LABELS.get(x.procedure_type or "", x.procedure_type),
         "complex": is_complex(x) if x.status == "done" else None,
     } for x in _live(p.procedures)]
     out["follow_ups"] = [{
@@ -1328,10 +1431,14 @@ def case_view(p: m.Patient, pseudonymised: bool) -> dict[str, Any]:
     out["adverse_events"] = [{
         "id": a.id, "version": a.version, "procedure_id": a.procedure_id, "event_date": D(a.event_date),
         "description": T(a.description), "classification": a.classification, "grade": a.grade,
-        "cement_leak_related": a.cement_leak_related,
+        "cement_leak_related": a.cement_leak_related, "grade_status": a.grade_status or "final",
     } for a in _live(p.adverse_events)]
     out["timeline"] = _timeline(p, D)
     return out
+
+
+def _name(u: m.User | None) -> str | None:
+    return (u.display_name or u.username) if u is not None else None
 
 
 def _timeline(p: m.Patient, D: _Dates) -> list[dict[str, Any]]:
@@ -1460,14 +1567,109 @@ def _summaries(session: Session, pats: list[Any], pseudonymised: bool) -> list[d
     return out
 
 
+def stage_predicate(stage: str):
+    """SQL condition on :class:`~osteoplan.workflow.models.Patient` rows at :func:`pathway_stage` *stage*.
+
+    The same rules in the same order as :func:`pathway_stage`, as EXISTS sub-queries on the child tables'
+    indexed ``patient_id`` (so a stage filter pages in SQL instead of summarising every case in Python).
+    """
+    from sqlalchemy import and_, exists, not_
+
+    P = m.Patient
+
+    def ex(model, *conds):
+        return exists().where(model.patient_id == P.id, model.deleted_at.is_(None), *conds)
+
+    D = m.TumourBoardDecision
+    steps = [
+        ("deceased", P.date_of_death.is_not(None)),
+        ("followed", ex(m.FollowUp)),
+        ("done", ex(m.Procedure, m.Procedure.status == "done")),
+        ("scheduled", ex(m.Procedure, m.Procedure.status == "scheduled")),
+        ("consulted", ex(m.Consultation)),
+        ("rcp_validated", ex(D, D.validated_by_id.is_not(None), D.validated_at.is_not(None))),
+        ("rcp_pending", ex(D)),
+        ("referred", None),
+    ]
+    names = [n for n, _ in steps]
+    if stage not in names:
+        raise ValidationError(f"stage {stage!r} is not one of {', '.join(names)}")
+    conds = []
+    for name, cond in steps:
+        if name == stage:
+            if cond is not None:
+                conds.append(cond)
+            break
+        conds.append(not_(cond))
+    return and_(*conds)
+
+
+#: Date a case-list date filter applies to: a tumour-board meeting, or a procedure (done: its date; else the
+#: scheduled date).
+CASE_DATE_KINDS: tuple[str, ...] = ("procedure", "board")
+
+
+def case_filters(*, stage: str | None = None, procedure_type: str | None = None, site: str | None = None,
+                 operator: str | None = None, date_from: dt.date | None = None, date_to: dt.date | None = None,
+                 date_kind: str = "procedure") -> list[Any]:
+    """SQL conditions on patients for the case-list filters (all optional, combined with AND).
+
+    ``site``: a lesion at this site (case-insensitive; "C2", "femur"). ``procedure_type``: a live procedure of
+    this type (:data:`~osteoplan.workflow.models.PROCEDURE_TYPES`, done or scheduled). ``operator``: a live
+    procedure whose operators contain this text (case-insensitive, ASCII; names are stored as JSON text).
+    ``date_from`` / ``date_to`` (inclusive) on ``date_kind`` (:data:`CASE_DATE_KINDS`).
+    """
+    from sqlalchemy import exists
+
+    P, X, L = m.Patient, m.Procedure, m.Lesion
+    out: list[Any] = []
+    if stage:
+        out.append(stage_predicate(stage))
+    if procedure_type:
+        _one_of(procedure_type, m.PROCEDURE_TYPES, "procedure type")
+        out.append(exists().where(X.patient_id == P.id, X.deleted_at.is_(None), X.status != "cancelled",
+                                  X.procedure_type == procedure_type))
+    if site and site.strip():
+        out.append(exists().where(L.patient_id == P.id, L.deleted_at.is_(None),
+                                  func.lower(L.site) == site.strip().lower()))
+    if operator and operator.strip():
+        like = "%" + operator.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        from sqlalchemy import Text, cast
+
+        out.append(exists().where(X.patient_id == P.id, X.deleted_at.is_(None),
+                                  func.lower(cast(X.operators, Text)).like(like, escape="\\")))
+    if date_from is not None or date_to is not None:
+        _one_of(date_kind, CASE_DATE_KINDS, "date kind")
+        if date_kind == "procedure":
+            col = func.coalesce(X.procedure_date, X.scheduled_date)
+            conds = [X.patient_id == P.id, X.deleted_at.is_(None), X.status != "cancelled"]
+            model_exists = exists().where(*conds, *( [col >= date_from] if date_from else []),
+                                          *([col <= date_to] if date_to else []))
+        else:
+            D, MT = m.TumourBoardDecision, m.TumourBoardMeeting
+            model_exists = (exists().where(D.patient_id == P.id, D.deleted_at.is_(None), D.meeting_id == MT.id,
+                                           *([MT.meeting_date >= date_from] if date_from else []),
+                                           *([MT.meeting_date <= date_to] if date_to else [])))
+        out.append(model_exists)
+    return out
+
+
 def list_cases(session: Session, actor: m.User | None, *, search: str | None = None, stage: str | None = None,
-               limit: int = 50, offset: int = 0, reason: str | None = None) -> dict[str, Any]:
-    """Page of the case list, newest first: ``{"total", "items": [row...]}`` (rows as :func:`case_summary`).
-    Logs one read.
+               limit: int = 50, offset: int = 0, reason: str | None = None, before_id: int | None = None,
+               procedure_type: str | None = None, site: str | None = None, operator: str | None = None,
+               date_from: dt.date | None = None, date_to: dt.date | None = None, date_kind: str = "procedure",
+               with_total: bool = True) -> dict[str, Any]:
+    """Page of the case list, newest first: ``{"total", "items": [row...], "next_before_id"}`` (rows as
+    :func:`case_summary`). Logs one read.
 
     ``search`` matches the case code, primary cancer and lesion site (and, for users who see identity, the
-    family/given name and hospital identifier, decrypted in memory). ``stage`` keeps the cases at that
-    :func:`pathway_stage`.
+    family/given name and hospital identifier, decrypted in memory). ``stage``, ``procedure_type``, ``site``,
+    ``operator``, ``date_from`` / ``date_to`` / ``date_kind``: see :func:`case_filters`; they are SQL conditions,
+    so a filtered page costs one indexed query, not a pass over every case.
+
+    Paging: ``before_id`` (keyset: the cases with a smaller id, i.e. older; ``next_before_id`` of the previous
+    page) stays as fast on the last page as on the first; ``offset`` is kept for callers that number pages.
+    ``with_total=False`` skips the count query.
 
     Only the columns a list row shows are read: the patients of the page, then one narrow query per child
     table restricted to those patients (no eager loading of whole records; see ``benchmarks/list_cases.py``).
@@ -1476,6 +1678,10 @@ def list_cases(session: Session, actor: m.User | None, *, search: str | None = N
     cols = (m.Patient.id, m.Patient.code, m.Patient.version, m.Patient.primary_cancer, m.Patient.date_of_death)
     idcols = (m.Patient.family_name, m.Patient.given_name) if not pseudo else ()
     q = select(*cols, *idcols).where(m.Patient.deleted_at.is_(None)).order_by(m.Patient.id.desc())
+    filters = case_filters(stage=stage, procedure_type=procedure_type, site=site, operator=operator,
+                           date_from=date_from, date_to=date_to, date_kind=date_kind)
+    if filters:
+        q = q.where(*filters)
     needle = (search or "").strip().lower()
     if needle:
         like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -1496,18 +1702,19 @@ def list_cases(session: Session, actor: m.User | None, *, search: str | None = N
     def _pad(rows):
         return [tuple(r) + ((None, None) if pseudo else ()) for r in rows]
 
-    if not stage:
-        total = session.scalar(select(func.count()).select_from(q.order_by(None).subquery()))
-        pats = _pad(session.execute(q.limit(limit).offset(offset)))
-        items = _summaries(session, pats, pseudo)
-    else:
-        items = [r for r in _summaries(session, _pad(session.execute(q)), pseudo) if r["stage"] == stage]
-        total = len(items)
-        items = items[offset:offset + limit]
+    total = (session.scalar(select(func.count()).select_from(q.order_by(None).subquery())) if with_total else None)
+    page_q = q.where(m.Patient.id < before_id) if before_id is not None else q.offset(offset)
+    pats = _pad(session.execute(page_q.limit(limit + 1)))
+    more = len(pats) > limit
+    pats = pats[:limit]
+    items = _summaries(session, pats, pseudo)
     audit(session, actor, "read", "case_list", None, reason=reason,
-          detail={"returned": [r["id"] for r in items], "search": bool(needle)})
+          detail={"returned": [r["id"] for r in items], "search": bool(needle),
+                  "filters": sorted(k for k, v in (("stage", stage), ("procedure_type", procedure_type),
+                                                   ("site", site), ("operator", operator),
+                                                   ("date_from", date_from), ("date_to", date_to)) if v)})
     _flush(session)
-    return {"total": total, "items": items}
+    return {"total": total, "items": items, "next_before_id": items[-1]["id"] if more and items else None}
 
 
 def read_audit_log(session: Session, actor: m.User | None, *, patient_id: int | None = None, limit: int = 200,

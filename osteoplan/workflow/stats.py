@@ -17,6 +17,14 @@ Definitions
   (Hyndman & Fan type 7).
 - Length of stay: discharge date - procedure date, days. Collar removal delay: collar removal date - procedure
   date, days (procedures with a collar removal date).
+- Procedure type (issue 15): the type stored on the procedure (:data:`osteoplan.workflow.models.PROCEDURE_TYPES`:
+  vertebroplasty, kyphoplasty, C2 screw, vertebral screw + cement, pelvic/femoral screw + cement, long-bone and
+  pelvic cementoplasty, other), inferred from site and material for rows without one
+  (:func:`osteoplan.workflow.models.infer_procedure_type`).
+- Pain before / after (``outcomes_by_type``): baseline NRS vs the 1-month NRS of the same procedure (pairs only);
+  change = 1 month - baseline (negative = relief), median.
+- Adverse events are counted per classification: CIRSE (2017, 2026) and SIR grades are different scales and are
+  never put in one column or on one plot axis (:func:`plot_complications` draws one panel per classification).
 """
 
 from __future__ import annotations
@@ -158,6 +166,81 @@ def collar_removal_delay(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
     return [{"measure": "collar_removal_delay_days", **_describe(days)}]
 
 
+def procedure_type_of(x: m.Procedure) -> str:
+    """The procedure's type (stored, else inferred from its site and what was placed)."""
+    return x.procedure_type or m.infer_procedure_type(x.lesion.site_kind, x.lesion.site, bool(x.live_screws),
+                                                      bool(x.cement_volume_ml))
+
+
+def _by_type(procs: Sequence[m.Procedure], key) -> list[dict[str, Any]]:
+    by: dict[Any, Counter] = defaultdict(Counter)
+    for x in procs:
+        c = by[key(x)]
+        c["total"] += 1
+        c[procedure_type_of(x)] += 1
+    return [{"period": k, "total": c["total"], **{t: c[t] for t in m.PROCEDURE_TYPES}} for k, c in sorted(by.items())]
+
+
+def activity_by_type_year(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per year: total and one column per procedure type (:data:`~osteoplan.workflow.models.PROCEDURE_TYPES`)."""
+    return [{"year": r.pop("period"), **r} for r in _by_type(procs, lambda x: x.procedure_date.year)]
+
+
+def activity_by_type_month(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per calendar month (``YYYY-MM``): total and one column per procedure type."""
+    return [{"month": r.pop("period"), **r} for r in _by_type(procs, lambda x: f"{x.procedure_date:%Y-%m}")]
+
+
+def procedures_per_operator(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per operator named in the log: procedures (a procedure counts once for each of its operators), how many
+    as the first-named operator, and their most frequent procedure type. Procedures without an operator are
+    counted under "not recorded"."""
+    n: Counter = Counter()
+    first: Counter = Counter()
+    types: dict[str, Counter] = defaultdict(Counter)
+    for x in procs:
+        ops = [o.strip() for o in (x.operators or []) if o and o.strip()] or ["not recorded"]
+        first[ops[0]] += 1
+        for o in dict.fromkeys(ops):
+            n[o] += 1
+            types[o][procedure_type_of(x)] += 1
+    return [{"operator": o, "procedures": k, "first_operator": first[o],
+             "main_type": types[o].most_common(1)[0][0]} for o, k in sorted(n.items(), key=lambda t: (-t[1], t[0]))]
+
+
+def outcomes_by_type(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per procedure type: pain before (baseline) and after (1 month) as medians, paired change, length of stay
+    and collar removal delay (medians, days), technical success %. One row per type with procedures."""
+    groups: dict[str, list[m.Procedure]] = defaultdict(list)
+    for x in procs:
+        groups[procedure_type_of(x)].append(x)
+    rows = []
+    for t in m.PROCEDURE_TYPES:
+        xs = groups.get(t)
+        if not xs:
+            continue
+        base, after, change = [], [], []
+        for x in xs:
+            fu = {f.timepoint: f.pain_nrs for f in _live(x.patient.follow_ups)
+                  if f.procedure_id == x.id and f.pain_nrs is not None}
+            if "baseline" in fu:
+                base.append(fu["baseline"])
+            if "1m" in fu:
+                after.append(fu["1m"])
+            if "baseline" in fu and "1m" in fu:
+                change.append(fu["1m"] - fu["baseline"])
+        los = [(x.discharge_date - x.procedure_date).days for x in xs if x.discharge_date]
+        collar = [(x.collar_removed_date - x.procedure_date).days for x in xs if x.collar_removed_date]
+        ok = [x.technical_success for x in xs if x.technical_success is not None]
+        rows.append({"procedure_type": t, "procedures": len(xs),
+                     "pain_baseline_median": _describe(base)["median"], "pain_1m_median": _describe(after)["median"],
+                     "pain_pairs": len(change), "pain_change_median": _describe(change)["median"],
+                     "length_of_stay_median_days": _describe(los)["median"], "length_of_stay_n": len(los),
+                     "collar_removal_median_days": _describe(collar)["median"], "collar_removal_n": len(collar),
+                     "technical_success_percent": round(100.0 * sum(ok) / len(ok), 1) if ok else None})
+    return rows
+
+
 TABLES = {
     "procedures_per_year": procedures_per_year,
     "procedures_per_type": procedures_per_type,
@@ -167,6 +250,10 @@ TABLES = {
     "pain_over_time": pain_over_time,
     "length_of_stay": length_of_stay,
     "collar_removal_delay": collar_removal_delay,
+    "activity_by_type_year": activity_by_type_year,
+    "activity_by_type_month": activity_by_type_month,
+    "procedures_per_operator": procedures_per_operator,
+    "outcomes_by_type": outcomes_by_type,
 }
 
 
@@ -193,7 +280,11 @@ def compute_statistics(session: Session, actor: m.User | None, year: int | None 
     procs.sort(key=lambda x: (x.procedure_date, x.id))
     sv.audit(session, actor, "read", "statistics", None, detail={"year": year})
     session.flush()
-    return {name: fn(procs) for name, fn in TABLES.items()}
+    out = {name: fn(procs) for name, fn in TABLES.items()}
+    if not sv.sees_identity(actor):  # research: operators are people too; numbered, not named
+        for i, r in enumerate(out["procedures_per_operator"], start=1):
+            r["operator"] = "not recorded" if r["operator"] == "not recorded" else f"operator {i}"
+    return out
 
 
 def available_years(session: Session) -> list[int]:
@@ -278,16 +369,56 @@ def plot_per_site(rows: Sequence[dict[str, Any]], path: str | Path, top: int = 1
     return _save(fig, path)
 
 
-def plot_complications(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Bars: complication rate (% of procedures) per classification and grade (PNG)."""
+def complications_figure(rows: Sequence[dict[str, Any]]):
+    """The adverse-event figure: ONE PANEL PER CLASSIFICATION (CIRSE 2017, CIRSE 2026, SIR ...), each with its own
+    grade axis in that scale's order; CIRSE and SIR grades are different scales and never share an axis.
+    Returns the matplotlib figure (see :func:`plot_complications`)."""
     plt = _fig()
-    rows = [r for r in rows if r["classification"] != "any"]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.bar([f"{r['classification']}\n{r['grade']}" for r in rows], [r["rate_percent"] or 0 for r in rows],
-           color="tab:red")
-    ax.set_ylabel("% of procedures")
-    ax.set_title("Adverse events by grade")
-    ax.tick_params(axis="x", labelsize=7)
+    rows = [r for r in rows if r["classification"] not in ("any",)]
+    classes = [c for c in m.AE_CLASSIFICATIONS if any(r["classification"] == c for r in rows)]
+    classes += sorted({r["classification"] for r in rows} - set(classes))
+    if not classes:
+        fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+        ax.text(0.5, 0.5, "no adverse event recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    fig, axes = plt.subplots(1, len(classes), figsize=(max(5.0, 3.2 * len(classes) + 0.6), 4), dpi=100,
+                             squeeze=False)
+    top = max([r["rate_percent"] or 0 for r in rows] + [1.0])
+    for ax, cl in zip(axes[0], classes):
+        grades = m.AE_CLASSIFICATIONS.get(cl) or tuple(sorted({r["grade"] for r in rows if r["classification"] == cl}))
+        rate = {r["grade"]: r["rate_percent"] or 0 for r in rows if r["classification"] == cl}
+        ax.bar(list(grades), [rate.get(g, 0) for g in grades], color="tab:red" if cl.startswith("CIRSE") else "tab:purple")
+        ax.set_title(f"{cl} grade", fontsize=10)
+        ax.set_ylim(0, top * 1.2)
+        ax.set_xlabel("grade")
+    axes[0][0].set_ylabel("% of procedures")
+    fig.suptitle("Adverse events by grade, one panel per classification", fontsize=9)
+    return fig
+
+
+def plot_complications(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Bars: complication rate (% of procedures) per grade, one panel per classification (PNG)."""
+    return _save(complications_figure(rows), path)
+
+
+def plot_activity_by_type(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Stacked bars: procedures per year by procedure type (PNG)."""
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    years = [str(r["year"]) for r in rows]
+    bottom = [0] * len(rows)
+    cmap = plt.get_cmap("tab10")
+    for i, t in enumerate(m.PROCEDURE_TYPES):
+        vals = [r.get(t, 0) for r in rows]
+        if not any(vals):
+            continue
+        ax.bar(years, vals, bottom=bottom, label=m.PROCEDURE_TYPE_LABELS[t], color=cmap(i))
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("procedures")
+    ax.set_title("Procedures per year by procedure type")
+    ax.set_ylim(0, max(bottom + [1]) * 1.05 + 1)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)
 
 
@@ -318,4 +449,5 @@ def export_all(session: Session, actor: m.User | None, out_dir: str | Path, year
     files.append(plot_per_year(tables["procedures_per_year"], out / "procedures_per_year.png"))
     files.append(plot_per_site(tables["procedures_per_site"], out / "procedures_per_site.png"))
     files.append(plot_complications(tables["complications"], out / "complications.png"))
+    files.append(plot_activity_by_type(tables["activity_by_type_year"], out / "activity_by_type.png"))
     return files

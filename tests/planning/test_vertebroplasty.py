@@ -187,3 +187,22 @@ def test_a_level_without_pedicles_is_not_planned_and_the_others_are():
     assert plan.unplanned == ("L2",) and [t.level for t in plan.trajectories] == ["L1"]
     assert plan.verdict.code == "no_feasible_path" and "L2" in plan.verdict.text_en
     assert any(w.startswith("NOT PLANNED: L2: the left and right pedicles were not found") for w in plan.warnings)
+
+
+def test_a_canal_mask_that_stops_above_the_level_is_not_assessed_there():
+    vol, lm, spine = make_lumbar(("L1",))
+    canal = lm.get("spinal_canal").copy()
+    z = vol.index_to_world(np.argwhere(np.ones(vol.shape, bool)).astype(float))[:, 2].reshape(vol.shape)
+    canal[z < 20] = False  # the mask stops 7 mm above the body's top (height 26 mm around z = 0)
+    lm.masks["spinal_canal"] = canal
+    plan = make_plan(vol, lm, _anatomy(vol, lm, spine), "vertebroplasty-transpedicular", level="L1")
+    c = plan.trajectories[0].check("spinal_canal")
+    assert c.status == "not_assessed" and "not at L1" in c.note
+    assert plan.verdict.code == "not_cleared"
+
+
+def test_procedures_map_to_the_registry_types():
+    from osteoplan.planning.procedures import get_procedure, procedure_names
+    from osteoplan.workflow.models import PROCEDURE_TYPES
+
+    assert {get_procedure(n).registry_type for n in procedure_names()} <= set(PROCEDURE_TYPES)

@@ -252,7 +252,7 @@ def test_walk_case_from_rcp_to_3_month_follow_up(browser, live_server, shots, tm
     after = _n_procedures(page, base)
     assert after == before + 1
     page.screenshot(path=str(shots / "statistics.png"), full_page=True)
-    assert page.locator(".plots img").count() == 4
+    assert page.locator(".plots img").count() == 5  # + procedures per year by type (issue 15)
     for img in page.locator(".plots img").all():
         assert img.evaluate("e => e.complete && e.naturalWidth > 100")
 

@@ -95,7 +95,7 @@ def make_case(s, users, *, meeting=D(2025, 3, 4), site="C2", kind="vertebra", de
     if kind == "vertebra":
         les["sins"] = {"pain": "mechanical", "alignment": "normal", "collapse": "none", "posterolateral": "none"}
     ids["lesion"] = sv.add_lesion(s, rad, les).id
-    d = sv.record_decision(s, board, {"patient_id": p.id, "lesion_id": ids["lesion"], "meeting_date": meeting,
+    d = sv.record_decision(s, rad, {"patient_id": p.id, "lesion_id": ids["lesion"], "meeting_date": meeting,
                                       "specialties_present": ["IR", "oncology", "radiotherapy"],
                                       "question": "Consolidation?", "decision_type": decision,
                                       "justification": "high fracture risk"})

@@ -89,7 +89,7 @@ def test_every_service_call_leaves_one_audit_record(session, users):
         ("create", "lesion", lambda: sv.add_lesion(session, rad, {"patient_id": p.id, "site_kind": "vertebra",
                                                                 "site": "C2", "lesion_type": "lytic"})),
         ("create", "plan", lambda: sv.attach_plan(session, rad, {"lesion_id": 1, "plan": {"schema_version": 1}})),
-        ("create", "decision", lambda: sv.record_decision(session, board, {
+        ("create", "decision", lambda: sv.record_decision(session, rad, {  # validated by another member below
             "patient_id": p.id, "lesion_id": 1, "meeting_date": D(2025, 3, 4), "question": "q",
             "decision_type": "screw_cement"})),
         ("update", "decision", lambda: sv.validate_decision(session, board, 1)),

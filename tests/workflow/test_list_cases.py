@@ -70,3 +70,38 @@ def test_search_wildcards_are_literal_and_deleted_lesions_ignored(session, users
         assert b["patient"] not in [r["id"] for r in sv.list_cases(session, users[role], search="T8")["items"]]
     assert a["patient"] in [r["id"] for r in sv.list_cases(session, users["rad"], search="dupont")["items"]]
     assert sv.list_cases(session, users["res"], search="dupont")["total"] == 0  # no identity search for research
+
+
+def test_filters_equal_a_python_pass_over_loaded_cases_and_keyset_pages(session, users, registry):
+    """Each case-list filter (issue 15) gives exactly the cases a Python pass over fully loaded cases selects;
+    walking the keyset pages gives the whole list once, in order."""
+    pats = list(session.scalars(sv._case_query().where(m.Patient.deleted_at.is_(None)).order_by(m.Patient.id.desc())))
+    live = lambda rows: [r for r in rows if r.deleted_at is None]  # noqa: E731
+    procs = {p.id: [x for x in live(p.procedures) if x.status != "cancelled"] for p in pats}
+    checks = {
+        "procedure_type": ("vertebroplasty", lambda p: any(x.procedure_type == "vertebroplasty" for x in procs[p.id])),
+        "site": ("c2", lambda p: any(x.site == "C2" for x in live(p.lesions))),
+        "operator": ("fellow", lambda p: any("fellow" in o.lower() for x in procs[p.id] for o in x.operators)),
+    }
+    for key, (value, pred) in checks.items():
+        want = [p.id for p in pats if pred(p)]
+        got = sv.list_cases(session, users["rad"], limit=500, **{key: value})
+        assert [r["id"] for r in got["items"]] == want and got["total"] == len(want) and want, key
+    lo, hi = D(2025, 5, 1), D(2025, 8, 31)
+    want = [p.id for p in pats if any(lo <= (x.procedure_date or x.scheduled_date) <= hi for x in procs[p.id])]
+    got = sv.list_cases(session, users["rad"], limit=500, date_from=lo, date_to=hi)
+    assert [r["id"] for r in got["items"]] == want and want
+    want = [p.id for p in pats if any(lo <= d.meeting.meeting_date <= hi for d in live(p.decisions))]
+    got = sv.list_cases(session, users["rad"], limit=500, date_from=lo, date_to=hi, date_kind="board")
+    assert [r["id"] for r in got["items"]] == want and want
+    # keyset pages of 7: every case once, newest first
+    seen, before = [], None
+    while True:
+        page = sv.list_cases(session, users["res"], limit=7, before_id=before, with_total=False)
+        seen += [r["id"] for r in page["items"]]
+        before = page["next_before_id"]
+        if before is None:
+            break
+    assert seen == [p.id for p in pats]
+    with pytest.raises(sv.ValidationError, match="procedure type"):
+        sv.list_cases(session, users["rad"], procedure_type="osteotomy")

@@ -218,6 +218,10 @@ def _risk(volume, anatomy) -> dict | None:
         from osteoplan.risk.assessment import assess
     except ImportError:
         return None
+    if getattr(anatomy, "spine", None) is not None:
+        # the risk stage reads a C2 lesion; for a thoracolumbar plan it is asked separately, at the lesion's level
+        return {"summary": ["fracture risk not assessed with this plan: run 'osteoplan risk CT --level LEVEL' for "
+                            "the level of the lesion"]}
     try:
         with step("fracture risk (SINS proposal, CT rigidity)"):
             rep = assess(volume, anatomy)

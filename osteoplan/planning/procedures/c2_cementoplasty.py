@@ -41,7 +41,7 @@ class C2Cementoplasty(C2DensScrew):
 
     name = "c2-cementoplasty"
     title = "C2 cementoplasty (lateral / posterolateral needle)"
-    registry_type = "cementoplasty"
+    registry_type = "vertebroplasty"  # cement alone in a vertebra (osteoplan.workflow.models.procedure_type_for)
     target_model = LesionTarget
     axis_name = "dens_axis"
     extra_constraints: dict[str, str] = {}

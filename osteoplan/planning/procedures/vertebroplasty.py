@@ -15,6 +15,7 @@ pedicle passage figures (Gertzbein-Robbins-style breach grade) and the cement su
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,6 +125,23 @@ def _vec(d: dict, key: str) -> np.ndarray:
     return np.asarray(d[key], float).reshape(3)
 
 
+def _canal_gap(labelmap: Any, v: Any) -> dict[str, str]:
+    """``{"spinal_canal": reason}`` when the canal mask exists but holds no voxel within the vertebra's height
+    around its body centre (the canal runs through every vertebra: a mask that misses it there stopped short);
+    else empty."""
+    if labelmap is None or not labelmap.has("spinal_canal"):
+        return {}
+    m = labelmap.get("spinal_canal")
+    vol = labelmap.volume
+    idx = np.argwhere(m[::1, ::2, ::2]) * np.array([1, 2, 2])
+    if len(idx) == 0:
+        return {"spinal_canal": f"the canal mask is empty: not assessed at {v.level}"}
+    h = (vol.index_to_world(idx.astype(float)) - np.asarray(v.body_centre_lps_mm)) @ np.asarray(v.superior_unit)
+    if np.any(np.abs(h) <= float(v.body_height_mm) / 2):
+        return {}
+    return {"spinal_canal": f"segmented, but not at {v.level} (the canal mask does not reach this level): not assessed"}
+
+
 class Vertebroplasty(Procedure):
     """Vertebroplasty: one site per level and pedicle; the tip in the anterior third of the body."""
 
@@ -180,8 +198,12 @@ class Vertebroplasty(Procedure):
                 out.unplanned[lv] = (f"{lv}: the {which} pedicle{'s were' if len(lost) > 1 else ' was'} not found; give "
                                      "pedicle/vertebra masks (--masks) or plan one side (--side).")
                 continue
+            gaps = _canal_gap(getattr(anatomy, "labelmap", None), v)
             for s in have:
-                out.append(self.site_of(v, s, protocol, group=f"{lv} {s}" if two else lv))
+                site = self.site_of(v, s, protocol, group=f"{lv} {s}" if two else lv)
+                if gaps:
+                    site = replace(site, not_covered=gaps)
+                out.append(site)
         if not out:
             raise AnatomyError(" ".join(out.unplanned.values()))
         return out

@@ -80,7 +80,10 @@ def index(request: Request, db=Depends(get_db)):
         p = load_principal(request, db)
     except Exception:
         p = None
-    return redirect("/cases" if p else "/login")
+    if p is None:
+        return redirect("/login")
+    from osteoplan.web.permissions import allowed  # the home page: the role's worklist (issue 15)
+    return redirect("/worklist" if allowed(p.role, "worklist.read") else "/cases")
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -117,21 +120,55 @@ def logout(request: Request, db=Depends(get_db)):
 
 
 # ------------------------------------------------------------------------------------------ cases
-def _case_list_page(request: Request, p: Principal, db, q: str, page_no: int, status_code: int = 200) -> Response:
-    rows, total = backend.list_cases(db, p.user, q or None, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+#: Case-list filters (issue 15), in the query string of GET /cases and in hidden fields of the search form; none is
+#: identifying (stage, procedure type, lesion site, staff operator, dates).
+CASE_FILTERS = ("stage", "procedure_type", "site", "operator", "date_from", "date_to", "date_kind")
+
+
+def _case_filters(source) -> dict:
+    """The case-list filters present in *source* (query params or form), checked: bad values -> ValidationError."""
+    out: dict = {}
+    for k in CASE_FILTERS:
+        v = str(source.get(k) or "").strip()[:80]
+        if not v:
+            continue
+        if k in ("date_from", "date_to"):
+            try:
+                out[k] = dt.date.fromisoformat(v)
+            except ValueError:
+                raise ValidationError(f"{k.replace('_', ' ')} is not a date; use YYYY-MM-DD") from None
+        else:
+            out[k] = v
+    if "date_from" not in out and "date_to" not in out:
+        out.pop("date_kind", None)
+    return out
+
+
+def _case_list_page(request: Request, p: Principal, db, q: str, page_no: int, status_code: int = 200,
+                    filters: dict | None = None, before: int | None = None) -> Response:
+    from urllib.parse import urlencode
+
+    filters = filters or {}
+    rows, total, next_before = backend.list_cases_filtered(db, p.user, q or None, PAGE_SIZE,
+                                                           (page_no - 1) * PAGE_SIZE, before, filters)
     items = [views.case_summary(r, p) for r in rows]
     db.commit()
     pages = max(1, -(-total // PAGE_SIZE))
-    return page(request, "cases.html", {"items": items, "q": q, "total": total, "page_no": page_no, "pages": pages},
+    fq = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in filters.items()}
+    return page(request, "cases.html", {"items": items, "q": q, "total": total, "page_no": page_no, "pages": pages,
+                                        "filters": fq, "filter_query": urlencode(fq), "next_before": next_before,
+                                        "voc": backend.worklist_vocabularies(), "stage_labels": views.STAGE_LABELS},
                 status_code=status_code)
 
 
 @router.get("/cases", response_class=HTMLResponse)
 def case_list(request: Request, page_no: int = Query(1, alias="page", ge=1, le=10**6),
+              before: int | None = Query(None, ge=1, le=2**31 - 1),
               p: Principal = Depends(require("case.list")), db=Depends(get_db)):
-    """The case list, newest first. Searches are POSTed (below): a search term (a name, a hospital ID) must not
-    sit in a URL, where browser history, proxies and access logs would keep it."""
-    return _case_list_page(request, p, db, "", page_no)
+    """The case list, newest first, with filters in the query string (stage, procedure type, site, operator,
+    dates) and keyset paging (``before``: older than this case id). Searches are POSTed (below): a search term
+    (a name, a hospital ID) must not sit in a URL, where browser history, proxies and access logs would keep it."""
+    return _case_list_page(request, p, db, "", page_no, filters=_case_filters(request.query_params), before=before)
 
 
 @router.post("/cases", response_class=HTMLResponse)
@@ -139,12 +176,13 @@ def case_search(request: Request, p: Principal = Depends(require("case.list")), 
                 db=Depends(get_db)):
     """Search the case list (term in the POST body, never in the URL)."""
     q = str(form.get("q") or "").strip()
+    filters = _case_filters(form)
     if len(q) > 100:
         flash(request, "error", "A search term is at most 100 characters; shorten it.")
-        return _case_list_page(request, p, db, "", 1, status_code=422)
+        return _case_list_page(request, p, db, "", 1, status_code=422, filters=filters)
     raw_page = str(form.get("page") or "1").strip()
     page_no = int(raw_page) if raw_page.isdigit() and len(raw_page) < 8 else 1
-    return _case_list_page(request, p, db, q, max(page_no, 1))
+    return _case_list_page(request, p, db, q, max(page_no, 1), filters=filters)
 
 
 def _form_response(request: Request, spec: forms.FormSpec, *, back_url: str, back_label: str, values: dict | None = None,
@@ -266,6 +304,9 @@ def _register_step(slug: str, spec: forms.FormSpec, action: str, ok_msg: str, fn
     def get_form(request: Request, case_id: int, p: Principal = Depends(require(action)), db=Depends(get_db)):
         case, choices = _case_and_choices(db, p, case_id)
         values = views.defaults_for(spec.key, case)
+        # a worklist link may preset the form (e.g. ?procedure_id=3&timepoint=3m): only this form's select fields
+        values.update({k: v[:40] for k, v in request.query_params.items()
+                       if any(f.name == k and f.kind == "select" for f in spec.fields)})
         db.commit()
         return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
                               values=values, choices=choices, subtitle=case["code"])
@@ -506,3 +547,9 @@ def users_create(request: Request, p: Principal = Depends(require("user.admin"))
                                             "version": None, "error": str(exc)}, status_code=422)
     flash(request, "ok", "Account created.")
     return redirect("/users")
+
+
+# ------------------------------------------------------------------------------------------ worklist (issue 15)
+from osteoplan.web.routers import worklist as _worklist  # noqa: E402
+
+router.include_router(_worklist.router)

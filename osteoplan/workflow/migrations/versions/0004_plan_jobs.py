@@ -1,7 +1,7 @@
 """Planning jobs: the queue of plans run by worker processes (``plan_jobs``).
 
-Revision ID: 0003_plan_jobs
-Revises: 0002
+Revision ID: 0004_plan_jobs
+Revises: 0003_worklist
 Create Date: 2026-12-06 05:30:00
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_plan_jobs'
-down_revision = '0002'
+revision = '0004_plan_jobs'
+down_revision = '0003_worklist'
 branch_labels = None
 depends_on = None
 
