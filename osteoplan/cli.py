@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "osteoplan.export.cli",
     "osteoplan.workflow.cli",
     "osteoplan.web.cli",
+    "osteoplan.faces.cli.worker",
 )
 
 

@@ -276,7 +276,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
                     fov_mm: float | None = None, pixel_mm: float = 0.4,
                     window_hu: tuple[float, float] = DEFAULT_WINDOW_HU, title: str | None = None,
                     lang: str = "en", cache: dict | None = None, others: tuple[PathSpec, ...] = (),
-                    centre_lps_mm: np.ndarray | None = None):
+                    centre_lps_mm: np.ndarray | None = None, offset_mm: float = 0.0):
     """One reformat with structure outlines, margins, the instrument and orientation labels.
 
     Every structure outlined and every element of the path (instrument, screw, entry points, target)
@@ -308,6 +308,9 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         labelled with its level and side (:attr:`PathSpec.short_label`).
     centre_lps_mm : (3,) array, optional
         Centre of a standard view (see :func:`view_plane`).
+    offset_mm : float
+        Shift of the plane along its normal (u x v), in mm: 0 passes through the view's centre (the target
+        for axial/coronal/sagittal); a viewer scrolls through parallel slices with it.
 
     Returns
     -------
@@ -319,6 +322,9 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     from osteoplan.views.i18n import t
 
     plane = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm, centre_lps_mm=centre_lps_mm)
+    if offset_mm:
+        plane = Plane(plane.centre_lps_mm + float(offset_mm) * plane.normal, plane.u, plane.v, plane.n_rows,
+                      plane.n_cols, plane.pixel_mm)
     img = sample_plane(volume, plane)
     fig = new_figure()
     fig._osteoplan_dark = True

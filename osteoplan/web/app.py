@@ -187,7 +187,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     from sqlalchemy.orm import sessionmaker
 
     from osteoplan.web import backend
-    from osteoplan.web.routers import api, pages
+    from osteoplan.web.routers import api, jobs, pages
 
     settings = settings or Settings()
     if engine is None:
@@ -231,6 +231,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
+    app.include_router(jobs.router)
     app.include_router(api.router, prefix="/api")
     return app
 

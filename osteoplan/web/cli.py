@@ -33,6 +33,9 @@ def register(sub) -> None:
                    help="address or network (CIDR) of a reverse proxy in front of the server; repeat for several. "
                         "Only from these are X-Forwarded-For / X-Forwarded-Proto believed (default: none)")
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--plan-workers", type=int, default=None, metavar="N",
+                   help="planning-job worker processes started with the server (default 1, or "
+                        "$OSTEOPLAN_PLAN_WORKERS; 0: none, run 'osteoplan worker' yourself)")
     p.set_defaults(handler=serve)
 
 
@@ -99,6 +102,16 @@ def serve(args) -> int:
     if args.demo or backend.is_empty(engine):
         print("Generating the demo data set (fictitious patients)...", file=sys.stderr)
         logins = backend.seed_demo(engine, n_cases=args.demo_cases)
+    from osteoplan.web.plan_jobs import jobs_dir
+
+    n_workers = args.plan_workers if args.plan_workers is not None else int(os.environ.get("OSTEOPLAN_PLAN_WORKERS") or 1)
+    if not 0 <= n_workers <= 64:
+        raise InputError("--plan-workers: give a number of planning workers from 0 to 64")
+    if logins:
+        from osteoplan.web.demo_plans import seed_demo_plans
+
+        print("Queueing demo plans on the neck phantom (the planning worker runs them)...", file=sys.stderr)
+        seed_demo_plans(engine, jobs_dir(url))
     app = create_app(settings, engine=engine)
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     print(f"osteoplan web: http://{shown}:{args.port}/   (database: {backend.describe_url(url)})")
@@ -113,5 +126,35 @@ def serve(args) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                             proxy_headers=False)
     logging.getLogger("uvicorn.error").addFilter(HideTracebacks())
-    uvicorn.Server(config).run()
+    workers = start_plan_workers(url, n_workers)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop_plan_workers(workers)
     return 0
+
+
+def start_plan_workers(url: str, n: int) -> list:
+    """Start *n* ``osteoplan worker`` processes on the registry *url* (see :mod:`osteoplan.faces.worker`)."""
+    import subprocess
+
+    if n <= 0:
+        return []
+    argv = [sys.executable, "-m", "osteoplan.cli", "worker", "--db", url, "--workers", "1"]
+    print(f"planning workers: {n}", file=sys.stderr)
+    return [subprocess.Popen(argv, stdin=subprocess.DEVNULL) for _ in range(n)]
+
+
+def stop_plan_workers(procs: list) -> None:
+    """Stop the workers (SIGTERM: a running job is marked failed with the reason, its planner leaves nothing
+    half-written)."""
+    import subprocess
+
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()

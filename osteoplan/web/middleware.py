@@ -128,12 +128,20 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 #: Body limit of every route not listed in :data:`BODY_LIMITS`, in bytes: a form or JSON record (the longest
 #: free text is 20,000 characters, ``service.TEXT_MAX_CHARS``) is far below it. Project default.
 DEFAULT_BODY_LIMIT = 1024 * 1024
+def _ct_max_bytes() -> int:
+    from osteoplan.web.plan_jobs import CT_MAX_BYTES
+
+    return CT_MAX_BYTES
+
+
 #: (path pattern, limit in bytes), first match wins: log-in and log-out carry a user name, a password and a
 #: token; plan uploads carry one plan.json. Project defaults without a published source.
 BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^/(login|logout|api/token)$"), 16 * 1024),
     (re.compile(r"^/cases/\d+/lesions/\d+/plans/new$"), PLAN_MAX_BYTES + FORM_OVERHEAD_BYTES),
     (re.compile(r"^/api/plans$"), PLAN_MAX_BYTES + FORM_OVERHEAD_BYTES),
+    # a CT uploaded to start a planning job (osteoplan.web.plan_jobs.CT_MAX_BYTES, $OSTEOPLAN_CT_MAX_BYTES)
+    (re.compile(r"^/cases/\d+/lesions/\d+/plan-jobs/new$"), _ct_max_bytes() + FORM_OVERHEAD_BYTES),
 )
 
 

@@ -476,6 +476,47 @@ class RevokedSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
 
 
+#: States of a planning job (:class:`PlanJob`); ``done``, ``failed`` and ``cancelled`` are final.
+PLAN_JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
+
+
+class PlanJob(Base):
+    """A planning job: one CT + one protocol for one lesion, run by a worker process (:mod:`osteoplan.workflow.jobs`).
+
+    The registry's own database is the queue (PostgreSQL or SQLite): a worker claims a ``queued`` row with one
+    conditional ``UPDATE`` (``SELECT ... FOR UPDATE SKIP LOCKED`` first on PostgreSQL), writes ``heartbeat_at``
+    while it runs, and a row left ``running`` by a worker that stopped (no heartbeat within the lease, or its
+    process gone) is marked ``failed`` with the reason. Not a clinical record (no optimistic version, no soft
+    delete): its result is the :class:`SavedPlan` it attaches (``saved_plan_id``), audited like any plan.
+    ``work_dir`` is osteoplan's own folder for the job (named by job number only, never by an identifier).
+    """
+
+    __tablename__ = "plan_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id"), nullable=False, index=True)
+    state: Mapped[str] = mapped_column(String(12), nullable=False, default="queued", index=True)
+    protocol: Mapped[str] = mapped_column(String(200), nullable=False)
+    side: Mapped[str | None] = mapped_column(String(8))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    work_dir: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[str | None] = mapped_column(String(20))
+    stage_label: Mapped[str | None] = mapped_column(String(200))
+    stages_done: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    verdict: Mapped[str | None] = mapped_column(String(300))
+    saved_plan_id: Mapped[int | None] = mapped_column(ForeignKey("saved_plans.id"))
+
+
 #: Entity name (as used in the service and the audit log) -> model class.
 ENTITIES: dict[str, type[RecordMixin]] = {
     "user": User,

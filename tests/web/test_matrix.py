@@ -58,7 +58,36 @@ def _fixture_case(engine) -> dict:
                                          "meeting_date": dt.date.today() - dt.timedelta(days=30),
                                          "question": "re-discuss", "decision_type": "radiotherapy"})
         ids["open_decision"] = d.id
+    ids["job"] = _finished_job(engine, ids)
     return ids
+
+
+def _finished_job(engine, ids: dict) -> int:
+    """A planning job marked done, whose plan folder holds a (stand-in) PDF report of the fixture's saved plan."""
+    import tempfile
+    from pathlib import Path
+
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow import models as m
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    with session_scope(session_factory(engine)) as s:
+        job = q.enqueue(s, None, ids["lesion"], "c2-dens-anterior", None, {"report": True, "ct": "ct.nii.gz"})
+        folder = Path(tempfile.mkdtemp(prefix="osteoplan-matrix-job-"))
+        (folder / "plan-1").mkdir()
+        (folder / "plan-1" / "plan.json").write_text(json.dumps(SAMPLE_PLAN))
+        (folder / "plan-1" / "report.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+        job.work_dir, job.state, job.attempts, job.saved_plan_id = str(folder), "done", 1, ids["plan"]
+        return job.id
+
+
+def _nifti_header() -> bytes:
+    """The 348-byte header of a NIfTI-1 file (what the upload checks; the worker would read the rest)."""
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), dtype=np.int16), np.eye(4))
+    return img.header.binaryblock + b"\0" * 4 + np.zeros(8, dtype=np.int16).tobytes()
 
 
 def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = None) -> tuple[str, dict | None, dict | None]:
@@ -67,7 +96,8 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
     d0 = today - dt.timedelta(days=200)
     url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
            .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
-           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])))
+           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"]))
+           .replace("{view}", "axial"))
     for slug, key in (("lesions", "lesion"), ("decisions", "decision"), ("consultations", "consultation"),
                       ("follow-ups", "follow_up"), ("adverse-events", "adverse_event")):
         if path.startswith(f"/cases/{{case_id}}/{slug}/{{record_id}}"):
@@ -100,6 +130,10 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/cases/{case_id}/adverse-events/new": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=10)).isoformat(),
                                                 "grade": "1", "description": "small haematoma"},
         "/cases/{case_id}/lesions/{lesion_id}/plans/new": {"label": f"plan by {role}"},
+        "/cases/{case_id}/lesions/{lesion_id}/plan-jobs/new": {"protocol": "c2-dens-anterior", "side": "best",
+                                                              "report": "1", "source": "upload",
+                                                              "confirm_identity": "1"},
+        "/cases/{case_id}/plan-jobs/{job_id}/cancel": {},
         "/cases/{case_id}/lesions/{record_id}/edit": {"site_kind": "vertebra", "site": "C2", "lesion_type": "lytic",
                                                       "description": f"edited by {role}",
                                                       "version": _version(engine, "lesion", ids["lesion"])},
@@ -194,6 +228,9 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
                 r = c.get(url, follow_redirects=False)
             elif api:
                 r = c.request(method, url, json=body, follow_redirects=False)
+            elif path.endswith("/plan-jobs/new"):
+                r = c.post(url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False,
+                           files={"ct_file": ("ct.nii", _nifti_header(), "application/octet-stream")})
             elif path.endswith("/plans/new"):
                 r = c.post(url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False,
                            files={"plan_file": ("plan.json", json.dumps(SAMPLE_PLAN).encode(), "application/json")})
@@ -215,9 +252,11 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
             if r.status_code in (401, 403):
                 wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:200]}")
                 continue
-            if role == "research" and path.endswith(".png") and "/plans/" in path:
+            if role == "research" and path.endswith((".png", ".pdf", "/review")) and "/plans/" in path:
                 assert r.status_code == 404  # plan geometry is not part of the pseudonymised view
                 continue
+            if "/slices/" in path and r.status_code == 404 and "no CT to show" in r.text:
+                continue  # the fixture's stand-in plan folder holds no CT (the slices are tested in test_plan_jobs)
             if method == "GET" and r.status_code != 200 and not path.endswith("info-sheet.pdf"):
                 wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:300]}")
             if not ok:

@@ -240,6 +240,9 @@ def case_new(request: Request, p: Principal = Depends(require("case.create")), f
 def case_page(request: Request, case_id: int, p: Principal = Depends(require("case.read")), db=Depends(get_db)):
     case = backend.get_case(db, p.user, case_id)
     ctx = views.case_context(case, p)
+    from osteoplan.web.routers.jobs import case_jobs
+
+    ctx.update(case_jobs(db, case_id))  # planning jobs and the plans' PDF reports
     db.commit()
     return page(request, "case.html", ctx)
 

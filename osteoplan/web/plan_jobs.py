@@ -1,0 +1,256 @@
+"""Planning jobs seen from the web app: where a job's files live, how an uploaded CT is stored, the job's view.
+
+A job's folder is ``<jobs dir>/job-<number>/`` (osteoplan's own names, never an identifier): the CT as
+received (``ct.zip`` or ``ct.nii.gz``; replaced by ``ct-deid/`` when de-identification was asked for), the plan
+folder ``plan-<attempt>/`` written atomically by ``osteoplan plan``, and its progress and logs. The jobs dir
+is ``$OSTEOPLAN_JOBS_DIR``, else ``jobs/`` next to an SQLite registry, else ``jobs/`` in the user's data folder.
+
+CT sources (the seam for the PACS picker): :data:`CT_SOURCES` maps a source key to (words shown in the form,
+``make_writer(form, patient) -> write(job_dir) -> options``, *patient* the case's registry record, to refuse
+another patient's CT). ``make_writer`` checks the submitted form at once (raising
+``ValidationError`` with a one-line message) and returns the function that puts the CT into the job's folder and
+returns the job's CT options (``ct``: the CT's path inside the folder, ``format``: ``dicom`` or ``nifti``,
+``source``...). Today: "upload" (a DICOM zip or a NIfTI file from the browser, :func:`upload_writer`). A PACS
+source registers ``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)`` whose writer retrieves the
+series into the folder (``PacsClient.retrieve_for_case`` does that and the identity check), plus its fields in
+``plan_job_new.html``; the rest of the job
+(de-identification, planning, progress, result) is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from osteoplan.errors import ValidationError
+from osteoplan.workflow import jobs as q
+from osteoplan.workflow import models as m
+
+#: Largest CT upload accepted, in bytes: ``$OSTEOPLAN_CT_MAX_BYTES``, default 2 GB (configurable default, no
+#: published source: a thin-slice neck CT of 1,000 512x512 16-bit images is about 0.55 GB uncompressed).
+CT_MAX_BYTES = int(os.environ.get("OSTEOPLAN_CT_MAX_BYTES") or 2_000_000_000)
+#: Where a CT may come from, with the words shown in the form (a PACS picker adds "pacs").
+CHUNK = 1 << 20
+
+
+def jobs_dir(database_url: str | None = None) -> Path:
+    """The folder holding the jobs' folders (see the module's docstring)."""
+    env = os.environ.get("OSTEOPLAN_JOBS_DIR")
+    if env:
+        return Path(env)
+    if database_url and database_url.startswith("sqlite:///") and ":memory:" not in database_url:
+        db = Path(database_url[len("sqlite:///"):].split("?", 1)[0])
+        return db.with_name(db.name + ".jobs")
+    from osteoplan.web.settings import default_data_dir
+
+    return default_data_dir() / "jobs"
+
+
+def ct_format(head: bytes, filename: str) -> str:
+    """``"dicom"`` (a zip) or ``"nifti"`` (``.nii`` / ``.nii.gz``) from the first bytes and the file's name.
+
+    Raises
+    ------
+    ValidationError
+        Neither a zip nor a NIfTI file.
+    """
+    name = (filename or "").lower()
+    if head[:4] == b"PK\x03\x04":
+        return "dicom"
+    if name.endswith((".nii.gz", ".nii")):
+        raw = _gunzip_head(head) if head[:2] == b"\x1f\x8b" else head
+        if len(raw) >= 348 and raw[344:347] in (b"n+1", b"ni1"):
+            return "nifti"
+    raise ValidationError("the CT file must be a zip of DICOM files or a NIfTI file (.nii or .nii.gz); "
+                          "choose another file")
+
+
+def _gunzip_head(data: bytes) -> bytes:
+    """The first kilobytes of a gzip stream (b"" when it cannot be decompressed)."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, 4096)
+    except zlib.error:
+        return b""
+
+
+def save_upload(src: BinaryIO, filename: str, job_dir: Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """Copy an uploaded CT into *job_dir* by chunks (never whole in memory); returns the job's CT options.
+
+    The file is written to a temporary name and renamed when complete; its name in the browser is not kept.
+
+    Raises
+    ------
+    ValidationError
+        Empty, larger than *max_bytes* (default :data:`CT_MAX_BYTES`), or neither a DICOM zip nor a NIfTI file (nothing is kept).
+    """
+    max_bytes = CT_MAX_BYTES if max_bytes is None else max_bytes
+    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    head = src.read(65536)
+    if not head:
+        raise ValidationError("the CT file is empty; choose the CT's DICOM zip or NIfTI file")
+    fmt = ct_format(head, filename)
+    name = "ct.zip" if fmt == "dicom" else ("ct.nii.gz" if head[:2] == b"\x1f\x8b" else "ct.nii")
+    tmp = job_dir / f".{name}.part"
+    size = 0
+    try:
+        with open(tmp, "wb") as fh:
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValidationError(f"the CT file is larger than {max_bytes / 1e9:.1f} GB; send the one series "
+                                          "to plan on")
+                fh.write(chunk)
+                chunk = src.read(CHUNK)
+        if fmt == "dicom" and not zipfile.is_zipfile(tmp):
+            raise ValidationError("the zip is damaged or incomplete; export the DICOM series again")
+        os.replace(tmp, job_dir / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"ct": name, "format": fmt, "ct_bytes": size, "source": "upload"}
+
+
+def first_dicom_header(zip_path: Path):
+    """The header (no pixels) of the first DICOM file found in a zip, or None."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            try:
+                with zf.open(info) as fh:
+                    return pydicom.dcmread(fh, stop_before_pixels=True)
+            except (InvalidDicomError, OSError, EOFError, ValueError, zipfile.BadZipFile):
+                continue
+    return None
+
+
+def check_upload_identity(opts: dict[str, Any], job_dir: Path, patient: Any, confirmed: bool) -> dict[str, Any]:
+    """Refuse an uploaded CT of another patient than the case (:func:`osteoplan.imaging.identity.check_ct_matches_case`
+    on the first DICOM file's header); a CT whose patient cannot be compared (a NIfTI, a de-identified DICOM, a
+    case without identity) needs *confirmed* (the form's confirmation box). Returns the options with
+    ``identity_verified_on`` (attribute names only).
+
+    Raises
+    ------
+    ValidationError
+        Another patient's CT (the differing attributes are named, never their values), or unverifiable and not
+        confirmed.
+    """
+    from osteoplan.imaging.identity import PatientIdentity, PatientIdentityError, check_ct_matches_case
+
+    ds = first_dicom_header(job_dir / opts["ct"]) if opts.get("format") == "dicom" else None
+    ct_identity = PatientIdentity.from_dataset(ds) if ds is not None else PatientIdentity()
+    try:
+        res = check_ct_matches_case(ct_identity, patient, allow_unverified=confirmed)
+    except PatientIdentityError as exc:
+        msg = str(exc)
+        if "cannot be verified" in msg and opts.get("format") == "nifti":
+            msg = ("a NIfTI file carries no patient identity, so it cannot be checked against the case: tick the "
+                   "box confirming it is this patient's CT")
+        raise ValidationError(msg) from None
+    return {**opts, "identity_verified_on": list(res.compared) if res.verified else [],
+            "identity_confirmed_by_user": bool(confirmed and not res.verified)}
+
+
+def upload_writer(form, patient: Any = None) -> Callable[[Path], dict[str, Any]]:
+    """The CT source "upload": the form's ``ct_file`` (a DICOM zip or a NIfTI file), copied by :func:`save_upload`,
+    then checked against the case's patient (:func:`check_upload_identity`; ``confirm_identity`` box).
+
+    Raises
+    ------
+    ValidationError
+        No file was chosen.
+    """
+    upload = form.get("ct_file")
+    if upload is None or not hasattr(upload, "file"):
+        raise ValidationError("choose the CT file (a DICOM zip or a NIfTI file)")
+    confirmed = bool(form.get("confirm_identity"))
+
+    def write(job_dir: Path) -> dict[str, Any]:
+        upload.file.seek(0)
+        opts = save_upload(upload.file, upload.filename or "", job_dir)
+        return check_upload_identity(opts, job_dir, patient, confirmed) if patient is not None else opts
+
+    return write
+
+
+#: Where a CT may come from: key -> (words shown in the form, make_writer(form, patient record)); see the module's
+#: docstring.
+CT_SOURCES: dict[str, tuple[str, Callable[..., Callable[[Path], dict[str, Any]]]]] = {
+    "upload": ("upload a DICOM zip or a NIfTI file", upload_writer),
+}
+
+
+def attach_ct_files(job: m.PlanJob, root: Path, write) -> dict[str, Any]:
+    """Give *job* its folder under *root* and its CT through *write(job_dir) -> options* (an upload, a PACS
+    retrieve...); the job's options are updated. On error the folder is removed and the error raised."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # CTs are patient data: the owner only
+    job_dir = root / f"job-{job.id:06d}"
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    try:
+        opts = write(job_dir)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    job.work_dir = str(job_dir.resolve())
+    job.options = {**(job.options or {}), **opts}
+    return job.options
+
+
+def plan_folder(job: m.PlanJob) -> Path | None:
+    """The plan folder a finished job wrote (None when there is none)."""
+    if job.state != "done" or not job.work_dir:
+        return None
+    p = Path(job.work_dir) / f"plan-{job.attempts}"
+    return p if (p / "plan.json").is_file() else None
+
+
+def verdict_class(verdict: str | None) -> str:
+    """Colour of a verdict's box (as on the case page): ok for FEASIBLE..., warn for NOT CLEARED, bad otherwise."""
+    if not verdict:
+        return ""
+    if verdict.startswith("FEASIBLE"):
+        return "ok"
+    return "warn" if verdict.startswith("NOT CLEARED") else "bad"
+
+
+def job_view(job: m.PlanJob) -> dict[str, Any]:
+    """What the job page shows (no identifiers): state, stages with done/current/pending, error, result."""
+    done = list(job.stages_done or [])
+    opts = job.options or {}
+    stages = []
+    for key, label in q.STAGES:
+        if key == "deid" and not opts.get("deid"):
+            continue
+        if key == "exports" and not opts.get("report", True):
+            label = "writing the plan"
+        if key in done:
+            status = "done"
+        elif job.state == "running" and job.stage == key:
+            status = "current"
+        elif job.state == "done":
+            status = "done" if key == "save" else "skipped"
+        elif job.state in ("failed", "cancelled") and job.stage == key:
+            status = job.state
+        else:
+            status = "pending"
+        stages.append({"key": key, "label": label, "status": status})
+    folder = plan_folder(job)
+    return {
+        "id": job.id, "state": job.state, "stage": job.stage, "stage_label": job.stage_label,
+        "stages": stages, "error": job.error, "verdict": job.verdict, "verdict_class": verdict_class(job.verdict), "protocol": job.protocol,
+        "side": job.side or "protocol default", "created_at": job.created_at.isoformat() if job.created_at else None,
+        "created_by": job.created_by, "lesion_id": job.lesion_id, "saved_plan_id": job.saved_plan_id,
+        "cancel_requested": bool(job.cancel_requested), "final": job.state in q.FINAL_STATES,
+        "source": opts.get("source"), "deidentified": bool(opts.get("deidentified")),
+        "has_report": bool(folder and (folder / "report.pdf").is_file()),
+        "has_ct": bool(folder and (folder / "ct.nii.gz").is_file()),
+    }
