@@ -115,7 +115,7 @@ def _report(args: argparse.Namespace) -> int:
     written = write_all(args.plan_dir, plan, volume, lm, opts)
     add_to_manifest(args.plan_dir, before)  # what report wrote stays osteoplan's own (replaceable later)
     n_img = sum(1 for k in written if k.startswith("image:"))
-    from osteoplan.faces.cli.plan import result_line
+    from osteoplan.faces.cli.summary import result_line
 
     print(result_line(plan), file=sys.stdout)  # the plan's verdict, as in 'osteoplan plan' and the report
     print(f"report: wrote {n_img} images, " + ", ".join(sorted(k for k in written if not k.startswith("image:"))),

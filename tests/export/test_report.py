@@ -199,7 +199,7 @@ def test_verdict_is_not_green_when_a_structure_was_not_assessed():
     not segmented (a displaceable structure nobody saw is not clear either): NOT CLEARED naming it, in amber
     (class 'warn'); with the cord too, the hard structure is named first; English and French; the CLI RESULT
     line is the same text."""
-    from osteoplan.faces.cli.plan import result_line
+    from osteoplan.faces.cli.summary import result_line
     from osteoplan.planning.model import ClearanceCheck
 
     vol = Volume(np.zeros((20, 30, 30), np.float32), axis_aligned_affine((2.0, 1.0, 1.0), (-15.0, -15.0, -20.0)))

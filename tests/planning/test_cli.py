@@ -104,7 +104,7 @@ def test_plan_out_in_unwritable_place(tmp_path, capsys):
 
 
 def test_summary_marks_capped_clearances(demo_dir):
-    from osteoplan.faces.cli.plan import summary_text
+    from osteoplan.faces.cli.summary import summary_text
 
     plan = load_plan(demo_dir / "plan.json")
     text = summary_text(plan)
@@ -117,7 +117,7 @@ def test_summary_marks_capped_clearances(demo_dir):
 
 
 def test_summary_wraps_long_risk_lines_without_cutting_numbers(demo_dir):
-    from osteoplan.faces.cli.plan import summary_text
+    from osteoplan.faces.cli.summary import summary_text
 
     plan = load_plan(demo_dir / "plan.json")
     long = "lesion_type: lytic = 2 [ct-proposed] (" + ", ".join(f"value_{i}=0.{i}17" for i in range(20)) + ")"

@@ -130,7 +130,7 @@ def test_hand_built_plans_same_verdict_in_every_face(code, engine, client_for):
     text computed on load."""
     from osteoplan.export.dicom import DicomContext, build_sr, ct_datasets, sr_points, sr_verdict
     from osteoplan.export.report import build_report_html, html_to_pdf
-    from osteoplan.faces.cli.plan import summary_text
+    from osteoplan.faces.cli.summary import summary_text
 
     plan = PLANS[code]()
     want = plan.verdict.text_en
