@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--step", type=float, default=0.5)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="threads for both renderers (default 1: one core)")
+    ap.add_argument("--views", default="lateral,ap_open_mouth", help="comma-separated standard views")
     args = ap.parse_args(argv)
 
     import numba
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
           f"{args.pixels}x{args.pixels} detector, step {args.step} mm, {args.threads} thread(s), "
           f"best of {args.repeat}")
     print(f"{'view':<14}{'renderer':<34}{'time (s)':>10}{'ratio':>9}{'mean |diff| / mean':>21}")
-    for view in ("lateral", "ap_open_mouth"):
+    for view in args.views.split(","):
         geo = standard_geometry(view, target, n_pixels=(args.pixels, args.pixels))
         render_drr(vol, geo, step_mm=args.step)  # JIT warm-up (cached after the first run)
         t_o = []

@@ -85,13 +85,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--openkbp", type=int, default=20, help="number of OpenKBP cases (sorted by number)")
+    ap.add_argument("--no-cthead", action="store_true", help="OpenKBP cases only")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
         print(f"no data folder {data}", file=sys.stderr)
         return 1
-    cases = [("cthead", data / "cthead" / "ct.nii.gz", None),
-             ("cthead+atlasVA", data / "cthead" / "ct.nii.gz", data / "cthead" / "atlas_vessels")]
+    cases = [] if args.no_cthead else [
+        ("cthead", data / "cthead" / "ct.nii.gz", None),
+        ("cthead+atlasVA", data / "cthead" / "ct.nii.gz", data / "cthead" / "atlas_vessels")]
     kbp = sorted((p for p in (data / "openkbp").glob("pt_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[1]))
     cases += [(p.name, p / "ct.nii.gz", p) for p in kbp[: args.openkbp]]
     print("| case | voxel (mm) | result | details / reason | assessed | NOT assessed | s |")

@@ -61,7 +61,7 @@ class _Progress:
     def update(self, rec: dict[str, Any], retrying: bool = False) -> None:
         if retrying:
             if not self.quiet:
-                print(f"  {rec['case']}: failed ({rec.get('error')}); retrying", file=self.stream, flush=True)
+                print(f"  {rec['case']}: failed ({str(rec.get('error'))[:90]}); retrying", file=self.stream, flush=True)
             return
         self.n += 1
         self.failed += rec.get("status") != "planned"
@@ -72,11 +72,12 @@ class _Progress:
         el = time.perf_counter() - self.t0
         ran = self.n - self.started_at
         eta = el / ran * (self.total - self.n) if ran else float("nan")
-        what = rec.get("verdict") or "FAILED: " + str(rec.get("error"))
+        what = rec.get("verdict") or f"{str(rec.get('status')).upper()}: {rec.get('error')}"
+        what = what if len(what) <= 90 else what[:87] + "..."  # the whole line is in the table
         t = rec.get("t_total_s")
         print(f"[{'#' * done}{'.' * (width - done)}] {self.n:>{len(str(self.total))}}/{self.total} "
               f"{rec['case']}: {what}" + ("" if t is None else f" ({t:.1f} s)")
-              + f"  | failed {self.failed}, elapsed {_hms(el)}, left ~{_hms(eta)}", file=self.stream, flush=True)
+              + f"  | not planned {self.failed}, elapsed {_hms(el)}, left ~{_hms(eta)}", file=self.stream, flush=True)
 
 
 def _hms(s: float) -> str:
@@ -187,9 +188,9 @@ def run_batch(cases: Sequence[Case], out: str | Path, options: dict[str, Any], *
                 try:
                     rec = fut.result()
                 except Exception as exc:  # KilledWorker (memory limit, lost worker), cancelled, ...
-                    msg, retryable = describe_error(exc)
+                    msg, _, _ = describe_error(exc)
                     rec = failure_record(case, f"worker failure: {msg}", case.spec_sha256(options), attempt,
-                                         retryable)
+                                         True)
                     write_record(out, rec)
                 fut.release()
                 if rec.get("status") != "planned" and rec.get("retryable") and attempt <= retries:

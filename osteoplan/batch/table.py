@@ -59,9 +59,11 @@ def _med(values: list[float]) -> str:
 def summary_text(records: Sequence[dict[str, Any]], *, wall_s: float, workers: int, skipped: int) -> str:
     """The batch summary: cases planned/failed, verdict counts, per-stage median times, wall time, failures."""
     planned = [r for r in records if r.get("status") == "planned"]
-    failed = [r for r in records if r.get("status") != "planned"]
+    refused = [r for r in records if r.get("status") == "refused"]
+    failed = [r for r in records if r.get("status") not in ("planned", "refused")]
     ran = [r for r in records if r.get("t_total_s") is not None]
-    L = [f"BATCH: {len(records)} case(s): {len(planned)} planned, {len(failed)} failed"
+    L = [f"BATCH: {len(records)} case(s): {len(planned)} planned, {len(refused)} refused by plan (its one-line "
+         f"error), {len(failed)} failed"
          + (f" ({skipped} already done, kept)" if skipped else "")
          + f"; wall time {wall_s:.1f} s with {workers} worker(s)"]
     counts = Counter(r.get("verdict") for r in planned)
@@ -75,6 +77,9 @@ def summary_text(records: Sequence[dict[str, Any]], *, wall_s: float, workers: i
     retried = [r for r in records if (r.get("attempts") or 1) > 1]
     if retried:
         L.append(f"  retried: {len(retried)} case(s)")
+    if refused:
+        reasons = Counter(str(r.get("error")).split(":")[0] for r in refused)
+        L.append("  refused: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()) + " (see results.csv)")
     for r in failed[:20]:
         L.append(f"  FAILED {r['case']}: {r.get('error')}")
     if len(failed) > 20:

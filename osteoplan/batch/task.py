@@ -161,17 +161,19 @@ def _one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def describe_error(exc: BaseException) -> tuple[str, bool]:
-    """One line for a failed case (no path, no identifying data) and whether a retry may help.
+def describe_error(exc: BaseException) -> tuple[str, bool, int]:
+    """One line for a case that was not planned (no path, no identifying data), whether a retry may help, and
+    the exit status ``osteoplan plan`` gives for it.
 
-    An :class:`~osteoplan.errors.OsteoplanError` is shown with its message (written without identifying data
-    by contract) and is not retried (the same input fails the same way); anything else is shown as its type
-    and the last place in osteoplan's code it passed, and is retried.
+    An :class:`~osteoplan.errors.OsteoplanError` (the CT cannot be read, C2 not found...) is shown with its
+    message (written without identifying data by contract) and is not retried: the same input is refused the
+    same way. Anything else is shown as its type and the last place in osteoplan's code it passed, and is
+    retried.
     """
     from osteoplan.errors import OsteoplanError
 
     if isinstance(exc, OsteoplanError):
-        return _one_line(f"{type(exc).__name__}: {exc}"), False
+        return _one_line(f"{type(exc).__name__}: {exc}"), False, int(getattr(exc, "exit_code", 2))
     where = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         parts = Path(frame.filename).parts
@@ -179,7 +181,7 @@ def describe_error(exc: BaseException) -> tuple[str, bool]:
             rel = "/".join(parts[len(parts) - parts[::-1].index("osteoplan") - 1:])
             where = f" at {rel}:{frame.lineno}"
             break
-    return _one_line(f"unexpected {type(exc).__name__}{where}"), not isinstance(exc, (KeyboardInterrupt,))
+    return _one_line(f"unexpected {type(exc).__name__}{where}"), True, 1
 
 
 def record_path(out_root: Path, case_id: str, done: bool) -> Path:
@@ -205,10 +207,12 @@ def read_record(out_root: Path, case_id: str, done: bool = True) -> dict[str, An
 
 
 def failure_record(case: Case, error: str, spec: str, attempts: int = 1, retryable: bool = True,
-                   total_s: float | None = None) -> dict[str, Any]:
-    """The record of a case that could not be planned."""
+                   total_s: float | None = None, exit_code: int | None = None) -> dict[str, Any]:
+    """The record of a case that was not planned: status ``"refused"`` (``plan`` refused it with its one-line
+    error: not retried) or ``"failed"`` (unexpected error or lost worker: retried)."""
     rec = {name: None for name, _ in RECORD_FIELDS}
-    rec.update(case=case.case_id, status="failed", error=error, attempts=attempts, level=case.level,
+    rec.update(case=case.case_id, status="failed" if retryable else "refused", error=error, attempts=attempts,
+               exit_code=exit_code if exit_code is not None else (1 if retryable else 2), level=case.level,
                spec_sha256=spec, retryable=retryable, t_total_s=None if total_s is None else round(total_s, 3))
     return rec
 
@@ -235,7 +239,9 @@ def plan_case(case: Case, out_root: str, options: dict[str, Any], attempt: int =
     dict
         One row of the results table (:data:`RECORD_FIELDS`) plus ``spec_sha256`` (the inputs' hash the done
         marker is checked against) and ``retryable``. ``status`` is ``"planned"`` (the plan folder is written,
-        whatever the verdict) or ``"failed"`` (``error`` says why in one line).
+        whatever the verdict; ``exit_code`` is the verdict's), ``"refused"`` (``plan`` refused the case with its
+        one-line error, e.g. C2 not found; ``exit_code`` is plan's, 2) or ``"failed"`` (an unexpected error or
+        a lost worker; ``exit_code`` 1); ``error`` says why in one line.
     """
     from osteoplan import progress
 
@@ -247,7 +253,7 @@ def plan_case(case: Case, out_root: str, options: dict[str, Any], attempt: int =
     t0 = time.perf_counter()
     buf = io.StringIO()
     rc: int | None = None
-    err: tuple[str, bool] | None = None
+    err: tuple[str, bool, int] | None = None
     note = None
     with progress.recording() as steps:
         try:
@@ -261,7 +267,7 @@ def plan_case(case: Case, out_root: str, options: dict[str, Any], attempt: int =
                     raise _ArgumentsRefused("plan refused the arguments: " + (lines[-1] if lines else "?")) from None
                 rc = int(args.handler(args) or 0)
         except _ArgumentsRefused as exc:
-            err = (_one_line(str(exc)), False)
+            err = (_one_line(str(exc)), False, 2)
         except Exception as exc:  # every failure is recorded; the batch goes on
             err = describe_error(exc)
     total_s = time.perf_counter() - t0
@@ -270,9 +276,9 @@ def plan_case(case: Case, out_root: str, options: dict[str, Any], attempt: int =
     except OSError:
         pass
     if err is None and not (out_dir / "plan.json").is_file():
-        err = ("plan finished without writing plan.json", True)
+        err = ("plan finished without writing plan.json", True, 1)
     if err is not None:
-        rec = failure_record(case, err[0], spec, attempt, err[1], total_s)
+        rec = failure_record(case, err[0], spec, attempt, err[1], total_s, err[2])
         rec.update(stage_times(steps, total_s))
     else:
         rec = {name: None for name, _ in RECORD_FIELDS}

@@ -16,8 +16,10 @@ BATCH_HELP_EPILOG = (
     "OUT/results.parquet (case, status, verdict, exit code, screw/path length, smallest clearance and its "
     "structure, seconds per stage, error); OUT/summary.txt; OUT/.batch/ done markers (a re-run skips the cases "
     "already planned with the same inputs and options; failed cases are run again) and per-case logs. "
-    "Exit status: 0 every case planned (whatever its verdict: see the table); 1 at least one case failed (its "
-    "one-line error is in the table; the others are planned); 2 bad input.")
+    "Status per case: planned (the plan folder is written whatever the verdict; exit_code is the verdict's, as "
+    "in plan), refused (plan refused the case with its one-line error, e.g. C2 not found: not retried) or failed "
+    "(an unexpected error or a lost worker: retried). Exit status: 0 every case planned (whatever its verdict); "
+    "1 at least one case refused or failed (the others are planned); 2 bad input.")
 
 
 def _positive_int(text: str) -> int:
