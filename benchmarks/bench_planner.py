@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--loop-subset", type=int, default=300)
     ap.add_argument("--min-candidates", type=int, default=100_000)
     ap.add_argument("--no-plan", action="store_true", help="skip the whole `osteoplan plan` run at the end")
+    ap.add_argument("--max-candidates", type=int, default=0,
+                    help="evaluate at most this many candidates, drawn at random (0 = all; for smoke tests)")
     args = ap.parse_args(argv)
 
     from osteoplan.imaging import read_volume
@@ -72,6 +74,9 @@ def main(argv=None) -> int:
     T, D = len(targets), len(dirs)
     ct = np.repeat(np.arange(T), D)
     cd = np.tile(np.arange(D), T)
+    if args.max_candidates and len(ct) > args.max_candidates:
+        keep = np.sort(np.random.default_rng(1).choice(len(ct), size=args.max_candidates, replace=False))
+        ct, cd = ct[keep], cd[keep]
     N = len(ct)
     # warm-up (numba compilation / cache load) on a few candidates
     run_kernel(fields, targets, dirs, ct[:10], cd[:10], proto, r_instr, r_screw, 1.0, lm=an.landmarks)

@@ -69,25 +69,25 @@ def test_every_script_has_a_smoke_test():
 
 @pytest.fixture(scope="module")
 def phantom_ct(tmp_path_factory) -> Path:
-    """The neck phantom at 1.5 mm (a small CT with a C2 and every structure) as NIfTI."""
+    """The neck phantom at 2 mm (a small CT with a C2 and every structure) as NIfTI."""
     from osteoplan.anatomy.phantom import PhantomParams, make_phantom
     from osteoplan.export import save_ct_nifti
 
     path = tmp_path_factory.mktemp("phantom") / "ct.nii.gz"
-    save_ct_nifti(path, make_phantom(PhantomParams(spacing_mm=1.5)).volume)
+    save_ct_nifti(path, make_phantom(PhantomParams(spacing_mm=2.0)).volume)
     return path
 
 
 @needs_cthead
 def test_bench_drr(capsys):
-    out = _run("bench_drr.py", ["--pixels", "24", "--repeat", "1", "--views", "lateral"], capsys)
+    out = _run("bench_drr.py", ["--pixels", "16", "--step", "2", "--repeat", "1", "--views", "lateral"], capsys)
     assert "osteoplan numba ray-march" in out and "SimpleITK Resample depth planes" in out
 
 
 @pytest.mark.slow
 def test_bench_planner(phantom_ct, capsys):
     out = _run("bench_planner.py", ["--ct", str(phantom_ct), "--loop-subset", "4", "--min-candidates", "2000",
-                                    "--no-plan"], capsys)
+                                    "--max-candidates", "2000", "--no-plan"], capsys)
     assert "| numba kernel |" in out and "Python loop" in out and "max |clearance difference|" in out
 
 

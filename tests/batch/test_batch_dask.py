@@ -67,8 +67,10 @@ def test_failures_retries_dead_worker_and_resume(tmp_path):
     assert {r["note"] for r in res.records if r["status"] == "planned"} == {"1"}  # numba pinned to 1 thread
     assert [r["case"] for r in res.failed] == ["bad"] and res.skipped == 0 and res.workers == 2
     calls = _calls(out)
-    assert calls.count("bad 1") == 1 and "bad 2" not in calls  # an input error is not retried
-    assert calls.count("flaky 1") == 1 and calls.count("flaky 2") == 1
+    # an input error is not retried by the driver (Dask itself may run a task again when the worker holding its
+    # result died before the driver fetched it: tasks must be idempotent, as plan_case is)
+    assert "bad 1" in calls and "bad 2" not in calls
+    assert "flaky 1" in calls and "flaky 2" in calls and "flaky 3" not in calls
     assert read_record(out, "ok1")["status"] == "planned" and read_record(out, "bad", done=False) is not None
     assert read_record(out, "bad") is None
 
@@ -85,13 +87,13 @@ def test_failures_retries_dead_worker_and_resume(tmp_path):
 
 
 def _phantom_cohort(root: Path) -> Path:
-    """Two phantom cases (coarse 1.5 mm voxels: fast) and one unreadable CT."""
+    """Two phantom cases (coarse 2 mm voxels: fast) and one unreadable CT."""
     from osteoplan.anatomy.phantom import PhantomParams, make_phantom
     from osteoplan.export import save_ct_nifti
 
     cohort = root / "cohort"
     for name, seed in (("s01", 0), ("s02", 1)):
-        ph = make_phantom(PhantomParams(seed=seed, spacing_mm=1.5))
+        ph = make_phantom(PhantomParams(seed=seed, spacing_mm=2.0))
         (cohort / name).mkdir(parents=True)
         save_ct_nifti(cohort / name / "ct.nii.gz", ph.volume)
     (cohort / "s03").mkdir()
