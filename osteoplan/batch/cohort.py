@@ -187,13 +187,14 @@ def read_cohort(path: str | Path) -> list[Case]:
     -------
     list of Case
         Folder cohorts sorted by folder name; CSV cohorts in row order. Folders without a CT are skipped.
+        Paths are absolute (a Dask worker may run in another folder or on another host).
 
     Raises
     ------
     InputError
         The cohort does not exist, holds no case, or a case name is unusable or repeated.
     """
-    p = Path(path)
+    p = Path(path).expanduser().absolute()  # absolute: workers on other hosts or folders see the same paths
     if p.is_dir():
         return _read_folder(p)
     if p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".txt"):

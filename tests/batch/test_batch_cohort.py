@@ -124,3 +124,41 @@ def test_results_table_csv_and_parquet_round_trip(tmp_path):
     assert "verdicts: feasible 1" in text and "refused: AnatomyError 1 (see results.csv)" in text
     assert "FAILED s3: worker failure: unexpected KilledWorker" in text
     assert "sum of case times 6.0 s" in text and "retried: 1 case(s)" in text
+
+
+class TestCommandLineErrors:
+    """One line, exit 2, before any cluster is started."""
+
+    @pytest.mark.parametrize("extra,message", [
+        (["--memory-limit", "3XB"], "error: --memory-limit: not a size; write it like 3GiB or 3000MB."),
+        (["--workers", "0"], "error: argument --workers: at least 1 is needed, not 0"),
+        (["--workers", "3", "--scheduler", "tcp://h:8786"], "not allowed with argument"),
+        (["--retries", "-1"], "error: argument --retries: 0 or more is needed, not -1"),
+    ])
+    def test_bad_options(self, tmp_path, capsys, extra, message):
+        from osteoplan.cli import main
+
+        _touch(tmp_path / "c" / "s1" / "ct.nii.gz")
+        with pytest.raises(SystemExit) if "argument" in message else _nullcontext():
+            rc = main(["batch", str(tmp_path / "c"), "--out", str(tmp_path / "o")] + extra)
+            assert rc == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+    def test_out_inside_cohort_and_missing_cohort(self, tmp_path, capsys):
+        from osteoplan.cli import main
+
+        _touch(tmp_path / "c" / "s1" / "ct.nii.gz")
+        assert main(["batch", str(tmp_path / "c"), "--out", str(tmp_path / "c" / "out")]) == 2
+        assert "error: --out: it is inside the cohort folder" in capsys.readouterr().err
+        assert main(["batch", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
+        assert "error: COHORT: not found" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -57,6 +57,15 @@ def _batch_cmd(args: argparse.Namespace) -> int:
     cohort = Path(args.cohort)
     if cohort.resolve() == out.resolve() or cohort.resolve() in out.resolve().parents:
         raise InputError("--out: it is inside the cohort folder; choose an output folder outside the cohort.")
+    if args.memory_limit is not None:
+        from dask.utils import parse_bytes
+
+        try:
+            args.memory_limit = parse_bytes(args.memory_limit)
+        except (ValueError, TypeError):
+            raise InputError("--memory-limit: not a size; write it like 3GiB or 3000MB.") from None
+        if args.memory_limit < 256 * 2**20:
+            raise InputError("--memory-limit: below 256 MiB a worker cannot even start; give at least 1GiB.")
     cases = read_cohort(cohort)
     if args.protocol:
         with blame("--protocol"):
