@@ -73,7 +73,9 @@ def summary_text(records: Sequence[dict[str, Any]], *, wall_s: float, workers: i
         stages = ("read", "anatomy", "risk", "search", "other", "total")
         L.append("  per case, median s: " + ", ".join(
             f"{s} {_med([r[f't_{s}_s'] for r in ran if r.get(f't_{s}_s') is not None])}" for s in stages))
-        L.append(f"  sum of case times {sum(r['t_total_s'] for r in ran):.1f} s")
+        busy = sum(r["t_total_s"] for r in ran)
+        L.append(f"  sum of case times {busy:.1f} s = {busy / max(wall_s, 1e-9):.2f} x the wall time (cases in "
+                 "progress at once, on average; with N workers at most N)")
     retried = [r for r in records if (r.get("attempts") or 1) > 1]
     if retried:
         L.append(f"  retried: {len(retried)} case(s)")

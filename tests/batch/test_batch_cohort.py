@@ -123,7 +123,7 @@ def test_results_table_csv_and_parquet_round_trip(tmp_path):
                                     "wall time 7.0 s with 2 worker(s)")
     assert "verdicts: feasible 1" in text and "refused: AnatomyError 1 (see results.csv)" in text
     assert "FAILED s3: worker failure: unexpected KilledWorker" in text
-    assert "sum of case times 6.0 s" in text and "retried: 1 case(s)" in text
+    assert "sum of case times 6.0 s = 0.86 x the wall time" in text and "retried: 1 case(s)" in text
 
 
 class TestCommandLineErrors:
