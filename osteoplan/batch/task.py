@@ -129,7 +129,8 @@ def key_figures(plan_json: Path) -> dict[str, Any]:
         ``verdict`` (code), ``exit_code``, ``protocol``, ``side``, ``screw_length_mm``, ``screw_diameter_mm``,
         ``path_length_mm`` (skin entry to target: the needle/trocar length needed), ``min_clearance_mm`` and
         ``min_clearance_structure`` (the smallest measured instrument-surface clearance of the best path, over
-        the structures that were assessed), ``n_not_assessed``, ``n_candidates``, ``n_feasible``.
+        the structures that were assessed; on a tie the first name in alphabetical order, e.g. ``airway`` before
+        its part ``pharynx``), ``n_not_assessed``, ``n_candidates``, ``n_feasible``.
     """
     from osteoplan.planning.model import load_plan
     from osteoplan.planning.verdict import verdict_of
