@@ -132,7 +132,7 @@ def test_openkbp_c2(capsys):
 @needs_openkbp
 def test_openkbp_mandible(capsys):
     out = _run("openkbp_mandible.py", ["--cases", "pt_100"], capsys)
-    assert "pt_100" in out
+    assert "pt_100" in out and "| alternative: largest bone component 45 mm in front of the canal |" in out
 
 
 @pytest.mark.slow
