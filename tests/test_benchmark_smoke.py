@@ -139,4 +139,4 @@ def test_openkbp_mandible(capsys):
 @needs_openkbp
 def test_plan_real_cases(capsys):
     out = _run("plan_real_cases.py", ["--openkbp", "1", "--no-cthead"], capsys)
-    assert out.count("| pt_1 |") == 1
+    assert out.count("| pt_1 |") == 1 and "alternative: of the 1 cases with provided masks" in out
