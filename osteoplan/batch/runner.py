@@ -117,6 +117,26 @@ def _clean_partial(out: Path, cases: Sequence[Case]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _note_interrupted(out: Path, records: dict[str, dict[str, Any]]) -> None:
+    """Note, in their records, the cases whose worker died under them (running markers left behind)."""
+    folder = out / BATCH_DIR / "running"
+    if not folder.is_dir():
+        return
+    lost: dict[str, int] = {}
+    for m in folder.iterdir():
+        case_id = m.name.rsplit(".", 2)[0]
+        lost[case_id] = lost.get(case_id, 0) + 1
+        m.unlink(missing_ok=True)
+    for case_id, n in lost.items():
+        rec = records.get(case_id)
+        if rec is None:
+            continue
+        what = f"its worker died under it {n} time(s); run again by Dask"
+        rec["note"] = what if not rec.get("note") else f"{rec['note']}; {what}"
+        rec["workers_lost"] = n
+        write_record(out, rec)
+
+
 def run_batch(cases: Sequence[Case], out: str | Path, options: dict[str, Any], *, workers: int = 2,
               scheduler: str | None = None, retries: int = 1, memory_limit: int | str | None = None,
               quiet: bool = False, task: Callable[..., dict[str, Any]] = plan_case) -> BatchResult:
@@ -204,5 +224,6 @@ def run_batch(cases: Sequence[Case], out: str | Path, options: dict[str, Any], *
             if cluster is not None:
                 cluster.close()
         _clean_partial(out, todo)
+        _note_interrupted(out, records)
     ordered = [records[c.case_id] for c in cases if c.case_id in records]
     return BatchResult(ordered, skipped, time.perf_counter() - t0, n_workers)

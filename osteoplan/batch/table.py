@@ -76,6 +76,10 @@ def summary_text(records: Sequence[dict[str, Any]], *, wall_s: float, workers: i
         busy = sum(r["t_total_s"] for r in ran)
         L.append(f"  sum of case times {busy:.1f} s = {busy / max(wall_s, 1e-9):.2f} x the wall time (cases in "
                  "progress at once, on average; with N workers at most N)")
+    lost = [r["case"] for r in records if r.get("workers_lost")]
+    if lost:
+        L.append(f"  worker died under {len(lost)} case(s), run again: " + ", ".join(lost[:20])
+                 + (" ..." if len(lost) > 20 else ""))
     retried = [r for r in records if (r.get("attempts") or 1) > 1]
     if retried:
         L.append(f"  retried: {len(retried)} case(s)")

@@ -244,13 +244,24 @@ def plan_case(case: Case, out_root: str, options: dict[str, Any], attempt: int =
         one-line error, e.g. C2 not found; ``exit_code`` is plan's, 2) or ``"failed"`` (an unexpected error or
         a lost worker; ``exit_code`` 1); ``error`` says why in one line.
     """
-    from osteoplan import progress
-
     out_root = Path(out_root)
     spec = case.spec_sha256(options)
     out_dir = out_root / case.case_id
     log_path = out_root / BATCH_DIR / "logs" / f"{case.case_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    running = running_marker(out_root, case.case_id, attempt)
+    running.parent.mkdir(parents=True, exist_ok=True)
+    running.touch()  # left behind only when the worker dies in the middle of the case (killed, out of memory)
+    try:
+        return _plan_case(case, out_root, options, attempt, spec, out_dir, log_path)
+    finally:
+        running.unlink(missing_ok=True)
+
+
+def _plan_case(case: Case, out_root: Path, options: dict[str, Any], attempt: int, spec: str, out_dir: Path,
+               log_path: Path) -> dict[str, Any]:
+    from osteoplan import progress
+
     t0 = time.perf_counter()
     buf = io.StringIO()
     rc: int | None = None
@@ -294,6 +305,12 @@ def plan_case(case: Case, out_root: str, options: dict[str, Any], attempt: int =
             rec["note"] = f"plan exited {rc}, verdict says {rec['exit_code']}"
     write_record(out_root, rec)
     return rec
+
+
+def running_marker(out_root: Path, case_id: str, attempt: int) -> Path:
+    """The marker a task holds while it runs (``.batch/running/<case>.<attempt>.<pid>``): one left behind at the
+    end of a batch is a case whose worker died under it (Dask then ran the case again on a live worker)."""
+    return Path(out_root) / BATCH_DIR / "running" / f"{case_id}.{attempt}.{os.getpid()}"
 
 
 def worker_environment() -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from osteoplan.batch.cohort import Case  # noqa: E402
-from osteoplan.batch.task import failure_record, read_record, write_record  # noqa: E402
+from osteoplan.batch.task import failure_record, read_record, running_marker, write_record  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a LocalCluster takes a few seconds to start
 
@@ -25,11 +25,16 @@ def _fake_task(case: Case, out: str, options: dict, attempt: int = 1) -> dict:
     with open(out_p / "calls.txt", "a") as fh:
         fh.write(f"{case.case_id} {attempt}\n")
     spec = case.spec_sha256(options)
+    running = running_marker(out_p, case.case_id, attempt)
+    running.parent.mkdir(parents=True, exist_ok=True)
+    running.touch()
     if case.case_id == "bad":
         rec = failure_record(case, "InputError: the CT input (argument CT): not found", spec, attempt, False)
         write_record(out_p, rec)
+        running.unlink()
         return rec
     if case.case_id == "flaky" and attempt == 1:
+        running.unlink()  # an exception is not a lost worker (plan_case removes its marker in a finally)
         raise RuntimeError("transient")
     if case.case_id == "dies":
         flag = out_p / "died-once"
@@ -41,6 +46,7 @@ def _fake_task(case: Case, out: str, options: dict, attempt: int = 1) -> dict:
     rec = {"case": case.case_id, "status": "planned", "verdict": "feasible", "exit_code": 0, "attempts": attempt,
            "spec_sha256": spec, "t_total_s": 0.01, "note": os.environ.get("NUMBA_NUM_THREADS", "unset")}
     write_record(out_p, rec)
+    running.unlink()
     return rec
 
 
@@ -64,7 +70,9 @@ def test_failures_retries_dead_worker_and_resume(tmp_path):
     assert by["bad"]["status"] == "refused" and by["bad"]["error"].startswith("InputError")
     assert by["flaky"]["status"] == "planned" and by["flaky"]["attempts"] == 2  # retried once by the driver
     assert by["dies"]["status"] == "planned"  # its worker died; Dask ran it again on a live worker
-    assert {r["note"] for r in res.records if r["status"] == "planned"} == {"1"}  # numba pinned to 1 thread
+    assert {r["note"][0] for r in res.records if r["status"] == "planned"} == {"1"}  # numba pinned to 1 thread
+    assert by["dies"]["workers_lost"] == 1 and by["dies"]["note"] == "1; its worker died under it 1 time(s); run again by Dask"
+    assert [r["case"] for r in res.records if r.get("workers_lost")] == ["dies"]
     assert [r["case"] for r in res.failed] == ["bad"] and res.skipped == 0 and res.workers == 2
     calls = _calls(out)
     # an input error is not retried by the driver (Dask itself may run a task again when the worker holding its
