@@ -172,8 +172,12 @@ def run_batch(cases: Sequence[Case], out: str | Path, options: dict[str, Any], *
     """
     from distributed import as_completed
 
-    out = Path(out)
+    import uuid
+
+    out = Path(out).absolute()  # the workers may run in another folder (or host, with a shared file system)
     (out / BATCH_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / BATCH_DIR / "running", ignore_errors=True)  # stale: from an earlier, interrupted batch
+    token = uuid.uuid4().hex[:8]  # task keys unique to this batch: a shared cluster may run others' batches
     t0 = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
     todo: list[Case] = []
@@ -198,7 +202,7 @@ def run_batch(cases: Sequence[Case], out: str | Path, options: dict[str, Any], *
 
             def submit(case: Case, attempt: int):
                 fut = client.submit(task, case, str(out), options, attempt, pure=False,
-                                    key=f"plan-{case.case_id}-{attempt}")
+                                    key=f"plan-{case.case_id}-{attempt}-{token}")
                 pending[fut] = (case, attempt)
                 return fut
 

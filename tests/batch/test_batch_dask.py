@@ -153,3 +153,19 @@ def test_batch_command_on_phantoms_matches_plan(tmp_path, capsys):
     rc = main(["-q", "batch", str(cohort), "--out", str(out), "--workers", "2", "--no-report", "--no-risk"])
     text = capsys.readouterr().out
     assert rc == 1 and "(2 already done, kept)" in text
+
+
+def test_existing_cluster_by_address(tmp_path):
+    """--scheduler: the cases go to a cluster started elsewhere (here a 1-worker LocalCluster), which stays up."""
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    from osteoplan.batch.runner import run_batch
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
+        cases = [Case(n, f"/nowhere/{n}.nii.gz") for n in ("a1", "a2", "bad")]
+        res = run_batch(cases, tmp_path, {}, scheduler=cluster.scheduler_address, quiet=True, task=_fake_task)
+        assert [r["status"] for r in res.records] == ["planned", "planned", "refused"] and res.workers == 1
+        with Client(cluster.scheduler_address) as c:  # the site's cluster is not closed by the batch
+            assert len(c.scheduler_info()["workers"]) == 1
