@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ct", default=str(root.parent / "shared" / "data" / "cthead" / "ct.nii.gz"))
     ap.add_argument("--loop-subset", type=int, default=300)
     ap.add_argument("--min-candidates", type=int, default=100_000)
+    ap.add_argument("--no-plan", action="store_true", help="skip the whole `osteoplan plan` run at the end")
+    ap.add_argument("--max-candidates", type=int, default=0,
+                    help="evaluate at most this many candidates, drawn at random (0 = all; for smoke tests)")
     args = ap.parse_args(argv)
 
     from osteoplan.imaging import read_volume
@@ -71,6 +74,9 @@ def main(argv=None) -> int:
     T, D = len(targets), len(dirs)
     ct = np.repeat(np.arange(T), D)
     cd = np.tile(np.arange(D), T)
+    if args.max_candidates and len(ct) > args.max_candidates:
+        keep = np.sort(np.random.default_rng(1).choice(len(ct), size=args.max_candidates, replace=False))
+        ct, cd = ct[keep], cd[keep]
     N = len(ct)
     # warm-up (numba compilation / cache load) on a few candidates
     run_kernel(fields, targets, dirs, ct[:10], cd[:10], proto, r_instr, r_screw, 1.0, lm=an.landmarks)
@@ -108,6 +114,8 @@ def main(argv=None) -> int:
           f"{N / rate_loop:,.0f} | {rate_loop:,.1f} | 1x |")
     print(f"\nmax |clearance difference| numba vs loop on the subset: {agree:.2e} mm")
 
+    if args.no_plan:
+        return 0
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "plan"
         cmd = [sys.executable, "-m", "osteoplan.cli", "plan", args.ct, "--out", str(out), "--no-report"]

@@ -7,7 +7,8 @@ Usage::
 For each case: whether a plan was found (or the clear reason why not), side, screw, depth, the
 structures that were assessed (segmented and measured) and those that were not. OpenKBP cases use
 their provided SpinalCord, Esophagus, Larynx, Mandible (and other) contours via ``--masks``;
-everything else comes from osteoplan's classical segmentation.
+everything else comes from osteoplan's classical segmentation. The obvious alternative, in the same run (last
+column): each case with provided masks planned again without them (classical anatomy only).
 """
 
 from __future__ import annotations
@@ -85,24 +86,37 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--openkbp", type=int, default=20, help="number of OpenKBP cases (sorted by number)")
+    ap.add_argument("--no-cthead", action="store_true", help="OpenKBP cases only")
+    ap.add_argument("--no-alternative", action="store_true", help="do not plan the cases again without their masks")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
         print(f"no data folder {data}", file=sys.stderr)
         return 1
-    cases = [("cthead", data / "cthead" / "ct.nii.gz", None),
-             ("cthead+atlasVA", data / "cthead" / "ct.nii.gz", data / "cthead" / "atlas_vessels")]
+    cases = [] if args.no_cthead else [
+        ("cthead", data / "cthead" / "ct.nii.gz", None),
+        ("cthead+atlasVA", data / "cthead" / "ct.nii.gz", data / "cthead" / "atlas_vessels")]
     kbp = sorted((p for p in (data / "openkbp").glob("pt_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[1]))
     cases += [(p.name, p / "ct.nii.gz", p) for p in kbp[: args.openkbp]]
-    print("| case | voxel (mm) | result | details / reason | assessed | NOT assessed | s |")
-    print("|---|---|---|---|---|---|---|")
-    n_ok = 0
+    print("| case | voxel (mm) | result | details / reason | assessed | NOT assessed | s | alternative: without the "
+          "provided masks (classical anatomy only) |")
+    print("|---|---|---|---|---|---|---|---|")
+    n_ok = n_alt_ok = n_alt = 0
     for name, ct, masks in cases:
         r = run_case(name, ct, masks)
         n_ok += r["result"].startswith("feasible")  # the plan's verdict: feasible / feasible_hydrodissection
+        alt = "-"
+        if masks is not None and not args.no_alternative:
+            a = run_case(name, ct, None)
+            n_alt += 1
+            n_alt_ok += a["result"].startswith("feasible")
+            alt = f"{a['result']}; NOT assessed: {a['not_assessed']}"
         print(f"| {r['case']} | {r.get('voxel', '?')} | {r['result']} | {r['reason']} | {r['assessed']} | "
-              f"{r['not_assessed']} | {r['s']:.1f} |", flush=True)
+              f"{r['not_assessed']} | {r['s']:.1f} | {alt} |", flush=True)
     print(f"\n{n_ok} of {len(cases)} cases with a feasible verdict; every other case has its verdict or reason above.")
+    if n_alt:
+        print(f"alternative: of the {n_alt} cases with provided masks, {n_alt_ok} feasible without them "
+              "(structures that only the masks give are then NOT assessed).")
     return 0
 
 

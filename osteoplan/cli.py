@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "osteoplan.faces.cli.pacs",
     "osteoplan.faces.cli.anatomy",
     "osteoplan.faces.cli.risk",
+    "osteoplan.faces.cli.batch",
     "osteoplan.export.cli",
     "osteoplan.workflow.cli",
     "osteoplan.web.cli",

@@ -32,6 +32,22 @@ def _record(event: str, label: str) -> None:
             fh.write(json.dumps({"event": event, "label": label, "t": time.time()}) + "\n")
     except OSError:
         pass
+#: Lists receiving ``(label, seconds)`` of every completed :func:`step` (see :func:`recording`).
+_recorders: list[list[tuple[str, float]]] = []
+
+
+@contextmanager
+def recording() -> Iterator[list[tuple[str, float]]]:
+    """Collect ``(label, seconds)`` of every :func:`step` completed inside the block (quiet or not).
+
+    Used by ``osteoplan batch`` for the per-stage timings of each case.
+    """
+    rec: list[tuple[str, float]] = []
+    _recorders.append(rec)
+    try:
+        yield rec
+    finally:
+        _recorders.remove(rec)
 
 
 @contextmanager
@@ -49,5 +65,7 @@ def step(label: str) -> Iterator[None]:
             print(" failed", file=sys.stderr, flush=True)
         raise
     _record("done", label)
+    for rec in _recorders:
+        rec.append((label, time.perf_counter() - t0))
     if enabled():
         print(f" done ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)

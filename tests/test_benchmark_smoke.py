@@ -1,0 +1,142 @@
+"""Every script under benchmarks/ runs on a tiny input, so that a broken import or call fails CI.
+
+Each test runs the script's ``main`` (as ``python benchmarks/<script>.py`` would) with the smallest options it
+has, and checks it returns 0 and prints its comparison table (the obvious alternative in the same run). The
+figures themselves are not asserted here (no timing assertions in tests): the scripts are run in full by hand
+for the notes. Real-data scripts skip when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+DATA = ROOT.parent / "shared" / "data"
+
+#: Every benchmark script and the test that runs it (a new script without a smoke test fails test_every_script_has_a_smoke_test).
+SMOKE_TESTS = {
+    "bench_drr.py": "test_bench_drr",
+    "bench_planner.py": "test_bench_planner",
+    "bench_read_dicom.py": "test_bench_read_dicom",
+    "dicom_mutation.py": "tests/imaging/test_dicom_mutation.py::test_mutation_corpus_representative_subset",
+    "load_web.py": "test_load_web",
+    "openkbp_airway.py": "test_openkbp_airway",
+    "openkbp_anatomy.py": "test_openkbp_anatomy",
+    "openkbp_c2.py": "test_openkbp_c2",
+    "openkbp_mandible.py": "test_openkbp_mandible",
+    "openkbp_plans.py": "tests/test_benchmark_openkbp_plans.py::test_openkbp_plans_runs_on_two_cases",
+    "plan_real_cases.py": "test_plan_real_cases",
+}
+
+needs_openkbp = pytest.mark.skipif(not (DATA / "openkbp" / "pt_100").is_dir(),
+                                   reason="../shared/data/openkbp is absent (real-data benchmarks run in CI)")
+needs_cthead = pytest.mark.skipif(not (DATA / "cthead" / "ct.nii.gz").is_file(),
+                                  reason="../shared/data/cthead is absent (real-data benchmarks run in CI)")
+
+
+def _load(name: str):
+    path = BENCH / name
+    spec = importlib.util.spec_from_file_location(f"bench_smoke_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(name: str, argv: list[str], capsys) -> str:
+    rc = _load(name).main(argv)
+    out = capsys.readouterr().out
+    assert rc == 0, out[-2000:]
+    return out
+
+
+def test_every_script_has_a_smoke_test():
+    scripts = sorted(p.name for p in BENCH.glob("*.py"))
+    assert scripts == sorted(SMOKE_TESTS), "add a smoke test for the new benchmark script to SMOKE_TESTS"
+    here = sys.modules[__name__]
+    for script, test in SMOKE_TESTS.items():
+        if "::" in test:
+            file, func = test.split("::")
+            assert f"def {func}(" in (ROOT / file).read_text(), test
+        else:
+            assert callable(getattr(here, test)), test
+
+
+@pytest.fixture(scope="module")
+def phantom_ct(tmp_path_factory) -> Path:
+    """The neck phantom at 2 mm (a small CT with a C2 and every structure) as NIfTI."""
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.export import save_ct_nifti
+
+    path = tmp_path_factory.mktemp("phantom") / "ct.nii.gz"
+    save_ct_nifti(path, make_phantom(PhantomParams(spacing_mm=2.0)).volume)
+    return path
+
+
+@needs_cthead
+def test_bench_drr(capsys):
+    out = _run("bench_drr.py", ["--pixels", "16", "--step", "2", "--repeat", "1", "--views", "lateral"], capsys)
+    assert "osteoplan numba ray-march" in out and "SimpleITK Resample depth planes" in out
+
+
+@pytest.mark.slow
+def test_bench_planner(phantom_ct, capsys):
+    out = _run("bench_planner.py", ["--ct", str(phantom_ct), "--loop-subset", "4", "--min-candidates", "2000",
+                                    "--max-candidates", "2000", "--no-plan"], capsys)
+    assert "| numba kernel |" in out and "Python loop" in out and "max |clearance difference|" in out
+
+
+def test_bench_read_dicom(tmp_path, capsys):
+    """On a tiny synthetic series (12 slices of 24 x 20; both readers must agree voxel for voxel)."""
+    from osteoplan.imaging.synth import write_series
+
+    write_series(tmp_path / "series", phi=False)
+    out = _run("bench_read_dicom.py", ["--folder", str(tmp_path / "series"), "--repeats", "1"], capsys)
+    assert "SimpleITK ImageSeriesReader" in out and "identical voxels and geometry: yes" in out
+
+
+@pytest.mark.slow
+def test_load_web(tmp_path, capsys):
+    out = _run("load_web.py", ["--cases", "5", "--clients", "2", "--requests", "4", "--seconds", "5",
+                               "--db", str(tmp_path / "load.db")], capsys)
+    assert "| scenario | clients |" in out and "vs 1 client" in out
+
+
+@pytest.mark.slow
+@needs_openkbp
+def test_openkbp_airway(capsys):
+    out = _run("openkbp_airway.py", ["--cases", "pt_100"], capsys)
+    assert "pt_100" in out and "alt ovl" in out
+
+
+@pytest.mark.slow
+@needs_openkbp
+def test_openkbp_anatomy(capsys):
+    out = _run("openkbp_anatomy.py", ["--cases", "pt_100"], capsys)
+    assert "pt_100" in out and "naive%" in out
+
+
+@pytest.mark.slow
+@needs_openkbp
+def test_openkbp_c2(capsys):
+    out = _run("openkbp_c2.py", ["--cases", "pt_100"], capsys)
+    assert "pt_100" in out
+
+
+@pytest.mark.slow
+@needs_openkbp
+def test_openkbp_mandible(capsys):
+    out = _run("openkbp_mandible.py", ["--cases", "pt_100"], capsys)
+    assert "pt_100" in out and "| alternative: largest bone component 45 mm in front of the canal |" in out
+
+
+@pytest.mark.slow
+@needs_openkbp
+def test_plan_real_cases(capsys):
+    out = _run("plan_real_cases.py", ["--openkbp", "1", "--no-cthead"], capsys)
+    assert out.count("| pt_1 |") == 1 and "alternative: of the 1 cases with provided masks" in out
