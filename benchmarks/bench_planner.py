@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     from osteoplan.imaging import read_volume
     from osteoplan.anatomy.pipeline import build_anatomy
     from osteoplan.planning.protocol import load_protocol
+    from osteoplan.planning.procedures.c2_dens import site_from_landmarks
     from osteoplan.planning.search import build_fields, directions, run_kernel, target_points
 
     proto = load_protocol()
@@ -54,20 +55,21 @@ def main(argv=None) -> int:
     an = build_anatomy(vol)
     t_anat = time.perf_counter() - t
     t = time.perf_counter()
-    fields, _, _ = build_fields(vol, an.labelmap, an.landmarks, proto)
+    site = site_from_landmarks(an.landmarks, proto)
+    fields, _, _ = build_fields(vol, an.labelmap, site, proto)
     t_fields = time.perf_counter() - t
     r_screw, r_instr = 1.75, max(proto.instruments.trocar_outer_diameter_mm, 3.5) / 2
-    targets = target_points(fields, an.landmarks, proto, r_screw)
+    targets = target_points(fields, site, proto, r_screw)
     note = ""
     if len(targets) < 5:
         # throughput only: if the (changing) C2 segmentation leaves too few apex-zone targets, use
         # targets with a relaxed cortex margin so the benchmark still has >= 100,000 candidates
         relaxed = proto.model_copy(update={"target": proto.target.model_copy(update={"inside_cortex_min_mm": 0.5})})
-        targets = target_points(fields, an.landmarks, relaxed, 0.0)
+        targets = target_points(fields, site, relaxed, 0.0)
         note = " (targets with a relaxed 0.5 mm cortex margin: too few strict apex-zone targets on this segmentation)"
     step = 1.0
     while True:
-        dirs, _ = directions(proto, ["left", "right"], step_deg=step)
+        dirs, _ = directions(proto, ["left", "right"], step_deg=step, site=site)
         if len(targets) * len(dirs) >= args.min_candidates or step < 0.2:
             break
         step *= 0.8
@@ -79,13 +81,13 @@ def main(argv=None) -> int:
         ct, cd = ct[keep], cd[keep]
     N = len(ct)
     # warm-up (numba compilation / cache load) on a few candidates
-    run_kernel(fields, targets, dirs, ct[:10], cd[:10], proto, r_instr, r_screw, 1.0, lm=an.landmarks)
+    run_kernel(fields, targets, dirs, ct[:10], cd[:10], proto, r_instr, r_screw, 1.0, site=site)
     t = time.perf_counter()
-    ev = run_kernel(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, lm=an.landmarks)
+    ev = run_kernel(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, site=site)
     t_vec = time.perf_counter() - t
     # the same without the early exit on the entry rule (every candidate marched to the skin)
     t = time.perf_counter()
-    run_kernel(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, lm=None)
+    run_kernel(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, site=None)
     t_vec_full = time.perf_counter() - t
     rng = np.random.default_rng(0)
     sub = rng.choice(N, size=min(args.loop_subset, N), replace=False)
@@ -93,9 +95,9 @@ def main(argv=None) -> int:
     evp = run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, python=True)
     t_loop = time.perf_counter() - t
     t = time.perf_counter()
-    run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, python=True, lm=an.landmarks)
+    run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, python=True, site=site)
     t_loop_early = time.perf_counter() - t
-    evf = run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, lm=None)
+    evf = run_kernel(fields, targets, dirs, ct[sub], cd[sub], proto, r_instr, r_screw, 1.0, site=None)
     ok = evf.code == 0
     agree = float(np.abs(evf.clear[ok] - evp.clear[ok]).max()) if ok.any() else float("nan")
 
