@@ -16,7 +16,7 @@ A control CT is built from a planning CT in four steps, each with a known value:
    thickness: typical of clinical CT, configurable default, no single published source).
 3. **Metal streaks**: in every axial slice crossed by the metal, the beam-hardening error of a
    polychromatic beam, ``-k * L^2`` with ``L`` the metal path length of each ray (plus photon
-   starvation noise proportional to ``L``), is filtered-backprojected (ramp filter, 90 angles) and
+   starvation noise proportional to ``L``), is filtered-backprojected (ramp filter, 48 angles) and
    added: the dark and bright bands along the metal's long axis seen on clinical CTs (De Man et al.,
    "Metal streak artifacts in X-ray computed tomography: a simulation study", IEEE TNS 1999;46:691).
    ``k`` is set so the darkest band next to a 2 mm wire is a few hundred HU (configurable default,
@@ -165,8 +165,8 @@ def insert_cylinder(array: np.ndarray, affine: np.ndarray, tip_lps_mm, direction
 
 
 def add_metal_streaks(array: np.ndarray, metal_fraction: np.ndarray, spacing_kji_mm, rng: np.random.Generator,
-                      k_hu_per_mm2: float = STREAK_K, starvation_hu_per_mm: float = 200.0, n_angles: int = 90,
-                      radius_mm: float = 60.0) -> None:
+                      k_hu_per_mm2: float = STREAK_K, starvation_hu_per_mm: float = 200.0, n_angles: int = 48,
+                      radius_mm: float = 45.0) -> None:
     """Add beam-hardening streaks and photon-starvation noise around the metal, slice by slice, in place.
 
     For every axial slice (index k) holding metal: the metal path length ``L(theta, s)`` of each parallel
