@@ -104,6 +104,8 @@ def insert_cylinder(array: np.ndarray, affine: np.ndarray, tip_lps_mm, direction
                     diameter_mm: float, metal_hu: float = METAL_HU, psf_sigma_mm: float = 0.4) -> np.ndarray:
     """Paint a metal cylinder into *array* in place, with partial volume and blur; return its blurred fraction.
 
+    The blur is applied along the array axes, axis 0 being the slice axis (axial grids).
+
     Parameters
     ----------
     array : float32 (K, J, I)
@@ -126,7 +128,6 @@ def insert_cylinder(array: np.ndarray, affine: np.ndarray, tip_lps_mm, direction
     d = unit(direction_unit)
     rear = tip - length_mm * d
     r = diameter_mm / 2.0
-    sp = np.abs(np.diag(affine[:3, :3])) if np.allclose(affine[:3, :3], np.diag(np.diag(affine[:3, :3]))) else None
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     inv = _inv_affine(affine)
     frac = np.zeros(array.shape, np.float32)
@@ -156,7 +157,7 @@ def insert_cylinder(array: np.ndarray, affine: np.ndarray, tip_lps_mm, direction
     fb = np.zeros(tuple(hi - lo), np.float32)
     fb.reshape(-1)[np.nonzero(near)[0]] = cov
     sig = np.array([0.4 * spacing[0], psf_sigma_mm, psf_sigma_mm]) / spacing
-    if sp is not None and psf_sigma_mm > 0:
+    if psf_sigma_mm > 0:
         fb = ndi.gaussian_filter(fb, sig, mode="constant", truncate=3.0)
     frac[box] = fb
     a = array[box]
