@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "osteoplan.imaging.cli",
     "osteoplan.anatomy.cli",
     "osteoplan.faces.cli.risk",
+    "osteoplan.faces.cli.verify",
     "osteoplan.export.cli",
     "osteoplan.workflow.cli",
     "osteoplan.web.cli",

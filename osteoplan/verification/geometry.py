@@ -97,3 +97,10 @@ def patient_terms(v_lps) -> str:
             continue
         parts.append(f"{abs(v[ax]):.1f} mm {names[ax][0] if v[ax] > 0 else names[ax][1]}")
     return ", ".join(parts) if parts else "0.0 mm"
+
+
+def direction_word(v_lps) -> str:
+    """The patient direction of the largest component of *v_lps*: left, right, posterior, anterior, cranial, caudal."""
+    v = np.asarray(v_lps, float)
+    ax = int(np.argmax(np.abs(v)))
+    return (("left", "right"), ("posterior", "anterior"), ("cranial", "caudal"))[ax][0 if v[ax] > 0 else 1]

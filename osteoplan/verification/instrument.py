@@ -13,10 +13,12 @@ Method (general reasons in brackets):
 3. **Axis**: robust line fit (iteratively reweighted least squares, voxels farther than 1.5 mm dropped)
    then refined by the metal-weighted centroid of discs across the axis every 1 mm [centroids of the
    partial-volume signal are sub-voxel; streaks are roughly symmetric about the metal].
-4. **Tip**: the "metal line density" ``q(s)`` = integral over a disc across the axis of (HU - background),
-   which partial volume and blur do not change; the tip is where ``q`` falls to half its plateau
-   (half-maximum of an edge blurred by a symmetric point-spread function: unbiased). The same plateau
-   gives a diameter estimate (``q = area * (metal HU - background)``, with the nominal 3000 HU).
+4. **Ends**: the on-axis profile (mean over a 0.25 mm disc) near each end of the group; the end is where it
+   falls to half-way between its plateau (1-10 mm inside) and the background (2-5 mm beyond) [the
+   half-maximum of an edge blurred by a symmetric point-spread function is unbiased]. The "metal line
+   density" ``q`` = integral over a 3 mm disc across the axis of (HU - background), which partial volume
+   and blur do not change, gives a diameter estimate (``q = area * (metal HU - background)``, with the
+   nominal 3000 HU; for information: beam-hardening cupping makes it low).
 5. **Field of view**: an end within ``fov_margin_mm`` of the CT's border is marked cut by the field of view.
 
 The tip is the end closer to ``toward_lps_mm`` (the plan's target), else the end that is not cut.
@@ -79,6 +81,22 @@ class Instrument:
                 "visible_length_mm": round(self.visible_length_mm, 1), "diameter_mm": round(self.diameter_mm, 1),
                 "rear_cut_by_fov": self.rear_cut_by_fov, "tip_cut_by_fov": self.tip_cut_by_fov,
                 "fit_rms_mm": round(self.fit_rms_mm, 2)}
+
+
+def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (outside the CT) give NaN, handled by callers
+        return np.nanmedian(a, axis=axis)
+
+
+def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
 
 
 def _sample(volume: Volume, pts_lps: np.ndarray, fill: float = np.nan) -> np.ndarray:
@@ -253,7 +271,7 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
         centres = c + ss[:, None] * d
         vals = _sample(volume, centres[:, None, :] + disc[None], fill=np.nan)  # (S, N)
         inside = np.isfinite(vals)
-        bg = np.nanmedian(np.where(inside, vals, np.nan), axis=1)
+        bg = _nanmedian(np.where(inside, vals, np.nan), axis=1)
         bg = np.where(np.isfinite(bg), bg, 0.0)
         excess = np.where(inside, np.clip(vals - bg[:, None] - 300.0, 0, None), 0.0)
         q = np.where(inside, vals - bg[:, None], 0.0).sum(1) * step * step  # HU mm^2
@@ -276,7 +294,7 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
     ss = np.arange(s0 - 5.0, s1 + 5.0 + 1e-9, 0.05)
     vals = _sample(volume, (c + ss[:, None] * d)[:, None, :] + small[None], fill=np.nan)
     inside = np.isfinite(vals).all(1)
-    p = np.nanmean(vals, axis=1)
+    p = _nanmean(vals, axis=1)
 
     def end(s_coarse: float, sign: int) -> tuple[float, bool]:
         """Half-maximum crossing near the coarse end (sign +1: towards larger s); and whether it is cut."""
@@ -311,10 +329,10 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
     disc = _disc(d, 3.0, step)
     mids = np.linspace(s0 + 0.25 * (s1 - s0), s1 - 0.25 * (s1 - s0), 9)
     mv = _sample(volume, (c + mids[:, None] * d)[:, None, :] + disc[None], fill=np.nan)
-    bg = np.nanmedian(mv, axis=1)
+    bg = _nanmedian(mv, axis=1)
     q = np.nansum(mv - bg[:, None], axis=1) * step * step
     plateau = float(np.median(q))
-    bgv = float(np.nanmedian(bg))
+    bgv = float(_nanmedian(bg, axis=0))
     area = max(plateau, 0.0) / max(nominal_metal_hu - bgv, 1.0)
     diam = 2.0 * float(np.sqrt(area / np.pi))
     # orientation: tip = end closer to `toward`, else the end not cut by the field of view
