@@ -178,7 +178,10 @@ def _ncc_valid(image: np.ndarray, template: np.ndarray) -> np.ndarray:
 
     s1, s2 = _box_sum(img), _box_sum(img ** 2)
     var = np.maximum(s2 - s1 ** 2 / n, 0.0)
-    return corr / np.maximum(np.sqrt(var) * np.linalg.norm(tpl), 1e-9)
+    tvar = float(np.sum(tpl ** 2))
+    # windows with (almost) no structure (air, flat soft tissue) would divide FFT round-off by ~0: score 0
+    ok = var > 0.05 * tvar
+    return np.where(ok, corr / np.sqrt(np.maximum(var, 1e-12) * max(tvar, 1e-12)), 0.0)
 
 
 def _to_sitk(vol: Volume, lo: float = -200.0, hi: float = 1500.0):
