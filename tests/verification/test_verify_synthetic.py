@@ -84,6 +84,7 @@ class TestInstrumentDetection:
 
 
 class TestVerifyOnPhantom:
+    @pytest.mark.slow
     def test_moved_patient_deviated_pin(self, phantom):
         """8 deg / 15 mm patient motion, pin 3 deg and 2 mm off, 6 mm short, streaks and noise."""
         ph, traj, masks = phantom
@@ -112,6 +113,7 @@ class TestVerifyOnPhantom:
         back = apply(reg.planning_from_control, apply(truth.control_from_planning, t))
         assert np.linalg.norm(back - t) <= 0.3
 
+    @pytest.mark.slow
     def test_two_instruments_ask_which(self, phantom):
         ph, traj, masks = phantom
         ctrl, truth = _ctrl(ph, traj, seed=5, angle_deg=1.0, offset_mm=1.0, rotation_deg=4.0, translation_mm=8.0,
