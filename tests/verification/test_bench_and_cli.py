@@ -103,6 +103,9 @@ def test_cli_json_and_errors(plan_and_control, capsys, tmp_path):
     assert np.linalg.norm(np.asarray(res["tip_lps_mm"]) - truth.tip_planning_lps_mm) <= 0.5
     assert abs(res["angle_to_plan_deg"] - 2.5) <= 1.0
     assert json.loads((tmp_path / "v" / "verify.json").read_text())["tip_lps_mm"] == res["tip_lps_mm"]
+    assert (tmp_path / "v" / "verify.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "v" / "verify.html").read_text()
+    assert "data:image/png;base64," in page and f"{res['angle_to_plan_deg']:.1f} deg" in page
     names = {r["structure"] for r in res["clearances"]}
     assert {"spinal_canal", "vertebral_artery_left", "common_carotid_artery_left"} <= names
     # text summary

@@ -2,7 +2,8 @@
 
 Reads the plan folder (``plan.json``, its CT and segmentation), registers the control CT to the planning CT
 around the target, finds the instrument and prints the figures (``--json``: one JSON object). With ``--out``
-the figures are also written to ``verify.json`` in that folder (atomically).
+the figures are also written to ``verify.json`` and the planned-vs-actual page to ``verify.png`` and
+``verify.html`` in that folder (each written atomically).
 """
 
 from __future__ import annotations
@@ -80,12 +81,20 @@ def _verify(args: argparse.Namespace) -> int:
         res = verify_control(plan.best, volume, control, masks=masks, sources=sources, stage=args.stage,
                              instrument_number=args.instrument)
     if args.out:
-        from osteoplan.atomic import atomic_write_text
+        from osteoplan.atomic import atomic_write_bytes, atomic_write_text
 
         with blame("--out"):
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "verify.json", json.dumps(res, indent=2) + "\n")
+            if not args.no_page:
+                from osteoplan.views.verification import render_verification_png, verification_html
+
+                with step("rendering the planned-vs-actual page"):
+                    b = plan.best
+                    png = render_verification_png(control, res, b.skin_entry_lps_mm, b.target_lps_mm)
+                    atomic_write_bytes(out / "verify.png", png)
+                    atomic_write_text(out / "verify.html", verification_html(res, png))
     if args.json:
         print(json.dumps(res))
     else:
@@ -109,7 +118,8 @@ def register(sub) -> None:
                    help="which instrument is in place (default pin); 'screw' adds the post-operative figures")
     p.add_argument("--instrument", type=int, default=None, metavar="N",
                    help="when several instruments are found, the one to measure (as numbered in the message)")
-    p.add_argument("--out", default=None, help="folder to write verify.json into")
+    p.add_argument("--out", default=None, help="folder to write verify.json, verify.png and verify.html into")
+    p.add_argument("--no-page", action="store_true", help="with --out: only verify.json (no image, no HTML page)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     add_reader_options(p)
     p.set_defaults(handler=_verify)
