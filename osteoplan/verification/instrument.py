@@ -11,8 +11,9 @@ Method (general reasons in brackets):
    cut into pieces), and a group is an instrument when it is a line: at least ``min_length_mm`` long and
    within ``max_rms_mm`` of its principal axis (RMS) [bone cortex is a sheet, dental fillings are blobs].
 3. **Axis**: robust line fit (iteratively reweighted least squares, voxels farther than 1.5 mm dropped)
-   then refined by the metal-weighted centroid of discs across the axis every 1 mm [centroids of the
-   partial-volume signal are sub-voxel; streaks are roughly symmetric about the metal].
+   then refined by the centroid of the upper half of the metal profile in discs across the axis every
+   0.25 mm [centroids of the partial-volume signal are sub-voxel; the upper half of a symmetric blurred
+   profile keeps its centre and leaves out nearby cortex; streaks are roughly symmetric about the metal].
 4. **Ends**: the on-axis profile (mean over a 0.25 mm disc) near each end of the group; the end is where it
    falls to half-way between its plateau (1-10 mm inside) and the background (2-5 mm beyond) [the
    half-maximum of an edge blurred by a symmetric point-spread function is unbiased]. The "metal line
@@ -278,12 +279,16 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
         inside = np.isfinite(vals)
         bg = _nanmedian(np.where(inside, vals, np.nan), axis=1)
         bg = np.where(np.isfinite(bg), bg, 0.0)
-        excess = np.where(inside, np.clip(vals - bg[:, None] - 300.0, 0, None), 0.0)
+        # upper half of each slab's metal profile only: a symmetric blurred profile keeps its centre, and bone
+        # cortex in the disc (well below the metal's peak) does not pull the centroid
+        peak = np.max(np.where(inside, vals, -np.inf), axis=1)
+        thr = np.maximum(bg + 0.5 * (peak - bg), bg + 300.0)
+        excess = np.where(inside, np.clip(vals - thr[:, None], 0, None), 0.0)
         q = np.where(inside, vals - bg[:, None], 0.0).sum(1) * step * step  # HU mm^2
         # disc centroids every ~1 mm where there is metal
         qs = excess.sum(1)
         good = qs > 0.2 * np.percentile(qs[qs > 0], 75) if np.any(qs > 0) else np.zeros(len(ss), bool)
-        good &= (ss >= s0) & (ss <= s1)
+        good &= (ss >= s0) & (ss <= s1) & inside.all(1)  # a disc cut by the field of view would pull its centroid
         if good.sum() < 4:
             return None
         cent = centres[good] + (excess[good] @ disc) / qs[good][:, None]
