@@ -192,7 +192,7 @@ def _mask_sitk(vol: Volume, mask: np.ndarray):
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    img.CopyInformation(vol.to_sitk() if vol.array.size < 1 else _geom_image(vol))
+    img.CopyInformation(_geom_image(vol))
     return img
 
 

@@ -88,3 +88,19 @@ def test_rigid_round_trip():
     p = np.array([[1.0, 2.0, 3.0], [10, 0, 0]])
     np.testing.assert_allclose(apply(np.linalg.inv(M), apply(M, p)), p, atol=1e-9)
     np.testing.assert_allclose(apply(M, p[1:]), [[13, -4, 5]], atol=1e-9)  # the centre only translates
+
+
+def test_ncc_finds_a_cut_out_template():
+    """The template cut from an image at (5, 7, 3) scores 1 there and less elsewhere; flat windows score 0."""
+    from osteoplan.verification.register import _ncc_valid
+
+    rng = np.random.default_rng(1)
+    img = np.zeros((40, 40, 40))
+    img[2:25, 2:25, 2:25] = rng.normal(size=(23, 23, 23))
+    tpl = img[5:15, 7:17, 3:13].copy()
+    ncc = _ncc_valid(img, tpl)
+    assert ncc.shape == (31, 31, 31)
+    assert np.unravel_index(np.argmax(ncc), ncc.shape) == (5, 7, 3)
+    assert ncc[5, 7, 3] == pytest.approx(1.0, abs=1e-9)
+    assert np.sort(ncc.ravel())[-2] < 0.5
+    assert ncc[28, 28, 28] == 0.0  # window over the empty border: structureless, not a match
