@@ -131,32 +131,47 @@ def insert_cylinder(array: np.ndarray, affine: np.ndarray, tip_lps_mm, direction
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     inv = _inv_affine(affine)
     frac = np.zeros(array.shape, np.float32)
-    # index box of the segment, grown by the radius + blur
-    ends = apply(inv, np.stack([tip, rear]))
-    grow = (r + 3 * max(psf_sigma_mm, 0.4 * spacing.max())) / spacing + 2
-    lo = np.maximum(np.floor(ends.min(0) - grow).astype(int), 0)
-    hi = np.minimum(np.ceil(ends.max(0) + grow).astype(int) + 1, array.shape)
-    if np.any(hi <= lo):
-        return frac
-    kk, jj, ii = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij")
-    idx = np.stack([kk.ravel(), jj.ravel(), ii.ravel()], 1).astype(float)
-    pts = idx @ affine[:3, :3].T + affine[:3, 3]
-    v = pts - rear
-    s = v @ d
-    rad = np.linalg.norm(v - s[:, None] * d, axis=1)
     half_diag = 0.5 * float(np.linalg.norm(spacing))
-    near = (rad <= r + half_diag) & (s >= -half_diag) & (s <= length_mm + half_diag)
     sub = (np.arange(3) - 1) / 3.0
     offs = np.stack(np.meshgrid(sub, sub, sub, indexing="ij"), -1).reshape(-1, 3) @ affine[:3, :3].T  # (27, 3) mm
-    pn = pts[near][:, None, :] + offs[None]
-    vn = pn - rear
-    sn = vn @ d
-    rn = np.linalg.norm(vn - sn[..., None] * d, axis=2)
-    cov = ((rn <= r) & (sn >= 0) & (sn <= length_mm)).mean(1)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    fb = np.zeros(tuple(hi - lo), np.float32)
-    fb.reshape(-1)[np.nonzero(near)[0]] = cov
+    cov_full = np.zeros(array.shape, np.float32)
+    # the segment in pieces of ~4 mm, each with its own small index box (a long oblique instrument would
+    # otherwise make one box as large as the volume)
+    n_pieces = max(1, int(np.ceil(length_mm / 4.0)))
+    edges = np.linspace(0.0, length_mm, n_pieces + 1)
+    grow_mm = r + half_diag + 1.0
+    for s0, s1 in zip(edges[:-1], edges[1:]):
+        ends = apply(inv, np.stack([rear + s0 * d, rear + s1 * d]))
+        g = grow_mm / spacing + 1
+        lo = np.maximum(np.floor(ends.min(0) - g).astype(int), 0)
+        hi = np.minimum(np.ceil(ends.max(0) + g).astype(int) + 1, array.shape)
+        if np.any(hi <= lo):
+            continue
+        kk, jj, ii = np.meshgrid(*(np.arange(a_, b_) for a_, b_ in zip(lo, hi)), indexing="ij")
+        idx = np.stack([kk.ravel(), jj.ravel(), ii.ravel()], 1).astype(float)
+        pts = idx @ affine[:3, :3].T + affine[:3, 3]
+        v = pts - rear
+        sv = v @ d
+        rad = np.linalg.norm(v - sv[:, None] * d, axis=1)
+        near = (rad <= r + half_diag) & (sv >= -half_diag) & (sv <= length_mm + half_diag)
+        if not near.any():
+            continue
+        pn = pts[near][:, None, :] + offs[None]
+        vn = pn - rear
+        sn = vn @ d
+        rn = np.linalg.norm(vn - sn[..., None] * d, axis=2)
+        cov = ((rn <= r) & (sn >= 0) & (sn <= length_mm)).mean(1)
+        ids = idx[near].astype(int)
+        cov_full[ids[:, 0], ids[:, 1], ids[:, 2]] = cov  # the same value wherever boxes overlap
+    nz = np.argwhere(cov_full > 0)
+    if len(nz) == 0:
+        return frac
     sig = np.array([0.4 * spacing[0], psf_sigma_mm, psf_sigma_mm]) / spacing
+    pad = np.ceil(3.0 * sig).astype(int) + 1
+    lo = np.maximum(nz.min(0) - pad, 0)
+    hi = np.minimum(nz.max(0) + pad + 1, array.shape)
+    box = tuple(slice(int(a_), int(b_)) for a_, b_ in zip(lo, hi))
+    fb = cov_full[box]
     if psf_sigma_mm > 0:
         fb = ndi.gaussian_filter(fb, sig, mode="constant", truncate=3.0)
     frac[box] = fb
