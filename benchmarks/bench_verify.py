@@ -151,7 +151,7 @@ def timing(repeat: int = 3) -> str:
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
     vol, traj = phantom_case()
     ctrl, _ = random_control_ct(vol, traj.skin_entry_lps_mm, traj.target_lps_mm, 1000, spacing_kji_mm=(1.0, 0.3, 0.3),
-                                shape_kji=(100, 512, 512))
+                                shape_kji=(100, 512, 512), grid_centre_lps_mm=traj.target_lps_mm)
     res = {"verify": [], "register": []}
     for _ in range(repeat):
         for key, fn in (("register", lambda: register_control(vol, ctrl, traj.target_lps_mm)),
