@@ -118,6 +118,10 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
                              "radius_source": "the plan's screw" if (stage == "screw" and screw is not None)
                              else ("the plan's instrument radius" if r_plan else "estimated from the image")}
     notes = []
+    if float(np.max(control.spacing_mm)) > 1.25 and inst.diameter_mm < 2.0:
+        notes.append(f"thin instrument ({inst.diameter_mm:.1f} mm estimated) on {float(np.max(control.spacing_mm)):.1f} "
+                     "mm voxels: the tip may be found SHORT of its true position (up to several mm in the synthetic "
+                     "CThead benchmark, docs/verification.md); check the tip on the images before pushing on")
     if inst.rear_cut_by_fov:
         notes.append("the instrument leaves the control CT's field of view: its visible part is used for the axis")
     if stage == "screw":
