@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "osteoplan.faces.cli.anatomy",
     "osteoplan.faces.cli.risk",
     "osteoplan.faces.cli.batch",
+    "osteoplan.faces.cli.verify",
     "osteoplan.export.cli",
     "osteoplan.workflow.cli",
     "osteoplan.web.cli",

@@ -31,6 +31,8 @@ SMOKE_TESTS = {
     "openkbp_mandible.py": "test_openkbp_mandible",
     "openkbp_plans.py": "tests/test_benchmark_openkbp_plans.py::test_openkbp_plans_runs_on_two_cases",
     "plan_real_cases.py": "test_plan_real_cases",
+    "vertebroplasty_real.py": "tests/test_benchmark_vertebroplasty_real.py::test_vertebroplasty_real_smoke",
+    "bench_verify.py": "tests/verification/test_bench_and_cli.py::test_benchmark_trials_and_table",
 }
 
 needs_openkbp = pytest.mark.skipif(not (DATA / "openkbp" / "pt_100").is_dir(),

@@ -1,0 +1,125 @@
+"""``osteoplan verify PLAN_DIR CONTROL_CT``: where the instrument is against the plan, on a control CT.
+
+Reads the plan folder (``plan.json``, its CT and segmentation), registers the control CT to the planning CT
+around the target, finds the instrument and prints the figures (``--json``: one JSON object). With ``--out``
+the figures are also written to ``verify.json`` and the planned-vs-actual page to ``verify.png`` and
+``verify.html`` in that folder (each written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
+
+
+def report_text(res: dict) -> str:
+    """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result."""
+    L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
+         f"{res['angle_to_plan_deg']:.1f} deg off it"]
+    r = res["registration"]
+    L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
+             f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
+    L.append(f"  tip         LPS {_fmt(res['tip_lps_mm'])} mm (planning CT frame); {res['tip_offset_in_words']}")
+    L.append(f"  tip to target {res['tip_to_target_mm']:.1f} mm")
+    if res.get("predicted_tip_lps_mm") is not None:
+        L.append(f"  pushed on along its axis: {res['remaining_depth_mm']:.1f} mm to the target depth, arriving at "
+                 f"LPS {_fmt(res['predicted_tip_lps_mm'])}, {res['lateral_offset_at_target_mm']:.1f} mm from the "
+                 f"target ({res['lateral_offset_in_words']})")
+    c = res["correction"]
+    L.append(f"  correction: {c['redirect_in_words']}")
+    L.append(f"  C-arm bull's-eye: instrument {c['carm_bullseye_instrument']['label']}, plan "
+             f"{c['carm_bullseye_plan']['label']}")
+    L.append("  clearances of the actual line (instrument surface to structure):")
+    for row in res["clearances"]:
+        a = "-" if row["actual_clearance_mm"] is None else f"{row['actual_clearance_mm']:.1f}"
+        p = "-" if row["planned_clearance_mm"] is None else f"{row['planned_clearance_mm']:.1f}"
+        st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "not_assessed": "not assessed"}[row["status"]]
+        L.append(f"    {row['structure']:<32} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
+    if "postop" in res:
+        p = res["postop"]
+        L.append(f"  post-op: entry error {p['entry_error_mm']:.1f} mm, tip error {p['tip_error_mm']:.1f} mm, angle "
+                 f"error {p['angle_error_deg']:.1f} deg")
+        if p.get("grade"):
+            L.append(f"  breach: {p['max_breach_mm']:.1f} mm outside the cortex"
+                     + (f" ({p['breach_where']})" if p.get("breach_where") else "")
+                     + f"; grade {p['grade']} ({p['grade_source']})")
+        else:
+            L.append(f"  breach: {p.get('breach_note', 'not assessed')}")
+    for n in res.get("notes", []):
+        L.append(f"  note: {n}")
+    return "\n".join(L)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from osteoplan.errors import InputError
+    from osteoplan.export import load_plan_dir
+    from osteoplan.progress import step
+    from osteoplan.verification import verify_control
+
+    with step("reading the plan folder"), blame(ARGUMENT_NAMES["plan_dir"]):
+        plan, volume, lm = load_plan_dir(args.plan_dir)
+    if plan.best is None:
+        raise InputError(f"{ARGUMENT_NAMES['plan_dir']}: the plan has no trajectory (verdict: no feasible path); "
+                         "there is nothing to verify against.")
+    with step("reading the control CT"), blame("the control CT (argument CONTROL_CT)"):
+        if not Path(args.control_ct).exists():
+            raise InputError("not found; check the path (a DICOM folder or zip, a NIfTI or an NRRD file).")
+        from osteoplan.cliargs import read_volume_from_args
+
+        control = read_volume_from_args(args.control_ct, args)
+    masks = {n: lm.get(n) for n in lm.names()} if lm is not None else {}
+    sources = dict(lm.sources) if lm is not None else {}
+    with step("registering, finding the instrument, measuring"):
+        res = verify_control(plan.best, volume, control, masks=masks, sources=sources, stage=args.stage,
+                             instrument_number=args.instrument)
+    if args.out:
+        from osteoplan.atomic import atomic_write_bytes, atomic_write_text
+
+        with blame("--out"):
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "verify.json", json.dumps(res, indent=2) + "\n")
+            if not args.no_page:
+                from osteoplan.views.verification import render_verification_png, verification_html
+
+                with step("rendering the planned-vs-actual page"):
+                    b = plan.best
+                    png = render_verification_png(control, res, b.skin_entry_lps_mm, b.target_lps_mm)
+                    atomic_write_bytes(out / "verify.png", png)
+                    atomic_write_text(out / "verify.html", verification_html(res, png))
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(report_text(res))
+        if args.out:
+            print(f"Figures: {Path(args.out) / 'verify.json'}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``verify`` to the top-level subparsers."""
+    p = sub.add_parser("verify", help="check a control CT against the plan (instrument tip, angle, correction)",
+                       description="Register a control CT (after the trocar, the guide pin or the screw) to the "
+                       "planning CT around the target, find the instrument and measure it against the plan, in the "
+                       "planning CT's frame.",
+                       epilog="exit status: 0 measured; 2 bad input or not measurable (registration refused, no "
+                       "instrument, several instruments, target not covered); 1 internal error.")
+    p.add_argument("plan_dir", metavar="PLAN_DIR", help="plan folder written by 'osteoplan plan' or 'osteoplan demo'")
+    p.add_argument("control_ct", metavar="CONTROL_CT", help="control CT: DICOM folder or zip, NIfTI or NRRD")
+    p.add_argument("--stage", choices=("trocar", "pin", "screw"), default="pin",
+                   help="which instrument is in place (default pin); 'screw' adds the post-operative figures")
+    p.add_argument("--instrument", type=int, default=None, metavar="N",
+                   help="when several instruments are found, the one to measure (as numbered in the message)")
+    p.add_argument("--out", default=None, help="folder to write verify.json, verify.png and verify.html into")
+    p.add_argument("--no-page", action="store_true", help="with --out: only verify.json (no image, no HTML page)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+    add_reader_options(p)
+    p.set_defaults(handler=_verify)

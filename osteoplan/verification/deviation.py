@@ -1,0 +1,208 @@
+"""Figures of an instrument against its plan, in the planning CT's frame (LPS mm, degrees).
+
+Definitions (``d_p`` planned unit direction skin -> target, ``d_a`` instrument axis towards its tip):
+
+* ``tip_to_plan_mm``: distance from the tip to the planned line (infinite line through the skin entry and
+  the target); ``tip_offset_lps_mm`` the vector from its foot on the line to the tip.
+* ``angle_to_plan_deg``: angle between ``d_a`` and ``d_p``.
+* ``predicted_tip_lps_mm``: where the tip arrives if pushed on along ``d_a`` to the target depth, i.e. to
+  the plane through the target perpendicular to ``d_p``; ``remaining_depth_mm`` the distance to push
+  (negative: the tip is already beyond the target depth); ``lateral_offset_at_target_mm`` the distance
+  from the predicted tip to the target (and its vector).
+* Clearances of the actual line: the segment from the point of the actual axis nearest the planned skin
+  entry (screw stage: nearest the planned bone entry) to the predicted tip (or to the tip when it is
+  beyond the target depth), instrument radius subtracted; the same distance definition as the planner
+  (Euclidean distance to the structure's voxel centres, :func:`osteoplan.planning.fields.capped_distance_mm`,
+  capped at 20 mm). A structure without a mask is "not assessed", never clear.
+* Correction: the change of direction from ``d_a`` to ``d_p`` as (a) the turn angle and its direction
+  (perpendicular to ``d_a``) split on the patient axes (small-angle components, degrees: "2.9 deg right,
+  1.5 deg anterior"), and the change of the cranio-caudal angle ``asin(d_S)``; (b) the C-arm bull's-eye view of the instrument now and of the
+  plan (DICOM positioner angles, :func:`osteoplan.planning.guidance.carm_angles`); (c) the predicted miss at
+  the target in patient directions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.planning.fields import CAP_MM, capped_distance_mm
+from osteoplan.verification.geometry import angle_deg, patient_terms, unit
+
+
+def _r(v, n: int = 2):
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [round(float(x), n) for x in v]
+    return None if v is None else round(float(v), n)
+
+
+def _angles(d: np.ndarray) -> tuple[float, float]:
+    """(cranio-caudal elevation deg, azimuth deg: atan2(d_L, d_P))."""
+    return float(np.degrees(np.arcsin(np.clip(d[2], -1, 1)))), float(np.degrees(np.arctan2(d[0], d[1])))
+
+
+def _carm(d_towards_tip: np.ndarray) -> dict:
+    """Bull's-eye C-arm view looking down a path (detector on the entry side unless below the table)."""
+    from osteoplan.planning.guidance import carm_angles
+
+    u = -unit(d_towards_tip)
+    if u[1] > 0:
+        u = -u
+    a, b = carm_angles(u)
+    label = f"{'LAO' if a >= 0 else 'RAO'} {abs(a):.0f}° / {'CRAN' if b >= 0 else 'CAUD'} {abs(b):.0f}°"
+    return {"primary_deg": round(a, 1), "secondary_deg": round(b, 1), "label": label}
+
+
+def segment_clearance_mm(mask: np.ndarray, affine: np.ndarray, spacing_mm, a_lps, b_lps, radius_mm: float,
+                         only_where: np.ndarray | None = None, step_mm: float = 0.25) -> float | None:
+    """Smallest distance (mm) from the surface of a cylinder of *radius_mm* around segment *a*-*b* to *mask*.
+
+    The distance map is computed on a box around the segment grown by the cap (``CAP_MM``); result capped
+    at ``CAP_MM - radius``. *only_where* (bool, grid of *mask*): measure only at segment points inside it.
+    None when no point was measured. Negative = the instrument enters the structure.
+    """
+    a, b = np.asarray(a_lps, float), np.asarray(b_lps, float)
+    n = max(2, int(np.ceil(np.linalg.norm(b - a) / step_mm)) + 1)
+    pts = a + np.linspace(0, 1, n)[:, None] * (b - a)
+    inv = np.linalg.inv(affine)
+    idx = pts @ inv[:3, :3].T + inv[:3, 3]
+    sp = np.asarray(spacing_mm, float)
+    grow = np.ceil(CAP_MM / sp).astype(int) + 2
+    lo = np.maximum(np.floor(idx.min(0)).astype(int) - grow, 0)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + grow + 1, mask.shape)
+    if np.any(hi <= lo):
+        return None
+    box = tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))
+    dmap = capped_distance_mm(mask[box], sp)
+    loc = idx - lo
+    valid = np.all((idx >= 0) & (idx <= np.asarray(mask.shape) - 1), axis=1)
+    if only_where is not None:
+        valid &= ndi.map_coordinates(only_where.astype(np.float32), idx.T, order=0, mode="constant", cval=0) > 0.5
+    if not valid.any():
+        return None
+    d = ndi.map_coordinates(dmap, loc[valid].T, order=1, mode="nearest")
+    return float(d.min() - radius_mm)
+
+
+def deviation_figures(skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, tip_lps_mm, direction_unit, *,
+                      stage: str = "pin") -> dict:
+    """Geometric figures of the instrument against the plan (see module docstring); plain JSON values.
+
+    Parameters
+    ----------
+    skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm : (3,)
+        The planned path (planning frame).
+    tip_lps_mm, direction_unit : (3,)
+        The instrument's tip and axis (towards the tip), planning frame.
+    stage : str
+        ``"trocar"``, ``"pin"`` or ``"screw"`` (the screw's line starts at the bone entry).
+
+    Returns
+    -------
+    dict
+        See module docstring; also ``segment_lps_mm`` (the actual line used for the clearances).
+    """
+    e, be, t = (np.asarray(x, float) for x in (skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm))
+    tip, da = np.asarray(tip_lps_mm, float), unit(direction_unit)
+    dp = unit(t - e)
+    v = tip - e
+    foot = e + (v @ dp) * dp
+    off = tip - foot
+    cosang = float(da @ dp)
+    out: dict = {"tip_lps_mm": _r(tip), "angle_to_plan_deg": _r(angle_deg(da, dp)),
+                 "tip_to_plan_mm": _r(np.linalg.norm(off)), "tip_offset_lps_mm": _r(off),
+                 "tip_offset_in_words": patient_terms(off) + " of the planned path",
+                 "tip_to_target_mm": _r(np.linalg.norm(t - tip)),
+                 "tip_depth_short_of_target_along_plan_mm": _r((t - tip) @ dp)}
+    if cosang > 0.2:
+        lam = float((t - tip) @ dp) / cosang
+        pred = tip + lam * da
+        miss = pred - t
+        out.update({"remaining_depth_mm": _r(lam), "predicted_tip_lps_mm": _r(pred),
+                    "lateral_offset_at_target_mm": _r(np.linalg.norm(miss)),
+                    "lateral_offset_at_target_lps_mm": _r(miss),
+                    "lateral_offset_in_words": patient_terms(miss) + " of the target"})
+        end = pred if lam > 0 else tip
+    else:
+        out.update({"remaining_depth_mm": None, "predicted_tip_lps_mm": None, "lateral_offset_at_target_mm": None,
+                    "note": "the instrument is more than 78 deg off the plan: no prediction at the target depth"})
+        end = tip
+    start_ref = be if stage == "screw" else e
+    start = tip + ((start_ref - tip) @ da) * da
+    out["segment_lps_mm"] = [_r(start), _r(end)]
+    # correction (from the actual direction to the planned one): the turn of the tip, split on patient axes
+    cc_a, _ = _angles(da)
+    cc_p, _ = _angles(dp)
+    d_cc = cc_p - cc_a
+    theta = angle_deg(da, dp)
+    w = dp - (dp @ da) * da
+    comp = theta * w / np.linalg.norm(w) if np.linalg.norm(w) > 1e-9 else np.zeros(3)
+    names = (("left", "right"), ("posterior", "anterior"), ("cranial", "caudal"))
+    words = [f"{abs(comp[ax]):.1f} deg {names[ax][0] if comp[ax] > 0 else names[ax][1]}"
+             for ax in np.argsort(-np.abs(comp)) if abs(comp[ax]) >= 0.1]
+    ca, cp = _carm(da), _carm(dp)
+    out["correction"] = {
+        "turn_deg": _r(theta, 1), "turn_components_lps_deg": _r(comp, 1), "craniocaudal_angle_change_deg": _r(d_cc, 1),
+        "redirect_in_words": (f"turn the tip {theta:.1f} deg: " + ", ".join(words)) if words else "direction as planned",
+        "miss_at_target_in_words": out.get("lateral_offset_in_words"),
+        "carm_bullseye_instrument": ca, "carm_bullseye_plan": cp,
+        "carm_change": f"primary {cp['primary_deg'] - ca['primary_deg']:+.1f} deg (+ = towards LAO), secondary "
+                       f"{cp['secondary_deg'] - ca['secondary_deg']:+.1f} deg (+ = towards CRAN) from the instrument's "
+                       "bull's-eye to the plan's",
+        "angles_definition": "turn: the angle from the instrument's axis to the planned one, its components the "
+                             "turn's direction (perpendicular to the instrument) on the patient axes L, P, S (small-angle "
+                             "split, deg); cranio-caudal angle = asin(d_S), + cranial; C-arm: DICOM positioner angles, "
+                             "+ primary = LAO, + secondary = cranial",
+    }
+    return out
+
+
+def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarray, spacing_mm, segment_lps_mm,
+                    radius_mm: float, c2_mask: np.ndarray | None = None) -> list[dict]:
+    """Clearance of the actual line to every structure the plan checked (see module docstring).
+
+    Parameters
+    ----------
+    planned_checks : iterable of objects with ``structure``, ``margin_mm``, ``clearance_mm``, ``category``,
+        ``segment`` (the plan's :class:`~osteoplan.planning.model.ClearanceCheck`).
+    masks : dict name -> bool (K, J, I) on the planning grid (``other_bone`` may be absent: then
+        ``bone`` minus ``vertebrae_C2`` is used when both exist).
+    sources : dict name -> how the mask was made.
+    segment_lps_mm : ((3,), (3,)) the actual line.
+    radius_mm : float
+        Instrument radius.
+    c2_mask : bool (K, J, I), optional
+        Checks of the plan's ``skin_to_bone`` segment are measured only outside it (as the planner does).
+
+    Returns
+    -------
+    list of dict
+        One row per structure: ``structure``, ``margin_mm``, ``planned_clearance_mm``, ``actual_clearance_mm``
+        (None when not assessed), ``status`` (``pass``, ``inside_margin`` or ``not_assessed``), ``source``.
+    """
+    a, b = segment_lps_mm
+    rows = []
+    for c in planned_checks:
+        name = c.structure
+        m = masks.get(name)
+        if m is None and name == "other_bone" and "bone" in masks and "vertebrae_C2" in masks:
+            m = masks["bone"] & ~masks["vertebrae_C2"]
+        row = {"structure": name, "category": c.category, "margin_mm": c.margin_mm,
+               "planned_clearance_mm": c.clearance_mm, "source": sources.get(name)}
+        if m is None or not np.any(m):
+            row.update(actual_clearance_mm=None, status="not_assessed",
+                       note="no mask of this structure in the plan folder: not assessed, never reported as clear")
+        else:
+            only = None
+            if getattr(c, "segment", "") == "skin_to_bone" and c2_mask is not None:
+                only = ~c2_mask
+            d = segment_clearance_mm(m, affine, spacing_mm, a, b, radius_mm, only_where=only)
+            if d is None:
+                row.update(actual_clearance_mm=None, status="not_assessed", note="the line does not cross this CT")
+            else:
+                row.update(actual_clearance_mm=round(d, 2),
+                           status="pass" if d >= c.margin_mm else "inside_margin",
+                           note=(f"at least this much (distances capped at {CAP_MM:g} mm)"
+                                 if d >= CAP_MM - radius_mm - 0.01 else None))
+        rows.append(row)
+    return rows

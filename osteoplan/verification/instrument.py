@@ -1,0 +1,417 @@
+"""Metal instrument (trocar, K-wire, screw) on a control CT: a 3D segment with its tip.
+
+Method (general reasons in brackets):
+
+1. **Candidates**: voxels >= ``metal_hu`` within ``search_radius_mm`` of the expected line (the planned
+   path mapped into the control CT) [an instrument placed for this plan lies near it; bone far away and
+   dental metal are not searched]. ``metal_hu`` = 1500 HU by default: above cancellous and most cortical bone,
+   but low enough for thin wires, whose partial-volume peak is only 1300-2000 HU for a 1 mm wire of
+   3000 HU on 0.8-2 mm voxels (measured with :mod:`osteoplan.verification.synth`).
+2. **Grouping**: candidates are grouped after closing gaps of ``gap_mm`` (a thin wire on thick slices is
+   cut into pieces); in each group the line gathering the most metal within 1 mm is found by RANSAC [a
+   wire touching bright cortex forms one group with it], and the group is an instrument when the points
+   within 1.5 mm of that line span at least ``min_length_mm`` with an RMS distance to it of at most
+   ``max_rms_mm`` [bone cortex is a sheet, dental fillings are blobs].
+3. **Axis**: robust line fit (iteratively reweighted least squares, voxels farther than 1.5 mm dropped)
+   then refined by the centroid of the upper half of the metal profile in discs across the axis every
+   0.25 mm [centroids of the partial-volume signal are sub-voxel; the upper half of a symmetric blurred
+   profile keeps its centre and leaves out nearby cortex; streaks are roughly symmetric about the metal].
+4. **Ends**: the on-axis profile (mean over a 0.25 mm disc) followed outwards from each end of the group
+   while it stays above half-way between its plateau (1-10 mm inside) and the background beyond (25th
+   percentile over 2-12 mm), repeated from the new end until it stays put [the half-maximum of an edge
+   blurred by a symmetric point-spread function is unbiased; the last millimetres of a thin wire can lie
+   below the candidate threshold]. Known limit: the on-axis value of a 1 mm wire on 1 mm pixels swings with
+   where the wire falls between voxel centres; a dip longer than 0.3 mm below half-way ends the wire early
+   (CThead benchmark: one 1.0 mm wire found 6 mm short). The "metal line
+   density" ``q`` = integral over a 3 mm disc across the axis of (HU - background), which partial volume
+   and blur do not change, gives a diameter estimate (``q = area * (metal HU - background)``, with the
+   nominal 3000 HU; for information: beam-hardening cupping makes it low).
+5. **Field of view**: an end within ``fov_margin_mm`` of the CT's border is marked cut by the field of view.
+
+The tip is the end closer to ``toward_lps_mm`` (the plan's target), else the end that is not cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.imaging.volume import Volume
+from osteoplan.verification.geometry import unit
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One straight metal instrument found on a CT (LPS mm of that CT's frame).
+
+    Attributes
+    ----------
+    tip_lps_mm : (3,) tip (half-maximum of the metal line density).
+    rear_lps_mm : (3,) the other visible end.
+    direction_unit : (3,) axis from the rear towards the tip.
+    visible_length_mm : float
+    diameter_mm : float
+        Estimate from the metal line density (assumes ``nominal_metal_hu``); for information.
+    rear_cut_by_fov, tip_cut_by_fov : bool
+        That end lies at the border of the field of view (the instrument continues outside it).
+    fit_rms_mm : float
+        RMS distance of the disc centroids to the fitted axis.
+    n_voxels : int
+        Candidate voxels of the group.
+    """
+
+    tip_lps_mm: np.ndarray
+    rear_lps_mm: np.ndarray
+    direction_unit: np.ndarray
+    visible_length_mm: float
+    diameter_mm: float
+    rear_cut_by_fov: bool
+    tip_cut_by_fov: bool
+    fit_rms_mm: float
+    n_voxels: int
+
+    def transformed(self, M: np.ndarray) -> "Instrument":
+        """The same instrument in another frame (rigid 4x4 *M*)."""
+        from dataclasses import replace
+
+        return replace(self, tip_lps_mm=M[:3, :3] @ self.tip_lps_mm + M[:3, 3],
+                       rear_lps_mm=M[:3, :3] @ self.rear_lps_mm + M[:3, 3],
+                       direction_unit=M[:3, :3] @ self.direction_unit)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (mm)."""
+        r = lambda v: [round(float(x), 2) for x in v]  # noqa: E731
+        return {"tip_lps_mm": r(self.tip_lps_mm), "rear_lps_mm": r(self.rear_lps_mm),
+                "direction_unit": [round(float(x), 4) for x in self.direction_unit],
+                "visible_length_mm": round(self.visible_length_mm, 1), "diameter_mm": round(self.diameter_mm, 1),
+                "rear_cut_by_fov": self.rear_cut_by_fov, "tip_cut_by_fov": self.tip_cut_by_fov,
+                "fit_rms_mm": round(self.fit_rms_mm, 2)}
+
+
+def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (outside the CT) give NaN, handled by callers
+        return np.nanmedian(a, axis=axis)
+
+
+def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def _sample(volume: Volume, pts_lps: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    idx = volume.world_to_index(pts_lps.reshape(-1, 3))
+    v = ndi.map_coordinates(volume.array, idx.T, order=1, mode="constant", cval=fill)
+    return v.reshape(pts_lps.shape[:-1])
+
+
+def _disc(direction: np.ndarray, radius_mm: float, step_mm: float) -> np.ndarray:
+    """Offsets (N, 3) of a disc across *direction* (square grid of *step_mm* inside *radius_mm*)."""
+    d = unit(direction)
+    a = unit(np.cross(d, [1.0, 0.0, 0.0] if abs(d[0]) < 0.9 else [0.0, 1.0, 0.0]))
+    b = np.cross(d, a)
+    g = np.arange(-radius_mm, radius_mm + 1e-9, step_mm)
+    u, v = np.meshgrid(g, g, indexing="ij")
+    keep = u ** 2 + v ** 2 <= radius_mm ** 2
+    return u[keep][:, None] * a + v[keep][:, None] * b
+
+
+def _robust_line(pts: np.ndarray, w: np.ndarray, keep_mm: float = 1.5, n_iter: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted PCA line (centre, unit direction), refitted without points farther than *keep_mm*."""
+    use = np.ones(len(pts), bool)
+    c, d = pts.mean(0), np.array([0.0, 0.0, 1.0])
+    for _ in range(n_iter):
+        ww = w[use]
+        c = np.average(pts[use], axis=0, weights=ww)
+        X = (pts[use] - c) * np.sqrt(ww)[:, None]
+        d = np.linalg.svd(X, full_matrices=False)[2][0]
+        v = pts - c
+        perp = np.linalg.norm(v - (v @ d)[:, None] * d, axis=1)
+        new = perp <= max(keep_mm, 2.0 * np.sqrt(np.average(perp[use] ** 2, weights=ww)) if _ == 0 else keep_mm)
+        if new.sum() < 5 or np.array_equal(new, use):
+            break
+        use = new
+    return c, unit(d)
+
+
+def detect_instruments(volume: Volume, line_point_lps_mm=None, line_direction=None, *, toward_lps_mm=None,
+                       search_radius_mm: float = 25.0, metal_hu: float = 1500.0, gap_mm: float = 2.0,
+                       min_length_mm: float = 8.0, max_rms_mm: float = 1.5, nominal_metal_hu: float = 3000.0,
+                       fov_margin_mm: float = 2.0, min_diameter_mm: float = 0.5) -> list[Instrument]:
+    """Find straight metal instruments on *volume* (see module docstring).
+
+    Parameters
+    ----------
+    volume : Volume
+        Control CT (HU).
+    line_point_lps_mm, line_direction : (3,), optional
+        The expected line (the planned path in this CT's frame); candidates farther than
+        *search_radius_mm* from it are ignored. None: the whole CT is searched.
+    toward_lps_mm : (3,), optional
+        A point the tip points to (the plan's target): of the two ends, the one closer to it is the tip.
+    search_radius_mm, metal_hu, gap_mm, min_length_mm, max_rms_mm, nominal_metal_hu, fov_margin_mm : float
+        Configurable defaults (see module docstring), no published source.
+    min_diameter_mm : float
+        A line is an instrument only when its metal line density equals at least this diameter of nominal
+        metal [an instrument adds metal all along its length; scattered bright cortical voxels of a real CT
+        that happen to line up do not]. On CThead (real, skull cortex up to ~1850 HU), searched whole at
+        1500 HU, one bone edge still passes (0.59 mm-equivalent, 18 mm long, 40 mm from the C2 path): the
+        search radius around the planned line is what keeps it out of ``osteoplan verify``.
+
+    Returns
+    -------
+    list of Instrument
+        Ordered by distance of the tip to the expected line (closest first); empty when none.
+    """
+    a = volume.array
+    sp = volume.spacing_mm
+    cand = a >= metal_hu
+    lp = ld = None
+    if line_point_lps_mm is not None and line_direction is not None:
+        lp, ld = np.asarray(line_point_lps_mm, float), unit(line_direction)
+    if lp is not None and cand.any():
+        idx = np.argwhere(cand)
+        pts = volume.index_to_world(idx.astype(float))
+        v = pts - lp
+        far = np.linalg.norm(v - (v @ ld)[:, None] * ld, axis=1) > search_radius_mm
+        cand[tuple(idx[far].T)] = False
+    if not cand.any():
+        return []
+    # group pieces across gaps (thin wires on thick slices)
+    grow = np.maximum(1, np.round(gap_mm / 2.0 / sp).astype(int))  # closes gaps of ~gap_mm
+    closed = ndi.binary_dilation(cand, np.ones(tuple(2 * grow + 1), bool))
+    lab, n = ndi.label(closed)
+    lab = np.where(cand, lab, 0)
+    groups: list[np.ndarray] = []
+    objs = ndi.find_objects(lab)
+    for g in range(1, n + 1):
+        sl = objs[g - 1]
+        if sl is None:
+            continue
+        idx = np.argwhere(lab[sl] == g) + np.array([s_.start for s_ in sl])
+        if len(idx) >= 3:
+            groups.append(idx)
+    # merge collinear pieces (a thin wire broken by partial volume or streaks): axes within 5 deg and
+    # each piece's centre within 1.5 mm of the other's axis
+    fits = [_fit(volume, g, metal_hu) for g in groups]
+    merged = True
+    while merged and len(groups) > 1:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (ci, di, li), (cj, dj, lj) = fits[i][:3], fits[j][:3]
+                if min(li, lj) < 1.0 and max(li, lj) < 1.0:
+                    continue
+                if abs(di @ dj) < np.cos(np.radians(5.0)):
+                    continue
+                dref = di if li >= lj else dj
+                cref, coth = (ci, cj) if li >= lj else (cj, ci)
+                v = coth - cref
+                if np.linalg.norm(v - (v @ dref) * dref) > 1.5:
+                    continue
+                groups[i] = np.concatenate([groups[i], groups[j]])
+                fits[i] = _fit(volume, groups[i], metal_hu)
+                del groups[j], fits[j]
+                merged = True
+                break
+            if merged:
+                break
+    out: list[Instrument] = []
+    for idx, (c, d, length, rms, pts) in zip(groups, fits):
+        if length < min_length_mm or rms > max_rms_mm:
+            continue
+        inst = _refine(volume, pts, c, d, nominal_metal_hu, fov_margin_mm, toward_lps_mm)
+        if inst is not None and inst.diameter_mm >= min_diameter_mm:
+            out.append(_with_count(inst, len(idx)))
+    if lp is not None:
+        def dist(i: Instrument) -> float:
+            v = i.tip_lps_mm - lp
+            return float(np.linalg.norm(v - (v @ ld) * ld))
+        out.sort(key=dist)
+    return out
+
+
+def _ransac_line(pts: np.ndarray, w: np.ndarray, tol_mm: float = 1.0, n_pairs: int = 300) -> np.ndarray:
+    """Inlier mask of the line through two of *pts* that gathers the most weight within *tol_mm* (RANSAC,
+    fixed seed: deterministic) [a wire touching bright bone forms one group with it; the line is the wire]."""
+    rng = np.random.default_rng(0)
+    n = len(pts)
+    i, j = rng.integers(0, n, n_pairs), rng.integers(0, n, n_pairs)
+    dvec = pts[j] - pts[i]
+    ln = np.linalg.norm(dvec, axis=1)
+    ok = ln >= 3.0
+    if not ok.any():
+        return np.ones(n, bool)
+    best, best_score = None, -1.0
+    for a, dv, l_ in zip(pts[i[ok]], dvec[ok], ln[ok]):
+        u = dv / l_
+        v = pts - a
+        perp = np.linalg.norm(v - (v @ u)[:, None] * u, axis=1)
+        inl = perp <= tol_mm
+        score = float(w[inl].sum())
+        if score > best_score:
+            best, best_score = inl, score
+    return best
+
+
+def _fit(volume: Volume, idx: np.ndarray, metal_hu: float):
+    """(centre, axis, length_mm, rms_mm, points) of the line in a group of candidate voxels.
+
+    RANSAC line (:func:`_ransac_line`) then a robust least-squares fit of its inliers; length and RMS are
+    those of the points within 1.5 mm of the fitted axis, which are the points returned.
+    """
+    pts = volume.index_to_world(idx.astype(float))
+    w = np.clip(volume.array[tuple(idx.T)] - metal_hu + 100.0, 1.0, None)
+    if len(pts) < 3:
+        return pts.mean(0), np.array([0.0, 0.0, 1.0]), 0.0, 0.0, pts
+    inl = _ransac_line(pts, w) if len(pts) >= 10 else np.ones(len(pts), bool)
+    c, d = _robust_line(pts[inl], w[inl])
+    v = pts - c
+    s = v @ d
+    perp = np.linalg.norm(v - s[:, None] * d, axis=1)
+    near = perp <= 1.5
+    if near.sum() < 3:
+        return c, d, 0.0, float("inf"), pts
+    rms = float(np.sqrt(np.mean(perp[near] ** 2)))
+    return c, d, float(s[near].max() - s[near].min()), rms, pts[near]
+
+
+def _with_count(inst: Instrument, n: int) -> Instrument:
+    from dataclasses import replace
+
+    return replace(inst, n_voxels=int(n))
+
+
+def _at_border(volume: Volume, p: np.ndarray, margin_mm: float) -> bool:
+    idx = volume.world_to_index(p[None])[0]
+    m = margin_mm / volume.spacing_mm
+    return bool(np.any(idx < m) or np.any(idx > np.asarray(volume.shape) - 1 - m))
+
+
+def _extent(pts: np.ndarray, c: np.ndarray, d: np.ndarray, near_mm: float = 1.5) -> tuple[float, float]:
+    """Extent along the axis of the candidate voxels lying within *near_mm* of it."""
+    v = pts - c
+    s = v @ d
+    near = np.linalg.norm(v - s[:, None] * d, axis=1) <= near_mm
+    s = s[near] if near.sum() >= 2 else s
+    return float(s.min()), float(s.max())
+
+
+def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nominal_metal_hu: float,
+            fov_margin_mm: float, toward) -> Instrument | None:
+    """Sub-voxel axis (disc centroids) and ends (half-maximum of the on-axis profile)."""
+    step = float(min(0.4, volume.spacing_mm.min() / 2))
+    s0, s1 = _extent(pts, c, d)
+    for _ in range(2):
+        R = 3.0
+        disc = _disc(d, R, step)
+        ss = np.arange(s0 - 6.0, s1 + 6.0 + 1e-9, 0.25)
+        centres = c + ss[:, None] * d
+        vals = _sample(volume, centres[:, None, :] + disc[None], fill=np.nan)  # (S, N)
+        inside = np.isfinite(vals)
+        bg = _nanmedian(np.where(inside, vals, np.nan), axis=1)
+        bg = np.where(np.isfinite(bg), bg, 0.0)
+        # upper half of each slab's metal profile only: a symmetric blurred profile keeps its centre, and bone
+        # cortex in the disc (well below the metal's peak) does not pull the centroid
+        peak = np.max(np.where(inside, vals, -np.inf), axis=1)
+        thr = np.maximum(bg + 0.5 * (peak - bg), bg + 300.0)
+        excess = np.where(inside, np.clip(vals - thr[:, None], 0, None), 0.0)
+        q = np.where(inside, vals - bg[:, None], 0.0).sum(1) * step * step  # HU mm^2
+        # disc centroids every ~1 mm where there is metal
+        qs = excess.sum(1)
+        good = qs > 0.2 * np.percentile(qs[qs > 0], 75) if np.any(qs > 0) else np.zeros(len(ss), bool)
+        good &= (ss >= s0) & (ss <= s1) & inside.all(1)  # a disc cut by the field of view would pull its centroid
+        if good.sum() < 4:
+            return None
+        cent = centres[good] + (excess[good] @ disc) / qs[good][:, None]
+        c_new, d_new = _robust_line(cent, qs[good], keep_mm=0.75)
+        if d_new @ d < 0:
+            d_new = -d_new
+        c, d = c_new, d_new
+        v = cent - c
+        rms = float(np.sqrt(np.mean(np.sum((v - (v @ d)[:, None] * d) ** 2, axis=1))))
+        s0, s1 = _extent(pts, c, d)
+    # ends: half-maximum of the on-axis profile (mean over a 0.25 mm disc) near each coarse end
+    small = _disc(d, 0.25, 0.125)
+    ds = 0.05
+    ss = np.arange(s0 - 14.0, s1 + 14.0 + 1e-9, ds)
+    vals = _sample(volume, (c + ss[:, None] * d)[:, None, :] + small[None], fill=np.nan)
+    inside = np.isfinite(vals).all(1)
+    p = _nanmean(vals, axis=1)
+
+    def end(s_coarse: float, sign: int) -> tuple[float, bool]:
+        """Half-maximum end near the coarse end (sign +1: towards larger s); and whether the CT ends there.
+
+        The coarse end (last voxel >= the metal threshold) may fall short of a thin wire's end, whose last
+        millimetres can lie below the threshold (partial volume, cupping): the profile is followed outwards
+        while it stays above half-way between the plateau behind (1-10 mm) and the background beyond (the
+        25th percentile over 2-12 mm, so that a metal stretch still ahead does not count as background),
+        and this is repeated from the new end until it stays put.
+        """
+        e = s_coarse
+        for _ in range(5):
+            rel = (ss - e) * sign
+            beh = (rel >= -10.0) & (rel <= -1.0) & inside
+            far = (rel >= 2.0) & (rel <= 12.0)
+            if beh.sum() < 5:
+                return e, True
+            if not inside[far].all() or far.sum() < 5:  # the field of view ends within 12 mm
+                far &= inside
+                if far.sum() < 5:
+                    return e, True
+            hm = 0.5 * (float(np.median(p[beh])) + float(np.percentile(p[far], 25)))
+            i = int(np.argmin(np.abs(rel + 1.0)))
+            last, gap, j = i, 0, i
+            while 0 <= j + sign < len(ss) and inside[j + sign] and (ss[j + sign] - e) * sign <= 12.0:
+                j += sign
+                if p[j] >= hm:
+                    last, gap = j, 0
+                else:
+                    gap += 1
+                    if gap * ds > 0.3:  # a dip longer than 0.3 mm ends the metal
+                        break
+            nxt = last + sign
+            new = float(ss[last])
+            if 0 <= nxt < len(ss) and inside[nxt] and p[last] != p[nxt]:
+                new += (p[last] - hm) / (p[last] - p[nxt]) * (ss[nxt] - ss[last])
+            if abs(new - e) < 0.05:
+                e = new
+                break
+            e = new
+        return e, False
+
+    e0, c0 = end(s0, -1)
+    e1, c1 = end(s1, +1)
+    p0, p1 = c + e0 * d, c + e1 * d
+    cut0 = c0 or _at_border(volume, p0, fov_margin_mm)
+    cut1 = c1 or _at_border(volume, p1, fov_margin_mm)
+    # metal line density in the middle (diameter estimate, for information)
+    disc = _disc(d, 3.0, step)
+    mids = np.linspace(s0 + 0.25 * (s1 - s0), s1 - 0.25 * (s1 - s0), 9)
+    mv = _sample(volume, (c + mids[:, None] * d)[:, None, :] + disc[None], fill=np.nan)
+    bg = _nanmedian(mv, axis=1)
+    q = np.nansum(mv - bg[:, None], axis=1) * step * step
+    plateau = float(np.median(q))
+    bgv = float(_nanmedian(bg, axis=0))
+    area = max(plateau, 0.0) / max(nominal_metal_hu - bgv, 1.0)
+    diam = 2.0 * float(np.sqrt(area / np.pi))
+    # orientation: tip = end closer to `toward`, else the end not cut by the field of view
+    if toward is not None:
+        t = np.asarray(toward, float)
+        tip_is_1 = np.linalg.norm(p1 - t) <= np.linalg.norm(p0 - t)
+    else:
+        tip_is_1 = not (cut1 and not cut0)
+    if tip_is_1:
+        tip, rear, tcut, rcut, dd = p1, p0, cut1, cut0, d
+    else:
+        tip, rear, tcut, rcut, dd = p0, p1, cut0, cut1, -d
+    return Instrument(tip_lps_mm=tip, rear_lps_mm=rear, direction_unit=dd, visible_length_mm=float(abs(e1 - e0)),
+                      diameter_mm=diam, rear_cut_by_fov=bool(rcut), tip_cut_by_fov=bool(tcut), fit_rms_mm=rms,
+                      n_voxels=0)

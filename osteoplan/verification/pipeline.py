@@ -1,0 +1,138 @@
+"""Control CT -> registration -> instrument -> figures against the plan (plain data in and out).
+
+:func:`verify_control` is what the ``osteoplan verify`` command (and later the web app) calls. It takes the
+plan's numbers, the planning CT, the plan's masks and the control CT, and returns one plain-JSON dict.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from osteoplan.imaging.volume import Volume
+from osteoplan.verification.deviation import deviation_figures, line_clearances
+from osteoplan.verification.geometry import apply, point_to_line_mm
+from osteoplan.verification.instrument import Instrument, detect_instruments
+from osteoplan.verification.postop import screw_figures
+from osteoplan.verification.register import VerificationError, register_control
+
+STAGES = ("trocar", "pin", "screw")
+
+
+class NoInstrument(VerificationError):
+    """No straight metal instrument near the planned path."""
+
+
+class SeveralInstruments(VerificationError):
+    """More than one instrument found where one was expected."""
+
+
+def _describe(i: int, inst: Instrument, e, d) -> str:
+    return (f"#{i}: tip LPS ({', '.join(f'{x:.1f}' for x in inst.tip_lps_mm)}) mm, "
+            f"{point_to_line_mm(inst.tip_lps_mm, e, d):.1f} mm from the planned path")
+
+
+def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks: dict[str, np.ndarray] | None = None,
+                   sources: dict[str, str] | None = None, stage: str = "pin", instrument_number: int | None = None,
+                   registration_kwargs: dict | None = None, detection_kwargs: dict | None = None) -> dict:
+    """Check a control CT against a planned trajectory.
+
+    Parameters
+    ----------
+    trajectory : osteoplan.planning.model.Trajectory
+        The planned path (``skin_entry_lps_mm``, ``bone_entry_lps_mm``, ``target_lps_mm``, ``clearances``,
+        ``screw``, ``instrument_radius_mm``, ``containment_entry_skip_mm``).
+    planning : Volume
+        The CT the plan was made on.
+    control : Volume
+        The control (or post-operative) CT.
+    masks, sources : dict, optional
+        The plan's structure masks on the planning grid (name -> bool (K, J, I)) and how each was made.
+    stage : {"trocar", "pin", "screw"}
+        ``screw`` adds the post-operative figures.
+    instrument_number : int, optional
+        Which instrument (1-based, as listed in the error) when several are found.
+    registration_kwargs, detection_kwargs : dict, optional
+        Passed to :func:`~osteoplan.verification.register.register_control` and
+        :func:`~osteoplan.verification.instrument.detect_instruments`.
+
+    Returns
+    -------
+    dict
+        Plain JSON: ``stage``, ``tip_lps_mm``, ``angle_to_plan_deg`` and the other figures of
+        :func:`~osteoplan.verification.deviation.deviation_figures`, ``clearances``, ``registration``,
+        ``instrument``, ``postop`` (screw stage), ``seconds``, ``notes``.
+
+    Raises
+    ------
+    RegistrationRefused
+        The control CT does not cover the target or the registration cannot be trusted.
+    NoInstrument, SeveralInstruments
+        No instrument, or several and no *instrument_number*.
+    ValueError
+        Unknown *stage*.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}")
+    t0 = time.perf_counter()
+    masks = masks or {}
+    sources = sources or {}
+    e = np.asarray(trajectory.skin_entry_lps_mm, float)
+    be = np.asarray(trajectory.bone_entry_lps_mm, float)
+    t = np.asarray(trajectory.target_lps_mm, float)
+    dp = (t - e) / np.linalg.norm(t - e)
+    reg = register_control(planning, control, t, **(registration_kwargs or {}))
+    M = reg.control_from_planning
+    found = detect_instruments(control, apply(M, e), M[:3, :3] @ dp, toward_lps_mm=apply(M, t),
+                               **(detection_kwargs or {}))
+    if not found:
+        raise NoInstrument("No metal instrument was found near the planned path on the control CT (searched within "
+                           f"{(detection_kwargs or {}).get('search_radius_mm', 25.0):g} mm of it); check that the "
+                           "instrument is in place and in the field of view.")
+    found_p = [f.transformed(reg.planning_from_control) for f in found]
+    if len(found_p) > 1 and instrument_number is None:
+        listing = "; ".join(_describe(i + 1, f, e, dp) for i, f in enumerate(found_p))
+        raise SeveralInstruments(f"{len(found_p)} instruments were found where one was expected ({listing}); choose "
+                                 "one with --instrument N.")
+    if instrument_number is not None and not 1 <= instrument_number <= len(found_p):
+        raise VerificationError(f"--instrument {instrument_number}: only {len(found_p)} instrument(s) found; choose "
+                                f"1 to {len(found_p)}.")
+    inst = found_p[(instrument_number or 1) - 1]
+    if inst.tip_cut_by_fov:
+        raise VerificationError("The instrument's tip lies at the edge of the control CT's field of view (it may "
+                                "continue outside); scan again covering the tip and the target vertebra.")
+    fig = deviation_figures(e, be, t, inst.tip_lps_mm, inst.direction_unit, stage=stage)
+    screw = getattr(trajectory, "screw", None)
+    r_plan = getattr(trajectory, "instrument_radius_mm", None)
+    if stage == "screw" and screw is not None:
+        radius = screw.diameter_mm / 2.0
+    else:
+        radius = r_plan if r_plan else inst.diameter_mm / 2.0
+    c2 = masks.get("vertebrae_C2")
+    seg = fig.pop("segment_lps_mm")
+    fig["clearances"] = line_clearances(getattr(trajectory, "clearances", ()), masks, sources, planning.affine,
+                                        planning.spacing_mm, seg, radius, c2_mask=c2)
+    fig["clearance_line"] = {"from_lps_mm": seg[0], "to_lps_mm": seg[1], "radius_mm": round(radius, 2),
+                             "radius_source": "the plan's screw" if (stage == "screw" and screw is not None)
+                             else ("the plan's instrument radius" if r_plan else "estimated from the image")}
+    notes = []
+    if float(np.max(control.spacing_mm)) > 1.25 and inst.diameter_mm < 2.0:
+        notes.append(f"thin instrument ({inst.diameter_mm:.1f} mm estimated) on {float(np.max(control.spacing_mm)):.1f} "
+                     "mm voxels: the tip may be found SHORT of its true position (up to several mm in the synthetic "
+                     "CThead benchmark, docs/verification.md); check the tip on the images before pushing on")
+    if inst.rear_cut_by_fov:
+        notes.append("the instrument leaves the control CT's field of view: its visible part is used for the axis")
+    if stage == "screw":
+        planned_tip = be + dp * screw.length_mm if screw is not None else t
+        fig["postop"] = screw_figures(be, planned_tip, inst.tip_lps_mm, inst.direction_unit, radius, c2,
+                                      planning.affine, planning.spacing_mm,
+                                      entry_skip_mm=float(getattr(trajectory, "containment_entry_skip_mm", 0.0) or 3.0))
+        fig["postop"]["planned_tip_lps_mm"] = [round(float(x), 2) for x in planned_tip]
+        fig["postop"]["planned_tip_method"] = ("bone entry + the plan's screw length along the planned axis"
+                                               if screw is not None else "the plan's target (no screw in the plan)")
+    fig.update(stage=stage, registration=reg.to_dict(), instrument=inst.to_dict(),
+               instruments_found=len(found_p), seconds=round(time.perf_counter() - t0, 2), notes=notes,
+               frame="planning CT, LPS mm")
+    return fig

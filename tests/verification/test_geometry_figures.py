@@ -1,0 +1,106 @@
+"""Hand-checked geometry of the verification figures (no CT needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from osteoplan.verification.deviation import deviation_figures, segment_clearance_mm
+from osteoplan.verification.geometry import apply, patient_terms, rigid, rotation_about
+from osteoplan.verification.postop import gertzbein_robbins_grade, screw_figures
+from osteoplan.imaging.volume import axis_aligned_affine
+
+
+class TestDeviation:
+    def test_tilted_pin_beside_a_vertical_plan(self):
+        """Plan straight up (S) from z=0 to z=50; pin tip 2 mm left at z=40, axis tilted atan(0.1) to the left."""
+        f = deviation_figures((0, 0, 0), (0, 0, 10), (0, 0, 50), (2, 0, 40), (0.1, 0, 1.0))
+        assert f["tip_to_plan_mm"] == pytest.approx(2.0, abs=0.01)
+        assert f["tip_offset_in_words"].startswith("2.0 mm left")
+        assert f["angle_to_plan_deg"] == pytest.approx(np.degrees(np.arctan(0.1)), abs=0.01)  # 5.71
+        # pushed on 10 mm in depth along (0.1, 0, 1): x grows by 1 mm -> arrives 3 mm left of the target
+        assert f["remaining_depth_mm"] == pytest.approx(10 * np.sqrt(1.01), abs=0.01)
+        assert f["predicted_tip_lps_mm"] == pytest.approx([3.0, 0.0, 50.0], abs=0.01)
+        assert f["lateral_offset_at_target_mm"] == pytest.approx(3.0, abs=0.01)
+        assert f["tip_to_target_mm"] == pytest.approx(np.hypot(2, 10), abs=0.01)
+        c = f["correction"]
+        assert c["turn_deg"] == pytest.approx(5.7, abs=0.05)
+        # turning back to the plan moves the tip towards the patient's right (-x)
+        assert c["turn_components_lps_deg"][0] == pytest.approx(-5.7, abs=0.1)
+        assert "right" in c["redirect_in_words"]
+        assert c["carm_bullseye_plan"]["secondary_deg"] == pytest.approx(-90.0, abs=0.1)  # plan straight up: caudal view
+
+    def test_tip_beyond_the_target_depth(self):
+        """A tip 5 mm past the target depth: negative remaining depth, clearance line ends at the tip."""
+        f = deviation_figures((0, 0, 0), (0, 0, 10), (0, 0, 50), (0, 1, 55), (0, 0, 1))
+        assert f["remaining_depth_mm"] == pytest.approx(-5.0, abs=0.01)
+        assert f["segment_lps_mm"][1] == pytest.approx([0, 1, 55], abs=0.01)
+        assert f["lateral_offset_at_target_mm"] == pytest.approx(1.0, abs=0.01)
+        assert f["correction"]["redirect_in_words"] == "direction as planned"
+
+    def test_patient_terms(self):
+        assert patient_terms((-1.2, -0.4, 3.0)) == "3.0 mm cranial, 1.2 mm right, 0.4 mm anterior"
+
+
+class TestClearance:
+    def test_parallel_line_to_a_half_space(self):
+        """Mask x >= 10 mm on a 1 mm grid; a line along z at x = 0 with radius 1 mm: 10 - 1 = 9 mm."""
+        aff = axis_aligned_affine((1.0, 1.0, 1.0), (-20.0, -20.0, -20.0))
+        m = np.zeros((41, 41, 41), bool)
+        m[:, :, 30:] = True  # i = 30 <-> x = 10 mm
+        d = segment_clearance_mm(m, aff, (1, 1, 1), (0, 0, -10), (0, 0, 10), 1.0)
+        assert d == pytest.approx(9.0, abs=1e-3)
+        # oblique: from x=0 to x=6 -> closest at x=6: 10 - 6 - 1 = 3
+        assert segment_clearance_mm(m, aff, (1, 1, 1), (0, 0, -10), (6, 0, 10), 1.0) == pytest.approx(3.0, abs=1e-3)
+
+
+class TestPostop:
+    @pytest.mark.parametrize("b,g", [(-1.0, "A"), (0.0, "A"), (0.5, "B"), (1.99, "B"), (2.0, "C"), (3.9, "C"),
+                                     (4.0, "D"), (5.99, "D"), (6.0, "E"), (12.0, "E")])
+    def test_gertzbein_robbins_steps(self, b, g):
+        assert gertzbein_robbins_grade(b) == g
+
+    def test_screw_off_centre_in_a_bone_cylinder(self):
+        """Bone = vertical cylinder of radius 5 mm; a 3.5 mm screw 4.5 mm off its axis: surface 1.25 mm out -> B."""
+        sp = 0.5
+        aff = axis_aligned_affine((sp, sp, sp), (-10.0, -10.0, 0.0))
+        K, J, I = 81, 41, 41
+        z, y, x = np.meshgrid(np.arange(K) * sp, np.arange(J) * sp - 10, np.arange(I) * sp - 10, indexing="ij")
+        bone = (x ** 2 + y ** 2 <= 25.0) & (z >= 5) & (z <= 35)
+        f = screw_figures((0, 0, 5), (0, 0, 30), (4.5, 0, 30), (0, 0, 1), 1.75, bone, aff, (sp, sp, sp))
+        assert f["tip_error_mm"] == pytest.approx(4.5, abs=1e-6)
+        assert f["angle_error_deg"] == pytest.approx(0.0, abs=1e-6)
+        assert f["max_breach_mm"] == pytest.approx(1.25, abs=0.3)  # voxel surface (0.5 mm grid)
+        assert f["grade"] == "B"
+        assert "left" in f["breach_where"]
+        # the screw centred: inside, grade A
+        g = screw_figures((0, 0, 5), (0, 0, 30), (0, 0, 30), (0, 0, 1), 1.75, bone, aff, (sp, sp, sp))
+        assert g["grade"] == "A" and g["max_breach_mm"] == 0.0
+        assert g["entry_error_mm"] == pytest.approx(0.0, abs=0.5)  # the axis leaves the bone at z = 5
+
+    def test_no_vertebra_mask_is_not_assessed(self):
+        f = screw_figures((0, 0, 5), (0, 0, 30), (0, 0, 30), (0, 0, 1), 1.75, None, np.eye(4), (1, 1, 1))
+        assert f["grade"] is None and "not assessed" in f["breach_note"]
+
+
+def test_rigid_round_trip():
+    M = rigid(rotation_about((1, 2, 3), 7.0), (3, -4, 5), (10, 0, 0))
+    p = np.array([[1.0, 2.0, 3.0], [10, 0, 0]])
+    np.testing.assert_allclose(apply(np.linalg.inv(M), apply(M, p)), p, atol=1e-9)
+    np.testing.assert_allclose(apply(M, p[1:]), [[13, -4, 5]], atol=1e-9)  # the centre only translates
+
+
+def test_ncc_finds_a_cut_out_template():
+    """The template cut from an image at (5, 7, 3) scores 1 there and less elsewhere; flat windows score 0."""
+    from osteoplan.verification.register import _ncc_valid
+
+    rng = np.random.default_rng(1)
+    img = np.zeros((40, 40, 40))
+    img[2:25, 2:25, 2:25] = rng.normal(size=(23, 23, 23))
+    tpl = img[5:15, 7:17, 3:13].copy()
+    ncc = _ncc_valid(img, tpl)
+    assert ncc.shape == (31, 31, 31)
+    assert np.unravel_index(np.argmax(ncc), ncc.shape) == (5, 7, 3)
+    assert ncc[5, 7, 3] == pytest.approx(1.0, abs=1e-9)
+    assert np.sort(ncc.ravel())[-2] < 0.5
+    assert ncc[28, 28, 28] == 0.0  # window over the empty border: structureless, not a match
