@@ -50,6 +50,9 @@ SECTION_STEP_MM = 0.5
 #: Thickness (mm) of the posterior-wall shell: the posterior cortex (about 1 mm) plus partial volume and a
 #: margin (engineering default, no published source).
 POSTERIOR_WALL_MM = 3.0
+#: Voxels larger than this (mm, any axis) make the measurements coarse: a note says so (engineering default;
+#: a pedicle 5-8 mm wide is then only 2-3 voxels).
+COARSE_VOXEL_MM = 2.0
 #: Below this level-count confidence a confirmation point is requested (engineering default, no published source).
 CONFIRM_BELOW = 0.8
 #: Half-width (mm) of the central band in which body depth/width/height are measured (engineering default).
@@ -892,6 +895,10 @@ def find_spine(volume: Volume, labelmap: LabelMap, levels: Iterable[str] | None 
     if not out:
         raise AnatomyError("No vertebra could be measured in this CT; provide vertebra masks (TotalSegmentator "
                            "or VerSe) with --masks.")
+    coarse = float(np.max(volume.spacing_mm))
+    if coarse > COARSE_VOXEL_MM:
+        msgs.append(f"COARSE VOXELS ({coarse:.1f} mm): body dimensions, walls and pedicle widths are uncertain by about "
+                    "one voxel; pedicle breach margins below that cannot be assessed on this CT")
     needs = conf < CONFIRM_BELOW
     if needs and request is None:
         lv = order[-1] if order else "T12"
