@@ -58,8 +58,8 @@ CONFIRM_BELOW = 0.8
 #: Half-width (mm) of the central band in which body depth/width/height are measured (engineering default).
 CENTRAL_BAND_MM = 3.0
 #: Smallest pedicle section (mm^2) taken as bone bridge; smaller pieces are spurs or partial-volume specks
-#: (engineering default, no published source: the smallest thoracic pedicles are about 4 x 8 mm, Zindrick
-#: et al., Spine 1987;12:160).
+#: (engineering default; the narrowest thoracic pedicles are about 4.4 mm wide, Kim et al., J Korean Neurosurg
+#: Soc 2009;46:181, and about 10 mm high).
 MIN_SECTION_MM2 = 10.0
 #: Fraction of the canal's AP depth, from the body's posterior wall backwards, along which the pedicles are
 #: searched: they flank its anterior part, the laminae close its posterior part (engineering default, no
@@ -648,8 +648,8 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
     if len(fit) < 3:
         fit = run
     # axis: the section centroids' lateral and cranial drift per mm along the anterior axis (least squares),
-    # clipped to the range of pedicle angles (transverse up to about 30 deg at L5, sagittal within about 20 deg
-    # of the endplates: Zindrick et al., Spine 1987;12:160) plus a margin
+    # clipped to about the range of pedicle angles (transverse from about 35 deg convergent at T1 to 10 deg
+    # divergent at T12: Kaur et al., J Clin Orthop Trauma 2016;7:101; sagittal angles are smaller) plus a margin
     # (ridge-shrunk towards the body's AP axis: a short tube gives a poorly determined slope)
     tt = fit[:, 0] - fit[:, 0].mean()
     den = float(tt @ tt) + len(tt) * AXIS_SHRINK_MM2

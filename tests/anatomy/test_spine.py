@@ -222,8 +222,9 @@ def test_lumbar_verse_pedicles_geometric_vs_subregions():
         for side in ("left", "right"):
             a, b = sub.vertebrae[lv].pedicles[side], geo.vertebrae[lv].pedicles[side]
             assert a.source == "provided:verse-subregions" and b.source == "provided:verse"
-            # L3 pedicle widths: 8.9 +/- 2.2 mm (Zindrick et al., Spine 1987;12:160); +/- 3 SD allowed
-            assert 2.0 <= a.width_mm <= 16.0
+            # plausibility only: T11-L5 pedicle (safe-zone) widths 7.2-17.8 mm in Lien et al., Eur Spine J
+            # 2007;16:1215; 1.5 mm voxels, so a wide margin below
+            assert 4.0 <= a.width_mm <= 18.0
             # the isthmus lies beside the canal, not in the body: behind the body's posterior wall
             v = sub.vertebrae[lv]
             assert (a.isthmus_lps_mm - v.posterior_wall_lps_mm) @ v.anterior_unit < 1.0
