@@ -50,18 +50,24 @@ SECTION_STEP_MM = 0.5
 #: Thickness (mm) of the posterior-wall shell: the posterior cortex (about 1 mm) plus partial volume and a
 #: margin (engineering default, no published source).
 POSTERIOR_WALL_MM = 3.0
+#: Voxels larger than this (mm, any axis) make the measurements coarse: a note says so (engineering default;
+#: a pedicle 5-8 mm wide is then only 2-3 voxels).
+COARSE_VOXEL_MM = 2.0
 #: Below this level-count confidence a confirmation point is requested (engineering default, no published source).
 CONFIRM_BELOW = 0.8
 #: Half-width (mm) of the central band in which body depth/width/height are measured (engineering default).
 CENTRAL_BAND_MM = 3.0
 #: Smallest pedicle section (mm^2) taken as bone bridge; smaller pieces are spurs or partial-volume specks
-#: (engineering default, no published source: the smallest thoracic pedicles are about 4 x 8 mm, Zindrick
-#: et al., Spine 1987;12:160).
+#: (engineering default; the narrowest thoracic pedicles are about 4.4 mm wide, Kim et al., J Korean Neurosurg
+#: Soc 2009;46:181, and about 10 mm high).
 MIN_SECTION_MM2 = 10.0
 #: Fraction of the canal's AP depth, from the body's posterior wall backwards, along which the pedicles are
 #: searched: they flank its anterior part, the laminae close its posterior part (engineering default, no
 #: published source).
 PEDICLE_CANAL_FRACTION = 0.65
+#: Ridge term (mm^2 per section) shrinking the fitted pedicle axis towards the body's AP axis (engineering
+#: default, no published source: over a 10 mm tube it halves a slope fitted on noise of about 3 mm).
+AXIS_SHRINK_MM2 = 8.0
 
 _SIDES = {"left": 1.0, "right": -1.0}
 
@@ -391,13 +397,51 @@ class _Vert:
     a: np.ndarray | None = None
     l: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    box: tuple | None = None
+    vol: Volume | None = None
+
+
+#: Margin (mm) around a vertebra's mask of the sub-volume it is measured on (engineering default).
+VERTEBRA_MARGIN_MM = 15.0
+
+
+def _box(volume: Volume, mask: np.ndarray, margin_mm: float) -> tuple[slice, slice, slice]:
+    idx = np.argwhere(mask)
+    m = np.ceil(margin_mm / np.asarray(volume.spacing_mm)).astype(int)
+    lo = np.maximum(idx.min(0) - m, 0)
+    hi = np.minimum(idx.max(0) + m + 1, volume.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    aff = volume.affine.copy()
+    aff[:3, 3] = volume.index_to_world(np.array([[sl.start for sl in box]], float))[0]
+    return Volume(volume.array[box], aff, volume.info)
+
+
+def _pad(mask: np.ndarray, box: tuple[slice, slice, slice], shape: tuple[int, int, int]) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    out[box] = mask
+    return out
 
 
 def _split_body(volume: Volume, v: _Vert, body_sub: np.ndarray | None, arch_sub: np.ndarray | None,
-                cord: np.ndarray | None) -> None:
+                cord: np.ndarray | None, canal: np.ndarray | None = None) -> None:
     """Canal section, body and arch of one vertebra, and a first frame (s = +z)."""
     vert = v.mask
-    v.canal = _ring_hole(volume, vert)
+    if v.source == "classical" and canal is not None and canal.any():
+        # the slab of a classically found vertebra does not always close its ring (thin laminae, the lamina of
+        # the vertebra above overlapping it): the classical canal, within the slab's slices, is its section
+        from osteoplan.anatomy.segment import Canon
+
+        cn = Canon.of(volume)
+        ks = np.nonzero(cn.to_canon(vert).any(axis=(1, 2)))[0]
+        c = cn.to_canon(canal).copy()
+        c[: ks.min()] = False
+        c[ks.max() + 1:] = False
+        v.canal = cn.from_canon(c)
+    else:
+        v.canal = _ring_hole(volume, vert)
     pts = _points(volume, vert)
     centroid = pts.mean(0)
     if v.canal.any():
@@ -412,9 +456,10 @@ def _split_body(volume: Volume, v: _Vert, body_sub: np.ndarray | None, arch_sub:
         v.notes.append("canal section not closed by the vertebra mask: the spinal cord mask gave its centre")
     else:
         raise AnatomyError(f"{v.level}: no spinal canal found inside the vertebra (ring never closed).")
+    # the body lies in front of the canal: anterior is -y in the patient (LPS) frame whatever the position on
+    # the table; the vertebra's own centroid is not used (spinous processes and ribs can pull it backwards)
     s0 = np.array([0.0, 0.0, 1.0])
-    a0 = centroid - canal_c
-    a0 = _unit(a0 - (a0 @ s0) * s0)
+    a0 = np.array([0.0, -1.0, 0.0])
     if body_sub is not None and (body_sub & vert).any():
         v.body = body_sub & vert
         v.arch = (arch_sub & vert) if arch_sub is not None else (vert & ~v.body)
@@ -523,6 +568,20 @@ def _canal_geometry(volume: Volume, v: _Vert) -> tuple[float, float, float]:
     return float(ua.max()), float(ua.min()), float(max(abs(ul.min()), abs(ul.max())))
 
 
+def _mid_width(cs: np.ndarray, cw: np.ndarray, h: float) -> float:
+    """Mediolateral width of a pedicle section: the widest row within the central 30 % of its height
+    (an oval's diameter within 1 %), so that a bump of the section above or below mid-height (a rib head, the
+    base of a transverse or articular process) does not count as pedicle width."""
+    height = _extent(cs, h)
+    mid = 0.5 * (cs.min() + cs.max())
+    rows = np.abs(cs - mid) <= max(0.15 * height, 0.5 * h)
+    best = 0.0
+    for r in np.unique(np.round(cs[rows] / h)):
+        sel = rows & (np.round(cs / h) == r)
+        best = max(best, _extent(cw[sel], h))
+    return best if best > 0 else _extent(cw, h)
+
+
 def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half_w: float,
              body_height: float) -> tuple[PedicleLandmarks, np.ndarray] | None:
     """The pedicle of one side: the bone bridge of the arch between the body and the posterior arch, lateral
@@ -589,14 +648,15 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
     if len(fit) < 3:
         fit = run
     # axis: the section centroids' lateral and cranial drift per mm along the anterior axis (least squares),
-    # clipped to the published range of pedicle angles (transverse up to about 30 deg at L5, sagittal up to
-    # about 20 deg: Zindrick et al., Spine 1987;12:160) plus a margin
+    # clipped to about the range of pedicle angles (transverse from about 35 deg convergent at T1 to 10 deg
+    # divergent at T12: Kaur et al., J Clin Orthop Trauma 2016;7:101; sagittal angles are smaller) plus a margin
+    # (ridge-shrunk towards the body's AP axis: a short tube gives a poorly determined slope)
     tt = fit[:, 0] - fit[:, 0].mean()
-    den = float(tt @ tt)
-    dl = float(tt @ (fit[:, 2] - fit[:, 2].mean())) / den if den > 0 else 0.0
-    ds = float(tt @ (fit[:, 1] - fit[:, 1].mean())) / den if den > 0 else 0.0
-    dl = float(np.clip(dl, -np.tan(np.radians(40.0)), np.tan(np.radians(40.0))))
-    ds = float(np.clip(ds, -np.tan(np.radians(30.0)), np.tan(np.radians(30.0))))
+    den = float(tt @ tt) + len(tt) * AXIS_SHRINK_MM2
+    dl = float(tt @ (fit[:, 2] - fit[:, 2].mean())) / den
+    ds = float(tt @ (fit[:, 1] - fit[:, 1].mean())) / den
+    dl = float(np.clip(dl, -np.tan(np.radians(35.0)), np.tan(np.radians(35.0))))
+    ds = float(np.clip(ds, -np.tan(np.radians(20.0)), np.tan(np.radians(20.0))))
     w = _unit(v.a + dl * v.l + ds * v.s)
     pc = v.centre + fit[:, 0].mean() * v.a + fit[:, 1].mean() * v.s + fit[:, 2].mean() * v.l
     wid = v.l - (v.l @ w) * w
@@ -623,7 +683,7 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
             continue
         comp = np.argwhere(lab == lab[tuple(pix[int(np.argmin(d))])])
         cs, cw = loc2.u[1][comp[:, 0]], loc2.u[2][comp[:, 1]]
-        secs.append((_extent(cw, h), _extent(cs, h), tau, float(cs.mean()), float(cw.mean()), len(comp)))
+        secs.append((_mid_width(cs, cw, h), _extent(cs, h), tau, float(cs.mean()), float(cw.mean()), len(comp)))
     if len(secs) < 3:
         return None
     sa = np.array(secs)
@@ -782,11 +842,18 @@ def find_spine(volume: Volume, labelmap: LabelMap, levels: Iterable[str] | None 
                                                     if labelmap.has("vertebral_body_border") else False)
         sub_arch = labelmap.get("vertebral_arch") if labelmap.has("vertebral_arch") else None
     cord = labelmap.get("spinal_cord") if labelmap.has("spinal_cord") else None
+    canal_given = labelmap.get("spinal_canal") if labelmap.has("spinal_canal") else None
     out: dict[str, VertebraLandmarks] = {}
     ok: list[_Vert] = []
     for v in verts:
+        # every vertebra is measured on its own sub-volume (its box plus a margin): same LPS world, much faster
+        v.box = _box(volume, v.mask, VERTEBRA_MARGIN_MM)
+        v.vol = _crop(volume, v.box)
+        v.mask = v.mask[v.box]
         try:
-            _split_body(volume, v, sub_body, sub_arch, cord)
+            _split_body(v.vol, v, None if sub_body is None else sub_body[v.box],
+                        None if sub_arch is None else sub_arch[v.box], None if cord is None else cord[v.box],
+                        None if canal_given is None else canal_given[v.box])
             ok.append(v)
         except AnatomyError as exc:
             msgs.append(f"{v.level}: not measured ({exc})")
@@ -795,22 +862,24 @@ def find_spine(volume: Volume, labelmap: LabelMap, levels: Iterable[str] | None 
     canal_union = np.zeros(volume.shape, bool)
     for v in ok:
         nb = _neighbour_axis(order, centres, v.level)
-        _frame(volume, v, nb)
-        depth, width, height, ant, post = _body_measures(volume, v)
-        a_front, a_back, half_w = _canal_geometry(volume, v)
+        sv = v.vol
+        _frame(sv, v, nb)
+        depth, width, height, ant, post = _body_measures(sv, v)
+        a_front, a_back, half_w = _canal_geometry(sv, v)
         a_pw = float((post - v.centre) @ v.a)
-        labelmap.add(f"vertebral_body_{v.level}", v.body, f"derived:{v.arch_source or v.source}")
-        labelmap.add(f"posterior_wall_{v.level}", _posterior_wall(volume, v, half_w), "derived:body-posterior-surface")
+        labelmap.add(f"vertebral_body_{v.level}", _pad(v.body, v.box, volume.shape), f"derived:{v.arch_source or v.source}")
+        labelmap.add(f"posterior_wall_{v.level}", _pad(_posterior_wall(sv, v, half_w), v.box, volume.shape),
+                     "derived:body-posterior-surface")
         peds: dict[str, PedicleLandmarks] = {}
         for side in ("left", "right"):
-            r = _pedicle(volume, v, side, a_pw, a_back, half_w, height)
+            r = _pedicle(sv, v, side, a_pw, a_back, half_w, height)
             if r is None:
                 v.notes.append(f"{side} pedicle: no bone bridge found between body and arch")
                 continue
             peds[side], pm = r
-            labelmap.add(f"pedicle_{v.level}_{side}", pm, f"derived:{peds[side].source}")
+            labelmap.add(f"pedicle_{v.level}_{side}", _pad(pm, v.box, volume.shape), f"derived:{peds[side].source}")
         if v.canal is not None:
-            canal_union |= v.canal
+            canal_union[v.box] |= v.canal
         lsrc = v.source if verts and v.source != "classical" else method
         out[v.level] = VertebraLandmarks(
             level=v.level, body_centre_lps_mm=v.centre, superior_unit=v.s, anterior_unit=v.a, left_unit=v.l,
@@ -826,6 +895,10 @@ def find_spine(volume: Volume, labelmap: LabelMap, levels: Iterable[str] | None 
     if not out:
         raise AnatomyError("No vertebra could be measured in this CT; provide vertebra masks (TotalSegmentator "
                            "or VerSe) with --masks.")
+    coarse = float(np.max(volume.spacing_mm))
+    if coarse > COARSE_VOXEL_MM:
+        msgs.append(f"COARSE VOXELS ({coarse:.1f} mm): body dimensions, walls and pedicle widths are uncertain by about "
+                    "one voxel; pedicle breach margins below that cannot be assessed on this CT")
     needs = conf < CONFIRM_BELOW
     if needs and request is None:
         lv = order[-1] if order else "T12"

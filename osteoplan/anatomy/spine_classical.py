@@ -192,7 +192,7 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
         No canal or no vertebra found, or no rib and no level point (levels cannot be named).
     """
     from osteoplan.anatomy.canal import segment_spinal_canal
-    from osteoplan.anatomy.segment import Canon, segment_body, segment_bone
+    from osteoplan.anatomy.segment import Canon, fill_holes_in_planes, segment_body, segment_bone
     from osteoplan.anatomy.spine import _Vert
 
     cn = Canon.of(volume)
@@ -214,6 +214,17 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
         labelmap.add("spinal_canal", canal, "classical")
         msgs.append("spinal_canal: classical (osteoplan.anatomy.canal, ring holes tracked across slices)")
     a = cn.to_canon(volume.array)
+    # the vertebrae themselves: every voxel denser than cancellous bone (threshold relative to this patient's
+    # soft tissue, as in osteoplan.anatomy.segment.segment_bone), lightly smoothed. The general bone mask keeps
+    # cancellous bone only where enclosed by cortex when it believes the CT has contrast, which can leave a
+    # vertebral body hollow; near the spine nothing but bone and (with contrast) the aorta is this dense, and
+    # the aorta is cut away below by keeping the connected vertebra
+    from osteoplan.anatomy.segment import CANCELLOUS_MAX_HU, CANCELLOUS_MIN_HU, _smooth, soft_tissue_stats
+
+    b_body = cn.to_canon(body)
+    mu, sd = soft_tissue_stats(a[b_body][:: max(1, int(b_body.sum()) // 500_000)])
+    t_c = float(np.clip(mu + max(6.0 * sd, 100.0), CANCELLOUS_MIN_HU, CANCELLOUS_MAX_HU))
+    dense = (_smooth(a, sp) > t_c) & b_body
     b = cn.to_canon(bone)
     c = cn.to_canon(canal)
     K = c.shape[0]
@@ -337,22 +348,41 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
     for n_i, (d0, d1) in enumerate(intervals):
         if n_i not in names:
             continue
-        m = np.zeros(c.shape, bool)
-        for k in range(d0 + 1, d1):
-            j_lo = int(max(bj[k] - 35.0 / sp[1], 0))
-            j_hi = int(min(cj[k] + 55.0 / sp[1], J))
-            i_lo = int(max(ci[k] - lat_lim / sp[2], 0))
-            i_hi = int(min(ci[k] + lat_lim / sp[2] + 1, I))
-            m[k, j_lo:j_hi, i_lo:i_hi] = b[k, j_lo:j_hi, i_lo:i_hi]
+        kk = np.arange(d0 + 1, d1)
+        if kk.size == 0:
+            continue
+        # work in the slab's box (plus the closing margin), not the whole CT
+        r = np.maximum(np.round(2.0 / sp).astype(int), 1)
+        jl = np.maximum((bj[kk] - 35.0 / sp[1]).astype(int), 0)
+        jh = np.minimum((cj[kk] + 55.0 / sp[1]).astype(int), J)
+        il = np.maximum((ci[kk] - lat_lim / sp[2]).astype(int), 0)
+        ih = np.minimum((ci[kk] + lat_lim / sp[2] + 1).astype(int), I)
+        box = (slice(max(kk[0] - r[0], 0), min(kk[-1] + 1 + r[0], K)), slice(max(int(jl.min()) - r[1], 0), min(int(jh.max()) + r[1], J)),
+               slice(max(int(il.min()) - r[2], 0), min(int(ih.max()) + r[2], I)))
+        o = np.array([sl.start for sl in box])
+        m = np.zeros(tuple(sl.stop - sl.start for sl in box), bool)
+        for n_k, k in enumerate(kk):
+            m[k - o[0], jl[n_k] - o[1]:jh[n_k] - o[1], il[n_k] - o[2]:ih[n_k] - o[2]] = \
+                dense[k, jl[n_k]:jh[n_k], il[n_k]:ih[n_k]]
+        # the bone mask may hold only the cortex of a body (its cancellous core below the threshold): fill the
+        # rings of its axial, coronal and sagittal sections, then give the canal back (axial rings may be open
+        # at the basivertebral foramen; coronal sections are closed by the endplates); a 2 mm closing first
+        # bridges gaps of a thin, partial-volumed cortex
+        ball = np.ones(tuple(2 * x + 1 for x in r), bool)
+        m = ndi.binary_closing(np.pad(m, [(x, x) for x in r]), structure=ball)[r[0]:-r[0], r[1]:-r[1], r[2]:-r[2]] | m
+        m = (fill_holes_in_planes(m, 0) | fill_holes_in_planes(m, 1) | fill_holes_in_planes(m, 2)) & ~c[box]
         lab2, n2 = ndi.label(m)
         if n2 > 1:
             sizes = np.bincount(lab2.ravel())
             sizes[0] = 0
-            keep = sizes * float(np.prod(sp)) / 1000.0 >= 0.5
-            keep[0] = False
+            keep = np.zeros(n2 + 1, bool)
+            keep[int(np.argmax(sizes))] = True  # the vertebra, not the aorta
             m = keep[lab2]
         if not m.any():
             continue
+        full = np.zeros(c.shape, bool)
+        full[box] = m
+        m = full
         verts.append(_Vert(names[n_i], cn.from_canon(m), "classical"))
     verts.sort(key=lambda v: SPINE_LEVELS.index(v.level))
     disc_mm = [float(volume.index_to_world(cn.index_to_original(np.array([[d, bj[d], bi[d]]])))[0][2]) for d in discs]
