@@ -190,3 +190,25 @@ def test_no_pacs_configured_no_pacs_source(engine, client_for, app, monkeypatch,
     assert re.search(r'<input type="file" name="ct_file"[^>]*required', page)
     r = _post(cl, ids, pacs_series_uid="1.2.3")
     assert r.status_code == 422 and _error(r.text) == "CT source: choose one of the sources listed"
+
+
+@pytest.mark.pacs
+def test_demo_seed_stores_the_phantom_ct_for_a_demo_case_and_it_can_be_picked(engine, client_for, pacs_on_app):
+    """``serve --demo`` with a PACS: the phantom CT is stored under the newest free C2 case's identity; searched by
+    the case's identifier on the PACS page, it is attached with the identity verified."""
+    from osteoplan.pacs import PacsClient
+    from osteoplan.web.demo_plans import seed_demo_pacs
+
+    ids = make_case(engine, through="lesion")  # the newest case, a C2 lesion with no plan and no job
+    case_id, study, series = seed_demo_pacs(engine, pacs_on_app, spacing_mm=2.0)
+    assert case_id == ids["case"]
+    (hit,) = [h for h in PacsClient(pacs_on_app).find_series(patient_id="H-998877") if h.series_uid == series]
+    assert hit.study_uid == study and hit.modality == "CT" and hit.description == "osteoplan demo: neck phantom CT"
+    assert hit.n_instances == 85  # the phantom spans 168 mm superior-inferior: 168 mm / 2 mm + 1 = 85 slices
+    cl = client_for("radiologist")
+    r = cl.post(f"/cases/{case_id}/lesions/{ids['lesion']}/pacs/pick",
+                data={"csrf_token": csrf_of(cl), "study_uid": study, "series_uid": series}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:400]
+    # this case knows only the birth year, so the CT carries no PatientBirthDate (a date is never invented); demo
+    # cases have a full birth date, which is then compared too
+    assert "patient identity verified on PatientID, PatientName, PatientSex)" in cl.get(f"/cases/{case_id}").text
