@@ -212,3 +212,44 @@ def test_demo_seed_stores_the_phantom_ct_for_a_demo_case_and_it_can_be_picked(en
     # this case knows only the birth year, so the CT carries no PatientBirthDate (a date is never invented); demo
     # cases have a full birth date, which is then compared too
     assert "patient identity verified on PatientID, PatientName, PatientSex)" in cl.get(f"/cases/{case_id}").text
+
+
+@pytest.mark.pacs
+@pytest.mark.slow
+def test_pacs_job_deidentified_and_planned_by_the_worker(engine, db_url, client_for, pacs_on_app, jobs_root,
+                                                         backend_name):
+    """The whole path once: the neck phantom (1.6 mm) stored in the PACS under the case's patient, a job with
+    de-identification started from the form, run by a real worker: only the de-identified copy is kept (the
+    retrieved folder is removed), the plan is attached with the verdict of the folder the planner wrote."""
+    from .test_plan_jobs import SPACING_MM, _job, _run_worker_once, sqlite_only
+
+    sqlite_only(backend_name)
+    import pydicom
+
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.imaging.volume import Volume
+    from osteoplan.planning.model import load_plan
+    from osteoplan.planning.verdict import verdict_of
+
+    vol = make_phantom(PhantomParams(spacing_mm=SPACING_MM)).volume
+    vol = Volume(np.round(vol.array).astype(np.float32), vol.affine)
+    study, series = _store(pacs_on_app, vol, RIGHT_PATIENT)
+    ids = make_case(engine, through="lesion")
+    cl = client_for("radiologist")
+    r = _post(cl, ids, pacs_study_uid=study, pacs_series_uid=series, deid="1")
+    assert r.status_code == 303, r.text[:1000]
+    job_id = int(r.headers["location"].rsplit("/", 1)[1])
+    job_dir = jobs_root.resolve() / f"job-{job_id:06d}"
+    assert len(list((job_dir / "ct-pacs").iterdir())) == vol.shape[0]
+    _run_worker_once(db_url)
+    job = _job(engine, job_id)
+    assert job.state == "done", job.error
+    assert job.stages_done == ["deid", "read", "anatomy", "risk", "search", "exports", "save"]
+    assert job.options["deidentified"] and job.options["ct"] == "ct-deid" and job.options["series_uid"] == series
+    assert not (job_dir / "ct-pacs").exists()
+    files = sorted((job_dir / "ct-deid").rglob("*.dcm"))
+    assert len(files) == vol.shape[0]
+    ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != "H-998877" and "TESTNAME" not in str(ds.PatientName)
+    folder = job_dir / f"plan-{job.attempts}"
+    assert verdict_of(load_plan(folder / "plan.json")).text_en == job.verdict
