@@ -18,6 +18,7 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -287,7 +288,10 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
                 _finish(engine, job_id, worker, "failed", exit_code=rc, stages_done=done,
                         error=err or f"de-identification failed (exit status {rc}); nothing was saved.")
                 return "failed"
-            ct.unlink(missing_ok=True)  # only the de-identified copy is kept
+            if ct.is_dir():  # a series retrieved from the PACS (a folder of .dcm files)
+                shutil.rmtree(ct, ignore_errors=True)
+            else:
+                ct.unlink(missing_ok=True)  # only the de-identified copy is kept
             ct = deid_out
             with Session(engine) as s, s.begin():
                 j = s.get(m.PlanJob, job_id)

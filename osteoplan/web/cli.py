@@ -112,6 +112,23 @@ def serve(args) -> int:
 
         print("Queueing demo plans on the neck phantom (the planning worker runs them)...", file=sys.stderr)
         seed_demo_plans(engine, jobs_dir(url))
+        from osteoplan.web.plan_jobs import pacs_config
+
+        pacs = pacs_config()
+        if pacs is not None:
+            from osteoplan.errors import PacsError
+            from osteoplan.web.demo_plans import seed_demo_pacs
+
+            print(f"Storing the neck phantom CT in the PACS at {pacs.display_url} (a demo case's CT to pick)...",
+                  file=sys.stderr)
+            try:
+                seeded = seed_demo_pacs(engine, pacs)
+            except PacsError as exc:
+                print(f"warning: the demo CT was not stored in the PACS: {exc}", file=sys.stderr)
+            else:
+                if seeded:
+                    print(f"  stored for case #{seeded[0]}: open its C2 lesion's 'CT from PACS' page",
+                          file=sys.stderr)
     app = create_app(settings, engine=engine)
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     print(f"osteoplan web: http://{shown}:{args.port}/   (database: {backend.describe_url(url)})")

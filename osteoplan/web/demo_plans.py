@@ -67,3 +67,67 @@ def seed_demo_plans(engine: Engine, root: Path, *, report: bool = True,
             job.work_dir = str(job_dir.resolve())
             ids.append(job.id)
     return ids
+
+
+def _dicom_patient(patient: m.Patient) -> dict[str, str]:
+    """The DICOM Patient module of a (fictitious) registry patient, for a CT a PACS would hold for it."""
+    from osteoplan.imaging.identity import PatientIdentity
+
+    ident = PatientIdentity.from_record(patient)
+    out: dict[str, str] = {}
+    if ident.patient_id:
+        out["PatientID"] = ident.patient_id
+    if ident.family_name or ident.given_name:
+        out["PatientName"] = f"{(ident.family_name or '').upper()}^{(ident.given_name or '').upper()}"
+    if ident.birth_date:
+        out["PatientBirthDate"] = ident.birth_date
+    if ident.sex:
+        out["PatientSex"] = {"male": "M", "female": "F", "other": "O"}[ident.sex]
+    return out
+
+
+def seed_demo_pacs(engine: Engine, config, *, spacing_mm: float | None = None,
+                   seed: int = 0) -> tuple[int, str, str] | None:
+    """Store the neck phantom CT (the one ``osteoplan demo`` plans on) in the PACS as the CT of the most recent
+    demo case whose C2 lesion has neither a plan nor a planning job, so that a demo user can find it on the lesion's
+    "CT from PACS" page (searched by the case's identifier), pick it and plan on it.
+
+    The series carries the case's (fictitious) Patient module, so the identity check verifies it.
+
+    Parameters
+    ----------
+    engine : Engine
+        The registry (the demo data set seeded).
+    config : osteoplan.pacs.PacsConfig
+        The server's PACS.
+    spacing_mm : float, optional
+        Voxel size of the phantom (default: the phantom's own, as ``osteoplan demo``); tests use a coarse one.
+    seed : int
+        Phantom noise seed (``osteoplan demo --seed``).
+
+    Returns
+    -------
+    (case id, StudyInstanceUID, SeriesInstanceUID), or None when no case has a free C2 lesion.
+
+    Raises
+    ------
+    PacsError, PacsStoreError
+        The PACS is unreachable or did not store every slice (see :meth:`osteoplan.pacs.PacsClient.store`).
+    """
+    from sqlalchemy.orm import Session
+
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.pacs import PacsClient
+    from osteoplan.pacs.seed import store_volume
+
+    with Session(engine) as s:
+        lesions = c2_lesions_for_demo(s, 1)
+        if not lesions:
+            return None
+        patient = s.get(m.Patient, lesions[0].patient_id)
+        case_id, dicom_patient = patient.id, _dicom_patient(patient)
+    params = PhantomParams(seed=seed) if spacing_mm is None else PhantomParams(seed=seed, spacing_mm=spacing_mm)
+    volume = make_phantom(params).volume
+    study, series = store_volume(PacsClient(config), volume, dicom_patient,
+                                 description="osteoplan demo: neck phantom CT")
+    return case_id, study, series

@@ -10,15 +10,15 @@ CT sources (the seam for the PACS picker): :data:`CT_SOURCES` maps a source key 
 another patient's CT). ``make_writer`` checks the submitted form at once (raising
 ``ValidationError`` with a one-line message) and returns the function that puts the CT into the job's folder and
 returns the job's CT options (``ct``: the CT's path inside the folder, ``format``: ``dicom`` or ``nifti``,
-``source``...). Today: "upload" (a DICOM zip or a NIfTI file from the browser, :func:`upload_writer`). A PACS
-source registers ``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)`` whose writer retrieves the
-series into the folder (``PacsClient.retrieve_for_case`` does that and the identity check), plus its fields in
-``plan_job_new.html``; the rest of the job
+``source``...): "upload" (a DICOM zip or a NIfTI file from the browser, :func:`upload_writer`) and "pacs"
+(``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)``, offered when a PACS is configured: the series
+is retrieved into the folder by ``PacsClient.retrieve_for_case``, which also checks the patient); the rest of the job
 (de-identification, planning, progress, result) is the same.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import zipfile
@@ -181,11 +181,113 @@ def upload_writer(form, patient: Any = None) -> Callable[[Path], dict[str, Any]]
     return write
 
 
+_UID_CHARS = frozenset("0123456789.")
+#: Folder of a job holding the series retrieved from the PACS (one ``.dcm`` file per instance).
+PACS_CT_FOLDER = "ct-pacs"
+
+
+def _form_uid(value: Any, what: str, required: bool = True) -> str | None:
+    """A DICOM UID from a form field (digits and dots, at most 64 characters). Raises ValidationError."""
+    v = str(value or "").strip()
+    if not v and not required:
+        return None
+    if not v or len(v) > 64 or not set(v) <= _UID_CHARS:
+        raise ValidationError(f"the {what} is not a DICOM UID (digits and dots, at most 64 characters); pick the "
+                              "series again")
+    return v
+
+
+def pacs_config(app_state: Any = None):
+    """The server's PACS settings (:class:`osteoplan.pacs.PacsConfig`), or None when no PACS is configured.
+
+    ``app_state.pacs_config`` when set (tests, as for the PACS pages), else :func:`osteoplan.pacs.load_config`
+    (``OSTEOPLAN_PACS_URL``... or the settings file); a missing or unreadable configuration is None (the form then
+    does not offer the PACS; the PACS page says why).
+    """
+    cfg = getattr(app_state, "pacs_config", None)
+    if cfg is not None:
+        return cfg
+    from osteoplan.errors import InputError
+    from osteoplan.pacs import load_config
+
+    try:
+        return load_config()
+    except InputError:
+        return None
+
+
+def pacs_writer(form, patient: Any = None, config: Any = None) -> Callable[[Path], dict[str, Any]]:
+    """The CT source "pacs": the series ``pacs_series_uid`` (optionally in study ``pacs_study_uid``; else the
+    study is looked up by QIDO-RS) retrieved by WADO-RS into ``<job>/ct-pacs/`` with
+    :meth:`osteoplan.pacs.PacsClient.retrieve_for_case`, which refuses another patient's series (checked on the
+    PACS's index before anything is downloaded, then on the first file's header). The form's ``confirm_identity``
+    box allows a series whose patient cannot be compared (de-identified), as for an upload.
+
+    Parameters
+    ----------
+    form : mapping
+        The submitted form.
+    patient : registry Patient
+        The case's patient (its identity is compared with the series').
+    config : PacsConfig or None
+        The server's PACS (:func:`pacs_config`); None: no PACS configured.
+
+    Returns
+    -------
+    callable
+        ``write(job_dir) -> options``: ``ct`` ("ct-pacs"), ``format`` ("dicom"), ``source`` ("pacs"),
+        ``study_uid``, ``series_uid``, ``ct_files``, ``identity_verified_on`` (attribute names only),
+        ``identity_confirmed_by_user``. It raises ValidationError with the PACS's one-line message (unreachable,
+        timeout, credentials, series gone or incomplete) or the identity refusal (attribute names, never values);
+        the retrieved files are then removed (and :func:`attach_ct_files` removes the job's folder).
+
+    Raises
+    ------
+    ValidationError
+        No PACS configured, or no (valid) series UID in the form.
+    """
+    if config is None:
+        raise ValidationError("no PACS is configured on this server (OSTEOPLAN_PACS_URL or pacs.toml); upload the CT")
+    series_uid = _form_uid(form.get("pacs_series_uid"), "SeriesInstanceUID")
+    study_uid = _form_uid(form.get("pacs_study_uid"), "StudyInstanceUID", required=False)
+    confirmed = bool(form.get("confirm_identity"))
+
+    def write(job_dir: Path) -> dict[str, Any]:
+        from osteoplan.errors import InputError, PacsError, PatientIdentityError
+        from osteoplan.pacs import PacsClient
+
+        job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            client = PacsClient(config)
+            study = study_uid or client.locate_series(series_uid).study_uid
+            opts = client.retrieve_for_case(study, series_uid, job_dir / PACS_CT_FOLDER, patient,
+                                            allow_unverified=confirmed)
+        except (PacsError, PatientIdentityError, InputError) as exc:
+            raise ValidationError(str(exc)) from None
+        return {**opts, "identity_confirmed_by_user": bool(confirmed and not opts.get("identity_verified_on"))}
+
+    return write
+
+
 #: Where a CT may come from: key -> (words shown in the form, make_writer(form, patient record)); see the module's
-#: docstring.
+#: docstring. "pacs" is offered only when a PACS is configured (:func:`available_sources`).
 CT_SOURCES: dict[str, tuple[str, Callable[..., Callable[[Path], dict[str, Any]]]]] = {
     "upload": ("upload a DICOM zip or a NIfTI file", upload_writer),
+    "pacs": ("a series from the PACS", pacs_writer),
 }
+
+
+def available_sources(pacs: Any = None) -> dict[str, tuple[str, Callable[..., Callable[[Path], dict[str, Any]]]]]:
+    """The CT sources to offer: :data:`CT_SOURCES`, with "pacs" bound to the server's PACS settings *pacs*
+    (:func:`pacs_config`) and left out when there is none."""
+    out = {}
+    for key, (label, make) in CT_SOURCES.items():
+        if make is pacs_writer:
+            if pacs is None:
+                continue
+            make = functools.partial(pacs_writer, config=pacs)
+        out[key] = (label, make)
+    return out
 
 
 def attach_ct_files(job: m.PlanJob, root: Path, write) -> dict[str, Any]:

@@ -46,8 +46,9 @@ def _form(request: Request, db, p: Principal, case_id: int, lesion_id: int, erro
     case = backend.get_case(db, p.user, case_id)
     lesion = backend.find_child(case, "lesion", lesion_id)
     db.commit()
+    sources = pj.available_sources(pj.pacs_config(request.app.state))
     return _page(request, "plan_job_new.html", {"case": case, "lesion": lesion, "protocols": _protocols(),
-                                                 "sources": {k: v[0] for k, v in pj.CT_SOURCES.items()}, "error": error, "values": values or {},
+                                                 "sources": {k: v[0] for k, v in sources.items()}, "error": error, "values": values or {},
                                                  "max_gb": pj.CT_MAX_BYTES / 1e9}, status_code=status_code)
 
 
@@ -65,19 +66,22 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
     side = str(form.get("side") or "") or None
     source = str(form.get("source") or "upload")
     values = {"protocol": protocol, "side": side or "", "deid": bool(form.get("deid")),
-              "report": bool(form.get("report")), "confirm_identity": bool(form.get("confirm_identity"))}
+              "report": bool(form.get("report")), "confirm_identity": bool(form.get("confirm_identity")),
+              "source": source, "pacs_series_uid": str(form.get("pacs_series_uid") or "")[:64],
+              "pacs_study_uid": str(form.get("pacs_study_uid") or "")[:64]}
     root = pj.jobs_dir(request.app.state.settings.database_url)
     try:
         case = backend.get_case(db, p.user, case_id)
         backend.find_child(case, "lesion", lesion_id)
         if protocol not in dict(_protocols()):
             raise ValidationError("protocol: choose one of the protocols listed")
-        if source not in pj.CT_SOURCES:
+        sources = pj.available_sources(pj.pacs_config(request.app.state))
+        if source not in sources:
             raise ValidationError("CT source: choose one of the sources listed")
         from osteoplan.workflow import models as m
 
         patient = db.get(m.Patient, case_id)
-        write = pj.CT_SOURCES[source][1](form, patient)  # checks the source's fields now
+        write = sources[source][1](form, patient)  # checks the source's fields now
         job = q.enqueue(db, p.user, lesion_id, protocol, side,
                         {"deid": values["deid"], "report": values["report"], "source": source})
         pj.attach_ct_files(job, root, write)
