@@ -532,22 +532,15 @@ def _proj_voxel(volume: Volume, d: np.ndarray) -> float:
     return float(np.sum(np.abs(d @ steps)))
 
 
-def _posterior_wall(volume: Volume, v: _Vert, canal_half_width_mm: float) -> np.ndarray:
-    """The body's posterior cortex facing the canal: body voxels within :data:`POSTERIOR_WALL_MM` of the body's
-    posterior surface (per column along the anterior axis), no further from the mid-sagittal plane than the canal."""
+def _posterior_wall(volume: Volume, v: _Vert, canal_half_width_mm: float, canal_front_mm: float) -> np.ndarray:
+    """The body's posterior cortex facing the canal: body voxels no more than :data:`POSTERIOR_WALL_MM` in front of
+    the canal's anterior border (``canal_front_mm``, along the anterior axis from the body centre) and no further
+    from the mid-sagittal plane than the canal. A concave wall (its middle deepest) is covered too: its rims lie
+    behind the canal's anterior border."""
     idx = np.argwhere(v.body)
     w = volume.index_to_world(idx.astype(float))
     u = (w - v.centre) @ np.stack([v.s, v.a, v.l]).T
-    step = float(np.max(volume.spacing_mm))
-    key_s = np.round(u[:, 0] / step).astype(np.int64)
-    key_l = np.round(u[:, 2] / step).astype(np.int64)
-    key = (key_s - key_s.min()) * (key_l.max() - key_l.min() + 1) + (key_l - key_l.min())
-    mins = np.full(int(key.max()) + 1, np.inf)
-    np.minimum.at(mins, key, u[:, 1])
-    # columns whose back end is the posterior wall (within the shell of the body's rearmost point), not a
-    # rounded endplate rim further forward
-    back = mins[key] <= float(u[:, 1].min()) + POSTERIOR_WALL_MM
-    sel = back & (u[:, 1] <= mins[key] + POSTERIOR_WALL_MM) & (np.abs(u[:, 2]) <= canal_half_width_mm) & (u[:, 1] < 0)
+    sel = (u[:, 1] <= canal_front_mm + POSTERIOR_WALL_MM) & (np.abs(u[:, 2]) <= canal_half_width_mm)
     out = np.zeros_like(v.body)
     out[tuple(idx[sel].T)] = True
     return out
@@ -868,7 +861,7 @@ def find_spine(volume: Volume, labelmap: LabelMap, levels: Iterable[str] | None 
         a_front, a_back, half_w = _canal_geometry(sv, v)
         a_pw = float((post - v.centre) @ v.a)
         labelmap.add(f"vertebral_body_{v.level}", _pad(v.body, v.box, volume.shape), f"derived:{v.arch_source or v.source}")
-        labelmap.add(f"posterior_wall_{v.level}", _pad(_posterior_wall(sv, v, half_w), v.box, volume.shape),
+        labelmap.add(f"posterior_wall_{v.level}", _pad(_posterior_wall(sv, v, half_w, a_front), v.box, volume.shape),
                      "derived:body-posterior-surface")
         peds: dict[str, PedicleLandmarks] = {}
         for side in ("left", "right"):
