@@ -452,6 +452,9 @@ class Plan(_Frozen):
     placement: Literal["alternatives", "all"] = "alternatives"
     #: Site groups (levels / level-sides) with no feasible path (placement "all").
     unplanned: tuple[str, ...] = ()
+    #: What must be confirmed before relying on the plan (e.g. a vertebra level named with low confidence): a plan
+    #: with a path but something to confirm is NOT CLEARED.
+    confirm_first: tuple[str, ...] = ()
     #: When the route is not assessable on this CT: the best paths meeting every rule inside the image (bone entry,
     #: target, containment, clearances up to the image edge), whose skin entry lies outside it. Never a plan.
     partial_trajectories: tuple[Trajectory, ...] = ()

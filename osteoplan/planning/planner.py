@@ -424,6 +424,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
         protocol = load_protocol(protocol or DEFAULT_PROTOCOL)
     proc = get_procedure(protocol.procedure)
     side = side or protocol.side.default
+    confirm = [] if isinstance(anatomy, (Site, list, tuple)) else proc.confirmations(anatomy)
     if isinstance(anatomy, Site):
         sites = [anatomy]
     elif isinstance(anatomy, (list, tuple)) and anatomy and all(isinstance(x, Site) for x in anatomy):
@@ -564,7 +565,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
                 procedure=proc.name, level=levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}",
                 placement=placement, unplanned=tuple(missing), route=route, ct_source=ct_source_of(volume),
-                partial_trajectories=tuple(partial))
+                partial_trajectories=tuple(partial), confirm_first=tuple(confirm))
     return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
 
 

@@ -12,7 +12,8 @@ Codes, in priority order (the first that applies wins; exit status of ``osteopla
 1. ``route_not_assessable`` [5]: ``plan.route`` is given and not assessable (the CT does not show the technique's
    route, e.g. the anterior route's skin entry lies below the CT); no other route is substituted.
 2. ``no_feasible_path`` [4]: the plan has no trajectory.
-3. ``not_cleared`` [3]: the best trajectory (every trajectory to place, for a plan with several needles) has a structure of the protocol that was not assessed (status
+3. ``not_cleared`` [3]: something must be confirmed first (``Plan.confirm_first``: e.g. vertebra levels named with
+   low confidence), or the best trajectory (every trajectory to place, for a plan with several needles) has a structure of the protocol that was not assessed (status
    ``not_assessed`` or ``not_assessable``; hard or displaceable: a carotid nobody saw is not clear), or a check that
    fails its margin (a plan inconsistent with its own checks is never called feasible).
 4. ``feasible_hydrodissection`` [0]: the best trajectory needs displaceable structures pushed (checks with status
@@ -252,6 +253,8 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         if fail:
             parts.append((f"le trajet ne respecte pas la marge de : {_names(fail, lang)}") if fr else
                          f"the path does not keep the margin of: {_names(fail, lang)}")
+        if plan.confirm_first:
+            parts.insert(0, ("à confirmer d'abord : " if fr else "confirm first: ") + "; ".join(plan.confirm_first))
         text = ("NON VALIDÉ : " if fr else "NOT CLEARED: ") + "; ".join(parts)
         if miss:
             details.append("Fournir leurs masques ou un scanner sur lequel elles peuvent être segmentées avant de se fier à "
@@ -297,7 +300,7 @@ def compute_verdict(plan: Plan) -> Verdict:
         code = "route_not_assessable"
     elif best is None:
         code = "no_feasible_path"
-    elif any(c.status in _UNASSESSED or c.status == "fail" for c in best.clearances):
+    elif plan.confirm_first or any(c.status in _UNASSESSED or c.status == "fail" for c in best.clearances):
         code = "not_cleared"
     elif any(c.status == "hydrodissection" for c in best.clearances):  # (the planner's hydrodissection_required)
         code = "feasible_hydrodissection"

@@ -206,3 +206,15 @@ def test_procedures_map_to_the_registry_types():
     from osteoplan.workflow.models import PROCEDURE_TYPES
 
     assert {get_procedure(n).registry_type for n in procedure_names()} <= set(PROCEDURE_TYPES)
+
+
+def test_levels_named_with_low_confidence_must_be_confirmed_first():
+    from dataclasses import replace
+
+    vol, lm, spine = make_lumbar(("L1",))
+    spine = replace(spine, level_method="classical:rib-count", level_confidence=0.5, needs_confirmation=True,
+                    confirmation_request="give one level with --level-point T12:x,y,z (LPS mm)")
+    plan = make_plan(vol, lm, _anatomy(vol, lm, spine), "vertebroplasty-transpedicular", level="L1")
+    assert plan.best is not None and plan.verdict.code == "not_cleared"
+    assert plan.verdict.text_en.startswith("NOT CLEARED: confirm first: the vertebra levels are not confirmed")
+    assert "--level-point" in plan.verdict.text_en

@@ -97,6 +97,10 @@ class Procedure:
         """
         raise NotImplementedError
 
+    def confirmations(self, anatomy: Any) -> list[str]:
+        """What the user must confirm before relying on a plan on this anatomy (one sentence each; default none)."""
+        return []
+
     def bone_mask(self, volume: "Volume", labelmap: "LabelMap", site: "Site",
                   protocol: "Protocol") -> tuple[np.ndarray, str, list[str]]:
         """(mask (K, J, I) bool, source, warnings) of the target bone the instrument must stay inside.

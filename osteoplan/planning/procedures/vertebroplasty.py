@@ -208,6 +208,15 @@ class Vertebroplasty(Procedure):
             raise AnatomyError(" ".join(out.unplanned.values()))
         return out
 
+    def confirmations(self, anatomy: Any) -> list[str]:
+        """The level confirmation the spine anatomy asks for when its naming is unsure (a wrong level is the classic
+        error of vertebroplasty)."""
+        spine = getattr(anatomy, "spine", anatomy)
+        if getattr(spine, "needs_confirmation", False):
+            return [f"the vertebra levels are not confirmed ({spine.level_method}, confidence "
+                    f"{spine.level_confidence:.2f}): " + (spine.confirmation_request or "give a level point (--level-point).")]
+        return []
+
     def site_of(self, v: Any, side: str, protocol: "Protocol", group: str = "") -> Site:
         """The site of vertebra landmarks *v* (:class:`~osteoplan.anatomy.spine.VertebraLandmarks`) and one pedicle."""
         p = v.pedicles[side]
