@@ -200,7 +200,10 @@ def case_dicom(tmp: Path):
     aff[:3, 3] = vol.index_to_world(np.array([k0, 0, 0], float))
     crop = Volume(np.ascontiguousarray(vol.array[k0:k1]), aff)
     out = tmp / "lidc-dicom"
-    write_ct_series(out, ct_datasets(crop, DicomContext.for_volume(crop, "lidc-crop")))
+    dsets = ct_datasets(crop, DicomContext.for_volume(crop, "lidc-crop"))
+    for ds in dsets:  # an acquired series, as a scanner writes it (osteoplan's own export says DERIVED)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    write_ct_series(out, dsets)
     back = read_volume(out)
     res = {}
     for name, v in (("nifti", crop), ("dicom", back)):

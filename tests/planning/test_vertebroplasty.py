@@ -218,3 +218,32 @@ def test_levels_named_with_low_confidence_must_be_confirmed_first():
     assert plan.best is not None and plan.verdict.code == "not_cleared"
     assert plan.verdict.text_en.startswith("NOT CLEARED: confirm first: the vertebra levels are not confirmed")
     assert "--level-point" in plan.verdict.text_en
+
+
+def test_the_transpedicular_needle_goes_through_the_isthmus_and_an_implausible_axis_is_not_planned():
+    from dataclasses import replace
+
+    from .synthetic_vertebra import PED_R
+
+    vol, lm, spine = make_lumbar(("L1",))
+    plan = make_plan(vol, lm, _anatomy(vol, lm, spine), "vertebroplasty-transpedicular", level="L1")
+    b = plan.best
+    c = np.asarray(spine.vertebrae["L1"].pedicles[b.side].isthmus_lps_mm)
+    T, d = np.asarray(b.target_lps_mm), np.asarray(b.direction_unit)
+    dist = np.linalg.norm(np.cross(c - T, d))  # point-to-line distance, by hand
+    assert dist <= PED_R + 1e-6 and b.pedicle_margin_mm is not None
+    # a pedicle axis pointing sideways (90 deg from anterior) is not trusted: that side is not planned
+    v = spine.vertebrae["L1"]
+    bad = {s: replace(p, axis_unit=np.array([1.0, 0.0, 0.0])) for s, p in v.pedicles.items()}
+    spine2 = replace(spine, vertebrae={"L1": replace(v, pedicles=bad)})
+    with pytest.raises(AnatomyError, match="not found reliably .*90 deg from anterior"):
+        make_plan(vol, lm, _anatomy(vol, lm, spine2), "vertebroplasty-transpedicular", level="L1")
+
+
+def test_a_level_disagreement_must_be_resolved_first():
+    from dataclasses import replace
+
+    vol, lm, spine = make_lumbar(("L1",))
+    spine = replace(spine, messages=("LEVEL DISAGREEMENT: the level point named L2 lies in the mask labelled L1",))
+    plan = make_plan(vol, lm, _anatomy(vol, lm, spine), "vertebroplasty-transpedicular", level="L1")
+    assert plan.verdict.code == "not_cleared" and "LEVEL DISAGREEMENT" in plan.verdict.text_en

@@ -96,11 +96,9 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
     _check_out(out, args.overwrite)
     if risk is None and not getattr(args, "no_risk", False):
         risk = _risk(volume, anatomy)
-    protocol = _with_needles(protocol, getattr(args, "needles", None))
+    protocol = _with_needles(protocol, getattr(args, "needles", None), args.side)
     with step("planning the trajectory (dense search)"):
-        with blame("--level"):
-            plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk,
-                                     level=getattr(args, "level", None))
+        plan = plan_from_anatomy(volume, anatomy, protocol, side=args.side, risk=risk, level=getattr(args, "level", None))
     from osteoplan.export.cli import ct_voxels_sha256
 
     try:
@@ -137,10 +135,23 @@ def _run(volume, anatomy, args, out: Path, extra_files: dict[str, Any] | None = 
     return verdict_of(plan).exit_code  # the plan folder is written whatever the verdict
 
 
-def _with_needles(protocol, needles):
-    """*protocol* with ``needles_per_level`` set from ``--needles`` (unchanged when not given)."""
+def _with_needles(protocol, needles, side=None):
+    """*protocol* with ``needles_per_level`` set from ``--needles`` (unchanged when not given).
+
+    Raises
+    ------
+    InputError
+        ``--needles`` with a protocol that places no needle, or two needles with one ``--side``.
+    """
     if needles is None:
         return protocol
+    with blame("--needles"):
+        if protocol.needle is None:
+            raise InputError(f"the protocol {protocol.name} places a screw, not needles; --needles is for a "
+                             "vertebroplasty protocol (e.g. --protocol vertebroplasty-transpedicular).")
+        if int(needles) == 2 and side in ("left", "right"):
+            raise InputError(f"2 places a needle through each pedicle; --side {side} is for one needle: drop one of "
+                             "the two options.")
     return protocol.model_copy(update={"needles_per_level": int(needles)})
 
 
@@ -175,7 +186,13 @@ def _plan_cmd(args: argparse.Namespace) -> int:
     _check_out(Path(args.out) if args.out else Path("plan-out"), args.overwrite,
                (args.ct, args.masks, args.protocol if str(args.protocol or "").endswith(".toml") else None))
     with blame("--protocol"):
-        load_protocol(args.protocol)  # a bad protocol fails before the long steps
+        protocol = load_protocol(args.protocol)  # a bad protocol fails before the long steps
+    _with_needles(protocol, args.needles, args.side)  # so do conflicting options
+    if args.level is not None:
+        from osteoplan.planning.procedures.vertebroplasty import parse_levels
+
+        with blame("--level"):
+            parse_levels(args.level)
     with step("reading the CT"):
         volume = read_ct_from_args(args.ct, args)
     with blame("--protocol"):

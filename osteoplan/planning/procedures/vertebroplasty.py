@@ -81,6 +81,8 @@ class BodyTarget(BaseModel):
     inside_cortex_min_mm: float = Field(ge=0, le=10)
     grid_step_mm: float = Field(gt=0.2, le=5)
     max_targets: int = Field(ge=1, le=2000)
+    #: The path must pass through the pedicle isthmus (transpedicular route).
+    through_isthmus: bool = False
 
     @model_validator(mode="after")
     def _order(self):
@@ -125,6 +127,22 @@ def _vec(d: dict, key: str) -> np.ndarray:
     return np.asarray(d[key], float).reshape(3)
 
 
+#: A pedicle axis found more than this from the body's anterior direction is not trusted (deg): pedicles point
+#: within about 30 deg of it in the transverse plane (Zindrick et al., Spine 1987;12:160; Kim et al., J Korean
+#: Neurosurg Soc 2009;46:181) and about 20 deg in the sagittal plane; 45 deg leaves room -- configurable default.
+PEDICLE_AXIS_MAX_DEG = 45.0
+
+
+def implausible_axis(v: Any, side: str) -> str | None:
+    """Why the pedicle axis found for *side* of vertebra *v* cannot be trusted (None when plausible): more than
+    :data:`PEDICLE_AXIS_MAX_DEG` from the body's anterior direction."""
+    ax = np.asarray(v.pedicles[side].axis_unit, float)
+    ang = float(np.degrees(np.arccos(np.clip(ax @ np.asarray(v.anterior_unit, float), -1.0, 1.0))))
+    if ang > PEDICLE_AXIS_MAX_DEG:
+        return f"its axis as found points {ang:.0f} deg from anterior, more than {PEDICLE_AXIS_MAX_DEG:g}"
+    return None
+
+
 def _canal_gap(labelmap: Any, v: Any) -> dict[str, str]:
     """``{"spinal_canal": reason}`` when the canal mask exists but holds no voxel within the vertebra's height
     around its body centre (the canal runs through every vertebra: a mask that misses it there stopped short);
@@ -150,6 +168,7 @@ class Vertebroplasty(Procedure):
     registry_type = "vertebroplasty"
     target_model = BodyTarget
     axis_name = "pedicle_axis"
+    extra_constraints = {"through_pedicle": "the needle passes through the pedicle isthmus"}
 
     def build_anatomy(self, volume: Any, masks: Any = None, hint_lps: Any = None, levels: Any = None,
                       level_point: Any = None, use_totalsegmentator: bool = False) -> Any:
@@ -191,12 +210,16 @@ class Vertebroplasty(Procedure):
                                      "or give vertebra masks (--masks) or a level point (--level-point).")
                 continue
             sides = ["left", "right"] if (two or side in ("best", "both")) else [side]
-            have = [s for s in sides if s in v.pedicles]
-            lost = [s for s in sides if s not in v.pedicles]
+            odd = {s: implausible_axis(v, s) for s in sides if s in v.pedicles}
+            odd = {s: why for s, why in odd.items() if why}
+            have = [s for s in sides if s in v.pedicles and s not in odd]
+            lost = [s for s in sides if s not in v.pedicles or s in odd]
             if not have or (two and lost):
                 which = " and ".join(lost)
-                out.unplanned[lv] = (f"{lv}: the {which} pedicle{'s were' if len(lost) > 1 else ' was'} not found; give "
-                                     "pedicle/vertebra masks (--masks) or plan one side (--side).")
+                why = "; ".join(odd.values())
+                out.unplanned[lv] = (f"{lv}: the {which} pedicle{'s were' if len(lost) > 1 else ' was'} not found"
+                                     + (f" reliably ({why})" if why else "")
+                                     + "; give pedicle/vertebra masks (--masks) or plan one side (--side).")
                 continue
             gaps = _canal_gap(getattr(anatomy, "labelmap", None), v)
             for s in have:
@@ -212,10 +235,12 @@ class Vertebroplasty(Procedure):
         """The level confirmation the spine anatomy asks for when its naming is unsure (a wrong level is the classic
         error of vertebroplasty)."""
         spine = getattr(anatomy, "spine", anatomy)
+        out = [m for m in getattr(spine, "messages", ()) if m.startswith("LEVEL DISAGREEMENT")]
         if getattr(spine, "needs_confirmation", False):
-            return [f"the vertebra levels are not confirmed ({spine.level_method}, confidence "
-                    f"{spine.level_confidence:.2f}): " + (spine.confirmation_request or "give a level point (--level-point).")]
-        return []
+            out.append(f"the vertebra levels are not confirmed ({spine.level_method}, confidence "
+                       f"{spine.level_confidence:.2f}): " + (spine.confirmation_request
+                                                             or "give a level point (--level-point)."))
+        return out
 
     def site_of(self, v: Any, side: str, protocol: "Protocol", group: str = "") -> Site:
         """The site of vertebra landmarks *v* (:class:`~osteoplan.anatomy.spine.VertebraLandmarks`) and one pedicle."""
@@ -245,6 +270,21 @@ class Vertebroplasty(Procedure):
         else:
             lo, hi = -entry_left * t.across_midline_min_mm, -entry_left * t.across_midline_max_mm
         return box_grid(site, c, (-h, h), (f0, f1), (min(lo, hi), max(lo, hi)), t.grid_step_mm)
+
+    def violations(self, ev: Any, fields: "ROIFields", targets: np.ndarray, dirs: np.ndarray, site: Site,
+                   protocol: "Protocol", thread_mm: float) -> dict[str, np.ndarray]:
+        """``through_pedicle`` (when the target zone asks it: transpedicular): the path's axis passes within
+        ``pedicle width / 2`` of the pedicle isthmus centre (mm beyond), so the needle really goes through the
+        pedicle and its passage is measured."""
+        if not getattr(protocol.target, "through_isthmus", False):
+            return {}
+        T, D = targets[ev.cand_t], dirs[ev.cand_d]
+        c = site.references["pedicle_isthmus"]
+        rel = c[None] - T
+        along = np.einsum("ij,ij->i", rel, -D)
+        dist = np.linalg.norm(rel + along[:, None] * D, axis=1)  # the line T - s D, s >= 0, to the isthmus centre
+        half = 0.5 * float(site.width_limit_mm or 0.0)
+        return {"through_pedicle": np.maximum(0.0, dist - half)}
 
     def target_points(self, fields: "ROIFields", site: Site, protocol: "Protocol", r_contain_mm: float) -> np.ndarray:
         """Grid points of the anterior-third zone (protocol ``[target]``) at least ``inside_cortex_min_mm`` and the
