@@ -83,6 +83,8 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
             status = "fail"
         if note is None and clr >= CAP_MM - res.r_instr - 0.05:
             note = f"at least this much (distances are computed up to {CAP_MM:g} mm)"
+        if note is None and s.mask_full is not None and not s.mask_full.any():
+            note = "none in the field of view (segmented as absent)"
         by = _assessed_by(s.source)
         if by == "atlas":
             note = "atlas-transferred mask, not this patient's vessel"
@@ -319,7 +321,9 @@ def _route_check(res: SearchResult, protocol: Protocol, volume: Volume, site: Si
               f"leave the image data still inside the body, at z = {exit_z:.0f} mm ({where_en}), so their skin entry "
               f"and what lies on the way cannot be checked. {ref['advice_en']}; "
               "another route is another protocol (--protocol).")
-        fr = (f"VOIE {'ANTÉRIEURE' if route == 'anterior' else route.upper()} NON ÉVALUABLE SUR CE SCANNER : les trajets "
+        from osteoplan.planning.verdict import ROUTE_NAMES
+
+        fr = (f"VOIE {ROUTE_NAMES.get(route, (route.upper(), route.upper()))[1]} NON ÉVALUABLE SUR CE SCANNER : les trajets "
               f"de la technique ({n_left} sur {n_conf} conformes) sortent des données de l'image encore dans le corps, "
               f"à z = {exit_z:.0f} mm ({where_fr}) : leur point d'entrée cutané "
               f"et ce qu'ils traversent ne peuvent pas être vérifiés. {ref['advice_fr']} ; une autre "
@@ -535,8 +539,14 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     if route is not None and route.message_en and route.assessable:
         warns.append(route.message_en)
     infeas = _infeasibility(res, protocol)
-    if missing and placement == "all":
+    if missing and placement == "all" and not (route is not None and not route.assessable):
         infeas = infeas.model_copy(update={"message": f"No feasible path for {', '.join(missing)}. " + infeas.message})
+    if partial:
+        # every face shows the same closest path: what the CT shows of the route (its skin entry is not in the image)
+        p0 = partial[0]
+        infeas = infeas.model_copy(update={"best_near_miss": NearMiss(
+            skin_entry_lps_mm=None, target_lps_mm=p0.target_lps_mm, direction_unit=p0.direction_unit,
+            violations={"skin": 1.0}, clearances=p0.clearances)})
     ct = CTGeometry(shape_kji=volume.shape, spacing_mm=_v(volume.spacing_mm, 4),
                     affine=tuple(tuple(round(float(x), 6) for x in row) for row in volume.affine),
                     source_format=volume.info.source_format)

@@ -98,9 +98,12 @@ _SHEATH = ("carotid", "jugular")
 
 #: Route names and what to do when the CT does not show the route. The anterior odontoid route's skin
 #: entry lies low on the anterolateral neck: the planning CT must reach about C6-T1 (clinical primer).
-_ROUTES: dict[str, tuple[str, str]] = {"anterior": ("ANTERIOR", "ANTÉRIEURE"), "lateral": ("LATERAL", "LATÉRALE"),
-                                       "posterolateral": ("POSTEROLATERAL", "POSTÉROLATÉRALE"),
-                                       "transpedicular": ("TRANSPEDICULAR", "TRANSPÉDICULAIRE")}
+#: Route names (EN, FR) in the verdict's headline and the planner's route messages.
+ROUTE_NAMES: dict[str, tuple[str, str]] = {"anterior": ("ANTERIOR", "ANTÉRIEURE"), "lateral": ("LATERAL", "LATÉRALE"),
+                                           "posterolateral": ("POSTEROLATERAL", "POSTÉROLATÉRALE"),
+                                           "transpedicular": ("TRANSPEDICULAR", "TRANSPÉDICULAIRE"),
+                                           "parapedicular": ("PARAPEDICULAR", "PARAPÉDICULAIRE")}
+_ROUTES = ROUTE_NAMES
 _ROUTE_ACTIONS: dict[str, tuple[str, str]] = {"anterior": ("extend the scan to C6-T1",
                                                            "étendre l'acquisition jusqu'à C6-T1")}
 _ROUTE_ACTION_DEFAULT = ("extend the scan to show the whole route", "étendre l'acquisition à tout le trajet")
