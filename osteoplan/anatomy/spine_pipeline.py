@@ -114,13 +114,22 @@ def build_spine_anatomy(volume: Volume, masks: Any = None, levels: Iterable[str]
                    f"classical: no aerated lung in the field of view (no air < {LUNG_HU:g} HU component > "
                    f"{LUNG_MIN_ML:g} mL inside the body)")
             msgs.append("lung: none in the field of view (segmented as absent)")
-    given = sorted(n[len("vertebrae_"):] for n in lm.names() if n.startswith("vertebrae_"))
+    from osteoplan.anatomy.spine import level_index
+
+    given = sorted((n[len("vertebrae_"):] for n in lm.names() if n.startswith("vertebrae_")), key=level_index)
     if levels and given:
         missing = [lv for lv in levels if f"vertebrae_{lv}" not in lm.names()]
         if len(missing) == len(list(levels)):
             raise AnatomyError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the vertebra masks "
                                f"given (levels there: {', '.join(given)}); check --level or the masks.")
-    spine = find_spine(volume, lm, levels=levels, level_point=level_point)
+    try:
+        spine = find_spine(volume, lm, levels=levels, level_point=level_point)
+    except AnatomyError:
+        if not (levels and given):
+            raise
+        raise AnatomyError(f"{', '.join(levels)} could not be measured on this CT (a vertebra cut by the edge of the "
+                           f"image, or without a closed ring around the canal); levels in the masks: "
+                           f"{', '.join(given)}. Choose a level measured whole.") from None
     msgs.extend(spine.messages)
     if spine.needs_confirmation and spine.confirmation_request:
         msgs.insert(0, f"LEVEL NOT CONFIRMED: {spine.confirmation_request}")
