@@ -95,6 +95,18 @@ class ROIFields:
         return np.asarray(pts_lps, float) @ inv[:3, :3].T + inv[:3, 3]
 
 
+def nonzero_box(mask: np.ndarray) -> list[tuple[int, int]] | None:
+    """Per axis (k, j, i), the first and last index holding a True voxel of *mask*; None when it is empty."""
+    out = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        nz = np.nonzero(mask.any(axis=other))[0]
+        if len(nz) == 0:
+            return None
+        out.append((int(nz[0]), int(nz[-1])))
+    return out
+
+
 def _bbox(mask: np.ndarray, grow: np.ndarray) -> tuple[slice, ...] | None:
     idx = np.nonzero(mask.any(axis=(1, 2)))[0], np.nonzero(mask.any(axis=(0, 2)))[0], np.nonzero(mask.any(axis=(0, 1)))[0]
     if any(len(a) == 0 for a in idx):

@@ -49,7 +49,7 @@ from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.imaging.volume import Volume
 from osteoplan.planning import kernel as K
 from osteoplan.planning.fields import (ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
-                                       signed_distance_mm)
+                                       nonzero_box, signed_distance_mm)
 from osteoplan.planning.procedures import Procedure, cone_directions, get_procedure
 from osteoplan.planning.protocol import Protocol
 from osteoplan.planning.site import Site
@@ -176,7 +176,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
         warnings.append(f"CT data stop inside the body {abs(dz):.0f} mm {'above' if dz > 0 else 'below'} {where} "
                         "(truncated field of view): paths leaving the body there are not counted as reaching "
                         "the skin.")
-    bb = _nz_box(body_full)
+    bb = nonzero_box(body_full)
     if bb is not None:
         for ax in range(3):
             if ax != zaxis:
@@ -372,17 +372,6 @@ def truncated_fov_slices(body: np.ndarray, zaxis: int, k_apex: float, drop: floa
                 out[step] = nxt
                 break
             k = nxt
-    return out
-
-
-def _nz_box(mask: np.ndarray):
-    out = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        nz = np.nonzero(mask.any(axis=other))[0]
-        if len(nz) == 0:
-            return None
-        out.append((int(nz[0]), int(nz[-1])))
     return out
 
 

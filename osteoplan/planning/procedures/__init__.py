@@ -194,13 +194,11 @@ def solid_bone(mask: np.ndarray, spacing_mm: np.ndarray, close_mm: float = 2.0) 
     """
     from scipy import ndimage as ndi
 
-    box = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        nz = np.nonzero(mask.any(axis=other))[0]
-        if len(nz) == 0:
-            return mask
-        box.append((int(nz[0]), int(nz[-1])))
+    from osteoplan.planning.fields import nonzero_box
+
+    box = nonzero_box(mask)
+    if box is None:
+        return mask
     it = np.maximum(1, np.rint(close_mm / np.asarray(spacing_mm)).astype(int))
     pad = it + 1
     sl = tuple(slice(max(0, a - p), min(n, b + p + 1)) for (a, b), p, n in zip(box, pad, mask.shape))
