@@ -100,7 +100,7 @@ def _image(volume, plan, labelmap, index, path: Path) -> None:
 
 def _rows_for(plan, extra=lambda t: {}):
     rows = []
-    ts = plan.placed or plan.partial_trajectories
+    ts = plan.placed or plan.partial_trajectories or plan.trajectories  # (the levels planned when one is not)
     for t in ts:
         rows.append({"level": t.level, "side": t.side, "needle_mm": t.needle_diameter_mm,
                      "pedicle_mm": t.pedicle_margin_mm, "grade": t.pedicle_breach_grade,
