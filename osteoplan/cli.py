@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available stage's subcommands."""
     parser = _OneLineErrorParser(
         prog="osteoplan",
-        description="Plan percutaneous consolidation of metastatic bone (C2 dens screw + cement) from CT, "
+        description="Plan percutaneous consolidation of metastatic bone (C2 dens screw + cement, vertebroplasty, C2 "
+        "cementoplasty) from CT, check it on control CTs, "
         "and record the care pathway.",
     )
     parser.add_argument("--version", action="version", version=f"osteoplan {__version__}")
