@@ -574,7 +574,9 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 structure_sources=sources, landmarks=landmarks, risk=risk,
                 warnings=tuple(dict.fromkeys(warns)), infeasibility=infeas, search=stats,
                 procedure=proc.name, level=levels[0] if len(levels) == 1 else f"{levels[0]}-{levels[-1]}",
-                placement=placement, unplanned=tuple(missing), route=route, ct_source=ct_source_of(volume),
+                placement=placement, route=route, ct_source=ct_source_of(volume),
+                # groups without a feasible path; when the CT cannot show the route, none is called infeasible
+                unplanned=tuple(missing) if (route is None or route.assessable) else (),
                 partial_trajectories=tuple(partial), confirm_first=tuple(confirm))
     return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
 
