@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -262,8 +263,32 @@ def _finish(engine: Engine, job_id: int, worker: str, state: str, **kw) -> None:
         q.finish(s, job_id, worker, state, **kw)
 
 
+def _run_pacs_store(engine: Engine, job_id: int, worker: str) -> str:
+    from osteoplan.faces.pacs_jobs import run_pacs_store
+
+    return run_pacs_store(engine, job_id, worker)
+
+
+#: Job kind (``PlanJob.options["kind"]``, default "plan") -> runner(engine, job_id, worker) -> final state.
+JOB_RUNNERS: dict[str, Callable[[Engine, int, str], str]] = {}
+
+
 def run_job(engine: Engine, job_id: int, worker: str) -> str:
-    """Run the claimed job *job_id* to a final state; returns it (``done``, ``failed`` or ``cancelled``)."""
+    """Run the claimed job *job_id* to a final state with its kind's runner (:data:`JOB_RUNNERS`); returns the
+    state (``done``, ``failed`` or ``cancelled``)."""
+    with Session(engine) as s:
+        kind = q.kind_of(s.get(m.PlanJob, job_id))
+    runner = JOB_RUNNERS.get(kind)
+    if runner is None:
+        _finish(engine, job_id, worker, "failed", error=f"This server's worker does not know jobs of kind '{kind[:40]}'"
+                "; update osteoplan or start the job again.")
+        return "failed"
+    return runner(engine, job_id, worker)
+
+
+def run_plan_job(engine: Engine, job_id: int, worker: str) -> str:
+    """Run the planning job *job_id* (kind "plan") to a final state; returns it (``done``, ``failed`` or
+    ``cancelled``). A CT chosen in the PACS is retrieved first (:func:`osteoplan.faces.pacs_jobs.retrieve_ct`)."""
     with Session(engine) as s:
         job = s.get(m.PlanJob, job_id)
         opts = dict(job.options or {})
@@ -276,6 +301,19 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
     ct = work_dir / (opts.get("ct") or "")
     done: list[str] = []
     try:
+        if opts.get("pacs_retrieve") and not is_demo:
+            from osteoplan.errors import PatientIdentityError
+            from osteoplan.faces.pacs_jobs import JobCancelled, retrieve_ct
+
+            try:
+                opts = retrieve_ct(engine, job_id, worker, work_dir, opts)
+            except JobCancelled:
+                raise Cancelled() from None
+            except (OsteoplanError, PatientIdentityError) as exc:
+                _finish(engine, job_id, worker, "failed", stages_done=done,
+                        error=f"{str(exc)[:900]} The CT was not retrieved; nothing was planned. Retry the job.")
+                return "failed"
+            done.append("retrieve")
         if not is_demo and not ct.exists():
             _finish(engine, job_id, worker, "failed",
                     error="The job's CT is no longer on the server; start the plan again with the CT.")
@@ -360,6 +398,9 @@ def _attach(engine: Engine, job_id: int, worker: str, out: Path, rc: int, creato
         if not q.finish(s, job_id, worker, "done", exit_code=rc, verdict=verdict[:300], saved_plan_id=plan.id,
                         stages_done=done + ["save"]):
             raise RuntimeError("job taken from this worker")  # rolls the saved plan back
+
+
+JOB_RUNNERS.update({"plan": run_plan_job, "pacs_store": _run_pacs_store})
 
 
 def work_loop(engine: Engine, *, once: bool = False, poll_s: float = 1.0, lease_s: float = q.DEFAULT_LEASE_S,
