@@ -93,7 +93,7 @@ def procedure_prefill(plan: dict) -> dict[str, Any]:
         out["trocar"] = f"bone trocar {float(needle):.2f} mm"
     cement = plan.get("cement") or {}
     per_level = cement.get("per_level_ml") or {}
-    if per_level:
+    if per_level and placed:
         want = set(levels) or set(per_level)
         out["cement_per_level_ml"] = {lv: [float(v[0]), float(v[1])] for lv, v in sorted(per_level.items())
                                       if lv in want}
