@@ -27,21 +27,12 @@ pytestmark = pytest.mark.pacs
 @pytest.fixture()
 def planned(engine, pacs_on_app, tmp_path):
     """A case with a plan made by a (finished) job on a series of the PACS: ids, study and series UIDs."""
-    import nibabel as nib
-
     sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
     from export_planfactory import make_plan
-    from sqlalchemy.orm import Session
 
-    from osteoplan.export import save_ct_nifti
     from osteoplan.imaging.synth import write_series
-    from osteoplan.imaging.volume import Volume
     from osteoplan.pacs import PacsClient
-    from osteoplan.planning.model import save_plan
     from osteoplan.planning.provenance import ct_source_of
-    from osteoplan.workflow import jobs as q
-    from osteoplan.workflow import models as m
-    from osteoplan.workflow import service as sv
 
     s = write_series(tmp_path / "ct", study_uid=generate_uid(), series_uid=generate_uid(), for_uid=generate_uid(),
                      seed=int(np.random.default_rng().integers(1 << 30)))
@@ -56,6 +47,22 @@ def planned(engine, pacs_on_app, tmp_path):
     plan = make_plan(vol, centre + [30, -30, -5], centre + [2, -3, 0], centre)
     plan = plan.model_copy(update={"ct_source": ct_source_of(vol)})
     ids = make_case(engine, through="lesion")
+    ids["plan"] = plan_folder_job(engine, ids, vol, plan, tmp_path)
+    return ids, s.study_uid, s.series_uid
+
+
+def plan_folder_job(engine, ids, vol, plan, tmp_path) -> int:
+    """Attach *plan* to the case's lesion through a finished planning job whose plan folder (``plan-1``) holds the
+    plan, its CT, a small C2 label map and a stand-in PDF, as the worker leaves it; returns the saved plan's id."""
+    import nibabel as nib
+    from sqlalchemy.orm import Session
+
+    from osteoplan.export import save_ct_nifti
+    from osteoplan.imaging.volume import Volume
+    from osteoplan.planning.model import save_plan
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow import service as sv
+
     with Session(engine) as ses, ses.begin():
         job = q.enqueue(ses, None, ids["lesion"], "c2-dens-anterior", None, {"source": "pacs"})
         work = tmp_path / "jobs" / f"job-{job.id:06d}"
@@ -73,13 +80,8 @@ def planned(engine, pacs_on_app, tmp_path):
                                            "label": "pacs test plan"})
         job.state, job.attempts, job.work_dir, job.saved_plan_id = "done", 1, str(work), saved.id
         job.stages_done = ["read", "save"]
-        ses.add(job)
-        ids["plan"] = saved.id
         ses.flush()
-        ses.refresh(saved)
-        assert saved.lesion_id == ids["lesion"]
-        ses.get(m.PlanJob, job.id)
-    return ids, s.study_uid, s.series_uid
+        return saved.id
 
 
 def _send(cl, ids):
