@@ -380,3 +380,40 @@ def test_pacs_job_deidentified_and_planned_by_the_worker(engine, db_url, client_
     assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != "H-998877" and "TESTNAME" not in str(ds.PatientName)
     folder = job_dir / f"plan-{job.attempts}"
     assert verdict_of(load_plan(folder / "plan.json")).text_en == job.verdict
+
+
+@pytest.mark.pacs
+def test_demo_seed_with_a_pacs_plans_one_variant_on_the_ct_stored_there(engine, pacs_on_app, jobs_root,
+                                                                        monkeypatch):
+    """``serve --demo`` with a PACS: the segmented variant's CT is the phantom stored in the PACS under that case's
+    patient, and its job retrieves it from there (identity verified); the exact-label-map variant stays
+    ``osteoplan demo``."""
+    from pathlib import Path
+
+    from osteoplan.faces import pacs_jobs
+    from osteoplan.imaging.io import read_volume
+    from osteoplan.web.demo_plans import seed_demo_plans
+    from osteoplan.workflow import jobs as q
+
+    a = make_case(engine, through="lesion")
+    b = make_case(engine, through="lesion")
+    ids = seed_demo_plans(engine, jobs_root, pacs=pacs_on_app, spacing_mm=2.0)
+    jobs = {j.id: j for j in _jobs(engine, a["case"]) + _jobs(engine, b["case"])}
+    first, second = (jobs[i] for i in ids)
+    assert first.lesion_id == b["lesion"] and first.options["command"] == "demo"
+    assert second.lesion_id == a["lesion"] and "command" not in second.options
+    opts = second.options
+    assert opts["pacs_retrieve"] and opts["source"] == "pacs" and opts["ct"] == "ct-pacs"
+    assert opts["identity_verified_on"] == ["PatientID", "PatientName", "PatientSex"]  # the case knows a birth year
+    _pacs_env(monkeypatch, pacs_on_app)
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker) == first.id  # the demo job first (oldest)
+    assert q.claim_next(engine, worker) == second.id
+    got = pacs_jobs.retrieve_ct(engine, second.id, worker, Path(second.work_dir), dict(opts))
+    assert got["ct_files"] == 85  # 168 mm superior-inferior at 2 mm
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+
+    ph = make_phantom(PhantomParams(spacing_mm=2.0)).volume
+    vol = read_volume(Path(second.work_dir) / "ct-pacs")
+    assert vol.shape == ph.shape and np.allclose(vol.affine, ph.affine, atol=1e-3)
+    assert np.abs(vol.array - ph.array).max() <= 0.5  # stored as whole HU
