@@ -246,10 +246,13 @@ def request_cancel(session: Session, actor: m.User | None, job: m.PlanJob) -> st
 
 
 # ----------------------------------------------------------------------------------------------- worker side
-def claim_next(engine: Engine, worker: str) -> int | None:
-    """Take the oldest queued job for *worker*; returns its id, or None when the queue is empty."""
+def claim_next(engine: Engine, worker: str, only: int | None = None) -> int | None:
+    """Take the oldest queued job for *worker* (only job *only* when given: tests, a job run by hand); returns its
+    id, or None when the queue is empty (or that job is not queued)."""
     with Session(engine) as s, s.begin():
         q = select(m.PlanJob.id).where(m.PlanJob.state == "queued").order_by(m.PlanJob.id).limit(1)
+        if only is not None:
+            q = q.where(m.PlanJob.id == only)
         if engine.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         job_id = s.scalar(q)

@@ -188,7 +188,7 @@ def _retrieve_stage(engine, job_id, cfg, monkeypatch) -> dict:
     monkeypatch.setattr(pacs_jobs.q, "heartbeat", spy)
     monkeypatch.setattr(pacs_jobs, "PROGRESS_EVERY_S", 0.0)
     worker = q.worker_id()
-    assert q.claim_next(engine, worker) == job_id
+    assert q.claim_next(engine, worker, only=job_id) == job_id
     job = _jobs(engine, _case_of(engine, job_id))[0]
     opts = pacs_jobs.retrieve_ct(engine, job_id, worker, Path(job.work_dir), dict(job.options))
     assert labels == [f"retrieving the CT from the PACS: {n} of {N_SLICES} images" for n in range(1, N_SLICES + 1)]
@@ -205,14 +205,14 @@ def _case_of(engine, job_id: int) -> int:
         return s.get(m.PlanJob, job_id).patient_id
 
 
-def _run_claimed(engine) -> str:
-    """Claim the next job and run it in this process (the worker's run_job); returns its final state."""
+def _run_claimed(engine, job_id: int) -> str:
+    """Claim job *job_id* and run it in this process (the worker's run_job); returns its final state. (Other
+    tests leave queued jobs in the session's database: only this one is taken.)"""
     from osteoplan.faces.worker import run_job
     from osteoplan.workflow import jobs as q
 
     worker = q.worker_id()
-    job_id = q.claim_next(engine, worker)
-    assert job_id is not None
+    assert q.claim_next(engine, worker, only=job_id) == job_id
     return run_job(engine, job_id, worker)
 
 
@@ -230,7 +230,7 @@ def test_pacs_unreachable_or_series_gone_in_the_worker_fails_the_job_and_retry_r
     assert r.status_code == 303, r.text[:600]
     job_id = int(r.headers["location"].rsplit("/", 1)[1])
     _pacs_env(monkeypatch, PacsConfig(closed_port_url, timeout_s=2, retries=1))
-    assert _run_claimed(engine) == "failed"
+    assert _run_claimed(engine, job_id) == "failed"
     (job,) = _jobs(engine, ids["case"])
     assert job.error.startswith("Cannot connect to the PACS at http://127.0.0.1:")
     assert job.error.endswith("The CT was not retrieved; nothing was planned. Retry the job.")
@@ -253,7 +253,7 @@ def test_pacs_unreachable_or_series_gone_in_the_worker_fails_the_job_and_retry_r
     assert len(found) == 1
     assert rest.delete(f"{root}/series/{found[0]}").status_code == 200
     _pacs_env(monkeypatch, pacs_on_app)
-    assert _run_claimed(engine) == "failed"
+    assert _run_claimed(engine, new_id) == "failed"
     job = {j.id: j for j in _jobs(engine, ids["case"])}[new_id]
     assert job.error == ("The series is no longer in the PACS (deleted or moved since it was listed); search again "
                          "and pick a series. The CT was not retrieved; nothing was planned. Retry the job.")
@@ -407,8 +407,7 @@ def test_demo_seed_with_a_pacs_plans_one_variant_on_the_ct_stored_there(engine, 
     assert opts["identity_verified_on"] == ["PatientID", "PatientName", "PatientSex"]  # the case knows a birth year
     _pacs_env(monkeypatch, pacs_on_app)
     worker = q.worker_id()
-    assert q.claim_next(engine, worker) == first.id  # the demo job first (oldest)
-    assert q.claim_next(engine, worker) == second.id
+    assert q.claim_next(engine, worker, only=second.id) == second.id
     got = pacs_jobs.retrieve_ct(engine, second.id, worker, Path(second.work_dir), dict(opts))
     assert got["ct_files"] == 85  # 168 mm superior-inferior at 2 mm
     from osteoplan.anatomy.phantom import PhantomParams, make_phantom

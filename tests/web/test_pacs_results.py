@@ -108,7 +108,7 @@ def test_send_results_found_by_qido_recorded_and_idempotent(engine, client_for, 
     page = cl.get(r.headers["location"]).text
     assert "Results to the PACS: job" in page and "sending them to the PACS (STOW-RS)" in page
     _pacs_env(monkeypatch, pacs_on_app)
-    assert _run_claimed(engine) == "done"
+    assert _run_claimed(engine, job_id) == "done"
     assert _modalities(pacs_on_app, study) == [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]
     view = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
     assert view["state"] == "done" and view["kind"] == "pacs_store"
@@ -132,8 +132,9 @@ def test_send_results_found_by_qido_recorded_and_idempotent(engine, client_for, 
     assert 'class="plan-pacs" data-state="done"' in case and ">SEG</a>" in case and ">PDF</a>" in case
     # again: a new job, the same instances, nothing added
     r = _send(cl, ids)
-    assert int(r.headers["location"].rsplit("/", 1)[1]) != job_id
-    assert _run_claimed(engine) == "done"
+    again_id = int(r.headers["location"].rsplit("/", 1)[1])
+    assert again_id != job_id
+    assert _run_claimed(engine, again_id) == "done"
     assert _modalities(pacs_on_app, study) == [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]
     again = cl.get(r.headers["location"] + ".json").json()["store"]["objects"]
     assert sorted(o["sop_instance_uid"] for o in again) == sorted(o["sop_instance_uid"] for o in objs)
@@ -161,7 +162,7 @@ def test_refused_object_and_unreachable_pacs_say_what_is_stored(engine, client_f
     monkeypatch.setattr(results, "plan_results", refusing)
     _pacs_env(monkeypatch, pacs_on_app)
     job_id = int(_send(cl, ids).headers["location"].rsplit("/", 1)[1])
-    assert _run_claimed(engine) == "failed"
+    assert _run_claimed(engine, job_id) == "failed"
     view = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
     assert view["error"].startswith("Stored in the PACS: PDF, SEG; NOT stored: SR. Store to the PACS incomplete: ")
     assert view["error"].endswith("Send the results again (same instances: nothing is stored twice).")
@@ -180,7 +181,7 @@ def test_refused_object_and_unreachable_pacs_say_what_is_stored(engine, client_f
     r = cl.post(f"/cases/{ids['case']}/plan-jobs/{job_id}/retry", data={"csrf_token": csrf_of(cl)},
                 follow_redirects=False)
     retry_id = int(r.headers["location"].rsplit("/", 1)[1])
-    assert _run_claimed(engine) == "failed"
+    assert _run_claimed(engine, retry_id) == "failed"
     err = cl.get(f"/cases/{ids['case']}/plan-jobs/{retry_id}.json").json()["error"]
     assert err.startswith(f"Cannot connect to the PACS at http://127.0.0.1:{port}/dicom-web")
     assert err.endswith("Nothing was stored; send the results again.")
@@ -188,7 +189,7 @@ def test_refused_object_and_unreachable_pacs_say_what_is_stored(engine, client_f
     _pacs_env(monkeypatch, pacs_on_app)
     r = cl.post(f"/cases/{ids['case']}/plan-jobs/{retry_id}/retry", data={"csrf_token": csrf_of(cl)},
                 follow_redirects=False)
-    assert _run_claimed(engine) == "done"
+    assert _run_claimed(engine, int(r.headers["location"].rsplit("/", 1)[1])) == "done"
     assert _modalities(pacs_on_app, study) == [("CT", 12), ("DOC", 1), ("SEG", 1), ("SR", 1)]
     assert pacs_jobs  # the runner module used
 

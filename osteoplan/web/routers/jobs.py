@@ -266,14 +266,18 @@ def plan_job_retry(request: Request, case_id: int, job_id: int, p: Principal = D
     from osteoplan.errors import InputError
     from osteoplan.web.routers.pages import flash
 
+    from osteoplan.web.permissions import allowed
+
     _, job = _job(db, p, case_id, job_id)
+    if q.kind_of(job) == "pacs_store" and not allowed(p.role, "procedure.write"):
+        raise HTTPException(403, "Only a radiologist sends a plan's results to the PACS.")
     try:
         new = q.requeue(db, p.user, job)
         if q.kind_of(new) != "pacs_store":
             pj.attach_ct_files(new, pj.jobs_dir(request.app.state.settings.database_url), _no_files)
         db.commit()
-    except InputError as exc:
-        db.rollback()
+    except InputError as exc:  # raised before anything is written: the audited read is kept
+        db.commit()
         flash(request, "error", str(exc))
         return RedirectResponse(f"/cases/{case_id}/plan-jobs/{job_id}", status_code=303)
     flash(request, "ok", "Started again: a worker runs it now; this page follows it.")
@@ -302,15 +306,15 @@ def plan_send_to_pacs(request: Request, case_id: int, plan_id: int, p: Principal
     case = backend.get_case(db, p.user, case_id)
     backend.find_child(case, "plan", plan_id)
     if pj.pacs_config(request.app.state) is None:
-        db.rollback()
+        db.commit()  # the audited read of the case
         flash(request, "error", "No PACS is configured on this server (OSTEOPLAN_PACS_URL or pacs.toml): the results "
                                 "cannot be sent.")
         return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
     try:
         job = enqueue_results_store(db, p.user, plan_id)
         db.commit()
-    except InputError as exc:
-        db.rollback()
+    except InputError as exc:  # raised before anything is written: the audited read is kept
+        db.commit()
         flash(request, "error", str(exc))
         return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
     flash(request, "ok", "Sending the SEG, SR and PDF report to the PACS: a worker does it now; this page follows it.")
