@@ -359,7 +359,9 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
             status = job.state
         else:
             status = "pending"
-        detail = job.stage_label if status == "current" and job.stage_label and job.stage_label != label else None
+        detail = None
+        if status == "current" and job.stage_label and job.stage_label != label:  # e.g. "40 of 106 images"
+            detail = job.stage_label.removeprefix(label + ": ")
         stages.append({"key": key, "label": label, "status": status, "detail": detail})
     folder = plan_folder(job)
     return {

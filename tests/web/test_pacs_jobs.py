@@ -148,6 +148,8 @@ def test_plan_job_from_the_lesions_pacs_series(engine, client_for, pacs_on_app, 
     # the worker's first stage retrieves it, with progress
     opts = _retrieve_stage(engine, job_id, pacs_on_app, monkeypatch)
     assert opts["ct_files"] == N_SLICES and opts["retrieve_s"] > 0
+    stage = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()["stages"][0]
+    assert (stage["key"], stage["status"], stage["detail"]) == ("retrieve", "current", f"{N_SLICES} of {N_SLICES} images")
     assert opts["identity_verified_on"] == ["PatientID", "PatientName", "PatientBirthDate", "PatientSex"]
     assert sorted(p.name for p in folder.iterdir()) == [f"{n:06d}.dcm" for n in range(1, N_SLICES + 1)]
     got = read_volume(folder)  # what the planner will read: the stored volume, voxel for voxel
