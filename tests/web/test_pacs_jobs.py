@@ -418,3 +418,29 @@ def test_demo_seed_with_a_pacs_plans_one_variant_on_the_ct_stored_there(engine, 
     vol = read_volume(Path(second.work_dir) / "ct-pacs")
     assert vol.shape == ph.shape and np.allclose(vol.affine, ph.affine, atol=1e-3)
     assert np.abs(vol.array - ph.array).max() <= 0.5  # stored as whole HU
+
+
+@pytest.mark.pacs
+def test_cancel_during_the_retrieve_leaves_nothing(engine, client_for, pacs_on_app, jobs_root, small_ct,
+                                                   monkeypatch):
+    """A cancel asked while the worker retrieves the series: the download stops at the next image, the folder is
+    removed, the job ends cancelled and the planner never runs."""
+    from osteoplan.faces import pacs_jobs
+    from osteoplan.faces.worker import run_job
+    from osteoplan.workflow import jobs as q
+
+    ids = make_case(engine, through="lesion")
+    study, series = _store(pacs_on_app, small_ct, RIGHT_PATIENT)
+    cl = client_for("radiologist")
+    job_id = int(_post(cl, ids, pacs_study_uid=study, pacs_series_uid=series).headers["location"].rsplit("/", 1)[1])
+    _pacs_env(monkeypatch, pacs_on_app)
+    monkeypatch.setattr(pacs_jobs, "PROGRESS_EVERY_S", 0.0)
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker, only=job_id) == job_id
+    r = cl.post(f"/cases/{ids['case']}/plan-jobs/{job_id}/cancel", data={"csrf_token": csrf_of(cl)},
+                follow_redirects=False)
+    assert r.status_code == 303
+    assert run_job(engine, job_id, worker) == "cancelled"
+    (job,) = _jobs(engine, ids["case"])
+    assert job.error == "cancelled while running; nothing was saved" and job.stage == "retrieve"
+    assert list((jobs_root / f"job-{job_id:06d}").iterdir()) == []
