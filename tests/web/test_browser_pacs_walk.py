@@ -176,8 +176,13 @@ def test_pacs_walk(browser, walk_server, shots, record_property):  # noqa: F811
     page.locator("#review-pacs").scroll_into_view_if_needed()
     assert "every object was found again in the PACS by QIDO-RS" in page.inner_text("#review-pacs")
     page.screenshot(path=str(shots / "pacs-walk-08-review-stored.png"), full_page=True)
-    # 9. the procedure form, pre-filled from the plan
+    # 9. the case page: the plan's card links the stored objects; the procedure links "Log from plan"
     page.goto(f"{base}/cases/{ids['case']}")
+    card = page.locator(f"#plan-{plan_id} .plan-pacs")
+    assert card.get_attribute("data-state") == "done"
+    assert [a.inner_text() for a in card.locator("a").all()] == ["SEG", "SR", "PDF"]
+    page.screenshot(path=str(shots / "pacs-walk-09-case-stored.png"), full_page=True)
+    # 10. the procedure form, pre-filled from the plan
     page.click(f"a.log-from-plan[href$='log?plan_id={plan_id}']")
     page.wait_for_url(re.compile(rf".*/procedures/{ids['procedure']}/log\?plan_id={plan_id}$"))
     assert page.input_value("select[name=procedure_type]") == "c2_screw"
@@ -185,7 +190,7 @@ def test_pacs_walk(browser, walk_server, shots, record_property):  # noqa: F811
     assert float(page.input_value("input[name='screw1.diameter_mm']")) in (3.5, 4.0)
     assert 20.0 <= float(page.input_value("input[name='screw1.length_mm']")) <= 56.0
     assert page.input_value("textarea[name=notes]").startswith(f"Planned (plan #{plan_id}): side ")
-    page.screenshot(path=str(shots / "pacs-walk-09-procedure-form.png"), full_page=True)
+    page.screenshot(path=str(shots / "pacs-walk-10-procedure-form.png"), full_page=True)
     assert errors == []
     ctx.close()
     record_property("pacs_walk_timings", timings)
