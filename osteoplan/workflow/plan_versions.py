@@ -25,13 +25,15 @@ from osteoplan.errors import OsteoplanError, PermissionDeniedError, ValidationEr
 from osteoplan.workflow import models as m
 
 __all__ = ["PlanLockedError", "APPROVER_ROLES", "approve_plan", "check_deletable", "displacements", "family",
-           "save_plan_version", "version_of"]
+           "save_plan_version", "version_of", "check_unlocked"]
 
 #: Roles that may approve a plan (the radiologist who will place it).
 APPROVER_ROLES: tuple[str, ...] = ("radiologist",)
 
-#: Displacements below this are "not moved" (mm): the plan's points are stored to 0.01 mm.
-MOVED_MIN_MM = 0.005
+#: Displacements below this are "not moved" (mm): the re-check finds the bone and skin entries on the line by
+#: sampling it every 0.2 mm (the plan's refine step), so re-checking unmoved points stored to 0.01 mm can shift them
+#: by up to about one step. Configurable default (the sampling step + rounding), no clinical source.
+MOVED_MIN_MM = 0.25
 
 
 class PlanLockedError(OsteoplanError):
@@ -204,6 +206,20 @@ def approve_plan(session: Session, actor: m.User | None, saved_plan_id: int) -> 
              detail={"approved": True, "version": row.number, "root_plan_id": row.root_plan_id})
     session.flush()
     return row
+
+
+def check_unlocked(session: Session, saved_plan_id: int) -> None:
+    """Refuse changing a plan that has an approved version.
+
+    Raises
+    ------
+    PlanLockedError
+        A version of the plan *saved_plan_id* belongs to is approved.
+    """
+    row = version_of(session, saved_plan_id)
+    ok = _approved(session, row.root_plan_id) if row is not None else None
+    if ok is not None:
+        raise PlanLockedError(_locked_message(ok))
 
 
 def check_deletable(session: Session, saved_plan_id: int) -> None:

@@ -253,7 +253,7 @@ async def save_version(request: Request, case_id: int, plan_id: int, p: Principa
     raw = await request.body()
 
     def work():
-        from osteoplan.workflow.plan_versions import PlanLockedError, displacements, save_plan_version
+        from osteoplan.workflow.plan_versions import PlanLockedError, check_unlocked, displacements, save_plan_version
 
         try:
             pts = parse_points(raw)
@@ -261,9 +261,18 @@ async def save_version(request: Request, case_id: int, plan_id: int, p: Principa
             return _one_line(422, "Invalid input", str(exc))
         rec, plan, folder = _saved_plan(db, p, case_id, plan_id)
         try:
+            check_unlocked(db, plan_id)
+        except PlanLockedError as exc:
+            db.commit()  # the audited read
+            return _one_line(409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
+        try:
             r = _recheck(folder, plan, pts)
         except OsteoplanError as exc:
             return _one_line(422, "Invalid input", str(exc))
+        if not r.feasible:
+            return _one_line(422, "Not a feasible path", "The adjusted path breaks the protocol's rules ("
+                             + "; ".join(r.violation_texts) + "): only a path the planner could give is saved as a "
+                             "version; move it back within the rules.")
         moved = displacements(plan.trajectories[0].model_dump(), r.trajectory.model_dump())
         try:
             new = save_plan_version(db, p.user, plan_id, json.loads(r.plan.to_json(indent=None)), moved,

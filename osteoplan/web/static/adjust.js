@@ -100,7 +100,10 @@
     moved = parts.length > 0;
     document.getElementById("adjust-moved").textContent = moved ? parts.join("; ") : "As saved (nothing moved).";
     box.setAttribute("data-moved", moved ? "1" : "0");
-    if (saveBtn) { saveBtn.disabled = !moved; }
+    if (saveBtn) {
+      saveBtn.disabled = !moved || !j.feasible;
+      saveBtn.title = j.feasible ? "" : "The moved path breaks the protocol's rules: it cannot be saved.";
+    }
     if (approveForm) {
       var ab = approveForm.querySelector("button");
       ab.disabled = moved;
