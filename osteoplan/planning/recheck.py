@@ -298,7 +298,10 @@ def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_l
     ------
     InputError
         A point is not three finite numbers, lies outside the image, or the pivot point coincides with the target.
+    PlanningError
+        The target lies outside the target bone, or the line never leaves it: the kernel measures nothing then.
     """
+    from osteoplan.planning import kernel as K
     from osteoplan.planning import planner as P
     from osteoplan.planning import search as S
 
@@ -322,6 +325,13 @@ def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_l
     sign = (1.0 if side_keys[0] == "right" else -1.0) if side_keys else (1.0 if d[0] >= 0 else -1.0)
     one = np.zeros(1, np.int64)
     ev = S.run_kernel(ctx.fields, targets, dirs, one, one, ctx.protocol, ctx.r_instr_mm, ctx.r_screw_mm, ctx.step_mm)
+    code = int(ev.code[0])
+    if code in (K.TARGET_OUTSIDE_BONE, K.NEVER_LEAVES_BONE):
+        bone = site.bone_label.replace("vertebrae_", "")
+        raise PlanningError(
+            f"The target lies outside {bone}: the path cannot be measured; move the target back into the bone."
+            if code == K.TARGET_OUTSIDE_BONE else
+            f"The path never leaves {bone} inside the region searched: move the entry point back outside the bone.")
     asm = S.assess(ev, ctx.fields, targets, dirs, site, ctx.protocol)
     res = S.SearchResult(ctx.fields, targets, dirs, np.array([sign]), ev, asm, ev, asm, [0], ctx.r_instr_mm,
                          ctx.r_screw_mm, ctx.diameter_mm, not_assessed=dict(ctx.not_assessed),

@@ -124,6 +124,11 @@ def test_points_outside_the_image_or_malformed_are_refused(planned):
         R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, far)
     with pytest.raises(InputError, match="three finite"):
         R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, [1.0, float("nan"), 2.0], b.target_lps_mm)
+    from osteoplan.errors import PlanningError
+
+    out = np.asarray(b.target_lps_mm) + 20.0 * np.asarray(b.direction_unit)  # 20 mm beyond the tip: out of C2
+    with pytest.raises(PlanningError, match="target lies outside C2"):
+        R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, out)
     with pytest.raises(InputError, match="pivot"):
         R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, b.target_lps_mm, pivot="target")
 

@@ -25,6 +25,7 @@
   var panes = null;          // geometry from the server
   var baseline = null;       // clearances of the stored version (first answer)
   var busy = false, pending = false, moved = false;
+  var seq = 0;               // counts the user's moves: an answer to older points is not shown
 
   function round2(x) { return Math.round(x * 100) / 100; }
   function fmt(x, n) { return (x === null || x === undefined) ? "—" : Number(x).toFixed(n === undefined ? 2 : n); }
@@ -48,8 +49,10 @@
     busy = true; pending = false;
     box.setAttribute("data-state", "busy");
     var t0 = performance.now();
+    var sent = seq;
     post(evalUrl, body()).then(function (res) {
       busy = false;
+      if (sent !== seq) { evaluate(); return; }  // moved again meanwhile: re-check the newest points
       if (res.status !== 200) {
         setStatus((res.json && res.json.detail) || "The re-check failed.");
         box.setAttribute("data-state", "error");
@@ -173,6 +176,7 @@
   function moveBy(delta) {
     var p = state[chosen];
     state[chosen] = [round2(p[0] + delta[0]), round2(p[1] + delta[1]), round2(p[2] + delta[2])];
+    seq += 1;
     pivot = chosen === "skin_entry" ? "skin_entry" : "bone_entry";
     evaluate();
   }
@@ -194,6 +198,7 @@
   document.getElementById("adjust-reset").addEventListener("click", function () {
     state = {skin_entry: original.skin_entry.slice(), bone_entry: original.bone_entry.slice(), target: original.target.slice()};
     pivot = "bone_entry";
+    seq += 1;
     evaluate();
   });
   var KEYS = {r: [0, -1], l: [0, 1], a: [1, -1], p: [1, 1], s: [2, 1], i: [2, -1]};
@@ -220,16 +225,16 @@
     img.classList.add("adjust-drag");
     img.setAttribute("draggable", "false");
     var start = null;
-    function natural(e) {
+    function natural(e) {  // slice pixels (the pane's n_cols: naturalWidth is 0 while a new slice loads)
       var r = img.getBoundingClientRect();
-      var s = img.naturalWidth / r.width;
+      var s = panes[view].n_cols / r.width;
       return [(e.clientX - r.left) * s, (e.clientY - r.top) * s];
     }
     img.addEventListener("pointerdown", function (e) {
       if (!panes || !panes[view]) { return; }
       var g = panes[view];
       var at = natural(e);
-      var best = null, bestD = 14 * img.naturalWidth / img.getBoundingClientRect().width;
+      var best = null, bestD = 14 * g.n_cols / img.getBoundingClientRect().width;
       ["target", "bone_entry", "skin_entry"].forEach(function (k) {
         var px = toPixel(g, state[k]);
         var dd = Math.hypot(px[0] - at[0], px[1] - at[1]);
@@ -241,7 +246,7 @@
       e.preventDefault();
     });
     img.addEventListener("pointerup", function (e) {
-      if (!start) { return; }
+      if (!start || !panes || !panes[view]) { start = null; return; }
       var g = panes[view];
       var at = natural(e);
       var dx = (at[0] - start.at[0]) * g.pixel_mm, dy = (at[1] - start.at[1]) * g.pixel_mm;
