@@ -34,7 +34,6 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -451,27 +450,3 @@ class RecheckCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-
-
-def context_for_folder(cache: RecheckCache, folder: Path, index: int = 0) -> AdjustContext:
-    """The cached context of trajectory *index* of the plan folder *folder* (``plan.json``, ``ct.nii.gz``,
-    segmentation); later versions of the plan share it (pass the version to :func:`evaluate_trajectory`).
-
-    Raises
-    ------
-    InputError
-        The folder lacks what :func:`osteoplan.export.load_plan_dir` needs.
-    """
-    folder = Path(folder)
-    stamp = (folder / "plan.json").stat().st_mtime_ns
-    key = (str(folder.resolve()), stamp, index)
-
-    def build() -> AdjustContext:
-        from osteoplan.export import load_plan_dir
-
-        saved, volume, labelmap = load_plan_dir(folder)
-        if labelmap is None:
-            raise InputError("The plan folder holds no segmentation: the trajectory cannot be re-checked.")
-        return build_context(saved, volume, labelmap, index)
-
-    return cache.get(key, build)

@@ -194,8 +194,34 @@ def recheck_view(r, original) -> dict[str, Any]:
     }
 
 
+def context_for_folder(cache, folder: Path, index: int = 0):
+    """The cached re-check context (:class:`~osteoplan.planning.recheck.AdjustContext`) of trajectory *index* of the
+    plan folder *folder* (``plan.json``, ``ct.nii.gz``, segmentation), keyed by the folder and its ``plan.json``'s
+    modification time; later versions of the plan share it (they are passed to the evaluation).
+
+    Raises
+    ------
+    InputError
+        The folder lacks what :func:`osteoplan.export.load_plan_dir` needs, or holds no segmentation.
+    """
+    from osteoplan.planning.recheck import build_context
+
+    folder = Path(folder)
+    key = (str(folder.resolve()), (folder / "plan.json").stat().st_mtime_ns, index)
+
+    def build():
+        from osteoplan.export import load_plan_dir
+
+        saved, volume, labelmap = load_plan_dir(folder)
+        if labelmap is None:
+            raise InputError("The plan folder holds no segmentation: the trajectory cannot be re-checked.")
+        return build_context(saved, volume, labelmap, index)
+
+    return cache.get(key, build)
+
+
 def _recheck(folder: Path, plan, pts: dict[str, Any]):
-    from osteoplan.planning.recheck import context_for_folder, evaluate_trajectory
+    from osteoplan.planning.recheck import evaluate_trajectory
 
     ctx = context_for_folder(recheck_cache(), folder, 0)
     return evaluate_trajectory(ctx, pts["skin_entry_lps_mm"], pts["bone_entry_lps_mm"], pts["target_lps_mm"],
