@@ -107,7 +107,8 @@ def bench_one(name: str, folder: Path, n_moves: int, n_alt: int, seed: int = 0) 
     plan, volume, labelmap = load_plan_dir(folder)
     if plan.best is None:
         raise SystemExit(f"{name}: the plan has no trajectory ({plan.verdict.text_en if plan.verdict else '?'})")
-    tmp = Path(tempfile.mkdtemp(prefix="osteoplan-bench-adjust-"))
+    holder = tempfile.TemporaryDirectory(prefix="osteoplan-bench-adjust-")
+    tmp = Path(holder.name)
     work = tmp / "job"
     work.mkdir()
     os.symlink(folder.resolve(), work / "plan-1")
@@ -155,6 +156,7 @@ def bench_one(name: str, folder: Path, n_moves: int, n_alt: int, seed: int = 0) 
         aw.append(time.perf_counter() - t0)
         ac.append(time.process_time() - c0)
     eng.dispose()
+    holder.cleanup()
     return {"name": name, "shape": tuple(volume.shape), "spacing": tuple(round(float(x), 2) for x in volume.spacing_mm),
             "first_wall": first_wall, "first_cpu": first_cpu, "walls": walls, "cpus": cpus, "codes": codes,
             "alt_walls": aw, "alt_cpus": ac}
@@ -173,7 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--angle-step", type=float, default=None, help="direction grid of the phantom plan (smoke tests)")
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="osteoplan-bench-adjust-plans-"))
+    holder = tempfile.TemporaryDirectory(prefix="osteoplan-bench-adjust-plans-")
+    tmp = Path(holder.name)
     rows = []
     _phantom_folder(tmp / "phantom", args.phantom_spacing, args.angle_step)
     rows.append(bench_one("phantom", tmp / "phantom", args.moves, args.alt_moves))
@@ -201,6 +204,7 @@ def main(argv=None) -> int:
               f"{_pct(r['alt_walls'], 95):9.0f} {_pct(r['alt_cpus'], 50):8.0f} {_pct(r['alt_cpus'], 95):8.0f} "
               f"{ratio:8.0f}x")
     print("\n(first call: wall / cpu ms, reading the plan folder and building the fields; target p95 < 200 ms)")
+    holder.cleanup()
     return 0
 
 
