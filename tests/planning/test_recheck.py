@@ -159,3 +159,24 @@ def test_cache_keeps_the_most_recent_within_its_memory_bound(planned):
     assert cache.get("a", build("a")) is ctx and cache.get("a", build("a2")) is ctx
     cache.get("b", build("b"))
     assert built == ["a", "b"] and len(cache) == 1 and cache.peek("a") is None and cache.peek("b") is ctx
+
+
+def test_vertebroplasty_needle_rechecked_from_the_stored_landmarks():
+    """A transpedicular needle on the synthetic vertebra: the site rebuilt from the plan's vertebra landmarks gives
+    back the plan's clearances (0.03 mm, the stored points' rounding) and verdict."""
+    from types import SimpleNamespace
+
+    from .synthetic_vertebra import make_lumbar
+
+    vol, lm, spine = make_lumbar(("L1",))
+    plan = P.make_plan(vol, lm, SimpleNamespace(labelmap=lm, spine=spine, messages=[], lesion=None),
+                       "vertebroplasty-transpedicular", level="L1")
+    b = plan.best
+    ctx = R.build_context(plan, vol, lm, 0)
+    assert ctx.site.level == "L1" and set(ctx.site.cone_axes) == {b.side}
+    r = R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, b.target_lps_mm)
+    assert r.feasible and r.plan.verdict == plan.verdict
+    for a, c in zip(b.clearances, r.trajectory.clearances, strict=True):
+        assert (a.structure, a.status) == (c.structure, c.status)
+        if a.clearance_mm is not None:
+            assert c.clearance_mm == pytest.approx(a.clearance_mm, abs=0.03)
