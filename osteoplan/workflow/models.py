@@ -532,3 +532,29 @@ ENTITIES: dict[str, type[RecordMixin]] = {
     "follow_up": FollowUp,
     "adverse_event": AdverseEvent,
 }
+
+
+class PlanVersion(Base):
+    """One version of a plan: the saved plan (``plan.json`` content) it is, the plan it came from, and what moved.
+
+    Version 1 is the plan a planning job (or an upload) attached; saving an adjustment made on the review page
+    attaches a new :class:`SavedPlan` to the same lesion and records it here as version n + 1 of the same root,
+    with who saved it, when, and each moved point's displacement (LPS mm) from the version it was made from
+    (:mod:`osteoplan.workflow.plan_versions`). An approved version locks its plan: no new version, no second
+    approval, no deletion (approval is set once, never cleared).
+    """
+
+    __tablename__ = "plan_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    saved_plan_id: Mapped[int] = mapped_column(ForeignKey("saved_plans.id"), nullable=False, unique=True)
+    root_plan_id: Mapped[int] = mapped_column(ForeignKey("saved_plans.id"), nullable=False, index=True)
+    parent_plan_id: Mapped[int | None] = mapped_column(ForeignKey("saved_plans.id"))
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    #: point -> {"delta_lps_mm": [dx, dy, dz], "distance_mm": d} for each point that moved (skin_entry, bone_entry,
+    #: target), relative to the parent version; {} for version 1.
+    moved: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    note: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_by: Mapped[str | None] = mapped_column(String(64))

@@ -1234,6 +1234,10 @@ def soft_delete(session: Session, actor: m.User | None, entity: str, record_id: 
         raise ValidationError(f"unknown record type {entity!r}")
     obj = _get(session, m.ENTITIES[entity], record_id, entity)
     _check_version(obj, expected_version)
+    if entity == "plan":  # an approved plan version is locked
+        from osteoplan.workflow.plan_versions import check_deletable
+
+        check_deletable(session, obj.id)
     obj.deleted_at, obj.deleted_by, obj.deleted_reason = m.utcnow(), actor_name(actor), reason.strip()
     audit(session, actor, "delete", entity, obj.id, patient_id=_patient_of(obj), reason=reason.strip())
     _flush(session)

@@ -153,6 +153,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/cases/{case_id}/lesions/{lesion_id}/pacs/pick": {"study_uid": "1.2.3", "series_uid": "1.2.3.4"},
         "/cases/{case_id}/lesions/{lesion_id}/pacs": {"study": "1.2.3"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
+        "/cases/{case_id}/plans/{plan_id}/approve": {},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
     bodies = {
@@ -173,6 +174,10 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/api/procedures/{procedure_id}/post-op": {"discharge_date": (d0 + dt.timedelta(days=12)).isoformat()},
         "/api/follow-ups": {"procedure_id": pid, "timepoint": {"radiologist": "6m"}.get(role, "12m"), "visit_date": (d0 + dt.timedelta(days=190)).isoformat(),
                             "pain_nrs": 1},
+        "/api/cases/{case_id}/plans/{plan_id}/evaluate": {k: SAMPLE_PLAN["trajectories"][0][k] for k in (
+            "skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")},
+        "/api/cases/{case_id}/plans/{plan_id}/versions": {k: SAMPLE_PLAN["trajectories"][0][k] for k in (
+            "skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")},
         "/api/adverse-events": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=11)).isoformat(), "grade": "2",
                                 "description": "pain"},
     }
@@ -252,11 +257,15 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
             if r.status_code in (401, 403):
                 wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:200]}")
                 continue
-            if role == "research" and path.endswith((".png", ".pdf", "/review")) and "/plans/" in path:
+            if role == "research" and path.endswith((".png", ".pdf", "/review", "/evaluate", "/versions")) \
+                    and "/plans/" in path:
                 assert r.status_code == 404  # plan geometry is not part of the pseudonymised view
                 continue
             if "/slices/" in path and r.status_code == 404 and "no CT to show" in r.text:
                 continue  # the fixture's stand-in plan folder holds no CT (the slices are tested in test_plan_jobs)
+            if path.endswith(("/evaluate", "/versions")) and path.startswith("/api") and r.status_code == 404 \
+                    and "no CT to re-check" in r.text:
+                continue  # likewise (the re-check is tested in test_adjust)
             if method == "GET" and r.status_code != 200 and not path.endswith("info-sheet.pdf"):
                 wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:300]}")
             if not ok:
