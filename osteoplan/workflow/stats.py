@@ -380,12 +380,22 @@ def available_years(session: Session) -> list[int]:
     return sorted({d.year for d in dates})
 
 
-def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV text (header from the first row's keys; RFC 4180 quoting, ``\\r\\n`` line ends)."""
-    if not rows:
+#: Columns of the tables that may have no row (no check stored yet): their CSV still has its header.
+EMPTY_COLUMNS: dict[str, list[str]] = {
+    "accuracy_postop_by_type": ["procedure_type", "n"] + [f"{f}_{q}_{u}" for f, u in (
+        ("entry_error", "mm"), ("tip_error", "mm"), ("angle_error", "deg")) for q in ("median", "p95")]
+    + [f"grade_{g}" for g in m.BREACH_GRADES] + ["grade_not_assessed"],
+    "accuracy_intraop_by_type": ["procedure_type", "stage", "n"] + [f"{f}_{q}_{u}" for f, u in (
+        ("tip_to_path", "mm"), ("angle_to_path", "deg"), ("offset_at_target", "mm")) for q in ("median", "p95")],
+}
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """CSV text (header from the first row's keys, else *columns*; RFC 4180 quoting, ``\\r\\n`` line ends)."""
+    if not rows and not columns:
         return ""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()) if rows else list(columns))
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if v is None else v) for k, v in r.items()})
@@ -526,7 +536,7 @@ def export_all(session: Session, actor: m.User | None, out_dir: str | Path, year
     files = []
     for name, rows in tables.items():
         f = out / f"{name}.csv"
-        atomic_write_text(f, to_csv(rows))
+        atomic_write_text(f, to_csv(rows, EMPTY_COLUMNS.get(name)))
         files.append(f)
     files.append(plot_pain(tables["pain_over_time"], out / "pain_over_time.png"))
     files.append(plot_per_year(tables["procedures_per_year"], out / "procedures_per_year.png"))

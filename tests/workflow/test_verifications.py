@@ -145,3 +145,10 @@ def test_accuracy_tables_median_and_p95_by_hand(session, users):
     assert csv[1].startswith("c2_screw,5,3.0,8.8,1.5,3.2,3.0,4.8,2,1,1,0,0,1")
     # a year without checks: no row
     assert stats.compute_statistics(session, rad, 2024)["accuracy_postop_by_type"] == []
+
+
+def test_empty_accuracy_tables_keep_their_csv_header():
+    rows = stats.accuracy_postop_by_type([])
+    assert rows == [] and stats.to_csv(rows, stats.EMPTY_COLUMNS["accuracy_postop_by_type"]).splitlines() == [
+        "procedure_type,n,entry_error_median_mm,entry_error_p95_mm,tip_error_median_mm,tip_error_p95_mm,"
+        "angle_error_median_deg,angle_error_p95_deg,grade_A,grade_B,grade_C,grade_D,grade_E,grade_not_assessed"]
