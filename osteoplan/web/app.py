@@ -232,6 +232,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(jobs.router)
+    from osteoplan.web.routers import verify as verify_pages  # control-CT checks (issue 13)
+
+    app.include_router(verify_pages.router)
     app.include_router(api.router, prefix="/api")
     return app
 

@@ -153,7 +153,7 @@ def plan_report_pdf(case_id: int, plan_id: int, p: Principal = Depends(require("
 
 def case_jobs(db, case_id: int) -> dict:
     """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
-    jobs = q.jobs_for_case(db, case_id)
+    jobs = [j for j in q.jobs_for_case(db, case_id) if (j.options or {}).get("kind") != "verify"]  # checks: verify.py
     views = [pj.job_view(j) for j in jobs]
     return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]},
             "plan_reviews": {v["saved_plan_id"] for v in views if v["has_ct"]}}

@@ -243,6 +243,9 @@ def case_page(request: Request, case_id: int, p: Principal = Depends(require("ca
     from osteoplan.web.routers.jobs import case_jobs
 
     ctx.update(case_jobs(db, case_id))  # planning jobs and the plans' PDF reports
+    from osteoplan.web.routers.verify import case_checks
+
+    ctx.update(case_checks(db, case_id))  # control-CT checks per procedure (issue 13)
     db.commit()
     return page(request, "case.html", ctx)
 
