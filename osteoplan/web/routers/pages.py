@@ -491,8 +491,11 @@ def stats_page(request: Request, year: int | None = Query(None, ge=1900, le=2200
                p: Principal = Depends(require("stats.read")), db=Depends(get_db)):
     st = backend.statistics(db, p.user, year)
     db.commit()
+    from osteoplan.workflow.models import PROCEDURE_TYPE_LABELS
+
     return page(request, "stats.html", {"stats": st, "year": year, "plots": views.PLOTS,
-                                        "years": backend.available_years(db)})
+                                        "years": backend.available_years(db),
+                                        "procedure_type_labels": PROCEDURE_TYPE_LABELS})
 
 
 @router.get("/stats.csv")
