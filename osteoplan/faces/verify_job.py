@@ -33,12 +33,7 @@ from osteoplan.workflow import models as m
 log = logging.getLogger("osteoplan.worker")
 
 #: Stages of a check, in order, with the words shown on its page.
-VERIFY_STAGES: tuple[tuple[str, str], ...] = (
-    ("read", "reading the plan and the control CT"),
-    ("measure", "registering, finding the instrument, measuring"),
-    ("images", "drawing planned vs actual"),
-    ("save", "storing the figures with the procedure"),
-)
+VERIFY_STAGES: tuple[tuple[str, str], ...] = tuple(q.KIND_WORDS["verify"][1].items())
 #: Exit status of ``osteoplan verify`` when the control CT was read but cannot be measured (registration
 #: refused, no instrument, several instruments, target not covered): its one-line message is the job's error.
 NOT_MEASURABLE_EXIT = 2

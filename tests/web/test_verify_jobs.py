@@ -122,3 +122,34 @@ def test_not_measurable_is_one_line_and_nothing_is_stored(engine, db_url, client
     assert client_for("research").get(f"/cases/{ids['case']}/procedures/{ids['procedure']}/verify/new").status_code == 403
     # a planning job's number is not a check
     assert c.get(f"/cases/{ids['case']}/checks/{job_id - 1}").status_code == 404
+
+
+def test_worker_killed_during_a_check_is_failed_with_reason(engine, db_url, client_for, jobs_root, inputs,
+                                                            backend_name):
+    """SIGKILL the worker while ``osteoplan verify`` measures; the restarted worker marks the check failed with
+    the reason (in a check's words) and nothing is stored."""
+    import os
+    import signal
+
+    from .test_plan_jobs import _wait, _worker
+
+    sqlite_only(backend_name)
+    ids = make_case(engine, through="done")
+    plan_id = register_plan_job(engine, ids, inputs)
+    c = client_for("radiologist")
+    job_id = int(_post(c, ids, plan_id, inputs["control"]).headers["location"].rsplit("/", 1)[1])
+    w = _worker(db_url)
+    try:
+        _wait(engine, job_id, lambda j: j.state == "running" and j.stage == "measure")
+        os.kill(w.pid, signal.SIGKILL)
+        w.wait(10)
+    finally:
+        if w.poll() is None:
+            w.kill()
+    _run_worker_once(db_url)  # "the server restarted"
+    job = _job(engine, job_id)
+    assert job.state == "failed"
+    assert job.error.startswith("The check did not finish: its worker process stopped")
+    assert "during 'registering, finding the instrument, measuring'" in job.error
+    assert _n_checks(engine, ids)[1] == 0
+    assert "The check did not finish" in c.get(f"/cases/{ids['case']}/checks/{job_id}").text
