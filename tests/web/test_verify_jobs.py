@@ -86,6 +86,9 @@ def test_check_a_post_operative_ct_end_to_end(engine, db_url, client_for, jobs_r
     page = c.get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert f'id="fig-entry-error">{figs[0]:.1f} mm' in page and f'id="fig-tip-error">{figs[1]:.1f} mm' in page
     assert f'id="fig-angle-error">{figs[2]:.1f} deg' in page and f"<strong>{figs[3]}</strong>" in page
+    # a research account (pseudonymised view) sees the figures but not when they were measured
+    res_page = client_for("research").get(f"/cases/{ids['case']}/checks/{job_id}").text
+    assert f'id="fig-tip-error">{figs[1]:.1f} mm' in res_page and " UTC)" not in res_page and " UTC)" in page
     png = c.get(f"/cases/{ids['case']}/checks/{job_id}/verify.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     # the case page lists the check under its procedure (not among the planning jobs)

@@ -56,6 +56,13 @@ def test_record_reads_the_figures_and_is_audited(session, users):
     assert [(a.action, a.entity_id, a.patient_id, a.username) for a in log] == [
         ("create", v.id, ids["patient"], "rad")]
     assert [x.id for x in sv.verifications_of(session, users["rad"], ids["procedure"])] == [v.id]
+    # rows are never removed (the no-delete trigger of every clinical table, migration 0005)
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError, match="soft delete"):
+        session.execute(text("DELETE FROM verifications"))
+    session.rollback()
 
 
 def test_refusals(session, users):

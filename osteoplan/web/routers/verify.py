@@ -135,7 +135,9 @@ def verify_start(request: Request, case_id: int, procedure_id: int, p: Principal
 
 
 def check_view(db, job: m.PlanJob) -> dict[str, Any]:
-    """What the check's page shows (no identifiers): state, stages, error, summary, stored figures."""
+    """What the check's page shows (no identifiers, no calendar date: the page may be a pseudonymised view):
+    state, stages, error, summary, stored figures (the template shows when it was measured only to roles that
+    see identity)."""
     from osteoplan.faces.verify_job import VERIFY_STAGES
 
     opts = job.options or {}
@@ -158,7 +160,6 @@ def check_view(db, job: m.PlanJob) -> dict[str, Any]:
     return {"id": job.id, "state": job.state, "stage": job.stage, "stages": stages, "error": job.error,
             "summary": job.verdict, "final": job.state in q.FINAL_STATES,
             "cancel_requested": bool(job.cancel_requested), "created_by": job.created_by,
-            "created_at": job.created_at.isoformat() if job.created_at else None,
             "check_stage": opts.get("stage"), "stage_words": STAGE_WORDS.get(opts.get("stage"), opts.get("stage")),
             "procedure_id": opts.get("procedure_id"), "saved_plan_id": opts.get("saved_plan_id"),
             "source": opts.get("source"), "verification_id": v.id if v is not None else None,
