@@ -159,3 +159,26 @@ def test_empty_accuracy_tables_keep_their_csv_header():
     assert rows == [] and stats.to_csv(rows, stats.EMPTY_COLUMNS["accuracy_postop_by_type"]).splitlines() == [
         "procedure_type,n,entry_error_median_mm,entry_error_p95_mm,tip_error_median_mm,tip_error_p95_mm,"
         "angle_error_median_deg,angle_error_p95_deg,grade_A,grade_B,grade_C,grade_D,grade_E,grade_not_assessed"]
+
+
+def test_fhir_export_carries_the_check(session, users):
+    from osteoplan.workflow import fhir
+
+    ids = _case_with_plan(session, users, log=C2_LOG)
+    sv.record_verification(session, users["rad"], {"procedure_id": ids["procedure"], "saved_plan_id": ids["plan"],
+                                                    "result": result(entry=1.25, tip=0.75, angle_err=3.5, grade="B",
+                                                                     breach=1.4)})
+    session.commit()
+    b = fhir.export_case(session, users["res"], ids["patient"])
+    obs = [e.resource for e in b.entry if e.resource.__resource_type__ == "Observation"
+           and e.resource.code.coding[0].system == fhir.PLACEMENT_SYSTEM]
+    [o] = obs
+    assert o.code.coding[0].code == "placement-check-screw"
+    vals = {c.code.coding[0].code: (float(c.valueQuantity.value) if c.valueQuantity else c.valueString)
+            for c in o.component}
+    assert vals == {"tip-to-path": 1.0, "angle-to-path": 2.0, "entry-error": 1.25, "tip-error": 0.75,
+                    "angle-error": 3.5, "outside-cortex": 1.4, "breach-grade": "B"}
+    assert all(c.valueQuantity.system == "http://unitsofmeasure.org" for c in o.component if c.valueQuantity)
+    assert "Gertzbein" in o.note[0].text
+    proc = [e for e in b.entry if e.resource.__resource_type__ == "Procedure"][0]
+    assert o.partOf[0].reference == proc.fullUrl
