@@ -123,8 +123,9 @@ def test_not_measurable_is_one_line_and_nothing_is_stored(engine, db_url, client
     assert "Not measured:" in page and "No metal instrument was found" in page
     # a research account reads the page but cannot start a check
     assert client_for("research").get(f"/cases/{ids['case']}/procedures/{ids['procedure']}/verify/new").status_code == 403
-    # a planning job's number is not a check
+    # a planning job's number is not a check, nor a check's a planning job
     assert c.get(f"/cases/{ids['case']}/checks/{job_id - 1}").status_code == 404
+    assert c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}").status_code == 404
 
 
 def test_worker_killed_during_a_check_is_failed_with_reason(engine, db_url, client_for, jobs_root, inputs,

@@ -98,6 +98,10 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
 def _job(db, p: Principal, case_id: int, job_id: int):
     case = backend.get_case(db, p.user, case_id)  # access check + audited read
     job = q.get_job(db, job_id, patient_id=case_id)
+    if (job.options or {}).get("kind") == "verify":  # a control-CT check has its own pages (routers/verify.py)
+        from osteoplan.errors import NotFoundError
+
+        raise NotFoundError(f"no planning job {job_id} on this case")
     return case, job
 
 
