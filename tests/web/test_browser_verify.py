@@ -89,6 +89,9 @@ def test_check_a_control_ct_from_the_procedure(browser, server_worker_case, shot
     page.goto(f"{base}/cases/{ids['case']}")
     row = page.locator(f"#checks-{ids['procedure']} tr", has_text="done")
     assert row.count() == 1 and f"entry error {v.entry_error_mm:.1f} mm" in row.inner_text()
+    proc = page.locator(".procedure", has=page.locator(f"#checks-{ids['procedure']}"))
+    proc.scroll_into_view_if_needed()
+    proc.screenshot(path=str(shots / "verify-case-page.png"))
     # the statistics page counts the case: one C2 screw, its errors as median and 95th percentile
     page.goto(f"{base}/stats")
     tr = page.locator("#table-accuracy_postop_by_type tbody tr[data-type=c2_screw]")
