@@ -237,6 +237,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     from osteoplan.web.routers import adjust  # re-check a moved trajectory, plan versions, approval
 
     app.include_router(adjust.router)
+    from osteoplan.web.routers import verify as verify_pages  # control-CT checks (issue 13)
+
+    app.include_router(verify_pages.router)
     app.include_router(api.router, prefix="/api")
     return app
 

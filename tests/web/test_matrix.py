@@ -59,7 +59,34 @@ def _fixture_case(engine) -> dict:
                                          "question": "re-discuss", "decision_type": "radiotherapy"})
         ids["open_decision"] = d.id
     ids["job"] = _finished_job(engine, ids)
+    ids["check"] = _finished_check(engine, ids)
     return ids
+
+
+def _finished_check(engine, ids: dict) -> int:
+    """A control-CT check (job of kind "verify") marked done, its figures stored with the procedure and a
+    (stand-in) planned-vs-actual image in its folder."""
+    import tempfile
+    from pathlib import Path
+
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    res = {"stage": "pin", "tip_lps_mm": [1.0, 2.0, 3.0], "tip_to_plan_mm": 1.2, "angle_to_plan_deg": 2.5,
+           "registration": {"residual_median_mm": 0.2, "surface_overlap": 0.95}, "instrument": {"diameter_mm": 2.0}}
+    with session_scope(session_factory(engine)) as s:
+        job = q.enqueue(s, None, ids["lesion"], "verify", None, {"kind": "verify", "stage": "pin", "ct": "ct.nii",
+                                                                 "procedure_id": ids["procedure"],
+                                                                 "saved_plan_id": ids["plan"], "out": "verify-1"})
+        folder = Path(tempfile.mkdtemp(prefix="osteoplan-matrix-check-"))
+        (folder / "verify-1").mkdir()
+        (folder / "verify-1" / "verify.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        v = sv.record_verification(s, None, {"procedure_id": ids["procedure"], "saved_plan_id": ids["plan"],
+                                             "job_id": job.id, "result": res})
+        job.work_dir, job.state, job.attempts = str(folder), "done", 1
+        job.options = {**job.options, "verification_id": v.id}
+        return job.id
 
 
 def _finished_job(engine, ids: dict) -> int:
@@ -96,7 +123,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
     d0 = today - dt.timedelta(days=200)
     url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
            .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
-           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"]))
+           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"])).replace("{check_id}", str(ids["check"]))
            .replace("{view}", "axial"))
     for slug, key in (("lesions", "lesion"), ("decisions", "decision"), ("consultations", "consultation"),
                       ("follow-ups", "follow_up"), ("adverse-events", "adverse_event")):
@@ -134,6 +161,9 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
                                                               "report": "1", "source": "upload",
                                                               "confirm_identity": "1"},
         "/cases/{case_id}/plan-jobs/{job_id}/cancel": {},
+        "/cases/{case_id}/procedures/{procedure_id}/verify/new": {"saved_plan_id": ids["plan"], "stage": "pin",
+                                                                 "source": "upload", "confirm_identity": "1"},
+        "/cases/{case_id}/checks/{check_id}/cancel": {},
         "/cases/{case_id}/lesions/{record_id}/edit": {"site_kind": "vertebra", "site": "C2", "lesion_type": "lytic",
                                                       "description": f"edited by {role}",
                                                       "version": _version(engine, "lesion", ids["lesion"])},
@@ -233,7 +263,7 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
                 r = c.get(url, follow_redirects=False)
             elif api:
                 r = c.request(method, url, json=body, follow_redirects=False)
-            elif path.endswith("/plan-jobs/new"):
+            elif path.endswith(("/plan-jobs/new", "/verify/new")):
                 r = c.post(url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False,
                            files={"ct_file": ("ct.nii", _nifti_header(), "application/octet-stream")})
             elif path.endswith("/plans/new"):

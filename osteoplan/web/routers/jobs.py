@@ -98,6 +98,10 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
 def _job(db, p: Principal, case_id: int, job_id: int):
     case = backend.get_case(db, p.user, case_id)  # access check + audited read
     job = q.get_job(db, job_id, patient_id=case_id)
+    if (job.options or {}).get("kind") == "verify":  # a control-CT check has its own pages (routers/verify.py)
+        from osteoplan.errors import NotFoundError
+
+        raise NotFoundError(f"no planning job {job_id} on this case")
     return case, job
 
 
@@ -153,7 +157,7 @@ def plan_report_pdf(case_id: int, plan_id: int, p: Principal = Depends(require("
 
 def case_jobs(db, case_id: int) -> dict:
     """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
-    jobs = q.jobs_for_case(db, case_id)
+    jobs = [j for j in q.jobs_for_case(db, case_id) if (j.options or {}).get("kind") != "verify"]  # checks: verify.py
     views = [pj.job_view(j) for j in jobs]
     return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]},
             "plan_reviews": {v["saved_plan_id"] for v in views if v["has_ct"]}}
