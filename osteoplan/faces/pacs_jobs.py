@@ -103,6 +103,61 @@ def _fail(engine: Engine, job_id: int, worker: str, error: str, done: list[str])
     return "failed"
 
 
+def _worker_cancelled():
+    from osteoplan.faces.worker import Cancelled
+
+    return Cancelled
+
+
+#: The plan-folder files a version's folder takes from the folder of the plan it is a version of (same CT, same
+#: label map); its plan.json is the version's own.
+VERSION_INPUTS: tuple[str, ...] = ("ct.nii.gz", "labels.nii.gz", "labels.json", "segmentation.seg.nrrd")
+
+
+def version_folder(engine: Engine, job_id: int, worker: str, root: Path, plan_id: int, plan_json: dict) -> Path:
+    """The plan folder of a plan version saved from the review page (:mod:`osteoplan.workflow.plan_versions`):
+    ``version-<plan id>/`` beside the root plan's folder, with the root's CT and label map, the version's own
+    ``plan.json``, and its report, images and DICOM SEG/SR written by ``osteoplan report`` (in a child process,
+    like the planner; the folder appears complete or not at all). Made once; returned as is afterwards.
+
+    Raises
+    ------
+    OsteoplanError
+        ``osteoplan report`` failed (its one-line error).
+    """
+    import os
+
+    from osteoplan.errors import OsteoplanError
+    from osteoplan.faces.worker import _run_child
+
+    out = root.parent / f"version-{int(plan_id)}"
+    if (out / "plan.json").is_file() and (out / "report.pdf").is_file() and (out / "dicom" / "sr.dcm").is_file():
+        return out
+    tmp = root.parent / f".version-{int(plan_id)}.part"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    try:
+        for name in VERSION_INPUTS:
+            if (root / name).is_file():
+                try:
+                    os.link(root / name, tmp / name)
+                except OSError:
+                    shutil.copy2(root / name, tmp / name)
+        (tmp / "plan.json").write_text(json.dumps(plan_json, indent=2), encoding="utf-8")
+        import sys
+
+        argv = [sys.executable, "-m", "osteoplan.cli", "report", str(tmp)]
+        rc, err = _run_child(engine, job_id, worker, argv, root.parent, f"version-{int(plan_id)}-report", None,
+                             "store_build")
+        if rc != 0:
+            raise OsteoplanError(err or f"the report of this plan version could not be written (exit status {rc})")
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def run_pacs_store(engine: Engine, job_id: int, worker: str) -> str:
     """Run a ``pacs_store`` job: store the saved plan's SEG, Comprehensive 3D SR and PDF report (Encapsulated PDF),
     all referencing the planning CT, by STOW-RS, then find every one again by QIDO-RS
@@ -121,15 +176,20 @@ def run_pacs_store(engine: Engine, job_id: int, worker: str) -> str:
     with Session(engine) as s:
         job = s.get(m.PlanJob, job_id)
         opts = dict(job.options or {})
-        maker = q.job_for_plan(s, int(opts.get("saved_plan_id") or 0))
+        plan_id = int(opts.get("saved_plan_id") or 0)
+        maker = q.making_job(s, plan_id)
         folder = (Path(maker.work_dir) / f"plan-{maker.attempts}"
                   if maker is not None and maker.state == "done" and maker.work_dir else None)
+        saved = s.get(m.SavedPlan, plan_id)
+        plan_json = dict(saved.plan) if saved is not None else None
     done: list[str] = []
-    if folder is None or not (folder / "plan.json").is_file():
+    if folder is None or not (folder / "plan.json").is_file() or plan_json is None:
         return _fail(engine, job_id, worker, "The plan's folder is no longer on the server (its SEG, SR and report "
                      "cannot be built); plan again, then send the results.", done)
     try:
         q.heartbeat(engine, job_id, worker, stage="store_build")
+        if json.loads((folder / "plan.json").read_text(encoding="utf-8")) != plan_json:
+            folder = version_folder(engine, job_id, worker, folder, plan_id, plan_json)
         cfg = _config()
         client = PacsClient(cfg)
         objects, where = plan_results(client, folder)
@@ -174,7 +234,7 @@ def run_pacs_store(engine: Engine, job_id: int, worker: str) -> str:
                 raise RuntimeError("job taken from this worker")
         log.info("results store job %s: %s stored in %.1f s", job_id, json.dumps(objects.counts()), seconds)
         return "done"
-    except JobCancelled:
+    except (JobCancelled, _worker_cancelled()):
         with Session(engine) as s, s.begin():
             q.finish(s, job_id, worker, "cancelled", stages_done=done,
                      error="cancelled before the objects were sent; nothing was stored")

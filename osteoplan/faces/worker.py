@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -263,35 +262,37 @@ def _finish(engine: Engine, job_id: int, worker: str, state: str, **kw) -> None:
         q.finish(s, job_id, worker, state, **kw)
 
 
-def _run_pacs_store(engine: Engine, job_id: int, worker: str) -> str:
-    from osteoplan.faces.pacs_jobs import run_pacs_store
+#: Job kinds other than a plan (``PlanJob.options["kind"]``) -> "module:function" of their runner
+#: ``run(engine, job_id, worker) -> final state``; a job without a kind is a plan (:func:`run_job`).
+JOB_RUNNERS: dict[str, str] = {
+    "verify": "osteoplan.faces.verify_job:run_verify_job",  # a control CT checked against the plan (issue 13)
+    "pacs_store": "osteoplan.faces.pacs_jobs:run_pacs_store",  # a plan's SEG, SR, PDF stored in the PACS (issue 12)
+}
 
-    return run_pacs_store(engine, job_id, worker)
 
+def _runner_of(kind: str | None):
+    """The runner of a job kind (None for a plan or an unknown kind)."""
+    target = JOB_RUNNERS.get(kind or "")
+    if target is None:
+        return None
+    import importlib
 
-#: Job kind (``PlanJob.options["kind"]``, default "plan") -> runner(engine, job_id, worker) -> final state.
-JOB_RUNNERS: dict[str, Callable[[Engine, int, str], str]] = {}
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def run_job(engine: Engine, job_id: int, worker: str) -> str:
-    """Run the claimed job *job_id* to a final state with its kind's runner (:data:`JOB_RUNNERS`); returns the
-    state (``done``, ``failed`` or ``cancelled``)."""
-    with Session(engine) as s:
-        kind = q.kind_of(s.get(m.PlanJob, job_id))
-    runner = JOB_RUNNERS.get(kind)
-    if runner is None:
-        _finish(engine, job_id, worker, "failed", error=f"This server's worker does not know jobs of kind '{kind[:40]}'"
-                "; update osteoplan or start the job again.")
-        return "failed"
-    return runner(engine, job_id, worker)
-
-
-def run_plan_job(engine: Engine, job_id: int, worker: str) -> str:
-    """Run the planning job *job_id* (kind "plan") to a final state; returns it (``done``, ``failed`` or
-    ``cancelled``). A CT chosen in the PACS is retrieved first (:func:`osteoplan.faces.pacs_jobs.retrieve_ct`)."""
+    """Run the claimed job *job_id* to a final state; returns it (``done``, ``failed`` or ``cancelled``). A job of
+    another kind goes to its runner (:data:`JOB_RUNNERS`); a plan whose CT was chosen in the PACS retrieves it first
+    (:func:`osteoplan.faces.pacs_jobs.retrieve_ct`)."""
     with Session(engine) as s:
         job = s.get(m.PlanJob, job_id)
         opts = dict(job.options or {})
+    runner = _runner_of(opts.get("kind"))
+    if runner is not None:
+        return runner(engine, job_id, worker)
+    with Session(engine) as s:
+        job = s.get(m.PlanJob, job_id)
         work_dir = Path(job.work_dir) if job.work_dir else None
         protocol, side, attempt, creator = job.protocol, job.side, job.attempts, job.created_by
     is_demo = opts.get("command") == "demo"
@@ -398,9 +399,6 @@ def _attach(engine: Engine, job_id: int, worker: str, out: Path, rc: int, creato
         if not q.finish(s, job_id, worker, "done", exit_code=rc, verdict=verdict[:300], saved_plan_id=plan.id,
                         stages_done=done + ["save"]):
             raise RuntimeError("job taken from this worker")  # rolls the saved plan back
-
-
-JOB_RUNNERS.update({"plan": run_plan_job, "pacs_store": _run_pacs_store})
 
 
 def work_loop(engine: Engine, *, once: bool = False, poll_s: float = 1.0, lease_s: float = q.DEFAULT_LEASE_S,

@@ -57,6 +57,13 @@ def kind_of(job: m.PlanJob) -> str:
     """The job's kind: ``options["kind"]``, default :data:`DEFAULT_KIND` (jobs queued before kinds existed)."""
     return str((job.options or {}).get("kind") or DEFAULT_KIND)
 FINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
+#: Job kinds other than a plan (``options["kind"]``): (the word for the job, its stage labels) in the reason a
+#: stopped worker's job is failed with (:func:`recover_stale`).
+KIND_WORDS: dict[str, tuple[str, dict[str, str]]] = {
+    "verify": ("check", {"read": "reading the plan and the control CT",
+                         "measure": "registering, finding the instrument, measuring",
+                         "images": "drawing planned vs actual", "save": "storing the figures with the procedure"}),
+}
 #: Seconds without a heartbeat after which a running job is declared failed (configurable default, no published
 #: source: 15 heartbeats at the worker's 2 s interval).
 DEFAULT_LEASE_S = 30.0
@@ -205,7 +212,7 @@ def enqueue_results_store(session: Session, actor: m.User | None, saved_plan_id:
     plan = session.get(m.SavedPlan, saved_plan_id)
     if plan is None or getattr(plan, "deleted_at", None) is not None:
         raise NotFoundError(f"no saved plan {saved_plan_id}")
-    maker = job_for_plan(session, saved_plan_id)
+    maker = making_job(session, saved_plan_id)
     if maker is None or maker.state != "done" or not maker.work_dir:
         raise InputError("this plan was attached as a plan.json, not made here: it has no CT, SEG or report to "
                          "store in the PACS; plan on the CT in the web app first")
@@ -215,6 +222,20 @@ def enqueue_results_store(session: Session, actor: m.User | None, saved_plan_id:
             return j
     return enqueue(session, actor, plan.lesion_id, maker.protocol, maker.side,
                    {"kind": "pacs_store", "saved_plan_id": saved_plan_id, "source": "pacs"})
+
+
+def making_job(session: Session, saved_plan_id: int) -> m.PlanJob | None:
+    """The planning job whose plan folder holds the CT and label map of saved plan *saved_plan_id*: the job that made
+    it, or for a version saved from the review page (:mod:`osteoplan.workflow.plan_versions`) the job that made the
+    plan it is a version of; None for an uploaded plan.json."""
+    job = job_for_plan(session, saved_plan_id)
+    if job is None:
+        from osteoplan.workflow.plan_versions import version_of
+
+        row = version_of(session, saved_plan_id)
+        if row is not None and row.root_plan_id != saved_plan_id:
+            job = job_for_plan(session, row.root_plan_id)
+    return job
 
 
 def results_store_jobs(session: Session, saved_plan_id: int) -> list[m.PlanJob]:
@@ -328,9 +349,10 @@ def recover_stale(engine: Engine, lease_s: float = DEFAULT_LEASE_S, now: dt.date
     host = socket.gethostname()[:100]
     failed: list[int] = []
     with Session(engine) as s, s.begin():
-        rows = s.execute(select(m.PlanJob.id, m.PlanJob.worker, m.PlanJob.heartbeat_at, m.PlanJob.stage)
-                         .where(m.PlanJob.state == "running")).all()
-        for job_id, worker, beat, stage in rows:
+        rows = s.execute(select(m.PlanJob.id, m.PlanJob.worker, m.PlanJob.heartbeat_at, m.PlanJob.stage,
+                                m.PlanJob.options).where(m.PlanJob.state == "running")).all()
+        for job_id, worker, beat, stage, options in rows:
+            what = KIND_WORDS.get((options or {}).get("kind"), ("plan", STAGE_LABELS))
             beat = _aware(beat)
             if _process_gone(worker, host):
                 why = "its worker process stopped (killed, or the server restarted)"
@@ -338,12 +360,12 @@ def recover_stale(engine: Engine, lease_s: float = DEFAULT_LEASE_S, now: dt.date
                 why = f"its worker sent no heartbeat for more than {lease_s:g} s (stopped or unreachable)"
             else:
                 continue
-            during = f" during '{STAGE_LABELS.get(stage, stage)}'" if stage else ""
+            during = f" during '{what[1].get(stage, stage)}'" if stage else ""
             r = s.execute(update(m.PlanJob).where(m.PlanJob.id == job_id, m.PlanJob.state == "running",
                                                   m.PlanJob.worker == worker)
                           .values(state="failed", finished_at=now,
-                                  error=f"The plan did not finish: {why}{during}; nothing was saved. "
-                                        "Start the plan again."))
+                                  error=f"The {what[0]} did not finish: {why}{during}; nothing was saved. "
+                                        f"Start the {what[0]} again."))
             if r.rowcount == 1:
                 failed.append(job_id)
     return failed

@@ -98,6 +98,10 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
 def _job(db, p: Principal, case_id: int, job_id: int):
     case = backend.get_case(db, p.user, case_id)  # access check + audited read
     job = q.get_job(db, job_id, patient_id=case_id)
+    if (job.options or {}).get("kind") == "verify":  # a control-CT check has its own pages (routers/verify.py)
+        from osteoplan.errors import NotFoundError
+
+        raise NotFoundError(f"no planning job {job_id} on this case")
     return case, job
 
 
@@ -153,7 +157,7 @@ def plan_report_pdf(case_id: int, plan_id: int, p: Principal = Depends(require("
 
 def case_jobs(db, case_id: int) -> dict:
     """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
-    jobs = q.jobs_for_case(db, case_id)
+    jobs = [j for j in q.jobs_for_case(db, case_id) if (j.options or {}).get("kind") != "verify"]  # checks: verify.py
     views = [pj.job_view(j) for j in jobs]
     pacs: dict = {}
     for v in views:  # newest first: the latest results store of each plan
@@ -196,6 +200,11 @@ def _review_folder(db, p: Principal, case_id: int, plan_id: int):
     if "plan" not in plan:  # pseudonymised view: plan geometry is not shown
         raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
     job = q.job_for_plan(db, plan_id)
+    if job is None:  # a version saved from the review page: the folder of the plan it is a version of
+        from osteoplan.workflow.plan_versions import version_of
+
+        row = version_of(db, plan_id)
+        job = q.job_for_plan(db, row.root_plan_id) if row is not None else None
     folder = pj.plan_folder(job) if job is not None and job.patient_id == case_id else None
     if folder is not None and not (folder / "ct.nii.gz").is_file():
         folder = None
@@ -227,18 +236,25 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
                           "top": orientation_letters(-pl.v), "bottom": orientation_letters(pl.v),
                           "px": pl.n_cols})
         legend = [(s[0], hex_color(s[5])) for s in scene.structures]
+    from osteoplan.web.routers.adjust import adjust_page_context
+
     return _page(request, "plan_review.html", {"case": case, "plan": plan, "key": plan_key_numbers(plan["plan"]),
                                                 "panes": panes, "legend": legend, "windows": list(WINDOW_PRESETS_HU),
                                                 "has_pdf": bool(folder and (folder / "report.pdf").is_file()),
                                                 "drr_views": DRR_VIEWS if folder is not None else {},
                                                 "pacs_results": pacs_results, "has_folder": folder is not None,
-                                                "pacs_configured": pj.pacs_config(request.app.state) is not None})
+                                                "pacs_configured": pj.pacs_config(request.app.state) is not None,
+                                                "adjust": adjust_page_context(request, db, p, case_id, plan_id, plan,
+                                                                              folder)})
 
 
 @router.get("/cases/{case_id}/plans/{plan_id}/slices/{view}.png")
 def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, window: str = "bone",
+               pts: str | None = None, screw_mm: float | None = None,
                p: Principal = Depends(require("case.read")), db=Depends(get_db)):
-    """One slice of the review page (PNG): *view* through the target shifted by *offset_mm* along its normal."""
+    """One slice of the review page (PNG): *view* through the target shifted by *offset_mm* along its normal.
+    With *pts* (nine comma-separated LPS mm values: skin entry, bone entry, target), the path moved on the page
+    (:func:`osteoplan.web.routers.adjust.moved_scene`), its screw *screw_mm* long."""
     import math
 
     from fastapi.responses import Response
@@ -254,6 +270,10 @@ def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, wi
     if folder is None:
         raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
     _, scene = _scene_of(folder)
+    if pts is not None:
+        from osteoplan.web.routers.adjust import moved_scene
+
+        scene = moved_scene(scene, pts, screw_mm)
     return Response(render_slice(scene, view, offset_mm, window), media_type="image/png")
 
 
@@ -344,41 +364,50 @@ def plan_drr(case_id: int, plan_id: int, view: str, p: Principal = Depends(requi
 
     if view not in DRR_VIEWS:
         raise HTTPException(404, f"No such view: one of {', '.join(DRR_VIEWS)}.")
-    _, _, folder = _review_folder(db, p, case_id, plan_id)
+    _, plan, folder = _review_folder(db, p, case_id, plan_id)
     db.commit()
     if folder is None:
         raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
-    return Response(_drr_png(folder, view), media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+    return Response(_drr_png(folder, view, plan["plan"], plan_id), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=600"})
 
 
 _DRR_LOCK = __import__("threading").Lock()
 
 
-def _drr_png(folder: Path, view: str) -> bytes:
-    """The DRR *view* of a plan folder, rendered by :func:`osteoplan.views.drr.render_drr_view` (the report's
-    renderer) and cached as ``<folder>/review/drr_<view>.png`` (written atomically)."""
+def _drr_png(folder: Path, view: str, plan_json: dict | None = None, plan_id: int | None = None) -> bytes:
+    """The DRR *view* of a saved plan whose CT and label map are in *folder*, rendered by
+    :func:`osteoplan.views.drr.render_drr_view` (the report's renderer) and cached in ``<folder>/review/`` (written
+    atomically). *plan_json* is the saved plan (a version saved from the review page differs from the folder's
+    ``plan.json``: its own path is drawn, cached as ``drr_<view>-<plan_id>.png``); None: the folder's plan."""
+    import json
+
     from osteoplan.atomic import atomic_write_bytes
 
     stamp = (folder / "plan.json").stat().st_mtime
-    # the report's own images when the plan folder has them (same renderer, 512 px)
-    for name in ({"ap": ("drr_ap_open_mouth", "drr_ap"), "lateral": ("drr_lateral",),
-                  "bullseye": ("drr_bullseye", "drr_bullseye_1")}[view]):
-        img = folder / "images" / f"{name}.png"
-        if img.is_file() and img.stat().st_mtime >= stamp:
-            return img.read_bytes()
-    cache = folder / "review" / f"drr_{view}.png"
-    if cache.is_file() and cache.stat().st_mtime >= (folder / "plan.json").stat().st_mtime:
+    own = plan_json is None or json.loads((folder / "plan.json").read_text(encoding="utf-8")) == plan_json
+    if own:  # the report's own images when the plan folder has them (same renderer, 512 px)
+        for name in ({"ap": ("drr_ap_open_mouth", "drr_ap"), "lateral": ("drr_lateral",),
+                      "bullseye": ("drr_bullseye", "drr_bullseye_1")}[view]):
+            img = folder / "images" / f"{name}.png"
+            if img.is_file() and img.stat().st_mtime >= stamp:
+                return img.read_bytes()
+    cache = folder / "review" / (f"drr_{view}.png" if own else f"drr_{view}-{int(plan_id or 0)}.png")
+    if cache.is_file() and cache.stat().st_mtime >= stamp:
         return cache.read_bytes()
     with _DRR_LOCK:  # one render at a time (numba/matplotlib on a shared CPU)
-        if cache.is_file() and cache.stat().st_mtime >= (folder / "plan.json").stat().st_mtime:
+        if cache.is_file() and cache.stat().st_mtime >= stamp:
             return cache.read_bytes()
         import numpy as np
 
         from osteoplan.export import load_plan_dir
+        from osteoplan.planning.model import Plan
         from osteoplan.views.drr import ap_view_name, render_drr_view
         from osteoplan.views.geometry import near_miss_pathspec, pathspecs_from_plan
 
         plan, volume, labelmap = load_plan_dir(folder)
+        if not own:
+            plan = Plan.from_json(json.dumps(plan_json))
         paths = pathspecs_from_plan(plan) if getattr(plan, "best", None) is not None else [near_miss_pathspec(plan)]
         if paths[0] is None:
             raise HTTPException(404, "This plan has no path to project (no feasible path and no near miss).")
