@@ -114,9 +114,15 @@ def _worker_cancelled():
 VERSION_INPUTS: tuple[str, ...] = ("ct.nii.gz", "labels.nii.gz", "labels.json", "segmentation.seg.nrrd")
 
 
+def _has_results(folder: Path) -> bool:
+    """Whether a plan folder was written with its report (the PDF to store; SEG/SR are built from the plan and its
+    label map when the plan's CT is a PACS series, else taken from the folder's ``dicom/``)."""
+    return (folder / "report.pdf").is_file()
+
+
 def version_folder(engine: Engine, job_id: int, worker: str, root: Path, plan_id: int, plan_json: dict) -> Path:
-    """The plan folder of a plan version saved from the review page (:mod:`osteoplan.workflow.plan_versions`):
-    ``version-<plan id>/`` beside the root plan's folder, with the root's CT and label map, the version's own
+    """The plan folder of a plan version saved from the review page (:mod:`osteoplan.workflow.plan_versions`), or of
+    a plan made without its report: ``version-<plan id>/`` beside the root plan's folder, with the root's CT and label map, the version's own
     ``plan.json``, and its report, images and DICOM SEG/SR written by ``osteoplan report`` (in a child process,
     like the planner; the folder appears complete or not at all). Made once; returned as is afterwards.
 
@@ -131,7 +137,7 @@ def version_folder(engine: Engine, job_id: int, worker: str, root: Path, plan_id
     from osteoplan.faces.worker import _run_child
 
     out = root.parent / f"version-{int(plan_id)}"
-    if (out / "plan.json").is_file() and (out / "report.pdf").is_file() and (out / "dicom" / "sr.dcm").is_file():
+    if (out / "plan.json").is_file() and _has_results(out):
         return out
     tmp = root.parent / f".version-{int(plan_id)}.part"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -188,7 +194,8 @@ def run_pacs_store(engine: Engine, job_id: int, worker: str) -> str:
                      "cannot be built); plan again, then send the results.", done)
     try:
         q.heartbeat(engine, job_id, worker, stage="store_build")
-        if json.loads((folder / "plan.json").read_text(encoding="utf-8")) != plan_json:
+        if json.loads((folder / "plan.json").read_text(encoding="utf-8")) != plan_json \
+                or not _has_results(folder):  # a version saved from the review page, or made without the report
             folder = version_folder(engine, job_id, worker, folder, plan_id, plan_json)
         cfg = _config()
         client = PacsClient(cfg)

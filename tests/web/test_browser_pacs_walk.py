@@ -1,8 +1,8 @@
 """The whole PACS walk in Debian's Chromium (Playwright) against a real uvicorn server, a real planning worker and the
 test Orthanc (``./scripts/with-orthanc``): log in -> case -> pick the CT from the PACS -> start the plan -> progress
 (the CT retrieved from the PACS by the worker) -> review page (slices and simulated fluoroscopy) -> [adjust / save
-version 2 / approve: :func:`adjust_save_and_approve`] -> send the results -> SEG, SR and PDF found in Orthanc by
-QIDO-RS -> the procedure form pre-filled from the plan. Screenshots: docs/screenshots/pacs-walk-*.png with
+version 2 / approve: :func:`adjust_save_and_approve`] -> the approved version's results sent -> SEG, SR and PDF
+found in Orthanc by QIDO-RS -> the procedure form pre-filled from the plan. Screenshots: docs/screenshots/pacs-walk-*.png with
 ``OSTEOPLAN_SCREENSHOTS=1``.
 
 The CT is the neck phantom at 1.6 mm stored in Orthanc under the case's patient; the plan is made with its report
@@ -75,11 +75,34 @@ def walk_server(backend_name, fresh_database, tmp_path):
     stop_server(proc)
 
 
-def adjust_save_and_approve(page, base: str, ids: dict) -> None:
-    """Placeholder of the walk's "move the target 3 mm -> the nearest structure's clearance changes -> save version 2
-    -> approve" steps (issue 12 part 5-6, branch web-adjust): the lead inserts them here after merging; approving
-    then queues the results store (``enqueue_results_store``), which the walk's next step does by hand."""
+def adjust_save_and_approve(page, base: str, ids: dict) -> int | None:
+    """PLACEHOLDER for "move the target 3 mm -> the nearest structure's clearance changes -> save version 2 ->
+    approve" (web-adjust's review block, tests/web/test_browser_adjust.py does it on the phantom's exact label map).
+    Returns the approved version's saved-plan id, or None (nothing done: the walk then sends version 1's results with
+    the review page's button). Approving queues the results store itself when a PACS is configured
+    (:func:`osteoplan.web.routers.adjust._send_approved_to_pacs`).
+
+    Not done here because the walk's plan is made by ``osteoplan plan`` on the CT retrieved from the PACS, segmented
+    at 1.6 mm: it is NOT CLEARED (not feasible), so the adjust block refuses to save any version of it ("Save" stays
+    disabled), and a 3 mm move of the target to the right leaves its segmented dens ("The target lies outside C2").
+    Inserting the step needs a plan that can be saved (e.g. the phantom planned with its exact label map, or a
+    protocol/segmentation giving a feasible plan)."""
     return None
+
+
+def _store_job_id(db_url: str, saved_plan_id: int) -> int:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow import jobs as q
+
+    eng = create_engine(db_url)
+    try:
+        with Session(eng) as s:
+            (job, *_) = q.results_store_jobs(s, saved_plan_id)
+            return job.id
+    finally:
+        eng.dispose()
 
 
 def _job_of(db_url: str, job_url: str):
@@ -155,13 +178,18 @@ def test_pacs_walk(browser, walk_server, shots, record_property):  # noqa: F811
         assert img.evaluate("i => i.naturalWidth") > 300
     page.locator("#review-drr").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "pacs-walk-06-review.png"), full_page=True)
-    # 6. (adjust, version 2, approve: web-adjust)
-    adjust_save_and_approve(page, base, ids)
-    # 7. send the results to the PACS
-    page.click("#pacs-send button")
-    page.wait_for_url(re.compile(r".*/plan-jobs/\d+$"))
-    store_url = page.url
-    page.wait_for_selector("#job-result:not([hidden])", timeout=120000)
+    # 6. move the target 3 mm, save version 2, approve (placeholder: see adjust_save_and_approve)
+    ids["plan_v1"] = plan_id
+    approved = adjust_save_and_approve(page, base, ids)
+    if approved is not None:  # approving queued the store of the approved version's results
+        plan_id = approved
+        store_url = f"{base}/cases/{ids['case']}/plan-jobs/{_store_job_id(db_url, plan_id)}"
+        page.goto(store_url)
+    else:  # 7. send the results to the PACS from the review page
+        page.click("#pacs-send button")
+        page.wait_for_url(re.compile(r".*/plan-jobs/\d+$"))
+        store_url = page.url
+    page.wait_for_selector("#job-result:not([hidden])", timeout=300000)
     expect(page.locator("#job-stored tr[data-label]")).to_have_count(3)
     page.screenshot(path=str(shots / "pacs-walk-07-stored.png"), full_page=True)
     store = _job_of(db_url, store_url)

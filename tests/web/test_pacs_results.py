@@ -211,3 +211,37 @@ def test_only_radiologists_send(engine, client_for, pacs_on_app, planned):
     cl = client_for("coordinator")
     assert 'id="pacs-send"' not in cl.get(f"/cases/{ids['case']}/plans/{ids['plan']}/review").text
     assert _send(cl, ids).status_code == 403
+
+
+@pytest.mark.slow
+def test_approving_a_plan_sends_its_results(engine, client_for, pacs_on_app, tmp_path, monkeypatch):
+    """Approve (web-adjust's action) with a PACS configured queues the results store; the plan was made without its
+    report (the adjust fixture: the phantom at 1.6 mm with its exact label map), so the worker first writes it with
+    ``osteoplan report`` into ``version-<id>/``, then stores the CT copy, SEG, SR and PDF (the plan's CT is not a
+    PACS series), all found again by QIDO-RS."""
+    from osteoplan.pacs import PacsClient
+    from osteoplan.workflow import jobs as q
+    from sqlalchemy.orm import Session
+
+    from .adjust_fixtures import attach_as_job, write_phantom_plan_folder
+
+    ids = make_case(engine, through="lesion")
+    _, plan = write_phantom_plan_folder(tmp_path / "job" / "plan-1")
+    plan_id = attach_as_job(engine, ids["lesion"], tmp_path / "job", plan)
+    cl = client_for("radiologist")
+    r = cl.post(f"/cases/{ids['case']}/plans/{plan_id}/approve", data={"csrf_token": csrf_of(cl)},
+                follow_redirects=True)
+    assert r.status_code == 200
+    assert "approved: the plan is locked. Its report, SEG and SR are being sent to the PACS (job" in r.text
+    with Session(engine) as s:
+        (job,) = q.results_store_jobs(s, plan_id)
+        job_id = job.id
+    _pacs_env(monkeypatch, pacs_on_app)
+    assert _run_claimed(engine, job_id) == "done"
+    assert (tmp_path / "job" / f"version-{plan_id}" / "report.pdf").is_file()
+    view = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
+    assert view["store"]["where"].startswith("as a new study (the planning CT's study is not in this PACS")
+    assert sorted(o["label"] for o in view["store"]["objects"] if o["label"] != "CT") == ["PDF", "SEG", "SR"]
+    n_ct = plan.ct.shape_kji[0]
+    assert _modalities(pacs_on_app, view["store"]["study_uid"]) == [("CT", n_ct), ("DOC", 1), ("SEG", 1), ("SR", 1)]
+    assert PacsClient(pacs_on_app).find_series(study_uid=view["store"]["study_uid"], modality="SR")[0].n_instances == 1
