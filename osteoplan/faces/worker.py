@@ -266,6 +266,7 @@ def _finish(engine: Engine, job_id: int, worker: str, state: str, **kw) -> None:
 #: ``run(engine, job_id, worker) -> final state``; a job without a kind is a plan (:func:`run_job`).
 JOB_RUNNERS: dict[str, str] = {
     "verify": "osteoplan.faces.verify_job:run_verify_job",  # a control CT checked against the plan (issue 13)
+    "pacs_store": "osteoplan.faces.pacs_jobs:run_pacs_store",  # a plan's SEG, SR, PDF stored in the PACS (issue 12)
 }
 
 
@@ -281,7 +282,9 @@ def _runner_of(kind: str | None):
 
 
 def run_job(engine: Engine, job_id: int, worker: str) -> str:
-    """Run the claimed job *job_id* to a final state; returns it (``done``, ``failed`` or ``cancelled``)."""
+    """Run the claimed job *job_id* to a final state; returns it (``done``, ``failed`` or ``cancelled``). A job of
+    another kind goes to its runner (:data:`JOB_RUNNERS`); a plan whose CT was chosen in the PACS retrieves it first
+    (:func:`osteoplan.faces.pacs_jobs.retrieve_ct`)."""
     with Session(engine) as s:
         job = s.get(m.PlanJob, job_id)
         opts = dict(job.options or {})
@@ -299,6 +302,19 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
     ct = work_dir / (opts.get("ct") or "")
     done: list[str] = []
     try:
+        if opts.get("pacs_retrieve") and not is_demo:
+            from osteoplan.errors import PatientIdentityError
+            from osteoplan.faces.pacs_jobs import JobCancelled, retrieve_ct
+
+            try:
+                opts = retrieve_ct(engine, job_id, worker, work_dir, opts)
+            except JobCancelled:
+                raise Cancelled() from None
+            except (OsteoplanError, PatientIdentityError) as exc:
+                _finish(engine, job_id, worker, "failed", stages_done=done,
+                        error=f"{str(exc)[:900]} The CT was not retrieved; nothing was planned. Retry the job.")
+                return "failed"
+            done.append("retrieve")
         if not is_demo and not ct.exists():
             _finish(engine, job_id, worker, "failed",
                     error="The job's CT is no longer on the server; start the plan again with the CT.")

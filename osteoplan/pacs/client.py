@@ -319,8 +319,12 @@ class PacsClient:
             return {str(Dataset.from_json(js).SOPInstanceUID) for js in found}
 
     # ------------------------------------------------------------------ WADO-RS
-    def retrieve_series(self, study_uid: str, series_uid: str, folder: str | os.PathLike) -> list[Path]:
+    def retrieve_series(self, study_uid: str, series_uid: str, folder: str | os.PathLike,
+                        progress: Any = None) -> list[Path]:
         """Download every instance of a series into *folder* (``000001.dcm``...), checked against QIDO-RS.
+
+        *progress*, when given, is called as ``progress(n_written, n_expected)`` after each instance (it may raise
+        to stop the download, e.g. on a cancel).
 
         Returns
         -------
@@ -355,6 +359,8 @@ class PacsClient:
                     ds.save_as(fh, enforce_file_format=True)
                 paths.append(p)
                 got.add(str(ds.SOPInstanceUID))
+                if progress is not None:
+                    progress(len(paths), len(expected))
 
         with self._errors("retrieving a series", not_found=gone):
             # transfer syntax "*": the instances as stored. Without it the PACS must transcode to Explicit VR Little
@@ -375,7 +381,7 @@ class PacsClient:
         return paths
 
     def retrieve_for_case(self, study_uid: str, series_uid: str, folder: str | os.PathLike, case: Any,
-                          allow_unverified: bool = False) -> dict[str, Any]:
+                          allow_unverified: bool = False, progress: Any = None) -> dict[str, Any]:
         """Retrieve a series into *folder* for planning on *case*'s lesion, refusing another patient's CT.
 
         The patient is checked twice: on the PACS's index (QIDO-RS) before anything is downloaded, then on the first
@@ -390,6 +396,8 @@ class PacsClient:
         case : PatientIdentity or registry Patient
         allow_unverified : bool
             See :func:`osteoplan.imaging.identity.check_ct_matches_case`.
+        progress : callable, optional
+            ``progress(n_written, n_expected)`` (see :meth:`retrieve_series`).
 
         Returns
         -------
@@ -417,7 +425,7 @@ class PacsClient:
         check_ct_matches_case(hits[0].identity, case, allow_unverified)
         folder = Path(folder)
         try:
-            files = self.retrieve_series(study_uid, series_uid, folder)
+            files = self.retrieve_series(study_uid, series_uid, folder, progress=progress)
             header = pydicom.dcmread(files[0], stop_before_pixels=True)
             check = check_ct_matches_case(PatientIdentity.from_dataset(header), case, allow_unverified)
         except BaseException:

@@ -259,3 +259,74 @@ def series_headers(client: Any, study_uid: str, series_uid: str) -> list[Any]:
     if not out:
         raise PacsError("The series is no longer in the PACS (deleted or moved); search again.")
     return out
+
+
+def plan_results(client: Any, plan_dir: str | os.PathLike, source_series: str | None = None,
+                 include_ct: bool = True) -> tuple[ResultObjects, str]:
+    """The objects to store for a plan folder, and where they go (words for a message).
+
+    When the plan's CT series (``Plan.ct_source.series_uid``, or *source_series*) is in the PACS and the plan's grid
+    is that series' own, SEG, SR and PDF reference it (:func:`source_results`: no CT copy, they join its study,
+    frame of reference and patient). Otherwise the folder's own objects are used (:func:`result_objects`: the CT
+    copy they reference is stored with them when *include_ct*), given the Patient module of their study when the
+    PACS holds it (:func:`adopt_patient_module`). Either way the SOP Instance UIDs are derived from the content, so
+    building again gives the same instances (a retried store adds nothing).
+
+    Parameters
+    ----------
+    client : osteoplan.pacs.PacsClient
+    plan_dir : path
+        A plan folder written with its report and DICOM outputs.
+    source_series : str, optional
+        The PACS series the plan was made on (default: the plan's ``ct_source``); given explicitly, it must be in
+        the PACS.
+    include_ct : bool
+        See :func:`result_objects`.
+
+    Returns
+    -------
+    (ResultObjects, str)
+
+    Raises
+    ------
+    InputError
+        The plan folder cannot be read (see :func:`result_objects`).
+    PacsError
+        The PACS cannot be reached, or *source_series* given and not in the PACS.
+    """
+    from osteoplan.errors import PacsError
+
+    d = Path(plan_dir)
+    series = source_series
+    if not series and (d / "plan.json").is_file():
+        from osteoplan.planning.model import load_plan
+
+        src = getattr(load_plan(d / "plan.json"), "ct_source", None)
+        series = src.series_uid if src is not None else None
+    where = ""
+    if series:
+        try:
+            hit = client.locate_series(series)
+        except PacsError as exc:
+            if source_series or "not in the PACS" not in str(exc):
+                raise
+            hit = None
+            where = f"; the plan's CT series is not in this PACS ({str(exc).split(' (')[0].lower()})"
+        if hit is not None:
+            from osteoplan.export import load_plan_dir
+
+            plan, _volume, labelmap = load_plan_dir(d)
+            headers = series_headers(client, hit.study_uid, hit.series_uid)
+            pdf = d / "report.pdf"
+            try:
+                objects = source_results(plan, labelmap, headers, pdf.read_bytes() if pdf.is_file() else None)
+                return objects, "referencing the PACS series the plan was made on (no CT copy)"
+            except InputError as exc:
+                where = f"; a CT copy is stored because the plan's grid is not the PACS series' own ({exc})"
+    objects = result_objects(d, include_ct=include_ct)
+    source = client.study_patient_module(objects.study_uid)
+    if source is not None:
+        adopt_patient_module(objects, source)
+        return objects, "into the planning CT's study (patient attributes taken from the PACS)" + where
+    return objects, ("as a new study (the planning CT's study is not in this PACS; the objects keep the case's "
+                     "pseudonym)" + where)

@@ -110,11 +110,13 @@ def serve(args) -> int:
     if logins:
         from osteoplan.web.demo_plans import seed_demo_plans
 
-        print("Queueing demo plans on the neck phantom (the planning worker runs them)...", file=sys.stderr)
-        seed_demo_plans(engine, jobs_dir(url))
         from osteoplan.web.plan_jobs import pacs_config
 
         pacs = pacs_config()
+        print("Queueing demo plans on the neck phantom (the planning worker runs them)"
+              + (f"; one on its CT stored in the PACS at {pacs.display_url}" if pacs is not None else "") + "...",
+              file=sys.stderr)
+        seed_demo_plans(engine, jobs_dir(url), pacs=pacs)
         if pacs is not None:
             from osteoplan.errors import PacsError
             from osteoplan.web.demo_plans import seed_demo_pacs

@@ -11,9 +11,9 @@ another patient's CT). ``make_writer`` checks the submitted form at once (raisin
 ``ValidationError`` with a one-line message) and returns the function that puts the CT into the job's folder and
 returns the job's CT options (``ct``: the CT's path inside the folder, ``format``: ``dicom`` or ``nifti``,
 ``source``...): "upload" (a DICOM zip or a NIfTI file from the browser, :func:`upload_writer`) and "pacs"
-(``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)``, offered when a PACS is configured: the series
-is retrieved into the folder by ``PacsClient.retrieve_for_case``, which also checks the patient); the rest of the job
-(de-identification, planning, progress, result) is the same.
+(``CT_SOURCES["pacs"] = ("a series from the PACS", pacs_writer)``, offered when a PACS is configured: the request
+checks the series' patient on the PACS's index and records its UIDs; the worker retrieves it as the job's first
+stage); the rest of the job (de-identification, planning, progress, result) is the same.
 """
 
 from __future__ import annotations
@@ -218,10 +218,13 @@ def pacs_config(app_state: Any = None):
 
 def pacs_writer(form, patient: Any = None, config: Any = None) -> Callable[[Path], dict[str, Any]]:
     """The CT source "pacs": the series ``pacs_series_uid`` (optionally in study ``pacs_study_uid``; else the
-    study is looked up by QIDO-RS) retrieved by WADO-RS into ``<job>/ct-pacs/`` with
-    :meth:`osteoplan.pacs.PacsClient.retrieve_for_case`, which refuses another patient's series (checked on the
-    PACS's index before anything is downloaded, then on the first file's header). The form's ``confirm_identity``
-    box allows a series whose patient cannot be compared (de-identified), as for an upload.
+    study is looked up by QIDO-RS) is only *chosen* in the request: its patient, as the PACS's index (QIDO-RS)
+    gives it, is compared with the case's at once (another patient's series is refused, naming the attributes that
+    differ, never their values), and the job records the Study/Series UIDs with ``pacs_retrieve``. The worker
+    retrieves the series by WADO-RS as the job's first stage ("retrieving the CT from the PACS",
+    :func:`osteoplan.faces.pacs_jobs.retrieve_ct`), checking the patient again on the first file's header. The
+    form's ``confirm_identity`` box allows a series whose patient cannot be compared (de-identified), as for an
+    upload.
 
     Parameters
     ----------
@@ -235,11 +238,10 @@ def pacs_writer(form, patient: Any = None, config: Any = None) -> Callable[[Path
     Returns
     -------
     callable
-        ``write(job_dir) -> options``: ``ct`` ("ct-pacs"), ``format`` ("dicom"), ``source`` ("pacs"),
-        ``study_uid``, ``series_uid``, ``ct_files``, ``identity_verified_on`` (attribute names only),
-        ``identity_confirmed_by_user``. It raises ValidationError with the PACS's one-line message (unreachable,
-        timeout, credentials, series gone or incomplete) or the identity refusal (attribute names, never values);
-        the retrieved files are then removed (and :func:`attach_ct_files` removes the job's folder).
+        ``write(job_dir) -> options``: ``ct`` ("ct-pacs", written by the worker), ``format`` ("dicom"), ``source``
+        ("pacs"), ``pacs_retrieve`` (True), ``study_uid``, ``series_uid``, ``identity_verified_on`` (attribute
+        names only), ``identity_confirmed_by_user``. It raises ValidationError with the PACS's one-line message
+        (unreachable, timeout, credentials, series not in the PACS) or the identity refusal.
 
     Raises
     ------
@@ -254,17 +256,27 @@ def pacs_writer(form, patient: Any = None, config: Any = None) -> Callable[[Path
 
     def write(job_dir: Path) -> dict[str, Any]:
         from osteoplan.errors import InputError, PacsError, PatientIdentityError
+        from osteoplan.imaging.identity import check_ct_matches_case
         from osteoplan.pacs import PacsClient
 
-        job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             client = PacsClient(config)
-            study = study_uid or client.locate_series(series_uid).study_uid
-            opts = client.retrieve_for_case(study, series_uid, job_dir / PACS_CT_FOLDER, patient,
-                                            allow_unverified=confirmed)
+            if study_uid:
+                hits = client.find_series(study_uid=study_uid, series_uid=series_uid, modality=None)
+                if not hits:
+                    raise PacsError("The series is not in the PACS (deleted or moved, or stored in another PACS); "
+                                    "search again and pick a series.")
+                hit = hits[0]
+            else:
+                hit = client.locate_series(series_uid)
+            check = check_ct_matches_case(hit.identity, patient, allow_unverified=confirmed)
         except (PacsError, PatientIdentityError, InputError) as exc:
             raise ValidationError(str(exc)) from None
-        return {**opts, "identity_confirmed_by_user": bool(confirmed and not opts.get("identity_verified_on"))}
+        job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        verified = list(check.compared) if check.verified else []
+        return {"ct": PACS_CT_FOLDER, "format": "dicom", "source": "pacs", "pacs_retrieve": True,
+                "study_uid": hit.study_uid, "series_uid": series_uid, "identity_verified_on": verified,
+                "identity_confirmed_by_user": bool(confirmed and not verified)}
 
     return write
 
@@ -328,9 +340,12 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
     """What the job page shows (no identifiers): state, stages with done/current/pending, error, result."""
     done = list(job.stages_done or [])
     opts = job.options or {}
+    kind = q.kind_of(job)
     stages = []
-    for key, label in q.STAGES:
+    for key, label in q.KIND_STAGES.get(kind, q.STAGES):
         if key == "deid" and not opts.get("deid"):
+            continue
+        if key == "retrieve" and not opts.get("pacs_retrieve"):
             continue
         if key == "exports" and not opts.get("report", True):
             label = "writing the plan"
@@ -339,12 +354,15 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
         elif job.state == "running" and job.stage == key:
             status = "current"
         elif job.state == "done":
-            status = "done" if key == "save" else "skipped"
+            status = "done" if key in ("save", "store_check") else "skipped"
         elif job.state in ("failed", "cancelled") and job.stage == key:
             status = job.state
         else:
             status = "pending"
-        stages.append({"key": key, "label": label, "status": status})
+        detail = None
+        if status == "current" and job.stage_label and job.stage_label != label:  # e.g. "40 of 106 images"
+            detail = job.stage_label.removeprefix(label + ": ")
+        stages.append({"key": key, "label": label, "status": status, "detail": detail})
     folder = plan_folder(job)
     return {
         "id": job.id, "state": job.state, "stage": job.stage, "stage_label": job.stage_label,
@@ -355,4 +373,15 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
         "source": opts.get("source"), "deidentified": bool(opts.get("deidentified")),
         "has_report": bool(folder and (folder / "report.pdf").is_file()),
         "has_ct": bool(folder and (folder / "ct.nii.gz").is_file()),
+        "kind": kind, "can_retry": q.can_requeue(job), "store": store_view(job) if kind == "pacs_store" else None,
     }
+
+
+def store_view(job: m.PlanJob) -> dict[str, Any]:
+    """What a results-store job (kind ``pacs_store``) shows: the plan, and per object (SEG, SR, PDF, CT copy) its
+    series and whether the PACS holds it (found again by QIDO-RS); UIDs only, never an identifier."""
+    opts = job.options or {}
+    objects = list(opts.get("stored_objects") or [])
+    return {"saved_plan_id": opts.get("saved_plan_id"), "objects": objects, "where": opts.get("store_where"),
+            "study_uid": opts.get("store_study_uid"), "pacs_url": opts.get("pacs_url"),
+            "n_stored": sum(1 for o in objects if o.get("stored")), "complete": job.state == "done"}

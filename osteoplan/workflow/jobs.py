@@ -32,6 +32,7 @@ from osteoplan.workflow import models as m
 
 #: Stages of a planning job, in order, with the words shown on the page.
 STAGES: tuple[tuple[str, str], ...] = (
+    ("retrieve", "retrieving the CT from the PACS"),
     ("deid", "de-identifying the upload"),
     ("read", "reading the CT"),
     ("anatomy", "building the anatomy"),
@@ -40,7 +41,21 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("exports", "writing the plan, report and images"),
     ("save", "attaching the plan to the lesion"),
 )
-STAGE_LABELS: dict[str, str] = dict(STAGES)
+#: Kinds of job (``PlanJob.options["kind"]``, default "plan"): each has its runner in
+#: :data:`osteoplan.faces.worker.JOB_RUNNERS` and its stages here (a kind not listed shows :data:`STAGES`).
+DEFAULT_KIND = "plan"
+KIND_STAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "plan": STAGES,
+    "pacs_store": (("store_build", "building the SEG, SR and PDF report objects"),
+                   ("store_send", "sending them to the PACS (STOW-RS)"),
+                   ("store_check", "finding them again in the PACS (QIDO-RS)")),
+}
+STAGE_LABELS: dict[str, str] = {k: v for stages in KIND_STAGES.values() for k, v in stages}
+
+
+def kind_of(job: m.PlanJob) -> str:
+    """The job's kind: ``options["kind"]``, default :data:`DEFAULT_KIND` (jobs queued before kinds existed)."""
+    return str((job.options or {}).get("kind") or DEFAULT_KIND)
 FINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
 #: Job kinds other than a plan (``options["kind"]``): (the word for the job, its stage labels) in the reason a
 #: stopped worker's job is failed with (:func:`recover_stale`).
@@ -131,6 +146,108 @@ def job_for_plan(session: Session, saved_plan_id: int) -> m.PlanJob | None:
     return session.scalar(select(m.PlanJob).where(m.PlanJob.saved_plan_id == saved_plan_id))
 
 
+#: Options copied to a job started again (:func:`requeue`): what it needs to fetch its input again, nothing it wrote.
+REQUEUE_OPTIONS: tuple[str, ...] = ("kind", "source", "study_uid", "series_uid", "ct", "format", "deid", "report",
+                                    "identity_verified_on", "identity_confirmed_by_user", "saved_plan_id",
+                                    "pacs_retrieve")
+
+
+def can_requeue(job: m.PlanJob) -> bool:
+    """Whether *job* can be started again as is: it failed or was cancelled, and its input is fetched again by the
+    worker (a CT from the PACS, a results store); an uploaded CT must be uploaded again."""
+    opts = job.options or {}
+    return job.state in ("failed", "cancelled") and (kind_of(job) == "pacs_store" or bool(opts.get("pacs_retrieve")))
+
+
+def requeue(session: Session, actor: m.User | None, job: m.PlanJob) -> m.PlanJob:
+    """Start a failed or cancelled job again: a new queued job with the same lesion, protocol, side and input
+    (:data:`REQUEUE_OPTIONS`); the old one keeps its final state and error (final states are never left).
+    Audited; the caller commits and gives the new job its folder when its kind needs one.
+
+    Raises
+    ------
+    InputError
+        The job is not final, or its input cannot be fetched again (see :func:`can_requeue`).
+    """
+    from osteoplan.workflow.service import audit
+
+    if not can_requeue(job):
+        raise InputError("this job cannot be started again as is: only a failed or cancelled job whose CT comes "
+                         "from the PACS, or a results store, can; start a new plan")
+    opts = {k: v for k, v in (job.options or {}).items() if k in REQUEUE_OPTIONS}
+    new = enqueue(session, actor, job.lesion_id, job.protocol, job.side, opts)
+    audit(session, actor, "update", "plan_job", job.id, patient_id=job.patient_id, detail={"requeued_as": new.id})
+    return new
+
+
+def enqueue_results_store(session: Session, actor: m.User | None, saved_plan_id: int) -> m.PlanJob:
+    """Queue the storing of a saved plan's results in the PACS (job kind ``pacs_store``): its DICOM SEG,
+    Comprehensive 3D SR and PDF report (Encapsulated PDF), all referencing the planning CT, sent by STOW-RS and then
+    found again by QIDO-RS (:func:`osteoplan.faces.pacs_jobs.run_pacs_store`).
+
+    Idempotent: while a store of this plan is queued or running, that job is returned; storing again later sends
+    the same SOP Instance UIDs (derived from the plan), so the PACS keeps one copy of each. Audited; the caller
+    commits. Called by the review page's "Send results to the PACS" button and, on approval, by the approve action.
+
+    Parameters
+    ----------
+    session : Session
+    actor : User or None
+        Who asks (None: the system).
+    saved_plan_id : int
+        A plan made by a planning job (its plan folder holds the objects' sources).
+
+    Returns
+    -------
+    PlanJob
+        The queued (or already queued/running) store job; ``options["saved_plan_id"]`` names the plan.
+
+    Raises
+    ------
+    NotFoundError
+        No such saved plan (or it was deleted).
+    InputError
+        The plan was not made by a planning job here (an uploaded plan.json has no CT nor report to store).
+    """
+    plan = session.get(m.SavedPlan, saved_plan_id)
+    if plan is None or getattr(plan, "deleted_at", None) is not None:
+        raise NotFoundError(f"no saved plan {saved_plan_id}")
+    maker = making_job(session, saved_plan_id)
+    if maker is None or maker.state != "done" or not maker.work_dir:
+        raise InputError("this plan was attached as a plan.json, not made here: it has no CT, SEG or report to "
+                         "store in the PACS; plan on the CT in the web app first")
+    for j in session.scalars(select(m.PlanJob).where(m.PlanJob.lesion_id == plan.lesion_id,
+                                                     m.PlanJob.state.in_(("queued", "running")))):
+        if kind_of(j) == "pacs_store" and (j.options or {}).get("saved_plan_id") == saved_plan_id:
+            return j
+    return enqueue(session, actor, plan.lesion_id, maker.protocol, maker.side,
+                   {"kind": "pacs_store", "saved_plan_id": saved_plan_id, "source": "pacs"})
+
+
+def making_job(session: Session, saved_plan_id: int) -> m.PlanJob | None:
+    """The planning job whose plan folder holds the CT and label map of saved plan *saved_plan_id*: the job that made
+    it, or for a version saved from the review page (:mod:`osteoplan.workflow.plan_versions`) the job that made the
+    plan it is a version of; None for an uploaded plan.json."""
+    job = job_for_plan(session, saved_plan_id)
+    if job is None:
+        from osteoplan.workflow.plan_versions import version_of
+
+        row = version_of(session, saved_plan_id)
+        if row is not None and row.root_plan_id != saved_plan_id:
+            job = job_for_plan(session, row.root_plan_id)
+    return job
+
+
+def results_store_jobs(session: Session, saved_plan_id: int) -> list[m.PlanJob]:
+    """The ``pacs_store`` jobs of a saved plan, newest first."""
+    plan = session.get(m.SavedPlan, saved_plan_id)
+    if plan is None:
+        return []
+    rows = session.scalars(select(m.PlanJob).where(m.PlanJob.lesion_id == plan.lesion_id)
+                           .order_by(m.PlanJob.id.desc()))
+    return [j for j in rows if kind_of(j) == "pacs_store" and (j.options or {}).get("saved_plan_id") == saved_plan_id]
+
+
 def request_cancel(session: Session, actor: m.User | None, job: m.PlanJob) -> str:
     """Cancel *job*: a queued job is cancelled at once, a running one is asked to stop (its worker stops the
     planner, which leaves nothing half-written). Returns the job's state afterwards; a final state is left as is.
@@ -150,10 +267,13 @@ def request_cancel(session: Session, actor: m.User | None, job: m.PlanJob) -> st
 
 
 # ----------------------------------------------------------------------------------------------- worker side
-def claim_next(engine: Engine, worker: str) -> int | None:
-    """Take the oldest queued job for *worker*; returns its id, or None when the queue is empty."""
+def claim_next(engine: Engine, worker: str, only: int | None = None) -> int | None:
+    """Take the oldest queued job for *worker* (only job *only* when given: tests, a job run by hand); returns its
+    id, or None when the queue is empty (or that job is not queued)."""
     with Session(engine) as s, s.begin():
         q = select(m.PlanJob.id).where(m.PlanJob.state == "queued").order_by(m.PlanJob.id).limit(1)
+        if only is not None:
+            q = q.where(m.PlanJob.id == only)
         if engine.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         job_id = s.scalar(q)

@@ -124,7 +124,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
     url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
            .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
            .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"])).replace("{check_id}", str(ids["check"]))
-           .replace("{view}", "axial"))
+           .replace("{view}", "ap" if "/drr/" in path else "axial"))
     for slug, key in (("lesions", "lesion"), ("decisions", "decision"), ("consultations", "consultation"),
                       ("follow-ups", "follow_up"), ("adverse-events", "adverse_event")):
         if path.startswith(f"/cases/{{case_id}}/{slug}/{{record_id}}"):
@@ -161,6 +161,8 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
                                                               "report": "1", "source": "upload",
                                                               "confirm_identity": "1"},
         "/cases/{case_id}/plan-jobs/{job_id}/cancel": {},
+        "/cases/{case_id}/plan-jobs/{job_id}/retry": {},
+        "/cases/{case_id}/plans/{plan_id}/pacs-store": {},
         "/cases/{case_id}/procedures/{procedure_id}/verify/new": {"saved_plan_id": ids["plan"], "stage": "pin",
                                                                  "source": "upload", "confirm_identity": "1"},
         "/cases/{case_id}/checks/{check_id}/cancel": {},
@@ -291,7 +293,7 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
                     and "/plans/" in path:
                 assert r.status_code == 404  # plan geometry is not part of the pseudonymised view
                 continue
-            if "/slices/" in path and r.status_code == 404 and "no CT to show" in r.text:
+            if ("/slices/" in path or "/drr/" in path) and r.status_code == 404 and "no CT to show" in r.text:
                 continue  # the fixture's stand-in plan folder holds no CT (the slices are tested in test_plan_jobs)
             if path.endswith(("/evaluate", "/versions")) and path.startswith("/api") and r.status_code == 404 \
                     and "no CT to re-check" in r.text:

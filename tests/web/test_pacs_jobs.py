@@ -62,6 +62,18 @@ def jobs_root(tmp_path, monkeypatch):
 
 
 @pytest.fixture()
+def orthanc_rest_session(pacs_on_app):
+    """(REST root, requests session) of the test Orthanc (to delete a series behind osteoplan's back)."""
+    import os
+
+    import requests
+
+    s = requests.Session()
+    s.auth = (os.environ.get("OSTEOPLAN_TEST_ORTHANC_USER"), os.environ.get("OSTEOPLAN_TEST_ORTHANC_PASSWORD"))
+    return os.environ["OSTEOPLAN_TEST_ORTHANC_URL"].rstrip("/"), s
+
+
+@pytest.fixture()
 def closed_port_url():
     """URL of a loopback port nobody listens on (connection refused)."""
     import socket
@@ -101,7 +113,7 @@ def _jobs(engine, case_id: int):
 
 
 @pytest.mark.pacs
-def test_plan_job_from_the_lesions_pacs_series(engine, client_for, pacs_on_app, jobs_root, small_ct):
+def test_plan_job_from_the_lesions_pacs_series(engine, client_for, pacs_on_app, jobs_root, small_ct, monkeypatch):
     from osteoplan.imaging.io import read_volume
 
     ids = make_case(engine, through="lesion")
@@ -122,17 +134,132 @@ def test_plan_job_from_the_lesions_pacs_series(engine, client_for, pacs_on_app, 
     (job,) = _jobs(engine, ids["case"])
     assert job.id == job_id and job.state == "queued"
     opts = job.options
+    # the request only chose the series (QIDO-RS identity check): nothing is downloaded yet
     assert opts["source"] == "pacs" and opts["study_uid"] == study and opts["series_uid"] == series
-    assert opts["format"] == "dicom" and opts["ct"] == "ct-pacs" and opts["ct_files"] == N_SLICES
+    assert opts["format"] == "dicom" and opts["ct"] == "ct-pacs" and opts["pacs_retrieve"] is True
+    assert "ct_files" not in opts
     assert opts["identity_verified_on"] == ["PatientID", "PatientName", "PatientBirthDate", "PatientSex"]
     assert opts["identity_confirmed_by_user"] is False
     folder = jobs_root / f"job-{job_id:06d}" / "ct-pacs"
-    assert str(folder.parent.resolve()) == job.work_dir
+    assert str(folder.parent.resolve()) == job.work_dir and not folder.exists()
+    view = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
+    assert [s["key"] for s in view["stages"]][:2] == ["retrieve", "read"]
+    assert view["stages"][0]["label"] == "retrieving the CT from the PACS"
+    # the worker's first stage retrieves it, with progress
+    opts = _retrieve_stage(engine, job_id, pacs_on_app, monkeypatch)
+    assert opts["ct_files"] == N_SLICES and opts["retrieve_s"] > 0
+    stage = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()["stages"][0]
+    assert (stage["key"], stage["status"], stage["detail"]) == ("retrieve", "current", f"{N_SLICES} of {N_SLICES} images")
+    assert opts["identity_verified_on"] == ["PatientID", "PatientName", "PatientBirthDate", "PatientSex"]
     assert sorted(p.name for p in folder.iterdir()) == [f"{n:06d}.dcm" for n in range(1, N_SLICES + 1)]
     got = read_volume(folder)  # what the planner will read: the stored volume, voxel for voxel
     assert got.shape == small_ct.shape
     assert np.array_equal(got.array, small_ct.array)
     assert np.allclose(got.affine, small_ct.affine, atol=1e-4)
+
+
+def _pacs_env(monkeypatch, cfg, tmp_path=None) -> None:
+    """The worker's PACS (it reads OSTEOPLAN_PACS_*), as osteoplan serve's workers get the server's."""
+    monkeypatch.setenv("OSTEOPLAN_PACS_URL", cfg.url)
+    for key, value in (("OSTEOPLAN_PACS_USERNAME", cfg.username), ("OSTEOPLAN_PACS_PASSWORD", cfg.password)):
+        if value:
+            monkeypatch.setenv(key, value)
+        else:
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OSTEOPLAN_PACS_TIMEOUT_S", str(cfg.timeout_s))
+    monkeypatch.setenv("OSTEOPLAN_PACS_CONFIG", "/nonexistent/osteoplan-pacs.toml")
+
+
+def _retrieve_stage(engine, job_id, cfg, monkeypatch) -> dict:
+    """Claim the job as a worker and run only its retrieve stage (the planner is tested elsewhere); returns the
+    job's options afterwards. The stage labels it reported ("... 6 of 6 images") are checked on the way."""
+    from pathlib import Path
+
+    from osteoplan.faces import pacs_jobs
+    from osteoplan.workflow import jobs as q
+
+    _pacs_env(monkeypatch, cfg)
+    labels = []
+    real = q.heartbeat
+
+    def spy(engine_, jid, worker, **kw):
+        if kw.get("stage_label"):
+            labels.append(kw["stage_label"])
+        return real(engine_, jid, worker, **kw)
+
+    monkeypatch.setattr(pacs_jobs.q, "heartbeat", spy)
+    monkeypatch.setattr(pacs_jobs, "PROGRESS_EVERY_S", 0.0)
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker, only=job_id) == job_id
+    job = _jobs(engine, _case_of(engine, job_id))[0]
+    opts = pacs_jobs.retrieve_ct(engine, job_id, worker, Path(job.work_dir), dict(job.options))
+    assert labels == [f"retrieving the CT from the PACS: {n} of {N_SLICES} images" for n in range(1, N_SLICES + 1)]
+    assert _jobs(engine, _case_of(engine, job_id))[0].options == opts
+    return opts
+
+
+def _case_of(engine, job_id: int) -> int:
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow import models as m
+
+    with Session(engine) as s:
+        return s.get(m.PlanJob, job_id).patient_id
+
+
+def _run_claimed(engine, job_id: int) -> str:
+    """Claim job *job_id* and run it in this process (the worker's run_job); returns its final state. (Other
+    tests leave queued jobs in the session's database: only this one is taken.)"""
+    from osteoplan.faces.worker import run_job
+    from osteoplan.workflow import jobs as q
+
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker, only=job_id) == job_id
+    return run_job(engine, job_id, worker)
+
+
+@pytest.mark.pacs
+def test_pacs_unreachable_or_series_gone_in_the_worker_fails_the_job_and_retry_requeues(
+        engine, client_for, pacs_on_app, jobs_root, small_ct, monkeypatch, closed_port_url, orthanc_rest_session):
+    """The PACS fails after the series was chosen: the job fails with the PACS's one line (nothing is left in its
+    folder, the planner never runs); "Retry" queues a new job with the same series, which then retrieves it."""
+    from osteoplan.pacs import PacsConfig
+
+    ids = make_case(engine, through="lesion")
+    study, series = _store(pacs_on_app, small_ct, RIGHT_PATIENT)
+    cl = client_for("radiologist")
+    r = _post(cl, ids, pacs_study_uid=study, pacs_series_uid=series)
+    assert r.status_code == 303, r.text[:600]
+    job_id = int(r.headers["location"].rsplit("/", 1)[1])
+    _pacs_env(monkeypatch, PacsConfig(closed_port_url, timeout_s=2, retries=1))
+    assert _run_claimed(engine, job_id) == "failed"
+    (job,) = _jobs(engine, ids["case"])
+    assert job.error.startswith("Cannot connect to the PACS at http://127.0.0.1:")
+    assert job.error.endswith("The CT was not retrieved; nothing was planned. Retry the job.")
+    assert job.stage == "retrieve" and job.stages_done == []
+    assert list((jobs_root / f"job-{job_id:06d}").iterdir()) == []
+    page = cl.get(f"/cases/{ids['case']}/plan-jobs/{job_id}").text
+    assert 'id="job-retry"' in page
+    r = cl.post(f"/cases/{ids['case']}/plan-jobs/{job_id}/retry", data={"csrf_token": csrf_of(cl)},
+                follow_redirects=False)
+    assert r.status_code == 303
+    new_id = int(r.headers["location"].rsplit("/", 1)[1])
+    assert new_id != job_id
+    jobs = {j.id: j for j in _jobs(engine, ids["case"])}
+    assert jobs[job_id].state == "failed" and jobs[new_id].state == "queued"
+    assert {k: jobs[new_id].options[k] for k in ("study_uid", "series_uid", "pacs_retrieve", "identity_verified_on")} \
+        == {k: jobs[job_id].options[k] for k in ("study_uid", "series_uid", "pacs_retrieve", "identity_verified_on")}
+    # the series vanishes from the PACS before the new job runs: failed, one line, nothing left
+    root, rest = orthanc_rest_session
+    found = rest.post(f"{root}/tools/find", json={"Level": "Series", "Query": {"SeriesInstanceUID": series}}).json()
+    assert len(found) == 1
+    assert rest.delete(f"{root}/series/{found[0]}").status_code == 200
+    _pacs_env(monkeypatch, pacs_on_app)
+    assert _run_claimed(engine, new_id) == "failed"
+    job = {j.id: j for j in _jobs(engine, ids["case"])}[new_id]
+    assert job.error == ("The series is no longer in the PACS (deleted or moved since it was listed); search again "
+                         "and pick a series. The CT was not retrieved; nothing was planned. Retry the job.")
+    assert list((jobs_root / f"job-{new_id:06d}").iterdir()) == []
 
 
 @pytest.mark.pacs
@@ -217,7 +344,7 @@ def test_demo_seed_stores_the_phantom_ct_for_a_demo_case_and_it_can_be_picked(en
 @pytest.mark.pacs
 @pytest.mark.slow
 def test_pacs_job_deidentified_and_planned_by_the_worker(engine, db_url, client_for, pacs_on_app, jobs_root,
-                                                         backend_name):
+                                                         backend_name, monkeypatch):
     """The whole path once: the neck phantom (1.6 mm) stored in the PACS under the case's patient, a job with
     de-identification started from the form, run by a real worker: only the de-identified copy is kept (the
     retrieved folder is removed), the plan is attached with the verdict of the folder the planner wrote."""
@@ -240,11 +367,13 @@ def test_pacs_job_deidentified_and_planned_by_the_worker(engine, db_url, client_
     assert r.status_code == 303, r.text[:1000]
     job_id = int(r.headers["location"].rsplit("/", 1)[1])
     job_dir = jobs_root.resolve() / f"job-{job_id:06d}"
-    assert len(list((job_dir / "ct-pacs").iterdir())) == vol.shape[0]
+    assert not (job_dir / "ct-pacs").exists()  # retrieved by the worker, not in the request
+    _pacs_env(monkeypatch, pacs_on_app)
     _run_worker_once(db_url)
     job = _job(engine, job_id)
     assert job.state == "done", job.error
-    assert job.stages_done == ["deid", "read", "anatomy", "risk", "search", "exports", "save"]
+    assert job.stages_done == ["retrieve", "deid", "read", "anatomy", "risk", "search", "exports", "save"]
+    assert job.options["ct_files"] == vol.shape[0]
     assert job.options["deidentified"] and job.options["ct"] == "ct-deid" and job.options["series_uid"] == series
     assert not (job_dir / "ct-pacs").exists()
     files = sorted((job_dir / "ct-deid").rglob("*.dcm"))
@@ -253,3 +382,65 @@ def test_pacs_job_deidentified_and_planned_by_the_worker(engine, db_url, client_
     assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != "H-998877" and "TESTNAME" not in str(ds.PatientName)
     folder = job_dir / f"plan-{job.attempts}"
     assert verdict_of(load_plan(folder / "plan.json")).text_en == job.verdict
+
+
+@pytest.mark.pacs
+def test_demo_seed_with_a_pacs_plans_one_variant_on_the_ct_stored_there(engine, pacs_on_app, jobs_root,
+                                                                        monkeypatch):
+    """``serve --demo`` with a PACS: the segmented variant's CT is the phantom stored in the PACS under that case's
+    patient, and its job retrieves it from there (identity verified); the exact-label-map variant stays
+    ``osteoplan demo``."""
+    from pathlib import Path
+
+    from osteoplan.faces import pacs_jobs
+    from osteoplan.imaging.io import read_volume
+    from osteoplan.web.demo_plans import seed_demo_plans
+    from osteoplan.workflow import jobs as q
+
+    a = make_case(engine, through="lesion")
+    b = make_case(engine, through="lesion")
+    ids = seed_demo_plans(engine, jobs_root, pacs=pacs_on_app, spacing_mm=2.0)
+    jobs = {j.id: j for j in _jobs(engine, a["case"]) + _jobs(engine, b["case"])}
+    first, second = (jobs[i] for i in ids)
+    assert first.lesion_id == b["lesion"] and first.options["command"] == "demo"
+    assert second.lesion_id == a["lesion"] and "command" not in second.options
+    opts = second.options
+    assert opts["pacs_retrieve"] and opts["source"] == "pacs" and opts["ct"] == "ct-pacs"
+    assert opts["identity_verified_on"] == ["PatientID", "PatientName", "PatientSex"]  # the case knows a birth year
+    _pacs_env(monkeypatch, pacs_on_app)
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker, only=second.id) == second.id
+    got = pacs_jobs.retrieve_ct(engine, second.id, worker, Path(second.work_dir), dict(opts))
+    assert got["ct_files"] == 85  # 168 mm superior-inferior at 2 mm
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+
+    ph = make_phantom(PhantomParams(spacing_mm=2.0)).volume
+    vol = read_volume(Path(second.work_dir) / "ct-pacs")
+    assert vol.shape == ph.shape and np.allclose(vol.affine, ph.affine, atol=1e-3)
+    assert np.abs(vol.array - ph.array).max() <= 0.5  # stored as whole HU
+
+
+@pytest.mark.pacs
+def test_cancel_during_the_retrieve_leaves_nothing(engine, client_for, pacs_on_app, jobs_root, small_ct,
+                                                   monkeypatch):
+    """A cancel asked while the worker retrieves the series: the download stops at the next image, the folder is
+    removed, the job ends cancelled and the planner never runs."""
+    from osteoplan.faces import pacs_jobs
+    from osteoplan.faces.worker import run_job
+    from osteoplan.workflow import jobs as q
+
+    ids = make_case(engine, through="lesion")
+    study, series = _store(pacs_on_app, small_ct, RIGHT_PATIENT)
+    cl = client_for("radiologist")
+    job_id = int(_post(cl, ids, pacs_study_uid=study, pacs_series_uid=series).headers["location"].rsplit("/", 1)[1])
+    _pacs_env(monkeypatch, pacs_on_app)
+    monkeypatch.setattr(pacs_jobs, "PROGRESS_EVERY_S", 0.0)
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker, only=job_id) == job_id
+    r = cl.post(f"/cases/{ids['case']}/plan-jobs/{job_id}/cancel", data={"csrf_token": csrf_of(cl)},
+                follow_redirects=False)
+    assert r.status_code == 303
+    assert run_job(engine, job_id, worker) == "cancelled"
+    (job,) = _jobs(engine, ids["case"])
+    assert job.error == "cancelled while running; nothing was saved" and job.stage == "retrieve"
+    assert list((jobs_root / f"job-{job_id:06d}").iterdir()) == []

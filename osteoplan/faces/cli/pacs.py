@@ -125,20 +125,12 @@ def _get(args: argparse.Namespace) -> int:
 def _put(args: argparse.Namespace) -> int:
     from osteoplan.cliargs import ARGUMENT_NAMES, blame
     from osteoplan.errors import PacsStoreError
-    from osteoplan.pacs.results import adopt_patient_module, result_objects
+    from osteoplan.pacs.results import plan_results
 
     client = _client(args)
-    objects, where = _on_source(args, client)
-    if objects is None:
-        with blame(ARGUMENT_NAMES["plan_dir"]):
-            objects = result_objects(args.plan_dir, include_ct=not args.no_ct)
-        source = client.study_patient_module(objects.study_uid)
-        if source is not None:
-            adopt_patient_module(objects, source)
-            where = "into the planning CT's study (patient attributes taken from the PACS)" + where
-        else:
-            where = ("as a new study (the planning CT's study is not in this PACS; the objects keep the case's "
-                     "pseudonym)" + where)
+    with blame(ARGUMENT_NAMES["plan_dir"]):
+        objects, where = plan_results(client, args.plan_dir, source_series=args.source_series,
+                                      include_ct=not args.no_ct)
     try:
         report = client.store(objects.datasets, objects.labels)
     except PacsStoreError as exc:
@@ -150,45 +142,6 @@ def _put(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {lab}" for lab, n in objects.counts().items())
     print(f"pacs put: stored {counts} {where}; {report.summary()}.", file=sys.stdout)
     return 0
-
-
-def _on_source(args: argparse.Namespace, client: Any) -> tuple[Any, str]:
-    """(objects referencing the source series, where) or (None, why not) when the plan is not on a PACS series."""
-    from pathlib import Path
-
-    from osteoplan.cliargs import ARGUMENT_NAMES, blame
-    from osteoplan.errors import PacsError
-    from osteoplan.pacs.results import series_headers, source_results
-
-    series = args.source_series
-    if not series and not (Path(args.plan_dir) / "plan.json").is_file():
-        return None, ""
-    if not series:
-        from osteoplan.planning.model import load_plan
-
-        with blame(ARGUMENT_NAMES["plan_dir"]):
-            plan = load_plan(Path(args.plan_dir) / "plan.json")
-        src = getattr(plan, "ct_source", None)
-        series = src.series_uid if src is not None else None
-    if not series:
-        return None, ""
-    try:
-        hit = client.locate_series(series)
-    except PacsError as exc:
-        if args.source_series:
-            raise
-        return None, f"; the plan's CT series is not in this PACS ({str(exc).split(' (')[0].lower()})"
-    from osteoplan.export import load_plan_dir
-
-    with blame(ARGUMENT_NAMES["plan_dir"]):
-        plan, _volume, labelmap = load_plan_dir(args.plan_dir)
-    headers = series_headers(client, hit.study_uid, hit.series_uid)
-    pdf = Path(args.plan_dir) / "report.pdf"
-    try:
-        objects = source_results(plan, labelmap, headers, pdf.read_bytes() if pdf.is_file() else None)
-    except InputError as exc:
-        return None, f"; a CT copy is stored because the plan's grid is not the PACS series' own ({exc})"
-    return objects, "referencing the PACS series the plan was made on (no CT copy)"
 
 
 def _print_outcomes(report: Any) -> None:

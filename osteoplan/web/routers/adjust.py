@@ -335,12 +335,29 @@ def approve(request: Request, case_id: int, plan_id: int, p: Principal = Depends
         raise HTTPException(404, f"No plan {plan_id} in this case; go back to the case page.")
     try:
         row = approve_plan(db, p.user, plan_id)
+        sent = _send_approved_to_pacs(request, db, p, plan_id)
         db.commit()
     except PlanLockedError as exc:
         db.rollback()
         return error_response(request, 409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
-    flash(request, "ok", f"Version {row.number} approved: the plan is locked.")
+    flash(request, "ok", f"Version {row.number} approved: the plan is locked." + sent)
     return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
+
+
+def _send_approved_to_pacs(request: Request, db, p: Principal, plan_id: int) -> str:
+    """Queue the approved version's SEG, SR and PDF for the PACS (:func:`osteoplan.workflow.jobs.
+    enqueue_results_store`) when the server has a PACS; returns the words added to the approval message."""
+    from osteoplan.errors import InputError
+    from osteoplan.web import plan_jobs as pj
+    from osteoplan.workflow import jobs as q
+
+    if pj.pacs_config(request.app.state) is None:
+        return ""
+    try:
+        job = q.enqueue_results_store(db, p.user, plan_id)
+    except InputError as exc:  # an uploaded plan.json: nothing to build the objects from
+        return f" Its results are not sent to the PACS: {exc}."
+    return f" Its report, SEG and SR are being sent to the PACS (job {job.id}, shown on this page)."
 
 
 def _version_summary(plan_json: dict) -> dict[str, Any]:

@@ -159,8 +159,12 @@ def case_jobs(db, case_id: int) -> dict:
     """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
     jobs = [j for j in q.jobs_for_case(db, case_id) if (j.options or {}).get("kind") != "verify"]  # checks: verify.py
     views = [pj.job_view(j) for j in jobs]
+    pacs: dict = {}
+    for v in views:  # newest first: the latest results store of each plan
+        if v["kind"] == "pacs_store" and v["store"] and v["store"]["saved_plan_id"] not in pacs:
+            pacs[v["store"]["saved_plan_id"]] = v
     return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]},
-            "plan_reviews": {v["saved_plan_id"] for v in views if v["has_ct"]}}
+            "plan_reviews": {v["saved_plan_id"] for v in views if v["has_ct"]}, "plan_pacs": pacs}
 
 
 # ------------------------------------------------------------------------------------------ review (start)
@@ -218,6 +222,7 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
     from osteoplan.web.views import plan_key_numbers
 
     case, plan, folder = _review_folder(db, p, case_id, plan_id)
+    pacs_results = plan_pacs_results(db, plan_id)
     db.commit()
     panes, legend = [], []
     if folder is not None:
@@ -236,6 +241,9 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
     return _page(request, "plan_review.html", {"case": case, "plan": plan, "key": plan_key_numbers(plan["plan"]),
                                                 "panes": panes, "legend": legend, "windows": list(WINDOW_PRESETS_HU),
                                                 "has_pdf": bool(folder and (folder / "report.pdf").is_file()),
+                                                "drr_views": DRR_VIEWS if folder is not None else {},
+                                                "pacs_results": pacs_results, "has_folder": folder is not None,
+                                                "pacs_configured": pj.pacs_config(request.app.state) is not None,
                                                 "adjust": adjust_page_context(request, db, p, case_id, plan_id, plan,
                                                                               folder)})
 
@@ -267,3 +275,147 @@ def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, wi
 
         scene = moved_scene(scene, pts, screw_mm)
     return Response(render_slice(scene, view, offset_mm, window), media_type="image/png")
+
+
+# ------------------------------------------------------------------------------- retry, results to the PACS
+@router.post("/cases/{case_id}/plan-jobs/{job_id}/retry")
+def plan_job_retry(request: Request, case_id: int, job_id: int, p: Principal = Depends(require("lesion.write")),
+                   form=Depends(form_data), db=Depends(get_db)):
+    """Start a failed or cancelled job again (a CT from the PACS is retrieved again; a results store sends the same
+    instances again): a new job, the old one keeps its error."""
+    from osteoplan.errors import InputError
+    from osteoplan.web.routers.pages import flash
+
+    from osteoplan.web.permissions import allowed
+
+    _, job = _job(db, p, case_id, job_id)
+    if q.kind_of(job) == "pacs_store" and not allowed(p.role, "procedure.write"):
+        raise HTTPException(403, "Only a radiologist sends a plan's results to the PACS.")
+    try:
+        new = q.requeue(db, p.user, job)
+        if q.kind_of(new) != "pacs_store":
+            pj.attach_ct_files(new, pj.jobs_dir(request.app.state.settings.database_url), _no_files)
+        db.commit()
+    except InputError as exc:  # raised before anything is written: the audited read is kept
+        db.commit()
+        flash(request, "error", str(exc))
+        return RedirectResponse(f"/cases/{case_id}/plan-jobs/{job_id}", status_code=303)
+    flash(request, "ok", "Started again: a worker runs it now; this page follows it.")
+    return RedirectResponse(f"/cases/{case_id}/plan-jobs/{new.id}", status_code=303)
+
+
+def _no_files(job_dir: Path) -> dict:
+    """The folder of a job whose worker fetches its own input (a CT from the PACS)."""
+    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {}
+
+
+def enqueue_results_store(session, actor, saved_plan_id: int):
+    """Queue the storing of saved plan *saved_plan_id*'s SEG, SR and PDF in the PACS (job kind ``pacs_store``;
+    see :func:`osteoplan.workflow.jobs.enqueue_results_store`, which this is). The approve action calls it."""
+    return q.enqueue_results_store(session, actor, saved_plan_id)
+
+
+@router.post("/cases/{case_id}/plans/{plan_id}/pacs-store")
+def plan_send_to_pacs(request: Request, case_id: int, plan_id: int, p: Principal = Depends(require("procedure.write")),
+                      form=Depends(form_data), db=Depends(get_db)):
+    """"Send results to the PACS" (radiologists): queue a ``pacs_store`` job for the plan and follow it."""
+    from osteoplan.errors import InputError
+    from osteoplan.web.routers.pages import flash
+
+    case = backend.get_case(db, p.user, case_id)
+    backend.find_child(case, "plan", plan_id)
+    if pj.pacs_config(request.app.state) is None:
+        db.commit()  # the audited read of the case
+        flash(request, "error", "No PACS is configured on this server (OSTEOPLAN_PACS_URL or pacs.toml): the results "
+                                "cannot be sent.")
+        return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
+    try:
+        job = enqueue_results_store(db, p.user, plan_id)
+        db.commit()
+    except InputError as exc:  # raised before anything is written: the audited read is kept
+        db.commit()
+        flash(request, "error", str(exc))
+        return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
+    flash(request, "ok", "Sending the SEG, SR and PDF report to the PACS: a worker does it now; this page follows it.")
+    return RedirectResponse(f"/cases/{case_id}/plan-jobs/{job.id}", status_code=303)
+
+
+def plan_pacs_results(db, saved_plan_id: int) -> dict | None:
+    """The latest results store of a plan (:func:`osteoplan.web.plan_jobs.job_view` with its ``store``), or None."""
+    jobs = q.results_store_jobs(db, saved_plan_id)
+    return pj.job_view(jobs[0]) if jobs else None
+
+
+# ------------------------------------------------------------------------------- simulated fluoroscopy
+#: The simulated fluoroscopy views of the review page: name -> title (AP through the open mouth for C1-C2 plans).
+DRR_VIEWS: dict[str, str] = {"ap": "AP", "lateral": "Lateral", "bullseye": "Bull's-eye (down the path)"}
+#: Detector pixels per side of the review page's DRRs (the report's 512 would take seconds more per view on the
+#: shared CPU; 384 keeps the instrument several pixels wide). Configurable default.
+DRR_PIXELS = 384
+
+
+@router.get("/cases/{case_id}/plans/{plan_id}/drr/{view}.png")
+def plan_drr(case_id: int, plan_id: int, view: str, p: Principal = Depends(require("case.read")),
+             db=Depends(get_db)):
+    """A simulated fluoroscopy view (DRR) of the plan with its path projected, labelled with the patient's
+    directions at the image edges (PNG; rendered once per plan folder, then kept in ``review/`` beside it)."""
+    from fastapi.responses import Response
+
+    if view not in DRR_VIEWS:
+        raise HTTPException(404, f"No such view: one of {', '.join(DRR_VIEWS)}.")
+    _, plan, folder = _review_folder(db, p, case_id, plan_id)
+    db.commit()
+    if folder is None:
+        raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
+    return Response(_drr_png(folder, view, plan["plan"], plan_id), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=600"})
+
+
+_DRR_LOCK = __import__("threading").Lock()
+
+
+def _drr_png(folder: Path, view: str, plan_json: dict | None = None, plan_id: int | None = None) -> bytes:
+    """The DRR *view* of a saved plan whose CT and label map are in *folder*, rendered by
+    :func:`osteoplan.views.drr.render_drr_view` (the report's renderer) and cached in ``<folder>/review/`` (written
+    atomically). *plan_json* is the saved plan (a version saved from the review page differs from the folder's
+    ``plan.json``: its own path is drawn, cached as ``drr_<view>-<plan_id>.png``); None: the folder's plan."""
+    import json
+
+    from osteoplan.atomic import atomic_write_bytes
+
+    stamp = (folder / "plan.json").stat().st_mtime
+    own = plan_json is None or json.loads((folder / "plan.json").read_text(encoding="utf-8")) == plan_json
+    if own:  # the report's own images when the plan folder has them (same renderer, 512 px)
+        for name in ({"ap": ("drr_ap_open_mouth", "drr_ap"), "lateral": ("drr_lateral",),
+                      "bullseye": ("drr_bullseye", "drr_bullseye_1")}[view]):
+            img = folder / "images" / f"{name}.png"
+            if img.is_file() and img.stat().st_mtime >= stamp:
+                return img.read_bytes()
+    cache = folder / "review" / (f"drr_{view}.png" if own else f"drr_{view}-{int(plan_id or 0)}.png")
+    if cache.is_file() and cache.stat().st_mtime >= stamp:
+        return cache.read_bytes()
+    with _DRR_LOCK:  # one render at a time (numba/matplotlib on a shared CPU)
+        if cache.is_file() and cache.stat().st_mtime >= stamp:
+            return cache.read_bytes()
+        import numpy as np
+
+        from osteoplan.export import load_plan_dir
+        from osteoplan.planning.model import Plan
+        from osteoplan.views.drr import ap_view_name, render_drr_view
+        from osteoplan.views.geometry import near_miss_pathspec, pathspecs_from_plan
+
+        plan, volume, labelmap = load_plan_dir(folder)
+        if not own:
+            plan = Plan.from_json(json.dumps(plan_json))
+        paths = pathspecs_from_plan(plan) if getattr(plan, "best", None) is not None else [near_miss_pathspec(plan)]
+        if paths[0] is None:
+            raise HTTPException(404, "This plan has no path to project (no feasible path and no near miss).")
+        spec, others = paths[0], tuple(paths[1:])
+        iso = np.mean([q_.target_lps_mm for q_ in paths], axis=0) if others and view != "bullseye" else None
+        name = ap_view_name([q_.level for q_ in paths]) if view == "ap" else view
+        png = render_drr_view(volume, spec, name, labelmap, n_pixels=DRR_PIXELS, isocentre_lps_mm=iso,
+                              others=() if view == "bullseye" else others)
+        cache.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(cache, png)
+        return png

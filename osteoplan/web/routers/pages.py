@@ -385,16 +385,47 @@ def decision_validate(request: Request, case_id: int, decision_id: int,
     return redirect(f"/cases/{case_id}")
 
 
+def _prefill_from_plan(case: dict, proc: dict, plan_id: int, values: dict) -> str:
+    """Fill the procedure log form's *values* from saved plan *plan_id* (:func:`osteoplan.workflow.prefill.
+    procedure_prefill`): the planned values fill the empty fields (and the type / levels of a procedure not yet
+    logged); the side and the planned cement range go into empty notes. Returns the words for the form's title."""
+    from osteoplan.workflow.prefill import procedure_form_values, procedure_prefill
+
+    plan = backend.find_child(case, "plan", plan_id)
+    if "plan" not in plan:
+        return "plan details are not shown in the pseudonymised view"
+    pre = procedure_prefill(plan["plan"])
+    logged = proc.get("status") not in (None, "scheduled")
+    for k, v in procedure_form_values(pre).items():
+        if values.get(k) in (None, "", [], False) or (not logged and k in ("procedure_type", "levels_treated")):
+            values[k] = v
+    if not values.get("notes"):
+        bits = [f"Planned (plan #{plan_id}): side {pre['side'] or 'not planned'}"]
+        for i, sc in enumerate(pre["screws"], start=1):
+            bits.append(f"screw {i} {sc['diameter_mm']:g} x {sc['length_mm']:g} mm"
+                        + (" cannulated" if sc["cannulated"] else ""))
+        if pre["trocar"]:
+            bits.append(pre["trocar"])
+        if pre["cement_per_level_ml"]:
+            bits.append("PMMA " + "; ".join(f"{lv or 'level'} {lo:g}-{hi:g} mL"
+                                            for lv, (lo, hi) in pre["cement_per_level_ml"].items()))
+        values["notes"] = "; ".join(bits) + "."
+    return f"pre-filled from plan #{plan_id} (planned values: check and edit before saving)"
+
+
 def _procedure_step(slug: str, spec: forms.FormSpec, action: str, ok_msg: str, fn: Callable) -> None:
     def get_form(request: Request, case_id: int, procedure_id: int, p: Principal = Depends(require(action)),
-                 db=Depends(get_db)):
+                 db=Depends(get_db), plan_id: int | None = Query(None, ge=1)):
         case = backend.get_case(db, p.user, case_id)
         proc = backend.find_child(case, "procedure", procedure_id)
         values = forms.values_of(proc, spec)
         values.update({k: v for k, v in views.defaults_for(spec.key, case, proc).items() if not values.get(k)})
+        subtitle = f"{case['code']} · procedure #{proc['id']}"
+        if plan_id is not None and spec is forms.PROCEDURE_LOG:
+            subtitle += " · " + _prefill_from_plan(case, proc, plan_id, values)
         db.commit()
         return _form_response(request, spec, back_url=f"/cases/{case_id}", back_label=f"Case {case['code']}",
-                              values=values, version=proc["version"], subtitle=f"{case['code']} · procedure #{proc['id']}")
+                              values=values, version=proc["version"], subtitle=subtitle)
 
     def post_form(request: Request, case_id: int, procedure_id: int, p: Principal = Depends(require(action)),
                   form=Depends(form_data), db=Depends(get_db)):
