@@ -442,8 +442,12 @@ def _end(ss: np.ndarray, q: np.ndarray, e: float, sign: int, sigma_along_mm: flo
         base = float(np.clip(base, -0.25 * plateau, 0.25 * plateau))
 
         def walk(level: float) -> tuple[int, bool]:
-            j = last = int(np.argmin(np.abs(rel + 2.0)))
-            gap = 0
+            """Last sample >= *level* going outwards from 2 mm inside the end (moved inwards, up to 10 mm,
+            until the profile is above *level*), across dips shorter than *max_gap_mm*."""
+            j = int(np.argmin(np.abs(rel + 2.0)))
+            while 0 <= j - sign < len(ss) and rel[j - sign] >= -10.0 and not (inside[j] and q[j] >= level):
+                j -= sign
+            last, gap = j, 0
             while True:
                 nj = j + sign
                 if not 0 <= nj < len(ss) or not inside[nj]:
