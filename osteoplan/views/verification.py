@@ -119,7 +119,7 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig._osteoplan_panels`` lists (title, Plane, axes) of the panels.
+        ``fig._osteoplan_panels`` lists (i18n title key, Plane, axes, sampled HU image) of the panels.
     """
     import matplotlib.patheffects as pe
 
@@ -159,7 +159,7 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
         L = nice_length(span)
         draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
         ax.set_title(f"{t(key, lang)}\n{orientation_caption(pl.u, pl.v, lang)}", color="white", fontsize=10)
-        panels.append((key, pl, ax))
+        panels.append((key, pl, ax, img))
     fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
                fontsize=10)
     fig.suptitle(_suptitle(result, lang), color="white", fontsize=12)
