@@ -16,7 +16,8 @@ since the machine may be shared).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_verify.py [--trials 50] [--data phantom,cthead] [--no-timing]
+    .venv/bin/python benchmarks/bench_verify.py [--trials 50] [--data phantom,cthead] [--no-timing] [--seed N]
+    .venv/bin/python benchmarks/bench_verify.py --page docs/images/verification   # the page's images
 """
 
 from __future__ import annotations
@@ -188,13 +189,45 @@ def timing(repeat: int = 3) -> str:
     return "\n".join(L)
 
 
+def render_page(out_dir: str) -> list[str]:
+    """The verification page (EN and FR) of one synthetic phantom control CT, as PNG pages of its PDF (and the
+    two English figures), written to *out_dir* (docs/images/verification/)."""
+    from pathlib import Path
+
+    from osteoplan.export.report import html_to_pdf, pdf_pages_to_png
+    from osteoplan.verification import verify_control
+    from osteoplan.verification.synth import make_control_ct
+    from osteoplan.views.verification import render_verification_drr_png, render_verification_png, verification_html
+
+    vol, traj = phantom_case()
+    ctrl, _ = make_control_ct(vol, traj.skin_entry_lps_mm, traj.target_lps_mm, seed=3, angle_deg=4.0, offset_mm=2.5,
+                              short_of_target_mm=8.0, diameter_mm=2.0, rotation_deg=6.0, translation_mm=12.0)
+    res = verify_control(traj, vol, ctrl)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for lang in ("en", "fr"):
+        png = render_verification_png(ctrl, res, traj.skin_entry_lps_mm, traj.target_lps_mm, lang=lang)
+        drr = render_verification_drr_png(ctrl, res, traj.skin_entry_lps_mm, traj.target_lps_mm, lang=lang)
+        pages = pdf_pages_to_png(html_to_pdf(verification_html(res, png, lang=lang, drr_png=drr)), scale=1.2)
+        figures = [(f"reformats_{lang}.png", png), (f"drr_{lang}.png", drr)] if lang == "en" else []
+        for name, data in figures + [(f"page{i + 1}_{lang}.png", p) for i, p in enumerate(pages)]:
+            (out / name).write_bytes(data)
+            written.append(str(out / name))
+    return written
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--data", default="phantom,cthead")
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--page", metavar="DIR", help="only render the verification page of a phantom case into DIR")
     args = ap.parse_args(argv)
+    if args.page:
+        print("\n".join(render_page(args.page)))
+        return 0
     import SimpleITK as sitk
 
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)

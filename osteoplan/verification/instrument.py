@@ -6,7 +6,9 @@ Method (general reasons in brackets):
    path mapped into the control CT) [an instrument placed for this plan lies near it; bone far away and
    dental metal are not searched]. ``metal_hu`` = 1500 HU by default: above cancellous and most cortical bone,
    but low enough for thin wires, whose partial-volume peak is only 1300-2000 HU for a 1 mm wire of
-   3000 HU on 0.8-2 mm voxels (measured with :mod:`osteoplan.verification.synth`).
+   3000 HU on 0.8-2 mm voxels (measured with :mod:`osteoplan.verification.synth`). With a registered
+   ``reference`` (the planning CT), voxels exceeding it by >= ``excess_hu`` (500 HU) are candidates too
+   [much of a thin wire on thick slices stays below 1500 HU, not below its excess over the anatomy].
 2. **Grouping**: candidates are grouped after closing gaps of ``gap_mm`` (a thin wire on thick slices is
    cut into pieces); in each group the line gathering the most metal within 1 mm is found by RANSAC [a
    wire touching bright cortex forms one group with it], and the group is an instrument when the points
@@ -15,17 +17,23 @@ Method (general reasons in brackets):
 3. **Axis**: robust line fit (iteratively reweighted least squares, voxels farther than 1.5 mm dropped)
    then refined by the centroid of the upper half of the metal profile in discs across the axis every
    0.25 mm [centroids of the partial-volume signal are sub-voxel; the upper half of a symmetric blurred
-   profile keeps its centre and leaves out nearby cortex; streaks are roughly symmetric about the metal].
-4. **Ends**: the on-axis profile (mean over a 0.25 mm disc) followed outwards from each end of the group
-   while it stays above half-way between its plateau (1-10 mm inside) and the background beyond (25th
-   percentile over 2-12 mm), repeated from the new end until it stays put [the half-maximum of an edge
-   blurred by a symmetric point-spread function is unbiased; the last millimetres of a thin wire can lie
-   below the candidate threshold]. Known limit: the on-axis value of a 1 mm wire on 1 mm pixels swings with
-   where the wire falls between voxel centres; a dip longer than 0.3 mm below half-way ends the wire early
-   (CThead benchmark: one 1.0 mm wire found 6 mm short). The "metal line
-   density" ``q`` = integral over a 3 mm disc across the axis of (HU - background), which partial volume
-   and blur do not change, gives a diameter estimate (``q = area * (metal HU - background)``, with the
-   nominal 3000 HU; for information: beam-hardening cupping makes it low).
+   profile keeps its centre and leaves out nearby cortex; streaks are roughly symmetric about the metal];
+   with a ``reference``, on the excess over it. An instrument shorter than ``min_length_mm`` after this
+   refinement is dropped.
+4. **Ends**: the metal line density ``q(s)`` = integral over a disc across the axis (radius: the metal's
+   radius + 2 blur sigmas, >= 1.5 mm) of the excess of the CT over its background, the background being the
+   registered planning CT at the same anatomical point when given (``reference``; subtraction: the bone
+   around the tip is removed point by point, however dense) or else the median of a ring around the disc.
+   Each end is where ``q`` falls to half of its plateau (2-10 mm behind) above the baseline beyond, followed
+   outwards across dips < 1 mm and repeated until it stays put (:func:`_end`) [integrated across the wire,
+   the excess of a blurred cylinder of constant cross-section falls to exactly half its plateau at the end
+   for any symmetric point-spread function, and hardly depends on where a thin wire lies between voxel
+   centres, whereas the on-axis value of a 1 mm wire on 2 mm slices swings by a factor of 2-3 along it
+   (the previous method: tips placed up to 7.7 mm off on the CThead benchmark)]. Each end carries a stated
+   uncertainty (the plateau's spread along the wire and a rise longer than the voxel size explains, with a
+   floor of a quarter of the largest voxel dimension), infinite when there is no plateau of metal.
+   ``q`` also gives the diameter (``q = area * (nominal metal HU - background)``; beam-hardening cupping
+   makes it low).
 5. **Field of view**: an end within ``fov_margin_mm`` of the CT's border is marked cut by the field of view.
 
 The tip is the end closer to ``toward_lps_mm`` (the plan's target), else the end that is not cut.
@@ -48,7 +56,7 @@ class Instrument:
 
     Attributes
     ----------
-    tip_lps_mm : (3,) tip (half-maximum of the metal line density).
+    tip_lps_mm : (3,) tip (half of the plateau of the metal line density).
     rear_lps_mm : (3,) the other visible end.
     direction_unit : (3,) axis from the rear towards the tip.
     visible_length_mm : float
