@@ -89,6 +89,12 @@ def _points(result: dict, skin_entry_lps_mm, target_lps_mm):
     return (np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float), tip, rear, pred)
 
 
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width)
+
+
 def _legend_handles(lang: str):
     from matplotlib.lines import Line2D
 
@@ -131,7 +137,7 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
     stroke = [pe.withStroke(linewidth=3, foreground="black")]
     panels = []
     for k, (key, pl) in enumerate(planes):
-        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.74])
+        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.70])
         img = _sample_control(control, P, pl)
         ax.imshow(window(img, *window_hu), cmap="gray", extent=pl.extent, interpolation="bilinear")
         ax.set_xlim(pl.extent[0], pl.extent[1])
@@ -158,11 +164,11 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
         span = pl.extent[1] - pl.extent[0]
         L = nice_length(span)
         draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
-        ax.set_title(f"{t(key, lang)}\n{orientation_caption(pl.u, pl.v, lang)}", color="white", fontsize=10)
+        ax.set_title(f"{t(key, lang)}\n{_wrap(orientation_caption(pl.u, pl.v, lang))}", color="white", fontsize=12)
         panels.append((key, pl, ax, img))
     fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
-               fontsize=10)
-    fig.suptitle(_suptitle(result, lang), color="white", fontsize=12)
+               fontsize=12.5)
+    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14)
     fig._osteoplan_panels = panels
     return fig
 
@@ -254,7 +260,7 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
         roi = od[max(int(tr) - half, 0):int(tr) + half, max(int(tc) - half, 0):int(tc) + half]
         roi = roi[roi > 0] if np.any(roi > 0) else od.ravel()
         lo, hi = np.percentile(roi, [2, 99.5]) if roi.size else (0.0, 1.0)
-        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.74])
+        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.70])
         ax.imshow(np.clip((od - lo) / max(hi - lo, 1e-6), 0, 1), cmap="gray", vmin=0, vmax=1,
                   interpolation="bilinear")
         ax.set_xticks([])
@@ -285,12 +291,12 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
         draw_orientation(ax, geo.detector_u, geo.detector_v)
         bar = nice_length(2 * half_px * px_iso)
         draw_scale_bar(ax, bar / px_iso, tc - 0.88 * half_px, tr + 0.88 * half_px, label=f"{bar:g} mm @ iso")
-        ax.set_title(f"{t(f'verify_drr_{view}', lang)}\n{orientation_caption(geo.detector_u, geo.detector_v, lang)}",
-                     color="white", fontsize=10)
+        ax.set_title(f"{t(f'verify_drr_{view}', lang)}\n"
+                     f"{_wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))}", color="white", fontsize=12)
         panels.append((view, geo, ax, od))
     fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
-               fontsize=10)
-    fig.suptitle(_suptitle(result, lang), color="white", fontsize=12)
+               fontsize=12.5)
+    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14)
     fig._osteoplan_panels = panels
     return fig
 
