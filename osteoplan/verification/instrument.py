@@ -494,7 +494,7 @@ def _end(ss: np.ndarray, q: np.ndarray, e: float, sign: int, sigma_along_mm: flo
 def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nominal_metal_hu: float,
             fov_margin_mm: float, toward, reference: Volume | None = None,
             reference_from_volume: np.ndarray | None = None) -> Instrument | None:
-    """Sub-voxel axis (disc centroids) and ends (half-maximum of the on-axis profile)."""
+    """Sub-voxel axis (disc centroids) and ends (half of the plateau of the metal line density, :func:`_end`)."""
     step = float(min(0.4, volume.spacing_mm.min() / 2))
     s0, s1 = _extent(pts, c, d)
     for _ in range(2):
