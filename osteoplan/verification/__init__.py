@@ -11,9 +11,10 @@ Plain data in and out; imports nothing from ``export``, ``views``, ``web`` or a 
 """
 
 from osteoplan.verification.instrument import Instrument, detect_instruments
-from osteoplan.verification.pipeline import STAGES, NoInstrument, SeveralInstruments, verify_control
+from osteoplan.verification.pipeline import (STAGES, NoInstrument, NoInstrumentTip, SeveralInstruments,
+                                            verify_control)
 from osteoplan.verification.register import (Registration, RegistrationRefused, VerificationError,
                                               register_control)
 
-__all__ = ["Instrument", "NoInstrument", "Registration", "RegistrationRefused", "STAGES", "SeveralInstruments",
-           "VerificationError", "detect_instruments", "register_control", "verify_control"]
+__all__ = ["Instrument", "NoInstrument", "NoInstrumentTip", "Registration", "RegistrationRefused", "STAGES",
+           "SeveralInstruments", "VerificationError", "detect_instruments", "register_control", "verify_control"]

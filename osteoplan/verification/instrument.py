@@ -6,7 +6,9 @@ Method (general reasons in brackets):
    path mapped into the control CT) [an instrument placed for this plan lies near it; bone far away and
    dental metal are not searched]. ``metal_hu`` = 1500 HU by default: above cancellous and most cortical bone,
    but low enough for thin wires, whose partial-volume peak is only 1300-2000 HU for a 1 mm wire of
-   3000 HU on 0.8-2 mm voxels (measured with :mod:`osteoplan.verification.synth`).
+   3000 HU on 0.8-2 mm voxels (measured with :mod:`osteoplan.verification.synth`). With a registered
+   ``reference`` (the planning CT), voxels exceeding it by >= ``excess_hu`` (500 HU) are candidates too
+   [much of a thin wire on thick slices stays below 1500 HU, not below its excess over the anatomy].
 2. **Grouping**: candidates are grouped after closing gaps of ``gap_mm`` (a thin wire on thick slices is
    cut into pieces); in each group the line gathering the most metal within 1 mm is found by RANSAC [a
    wire touching bright cortex forms one group with it], and the group is an instrument when the points
@@ -15,17 +17,23 @@ Method (general reasons in brackets):
 3. **Axis**: robust line fit (iteratively reweighted least squares, voxels farther than 1.5 mm dropped)
    then refined by the centroid of the upper half of the metal profile in discs across the axis every
    0.25 mm [centroids of the partial-volume signal are sub-voxel; the upper half of a symmetric blurred
-   profile keeps its centre and leaves out nearby cortex; streaks are roughly symmetric about the metal].
-4. **Ends**: the on-axis profile (mean over a 0.25 mm disc) followed outwards from each end of the group
-   while it stays above half-way between its plateau (1-10 mm inside) and the background beyond (25th
-   percentile over 2-12 mm), repeated from the new end until it stays put [the half-maximum of an edge
-   blurred by a symmetric point-spread function is unbiased; the last millimetres of a thin wire can lie
-   below the candidate threshold]. Known limit: the on-axis value of a 1 mm wire on 1 mm pixels swings with
-   where the wire falls between voxel centres; a dip longer than 0.3 mm below half-way ends the wire early
-   (CThead benchmark: one 1.0 mm wire found 6 mm short). The "metal line
-   density" ``q`` = integral over a 3 mm disc across the axis of (HU - background), which partial volume
-   and blur do not change, gives a diameter estimate (``q = area * (metal HU - background)``, with the
-   nominal 3000 HU; for information: beam-hardening cupping makes it low).
+   profile keeps its centre and leaves out nearby cortex; streaks are roughly symmetric about the metal];
+   with a ``reference``, on the excess over it. An instrument shorter than ``min_length_mm`` after this
+   refinement is dropped.
+4. **Ends**: the metal line density ``q(s)`` = integral over a disc across the axis (radius: the metal's
+   radius + 2 blur sigmas, >= 1.5 mm) of the excess of the CT over its background, the background being the
+   registered planning CT at the same anatomical point when given (``reference``; subtraction: the bone
+   around the tip is removed point by point, however dense) or else the median of a ring around the disc.
+   Each end is where ``q`` falls to half of its plateau (2-10 mm behind) above the baseline beyond, followed
+   outwards across dips < 1 mm and repeated until it stays put (:func:`_end`) [integrated across the wire,
+   the excess of a blurred cylinder of constant cross-section falls to exactly half its plateau at the end
+   for any symmetric point-spread function, and hardly depends on where a thin wire lies between voxel
+   centres, whereas the on-axis value of a 1 mm wire on 2 mm slices swings by a factor of 2-3 along it
+   (the previous method: tips placed up to 7.7 mm off on the CThead benchmark)]. Each end carries a stated
+   uncertainty (the plateau's spread along the wire and a rise longer than the voxel size explains, with a
+   floor of a quarter of the largest voxel dimension), infinite when there is no plateau of metal.
+   ``q`` also gives the diameter (``q = area * (nominal metal HU - background)``; beam-hardening cupping
+   makes it low).
 5. **Field of view**: an end within ``fov_margin_mm`` of the CT's border is marked cut by the field of view.
 
 The tip is the end closer to ``toward_lps_mm`` (the plan's target), else the end that is not cut.
@@ -48,7 +56,7 @@ class Instrument:
 
     Attributes
     ----------
-    tip_lps_mm : (3,) tip (half-maximum of the metal line density).
+    tip_lps_mm : (3,) tip (half of the plateau of the metal line density).
     rear_lps_mm : (3,) the other visible end.
     direction_unit : (3,) axis from the rear towards the tip.
     visible_length_mm : float
@@ -60,6 +68,9 @@ class Instrument:
         RMS distance of the disc centroids to the fitted axis.
     n_voxels : int
         Candidate voxels of the group.
+    tip_uncertainty_mm : float
+        Stated uncertainty of the tip along the axis (see :func:`_end`); infinite when the image shows no
+        plateau of metal behind the tip.
     """
 
     tip_lps_mm: np.ndarray
@@ -71,6 +82,7 @@ class Instrument:
     tip_cut_by_fov: bool
     fit_rms_mm: float
     n_voxels: int
+    tip_uncertainty_mm: float = float("nan")
 
     def transformed(self, M: np.ndarray) -> "Instrument":
         """The same instrument in another frame (rigid 4x4 *M*)."""
@@ -87,7 +99,9 @@ class Instrument:
                 "direction_unit": [round(float(x), 4) for x in self.direction_unit],
                 "visible_length_mm": round(self.visible_length_mm, 1), "diameter_mm": round(self.diameter_mm, 1),
                 "rear_cut_by_fov": self.rear_cut_by_fov, "tip_cut_by_fov": self.tip_cut_by_fov,
-                "fit_rms_mm": round(self.fit_rms_mm, 2)}
+                "fit_rms_mm": round(self.fit_rms_mm, 2),
+                "tip_uncertainty_mm": (round(self.tip_uncertainty_mm, 2) if np.isfinite(self.tip_uncertainty_mm)
+                                       else None)}
 
 
 def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
@@ -144,7 +158,8 @@ def _robust_line(pts: np.ndarray, w: np.ndarray, keep_mm: float = 1.5, n_iter: i
 def detect_instruments(volume: Volume, line_point_lps_mm=None, line_direction=None, *, toward_lps_mm=None,
                        search_radius_mm: float = 25.0, metal_hu: float = 1500.0, gap_mm: float = 2.0,
                        min_length_mm: float = 8.0, max_rms_mm: float = 1.5, nominal_metal_hu: float = 3000.0,
-                       fov_margin_mm: float = 2.0, min_diameter_mm: float = 0.5) -> list[Instrument]:
+                       fov_margin_mm: float = 2.0, min_diameter_mm: float = 0.5, reference: Volume | None = None,
+                       reference_from_volume=None, excess_hu: float = 500.0) -> list[Instrument]:
     """Find straight metal instruments on *volume* (see module docstring).
 
     Parameters
@@ -164,6 +179,17 @@ def detect_instruments(volume: Volume, line_point_lps_mm=None, line_direction=No
         that happen to line up do not]. On CThead (real, skull cortex up to ~1850 HU), searched whole at
         1500 HU, one bone edge still passes (0.59 mm-equivalent, 18 mm long, 40 mm from the C2 path): the
         search radius around the planned line is what keeps it out of ``osteoplan verify``.
+    reference : Volume, optional
+        A CT of the same patient without the instrument (the planning CT), registered:
+        *reference_from_volume* (4, 4) maps this CT's LPS to the reference's. With it (and the expected
+        line), voxels exceeding the reference by >= *excess_hu* are candidates too [a thin wire on thick
+        slices stays below *metal_hu* over much of its length, but its excess over the anatomy it sits in
+        remains], and the metal line density, the axis and the ends are measured on the excess over it
+        (see :func:`_metal_line_density`).
+    excess_hu : float
+        Configurable default (no published source): 500 HU, above the registration residual at cortical
+        edges and the noise, below the on-axis excess of a 1 mm wire on 2 mm slices (500-1500 HU in the
+        synthetic CThead benchmark).
 
     Returns
     -------
@@ -182,6 +208,8 @@ def detect_instruments(volume: Volume, line_point_lps_mm=None, line_direction=No
         v = pts - lp
         far = np.linalg.norm(v - (v @ ld)[:, None] * ld, axis=1) > search_radius_mm
         cand[tuple(idx[far].T)] = False
+    if reference is not None and lp is not None:
+        cand |= _excess_candidates(volume, reference, reference_from_volume, lp, ld, search_radius_mm, excess_hu)
     if not cand.any():
         return []
     # group pieces across gaps (thin wires on thick slices)
@@ -227,14 +255,52 @@ def detect_instruments(volume: Volume, line_point_lps_mm=None, line_direction=No
     for idx, (c, d, length, rms, pts) in zip(groups, fits):
         if length < min_length_mm or rms > max_rms_mm:
             continue
-        inst = _refine(volume, pts, c, d, nominal_metal_hu, fov_margin_mm, toward_lps_mm)
-        if inst is not None and inst.diameter_mm >= min_diameter_mm:
+        inst = _refine(volume, pts, c, d, nominal_metal_hu, fov_margin_mm, toward_lps_mm, reference,
+                       reference_from_volume)
+        if inst is not None and inst.diameter_mm >= min_diameter_mm and inst.visible_length_mm >= min_length_mm:
             out.append(_with_count(inst, len(idx)))
     if lp is not None:
         def dist(i: Instrument) -> float:
             v = i.tip_lps_mm - lp
             return float(np.linalg.norm(v - (v @ ld) * ld))
         out.sort(key=dist)
+    return out
+
+
+def _excess_candidates(volume: Volume, reference: Volume, reference_from_volume, lp: np.ndarray, ld: np.ndarray,
+                       radius_mm: float, excess_hu: float) -> np.ndarray:
+    """Voxels within *radius_mm* of the line (lp, ld) where *volume* exceeds the registered *reference* by
+    >= *excess_hu* (bool, volume's shape). The reference is resampled (trilinear) only in the box around the
+    line's part inside the volume."""
+    shape = np.asarray(volume.shape)
+    sp = np.abs(np.asarray(volume.spacing_mm, float))
+    diag = float(np.linalg.norm(shape * sp))
+    centre = volume.index_to_world((shape - 1) / 2.0)
+    s0 = float((centre - lp) @ ld)
+    ss = np.arange(s0 - diag, s0 + diag, float(sp.min()))
+    idx = volume.world_to_index(lp + ss[:, None] * ld)
+    g = radius_mm / sp
+    keep = np.all((idx >= -g) & (idx <= shape - 1 + g), axis=1)
+    out = np.zeros(volume.shape, bool)
+    if not keep.any():
+        return out
+    lo = np.maximum(np.floor(idx[keep].min(0) - g), 0).astype(int)
+    hi = np.minimum(np.ceil(idx[keep].max(0) + g) + 1, shape).astype(int)
+    if np.any(hi <= lo):
+        return out
+    M = np.asarray(reference_from_volume, float)
+    # box index -> volume index -> volume LPS -> reference LPS -> reference index
+    A = np.linalg.inv(reference.affine) @ M @ volume.affine
+    ref = ndi.affine_transform(reference.array.astype(np.float32, copy=False), A[:3, :3], offset=A[:3, :3] @ lo + A[:3, 3],
+                               output_shape=tuple(hi - lo), order=1, mode="constant", cval=np.nan)
+    box = tuple(slice(int(a_), int(b_)) for a_, b_ in zip(lo, hi))
+    exc = (volume.array[box] - ref) >= excess_hu  # NaN (outside the reference) compares False
+    if exc.any():
+        ii = np.argwhere(exc)
+        v = volume.index_to_world((ii + lo).astype(float)) - lp
+        far = np.linalg.norm(v - (v @ ld)[:, None] * ld, axis=1) > radius_mm
+        exc[tuple(ii[far].T)] = False
+    out[box] = exc
     return out
 
 
@@ -304,9 +370,131 @@ def _extent(pts: np.ndarray, c: np.ndarray, d: np.ndarray, near_mm: float = 1.5)
     return float(s.min()), float(s.max())
 
 
+
+def _metal_line_density(volume: Volume, c: np.ndarray, d: np.ndarray, ss: np.ndarray, radius_mm: float,
+                        step_mm: float, reference: Volume | None, reference_from_volume: np.ndarray | None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Metal line density ``q(s)`` (HU mm^2) along the axis ``c + s d``, and the background HU there.
+
+    ``q(s)`` is the integral over a disc of *radius_mm* across the axis of the excess of the CT over its
+    background. The background is the *reference* CT (the planning CT, registered: ``reference_from_volume``
+    maps this CT's LPS to the reference's) at the same anatomical point when given [subtraction: the bone
+    around the tip is removed point by point, however dense or uneven]; otherwise the median of a ring
+    0.5-2.5 mm outside the disc in the same slab [a local estimate; biased where cortex runs along the wire].
+
+    Returns
+    -------
+    q : (S,) float
+        NaN where part of the disc lies outside either CT.
+    background : (S,) float
+        Median background HU over the disc (reference) or the ring.
+    """
+    disc = _disc(d, radius_mm, step_mm)
+    pts = (c + ss[:, None] * d)[:, None, :] + disc[None]
+    v = _sample(volume, pts)
+    if reference is not None:
+        M = np.asarray(reference_from_volume, float)
+        r = _sample(reference, pts @ M[:3, :3].T + M[:3, 3])
+        x = v - r
+        bg = _nanmedian(r, axis=1)
+    else:
+        ring = _disc(d, radius_mm + 2.5, step_mm)
+        ring = ring[np.linalg.norm(ring, axis=1) >= radius_mm + 0.5]
+        bg = _nanmedian(_sample(volume, (c + ss[:, None] * d)[:, None, :] + ring[None]), axis=1)
+        x = v - bg[:, None]
+    ok = np.isfinite(x).all(1)
+    q = np.where(ok, np.where(ok[:, None], x, 0.0).sum(1) * step_mm * step_mm, np.nan)
+    return q, bg
+
+
+def _end(ss: np.ndarray, q: np.ndarray, e: float, sign: int, sigma_along_mm: float,
+         max_gap_mm: float = 1.0, floor_mm: float = 0.0) -> tuple[float, bool, float]:
+    """End of the metal near the coarse end *e*: where the metal line density *q* falls to half of its plateau.
+
+    The plateau is the median of *q* 2-10 mm behind the end, the baseline the median 3-12 mm beyond it
+    (clipped to +-25 % of the plateau). *q* is followed outwards (*sign* +1: towards larger s) while it
+    stays above half-way, across dips shorter than *max_gap_mm*, and the search is repeated from the new
+    end until it stays put [integrated across the wire, the excess of a blurred cylinder of constant cross
+    section falls to exactly half its plateau at the end for any symmetric point-spread function, and does
+    not depend on where the wire lies between voxel centres, unlike the on-axis value; the last millimetres
+    of a thin wire may lie below the candidate threshold].
+
+    Returns
+    -------
+    end_s : float
+        Position along the axis (mm).
+    cut : bool
+        The CT ends before the metal does (field of view), or there is too little profile behind.
+    uncertainty_mm : float
+        Stated uncertainty of the end: ``sqrt(u_level^2 + u_ramp^2)``, with ``u_level`` the shift of the
+        half-way crossing caused by a change of the plateau by its robust spread along the wire
+        (``sigma_q * w / (plateau - baseline)``, ``w`` the 25-75 % rise length) and ``u_ramp`` half the rise
+        length beyond what the voxel size explains (``w - 1.349 sigma_along``: a rise longer than the
+        scanner's blur means the end itself is smeared - bent, broken or fading metal), combined with
+        *floor_mm* (the sampling limit). Infinite when no plateau of metal is found.
+    """
+    ds = float(ss[1] - ss[0])
+    inside = np.isfinite(q)
+    unc = float("inf")
+    cut = False
+    for _ in range(6):
+        rel = (ss - e) * sign
+        beh = (rel >= -10.0) & (rel <= -2.0) & inside
+        if beh.sum() * ds < 2.0:
+            return e, True, unc
+        plateau = float(np.median(q[beh]))
+        ahead = (rel >= 3.0) & (rel <= 12.0) & inside
+        base = float(np.median(q[ahead])) if ahead.sum() * ds >= 2.0 else 0.0
+        if plateau <= 0:
+            return e, False, unc
+        base = float(np.clip(base, -0.25 * plateau, 0.25 * plateau))
+
+        def walk(level: float) -> tuple[int, bool]:
+            """Last sample >= *level* going outwards from 2 mm inside the end (moved inwards, up to 10 mm,
+            until the profile is above *level*), across dips shorter than *max_gap_mm*."""
+            j = int(np.argmin(np.abs(rel + 2.0)))
+            while 0 <= j - sign < len(ss) and rel[j - sign] >= -10.0 and not (inside[j] and q[j] >= level):
+                j -= sign
+            last, gap = j, 0
+            while True:
+                nj = j + sign
+                if not 0 <= nj < len(ss) or not inside[nj]:
+                    return last, gap == 0  # ran out of CT (or window) while still on metal
+                j = nj
+                if q[j] >= level:
+                    last, gap = j, 0
+                else:
+                    gap += 1
+                    if gap * ds > max_gap_mm:
+                        return last, False
+
+        hm = base + 0.5 * (plateau - base)
+        last, cut = walk(hm)
+        nxt = last + sign
+        new = float(ss[last])
+        if 0 <= nxt < len(ss) and inside[nxt] and q[last] != q[nxt]:
+            new += (q[last] - hm) / (q[last] - q[nxt]) * (ss[nxt] - ss[last])
+        if cut or abs(new - e) < 0.05:
+            e = new
+            break
+        e = new
+    rel = (ss - e) * sign
+    beh = (rel >= -10.0) & (rel <= -2.0) & inside
+    if beh.sum() * ds < 2.0:
+        return e, True, unc
+    l25, _ = walk(base + 0.25 * (plateau - base))
+    l75, _ = walk(base + 0.75 * (plateau - base))
+    w = abs(float(ss[l25] - ss[l75]))
+    spread = 1.4826 * float(np.median(np.abs(q[beh] - np.median(q[beh]))))
+    u_level = spread * max(w, ds) / max(plateau - base, 1e-6)
+    u_ramp = max(0.0, w - 1.349 * sigma_along_mm) / 2.0
+    return e, bool(cut), float(np.sqrt(u_level ** 2 + u_ramp ** 2 + floor_mm ** 2))
+
+
 def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nominal_metal_hu: float,
-            fov_margin_mm: float, toward) -> Instrument | None:
-    """Sub-voxel axis (disc centroids) and ends (half-maximum of the on-axis profile)."""
+            fov_margin_mm: float, toward, reference: Volume | None = None,
+            reference_from_volume: np.ndarray | None = None) -> Instrument | None:
+    """Sub-voxel axis (disc centroids) and ends (half of the plateau of the metal line density, :func:`_end`)."""
     step = float(min(0.4, volume.spacing_mm.min() / 2))
     s0, s1 = _extent(pts, c, d)
     for _ in range(2):
@@ -314,7 +502,11 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
         disc = _disc(d, R, step)
         ss = np.arange(s0 - 6.0, s1 + 6.0 + 1e-9, 0.25)
         centres = c + ss[:, None] * d
-        vals = _sample(volume, centres[:, None, :] + disc[None], fill=np.nan)  # (S, N)
+        pts_d = centres[:, None, :] + disc[None]
+        vals = _sample(volume, pts_d, fill=np.nan)  # (S, N)
+        if reference is not None:  # excess over the registered reference: bone removed point by point
+            Mr = np.asarray(reference_from_volume, float)
+            vals = vals - _sample(reference, pts_d @ Mr[:3, :3].T + Mr[:3, 3], fill=np.nan)
         inside = np.isfinite(vals)
         bg = _nanmedian(np.where(inside, vals, np.nan), axis=1)
         bg = np.where(np.isfinite(bg), bg, 0.0)
@@ -323,7 +515,6 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
         peak = np.max(np.where(inside, vals, -np.inf), axis=1)
         thr = np.maximum(bg + 0.5 * (peak - bg), bg + 300.0)
         excess = np.where(inside, np.clip(vals - thr[:, None], 0, None), 0.0)
-        q = np.where(inside, vals - bg[:, None], 0.0).sum(1) * step * step  # HU mm^2
         # disc centroids every ~1 mm where there is metal
         qs = excess.sum(1)
         good = qs > 0.2 * np.percentile(qs[qs > 0], 75) if np.any(qs > 0) else np.zeros(len(ss), bool)
@@ -338,70 +529,34 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
         v = cent - c
         rms = float(np.sqrt(np.mean(np.sum((v - (v @ d)[:, None] * d) ** 2, axis=1))))
         s0, s1 = _extent(pts, c, d)
-    # ends: half-maximum of the on-axis profile (mean over a 0.25 mm disc) near each coarse end
-    small = _disc(d, 0.25, 0.125)
-    ds = 0.05
-    ss = np.arange(s0 - 14.0, s1 + 14.0 + 1e-9, ds)
-    vals = _sample(volume, (c + ss[:, None] * d)[:, None, :] + small[None], fill=np.nan)
-    inside = np.isfinite(vals).all(1)
-    p = _nanmean(vals, axis=1)
-
-    def end(s_coarse: float, sign: int) -> tuple[float, bool]:
-        """Half-maximum end near the coarse end (sign +1: towards larger s); and whether the CT ends there.
-
-        The coarse end (last voxel >= the metal threshold) may fall short of a thin wire's end, whose last
-        millimetres can lie below the threshold (partial volume, cupping): the profile is followed outwards
-        while it stays above half-way between the plateau behind (1-10 mm) and the background beyond (the
-        25th percentile over 2-12 mm, so that a metal stretch still ahead does not count as background),
-        and this is repeated from the new end until it stays put.
-        """
-        e = s_coarse
-        for _ in range(5):
-            rel = (ss - e) * sign
-            beh = (rel >= -10.0) & (rel <= -1.0) & inside
-            far = (rel >= 2.0) & (rel <= 12.0)
-            if beh.sum() < 5:
-                return e, True
-            if not inside[far].all() or far.sum() < 5:  # the field of view ends within 12 mm
-                far &= inside
-                if far.sum() < 5:
-                    return e, True
-            hm = 0.5 * (float(np.median(p[beh])) + float(np.percentile(p[far], 25)))
-            i = int(np.argmin(np.abs(rel + 1.0)))
-            last, gap, j = i, 0, i
-            while 0 <= j + sign < len(ss) and inside[j + sign] and (ss[j + sign] - e) * sign <= 12.0:
-                j += sign
-                if p[j] >= hm:
-                    last, gap = j, 0
-                else:
-                    gap += 1
-                    if gap * ds > 0.3:  # a dip longer than 0.3 mm ends the metal
-                        break
-            nxt = last + sign
-            new = float(ss[last])
-            if 0 <= nxt < len(ss) and inside[nxt] and p[last] != p[nxt]:
-                new += (p[last] - hm) / (p[last] - p[nxt]) * (ss[nxt] - ss[last])
-            if abs(new - e) < 0.05:
-                e = new
-                break
-            e = new
-        return e, False
-
-    e0, c0 = end(s0, -1)
-    e1, c1 = end(s1, +1)
+    # ends: half of the plateau of the metal line density (excess over the background integrated across the
+    # axis), see :func:`_metal_line_density` and :func:`_end`
+    sig_i = 0.5 * np.abs(np.asarray(volume.spacing_mm, float))  # (k, j, i): voxel box + reconstruction blur
+    sig_xyz = sig_i[::-1]
+    sigma_along = float(np.sqrt(np.sum((d * sig_xyz) ** 2)))
+    # the largest blur across the axis: the largest eigenvalue of the covariance projected on the plane
+    Pp = np.eye(3) - np.outer(d, d)
+    sigma_across = float(np.sqrt(np.linalg.eigvalsh(Pp @ np.diag(sig_xyz ** 2) @ Pp).max()))
+    # disc radius: first pass 3 mm (diameter estimate), then the metal radius + 2 blur sigmas (>= 1.5 mm)
+    mids = np.linspace(s0 + 0.25 * (s1 - s0), s1 - 0.25 * (s1 - s0), 9)
+    q_mid, ref_mid = _metal_line_density(volume, c, d, mids, 3.0, step, reference, reference_from_volume)
+    bgv = float(_nanmedian(ref_mid, axis=0)) if np.isfinite(ref_mid).any() else 0.0
+    plateau = float(np.nanmedian(q_mid)) if np.isfinite(q_mid).any() else 0.0
+    area = max(plateau, 0.0) / max(nominal_metal_hu - bgv, 1.0)
+    diam = 2.0 * float(np.sqrt(area / np.pi))
+    radius = max(1.5, 0.5 * diam + 2.0 * sigma_across)
+    ds = 0.1
+    res = []
+    for s_coarse, sign in ((s0, -1), (s1, +1)):
+        ss = np.arange(s_coarse - 14.0, s_coarse + 14.0 + 1e-9, ds)
+        q, _ = _metal_line_density(volume, c, d, ss, radius, step, reference, reference_from_volume)
+        # floor: a quarter of the largest voxel dimension (sampling limit of a half-way crossing on real,
+        # imperfect data; configurable default, no published source)
+        res.append(_end(ss, q, s_coarse, sign, sigma_along, floor_mm=0.25 * float(np.max(volume.spacing_mm))))
+    (e0, c0, u0), (e1, c1, u1) = res
     p0, p1 = c + e0 * d, c + e1 * d
     cut0 = c0 or _at_border(volume, p0, fov_margin_mm)
     cut1 = c1 or _at_border(volume, p1, fov_margin_mm)
-    # metal line density in the middle (diameter estimate, for information)
-    disc = _disc(d, 3.0, step)
-    mids = np.linspace(s0 + 0.25 * (s1 - s0), s1 - 0.25 * (s1 - s0), 9)
-    mv = _sample(volume, (c + mids[:, None] * d)[:, None, :] + disc[None], fill=np.nan)
-    bg = _nanmedian(mv, axis=1)
-    q = np.nansum(mv - bg[:, None], axis=1) * step * step
-    plateau = float(np.median(q))
-    bgv = float(_nanmedian(bg, axis=0))
-    area = max(plateau, 0.0) / max(nominal_metal_hu - bgv, 1.0)
-    diam = 2.0 * float(np.sqrt(area / np.pi))
     # orientation: tip = end closer to `toward`, else the end not cut by the field of view
     if toward is not None:
         t = np.asarray(toward, float)
@@ -409,9 +564,9 @@ def _refine(volume: Volume, pts: np.ndarray, c: np.ndarray, d: np.ndarray, nomin
     else:
         tip_is_1 = not (cut1 and not cut0)
     if tip_is_1:
-        tip, rear, tcut, rcut, dd = p1, p0, cut1, cut0, d
+        tip, rear, tcut, rcut, dd, unc = p1, p0, cut1, cut0, d, u1
     else:
-        tip, rear, tcut, rcut, dd = p0, p1, cut0, cut1, -d
+        tip, rear, tcut, rcut, dd, unc = p0, p1, cut0, cut1, -d, u0
     return Instrument(tip_lps_mm=tip, rear_lps_mm=rear, direction_unit=dd, visible_length_mm=float(abs(e1 - e0)),
                       diameter_mm=diam, rear_cut_by_fov=bool(rcut), tip_cut_by_fov=bool(tcut), fit_rms_mm=rms,
-                      n_voxels=0)
+                      n_voxels=0, tip_uncertainty_mm=float(unc))

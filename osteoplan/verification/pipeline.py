@@ -25,6 +25,10 @@ class NoInstrument(VerificationError):
     """No straight metal instrument near the planned path."""
 
 
+class NoInstrumentTip(VerificationError):
+    """An instrument was found but the image cannot show where its tip is."""
+
+
 class SeveralInstruments(VerificationError):
     """More than one instrument found where one was expected."""
 
@@ -36,7 +40,8 @@ def _describe(i: int, inst: Instrument, e, d) -> str:
 
 def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks: dict[str, np.ndarray] | None = None,
                    sources: dict[str, str] | None = None, stage: str = "pin", instrument_number: int | None = None,
-                   registration_kwargs: dict | None = None, detection_kwargs: dict | None = None) -> dict:
+                   registration_kwargs: dict | None = None, detection_kwargs: dict | None = None,
+                   max_tip_uncertainty_mm: float = 1.0) -> dict:
     """Check a control CT against a planned trajectory.
 
     Parameters
@@ -56,14 +61,20 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
         Which instrument (1-based, as listed in the error) when several are found.
     registration_kwargs, detection_kwargs : dict, optional
         Passed to :func:`~osteoplan.verification.register.register_control` and
-        :func:`~osteoplan.verification.instrument.detect_instruments`.
+        :func:`~osteoplan.verification.instrument.detect_instruments` (which gets the planning CT, registered,
+        as its ``reference``: the metal excess is measured over it).
+    max_tip_uncertainty_mm : float
+        A stated tip uncertainty above this adds a note asking to check the tip on the images (configurable
+        default: the issue's worst-case tip error, 1 mm; no published source).
 
     Returns
     -------
     dict
         Plain JSON: ``stage``, ``tip_lps_mm``, ``angle_to_plan_deg`` and the other figures of
         :func:`~osteoplan.verification.deviation.deviation_figures`, ``clearances``, ``registration``,
-        ``instrument``, ``postop`` (screw stage), ``seconds``, ``notes``.
+        ``instrument``, ``instruments_found``, ``tip_uncertainty_mm`` (stated uncertainty of the tip along the
+        instrument, see :func:`~osteoplan.verification.instrument._end`), ``postop`` (screw stage), ``seconds``,
+        ``notes``.
 
     Raises
     ------
@@ -71,6 +82,8 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
         The control CT does not cover the target or the registration cannot be trusted.
     NoInstrument, SeveralInstruments
         No instrument, or several and no *instrument_number*.
+    NoInstrumentTip
+        An instrument is found but no steady metal signal behind its end (the tip cannot be located).
     ValueError
         Unknown *stage*.
     """
@@ -85,8 +98,8 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
     dp = (t - e) / np.linalg.norm(t - e)
     reg = register_control(planning, control, t, **(registration_kwargs or {}))
     M = reg.control_from_planning
-    found = detect_instruments(control, apply(M, e), M[:3, :3] @ dp, toward_lps_mm=apply(M, t),
-                               **(detection_kwargs or {}))
+    dk = {"reference": planning, "reference_from_volume": reg.planning_from_control, **(detection_kwargs or {})}
+    found = detect_instruments(control, apply(M, e), M[:3, :3] @ dp, toward_lps_mm=apply(M, t), **dk)
     if not found:
         raise NoInstrument("No metal instrument was found near the planned path on the control CT (searched within "
                            f"{(detection_kwargs or {}).get('search_radius_mm', 25.0):g} mm of it); check that the "
@@ -103,6 +116,9 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
     if inst.tip_cut_by_fov:
         raise VerificationError("The instrument's tip lies at the edge of the control CT's field of view (it may "
                                 "continue outside); scan again covering the tip and the target vertebra.")
+    if not np.isfinite(inst.tip_uncertainty_mm):
+        raise NoInstrumentTip("The instrument's tip cannot be located on the control CT (no steady metal signal "
+                              "behind its end); check the tip on the images or scan again with thinner slices.")
     fig = deviation_figures(e, be, t, inst.tip_lps_mm, inst.direction_unit, stage=stage)
     screw = getattr(trajectory, "screw", None)
     r_plan = getattr(trajectory, "instrument_radius_mm", None)
@@ -118,10 +134,10 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
                              "radius_source": "the plan's screw" if (stage == "screw" and screw is not None)
                              else ("the plan's instrument radius" if r_plan else "estimated from the image")}
     notes = []
-    if float(np.max(control.spacing_mm)) > 1.25 and inst.diameter_mm < 2.0:
-        notes.append(f"thin instrument ({inst.diameter_mm:.1f} mm estimated) on {float(np.max(control.spacing_mm)):.1f} "
-                     "mm voxels: the tip may be found SHORT of its true position (up to several mm in the synthetic "
-                     "CThead benchmark, docs/verification.md); check the tip on the images before pushing on")
+    if inst.tip_uncertainty_mm > max_tip_uncertainty_mm:
+        notes.append(f"the tip is uncertain by +-{inst.tip_uncertainty_mm:.1f} mm along the instrument (thin metal on "
+                     f"{float(np.max(control.spacing_mm)):.1f} mm voxels, or a fading end): check the tip on the images "
+                     "before pushing on")
     if inst.rear_cut_by_fov:
         notes.append("the instrument leaves the control CT's field of view: its visible part is used for the axis")
     if stage == "screw":
@@ -133,6 +149,7 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
         fig["postop"]["planned_tip_method"] = ("bone entry + the plan's screw length along the planned axis"
                                                if screw is not None else "the plan's target (no screw in the plan)")
     fig.update(stage=stage, registration=reg.to_dict(), instrument=inst.to_dict(),
-               instruments_found=len(found_p), seconds=round(time.perf_counter() - t0, 2), notes=notes,
+               instruments_found=len(found_p), tip_uncertainty_mm=round(float(inst.tip_uncertainty_mm), 2),
+               seconds=round(time.perf_counter() - t0, 2), notes=notes,
                frame="planning CT, LPS mm")
     return fig

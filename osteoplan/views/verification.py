@@ -1,8 +1,11 @@
-"""Planned vs actual on the control CT: reformats through the instrument, in the planning CT's frame.
+"""Planned vs actual on the control CT, in the planning CT's frame: reformats, simulated fluoroscopy, the page.
 
-The control CT is sampled through the registration (``planning_from_control``) on planes defined in the
-planning frame, so the plan (green) and the instrument found (red; dotted: pushed on to the target depth)
-are drawn on the same image. Three panels:
+The control CT is sampled through the registration (``planning_from_control``) on planes or rays defined in
+the planning frame, so the plan (green, dashed) and the instrument found (red; dotted: pushed on to the
+target depth) are drawn on the same image. Every panel names its edges (L = patient left, S = superior,
+A = anterior...) and states its orientation in words; the figures are in English or French (:mod:`i18n`).
+
+Reformats (:func:`verification_figure`), three panels:
 
 1. **along the instrument** (the plane containing the instrument axis and the direction, across it, in
    which the plan lies; when the two coincide, the path-oblique plane of :mod:`osteoplan.views.reformat`);
@@ -10,22 +13,34 @@ are drawn on the same image. Three panels:
 3. **across the plan at the target depth** (plane perpendicular to the planned axis through the target):
    the target (+) and where the tip arrives if pushed on (x); the distance between them is the predicted miss.
 
-Display rules of :mod:`osteoplan.views.reformat`: a steep path is drawn vertically with the head up, the
-other image axis with the patient's left on the image right; edge letters name every edge (L = patient
-left), and each panel states its orientation in words.
+Simulated fluoroscopy (:func:`verification_drr_figure`): digitally reconstructed radiographs
+(:mod:`osteoplan.views.drr`) of the control CT resampled into the planning frame (its field of view only,
+air outside), AP, lateral and bull's-eye down the planned path, with the plan and the instrument projected
+by the same C-arm geometry.
+
+Display rules of :mod:`osteoplan.views.reformat` and :mod:`osteoplan.views.drr`: a steep path is drawn
+vertically with the head up, frontal views with the patient's left on the image right, lateral views with
+anterior on the image left.
+
+The page (:func:`verification_html`) is self-contained HTML (images embedded) laid out for A4, printed to
+PDF by :func:`osteoplan.export.report.html_to_pdf` (WeasyPrint) like the plan report.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from osteoplan.imaging.volume import AIR_HU, Volume
+from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
+from osteoplan.views.i18n import t
 from osteoplan.views.reformat import Plane, _signed, _unit, path_plane_axes
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png, new_figure,
                                     nice_length, orientation_caption, window)
 
 PLAN_COLOR = "#2ecc40"
 ACTUAL_COLOR = "#ff4136"
+
+#: The fluoroscopy views of the page (keys of :func:`osteoplan.views.drr.standard_geometry`).
+DRR_VIEWS = ("ap", "lateral", "bullseye")
 
 
 def _sample_control(control: Volume, planning_from_control: np.ndarray, plane: Plane) -> np.ndarray:
@@ -45,12 +60,12 @@ def _along(d: np.ndarray, w: np.ndarray, centre: np.ndarray, fov_mm: float, pixe
 
 def verification_planes(result: dict, skin_entry_lps_mm, target_lps_mm, pixel_mm: float = 0.3
                         ) -> list[tuple[str, Plane]]:
-    """The three planes (title, Plane) of the page (see module docstring)."""
+    """The three planes (i18n title key, Plane) of the reformats (see module docstring)."""
     tip = np.asarray(result["tip_lps_mm"], float)
     da = _unit(result["instrument"]["direction_unit"])
-    t, e = np.asarray(target_lps_mm, float), np.asarray(skin_entry_lps_mm, float)
-    dp = _unit(t - e)
-    off = t - tip
+    t_, e = np.asarray(target_lps_mm, float), np.asarray(skin_entry_lps_mm, float)
+    dp = _unit(t_ - e)
+    off = t_ - tip
     w = off - (off @ da) * da
     if np.linalg.norm(w) < 0.5:  # plan and instrument (nearly) on one line: the standard path plane
         w = path_plane_axes(da)[0]
@@ -60,15 +75,42 @@ def verification_planes(result: dict, skin_entry_lps_mm, target_lps_mm, pixel_mm
     fov = 70.0
     a, b, _ = path_plane_axes(dp)
     n = int(round(36.0 / 0.15))
-    across = Plane(t, _unit(_signed(b, (0, 1), (1, 1))), _unit(_signed(a, (2, -1), (1, 1))), n, n, 0.15)
-    return [("along the instrument", _along(da, w, centre, fov, pixel_mm)),
-            ("along the instrument, orthogonal", _along(da, w2, centre, fov, pixel_mm)),
-            ("across the plan at the target depth", across)]
+    across = Plane(t_, _unit(_signed(b, (0, 1), (1, 1))), _unit(_signed(a, (2, -1), (1, 1))), n, n, 0.15)
+    return [("verify_along", _along(da, w, centre, fov, pixel_mm)),
+            ("verify_along_orth", _along(da, w2, centre, fov, pixel_mm)),
+            ("verify_across", across)]
 
 
-def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *,
+def _points(result: dict, skin_entry_lps_mm, target_lps_mm):
+    tip = np.asarray(result["tip_lps_mm"], float)
+    rear = np.asarray(result["instrument"]["rear_lps_mm"], float)
+    pred = result.get("predicted_tip_lps_mm")
+    pred = None if pred is None else np.asarray(pred, float)
+    return (np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float), tip, rear, pred)
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width)
+
+
+def _legend_handles(lang: str):
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=PLAN_COLOR, ls="--", lw=1.8, label=t("verify_legend_plan", lang)),
+            Line2D([], [], color=ACTUAL_COLOR, lw=1.8, label=t("verify_legend_actual", lang)),
+            Line2D([], [], color=ACTUAL_COLOR, ls=":", lw=1.8, label=t("verify_legend_pred", lang))]
+
+
+def _suptitle(result: dict, lang: str) -> str:
+    return t("verify_suptitle", lang).format(stage=t(f"verify_stage_{result['stage']}", lang),
+                                             tip=result["tip_to_plan_mm"], angle=result["angle_to_plan_deg"])
+
+
+def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *, lang: str = "en",
                         window_hu: tuple[float, float] = DEFAULT_WINDOW_HU):
-    """Matplotlib figure of the three panels (see module docstring).
+    """Matplotlib figure of the three reformats (see module docstring).
 
     Parameters
     ----------
@@ -78,21 +120,24 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
         :func:`osteoplan.verification.verify_control`'s result (planning frame).
     skin_entry_lps_mm, target_lps_mm : (3,)
         The plan.
+    lang : ``"en"`` or ``"fr"``
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig._osteoplan_panels`` lists (i18n title key, Plane, axes, sampled HU image) of the panels.
     """
     import matplotlib.patheffects as pe
-    from matplotlib.lines import Line2D
 
     P = np.asarray(result["registration"]["planning_from_control"], float)
-    tip = np.asarray(result["tip_lps_mm"], float)
-    rear = np.asarray(result["instrument"]["rear_lps_mm"], float)
-    pred = result.get("predicted_tip_lps_mm")
-    e, t = np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float)
-    fig = new_figure(15.0, 6.2, 100)
+    e, t_, tip, rear, pred = _points(result, skin_entry_lps_mm, target_lps_mm)
+    fig = new_figure(15.0, 6.4, 100)
     fig.patch.set_facecolor("black")
-    planes = verification_planes(result, e, t)
+    planes = verification_planes(result, e, t_)
     stroke = [pe.withStroke(linewidth=3, foreground="black")]
-    for k, (title, pl) in enumerate(planes):
-        ax = fig.add_axes([0.01 + k * 0.33, 0.1, 0.31, 0.78])
+    panels = []
+    for k, (key, pl) in enumerate(planes):
+        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.70])
         img = _sample_control(control, P, pl)
         ax.imshow(window(img, *window_hu), cmap="gray", extent=pl.extent, interpolation="bilinear")
         ax.set_xlim(pl.extent[0], pl.extent[1])
@@ -104,12 +149,12 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
             ax.plot(xy[:, 0], xy[:, 1], **kw)
 
         if k < 2:
-            line(e, t, color=PLAN_COLOR, lw=1.6, ls="--", zorder=5)
+            line(e, t_, color=PLAN_COLOR, lw=1.6, ls="--", zorder=5)
             line(rear, tip, color=ACTUAL_COLOR, lw=0.9, alpha=0.55, zorder=6)  # thin: the metal stays visible
             if pred is not None:
-                line(tip, np.asarray(pred), color=ACTUAL_COLOR, lw=1.4, ls=":", zorder=6)
-        for p, mk, col in ((t, "+", PLAN_COLOR), (tip, "o", ACTUAL_COLOR)) + (
-                ((np.asarray(pred), "x", ACTUAL_COLOR),) if pred is not None else ()):
+                line(tip, pred, color=ACTUAL_COLOR, lw=1.4, ls=":", zorder=6)
+        for p, mk, col in ((t_, "+", PLAN_COLOR), (tip, "o", ACTUAL_COLOR)) + (
+                ((pred, "x", ACTUAL_COLOR),) if pred is not None else ()):
             if k == 2 and mk == "o":
                 continue
             xy = pl.to_2d(p)
@@ -119,60 +164,290 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
         span = pl.extent[1] - pl.extent[0]
         L = nice_length(span)
         draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
-        ax.set_title(f"{title}\n{orientation_caption(pl.u, pl.v)}", color="white", fontsize=10)
-    handles = [Line2D([], [], color=PLAN_COLOR, ls="--", label="plan (projected on the plane), + target"),
-               Line2D([], [], color=ACTUAL_COLOR, label="instrument found, o tip"),
-               Line2D([], [], color=ACTUAL_COLOR, ls=":", label="pushed on to the target depth, x predicted tip")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, labelcolor="white", fontsize=10)
-    fig.suptitle(f"Control CT ({result['stage']}) registered to the planning CT: tip {result['tip_to_plan_mm']:.1f} mm "
-                 f"from the plan, {result['angle_to_plan_deg']:.1f}° off it", color="white", fontsize=12)
+        ax.set_title(f"{t(key, lang)}\n{_wrap(orientation_caption(pl.u, pl.v, lang))}", color="white", fontsize=12)
+        panels.append((key, pl, ax, img))
+    fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
+               fontsize=12.5)
+    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14)
+    fig._osteoplan_panels = panels
     return fig
 
 
-def render_verification_png(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm) -> bytes:
+def control_in_planning_frame(control: Volume, planning_from_control, centre_lps_mm, *, half_size_mm: float = 80.0,
+                              spacing_mm: float = 0.7) -> Volume:
+    """The control CT resampled (trilinear) onto an axis-aligned cube of the planning frame.
+
+    Parameters
+    ----------
+    control : Volume
+    planning_from_control : (4, 4)
+        Rigid map of control LPS to planning LPS (the registration).
+    centre_lps_mm : (3,)
+        Centre of the cube (planning frame), e.g. the target.
+    half_size_mm, spacing_mm : float
+        Half side and voxel size of the cube (configurable defaults: the neck around C2 at about the
+        control CT's resolution).
+
+    Returns
+    -------
+    Volume
+        (K, J, I) float32 HU; air (-1000 HU) outside the control CT's field of view.
+    """
+    from scipy import ndimage as ndi
+
+    n = int(np.ceil(2 * half_size_mm / spacing_mm)) + 1
+    origin = np.asarray(centre_lps_mm, float) - half_size_mm
+    aff = axis_aligned_affine((spacing_mm,) * 3, tuple(origin))
+    # grid index -> planning LPS -> control LPS -> control index
+    m = np.linalg.inv(control.affine) @ np.linalg.inv(np.asarray(planning_from_control, float)) @ aff
+    arr = ndi.affine_transform(control.array.astype(np.float32, copy=False), m[:3, :3], offset=m[:3, 3],
+                               output_shape=(n, n, n), order=1, mode="constant", cval=AIR_HU)
+    return Volume(arr, aff)
+
+
+def _drr_geometry(view: str, skin_entry_lps_mm, target_lps_mm, n_pixels: int, detector_mm: float):
+    from osteoplan.views.drr import standard_geometry
+
+    e, t_ = np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float)
+    return standard_geometry(view, t_, _unit(t_ - e), n_pixels=(n_pixels, n_pixels),
+                             detector_size_mm=(detector_mm, detector_mm))
+
+
+def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *, lang: str = "en",
+                            n_pixels: int = 400, step_mm: float = 0.5, detector_mm: float = 110.0,
+                            volume_in_plan: Volume | None = None):
+    """Matplotlib figure of the three simulated fluoroscopy views (AP, lateral, bull's-eye down the plan).
+
+    Parameters
+    ----------
+    control : Volume
+        The control CT.
+    result : dict
+        :func:`osteoplan.verification.verify_control`'s result (planning frame).
+    skin_entry_lps_mm, target_lps_mm : (3,)
+        The plan.
+    lang : ``"en"`` or ``"fr"``
+    n_pixels : int
+        Detector pixels per side.
+    step_mm : float
+        Ray-marching step of the DRR.
+    detector_mm : float
+        Side of the (collimated) detector: the default 110 mm shows about 75 mm at the target.
+    volume_in_plan : Volume, optional
+        :func:`control_in_planning_frame` already computed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig._osteoplan_panels`` lists (view, CArmGeometry, axes, optical density image).
+    """
+    import matplotlib.patheffects as pe
+
+    from osteoplan.views.drr import render_drr
+
+    e, t_, tip, rear, pred = _points(result, skin_entry_lps_mm, target_lps_mm)
+    vol = volume_in_plan if volume_in_plan is not None else control_in_planning_frame(
+        control, result["registration"]["planning_from_control"], t_)
+    fig = new_figure(15.0, 6.4, 100)
+    fig.patch.set_facecolor("black")
+    stroke = [pe.withStroke(linewidth=3, foreground="black")]
+    panels = []
+    for k, view in enumerate(DRR_VIEWS):
+        geo = _drr_geometry(view, e, t_, n_pixels, detector_mm)
+        od = render_drr(vol, geo, step_mm=step_mm)
+        tr, tc = geo.project(t_)
+        half = int(45.0 * geo.magnification / geo.pixel_mm[0])
+        roi = od[max(int(tr) - half, 0):int(tr) + half, max(int(tc) - half, 0):int(tc) + half]
+        roi = roi[roi > 0] if np.any(roi > 0) else od.ravel()
+        lo, hi = np.percentile(roi, [2, 99.5]) if roi.size else (0.0, 1.0)
+        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.70])
+        ax.imshow(np.clip((od - lo) / max(hi - lo, 1e-6), 0, 1), cmap="gray", vmin=0, vmax=1,
+                  interpolation="bilinear")
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+        def xy(p):
+            r, c = geo.project(np.atleast_2d(p)).T
+            return c, r
+
+        def line(p0, p1, **kw):
+            c, r = xy(np.stack([p0, p1]))
+            ax.plot(c, r, **kw)
+
+        line(e, t_, color=PLAN_COLOR, lw=1.6, ls="--", zorder=5)
+        line(rear, tip, color=ACTUAL_COLOR, lw=0.8, alpha=0.45, zorder=6)  # thin: the metal stays visible
+        if pred is not None:
+            line(tip, pred, color=ACTUAL_COLOR, lw=1.4, ls=":", zorder=6)
+        for p, mk, col in ((t_, "+", PLAN_COLOR), (tip, "o", ACTUAL_COLOR)) + (
+                ((pred, "x", ACTUAL_COLOR),) if pred is not None else ()):
+            c, r = xy(p)
+            ax.plot(c, r, marker=mk, ms=11 if mk != "o" else 5, mew=2.2, color=col, ls="",
+                    mfc="none" if mk == "o" else col, zorder=8, path_effects=stroke)
+        # zoom on the target: 70 mm at the isocentre
+        px_iso = geo.pixel_mm[0] / geo.magnification
+        half_px = 35.0 / px_iso
+        ax.set_xlim(tc - half_px, tc + half_px)
+        ax.set_ylim(tr + half_px, tr - half_px)
+        draw_orientation(ax, geo.detector_u, geo.detector_v)
+        bar = nice_length(2 * half_px * px_iso)
+        draw_scale_bar(ax, bar / px_iso, tc - 0.88 * half_px, tr + 0.88 * half_px, label=f"{bar:g} mm @ iso")
+        ax.set_title(f"{t(f'verify_drr_{view}', lang)}\n"
+                     f"{_wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))}", color="white", fontsize=12)
+        panels.append((view, geo, ax, od))
+    fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
+               fontsize=12.5)
+    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14)
+    fig._osteoplan_panels = panels
+    return fig
+
+
+def render_verification_png(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *,
+                            lang: str = "en") -> bytes:
     """PNG bytes of :func:`verification_figure`."""
-    return figure_png(verification_figure(control, result, skin_entry_lps_mm, target_lps_mm))
+    return figure_png(verification_figure(control, result, skin_entry_lps_mm, target_lps_mm, lang=lang))
 
 
-def verification_html(result: dict, png: bytes, title: str = "osteoplan verify") -> str:
-    """A self-contained HTML page: the figure and the figures table (no identifiers)."""
+def render_verification_drr_png(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *,
+                                lang: str = "en", **kwargs) -> bytes:
+    """PNG bytes of :func:`verification_drr_figure`."""
+    return figure_png(verification_drr_figure(control, result, skin_entry_lps_mm, target_lps_mm, lang=lang,
+                                              **kwargs))
+
+
+def _terms(v_lps, lang: str) -> str:
+    """A displacement (LPS mm) in words, largest component first (as
+    :func:`osteoplan.verification.geometry.patient_terms`, in *lang*)."""
+    names = (("dir_left", "dir_right"), ("dir_posterior", "dir_anterior"), ("dir_cranial", "dir_caudal"))
+    v = np.asarray(v_lps, float)
+    parts = [f"{abs(v[ax]):.1f} mm {t(names[ax][0] if v[ax] > 0 else names[ax][1], lang)}"
+             for ax in np.argsort(-np.abs(v)) if abs(v[ax]) >= 0.05]
+    return ", ".join(parts) if parts else "0.0 mm"
+
+
+def _turn(correction: dict, lang: str) -> str:
+    comp = np.asarray(correction.get("turn_components_lps_deg") or (0, 0, 0), float)
+    names = (("dir_left", "dir_right"), ("dir_posterior", "dir_anterior"), ("dir_cranial", "dir_caudal"))
+    parts = [f"{abs(comp[ax]):.1f}° {t(names[ax][0] if comp[ax] > 0 else names[ax][1], lang)}"
+             for ax in np.argsort(-np.abs(comp)) if abs(comp[ax]) >= 0.1]
+    if not parts:
+        return t("verify_as_planned", lang)
+    return f"{correction['turn_deg']:.1f}°" + (" : " if lang == "fr" else ": ") + ", ".join(parts)
+
+
+def _note(note: str, result: dict, lang: str) -> str:
+    """A note of the result in *lang* when the page knows its words; otherwise kept (English) rather than lost."""
+    if lang == "en":
+        return note
+    u = result.get("tip_uncertainty_mm")
+    if note.startswith("the tip is uncertain") and u is not None:
+        return t("verify_uncertain_note", lang).format(u=u)
+    if note.startswith("the instrument leaves the control CT's field of view"):
+        return t("verify_note_rear_cut", lang)
+    return note
+
+
+def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
+    """(label, value) rows of the figures table, in *lang* (numbers from *result*, nothing recomputed)."""
+    def vec(v):
+        return "—" if v is None else "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
+
+    def mm(v, nd=1):
+        return "—" if v is None else f"{v:.{nd}f} mm"
+
+    rows = [(t("verify_stage", lang), t(f"verify_stage_{result['stage']}", lang)),
+            (t("verify_tip", lang), vec(result["tip_lps_mm"]))]
+    u = result.get("tip_uncertainty_mm")
+    if u is not None:
+        rows.append((t("verify_tip_uncertainty", lang), f"± {u:.1f} mm"))
+    rows += [(t("verify_tip_to_plan", lang), f"{mm(result['tip_to_plan_mm'])} ("
+              f"{_terms(result['tip_offset_lps_mm'], lang)} {t('verify_of_path', lang)})"),
+             (t("verify_angle", lang), f"{result['angle_to_plan_deg']:.1f}°"),
+             (t("verify_remaining", lang), mm(result.get("remaining_depth_mm"))),
+             (t("verify_predicted_tip", lang), vec(result.get("predicted_tip_lps_mm")))]
+    if result.get("lateral_offset_at_target_mm") is not None:
+        rows.append((t("verify_miss", lang), f"{mm(result['lateral_offset_at_target_mm'])} ("
+                     f"{_terms(result['lateral_offset_at_target_lps_mm'], lang)} {t('verify_of_target', lang)})"))
+    c = result["correction"]
+    rows += [(t("verify_correction", lang), _turn(c, lang)),
+             (t("verify_carm", lang), f"{c['carm_bullseye_instrument']['label']} / {c['carm_bullseye_plan']['label']}"),
+             (t("verify_registration", lang), f"{result['registration']['residual_median_mm']:.2f} / "
+              f"{result['registration']['residual_p90_mm']:.2f} mm")]
+    if "postop" in result:
+        p = result["postop"]
+        rows += [(t("verify_postop_errors", lang), f"{p['entry_error_mm']:.1f} / {p['tip_error_mm']:.1f} mm"),
+                 (t("verify_postop_angle", lang), f"{p['angle_error_deg']:.1f}°"),
+                 (t("verify_breach", lang), (f"{p['max_breach_mm']:.1f} mm, grade {p['grade']}" if p.get("grade")
+                                             else t("status_not_assessed", lang)))]
+    return rows
+
+
+def verification_html(result: dict, png: bytes, title: str | None = None, *, lang: str = "en",
+                      drr_png: bytes | None = None) -> str:
+    """A self-contained HTML page (A4 when printed): the figures, the reformats, the simulated fluoroscopy and
+    the clearances, in *lang*; no identifiers.
+
+    Parameters
+    ----------
+    result : dict
+        :func:`osteoplan.verification.verify_control`'s result.
+    png : bytes
+        :func:`render_verification_png` (same *lang*).
+    title : str, optional
+        Page title (default: the translated "Control CT against the plan").
+    lang : ``"en"`` or ``"fr"``
+    drr_png : bytes, optional
+        :func:`render_verification_drr_png` (same *lang*).
+
+    Raises
+    ------
+    ValueError
+        Unknown language.
+    """
     import base64
     import html
 
-    def fmt(v):
-        if v is None:
-            return "-"
-        if isinstance(v, (list, tuple)):
-            return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
-        return f"{v:.2f}" if isinstance(v, float) else html.escape(str(v))
+    from osteoplan.views.i18n import LANGS
 
-    rows = [("tip (planning CT, LPS mm)", fmt(result["tip_lps_mm"])),
-            ("tip to the planned path", f"{result['tip_to_plan_mm']:.1f} mm ({html.escape(result['tip_offset_in_words'])})"),
-            ("angle to the plan", f"{result['angle_to_plan_deg']:.1f} deg"),
-            ("remaining depth to the target depth", fmt(result.get("remaining_depth_mm")) + " mm"),
-            ("predicted tip there (LPS mm)", fmt(result.get("predicted_tip_lps_mm"))),
-            ("predicted miss at the target", fmt(result.get("lateral_offset_at_target_mm")) + " mm "
-             + html.escape(result.get("lateral_offset_in_words") or "")),
-            ("correction", html.escape(result["correction"]["redirect_in_words"])),
-            ("C-arm bull's-eye: instrument / plan", html.escape(result["correction"]["carm_bullseye_instrument"]["label"]
-                                                              + " / " + result["correction"]["carm_bullseye_plan"]["label"])),
-            ("registration residual (median / 90th pct)", f"{result['registration']['residual_median_mm']:.2f} / "
-             f"{result['registration']['residual_p90_mm']:.2f} mm")]
-    if "postop" in result:
-        p = result["postop"]
-        rows += [("post-op entry / tip error", f"{p['entry_error_mm']:.1f} / {p['tip_error_mm']:.1f} mm"),
-                 ("post-op angle error", f"{p['angle_error_deg']:.1f} deg"),
-                 ("breach, grade", (f"{p['max_breach_mm']:.1f} mm, grade {p['grade']}" if p.get("grade") else
-                                    html.escape(p.get("breach_note", "not assessed"))))]
-    clr = "".join(f"<tr><td>{html.escape(r['structure'])}</td><td>{r['margin_mm']:.1f}</td>"
-                  f"<td>{fmt(r['planned_clearance_mm'])}</td><td>{fmt(r['actual_clearance_mm'])}</td>"
-                  f"<td>{html.escape(r['status'].replace('_', ' '))}</td></tr>" for r in result["clearances"])
-    b64 = base64.b64encode(png).decode("ascii")
-    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:3px 8px;text-align:left}img{max-width:100%}</style></head><body>"
-            f"<h1>{html.escape(title)} ({html.escape(result['stage'])})</h1><img alt='planned vs actual' "
-            f"src='data:image/png;base64,{b64}'><h2>Figures (planning CT frame)</h2><table>{body}</table>"
-            "<h2>Clearances of the actual line (mm)</h2><table><tr><th>structure</th><th>margin</th><th>plan</th>"
-            f"<th>now</th><th>status</th></tr>{clr}</table></body></html>")
+    if lang not in LANGS:
+        raise ValueError(f"Unknown language '{lang}'; use one of {', '.join(LANGS)}.")
+    esc = html.escape
+    title = title or t("verify_title", lang)
+
+    def img(b: bytes, alt: str) -> str:
+        return f"<img alt='{esc(alt)}' src='data:image/png;base64,{base64.b64encode(b).decode('ascii')}'>"
+
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
+    status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
+              "not_assessed": t("status_not_assessed", lang).upper()}
+
+    def num(v):
+        return "—" if v is None else f"{v:.1f}"
+
+    clr = "".join(f"<tr><td>{esc(t(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
+                  f"<td class='num'>{num(r['planned_clearance_mm'])}</td>"
+                  f"<td class='num'>{num(r['actual_clearance_mm'])}</td>"
+                  f"<td class='st-{esc(r['status'])}'>{esc(status.get(r['status'], r['status']))}</td></tr>"
+                  for r in result["clearances"]) or \
+        f"<tr><td colspan='5'>{esc(t('verify_no_clearance', lang))}</td></tr>"
+    notes = [_note(n, result, lang) for n in result.get("notes", [])]
+    notes_html = ("<h2>" + esc(t("verify_notes", lang)) + "</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes)
+                  + "</ul>") if notes else ""
+    drr_html = (f"<h2>{esc(t('verify_fluoro', lang))}</h2>{img(drr_png, t('verify_fluoro', lang))}"
+                f"<p class='note'>{esc(t('verify_drr_note', lang))}</p>") if drr_png is not None else ""
+    css = ("@page{size:A4;margin:12mm;@bottom-center{content:counter(page) ' / ' counter(pages);font-size:8pt;"
+           "color:#555}}body{font-family:'DejaVu Sans',Arial,sans-serif;font-size:9.5pt;color:#111;margin:0 auto;"
+           "max-width:190mm}h1{font-size:15pt;margin:0 0 2mm 0}h2{font-size:11.5pt;margin:4mm 0 1.5mm 0;"
+           "border-bottom:1.5px solid #345;page-break-after:avoid}table{border-collapse:collapse;width:100%}"
+           "td,th{border:0.6px solid #999;padding:0.8mm 1.5mm;text-align:left;vertical-align:top}th{background:"
+           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-inside_margin{color:#a00;"
+           "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
+           ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}")
+    return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{css}</style></head><body><h1>{esc(title)}</h1>"
+            f"<p class='note'>{esc(t('verify_frame_note', lang))}</p>"
+            f"<h2>{esc(t('verify_figures', lang))}</h2><table class='fig'>{body}</table>{notes_html}"
+            f"<h2>{esc(t('verify_clearances', lang))}</h2><table><tr><th>{esc(t('verify_structure', lang))}</th>"
+            f"<th>{esc(t('verify_margin', lang))}</th><th>{esc(t('verify_planned', lang))}</th>"
+            f"<th>{esc(t('verify_now', lang))}</th><th>{esc(t('verify_status', lang))}</th></tr>{clr}</table>"
+            f"<div class='pb'></div><h2>{esc(t('verify_reformats', lang))}</h2>{img(png, t('verify_reformats', lang))}"
+            f"{drr_html}</body></html>")

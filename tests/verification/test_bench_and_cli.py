@@ -96,16 +96,20 @@ def test_cli_json_and_errors(plan_and_control, capsys, tmp_path):
     from osteoplan.cli import main
 
     plan_dir, d, truth = plan_and_control
-    rc = main(["-q", "verify", str(plan_dir), str(d / "control.nii.gz"), "--json", "--out", str(tmp_path / "v")])
+    rc = main(["-q", "verify", str(plan_dir), str(d / "control.nii.gz"), "--json", "--out", str(tmp_path / "v"),
+               "--lang", "fr"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     # NIfTI stores int16 HU: the tip is still found within 0.5 mm, the angle within 1 deg
     assert np.linalg.norm(np.asarray(res["tip_lps_mm"]) - truth.tip_planning_lps_mm) <= 0.5
     assert abs(res["angle_to_plan_deg"] - 2.5) <= 1.0
     assert json.loads((tmp_path / "v" / "verify.json").read_text())["tip_lps_mm"] == res["tip_lps_mm"]
-    assert (tmp_path / "v" / "verify.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("verify.png", "verify_drr.png"):
+        assert (tmp_path / "v" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "v" / "verify.pdf").read_bytes()[:4] == b"%PDF"
     page = (tmp_path / "v" / "verify.html").read_text()
-    assert "data:image/png;base64," in page and f"{res['angle_to_plan_deg']:.1f} deg" in page
+    assert "data:image/png;base64," in page and f"<td>{res['angle_to_plan_deg']:.1f}°</td>" in page
+    assert "Angle avec le plan" in page and res["tip_uncertainty_mm"] is not None
     names = {r["structure"] for r in res["clearances"]}
     assert {"spinal_canal", "vertebral_artery_left", "common_carotid_artery_left"} <= names
     # text summary

@@ -27,7 +27,9 @@ def test_cthead_moved_patient_deviated_wire(shared_data):
                                   offset_mm=3.0, short_of_target_mm=6.0, diameter_mm=2.5, rotation_deg=7.0,
                                   translation_mm=14.0)
     res = verify_control(traj, vol, ctrl)
-    assert np.linalg.norm(np.asarray(res["tip_lps_mm"]) - truth.tip_planning_lps_mm) <= 0.6
+    # the worst-case target (1 mm), and inside twice the stated uncertainty
+    err = np.linalg.norm(np.asarray(res["tip_lps_mm"]) - truth.tip_planning_lps_mm)
+    assert err <= 1.0 and err <= 2.0 * res["tip_uncertainty_mm"]
     assert abs(res["angle_to_plan_deg"] - 4.0) <= 0.5
     assert res["registration"]["trusted"] and res["instruments_found"] == 1  # the dental metal is not taken
     assert res["instrument"]["rear_cut_by_fov"]  # the wire leaves the CT through its lower edge

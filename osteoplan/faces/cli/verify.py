@@ -2,8 +2,9 @@
 
 Reads the plan folder (``plan.json``, its CT and segmentation), registers the control CT to the planning CT
 around the target, finds the instrument and prints the figures (``--json``: one JSON object). With ``--out``
-the figures are also written to ``verify.json`` and the planned-vs-actual page to ``verify.png`` and
-``verify.html`` in that folder (each written atomically).
+the figures are also written to ``verify.json`` and the planned-vs-actual page (``--lang en|fr``) to
+``verify.png`` (reformats), ``verify_drr.png`` (simulated fluoroscopy), ``verify.html`` and ``verify.pdf`` in that
+folder (each written atomically).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def report_text(res: dict) -> str:
     L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
              f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
     L.append(f"  tip         LPS {_fmt(res['tip_lps_mm'])} mm (planning CT frame); {res['tip_offset_in_words']}")
+    if res.get("tip_uncertainty_mm") is not None:
+        L.append(f"  tip uncertainty +-{res['tip_uncertainty_mm']:.1f} mm along the instrument (stated, see "
+                 "docs/verification.md)")
     L.append(f"  tip to target {res['tip_to_target_mm']:.1f} mm")
     if res.get("predicted_tip_lps_mm") is not None:
         L.append(f"  pushed on along its axis: {res['remaining_depth_mm']:.1f} mm to the target depth, arriving at "
@@ -88,13 +92,23 @@ def _verify(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "verify.json", json.dumps(res, indent=2) + "\n")
             if not args.no_page:
-                from osteoplan.views.verification import render_verification_png, verification_html
+                from osteoplan.views.verification import (render_verification_drr_png, render_verification_png,
+                                                          verification_html)
 
                 with step("rendering the planned-vs-actual page"):
                     b = plan.best
-                    png = render_verification_png(control, res, b.skin_entry_lps_mm, b.target_lps_mm)
+                    png = render_verification_png(control, res, b.skin_entry_lps_mm, b.target_lps_mm, lang=args.lang)
+                    drr = render_verification_drr_png(control, res, b.skin_entry_lps_mm, b.target_lps_mm,
+                                                      lang=args.lang)
                     atomic_write_bytes(out / "verify.png", png)
-                    atomic_write_text(out / "verify.html", verification_html(res, png))
+                    atomic_write_bytes(out / "verify_drr.png", drr)
+                    page = verification_html(res, png, lang=args.lang, drr_png=drr)
+                    atomic_write_text(out / "verify.html", page)
+                if not args.no_pdf:
+                    from osteoplan.export.report import html_to_pdf
+
+                    with step("writing the PDF page"):
+                        atomic_write_bytes(out / "verify.pdf", html_to_pdf(page))
     if args.json:
         print(json.dumps(res))
     else:
@@ -118,8 +132,11 @@ def register(sub) -> None:
                    help="which instrument is in place (default pin); 'screw' adds the post-operative figures")
     p.add_argument("--instrument", type=int, default=None, metavar="N",
                    help="when several instruments are found, the one to measure (as numbered in the message)")
-    p.add_argument("--out", default=None, help="folder to write verify.json, verify.png and verify.html into")
+    p.add_argument("--out", default=None, help="folder to write verify.json, the images (verify.png: reformats, "
+                   "verify_drr.png: simulated fluoroscopy) and the page (verify.html, verify.pdf) into")
     p.add_argument("--no-page", action="store_true", help="with --out: only verify.json (no image, no HTML page)")
+    p.add_argument("--lang", choices=("en", "fr"), default="en", help="language of the page (default en)")
+    p.add_argument("--no-pdf", action="store_true", help="with --out: no verify.pdf (the HTML page only)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     add_reader_options(p)
     p.set_defaults(handler=_verify)
