@@ -123,7 +123,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
     d0 = today - dt.timedelta(days=200)
     url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
            .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
-           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"])).replace("{check_id}", str(ids["check"]))
+           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"])).replace("{check_id}", str(ids["check"])).replace("{name}", "verify.png")
            .replace("{view}", "ap" if "/drr/" in path else "axial"))
     for slug, key in (("lesions", "lesion"), ("decisions", "decision"), ("consultations", "consultation"),
                       ("follow-ups", "follow_up"), ("adverse-events", "adverse_event")):

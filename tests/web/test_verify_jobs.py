@@ -92,6 +92,11 @@ def test_check_a_post_operative_ct_end_to_end(engine, db_url, client_for, jobs_r
     assert f'id="fig-tip-error">{figs[1]:.1f} mm' in res_page and " UTC)" not in res_page and " UTC)" in page
     png = c.get(f"/cases/{ids['case']}/checks/{job_id}/verify.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    drr = c.get(f"/cases/{ids['case']}/checks/{job_id}/verify_drr.png")
+    assert drr.status_code == 200 and drr.content[:8] == b"\x89PNG\r\n\x1a\n"
+    pdf = c.get(f"/cases/{ids['case']}/checks/{job_id}/verify.pdf")
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    assert c.get(f"/cases/{ids['case']}/checks/{job_id}/verify.json").status_code == 404  # only the drawn files
     # the case page lists the check under its procedure (not among the planning jobs)
     case_page = c.get(f"/cases/{ids['case']}").text
     assert f'id="checks-{ids["procedure"]}"' in case_page and f"entry error {figs[0]:.1f} mm" in case_page

@@ -164,6 +164,8 @@ def check_view(db, job: m.PlanJob) -> dict[str, Any]:
             "procedure_id": opts.get("procedure_id"), "saved_plan_id": opts.get("saved_plan_id"),
             "source": opts.get("source"), "verification_id": v.id if v is not None else None,
             "has_image": bool(out_dir and (out_dir / "verify.png").is_file()),
+            "has_drr": bool(out_dir and (out_dir / "verify_drr.png").is_file()),
+            "has_pdf": bool(out_dir and (out_dir / "verify.pdf").is_file()),
             "verification": _verification_dict(v) if v is not None else None}
 
 
@@ -207,16 +209,31 @@ def check_page(request: Request, case_id: int, check_id: int, p: Principal = Dep
     return _page(request, "verify_job.html", {"case": case, "job": view})
 
 
-@router.get("/cases/{case_id}/checks/{check_id}/verify.png")
-def check_image(case_id: int, check_id: int, p: Principal = Depends(require("case.read")), db=Depends(get_db)):
-    """The planned-vs-actual reformats drawn by ``osteoplan verify --out`` (PNG)."""
-    _, job = _check(db, p, case_id, check_id)
+#: The files ``osteoplan verify --out`` writes that the check's page shows or links, with their media types.
+CHECK_FILES: dict[str, str] = {"verify.png": "image/png", "verify_drr.png": "image/png",
+                               "verify.pdf": "application/pdf"}
+
+
+def _check_file(job, name: str) -> Path | None:
+    """The path of one of :data:`CHECK_FILES` in the check's output folder, or None when it was not written."""
     opts = job.options or {}
+    if name not in CHECK_FILES or not job.work_dir or not opts.get("out"):
+        return None
+    path = Path(job.work_dir) / opts["out"] / name
+    return path if path.is_file() else None
+
+
+@router.get("/cases/{case_id}/checks/{check_id}/{name}")
+def check_file(case_id: int, check_id: int, name: str, p: Principal = Depends(require("case.read")),
+               db=Depends(get_db)):
+    """What ``osteoplan verify --out`` drew: the planned-vs-actual reformats (``verify.png``), the simulated
+    fluoroscopy views (``verify_drr.png``) and the page as PDF (``verify.pdf``); 404 for any other name."""
+    _, job = _check(db, p, case_id, check_id)
     db.commit()
-    png = Path(job.work_dir) / opts["out"] / "verify.png" if job.work_dir and opts.get("out") else None
-    if png is None or not png.is_file():
-        raise HTTPException(404, "This check has no image (it has not finished, or it failed).")
-    return FileResponse(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+    path = _check_file(job, name)
+    if path is None:
+        raise HTTPException(404, "This check has no such file (it has not finished, or it failed).")
+    return FileResponse(path, media_type=CHECK_FILES[name], headers={"Cache-Control": "no-store"})
 
 
 @router.post("/cases/{case_id}/checks/{check_id}/cancel")
