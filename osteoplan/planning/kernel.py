@@ -15,6 +15,13 @@ the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 4. along the whole path: for every structure map, min(distance - instrument radius) = clearance
    of the instrument modelled as a capsule (cylinder + hemispherical ends) around the path axis.
 
+The search's dense pass (``clear_gate`` >= 0) measures step 4 only for candidates within the gate of the
+containment and tip-to-cortex rules (the others are neither feasible nor near-feasible, whatever their
+clearances); for those it does not measure, step 3 beyond the bone entry skips the samples lying in *quiet* cells
+(inside the body, no bone: they change nothing; ``skip_cells``). Candidates are evaluated direction by direction
+(``order``: parallel paths from neighbouring targets read the same memory). None of this changes a figure that is
+computed.
+
 Sampling at step ``h`` overestimates a minimum distance by at most ``h / 2`` (a distance map is
 1-Lipschitz); the planner re-evaluates its final candidates at a finer step.
 
@@ -113,9 +120,9 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
 def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                        tip_skip_mm, gap_max_mm, thread_mm, lip,
+                        tip_skip_mm, gap_max_mm, thread_mm, lip, skip_cells, clear_gate, gap_limit_mm, order,
                         out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
-                        out_tipgap, out_lesion_thread):
+                        out_tipgap, out_lesion_thread, out_gated):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 
     Parameters
@@ -152,14 +159,38 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         changes by at most ``h * sum(lip * |d|)`` per sample. The depth march skips the samples this bound proves
         inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
         march). Zeros disable the skipping.
-    out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg).
+    skip_cells : (K - 1, J - 1, I - 1) uint8, or (0, 0, 0) to disable: for each trilinear cell (lower corner
+        (k, j, i)), its chessboard distance (in cells, capped at 255) to the nearest cell that is not *quiet*; 0 for a
+        cell that is not quiet. A quiet cell has its 8 corners inside the body, outside other bone and outside the
+        target bone (depth <= 0); cells on the ROI border are never quiet (see
+        :func:`osteoplan.planning.search.quiet_cells`). For a candidate not measured against the structures (see
+        ``clear_gate``), a soft-tissue sample in a quiet cell changes nothing: a sample in a cell of value
+        ``c`` >= 1 and every sample within ``(c - 1) / (h max|d|)`` steps after it lie in quiet cells (a sample
+        moves at most ``h max|d|`` index units per step along any axis) and are not read. Exact: the skin entry (the sample before
+        the crossing is read when it was skipped), the other bone crossed, the code and the stop are those of a
+        sample-by-sample march.
+    clear_gate : mm; < 0 disables the gate. A candidate that passed the entry rule but whose containment
+        (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
+        measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
+        entry, other bone and code are computed as usual). Both rules come before every clearance in the order of
+        "first failing constraint" counts, so those counts do not change. The search needs the clearances exactly only for
+        candidates whose every violation is at most a sample step (feasible, near-feasible; see
+        :func:`osteoplan.planning.search._search_one`).
+    gap_limit_mm : the tip-to-cortex limit (mm) the gate uses; < 0 when the protocol has none.
+    order : (N,) int64, the order in which the candidates are evaluated (empty: 0 .. N - 1); results are written
+        at each candidate's own index. :func:`direction_major_order` keeps parallel paths from neighbouring targets
+        one after the other, so they read the same memory (the results do not depend on the order).
+    out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg); ``out_gated`` (N,)
+        uint8, 1 where the gate left the clearances unmeasured.
     """
     N = cand_t.shape[0]
     S = maps.shape[3]
     K, J, I = body.shape
     nmax = int(s_max / h) + 2
     buf = np.empty(nmax, np.float64)
-    for n in range(N):
+    use_order = order.shape[0] == N
+    for n_ in range(N):
+        n = order[n_] if use_order else n_
         t = t_idx[cand_t[n]]
         d = d_idx[cand_d[n]]
         for s_ in range(S):
@@ -168,6 +199,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_lesion[n] = 0.0
         out_lesion_thread[n] = 0.0
         out_tipgap[n] = 0.0
+        out_gated[n] = 0
         prev = _tri(boned, t[0], t[1], t[2])
         if prev <= 0.0:
             out_code[n] = TARGET_OUTSIDE_BONE
@@ -258,7 +290,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                     break
                 pv = vf
             out_tipgap[n] = gap
-        # ---- phase 1b: every sample inside the bone: depth (containment), lesion and clearances
+        # ---- phase 1b: every sample inside the bone: depth (containment) and lesion
         buf[0] = buf0
         for q in range(1, m):
             s = q * h
@@ -270,8 +302,6 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 out_lesion[n] += h
                 if s <= thread_mm:
                     out_lesion_thread[n] += h
-            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
-        _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target sample
         # containment: samples with tip_skip <= s <= sbone - skip (the sample nearest the middle of
         # that range when no sample falls in it)
         cont = 1e9
@@ -288,27 +318,59 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 qm = m - 1
             cont = buf[qm]
         out_cont[n] = cont - r_screw
+        # gate: a candidate short of the containment margin or of the tip-to-cortex limit by more than clear_gate
+        # is not measured against the structures (see ``clear_gate``)
+        measure = True
+        if clear_gate >= 0.0:
+            short = cont_margin - out_cont[n]
+            if gap_limit_mm >= 0.0 and out_tipgap[n] - gap_limit_mm > short:
+                short = out_tipgap[n] - gap_limit_mm
+            if short > clear_gate:
+                measure = False
+                out_gated[n] = 1
+        if measure:  # the clearances at the samples inside the bone
+            for q in range(1, m):
+                s = q * h
+                _tri_min(maps, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr, out_clear, n, soft_only,
+                         False)
+            _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target sample
         # ---- phase 2: soft tissue until the skin
         sskin = -1.0
         prevb = 1.0
         q = m
+        last_q = m - 1
         soft_start = sbone + r_instr
+        # index units moved per step along the fastest axis (quiet-cell skipping of an unmeasured candidate)
+        dinf = h * max(abs(d[0]), max(abs(d[1]), abs(d[2])))
+        skipping = (not measure) and skip_cells.shape[0] > 0
         while q < nmax:
             s = q * h
             k = t[0] - s * d[0]
             j = t[1] - s * d[1]
             i = t[2] - s * d[2]
+            if skipping and k >= 1.0 and j >= 1.0 and i >= 1.0:
+                c = skip_cells[min(int(k), K - 2), min(int(j), J - 2), min(int(i), I - 2)]
+                if c >= 1:  # this sample and the next (c - 1) / dinf lie in quiet cells: not read
+                    q += 1 + int((c - 1.0 - 1e-6) / dinf)
+                    if q > nmax:
+                        q = nmax
+                    continue
             if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
                 break
             b = _tri(body, k, j, i)
             if b < 0.5:
+                if last_q != q - 1:  # the sample before the crossing was skipped (quiet): read it
+                    s1 = (q - 1) * h
+                    prevb = _tri(body, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
                 sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
                 break
             prevb = b
+            last_q = q
             if s > sbone + h:
                 if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
-            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
+            if measure:
+                _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
             q += 1
         if sskin < 0.0:
             out_code[n] = NO_SKIN
@@ -318,10 +380,87 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_sskin[n] = sskin
 
 
+@nb.njit(cache=True, nogil=True)
+def direction_major_order(cand_t, cand_d, n_dirs):
+    """(N,) int64 permutation of the candidates sorted by direction, then by their original index (counting
+    sort, stable, O(N))."""
+    N = cand_d.shape[0]
+    count = np.zeros(n_dirs + 1, np.int64)
+    for n in range(N):
+        count[cand_d[n] + 1] += 1
+    for q in range(n_dirs):
+        count[q + 1] += count[q]
+    out = np.empty(N, np.int64)
+    for n in range(N):
+        out[count[cand_d[n]]] = n
+        count[cand_d[n]] += 1
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def quiet_cell_distance(boned, body, other):
+    """(K - 1, J - 1, I - 1) uint8 ``skip_cells`` of :func:`evaluate_candidates` (see
+    :func:`osteoplan.planning.search.quiet_cells`): a cell is quiet when its 8 corner voxels have body >= 1,
+    other == 0 and depth <= 0 and it is not on the border; each cell gets its chessboard distance (cells, capped
+    at 255) to the nearest cell that is not quiet (0 for those), by a two-pass chamfer over the 26 neighbours
+    (exact for the chessboard metric)."""
+    K, J, I = body.shape
+    q = np.zeros((K, J, I), np.bool_)
+    for k in range(K):
+        for j in range(J):
+            for i in range(I):
+                q[k, j, i] = body[k, j, i] >= 1 and other[k, j, i] == 0 and boned[k, j, i] <= 0.0
+    Kc, Jc, Ic = K - 1, J - 1, I - 1
+    d = np.zeros((Kc, Jc, Ic), np.uint8)
+    for k in range(1, Kc - 1):
+        for j in range(1, Jc - 1):
+            for i in range(1, Ic - 1):
+                if (q[k, j, i] and q[k + 1, j, i] and q[k, j + 1, i] and q[k, j, i + 1] and q[k + 1, j + 1, i]
+                        and q[k + 1, j, i + 1] and q[k, j + 1, i + 1] and q[k + 1, j + 1, i + 1]):
+                    d[k, j, i] = 255
+    # forward pass: the 13 neighbours before (k, j, i) in raster order; backward: the 13 after
+    for k in range(1, Kc - 1):
+        for j in range(1, Jc - 1):
+            for i in range(1, Ic - 1):
+                if d[k, j, i] == 0:
+                    continue
+                m = 255
+                for dk in range(-1, 1):
+                    for dj in range(-1, 2):
+                        for di in range(-1, 2):
+                            if dk == 0 and (dj > 0 or (dj == 0 and di >= 0)):
+                                continue
+                            v = d[k + dk, j + dj, i + di]
+                            if v < m:
+                                m = v
+                if m + 1 < d[k, j, i]:
+                    d[k, j, i] = m + 1
+    for k in range(Kc - 2, 0, -1):
+        for j in range(Jc - 2, 0, -1):
+            for i in range(Ic - 2, 0, -1):
+                if d[k, j, i] == 0:
+                    continue
+                m = 255
+                for dk in range(0, 2):
+                    for dj in range(-1, 2):
+                        for di in range(-1, 2):
+                            if dk == 0 and (dj < 0 or (dj == 0 and di <= 0)):
+                                continue
+                            v = d[k + dk, j + dj, i + di]
+                            if v < m:
+                                m = v
+                if m + 1 < d[k, j, i]:
+                    d[k, j, i] = m + 1
+    return d
+
+
 def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, lesion, maps, soft_only,
                     r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                    tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0):
+                    tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0, clear_gate=-1.0, gap_limit_mm=-1.0):
     """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
+
+    ``clear_gate`` and ``gap_limit_mm`` as in :func:`evaluate_candidates` (the quiet-cell skipping is not
+    reproduced: it does not change the results); ``res["gated"]`` holds ``out_gated``.
 
     Uses :func:`scipy.ndimage.map_coordinates` (trilinear, edge-clamped) for each sample point, one
     candidate at a time. Returns a dict of arrays with the same meaning as the kernel's outputs.
@@ -337,6 +476,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
     maps = np.moveaxis(maps, 3, 0)
     res = {k: np.zeros(N) for k in ("sbone", "sskin", "cont", "other", "lesion", "inc", "tipgap", "lesion_thread")}
     res["code"] = np.zeros(N, np.int8)
+    res["gated"] = np.zeros(N, np.uint8)
     res["clear"] = np.full((N, S), 1e9)
     shape = np.asarray(body.shape)
     for n in range(N):
@@ -393,6 +533,11 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
                     break
                 pv = vf
             res["tipgap"][n] = gap
+        short = cont_margin - res["cont"][n]
+        if gap_limit_mm >= 0:
+            short = max(short, res["tipgap"][n] - gap_limit_mm)
+        measure = not (clear_gate >= 0 and short > clear_gate)
+        res["gated"][n] = 0 if measure else 1
         # the lesion and the clearances inside the bone, at the depth samples (only for a valid entry)
         for q in range(len(depths)):
             p = t - (q * h) * d
@@ -401,7 +546,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
                 if q * h <= thread_mm + 1e-9:
                     res["lesion_thread"][n] += h
             for s_ in range(S):
-                if not soft_only[s_]:
+                if measure and not soft_only[s_]:
                     res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
         prevb, sskin = 1.0, None
         while s < s_max:
@@ -416,7 +561,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
             if s > sbone + h and (tri(other, p) >= 0.5 or tri(boned, p) > 0):
                 res["other"][n] += h
             for s_ in range(S):
-                if (not soft_only[s_]) or s >= sbone + r_instr:
+                if measure and ((not soft_only[s_]) or s >= sbone + r_instr):
                     res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
             s += h
         if sskin is None:

@@ -174,3 +174,93 @@ def test_cone_directions_cover_the_cap_evenly():
     q = q[np.degrees(np.arccos(np.clip(q @ ax, -1, 1))) <= 20.0]
     nearest = np.degrees(np.arccos(np.clip((q @ d.T).max(axis=1), -1, 1)))
     assert len(q) > 50 and nearest.max() <= 1.0
+
+
+def _grid_candidates(targets, d):
+    ct = np.repeat(np.arange(len(targets)), len(d))
+    cd = np.tile(np.arange(len(d)), len(targets))
+    return ct, cd
+
+
+def test_gated_pass_equals_exhaustive_kernel(neck_anterior):
+    """The search's dense pass (run_kernel_gated) against the kernel measuring every candidate: every figure equal;
+    clearances equal wherever measured; a gated candidate is short of containment / tip-to-cortex / other bone by
+    more than the gate, so the assessment's feasibility and, for every non-gated candidate, violations and scores
+    are identical."""
+    from osteoplan.planning.procedures import cone_directions
+    from osteoplan.planning.search import assess, run_kernel_gated
+
+    vol, lm, dl, proto, f = neck_anterior
+    site = site_from_landmarks(dl, proto)
+    targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [-1.0, -1.0, 13.0], [0.0, 0.0, 9.0]])
+    d = cone_directions(np.array([0.0, 0.0, 1.0]), 20.0, 2.0)
+    ct, cd = _grid_candidates(targets, d)
+    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site=site)
+    b = run_kernel_gated(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site, gate_mm=1.0)
+    for x in ("code", "s_bone", "s_skin", "containment", "other_bone", "lesion", "incidence_deg", "tip_gap",
+              "lesion_thread"):
+        np.testing.assert_array_equal(getattr(a, x), getattr(b, x), err_msg=x)
+    g = b.gated
+    assert g.any() and (~g & (b.code != K.BAD_ENTRY)).any()
+    assert not a.gated.any()
+    np.testing.assert_array_equal(a.clear[~g], b.clear[~g])
+    assert (b.clear[g] == 1e9).all()
+    aa = assess(a, f, targets, d, site, proto)
+    ab = assess(b, f, targets, d, site, proto)
+    np.testing.assert_array_equal(aa.feasible, ab.feasible)
+    total = sum(np.minimum(v, 1e3) for v in aa.violations.values())
+    assert (total[g] > 1.0).all()
+    np.testing.assert_array_equal(aa.score[~g], ab.score[~g])
+    for name, v in aa.violations.items():
+        np.testing.assert_array_equal(v[~g], ab.violations[name][~g], err_msg=name)
+
+
+def test_gated_numba_equals_python_reference(neck):
+    """The gate in the compiled kernel and in the plain-Python reference (lateral protocol, no entry rule): same
+    gated candidates, same clearances."""
+    from osteoplan.planning.search import _run_kernel
+
+    vol, lm, dl, proto, f = neck
+    rng = np.random.default_rng(3)
+    targets = np.array([[0.0, -1.0, 8.0], [1.0, -2.0, 5.0], [-1.0, 0.0, 10.0]])
+    d = rng.normal(size=(40, 3))
+    d[:, 2] = np.abs(d[:, 2]) + 0.5
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ct, cd = _grid_candidates(targets, d)
+    a = _run_kernel(f, targets, d, ct, cd, proto, 2.25, 2.25, 1.0, clear_gate=0.5)
+    b = _run_kernel(f, targets, d, ct, cd, proto, 2.25, 2.25, 1.0, python=True, clear_gate=0.5)
+    np.testing.assert_array_equal(a.code, b.code)
+    np.testing.assert_array_equal(a.gated, b.gated)
+    assert a.gated.any() and (~a.gated & (a.code == K.OK)).any()
+    ok = a.code == K.OK
+    np.testing.assert_allclose(a.clear[ok], b.clear[ok], atol=1e-4)
+    np.testing.assert_allclose(a.other_bone, b.other_bone, atol=1e-9)
+
+
+def test_quiet_cells_chessboard_distance_equals_scipy():
+    """kernel.quiet_cell_distance against scipy's chessboard distance transform of the quiet-cell mask built by
+    hand (8 quiet corners, border cells never quiet) on a random label volume."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(5)
+    shape = (14, 17, 19)
+    body = (rng.random(shape) > 0.02).astype(np.uint8)
+    other = (rng.random(shape) > 0.985).astype(np.uint8)
+    boned = np.where(rng.random(shape) > 0.99, 1.0, -1.0).astype(np.float32)
+    v = (body >= 1) & (other == 0) & (boned <= 0)
+    c = np.ones(tuple(n - 1 for n in shape), bool)
+    for dk in (0, 1):
+        for dj in (0, 1):
+            for di in (0, 1):
+                c &= v[dk:shape[0] - 1 + dk, dj:shape[1] - 1 + dj, di:shape[2] - 1 + di]
+    c[0], c[-1], c[:, 0], c[:, -1], c[:, :, 0], c[:, :, -1] = 0, 0, 0, 0, 0, 0
+    want = ndi.distance_transform_cdt(c, metric="chessboard")
+    got = K.quiet_cell_distance(boned, body, other)
+    assert want.max() >= 2
+    np.testing.assert_array_equal(got, want)
+
+
+def test_direction_major_order_is_a_stable_sort_by_direction():
+    cd = np.array([2, 0, 1, 0, 2, 1, 0], np.int64)
+    ct = np.zeros(7, np.int64)
+    np.testing.assert_array_equal(K.direction_major_order(ct, cd, 3), [1, 3, 6, 2, 5, 0, 4])
