@@ -121,7 +121,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                         tip_skip_mm, gap_max_mm, thread_mm, lip, skip_cells, clear_gate, gap_limit_mm, order,
-                        out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
+                        lesion_box, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
                         out_tipgap, out_lesion_thread, out_gated):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 
@@ -151,7 +151,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         :func:`osteoplan.planning.search.entry_rule_vector`.
     tip_skip_mm : the tip's last millimetres excluded from containment (the tip engages the cortex).
     gap_max_mm : when > 0, march from the target FORWARD (along the direction) at 0.25 mm until the
-        C2 surface, up to this distance: ``out_tipgap`` = the distance from the tip to the cortex ahead
+        C2 surface, up to this distance (samples proven inside the bone by ``lip`` skipped, exact): ``out_tipgap`` = the distance from the tip to the cortex ahead
         (``gap_max_mm + 0.25`` when not reached). 0 disables it (``out_tipgap`` = 0).
     thread_mm : length from the tip over which ``out_lesion_thread`` counts the lesion (mm).
     lip : (3,) float64, the largest absolute difference of ``boned`` between neighbours along k, j, i (mm per
@@ -160,15 +160,16 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
         march). Zeros disable the skipping.
     skip_cells : (K - 1, J - 1, I - 1) uint8, or (0, 0, 0) to disable: for each trilinear cell (lower corner
-        (k, j, i)), its chessboard distance (in cells, capped at 255) to the nearest cell that is not *quiet*; 0 for a
-        cell that is not quiet. A quiet cell has its 8 corners inside the body, outside other bone and outside the
-        target bone (depth <= 0); cells on the ROI border are never quiet (see
-        :func:`osteoplan.planning.search.quiet_cells`). For a candidate not measured against the structures (see
-        ``clear_gate``), a soft-tissue sample in a quiet cell changes nothing: a sample in a cell of value
-        ``c`` >= 1 and every sample within ``(c - 1) / (h max|d|)`` steps after it lie in quiet cells (a sample
-        moves at most ``h max|d|`` index units per step along any axis) and are not read. Exact: the skin entry (the sample before
-        the crossing is read when it was skipped), the other bone crossed, the code and the stop are those of a
-        sample-by-sample march.
+        (k, j, i)), 0, or the chessboard distance ``dist`` (in cells) to the nearest cell not of its class for a
+        *soft-quiet* cell (8 corners inside the body, outside other bone and outside the target bone), or
+        128 + ``dist`` for a *bone-quiet* cell (8 corners inside the body and inside other bone); cells on the ROI
+        border are never quiet (:func:`quiet_cell_distance`). For a candidate not measured against the structures
+        (see ``clear_gate``), a soft-tissue sample in a soft-quiet cell changes nothing, one in a bone-quiet cell
+        adds its step to the other bone crossed (beyond ``sbone + h``) and nothing else: a sample in a cell of
+        distance ``dist`` >= 1 and every sample within ``(dist - 1) / (h max|d|)`` steps after it lie in cells of
+        the same class (a sample moves at most ``h max|d|`` index units per step along any axis), and are not read.
+        Exact: the skin entry (the sample before the crossing is read when it was skipped), the other bone crossed
+        (added step by step, in the same order), the code and the stop are those of a sample-by-sample march.
     clear_gate : mm; < 0 disables the gate. A candidate that passed the entry rule but whose containment
         (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
         measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
@@ -180,6 +181,11 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     order : (N,) int64, the order in which the candidates are evaluated (empty: 0 .. N - 1); results are written
         at each candidate's own index. :func:`direction_major_order` keeps parallel paths from neighbouring targets
         one after the other, so they read the same memory (the results do not depend on the order).
+    lesion_box : (6,) float64, (k, j, i) lower and upper bounds such that the lesion map is 0 at every voxel with an
+        index <= the lower or >= the upper bound on some axis (:func:`osteoplan.planning.search.lesion_box`): the
+        lesion is read only at samples whose (clamped) position is strictly inside, elsewhere it is exactly 0 (every
+        corner of the cell is 0 or has weight 0).
+        ``(-2, -2, -2, K + 1, J + 1, I + 1)`` reads it everywhere.
     out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg); ``out_gated`` (N,)
         uint8, 1 where the gate left the clearances unmeasured.
     """
@@ -187,7 +193,6 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     S = maps.shape[3]
     K, J, I = body.shape
     nmax = int(s_max / h) + 2
-    buf = np.empty(nmax, np.float64)
     use_order = order.shape[0] == N
     for n_ in range(N):
         n = order[n_] if use_order else n_
@@ -282,41 +287,66 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             hf = 0.25
             gap = gap_max_mm + hf
             pv = buf0
-            for qf in range(1, int(gap_max_mm / hf) + 2):
+            rate_f = rate * (hf / h)
+            qf = 1
+            last_f = 0
+            nf = int(gap_max_mm / hf) + 2
+            while qf < nf:  # samples the Lipschitz bound proves inside the bone are skipped, as in the depth march
                 sf = qf * hf
                 vf = _tri(boned, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
                 if vf <= 0.0:
+                    if last_f != qf - 1:  # the sample before the crossing was skipped: read it
+                        s1 = (qf - 1) * hf
+                        pv = _tri(boned, t[0] + s1 * d[0], t[1] + s1 * d[1], t[2] + s1 * d[2])
                     gap = sf - hf + hf * pv / (pv - vf)
                     break
                 pv = vf
+                last_f = qf
+                if rate_f > 0.0:
+                    jump = int(math.ceil(vf / rate_f))
+                    qf += jump if jump > 1 else 1
+                else:
+                    qf += 1
             out_tipgap[n] = gap
-        # ---- phase 1b: every sample inside the bone: depth (containment) and lesion
-        buf[0] = buf0
+        # ---- phase 1b: inside the bone: lesion, and containment = the smallest depth over the samples with
+        # tip_skip <= s <= sbone - skip (the sample nearest the middle of that range when no sample falls in it)
         for q in range(1, m):
             s = q * h
             k = t[0] - s * d[0]
             j = t[1] - s * d[1]
             i = t[2] - s * d[2]
-            buf[q] = _tri(boned, k, j, i)
-            if _tri(lesion, k, j, i) >= 0.5:
+            kc = min(max(k, 0.0), K - 1.0)  # the lesion box test on the clamped position _tri reads
+            jc = min(max(j, 0.0), J - 1.0)
+            ic = min(max(i, 0.0), I - 1.0)
+            if (kc > lesion_box[0] and kc < lesion_box[3] and jc > lesion_box[1] and jc < lesion_box[4]
+                    and ic > lesion_box[2] and ic < lesion_box[5] and _tri(lesion, k, j, i) >= 0.5):
                 out_lesion[n] += h
                 if s <= thread_mm:
                     out_lesion_thread[n] += h
-        # containment: samples with tip_skip <= s <= sbone - skip (the sample nearest the middle of
-        # that range when no sample falls in it)
+        # the minimum is exact: after reading v, the next samples within (v - cont - 1e-9) / rate steps are at least
+        # cont + 1e-9 (Lipschitz bound ``lip``): they cannot lower it and are not read
         cont = 1e9
         lim = sbone - skip
+        nxt = 0
         for q in range(0, m):
-            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
-                if buf[q] < cont:
-                    cont = buf[q]
+            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim and q >= nxt:
+                s = q * h
+                v = buf0 if q == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+                if v < cont:
+                    cont = v
+                nxt = q + 1
+                if rate > 0.0:
+                    jump = int((v - cont - 1e-9) / rate)
+                    if jump > 0:
+                        nxt += jump
         if cont >= 1e9:
             qm = int(round(0.5 * (tip_skip_mm + lim) / h))
             if qm < 0:
                 qm = 0
             if qm > m - 1:
                 qm = m - 1
-            cont = buf[qm]
+            s = qm * h
+            cont = buf0 if qm == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
         out_cont[n] = cont - r_screw
         # gate: a candidate short of the containment margin or of the tip-to-cortex limit by more than clear_gate
         # is not measured against the structures (see ``clear_gate``)
@@ -350,10 +380,16 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             i = t[2] - s * d[2]
             if skipping and k >= 1.0 and j >= 1.0 and i >= 1.0:
                 c = skip_cells[min(int(k), K - 2), min(int(j), J - 2), min(int(i), I - 2)]
-                if c >= 1:  # this sample and the next (c - 1) / dinf lie in quiet cells: not read
-                    q += 1 + int((c - 1.0 - 1e-6) / dinf)
-                    if q > nmax:
-                        q = nmax
+                if c >= 1:  # this sample and the next (dist - 1) / dinf lie in quiet cells: not read
+                    dist = c - 128.0 if c >= 128 else c * 1.0
+                    q_next = q + 1 + int((dist - 1.0 - 1e-6) / dinf)
+                    if q_next > nmax:
+                        q_next = nmax
+                    if c >= 128:  # bone-quiet: each of these samples is other bone
+                        for qq in range(q, q_next):
+                            if qq * h > sbone + h:
+                                out_other[n] += h
+                    q = q_next
                     continue
             if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
                 break
@@ -400,37 +436,50 @@ def direction_major_order(cand_t, cand_d, n_dirs):
 @nb.njit(cache=True, nogil=True)
 def quiet_cell_distance(boned, body, other):
     """(K - 1, J - 1, I - 1) uint8 ``skip_cells`` of :func:`evaluate_candidates` (see
-    :func:`osteoplan.planning.search.quiet_cells`): a cell is quiet when its 8 corner voxels have body >= 1,
-    other == 0 and depth <= 0 and it is not on the border; each cell gets its chessboard distance (cells, capped
-    at 255) to the nearest cell that is not quiet (0 for those), by a two-pass chamfer over the 26 neighbours
-    (exact for the chessboard metric)."""
+    :func:`osteoplan.planning.search.quiet_cells`).
+
+    A cell (not on the ROI border) is *soft-quiet* when its 8 corner voxels have body >= 1, other == 0 and depth <= 0,
+    *bone-quiet* when they have body >= 1 and other >= 1. A soft-quiet cell holds its chessboard distance (cells,
+    capped at 127) to the nearest cell that is not soft-quiet; a bone-quiet cell 128 + its distance (capped at 127)
+    to the nearest cell that is not bone-quiet; other cells 0. Two-pass chamfer over the 26 neighbours (exact for
+    the chessboard metric)."""
     K, J, I = body.shape
-    q = np.zeros((K, J, I), np.bool_)
+    cls = np.zeros((K, J, I), np.uint8)  # per voxel: 1 soft, 2 bone, 0 neither
     for k in range(K):
         for j in range(J):
             for i in range(I):
-                q[k, j, i] = body[k, j, i] >= 1 and other[k, j, i] == 0 and boned[k, j, i] <= 0.0
+                if body[k, j, i] >= 1:
+                    if other[k, j, i] == 0 and boned[k, j, i] <= 0.0:
+                        cls[k, j, i] = 1
+                    elif other[k, j, i] >= 1:
+                        cls[k, j, i] = 2
     Kc, Jc, Ic = K - 1, J - 1, I - 1
+    cc = np.zeros((Kc, Jc, Ic), np.uint8)  # per cell: the class shared by its 8 corners, 0 if none
     d = np.zeros((Kc, Jc, Ic), np.uint8)
     for k in range(1, Kc - 1):
         for j in range(1, Jc - 1):
             for i in range(1, Ic - 1):
-                if (q[k, j, i] and q[k + 1, j, i] and q[k, j + 1, i] and q[k, j, i + 1] and q[k + 1, j + 1, i]
-                        and q[k + 1, j, i + 1] and q[k, j + 1, i + 1] and q[k + 1, j + 1, i + 1]):
-                    d[k, j, i] = 255
-    # forward pass: the 13 neighbours before (k, j, i) in raster order; backward: the 13 after
+                c = cls[k, j, i]
+                if (c != 0 and cls[k + 1, j, i] == c and cls[k, j + 1, i] == c and cls[k, j, i + 1] == c
+                        and cls[k + 1, j + 1, i] == c and cls[k + 1, j, i + 1] == c and cls[k, j + 1, i + 1] == c
+                        and cls[k + 1, j + 1, i + 1] == c):
+                    cc[k, j, i] = c
+                    d[k, j, i] = 127
+    # forward pass: the 13 neighbours before (k, j, i) in raster order; backward: the 13 after. A neighbour of
+    # another class counts as distance 0.
     for k in range(1, Kc - 1):
         for j in range(1, Jc - 1):
             for i in range(1, Ic - 1):
-                if d[k, j, i] == 0:
+                c = cc[k, j, i]
+                if c == 0:
                     continue
-                m = 255
+                m = 127
                 for dk in range(-1, 1):
                     for dj in range(-1, 2):
                         for di in range(-1, 2):
                             if dk == 0 and (dj > 0 or (dj == 0 and di >= 0)):
                                 continue
-                            v = d[k + dk, j + dj, i + di]
+                            v = d[k + dk, j + dj, i + di] if cc[k + dk, j + dj, i + di] == c else 0
                             if v < m:
                                 m = v
                 if m + 1 < d[k, j, i]:
@@ -438,19 +487,25 @@ def quiet_cell_distance(boned, body, other):
     for k in range(Kc - 2, 0, -1):
         for j in range(Jc - 2, 0, -1):
             for i in range(Ic - 2, 0, -1):
-                if d[k, j, i] == 0:
+                c = cc[k, j, i]
+                if c == 0:
                     continue
-                m = 255
+                m = 127
                 for dk in range(0, 2):
                     for dj in range(-1, 2):
                         for di in range(-1, 2):
                             if dk == 0 and (dj < 0 or (dj == 0 and di <= 0)):
                                 continue
-                            v = d[k + dk, j + dj, i + di]
+                            v = d[k + dk, j + dj, i + di] if cc[k + dk, j + dj, i + di] == c else 0
                             if v < m:
                                 m = v
                 if m + 1 < d[k, j, i]:
                     d[k, j, i] = m + 1
+    for k in range(Kc):
+        for j in range(Jc):
+            for i in range(Ic):
+                if cc[k, j, i] == 2:
+                    d[k, j, i] += 128
     return d
 
 

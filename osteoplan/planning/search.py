@@ -523,6 +523,24 @@ def depth_lipschitz(fields: ROIFields) -> np.ndarray:
     return lip
 
 
+def lesion_box(fields: ROIFields) -> np.ndarray:
+    """(6,) (k, j, i) bounds for the kernel's ``lesion_box``, cached on *fields*: one voxel outside the lesion's
+    bounding box on each side (a sample at or beyond them has 8 lesion-free corners); an empty box when there is no
+    lesion."""
+    box = getattr(fields, "_lesion_box", None)
+    if box is None:
+        from osteoplan.planning.fields import nonzero_box
+
+        nz = nonzero_box(fields.lesion.astype(bool)) if fields.lesion is not None else None
+        if nz is None:
+            box = np.array([1e9, 1e9, 1e9, -1e9, -1e9, -1e9])
+        else:
+            box = np.array([nz[0][0] - 1, nz[1][0] - 1, nz[2][0] - 1, nz[0][1] + 1, nz[1][1] + 1, nz[2][1] + 1],
+                           float)
+        fields._lesion_box = box
+    return box
+
+
 def tip_to_cortex_max(protocol: Protocol) -> float | None:
     """The protocol's ``target.tip_to_cortex_max_mm`` when its target zone has one (None otherwise)."""
     return getattr(protocol.target, "tip_to_cortex_max_mm", None)
@@ -533,16 +551,16 @@ HARD_CLEARANCE_CAP_MM = 5.0
 
 
 def quiet_cells(fields: ROIFields) -> np.ndarray:
-    """(K - 1, J - 1, I - 1) uint8: per trilinear cell of the ROI, the chessboard distance (cells, capped at 255)
-    to the nearest cell that is not quiet (0 for those); computed once per *fields* (cached).
+    """(K - 1, J - 1, I - 1) uint8: per trilinear cell of the ROI, its class and the chessboard distance (cells) to the
+    nearest cell of another class (:func:`osteoplan.planning.kernel.quiet_cell_distance`); computed once per
+    *fields* (cached).
 
-    A voxel is quiet when it lies inside the body, outside other bone and outside the target bone (depth <= 0); a
-    cell is quiet when its 8 corners are, and it is not on the ROI border. The trilinear interpolant inside a quiet
-    cell is a convex combination of quiet corners: body 1, no other bone, depth <= 0, so a soft-tissue sample there
-    changes nothing for a candidate not measured against the structures
-    (:func:`osteoplan.planning.kernel.evaluate_candidates`, ``skip_cells``). Computed by
-    :func:`osteoplan.planning.kernel.quiet_cell_distance` (equal to :func:`scipy.ndimage.distance_transform_cdt`
-    with the chessboard metric, capped at 255; 4x faster).
+    A voxel is soft-quiet inside the body, outside other bone and outside the target bone (depth <= 0); bone-quiet
+    inside the body and inside other bone. A cell (not on the ROI border) whose 8 corners share a class has it. The
+    trilinear interpolant inside such a cell is a convex combination of its corners: body 1, and other bone 0 with a
+    non-positive depth (soft) or other bone 1 (bone). So for a candidate not measured against the structures, a
+    soft-tissue sample there adds nothing (soft) or exactly its step to the other bone crossed (bone), and the kernel
+    need not read it (:func:`osteoplan.planning.kernel.evaluate_candidates`, ``skip_cells``).
     """
     cells = getattr(fields, "_quiet_cells", None)
     if cells is not None:
@@ -617,7 +635,8 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         cells = np.zeros((0, 0, 0), np.uint8) if skip_cells is None else skip_cells
         order = (K.direction_major_order(args[2], args[3], len(dirs_lps)) if N > 1 and reorder
                  else np.zeros(0, np.int64))
-        K.evaluate_candidates(*args, depth_lipschitz(fields), cells, float(clear_gate), gap_limit, order, out["code"],
+        K.evaluate_candidates(*args, depth_lipschitz(fields), cells, float(clear_gate), gap_limit, order,
+                              lesion_box(fields), out["code"],
                               out["sbone"], out["sskin"], out["cont"], out["other"], out["lesion"], out["clear"],
                               out["inc"], out["tipgap"], out["lesion_thread"], out["gated"])
         ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
