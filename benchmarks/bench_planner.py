@@ -12,8 +12,7 @@ screw diameter): CPU seconds (``time.process_time``, one thread, best and median
 * the exhaustive kernel: every candidate that passes the entry rule measured against every structure, candidates in
   target order (the dense pass before the gate), and
 * the search's dense pass (:func:`osteoplan.planning.search.run_kernel_gated`: structures measured only within a
-  step of the containment and tip-to-cortex rules, quiet cells skipped, candidates in direction order; the
-  quiet-cell map is rebuilt at every repeat and counted),
+  step of the containment and tip-to-cortex rules, candidates in direction order),
 
 then the whole one-diameter search (dense pass, assessment, refinement) both ways, and whether the best plans
 (targets, directions, scores, clearances, containment of the chosen trajectories) and the dense pass's feasible
@@ -193,7 +192,6 @@ def search_table(vol, an, protocols: list[str], repeats: int) -> None:
             return S._run_kernel(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, site=site, reorder=False)
 
         def gated():
-            fields.__dict__.pop("_quiet_cells", None)  # rebuilt and counted at every repeat
             return S.run_kernel_gated(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, site, 1.0)
 
         gated()  # compilation / cache load

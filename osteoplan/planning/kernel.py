@@ -17,8 +17,7 @@ the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 
 The search's dense pass (``clear_gate`` >= 0) measures step 4 only for candidates within the gate of the
 containment and tip-to-cortex rules (the others are neither feasible nor near-feasible, whatever their
-clearances); for those it does not measure, step 3 beyond the bone entry skips the samples lying in *quiet* cells
-(inside the body, no bone: they change nothing; ``skip_cells``). Candidates are evaluated direction by direction
+clearances). Candidates are evaluated direction by direction
 (``order``: parallel paths from neighbouring targets read the same memory). None of this changes a figure that is
 computed.
 
@@ -120,7 +119,7 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
 def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                        tip_skip_mm, gap_max_mm, thread_mm, lip, skip_cells, clear_gate, gap_limit_mm, order,
+                        tip_skip_mm, gap_max_mm, thread_mm, lip, clear_gate, gap_limit_mm, order,
                         lesion_box, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
                         out_tipgap, out_lesion_thread, out_gated):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
@@ -159,17 +158,6 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         changes by at most ``h * sum(lip * |d|)`` per sample. The depth march skips the samples this bound proves
         inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
         march). Zeros disable the skipping.
-    skip_cells : (K - 1, J - 1, I - 1) uint8, or (0, 0, 0) to disable: for each trilinear cell (lower corner
-        (k, j, i)), 0, or the chessboard distance ``dist`` (in cells) to the nearest cell not of its class for a
-        *soft-quiet* cell (8 corners inside the body, outside other bone and outside the target bone), or
-        128 + ``dist`` for a *bone-quiet* cell (8 corners inside the body and inside other bone); cells on the ROI
-        border are never quiet (:func:`quiet_cell_distance`). For a candidate not measured against the structures
-        (see ``clear_gate``), a soft-tissue sample in a soft-quiet cell changes nothing, one in a bone-quiet cell
-        adds its step to the other bone crossed (beyond ``sbone + h``) and nothing else: a sample in a cell of
-        distance ``dist`` >= 1 and every sample within ``(dist - 1) / (h max|d|)`` steps after it lie in cells of
-        the same class (a sample moves at most ``h max|d|`` index units per step along any axis), and are not read.
-        Exact: the skin entry (the sample before the crossing is read when it was skipped), the other bone crossed
-        (added step by step, in the same order), the code and the stop are those of a sample-by-sample march.
     clear_gate : mm; < 0 disables the gate. A candidate that passed the entry rule but whose containment
         (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
         measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
@@ -368,40 +356,19 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         sskin = -1.0
         prevb = 1.0
         q = m
-        last_q = m - 1
         soft_start = sbone + r_instr
-        # index units moved per step along the fastest axis (quiet-cell skipping of an unmeasured candidate)
-        dinf = h * max(abs(d[0]), max(abs(d[1]), abs(d[2])))
-        skipping = (not measure) and skip_cells.shape[0] > 0
         while q < nmax:
             s = q * h
             k = t[0] - s * d[0]
             j = t[1] - s * d[1]
             i = t[2] - s * d[2]
-            if skipping and k >= 1.0 and j >= 1.0 and i >= 1.0:
-                c = skip_cells[min(int(k), K - 2), min(int(j), J - 2), min(int(i), I - 2)]
-                if c >= 1:  # this sample and the next (dist - 1) / dinf lie in quiet cells: not read
-                    dist = c - 128.0 if c >= 128 else c * 1.0
-                    q_next = q + 1 + int((dist - 1.0 - 1e-6) / dinf)
-                    if q_next > nmax:
-                        q_next = nmax
-                    if c >= 128:  # bone-quiet: each of these samples is other bone
-                        for qq in range(q, q_next):
-                            if qq * h > sbone + h:
-                                out_other[n] += h
-                    q = q_next
-                    continue
             if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
                 break
             b = _tri(body, k, j, i)
             if b < 0.5:
-                if last_q != q - 1:  # the sample before the crossing was skipped (quiet): read it
-                    s1 = (q - 1) * h
-                    prevb = _tri(body, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
                 sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
                 break
             prevb = b
-            last_q = q
             if s > sbone + h:
                 if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
@@ -433,89 +400,12 @@ def direction_major_order(cand_t, cand_d, n_dirs):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
-def quiet_cell_distance(boned, body, other):
-    """(K - 1, J - 1, I - 1) uint8 ``skip_cells`` of :func:`evaluate_candidates` (see
-    :func:`osteoplan.planning.search.quiet_cells`).
-
-    A cell (not on the ROI border) is *soft-quiet* when its 8 corner voxels have body >= 1, other == 0 and depth <= 0,
-    *bone-quiet* when they have body >= 1 and other >= 1. A soft-quiet cell holds its chessboard distance (cells,
-    capped at 127) to the nearest cell that is not soft-quiet; a bone-quiet cell 128 + its distance (capped at 127)
-    to the nearest cell that is not bone-quiet; other cells 0. Two-pass chamfer over the 26 neighbours (exact for
-    the chessboard metric)."""
-    K, J, I = body.shape
-    cls = np.zeros((K, J, I), np.uint8)  # per voxel: 1 soft, 2 bone, 0 neither
-    for k in range(K):
-        for j in range(J):
-            for i in range(I):
-                if body[k, j, i] >= 1:
-                    if other[k, j, i] == 0 and boned[k, j, i] <= 0.0:
-                        cls[k, j, i] = 1
-                    elif other[k, j, i] >= 1:
-                        cls[k, j, i] = 2
-    Kc, Jc, Ic = K - 1, J - 1, I - 1
-    cc = np.zeros((Kc, Jc, Ic), np.uint8)  # per cell: the class shared by its 8 corners, 0 if none
-    d = np.zeros((Kc, Jc, Ic), np.uint8)
-    for k in range(1, Kc - 1):
-        for j in range(1, Jc - 1):
-            for i in range(1, Ic - 1):
-                c = cls[k, j, i]
-                if (c != 0 and cls[k + 1, j, i] == c and cls[k, j + 1, i] == c and cls[k, j, i + 1] == c
-                        and cls[k + 1, j + 1, i] == c and cls[k + 1, j, i + 1] == c and cls[k, j + 1, i + 1] == c
-                        and cls[k + 1, j + 1, i + 1] == c):
-                    cc[k, j, i] = c
-                    d[k, j, i] = 127
-    # forward pass: the 13 neighbours before (k, j, i) in raster order; backward: the 13 after. A neighbour of
-    # another class counts as distance 0.
-    for k in range(1, Kc - 1):
-        for j in range(1, Jc - 1):
-            for i in range(1, Ic - 1):
-                c = cc[k, j, i]
-                if c == 0:
-                    continue
-                m = 127
-                for dk in range(-1, 1):
-                    for dj in range(-1, 2):
-                        for di in range(-1, 2):
-                            if dk == 0 and (dj > 0 or (dj == 0 and di >= 0)):
-                                continue
-                            v = d[k + dk, j + dj, i + di] if cc[k + dk, j + dj, i + di] == c else 0
-                            if v < m:
-                                m = v
-                if m + 1 < d[k, j, i]:
-                    d[k, j, i] = m + 1
-    for k in range(Kc - 2, 0, -1):
-        for j in range(Jc - 2, 0, -1):
-            for i in range(Ic - 2, 0, -1):
-                c = cc[k, j, i]
-                if c == 0:
-                    continue
-                m = 127
-                for dk in range(0, 2):
-                    for dj in range(-1, 2):
-                        for di in range(-1, 2):
-                            if dk == 0 and (dj < 0 or (dj == 0 and di <= 0)):
-                                continue
-                            v = d[k + dk, j + dj, i + di] if cc[k + dk, j + dj, i + di] == c else 0
-                            if v < m:
-                                m = v
-                if m + 1 < d[k, j, i]:
-                    d[k, j, i] = m + 1
-    for k in range(Kc):
-        for j in range(Jc):
-            for i in range(Ic):
-                if cc[k, j, i] == 2:
-                    d[k, j, i] += 128
-    return d
-
-
 def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, lesion, maps, soft_only,
                     r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                     tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0, clear_gate=-1.0, gap_limit_mm=-1.0):
     """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
 
-    ``clear_gate`` and ``gap_limit_mm`` as in :func:`evaluate_candidates` (the quiet-cell skipping is not
-    reproduced: it does not change the results); ``res["gated"]`` holds ``out_gated``.
+    ``clear_gate`` and ``gap_limit_mm`` as in :func:`evaluate_candidates`; ``res["gated"]`` holds ``out_gated``.
 
     Uses :func:`scipy.ndimage.map_coordinates` (trilinear, edge-clamped) for each sample point, one
     candidate at a time. Returns a dict of arrays with the same meaning as the kernel's outputs.

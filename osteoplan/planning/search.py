@@ -550,29 +550,6 @@ def tip_to_cortex_max(protocol: Protocol) -> float | None:
 HARD_CLEARANCE_CAP_MM = 5.0
 
 
-def quiet_cells(fields: ROIFields) -> np.ndarray:
-    """(K - 1, J - 1, I - 1) uint8: per trilinear cell of the ROI, its class and the chessboard distance (cells) to the
-    nearest cell of another class (:func:`osteoplan.planning.kernel.quiet_cell_distance`); computed once per
-    *fields* (cached).
-
-    A voxel is soft-quiet inside the body, outside other bone and outside the target bone (depth <= 0); bone-quiet
-    inside the body and inside other bone. A cell (not on the ROI border) whose 8 corners share a class has it. The
-    trilinear interpolant inside such a cell is a convex combination of its corners: body 1, and other bone 0 with a
-    non-positive depth (soft) or other bone 1 (bone). So for a candidate not measured against the structures, a
-    soft-tissue sample there adds nothing (soft) or exactly its step to the other bone crossed (bone), and the kernel
-    need not read it (:func:`osteoplan.planning.kernel.evaluate_candidates`, ``skip_cells``).
-    """
-    cells = getattr(fields, "_quiet_cells", None)
-    if cells is not None:
-        return cells
-    if min(fields.shape) < 4:
-        cells = np.zeros((0, 0, 0), np.uint8)
-    else:
-        cells = K.quiet_cell_distance(fields.bone_depth_mm, fields.body, fields.other_bone)
-    fields._quiet_cells = cells
-    return cells
-
-
 def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
                cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
                python: bool = False, site: Site | None = None) -> Evaluation:
@@ -591,20 +568,18 @@ def run_kernel_gated(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.nd
                      cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
                      site: Site | None, gate_mm: float) -> Evaluation:
     """:func:`run_kernel` (with the entry rule of *site*) that does not measure the clearances of a candidate whose
-    containment or tip-to-cortex shortfall exceeds *gate_mm* (``Evaluation.gated``; their ``clear`` stays +1e9),
-    and skips the soft-tissue samples of those in quiet cells (:func:`quiet_cells`).
+    containment or tip-to-cortex shortfall exceeds *gate_mm* (``Evaluation.gated``; their ``clear`` stays +1e9).
 
     Every other output equals :func:`run_kernel`'s (the code, bone and skin entries, other bone, containment, tip gap,
     lesion): exact. A gated candidate violates a bone-side constraint by more than *gate_mm*.
     """
     return _run_kernel(fields, targets_lps, dirs_lps, cand_t, cand_d, protocol, r_instr, r_screw, step_mm,
-                       site=site, skip_cells=quiet_cells(fields), clear_gate=gate_mm)
+                       site=site, clear_gate=gate_mm)
 
 
 def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
                 cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
-                python: bool = False, site: Site | None = None, skip_cells: np.ndarray | None = None,
-                clear_gate: float = -1.0, reorder: bool = True) -> Evaluation:
+                python: bool = False, site: Site | None = None, clear_gate: float = -1.0, reorder: bool = True) -> Evaluation:
     t_idx = fields.world_to_roi(targets_lps)
     inv = np.linalg.inv(fields.affine)[:3, :3]
     d_idx = np.ascontiguousarray(dirs_lps @ inv.T)
@@ -632,10 +607,9 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
                    other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N),
                    tipgap=np.zeros(N), lesion_thread=np.zeros(N), gated=np.zeros(N, np.uint8))
-        cells = np.zeros((0, 0, 0), np.uint8) if skip_cells is None else skip_cells
         order = (K.direction_major_order(args[2], args[3], len(dirs_lps)) if N > 1 and reorder
                  else np.zeros(0, np.int64))
-        K.evaluate_candidates(*args, depth_lipschitz(fields), cells, float(clear_gate), gap_limit, order,
+        K.evaluate_candidates(*args, depth_lipschitz(fields), float(clear_gate), gap_limit, order,
                               lesion_box(fields), out["code"],
                               out["sbone"], out["sskin"], out["cont"], out["other"], out["lesion"], out["clear"],
                               out["inc"], out["tipgap"], out["lesion_thread"], out["gated"])

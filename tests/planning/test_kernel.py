@@ -237,35 +237,6 @@ def test_gated_numba_equals_python_reference(neck):
     np.testing.assert_allclose(a.other_bone, b.other_bone, atol=1e-9)
 
 
-def test_quiet_cells_chessboard_distance_equals_scipy():
-    """kernel.quiet_cell_distance against scipy's chessboard distance transforms of the soft-quiet and bone-quiet cell
-    masks built by hand (8 corners of the class, border cells never quiet) on a random label volume."""
-    from scipy import ndimage as ndi
-
-    rng = np.random.default_rng(5)
-    shape = (14, 17, 19)
-    body = (rng.random(shape) > 0.02).astype(np.uint8)
-    other = np.zeros(shape, np.uint8)
-    other[3:11, 4:12, 5:16] = 1
-    other[rng.random(shape) > 0.985] = 1
-    boned = np.where(rng.random(shape) > 0.99, 1.0, -1.0).astype(np.float32)
-    soft = (body >= 1) & (other == 0) & (boned <= 0)
-    bone = (body >= 1) & (other >= 1)
-    want = np.zeros(tuple(n - 1 for n in shape), np.int64)
-    for v, add in ((soft, 0), (bone, 128)):
-        c = np.ones(tuple(n - 1 for n in shape), bool)
-        for dk in (0, 1):
-            for dj in (0, 1):
-                for di in (0, 1):
-                    c &= v[dk:shape[0] - 1 + dk, dj:shape[1] - 1 + dj, di:shape[2] - 1 + di]
-        c[0], c[-1], c[:, 0], c[:, -1], c[:, :, 0], c[:, :, -1] = 0, 0, 0, 0, 0, 0
-        dist = np.minimum(ndi.distance_transform_cdt(c, metric="chessboard"), 127)
-        want[c] = dist[c] + add
-    got = K.quiet_cell_distance(boned, body, other)
-    assert (want[(want > 0) & (want < 128)] >= 2).any() and (want >= 130).any()
-    np.testing.assert_array_equal(got, want)
-
-
 def test_direction_major_order_is_a_stable_sort_by_direction():
     cd = np.array([2, 0, 1, 0, 2, 1, 0], np.int64)
     ct = np.zeros(7, np.int64)
