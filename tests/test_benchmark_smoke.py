@@ -20,6 +20,7 @@ DATA = ROOT.parent / "shared" / "data"
 
 #: Every benchmark script and the test that runs it (a new script without a smoke test fails test_every_script_has_a_smoke_test).
 SMOKE_TESTS = {
+    "bench_adjust.py": "test_bench_adjust",
     "bench_drr.py": "test_bench_drr",
     "bench_planner.py": "test_bench_planner",
     "bench_read_dicom.py": "test_bench_read_dicom",
@@ -93,6 +94,14 @@ def test_bench_planner(phantom_ct, capsys):
     assert "| numba kernel |" in out and "Python loop" in out and "max |clearance difference|" in out
     assert "| exhaustive kernel s |" in out
     assert "c2-dens-anterior: identical best plans: yes" in out and "c2-dens-lateral: identical best plans: yes" in out
+
+
+def test_bench_adjust(capsys):
+    """The evaluate endpoint and the re-build-per-move alternative on a 2 mm phantom, a few moves (no CThead)."""
+    out = _run("bench_adjust.py", ["--moves", "4", "--alt-moves", "1", "--no-cthead", "--phantom-spacing", "2.0",
+                                   "--angle-step", "3"], capsys)
+    assert "evaluate endpoint through the FastAPI TestClient" in out and "re-building the fields per move" in out
+    assert out.splitlines()[-3].startswith("phantom")
 
 
 def test_bench_read_dicom(tmp_path, capsys):

@@ -262,11 +262,34 @@ def _finish(engine: Engine, job_id: int, worker: str, state: str, **kw) -> None:
         q.finish(s, job_id, worker, state, **kw)
 
 
+#: Job kinds other than a plan (``PlanJob.options["kind"]``) -> "module:function" of their runner
+#: ``run(engine, job_id, worker) -> final state``; a job without a kind is a plan (:func:`run_job`).
+JOB_RUNNERS: dict[str, str] = {
+    "verify": "osteoplan.faces.verify_job:run_verify_job",  # a control CT checked against the plan (issue 13)
+}
+
+
+def _runner_of(kind: str | None):
+    """The runner of a job kind (None for a plan or an unknown kind)."""
+    target = JOB_RUNNERS.get(kind or "")
+    if target is None:
+        return None
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def run_job(engine: Engine, job_id: int, worker: str) -> str:
     """Run the claimed job *job_id* to a final state; returns it (``done``, ``failed`` or ``cancelled``)."""
     with Session(engine) as s:
         job = s.get(m.PlanJob, job_id)
         opts = dict(job.options or {})
+    runner = _runner_of(opts.get("kind"))
+    if runner is not None:
+        return runner(engine, job_id, worker)
+    with Session(engine) as s:
+        job = s.get(m.PlanJob, job_id)
         work_dir = Path(job.work_dir) if job.work_dir else None
         protocol, side, attempt, creator = job.protocol, job.side, job.attempts, job.created_by
     is_demo = opts.get("command") == "demo"

@@ -493,17 +493,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     best = trajs[0] if trajs and not missing else None
     hydro = None
     if best is not None:
-        checks = [c for t in placed for c in t.clearances]
-        items = tuple(DisplacementItem(structure=c.structure, displacement_needed_mm=c.displacement_needed_mm,
-                                       clearance_mm=c.clearance_mm, margin_mm=c.margin_mm)
-                      for c in checks if c.displacement_needed_mm)
-        mx = max((i.displacement_needed_mm for i in items), default=0.0)
-        na = sorted({c.structure for c in checks if c.category == "displaceable" and not c.segmented})
-        hydro = Hydrodissection(
-            required=bool(items), structures=items, max_displacement_mm=_r(mx),
-            achievable_mm=protocol.hydrodissection.achievable_mm,
-            within_achievable=mx <= protocol.hydrodissection.achievable_mm,
-            note=("Not assessed (not segmented): " + ", ".join(na) + ". Hydrodissection may still be needed.") if na else None)
+        hydro = hydrodissection_summary(placed, protocol)
         for t in placed:
             warns += _trajectory_warnings(t, protocol)
     sp_max = float(np.max(volume.spacing_mm))
@@ -589,6 +579,22 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 unplanned=tuple(missing) if (route is None or route.assessable) else (),
                 partial_trajectories=tuple(partial), confirm_first=tuple(confirm))
     return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
+
+
+def hydrodissection_summary(placed: list[Trajectory] | tuple[Trajectory, ...], protocol: Protocol) -> Hydrodissection:
+    """The plan's hydrodissection summary over the trajectories to place: what must be pushed, how far, and the
+    displaceable structures not assessed (also used by :mod:`osteoplan.planning.recheck` for a moved path)."""
+    checks = [c for t in placed for c in t.clearances]
+    items = tuple(DisplacementItem(structure=c.structure, displacement_needed_mm=c.displacement_needed_mm,
+                                   clearance_mm=c.clearance_mm, margin_mm=c.margin_mm)
+                  for c in checks if c.displacement_needed_mm)
+    mx = max((i.displacement_needed_mm for i in items), default=0.0)
+    na = sorted({c.structure for c in checks if c.category == "displaceable" and not c.segmented})
+    return Hydrodissection(
+        required=bool(items), structures=items, max_displacement_mm=_r(mx),
+        achievable_mm=protocol.hydrodissection.achievable_mm,
+        within_achievable=mx <= protocol.hydrodissection.achievable_mm,
+        note=("Not assessed (not segmented): " + ", ".join(na) + ". Hydrodissection may still be needed.") if na else None)
 
 
 def _trajectory_warnings(best: Trajectory, protocol: Protocol) -> list[str]:

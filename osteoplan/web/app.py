@@ -140,6 +140,8 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("%s on %s %s", name, request.method, request.url.path, exc_info=exc)
         if name in _conflict_class_names():
             return error_response(request, 409, "Conflict", CONFLICT_MESSAGE)
+        if name == "PlanLockedError":  # an approved plan (osteoplan.workflow.plan_versions)
+            return error_response(request, 409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
         if "NotFound" in name:
             return error_response(request, 404, "Not found", str(exc))
         if "Permission" in name or "Forbidden" in name:
@@ -232,6 +234,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(jobs.router)
+    from osteoplan.web.routers import adjust  # re-check a moved trajectory, plan versions, approval
+
+    app.include_router(adjust.router)
+    from osteoplan.web.routers import verify as verify_pages  # control-CT checks (issue 13)
+
+    app.include_router(verify_pages.router)
     app.include_router(api.router, prefix="/api")
     return app
 

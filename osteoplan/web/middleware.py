@@ -142,6 +142,8 @@ BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^/api/plans$"), PLAN_MAX_BYTES + FORM_OVERHEAD_BYTES),
     # a CT uploaded to start a planning job (osteoplan.web.plan_jobs.CT_MAX_BYTES, $OSTEOPLAN_CT_MAX_BYTES)
     (re.compile(r"^/cases/\d+/lesions/\d+/plan-jobs/new$"), _ct_max_bytes() + FORM_OVERHEAD_BYTES),
+    # a control CT uploaded to be checked against the plan (issue 13; same limit as a planning CT)
+    (re.compile(r"^/cases/\d+/procedures/\d+/verify/new$"), _ct_max_bytes() + FORM_OVERHEAD_BYTES),
 )
 
 

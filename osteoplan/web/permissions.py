@@ -59,6 +59,7 @@ ACTIONS: dict[str, str] = {
     "audit.read": "read the audit log",
     "user.admin": "manage user accounts",
     "worklist.read": "see the worklist of the role (what is due and overdue) and export it as reminders",
+    "plan.approve": "approve a plan version (it is then locked: no new version, no deletion)",
 }
 
 _READ = {"case.list", "case.read", "stats.read"}
@@ -68,7 +69,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     Role.RADIOLOGIST: frozenset(_READ | {
         "case.identity", "case.create", "case.edit", "lesion.write", "rcp.write", "rcp.validate",
         "consultation.write", "infosheet.read", "procedure.schedule", "procedure.write", "followup.write",
-        "adverse_event.write", "fhir.export", "worklist.read",
+        "adverse_event.write", "fhir.export", "worklist.read", "plan.approve",
     }),
     Role.TUMOUR_BOARD: frozenset(_READ | {
         "case.identity", "lesion.write", "rcp.write", "rcp.validate", "infosheet.read", "worklist.read",

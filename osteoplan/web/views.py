@@ -335,4 +335,6 @@ TABLE_TITLES: dict[str, str] = {
     "activity_by_type_month": "Activity per month by procedure type",
     "procedures_per_operator": "Procedures per operator",
     "outcomes_by_type": "Outcomes by procedure type (pain before / 1 month after, stay, collar)",
+    "accuracy_postop_by_type": "Screw placement accuracy by procedure type (post-operative CT against the plan)",
+    "accuracy_intraop_by_type": "Instrument accuracy during the procedure (trocar, guide pin) against the plan",
 }

@@ -12,6 +12,11 @@ The Bundle (type ``collection``) holds:
   ``note``, reasonReference to the Condition.
 - ``Observation`` per pain score: LOINC 72514-3 "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
   ``valueInteger``, ``partOf`` the Procedure, timepoint in ``note``.
+- ``Observation`` per control-CT check of a done procedure (issue 13, :class:`~osteoplan.workflow.models.Verification`):
+  code ``placement-check-<stage>`` of the local system :data:`PLACEMENT_SYSTEM` (no LOINC or SNOMED code for
+  an instrument's deviation from a planned path was found), ``partOf`` the Procedure, components in UCUM units:
+  tip to the planned path (mm), angle to it (deg), and at the screw stage entry, tip and angle errors (mm, deg),
+  outside-cortex excursion (mm) and the breach grade (``valueString``; its source text in ``note``).
 - ``AdverseEvent`` per event: actuality actual, date, event text; the grade with its classification and version
   in ``seriousness`` (system ``urn:osteoplan:adverse-event-classification:<slug>``, e.g. CIRSE 2017 grade "2";
   example binding, so a local system is allowed), ``suspectEntity`` the Procedure.
@@ -33,6 +38,7 @@ from osteoplan.workflow import service as sv
 
 CASE_CODE_SYSTEM = "urn:osteoplan:case-code"
 CONSOLIDATION_SYSTEM = "urn:osteoplan:consolidation-type"
+PLACEMENT_SYSTEM = "urn:osteoplan:placement-check"
 LOINC_PAIN_NRS = "72514-3"
 SNOMED_BONE_METASTASIS = "94222008"
 _NS = uuid.UUID("6f1d2c1e-2a7b-5c3e-9f00-0a57e0b1a2c3")
@@ -41,6 +47,15 @@ _GENDER = {"female": "female", "male": "male", "other": "other", "unknown": "unk
 
 def _uid(case_code: str, kind: str, rid: int) -> str:
     return str(uuid.uuid5(_NS, f"{case_code}/{kind}/{rid}"))
+
+
+def _utc_iso(t) -> str:
+    """A stored timestamp as FHIR dateTime (UTC; SQLite returns it without its time zone)."""
+    import datetime as dt
+
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.isoformat(timespec="seconds")
 
 
 def _slug(classification: str) -> str:
@@ -133,6 +148,34 @@ def case_bundle(p: m.Patient, free_text: bool = True):
             subject=pref, effectiveDateTime=f.visit_date.isoformat(), valueInteger=f.pain_nrs,
             partOf=[proc_ref[f.procedure_id]], note=[{"text": f"timepoint {f.timepoint}"}])
         add(ob)
+    for x in live(p.procedures):
+        if x.id not in proc_ref:
+            continue
+        for v in live(getattr(x, "verifications", None) or []):
+            comps = [("tip-to-path", "tip to the planned path", v.tip_to_plan_mm, "mm"),
+                     ("angle-to-path", "angle to the planned path", v.angle_to_plan_deg, "deg")]
+            if v.stage == "screw":
+                comps += [("entry-error", "entry error", v.entry_error_mm, "mm"),
+                          ("tip-error", "tip error", v.tip_error_mm, "mm"),
+                          ("angle-error", "angle error", v.angle_error_deg, "deg"),
+                          ("outside-cortex", "screw outside the cortex", v.outside_cortex_mm, "mm")]
+            components = [{"code": {"coding": [{"system": PLACEMENT_SYSTEM, "code": c, "display": d}]},
+                           "valueQuantity": {"value": round(float(val), 2), "unit": u,
+                                             "system": "http://unitsofmeasure.org", "code": u}}
+                          for c, d, val, u in comps if val is not None]
+            note = ["measured on a control CT registered to the planning CT (osteoplan verify)"]
+            if v.stage == "screw":
+                components.append({"code": {"coding": [{"system": PLACEMENT_SYSTEM, "code": "breach-grade",
+                                                        "display": "breach grade"}]},
+                                   "valueString": v.breach_grade or "not assessed"})
+                if v.breach_grade_source:
+                    note.append(f"breach grade: {v.breach_grade_source}")
+            add(Observation(
+                id=_uid(p.code, "verification", v.id), status="final",
+                code={"coding": [{"system": PLACEMENT_SYSTEM, "code": f"placement-check-{v.stage}",
+                                  "display": f"instrument position against the plan ({v.stage})"}]},
+                subject=pref, effectiveDateTime=_utc_iso(v.created_at), partOf=[proc_ref[x.id]],
+                component=components, note=[{"text": "; ".join(note)}]))
     for a in live(p.adverse_events):
         kw = {"suspectEntity": [{"instance": proc_ref[a.procedure_id]}]} if a.procedure_id in proc_ref else {}
         ae = AdverseEvent(

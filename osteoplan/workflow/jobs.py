@@ -42,6 +42,13 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 STAGE_LABELS: dict[str, str] = dict(STAGES)
 FINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
+#: Job kinds other than a plan (``options["kind"]``): (the word for the job, its stage labels) in the reason a
+#: stopped worker's job is failed with (:func:`recover_stale`).
+KIND_WORDS: dict[str, tuple[str, dict[str, str]]] = {
+    "verify": ("check", {"read": "reading the plan and the control CT",
+                         "measure": "registering, finding the instrument, measuring",
+                         "images": "drawing planned vs actual", "save": "storing the figures with the procedure"}),
+}
 #: Seconds without a heartbeat after which a running job is declared failed (configurable default, no published
 #: source: 15 heartbeats at the worker's 2 s interval).
 DEFAULT_LEASE_S = 30.0
@@ -222,9 +229,10 @@ def recover_stale(engine: Engine, lease_s: float = DEFAULT_LEASE_S, now: dt.date
     host = socket.gethostname()[:100]
     failed: list[int] = []
     with Session(engine) as s, s.begin():
-        rows = s.execute(select(m.PlanJob.id, m.PlanJob.worker, m.PlanJob.heartbeat_at, m.PlanJob.stage)
-                         .where(m.PlanJob.state == "running")).all()
-        for job_id, worker, beat, stage in rows:
+        rows = s.execute(select(m.PlanJob.id, m.PlanJob.worker, m.PlanJob.heartbeat_at, m.PlanJob.stage,
+                                m.PlanJob.options).where(m.PlanJob.state == "running")).all()
+        for job_id, worker, beat, stage, options in rows:
+            what = KIND_WORDS.get((options or {}).get("kind"), ("plan", STAGE_LABELS))
             beat = _aware(beat)
             if _process_gone(worker, host):
                 why = "its worker process stopped (killed, or the server restarted)"
@@ -232,12 +240,12 @@ def recover_stale(engine: Engine, lease_s: float = DEFAULT_LEASE_S, now: dt.date
                 why = f"its worker sent no heartbeat for more than {lease_s:g} s (stopped or unreachable)"
             else:
                 continue
-            during = f" during '{STAGE_LABELS.get(stage, stage)}'" if stage else ""
+            during = f" during '{what[1].get(stage, stage)}'" if stage else ""
             r = s.execute(update(m.PlanJob).where(m.PlanJob.id == job_id, m.PlanJob.state == "running",
                                                   m.PlanJob.worker == worker)
                           .values(state="failed", finished_at=now,
-                                  error=f"The plan did not finish: {why}{during}; nothing was saved. "
-                                        "Start the plan again."))
+                                  error=f"The {what[0]} did not finish: {why}{during}; nothing was saved. "
+                                        f"Start the {what[0]} again."))
             if r.rowcount == 1:
                 failed.append(job_id)
     return failed

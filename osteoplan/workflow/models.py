@@ -369,6 +369,8 @@ class Procedure(RecordMixin, Base):
     decision: Mapped[TumourBoardDecision] = relationship()
     screws: Mapped[list[ProcedureScrew]] = relationship(
         back_populates="procedure", order_by="ProcedureScrew.position")
+    verifications: Mapped[list[Verification]] = relationship(
+        back_populates="procedure", order_by="Verification.id")
 
     @property
     def live_screws(self) -> list[ProcedureScrew]:
@@ -386,6 +388,64 @@ class ProcedureScrew(RecordMixin, Base):
     length_mm: Mapped[float] = mapped_column(Float, nullable=False)
     cannulated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     procedure: Mapped[Procedure] = relationship(back_populates="screws")
+
+
+#: Steps of the procedure a control CT checks (``osteoplan verify --stage``): after the bone trocar, after the
+#: guide pin (K-wire), after the screw (post-operative CT).
+VERIFICATION_STAGES: tuple[str, ...] = ("trocar", "pin", "screw")
+#: Breach grades stored with a post-operative check (Gertzbein-Robbins letters, adapted to the dens screw, see
+#: :mod:`osteoplan.verification.postop`); NULL = not assessed.
+BREACH_GRADES: tuple[str, ...] = ("A", "B", "C", "D", "E")
+
+
+class Verification(RecordMixin, Base):
+    """A control CT checked against the plan (``osteoplan verify``), stored with its procedure.
+
+    The figures are those of :func:`osteoplan.verification.verify_control`, in the planning CT's frame (LPS mm):
+    the tip, its distance to the planned path and the angle to it at every stage; at the ``screw`` stage
+    (post-operative CT) the entry, tip and angle errors of the screw against the planned screw, the largest
+    excursion of the screw outside the vertebra's cortex (and where), and its breach grade with the grade's
+    source text (Gertzbein-Robbins adapted to the dens, not validated for it). ``figures`` keeps the whole
+    result (registration matrix, clearances, correction) as it was measured; the columns are what the
+    statistics read. ``registration_residual_median_mm`` is the quality figure of the registration (median
+    distance between the bone surfaces near the target after registration).
+    """
+
+    __tablename__ = "verifications"
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), nullable=False, index=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedures.id"), nullable=False, index=True)
+    saved_plan_id: Mapped[int] = mapped_column(ForeignKey("saved_plans.id"), nullable=False)
+    #: the job that measured it (web app), None when entered otherwise (CLI import, tests)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("plan_jobs.id"))
+    stage: Mapped[str] = mapped_column(String(10), nullable=False)
+    control_source: Mapped[str | None] = mapped_column(String(20))  # upload | pacs
+    control_series_uid: Mapped[str | None] = mapped_column(String(64))
+    # --- every stage
+    tip_lps_mm: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    tip_to_plan_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    angle_to_plan_deg: Mapped[float] = mapped_column(Float, nullable=False)
+    tip_to_target_mm: Mapped[float | None] = mapped_column(Float)
+    lateral_offset_at_target_mm: Mapped[float | None] = mapped_column(Float)
+    # --- post-operative (stage screw)
+    entry_error_mm: Mapped[float | None] = mapped_column(Float)
+    tip_error_mm: Mapped[float | None] = mapped_column(Float)
+    angle_error_deg: Mapped[float | None] = mapped_column(Float)
+    outside_cortex_mm: Mapped[float | None] = mapped_column(Float)
+    outside_cortex_where: Mapped[str | None] = mapped_column(String(200))
+    breach_grade: Mapped[str | None] = mapped_column(String(2))
+    breach_grade_source: Mapped[str | None] = mapped_column(Text)
+    breach_note: Mapped[str | None] = mapped_column(Text)
+    # --- registration quality, instrument
+    registration_residual_median_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    registration_surface_overlap: Mapped[float | None] = mapped_column(Float)
+    instrument_diameter_mm: Mapped[float | None] = mapped_column(Float)
+    instrument_length_mm: Mapped[float | None] = mapped_column(Float)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    measured_by: Mapped[str | None] = mapped_column(String(64))
+
+    procedure: Mapped[Procedure] = relationship(back_populates="verifications")
+    patient: Mapped[Patient] = relationship()
+    saved_plan: Mapped[SavedPlan] = relationship()
 
 
 class FollowUp(RecordMixin, Base):
@@ -531,4 +591,31 @@ ENTITIES: dict[str, type[RecordMixin]] = {
     "screw": ProcedureScrew,
     "follow_up": FollowUp,
     "adverse_event": AdverseEvent,
+    "verification": Verification,
 }
+
+
+class PlanVersion(Base):
+    """One version of a plan: the saved plan (``plan.json`` content) it is, the plan it came from, and what moved.
+
+    Version 1 is the plan a planning job (or an upload) attached; saving an adjustment made on the review page
+    attaches a new :class:`SavedPlan` to the same lesion and records it here as version n + 1 of the same root,
+    with who saved it, when, and each moved point's displacement (LPS mm) from the version it was made from
+    (:mod:`osteoplan.workflow.plan_versions`). An approved version locks its plan: no new version, no second
+    approval, no deletion (approval is set once, never cleared).
+    """
+
+    __tablename__ = "plan_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    saved_plan_id: Mapped[int] = mapped_column(ForeignKey("saved_plans.id"), nullable=False, unique=True)
+    root_plan_id: Mapped[int] = mapped_column(ForeignKey("saved_plans.id"), nullable=False, index=True)
+    parent_plan_id: Mapped[int | None] = mapped_column(ForeignKey("saved_plans.id"))
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    #: point -> {"delta_lps_mm": [dx, dy, dz], "distance_mm": d} for each point that moved (skin_entry, bone_entry,
+    #: target), relative to the parent version; {} for version 1.
+    moved: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    note: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_by: Mapped[str | None] = mapped_column(String(64))

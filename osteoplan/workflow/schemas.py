@@ -182,3 +182,16 @@ class AdverseEventIn(_In):
     classification: str = "CIRSE 2017"
     cement_leak_related: bool = False
     grade_status: str | None = None  # "provisional" (outcome not known yet: on the worklist) or "final" (default)
+
+
+class VerificationIn(_In):
+    """A control CT checked against a saved plan (issue 13): the result of
+    :func:`osteoplan.verification.verify_control` (``osteoplan verify --json``) as it was printed, stored with the
+    procedure it checks. The service reads the stored columns from ``result``."""
+
+    procedure_id: int
+    saved_plan_id: int
+    result: dict[str, Any]
+    job_id: int | None = None
+    control_source: str | None = None  # upload | pacs
+    control_series_uid: str | None = None

@@ -24,7 +24,7 @@ Main entry points
 Users: :func:`create_user`, :func:`authenticate`, :func:`set_password`, :func:`list_users`.
 Cases: :func:`create_patient`, :func:`add_lesion`, :func:`attach_plan`, :func:`create_meeting`,
 :func:`record_decision`, :func:`validate_decision`, :func:`record_consultation`, :func:`schedule_procedure`,
-:func:`log_procedure`, :func:`record_post_op`, :func:`record_follow_up`, :func:`record_adverse_event`,
+:func:`log_procedure`, :func:`record_post_op`, :func:`record_verification`, :func:`record_follow_up`, :func:`record_adverse_event`,
 :func:`record_death`, :func:`update_record`, :func:`soft_delete`.
 Reads: :func:`get_case`, :func:`list_cases`, :func:`get_record`, :func:`get_patient`, :func:`read_audit_log`.
 """
@@ -1005,6 +1005,134 @@ def record_post_op(session: Session, actor: m.User | None, procedure_id: int, da
     return p
 
 
+def _finite(value: Any, field: str, *, required: bool = False, nonneg: bool = True) -> float | None:
+    """A figure of a verification result as a float (None when absent and not *required*)."""
+    if value is None:
+        if required:
+            raise ValidationError(f"the verification result has no {field}; store the whole result of "
+                                  "'osteoplan verify --json'")
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field} of the verification result is not a number") from None
+    if not math.isfinite(v) or (nonneg and v < 0):
+        raise ValidationError(f"{field} of the verification result must be a finite "
+                              f"{'non-negative ' if nonneg else ''}number")
+    return v
+
+
+def verification_columns(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored columns of a :class:`~osteoplan.workflow.models.Verification` from the result of
+    :func:`osteoplan.verification.verify_control` (the ``--json`` object).
+
+    Parameters
+    ----------
+    result : mapping
+        ``stage``, ``tip_lps_mm`` (3 floats, planning CT frame, LPS mm), ``tip_to_plan_mm``,
+        ``angle_to_plan_deg``, ``registration`` (``residual_median_mm``, ``surface_overlap``), ``instrument``
+        (``diameter_mm``, ``visible_length_mm``) and at the screw stage ``postop`` (``entry_error_mm``,
+        ``tip_error_mm``, ``angle_error_deg``, ``max_breach_mm``, ``breach_where``, ``grade``, ``grade_source``,
+        ``breach_note``).
+
+    Raises
+    ------
+    ValidationError
+        A missing or non-finite figure, an unknown stage or grade, a screw-stage result without post-operative
+        figures.
+    """
+    stage = result.get("stage")
+    _one_of(stage, m.VERIFICATION_STAGES, "verification stage")
+    tip = result.get("tip_lps_mm")
+    if not isinstance(tip, (list, tuple)) or len(tip) != 3:
+        raise ValidationError("the verification result has no tip position (tip_lps_mm: three numbers, LPS mm)")
+    reg = result.get("registration") or {}
+    inst = result.get("instrument") or {}
+    out: dict[str, Any] = {
+        "stage": stage,
+        "tip_lps_mm": [_finite(x, "tip_lps_mm", required=True, nonneg=False) for x in tip],
+        "tip_to_plan_mm": _finite(result.get("tip_to_plan_mm"), "tip_to_plan_mm", required=True),
+        "angle_to_plan_deg": _finite(result.get("angle_to_plan_deg"), "angle_to_plan_deg", required=True),
+        "tip_to_target_mm": _finite(result.get("tip_to_target_mm"), "tip_to_target_mm"),
+        "lateral_offset_at_target_mm": _finite(result.get("lateral_offset_at_target_mm"),
+                                               "lateral_offset_at_target_mm"),
+        "registration_residual_median_mm": _finite(reg.get("residual_median_mm"), "registration residual",
+                                                   required=True),
+        "registration_surface_overlap": _finite(reg.get("surface_overlap"), "registration surface overlap"),
+        "instrument_diameter_mm": _finite(inst.get("diameter_mm"), "instrument diameter"),
+        "instrument_length_mm": _finite(inst.get("visible_length_mm"), "instrument length"),
+    }
+    if stage == "screw":
+        po = result.get("postop")
+        if not isinstance(po, Mapping):
+            raise ValidationError("a screw-stage result must carry its post-operative figures (postop); run "
+                                  "'osteoplan verify --stage screw' again")
+        grade = po.get("grade")
+        if grade is not None:
+            _one_of(grade, m.BREACH_GRADES, "breach grade")
+        out.update(entry_error_mm=_finite(po.get("entry_error_mm"), "entry_error_mm", required=True),
+                   tip_error_mm=_finite(po.get("tip_error_mm"), "tip_error_mm", required=True),
+                   angle_error_deg=_finite(po.get("angle_error_deg"), "angle_error_deg", required=True),
+                   outside_cortex_mm=_finite(po.get("max_breach_mm"), "max_breach_mm"),
+                   outside_cortex_where=(str(po["breach_where"])[:200] if po.get("breach_where") else None),
+                   breach_grade=grade, breach_grade_source=po.get("grade_source"),
+                   breach_note=po.get("breach_note") or (None if grade else "breach not assessed"))
+    return out
+
+
+@_atomic
+def record_verification(session: Session, actor: m.User | None,
+                        data: s.VerificationIn | Mapping[str, Any]) -> m.Verification:
+    """Store a control-CT check (``osteoplan verify``) with its procedure; audited as a ``verification`` create.
+
+    The saved plan must be one of the procedure's lesion; a cancelled procedure takes no check. Intra-operative
+    checks (trocar, pin) are stored whatever the procedure's status (the procedure is logged afterwards).
+
+    Raises
+    ------
+    ValidationError
+        The plan is of another lesion, the procedure was cancelled, or the result is incomplete
+        (:func:`verification_columns`).
+    NotFoundError
+        No such procedure or plan.
+    """
+    _require_writer(actor)
+    data = _parse(s.VerificationIn, data)
+    proc = _get(session, m.Procedure, data.procedure_id, "procedure")
+    plan = _get(session, m.SavedPlan, data.saved_plan_id, "plan")
+    if plan.lesion_id != proc.lesion_id:
+        raise ValidationError("the plan was made for another lesion than the one this procedure treats; check the "
+                              "control CT against this lesion's plan")
+    if proc.status == "cancelled":
+        raise ValidationError("this procedure was cancelled; a control CT cannot be stored with it")
+    if data.control_source is not None:
+        _one_of(data.control_source, ("upload", "pacs"), "control CT source")
+    if data.control_series_uid is not None:
+        uid = data.control_series_uid
+        if not uid or len(uid) > 64 or any(c not in "0123456789." for c in uid):
+            raise ValidationError("the control CT's series UID is not a DICOM UID (digits and dots, at most 64)")
+    cols = verification_columns(data.result)
+    v = m.Verification(procedure=proc, patient_id=proc.patient_id, saved_plan=plan, job_id=data.job_id,
+                       control_source=data.control_source, control_series_uid=data.control_series_uid,
+                       figures=dict(data.result), measured_by=actor_name(actor), **cols)
+    session.add(v)
+    _flush(session)
+    audit(session, actor, "create", "verification", v.id, patient_id=proc.patient_id,
+          detail={"procedure_id": proc.id, "stage": v.stage, "saved_plan_id": plan.id})
+    _flush(session)
+    return v
+
+
+def verifications_of(session: Session, actor: m.User | None, procedure_id: int) -> list[m.Verification]:
+    """The live control-CT checks of a procedure, oldest first (a read of the procedure, audited)."""
+    proc = _get(session, m.Procedure, procedure_id, "procedure")
+    rows = [v for v in proc.verifications if v.deleted_at is None]
+    audit(session, actor, "read", "verification", None, patient_id=proc.patient_id,
+          detail={"procedure_id": proc.id, "n": len(rows)})
+    _flush(session)
+    return rows
+
+
 @_atomic
 def record_follow_up(session: Session, actor: m.User | None, data: s.FollowUpIn | Mapping[str, Any]) -> m.FollowUp:
     """Record a follow-up visit (pain NRS, analgesics, imaging, adjuvant treatment)."""
@@ -1234,6 +1362,10 @@ def soft_delete(session: Session, actor: m.User | None, entity: str, record_id: 
         raise ValidationError(f"unknown record type {entity!r}")
     obj = _get(session, m.ENTITIES[entity], record_id, entity)
     _check_version(obj, expected_version)
+    if entity == "plan":  # an approved plan version is locked
+        from osteoplan.workflow.plan_versions import check_deletable
+
+        check_deletable(session, obj.id)
     obj.deleted_at, obj.deleted_by, obj.deleted_reason = m.utcnow(), actor_name(actor), reason.strip()
     audit(session, actor, "delete", entity, obj.id, patient_id=_patient_of(obj), reason=reason.strip())
     _flush(session)

@@ -23,6 +23,16 @@ Definitions
   (:func:`osteoplan.workflow.models.infer_procedure_type`).
 - Pain before / after (``outcomes_by_type``): baseline NRS vs the 1-month NRS of the same procedure (pairs only);
   change = 1 month - baseline (negative = relief), median.
+- Placement accuracy (issue 13; ``accuracy_postop_by_type``, ``accuracy_intraop_by_type``): the control-CT checks
+  stored with each procedure (:class:`osteoplan.workflow.models.Verification`, measured by ``osteoplan verify`` in
+  the planning CT's frame). A procedure counts once per stage: its LATEST live check of that stage (a control CT
+  repeated after a correction replaces the earlier one). Post-operative (stage ``screw``): entry error, tip error
+  (mm) and angle error (deg) of the screw against the planned screw, median and 95th percentile (numpy's linear
+  interpolation, Hyndman & Fan type 7: with few cases the 95th percentile lies between the two largest values),
+  and the breach grades (Gertzbein-Robbins, Spine 1990;15:11-14, 2 mm steps, adapted to the dens screw and not
+  validated for it; "not assessed" when the vertebra was not segmented). Intra-operative (trocar, pin): distance
+  from the tip to the planned path (mm), angle to the planned path (deg) and lateral offset at the target depth
+  if pushed on (mm). The stages are never pooled: a trocar tip and a screw are different figures.
 - Adverse events are counted per classification: CIRSE (2017, 2026) and SIR grades are different scales and are
   never put in one column or on one plot axis (:func:`plot_complications` draws one panel per classification).
 """
@@ -241,6 +251,76 @@ def outcomes_by_type(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
     return rows
 
 
+def _latest_checks(procs: Sequence[m.Procedure], stages: Sequence[str]) -> list[tuple[m.Procedure, m.Verification]]:
+    """(procedure, its latest live check of the stage) for every procedure and stage in *stages* that has one."""
+    out = []
+    for x in procs:
+        for st in stages:
+            vs = [v for v in _live(getattr(x, "verifications", None) or []) if v.stage == st]
+            if vs:
+                out.append((x, max(vs, key=lambda v: (v.created_at, v.id))))
+    return out
+
+
+def _med_p95(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Median and 95th percentile (numpy linear interpolation, type 7), rounded to 0.01; (None, None) when empty."""
+    a = np.asarray([v for v in values if v is not None], dtype=float)
+    if a.size == 0:
+        return None, None
+    med, p95 = np.percentile(a, [50, 95])
+    return round(float(med), 2), round(float(p95), 2)
+
+
+def accuracy_postop_by_type(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per procedure type: post-operative screw accuracy (stage ``screw``; see the module's definitions): checks
+    (n), median and 95th percentile of the entry, tip and angle errors, and the breach-grade counts (A-E, not
+    assessed). One row per type with at least one post-operative check."""
+    groups: dict[str, list[m.Verification]] = defaultdict(list)
+    for x, v in _latest_checks(procs, ("screw",)):
+        groups[procedure_type_of(x)].append(v)
+    rows = []
+    for t in m.PROCEDURE_TYPES:
+        vs = groups.get(t)
+        if not vs:
+            continue
+        row: dict[str, Any] = {"procedure_type": t, "n": len(vs)}
+        for name, attr, unit in (("entry_error", "entry_error_mm", "mm"), ("tip_error", "tip_error_mm", "mm"),
+                                 ("angle_error", "angle_error_deg", "deg")):
+            med, p95 = _med_p95([getattr(v, attr) for v in vs])
+            row[f"{name}_median_{unit}"] = med
+            row[f"{name}_p95_{unit}"] = p95
+        grades = Counter(v.breach_grade or "not assessed" for v in vs)
+        for g in m.BREACH_GRADES:
+            row[f"grade_{g}"] = grades[g]
+        row["grade_not_assessed"] = grades["not assessed"]
+        rows.append(row)
+    return rows
+
+
+def accuracy_intraop_by_type(procs: Sequence[m.Procedure]) -> list[dict[str, Any]]:
+    """Per procedure type and intra-operative stage (trocar, pin): checks (n), median and 95th percentile of the
+    tip's distance to the planned path, the angle to the planned path and the lateral offset at the target depth
+    (see the module's definitions)."""
+    groups: dict[tuple[str, str], list[m.Verification]] = defaultdict(list)
+    for x, v in _latest_checks(procs, ("trocar", "pin")):
+        groups[(procedure_type_of(x), v.stage)].append(v)
+    rows = []
+    for t in m.PROCEDURE_TYPES:
+        for st in ("trocar", "pin"):
+            vs = groups.get((t, st))
+            if not vs:
+                continue
+            row: dict[str, Any] = {"procedure_type": t, "stage": st, "n": len(vs)}
+            for name, attr, unit in (("tip_to_path", "tip_to_plan_mm", "mm"),
+                                     ("angle_to_path", "angle_to_plan_deg", "deg"),
+                                     ("offset_at_target", "lateral_offset_at_target_mm", "mm")):
+                med, p95 = _med_p95([getattr(v, attr) for v in vs])
+                row[f"{name}_median_{unit}"] = med
+                row[f"{name}_p95_{unit}"] = p95
+            rows.append(row)
+    return rows
+
+
 TABLES = {
     "procedures_per_year": procedures_per_year,
     "procedures_per_type": procedures_per_type,
@@ -254,6 +334,8 @@ TABLES = {
     "activity_by_type_month": activity_by_type_month,
     "procedures_per_operator": procedures_per_operator,
     "outcomes_by_type": outcomes_by_type,
+    "accuracy_postop_by_type": accuracy_postop_by_type,
+    "accuracy_intraop_by_type": accuracy_intraop_by_type,
 }
 
 
@@ -272,6 +354,7 @@ def compute_statistics(session: Session, actor: m.User | None, year: int | None 
          .where(m.Procedure.status == "done", m.Procedure.deleted_at.is_(None), m.Patient.deleted_at.is_(None),
                 m.Procedure.procedure_date.is_not(None))
          .options(selectinload(m.Procedure.screws), selectinload(m.Procedure.lesion),
+                  selectinload(m.Procedure.verifications),
                   selectinload(m.Procedure.patient).options(
                       *(defer(getattr(m.Patient, c)) for c in ("family_name", "given_name", "birth_date",
                                                                "hospital_id")),  # aggregates: no decryption
@@ -297,12 +380,22 @@ def available_years(session: Session) -> list[int]:
     return sorted({d.year for d in dates})
 
 
-def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV text (header from the first row's keys; RFC 4180 quoting, ``\\r\\n`` line ends)."""
-    if not rows:
+#: Columns of the tables that may have no row (no check stored yet): their CSV still has its header.
+EMPTY_COLUMNS: dict[str, list[str]] = {
+    "accuracy_postop_by_type": ["procedure_type", "n"] + [f"{f}_{q}_{u}" for f, u in (
+        ("entry_error", "mm"), ("tip_error", "mm"), ("angle_error", "deg")) for q in ("median", "p95")]
+    + [f"grade_{g}" for g in m.BREACH_GRADES] + ["grade_not_assessed"],
+    "accuracy_intraop_by_type": ["procedure_type", "stage", "n"] + [f"{f}_{q}_{u}" for f, u in (
+        ("tip_to_path", "mm"), ("angle_to_path", "deg"), ("offset_at_target", "mm")) for q in ("median", "p95")],
+}
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """CSV text (header from the first row's keys, else *columns*; RFC 4180 quoting, ``\\r\\n`` line ends)."""
+    if not rows and not columns:
         return ""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()) if rows else list(columns))
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if v is None else v) for k, v in r.items()})
@@ -443,7 +536,7 @@ def export_all(session: Session, actor: m.User | None, out_dir: str | Path, year
     files = []
     for name, rows in tables.items():
         f = out / f"{name}.csv"
-        atomic_write_text(f, to_csv(rows))
+        atomic_write_text(f, to_csv(rows, EMPTY_COLUMNS.get(name)))
         files.append(f)
     files.append(plot_pain(tables["pain_over_time"], out / "pain_over_time.png"))
     files.append(plot_per_year(tables["procedures_per_year"], out / "procedures_per_year.png"))

@@ -59,7 +59,34 @@ def _fixture_case(engine) -> dict:
                                          "question": "re-discuss", "decision_type": "radiotherapy"})
         ids["open_decision"] = d.id
     ids["job"] = _finished_job(engine, ids)
+    ids["check"] = _finished_check(engine, ids)
     return ids
+
+
+def _finished_check(engine, ids: dict) -> int:
+    """A control-CT check (job of kind "verify") marked done, its figures stored with the procedure and a
+    (stand-in) planned-vs-actual image in its folder."""
+    import tempfile
+    from pathlib import Path
+
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.db import session_factory, session_scope
+
+    res = {"stage": "pin", "tip_lps_mm": [1.0, 2.0, 3.0], "tip_to_plan_mm": 1.2, "angle_to_plan_deg": 2.5,
+           "registration": {"residual_median_mm": 0.2, "surface_overlap": 0.95}, "instrument": {"diameter_mm": 2.0}}
+    with session_scope(session_factory(engine)) as s:
+        job = q.enqueue(s, None, ids["lesion"], "verify", None, {"kind": "verify", "stage": "pin", "ct": "ct.nii",
+                                                                 "procedure_id": ids["procedure"],
+                                                                 "saved_plan_id": ids["plan"], "out": "verify-1"})
+        folder = Path(tempfile.mkdtemp(prefix="osteoplan-matrix-check-"))
+        (folder / "verify-1").mkdir()
+        (folder / "verify-1" / "verify.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        v = sv.record_verification(s, None, {"procedure_id": ids["procedure"], "saved_plan_id": ids["plan"],
+                                             "job_id": job.id, "result": res})
+        job.work_dir, job.state, job.attempts = str(folder), "done", 1
+        job.options = {**job.options, "verification_id": v.id}
+        return job.id
 
 
 def _finished_job(engine, ids: dict) -> int:
@@ -96,7 +123,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
     d0 = today - dt.timedelta(days=200)
     url = (path.replace("{case_id}", str(ids["case"])).replace("{plan_id}", str(ids["plan"]))
            .replace("{procedure_id}", str(ids["procedure"])).replace("{consultation_id}", str(ids["consultation"]))
-           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"]))
+           .replace("{plot}", "pain").replace("{lesion_id}", str(ids["lesion"])).replace("{job_id}", str(ids["job"])).replace("{check_id}", str(ids["check"]))
            .replace("{view}", "axial"))
     for slug, key in (("lesions", "lesion"), ("decisions", "decision"), ("consultations", "consultation"),
                       ("follow-ups", "follow_up"), ("adverse-events", "adverse_event")):
@@ -134,6 +161,9 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
                                                               "report": "1", "source": "upload",
                                                               "confirm_identity": "1"},
         "/cases/{case_id}/plan-jobs/{job_id}/cancel": {},
+        "/cases/{case_id}/procedures/{procedure_id}/verify/new": {"saved_plan_id": ids["plan"], "stage": "pin",
+                                                                 "source": "upload", "confirm_identity": "1"},
+        "/cases/{case_id}/checks/{check_id}/cancel": {},
         "/cases/{case_id}/lesions/{record_id}/edit": {"site_kind": "vertebra", "site": "C2", "lesion_type": "lytic",
                                                       "description": f"edited by {role}",
                                                       "version": _version(engine, "lesion", ids["lesion"])},
@@ -153,6 +183,7 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/cases/{case_id}/lesions/{lesion_id}/pacs/pick": {"study_uid": "1.2.3", "series_uid": "1.2.3.4"},
         "/cases/{case_id}/lesions/{lesion_id}/pacs": {"study": "1.2.3"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
+        "/cases/{case_id}/plans/{plan_id}/approve": {},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
     bodies = {
@@ -173,6 +204,10 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/api/procedures/{procedure_id}/post-op": {"discharge_date": (d0 + dt.timedelta(days=12)).isoformat()},
         "/api/follow-ups": {"procedure_id": pid, "timepoint": {"radiologist": "6m"}.get(role, "12m"), "visit_date": (d0 + dt.timedelta(days=190)).isoformat(),
                             "pain_nrs": 1},
+        "/api/cases/{case_id}/plans/{plan_id}/evaluate": {k: SAMPLE_PLAN["trajectories"][0][k] for k in (
+            "skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")},
+        "/api/cases/{case_id}/plans/{plan_id}/versions": {k: SAMPLE_PLAN["trajectories"][0][k] for k in (
+            "skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")},
         "/api/adverse-events": {"procedure_id": pid, "event_date": (d0 + dt.timedelta(days=11)).isoformat(), "grade": "2",
                                 "description": "pain"},
     }
@@ -228,7 +263,7 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
                 r = c.get(url, follow_redirects=False)
             elif api:
                 r = c.request(method, url, json=body, follow_redirects=False)
-            elif path.endswith("/plan-jobs/new"):
+            elif path.endswith(("/plan-jobs/new", "/verify/new")):
                 r = c.post(url, data={**form, "csrf_token": csrf[role]}, follow_redirects=False,
                            files={"ct_file": ("ct.nii", _nifti_header(), "application/octet-stream")})
             elif path.endswith("/plans/new"):
@@ -252,11 +287,15 @@ def test_role_route_matrix(app, engine, users, client_for, api_for):
             if r.status_code in (401, 403):
                 wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:200]}")
                 continue
-            if role == "research" and path.endswith((".png", ".pdf", "/review")) and "/plans/" in path:
+            if role == "research" and path.endswith((".png", ".pdf", "/review", "/evaluate", "/versions")) \
+                    and "/plans/" in path:
                 assert r.status_code == 404  # plan geometry is not part of the pseudonymised view
                 continue
             if "/slices/" in path and r.status_code == 404 and "no CT to show" in r.text:
                 continue  # the fixture's stand-in plan folder holds no CT (the slices are tested in test_plan_jobs)
+            if path.endswith(("/evaluate", "/versions")) and path.startswith("/api") and r.status_code == 404 \
+                    and "no CT to re-check" in r.text:
+                continue  # likewise (the re-check is tested in test_adjust)
             if method == "GET" and r.status_code != 200 and not path.endswith("info-sheet.pdf"):
                 wrongly_refused.append(f"{role} {method} {path} -> {r.status_code} {r.text[:300]}")
             if not ok:

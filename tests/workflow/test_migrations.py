@@ -10,7 +10,7 @@ from osteoplan.workflow.models import Base
 
 
 def test_migrated_schema_matches_models(engine):
-    assert current_revision(engine) == "0004_plan_jobs"
+    assert current_revision(engine) == "0006_verifications"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
     assert diff == []

@@ -180,7 +180,7 @@ def test_cli_db_commands(tmp_path, capsys):
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert main(["db", "init", "--url", url]) == 0
-    assert "revision 0004_plan_jobs" in capsys.readouterr().out
+    assert "revision 0006_verifications" in capsys.readouterr().out
     assert main(["db", "demo", "--url", url, "--cases", "6", "--year", "2025"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out.splitlines()[0])["cases"] == 6 and "radiologist / radiologist-demo" in out

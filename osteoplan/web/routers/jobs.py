@@ -98,6 +98,10 @@ def plan_job_start(request: Request, case_id: int, lesion_id: int, p: Principal 
 def _job(db, p: Principal, case_id: int, job_id: int):
     case = backend.get_case(db, p.user, case_id)  # access check + audited read
     job = q.get_job(db, job_id, patient_id=case_id)
+    if (job.options or {}).get("kind") == "verify":  # a control-CT check has its own pages (routers/verify.py)
+        from osteoplan.errors import NotFoundError
+
+        raise NotFoundError(f"no planning job {job_id} on this case")
     return case, job
 
 
@@ -153,7 +157,7 @@ def plan_report_pdf(case_id: int, plan_id: int, p: Principal = Depends(require("
 
 def case_jobs(db, case_id: int) -> dict:
     """For the case page: the case's jobs (views) and the saved plans that have a PDF report."""
-    jobs = q.jobs_for_case(db, case_id)
+    jobs = [j for j in q.jobs_for_case(db, case_id) if (j.options or {}).get("kind") != "verify"]  # checks: verify.py
     views = [pj.job_view(j) for j in jobs]
     return {"plan_jobs": views, "plan_pdfs": {v["saved_plan_id"] for v in views if v["has_report"]},
             "plan_reviews": {v["saved_plan_id"] for v in views if v["has_ct"]}}
@@ -192,6 +196,11 @@ def _review_folder(db, p: Principal, case_id: int, plan_id: int):
     if "plan" not in plan:  # pseudonymised view: plan geometry is not shown
         raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
     job = q.job_for_plan(db, plan_id)
+    if job is None:  # a version saved from the review page: the folder of the plan it is a version of
+        from osteoplan.workflow.plan_versions import version_of
+
+        row = version_of(db, plan_id)
+        job = q.job_for_plan(db, row.root_plan_id) if row is not None else None
     folder = pj.plan_folder(job) if job is not None and job.patient_id == case_id else None
     if folder is not None and not (folder / "ct.nii.gz").is_file():
         folder = None
@@ -222,15 +231,22 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
                           "top": orientation_letters(-pl.v), "bottom": orientation_letters(pl.v),
                           "px": pl.n_cols})
         legend = [(s[0], hex_color(s[5])) for s in scene.structures]
+    from osteoplan.web.routers.adjust import adjust_page_context
+
     return _page(request, "plan_review.html", {"case": case, "plan": plan, "key": plan_key_numbers(plan["plan"]),
                                                 "panes": panes, "legend": legend, "windows": list(WINDOW_PRESETS_HU),
-                                                "has_pdf": bool(folder and (folder / "report.pdf").is_file())})
+                                                "has_pdf": bool(folder and (folder / "report.pdf").is_file()),
+                                                "adjust": adjust_page_context(request, db, p, case_id, plan_id, plan,
+                                                                              folder)})
 
 
 @router.get("/cases/{case_id}/plans/{plan_id}/slices/{view}.png")
 def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, window: str = "bone",
+               pts: str | None = None, screw_mm: float | None = None,
                p: Principal = Depends(require("case.read")), db=Depends(get_db)):
-    """One slice of the review page (PNG): *view* through the target shifted by *offset_mm* along its normal."""
+    """One slice of the review page (PNG): *view* through the target shifted by *offset_mm* along its normal.
+    With *pts* (nine comma-separated LPS mm values: skin entry, bone entry, target), the path moved on the page
+    (:func:`osteoplan.web.routers.adjust.moved_scene`), its screw *screw_mm* long."""
     import math
 
     from fastapi.responses import Response
@@ -246,4 +262,8 @@ def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, wi
     if folder is None:
         raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
     _, scene = _scene_of(folder)
+    if pts is not None:
+        from osteoplan.web.routers.adjust import moved_scene
+
+        scene = moved_scene(scene, pts, screw_mm)
     return Response(render_slice(scene, view, offset_mm, window), media_type="image/png")

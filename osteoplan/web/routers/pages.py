@@ -243,6 +243,9 @@ def case_page(request: Request, case_id: int, p: Principal = Depends(require("ca
     from osteoplan.web.routers.jobs import case_jobs
 
     ctx.update(case_jobs(db, case_id))  # planning jobs and the plans' PDF reports
+    from osteoplan.web.routers.verify import case_checks
+
+    ctx.update(case_checks(db, case_id))  # control-CT checks per procedure (issue 13)
     db.commit()
     return page(request, "case.html", ctx)
 
@@ -488,8 +491,11 @@ def stats_page(request: Request, year: int | None = Query(None, ge=1900, le=2200
                p: Principal = Depends(require("stats.read")), db=Depends(get_db)):
     st = backend.statistics(db, p.user, year)
     db.commit()
+    from osteoplan.workflow.models import PROCEDURE_TYPE_LABELS
+
     return page(request, "stats.html", {"stats": st, "year": year, "plots": views.PLOTS,
-                                        "years": backend.available_years(db)})
+                                        "years": backend.available_years(db),
+                                        "procedure_type_labels": PROCEDURE_TYPE_LABELS})
 
 
 @router.get("/stats.csv")

@@ -18,7 +18,9 @@
     var busy = false, wanted = null;
     var stepMm = Number(range.getAttribute("data-step-mm")) || 1;
     function offset() { return Number(range.value) * stepMm; }
-    function url() { return base + view + ".png?offset_mm=" + offset().toFixed(2) + "&window=" + win; }
+    function url() {  // data-extra: the path moved by the adjust block (adjust.js), when any
+      return base + view + ".png?offset_mm=" + offset().toFixed(2) + "&window=" + win + (viewer.getAttribute("data-extra") || "");
+    }
     function load() {
       var u = url();
       label.textContent = offset().toFixed(1);

@@ -1,0 +1,460 @@
+"""Adjust a plan on the review page: re-check a moved trajectory, save it as a new version, compare versions, approve.
+
+* ``POST /api/cases/{case_id}/plans/{plan_id}/evaluate`` (``case.read``, audited read): the trajectory with the
+  points given, re-checked by the planner's own kernel (:mod:`osteoplan.planning.recheck`): clearances and how each
+  structure was known, containment, screw, the plan's one verdict, and each slice pane's pixel <-> LPS geometry.
+* ``POST /api/cases/{case_id}/plans/{plan_id}/versions`` (``lesion.write``): re-check the points given and save the
+  result as the plan's next version (who, when, what moved; :mod:`osteoplan.workflow.plan_versions`).
+* ``GET /cases/{case_id}/plans/{plan_id}/versions`` (``case.read``): the plan's versions, two side by side.
+* ``POST /cases/{case_id}/plans/{plan_id}/approve`` (``plan.approve``, radiologists): approve the version; the plan
+  is locked from then on (409 on any further save, approval or deletion).
+
+The distance fields of a plan are built on its first re-check (seconds: the page says "preparing the re-check…") and
+kept in memory (:class:`~osteoplan.planning.recheck.RecheckCache`); later re-checks take milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from osteoplan.errors import InputError, OsteoplanError, ValidationError
+from osteoplan.web.auth import Principal, form_data, get_db, require
+
+router = APIRouter(include_in_schema=False)
+
+#: The re-check contexts of this server process (one per plan folder and trajectory), bounded by memory.
+_CACHE = None
+
+
+def recheck_cache():
+    """The process's :class:`~osteoplan.planning.recheck.RecheckCache` (created on first use)."""
+    global _CACHE
+    if _CACHE is None:
+        from osteoplan.planning.recheck import RecheckCache
+
+        _CACHE = RecheckCache()
+    return _CACHE
+
+
+def _one_line(status: int, title: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": title, "detail": message}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+# ------------------------------------------------------------------------------------------ resolving a plan
+def plan_folder_of(db, saved_plan_id: int) -> Path | None:
+    """The plan folder (CT, segmentation, plan.json) of a saved plan or of the plan it is a version of."""
+    from osteoplan.web import plan_jobs as pj
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow.plan_versions import version_of
+
+    row = version_of(db, saved_plan_id)
+    root = row.root_plan_id if row is not None else saved_plan_id
+    job = q.job_for_plan(db, root)
+    folder = pj.plan_folder(job) if job is not None else None
+    if folder is None or not (folder / "ct.nii.gz").is_file():
+        return None
+    return folder
+
+
+def _saved_plan(db, p: Principal, case_id: int, plan_id: int, audit_reason: str | None = None):
+    """The live saved plan *plan_id* of case *case_id* (audited read), its Plan model and its folder.
+
+    Raises HTTPException 404 when the plan is not in the case, its geometry is hidden (pseudonymised view) or it
+    has no CT to re-check on.
+    """
+    from osteoplan.planning.model import Plan
+    from osteoplan.workflow import service as sv
+
+    if not sv.sees_identity(p.user):
+        raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
+    rec = sv.get_record(db, p.user, "plan", plan_id, reason=audit_reason)
+    if rec.lesion.patient_id != case_id:
+        raise HTTPException(404, f"No plan {plan_id} in this case; go back to the case page.")
+    folder = plan_folder_of(db, plan_id)
+    if folder is None:
+        raise HTTPException(404, "This plan has no CT to re-check on (it was uploaded as plan.json).")
+    try:
+        plan = Plan.model_validate(rec.plan)
+    except Exception:
+        raise HTTPException(404, "The stored plan cannot be read by this version of osteoplan; plan again.") from None
+    if not plan.trajectories:
+        raise HTTPException(404, "This plan has no trajectory to adjust.")
+    return rec, plan, folder
+
+
+# ------------------------------------------------------------------------------------------ request body
+_POINT_KEYS = ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")
+
+
+def parse_points(raw: bytes) -> dict[str, Any]:
+    """The body of an evaluate / save request: ``{"skin_entry_lps_mm": [x, y, z], "bone_entry_lps_mm": [...],
+    "target_lps_mm": [...], "pivot": "bone_entry" | "skin_entry", "note": "..."}``.
+
+    Raises
+    ------
+    InputError
+        One line saying what is wrong.
+    """
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("The request body is not JSON: send {\"skin_entry_lps_mm\": [x, y, z], "
+                         "\"bone_entry_lps_mm\": [...], \"target_lps_mm\": [...]} in LPS mm.") from None
+    if not isinstance(body, dict):
+        raise InputError("The request body must be a JSON object with skin_entry_lps_mm, bone_entry_lps_mm and "
+                         "target_lps_mm (three LPS mm values each).")
+    unknown = sorted(set(body) - set(_POINT_KEYS) - {"pivot", "note"})
+    if unknown:
+        raise InputError(f"Unknown field {unknown[0]!r}: send skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, "
+                         "pivot (and note when saving).")
+    out: dict[str, Any] = {}
+    for k in _POINT_KEYS:
+        v = body.get(k)
+        if (not isinstance(v, list) or len(v) != 3
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+            raise InputError(f"{k}: give three finite numbers (LPS millimetres).")
+        out[k] = [float(x) for x in v]
+    pivot = body.get("pivot", "bone_entry")
+    if pivot not in ("bone_entry", "skin_entry"):
+        raise InputError("pivot: 'bone_entry' (the target or the bone entry was moved) or 'skin_entry' (the skin "
+                         "entry was moved).")
+    out["pivot"] = pivot
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > 2000):
+        raise InputError("note: a text of at most 2000 characters.")
+    out["note"] = note
+    return out
+
+
+# ------------------------------------------------------------------------------------------ views of a re-check
+def pane_geometry(skin, bone, target) -> dict[str, dict[str, Any]]:
+    """Per viewer pane (:data:`osteoplan.views.slices.VIEWER_PLANES`), its plane through the path at offset 0:
+    pixel (row r, column c) is at ``centre + (c - (n_cols-1)/2) * pixel_mm * u + (r - (n_rows-1)/2) * pixel_mm * v``
+    (LPS mm); a slice scrolled by o mm adds ``o * normal``. With the orientation letters of the four edges."""
+    import numpy as np
+
+    from osteoplan.views.geometry import PathSpec
+    from osteoplan.views.render import orientation_letters
+    from osteoplan.views.slices import VIEWER_PLANES, slice_plane
+
+    path = PathSpec(np.asarray(skin, float), np.asarray(bone, float), np.asarray(target, float))
+    out = {}
+    for view in VIEWER_PLANES:
+        pl = slice_plane(path, view)
+        out[view] = {"centre": [round(float(x), 3) for x in pl.centre_lps_mm], "u": [round(float(x), 6) for x in pl.u],
+                     "v": [round(float(x), 6) for x in pl.v], "normal": [round(float(x), 6) for x in pl.normal],
+                     "pixel_mm": pl.pixel_mm, "n_rows": pl.n_rows, "n_cols": pl.n_cols,
+                     "letters": {"left": orientation_letters(-pl.u), "right": orientation_letters(pl.u),
+                                 "top": orientation_letters(-pl.v), "bottom": orientation_letters(pl.v)}}
+    return out
+
+
+def recheck_view(r, original) -> dict[str, Any]:
+    """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`), with the
+    displacement of each point from the version's *original* trajectory."""
+    from osteoplan.planning.recheck import ASSESSED_BY_WORDS
+    from osteoplan.planning.verdict import severity, structure_name
+    from osteoplan.workflow.plan_versions import displacements
+
+    t = r.trajectory
+    v = r.plan.verdict
+    rows = []
+    for c in t.clearances:
+        rows.append({"structure": c.structure, "name": structure_name(c.structure), "category": c.category,
+                     "margin_mm": c.margin_mm, "clearance_mm": c.clearance_mm, "status": c.status,
+                     "how": ASSESSED_BY_WORDS.get(c.assessed_by or "", c.assessed_by or "not assessed"),
+                     "note": c.note})
+    measured = [x for x in rows if x["clearance_mm"] is not None and x["structure"] != "other_bone"]
+    nearest = min(measured, key=lambda x: x["clearance_mm"] - x["margin_mm"])["structure"] if measured else None
+    sc = t.screw
+    return {
+        "feasible": r.feasible, "violations": r.violation_texts, "pivot": r.pivot,
+        "verdict": {"code": v.code, "text": v.text_en, "details": list(v.details_en),
+                    "class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]},
+        "points": {"skin_entry": list(t.skin_entry_lps_mm), "bone_entry": list(t.bone_entry_lps_mm),
+                   "target": list(t.target_lps_mm)},
+        "moved": displacements(original.model_dump(), t.model_dump()),
+        "clearances": rows, "nearest": nearest,
+        "containment_min_margin_mm": t.containment_min_margin_mm,
+        "screw": None if sc is None else {"diameter_mm": sc.diameter_mm, "length_mm": sc.length_mm,
+                                          "catalogue_ref": sc.catalogue_ref},
+        "needle_diameter_mm": t.needle_diameter_mm,
+        "depth_total_mm": t.depth_total_mm, "depth_bone_to_target_mm": t.depth_bone_to_target_mm,
+        "angle_craniocaudal_deg": t.angle_craniocaudal_deg, "angle_mediolateral_deg": t.angle_mediolateral_deg,
+        "panes": pane_geometry(t.skin_entry_lps_mm, t.bone_entry_lps_mm, t.target_lps_mm),
+    }
+
+
+def context_for_folder(cache, folder: Path, index: int = 0):
+    """The cached re-check context (:class:`~osteoplan.planning.recheck.AdjustContext`) of trajectory *index* of the
+    plan folder *folder* (``plan.json``, ``ct.nii.gz``, segmentation), keyed by the folder and its ``plan.json``'s
+    modification time; later versions of the plan share it (they are passed to the evaluation).
+
+    Raises
+    ------
+    InputError
+        The folder lacks what :func:`osteoplan.export.load_plan_dir` needs, or holds no segmentation.
+    """
+    from osteoplan.planning.recheck import build_context
+
+    folder = Path(folder)
+    key = (str(folder.resolve()), (folder / "plan.json").stat().st_mtime_ns, index)
+
+    def build():
+        from osteoplan.export import load_plan_dir
+
+        saved, volume, labelmap = load_plan_dir(folder)
+        if labelmap is None:
+            raise InputError("The plan folder holds no segmentation: the trajectory cannot be re-checked.")
+        return build_context(saved, volume, labelmap, index)
+
+    return cache.get(key, build)
+
+
+def _recheck(folder: Path, plan, pts: dict[str, Any]):
+    from osteoplan.planning.recheck import evaluate_trajectory
+
+    ctx = context_for_folder(recheck_cache(), folder, 0)
+    return evaluate_trajectory(ctx, pts["skin_entry_lps_mm"], pts["bone_entry_lps_mm"], pts["target_lps_mm"],
+                               pivot=pts["pivot"], plan=plan)
+
+
+def _lock_state(db, plan_id: int) -> dict[str, Any]:
+    from osteoplan.workflow.plan_versions import family, version_of
+
+    fam = family(db, plan_id)
+    me = next((f for f in fam if f["plan_id"] == plan_id), None)
+    ok = next((f for f in fam if f["approved_at"] is not None), None)
+    return {"version": me["number"] if me else 1, "n_versions": len(fam),
+            "locked": ok is not None, "approved_version": ok["number"] if ok else None,
+            "approved_by": ok["approved_by"] if ok else None,
+            "approved_here": bool(ok and ok["plan_id"] == plan_id), "has_row": version_of(db, plan_id) is not None}
+
+
+# ------------------------------------------------------------------------------------------ routes
+@router.post("/api/cases/{case_id}/plans/{plan_id}/evaluate")
+async def evaluate(request: Request, case_id: int, plan_id: int, p: Principal = Depends(require("case.read")),
+                   db=Depends(get_db)):
+    """Re-check the plan's trajectory with the points given (JSON in/out). 422 with one line for a point outside
+    the image or a malformed body."""
+    raw = await request.body()
+
+    def work():
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            pts = parse_points(raw)
+        except InputError as exc:
+            return _one_line(422, "Invalid input", str(exc))
+        rec, plan, folder = _saved_plan(db, p, case_id, plan_id, audit_reason="re-check of a moved trajectory")
+        lock = _lock_state(db, plan_id)
+        db.commit()
+        try:
+            r = _recheck(folder, plan, pts)
+        except InputError as exc:
+            return _one_line(422, "Invalid input", str(exc))
+        except OsteoplanError as exc:
+            return _one_line(422, "Cannot re-check", str(exc))
+        out = recheck_view(r, plan.trajectories[0])
+        out.update(plan_id=plan_id, **{k: lock[k] for k in ("version", "locked", "approved_version", "approved_by")})
+        out["seconds"] = {"wall": round(time.perf_counter() - t0, 4), "cpu": round(time.process_time() - c0, 4)}
+        return JSONResponse(out, headers={"Cache-Control": "no-store"})
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/api/cases/{case_id}/plans/{plan_id}/versions")
+async def save_version(request: Request, case_id: int, plan_id: int, p: Principal = Depends(require("lesion.write")),
+                       db=Depends(get_db)):
+    """Re-check the points given and save the result as the plan's next version; 409 when the plan is locked
+    (approved), 422 when nothing moved or a point is wrong."""
+    raw = await request.body()
+
+    def work():
+        from osteoplan.workflow.plan_versions import PlanLockedError, check_unlocked, displacements, save_plan_version
+
+        try:
+            pts = parse_points(raw)
+        except InputError as exc:
+            return _one_line(422, "Invalid input", str(exc))
+        rec, plan, folder = _saved_plan(db, p, case_id, plan_id)
+        try:
+            check_unlocked(db, plan_id)
+        except PlanLockedError as exc:
+            db.commit()  # the audited read
+            return _one_line(409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
+        try:
+            r = _recheck(folder, plan, pts)
+        except OsteoplanError as exc:
+            return _one_line(422, "Invalid input", str(exc))
+        if not r.feasible:
+            return _one_line(422, "Not a feasible path", "The adjusted path breaks the protocol's rules ("
+                             + "; ".join(r.violation_texts) + "): only a path the planner could give is saved as a "
+                             "version; move it back within the rules.")
+        moved = displacements(plan.trajectories[0].model_dump(), r.trajectory.model_dump())
+        try:
+            new = save_plan_version(db, p.user, plan_id, json.loads(r.plan.to_json(indent=None)), moved,
+                                    note=pts["note"])
+            db.commit()
+        except PlanLockedError as exc:
+            db.rollback()
+            return _one_line(409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
+        except ValidationError as exc:
+            db.rollback()
+            return _one_line(422, "Invalid input", str(exc))
+        lock = _lock_state(db, new.id)
+        db.commit()
+        return JSONResponse({"plan_id": new.id, "version": lock["version"], "moved": moved,
+                             "verdict": r.plan.verdict.text_en,
+                             "review_url": f"/cases/{case_id}/plans/{new.id}/review",
+                             "versions_url": f"/cases/{case_id}/plans/{new.id}/versions"},
+                            status_code=201, headers={"Cache-Control": "no-store"})
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/cases/{case_id}/plans/{plan_id}/approve")
+def approve(request: Request, case_id: int, plan_id: int, p: Principal = Depends(require("plan.approve")),
+            form=Depends(form_data), db=Depends(get_db)):
+    """Approve this version (radiologists); the plan is locked from then on. 409 when already approved."""
+    from osteoplan.web.app import error_response
+    from osteoplan.web.routers.pages import flash
+    from osteoplan.workflow import service as sv
+    from osteoplan.workflow.plan_versions import PlanLockedError, approve_plan
+
+    rec = sv.get_record(db, p.user, "plan", plan_id)
+    if rec.lesion.patient_id != case_id:
+        raise HTTPException(404, f"No plan {plan_id} in this case; go back to the case page.")
+    try:
+        row = approve_plan(db, p.user, plan_id)
+        db.commit()
+    except PlanLockedError as exc:
+        db.rollback()
+        return error_response(request, 409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
+    flash(request, "ok", f"Version {row.number} approved: the plan is locked.")
+    return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
+
+
+def _version_summary(plan_json: dict) -> dict[str, Any]:
+    from osteoplan.planning.recheck import ASSESSED_BY_WORDS
+    from osteoplan.planning.verdict import structure_name
+    from osteoplan.web.views import plan_verdict
+
+    out: dict[str, Any] = dict(plan_verdict(plan_json))
+    trajs = plan_json.get("trajectories") or []
+    t = trajs[0] if trajs else None
+    out["points"] = {k: (t or {}).get(f"{k}_lps_mm") for k in ("skin_entry", "bone_entry", "target")}
+    out["clearances"] = {c["structure"]: {"name": structure_name(c["structure"]), "clearance_mm": c.get("clearance_mm"),
+                                          "margin_mm": c.get("margin_mm"), "status": c.get("status"),
+                                          "how": ASSESSED_BY_WORDS.get(c.get("assessed_by") or "", "not assessed")}
+                         for c in (t or {}).get("clearances") or []}
+    sc = (t or {}).get("screw") or {}
+    out["screw"] = f"{sc.get('diameter_mm')} × {sc.get('length_mm')} mm" if sc else None
+    out["containment_mm"] = (t or {}).get("containment_min_margin_mm")
+    return out
+
+
+@router.get("/cases/{case_id}/plans/{plan_id}/versions", response_class=HTMLResponse)
+def versions_page(request: Request, case_id: int, plan_id: int, a: int | None = None, b: int | None = None,
+                  p: Principal = Depends(require("case.read")), db=Depends(get_db)):
+    """The plan's versions (who, when, what moved, approval) and two of them side by side (default: this version
+    and the one it was made from)."""
+    from osteoplan.web import backend
+    from osteoplan.web.routers.pages import page
+    from osteoplan.workflow.plan_versions import family
+
+    case = backend.get_case(db, p.user, case_id)
+    backend.find_child(case, "plan", plan_id)
+    fam = [f for f in family(db, plan_id) if not f["deleted"]]
+    plans = {}
+    for f in fam:
+        try:
+            pl = backend.find_child(case, "plan", f["plan_id"])
+        except OsteoplanError:
+            continue
+        if "plan" not in pl:
+            raise HTTPException(404, "Plan details are not shown in the pseudonymised view.")
+        plans[f["plan_id"]] = pl
+    fam = [f for f in fam if f["plan_id"] in plans]
+    db.commit()
+    me = next((f for f in fam if f["plan_id"] == plan_id), fam[-1])
+    if b is None:
+        b = plan_id
+    if a is None:
+        a = me["parent_plan_id"] if me["parent_plan_id"] in plans else fam[0]["plan_id"]
+    if a not in plans or b not in plans:
+        raise HTTPException(404, "Compare two versions of this plan (a and b are plan numbers listed on this page).")
+    va, vb = _version_summary(plans[a]["plan"]), _version_summary(plans[b]["plan"])
+    num = {f["plan_id"]: f["number"] for f in fam}
+    diff_points = {}
+    for k in ("skin_entry", "bone_entry", "target"):
+        pa, pb = va["points"][k], vb["points"][k]
+        if pa and pb:
+            d = [round(y - x, 2) for x, y in zip(pa, pb)]
+            diff_points[k] = {"delta": d, "distance": round(math.sqrt(sum(x * x for x in d)), 2)}
+    names = list(dict.fromkeys(list(va["clearances"]) + list(vb["clearances"])))
+    rows = []
+    for n in names:
+        ca, cb = va["clearances"].get(n, {}), vb["clearances"].get(n, {})
+        x, y = ca.get("clearance_mm"), cb.get("clearance_mm")
+        rows.append({"structure": n, "name": (ca or cb).get("name", n), "a": ca, "b": cb,
+                     "diff": None if x is None or y is None else round(y - x, 2)})
+    approved = next((f for f in fam if f["approved_at"] is not None), None)
+    return page(request, "plan_versions.html", {
+        "case": case, "plan_id": plan_id, "versions": fam, "a": a, "b": b, "num": num, "va": va, "vb": vb,
+        "diff_points": diff_points, "rows": rows, "approved": approved,
+        "labels": {f["plan_id"]: plans[f["plan_id"]]["label"] for f in fam}})
+
+
+# ------------------------------------------------------------------------------------------ review page hooks
+def moved_scene(scene, pts: str, screw_mm: float | None = None):
+    """The review page's slice scene with the path moved to *pts* (``"x,y,z,x,y,z,x,y,z"``: skin entry, bone
+    entry, target, LPS mm) and its screw *screw_mm* long (the re-checked catalogue screw).
+
+    Raises HTTPException 422 with one line for malformed points.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from osteoplan.views.slices import SliceScene
+
+    try:
+        v = np.array([float(x) for x in pts.split(",")], float)
+    except ValueError:
+        v = np.zeros(0)
+    if v.shape != (9,) or not np.all(np.isfinite(v)) or np.any(np.abs(v) > 1e4) \
+            or (screw_mm is not None and not (math.isfinite(screw_mm) and 0 < screw_mm < 500)):
+        raise HTTPException(422, "pts: nine comma-separated LPS millimetre values (skin entry, bone entry, target); "
+                                 "screw_mm: a length in mm.")
+    try:
+        path = replace(scene.path, skin_entry_lps_mm=v[0:3], bone_entry_lps_mm=v[3:6], target_lps_mm=v[6:9],
+                       screw_length_mm=screw_mm if screw_mm is not None else scene.path.screw_length_mm)
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return SliceScene(scene.volume, path, scene.structures)
+
+
+def adjust_page_context(request: Request, db, p: Principal, case_id: int, plan_id: int, plan: dict,
+                        folder: Path | None) -> dict[str, Any]:
+    """What the review page's adjust block needs (``templates/plan_adjust.html``, ``static/adjust.js``)."""
+    from osteoplan.web.auth import csrf_token
+
+    trajs = (plan.get("plan") or {}).get("trajectories") or []
+    lock = _lock_state(db, plan_id)
+    t = trajs[0] if trajs else {}
+    base = f"/cases/{case_id}/plans/{plan_id}"
+    return {"enabled": folder is not None and bool(trajs), "lock": lock,
+            "evaluate_url": f"/api{base}/evaluate", "save_url": f"/api{base}/versions",
+            "approve_url": f"{base}/approve", "versions_url": f"{base}/versions", "csrf": csrf_token(request),
+            "can_save": p.can("lesion.write"), "can_approve": p.can("plan.approve"),
+            "points": json.dumps({k: t.get(f"{k}_lps_mm") for k in ("skin_entry", "bone_entry", "target")}),
+            "screw_mm": (t.get("screw") or {}).get("length_mm")}

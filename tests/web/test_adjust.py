@@ -1,0 +1,162 @@
+"""The review page's adjust API on a real plan folder (phantom): evaluate (the plan's own trajectory gives the
+plan's verdict; a moved target changes the nearest clearance; 422 in one line for bad input), save a version
+(who, when, what moved, audited), compare versions, approve (radiologists), and the lock (409)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from .adjust_fixtures import attach_as_job, write_phantom_plan_folder
+from .conftest import csrf_of, make_case
+
+
+@pytest.fixture(scope="module")
+def phantom_folder(tmp_path_factory):
+    work = tmp_path_factory.mktemp("adjust-job")
+    ph, plan = write_phantom_plan_folder(work / "plan-1")
+    return work, ph, plan
+
+
+@pytest.fixture()
+def planned_case(engine, phantom_folder):
+    work, ph, plan = phantom_folder
+    ids = make_case(engine, through="lesion")
+    ids["plan"] = attach_as_job(engine, ids["lesion"], work, plan)
+    return ids, ph, plan
+
+
+def _pts(t, **moved):
+    out = {"skin_entry_lps_mm": list(t.skin_entry_lps_mm), "bone_entry_lps_mm": list(t.bone_entry_lps_mm),
+           "target_lps_mm": list(t.target_lps_mm)}
+    for k, v in moved.items():
+        out[f"{k}_lps_mm"] = [round(a + b, 2) for a, b in zip(out[f"{k}_lps_mm"], v)]
+    return out
+
+
+def test_evaluate_the_plan_and_a_moved_target(api_for, engine, planned_case):
+    ids, ph, plan = planned_case
+    c = api_for("radiologist")
+    url = f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate"
+    r = c.post(url, json=_pts(plan.best))
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["verdict"]["text"] == plan.verdict.text_en and j["moved"] == {} and j["feasible"]
+    assert j["screw"]["length_mm"] == plan.best.screw.length_mm
+    by = {x["structure"]: x for x in j["clearances"]}
+    for chk in plan.best.clearances:
+        assert by[chk.structure]["status"] == chk.status
+        if chk.clearance_mm is not None:
+            assert by[chk.structure]["clearance_mm"] == pytest.approx(chk.clearance_mm, abs=0.03)
+    assert by["spinal_canal"]["how"] == "provided mask"
+    # the panes' geometry: the target projects where the slice draws it (axial: through the target at offset 0)
+    g = j["panes"]["axial"]
+    assert g["n_rows"] == g["n_cols"] == 275 and g["pixel_mm"] == 0.4
+    assert np.allclose(g["u"], [1, 0, 0]) and np.allclose(g["v"], [0, 1, 0])  # image right = patient left, down = P
+    assert g["letters"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    # the target moved 3 mm to the patient's right: the nearest structure's clearance changes, moved is reported
+    near = j["nearest"]
+    r2 = c.post(url, json=_pts(plan.best, target=(-3.0, 0.0, 0.0)))
+    j2 = r2.json()
+    assert j2["moved"]["target"] == {"delta_lps_mm": [-3.0, 0.0, 0.0], "distance_mm": 3.0}
+    b2 = {x["structure"]: x for x in j2["clearances"]}
+    assert abs(b2[near]["clearance_mm"] - by[near]["clearance_mm"]) > 0.3
+    # the slice route draws the moved path (a different picture)
+    p0 = ",".join(f"{x:.2f}" for k in ("skin_entry", "bone_entry", "target") for x in j["points"][k])
+    p2 = ",".join(f"{x:.2f}" for k in ("skin_entry", "bone_entry", "target") for x in j2["points"][k])
+    base = f"/cases/{ids['case']}/plans/{ids['plan']}/slices/axial.png?offset_mm=0&window=bone"
+    a, b = c.get(base + "&pts=" + p0), c.get(base + "&pts=" + p2)
+    assert a.status_code == b.status_code == 200 and a.content != b.content
+    assert c.get(base + "&pts=1,2,3").status_code == 422
+
+
+@pytest.mark.parametrize("body, expect", [
+    (b"{not json", "not JSON"),
+    (b'{"skin_entry_lps_mm": [1, 2], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1]}', "skin_entry_lps_mm"),
+    (b'{"skin_entry_lps_mm": [1, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1], "x": 1}',
+     "Unknown field"),
+])
+def test_evaluate_malformed_body_is_422_in_one_line(api_for, engine, planned_case, body, expect):
+    ids, ph, plan = planned_case
+    r = api_for("radiologist").post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate", content=body,
+                                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and expect in r.json()["detail"] and "\n" not in r.json()["detail"]
+
+
+def test_evaluate_point_outside_the_image_is_422(api_for, engine, planned_case):
+    ids, ph, plan = planned_case
+    r = api_for("radiologist").post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate",
+                                    json=_pts(plan.best, target=(0.0, 0.0, 500.0)))
+    assert r.status_code == 422 and r.json()["detail"].startswith("target moved outside the image")
+
+
+def test_save_compare_approve_lock(api_for, client_for, engine, planned_case):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow import models as m
+
+    ids, ph, plan = planned_case
+    api = api_for("radiologist")
+    r = api.post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/versions", json=_pts(plan.best))
+    assert r.status_code == 422 and "nothing moved" in r.json()["detail"]
+    # a move that breaks a rule is not saved; the first of the six 1 mm moves of the target that stays feasible is
+    ev = f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate"
+    moves = [tuple(float(x) + 0.0 for x in v) for v in np.vstack([np.eye(3), -np.eye(3)])]  # (no -0.0)
+    ok = [mv for mv in moves if api.post(ev, json=_pts(plan.best, target=mv)).json()["feasible"]]
+    bad = [mv for mv in moves if mv not in ok]
+    assert ok
+    if bad:
+        r = api.post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/versions", json=_pts(plan.best, target=bad[0]))
+        assert r.status_code == 422 and "breaks the protocol's rules" in r.json()["detail"]
+    mv = ok[0]
+    body = {**_pts(plan.best, target=mv), "note": "tip moved 1 mm"}
+    r = api.post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/versions", json=body)
+    assert r.status_code == 201, r.text
+    v2 = r.json()
+    assert v2["version"] == 2 and v2["moved"]["target"]["delta_lps_mm"] == list(mv)
+    with Session(engine) as s:
+        row = s.scalar(select(m.PlanVersion).where(m.PlanVersion.saved_plan_id == v2["plan_id"]))
+        assert (row.number, row.root_plan_id, row.parent_plan_id, row.created_by) == (2, ids["plan"], ids["plan"],
+                                                                                      "radiologist")
+        aud = s.scalars(select(m.AuditLog).where(m.AuditLog.entity == "plan", m.AuditLog.entity_id == v2["plan_id"],
+                                                 m.AuditLog.action == "create")).all()
+        assert len(aud) == 1 and aud[0].detail["moved"]["target"]["distance_mm"] == 1.0
+        saved = s.get(m.SavedPlan, v2["plan_id"])
+        assert saved.plan["trajectories"][0]["target_lps_mm"] == pytest.approx(
+            [a + b for a, b in zip(plan.best.target_lps_mm, mv)], abs=0.006)
+    # the versions page: both versions, side by side, the target's difference
+    page = client_for("coordinator").get(f"/cases/{ids['case']}/plans/{v2['plan_id']}/versions")
+    assert page.status_code == 200
+    assert "tip moved 1 mm" in page.text
+    assert re.search(r"target</th>.*?1\.00 mm \(" + re.escape(", ".join(str(x) for x in mv)) + r"\)", page.text, re.S)
+    # approve: radiologists only; then the plan is locked (409 with the reason), evaluate still works
+    tb = client_for("tumour_board")
+    assert tb.post(f"/cases/{ids['case']}/plans/{v2['plan_id']}/approve",
+                   data={"csrf_token": csrf_of(tb)}, follow_redirects=False).status_code == 403
+    rad = client_for("radiologist")
+    r = rad.post(f"/cases/{ids['case']}/plans/{v2['plan_id']}/approve", data={"csrf_token": csrf_of(rad)},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    r = rad.post(f"/cases/{ids['case']}/plans/{v2['plan_id']}/approve", data={"csrf_token": csrf_of(rad)},
+                 follow_redirects=False)
+    assert r.status_code == 409 and "version 2 of this plan was approved by radiologist" in r.text.lower()
+    r = api.post(f"/api/cases/{ids['case']}/plans/{v2['plan_id']}/versions", json=_pts(plan.best, target=(1.0, 0, 0)))
+    assert r.status_code == 409 and "locked" in r.json()["detail"]
+    r = api.post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/versions", json=_pts(plan.best, target=(1.0, 0, 0)))
+    assert r.status_code == 409  # any version of the plan: the plan is locked
+    assert api.post(f"/api/cases/{ids['case']}/plans/{v2['plan_id']}/evaluate",
+                    json=_pts(plan.best)).status_code == 200
+    from osteoplan.errors import OsteoplanError
+    from osteoplan.workflow import service as sv
+
+    with Session(engine) as s:
+        with pytest.raises(OsteoplanError, match="locked"):
+            sv.soft_delete(s, None, "plan", v2["plan_id"], "duplicate")
+        aud = s.scalars(select(m.AuditLog).where(m.AuditLog.entity_id == v2["plan_id"],
+                                                 m.AuditLog.action == "update")).all()
+        assert [a.detail.get("approved") for a in aud] == [True]
+    page = client_for("radiologist").get(f"/cases/{ids['case']}/plans/{v2['plan_id']}/review")
+    assert page.status_code == 200 and 'id="adjust-locked"' in page.text and 'id="adjust-save"' not in page.text
