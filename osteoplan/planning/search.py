@@ -8,6 +8,14 @@ requested side(s)). Each is evaluated by the compiled kernel
 of interest (:mod:`osteoplan.planning.fields`). Hard constraints give the feasible set; the
 objective (:func:`objective`) ranks it.
 
+The dense pass (:func:`run_kernel_gated`) does not measure the structures along the paths short of the containment
+or tip-to-cortex rule by more than one sample step: those candidates are neither feasible nor near-feasible whatever
+their clearances, so the feasible set, every violation and score the refinement uses, the refinement pool and the
+plans are those of measuring every candidate (:func:`_search_one`, ``exhaustive``; ``benchmarks/bench_planner.py``
+compares both). In the plan's exclusion counts, "first failing" counts are unchanged (both rules come before every
+clearance in their order); the clearance, hollow-viscus and hydrodissection totals count the candidates measured, as
+their descriptions say.
+
 Hard constraints, in the order used for "first failing constraint" counts:
 
 ``skin``          the path reaches the skin inside the field of view within ``entry.max_depth_mm``;

@@ -241,3 +241,30 @@ def test_direction_major_order_is_a_stable_sort_by_direction():
     cd = np.array([2, 0, 1, 0, 2, 1, 0], np.int64)
     ct = np.zeros(7, np.int64)
     np.testing.assert_array_equal(K.direction_major_order(ct, cd, 3), [1, 3, 6, 2, 5, 0, 4])
+
+
+@pytest.mark.parametrize("which", ["neck", "neck_anterior"])
+def test_search_with_the_gate_equals_the_exhaustive_search(which, request):
+    """One-diameter search on the synthetic neck (lateral protocol; anterior protocol with a lesion): the gated dense
+    pass and the exhaustive one (every candidate measured) give the same feasible set and the same refinement pool,
+    and choose the same trajectories with the same scores, clearances and containment."""
+    from osteoplan.planning import search as S
+
+    vol, lm, dl, proto, f = request.getfixturevalue(which)
+    site = site_from_landmarks(dl, proto)
+    dirs, sign = S.directions(proto, ["left", "right"], site=site)
+    diam = S.candidate_diameters(proto, site.width_limit_mm)[-1]
+    a = S._search_one(f, site, proto, dirs, sign, diam, 1.0, 0.2, 50, exhaustive=True)
+    b = S._search_one(f, site, proto, dirs, sign, diam, 1.0, 0.2, 50)
+    assert b.coarse.gated.any() and not a.coarse.gated.any()
+    np.testing.assert_array_equal(a.coarse_assessment.feasible, b.coarse_assessment.feasible)
+    np.testing.assert_array_equal(a.fine.cand_t, b.fine.cand_t)  # the same refinement pool
+    np.testing.assert_array_equal(a.fine.cand_d, b.fine.cand_d)
+    np.testing.assert_array_equal(a.fine_assessment.score, b.fine_assessment.score)
+    np.testing.assert_array_equal(a.fine.clear, b.fine.clear)
+    assert a.chosen == b.chosen
+    assert len(a.chosen) > 0 or which == "neck_anterior"  # no anterior path on this neck at the smallest screw
+    for c in a.chosen:
+        assert a.fine_assessment.score[c] == b.fine_assessment.score[c]
+        np.testing.assert_array_equal(a.fine.clear[c], b.fine.clear[c])
+        assert a.fine.containment[c] == b.fine.containment[c]
