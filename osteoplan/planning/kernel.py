@@ -150,8 +150,9 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         :func:`osteoplan.planning.search.entry_rule_vector`.
     tip_skip_mm : the tip's last millimetres excluded from containment (the tip engages the cortex).
     gap_max_mm : when > 0, march from the target FORWARD (along the direction) at 0.25 mm until the
-        C2 surface, up to this distance (samples proven inside the bone by ``lip`` skipped, exact): ``out_tipgap`` = the distance from the tip to the cortex ahead
-        (``gap_max_mm + 0.25`` when not reached). 0 disables it (``out_tipgap`` = 0).
+        C2 surface, up to this distance (samples proven inside the bone by ``lip`` skipped, exact): ``out_tipgap``
+        = the distance from the tip to the cortex ahead (``gap_max_mm + 0.25`` when not reached). 0 disables it
+        (``out_tipgap`` = 0).
     thread_mm : length from the tip over which ``out_lesion_thread`` counts the lesion (mm).
     lip : (3,) float64, the largest absolute difference of ``boned`` between neighbours along k, j, i (mm per
         index step): a bound on the trilinear interpolant's partial derivatives, so along a direction the depth
@@ -162,8 +163,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
         measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
         entry, other bone and code are computed as usual). Both rules come before every clearance in the order of
-        "first failing constraint" counts, so those counts do not change. The search needs the clearances exactly only for
-        candidates whose every violation is at most a sample step (feasible, near-feasible; see
+        "first failing constraint" counts, so those counts do not change. The search needs the clearances exactly
+        only for candidates whose every violation is at most a sample step (feasible, near-feasible; see
         :func:`osteoplan.planning.search._search_one`).
     gap_limit_mm : the tip-to-cortex limit (mm) the gate uses; < 0 when the protocol has none.
     order : (N,) int64, the order in which the candidates are evaluated (empty: 0 .. N - 1); results are written

@@ -587,7 +587,8 @@ def run_kernel_gated(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.nd
 
 def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
                 cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
-                python: bool = False, site: Site | None = None, clear_gate: float = -1.0, reorder: bool = True) -> Evaluation:
+                python: bool = False, site: Site | None = None, clear_gate: float = -1.0,
+                reorder: bool = True) -> Evaluation:
     t_idx = fields.world_to_roi(targets_lps)
     inv = np.linalg.inv(fields.affine)[:3, :3]
     d_idx = np.ascontiguousarray(dirs_lps @ inv.T)
