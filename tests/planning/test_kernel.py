@@ -268,3 +268,27 @@ def test_search_with_the_gate_equals_the_exhaustive_search(which, request):
         assert a.fine_assessment.score[c] == b.fine_assessment.score[c]
         np.testing.assert_array_equal(a.fine.clear[c], b.fine.clear[c])
         assert a.fine.containment[c] == b.fine.containment[c]
+
+
+def test_least_violating_measures_the_gated_candidates_that_rank(neck_anterior):
+    """The refinement pool's least-violating candidates from the gated pass equal those of the exhaustive pass (stable
+    sort of total violation + 1e-3 score), also when so many are asked that gated candidates rank among them."""
+    from osteoplan.planning import search as S
+    from osteoplan.planning.procedures import cone_directions
+
+    vol, lm, dl, proto, f = neck_anterior
+    site = site_from_landmarks(dl, proto)
+    targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [-1.0, -1.0, 13.0], [0.0, 0.0, 9.0]])
+    d = cone_directions(np.array([0.0, 0.0, 1.0]), 20.0, 2.0)
+    ct, cd = _grid_candidates(targets, d)
+    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site=site)
+    b = S.run_kernel_gated(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site, gate_mm=1.0)
+    aa, ab = S.assess(a, f, targets, d, site, proto), S.assess(b, f, targets, d, site, proto)
+    ta = sum(np.minimum(v, 1e3) for v in aa.violations.values())
+    tb = sum(np.minimum(v, 1e3) for v in ab.violations.values())
+    want_all = np.argsort(ta + 1e-3 * aa.score, kind="stable")
+    gated_rank = np.nonzero(b.gated[want_all])[0]
+    assert len(gated_rank) > 0
+    for n in (5, int(gated_rank[0]) + 3, len(ct)):
+        got = S._least_violating(b, ab, tb, f, targets, d, site, proto, 1.75, 1.75, 1.0, n)
+        np.testing.assert_array_equal(got, want_all[:n])
