@@ -1,10 +1,24 @@
-"""Benchmark the trajectory search on CThead: vectorised (numba) kernel vs a per-candidate Python loop.
+"""Benchmark the trajectory search on CThead: the search's dense pass vs the exhaustive kernel, and the numba kernel
+vs a per-candidate Python loop.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_planner.py [--ct ../shared/data/cthead/ct.nii.gz] [--loop-subset 300]
+        [--protocols c2-dens-anterior c2-dens-lateral] [--search-repeats 5]
 
-Prints a table: candidates evaluated, seconds and candidates/s for
+First table, per protocol, on the planner's own grid (every target x every direction of the protocol, the largest
+screw diameter): CPU seconds (``time.process_time``, one thread, best and median of the repeats) and candidates/s of
+
+* the exhaustive kernel: every candidate that passes the entry rule measured against every structure, candidates in
+  target order (the dense pass before the gate), and
+* the search's dense pass (:func:`osteoplan.planning.search.run_kernel_gated`: structures measured only within a
+  step of the containment and tip-to-cortex rules, candidates in direction order),
+
+then the whole one-diameter search (dense pass, assessment, refinement) both ways, and whether the best plans
+(targets, directions, scores, clearances, containment of the chosen trajectories) and the dense pass's feasible
+set are identical.
+
+Second table: candidates evaluated, seconds and candidates/s for
 
 * the compiled kernel (:func:`osteoplan.planning.kernel.evaluate_candidates`) on >= 100,000 candidates
   (targets in the dens apex zone x a 1-degree direction grid, both sides), and
@@ -41,6 +55,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-plan", action="store_true", help="skip the whole `osteoplan plan` run at the end")
     ap.add_argument("--max-candidates", type=int, default=0,
                     help="evaluate at most this many candidates, drawn at random (0 = all; for smoke tests)")
+    ap.add_argument("--protocols", nargs="*", default=["c2-dens-anterior", "c2-dens-lateral"],
+                    help="protocols of the search table (none: skip it)")
+    ap.add_argument("--search-repeats", type=int, default=5)
     args = ap.parse_args(argv)
 
     from osteoplan.imaging import read_volume
@@ -54,6 +71,8 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     an = build_anatomy(vol)
     t_anat = time.perf_counter() - t
+    if args.protocols:
+        search_table(vol, an, args.protocols, max(1, args.search_repeats))
     t = time.perf_counter()
     site = site_from_landmarks(an.landmarks, proto)
     fields, _, _ = build_fields(vol, an.labelmap, site, proto)
@@ -129,6 +148,78 @@ def main(argv=None) -> int:
     for s in steps:
         print(f"  {s}")
     return 0
+
+
+def _cpu(fn, repeats: int) -> tuple[float, float, object]:
+    """(best, median) CPU seconds of *fn* over *repeats* calls, and its last result."""
+    ts, r = [], None
+    for _ in range(repeats):
+        t = time.process_time()
+        r = fn()
+        ts.append(time.process_time() - t)
+    return min(ts), float(np.median(ts)), r
+
+
+def _best_plans(res) -> list[tuple]:
+    """What a plan takes from a search: per chosen trajectory, its target, direction, score, clearances, containment."""
+    if res is None:
+        return []
+    ev, asm = res.fine, res.fine_assessment
+    return [(int(ev.cand_t[c]), int(ev.cand_d[c]), float(asm.score[c]), tuple(np.round(ev.clear[c], 9)),
+             float(ev.containment[c]), float(ev.s_skin[c])) for c in res.chosen]
+
+
+def search_table(vol, an, protocols: list[str], repeats: int) -> None:
+    """Print the search table (see the module docstring)."""
+    from osteoplan.planning import search as S
+    from osteoplan.planning.procedures.c2_dens import site_from_landmarks
+    from osteoplan.planning.protocol import load_protocol
+
+    rows = []
+    for name in protocols:
+        proto = load_protocol(name)
+        site = site_from_landmarks(an.landmarks, proto)
+        fields, _, _ = S.build_fields(vol, an.labelmap, site, proto)
+        dirs, sign = S.directions(proto, ["left", "right"], site=site)
+        diam = S.candidate_diameters(proto, site.width_limit_mm)[0]
+        r_instr, r_screw = S.instrument_radii(proto, diam)
+        targets = S.target_points(fields, site, proto, r_screw)
+        T, D = len(targets), len(dirs)
+        ct, cd = np.repeat(np.arange(T), D), np.tile(np.arange(D), T)
+        N = len(ct)
+
+        def exhaustive():
+            return S._run_kernel(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, site=site, reorder=False)
+
+        def gated():
+            return S.run_kernel_gated(fields, targets, dirs, ct, cd, proto, r_instr, r_screw, 1.0, site, 1.0)
+
+        gated()  # compilation / cache load
+        e_best, e_med, ev_e = _cpu(exhaustive, repeats)
+        g_best, g_med, ev_g = _cpu(gated, repeats)
+        a_e = S.assess(ev_e, fields, targets, dirs, site, proto)
+        a_g = S.assess(ev_g, fields, targets, dirs, site, proto)
+        same_feas = bool(np.array_equal(a_e.feasible, a_g.feasible))
+        args = (fields, site, proto, dirs, sign, diam, 1.0, 0.2, 300)
+        se_best, _, res_e = _cpu(lambda: S._search_one(*args, exhaustive=True), max(1, repeats // 2))
+        sg_best, _, res_g = _cpu(lambda: S._search_one(*args), max(1, repeats // 2))
+        same = _best_plans(res_e) == _best_plans(res_g)
+        rows.append((name, N, T, D, e_best, e_med, g_best, g_med, se_best, sg_best, same, same_feas,
+                     int(a_g.feasible.sum()), int(ev_g.gated.sum()), len(_best_plans(res_g))))
+    print(f"Search on {len(rows)} protocol(s), one thread, CPU time (time.process_time), best of {repeats} "
+          "(median in brackets):\n")
+    print("| protocol | candidates (targets x directions) | exhaustive kernel s | exhaustive cand/s | search dense pass s "
+          "| search cand/s (exhaustive-equivalent) | speed-up | whole search: exhaustive s / gated s "
+          "| identical best plans | identical feasible set (n) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for (name, N, T, D, eb, em, gb, gm, seb, sgb, same, same_feas, nf, ng, nplans) in rows:
+        print(f"| {name} | {N:,} ({T} x {D}) | {eb:.3f} ({em:.3f}) | {N / eb:,.0f} | {gb:.3f} ({gm:.3f}) | "
+              f"{N / gb:,.0f} | {eb / gb:.2f}x | {seb:.2f} / {sgb:.2f} | {'yes' if same else 'NO'} ({nplans} plans) | "
+              f"{'yes' if same_feas else 'NO'} ({nf}) |")
+    for (name, N, *_rest) in rows:
+        print(f"{name}: identical best plans: {'yes' if _rest[8] else 'no'}; "
+              f"{_rest[11]:,} of {N:,} candidates not measured against the structures (gated)")
+    print()
 
 
 if __name__ == "__main__":

@@ -90,8 +90,10 @@ def test_bench_drr(capsys):
 @pytest.mark.slow
 def test_bench_planner(phantom_ct, capsys):
     out = _run("bench_planner.py", ["--ct", str(phantom_ct), "--loop-subset", "4", "--min-candidates", "2000",
-                                    "--max-candidates", "2000", "--no-plan"], capsys)
+                                    "--max-candidates", "2000", "--no-plan", "--search-repeats", "1"], capsys)
     assert "| numba kernel |" in out and "Python loop" in out and "max |clearance difference|" in out
+    assert "| exhaustive kernel s |" in out
+    assert "c2-dens-anterior: identical best plans: yes" in out and "c2-dens-lateral: identical best plans: yes" in out
 
 
 def test_bench_adjust(capsys):

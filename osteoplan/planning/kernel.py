@@ -15,6 +15,12 @@ the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 4. along the whole path: for every structure map, min(distance - instrument radius) = clearance
    of the instrument modelled as a capsule (cylinder + hemispherical ends) around the path axis.
 
+The search's dense pass (``clear_gate`` >= 0) measures step 4 only for candidates within the gate of the
+containment and tip-to-cortex rules (the others are neither feasible nor near-feasible, whatever their
+clearances). Candidates are evaluated direction by direction
+(``order``: parallel paths from neighbouring targets read the same memory). None of this changes a figure that is
+computed.
+
 Sampling at step ``h`` overestimates a minimum distance by at most ``h / 2`` (a distance map is
 1-Lipschitz); the planner re-evaluates its final candidates at a finer step.
 
@@ -113,9 +119,9 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
 def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                        tip_skip_mm, gap_max_mm, thread_mm, lip,
-                        out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
-                        out_tipgap, out_lesion_thread):
+                        tip_skip_mm, gap_max_mm, thread_mm, lip, clear_gate, gap_limit_mm, order,
+                        lesion_box, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
+                        out_tipgap, out_lesion_thread, out_gated):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 
     Parameters
@@ -144,22 +150,41 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         :func:`osteoplan.planning.search.entry_rule_vector`.
     tip_skip_mm : the tip's last millimetres excluded from containment (the tip engages the cortex).
     gap_max_mm : when > 0, march from the target FORWARD (along the direction) at 0.25 mm until the
-        C2 surface, up to this distance: ``out_tipgap`` = the distance from the tip to the cortex ahead
-        (``gap_max_mm + 0.25`` when not reached). 0 disables it (``out_tipgap`` = 0).
+        C2 surface, up to this distance (samples proven inside the bone by ``lip`` skipped, exact): ``out_tipgap``
+        = the distance from the tip to the cortex ahead (``gap_max_mm + 0.25`` when not reached). 0 disables it
+        (``out_tipgap`` = 0).
     thread_mm : length from the tip over which ``out_lesion_thread`` counts the lesion (mm).
     lip : (3,) float64, the largest absolute difference of ``boned`` between neighbours along k, j, i (mm per
         index step): a bound on the trilinear interpolant's partial derivatives, so along a direction the depth
         changes by at most ``h * sum(lip * |d|)`` per sample. The depth march skips the samples this bound proves
         inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
         march). Zeros disable the skipping.
-    out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg).
+    clear_gate : mm; < 0 disables the gate. A candidate that passed the entry rule but whose containment
+        (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
+        measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
+        entry, other bone and code are computed as usual). Both rules come before every clearance in the order of
+        "first failing constraint" counts, so those counts do not change. The search needs the clearances exactly
+        only for candidates whose every violation is at most a sample step (feasible, near-feasible; see
+        :func:`osteoplan.planning.search._search_one`).
+    gap_limit_mm : the tip-to-cortex limit (mm) the gate uses; < 0 when the protocol has none.
+    order : (N,) int64, the order in which the candidates are evaluated (empty: 0 .. N - 1); results are written
+        at each candidate's own index. :func:`direction_major_order` keeps parallel paths from neighbouring targets
+        one after the other, so they read the same memory (the results do not depend on the order).
+    lesion_box : (6,) float64, (k, j, i) lower and upper bounds such that the lesion map is 0 at every voxel with an
+        index <= the lower or >= the upper bound on some axis (:func:`osteoplan.planning.search.lesion_box`): the
+        lesion is read only at samples whose (clamped) position is strictly inside, elsewhere it is exactly 0 (every
+        corner of the cell is 0 or has weight 0).
+        ``(-2, -2, -2, K + 1, J + 1, I + 1)`` reads it everywhere.
+    out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg); ``out_gated`` (N,)
+        uint8, 1 where the gate left the clearances unmeasured.
     """
     N = cand_t.shape[0]
     S = maps.shape[3]
     K, J, I = body.shape
     nmax = int(s_max / h) + 2
-    buf = np.empty(nmax, np.float64)
-    for n in range(N):
+    use_order = order.shape[0] == N
+    for n_ in range(N):
+        n = order[n_] if use_order else n_
         t = t_idx[cand_t[n]]
         d = d_idx[cand_d[n]]
         for s_ in range(S):
@@ -168,6 +193,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_lesion[n] = 0.0
         out_lesion_thread[n] = 0.0
         out_tipgap[n] = 0.0
+        out_gated[n] = 0
         prev = _tri(boned, t[0], t[1], t[2])
         if prev <= 0.0:
             out_code[n] = TARGET_OUTSIDE_BONE
@@ -250,44 +276,83 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             hf = 0.25
             gap = gap_max_mm + hf
             pv = buf0
-            for qf in range(1, int(gap_max_mm / hf) + 2):
+            rate_f = rate * (hf / h)
+            qf = 1
+            last_f = 0
+            nf = int(gap_max_mm / hf) + 2
+            while qf < nf:  # samples the Lipschitz bound proves inside the bone are skipped, as in the depth march
                 sf = qf * hf
                 vf = _tri(boned, t[0] + sf * d[0], t[1] + sf * d[1], t[2] + sf * d[2])
                 if vf <= 0.0:
+                    if last_f != qf - 1:  # the sample before the crossing was skipped: read it
+                        s1 = (qf - 1) * hf
+                        pv = _tri(boned, t[0] + s1 * d[0], t[1] + s1 * d[1], t[2] + s1 * d[2])
                     gap = sf - hf + hf * pv / (pv - vf)
                     break
                 pv = vf
+                last_f = qf
+                if rate_f > 0.0:
+                    jump = int(math.ceil(vf / rate_f))
+                    qf += jump if jump > 1 else 1
+                else:
+                    qf += 1
             out_tipgap[n] = gap
-        # ---- phase 1b: every sample inside the bone: depth (containment), lesion and clearances
-        buf[0] = buf0
+        # ---- phase 1b: inside the bone: lesion, and containment = the smallest depth over the samples with
+        # tip_skip <= s <= sbone - skip (the sample nearest the middle of that range when no sample falls in it)
         for q in range(1, m):
             s = q * h
             k = t[0] - s * d[0]
             j = t[1] - s * d[1]
             i = t[2] - s * d[2]
-            buf[q] = _tri(boned, k, j, i)
-            if _tri(lesion, k, j, i) >= 0.5:
+            kc = min(max(k, 0.0), K - 1.0)  # the lesion box test on the clamped position _tri reads
+            jc = min(max(j, 0.0), J - 1.0)
+            ic = min(max(i, 0.0), I - 1.0)
+            if (kc > lesion_box[0] and kc < lesion_box[3] and jc > lesion_box[1] and jc < lesion_box[4]
+                    and ic > lesion_box[2] and ic < lesion_box[5] and _tri(lesion, k, j, i) >= 0.5):
                 out_lesion[n] += h
                 if s <= thread_mm:
                     out_lesion_thread[n] += h
-            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, False)
-        _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target sample
-        # containment: samples with tip_skip <= s <= sbone - skip (the sample nearest the middle of
-        # that range when no sample falls in it)
+        # the minimum is exact: after reading v, the next samples within (v - cont - 1e-9) / rate steps are at least
+        # cont + 1e-9 (Lipschitz bound ``lip``): they cannot lower it and are not read
         cont = 1e9
         lim = sbone - skip
+        nxt = 0
         for q in range(0, m):
-            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
-                if buf[q] < cont:
-                    cont = buf[q]
+            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim and q >= nxt:
+                s = q * h
+                v = buf0 if q == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+                if v < cont:
+                    cont = v
+                nxt = q + 1
+                if rate > 0.0:
+                    jump = int((v - cont - 1e-9) / rate)
+                    if jump > 0:
+                        nxt += jump
         if cont >= 1e9:
             qm = int(round(0.5 * (tip_skip_mm + lim) / h))
             if qm < 0:
                 qm = 0
             if qm > m - 1:
                 qm = m - 1
-            cont = buf[qm]
+            s = qm * h
+            cont = buf0 if qm == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
         out_cont[n] = cont - r_screw
+        # gate: a candidate short of the containment margin or of the tip-to-cortex limit by more than clear_gate
+        # is not measured against the structures (see ``clear_gate``)
+        measure = True
+        if clear_gate >= 0.0:
+            short = cont_margin - out_cont[n]
+            if gap_limit_mm >= 0.0 and out_tipgap[n] - gap_limit_mm > short:
+                short = out_tipgap[n] - gap_limit_mm
+            if short > clear_gate:
+                measure = False
+                out_gated[n] = 1
+        if measure:  # the clearances at the samples inside the bone
+            for q in range(1, m):
+                s = q * h
+                _tri_min(maps, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr, out_clear, n, soft_only,
+                         False)
+            _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target sample
         # ---- phase 2: soft tissue until the skin
         sskin = -1.0
         prevb = 1.0
@@ -308,7 +373,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if s > sbone + h:
                 if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
-            _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
+            if measure:
+                _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
             q += 1
         if sskin < 0.0:
             out_code[n] = NO_SKIN
@@ -318,10 +384,29 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_sskin[n] = sskin
 
 
+@nb.njit(cache=True, nogil=True)
+def direction_major_order(cand_t, cand_d, n_dirs):
+    """(N,) int64 permutation of the candidates sorted by direction, then by their original index (counting
+    sort, stable, O(N))."""
+    N = cand_d.shape[0]
+    count = np.zeros(n_dirs + 1, np.int64)
+    for n in range(N):
+        count[cand_d[n] + 1] += 1
+    for q in range(n_dirs):
+        count[q + 1] += count[q]
+    out = np.empty(N, np.int64)
+    for n in range(N):
+        out[count[cand_d[n]]] = n
+        count[cand_d[n]] += 1
+    return out
+
+
 def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, lesion, maps, soft_only,
                     r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
-                    tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0):
+                    tip_skip_mm=0.0, gap_max_mm=0.0, thread_mm=0.0, clear_gate=-1.0, gap_limit_mm=-1.0):
     """Straightforward per-candidate Python loop doing the same work (reference and benchmark).
+
+    ``clear_gate`` and ``gap_limit_mm`` as in :func:`evaluate_candidates`; ``res["gated"]`` holds ``out_gated``.
 
     Uses :func:`scipy.ndimage.map_coordinates` (trilinear, edge-clamped) for each sample point, one
     candidate at a time. Returns a dict of arrays with the same meaning as the kernel's outputs.
@@ -337,6 +422,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
     maps = np.moveaxis(maps, 3, 0)
     res = {k: np.zeros(N) for k in ("sbone", "sskin", "cont", "other", "lesion", "inc", "tipgap", "lesion_thread")}
     res["code"] = np.zeros(N, np.int8)
+    res["gated"] = np.zeros(N, np.uint8)
     res["clear"] = np.full((N, S), 1e9)
     shape = np.asarray(body.shape)
     for n in range(N):
@@ -393,6 +479,11 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
                     break
                 pv = vf
             res["tipgap"][n] = gap
+        short = cont_margin - res["cont"][n]
+        if gap_limit_mm >= 0:
+            short = max(short, res["tipgap"][n] - gap_limit_mm)
+        measure = not (clear_gate >= 0 and short > clear_gate)
+        res["gated"][n] = 0 if measure else 1
         # the lesion and the clearances inside the bone, at the depth samples (only for a valid entry)
         for q in range(len(depths)):
             p = t - (q * h) * d
@@ -401,7 +492,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
                 if q * h <= thread_mm + 1e-9:
                     res["lesion_thread"][n] += h
             for s_ in range(S):
-                if not soft_only[s_]:
+                if measure and not soft_only[s_]:
                     res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
         prevb, sskin = 1.0, None
         while s < s_max:
@@ -416,7 +507,7 @@ def evaluate_python(t_idx, d_idx, cand_t, cand_d, h, s_max, boned, body, other, 
             if s > sbone + h and (tri(other, p) >= 0.5 or tri(boned, p) > 0):
                 res["other"][n] += h
             for s_ in range(S):
-                if (not soft_only[s_]) or s >= sbone + r_instr:
+                if measure and ((not soft_only[s_]) or s >= sbone + r_instr):
                     res["clear"][n, s_] = min(res["clear"][n, s_], tri(maps[s_], p) - r_instr)
             s += h
         if sskin is None:

@@ -262,9 +262,19 @@ def _infeasibility(res: SearchResult, protocol: Protocol) -> Infeasibility:
     order = _constraint_order(res, protocol)
     remaining = np.ones(N, bool)
     ex = []
+    # the structures are measured only along the paths that pass the bone-entry rule within a step of the containment
+    # and tip-to-cortex rules (search.run_kernel_gated): their totals count those; 'first failing' counts are exact
+    ev0 = res.coarse
+    measured = np.isin(ev0.code, (K.OK, K.NO_SKIN)) & ~(ev0.gated if ev0.gated is not None else False)
+    n_meas = int(measured.sum())
+    among = (f" (counted among the {n_meas} candidates measured against the structures: those passing the bone-entry "
+             f"rule within {res.coarse_step_mm:g} mm of the containment and tip-to-cortex rules)")
     for name in order:
         viol = asm.violations[name] > 1e-9
-        ex.append(ConstraintExclusion(constraint=name, description=_describe(name, protocol), excluded=int(viol.sum()),
+        desc = _describe(name, protocol)
+        if name.startswith(("clearance:", "viscus:")) or name == "hydrodissection_limit":
+            desc += among
+        ex.append(ConstraintExclusion(constraint=name, description=desc, excluded=int(viol.sum()),
                                       excluded_first=int((viol & remaining).sum())))
         remaining &= ~viol
     fa = res.fine_assessment

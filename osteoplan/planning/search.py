@@ -8,6 +8,14 @@ requested side(s)). Each is evaluated by the compiled kernel
 of interest (:mod:`osteoplan.planning.fields`). Hard constraints give the feasible set; the
 objective (:func:`objective`) ranks it.
 
+The dense pass (:func:`run_kernel_gated`) does not measure the structures along the paths short of the containment
+or tip-to-cortex rule by more than one sample step: those candidates are neither feasible nor near-feasible whatever
+their clearances, so the feasible set, every violation and score the refinement uses, the refinement pool and the
+plans are those of measuring every candidate (:func:`_search_one`, ``exhaustive``; ``benchmarks/bench_planner.py``
+compares both). In the plan's exclusion counts, "first failing" counts are unchanged (both rules come before every
+clearance in their order); the clearance, hollow-viscus and hydrodissection totals count the candidates measured, as
+their descriptions say.
+
 Hard constraints, in the order used for "first failing constraint" counts:
 
 ``skin``          the path reaches the skin inside the field of view within ``entry.max_depth_mm``;
@@ -445,6 +453,9 @@ class Evaluation:
     lesion_thread: np.ndarray | None = None  # (N,) lesion length within the thread (mm)
     seconds: float = 0.0
     thread_mm: float = 0.0  # thread length used for lesion_thread / thread_waist (mm)
+    #: (N,) bool: clearances not measured (``clear`` +1e9) because a bone-side shortfall exceeded the gate
+    #: (:func:`run_kernel_gated`); all False for :func:`run_kernel`.
+    gated: np.ndarray | None = None
 
 
 def length_floor_mm(protocol: Protocol, site: Site | None) -> float:
@@ -520,9 +531,31 @@ def depth_lipschitz(fields: ROIFields) -> np.ndarray:
     return lip
 
 
+def lesion_box(fields: ROIFields) -> np.ndarray:
+    """(6,) (k, j, i) bounds for the kernel's ``lesion_box``, cached on *fields*: one voxel outside the lesion's
+    bounding box on each side (a sample at or beyond them has 8 lesion-free corners); an empty box when there is no
+    lesion."""
+    box = getattr(fields, "_lesion_box", None)
+    if box is None:
+        from osteoplan.planning.fields import nonzero_box
+
+        nz = nonzero_box(fields.lesion.astype(bool)) if fields.lesion is not None else None
+        if nz is None:
+            box = np.array([1e9, 1e9, 1e9, -1e9, -1e9, -1e9])
+        else:
+            box = np.array([nz[0][0] - 1, nz[1][0] - 1, nz[2][0] - 1, nz[0][1] + 1, nz[1][1] + 1, nz[2][1] + 1],
+                           float)
+        fields._lesion_box = box
+    return box
+
+
 def tip_to_cortex_max(protocol: Protocol) -> float | None:
     """The protocol's ``target.tip_to_cortex_max_mm`` when its target zone has one (None otherwise)."""
     return getattr(protocol.target, "tip_to_cortex_max_mm", None)
+
+
+#: The objective rewards a hard structure's clearance beyond its margin up to this many mm (:func:`assess`).
+HARD_CLEARANCE_CAP_MM = 5.0
 
 
 def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
@@ -532,8 +565,30 @@ def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray,
 
     With *site*, candidates whose bone entry breaks the entry rule, the implant-length range or the
     incidence limit stop after the bone part (code ``BAD_ENTRY``): their soft-tissue clearances are
-    not computed (left at +1e9) because they are excluded anyway.
+    not computed (left at +1e9) because they are excluded anyway. Every sample is read; see
+    :func:`run_kernel_gated` for the search's dense pass.
     """
+    return _run_kernel(fields, targets_lps, dirs_lps, cand_t, cand_d, protocol, r_instr, r_screw, step_mm,
+                       python=python, site=site)
+
+
+def run_kernel_gated(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
+                     cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
+                     site: Site | None, gate_mm: float) -> Evaluation:
+    """:func:`run_kernel` (with the entry rule of *site*) that does not measure the clearances of a candidate whose
+    containment or tip-to-cortex shortfall exceeds *gate_mm* (``Evaluation.gated``; their ``clear`` stays +1e9).
+
+    Every other output equals :func:`run_kernel`'s (the code, bone and skin entries, other bone, containment, tip gap,
+    lesion): exact. A gated candidate violates a bone-side constraint by more than *gate_mm*.
+    """
+    return _run_kernel(fields, targets_lps, dirs_lps, cand_t, cand_d, protocol, r_instr, r_screw, step_mm,
+                       site=site, clear_gate=gate_mm)
+
+
+def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
+                cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
+                python: bool = False, site: Site | None = None, clear_gate: float = -1.0,
+                reorder: bool = True) -> Evaluation:
     t_idx = fields.world_to_roi(targets_lps)
     inv = np.linalg.inv(fields.affine)[:3, :3]
     d_idx = np.ascontiguousarray(dirs_lps @ inv.T)
@@ -552,18 +607,24 @@ def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray,
             np.ascontiguousarray(dirs_lps, dtype=np.float64), np.ascontiguousarray(inv, dtype=np.float64),
             entry_rule_vector(site, protocol, targets_lps), float(sc.containment_skip_tip_mm),
             gap_max + 2.0 if gap_max > 0 else 0.0, thread)
+    gap_limit = gap_max if tip_to_cortex_max(protocol) is not None and gap_max > 0 else -1.0
     if python:
-        r = K.evaluate_python(*args)
+        r = K.evaluate_python(*args, clear_gate=float(clear_gate), gap_limit_mm=gap_limit)
         ev = Evaluation(cand_t, cand_d, r["code"], r["sbone"], r["sskin"], r["cont"], r["other"], r["lesion"], r["clear"],
-                        r["inc"], r["tipgap"], r["lesion_thread"])
+                        r["inc"], r["tipgap"], r["lesion_thread"], gated=r["gated"].astype(bool))
     else:
         out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
                    other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N),
-                   tipgap=np.zeros(N), lesion_thread=np.zeros(N))
-        K.evaluate_candidates(*args, depth_lipschitz(fields), out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
-                              out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
+                   tipgap=np.zeros(N), lesion_thread=np.zeros(N), gated=np.zeros(N, np.uint8))
+        order = (K.direction_major_order(args[2], args[3], len(dirs_lps)) if N > 1 and reorder
+                 else np.zeros(0, np.int64))
+        K.evaluate_candidates(*args, depth_lipschitz(fields), float(clear_gate), gap_limit, order,
+                              lesion_box(fields), out["code"],
+                              out["sbone"], out["sskin"], out["cont"], out["other"], out["lesion"], out["clear"],
+                              out["inc"], out["tipgap"], out["lesion_thread"], out["gated"])
         ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
-                        out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"])
+                        out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"],
+                        gated=out["gated"].astype(bool))
     ev.seconds = time.perf_counter() - t0
     ev.thread_mm = thread
     return ev
@@ -684,7 +745,8 @@ def assess(ev: Evaluation, fields: ROIFields, targets: np.ndarray, dirs: np.ndar
         "depth": o.depth * ev.s_skin,
         proc.axis_name: o.axis_angle * axis_angle,
         "containment": o.containment * np.maximum(0, o.containment_target_mm - ev.containment),
-        "hard_clearance": -o.hard_clearance * np.clip(np.where(np.isfinite(hard_extra), hard_extra, 0), 0, 5),
+        "hard_clearance": -o.hard_clearance * np.clip(np.where(np.isfinite(hard_extra), hard_extra, 0), 0,
+                                                      HARD_CLEARANCE_CAP_MM),
         "lesion": -o.lesion * np.minimum(lesion_len, 10.0),
         "bone_purchase": -o.bone_purchase * ev.s_bone,
     }
@@ -803,7 +865,15 @@ def instrument_radii(protocol: Protocol, diameter_mm: float) -> tuple[float, flo
 
 
 def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndarray, sign: np.ndarray,
-                diameter: float, coarse_step_mm: float, fine_step_mm: float, n_refine: int) -> "SearchResult | None":
+                diameter: float, coarse_step_mm: float, fine_step_mm: float, n_refine: int,
+                exhaustive: bool = False) -> "SearchResult | None":
+    """Search one implant diameter: dense pass over every (target, direction), refinement of the best, selection.
+
+    The dense pass (:func:`run_kernel_gated`) gives the same feasible set, violations, scores, refinement pool and
+    plans as measuring every candidate (``exhaustive=True``: :func:`run_kernel`, candidates in target order, as
+    before the gate; kept for the benchmark and the tests); only the clearances of candidates short of the
+    containment or tip-to-cortex rule by more than a step are left unmeasured (``Evaluation.gated``).
+    """
     r_instr, r_screw = instrument_radii(protocol, diameter)
     targets = target_points(fields, site, protocol, r_screw)
     if len(targets) == 0:
@@ -812,7 +882,14 @@ def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndar
     check_grid_size(T, D, protocol)
     cand_t = np.repeat(np.arange(T), D)
     cand_d = np.tile(np.arange(D), T)
-    ev = run_kernel(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, site=site)
+    # the dense pass: a candidate short of the containment margin or the tip-to-cortex limit by more than a step is
+    # neither feasible nor near-feasible: its clearances are not measured (run_kernel_gated)
+    if exhaustive:
+        ev = _run_kernel(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, site=site,
+                         reorder=False)
+    else:
+        ev = run_kernel_gated(fields, targets, dirs, cand_t, cand_d, protocol, r_instr, r_screw, coarse_step_mm, site,
+                              gate_mm=coarse_step_mm)
     asm = assess(ev, fields, targets, dirs, site, protocol)
     # refine: best feasible by score plus best near-misses (smallest total violation)
     total_v = sum(np.minimum(a, 1e3) for a in asm.violations.values())
@@ -830,7 +907,8 @@ def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndar
     edge = np.nonzero((ev.code == K.BAD_ENTRY) & (bone_v <= coarse_step_mm))[0]
     edge = edge[np.argsort(bone_v[edge] + 1e-3 * asm.score[edge])][:10 * n_refine]  # the closest to passing first
     pool = np.concatenate([feas0, near, edge])
-    miss = np.argsort(total_v + 1e-3 * asm.score)[: max(20, n_refine // 10)]
+    miss = _least_violating(ev, asm, total_v, fields, targets, dirs, site, protocol, r_instr, r_screw, coarse_step_mm,
+                            max(20, n_refine // 10))
     pool = np.unique(np.concatenate([pool, miss]))
     fine = run_kernel(fields, targets, dirs, cand_t[pool], cand_d[pool], protocol, r_instr, r_screw, fine_step_mm)
     fasm = assess(fine, fields, targets, dirs, site, protocol)
@@ -854,6 +932,31 @@ def _search_one(fields: ROIFields, site: Site, protocol: Protocol, dirs: np.ndar
             res.partial = _partial(fields, site, protocol, targets, dirs, cand_t, cand_d, ev, asm, left, r_instr,
                                    r_screw, coarse_step_mm, fine_step_mm, n_refine)
     return res
+
+
+def _least_violating(ev: Evaluation, asm: "Assessment", total_v: np.ndarray, fields: ROIFields, targets: np.ndarray,
+                     dirs: np.ndarray, site: Site, protocol: Protocol, r_instr: float, r_screw: float,
+                     step_mm: float, n: int) -> np.ndarray:
+    """The *n* candidates of least ``total violation + 1e-3 score`` (ties: lowest index first), exactly.
+
+    For a gated candidate (clearances not measured) that key is a lower bound (its unmeasured clearances add no
+    violation, no displacement and the largest clearance reward): while gated candidates rank among the *n* first,
+    they are measured (:func:`run_kernel`) and ranked by their exact key. The others' keys are exact, so the result is
+    that of a dense pass measuring every candidate.
+    """
+    key = total_v + 1e-3 * asm.score
+    gated = ev.gated.copy() if ev.gated is not None else np.zeros(len(key), bool)
+    while True:
+        first = np.argsort(key, kind="stable")[:n]
+        sub = first[gated[first]]
+        if len(sub) == 0:
+            return first
+        exact = run_kernel(fields, targets, dirs, ev.cand_t[sub], ev.cand_d[sub], protocol, r_instr, r_screw, step_mm,
+                           site=site)
+        a = assess(exact, fields, targets, dirs, site, protocol)
+        key = key.copy()
+        key[sub] = sum(np.minimum(v, 1e3) for v in a.violations.values()) + 1e-3 * a.score
+        gated[sub] = False
 
 
 def _partial(fields: ROIFields, site: Site, protocol: Protocol, targets: np.ndarray, dirs: np.ndarray,

@@ -174,3 +174,121 @@ def test_cone_directions_cover_the_cap_evenly():
     q = q[np.degrees(np.arccos(np.clip(q @ ax, -1, 1))) <= 20.0]
     nearest = np.degrees(np.arccos(np.clip((q @ d.T).max(axis=1), -1, 1)))
     assert len(q) > 50 and nearest.max() <= 1.0
+
+
+def _grid_candidates(targets, d):
+    ct = np.repeat(np.arange(len(targets)), len(d))
+    cd = np.tile(np.arange(len(d)), len(targets))
+    return ct, cd
+
+
+def test_gated_pass_equals_exhaustive_kernel(neck_anterior):
+    """The search's dense pass (run_kernel_gated) against the kernel measuring every candidate: every figure equal;
+    clearances equal wherever measured; a gated candidate is short of containment / tip-to-cortex / other bone by
+    more than the gate, so the assessment's feasibility and, for every non-gated candidate, violations and scores
+    are identical."""
+    from osteoplan.planning.procedures import cone_directions
+    from osteoplan.planning.search import assess, run_kernel_gated
+
+    vol, lm, dl, proto, f = neck_anterior
+    site = site_from_landmarks(dl, proto)
+    targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [-1.0, -1.0, 13.0], [0.0, 0.0, 9.0]])
+    d = cone_directions(np.array([0.0, 0.0, 1.0]), 20.0, 2.0)
+    ct, cd = _grid_candidates(targets, d)
+    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site=site)
+    b = run_kernel_gated(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site, gate_mm=1.0)
+    for x in ("code", "s_bone", "s_skin", "containment", "other_bone", "lesion", "incidence_deg", "tip_gap",
+              "lesion_thread"):
+        np.testing.assert_array_equal(getattr(a, x), getattr(b, x), err_msg=x)
+    g = b.gated
+    assert g.any() and (~g & (b.code != K.BAD_ENTRY)).any()
+    assert not a.gated.any()
+    np.testing.assert_array_equal(a.clear[~g], b.clear[~g])
+    assert (b.clear[g] == 1e9).all()
+    aa = assess(a, f, targets, d, site, proto)
+    ab = assess(b, f, targets, d, site, proto)
+    np.testing.assert_array_equal(aa.feasible, ab.feasible)
+    total = sum(np.minimum(v, 1e3) for v in aa.violations.values())
+    assert (total[g] > 1.0).all()
+    np.testing.assert_array_equal(aa.score[~g], ab.score[~g])
+    for name, v in aa.violations.items():
+        np.testing.assert_array_equal(v[~g], ab.violations[name][~g], err_msg=name)
+
+
+def test_gated_numba_equals_python_reference(neck):
+    """The gate in the compiled kernel and in the plain-Python reference (lateral protocol, no entry rule): same
+    gated candidates, same clearances."""
+    from osteoplan.planning.search import _run_kernel
+
+    vol, lm, dl, proto, f = neck
+    rng = np.random.default_rng(3)
+    targets = np.array([[0.0, -1.0, 8.0], [1.0, -2.0, 5.0], [-1.0, 0.0, 10.0]])
+    d = rng.normal(size=(40, 3))
+    d[:, 2] = np.abs(d[:, 2]) + 0.5
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ct, cd = _grid_candidates(targets, d)
+    a = _run_kernel(f, targets, d, ct, cd, proto, 2.25, 2.25, 1.0, clear_gate=0.5)
+    b = _run_kernel(f, targets, d, ct, cd, proto, 2.25, 2.25, 1.0, python=True, clear_gate=0.5)
+    np.testing.assert_array_equal(a.code, b.code)
+    np.testing.assert_array_equal(a.gated, b.gated)
+    assert a.gated.any() and (~a.gated & (a.code == K.OK)).any()
+    ok = a.code == K.OK
+    np.testing.assert_allclose(a.clear[ok], b.clear[ok], atol=1e-4)
+    np.testing.assert_allclose(a.other_bone, b.other_bone, atol=1e-9)
+
+
+def test_direction_major_order_is_a_stable_sort_by_direction():
+    cd = np.array([2, 0, 1, 0, 2, 1, 0], np.int64)
+    ct = np.zeros(7, np.int64)
+    np.testing.assert_array_equal(K.direction_major_order(ct, cd, 3), [1, 3, 6, 2, 5, 0, 4])
+
+
+@pytest.mark.parametrize("which", ["neck", "neck_anterior"])
+def test_search_with_the_gate_equals_the_exhaustive_search(which, request):
+    """One-diameter search on the synthetic neck (lateral protocol; anterior protocol with a lesion): the gated dense
+    pass and the exhaustive one (every candidate measured) give the same feasible set and the same refinement pool,
+    and choose the same trajectories with the same scores, clearances and containment."""
+    from osteoplan.planning import search as S
+
+    vol, lm, dl, proto, f = request.getfixturevalue(which)
+    site = site_from_landmarks(dl, proto)
+    dirs, sign = S.directions(proto, ["left", "right"], site=site)
+    diam = S.candidate_diameters(proto, site.width_limit_mm)[-1]
+    a = S._search_one(f, site, proto, dirs, sign, diam, 1.0, 0.2, 50, exhaustive=True)
+    b = S._search_one(f, site, proto, dirs, sign, diam, 1.0, 0.2, 50)
+    assert b.coarse.gated.any() and not a.coarse.gated.any()
+    np.testing.assert_array_equal(a.coarse_assessment.feasible, b.coarse_assessment.feasible)
+    np.testing.assert_array_equal(a.fine.cand_t, b.fine.cand_t)  # the same refinement pool
+    np.testing.assert_array_equal(a.fine.cand_d, b.fine.cand_d)
+    np.testing.assert_array_equal(a.fine_assessment.score, b.fine_assessment.score)
+    np.testing.assert_array_equal(a.fine.clear, b.fine.clear)
+    assert a.chosen == b.chosen
+    assert len(a.chosen) > 0 or which == "neck_anterior"  # no anterior path on this neck at the smallest screw
+    for c in a.chosen:
+        assert a.fine_assessment.score[c] == b.fine_assessment.score[c]
+        np.testing.assert_array_equal(a.fine.clear[c], b.fine.clear[c])
+        assert a.fine.containment[c] == b.fine.containment[c]
+
+
+def test_least_violating_measures_the_gated_candidates_that_rank(neck_anterior):
+    """The refinement pool's least-violating candidates from the gated pass equal those of the exhaustive pass (stable
+    sort of total violation + 1e-3 score), also when so many are asked that gated candidates rank among them."""
+    from osteoplan.planning import search as S
+    from osteoplan.planning.procedures import cone_directions
+
+    vol, lm, dl, proto, f = neck_anterior
+    site = site_from_landmarks(dl, proto)
+    targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [-1.0, -1.0, 13.0], [0.0, 0.0, 9.0]])
+    d = cone_directions(np.array([0.0, 0.0, 1.0]), 20.0, 2.0)
+    ct, cd = _grid_candidates(targets, d)
+    a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site=site)
+    b = S.run_kernel_gated(f, targets, d, ct, cd, proto, 1.75, 1.75, 1.0, site, gate_mm=1.0)
+    aa, ab = S.assess(a, f, targets, d, site, proto), S.assess(b, f, targets, d, site, proto)
+    ta = sum(np.minimum(v, 1e3) for v in aa.violations.values())
+    tb = sum(np.minimum(v, 1e3) for v in ab.violations.values())
+    want_all = np.argsort(ta + 1e-3 * aa.score, kind="stable")
+    gated_rank = np.nonzero(b.gated[want_all])[0]
+    assert len(gated_rank) > 0
+    for n in (5, int(gated_rank[0]) + 3, len(ct)):
+        got = S._least_violating(b, ab, tb, f, targets, d, site, proto, 1.75, 1.75, 1.0, n)
+        np.testing.assert_array_equal(got, want_all[:n])
