@@ -1,12 +1,15 @@
 """The whole PACS walk in Debian's Chromium (Playwright) against a real uvicorn server, a real planning worker and the
 test Orthanc (``./scripts/with-orthanc``): log in -> case -> pick the CT from the PACS -> start the plan -> progress
-(the CT retrieved from the PACS by the worker) -> review page (slices and simulated fluoroscopy) -> [adjust / save
-version 2 / approve: :func:`adjust_save_and_approve`] -> the approved version's results sent -> SEG, SR and PDF
-found in Orthanc by QIDO-RS -> the procedure form pre-filled from the plan. Screenshots: docs/screenshots/pacs-walk-*.png with
+(the CT retrieved from the PACS by the worker) -> review page (slices and simulated fluoroscopy) -> move the target
+3 mm with the keyboard: the nearest structure's clearance shown changes -> back to the saved points, a feasible 1 mm
+nudge of the target saved as version 2 -> the two versions compared -> version 2 approved (locked), which queues the
+store of its results (:func:`adjust_save_and_approve`) -> SEG, SR and PDF of version 2 found in Orthanc by QIDO-RS ->
+the procedure form pre-filled from version 2. Screenshots: docs/screenshots/pacs-walk-01..13-*.png with
 ``OSTEOPLAN_SCREENSHOTS=1``.
 
-The CT is the neck phantom at 1.6 mm stored in Orthanc under the case's patient; the plan is made with its report
-(the PDF and the DICOM SEG/SR are what is sent back).
+The CT is the neck phantom at :data:`SPACING_MM` stored in Orthanc under the case's patient; the plan is made by
+``osteoplan plan`` (c2-dens-anterior, segmented by osteoplan) with its report (the PDF and the DICOM SEG/SR are what
+is sent back).
 """
 
 from __future__ import annotations
@@ -24,8 +27,15 @@ from .test_browser import _login, browser, shots  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.pacs, pytest.mark.slow]
 
-SPACING_MM = 1.25  # coarse enough to keep the plan (with its report) short on the shared CPU; fine enough that its
-# segmented C2 leaves feasible 1 mm nudges of the target (at 1.6 mm every nudge broke a rule: nothing could be saved)
+SPACING_MM = 1.25
+"""The phantom's voxel size (mm). Coarse, so that the plan with its report stays short on the shared CPU; fine enough
+that the plan segmented from it has feasible 1 mm nudges of the target to save as version 2. Measured with
+``osteoplan plan --protocol c2-dens-anterior`` on the phantom: at 1.6 mm (the lead's figures) 5 feasible candidates
+and no feasible 1 mm nudge (nothing can be saved); at 1.25 mm 41 feasible (NOT CLEARED: vessels not segmented), the
+1 mm nudge towards P feasible. Not 1.2 mm: from the PACS the spacing is exactly 1.2 and osteoplan's C2 localisation
+then takes the next bone column below C2 (NO FEASIBLE PATH); it finds C2 for any spacing above 1.2 (1.2 * (1 + 1e-9)
+included, e.g. the float32 1.20000005 of a NIfTI), not for 1.2 * (1 - 1e-9) or 1.19988: a step of the locator at
+1.2 mm, left to its owners."""
 
 
 @pytest.fixture()
@@ -74,6 +84,17 @@ def walk_server(backend_name, fresh_database, tmp_path):
     worker.terminate()
     worker.wait(30)
     stop_server(proc)
+
+
+def _wait_for_drrs(page) -> None:
+    """Wait until the review page's three simulated fluoroscopy views are drawn (each version renders its own)."""
+    from playwright.sync_api import expect
+
+    for v in ("ap", "lateral", "bullseye"):
+        img = page.locator(f"figure.drr[data-drr={v}] img")
+        img.scroll_into_view_if_needed()
+        expect(img).to_have_js_property("complete", True, timeout=60000)
+        assert img.evaluate("i => i.naturalWidth") > 300
 
 
 def _clearance(page, structure: str) -> float:
@@ -141,6 +162,7 @@ def adjust_save_and_approve(page, base: str, ids: dict, shots, verdict: str) -> 
     expect(page.locator("#adjust-locked")).to_contain_text("approved by radiologist")
     assert page.locator("#adjust-save").count() == 0 and page.locator("#adjust-approve").count() == 0
     assert "being sent to the PACS" in page.content()
+    _wait_for_drrs(page)
     page.screenshot(path=str(shots / "pacs-walk-09-approved.png"), full_page=True)
     return plan_v2
 
@@ -226,11 +248,7 @@ def test_pacs_walk(browser, walk_server, shots, record_property):  # noqa: F811
     page.wait_for_url(re.compile(r".*/plans/\d+/review$"))
     plan_id = int(page.url.rsplit("/", 2)[1])
     assert page.inner_text("#review-verdict").strip() == verdict
-    for v in ("ap", "lateral", "bullseye"):
-        img = page.locator(f"figure.drr[data-drr={v}] img")
-        img.scroll_into_view_if_needed()
-        expect(img).to_have_js_property("complete", True, timeout=60000)
-        assert img.evaluate("i => i.naturalWidth") > 300
+    _wait_for_drrs(page)
     page.locator("#review-drr").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "pacs-walk-06-review.png"), full_page=True)
     # 6. move the target 3 mm, save version 2, compare, approve: approving queued the store of version 2's results
@@ -253,6 +271,8 @@ def test_pacs_walk(browser, walk_server, shots, record_property):  # noqa: F811
     page.goto(f"{base}/cases/{ids['case']}/plans/{plan_id}/review")
     page.locator("#review-pacs").scroll_into_view_if_needed()
     assert "every object was found again in the PACS by QIDO-RS" in page.inner_text("#review-pacs")
+    assert page.inner_text("#review-verdict").strip() == verdict
+    _wait_for_drrs(page)
     page.screenshot(path=str(shots / "pacs-walk-11-review-stored.png"), full_page=True)
     # 8. the case page: the plan's card links the stored objects; the procedure links "Log from plan"
     page.goto(f"{base}/cases/{ids['case']}")
