@@ -32,10 +32,11 @@ SPACING_MM = 1.25
 that the plan segmented from it has feasible 1 mm nudges of the target to save as version 2. Measured with
 ``osteoplan plan --protocol c2-dens-anterior`` on the phantom: at 1.6 mm (the lead's figures) 5 feasible candidates
 and no feasible 1 mm nudge (nothing can be saved); at 1.25 mm 41 feasible (NOT CLEARED: vessels not segmented), the
-1 mm nudge towards P feasible. Not 1.2 mm: from the PACS the spacing is exactly 1.2 and osteoplan's C2 localisation
-then takes the next bone column below C2 (NO FEASIBLE PATH); it finds C2 for any spacing above 1.2 (1.2 * (1 + 1e-9)
-included, e.g. the float32 1.20000005 of a NIfTI), not for 1.2 * (1 - 1e-9) or 1.19988: a step of the locator at
-1.2 mm, left to its owners."""
+1 mm nudge towards P feasible. Not 1.2 mm: from the PACS the spacing is exactly 1.2 mm, and the spinal-canal
+candidates then get their in-plane closing with a 1.2 mm disk (osteoplan.anatomy.canal._canal_candidates runs it only
+when the pixel is <= 1.2 mm); on this phantom the canal then differs (12,921 voxels) and the C2 locator takes the bone
+column below C2 (NO FEASIBLE PATH). Above 1.2 mm (even 1.2 * (1 + 1e-9), e.g. a NIfTI's float32 1.20000005) C2 is
+found (confidence 0.90 against 0.66)."""
 
 
 @pytest.fixture()
