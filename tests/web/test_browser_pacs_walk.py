@@ -42,7 +42,8 @@ found (confidence 0.90 against 0.66)."""
 @pytest.fixture()
 def walk_server(backend_name, fresh_database, tmp_path):
     """uvicorn + one worker, both configured with the test Orthanc as their PACS; a case with a scheduled procedure
-    on a C2 lesion; the phantom CT in Orthanc under the case's patient. Yields (base URL, ids, PacsConfig, timings)."""
+    on a C2 lesion; the phantom CT in Orthanc under the case's patient (``ids["n_slices"]``: its number of axial
+    slices, one CT instance each). Yields (base URL, ids, PacsConfig, timings, database URL)."""
     if backend_name != "sqlite":
         pytest.skip("the browser walk runs on SQLite only (the PACS pages on both: test_pacs_pages)")
     url_env = os.environ.get("OSTEOPLAN_TEST_ORTHANC_URL")
