@@ -83,7 +83,8 @@ def phantom_ct(tmp_path_factory) -> Path:
 @needs_cthead
 def test_bench_drr(capsys):
     out = _run("bench_drr.py", ["--pixels", "16", "--step", "2", "--repeat", "1", "--views", "lateral"], capsys)
-    assert "osteoplan numba ray-march" in out and "SimpleITK Resample depth planes" in out
+    assert "osteoplan Joseph (prepared)" in out and "SimpleITK Resample depth planes" in out
+    assert "osteoplan former fixed-step" in out
 
 
 @pytest.mark.slow
