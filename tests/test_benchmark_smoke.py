@@ -22,6 +22,7 @@ DATA = ROOT.parent / "shared" / "data"
 SMOKE_TESTS = {
     "bench_drr.py": "test_bench_drr",
     "bench_planner.py": "test_bench_planner",
+    "bench_plan_stages.py": "test_bench_plan_stages",
     "bench_read_dicom.py": "test_bench_read_dicom",
     "dicom_mutation.py": "tests/imaging/test_dicom_mutation.py::test_mutation_corpus_representative_subset",
     "load_web.py": "test_load_web",
@@ -92,6 +93,15 @@ def test_bench_planner(phantom_ct, capsys):
     out = _run("bench_planner.py", ["--ct", str(phantom_ct), "--loop-subset", "4", "--min-candidates", "2000",
                                     "--max-candidates", "2000", "--no-plan"], capsys)
     assert "| numba kernel |" in out and "Python loop" in out and "max |clearance difference|" in out
+
+
+@pytest.mark.slow
+def test_bench_plan_stages(phantom_ct, capsys):
+    """The stage table of `plan --no-report` on the 2 mm phantom, this checkout against itself as the reference."""
+    out = _run("bench_plan_stages.py", ["--ct", str(phantom_ct), "--no-exports", "--reference", str(ROOT)], capsys)
+    assert "| this checkout CPU s | reference CPU s |" in out
+    assert "| building the anatomy" in out and "| . classical segmentation |" in out
+    assert "| process (start-up + command) |" in out
 
 
 def test_bench_read_dicom(tmp_path, capsys):

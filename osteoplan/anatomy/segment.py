@@ -145,9 +145,29 @@ def fill_holes_in_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
     """2D hole filling of every plane perpendicular to *axis* at once (one 3D labelling).
 
     Equivalent to :func:`scipy.ndimage.binary_fill_holes` applied plane by plane (background
-    4-connected in the plane), but much faster on large volumes.
+    4-connected in the plane), but much faster on large volumes. The labelling runs on the mask's
+    bounding box grown by one background voxel in the plane (clipped to the array): the background
+    outside the box is one connected region reaching the plane's edge in every plane, so the holes
+    found are the same as on the whole array.
     """
     m = np.asarray(mask, bool)
+    if not m.any():
+        return m.copy()
+    lo, hi = [], []
+    for d in range(3):
+        other = tuple(x for x in range(3) if x != d)
+        nz = np.flatnonzero(m.any(axis=other))
+        grow = 0 if d == axis else 1
+        lo.append(max(int(nz[0]) - grow, 0))
+        hi.append(min(int(nz[-1]) + 1 + grow, m.shape[d]))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    out = m.copy()
+    out[box] = _fill_holes_in_planes_full(m[box], axis)
+    return out
+
+
+def _fill_holes_in_planes_full(m: np.ndarray, axis: int) -> np.ndarray:
+    """:func:`fill_holes_in_planes` on the whole array (background touching the in-plane faces is outside)."""
     st = np.zeros((3, 3, 3), bool)
     idx = [1, 1, 1]
     for d in range(3):
@@ -632,16 +652,19 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
     from osteoplan.anatomy.airway import segment_airway, split_airway
     from osteoplan.anatomy.canal import segment_spinal_canal
     from osteoplan.anatomy.labelmap import LabelMap
+    from osteoplan.progress import stage
 
     if min(volume.shape) < 3:
         raise InputError(f"The CT is too small to segment (shape {volume.shape}); give a 3D CT of the neck.")
     msgs: list[str] = []
     lm = LabelMap(volume)
-    if body is None:
-        body = segment_body(volume)
+    with stage("body (skin outline)"):
+        if body is None:
+            body = segment_body(volume)
     if "body" not in skip:
         lm.add("body", body, "classical")
-    bone = segment_bone(volume, body)
+    with stage("bone"):
+        bone = segment_bone(volume, body)
     if "bone" not in skip:
         lm.add("bone", bone.bone, "classical")
         msgs.append(f"bone: classical threshold {bone.cancellous_threshold_hu:.0f} HU (soft tissue "
@@ -649,14 +672,16 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
                     f"{bone.cortical_threshold_hu:.0f} HU")
     parts = [n for n in ("pharynx", "larynx", "trachea") if n not in skip]
     if "airway" not in skip or parts:
-        air = segment_airway(volume, body)
+        with stage("airway"):
+            air = segment_airway(volume, body)
         if "airway" not in skip:
             lm.add("airway", air, "classical")
             msgs.append("airway: classical (connected internal air near the midline, nasal cavity to trachea; "
                         "pharynx, larynx and trachea are parts of it)" if air.any()
                         else "airway: no internal air found (airway mask empty)")
         if parts and air.any():
-            split = split_airway(volume, air, body)
+            with stage("airway split"):
+                split = split_airway(volume, air, body)
             for n in parts:
                 if split.segmented.get(n):
                     lm.add(n, split.masks()[n], "classical")
@@ -665,7 +690,8 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
                 msgs.extend(f"{n}: partial ({why})" for n, why in split.partial.items() if n in parts)
     canal = None
     try:
-        canal = segment_spinal_canal(volume, bone.lenient, body, bone_outline=bone.bone)
+        with stage("spinal canal"):
+            canal = segment_spinal_canal(volume, bone.lenient, body, bone_outline=bone.bone)
         if "spinal_canal" not in skip:
             lm.add("spinal_canal", canal.mask, "classical")
             msgs.append("spinal_canal: classical (holes of the vertebral rings)")
@@ -675,26 +701,28 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
     if "mandible" not in skip:
         from osteoplan.anatomy.mandible import segment_mandible
 
-        mand, mand_msg = segment_mandible(volume, bone.bone, body, canal.mask if canal is not None else None)
+        with stage("mandible"):
+            mand, mand_msg = segment_mandible(volume, bone.bone, body, canal.mask if canal is not None else None)
         if mand is not None:
             lm.add("mandible", mand, "classical")
         msgs.append(mand_msg)
-    if volume.info.contrast is None and bone.contrast_detected is False:
-        # the bone step already searched the image for contrast-filled tubes
-        n_t = len(bone.contrast_tubes or [])
-        con = ContrastResult(False, "image", f"no bilateral bright tubular structures (found {n_t}): "
-                             "treated as a non-contrast CT", None)
-    else:
-        con = detect_contrast(volume, body, bone.bone)
-    if con.detected:
-        vessels = {n: m for n, m in segment_vessels(volume, con, body).items() if n not in skip}
-        for n, m in vessels.items():
-            lm.add(n, m, "classical-contrast")
-        msgs.append(f"contrast detected ({con.source}: {con.reason}); vessels segmented as bright tubes "
-                    f"(coarse heuristic): {', '.join(sorted(vessels)) or 'none'}")
-    else:
-        msgs.append(f"vessels: NOT segmented (no contrast: {con.reason}); carotid arteries and jugular veins "
-                    "are NOT ASSESSED unless masks are provided")
+    with stage("contrast and vessels"):
+        if volume.info.contrast is None and bone.contrast_detected is False:
+            # the bone step already searched the image for contrast-filled tubes
+            n_t = len(bone.contrast_tubes or [])
+            con = ContrastResult(False, "image", f"no bilateral bright tubular structures (found {n_t}): "
+                                 "treated as a non-contrast CT", None)
+        else:
+            con = detect_contrast(volume, body, bone.bone)
+        if con.detected:
+            vessels = {n: m for n, m in segment_vessels(volume, con, body).items() if n not in skip}
+            for n, m in vessels.items():
+                lm.add(n, m, "classical-contrast")
+            msgs.append(f"contrast detected ({con.source}: {con.reason}); vessels segmented as bright tubes "
+                        f"(coarse heuristic): {', '.join(sorted(vessels)) or 'none'}")
+        else:
+            msgs.append(f"vessels: NOT segmented (no contrast: {con.reason}); carotid arteries and jugular veins "
+                        "are NOT ASSESSED unless masks are provided")
     return ClassicalResult(lm, msgs, bone, canal, con)
 
 
