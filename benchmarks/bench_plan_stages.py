@@ -9,6 +9,8 @@ the wall time to the load of a shared machine). The alternative in the same run:
     .venv/bin/python benchmarks/bench_plan_stages.py [--ct ../shared/data/cthead/ct.nii.gz] [--reference /work/main]
         [--no-exports] [--repeat 1]
 
+A reference checkout without ``--profile`` (before this table existed) is run through a small wrapper that
+times its top-level stages (``osteoplan.progress.step``) by CPU time the same way; its anatomy has no sub-stages.
 The process's start-up (interpreter, imports, numba cache loading) is in the line
 ``process (start-up + command)``, measured with ``resource.getrusage`` of the child.
 """
@@ -28,6 +30,42 @@ ONE_CORE = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
             "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
 
 
+#: Runs ``osteoplan.cli.main`` with every ``progress.step`` timed by CPU (for checkouts without ``--profile``).
+_WRAPPER = r"""
+import contextlib, sys, time
+import osteoplan.progress as P
+argv = sys.argv[1:]
+if not hasattr(P, "profiling"):
+    argv = [a for a in argv if a != "--profile"]
+    rows, orig = [], P.step
+
+    @contextlib.contextmanager
+    def step(label):
+        row = [0, label, None, None]
+        rows.append(row)
+        c0, t0 = time.process_time(), time.perf_counter()
+        with orig(label):
+            yield
+        row[2], row[3] = time.process_time() - c0, time.perf_counter() - t0
+
+    P.step = step
+    c0, t0 = time.process_time(), time.perf_counter()
+    from osteoplan.cli import main
+    try:
+        rc = main(argv)
+    finally:
+        print("| stage | CPU s | wall s |", file=sys.stderr)
+        for _, label, cpu, wall in rows:
+            print(f"| {label} | {'failed' if cpu is None else f'{cpu:.3f}'} | {'' if wall is None else f'{wall:.3f}'} |",
+                  file=sys.stderr)
+        print(f"| total (the command, from its start) | {time.process_time() - c0:.3f} | {time.perf_counter() - t0:.3f} |",
+              file=sys.stderr)
+    sys.exit(rc)
+from osteoplan.cli import main
+sys.exit(main(argv))
+"""
+
+
 def run_plan(ct: str, code_root: Path, exports: bool, extra: list[str] | None = None) -> tuple[list[tuple[str, float]], float, int]:
     """One ``osteoplan plan --profile`` in a fresh process with *code_root* first on PYTHONPATH.
 
@@ -35,7 +73,7 @@ def run_plan(ct: str, code_root: Path, exports: bool, extra: list[str] | None = 
     """
     env = {**os.environ, **ONE_CORE, "PYTHONPATH": str(code_root), "OSTEOPLAN_QUIET": "1"}
     with tempfile.TemporaryDirectory() as td:
-        cmd = [sys.executable, "-m", "osteoplan.cli", "plan", ct, "--out", str(Path(td) / "plan"), "--profile"]
+        cmd = [sys.executable, "-c", _WRAPPER, "plan", ct, "--out", str(Path(td) / "plan"), "--profile"]
         if not exports:
             cmd.append("--no-report")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -200,13 +200,25 @@ def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
 _SMOOTH_CACHE: list[tuple[np.ndarray, tuple, np.ndarray]] = []
 
 
+def _memory_key(arr: np.ndarray) -> tuple:
+    """Where an array's values lie (data address, shape, strides, dtype): two views of the same memory with the
+    same layout -- e.g. two canonical views of one CT, made by two stages -- share it."""
+    return (arr.__array_interface__["data"][0], arr.shape, arr.strides, arr.dtype.str)
+
+
 def _smooth(arr: np.ndarray, spacing: np.ndarray, sigma_mm: float = 0.7) -> np.ndarray:
-    """Gaussian smoothing (sigma in mm, at most 1 voxel); the last few results are cached per array."""
+    """Gaussian smoothing (sigma in mm, at most 1 voxel); the last few results are cached per array.
+
+    The cache recognises the same values seen through another view object (same memory and layout, see
+    :func:`_memory_key`; the cache holds the view, so that memory cannot be reused while it is cached), as
+    the stages each make their own canonical view of the CT.
+    """
     sig = np.minimum(sigma_mm / np.asarray(spacing, float), 1.0)
     sig = np.where(sig < 0.25, 0.0, sig)
     key = tuple(np.round(sig, 4))
+    mem = _memory_key(arr)
     for a_ref, k_ref, out in _SMOOTH_CACHE:
-        if a_ref is arr and k_ref == key:
+        if k_ref == key and (a_ref is arr or _memory_key(a_ref) == mem):
             return out
     out = ndi.gaussian_filter(arr, sig, mode="nearest")
     _SMOOTH_CACHE.insert(0, (arr, key, out))
