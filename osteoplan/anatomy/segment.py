@@ -254,7 +254,7 @@ def segment_body(volume: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.
     if not tissue.any():
         raise AnatomyError("No body found in the CT (every voxel is below -400 HU); check that the input is a CT in HU.")
     # a light opening detaches the table and thin blankets from the body
-    tissue = ndi.binary_opening(tissue, structure=np.ones((1, 3, 3), bool))
+    tissue = _box_dilate(_box_erode(tissue, (1, 3, 3)), (1, 3, 3))  # = binary_opening with a 1x3x3 box
     body = _largest_component(tissue) if tissue.any() else (a > threshold_hu)
     body = _fill_holes_per_slice(body)
     return cn.from_canon(body)
@@ -389,7 +389,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         # with contrast: cancellous bone behind an open or thin cortex only when deeper than one
         # voxel in the lenient mask and within 2.5 mm of cortex (a vessel touching bone contributes
         # at most that band)
-        deep = ndi.binary_erosion(above, structure=np.ones((3, 3, 3), bool))
+        deep = _box_erode(above, (3, 3, 3))
         r = np.maximum(np.round(2.5 / cn.spacing_mm).astype(int), 1)
         ball = np.ones(tuple(2 * x + 1 for x in r), bool)
         zz, yy, xx = np.meshgrid(*[np.arange(-x, x + 1) * sp_ for x, sp_ in zip(r, cn.spacing_mm)], indexing="ij")

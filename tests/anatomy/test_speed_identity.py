@@ -100,6 +100,9 @@ def test_phantom_anatomy_identical_with_the_reference_functions(monkeypatch):
             monkeypatch.setattr(mod, "fill_holes_in_planes", _per_plane_fill)
     monkeypatch.setattr(canal_mod, "_enclosed", _enclosed_reference)
     monkeypatch.setattr(mandible_mod, "_split_by_watershed", _split_by_watershed_full)
+    from osteoplan.anatomy import airway as airway_mod
+
+    monkeypatch.setattr(airway_mod, "_midline_air", airway_mod._midline_air_reference)
     assert segment_mod.fill_holes_in_planes is _per_plane_fill
     ref = build_anatomy(vol)
     assert fast.labelmap.names() == ref.labelmap.names() and len(fast.labelmap.names()) >= 8
@@ -107,3 +110,34 @@ def test_phantom_anatomy_identical_with_the_reference_functions(monkeypatch):
         np.testing.assert_array_equal(fast.labelmap.get(n), ref.labelmap.get(n), err_msg=n)
     assert fast.messages == ref.messages
     assert fast.landmarks.to_dict() == ref.landmarks.to_dict()
+
+
+def test_separable_box_filters_equal_scipy_binary_morphology():
+    """_box_dilate / _box_erode (and their compositions) equal scipy's binary ops with an all-True box, borders too."""
+    from osteoplan.anatomy.segment import _box_dilate, _box_erode
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        shape = tuple(int(x) for x in rng.integers(1, 16, 3))
+        m = rng.random(shape) < rng.uniform(0.05, 0.9)
+        size = tuple(int(x) for x in rng.choice([1, 3, 5, 7], 3))
+        st = np.ones(size, bool)
+        np.testing.assert_array_equal(_box_dilate(m, size), ndi.binary_dilation(m, structure=st))
+        np.testing.assert_array_equal(_box_erode(m, size), ndi.binary_erosion(m, structure=st))
+        np.testing.assert_array_equal(_box_dilate(_box_erode(m, size), size), ndi.binary_opening(m, structure=st))
+        np.testing.assert_array_equal(_box_erode(_box_dilate(m, size), size), ndi.binary_closing(m, structure=st))
+
+
+def test_midline_air_all_slices_at_once_equals_slice_by_slice():
+    from osteoplan.anatomy.airway import _midline_air, _midline_air_reference
+
+    rng = np.random.default_rng(4)
+    for _ in range(15):
+        shape = (int(rng.integers(2, 12)), int(rng.integers(10, 60)), int(rng.integers(10, 60)))
+        air = ndi.binary_dilation(rng.random(shape) < 0.02, iterations=int(rng.integers(0, 3)))
+        b = np.zeros(shape, bool)
+        b[:, 2:-2, int(rng.integers(0, 5)):shape[2] - int(rng.integers(0, 5))] = True
+        b[0] = False  # a slice without body keeps nothing
+        sp = np.array([2.0, *rng.uniform(0.5, 2.0, 2)])
+        mm = float(rng.uniform(3.0, 30.0))
+        np.testing.assert_array_equal(_midline_air(air, b, sp, mm), _midline_air_reference(air, b, sp, mm))
