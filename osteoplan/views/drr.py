@@ -220,9 +220,12 @@ def _raycast(mu, src_idx, pix_idx, step_idx_per_mm, step_mm):  # pragma: no cove
 
 
 @numba.njit(fastmath=True, cache=True)
-def _joseph_ray(flat, s0, s1, p0, p1, ob, oe, gb, ge, nb, ne):  # pragma: no cover - compiled
-    """Sum of the bilinear samples of one ray over planes p0..p1 of a padded axis-first array (flattened,
-    strides s0, s1); in-plane position at plane p = (ob + p gb, oe + p ge)."""
+def _joseph_ray(flat, sa, sb, se, p0, p1, ob, oe, gb, ge, nb, ne):  # pragma: no cover - compiled
+    """Sum of the bilinear samples of one ray over the voxel planes p0..p1 of its dominant axis.
+
+    *flat*: the padded array, raveled; *sa*, *sb*, *se*: its strides (elements) along the dominant axis and
+    the two in-plane axes; in-plane position at plane p = (ob + p gb, oe + p ge) in padded indices.
+    """
     acc = np.float32(0.0)
     for p in range(p0, p1 + 1):
         y = ob + p * gb
@@ -233,11 +236,11 @@ def _joseph_ray(flat, s0, s1, p0, p1, ob, oe, gb, ge, nb, ne):  # pragma: no cov
         jx = min(max(int(fx), 0), ne)
         wy = np.float32(y - fy)
         wx = np.float32(x - fx)
-        base = np.uint64(p * s0 + jy * s1 + jx)  # unsigned: no negative-index wraparound test
+        base = np.uint64((p + 1) * sa + jy * sb + jx * se)  # unsigned: no negative-index wraparound test
         v00 = flat[base]
-        v01 = flat[base + np.uint64(1)]
-        v10 = flat[base + np.uint64(s1)]
-        v11 = flat[base + np.uint64(s1 + 1)]
+        v01 = flat[base + np.uint64(se)]
+        v10 = flat[base + np.uint64(sb)]
+        v11 = flat[base + np.uint64(sb + se)]
         lo = v00 + wx * (v01 - v00)
         hi = v10 + wx * (v11 - v10)
         acc += lo + wy * (hi - lo)
@@ -245,17 +248,17 @@ def _joseph_ray(flat, s0, s1, p0, p1, ob, oe, gb, ge, nb, ne):  # pragma: no cov
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _joseph(v0, v1, v2, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragma: no cover - compiled
+def _joseph(padded, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragma: no cover - compiled
     """Joseph's method: one bilinear sample per voxel plane of the ray's dominant index axis.
 
-    ``v0``, ``v1``, ``v2``: the values with axis 0, 1 or 2 first (the other two in order), padded with one
-    plane of zeros on both sides of those two axes (a dummy (1, 1, 1) array for an axis no ray uses).
+    ``padded``: the values (K+2, J+2, I+2) with a frame of zeros one voxel thick; ``shape`` the unpadded
+    (K, J, I); ``ray_axis`` (rows, cols) the dominant index axis of each ray.
     """
     nr, nc = pix_idx.shape[0], pix_idx.shape[1]
     out = np.zeros((nr, nc), dtype=np.float32)
-    f0 = v0.ravel()
-    f1 = v1.ravel()
-    f2 = v2.ravel()
+    flat = padded.ravel()
+    st0 = padded.shape[1] * padded.shape[2]
+    st1 = padded.shape[2]
     for r in numba.prange(nr):
         for c in range(nc):
             a = ray_axis[r, c]
@@ -282,13 +285,13 @@ def _joseph(v0, v1, v2, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragm
                 continue
             if a == 0:
                 b, e = 1, 2
-                flat, n1, n2 = f0, v0.shape[1], v0.shape[2]
+                sa, sb, se = st0, st1, 1
             elif a == 1:
                 b, e = 0, 2
-                flat, n1, n2 = f1, v1.shape[1], v1.shape[2]
+                sa, sb, se = st1, st0, 1
             else:
                 b, e = 0, 1
-                flat, n1, n2 = f2, v2.shape[1], v2.shape[2]
+                sa, sb, se = 1, st0, st1
             da = d[a]
             xa0 = src_idx[a] + t0 * da
             xa1 = src_idx[a] + t1 * da
@@ -305,7 +308,7 @@ def _joseph(v0, v1, v2, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragm
             ge = d[e] / da
             ob = src_idx[b] - src_idx[a] * gb + 1.0
             oe = src_idx[e] - src_idx[a] * ge + 1.0
-            acc = _joseph_ray(flat, n1 * n2, n2, p0, p1, ob, oe, gb, ge, n1 - 2, n2 - 2)
+            acc = _joseph_ray(flat, sa, sb, se, p0, p1, ob, oe, gb, ge, shape[b], shape[e])
             ln = np.sqrt((d[0] * mm_per_idx[0]) ** 2 + (d[1] * mm_per_idx[1]) ** 2 + (d[2] * mm_per_idx[2]) ** 2)
             out[r, c] = acc * ln / abs(da)
     return out
@@ -314,10 +317,9 @@ def _joseph(v0, v1, v2, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragm
 class DRRVolume:
     """Values to project (e.g. attenuation), prepared once and shared by every view of a plan.
 
-    Holds the array and, built on first use, one copy per dominant ray axis laid out for Joseph's
-    method (that axis first, the two others padded with a plane of zeros on each side): the views of a
-    plan (AP, lateral, bull's-eye, progression) reuse them instead of converting HU and copying the CT
-    for each view.
+    Holds the values with a frame of zeros one voxel thick (so that Joseph's bilinear reads never test
+    bounds): the views of a plan (AP, lateral, bull's-eye, progression) reuse it instead of converting HU
+    and copying the CT for each view.
 
     Parameters
     ----------
@@ -337,17 +339,9 @@ class DRRVolume:
             raise InputError("The DRR renderer needs orthogonal volume axes; resample the CT first.")
         self.volume = volume
         self.array = np.ascontiguousarray(volume.array, dtype=np.float32)
-        self._by_axis: dict[int, np.ndarray] = {}
-
-    def axis_first(self, axis: int) -> np.ndarray:
-        """The array with *axis* first and the two other axes padded by one zero plane on each side (cached)."""
-        if axis not in self._by_axis:
-            rest = [a for a in range(3) if a != axis]
-            t = self.array.transpose(axis, *rest)
-            out = np.zeros((t.shape[0], t.shape[1] + 2, t.shape[2] + 2), np.float32)
-            out[:, 1:-1, 1:-1] = t
-            self._by_axis[axis] = out
-        return self._by_axis[axis]
+        K, J, I = self.array.shape
+        self.padded = np.zeros((K + 2, J + 2, I + 2), np.float32)
+        self.padded[1:-1, 1:-1, 1:-1] = self.array
 
 
 def prepare_drr(volume: Volume, mu_water: float = MU_WATER_PER_MM) -> DRRVolume:
@@ -412,11 +406,7 @@ def line_integrals(mu_volume: Volume | DRRVolume, geometry: CArmGeometry, step_m
     if step_mm is not None:
         return _raycast(prep.array, src, pix, sp, float(step_mm))
     ray_axis = np.argmax(np.abs(pix - src), axis=-1).astype(np.int8)
-    dummy = np.zeros((1, 1, 1), np.float32)
-    used = set(np.unique(ray_axis).tolist())
-    arrays = [prep.axis_first(a) if a in used else dummy for a in range(3)]
-    shape = np.asarray(vol.shape, np.int64)
-    return _joseph(arrays[0], arrays[1], arrays[2], shape, src, pix, ray_axis, sp)
+    return _joseph(prep.padded, np.asarray(vol.shape, np.int64), src, pix, ray_axis, sp)
 
 
 def render_drr(volume: Volume | DRRVolume, geometry: CArmGeometry, step_mm: float | None = None,
