@@ -343,7 +343,6 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
     BoneResult
     """
     from skimage.filters import threshold_otsu
-    from skimage.morphology import remove_small_holes
 
     cn = Canon.of(volume)
     if body is None:
@@ -412,7 +411,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
             bone |= dense0[llab0] & ~(facing & ~cort)
     # the lenient mask (everything above the cancellous threshold in components holding cortex)
     # closes thin vertebral rings: it is what the canal search uses
-    llab, ln = ndi.label(above)
+    llab, ln = (llab0, ln0) if not contrast else ndi.label(above)  # the same labelling as above when it was made
     if ln:
         dense_l = np.bincount(llab[cort], minlength=ln + 1)
         keep_l = dense_l * vox_ml >= 0.005
@@ -431,13 +430,36 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         keep[0] = False
         bone = keep[lab]
     area_px = hole_max_mm2 / float(cn.spacing_mm[1] * cn.spacing_mm[2])
-    filled = np.empty_like(bone)
-    for k in range(bone.shape[0]):
-        filled[k] = remove_small_holes(bone[k], max_size=max(int(area_px), 1)) if bone[k].any() else bone[k]
+    filled = _remove_small_holes_in_slices(bone, max(int(area_px), 1))
     cortical = filled & (sm > t_cort)
     lenient |= filled
     return BoneResult(cn.from_canon(filled), cn.from_canon(cortical), t_c, t_cort, mu, sd, cn.from_canon(lenient),
                       bool(contrast), tube_info)
+
+
+def _remove_small_holes_in_slices(mask: np.ndarray, max_size: int) -> np.ndarray:
+    """:func:`skimage.morphology.remove_small_holes` (``max_size``, 4-connected holes, holes at the edge
+    included) on every axial slice that holds some of *mask*, by one labelling connected in the plane only
+    (:func:`_remove_small_holes_in_slices_reference` does it slice by slice)."""
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    lab, n = ndi.label(~mask, structure=st)
+    small = np.bincount(lab.ravel(), minlength=n + 1) <= max_size
+    small[0] = False
+    out = mask | small[lab]
+    empty = ~mask.any(axis=(1, 2))
+    out[empty] = mask[empty]
+    return out
+
+
+def _remove_small_holes_in_slices_reference(mask: np.ndarray, max_size: int) -> np.ndarray:
+    """The slice-by-slice computation :func:`_remove_small_holes_in_slices` is checked against."""
+    from skimage.morphology import remove_small_holes
+
+    out = np.empty_like(mask)
+    for k in range(mask.shape[0]):
+        out[k] = remove_small_holes(mask[k], max_size=max_size) if mask[k].any() else mask[k]
+    return out
 
 
 # --------------------------------------------------------------------------------- contrast / vessels

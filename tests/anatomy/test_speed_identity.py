@@ -103,6 +103,7 @@ def test_phantom_anatomy_identical_with_the_reference_functions(monkeypatch):
     from osteoplan.anatomy import airway as airway_mod
 
     monkeypatch.setattr(airway_mod, "_midline_air", airway_mod._midline_air_reference)
+    monkeypatch.setattr(segment_mod, "_remove_small_holes_in_slices", segment_mod._remove_small_holes_in_slices_reference)
     assert segment_mod.fill_holes_in_planes is _per_plane_fill
     ref = build_anatomy(vol)
     assert fast.labelmap.names() == ref.labelmap.names() and len(fast.labelmap.names()) >= 8
@@ -141,3 +142,16 @@ def test_midline_air_all_slices_at_once_equals_slice_by_slice():
         sp = np.array([2.0, *rng.uniform(0.5, 2.0, 2)])
         mm = float(rng.uniform(3.0, 30.0))
         np.testing.assert_array_equal(_midline_air(air, b, sp, mm), _midline_air_reference(air, b, sp, mm))
+
+
+def test_remove_small_holes_all_slices_at_once_equals_skimage_slice_by_slice():
+    from osteoplan.anatomy.segment import _remove_small_holes_in_slices, _remove_small_holes_in_slices_reference
+
+    rng = np.random.default_rng(5)
+    for _ in range(15):
+        shape = (int(rng.integers(1, 8)), int(rng.integers(3, 40)), int(rng.integers(3, 40)))
+        m = rng.random(shape) < rng.uniform(0.3, 0.95)
+        m[0] = False  # a slice without the mask stays as it is
+        size = int(rng.integers(1, 15))
+        np.testing.assert_array_equal(_remove_small_holes_in_slices(m, size),
+                                      _remove_small_holes_in_slices_reference(m, size))
