@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -122,51 +121,7 @@ RECENTRE_ENCLOSED_FRACTION = 0.4
 def _enclosed(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
               n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
     """Fraction of in-plane directions in which a ray from each voxel of *roi* hits *wall* within
-    *radius_mm* (2D; 0 outside *roi*).
-
-    The rays are the same integer offsets as :func:`_enclosed_reference` (rounded positions every half
-    voxel); a compiled loop stops each ray at its first wall voxel instead of testing every step.
-    """
-    out = np.zeros(wall.shape, float)
-    jj, ii = np.nonzero(roi)
-    if jj.size == 0:
-        return out
-    dj, di = _ray_offsets(sp2, radius_mm, n_dir)
-    cnt = _count_hits(np.ascontiguousarray(wall, dtype=np.bool_), jj.astype(np.int64), ii.astype(np.int64), dj, di)
-    out[jj, ii] = cnt / n_dir
-    return out
-
-
-def _ray_offsets(sp2: np.ndarray, radius_mm: float, n_dir: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_dir, n_steps) integer (j, i) offsets of the enclosure rays (steps of half the finer spacing)."""
-    step = 0.5 * float(min(sp2))
-    ts = np.arange(step, radius_mm + 1e-6, step)
-    t = (np.arange(n_dir) * (2.0 * np.pi / n_dir))[:, None]
-    dj = np.stack([np.rint(np.cos(a) * ts / float(sp2[0])).astype(np.int64) for a in t[:, 0]]).reshape(n_dir, -1)
-    di = np.stack([np.rint(np.sin(a) * ts / float(sp2[1])).astype(np.int64) for a in t[:, 0]]).reshape(n_dir, -1)
-    return dj, di
-
-
-@numba.njit(cache=True)
-def _count_hits(wall, jj, ii, dj, di):  # pragma: no cover - compiled
-    nj, ni = wall.shape
-    cnt = np.zeros(jj.size)
-    for v in range(jj.size):
-        c = 0
-        for d in range(dj.shape[0]):
-            for s in range(dj.shape[1]):
-                pj = jj[v] + dj[d, s]
-                pi_ = ii[v] + di[d, s]
-                if 0 <= pj < nj and 0 <= pi_ < ni and wall[pj, pi_]:
-                    c += 1
-                    break
-        cnt[v] = c
-    return cnt
-
-
-def _enclosed_reference(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
-                        n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
-    """:func:`_enclosed` computed with numpy over every step of every ray (the reference it is tested against)."""
+    *radius_mm* (2D; 0 outside *roi*)."""
     out = np.zeros(wall.shape, float)
     jj, ii = np.nonzero(roi)
     if jj.size == 0:

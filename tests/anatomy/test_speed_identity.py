@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from osteoplan.anatomy import canal as canal_mod
 from osteoplan.anatomy import mandible as mandible_mod
 from osteoplan.anatomy import segment as segment_mod
-from osteoplan.anatomy.canal import _enclosed, _enclosed_reference
 from osteoplan.anatomy.mandible import _split_by_watershed, _split_by_watershed_full
 from osteoplan.anatomy.segment import _fill_holes_in_planes_full, fill_holes_in_planes
 
@@ -43,24 +41,6 @@ def test_fill_holes_in_planes_on_its_box_equals_per_plane_fill():
     ring[2, 3:6, 3:6] = False
     out = fill_holes_in_planes(ring, 0)
     assert out[2, 3:6, 3:6].all() and out.sum() == 25
-
-
-def test_enclosed_stops_at_the_first_wall_voxel_same_fractions():
-    rng = np.random.default_rng(1)
-    for _ in range(25):
-        shape = tuple(int(x) for x in rng.integers(5, 50, 2))
-        wall = rng.random(shape) < rng.uniform(0.01, 0.3)
-        roi = rng.random(shape) < 0.3
-        sp2 = rng.uniform(0.3, 4.0, 2)
-        r = float(rng.uniform(1.0, 20.0))
-        np.testing.assert_array_equal(_enclosed(wall, roi, sp2, r), _enclosed_reference(wall, roi, sp2, r))
-    # a closed square ring around the centre: enclosed in every direction; a voxel outside it is not
-    wall = np.zeros((21, 21), bool)
-    wall[5, 5:16] = wall[15, 5:16] = wall[5:16, 5] = wall[5:16, 15] = True
-    roi = np.zeros_like(wall)
-    roi[10, 10] = roi[1, 1] = True
-    e = _enclosed(wall, roi, np.array([1.0, 1.0]), 12.0)
-    assert e[10, 10] == 1.0 and e[1, 1] < 0.5
 
 
 def test_watershed_on_the_box_equals_the_whole_array():
@@ -98,7 +78,6 @@ def test_phantom_anatomy_identical_with_the_reference_functions(monkeypatch):
         mod = importlib.import_module(f"osteoplan.anatomy.{modname}")
         if hasattr(mod, "fill_holes_in_planes"):
             monkeypatch.setattr(mod, "fill_holes_in_planes", _per_plane_fill)
-    monkeypatch.setattr(canal_mod, "_enclosed", _enclosed_reference)
     monkeypatch.setattr(mandible_mod, "_split_by_watershed", _split_by_watershed_full)
     from osteoplan.anatomy import airway as airway_mod
 
