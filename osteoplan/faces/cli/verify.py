@@ -25,6 +25,9 @@ def report_text(res: dict) -> str:
     """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result."""
     L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
          f"{res['angle_to_plan_deg']:.1f} deg off it"]
+    crossed = [row["structure"] for row in res.get("clearances", []) if row.get("status") == "crosses"]
+    if crossed:  # said in the headline, not only in the table below
+        L[0] += "; the instrument line CROSSES " + ", ".join(crossed)
     r = res["registration"]
     L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
              f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
@@ -45,7 +48,8 @@ def report_text(res: dict) -> str:
     for row in res["clearances"]:
         a = "-" if row["actual_clearance_mm"] is None else f"{row['actual_clearance_mm']:.1f}"
         p = "-" if row["planned_clearance_mm"] is None else f"{row['planned_clearance_mm']:.1f}"
-        st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "not_assessed": "not assessed"}[row["status"]]
+        st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
+              "not_assessed": "not assessed"}[row["status"]]
         L.append(f"    {row['structure']:<32} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
     if "postop" in res:
         p = res["postop"]
