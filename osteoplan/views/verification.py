@@ -432,7 +432,8 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
 
     clr = "".join(f"<tr><td>{esc(t(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
                   f"<td class='num'>{num(r['planned_clearance_mm'])}</td>"
-                  f"<td class='num'>{num(r['actual_clearance_mm'])}</td>"
+                  f"<td class='num'>{'≥' if (r.get('note') or '').startswith('at least') else ''}"
+                  f"{num(r['actual_clearance_mm'])}</td>"
                   f"<td class='st-{esc(r['status'])}'>{esc(status.get(r['status'], r['status']))}</td></tr>"
                   for r in result["clearances"]) or \
         f"<tr><td colspan='5'>{esc(t('verify_no_clearance', lang))}</td></tr>"

@@ -47,6 +47,8 @@ def report_text(res: dict) -> str:
     L.append("  clearances of the actual line (instrument surface to structure):")
     for row in res["clearances"]:
         a = "-" if row["actual_clearance_mm"] is None else f"{row['actual_clearance_mm']:.1f}"
+        if row["actual_clearance_mm"] is not None and (row.get("note") or "").startswith("at least"):
+            a = ">=" + a  # capped distance (as the plan's summary says it)
         p = "-" if row["planned_clearance_mm"] is None else f"{row['planned_clearance_mm']:.1f}"
         st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
               "not_assessed": "not assessed"}[row["status"]]
