@@ -2,8 +2,8 @@
 plan folder — move the target 3 mm with the keyboard and see the nearest structure's clearance and the slices
 change, drag the target on a slice, save version 2, compare the versions, see version 1's page name version 2 (its
 approval refused without the confirmation box), open version 2 from the case page, approve it (the plan is then
-locked).
-Screenshots docs/screenshots/plan-adjust.png, plan-versions.png and plan-older-version.png with ``OSTEOPLAN_SCREENSHOTS=1``."""
+locked). Screenshots docs/screenshots/plan-adjust.png, plan-versions.png and plan-older-version.png with
+``OSTEOPLAN_SCREENSHOTS=1``."""
 
 from __future__ import annotations
 
