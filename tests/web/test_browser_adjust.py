@@ -43,6 +43,16 @@ def _clearance(page, structure: str) -> float:
     return float(page.inner_text(f"#adjust-clearances tr[data-structure='{structure}'] td.clearance"))
 
 
+
+def _wait_for_drrs(page) -> None:
+    """Wait until the review page's simulated fluoroscopy views are drawn (they load after the slices)."""
+    from playwright.sync_api import expect
+
+    for img in page.locator("figure.drr img").all():
+        img.scroll_into_view_if_needed()
+        expect(img).to_have_js_property("complete", True, timeout=60000)
+        assert img.evaluate("i => i.naturalWidth") > 300
+
 def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -74,6 +84,7 @@ def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots
     assert float(change) == pytest.approx(after - before, abs=0.011)
     expect(axial).not_to_have_attribute("data-loaded", loaded0)  # the slices redrew the moved instrument
     assert page.inner_text("#review-verdict").strip()  # the verdict is the re-checked plan's (same words as the CLI)
+    _wait_for_drrs(page)
     page.locator("#adjust").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-adjust.png"), full_page=True)
     # drag the target on the axial slice: 6 screen pixels to the right = towards the patient's left
@@ -120,6 +131,8 @@ def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots
     expect(page.locator("#review-newer")).to_contain_text("Version 2 (newer, saved by radiologist at")
     expect(page.locator("#adjust-older")).to_contain_text("approve version 1 although version 2 is newer")
     expect(adjust).to_have_attribute("data-state", "ready", timeout=60000)
+    _wait_for_drrs(page)  # the screenshot shows the three simulated fluoroscopy views, not empty frames
+    page.locator("#review-newer").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-older-version.png"), full_page=True)
     page.click("#adjust-approve")
     assert not page.evaluate("document.getElementById('adjust-confirm-older').checkValidity()")
