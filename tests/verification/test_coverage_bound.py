@@ -45,7 +45,9 @@ class TestGeometry:
         assert outside_fov_mm(vol, [4.0, 4.0, 4.0]) == 0.0
         assert outside_fov_mm(vol, [4.0, 4.0, 12.0]) == pytest.approx(3.0)          # 12 - 9
         assert outside_fov_mm(vol, [-4.5, 4.0, 12.0]) == pytest.approx(5.0)         # hypot(4, 3)
-        assert outside_fov_mm(vol, [4.0, 4.0, 4.0], margin_mm=5.0) == pytest.approx(0.0)
+        assert outside_fov_mm(vol, [4.0, 4.0, 4.0], margin_mm=2.0) == 0.0
+        # margin 5: x limits [4.5, 4.5], y [4.75, 4.75] -> 0.5 and 0.75 mm out
+        assert outside_fov_mm(vol, [4.0, 4.0, 4.0], margin_mm=5.0) == pytest.approx(np.hypot(0.5, 0.75))
         assert outside_fov_mm(vol, [4.0, 4.0, 8.0], margin_mm=2.0) == pytest.approx(1.0)  # z limit 9 - 2 = 7
 
     def test_motion_bound_by_frame_of_reference(self):
