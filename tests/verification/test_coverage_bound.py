@@ -75,10 +75,11 @@ class TestCoverage:
         assert np.linalg.norm(wide.target_shift_lps_mm) > 40.0 and not wide.trusted
 
     def test_another_frame_of_reference_searches_wide_and_is_refused_by_the_match(self, phantom):
-        """Frames differ (another day): no coverage prior, the wrong level is refused by the match limits."""
+        """Frames differ (another day): no coverage prior, the wrong level is refused by the match limits
+        (the stricter overlap of an unbounded search); the same frame registers a moved patient as usual."""
         vol, entry, target = phantom
         ctrl, _ = _below(vol, entry, target, 70.0, 60.0, 4)
-        with pytest.raises(RegistrationRefused, match="cannot be trusted"):
+        with pytest.raises(RegistrationRefused, match=r"cannot be trusted.*\(needed 85 %\)"):
             register_control(_with_for(vol, "1.2.3"), _with_for(ctrl, "1.2.4"), target)
 
     @pytest.mark.slow
@@ -98,3 +99,13 @@ class TestCoverage:
                                  instrument=False, streaks=False)
         with pytest.raises(RegistrationRefused, match="cannot be trusted"):
             register_control(vol, far, target, max_motion_mm=15.0)
+
+    def test_another_frame_still_registers_a_moved_patient(self, phantom):
+        """Unbounded search with the stricter overlap: a correct registration (8 deg, 15 mm) is trusted."""
+        vol, entry, target = phantom
+        ctrl, truth = make_control_ct(vol, entry, target, seed=11, rotation_deg=8.0, translation_mm=15.0,
+                                      instrument=False, streaks=False)
+        reg = register_control(_with_for(vol, "1.2.3"), _with_for(ctrl, "1.2.4"), target)
+        assert reg.trusted and reg.motion_bound_mm is None and reg.surface_overlap >= 0.85
+        back = apply(reg.planning_from_control, apply(truth.control_from_planning, target))
+        assert np.linalg.norm(back - target) <= 0.3
