@@ -121,11 +121,13 @@ def main(argv=None) -> int:
             md = np.array([r["median_mm"] for r in ok])
             se = np.array([r["shift_error_mm"] for r in ok])
             print(f"{name} correct: {len(ok)} registered, {len(rows) - len(ok)} refused "
-                  f"({[r['refused'][:60] for r in rows if 'refused' in r]}), untrusted {sum(not r['trusted'] for r in ok)}; "
+                  f"({[r['refused'][:60] for r in rows if 'refused' in r]}), "
+                  f"untrusted {sum(not r['trusted'] for r in ok)}; "
                   f"overlap min {ov.min():.3f} p5 {np.percentile(ov, 5):.3f} median {np.median(ov):.3f}; "
                   f"median residual max {md.max():.2f} p95 {np.percentile(md, 95):.2f} median {np.median(md):.2f} mm; "
                   f"target shift error max {se.max():.2f} mm; largest true shift "
-                  f"{max(r['true_shift_mm'] for r in ok):.1f} mm, largest found {max(r['shift_mm'] for r in ok):.1f} mm",
+                  f"{max(r['true_shift_mm'] for r in ok):.1f} mm, "
+                  f"largest found {max(r['shift_mm'] for r in ok):.1f} mm",
                   flush=True)
     return 0
 

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from osteoplan.imaging.volume import AcquisitionInfo, Volume, axis_aligned_affine
+from osteoplan.imaging.volume import Volume, axis_aligned_affine
 from osteoplan.verification import RegistrationRefused, register_control
 from osteoplan.verification.geometry import apply
 from osteoplan.verification.register import motion_bound_mm, outside_fov_mm
