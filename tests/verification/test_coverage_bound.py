@@ -109,3 +109,23 @@ class TestCoverage:
         assert reg.trusted and reg.motion_bound_mm is None and reg.surface_overlap >= 0.85
         back = apply(reg.planning_from_control, apply(truth.control_from_planning, target))
         assert np.linalg.norm(back - target) <= 0.3
+
+
+@pytest.mark.slow
+def test_bench_verify_cover_smoke(capsys):
+    """benchmarks/bench_verify_cover.py on 2 phantom trials: both registered and trusted, found motion exact."""
+    import importlib.util
+    import re
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_verify_cover.py"
+    spec = importlib.util.spec_from_file_location("bench_smoke_bench_verify_cover", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    assert mod.main(["--trials", "2", "--data", "phantom", "--no-wrong"]) == 0
+    out = capsys.readouterr().out
+    assert "phantom correct: 2 registered, 0 refused ([]), untrusted 0" in out
+    err = float(re.search(r"target shift error max ([0-9.]+) mm", out).group(1))
+    assert err <= 0.3
