@@ -35,6 +35,7 @@ SMOKE_TESTS = {
     "plan_real_cases.py": "test_plan_real_cases",
     "vertebroplasty_real.py": "tests/test_benchmark_vertebroplasty_real.py::test_vertebroplasty_real_smoke",
     "bench_verify.py": "tests/verification/test_bench_and_cli.py::test_benchmark_trials_and_table",
+    "bench_verify_cover.py": "tests/verification/test_coverage_bound.py::test_bench_verify_cover_smoke",
 }
 
 needs_openkbp = pytest.mark.skipif(not (DATA / "openkbp" / "pt_100").is_dir(),

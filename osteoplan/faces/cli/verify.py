@@ -31,6 +31,11 @@ def report_text(res: dict) -> str:
     r = res["registration"]
     L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
              f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
+    if r.get("target_shift_lps_mm") is not None:
+        bound = r.get("motion_bound_mm")
+        L.append(f"  patient motion at the target {r['target_shift_mm']:.1f} mm "
+                 f"(LPS {_fmt(r['target_shift_lps_mm'])} mm; "
+                 + (f"plausible up to {bound:g} mm)" if bound is not None else "unbounded search: other frame)"))
     L.append(f"  tip         LPS {_fmt(res['tip_lps_mm'])} mm (planning CT frame); {res['tip_offset_in_words']}")
     if res.get("tip_uncertainty_mm") is not None:
         L.append(f"  tip uncertainty +-{res['tip_uncertainty_mm']:.1f} mm along the instrument (stated, see "
