@@ -32,8 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+if __name__ == "__main__":  # one core when run as a script; NOT when a smoke test imports it: changing
+    # NUMBA_NUM_THREADS after numba's thread pool was launched in the test process makes the next parallel call fail
+    for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_v, "1")
 os.environ.setdefault("OSTEOPLAN_QUIET", "1")
 
 import numpy as np  # noqa: E402

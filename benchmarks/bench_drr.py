@@ -2,16 +2,22 @@
 
 Compares, in the same run and on the same C-arm geometry:
 
-* osteoplan's renderer (:func:`osteoplan.views.drr.render_drr`: numba ray marching, trilinear, step 0.5 mm);
+* osteoplan's renderer (:func:`osteoplan.views.drr.render_drr`, default: Joseph's method, one bilinear sample
+  per voxel plane of the ray's dominant axis, numba), the CT's attenuation prepared once per plan
+  (:func:`osteoplan.views.drr.prepare_drr`, timed apart) and shared by the views;
+* the former osteoplan renderer (the same function with ``step_mm``: fixed-step ray marching, trilinear);
 * a SimpleITK renderer: the volume resampled (``sitk.Resample``, linear) onto the perspective beam
   geometry, one detector-shaped plane per depth step (planes perpendicular to the central ray, spacing
   scaled by depth / SDD so that every pixel follows its own ray), then summed with the 1/cos(ray angle)
   path-length weight.
 
-Both produce the line integral of mu (1/mm) along each ray; the table gives the time of each, the ratio
-and how far the two images differ. Usage::
+All produce the line integral of mu (1/mm) along each ray; the table gives the time of each, the ratio
+and how far the images differ from osteoplan's (mean and max |difference| over the mean / max optical depth).
+Usage::
 
     .venv/bin/python benchmarks/bench_drr.py [--pixels 512] [--step 0.5] [--repeat 3]
+
+``--step`` is the ray step of the fixed-step and SimpleITK renderers.
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ def main(argv=None) -> int:
 
     from osteoplan.imaging import read_volume
     from osteoplan.shared_data import shared_data_dir
-    from osteoplan.views.drr import render_drr, standard_geometry
+    from osteoplan.views.drr import prepare_drr, render_drr, standard_geometry
 
     root = shared_data_dir()
     if root is None or not (root / "cthead" / "ct.nii.gz").is_file():
@@ -88,31 +94,42 @@ def main(argv=None) -> int:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     vol = read_volume(root / "cthead" / "ct.nii.gz")
     target = vol.index_to_world(np.array([80.0, 122.0, 105.0]))  # about the dens of C2 (slices 78-98)
+    path_dir = np.array([-0.4, -0.8, 0.45])  # an anterior-inferior oblique path for the bull's-eye / progression views
     print(f"CThead {vol.shape} voxels, spacing {tuple(float(s) for s in vol.spacing_mm)} mm; "
-          f"{args.pixels}x{args.pixels} detector, step {args.step} mm, {args.threads} thread(s), "
+          f"{args.pixels}x{args.pixels} detector, fixed step {args.step} mm, {args.threads} thread(s), "
           f"best of {args.repeat}")
-    print(f"{'view':<14}{'renderer':<34}{'time (s)':>10}{'ratio':>9}{'mean |diff| / mean':>21}{'CPU (s)':>10}")
-    for view in args.views.split(","):
-        geo = standard_geometry(view, target, n_pixels=(args.pixels, args.pixels))
-        render_drr(vol, geo, step_mm=args.step)  # JIT warm-up (cached after the first run)
-        t_o, c_o = [], []
-        for _ in range(args.repeat):
-            t0, c0 = time.perf_counter(), time.process_time()
-            a = render_drr(vol, geo, step_mm=args.step)
-            t_o.append(time.perf_counter() - t0)
-            c_o.append(time.process_time() - c0)
-        t_s, c_s = [], []
+    c0 = time.process_time()
+    prep = prepare_drr(vol)
+    print(f"attenuation prepared once per plan (HU -> mu, one padded copy): {time.process_time() - c0:.3f} s CPU")
+    print()
+    print(f"| view | renderer | wall s | CPU s | CPU ratio to osteoplan | mean abs diff / mean | max abs diff / max |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+
+    def best(fn):
+        walls, cpus, out = [], [], None
         for _ in range(max(1, args.repeat)):
             t0, c0 = time.perf_counter(), time.process_time()
-            b = sitk_drr(vol, geo, args.step)
-            t_s.append(time.perf_counter() - t0)
-            c_s.append(time.process_time() - c0)
-        diff = float(np.abs(a - b).mean() / max(b.mean(), 1e-9))
-        to, ts = min(t_o), min(t_s)
-        print(f"{view:<14}{'osteoplan numba ray-march':<34}{to:>10.3f}{1.0:>9.2f}{'':>21}{min(c_o):>10.3f}")
-        print(f"{'':<14}{'SimpleITK Resample depth planes':<34}{ts:>10.3f}{ts / to:>9.2f}{diff:>21.4f}{min(c_s):>10.3f}")
-    print("ratio = time / osteoplan time (higher = osteoplan faster); CPU = process CPU time (all threads), "
-          "less sensitive to the load of a shared machine than the wall time")
+            out = fn()
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        return out, min(walls), min(cpus)
+
+    for view in args.views.split(","):
+        geo = standard_geometry(view, target, path_dir, n_pixels=(args.pixels, args.pixels))
+        render_drr(prep, geo)  # JIT warm-up (cached after the first run)
+        render_drr(vol, geo, step_mm=args.step)
+        a, w_o, c_o = best(lambda: render_drr(prep, geo))
+        rows = [("osteoplan Joseph (prepared)", a, w_o, c_o)]
+        rows.append(("osteoplan former fixed-step", *best(lambda: render_drr(vol, geo, step_mm=args.step))))
+        rows.append(("SimpleITK Resample depth planes", *best(lambda: sitk_drr(vol, geo, args.step))))
+        for i, (name, img, w, c) in enumerate(rows):
+            d = np.abs(img - a)
+            diffs = ("", "") if i == 0 else (f"{d.mean() / max(float(a.mean()), 1e-9):.4f}",
+                                             f"{d.max() / max(float(a.max()), 1e-9):.4f}")
+            print(f"| {view if i == 0 else ''} | {name} | {w:.3f} | {c:.3f} | {c / max(c_o, 1e-9):.2f} | "
+                  f"{diffs[0]} | {diffs[1]} |")
+    print("\nCPU = process CPU time (all threads), less sensitive to the load of a shared machine than the wall time; "
+          "ratio > 1: osteoplan faster")
     return 0
 
 

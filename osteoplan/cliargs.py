@@ -18,6 +18,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def tcp_port(text: str) -> int:
+    """argparse type: a TCP port number, 1-65535 (0 and larger numbers are refused as usage errors)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: '{text}' (a whole number from 1 to 65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, not {value}")
+    return value
+
+
 def add_reader_options(p) -> None:
     """Add the DICOM reading choices (--series-uid, --allow-gaps, --resample-uniform) to a subcommand."""
     p.add_argument("--series-uid", metavar="UID",

@@ -50,9 +50,73 @@ def recording() -> Iterator[list[tuple[str, float]]]:
         _recorders.remove(rec)
 
 
+#: Active profiles (see :func:`profiling`): rows ``[depth, label, cpu_s, wall_s]`` in the order the stages start.
+_profiles: list[list[list]] = []
+_depth = [0]
+
+
+@contextmanager
+def profiling() -> Iterator[list[list]]:
+    """Collect the CPU and wall time of every :func:`step` and :func:`stage` completed inside the block.
+
+    Yields a list of rows ``[depth, label, cpu_s, wall_s]`` (depth 0 for the outermost stages), in the order the
+    stages started; a stage that failed keeps ``cpu_s = None``. CPU time is :func:`time.process_time` (every
+    thread of the process): on a shared machine it measures the work, the wall time also the waiting.
+    Used by ``osteoplan plan --profile`` (:func:`format_profile`).
+    """
+    rows: list[list] = []
+    _profiles.append(rows)
+    try:
+        yield rows
+    finally:
+        _profiles.remove(rows)
+
+
+@contextmanager
+def stage(label: str) -> Iterator[None]:
+    """A silent sub-stage: timed only while :func:`profiling` is active (no output, nearly free otherwise)."""
+    if not _profiles:
+        yield
+        return
+    rows = [[_depth[0], label, None, None] for _ in _profiles]
+    for prof, row in zip(_profiles, rows):
+        prof.append(row)
+    c0, t0 = time.process_time(), time.perf_counter()
+    _depth[0] += 1
+    try:
+        yield
+    except BaseException:
+        _depth[0] -= 1
+        raise
+    _depth[0] -= 1
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    for row in rows:
+        row[2], row[3] = cpu, wall
+
+
+def format_profile(rows: list[list], total_cpu_s: float | None = None, total_wall_s: float | None = None) -> str:
+    """The rows of :func:`profiling` as a Markdown table (stage, CPU s, wall s), sub-stages indented."""
+    lines = ["| stage | CPU s | wall s |", "|---|---:|---:|"]
+    for depth, label, cpu, wall in rows:
+        name = ". " * depth + label
+        lines.append(f"| {name} | {'failed' if cpu is None else f'{cpu:.3f}'} | "
+                     f"{'' if wall is None else f'{wall:.3f}'} |")
+    if total_cpu_s is not None:
+        lines.append(f"| total (the command, from its start) | {total_cpu_s:.3f} | "
+                     f"{'' if total_wall_s is None else f'{total_wall_s:.3f}'} |")
+    return "\n".join(lines)
+
+
 @contextmanager
 def step(label: str) -> Iterator[None]:
     """Print ``label ...`` then ``done (1.2 s)`` around a block (and record it, see the module's docstring)."""
+    with stage(label):
+        with _step(label):
+            yield
+
+
+@contextmanager
+def _step(label: str) -> Iterator[None]:
     t0 = time.perf_counter()
     _record("start", label)
     if enabled():

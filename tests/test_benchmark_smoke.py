@@ -23,6 +23,7 @@ SMOKE_TESTS = {
     "bench_adjust.py": "test_bench_adjust",
     "bench_drr.py": "test_bench_drr",
     "bench_planner.py": "test_bench_planner",
+    "bench_plan_stages.py": "test_bench_plan_stages",
     "bench_read_dicom.py": "test_bench_read_dicom",
     "dicom_mutation.py": "tests/imaging/test_dicom_mutation.py::test_mutation_corpus_representative_subset",
     "load_web.py": "test_load_web",
@@ -34,6 +35,7 @@ SMOKE_TESTS = {
     "plan_real_cases.py": "test_plan_real_cases",
     "vertebroplasty_real.py": "tests/test_benchmark_vertebroplasty_real.py::test_vertebroplasty_real_smoke",
     "bench_verify.py": "tests/verification/test_bench_and_cli.py::test_benchmark_trials_and_table",
+    "bench_verify_cover.py": "tests/verification/test_coverage_bound.py::test_bench_verify_cover_smoke",
 }
 
 needs_openkbp = pytest.mark.skipif(not (DATA / "openkbp" / "pt_100").is_dir(),
@@ -84,7 +86,8 @@ def phantom_ct(tmp_path_factory) -> Path:
 @needs_cthead
 def test_bench_drr(capsys):
     out = _run("bench_drr.py", ["--pixels", "16", "--step", "2", "--repeat", "1", "--views", "lateral"], capsys)
-    assert "osteoplan numba ray-march" in out and "SimpleITK Resample depth planes" in out
+    assert "osteoplan Joseph (prepared)" in out and "SimpleITK Resample depth planes" in out
+    assert "osteoplan former fixed-step" in out
 
 
 @pytest.mark.slow
@@ -102,6 +105,15 @@ def test_bench_adjust(capsys):
                                    "--angle-step", "3"], capsys)
     assert "evaluate endpoint through the FastAPI TestClient" in out and "re-building the fields per move" in out
     assert out.splitlines()[-3].startswith("phantom")
+
+
+@pytest.mark.slow
+def test_bench_plan_stages(phantom_ct, capsys):
+    """The stage table of `plan --no-report` on the 2 mm phantom, this checkout against itself as the reference."""
+    out = _run("bench_plan_stages.py", ["--ct", str(phantom_ct), "--no-exports", "--reference", str(ROOT)], capsys)
+    assert "| this checkout CPU s | reference CPU s |" in out
+    assert "| building the anatomy" in out and "| . classical segmentation |" in out
+    assert "| process (start-up + command) |" in out
 
 
 def test_bench_read_dicom(tmp_path, capsys):

@@ -107,3 +107,14 @@ def test_unknown_protocol_names_the_argument(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: --protocol: Unknown protocol 'nonexistent'")
     assert "c2-dens-anterior" in err[-1] and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "eighty"])
+def test_serve_port_out_of_range_is_a_usage_error(capsys, port):
+    """serve --port 99999 used to end in a uvicorn OverflowError traceback (fresh reviewer): now one usage line."""
+    from osteoplan.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--port", port])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "--port" in err[-1] and "65535" in err[-1] and "Traceback" not in "\n".join(err)

@@ -132,7 +132,54 @@ def segment_airway(volume: Volume, body: np.ndarray | None = None,
 
 
 def _midline_air(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: float) -> np.ndarray:
-    """Per-slice midline filter + 3D component selection of candidate air (canonical arrays)."""
+    """Per-slice midline filter + 3D component selection of candidate air (canonical arrays).
+
+    The 2D regions of every axial slice are labelled at once (one labelling connected in the plane only,
+    4-connected as :func:`scipy.ndimage.label` in 2D); their areas and centre columns come from counts and
+    sums of integer column indices (exact in float64), so the regions kept are those of the slice-by-slice
+    computation (:func:`_midline_air_reference`).
+    """
+    if not air.any():
+        return np.zeros_like(air)
+    px_area = float(sp[1] * sp[2])
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    lab2, n2 = ndi.label(air, structure=st)
+    flat = lab2.ravel()
+    cnt = np.bincount(flat, minlength=n2 + 1).astype(np.float64)
+    K, J, I = air.shape
+    col = np.broadcast_to(np.arange(I, dtype=np.float64), air.shape).ravel()
+    row_k = np.broadcast_to(np.arange(K, dtype=np.float64)[:, None, None], air.shape).ravel()
+    sel_vox = flat > 0
+    sum_i = np.bincount(flat[sel_vox], weights=col[sel_vox], minlength=n2 + 1)
+    sum_k = np.bincount(flat[sel_vox], weights=row_k[sel_vox], minlength=n2 + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cm_i = sum_i / cnt
+        k_of = np.where(cnt > 0, sum_k / np.maximum(cnt, 1.0), 0.0).astype(np.int64)
+    # the body's midline column per slice (slices without body keep nothing)
+    colany = b.any(axis=1)
+    has = colany.any(axis=1)
+    first = np.argmax(colany, axis=1)
+    last = I - 1 - np.argmax(colany[:, ::-1], axis=1)
+    mid = (first + last) / 2.0
+    ok = (cnt * px_area <= 1500.0) & (np.abs(cm_i - mid[k_of]) * sp[2] <= midline_mm) & has[k_of]
+    ok[0] = False
+    keep = ok[lab2]
+    lab, n = ndi.label(keep)
+    if n == 0:
+        return np.zeros_like(air)
+    vox_ml = float(np.prod(sp)) / 1000.0
+    sizes = np.bincount(lab.ravel()) * vox_ml
+    sizes[0] = 0
+    big = int(np.argmax(sizes))
+    sel = sizes >= 1.0
+    sel[big] = True
+    sel[0] = False
+    return sel[lab]
+
+
+def _midline_air_reference(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: float) -> np.ndarray:
+    """The slice-by-slice computation :func:`_midline_air` is checked against (one 2D labelling per slice)."""
     if not air.any():
         return np.zeros_like(air)
     px_area = float(sp[1] * sp[2])

@@ -375,7 +375,7 @@ def _find_level_at_point(cn: Canon, sm_c: np.ndarray, col: _Column, p_zy: np.nda
 
 def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
     """Fill interior holes of C2 (lytic cavities, marrow) in axial, coronal and sagittal planes, never the canal."""
-    from osteoplan.anatomy.segment import fill_holes_in_planes
+    from osteoplan.anatomy.segment import _box_dilate, fill_holes_in_planes
 
     out = c2.copy()
     if not c2.any():
@@ -384,7 +384,7 @@ def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
     hi = np.argwhere(c2).max(axis=0) + 3
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     sub = out[box]
-    canal_d = ndi.binary_dilation(canal_c[box], structure=np.ones((3, 3, 3), bool))
+    canal_d = _box_dilate(canal_c[box], (3, 3, 3))
     for axis in (0, 1, 2):
         holes = fill_holes_in_planes(sub, axis) & ~sub
         if not holes.any():

@@ -90,16 +90,63 @@ def _u_slices(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | No
     return out
 
 
-def _split_by_watershed(sm_c: np.ndarray, comp: np.ndarray, seed: np.ndarray, sp: np.ndarray) -> np.ndarray | None:
+def _split_by_watershed(hu_c: np.ndarray, comp: np.ndarray, seed: np.ndarray, sp: np.ndarray) -> np.ndarray | None:
     """Part the mandible from the skull in their joined bone component along its least dense junction.
 
     Markers: the mandible's lowest U slices (its body, up to :data:`WS_BODY_MM` above the lowest)
     and the component's bone higher than :data:`WS_SKULL_ABOVE_MM` above the lowest U slice (skull,
     above any condyle); both flood the component in order of decreasing density (watershed of the
-    negated, lightly smoothed HU): they meet where the bone is least dense -- the joint space of the
-    temporomandibular joint, the contact of the teeth. None when the component reaches no higher
-    than that (no skull marker).
+    negated, lightly smoothed HU: Gaussian of 1 voxel in the axial plane): they meet where the bone is
+    least dense -- the joint space of the temporomandibular joint, the contact of the teeth. None when
+    the component reaches no higher than that (no skull marker).
+
+    *hu_c* is the canonical HU array. The flood runs on the bounding box of the component up to the
+    first skull-marker slice: above it every voxel of the component is a marker already, so nothing
+    there is flooded, and the in-plane smoothing is computed on that box grown by its reach (4 voxels):
+    the same partition as on the whole CT, at a fraction of the cost.
     """
+    from skimage.segmentation import watershed
+
+    ks = np.nonzero((seed & comp).any(axis=(1, 2)))[0]
+    if ks.size == 0:
+        return None
+    k_low = int(ks.min())
+    body_top = k_low + int(round(WS_BODY_MM / sp[0]))
+    skull_from = k_low + int(round(WS_SKULL_ABOVE_MM / sp[0]))
+    if skull_from >= comp.shape[0]:
+        return None
+    if not comp[skull_from:].any():
+        return None
+    # the box: the component's slices up to the first skull-marker slice (included)
+    low = comp[:skull_from + 1]
+    kk = np.flatnonzero(low.any(axis=(1, 2)))
+    jj = np.flatnonzero(low.any(axis=(0, 2)))
+    ii = np.flatnonzero(low.any(axis=(0, 1)))
+    if kk.size == 0 or not comp[skull_from].any():
+        # the marker slice holds none of the component: the skull markers above cannot reach the flood
+        return _split_by_watershed_full(hu_c, comp, seed, sp)
+    k0, k1 = int(kk[0]), skull_from + 1
+    j0, j1, i0, i1 = int(jj[0]), int(jj[-1]) + 1, int(ii[0]), int(ii[-1]) + 1
+    reach = 4  # gaussian_filter's default truncate 4.0 x sigma 1 voxel
+    gj0, gj1 = max(j0 - reach, 0), min(j1 + reach, comp.shape[1])
+    gi0, gi1 = max(i0 - reach, 0), min(i1 + reach, comp.shape[2])
+    sm = ndi.gaussian_filter(hu_c[k0:k1, gj0:gj1, gi0:gi1].astype(np.float32), (0.0, 1.0, 1.0))
+    sm = sm[:, j0 - gj0:j1 - gj0, i0 - gi0:i1 - gi0]
+    box = (slice(k0, k1), slice(j0, j1), slice(i0, i1))
+    c = comp[box]
+    markers = np.zeros(c.shape, np.int32)
+    markers[skull_from - k0:][c[skull_from - k0:]] = 2
+    m1 = seed[box] & c
+    m1[max(body_top + 1 - k0, 0):] = False
+    markers[m1] = 1
+    lab = watershed(-sm, markers=markers, mask=c)
+    out = np.zeros(comp.shape, bool)
+    out[box] = lab == 1
+    return out
+
+
+def _split_by_watershed_full(hu_c: np.ndarray, comp: np.ndarray, seed: np.ndarray, sp: np.ndarray) -> np.ndarray | None:
+    """:func:`_split_by_watershed` on the whole array (the reference its box is checked against)."""
     from skimage.segmentation import watershed
 
     ks = np.nonzero((seed & comp).any(axis=(1, 2)))[0]
@@ -117,6 +164,7 @@ def _split_by_watershed(sm_c: np.ndarray, comp: np.ndarray, seed: np.ndarray, sp
     m1 = seed & comp
     m1[body_top + 1:] = False
     markers[m1] = 1
+    sm_c = ndi.gaussian_filter(hu_c.astype(np.float32), (0.0, 1.0, 1.0))
     lab = watershed(-sm_c, markers=markers, mask=comp)
     return lab == 1
 
@@ -180,8 +228,7 @@ def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None =
         vol = sizes[tid] * vox_ml
         if vol > MANDIBLE_MAX_ML and r == 0:
             # joined to the skull: first part them along the least dense junction (watershed)
-            sm_c = ndi.gaussian_filter(cn.to_canon(volume.array).astype(np.float32), (0.0, 1.0, 1.0))
-            ws = _split_by_watershed(sm_c, lab == tid, seed, sp)
+            ws = _split_by_watershed(cn.to_canon(volume.array), lab == tid, seed, sp)
             if ws is not None and MANDIBLE_MIN_ML <= float(ws.sum()) * vox_ml <= MANDIBLE_MAX_ML:
                 v_ws = float(ws.sum()) * vox_ml
                 return cn.from_canon(ws), ("mandible: classical (U-shaped bone in front of the spine, parted from "

@@ -391,6 +391,7 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     """
     from osteoplan.anatomy.c2 import locate_c2
     from osteoplan.anatomy.segment import run_classical
+    from osteoplan.progress import stage
 
     msgs: list[str] = []
     if hint_lps is not None:
@@ -421,20 +422,22 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     # work inside the body's bounding box (the air around the patient is most of many CTs)
     from osteoplan.anatomy.segment import segment_body
 
-    try:
-        body_full = segment_body(volume)
-    except AnatomyError:
-        body_full = None
+    with stage("body (skin outline, for the working box)"):
+        try:
+            body_full = segment_body(volume)
+        except AnatomyError:
+            body_full = None
     box = _body_box(body_full, volume.shape) if body_full is not None else tuple(slice(0, n) for n in volume.shape)
     if hint_lps is not None:
         box = _include_point(box, volume, hint_lps)
     sub = _crop(volume, box)
-    try:
-        cl = run_classical(sub, skip=frozenset(have), body=None if body_full is None else body_full[box])
-    except OsteoplanError:
-        raise
-    except Exception as exc:  # keep the planner robust: never a traceback for a segmentation fault
-        raise AnatomyError(f"Classical segmentation failed ({type(exc).__name__}); provide masks instead.") from None
+    with stage("classical segmentation"):
+        try:
+            cl = run_classical(sub, skip=frozenset(have), body=None if body_full is None else body_full[box])
+        except OsteoplanError:
+            raise
+        except Exception as exc:  # keep the planner robust: never a traceback for a segmentation fault
+            raise AnatomyError(f"Classical segmentation failed ({type(exc).__name__}); provide masks instead.") from None
     lm = LabelMap(volume)
     for n in cl.labelmap.names():
         lm.add(n, _pad(cl.labelmap.get(n), box, volume.shape), cl.labelmap.sources[n])
@@ -451,59 +454,62 @@ def build_anatomy(volume: Volume, masks=None, hint_lps=None, use_totalsegmentato
     landmarks = None
     lesion = None
     canal_arg = cl.canal if not (provided is not None and provided.has("spinal_canal")) else None
-    try:
-        auto = None
-        if hint_lps is not None and not lm_sub.has("vertebrae_C2"):
-            auto = _automatic_c2_at_hint(sub, lm_sub, hint_lps, cl.bone.bone, canal_arg)
-        c2, landmarks = locate_c2(sub, lm_sub, hint_lps=hint_lps, bone=cl.bone.bone, canal=canal_arg)
-        if auto is not None:
-            dice = 2.0 * float((c2 & auto).sum()) / max(float(c2.sum() + auto.sum()), 1.0)
-            if dice < HINT_MIN_AGREEMENT_DICE:
-                landmarks = None
-                raise AnatomyError(
-                    f"the C2 found from the point given and the C2 found without it, which the point lies in or "
-                    f"next to, differ (Dice {dice:.2f}): the automatic level and the point disagree, so neither is "
-                    "trusted. Check the point (LPS mm, in the C2 body or dens) or give a C2 mask (--masks).")
-        if hint_lps is not None:
-            c2_pts = sub.index_to_world(np.argwhere(c2).astype(float))
-            d_mm = float(np.min(np.linalg.norm(c2_pts - hint_lps, axis=1))) if len(c2_pts) else float("inf")
-            if d_mm > HINT_TOLERANCE_MM:
-                landmarks = None
-                raise AnatomyError(
-                    f"the C2 found lies {d_mm:.0f} mm from the point given inside C2: the automatic level and the "
-                    "point disagree, so neither is trusted. Check the point (LPS mm, in the C2 body or dens) or give "
-                    "a C2 mask (--masks).")
-        if not lm.has("vertebrae_C2"):
-            lm.add("vertebrae_C2", _pad(c2, box, volume.shape), "classical")
-            lm_sub.add("vertebrae_C2", c2, "classical")
-        msgs.append(f"C2 located ({landmarks.method}, confidence {landmarks.confidence:.2f})")
-        msgs.extend(f"C2: {n}" for n in landmarks.notes)
-    except AnatomyError as exc:
-        msgs.append(f"C2 NOT located: {exc}")
-    if landmarks is not None:
-        _resplit_airway_at_c2(sub, box, lm, lm_sub, landmarks, have, msgs)
-        if lm.has("lesion"):
-            from osteoplan.anatomy.lesion import lesion_from_mask
+    with stage("C2 and its landmarks"):
+        try:
+            auto = None
+            if hint_lps is not None and not lm_sub.has("vertebrae_C2"):
+                auto = _automatic_c2_at_hint(sub, lm_sub, hint_lps, cl.bone.bone, canal_arg)
+            c2, landmarks = locate_c2(sub, lm_sub, hint_lps=hint_lps, bone=cl.bone.bone, canal=canal_arg)
+            if auto is not None:
+                dice = 2.0 * float((c2 & auto).sum()) / max(float(c2.sum() + auto.sum()), 1.0)
+                if dice < HINT_MIN_AGREEMENT_DICE:
+                    landmarks = None
+                    raise AnatomyError(
+                        f"the C2 found from the point given and the C2 found without it, which the point lies in or "
+                        f"next to, differ (Dice {dice:.2f}): the automatic level and the point disagree, so neither is "
+                        "trusted. Check the point (LPS mm, in the C2 body or dens) or give a C2 mask (--masks).")
+            if hint_lps is not None:
+                c2_pts = sub.index_to_world(np.argwhere(c2).astype(float))
+                d_mm = float(np.min(np.linalg.norm(c2_pts - hint_lps, axis=1))) if len(c2_pts) else float("inf")
+                if d_mm > HINT_TOLERANCE_MM:
+                    landmarks = None
+                    raise AnatomyError(
+                        f"the C2 found lies {d_mm:.0f} mm from the point given inside C2: the automatic level and the "
+                        "point disagree, so neither is trusted. Check the point (LPS mm, in the C2 body or dens) or give "
+                        "a C2 mask (--masks).")
+            if not lm.has("vertebrae_C2"):
+                lm.add("vertebrae_C2", _pad(c2, box, volume.shape), "classical")
+                lm_sub.add("vertebrae_C2", c2, "classical")
+            msgs.append(f"C2 located ({landmarks.method}, confidence {landmarks.confidence:.2f})")
+            msgs.extend(f"C2: {n}" for n in landmarks.notes)
+        except AnatomyError as exc:
+            msgs.append(f"C2 NOT located: {exc}")
+    with stage("airway split at C2, lesion"):
+        if landmarks is not None:
+            _resplit_airway_at_c2(sub, box, lm, lm_sub, landmarks, have, msgs)
+            if lm.has("lesion"):
+                from osteoplan.anatomy.lesion import lesion_from_mask
 
-            try:
-                lesion = lesion_from_mask(sub, lm_sub.get("vertebrae_C2"), lm_sub.get("lesion"), landmarks,
-                                          source=lm.sources.get("lesion", "provided"))
-                lesion.mask = _pad(lesion.mask, box, volume.shape)
-                msgs.append(f"lesion: provided mask used ({lesion.volume_ml:.2f} mL)" if lesion.found
-                            else "lesion: provided mask used (empty: no lesion)")
-            except AnatomyError as exc:
-                msgs.append(f"lesion: provided mask used, NOT measured: {exc}")
-        else:
-            try:
-                lesion = segment_lesion(sub, lm_sub.get("vertebrae_C2"), landmarks,
-                                        lm_sub.get("vertebrae_C3") if lm_sub.has("vertebrae_C3") else None)
-                lesion.mask = _pad(lesion.mask, box, volume.shape)
-                lm.add("lesion", lesion.mask, "classical")
-                msgs.append(f"lesion: {lesion.volume_ml:.2f} mL lytic (threshold {lesion.reference_hu['threshold_hu']} HU "
-                            f"from {lesion.reference_hu['source']})" if lesion.found else "lesion: none found in C2")
-            except AnatomyError as exc:
-                msgs.append(f"lesion NOT assessed: {exc}")
-    _add_bony_canal(sub, box, lm, lm_sub, cl, have, msgs)
+                try:
+                    lesion = lesion_from_mask(sub, lm_sub.get("vertebrae_C2"), lm_sub.get("lesion"), landmarks,
+                                              source=lm.sources.get("lesion", "provided"))
+                    lesion.mask = _pad(lesion.mask, box, volume.shape)
+                    msgs.append(f"lesion: provided mask used ({lesion.volume_ml:.2f} mL)" if lesion.found
+                                else "lesion: provided mask used (empty: no lesion)")
+                except AnatomyError as exc:
+                    msgs.append(f"lesion: provided mask used, NOT measured: {exc}")
+            else:
+                try:
+                    lesion = segment_lesion(sub, lm_sub.get("vertebrae_C2"), landmarks,
+                                            lm_sub.get("vertebrae_C3") if lm_sub.has("vertebrae_C3") else None)
+                    lesion.mask = _pad(lesion.mask, box, volume.shape)
+                    lm.add("lesion", lesion.mask, "classical")
+                    msgs.append(f"lesion: {lesion.volume_ml:.2f} mL lytic (threshold {lesion.reference_hu['threshold_hu']} HU "
+                                f"from {lesion.reference_hu['source']})" if lesion.found else "lesion: none found in C2")
+                except AnatomyError as exc:
+                    msgs.append(f"lesion NOT assessed: {exc}")
+    with stage("vertebral-artery bony canal"):
+        _add_bony_canal(sub, box, lm, lm_sub, cl, have, msgs)
     missing = [s for s in PLANNING_STRUCTURES if not lm.has(s)]
     if missing:
         msgs.append("NOT segmented (not assessed): " + ", ".join(missing))

@@ -145,9 +145,29 @@ def fill_holes_in_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
     """2D hole filling of every plane perpendicular to *axis* at once (one 3D labelling).
 
     Equivalent to :func:`scipy.ndimage.binary_fill_holes` applied plane by plane (background
-    4-connected in the plane), but much faster on large volumes.
+    4-connected in the plane), but much faster on large volumes. The labelling runs on the mask's
+    bounding box grown by one background voxel in the plane (clipped to the array): the background
+    outside the box is one connected region reaching the plane's edge in every plane, so the holes
+    found are the same as on the whole array.
     """
     m = np.asarray(mask, bool)
+    if not m.any():
+        return m.copy()
+    lo, hi = [], []
+    for d in range(3):
+        other = tuple(x for x in range(3) if x != d)
+        nz = np.flatnonzero(m.any(axis=other))
+        grow = 0 if d == axis else 1
+        lo.append(max(int(nz[0]) - grow, 0))
+        hi.append(min(int(nz[-1]) + 1 + grow, m.shape[d]))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    out = m.copy()
+    out[box] = _fill_holes_in_planes_full(m[box], axis)
+    return out
+
+
+def _fill_holes_in_planes_full(m: np.ndarray, axis: int) -> np.ndarray:
+    """:func:`fill_holes_in_planes` on the whole array (background touching the in-plane faces is outside)."""
     st = np.zeros((3, 3, 3), bool)
     idx = [1, 1, 1]
     for d in range(3):
@@ -180,13 +200,25 @@ def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
 _SMOOTH_CACHE: list[tuple[np.ndarray, tuple, np.ndarray]] = []
 
 
+def _memory_key(arr: np.ndarray) -> tuple:
+    """Where an array's values lie (data address, shape, strides, dtype): two views of the same memory with the
+    same layout -- e.g. two canonical views of one CT, made by two stages -- share it."""
+    return (arr.__array_interface__["data"][0], arr.shape, arr.strides, arr.dtype.str)
+
+
 def _smooth(arr: np.ndarray, spacing: np.ndarray, sigma_mm: float = 0.7) -> np.ndarray:
-    """Gaussian smoothing (sigma in mm, at most 1 voxel); the last few results are cached per array."""
+    """Gaussian smoothing (sigma in mm, at most 1 voxel); the last few results are cached per array.
+
+    The cache recognises the same values seen through another view object (same memory and layout, see
+    :func:`_memory_key`; the cache holds the view, so that memory cannot be reused while it is cached), as
+    the stages each make their own canonical view of the CT.
+    """
     sig = np.minimum(sigma_mm / np.asarray(spacing, float), 1.0)
     sig = np.where(sig < 0.25, 0.0, sig)
     key = tuple(np.round(sig, 4))
+    mem = _memory_key(arr)
     for a_ref, k_ref, out in _SMOOTH_CACHE:
-        if a_ref is arr and k_ref == key:
+        if k_ref == key and (a_ref is arr or _memory_key(a_ref) == mem):
             return out
     out = ndi.gaussian_filter(arr, sig, mode="nearest")
     _SMOOTH_CACHE.insert(0, (arr, key, out))
@@ -222,7 +254,7 @@ def segment_body(volume: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.
     if not tissue.any():
         raise AnatomyError("No body found in the CT (every voxel is below -400 HU); check that the input is a CT in HU.")
     # a light opening detaches the table and thin blankets from the body
-    tissue = ndi.binary_opening(tissue, structure=np.ones((1, 3, 3), bool))
+    tissue = _box_dilate(_box_erode(tissue, (1, 3, 3)), (1, 3, 3))  # = binary_opening with a 1x3x3 box
     body = _largest_component(tissue) if tissue.any() else (a > threshold_hu)
     body = _fill_holes_per_slice(body)
     return cn.from_canon(body)
@@ -311,7 +343,6 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
     BoneResult
     """
     from skimage.filters import threshold_otsu
-    from skimage.morphology import remove_small_holes
 
     cn = Canon.of(volume)
     if body is None:
@@ -357,7 +388,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         # with contrast: cancellous bone behind an open or thin cortex only when deeper than one
         # voxel in the lenient mask and within 2.5 mm of cortex (a vessel touching bone contributes
         # at most that band)
-        deep = ndi.binary_erosion(above, structure=np.ones((3, 3, 3), bool))
+        deep = _box_erode(above, (3, 3, 3))
         r = np.maximum(np.round(2.5 / cn.spacing_mm).astype(int), 1)
         ball = np.ones(tuple(2 * x + 1 for x in r), bool)
         zz, yy, xx = np.meshgrid(*[np.arange(-x, x + 1) * sp_ for x, sp_ in zip(r, cn.spacing_mm)], indexing="ij")
@@ -380,7 +411,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
             bone |= dense0[llab0] & ~(facing & ~cort)
     # the lenient mask (everything above the cancellous threshold in components holding cortex)
     # closes thin vertebral rings: it is what the canal search uses
-    llab, ln = ndi.label(above)
+    llab, ln = (llab0, ln0) if not contrast else ndi.label(above)  # the same labelling as above when it was made
     if ln:
         dense_l = np.bincount(llab[cort], minlength=ln + 1)
         keep_l = dense_l * vox_ml >= 0.005
@@ -399,13 +430,36 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         keep[0] = False
         bone = keep[lab]
     area_px = hole_max_mm2 / float(cn.spacing_mm[1] * cn.spacing_mm[2])
-    filled = np.empty_like(bone)
-    for k in range(bone.shape[0]):
-        filled[k] = remove_small_holes(bone[k], max_size=max(int(area_px), 1)) if bone[k].any() else bone[k]
+    filled = _remove_small_holes_in_slices(bone, max(int(area_px), 1))
     cortical = filled & (sm > t_cort)
     lenient |= filled
     return BoneResult(cn.from_canon(filled), cn.from_canon(cortical), t_c, t_cort, mu, sd, cn.from_canon(lenient),
                       bool(contrast), tube_info)
+
+
+def _remove_small_holes_in_slices(mask: np.ndarray, max_size: int) -> np.ndarray:
+    """:func:`skimage.morphology.remove_small_holes` (``max_size``, 4-connected holes, holes at the edge
+    included) on every axial slice that holds some of *mask*, by one labelling connected in the plane only
+    (:func:`_remove_small_holes_in_slices_reference` does it slice by slice)."""
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    lab, n = ndi.label(~mask, structure=st)
+    small = np.bincount(lab.ravel(), minlength=n + 1) <= max_size
+    small[0] = False
+    out = mask | small[lab]
+    empty = ~mask.any(axis=(1, 2))
+    out[empty] = mask[empty]
+    return out
+
+
+def _remove_small_holes_in_slices_reference(mask: np.ndarray, max_size: int) -> np.ndarray:
+    """The slice-by-slice computation :func:`_remove_small_holes_in_slices` is checked against."""
+    from skimage.morphology import remove_small_holes
+
+    out = np.empty_like(mask)
+    for k in range(mask.shape[0]):
+        out[k] = remove_small_holes(mask[k], max_size=max_size) if mask[k].any() else mask[k]
+    return out
 
 
 # --------------------------------------------------------------------------------- contrast / vessels
@@ -632,16 +686,19 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
     from osteoplan.anatomy.airway import segment_airway, split_airway
     from osteoplan.anatomy.canal import segment_spinal_canal
     from osteoplan.anatomy.labelmap import LabelMap
+    from osteoplan.progress import stage
 
     if min(volume.shape) < 3:
         raise InputError(f"The CT is too small to segment (shape {volume.shape}); give a 3D CT of the neck.")
     msgs: list[str] = []
     lm = LabelMap(volume)
-    if body is None:
-        body = segment_body(volume)
+    with stage("body (skin outline)"):
+        if body is None:
+            body = segment_body(volume)
     if "body" not in skip:
         lm.add("body", body, "classical")
-    bone = segment_bone(volume, body)
+    with stage("bone"):
+        bone = segment_bone(volume, body)
     if "bone" not in skip:
         lm.add("bone", bone.bone, "classical")
         msgs.append(f"bone: classical threshold {bone.cancellous_threshold_hu:.0f} HU (soft tissue "
@@ -649,14 +706,16 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
                     f"{bone.cortical_threshold_hu:.0f} HU")
     parts = [n for n in ("pharynx", "larynx", "trachea") if n not in skip]
     if "airway" not in skip or parts:
-        air = segment_airway(volume, body)
+        with stage("airway"):
+            air = segment_airway(volume, body)
         if "airway" not in skip:
             lm.add("airway", air, "classical")
             msgs.append("airway: classical (connected internal air near the midline, nasal cavity to trachea; "
                         "pharynx, larynx and trachea are parts of it)" if air.any()
                         else "airway: no internal air found (airway mask empty)")
         if parts and air.any():
-            split = split_airway(volume, air, body)
+            with stage("airway split"):
+                split = split_airway(volume, air, body)
             for n in parts:
                 if split.segmented.get(n):
                     lm.add(n, split.masks()[n], "classical")
@@ -665,7 +724,8 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
                 msgs.extend(f"{n}: partial ({why})" for n, why in split.partial.items() if n in parts)
     canal = None
     try:
-        canal = segment_spinal_canal(volume, bone.lenient, body, bone_outline=bone.bone)
+        with stage("spinal canal"):
+            canal = segment_spinal_canal(volume, bone.lenient, body, bone_outline=bone.bone)
         if "spinal_canal" not in skip:
             lm.add("spinal_canal", canal.mask, "classical")
             msgs.append("spinal_canal: classical (holes of the vertebral rings)")
@@ -675,26 +735,28 @@ def run_classical(volume: Volume, skip: frozenset[str] = frozenset(), body: np.n
     if "mandible" not in skip:
         from osteoplan.anatomy.mandible import segment_mandible
 
-        mand, mand_msg = segment_mandible(volume, bone.bone, body, canal.mask if canal is not None else None)
+        with stage("mandible"):
+            mand, mand_msg = segment_mandible(volume, bone.bone, body, canal.mask if canal is not None else None)
         if mand is not None:
             lm.add("mandible", mand, "classical")
         msgs.append(mand_msg)
-    if volume.info.contrast is None and bone.contrast_detected is False:
-        # the bone step already searched the image for contrast-filled tubes
-        n_t = len(bone.contrast_tubes or [])
-        con = ContrastResult(False, "image", f"no bilateral bright tubular structures (found {n_t}): "
-                             "treated as a non-contrast CT", None)
-    else:
-        con = detect_contrast(volume, body, bone.bone)
-    if con.detected:
-        vessels = {n: m for n, m in segment_vessels(volume, con, body).items() if n not in skip}
-        for n, m in vessels.items():
-            lm.add(n, m, "classical-contrast")
-        msgs.append(f"contrast detected ({con.source}: {con.reason}); vessels segmented as bright tubes "
-                    f"(coarse heuristic): {', '.join(sorted(vessels)) or 'none'}")
-    else:
-        msgs.append(f"vessels: NOT segmented (no contrast: {con.reason}); carotid arteries and jugular veins "
-                    "are NOT ASSESSED unless masks are provided")
+    with stage("contrast and vessels"):
+        if volume.info.contrast is None and bone.contrast_detected is False:
+            # the bone step already searched the image for contrast-filled tubes
+            n_t = len(bone.contrast_tubes or [])
+            con = ContrastResult(False, "image", f"no bilateral bright tubular structures (found {n_t}): "
+                                 "treated as a non-contrast CT", None)
+        else:
+            con = detect_contrast(volume, body, bone.bone)
+        if con.detected:
+            vessels = {n: m for n, m in segment_vessels(volume, con, body).items() if n not in skip}
+            for n, m in vessels.items():
+                lm.add(n, m, "classical-contrast")
+            msgs.append(f"contrast detected ({con.source}: {con.reason}); vessels segmented as bright tubes "
+                        f"(coarse heuristic): {', '.join(sorted(vessels)) or 'none'}")
+        else:
+            msgs.append(f"vessels: NOT segmented (no contrast: {con.reason}); carotid arteries and jugular veins "
+                        "are NOT ASSESSED unless masks are provided")
     return ClassicalResult(lm, msgs, bone, canal, con)
 
 

@@ -209,14 +209,17 @@ def write_seg_nrrd(path: str | os.PathLike, labelmap, names: Sequence[str] | Non
     layer_of = _pack_layers(masks)
     n_layers = max(layer_of) + 1
     K, J, I = labelmap.volume.shape
-    # numpy (k, j, i) -> (i, j, k) for Fortran-order NRRD with i fastest
-    vox = np.zeros((n_layers, I, J, K), dtype=np.uint8)
+    # numpy (k, j, i) -> (layer, i, j, k) for Fortran-order NRRD with the layer, then i fastest: filled as a
+    # C-order (k, j, i, layer) array (each mask indexes it directly) whose transpose is Fortran-contiguous, so
+    # that the writer's Fortran-order bytes are a plain copy
+    vox_kji = np.zeros((K, J, I, n_layers), dtype=np.uint8)
+    vox = vox_kji.transpose(3, 2, 1, 0)
     segments = []
     label_in_layer = [0] * n_layers
     for n, m, li in zip(names, masks, layer_of):
         label_in_layer[li] += 1
         lv = label_in_layer[li]
-        vox[li][np.transpose(m, (2, 1, 0))] = lv
+        vox_kji[..., li][m] = lv
         ext = _extent_ijk(m)
         segments.append({
             "id": n, "name": n, "labelValue": lv, "layer": li,

@@ -178,7 +178,11 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
     -------
     list of dict
         One row per structure: ``structure``, ``margin_mm``, ``planned_clearance_mm``, ``actual_clearance_mm``
-        (None when not assessed), ``status`` (``pass``, ``inside_margin`` or ``not_assessed``), ``source``.
+        (None when not assessed), ``status``, ``source``. ``status`` is ``pass`` (clearance >= margin),
+        ``inside_margin`` (0 <= clearance < margin), ``crosses`` (clearance < 0: the instrument's surface overlaps
+        the structure as segmented on the planning CT; the planner never accepts this for any structure) or
+        ``not_assessed``. For a ``displaceable`` structure the distance is to its position on the planning CT,
+        before any hydrodissection (said in ``note``).
     """
     a, b = segment_lps_mm
     rows = []
@@ -200,9 +204,12 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
             if d is None:
                 row.update(actual_clearance_mm=None, status="not_assessed", note="the line does not cross this CT")
             else:
-                row.update(actual_clearance_mm=round(d, 2),
-                           status="pass" if d >= c.margin_mm else "inside_margin",
-                           note=(f"at least this much (distances capped at {CAP_MM:g} mm)"
-                                 if d >= CAP_MM - radius_mm - 0.01 else None))
+                status = "pass" if d >= c.margin_mm else ("crosses" if d < 0.0 else "inside_margin")
+                note = (f"at least this much (distances capped at {CAP_MM:g} mm)"
+                        if d >= CAP_MM - radius_mm - 0.01 else None)
+                if status != "pass" and c.category == "displaceable":
+                    note = ("measured to its position on the planning CT, before hydrodissection: check on the "
+                            "control CT where it lies now")
+                row.update(actual_clearance_mm=round(d, 2), status=status, note=note)
         rows.append(row)
     return rows

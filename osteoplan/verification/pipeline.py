@@ -33,6 +33,14 @@ class SeveralInstruments(VerificationError):
     """More than one instrument found where one was expected."""
 
 
+def crossing_note(row: dict) -> str:
+    """The headline note for a clearance row whose status is ``crosses`` (the actual line's instrument surface
+    overlaps the structure by ``-actual_clearance_mm`` mm): said first among the notes, never left in the table."""
+    where = (" as segmented on the planning CT, before hydrodissection"
+             if row.get("category") == "displaceable" else "")
+    return (f"the instrument line crosses {row['structure']}{where} by {-row['actual_clearance_mm']:.1f} mm: "
+            "check on the control CT before going further")
+
 def _describe(i: int, inst: Instrument, e, d) -> str:
     return (f"#{i}: tip LPS ({', '.join(f'{x:.1f}' for x in inst.tip_lps_mm)}) mm, "
             f"{point_to_line_mm(inst.tip_lps_mm, e, d):.1f} mm from the planned path")
@@ -133,7 +141,7 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
     fig["clearance_line"] = {"from_lps_mm": seg[0], "to_lps_mm": seg[1], "radius_mm": round(radius, 2),
                              "radius_source": "the plan's screw" if (stage == "screw" and screw is not None)
                              else ("the plan's instrument radius" if r_plan else "estimated from the image")}
-    notes = []
+    notes = [crossing_note(row) for row in fig["clearances"] if row["status"] == "crosses"]
     if inst.tip_uncertainty_mm > max_tip_uncertainty_mm:
         notes.append(f"the tip is uncertain by +-{inst.tip_uncertainty_mm:.1f} mm along the instrument (thin metal on "
                      f"{float(np.max(control.spacing_mm)):.1f} mm voxels, or a fading end): check the tip on the images "

@@ -20,6 +20,29 @@ Method (each step has a general reason):
    ``benchmarks/bench_verify.py``, where correct registrations give 0.2-0.4 mm).
 4. **Coverage**: the target, mapped into the control CT, must lie inside it with ``coverage_margin_mm``
    to spare, else the control CT does not cover the target and nothing is measured.
+
+**Plausible motion bound** (decided *before* the coarse search is trusted). An unbounded NCC search always
+finds *some* best position: on a control CT that does not reach the target it slides the target onto
+another vertebra inside the scan (a reviewer's scan ending 70 mm below a C2 target was registered to a
+vertebra ~98 mm lower, stopped only by the overlap limit by 1-2 points), so the coverage refusal never
+fired. When the two CTs share a frame (same DICOM Frame of Reference UID: a trocar or pin control CT of
+the same session), or when nothing tells otherwise (either UID unknown, e.g. NIfTI input), the scanner
+coordinates are the best prior: the target sits in the control CT at its planning coordinates plus the
+patient's motion, at most ``max_motion_mm``. So (a) a target farther than ``max_motion_mm`` outside the
+control CT's field of view (shrunk by ``coverage_margin_mm``) is refused as not covered, (b) the coarse
+translation is searched only within ``max_motion_mm``, and (c) a final target displacement above
+``max_motion_mm`` makes the registration untrusted. ``max_motion_mm`` = 40 mm is a configurable default
+with no published source: twice the largest patient motion of the synthetic benchmark (20 mm translation,
+10 deg about the target), more than a patient lying on the table between two scans of one session moves;
+it is also more than two cervical levels (~15-20 mm each), so it does not by itself exclude a wrong level
+- the surface-match limits remain the second guard. When both Frame of Reference UIDs are known and differ
+(a post-operative CT of another day, another table position), scanner coordinates tell nothing and the
+search is unbounded (``motion_bound_mm`` = None in the result) and the registered neighbourhood must match
+better: ``min_surface_overlap_unbounded`` = 0.85 instead of 0.7 (configurable default, no published source;
+``benchmarks/bench_verify_cover.py``, 50 trials each: correct registrations matched >= 1.000 (phantom) and
+>= 0.960 (CThead) with median residuals <= 0.19 / 0.50 mm; wrong-level registrations of scans below the target
+matched 0.61-0.71 with median residuals 1.13-2.00 mm, so 0.85 sits 0.11 below every correct case and 0.14 above
+every wrong one).
 """
 
 from __future__ import annotations
@@ -63,6 +86,11 @@ class Registration:
         Why it is not trusted (one sentence), else None.
     seconds : float
         Wall time of the registration.
+    target_shift_lps_mm : (3,)
+        Where the plan's target moved between the scans (registered target in the control frame minus the
+        target in the planning frame, LPS mm): the patient motion at the target as found.
+    motion_bound_mm : float or None
+        The plausible-motion bound applied (see module docstring); None when the frames differ (unbounded).
     """
 
     planning_from_control: np.ndarray
@@ -74,6 +102,8 @@ class Registration:
     trusted: bool
     reason: str | None
     seconds: float
+    target_shift_lps_mm: tuple = (0.0, 0.0, 0.0)
+    motion_bound_mm: float | None = None
 
     @property
     def control_from_planning(self) -> np.ndarray:
@@ -86,7 +116,10 @@ class Registration:
                 "residual_median_mm": round(self.residual_median_mm, 3),
                 "residual_p90_mm": round(self.residual_p90_mm, 3), "surface_overlap": round(self.surface_overlap, 3),
                 "n_surface_points": self.n_surface_points, "roi_radius_mm": self.roi_radius_mm,
-                "trusted": self.trusted, "reason": self.reason, "seconds": round(self.seconds, 2)}
+                "trusted": self.trusted, "reason": self.reason, "seconds": round(self.seconds, 2),
+                "target_shift_lps_mm": [round(float(v), 2) for v in self.target_shift_lps_mm],
+                "target_shift_mm": round(float(np.linalg.norm(self.target_shift_lps_mm)), 2),
+                "motion_bound_mm": self.motion_bound_mm}
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -124,8 +157,12 @@ def _coarse_bone(volume: Volume, step_mm: float, metal_hu: float, lo_hu: float =
 
 
 def coarse_translation(planning: Volume, control: Volume, target_lps_mm, half_mm: float, metal_hu: float,
-                       step_mm: float = 3.0) -> tuple[np.ndarray, float]:
-    """Translation (LPS mm, planning -> control) found by NCC of 3 mm bone images; and the NCC peak value."""
+                       step_mm: float = 3.0, max_shift_mm: float | None = None) -> tuple[np.ndarray, float]:
+    """Translation (LPS mm, planning -> control) found by NCC of 3 mm bone images; and the NCC peak value.
+
+    *max_shift_mm* (None: unbounded) keeps only translations of at most that length (plus half a 3 mm
+    voxel diagonal, the grid's rounding); see the module docstring (plausible motion bound).
+    """
     t = np.asarray(target_lps_mm, float)
     roi = crop_box(planning, t, half_mm)
     if roi is None:
@@ -150,9 +187,22 @@ def coarse_translation(planning: Volume, control: Volume, target_lps_mm, half_mm
         raise RegistrationRefused("No bone was found near the target on the planning or the control CT; the "
                                   "registration cannot be done: check that the control CT shows the target vertebra.")
     ncc = _ncc_valid(img.array, tpl_arr)
-    peak = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
     # template voxel (0,0,0) sits at image voxel `peak`; template origin in world:
     tpl_origin = tpl.affine @ np.r_[[s.start for s in sl], 1.0]
+    if max_shift_mm is not None:
+        d = img.affine[:3, 3] - tpl_origin[:3]
+        d2 = np.zeros(ncc.shape)
+        for ax in range(3):
+            comp = (d[ax] + np.arange(ncc.shape[0])[:, None, None] * img.affine[ax, 0]
+                    + np.arange(ncc.shape[1])[None, :, None] * img.affine[ax, 1]
+                    + np.arange(ncc.shape[2])[None, None, :] * img.affine[ax, 2])
+            d2 = d2 + comp ** 2
+        allowed = d2 <= (max_shift_mm + 0.5 * np.sqrt(3.0) * step_mm) ** 2
+        if not allowed.any():
+            raise RegistrationRefused("The control CT does not cover the plan's target (it lies outside its field "
+                                      "of view); scan again including the target vertebra.")
+        ncc = np.where(allowed, ncc, -np.inf)
+    peak = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
     img_origin = img.affine @ np.r_[np.asarray(peak, float), 1.0]
     return (img_origin - tpl_origin)[:3], float(ncc[peak])
 
@@ -286,11 +336,38 @@ def surface_residual(planning_roi: Volume, control: Volume, control_from_plannin
     return float(np.median(r)), float(np.percentile(r, 90)), overlap, int(r.size)
 
 
+def outside_fov_mm(volume: Volume, point_lps_mm, margin_mm: float = 0.0) -> float:
+    """Distance (mm) from *point_lps_mm* to the field of view of *volume* shrunk by *margin_mm* (0 inside).
+
+    The field of view is the box of voxel centres ± half a voxel (index space; orthogonal axes assumed,
+    as for every CT grid).
+    """
+    idx = volume.world_to_index(np.asarray(point_lps_mm, float)[None])[0]
+    sp = volume.spacing_mm
+    lo = margin_mm / sp - 0.5
+    hi = np.asarray(volume.shape) - 0.5 - margin_mm / sp
+    out_vox = np.maximum(lo - idx, 0.0) + np.maximum(idx - hi, 0.0)
+    return float(np.linalg.norm(out_vox * sp))
+
+
+def motion_bound_mm(planning: Volume, control: Volume, max_motion_mm: float | None) -> float | None:
+    """The plausible-motion bound to apply (see module docstring): None when both Frame of Reference UIDs are
+    known and differ (scanner coordinates then say nothing), else *max_motion_mm*."""
+    if max_motion_mm is None:
+        return None
+    a = getattr(planning.info, "frame_of_reference_uid", None) if planning.info is not None else None
+    b = getattr(control.info, "frame_of_reference_uid", None) if control.info is not None else None
+    if a and b and a != b:
+        return None
+    return float(max_motion_mm)
+
+
 # ----------------------------------------------------------------------------------------------- main
 def register_control(planning: Volume, control: Volume, target_lps_mm, *, roi_radius_mm: float = 30.0,
                      bone_hu: float = 200.0, surface_hu: float = 500.0, metal_hu: float = 2000.0,
                      metal_margin_mm: float = 4.0, max_median_mm: float = 0.8, min_surface_overlap: float = 0.7,
-                     coverage_margin_mm: float = 5.0, refuse: bool = True) -> Registration:
+                     coverage_margin_mm: float = 5.0, max_motion_mm: float | None = 40.0,
+                     min_surface_overlap_unbounded: float = 0.85, refuse: bool = True) -> Registration:
     """Register *control* to *planning* rigidly around the target (see module docstring).
 
     Parameters
@@ -308,6 +385,13 @@ def register_control(planning: Volume, control: Volume, target_lps_mm, *, roi_ra
         Trust limits (see module docstring).
     coverage_margin_mm : float
         The target must lie this far inside the control CT.
+    max_motion_mm : float or None
+        Plausible patient motion at the target between two scans of one frame (see module docstring;
+        configurable default, no published source). Applied when the two CTs share a Frame of Reference UID
+        or either is unknown; ignored (unbounded search) when both are known and differ. None: never applied.
+    min_surface_overlap_unbounded : float
+        The overlap limit used instead of *min_surface_overlap* when the search is unbounded (see module
+        docstring: a wider search must be backed by a better match).
     refuse : bool
         Raise :class:`RegistrationRefused` when not trusted (else return with ``trusted=False``).
 
@@ -318,22 +402,26 @@ def register_control(planning: Volume, control: Volume, target_lps_mm, *, roi_ra
     Raises
     ------
     RegistrationRefused
-        The control CT does not cover the target, or (with *refuse*) the registration is not trustworthy.
+        The control CT does not cover the target (also: the target lies more than the plausible motion
+        outside its field of view), or (with *refuse*) the registration is not trustworthy (including a target
+        displacement above the plausible motion).
     """
     import SimpleITK as sitk
 
     t0 = time.perf_counter()
     target = np.asarray(target_lps_mm, float)
-    tr0, _ = coarse_translation(planning, control, target, roi_radius_mm + 10.0, metal_hu)
+    bound = motion_bound_mm(planning, control, max_motion_mm)
 
     def _covers(p_control: np.ndarray) -> bool:
-        idx = control.world_to_index(p_control[None])[0]
-        margin = coverage_margin_mm / control.spacing_mm
-        return bool(np.all(idx >= margin - 0.5) and np.all(idx <= np.asarray(control.shape) - 0.5 - margin))
+        return outside_fov_mm(control, p_control, coverage_margin_mm) == 0.0
 
+    not_covered = RegistrationRefused("The control CT does not cover the plan's target (it lies outside its field of "
+                                      "view); scan again including the target vertebra.")
+    if bound is not None and outside_fov_mm(control, target, coverage_margin_mm) > bound:
+        raise not_covered
+    tr0, _ = coarse_translation(planning, control, target, roi_radius_mm + 10.0, metal_hu, max_shift_mm=bound)
     if not _covers(target + tr0):
-        raise RegistrationRefused("The control CT does not cover the plan's target (it lies outside its field of "
-                                  "view); scan again including the target vertebra.")
+        raise not_covered
     fixed = crop_box(planning, target, roi_radius_mm + 5.0)
     moving = crop_box(control, target + tr0, roi_radius_mm + 15.0)
     moving = _bin_to(moving, 0.75 * fixed.spacing_mm.min())
@@ -371,22 +459,27 @@ def register_control(planning: Volume, control: Volume, target_lps_mm, *, roi_ra
     c_from_p = np.eye(4)
     c_from_p[:3, :3] = R
     c_from_p[:3, 3] = c + tvec - R @ c
+    shift = apply(c_from_p, target) - target
     if not _covers(apply(c_from_p, target)):
-        raise RegistrationRefused("The control CT does not cover the plan's target (it lies outside its field of "
-                                  "view); scan again including the target vertebra.")
+        raise not_covered
     med, p90, overlap, n = surface_residual(fixed, moving, c_from_p, target, roi_radius_mm, surface_hu, metal_hu,
                                             metal_margin_mm)
     reason = None
-    if not np.isfinite(med):
+    min_overlap = min_surface_overlap if bound is not None else max(min_surface_overlap, min_surface_overlap_unbounded)
+    if bound is not None and float(np.linalg.norm(shift)) > bound:
+        reason = (f"the target would have moved {float(np.linalg.norm(shift)):.0f} mm between the scans (more than "
+                  f"the plausible {bound:g} mm): the match is probably another vertebra")
+    elif not np.isfinite(med):
         reason = (f"too little bone surface near the target to check the registration ({n} points); the control "
                   "CT may not show the target vertebra")
-    elif med > max_median_mm or overlap < min_surface_overlap:
+    elif med > max_median_mm or overlap < min_overlap:
         reason = (f"bone surfaces near the target stay {med:.1f} mm apart (median; limit {max_median_mm:g} mm) and "
-                  f"{100 * overlap:.0f} % of them match within 2 mm (needed {100 * min_surface_overlap:.0f} %)")
+                  f"{100 * overlap:.0f} % of them match within 2 mm (needed {100 * min_overlap:.0f} %)")
     reg_out = Registration(planning_from_control=np.linalg.inv(c_from_p), residual_median_mm=med,
                            residual_p90_mm=p90, surface_overlap=overlap, n_surface_points=n,
                            roi_radius_mm=roi_radius_mm, trusted=reason is None, reason=reason,
-                           seconds=time.perf_counter() - t0)
+                           seconds=time.perf_counter() - t0,
+                           target_shift_lps_mm=tuple(float(v) for v in shift), motion_bound_mm=bound)
     if reason and refuse:
         raise RegistrationRefused(f"The registration cannot be trusted: {reason}; check that the control CT is of "
                                   "this patient and shows the target vertebra, or register by hand.")

@@ -119,6 +119,9 @@ def render_all(out_dir: str | os.PathLike, volume, path: PathSpec, labelmap=None
             written[name] = p
     if drr:
         with step("rendering simulated fluoroscopy"):
+            from osteoplan.views.drr import prepare_drr
+
+            drr_volume = prepare_drr(volume)  # attenuation computed once, shared by every view
             for name, view, i, drawn in plan_images:
                 if not view.startswith("drr_"):
                     continue
@@ -126,7 +129,7 @@ def render_all(out_dir: str | os.PathLike, volume, path: PathSpec, labelmap=None
                 iso = centre if len(drawn) > 1 else None
                 atomic_write_bytes(p, render_drr_view(volume, paths[i], view[4:], labelmap, lang=lang,
                                                       n_pixels=drr_pixels, isocentre_lps_mm=iso,
-                                                      others=tuple(paths[j] for j in drawn if j != i)))
+                                                      drr_volume=drr_volume, others=tuple(paths[j] for j in drawn if j != i)))
                 written[name] = p
     if surface and labelmap is not None:
         with step("rendering 3D view"):

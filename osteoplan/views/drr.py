@@ -219,40 +219,205 @@ def _raycast(mu, src_idx, pix_idx, step_idx_per_mm, step_mm):  # pragma: no cove
     return out
 
 
-def line_integrals(mu_volume: Volume, geometry: CArmGeometry, step_mm: float = 0.5) -> np.ndarray:
-    """Line integral of the volume's values along every source -> pixel ray.
+@numba.njit(fastmath=True, cache=True)
+def _joseph_ray(flat, sa, sb, se, p0, p1, ob, oe, gb, ge, nb, ne):  # pragma: no cover - compiled
+    """Sum of the bilinear samples of one ray over the voxel planes p0..p1 of its dominant axis.
+
+    *flat*: the padded array, raveled; *sa*, *sb*, *se*: its strides (elements) along the dominant axis and
+    the two in-plane axes; in-plane position at plane p = (ob + p gb, oe + p ge) in padded indices.
+    """
+    acc = np.float32(0.0)
+    for p in range(p0, p1 + 1):
+        y = ob + p * gb
+        x = oe + p * ge
+        fy = np.floor(y)
+        fx = np.floor(x)
+        jy = min(max(int(fy), 0), nb)  # never out of the padded plane, even with rounding at the box's faces
+        jx = min(max(int(fx), 0), ne)
+        wy = np.float32(y - fy)
+        wx = np.float32(x - fx)
+        base = np.uint64((p + 1) * sa + jy * sb + jx * se)  # unsigned: no negative-index wraparound test
+        v00 = flat[base]
+        v01 = flat[base + np.uint64(se)]
+        v10 = flat[base + np.uint64(sb)]
+        v11 = flat[base + np.uint64(sb + se)]
+        lo = v00 + wx * (v01 - v00)
+        hi = v10 + wx * (v11 - v10)
+        acc += lo + wy * (hi - lo)
+    return acc
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _joseph(padded, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragma: no cover - compiled
+    """Joseph's method: one bilinear sample per voxel plane of the ray's dominant index axis.
+
+    ``padded``: the values (K+2, J+2, I+2) with a frame of zeros one voxel thick; ``shape`` the unpadded
+    (K, J, I); ``ray_axis`` (rows, cols) the dominant index axis of each ray.
+    """
+    nr, nc = pix_idx.shape[0], pix_idx.shape[1]
+    out = np.zeros((nr, nc), dtype=np.float32)
+    flat = padded.ravel()
+    st0 = padded.shape[1] * padded.shape[2]
+    st1 = padded.shape[2]
+    for r in numba.prange(nr):
+        for c in range(nc):
+            a = ray_axis[r, c]
+            d = (pix_idx[r, c, 0] - src_idx[0], pix_idx[r, c, 1] - src_idx[1], pix_idx[r, c, 2] - src_idx[2])
+            # clip t (source -> pixel in [0, 1]) to the volume box [-0.5, n - 0.5] (slab method)
+            t0 = 0.0
+            t1 = 1.0
+            for ax in range(3):
+                lo = -0.5
+                hi = shape[ax] - 0.5
+                if abs(d[ax]) < 1e-12:
+                    if src_idx[ax] < lo or src_idx[ax] > hi:
+                        t0 = 2.0
+                else:
+                    ta = (lo - src_idx[ax]) / d[ax]
+                    tb = (hi - src_idx[ax]) / d[ax]
+                    if ta > tb:
+                        ta, tb = tb, ta
+                    if ta > t0:
+                        t0 = ta
+                    if tb < t1:
+                        t1 = tb
+            if t1 <= t0:
+                continue
+            if a == 0:
+                b, e = 1, 2
+                sa, sb, se = st0, st1, 1
+            elif a == 1:
+                b, e = 0, 2
+                sa, sb, se = st1, st0, 1
+            else:
+                b, e = 0, 1
+                sa, sb, se = 1, st0, st1
+            da = d[a]
+            xa0 = src_idx[a] + t0 * da
+            xa1 = src_idx[a] + t1 * da
+            if xa0 > xa1:
+                xa0, xa1 = xa1, xa0
+            p0 = int(np.ceil(xa0))
+            p1 = int(np.floor(xa1))
+            if p0 < 0:
+                p0 = 0
+            if p1 > shape[a] - 1:
+                p1 = shape[a] - 1
+            # in-plane position at plane p: s + (p - s_a) / d_a * d (plus 1 for the padding)
+            gb = d[b] / da
+            ge = d[e] / da
+            ob = src_idx[b] - src_idx[a] * gb + 1.0
+            oe = src_idx[e] - src_idx[a] * ge + 1.0
+            acc = _joseph_ray(flat, sa, sb, se, p0, p1, ob, oe, gb, ge, shape[b], shape[e])
+            ln = np.sqrt((d[0] * mm_per_idx[0]) ** 2 + (d[1] * mm_per_idx[1]) ** 2 + (d[2] * mm_per_idx[2]) ** 2)
+            out[r, c] = acc * ln / abs(da)
+    return out
+
+
+class DRRVolume:
+    """Values to project (e.g. attenuation), prepared once and shared by every view of a plan.
+
+    Holds the values with a frame of zeros one voxel thick (so that Joseph's bilinear reads never test
+    bounds): the views of a plan (AP, lateral, bull's-eye, progression) reuse it instead of converting HU
+    and copying the CT for each view.
 
     Parameters
     ----------
-    mu_volume : Volume
+    volume : Volume
+        Values indexed (k, j, i) (for a DRR: mu in 1/mm, see :func:`prepare_drr`); outside the array the
+        value is 0.
+
+    Raises
+    ------
+    InputError
+        The volume's axes are not orthogonal (resample the CT first).
+    """
+
+    def __init__(self, volume: Volume) -> None:
+        A = volume.affine[:3, :3]
+        if not np.allclose(A.T @ A, np.diag(np.diag(A.T @ A)), atol=1e-6):
+            raise InputError("The DRR renderer needs orthogonal volume axes; resample the CT first.")
+        self.volume = volume
+        self.array = np.ascontiguousarray(volume.array, dtype=np.float32)
+        K, J, I = self.array.shape
+        self.padded = np.zeros((K + 2, J + 2, I + 2), np.float32)
+        self.padded[1:-1, 1:-1, 1:-1] = self.array
+
+
+def prepare_drr(volume: Volume, mu_water: float = MU_WATER_PER_MM) -> DRRVolume:
+    """The CT's attenuation (:func:`hu_to_mu`) prepared for :func:`render_drr`, once for all the views of a plan.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in HU, indexed (k, j, i).
+    mu_water : float
+        Linear attenuation of water, 1/mm.
+
+    Returns
+    -------
+    DRRVolume
+    """
+    return DRRVolume(volume.with_array(hu_to_mu(volume.array, mu_water)))
+
+
+def line_integrals(mu_volume: Volume | DRRVolume, geometry: CArmGeometry, step_mm: float | None = None
+                   ) -> np.ndarray:
+    """Line integral of the volume's values along every source -> pixel ray.
+
+    Two quadratures of the same trilinear image:
+
+    * ``step_mm=None`` (default): Joseph's method (Joseph, IEEE Trans Med Imaging 1982;1(3):192-196): each ray
+      is sampled once per voxel plane of its dominant index axis (the one it advances fastest along, so it
+      moves at most one voxel along the two others from plane to plane), by bilinear interpolation in that
+      plane, each sample weighted by the ray's length between two planes. One sample per voxel, 4 reads each.
+    * ``step_mm`` a number: fixed step along the ray with trilinear interpolation (8 reads per sample), the
+      reference the former renderer used; several times slower at the usual 0.5 mm step.
+
+    On CThead (512 x 512 lateral and AP views) the two differ by 0.1-0.3 % of the mean optical depth
+    (tests/views/test_drr_fast.py; benchmarks/bench_drr.py).
+
+    Parameters
+    ----------
+    mu_volume : Volume or DRRVolume
         Values to integrate (e.g. linear attenuation in 1/mm from :func:`hu_to_mu`, or a 0/1 mask),
-        indexed (k, j, i); outside the array the value is 0.
+        indexed (k, j, i); outside the array the value is 0. A :class:`DRRVolume` shares its prepared
+        copies between calls.
     geometry : CArmGeometry
-    step_mm : float
-        Sampling step along the ray (mm); trilinear interpolation between voxels.
+    step_mm : float, optional
+        Fixed sampling step along the ray (mm) for the reference method; None for Joseph's method.
 
     Returns
     -------
     numpy.ndarray, float32, shape (rows, cols)
         Integral of value x length (for mu in 1/mm: dimensionless optical depth).
+
+    Raises
+    ------
+    InputError
+        The volume's axes are not orthogonal.
     """
-    arr = np.ascontiguousarray(mu_volume.array, dtype=np.float32)
-    src = mu_volume.world_to_index(geometry.source_lps_mm)
-    pix = mu_volume.world_to_index(geometry.pixel_centres())
-    # mm per index unit along each array axis (the affine columns' norms): length of an index-space
-    # vector (d0, d1, d2) is |A[:3,:3] @ d|; for orthogonal axes this is sqrt(sum (d_a * s_a)^2).
-    A = mu_volume.affine[:3, :3]
-    if not np.allclose(A.T @ A, np.diag(np.diag(A.T @ A)), atol=1e-6):
-        raise InputError("The DRR renderer needs orthogonal volume axes; resample the CT first.")
-    sp = mu_volume.spacing_mm.astype(np.float64)
-    return _raycast(arr, src.astype(np.float64), np.ascontiguousarray(pix, dtype=np.float64), sp, float(step_mm))
+    prep = mu_volume if isinstance(mu_volume, DRRVolume) else DRRVolume(mu_volume)
+    vol = prep.volume
+    src = vol.world_to_index(geometry.source_lps_mm).astype(np.float64)
+    pix = np.ascontiguousarray(vol.world_to_index(geometry.pixel_centres()), dtype=np.float64)
+    # mm per index unit along each array axis (the affine columns' norms, orthogonal axes checked above)
+    sp = vol.spacing_mm.astype(np.float64)
+    if step_mm is not None:
+        return _raycast(prep.array, src, pix, sp, float(step_mm))
+    ray_axis = np.argmax(np.abs(pix - src), axis=-1).astype(np.int8)
+    return _joseph(prep.padded, np.asarray(vol.shape, np.int64), src, pix, ray_axis, sp)
 
 
-def render_drr(volume: Volume, geometry: CArmGeometry, step_mm: float = 0.5,
+def render_drr(volume: Volume | DRRVolume, geometry: CArmGeometry, step_mm: float | None = None,
                mu_water: float = MU_WATER_PER_MM) -> np.ndarray:
-    """Optical depth image (rows, cols) = integral of mu along each ray, from a CT in HU."""
-    mu = volume.with_array(hu_to_mu(volume.array, mu_water))
-    return line_integrals(mu, geometry, step_mm=step_mm)
+    """Optical depth image (rows, cols) = integral of mu along each ray (see :func:`line_integrals`).
+
+    *volume* is a CT in HU, or its attenuation prepared once by :func:`prepare_drr` (then *mu_water* is the
+    one given there).
+    """
+    prep = volume if isinstance(volume, DRRVolume) else prepare_drr(volume, mu_water)
+    return line_integrals(prep, geometry, step_mm=step_mm)
 
 
 # ------------------------------------------------------------------------------- standard views
@@ -417,8 +582,8 @@ def render_drr_view(volume: Volume, path, view: str, labelmap=None, **kwargs) ->
 
 def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int = 512,
                structures: tuple[str, ...] = DRR_STRUCTURES,
-               lang: str = "en", step_mm: float = 0.75, geometry_kwargs: dict | None = None,
-               others: tuple = (), isocentre_lps_mm: np.ndarray | None = None):
+               lang: str = "en", step_mm: float | None = None, geometry_kwargs: dict | None = None,
+               others: tuple = (), isocentre_lps_mm: np.ndarray | None = None, drr_volume: DRRVolume | None = None):
     """A simulated fluoroscopy view with the planned path projected on it (matplotlib Figure).
 
     The instrument (trocar, skin to target) is drawn at its real diameter, the screw in white over its
@@ -440,6 +605,10 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
         Other needles drawn with *path* (several levels or both pedicles), each labelled with its level.
     isocentre_lps_mm : (3,) array, optional
         Centre of the AP / lateral views (default the target; several needles: their centroid).
+    step_mm : float, optional
+        Ray sampling of :func:`line_integrals` (None: Joseph's method, one sample per voxel plane).
+    drr_volume : DRRVolume, optional
+        The CT's attenuation from :func:`prepare_drr`, shared by the views of a plan (default: prepared here).
 
     The pedicles and vertebral body of each path's level are outlined too when segmented
     (:func:`level_structures`): the bull's-eye then shows the needle end-on inside its pedicle's ring.
@@ -463,7 +632,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     iso = path.target_lps_mm if isocentre_lps_mm is None else np.asarray(isocentre_lps_mm, float)
     geo = standard_geometry(view, iso, path.direction, beam_direction=beam,
                             n_pixels=(n_pixels, n_pixels), **(geometry_kwargs or {}))
-    od = render_drr(volume, geo, step_mm=step_mm)
+    od = render_drr(volume if drr_volume is None else drr_volume, geo, step_mm=step_mm)
     # contrast from a window around the isocentre (the spine, not the skull vault), from rays that cross the
     # whole CT (not those leaving it through its top or bottom face)
     tr, tc = geo.project(iso)
@@ -496,7 +665,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
             m = crop.mask(labelmap.get(name))
             if not m.any():
                 continue
-            sil = line_integrals(crop.volume.with_array(m.astype(np.float32)), geo_s, step_mm=1.0)
+            sil = line_integrals(crop.volume.with_array(m.astype(np.float32)), geo_s)
             if sil.max() <= 0.5:
                 continue
             col = hex_color(structure_color(name))

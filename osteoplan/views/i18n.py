@@ -156,6 +156,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "verify_status": {"en": "Status", "fr": "Statut"},
     "verify_status_pass": {"en": "pass", "fr": "conforme"},
     "verify_status_inside_margin": {"en": "INSIDE MARGIN", "fr": "DANS LA MARGE"},
+    "verify_status_crosses": {"en": "CROSSES", "fr": "TRAVERSE"},
+    "verify_crosses_note": {"en": "the instrument line crosses {s}{w} by {d:.1f} mm: check on the control CT before "
+                                  "going further",
+                            "fr": "la ligne de l'instrument traverse {s}{w} sur {d:.1f} mm : vérifier sur le scanner de "
+                                  "contrôle avant d'aller plus loin"},
+    "verify_crosses_where": {"en": " as segmented on the planning CT, before hydrodissection",
+                             "fr": " telle que segmentée sur le scanner de planification, avant hydrodissection"},
     "verify_notes": {"en": "Notes", "fr": "Remarques"},
     "verify_reformats": {"en": "Reformats through the instrument", "fr": "Reconstructions passant par l'instrument"},
     "verify_fluoro": {"en": "Simulated fluoroscopy of the control CT", "fr": "Scopie simulée du scanner de contrôle"},

@@ -341,6 +341,12 @@ def _note(note: str, result: dict, lang: str) -> str:
     u = result.get("tip_uncertainty_mm")
     if note.startswith("the tip is uncertain") and u is not None:
         return t("verify_uncertain_note", lang).format(u=u)
+    if note.startswith("the instrument line crosses "):
+        for row in result.get("clearances", []):
+            if row.get("status") == "crosses" and note.startswith(f"the instrument line crosses {row['structure']}"):
+                w = t("verify_crosses_where", lang) if row.get("category") == "displaceable" else ""
+                return t("verify_crosses_note", lang).format(s=t(row["structure"], lang), w=w,
+                                                             d=-row["actual_clearance_mm"])
     if note.startswith("the instrument leaves the control CT's field of view"):
         return t("verify_note_rear_cut", lang)
     return note
@@ -418,6 +424,7 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
 
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
     status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
+              "crosses": t("verify_status_crosses", lang),
               "not_assessed": t("status_not_assessed", lang).upper()}
 
     def num(v):
@@ -425,7 +432,8 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
 
     clr = "".join(f"<tr><td>{esc(t(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
                   f"<td class='num'>{num(r['planned_clearance_mm'])}</td>"
-                  f"<td class='num'>{num(r['actual_clearance_mm'])}</td>"
+                  f"<td class='num'>{'≥' if (r.get('note') or '').startswith('at least') else ''}"
+                  f"{num(r['actual_clearance_mm'])}</td>"
                   f"<td class='st-{esc(r['status'])}'>{esc(status.get(r['status'], r['status']))}</td></tr>"
                   for r in result["clearances"]) or \
         f"<tr><td colspan='5'>{esc(t('verify_no_clearance', lang))}</td></tr>"
@@ -439,7 +447,7 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
            "max-width:190mm}h1{font-size:15pt;margin:0 0 2mm 0}h2{font-size:11.5pt;margin:4mm 0 1.5mm 0;"
            "border-bottom:1.5px solid #345;page-break-after:avoid}table{border-collapse:collapse;width:100%}"
            "td,th{border:0.6px solid #999;padding:0.8mm 1.5mm;text-align:left;vertical-align:top}th{background:"
-           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-inside_margin{color:#a00;"
+           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
            "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
            ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}")
     return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{esc(title)}</title>"

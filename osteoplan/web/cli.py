@@ -22,7 +22,9 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="run the care-pathway web application (FastAPI + uvicorn)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    from osteoplan.cliargs import tcp_port
+
+    p.add_argument("--port", type=tcp_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     p.add_argument("--db", default=None, metavar="URL",
                    help="SQLAlchemy database URL or path of an SQLite file (default: osteoplan.db in the user's data directory)")
     p.add_argument("--demo", action="store_true", help="add the demo data set (fictitious cases and demo users)")

@@ -62,9 +62,14 @@ def ct_format(head: bytes, filename: str) -> str:
     if head[:4] == b"PK\x03\x04":
         return "dicom"
     if name.endswith((".nii.gz", ".nii")):
+        if name.endswith(".gz") and head[:2] != b"\x1f\x8b":
+            raise ValidationError("the file is named .nii.gz but is not gzip-compressed: export the CT again as "
+                                  "NIfTI (.nii or .nii.gz) or as a zip of DICOM files")
         raw = _gunzip_head(head) if head[:2] == b"\x1f\x8b" else head
         if len(raw) >= 348 and raw[344:347] in (b"n+1", b"ni1"):
             return "nifti"
+        raise ValidationError("the file is named as NIfTI but holds no NIfTI header: export the CT again as NIfTI "
+                              "(.nii or .nii.gz) or as a zip of DICOM files")
     raise ValidationError("the CT file must be a zip of DICOM files or a NIfTI file (.nii or .nii.gz); "
                           "choose another file")
 

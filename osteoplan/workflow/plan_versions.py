@@ -11,6 +11,11 @@ point's displacement (LPS mm) from the version it was made from. Every call is a
 second approval, and the approved version cannot be deleted (:class:`PlanLockedError`, HTTP 409 in the web app).
 Re-checking a moved point still works (it changes nothing). Approval is one function so that it can later also
 send the approved version's results to the PACS.
+
+Approving can never happen by accident on the wrong version or on an uncleared plan: approving a version when a newer
+live version of the same plan exists, or a version whose verdict is NOT CLEARED (a radiologist may have checked the
+structures not assessed here on another image), needs an explicit confirmation (:class:`ConfirmationRequired`,
+HTTP 409 without it); the confirmation is recorded in the approval's audit entry.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from sqlalchemy.orm import Session
 from osteoplan.errors import OsteoplanError, PermissionDeniedError, ValidationError
 from osteoplan.workflow import models as m
 
-__all__ = ["PlanLockedError", "APPROVER_ROLES", "approve_plan", "check_deletable", "displacements", "family",
-           "save_plan_version", "version_of", "check_unlocked"]
+__all__ = ["PlanLockedError", "ConfirmationRequired", "APPROVER_ROLES", "approve_plan", "check_deletable",
+           "displacements", "family", "latest_version", "not_cleared_items", "save_plan_version", "version_of",
+           "check_unlocked", "with_states"]
 
 #: Roles that may approve a plan (the radiologist who will place it).
 APPROVER_ROLES: tuple[str, ...] = ("radiologist",)
@@ -38,6 +44,11 @@ MOVED_MIN_MM = 0.25
 
 class PlanLockedError(OsteoplanError):
     """The plan has an approved version: it cannot be changed (HTTP 409)."""
+
+
+class ConfirmationRequired(OsteoplanError):
+    """Approving this version needs a confirmation the request did not give (a newer version exists, or the verdict
+    is NOT CLEARED): HTTP 409."""
 
 
 def _svc():
@@ -82,6 +93,48 @@ def family(session: Session, saved_plan_id: int) -> list[dict[str, Any]]:
                     "created_at": r.created_at, "created_by": r.created_by, "moved": dict(r.moved or {}),
                     "approved_at": r.approved_at, "approved_by": r.approved_by,
                     "deleted": p is None or p.deleted_at is not None, "note": r.note})
+    return out
+
+
+def with_states(fam: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """*fam* (:func:`family`) with each version's ``state``: ``"approved"``, ``"superseded"`` (a newer live version
+    exists and this one is not approved), ``"draft"`` (the latest live version, not approved) or ``"deleted"``; and
+    ``latest`` (True for the latest live version). New dicts; *fam* is not changed."""
+    live = [f for f in fam if not f["deleted"]]
+    last = max((f["number"] for f in live), default=None)
+    out = []
+    for f in fam:
+        state = ("deleted" if f["deleted"] else "approved" if f["approved_at"] is not None
+                 else "draft" if f["number"] == last else "superseded")
+        out.append({**f, "state": state, "latest": not f["deleted"] and f["number"] == last})
+    return out
+
+
+def latest_version(session: Session, saved_plan_id: int) -> dict[str, Any] | None:
+    """The latest live version (a :func:`family` dict) of the plan *saved_plan_id* belongs to (None if none)."""
+    live = [f for f in family(session, saved_plan_id) if not f["deleted"]]
+    return live[-1] if live else None
+
+
+def not_cleared_items(plan_json: dict[str, Any]) -> list[str] | None:
+    """What a NOT CLEARED verdict leaves for the radiologist to check elsewhere: the structures of the placed
+    trajectories whose status is ``not_assessed`` / ``not_assessable`` (their names), those that fail their margin
+    ("<name>: margin not kept") and the plan's ``confirm_first`` items. None when the verdict is not NOT CLEARED
+    (the stored verdict, or the one computed for a plan written without it)."""
+    from osteoplan.planning.model import Plan
+    from osteoplan.planning.verdict import structure_name, verdict_of
+
+    try:
+        plan = Plan.model_validate(plan_json or {})
+    except Exception:
+        return None
+    if verdict_of(plan).code != "not_cleared":
+        return None
+    checks = [c for t in plan.placed for c in t.clearances]
+    out = list(plan.confirm_first)
+    out += list(dict.fromkeys(structure_name(c.structure) + " (not assessed)" for c in checks
+                              if c.status in ("not_assessed", "not_assessable")))
+    out += list(dict.fromkeys(structure_name(c.structure) + ": margin not kept" for c in checks if c.status == "fail"))
     return out
 
 
@@ -170,11 +223,22 @@ def save_plan_version(session: Session, actor: m.User | None, parent_plan_id: in
     return new
 
 
-def approve_plan(session: Session, actor: m.User | None, saved_plan_id: int) -> m.PlanVersion:
+def approve_plan(session: Session, actor: m.User | None, saved_plan_id: int, *, confirm_older: bool = False,
+                 confirm_not_cleared: bool = False) -> m.PlanVersion:
     """Approve the plan version *saved_plan_id*; the plan is locked from then on.
 
     The one place a plan is approved (the web app's approve action calls it; sending the approved version's
     report, SEG and SR to the PACS is to be added here).
+
+    Parameters
+    ----------
+    confirm_older : bool
+        The approver confirmed approving this version although a newer live version of the plan exists (required
+        then; recorded in the audit entry as ``newer_version``).
+    confirm_not_cleared : bool
+        The approver confirmed having checked elsewhere what the NOT CLEARED verdict leaves open
+        (:func:`not_cleared_items`; required for such a version; recorded in the audit entry as
+        ``not_cleared_confirmed``).
 
     Raises
     ------
@@ -184,6 +248,9 @@ def approve_plan(session: Session, actor: m.User | None, saved_plan_id: int) -> 
         A version of this plan is already approved.
     ValidationError
         The version has no path to approve (its verdict is NO FEASIBLE PATH or the route is not assessable).
+    ConfirmationRequired
+        A newer version exists without *confirm_older*, or the verdict is NOT CLEARED without
+        *confirm_not_cleared*.
     NotFoundError
         No such (live) saved plan.
     """
@@ -200,10 +267,25 @@ def approve_plan(session: Session, actor: m.User | None, saved_plan_id: int) -> 
     if code in ("no_feasible_path", "route_not_assessable") or not (plan.plan or {}).get("trajectories"):
         raise ValidationError("this version has no path to approve (its verdict is "
                               f"{code or 'unknown'}); adjust it until the re-check finds a path, save, then approve")
+    latest = latest_version(session, plan.id)
+    detail: dict[str, Any] = {"approved": True, "version": row.number, "root_plan_id": row.root_plan_id}
+    if latest is not None and latest["number"] > row.number:
+        if not confirm_older:
+            raise ConfirmationRequired(
+                f"version {latest['number']} of this plan is newer than version {row.number}: open version "
+                f"{latest['number']}, or tick 'approve version {row.number} although version {latest['number']} "
+                "is newer' to approve this one")
+        detail["newer_version"] = latest["number"]
+    items = not_cleared_items(plan.plan or {})
+    if items is not None:
+        if not confirm_not_cleared:
+            raise ConfirmationRequired(
+                "this version is NOT CLEARED: tick the box confirming that what it leaves open ("
+                + "; ".join(items) + ") was checked on other images, or adjust the plan")
+        detail["not_cleared_confirmed"] = items
     row.approved_at = m.utcnow()
     row.approved_by = sv.actor_name(actor)
-    sv.audit(session, actor, "update", "plan", plan.id, patient_id=plan.lesion.patient_id,
-             detail={"approved": True, "version": row.number, "root_plan_id": row.root_plan_id})
+    sv.audit(session, actor, "update", "plan", plan.id, patient_id=plan.lesion.patient_id, detail=detail)
     session.flush()
     return row
 

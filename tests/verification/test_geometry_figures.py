@@ -104,3 +104,51 @@ def test_ncc_finds_a_cut_out_template():
     assert ncc[5, 7, 3] == pytest.approx(1.0, abs=1e-9)
     assert np.sort(ncc.ravel())[-2] < 0.5
     assert ncc[28, 28, 28] == 0.0  # window over the empty border: structureless, not a match
+
+
+def test_line_clearances_crossing_is_its_own_status_with_a_headline_note():
+    """A line whose instrument surface overlaps a structure is 'crosses' (never 'inside margin'); one passing
+    1.5 mm from it with a 2 mm margin is 'inside_margin'; a displaceable structure's row says the distance is to
+    its planning-CT position. Hand-computed geometry: a slab x in [10, 20] mm on a 0.5 mm grid."""
+    from types import SimpleNamespace
+
+    from osteoplan.verification.deviation import line_clearances
+    from osteoplan.verification.pipeline import crossing_note
+
+    sp = 0.5
+    mask = np.zeros((80, 80, 80), bool)  # (k, j, i); LPS x = i * sp
+    mask[:, :, int(10 / sp):int(20 / sp) + 1] = True
+    aff = axis_aligned_affine((sp, sp, sp))
+    checks = [SimpleNamespace(structure="pharynx", margin_mm=2.0, clearance_mm=3.0, category="displaceable",
+                              segment="whole"),
+              SimpleNamespace(structure="spinal_canal", margin_mm=2.0, clearance_mm=3.0, category="hard",
+                              segment="whole")]
+    radius = 0.5
+    # crossing: a line along y at x = 15 mm (inside the slab)
+    rows = line_clearances(checks, {"pharynx": mask, "spinal_canal": mask}, {}, aff, (sp, sp, sp),
+                           (np.array([15.0, 5.0, 20.0]), np.array([15.0, 30.0, 20.0])), radius)
+    assert [r["status"] for r in rows] == ["crosses", "crosses"]
+    assert rows[0]["actual_clearance_mm"] < 0 and "before hydrodissection" in rows[0]["note"]
+    note = crossing_note(rows[1])
+    assert note.startswith("the instrument line crosses spinal_canal by ") and "hydrodissection" not in note
+    # 2.0 mm from the slab's face (x = 8 mm; the face voxel centre is at x = 10 mm): surface 1.5 mm away
+    rows = line_clearances(checks[1:], {"spinal_canal": mask}, {}, aff, (sp, sp, sp),
+                           (np.array([8.0, 5.0, 20.0]), np.array([8.0, 30.0, 20.0])), radius)
+    assert rows[0]["status"] == "inside_margin" and abs(rows[0]["actual_clearance_mm"] - 1.5) < 0.3
+    # 6 mm away: pass
+    rows = line_clearances(checks[1:], {"spinal_canal": mask}, {}, aff, (sp, sp, sp),
+                           (np.array([4.0, 5.0, 20.0]), np.array([4.0, 30.0, 20.0])), radius)
+    assert rows[0]["status"] == "pass" and abs(rows[0]["actual_clearance_mm"] - 5.5) < 0.3
+
+
+def test_crossing_note_is_translated_on_the_french_page():
+    from osteoplan.views.verification import _note
+
+    row = {"structure": "pharynx", "status": "crosses", "category": "displaceable", "actual_clearance_mm": -1.8}
+    from osteoplan.verification.pipeline import crossing_note
+
+    note = crossing_note(row)
+    assert note == ("the instrument line crosses pharynx as segmented on the planning CT, before hydrodissection "
+                    "by 1.8 mm: check on the control CT before going further")
+    fr = _note(note, {"clearances": [row]}, "fr")
+    assert fr.startswith("la ligne de l'instrument traverse") and "1.8 mm" in fr and "avant hydrodissection" in fr

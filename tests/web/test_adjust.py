@@ -4,6 +4,8 @@ plan's verdict; a moved target changes the nearest clearance; 422 in one line fo
 
 from __future__ import annotations
 
+import html
+import json
 import re
 
 import numpy as np
@@ -160,3 +162,98 @@ def test_save_compare_approve_lock(api_for, client_for, engine, planned_case):
         assert [a.detail.get("approved") for a in aud] == [True]
     page = client_for("radiologist").get(f"/cases/{ids['case']}/plans/{v2['plan_id']}/review")
     assert page.status_code == 200 and 'id="adjust-locked"' in page.text and 'id="adjust-save"' not in page.text
+
+
+def _save_v2(api, ids, plan):
+    """Save version 2 of the plan (the first 1 mm move of the target that stays feasible); its JSON answer."""
+    ev = f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate"
+    moves = [tuple(float(x) + 0.0 for x in v) for v in np.vstack([np.eye(3), -np.eye(3)])]
+    mv = next(mv for mv in moves if api.post(ev, json=_pts(plan.best, target=mv)).json()["feasible"])
+    r = api.post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/versions", json=_pts(plan.best, target=mv))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _approvals(engine, plan_id):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from osteoplan.workflow import models as m
+
+    with Session(engine) as s:
+        return [a.detail for a in s.scalars(select(m.AuditLog).where(
+            m.AuditLog.entity == "plan", m.AuditLog.entity_id == plan_id, m.AuditLog.action == "update")).all()
+            if a.detail.get("approved")]
+
+
+def test_the_latest_version_is_shown_and_an_older_one_is_approved_only_on_purpose(api_for, client_for, engine,
+                                                                                  planned_case):
+    ids, ph, plan = planned_case
+    v2 = _save_v2(api_for("radiologist"), ids, plan)
+    case, v1 = ids["case"], ids["plan"]
+    assert v2["review_url"] == f"/cases/{case}/plans/{v2['plan_id']}/review"  # where adjust.js goes after saving
+    rad = client_for("radiologist")
+    # the case page: "Review the images" opens version 2 (from either card); the versions and their states
+    page = rad.get(f"/cases/{case}").text
+    hrefs = re.findall(r'class="button plan-review" href="([^"]+)"', page)
+    assert hrefs and set(hrefs) == {f"/cases/{case}/plans/{v2['plan_id']}/review"}
+    assert "(latest: version 2)" in page
+    states = re.findall(r'plans/(\d+)/review" data-state="(\w+)">v(\d)', page)
+    assert set(states) == {(str(v1), "superseded", "1"), (str(v2["plan_id"]), "draft", "2")}
+    assert "This is version 1; version 2 is newer." in page
+    # version 1's review page: the banner names version 2 and links it; approving needs the explicit box
+    page = rad.get(f"/cases/{case}/plans/{v1}/review").text
+    banner = re.search(r'id="review-newer".*?</div>', page, re.S).group(0)
+    assert "Version 2 (newer, saved by radiologist at " in banner
+    assert f'href="/cases/{case}/plans/{v2["plan_id"]}/review"' in banner
+    assert "approve version 1 although version 2 is newer" in page and 'name="confirm_older"' in page
+    assert 'id="review-newer"' not in rad.get(v2["review_url"]).text  # the latest has no banner
+    # the versions page (opened from either version) compares v1 with the latest by default
+    for pid in (v1, v2["plan_id"]):
+        assert "v1 and v2 side by side" in rad.get(f"/cases/{case}/plans/{pid}/versions").text
+    # approving version 1 without the box: 409 in one line, nothing approved
+    url = f"/cases/{case}/plans/{v1}/approve"
+    r = rad.post(url, data={"csrf_token": csrf_of(rad)}, follow_redirects=False)
+    assert r.status_code == 409 and ("Version 2 of this plan is newer than version 1: open version 2, or tick "
+                                     "'approve version 1 although version 2 is newer'") in html.unescape(r.text)
+    assert _approvals(engine, v1) == [] and _approvals(engine, v2["plan_id"]) == []
+    # with it: approved, and the audit entry says a newer version existed
+    r = rad.post(url, data={"csrf_token": csrf_of(rad), "confirm_older": "1"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert [(d["version"], d.get("newer_version")) for d in _approvals(engine, v1)] == [(1, 2)]
+    page = rad.get(f"/cases/{case}").text
+    assert set(re.findall(r'plans/(\d+)/review" data-state="(\w+)">', page)) == {(str(v1), "approved"),
+                                                                                  (str(v2["plan_id"]), "draft")}
+
+
+def test_a_not_cleared_plan_is_approved_only_with_the_confirmation(client_for, engine, phantom_folder):
+    from osteoplan.planning.model import Plan
+    from osteoplan.planning.verdict import compute_verdict, structure_name
+
+    work, ph, plan = phantom_folder
+    # the same plan with one measured structure of the best path made "not assessed": its verdict is NOT CLEARED
+    d = json.loads(plan.to_json())
+    chk = next(c for c in d["trajectories"][0]["clearances"] if c["status"] in ("ok", "pass", "clear"))
+    for t in d["trajectories"]:
+        for c in t["clearances"]:
+            if c["structure"] == chk["structure"]:
+                c.update(status="not_assessed", clearance_mm=None, assessed_by=None)
+    d["verdict"] = None
+    p2 = Plan.model_validate(d)
+    p2 = p2.model_copy(update={"verdict": compute_verdict(p2)})
+    assert p2.verdict.code == "not_cleared"
+    ids = make_case(engine, through="lesion")
+    pid = attach_as_job(engine, ids["lesion"], work, p2)
+    rad = client_for("radiologist")
+    page = rad.get(f"/cases/{ids['case']}/plans/{pid}/review").text
+    box = re.search(r'id="adjust-not-cleared".*?</div>', page, re.S).group(0)
+    name = structure_name(chk["structure"])
+    assert "NOT CLEARED" in box and f"{name} (not assessed)" in box and 'name="confirm_not_cleared"' in box
+    url = f"/cases/{ids['case']}/plans/{pid}/approve"
+    r = rad.post(url, data={"csrf_token": csrf_of(rad)}, follow_redirects=False)
+    assert r.status_code == 409 and f"This version is NOT CLEARED: tick the box confirming that what it leaves open " \
+                                    f"({name} (not assessed)) was checked on other images" in html.unescape(r.text)
+    assert _approvals(engine, pid) == []
+    r = rad.post(url, data={"csrf_token": csrf_of(rad), "confirm_not_cleared": "1"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert [d["not_cleared_confirmed"] for d in _approvals(engine, pid)] == [[f"{name} (not assessed)"]]

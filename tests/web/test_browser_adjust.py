@@ -1,7 +1,9 @@
 """In Debian's Chromium (Playwright) against a real uvicorn server: the review page's adjust block on a real phantom
 plan folder — move the target 3 mm with the keyboard and see the nearest structure's clearance and the slices
-change, drag the target on a slice, save version 2, compare the versions, approve (the plan is then locked).
-Screenshots docs/screenshots/plan-adjust.png and plan-versions.png with ``OSTEOPLAN_SCREENSHOTS=1``."""
+change, drag the target on a slice, save version 2, compare the versions, see version 1's page name version 2 (its
+approval refused without the confirmation box), open version 2 from the case page, approve it (the plan is then
+locked). Screenshots docs/screenshots/plan-adjust.png, plan-versions.png and plan-older-version.png with
+``OSTEOPLAN_SCREENSHOTS=1``."""
 
 from __future__ import annotations
 
@@ -41,6 +43,16 @@ def _clearance(page, structure: str) -> float:
     return float(page.inner_text(f"#adjust-clearances tr[data-structure='{structure}'] td.clearance"))
 
 
+
+def _wait_for_drrs(page) -> None:
+    """Wait until the review page's simulated fluoroscopy views are drawn (they load after the slices)."""
+    from playwright.sync_api import expect
+
+    for img in page.locator("figure.drr img").all():
+        img.scroll_into_view_if_needed()
+        expect(img).to_have_js_property("complete", True, timeout=60000)
+        assert img.evaluate("i => i.naturalWidth") > 300
+
 def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -72,6 +84,7 @@ def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots
     assert float(change) == pytest.approx(after - before, abs=0.011)
     expect(axial).not_to_have_attribute("data-loaded", loaded0)  # the slices redrew the moved instrument
     assert page.inner_text("#review-verdict").strip()  # the verdict is the re-checked plan's (same words as the CLI)
+    _wait_for_drrs(page)
     page.locator("#adjust").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-adjust.png"), full_page=True)
     # drag the target on the axial slice: 6 screen pixels to the right = towards the patient's left
@@ -104,6 +117,7 @@ def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots
             break
     assert saved
     page.wait_for_url(re.compile(rf".*/plans/(?!{ids['plan']}/)\d+/review$"))  # the new version's page
+    v2_url = page.url
     expect(page.locator("#adjust-version")).to_contain_text("version 2")
     expect(adjust).to_have_attribute("data-state", "ready", timeout=60000)
     page.click("#adjust-versions")
@@ -112,8 +126,24 @@ def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots
     assert "1.00 mm" in page.inner_text("#versions-points")
     assert page.locator("#versions-compare .verdict-box").count() == 2
     page.screenshot(path=str(shots / "plan-versions.png"), full_page=True)
+    # version 1's review page names version 2; its approve form is refused until the "although newer" box is ticked
+    page.goto(f"{base}/cases/{ids['case']}/plans/{ids['plan']}/review")
+    expect(page.locator("#review-newer")).to_contain_text("Version 2 (newer, saved by radiologist at")
+    expect(page.locator("#adjust-older")).to_contain_text("approve version 1 although version 2 is newer")
+    expect(adjust).to_have_attribute("data-state", "ready", timeout=60000)
+    _wait_for_drrs(page)  # the screenshot shows the three simulated fluoroscopy views, not empty frames
+    page.locator("#review-newer").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "plan-older-version.png"), full_page=True)
+    page.click("#adjust-approve")
+    assert not page.evaluate("document.getElementById('adjust-confirm-older').checkValidity()")
+    assert page.url.endswith(f"/plans/{ids['plan']}/review")
+    # the case page's "Review the images" opens version 2 (the latest)
+    page.goto(f"{base}/cases/{ids['case']}")
+    expect(page.locator(f"#plan-{ids['plan']} .plan-versions")).to_contain_text("superseded")
+    page.locator(f"#plan-{ids['plan']} a.plan-review").click()
+    page.wait_for_url(v2_url)
+    expect(page.locator("#review-newer")).to_have_count(0)
     # approve version 2: the plan is locked
-    page.go_back()
     expect(adjust).to_have_attribute("data-state", "ready", timeout=60000)
     page.click("#adjust-approve")
     page.wait_for_url(re.compile(r".*/review$"))

@@ -107,7 +107,8 @@ def adjust_save_and_approve(page, base: str, ids: dict, shots, verdict: str) -> 
     """On the review page of version 1: move the target 3 mm with the keyboard (key R three times: towards the
     patient's right) -> the nearest structure's clearance shown changes -> back to the saved points (key 0) -> save
     the first of the six 1 mm target nudges (R, L, A, P, S, I) that the re-check finds feasible as version 2 -> compare
-    the versions -> approve version 2 (the plan is locked). Approving queues the store of the approved version's SEG,
+    the versions -> approve version 2 (the plan is locked; a NOT CLEARED version only with its confirmation box
+    ticked, the form being refused without it). Approving queues the store of the approved version's SEG,
     SR and PDF to the PACS (:func:`osteoplan.web.routers.adjust._send_approved_to_pacs`). Returns version 2's
     saved-plan id. Screenshots pacs-walk-07-adjust.png, -08-versions.png, -09-approved.png."""
     from playwright.sync_api import expect
@@ -156,14 +157,29 @@ def adjust_save_and_approve(page, base: str, ids: dict, shots, verdict: str) -> 
     assert "1.00 mm" in page.inner_text("#versions-points")
     assert page.locator("#versions-compare .verdict-box").count() == 2
     page.screenshot(path=str(shots / "pacs-walk-08-versions.png"), full_page=True)
-    # approve version 2: the plan is locked and its results are queued for the PACS
+    # approve version 2: the plan is locked and its results are queued for the PACS. A NOT CLEARED version is
+    # approved only with the box confirming that what it leaves open was checked on other images (the form is
+    # refused without it); the approval then says so.
     page.go_back()
     expect(adjust).to_have_attribute("data-state", "ready", timeout=120000)
+    not_cleared = verdict.startswith("NOT CLEARED")
+    if not_cleared:
+        box = page.locator("#adjust-not-cleared")
+        expect(box).to_contain_text(verdict)
+        expect(box).to_contain_text("(not assessed)")
+        page.click("#adjust-approve")
+        assert not page.evaluate("document.getElementById('adjust-confirm-not-cleared').checkValidity()")
+        assert page.url.endswith(f"/plans/{plan_v2}/review")
+        page.check("#adjust-confirm-not-cleared")
+    else:
+        assert page.locator("#adjust-not-cleared").count() == 0
     page.click("#adjust-approve")
     page.wait_for_url(re.compile(rf".*/plans/{plan_v2}/review$"))
     expect(page.locator("#adjust-locked")).to_contain_text("approved by radiologist")
     assert page.locator("#adjust-save").count() == 0 and page.locator("#adjust-approve").count() == 0
     assert "being sent to the PACS" in page.content()
+    assert ("NOT CLEARED, with your confirmation that what it leaves open was checked on other images"
+            in page.content()) == not_cleared
     _wait_for_drrs(page)
     page.screenshot(path=str(shots / "pacs-walk-09-approved.png"), full_page=True)
     return plan_v2

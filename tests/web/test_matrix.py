@@ -185,7 +185,8 @@ def _request_spec(method: str, path: str, ids: dict, engine, role: str | None = 
         "/cases/{case_id}/lesions/{lesion_id}/pacs/pick": {"study_uid": "1.2.3", "series_uid": "1.2.3.4"},
         "/cases/{case_id}/lesions/{lesion_id}/pacs": {"study": "1.2.3"},
         "/users": {"username": f"user{secrets.token_hex(3)}", "password": "long-enough-pw", "role": "research"},
-        "/cases/{case_id}/plans/{plan_id}/approve": {},
+        # the plan is NOT CLEARED: approving needs its confirmation box (and "although newer" if a newer version exists)
+        "/cases/{case_id}/plans/{plan_id}/approve": {"confirm_not_cleared": "1", "confirm_older": "1"},
         "/cases/{case_id}/delete": {"reason": "duplicate record (matrix test)", "version": _version(engine, "patient", ids["case"])},
     }
     bodies = {

@@ -444,3 +444,19 @@ def test_another_patients_ct_is_refused(engine, client_for, jobs_root, phantom, 
             assert "tick the box confirming it is this patient" in r.text
     assert n_jobs() == 0
     assert not jobs_root.exists() or not any(p.is_file() for p in jobs_root.rglob("*"))
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("ct.nii.gz", b"plain text, not gzip" * 30, "is named .nii.gz but is not gzip-compressed"),
+    ("ct.nii", b"\0" * 400, "is named as NIfTI but holds no NIfTI header"),
+])
+def test_upload_named_nifti_but_not_nifti_says_what_is_wrong(name, content, words):
+    """A file named like a NIfTI that is not one: the message says what is wrong with THIS file (fresh reviewer: it
+    used to say the file 'must be .nii or .nii.gz' although it had that extension)."""
+    from osteoplan.errors import ValidationError
+    from osteoplan.web.plan_jobs import ct_format
+
+    with pytest.raises(ValidationError) as e:
+        ct_format(content[:1024], name)
+    assert words in str(e.value)
+    assert ct_format(b"PK\x03\x04" + b"\0" * 100, "anything.bin") == "dicom"

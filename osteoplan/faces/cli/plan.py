@@ -169,12 +169,33 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="no report/images/DICOM now: plan.json, plan.mrk.json and what 'osteoplan report' needs later "
                    "(ct.nii.gz, segmentation)")
     p.add_argument("--no-risk", action="store_true", help="skip the fracture-risk assessment (SINS proposal, rigidity)")
+    p.add_argument("--profile", action="store_true",
+                   help="print the stages (and the anatomy's sub-stages) with their CPU and wall time on stderr")
     try:
         from osteoplan.export.cli import add_export_options
 
         add_export_options(p)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _profiled(handler):
+    """*handler* run under :func:`osteoplan.progress.profiling` when ``--profile`` is given (table on stderr)."""
+
+    def run(args: argparse.Namespace) -> int:
+        if not getattr(args, "profile", False):
+            return handler(args)
+        from osteoplan.progress import format_profile, profiling
+
+        c0, t0 = time.process_time(), time.perf_counter()
+        with profiling() as rows:
+            try:
+                return handler(args)
+            finally:
+                print("Profile (CPU = time.process_time of the whole process, all threads):\n"
+                      + format_profile(rows, time.process_time() - c0, time.perf_counter() - t0), file=sys.stderr)
+
+    return run
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
@@ -270,7 +291,7 @@ def register(sub) -> None:
                    help="needles per level for a vertebroplasty: 1 (unipedicular, across the midline) or 2 "
                    "(bipedicular); default the protocol's")
     _add_common(p)
-    p.set_defaults(handler=_plan_cmd)
+    p.set_defaults(handler=_profiled(_plan_cmd))
 
     d = sub.add_parser("demo", help="plan on the generated neck phantom (the README's main-job command)",
                        description="Generate the synthetic neck CT phantom, write its CT into --out, plan, and write "
@@ -280,4 +301,4 @@ def register(sub) -> None:
     d.add_argument("--segment", action="store_true",
                    help="segment the phantom CT instead of using its exact label map")
     _add_common(d)
-    d.set_defaults(handler=_demo_cmd)
+    d.set_defaults(handler=_profiled(_demo_cmd))

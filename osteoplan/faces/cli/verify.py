@@ -25,9 +25,17 @@ def report_text(res: dict) -> str:
     """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result."""
     L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
          f"{res['angle_to_plan_deg']:.1f} deg off it"]
+    crossed = [row["structure"] for row in res.get("clearances", []) if row.get("status") == "crosses"]
+    if crossed:  # said in the headline, not only in the table below
+        L[0] += "; the instrument line CROSSES " + ", ".join(crossed)
     r = res["registration"]
     L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
              f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
+    if r.get("target_shift_lps_mm") is not None:
+        bound = r.get("motion_bound_mm")
+        L.append(f"  patient motion at the target {r['target_shift_mm']:.1f} mm "
+                 f"(LPS {_fmt(r['target_shift_lps_mm'])} mm; "
+                 + (f"plausible up to {bound:g} mm)" if bound is not None else "unbounded search: other frame)"))
     L.append(f"  tip         LPS {_fmt(res['tip_lps_mm'])} mm (planning CT frame); {res['tip_offset_in_words']}")
     if res.get("tip_uncertainty_mm") is not None:
         L.append(f"  tip uncertainty +-{res['tip_uncertainty_mm']:.1f} mm along the instrument (stated, see "
@@ -44,8 +52,11 @@ def report_text(res: dict) -> str:
     L.append("  clearances of the actual line (instrument surface to structure):")
     for row in res["clearances"]:
         a = "-" if row["actual_clearance_mm"] is None else f"{row['actual_clearance_mm']:.1f}"
+        if row["actual_clearance_mm"] is not None and (row.get("note") or "").startswith("at least"):
+            a = ">=" + a  # capped distance (as the plan's summary says it)
         p = "-" if row["planned_clearance_mm"] is None else f"{row['planned_clearance_mm']:.1f}"
-        st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "not_assessed": "not assessed"}[row["status"]]
+        st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
+              "not_assessed": "not assessed"}[row["status"]]
         L.append(f"    {row['structure']:<32} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
     if "postop" in res:
         p = res["postop"]

@@ -7,7 +7,8 @@
   result as the plan's next version (who, when, what moved; :mod:`osteoplan.workflow.plan_versions`).
 * ``GET /cases/{case_id}/plans/{plan_id}/versions`` (``case.read``): the plan's versions, two side by side.
 * ``POST /cases/{case_id}/plans/{plan_id}/approve`` (``plan.approve``, radiologists): approve the version; the plan
-  is locked from then on (409 on any further save, approval or deletion).
+  is locked from then on (409 on any further save, approval or deletion). Approving a version older than the latest,
+  or a NOT CLEARED one, needs the form's confirmation box (``confirm_older`` / ``confirm_not_cleared``; 409 without).
 
 The distance fields of a plan are built on its first re-check (seconds: the page says "preparing the re-check…") and
 kept in memory (:class:`~osteoplan.planning.recheck.RecheckCache`); later re-checks take milliseconds.
@@ -234,7 +235,9 @@ def _lock_state(db, plan_id: int) -> dict[str, Any]:
     fam = family(db, plan_id)
     me = next((f for f in fam if f["plan_id"] == plan_id), None)
     ok = next((f for f in fam if f["approved_at"] is not None), None)
-    return {"version": me["number"] if me else 1, "n_versions": len(fam),
+    live = [f for f in fam if not f["deleted"]]
+    newer = live[-1] if live and me and live[-1]["number"] > me["number"] else None
+    return {"version": me["number"] if me else 1, "n_versions": len(fam), "newer": newer,
             "locked": ok is not None, "approved_version": ok["number"] if ok else None,
             "approved_by": ok["approved_by"] if ok else None,
             "approved_here": bool(ok and ok["plan_id"] == plan_id), "has_row": version_of(db, plan_id) is not None}
@@ -328,20 +331,38 @@ def approve(request: Request, case_id: int, plan_id: int, p: Principal = Depends
     from osteoplan.web.app import error_response
     from osteoplan.web.routers.pages import flash
     from osteoplan.workflow import service as sv
-    from osteoplan.workflow.plan_versions import PlanLockedError, approve_plan
+    from osteoplan.workflow.plan_versions import ConfirmationRequired, PlanLockedError, approve_plan
 
     rec = sv.get_record(db, p.user, "plan", plan_id)
     if rec.lesion.patient_id != case_id:
         raise HTTPException(404, f"No plan {plan_id} in this case; go back to the case page.")
+    newer, open_items = _lock_state(db, plan_id)["newer"], not_cleared_of(rec.plan)
     try:
-        row = approve_plan(db, p.user, plan_id)
+        row = approve_plan(db, p.user, plan_id, confirm_older=form.get("confirm_older") == "1",
+                           confirm_not_cleared=form.get("confirm_not_cleared") == "1")
         sent = _send_approved_to_pacs(request, db, p, plan_id)
         db.commit()
     except PlanLockedError as exc:
         db.rollback()
         return error_response(request, 409, "Plan locked", str(exc)[:1].upper() + str(exc)[1:] + ".")
-    flash(request, "ok", f"Version {row.number} approved: the plan is locked." + sent)
+    except ConfirmationRequired as exc:
+        db.rollback()
+        return error_response(request, 409, "Confirmation needed", str(exc)[:1].upper() + str(exc)[1:] + ".")
+    what = []  # what the approval's audit entry records besides the approval (plan_versions.approve_plan)
+    if newer is not None:
+        what.append(f"although version {newer['number']} is newer")
+    if open_items is not None:
+        what.append("NOT CLEARED, with your confirmation that what it leaves open was checked on other images")
+    flash(request, "ok", f"Version {row.number} approved" + (" (" + "; ".join(what) + ")" if what else "")
+          + ": the plan is locked." + sent)
     return RedirectResponse(f"/cases/{case_id}/plans/{plan_id}/review", status_code=303)
+
+
+def not_cleared_of(plan_json: dict | None) -> list[str] | None:
+    """:func:`osteoplan.workflow.plan_versions.not_cleared_items` of a stored plan."""
+    from osteoplan.workflow.plan_versions import not_cleared_items
+
+    return not_cleared_items(plan_json or {})
 
 
 def _send_approved_to_pacs(request: Request, db, p: Principal, plan_id: int) -> str:
@@ -382,15 +403,15 @@ def _version_summary(plan_json: dict) -> dict[str, Any]:
 @router.get("/cases/{case_id}/plans/{plan_id}/versions", response_class=HTMLResponse)
 def versions_page(request: Request, case_id: int, plan_id: int, a: int | None = None, b: int | None = None,
                   p: Principal = Depends(require("case.read")), db=Depends(get_db)):
-    """The plan's versions (who, when, what moved, approval) and two of them side by side (default: this version
-    and the one it was made from)."""
+    """The plan's versions (who, when, what moved, state, approval) and two of them side by side (default: the latest
+    version and the one it was made from)."""
     from osteoplan.web import backend
     from osteoplan.web.routers.pages import page
-    from osteoplan.workflow.plan_versions import family
+    from osteoplan.workflow.plan_versions import family, with_states
 
     case = backend.get_case(db, p.user, case_id)
     backend.find_child(case, "plan", plan_id)
-    fam = [f for f in family(db, plan_id) if not f["deleted"]]
+    fam = [f for f in with_states(family(db, plan_id)) if not f["deleted"]]
     plans = {}
     for f in fam:
         try:
@@ -402,11 +423,11 @@ def versions_page(request: Request, case_id: int, plan_id: int, a: int | None = 
         plans[f["plan_id"]] = pl
     fam = [f for f in fam if f["plan_id"] in plans]
     db.commit()
-    me = next((f for f in fam if f["plan_id"] == plan_id), fam[-1])
-    if b is None:
-        b = plan_id
+    if b is None:  # default: the latest version with the one it was made from (v1 when that one is gone)
+        b = fam[-1]["plan_id"]
     if a is None:
-        a = me["parent_plan_id"] if me["parent_plan_id"] in plans else fam[0]["plan_id"]
+        latest = next(f for f in fam if f["plan_id"] == b)
+        a = latest["parent_plan_id"] if latest["parent_plan_id"] in plans else fam[0]["plan_id"]
     if a not in plans or b not in plans:
         raise HTTPException(404, "Compare two versions of this plan (a and b are plan numbers listed on this page).")
     va, vb = _version_summary(plans[a]["plan"]), _version_summary(plans[b]["plan"])
@@ -429,6 +450,26 @@ def versions_page(request: Request, case_id: int, plan_id: int, a: int | None = 
         "case": case, "plan_id": plan_id, "versions": fam, "a": a, "b": b, "num": num, "va": va, "vb": vb,
         "diff_points": diff_points, "rows": rows, "approved": approved,
         "labels": {f["plan_id"]: plans[f["plan_id"]]["label"] for f in fam}})
+
+
+# ------------------------------------------------------------------------------------------ case page hook
+def case_plan_versions(db, plans: list[dict], reviewable: set[int]) -> dict[int, dict[str, Any]]:
+    """For the case page, per saved plan id of *plans*: its plan's ``versions`` (:func:`~osteoplan.workflow.
+    plan_versions.with_states`: number, state draft / approved / superseded, ...), the ``latest`` live version,
+    ``this`` (its own version dict) and ``reviewable`` (the plan has a CT to review: its root is in *reviewable*,
+    the saved-plan ids of planning jobs with a CT), so that "Review the images" opens the LATEST version."""
+    from osteoplan.workflow.plan_versions import family, with_states
+
+    out: dict[int, dict[str, Any]] = {}
+    for pl in plans:
+        fam = with_states(family(db, pl["id"]))
+        live = [f for f in fam if not f["deleted"]]
+        if not live:
+            continue
+        this = next((f for f in fam if f["plan_id"] == pl["id"]), None)
+        out[pl["id"]] = {"versions": fam, "latest": live[-1], "this": this,
+                         "reviewable": any(f["plan_id"] in reviewable for f in fam)}
+    return out
 
 
 # ------------------------------------------------------------------------------------------ review page hooks
@@ -460,6 +501,13 @@ def moved_scene(scene, pts: str, screw_mm: float | None = None):
     return SliceScene(scene.volume, path, scene.structures)
 
 
+def plan_verdict_text(plan_json: dict | None) -> str | None:
+    """The stored plan's verdict headline (English)."""
+    from osteoplan.web.views import plan_verdict
+
+    return plan_verdict(plan_json or {}).get("verdict") if plan_json else None
+
+
 def adjust_page_context(request: Request, db, p: Principal, case_id: int, plan_id: int, plan: dict,
                         folder: Path | None) -> dict[str, Any]:
     """What the review page's adjust block needs (``templates/plan_adjust.html``, ``static/adjust.js``)."""
@@ -469,7 +517,12 @@ def adjust_page_context(request: Request, db, p: Principal, case_id: int, plan_i
     lock = _lock_state(db, plan_id)
     t = trajs[0] if trajs else {}
     base = f"/cases/{case_id}/plans/{plan_id}"
+    newer = lock["newer"]
     return {"enabled": folder is not None and bool(trajs), "lock": lock,
+            "newer": None if newer is None else {
+                **newer, "review_url": f"/cases/{case_id}/plans/{newer['plan_id']}/review",
+                "when": newer["created_at"].strftime("%Y-%m-%d %H:%M UTC") if newer["created_at"] else "?"},
+            "not_cleared": not_cleared_of(plan.get("plan")), "verdict": plan_verdict_text(plan.get("plan")),
             "evaluate_url": f"/api{base}/evaluate", "save_url": f"/api{base}/versions",
             "approve_url": f"{base}/approve", "versions_url": f"{base}/versions", "csrf": csrf_token(request),
             "can_save": p.can("lesion.write"), "can_approve": p.can("plan.approve"),

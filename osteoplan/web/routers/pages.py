@@ -246,6 +246,9 @@ def case_page(request: Request, case_id: int, p: Principal = Depends(require("ca
     from osteoplan.web.routers.verify import case_checks
 
     ctx.update(case_checks(db, case_id))  # control-CT checks per procedure (issue 13)
+    from osteoplan.web.routers.adjust import case_plan_versions
+
+    ctx["plan_versions"] = case_plan_versions(db, ctx["plans"], ctx.get("plan_reviews", set()))  # issue 12
     db.commit()
     return page(request, "case.html", ctx)
 
