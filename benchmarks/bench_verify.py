@@ -103,6 +103,10 @@ def run_trials(volume, traj, n: int, seed0: int = 0, fov_every: int = 2, streaks
         row["tip_error_mm"] = float(np.linalg.norm(tip - truth.tip_planning_lps_mm))
         d_meas = np.asarray(res["instrument"]["direction_unit"])
         row["angle_error_deg"] = angle_deg(d_meas, truth.direction_planning_unit)
+        # signed error along the true axis (+ = beyond the true tip) and the wire's inclination to the slices
+        row["tip_along_error_mm"] = float((tip - truth.tip_planning_lps_mm) @ truth.direction_planning_unit)
+        d_ctrl = np.asarray(truth.control_from_planning)[:3, :3] @ truth.direction_planning_unit
+        row["inclination_to_slices_deg"] = float(np.degrees(np.arcsin(min(1.0, abs(d_ctrl[2])))))
         P = np.asarray(res["registration"]["planning_from_control"])
         row["tre_target_mm"] = float(np.linalg.norm(apply(P, apply(truth.control_from_planning, t)) - t))
         row["tre_tip_mm"] = float(np.linalg.norm(apply(P, truth.tip_control_lps_mm) - truth.tip_planning_lps_mm))
@@ -226,6 +230,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="phantom,cthead")
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rows-json", metavar="FILE", help="also write every trial's row (errors, truth, refusal) as JSON")
     ap.add_argument("--page", metavar="DIR", help="only render the verification page of a phantom case into DIR")
     args = ap.parse_args(argv)
     if args.page:
@@ -234,14 +239,22 @@ def main(argv=None) -> int:
     import SimpleITK as sitk
 
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
+    all_rows = {}
     for name in args.data.split(","):
         case = phantom_case() if name == "phantom" else cthead_case()
         if case is None:
             print(f"### {name}: skipped (../shared/data/cthead absent)")
             continue
         rows = run_trials(*case, args.trials, seed0=args.seed)
+        all_rows[name] = rows
         print(table(name, summary(rows)), flush=True)
         print()
+    if args.rows_json:
+        import json
+
+        with open(args.rows_json + ".tmp", "w") as f:
+            json.dump(all_rows, f, indent=1, default=float)
+        os.replace(args.rows_json + ".tmp", args.rows_json)
     if not args.no_timing:
         print(timing(), flush=True)
     return 0
