@@ -36,6 +36,7 @@ SMOKE_TESTS = {
     "vertebroplasty_real.py": "tests/test_benchmark_vertebroplasty_real.py::test_vertebroplasty_real_smoke",
     "bench_verify.py": "tests/verification/test_bench_and_cli.py::test_benchmark_trials_and_table",
     "bench_verify_cover.py": "tests/verification/test_coverage_bound.py::test_bench_verify_cover_smoke",
+    "verify_tip_profiles.py": "test_verify_tip_profiles_coverage",
 }
 
 needs_openkbp = pytest.mark.skipif(not (DATA / "openkbp" / "pt_100").is_dir(),
@@ -165,3 +166,22 @@ def test_openkbp_mandible(capsys):
 def test_plan_real_cases(capsys):
     out = _run("plan_real_cases.py", ["--openkbp", "1", "--no-cthead"], capsys)
     assert out.count("| pt_1 |") == 1 and "alternative: of the 1 cases with provided masks" in out
+
+
+def test_verify_tip_profiles_coverage(tmp_path, capsys):
+    """The coverage figure of verify_tip_profiles.py from two small bench_verify --rows-json files (the profile
+    figure rebuilds CThead trials: too slow for a smoke test; its functions are imported here all the same)."""
+    import json
+
+    rows = [{"seed": k, "tip_uncertainty_mm": 0.2 + 0.1 * k, "tip_along_error_mm": (-1) ** k * 0.1 * k,
+             "diameter_mm": 1.0 + 0.5 * k, "tip_error_mm": 0.1 * k} for k in range(4)]
+    files = []
+    for tag in ("before", "after"):
+        f = tmp_path / f"{tag}.json"
+        f.write_text(json.dumps({"cthead": rows + [{"seed": 9, "refused": "No metal instrument"}]}))
+        files.append(str(f))
+    out = tmp_path / "coverage.png"
+    mod = _load("verify_tip_profiles.py")
+    assert callable(mod.trial_cts) and callable(mod.plot_profiles)
+    assert mod.main(["--coverage", str(out), "--runs", ",".join(files)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
