@@ -116,6 +116,9 @@ def test_plan_a_ct_from_the_case_page(browser, server_and_worker, shots, phantom
     assert axial.locator("img").get_attribute("src") != first
     page.click("button.window-preset[data-window=soft_tissue]")
     expect(page.locator("figure[data-view=coronal]")).to_have_attribute("data-loaded", re.compile("window=soft_tissue"))
+    for img in page.locator("figure.drr img").all():  # the simulated fluoroscopy views load after the slices
+        img.scroll_into_view_if_needed()
+        expect(img).to_have_js_property("complete", True, timeout=60000)
     page.screenshot(path=str(shots / "plan-review.png"), full_page=True)
     assert errors == []
     ctx.close()
