@@ -72,20 +72,8 @@ def _progress(path: Path, done: list[str]):
 
     class _VerifyProgress(w._Progress):
         def poll(self) -> bool:
-            try:
-                with open(self.path, encoding="utf-8") as fh:
-                    fh.seek(self.pos)
-                    chunk = fh.read()
-            except FileNotFoundError:
-                return False
-            lines = chunk.split("\n")
-            self.pos += len(chunk) - len(lines[-1])
             changed = False
-            for line in lines[:-1]:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
+            for ev in self.events():
                 st = verify_stage_of(str(ev.get("label", "")))
                 if ev.get("event") == "start" and st != self.stage:
                     if self.stage and self.stage not in self.done:

@@ -159,22 +159,28 @@ class _Progress:
         self.done = list(done)
         self.searched = False
 
-    def poll(self) -> bool:
-        """Read new events; True when the stage changed."""
+    def events(self) -> list[dict]:
+        """The complete JSON events written since the last call (a partial last line waits for the next call)."""
         try:
             with open(self.path, encoding="utf-8") as fh:
                 fh.seek(self.pos)
                 chunk = fh.read()
         except FileNotFoundError:
-            return False
+            return []
         lines = chunk.split("\n")
-        self.pos += len(chunk) - len(lines[-1])  # keep a partial last line for the next poll
-        changed = False
+        self.pos += len(chunk) - len(lines[-1])
+        out = []
         for line in lines[:-1]:
             try:
-                ev = json.loads(line)
+                out.append(json.loads(line))
             except ValueError:
                 continue
+        return out
+
+    def poll(self) -> bool:
+        """Read new events; True when the stage changed."""
+        changed = False
+        for ev in self.events():
             st = stage_of(str(ev.get("label", "")), self.searched)
             if ev.get("event") == "start":
                 if self.stage and self.stage != st and self.stage not in self.done:
