@@ -14,6 +14,7 @@ import pytest
 from .adjust_fixtures import attach_as_job, write_phantom_plan_folder
 from .conftest import free_port, make_case, start_server, stop_server
 from .test_browser import _login, browser, shots  # noqa: F401  (fixtures)
+from .test_browser_pacs_walk import _wait_for_drrs  # the same wait as the PACS walk
 
 pytestmark = [pytest.mark.browser]
 
@@ -43,15 +44,6 @@ def _clearance(page, structure: str) -> float:
     return float(page.inner_text(f"#adjust-clearances tr[data-structure='{structure}'] td.clearance"))
 
 
-
-def _wait_for_drrs(page) -> None:
-    """Wait until the review page's simulated fluoroscopy views are drawn (they load after the slices)."""
-    from playwright.sync_api import expect
-
-    for img in page.locator("figure.drr img").all():
-        img.scroll_into_view_if_needed()
-        expect(img).to_have_js_property("complete", True, timeout=60000)
-        assert img.evaluate("i => i.naturalWidth") > 300
 
 def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots):  # noqa: F811
     from playwright.sync_api import expect
