@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from osteoplan.anatomy import _local
 from osteoplan.anatomy.segment import (Canon, _box_dilate, _box_erode, _disk, _smooth, fill_holes_in_planes,
                                        segment_body, segment_bone)
 from osteoplan.errors import AnatomyError
@@ -118,10 +119,52 @@ LATERAL_RECENTRE_MM = 5.0
 RECENTRE_ENCLOSED_FRACTION = 0.4
 
 
+def _enclosure_offsets(sp2: np.ndarray, radius_mm: float, n_dir: int) -> list[np.ndarray]:
+    """The in-plane voxel offsets (j, i) sampled along each of the *n_dir* rays of :func:`_enclosed`
+    (steps of half the smaller pixel side up to *radius_mm*, rounded to whole voxels), one (n, 2)
+    int array per direction without repeats (a repeated offset samples the same voxel)."""
+    step = 0.5 * float(min(sp2))
+    ts = np.arange(step, radius_mm + 1e-6, step)
+    out = []
+    for t in np.arange(n_dir) * (2.0 * np.pi / n_dir):
+        dj = np.rint(np.cos(t) * ts / float(sp2[0])).astype(int)
+        di = np.rint(np.sin(t) * ts / float(sp2[1])).astype(int)
+        out.append(np.unique(np.stack([dj, di], axis=1), axis=0))
+    return out
+
+
 def _enclosed(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
               n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
     """Fraction of in-plane directions in which a ray from each voxel of *roi* hits *wall* within
-    *radius_mm* (2D; 0 outside *roi*)."""
+    *radius_mm* (2D arrays (J, I); float array, 0 outside *roi*).
+
+    One gather for all rays: *wall* padded with False by the longest offset (a ray leaving the
+    image hits nothing there, as in :func:`_enclosed_reference`), every voxel of *roi* reads the
+    distinct voxels of each ray (:func:`_enclosure_offsets`) and a direction counts when any of them
+    is wall. The counts are integers, so the fractions equal the reference's."""
+    out = np.zeros(wall.shape, float)
+    jj, ii = np.nonzero(roi)
+    if jj.size == 0:
+        return out
+    offs = _enclosure_offsets(sp2, radius_mm, n_dir)
+    allo = np.concatenate(offs)
+    if allo.shape[0] == 0:  # no step within the radius: no ray hits
+        return out
+    pj, pi_ = int(np.abs(allo[:, 0]).max()), int(np.abs(allo[:, 1]).max())
+    wp = np.pad(np.asarray(wall, bool), ((pj, pj), (pi_, pi_)))
+    W = wp.shape[1]
+    flat_off = allo[:, 0] * W + allo[:, 1]
+    starts = np.cumsum([0] + [len(o) for o in offs[:-1]])
+    base = (jj + pj) * W + (ii + pi_)
+    hits = wp.ravel()[base[:, None] + flat_off[None, :]]
+    cnt = np.logical_or.reduceat(hits, starts, axis=1).sum(axis=1)
+    out[jj, ii] = cnt / n_dir
+    return out
+
+
+def _enclosed_reference(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
+                        n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
+    """The straightforward ray casting :func:`_enclosed` is checked against (one gather per direction)."""
     out = np.zeros(wall.shape, float)
     jj, ii = np.nonzero(roi)
     if jj.size == 0:
@@ -157,7 +200,7 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     nearest section where it was found.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
-    lab, n = ndi.label(cand, structure=st3)
+    lab, n = _local.label(cand, structure=st3)  # = ndi.label, on cand's bounding box
     if n == 0:
         raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
                            "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
@@ -259,7 +302,7 @@ def _link_above(canal: np.ndarray, cand: np.ndarray, sp: np.ndarray, max_gap_mm:
     :func:`_track` may be within reach of the continued canal. Returns the lowest and highest
     slices linked, or None."""
     top = int(np.nonzero(canal.any(axis=(1, 2)))[0].max())
-    lab, _ = ndi.label(cand, structure=ndi.generate_binary_structure(3, 1))
+    lab, _ = _local.label(cand, structure=ndi.generate_binary_structure(3, 1))  # = ndi.label, on the box
     objs = ndi.find_objects(lab)
     pending = [l for l, sl in enumerate(objs, start=1) if sl is not None and sl[0].start > top
                and (sl[0].stop - sl[0].start) * float(sp[0]) >= LINK_ABOVE_MIN_MM]
@@ -357,7 +400,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
     bz = _box_erode(_box_dilate(bp, box), box)[pad:-pad]  # = binary_closing with that box
     r_in = 1.2 / float(sp[1])
     if r_in >= 1.0:
-        bz = bz | ndi.binary_closing(bz, structure=_disk(r_in)[None])
+        bz = bz | _closing_in_planes(bz, _disk(r_in))
     px_area = float(sp[1] * sp[2])
     cand = np.zeros_like(bone_c)
     cand_s = np.zeros_like(bone_c)
@@ -548,14 +591,14 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             if not 0 <= k < K:
                 break
             sec = ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0
-            grown = ndi.binary_dilation(sec, structure=grow)
+            grown = _local.binary_dilation(sec, grow)  # = ndi.binary_dilation, on the section's box
             if not (grown & body_c[k]).any():
                 if abs(k - last) * float(sp[0]) > NODATA_BRIDGE_MM:
                     break
                 continue  # a slice without data here (outside the provided region)
             # a closed ring of typical section on the way (a vertebra whose ring closes again):
             # its hole is the canal here and the continuation budget starts again from it
-            rl, rn = ndi.label(cand[k])
+            rl, rn = _local.label(cand[k])
             hit = np.unique(rl[grown & (rl > 0)])
             if hit.size:
                 ring = np.isin(rl, hit)
@@ -617,18 +660,66 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         # canal (concavities of a carried/interpolated section smaller than the channel; a voxel
         # beyond a gap of the ring has fewer). The canal is avoided by the planner, so a rim voxel
         # too many is the safe side; the precise bone (dens, body) is never taken
-        bo = cn.to_canon(bone_outline)
-        ring = np.ones((1, 3, 3), bool)
-        wall_v = ndi.binary_dilation(canal, structure=ring) & bo
-        rim_max = max(0.5 * (CSF_HU + float(np.median(a_c[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
-        canal |= ndi.binary_dilation(canal, structure=ring) & ~bo & body_c & (a_c < rim_max)
-        csf = np.abs(a_c - CSF_HU) <= CSF_TOLERANCE_HU
-        nb = ndi.convolve(canal.astype(np.uint8), ring.astype(np.uint8), mode="constant")
-        canal |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bo & body_c & csf
+        canal = _give_back_rim(canal, cn.to_canon(bone_outline), body_c, a_c)
     if ext_mm[1] or ext_mm[-1]:
         notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
                      "beyond the last closed vertebral ring")
     return CanalResult(cn.from_canon(canal), centre, found, notes)
+
+
+def _give_back_rim(canal: np.ndarray, bo: np.ndarray, body_c: np.ndarray, a_c: np.ndarray) -> np.ndarray:
+    """The canal with the voxel rim of the wall given back (see :func:`segment_spinal_canal`), computed
+    on the canal's bounding box grown by 2 voxels in-plane; equals :func:`_give_back_rim_reference`.
+
+    Canonical (K, J, I) arrays: *canal* (non-empty), *bo* the precise bone, *body_c* the body, *a_c*
+    the CT (HU). Why the box is exact: each step reaches one voxel in-plane (a 1 x 3 x 3
+    neighbourhood), so the rim lies within 1 voxel of the canal and the CSF voxels added after it
+    within 2; beyond the box every neighbourhood is empty, at the box edge the voxels outside it are
+    not canal (as scipy's constant-0 border assumes), and the median wall HU reads the same voxels.
+    Returns a new mask."""
+    ring = np.ones((1, 3, 3), bool)
+    box = _local.bbox(canal, (0, 2, 2))
+    out = canal.copy()
+    if box is None:
+        return out
+    cb, bob, bodyb, ab = canal[box], bo[box], body_c[box], a_c[box]
+    dil = ndi.binary_dilation(cb, structure=ring)
+    wall_v = dil & bob
+    rim_max = max(0.5 * (CSF_HU + float(np.median(ab[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
+    cb = cb | (dil & ~bob & bodyb & (ab < rim_max))
+    csf = np.abs(ab - CSF_HU) <= CSF_TOLERANCE_HU
+    nb = ndi.convolve(cb.astype(np.uint8), ring.astype(np.uint8), mode="constant")
+    cb |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bob & bodyb & csf
+    out[box] = cb
+    return out
+
+
+def _give_back_rim_reference(canal: np.ndarray, bo: np.ndarray, body_c: np.ndarray, a_c: np.ndarray) -> np.ndarray:
+    """The whole-volume computation :func:`_give_back_rim` is checked against."""
+    canal = canal.copy()
+    ring = np.ones((1, 3, 3), bool)
+    wall_v = ndi.binary_dilation(canal, structure=ring) & bo
+    rim_max = max(0.5 * (CSF_HU + float(np.median(a_c[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
+    canal |= ndi.binary_dilation(canal, structure=ring) & ~bo & body_c & (a_c < rim_max)
+    csf = np.abs(a_c - CSF_HU) <= CSF_TOLERANCE_HU
+    nb = ndi.convolve(canal.astype(np.uint8), ring.astype(np.uint8), mode="constant")
+    canal |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bo & body_c & csf
+    return canal
+
+
+def _closing_in_planes(bz: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """``ndi.binary_closing(bz, structure=disk[None])`` (in-plane closing of a (K, J, I) mask by the 2D
+    *disk*, odd sides), computed on the mask's in-plane bounding box grown by the disk's half-size.
+
+    Exact: the dilation is empty farther than the half-size from the mask, and scipy's erosion reads
+    the outside of the image as False (border_value 0), which is what the box's outside holds."""
+    h = disk.shape[0] // 2, disk.shape[1] // 2
+    out = np.zeros(bz.shape, bool)
+    box = _local.bbox(bz, (0, h[0], h[1]))
+    if box is None:
+        return out
+    out[box] = ndi.binary_closing(bz[box], structure=disk[None])
+    return out
 
 
 #: Reach (mm) around a filled section within which a ring hole of the same slice replaces it.
@@ -735,7 +826,6 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
             prev_c = (k, cen)
             continue
         ref = cen if prev_c is None or prev_c[0] - k > 3 else prev_c[1]
-        best, best_cost = None, np.inf
         # the marrow and the prevertebral tissue lie in front of the canal: search backwards only,
         # up to RECENTRE_MM around the channel kept on the slice above
         oj = int(round(ref[0] - cen[0]))
@@ -744,22 +834,7 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
         roi[max(int(jj.min()), 0):min(int(jj.max()) + max(oj, 0) + rj + 1, J),
             max(int(ii.min()) - ri, 0):min(int(ii.max()) + ri + 1, I)] = True
         encl = _enclosed(wall[k], roi, sp[1:], ENCLOSURE_RADIUS_MM)
-        for dj in range(0, max(oj, 0) + rj + 1):
-            for di in range(-ri, ri + 1):
-                pj, pi_ = jj + dj, ii + di
-                if pj.min() < 0 or pi_.min() < 0 or pj.max() >= J or pi_.max() >= I:
-                    continue
-                if not body_c[k][pj, pi_].all() or b_c[k][pj, pi_].mean() > 0.3:
-                    continue
-                vals = sm[k][pj, pi_]
-                if (abs(float(vals.mean()) - CSF_HU) > CSF_TOLERANCE_HU
-                        or encl[pj, pi_].mean() < RECENTRE_ENCLOSED_FRACTION):
-                    continue
-                c = cen + (dj, di)
-                cost = float(np.mean(np.abs(vals - CSF_HU))) + float(np.hypot((c[0] - ref[0]) * sp[1],
-                                                                             (c[1] - ref[1]) * sp[2]))
-                if cost < best_cost:
-                    best, best_cost = (dj, di), cost
+        best = _recentre_search(jj, ii, cen, ref, max(oj, 0) + rj, ri, body_c[k], b_c[k], sm[k], encl, sp)
         if best is None or float(np.mean(np.abs(sm[k][jj + best[0], ii + best[1]] - CSF_HU))) > cur - 40.0:
             continue
         new = np.zeros_like(sec)
@@ -767,6 +842,73 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
         out[k] = new & ~b_c[k]
         prev_c = (k, cen + best)
     return out
+
+
+def _recentre_search(jj: np.ndarray, ii: np.ndarray, cen: np.ndarray, ref: np.ndarray, dj_max: int, ri: int,
+                     body_k: np.ndarray, bone_k: np.ndarray, sm_k: np.ndarray, encl: np.ndarray,
+                     sp: np.ndarray) -> tuple[int, int] | None:
+    """The shift (dj, di) of :func:`_recentre_dense_sections` for one section, all shifts at once.
+
+    *jj*, *ii*: the section's voxels (int arrays); *cen* its centroid and *ref* the centre searched
+    around ((j, i) voxels); shifts dj in 0..*dj_max* (backwards), di in -*ri*..*ri*; *body_k*,
+    *bone_k* (bool), *sm_k* (smoothed HU) and *encl* (enclosure fractions) are the slice's 2D (J, I)
+    arrays; *sp* (k, j, i) mm. A shift is admissible when the shifted section lies in the image and
+    the body, at most 30 % on bone, its mean reads within :data:`CSF_TOLERANCE_HU` of :data:`CSF_HU`
+    and its mean enclosure is at least :data:`RECENTRE_ENCLOSED_FRACTION`; the cheapest (mean
+    |HU - CSF_HU| + mm from *ref*) wins, the first in (dj, di) order on a tie; None when none is
+    admissible. Equals :func:`_recentre_search_reference` (the loop over shifts): the same per-shift
+    reductions (each row of a C-ordered gather is reduced as the 1D array of one shift) and the
+    same float operations, taken in the same order by ``argmin``.
+    """
+    J, I = body_k.shape
+    dj = np.repeat(np.arange(0, dj_max + 1), 2 * ri + 1)
+    di = np.tile(np.arange(-ri, ri + 1), dj_max + 1)
+    ok = ((int(jj.min()) + dj >= 0) & (int(ii.min()) + di >= 0) & (int(jj.max()) + dj < J)
+          & (int(ii.max()) + di < I))
+    dj, di = dj[ok], di[ok]
+    if dj.size == 0:
+        return None
+    pj = jj[None, :] + dj[:, None]
+    pi_ = ii[None, :] + di[:, None]
+    ok = body_k[pj, pi_].all(axis=1) & ~(bone_k[pj, pi_].mean(axis=1) > 0.3)
+    dj, di, pj, pi_ = dj[ok], di[ok], pj[ok], pi_[ok]
+    if dj.size == 0:
+        return None
+    vals = sm_k[pj, pi_]
+    mean = vals.mean(axis=1).astype(np.float64)
+    ok = ~((np.abs(mean - CSF_HU) > CSF_TOLERANCE_HU) | (encl[pj, pi_].mean(axis=1) < RECENTRE_ENCLOSED_FRACTION))
+    dj, di, vals = dj[ok], di[ok], vals[ok]
+    if dj.size == 0:
+        return None
+    dev = np.abs(vals - CSF_HU).mean(axis=1).astype(np.float64)
+    cost = dev + np.hypot((cen[0] + dj - ref[0]) * sp[1], (cen[1] + di - ref[1]) * sp[2])
+    t = int(np.argmin(cost))
+    return int(dj[t]), int(di[t])
+
+
+def _recentre_search_reference(jj: np.ndarray, ii: np.ndarray, cen: np.ndarray, ref: np.ndarray, dj_max: int,
+                               ri: int, body_k: np.ndarray, bone_k: np.ndarray, sm_k: np.ndarray,
+                               encl: np.ndarray, sp: np.ndarray) -> tuple[int, int] | None:
+    """The loop over shifts :func:`_recentre_search` is checked against."""
+    J, I = body_k.shape
+    best, best_cost = None, np.inf
+    for dj in range(0, dj_max + 1):
+        for di in range(-ri, ri + 1):
+            pj, pi_ = jj + dj, ii + di
+            if pj.min() < 0 or pi_.min() < 0 or pj.max() >= J or pi_.max() >= I:
+                continue
+            if not body_k[pj, pi_].all() or bone_k[pj, pi_].mean() > 0.3:
+                continue
+            vals = sm_k[pj, pi_]
+            if (abs(float(vals.mean()) - CSF_HU) > CSF_TOLERANCE_HU
+                    or encl[pj, pi_].mean() < RECENTRE_ENCLOSED_FRACTION):
+                continue
+            c = cen + (dj, di)
+            cost = float(np.mean(np.abs(vals - CSF_HU))) + float(np.hypot((c[0] - ref[0]) * sp[1],
+                                                                         (c[1] - ref[1]) * sp[2]))
+            if cost < best_cost:
+                best, best_cost = (dj, di), cost
+    return best
 
 
 #: A section whose centroid lies farther than this (mm, in-plane) from the midpoint of the sections

@@ -1,0 +1,119 @@
+"""The canal's, airway's and bony canal's faster computations equal the straightforward ones, voxel for voxel.
+
+Brute force on small random and structured volumes: each local/vectorised function against scipy on the whole
+array, or against the loop it replaces (kept beside it as ``*_reference``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy import _local
+from osteoplan.anatomy import canal as canal_mod
+
+
+def _random_mask(rng, shape, p=None, grow=None):
+    m = rng.random(shape) < (rng.uniform(0.002, 0.08) if p is None else p)
+    it = int(rng.integers(0, 3)) if grow is None else grow
+    return ndi.binary_dilation(m, iterations=it) if it else m
+
+
+def test_local_label_equals_scipy_label_numbering_included():
+    rng = np.random.default_rng(10)
+    for trial in range(40):
+        ndim = 2 if trial % 2 else 3
+        shape = tuple(int(x) for x in rng.integers(1, 30, ndim))
+        m = _random_mask(rng, shape)
+        if trial == 0:
+            m[:] = False
+        for conn in (1, ndim):
+            st = ndi.generate_binary_structure(ndim, conn)
+            lab, n = _local.label(m, structure=st)
+            ref, nr = ndi.label(m, structure=st)
+            assert n == nr
+            np.testing.assert_array_equal(lab, ref)
+
+
+def test_local_binary_dilation_equals_scipy():
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        shape = tuple(int(x) for x in rng.integers(1, 25, 2))
+        m = _random_mask(rng, shape, grow=0)
+        st = canal_mod._disk(float(rng.uniform(0.8, 4.0))) if trial % 3 else rng.random((3, 5)) < 0.6
+        st[st.shape[0] // 2, st.shape[1] // 2] = True
+        np.testing.assert_array_equal(_local.binary_dilation(m, st), ndi.binary_dilation(m, structure=st))
+    m3 = np.zeros((4, 9, 9), bool)
+    m3[1, 0, 8] = True  # at the corner: clipped box
+    st3 = np.ones((1, 3, 3), bool)
+    np.testing.assert_array_equal(_local.binary_dilation(m3, st3), ndi.binary_dilation(m3, structure=st3))
+    assert _local.bbox(np.zeros((3, 3), bool)) is None
+
+
+def test_closing_in_planes_equals_scipy_closing():
+    rng = np.random.default_rng(12)
+    for _ in range(25):
+        shape = (int(rng.integers(1, 6)), int(rng.integers(3, 40)), int(rng.integers(3, 40)))
+        bz = _random_mask(rng, shape, p=rng.uniform(0.05, 0.5), grow=0)
+        disk = canal_mod._disk(float(rng.uniform(1.0, 3.5)))
+        np.testing.assert_array_equal(canal_mod._closing_in_planes(bz, disk),
+                                      ndi.binary_closing(bz, structure=disk[None]))
+
+
+def test_enclosed_equals_per_direction_ray_casting():
+    rng = np.random.default_rng(13)
+    for trial in range(25):
+        shape = (int(rng.integers(5, 60)), int(rng.integers(5, 60)))
+        wall = rng.random(shape) < rng.uniform(0.0, 0.2)
+        roi = rng.random(shape) < 0.3
+        sp2 = rng.uniform(0.4, 5.0, 2)
+        r = float(rng.uniform(1.0, 20.0))
+        fast = canal_mod._enclosed(wall, roi, sp2, r)
+        np.testing.assert_array_equal(fast, canal_mod._enclosed_reference(wall, roi, sp2, r))
+    # a closed square ring of bone: its centre is enclosed in every direction, a voxel outside in fewer
+    wall = np.zeros((21, 21), bool)
+    wall[5, 5:16] = wall[15, 5:16] = wall[5:16, 5] = wall[5:16, 15] = True
+    roi = np.zeros_like(wall)
+    roi[10, 10] = roi[10, 19] = True
+    e = canal_mod._enclosed(wall, roi, np.array([1.0, 1.0]), 15.0)
+    assert e[10, 10] == 1.0 and 0.0 < e[10, 19] < 0.5 and e[0, 0] == 0.0
+
+
+def test_recentre_search_equals_the_loop_over_shifts():
+    rng = np.random.default_rng(14)
+    n_found = 0
+    for trial in range(60):
+        J, I = int(rng.integers(12, 50)), int(rng.integers(12, 50))
+        sec = np.zeros((J, I), bool)
+        j0, i0 = int(rng.integers(0, J - 6)), int(rng.integers(0, I - 6))
+        sec[j0:j0 + int(rng.integers(1, 6)), i0:i0 + int(rng.integers(1, 6))] = True
+        jj, ii = np.nonzero(sec)
+        cen = np.array([jj.mean(), ii.mean()])
+        ref = cen + rng.uniform(-3, 6, 2)
+        body = rng.random((J, I)) < (1.0 if trial % 4 else 0.97)
+        bone = rng.random((J, I)) < rng.uniform(0.0, 0.4)
+        sm = rng.normal(rng.uniform(-20, 80), 40.0, (J, I)).astype(np.float32 if trial % 2 else np.float64)
+        encl = np.floor(rng.random((J, I)) * 17) / 16
+        sp = np.array([2.0, *rng.uniform(0.5, 2.0, 2)])
+        args = (jj, ii, cen, ref, int(rng.integers(0, 12)), int(rng.integers(0, 6)), body, bone, sm, encl, sp)
+        fast = canal_mod._recentre_search(*args)
+        assert fast == canal_mod._recentre_search_reference(*args)
+        n_found += fast is not None
+    assert 10 < n_found < 60  # both outcomes exercised
+
+
+def test_give_back_rim_equals_the_whole_volume_computation():
+    rng = np.random.default_rng(15)
+    for trial in range(20):
+        shape = (int(rng.integers(1, 6)), int(rng.integers(6, 30)), int(rng.integers(6, 30)))
+        canal = np.zeros(shape, bool)
+        k = int(rng.integers(0, shape[0]))
+        j0, i0 = int(rng.integers(0, shape[1] - 3)), int(rng.integers(0, shape[2] - 3))
+        canal[k, j0:j0 + 3, i0:i0 + 4] = True
+        canal |= (rng.random(shape) < 0.01)
+        bo = rng.random(shape) < 0.3
+        body = rng.random(shape) < 0.95
+        a = rng.normal(150.0, 300.0, shape).astype(np.float32)
+        np.testing.assert_array_equal(canal_mod._give_back_rim(canal, bo, body, a),
+                                      canal_mod._give_back_rim_reference(canal, bo, body, a))
