@@ -58,3 +58,18 @@ def binary_dilation(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
         return out
     out[box] = ndi.binary_dilation(mask[box], structure=structure)
     return out
+
+
+def center_of_mass(mask: np.ndarray) -> tuple:
+    """``scipy.ndimage.center_of_mass(mask)`` of a bool mask from its voxel indices.
+
+    Exact: scipy sums ``mask * index`` in float64, which for a mask are integers (exact below 2**53
+    in any order), and divides by the count; here the same integer sums are formed from
+    :func:`numpy.nonzero` and divided in float64. A tuple of numpy float64, one per axis (an empty
+    mask is passed to scipy: NaN with its warning)."""
+    m = np.asarray(mask, bool)
+    idx = np.nonzero(m)
+    n = idx[0].size
+    if n == 0:
+        return ndi.center_of_mass(m)
+    return tuple(np.float64(ix.sum(dtype=np.int64)) / np.float64(n) for ix in idx)

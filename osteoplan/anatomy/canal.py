@@ -7,6 +7,7 @@ Split out of :mod:`osteoplan.anatomy.segment`, which re-exports :func:`segment_s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,16 +121,25 @@ RECENTRE_ENCLOSED_FRACTION = 0.4
 
 
 def _enclosure_offsets(sp2: np.ndarray, radius_mm: float, n_dir: int) -> list[np.ndarray]:
+    """Cached :func:`_enclosure_offsets_of` (the same few spacings and radii recur)."""
+    return _enclosure_offsets_of(float(sp2[0]), float(sp2[1]), float(radius_mm), int(n_dir))
+
+
+@functools.lru_cache(maxsize=16)
+def _enclosure_offsets_of(sp_j: float, sp_i: float, radius_mm: float, n_dir: int) -> list[np.ndarray]:
     """The in-plane voxel offsets (j, i) sampled along each of the *n_dir* rays of :func:`_enclosed`
     (steps of half the smaller pixel side up to *radius_mm*, rounded to whole voxels), one (n, 2)
     int array per direction without repeats (a repeated offset samples the same voxel)."""
+    sp2 = np.array([sp_j, sp_i])
     step = 0.5 * float(min(sp2))
     ts = np.arange(step, radius_mm + 1e-6, step)
     out = []
     for t in np.arange(n_dir) * (2.0 * np.pi / n_dir):
         dj = np.rint(np.cos(t) * ts / float(sp2[0])).astype(int)
         di = np.rint(np.sin(t) * ts / float(sp2[1])).astype(int)
-        out.append(np.unique(np.stack([dj, di], axis=1), axis=0))
+        o = np.unique(np.stack([dj, di], axis=1), axis=0)
+        o.flags.writeable = False
+        out.append(o)
     return out
 
 
@@ -272,8 +282,8 @@ def _place_between(sec: np.ndarray, below: np.ndarray, above: np.ndarray, t: flo
     """*sec* (2D) shifted in-plane (whole voxels) so that its centroid lies at the fraction *t*
     (0 at *below*, 1 at *above*) of the way between the centroids of the sections *below* and
     *above* (linear interpolation of the track across a gap)."""
-    c0, c1 = np.array(ndi.center_of_mass(below)), np.array(ndi.center_of_mass(above))
-    off = np.rint(c0 + t * (c1 - c0) - np.array(ndi.center_of_mass(sec)))
+    c0, c1 = np.array(_local.center_of_mass(below)), np.array(_local.center_of_mass(above))
+    off = np.rint(c0 + t * (c1 - c0) - np.array(_local.center_of_mass(sec)))
     return ndi.shift(sec, off, order=0, mode="constant", cval=0) > 0
 
 
@@ -348,8 +358,8 @@ def _link(canal: np.ndarray, lab: np.ndarray, objs: list, pending: list[int], ga
             best_d, ok = np.inf, False
             for kc in (min(cks), max(cks)):
                 kn = int(have[np.argmin(np.abs(have - kc))])
-                c = ndi.center_of_mass(sub[kc - sl[0].start])
-                cn_ = ndi.center_of_mass(canal[kn])
+                c = _local.center_of_mass(sub[kc - sl[0].start])
+                cn_ = _local.center_of_mass(canal[kn])
                 dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
                 tol = tol_px + 0.5 * abs(kn - kc)
                 if sl[0].start > hi:
@@ -367,6 +377,8 @@ def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.n
     """Raw bone components of a dens-like size (20-200 mm^2), inside the bounding box of the hole
     *comp* (not touching its edge) and mostly (>= 70 %) surrounded by it (2D)."""
     out = np.zeros_like(comp)
+    if np.count_nonzero(raw_bone) * px_area < 20.0:  # no component can reach 20 mm^2
+        return out
     lab, n = ndi.label(raw_bone)
     if n == 0:
         return out
@@ -426,9 +438,12 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             ok[1:] = np.nan_to_num(frac) >= 0.4
             all_holes[patch] |= ok[lab]
     for k in range(bz.shape[0]):
-        holes = all_holes[k]
-        if not holes.any():
+        # each slice is worked on the bounding box of its holes (bx): the labels, their order, sizes
+        # and bincount-based means are those of the whole slice (voxels outside hold label 0)
+        bx = _local.bbox(all_holes[k])
+        if bx is None:
             continue
+        holes, bone_k, a_k = all_holes[k][bx], bone_c[k][bx], a_c[k][bx]
         lab, n = ndi.label(holes)
         # a bone island inside a ring hole is the dens inside the C1 ring: the canal is the part of
         # the hole behind it (the atlanto-dental space in front of it is not canal)
@@ -444,7 +459,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             comp = lab[sl] == l
             island = ndi.binary_fill_holes(comp) & ~comp
             if island.sum() * px_area < 20.0:
-                island = _dens_island(comp, bone_c[k][sl], px_area)
+                island = _dens_island(comp, bone_k[sl], px_area)
             if island.sum() * px_area >= 20.0:
                 rows = np.nonzero(island.any(axis=1))[0]
                 front = comp.copy()
@@ -454,14 +469,14 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
         lab, n = ndi.label(holes)
         idx = np.arange(1, n + 1)
         areas = ndi.sum_labels(holes, lab, idx) * px_area
-        means = ndi.mean(a_c[k], lab, idx)
+        means = ndi.mean(a_k, lab, idx)
         ok = (areas >= area_mm2[0]) & (areas <= area_mm2[1]) & (means > -200) & (means < 200)
         if ok.any():
             keep = np.zeros(n + 1, bool)
             keep[1:] = ok
-            cand[k] = keep[lab]
+            cand[k][bx] = keep[lab]
             keep[1:] &= (areas >= CANAL_MIN_AREA_MM2) & (means < CANAL_MAX_MEAN_HU)
-            cand_s[k] = keep[lab]
+            cand_s[k][bx] = keep[lab]
     return cand, cand_s
 
 
@@ -555,7 +570,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     # which the C2 localisation (osteoplan.anatomy.c2) follows to the top of the column: at C1/C2
     # and 3-5 mm voxels the hole behind the dens is often small or partial-volumed
     legacy, found_l, _ = _track(cand_all, b_c, body_c, sp, max_gap_mm)
-    centre = {k: tuple(float(x) for x in ndi.center_of_mass(legacy[k]))
+    centre = {k: tuple(float(x) for x in _local.center_of_mass(legacy[k]))
               for k in range(min(found_l), max(found_l) + 1) if legacy[k].any()}
     # beyond the last closed ring the canal continues: cranially up to the foramen magnum (at most
     # extend_mm), caudally to the edge of the image or of the provided region. The nearest section of
@@ -578,10 +593,10 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         end, step, src_lo, src_hi = todo.pop(0)
         src = _carry_source(canal.sum(axis=(1, 2)), found, end, step, src_lo, src_hi, typical)
         ref = canal[src].copy()
-        rc = np.array(ndi.center_of_mass(ref))
+        rc = np.array(_local.center_of_mass(ref))
         # ... caudally placed on the end section (the spine curves between the two); cranially the
         # end section is C1's, cut in front at the dens: the carried section keeps its own place
-        off = np.array(ndi.center_of_mass(canal[end])) - rc if step < 0 else np.zeros(2)
+        off = np.array(_local.center_of_mass(canal[end])) - rc if step < 0 else np.zeros(2)
         last = end
         d_ring = 0  # distance (slices) of the last closed ring met on the way
         for d in range(1, K):
@@ -603,7 +618,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             if hit.size:
                 ring = np.isin(rl, hit)
                 canal[k] |= ring
-                off = np.array(ndi.center_of_mass(ring)) - rc
+                off = np.array(_local.center_of_mass(ring)) - rc
                 d_ring, last = d, k
                 ext_mm[step] = d * float(sp[0])
                 continue
@@ -623,7 +638,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
                 # cranially re-centre on the soft tissue around the section (at most one voxel per
                 # slice) only where bone cuts into the neighbourhood (in open soft tissue the
                 # section stays where it is)
-                cc = np.array(ndi.center_of_mass(near))
+                cc = np.array(_local.center_of_mass(near))
                 off += np.clip(cc - (rc + off), -1.0, 1.0)
             carried = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
             sec = carried & enc
@@ -941,9 +956,9 @@ def _realign_off_line_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarra
     for k in sorted(have, reverse=True):
         if k - 1 not in have or k + 1 not in have:
             continue
-        c_lo = np.array(ndi.center_of_mass(out[k - 1]))
-        c_hi = np.array(ndi.center_of_mass(out[k + 1]))
-        c_k = np.array(ndi.center_of_mass(out[k]))
+        c_lo = np.array(_local.center_of_mass(out[k - 1]))
+        c_hi = np.array(_local.center_of_mass(out[k + 1]))
+        c_k = np.array(_local.center_of_mass(out[k]))
         mid = 0.5 * (c_lo + c_hi)
         if (np.linalg.norm((c_hi - c_lo) * sp2) > OFF_LINE_MM
                 or np.linalg.norm((c_k - mid) * sp2) <= OFF_LINE_MM):

@@ -117,3 +117,114 @@ def test_give_back_rim_equals_the_whole_volume_computation():
         a = rng.normal(150.0, 300.0, shape).astype(np.float32)
         np.testing.assert_array_equal(canal_mod._give_back_rim(canal, bo, body, a),
                                       canal_mod._give_back_rim_reference(canal, bo, body, a))
+
+
+def test_center_of_mass_equals_scipy_bit_for_bit():
+    rng = np.random.default_rng(16)
+    for trial in range(40):
+        shape = tuple(int(x) for x in rng.integers(1, 40, 2 + trial % 2))
+        m = _random_mask(rng, shape, p=rng.uniform(0.001, 0.9), grow=0)
+        if not m.any():
+            m.flat[int(rng.integers(0, m.size))] = True
+        fast, ref = _local.center_of_mass(m), ndi.center_of_mass(m)
+        assert len(fast) == len(ref) and all(a == b for a, b in zip(fast, ref))
+
+
+def _whole_array_bbox(mask, margin=0):
+    """_local.bbox replaced by the whole array: every local computation becomes the whole-array one."""
+    return tuple(slice(0, n) for n in np.shape(mask)) if np.any(mask) else None
+
+
+def _ring_volume(rng, spacing=(2.0, 1.0, 1.0)):
+    """Synthetic vertebral rings (bone 700 HU) around a CSF channel, with a dens-like island at the top."""
+    K, J, I = 24, 48, 44
+    a = rng.normal(40.0, 15.0, (K, J, I)).astype(np.float32)
+    jj, ii = np.mgrid[0:J, 0:I]
+    bone = np.zeros((K, J, I), bool)
+    for k in range(K):
+        cj, ci = 22 + (k // 6), 22 + int(rng.integers(-1, 2))
+        r = np.hypot(jj - cj, ii - ci) * spacing[1]  # mm
+        ring = (r >= 7.5) & (r <= 11.0)
+        if k % 7 == 3:
+            ring &= ~((jj > cj) & (np.abs(ii - ci) < 2))  # an open ring (gap behind)
+        if k >= K - 4:
+            ring |= r <= 3.0  # the dens inside the C1 ring
+        bone[k] = ring
+    a[bone] = 700.0
+    body = np.ones((K, J, I), bool)
+    body[:, :2] = body[:, -2:] = False
+    return a, bone, body, np.array(spacing)
+
+
+def test_canal_candidates_on_boxes_equal_the_whole_slices(monkeypatch):
+    rng = np.random.default_rng(17)
+    for sp in ((2.0, 1.0, 1.0), (2.5, 0.8, 0.8), (3.0, 1.5, 1.5)):
+        a, bone, body, spacing = _ring_volume(rng, sp)
+        fast = canal_mod._canal_candidates(bone, a, body, spacing, (30.0, 1100.0))
+        with monkeypatch.context() as mp:
+            mp.setattr(_local, "bbox", _whole_array_bbox)
+            ref = canal_mod._canal_candidates(bone, a, body, spacing, (30.0, 1100.0))
+        assert fast[0].any() and fast[1].any()
+        for f, r in zip(fast, ref):
+            np.testing.assert_array_equal(f, r)
+
+
+@pytest.mark.slow
+def test_phantom_canal_airway_foramina_identical_with_the_whole_array_references(monkeypatch):
+    """build_anatomy on the neck phantom: every mask, message and landmark identical when every local /
+    vectorised computation of the canal, airway and bony canal is replaced by its whole-array reference."""
+    from osteoplan.anatomy.phantom import PhantomParams, make_phantom
+    from osteoplan.anatomy.pipeline import build_anatomy
+
+    vol = make_phantom(PhantomParams(spacing_mm=1.0)).volume
+    fast = build_anatomy(vol)
+    monkeypatch.setattr(_local, "bbox", _whole_array_bbox)
+    monkeypatch.setattr(_local, "center_of_mass", ndi.center_of_mass)
+    monkeypatch.setattr(canal_mod, "_enclosed", canal_mod._enclosed_reference)
+    monkeypatch.setattr(canal_mod, "_recentre_search", canal_mod._recentre_search_reference)
+    monkeypatch.setattr(canal_mod, "_give_back_rim", canal_mod._give_back_rim_reference)
+    ref = build_anatomy(vol)
+    assert fast.labelmap.names() == ref.labelmap.names() and "spinal_canal" in ref.labelmap.names()
+    for n in ref.labelmap.names():
+        np.testing.assert_array_equal(fast.labelmap.get(n), ref.labelmap.get(n), err_msg=n)
+    assert fast.messages == ref.messages
+    assert fast.landmarks.to_dict() == ref.landmarks.to_dict()
+
+
+def test_foramina_per_hole_mean_centres_and_ring_equal_the_whole_array_computations():
+    from osteoplan.anatomy import foramina as fo
+
+    rng = np.random.default_rng(18)
+    for _ in range(10):
+        shape = (int(rng.integers(1, 6)), int(rng.integers(5, 40)), int(rng.integers(5, 40)))
+        m = _random_mask(rng, shape, p=0.1, grow=0)
+        st = np.zeros((3, 3, 3), bool)
+        st[1] = ndi.generate_binary_structure(2, 1)
+        lab, n = ndi.label(m, structure=st)
+        a = rng.normal(30.0, 500.0, shape).astype(np.float32)
+        if n:
+            ref = ndi.mean(a, lab, np.arange(1, n + 1))
+            fast = [fo._sequential_mean(a[lab == t]) for t in range(1, n + 1)]
+            assert all(x == y for x, y in zip(fast, ref))
+        canal = _random_mask(rng, shape, p=0.05, grow=1)
+        canal[0] = False
+        got = fo._canal_centres(canal)
+        ks = np.nonzero(canal.any(axis=(1, 2)))[0]
+        if ks.size:
+            cj = np.array([np.argwhere(canal[k])[:, 0].mean() for k in ks])
+            ci = np.array([np.argwhere(canal[k])[:, 1].mean() for k in ks])
+            allk = np.arange(shape[0])
+            ref_c = {int(k): (float(x), float(y)) for k, x, y in zip(allk, np.interp(allk, ks, cj), np.interp(allk, ks, ci))}
+            assert got == ref_c
+        else:
+            assert got == {}
+        # the 2-voxel ring of a hole: on its box as on the whole slice
+        if n:
+            holes = [fo._Hole(int(np.argwhere(lab == t)[0, 0]), t, 1.0, np.zeros(2), 0.0) for t in range(1, n + 1)]
+            vm = rng.random(shape) < 0.5
+            tot = hit = 0
+            for h in holes:
+                mm = lab[h.k] == h.label
+                ring = ndi.binary_dilation(mm, iterations=2) & ~mm
+                tot, hit = tot + int(ring.sum()), hit + int((ring & vm[h.k]).sum())
+            assert fo._ring_overlap(holes, lab, vm) == hit / max(tot, 1)
