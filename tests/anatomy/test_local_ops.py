@@ -228,3 +228,22 @@ def test_foramina_per_hole_mean_centres_and_ring_equal_the_whole_array_computati
                 ring = ndi.binary_dilation(mm, iterations=2) & ~mm
                 tot, hit = tot + int(ring.sum()), hit + int((ring & vm[h.k]).sum())
             assert fo._ring_overlap(holes, lab, vm) == hit / max(tot, 1)
+
+
+def test_midline_air_on_the_air_box_equals_slice_by_slice_with_margins():
+    """Air confined to a corner of a larger volume (the box differs from the array): same regions kept."""
+    from osteoplan.anatomy.airway import _midline_air, _midline_air_reference
+
+    rng = np.random.default_rng(19)
+    for _ in range(12):
+        shape = (int(rng.integers(4, 12)), int(rng.integers(20, 60)), int(rng.integers(20, 60)))
+        air = np.zeros(shape, bool)
+        k0, j0, i0 = (int(rng.integers(0, s // 2)) for s in shape)
+        sub = ndi.binary_dilation(rng.random((shape[0] - k0, shape[1] // 2, shape[2] // 2)) < 0.03,
+                                  iterations=int(rng.integers(0, 3)))
+        air[k0:, j0:j0 + sub.shape[1], i0:i0 + sub.shape[2]] = sub
+        b = np.zeros(shape, bool)
+        b[:, 1:-1, int(rng.integers(0, 6)):shape[2] - int(rng.integers(0, 6))] = True
+        sp = np.array([2.0, *rng.uniform(0.5, 2.0, 2)])
+        mm = float(rng.uniform(3.0, 30.0))
+        np.testing.assert_array_equal(_midline_air(air, b, sp, mm), _midline_air_reference(air, b, sp, mm))
