@@ -273,7 +273,7 @@ def _restrict_pharynx(ph: np.ndarray, below: np.ndarray, sp: np.ndarray) -> np.n
     """Keep the pharyngeal air proper: the 3D component joined to the larynx/trachea (else the
     lowest one), and per slice only air within ``PHARYNX_DEPTH_MM`` of its posterior wall (the nasal
     and oral cavities and the paranasal sinuses stay in ``airway`` only). Canonical arrays."""
-    lab, n = ndi.label(ph | below)
+    lab, n = _local.label(ph | below)  # = ndi.label, on the bounding box
     if n == 0:
         return ph
     sizes = np.bincount(lab[ph], minlength=n + 1)
@@ -312,7 +312,7 @@ def _profile(A: np.ndarray, sp: np.ndarray) -> _Profile:
         ii = np.nonzero(A[k].any(axis=0))[0]
         w[t] = (ii[-1] - ii[0] + 1) * sp[2]
         d[t] = (jj[-1] - jj[0] + 1) * sp[1]
-        nc[t] = ndi.label(A[k], structure=np.ones((3, 3), bool))[1]
+        nc[t] = ndi.label(A[k][jj[0]:jj[-1] + 1, ii[0]:ii[-1] + 1], structure=np.ones((3, 3), bool))[1]  # on its box
     return _Profile(ks, w, d, nc)
 
 

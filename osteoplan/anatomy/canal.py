@@ -457,7 +457,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             if sl is None or not area_mm2[0] <= sizes[l] <= 2.0 * area_mm2[1]:
                 continue
             comp = lab[sl] == l
-            island = ndi.binary_fill_holes(comp) & ~comp
+            island = _local.fill_holes_2d(comp) & ~comp  # = ndi.binary_fill_holes(comp) & ~comp
             if island.sum() * px_area < 20.0:
                 island = _dens_island(comp, bone_k[sl], px_area)
             if island.sum() * px_area >= 20.0:

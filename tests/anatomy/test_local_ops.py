@@ -180,6 +180,7 @@ def test_phantom_canal_airway_foramina_identical_with_the_whole_array_references
     fast = build_anatomy(vol)
     monkeypatch.setattr(_local, "bbox", _whole_array_bbox)
     monkeypatch.setattr(_local, "center_of_mass", ndi.center_of_mass)
+    monkeypatch.setattr(_local, "fill_holes_2d", ndi.binary_fill_holes)
     monkeypatch.setattr(canal_mod, "_enclosed", canal_mod._enclosed_reference)
     monkeypatch.setattr(canal_mod, "_recentre_search", canal_mod._recentre_search_reference)
     monkeypatch.setattr(canal_mod, "_give_back_rim", canal_mod._give_back_rim_reference)
@@ -247,3 +248,20 @@ def test_midline_air_on_the_air_box_equals_slice_by_slice_with_margins():
         sp = np.array([2.0, *rng.uniform(0.5, 2.0, 2)])
         mm = float(rng.uniform(3.0, 30.0))
         np.testing.assert_array_equal(_midline_air(air, b, sp, mm), _midline_air_reference(air, b, sp, mm))
+
+
+def test_fill_holes_2d_equals_scipy_binary_fill_holes():
+    rng = np.random.default_rng(20)
+    for trial in range(60):
+        shape = tuple(int(x) for x in rng.integers(1, 30, 2))
+        m = rng.random(shape) < rng.uniform(0.1, 0.9)
+        if trial == 0:
+            m[:] = True
+        if trial == 1:
+            m[:] = False
+        np.testing.assert_array_equal(_local.fill_holes_2d(m), ndi.binary_fill_holes(m))
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[2:5, 2:5] = False
+    ring[3, 3] = True
+    assert _local.fill_holes_2d(ring)[1:6, 1:6].all() and _local.fill_holes_2d(ring).sum() == 25
