@@ -407,9 +407,13 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
     sections, see there)."""
     nz = max(int(round(4.0 / sp[0])), 1)  # bridges cranio-caudal gaps up to about 8 mm
     pad = nz + 1
-    bp = np.pad(bone_c, ((pad, pad), (0, 0), (0, 0)))
     box = (2 * nz + 1, 1, 1)
-    bz = _box_erode(_box_dilate(bp, box), box)[pad:-pad]  # = binary_closing with that box
+    # = binary_closing with that box, column by column: computed on the columns (j, i) holding bone
+    bz = np.zeros_like(bone_c, dtype=bool)
+    cols = _local.bbox(bone_c.any(axis=0))
+    if cols is not None:
+        bp = np.pad(bone_c[:, cols[0], cols[1]], ((pad, pad), (0, 0), (0, 0)))
+        bz[:, cols[0], cols[1]] = _box_erode(_box_dilate(bp, box), box)[pad:-pad]
     r_in = 1.2 / float(sp[1])
     if r_in >= 1.0:
         bz = bz | _closing_in_planes(bz, _disk(r_in))
@@ -467,9 +471,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
                 lab[sl][front] = 0
         holes = lab > 0
         lab, n = ndi.label(holes)
-        idx = np.arange(1, n + 1)
-        areas = ndi.sum_labels(holes, lab, idx) * px_area
-        means = ndi.mean(a_k, lab, idx)
+        areas, means = _label_areas_means(lab, n, a_k, px_area)
         ok = (areas >= area_mm2[0]) & (areas <= area_mm2[1]) & (means > -200) & (means < 200)
         if ok.any():
             keep = np.zeros(n + 1, bool)
@@ -478,6 +480,16 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             keep[1:] &= (areas >= CANAL_MIN_AREA_MM2) & (means < CANAL_MAX_MEAN_HU)
             cand_s[k][bx] = keep[lab]
     return cand, cand_s
+
+
+def _label_areas_means(lab: np.ndarray, n: int, a: np.ndarray, px_area: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ndi.sum_labels(lab > 0, lab, idx) * px_area`` and ``ndi.mean(a, lab, idx)`` for idx = 1..n.
+
+    scipy's own computation without its checks: label counts, and the values of *a* added label by
+    label in raster order in float64 (``np.bincount`` with weights), divided by the counts."""
+    flat = lab.ravel()
+    cnt = np.bincount(flat, minlength=n + 1)[1:n + 1].astype(np.float64)
+    return cnt * px_area, np.bincount(flat, weights=a.ravel(), minlength=n + 1)[1:n + 1] / cnt
 
 
 def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
@@ -733,8 +745,42 @@ def _closing_in_planes(bz: np.ndarray, disk: np.ndarray) -> np.ndarray:
     box = _local.bbox(bz, (0, h[0], h[1]))
     if box is None:
         return out
-    out[box] = ndi.binary_closing(bz[box], structure=disk[None])
+    rects = _disk_rectangles(disk)
+    if rects is None:  # not a union of centred rectangles: scipy's closing
+        out[box] = ndi.binary_closing(bz[box], structure=disk[None])
+        return out
+    # a dilation by a union of rectangles is the union of the (separable) rectangle dilations, an
+    # erosion by it the intersection of the rectangle erosions (outside = False, as scipy's border 0)
+    sub = bz[box]
+    dil = np.zeros(sub.shape, bool)
+    for hj, hi in rects:
+        dil |= _box_dilate(sub, (1, 2 * hj + 1, 2 * hi + 1))
+    ero = np.ones(sub.shape, bool)
+    for hj, hi in rects:
+        ero &= _box_erode(dil, (1, 2 * hj + 1, 2 * hi + 1))
+    out[box] = ero
     return out
+
+
+def _disk_rectangles(disk: np.ndarray) -> list[tuple[int, int]] | None:
+    """Half-sizes (hj, hi) of centred rectangles whose union is the 2D structuring element *disk*
+    (odd sides, centred); None when it is not such a union (then scipy is used).
+
+    A digital disk is symmetric and convex along rows and columns: row dj holds the columns
+    -w(dj)..w(dj), w not increasing with |dj|, so it is the union over the distinct widths w of the
+    rectangles w wide (half) and as many rows (half) as have at least that width."""
+    d = np.asarray(disk, bool)
+    cj, ci = d.shape[0] // 2, d.shape[1] // 2
+    widths = {}
+    for dj in range(-cj, cj + 1):
+        cols = np.nonzero(d[cj + dj])[0]
+        if cols.size:
+            widths[dj] = int(cols.max()) - ci
+    rects = sorted({(max(abs(dj) for dj, w2 in widths.items() if w2 >= w), w) for w in widths.values() if w >= 0})
+    union = np.zeros_like(d)
+    for hj, hi in rects:
+        union[cj - hj:cj + hj + 1, ci - hi:ci + hi + 1] = True
+    return rects if rects and np.array_equal(union, d) else None
 
 
 #: Reach (mm) around a filled section within which a ring hole of the same slice replaces it.

@@ -56,7 +56,7 @@ def test_closing_in_planes_equals_scipy_closing():
     for _ in range(25):
         shape = (int(rng.integers(1, 6)), int(rng.integers(3, 40)), int(rng.integers(3, 40)))
         bz = _random_mask(rng, shape, p=rng.uniform(0.05, 0.5), grow=0)
-        disk = canal_mod._disk(float(rng.uniform(1.0, 3.5)))
+        disk = canal_mod._disk(float(rng.uniform(1.0, 4.5)))
         np.testing.assert_array_equal(canal_mod._closing_in_planes(bz, disk),
                                       ndi.binary_closing(bz, structure=disk[None]))
 
@@ -265,3 +265,31 @@ def test_fill_holes_2d_equals_scipy_binary_fill_holes():
     ring[2:5, 2:5] = False
     ring[3, 3] = True
     assert _local.fill_holes_2d(ring)[1:6, 1:6].all() and _local.fill_holes_2d(ring).sum() == 25
+
+
+def test_disk_as_union_of_rectangles():
+    for r in np.arange(1.0, 6.0, 0.07):
+        d = canal_mod._disk(float(r))
+        rects = canal_mod._disk_rectangles(d)
+        assert rects is not None
+        u = np.zeros_like(d)
+        c = d.shape[0] // 2
+        for hj, hi in rects:
+            u[c - hj:c + hj + 1, c - hi:c + hi + 1] = True
+        np.testing.assert_array_equal(u, d)
+    ring = np.ones((5, 5), bool)
+    ring[2, 2] = False
+    assert canal_mod._disk_rectangles(ring) is None
+
+
+def test_label_areas_means_equal_scipy_sum_labels_and_mean():
+    rng = np.random.default_rng(21)
+    for _ in range(20):
+        shape = tuple(int(x) for x in rng.integers(2, 40, 2))
+        m = rng.random(shape) < rng.uniform(0.05, 0.6)
+        lab, n = ndi.label(m)
+        a = rng.normal(20.0, 300.0, shape).astype(np.float32)
+        idx = np.arange(1, n + 1)
+        areas, means = canal_mod._label_areas_means(lab, n, a, 0.49)
+        np.testing.assert_array_equal(areas, ndi.sum_labels(m, lab, idx) * 0.49)
+        np.testing.assert_array_equal(means, ndi.mean(a, lab, idx))
