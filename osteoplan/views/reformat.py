@@ -258,22 +258,6 @@ def _structure_fields(mask: np.ndarray, volume: Volume, margin_mm: float):
     return lo.astype(float), sub.astype(np.float32), dist
 
 
-def _sample_box(sub: np.ndarray, local_idx: np.ndarray, cval: float) -> np.ndarray:
-    """Linear interpolation of *sub* at the (n, 3) index points *local_idx* (k, j, i), *cval* outside.
-
-    The same values as ``map_coordinates(sub, local_idx.T, order=1, mode="constant", cval=cval)``, computed
-    only for the points less than one voxel outside the sub-array (the others are *cval* exactly): a plane
-    usually crosses a structure's box in a small part of its pixels, or not at all.
-    """
-    from scipy.ndimage import map_coordinates
-
-    out = np.full(len(local_idx), cval, dtype=sub.dtype)
-    near = np.all((local_idx > -1.0) & (local_idx < np.asarray(sub.shape, float)), axis=1)
-    if near.any():
-        out[near] = map_coordinates(sub, local_idx[near].T, order=1, mode="constant", cval=cval)
-    return out
-
-
 def _band(p0_2d, p1_2d, radius):
     d = np.asarray(p1_2d) - np.asarray(p0_2d)
     n = np.linalg.norm(d)
@@ -371,14 +355,16 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
             lo, sub, dist = entry
             from scipy.ndimage import map_coordinates
 
+            local = (pts_idx - lo).T
             col = hex_color(structure_color(name))
             drawn = False
-            sm = _sample_box(sub, pts_idx - lo, 0.0).reshape(plane.n_rows, plane.n_cols)
+            sm = map_coordinates(sub, local, order=1, mode="constant", cval=0.0).reshape(plane.n_rows, plane.n_cols)
             if sm.max() > 0.5:
                 ax.contour(xs, ys, sm, levels=[0.5], colors=[col], linewidths=1.3 if name != "body" else 0.8)
                 drawn = True
             if dist is not None:
-                dimg = _sample_box(dist, pts_idx - lo, 1e3).reshape(plane.n_rows, plane.n_cols)
+                dimg = map_coordinates(dist, local, order=1, mode="constant",
+                                       cval=1e3).reshape(plane.n_rows, plane.n_cols)
                 if dimg.min() < margin < dimg.max():
                     ax.contour(xs, ys, dimg, levels=[margin], colors=[col], linewidths=1.0, linestyles="dashed")
                     drawn = True
