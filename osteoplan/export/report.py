@@ -509,5 +509,17 @@ def write_report(out_dir: str | os.PathLike, plan: Any, images: Mapping[str, Any
     atomic_write_text(written["html"], html)
     if pdf:
         written["pdf"] = out / f"{basename}.pdf"
-        atomic_write_bytes(written["pdf"], html_to_pdf(html))
+        atomic_write_bytes(written["pdf"], html_to_pdf(_linked_images(html, images)))
     return written
+
+
+def _linked_images(html: str, images: Mapping[str, Any] | None) -> str:
+    """*html* with the embedded images that are PNG files on disk referred to by their ``file://`` URL instead.
+
+    The same page for WeasyPrint (it reads the same PNG bytes), without parsing megabytes of base64 text.
+    """
+    for src in (images or {}).values():
+        if isinstance(src, (bytes, bytearray)) or not Path(src).is_file():
+            continue
+        html = html.replace(f'src="{_data_uri(src)}"', f'src="{Path(src).resolve().as_uri()}"')
+    return html
