@@ -135,3 +135,18 @@ def test_pdf_images_are_the_png_pixels(monkeypatch):
     from weasyprint.images import RasterImage
 
     assert RasterImage._get_png_data.__name__ == "_get_png_data"  # WeasyPrint's own method is back
+
+
+def test_pdf_html_links_the_image_files_only(tmp_path):
+    """The HTML given to WeasyPrint refers to image files by URL; images given as bytes stay embedded."""
+    from osteoplan.export.report import _data_uri, _linked_images
+
+    png = _png(np.full((3, 2, 3), 7, np.uint8))
+    f = tmp_path / "my images" / "axial.png"
+    f.parent.mkdir()
+    f.write_bytes(png)
+    other = _png(np.full((3, 2, 3), 9, np.uint8))
+    html = f'<img src="{_data_uri(f)}"><img src="{_data_uri(other)}">'
+    out = _linked_images(html, {"axial": f, "drr_lateral": other})
+    assert out == f'<img src="{f.resolve().as_uri()}"><img src="{_data_uri(other)}">'
+    assert "my%20images/axial.png" in out
