@@ -428,7 +428,7 @@ _PASSTHROUGH = {"users": 0}
 def _png_passthrough():
     """Context in which WeasyPrint embeds the PNGs :func:`png_idat_passthrough` accepts without re-encoding them.
 
-    WeasyPrint (``RasterImage._get_png_data``, a private static method, WeasyPrint 53-70 at least) turns a
+    WeasyPrint (``RasterImage._get_png_data``, a private static method; checked with WeasyPrint 70) turns a
     Pillow image into PDF image data by saving it as PNG again. The replacement reads the IDAT stream of the
     PNG the image was opened from when it qualifies, and calls WeasyPrint's own method otherwise (images with
     alpha, JPEG, other WeasyPrint versions without the method: nothing changes). Counted, so that threads
