@@ -35,9 +35,14 @@ def figure_png(fig) -> bytes:
     import matplotlib
     from PIL import Image, PngImagePlugin
 
+    face = "black" if _dark(fig) else "white"
     raw = io.BytesIO()
-    fig.savefig(raw, format="rgba", dpi=fig.dpi, facecolor="black" if _dark(fig) else "white")
+    fig.savefig(raw, format="rgba", dpi=fig.dpi, facecolor=face)
     w, h = (int(v) for v in fig.canvas.get_renderer().get_canvas_width_height())
+    if raw.getbuffer().nbytes != w * h * 4:  # e.g. a "tight" bounding box set in matplotlib's rc: its own PNG
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi, facecolor=face)
+        return buf.getvalue()
     rgba = np.frombuffer(raw.getbuffer(), dtype=np.uint8).reshape(h, w, 4)
     img = Image.fromarray(np.ascontiguousarray(rgba[..., :3]) if rgba[..., 3].min() == 255 else rgba)
     info = PngImagePlugin.PngInfo()

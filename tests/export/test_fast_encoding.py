@@ -150,3 +150,20 @@ def test_pdf_html_links_the_image_files_only(tmp_path):
     out = _linked_images(html, {"axial": f, "drr_lateral": other})
     assert out == f'<img src="{f.resolve().as_uri()}"><img src="{_data_uri(other)}">'
     assert "my%20images/axial.png" in out
+
+
+def test_figure_png_with_a_tight_bounding_box_in_the_rc():
+    """With ``savefig.bbox = "tight"`` in matplotlib's rc (raw buffer of another size) figure_png gives matplotlib's
+    own PNG rather than a wrongly shaped image."""
+    import matplotlib
+
+    from osteoplan.views.render import figure_png
+
+    fig = _figure()
+    with matplotlib.rc_context({"savefig.bbox": "tight"}):
+        ref = io.BytesIO()
+        fig.savefig(ref, format="png", dpi=fig.dpi, facecolor="black")
+        ours = Image.open(io.BytesIO(figure_png(fig)))
+    theirs = Image.open(io.BytesIO(ref.getvalue()))
+    assert ours.size == theirs.size
+    assert np.array_equal(np.asarray(ours.convert("RGB")), np.asarray(theirs.convert("RGB")))
