@@ -454,12 +454,21 @@ def segment_body(volume: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.
     """
     cn = Canon.of(volume)
     a = cn.to_canon(volume.array)
-    tissue = a > threshold_hu
-    if not tissue.any():
+    tissue0 = a > threshold_hu
+    if not tissue0.any():
         raise AnatomyError("No body found in the CT (every voxel is below -400 HU); check that the input is a CT in HU.")
+    # the opening and the labelling run on the box of the tissue grown by one voxel in the plane: outside the
+    # tissue's box every voxel is False, which is what the erosion assumes beyond the array (outside = False), the
+    # dilation of the eroded tissue stays within one voxel of it, and the components are those of the whole array
+    # (numbered in the same raster order, so the same one is the largest on a tie)
+    bb = _bbox(tissue0, grow=(0, 1, 1))
     # a light opening detaches the table and thin blankets from the body
-    tissue = _box_dilate(_box_erode(tissue, (1, 3, 3)), (1, 3, 3))  # = binary_opening with a 1x3x3 box
-    body = _largest_component(tissue) if tissue.any() else (a > threshold_hu)
+    tissue = _box_dilate(_box_erode(tissue0[bb], (1, 3, 3)), (1, 3, 3))  # = binary_opening with a 1x3x3 box
+    if tissue.any():
+        body = np.zeros(a.shape, bool)
+        body[bb] = _largest_component(tissue)
+    else:
+        body = tissue0
     body = _fill_holes_per_slice(body)
     return cn.from_canon(body)
 

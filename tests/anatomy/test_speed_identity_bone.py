@@ -202,3 +202,29 @@ def test_bright_tubes_on_its_box_equals_the_whole_array():
     quiet = Volume(np.where(vol.array > 150, 40.0, vol.array).astype(np.float32), vol.affine, vol.info)
     t, info = S._bright_tubes(quiet, body, np.zeros_like(body), None)
     assert not t.any() and info == []
+
+
+def test_u_slices_one_labelling_equals_the_slice_by_slice_loop():
+    from osteoplan.anatomy.mandible import _u_slices, _u_slices_reference
+
+    rng = np.random.default_rng(14)
+    K, J, I = 12, 100, 90
+    j, i = np.mgrid[0:J, 0:I]
+    sp = np.array([2.0, 1.0, 1.0])
+    r = np.hypot(j - 60, i - 45)
+    arc = (r >= 30) & (r <= 34) & (j < 60)  # a U open posteriorly, 68 mm wide, its front at row 26
+    ring = (np.hypot(j - 75, i - 45) <= 8) & (np.hypot(j - 75, i - 45) >= 5)  # closed ring: never a U
+    for trial in range(8):
+        bone = rng.random((K, J, I)) < 0.01
+        bone[2:7] |= arc
+        bone[4:9] |= ring
+        body = np.zeros((K, J, I), bool)
+        body[:, 50:, :] = True  # centre row 74.5: the arc's front 48.5 mm in front of it
+        body[trial % K] = False  # a slice without body (and no canal centre there) is skipped
+        centre = {k: (90.0 + trial, 45.0) for k in range(0, K, 2)} if trial % 2 else None
+        fast = _u_slices(bone, centre, sp, body)
+        ref = _u_slices_reference(bone, centre, sp, body)
+        assert [k for k, _ in fast] == [k for k, _ in ref]
+        for (_, a), (_, b) in zip(fast, ref):
+            np.testing.assert_array_equal(a, b)
+        assert len({k for k, _ in fast} & set(range(2, 7))) >= 3 and {k for k, _ in fast} <= set(range(2, 7))
