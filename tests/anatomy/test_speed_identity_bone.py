@@ -228,3 +228,22 @@ def test_u_slices_one_labelling_equals_the_slice_by_slice_loop():
         for (_, a), (_, b) in zip(fast, ref):
             np.testing.assert_array_equal(a, b)
         assert len({k for k, _ in fast} & set(range(2, 7))) >= 3 and {k for k, _ in fast} <= set(range(2, 7))
+
+
+def test_body_box_from_projections_equals_the_voxel_list():
+    from osteoplan.anatomy.pipeline import _body_box
+
+    rng = np.random.default_rng(15)
+    for _ in range(100):
+        shape = tuple(int(x) for x in rng.integers(1, 15, 3))
+        m = rng.random(shape) < rng.uniform(0.005, 0.3)
+        if not m.any():
+            assert _body_box(m, shape) == tuple(slice(0, n) for n in shape)
+            continue
+        idx = np.argwhere(m)
+        lo = np.maximum(idx.min(axis=0) - 3, 0)
+        hi = np.minimum(idx.max(axis=0) + 4, shape)
+        assert _body_box(m, shape) == tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    one = np.zeros((20, 20, 20), bool)
+    one[10, 2, 17] = True
+    assert _body_box(one, one.shape) == (slice(7, 14), slice(0, 6), slice(14, 20))
