@@ -394,7 +394,8 @@ def _fill_holes_in_planes_full(m: np.ndarray, axis: int) -> np.ndarray:
             sl[d] = face
             border[np.unique(lab[tuple(sl)])] = True
     border[0] = True
-    return m | ~_lookup(border, lab)
+    holes = _lookup(~border, lab)  # = ~border[lab]: inverting the per-label table, not the volume
+    return np.logical_or(m, holes, out=holes)
 
 
 def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
