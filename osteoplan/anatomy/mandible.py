@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from osteoplan.anatomy.segment import Canon, _label_sizes
+from osteoplan.anatomy.segment import Canon, _label_sizes, _plane_morph
 from osteoplan.imaging.volume import Volume
 
 #: Least left-right width (mm) of the arc taken as the mandibular body. The adult mandible is
@@ -258,7 +258,8 @@ def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None =
             er = bone_c
         else:
             yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-            er = ndi.binary_erosion(bone_c, structure=((yy * yy + xx * xx) <= r * r)[None])
+            # = ndi.binary_erosion(bone_c, structure=disk[None]), by row runs (segment._plane_morph)
+            er = _plane_morph(bone_c, (yy * yy + xx * xx) <= r * r, False)
         lab, n = ndi.label(er, structure=st)
         held = np.bincount(lab[seed & er], minlength=n + 1)
         held[0] = 0

@@ -247,3 +247,14 @@ def test_body_box_from_projections_equals_the_voxel_list():
     one = np.zeros((20, 20, 20), bool)
     one[10, 2, 17] = True
     assert _body_box(one, one.shape) == (slice(7, 14), slice(0, 6), slice(14, 20))
+
+
+def test_mandible_erosion_disks_are_decomposed_exactly():
+    """The in-plane erosions segment_mandible tries (integer radii 1-8 voxels) equal scipy's binary_erosion."""
+    rng = np.random.default_rng(16)
+    m = ndi.binary_dilation(rng.random((4, 40, 45)) < 0.05, iterations=3)
+    for r in range(1, 9):
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        disk = (yy * yy + xx * xx) <= r * r
+        assert S._footprint_rows(disk[None]) is not None
+        np.testing.assert_array_equal(S._plane_morph(m, disk, False), ndi.binary_erosion(m, structure=disk[None]))
