@@ -729,24 +729,28 @@ def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray,
         ok[t] = max(h, w) <= 3.0 * max(min(h, w), 1e-3) and max(h, w) <= 20.0
     tubes = np.zeros(cand.shape, bool)
     info: list[dict] = []
-    if not ok.any():
+    idx = np.nonzero(ok)[0]
+    if idx.size == 0:
         return tubes, info
-    # everything below happens in the box of the accepted blobs, grown by one voxel in the plane (``bb``):
-    # outside it no voxel touches a blob in its slice, so the rings, their counts and the 3D components are
-    # those of the whole array (the labelling of a box numbers its components in the same raster order)
-    bb = _bbox(_lookup(ok, lab), grow=(0, 1, 1))
+    # everything below happens in the box of the accepted blobs (the union of their find_objects boxes), grown by
+    # one voxel in the plane (``bb``): outside it no voxel touches a blob in its slice, so the rings, their counts
+    # and the 3D components are those of the whole array (the labelling of a box numbers its components in the
+    # same raster order)
+    lo = [min(objs[t - 1][d].start for t in idx) for d in range(3)]
+    hi = [max(objs[t - 1][d].stop for t in idx) for d in range(3)]
+    bb = tuple(slice(max(lo[d] - g, 0), min(hi[d] + g, cand.shape[d])) for d, g in enumerate((0, 1, 1)))
     lab_b = lab[bb]
     if enc is not None:
         # ring of each blob (one voxel around it in its slice), all blobs at once: the largest blob label among
-        # the 3 x 3 in-plane neighbours of each voxel outside the blobs (= grey_dilation with that footprint;
-        # separable max filter, 'reflect' at the box's faces repeats a face voxel, 0 or the same as in the array)
-        lab_ok = np.where(ok[lab_b], lab_b, 0)
-        ring_lab = np.where(lab_ok == 0, ndi.maximum_filter(lab_ok, size=(1, 3, 3)), 0)
-        idx = np.nonzero(ok)[0]
-        cnt = np.bincount(ring_lab.ravel(), minlength=n + 1)[idx].astype(float)
+        # the 3 x 3 in-plane neighbours of each voxel outside the blobs (= grey_dilation with that footprint,
+        # 'reflect' at the faces: :func:`_max3_in_plane`; at the box's faces a face voxel is repeated, 0 or the
+        # same as in the array)
+        lab_ok = _lookup(np.where(ok, np.arange(n + 1), 0).astype(lab.dtype), lab_b)  # = np.where(ok[lab], lab, 0)
+        ring_lab = np.where(lab_ok == 0, _max3_in_plane(lab_ok), 0)
+        cnt = _label_sizes(ring_lab, n)[idx].astype(float)
         inb = np.bincount(ring_lab[enc[bb]], minlength=n + 1)[idx].astype(float)
         ok[idx] = (cnt > 0) & (inb < 0.5 * np.maximum(cnt, 1))
-    keep = ok[lab_b]
+    keep = _lookup(ok, lab_b)
     lab3, n3 = ndi.label(keep)
     off = [sl.start for sl in bb]
     for l, sl in enumerate(ndi.find_objects(lab3), start=1):
@@ -759,6 +763,19 @@ def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray,
             info.append({"label": l, "length_mm": length,
                          "centre": (com[0] + sl_full[0].start, com[1] + sl_full[1].start, com[2] + sl_full[2].start)})
     return tubes, info
+
+
+def _max3_in_plane(x: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(x, size=(1, 3, 3))`` (mode 'reflect': beyond a face the face voxel itself)
+    of a 3D array: the max of each voxel and its 8 in-plane neighbours, one in-plane axis after the other, by
+    element-wise maxima of shifted views (no double-precision line buffers). Same dtype and values."""
+    a = x.copy()
+    np.maximum(a[:, :, 1:], x[:, :, :-1], out=a[:, :, 1:])
+    np.maximum(a[:, :, :-1], x[:, :, 1:], out=a[:, :, :-1])
+    out = a.copy()
+    np.maximum(out[:, 1:], a[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], a[:, 1:], out=out[:, :-1])
+    return out
 
 
 def _bbox(mask: np.ndarray, grow: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, slice, slice]:

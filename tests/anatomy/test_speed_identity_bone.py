@@ -258,3 +258,13 @@ def test_mandible_erosion_disks_are_decomposed_exactly():
         disk = (yy * yy + xx * xx) <= r * r
         assert S._footprint_rows(disk[None]) is not None
         np.testing.assert_array_equal(S._plane_morph(m, disk, False), ndi.binary_erosion(m, structure=disk[None]))
+
+
+def test_max3_in_plane_equals_scipy_maximum_filter():
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        shape = tuple(int(x) for x in rng.integers(1, 9, 3))
+        x = rng.integers(0, 50, shape).astype(np.int32) * (rng.random(shape) < 0.3)
+        out = S._max3_in_plane(x)
+        assert out.dtype == x.dtype
+        np.testing.assert_array_equal(out, ndi.maximum_filter(x, size=(1, 3, 3)))
