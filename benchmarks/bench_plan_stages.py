@@ -7,7 +7,7 @@ the wall time to the load of a shared machine). The alternative in the same run:
 ``--reference`` (a second checkout, e.g. the main branch before a change) on ``PYTHONPATH``.
 
     .venv/bin/python benchmarks/bench_plan_stages.py [--ct ../shared/data/cthead/ct.nii.gz] [--reference /work/main]
-        [--no-exports] [--repeat 1]
+        [--no-exports | --exports-only] [--repeat 1]
 
 A reference checkout without ``--profile`` (before this table existed) is run through a small wrapper that
 times its top-level stages (``osteoplan.progress.step``) by CPU time the same way; its anatomy has no sub-stages.
@@ -97,33 +97,35 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", type=Path, default=None,
                     help="another checkout to compare with in the same run (it must have 'plan --profile')")
     ap.add_argument("--no-exports", action="store_true", help="only the run without exports")
+    ap.add_argument("--exports-only", action="store_true", help="only the run with every export")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the smallest CPU per stage is kept")
     ap.add_argument("--protocol", default=None)
     args = ap.parse_args(argv)
     extra = ["--protocol", args.protocol] if args.protocol else []
     codes = [("this checkout", root)] + ([("reference", args.reference.resolve())] if args.reference else [])
-    modes = [False] if args.no_exports else [False, True]
+    modes = [False] if args.no_exports else ([True] if args.exports_only else [False, True])
     print(f"`osteoplan plan {Path(args.ct).name}` on one core (CPU s = process_time; best of {args.repeat})\n")
     rc_all = 0
     for exports in modes:
-        results = {}
-        for name, code in codes:
-            best: dict[str, float] = {}
-            order: list[str] = []
-            child = float("inf")
-            for _ in range(max(1, args.repeat)):
+        # the checkouts alternate run by run (this, reference, this, ...): a shared machine's load falls on both
+        best: dict[str, dict[str, float]] = {name: {} for name, _ in codes}
+        order: dict[str, list[str]] = {name: [] for name, _ in codes}
+        child = {name: float("inf") for name, _ in codes}
+        for _ in range(max(1, args.repeat)):
+            for name, code in codes:
                 rows, cpu, rc = run_plan(args.ct, code, exports, extra)
                 rc_all = rc_all or (rc if rc in (1, 2) else 0)
-                child = min(child, cpu)
+                child[name] = min(child[name], cpu)
                 for label, v in rows:
-                    if label not in best:
-                        order.append(label)
-                        best[label] = v
+                    if label not in best[name]:
+                        order[name].append(label)
+                        best[name][label] = v
                     else:
-                        best[label] = min(best[label], v)
-            best["process (start-up + command)"] = child
-            order.append("process (start-up + command)")
-            results[name] = (order, best)
+                        best[name][label] = min(best[name][label], v)
+        results = {}
+        for name, _ in codes:
+            best[name]["process (start-up + command)"] = child[name]
+            results[name] = (order[name] + ["process (start-up + command)"], best[name])
         print(f"### {'with every export' if exports else 'without exports (--no-report)'}\n")
         head = "| stage | " + " | ".join(f"{n} CPU s" for n, _ in codes) + " |"
         print(head)

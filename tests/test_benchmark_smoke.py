@@ -9,6 +9,9 @@ for the notes. Real-data scripts skip when ../shared/data is absent.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,10 +57,28 @@ def _load(name: str):
     return mod
 
 
-def _run(name: str, argv: list[str], capsys) -> str:
-    rc = _load(name).main(argv)
-    out = capsys.readouterr().out
-    assert rc == 0, out[-2000:]
+def _run(name: str, argv: list[str], timeout_s: float = 480.0) -> str:
+    """Run ``python benchmarks/<name> argv`` in a fresh process, as a user would; returns its standard output.
+
+    A fresh process, not the test process: a script pins numba/BLAS threads to one when run as a script, and it
+    must not inherit the test process's thread pools, numba thread masks or caches left by earlier tests. Bounded by
+    *timeout_s*: a script still running then gets SIGABRT, on which ``-X faulthandler`` prints every thread's Python
+    stack, and the test fails with that stack (instead of stalling the suite).
+    """
+    env = {**os.environ, "OSTEOPLAN_QUIET": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-X", "faulthandler", str(BENCH / name), *argv], cwd=str(ROOT), env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGABRT)
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        pytest.fail(f"{name} did not finish in {timeout_s:.0f} s; its stacks and output:\n{err[-6000:]}\n{out[-1500:]}")
+    assert p.returncode == 0, f"{name} exited {p.returncode}: {out[-1500:]} {err[-1500:]}"
     return out
 
 
@@ -85,90 +106,90 @@ def phantom_ct(tmp_path_factory) -> Path:
 
 
 @needs_cthead
-def test_bench_drr(capsys):
-    out = _run("bench_drr.py", ["--pixels", "16", "--step", "2", "--repeat", "1", "--views", "lateral"], capsys)
+def test_bench_drr():
+    out = _run("bench_drr.py", ["--pixels", "16", "--step", "2", "--repeat", "1", "--views", "lateral"])
     assert "osteoplan Joseph (prepared)" in out and "SimpleITK Resample depth planes" in out
     assert "osteoplan former fixed-step" in out
 
 
 @pytest.mark.slow
-def test_bench_planner(phantom_ct, capsys):
+def test_bench_planner(phantom_ct):
     out = _run("bench_planner.py", ["--ct", str(phantom_ct), "--loop-subset", "4", "--min-candidates", "2000",
-                                    "--max-candidates", "2000", "--no-plan", "--search-repeats", "1"], capsys)
+                                    "--max-candidates", "2000", "--no-plan", "--search-repeats", "1"])
     assert "| numba kernel |" in out and "Python loop" in out and "max |clearance difference|" in out
     assert "| exhaustive kernel s |" in out
     assert "c2-dens-anterior: identical best plans: yes" in out and "c2-dens-lateral: identical best plans: yes" in out
 
 
-def test_bench_adjust(capsys):
+def test_bench_adjust():
     """The evaluate endpoint and the re-build-per-move alternative on a 2 mm phantom, a few moves (no CThead)."""
     out = _run("bench_adjust.py", ["--moves", "4", "--alt-moves", "1", "--no-cthead", "--phantom-spacing", "2.0",
-                                   "--angle-step", "3"], capsys)
+                                   "--angle-step", "3"])
     assert "evaluate endpoint through the FastAPI TestClient" in out and "re-building the fields per move" in out
     assert out.splitlines()[-3].startswith("phantom")
 
 
 @pytest.mark.slow
-def test_bench_plan_stages(phantom_ct, capsys):
+def test_bench_plan_stages(phantom_ct):
     """The stage table of `plan --no-report` on the 2 mm phantom, this checkout against itself as the reference."""
-    out = _run("bench_plan_stages.py", ["--ct", str(phantom_ct), "--no-exports", "--reference", str(ROOT)], capsys)
+    out = _run("bench_plan_stages.py", ["--ct", str(phantom_ct), "--no-exports", "--reference", str(ROOT)])
     assert "| this checkout CPU s | reference CPU s |" in out
     assert "| building the anatomy" in out and "| . classical segmentation |" in out
     assert "| process (start-up + command) |" in out
 
 
-def test_bench_read_dicom(tmp_path, capsys):
+def test_bench_read_dicom(tmp_path):
     """On a tiny synthetic series (12 slices of 24 x 20; both readers must agree voxel for voxel)."""
     from osteoplan.imaging.synth import write_series
 
     write_series(tmp_path / "series", phi=False)
-    out = _run("bench_read_dicom.py", ["--folder", str(tmp_path / "series"), "--repeats", "1"], capsys)
+    out = _run("bench_read_dicom.py", ["--folder", str(tmp_path / "series"), "--repeats", "1"])
     assert "SimpleITK ImageSeriesReader" in out and "identical voxels and geometry: yes" in out
 
 
 @pytest.mark.slow
-def test_load_web(tmp_path, capsys):
+def test_load_web(tmp_path):
     out = _run("load_web.py", ["--cases", "5", "--clients", "2", "--requests", "4", "--seconds", "5",
-                               "--db", str(tmp_path / "load.db")], capsys)
+                               "--db", str(tmp_path / "load.db")])
     assert "| scenario | clients |" in out and "vs 1 client" in out
 
 
 @pytest.mark.slow
 @needs_openkbp
-def test_openkbp_airway(capsys):
-    out = _run("openkbp_airway.py", ["--cases", "pt_100"], capsys)
+def test_openkbp_airway():
+    out = _run("openkbp_airway.py", ["--cases", "pt_100"])
     assert "pt_100" in out and "alt ovl" in out
 
 
 @pytest.mark.slow
 @needs_openkbp
-def test_openkbp_anatomy(capsys):
-    out = _run("openkbp_anatomy.py", ["--cases", "pt_100"], capsys)
+def test_openkbp_anatomy():
+    out = _run("openkbp_anatomy.py", ["--cases", "pt_100"])
     assert "pt_100" in out and "naive%" in out
 
 
 @pytest.mark.slow
 @needs_openkbp
-def test_openkbp_c2(capsys):
-    out = _run("openkbp_c2.py", ["--cases", "pt_100"], capsys)
+def test_openkbp_c2():
+    out = _run("openkbp_c2.py", ["--cases", "pt_100"])
     assert "pt_100" in out
 
 
 @pytest.mark.slow
 @needs_openkbp
-def test_openkbp_mandible(capsys):
-    out = _run("openkbp_mandible.py", ["--cases", "pt_100"], capsys)
+def test_openkbp_mandible():
+    out = _run("openkbp_mandible.py", ["--cases", "pt_100"])
     assert "pt_100" in out and "| alternative: largest bone component 45 mm in front of the canal |" in out
 
 
 @pytest.mark.slow
 @needs_openkbp
-def test_plan_real_cases(capsys):
-    out = _run("plan_real_cases.py", ["--openkbp", "1", "--no-cthead"], capsys)
+def test_plan_real_cases():
+    out = _run("plan_real_cases.py", ["--openkbp", "1", "--no-cthead"])
     assert out.count("| pt_1 |") == 1 and "alternative: of the 1 cases with provided masks" in out
 
 
-def test_verify_tip_profiles_coverage(tmp_path, capsys):
+def test_verify_tip_profiles_coverage(tmp_path):
     """The coverage figure of verify_tip_profiles.py from two small bench_verify --rows-json files (the profile
     figure rebuilds CThead trials: too slow for a smoke test; its functions are imported here all the same)."""
     import json

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from osteoplan.anatomy import _local
 from osteoplan.anatomy.segment import (AIR_THRESHOLD_HU, Canon, _box_dilate, _box_erode, _smooth, fill_holes_in_planes,
                                        segment_body)
 from osteoplan.imaging.volume import Volume
@@ -123,7 +124,7 @@ def segment_airway(volume: Volume, body: np.ndarray | None = None,
         bc = fill_holes_in_planes(closed | b, 0)
         if (bc & ~b).any():
             sel2 = _midline_air((sm < threshold_hu) & bc, b, sp, midline_mm)
-            lab, n = ndi.label(sel2)
+            lab, n = _local.label(sel2)  # = ndi.label, on sel2's bounding box
             if n:
                 hit = np.bincount(lab[sel], minlength=n + 1) > 0
                 hit[0] = False
@@ -137,22 +138,27 @@ def _midline_air(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: flo
     The 2D regions of every axial slice are labelled at once (one labelling connected in the plane only,
     4-connected as :func:`scipy.ndimage.label` in 2D); their areas and centre columns come from counts and
     sums of integer column indices (exact in float64), so the regions kept are those of the slice-by-slice
-    computation (:func:`_midline_air_reference`).
+    computation (:func:`_midline_air_reference`). Everything is computed on the bounding box of *air*
+    (nothing outside it can be kept): the labels keep their raster order there, and the column sums add
+    the same whole-array column numbers in the same order.
     """
-    if not air.any():
+    box = _local.bbox(air)
+    if box is None:
         return np.zeros_like(air)
+    k0, i0 = box[0].start, box[2].start
     px_area = float(sp[1] * sp[2])
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
-    lab2, n2 = ndi.label(air, structure=st)
+    lab2, n2 = ndi.label(air[box], structure=st)
     flat = lab2.ravel()
-    cnt = np.bincount(flat, minlength=n2 + 1).astype(np.float64)
-    K, J, I = air.shape
-    col = np.broadcast_to(np.arange(I, dtype=np.float64), air.shape).ravel()
-    row_k = np.broadcast_to(np.arange(K, dtype=np.float64)[:, None, None], air.shape).ravel()
-    sel_vox = flat > 0
-    sum_i = np.bincount(flat[sel_vox], weights=col[sel_vox], minlength=n2 + 1)
-    sum_k = np.bincount(flat[sel_vox], weights=row_k[sel_vox], minlength=n2 + 1)
+    _, Jb, Ib = lab2.shape
+    I = air.shape[2]
+    # the column and slice of every labelled voxel, in raster order (the order of the bincount sums)
+    vox = np.flatnonzero(flat)
+    lab_vox = flat[vox]
+    cnt = np.bincount(lab_vox, minlength=n2 + 1).astype(np.float64)
+    sum_i = np.bincount(lab_vox, weights=(vox % Ib + i0).astype(np.float64), minlength=n2 + 1)
+    sum_k = np.bincount(lab_vox, weights=(vox // (Jb * Ib) + k0).astype(np.float64), minlength=n2 + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cm_i = sum_i / cnt
         k_of = np.where(cnt > 0, sum_k / np.maximum(cnt, 1.0), 0.0).astype(np.int64)
@@ -175,7 +181,9 @@ def _midline_air(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: flo
     sel = sizes >= 1.0
     sel[big] = True
     sel[0] = False
-    return sel[lab]
+    out = np.zeros_like(air)
+    out[box] = sel[lab]
+    return out
 
 
 def _midline_air_reference(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: float) -> np.ndarray:
@@ -265,7 +273,7 @@ def _restrict_pharynx(ph: np.ndarray, below: np.ndarray, sp: np.ndarray) -> np.n
     """Keep the pharyngeal air proper: the 3D component joined to the larynx/trachea (else the
     lowest one), and per slice only air within ``PHARYNX_DEPTH_MM`` of its posterior wall (the nasal
     and oral cavities and the paranasal sinuses stay in ``airway`` only). Canonical arrays."""
-    lab, n = ndi.label(ph | below)
+    lab, n = _local.label(ph | below)  # = ndi.label, on the bounding box
     if n == 0:
         return ph
     sizes = np.bincount(lab[ph], minlength=n + 1)
@@ -304,7 +312,7 @@ def _profile(A: np.ndarray, sp: np.ndarray) -> _Profile:
         ii = np.nonzero(A[k].any(axis=0))[0]
         w[t] = (ii[-1] - ii[0] + 1) * sp[2]
         d[t] = (jj[-1] - jj[0] + 1) * sp[1]
-        nc[t] = ndi.label(A[k], structure=np.ones((3, 3), bool))[1]
+        nc[t] = ndi.label(A[k][jj[0]:jj[-1] + 1, ii[0]:ii[-1] + 1], structure=np.ones((3, 3), bool))[1]  # on its box
     return _Profile(ks, w, d, nc)
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from osteoplan.anatomy import _local
 from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.anatomy.canal import CanalResult, segment_spinal_canal
 from osteoplan.anatomy.segment import Canon, _smooth, segment_body, segment_bone
@@ -380,9 +381,7 @@ def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
     out = c2.copy()
     if not c2.any():
         return out
-    lo = np.maximum(np.argwhere(c2).min(axis=0) - 2, 0)
-    hi = np.argwhere(c2).max(axis=0) + 3
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    box = _local.bbox(c2, 2)  # the voxel box of C2 grown by 2 (clipped to the array)
     sub = out[box]
     canal_d = _box_dilate(canal_c[box], (3, 3, 3))
     for axis in (0, 1, 2):
@@ -577,7 +576,7 @@ def _cut_below_disc(cn: Canon, sm_c: np.ndarray, c2_c: np.ndarray, canal_c: np.n
         k_top = max(k_top, float(kplane.max()))
     # pieces cut off below the disc go; pieces reaching above it (body, dens, even a dens head
     # detached by a lytic lesion) stay
-    lab, n = ndi.label(out)
+    lab, n = _local.label(out)  # = ndi.label, on the bounding box
     if n > 1:
         top_of = np.array([sl[0].stop - 1 if sl is not None else -1 for sl in ndi.find_objects(lab)])
         keep_ids = np.nonzero(top_of > k_top + 1.0)[0] + 1

@@ -7,11 +7,13 @@ Split out of :mod:`osteoplan.anatomy.segment`, which re-exports :func:`segment_s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from osteoplan.anatomy import _local
 from osteoplan.anatomy.segment import (Canon, _box_dilate, _box_erode, _disk, _smooth, fill_holes_in_planes,
                                        segment_body, segment_bone)
 from osteoplan.errors import AnatomyError
@@ -118,10 +120,61 @@ LATERAL_RECENTRE_MM = 5.0
 RECENTRE_ENCLOSED_FRACTION = 0.4
 
 
+def _enclosure_offsets(sp2: np.ndarray, radius_mm: float, n_dir: int) -> list[np.ndarray]:
+    """Cached :func:`_enclosure_offsets_of` (the same few spacings and radii recur)."""
+    return _enclosure_offsets_of(float(sp2[0]), float(sp2[1]), float(radius_mm), int(n_dir))
+
+
+@functools.lru_cache(maxsize=16)
+def _enclosure_offsets_of(sp_j: float, sp_i: float, radius_mm: float, n_dir: int) -> list[np.ndarray]:
+    """The in-plane voxel offsets (j, i) sampled along each of the *n_dir* rays of :func:`_enclosed`
+    (steps of half the smaller pixel side up to *radius_mm*, rounded to whole voxels), one (n, 2)
+    int array per direction without repeats (a repeated offset samples the same voxel)."""
+    sp2 = np.array([sp_j, sp_i])
+    step = 0.5 * float(min(sp2))
+    ts = np.arange(step, radius_mm + 1e-6, step)
+    out = []
+    for t in np.arange(n_dir) * (2.0 * np.pi / n_dir):
+        dj = np.rint(np.cos(t) * ts / float(sp2[0])).astype(int)
+        di = np.rint(np.sin(t) * ts / float(sp2[1])).astype(int)
+        o = np.unique(np.stack([dj, di], axis=1), axis=0)
+        o.flags.writeable = False
+        out.append(o)
+    return out
+
+
 def _enclosed(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
               n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
     """Fraction of in-plane directions in which a ray from each voxel of *roi* hits *wall* within
-    *radius_mm* (2D; 0 outside *roi*)."""
+    *radius_mm* (2D arrays (J, I); float array, 0 outside *roi*).
+
+    One gather for all rays: *wall* padded with False by the longest offset (a ray leaving the
+    image hits nothing there, as in :func:`_enclosed_reference`), every voxel of *roi* reads the
+    distinct voxels of each ray (:func:`_enclosure_offsets`) and a direction counts when any of them
+    is wall. The counts are integers, so the fractions equal the reference's."""
+    out = np.zeros(wall.shape, float)
+    jj, ii = np.nonzero(roi)
+    if jj.size == 0:
+        return out
+    offs = _enclosure_offsets(sp2, radius_mm, n_dir)
+    allo = np.concatenate(offs)
+    if allo.shape[0] == 0:  # no step within the radius: no ray hits
+        return out
+    pj, pi_ = int(np.abs(allo[:, 0]).max()), int(np.abs(allo[:, 1]).max())
+    wp = np.pad(np.asarray(wall, bool), ((pj, pj), (pi_, pi_)))
+    W = wp.shape[1]
+    flat_off = allo[:, 0] * W + allo[:, 1]
+    starts = np.cumsum([0] + [len(o) for o in offs[:-1]])
+    base = (jj + pj) * W + (ii + pi_)
+    hits = wp.ravel()[base[:, None] + flat_off[None, :]]
+    cnt = np.logical_or.reduceat(hits, starts, axis=1).sum(axis=1)
+    out[jj, ii] = cnt / n_dir
+    return out
+
+
+def _enclosed_reference(wall: np.ndarray, roi: np.ndarray, sp2: np.ndarray, radius_mm: float,
+                        n_dir: int = ENCLOSURE_DIRECTIONS) -> np.ndarray:
+    """The straightforward ray casting :func:`_enclosed` is checked against (one gather per direction)."""
     out = np.zeros(wall.shape, float)
     jj, ii = np.nonzero(roi)
     if jj.size == 0:
@@ -157,7 +210,7 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     nearest section where it was found.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
-    lab, n = ndi.label(cand, structure=st3)
+    lab, n = _local.label(cand, structure=st3)  # = ndi.label, on cand's bounding box
     if n == 0:
         raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
                            "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
@@ -229,8 +282,8 @@ def _place_between(sec: np.ndarray, below: np.ndarray, above: np.ndarray, t: flo
     """*sec* (2D) shifted in-plane (whole voxels) so that its centroid lies at the fraction *t*
     (0 at *below*, 1 at *above*) of the way between the centroids of the sections *below* and
     *above* (linear interpolation of the track across a gap)."""
-    c0, c1 = np.array(ndi.center_of_mass(below)), np.array(ndi.center_of_mass(above))
-    off = np.rint(c0 + t * (c1 - c0) - np.array(ndi.center_of_mass(sec)))
+    c0, c1 = np.array(_local.center_of_mass(below)), np.array(_local.center_of_mass(above))
+    off = np.rint(c0 + t * (c1 - c0) - np.array(_local.center_of_mass(sec)))
     return ndi.shift(sec, off, order=0, mode="constant", cval=0) > 0
 
 
@@ -259,7 +312,7 @@ def _link_above(canal: np.ndarray, cand: np.ndarray, sp: np.ndarray, max_gap_mm:
     :func:`_track` may be within reach of the continued canal. Returns the lowest and highest
     slices linked, or None."""
     top = int(np.nonzero(canal.any(axis=(1, 2)))[0].max())
-    lab, _ = ndi.label(cand, structure=ndi.generate_binary_structure(3, 1))
+    lab, _ = _local.label(cand, structure=ndi.generate_binary_structure(3, 1))  # = ndi.label, on the box
     objs = ndi.find_objects(lab)
     pending = [l for l, sl in enumerate(objs, start=1) if sl is not None and sl[0].start > top
                and (sl[0].stop - sl[0].start) * float(sp[0]) >= LINK_ABOVE_MIN_MM]
@@ -305,8 +358,8 @@ def _link(canal: np.ndarray, lab: np.ndarray, objs: list, pending: list[int], ga
             best_d, ok = np.inf, False
             for kc in (min(cks), max(cks)):
                 kn = int(have[np.argmin(np.abs(have - kc))])
-                c = ndi.center_of_mass(sub[kc - sl[0].start])
-                cn_ = ndi.center_of_mass(canal[kn])
+                c = _local.center_of_mass(sub[kc - sl[0].start])
+                cn_ = _local.center_of_mass(canal[kn])
                 dist = np.hypot(c[0] + sl[1].start - cn_[0], c[1] + sl[2].start - cn_[1])
                 tol = tol_px + 0.5 * abs(kn - kc)
                 if sl[0].start > hi:
@@ -324,6 +377,8 @@ def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.n
     """Raw bone components of a dens-like size (20-200 mm^2), inside the bounding box of the hole
     *comp* (not touching its edge) and mostly (>= 70 %) surrounded by it (2D)."""
     out = np.zeros_like(comp)
+    if np.count_nonzero(raw_bone) * px_area < 20.0:  # no component can reach 20 mm^2
+        return out
     lab, n = ndi.label(raw_bone)
     if n == 0:
         return out
@@ -352,12 +407,16 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
     sections, see there)."""
     nz = max(int(round(4.0 / sp[0])), 1)  # bridges cranio-caudal gaps up to about 8 mm
     pad = nz + 1
-    bp = np.pad(bone_c, ((pad, pad), (0, 0), (0, 0)))
     box = (2 * nz + 1, 1, 1)
-    bz = _box_erode(_box_dilate(bp, box), box)[pad:-pad]  # = binary_closing with that box
+    # = binary_closing with that box, column by column: computed on the columns (j, i) holding bone
+    bz = np.zeros_like(bone_c, dtype=bool)
+    cols = _local.bbox(bone_c.any(axis=0))
+    if cols is not None:
+        bp = np.pad(bone_c[:, cols[0], cols[1]], ((pad, pad), (0, 0), (0, 0)))
+        bz[:, cols[0], cols[1]] = _box_erode(_box_dilate(bp, box), box)[pad:-pad]
     r_in = 1.2 / float(sp[1])
     if r_in >= 1.0:
-        bz = bz | ndi.binary_closing(bz, structure=_disk(r_in)[None])
+        bz = bz | _closing_in_planes(bz, _disk(r_in))
     px_area = float(sp[1] * sp[2])
     cand = np.zeros_like(bone_c)
     cand_s = np.zeros_like(bone_c)
@@ -383,9 +442,12 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             ok[1:] = np.nan_to_num(frac) >= 0.4
             all_holes[patch] |= ok[lab]
     for k in range(bz.shape[0]):
-        holes = all_holes[k]
-        if not holes.any():
+        # each slice is worked on the bounding box of its holes (bx): the labels, their order, sizes
+        # and bincount-based means are those of the whole slice (voxels outside hold label 0)
+        bx = _local.bbox(all_holes[k])
+        if bx is None:
             continue
+        holes, bone_k, a_k = all_holes[k][bx], bone_c[k][bx], a_c[k][bx]
         lab, n = ndi.label(holes)
         # a bone island inside a ring hole is the dens inside the C1 ring: the canal is the part of
         # the hole behind it (the atlanto-dental space in front of it is not canal)
@@ -399,9 +461,9 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             if sl is None or not area_mm2[0] <= sizes[l] <= 2.0 * area_mm2[1]:
                 continue
             comp = lab[sl] == l
-            island = ndi.binary_fill_holes(comp) & ~comp
+            island = _local.fill_holes_2d(comp) & ~comp  # = ndi.binary_fill_holes(comp) & ~comp
             if island.sum() * px_area < 20.0:
-                island = _dens_island(comp, bone_c[k][sl], px_area)
+                island = _dens_island(comp, bone_k[sl], px_area)
             if island.sum() * px_area >= 20.0:
                 rows = np.nonzero(island.any(axis=1))[0]
                 front = comp.copy()
@@ -409,17 +471,25 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
                 lab[sl][front] = 0
         holes = lab > 0
         lab, n = ndi.label(holes)
-        idx = np.arange(1, n + 1)
-        areas = ndi.sum_labels(holes, lab, idx) * px_area
-        means = ndi.mean(a_c[k], lab, idx)
+        areas, means = _label_areas_means(lab, n, a_k, px_area)
         ok = (areas >= area_mm2[0]) & (areas <= area_mm2[1]) & (means > -200) & (means < 200)
         if ok.any():
             keep = np.zeros(n + 1, bool)
             keep[1:] = ok
-            cand[k] = keep[lab]
+            cand[k][bx] = keep[lab]
             keep[1:] &= (areas >= CANAL_MIN_AREA_MM2) & (means < CANAL_MAX_MEAN_HU)
-            cand_s[k] = keep[lab]
+            cand_s[k][bx] = keep[lab]
     return cand, cand_s
+
+
+def _label_areas_means(lab: np.ndarray, n: int, a: np.ndarray, px_area: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ndi.sum_labels(lab > 0, lab, idx) * px_area`` and ``ndi.mean(a, lab, idx)`` for idx = 1..n.
+
+    scipy's own computation without its checks: label counts, and the values of *a* added label by
+    label in raster order in float64 (``np.bincount`` with weights), divided by the counts."""
+    flat = lab.ravel()
+    cnt = np.bincount(flat, minlength=n + 1)[1:n + 1].astype(np.float64)
+    return cnt * px_area, np.bincount(flat, weights=a.ravel(), minlength=n + 1)[1:n + 1] / cnt
 
 
 def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: np.ndarray | None = None,
@@ -512,7 +582,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
     # which the C2 localisation (osteoplan.anatomy.c2) follows to the top of the column: at C1/C2
     # and 3-5 mm voxels the hole behind the dens is often small or partial-volumed
     legacy, found_l, _ = _track(cand_all, b_c, body_c, sp, max_gap_mm)
-    centre = {k: tuple(float(x) for x in ndi.center_of_mass(legacy[k]))
+    centre = {k: tuple(float(x) for x in _local.center_of_mass(legacy[k]))
               for k in range(min(found_l), max(found_l) + 1) if legacy[k].any()}
     # beyond the last closed ring the canal continues: cranially up to the foramen magnum (at most
     # extend_mm), caudally to the edge of the image or of the provided region. The nearest section of
@@ -535,10 +605,10 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         end, step, src_lo, src_hi = todo.pop(0)
         src = _carry_source(canal.sum(axis=(1, 2)), found, end, step, src_lo, src_hi, typical)
         ref = canal[src].copy()
-        rc = np.array(ndi.center_of_mass(ref))
+        rc = np.array(_local.center_of_mass(ref))
         # ... caudally placed on the end section (the spine curves between the two); cranially the
         # end section is C1's, cut in front at the dens: the carried section keeps its own place
-        off = np.array(ndi.center_of_mass(canal[end])) - rc if step < 0 else np.zeros(2)
+        off = np.array(_local.center_of_mass(canal[end])) - rc if step < 0 else np.zeros(2)
         last = end
         d_ring = 0  # distance (slices) of the last closed ring met on the way
         for d in range(1, K):
@@ -548,19 +618,19 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
             if not 0 <= k < K:
                 break
             sec = ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0
-            grown = ndi.binary_dilation(sec, structure=grow)
+            grown = _local.binary_dilation(sec, grow)  # = ndi.binary_dilation, on the section's box
             if not (grown & body_c[k]).any():
                 if abs(k - last) * float(sp[0]) > NODATA_BRIDGE_MM:
                     break
                 continue  # a slice without data here (outside the provided region)
             # a closed ring of typical section on the way (a vertebra whose ring closes again):
             # its hole is the canal here and the continuation budget starts again from it
-            rl, rn = ndi.label(cand[k])
+            rl, rn = _local.label(cand[k])
             hit = np.unique(rl[grown & (rl > 0)])
             if hit.size:
                 ring = np.isin(rl, hit)
                 canal[k] |= ring
-                off = np.array(ndi.center_of_mass(ring)) - rc
+                off = np.array(_local.center_of_mass(ring)) - rc
                 d_ring, last = d, k
                 ext_mm[step] = d * float(sp[0])
                 continue
@@ -580,7 +650,7 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
                 # cranially re-centre on the soft tissue around the section (at most one voxel per
                 # slice) only where bone cuts into the neighbourhood (in open soft tissue the
                 # section stays where it is)
-                cc = np.array(ndi.center_of_mass(near))
+                cc = np.array(_local.center_of_mass(near))
                 off += np.clip(cc - (rc + off), -1.0, 1.0)
             carried = (ndi.shift(ref, off, order=0, mode="constant", cval=0) > 0) & soft[k]
             sec = carried & enc
@@ -617,18 +687,100 @@ def segment_spinal_canal(volume: Volume, bone: np.ndarray | None = None, body: n
         # canal (concavities of a carried/interpolated section smaller than the channel; a voxel
         # beyond a gap of the ring has fewer). The canal is avoided by the planner, so a rim voxel
         # too many is the safe side; the precise bone (dens, body) is never taken
-        bo = cn.to_canon(bone_outline)
-        ring = np.ones((1, 3, 3), bool)
-        wall_v = ndi.binary_dilation(canal, structure=ring) & bo
-        rim_max = max(0.5 * (CSF_HU + float(np.median(a_c[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
-        canal |= ndi.binary_dilation(canal, structure=ring) & ~bo & body_c & (a_c < rim_max)
-        csf = np.abs(a_c - CSF_HU) <= CSF_TOLERANCE_HU
-        nb = ndi.convolve(canal.astype(np.uint8), ring.astype(np.uint8), mode="constant")
-        canal |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bo & body_c & csf
+        canal = _give_back_rim(canal, cn.to_canon(bone_outline), body_c, a_c)
     if ext_mm[1] or ext_mm[-1]:
         notes.append(f"spinal canal continued {ext_mm[1]:.0f} mm cranially and {ext_mm[-1]:.0f} mm caudally "
                      "beyond the last closed vertebral ring")
     return CanalResult(cn.from_canon(canal), centre, found, notes)
+
+
+def _give_back_rim(canal: np.ndarray, bo: np.ndarray, body_c: np.ndarray, a_c: np.ndarray) -> np.ndarray:
+    """The canal with the voxel rim of the wall given back (see :func:`segment_spinal_canal`), computed
+    on the canal's bounding box grown by 2 voxels in-plane; equals :func:`_give_back_rim_reference`.
+
+    Canonical (K, J, I) arrays: *canal* (non-empty), *bo* the precise bone, *body_c* the body, *a_c*
+    the CT (HU). Why the box is exact: each step reaches one voxel in-plane (a 1 x 3 x 3
+    neighbourhood), so the rim lies within 1 voxel of the canal and the CSF voxels added after it
+    within 2; beyond the box every neighbourhood is empty, at the box edge the voxels outside it are
+    not canal (as scipy's constant-0 border assumes), and the median wall HU reads the same voxels.
+    Returns a new mask."""
+    ring = np.ones((1, 3, 3), bool)
+    box = _local.bbox(canal, (0, 2, 2))
+    out = canal.copy()
+    if box is None:
+        return out
+    cb, bob, bodyb, ab = canal[box], bo[box], body_c[box], a_c[box]
+    dil = ndi.binary_dilation(cb, structure=ring)
+    wall_v = dil & bob
+    rim_max = max(0.5 * (CSF_HU + float(np.median(ab[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
+    cb = cb | (dil & ~bob & bodyb & (ab < rim_max))
+    csf = np.abs(ab - CSF_HU) <= CSF_TOLERANCE_HU
+    nb = ndi.convolve(cb.astype(np.uint8), ring.astype(np.uint8), mode="constant")
+    cb |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bob & bodyb & csf
+    out[box] = cb
+    return out
+
+
+def _give_back_rim_reference(canal: np.ndarray, bo: np.ndarray, body_c: np.ndarray, a_c: np.ndarray) -> np.ndarray:
+    """The whole-volume computation :func:`_give_back_rim` is checked against."""
+    canal = canal.copy()
+    ring = np.ones((1, 3, 3), bool)
+    wall_v = ndi.binary_dilation(canal, structure=ring) & bo
+    rim_max = max(0.5 * (CSF_HU + float(np.median(a_c[wall_v]))), RIM_MAX_HU) if wall_v.any() else RIM_MAX_HU
+    canal |= ndi.binary_dilation(canal, structure=ring) & ~bo & body_c & (a_c < rim_max)
+    csf = np.abs(a_c - CSF_HU) <= CSF_TOLERANCE_HU
+    nb = ndi.convolve(canal.astype(np.uint8), ring.astype(np.uint8), mode="constant")
+    canal |= (nb >= RIM_CSF_MIN_NEIGHBOURS) & ~bo & body_c & csf
+    return canal
+
+
+def _closing_in_planes(bz: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """``ndi.binary_closing(bz, structure=disk[None])`` (in-plane closing of a (K, J, I) mask by the 2D
+    *disk*, odd sides), computed on the mask's in-plane bounding box grown by the disk's half-size.
+
+    Exact: the dilation is empty farther than the half-size from the mask, and scipy's erosion reads
+    the outside of the image as False (border_value 0), which is what the box's outside holds."""
+    h = disk.shape[0] // 2, disk.shape[1] // 2
+    out = np.zeros(bz.shape, bool)
+    box = _local.bbox(bz, (0, h[0], h[1]))
+    if box is None:
+        return out
+    rects = _disk_rectangles(disk)
+    if rects is None:  # not a union of centred rectangles: scipy's closing
+        out[box] = ndi.binary_closing(bz[box], structure=disk[None])
+        return out
+    # a dilation by a union of rectangles is the union of the (separable) rectangle dilations, an
+    # erosion by it the intersection of the rectangle erosions (outside = False, as scipy's border 0)
+    sub = bz[box]
+    dil = np.zeros(sub.shape, bool)
+    for hj, hi in rects:
+        dil |= _box_dilate(sub, (1, 2 * hj + 1, 2 * hi + 1))
+    ero = np.ones(sub.shape, bool)
+    for hj, hi in rects:
+        ero &= _box_erode(dil, (1, 2 * hj + 1, 2 * hi + 1))
+    out[box] = ero
+    return out
+
+
+def _disk_rectangles(disk: np.ndarray) -> list[tuple[int, int]] | None:
+    """Half-sizes (hj, hi) of centred rectangles whose union is the 2D structuring element *disk*
+    (odd sides, centred); None when it is not such a union (then scipy is used).
+
+    A digital disk is symmetric and convex along rows and columns: row dj holds the columns
+    -w(dj)..w(dj), w not increasing with |dj|, so it is the union over the distinct widths w of the
+    rectangles w wide (half) and as many rows (half) as have at least that width."""
+    d = np.asarray(disk, bool)
+    cj, ci = d.shape[0] // 2, d.shape[1] // 2
+    widths = {}
+    for dj in range(-cj, cj + 1):
+        cols = np.nonzero(d[cj + dj])[0]
+        if cols.size:
+            widths[dj] = int(cols.max()) - ci
+    rects = sorted({(max(abs(dj) for dj, w2 in widths.items() if w2 >= w), w) for w in widths.values() if w >= 0})
+    union = np.zeros_like(d)
+    for hj, hi in rects:
+        union[cj - hj:cj + hj + 1, ci - hi:ci + hi + 1] = True
+    return rects if rects and np.array_equal(union, d) else None
 
 
 #: Reach (mm) around a filled section within which a ring hole of the same slice replaces it.
@@ -735,7 +887,6 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
             prev_c = (k, cen)
             continue
         ref = cen if prev_c is None or prev_c[0] - k > 3 else prev_c[1]
-        best, best_cost = None, np.inf
         # the marrow and the prevertebral tissue lie in front of the canal: search backwards only,
         # up to RECENTRE_MM around the channel kept on the slice above
         oj = int(round(ref[0] - cen[0]))
@@ -744,22 +895,7 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
         roi[max(int(jj.min()), 0):min(int(jj.max()) + max(oj, 0) + rj + 1, J),
             max(int(ii.min()) - ri, 0):min(int(ii.max()) + ri + 1, I)] = True
         encl = _enclosed(wall[k], roi, sp[1:], ENCLOSURE_RADIUS_MM)
-        for dj in range(0, max(oj, 0) + rj + 1):
-            for di in range(-ri, ri + 1):
-                pj, pi_ = jj + dj, ii + di
-                if pj.min() < 0 or pi_.min() < 0 or pj.max() >= J or pi_.max() >= I:
-                    continue
-                if not body_c[k][pj, pi_].all() or b_c[k][pj, pi_].mean() > 0.3:
-                    continue
-                vals = sm[k][pj, pi_]
-                if (abs(float(vals.mean()) - CSF_HU) > CSF_TOLERANCE_HU
-                        or encl[pj, pi_].mean() < RECENTRE_ENCLOSED_FRACTION):
-                    continue
-                c = cen + (dj, di)
-                cost = float(np.mean(np.abs(vals - CSF_HU))) + float(np.hypot((c[0] - ref[0]) * sp[1],
-                                                                             (c[1] - ref[1]) * sp[2]))
-                if cost < best_cost:
-                    best, best_cost = (dj, di), cost
+        best = _recentre_search(jj, ii, cen, ref, max(oj, 0) + rj, ri, body_c[k], b_c[k], sm[k], encl, sp)
         if best is None or float(np.mean(np.abs(sm[k][jj + best[0], ii + best[1]] - CSF_HU))) > cur - 40.0:
             continue
         new = np.zeros_like(sec)
@@ -767,6 +903,73 @@ def _recentre_dense_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarray,
         out[k] = new & ~b_c[k]
         prev_c = (k, cen + best)
     return out
+
+
+def _recentre_search(jj: np.ndarray, ii: np.ndarray, cen: np.ndarray, ref: np.ndarray, dj_max: int, ri: int,
+                     body_k: np.ndarray, bone_k: np.ndarray, sm_k: np.ndarray, encl: np.ndarray,
+                     sp: np.ndarray) -> tuple[int, int] | None:
+    """The shift (dj, di) of :func:`_recentre_dense_sections` for one section, all shifts at once.
+
+    *jj*, *ii*: the section's voxels (int arrays); *cen* its centroid and *ref* the centre searched
+    around ((j, i) voxels); shifts dj in 0..*dj_max* (backwards), di in -*ri*..*ri*; *body_k*,
+    *bone_k* (bool), *sm_k* (smoothed HU) and *encl* (enclosure fractions) are the slice's 2D (J, I)
+    arrays; *sp* (k, j, i) mm. A shift is admissible when the shifted section lies in the image and
+    the body, at most 30 % on bone, its mean reads within :data:`CSF_TOLERANCE_HU` of :data:`CSF_HU`
+    and its mean enclosure is at least :data:`RECENTRE_ENCLOSED_FRACTION`; the cheapest (mean
+    |HU - CSF_HU| + mm from *ref*) wins, the first in (dj, di) order on a tie; None when none is
+    admissible. Equals :func:`_recentre_search_reference` (the loop over shifts): the same per-shift
+    reductions (each row of a C-ordered gather is reduced as the 1D array of one shift) and the
+    same float operations, taken in the same order by ``argmin``.
+    """
+    J, I = body_k.shape
+    dj = np.repeat(np.arange(0, dj_max + 1), 2 * ri + 1)
+    di = np.tile(np.arange(-ri, ri + 1), dj_max + 1)
+    ok = ((int(jj.min()) + dj >= 0) & (int(ii.min()) + di >= 0) & (int(jj.max()) + dj < J)
+          & (int(ii.max()) + di < I))
+    dj, di = dj[ok], di[ok]
+    if dj.size == 0:
+        return None
+    pj = jj[None, :] + dj[:, None]
+    pi_ = ii[None, :] + di[:, None]
+    ok = body_k[pj, pi_].all(axis=1) & ~(bone_k[pj, pi_].mean(axis=1) > 0.3)
+    dj, di, pj, pi_ = dj[ok], di[ok], pj[ok], pi_[ok]
+    if dj.size == 0:
+        return None
+    vals = sm_k[pj, pi_]
+    mean = vals.mean(axis=1).astype(np.float64)
+    ok = ~((np.abs(mean - CSF_HU) > CSF_TOLERANCE_HU) | (encl[pj, pi_].mean(axis=1) < RECENTRE_ENCLOSED_FRACTION))
+    dj, di, vals = dj[ok], di[ok], vals[ok]
+    if dj.size == 0:
+        return None
+    dev = np.abs(vals - CSF_HU).mean(axis=1).astype(np.float64)
+    cost = dev + np.hypot((cen[0] + dj - ref[0]) * sp[1], (cen[1] + di - ref[1]) * sp[2])
+    t = int(np.argmin(cost))
+    return int(dj[t]), int(di[t])
+
+
+def _recentre_search_reference(jj: np.ndarray, ii: np.ndarray, cen: np.ndarray, ref: np.ndarray, dj_max: int,
+                               ri: int, body_k: np.ndarray, bone_k: np.ndarray, sm_k: np.ndarray,
+                               encl: np.ndarray, sp: np.ndarray) -> tuple[int, int] | None:
+    """The loop over shifts :func:`_recentre_search` is checked against."""
+    J, I = body_k.shape
+    best, best_cost = None, np.inf
+    for dj in range(0, dj_max + 1):
+        for di in range(-ri, ri + 1):
+            pj, pi_ = jj + dj, ii + di
+            if pj.min() < 0 or pi_.min() < 0 or pj.max() >= J or pi_.max() >= I:
+                continue
+            if not body_k[pj, pi_].all() or bone_k[pj, pi_].mean() > 0.3:
+                continue
+            vals = sm_k[pj, pi_]
+            if (abs(float(vals.mean()) - CSF_HU) > CSF_TOLERANCE_HU
+                    or encl[pj, pi_].mean() < RECENTRE_ENCLOSED_FRACTION):
+                continue
+            c = cen + (dj, di)
+            cost = float(np.mean(np.abs(vals - CSF_HU))) + float(np.hypot((c[0] - ref[0]) * sp[1],
+                                                                         (c[1] - ref[1]) * sp[2]))
+            if cost < best_cost:
+                best, best_cost = (dj, di), cost
+    return best
 
 
 #: A section whose centroid lies farther than this (mm, in-plane) from the midpoint of the sections
@@ -799,9 +1002,9 @@ def _realign_off_line_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarra
     for k in sorted(have, reverse=True):
         if k - 1 not in have or k + 1 not in have:
             continue
-        c_lo = np.array(ndi.center_of_mass(out[k - 1]))
-        c_hi = np.array(ndi.center_of_mass(out[k + 1]))
-        c_k = np.array(ndi.center_of_mass(out[k]))
+        c_lo = np.array(_local.center_of_mass(out[k - 1]))
+        c_hi = np.array(_local.center_of_mass(out[k + 1]))
+        c_k = np.array(_local.center_of_mass(out[k]))
         mid = 0.5 * (c_lo + c_hi)
         if (np.linalg.norm((c_hi - c_lo) * sp2) > OFF_LINE_MM
                 or np.linalg.norm((c_k - mid) * sp2) <= OFF_LINE_MM):

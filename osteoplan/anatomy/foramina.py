@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from osteoplan.anatomy import _local
 from osteoplan.anatomy.segment import (CANCELLOUS_MAX_HU, CANCELLOUS_MIN_HU, Canon, _box_dilate, fill_holes_in_planes,
                                        soft_tissue_stats)
 from osteoplan.errors import AnatomyError
@@ -236,14 +237,27 @@ def wall_threshold(ct_hu: np.ndarray) -> tuple[float, float]:
 
 
 def _canal_centres(canal_c: np.ndarray) -> dict[int, tuple[float, float]]:
-    """Canal centre (j, i) per canonical slice, interpolated between slices and held beyond the ends."""
+    """Canal centre (j, i) per canonical slice, interpolated between slices and held beyond the ends.
+
+    The mean index of a slice's voxels is its integer index sum over its count, divided in float64
+    (as numpy's mean of the voxel indices does: the sums of integers are exact), every slice at once."""
     ks = np.nonzero(canal_c.any(axis=(1, 2)))[0]
     if ks.size == 0:
         return {}
-    cj = np.array([np.argwhere(canal_c[k])[:, 0].mean() for k in ks])
-    ci = np.array([np.argwhere(canal_c[k])[:, 1].mean() for k in ks])
+    rows = canal_c[ks].sum(axis=2, dtype=np.int64)  # (n, J) voxels per row
+    cols = canal_c[ks].sum(axis=1, dtype=np.int64)  # (n, I)
+    cnt = rows.sum(axis=1)
+    cj = (rows * np.arange(canal_c.shape[1], dtype=np.int64)).sum(axis=1) / cnt
+    ci = (cols * np.arange(canal_c.shape[2], dtype=np.int64)).sum(axis=1) / cnt
     allk = np.arange(canal_c.shape[0])
     return {int(k): (float(a), float(b)) for k, a, b in zip(allk, np.interp(allk, ks, cj), np.interp(allk, ks, ci))}
+
+
+def _sequential_mean(vals: np.ndarray) -> float:
+    """Mean of *vals* (1D, a label's voxels in raster order) exactly as ``scipy.ndimage.mean(input, labels,
+    index)`` gives it: scipy adds each label's voxels one after the other in float64 (``np.bincount``
+    with weights) and divides by the count; the same additions in the same order here."""
+    return np.bincount(np.zeros(vals.size, np.intp), weights=vals)[0] / np.float64(vals.size)
 
 
 def _elongation(pts: np.ndarray, sp2: np.ndarray) -> float:
@@ -343,26 +357,27 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
     near_bone = _box_dilate(bone_c, (3, 5, 5))  # = binary_dilation with a 3x5x5 box, separable
     wall = (a > t_wall) & near_bone
     holes = fill_holes_in_planes(wall, 0) & ~wall
-    canal_near = _box_dilate(canal_c, (1, 3, 3))
+    canal_near = _local.binary_dilation(canal_c, np.ones((1, 3, 3), bool))  # = _box_dilate(canal_c, (1, 3, 3))
     st2 = np.zeros((3, 3, 3), bool)
     st2[1] = ndi.generate_binary_structure(2, 1)
     lab, n = ndi.label(holes, structure=st2)
     cands: dict[str, list[_Hole]] = {"left": [], "right": []}
     if n:
-        idx = np.arange(1, n + 1)
         npx = np.bincount(lab.ravel(), minlength=n + 1)[1:]
         touch = np.bincount(lab[canal_near], minlength=n + 1)[1:]
         area = npx * px_mm2
         ok = (area >= FORAMEN_MIN_AREA_MM2) & (area <= FORAMEN_MAX_AREA_MM2) & (npx >= MIN_PIXELS) & (touch == 0)
         objs = ndi.find_objects(lab)
-        mean_hu = ndi.mean(a, lab, idx)
+        mean_hu = np.full(n, np.nan)
         for t in np.nonzero(ok)[0]:
             sl = objs[t]
             if sl is None:
                 continue
             k = sl[0].start
             inside = lab[sl][0] == t + 1
-            if not (mean_hu[t] >= CONTENT_MIN_HU and float(np.median(a[sl][0][inside])) <= content_max):
+            vals = a[sl][0][inside]
+            mean_hu[t] = _sequential_mean(vals)  # = ndi.mean(a, lab, idx)[t], for the holes gated only
+            if not (mean_hu[t] >= CONTENT_MIN_HU and float(np.median(vals)) <= content_max):
                 continue
             pts = np.argwhere(inside) + np.array([sl[1].start, sl[2].start])
             if _elongation(pts.astype(float), sp2) > MAX_ELONGATION:
@@ -486,7 +501,11 @@ def _ring_overlap(chain: list[_Hole], lab: np.ndarray, vmask: np.ndarray) -> flo
     tot, hit = 0, 0
     for h in chain:
         m = lab[h.k] == h.label
-        ring = ndi.binary_dilation(m, iterations=2) & ~m
+        # = ndi.binary_dilation(m, iterations=2) & ~m, on m's box grown by the 2 voxels it reaches
+        ring = np.zeros_like(m)
+        box = _local.bbox(m, 2)
+        if box is not None:
+            ring[box] = ndi.binary_dilation(m[box], iterations=2) & ~m[box]
         tot += int(ring.sum())
         hit += int((ring & vmask[h.k]).sum())
     return hit / max(tot, 1)

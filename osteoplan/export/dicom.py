@@ -237,9 +237,12 @@ def build_seg(labelmap, ct: Sequence, ctx: DicomContext, names: Sequence[str] | 
             else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=None if manual else algo))
     K, J, I = labelmap.volume.shape
-    pix = np.zeros((K, J, I, len(names)), dtype=bool)
+    # (K, J, I, segments) as highdicom wants it, but stored segment by segment: each mask is copied whole and
+    # highdicom's reductions over the segments axis (overlap test) and per-segment frame reads stay fast
+    pix = np.zeros((len(names), K, J, I), dtype=bool)
     for n, name in enumerate(names):
-        pix[..., n] = labelmap.get(name)
+        pix[n] = labelmap.get(name)
+    pix = pix.transpose(1, 2, 3, 0)
     seg = hd.seg.Segmentation(
         source_images=list(ct), pixel_array=pix, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descs, series_instance_uid=ctx.seg_series_uid, series_number=2,

@@ -375,7 +375,104 @@ def html_to_pdf(html: str) -> bytes:
     except (ImportError, OSError) as exc:  # OSError: missing Pango/cairo libraries
         raise DependencyError(f"PDF output needs WeasyPrint and its system libraries ({type(exc).__name__}); "
                               "install them (see README) or use --no-pdf.") from None
-    return HTML(string=html, base_url=str(_TEMPLATE_DIR)).write_pdf()
+    with _png_passthrough():
+        return HTML(string=html, base_url=str(_TEMPLATE_DIR)).write_pdf()
+
+
+def png_idat_passthrough(png: bytes) -> bytes | None:
+    """The concatenated IDAT data of a PNG a PDF can embed as it is, or None.
+
+    A PDF image with ``/FlateDecode`` and PNG predictors (``/Predictor 15``, 8 bits per component) reads exactly
+    the zlib stream of a non-interlaced 8-bit grayscale or RGB PNG (PDF 1.7, 7.4.4.4). WeasyPrint decodes every
+    PNG and encodes it again to get that stream; for such PNGs (those :func:`osteoplan.views.render.figure_png`
+    writes) the stream is taken from the file instead: the same pixels, without the decode and the slow
+    re-compression.
+
+    Parameters
+    ----------
+    png : bytes
+        A PNG file.
+
+    Returns
+    -------
+    bytes or None
+        The IDAT payload, or None for any other PNG (palette, alpha, 16-bit, interlaced) or a damaged file.
+    """
+    import struct
+    import zlib
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        return None
+    depth, color_type, _, _, interlace = png[24:29]
+    if depth != 8 or color_type not in (0, 2) or interlace != 0:
+        return None
+    pos, idat = 8, []
+    while pos + 12 <= len(png):
+        length, kind = struct.unpack("!I4s", png[pos:pos + 8])
+        if pos + 12 + length > len(png):
+            return None
+        data = png[pos + 8:pos + 8 + length]
+        if zlib.crc32(kind + data) != struct.unpack("!I", png[pos + 8 + length:pos + 12 + length])[0]:
+            return None
+        if kind == b"IDAT":
+            idat.append(data)
+        elif kind == b"IEND":
+            return b"".join(idat) if idat else None
+        pos += 12 + length
+    return None
+
+
+_PASSTHROUGH = {"users": 0}
+
+
+def _png_passthrough():
+    """Context in which WeasyPrint embeds the PNGs :func:`png_idat_passthrough` accepts without re-encoding them.
+
+    WeasyPrint (``RasterImage._get_png_data``, a private static method; checked with WeasyPrint 70) turns a
+    Pillow image into PDF image data by saving it as PNG again. The replacement reads the IDAT stream of the
+    PNG the image was opened from when it qualifies, and calls WeasyPrint's own method otherwise (images with
+    alpha, JPEG, other WeasyPrint versions without the method: nothing changes). Counted, so that threads
+    writing PDFs at the same time restore the original once the last one is done.
+    """
+    import contextlib
+    import io
+    import threading
+
+    try:
+        from weasyprint.images import RasterImage
+    except ImportError:
+        return contextlib.nullcontext()
+    if not isinstance(RasterImage.__dict__.get("_get_png_data"), staticmethod):
+        return contextlib.nullcontext()
+    lock = _PASSTHROUGH.setdefault("lock", threading.Lock())
+
+    @contextlib.contextmanager
+    def scope():
+        with lock:
+            if _PASSTHROUGH["users"] == 0:
+                saved = RasterImage.__dict__["_get_png_data"]
+                _PASSTHROUGH["saved"] = saved
+
+                def get_png_data(pillow_image):
+                    fp = getattr(pillow_image, "fp", None)
+                    if getattr(pillow_image, "format", None) == "PNG" and isinstance(fp, io.BytesIO) \
+                            and getattr(pillow_image, "mode", None) in ("L", "RGB"):
+                        data = png_idat_passthrough(fp.getvalue())
+                        if data is not None:
+                            return data
+                    return saved.__func__(pillow_image)
+
+                RasterImage._get_png_data = staticmethod(get_png_data)
+            _PASSTHROUGH["users"] += 1
+        try:
+            yield
+        finally:
+            with lock:
+                _PASSTHROUGH["users"] -= 1
+                if _PASSTHROUGH["users"] == 0:
+                    RasterImage._get_png_data = _PASSTHROUGH.pop("saved")
+
+    return scope()
 
 
 def pdf_pages_to_png(pdf: bytes, scale: float = 1.5) -> list[bytes]:
@@ -412,5 +509,17 @@ def write_report(out_dir: str | os.PathLike, plan: Any, images: Mapping[str, Any
     atomic_write_text(written["html"], html)
     if pdf:
         written["pdf"] = out / f"{basename}.pdf"
-        atomic_write_bytes(written["pdf"], html_to_pdf(html))
+        atomic_write_bytes(written["pdf"], html_to_pdf(_linked_images(html, images)))
     return written
+
+
+def _linked_images(html: str, images: Mapping[str, Any] | None) -> str:
+    """*html* with the embedded images that are PNG files on disk referred to by their ``file://`` URL instead.
+
+    The same page for WeasyPrint (it reads the same PNG bytes), without parsing megabytes of base64 text.
+    """
+    for src in (images or {}).values():
+        if isinstance(src, (bytes, bytearray)) or not Path(src).is_file():
+            continue
+        html = html.replace(f'src="{_data_uri(src)}"', f'src="{Path(src).resolve().as_uri()}"')
+    return html

@@ -549,18 +549,26 @@ def full_chord_mask(volume: Volume, geometry: CArmGeometry, fraction: float = 0.
     """
     src = volume.world_to_index(geometry.source_lps_mm)
     pix = volume.world_to_index(geometry.pixel_centres())
-    d = pix - src
     n = np.asarray(volume.shape, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ta = (-0.5 - src) / d
-        tb = (n - 0.5 - src) / d
-    lo = np.where(np.abs(d) < 1e-12, np.where((src >= -0.5) & (src <= n - 0.5), -np.inf, np.inf),
-                  np.minimum(ta, tb))
-    hi = np.where(np.abs(d) < 1e-12, np.where((src >= -0.5) & (src <= n - 0.5), np.inf, -np.inf),
-                  np.maximum(ta, tb))
-    t0 = np.clip(lo.max(axis=-1), 0.0, 1.0)
-    t1 = np.clip(hi.min(axis=-1), 0.0, 1.0)
-    length = np.maximum(t1 - t0, 0.0) * np.linalg.norm(d * volume.spacing_mm, axis=-1)
+    sp = np.asarray(volume.spacing_mm, float)
+    # slab method per index axis, on contiguous (rows, cols) planes (reductions over a last axis of 3 are slow)
+    t0 = t1 = sq = None
+    for a in range(3):
+        d = pix[..., a] - src[a]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ta = (-0.5 - src[a]) / d
+            tb = (n[a] - 0.5 - src[a]) / d
+        flat = np.abs(d) < 1e-12
+        inside = -0.5 <= src[a] <= n[a] - 0.5
+        lo = np.where(flat, -np.inf if inside else np.inf, np.minimum(ta, tb))
+        hi = np.where(flat, np.inf if inside else -np.inf, np.maximum(ta, tb))
+        t0 = lo if t0 is None else np.maximum(t0, lo)
+        t1 = hi if t1 is None else np.minimum(t1, hi)
+        x = d * sp[a]
+        sq = x * x if sq is None else sq + x * x
+    t0 = np.clip(t0, 0.0, 1.0)
+    t1 = np.clip(t1, 0.0, 1.0)
+    length = np.maximum(t1 - t0, 0.0) * np.sqrt(sq)
     inside = length[length > 0]
     if inside.size == 0:
         return np.zeros(length.shape, bool)

@@ -20,10 +20,35 @@ def new_figure(width_in: float = 5.4, height_in: float = 5.8, dpi: int = 110):
     return fig
 
 
+#: zlib level of the PNGs written by :func:`figure_png`: level 3 of the opaque RGB image gives files about
+#: the size matplotlib's default (RGBA, level 6) did, 2-3 times faster (CThead views, measured).
+PNG_COMPRESS_LEVEL = 3
+
+
 def figure_png(fig) -> bytes:
-    """Render a Figure to PNG bytes."""
+    """Render a Figure to PNG bytes (8-bit RGB; RGBA only when some pixel is not opaque).
+
+    The figure is drawn by Agg exactly as ``fig.savefig(format="png")`` draws it (same dpi, face colour); the
+    pixels are then encoded by Pillow at :data:`PNG_COMPRESS_LEVEL` without the alpha channel of an opaque
+    figure (every figure here has an opaque face), which also spares WeasyPrint splitting it off again.
+    """
+    import matplotlib
+    from PIL import Image, PngImagePlugin
+
+    face = "black" if _dark(fig) else "white"
+    raw = io.BytesIO()
+    fig.savefig(raw, format="rgba", dpi=fig.dpi, facecolor=face)
+    w, h = (int(v) for v in fig.canvas.get_renderer().get_canvas_width_height())
+    if raw.getbuffer().nbytes != w * h * 4:  # e.g. a "tight" bounding box set in matplotlib's rc: its own PNG
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi, facecolor=face)
+        return buf.getvalue()
+    rgba = np.frombuffer(raw.getbuffer(), dtype=np.uint8).reshape(h, w, 4)
+    img = Image.fromarray(np.ascontiguousarray(rgba[..., :3]) if rgba[..., 3].min() == 255 else rgba)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="black" if _dark(fig) else "white")
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info, dpi=(fig.dpi, fig.dpi))
     return buf.getvalue()
 
 

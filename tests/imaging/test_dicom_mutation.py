@@ -51,6 +51,7 @@ def test_mutation_corpus_representative_subset():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # >= 2000 read attempts in forked children: over 10 min when the machine is loaded
 def test_mutation_corpus_full():
     dm = _bench()
     src = dm.load_source(SOURCE)
