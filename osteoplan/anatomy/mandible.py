@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from osteoplan.anatomy.segment import Canon
+from osteoplan.anatomy.segment import Canon, _label_sizes, _plane_morph
 from osteoplan.imaging.volume import Volume
 
 #: Least left-right width (mm) of the arc taken as the mandibular body. The adult mandible is
@@ -49,7 +49,65 @@ MAX_EROSION_MM = 8.0
 
 def _u_slices(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | None, sp: np.ndarray,
               body_c: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Axial slices (canonical, k ascending superiorly) holding a bony U in front of the spine."""
+    """Axial slices (canonical, k ascending superiorly) holding a bony U in front of the spine.
+
+    Returns (k, mask of the U on that slice, shape (J, I)) in order of k, then of the U's first voxel in the
+    slice. The 8-connected bone objects of every slice come from one labelling of the whole array connected in
+    the plane only (numbered slice by slice in raster order, as a labelling per slice would number them:
+    :func:`_u_slices_reference` is that loop).
+    """
+    out = []
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = True
+    lab, n = ndi.label(bone_c, structure=st)
+    if n == 0:
+        return out
+    cj_of: dict[int, float | None] = {}
+    for t, sl in enumerate(ndi.find_objects(lab), start=1):
+        k = sl[0].start
+        if k not in cj_of:
+            if centre_ji is not None and k in centre_ji:
+                cj_of[k] = centre_ji[k][0]
+            else:
+                bj = np.nonzero(body_c[k].any(axis=1))[0]
+                cj_of[k] = None if bj.size == 0 else 0.5 * (bj[0] + bj[-1])
+        cj = cj_of[k]
+        if cj is None:
+            continue
+        sl2 = sl[1:]
+        if _is_u(lab[k][sl2] == t, sl2, cj, sp):
+            full = np.zeros(bone_c.shape[1:], bool)
+            full[sl2] = lab[k][sl2] == t
+            out.append((k, full))
+    return out
+
+
+def _is_u(m: np.ndarray, sl: tuple[slice, slice], cj: float, sp: np.ndarray) -> bool:
+    """Whether the bone object *m* (bool, its (j, i) bounding box *sl* in the slice) is a U wider than
+    :data:`ARC_MIN_WIDTH_MM`, at least :data:`ARC_MIN_ANTERIOR_MM` in front of row *cj*, open posteriorly."""
+    w = (sl[1].stop - sl[1].start) * sp[2]
+    if w < ARC_MIN_WIDTH_MM:
+        return False
+    front_mm = (cj - sl[0].start) * sp[1]
+    if front_mm < ARC_MIN_ANTERIOR_MM:
+        return False
+    pts = np.argwhere(m)
+    c = np.rint(pts.mean(axis=0)).astype(int)
+    if m[c[0], c[1]]:
+        return False  # not a U: its centroid lies in the bone
+    ci = c[1]
+    if not (m[:, :ci].any() and m[:, ci + 1:].any()):
+        return False
+    # open posteriorly: the bone in the centroid's column lies in front of the centroid
+    col = np.nonzero(m[:, ci])[0]
+    if col.size == 0 or col.min() > c[0] or col.max() > c[0]:
+        return False  # no bone in front of the centroid, or bone behind it (a closed ring: skull, vertebra)
+    return True
+
+
+def _u_slices_reference(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | None, sp: np.ndarray,
+                        body_c: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """:func:`_u_slices` slice by slice (one 2D labelling per axial slice; the reference it is tested against)."""
     out = []
     for k in range(bone_c.shape[0]):
         if not bone_c[k].any():
@@ -64,29 +122,12 @@ def _u_slices(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | No
             if bj.size == 0:
                 continue
             cj = 0.5 * (bj[0] + bj[-1])
-        objs = ndi.find_objects(lab)
-        for t, sl in enumerate(objs, start=1):
-            w = (sl[1].stop - sl[1].start) * sp[2]
-            if w < ARC_MIN_WIDTH_MM:
-                continue
-            front_mm = (cj - sl[0].start) * sp[1]
-            if front_mm < ARC_MIN_ANTERIOR_MM:
-                continue
+        for t, sl in enumerate(ndi.find_objects(lab), start=1):
             m = lab[sl] == t
-            pts = np.argwhere(m)
-            c = np.rint(pts.mean(axis=0)).astype(int)
-            if m[c[0], c[1]]:
-                continue  # not a U: its centroid lies in the bone
-            ci = c[1]
-            if not (m[:, :ci].any() and m[:, ci + 1:].any()):
-                continue
-            # open posteriorly: the bone in the centroid's column lies in front of the centroid
-            col = np.nonzero(m[:, ci])[0]
-            if col.size == 0 or col.min() > c[0] or col.max() > c[0]:
-                continue  # no bone in front of the centroid, or bone behind it (a closed ring: skull, vertebra)
-            full = np.zeros(bone_c.shape[1:], bool)
-            full[sl] = m
-            out.append((k, full))
+            if _is_u(m, sl, cj, sp):
+                full = np.zeros(bone_c.shape[1:], bool)
+                full[sl] = m
+                out.append((k, full))
     return out
 
 
@@ -217,13 +258,14 @@ def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None =
             er = bone_c
         else:
             yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-            er = ndi.binary_erosion(bone_c, structure=((yy * yy + xx * xx) <= r * r)[None])
+            # = ndi.binary_erosion(bone_c, structure=disk[None]), by row runs (segment._plane_morph)
+            er = _plane_morph(bone_c, (yy * yy + xx * xx) <= r * r, False)
         lab, n = ndi.label(er, structure=st)
         held = np.bincount(lab[seed & er], minlength=n + 1)
         held[0] = 0
         if not held.any():
             return None, "mandible: NOT segmented (the arc vanished while separating it from the skull)"
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        sizes = _label_sizes(lab, n)  # = np.bincount(lab.ravel(), minlength=n + 1)
         tid = int(np.argmax(held))
         vol = sizes[tid] * vox_ml
         if vol > MANDIBLE_MAX_ML and r == 0:

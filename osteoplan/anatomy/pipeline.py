@@ -158,10 +158,11 @@ def _body_box(body: np.ndarray, shape: tuple[int, int, int], margin: int = 3) ->
     """Bounding box (slices) of the body plus a margin; the whole grid when the body is empty."""
     if not body.any():
         return tuple(slice(0, n) for n in shape)  # type: ignore[return-value]
-    idx = np.argwhere(body)
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + margin + 1, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    out = []
+    for d in range(3):  # first and last index along each axis from the mask's projection (no voxel list)
+        nz = np.flatnonzero(body.any(axis=tuple(x for x in range(3) if x != d)))
+        out.append(slice(max(int(nz[0]) - margin, 0), min(int(nz[-1]) + margin + 1, int(shape[d]))))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
