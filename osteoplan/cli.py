@@ -70,8 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _freeze_gc_at_exit() -> None:
+    """Let the interpreter's shutdown skip garbage-collecting the objects alive when it starts.
+
+    At exit, CPython's finalisation runs cyclic garbage collections over every object still tracked: after
+    ``osteoplan plan`` (numba, scipy, pydantic and their registries loaded) that was about 0.3 s of CPU of a
+    ~4.5 s command (CThead, one core). :func:`gc.freeze` moves the survivors to the permanent generation, which
+    those collections skip; the memory is returned by the process ending. Registered with :mod:`atexit` so that it
+    runs only when the interpreter exits (never in the middle of a test session that calls :func:`main`), after
+    the handlers registered later (LIFO) and before those registered earlier; explicit finalisers
+    (``weakref.finalize``, temporary folders, logging) still run.
+    """
+    import atexit
+    import gc
+
+    atexit.unregister(gc.freeze)  # once, however many times main() is called
+    atexit.register(gc.freeze)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    _freeze_gc_at_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
