@@ -113,10 +113,12 @@ def cortical_breach(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.ndarray
     from scipy.ndimage import binary_fill_holes, distance_transform_edt
     from skimage.measure import marching_cubes
 
+    from osteoplan.risk.rigidity import _bounds_kji
+
     solid = binary_fill_holes(c2_mask | lesion_mask)
-    idx = np.argwhere(solid)
-    lo = np.maximum(idx.min(axis=0) - 2, 0)
-    hi = np.minimum(idx.max(axis=0) + 3, volume.shape)
+    first, last = _bounds_kji(solid)  # == argwhere(solid).min(0) / .max(0)
+    lo = np.maximum(first - 2, 0)
+    hi = np.minimum(last + 3, volume.shape)
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     sub = np.pad(solid[sl], 1).astype(np.float32)
     sp = volume.spacing_mm

@@ -347,16 +347,32 @@ class RigidityProfile:
         return d
 
 
+def _bounds_kji(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lowest and highest (k, j, i) index of the True voxels of a 3D mask (each shape (3,)); None if empty.
+
+    Same result as ``np.argwhere(mask).min(0)`` / ``.max(0)`` without listing every voxel: the slices holding
+    a voxel are found first (one pass), then rows and columns inside that slab only.
+    """
+    K = mask.shape[0]
+    ks = np.flatnonzero(mask.reshape(K, -1).any(axis=1))
+    if ks.size == 0:
+        return None
+    slab = mask[ks[0]:ks[-1] + 1]
+    js = np.flatnonzero(slab.any(axis=(0, 2)))
+    is_ = np.flatnonzero(slab.any(axis=(0, 1)))
+    return np.array([ks[0], js[0], is_[0]]), np.array([ks[-1], js[-1], is_[-1]])
+
+
 def _crop(volume: Volume, masks: Sequence[np.ndarray], margin: int = 3) -> tuple[Volume, list[np.ndarray]]:
     """Crop the volume and masks to the masks' bounding box (+ margin voxels), keeping the geometry."""
     union = np.zeros(volume.shape, bool)
     for m in masks:
         union |= m
-    idx = np.argwhere(union)
-    if idx.size == 0:
+    bounds = _bounds_kji(union)
+    if bounds is None:
         return volume, list(masks)
-    lo = np.maximum(idx.min(axis=0) - margin, 0)
-    hi = np.minimum(idx.max(axis=0) + margin + 1, volume.shape)
+    lo = np.maximum(bounds[0] - margin, 0)
+    hi = np.minimum(bounds[1] + margin + 1, volume.shape)
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     aff = volume.affine.copy()
     aff[:3, 3] = volume.index_to_world(lo.astype(float))
@@ -614,7 +630,10 @@ def dens_rigidity(volume: Volume, c2_mask: np.ndarray, landmarks: Any, lesion_ma
             if lesion_mask is not None and lesion_mask.any() and not lesion.any():
                 note += " The lesion lies outside the anterior column: it does not weaken these sections."
     if body_depth_mm is None:
-        pts = volume.index_to_world(np.argwhere(bone).astype(float))
+        b = _bounds_kji(bone)  # the voxels of the (small) bone's bounding box only, not of the whole CT
+        lo = b[0] if b is not None else np.zeros(3, int)
+        sub = tuple(slice(int(a), int(c) + 1) for a, c in zip(lo, b[1])) if b is not None else (slice(0, 0),) * 3
+        pts = volume.index_to_world((np.argwhere(bone[sub]) + lo).astype(float))
         s_ai = float((np.asarray(landmarks.anteroinferior_body_lps_mm, float) - waist) @ a)
         s_low = max(float(((pts - waist) @ a).min()), s_ai) + 2.0
     else:
