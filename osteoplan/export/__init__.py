@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -206,25 +207,59 @@ def save_ct_nifti(path: str | os.PathLike, volume: Any) -> Path:
     pathlib.Path
     """
     import tempfile
-    import zlib
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = memoryview(volume.to_nifti().to_bytes())
+    img = volume.to_nifti()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part.nii.gz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            # wbits 31: gzip container (header, CRC-32, size); memLevel 9: the fastest Huffman-only setting
-            comp = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)
-            chunk = 1 << 22
-            for start in range(0, len(raw), chunk):
-                fh.write(comp.compress(raw[start:start + chunk]))
-            fh.write(comp.flush())
+            stream = _HuffmanGzipWriter(fh)
+            img.to_stream(stream)  # nibabel writes header then voxels, slice by slice, through the compressor
+            stream.finish()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class _HuffmanGzipWriter(io.RawIOBase):
+    """A write-only, forward-only file object that gzip-compresses what is written into *fh* with Huffman
+    coding only (zlib ``Z_HUFFMAN_ONLY``). nibabel writes through it like through a bz2 file (no seeking)."""
+
+    def __init__(self, fh) -> None:
+        import zlib
+
+        super().__init__()
+        self._fh = fh
+        # wbits 31: gzip container (header, CRC-32, size); memLevel 9: the fastest Huffman-only setting
+        self._comp = zlib.compressobj(1, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        view = view.cast("B")
+        self._fh.write(self._comp.compress(view))
+        self._pos += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0 and offset == self._pos:
+            return self._pos
+        raise OSError("a gzip stream being written cannot seek")
+
+    def finish(self) -> None:
+        """Write the end of the deflate stream and the gzip trailer."""
+        self._fh.write(self._comp.flush())
 
 
 def load_plan_dir(plan_dir: str | os.PathLike):
