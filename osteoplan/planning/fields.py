@@ -50,7 +50,7 @@ class StructureField:
     name: str
     category: str  # "hard" | "displaceable"
     margin_mm: float
-    map_mm: np.ndarray  # float32 (K, J, I) ROI
+    map_mm: np.ndarray | None  # float32 on ROIFields.maps_box (the whole ROI unless deferred); None until computed
     source: str
     soft_only: bool = False  # measured only outside the target bone (bone on the way)
     mask_full: np.ndarray | None = None  # bool mask on the full CT grid (for exact re-measurement)
@@ -74,7 +74,7 @@ class ROIFields:
     body_source: str = ""
     other_bone_source: str = ""
     lesion_assessed: bool = False
-    maps: np.ndarray | None = None  # (K, J, I, S) float32: structures' maps, channel last (views in .structures)
+    maps: np.ndarray | None = None  # (K', J', I', S) float32 on maps_box, channel last (views in .structures)
     #: ROI faces that are edges of the CT's data, as (array axis, -1 low / +1 high): the image border or a
     #: truncated field of view. A path stopped there inside the body left the image, not the patient.
     fov_faces: tuple[tuple[int, int], ...] = ()
@@ -88,9 +88,9 @@ class ROIFields:
     front_edge_right_mm: np.ndarray | None = None
     medial_axis: int = 0
     medial_sources: tuple[str, ...] = ()
-    #: The ROI box (3 slices) where ``maps`` holds the structures' distances; None: not computed yet. Outside it
-    #: ``maps`` holds ``CAP_MM`` and is never read: the search's kernel calls :meth:`ensure_maps` with the box its
-    #: paths can read first (:func:`osteoplan.planning.search.kernel_reach_box`).
+    #: The ROI box (3 slices) ``maps`` covers (``maps[0, 0, 0]`` is its first voxel); None: not computed yet. The
+    #: search's kernel calls :meth:`ensure_maps` with the box its paths read first
+    #: (:func:`osteoplan.planning.search.measured_reach_box`); the whole ROI unless build_fields defers the maps.
     maps_box: tuple[slice, ...] | None = None
     #: Per structure (same order), its mask on the ROI and whether its map is signed (displaceable): what
     #: :meth:`ensure_maps` computes the maps from.
@@ -102,52 +102,61 @@ class ROIFields:
         return np.asarray(pts_lps, float) @ inv[:3, :3].T + inv[:3, 3]
 
     def ensure_maps(self, box: tuple[slice, ...] | None = None, pad_mm: float = 0.0) -> np.ndarray:
-        """``maps`` (K, J, I, S) float32, exact at least on *box* (3 slices of the ROI; None = the whole ROI).
+        """``maps`` (K', J', I', S) float32 on :attr:`maps_box`, a box of the ROI holding at least *box* (3 slices of
+        the ROI; None = the whole ROI).
+
+        Computed on first need on *box*; when a later *box* is not inside :attr:`maps_box`, on the smallest box
+        holding both (the part already computed is kept). Each structure's distance is computed on a box only
+        (:func:`capped_distance_mm` / :func:`signed_distance_mm` with ``within``: the values of the whole ROI).
+        Structures' ``map_mm`` are views of the channels.
 
         *pad_mm*: when maps must be computed, on *box* grown by this much (so that the next boxes, near this one,
         need nothing more: cheaper than a second pass over thin slabs; values are exact either way).
-
-        Computed on first need on *box*; when a later *box* is not inside :attr:`maps_box`, the part of the smallest
-        box holding both that is not yet computed is added. Each structure's distance is computed on a box only
-        (:func:`capped_distance_mm` / :func:`signed_distance_mm` with ``within``: the values of the whole ROI).
-        Structures' ``map_mm`` are views of the channels.
         """
         shape = self.shape
         want = _as_box(box, shape)
-        if any(w.stop <= w.start for w in want):
-            want = None
         cur = self.maps_box if self.maps is not None else None
-        covered = cur is not None and all(c.start <= w.start and w.stop <= c.stop for c, w in zip(cur, want or ()))
-        if want is not None and not covered and pad_mm > 0:
-            want = _grown(want, np.ceil(pad_mm / np.asarray(self.spacing_mm, float)).astype(int), shape)
-        if want is None or covered:
-            if self.maps is None:
-                S = len(self.map_sources)
-                self.maps = np.full(shape + (max(1, S),), CAP_MM, np.float32)[..., :S]
+        if any(w.stop <= w.start for w in want):
+            if cur is None:
+                self.maps = np.zeros((0, 0, 0, len(self.map_sources)), np.float32)
                 self.maps_box = tuple(slice(0, 0) for _ in shape)
             return self.maps
+        if cur is not None and any(c.stop <= c.start for c in cur):
+            cur = None
+        if cur is not None and all(c.start <= w.start and w.stop <= c.stop for c, w in zip(cur, want)):
+            return self.maps
+        if pad_mm > 0:
+            want = _grown(want, np.ceil(pad_mm / np.asarray(self.spacing_mm, float)).astype(int), shape)
         S = len(self.map_sources)
-        if cur is None or any(c.stop <= c.start for c in cur):
-            maps = np.full(shape + (max(1, S),), CAP_MM, np.float32)
-            self.maps = maps if S else maps[..., :0]
-            todo = [want]
-            union = want
+        if cur is None:
+            union, todo = want, [want]
         else:
             union = tuple(slice(min(c.start, w.start), max(c.stop, w.stop)) for c, w in zip(cur, want))
             todo = _box_difference(union, cur)
+        maps = np.empty(tuple(u.stop - u.start for u in union) + (S,), np.float32)
+        if cur is not None:
+            maps[_shifted(cur, union)] = self.maps
         grow = cap_reach_voxels(self.spacing_mm, CAP_MM)
         for part in todo:
             # the mask within the reach of the part is all the part's values depend on (see capped_distance_mm,
             # signed_distance_mm): a crop face inside the grid lies farther than CAP_MM from every voxel of the part
             crop = _grown(part, grow, shape)
             within = _shifted(part, crop)
+            dst = _shifted(part, union)
             for i_, (mask, signed) in enumerate(self.map_sources):
                 fn = signed_distance_mm if signed else capped_distance_mm
-                self.maps[part + (i_,)] = fn(mask[crop], self.spacing_mm, CAP_MM, within=within)
+                maps[dst + (i_,)] = fn(mask[crop], self.spacing_mm, CAP_MM, within=within)
+        self.maps = maps
         for i_, st in enumerate(self.structures):
             st.map_mm = self.maps[..., i_]
         self.maps_box = union
         return self.maps
+
+    @property
+    def maps_lo(self) -> np.ndarray:
+        """(3,) int64: the ROI index of ``maps[0, 0, 0]``."""
+        box = self.maps_box or (slice(0, 0),) * 3
+        return np.array([s.start for s in box], np.int64)
 
 
 def _box_difference(outer: tuple[slice, ...], inner: tuple[slice, ...]) -> list[tuple[slice, ...]]:

@@ -56,7 +56,7 @@ from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.imaging.volume import Volume
 from osteoplan.planning import kernel as K
-from osteoplan.planning.fields import (ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
+from osteoplan.planning.fields import (CAP_MM, ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
                                        nonzero_box, signed_distance_mm)
 from osteoplan.planning.procedures import Procedure, cone_directions, get_procedure
 from osteoplan.planning.protocol import Protocol
@@ -132,8 +132,8 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
     was not segmented to the reason.
 
     With *defer_maps*, the structures' distance maps (``fields.maps``) are not computed here but by the kernel's
-    callers, on the part of the ROI their paths can read (:meth:`~osteoplan.planning.fields.ROIFields.ensure_maps`,
-    :func:`kernel_reach_box`): the same values there, computed on a smaller box. The search does so.
+    callers, on the part of the ROI their paths read (:meth:`~osteoplan.planning.fields.ROIFields.ensure_maps`,
+    :func:`measured_reach_box`): the same values there, computed on a smaller box. The search does so.
     """
     warnings: list[str] = []
     sp = volume.spacing_mm
@@ -654,7 +654,10 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
                 gap_max + 2.0 if gap_max > 0 else 0.0, thread)
 
     if python:
-        maps = fields.ensure_maps(kernel_reach_box(fields.shape, t_idx, d_idx, step_mm, protocol.entry.max_depth_mm))
+        box = kernel_reach_box(fields.shape, t_idx, d_idx, step_mm, protocol.entry.max_depth_mm)
+        fields.ensure_maps(box)
+        maps = np.full(fields.shape + (S,), np.float32(CAP_MM), np.float32)  # the reference reads a whole-ROI array
+        maps[fields.maps_box] = fields.maps
         t0 = time.perf_counter()
         r = K.evaluate_python(*args_for(cand_t, cand_d, maps, soft), clear_gate=float(clear_gate),
                               gap_limit_mm=gap_limit)
@@ -664,7 +667,7 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         ev.thread_mm = thread
         return ev
 
-    def run(ct, cd, maps, soft_, n_s):
+    def run(ct, cd, maps, maps_lo, soft_, n_s):
         n = len(ct)
         out = dict(code=np.zeros(n, np.int8), sbone=np.zeros(n), sskin=np.zeros(n), cont=np.zeros(n),
                    other=np.zeros(n), lesion=np.zeros(n), clear=np.zeros((n, n_s)), inc=np.zeros(n),
@@ -672,13 +675,13 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         a = args_for(ct, cd, maps, soft_)
         order = K.direction_major_order(a[2], a[3], len(dirs_lps)) if n > 1 and reorder else np.zeros(0, np.int64)
         K.evaluate_candidates(*a, depth_lipschitz(fields), float(clear_gate), gap_limit, order,
-                              lesion_box(fields), out["code"],
+                              lesion_box(fields), maps_lo, out["code"],
                               out["sbone"], out["sskin"], out["cont"], out["other"], out["lesion"], out["clear"],
                               out["inc"], out["tipgap"], out["lesion_thread"], out["gated"])
         return out
 
     t0 = time.perf_counter()
-    out = run(cand_t, cand_d, np.zeros(fields.shape + (0,), np.float32), np.zeros(0, np.bool_), 0)
+    out = run(cand_t, cand_d, np.zeros(fields.shape + (0,), np.float32), np.zeros(3, np.int64), np.zeros(0, np.bool_), 0)
     seconds = time.perf_counter() - t0
     clear = np.full((N, S), 1e9)
     meas = np.nonzero(np.isin(out["code"], (K.OK, K.NO_SKIN)) & (out["gated"] == 0))[0]
@@ -686,7 +689,7 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         box = measured_reach_box(fields.shape, t_idx[cand_t[meas]], d_idx[cand_d[meas]], out["sskin"][meas])
         maps = fields.ensure_maps(box, pad_mm=MAPS_PAD_MM)
         t0 = time.perf_counter()
-        out2 = run(cand_t[meas], cand_d[meas], maps, soft, S)
+        out2 = run(cand_t[meas], cand_d[meas], maps, fields.maps_lo, soft, S)
         seconds += time.perf_counter() - t0
         clear[meas] = out2["clear"]
     out["clear"] = clear

@@ -109,13 +109,16 @@ def test_maps_on_growing_boxes_equal_the_whole_roi_maps(neck_fields):
     a = (slice(100, 120), slice(40, 70), slice(20, 60))
     b = (slice(90, 110), slice(60, 90), slice(50, 100))
     lazy.ensure_maps(a)
-    np.testing.assert_array_equal(lazy.maps[a], full.maps[a])
+    assert lazy.maps_box == a and lazy.maps.shape == (20, 30, 40, len(full.structures))
+    np.testing.assert_array_equal(lazy.maps, full.maps[a])
     lazy.ensure_maps(b)
     union = tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
     assert lazy.maps_box == union
-    np.testing.assert_array_equal(lazy.maps[union], full.maps[union])
+    np.testing.assert_array_equal(lazy.maps_lo, [90, 40, 20])
+    np.testing.assert_array_equal(lazy.maps, full.maps[union])
     for st_lazy, st_full in zip(lazy.structures, full.structures):
-        np.testing.assert_array_equal(st_lazy.map_mm[union], st_full.map_mm[union])
+        np.testing.assert_array_equal(st_lazy.map_mm, st_full.map_mm[union])
+    assert full.maps_box == tuple(slice(0, n) for n in full.shape)  # build_fields' default: the whole ROI
 
 
 def test_measured_reach_box_holds_every_cell_corner_a_path_reads():
