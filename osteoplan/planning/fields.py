@@ -14,6 +14,11 @@ Conventions
   computed when a path crosses it.
 * The target bone (C2, a vertebra) gets a signed "depth" map, positive inside: distance to the bone surface, the surface being
   taken halfway between the last voxel centre inside and the first outside.
+* The structures' maps are held on a box of the ROI (``ROIFields.maps_box``, the whole ROI by default). The search
+  computes them only on the box its paths measured against the structures read (:meth:`ROIFields.ensure_maps`,
+  :func:`osteoplan.planning.search._run_kernel`): a value capped at ``cap_mm`` depends only on the mask within
+  ``cap_mm`` of its voxel, so each transform runs on the box grown by that reach (``within=`` of
+  :func:`capped_distance_mm` / :func:`signed_distance_mm`) and gives the values of the whole ROI there.
 """
 
 from __future__ import annotations
