@@ -357,7 +357,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if short > clear_gate:
                 measure = False
                 out_gated[n] = 1
-        if measure:  # the clearances at the samples inside the bone
+        if measure and S > 0:  # the clearances at the samples inside the bone (none to read without maps)
             for q in range(1, m):
                 s = q * h
                 _tri_min(maps, K, J, I, maps_lo, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr,
@@ -383,7 +383,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if s > sbone + h:
                 if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
-            if measure:
+            if measure and S > 0:
                 _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
             q += 1
         if sskin < 0.0:
