@@ -127,7 +127,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                         tip_skip_mm, gap_max_mm, thread_mm, lip, clear_gate, gap_limit_mm, order,
-                        lesion_box, maps_lo, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
+                        lesion_box, maps_lo, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear,
+                        out_inc,
                         out_tipgap, out_lesion_thread, out_gated):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 

@@ -681,7 +681,8 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         return out
 
     t0 = time.perf_counter()
-    out = run(cand_t, cand_d, np.zeros(fields.shape + (0,), np.float32), np.zeros(3, np.int64), np.zeros(0, np.bool_), 0)
+    no_maps = np.zeros(fields.shape + (0,), np.float32)
+    out = run(cand_t, cand_d, no_maps, np.zeros(3, np.int64), np.zeros(0, np.bool_), 0)
     seconds = time.perf_counter() - t0
     clear = np.full((N, S), 1e9)
     meas = np.nonzero(np.isin(out["code"], (K.OK, K.NO_SKIN)) & (out["gated"] == 0))[0]
