@@ -77,8 +77,8 @@ def _tri(a, k, j, i):
 @nb.njit(cache=True, nogil=True, inline="always")
 def _tri_min(maps, K, J, I, lo, k, j, i, r, out, n, soft_only, soft_ok):
     """out[n, s] = min(out[n, s], trilinear(maps[..., s]) - r) for every channel s, at the ROI position (k, j, i)
-    clamped to the ROI (K, J, I); *maps* (K', J', I', S) holds the ROI box starting at *lo* (3,) (the cell's corners
-    must lie in it: ValueError otherwise)."""
+    clamped to the ROI (K, J, I); *maps* (K', J', I', S) holds the ROI box starting at *lo* (3,). Returns False,
+    reading and writing nothing, when the cell's corners are not all in the box."""
     S = maps.shape[3]
     if k < 0.0:
         k = 0.0
@@ -102,7 +102,7 @@ def _tri_min(maps, K, J, I, lo, k, j, i, r, out, n, soft_only, soft_ok):
     b0 = j0 - lo[1]
     c0 = i0 - lo[2]
     if a0 < 0 or b0 < 0 or c0 < 0 or a0 + 1 >= maps.shape[0] or b0 + 1 >= maps.shape[1] or c0 + 1 >= maps.shape[2]:
-        raise ValueError("kernel: a sample reads the structure maps outside the box they were computed on")
+        return False
     w000 = (1 - fk) * (1 - fj) * (1 - fi)
     w001 = (1 - fk) * (1 - fj) * fi
     w010 = (1 - fk) * fj * (1 - fi)
@@ -120,6 +120,7 @@ def _tri_min(maps, K, J, I, lo, k, j, i, r, out, n, soft_only, soft_ok):
              + w110 * maps[a0 + 1, b0 + 1, c0, s_] + w111 * maps[a0 + 1, b0 + 1, c0 + 1, s_]) - r
         if v < out[n, s_]:
             out[n, s_] = v
+    return True
 
 
 @nb.njit(cache=True, nogil=True)
@@ -129,7 +130,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         tip_skip_mm, gap_max_mm, thread_mm, lip, clear_gate, gap_limit_mm, order,
                         lesion_box, maps_lo, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear,
                         out_inc,
-                        out_tipgap, out_lesion_thread, out_gated):
+                        out_tipgap, out_lesion_thread, out_gated, out_outside):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 
     Parameters
@@ -184,10 +185,12 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         corner of the cell is 0 or has weight 0).
         ``(-2, -2, -2, K + 1, J + 1, I + 1)`` reads it everywhere.
     maps_lo : (3,) int64, the ROI index of ``maps[0, 0, 0]``: *maps* holds a box of the ROI (the whole ROI: zeros).
-        A sample is clamped to the ROI and its cell read in the box (ValueError if outside it; the callers compute
-        the maps on a box holding every cell the candidates read, :func:`osteoplan.planning.search.measured_reach_box`).
+        A sample is clamped to the ROI and its cell read in the box (outside it: ``out_outside``; see
+        :func:`osteoplan.planning.search.measured_reach_box`).
     out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg); ``out_gated`` (N,)
-        uint8, 1 where the gate left the clearances unmeasured.
+        uint8, 1 where the gate left the clearances unmeasured; ``out_outside`` (N,) uint8, 1 where a sample's cell
+        was not inside the maps' box (``maps_lo``): the measuring stopped there, ``out_clear`` is incomplete (every
+        other output is computed); the caller measures those candidates again on a larger box.
     """
     N = cand_t.shape[0]
     S = maps.shape[3]
@@ -205,6 +208,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_lesion_thread[n] = 0.0
         out_tipgap[n] = 0.0
         out_gated[n] = 0
+        out_outside[n] = 0
         prev = _tri(boned, t[0], t[1], t[2])
         if prev <= 0.0:
             out_code[n] = TARGET_OUTSIDE_BONE
@@ -358,12 +362,19 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if short > clear_gate:
                 measure = False
                 out_gated[n] = 1
-        if measure and S > 0:  # the clearances at the samples inside the bone (none to read without maps)
+        reads = measure and S > 0  # the maps are read (none to read without maps; stops outside their box)
+        if reads:  # the clearances at the samples inside the bone
             for q in range(1, m):
                 s = q * h
-                _tri_min(maps, K, J, I, maps_lo, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr,
-                         out_clear, n, soft_only, False)
-            _tri_min(maps, K, J, I, maps_lo, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target
+                if not _tri_min(maps, K, J, I, maps_lo, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr,
+                                out_clear, n, soft_only, False):
+                    reads = False
+                    out_outside[n] = 1
+                    break
+            if reads and not _tri_min(maps, K, J, I, maps_lo, t[0], t[1], t[2], r_instr, out_clear, n, soft_only,
+                                      False):  # the target sample
+                reads = False
+                out_outside[n] = 1
         # ---- phase 2: soft tissue until the skin
         sskin = -1.0
         prevb = 1.0
@@ -384,8 +395,10 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if s > sbone + h:
                 if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
-            if measure and S > 0:
-                _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
+            if reads and not _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only,
+                                      s >= soft_start):
+                reads = False
+                out_outside[n] = 1
             q += 1
         if sskin < 0.0:
             out_code[n] = NO_SKIN

@@ -619,17 +619,19 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
                 cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
                 python: bool = False, site: Site | None = None, clear_gate: float = -1.0,
                 reorder: bool = True) -> Evaluation:
-    """The kernel on the candidates, in two passes (numba): the structures' maps are needed only along the paths
-    measured against them, so they are computed (:meth:`ROIFields.ensure_maps`) on the box those paths span.
+    """The kernel on the candidates (numba): the structures' maps are needed only along the paths measured against
+    them, so they are computed (:meth:`ROIFields.ensure_maps`) on the box those paths span.
 
-    1. every candidate without structure maps (no channel: nothing is measured): its code, bone and skin entries,
-       containment, tip gap, lesion, other bone, incidence and gate are final (the kernel computes them without
-       reading the maps);
-    2. the candidates measured against the structures (a bone entry passing the entry rule, not gated) again, with
-       the maps exact on the box holding their samples: every sample at ``s = q h`` from the target up to the skin
-       entry (or the last sample inside the ROI), clamped to the ROI, and the 8 corners of its cell
-       (:func:`measured_reach_box`). Their clearances are those of this pass; their other figures are the same as
-       in pass 1 (a candidate's figures do not depend on the others, nor on the order).
+    1. every candidate on the maps there are (none yet: no channel, nothing is measured): its code, bone and skin
+       entries, containment, tip gap, lesion, other bone, incidence and gate are final (the kernel computes them
+       whatever the maps), and so are the clearances of a measured candidate whose every sample's cell lay inside
+       the maps' box;
+    2. the candidates measured against the structures (a bone entry passing the entry rule, not gated) whose
+       clearances pass 1 could not complete, again, with the maps exact on the box holding their samples: every
+       sample at ``s = q h`` from the target up to the skin entry (or the last sample inside the ROI), clamped to
+       the ROI, and the 8 corners of its cell (:func:`measured_reach_box`). Their clearances are those of this
+       pass; their other figures are the same as in pass 1 (a candidate's figures do not depend on the others, nor
+       on the order).
     """
     t_idx = np.ascontiguousarray(fields.world_to_roi(targets_lps))
     inv = np.linalg.inv(fields.affine)[:3, :3]
@@ -671,28 +673,37 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
         n = len(ct)
         out = dict(code=np.zeros(n, np.int8), sbone=np.zeros(n), sskin=np.zeros(n), cont=np.zeros(n),
                    other=np.zeros(n), lesion=np.zeros(n), clear=np.zeros((n, n_s)), inc=np.zeros(n),
-                   tipgap=np.zeros(n), lesion_thread=np.zeros(n), gated=np.zeros(n, np.uint8))
+                   tipgap=np.zeros(n), lesion_thread=np.zeros(n), gated=np.zeros(n, np.uint8),
+                   outside=np.zeros(n, np.uint8))
         a = args_for(ct, cd, maps, soft_)
         order = K.direction_major_order(a[2], a[3], len(dirs_lps)) if n > 1 and reorder else np.zeros(0, np.int64)
         K.evaluate_candidates(*a, depth_lipschitz(fields), float(clear_gate), gap_limit, order,
                               lesion_box(fields), maps_lo, out["code"],
                               out["sbone"], out["sskin"], out["cont"], out["other"], out["lesion"], out["clear"],
-                              out["inc"], out["tipgap"], out["lesion_thread"], out["gated"])
+                              out["inc"], out["tipgap"], out["lesion_thread"], out["gated"], out["outside"])
         return out
 
     t0 = time.perf_counter()
-    no_maps = np.zeros(fields.shape + (0,), np.float32)
-    out = run(cand_t, cand_d, no_maps, np.zeros(3, np.int64), np.zeros(0, np.bool_), 0)
+    have = S > 0 and fields.maps is not None and all(b_.stop > b_.start for b_ in (fields.maps_box or (slice(0, 0),)))
+    if have:  # one pass on the maps there are; the candidates whose paths leave their box are measured again
+        out = run(cand_t, cand_d, fields.maps, fields.maps_lo, soft, S)
+        clear = out["clear"]
+        redo = np.nonzero(out["outside"])[0]
+    else:  # no maps yet: the first pass measures nothing
+        no_maps = np.zeros(fields.shape + (0,), np.float32)
+        out = run(cand_t, cand_d, no_maps, np.zeros(3, np.int64), np.zeros(0, np.bool_), 0)
+        clear = np.full((N, S), 1e9)
+        redo = np.nonzero(np.isin(out["code"], (K.OK, K.NO_SKIN)) & (out["gated"] == 0))[0]
     seconds = time.perf_counter() - t0
-    clear = np.full((N, S), 1e9)
-    meas = np.nonzero(np.isin(out["code"], (K.OK, K.NO_SKIN)) & (out["gated"] == 0))[0]
-    if S and len(meas):
-        box = measured_reach_box(fields.shape, t_idx[cand_t[meas]], d_idx[cand_d[meas]], out["sskin"][meas])
+    if S and len(redo):
+        box = measured_reach_box(fields.shape, t_idx[cand_t[redo]], d_idx[cand_d[redo]], out["sskin"][redo])
         maps = fields.ensure_maps(box, pad_mm=MAPS_PAD_MM)
         t0 = time.perf_counter()
-        out2 = run(cand_t[meas], cand_d[meas], maps, fields.maps_lo, soft, S)
+        out2 = run(cand_t[redo], cand_d[redo], maps, fields.maps_lo, soft, S)
         seconds += time.perf_counter() - t0
-        clear[meas] = out2["clear"]
+        if out2["outside"].any():  # measured_reach_box holds every cell read: cannot happen
+            raise RuntimeError("internal error: the structure maps do not cover the paths measured")
+        clear[redo] = out2["clear"]
     out["clear"] = clear
     ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
                     out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"],

@@ -165,3 +165,22 @@ def test_search_on_deferred_maps_equals_search_on_whole_roi_maps(protocol):
     np.testing.assert_array_equal(a.fine_assessment.score, b.fine_assessment.score)
     assert a.chosen == b.chosen
     assert (a.coarse.clear < 1e9).any()  # some paths were measured against the structures
+
+
+def test_kernel_on_maps_of_a_small_box_measures_the_paths_leaving_it_again(neck_fields):
+    """Maps computed first on a small box around the targets: the candidates whose paths leave it are measured again
+    on a larger box; every figure equals the kernel's on whole-ROI maps."""
+    vol, lm, site, proto, full = neck_fields
+    lazy, _, _ = S.build_fields(vol, lm, site, proto, defer_maps=True)
+    targets = np.array([[0.0, 0.0, -16.0], [2.0, -1.0, -12.0], [-1.0, 1.0, -20.0]])
+    t_roi = np.rint(lazy.world_to_roi(targets)).astype(int)
+    lazy.ensure_maps(tuple(slice(int(a) - 3, int(b) + 4) for a, b in zip(t_roi.min(0), t_roi.max(0))))
+    small = lazy.maps_box
+    d = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.6, -0.8, 0.0], [0.0, 0.6, 0.8]])
+    ct, cd = np.repeat(np.arange(3), 4), np.tile(np.arange(4), 3)
+    a = S.run_kernel(full, targets, d, ct, cd, proto, 2.0, 1.75, 0.5)
+    b = S.run_kernel(lazy, targets, d, ct, cd, proto, 2.0, 1.75, 0.5)
+    assert lazy.maps_box != small  # some paths left the small box: the maps were extended
+    for name in ("code", "s_bone", "s_skin", "containment", "other_bone", "clear", "incidence_deg"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert (a.clear < 1e9).all()  # every candidate measured (no entry rule without a site)
