@@ -56,9 +56,13 @@ def plan_cement(labelmap: LabelMap, c2_mask: np.ndarray | None, protocol: Protoc
     hi = min(vol_ml * c.filling_fraction_high, c.reference_max_ml)
     lo = min(lo, hi)
     sp = labelmap.volume.spacing_mm
-    bone = les.copy() if c2_mask is None else (les | c2_mask)
-    outside = ~bone
-    breach = les & ndi.binary_dilation(outside, iterations=1) if c2_mask is not None else np.zeros_like(les)
+    breach = np.zeros_like(les)
+    if c2_mask is not None:
+        # lesion voxels with a 6-neighbour that is neither C2 nor lesion (beyond the array: not counted, as
+        # binary_dilation's border_value=0): only the lesion's bounding box grown by one voxel is read
+        box = _grown_box(les, 1)
+        if box is not None:
+            breach[box] = les[box] & ndi.binary_dilation(~(les[box] | c2_mask[box]), iterations=1)
     walls = []
     any_risk: bool | None = False
     for label, names in NEIGHBOURS:
@@ -76,7 +80,9 @@ def plan_cement(labelmap: LabelMap, c2_mask: np.ndarray | None, protocol: Protoc
         src = breach if breach.any() else les
         from scipy.spatial import cKDTree
 
-        w_nb = labelmap.volume.index_to_world(np.argwhere(nb & ~ndi.binary_erosion(nb)))
+        nbox = _grown_box(nb, 1)  # the neighbour's surface voxels (eroded away), on its bounding box grown by one
+        surf = np.argwhere(nb[nbox] & ~ndi.binary_erosion(nb[nbox])) + np.array([s_.start for s_ in nbox])
+        w_nb = labelmap.volume.index_to_world(surf)
         w_src = labelmap.volume.index_to_world(np.argwhere(src))
         d = float(cKDTree(w_nb).query(w_src, k=1)[0].min())
         risk = bool(breach.any()) and d <= c.leak_distance_mm
@@ -94,3 +100,17 @@ def plan_cement(labelmap: LabelMap, c2_mask: np.ndarray | None, protocol: Protoc
                   basis=(f"lesion volume x {c.filling_fraction_low:.2f}-{c.filling_fraction_high:.2f} (filling 61 +/- 15 %), "
                          f"upper bound capped at {c.reference_max_ml} mL; {ref}. Heuristic, no validated formula."),
                   walls=tuple(walls), leak_risk=any_risk, notes=notes)
+
+
+def _grown_box(mask: np.ndarray, grow: int) -> tuple[slice, ...] | None:
+    """The bounding box of *mask* grown by *grow* voxels (clipped to the array), None when *mask* is empty.
+
+    A one-voxel binary dilation or erosion (6-neighbourhood, beyond the array False: scipy's ``border_value=0``) at the
+    voxels of the bounding box reads nothing beyond it grown by one voxel: there it equals the whole-array operation.
+    """
+    from osteoplan.planning.fields import nonzero_box
+
+    box = nonzero_box(mask)
+    if box is None:
+        return None
+    return tuple(slice(max(0, a - grow), min(n, b + grow + 1)) for (a, b), n in zip(box, mask.shape))

@@ -75,9 +75,11 @@ def _tri(a, k, j, i):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
-    """out[n, s] = min(out[n, s], trilinear(maps[..., s]) - r) for every channel s (maps (K, J, I, S))."""
-    K, J, I, S = maps.shape
+def _tri_min(maps, K, J, I, lo, k, j, i, r, out, n, soft_only, soft_ok):
+    """out[n, s] = min(out[n, s], trilinear(maps[..., s]) - r) for every channel s, at the ROI position (k, j, i)
+    clamped to the ROI (K, J, I); *maps* (K', J', I', S) holds the ROI box starting at *lo* (3,). Returns False,
+    reading and writing nothing, when the cell's corners are not all in the box."""
+    S = maps.shape[3]
     if k < 0.0:
         k = 0.0
     if j < 0.0:
@@ -96,6 +98,11 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
     fk = k - k0
     fj = j - j0
     fi = i - i0
+    a0 = k0 - lo[0]
+    b0 = j0 - lo[1]
+    c0 = i0 - lo[2]
+    if a0 < 0 or b0 < 0 or c0 < 0 or a0 + 1 >= maps.shape[0] or b0 + 1 >= maps.shape[1] or c0 + 1 >= maps.shape[2]:
+        return False
     w000 = (1 - fk) * (1 - fj) * (1 - fi)
     w001 = (1 - fk) * (1 - fj) * fi
     w010 = (1 - fk) * fj * (1 - fi)
@@ -107,12 +114,13 @@ def _tri_min(maps, k, j, i, r, out, n, soft_only, soft_ok):
     for s_ in range(S):
         if soft_only[s_] and not soft_ok:
             continue
-        v = (w000 * maps[k0, j0, i0, s_] + w001 * maps[k0, j0, i0 + 1, s_]
-             + w010 * maps[k0, j0 + 1, i0, s_] + w011 * maps[k0, j0 + 1, i0 + 1, s_]
-             + w100 * maps[k0 + 1, j0, i0, s_] + w101 * maps[k0 + 1, j0, i0 + 1, s_]
-             + w110 * maps[k0 + 1, j0 + 1, i0, s_] + w111 * maps[k0 + 1, j0 + 1, i0 + 1, s_]) - r
+        v = (w000 * maps[a0, b0, c0, s_] + w001 * maps[a0, b0, c0 + 1, s_]
+             + w010 * maps[a0, b0 + 1, c0, s_] + w011 * maps[a0, b0 + 1, c0 + 1, s_]
+             + w100 * maps[a0 + 1, b0, c0, s_] + w101 * maps[a0 + 1, b0, c0 + 1, s_]
+             + w110 * maps[a0 + 1, b0 + 1, c0, s_] + w111 * maps[a0 + 1, b0 + 1, c0 + 1, s_]) - r
         if v < out[n, s_]:
             out[n, s_] = v
+    return True
 
 
 @nb.njit(cache=True, nogil=True)
@@ -120,8 +128,9 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                         boned, body, other, lesion, maps, soft_only,
                         r_instr, r_screw, skip_mm, cont_margin, d_world, Minv, entry_rule,
                         tip_skip_mm, gap_max_mm, thread_mm, lip, clear_gate, gap_limit_mm, order,
-                        lesion_box, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear, out_inc,
-                        out_tipgap, out_lesion_thread, out_gated):
+                        lesion_box, maps_lo, out_code, out_sbone, out_sskin, out_cont, out_other, out_lesion, out_clear,
+                        out_inc,
+                        out_tipgap, out_lesion_thread, out_gated, out_outside):
     """Evaluate candidates ``n`` = (target ``cand_t[n]``, direction ``cand_d[n]``).
 
     Parameters
@@ -132,8 +141,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     h : sample step (mm).  s_max : maximum skin-to-target depth (mm).
     boned : (K, J, I) float32 signed depth in the target bone (mm, + inside).
     body, other, lesion : (K, J, I) uint8 masks.
-    maps : (K, J, I, S) float32 distance maps (channel last); soft_only : (S,) bool (measured only
-        outside the target bone).
+    maps : (K', J', I', S) float32 distance maps (channel last) on a box of the ROI (``maps_lo``); soft_only : (S,)
+        bool (measured only outside the target bone).
     r_instr : instrument radius for clearances (mm); r_screw : screw radius for containment (mm).
     skip_mm : minimum length after the bone entry excluded from containment (mm); the excluded
         length grows to ``(r_screw + cont_margin) / sin(incidence)`` (capped at 15 mm) for oblique
@@ -175,8 +184,13 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         lesion is read only at samples whose (clamped) position is strictly inside, elsewhere it is exactly 0 (every
         corner of the cell is 0 or has weight 0).
         ``(-2, -2, -2, K + 1, J + 1, I + 1)`` reads it everywhere.
+    maps_lo : (3,) int64, the ROI index of ``maps[0, 0, 0]``: *maps* holds a box of the ROI (the whole ROI: zeros).
+        A sample is clamped to the ROI and its cell read in the box (outside it: ``out_outside``; see
+        :func:`osteoplan.planning.search.measured_reach_box`).
     out_* : outputs, (N,) or (N, S) for ``out_clear``; ``out_inc`` incidence angle (deg); ``out_gated`` (N,)
-        uint8, 1 where the gate left the clearances unmeasured.
+        uint8, 1 where the gate left the clearances unmeasured; ``out_outside`` (N,) uint8, 1 where a sample's cell
+        was not inside the maps' box (``maps_lo``): the measuring stopped there, ``out_clear`` is incomplete (every
+        other output is computed); the caller measures those candidates again on a larger box.
     """
     N = cand_t.shape[0]
     S = maps.shape[3]
@@ -194,6 +208,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         out_lesion_thread[n] = 0.0
         out_tipgap[n] = 0.0
         out_gated[n] = 0
+        out_outside[n] = 0
         prev = _tri(boned, t[0], t[1], t[2])
         if prev <= 0.0:
             out_code[n] = TARGET_OUTSIDE_BONE
@@ -347,12 +362,19 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if short > clear_gate:
                 measure = False
                 out_gated[n] = 1
-        if measure:  # the clearances at the samples inside the bone
+        reads = measure and S > 0  # the maps are read (none to read without maps; stops outside their box)
+        if reads:  # the clearances at the samples inside the bone
             for q in range(1, m):
                 s = q * h
-                _tri_min(maps, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr, out_clear, n, soft_only,
-                         False)
-            _tri_min(maps, t[0], t[1], t[2], r_instr, out_clear, n, soft_only, False)  # the target sample
+                if not _tri_min(maps, K, J, I, maps_lo, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2], r_instr,
+                                out_clear, n, soft_only, False):
+                    reads = False
+                    out_outside[n] = 1
+                    break
+            if reads and not _tri_min(maps, K, J, I, maps_lo, t[0], t[1], t[2], r_instr, out_clear, n, soft_only,
+                                      False):  # the target sample
+                reads = False
+                out_outside[n] = 1
         # ---- phase 2: soft tissue until the skin
         sskin = -1.0
         prevb = 1.0
@@ -373,8 +395,10 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if s > sbone + h:
                 if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
                     out_other[n] += h
-            if measure:
-                _tri_min(maps, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
+            if reads and not _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only,
+                                      s >= soft_start):
+                reads = False
+                out_outside[n] = 1
             q += 1
         if sskin < 0.0:
             out_code[n] = NO_SKIN

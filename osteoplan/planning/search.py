@@ -56,7 +56,7 @@ from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.imaging.volume import Volume
 from osteoplan.planning import kernel as K
-from osteoplan.planning.fields import (ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
+from osteoplan.planning.fields import (CAP_MM, ROIFields, StructureField, capped_distance_mm, depth_inside_mm,
                                        nonzero_box, signed_distance_mm)
 from osteoplan.planning.procedures import Procedure, cone_directions, get_procedure
 from osteoplan.planning.protocol import Protocol
@@ -124,11 +124,16 @@ def choose_diameter(protocol: Protocol, waist_mm: float | None) -> tuple[float, 
 
 # --------------------------------------------------------------------------- ROI and fields
 def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol,
-                 lesion_mask: np.ndarray | None = None) -> tuple[ROIFields, list[str], dict[str, str]]:
+                 lesion_mask: np.ndarray | None = None,
+                 defer_maps: bool = False) -> tuple[ROIFields, list[str], dict[str, str]]:
     """Compute the ROI and every distance map the search needs.
 
     Returns (fields, warnings, not_assessed) where not_assessed maps each protocol structure that
     was not segmented to the reason.
+
+    With *defer_maps*, the structures' distance maps (``fields.maps``) are not computed here but by the kernel's
+    callers, on the part of the ROI their paths read (:meth:`~osteoplan.planning.fields.ROIFields.ensure_maps`,
+    :func:`measured_reach_box`): the same values there, computed on a smaller box. The search does so.
     """
     warnings: list[str] = []
     sp = volume.spacing_mm
@@ -147,8 +152,6 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
         warnings.append("No body (skin) mask: skin taken as the HU > -300 boundary.")
     # S-I box in LPS z -> index box (axis-aligned or oblique grids: use corner mapping)
     zlo, zhi = centre[2] - down, centre[2] + up
-    kji = np.indices(volume.shape, sparse=False)
-    del kji
     # index of each slice centre's z (works for any affine: evaluate on the index grid corners per axis)
     K_, J_, I_ = volume.shape
     lo = np.zeros(3, int)
@@ -210,7 +213,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
         bone_other_src = f"HU >= {protocol.density.bone_hu:.0f} threshold (no bone mask)"
     if labelmap.has("mandible"):
         bone_r |= labelmap.get("mandible")[sl]
-    c2_grown = ndi.binary_dilation(c2r, iterations=1)
+    c2_grown = _dilated_once(c2r)
     other = bone_r & ~c2_grown
     les = None
     if lesion_mask is not None:
@@ -229,8 +232,9 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
     not_assessed: dict[str, str] = {}
     for name, rule in protocol.structures.items():
         if name == "other_bone":
-            f.structures.append(StructureField(name, rule.category, rule.margin_mm,
-                                               capped_distance_mm(other, sp), bone_other_src, soft_only=True))
+            f.structures.append(StructureField(name, rule.category, rule.margin_mm, None, bone_other_src,
+                                               soft_only=True))
+            f.map_sources.append((other, False))
             continue
         if not labelmap.has(name):
             not_assessed[name] = "not segmented"
@@ -239,25 +243,28 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
             not_assessed[name] = site.not_covered[name]
             continue
         m = labelmap.get(name)
-        mr = m[sl]
-        if rule.category == "displaceable":
-            dm = signed_distance_mm(mr, sp)
-        else:
-            dm = capped_distance_mm(mr, sp)
-        f.structures.append(StructureField(name, rule.category, rule.margin_mm, dm,
+        f.structures.append(StructureField(name, rule.category, rule.margin_mm, None,
                                            labelmap.sources.get(name, "segmented"),
                                            soft_only=(name == "mandible"), mask_full=m,
                                            never_enter=rule.never_enter))
+        f.map_sources.append((m[sl], rule.category == "displaceable"))
     if protocol.entry.skin_medial_to:
         _medial_edges(f, volume, labelmap, site, protocol, sl, zaxis)
-    f.maps = np.empty(shape + (max(1, len(f.structures)),), np.float32)
-    f.maps[...] = 1e3
-    for i_, st in enumerate(f.structures):
-        f.maps[..., i_] = st.map_mm
-        st.map_mm = f.maps[..., i_]
-    if not f.structures:
-        f.maps = f.maps[..., :0]
+    if not defer_maps:
+        f.ensure_maps(None)
     return f, warnings, not_assessed
+
+
+def _dilated_once(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_dilation(mask, iterations=1)`` (6-neighbourhood, nothing beyond the border), computed
+    on the mask's bounding box grown by one voxel (the dilation is empty farther away)."""
+    box = nonzero_box(mask)
+    out = np.zeros(mask.shape, bool)
+    if box is None:
+        return out
+    sl = tuple(slice(max(0, a - 1), min(n, b + 2)) for (a, b), n in zip(box, mask.shape))
+    out[sl] = ndi.binary_dilation(mask[sl], iterations=1)
+    return out
 
 
 def _medial_edges(f: ROIFields, volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol,
@@ -558,6 +565,29 @@ def tip_to_cortex_max(protocol: Protocol) -> float | None:
 HARD_CLEARANCE_CAP_MM = 5.0
 
 
+def kernel_reach_box(shape: tuple[int, int, int], t_idx: np.ndarray, d_idx: np.ndarray, step_mm: float,
+                     max_depth_mm: float) -> tuple[slice, ...]:
+    """The ROI box (3 slices) holding every voxel whose structure distances the kernel can read for candidates made
+    of the targets *t_idx* (T, 3) and directions *d_idx* (D, 3) (ROI index, index change per mm) at *step_mm*.
+
+    The kernel reads the maps at samples ``t - s d``, ``s = q step`` for ``q < int(max_depth / step) + 2``, clamped
+    to the ROI, at the 8 corners of their cell: along each axis between ``floor`` of the smallest clamped coordinate
+    and ``floor`` of the largest plus one. The samples lie on segments, so their extremes are those of the segments'
+    ends. One more voxel each side covers rounding.
+    """
+    if len(t_idx) == 0 or len(d_idx) == 0:
+        return tuple(slice(0, 0) for _ in shape)
+    s_end = (int(max_depth_mm / step_mm) + 1) * float(step_mm)
+    t = np.asarray(t_idx, float)
+    d = np.asarray(d_idx, float)
+    lo_p = t.min(axis=0) - s_end * np.maximum(d.max(axis=0), 0.0)
+    hi_p = t.max(axis=0) + s_end * np.maximum(-d.min(axis=0), 0.0)
+    n = np.asarray(shape, int)
+    lo = np.clip(np.floor(np.clip(lo_p, 0, n - 1)).astype(int) - 1, 0, np.maximum(n - 2, 0))
+    hi = np.clip(np.floor(np.clip(hi_p, 0, n - 1)).astype(int) + 3, np.minimum(n, 2), n)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
 def run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray, cand_t: np.ndarray,
                cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
                python: bool = False, site: Site | None = None) -> Evaluation:
@@ -589,45 +619,126 @@ def _run_kernel(fields: ROIFields, targets_lps: np.ndarray, dirs_lps: np.ndarray
                 cand_d: np.ndarray, protocol: Protocol, r_instr: float, r_screw: float, step_mm: float,
                 python: bool = False, site: Site | None = None, clear_gate: float = -1.0,
                 reorder: bool = True) -> Evaluation:
-    t_idx = fields.world_to_roi(targets_lps)
+    """The kernel on the candidates (numba): the structures' maps are needed only along the paths measured against
+    them, so they are computed (:meth:`ROIFields.ensure_maps`) on the box those paths span.
+
+    1. every candidate on the maps there are (none yet: no channel, nothing is measured): its code, bone and skin
+       entries, containment, tip gap, lesion, other bone, incidence and gate are final (the kernel computes them
+       whatever the maps), and so are the clearances of a measured candidate whose every sample's cell lay inside
+       the maps' box;
+    2. the candidates measured against the structures (a bone entry passing the entry rule, not gated) whose
+       clearances pass 1 could not complete, again, with the maps exact on the box holding their samples: every
+       sample at ``s = q h`` from the target up to the skin entry (or the last sample inside the ROI), clamped to
+       the ROI, and the 8 corners of its cell (:func:`measured_reach_box`). Their clearances are those of this
+       pass; their other figures are the same as in pass 1 (a candidate's figures do not depend on the others, nor
+       on the order).
+    """
+    t_idx = np.ascontiguousarray(fields.world_to_roi(targets_lps))
     inv = np.linalg.inv(fields.affine)[:3, :3]
     d_idx = np.ascontiguousarray(dirs_lps @ inv.T)
     S = len(fields.structures)
-    maps = fields.maps
     soft = np.array([s.soft_only for s in fields.structures], dtype=np.bool_)
     N = len(cand_t)
     sc = protocol.implant()
     thread = sc.thread_mm(2 * r_screw)
     gap_max = float(tip_to_cortex_max(protocol) or 0.0)
-    t0 = time.perf_counter()
-    args = (np.ascontiguousarray(t_idx), d_idx, cand_t.astype(np.int64), cand_d.astype(np.int64),
-            float(step_mm), float(protocol.entry.max_depth_mm), fields.bone_depth_mm, fields.body,
-            fields.other_bone, fields.lesion, maps, soft, float(r_instr), float(r_screw),
-            float(sc.containment_skip_entry_mm), float(sc.containment_margin_mm),
-            np.ascontiguousarray(dirs_lps, dtype=np.float64), np.ascontiguousarray(inv, dtype=np.float64),
-            entry_rule_vector(site, protocol, targets_lps), float(sc.containment_skip_tip_mm),
-            gap_max + 2.0 if gap_max > 0 else 0.0, thread)
     gap_limit = gap_max if tip_to_cortex_max(protocol) is not None and gap_max > 0 else -1.0
+    cand_t = np.asarray(cand_t)
+    cand_d = np.asarray(cand_d)
+
+    def args_for(ct, cd, maps, soft_):
+        return (t_idx, d_idx, ct.astype(np.int64), cd.astype(np.int64),
+                float(step_mm), float(protocol.entry.max_depth_mm), fields.bone_depth_mm, fields.body,
+                fields.other_bone, fields.lesion, maps, soft_, float(r_instr), float(r_screw),
+                float(sc.containment_skip_entry_mm), float(sc.containment_margin_mm),
+                np.ascontiguousarray(dirs_lps, dtype=np.float64), np.ascontiguousarray(inv, dtype=np.float64),
+                entry_rule_vector(site, protocol, targets_lps), float(sc.containment_skip_tip_mm),
+                gap_max + 2.0 if gap_max > 0 else 0.0, thread)
+
     if python:
-        r = K.evaluate_python(*args, clear_gate=float(clear_gate), gap_limit_mm=gap_limit)
+        box = kernel_reach_box(fields.shape, t_idx, d_idx, step_mm, protocol.entry.max_depth_mm)
+        fields.ensure_maps(box)
+        maps = np.full(fields.shape + (S,), np.float32(CAP_MM), np.float32)  # the reference reads a whole-ROI array
+        maps[fields.maps_box] = fields.maps
+        t0 = time.perf_counter()
+        r = K.evaluate_python(*args_for(cand_t, cand_d, maps, soft), clear_gate=float(clear_gate),
+                              gap_limit_mm=gap_limit)
         ev = Evaluation(cand_t, cand_d, r["code"], r["sbone"], r["sskin"], r["cont"], r["other"], r["lesion"], r["clear"],
                         r["inc"], r["tipgap"], r["lesion_thread"], gated=r["gated"].astype(bool))
-    else:
-        out = dict(code=np.zeros(N, np.int8), sbone=np.zeros(N), sskin=np.zeros(N), cont=np.zeros(N),
-                   other=np.zeros(N), lesion=np.zeros(N), clear=np.zeros((N, S)), inc=np.zeros(N),
-                   tipgap=np.zeros(N), lesion_thread=np.zeros(N), gated=np.zeros(N, np.uint8))
-        order = (K.direction_major_order(args[2], args[3], len(dirs_lps)) if N > 1 and reorder
-                 else np.zeros(0, np.int64))
-        K.evaluate_candidates(*args, depth_lipschitz(fields), float(clear_gate), gap_limit, order,
-                              lesion_box(fields), out["code"],
+        ev.seconds = time.perf_counter() - t0
+        ev.thread_mm = thread
+        return ev
+
+    def run(ct, cd, maps, maps_lo, soft_, n_s):
+        n = len(ct)
+        out = dict(code=np.zeros(n, np.int8), sbone=np.zeros(n), sskin=np.zeros(n), cont=np.zeros(n),
+                   other=np.zeros(n), lesion=np.zeros(n), clear=np.zeros((n, n_s)), inc=np.zeros(n),
+                   tipgap=np.zeros(n), lesion_thread=np.zeros(n), gated=np.zeros(n, np.uint8),
+                   outside=np.zeros(n, np.uint8))
+        a = args_for(ct, cd, maps, soft_)
+        order = K.direction_major_order(a[2], a[3], len(dirs_lps)) if n > 1 and reorder else np.zeros(0, np.int64)
+        K.evaluate_candidates(*a, depth_lipschitz(fields), float(clear_gate), gap_limit, order,
+                              lesion_box(fields), maps_lo, out["code"],
                               out["sbone"], out["sskin"], out["cont"], out["other"], out["lesion"], out["clear"],
-                              out["inc"], out["tipgap"], out["lesion_thread"], out["gated"])
-        ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
-                        out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"],
-                        gated=out["gated"].astype(bool))
-    ev.seconds = time.perf_counter() - t0
+                              out["inc"], out["tipgap"], out["lesion_thread"], out["gated"], out["outside"])
+        return out
+
+    t0 = time.perf_counter()
+    have = S > 0 and fields.maps is not None and all(b_.stop > b_.start for b_ in (fields.maps_box or (slice(0, 0),)))
+    if have:  # one pass on the maps there are; the candidates whose paths leave their box are measured again
+        out = run(cand_t, cand_d, fields.maps, fields.maps_lo, soft, S)
+        clear = out["clear"]
+        redo = np.nonzero(out["outside"])[0]
+    else:  # no maps yet: the first pass measures nothing
+        no_maps = np.zeros(fields.shape + (0,), np.float32)
+        out = run(cand_t, cand_d, no_maps, np.zeros(3, np.int64), np.zeros(0, np.bool_), 0)
+        clear = np.full((N, S), 1e9)
+        redo = np.nonzero(np.isin(out["code"], (K.OK, K.NO_SKIN)) & (out["gated"] == 0))[0]
+    seconds = time.perf_counter() - t0
+    if S and len(redo):
+        box = measured_reach_box(fields.shape, t_idx[cand_t[redo]], d_idx[cand_d[redo]], out["sskin"][redo])
+        maps = fields.ensure_maps(box, pad_mm=MAPS_PAD_MM)
+        t0 = time.perf_counter()
+        out2 = run(cand_t[redo], cand_d[redo], maps, fields.maps_lo, soft, S)
+        seconds += time.perf_counter() - t0
+        if out2["outside"].any():  # measured_reach_box holds every cell read: cannot happen
+            raise RuntimeError("internal error: the structure maps do not cover the paths measured")
+        clear[redo] = out2["clear"]
+    out["clear"] = clear
+    ev = Evaluation(cand_t, cand_d, out["code"], out["sbone"], out["sskin"], out["cont"], out["other"],
+                    out["lesion"], out["clear"], out["inc"], out["tipgap"], out["lesion_thread"],
+                    gated=out["gated"].astype(bool))
+    ev.seconds = seconds
     ev.thread_mm = thread
     return ev
+
+
+#: When the structures' maps must be computed for a kernel pass, they are computed on the box its measured paths span
+#: grown by this much (mm), so that the refinement's paths (the same targets, neighbouring directions) need no
+#: second computation. Speed only (values are exact on any box); 8 mm avoided a second computation on the phantom
+#: and CThead (lateral and anterior protocols).
+MAPS_PAD_MM = 8.0
+
+
+def measured_reach_box(shape: tuple[int, int, int], t_idx: np.ndarray, d_idx: np.ndarray,
+                       s_skin: np.ndarray) -> tuple[slice, ...]:
+    """The ROI box (3 slices) holding every voxel the kernel reads the structures' maps at, for paths from the
+    targets *t_idx* (N, 3) along *d_idx* (N, 3) (ROI index, index change per mm) measured up to the kernel's
+    ``s_skin`` (N,) mm (the skin entry, or the first sample beyond the ROI: no sample read lies farther).
+
+    Samples are clamped to the ROI and read at the 8 corners of their cell (along an axis, ``floor`` of the
+    coordinate and the next index); a segment's extremes are its ends; one more voxel each side covers rounding.
+    """
+    t = np.asarray(t_idx, float)
+    if len(t) == 0:
+        return tuple(slice(0, 0) for _ in shape)
+    e = t - np.asarray(s_skin, float)[:, None] * np.asarray(d_idx, float)
+    n = np.asarray(shape, int)
+    lo_p = np.minimum(t.min(axis=0), e.min(axis=0))
+    hi_p = np.maximum(t.max(axis=0), e.max(axis=0))
+    lo = np.clip(np.floor(np.clip(lo_p, 0, n - 1)).astype(int) - 1, 0, np.maximum(n - 2, 0))
+    hi = np.clip(np.floor(np.clip(hi_p, 0, n - 1)).astype(int) + 3, np.minimum(n, 2), n)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 @dataclass
@@ -1013,7 +1124,7 @@ def search(volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol, s
     warnings: list[str] = []
     not_assessed: dict[str, str] = {}
     if fields is None:
-        fields, w, not_assessed = build_fields(volume, labelmap, site, protocol, lesion_mask)
+        fields, w, not_assessed = build_fields(volume, labelmap, site, protocol, lesion_mask, defer_maps=True)
         warnings += w
     diameters = candidate_diameters(protocol, site.width_limit_mm)
     sides = ["left", "right"] if side == "best" else [side]

@@ -55,3 +55,29 @@ def test_no_lesion_segmented_is_not_assessed():
     empty = LabelMap(vol, masks={**lm.masks, "lesion": np.zeros(vol.shape, bool)}, sources=dict(lm.sources))
     c2 = plan_cement(empty, lm.get("vertebrae_C2"), load_protocol())
     assert c2.lesion_assessed and c2.lesion_volume_ml == 0.0 and c2.suggested_pmma_ml == (0.0, 0.0)
+
+
+def test_walls_equal_the_whole_array_computation_at_the_array_border():
+    """Lesion, C2 and canal cut by the top face of the grid: breach and lesion-to-canal distance equal a
+    straightforward whole-array computation (dilation / erosion of the whole arrays, every pair of voxels)."""
+    from scipy import ndimage as ndi
+
+    vol, lm, dl = make_neck()
+    Z, Y, X = grid()
+    c2 = (np.abs(X) <= 6) & (np.abs(Y) <= 6) & (Z >= 24)
+    les = (X ** 2 + Y ** 2 + (Z - 30) ** 2 <= 4 ** 2) | ((np.abs(X) <= 1) & (Y >= 5) & (Y <= 7) & (Z >= 26))
+    canal = X ** 2 + (Y - 10) ** 2 <= 2 ** 2
+    lm2 = LabelMap(vol, masks={**lm.masks, "vertebrae_C2": c2 & ~les, "lesion": les, "spinal_canal": canal,
+                               "spinal_cord": np.zeros(vol.shape, bool)}, sources=dict(lm.sources))
+    c = plan_cement(lm2, c2 & ~les, load_protocol())
+    breach = les & ndi.binary_dilation(~(les | (c2 & ~les)), iterations=1)
+    surf = canal & ~ndi.binary_erosion(canal)
+    a = vol.index_to_world(np.argwhere(breach))
+    b = vol.index_to_world(np.argwhere(surf))
+    want = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).min()
+    walls = {w.neighbour.split()[0]: w for w in c.walls}
+    assert breach.any() and walls["canal"].breached is True
+    assert walls["canal"].distance_mm == pytest.approx(round(float(want), 2))
+    # by hand: the breached lesion voxel (0, 7, z) (C2 ends at y = 6, y = 8 is neither) and the canal's front voxel
+    # (0, 8, z) are 1 mm apart
+    assert walls["canal"].distance_mm == pytest.approx(1.0)

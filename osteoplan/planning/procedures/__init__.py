@@ -119,7 +119,13 @@ class Procedure:
             raise AnatomyError(f"{site.level} is not segmented ({site.bone_label}): give its mask (--masks).")
         m = labelmap.get(site.bone_label)
         if labelmap.has("lesion"):
-            m = m | (labelmap.get("lesion") & ndi.binary_dilation(m, iterations=2))
+            # binary_dilation(m, iterations=2) reaches 2 voxels from m: computed on m's bounding box grown by 3
+            from osteoplan.planning.fields import nonzero_box
+
+            box = nonzero_box(m)
+            sl = tuple(slice(max(0, a - 3), min(n, b + 4)) for (a, b), n in zip(box, m.shape))
+            m = m.copy()
+            m[sl] |= labelmap.get("lesion")[sl] & ndi.binary_dilation(m[sl], iterations=2)
         return solid_bone(m, volume.spacing_mm), labelmap.sources.get(site.bone_label, "segmented"), []
 
     # ------------------------------------------------------------------ search hooks
