@@ -74,7 +74,7 @@ def _freeze_gc_at_exit() -> None:
     """Let the interpreter's shutdown skip garbage-collecting the objects alive when it starts.
 
     At exit, CPython's finalisation runs cyclic garbage collections over every object still tracked: after
-    ``osteoplan plan`` (numba, scipy, pydantic and their registries loaded) that was about 0.3 s of CPU of a
+    ``osteoplan plan`` (numba, scipy, pydantic and their registries loaded) that was about 0.45 s of CPU of a
     ~4.5 s command (CThead, one core). :func:`gc.freeze` moves the survivors to the permanent generation, which
     those collections skip; the memory is returned by the process ending. Registered with :mod:`atexit` so that it
     runs only when the interpreter exits (never in the middle of a test session that calls :func:`main`), after
