@@ -306,9 +306,7 @@ def load_plan_dir(plan_dir: str | os.PathLike):
         masks = read_seg_nrrd(d / "segmentation.seg.nrrd", volume)
         lm = LabelMap(volume, masks, {n: sources.get(n, "segmentation.seg.nrrd") for n in masks})
     elif (d / "labels.nii.gz").is_file():
-        from osteoplan.imaging._nibabel import import_nibabel
-
-        nib = import_nibabel()
+        import nibabel as nib
 
         from osteoplan.imaging.volume import Volume
 

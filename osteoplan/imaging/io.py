@@ -163,9 +163,7 @@ def _read_zip(p: Path, **kwargs) -> Volume:
 
 
 def _read_nifti(p: Path) -> Volume:
-    from osteoplan.imaging._nibabel import import_nibabel
-
-    nib = import_nibabel()
+    import nibabel as nib
 
     try:
         img = nib.load(str(p))
@@ -292,9 +290,6 @@ def write_nifti(volume: Volume, path: str | os.PathLike, dtype=np.int16) -> None
     scaling. Here the header says 1 / 0 explicitly so HU are never scaled twice. Written
     atomically (temporary sibling, then rename). Integer dtypes round HU to the nearest integer.
     """
-    from osteoplan.imaging._nibabel import import_nibabel
-
-    import_nibabel()
     from nibabel.openers import ImageOpener
     from nibabel.volumeutils import array_to_file
 

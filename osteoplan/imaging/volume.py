@@ -242,9 +242,7 @@ class Volume:
 
     def to_nifti(self, dtype: Any = np.int16):
         """A nibabel Nifti1Image (RAS, data axes (i, j, k)); HU stored with scl_slope 1, scl_inter 0."""
-        from osteoplan.imaging._nibabel import import_nibabel
-
-        nib = import_nibabel()
+        import nibabel as nib
 
         data = np.transpose(self.array, (2, 1, 0))
         if np.issubdtype(np.dtype(dtype), np.integer):
