@@ -1,7 +1,7 @@
 """Every script under benchmarks/ runs on a tiny input, so that a broken import or call fails CI.
 
-Each test runs the script's ``main`` (as ``python benchmarks/<script>.py`` would) with the smallest options it
-has, and checks it returns 0 and prints its comparison table (the obvious alternative in the same run). The
+Each test runs the script as ``python benchmarks/<script>.py`` in a fresh, time-bounded process with the smallest
+options it has, and checks it returns 0 and prints its comparison table (the obvious alternative in the same run). The
 figures themselves are not asserted here (no timing assertions in tests): the scripts are run in full by hand
 for the notes. Real-data scripts skip when ../shared/data is absent.
 """
@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,20 +64,32 @@ def _run(name: str, argv: list[str], timeout_s: float = 480.0) -> str:
     A fresh process, not the test process: a script pins numba/BLAS threads to one when run as a script, and it
     must not inherit the test process's thread pools, numba thread masks or caches left by earlier tests. Bounded by
     *timeout_s*: a script still running then gets SIGABRT, on which ``-X faulthandler`` prints every thread's Python
-    stack, and the test fails with that stack (instead of stalling the suite).
+    stack, then its whole process group (the servers and ``osteoplan plan`` processes it started) is killed, and the
+    test fails with that stack instead of stalling the suite.
     """
     env = {**os.environ, "OSTEOPLAN_QUIET": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-X", "faulthandler", str(BENCH / name), *argv], cwd=str(ROOT), env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = p.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGABRT)
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:  # files: orphans hold no pipe
+        p = subprocess.Popen([sys.executable, "-X", "faulthandler", str(BENCH / name), *argv], cwd=str(ROOT),
+                             env=env, stdout=fo, stderr=fe, text=True, start_new_session=True)
         try:
-            out, err = p.communicate(timeout=20)
+            p.wait(timeout=timeout_s)
+            timed_out = False
         except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
+            timed_out = True
+            p.send_signal(signal.SIGABRT)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # whatever the script left running in its session (a uvicorn server, a plan subprocess)
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        p.wait()
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if timed_out:
         pytest.fail(f"{name} did not finish in {timeout_s:.0f} s; its stacks and output:\n{err[-6000:]}\n{out[-1500:]}")
     assert p.returncode == 0, f"{name} exited {p.returncode}: {out[-1500:]} {err[-1500:]}"
     return out
@@ -202,7 +215,7 @@ def test_verify_tip_profiles_coverage(tmp_path):
         f.write_text(json.dumps({"cthead": rows + [{"seed": 9, "refused": "No metal instrument"}]}))
         files.append(str(f))
     out = tmp_path / "coverage.png"
-    mod = _load("verify_tip_profiles.py")
+    mod = _load("verify_tip_profiles.py")  # imported only: its profile figure rebuilds CThead trials
     assert callable(mod.trial_cts) and callable(mod.plot_profiles)
-    assert mod.main(["--coverage", str(out), "--runs", ",".join(files)]) == 0
+    _run("verify_tip_profiles.py", ["--coverage", str(out), "--runs", ",".join(files)])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
