@@ -57,8 +57,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.anatomy import _local
-from osteoplan.anatomy.segment import (CANCELLOUS_MAX_HU, CANCELLOUS_MIN_HU, Canon, _box_dilate, fill_holes_in_planes,
-                                       soft_tissue_stats)
+from osteoplan.anatomy.segment import (CANCELLOUS_MAX_HU, CANCELLOUS_MIN_HU, Canon, _box_dilate, _label_sizes,
+                                       fill_holes_in_planes, soft_tissue_stats)
 from osteoplan.errors import AnatomyError
 from osteoplan.imaging.volume import Volume
 
@@ -363,7 +363,7 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
     lab, n = ndi.label(holes, structure=st2)
     cands: dict[str, list[_Hole]] = {"left": [], "right": []}
     if n:
-        npx = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+        npx = _label_sizes(lab, n)[1:]  # = np.bincount(lab.ravel(), minlength=n + 1)[1:]
         touch = np.bincount(lab[canal_near], minlength=n + 1)[1:]
         area = npx * px_mm2
         ok = (area >= FORAMEN_MIN_AREA_MM2) & (area <= FORAMEN_MAX_AREA_MM2) & (npx >= MIN_PIXELS) & (touch == 0)

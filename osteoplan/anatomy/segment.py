@@ -855,12 +855,12 @@ def lung_apex_slice(volume: Volume, body: np.ndarray) -> int | None:
     if not air.any():
         return None
     lab, n = ndi.label(air)
-    sizes = np.bincount(lab.ravel()) * float(np.prod(cn.spacing_mm)) / 1000.0
+    sizes = _label_sizes(lab, n) * float(np.prod(cn.spacing_mm)) / 1000.0  # = np.bincount(lab.ravel()) * ...
     sizes[0] = 0
     big = sizes >= 50.0  # mL: a lung (the airway alone is a few tens of mL at most)
     if not big.any():
         return None
-    lung = big[lab]
+    lung = _lookup(big, lab)  # = big[lab]
     bi = np.nonzero(b.any(axis=(0, 1)))[0]
     mid = (bi[0] + bi[-1]) / 2.0
     off = np.abs(np.arange(b.shape[2]) - mid) * cn.spacing_mm[2] > LUNG_LATERAL_MM
