@@ -1,0 +1,56 @@
+"""Anatomy speed, second round: every replacement gives the voxels of the scipy / numpy call it stands for.
+
+Brute force on small random volumes (shapes down to one voxel along an axis, windows wider than the array).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from osteoplan.anatomy import segment as S
+
+
+def test_last_axis_window_equals_scipy_min_max_filter_with_zero_outside():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(x) for x in rng.integers(1, 25, ndim))
+        m = rng.random(shape) < rng.uniform(0.02, 0.98)
+        h = int(rng.integers(1, 30))  # often wider than the row
+        size = 2 * h + 1
+        dil = ndi.maximum_filter1d(m.astype(np.uint8), size, axis=-1, mode="constant", cval=0) > 0
+        ero = ndi.minimum_filter1d(m.astype(np.uint8), size, axis=-1, mode="constant", cval=0) > 0
+        got_d = S._last_axis_window(m, h, True)
+        got_e = S._last_axis_window(m, h, False)
+        np.testing.assert_array_equal(got_d, dil)
+        np.testing.assert_array_equal(got_e, ero)
+        assert got_d.flags.c_contiguous and got_d.shape == m.shape
+    # a non-contiguous input (a transposed view) gives the same as its copy
+    m = rng.random((6, 7, 9)) < 0.4
+    np.testing.assert_array_equal(S._last_axis_window(m.transpose(2, 1, 0), 3, True),
+                                  S._last_axis_window(np.ascontiguousarray(m.transpose(2, 1, 0)), 3, True))
+
+
+def test_last_axis_window_by_hand():
+    m = np.array([0, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0], bool)
+    # dilation by 2 each side: voxels within 2 of a True one
+    np.testing.assert_array_equal(S._last_axis_window(m, 2, True).astype(int),
+                                  [1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    # erosion by 2 each side: only voxel 9 has its whole 5-voxel window (7..11) True
+    np.testing.assert_array_equal(np.flatnonzero(S._last_axis_window(m, 2, False)), [9])
+    # two rows never mix: the True voxel at the end of row 0 does not reach row 1
+    r = np.zeros((2, 4), bool)
+    r[0, 3] = True
+    np.testing.assert_array_equal(S._last_axis_window(r, 3, True), [[1, 1, 1, 1], [0, 0, 0, 0]])
+
+
+def test_box_filters_with_wide_boxes_equal_scipy():
+    rng = np.random.default_rng(17)
+    for _ in range(60):
+        shape = tuple(int(x) for x in rng.integers(1, 16, 3))
+        m = rng.random(shape) < rng.uniform(0.05, 0.95)
+        size = tuple(int(x) for x in rng.choice([1, 3, 5, 9, 13, 25], 3))
+        st = np.ones(size, bool)
+        np.testing.assert_array_equal(S._box_dilate(m, size), ndi.binary_dilation(m, structure=st))
+        np.testing.assert_array_equal(S._box_erode(m, size), ndi.binary_erosion(m, structure=st))
