@@ -468,7 +468,7 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
                 # the artery leaves the C1 foramen upwards and turns back into the sulcus: a tube from the
                 # foramen's upper aperture to the groove's centre, with the foramen's radius
                 p0 = np.array([c1[0][0].k, *c1[0][0].centre], float)
-                p1 = np.argwhere(s_mask).mean(axis=0)
+                p1 = _local.argwhere(s_mask).mean(axis=0)  # = np.argwhere(s_mask).mean(axis=0)
                 r_mm = float(np.sqrt(np.median([h.area_mm2 for h in c1[0]]) / np.pi))
                 sl, tube = _segment_dist_mm(a.shape, sp, p0, p1, max(r_mm, 0.5 * float(sp2.max())))
                 full[side][sl] |= tube

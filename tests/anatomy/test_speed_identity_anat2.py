@@ -54,3 +54,24 @@ def test_box_filters_with_wide_boxes_equal_scipy():
         st = np.ones(size, bool)
         np.testing.assert_array_equal(S._box_dilate(m, size), ndi.binary_dilation(m, structure=st))
         np.testing.assert_array_equal(S._box_erode(m, size), ndi.binary_erosion(m, structure=st))
+
+
+def test_local_argwhere_equals_numpy():
+    from osteoplan.anatomy import _local
+
+    rng = np.random.default_rng(23)
+    for _ in range(200):
+        ndim = int(rng.integers(1, 4))
+        shape = tuple(int(x) for x in rng.integers(1, 12, ndim))
+        m = rng.random(shape) < rng.choice([0.0, 0.01, 0.2, 0.9])
+        if rng.random() < 0.3:
+            m = m.astype(np.int32) * 7  # non-bool masks too
+        exp = np.argwhere(m)
+        got = _local.argwhere(m)
+        assert got.dtype == exp.dtype and got.shape == exp.shape
+        np.testing.assert_array_equal(got, exp)
+        if exp.size:  # the mean taken from it (the sulcus centre, the C2 points) is the same float
+            assert np.array_equal(got.mean(axis=0), exp.mean(axis=0))
+    m = np.zeros((5, 6, 7), bool)
+    m[2, 3, 4] = m[4, 0, 6] = True
+    np.testing.assert_array_equal(_local.argwhere(m), [[2, 3, 4], [4, 0, 6]])
