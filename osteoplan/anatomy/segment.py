@@ -692,13 +692,47 @@ def _remove_small_holes_in_slices(mask: np.ndarray, max_size: int) -> np.ndarray
     (:func:`_remove_small_holes_in_slices_reference` does it slice by slice)."""
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
-    lab, n = ndi.label(~mask, structure=st)
-    small = _label_sizes(lab, n) <= max_size
-    small[0] = False
-    out = mask | _lookup(small, lab)
     empty = ~mask.any(axis=(1, 2))
+    box = _small_holes_box(mask, max_size)
+    if box is None:
+        lab, n = ndi.label(~mask, structure=st)
+        small = _label_sizes(lab, n) <= max_size
+        small[0] = False
+        out = mask | _lookup(small, lab)
+    else:
+        sub = mask[box]
+        lab, n = ndi.label(~sub, structure=st)
+        small = _label_sizes(lab, n) <= max_size
+        small[0] = False
+        out = mask.copy()
+        out[box] = sub | _lookup(small, lab)
     out[empty] = mask[empty]
     return out
+
+
+def _small_holes_box(mask: np.ndarray, max_size: int) -> tuple[slice, slice, slice] | None:
+    """The box :func:`_remove_small_holes_in_slices` may work in: the slices holding *mask*, and its in-plane
+    bounding box grown by one voxel (clipped to the array); None (whole array) when that box is not wider than
+    *max_size* along j or i, or the mask is empty.
+
+    Why the holes found in it are those of the whole array: the grown rim is background in every slice and each
+    of its sides is one straight run of at least min(width) > max_size voxels, so every background region that
+    reaches the rim is too large to fill both in the box and in the whole slice (where it only grows); a region
+    that does not reach the rim lies inside the box (or against the array's edge, where the box ends too) and is
+    the same in both. Outside the box every voxel is background joined to the rim: never filled. Slices without
+    mask are left as they are in any case."""
+    ks = np.flatnonzero(mask.any(axis=(1, 2)))
+    if ks.size == 0:
+        return None
+    lo, hi = [int(ks[0])], [int(ks[-1]) + 1]
+    for d in (1, 2):
+        other = tuple(x for x in range(3) if x != d)
+        nz = np.flatnonzero(mask.any(axis=other))
+        lo.append(max(int(nz[0]) - 1, 0))
+        hi.append(min(int(nz[-1]) + 2, mask.shape[d]))
+    if min(hi[1] - lo[1], hi[2] - lo[2]) <= max_size:
+        return None
+    return tuple(slice(a, b) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
 def _remove_small_holes_in_slices_reference(mask: np.ndarray, max_size: int) -> np.ndarray:

@@ -75,3 +75,35 @@ def test_local_argwhere_equals_numpy():
     m = np.zeros((5, 6, 7), bool)
     m[2, 3, 4] = m[4, 0, 6] = True
     np.testing.assert_array_equal(_local.argwhere(m), [[2, 3, 4], [4, 0, 6]])
+
+
+def test_small_holes_on_the_mask_box_equal_the_slice_by_slice_reference():
+    # sparse masks in a larger array (the box is used), masks touching the array's faces (the box is clipped),
+    # boxes narrower than max_size (the whole array is used), rings whose holes are just below / above max_size
+    rng = np.random.default_rng(29)
+    for trial in range(120):
+        shape = tuple(int(x) for x in rng.integers(2, 26, 3))
+        m = np.zeros(shape, bool)
+        for _ in range(int(rng.integers(0, 4))):
+            lo = [int(rng.integers(0, n)) for n in shape]
+            hi = [min(a + int(rng.integers(1, 12)), n) for a, n in zip(lo, shape)]
+            blob = rng.random(tuple(b - a for a, b in zip(lo, hi))) < rng.uniform(0.4, 0.95)
+            m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= blob
+        if trial % 5 == 0 and min(shape[1:]) >= 8:  # a ring with a hole of 9 voxels in every slice
+            m[:, 2:7, 2:7] = True
+            m[:, 3:6, 3:6] = False
+        max_size = int(rng.choice([1, 4, 8, 9, 10, 30]))
+        np.testing.assert_array_equal(S._remove_small_holes_in_slices(m, max_size),
+                                      S._remove_small_holes_in_slices_reference(m, max_size))
+
+
+def test_small_holes_box_by_hand():
+    m = np.zeros((3, 20, 20), bool)
+    m[1, 5:10, 5:10] = True
+    m[1, 7, 7] = False  # a one-voxel hole
+    box = S._small_holes_box(m, 4)
+    assert box == (slice(1, 2), slice(4, 11), slice(4, 11))
+    out = S._remove_small_holes_in_slices(m, 4)
+    assert out[1, 7, 7] and out.sum() == 25
+    assert S._small_holes_box(m, 7) is None  # the grown box (7 wide) is not wider than max_size
+    assert S._remove_small_holes_in_slices(m, 7).sum() == 25
