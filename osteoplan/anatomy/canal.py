@@ -999,12 +999,17 @@ def _realign_off_line_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarra
     ks = np.nonzero(canal.any(axis=(1, 2)))[0]
     have = set(int(k) for k in ks)
     sp2 = np.asarray(sp[1:], float)
+    centres: dict[int, np.ndarray] = {}  # centroid of out[k], computed once until out[k] changes
+
+    def centre(q: int) -> np.ndarray:
+        if q not in centres:
+            centres[q] = np.array(_local.center_of_mass(out[q]))
+        return centres[q]
+
     for k in sorted(have, reverse=True):
         if k - 1 not in have or k + 1 not in have:
             continue
-        c_lo = np.array(_local.center_of_mass(out[k - 1]))
-        c_hi = np.array(_local.center_of_mass(out[k + 1]))
-        c_k = np.array(_local.center_of_mass(out[k]))
+        c_lo, c_hi, c_k = centre(k - 1), centre(k + 1), centre(k)
         mid = 0.5 * (c_lo + c_hi)
         if (np.linalg.norm((c_hi - c_lo) * sp2) > OFF_LINE_MM
                 or np.linalg.norm((c_k - mid) * sp2) <= OFF_LINE_MM):
@@ -1016,4 +1021,5 @@ def _realign_off_line_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarra
             continue
         if float(np.mean(np.abs(sm[k][moved] - CSF_HU))) < float(np.mean(np.abs(sm[k][out[k]] - CSF_HU))):
             out[k] = moved
+            centres.pop(k, None)
     return out

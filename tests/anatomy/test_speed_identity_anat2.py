@@ -107,3 +107,55 @@ def test_small_holes_box_by_hand():
     assert out[1, 7, 7] and out.sum() == 25
     assert S._small_holes_box(m, 7) is None  # the grown box (7 wide) is not wider than max_size
     assert S._remove_small_holes_in_slices(m, 7).sum() == 25
+
+
+def _realign_reference(canal, sm, b_c, body_c, sp):
+    """The loop of canal._realign_off_line_sections before its centroids were kept between slices (every centroid
+    recomputed from the current mask)."""
+    from osteoplan.anatomy import _local
+    from osteoplan.anatomy.canal import CSF_HU, OFF_LINE_MM
+
+    out = canal.copy()
+    have = set(int(k) for k in np.nonzero(canal.any(axis=(1, 2)))[0])
+    sp2 = np.asarray(sp[1:], float)
+    for k in sorted(have, reverse=True):
+        if k - 1 not in have or k + 1 not in have:
+            continue
+        c_lo = np.array(_local.center_of_mass(out[k - 1]))
+        c_hi = np.array(_local.center_of_mass(out[k + 1]))
+        c_k = np.array(_local.center_of_mass(out[k]))
+        mid = 0.5 * (c_lo + c_hi)
+        if np.linalg.norm((c_hi - c_lo) * sp2) > OFF_LINE_MM or np.linalg.norm((c_k - mid) * sp2) <= OFF_LINE_MM:
+            continue
+        dj, di = np.rint(mid - c_k).astype(int)
+        moved = ndi.shift(out[k], (dj, di), order=0, mode="constant", cval=0) > 0
+        moved &= ~b_c[k] & body_c[k]
+        if moved.sum() < 0.5 * out[k].sum():
+            continue
+        if float(np.mean(np.abs(sm[k][moved] - CSF_HU))) < float(np.mean(np.abs(sm[k][out[k]] - CSF_HU))):
+            out[k] = moved
+    return out
+
+
+def test_realign_off_line_sections_with_kept_centroids_equals_recomputing_them():
+    # random tracks of 2 x 2 sections wandering off their neighbours' line, random HU; a moved section changes the
+    # centroid the next slice down is compared with (the kept centroid must be the new one)
+    from osteoplan.anatomy.canal import _realign_off_line_sections
+
+    rng = np.random.default_rng(31)
+    sp = np.array([3.0, 2.0, 2.0])
+    n_moved = 0
+    for _ in range(150):
+        K = int(rng.integers(3, 12))
+        canal = np.zeros((K, 24, 24), bool)
+        for k in range(K):
+            if rng.random() < 0.9:
+                j, i = int(rng.integers(2, 20)), int(rng.integers(8, 12))
+                canal[k, j:j + 2, i:i + 2] = True
+        sm = rng.uniform(-20.0, 120.0, canal.shape)
+        b_c = rng.random(canal.shape) < 0.05
+        body_c = np.ones_like(canal)
+        got = _realign_off_line_sections(canal, sm, b_c, body_c, sp)
+        np.testing.assert_array_equal(got, _realign_reference(canal, sm, b_c, body_c, sp))
+        n_moved += int((got != canal).any())
+    assert n_moved >= 10  # the moving branch is exercised
