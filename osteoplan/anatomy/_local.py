@@ -58,6 +58,24 @@ def label(mask: np.ndarray, structure=None) -> tuple[np.ndarray, int]:
     return out, int(n)
 
 
+def label_objects(mask: np.ndarray, structure=None) -> tuple[np.ndarray, int, list]:
+    """:func:`label` and ``scipy.ndimage.find_objects`` of its labels, both from the bounding box of *mask*.
+
+    The objects are the box's, shifted by its corner: the same slices as ``find_objects`` of the whole-array
+    labels (which holds no label outside the box), without a scan of the whole array. Returns (int32 labels of
+    *mask*'s shape, number of components, list of slice tuples -- one per label, in label order)."""
+    mask = np.asarray(mask)
+    out = np.zeros(mask.shape, np.int32)
+    box = bbox(mask)
+    if box is None:
+        return out, 0, []
+    lab, n = ndi.label(mask[box], structure=structure)
+    out[box] = lab
+    objs = [None if sl is None else tuple(slice(s.start + b.start, s.stop + b.start) for s, b in zip(sl, box))
+            for sl in ndi.find_objects(lab)]
+    return out, int(n), objs
+
+
 def binary_dilation(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_dilation(mask, structure)`` (one iteration, outside = False) computed on
     the bounding box of *mask* grown by the structure's half-size (nothing farther can be reached).

@@ -210,11 +210,10 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     nearest section where it was found.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
-    lab, n = _local.label(cand, structure=st3)  # = ndi.label, on cand's bounding box
+    lab, n, objs = _local.label_objects(cand, structure=st3)  # = ndi.label and ndi.find_objects, on cand's box
     if n == 0:
         raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
                            "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
-    objs = ndi.find_objects(lab)
     K = cand.shape[0]
     mid_i = (cand.shape[2] - 1) / 2.0
     best, best_score = 0, -1.0
@@ -312,8 +311,7 @@ def _link_above(canal: np.ndarray, cand: np.ndarray, sp: np.ndarray, max_gap_mm:
     :func:`_track` may be within reach of the continued canal. Returns the lowest and highest
     slices linked, or None."""
     top = int(np.nonzero(canal.any(axis=(1, 2)))[0].max())
-    lab, _ = _local.label(cand, structure=ndi.generate_binary_structure(3, 1))  # = ndi.label, on the box
-    objs = ndi.find_objects(lab)
+    lab, _, objs = _local.label_objects(cand, structure=ndi.generate_binary_structure(3, 1))  # = ndi.label, find_objects
     pending = [l for l, sl in enumerate(objs, start=1) if sl is not None and sl[0].start > top
                and (sl[0].stop - sl[0].start) * float(sp[0]) >= LINK_ABOVE_MIN_MM]
     if not pending:

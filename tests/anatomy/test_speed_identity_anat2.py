@@ -159,3 +159,20 @@ def test_realign_off_line_sections_with_kept_centroids_equals_recomputing_them()
         np.testing.assert_array_equal(got, _realign_reference(canal, sm, b_c, body_c, sp))
         n_moved += int((got != canal).any())
     assert n_moved >= 10  # the moving branch is exercised
+
+
+def test_label_objects_equal_scipy_label_and_find_objects():
+    from osteoplan.anatomy import _local
+
+    rng = np.random.default_rng(37)
+    st = ndi.generate_binary_structure(3, 1)
+    for _ in range(100):
+        shape = tuple(int(x) for x in rng.integers(1, 14, 3))
+        m = np.zeros(shape, bool)
+        lo = [int(rng.integers(0, n)) for n in shape]
+        hi = [int(rng.integers(a, n)) + 1 for a, n in zip(lo, shape)]
+        m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = rng.random(tuple(b - a for a, b in zip(lo, hi))) < rng.uniform(0, 0.7)
+        lab, n, objs = _local.label_objects(m, structure=st)
+        exp_lab, exp_n = ndi.label(m, structure=st)
+        np.testing.assert_array_equal(lab, exp_lab)
+        assert n == exp_n and objs == ndi.find_objects(exp_lab)
