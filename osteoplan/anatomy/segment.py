@@ -243,7 +243,7 @@ def _box_dilate(mask: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     for ax, s in enumerate(size):
         if s > 1:
             h = int(s) // 2
-            out = (_last_axis_window(out, h, dilate=True) if ax == out.ndim - 1 and h >= 2
+            out = (_last_axis_window(out, h, dilate=True) if ax == out.ndim - 1 and h >= 3
                    else _shift_or_and(out, ax, range(1, h + 1), dilate=True))
     return out.copy() if out is mask else out
 
@@ -261,7 +261,7 @@ def _box_erode(mask: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     for ax, s in enumerate(size):
         if s > 1:
             h = int(s) // 2
-            out = (_last_axis_window(out, h, dilate=False) if ax == out.ndim - 1 and h >= 2
+            out = (_last_axis_window(out, h, dilate=False) if ax == out.ndim - 1 and h >= 3
                    else _shift_or_and(out, ax, range(1, h + 1), dilate=False))
     return out.copy() if out is mask else out
 
