@@ -28,8 +28,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.anatomy import _local
-from osteoplan.anatomy.segment import (AIR_THRESHOLD_HU, Canon, _box_dilate, _box_erode, _smooth, fill_holes_in_planes,
-                                       segment_body)
+from osteoplan.anatomy.segment import (AIR_THRESHOLD_HU, Canon, _box_dilate, _box_erode, _label_sizes, _lookup, _smooth,
+                                       fill_holes_in_planes, segment_body)
 from osteoplan.imaging.volume import Volume
 
 #: Larynx length, laryngeal inlet to the lower border of the cricoid (mm): the mean of the adult
@@ -128,7 +128,7 @@ def segment_airway(volume: Volume, body: np.ndarray | None = None,
             if n:
                 hit = np.bincount(lab[sel], minlength=n + 1) > 0
                 hit[0] = False
-                sel = sel | hit[lab]
+                sel = sel | _lookup(hit, lab)  # = hit[lab]
     return cn.from_canon(sel)
 
 
@@ -170,19 +170,19 @@ def _midline_air(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: flo
     mid = (first + last) / 2.0
     ok = (cnt * px_area <= 1500.0) & (np.abs(cm_i - mid[k_of]) * sp[2] <= midline_mm) & has[k_of]
     ok[0] = False
-    keep = ok[lab2]
+    keep = _lookup(ok, lab2)  # = ok[lab2]
     lab, n = ndi.label(keep)
     if n == 0:
         return np.zeros_like(air)
     vox_ml = float(np.prod(sp)) / 1000.0
-    sizes = np.bincount(lab.ravel()) * vox_ml
+    sizes = _label_sizes(lab, n) * vox_ml  # = np.bincount(lab.ravel()) * vox_ml
     sizes[0] = 0
     big = int(np.argmax(sizes))
     sel = sizes >= 1.0
     sel[big] = True
     sel[0] = False
     out = np.zeros_like(air)
-    out[box] = sel[lab]
+    out[box] = _lookup(sel, lab)  # = sel[lab]
     return out
 
 
@@ -286,7 +286,7 @@ def _restrict_pharynx(ph: np.ndarray, below: np.ndarray, sp: np.ndarray) -> np.n
         k0 = int(np.nonzero(ph.any(axis=(1, 2)))[0][0])
         keep[np.unique(lab[k0][ph[k0]])] = True
         keep[0] = False
-    out = ph & keep[lab]
+    out = ph & _lookup(keep, lab)  # = ph & keep[lab]
     J = np.arange(ph.shape[1])
     for k in np.nonzero(out.any(axis=(1, 2)))[0]:
         jpost = int(np.nonzero(out[k].any(axis=1))[0][-1])

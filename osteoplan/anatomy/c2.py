@@ -655,7 +655,7 @@ def landmarks_from_mask(volume: Volume, c2_mask: np.ndarray, canal_mask: np.ndar
         cut = rows.min() + 0.6 * (rows.max() - rows.min())
         front = m.copy()
         front[:, int(cut) + 1:, :] = False
-    idx = np.argwhere(front)
+    idx = _local.argwhere(front)  # = np.argwhere(front)
     pts = volume.index_to_world(cn.index_to_original(idx.astype(float)))
     sup = np.array([0.0, 0.0, 1.0])
     ant = np.array([0.0, -1.0, 0.0])
@@ -925,7 +925,7 @@ def _snap_to_bone(cn: Canon, bone_c: np.ndarray, idx_c: np.ndarray) -> np.ndarra
 
 
 def _distance_to_mask_mm(cn: Canon, m: np.ndarray, idx_c: np.ndarray) -> float:
-    pts = np.argwhere(m)
+    pts = _local.argwhere(m)  # = np.argwhere(m)
     if pts.size == 0:
         return float("inf")
     return float(np.min(np.linalg.norm((pts - np.asarray(idx_c, float)) * cn.spacing_mm, axis=1)))
@@ -1126,7 +1126,7 @@ def plausibility_problems(lm: DensLandmarks, spacing_mm, *, c2_c: np.ndarray | N
 
 
 def _neural_z_nearest(volume: Volume, mask: np.ndarray, z_mm: float) -> tuple[np.ndarray, float] | None:
-    idx = np.argwhere(mask)
+    idx = _local.argwhere(mask)  # = np.argwhere(mask)
     if idx.size == 0:
         return None
     pts = volume.index_to_world(idx.astype(float))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from osteoplan.anatomy import _local
 from osteoplan.errors import InputError
 from osteoplan.imaging.volume import Volume
 
@@ -88,7 +89,7 @@ def c2_frame(volume: Volume, mask: np.ndarray, landmarks: Any) -> C2Frame:
     """
     u_ax, v_ax, a_ax = section_basis(landmarks.axis_unit)
     waist = np.asarray(landmarks.waist_lps_mm, float)
-    idx = np.argwhere(mask)
+    idx = _local.argwhere(mask)  # = np.argwhere(mask)
     w = volume.index_to_world(idx.astype(float)) - waist
     s, u, v = w @ a_ax, w @ u_ax, w @ v_ax
     r_dens = max(DENS_RADIUS_MIN_MM, DENS_RADIUS_OF_WAIST * float(landmarks.waist_diameter_mm))

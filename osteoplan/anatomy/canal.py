@@ -210,11 +210,10 @@ def _track(cand: np.ndarray, b_c: np.ndarray, body_c: np.ndarray, sp: np.ndarray
     nearest section where it was found.
     Returns (mask, slices with a candidate, number of slices filled)."""
     st3 = ndi.generate_binary_structure(3, 1)
-    lab, n = _local.label(cand, structure=st3)  # = ndi.label, on cand's bounding box
+    lab, n, objs = _local.label_objects(cand, structure=st3)  # = ndi.label and ndi.find_objects, on cand's box
     if n == 0:
         raise AnatomyError("No spinal canal found: no soft-tissue region enclosed by vertebral bone. "
                            "Check that the CT covers the cervical spine, or provide a spinal_canal mask.")
-    objs = ndi.find_objects(lab)
     K = cand.shape[0]
     mid_i = (cand.shape[2] - 1) / 2.0
     best, best_score = 0, -1.0
@@ -312,8 +311,7 @@ def _link_above(canal: np.ndarray, cand: np.ndarray, sp: np.ndarray, max_gap_mm:
     :func:`_track` may be within reach of the continued canal. Returns the lowest and highest
     slices linked, or None."""
     top = int(np.nonzero(canal.any(axis=(1, 2)))[0].max())
-    lab, _ = _local.label(cand, structure=ndi.generate_binary_structure(3, 1))  # = ndi.label, on the box
-    objs = ndi.find_objects(lab)
+    lab, _, objs = _local.label_objects(cand, structure=ndi.generate_binary_structure(3, 1))  # = ndi.label, find_objects
     pending = [l for l, sl in enumerate(objs, start=1) if sl is not None and sl[0].start > top
                and (sl[0].stop - sl[0].start) * float(sp[0]) >= LINK_ABOVE_MIN_MM]
     if not pending:
@@ -999,12 +997,17 @@ def _realign_off_line_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarra
     ks = np.nonzero(canal.any(axis=(1, 2)))[0]
     have = set(int(k) for k in ks)
     sp2 = np.asarray(sp[1:], float)
+    centres: dict[int, np.ndarray] = {}  # centroid of out[k], computed once until out[k] changes
+
+    def centre(q: int) -> np.ndarray:
+        if q not in centres:
+            centres[q] = np.array(_local.center_of_mass(out[q]))
+        return centres[q]
+
     for k in sorted(have, reverse=True):
         if k - 1 not in have or k + 1 not in have:
             continue
-        c_lo = np.array(_local.center_of_mass(out[k - 1]))
-        c_hi = np.array(_local.center_of_mass(out[k + 1]))
-        c_k = np.array(_local.center_of_mass(out[k]))
+        c_lo, c_hi, c_k = centre(k - 1), centre(k + 1), centre(k)
         mid = 0.5 * (c_lo + c_hi)
         if (np.linalg.norm((c_hi - c_lo) * sp2) > OFF_LINE_MM
                 or np.linalg.norm((c_k - mid) * sp2) <= OFF_LINE_MM):
@@ -1016,4 +1019,5 @@ def _realign_off_line_sections(canal: np.ndarray, sm: np.ndarray, b_c: np.ndarra
             continue
         if float(np.mean(np.abs(sm[k][moved] - CSF_HU))) < float(np.mean(np.abs(sm[k][out[k]] - CSF_HU))):
             out[k] = moved
+            centres.pop(k, None)
     return out

@@ -57,8 +57,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.anatomy import _local
-from osteoplan.anatomy.segment import (CANCELLOUS_MAX_HU, CANCELLOUS_MIN_HU, Canon, _box_dilate, fill_holes_in_planes,
-                                       soft_tissue_stats)
+from osteoplan.anatomy.segment import (CANCELLOUS_MAX_HU, CANCELLOUS_MIN_HU, Canon, _box_dilate, _label_sizes,
+                                       fill_holes_in_planes, soft_tissue_stats)
 from osteoplan.errors import AnatomyError
 from osteoplan.imaging.volume import Volume
 
@@ -363,7 +363,7 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
     lab, n = ndi.label(holes, structure=st2)
     cands: dict[str, list[_Hole]] = {"left": [], "right": []}
     if n:
-        npx = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+        npx = _label_sizes(lab, n)[1:]  # = np.bincount(lab.ravel(), minlength=n + 1)[1:]
         touch = np.bincount(lab[canal_near], minlength=n + 1)[1:]
         area = npx * px_mm2
         ok = (area >= FORAMEN_MIN_AREA_MM2) & (area <= FORAMEN_MAX_AREA_MM2) & (npx >= MIN_PIXELS) & (touch == 0)
@@ -468,7 +468,7 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
                 # the artery leaves the C1 foramen upwards and turns back into the sulcus: a tube from the
                 # foramen's upper aperture to the groove's centre, with the foramen's radius
                 p0 = np.array([c1[0][0].k, *c1[0][0].centre], float)
-                p1 = np.argwhere(s_mask).mean(axis=0)
+                p1 = _local.argwhere(s_mask).mean(axis=0)  # = np.argwhere(s_mask).mean(axis=0)
                 r_mm = float(np.sqrt(np.median([h.area_mm2 for h in c1[0]]) / np.pi))
                 sl, tube = _segment_dist_mm(a.shape, sp, p0, p1, max(r_mm, 0.5 * float(sp2.max())))
                 full[side][sl] |= tube

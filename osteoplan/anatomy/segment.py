@@ -168,6 +168,37 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     return m if m.dtype == bool else np.asarray(m, np.uint8) != 0
 
 
+def _last_axis_window(m: np.ndarray, h: int, dilate: bool) -> np.ndarray:
+    """OR (dilate) / AND (erode) of *m* over the window ``x - h .. x + h`` along its last axis, voxels outside the
+    array False: what :func:`_shift_or_and` gives for ``offsets = range(1, h + 1)`` on the last axis.
+
+    The rows are laid end to end in one flat buffer with h False voxels before each row and after the last one, so
+    that every shift is one contiguous pass over the whole buffer (shifted views of the last axis are slow: one
+    short inner loop per row) -- a window reaching past a row's end meets those False voxels, never the next row.
+    The windows of length 1, 2, 4, ... are each the OR / AND of two shorter ones (van Herk's idea in its simplest
+    form; the last of two overlapping ones, harmless as OR and AND are idempotent): about log2(2h + 1) passes
+    instead of 2h. Returns a new C-contiguous bool array of *m*'s shape.
+    """
+    n = m.shape[-1]
+    rows = m.size // n if n else 0
+    width = n + h
+    size = h + rows * width
+    cur = np.zeros(size, bool)
+    cur[h:].reshape(rows, width)[:, :n] = m.reshape(rows, n)
+    nxt = np.empty(size, bool)
+    op = np.logical_or if dilate else np.logical_and
+    w = 2 * h + 1
+    length = 1  # cur[s] = OR / AND of the buffer over s .. s + length - 1 (False beyond its end)
+    while length < w:
+        d = min(length, w - length)
+        op(cur[:size - d], cur[d:], out=nxt[:size - d])
+        nxt[size - d:] = cur[size - d:] if dilate else False
+        cur, nxt = nxt, cur
+        length += d
+    # the voxel at buffer index p = h + r * width + c: its centred window starts at p - h = r * width + c
+    return np.ascontiguousarray(cur[:rows * width].reshape(rows, width)[:, :n]).reshape(m.shape)
+
+
 def _shift_or_and(m: np.ndarray, axis: int, offsets, dilate: bool) -> np.ndarray:
     """OR (dilate) / AND (erode) of *m* shifted by every offset in *offsets* (``+d`` and ``-d`` for each) along
     *axis*; voxels shifted in from outside the array are False (offset 0 = *m* itself is always included)."""
@@ -211,7 +242,9 @@ def _box_dilate(mask: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     out = _as_bool(mask)
     for ax, s in enumerate(size):
         if s > 1:
-            out = _shift_or_and(out, ax, range(1, int(s) // 2 + 1), dilate=True)
+            h = int(s) // 2
+            out = (_last_axis_window(out, h, dilate=True) if ax == out.ndim - 1 and h >= 3
+                   else _shift_or_and(out, ax, range(1, h + 1), dilate=True))
     return out.copy() if out is mask else out
 
 
@@ -227,7 +260,9 @@ def _box_erode(mask: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     out = _as_bool(mask)
     for ax, s in enumerate(size):
         if s > 1:
-            out = _shift_or_and(out, ax, range(1, int(s) // 2 + 1), dilate=False)
+            h = int(s) // 2
+            out = (_last_axis_window(out, h, dilate=False) if ax == out.ndim - 1 and h >= 3
+                   else _shift_or_and(out, ax, range(1, h + 1), dilate=False))
     return out.copy() if out is mask else out
 
 
@@ -657,13 +692,47 @@ def _remove_small_holes_in_slices(mask: np.ndarray, max_size: int) -> np.ndarray
     (:func:`_remove_small_holes_in_slices_reference` does it slice by slice)."""
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
-    lab, n = ndi.label(~mask, structure=st)
-    small = _label_sizes(lab, n) <= max_size
-    small[0] = False
-    out = mask | _lookup(small, lab)
     empty = ~mask.any(axis=(1, 2))
+    box = _small_holes_box(mask, max_size)
+    if box is None:
+        lab, n = ndi.label(~mask, structure=st)
+        small = _label_sizes(lab, n) <= max_size
+        small[0] = False
+        out = mask | _lookup(small, lab)
+    else:
+        sub = mask[box]
+        lab, n = ndi.label(~sub, structure=st)
+        small = _label_sizes(lab, n) <= max_size
+        small[0] = False
+        out = mask.copy()
+        out[box] = sub | _lookup(small, lab)
     out[empty] = mask[empty]
     return out
+
+
+def _small_holes_box(mask: np.ndarray, max_size: int) -> tuple[slice, slice, slice] | None:
+    """The box :func:`_remove_small_holes_in_slices` may work in: the slices holding *mask*, and its in-plane
+    bounding box grown by one voxel (clipped to the array); None (whole array) when that box is not wider than
+    *max_size* along j or i, or the mask is empty.
+
+    Why the holes found in it are those of the whole array: the grown rim is background in every slice and each
+    of its sides is one straight run of at least min(width) > max_size voxels, so every background region that
+    reaches the rim is too large to fill both in the box and in the whole slice (where it only grows); a region
+    that does not reach the rim lies inside the box (or against the array's edge, where the box ends too) and is
+    the same in both. Outside the box every voxel is background joined to the rim: never filled. Slices without
+    mask are left as they are in any case."""
+    ks = np.flatnonzero(mask.any(axis=(1, 2)))
+    if ks.size == 0:
+        return None
+    lo, hi = [int(ks[0])], [int(ks[-1]) + 1]
+    for d in (1, 2):
+        other = tuple(x for x in range(3) if x != d)
+        nz = np.flatnonzero(mask.any(axis=other))
+        lo.append(max(int(nz[0]) - 1, 0))
+        hi.append(min(int(nz[-1]) + 2, mask.shape[d]))
+    if min(hi[1] - lo[1], hi[2] - lo[2]) <= max_size:
+        return None
+    return tuple(slice(a, b) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
 def _remove_small_holes_in_slices_reference(mask: np.ndarray, max_size: int) -> np.ndarray:
@@ -855,12 +924,12 @@ def lung_apex_slice(volume: Volume, body: np.ndarray) -> int | None:
     if not air.any():
         return None
     lab, n = ndi.label(air)
-    sizes = np.bincount(lab.ravel()) * float(np.prod(cn.spacing_mm)) / 1000.0
+    sizes = _label_sizes(lab, n) * float(np.prod(cn.spacing_mm)) / 1000.0  # = np.bincount(lab.ravel()) * ...
     sizes[0] = 0
     big = sizes >= 50.0  # mL: a lung (the airway alone is a few tens of mL at most)
     if not big.any():
         return None
-    lung = big[lab]
+    lung = _lookup(big, lab)  # = big[lab]
     bi = np.nonzero(b.any(axis=(0, 1)))[0]
     mid = (bi[0] + bi[-1]) / 2.0
     off = np.abs(np.arange(b.shape[2]) - mid) * cn.spacing_mm[2] > LUNG_LATERAL_MM
