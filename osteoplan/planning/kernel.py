@@ -39,6 +39,10 @@ import numpy as np
 OK, NO_SKIN, TARGET_OUTSIDE_BONE, NEVER_LEAVES_BONE, BAD_ENTRY = 0, 1, 2, 3, 4
 #: length of the packed entry rule's head before the targets (see :func:`evaluate_candidates`)
 ENTRY_HEAD = 24
+#: the depth march and the march to the cortex ahead of the tip jump over the samples the Lipschitz bound proves inside
+#: the bone only when the jump skips more than this many samples (speed only: any jump the bound allows gives the
+#: same samples at the crossing; short jumps cost more than the reads they save, see evaluate_candidates)
+JUMP_MIN = 3.0
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -72,6 +76,50 @@ def _tri(a, k, j, i):
     c0 = c00 * (1 - fj) + c01 * fj
     c1 = c10 * (1 - fj) + c11 * fj
     return c0 * (1 - fk) + c1 * fk
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lerp(a, k0, j0, i0, k1, j1, i1, fk, fj, fi):
+    """:func:`_tri`'s interpolation on a cell already located (the same arithmetic, in the same order: the same
+    value), so that several volumes of one shape are read at a sample with one cell computation."""
+    c00 = a[k0, j0, i0] * (1 - fi) + a[k0, j0, i1] * fi
+    c01 = a[k0, j1, i0] * (1 - fi) + a[k0, j1, i1] * fi
+    c10 = a[k1, j0, i0] * (1 - fi) + a[k1, j0, i1] * fi
+    c11 = a[k1, j1, i0] * (1 - fi) + a[k1, j1, i1] * fi
+    c0 = c00 * (1 - fj) + c01 * fj
+    c1 = c10 * (1 - fj) + c11 * fj
+    return c0 * (1 - fk) + c1 * fk
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _min_cell(maps, lo, k0, j0, i0, fk, fj, fi, r, out, n, soft_only, soft_ok):
+    """:func:`_tri_min` on a cell already located (corner ``(k0, j0, i0)`` in the ROI, fractions ``fk, fj, fi``, as
+    :func:`_tri_min` computes them): the same values. Returns False, reading and writing nothing, when the cell's
+    corners are not all in the maps' box."""
+    S = maps.shape[3]
+    a0 = k0 - lo[0]
+    b0 = j0 - lo[1]
+    c0 = i0 - lo[2]
+    if a0 < 0 or b0 < 0 or c0 < 0 or a0 + 1 >= maps.shape[0] or b0 + 1 >= maps.shape[1] or c0 + 1 >= maps.shape[2]:
+        return False
+    w000 = (1 - fk) * (1 - fj) * (1 - fi)
+    w001 = (1 - fk) * (1 - fj) * fi
+    w010 = (1 - fk) * fj * (1 - fi)
+    w011 = (1 - fk) * fj * fi
+    w100 = fk * (1 - fj) * (1 - fi)
+    w101 = fk * (1 - fj) * fi
+    w110 = fk * fj * (1 - fi)
+    w111 = fk * fj * fi
+    for s_ in range(S):
+        if soft_only[s_] and not soft_ok:
+            continue
+        v = (w000 * maps[a0, b0, c0, s_] + w001 * maps[a0, b0, c0 + 1, s_]
+             + w010 * maps[a0, b0 + 1, c0, s_] + w011 * maps[a0, b0 + 1, c0 + 1, s_]
+             + w100 * maps[a0 + 1, b0, c0, s_] + w101 * maps[a0 + 1, b0, c0 + 1, s_]
+             + w110 * maps[a0 + 1, b0 + 1, c0, s_] + w111 * maps[a0 + 1, b0 + 1, c0 + 1, s_]) - r
+        if v < out[n, s_]:
+            out[n, s_] = v
+    return True
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -197,6 +245,11 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     K, J, I = body.shape
     nmax = int(s_max / h) + 2
     use_order = order.shape[0] == N
+    small = K < 2 or J < 2 or I < 2
+    # the depth at the samples the depth march read, for the containment minimum: dep[q] is valid when
+    # seen[q] == the candidate's rank + 1 (no reset between candidates)
+    dep = np.empty(nmax + 1, np.float64)
+    seen = np.zeros(nmax + 1, np.int64)
     for n_ in range(N):
         n = order[n_] if use_order else n_
         t = t_idx[cand_t[n]]
@@ -219,6 +272,12 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         # ---- phase 1: inside the target bone, the depth only (the entry rule decides whether the rest is needed);
         # samples the Lipschitz bound proves inside the bone are skipped (see ``lip``)
         rate = h * (lip[0] * abs(d[0]) + lip[1] * abs(d[1]) + lip[2] * abs(d[2]))
+        # a jump is taken only when it skips at least JUMP_MIN samples: a jump's length depends on the value just
+        # read (a chain the processor must wait for), whereas consecutive samples are read in parallel
+        jump_at = JUMP_MIN * rate if rate > 0.0 else np.inf
+        tag = n_ + 1
+        dep[0] = prev
+        seen[0] = tag
         sbone = -1.0
         m = 1
         last_q = 0
@@ -230,13 +289,16 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 if last_q != m - 1:  # the sample before the crossing was skipped: read it
                     s1 = (m - 1) * h
                     last_v = _tri(boned, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
+                    dep[m - 1] = last_v
+                    seen[m - 1] = tag
                 sbone = s - h + h * last_v / (last_v - v)
                 break
+            dep[m] = v
+            seen[m] = tag
             last_q = m
             last_v = v
-            if rate > 0.0:
-                jump = int(math.ceil(v / rate))
-                m += jump if jump > 1 else 1
+            if v > jump_at:  # ceil(v / rate) > JUMP_MIN >= 1: the samples before m + jump are inside the bone
+                m += int(math.ceil(v / rate))
             else:
                 m += 1
         if sbone < 0.0:
@@ -286,12 +348,13 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 out_cont[n] = 1e9  # not computed: excluded anyway
                 continue
         # ---- phase 0 (valid entries only): the cortex ahead of the tip
-        buf0 = _tri(boned, t[0], t[1], t[2])
+        buf0 = prev  # the depth at the target (the same read)
         if gap_max_mm > 0.0:
             hf = 0.25
             gap = gap_max_mm + hf
             pv = buf0
             rate_f = rate * (hf / h)
+            jump_f = JUMP_MIN * rate_f if rate_f > 0.0 else np.inf
             qf = 1
             last_f = 0
             nf = int(gap_max_mm / hf) + 2
@@ -306,9 +369,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                     break
                 pv = vf
                 last_f = qf
-                if rate_f > 0.0:
-                    jump = int(math.ceil(vf / rate_f))
-                    qf += jump if jump > 1 else 1
+                if vf > jump_f:  # as in the depth march
+                    qf += int(math.ceil(vf / rate_f))
                 else:
                     qf += 1
             out_tipgap[n] = gap
@@ -327,22 +389,26 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 out_lesion[n] += h
                 if s <= thread_mm:
                     out_lesion_thread[n] += h
-        # the minimum is exact: after reading v, the next samples within (v - cont - 1e-9) / rate steps are at least
-        # cont + 1e-9 (Lipschitz bound ``lip``): they cannot lower it and are not read
+        # the minimum is exact: the depths the march read are taken as they are; a sample it skipped is read only
+        # when the Lipschitz bound ``lip`` from the last depth known, v - (q - q_v) rate, does not prove it at least
+        # cont + 1e-9 (then it cannot lower the minimum)
         cont = 1e9
         lim = sbone - skip
-        nxt = 0
+        qv = -1
+        vv = 0.0
         for q in range(0, m):
-            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim and q >= nxt:
-                s = q * h
-                v = buf0 if q == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
+                if seen[q] == tag:
+                    v = dep[q]
+                elif qv >= 0 and vv - (q - qv) * rate > cont + 1e-9:
+                    continue
+                else:
+                    s = q * h
+                    v = _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+                qv = q
+                vv = v
                 if v < cont:
                     cont = v
-                nxt = q + 1
-                if rate > 0.0:
-                    jump = int((v - cont - 1e-9) / rate)
-                    if jump > 0:
-                        nxt += jump
         if cont >= 1e9:
             qm = int(round(0.5 * (tip_skip_mm + lim) / h))
             if qm < 0:
@@ -350,7 +416,10 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if qm > m - 1:
                 qm = m - 1
             s = qm * h
-            cont = buf0 if qm == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+            if seen[qm] == tag:
+                cont = dep[qm]
+            else:
+                cont = _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
         out_cont[n] = cont - r_screw
         # gate: a candidate short of the containment margin or of the tip-to-cortex limit by more than clear_gate
         # is not measured against the structures (see ``clear_gate``)
@@ -375,7 +444,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                                       False):  # the target sample
                 reads = False
                 out_outside[n] = 1
-        # ---- phase 2: soft tissue until the skin
+        # ---- phase 2: soft tissue until the skin; the body, other bone, depth and maps read at each sample from
+        # one cell computation (the values of _tri and _tri_min)
         sskin = -1.0
         prevb = 1.0
         q = m
@@ -387,18 +457,48 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             i = t[2] - s * d[2]
             if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
                 break
-            b = _tri(body, k, j, i)
+            kc = k  # clamped as in _tri
+            jc = j
+            ic = i
+            if kc < 0.0:
+                kc = 0.0
+            if jc < 0.0:
+                jc = 0.0
+            if ic < 0.0:
+                ic = 0.0
+            if kc > K - 1.0:
+                kc = K - 1.0
+            if jc > J - 1.0:
+                jc = J - 1.0
+            if ic > I - 1.0:
+                ic = I - 1.0
+            k0 = min(int(kc), K - 2) if K > 1 else 0
+            j0 = min(int(jc), J - 2) if J > 1 else 0
+            i0 = min(int(ic), I - 2) if I > 1 else 0
+            fk = kc - k0
+            fj = jc - j0
+            fi = ic - i0
+            k1 = k0 + 1 if K > 1 else k0
+            j1 = j0 + 1 if J > 1 else j0
+            i1 = i0 + 1 if I > 1 else i0
+            b = _lerp(body, k0, j0, i0, k1, j1, i1, fk, fj, fi)
             if b < 0.5:
                 sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
                 break
             prevb = b
             if s > sbone + h:
-                if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
+                if (_lerp(other, k0, j0, i0, k1, j1, i1, fk, fj, fi) >= 0.5
+                        or _lerp(boned, k0, j0, i0, k1, j1, i1, fk, fj, fi) > 0.0):
                     out_other[n] += h
-            if reads and not _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only,
-                                      s >= soft_start):
-                reads = False
-                out_outside[n] = 1
+            if reads:
+                if small:  # a ROI one voxel thick along an axis: _tri_min's own cell
+                    ok = _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only, s >= soft_start)
+                else:
+                    ok = _min_cell(maps, maps_lo, k0, j0, i0, fk, fj, fi, r_instr, out_clear, n, soft_only,
+                                   s >= soft_start)
+                if not ok:
+                    reads = False
+                    out_outside[n] = 1
             q += 1
         if sskin < 0.0:
             out_code[n] = NO_SKIN
