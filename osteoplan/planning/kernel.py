@@ -92,6 +92,26 @@ def _lerp(a, k0, j0, i0, k1, j1, i1, fk, fj, fi):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _cell_flags(body, other, boned, k0, j0, i0, k1, j1, i1):
+    """What the 8 corners of a cell prove about any sample whose cell it is: ``1 | 2`` when every corner of *body* is
+    >= 1 (the interpolated body is >= 0.5: inside the body), ``| 4`` when every corner of *other* is 0 and every
+    corner of *boned* <= 0 (the interpolated other bone is 0 < 0.5 and the depth <= 0: no other bone counted;
+    products of non-negative weights and non-positive values, and their sums, are <= 0 in floating point too)."""
+    f = 1
+    if (body[k0, j0, i0] >= 1 and body[k0, j0, i1] >= 1 and body[k0, j1, i0] >= 1 and body[k0, j1, i1] >= 1
+            and body[k1, j0, i0] >= 1 and body[k1, j0, i1] >= 1 and body[k1, j1, i0] >= 1 and body[k1, j1, i1] >= 1):
+        f |= 2
+    if (other[k0, j0, i0] == 0 and other[k0, j0, i1] == 0 and other[k0, j1, i0] == 0 and other[k0, j1, i1] == 0
+            and other[k1, j0, i0] == 0 and other[k1, j0, i1] == 0 and other[k1, j1, i0] == 0
+            and other[k1, j1, i1] == 0
+            and boned[k0, j0, i0] <= 0.0 and boned[k0, j0, i1] <= 0.0 and boned[k0, j1, i0] <= 0.0
+            and boned[k0, j1, i1] <= 0.0 and boned[k1, j0, i0] <= 0.0 and boned[k1, j0, i1] <= 0.0
+            and boned[k1, j1, i0] <= 0.0 and boned[k1, j1, i1] <= 0.0):
+        f |= 4
+    return f
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _min_cell(maps, lo, k0, j0, i0, fk, fj, fi, r, out, n, soft_only, soft_ok):
     """:func:`_tri_min` on a cell already located (corner ``(k0, j0, i0)`` in the ROI, fractions ``fk, fj, fi``, as
     :func:`_tri_min` computes them): the same values. Returns False, reading and writing nothing, when the cell's
@@ -250,6 +270,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     # seen[q] == the candidate's rank + 1 (no reset between candidates)
     dep = np.empty(nmax + 1, np.float64)
     seen = np.zeros(nmax + 1, np.int64)
+    # per cell (lower corner), filled on first visit in phase 2: 0 unknown, else _cell_flags
+    cflags = np.zeros((K, J, I), np.uint8)
     for n_ in range(N):
         n = order[n_] if use_order else n_
         t = t_idx[cand_t[n]]
@@ -448,6 +470,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         # one cell computation (the values of _tri and _tri_min)
         sskin = -1.0
         prevb = 1.0
+        prevq = m - 1  # the sample prevb is the body at (before the first sample: 1)
         q = m
         soft_start = sbone + r_instr
         while q < nmax:
@@ -481,12 +504,21 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             k1 = k0 + 1 if K > 1 else k0
             j1 = j0 + 1 if J > 1 else j0
             i1 = i0 + 1 if I > 1 else i0
-            b = _lerp(body, k0, j0, i0, k1, j1, i1, fk, fj, fi)
-            if b < 0.5:
-                sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
-                break
-            prevb = b
-            if s > sbone + h:
+            fl = cflags[k0, j0, i0]
+            if fl == 0:
+                fl = _cell_flags(body, other, boned, k0, j0, i0, k1, j1, i1)
+                cflags[k0, j0, i0] = fl
+            if not (fl & 2):  # else the body is >= 0.5 here: not the skin entry (read at the crossing if needed)
+                b = _lerp(body, k0, j0, i0, k1, j1, i1, fk, fj, fi)
+                if b < 0.5:
+                    if prevq != q - 1:  # the body at the sample before was not read: read it (the same value)
+                        s1 = (q - 1) * h
+                        prevb = _tri(body, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
+                    sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
+                    break
+                prevb = b
+                prevq = q
+            if s > sbone + h and not (fl & 4):
                 if (_lerp(other, k0, j0, i0, k1, j1, i1, fk, fj, fi) >= 0.5
                         or _lerp(boned, k0, j0, i0, k1, j1, i1, fk, fj, fi) > 0.0):
                     out_other[n] += h
