@@ -4,8 +4,9 @@ For each candidate (target point, unit direction) the kernel marches from the ta
 the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 
 1. the depth march inside the target bone (signed depth map > 0) to the bone entry, the zero crossing of
-   the depth map (linear interpolation between samples); samples that a Lipschitz bound of the depth map
-   proves inside the bone are not read (exact: the crossing sample and the one before it are read);
+   the depth map (linear interpolation between samples); runs of more than ``JUMP_MIN`` samples that a Lipschitz
+   bound of the depth map proves inside the bone are not read (exact: the crossing sample and the one before it are
+   read);
 2. the bone-entry rule (entry zone, implant length, incidence): a candidate that breaks it stops here
    (code ``BAD_ENTRY``): its lesion length, clearances, containment and tip gap are not computed -- it is
    excluded whatever they are, and most candidates are;
@@ -20,6 +21,19 @@ containment and tip-to-cortex rules (the others are neither feasible nor near-fe
 clearances). Candidates are evaluated direction by direction
 (``order``: parallel paths from neighbouring targets read the same memory). None of this changes a figure that is
 computed.
+
+Exact shortcuts (each leaves every output bit-identical to reading every sample; see
+``tests/planning/test_kernel.py::test_depth_skipping_and_cell_flags_change_no_output``):
+
+* the containment minimum takes the depths the march already read; a sample the march skipped is read only when
+  the Lipschitz bound from the last depth known does not prove it larger than the minimum so far;
+* in soft tissue the body, other-bone and depth values are interpolated from one cell computation (the same
+  arithmetic as :func:`_tri`, in the same order), and not at all where the cell's 8 corners prove the answer
+  (:func:`_cell_flags`: body >= 0.5; no other bone); the body at the sample before the skin crossing is read again
+  when it was not read;
+* jumps are taken only when long: a jump's length depends on the value just read, which makes the processor wait
+  for each read, whereas independent consecutive samples are read in parallel (on CThead a jump of 2-3 samples
+  cost more than the reads it saved).
 
 Sampling at step ``h`` overestimates a minimum distance by at most ``h / 2`` (a distance map is
 1-Lipschitz); the planner re-evaluates its final candidates at a finer step.
@@ -234,8 +248,9 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     lip : (3,) float64, the largest absolute difference of ``boned`` between neighbours along k, j, i (mm per
         index step): a bound on the trilinear interpolant's partial derivatives, so along a direction the depth
         changes by at most ``h * sum(lip * |d|)`` per sample. The depth march skips the samples this bound proves
-        inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
-        march). Zeros disable the skipping.
+        inside the bone when there are more than ``JUMP_MIN`` of them (exact: the first sample outside, and the one
+        before it, are the same as a sample-by-sample march); the containment minimum skips the samples it proves
+        above the minimum. Zeros disable the skipping (every output unchanged).
     clear_gate : mm; < 0 disables the gate. A candidate that passed the entry rule but whose containment
         (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
         measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
@@ -270,8 +285,9 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     # seen[q] == the candidate's rank + 1 (no reset between candidates)
     dep = np.empty(nmax + 1, np.float64)
     seen = np.zeros(nmax + 1, np.int64)
-    # per cell (lower corner), filled on first visit in phase 2: 0 unknown, else _cell_flags
-    cflags = np.zeros((K, J, I), np.uint8)
+    # per cell (lower corner), filled on first visit in phase 2: 0 unknown, else _cell_flags; allocated when the
+    # first candidate reaches phase 2
+    cflags = np.zeros((0, 0, 0), np.uint8)
     for n_ in range(N):
         n = order[n_] if use_order else n_
         t = t_idx[cand_t[n]]
@@ -468,6 +484,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 out_outside[n] = 1
         # ---- phase 2: soft tissue until the skin; the body, other bone, depth and maps read at each sample from
         # one cell computation (the values of _tri and _tri_min)
+        if cflags.shape[0] == 0:
+            cflags = np.zeros((K, J, I), np.uint8)
         sskin = -1.0
         prevb = 1.0
         prevq = m - 1  # the sample prevb is the body at (before the first sample: 1)
