@@ -4,8 +4,9 @@ For each candidate (target point, unit direction) the kernel marches from the ta
 the skin at a fixed step, reading the ROI maps with trilinear interpolation:
 
 1. the depth march inside the target bone (signed depth map > 0) to the bone entry, the zero crossing of
-   the depth map (linear interpolation between samples); samples that a Lipschitz bound of the depth map
-   proves inside the bone are not read (exact: the crossing sample and the one before it are read);
+   the depth map (linear interpolation between samples); runs of more than ``JUMP_MIN`` samples that a Lipschitz
+   bound of the depth map proves inside the bone are not read (exact: the crossing sample and the one before it are
+   read);
 2. the bone-entry rule (entry zone, implant length, incidence): a candidate that breaks it stops here
    (code ``BAD_ENTRY``): its lesion length, clearances, containment and tip gap are not computed -- it is
    excluded whatever they are, and most candidates are;
@@ -20,6 +21,19 @@ containment and tip-to-cortex rules (the others are neither feasible nor near-fe
 clearances). Candidates are evaluated direction by direction
 (``order``: parallel paths from neighbouring targets read the same memory). None of this changes a figure that is
 computed.
+
+Exact shortcuts (each leaves every output bit-identical to reading every sample; see
+``tests/planning/test_kernel.py::test_depth_skipping_and_cell_flags_change_no_output``):
+
+* the containment minimum takes the depths the march already read; a sample the march skipped is read only when
+  the Lipschitz bound from the last depth known does not prove it larger than the minimum so far;
+* in soft tissue the body, other-bone and depth values are interpolated from one cell computation (the same
+  arithmetic as :func:`_tri`, in the same order), and not at all where the cell's 8 corners prove the answer
+  (:func:`_cell_flags`: body >= 0.5; no other bone); the body at the sample before the skin crossing is read again
+  when it was not read;
+* jumps are taken only when long: a jump's length depends on the value just read, which makes the processor wait
+  for each read, whereas independent consecutive samples are read in parallel (on CThead a jump of 2-3 samples
+  cost more than the reads it saved).
 
 Sampling at step ``h`` overestimates a minimum distance by at most ``h / 2`` (a distance map is
 1-Lipschitz); the planner re-evaluates its final candidates at a finer step.
@@ -39,6 +53,10 @@ import numpy as np
 OK, NO_SKIN, TARGET_OUTSIDE_BONE, NEVER_LEAVES_BONE, BAD_ENTRY = 0, 1, 2, 3, 4
 #: length of the packed entry rule's head before the targets (see :func:`evaluate_candidates`)
 ENTRY_HEAD = 24
+#: the depth march and the march to the cortex ahead of the tip jump over the samples the Lipschitz bound proves inside
+#: the bone only when the jump skips more than this many samples (speed only: any jump the bound allows gives the
+#: same samples at the crossing; short jumps cost more than the reads they save, see evaluate_candidates)
+JUMP_MIN = 3.0
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -72,6 +90,39 @@ def _tri(a, k, j, i):
     c0 = c00 * (1 - fj) + c01 * fj
     c1 = c10 * (1 - fj) + c11 * fj
     return c0 * (1 - fk) + c1 * fk
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lerp(a, k0, j0, i0, k1, j1, i1, fk, fj, fi):
+    """:func:`_tri`'s interpolation on a cell already located (the same arithmetic, in the same order: the same
+    value), so that several volumes of one shape are read at a sample with one cell computation."""
+    c00 = a[k0, j0, i0] * (1 - fi) + a[k0, j0, i1] * fi
+    c01 = a[k0, j1, i0] * (1 - fi) + a[k0, j1, i1] * fi
+    c10 = a[k1, j0, i0] * (1 - fi) + a[k1, j0, i1] * fi
+    c11 = a[k1, j1, i0] * (1 - fi) + a[k1, j1, i1] * fi
+    c0 = c00 * (1 - fj) + c01 * fj
+    c1 = c10 * (1 - fj) + c11 * fj
+    return c0 * (1 - fk) + c1 * fk
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _cell_flags(body, other, boned, k0, j0, i0, k1, j1, i1):
+    """What the 8 corners of a cell prove about any sample whose cell it is: ``1 | 2`` when every corner of *body* is
+    >= 1 (the interpolated body is >= 0.5: inside the body), ``| 4`` when every corner of *other* is 0 and every
+    corner of *boned* <= 0 (the interpolated other bone is 0 < 0.5 and the depth <= 0: no other bone counted;
+    products of non-negative weights and non-positive values, and their sums, are <= 0 in floating point too)."""
+    f = 1
+    if (body[k0, j0, i0] >= 1 and body[k0, j0, i1] >= 1 and body[k0, j1, i0] >= 1 and body[k0, j1, i1] >= 1
+            and body[k1, j0, i0] >= 1 and body[k1, j0, i1] >= 1 and body[k1, j1, i0] >= 1 and body[k1, j1, i1] >= 1):
+        f |= 2
+    if (other[k0, j0, i0] == 0 and other[k0, j0, i1] == 0 and other[k0, j1, i0] == 0 and other[k0, j1, i1] == 0
+            and other[k1, j0, i0] == 0 and other[k1, j0, i1] == 0 and other[k1, j1, i0] == 0
+            and other[k1, j1, i1] == 0
+            and boned[k0, j0, i0] <= 0.0 and boned[k0, j0, i1] <= 0.0 and boned[k0, j1, i0] <= 0.0
+            and boned[k0, j1, i1] <= 0.0 and boned[k1, j0, i0] <= 0.0 and boned[k1, j0, i1] <= 0.0
+            and boned[k1, j1, i0] <= 0.0 and boned[k1, j1, i1] <= 0.0):
+        f |= 4
+    return f
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -166,8 +217,9 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     lip : (3,) float64, the largest absolute difference of ``boned`` between neighbours along k, j, i (mm per
         index step): a bound on the trilinear interpolant's partial derivatives, so along a direction the depth
         changes by at most ``h * sum(lip * |d|)`` per sample. The depth march skips the samples this bound proves
-        inside the bone (exact: the first sample outside, and the one before it, are the same as a sample-by-sample
-        march). Zeros disable the skipping.
+        inside the bone when there are more than ``JUMP_MIN`` of them (exact: the first sample outside, and the one
+        before it, are the same as a sample-by-sample march); the containment minimum skips the samples it proves
+        above the minimum. Zeros disable the skipping (every output unchanged).
     clear_gate : mm; < 0 disables the gate. A candidate that passed the entry rule but whose containment
         (``cont_margin - out_cont``) or tip-to-cortex (``out_tipgap - gap_limit_mm``) shortfall exceeds it is not
         measured against the structures: ``out_clear`` stays +1e9 and ``out_gated`` = 1 (its bone figures, skin
@@ -197,6 +249,13 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
     K, J, I = body.shape
     nmax = int(s_max / h) + 2
     use_order = order.shape[0] == N
+    # the depth at the samples the depth march read, for the containment minimum: dep[q] is valid when
+    # seen[q] == the candidate's rank + 1 (no reset between candidates)
+    dep = np.empty(nmax + 1, np.float64)
+    seen = np.zeros(nmax + 1, np.int64)
+    # per cell (lower corner), filled on first visit in phase 2: 0 unknown, else _cell_flags; allocated when the
+    # first candidate reaches phase 2
+    cflags = np.zeros((0, 0, 0), np.uint8)
     for n_ in range(N):
         n = order[n_] if use_order else n_
         t = t_idx[cand_t[n]]
@@ -219,6 +278,12 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
         # ---- phase 1: inside the target bone, the depth only (the entry rule decides whether the rest is needed);
         # samples the Lipschitz bound proves inside the bone are skipped (see ``lip``)
         rate = h * (lip[0] * abs(d[0]) + lip[1] * abs(d[1]) + lip[2] * abs(d[2]))
+        # a jump is taken only when it skips at least JUMP_MIN samples: a jump's length depends on the value just
+        # read (a chain the processor must wait for), whereas consecutive samples are read in parallel
+        jump_at = JUMP_MIN * rate if rate > 0.0 else np.inf
+        tag = n_ + 1
+        dep[0] = prev
+        seen[0] = tag
         sbone = -1.0
         m = 1
         last_q = 0
@@ -230,13 +295,16 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 if last_q != m - 1:  # the sample before the crossing was skipped: read it
                     s1 = (m - 1) * h
                     last_v = _tri(boned, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
+                    dep[m - 1] = last_v
+                    seen[m - 1] = tag
                 sbone = s - h + h * last_v / (last_v - v)
                 break
+            dep[m] = v
+            seen[m] = tag
             last_q = m
             last_v = v
-            if rate > 0.0:
-                jump = int(math.ceil(v / rate))
-                m += jump if jump > 1 else 1
+            if v > jump_at:  # ceil(v / rate) > JUMP_MIN >= 1: the samples before m + jump are inside the bone
+                m += int(math.ceil(v / rate))
             else:
                 m += 1
         if sbone < 0.0:
@@ -286,12 +354,13 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 out_cont[n] = 1e9  # not computed: excluded anyway
                 continue
         # ---- phase 0 (valid entries only): the cortex ahead of the tip
-        buf0 = _tri(boned, t[0], t[1], t[2])
+        buf0 = prev  # the depth at the target (the same read)
         if gap_max_mm > 0.0:
             hf = 0.25
             gap = gap_max_mm + hf
             pv = buf0
             rate_f = rate * (hf / h)
+            jump_f = JUMP_MIN * rate_f if rate_f > 0.0 else np.inf
             qf = 1
             last_f = 0
             nf = int(gap_max_mm / hf) + 2
@@ -306,9 +375,8 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                     break
                 pv = vf
                 last_f = qf
-                if rate_f > 0.0:
-                    jump = int(math.ceil(vf / rate_f))
-                    qf += jump if jump > 1 else 1
+                if vf > jump_f:  # as in the depth march
+                    qf += int(math.ceil(vf / rate_f))
                 else:
                     qf += 1
             out_tipgap[n] = gap
@@ -327,22 +395,26 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                 out_lesion[n] += h
                 if s <= thread_mm:
                     out_lesion_thread[n] += h
-        # the minimum is exact: after reading v, the next samples within (v - cont - 1e-9) / rate steps are at least
-        # cont + 1e-9 (Lipschitz bound ``lip``): they cannot lower it and are not read
+        # the minimum is exact: the depths the march read are taken as they are; a sample it skipped is read only
+        # when the Lipschitz bound ``lip`` from the last depth known, v - (q - q_v) rate, does not prove it at least
+        # cont + 1e-9 (then it cannot lower the minimum)
         cont = 1e9
         lim = sbone - skip
-        nxt = 0
+        qv = -1
+        vv = 0.0
         for q in range(0, m):
-            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim and q >= nxt:
-                s = q * h
-                v = buf0 if q == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+            if q * h >= tip_skip_mm - 1e-9 and q * h <= lim:
+                if seen[q] == tag:
+                    v = dep[q]
+                elif qv >= 0 and vv - (q - qv) * rate > cont + 1e-9:
+                    continue
+                else:
+                    s = q * h
+                    v = _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+                qv = q
+                vv = v
                 if v < cont:
                     cont = v
-                nxt = q + 1
-                if rate > 0.0:
-                    jump = int((v - cont - 1e-9) / rate)
-                    if jump > 0:
-                        nxt += jump
         if cont >= 1e9:
             qm = int(round(0.5 * (tip_skip_mm + lim) / h))
             if qm < 0:
@@ -350,7 +422,10 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             if qm > m - 1:
                 qm = m - 1
             s = qm * h
-            cont = buf0 if qm == 0 else _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
+            if seen[qm] == tag:
+                cont = dep[qm]
+            else:
+                cont = _tri(boned, t[0] - s * d[0], t[1] - s * d[1], t[2] - s * d[2])
         out_cont[n] = cont - r_screw
         # gate: a candidate short of the containment margin or of the tip-to-cortex limit by more than clear_gate
         # is not measured against the structures (see ``clear_gate``)
@@ -375,9 +450,13 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
                                       False):  # the target sample
                 reads = False
                 out_outside[n] = 1
-        # ---- phase 2: soft tissue until the skin
+        # ---- phase 2: soft tissue until the skin; the body, other bone and depth read at each sample from one cell
+        # computation (the values of _tri)
+        if cflags.shape[0] == 0:
+            cflags = np.zeros((K, J, I), np.uint8)
         sskin = -1.0
         prevb = 1.0
+        prevq = m - 1  # the sample prevb is the body at (before the first sample: 1)
         q = m
         soft_start = sbone + r_instr
         while q < nmax:
@@ -387,14 +466,50 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             i = t[2] - s * d[2]
             if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
                 break
-            b = _tri(body, k, j, i)
-            if b < 0.5:
-                sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
-                break
-            prevb = b
-            if s > sbone + h:
-                if _tri(other, k, j, i) >= 0.5 or _tri(boned, k, j, i) > 0.0:
+            kc = k  # clamped as in _tri
+            jc = j
+            ic = i
+            if kc < 0.0:
+                kc = 0.0
+            if jc < 0.0:
+                jc = 0.0
+            if ic < 0.0:
+                ic = 0.0
+            if kc > K - 1.0:
+                kc = K - 1.0
+            if jc > J - 1.0:
+                jc = J - 1.0
+            if ic > I - 1.0:
+                ic = I - 1.0
+            k0 = min(int(kc), K - 2) if K > 1 else 0
+            j0 = min(int(jc), J - 2) if J > 1 else 0
+            i0 = min(int(ic), I - 2) if I > 1 else 0
+            fk = kc - k0
+            fj = jc - j0
+            fi = ic - i0
+            k1 = k0 + 1 if K > 1 else k0
+            j1 = j0 + 1 if J > 1 else j0
+            i1 = i0 + 1 if I > 1 else i0
+            fl = cflags[k0, j0, i0]
+            if fl == 0:
+                fl = _cell_flags(body, other, boned, k0, j0, i0, k1, j1, i1)
+                cflags[k0, j0, i0] = fl
+            if not (fl & 2):  # else the body is >= 0.5 here: not the skin entry (read at the crossing if needed)
+                b = _lerp(body, k0, j0, i0, k1, j1, i1, fk, fj, fi)
+                if b < 0.5:
+                    if prevq != q - 1:  # the body at the sample before was not read: read it (the same value)
+                        s1 = (q - 1) * h
+                        prevb = _tri(body, t[0] - s1 * d[0], t[1] - s1 * d[1], t[2] - s1 * d[2])
+                    sskin = s - h + h * (prevb - 0.5) / (prevb - b) if prevb >= 0.5 else s
+                    break
+                prevb = b
+                prevq = q
+            if s > sbone + h and not (fl & 4):
+                if (_lerp(other, k0, j0, i0, k1, j1, i1, fk, fj, fi) >= 0.5
+                        or _lerp(boned, k0, j0, i0, k1, j1, i1, fk, fj, fi) > 0.0):
                     out_other[n] += h
+            # (the maps through _tri_min's own cell computation: sharing the cell above was slower on the phantom's
+            # 19 channels, the same on CThead's 8)
             if reads and not _tri_min(maps, K, J, I, maps_lo, k, j, i, r_instr, out_clear, n, soft_only,
                                       s >= soft_start):
                 reads = False

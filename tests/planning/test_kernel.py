@@ -292,3 +292,65 @@ def test_least_violating_measures_the_gated_candidates_that_rank(neck_anterior):
     for n in (5, int(gated_rank[0]) + 3, len(ct)):
         got = S._least_violating(b, ab, tb, f, targets, d, site, proto, 1.75, 1.75, 1.0, n)
         np.testing.assert_array_equal(got, want_all[:n])
+
+
+def test_depth_skipping_and_cell_flags_change_no_output(neck_anterior):
+    """The kernel's exact shortcuts against the plain march, bit for bit: with the depth map's Lipschitz bound set to
+    0 (``lip`` = 0: every depth sample read, no jump, containment read sample by sample) every output -- code, bone
+    and skin entries, containment, tip gap, lesion, other bone, incidence, clearances -- is identical to the run with
+    the bound (jumps over deep bone, containment from the depths the march read, cells whose corners prove the body /
+    no other bone not read in soft tissue). Targets deep in the C2 body (depth > JUMP_MIN x the step's bound, so
+    jumps happen) and in the dens; directions of a 40 degree cone and lateral ones; steps 1 and 0.5 mm."""
+    from scipy.ndimage import map_coordinates
+
+    from osteoplan.planning.procedures import cone_directions
+    from osteoplan.planning.search import depth_lipschitz
+
+    vol, lm, dl, proto, f = neck_anterior
+    site = site_from_landmarks(dl, proto)
+    targets = np.array([[0.0, -1.0, 12.0], [1.0, -2.0, 11.0], [0.0, 0.0, -16.0], [2.0, 1.0, -20.0]])
+    d = np.concatenate([cone_directions(np.array([0.0, 0.0, 1.0]), 40.0, 5.0),
+                        cone_directions(np.array([1.0, 0.0, 0.2]) / np.hypot(1.0, 0.2), 30.0, 5.0)])
+    ct, cd = _grid_candidates(targets, d)
+    lip = depth_lipschitz(f).copy()
+    t_idx = f.world_to_roi(targets)
+    depth = map_coordinates(f.bone_depth_mm, t_idx.T, order=1)
+    d_idx = d @ np.linalg.inv(f.affine)[:3, :3].T
+    assert (depth[2:, None] > K.JUMP_MIN * (np.abs(d_idx) @ lip)[None, :]).all()  # deep: the march jumps
+    n_ok = 0
+    for step, site_ in ((1.0, site), (0.5, site), (1.0, None)):
+        a = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, step, site=site_)
+        try:
+            f._depth_lip = np.zeros(3)
+            b = run_kernel(f, targets, d, ct, cd, proto, 1.75, 1.75, step, site=site_)
+        finally:
+            f._depth_lip = lip
+        assert np.isin(a.code, (K.OK, K.NO_SKIN)).sum() > 20  # marched to the skin / the ROI's edge
+        n_ok += int((a.code == K.OK).sum())
+        for x in ("code", "s_bone", "s_skin", "containment", "other_bone", "lesion", "incidence_deg", "tip_gap",
+                  "lesion_thread", "clear", "gated"):
+            np.testing.assert_array_equal(getattr(a, x), getattr(b, x), err_msg=f"{x} at step {step}")
+    assert n_ok > 20  # skin entries found (the body read again at the sample before the crossing)
+
+
+def test_cell_flags_prove_body_and_no_other_bone(neck):
+    """``_cell_flags``: where it says every corner proves the body (2), the interpolated body is >= 0.5 at random
+    points of the cell; where it says no other bone (4), the interpolated other-bone mask is < 0.5 and the depth
+    <= 0; both hold on some cells and fail on others (cells across the skin, the C2 and C3 surfaces)."""
+    vol, lm, dl, proto, f = neck
+    body, other, boned = f.body, f.other_bone, f.bone_depth_mm
+    Kd, Jd, Id = body.shape
+    rng = np.random.default_rng(3)
+    cells = np.stack([rng.integers(0, n - 1, 4000) for n in body.shape], axis=1)
+    seen = set()
+    for k0, j0, i0 in cells:
+        fl = K._cell_flags(body, other, boned, k0, j0, i0, k0 + 1, j0 + 1, i0 + 1)
+        seen.add(int(fl))
+        for fk, fj, fi in rng.random((4, 3)):
+            p = (k0 + fk, j0 + fj, i0 + fi)
+            if fl & 2:
+                assert K._tri(body, *p) >= 0.5
+            if fl & 4:
+                assert K._tri(other, *p) < 0.5 and K._tri(boned, *p) <= 0.0
+    assert any(s & 2 for s in seen) and any(s & 4 for s in seen) and any(not s & 2 for s in seen)
+    assert any(not s & 4 for s in seen)
