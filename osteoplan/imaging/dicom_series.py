@@ -888,7 +888,9 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
     ----------
     path : folder or file
     display_root : folder the display names are relative to (defaults to *path*).
-    workers : thread count for header parsing (default: up to 4).
+    workers : thread count for header parsing (default: 1). Parsing a header is Python holding the GIL: threads
+        only help when reading the files waits on storage (a network share, a cold disk); on files in the page
+        cache they made the scan of CThead's 113 files slower (0.13-0.14 s vs 0.05-0.08 s wall, 2026-12-06).
 
     Returns
     -------
@@ -919,7 +921,7 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
         return "/".join(parts)
 
     display = [shown(f) for f in files]
-    nworkers = workers or min(4, (os.cpu_count() or 1) * 2)
+    nworkers = workers or 1
     with _pydicom_messages_without_paths():
         if len(files) > 8 and nworkers > 1:
             with ThreadPoolExecutor(nworkers) as ex:
@@ -1346,6 +1348,19 @@ def _rescale_into(stored: np.ndarray, slope: float, intercept: float, out: np.nd
         out += np.float32(intercept)
 
 
+def _any_compressed(transfer_syntaxes) -> bool:
+    """True when one of the Transfer Syntax UIDs is a compressed (encapsulated) one; unknown UIDs count as such."""
+    from pydicom.uid import UID
+
+    for ts in transfer_syntaxes:
+        try:
+            if not ts or UID(ts).is_compressed:
+                return True
+        except (ValueError, AttributeError):
+            return True
+    return False
+
+
 def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False,
                 resample_uniform: bool = False, workers: int | None = None,
                 why: str | None = None) -> Volume:
@@ -1356,7 +1371,9 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     result : ScanResult from :func:`scan`
     series : the series to read (from :func:`choose_series`)
     allow_gaps, resample_uniform : see :func:`plan_geometry`
-    workers : decoding threads (default: 2)
+    workers : decoding threads (default: 2 for compressed transfer syntaxes, whose decoders run in C libraries
+        that release the GIL; 1 for native pixel data, where threads only add contention: CThead's 113
+        uncompressed files read in 0.100 s with one thread vs 0.165 s with two, 2026-12-06)
     why : sentence on why the series was chosen (added to the warnings when several series exist)
 
     Raises
@@ -1426,7 +1443,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
             if fi not in slot:
                 extra[fi] = target
 
-    nworkers = workers or 2
+    nworkers = workers or (2 if _any_compressed(series.transfer_syntaxes) else 1)
     with _pydicom_messages_without_paths():
         if len(file_ids) > 4 and nworkers > 1:
             with ThreadPoolExecutor(nworkers) as ex:

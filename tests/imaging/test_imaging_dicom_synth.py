@@ -468,3 +468,13 @@ def test_lossy_compression_is_flagged(tmp_path):
     assert any("lossy image compression" in w for w in b.warnings)
     assert not any("lossy" in w for w in a.warnings)
     assert np.max(np.abs(a.array - b.array)) <= 2.0  # near-lossless bound: 2 stored units
+
+
+def test_decoding_threads_only_for_compressed_transfer_syntaxes():
+    """read_series decodes with threads only when a decoder running outside the GIL can use them."""
+    from osteoplan.imaging.dicom_series import _any_compressed
+
+    assert not _any_compressed({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})  # implicit / explicit VR little endian
+    assert _any_compressed({"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.90"})  # + JPEG 2000 lossless
+    assert _any_compressed({"1.2.840.10008.1.2.5"})  # RLE lossless
+    assert _any_compressed({""}) and _any_compressed({"1.2.3.4"})  # unknown: the safe default (threads)
