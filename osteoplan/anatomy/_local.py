@@ -15,17 +15,26 @@ from scipy import ndimage as ndi
 
 def bbox(mask: np.ndarray, margin=0) -> tuple[slice, ...] | None:
     """Bounding box of the True voxels of *mask*, grown by *margin* voxels (int or one per axis) and
-    clipped to the array; None when *mask* is empty."""
+    clipped to the array; None when *mask* is empty.
+
+    The indices along the first axis holding a voxel are found in one pass over the array; the other axes are
+    then looked at inside that slab only (the same box as per-axis ``any`` over the whole array).
+    """
     mask = np.asarray(mask)
     marg = np.broadcast_to(np.asarray(margin, int), (mask.ndim,))
-    out = []
-    for ax in range(mask.ndim):
+    if mask.ndim == 0:
+        return None
+    first = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if first.size == 0:
+        return None
+    slab = mask[first[0]:first[-1] + 1]
+    lo, hi = [int(first[0])], [int(first[-1]) + 1]
+    for ax in range(1, mask.ndim):
         other = tuple(a for a in range(mask.ndim) if a != ax)
-        nz = np.flatnonzero(mask.any(axis=other) if other else mask)
-        if nz.size == 0:
-            return None
-        out.append(slice(max(int(nz[0]) - int(marg[ax]), 0), min(int(nz[-1]) + 1 + int(marg[ax]), mask.shape[ax])))
-    return tuple(out)
+        nz = np.flatnonzero(slab.any(axis=other))
+        lo.append(int(nz[0]))
+        hi.append(int(nz[-1]) + 1)
+    return tuple(slice(max(a - int(m), 0), min(b + int(m), n)) for a, b, m, n in zip(lo, hi, marg, mask.shape))
 
 
 def argwhere(mask: np.ndarray) -> np.ndarray:

@@ -160,16 +160,11 @@ def read_markups_line(path: str | os.PathLike) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------- segmentation
 def _box(mask_kji: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Bounding box of a 3D mask's True voxels as slices (k, j, i); None when empty. The slices holding a
-    voxel are found in one pass, then rows and columns inside that slab only."""
-    K = mask_kji.shape[0]
-    ks = np.flatnonzero(mask_kji.reshape(K, -1).any(axis=1))
-    if ks.size == 0:
-        return None
-    slab = mask_kji[ks[0]:ks[-1] + 1]
-    js = np.flatnonzero(slab.any(axis=(0, 2)))
-    is_ = np.flatnonzero(slab.any(axis=(0, 1)))
-    return slice(int(ks[0]), int(ks[-1]) + 1), slice(int(js[0]), int(js[-1]) + 1), slice(int(is_[0]), int(is_[-1]) + 1)
+    """Bounding box of a 3D mask's True voxels as slices (k, j, i); None when empty
+    (:func:`osteoplan.anatomy._local.bbox`)."""
+    from osteoplan.anatomy._local import bbox
+
+    return bbox(mask_kji)
 
 
 def _pack_layers(masks: list[np.ndarray], boxes: list | None = None) -> list[int]:

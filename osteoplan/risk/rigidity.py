@@ -350,17 +350,15 @@ class RigidityProfile:
 def _bounds_kji(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Lowest and highest (k, j, i) index of the True voxels of a 3D mask (each shape (3,)); None if empty.
 
-    Same result as ``np.argwhere(mask).min(0)`` / ``.max(0)`` without listing every voxel: the slices holding
-    a voxel are found first (one pass), then rows and columns inside that slab only.
+    Same result as ``np.argwhere(mask).min(0)`` / ``.max(0)`` without listing every voxel
+    (:func:`osteoplan.anatomy._local.bbox`).
     """
-    K = mask.shape[0]
-    ks = np.flatnonzero(mask.reshape(K, -1).any(axis=1))
-    if ks.size == 0:
+    from osteoplan.anatomy._local import bbox
+
+    box = bbox(mask)
+    if box is None:
         return None
-    slab = mask[ks[0]:ks[-1] + 1]
-    js = np.flatnonzero(slab.any(axis=(0, 2)))
-    is_ = np.flatnonzero(slab.any(axis=(0, 1)))
-    return np.array([ks[0], js[0], is_[0]]), np.array([ks[-1], js[-1], is_[-1]])
+    return np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
 
 
 def _crop(volume: Volume, masks: Sequence[np.ndarray], margin: int = 3) -> tuple[Volume, list[np.ndarray]]:
