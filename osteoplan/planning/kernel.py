@@ -60,8 +60,9 @@ JUMP_MIN = 3.0
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _tri(a, k, j, i):
-    K, J, I = a.shape
+def _cell(K, J, I, k, j, i):
+    """The trilinear cell of index point (k, j, i) on a (K, J, I) grid, clamped to the grid: the low corner
+    (k0, j0, i0), the high corner (k1, j1, i1) and the fractions (fk, fj, fi) that :func:`_lerp` weights."""
     if k < 0.0:
         k = 0.0
     if j < 0.0:
@@ -77,19 +78,17 @@ def _tri(a, k, j, i):
     k0 = min(int(k), K - 2) if K > 1 else 0
     j0 = min(int(j), J - 2) if J > 1 else 0
     i0 = min(int(i), I - 2) if I > 1 else 0
-    fk = k - k0
-    fj = j - j0
-    fi = i - i0
     k1 = k0 + 1 if K > 1 else k0
     j1 = j0 + 1 if J > 1 else j0
     i1 = i0 + 1 if I > 1 else i0
-    c00 = a[k0, j0, i0] * (1 - fi) + a[k0, j0, i1] * fi
-    c01 = a[k0, j1, i0] * (1 - fi) + a[k0, j1, i1] * fi
-    c10 = a[k1, j0, i0] * (1 - fi) + a[k1, j0, i1] * fi
-    c11 = a[k1, j1, i0] * (1 - fi) + a[k1, j1, i1] * fi
-    c0 = c00 * (1 - fj) + c01 * fj
-    c1 = c10 * (1 - fj) + c11 * fj
-    return c0 * (1 - fk) + c1 * fk
+    return k0, j0, i0, k1, j1, i1, k - k0, j - j0, i - i0
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _tri(a, k, j, i):
+    K, J, I = a.shape
+    k0, j0, i0, k1, j1, i1, fk, fj, fi = _cell(K, J, I, k, j, i)
+    return _lerp(a, k0, j0, i0, k1, j1, i1, fk, fj, fi)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -466,30 +465,7 @@ def evaluate_candidates(t_idx, d_idx, cand_t, cand_d, h, s_max,
             i = t[2] - s * d[2]
             if k < -0.5 or j < -0.5 or i < -0.5 or k > K - 0.5 or j > J - 0.5 or i > I - 0.5:
                 break
-            kc = k  # clamped as in _tri
-            jc = j
-            ic = i
-            if kc < 0.0:
-                kc = 0.0
-            if jc < 0.0:
-                jc = 0.0
-            if ic < 0.0:
-                ic = 0.0
-            if kc > K - 1.0:
-                kc = K - 1.0
-            if jc > J - 1.0:
-                jc = J - 1.0
-            if ic > I - 1.0:
-                ic = I - 1.0
-            k0 = min(int(kc), K - 2) if K > 1 else 0
-            j0 = min(int(jc), J - 2) if J > 1 else 0
-            i0 = min(int(ic), I - 2) if I > 1 else 0
-            fk = kc - k0
-            fj = jc - j0
-            fi = ic - i0
-            k1 = k0 + 1 if K > 1 else k0
-            j1 = j0 + 1 if J > 1 else j0
-            i1 = i0 + 1 if I > 1 else i0
+            k0, j0, i0, k1, j1, i1, fk, fj, fi = _cell(K, J, I, k, j, i)  # the cell _tri would use
             fl = cflags[k0, j0, i0]
             if fl == 0:
                 fl = _cell_flags(body, other, boned, k0, j0, i0, k1, j1, i1)
