@@ -104,6 +104,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "length": {"en": "Length", "fr": "Longueur"},
     "thread_length": {"en": "Thread length", "fr": "Longueur filetée"},
     "hydrodissection_section": {"en": "Hydrodissection", "fr": "Hydrodissection"},
+    "hydro_airway_part": {"en": "(also the airway's closest point: the same push, counted once)",
+                          "fr": "(aussi le point le plus proche des voies aériennes : le même refoulement, compté une fois)"},
     "cement_section": {"en": "Cement (PMMA)", "fr": "Ciment (PMMA)"},
     "lesion_volume": {"en": "Lesion volume", "fr": "Volume de la lésion"},
     "cement_volume": {"en": "Suggested cement volume", "fr": "Volume de ciment suggéré"},
