@@ -358,7 +358,8 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words.
+        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words,
+        ``fig._osteoplan_plane`` the sampled :class:`Plane` (its pixel grid is the image's).
     """
     from matplotlib.lines import Line2D
 
@@ -435,6 +436,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     layout_with_legend(fig, ax, handles, title_in=0.55, gutter_in=LETTER_GUTTER_IN)
     fig._osteoplan_labels = labels
     fig._osteoplan_caption = caption
+    fig._osteoplan_plane = plane
     return fig
 
 
