@@ -254,6 +254,16 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             "displacement": _fmt(c.displacement_needed_mm, "mm"),
             "source": _source_text(c.source, lang) + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
         })
+    # the airway holds its parts: a push measured on the airway and on the part holding its closest point is one
+    # push (counted once in the hydrodissection table): its row says so
+    air = next((c for c in checks if c.structure == "airway" and c.status == "hydrodissection"), None)
+    part = next((c for c in checks if air is not None and c.structure in AIRWAY_PARTS and c.status == "hydrodissection"
+                 and _same_push(c.clearance_mm, air.clearance_mm, c.displacement_needed_mm,
+                                air.displacement_needed_mm)), None)
+    if part is not None:
+        for r in rows:
+            if r["structure"] == "airway":
+                r["displacement"] += " " + t("hydro_same_push_as", lang).format(part=t(part.structure, lang))
     for s in (plan.not_assessed if plan is not None else ()):
         if s in seen:
             continue
@@ -266,6 +276,11 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
 #: Parts of the airway (pharynx, larynx, trachea): the airway mask holds them, so its clearance is that of its
 #: closest part (osteoplan.planning.verdict names the parts, not the whole, in its sentence too).
 AIRWAY_PARTS = ("pharynx", "larynx", "trachea")
+
+
+def _same_push(c1, c2, d1, d2, tol_mm: float = 0.05) -> bool:
+    """True when two clearances and two displacements (mm) are the same measurement (within *tol_mm*)."""
+    return all(x is not None and y is not None and abs(float(x) - float(y)) <= tol_mm for x, y in ((c1, c2), (d1, d2)))
 
 
 def hydrodissection_rows(plan: Any, lang: str = "en", tol_mm: float = 0.05) -> list[dict[str, Any]]:
@@ -293,8 +308,7 @@ def hydrodissection_rows(plan: Any, lang: str = "en", tol_mm: float = 0.05) -> l
     items = list(getattr(hd, "structures", None) or ())
 
     def same(a, b) -> bool:
-        return all(x is not None and y is not None and abs(float(x) - float(y)) <= tol_mm
-                   for x, y in ((a.clearance_mm, b.clearance_mm), (a.displacement_needed_mm, b.displacement_needed_mm)))
+        return _same_push(a.clearance_mm, b.clearance_mm, a.displacement_needed_mm, b.displacement_needed_mm, tol_mm)
 
     airway = next((h for h in items if h.structure == "airway"), None)
     part = next((h for h in items if h.structure in AIRWAY_PARTS and airway is not None and same(h, airway)), None)

@@ -106,6 +106,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "hydrodissection_section": {"en": "Hydrodissection", "fr": "Hydrodissection"},
     "hydro_airway_part": {"en": "(also the airway's closest point: the same push, counted once)",
                           "fr": "(aussi le point le plus proche des voies aériennes : le même refoulement, compté une fois)"},
+    "hydro_same_push_as": {"en": "(the same push as the {part}, its closest part)",
+                           "fr": "(même refoulement que la partie la plus proche : {part})"},
     "cement_section": {"en": "Cement (PMMA)", "fr": "Ciment (PMMA)"},
     "lesion_volume": {"en": "Lesion volume", "fr": "Volume de la lésion"},
     "cement_volume": {"en": "Suggested cement volume", "fr": "Volume de ciment suggéré"},

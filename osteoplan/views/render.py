@@ -86,8 +86,8 @@ def window(img_hu: np.ndarray, level: float, width: float) -> np.ndarray:
 
 
 #: Width (inches) of the band around an image that holds its orientation letters (:func:`draw_orientation` with
-#: ``outside=True``, :func:`layout_with_legend`'s ``gutter_in``): two bold letters at 12 pt fit in it.
-LETTER_GUTTER_IN = 0.32
+#: ``outside=True``, :func:`layout_with_legend`'s ``gutter_in``): three bold letters at 12 pt (an oblique edge) fit.
+LETTER_GUTTER_IN = 0.42
 
 
 def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str = "white",

@@ -36,3 +36,20 @@ def test_airway_closer_than_its_listed_parts_keeps_its_row():
 def test_airway_alone_keeps_its_row():
     rows = hydrodissection_rows(_plan(("airway", 1.2, 1.8, 3.0)))
     assert [(r["structure"], r["displacement"]) for r in rows] == [("airway", "1.2 mm")]
+
+
+def test_clearance_table_says_the_airway_push_is_its_part_push():
+    from osteoplan.export.report import clearance_rows
+
+    def check(s, c, d, status="hydrodissection"):
+        return SimpleNamespace(structure=s, clearance_mm=c, displacement_needed_mm=d, margin_mm=3.0, status=status,
+                               note=None, category="displaceable", segmented=True, source="phantom-truth")
+
+    best = SimpleNamespace(clearances=(check("pharynx", 0.35, 2.65), check("airway", 0.35, 2.65),
+                                       check("trachea", 10.6, None, "pass")))
+    rows = {r["structure"]: r["displacement"] for r in clearance_rows(None, "en", best)}
+    assert rows["airway"] == "2.6 mm (the same push as the pharynx, its closest part)"
+    assert rows["pharynx"] == "2.6 mm" and rows["trachea"] == "—"
+    # a different push on the airway (closest point outside the pushed part) is left as measured
+    best = SimpleNamespace(clearances=(check("pharynx", 1.0, 2.0), check("airway", 0.35, 2.65)))
+    assert {r["structure"]: r["displacement"] for r in clearance_rows(None, "en", best)}["airway"] == "2.6 mm"
