@@ -254,12 +254,73 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             "displacement": _fmt(c.displacement_needed_mm, "mm"),
             "source": _source_text(c.source, lang) + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
         })
+    # the airway holds its parts: a push measured on the airway and on the part holding its closest point is one
+    # push (counted once in the hydrodissection table): its row says so
+    air = next((c for c in checks if c.structure == "airway" and c.status == "hydrodissection"), None)
+    part = next((c for c in checks if air is not None and c.structure in AIRWAY_PARTS and c.status == "hydrodissection"
+                 and _same_push(c.clearance_mm, air.clearance_mm, c.displacement_needed_mm,
+                                air.displacement_needed_mm)), None)
+    if part is not None:
+        for r in rows:
+            if r["structure"] == "airway":
+                r["displacement"] += " " + t("hydro_same_push_as", lang).format(part=t(part.structure, lang))
     for s in (plan.not_assessed if plan is not None else ()):
         if s in seen:
             continue
         rows.append({"structure": s, "label": t(s, lang), "color": hex_color(structure_color(s)), "category": "—",
                      "margin": "—", "clearance": "—", "status": "not_assessed",
                      "status_label": t("status_not_assessed", lang).upper(), "displacement": "—", "source": "—"})
+    return rows
+
+
+#: Parts of the airway (pharynx, larynx, trachea): the airway mask holds them, so its clearance is that of its
+#: closest part (osteoplan.planning.verdict names the parts, not the whole, in its sentence too).
+AIRWAY_PARTS = ("pharynx", "larynx", "trachea")
+
+
+def _same_push(c1, c2, d1, d2, tol_mm: float = 0.05) -> bool:
+    """True when two clearances and two displacements (mm) are the same measurement (within *tol_mm*)."""
+    return all(x is not None and y is not None and abs(float(x) - float(y)) <= tol_mm for x, y in ((c1, c2), (d1, d2)))
+
+
+def hydrodissection_rows(plan: Any, lang: str = "en", tol_mm: float = 0.05) -> list[dict[str, Any]]:
+    """Rows of the hydrodissection table: one per displacement, the airway folded into its closest part.
+
+    The planner measures the airway and its parts (pharynx, larynx, trachea) each; the airway holds its parts,
+    so when its closest point lies in a part that needs a push too, both report the same displacement from the
+    same voxels. That push is reported once, on the part's row, which says it is the airway's closest point too.
+    An airway whose clearance matches no listed part (its closest point outside the segmented parts) keeps its
+    own row.
+
+    Parameters
+    ----------
+    plan : Plan
+    lang : ``"en"`` or ``"fr"``
+    tol_mm : float
+        Clearances and displacements within this of each other are the same measurement (rounding of the plan).
+
+    Returns
+    -------
+    list of dict
+        ``structure``, ``label``, ``displacement``, ``clearance``, ``margin`` (formatted), in the plan's order.
+    """
+    hd = getattr(plan, "hydrodissection", None)
+    items = list(getattr(hd, "structures", None) or ())
+
+    def same(a, b) -> bool:
+        return _same_push(a.clearance_mm, b.clearance_mm, a.displacement_needed_mm, b.displacement_needed_mm, tol_mm)
+
+    airway = next((h for h in items if h.structure == "airway"), None)
+    part = next((h for h in items if h.structure in AIRWAY_PARTS and airway is not None and same(h, airway)), None)
+    rows = []
+    for h in items:
+        if part is not None and h is airway:
+            continue
+        label = t(h.structure, lang)
+        if part is not None and h is part:
+            label += " " + t("hydro_airway_part", lang)
+        rows.append({"structure": h.structure, "label": label, "displacement": _fmt(h.displacement_needed_mm, "mm"),
+                     "clearance": _fmt(h.clearance_mm, "mm"), "margin": _fmt(h.margin_mm, "mm")})
     return rows
 
 
@@ -341,7 +402,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         generated=generated_utc or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         side=t(plan.side, lang) if plan.side else "—", ct_text=ct_text,
         mm=lambda v: _fmt(v, "mm"), deg=lambda v: _fmt(v, "°"), ml=lambda v: _fmt(v, "mL"),
-        clearance_rows=clearance_rows(plan, lang),
+        clearance_rows=clearance_rows(plan, lang), hydro_rows=hydrodissection_rows(plan, lang),
         assessed=", ".join(t(s, lang) for s in plan.assessed) or t("none", lang),
         not_assessed=", ".join(t(s, lang) for s in plan.not_assessed) or t("none", lang),
         leak_text=leak_text, guidance=guidance, warnings=[translate_text(w, lang) for w in plan.warnings],

@@ -103,8 +103,9 @@ def render_all(out_dir: str | os.PathLike, volume, path: PathSpec, labelmap=None
     out.mkdir(parents=True, exist_ok=True)
     paths = [path, *others]
     centre = np.mean([p.target_lps_mm for p in paths], axis=0)
-    spread = max(float(np.linalg.norm(p.target_lps_mm - centre)) for p in paths)
-    overview = {} if not others else {"centre_lps_mm": centre, "fov_mm": max(110.0, 2.0 * spread + 70.0)}
+    # several needles: the overview planes pass through their targets' centroid; every view's frame holds every
+    # drawn path whole, skin entry to target (reformat.standard_view_frame, drr.fit_path_geometry)
+    overview = {} if not others else {"centre_lps_mm": centre}
     plan_images = image_plan(paths)
     written: dict[str, Path] = {}
     cache: dict = {}

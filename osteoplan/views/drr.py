@@ -493,6 +493,52 @@ def standard_geometry(view: str, isocentre_lps_mm: np.ndarray, path_direction: n
 
 DRR_VIEWS = ("ap_open_mouth", "lateral", "bullseye", "progression")
 
+
+def fit_path_geometry(geometry: CArmGeometry, paths, margin_mm: float | None = None) -> CArmGeometry:
+    """The C-arm of *geometry* moved and its detector grown so that every path projects whole, with a margin.
+
+    The C-arm is moved across its central ray (the table panned, as in the room) by the least that puts the
+    paths' skin entries, bone entries, targets and screw heads with *margin_mm* plus the instrument's radius
+    inside the field at the isocentre (:func:`osteoplan.views.geometry.fit_square_frame`, the isocentre plane);
+    then, because a point source magnifies points nearer to it more, the square detector is grown, when needed,
+    until the exact projections of those points and their margin lie on it (same pixel count, so the pixels stay
+    square and a little larger). A path that fits keeps the geometry unchanged.
+
+    Parameters
+    ----------
+    geometry : CArmGeometry
+        The view as planned (isocentre at the target).
+    paths : sequence of PathSpec
+    margin_mm : float, optional
+        Default :data:`osteoplan.views.geometry.PATH_MARGIN_MM`.
+
+    Returns
+    -------
+    CArmGeometry
+    """
+    from dataclasses import replace
+
+    from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame, path_points_lps
+
+    paths = list(paths)
+    margin = (PATH_MARGIN_MM if margin_mm is None else float(margin_mm)) + max(
+        p.instrument_diameter_mm for p in paths) / 2.0
+    pts = path_points_lps(paths)
+    g = geometry
+    u, v = g.detector_u, g.detector_v
+    field_mm = min(g.detector_size_mm) / g.magnification
+    rel = pts - g.isocentre_lps_mm
+    c2, _ = fit_square_frame(np.stack([rel @ u, rel @ v], axis=-1), field_mm, margin)
+    if np.any(c2 != 0.0):
+        g = replace(g, isocentre_lps_mm=g.isocentre_lps_mm + c2[0] * u + c2[1] * v)
+    # the exact projections (depth-dependent magnification): the detector half-side they and their margin need
+    off = g.project(pts) - (np.asarray(g.n_pixels[::-1], float) - 1.0) / 2.0   # (row, col) pixels from centre
+    need_mm = np.abs(off) * np.asarray(g.pixel_mm[::-1]) + margin * g.magnification_at(pts)[:, None]
+    side = 2.0 * float(need_mm.max())
+    if side > min(g.detector_size_mm):
+        g = replace(g, detector_size_mm=(side, side))
+    return g
+
 #: Levels whose AP view is centred through the open mouth (the mouth projects over C1-C2 only).
 OPEN_MOUTH_LEVELS = ("C1", "C2")
 
@@ -612,7 +658,9 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     others : tuple of PathSpec
         Other needles drawn with *path* (several levels or both pedicles), each labelled with its level.
     isocentre_lps_mm : (3,) array, optional
-        Centre of the AP / lateral views (default the target; several needles: their centroid).
+        Centre of the AP / lateral views (default the target; several needles: their centroid). Every view is
+        then framed to show every drawn path whole, skin entry to target (:func:`fit_path_geometry`: the C-arm
+        moved across the beam and the detector grown when needed; the footer gives the detector's size).
     step_mm : float, optional
         Ray sampling of :func:`line_integrals` (None: Joseph's method, one sample per voxel plane).
     drr_volume : DRRVolume, optional
@@ -638,10 +686,12 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
 
     beam = getattr(path, "beam_directions", {}).get(view)
     iso = path.target_lps_mm if isocentre_lps_mm is None else np.asarray(isocentre_lps_mm, float)
+    paths = (path, *others)
     geo = standard_geometry(view, iso, path.direction, beam_direction=beam,
                             n_pixels=(n_pixels, n_pixels), **(geometry_kwargs or {}))
+    geo = fit_path_geometry(geo, paths)  # every path whole, skin entry to target
     od = render_drr(volume if drr_volume is None else drr_volume, geo, step_mm=step_mm)
-    # contrast from a window around the isocentre (the spine, not the skull vault), from rays that cross the
+    # contrast from a window around the target(s) (the spine, not the skull vault), from rays that cross the
     # whole CT (not those leaving it through its top or bottom face)
     tr, tc = geo.project(iso)
     half = int(45.0 * geo.magnification / geo.pixel_mm[0])
@@ -660,10 +710,12 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     ax.set_xticks([])
     ax.set_yticks([])
     handles = []
-    paths = (path, *others)
     if labelmap is not None:
+        from osteoplan.views.geometry import PATH_MARGIN_MM, path_points_lps
+
         spread = max(float(np.linalg.norm(p.target_lps_mm - iso)) for p in paths)
-        crop = _Crop(volume, iso, 70.0 + spread)
+        reach = float(np.max(np.linalg.norm(path_points_lps(paths) - iso, axis=1))) + PATH_MARGIN_MM
+        crop = _Crop(volume, iso, max(70.0 + spread, reach))
         small = (n_pixels // 2, n_pixels // 2)
         geo_s = CArmGeometry(geo.isocentre_lps_mm, geo.direction, geo.detector_u, geo.source_detector_mm,
                              geo.source_isocentre_mm, geo.detector_size_mm, small, mirror=geo.mirror)
@@ -684,7 +736,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
         _draw_projected_path(ax, geo, p, view, label=p.short_label if others else None)
     ax.set_xlim(-0.5, n_pixels - 0.5)
     ax.set_ylim(n_pixels - 0.5, -0.5)
-    labels = draw_orientation(ax, geo.detector_u, geo.detector_v)
+    labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True)  # off the anatomy
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 
@@ -699,12 +751,12 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
     carm = getattr(path, "carm_labels", {}).get(view)
     caption = orientation_caption(geo.detector_u, geo.detector_v, lang)
-    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else "") + f"\n{caption}", color="white",
-                 fontsize=10.5, pad=4, linespacing=1.3)
-    from osteoplan.views.render import layout_with_legend
+    from osteoplan.views.render import LETTER_GUTTER_IN, layout_with_legend
 
-    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.75 if carm else 0.55)
-    fig.text(0.5, ax.get_position().y0 - 0.012,
+    ax.set_title(t(f"drr_{view}", lang) + (f"\n{carm}" if carm else "") + f"\n{caption}", color="white",
+                 fontsize=10.5, pad=4 + 72 * LETTER_GUTTER_IN, linespacing=1.3)
+    layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.75 if carm else 0.55, gutter_in=LETTER_GUTTER_IN)
+    fig.text(0.5, ax.get_position().y0 - (LETTER_GUTTER_IN + 0.02) / fig.get_figheight(),
              f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
              f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
              color="#bbbbbb", ha="center", va="top", fontsize=7.5)

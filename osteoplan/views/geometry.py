@@ -281,3 +281,57 @@ def near_miss_pathspec(plan: Any, fallback_length_mm: float = 80.0) -> PathSpec 
                         banner_key="route_banner" if _route_unseen(plan) else "near_miss_banner")
     except InputError:
         return None
+
+
+#: Margin (mm) kept around the whole path (skin entry to target, the instrument's radius added) in the overview
+#: views (axial, coronal, sagittal reformats; AP, lateral and oblique simulated fluoroscopy) and the 3D view.
+#: Configurable default, no published source: enough to show the skin surface around the entry point.
+PATH_MARGIN_MM = 15.0
+
+
+def path_points_lps(paths) -> np.ndarray:
+    """The points a view of *paths* must show: skin entry, bone entry, target and screw head of each path.
+
+    Parameters
+    ----------
+    paths : iterable of PathSpec
+
+    Returns
+    -------
+    numpy.ndarray, shape (4 * n_paths, 3), LPS mm
+    """
+    return np.array([q for p in paths for q in (p.skin_entry_lps_mm, p.bone_entry_lps_mm, p.target_lps_mm,
+                                                p.screw_start_lps_mm)], float)
+
+
+def fit_square_frame(points_2d: np.ndarray, min_fov_mm: float, margin_mm: float,
+                     anchor_2d=(0.0, 0.0)) -> tuple[np.ndarray, float]:
+    """The square field of view that holds every point with a margin, moved as little as possible from *anchor_2d*.
+
+    The side is ``max(min_fov_mm, largest extent of the points + 2 margin)``; the centre is the anchor (the target)
+    when the points and their margin fit around it, otherwise the nearest centre that holds them (the anchor
+    clipped into the interval of centres that keep the points' box inside the square). A general rule for any
+    path: a short path keeps the usual target-centred picture, a long one (skin entry far from the target) is
+    framed entry to target.
+
+    Parameters
+    ----------
+    points_2d : (n, 2) array
+        In-plane coordinates (mm) of the points to show.
+    min_fov_mm : float
+        Smallest side (the view's usual field of view).
+    margin_mm : float
+        Room kept between the points and the frame's edge.
+    anchor_2d : (2,) array
+        Preferred centre (mm).
+
+    Returns
+    -------
+    (centre (2,) mm, side mm)
+    """
+    pts = np.asarray(points_2d, float).reshape(-1, 2)
+    lo = pts.min(axis=0) - margin_mm
+    hi = pts.max(axis=0) + margin_mm
+    fov = max(float(min_fov_mm), float(np.max(hi - lo)))
+    centre = np.clip(np.asarray(anchor_2d, float), hi - fov / 2.0, lo + fov / 2.0)
+    return centre, fov

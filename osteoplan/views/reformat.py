@@ -19,8 +19,8 @@ from osteoplan.errors import InputError
 from osteoplan.imaging.volume import AIR_HU, Volume
 from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color,
                                     structure_color)
-from osteoplan.views.geometry import PathSpec
-from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png,
+from osteoplan.views.geometry import PATH_MARGIN_MM, PathSpec, fit_square_frame, path_points_lps
+from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
                                     layout_with_legend, new_figure, nice_length, orientation_caption,
                                     path_legend_handles, window)
 
@@ -202,6 +202,47 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
     return Plane(np.asarray(centre, float), _unit(u), _unit(v), n, n, float(pixel_mm))
 
 
+#: Smallest field of view (mm) of the axial, coronal and sagittal reformats (configurable default).
+STANDARD_FOV_MM = 110.0
+
+
+def standard_view_frame(view: str, paths, anchor_lps_mm: np.ndarray | None = None,
+                        min_fov_mm: float = STANDARD_FOV_MM,
+                        margin_mm: float = PATH_MARGIN_MM) -> tuple[np.ndarray, float]:
+    """Centre and field of view of an axial, coronal or sagittal reformat that shows every path whole.
+
+    The plane passes through *anchor_lps_mm* (default the first path's target); within it the square frame holds
+    the projections of each path's skin entry, bone entry, target and screw head with *margin_mm* plus the
+    instrument's radius (:func:`osteoplan.views.geometry.fit_square_frame`): the target stays at the centre when
+    the path fits in *min_fov_mm*, otherwise the frame grows and moves to show the path from skin entry to target.
+
+    Parameters
+    ----------
+    view : ``"axial"``, ``"coronal"`` or ``"sagittal"``
+    paths : sequence of PathSpec
+    anchor_lps_mm : (3,) array, optional
+    min_fov_mm, margin_mm : float
+
+    Returns
+    -------
+    (centre (3,) LPS mm, side mm)
+
+    Raises
+    ------
+    InputError
+        *view* is not a standard view.
+    """
+    if view not in STANDARD_AXES:
+        raise InputError(f"Unknown standard view '{view}'; choose one of {', '.join(STANDARD_AXES)}.")
+    paths = list(paths)
+    anchor = paths[0].target_lps_mm if anchor_lps_mm is None else np.asarray(anchor_lps_mm, float)
+    u, v = (np.asarray(x, float) for x in STANDARD_AXES[view])
+    rel = path_points_lps(paths) - anchor
+    radius = max(p.instrument_diameter_mm for p in paths) / 2.0
+    c2, fov = fit_square_frame(np.stack([rel @ u, rel @ v], axis=-1), min_fov_mm, margin_mm + radius)
+    return anchor + c2[0] * u + c2[1] * v, fov
+
+
 def sample_plane(volume: Volume, plane: Plane, order: int = 1, fill_hu: float = AIR_HU) -> np.ndarray:
     """HU image (n_rows, n_cols) of *volume* on *plane* (trilinear by default)."""
     return volume.sample(plane.points(), order=order, fill_hu=fill_hu)
@@ -294,7 +335,8 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         Structures to outline (solid, in :mod:`osteoplan.views.colors`), with a dashed outline at each
         structure's margin from ``path.margins_mm``.
     fov_mm, pixel_mm : float
-        Field of view and pixel size.
+        Field of view and pixel size. Axial, coronal and sagittal views without *fov_mm* are framed by
+        :func:`standard_view_frame` (every path whole, skin entry to target, with a margin).
     window_hu : (level, width)
         CT window.
     title : str, optional
@@ -307,7 +349,8 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         Other needles of the plan drawn with *path* (several levels or both pedicles); every path is then
         labelled with its level and side (:attr:`PathSpec.short_label`).
     centre_lps_mm : (3,) array, optional
-        Centre of a standard view (see :func:`view_plane`).
+        Centre of a standard view (see :func:`view_plane`); without *fov_mm*, the point the plane passes through
+        (the frame may move within the plane to hold the paths).
     offset_mm : float
         Shift of the plane along its normal (u x v), in mm: 0 passes through the view's centre (the target
         for axial/coronal/sagittal); a viewer scrolls through parallel slices with it.
@@ -315,12 +358,15 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words.
+        ``fig._osteoplan_labels`` holds the edge letters, ``fig._osteoplan_caption`` the orientation words,
+        ``fig._osteoplan_plane`` the sampled :class:`Plane` (its pixel grid is the image's).
     """
     from matplotlib.lines import Line2D
 
     from osteoplan.views.i18n import t
 
+    if view in STANDARD_AXES and fov_mm is None:  # the whole of every path, skin entry to target
+        centre_lps_mm, fov_mm = standard_view_frame(view, (path, *others), centre_lps_mm)
     plane = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm, centre_lps_mm=centre_lps_mm)
     if offset_mm:
         plane = Plane(plane.centre_lps_mm + float(offset_mm) * plane.normal, plane.u, plane.v, plane.n_rows,
@@ -376,7 +422,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
     if path.margins_mm:
         handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
-    labels = draw_orientation(ax, plane.u, plane.v)
+    labels = draw_orientation(ax, plane.u, plane.v, outside=True)  # in the band around the image, off the anatomy
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 
@@ -385,11 +431,12 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     bar = nice_length(span)
     draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
     caption = orientation_caption(plane.u, plane.v, lang)
-    ax.set_title((title or t(f"view_{view}", lang)) + "\n" + caption, color="white", fontsize=10.5, pad=4,
-                 linespacing=1.3)
-    layout_with_legend(fig, ax, handles, title_in=0.55)
+    ax.set_title((title or t(f"view_{view}", lang)) + "\n" + caption, color="white", fontsize=10.5,
+                 pad=4 + 72 * LETTER_GUTTER_IN, linespacing=1.3)
+    layout_with_legend(fig, ax, handles, title_in=0.55, gutter_in=LETTER_GUTTER_IN)
     fig._osteoplan_labels = labels
     fig._osteoplan_caption = caption
+    fig._osteoplan_plane = plane
     return fig
 
 

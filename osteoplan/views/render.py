@@ -85,10 +85,19 @@ def window(img_hu: np.ndarray, level: float, width: float) -> np.ndarray:
     return np.clip((np.asarray(img_hu, float) - lo) / width, 0.0, 1.0)
 
 
-def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str = "white") -> dict[str, str]:
+#: Width (inches) of the band around an image that holds its orientation letters (:func:`draw_orientation` with
+#: ``outside=True``, :func:`layout_with_legend`'s ``gutter_in``): three bold letters at 12 pt (an oblique edge) fit.
+LETTER_GUTTER_IN = 0.42
+
+
+def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str = "white",
+                     outside: bool = False) -> dict[str, str]:
     """Write orientation letters at the four edges of an image axes; returns {edge: letters}.
 
     ``right_vec`` is the LPS direction of increasing image column, ``down_vec`` of increasing row.
+    ``outside=True`` writes each letter just outside the middle of its edge, in the band that
+    :func:`layout_with_legend` keeps around the image with ``gutter_in=LETTER_GUTTER_IN`` (the letters then hide
+    no anatomy); otherwise inside the image at its edges.
     """
     import matplotlib.patheffects as pe
 
@@ -96,6 +105,15 @@ def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str
     d = np.asarray(down_vec, float)
     labels = {"right": orientation_letters(r), "left": orientation_letters(-r),
               "bottom": orientation_letters(d), "top": orientation_letters(-d)}
+    if outside:
+        gap = 3.0  # points between the image edge and the letter
+        pos = {"right": ((1.0, 0.5), (gap, 0), "left", "center"), "left": ((0.0, 0.5), (-gap, 0), "right", "center"),
+               "top": ((0.5, 1.0), (0, gap), "center", "bottom"), "bottom": ((0.5, 0.0), (0, -gap), "center", "top")}
+        for edge, text in labels.items():
+            xy, off, ha, va = pos[edge]
+            ax.annotate(text, xy=xy, xycoords="axes fraction", xytext=off, textcoords="offset points", ha=ha,
+                        va=va, color=color, fontsize=12, fontweight="bold", annotation_clip=False, zorder=20)
+        return labels
     pos = {"right": (0.985, 0.5, "right", "center"), "left": (0.015, 0.5, "left", "center"),
            "top": (0.5, 0.985, "center", "top"), "bottom": (0.5, 0.015, "center", "bottom")}
     for edge, text in labels.items():
@@ -126,10 +144,12 @@ def nice_length(span_mm: float) -> float:
 
 
 def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: float = 0.35, note_in: float = 0.0,
-                       ncol: int = 3, text_color: str = "white") -> None:
+                       ncol: int = 3, text_color: str = "white", gutter_in: float = 0.0) -> None:
     """Resize the figure so that the image keeps ``image_in`` inches and the legend gets its own rows below.
 
-    The legend never overlaps the image (its height grows with the number of entries).
+    The legend never overlaps the image (its height grows with the number of entries). ``gutter_in``: a band
+    of that width kept free on the four sides of the image for the orientation letters
+    (:func:`draw_orientation` with ``outside=True``); the title and the note below the image lie outside it.
     """
     seen: set[str] = set()
     uniq = []
@@ -148,10 +168,11 @@ def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: flo
     ncol = next((n for n in range(ncol, 0, -1) if fits(n)), 1) if handles else ncol
     rows = max(1, -(-len(handles) // ncol))
     legend_in = 0.12 + 0.2 * rows
-    w = image_in + 0.2
-    h = image_in + title_in + note_in + legend_in
+    g = float(gutter_in)
+    w = image_in + 0.2 + 2.0 * g
+    h = image_in + title_in + note_in + legend_in + 2.0 * g
     fig.set_size_inches(w, h)
-    ax.set_position((0.1 / w, (legend_in + note_in) / h, image_in / w, image_in / h))
+    ax.set_position(((0.1 + g) / w, (legend_in + note_in + g) / h, image_in / w, image_in / h))
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False,
                    labelcolor=text_color, bbox_to_anchor=(0.5, 0.0), borderaxespad=0.2, handlelength=1.6,

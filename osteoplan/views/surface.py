@@ -22,6 +22,10 @@ SURFACE_STRUCTURES = ("vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "bone", "m
                       "internal_jugular_vein_left", "internal_jugular_vein_right", "airway", "pharynx", "trachea",
                       "larynx", "esophagus")
 
+#: Parts of the airway (segmented separately when the larynx is found): the airway is their union, and is drawn
+#: only where none of them is, so that one lumen is not drawn (and named) twice.
+AIRWAY_PARTS = ("pharynx", "larynx", "trachea")
+
 _ALPHA = {"bone": 0.2, "mandible": 0.25, "vertebrae_C1": 0.3, "vertebrae_C2": 0.3, "vertebrae_C3": 0.3,
           "spinal_canal": 0.3, "airway": 0.2, "pharynx": 0.2, "trachea": 0.2, "larynx": 0.2}
 
@@ -75,6 +79,23 @@ def visible_axis_labels(elev_deg: float, azim_deg: float, max_cos: float = 0.8):
     return [ax for ax in axes if abs(float(np.dot(eye, ax[0]))) <= max_cos]
 
 
+def path_cube(paths, anchor_lps_mm: np.ndarray, min_half_size_mm: float,
+              margin_mm: float | None = None) -> tuple[np.ndarray, float]:
+    """Centre and half-size (mm) of the 3D view's cube: every path's skin entry, bone entry, target and screw head
+    inside with *margin_mm* plus the instrument's radius, the cube moved as little as possible from *anchor_lps_mm*
+    and no smaller than *min_half_size_mm* (the rule of :func:`osteoplan.views.geometry.fit_square_frame`, per axis).
+    """
+    from osteoplan.views.geometry import PATH_MARGIN_MM, path_points_lps
+
+    paths = list(paths)
+    margin = (PATH_MARGIN_MM if margin_mm is None else float(margin_mm)) + max(
+        p.instrument_diameter_mm for p in paths) / 2.0
+    pts = path_points_lps(paths)
+    lo, hi = pts.min(axis=0) - margin, pts.max(axis=0) + margin
+    half = max(float(min_half_size_mm), float(np.max(hi - lo)) / 2.0)
+    return np.clip(np.asarray(anchor_lps_mm, float), hi - half, lo + half), half
+
+
 def render_3d(volume: Volume, labelmap, path: PathSpec | None, **kwargs) -> bytes:
     """PNG bytes of :func:`surface_figure` (same parameters)."""
     from osteoplan.views.render import figure_png
@@ -97,12 +118,13 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     path : PathSpec, optional
         Trajectory (line), instrument and screw (cylinder at real diameter).
     half_size_mm : float
-        Half-size of the cube around the target that is shown.
+        Smallest half-size of the cube around the target that is shown; the cube grows and moves to hold every
+        path whole, skin entry to target (:func:`path_cube`).
     elev_deg, azim_deg : float
         Camera (matplotlib): azimuth -90 looks from anterior, larger values turn towards the patient's left.
     others : tuple of PathSpec
-        The plan's other needles, drawn too; the cube is then centred on the needles' targets and grown to
-        hold them all. The vertebra of each path's level (``vertebrae_L1``...) is drawn when segmented.
+        The plan's other needles, drawn too; the cube is then anchored on the needles' targets' centroid and
+        holds them all. The vertebra of each path's level (``vertebrae_L1``...) is drawn when segmented.
 
     Returns
     -------
@@ -119,7 +141,8 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     centre = path.target_lps_mm if path is not None else volume.index_to_world(np.asarray(volume.shape) / 2.0)
     if others:
         centre = np.mean([p.target_lps_mm for p in paths], axis=0)
-        half_size_mm = max(half_size_mm, max(float(np.abs(p.target_lps_mm - centre).max()) for p in paths) + 30.0)
+    if paths:  # the cube holds every path whole, skin entry to target, with a margin (as the 2D views)
+        centre, half_size_mm = path_cube(paths, centre, half_size_mm)
     crop = _Crop(volume, centre, half_size_mm)
     fig = new_figure(5.6, 5.8)
     fig._osteoplan_dark = False
@@ -134,7 +157,12 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
             continue
         if name == "bone" and any(labelmap.has(v) for v in ("vertebrae_C2",)):
             pass
-        mesh = surface_mesh(crop.mask(labelmap.get(name)), crop.volume, step=2 if name != "bone" else 3)
+        mask = crop.mask(labelmap.get(name))
+        if name == "airway":  # the union of its parts: drawn (and named) only where no part is
+            for part in AIRWAY_PARTS:
+                if labelmap.has(part):
+                    mask = mask & ~crop.mask(labelmap.get(part))
+        mesh = surface_mesh(mask, crop.volume, step=2 if name != "bone" else 3)
         if mesh is None:
             continue
         verts, faces = mesh
@@ -147,6 +175,7 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
         alpha = _ALPHA.get(name, 0.3 if name.startswith("vertebrae_") else 0.85)  # bone translucent: needles inside
         pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), alpha)],
                               edgecolors="none")
+        pc.set_gid(name)  # which structure this surface is (the legend names exactly the surfaces drawn)
         ax.add_collection3d(pc)
         handles.append(Line2D([], [], color=hex_color(col), lw=4, label=t(name, lang)))
     for p in paths:
@@ -161,19 +190,67 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     ax.set_box_aspect((1, 1, 1), zoom=1.35)
     ax.view_init(elev=elev_deg, azim=azim_deg)
     ax.set_axis_off()
-    # LPS axis ends: x -> L, y -> P, z -> S
-    for (vec, pos_l, neg_l) in visible_axis_labels(elev_deg, azim_deg):
-        v = np.asarray(vec, float) * half_size_mm * 0.95
-        ax.text(*(centre + v), pos_l, color="black", fontsize=13, fontweight="bold", ha="center")
-        ax.text(*(centre - v), neg_l, color="black", fontsize=13, fontweight="bold", ha="center")
     title = t("view_3d", lang)
     if path is not None and not path.feasible:
         title = t(getattr(path, "banner_key", "near_miss_banner"), lang) + "\n" + title
-    ax.set_title(title, fontsize=10.5, color="black" if path is None or path.feasible else "#cc0000")
-    from osteoplan.views.render import layout_with_legend
+    from osteoplan.views.render import LETTER_GUTTER_IN, layout_with_legend
 
-    layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black")
+    ax.set_title(title, fontsize=10.5, color="black" if path is None or path.feasible else "#cc0000",
+                 pad=4 + 72 * LETTER_GUTTER_IN)
+    layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black", gutter_in=LETTER_GUTTER_IN)
+    fig._osteoplan_labels = draw_axis_letters(ax, centre, half_size_mm, elev_deg, azim_deg)
     return fig
+
+
+def draw_axis_letters(ax, centre_lps_mm: np.ndarray, half_size_mm: float, elev_deg: float,
+                      azim_deg: float) -> dict[str, tuple[float, float]]:
+    """Write the patient-axis letters of a 3D view outside its image, each where its axis leaves the picture.
+
+    Each visible LPS axis (:func:`visible_axis_labels`) is projected through the camera from the scene's centre;
+    its end letters (L and R, S and I) are written just outside the image box where the projected axis, prolonged,
+    crosses the box's edge: on the line from the centre through the axis end, so the letter is unambiguous, and
+    in the band around the image (:data:`osteoplan.views.render.LETTER_GUTTER_IN`), so it hides no structure.
+    Call it once the figure has its final size (after :func:`osteoplan.views.render.layout_with_legend`).
+
+    Returns
+    -------
+    dict
+        Letter -> (x, y) position in axes fraction of the edge point it is written beside.
+    """
+    from mpl_toolkits.mplot3d import proj3d
+
+    proj = ax.get_proj()
+
+    def screen(p):
+        x, y, _ = proj3d.proj_transform(p[0], p[1], p[2], proj)
+        return np.asarray(ax.transData.transform((x, y)), float)
+
+    # the box the letters go around: the projected cube (every surface lies inside it), within the axes
+    centre = np.asarray(centre_lps_mm, float)
+    corners = np.array([screen(centre + half_size_mm * np.array([a, b, c_]))
+                        for a in (-1, 1) for b in (-1, 1) for c_ in (-1, 1)])
+    bb = ax.bbox
+    x0, y0 = max(corners[:, 0].min(), bb.x0), max(corners[:, 1].min(), bb.y0)
+    x1, y1 = min(corners[:, 0].max(), bb.x1), min(corners[:, 1].max(), bb.y1)
+    c = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+    to_axes = ax.transAxes.inverted()
+    out: dict[str, tuple[float, float]] = {}
+    for vec, pos_l, neg_l in visible_axis_labels(elev_deg, azim_deg):
+        for sign, letter in ((1.0, pos_l), (-1.0, neg_l)):
+            d = screen(centre + sign * np.asarray(vec, float) * half_size_mm) - screen(centre)
+            dn = np.array([d[0] / ((x1 - x0) / 2.0), d[1] / ((y1 - y0) / 2.0)])
+            if np.max(np.abs(dn)) < 1e-9:
+                continue
+            edge = dn / np.max(np.abs(dn))            # where the prolonged axis meets the box, in [-1, 1]^2
+            xy = tuple(to_axes.transform(c + edge * np.array([(x1 - x0) / 2.0, (y1 - y0) / 2.0])))
+            horizontal = abs(edge[0]) >= abs(edge[1]) - 1e-9
+            off = (4.0 * np.sign(edge[0]), 0.0) if horizontal else (0.0, 4.0 * np.sign(edge[1]))
+            ha = ("left" if edge[0] > 0 else "right") if horizontal else "center"
+            va = "center" if horizontal else ("bottom" if edge[1] > 0 else "top")
+            ax.annotate(letter, xy=xy, xycoords="axes fraction", xytext=off, textcoords="offset points", ha=ha,
+                        va=va, color="black", fontsize=12, fontweight="bold", annotation_clip=False)
+            out[letter] = (float(xy[0]), float(xy[1]))
+    return out
 
 
 def _draw_path_3d(ax, path: PathSpec, label: str | None = None) -> None:

@@ -46,3 +46,29 @@ def test_axial_reformat_has_teeth_at_the_top_and_canal_below(cthead):
     img = sample_plane(vol, plane)
     rows = np.argwhere(img > 2200)[:, 0]
     assert len(rows) >= 5 and rows.mean() < plane.n_rows / 2 - 20    # metal (teeth) is anterior = top ('A')
+
+
+def test_overviews_hold_the_lateral_dens_screw_path(cthead):
+    """The c2-dens-lateral path osteoplan plans on CThead (skin entry 74 mm from the dens tip, 58 mm below it):
+    the coronal and sagittal reformats and the AP and lateral fluoroscopy show it whole, with the margin, and
+    keep their orientation (the left-sided entry on the image right of the coronal and AP views)."""
+    from osteoplan.views.drr import drr_figure
+    from osteoplan.views.geometry import PATH_MARGIN_MM, PathSpec
+    from osteoplan.views.reformat import reformat_figure
+
+    target = np.array([104.42, 117.77, -158.45])
+    path = PathSpec([148.48, 105.97, -216.84], [116.43, 114.56, -174.36], target, instrument_diameter_mm=4.5)
+    for view in ("coronal", "sagittal"):
+        plane = reformat_figure(cthead, path, view)._osteoplan_plane
+        m = PATH_MARGIN_MM / plane.pixel_mm
+        for p in (path.skin_entry_lps_mm, target):
+            r, c = plane.to_pixel(p)
+            assert m <= r <= plane.n_rows - 1 - m and m <= c <= plane.n_cols - 1 - m, (view, p)
+        assert plane.to_pixel(target)[0] < plane.to_pixel(path.skin_entry_lps_mm)[0]   # the dens above the entry
+    for view in ("ap_open_mouth", "lateral"):
+        geo = drr_figure(cthead, path, view, None, n_pixels=128)._osteoplan_geometry
+        for p in (path.skin_entry_lps_mm, target):
+            r, c = geo.project(p)
+            m = PATH_MARGIN_MM * geo.magnification_at(p) / geo.pixel_mm[0]
+            assert m <= r <= 127 - m and m <= c <= 127 - m, (view, p)
+    assert geo.project(path.skin_entry_lps_mm)[1] < geo.project(target)[1]   # lateral: the entry anterior, left
