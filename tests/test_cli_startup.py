@@ -69,3 +69,35 @@ def test_planning_package_names_imported_on_first_use():
         assert getattr(planning, name) is getattr(model, name)
     with pytest.raises(AttributeError):
         planning.no_such_name  # noqa: B018
+
+
+def test_gc_threshold_raised_while_a_command_runs_and_restored(monkeypatch, capsys):
+    import gc
+
+    from osteoplan import cli
+
+    seen = []
+
+    def handler(args):
+        seen.append(gc.get_threshold())
+        return 3
+
+    real_build = cli.build_parser
+
+    def build():
+        parser = real_build()
+        parser.set_defaults(handler=handler)  # the top-level parser runs the fake handler (no subcommand)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        assert cli.main([]) == 3
+        assert seen == [(10_000, 10, 10)]
+        assert gc.get_threshold() == (700, 10, 10)  # restored for the caller (a test session, the web app)
+        gc.set_threshold(0, 10, 10)  # collection disabled by the caller: left as it is
+        assert cli.main([]) == 3
+        assert seen[-1] == (0, 10, 10) and gc.get_threshold() == (0, 10, 10)
+    finally:
+        gc.set_threshold(*before)
