@@ -96,9 +96,9 @@ def _fewer_gc_passes():
 
     A command imports its libraries as it runs (numba, scipy, nibabel and pydicom, pydantic...: about 1 300
     modules for ``osteoplan plan``); those imports allocate some 140 000 long-lived objects, and at the default
-    threshold the collector went over them about 420 times (3 full passes), finding almost nothing: 0.19-0.24 s of
-    CPU of a ~4 s ``osteoplan plan`` on CThead (one core, measured with :data:`gc.callbacks`); 0.09-0.11 s at
-    10 000 (28 passes). Garbage in reference cycles is still collected, in larger batches (at most ~10 000
+    threshold the collector went over them about 425 times (3 full passes), finding almost nothing: 0.23-0.26 s of
+    CPU of a ~4 s ``osteoplan plan`` on CThead (one core, summed with :data:`gc.callbacks`); 0.12-0.16 s at
+    10 000 (45 passes; docs/speed_startup.md). Garbage in reference cycles is still collected, in larger batches (at most ~10 000
     container objects wait); arrays are freed by reference counting, which this does not change.
     """
     import gc
