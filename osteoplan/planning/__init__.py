@@ -17,6 +17,15 @@ Public API
 * ``osteoplan plan`` / ``osteoplan demo`` (:mod:`osteoplan.faces.cli.plan`).
 """
 
-from osteoplan.planning.model import SCHEMA_VERSION, ClearanceCheck, Plan, Trajectory, load_plan, save_plan
-
 __all__ = ["SCHEMA_VERSION", "ClearanceCheck", "Plan", "Trajectory", "load_plan", "save_plan"]
+
+
+def __getattr__(name: str):
+    """The plan model's names, imported on first use (PEP 562): importing a submodule of the package (e.g.
+    :mod:`osteoplan.planning.protocol_names` while the command line builds its ``--help``) does not build the
+    pydantic plan models."""
+    if name in __all__:
+        from osteoplan.planning import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

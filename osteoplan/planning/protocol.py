@@ -22,8 +22,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osteoplan.errors import ProtocolError, safe_path
-
-PROTOCOL_DIR = Path(__file__).with_name("protocols")
+from osteoplan.planning.protocol_names import DEFAULT_PROTOCOL, PROTOCOL_DIR, available_protocols  # noqa: F401 (API)
 
 
 class _M(BaseModel):
@@ -366,11 +365,6 @@ class Protocol(_M):
         return [n for n, r in self.structures.items() if r.category == "displaceable"]
 
 
-def available_protocols() -> list[str]:
-    """Names of the shipped protocols."""
-    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))
-
-
 def parse_protocol(data: dict, origin: str = "<protocol>") -> Protocol:
     """Validate a protocol mapping.
 
@@ -388,10 +382,6 @@ def parse_protocol(data: dict, origin: str = "<protocol>") -> Protocol:
             parts.append(f"field '{loc}': {err['msg']}")
         raise ProtocolError(f"Protocol {origin} is invalid: " + "; ".join(parts)
                             + ". Fix the protocol file (see protocols/c2-dens-anterior.toml for the documented fields).") from None
-
-
-#: The protocol used when none is named.
-DEFAULT_PROTOCOL = "c2-dens-anterior"
 
 
 def load_protocol(name_or_path: str | Path = DEFAULT_PROTOCOL) -> Protocol:

@@ -90,7 +90,7 @@ def _batch_cmd(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add ``batch`` to the top-level command line."""
-    from osteoplan.planning.protocol import DEFAULT_PROTOCOL
+    from osteoplan.planning.protocol_names import DEFAULT_PROTOCOL
 
     p = sub.add_parser("batch", help="plan every case of a cohort (folder or CSV) on Dask, one task per case",
                        description="Plan every case of COHORT with 'osteoplan plan' on Dask distributed: a local "

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from osteoplan.cliargs import add_reader_options
 from osteoplan.errors import InputError, OsteoplanError, SeriesSelectionError, safe_path
 
@@ -111,6 +109,8 @@ def _collect_info(args) -> dict[str, Any]:
 
 
 def _volume_summary(vol) -> dict[str, Any]:
+    import numpy as np
+
     s = vol.summary()
     arr = vol.array
     s["hu_min"] = round(float(arr.min()), 2)
@@ -174,6 +174,8 @@ def _print_human(info: dict[str, Any]) -> None:
     if vol:
         w(f"Volume: {' x '.join(str(x) for x in vol['shape_kji'])} voxels (slice, row, column), spacing "
           f"{' x '.join(f'{x:g}' for x in vol['spacing_kji_mm'])} mm, origin {_fmt_vec(vol['origin_lps_mm'])} mm LPS\n")
+        import numpy as np
+
         dirs = np.asarray(vol["direction_columns_kji"])
         w(f"  axes (LPS)     slice {_fmt_vec(dirs[:, 0], 3)}, row {_fmt_vec(dirs[:, 1], 3)}, "
           f"column {_fmt_vec(dirs[:, 2], 3)}\n")
@@ -199,6 +201,8 @@ def cmd_info(args) -> int:
 
 
 def _json_default(o):
+    import numpy as np
+
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -18,7 +18,7 @@ from typing import Any
 from osteoplan.cliargs import add_reader_options, blame, finite_float
 from osteoplan.errors import InputError, safe_path
 from osteoplan.faces.cli.summary import summary_text
-from osteoplan.planning.protocol import DEFAULT_PROTOCOL
+from osteoplan.planning.protocol_names import DEFAULT_PROTOCOL
 
 
 # --------------------------------------------------------------------------- commands
@@ -156,7 +156,7 @@ def _with_needles(protocol, needles, side=None):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from osteoplan.planning.protocol import available_protocols
+    from osteoplan.planning.protocol_names import available_protocols
 
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
                    help=f"protocol name or .toml file (default {DEFAULT_PROTOCOL}; shipped: "
