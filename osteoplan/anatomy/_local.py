@@ -219,7 +219,7 @@ def cc_label(mask: np.ndarray, structure=None) -> tuple[np.ndarray, int]:
     for k in range(m.shape[0]):
         lab, n = _cc3d(m[k], 4)
         if total and n:
-            lab[lab > 0] += total
+            np.add(lab, total, out=lab, where=lab > 0)
         out[k] = lab
         total += n
     return out, total
@@ -249,3 +249,23 @@ def fill_holes(mask: np.ndarray, structure=None) -> np.ndarray:
         return ndi.binary_fill_holes(mask, structure=structure)
     m = fill_voids.fill(np.pad(_as_feature_mask(mask), 1))  # (not in_place: measured several times slower)
     return np.ascontiguousarray(m[(slice(1, -1),) * m.ndim])
+
+
+def fill_holes_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` of every plane perpendicular to *axis* of a 3D mask (4-connected
+    background in the plane, the plane's edges as the outside): the same bool array, shape of *mask*.
+
+    One :func:`fill_holes` (fill_voids on the padded plane, = scipy's 2D ``binary_fill_holes``) per plane: a hole
+    of a plane depends on that plane only (the last axis is first made the first, contiguous, axis). Measured on
+    CThead's masks, 1.2-2x faster than one plane-wise labelling of the background (:func:`cc_label`).
+    """
+    m = _as_feature_mask(mask)
+    if m.ndim != 3:
+        raise ValueError(f"fill_holes_planes needs a 3D mask, got {m.ndim}D")
+    if axis == 2:
+        return np.ascontiguousarray(np.moveaxis(fill_holes_planes(np.moveaxis(m, 2, 0), 0), 0, 2))
+    out = np.empty(m.shape, bool)
+    for p in range(m.shape[axis]):
+        idx = (slice(None),) * axis + (p,)
+        out[idx] = fill_holes(m[idx])
+    return out

@@ -382,10 +382,10 @@ def _plane_closing(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 
 def fill_holes_in_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
-    """2D hole filling of every plane perpendicular to *axis* at once (one 3D labelling).
+    """2D hole filling of every plane perpendicular to *axis* (:func:`osteoplan.anatomy._local.fill_holes_planes`).
 
     Equivalent to :func:`scipy.ndimage.binary_fill_holes` applied plane by plane (background
-    4-connected in the plane), but much faster on large volumes. The labelling runs on the mask's
+    4-connected in the plane), but much faster on large volumes. The filling runs on the mask's
     bounding box grown by one background voxel in the plane (clipped to the array): the background
     outside the box is one connected region reaching the plane's edge in every plane, so the holes
     found are the same as on the whole array.
@@ -402,12 +402,13 @@ def fill_holes_in_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
         hi.append(min(int(nz[-1]) + 1 + grow, m.shape[d]))
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     out = m.copy()
-    out[box] = _fill_holes_in_planes_full(m[box], axis)
+    out[box] = _local.fill_holes_planes(m[box], axis)  # = _fill_holes_in_planes_full(m[box], axis), plane by plane
     return out
 
 
 def _fill_holes_in_planes_full(m: np.ndarray, axis: int) -> np.ndarray:
-    """:func:`fill_holes_in_planes` on the whole array (background touching the in-plane faces is outside)."""
+    """:func:`fill_holes_in_planes` on the whole array by one plane-wise labelling of the background (background
+    touching the in-plane faces is outside); kept as the reference the tests compare the plane-by-plane fill with."""
     st = np.zeros((3, 3, 3), bool)
     idx = [1, 1, 1]
     for d in range(3):

@@ -160,6 +160,13 @@ def test_fill_holes_equals_scipy():
     box[2:5, 2:6, 2:7] = False
     out = fill_holes(box)
     assert out.sum() == 5 * 6 * 7 and out[3, 4, 4]
+    # plane by plane: scipy's 2D fill of every plane, for each axis
+    for m in list(_masks(rng, 60, 20)) + list(_adversarial()):
+        for axis in range(3):
+            ref = np.stack([ndi.binary_fill_holes(np.take(m, p, axis=axis)) for p in range(m.shape[axis])], axis=axis)
+            out = _local.fill_holes_planes(m, axis)
+            assert out.dtype == bool and np.array_equal(out, ref)
+            assert np.array_equal(out, ndi.binary_fill_holes(m, _plane(axis, 1)))
     # other structures go to scipy and agree
     for st in (G(3, 3), _plane(0, 1)):
         m = rng.random((6, 7, 8)) < 0.6
