@@ -132,6 +132,24 @@ def fill_holes_2d(mask: np.ndarray) -> np.ndarray:
 _CONNECTIVITY = {(3, 1): 6, (3, 2): 18, (3, 3): 26, (2, 1): 4, (2, 2): 8}
 
 
+def _plane_structure(axis: int, rank: int) -> np.ndarray:
+    """The 3 x 3 x 3 structure holding scipy's 2D rank-*rank* structure in its central plane perpendicular to
+    *axis*, zero elsewhere."""
+    st = np.zeros((3, 3, 3), bool)
+    idx = [slice(None)] * 3
+    idx[axis] = 1
+    st[tuple(idx)] = ndi.generate_binary_structure(2, rank)
+    return st
+
+
+#: The structures :func:`_structure_kind` recognises, keyed by the bytes of the C-ordered bool 3 x ... x 3 array
+#: (its shape is checked first, so the bytes identify it), built once.
+_KNOWN_STRUCTURES = dict(
+    [(ndi.generate_binary_structure(2, r).tobytes(), ("nd", _CONNECTIVITY[(2, r)])) for r in (1, 2)]
+    + [(ndi.generate_binary_structure(3, r).tobytes(), ("nd", _CONNECTIVITY[(3, r)])) for r in (1, 2, 3)]
+    + [(_plane_structure(a, r).tobytes(), ("plane", a, _CONNECTIVITY[(2, r)])) for a in range(3) for r in (1, 2)])
+
+
 def _structure_kind(structure, ndim: int):
     """What a scipy labelling *structure* means: ``("nd", connectivity)`` for scipy's
     ``generate_binary_structure(ndim, rank)`` (None = rank 1) in 2D or 3D, ``("plane", axis, connectivity)`` for a
@@ -144,19 +162,8 @@ def _structure_kind(structure, ndim: int):
     st = np.asarray(structure)
     if st.shape != (3,) * ndim:
         return None
-    st = st.astype(bool)  # scipy reads the structure as bool
-    for rank in range(1, ndim + 1):
-        if np.array_equal(st, ndi.generate_binary_structure(ndim, rank)):
-            return ("nd", _CONNECTIVITY[(ndim, rank)])
-    if ndim == 3:
-        for axis in range(3):
-            if np.take(st, [0, 2], axis=axis).any():
-                continue
-            plane = np.take(st, 1, axis=axis)
-            for rank in (1, 2):
-                if np.array_equal(plane, ndi.generate_binary_structure(2, rank)):
-                    return ("plane", axis, _CONNECTIVITY[(2, rank)])
-    return None
+    st = np.ascontiguousarray(st.astype(bool, copy=False))  # scipy reads the structure as bool
+    return _KNOWN_STRUCTURES.get(st.tobytes())
 
 
 def _as_feature_mask(mask) -> np.ndarray:
