@@ -263,14 +263,14 @@ def fill_holes_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
     background in the plane, the plane's edges as the outside): the same bool array, shape of *mask*.
 
     One :func:`fill_holes` (fill_voids on the padded plane, = scipy's 2D ``binary_fill_holes``) per plane: a hole
-    of a plane depends on that plane only (the last axis is first made the first, contiguous, axis). Measured on
-    CThead's masks, 1.2-2x faster than one plane-wise labelling of the background (:func:`cc_label`).
+    of a plane depends on that plane only. Measured in the CThead and phantom plans: 2.5-4x faster than one
+    plane-wise labelling of the background for axes 0 and 1; for axis 2 (planes strided in memory, or transposed
+    first) it was slower (80 vs 61 ms), and :func:`osteoplan.anatomy.segment.fill_holes_in_planes` keeps the
+    labelling there.
     """
     m = _as_feature_mask(mask)
     if m.ndim != 3:
         raise ValueError(f"fill_holes_planes needs a 3D mask, got {m.ndim}D")
-    if axis == 2:
-        return np.ascontiguousarray(np.moveaxis(fill_holes_planes(np.moveaxis(m, 2, 0), 0), 0, 2))
     out = np.empty(m.shape, bool)
     for p in range(m.shape[axis]):
         idx = (slice(None),) * axis + (p,)
