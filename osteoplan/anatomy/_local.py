@@ -210,7 +210,8 @@ def cc_label(mask: np.ndarray, structure=None) -> tuple[np.ndarray, int]:
 
     Everything else goes to scipy: other structures and dimensionalities, empty arrays, the 2D rank-2 (8) structure
     (cc3d 4.1.1's 2D 8-connected path numbers the components differently from scipy, sometimes with gaps, and its
-    3D 18/26 paths on a first axis of length 1 can raise -- found by the brute-force test), and the plane-wise
+    3D 26 path on a first axis of length 1 -- the same 2D path -- can raise; found by the brute-force test; 18 on
+    such arrays is left to scipy too), and the plane-wise
     structures of the other axes or with the 8-neighbourhood (measured: no faster than scipy by the routes tried).
     Checked by brute force in ``tests/anatomy/test_labelling.py``.
     """
