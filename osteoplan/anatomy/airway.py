@@ -149,7 +149,7 @@ def _midline_air(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: flo
     px_area = float(sp[1] * sp[2])
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)
-    lab2, n2 = ndi.label(air[box], structure=st)
+    lab2, n2 = _local.cc_label(air[box], structure=st)
     flat = lab2.ravel()
     _, Jb, Ib = lab2.shape
     I = air.shape[2]
@@ -171,7 +171,7 @@ def _midline_air(air: np.ndarray, b: np.ndarray, sp: np.ndarray, midline_mm: flo
     ok = (cnt * px_area <= 1500.0) & (np.abs(cm_i - mid[k_of]) * sp[2] <= midline_mm) & has[k_of]
     ok[0] = False
     keep = _lookup(ok, lab2)  # = ok[lab2]
-    lab, n = ndi.label(keep)
+    lab, n = _local.cc_label(keep)
     if n == 0:
         return np.zeros_like(air)
     vox_ml = float(np.prod(sp)) / 1000.0
@@ -312,7 +312,7 @@ def _profile(A: np.ndarray, sp: np.ndarray) -> _Profile:
         ii = np.nonzero(A[k].any(axis=0))[0]
         w[t] = (ii[-1] - ii[0] + 1) * sp[2]
         d[t] = (jj[-1] - jj[0] + 1) * sp[1]
-        nc[t] = ndi.label(A[k][jj[0]:jj[-1] + 1, ii[0]:ii[-1] + 1], structure=np.ones((3, 3), bool))[1]  # on its box
+        nc[t] = _local.cc_label(A[k][jj[0]:jj[-1] + 1, ii[0]:ii[-1] + 1], structure=np.ones((3, 3), bool))[1]  # on its box
     return _Profile(ks, w, d, nc)
 
 

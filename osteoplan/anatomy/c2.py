@@ -396,7 +396,7 @@ def _fill_c2(c2: np.ndarray, canal_c: np.ndarray) -> np.ndarray:
                     q = [1, 1, 1]
                     q[d] = v
                     st[tuple(q)] = True
-        lab, n = ndi.label(holes, structure=st)
+        lab, n = _local.cc_label(holes, structure=st)
         bad = np.zeros(n + 1, bool)
         bad[np.unique(lab[canal_d & (lab > 0)])] = True
         bad[0] = True
@@ -476,7 +476,7 @@ def _c2_mask(cn: Canon, sm_c: np.ndarray, bone_c: np.ndarray, canal_c: np.ndarra
         ci = float(np.interp(min(k, apex), col.ks, cis))
         dmm = np.hypot((jj - jc) * sp[1], (ii - ci) * sp[2])
         c2[k - k0] &= (dmm <= 7.5) & ((jc - jj) * sp[1] <= 6.5)
-    cl, n = ndi.label(c2)
+    cl, n = _local.cc_label(c2)
     if n > 1:
         ids = np.unique(cl[(markers == 1) & c2])
         c2 = np.isin(cl, ids[ids > 0])

@@ -377,7 +377,7 @@ def _dens_island(comp: np.ndarray, raw_bone: np.ndarray, px_area: float) -> np.n
     out = np.zeros_like(comp)
     if np.count_nonzero(raw_bone) * px_area < 20.0:  # no component can reach 20 mm^2
         return out
-    lab, n = ndi.label(raw_bone)
+    lab, n = _local.cc_label(raw_bone)
     if n == 0:
         return out
     near = ndi.binary_dilation(comp)
@@ -429,7 +429,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
         # (a patch of soft tissue without a vertebra around it is not a canal)
         st = np.zeros((3, 3, 3), bool)
         st[1] = ndi.generate_binary_structure(2, 1)
-        lab, n = ndi.label(ph, structure=st)
+        lab, n = _local.cc_label(ph, structure=st)
         if n:
             ring_lab = np.where(~ph & body_c[patch], ndi.grey_dilation(lab, footprint=st), 0)
             idx = np.arange(1, n + 1)
@@ -446,7 +446,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
         if bx is None:
             continue
         holes, bone_k, a_k = all_holes[k][bx], bone_c[k][bx], a_c[k][bx]
-        lab, n = ndi.label(holes)
+        lab, n = _local.cc_label(holes)
         # a bone island inside a ring hole is the dens inside the C1 ring: the canal is the part of
         # the hole behind it (the atlanto-dental space in front of it is not canal)
         # The dens is found on the raw bone: a raw bone component of >= 20 mm^2 whose outer
@@ -459,7 +459,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
             if sl is None or not area_mm2[0] <= sizes[l] <= 2.0 * area_mm2[1]:
                 continue
             comp = lab[sl] == l
-            island = _local.fill_holes_2d(comp) & ~comp  # = ndi.binary_fill_holes(comp) & ~comp
+            island = _local.fill_holes_2d(comp) & ~comp  # = _local.fill_holes(comp) & ~comp
             if island.sum() * px_area < 20.0:
                 island = _dens_island(comp, bone_k[sl], px_area)
             if island.sum() * px_area >= 20.0:
@@ -468,7 +468,7 @@ def _canal_candidates(bone_c: np.ndarray, a_c: np.ndarray, body_c: np.ndarray, s
                 front[rows.max() + 1 + lig:] = False
                 lab[sl][front] = 0
         holes = lab > 0
-        lab, n = ndi.label(holes)
+        lab, n = _local.cc_label(holes)
         areas, means = _label_areas_means(lab, n, a_k, px_area)
         ok = (areas >= area_mm2[0]) & (areas <= area_mm2[1]) & (means > -200) & (means < 200)
         if ok.any():
@@ -802,7 +802,7 @@ def _rings_in_filled_slices(canal: np.ndarray, found: list[int], cand: np.ndarra
     for k in np.nonzero(canal.any(axis=(1, 2)))[0]:
         if k in fset or not cand[k].any():
             continue
-        lab, n = ndi.label(cand[k])
+        lab, n = _local.cc_label(cand[k])
         within = ndi.distance_transform_edt(~canal[k], sampling=sp[1:]) <= FILLED_RING_REACH_MM
         near = np.unique(lab[within & (lab > 0)])
         here = abs(float(sm[k][canal[k]].mean()) - CSF_HU)

@@ -360,7 +360,7 @@ def segment_transverse_foramina(volume: Volume, bone: np.ndarray, canal: np.ndar
     canal_near = _local.binary_dilation(canal_c, np.ones((1, 3, 3), bool))  # = _box_dilate(canal_c, (1, 3, 3))
     st2 = np.zeros((3, 3, 3), bool)
     st2[1] = ndi.generate_binary_structure(2, 1)
-    lab, n = ndi.label(holes, structure=st2)
+    lab, n = _local.cc_label(holes, structure=st2)
     cands: dict[str, list[_Hole]] = {"left": [], "right": []}
     if n:
         npx = _label_sizes(lab, n)[1:]  # = np.bincount(lab.ravel(), minlength=n + 1)[1:]
@@ -602,7 +602,7 @@ def _c1_sulcus(a, bone_c, wall, canal_c, centres, c1: list[_Hole], sp, side: str
     top = np.where(has, lo + (band.shape[0] - 1 - np.argmax(band[::-1], axis=0)), lo - 1).astype(float)
     # only the arch: drop columns whose surface is the band's top (skull base or a continuous bone)
     arch = has & (top < hi)
-    lab, n = ndi.label(arch)
+    lab, n = _local.cc_label(arch)
     if n == 0:
         return np.zeros(a.shape, bool), "not segmented (no posterior arch of C1 below the skull base)"
     r = 5.0

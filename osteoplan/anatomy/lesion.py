@@ -29,6 +29,7 @@ from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.anatomy.segment import _smooth
 from osteoplan.errors import AnatomyError, InputError
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 
 #: Length of the dens below its apex whose bone outline (convex hull) bounds the lesion search
@@ -178,7 +179,7 @@ def segment_lesion(volume: Volume, c2_mask: np.ndarray, landmarks: DensLandmarks
     lyt = inner & (sm < thr) & (sm > -200.0)
     lyt = ndi.binary_closing(ndi.binary_opening(lyt, structure=ndi.generate_binary_structure(3, 1)), structure=ndi.generate_binary_structure(3, 1)) & region
     vox_ml = volume.voxel_volume_ml
-    lab, n = ndi.label(lyt)
+    lab, n = _local.cc_label(lyt)
     if n:
         sizes = np.bincount(lab.ravel()) * vox_ml
         keep = sizes >= 0.03

@@ -27,6 +27,7 @@ from scipy import ndimage as ndi
 
 from osteoplan.anatomy.segment import Canon, _label_sizes, _plane_morph
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 #: Least left-right width (mm) of the arc taken as the mandibular body. The adult mandible is
 #: 80-100 mm wide at the angles (bigonial width) and the hyoid about 40-50 mm between the tips of
@@ -59,7 +60,7 @@ def _u_slices(bone_c: np.ndarray, centre_ji: dict[int, tuple[float, float]] | No
     out = []
     st = np.zeros((3, 3, 3), bool)
     st[1] = True
-    lab, n = ndi.label(bone_c, structure=st)
+    lab, n = _local.cc_label(bone_c, structure=st)
     if n == 0:
         return out
     cj_of: dict[int, float | None] = {}
@@ -260,7 +261,7 @@ def segment_mandible(volume: Volume, bone: np.ndarray, body: np.ndarray | None =
             yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
             # = ndi.binary_erosion(bone_c, structure=disk[None]), by row runs (segment._plane_morph)
             er = _plane_morph(bone_c, (yy * yy + xx * xx) <= r * r, False)
-        lab, n = ndi.label(er, structure=st)
+        lab, n = _local.cc_label(er, structure=st)
         held = np.bincount(lab[seed & er], minlength=n + 1)
         held[0] = 0
         if not held.any():

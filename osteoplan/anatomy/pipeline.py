@@ -20,6 +20,7 @@ from osteoplan.anatomy.landmarks import DensLandmarks
 from osteoplan.anatomy.lesion import LesionResult, segment_lesion
 from osteoplan.errors import AnatomyError, InputError, OsteoplanError, safe_path
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 #: Structures a C2 plan checks; those missing at the end are reported as NOT segmented.
 PLANNING_STRUCTURES = (
@@ -144,7 +145,7 @@ def _c2_with_its_lesion(lm: LabelMap) -> str | None:
     extra = les & ~c2
     if not extra.any() or not c2.any():
         return None
-    lab, n = ndi.label(extra, structure=ndi.generate_binary_structure(3, 1))
+    lab, n = _local.cc_label(extra, structure=ndi.generate_binary_structure(3, 1))
     touching = np.unique(lab[ndi.binary_dilation(c2, structure=ndi.generate_binary_structure(3, 1)) & (lab > 0)])
     if touching.size == 0:
         return None

@@ -24,6 +24,7 @@ from scipy import ndimage as ndi
 
 from osteoplan.errors import AnatomyError, InputError
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 if TYPE_CHECKING:  # imported for annotations only (canal.py imports this module)
     from osteoplan.anatomy.canal import CanalResult
@@ -153,7 +154,7 @@ def _lookup(table: np.ndarray, lab: np.ndarray) -> np.ndarray:
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)
+    lab, n = _local.cc_label(mask)
     if n <= 1:
         return mask.astype(bool)
     sizes = _label_sizes(lab, n)
@@ -381,10 +382,10 @@ def _plane_closing(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 
 def fill_holes_in_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
-    """2D hole filling of every plane perpendicular to *axis* at once (one 3D labelling).
+    """2D hole filling of every plane perpendicular to *axis* (:func:`osteoplan.anatomy._local.fill_holes_planes`).
 
     Equivalent to :func:`scipy.ndimage.binary_fill_holes` applied plane by plane (background
-    4-connected in the plane), but much faster on large volumes. The labelling runs on the mask's
+    4-connected in the plane), but much faster on large volumes. The filling runs on the mask's
     bounding box grown by one background voxel in the plane (clipped to the array): the background
     outside the box is one connected region reaching the plane's edge in every plane, so the holes
     found are the same as on the whole array.
@@ -401,12 +402,14 @@ def fill_holes_in_planes(mask: np.ndarray, axis: int = 0) -> np.ndarray:
         hi.append(min(int(nz[-1]) + 1 + grow, m.shape[d]))
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     out = m.copy()
-    out[box] = _fill_holes_in_planes_full(m[box], axis)
+    # the same voxels either way: plane by plane (faster for axes 0 and 1) or one plane-wise labelling (axis 2)
+    out[box] = _local.fill_holes_planes(m[box], axis) if axis != 2 else _fill_holes_in_planes_full(m[box], axis)
     return out
 
 
 def _fill_holes_in_planes_full(m: np.ndarray, axis: int) -> np.ndarray:
-    """:func:`fill_holes_in_planes` on the whole array (background touching the in-plane faces is outside)."""
+    """:func:`fill_holes_in_planes` on the whole array by one plane-wise labelling of the background (background
+    touching the in-plane faces is outside); kept as the reference the tests compare the plane-by-plane fill with."""
     st = np.zeros((3, 3, 3), bool)
     idx = [1, 1, 1]
     for d in range(3):
@@ -417,7 +420,7 @@ def _fill_holes_in_planes_full(m: np.ndarray, axis: int) -> np.ndarray:
             q[d] = v
             st[tuple(q)] = True
     st[1, 1, 1] = True
-    lab, n = ndi.label(~m, structure=st)
+    lab, n = _local.cc_label(~m, structure=st)
     if n == 0:
         return m.copy()
     border = np.zeros(n + 1, bool)
@@ -648,19 +651,19 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         # without contrast nothing but bone is this dense: keep all cancellous bone (also far from a
         # weak, osteoporotic or thick-slice cortex) except the partial-volume rim facing soft tissue
         # soft tissue = non-bone regions bigger than a marrow pocket (0.05 mL), canal included
-        nlab, nn = ndi.label(~above)
+        nlab, nn = _local.cc_label(~above)
         nsz = _label_sizes(nlab, nn) * float(np.prod(cn.spacing_mm)) / 1000.0
         big = nsz >= 0.05
         big[0] = False
         facing = _cross_dilate(_lookup(big, nlab))  # = binary_dilation with the 6-neighbour cross
-        llab0, ln0 = ndi.label(above)
+        llab0, ln0 = _local.cc_label(above)
         if ln0:
             dense0 = np.bincount(llab0[cort], minlength=ln0 + 1) * float(np.prod(cn.spacing_mm)) / 1000.0 >= 0.005
             dense0[0] = False
             bone |= _lookup(dense0, llab0) & ~(facing & ~cort)
     # the lenient mask (everything above the cancellous threshold in components holding cortex)
     # closes thin vertebral rings: it is what the canal search uses
-    llab, ln = (llab0, ln0) if not contrast else ndi.label(above)  # the same labelling as above when it was made
+    llab, ln = (llab0, ln0) if not contrast else _local.cc_label(above)  # the same labelling as above when it was made
     if ln:
         dense_l = np.bincount(llab[cort], minlength=ln + 1)
         keep_l = dense_l * vox_ml >= 0.005
@@ -670,7 +673,7 @@ def segment_bone(volume: Volume, body: np.ndarray | None = None, hole_max_mm2: f
         lenient = above
     # keep components of at least 0.02 mL that hold dense (cortical) voxels: this drops noise
     # specks and contrast-filled vessels (150-500 HU, never cortical density)
-    lab, n = ndi.label(bone)
+    lab, n = _local.cc_label(bone)
     if n:
         vox_ml = float(np.prod(cn.spacing_mm)) / 1000.0
         sizes = _label_sizes(lab, n)
@@ -695,13 +698,13 @@ def _remove_small_holes_in_slices(mask: np.ndarray, max_size: int) -> np.ndarray
     empty = ~mask.any(axis=(1, 2))
     box = _small_holes_box(mask, max_size)
     if box is None:
-        lab, n = ndi.label(~mask, structure=st)
+        lab, n = _local.cc_label(~mask, structure=st)
         small = _label_sizes(lab, n) <= max_size
         small[0] = False
         out = mask | _lookup(small, lab)
     else:
         sub = mask[box]
-        lab, n = ndi.label(~sub, structure=st)
+        lab, n = _local.cc_label(~sub, structure=st)
         small = _label_sizes(lab, n) <= max_size
         small[0] = False
         out = mask.copy()
@@ -785,7 +788,7 @@ def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray,
     px_area = float(sp[1] * sp[2])
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 2)
-    lab, n = ndi.label(cand, structure=st)  # 2D blobs of every slice in one labelling
+    lab, n = _local.cc_label(cand, structure=st)  # 2D blobs of every slice in one labelling
     areas = _label_sizes(lab, n) * px_area
     ok = np.zeros(n + 1, bool)
     objs = ndi.find_objects(lab)
@@ -820,7 +823,7 @@ def _bright_tubes(volume: Volume, body: np.ndarray, bone: np.ndarray,
         inb = np.bincount(ring_lab[enc[bb]], minlength=n + 1)[idx].astype(float)
         ok[idx] = (cnt > 0) & (inb < 0.5 * np.maximum(cnt, 1))
     keep = _lookup(ok, lab_b)
-    lab3, n3 = ndi.label(keep)
+    lab3, n3 = _local.cc_label(keep)
     off = [sl.start for sl in bb]
     for l, sl in enumerate(ndi.find_objects(lab3), start=1):
         length = (sl[0].stop - sl[0].start) * sp[0]
@@ -923,7 +926,7 @@ def lung_apex_slice(volume: Volume, body: np.ndarray) -> int | None:
     air = (_smooth(a, cn.spacing_mm) < AIR_THRESHOLD_HU) & b
     if not air.any():
         return None
-    lab, n = ndi.label(air)
+    lab, n = _local.cc_label(air)
     sizes = _label_sizes(lab, n) * float(np.prod(cn.spacing_mm)) / 1000.0  # = np.bincount(lab.ravel()) * ...
     sizes[0] = 0
     big = sizes >= 50.0  # mL: a lung (the airway alone is a few tens of mL at most)
@@ -960,14 +963,14 @@ def segment_vessels(volume: Volume, contrast: ContrastResult, body: np.ndarray) 
         tubes = tubes.copy()
         tubes[: apex + 1] = False
         if tubes.any():
-            lab0, n0 = ndi.label(tubes)
+            lab0, n0 = _local.cc_label(tubes)
             keep = np.zeros(n0 + 1, bool)
             for l, sl in enumerate(ndi.find_objects(lab0), start=1):
                 keep[l] = (sl[0].stop - sl[0].start) * cn.spacing_mm[0] >= NECK_VESSEL_MIN_MM
             tubes = keep[lab0]
     bi = np.nonzero(cn.to_canon(body).any(axis=(0, 1)))[0]
     mid = (bi[0] + bi[-1]) / 2.0 if bi.size else (cn.shape[2] - 1) / 2.0
-    lab, n = ndi.label(tubes)
+    lab, n = _local.cc_label(tubes)
     out: dict[str, np.ndarray] = {}
     comps = []
     for l in range(1, n + 1):

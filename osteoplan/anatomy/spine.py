@@ -31,6 +31,7 @@ from scipy import ndimage as ndi
 from osteoplan.anatomy.labelmap import SPINE_LEVELS, LabelMap
 from osteoplan.errors import AnatomyError, InputError
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 __all__ = [
     "PedicleLandmarks",
@@ -372,7 +373,7 @@ def _ring_hole(volume: Volume, vert: np.ndarray) -> np.ndarray:
             m = ndi.binary_closing(np.pad(sub, ((0, 0), (d.shape[0], d.shape[0]), (d.shape[1], d.shape[1]))),
                                    structure=d[None])[:, d.shape[0]:-d.shape[0], d.shape[1]:-d.shape[1]] | sub
         holes = fill_holes_in_planes(m, 0) & ~m
-        lab, n = ndi.label(holes)
+        lab, n = _local.cc_label(holes)
         if n:
             sizes = np.bincount(lab.ravel())
             sizes[0] = 0
@@ -473,7 +474,7 @@ def _split_body(volume: Volume, v: _Vert, body_sub: np.ndarray | None, arch_sub:
         ant = ((w - canal_c) @ a0) > front
         body = np.zeros_like(vert)
         body[tuple(idx[ant].T)] = True
-        lab, n = ndi.label(body)
+        lab, n = _local.cc_label(body)
         if n > 1:
             sizes = np.bincount(lab.ravel())
             sizes[0] = 0
@@ -603,7 +604,7 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
         if t > a_pw + 1.0:
             continue
         sec = loc.data[it]
-        lab, n = ndi.label(sec, structure=np.ones((3, 3), bool))
+        lab, n = _local.cc_label(sec, structure=np.ones((3, 3), bool))
         if n == 0:
             continue
         pix = np.argwhere(sec)
@@ -664,7 +665,7 @@ def _pedicle(volume: Volume, v: _Vert, side: str, a_pw: float, a_cp: float, half
     secs = []
     for it, tau in enumerate(loc2.u[0]):
         sec = loc2.data[it]
-        lab, n = ndi.label(sec, structure=np.ones((3, 3), bool))
+        lab, n = _local.cc_label(sec, structure=np.ones((3, 3), bool))
         if n == 0:
             continue
         pix = np.argwhere(sec)

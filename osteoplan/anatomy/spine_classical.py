@@ -32,6 +32,7 @@ from scipy import ndimage as ndi
 from osteoplan.anatomy.labelmap import SPINE_LEVELS, LabelMap
 from osteoplan.errors import AnatomyError
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 #: Window in front of the canal where the vertebral body is looked for: from the canal centre, 5-60 mm
 #: anteriorly and 20 mm to each side (engineering default; adult thoracolumbar bodies are 25-50 mm deep).
@@ -302,7 +303,7 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
     front = bj - 0.0
     post_zone = (np.arange(J)[None, :] >= (front[:, None] - 10.0 / sp[1]))  # (K, J): behind the bodies' front
     cand = b & (np.abs(lat_mm)[:, None, :] > SPINE_HALF_WIDTH_MM) & post_zone[:, :, None]
-    lab, n = ndi.label(cand)
+    lab, n = _local.cc_label(cand)
     rib_list = []
     if n:
         objs = ndi.find_objects(lab)
@@ -371,7 +372,7 @@ def classical_vertebrae(volume: Volume, labelmap: LabelMap, level_point, msgs: l
         ball = np.ones(tuple(2 * x + 1 for x in r), bool)
         m = ndi.binary_closing(np.pad(m, [(x, x) for x in r]), structure=ball)[r[0]:-r[0], r[1]:-r[1], r[2]:-r[2]] | m
         m = (fill_holes_in_planes(m, 0) | fill_holes_in_planes(m, 1) | fill_holes_in_planes(m, 2)) & ~c[box]
-        lab2, n2 = ndi.label(m)
+        lab2, n2 = _local.cc_label(m)
         if n2 > 1:
             sizes = np.bincount(lab2.ravel())
             sizes[0] = 0

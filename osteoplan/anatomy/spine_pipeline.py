@@ -18,6 +18,7 @@ from osteoplan.anatomy.labelmap import LabelMap
 from osteoplan.anatomy.pipeline import Anatomy
 from osteoplan.errors import AnatomyError
 from osteoplan.imaging.volume import Volume
+from osteoplan.anatomy import _local
 
 #: Structures a thoracolumbar plan checks; those missing at the end are reported as NOT segmented.
 SPINE_STRUCTURES = ("spinal_canal", "spinal_cord", "aorta", "inferior_vena_cava", "esophagus", "lung",
@@ -41,7 +42,7 @@ def segment_lungs(volume: Volume, body: np.ndarray) -> np.ndarray:
         No such component (no lung in the field of view).
     """
     air = (volume.array < LUNG_HU) & ndi.binary_erosion(body, iterations=2)
-    lab, n = ndi.label(air)
+    lab, n = _local.cc_label(air)
     if n == 0:
         raise AnatomyError("no lung in the field of view")
     vox_ml = float(np.prod(volume.spacing_mm)) / 1000.0
@@ -55,7 +56,7 @@ def segment_lungs(volume: Volume, body: np.ndarray) -> np.ndarray:
     for k in range(lungs.shape[zaxis]):
         sl = [slice(None)] * 3
         sl[zaxis] = k
-        out[tuple(sl)] = ndi.binary_fill_holes(lungs[tuple(sl)])
+        out[tuple(sl)] = _local.fill_holes(lungs[tuple(sl)])
     return out
 
 

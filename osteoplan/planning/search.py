@@ -61,6 +61,7 @@ from osteoplan.planning.fields import (CAP_MM, ROIFields, StructureField, capped
 from osteoplan.planning.procedures import Procedure, cone_directions, get_procedure
 from osteoplan.planning.protocol import Protocol
 from osteoplan.planning.site import Site
+from osteoplan.anatomy import _local
 
 CONSTRAINTS: dict[str, str] = {
     "skin": "path reaches the skin inside the field of view and within the maximum depth",
@@ -147,7 +148,7 @@ def build_fields(volume: Volume, labelmap: LabelMap, site: Site, protocol: Proto
     if labelmap.has("body") and labelmap.get("body").any():
         body_full, body_src = labelmap.get("body"), labelmap.sources.get("body", "segmented")
     else:
-        body_full = ndi.binary_fill_holes(volume.array > -300) if volume.array.size < 4e7 else volume.array > -300
+        body_full = _local.fill_holes(volume.array > -300) if volume.array.size < 4e7 else volume.array > -300
         body_src = "HU > -300 threshold (no body mask)"
         warnings.append("No body (skin) mask: skin taken as the HU > -300 boundary.")
     # S-I box in LPS z -> index box (axis-aligned or oblique grids: use corner mapping)

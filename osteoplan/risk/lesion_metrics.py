@@ -29,6 +29,7 @@ from osteoplan.anatomy.c2parts import C2Parts, split_c2
 from osteoplan.errors import MaskError
 from osteoplan.imaging.volume import Volume
 from osteoplan.risk.rigidity import normal_bone_hu
+from osteoplan.anatomy import _local
 
 __all__ = ["C2Parts", "split_c2", "BreachResult", "cortical_breach", "LesionMetrics", "measure_lesion"]
 
@@ -110,12 +111,12 @@ def cortical_breach(volume: Volume, c2_mask: np.ndarray, lesion_mask: np.ndarray
     -------
     BreachResult
     """
-    from scipy.ndimage import binary_fill_holes, distance_transform_edt
+    from scipy.ndimage import distance_transform_edt
     from skimage.measure import marching_cubes
 
     from osteoplan.risk.rigidity import _bounds_kji
 
-    solid = binary_fill_holes(c2_mask | lesion_mask)
+    solid = _local.fill_holes(c2_mask | lesion_mask)
     first, last = _bounds_kji(solid)  # == argwhere(solid).min(0) / .max(0)
     lo = np.maximum(first - 2, 0)
     hi = np.minimum(last + 3, volume.shape)

@@ -42,6 +42,7 @@ import numpy as np
 from osteoplan.anatomy.c2parts import section_basis
 from osteoplan.errors import InputError, MaskError
 from osteoplan.imaging.volume import AIR_HU, Volume
+from osteoplan.anatomy import _local
 
 __all__ = [
     "DensityModulusRelation", "DRAGOMIR_DAESCU_2011", "POISSON_RATIO", "LOSS_THRESHOLD",
@@ -390,7 +391,7 @@ def normal_bone_hu(volume: Volume, bone_mask: np.ndarray, lesion_mask: np.ndarra
     (cancellous_hu, cortical_hu, evidence) : (float | None, float | None, dict)
         None when fewer than 20 voxels qualify.
     """
-    from scipy.ndimage import binary_fill_holes, distance_transform_edt
+    from scipy.ndimage import distance_transform_edt
 
     if lesion_mask is not None:
         volume, (bone_mask, lesion_mask) = _crop(volume, [bone_mask, lesion_mask],
@@ -398,7 +399,7 @@ def normal_bone_hu(volume: Volume, bone_mask: np.ndarray, lesion_mask: np.ndarra
     else:
         volume, (bone_mask,) = _crop(volume, [bone_mask], margin=2)
     sp = volume.spacing_mm
-    solid = binary_fill_holes(bone_mask | (lesion_mask if lesion_mask is not None else False))
+    solid = _local.fill_holes(bone_mask | (lesion_mask if lesion_mask is not None else False))
     depth = distance_transform_edt(solid, sampling=sp)
     ok = bone_mask.copy()
     if lesion_mask is not None and lesion_mask.any():
@@ -458,7 +459,7 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
     InputError
         Invalid step, pixel size or range.
     """
-    from scipy.ndimage import binary_closing, binary_fill_holes, distance_transform_edt, map_coordinates
+    from scipy.ndimage import binary_closing, distance_transform_edt, map_coordinates
 
     bone = np.asarray(bone_mask, dtype=bool)
     if bone.shape != volume.shape:
@@ -503,7 +504,7 @@ def rigidity_profile(volume: Volume, bone_mask: np.ndarray, origin_lps_mm: np.nd
             assumptions.append("The cortex is not resolved at this voxel size (its median HU is below the "
                                "cancellous median, partial volume): the whole lesion is filled with cancellous HU.")
             cort_hu = canc_hu
-        envelope = binary_fill_holes(binary_closing(bone_c, iterations=2) | bone_c)
+        envelope = _local.fill_holes(binary_closing(bone_c, iterations=2) | bone_c)
         fill = lesion_c & envelope
         depth = distance_transform_edt(envelope, sampling=sub.spacing_mm)
         fill_hu[fill] = np.where(depth[fill] <= cortex_mm, cort_hu, canc_hu)

@@ -58,6 +58,7 @@ from scipy import ndimage as ndi
 
 from osteoplan.imaging.volume import Volume
 from osteoplan.verification.geometry import unit
+from osteoplan.anatomy import _local
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def detect_instruments(volume: Volume, line_point_lps_mm=None, line_direction=No
     # group pieces across gaps (thin wires on thick slices)
     grow = np.maximum(1, np.round(gap_mm / 2.0 / sp).astype(int))  # closes gaps of ~gap_mm
     closed = ndi.binary_dilation(cand, np.ones(tuple(2 * grow + 1), bool))
-    lab, n = ndi.label(closed)
+    lab, n = _local.cc_label(closed)
     lab = np.where(cand, lab, 0)
     groups: list[np.ndarray] = []
     objs = ndi.find_objects(lab)

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from osteoplan.errors import AnatomyError, ProtocolError
+from osteoplan.anatomy import _local
 
 if TYPE_CHECKING:  # pragma: no cover
     from osteoplan.anatomy.labelmap import LabelMap
@@ -214,7 +215,7 @@ def solid_bone(mask: np.ndarray, spacing_mm: np.ndarray, close_mm: float = 2.0) 
     st.reshape(-1)[((g / np.maximum(it, 1)) ** 2).sum(1) <= 1.0] = True
     closed = ndi.binary_closing(np.pad(sub, pad[:, None].repeat(2, 1)), structure=st)
     closed = closed[tuple(slice(p, -p) for p in pad)]
-    filled = ndi.binary_fill_holes(closed | sub)
+    filled = _local.fill_holes(closed | sub)
     out = mask.copy()
     out[sl] = filled
     return out

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from osteoplan.errors import AnatomyError, PlanningError
 from osteoplan.planning.procedures import Procedure, keep_deep
 from osteoplan.planning.site import Site
+from osteoplan.anatomy import _local
 
 if TYPE_CHECKING:  # pragma: no cover
     from osteoplan.anatomy.labelmap import LabelMap
@@ -126,7 +127,7 @@ class C2DensScrew(Procedure):
         kji = np.indices(volume.shape).reshape(3, -1).T
         centre = (site.references["waist"] + site.references["body_centre"]) / 2
         near = np.linalg.norm(volume.index_to_world(kji) - centre, axis=1).reshape(volume.shape) <= 30.0
-        lab, _ = ndi.label(bone & near)
+        lab, _ = _local.cc_label(bone & near)
         seeds = [np.rint(volume.world_to_index(site.references[p])).astype(int) for p in ("body_centre", "waist", "apex")]
         ids = {int(lab[tuple(np.clip(s, 0, np.asarray(volume.shape) - 1))]) for s in seeds} - {0}
         if not ids:
