@@ -107,7 +107,7 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
     done: list[str] = []
     plan_dir = Path(opts.get("plan_dir") or "")
     stage = opts.get("stage")
-    if work_dir is None or not opts.get("ct") or not (work_dir / opts["ct"]).exists():
+    if work_dir is None or not opts.get("ct") or not (opts.get("pacs_retrieve") or (work_dir / opts["ct"]).exists()):
         w._finish(engine, job_id, worker, "failed",
                   error="The control CT is no longer on the server; start the check again with the CT.")
         return "failed"
@@ -116,15 +116,40 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
                   error="The plan's folder (its CT and segmentation) is no longer on the server; the check needs it.")
         return "failed"
     try:
+        if opts.get("pacs_retrieve") and not opts.get("deidentified"):
+            from osteoplan.errors import PatientIdentityError
+            from osteoplan.faces.pacs_jobs import JobCancelled, retrieve_ct
+
+            try:
+                opts = retrieve_ct(engine, job_id, worker, work_dir, opts)
+            except JobCancelled:
+                raise w.Cancelled() from None
+            except (OsteoplanError, PatientIdentityError) as exc:
+                w._finish(engine, job_id, worker, "failed", stages_done=done,
+                          error=f"{str(exc)[:900]} The control CT was not retrieved; nothing was measured.")
+                return "failed"
+            done.append("retrieve")
+        # the control CT is only needed for its image: its identity was checked against the case when it was
+        # chosen, and only a de-identified copy stays in the job's folder (and reaches osteoplan verify's logs)
+        try:
+            ct, opts = w.deidentify_job_ct(engine, job_id, worker, work_dir, work_dir / opts["ct"], opts, attempt)
+        except w._DeidFailed as exc:
+            w._finish(engine, job_id, worker, "failed", exit_code=exc.exit_code, stages_done=done,
+                      error=f"The control CT could not be de-identified: {exc}")
+            return "failed"
+        done.append("deid")
         out = work_dir / f"verify-{attempt}"
         progress = _progress(work_dir / f"progress-{attempt}.jsonl", done)
-        rc, err = w._run_child(engine, job_id, worker, verify_argv(plan_dir, work_dir / opts["ct"], stage, out),
+        rc, err = w._run_child(engine, job_id, worker, verify_argv(plan_dir, ct, stage, out),
                                work_dir, f"verify-{attempt}", progress, "read")
-        done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         if rc != 0 or not (out / "verify.json").is_file():
+            # the stage that was running did not produce its result: it is the failed one, never "done"
+            failed_at = progress.stage or "read"
+            q.heartbeat(engine, job_id, worker, stage=failed_at, stage_label=dict(VERIFY_STAGES)[failed_at])
             msg = err or ("the check was interrupted" if rc == 130 else f"the check stopped with exit status {rc}")
-            w._finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=done)
+            w._finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=progress.done)
             return "failed"
+        done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         res = json.loads((out / "verify.json").read_text(encoding="utf-8"))
         from osteoplan.workflow import service as sv
 

@@ -66,7 +66,7 @@ def test_check_a_post_operative_ct_end_to_end(engine, db_url, client_for, jobs_r
     _run_worker_once(db_url)
     job = _job(engine, job_id)
     assert job.state == "done", job.error
-    assert job.stages_done == ["read", "measure", "images", "save"]
+    assert job.stages_done == ["deid", "read", "measure", "images", "save"]
     with Session(engine) as s:
         [v] = s.scalars(select(m.Verification).where(m.Verification.procedure_id == ids["procedure"])).all()
         assert (v.procedure_id, v.saved_plan_id, v.job_id, v.stage, v.control_source, v.measured_by) == (
@@ -134,6 +134,12 @@ def test_not_measurable_is_one_line_and_nothing_is_stored(engine, db_url, client
     assert _n_checks(engine, ids)[1] == 0
     page = c.get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert "Not measured:" in page and "No metal instrument was found" in page
+    # the stage that gave no result is shown failed, never done; the ones after it were not reached
+    assert job.stages_done == ["deid", "read"] and job.stage == "measure"
+    marks = dict(re.findall(r'data-stage="(\w+)"><span class="mark"></span>[^<]*<small class="muted">([^<]*)</small>',
+                            page))
+    assert marks == {"deid": "done", "read": "done", "measure": "failed", "images": "not reached",
+                     "save": "not reached"}
     # a research account reads the page but cannot start a check
     assert client_for("research").get(f"/cases/{ids['case']}/procedures/{ids['procedure']}/verify/new").status_code == 403
     # a planning job's number is not a check, nor a check's a planning job
