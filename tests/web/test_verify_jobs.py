@@ -87,6 +87,14 @@ def test_check_a_post_operative_ct_end_to_end(engine, db_url, client_for, jobs_r
     page = c.get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert f'id="fig-entry-error">{figs[0]:.1f} mm' in page and f'id="fig-tip-error">{figs[1]:.1f} mm' in page
     assert f'id="fig-angle-error">{figs[2]:.1f} deg' in page and f"<strong>{figs[3]}</strong>" in page
+    # the actual line's clearances name the structures as the report does (spinal canal, not spinal_canal)
+    from osteoplan.web.views import structure_label
+
+    table = re.search(r'<table id="check-clearances">.*?</table>', page, re.S).group(0)
+    with Session(engine) as s:
+        keys = [r["structure"] for r in s.get(m.Verification, v.id).figures["clearances"]]
+    assert "spinal_canal" in keys
+    assert re.findall(r"<tr><td>([^<]*)</td>", table) == [structure_label(k).replace("'", "&#39;") for k in keys]
     # a research account (pseudonymised view) sees the figures but not when they were measured
     res_page = client_for("research").get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert f'id="fig-tip-error">{figs[1]:.1f} mm' in res_page and " UTC)" not in res_page and " UTC)" in page
