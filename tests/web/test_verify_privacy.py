@@ -105,3 +105,53 @@ def test_uploaded_control_ct_is_deidentified_and_nothing_identifying_is_written(
         assert _found(c.get(url).text.encode(), only_ct) == []
     assert "(de-identified)" in c.get(f"/cases/{ids['case']}/checks/{job_id}").text
 
+
+
+def test_a_pacs_control_ct_is_retrieved_then_deidentified(engine, client_for, jobs_root, tmp_path, monkeypatch,
+                                                          backend_name):
+    """A check whose control CT was chosen in the PACS: the worker retrieves the series (WADO-RS, replaced here by
+    a copy of the series into the job's folder, as retrieve_ct writes it), de-identifies it, and measures on the
+    copy; the retrieved files (with the patient's identity) are not kept."""
+    sqlite_only(backend_name)
+    import shutil
+
+    from sqlalchemy.orm import Session
+
+    from osteoplan.faces import pacs_jobs
+    from osteoplan.faces.verify_job import run_verify_job
+    from osteoplan.workflow import jobs as q
+    from osteoplan.workflow import models as m
+
+    inputs = make_inputs(tmp_path / "inputs")
+    zpath, needles = _control_zip(inputs["control"], tmp_path)
+    series = tmp_path / "dicom"  # the files _control_zip wrote, with the identity
+    ids = make_case(engine, through="done")
+    plan_id = register_plan_job(engine, ids, inputs)
+    retrieved = []
+
+    def fake_retrieve(engine_, job_id, worker, work_dir, opts):
+        shutil.copytree(series, work_dir / opts["ct"])
+        retrieved.append(sorted(p.name for p in (work_dir / opts["ct"]).iterdir()))
+        return {**opts, "ct_files": len(retrieved[0])}
+
+    monkeypatch.setattr(pacs_jobs, "retrieve_ct", fake_retrieve)
+    with Session(engine) as s, s.begin():
+        job = q.enqueue(s, None, ids["lesion"], "verify", None, {
+            "kind": "verify", "stage": "screw", "procedure_id": ids["procedure"], "saved_plan_id": plan_id,
+            "plan_dir": str(inputs["plan_dir"]), "source": "pacs", "pacs_retrieve": True, "ct": "ct-pacs",
+            "format": "dicom", "study_uid": "1.2.3", "series_uid": "1.2.3.4"})
+        s.flush()
+        job_dir = jobs_root / f"job-{job.id:06d}"
+        job_dir.mkdir(parents=True)
+        job.work_dir, job_id = str(job_dir), job.id
+    worker = q.worker_id()
+    assert q.claim_next(engine, worker, only=job_id) == job_id
+    assert run_verify_job(engine, job_id, worker) == "done", _job(engine, job_id).error
+    job = _job(engine, job_id)
+    assert retrieved and job.stages_done == ["retrieve", "deid", "read", "measure", "images", "save"]
+    assert job.options["ct"] == "ct-deid" and not (job_dir / "ct-pacs").exists()
+    leaks = {str(p.relative_to(job_dir)): _found(p.read_bytes() + p.name.encode(), needles)
+             for p in job_dir.rglob("*") if p.is_file()}
+    assert {k: v for k, v in leaks.items() if v} == {}
+    with Session(engine) as s:
+        assert s.get(m.Verification, job.options["verification_id"]).control_source == "pacs"
