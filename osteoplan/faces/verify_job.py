@@ -84,6 +84,22 @@ def _progress(path: Path, done: list[str]):
     return _VerifyProgress(path, done)
 
 
+def discard_identified_ct(work_dir: Path | None, opts: dict) -> None:
+    """Delete a check's control CT as it was received (with the patient's identity, and a zip's original file
+    names) when the check ends before it was de-identified: failed, cancelled, or its worker stopped. A check of an
+    upload cannot be run again without uploading the CT again, and a PACS check retrieves its series again, so
+    nothing is lost; a de-identified copy (``options["deidentified"]``) is left as it is."""
+    import shutil
+
+    if work_dir is None or opts.get("deidentified") or not opts.get("ct"):
+        return
+    ct = work_dir / str(opts["ct"])
+    if ct.is_dir():
+        shutil.rmtree(ct, ignore_errors=True)
+    else:
+        ct.unlink(missing_ok=True)
+
+
 def summary_line(res: dict) -> str:
     """One line for the job list: where the instrument is against the plan (and the post-op grade)."""
     s = (f"{res['stage']}: tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
@@ -134,8 +150,9 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
         try:
             ct, opts = w.deidentify_job_ct(engine, job_id, worker, work_dir, work_dir / opts["ct"], opts, attempt)
         except w._DeidFailed as exc:
+            discard_identified_ct(work_dir, opts)
             w._finish(engine, job_id, worker, "failed", exit_code=exc.exit_code, stages_done=done,
-                      error=f"The control CT could not be de-identified: {exc}")
+                      error=f"The control CT could not be de-identified (it was deleted): {exc}")
             return "failed"
         done.append("deid")
         out = work_dir / f"verify-{attempt}"
@@ -166,19 +183,23 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
                 raise RuntimeError("job taken from this worker")  # rolls the stored figures back
         return "done"
     except w.Cancelled:
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "cancelled", error="cancelled while running; nothing was stored",
                   stages_done=done)
         return "cancelled"
     except KeyboardInterrupt:
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "failed", stages_done=done,
                   error="The check did not finish: its worker was stopped (server shut down); nothing was stored. "
                         "Start the check again.")
         raise
-    except OsteoplanError as exc:  # a refused record (e.g. the procedure was cancelled meanwhile): one line
+    except OsteoplanError as exc:  # a refused record, a NIfTI that cannot be de-identified...: one line
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "failed", stages_done=done, error=str(exc))
         return "failed"
     except Exception as exc:  # one line, no data: the job fails, the worker goes on
         log.error("verification job %s: unexpected %s", job_id, type(exc).__name__)
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "failed", stages_done=done,
                   error=f"unexpected {type(exc).__name__} in the worker; nothing was stored. Start the check again.")
         return "failed"

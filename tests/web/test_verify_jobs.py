@@ -5,6 +5,7 @@ procedure and shown on the result page, a refusal shown as its one line, cancel.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,8 +134,11 @@ def test_not_measurable_is_one_line_and_nothing_is_stored(engine, db_url, client
     # cancelling a queued check ends it at once; a second one is run and refused by osteoplan verify
     r2 = _post(c, ids, plan_id, inputs["empty"], stage="pin")
     second = int(r2.headers["location"].rsplit("/", 1)[1])
+    assert (Path(_job(engine, second).work_dir) / "ct.nii.gz").is_file()
     c.post(f"/cases/{ids['case']}/checks/{second}/cancel", data={"csrf_token": csrf_of(c)})
     assert _job(engine, second).state == "cancelled"
+    # the control CT it received (never de-identified) is not kept
+    assert not (Path(_job(engine, second).work_dir) / "ct.nii.gz").exists()
     _run_worker_once(db_url)
     job = _job(engine, job_id)
     assert job.state == "failed" and job.error.startswith("No metal instrument was found near the planned path")

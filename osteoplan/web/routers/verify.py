@@ -248,6 +248,10 @@ def check_cancel(request: Request, case_id: int, check_id: int, p: Principal = D
     _, job = _check(db, p, case_id, check_id)
     state = q.request_cancel(db, p.user, job)
     db.commit()
+    if state == "cancelled":  # cancelled before a worker took it: its control CT was never de-identified
+        from osteoplan.faces.verify_job import discard_identified_ct
+
+        discard_identified_ct(Path(job.work_dir) if job.work_dir else None, dict(job.options or {}))
     from osteoplan.web.routers.pages import flash
 
     flash(request, "ok", {"cancelled": "Check cancelled.", "running": "Stopping the check…"}.get(
