@@ -330,3 +330,15 @@ def test_structure_label():
         "canal de l'artère vertébrale gauche (foramen transversaire)"
     assert structure_label("some_new_structure") == "some new structure"
     assert structure_label("L2 left: spinal_canal") == "L2 left: spinal canal"
+
+
+def test_constraint_sentences_name_structures():
+    """The planner's broken-constraint sentences shown on the review page carry names, not keys."""
+    from osteoplan.web.routers.adjust import named_text
+
+    assert named_text("clearance to vertebral_artery_canal_left >= its margin: 0.40 mm short") == \
+        "clearance to left vertebral artery canal (foramen transversarium) >= its margin: 0.40 mm short"
+    assert named_text("the instrument does not enter esophagus (displaced by hydrodissection, never crossed)") == \
+        "the instrument does not enter oesophagus (displaced by hydrodissection, never crossed)"
+    assert named_text("clearance to other_bone >= its margin") == "clearance to other bone on the way >= its margin"
+    assert named_text("tip to cortex >= 2 mm") == "tip to cortex >= 2 mm"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,19 @@ def pane_geometry(skin, bone, target) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: The planner's constraint sentences name a structure by its key ("clearance to spinal_canal >= its margin",
+#: osteoplan.planning.planner._describe): the pages show its name instead.
+_KEY_IN_CONSTRAINT = re.compile(r"\b(clearance to |does not enter )([a-z][a-z0-9]*(?:_[A-Za-z0-9]+)*)\b")
+
+
+def named_text(text: str) -> str:
+    """A planner's constraint sentence with its structure key replaced by the pages' name
+    (:func:`osteoplan.web.views.structure_label`)."""
+    from osteoplan.web.views import structure_label
+
+    return _KEY_IN_CONSTRAINT.sub(lambda m: m.group(1) + structure_label(m.group(2)), text)
+
+
 def recheck_view(r, original) -> dict[str, Any]:
     """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`), with the
     displacement of each point from the version's *original* trajectory."""
@@ -185,7 +199,7 @@ def recheck_view(r, original) -> dict[str, Any]:
     nearest = min(measured, key=lambda x: x["clearance_mm"] - x["margin_mm"])["structure"] if measured else None
     sc = t.screw
     return {
-        "feasible": r.feasible, "violations": r.violation_texts, "pivot": r.pivot,
+        "feasible": r.feasible, "violations": [named_text(x) for x in r.violation_texts], "pivot": r.pivot,
         "verdict": {"code": v.code, "text": v.text_en, "details": list(v.details_en),
                     "class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]},
         "points": {"skin_entry": list(t.skin_entry_lps_mm), "bone_entry": list(t.bone_entry_lps_mm),
@@ -307,7 +321,7 @@ async def save_version(request: Request, case_id: int, plan_id: int, p: Principa
             return _one_line(422, "Invalid input", str(exc))
         if not r.feasible:
             return _one_line(422, "Not a feasible path", "The adjusted path breaks the protocol's rules ("
-                             + "; ".join(r.violation_texts) + "): only a path the planner could give is saved as a "
+                             + "; ".join(named_text(x) for x in r.violation_texts) + "): only a path the planner could give is saved as a "
                              "version; move it back within the rules.")
         moved = displacements(plan.trajectories[0].model_dump(), r.trajectory.model_dump())
         try:
