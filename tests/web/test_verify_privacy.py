@@ -48,6 +48,7 @@ def _control_zip(src_nifti: Path, out: Path) -> tuple[Path, list[bytes]]:
             uids |= {ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}
             ds.save_as(f)
             zf.write(f, f"{NAME}/{FILE_STEM}_{n:04d}.dcm")
+        zf.writestr(f"{NAME}/{FILE_STEM}_notes.txt", f"{COMMENT}\n")  # a non-DICOM file: skipped, never named
     needles = [v.encode() for v in (NAME, "TESTNAME", PID, BIRTH, ACCESSION, INSTITUTION, "Osteoville", COMMENT,
                                      PRIVATE, FILE_STEM)]
     return z, needles + sorted(u.encode() for u in uids)
@@ -86,7 +87,8 @@ def test_uploaded_control_ct_is_deidentified_and_nothing_identifying_is_written(
     assert not (job_dir / "ct.zip").exists()
     written = [p for p in job_dir.rglob("*") if p.is_file()]
     dcm = [p for p in written if p.suffix == ".dcm"]
-    assert len(dcm) == len(zipfile.ZipFile(zpath).namelist())  # every image went through de-identification
+    n_images = sum(n.endswith(".dcm") for n in zipfile.ZipFile(zpath).namelist())
+    assert len(dcm) == n_images  # every image went through de-identification
     assert {p.name for p in written} >= {"verify.json", "verify.png", "verify.pdf", "verify.html"}
     leaks = {}
     for p in written:
