@@ -84,6 +84,22 @@ def _progress(path: Path, done: list[str]):
     return _VerifyProgress(path, done)
 
 
+def discard_identified_ct(work_dir: Path | None, opts: dict) -> None:
+    """Delete a check's control CT as it was received (with the patient's identity, and a zip's original file
+    names) when the check ends before it was de-identified: failed, cancelled, or its worker stopped. A check of an
+    upload cannot be run again without uploading the CT again, and a PACS check retrieves its series again, so
+    nothing is lost; a de-identified copy (``options["deidentified"]``) is left as it is."""
+    import shutil
+
+    if work_dir is None or opts.get("deidentified") or not opts.get("ct"):
+        return
+    ct = work_dir / str(opts["ct"])
+    if ct.is_dir():
+        shutil.rmtree(ct, ignore_errors=True)
+    else:
+        ct.unlink(missing_ok=True)
+
+
 def summary_line(res: dict) -> str:
     """One line for the job list: where the instrument is against the plan (and the post-op grade)."""
     s = (f"{res['stage']}: tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
@@ -107,7 +123,7 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
     done: list[str] = []
     plan_dir = Path(opts.get("plan_dir") or "")
     stage = opts.get("stage")
-    if work_dir is None or not opts.get("ct") or not (work_dir / opts["ct"]).exists():
+    if work_dir is None or not opts.get("ct") or not (opts.get("pacs_retrieve") or (work_dir / opts["ct"]).exists()):
         w._finish(engine, job_id, worker, "failed",
                   error="The control CT is no longer on the server; start the check again with the CT.")
         return "failed"
@@ -116,15 +132,41 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
                   error="The plan's folder (its CT and segmentation) is no longer on the server; the check needs it.")
         return "failed"
     try:
+        if opts.get("pacs_retrieve") and not opts.get("deidentified"):
+            from osteoplan.errors import PatientIdentityError
+            from osteoplan.faces.pacs_jobs import JobCancelled, retrieve_ct
+
+            try:
+                opts = retrieve_ct(engine, job_id, worker, work_dir, opts)
+            except JobCancelled:
+                raise w.Cancelled() from None
+            except (OsteoplanError, PatientIdentityError) as exc:
+                w._finish(engine, job_id, worker, "failed", stages_done=done,
+                          error=f"{str(exc)[:900]} The control CT was not retrieved; nothing was measured.")
+                return "failed"
+            done.append("retrieve")
+        # the control CT is only needed for its image: its identity was checked against the case when it was
+        # chosen, and only a de-identified copy stays in the job's folder (and reaches osteoplan verify's logs)
+        try:
+            ct, opts = w.deidentify_job_ct(engine, job_id, worker, work_dir, work_dir / opts["ct"], opts, attempt)
+        except w._DeidFailed as exc:
+            discard_identified_ct(work_dir, opts)
+            w._finish(engine, job_id, worker, "failed", exit_code=exc.exit_code, stages_done=done,
+                      error=f"The control CT could not be de-identified (it was deleted): {exc}")
+            return "failed"
+        done.append("deid")
         out = work_dir / f"verify-{attempt}"
         progress = _progress(work_dir / f"progress-{attempt}.jsonl", done)
-        rc, err = w._run_child(engine, job_id, worker, verify_argv(plan_dir, work_dir / opts["ct"], stage, out),
+        rc, err = w._run_child(engine, job_id, worker, verify_argv(plan_dir, ct, stage, out),
                                work_dir, f"verify-{attempt}", progress, "read")
-        done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         if rc != 0 or not (out / "verify.json").is_file():
+            # the stage that was running did not produce its result: it is the failed one, never "done"
+            failed_at = progress.stage or "read"
+            q.heartbeat(engine, job_id, worker, stage=failed_at, stage_label=dict(VERIFY_STAGES)[failed_at])
             msg = err or ("the check was interrupted" if rc == 130 else f"the check stopped with exit status {rc}")
-            w._finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=done)
+            w._finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=progress.done)
             return "failed"
+        done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         res = json.loads((out / "verify.json").read_text(encoding="utf-8"))
         from osteoplan.workflow import service as sv
 
@@ -141,19 +183,23 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
                 raise RuntimeError("job taken from this worker")  # rolls the stored figures back
         return "done"
     except w.Cancelled:
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "cancelled", error="cancelled while running; nothing was stored",
                   stages_done=done)
         return "cancelled"
     except KeyboardInterrupt:
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "failed", stages_done=done,
                   error="The check did not finish: its worker was stopped (server shut down); nothing was stored. "
                         "Start the check again.")
         raise
-    except OsteoplanError as exc:  # a refused record (e.g. the procedure was cancelled meanwhile): one line
+    except OsteoplanError as exc:  # a refused record, a NIfTI that cannot be de-identified...: one line
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "failed", stages_done=done, error=str(exc))
         return "failed"
     except Exception as exc:  # one line, no data: the job fails, the worker goes on
         log.error("verification job %s: unexpected %s", job_id, type(exc).__name__)
+        discard_identified_ct(work_dir, opts)
         w._finish(engine, job_id, worker, "failed", stages_done=done,
                   error=f"unexpected {type(exc).__name__} in the worker; nothing was stored. Start the check again.")
         return "failed"

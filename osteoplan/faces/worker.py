@@ -132,6 +132,72 @@ def deidentify_nifti(src: Path, dst: Path) -> None:
         raise DeidentificationError("a NIfTI header text field survived de-identification; nothing was kept")
 
 
+class _DeidFailed(OsteoplanError):
+    """De-identification of a job's CT failed (its one-line message; the child's exit status when it ran)."""
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def deidentify_job_ct(engine: Engine, job_id: int, worker: str, work_dir: Path, ct: Path, opts: dict,
+                      attempt: int) -> tuple[Path, dict]:
+    """De-identify a job's CT in its folder and keep only the de-identified copy: THE one way the web app's jobs
+    (plans with "de-identify" ticked, every control-CT check) strip identity from a CT they received.
+
+    A DICOM zip or folder goes through ``osteoplan deid`` in a child process (:func:`deid_argv`: PS3.15 Annex E
+    Basic Profile by dicognito, verified on the output) into ``ct-deid/``; a NIfTI file through
+    :func:`deidentify_nifti` into ``ct-deid.nii.gz``. The received CT (with its identity and, in a zip, its
+    original file names) is then deleted, and the job's options are saved with ``ct`` naming the copy and
+    ``deidentified`` True. The job's stage is ``"deid"`` meanwhile.
+
+    Parameters
+    ----------
+    ct : Path
+        The received CT inside *work_dir* (``ct.zip``, ``ct-pacs/``, ``ct.nii[.gz]``).
+    opts : dict
+        The job's options (``format``: ``dicom`` or ``nifti``).
+    attempt : int
+        The job's attempt number (names the child's log files).
+
+    Returns
+    -------
+    (Path, dict)
+        The de-identified CT and the job's updated options.
+
+    Raises
+    ------
+    _DeidFailed
+        ``osteoplan deid`` failed (its one-line message); the received CT stays in the job's folder (as it
+        came) and nothing de-identified is left.
+    osteoplan.errors.InputError, osteoplan.errors.DeidentificationError
+        A NIfTI that cannot be read, or a header text field that survived.
+    """
+    if opts.get("deidentified") and ct.exists():  # done by an earlier attempt of the job
+        return ct, opts
+    if opts.get("format") == "dicom":
+        out = work_dir / "ct-deid"
+        if out.exists():  # an earlier attempt's copy
+            shutil.rmtree(out)
+        rc, err = _run_child(engine, job_id, worker, deid_argv(ct, out), work_dir, f"deid-{attempt}", None, "deid")
+        if rc != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            raise _DeidFailed(err or f"de-identification failed (exit status {rc}); nothing was saved.", rc)
+        name = "ct-deid"
+    else:
+        q.heartbeat(engine, job_id, worker, stage="deid")
+        name = "ct-deid.nii.gz"
+        deidentify_nifti(ct, work_dir / name)
+    if ct.is_dir():  # a series retrieved from the PACS (a folder of .dcm files)
+        shutil.rmtree(ct, ignore_errors=True)
+    else:
+        ct.unlink(missing_ok=True)  # only the de-identified copy is kept
+    opts = {**opts, "ct": name, "deidentified": True}
+    with Session(engine) as s, s.begin():
+        s.get(m.PlanJob, job_id).options = opts
+    return work_dir / name, opts
+
+
 def stage_of(label: str, searched: bool) -> str:
     """The job stage of an ``osteoplan plan`` progress label (after the search, everything is an export)."""
     low = label.lower()
@@ -325,33 +391,13 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             _finish(engine, job_id, worker, "failed",
                     error="The job's CT is no longer on the server; start the plan again with the CT.")
             return "failed"
-        if opts.get("deid") and opts.get("format") == "dicom":
-            deid_out = work_dir / "ct-deid"
-            rc, err = _run_child(engine, job_id, worker, deid_argv(ct, deid_out), work_dir, f"deid-{attempt}",
-                                 None, "deid")
-            if rc != 0:
-                _finish(engine, job_id, worker, "failed", exit_code=rc, stages_done=done,
-                        error=err or f"de-identification failed (exit status {rc}); nothing was saved.")
-                return "failed"
-            if ct.is_dir():  # a series retrieved from the PACS (a folder of .dcm files)
-                shutil.rmtree(ct, ignore_errors=True)
-            else:
-                ct.unlink(missing_ok=True)  # only the de-identified copy is kept
-            ct = deid_out
-            with Session(engine) as s, s.begin():
-                j = s.get(m.PlanJob, job_id)
-                j.options = {**opts, "ct": "ct-deid", "deidentified": True}
-        elif opts.get("deid") and opts.get("format") == "nifti" and not is_demo:
-            q.heartbeat(engine, job_id, worker, stage="deid")
-            name = "ct-deid.nii.gz"
-            deidentify_nifti(ct, work_dir / name)
-            ct.unlink(missing_ok=True)  # only the de-identified copy is kept
-            ct = work_dir / name
-            with Session(engine) as s, s.begin():
-                j = s.get(m.PlanJob, job_id)
-                j.options = {**opts, "ct": name, "deidentified": True}
-            done.append("deid")
         if opts.get("deid") and not is_demo:
+            try:
+                ct, opts = deidentify_job_ct(engine, job_id, worker, work_dir, ct, opts, attempt)
+            except _DeidFailed as exc:
+                _finish(engine, job_id, worker, "failed", exit_code=exc.exit_code, stages_done=done,
+                        error=str(exc))
+                return "failed"
             done.append("deid")
         out = work_dir / f"plan-{attempt}"
         progress = _Progress(work_dir / f"progress-{attempt}.jsonl", done)
@@ -360,11 +406,14 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
                 if is_demo else
                 plan_argv(ct, out, protocol, side, report, work_dir / opts["masks"] if opts.get("masks") else None))
         rc, err = _run_child(engine, job_id, worker, argv, work_dir, f"plan-{attempt}", progress, "read")
-        done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         if rc not in PLAN_WRITTEN_EXIT or not (out / "plan.json").is_file():
+            # the stage that was running did not produce its result: shown as the failed one, never as done
+            if progress.stage:
+                q.heartbeat(engine, job_id, worker, stage=progress.stage)
             msg = err or ("the planner was interrupted" if rc == 130 else f"the planner stopped with exit status {rc}")
-            _finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=done)
+            _finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=progress.done)
             return "failed"
+        done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         _attach(engine, job_id, worker, out, rc, creator, done)
         return "done"
     except Cancelled:

@@ -148,6 +148,13 @@ def _shortfall_text(constraint: str, value: float) -> str:
         return "skin not reached inside the CT or within the maximum depth"
     unit = "deg" if constraint == "entry_angle" else "mm"
     amount = f"{value:.1f}" if value >= 0.05 else "< 0.1"
+    if constraint.startswith(("clearance:", "viscus:")):  # a structure: its reader's name, as in the verdict
+        from osteoplan.planning.verdict import structure_name
+
+        kind, _, key = constraint.partition(":")
+        if kind == "viscus":  # the value is how deep the path enters it (search.assess: max(0, -clearance))
+            return f"{structure_name(key)} entered by {amount} {unit}"
+        return f"clearance to {structure_name(key)} short by {amount} {unit}"
     return f"{constraint} short by {amount} {unit}"
 
 
@@ -249,10 +256,13 @@ def _constraint_order(res: SearchResult, protocol: Protocol) -> list[str]:
 
 
 def _describe(name: str, protocol: Protocol) -> str:
+    from osteoplan.planning.verdict import structure_name
+
     if name.startswith("clearance:"):
-        return f"clearance to {name.split(':', 1)[1]} >= its margin"
+        return f"clearance to {structure_name(name.split(':', 1)[1])} >= its margin"
     if name.startswith("viscus:"):
-        return f"the instrument does not enter {name.split(':', 1)[1]} (displaced by hydrodissection, never crossed)"
+        return (f"the instrument does not enter {structure_name(name.split(':', 1)[1])} (displaced by "
+                "hydrodissection, never crossed)")
     return CONSTRAINTS.get(name) or get_procedure(protocol.procedure).extra_constraints.get(name, name)
 
 

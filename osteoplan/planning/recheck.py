@@ -266,9 +266,15 @@ def check_inside_image(volume: Any, points: dict[str, np.ndarray]) -> None:
     shape = np.asarray(volume.shape, float)
     for name, p in points.items():
         kji = volume.world_to_index(p[None])[0]
-        if np.any(kji < -0.5) or np.any(kji > shape - 0.5):
-            raise InputError(f"{name.replace('_', ' ')} moved outside the image ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f} "
-                             "mm LPS): move it back inside the CT.")
+        if not np.all(np.isfinite(kji)) or np.any(kji < -0.5) or np.any(kji > shape - 0.5):
+            # the image's extent, not the point given: an error does not echo its input
+            corners = np.array([[k, j, i] for k in (-0.5, shape[0] - 0.5) for j in (-0.5, shape[1] - 0.5)
+                                for i in (-0.5, shape[2] - 0.5)])
+            w = volume.index_to_world(corners)
+            lo, hi = w.min(axis=0), w.max(axis=0)
+            raise InputError(f"{name.replace('_', ' ')} moved outside the image: move it back inside the CT (x "
+                             f"{lo[0]:.0f} to {hi[0]:.0f}, y {lo[1]:.0f} to {hi[1]:.0f}, z {lo[2]:.0f} to "
+                             f"{hi[2]:.0f} mm LPS).")
 
 
 def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_lps_mm: Any, target_lps_mm: Any,

@@ -77,6 +77,7 @@ _NAMES: dict[str, tuple[str, str]] = {
     "segmental_artery": ("segmental arteries", "artères segmentaires"),
     "lung": ("lung", "poumon"),
     "mandible": ("mandible", "mandibule"),
+    "other_bone": ("other bone on the way", "autre os sur le trajet"),
     "brainstem": ("brainstem", "tronc cérébral"),
     "vertebrae_C1": ("C1 (atlas)", "C1 (atlas)"),
     "vertebrae_C2": ("C2 (axis)", "C2 (axis)"),

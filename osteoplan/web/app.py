@@ -48,11 +48,12 @@ def make_templates() -> Jinja2Templates:
     env.globals["ROLE_LABELS"] = ROLE_LABELS
     env.globals["ACTIONS"] = ACTIONS
     env.globals["csrf_token"] = csrf_token
-    from osteoplan.web.views import TABLE_TITLES, fmt_date, score_parts, yesno
+    from osteoplan.web.views import TABLE_TITLES, fmt_date, score_parts, structure_label, yesno
     env.globals["score_parts"] = score_parts
     env.globals["TABLE_TITLES"] = TABLE_TITLES
     env.globals["fmt_date"] = fmt_date
     env.globals["yesno"] = yesno
+    env.globals["structure_label"] = structure_label
 
     def can(request: Request, action: str) -> bool:
         p = getattr(request.state, "principal", None)

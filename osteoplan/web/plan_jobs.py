@@ -361,13 +361,16 @@ def job_view(job: m.PlanJob) -> dict[str, Any]:
         elif job.state == "done":
             status = "done" if key in ("save", "store_check") else "skipped"
         elif job.state in ("failed", "cancelled") and job.stage == key:
-            status = job.state
+            status = job.state  # the stage that was running gave no result: never shown as done
+        elif job.state in ("failed", "cancelled"):
+            status = "not_reached"
         else:
             status = "pending"
         detail = None
         if status == "current" and job.stage_label and job.stage_label != label:  # e.g. "40 of 106 images"
             detail = job.stage_label.removeprefix(label + ": ")
-        stages.append({"key": key, "label": label, "status": status, "detail": detail})
+        stages.append({"key": key, "label": label, "status": status, "detail": detail,
+                       "status_words": status.replace("_", " ")})
     folder = plan_folder(job)
     return {
         "id": job.id, "state": job.state, "stage": job.stage, "stage_label": job.stage_label,

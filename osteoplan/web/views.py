@@ -58,6 +58,29 @@ def plan_verdict(plan: dict) -> dict:
             "verdict_class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]}
 
 
+def structure_label(key: str | None, lang: str = "en") -> str:
+    """The name every page shows for a structure key (``"spinal_canal"`` -> ``"spinal canal"``): the PDF report's
+    own words (:func:`osteoplan.views.i18n.t`, the clearance table of :mod:`osteoplan.export.report`), so one
+    structure has one name on the case, review, versions and check pages and in the report. A key the report's
+    table does not know is shown with spaces for underscores (:func:`osteoplan.planning.verdict.structure_name`);
+    a multi-needle row's ``"<level side>: <key>"`` keeps its prefix.
+
+    Parameters
+    ----------
+    key : str or None
+        Structure key of a plan's clearance (label-map name).
+    lang : {"en", "fr"}
+    """
+    from osteoplan.planning.verdict import structure_name
+    from osteoplan.views.i18n import STRINGS, t
+
+    key = str(key or "")
+    prefix, sep, rest = key.rpartition(": ")
+    if sep:
+        return f"{prefix}: {structure_label(rest, lang)}"
+    return t(key, lang) if key in STRINGS else structure_name(key, lang)
+
+
 def plan_key_numbers(plan: dict) -> dict:
     """The numbers a reader wants from a ``plan.json`` (first-ranked trajectory), with safe fallbacks.
 
@@ -94,7 +117,8 @@ def plan_key_numbers(plan: dict) -> dict:
             covered = c.get("status") == "covered"  # e.g. the cord, inside the segmented canal whose clearance covers it
             status = c.get("status") if seg or covered else "not assessed (not segmented)"
             clr = c.get("clearance_mm")
-            out["clearances"].append({"structure": c.get("structure"), "margin_mm": c.get("margin_mm"),
+            out["clearances"].append({"structure": c.get("structure"), "name": structure_label(c.get("structure")),
+                                      "margin_mm": c.get("margin_mm"),
                                       "clearance_mm": clr if seg else None, "status": status, "segmented": bool(seg) or covered})
     _needle_rows(plan, out)
     ce = plan.get("cement") or {}
@@ -108,7 +132,7 @@ def plan_key_numbers(plan: dict) -> dict:
             out["warnings"].insert(0, f"BREACHED WALL, CEMENT LEAK RISK: {w.get('neighbour')}"
                                       + (" (epidural)" if "posterior wall" in str(w.get("neighbour")).lower() else ""))
     if plan.get("assessed") is not None:
-        rows.append(("Structures assessed", ", ".join(plan.get("assessed") or []) or "none"))
+        rows.append(("Structures assessed", ", ".join(map(structure_label, plan.get("assessed") or [])) or "none"))
     return out
 
 
@@ -145,7 +169,9 @@ def _needle_rows(plan: dict, out: dict) -> None:
             for c in t.get("clearances") or []:
                 seg = c.get("segmented")
                 covered = c.get("status") == "covered"
-                out["clearances"].append({"structure": f"{where}: {c.get('structure')}", "margin_mm": c.get("margin_mm"),
+                out["clearances"].append({"structure": f"{where}: {c.get('structure')}",
+                                          "name": f"{where}: {structure_label(c.get('structure'))}",
+                                          "margin_mm": c.get("margin_mm"),
                                           "clearance_mm": c.get("clearance_mm") if seg else None,
                                           "status": c.get("status") if seg or covered else "not assessed (not segmented)",
                                           "segmented": bool(seg) or covered})
@@ -154,6 +180,7 @@ def _needle_rows(plan: dict, out: dict) -> None:
         for c in out["clearances"]:
             if ": " not in str(c["structure"]):
                 c["structure"] = f"{first}: {c['structure']}"
+                c["name"] = f"{first}: {c['name']}"
 
 
 def score_parts(components: Any) -> list[str]:

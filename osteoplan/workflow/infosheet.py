@@ -118,8 +118,11 @@ TEXTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _num(x: float) -> str:
-    return f"{x:g}"
+def _num(x: float, language: str = "en") -> str:
+    """A number of the sheet's text, with the language's decimal marker (French: ``3,5``)."""
+    from osteoplan.locale_fmt import decimal
+
+    return decimal(x, None, language)
 
 
 def sheet_context(lesion: m.Lesion, plan: dict[str, Any] | None, decision: m.TumourBoardDecision | None,
@@ -146,7 +149,7 @@ def sheet_context(lesion: m.Lesion, plan: dict[str, Any] | None, decision: m.Tum
     screw = traj.get("screw") if isinstance(traj, dict) else None
     ctx["screw_text"] = None
     if screw and dtype != "cement_alone":
-        ctx["screw_text"] = t["screw"].format(d=_num(screw["diameter_mm"]), l=_num(screw["length_mm"]))
+        ctx["screw_text"] = t["screw"].format(d=_num(screw["diameter_mm"], language), l=_num(screw["length_mm"], language))
     elif dtype in ("screw_cement", "screw_alone"):
         ctx["screw_text"] = t["screw"].format(d="?", l="?")
     hydro = plan.get("hydrodissection") or {}
@@ -156,7 +159,7 @@ def sheet_context(lesion: m.Lesion, plan: dict[str, Any] | None, decision: m.Tum
     ctx["cement_text"] = None
     if dtype != "screw_alone":
         if vol:
-            ctx["cement_text"] = t["cement"].format(v=f"{_num(vol[0])}-{_num(vol[1])}")
+            ctx["cement_text"] = t["cement"].format(v=f"{_num(vol[0], language)}-{_num(vol[1], language)}")
         elif dtype in ("screw_cement", "cement_alone"):
             ctx["cement_text"] = t["cement"].format(v="2-4" if lesion.site == "C2" else "2-8")
     return ctx

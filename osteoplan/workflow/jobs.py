@@ -60,7 +60,9 @@ FINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
 #: Job kinds other than a plan (``options["kind"]``): (the word for the job, its stage labels) in the reason a
 #: stopped worker's job is failed with (:func:`recover_stale`).
 KIND_WORDS: dict[str, tuple[str, dict[str, str]]] = {
-    "verify": ("check", {"read": "reading the plan and the control CT",
+    "verify": ("check", {"retrieve": "retrieving the control CT from the PACS",
+                         "deid": "de-identifying the control CT",
+                         "read": "reading the plan and the control CT",
                          "measure": "registering, finding the instrument, measuring",
                          "images": "drawing planned vs actual", "save": "storing the figures with the procedure"}),
 }

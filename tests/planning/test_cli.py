@@ -137,6 +137,9 @@ def test_near_miss_shortfalls_have_their_own_units():
     assert _shortfall_text("entry_angle", 3.26) == "entry_angle short by 3.3 deg"
     assert _shortfall_text("containment", 0.02) == "containment short by < 0.1 mm"
     assert _shortfall_text("containment", 0.63) == "containment short by 0.6 mm"
+    # a structure is named as the verdict and the report name it, not by its key
+    assert _shortfall_text("clearance:other_bone", 0.12) == "clearance to other bone on the way short by 0.1 mm"
+    assert _shortfall_text("viscus:esophagus", 1.0) == "oesophagus entered by 1.0 mm"
     msg = ("No feasible path among 10 candidates. Most excluding constraints: skin (5 of 10). Closest candidate: "
            "entry_angle short by 3.3 deg, containment short by < 0.1 mm.")
     assert translate_text(msg, "fr").endswith("Candidat le plus proche : entry_angle : manque 3.3 °, "

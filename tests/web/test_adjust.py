@@ -79,19 +79,40 @@ def test_evaluate_the_plan_and_a_moved_target(api_for, engine, planned_case):
     (b'{"skin_entry_lps_mm": [1, 2], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1]}', "skin_entry_lps_mm"),
     (b'{"skin_entry_lps_mm": [1, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1], "x": 1}',
      "Unknown field"),
+    (b'{"skin_entry_lps_mm": [1, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1], '
+     b'"x_SECRET_FIELD_7731": 1}', "Unknown field"),
+    (b'{"skin_entry_lps_mm": [1e308, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1]}',
+     "skin_entry_lps_mm: give three finite numbers within \u00b110000 mm"),
+    (b'{"skin_entry_lps_mm": [1, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, -1e999, 1]}',
+     "target_lps_mm: give three finite numbers"),
+    (b'{"skin_entry_lps_mm": [1, 2, 3], "bone_entry_lps_mm": [0, ' + b"7" * 400 + b', 0], "target_lps_mm": [0, 0, 1]}',
+     "bone_entry_lps_mm: give three finite numbers"),
+    (b'{"skin_entry_lps_mm": [NaN, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1]}',
+     "skin_entry_lps_mm: give three finite numbers"),
+    (b'{"skin_entry_lps_mm": [12345.678, 2, 3], "bone_entry_lps_mm": [0, 0, 0], "target_lps_mm": [0, 0, 1]}',
+     "skin_entry_lps_mm: give three finite numbers"),
 ])
 def test_evaluate_malformed_body_is_422_in_one_line(api_for, engine, planned_case, body, expect):
+    """422 with one line naming the field, never repeating what was sent (numbers, field names)."""
     ids, ph, plan = planned_case
     r = api_for("radiologist").post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate", content=body,
                                     headers={"Content-Type": "application/json"})
-    assert r.status_code == 422 and expect in r.json()["detail"] and "\n" not in r.json()["detail"]
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and expect in detail and "\n" not in detail and len(detail) < 200
+    for echoed in ("308", "e+", "777", "12345", "nan", "inf", "SECRET"):
+        assert echoed not in detail.lower()
 
 
 def test_evaluate_point_outside_the_image_is_422(api_for, engine, planned_case):
     ids, ph, plan = planned_case
     r = api_for("radiologist").post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate",
                                     json=_pts(plan.best, target=(0.0, 0.0, 500.0)))
-    assert r.status_code == 422 and r.json()["detail"].startswith("target moved outside the image")
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and detail.startswith("target moved outside the image: move it back inside the CT")
+    # it gives the image's extent (from its affine), not the point sent (z 500 mm) back
+    vol = ph.volume
+    z_mm = sorted(float(vol.index_to_world(np.array([[k, 0.0, 0.0]]))[0, 2]) for k in (-0.5, vol.shape[0] - 0.5))
+    assert f"z {z_mm[0]:.0f} to {z_mm[1]:.0f} mm LPS" in detail and "500" not in detail and "\n" not in detail
 
 
 def test_save_compare_approve_lock(api_for, client_for, engine, planned_case):
@@ -222,6 +243,11 @@ def test_the_latest_version_is_shown_and_an_older_one_is_approved_only_on_purpos
     assert r.status_code == 303
     assert [(d["version"], d.get("newer_version")) for d in _approvals(engine, v1)] == [(1, 2)]
     page = rad.get(f"/cases/{case}").text
+    states = dict(re.findall(r'id="plan-(\d+)">.*?class="plan-version-state" data-state="(\w+)"', page, re.S))
+    assert states == {str(v1): "approved", str(v2["plan_id"]): "draft"}
+    v2_card = re.search(rf'id="plan-{v2["plan_id"]}".*?</p>', page, re.S).group(0)
+    assert re.search(r"not approved \(version 1 was approved by radiologist; the plan is locked\)", v2_card)
+    page = rad.get(f"/cases/{case}").text
     assert set(re.findall(r'plans/(\d+)/review" data-state="(\w+)">', page)) == {(str(v1), "approved"),
                                                                                   (str(v2["plan_id"]), "draft")}
 
@@ -254,6 +280,65 @@ def test_a_not_cleared_plan_is_approved_only_with_the_confirmation(client_for, e
     assert r.status_code == 409 and f"This version is NOT CLEARED: tick the box confirming that what it leaves open " \
                                     f"({name} (not assessed)) was checked on other images" in html.unescape(r.text)
     assert _approvals(engine, pid) == []
+    card = re.search(rf'id="plan-{pid}".*?</p>', rad.get(f"/cases/{ids['case']}").text, re.S).group(0)
+    assert re.search(r'data-state="draft">Version 1:\s*<span class="badge warn">draft</span>\s*not approved yet', card)
     r = rad.post(url, data={"csrf_token": csrf_of(rad), "confirm_not_cleared": "1"}, follow_redirects=False)
     assert r.status_code == 303
     assert [d["not_cleared_confirmed"] for d in _approvals(engine, pid)] == [[f"{name} (not assessed)"]]
+    # the case page's card of this (only) version says it is approved, by whom and when
+    card = re.search(rf'id="plan-{pid}".*?</p>', rad.get(f"/cases/{ids['case']}").text, re.S).group(0)
+    assert re.search(r'data-state="approved">Version 1:\s*<span class="badge ok">approved</span> by radiologist on '
+                     r'\d{4}-\d\d-\d\d \d\d:\d\d UTC; the plan is locked', card), card
+    research = client_for("research").get(f"/cases/{ids['case']}").text  # pseudonymised: no calendar date
+    card = re.search(rf'id="plan-{pid}".*?</p>', research, re.S).group(0)
+    assert "approved</span> by radiologist; the plan is locked" in card
+
+
+def test_structures_have_the_reports_names_on_every_page(api_for, client_for, engine, planned_case):
+    """The case page, the evaluate answer, the review page's legend and the versions page name each structure
+    with the PDF report's words (export.report.clearance_rows), never with its key."""
+    from osteoplan.export.report import clearance_rows
+
+    ids, ph, plan = planned_case
+    report = {r["structure"]: r["label"] for r in clearance_rows(plan)}
+    keys = [c.structure for c in plan.best.clearances]
+    assert "spinal_canal" in keys and report["spinal_canal"] == "spinal canal"
+    assert all("_" not in report[k] for k in keys)  # every key of this plan has a report name
+    api, rad = api_for("radiologist"), client_for("radiologist")
+    j = api.post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate", json=_pts(plan.best)).json()
+    assert {c["structure"]: c["name"] for c in j["clearances"]} == {k: report[k] for k in keys}
+    card = re.search(rf'id="plan-{ids["plan"]}".*?</table>', rad.get(f"/cases/{ids['case']}").text, re.S).group(0)
+    cells = [html.unescape(x) for x in re.findall(r"<tr><td>([^<]*)</td>", card)]
+    assert cells == [report[k] for k in keys]
+    review = rad.get(f"/cases/{ids['case']}/plans/{ids['plan']}/review").text
+    legend = re.search(r'<p class="legend">(.*?)</p>', review, re.S).group(1)
+    names = [html.unescape(x).strip(" ·\n") for x in re.findall(r"</span>([^<]*)", legend)]
+    assert names and all("_" not in n for n in names) and "spinal canal" in names
+    v2 = _save_v2(api, ids, plan)
+    page = rad.get(f"/cases/{ids['case']}/plans/{v2['plan_id']}/versions").text
+    rows = {k: html.unescape(n) for k, n in re.findall(r'<tr data-structure="([^"]+)"><td>([^<]*)</td>', page)}
+    assert rows == {k: report[k] for k in keys}
+
+
+def test_structure_label():
+    """The web's structure names: the report's words (English, French), a readable fallback, a needle prefix."""
+    from osteoplan.views.i18n import t
+    from osteoplan.web.views import structure_label
+
+    assert structure_label("other_bone") == t("other_bone") == "other bone on the way"
+    assert structure_label("vertebral_artery_canal_left", "fr") == \
+        "canal de l'artère vertébrale gauche (foramen transversaire)"
+    assert structure_label("some_new_structure") == "some new structure"
+    assert structure_label("L2 left: spinal_canal") == "L2 left: spinal canal"
+
+
+def test_constraint_sentences_name_structures():
+    """The planner's broken-constraint sentences shown on the review page carry names, not keys."""
+    from osteoplan.web.routers.adjust import named_text
+
+    assert named_text("clearance to vertebral_artery_canal_left >= its margin: 0.40 mm short") == \
+        "clearance to left vertebral artery canal (foramen transversarium) >= its margin: 0.40 mm short"
+    assert named_text("the instrument does not enter esophagus (displaced by hydrodissection, never crossed)") == \
+        "the instrument does not enter oesophagus (displaced by hydrodissection, never crossed)"
+    assert named_text("clearance to other_bone >= its margin") == "clearance to other bone on the way >= its margin"
+    assert named_text("tip to cortex >= 2 mm") == "tip to cortex >= 2 mm"

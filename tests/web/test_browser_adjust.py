@@ -141,6 +141,16 @@ def test_move_the_target_3_mm_save_compare_approve(browser, adjust_server, shots
     page.wait_for_url(re.compile(r".*/review$"))
     expect(page.locator("#adjust-locked")).to_contain_text("approved by radiologist")
     assert page.locator("#adjust-save").count() == 0 and page.locator("#adjust-approve").count() == 0
+    # the case page: version 2's card says approved (by whom, when), version 1's that it was not
+    page.goto(f"{base}/cases/{ids['case']}")
+    cards = page.locator(".card.plan .plan-version-state")
+    states = sorted(cards.evaluate_all("els => els.map(e => e.dataset.state)"))
+    assert states == ["approved", "superseded"], states
+    approved = page.locator(".card.plan", has=page.locator('.plan-version-state[data-state="approved"]'))
+    expect(approved.locator(".plan-version-state")).to_contain_text(re.compile(
+        r"Version 2:\s*approved by radiologist on \d{4}-\d\d-\d\d \d\d:\d\d UTC; the plan is locked"))
+    approved.scroll_into_view_if_needed()
+    approved.screenshot(path=str(shots / "plan-approved-card.png"))
     assert verdict0
     assert errors == []
     ctx.close()

@@ -73,7 +73,7 @@ def test_check_a_control_ct_from_the_procedure(browser, server_worker_case, shot
     job_id = int(page.url.rsplit("/", 1)[1])
     page.wait_for_selector("#job-result", timeout=180000)  # the page reloads itself when the job ends
     assert page.inner_text("#job-state") == "done"
-    assert page.locator("#job-stages li.stage-done").count() == 4
+    assert page.locator("#job-stages li.stage-done").count() == 5  # de-identify, read, measure, images, save
     with Session(eng) as s:
         v = s.scalar(select(m.Verification).where(m.Verification.job_id == job_id))
     # the page shows the figures stored with the procedure
@@ -84,7 +84,24 @@ def test_check_a_control_ct_from_the_procedure(browser, server_worker_case, shot
     assert page.inner_text("#fig-registration") == f"{v.registration_residual_median_mm:.2f} mm"
     expect(page.locator("#check-image")).to_have_js_property("complete", True)
     assert page.locator("#check-image").evaluate("i => i.naturalWidth") > 400
+    names = page.locator("#check-clearances tbody tr td:first-child").all_inner_texts()
+    assert "spinal canal" in names and not any("_" in n for n in names)  # the report's names, not keys
     page.screenshot(path=str(shots / "verify-result.png"), full_page=True)
+    # a control CT without instrument: the measuring stage is shown failed (never done), the rest not reached
+    page.goto(f"{base}/cases/{ids['case']}/procedures/{ids['procedure']}/verify/new")
+    page.select_option("select[name=stage]", "pin")
+    page.set_input_files("input[name=ct_file]", str(inputs["empty"]))
+    page.check("input[name=confirm_identity]")
+    page.click("form#form-verify-job button[type=submit]")
+    page.wait_for_url(re.compile(r".*/checks/\d+$"))
+    page.wait_for_selector("#job-error:not([hidden])", timeout=180000)
+    assert page.inner_text("#job-state") == "failed"
+    marks = {li.get_attribute("data-stage"): li.locator("small").inner_text()
+             for li in page.locator("#job-stages li").all()}
+    assert marks == {"deid": "done", "read": "done", "measure": "failed", "images": "not reached",
+                     "save": "not reached"}
+    assert page.inner_text("#job-error").startswith("Not measured: No metal instrument was found")
+    page.screenshot(path=str(shots / "verify-failed.png"), full_page=True)
     # the case page lists it under the procedure
     page.goto(f"{base}/cases/{ids['case']}")
     row = page.locator(f"#checks-{ids['procedure']} tr", has_text="done")

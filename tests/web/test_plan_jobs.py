@@ -233,6 +233,14 @@ def test_failure_shows_the_planners_one_line_error(engine, db_url, client_for, j
     assert job.saved_plan_id is None and not (Path(job.work_dir) / "plan-1").exists()
     page = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}").text
     assert "The plan failed" in page
+    # the CT was read; the stage that was running (the anatomy) is shown failed, never done; the later ones not
+    # reached
+    js = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}.json").json()
+    assert job.stage == "anatomy" and job.stages_done == ["read"]
+    assert [(s["key"], s["status"]) for s in js["stages"]] == [
+        ("read", "done"), ("anatomy", "failed"), ("risk", "not_reached"), ("search", "not_reached"),
+        ("exports", "not_reached"), ("save", "not_reached")]
+    assert re.search(r'data-stage="anatomy"><span class="mark"></span>[^<]*<small class="muted">failed</small>', page)
 
 
 def test_cancel_a_queued_and_a_running_job(engine, db_url, client_for, jobs_root, phantom, backend_name):

@@ -5,6 +5,7 @@ procedure and shown on the result page, a refusal shown as its one line, cancel.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def test_check_a_post_operative_ct_end_to_end(engine, db_url, client_for, jobs_r
     _run_worker_once(db_url)
     job = _job(engine, job_id)
     assert job.state == "done", job.error
-    assert job.stages_done == ["read", "measure", "images", "save"]
+    assert job.stages_done == ["deid", "read", "measure", "images", "save"]
     with Session(engine) as s:
         [v] = s.scalars(select(m.Verification).where(m.Verification.procedure_id == ids["procedure"])).all()
         assert (v.procedure_id, v.saved_plan_id, v.job_id, v.stage, v.control_source, v.measured_by) == (
@@ -87,6 +88,14 @@ def test_check_a_post_operative_ct_end_to_end(engine, db_url, client_for, jobs_r
     page = c.get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert f'id="fig-entry-error">{figs[0]:.1f} mm' in page and f'id="fig-tip-error">{figs[1]:.1f} mm' in page
     assert f'id="fig-angle-error">{figs[2]:.1f} deg' in page and f"<strong>{figs[3]}</strong>" in page
+    # the actual line's clearances name the structures as the report does (spinal canal, not spinal_canal)
+    from osteoplan.web.views import structure_label
+
+    table = re.search(r'<table id="check-clearances">.*?</table>', page, re.S).group(0)
+    with Session(engine) as s:
+        keys = [r["structure"] for r in s.get(m.Verification, v.id).figures["clearances"]]
+    assert "spinal_canal" in keys
+    assert re.findall(r"<tr><td>([^<]*)</td>", table) == [structure_label(k).replace("'", "&#39;") for k in keys]
     # a research account (pseudonymised view) sees the figures but not when they were measured
     res_page = client_for("research").get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert f'id="fig-tip-error">{figs[1]:.1f} mm' in res_page and " UTC)" not in res_page and " UTC)" in page
@@ -125,8 +134,11 @@ def test_not_measurable_is_one_line_and_nothing_is_stored(engine, db_url, client
     # cancelling a queued check ends it at once; a second one is run and refused by osteoplan verify
     r2 = _post(c, ids, plan_id, inputs["empty"], stage="pin")
     second = int(r2.headers["location"].rsplit("/", 1)[1])
+    assert (Path(_job(engine, second).work_dir) / "ct.nii.gz").is_file()
     c.post(f"/cases/{ids['case']}/checks/{second}/cancel", data={"csrf_token": csrf_of(c)})
     assert _job(engine, second).state == "cancelled"
+    # the control CT it received (never de-identified) is not kept
+    assert not (Path(_job(engine, second).work_dir) / "ct.nii.gz").exists()
     _run_worker_once(db_url)
     job = _job(engine, job_id)
     assert job.state == "failed" and job.error.startswith("No metal instrument was found near the planned path")
@@ -134,6 +146,12 @@ def test_not_measurable_is_one_line_and_nothing_is_stored(engine, db_url, client
     assert _n_checks(engine, ids)[1] == 0
     page = c.get(f"/cases/{ids['case']}/checks/{job_id}").text
     assert "Not measured:" in page and "No metal instrument was found" in page
+    # the stage that gave no result is shown failed, never done; the ones after it were not reached
+    assert job.stages_done == ["deid", "read"] and job.stage == "measure"
+    marks = dict(re.findall(r'data-stage="(\w+)"><span class="mark"></span>[^<]*<small class="muted">([^<]*)</small>',
+                            page))
+    assert marks == {"deid": "done", "read": "done", "measure": "failed", "images": "not reached",
+                     "save": "not reached"}
     # a research account reads the page but cannot start a check
     assert client_for("research").get(f"/cases/{ids['case']}/procedures/{ids['procedure']}/verify/new").status_code == 403
     # a planning job's number is not a check, nor a check's a planning job

@@ -39,6 +39,6 @@ def test_vertebroplasty_plan_on_the_case_page(engine, client_for):
     assert "Needle 2 (L2 right)" in page and "pedicle grade C (-2.6 mm, medial wall)" in page
     assert "tip at 70 % of the body depth, +2.5 mm across the midline" in page
     assert "L1 4.0–6.0 mL; L2 4.0–6.0 mL" in page
-    assert "L2 right: spinal_canal" in page
+    assert "L2 right: spinal canal" in page and "spinal_canal" not in page  # the report's name, not the key
     warn = page[page.index('class="plan-warnings"'):]
     assert warn.index("BREACHED WALL, CEMENT LEAK RISK: L2 posterior wall") < warn.index("Coarse CT")

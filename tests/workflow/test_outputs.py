@@ -113,8 +113,9 @@ def test_fhir_round_trip(session, users):
     assert research.entry[-1].resource.event.text == "adverse event (SIR grade B)"
 
 
-@pytest.mark.parametrize("lang,expect", [("fr", "Information du patient"), ("en", "Patient information")])
-def test_info_sheet_pdf(session, users, tmp_path, lang, expect):
+@pytest.mark.parametrize("lang,expect,cement", [("fr", "Information du patient", "2-3,5 mL"),
+                                                ("en", "Patient information", "2-3.5 mL")])
+def test_info_sheet_pdf(session, users, tmp_path, lang, expect, cement):
     import pypdfium2 as pdfium
 
     from osteoplan.workflow import infosheet
@@ -130,7 +131,7 @@ def test_info_sheet_pdf(session, users, tmp_path, lang, expect):
     doc = pdfium.PdfDocument(pdf)
     txt = doc[0].get_textpage().get_text_range()
     assert expect in txt
-    assert ("4 mm" in txt and "34 mm" in txt) and ("2-3.5 mL" in txt)
+    assert ("4 mm" in txt and "34 mm" in txt) and (cement in txt)  # French: decimal comma
     assert "Dupont" not in txt and "OP-" in txt
     img = doc[0].render(scale=1.0).to_pil()
     img.save(tmp_path / f"infosheet_{lang}.png")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,9 @@ def _saved_plan(db, p: Principal, case_id: int, plan_id: int, audit_reason: str 
 
 
 # ------------------------------------------------------------------------------------------ request body
+#: Largest coordinate accepted in a request, in mm (a sanity bound, not a clinical figure: a CT is well under 1 m
+#: across; the slice route's ``pts`` has the same bound). Larger values are refused without being repeated.
+MAX_COORD_MM = 1e4
 _POINT_KEYS = ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")
 
 
@@ -114,15 +118,18 @@ def parse_points(raw: bytes) -> dict[str, Any]:
         raise InputError("The request body must be a JSON object with skin_entry_lps_mm, bone_entry_lps_mm and "
                          "target_lps_mm (three LPS mm values each).")
     unknown = sorted(set(body) - set(_POINT_KEYS) - {"pivot", "note"})
-    if unknown:
-        raise InputError(f"Unknown field {unknown[0]!r}: send skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, "
+    if unknown:  # (the field's name is not repeated: an error never echoes what was sent)
+        raise InputError("Unknown field in the body: send only skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, "
                          "pivot (and note when saving).")
     out: dict[str, Any] = {}
     for k in _POINT_KEYS:
         v = body.get(k)
+        # (a comparison, not math.isfinite: JSON's integers have no size limit; NaN fails it too)
         if (not isinstance(v, list) or len(v) != 3
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
-            raise InputError(f"{k}: give three finite numbers (LPS millimetres).")
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and -MAX_COORD_MM <= x <= MAX_COORD_MM
+                           for x in v)):
+            raise InputError(f"{k}: give three finite numbers within ±{MAX_COORD_MM:.0f} mm (LPS millimetres, "
+                             "inside the image).")
         out[k] = [float(x) for x in v]
     pivot = body.get("pivot", "bone_entry")
     if pivot not in ("bone_entry", "skin_entry"):
@@ -159,18 +166,32 @@ def pane_geometry(skin, bone, target) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: The planner's constraint sentences name a structure by its key ("clearance to spinal_canal >= its margin",
+#: osteoplan.planning.planner._describe): the pages show its name instead.
+_KEY_IN_CONSTRAINT = re.compile(r"\b(clearance to |does not enter )([a-z][a-z0-9]*(?:_[A-Za-z0-9]+)*)\b")
+
+
+def named_text(text: str) -> str:
+    """A planner's constraint sentence with its structure key replaced by the pages' name
+    (:func:`osteoplan.web.views.structure_label`)."""
+    from osteoplan.web.views import structure_label
+
+    return _KEY_IN_CONSTRAINT.sub(lambda m: m.group(1) + structure_label(m.group(2)), text)
+
+
 def recheck_view(r, original) -> dict[str, Any]:
     """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`), with the
     displacement of each point from the version's *original* trajectory."""
     from osteoplan.planning.recheck import ASSESSED_BY_WORDS
-    from osteoplan.planning.verdict import severity, structure_name
+    from osteoplan.planning.verdict import severity
+    from osteoplan.web.views import structure_label
     from osteoplan.workflow.plan_versions import displacements
 
     t = r.trajectory
     v = r.plan.verdict
     rows = []
     for c in t.clearances:
-        rows.append({"structure": c.structure, "name": structure_name(c.structure), "category": c.category,
+        rows.append({"structure": c.structure, "name": structure_label(c.structure), "category": c.category,
                      "margin_mm": c.margin_mm, "clearance_mm": c.clearance_mm, "status": c.status,
                      "how": ASSESSED_BY_WORDS.get(c.assessed_by or "", c.assessed_by or "not assessed"),
                      "note": c.note})
@@ -178,7 +199,7 @@ def recheck_view(r, original) -> dict[str, Any]:
     nearest = min(measured, key=lambda x: x["clearance_mm"] - x["margin_mm"])["structure"] if measured else None
     sc = t.screw
     return {
-        "feasible": r.feasible, "violations": r.violation_texts, "pivot": r.pivot,
+        "feasible": r.feasible, "violations": [named_text(x) for x in r.violation_texts], "pivot": r.pivot,
         "verdict": {"code": v.code, "text": v.text_en, "details": list(v.details_en),
                     "class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]},
         "points": {"skin_entry": list(t.skin_entry_lps_mm), "bone_entry": list(t.bone_entry_lps_mm),
@@ -300,7 +321,7 @@ async def save_version(request: Request, case_id: int, plan_id: int, p: Principa
             return _one_line(422, "Invalid input", str(exc))
         if not r.feasible:
             return _one_line(422, "Not a feasible path", "The adjusted path breaks the protocol's rules ("
-                             + "; ".join(r.violation_texts) + "): only a path the planner could give is saved as a "
+                             + "; ".join(named_text(x) for x in r.violation_texts) + "): only a path the planner could give is saved as a "
                              "version; move it back within the rules.")
         moved = displacements(plan.trajectories[0].model_dump(), r.trajectory.model_dump())
         try:
@@ -383,14 +404,13 @@ def _send_approved_to_pacs(request: Request, db, p: Principal, plan_id: int) -> 
 
 def _version_summary(plan_json: dict) -> dict[str, Any]:
     from osteoplan.planning.recheck import ASSESSED_BY_WORDS
-    from osteoplan.planning.verdict import structure_name
-    from osteoplan.web.views import plan_verdict
+    from osteoplan.web.views import plan_verdict, structure_label
 
     out: dict[str, Any] = dict(plan_verdict(plan_json))
     trajs = plan_json.get("trajectories") or []
     t = trajs[0] if trajs else None
     out["points"] = {k: (t or {}).get(f"{k}_lps_mm") for k in ("skin_entry", "bone_entry", "target")}
-    out["clearances"] = {c["structure"]: {"name": structure_name(c["structure"]), "clearance_mm": c.get("clearance_mm"),
+    out["clearances"] = {c["structure"]: {"name": structure_label(c["structure"]), "clearance_mm": c.get("clearance_mm"),
                                           "margin_mm": c.get("margin_mm"), "status": c.get("status"),
                                           "how": ASSESSED_BY_WORDS.get(c.get("assessed_by") or "", "not assessed")}
                          for c in (t or {}).get("clearances") or []}
@@ -489,7 +509,7 @@ def moved_scene(scene, pts: str, screw_mm: float | None = None):
         v = np.array([float(x) for x in pts.split(",")], float)
     except ValueError:
         v = np.zeros(0)
-    if v.shape != (9,) or not np.all(np.isfinite(v)) or np.any(np.abs(v) > 1e4) \
+    if v.shape != (9,) or not np.all(np.isfinite(v)) or np.any(np.abs(v) > MAX_COORD_MM) \
             or (screw_mm is not None and not (math.isfinite(screw_mm) and 0 < screw_mm < 500)):
         raise HTTPException(422, "pts: nine comma-separated LPS millimetre values (skin entry, bone entry, target); "
                                  "screw_mm: a length in mm.")

@@ -235,7 +235,9 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
                           "left": orientation_letters(-pl.u), "right": orientation_letters(pl.u),
                           "top": orientation_letters(-pl.v), "bottom": orientation_letters(pl.v),
                           "px": pl.n_cols})
-        legend = [(s[0], hex_color(s[5])) for s in scene.structures]
+        from osteoplan.web.views import structure_label
+
+        legend = [(structure_label(s[0]), hex_color(s[5])) for s in scene.structures]
     from osteoplan.web.routers.adjust import adjust_page_context
 
     return _page(request, "plan_review.html", {"case": case, "plan": plan, "key": plan_key_numbers(plan["plan"]),

@@ -138,21 +138,26 @@ def check_view(db, job: m.PlanJob) -> dict[str, Any]:
     """What the check's page shows (no identifiers, no calendar date: the page may be a pseudonymised view):
     state, stages, error, summary, stored figures (the template shows when it was measured only to roles that
     see identity)."""
-    from osteoplan.faces.verify_job import VERIFY_STAGES
+    from osteoplan.faces.verify_job import NOT_MEASURABLE_EXIT, VERIFY_STAGES
 
     opts = job.options or {}
     done = list(job.stages_done or [])
     stages = []
     for key, label in VERIFY_STAGES:
+        if key == "retrieve" and not opts.get("pacs_retrieve"):
+            continue
         if key in done:
             status = "done"
         elif job.state == "running" and job.stage == key:
             status = "current"
         elif job.state in ("failed", "cancelled") and job.stage == key:
-            status = job.state
+            status = job.state  # the stage that was running did not give its result
+        elif job.state in q.FINAL_STATES:
+            status = "not_reached"  # the check ended before it (or, for older checks, did without it)
         else:
             status = "pending"
-        stages.append({"key": key, "label": label, "status": status})
+        stages.append({"key": key, "label": label, "status": status,
+                       "status_words": status.replace("_", " ")})
     v = db.get(m.Verification, opts["verification_id"]) if opts.get("verification_id") else None
     if v is not None and v.deleted_at is not None:
         v = None
@@ -160,6 +165,7 @@ def check_view(db, job: m.PlanJob) -> dict[str, Any]:
     return {"id": job.id, "state": job.state, "stage": job.stage, "stages": stages, "error": job.error,
             "summary": job.verdict, "final": job.state in q.FINAL_STATES,
             "cancel_requested": bool(job.cancel_requested), "created_by": job.created_by,
+            "not_measurable": job.exit_code == NOT_MEASURABLE_EXIT, "deidentified": bool(opts.get("deidentified")),
             "check_stage": opts.get("stage"), "stage_words": STAGE_WORDS.get(opts.get("stage"), opts.get("stage")),
             "procedure_id": opts.get("procedure_id"), "saved_plan_id": opts.get("saved_plan_id"),
             "source": opts.get("source"), "verification_id": v.id if v is not None else None,
@@ -242,6 +248,10 @@ def check_cancel(request: Request, case_id: int, check_id: int, p: Principal = D
     _, job = _check(db, p, case_id, check_id)
     state = q.request_cancel(db, p.user, job)
     db.commit()
+    if state == "cancelled":  # cancelled before a worker took it: its control CT was never de-identified
+        from osteoplan.faces.verify_job import discard_identified_ct
+
+        discard_identified_ct(Path(job.work_dir) if job.work_dir else None, dict(job.options or {}))
     from osteoplan.web.routers.pages import flash
 
     flash(request, "ok", {"cancelled": "Check cancelled.", "running": "Stopping the check…"}.get(

@@ -14,7 +14,7 @@
       if (li) {
         li.className = "stage-" + s.status;
         var small = li.querySelector("small");
-        if (small) { small.textContent = s.detail || s.status; }
+        if (small) { small.textContent = s.detail || s.status_words || s.status; }
       }
     });
     var badge = document.getElementById("job-state");

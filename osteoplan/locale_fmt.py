@@ -1,0 +1,82 @@
+"""How numbers and orientation letters are written in each language of osteoplan's pages (English, French).
+
+For DISPLAYED text only: the data (``plan.json``, JSON answers, DICOM, CSV, file names) keeps the decimal point and
+the LPS letters whatever the page's language.
+
+French conventions:
+
+* the decimal marker is the comma (``2,5 mm``; the SI Brochure, BIPM 9th edition, leaves point or comma on the
+  line to the language's custom, and French writes the comma); a list of such numbers is separated by semicolons
+  (``(1,5 ; -2,0 ; 3,0)``) so that the commas stay unambiguous;
+* image edges are marked D (droite) and G (gauche) for the patient's right and left, as on French radiology
+  workstations and films; A, P, S and I are the initials of the French words too (antérieur, postérieur, supérieur,
+  inférieur) and stay as they are. :data:`osteoplan.views.i18n.STRINGS` already writes "droite" / "gauche" in
+  full in the French captions; these letters are their initials.
+
+English keeps the decimal point and R / L / A / P / S / I.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DECIMAL_SEPARATOR", "ORIENTATION_LETTERS", "decimal", "localize_numbers", "orientation_letters"]
+
+#: Decimal separator of displayed numbers per language.
+DECIMAL_SEPARATOR: dict[str, str] = {"en": ".", "fr": ","}
+#: Orientation letter (of an LPS direction: R, L, A, P, S, I) -> the letter shown, per language.
+ORIENTATION_LETTERS: dict[str, dict[str, str]] = {
+    "en": {"R": "R", "L": "L", "A": "A", "P": "P", "S": "S", "I": "I"},
+    "fr": {"R": "D", "L": "G", "A": "A", "P": "P", "S": "S", "I": "I"},
+}
+
+
+def decimal(value: float, nd: int | None = None, lang: str = "en") -> str:
+    """*value* written for a page in *lang*: ``decimal(2.5, 1, "fr") == "2,5"``.
+
+    Parameters
+    ----------
+    value : float
+    nd : int, optional
+        Digits after the separator; None: the shortest form (``format(value, "g")``, ``3.5`` -> ``"3,5"``).
+    lang : {"en", "fr"}
+        Another language is written as English.
+    """
+    text = format(float(value), f".{nd}f") if nd is not None else format(float(value), "g")
+    return text.replace(".", DECIMAL_SEPARATOR.get(lang, "."))
+
+
+def orientation_letters(letters: str, lang: str = "en") -> str:
+    """Orientation letters (``"LA"``, as :func:`osteoplan.views.render.orientation_letters` names an LPS
+    direction) written for *lang*: ``orientation_letters("LA", "fr") == "GA"``. Other characters are kept."""
+    table = ORIENTATION_LETTERS.get(lang, ORIENTATION_LETTERS["en"])
+    return "".join(table.get(c, c) for c in letters)
+
+
+#: A decimal number in running text: not part of a word, a dotted identifier (UID, version 1.2.3) or a longer number.
+_DECIMAL = r"-?\d+\.\d+"
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.]){_DECIMAL}(?![\w]|\.\d)")
+#: Two or more numbers separated by ", " of which at least one is decimal (a coordinate triple, a list of values).
+_NUMBER_LIST = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:, -?\d+(?:\.\d+)?)+(?![\w]|\.\d)")
+
+
+def localize_numbers(text: str, lang: str = "en") -> str:
+    """The decimal numbers of a displayed sentence written for *lang* (French: ``"tip 2.5 mm from (1.0, -2.0,
+    3.5)"`` -> ``"tip 2,5 mm from (1,0 ; -2,0 ; 3,5)"``); English text is returned unchanged.
+
+    Dotted identifiers (UIDs, versions such as ``1.2.840.10008``) and integers are left alone; a list of numbers
+    that holds a decimal one is separated by semicolons so that its commas stay unambiguous. Use it on text shown
+    to a reader (a verdict sentence stored in English and French in the plan, a caption), never on data.
+    """
+    if DECIMAL_SEPARATOR.get(lang, ".") == ".":
+        return text
+    sep = DECIMAL_SEPARATOR[lang]
+
+    def as_list(m: re.Match) -> str:
+        parts = m.group(0).split(", ")
+        if not any("." in p for p in parts):
+            return m.group(0)
+        return " ; ".join(p.replace(".", sep) for p in parts)
+
+    text = _NUMBER_LIST.sub(as_list, text)
+    return _NUMBER_IN_TEXT.sub(lambda m: m.group(0).replace(".", sep), text)
