@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DECIMAL_SEPARATOR", "ORIENTATION_LETTERS", "decimal", "localize_numbers", "orientation_letters"]
+__all__ = ["DECIMAL_SEPARATOR", "ORIENTATION_LETTERS", "decimal", "localize_html", "localize_numbers",
+           "orientation_letters"]
 
 #: Decimal separator of displayed numbers per language.
 DECIMAL_SEPARATOR: dict[str, str] = {"en": ".", "fr": ","}
@@ -80,3 +81,26 @@ def localize_numbers(text: str, lang: str = "en") -> str:
 
     text = _NUMBER_LIST.sub(as_list, text)
     return _NUMBER_IN_TEXT.sub(lambda m: m.group(0).replace(".", sep), text)
+
+
+#: A tag, comment, or a whole <style> / <script> element (their content is code, never localized).
+_HTML_CODE = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.S | re.I)
+
+
+def localize_html(html: str, lang: str = "en") -> str:
+    """A rendered page (the PDF report's HTML, a check's page) with the numbers of its TEXT written for *lang*
+    (:func:`localize_numbers` on every text node); tags, their attributes (image data, links, sizes), style sheets
+    and scripts are left as they are, and English pages are returned unchanged.
+
+    One call on the finished page writes every number the page shows the same way, whichever part of the code
+    formatted it (``f"{v:.1f}"``, a template filter, a translated sentence).
+    """
+    if DECIMAL_SEPARATOR.get(lang, ".") == ".":
+        return html
+    out, pos = [], 0
+    for m in _HTML_CODE.finditer(html):
+        out.append(localize_numbers(html[pos:m.start()], lang))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(localize_numbers(html[pos:], lang))
+    return "".join(out)

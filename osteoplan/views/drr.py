@@ -736,7 +736,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
         _draw_projected_path(ax, geo, p, view, label=p.short_label if others else None)
     ax.set_xlim(-0.5, n_pixels - 0.5)
     ax.set_ylim(n_pixels - 0.5, -0.5)
-    labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True)  # off the anatomy
+    labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True, lang=lang)  # off the anatomy
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 

@@ -1,0 +1,75 @@
+"""French conventions of the displayed text and pictures (osteoplan.locale_fmt): decimal comma in the report's and
+the check page's text, D / G (droite / gauche) for the patient's right / left on the images; English unchanged; the
+data (attributes, style sheets, image data) never touched."""
+
+from __future__ import annotations
+
+import html as _html
+import re
+
+import numpy as np
+import pytest
+
+from osteoplan.export.report import build_report_html
+from osteoplan.imaging.volume import Volume, axis_aligned_affine
+from osteoplan.locale_fmt import localize_html
+
+from export_planfactory import make_plan
+
+
+@pytest.fixture(scope="module")
+def plan():
+    vol = Volume(np.zeros((20, 30, 30), np.float32), axis_aligned_affine((2.0, 1.0, 1.0), (-15.0, -15.0, -20.0)))
+    return make_plan(vol, [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0])
+
+
+def _text(html: str) -> str:
+    """The page's text (no tags, no style sheet), unescaped."""
+    html = re.sub(r"<style\b.*?</style>", " ", html, flags=re.S)
+    return _html.unescape(re.sub(r"<[^>]*>", " ", html))
+
+
+def test_localize_html_changes_text_only():
+    page = ("<html><head><style>p{margin:0.5mm;opacity:0.75}</style></head><body>"
+            "<p data-x=\"2.5\" style=\"width:12.5%\">tip 2.5 mm, at (1.0, -2.0, 3.5); UID 1.2.840.10008.5; v1.2</p>"
+            "<!-- 7.5 --><img src=\"data:image/png;base64,AB.CD\" alt=\"3.5\"></body></html>")
+    fr = localize_html(page, "fr")
+    assert fr == page.replace("tip 2.5 mm, at (1.0, -2.0, 3.5)", "tip 2,5 mm, at (1,0 ; -2,0 ; 3,5)")
+    assert localize_html(page, "en") == page
+
+
+def test_french_report_writes_decimal_commas_and_english_is_unchanged(plan):
+    en = build_report_html(plan, {}, lang="en", generated_utc="2026-12-06 12:00 UTC")
+    fr = build_report_html(plan, {}, lang="fr", generated_utc="2026-12-06 12:00 UTC")
+    assert "34.0 mm" in en and "2.0–3.0 mL" in en  # as before (tests/export/test_report.py)
+    assert "34,0 mm" in fr and "2,0–3,0 mL" in fr and "34.0 mm" not in fr
+    # no decimal point left in the French text (dotted identifiers such as versions are not decimals)
+    assert re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w]|\.\d)", _text(fr)) == []
+    # the English text's decimals are all there, as commas, in the French one
+    n_en = len(re.findall(r"(?<![\w.])\d+\.\d+(?![\w]|\.\d)", _text(en)))
+    assert n_en > 10 and len(re.findall(r"(?<![\w,])\d+,\d+", _text(fr))) >= n_en
+    # data carried by the page (attributes, the style sheet) is unchanged
+    assert re.findall(r'data-[a-z-]+="[^"]*"', fr) == re.findall(r'data-[a-z-]+="[^"]*"', en)
+    css = [re.search(r"<style\b.*?</style>", h, re.S).group(0) for h in (en, fr)]  # (its page-footer words differ)
+    assert re.findall(r"\d+\.\d+", css[1]) == re.findall(r"\d+\.\d+", css[0]) != []
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("en", {"right": "L", "left": "R", "bottom": "P", "top": "A"}),
+    ("fr", {"right": "G", "left": "D", "bottom": "P", "top": "A"}),
+])
+def test_orientation_letters_drawn_on_an_axial_image(lang, expected):
+    """An axial image as radiologists read it: image right = patient left, image down = posterior. The letters
+    drawn on the picture are the ones returned: French D / G, never R / L, and A / P / S / I the same."""
+    from osteoplan.views.render import draw_orientation, new_figure
+
+    for outside in (False, True):
+        ax = new_figure(3, 3).add_subplot()
+        labels = draw_orientation(ax, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), outside=outside, lang=lang)
+        assert labels == expected
+        drawn = sorted(tx.get_text() for tx in ax.texts)
+        assert drawn == sorted(expected.values())
+    # an oblique edge: both letters mapped ("LA" -> "GA")
+    ax = new_figure(3, 3).add_subplot()
+    labels = draw_orientation(ax, np.array([0.8, -0.6, 0]), np.array([0, 0, -1.0]), lang=lang)
+    assert labels["right"] == ("GA" if lang == "fr" else "LA") and labels["bottom"] == "I"
