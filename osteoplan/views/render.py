@@ -276,6 +276,10 @@ def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: b
                "bone_entry": dict(marker="s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5),
                "target": dict(marker="+", color=hex_color(TARGET_COLOR), ms=8, mew=2)}
     out += [Line2D([], [], ls="none", label=t(k, lang), **markers[k]) for k in markers if k in wanted]
+    from osteoplan.locale_fmt import localize_numbers  # French: "Ø 3,5 mm" (displayed text only)
+
+    for h in out:
+        h.set_label(localize_numbers(h.get_label(), lang))
     return out
 
 
