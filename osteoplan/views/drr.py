@@ -750,6 +750,10 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
     handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
     carm = getattr(path, "carm_labels", {}).get(view)
+    if carm:
+        from osteoplan.locale_fmt import carm_label  # French: OAG / OAD, CRA / CAU (displayed text only)
+
+        carm = carm_label(carm, lang)
     caption = orientation_caption(geo.detector_u, geo.detector_v, lang)
     from osteoplan.views.render import LETTER_GUTTER_IN, layout_with_legend
 

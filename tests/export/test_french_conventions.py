@@ -12,7 +12,7 @@ import pytest
 
 from osteoplan.export.report import build_report_html
 from osteoplan.imaging.volume import Volume, axis_aligned_affine
-from osteoplan.locale_fmt import localize_html
+from osteoplan.locale_fmt import carm_label, localize_html
 
 from export_planfactory import make_plan
 
@@ -38,11 +38,21 @@ def test_localize_html_changes_text_only():
     assert localize_html(page, "en") == page
 
 
+def test_carm_label():
+    assert carm_label("RAO 6° / CRAN 22°", "fr") == "OAD 6° / CRA 22°"
+    assert carm_label("LAO 29° / CAUD 64°", "fr") == "OAG 29° / CAU 64°"
+    assert carm_label("LAO 29° / CAUD 64°", "en") == "LAO 29° / CAUD 64°"
+    assert carm_label("the CRANIAL LAO view", "fr") == "the CRANIAL LAO view"  # no angle: not an angulation
+
+
 def test_french_report_writes_decimal_commas_and_english_is_unchanged(plan):
     en = build_report_html(plan, {}, lang="en", generated_utc="2026-12-06 12:00 UTC")
     fr = build_report_html(plan, {}, lang="fr", generated_utc="2026-12-06 12:00 UTC")
     assert "34.0 mm" in en and "2.0–3.0 mL" in en  # as before (tests/export/test_report.py)
     assert "34,0 mm" in fr and "2,0–3,0 mL" in fr and "34.0 mm" not in fr
+    # C-arm views as French angiography writes them (no English L / R abbreviation beside the D / G pictures)
+    assert "LAO 78° / CRAN 32°" in en and "OAG 78° / CRA 32°" in fr
+    assert re.findall(r"\b(?:LAO|RAO|CRAN|CAUD)\b", _text(fr)) == []
     # no decimal point left in the French text (dotted identifiers such as versions are not decimals)
     assert re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w]|\.\d)", _text(fr)) == []
     # the English text's decimals are all there, as commas, in the French one

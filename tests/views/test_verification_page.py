@@ -146,6 +146,8 @@ def test_french_page_and_figure_follow_french_conventions(case):
     assert "± 0,3 mm" in fr and "0,10 / 0,20 mm" in fr and "± 0.3 mm" in en
     text_fr = re.sub(r"<style\b.*?</style>|<[^>]*>", " ", fr, flags=re.S)
     assert re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w]|\.\d)", text_fr) == []
+    assert re.findall(r"\b(?:LAO|RAO)\b", text_fr) == [] and re.search(r"\bOA[GD] \d+°", text_fr)
+    assert re.search(r"\b[LR]AO \d+°", en)
     for lang, side_letters, other in (("fr", {"D", "G"}, {"R", "L"}), ("en", {"R", "L"}, {"D", "G"})):
         fig = verification_figure(ctrl, res, e, t, lang=lang)
         letters = {tx.get_text() for ax in fig.axes for tx in ax.texts if 0 < len(tx.get_text()) <= 3
