@@ -83,3 +83,33 @@ def test_orientation_letters_drawn_on_an_axial_image(lang, expected):
     ax = new_figure(3, 3).add_subplot()
     labels = draw_orientation(ax, np.array([0.8, -0.6, 0]), np.array([0, 0, -1.0]), lang=lang)
     assert labels["right"] == ("GA" if lang == "fr" else "LA") and labels["bottom"] == "I"
+
+
+def test_french_orientation_note_names_the_letter_drawn():
+    """The report's orientation note names the letter the French pictures carry for the patient's left."""
+    from osteoplan.locale_fmt import orientation_letters
+    from osteoplan.views.i18n import STRINGS
+
+    notes = [v for v in STRINGS.values() if isinstance(v, dict) and "(letter L)" in str(v.get("en", ""))]
+    assert notes
+    for note in notes:
+        assert f"(lettre {orientation_letters('L', 'fr')})" in note["fr"] and "(lettre L)" not in note["fr"]
+
+
+def test_3d_view_axis_letters_in_french():
+    """The 3D view's axis letters (an anterior view: patient left on the image right): French G / D where English
+    writes L / R, at the same places; S / I unchanged."""
+    from osteoplan.views.render import new_figure
+    from osteoplan.views.surface import draw_axis_letters
+
+    out = {}
+    for lang in ("en", "fr"):
+        ax = new_figure(4, 4).add_subplot(projection="3d")
+        ax.set_xlim(-10, 10), ax.set_ylim(-10, 10), ax.set_zlim(-10, 10)
+        ax.view_init(elev=0, azim=-90)  # the camera in front of the patient (-y in LPS: anterior)
+        out[lang] = draw_axis_letters(ax, np.zeros(3), 10.0, 0.0, -90.0, lang=lang)
+        assert sorted(tx.get_text() for tx in ax.texts) == sorted(out[lang])
+    assert set(out["en"]) == {"L", "R", "S", "I"} and set(out["fr"]) == {"G", "D", "S", "I"}
+    assert out["en"]["L"][0] > 0.5 > out["en"]["R"][0]  # patient left on the image right
+    for en, fr in (("L", "G"), ("R", "D"), ("S", "S"), ("I", "I")):
+        assert out["fr"][fr] == pytest.approx(out["en"][en])
