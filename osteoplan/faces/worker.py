@@ -231,8 +231,9 @@ def discard_received_ct(work_dir: Path | None, opts: dict) -> str:
     else:
         ct.unlink(missing_ok=True)
     what = "check" if opts.get("kind") == "verify" else "plan"
-    if opts.get("pacs_retrieve"):
-        return "The CT retrieved from the PACS was deleted (not kept for a job without result); Retry retrieves it again."
+    if opts.get("pacs_retrieve"):  # a plan's Retry retrieves it again; a check is started again from its page
+        again = "Retry retrieves it again." if what == "plan" else "start the check again to retrieve it again."
+        return f"The CT retrieved from the PACS was deleted (not kept for a job without result); {again}"
     return (f"The uploaded CT was deleted (an identified CT is not kept for a job without result): upload it again "
             f"to start the {what} again.")
 
@@ -444,7 +445,8 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
                 raise Cancelled() from None
             except (OsteoplanError, PatientIdentityError) as exc:
                 _end_without_result(engine, job_id, worker, "failed", work_dir, opts, stages_done=done,
-                                    error=f"{str(exc)[:900]} The CT was not retrieved; nothing was planned. Retry the job.")
+                                    error=f"{str(exc)[:900]} The CT was not retrieved; nothing was planned. "
+                                          "Retry the job.")
                 return "failed"
             done.append("retrieve")
         if not is_demo and not ct.exists():

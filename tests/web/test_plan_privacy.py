@@ -273,3 +273,23 @@ def test_retry_of_a_deidentified_pacs_job_retrieves_and_deidentifies_again(engin
     second_dir = Path(new.work_dir)
     assert (second_dir / "ct-deid").is_dir() and not (second_dir / "ct-pacs").exists()
     assert _leaks(second_dir, identified["needles"]) == {}
+
+
+def test_discard_received_ct_keeps_only_a_deidentified_copy(tmp_path):
+    """What is deleted, and the sentence for each kind of job and source (an uploaded CT must be uploaded again;
+    a plan's PACS series is retrieved again by Retry)."""
+    from osteoplan.faces.worker import discard_received_ct
+
+    cases = [({"ct": "ct-pacs", "pacs_retrieve": True}, "Retry retrieves it again."),
+             ({"ct": "ct-pacs", "pacs_retrieve": True, "kind": "verify"}, "start the check again to retrieve it again."),
+             ({"ct": "ct.zip"}, "upload it again to start the plan again."),
+             ({"ct": "ct.nii.gz", "kind": "verify"}, "upload it again to start the check again.")]
+    for opts, end in cases:
+        ct = tmp_path / opts["ct"]
+        ct.mkdir() if opts["ct"] == "ct-pacs" else ct.write_bytes(b"PK\x03\x04")
+        note = discard_received_ct(tmp_path, opts)
+        assert note.endswith(end) and " was deleted " in note and not ct.exists()
+    kept = tmp_path / "ct-deid"
+    kept.mkdir()
+    assert discard_received_ct(tmp_path, {"ct": "ct-deid", "deidentified": True}) == "" and kept.is_dir()
+    assert discard_received_ct(tmp_path, {"ct": "ct.zip"}) == ""  # already gone: nothing to say
