@@ -13,14 +13,20 @@ French conventions:
   inférieur) and stay as they are. :data:`osteoplan.views.i18n.STRINGS` already writes "droite" / "gauche" in
   full in the French captions; these letters are their initials.
 
-English keeps the decimal point and R / L / A / P / S / I.
+* C-arm angulations are written as French angiography writes them: OAG / OAD (oblique antérieure gauche /
+  droite) for LAO / RAO, CRA / CAU for CRAN / CAUD (:func:`carm_label`), so that no English L / R abbreviation
+  stands beside the D / G letters of the pictures.
+
+English keeps the decimal point, R / L / A / P / S / I and LAO / RAO / CRAN / CAUD. The plan's data (``plan.json``
+``guidance.*.label``, the check's JSON) keeps the English abbreviations.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["DECIMAL_SEPARATOR", "ORIENTATION_LETTERS", "decimal", "localize_numbers", "orientation_letters"]
+__all__ = ["CARM_WORDS", "DECIMAL_SEPARATOR", "ORIENTATION_LETTERS", "carm_label", "decimal", "localize_html",
+           "localize_numbers", "orientation_letters"]
 
 #: Decimal separator of displayed numbers per language.
 DECIMAL_SEPARATOR: dict[str, str] = {"en": ".", "fr": ","}
@@ -29,6 +35,22 @@ ORIENTATION_LETTERS: dict[str, dict[str, str]] = {
     "en": {"R": "R", "L": "L", "A": "A", "P": "P", "S": "S", "I": "I"},
     "fr": {"R": "D", "L": "G", "A": "A", "P": "P", "S": "S", "I": "I"},
 }
+
+#: C-arm angulation abbreviations (as :func:`osteoplan.planning.guidance` spells a view, ``"LAO 29° / CAUD 64°"``) ->
+#: the ones shown, per language (French: oblique antérieure gauche / droite, crânial / caudal).
+CARM_WORDS: dict[str, dict[str, str]] = {
+    "fr": {"LAO": "OAG", "RAO": "OAD", "CRAN": "CRA", "CAUD": "CAU"},
+}
+_CARM_WORD = re.compile(r"\b(LAO|RAO|CRAN|CAUD)(?= \d)")
+
+
+def carm_label(text: str, lang: str = "en") -> str:
+    """The C-arm abbreviations of a displayed text written for *lang* (``carm_label("LAO 29° / CAUD 64°", "fr") ==
+    "OAG 29° / CAU 64°"``); only an abbreviation followed by its angle is changed. English is returned unchanged."""
+    table = CARM_WORDS.get(lang)
+    if not table:
+        return text
+    return _CARM_WORD.sub(lambda m: table[m.group(1)], text)
 
 
 def decimal(value: float, nd: int | None = None, lang: str = "en") -> str:
@@ -80,3 +102,27 @@ def localize_numbers(text: str, lang: str = "en") -> str:
 
     text = _NUMBER_LIST.sub(as_list, text)
     return _NUMBER_IN_TEXT.sub(lambda m: m.group(0).replace(".", sep), text)
+
+
+#: A tag, comment, or a whole <style> / <script> element (their content is code, never localized).
+_HTML_CODE = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.S | re.I)
+
+
+def localize_html(html: str, lang: str = "en") -> str:
+    """A rendered page (the PDF report's HTML, a check's page) with the numbers and C-arm abbreviations of its TEXT
+    written for *lang* (:func:`localize_numbers` and :func:`carm_label` on every text node); tags, their attributes
+    (image data, links, sizes), style sheets and scripts are left as they are, and English pages are returned
+    unchanged.
+
+    One call on the finished page writes every number the page shows the same way, whichever part of the code
+    formatted it (``f"{v:.1f}"``, a template filter, a translated sentence).
+    """
+    if DECIMAL_SEPARATOR.get(lang, ".") == ".":
+        return html
+    out, pos = [], 0
+    for m in _HTML_CODE.finditer(html):
+        out.append(carm_label(localize_numbers(html[pos:m.start()], lang), lang))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(carm_label(localize_numbers(html[pos:], lang), lang))
+    return "".join(out)

@@ -393,7 +393,9 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
     per_level = []
     if plan.cement is not None and plan.cement.per_level_ml:
         per_level = [(lv, f"{lo:.1f}–{hi:.1f} mL") for lv, (lo, hi) in plan.cement.per_level_ml.items()]
-    return tmpl.render(
+    from osteoplan.locale_fmt import localize_html  # French: decimal comma in the text (never in the data)
+
+    return localize_html(tmpl.render(
         verdict=verdict, verdict_severity=severity(verdict),
         verdict_details=[translate_text(d, lang) for d in details],  # planner sentences kept in English: translated
         hydro_sentence=hydrodissection_detail(verdict, lang),
@@ -420,7 +422,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         colors={k: hex_color(v) for k, v in STATUS_COLORS.items()},
         reformats=reformats, drrs=drrs,
         view3d=_data_uri(images["view_3d"]) if "view_3d" in images else None,
-    )
+    ), lang)
 
 
 def html_to_pdf(html: str) -> bytes:

@@ -168,8 +168,8 @@ def deidentify_job_ct(engine: Engine, job_id: int, worker: str, work_dir: Path, 
     Raises
     ------
     _DeidFailed
-        ``osteoplan deid`` failed (its one-line message); the received CT stays in the job's folder (as it
-        came) and nothing de-identified is left.
+        ``osteoplan deid`` failed (its one-line message); nothing de-identified is left. The received CT is still
+        in the job's folder: the caller deletes it (:func:`discard_received_ct`).
     osteoplan.errors.InputError, osteoplan.errors.DeidentificationError
         A NIfTI that cannot be read, or a header text field that survived.
     """
@@ -192,10 +192,71 @@ def deidentify_job_ct(engine: Engine, job_id: int, worker: str, work_dir: Path, 
         shutil.rmtree(ct, ignore_errors=True)
     else:
         ct.unlink(missing_ok=True)  # only the de-identified copy is kept
-    opts = {**opts, "ct": name, "deidentified": True}
+    # ct_received: the name the CT came under (a Retry of a PACS job retrieves into it again, never into the copy's)
+    opts = {**opts, "ct": name, "deidentified": True, "ct_received": opts.get("ct_received") or ct.name}
     with Session(engine) as s, s.begin():
         s.get(m.PlanJob, job_id).options = opts
     return work_dir / name, opts
+
+
+def discard_received_ct(work_dir: Path | None, opts: dict) -> str:
+    """Delete a job's CT as it was received (an upload with the patient's identity and a zip's original file names,
+    or a series retrieved from the PACS) when the job ends without a result before it was de-identified, or whatever
+    happened when it was not to be de-identified: failed, cancelled (queued or running), or its worker stopped.
+
+    Such a CT is never used again: a plan or check of an upload cannot be started again without uploading the CT
+    again (:func:`osteoplan.workflow.jobs.can_requeue`), and a Retry of a PACS job retrieves the series again into a
+    fresh folder; so no identified CT stays on the server for a job that gave nothing. A de-identified copy
+    (``options["deidentified"]``) is left as it is.
+
+    Parameters
+    ----------
+    work_dir : Path or None
+        The job's folder.
+    opts : dict
+        The job's options (``ct``, ``deidentified``, ``pacs_retrieve``, ``kind``).
+
+    Returns
+    -------
+    str
+        One sentence for the job's error saying what was deleted and what to do ("" when nothing was deleted).
+    """
+    if work_dir is None or opts.get("deidentified") or not opts.get("ct"):
+        return ""
+    ct = work_dir / str(opts["ct"])
+    if not ct.exists():
+        return ""
+    if ct.is_dir():
+        shutil.rmtree(ct, ignore_errors=True)
+    else:
+        ct.unlink(missing_ok=True)
+    what = "check" if opts.get("kind") == "verify" else "plan"
+    if opts.get("pacs_retrieve"):  # a plan's Retry retrieves it again; a check is started again from its page
+        again = "Retry retrieves it again." if what == "plan" else "start the check again to retrieve it again."
+        return f"The CT retrieved from the PACS was deleted (not kept for a job without result); {again}"
+    return (f"The uploaded CT was deleted (an identified CT is not kept for a job without result): upload it again "
+            f"to start the {what} again.")
+
+
+def _end_without_result(engine: Engine, job_id: int, worker: str, state: str, work_dir: Path | None, opts: dict,
+                        error: str, **kw) -> None:
+    """End a job ``failed`` / ``cancelled``: its received CT deleted (:func:`discard_received_ct`), the error line
+    saying so."""
+    note = discard_received_ct(work_dir, opts)
+    _finish(engine, job_id, worker, state, error=f"{error.rstrip()} {note}" if note else error, **kw)
+
+
+def discard_after_stopped_worker(engine: Engine, job_ids: list[int]) -> None:
+    """After :func:`osteoplan.workflow.jobs.recover_stale` failed *job_ids* (their worker stopped): delete their
+    received CTs (:func:`discard_received_ct`) and add that to their error line."""
+    for jid in job_ids:
+        with Session(engine) as s, s.begin():
+            job = s.get(m.PlanJob, jid)
+            if job is None or job.state != "failed":
+                continue
+            note = discard_received_ct(Path(job.work_dir) if job.work_dir else None, dict(job.options or {}))
+            if note:
+                job.error = f"{(job.error or '').rstrip()} {note}"
 
 
 def stage_of(label: str, searched: bool) -> str:
@@ -383,8 +444,9 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             except JobCancelled:
                 raise Cancelled() from None
             except (OsteoplanError, PatientIdentityError) as exc:
-                _finish(engine, job_id, worker, "failed", stages_done=done,
-                        error=f"{str(exc)[:900]} The CT was not retrieved; nothing was planned. Retry the job.")
+                _end_without_result(engine, job_id, worker, "failed", work_dir, opts, stages_done=done,
+                                    error=f"{str(exc)[:900]} The CT was not retrieved; nothing was planned. "
+                                          "Retry the job.")
                 return "failed"
             done.append("retrieve")
         if not is_demo and not ct.exists():
@@ -395,8 +457,8 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             try:
                 ct, opts = deidentify_job_ct(engine, job_id, worker, work_dir, ct, opts, attempt)
             except _DeidFailed as exc:
-                _finish(engine, job_id, worker, "failed", exit_code=exc.exit_code, stages_done=done,
-                        error=str(exc))
+                _end_without_result(engine, job_id, worker, "failed", work_dir, opts, exit_code=exc.exit_code,
+                                    stages_done=done, error=f"The CT could not be de-identified: {exc}")
                 return "failed"
             done.append("deid")
         out = work_dir / f"plan-{attempt}"
@@ -411,27 +473,29 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             if progress.stage:
                 q.heartbeat(engine, job_id, worker, stage=progress.stage)
             msg = err or ("the planner was interrupted" if rc == 130 else f"the planner stopped with exit status {rc}")
-            _finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=progress.done)
+            _end_without_result(engine, job_id, worker, "failed", work_dir, opts, exit_code=rc, error=msg,
+                                stages_done=progress.done)
             return "failed"
         done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])
         _attach(engine, job_id, worker, out, rc, creator, done)
         return "done"
     except Cancelled:
-        _finish(engine, job_id, worker, "cancelled", error="cancelled while running; nothing was saved",
-                stages_done=done)
+        _end_without_result(engine, job_id, worker, "cancelled", work_dir, opts,
+                            error="cancelled while running; nothing was saved", stages_done=done)
         return "cancelled"
     except KeyboardInterrupt:  # the worker is being stopped (Ctrl-C, SIGTERM from osteoplan serve's shutdown)
-        _finish(engine, job_id, worker, "failed", stages_done=done,
-                error="The plan did not finish: its worker was stopped (server shut down); nothing was saved. "
-                      "Start the plan again.")
+        _end_without_result(engine, job_id, worker, "failed", work_dir, opts, stages_done=done,
+                            error="The plan did not finish: its worker was stopped (server shut down); nothing was "
+                                  "saved. Start the plan again.")
         raise
     except OsteoplanError as exc:  # the one-line message of a known problem (bad NIfTI, de-identification)
-        _finish(engine, job_id, worker, "failed", stages_done=done, error=str(exc))
+        _end_without_result(engine, job_id, worker, "failed", work_dir, opts, stages_done=done, error=str(exc))
         return "failed"
     except Exception as exc:  # one line, no data: the job fails, the worker goes on
         log.error("planning job %s: unexpected %s", job_id, type(exc).__name__)
-        _finish(engine, job_id, worker, "failed", stages_done=done,
-                error=f"unexpected {type(exc).__name__} in the worker; nothing was saved. Start the plan again.")
+        _end_without_result(engine, job_id, worker, "failed", work_dir, opts, stages_done=done,
+                            error=f"unexpected {type(exc).__name__} in the worker; nothing was saved. "
+                                  "Start the plan again.")
         return "failed"
 
 
@@ -465,8 +529,10 @@ def work_loop(engine: Engine, *, once: bool = False, poll_s: float = 1.0, lease_
     stop = stop if stop is not None else []
     while not stop:
         if time.monotonic() - last_recover > min(lease_s / 2, 10.0):
-            for jid in q.recover_stale(engine, lease_s):
+            stale = q.recover_stale(engine, lease_s)
+            for jid in stale:
                 log.warning("planning job %s: its worker stopped; marked failed", jid)
+            discard_after_stopped_worker(engine, stale)  # no identified CT kept for them
             last_recover = time.monotonic()
         job_id = q.claim_next(engine, worker)
         if job_id is None:

@@ -736,7 +736,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
         _draw_projected_path(ax, geo, p, view, label=p.short_label if others else None)
     ax.set_xlim(-0.5, n_pixels - 0.5)
     ax.set_ylim(n_pixels - 0.5, -0.5)
-    labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True)  # off the anatomy
+    labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True, lang=lang)  # off the anatomy
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 
@@ -750,6 +750,10 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
     handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
     carm = getattr(path, "carm_labels", {}).get(view)
+    if carm:
+        from osteoplan.locale_fmt import carm_label  # French: OAG / OAD, CRA / CAU (displayed text only)
+
+        carm = carm_label(carm, lang)
     caption = orientation_caption(geo.detector_u, geo.detector_v, lang)
     from osteoplan.views.render import LETTER_GUTTER_IN, layout_with_legend
 

@@ -354,7 +354,7 @@ STRINGS.update({
               "patient's left on the image RIGHT (letter L). Oblique views carry the patient directions at each edge.",
         "fr": "Orientation : toutes les reconstructions sagittales et les vues de profil montrent l'antérieur à GAUCHE "
               "et la tête en haut (comme un profil vu depuis la gauche du patient) ; les vues axiales, coronales et de "
-              "face montrent la gauche du patient à DROITE de l'image (lettre L). Les vues obliques portent les "
+              "face montrent la gauche du patient à DROITE de l'image (lettre G). Les vues obliques portent les "
               "directions du patient sur chaque bord."},
 })
 

@@ -422,7 +422,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
     if path.margins_mm:
         handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
-    labels = draw_orientation(ax, plane.u, plane.v, outside=True)  # in the band around the image, off the anatomy
+    labels = draw_orientation(ax, plane.u, plane.v, outside=True, lang=lang)  # in the band around the image, off the anatomy
     if not getattr(path, "feasible", True):
         from osteoplan.views.render import draw_not_feasible_banner
 

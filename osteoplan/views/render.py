@@ -91,20 +91,25 @@ LETTER_GUTTER_IN = 0.42
 
 
 def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str = "white",
-                     outside: bool = False) -> dict[str, str]:
+                     outside: bool = False, lang: str = "en") -> dict[str, str]:
     """Write orientation letters at the four edges of an image axes; returns {edge: letters}.
 
     ``right_vec`` is the LPS direction of increasing image column, ``down_vec`` of increasing row.
     ``outside=True`` writes each letter just outside the middle of its edge, in the band that
     :func:`layout_with_legend` keeps around the image with ``gutter_in=LETTER_GUTTER_IN`` (the letters then hide
-    no anatomy); otherwise inside the image at its edges.
+    no anatomy); otherwise inside the image at its edges. The letters are written for *lang*
+    (:func:`osteoplan.locale_fmt.orientation_letters`: French D / G for the patient's right / left, A, P, S, I
+    unchanged), as the returned labels are.
     """
     import matplotlib.patheffects as pe
+
+    from osteoplan.locale_fmt import orientation_letters as letters_for
 
     r = np.asarray(right_vec, float)
     d = np.asarray(down_vec, float)
     labels = {"right": orientation_letters(r), "left": orientation_letters(-r),
               "bottom": orientation_letters(d), "top": orientation_letters(-d)}
+    labels = {edge: letters_for(text, lang) for edge, text in labels.items()}
     if outside:
         gap = 3.0  # points between the image edge and the letter
         pos = {"right": ((1.0, 0.5), (gap, 0), "left", "center"), "left": ((0.0, 0.5), (-gap, 0), "right", "center"),
@@ -271,6 +276,10 @@ def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: b
                "bone_entry": dict(marker="s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5),
                "target": dict(marker="+", color=hex_color(TARGET_COLOR), ms=8, mew=2)}
     out += [Line2D([], [], ls="none", label=t(k, lang), **markers[k]) for k in markers if k in wanted]
+    from osteoplan.locale_fmt import localize_numbers  # French: "Ø 3,5 mm" (displayed text only)
+
+    for h in out:
+        h.set_label(localize_numbers(h.get_label(), lang))
     return out
 
 

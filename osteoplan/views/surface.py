@@ -198,12 +198,12 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     ax.set_title(title, fontsize=10.5, color="black" if path is None or path.feasible else "#cc0000",
                  pad=4 + 72 * LETTER_GUTTER_IN)
     layout_with_legend(fig, ax, handles, image_in=5.4, text_color="black", gutter_in=LETTER_GUTTER_IN)
-    fig._osteoplan_labels = draw_axis_letters(ax, centre, half_size_mm, elev_deg, azim_deg)
+    fig._osteoplan_labels = draw_axis_letters(ax, centre, half_size_mm, elev_deg, azim_deg, lang=lang)
     return fig
 
 
 def draw_axis_letters(ax, centre_lps_mm: np.ndarray, half_size_mm: float, elev_deg: float,
-                      azim_deg: float) -> dict[str, tuple[float, float]]:
+                      azim_deg: float, lang: str = "en") -> dict[str, tuple[float, float]]:
     """Write the patient-axis letters of a 3D view outside its image, each where its axis leaves the picture.
 
     Each visible LPS axis (:func:`visible_axis_labels`) is projected through the camera from the scene's centre;
@@ -211,13 +211,16 @@ def draw_axis_letters(ax, centre_lps_mm: np.ndarray, half_size_mm: float, elev_d
     crosses the box's edge: on the line from the centre through the axis end, so the letter is unambiguous, and
     in the band around the image (:data:`osteoplan.views.render.LETTER_GUTTER_IN`), so it hides no structure.
     Call it once the figure has its final size (after :func:`osteoplan.views.render.layout_with_legend`).
+    The letters are written for *lang* (:func:`osteoplan.locale_fmt.orientation_letters`: French D / G).
 
     Returns
     -------
     dict
-        Letter -> (x, y) position in axes fraction of the edge point it is written beside.
+        Letter (as written) -> (x, y) position in axes fraction of the edge point it is written beside.
     """
     from mpl_toolkits.mplot3d import proj3d
+
+    from osteoplan.locale_fmt import orientation_letters as letters_for
 
     proj = ax.get_proj()
 
@@ -247,6 +250,7 @@ def draw_axis_letters(ax, centre_lps_mm: np.ndarray, half_size_mm: float, elev_d
             off = (4.0 * np.sign(edge[0]), 0.0) if horizontal else (0.0, 4.0 * np.sign(edge[1]))
             ha = ("left" if edge[0] > 0 else "right") if horizontal else "center"
             va = "center" if horizontal else ("bottom" if edge[1] > 0 else "top")
+            letter = letters_for(letter, lang)
             ax.annotate(letter, xy=xy, xycoords="axes fraction", xytext=off, textcoords="offset points", ha=ha,
                         va=va, color="black", fontsize=12, fontweight="bold", annotation_clip=False)
             out[letter] = (float(xy[0]), float(xy[1]))

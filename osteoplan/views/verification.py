@@ -104,8 +104,11 @@ def _legend_handles(lang: str):
 
 
 def _suptitle(result: dict, lang: str) -> str:
-    return t("verify_suptitle", lang).format(stage=t(f"verify_stage_{result['stage']}", lang),
-                                             tip=result["tip_to_plan_mm"], angle=result["angle_to_plan_deg"])
+    from osteoplan.locale_fmt import localize_numbers
+
+    return localize_numbers(t("verify_suptitle", lang).format(stage=t(f"verify_stage_{result['stage']}", lang),
+                                                              tip=result["tip_to_plan_mm"],
+                                                              angle=result["angle_to_plan_deg"]), lang)
 
 
 def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *, lang: str = "en",
@@ -160,7 +163,7 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
             xy = pl.to_2d(p)
             ax.plot([xy[0]], [xy[1]], marker=mk, ms=11 if mk != "o" else 5, mew=2.2, color=col, ls="",
                     mfc="none" if mk == "o" else col, zorder=8, path_effects=stroke)
-        draw_orientation(ax, pl.u, pl.v)
+        draw_orientation(ax, pl.u, pl.v, lang=lang)
         span = pl.extent[1] - pl.extent[0]
         L = nice_length(span)
         draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
@@ -288,7 +291,7 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
         half_px = 35.0 / px_iso
         ax.set_xlim(tc - half_px, tc + half_px)
         ax.set_ylim(tr + half_px, tr - half_px)
-        draw_orientation(ax, geo.detector_u, geo.detector_v)
+        draw_orientation(ax, geo.detector_u, geo.detector_v, lang=lang)
         bar = nice_length(2 * half_px * px_iso)
         draw_scale_bar(ax, bar / px_iso, tc - 0.88 * half_px, tr + 0.88 * half_px, label=f"{bar:g} mm @ iso")
         ax.set_title(f"{t(f'verify_drr_{view}', lang)}\n"
@@ -450,7 +453,9 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
            "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
            "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
            ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}")
-    return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+    from osteoplan.locale_fmt import localize_html  # French: decimal comma in the text, never in the data
+
+    return localize_html(f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{css}</style></head><body><h1>{esc(title)}</h1>"
             f"<p class='note'>{esc(t('verify_frame_note', lang))}</p>"
             f"<h2>{esc(t('verify_figures', lang))}</h2><table class='fig'>{body}</table>{notes_html}"
@@ -458,4 +463,4 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
             f"<th>{esc(t('verify_margin', lang))}</th><th>{esc(t('verify_planned', lang))}</th>"
             f"<th>{esc(t('verify_now', lang))}</th><th>{esc(t('verify_status', lang))}</th></tr>{clr}</table>"
             f"<div class='pb'></div><h2>{esc(t('verify_reformats', lang))}</h2>{img(png, t('verify_reformats', lang))}"
-            f"{drr_html}</body></html>")
+            f"{drr_html}</body></html>", lang)

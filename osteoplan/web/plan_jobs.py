@@ -1,8 +1,10 @@
 """Planning jobs seen from the web app: where a job's files live, how an uploaded CT is stored, the job's view.
 
 A job's folder is ``<jobs dir>/job-<number>/`` (osteoplan's own names, never an identifier): the CT as
-received (``ct.zip`` or ``ct.nii.gz``; replaced by ``ct-deid/`` when de-identification was asked for), the plan
-folder ``plan-<attempt>/`` written atomically by ``osteoplan plan``, and its progress and logs. The jobs dir
+received (``ct.zip`` or ``ct.nii.gz``; replaced by ``ct-deid/`` when de-identification was asked for, as the
+job's first stage), the plan folder ``plan-<attempt>/`` written atomically by ``osteoplan plan``, and its progress
+and logs. A job that ends without a plan (failed, cancelled while queued or running, its worker stopped) keeps no
+CT as received: it is deleted and the job's error says so (:func:`osteoplan.faces.worker.discard_received_ct`). The jobs dir
 is ``$OSTEOPLAN_JOBS_DIR``, else ``jobs/`` next to an SQLite registry, else ``jobs/`` in the user's data folder.
 
 CT sources (the seam for the PACS picker): :data:`CT_SOURCES` maps a source key to (words shown in the form,

@@ -177,6 +177,8 @@ def requeue(session: Session, actor: m.User | None, job: m.PlanJob) -> m.PlanJob
         raise InputError("this job cannot be started again as is: only a failed or cancelled job whose CT comes "
                          "from the PACS, or a results store, can; start a new plan")
     opts = {k: v for k, v in (job.options or {}).items() if k in REQUEUE_OPTIONS}
+    if (job.options or {}).get("ct_received"):  # the CT was de-identified into a copy: fetch it under its first name
+        opts["ct"] = job.options["ct_received"]
     new = enqueue(session, actor, job.lesion_id, job.protocol, job.side, opts)
     audit(session, actor, "update", "plan_job", job.id, patient_id=job.patient_id, detail={"requeued_as": new.id})
     return new

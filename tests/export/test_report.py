@@ -128,7 +128,7 @@ def test_hydrodissection_caveat_for_unassessed_structures(plan):
     assert html.count(sentence) == 2  # the verdict box on top and the hydrodissection section
     assert "may still be needed" not in html and "Not required" not in html and "not required" not in html
     fr = build_report_html(_planner_style_plan(plan), {}, lang="fr")
-    assert fr.count("Hydrodissection : nécessaire pour carotide commune gauche (déplacer de 3.5 mm) ; structures non "
+    assert fr.count("Hydrodissection : nécessaire pour carotide commune gauche (déplacer de 3,5 mm) ; structures non "
                     "évaluées sur ce scanner : veine jugulaire interne gauche — l&#39;espace jugulo-carotidien est ouvert "
                     "par l&#39;hydrodissection, qui fait partie de la technique.") == 2
     assert "peut rester nécessaire" not in fr and "Non nécessaire" not in fr
@@ -141,12 +141,12 @@ def test_french_report_translates_planner_text(plan):
     for en in ("Gantry tilt", "Screw length", "never reported as clear", "Heuristic, no validated formula",
                "at least this much", "<td>right</td>"):
         assert en not in html, en
-    assert "Inclinaison du statif de 70.0° au-delà de la limite du scanner (30.0°)" in html
+    assert "Inclinaison du statif de 70,0° au-delà de la limite du scanner (30,0°)" in html
     assert "Longueur de vis 24 mm hors de l'intervalle 30–55 mm" in html
     assert "œsophage, veine jugulaire interne gauche" in html
     assert "Heuristique, pas de formule validée" in html
     assert "<td>droite</td>" in html                  # side of the alternative plan
-    assert "0.26 mL" in html                          # same 2 decimals as the terminal summary (was 0.3)
+    assert "0,26 mL" in html                          # same 2 decimals as the terminal summary (was 0.3)
 
 
 def test_unknown_text_is_kept_in_english():
@@ -187,8 +187,8 @@ def test_french_risk_lines(plan):
              "  pain: MISSING (0-3 points)", "an unknown line stays as is"]
     p = plan.model_copy(update={"risk": {"summary": lines}})
     fr = _html.unescape(build_report_html(p, {}, lang="fr"))
-    assert "Niveau : C2" in fr and "Lésion : 0.26 mL, 27 % de l'odontoïde, 0 % du corps ; médiane 48 UH" in fr
-    assert "perte maximale 14.2 % à s = +4.5 mm (dens) ; sous le seuil de 35 %" in fr
+    assert "Niveau : C2" in fr and "Lésion : 0,26 mL, 27 % de l'odontoïde, 0 % du corps ; médiane 48 UH" in fr
+    assert "perte maximale 14,2 % à s = +4,5 mm (dens) ; sous le seuil de 35 %" in fr
     assert "pain : MANQUANT (0–3 points)" in fr and "an unknown line stays as is" in fr
     en = build_report_html(p, {}, lang="en")
     assert "Level: C2" in en and "pain: MISSING (0-3 points)" in en

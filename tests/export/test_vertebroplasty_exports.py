@@ -42,11 +42,14 @@ def test_report_says_procedure_levels_needles_and_the_breached_wall(plan_and_vol
     # per needle: level/side, gauge, pedicle grade and wall, tip position
     assert ("Needle 1 (L1 left)" if lang == "en" else "Aiguille 1 (L1 gauche)") in text
     assert ("Needle 2 (L2 right)" if lang == "en" else "Aiguille 2 (L2 droite)") in text
-    assert text.count("11 G, 3.05 mm") == 2
+    def num(s: str) -> str:  # French: decimal comma (osteoplan.locale_fmt)
+        return s if lang == "en" else s.replace(".", ",")
+
+    assert text.count(num("11 G, 3.05 mm")) == 2
     assert 'data-grade="A"' in html and 'data-grade="C"' in html
-    assert "-2.6 mm" in text and "70 %" in text and "+2.5 mm" in text
+    assert num("-2.6 mm") in text and "70 %" in text and num("+2.5 mm") in text
     # cement per level with its source; the breached posterior wall said loudly, at the top
-    assert 'data-level="L1"' in html and "4.0–6.0 mL" in text and "Belkoff" in text
+    assert 'data-level="L1"' in html and num("4.0–6.0 mL") in text and "Belkoff" in text
     alert = "POSTERIOR WALL BREACHED" if lang == "en" else "MUR POSTÉRIEUR ROMPU"
     assert alert in text and text.index(alert) < text.index("11 G")
     # no dens / screw wording; the C2 risk block is not presented as this plan's

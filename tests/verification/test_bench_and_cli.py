@@ -108,7 +108,8 @@ def test_cli_json_and_errors(plan_and_control, capsys, tmp_path):
         assert (tmp_path / "v" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "v" / "verify.pdf").read_bytes()[:4] == b"%PDF"
     page = (tmp_path / "v" / "verify.html").read_text()
-    assert "data:image/png;base64," in page and f"<td>{res['angle_to_plan_deg']:.1f}°</td>" in page
+    # the French page writes a decimal comma (osteoplan.locale_fmt); verify.json keeps the number
+    assert "data:image/png;base64," in page and f"<td>{res['angle_to_plan_deg']:.1f}°</td>".replace(".", ",") in page
     assert "Angle avec le plan" in page and res["tip_uncertainty_mm"] is not None
     names = {r["structure"] for r in res["clearances"]}
     assert {"spinal_canal", "vertebral_artery_left", "common_carotid_artery_left"} <= names

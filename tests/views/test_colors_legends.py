@@ -150,8 +150,9 @@ class TestLegends:
     def test_french_legend(self, case):
         vol, lm, path = case
         labels = legend_labels(reformat_figure(vol, path, "axial", lm, lang="fr"))
-        assert any(s.startswith("instrument Ø 3.0 mm (trocart") for s in labels)
-        assert "vis Ø 4.0 × 12 mm" in labels and "canal de l'artère vertébrale gauche (foramen transversaire)" in labels
+        # French decimal comma in the picture too (osteoplan.locale_fmt); the English legend keeps the point
+        assert any(s.startswith("instrument Ø 3,0 mm (trocart") for s in labels)
+        assert "vis Ø 4,0 × 12 mm" in labels and "canal de l'artère vertébrale gauche (foramen transversaire)" in labels
 
 
 class TestSameFacing:

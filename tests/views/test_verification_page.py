@@ -128,3 +128,31 @@ def test_pdf_pages(case):
     pdf = html_to_pdf(verification_html(res, png, lang="fr", drr_png=drr))
     assert pdf[:4] == b"%PDF"
     assert len(pdf_pages_to_png(pdf, scale=0.5)) == 2
+
+
+def test_french_page_and_figure_follow_french_conventions(case):
+    """French: decimal comma in the page's text and the figure's title, D / G letters on the reformats (never R / L);
+    English keeps points and R / L."""
+    import re
+
+    from osteoplan.views.verification import verification_figure
+
+    ctrl, _, _, res, e, t = case
+    png = b"\x89PNG\r\n\x1a\nfake"
+    en = verification_html(res, png, lang="en")
+    fr = verification_html(res, png, lang="fr")
+    angle = f"{res['angle_to_plan_deg']:.1f}"
+    assert f"{angle}°" in en and f"{angle.replace('.', ',')}°" in fr and f"{angle}°" not in fr
+    assert "± 0,3 mm" in fr and "0,10 / 0,20 mm" in fr and "± 0.3 mm" in en
+    text_fr = re.sub(r"<style\b.*?</style>|<[^>]*>", " ", fr, flags=re.S)
+    assert re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w]|\.\d)", text_fr) == []
+    assert re.findall(r"\b(?:LAO|RAO)\b", text_fr) == [] and re.search(r"\bOA[GD] \d+°", text_fr)
+    assert re.search(r"\b[LR]AO \d+°", en)
+    for lang, side_letters, other in (("fr", {"D", "G"}, {"R", "L"}), ("en", {"R", "L"}, {"D", "G"})):
+        fig = verification_figure(ctrl, res, e, t, lang=lang)
+        letters = {tx.get_text() for ax in fig.axes for tx in ax.texts if 0 < len(tx.get_text()) <= 3
+                   and tx.get_text().isupper()}
+        chars = set("".join(letters))
+        assert chars & side_letters and not chars & other, (lang, letters)
+        title = fig._suptitle.get_text()
+        assert (angle.replace(".", ",") if lang == "fr" else angle) in title

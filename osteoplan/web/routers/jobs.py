@@ -129,6 +129,12 @@ def plan_job_cancel(request: Request, case_id: int, job_id: int, p: Principal = 
                     form=Depends(form_data), db=Depends(get_db)):
     _, job = _job(db, p, case_id, job_id)
     state = q.request_cancel(db, p.user, job)
+    if state == "cancelled" and not job.started_at:  # cancelled before a worker took it: its CT was never used
+        from osteoplan.faces.worker import discard_received_ct
+
+        note = discard_received_ct(Path(job.work_dir) if job.work_dir else None, dict(job.options or {}))
+        if note:
+            job.error = f"Cancelled before it started. {note}"
     db.commit()
     from osteoplan.web.routers.pages import flash
 
