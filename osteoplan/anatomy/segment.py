@@ -130,11 +130,21 @@ _CHUNK = 1 << 20
 def _label_sizes(lab: np.ndarray, n: int) -> np.ndarray:
     """``np.bincount(lab.ravel(), minlength=n + 1)`` (voxels per label, label 0 included), counted chunk by chunk:
     bincount copies its input to int64, and on a whole CT that copy (8 bytes per voxel, fresh pages every call)
-    costs more than the count itself. Same integers, shape (n + 1,) (longer when *lab* holds labels above n)."""
+    costs more than the count itself. Same integers, shape (n + 1,) (longer when *lab* holds labels above n).
+
+    A chunk less than 1/8 labelled (most label images of the anatomy: 1-2 % of a CT box) counts only its non-zero
+    voxels (``np.bincount(chunk[chunk != 0])``, label 0 = the chunk's size minus them): the same counts; ~2-4x
+    less time on such chunks, as bincount's int64 copy and count pass cover the few labelled voxels only."""
     f = lab.reshape(-1)
     out = np.zeros(n + 1, np.int64)
     for a in range(0, f.size, _CHUNK):
-        c = np.bincount(f[a:a + _CHUNK], minlength=n + 1)
+        ch = f[a:a + _CHUNK]
+        nz = int(np.count_nonzero(ch))
+        if nz * 8 < ch.size:
+            c = np.bincount(ch[ch != 0], minlength=n + 1)
+            c[0] += ch.size - nz
+        else:
+            c = np.bincount(ch, minlength=n + 1)
         if c.size > out.size:
             c[:out.size] += out
             out = c

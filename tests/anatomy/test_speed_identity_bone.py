@@ -79,6 +79,30 @@ def test_label_sizes_and_lookup_equal_bincount_and_indexing_across_chunks(monkey
     np.testing.assert_array_equal(S._label_sizes(empty, 0), [60])
 
 
+def test_label_sizes_sparse_and_dense_chunks_equal_bincount(monkeypatch):
+    """Chunks less than 1/8 labelled are counted from their non-zero voxels: brute force against ``np.bincount``
+    on masks from empty to full, chunks of both kinds in one array, labels above n, other integer dtypes."""
+    monkeypatch.setattr(S, "_CHUNK", 256)
+    rng = np.random.default_rng(5)
+    checked = 0
+    for frac in (0.0, 0.002, 0.03, 0.1, 0.124, 0.126, 0.2, 0.6, 1.0):
+        for shape in ((4, 16, 16), (3, 7, 29), (1, 1, 1000)):
+            m = rng.random(shape) < frac
+            if frac == 0.03:
+                m[: shape[0] // 2 + 1] |= rng.random(m[: shape[0] // 2 + 1].shape) < 0.5  # dense then sparse chunks
+            lab, n = ndi.label(m)
+            want = np.bincount(lab.ravel(), minlength=n + 1)
+            for dt in (np.int32, np.int64, np.uint16):
+                np.testing.assert_array_equal(S._label_sizes(lab.astype(dt), n), want)
+                np.testing.assert_array_equal(S._label_sizes(lab.astype(dt), max(n // 2, 0)), want)
+                checked += 1
+    assert checked == 81
+    # a known count: one sparse chunk (10 labelled voxels of 256) and one all-zero chunk
+    lab = np.zeros(512, np.int32)
+    lab[[3, 4, 5, 100, 101, 200, 201, 202, 203, 255]] = [1, 1, 1, 2, 2, 3, 3, 3, 3, 7]
+    np.testing.assert_array_equal(S._label_sizes(lab.reshape(2, 16, 16), 3), [502, 3, 2, 4, 0, 0, 0, 1])
+
+
 # ------------------------------------------------------------------ whole steps against the scipy versions
 def _scipy_versions(monkeypatch) -> None:
     """Patch the straightforward scipy / numpy computations back in for every fast helper."""
