@@ -130,11 +130,21 @@ _CHUNK = 1 << 20
 def _label_sizes(lab: np.ndarray, n: int) -> np.ndarray:
     """``np.bincount(lab.ravel(), minlength=n + 1)`` (voxels per label, label 0 included), counted chunk by chunk:
     bincount copies its input to int64, and on a whole CT that copy (8 bytes per voxel, fresh pages every call)
-    costs more than the count itself. Same integers, shape (n + 1,) (longer when *lab* holds labels above n)."""
+    costs more than the count itself. Same integers, shape (n + 1,) (longer when *lab* holds labels above n).
+
+    A chunk less than 1/8 labelled (most label images of the anatomy: 1-2 % of a CT box) counts only its non-zero
+    voxels (``np.bincount(chunk[chunk != 0])``, label 0 = the chunk's size minus them): the same counts; ~2-4x
+    less time on such chunks, as bincount's int64 copy and count pass cover the few labelled voxels only."""
     f = lab.reshape(-1)
     out = np.zeros(n + 1, np.int64)
     for a in range(0, f.size, _CHUNK):
-        c = np.bincount(f[a:a + _CHUNK], minlength=n + 1)
+        ch = f[a:a + _CHUNK]
+        nz = int(np.count_nonzero(ch))
+        if nz * 8 < ch.size:
+            c = np.bincount(ch[ch != 0], minlength=n + 1)
+            c[0] += ch.size - nz
+        else:
+            c = np.bincount(ch, minlength=n + 1)
         if c.size > out.size:
             c[:out.size] += out
             out = c
@@ -455,6 +465,12 @@ def _smooth(arr: np.ndarray, spacing: np.ndarray, sigma_mm: float = 0.7) -> np.n
     The cache recognises the same values seen through another view object (same memory and layout, see
     :func:`_memory_key`; the cache holds the view, so that memory cannot be reused while it is cached), as
     the stages each make their own canonical view of the CT.
+
+    The filter runs on a C-contiguous copy of *arr* when *arr* is a strided view (the canonical view of a cropped
+    CT: its first axis reversed, its rows strided): ``gaussian_filter`` computes each value from the same logical
+    neighbours in the same order whatever the memory layout, and returns a new C-ordered array either way, so the
+    result is identical (``tests/anatomy/test_speed_identity_bone.py``), while the filter's line-buffer reads are
+    contiguous (CThead: ~58 -> ~45 ms per smoothing, the copy ~3 ms included).
     """
     sig = np.minimum(sigma_mm / np.asarray(spacing, float), 1.0)
     sig = np.where(sig < 0.25, 0.0, sig)
@@ -463,7 +479,8 @@ def _smooth(arr: np.ndarray, spacing: np.ndarray, sigma_mm: float = 0.7) -> np.n
     for a_ref, k_ref, out in _SMOOTH_CACHE:
         if k_ref == key and (a_ref is arr or _memory_key(a_ref) == mem):
             return out
-    out = ndi.gaussian_filter(arr, sig, mode="nearest")
+    src = np.ascontiguousarray(arr) if (sig > 1e-15).any() else arr
+    out = ndi.gaussian_filter(src, sig, mode="nearest")
     _SMOOTH_CACHE.insert(0, (arr, key, out))
     del _SMOOTH_CACHE[3:]
     return out
