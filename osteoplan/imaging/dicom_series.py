@@ -688,7 +688,58 @@ def _list_files(root: Path, skipped: list[tuple[Path, str]] | None = None) -> li
     return out
 
 
-def _read_header(path: Path):
+#: Bytes read in one go from the start of each file, from which its header is parsed in memory
+#: (:func:`_header_from_start`). CT headers take 1 to 20 KiB (a Siemens CSA header included); a longer header
+#: is parsed from the file as before. Configurable default: a larger chunk costs a copy per file.
+HEADER_CHUNK_BYTES = 32 * 1024
+
+
+def _header_from_start(path: Path, size: int, messages: "_CapturedMessages") -> Any:
+    """The header of *path* parsed from its first :data:`HEADER_CHUNK_BYTES`, or None.
+
+    ``pydicom.dcmread(path, defer_size=4096)`` parses a file through many small reads, seeks and tells
+    of a buffered file (about a third of its time on CThead's files); here the same bytes are read once
+    and parsed by the same call from an ``io.BytesIO`` that bears the file's name, so pydicom reports and
+    records the same file name and modification time. The result is used when the parse needed no byte
+    beyond the chunk: the whole file is in the chunk, or the pixel data is the last element, deferred (not
+    read), and runs to the end of the file, so that every other element lies inside the chunk (elements
+    are parsed in file order) and the parse ended as the file parse does, at the end of the file. The
+    dataset then points at the file like one parsed from it (``buffer`` None, ``fileobj_type`` open), so
+    deferred values (the pixel data) are read from the file. Otherwise None is returned, the pydicom
+    messages of the attempt are withdrawn (*messages*) and the caller parses the file.
+    """
+    import io
+
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+
+    checkpoint = messages.checkpoint()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_CHUNK_BYTES)
+        buf = io.BytesIO(head)
+        buf.name = str(path)
+        ds = pydicom.dcmread(buf, defer_size=4096)
+        if len(head) < size:
+            pixels = ds.get_item(_tag("PixelData"), keep_deferred=True)
+            if not (isinstance(pixels, RawDataElement) and pixels.value is None
+                    and pixels.length != 0xFFFFFFFF and pixels.value_tell + pixels.length == size
+                    and buf.tell() == size):
+                raise EOFError("header not within the chunk")
+        ds.buffer = None
+        ds.fileobj_type = open
+    except Exception:  # noqa: BLE001 - whatever went wrong, the file is parsed again and reports it
+        messages.withdraw(checkpoint)
+        return None
+    return ds
+
+
+def _read_header(path: Path, messages: "_CapturedMessages | None" = None):
+    """(dataset, None) or (None, why the file is skipped).
+
+    With *messages* (the caller's capture of pydicom's messages, single thread), the header is first
+    parsed from the start of the file read in one go (:func:`_header_from_start`).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -698,6 +749,10 @@ def _read_header(path: Path):
         return None, f"not readable ({exc.strerror or type(exc).__name__})"
     if size > MAX_FILE_BYTES:
         return None, f"larger than {MAX_FILE_BYTES >> 30} GiB: not read"
+    if messages is not None:
+        ds = _header_from_start(path, size, messages)
+        if ds is not None:
+            return ds, None
     try:
         # defer_size: large values (the pixel data) are not read during the scan; their file
         # offset is kept so that decoding does not parse the header again
@@ -752,6 +807,26 @@ def _without_identifiers(message: str) -> str:
     return " ".join(text.split())[:200]
 
 
+class _CapturedMessages:
+    """What :func:`_pydicom_messages_without_paths` has captured so far (warnings, then log records).
+
+    :meth:`checkpoint` / :meth:`withdraw` take back the messages of an attempt that is then redone
+    (see :func:`_header_from_start`); only for a single thread, as messages of other threads that came in
+    between would be withdrawn too.
+    """
+
+    def __init__(self, caught: list, records: list[str]) -> None:
+        self.caught = caught
+        self.records = records
+
+    def checkpoint(self) -> tuple[int, int]:
+        return len(self.caught), len(self.records)
+
+    def withdraw(self, checkpoint: tuple[int, int]) -> None:
+        del self.caught[checkpoint[0]:]
+        del self.records[checkpoint[1]:]
+
+
 @contextlib.contextmanager
 def _pydicom_messages_without_paths():
     """Capture pydicom's warnings and log records; re-emit each distinct one once, without identifiers.
@@ -759,6 +834,7 @@ def _pydicom_messages_without_paths():
     pydicom's messages may quote file paths (a folder named after the patient) and element values
     (a name or birth date with an invalid VR). They are logged here as ``pydicom: <message>`` with
     quoted values, paths and digit runs of 5 or more removed (:func:`_without_identifiers`).
+    Yields a :class:`_CapturedMessages`.
     """
     import logging
     import warnings
@@ -781,7 +857,7 @@ def _pydicom_messages_without_paths():
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            yield
+            yield _CapturedMessages(caught, records)
     finally:
         plog.removeHandler(handler)
         plog.propagate = old_propagate
@@ -957,12 +1033,12 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
 
     display = [shown(f) for f in files]
     nworkers = workers or 1
-    with _pydicom_messages_without_paths():
+    with _pydicom_messages_without_paths() as messages:
         if len(files) > 8 and nworkers > 1:
             with ThreadPoolExecutor(nworkers) as ex:
                 headers = list(ex.map(_read_header, files))
         else:
-            headers = [_read_header(f) for f in files]
+            headers = [_read_header(f, messages) for f in files]
 
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[str, str]] = [(shown(f), reason) for f, reason in listing_skips]
