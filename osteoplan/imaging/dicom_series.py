@@ -5,9 +5,9 @@ Pipeline
 1. :func:`scan` reads every file under a folder (recursively) with
    ``pydicom.dcmread(defer_size=4096)`` (pixel data not read, its file offset kept; parsed from the
    file's first :data:`HEADER_CHUNK_BYTES` read in one go when the header lies within them), skips
-   non-DICOM / unreadable files with a warning, expands Enhanced (multi-frame) CT into one :class:`Frame` per frame (per-frame
-   functional groups give position, orientation and rescale) and groups frames by
-   SeriesInstanceUID into :class:`SeriesInfo` records.
+   non-DICOM / unreadable files with a warning, expands Enhanced (multi-frame) CT into one
+   :class:`Frame` per frame (per-frame functional groups give position, orientation and rescale)
+   and groups frames by SeriesInstanceUID into :class:`SeriesInfo` records.
 2. :func:`choose_series` picks the requested SeriesInstanceUID, or else the largest axial CT
    series that may be planned on (Secondary Capture, DERIVED, LOCALIZER and non-CT series
    are rejected with the reason) and says so.

@@ -51,7 +51,8 @@ def _same_as_file_parse(ds, path, first=None):
     assert (ds.is_implicit_VR, ds.is_little_endian) == (ref.is_implicit_VR, ref.is_little_endian)
 
 
-@pytest.mark.parametrize("chunk", [0, 600, 4096, 1 << 20], ids=["no-chunk", "header-cut", "pixels-beyond", "whole-file"])
+@pytest.mark.parametrize("chunk", [0, 600, 4096, 1 << 20],
+                         ids=["no-chunk", "header-cut", "pixels-beyond", "whole-file"])
 def test_datasets_and_volume_as_parsed_from_the_file(tmp_path, monkeypatch, chunk):
     files = _series(tmp_path / "s")
     pixels = pydicom.dcmread(str(files[0]), defer_size=4096).get_item(0x7FE00010, keep_deferred=True)
