@@ -3,10 +3,11 @@
 Pipeline
 --------
 1. :func:`scan` reads every file under a folder (recursively) with
-   ``pydicom.dcmread(stop_before_pixels=True)``, skips non-DICOM / unreadable files with a
-   warning, expands Enhanced (multi-frame) CT into one :class:`Frame` per frame (per-frame
-   functional groups give position, orientation and rescale) and groups frames by
-   SeriesInstanceUID into :class:`SeriesInfo` records.
+   ``pydicom.dcmread(defer_size=4096)`` (pixel data not read, its file offset kept; parsed from the
+   file's first :data:`HEADER_CHUNK_BYTES` read in one go when the header lies within them), skips
+   non-DICOM / unreadable files with a warning, expands Enhanced (multi-frame) CT into one
+   :class:`Frame` per frame (per-frame functional groups give position, orientation and rescale)
+   and groups frames by SeriesInstanceUID into :class:`SeriesInfo` records.
 2. :func:`choose_series` picks the requested SeriesInstanceUID, or else the largest axial CT
    series that may be planned on (Secondary Capture, DERIVED, LOCALIZER and non-CT series
    are rejected with the reason) and says so.
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -406,15 +408,49 @@ def _int(v: Any, default: int = 0) -> int:
         return default
 
 
+_TAGS: dict[str, Any] = {}
+
+
+def _tag(keyword: str) -> Any:
+    """The pydicom ``BaseTag`` of a DICOM keyword (None when unknown), looked up once.
+
+    pydicom turns a keyword into a tag on every ``ds.get("Rows")`` / ``"Rows" in ds`` (keyword table,
+    then ``Tag()`` type checks); a ``BaseTag`` is used as it is.
+    """
+    try:
+        return _TAGS[keyword]
+    except KeyError:
+        from pydicom.datadict import tag_for_keyword
+        from pydicom.tag import BaseTag
+
+        t = tag_for_keyword(keyword)
+        _TAGS[keyword] = tag = None if t is None else BaseTag(t)
+        return tag
+
+
+def _value(ds: Any, keyword: str, default: Any = None) -> Any:
+    """``ds.get(keyword, default)`` by tag: the same value and conversion (``ds[tag].value``), without
+    pydicom's failed attribute lookup before ``Dataset.__getattr__``. Like ``ds.get``, an AttributeError
+    raised while converting the value gives *default*."""
+    tag = _tag(keyword)
+    if tag is None or tag not in ds:
+        return default
+    try:
+        return ds[tag].value
+    except AttributeError:
+        return default
+
+
 def _text(ds: Any, keyword: str) -> str | None:
     """Value of a string-valued attribute as text, reading the raw bytes when not yet converted
     (much faster than pydicom's value conversion, which dominates header parsing time)."""
-    from pydicom.datadict import tag_for_keyword
-
     if ds is None:
         return None
+    tag = _tag(keyword)
+    if tag is None:
+        return None
     try:
-        e = ds.get_item(tag_for_keyword(keyword))
+        e = ds.get_item(tag)
     except (KeyError, TypeError):
         return None
     if e is None:
@@ -468,7 +504,7 @@ def _rescale_of(src: Any) -> tuple[float, float, str | None]:
             problems.append(f"{kw} is not a number")
             vals.append(float("nan"))
             continue
-        if not np.isfinite(v):
+        if not math.isfinite(v):
             problems.append(f"{kw} is not finite")
         elif kw == "RescaleSlope" and v <= 0:
             problems.append(f"RescaleSlope {v:g} is not positive")
@@ -496,25 +532,25 @@ def _check_geometry_values(ipp: list[float], iop: list[float], ps: list[float]) 
     6 finite values, each row of unit length within 1 % (DICOM requires unit direction cosines);
     PixelSpacing: 2 finite values > 0 and <= 100 mm (no CT has 10 cm pixels).
     """
-    if len(ipp) != 3 or not all(np.isfinite(ipp)):
+    if len(ipp) != 3 or not all(map(math.isfinite, ipp)):
         raise ValueError("ImagePositionPatient is not 3 finite values")
-    if len(iop) != 6 or not all(np.isfinite(iop)):
+    if len(iop) != 6 or not all(map(math.isfinite, iop)):
         raise ValueError("ImageOrientationPatient is not 6 finite values")
     if any(abs(float(np.linalg.norm(iop[a:a + 3])) - 1.0) > 0.01 for a in (0, 3)):
         raise ValueError("ImageOrientationPatient direction cosines are not unit vectors")
-    if len(ps) != 2 or not all(np.isfinite(ps)) or min(ps) <= 0 or max(ps) > 100:
+    if len(ps) != 2 or not all(map(math.isfinite, ps)) or min(ps) <= 0 or max(ps) > 100:
         raise ValueError("PixelSpacing is not 2 finite values between 0 and 100 mm")
 
 
 def _frames_of(ds: Any, file_index: int) -> list[Frame]:
     """Frames of one parsed dataset (single- or multi-frame). Raises ValueError when geometry is missing."""
-    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    rows, cols = _int(_value(ds, "Rows")), _int(_value(ds, "Columns"))
     if not (0 < rows <= 65535 and 0 < cols <= 65535):
         raise ValueError("Rows/Columns missing or zero")
     nf = _int(_text(ds, "NumberOfFrames") or 1, 1)
     if not 1 <= nf <= MAX_FRAMES:
         raise ValueError(f"NumberOfFrames {nf} outside 1 .. {MAX_FRAMES}")
-    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+    if _tag("PerFrameFunctionalGroupsSequence") in ds or _tag("SharedFunctionalGroupsSequence") in ds:
         shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
         pffg = ds.get("PerFrameFunctionalGroupsSequence") or []
         out = []
@@ -653,7 +689,58 @@ def _list_files(root: Path, skipped: list[tuple[Path, str]] | None = None) -> li
     return out
 
 
-def _read_header(path: Path):
+#: Bytes read in one go from the start of each file, from which its header is parsed in memory
+#: (:func:`_header_from_start`). CT headers take 1 to 20 KiB (a Siemens CSA header included); a longer header
+#: is parsed from the file as before. Configurable default: a larger chunk costs a copy per file.
+HEADER_CHUNK_BYTES = 32 * 1024
+
+
+def _header_from_start(path: Path, size: int, messages: "_CapturedMessages") -> Any:
+    """The header of *path* parsed from its first :data:`HEADER_CHUNK_BYTES`, or None.
+
+    ``pydicom.dcmread(path, defer_size=4096)`` parses a file through many small reads, seeks and tells
+    of a buffered file (about a third of its time on CThead's files); here the same bytes are read once
+    and parsed by the same call from an ``io.BytesIO`` that bears the file's name, so pydicom reports and
+    records the same file name and modification time. The result is used when the parse needed no byte
+    beyond the chunk: the whole file is in the chunk, or the pixel data is the last element, deferred (not
+    read), and runs to the end of the file, so that every other element lies inside the chunk (elements
+    are parsed in file order) and the parse ended as the file parse does, at the end of the file. The
+    dataset then points at the file like one parsed from it (``buffer`` None, ``fileobj_type`` open), so
+    deferred values (the pixel data) are read from the file. Otherwise None is returned, the pydicom
+    messages of the attempt are withdrawn (*messages*) and the caller parses the file.
+    """
+    import io
+
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+
+    checkpoint = messages.checkpoint()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_CHUNK_BYTES)
+        buf = io.BytesIO(head)
+        buf.name = str(path)
+        ds = pydicom.dcmread(buf, defer_size=4096)
+        if len(head) < size:
+            pixels = ds.get_item(_tag("PixelData"), keep_deferred=True)
+            if not (isinstance(pixels, RawDataElement) and pixels.value is None
+                    and pixels.length != 0xFFFFFFFF and pixels.value_tell + pixels.length == size
+                    and buf.tell() == size):
+                raise EOFError("header not within the chunk")
+        ds.buffer = None
+        ds.fileobj_type = open
+    except Exception:  # noqa: BLE001 - whatever went wrong, the file is parsed again and reports it
+        messages.withdraw(checkpoint)
+        return None
+    return ds
+
+
+def _read_header(path: Path, messages: "_CapturedMessages | None" = None):
+    """(dataset, None) or (None, why the file is skipped).
+
+    With *messages* (the caller's capture of pydicom's messages, single thread), the header is first
+    parsed from the start of the file read in one go (:func:`_header_from_start`).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -663,6 +750,10 @@ def _read_header(path: Path):
         return None, f"not readable ({exc.strerror or type(exc).__name__})"
     if size > MAX_FILE_BYTES:
         return None, f"larger than {MAX_FILE_BYTES >> 30} GiB: not read"
+    if messages is not None:
+        ds = _header_from_start(path, size, messages)
+        if ds is not None:
+            return ds, None
     try:
         # defer_size: large values (the pixel data) are not read during the scan; their file
         # offset is kept so that decoding does not parse the header again
@@ -717,6 +808,26 @@ def _without_identifiers(message: str) -> str:
     return " ".join(text.split())[:200]
 
 
+class _CapturedMessages:
+    """What :func:`_pydicom_messages_without_paths` has captured so far (warnings, then log records).
+
+    :meth:`checkpoint` / :meth:`withdraw` take back the messages of an attempt that is then redone
+    (see :func:`_header_from_start`); only for a single thread, as messages of other threads that came in
+    between would be withdrawn too.
+    """
+
+    def __init__(self, caught: list, records: list[str]) -> None:
+        self.caught = caught
+        self.records = records
+
+    def checkpoint(self) -> tuple[int, int]:
+        return len(self.caught), len(self.records)
+
+    def withdraw(self, checkpoint: tuple[int, int]) -> None:
+        del self.caught[checkpoint[0]:]
+        del self.records[checkpoint[1]:]
+
+
 @contextlib.contextmanager
 def _pydicom_messages_without_paths():
     """Capture pydicom's warnings and log records; re-emit each distinct one once, without identifiers.
@@ -724,6 +835,7 @@ def _pydicom_messages_without_paths():
     pydicom's messages may quote file paths (a folder named after the patient) and element values
     (a name or birth date with an invalid VR). They are logged here as ``pydicom: <message>`` with
     quoted values, paths and digit runs of 5 or more removed (:func:`_without_identifiers`).
+    Yields a :class:`_CapturedMessages`.
     """
     import logging
     import warnings
@@ -746,7 +858,7 @@ def _pydicom_messages_without_paths():
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            yield
+            yield _CapturedMessages(caught, records)
     finally:
         plog.removeHandler(handler)
         plog.propagate = old_propagate
@@ -767,10 +879,10 @@ def _add_to_series(ds: Any, idx: int, name: str, series: dict[str, "SeriesInfo"]
     if not sop:
         sop = _text(ds.file_meta, "MediaStorageSOPClassUID") or "" if getattr(ds, "file_meta", None) else ""
         sop_from_meta = bool(sop)
-    if "PixelData" not in ds and _is_image_sop(sop):
+    if _tag("PixelData") not in ds and _is_image_sop(sop):
         skipped.append((name, "unreadable DICOM header (file truncated before the pixel data)"))
         return
-    if "Rows" not in ds or "Columns" not in ds:
+    if _tag("Rows") not in ds or _tag("Columns") not in ds:
         skipped.append((name, "DICOM file without an image (e.g. DICOMDIR, report)"))
         return
     if uid is None:
@@ -816,7 +928,7 @@ def _add_to_series(ds: Any, idx: int, name: str, series: dict[str, "SeriesInfo"]
         key = "without SOPClassUID in the dataset: the file meta's MediaStorageSOPClassUID was used"
         s.missing[key] = s.missing.get(key, 0) + 1
     s.file_indices.append(idx)
-    s.transfer_syntaxes.add(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    s.transfer_syntaxes.add(str(_value(ds.file_meta, "TransferSyntaxUID", "")))
     if s.rejection is None:
         it = tuple((_text(ds, "ImageType") or "").split("\\"))
         r = _rejection(sop, _text(ds, "Modality"), it)
@@ -890,7 +1002,8 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
     display_root : folder the display names are relative to (defaults to *path*).
     workers : thread count for header parsing (default: 1). Parsing a header is Python holding the GIL: threads
         only help when reading the files waits on storage (a network share, a cold disk); on files in the page
-        cache they made the scan of CThead's 113 files slower (0.13-0.14 s vs 0.05-0.08 s wall, 2026-12-06).
+        cache they made the scan of CThead's 113 files slower (0.13-0.14 s vs 0.05-0.08 s wall, 2026-12-06). With
+        one thread each header is parsed from the start of its file read in one go (:func:`_header_from_start`).
 
     Returns
     -------
@@ -922,12 +1035,12 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
 
     display = [shown(f) for f in files]
     nworkers = workers or 1
-    with _pydicom_messages_without_paths():
+    with _pydicom_messages_without_paths() as messages:
         if len(files) > 8 and nworkers > 1:
             with ThreadPoolExecutor(nworkers) as ex:
                 headers = list(ex.map(_read_header, files))
         else:
-            headers = [_read_header(f) for f in files]
+            headers = [_read_header(f, messages) for f in files]
 
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[str, str]] = [(shown(f), reason) for f, reason in listing_skips]
@@ -1104,7 +1217,15 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
     if not frames:
         raise DicomSeriesError("The series has no readable image; re-export it.")
     f0 = frames[0]
-    for f in frames[1:]:
+    # the checks below, made on all frames at once; the loop then raises for the first frame that fails one
+    sizes = np.array([(f.rows, f.cols) for f in frames])
+    spacings = np.array([f.pixel_spacing for f in frames], dtype=float)
+    orientations = np.array([f.orientation for f in frames], dtype=float)
+    failing = ((sizes != sizes[0]).any(axis=1)
+               | ~np.isclose(spacings, spacings[0], atol=1e-4).all(axis=1)
+               | (np.max(np.abs(orientations - orientations[0]), axis=1) > ORIENTATION_TOL))
+    failing[0] = False  # the first frame is the reference, never compared with itself
+    for f in frames[int(np.argmax(failing)):] if failing.any() else ():
         if (f.rows, f.cols) != (f0.rows, f0.cols):
             raise DicomSeriesError(
                 f"Images of different sizes in one series ({f0.rows}x{f0.cols} and {f.rows}x{f.cols}); "
@@ -1313,22 +1434,22 @@ def _decode_file(path: Path, n_frames_expected: int, ds: Any = None) -> np.ndarr
 
 def _native_fast(path: Path, ds: Any, nf: int) -> np.ndarray | None:
     """Read uncompressed little-endian 8/16/32-bit monochrome pixels by offset, or None to fall back."""
-    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    ts = str(_value(ds.file_meta, "TransferSyntaxUID", ""))
     if ts not in _NATIVE_LE:
         return None
     try:
-        e = ds.get_item(0x7FE00010, keep_deferred=True)
+        e = ds.get_item(_tag("PixelData"), keep_deferred=True)
     except KeyError:
         raise CorruptFileError("no pixel data") from None
     if e is None or getattr(e, "value", 0) is not None or not hasattr(e, "value_tell"):
         return None
-    bits = _int(ds.get("BitsAllocated"))
-    stored = _int(ds.get("BitsStored"))
-    signed = _int(ds.get("PixelRepresentation")) == 1
-    if _int(ds.get("SamplesPerPixel", 1), 1) != 1 or bits not in (8, 16, 32) or stored != bits:
+    bits = _int(_value(ds, "BitsAllocated"))
+    stored = _int(_value(ds, "BitsStored"))
+    signed = _int(_value(ds, "PixelRepresentation")) == 1
+    if _int(_value(ds, "SamplesPerPixel", 1), 1) != 1 or bits not in (8, 16, 32) or stored != bits:
         return None
     dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
-    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    rows, cols = _int(_value(ds, "Rows")), _int(_value(ds, "Columns"))
     count = rows * cols * nf
     if e.length != 0xFFFFFFFF and e.length < count * dtype.itemsize:
         raise CorruptFileError("pixel data shorter than the image size")
@@ -1339,13 +1460,35 @@ def _native_fast(path: Path, ds: Any, nf: int) -> np.ndarray | None:
 
 
 def _rescale_into(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> None:
-    """HU = stored * slope + intercept, in float32 (this frame's own slope/intercept)."""
+    """HU = stored * slope + intercept, in float32 (this frame's own slope/intercept).
+
+    Each step is one float32 operation (stored value cast to float32, times the float32 slope, plus the
+    float32 intercept), so the result does not depend on how the steps are grouped into passes.
+    """
     if slope != 1.0:
         np.multiply(stored, np.float32(slope), out=out, dtype=np.float32, casting="unsafe")
+        if intercept != 0.0:
+            out += np.float32(intercept)
+    elif intercept != 0.0:
+        np.add(stored, np.float32(intercept), out=out, dtype=np.float32, casting="unsafe")
     else:
         out[...] = stored
-    if intercept != 0.0:
-        out += np.float32(intercept)
+
+
+def _rescaled_range(stored: np.ndarray, slope: float, intercept: float, rescaled: np.ndarray) -> tuple[float, float]:
+    """(min, max) of *rescaled*, the float32 HU :func:`_rescale_into` made from *stored*.
+
+    For integer stored values with a finite slope > 0 and a finite intercept, the rescale is a
+    non-decreasing function (each float32 rounding preserves order), so the extremes of the HU are the
+    rescaled extremes of the stored values: found on the smaller integer array and rescaled by the same
+    float32 operations. Anything else (floating-point pixel data, which may hold NaN) is scanned as HU.
+    """
+    if stored.dtype.kind in "iu" and slope > 0 and math.isfinite(slope) and math.isfinite(intercept):
+        ends = np.array([stored.min(), stored.max()], dtype=stored.dtype)
+        hu = np.empty(2, np.float32)
+        _rescale_into(ends, slope, intercept, hu)
+        return float(hu[0]), float(hu[1])
+    return float(rescaled.min()), float(rescaled.max())
 
 
 def _any_compressed(transfer_syntaxes) -> bool:
@@ -1437,7 +1580,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                 continue
             target = stack[slot[fi]] if fi in slot else np.empty((f.rows, f.cols), np.float32)
             _rescale_into(stored, f.slope, f.intercept, target)
-            lo, hi = float(target.min()), float(target.max())
+            lo, hi = _rescaled_range(stored, f.slope, f.intercept, target)
             if not (PLAUSIBLE_HU_RANGE[0] <= lo and hi <= PLAUSIBLE_HU_RANGE[1]):  # also catches NaN
                 implausible[fi] = (lo, hi)
             if fi not in slot:
