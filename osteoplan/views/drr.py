@@ -319,9 +319,10 @@ def _joseph_masks(padded, extent, shape, src_idx, pix_idx, ray_axis, mm_per_idx)
     """:func:`_joseph` of several volumes on one grid at once, each ray summed only over the planes holding values.
 
     ``padded``: (C, K+2, J+2, I+2), each channel framed by zeros; ``extent`` (C, 3, 2): per channel and index
-    axis, the first and last plane (unpadded index) holding a non-zero value. A sample at plane p reads that
-    plane only (bilinear in-plane), so the planes outside a channel's extent add exact zeros: summing from the
-    first to the last plane of the extent gives the same float32 sum, in the same order, as :func:`_joseph`.
+    axis, the first and last plane (unpadded index) holding a non-zero value (the channel's box). A sample at
+    plane p reads that plane only, at the voxels within one of its in-plane position, so every sample of a ray
+    outside the channel's box (grown by 2 voxels) is an exact zero: each ray is summed over the planes where it
+    is inside, the same terms as :func:`_joseph` less zeros (a different float32 rounding of the sum only).
     The ray set-up (clipping, dominant axis, in-plane steps) is :func:`_joseph`'s, computed once for every channel.
     """
     nch = padded.shape[0]
@@ -378,8 +379,33 @@ def _joseph_masks(padded, extent, shape, src_idx, pix_idx, ray_axis, mm_per_idx)
             oe = src_idx[e] - src_idx[a] * ge + 1.0
             ln = np.sqrt((d[0] * mm_per_idx[0]) ** 2 + (d[1] * mm_per_idx[1]) ** 2 + (d[2] * mm_per_idx[2]) ** 2)
             for ch in range(nch):
-                q0 = max(p0, extent[ch, a, 0])
-                q1 = min(p1, extent[ch, a, 1])
+                # the part of the ray within the channel's box grown by 2 voxels (a sample reads the voxels within
+                # one of it in its plane: outside, every sample is an exact zero; 2 leaves room for rounding)
+                u0 = t0
+                u1 = t1
+                for ax in range(3):
+                    lo = extent[ch, ax, 0] - 2.0
+                    hi = extent[ch, ax, 1] + 2.0
+                    if abs(d[ax]) < 1e-12:
+                        if src_idx[ax] < lo or src_idx[ax] > hi:
+                            u0 = 2.0
+                    else:
+                        ta = (lo - src_idx[ax]) / d[ax]
+                        tb = (hi - src_idx[ax]) / d[ax]
+                        if ta > tb:
+                            ta, tb = tb, ta
+                        if ta > u0:
+                            u0 = ta
+                        if tb < u1:
+                            u1 = tb
+                if u1 <= u0:
+                    continue
+                ya0 = src_idx[a] + u0 * da
+                ya1 = src_idx[a] + u1 * da
+                if ya0 > ya1:
+                    ya0, ya1 = ya1, ya0
+                q0 = max(p0, extent[ch, a, 0], int(np.floor(ya0)))
+                q1 = min(p1, extent[ch, a, 1], int(np.ceil(ya1)))
                 if q1 < q0:
                     continue
                 acc = _joseph_ray(padded[ch].ravel(), sa, sb, se, q0, q1, ob, oe, gb, ge, shape[b], shape[e])
