@@ -283,7 +283,7 @@ def _structure_fields(mask: np.ndarray, volume: Volume, margin_mm: float):
     Euclidean distance map inside it is exact up to the margin; outside, distances exceed the margin.
     Returns None for an empty mask.
     """
-    from scipy.ndimage import distance_transform_edt
+    from osteoplan.planning.fields import edt_mm
 
     m = np.asarray(mask, bool)
     if not m.any():
@@ -295,7 +295,7 @@ def _structure_fields(mask: np.ndarray, volume: Volume, margin_mm: float):
     hi = np.array([min(int(z[-1]) + g + 1, n) for z, g, n in zip(nz, grow, m.shape)])
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     sub = m[sl]
-    dist = distance_transform_edt(~sub, sampling=sp).astype(np.float32) if margin_mm > 0 else None
+    dist = edt_mm(~sub, sp).astype(np.float32, copy=False) if margin_mm > 0 else None
     return lo.astype(float), sub.astype(np.float32), dist
 
 
