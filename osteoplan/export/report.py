@@ -227,6 +227,59 @@ def risk_applies(plan: Any) -> bool:
     return str(risk.get("level")) in levels
 
 
+#: Statuses shouted in capitals in the report (what the reader must act on).
+_LOUD_STATUSES = ("fail", "not_assessed", "not_assessable")
+
+
+def covering_structure(check: Any) -> str | None:
+    """The structure whose measured clearance covers a ``covered`` check, or ``"containment"``; None if unknown.
+
+    From :data:`osteoplan.planning.planner.COVERED_BY` (the cord by the spinal canal, a vertebral artery by its
+    bony canal), else from the check's note (``"...: see spinal_canal"``; ``"covered by containment"`` when the
+    instrument stays inside the target bone and the structure lies outside it).
+    """
+    from osteoplan.planning.planner import COVERED_BY
+
+    if getattr(check, "status", None) != "covered":
+        return None
+    note = getattr(check, "note", None) or ""
+    if "covered by containment" in note:
+        return "containment"
+    m = re.search(r"see ([a-z0-9_]+)\s*$", note)
+    if m:
+        return m.group(1)
+    cover = COVERED_BY.get(check.structure)
+    return cover[0] if cover is not None else None
+
+
+def _note_text(check: Any) -> str:
+    """A check's note without the ``": see <structure key>"`` tail of a covered check (its badge names it)."""
+    note = check.note or ""
+    return re.sub(r":\s*see [a-z0-9_]+\s*$", "", note) if check.status == "covered" else note
+
+
+def status_label(check: Any, lang: str = "en") -> str:
+    """The word(s) of a clearance check's status badge; a covered structure names what covers it.
+
+    ``"covered by spinal canal"``, ``"covered by its bony canal"``, ``"covered by containment in bone"``;
+    failures and unassessed structures in capitals.
+    """
+    status = check.status
+    if status == "covered":
+        by = covering_structure(check)
+        if by is None:
+            return t("status_covered", lang)
+        if by.startswith("vertebral_artery_canal"):
+            what = t("covered_by_bony_canal", lang)
+        elif by == "containment":
+            what = t("covered_by_containment", lang)
+        else:
+            what = t(by, lang)
+        return t("status_covered_by", lang).format(by=what)
+    label = t(f"status_{status}", lang)
+    return label.upper() if status in _LOUD_STATUSES else label
+
+
 def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[str, Any]]:
     """Rows of the clearance table for *traj* (default the best trajectory, or the near miss), plus the
     structures the plan lists as not assessed.
@@ -249,10 +302,10 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             "category": t(f"category_{c.category}", lang),
             "margin": _fmt(c.margin_mm, "mm"),
             "clearance": ((("≥ " if capped else "") + _fmt(c.clearance_mm, "mm")) if c.segmented else "—"),
-            "status": c.status, "status_label": t(f"status_{c.status}", lang).upper()
-            if c.status in ("fail", "not_assessed") else t(f"status_{c.status}", lang),
+            "status": c.status, "status_label": status_label(c, lang),
             "displacement": _fmt(c.displacement_needed_mm, "mm"),
-            "source": _source_text(c.source, lang) + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
+            "source": _source_text(c.source, lang) + (f" ({translate_text(_note_text(c), lang)})"
+                                                      if c.note and not capped else ""),
         })
     # the airway holds its parts: a push measured on the airway and on the part holding its closest point is one
     # push (counted once in the hydrodissection table): its row says so

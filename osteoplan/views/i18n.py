@@ -931,3 +931,24 @@ STRINGS.update({
     "view_sagittal_needles": {"en": "Sagittal through the centre of the needles' targets",
                               "fr": "Sagittal passant par le centre des cibles des aiguilles"},
 })
+
+# report (branch "report"): statuses every clearance check can have, legends of the pictures
+STRINGS.update({
+    "status_covered": {"en": "covered by another measured structure", "fr": "couvert par une autre structure mesurée"},
+    "status_covered_by": {"en": "covered by {by}", "fr": "couvert par {by}"},
+    "covered_by_bony_canal": {"en": "its bony canal", "fr": "son canal osseux"},
+    "covered_by_containment": {"en": "containment in bone", "fr": "le confinement dans l'os"},
+    "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner"},
+})
+
+# report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)
+_PATTERNS_FR.extend([
+    (r"covered by the spinal-canal clearance \(the bony canal contains the cord\)",
+     "couvert par la distance au canal rachidien (le canal osseux contient la moelle)", ()),
+    (r"assessed by its bony canal \(foramen transversarium\), not the vessel",
+     "évaluée par son canal osseux (foramen transversaire), pas par le vaisseau", ()),
+    (r"not segmented; covered by containment: the instrument stays ([\d.]+) mm or more inside the target bone from "
+     r"its bone entry to its tip, and this structure lies outside that bone",
+     "non segmenté ; couvert par le confinement : l'instrument reste à {0} mm ou plus à l'intérieur de l'os cible "
+     "de son entrée osseuse à sa pointe, et cette structure est hors de cet os", ()),
+])

@@ -1,0 +1,72 @@
+"""Report defects found by review 8: every status has a visible badge, the clearance table fits A4, the other
+plans say "not assessed" for hydrodissection when a displaceable structure was not assessed, cement with no lesion."""
+
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from osteoplan.export.report import build_report_html, clearance_rows, status_label
+from osteoplan.imaging.volume import Volume, axis_aligned_affine
+from osteoplan.planning.model import ClearanceCheck, Status
+from osteoplan.planning.planner import COVERED_BY
+from osteoplan.views.colors import STATUS_COLORS
+from osteoplan.views.i18n import LANGS, STRINGS
+
+from export_planfactory import make_plan
+
+#: every status the planner can emit, from the model's type (not listed by hand)
+ALL_STATUSES = typing.get_args(Status)
+
+
+def _vol():
+    return Volume(np.zeros((20, 30, 30), np.float32), axis_aligned_affine((2.0, 1.0, 1.0), (-15.0, -15.0, -20.0)))
+
+
+def _check(structure, status, note=None, clearance=None):
+    return ClearanceCheck(structure=structure, category="hard", margin_mm=3.0, clearance_mm=clearance, status=status,
+                          segmented=clearance is not None, source="test" if clearance is not None else None,
+                          note=note)
+
+
+def test_statuses_enumerated_from_the_model():
+    assert {"pass", "fail", "covered", "not_assessable"} <= set(ALL_STATUSES)
+
+
+@pytest.mark.parametrize("status", ALL_STATUSES)
+def test_every_status_has_a_translation_a_colour_and_a_css_class(status):
+    assert f"status_{status}" in STRINGS, status
+    assert set(LANGS) <= set(STRINGS[f"status_{status}"]), status
+    assert status in STATUS_COLORS, status
+    checks = (_check("spinal_canal", "pass", clearance=4.0), _check("spinal_cord", status))
+    plan = make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=checks)
+    for lang in LANGS:
+        html = build_report_html(plan, {}, lang=lang)
+        css = dict(re.findall(r"\.status-([a-z_]+) \{ background: (#[0-9a-fA-F]{6}); \}", html))
+        assert css.get(status) not in (None, "#ffffff", "#FFFFFF"), (status, css)
+        badge = re.search(r'data-structure="spinal_cord" data-status="%s">.*?<span class="badge status-%s">([^<]*)<'
+                          % (status, status), html, re.S)
+        assert badge is not None and badge.group(1).strip(), (status, lang)
+
+
+def test_covered_badge_names_what_covers_it():
+    cord_note = f"{COVERED_BY['spinal_cord'][2]}: see spinal_canal"
+    va_note = f"{COVERED_BY['vertebral_artery_left'][2]}: see vertebral_artery_canal_left"
+    cord, va = _check("spinal_cord", "covered", cord_note), _check("vertebral_artery_left", "covered", va_note)
+    cont = _check("aorta", "covered", "not segmented; covered by containment: the instrument stays 1.2 mm or more")
+    assert status_label(cord, "en") == "covered by spinal canal"
+    assert status_label(cord, "fr") == "couvert par canal rachidien"
+    assert status_label(va, "en") == "covered by its bony canal"
+    assert status_label(va, "fr") == "couvert par son canal osseux"
+    assert status_label(cont, "en") == "covered by containment in bone"
+    plan = make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0],
+                     checks=(_check("spinal_canal", "pass", clearance=4.0), cord, va))
+    rows = {r["structure"]: r for r in clearance_rows(plan, "fr")}
+    assert rows["spinal_cord"]["status_label"] == "couvert par canal rachidien"
+    assert "spinal_canal" not in rows["spinal_cord"]["source"]  # the key is not shown, its name is
+    assert rows["spinal_cord"]["source"].startswith("— (couvert par la distance au canal rachidien")
+    assert "évaluée par son canal osseux" in rows["vertebral_artery_left"]["source"]
