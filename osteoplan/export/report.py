@@ -303,7 +303,7 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             "margin": _fmt(c.margin_mm, "mm"),
             "clearance": ((("≥ " if capped else "") + _fmt(c.clearance_mm, "mm")) if c.segmented else "—"),
             "status": c.status, "status_label": status_label(c, lang),
-            "displacement": _fmt(c.displacement_needed_mm, "mm"),
+            "displacement": _fmt(c.displacement_needed_mm, "mm"), "displacement_note": None,
             "source": _source_text(c.source, lang) + (f" ({translate_text(_note_text(c), lang)})"
                                                       if c.note and not capped else ""),
         })
@@ -316,13 +316,14 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
     if part is not None:
         for r in rows:
             if r["structure"] == "airway":
-                r["displacement"] += " " + t("hydro_same_push_as", lang).format(part=t(part.structure, lang))
+                r["displacement_note"] = t("hydro_same_push_as", lang).format(part=t(part.structure, lang))
     for s in (plan.not_assessed if plan is not None else ()):
         if s in seen:
             continue
         rows.append({"structure": s, "label": t(s, lang), "color": hex_color(structure_color(s)), "category": "—",
                      "margin": "—", "clearance": "—", "status": "not_assessed",
-                     "status_label": t("status_not_assessed", lang).upper(), "displacement": "—", "source": "—"})
+                     "status_label": t("status_not_assessed", lang).upper(), "displacement": "—",
+                     "displacement_note": None, "source": "—"})
     return rows
 
 

@@ -70,3 +70,32 @@ def test_covered_badge_names_what_covers_it():
     assert "spinal_canal" not in rows["spinal_cord"]["source"]  # the key is not shown, its name is
     assert rows["spinal_cord"]["source"].startswith("— (couvert par la distance au canal rachidien")
     assert "évaluée par son canal osseux" in rows["vertebral_artery_left"]["source"]
+
+
+def _airway_plan():
+    def hd(s, c, d):
+        return ClearanceCheck(structure=s, category="displaceable", margin_mm=3.0, clearance_mm=c, status="hydrodissection",
+                              displacement_needed_mm=d, segmented=True, source="classical: bony canal (transverse foramina)")
+    checks = (_check("spinal_canal", "pass", clearance=4.0), hd("pharynx", 0.35, 2.65), hd("airway", 0.35, 2.65),
+              _check("spinal_cord", "covered", f"{COVERED_BY['spinal_cord'][2]}: see spinal_canal"),
+              _check("internal_jugular_vein_left", "not_assessed", "not segmented"))
+    return make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=checks)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_clearance_table_fits_the_a4_page(lang):
+    """Every table cell of the laid-out PDF lies inside the page's content box (the airway's long note wraps)."""
+    weasyprint = pytest.importorskip("weasyprint")
+    html = build_report_html(_airway_plan(), {}, lang=lang)
+    assert 'class="cell-note"' in html  # the airway's note is apart from its number
+    doc = weasyprint.HTML(string=html).render()
+    n_cells = 0
+    for page in doc.pages:
+        root = page._page_box
+        right_mm = (root.margin_width() - root.margin_right) / 96 * 25.4  # CSS px -> mm
+        for box in root.descendants():
+            if type(box).__name__ == "TableCellBox":
+                n_cells += 1
+                edge_mm = (box.position_x + box.margin_width()) / 96 * 25.4
+                assert edge_mm <= right_mm + 0.1, (lang, edge_mm, right_mm)
+    assert n_cells > 50  # the tables were laid out
