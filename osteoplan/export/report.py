@@ -188,6 +188,23 @@ def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en", pedicle
             "clearances": clearance_rows(None, lang, traj)}
 
 
+def hydrodissection_cell(traj: Any, lang: str = "en") -> str:
+    """The hydrodissection cell of a trajectory in the "other plans" table, with the main verdict's rule.
+
+    "yes" when a displaceable structure needs a push; "no" only when every displaceable structure the trajectory
+    checks was measured; otherwise the displaceable structures not assessed (or not assessable) on this CT are
+    named: a carotid nobody saw may need hydrodissection (:func:`osteoplan.planning.verdict._hydro_sentence`).
+    """
+    from osteoplan.planning.verdict import _UNASSESSED, _names  # the verdict's own rule and wording
+
+    unassessed = [c.structure for c in traj.clearances if c.category == "displaceable" and c.status in _UNASSESSED]
+    head = t("yes", lang) if traj.hydrodissection_required else ""
+    if not unassessed:
+        return head or t("no", lang)
+    tail = t("hydro_alt_not_assessed", lang).format(names=_names(unassessed, lang))
+    return f"{head}{t('semicolon', lang)}{tail}" if head else tail
+
+
 def procedure_title(plan: Any, lang: str = "en") -> str:
     """The procedure and level(s) of the plan for the report title, e.g. ``"Vertebroplasty — L1-L3"``.
 
@@ -467,6 +484,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),
         risk_total=sins_total_text(plan.risk, lang),
         alternatives=[tr for tr in plan.trajectories if tr not in placed] if placed else list(plan.trajectories[1:]),
+        hydro_cell=lambda tr: hydrodissection_cell(tr, lang),
         needles=needles, procedure=procedure_title(plan, lang), leak_alerts=leak_alerts(plan, lang),
         per_level=per_level, risk_shown=risk_applies(plan) or not plan.risk,
         risk_level=(plan.risk or {}).get("level"),

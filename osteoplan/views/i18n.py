@@ -939,6 +939,8 @@ STRINGS.update({
     "covered_by_bony_canal": {"en": "its bony canal", "fr": "son canal osseux"},
     "covered_by_containment": {"en": "containment in bone", "fr": "le confinement dans l'os"},
     "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner"},
+    "hydro_alt_not_assessed": {"en": "NOT ASSESSED: {names}", "fr": "NON ÉVALUÉ : {names}"},
+    "semicolon": {"en": "; ", "fr": " ; "},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)

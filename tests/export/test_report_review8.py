@@ -79,7 +79,8 @@ def _airway_plan():
     checks = (_check("spinal_canal", "pass", clearance=4.0), hd("pharynx", 0.35, 2.65), hd("airway", 0.35, 2.65),
               _check("spinal_cord", "covered", f"{COVERED_BY['spinal_cord'][2]}: see spinal_canal"),
               _check("internal_jugular_vein_left", "not_assessed", "not segmented"))
-    return make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=checks)
+    plan = make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0], checks=checks)
+    return _with_alternatives(plan, {"hydrodissection_required": False})  # the 8-column "other plans" table too
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -99,3 +100,33 @@ def test_clearance_table_fits_the_a4_page(lang):
                 edge_mm = (box.position_x + box.margin_width()) / 96 * 25.4
                 assert edge_mm <= right_mm + 0.1, (lang, edge_mm, right_mm)
     assert n_cells > 50  # the tables were laid out
+
+
+def _with_alternatives(plan, *alts):
+    best = plan.trajectories[0]
+    trajs = [best] + [best.model_copy(update={"rank": k, **a}) for k, a in enumerate(alts, start=2)]
+    return plan.model_copy(update={"trajectories": tuple(trajs)})
+
+
+def _alt_cells(html):
+    return re.findall(r'<td class="alt-hydro">([^<]*)</td>', html)
+
+
+def test_other_plans_say_not_assessed_when_a_displaceable_structure_was_not_assessed():
+    carotid_na = ClearanceCheck(structure="common_carotid_artery_left", category="displaceable", margin_mm=5.0,
+                                clearance_mm=None, status="not_assessed", segmented=False, note="not segmented")
+    jugular_na = carotid_na.model_copy(update={"structure": "internal_jugular_vein_left",
+                                               "status": "not_assessable"})
+    clear = ClearanceCheck(structure="airway", category="displaceable", margin_mm=3.0, clearance_mm=8.0,
+                           status="pass", segmented=True, source="test")
+    hard_na = carotid_na.model_copy(update={"structure": "spinal_cord", "category": "hard"})
+    pushed = clear.model_copy(update={"clearance_mm": 1.0, "status": "hydrodissection", "displacement_needed_mm": 2.0})
+    plan = _with_alternatives(make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0]),
+                              {"hydrodissection_required": False, "clearances": (clear, carotid_na, jugular_na)},
+                              {"hydrodissection_required": False, "clearances": (clear, hard_na)},
+                              {"hydrodissection_required": True, "clearances": (pushed, carotid_na)})
+    en = _alt_cells(build_report_html(plan, {}, lang="en"))
+    assert en == ["NOT ASSESSED: left common carotid and left internal jugular vein", "no",
+                  "yes; NOT ASSESSED: left common carotid"]
+    fr = _alt_cells(build_report_html(plan, {}, lang="fr"))
+    assert fr[1] == "non" and fr[0].startswith("NON ÉVALUÉ : carotide commune gauche")
