@@ -941,6 +941,9 @@ STRINGS.update({
     "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner"},
     "hydro_alt_not_assessed": {"en": "NOT ASSESSED: {names}", "fr": "NON ÉVALUÉ : {names}"},
     "semicolon": {"en": "; ", "fr": " ; "},
+    "cement_none_planned": {"en": "not applicable: no cement volume planned (no lesion found)",
+                            "fr": "sans objet : aucun volume de ciment prévu (pas de lésion trouvée)"},
+    "lesion_none_found": {"en": "none found on CT", "fr": "aucune trouvée sur le scanner"},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)

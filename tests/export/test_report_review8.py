@@ -130,3 +130,16 @@ def test_other_plans_say_not_assessed_when_a_displaceable_structure_was_not_asse
                   "yes; NOT ASSESSED: left common carotid"]
     fr = _alt_cells(build_report_html(plan, {}, lang="fr"))
     assert fr[1] == "non" and fr[0].startswith("NON ÉVALUÉ : carotide commune gauche")
+
+
+def test_cement_without_lesion_says_no_volume_planned():
+    plan = make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0])
+    plan = plan.model_copy(update={"cement": plan.cement.model_copy(update={"lesion_volume_ml": 0.0,
+                                                                           "suggested_pmma_ml": (0.0, 0.0)})})
+    for lang in LANGS:
+        html = build_report_html(plan, {}, lang=lang)
+        assert "0.0–0.0 mL" not in html and "0,0–0,0 mL" not in html and "0,00 mL" not in html
+        assert f'<td class="cement-none">{STRINGS["cement_none_planned"][lang]}</td>' in html
+        assert STRINGS["lesion_none_found"][lang] in html
+    # with a lesion the range is given
+    assert "2.0–3.0 mL" in build_report_html(make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0, 0, 0.0]))
