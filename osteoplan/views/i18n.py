@@ -944,6 +944,8 @@ STRINGS.update({
     "cement_none_planned": {"en": "not applicable: no cement volume planned (no lesion found)",
                             "fr": "sans objet : aucun volume de ciment prévu (pas de lésion trouvée)"},
     "lesion_none_found": {"en": "none found on CT", "fr": "aucune trouvée sur le scanner"},
+    "path_projected": {"en": "dotted, faded: the path projected onto this plane (it lies out of the plane)",
+                       "fr": "pointillé, estompé : trajet projeté sur ce plan (il est hors du plan)"},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)
