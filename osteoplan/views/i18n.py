@@ -946,6 +946,9 @@ STRINGS.update({
     "lesion_none_found": {"en": "none found on CT", "fr": "aucune trouvée sur le scanner"},
     "path_projected": {"en": "dotted, faded: the path projected onto this plane (it lies out of the plane)",
                        "fr": "pointillé, estompé : trajet projeté sur ce plan (il est hors du plan)"},
+    "instrument_end_on": {"en": "instrument Ø {d} mm seen end-on (circle)",
+                          "fr": "instrument Ø {d} mm vu en enfilade (cercle)"},
+    "screw_end_on": {"en": "screw Ø {d} mm seen end-on (disc)", "fr": "vis Ø {d} mm vue en enfilade (disque)"},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)

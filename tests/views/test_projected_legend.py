@@ -47,3 +47,25 @@ def test_projected_path_is_in_the_legend_exactly_when_drawn(case, view, lang):
         assert listed, view          # the oblique path is out of every standard plane
     if view == "path_oblique":
         assert not listed            # the plane holds the path: drawn solid, nothing projected
+
+
+def test_bullseye_legend_is_what_it_draws(case):
+    """The bull's-eye draws the instrument and the screw end-on (circles at the target, over its cross): its
+    legend lists those circles, not the skin-to-target band of the other views."""
+    from matplotlib.patches import Circle
+
+    from osteoplan.views.drr import drr_figure
+
+    vol, lm, _ = case
+    path = PathSpec([18.0, -24.0, -20.0], [3.0, -3.0, -4.0], [0.0, 5.0, 0.0], instrument_diameter_mm=3.0,
+                    screw_diameter_mm=4.0, screw_length_mm=12.0)
+    for lang, words in (("en", ("seen end-on", "Target")), ("fr", ("vu en enfilade", "Cible"))):
+        fig = drr_figure(vol, path, "bullseye", lm, n_pixels=96, lang=lang)
+        labels = legend_labels(fig)
+        assert sum(words[0] in s for s in labels) == 2  # the instrument ring and the screw disc
+        assert words[1] in labels and not any("→" in s for s in labels), labels
+        ax = fig.axes[0]
+        circles = [p for p in ax.patches if isinstance(p, Circle)]
+        cross = [ln for ln in ax.lines if ln.get_marker() == "+"]
+        assert len(circles) == 2 and len(cross) == 1  # instrument ring and screw disc, one target
+        assert min(c.get_zorder() for c in circles) > cross[0].get_zorder()  # drawn over the cross: visible
