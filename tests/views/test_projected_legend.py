@@ -59,7 +59,7 @@ def test_bullseye_legend_is_what_it_draws(case):
     vol, lm, _ = case
     path = PathSpec([18.0, -24.0, -20.0], [3.0, -3.0, -4.0], [0.0, 5.0, 0.0], instrument_diameter_mm=3.0,
                     screw_diameter_mm=4.0, screw_length_mm=12.0)
-    for lang, words in (("en", ("seen end-on", "Target")), ("fr", ("vu en enfilade", "Cible"))):
+    for lang, words in (("en", ("seen end-on", "Target")), ("fr", ("en enfilade", "Cible"))):
         fig = drr_figure(vol, path, "bullseye", lm, n_pixels=96, lang=lang)
         labels = legend_labels(fig)
         assert sum(words[0] in s for s in labels) == 2  # the instrument ring and the screw disc
