@@ -19,7 +19,7 @@ from osteoplan.errors import DependencyError, InputError, OsteoplanError
 from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict_of
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
-from osteoplan.views.i18n import LANGS, t, translate_text
+from osteoplan.views.i18n import LANGS, STRINGS, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
 REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "pedicle_axial", "path_oblique", "path_oblique_orthogonal",
@@ -278,7 +278,7 @@ def _note_text(check: Any) -> str:
 def status_label(check: Any, lang: str = "en") -> str:
     """The word(s) of a clearance check's status badge; a covered structure names what covers it.
 
-    ``"covered by spinal canal"``, ``"covered by its bony canal"``, ``"covered by containment in bone"``;
+    ``"covered by the spinal canal"``, ``"covered by its bony canal"``, ``"covered by containment in bone"``;
     failures and unassessed structures in capitals.
     """
     status = check.status
@@ -290,6 +290,8 @@ def status_label(check: Any, lang: str = "en") -> str:
             what = t("covered_by_bony_canal", lang)
         elif by == "containment":
             what = t("covered_by_containment", lang)
+        elif f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
+            what = t(f"covered_by_{by}", lang)
         else:
             what = t(by, lang)
         return t("status_covered_by", lang).format(by=what)

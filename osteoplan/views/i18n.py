@@ -937,6 +937,7 @@ STRINGS.update({
     "status_covered": {"en": "covered by another measured structure", "fr": "couvert par une autre structure mesurée"},
     "status_covered_by": {"en": "covered by {by}", "fr": "couvert par {by}"},
     "covered_by_bony_canal": {"en": "its bony canal", "fr": "son canal osseux"},
+    "covered_by_spinal_canal": {"en": "the spinal canal", "fr": "le canal rachidien"},
     "covered_by_containment": {"en": "containment in bone", "fr": "le confinement dans l'os"},
     "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner"},
     "hydro_alt_not_assessed": {"en": "NOT ASSESSED: {names}", "fr": "NON ÉVALUÉ : {names}"},

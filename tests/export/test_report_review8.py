@@ -58,15 +58,15 @@ def test_covered_badge_names_what_covers_it():
     va_note = f"{COVERED_BY['vertebral_artery_left'][2]}: see vertebral_artery_canal_left"
     cord, va = _check("spinal_cord", "covered", cord_note), _check("vertebral_artery_left", "covered", va_note)
     cont = _check("aorta", "covered", "not segmented; covered by containment: the instrument stays 1.2 mm or more")
-    assert status_label(cord, "en") == "covered by spinal canal"
-    assert status_label(cord, "fr") == "couvert par canal rachidien"
+    assert status_label(cord, "en") == "covered by the spinal canal"
+    assert status_label(cord, "fr") == "couvert par le canal rachidien"
     assert status_label(va, "en") == "covered by its bony canal"
     assert status_label(va, "fr") == "couvert par son canal osseux"
     assert status_label(cont, "en") == "covered by containment in bone"
     plan = make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0],
                      checks=(_check("spinal_canal", "pass", clearance=4.0), cord, va))
     rows = {r["structure"]: r for r in clearance_rows(plan, "fr")}
-    assert rows["spinal_cord"]["status_label"] == "couvert par canal rachidien"
+    assert rows["spinal_cord"]["status_label"] == "couvert par le canal rachidien"
     assert "spinal_canal" not in rows["spinal_cord"]["source"]  # the key is not shown, its name is
     assert rows["spinal_cord"]["source"].startswith("— (couvert par la distance au canal rachidien")
     assert "évaluée par son canal osseux" in rows["vertebral_artery_left"]["source"]
