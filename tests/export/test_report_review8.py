@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import replace
 
 import numpy as np
 import pytest
