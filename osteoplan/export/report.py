@@ -195,13 +195,13 @@ def hydrodissection_cell(traj: Any, lang: str = "en") -> str:
     checks was measured; otherwise the displaceable structures not assessed (or not assessable) on this CT are
     named: a carotid nobody saw may need hydrodissection (:func:`osteoplan.planning.verdict._hydro_sentence`).
     """
-    from osteoplan.planning.verdict import _UNASSESSED, _names  # the verdict's own rule and wording
+    from osteoplan.planning.verdict import UNASSESSED_STATUSES, structure_names  # the verdict's own rule and wording
 
-    unassessed = [c.structure for c in traj.clearances if c.category == "displaceable" and c.status in _UNASSESSED]
+    unassessed = [c.structure for c in traj.clearances if c.category == "displaceable" and c.status in UNASSESSED_STATUSES]
     head = t("yes", lang) if traj.hydrodissection_required else ""
     if not unassessed:
         return head or t("no", lang)
-    tail = t("hydro_alt_not_assessed", lang).format(names=_names(unassessed, lang))
+    tail = t("hydro_alt_not_assessed", lang).format(names=structure_names(unassessed, lang))
     return f"{head}{t('semicolon', lang)}{tail}" if head else tail
 
 
