@@ -1110,7 +1110,7 @@ def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[Se
     else:
         kind = "axial CT" if axial else "CT"
         why = (f"the largest {kind} series ({best.n_frames} images) of {len(images)} series found; "
-               "pass series_uid / --series-uid to choose another")
+               "pass series_uid to choose another")
         alike = [i + 1 for i, s in enumerate(images) if s is not best and _look_alike(s, best)]
         if alike:
             why += (f". Series {', '.join(map(str, alike))} share its study, frame of reference, orientation, image "
@@ -1342,7 +1342,7 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             if not allow_gaps:
                 raise DicomSeriesError(
                     "Gap in the series: " + "; ".join(descr) + ". Find the missing file(s) or re-export the "
-                    "series; to interpolate across the gap instead, pass allow_gaps=True (--allow-gaps).")
+                    "series; to interpolate across the gap instead, pass allow_gaps=True.")
             warnings.append("gap interpolated: " + "; ".join(descr))
             step = base
             resample = True
@@ -1352,7 +1352,7 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             if not resample_uniform:
                 raise DicomSeriesError(
                     f"Slice spacing varies within the series (measured steps: {shown} mm). Resample to a "
-                    "uniform grid explicitly with resample_uniform=True (--resample-uniform), or choose "
+                    "uniform grid explicitly with resample_uniform=True, or choose "
                     "another series.")
             step = smallest
             warnings.append(f"uneven slice spacing ({shown} mm) resampled to a uniform {step:.3f} mm grid")
@@ -1624,10 +1624,11 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
             good_d.size and good_d.min() < frames[fi].position @ plan.normal < good_d.max() for fi in broken)
         if not all(covered) and not (allow_gaps and interior):
             where = ", ".join(_fmt_lps(frames[fi].position) for fi, c in zip(broken_sorted, covered) if not c)
+            n_bad = len(bad_files)
             raise DicomSeriesError(
-                f"Truncated or undecodable file(s) {names}: the series is incomplete (no other image at "
-                f"{where}). Re-export or re-copy the series"
-                + ("; pass allow_gaps=True (--allow-gaps) to interpolate an interior slice." if not allow_gaps
+                f"{n_bad} truncated or undecodable file{'s' if n_bad > 1 else ''} ({names}): the series is "
+                f"incomplete (no other image at {where}). Re-export or re-copy the series"
+                + ("; pass allow_gaps=True to interpolate an interior slice." if not allow_gaps and interior
                    else "."))
         if broken:
             warnings.append(f"skipped truncated or undecodable file(s) {names}")
