@@ -1340,9 +1340,11 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             if len(descr) > 5:
                 descr = descr[:5] + [f"and {len(descr) - 5} more gap(s)"]
             if not allow_gaps:
-                raise DicomSeriesError(
+                err = DicomSeriesError(
                     "Gap in the series: " + "; ".join(descr) + ". Find the missing file(s) or re-export the "
                     "series; to interpolate across the gap instead, pass allow_gaps=True.")
+                err.gap = "; ".join(descr)  # where the slices are missing (read_series names a lost file with it)
+                raise err
             warnings.append("gap interpolated: " + "; ".join(descr))
             step = base
             resample = True
@@ -1531,8 +1533,13 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     _check_lost_images(result, series)
     _check_same_instance_same_place(series)
     series = _without_invalid_rescale(series, warnings)
-    plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
-    _check_instance_numbers(result, series)
+    try:
+        plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
+    except DicomSeriesError as exc:  # a gap left by a file whose header was unreadable: say that, not allow_gaps
+        _check_instance_numbers(result, series, gap=getattr(exc, "gap", None))
+        raise
+    _check_instance_numbers(result, series, gap=next((w.split(": ", 1)[1] for w in plan.warnings
+                                                      if w.startswith("gap interpolated: ")), None))
     if why and len(result.series) > 1:
         warnings.append(f"read {why}")
     for name, reason in result.skipped:
@@ -1727,12 +1734,14 @@ def _check_lost_images(result: ScanResult, series: SeriesInfo) -> None:
             "Re-export the series, or remove the file if it is a stray copy.")
 
 
-def _check_instance_numbers(result: ScanResult, series: SeriesInfo) -> None:
+def _check_instance_numbers(result: ScanResult, series: SeriesInfo, gap: str | None = None) -> None:
     """Refuse a series that lost a file whose header could not even be read.
 
     Such a file cannot be placed by position; when some of the folder's files were unreadable
     DICOM and the series' InstanceNumbers (single-frame, distinct, positive) leave holes in
-    1..max, the series is incomplete.
+    1..max, the series is incomplete (refused even with ``allow_gaps``: the gap is a lost file,
+    not a slice the scanner skipped). *gap* (where slices are missing, from :func:`plan_geometry`)
+    is added to the message.
     """
     broken = [name for name, reason in result.skipped if reason.startswith("unreadable DICOM header")]
     if not broken or series.enhanced:
@@ -1744,8 +1753,8 @@ def _check_instance_numbers(result: ScanResult, series: SeriesInfo) -> None:
     if missing:
         shown = ", ".join(str(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise DicomSeriesError(
-            f"Unreadable DICOM file(s) {', '.join(broken[:5])} and the series misses InstanceNumber(s) {shown}: "
-            "the series is incomplete. Re-export or re-copy it.")
+            f"Unreadable DICOM file(s) {', '.join(broken[:5])} and the series misses InstanceNumber(s) {shown}"
+            + (f" (gap: {gap})" if gap else "") + ": the series is incomplete. Re-export or re-copy it.")
 
 
 def _resample_stack(slices: list[np.ndarray], plan: GeometryPlan, frames: list[Frame]) -> np.ndarray:

@@ -154,7 +154,7 @@ def _print_human(info: dict[str, Any]) -> None:
             w(f"  geometry       {' x '.join(str(x) for x in g['shape_kji'])} voxels (slice, row, column), spacing "
               f"{' x '.join(f'{x:g}' for x in g['spacing_kji_mm'])} mm, origin {_fmt_vec(g['origin_lps_mm'])} mm LPS"
               + (f", tilt {g['tilt_deg']:g} deg" if g.get("tilt_deg") else "") + "\n")
-        if s.get("geometry_problem"):
+        if s.get("geometry_problem") and not s.get("read_problem"):  # reading it said more: shown below
             w(f"  problem        {s['geometry_problem']}\n")
         if s.get("hu_problem"):
             w(f"  problem        {s['hu_problem']}\n")
