@@ -70,11 +70,9 @@ def _collect_info(args) -> dict[str, Any]:
     if path.is_file() and not name.endswith(".zip"):
         import zipfile
 
-        from osteoplan.imaging.io import _is_dicom_file
+        from osteoplan.imaging.io import _is_dicom_file, check_not_cut_zip
 
-        from osteoplan.imaging.io import check_not_cut_zip
-
-        check_not_cut_zip(path)
+        check_not_cut_zip(path)  # a zip cut short is damaged, not an unsupported format
         if not zipfile.is_zipfile(path) and not _is_dicom_file(path):
             raise InputError(f"Unsupported input {safe_path(path)}: give a DICOM folder, a zip of DICOM, a DICOM "
                              "file, a NIfTI or an NRRD file.")
@@ -227,8 +225,8 @@ def cmd_info(args) -> int:
         what = f"series {chosen['index']} is not plannable as it stands"
     else:
         what = "no plannable series"
+    sys.stdout.flush()  # the report first, then the reason as the last line
     sys.stderr.write(f"error: {ARGUMENT_NAMES['path']}: {what}: {chosen.get('error') or 'nothing could be read'}\n")
-    sys.stdout.flush()
     return 2
 
 
