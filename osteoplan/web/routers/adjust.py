@@ -2,7 +2,9 @@
 
 * ``POST /api/cases/{case_id}/plans/{plan_id}/evaluate`` (``case.read``, audited read): the trajectory with the
   points given, re-checked by the planner's own kernel (:mod:`osteoplan.planning.recheck`): clearances and how each
-  structure was known, containment, screw, the plan's one verdict, and each slice pane's pixel <-> LPS geometry.
+  structure was known, containment, target zone, screw, the plan's one verdict, and each slice pane's pixel <-> LPS
+  geometry. A plan placing several needles (bipedicular, multi-level): ``trajectory_index`` says which one moved;
+  the others stay as saved and the verdict is the plan's over all of them.
 * ``POST /api/cases/{case_id}/plans/{plan_id}/versions`` (``lesion.write``): re-check the points given and save the
   result as the plan's next version (who, when, what moved; :mod:`osteoplan.workflow.plan_versions`).
 * ``GET /cases/{case_id}/plans/{plan_id}/versions`` (``case.read``): the plan's versions, two side by side.
