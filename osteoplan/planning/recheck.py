@@ -402,7 +402,9 @@ def plan_with_trajectory(plan: Plan, index: int, traj: Trajectory, protocol: Any
     from osteoplan.planning.verdict import compute_verdict
 
     old = plan.trajectories[index]
-    old_warn = set(P._trajectory_warnings(old, protocol))
+    # the moved trajectory's own warnings go, except those another placed trajectory (needle) also gives
+    others = {w for i, t in enumerate(plan.placed) if i != index for w in P._trajectory_warnings(t, protocol)}
+    old_warn = set(P._trajectory_warnings(old, protocol)) - others
     warns = [w for w in plan.warnings if w not in old_warn]
     trajs = list(plan.trajectories)
     update: dict[str, Any] = {"verdict": None}

@@ -180,3 +180,35 @@ def test_vertebroplasty_needle_rechecked_from_the_stored_landmarks():
         assert (a.structure, a.status) == (c.structure, c.status)
         if a.clearance_mm is not None:
             assert c.clearance_mm == pytest.approx(a.clearance_mm, abs=0.03)
+
+
+def test_moving_one_needle_keeps_a_warning_another_needle_still_gives(monkeypatch):
+    """Two needles (bipedicular L1, synthetic vertebra): a trajectory warning both needles give stays when needle 2
+    moves to where it no longer gives it (needle 1 still does), and goes when needle 1 does not give it either."""
+    from types import SimpleNamespace
+
+    from .synthetic_vertebra import make_lumbar
+
+    vol, lm, spine = make_lumbar(("L1",))
+    proto = load_protocol("vertebroplasty-transpedicular").model_copy(update={"needles_per_level": 2})
+    plan = P.make_plan(vol, lm, SimpleNamespace(labelmap=lm, spine=spine, messages=[], lesion=None), proto, level="L1")
+    assert [t.target_lps_mm[2] for t in plan.trajectories] == [-0.3, -0.3]
+    warn = "a warning of every needle whose tip lies below z = 0"
+    real = P._trajectory_warnings
+
+    def fake(t, protocol):
+        return real(t, protocol) + ([warn] if t.target_lps_mm[2] < 0 else [])
+
+    monkeypatch.setattr(P, "_trajectory_warnings", fake)
+    plan = plan.model_copy(update={"warnings": tuple(plan.warnings) + (warn,)})
+    n2 = plan.trajectories[1]
+    ctx = R.build_context(plan, vol, lm, 1)
+    up = [n2.target_lps_mm[0], n2.target_lps_mm[1], 0.7]  # 1 mm towards the head: no longer below z = 0
+    r = R.evaluate_trajectory(ctx, n2.skin_entry_lps_mm, n2.bone_entry_lps_mm, up)
+    assert r.feasible and r.plan.trajectories[0] == plan.trajectories[0] and warn in r.plan.warnings
+    # needle 1 moved up too (on the version with needle 2 moved): nobody gives the warning any more
+    n1 = r.plan.trajectories[0]
+    ctx1 = R.build_context(plan, vol, lm, 0)
+    r1 = R.evaluate_trajectory(ctx1, n1.skin_entry_lps_mm, n1.bone_entry_lps_mm,
+                               [n1.target_lps_mm[0], n1.target_lps_mm[1], 0.7], plan=r.plan)
+    assert r1.feasible and warn not in r1.plan.warnings
