@@ -24,8 +24,9 @@ entry), as for any candidate of the search: the points returned may therefore di
 (a bone entry dragged inside the bone comes back to the cortex along the new line).
 
 A moved path that breaks one of the search's hard constraints (bone-entry zone, screw length, axis angle,
-containment, a hard structure's margin...) is not a path the planner would give: the verdict of the plan with it is
-the planner's "NO FEASIBLE PATH", and the broken constraints are listed with their shortfall.
+containment, a hard structure's margin...), or whose target leaves the procedure's target zone (the zone the search
+draws its targets from, :func:`target_zone_excess`), is not a path the planner would give: the verdict of the plan
+with it is the planner's "NO FEASIBLE PATH", and the broken constraints are listed with their shortfall.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from osteoplan.errors import InputError, PlanningError
 from osteoplan.planning.model import Plan, Trajectory
 
 __all__ = ["POINTS", "AdjustContext", "RecheckCache", "Recheck", "build_context", "evaluate_trajectory",
-           "plan_with_trajectory", "site_of_trajectory", "ASSESSED_BY_WORDS"]
+           "plan_with_trajectory", "site_of_trajectory", "target_zone_excess", "ASSESSED_BY_WORDS"]
 
 #: The points a radiologist may move, in the order the page shows them.
 POINTS: tuple[str, ...] = ("skin_entry", "bone_entry", "target")
@@ -277,6 +278,33 @@ def check_inside_image(volume: Any, points: dict[str, np.ndarray]) -> None:
                              f"{hi[2]:.0f} mm LPS).")
 
 
+#: A target this close to the procedure's target zone (mm) counts as inside: the points a plan stores are rounded to
+#: 0.01 mm, so a grid point on the zone's border may come back a few thousandths of a mm outside it. Configurable
+#: default, no published source.
+ZONE_TOLERANCE_MM = 0.05
+
+
+def target_zone_excess(ctx: AdjustContext, target_lps_mm: Any) -> tuple[float | None, str | None]:
+    """How far (mm) *target_lps_mm* lies outside the procedure's target zone, with the zone in words.
+
+    The zone is the one the planner draws its target points from (:meth:`osteoplan.planning.procedures.Procedure.
+    target_zone` of the plan's procedure, on the rebuilt site): one definition for the search and the re-check.
+
+    Returns
+    -------
+    (float or None, str or None)
+        (0.0 inside, the distance to the zone otherwise; the zone's rule) or (None, None) when the procedure's
+        target zone is not a box (e.g. the segmented lesion of a C2 cementoplasty: there the containment and tip
+        rules apply, not a zone).
+    """
+    from osteoplan.planning.procedures import get_procedure
+
+    zone = get_procedure(ctx.protocol.procedure).target_zone(ctx.site, ctx.protocol)
+    if zone is None:
+        return None, None
+    return float(zone.excess_mm(_point("target_lps_mm", target_lps_mm))[0]), zone.rule
+
+
 def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_lps_mm: Any, target_lps_mm: Any,
                         pivot: str = "bone_entry", plan: Plan | None = None) -> Recheck:
     """Re-check one trajectory given its points (LPS mm) with the planner's kernel.
@@ -347,6 +375,11 @@ def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_l
     feasible = bool(asm.feasible[0])
     viol = {k: round(float(v[0]), 2) for k, v in asm.violations.items() if v[0] > 1e-9}
     texts = [f"{P._describe(k, ctx.protocol)}: {P._shortfall_text(k, v)}" for k, v in viol.items()]
+    outside, rule = target_zone_excess(ctx, T)
+    if outside is not None and outside > ZONE_TOLERANCE_MM:
+        feasible = False
+        viol["target_zone"] = round(outside, 2)
+        texts.append(f"{rule}: the target is {outside:.1f} mm outside it")
     infeas = None
     if not feasible:
         why = P._infeasibility(res, ctx.protocol)
@@ -369,7 +402,9 @@ def plan_with_trajectory(plan: Plan, index: int, traj: Trajectory, protocol: Any
     from osteoplan.planning.verdict import compute_verdict
 
     old = plan.trajectories[index]
-    old_warn = set(P._trajectory_warnings(old, protocol))
+    # the moved trajectory's own warnings go, except those another placed trajectory (needle) also gives
+    others = {w for i, t in enumerate(plan.placed) if i != index for w in P._trajectory_warnings(t, protocol)}
+    old_warn = set(P._trajectory_warnings(old, protocol)) - others
     warns = [w for w in plan.warnings if w not in old_warn]
     trajs = list(plan.trajectories)
     update: dict[str, Any] = {"verdict": None}

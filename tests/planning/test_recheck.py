@@ -180,3 +180,54 @@ def test_vertebroplasty_needle_rechecked_from_the_stored_landmarks():
         assert (a.structure, a.status) == (c.structure, c.status)
         if a.clearance_mm is not None:
             assert c.clearance_mm == pytest.approx(a.clearance_mm, abs=0.03)
+
+
+def test_moving_one_needle_keeps_a_warning_another_needle_still_gives(monkeypatch):
+    """Two needles (bipedicular L1, synthetic vertebra): a trajectory warning both needles give stays when needle 2
+    moves to where it no longer gives it (needle 1 still does), and goes when needle 1 does not give it either."""
+    from types import SimpleNamespace
+
+    from .synthetic_vertebra import make_lumbar
+
+    vol, lm, spine = make_lumbar(("L1",))
+    proto = load_protocol("vertebroplasty-transpedicular").model_copy(update={"needles_per_level": 2})
+    plan = P.make_plan(vol, lm, SimpleNamespace(labelmap=lm, spine=spine, messages=[], lesion=None), proto, level="L1")
+    assert [t.target_lps_mm[2] for t in plan.trajectories] == [-0.3, -0.3]
+    warn = "a warning of every needle whose tip lies below z = 0"
+    real = P._trajectory_warnings
+
+    def fake(t, protocol):
+        return real(t, protocol) + ([warn] if t.target_lps_mm[2] < 0 else [])
+
+    monkeypatch.setattr(P, "_trajectory_warnings", fake)
+    plan = plan.model_copy(update={"warnings": tuple(plan.warnings) + (warn,)})
+    n2 = plan.trajectories[1]
+    ctx = R.build_context(plan, vol, lm, 1)
+    up = [n2.target_lps_mm[0], n2.target_lps_mm[1], 0.7]  # 1 mm towards the head: no longer below z = 0
+    r = R.evaluate_trajectory(ctx, n2.skin_entry_lps_mm, n2.bone_entry_lps_mm, up)
+    assert r.feasible and r.plan.trajectories[0] == plan.trajectories[0] and warn in r.plan.warnings
+    # needle 1 moved up too (on the version with needle 2 moved): nobody gives the warning any more
+    n1 = r.plan.trajectories[0]
+    ctx1 = R.build_context(plan, vol, lm, 0)
+    r1 = R.evaluate_trajectory(ctx1, n1.skin_entry_lps_mm, n1.bone_entry_lps_mm,
+                               [n1.target_lps_mm[0], n1.target_lps_mm[1], 0.7], plan=r.plan)
+    assert r1.feasible and warn not in r1.plan.warnings
+
+
+def test_a_dens_target_moved_behind_the_axis_leaves_the_apex_zone(planned):
+    """Dens screw (phantom): the target moved 2 mm posterior leaves the apex zone's 'anterior of the axis' side by
+    2 mm minus how far anterior of the axis it was (computed here from the dens landmarks), and that is the only
+    rule it breaks; the planned target itself lies in the zone (within the stored points' rounding)."""
+    ph, plan, res, ctx = planned
+    b = plan.best
+    apex, ant = ctx.site.references["apex"], ctx.site.anterior_unit
+    a0 = float((np.asarray(b.target_lps_mm) - apex) @ ant)  # mm anterior of the dens axis (the planner's grid)
+    assert 0.0 <= a0 < 2.0
+    assert R.target_zone_excess(ctx, b.target_lps_mm)[0] <= R.ZONE_TOLERANCE_MM
+    back = np.asarray(b.target_lps_mm) - 2.0 * ant
+    r = R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, back)
+    assert not r.feasible and list(r.violations) == ["target_zone"]
+    assert r.violations["target_zone"] == pytest.approx(2.0 - a0, abs=0.01)
+    assert r.violation_texts == [f"target in the dens apex zone (0-3 mm below the apex along the dens axis, at least 0 mm "
+                                 f"anterior of the axis, within 8 mm of it): the target is {2.0 - a0:.1f} mm outside it"]
+    assert not r.plan.feasible and r.plan.trajectories == ()  # ranked alternatives: no path then

@@ -132,6 +132,12 @@ class Procedure:
             m[sl] |= labelmap.get("lesion")[sl] & ndi.binary_dilation(m[sl], iterations=2)
         return solid_bone(m, volume.spacing_mm), labelmap.sources.get(site.bone_label, "segmented"), []
 
+    def target_zone(self, site: "Site", protocol: "Protocol") -> "TargetBox | None":
+        """The protocol's target zone as a box in the site frame (:class:`TargetBox`), the one definition from which
+        :meth:`target_points` draws its grid and against which a target moved by hand is checked
+        (:mod:`osteoplan.planning.recheck`); None when the zone is not a box (e.g. a segmented lesion)."""
+        return None
+
     # ------------------------------------------------------------------ search hooks
     def target_points(self, fields: "ROIFields", site: "Site", protocol: "Protocol",
                       r_contain_mm: float) -> np.ndarray:
@@ -255,6 +261,48 @@ def box_grid(site: "Site", origin: np.ndarray, axis_range: tuple[float, float], 
     A, F, L = np.meshgrid(rng(*axis_range), rng(*anterior_range), rng(*lateral_range), indexing="ij")
     return (np.asarray(origin, float)[None] + A.reshape(-1, 1) * site.axis_unit + F.reshape(-1, 1) * site.anterior_unit
             + L.reshape(-1, 1) * site.lateral_unit)
+
+
+class TargetBox:
+    """A procedure's target zone: ``origin + a * units[0] + b * units[1] + c * units[2]`` for ``(a, b, c)`` within
+    ``ranges`` (mm, inclusive), *units* three orthonormal LPS unit vectors of the site frame.
+
+    The procedure's target grid (``_zone``) and the check of a target moved by hand (:meth:`excess_mm`) both take
+    its bounds: one definition of the zone.
+
+    Parameters
+    ----------
+    origin : (3,) array
+        LPS mm.
+    units : (3, 3) array
+        Rows: the unit vectors of the three box axes (LPS).
+    ranges : tuple of three (lo, hi)
+        Extent along each axis, mm.
+    names : tuple of three str
+        Each axis in words, for the messages (e.g. ``"height from the body centre"``).
+    rule : str
+        The zone in words, with its figures (shown when a moved target lies outside it).
+    """
+
+    def __init__(self, origin: Any, units: Any, ranges: Any, names: tuple[str, str, str], rule: str) -> None:
+        self.origin = np.asarray(origin, float).reshape(3)
+        self.units = np.asarray(units, float).reshape(3, 3)
+        self.ranges = tuple((float(lo), float(hi)) for lo, hi in ranges)
+        self.names = tuple(names)
+        self.rule = rule
+
+    def coords_mm(self, pts: Any) -> np.ndarray:
+        """(P, 3) box coordinates (mm along each axis from the origin) of LPS points (P, 3) or (3,)."""
+        return (np.atleast_2d(np.asarray(pts, float)) - self.origin[None]) @ self.units.T
+
+    def excess_mm(self, pts: Any) -> np.ndarray:
+        """(P,) distance (mm) from each point to the box: 0 inside (borders included), else the Euclidean norm of
+        the overshoot along the three axes."""
+        c = self.coords_mm(pts)
+        lo = np.array([r[0] for r in self.ranges])
+        hi = np.array([r[1] for r in self.ranges])
+        over = np.maximum(0.0, lo[None] - c) + np.maximum(0.0, c - hi[None])
+        return np.linalg.norm(over, axis=1)
 
 
 def keep_deep(fields: "ROIFields", pts: np.ndarray, need_mm: float, max_points: int) -> np.ndarray:

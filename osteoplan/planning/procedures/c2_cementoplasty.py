@@ -55,6 +55,10 @@ class C2Cementoplasty(C2DensScrew):
                      roi_above_mm=30.0, roi_below_mm=20.0, width_limit_mm=None, landmarks=s.landmarks,
                      method=s.method)]
 
+    def target_zone(self, site: Site, protocol: "Protocol") -> None:
+        """None: the target zone is the segmented lesion, not a box (:meth:`target_points`)."""
+        return None
+
     def target_points(self, fields: "ROIFields", site: Site, protocol: "Protocol", r_contain_mm: float) -> np.ndarray:
         """Lesion grid points (ROI voxel grid subsampled by ``grid_step_mm``) deep enough inside C2 and the lesion.
 

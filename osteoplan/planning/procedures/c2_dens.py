@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteoplan.errors import AnatomyError, PlanningError
-from osteoplan.planning.procedures import Procedure, keep_deep
+from osteoplan.planning.procedures import Procedure, TargetBox, keep_deep
 from osteoplan.planning.site import Site
 from osteoplan.anatomy import _local
 
@@ -138,14 +138,28 @@ class C2DensScrew(Procedure):
             "C2 was not segmented: approximated as the bone connected to the dens landmarks within 30 mm "
             "(may include C1/C3); containment is approximate."]
 
-    def _zone(self, site: Site, protocol: "Protocol") -> np.ndarray:
+    def target_zone(self, site: Site, protocol: "Protocol") -> TargetBox:
+        """The dens apex zone (protocol ``[target]``) as a box from the apex: ``below_apex_min..max`` mm down the dens
+        axis, ``anterior_of_axis_min_mm`` .. :data:`APICAL_RADIUS_MM` anterior of the axis, within
+        :data:`APICAL_RADIUS_MM` of it laterally."""
         t = protocol.target
-        g = np.arange(-APICAL_RADIUS_MM, APICAL_RADIUS_MM + 1e-9, t.grid_step_mm)
-        gz = np.arange(t.below_apex_min_mm, t.below_apex_max_mm + 1e-9, t.grid_step_mm)
+        R = APICAL_RADIUS_MM
+        rule = (f"target in the dens apex zone ({t.below_apex_min_mm:g}-{t.below_apex_max_mm:g} mm below the apex "
+                f"along the dens axis, at least {t.anterior_of_axis_min_mm:g} mm anterior of the axis, within {R:g} mm "
+                "of it)")
+        return TargetBox(site.references["apex"], np.stack([-site.axis_unit, site.anterior_unit, site.lateral_unit]),
+                         ((t.below_apex_min_mm, t.below_apex_max_mm), (max(-R, t.anterior_of_axis_min_mm), R), (-R, R)),
+                         ("depth below the apex", "offset anterior of the axis", "lateral offset"), rule)
+
+    def _zone(self, site: Site, protocol: "Protocol") -> np.ndarray:
+        z = self.target_zone(site, protocol)
+        (z0, z1), (a_lo, a_hi), _ = z.ranges
+        g = np.arange(-a_hi, a_hi + 1e-9, protocol.target.grid_step_mm)  # +-R, across and along the anterior axis
+        gz = np.arange(z0, z1 + 1e-9, protocol.target.grid_step_mm)
         A, L, Z = np.meshgrid(g, g, gz, indexing="ij")
         pts = (site.references["apex"][None] - Z.reshape(-1, 1) * site.axis_unit + A.reshape(-1, 1) * site.anterior_unit
                + L.reshape(-1, 1) * site.lateral_unit)
-        return pts[A.reshape(-1) >= t.anterior_of_axis_min_mm]
+        return pts[A.reshape(-1) >= a_lo]
 
     def target_points(self, fields: "ROIFields", site: Site, protocol: "Protocol", r_contain_mm: float) -> np.ndarray:
         """Grid points in the dens apex zone (protocol ``[target]``).

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from osteoplan.errors import AnatomyError, PlanningError
-from osteoplan.planning.procedures import Procedure, SiteList, box_grid, keep_deep
+from osteoplan.planning.procedures import Procedure, SiteList, TargetBox, box_grid, keep_deep
 from osteoplan.planning.site import Site
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,7 +256,11 @@ class Vertebroplasty(Procedure):
                     cone_axes={side: p.axis_unit}, roi_above_mm=half_h + 15.0, roi_below_mm=half_h + 15.0,
                     width_limit_mm=float(p.width_mm), landmarks=lm, method=str(v.level_source), group=group or v.level)
 
-    def _zone(self, site: Site, protocol: "Protocol") -> np.ndarray:
+    def target_zone(self, site: Site, protocol: "Protocol") -> TargetBox:
+        """The anterior-third zone (protocol ``[target]``) as a box in the vertebra's frame from the body centre:
+        height within ``height_fraction_max`` of the body height, depth ``anterior_fraction_min..max`` of the way
+        from the posterior to the anterior wall, lateral offset on the needle's own side (two needles) or across
+        the midline (one needle)."""
         t = protocol.target
         lm = site.landmarks
         c = site.centre_lps_mm
@@ -267,9 +271,20 @@ class Vertebroplasty(Procedure):
         entry_left = 1.0 if lm["side"] == "left" else -1.0  # lateral_unit = patient left
         if protocol.needles_per_level == 2:
             lo, hi = entry_left * t.own_side_min_mm, entry_left * t.own_side_max_mm
+            side = f"{t.own_side_min_mm:g}-{t.own_side_max_mm:g} mm from the midline on the needle's own side"
         else:
             lo, hi = -entry_left * t.across_midline_min_mm, -entry_left * t.across_midline_max_mm
-        return box_grid(site, c, (-h, h), (f0, f1), (min(lo, hi), max(lo, hi)), t.grid_step_mm)
+            side = f"{t.across_midline_min_mm:g}-{t.across_midline_max_mm:g} mm across the midline"
+        rule = (f"target in the anterior third of {site.level} ({t.anterior_fraction_min:.0%}-"
+                f"{t.anterior_fraction_max:.0%} of the body depth from the posterior wall, within "
+                f"{t.height_fraction_max:.0%} of the body height from its centre, {side})")
+        return TargetBox(c, np.stack([site.axis_unit, site.anterior_unit, site.lateral_unit]),
+                         ((-h, h), (f0, f1), (min(lo, hi), max(lo, hi))),
+                         ("height from the body centre", "depth", "lateral offset"), rule)
+
+    def _zone(self, site: Site, protocol: "Protocol") -> np.ndarray:
+        z = self.target_zone(site, protocol)
+        return box_grid(site, z.origin, *z.ranges, protocol.target.grid_step_mm)
 
     def violations(self, ev: Any, fields: "ROIFields", targets: np.ndarray, dirs: np.ndarray, site: Site,
                    protocol: "Protocol", thread_mm: float) -> dict[str, np.ndarray]:

@@ -2,7 +2,9 @@
 
 * ``POST /api/cases/{case_id}/plans/{plan_id}/evaluate`` (``case.read``, audited read): the trajectory with the
   points given, re-checked by the planner's own kernel (:mod:`osteoplan.planning.recheck`): clearances and how each
-  structure was known, containment, screw, the plan's one verdict, and each slice pane's pixel <-> LPS geometry.
+  structure was known, containment, target zone, screw, the plan's one verdict, and each slice pane's pixel <-> LPS
+  geometry. A plan placing several needles (bipedicular, multi-level): ``trajectory_index`` says which one moved;
+  the others stay as saved and the verdict is the plan's over all of them.
 * ``POST /api/cases/{case_id}/plans/{plan_id}/versions`` (``lesion.write``): re-check the points given and save the
   result as the plan's next version (who, when, what moved; :mod:`osteoplan.workflow.plan_versions`).
 * ``GET /cases/{case_id}/plans/{plan_id}/versions`` (``case.read``): the plan's versions, two side by side.
@@ -102,7 +104,9 @@ _POINT_KEYS = ("skin_entry_lps_mm", "bone_entry_lps_mm", "target_lps_mm")
 
 def parse_points(raw: bytes) -> dict[str, Any]:
     """The body of an evaluate / save request: ``{"skin_entry_lps_mm": [x, y, z], "bone_entry_lps_mm": [...],
-    "target_lps_mm": [...], "pivot": "bone_entry" | "skin_entry", "note": "..."}``.
+    "target_lps_mm": [...], "pivot": "bone_entry" | "skin_entry", "trajectory_index": 0, "note": "..."}``
+    (``trajectory_index``: which trajectory of the plan moved, 0-based, default 0; one of the plan's needles when
+    it places several).
 
     Raises
     ------
@@ -117,10 +121,10 @@ def parse_points(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InputError("The request body must be a JSON object with skin_entry_lps_mm, bone_entry_lps_mm and "
                          "target_lps_mm (three LPS mm values each).")
-    unknown = sorted(set(body) - set(_POINT_KEYS) - {"pivot", "note"})
+    unknown = sorted(set(body) - set(_POINT_KEYS) - {"pivot", "note", "trajectory_index"})
     if unknown:  # (the field's name is not repeated: an error never echoes what was sent)
         raise InputError("Unknown field in the body: send only skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, "
-                         "pivot (and note when saving).")
+                         "pivot, trajectory_index (and note when saving).")
     out: dict[str, Any] = {}
     for k in _POINT_KEYS:
         v = body.get(k)
@@ -136,11 +140,43 @@ def parse_points(raw: bytes) -> dict[str, Any]:
         raise InputError("pivot: 'bone_entry' (the target or the bone entry was moved) or 'skin_entry' (the skin "
                          "entry was moved).")
     out["pivot"] = pivot
+    index = body.get("trajectory_index", 0)
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 100:
+        raise InputError("trajectory_index: the number of the trajectory moved, from 0 (the plan's first needle).")
+    out["trajectory_index"] = index
     note = body.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 2000):
         raise InputError("note: a text of at most 2000 characters.")
     out["note"] = note
     return out
+
+
+def needle_name(plan_json: dict[str, Any], index: int) -> str:
+    """How the pages name trajectory *index* of a stored plan: ``"needle 2 (L1 right)"`` when the plan places
+    several instruments (``placement == "all"``: one needle per pedicle or per level), else ``"the path"``."""
+    trajs = plan_json.get("trajectories") or []
+    if plan_json.get("placement") != "all" or len(trajs) < 2:
+        return "the path"
+    t = trajs[index] if 0 <= index < len(trajs) else {}
+    where = " ".join(str(x) for x in (t.get("level"), t.get("side")) if x)
+    kind = "screw" if t.get("screw") else "needle"
+    return f"{kind} {index + 1}" + (f" ({where})" if where else "")
+
+
+def movable_indices(plan_json: dict[str, Any]) -> list[int]:
+    """The trajectories of a stored plan the radiologist may move: every one it places (``placement == "all"``),
+    or the best one (ranked alternatives: the others are not part of the plan)."""
+    trajs = plan_json.get("trajectories") or []
+    if not trajs:
+        return []
+    return list(range(len(trajs))) if plan_json.get("placement") == "all" else [0]
+
+
+def with_needle(moved: dict[str, dict[str, Any]], plan_json: dict[str, Any], index: int) -> dict[str, dict[str, Any]]:
+    """*moved* (:func:`osteoplan.workflow.plan_versions.displacements`) with, per point, which trajectory moved:
+    ``trajectory_index`` (0-based) and ``needle`` (its name, :func:`needle_name`)."""
+    name = needle_name(plan_json, index)
+    return {k: {**v, "trajectory_index": index, "needle": name} for k, v in moved.items()}
 
 
 # ------------------------------------------------------------------------------------------ views of a re-check
@@ -179,9 +215,10 @@ def named_text(text: str) -> str:
     return _KEY_IN_CONSTRAINT.sub(lambda m: m.group(1) + structure_label(m.group(2)), text)
 
 
-def recheck_view(r, original) -> dict[str, Any]:
-    """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`), with the
-    displacement of each point from the version's *original* trajectory."""
+def recheck_view(r, original, index: int = 0, name: str = "the path") -> dict[str, Any]:
+    """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`) of trajectory
+    *index* (named *name* on the pages, :func:`needle_name`), with the displacement of each point from the
+    version's *original* trajectory."""
     from osteoplan.planning.recheck import ASSESSED_BY_WORDS
     from osteoplan.planning.verdict import severity
     from osteoplan.web.views import structure_label
@@ -199,6 +236,7 @@ def recheck_view(r, original) -> dict[str, Any]:
     nearest = min(measured, key=lambda x: x["clearance_mm"] - x["margin_mm"])["structure"] if measured else None
     sc = t.screw
     return {
+        "trajectory_index": index, "needle": name,
         "feasible": r.feasible, "violations": [named_text(x) for x in r.violation_texts], "pivot": r.pivot,
         "verdict": {"code": v.code, "text": v.text_en, "details": list(v.details_en),
                     "class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]},
@@ -243,9 +281,23 @@ def context_for_folder(cache, folder: Path, index: int = 0):
 
 
 def _recheck(folder: Path, plan, pts: dict[str, Any]):
+    """Re-check trajectory ``pts["trajectory_index"]`` of *plan* moved to the points of *pts*; the plan's other
+    trajectories stay as they are and its verdict is re-derived over all of them
+    (:func:`osteoplan.planning.recheck.plan_with_trajectory`).
+
+    Raises
+    ------
+    InputError
+        The plan has no such trajectory to move.
+    """
     from osteoplan.planning.recheck import evaluate_trajectory
 
-    ctx = context_for_folder(recheck_cache(), folder, 0)
+    index = pts.get("trajectory_index", 0)
+    allowed = movable_indices({"trajectories": list(plan.trajectories), "placement": plan.placement})
+    if index not in allowed:
+        raise InputError(f"trajectory_index: this plan has {len(allowed)} trajectory(ies) to move "
+                         f"(0 to {len(allowed) - 1}).")
+    ctx = context_for_folder(recheck_cache(), folder, index)
     return evaluate_trajectory(ctx, pts["skin_entry_lps_mm"], pts["bone_entry_lps_mm"], pts["target_lps_mm"],
                                pivot=pts["pivot"], plan=plan)
 
@@ -287,7 +339,8 @@ async def evaluate(request: Request, case_id: int, plan_id: int, p: Principal = 
             return _one_line(422, "Invalid input", str(exc))
         except OsteoplanError as exc:
             return _one_line(422, "Cannot re-check", str(exc))
-        out = recheck_view(r, plan.trajectories[0])
+        index = pts["trajectory_index"]
+        out = recheck_view(r, plan.trajectories[index], index, needle_name(rec.plan, index))
         out.update(plan_id=plan_id, **{k: lock[k] for k in ("version", "locked", "approved_version", "approved_by")})
         out["seconds"] = {"wall": round(time.perf_counter() - t0, 4), "cpu": round(time.process_time() - c0, 4)}
         return JSONResponse(out, headers={"Cache-Control": "no-store"})
@@ -319,11 +372,13 @@ async def save_version(request: Request, case_id: int, plan_id: int, p: Principa
             r = _recheck(folder, plan, pts)
         except OsteoplanError as exc:
             return _one_line(422, "Invalid input", str(exc))
+        index = pts["trajectory_index"]
         if not r.feasible:
             return _one_line(422, "Not a feasible path", "The adjusted path breaks the protocol's rules ("
                              + "; ".join(named_text(x) for x in r.violation_texts) + "): only a path the planner could give is saved as a "
                              "version; move it back within the rules.")
-        moved = displacements(plan.trajectories[0].model_dump(), r.trajectory.model_dump())
+        moved = displacements(plan.trajectories[index].model_dump(), r.trajectory.model_dump())
+        moved = with_needle(moved, rec.plan, index)
         try:
             new = save_plan_version(db, p.user, plan_id, json.loads(r.plan.to_json(indent=None)), moved,
                                     note=pts["note"])
@@ -402,13 +457,13 @@ def _send_approved_to_pacs(request: Request, db, p: Principal, plan_id: int) -> 
     return f" Its report, SEG and SR are being sent to the PACS (job {job.id}, shown on this page)."
 
 
-def _version_summary(plan_json: dict) -> dict[str, Any]:
+def _version_summary(plan_json: dict, index: int = 0) -> dict[str, Any]:
     from osteoplan.planning.recheck import ASSESSED_BY_WORDS
     from osteoplan.web.views import plan_verdict, structure_label
 
     out: dict[str, Any] = dict(plan_verdict(plan_json))
     trajs = plan_json.get("trajectories") or []
-    t = trajs[0] if trajs else None
+    t = trajs[index] if 0 <= index < len(trajs) else None
     out["points"] = {k: (t or {}).get(f"{k}_lps_mm") for k in ("skin_entry", "bone_entry", "target")}
     out["clearances"] = {c["structure"]: {"name": structure_label(c["structure"]), "clearance_mm": c.get("clearance_mm"),
                                           "margin_mm": c.get("margin_mm"), "status": c.get("status"),
@@ -417,6 +472,23 @@ def _version_summary(plan_json: dict) -> dict[str, Any]:
     sc = (t or {}).get("screw") or {}
     out["screw"] = f"{sc.get('diameter_mm')} × {sc.get('length_mm')} mm" if sc else None
     out["containment_mm"] = (t or {}).get("containment_min_margin_mm")
+    return out
+
+
+def needle_changes(plan_a: dict, plan_b: dict) -> list[dict[str, Any]]:
+    """Per trajectory of two versions of a plan (same trajectories in the same order): ``index``, ``name``
+    (:func:`needle_name`) and ``moved`` (:func:`osteoplan.workflow.plan_versions.displacements` from *plan_a* to
+    *plan_b*; empty when that trajectory did not move)."""
+    from osteoplan.workflow.plan_versions import displacements
+
+    ta, tb = plan_a.get("trajectories") or [], plan_b.get("trajectories") or []
+    out = []
+    for i in range(min(len(ta), len(tb))):
+        try:
+            moved = displacements(ta[i], tb[i])
+        except (KeyError, TypeError, ValueError):
+            moved = {}
+        out.append({"index": i, "name": needle_name(plan_b, i), "moved": moved})
     return out
 
 
@@ -450,7 +522,10 @@ def versions_page(request: Request, case_id: int, plan_id: int, a: int | None = 
         a = latest["parent_plan_id"] if latest["parent_plan_id"] in plans else fam[0]["plan_id"]
     if a not in plans or b not in plans:
         raise HTTPException(404, "Compare two versions of this plan (a and b are plan numbers listed on this page).")
-    va, vb = _version_summary(plans[a]["plan"]), _version_summary(plans[b]["plan"])
+    pa_json, pb_json = plans[a]["plan"], plans[b]["plan"]
+    needles = needle_changes(pa_json, pb_json)
+    shown = next((n["index"] for n in needles if n["moved"]), 0)  # the needle that moved (the first one otherwise)
+    va, vb = _version_summary(pa_json, shown), _version_summary(pb_json, shown)
     num = {f["plan_id"]: f["number"] for f in fam}
     diff_points = {}
     for k in ("skin_entry", "bone_entry", "target"):
@@ -468,7 +543,8 @@ def versions_page(request: Request, case_id: int, plan_id: int, a: int | None = 
     approved = next((f for f in fam if f["approved_at"] is not None), None)
     return page(request, "plan_versions.html", {
         "case": case, "plan_id": plan_id, "versions": fam, "a": a, "b": b, "num": num, "va": va, "vb": vb,
-        "diff_points": diff_points, "rows": rows, "approved": approved,
+        "diff_points": diff_points, "rows": rows, "approved": approved, "needles": needles,
+        "shown_needle": needle_name(pb_json, shown) if len(needles) > 1 else None,
         "labels": {f["plan_id"]: plans[f["plan_id"]]["label"] for f in fam}})
 
 
@@ -533,9 +609,13 @@ def adjust_page_context(request: Request, db, p: Principal, case_id: int, plan_i
     """What the review page's adjust block needs (``templates/plan_adjust.html``, ``static/adjust.js``)."""
     from osteoplan.web.auth import csrf_token
 
-    trajs = (plan.get("plan") or {}).get("trajectories") or []
+    pj = plan.get("plan") or {}
+    trajs = pj.get("trajectories") or []
     lock = _lock_state(db, plan_id)
     t = trajs[0] if trajs else {}
+    needles = [{"index": i, "name": needle_name(pj, i),
+                "points": {k: trajs[i].get(f"{k}_lps_mm") for k in ("skin_entry", "bone_entry", "target")},
+                "screw_mm": (trajs[i].get("screw") or {}).get("length_mm")} for i in movable_indices(pj)]
     base = f"/cases/{case_id}/plans/{plan_id}"
     newer = lock["newer"]
     return {"enabled": folder is not None and bool(trajs), "lock": lock,
@@ -547,4 +627,5 @@ def adjust_page_context(request: Request, db, p: Principal, case_id: int, plan_i
             "approve_url": f"{base}/approve", "versions_url": f"{base}/versions", "csrf": csrf_token(request),
             "can_save": p.can("lesion.write"), "can_approve": p.can("plan.approve"),
             "points": json.dumps({k: t.get(f"{k}_lps_mm") for k in ("skin_entry", "bone_entry", "target")}),
-            "screw_mm": (t.get("screw") or {}).get("length_mm")}
+            "screw_mm": (t.get("screw") or {}).get("length_mm"),
+            "needles": needles if len(needles) > 1 else [], "needles_json": json.dumps(needles)}

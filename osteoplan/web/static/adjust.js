@@ -12,6 +12,9 @@
   var saveUrl = box.getAttribute("data-save");
   var csrf = box.getAttribute("data-csrf");
   var original = JSON.parse(box.getAttribute("data-points"));
+  var needles = JSON.parse(box.getAttribute("data-needles") || "[]");  // the plan's needles (several: a selector)
+  var needleSel = document.getElementById("adjust-needle");
+  var index = 0;             // the trajectory moved (0-based)
   var screwMm = box.getAttribute("data-screw") || "";
   var statusEl = document.getElementById("adjust-status");
   var saveBtn = document.getElementById("adjust-save");
@@ -33,7 +36,7 @@
 
   function body(extra) {
     var b = {skin_entry_lps_mm: state.skin_entry, bone_entry_lps_mm: state.bone_entry,
-             target_lps_mm: state.target, pivot: pivot};
+             target_lps_mm: state.target, pivot: pivot, trajectory_index: index};
     if (extra) { for (var k in extra) { b[k] = extra[k]; } }
     return JSON.stringify(b);
   }
@@ -91,6 +94,7 @@
     }
     // what moved
     var parts = [];
+    box.setAttribute("data-needle", String(j.trajectory_index));
     Object.keys(j.moved).forEach(function (k) {
       var d = j.moved[k].delta_lps_mm;
       var words = [];
@@ -101,7 +105,9 @@
       parts.push(NAMES[k] + " moved " + j.moved[k].distance_mm.toFixed(2) + " mm (" + words.join(", ") + ")");
     });
     moved = parts.length > 0;
-    document.getElementById("adjust-moved").textContent = moved ? parts.join("; ") : "As saved (nothing moved).";
+    var who = (j.needle && j.needle !== "the path") ? j.needle[0].toUpperCase() + j.needle.slice(1) + ": " : "";
+    document.getElementById("adjust-moved").textContent = moved ? who + parts.join("; ")
+      : (who ? who + "as saved (nothing moved)." : "As saved (nothing moved).");
     box.setAttribute("data-moved", moved ? "1" : "0");
     if (saveBtn) {
       saveBtn.disabled = !moved || !j.feasible;
@@ -269,6 +275,22 @@
           saveBtn.disabled = false;
         }
       });
+    });
+  }
+  if (needleSel) {
+    // another needle: its saved points become the state; the one moved so far goes back (one needle per version)
+    needleSel.addEventListener("change", function () {
+      var n = needles.filter(function (x) { return x.index === Number(needleSel.value); })[0];
+      if (!n) { return; }
+      index = n.index;
+      original = n.points;
+      screwMm = n.screw_mm ? String(n.screw_mm) : "";
+      state = {skin_entry: original.skin_entry.slice(), bone_entry: original.bone_entry.slice(), target: original.target.slice()};
+      pivot = "bone_entry";
+      baseline = null;
+      seq += 1;
+      setStatus("re-checking " + n.name + "…");
+      evaluate();
     });
   }
   choose("target");
