@@ -209,6 +209,9 @@ def test_stopped_worker_job_deletes_the_upload(engine, client_for, jobs_root, id
         old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
         s.execute(update(m.PlanJob).where(m.PlanJob.id == job_id).values(
             state="running", worker="elsewhere:1", started_at=old, heartbeat_at=old, stage="read", attempts=1))
+    with Session(engine) as s, s.begin():  # the database is shared by the session's tests: jobs other tests left
+        s.execute(update(m.PlanJob).where(m.PlanJob.id != job_id, m.PlanJob.state == "queued")  # queued are not
+                  .values(state="cancelled"))  # this test's business (the loop must run none: this job is stale)
     assert w.work_loop(engine, once=True, lease_s=q.DEFAULT_LEASE_S) == 0
     job = _job(engine, job_id)
     assert job.state == "failed"
