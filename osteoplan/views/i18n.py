@@ -264,6 +264,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "other_bone": {"en": "other bone on the way", "fr": "autre os sur le trajet"},
     "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
+    # simulated fluoroscopy: scale bar (length at the isocentre plane) and the C-arm geometry under the image
+    "scale_at_iso": {"en": "{bar} mm @ iso", "fr": "{bar} mm à l'isocentre"},
+    "drr_footer": {"en": "SDD {sdd} mm, SOD {sod} mm, detector {w}×{h} mm, {n}² px",
+                   "fr": "distance source-détecteur {sdd} mm, source-isocentre {sod} mm, détecteur {w}×{h} mm, "
+                         "{n}² px"},
 }
 
 
