@@ -884,6 +884,8 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
                 continue  # an unknown inner sentence: try the other patterns, else keep the English
             for i, d in zip(nested, done):
                 groups[i] = d
+        if pat.startswith(r"CT rigidity: max loss"):  # the region of the weakest section (osteoplan.risk.rigidity)
+            groups[2] = {"dens": "odontoïde", "body": "corps", "section": "section"}.get(groups[2], groups[2])
         if pat.startswith("the given point lies below the first level"):
             groups[0] = groups[0].replace(" then ", " puis ")
         if pat.startswith("No feasible path among"):

@@ -196,6 +196,8 @@ def test_french_texts_of_cement_walls_implant_and_fluoroscopy():
             "Scanner à voxels grossiers (3.0 mm) : distances, confinement et repères du pédicule et du corps incertains "
             "d'environ un demi-voxel (1.5 mm) ou plus ; replanifier sur un scanner en coupes fines (≤ 1 mm) avant "
             "utilisation.",
+        "CT rigidity: max loss 12.3 % at s = +5.4 mm (dens); below the 35 % threshold":
+            "Rigidité (scanner) : perte maximale 12.3 % à s = +5.4 mm (odontoïde) ; sous le seuil de 35 %",
     }
     for en, want in fr.items():
         assert translate_text(en, "fr") == want
