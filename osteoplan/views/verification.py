@@ -3,7 +3,11 @@
 The control CT is sampled through the registration (``planning_from_control``) on planes or rays defined in
 the planning frame, so the plan (green, dashed) and the instrument found (red; dotted: pushed on to the
 target depth) are drawn on the same image. Every panel names its edges (L = patient left, S = superior,
-A = anterior...) and states its orientation in words; the figures are in English or French (:mod:`i18n`).
+A = anterior...; French G / D) outside the image, as the plan's pictures do, and states its orientation in words;
+the figures are in English or French (:mod:`i18n`). Like the plan's overview pictures, the panels along the
+instrument and the fluoroscopy views show the whole planned path, skin entry to target, the instrument found and
+the predicted tip, with :data:`osteoplan.views.geometry.PATH_MARGIN_MM` (:func:`verification_planes`,
+:func:`verification_drr_figure`).
 
 Reformats (:func:`verification_figure`), three panels:
 
