@@ -901,7 +901,8 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     px_iso = geo.pixel_mm[0] / geo.magnification
     span = n_pixels * px_iso
     bar = nice_length(span)
-    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
+    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels,
+                   label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
     handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
     carm = getattr(path, "carm_labels", {}).get(view)
     if carm:

@@ -405,7 +405,8 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
         px_iso = geo.pixel_mm[0] / geo.magnification
         bar = nice_length(n_c * px_iso)
         draw_scale_bar(ax, bar / px_iso, 0.05 * n_c, 0.94 * n_r, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
-        _title(ax, f"{t(f'verify_drr_{view}', lang)}\n{_wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))}")
+        caption = _wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))
+        _title(ax, f"{t(f'verify_drr_{view}', lang)}\n{caption}")
         ax._osteoplan_labels = labels
         panels.append((view, geo, ax, od))
     _finish(fig, panels, lang, result)

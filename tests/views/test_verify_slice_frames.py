@@ -53,7 +53,8 @@ def long_check():
 
 def _inside(rc, n_rows, n_cols, margin_px):
     r, c = rc
-    return margin_px - 1e-6 <= r <= n_rows - 1 - margin_px + 1e-6 and margin_px - 1e-6 <= c <= n_cols - 1 - margin_px + 1e-6
+    lo = margin_px - 1e-6
+    return lo <= r <= n_rows - 1 - margin_px + 1e-6 and lo <= c <= n_cols - 1 - margin_px + 1e-6
 
 
 def _letters_outside(fig, ax):

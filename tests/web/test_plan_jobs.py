@@ -178,7 +178,8 @@ def test_job_lifecycle_deidentified_dicom_upload(engine, db_url, client_for, job
     assert review.status_code == 200 and job.verdict in review.text
     assert [v for v in ("axial", "coronal", "sagittal") if f'data-view="{v}"' in review.text] == ["axial", "coronal",
                                                                                                    "sagittal"]
-    _check_slices(c, f"/cases/{ids['case']}/plans/{job.saved_plan_id}/slices", json.loads((folder / "plan.json").read_text()))
+    _check_slices(c, f"/cases/{ids['case']}/plans/{job.saved_plan_id}/slices",
+                  json.loads((folder / "plan.json").read_text()))
     assert client_for("research").get(f"/cases/{ids['case']}/plans/{job.saved_plan_id}/review").status_code == 404
 
 
