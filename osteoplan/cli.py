@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         with _fewer_gc_passes():
             return int(args.handler(args) or 0)
     except OsteoplanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from osteoplan.cliargs import cli_wording
+
+        print(f"error: {cli_wording(str(exc))}", file=sys.stderr)  # CLI options, not the Python API's arguments
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; nothing half-written was left behind.", file=sys.stderr)

@@ -29,6 +29,37 @@ def tcp_port(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count or a 1-based number as the messages show them)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}' (a whole number from 1)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 is needed, not {value}")
+    return value
+
+
+#: Phrases of the reading API's messages (:mod:`osteoplan.imaging.dicom_series`) and the command-line option each
+#: one stands for: the API says ``allow_gaps=True`` to its callers, the command line says ``--allow-gaps``.
+CLI_WORDING: tuple[tuple[str, str], ...] = (
+    ("pass allow_gaps=True", "add --allow-gaps"),
+    ("with resample_uniform=True", "with --resample-uniform"),
+    ("pass series_uid to choose another", "pass --series-uid to choose another"),
+)
+
+
+def cli_wording(text: str) -> str:
+    """*text* (an error or a warning of the Python API) with its API options named as command-line options.
+
+    ``"... pass allow_gaps=True to interpolate an interior slice."`` becomes ``"... add --allow-gaps to
+    interpolate an interior slice."`` (:data:`CLI_WORDING`); other text is returned unchanged.
+    """
+    for api, cli in CLI_WORDING:
+        text = text.replace(api, cli)
+    return text
+
+
 def add_reader_options(p) -> None:
     """Add the DICOM reading choices (--series-uid, --allow-gaps, --resample-uniform) to a subcommand."""
     p.add_argument("--series-uid", metavar="UID",
@@ -94,6 +125,77 @@ class blame:
             raise InputError(f"{self.argument}: cannot be read or written ({exc.strerror or type(exc).__name__}); "
                              "check the path, the permissions and the free disk space.") from None
         return False
+
+
+MASKS_NOT_FOUND = ("not found; check the path (a folder of NIfTI masks, a multilabel NIfTI, a .seg.nrrd, a DICOM SEG "
+                   "or an RT Structure Set).")
+
+
+def check_masks_path(masks) -> None:
+    """Refuse, before the CT is read, a ``--masks`` path that does not exist (nothing done when not given).
+
+    Raises
+    ------
+    InputError
+        ``--masks: not found; ...`` (the path itself is not shown: it may hold a patient's name).
+    """
+    from pathlib import Path
+
+    from osteoplan.errors import InputError
+
+    if masks and not Path(masks).exists():
+        raise InputError(f"{ARGUMENT_NAMES['masks']}: {MASKS_NOT_FOUND}")
+
+
+def check_level_options(protocol, level=None, level_point=None):
+    """Check ``--level`` and ``--level-point`` against the protocol's procedure, before the CT is read.
+
+    Parameters
+    ----------
+    protocol : osteoplan.planning.protocol.Protocol
+        The chosen protocol; its procedure's ``planned_levels`` (None: any level) bounds ``--level``, and a
+        procedure with fixed levels takes no ``--level-point``.
+    level : str, optional
+        ``--level`` text (``"T12"``, ``"T10-L1"``, ``"T10,T12"``).
+    level_point : str, optional
+        ``--level-point`` text (``"T12:x,y,z"``, LPS mm).
+
+    Returns
+    -------
+    tuple (str or None, numpy.ndarray (3,) or None)
+        The level of ``--level-point`` and its point (LPS mm), or (None, None) when not given.
+
+    Raises
+    ------
+    InputError, PlanningError
+        One line ``--level: ...`` / ``--level-point: ...``: a name that is not a vertebra, a range going upwards, a
+        level the protocol does not plan (e.g. T12 with a C2 protocol), a malformed point.
+    """
+    from osteoplan.errors import InputError
+    from osteoplan.planning.procedures import get_procedure
+
+    allowed = get_procedure(protocol.procedure).planned_levels
+    proto = protocol.name
+    if level is not None:
+        from osteoplan.planning.procedures.vertebroplasty import parse_levels
+
+        with blame("--level"):
+            levels = parse_levels(level)
+            wrong = [lv for lv in levels if allowed is not None and lv not in allowed]
+            if wrong:
+                raise InputError(f"the {proto} protocol plans {', '.join(allowed)} only ({', '.join(wrong)} asked); "
+                                 "drop --level, or choose a vertebroplasty protocol for other levels (e.g. "
+                                 "--protocol vertebroplasty-transpedicular).")
+    if level_point is None:
+        return None, None
+    from osteoplan.anatomy.spine import parse_level_point
+
+    with blame("--level-point"):
+        lv, point = parse_level_point(level_point)
+        if allowed is not None:
+            raise InputError(f"the {proto} protocol finds {', '.join(allowed)} itself and takes no level point; "
+                             "drop --level-point (use --hint-lps to give a point inside C2).")
+    return lv, point
 
 
 def load_masks_from_args(volume, masks):

@@ -68,6 +68,18 @@ CASES = [
     (["info", "{bad_ct}"], "the input (argument PATH)", "Unsupported input"),
     (["info", "{missing_ct}"], "the input (argument PATH)", "not found"),
     (["info", "{ct_folder}"], "the input (argument PATH)", "No DICOM image found"),
+    # options checked before the CT is read: the CT given is junk, so an error about the option proves it came first
+    (["plan", "{bad_ct}", "--level", "T12", "--out", "{new_out}"], "--level",
+     "the c2-dens-anterior protocol plans C2 only (T12 asked); drop --level, or choose a vertebroplasty protocol"),
+    (["plan", "{bad_ct}", "--protocol", "vertebroplasty-transpedicular", "--level", "T10-T14", "--out", "{new_out}"],
+     "--level", "'T10-T14' is not a vertebra level or range"),
+    (["plan", "{bad_ct}", "--protocol", "vertebroplasty-transpedicular", "--level-point", "T12:10,-3",
+      "--out", "{new_out}"], "--level-point", "needs three finite coordinates; give LEVEL:x,y,z in LPS mm"),
+    (["plan", "{bad_ct}", "--protocol", "vertebroplasty-transpedicular", "--level-point", "Q7:1,2,3",
+      "--out", "{new_out}"], "--level-point", "'Q7' is not a vertebra level"),
+    (["plan", "{bad_ct}", "--level-point", "T12:1,2,3", "--out", "{new_out}"], "--level-point",
+     "the c2-dens-anterior protocol finds C2 itself and takes no level point"),
+    (["plan", "{bad_ct}", "--masks", "{missing_masks}", "--out", "{new_out}"], "--masks", "not found; check the path"),
 ]
 
 
@@ -118,3 +130,122 @@ def test_serve_port_out_of_range_is_a_usage_error(capsys, port):
         main(["serve", "--port", port])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and "--port" in err[-1] and "65535" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "two"])
+def test_verify_instrument_number_must_be_one_or_more(capsys, value):
+    """verify --instrument -3 was accepted (and, as a Python index, could have picked another instrument); the
+    number is the 1-based one of the message: refused as a usage error before anything is read."""
+    with pytest.raises(SystemExit) as e:
+        main(["verify", "plan-dir", "control.nii.gz", "--instrument", value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: argument --instrument: ") and "a whole number from 1" in err, err
+
+
+def _zip_folder(folder, zip_path):
+    import zipfile
+
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, f"{PATIENT}/{f.name}")
+    return zip_path
+
+
+def _info(capsys, path, *extra):
+    rc = main(["-q", "info", *extra, str(path)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("keep, what", [(0.7, "1 truncated or undecodable file ("),
+                                        (0.05, "misses InstanceNumber(s) 7 (gap: 1 slice(s) missing at")])
+def test_info_series_with_a_truncated_file_is_not_plannable_folder_and_zip_alike(tmp_path, capsys, keep, what):
+    """One truncated slice (cut in the pixel data, or in the header): 'info' used to say 'plannable yes' and exit 1
+    (fresh reviewer). Now the series is 'not as it stands', the problem names the position of the lost slice, the
+    last line (stderr) says why, exit 2 (bad input) -- the same for the folder and the same files zipped."""
+    import json
+
+    from osteoplan.imaging import synth
+
+    folder = tmp_path / PATIENT
+    s = synth.write_series(folder, shuffle=False)           # 12 slices, z = -4 + 2 k
+    synth.truncate_file(s.files[5], keep)                     # slice k = 5 at z = 6 is lost
+    zipped = _zip_folder(folder, tmp_path / f"{PATIENT}.zip")
+    errs = []
+    for path in (folder, zipped):
+        rc, out, err = _info(capsys, path)
+        assert rc == 2, (path.name, out, err)
+        assert "plannable      not as it stands: see the problem above" in out and "plannable      yes" not in out
+        problem = [ln for ln in out.splitlines() if ln.startswith("  problem ")]
+        assert any(what in ln and "(-6.00, -8.00, 6.00)" in ln for ln in problem), out
+        assert err.count("\n") == 1 and err.startswith("error: the input (argument PATH): series 1 is not plannable "
+                                                        "as it stands: "), err
+        assert what in err and "(-6.00, -8.00, 6.00)" in err, err
+        assert "allow_gaps" not in out + err and PATIENT not in out + err and "DUPONT" not in out + err
+        errs.append(err)
+        rc, out, err = _info(capsys, path, "--json")
+        info = json.loads(out)
+        assert rc == 2 and info["series"][0]["plannable"] is False and info["chosen"].get("volume") is None
+        assert "(-6.00, -8.00, 6.00)" in info["chosen"]["error"] and "allow_gaps" not in out
+        rc, out, err = _info(capsys, path, "--allow-gaps")
+        if keep == 0.7:  # the option the message names does read it (slice interpolated)
+            assert "add --allow-gaps to interpolate an interior slice" in errs[-1]
+            assert rc == 0 and err == "" and "12 x 24 x 20 voxels" in out, (out, err)
+        else:  # a file whose header is lost is refused even with --allow-gaps: the message does not offer it
+            assert "allow-gaps" not in errs[-1] and rc == 2 and "misses InstanceNumber(s) 7" in err
+    import re  # the file's name may differ (shown, or hidden as <file>), the rest is the same
+
+    assert re.sub(r"<file>|\w+\.dcm", "NAME", errs[0]) == re.sub(r"<file>|\w+\.dcm", "NAME", errs[1])
+
+
+def test_truncated_end_slice_does_not_suggest_allow_gaps(tmp_path, capsys):
+    """--allow-gaps interpolates an interior slice only: for a lost first/last slice the message does not offer it."""
+    from osteoplan.imaging import synth
+
+    s = synth.write_series(tmp_path / "ct", shuffle=False)
+    synth.truncate_file(s.files[-1], 0.7)                     # last slice, z = -4 + 22 = 18
+    rc, out, err = _info(capsys, tmp_path / "ct")
+    assert rc == 2 and "(-6.00, -8.00, 18.00)" in err and "Re-export or re-copy the series." in err
+    assert "allow-gaps" not in err and "allow_gaps" not in err
+
+
+def test_reader_messages_keep_the_api_wording_for_api_callers(tmp_path, capsys):
+    """The same message says allow_gaps=True to a Python caller and --allow-gaps on the command line."""
+    import inspect
+
+    from osteoplan.cliargs import CLI_WORDING, cli_wording
+    from osteoplan.errors import DicomSeriesError
+    from osteoplan.imaging import dicom_series, read_volume, synth
+
+    synth.write_series(tmp_path / "ct", depths=[0, 2, 4, 8, 10])   # slice at depth 6 (z = 2) missing
+    with pytest.raises(DicomSeriesError) as e:
+        read_volume(tmp_path / "ct")
+    api = str(e.value)
+    assert "pass allow_gaps=True" in api and "--allow-gaps" not in api
+    assert cli_wording(api) == api.replace("pass allow_gaps=True", "add --allow-gaps")
+    rc = main(["-q", "plan", str(tmp_path / "ct"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"error: {CT_NAME}: {cli_wording(api)}\n" and "allow_gaps" not in err
+    src = inspect.getsource(dicom_series)
+    for api_phrase, cli_phrase in CLI_WORDING:  # the table follows the reader's messages (never stale)
+        assert api_phrase in src and cli_phrase not in src, api_phrase
+
+
+@pytest.mark.parametrize("name", ["scan.zip", "scan.zip.part"])
+def test_half_downloaded_zip_is_named_damaged_not_unsupported(tmp_path, capsys, name):
+    """A zip cut short (download or copy stopped) lacks its table of contents: it was called 'Unsupported input'."""
+    from osteoplan.imaging import synth
+
+    s = synth.write_series(tmp_path / PATIENT, n_slices=6)
+    whole = _zip_folder(tmp_path / PATIENT, tmp_path / "whole.zip").read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert len(s.files) == 6 and cut.read_bytes()[:4] == b"PK\x03\x04"
+    for argv, argument in ((["plan", str(cut), "--out", str(tmp_path / "o")], CT_NAME),
+                           (["info", str(cut)], "the input (argument PATH)"),
+                           (["segment", str(cut), "--out", str(tmp_path / "s")], CT_NAME)):
+        err = _err(capsys, argv)
+        assert err.startswith(f"error: {argument}: The zip <file> is damaged or incomplete"), err
+        assert "download or copy it again" in err and "Unsupported" not in err, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()

@@ -101,7 +101,7 @@ def parse_level_point(text: str) -> tuple[str, np.ndarray]:
     except ValueError:
         raise InputError(f"Level point '{text}' is not understood; give LEVEL:x,y,z in LPS mm, e.g. T12:10.5,-3,120.") from None
     if p.shape != (3,) or not np.all(np.isfinite(p)):
-        raise InputError(f"Level point '{text}' needs three finite coordinates x,y,z (LPS mm).")
+        raise InputError(f"Level point '{text}' needs three finite coordinates; give LEVEL:x,y,z in LPS mm, e.g. T12:10.5,-3,120.")
     level_index(lv)
     return lv.strip().upper(), p
 

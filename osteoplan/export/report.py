@@ -19,7 +19,7 @@ from osteoplan.errors import DependencyError, InputError, OsteoplanError
 from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict_of
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
-from osteoplan.views.i18n import LANGS, t, translate_text
+from osteoplan.views.i18n import LANGS, STRINGS, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
 REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "pedicle_axial", "path_oblique", "path_oblique_orthogonal",
@@ -188,6 +188,23 @@ def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en", pedicle
             "clearances": clearance_rows(None, lang, traj)}
 
 
+def hydrodissection_cell(traj: Any, lang: str = "en") -> str:
+    """The hydrodissection cell of a trajectory in the "other plans" table, with the main verdict's rule.
+
+    "yes" when a displaceable structure needs a push; "no" only when every displaceable structure the trajectory
+    checks was measured; otherwise the displaceable structures not assessed (or not assessable) on this CT are
+    named: a carotid nobody saw may need hydrodissection (:func:`osteoplan.planning.verdict._hydro_sentence`).
+    """
+    from osteoplan.planning.verdict import UNASSESSED_STATUSES, structure_names  # the verdict's own rule and wording
+
+    unassessed = [c.structure for c in traj.clearances if c.category == "displaceable" and c.status in UNASSESSED_STATUSES]
+    head = t("yes", lang) if traj.hydrodissection_required else ""
+    if not unassessed:
+        return head or t("no", lang)
+    tail = t("hydro_alt_not_assessed", lang).format(names=structure_names(unassessed, lang))
+    return f"{head}{t('semicolon', lang)}{tail}" if head else tail
+
+
 def procedure_title(plan: Any, lang: str = "en") -> str:
     """The procedure and level(s) of the plan for the report title, e.g. ``"Vertebroplasty — L1-L3"``.
 
@@ -227,6 +244,61 @@ def risk_applies(plan: Any) -> bool:
     return str(risk.get("level")) in levels
 
 
+#: Statuses shouted in capitals in the report (what the reader must act on).
+_LOUD_STATUSES = ("fail", "not_assessed", "not_assessable")
+
+
+def covering_structure(check: Any) -> str | None:
+    """The structure whose measured clearance covers a ``covered`` check, or ``"containment"``; None if unknown.
+
+    From :data:`osteoplan.planning.planner.COVERED_BY` (the cord by the spinal canal, a vertebral artery by its
+    bony canal), else from the check's note (``"...: see spinal_canal"``; ``"covered by containment"`` when the
+    instrument stays inside the target bone and the structure lies outside it).
+    """
+    from osteoplan.planning.planner import COVERED_BY
+
+    if getattr(check, "status", None) != "covered":
+        return None
+    note = getattr(check, "note", None) or ""
+    if "covered by containment" in note:
+        return "containment"
+    m = re.search(r"see ([a-z0-9_]+)\s*$", note)
+    if m:
+        return m.group(1)
+    cover = COVERED_BY.get(check.structure)
+    return cover[0] if cover is not None else None
+
+
+def _note_text(check: Any) -> str:
+    """A check's note without the ``": see <structure key>"`` tail of a covered check (its badge names it)."""
+    note = check.note or ""
+    return re.sub(r":\s*see [a-z0-9_]+\s*$", "", note) if check.status == "covered" else note
+
+
+def status_label(check: Any, lang: str = "en") -> str:
+    """The word(s) of a clearance check's status badge; a covered structure names what covers it.
+
+    ``"covered by the spinal canal"``, ``"covered by its bony canal"``, ``"covered by containment in bone"``;
+    failures and unassessed structures in capitals.
+    """
+    status = check.status
+    if status == "covered":
+        by = covering_structure(check)
+        if by is None:
+            return t("status_covered", lang)
+        if by.startswith("vertebral_artery_canal"):
+            what = t("covered_by_bony_canal", lang)
+        elif by == "containment":
+            what = t("covered_by_containment", lang)
+        elif f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
+            what = t(f"covered_by_{by}", lang)
+        else:
+            what = t(by, lang)
+        return t("status_covered_by", lang).format(by=what)
+    label = t(f"status_{status}", lang)
+    return label.upper() if status in _LOUD_STATUSES else label
+
+
 def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[str, Any]]:
     """Rows of the clearance table for *traj* (default the best trajectory, or the near miss), plus the
     structures the plan lists as not assessed.
@@ -249,10 +321,10 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             "category": t(f"category_{c.category}", lang),
             "margin": _fmt(c.margin_mm, "mm"),
             "clearance": ((("≥ " if capped else "") + _fmt(c.clearance_mm, "mm")) if c.segmented else "—"),
-            "status": c.status, "status_label": t(f"status_{c.status}", lang).upper()
-            if c.status in ("fail", "not_assessed") else t(f"status_{c.status}", lang),
-            "displacement": _fmt(c.displacement_needed_mm, "mm"),
-            "source": _source_text(c.source, lang) + (f" ({translate_text(c.note, lang)})" if c.note and not capped else ""),
+            "status": c.status, "status_label": status_label(c, lang),
+            "displacement": _fmt(c.displacement_needed_mm, "mm"), "displacement_note": None,
+            "source": _source_text(c.source, lang) + (f" ({translate_text(_note_text(c), lang)})"
+                                                      if c.note and not capped else ""),
         })
     # the airway holds its parts: a push measured on the airway and on the part holding its closest point is one
     # push (counted once in the hydrodissection table): its row says so
@@ -263,13 +335,14 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
     if part is not None:
         for r in rows:
             if r["structure"] == "airway":
-                r["displacement"] += " " + t("hydro_same_push_as", lang).format(part=t(part.structure, lang))
+                r["displacement_note"] = t("hydro_same_push_as", lang).format(part=t(part.structure, lang))
     for s in (plan.not_assessed if plan is not None else ()):
         if s in seen:
             continue
         rows.append({"structure": s, "label": t(s, lang), "color": hex_color(structure_color(s)), "category": "—",
                      "margin": "—", "clearance": "—", "status": "not_assessed",
-                     "status_label": t("status_not_assessed", lang).upper(), "displacement": "—", "source": "—"})
+                     "status_label": t("status_not_assessed", lang).upper(), "displacement": "—",
+                     "displacement_note": None, "source": "—"})
     return rows
 
 
@@ -413,6 +486,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),
         risk_total=sins_total_text(plan.risk, lang),
         alternatives=[tr for tr in plan.trajectories if tr not in placed] if placed else list(plan.trajectories[1:]),
+        hydro_cell=lambda tr: hydrodissection_cell(tr, lang),
         needles=needles, procedure=procedure_title(plan, lang), leak_alerts=leak_alerts(plan, lang),
         per_level=per_level, risk_shown=risk_applies(plan) or not plan.risk,
         risk_level=(plan.risk or {}).get("level"),

@@ -1110,7 +1110,7 @@ def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[Se
     else:
         kind = "axial CT" if axial else "CT"
         why = (f"the largest {kind} series ({best.n_frames} images) of {len(images)} series found; "
-               "pass series_uid / --series-uid to choose another")
+               "pass series_uid to choose another")
         alike = [i + 1 for i, s in enumerate(images) if s is not best and _look_alike(s, best)]
         if alike:
             why += (f". Series {', '.join(map(str, alike))} share its study, frame of reference, orientation, image "
@@ -1340,9 +1340,11 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             if len(descr) > 5:
                 descr = descr[:5] + [f"and {len(descr) - 5} more gap(s)"]
             if not allow_gaps:
-                raise DicomSeriesError(
+                err = DicomSeriesError(
                     "Gap in the series: " + "; ".join(descr) + ". Find the missing file(s) or re-export the "
-                    "series; to interpolate across the gap instead, pass allow_gaps=True (--allow-gaps).")
+                    "series; to interpolate across the gap instead, pass allow_gaps=True.")
+                err.gap = "; ".join(descr)  # where the slices are missing (read_series names a lost file with it)
+                raise err
             warnings.append("gap interpolated: " + "; ".join(descr))
             step = base
             resample = True
@@ -1352,7 +1354,7 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             if not resample_uniform:
                 raise DicomSeriesError(
                     f"Slice spacing varies within the series (measured steps: {shown} mm). Resample to a "
-                    "uniform grid explicitly with resample_uniform=True (--resample-uniform), or choose "
+                    "uniform grid explicitly with resample_uniform=True, or choose "
                     "another series.")
             step = smallest
             warnings.append(f"uneven slice spacing ({shown} mm) resampled to a uniform {step:.3f} mm grid")
@@ -1531,8 +1533,13 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     _check_lost_images(result, series)
     _check_same_instance_same_place(series)
     series = _without_invalid_rescale(series, warnings)
-    plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
-    _check_instance_numbers(result, series)
+    try:
+        plan = plan_geometry(series, allow_gaps=allow_gaps, resample_uniform=resample_uniform)
+    except DicomSeriesError as exc:  # a gap left by a file whose header was unreadable: say that, not allow_gaps
+        _check_instance_numbers(result, series, gap=getattr(exc, "gap", None))
+        raise
+    _check_instance_numbers(result, series, gap=next((w.split(": ", 1)[1] for w in plan.warnings
+                                                      if w.startswith("gap interpolated: ")), None))
     if why and len(result.series) > 1:
         warnings.append(f"read {why}")
     for name, reason in result.skipped:
@@ -1624,10 +1631,11 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
             good_d.size and good_d.min() < frames[fi].position @ plan.normal < good_d.max() for fi in broken)
         if not all(covered) and not (allow_gaps and interior):
             where = ", ".join(_fmt_lps(frames[fi].position) for fi, c in zip(broken_sorted, covered) if not c)
+            n_bad = len(bad_files)
             raise DicomSeriesError(
-                f"Truncated or undecodable file(s) {names}: the series is incomplete (no other image at "
-                f"{where}). Re-export or re-copy the series"
-                + ("; pass allow_gaps=True (--allow-gaps) to interpolate an interior slice." if not allow_gaps
+                f"{n_bad} truncated or undecodable file{'s' if n_bad > 1 else ''} ({names}): the series is "
+                f"incomplete (no other image at {where}). Re-export or re-copy the series"
+                + ("; pass allow_gaps=True to interpolate an interior slice." if not allow_gaps and interior
                    else "."))
         if broken:
             warnings.append(f"skipped truncated or undecodable file(s) {names}")
@@ -1726,12 +1734,14 @@ def _check_lost_images(result: ScanResult, series: SeriesInfo) -> None:
             "Re-export the series, or remove the file if it is a stray copy.")
 
 
-def _check_instance_numbers(result: ScanResult, series: SeriesInfo) -> None:
+def _check_instance_numbers(result: ScanResult, series: SeriesInfo, gap: str | None = None) -> None:
     """Refuse a series that lost a file whose header could not even be read.
 
     Such a file cannot be placed by position; when some of the folder's files were unreadable
     DICOM and the series' InstanceNumbers (single-frame, distinct, positive) leave holes in
-    1..max, the series is incomplete.
+    1..max, the series is incomplete (refused even with ``allow_gaps``: the gap is a lost file,
+    not a slice the scanner skipped). *gap* (where slices are missing, from :func:`plan_geometry`)
+    is added to the message.
     """
     broken = [name for name, reason in result.skipped if reason.startswith("unreadable DICOM header")]
     if not broken or series.enhanced:
@@ -1743,8 +1753,8 @@ def _check_instance_numbers(result: ScanResult, series: SeriesInfo) -> None:
     if missing:
         shown = ", ".join(str(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise DicomSeriesError(
-            f"Unreadable DICOM file(s) {', '.join(broken[:5])} and the series misses InstanceNumber(s) {shown}: "
-            "the series is incomplete. Re-export or re-copy it.")
+            f"Unreadable DICOM file(s) {', '.join(broken[:5])} and the series misses InstanceNumber(s) {shown}"
+            + (f" (gap: {gap})" if gap else "") + ": the series is incomplete. Re-export or re-copy it.")
 
 
 def _resample_stack(slices: list[np.ndarray], plan: GeometryPlan, frames: list[Frame]) -> np.ndarray:

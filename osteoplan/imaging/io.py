@@ -28,6 +28,28 @@ def _is_dicom_file(p: Path) -> bool:
         return False
 
 
+def check_not_cut_zip(p: Path) -> None:
+    """Refuse a file that starts as a zip but lacks the zip's table of contents (end of central directory).
+
+    A zip stores its table of contents at its end: a download or a copy stopped early leaves a file that starts
+    with a zip's local header (``PK\\x03\\x04``) and that :func:`zipfile.is_zipfile` no longer recognises, which
+    would otherwise be reported as an unsupported format.
+
+    Raises
+    ------
+    CorruptFileError
+        The file starts like a zip and is not a readable zip.
+    """
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return
+    if head in (b"PK\x03\x04", b"PK\x07\x08") and not zipfile.is_zipfile(p):
+        raise CorruptFileError(f"The zip {safe_path(p)} is damaged or incomplete (its end, which lists the files, "
+                               "is missing, as when a download or copy stops early); download or copy it again.")
+
+
 def read_volume(path, series_uid: str | None = None, allow_gaps: bool = False,
                 resample_uniform: bool = False, deidentify: bool = False, key: str | None = None,
                 workers: int | None = None) -> Volume:
@@ -77,6 +99,8 @@ def read_volume(path, series_uid: str | None = None, allow_gaps: bool = False,
     if p.is_file() and zipfile.is_zipfile(p):
         return _read_zip(p, series_uid=series_uid, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
                          deidentify=deidentify, key=key, workers=workers)
+    if p.is_file():
+        check_not_cut_zip(p)
     if p.is_dir() or _is_dicom_file(p):
         return _read_dicom(p, series_uid=series_uid, allow_gaps=allow_gaps, resample_uniform=resample_uniform,
                            deidentify=deidentify, key=key, workers=workers)
@@ -129,12 +153,15 @@ def dicom_source(path: str | os.PathLike) -> Iterator[Path]:
     Raises
     ------
     InputError
-        Missing path, empty zip. :class:`CorruptFileError` for a damaged zip.
+        Missing path, empty zip. :class:`CorruptFileError` for a damaged zip, or one cut short
+        (:func:`check_not_cut_zip`).
     """
     p = Path(path)
     if not p.exists():
         raise InputError(f"Input not found: {safe_path(p)}. Check the path.")
     if not (p.is_file() and zipfile.is_zipfile(p)):
+        if p.is_file():
+            check_not_cut_zip(p)
         yield p
         return
     try:

@@ -49,7 +49,7 @@ SEVERITY: dict[str, str] = {"feasible": "ok", "feasible_hydrodissection": "ok", 
                             "route_not_assessable": "warn", "no_feasible_path": "ko"}
 
 #: Statuses that mean "this structure was not measured on this path".
-_UNASSESSED = ("not_assessed", "not_assessable")
+UNASSESSED_STATUSES = ("not_assessed", "not_assessable")
 
 #: Structure names (same words as osteoplan.views.i18n.STRINGS; a test keeps them equal).
 _NAMES: dict[str, tuple[str, str]] = {
@@ -129,7 +129,7 @@ def _join(items: Sequence[str], lang: str) -> str:
     return ", ".join(items[:-1]) + last + items[-1]
 
 
-def _names(keys: Iterable[str], lang: str) -> str:
+def structure_names(keys: Iterable[str], lang: str) -> str:
     """Structure names joined for a sentence; two or more vessels of one family named as the family."""
     keys = list(dict.fromkeys(keys))
     out: list[str] = []
@@ -167,7 +167,7 @@ def _hydro_sentence(best, lang: str) -> str:
     """One sentence on hydrodissection for the best path: what is pushed and by how much, and the displaceable
     structures that were not assessed (never "not required" beside "may still be needed")."""
     pushed = [c for c in best.clearances if c.status == "hydrodissection"]
-    unassessed = [c.structure for c in best.clearances if c.category == "displaceable" and c.status in _UNASSESSED]
+    unassessed = [c.structure for c in best.clearances if c.category == "displaceable" and c.status in UNASSESSED_STATUSES]
     displaceable = [c for c in best.clearances if c.category == "displaceable"]
     fr = lang == "fr"
     if pushed:
@@ -184,8 +184,8 @@ def _hydro_sentence(best, lang: str) -> str:
                 "Hydrodissection: not needed (the protocol checks no displaceable structure).")
     if not unassessed:
         return head + "."
-    tail = (f" ; structures non évaluées sur ce scanner : {_names(unassessed, lang)}" if fr
-            else f"; {_names(unassessed, lang)} not assessed on this CT")
+    tail = (f" ; structures non évaluées sur ce scanner : {structure_names(unassessed, lang)}" if fr
+            else f"; {structure_names(unassessed, lang)} not assessed on this CT")
     if any(s in k for k in unassessed for s in _SHEATH):
         tail += (" — l'espace jugulo-carotidien est ouvert par l'hydrodissection, qui fait partie de la technique" if fr
                  else " — the jugulo-carotid space is opened by hydrodissection as part of the technique")
@@ -246,17 +246,17 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
         return text, details
     if code == "not_cleared":
         # hard structures first: they can never be displaced
-        miss = list(dict.fromkeys([c.structure for c in best.clearances if c.category == "hard" and c.status in _UNASSESSED]
-                                  + [c.structure for c in best.clearances if c.category != "hard" and c.status in _UNASSESSED]))
+        miss = list(dict.fromkeys([c.structure for c in best.clearances if c.category == "hard" and c.status in UNASSESSED_STATUSES]
+                                  + [c.structure for c in best.clearances if c.category != "hard" and c.status in UNASSESSED_STATUSES]))
         fail = list(dict.fromkeys(c.structure for c in best.clearances if c.status == "fail"))
         parts = []
         if miss:
             parts.append((f"un trajet a été trouvé mais des structures à risque n'ont pas été évaluées : "
-                           f"{_names(miss, lang)}") if fr else
-                         f"a path was found but structures at risk were not assessed: {_names(miss, lang)}")
+                           f"{structure_names(miss, lang)}") if fr else
+                         f"a path was found but structures at risk were not assessed: {structure_names(miss, lang)}")
         if fail:
-            parts.append((f"le trajet ne respecte pas la marge de : {_names(fail, lang)}") if fr else
-                         f"the path does not keep the margin of: {_names(fail, lang)}")
+            parts.append((f"le trajet ne respecte pas la marge de : {structure_names(fail, lang)}") if fr else
+                         f"the path does not keep the margin of: {structure_names(fail, lang)}")
         if plan.confirm_first:
             parts.insert(0, ("à confirmer d'abord : " if fr else "confirm first: ") + "; ".join(plan.confirm_first))
         text = ("NON VALIDÉ : " if fr else "NOT CLEARED: ") + "; ".join(parts)
@@ -276,13 +276,13 @@ def _texts(code: str, plan: Plan, lang: str) -> tuple[str, list[str]]:
     covered = list(dict.fromkeys(c.structure for c in best.clearances if c.status == "covered"
                                  and c.structure not in by_cont))
     if covered:
-        details.append(f"Couvert(s) par la distance de la structure qui le(s) contient : {_names(covered, lang)}." if fr
-                       else f"Covered by the clearance of the structure that contains it: {_names(covered, lang)}.")
+        details.append(f"Couvert(s) par la distance de la structure qui le(s) contient : {structure_names(covered, lang)}." if fr
+                       else f"Covered by the clearance of the structure that contains it: {structure_names(covered, lang)}.")
     if by_cont:
         details.append(f"Non segmenté(s), hors de l'os où reste l'instrument (contenu dans l'os de l'entrée à la pointe) : "
-                       f"{_names(by_cont, lang)}." if fr else
+                       f"{structure_names(by_cont, lang)}." if fr else
                        f"Not segmented, outside the bone the instrument stays in from its entry to its tip (covered by "
-                       f"the containment): {_names(by_cont, lang)}.")
+                       f"the containment): {structure_names(by_cont, lang)}.")
     return text, details
 
 
@@ -304,7 +304,7 @@ def compute_verdict(plan: Plan) -> Verdict:
         code = "route_not_assessable"
     elif best is None:
         code = "no_feasible_path"
-    elif plan.confirm_first or any(c.status in _UNASSESSED or c.status == "fail" for c in best.clearances):
+    elif plan.confirm_first or any(c.status in UNASSESSED_STATUSES or c.status == "fail" for c in best.clearances):
         code = "not_cleared"
     elif any(c.status == "hydrodissection" for c in best.clearances):  # (the planner's hydrodissection_required)
         code = "feasible_hydrodissection"

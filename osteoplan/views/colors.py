@@ -62,6 +62,9 @@ STATUS_COLORS = {
     "hydrodissection": (0.85, 0.55, 0.0),
     "fail": (0.80, 0.0, 0.0),
     "not_assessed": (0.45, 0.45, 0.45),
+    # not segmented, but covered by a measured structure's clearance (cord by canal, artery by its bony canal)
+    "covered": (0.16, 0.40, 0.62),
+    "not_assessable": (0.45, 0.45, 0.45),
 }
 
 _VERTEBRA = re.compile(r"^vertebrae_([CTLS])(\d{1,2})$")

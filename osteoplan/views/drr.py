@@ -903,7 +903,10 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     bar = nice_length(span)
     draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels,
                    label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
-    handles += path_legend_handles(path, lang, points=("target",) if view == "bullseye" else True)
+    if view == "bullseye":  # the instrument and screw are seen end-on there: circles, as drawn
+        handles += end_on_legend_handles(path, lang)
+    else:
+        handles += path_legend_handles(path, lang)
     carm = getattr(path, "carm_labels", {}).get(view)
     if carm:
         from osteoplan.locale_fmt import carm_label  # French: OAG / OAD, CRA / CAU (displayed text only)
@@ -924,6 +927,31 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     fig._osteoplan_caption = caption
     fig._osteoplan_geometry = geo
     return fig
+
+
+def end_on_legend_handles(path, lang: str = "en") -> list:
+    """Legend entries of the bull's-eye view, as it draws the path: the instrument end-on (an open circle at its
+    diameter), the screw end-on (a filled circle) when the path has one, and the target.
+
+    The band entries of the other views (instrument skin to target, screw along it) would name what is not drawn
+    here.
+    """
+    from matplotlib.lines import Line2D
+
+    from osteoplan.locale_fmt import localize_numbers
+    from osteoplan.views.colors import INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color
+    from osteoplan.views.i18n import t
+
+    out = [Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec=hex_color(INSTRUMENT_COLOR), mew=2,
+                  label=t("instrument_end_on", lang).format(d=f"{path.instrument_diameter_mm:.1f}"))]
+    if path.screw_diameter_mm:
+        out.append(Line2D([], [], ls="none", marker="o", ms=7, color=hex_color(SCREW_COLOR), alpha=0.7,
+                          label=t("screw_end_on", lang).format(d=f"{path.screw_diameter_mm:.1f}")))
+    out.append(Line2D([], [], ls="none", marker="+", color=hex_color(TARGET_COLOR), ms=8, mew=2,
+                      label=t("target", lang)))
+    for h in out:
+        h.set_label(localize_numbers(h.get_label(), lang))
+    return out
 
 
 def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | None = None) -> None:
@@ -950,10 +978,11 @@ def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | No
         nrm = np.array([-dvec[1], dvec[0]]) / n * r
         return [p0 + nrm, p1 + nrm, p1 - nrm, p0 - nrm]
 
-    if view == "bullseye":
-        ax.add_patch(Circle(tuple(rc[2]), max(r_px, 1.5), fill=False, ec=icol, lw=2))
+    if view == "bullseye":  # end-on, over the target cross (drawn smaller) so that both circles show
         if path.screw_diameter_mm:
-            ax.add_patch(Circle(tuple(rc[2]), max(rs_px, 1.0), fill=True, fc=scol, alpha=0.5, ec=scol, lw=1.0))
+            ax.add_patch(Circle(tuple(rc[2]), max(rs_px, 1.0), fill=True, fc=scol, alpha=0.5, ec=scol, lw=1.0,
+                                zorder=6))
+        ax.add_patch(Circle(tuple(rc[2]), max(r_px, 1.5), fill=False, ec=icol, lw=2, zorder=7))
     else:
         b = band(rc[0], rc[2], max(r_px, 1.0))
         if b is not None:
@@ -964,7 +993,8 @@ def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | No
                 ax.add_patch(Polygon(b, closed=True, fc=scol, alpha=0.55, ec=scol, lw=1.0))
         ax.plot(*rc[0], "o", color=hex_color(ENTRY_COLOR), ms=5)
         ax.plot(*rc[1], "s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5)
-    ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=12, mew=2)
+    ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=7 if view == "bullseye" else 12, mew=1.5 if view ==
+            "bullseye" else 2, zorder=5 if view == "bullseye" else 2)
     if label:
         from osteoplan.views.reformat import _label_path
 

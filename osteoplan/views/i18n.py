@@ -970,3 +970,35 @@ STRINGS.update({
     "view_sagittal_needles": {"en": "Sagittal through the centre of the needles' targets",
                               "fr": "Sagittal passant par le centre des cibles des aiguilles"},
 })
+
+# report (branch "report"): statuses every clearance check can have, legends of the pictures
+STRINGS.update({
+    "status_covered": {"en": "covered by another measured structure", "fr": "couvert par une autre structure mesurée"},
+    "status_covered_by": {"en": "covered by {by}", "fr": "couvert par {by}"},
+    "covered_by_bony_canal": {"en": "its bony canal", "fr": "son canal osseux"},
+    "covered_by_spinal_canal": {"en": "the spinal canal", "fr": "le canal rachidien"},
+    "covered_by_containment": {"en": "containment in bone", "fr": "le confinement dans l'os"},
+    "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner"},
+    "hydro_alt_not_assessed": {"en": "NOT ASSESSED: {names}", "fr": "NON ÉVALUÉ : {names}"},
+    "semicolon": {"en": "; ", "fr": " ; "},
+    "cement_none_planned": {"en": "not applicable: no cement volume planned (no lesion found)",
+                            "fr": "sans objet : aucun volume de ciment prévu (pas de lésion trouvée)"},
+    "lesion_none_found": {"en": "none found on CT", "fr": "aucune trouvée sur le scanner"},
+    "path_projected": {"en": "dotted, faded: the path projected onto this plane (it lies out of the plane)",
+                       "fr": "pointillé, estompé : trajet projeté sur ce plan (il est hors du plan)"},
+    "instrument_end_on": {"en": "instrument Ø {d} mm seen end-on (circle)",
+                          "fr": "instrument Ø {d} mm vu en enfilade (cercle)"},
+    "screw_end_on": {"en": "screw Ø {d} mm seen end-on (disc)", "fr": "vis Ø {d} mm vue en enfilade (disque)"},
+})
+
+# report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)
+_PATTERNS_FR.extend([
+    (r"covered by the spinal-canal clearance \(the bony canal contains the cord\)",
+     "couvert par la distance au canal rachidien (le canal osseux contient la moelle)", ()),
+    (r"assessed by its bony canal \(foramen transversarium\), not the vessel",
+     "évaluée par son canal osseux (foramen transversaire), pas par le vaisseau", ()),
+    (r"not segmented; covered by containment: the instrument stays ([\d.]+) mm or more inside the target bone from "
+     r"its bone entry to its tip, and this structure lies outside that bone",
+     "non segmenté ; couvert par le confinement : l'instrument reste à {0} mm ou plus à l'intérieur de l'os cible "
+     "de son entrée osseuse à sa pointe, et cette structure est hors de cet os", ()),
+])

@@ -420,6 +420,8 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     for p in (path, *others):
         _draw_path(ax, plane, p, view, label=p.short_label if others else None)
     handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
+    if view != "down_path" and not all(path_in_plane(plane, p) for p in (path, *others)):
+        handles.append(projected_path_handle(lang))  # the dotted band is the path projected, not in this plane
     if path.margins_mm:
         handles.append(Line2D([], [], color="white", lw=1, ls="--", label=t("margin_outline", lang)))
     labels = draw_orientation(ax, plane.u, plane.v, outside=True, lang=lang)  # in the band around the image, off the anatomy
@@ -440,6 +442,24 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
     return fig
 
 
+def path_in_plane(plane: Plane, path: PathSpec, tol_mm: float = 1e-3) -> bool:
+    """True when the path lies in *plane* (parallel to it and through it, within *tol_mm*); otherwise a reformat
+    draws it projected onto the plane (dotted, faded) and its legend says so (:func:`projected_path_handle`)."""
+    return bool(abs(path.direction @ plane.normal) < tol_mm
+                and abs((path.target_lps_mm - plane.centre_lps_mm) @ plane.normal) < tol_mm)
+
+
+def projected_path_handle(lang: str = "en"):
+    """Legend entry of a path drawn projected onto a plane it is not in: dotted outline, faded fill (as drawn)."""
+    from matplotlib.patches import Patch
+
+    from osteoplan.views.i18n import t
+
+    r, g, b = INSTRUMENT_COLOR[:3]
+    return Patch(facecolor=(r, g, b, 0.12), edgecolor=(r, g, b, 0.9), linestyle=":", linewidth=1.2,
+                 label=t("path_projected", lang))
+
+
 def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = None) -> None:
     """Draw one path on a reformat: the instrument band at its real diameter (solid in the plane, dotted
     when projected), the screw, the skin and bone entries and the target; *label* beside it (:func:`_label_path`)."""
@@ -448,8 +468,7 @@ def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = 
     r_instr = path.instrument_diameter_mm / 2.0
     skin2, bone2, tgt2 = (plane.to_2d(p) for p in (path.skin_entry_lps_mm, path.bone_entry_lps_mm,
                                                     path.target_lps_mm))
-    in_plane = abs(path.direction @ plane.normal) < 1e-3 and abs((path.target_lps_mm - plane.centre_lps_mm)
-                                                                 @ plane.normal) < 1e-3
+    in_plane = path_in_plane(plane, path)
     icol = hex_color(INSTRUMENT_COLOR)
     scol = hex_color(SCREW_COLOR)
     if view == "down_path":

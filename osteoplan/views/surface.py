@@ -30,6 +30,22 @@ _ALPHA = {"bone": 0.2, "mandible": 0.25, "vertebrae_C1": 0.3, "vertebrae_C2": 0.
           "spinal_canal": 0.3, "airway": 0.2, "pharynx": 0.2, "trachea": 0.2, "larynx": 0.2}
 
 
+#: Opacity of the target bone (the vertebra of the paths' level) and of the lesion: drawn over the structures
+#: around them (:func:`_draw_rank`), the target bone translucent enough to show the lesion and the screw inside it.
+TARGET_ALPHA = {"target": 0.45, "lesion": 0.9}
+
+
+def _draw_rank(name: str, targets: set[str], depth_mm: float) -> tuple[int, float]:
+    """Drawing order of a surface in the 3D view (sorted ascending: drawn first = painted over).
+
+    matplotlib draws the collections in the order given (``computed_zorder=False``, so that the path is never
+    hidden), not by depth: the surfaces are painted back to front by the depth of their centroid along the line of
+    sight (*depth_mm*, larger = nearer the viewer), then the target bone and the lesion inside it last, so that
+    the spinal canal behind C2 or the translucent pharynx in front of it does not paint over what is treated.
+    """
+    return (2 if name == "lesion" else 1 if name in targets else 0, depth_mm)
+
+
 #: Light direction (LPS, towards the light): from anterior, above and the patient's left.
 _LIGHT = np.array([0.35, -0.85, 0.4]) / np.linalg.norm([0.35, -0.85, 0.4])
 
@@ -152,11 +168,13 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
     ax.computed_zorder = False
     handles = []
     levels = tuple(f"vertebrae_{p.level}" for p in paths if getattr(p, "level", None))
+    targets = set(levels) or {"vertebrae_C2"}  # the target bone: the paths' levels (C2 for the dens screw)
+    eye = np.array([np.cos(np.radians(elev_deg)) * np.cos(np.radians(azim_deg)),
+                    np.cos(np.radians(elev_deg)) * np.sin(np.radians(azim_deg)), np.sin(np.radians(elev_deg))])
+    surfaces = []
     for name in SURFACE_STRUCTURES + tuple(dict.fromkeys(n for n in levels if n not in SURFACE_STRUCTURES)):
         if labelmap is None or not labelmap.has(name):
             continue
-        if name == "bone" and any(labelmap.has(v) for v in ("vertebrae_C2",)):
-            pass
         mask = crop.mask(labelmap.get(name))
         if name == "airway":  # the union of its parts: drawn (and named) only where no part is
             for part in AIRWAY_PARTS:
@@ -172,12 +190,15 @@ def surface_figure(volume: Volume, labelmap, path: PathSpec | None, *, lang: str
         nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
         shade = 0.35 + 0.65 * np.abs(nrm @ _LIGHT)
         fc = np.clip(np.asarray(col)[None, :] * shade[:, None], 0, 1)
-        alpha = _ALPHA.get(name, 0.3 if name.startswith("vertebrae_") else 0.85)  # bone translucent: needles inside
+        alpha = TARGET_ALPHA.get(name if name in ("lesion",) else ("target" if name in targets else ""),
+                                 _ALPHA.get(name, 0.3 if name.startswith("vertebrae_") else 0.85))
         pc = Poly3DCollection(tri, facecolors=np.c_[fc, np.full(len(fc), alpha)],
                               edgecolors="none")
         pc.set_gid(name)  # which structure this surface is (the legend names exactly the surfaces drawn)
-        ax.add_collection3d(pc)
+        surfaces.append((_draw_rank(name, targets, float(verts.mean(axis=0) @ eye)), pc))
         handles.append(Line2D([], [], color=hex_color(col), lw=4, label=t(name, lang)))
+    for _, pc in sorted(surfaces, key=lambda x: x[0]):  # back to front, the target bone and lesion last
+        ax.add_collection3d(pc)
     for p in paths:
         _draw_path_3d(ax, p, label=p.short_label if others else None)
     if path is not None:
@@ -208,7 +229,8 @@ def draw_axis_letters(ax, centre_lps_mm: np.ndarray, half_size_mm: float, elev_d
 
     Each visible LPS axis (:func:`visible_axis_labels`) is projected through the camera from the scene's centre;
     its end letters (L and R, S and I) are written just outside the image box where the projected axis, prolonged,
-    crosses the box's edge: on the line from the centre through the axis end, so the letter is unambiguous, and
+    crosses the box's edge, set at the middle of that edge (R and L at the same height, S and I at the same
+    abscissa; the side is the one the prolonged axis meets, so the letter is unambiguous), and
     in the band around the image (:data:`osteoplan.views.render.LETTER_GUTTER_IN`), so it hides no structure.
     Call it once the figure has its final size (after :func:`osteoplan.views.render.layout_with_legend`).
     The letters are written for *lang* (:func:`osteoplan.locale_fmt.orientation_letters`: French D / G).
@@ -245,8 +267,11 @@ def draw_axis_letters(ax, centre_lps_mm: np.ndarray, half_size_mm: float, elev_d
             if np.max(np.abs(dn)) < 1e-9:
                 continue
             edge = dn / np.max(np.abs(dn))            # where the prolonged axis meets the box, in [-1, 1]^2
-            xy = tuple(to_axes.transform(c + edge * np.array([(x1 - x0) / 2.0, (y1 - y0) / 2.0])))
             horizontal = abs(edge[0]) >= abs(edge[1]) - 1e-9
+            # a letter beside a side of the box sits at the box's mid-height (R and L level with each other),
+            # one above or below it at its mid-width: the side is the one the prolonged axis meets
+            edge = np.array([np.sign(edge[0]), 0.0]) if horizontal else np.array([0.0, np.sign(edge[1])])
+            xy = tuple(to_axes.transform(c + edge * np.array([(x1 - x0) / 2.0, (y1 - y0) / 2.0])))
             off = (4.0 * np.sign(edge[0]), 0.0) if horizontal else (0.0, 4.0 * np.sign(edge[1]))
             ha = ("left" if edge[0] > 0 else "right") if horizontal else "center"
             va = "center" if horizontal else ("bottom" if edge[1] > 0 else "top")

@@ -45,10 +45,12 @@ def test_info_json_and_series_choice(tmp_path, capsys):
     assert vol["origin_lps_mm"] == [-6.0, -8.0, -4.0]
 
 
-def test_info_reports_gap_and_exits_1(tmp_path, capsys):
+def test_info_reports_gap_and_exits_2(tmp_path, capsys):
     synth.write_series(tmp_path, depths=[0, 2, 4, 8, 10])
-    code, out, _ = run(capsys, "info", str(tmp_path))
-    assert code == 1 and "Cannot read the chosen series: Gap" in out and "(-6.00, -8.00, 2.00)" in out
+    code, out, err = run(capsys, "info", str(tmp_path))
+    assert code == 2 and "problem        Gap in the series" in out and "(-6.00, -8.00, 2.00)" in out
+    assert err.startswith("error: the input (argument PATH): series 1 is not plannable as it stands: Gap")
+    assert "add --allow-gaps" in err and "allow_gaps" not in out + err
     code, out, _ = run(capsys, "info", "--allow-gaps", str(tmp_path))
     assert code == 0 and "gap interpolated" in out
 

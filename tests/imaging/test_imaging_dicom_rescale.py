@@ -94,8 +94,10 @@ def test_info_does_not_call_an_invalid_rescale_plannable(tmp_path, capsys):
     listing = describe(scan(tmp_path))
     assert "RescaleIntercept is not finite" in listing[0]["hu_problem"]
     code = main(["info", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert code == 1
+    out, err = capsys.readouterr()
+    assert code == 2
     assert "plannable      yes" not in out and "warnings       none" not in out
     assert "plannable      not as it stands" in out and "HU range" not in out
-    assert "Cannot read the chosen series: Invalid Hounsfield-unit rescale in the slice at" in out
+    assert "problem        Invalid Hounsfield-unit rescale in the slice at" in out
+    assert err.startswith("error: the input (argument PATH): series 1 is not plannable as it stands: Invalid "
+                          "Hounsfield-unit rescale in the slice at")

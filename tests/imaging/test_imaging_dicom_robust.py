@@ -66,7 +66,8 @@ def test_non_finite_geometry_skips_the_image_and_names_the_gap(tmp_path, capsys,
         read_volume(tmp_path)
     code, out, err = _info(capsys, tmp_path, "--json")
     info = json.loads(out)  # nothing (LAPACK) printed on stdout around the JSON
-    assert code == 1 and "left out" in info["chosen"]["error"] and "unexpected" not in err
+    assert code == 2 and "left out" in info["chosen"]["error"] and "unexpected" not in err
+    assert err.startswith("error: the input (argument PATH): series 1 is not plannable as it stands: An image")
 
 
 def test_1100_nested_folders_are_not_searched_past_the_limit(tmp_path):
@@ -108,7 +109,7 @@ def test_one_slice_far_away_is_refused_with_the_measured_extent(tmp_path, capsys
                                                rf"any CT \(3000 mm\).*\(-6.00, -8.00, {shown}\) mm LPS"):
         read_volume(tmp_path)
     code, out, err = _info(capsys, tmp_path, "--json")
-    assert code == 1 and len(out) < 20_000 and json.loads(out)["chosen"]["error"]
+    assert code == 2 and len(out) < 20_000 and json.loads(out)["chosen"]["error"] and err.count("\n") == 1
 
 
 def test_number_of_frames_2_31_is_refused_quickly(tmp_path):

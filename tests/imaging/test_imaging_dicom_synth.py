@@ -279,8 +279,12 @@ def test_truncated_file_makes_series_incomplete(tmp_path):
 def test_truncated_header_becomes_a_named_gap(tmp_path):
     s = synth.write_series(tmp_path, shuffle=False)
     synth.truncate_file(s.files[5], 0.05)  # cut inside the header: not even a readable DICOM header
-    with pytest.raises(DicomSeriesError, match=r"Gap.*\(-6.00, -8.00, 6.00\)"):
+    with pytest.raises(DicomSeriesError, match=r"img005.dcm and the series misses InstanceNumber\(s\) 7 \(gap: 1 "
+                       r"slice\(s\) missing at \(-6.00, -8.00, 6.00\).*Re-export or re-copy it.$") as e:
         read_volume(tmp_path)
+    assert "allow_gaps" not in str(e.value)  # a lost file is not interpolated: allow_gaps would not help
+    with pytest.raises(DicomSeriesError, match=r"gap: 1 slice\(s\) missing at \(-6.00, -8.00, 6.00\)"):
+        read_volume(tmp_path, allow_gaps=True)
 
 
 def test_truncated_copy_of_a_present_slice_is_skipped(tmp_path):

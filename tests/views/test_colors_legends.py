@@ -134,8 +134,12 @@ class TestLegends:
     def test_every_fluoroscopy_view_lists_the_instrument(self, case, view):
         vol, lm, path = case
         labels = legend_labels(drr_figure(vol, path, view, lm, n_pixels=160))
-        _assert_path_entries(labels, points=("Target",) if view == "bullseye" else ("Skin entry", "Bone entry",
-                                                                                     "Target"))
+        if view == "bullseye":  # seen end-on: the circles drawn, not the bands of the other views (legend = drawn)
+            assert labels[-3:] == ["instrument Ø 3.0 mm seen end-on (circle)", "screw Ø 4.0 mm seen end-on (disc)",
+                                   "Target"], labels
+            assert not any("skin → target" in s or s.startswith("screw Ø 4.0 ×") for s in labels)
+        else:
+            _assert_path_entries(labels)
         for s in ("left vertebral artery canal (foramen transversarium)", "right internal jugular vein", "lesion"):
             assert s in labels
         if view != "bullseye":   # the arteries lie inside their canals: outlined too (not hidden behind them)

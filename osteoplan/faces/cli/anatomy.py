@@ -151,8 +151,9 @@ def _segment(args: argparse.Namespace) -> int:
         _check_output_folder(out, args.force, flag="--out")
     if not ct.exists():
         raise InputError(f"{ARGUMENT_NAMES['ct']}: not found; check the path.")
-    if args.masks and not Path(args.masks).exists():
-        raise InputError("--masks: not found; check the path.")
+    from osteoplan.cliargs import check_masks_path
+
+    check_masks_path(args.masks)
     with step("reading the CT"):
         volume = read_ct_from_args(ct, args)
     with step("segmenting"):

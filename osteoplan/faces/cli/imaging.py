@@ -20,7 +20,8 @@ def register(sub) -> None:
              "warnings and the one chosen",
         description="List the series found (UID, description, images, spacing, kernel, modality, image type), "
                     "their geometry and problems, which series is chosen for planning and why, and the volume "
-                    "read from it. Exit code 0 when a plannable volume was read, 1 when none could be.",
+                    "read from it. Exit code 0 when a plannable volume was read, 2 when none could be (the last "
+                    "line on stderr says why), 1 on an internal error.",
     )
     p.add_argument("path", help="DICOM folder (searched recursively), zip of DICOM, DICOM file, NIfTI or NRRD")
     p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
@@ -69,8 +70,9 @@ def _collect_info(args) -> dict[str, Any]:
     if path.is_file() and not name.endswith(".zip"):
         import zipfile
 
-        from osteoplan.imaging.io import _is_dicom_file
+        from osteoplan.imaging.io import _is_dicom_file, check_not_cut_zip
 
+        check_not_cut_zip(path)  # a zip cut short is damaged, not an unsupported format
         if not zipfile.is_zipfile(path) and not _is_dicom_file(path):
             raise InputError(f"Unsupported input {safe_path(path)}: give a DICOM folder, a zip of DICOM, a DICOM "
                              "file, a NIfTI or an NRRD file.")
@@ -89,7 +91,7 @@ def _collect_info(args) -> dict[str, Any]:
                 raise SeriesSelectionError(str(exc) + volume_file_hint(path)) from None
             if not result.series or args.series_uid:  # nothing found, or the user's own choice is wrong
                 raise
-            out["chosen"] = {"reason": "none", "error": str(exc)}  # still list what was found (exit 1)
+            out["chosen"] = {"reason": "none", "error": str(exc)}  # still list what was found (exit 2)
             return out
         except OsteoplanError as exc:  # every series rejected (localizer, Secondary Capture, not CT...)
             if not result.series or args.series_uid:
@@ -102,8 +104,11 @@ def _collect_info(args) -> dict[str, Any]:
             vol = dicom_series.read_series(result, series, allow_gaps=args.allow_gaps,
                                            resample_uniform=args.resample_uniform, why=why)
             chosen["volume"] = _volume_summary(vol)
-        except OsteoplanError as exc:
+        except OsteoplanError as exc:  # the headers looked plannable, the images are not (truncated file, gap...)
             chosen["error"] = str(exc)
+            entry = out["series"][idx - 1]
+            entry["plannable"] = False
+            entry["read_problem"] = str(exc)
         out["chosen"] = chosen
     return out
 
@@ -147,15 +152,17 @@ def _print_human(info: dict[str, Any]) -> None:
             w(f"  geometry       {' x '.join(str(x) for x in g['shape_kji'])} voxels (slice, row, column), spacing "
               f"{' x '.join(f'{x:g}' for x in g['spacing_kji_mm'])} mm, origin {_fmt_vec(g['origin_lps_mm'])} mm LPS"
               + (f", tilt {g['tilt_deg']:g} deg" if g.get("tilt_deg") else "") + "\n")
-        if s.get("geometry_problem"):
+        if s.get("geometry_problem") and not s.get("read_problem"):  # reading it said more: shown below
             w(f"  problem        {s['geometry_problem']}\n")
         if s.get("hu_problem"):
             w(f"  problem        {s['hu_problem']}\n")
         for note in s.get("hu_notes") or []:
             w(f"  note           {note}\n")
-        if not s["plannable"]:
+        if s.get("read_problem"):
+            w(f"  problem        {s['read_problem']}\n")
+        if s.get("rejection"):
             w(f"  plannable      no: {s['rejection']}\n")
-        elif s.get("geometry_problem") or s.get("hu_problem"):
+        elif s.get("read_problem") or s.get("geometry_problem") or s.get("hu_problem"):
             w("  plannable      not as it stands: see the problem above\n")
         else:
             w("  plannable      yes\n")
@@ -184,20 +191,43 @@ def _print_human(info: dict[str, Any]) -> None:
         w(f"  warnings       {'none' if not warns else ''}\n")
         for x in warns:
             w(f"    - {x}\n")
-    if chosen.get("error"):
-        w(f"{'Cannot read the chosen series' if chosen.get('index') else 'No series read'}: {chosen['error']}\n")
+    # a chosen series that cannot be read: its problem is in its block above, and cmd_info's last line (stderr)
+
+
+def _with_cli_wording(obj):
+    """*obj* (the info dict) with the reading API's options named as command-line options in every text."""
+    from osteoplan.cliargs import cli_wording
+
+    if isinstance(obj, str):
+        return cli_wording(obj)
+    if isinstance(obj, dict):
+        return {k: _with_cli_wording(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_with_cli_wording(v) for v in obj]
+    return obj
 
 
 def cmd_info(args) -> int:
+    """``osteoplan info``: the report on stdout; when no plannable volume could be read, one line ``error: ...`` on
+    stderr and exit 2 (bad input: the same for a folder and for the same files zipped)."""
     from osteoplan.cliargs import ARGUMENT_NAMES, blame
 
     with blame(ARGUMENT_NAMES["path"]):
-        info = _collect_info(args)
+        info = _with_cli_wording(_collect_info(args))
     if args.json:
         sys.stdout.write(json.dumps(info, indent=2, default=_json_default) + "\n")
     else:
         _print_human(info)
-    return 0 if (info.get("chosen") or {}).get("volume") else 1
+    chosen = info.get("chosen") or {}
+    if chosen.get("volume"):
+        return 0
+    if chosen.get("index"):
+        what = f"series {chosen['index']} is not plannable as it stands"
+    else:
+        what = "no plannable series"
+    sys.stdout.flush()  # the report first, then the reason as the last line
+    sys.stderr.write(f"error: {ARGUMENT_NAMES['path']}: {what}: {chosen.get('error') or 'nothing could be read'}\n")
+    return 2
 
 
 def _json_default(o):

@@ -199,7 +199,7 @@ def _profiled(handler):
 
 
 def _plan_cmd(args: argparse.Namespace) -> int:
-    from osteoplan.cliargs import build_anatomy_from_args, read_ct_from_args
+    from osteoplan.cliargs import build_anatomy_from_args, check_level_options, check_masks_path, read_ct_from_args
     from osteoplan.planning.protocol import load_protocol
     from osteoplan.progress import step
 
@@ -209,11 +209,8 @@ def _plan_cmd(args: argparse.Namespace) -> int:
     with blame("--protocol"):
         protocol = load_protocol(args.protocol)  # a bad protocol fails before the long steps
     _with_needles(protocol, args.needles, args.side)  # so do conflicting options
-    if args.level is not None:
-        from osteoplan.planning.procedures.vertebroplasty import parse_levels
-
-        with blame("--level"):
-            parse_levels(args.level)
+    check_level_options(protocol, args.level, args.level_point)  # and a level the protocol does not plan
+    check_masks_path(args.masks)
     with step("reading the CT"):
         volume = read_ct_from_args(args.ct, args)
     with blame("--protocol"):

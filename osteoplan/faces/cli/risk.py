@@ -112,8 +112,9 @@ def _risk(args: argparse.Namespace) -> int:
     ct = Path(args.ct)
     if not ct.exists():
         raise InputError(f"{ARGUMENT_NAMES['ct']}: not found; check the path.")
-    if args.masks and not Path(args.masks).exists():
-        raise InputError("--masks: not found; check the path.")
+    from osteoplan.cliargs import check_masks_path
+
+    check_masks_path(args.masks)
     for option, value in (("--out", args.out), ("--plot", args.plot)):
         if value:
             _check_output_file(value, option)

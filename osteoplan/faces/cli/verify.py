@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, positive_int
 
 
 def _fmt(v) -> str:
@@ -141,7 +141,7 @@ def register(sub) -> None:
     p.add_argument("control_ct", metavar="CONTROL_CT", help="control CT: DICOM folder or zip, NIfTI or NRRD")
     p.add_argument("--stage", choices=("trocar", "pin", "screw"), default="pin",
                    help="which instrument is in place (default pin); 'screw' adds the post-operative figures")
-    p.add_argument("--instrument", type=int, default=None, metavar="N",
+    p.add_argument("--instrument", type=positive_int, default=None, metavar="N",
                    help="when several instruments are found, the one to measure (as numbered in the message)")
     p.add_argument("--out", default=None, help="folder to write verify.json, the images (verify.png: reformats, "
                    "verify_drr.png: simulated fluoroscopy) and the page (verify.html, verify.pdf) into")

@@ -57,6 +57,9 @@ class Procedure:
     target_model: type[BaseModel] = BaseModel
     #: Extra hard constraints this procedure adds (name -> description), checked after the bone-entry ones.
     extra_constraints: dict[str, str] = {}
+    #: The vertebra levels this procedure plans, or None when any level may be asked (``levels`` / ``--level``);
+    #: the command line refuses another level before reading the CT.
+    planned_levels: tuple[str, ...] | None = None
     #: Name of the direction-cone axis (the constraint ``angles.axis_max_deg`` and the objective term use it).
     axis_name: str = "axis"
 

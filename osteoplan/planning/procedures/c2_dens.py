@@ -77,6 +77,7 @@ class C2DensScrew(Procedure):
     """The C2 dens screw: one site (C2), the tip in the apex zone, the thread across the waist."""
 
     name = "c2-dens-screw"
+    planned_levels = ("C2",)
     title = "C2 dens cannulated screw + cementoplasty"
     registry_type = "c2_screw"
     target_model = DensTarget
