@@ -901,7 +901,8 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     px_iso = geo.pixel_mm[0] / geo.magnification
     span = n_pixels * px_iso
     bar = nice_length(span)
-    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels, label=f"{bar:g} mm @ iso")
+    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels,
+                   label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
     if view == "bullseye":  # the instrument and screw are seen end-on there: circles, as drawn
         handles += end_on_legend_handles(path, lang)
     else:
@@ -918,8 +919,9 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
                  fontsize=10.5, pad=4 + 72 * LETTER_GUTTER_IN, linespacing=1.3)
     layout_with_legend(fig, ax, handles, note_in=0.22, title_in=0.75 if carm else 0.55, gutter_in=LETTER_GUTTER_IN)
     fig.text(0.5, ax.get_position().y0 - (LETTER_GUTTER_IN + 0.02) / fig.get_figheight(),
-             f"SDD {geo.source_detector_mm:.0f} mm, SOD {geo.source_isocentre_mm:.0f} mm, "
-             f"detector {geo.detector_size_mm[0]:.0f}×{geo.detector_size_mm[1]:.0f} mm, {n_pixels}² px",
+             t("drr_footer", lang).format(sdd=f"{geo.source_detector_mm:.0f}", sod=f"{geo.source_isocentre_mm:.0f}",
+                                          w=f"{geo.detector_size_mm[0]:.0f}", h=f"{geo.detector_size_mm[1]:.0f}",
+                                          n=n_pixels),
              color="#bbbbbb", ha="center", va="top", fontsize=7.5)
     fig._osteoplan_labels = labels
     fig._osteoplan_caption = caption

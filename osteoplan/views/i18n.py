@@ -264,6 +264,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "other_bone": {"en": "other bone on the way", "fr": "autre os sur le trajet"},
     "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
+    # simulated fluoroscopy: scale bar (length at the isocentre plane) and the C-arm geometry under the image
+    "scale_at_iso": {"en": "{bar} mm @ iso", "fr": "{bar} mm à l'isocentre"},
+    "drr_footer": {"en": "SDD {sdd} mm, SOD {sod} mm, detector {w}×{h} mm, {n}² px",
+                   "fr": "distance source-détecteur {sdd} mm, source-isocentre {sod} mm, détecteur {w}×{h} mm, "
+                         "{n}² px"},
 }
 
 
@@ -727,6 +732,11 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
      r"voxel \(([\d.]+) mm\) or more; re-plan on a thin-slice CT \(<= 1 mm\) before use\.",
      "Scanner à voxels grossiers ({0} mm) : distances, confinement et repères de l'odontoïde incertains d'environ un "
      "demi-voxel ({1} mm) ou plus ; replanifier sur un scanner en coupes fines (≤ 1 mm) avant utilisation.", ()),
+    (r"Coarse CT \(([\d.]+) mm voxels\): clearances, containment and the pedicle and body landmarks are uncertain by "
+     r"about half a voxel \(([\d.]+) mm\) or more; re-plan on a thin-slice CT \(<= 1 mm\) before use\.",
+     "Scanner à voxels grossiers ({0} mm) : distances, confinement et repères du pédicule et du corps incertains "
+     "d'environ un demi-voxel ({1} mm) ou plus ; replanifier sur un scanner en coupes fines (≤ 1 mm) avant "
+     "utilisation.", ()),
     (r"Not assessed \(not segmented, never reported as clear\): (.+)\.",
      "Non évalué (non segmenté, jamais déclaré à distance) : {0}.", (0,)),
     (r"Not assessed \(not segmented\): (.+)\. Hydrodissection may still be needed\.",
@@ -745,6 +755,33 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
      "Mont'Alverne AJNR 2005;26:1641.", ()),
     (r"No lesion found by segmentation\. C2 reference (.+?) mL \(range (.+?) mL\), Mont'Alverne AJNR 2005;26:1641\.",
      "Aucune lésion trouvée par la segmentation. Référence C2 {0} mL (intervalle {1} mL), Mont'Alverne AJNR 2005;26:1641.", ()),
+    # implant diameter against the narrowest bone (osteoplan.planning.search.choose_diameter)
+    (r"Dens waist diameter unknown: smallest catalogue screw assumed; check the waist on the images\.",
+     "Diamètre du col de l'odontoïde inconnu : plus petite vis du catalogue retenue ; vérifier le col sur les "
+     "images.", ()),
+    (r"Pedicle isthmus diameter unknown: smallest needle assumed; check the pedicle on the images\.",
+     "Diamètre de l'isthme pédiculaire inconnu : plus petite aiguille retenue ; vérifier le pédicule sur les "
+     "images.", ()),
+    (r"Dens waist ([\d.]+) mm leaves less than ([\d.]+) mm of bone each side of even the thinnest screw "
+     r"\(([\d.]+) mm\): discuss the indication\.",
+     "Col de l'odontoïde de {0} mm : moins de {1} mm d'os de chaque côté même avec la vis la plus fine ({2} mm) : "
+     "discuter l'indication.", ()),
+    (r"Pedicle isthmus ([\d.]+) mm leaves less than ([\d.]+) mm of bone each side of even the thinnest needle "
+     r"\(([\d.]+) mm\): discuss the indication\.",
+     "Isthme pédiculaire de {0} mm : moins de {1} mm d'os de chaque côté même avec l'aiguille la plus fine ({2} mm) : "
+     "discuter l'indication.", ()),
+    # cement walls (osteoplan.planning.cement): the neighbour named and how it was judged
+    (r"canal", "canal rachidien", ()),
+    (r"vertebral_artery_left \(transverse foramen\)", "artère vertébrale gauche (foramen transversaire)", ()),
+    (r"vertebral_artery_right \(transverse foramen\)", "artère vertébrale droite (foramen transversaire)", ()),
+    (r"no breach; distance from the lesion", "pas de rupture ; distance mesurée depuis la lésion", ()),
+    (r"lesion not segmented", "lésion non segmentée", ()),
+    (r"neighbour not segmented: not assessed", "voisin non segmenté : non évalué", ()),
+    (r"neighbour segmented but empty", "voisin segmenté mais vide", ()),
+    (r"Lesion not segmented: cement volume not tailored\.", "Lésion non segmentée : volume de ciment non adapté.", ()),
+    (r"No lytic lesion found: cementoplasty not indicated by the images\.",
+     "Aucune lésion lytique trouvée : cimentoplastie non indiquée par les images.", ()),
+    (r"C2 not segmented: breached walls not assessed\.", "C2 non segmentée : parois rompues non évaluées.", ()),
     (r"NOT segmented \(not assessed\): (.+)", "NON segmenté (non évalué) : {0}", (0,)),
     (r"provided masks: (.+)", "masques fournis : {0}", (0,)),
     (r"lesion: none found in C2", "lésion : aucune trouvée dans C2", ()),
@@ -847,6 +884,8 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
                 continue  # an unknown inner sentence: try the other patterns, else keep the English
             for i, d in zip(nested, done):
                 groups[i] = d
+        if pat.startswith(r"CT rigidity: max loss"):  # the region of the weakest section (osteoplan.risk.rigidity)
+            groups[2] = {"dens": "odontoïde", "body": "corps", "section": "section"}.get(groups[2], groups[2])
         if pat.startswith("the given point lies below the first level"):
             groups[0] = groups[0].replace(" then ", " puis ")
         if pat.startswith("No feasible path among"):

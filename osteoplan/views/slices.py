@@ -8,7 +8,8 @@ with the patient's left on the image right, sagittal with anterior on the left, 
 only: outlines are the boundary pixels of each structure's mask sampled on the plane (nearest voxel), the margin
 is the boundary of the region within the margin (Euclidean distance map of the structure, computed once per
 plan), the instrument is the set of pixels whose point lies inside its cylinder (its cut by the plane) and the
-path's projection is a dotted line. The legend, orientation letters and scale are left to the page.
+path's projection is a dotted line. The legend, orientation letters and scale are left to the page. Like the
+report's overview pictures, every slice shows the whole path, skin entry to target (:func:`slice_frame`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, structure_color
-from osteoplan.views.geometry import PathSpec
-from osteoplan.views.reformat import NOT_OUTLINED, Plane, _structure_fields, view_plane
+from osteoplan.views.geometry import PATH_MARGIN_MM, PathSpec, fit_square_frame
+from osteoplan.views.reformat import NOT_OUTLINED, STANDARD_AXES, Plane, _structure_fields, view_plane
 
 #: The viewer's planes (through the target) and their window presets (level, width) in HU. Configurable
 #: defaults, the usual CT presets (Radiopaedia, "Windowing (CT)": bone W 1800 / L 400; soft tissue W 400 / L 40).
@@ -29,7 +30,8 @@ VIEWER_PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal", "path_oblique"
 PLANE_TITLES: dict[str, str] = {"axial": "axial", "coronal": "coronal", "sagittal": "sagittal",
                                 "path_oblique": "along the path", "path_oblique_orthogonal": "along the path, 90°"}
 WINDOW_PRESETS_HU: dict[str, tuple[float, float]] = {"bone": (400.0, 1800.0), "soft_tissue": (40.0, 400.0)}
-#: Field of view (mm) and pixel size (mm) of the viewer's slices (configurable defaults).
+#: Smallest field of view (mm) and pixel size (mm) of the viewer's slices (configurable defaults). The axial,
+#: coronal and sagittal slices grow from FOV_MM to hold the whole path (:func:`slice_frame`).
 FOV_MM = 110.0
 PIXEL_MM = 0.4
 
@@ -70,14 +72,42 @@ def make_scene(volume, path: PathSpec, labelmap=None) -> SliceScene:
     return scene
 
 
+def slice_frame(path: PathSpec, view: str, min_fov_mm: float = FOV_MM,
+                margin_mm: float = PATH_MARGIN_MM) -> tuple[np.ndarray, float]:
+    """Centre (3,) LPS mm and side (mm) of an axial, coronal or sagittal viewer slice at offset 0.
+
+    The rule of the report's overview pictures (:func:`osteoplan.views.geometry.fit_square_frame`): the plane
+    passes through the target; within it the square frame holds the projections of the skin entry, the bone entry
+    and the target with *margin_mm*, centred on the target when they fit in *min_fov_mm*, otherwise grown and
+    moved to show the path from skin entry to target. Only these three points count (not the instrument's
+    radius nor the screw), so that the panes' pixel <-> LPS geometry the web page receives
+    (:func:`osteoplan.web.routers.adjust.pane_geometry`, built from the three points) is exactly the one drawn.
+
+    Raises
+    ------
+    ValueError
+        *view* is not axial, coronal or sagittal.
+    """
+    if view not in STANDARD_AXES:
+        raise ValueError(f"unknown standard view {view!r}; choose one of {', '.join(STANDARD_AXES)}")
+    u, v = (np.asarray(x, float) for x in STANDARD_AXES[view])
+    tgt = path.target_lps_mm
+    rel = np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, tgt]) - tgt
+    c2, fov = fit_square_frame(np.stack([rel @ u, rel @ v], axis=-1), min_fov_mm, margin_mm)
+    return tgt + c2[0] * u + c2[1] * v, fov
+
+
 def slice_plane(path: PathSpec, view: str, offset_mm: float = 0.0, fov_mm: float | None = None,
                 pixel_mm: float = PIXEL_MM) -> Plane:
-    """The plane of *view* (through the target; the path planes through the path's middle), shifted by
-    *offset_mm* along its normal (u x v). Field of view: :data:`FOV_MM`, the path's length + 30 mm for the path
-    planes."""
-    if fov_mm is None and view in ("axial", "coronal", "sagittal"):
-        fov_mm = FOV_MM
-    p = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm)
+    """The plane of *view* shifted by *offset_mm* along its normal (u x v).
+
+    Axial, coronal and sagittal: through the target, framed by :func:`slice_frame` (at least :data:`FOV_MM`,
+    the whole path with :data:`osteoplan.views.geometry.PATH_MARGIN_MM`) unless *fov_mm* is given (then centred
+    on the target); the path planes: through the path's middle, the path's length + 30 mm."""
+    centre = None
+    if fov_mm is None and view in STANDARD_AXES:
+        centre, fov_mm = slice_frame(path, view)
+    p = view_plane(view, path, fov_mm=fov_mm, pixel_mm=pixel_mm, centre_lps_mm=centre)
     return Plane(p.centre_lps_mm + float(offset_mm) * p.normal, p.u, p.v, p.n_rows, p.n_cols, p.pixel_mm)
 
 
@@ -184,13 +214,18 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
 
 def offset_range_mm(view: str, path: PathSpec, volume, fov_mm: float = FOV_MM) -> tuple[float, float, float]:
     """(lowest, highest, step) offset (mm) of *view*'s slices: the CT's extent along the plane's normal around
-    the plane's centre, within +/- *fov_mm* / 2, by the CT's voxel size along that normal (at least 0.5 mm)."""
+    the plane's centre, within +/- *fov_mm* / 2 widened to reach the skin entry, the bone entry and the target
+    with :data:`osteoplan.views.geometry.PATH_MARGIN_MM` (a long path can be scrolled along whole), by the CT's
+    voxel size along that normal (at least 0.5 mm)."""
     p = slice_plane(path, view)
     nrm = p.normal
     shape = np.asarray(volume.shape, float)
     corners = np.array([[k, j, i] for k in (0, shape[0] - 1) for j in (0, shape[1] - 1) for i in (0, shape[2] - 1)])
     along = (volume.index_to_world(corners) - p.centre_lps_mm) @ nrm
-    lo, hi = max(float(along.min()), -fov_mm / 2), min(float(along.max()), fov_mm / 2)
+    on_path = (np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, path.target_lps_mm]) - p.centre_lps_mm) @ nrm
+    reach_lo = min(-fov_mm / 2, float(on_path.min()) - PATH_MARGIN_MM)
+    reach_hi = max(fov_mm / 2, float(on_path.max()) + PATH_MARGIN_MM)
+    lo, hi = max(float(along.min()), reach_lo), min(float(along.max()), reach_hi)
     per_mm = np.linalg.inv(volume.affine[:3, :3]) @ nrm     # index change per mm along the normal
     step = max(0.5, 1.0 / float(np.max(np.abs(per_mm))))
     return (np.floor(lo / step) * step, np.ceil(hi / step) * step, step)

@@ -3,7 +3,11 @@
 The control CT is sampled through the registration (``planning_from_control``) on planes or rays defined in
 the planning frame, so the plan (green, dashed) and the instrument found (red; dotted: pushed on to the
 target depth) are drawn on the same image. Every panel names its edges (L = patient left, S = superior,
-A = anterior...) and states its orientation in words; the figures are in English or French (:mod:`i18n`).
+A = anterior...; French G / D) outside the image, as the plan's pictures do, and states its orientation in words;
+the figures are in English or French (:mod:`i18n`). Like the plan's overview pictures, the panels along the
+instrument and the fluoroscopy views show the whole planned path, skin entry to target, the instrument found and
+the predicted tip, with :data:`osteoplan.views.geometry.PATH_MARGIN_MM` (:func:`verification_planes`,
+:func:`verification_drr_figure`).
 
 Reformats (:func:`verification_figure`), three panels:
 
@@ -31,16 +35,25 @@ from __future__ import annotations
 import numpy as np
 
 from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
+from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame
 from osteoplan.views.i18n import t
 from osteoplan.views.reformat import Plane, _signed, _unit, path_plane_axes
-from osteoplan.views.render import (DEFAULT_WINDOW_HU, draw_orientation, draw_scale_bar, figure_png, new_figure,
-                                    nice_length, orientation_caption, window)
+from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
+                                    new_figure, nice_length, orientation_caption, window)
 
 PLAN_COLOR = "#2ecc40"
 ACTUAL_COLOR = "#ff4136"
 
 #: The fluoroscopy views of the page (keys of :func:`osteoplan.views.drr.standard_geometry`).
 DRR_VIEWS = ("ap", "lateral", "bullseye")
+#: Smallest field of view (mm) of the panels along the instrument and of the panel across the plan (configurable
+#: defaults, no published source); both grow to hold what they must show (:func:`verification_planes`).
+ALONG_MIN_FOV_MM = 70.0
+ACROSS_MIN_FOV_MM = 36.0
+
+#: Layout of the three-panel figures (inches): image side, room for the legend below and the titles above; the
+#: orientation letters lie in a band of :data:`osteoplan.views.render.LETTER_GUTTER_IN` around each image.
+_IMAGE_IN, _LEGEND_IN, _TITLE_IN, _SUPTITLE_IN = 4.3, 0.5, 0.8, 0.45
 
 
 def _sample_control(control: Volume, planning_from_control: np.ndarray, plane: Plane) -> np.ndarray:
@@ -58,9 +71,43 @@ def _along(d: np.ndarray, w: np.ndarray, centre: np.ndarray, fov_mm: float, pixe
     return Plane(np.asarray(centre, float), _unit(u), _unit(v), n, n, pixel_mm)
 
 
+def _shown_points(result: dict, skin_entry_lps_mm, target_lps_mm) -> np.ndarray:
+    """The points the panels along the instrument and the fluoroscopy views must show (LPS mm, (n, 3)): the
+    planned skin entry and target, the instrument's rear end and tip, and the predicted tip when there is one."""
+    e, t_, tip, rear, pred = _points(result, skin_entry_lps_mm, target_lps_mm)
+    return np.array([e, t_, tip, rear] + ([pred] if pred is not None else []), float)
+
+
+def _framed(anchor: np.ndarray, u: np.ndarray, v: np.ndarray, points: np.ndarray, min_fov_mm: float,
+            pixel_mm: float) -> Plane:
+    """Plane (u, v) through *anchor*, square, holding *points* projected on it with :data:`PATH_MARGIN_MM`
+    (:func:`osteoplan.views.geometry.fit_square_frame`, the rule of the plan's overview pictures)."""
+    u, v = _unit(u), _unit(v)
+    rel = np.asarray(points, float) - anchor
+    c2, fov = fit_square_frame(np.stack([rel @ u, rel @ v], axis=-1), min_fov_mm, PATH_MARGIN_MM)
+    n = int(round(fov / pixel_mm))
+    return Plane(anchor + c2[0] * u + c2[1] * v, u, v, n, n, pixel_mm)
+
+
+def _along(d: np.ndarray, w: np.ndarray, anchor: np.ndarray, points: np.ndarray, pixel_mm: float) -> Plane:
+    if abs(d[2]) >= 0.7:  # steep: vertical, inferior down (head up), other axis towards the patient's left
+        v, u = _signed(d, (2, -1)), _signed(w, (0, 1), (1, 1))
+    else:
+        u, v = _signed(d, (0, 1), (1, 1)), _signed(w, (2, -1), (1, 1))
+    return _framed(np.asarray(anchor, float), u, v, points, ALONG_MIN_FOV_MM, pixel_mm)
+
+
 def verification_planes(result: dict, skin_entry_lps_mm, target_lps_mm, pixel_mm: float = 0.3
                         ) -> list[tuple[str, Plane]]:
-    """The three planes (i18n title key, Plane) of the reformats (see module docstring)."""
+    """The three planes (i18n title key, Plane) of the reformats (see module docstring).
+
+    Framing (the rule of the plan's overview pictures, :func:`osteoplan.views.geometry.fit_square_frame` with
+    :data:`osteoplan.views.geometry.PATH_MARGIN_MM`): the panels along the instrument are centred 15 mm behind
+    the tip when everything fits in :data:`ALONG_MIN_FOV_MM`, otherwise they grow and move to show the whole
+    planned path (skin entry to target), the instrument found (rear end to tip) and the predicted tip, projected
+    on the plane; the panel across the plan is centred on the target and grows from :data:`ACROSS_MIN_FOV_MM`
+    to hold the predicted tip (pixel 0.15 mm, at most 0.3 mm when it grows).
+    """
     tip = np.asarray(result["tip_lps_mm"], float)
     da = _unit(result["instrument"]["direction_unit"])
     t_, e = np.asarray(target_lps_mm, float), np.asarray(skin_entry_lps_mm, float)
@@ -71,13 +118,18 @@ def verification_planes(result: dict, skin_entry_lps_mm, target_lps_mm, pixel_mm
         w = path_plane_axes(da)[0]
     w = _unit(w)
     w2 = _unit(np.cross(da, w))
-    centre = tip - 15.0 * da
-    fov = 70.0
+    anchor = tip - 15.0 * da
+    shown = _shown_points(result, e, t_)
     a, b, _ = path_plane_axes(dp)
-    n = int(round(36.0 / 0.15))
-    across = Plane(t_, _unit(_signed(b, (0, 1), (1, 1))), _unit(_signed(a, (2, -1), (1, 1))), n, n, 0.15)
-    return [("verify_along", _along(da, w, centre, fov, pixel_mm)),
-            ("verify_along_orth", _along(da, w2, centre, fov, pixel_mm)),
+    pred = result.get("predicted_tip_lps_mm")
+    across_pts = np.array([t_] + ([np.asarray(pred, float)] if pred is not None else []))
+    across = _framed(t_, _signed(b, (0, 1), (1, 1)), _signed(a, (2, -1), (1, 1)), across_pts, ACROSS_MIN_FOV_MM,
+                     0.15)
+    if across.n_rows > 600:  # a miss far from the target: keep the image's size, coarser pixels
+        side = across.n_rows * across.pixel_mm
+        across = Plane(across.centre_lps_mm, across.u, across.v, 600, 600, side / 600)
+    return [("verify_along", _along(da, w, anchor, shown, pixel_mm)),
+            ("verify_along_orth", _along(da, w2, anchor, shown, pixel_mm)),
             ("verify_across", across)]
 
 
@@ -87,6 +139,38 @@ def _points(result: dict, skin_entry_lps_mm, target_lps_mm):
     pred = result.get("predicted_tip_lps_mm")
     pred = None if pred is None else np.asarray(pred, float)
     return (np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float), tip, rear, pred)
+
+
+def _panel_axes(fig, k: int):
+    """Axes of panel *k* (0..2) of a figure made by :func:`_panel_figure`: a square image with a band of
+    :data:`LETTER_GUTTER_IN` on its four sides for the orientation letters (drawn outside the image)."""
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    g = LETTER_GUTTER_IN
+    pitch = _IMAGE_IN + 2 * g + 0.1
+    return fig.add_axes([(0.1 + g + k * pitch) / w, (_LEGEND_IN + g) / h, _IMAGE_IN / w, _IMAGE_IN / h])
+
+
+def _panel_figure():
+    """Black figure sized for three square panels, their letters' bands, titles, the legend and the suptitle."""
+    g = LETTER_GUTTER_IN
+    w = 0.2 + 3 * (_IMAGE_IN + 2 * g + 0.1)
+    h = _LEGEND_IN + 2 * g + _IMAGE_IN + _TITLE_IN + _SUPTITLE_IN
+    fig = new_figure(w, h, 100)
+    fig.patch.set_facecolor("black")
+    return fig
+
+
+def _finish(fig, panels, lang: str, result: dict) -> None:
+    fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
+               fontsize=12.5, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14,
+                 y=1.0 - 0.08 / fig.get_figheight(), va="top")
+    fig._osteoplan_panels = panels
+
+
+def _title(ax, text: str) -> None:
+    """Panel title above the top orientation letter's band."""
+    ax.set_title(text, color="white", fontsize=12, pad=4 + 72 * LETTER_GUTTER_IN, linespacing=1.25)
 
 
 def _wrap(text: str, width: int = 48) -> str:
@@ -134,13 +218,12 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
 
     P = np.asarray(result["registration"]["planning_from_control"], float)
     e, t_, tip, rear, pred = _points(result, skin_entry_lps_mm, target_lps_mm)
-    fig = new_figure(15.0, 6.4, 100)
-    fig.patch.set_facecolor("black")
+    fig = _panel_figure()
     planes = verification_planes(result, e, t_)
     stroke = [pe.withStroke(linewidth=3, foreground="black")]
     panels = []
     for k, (key, pl) in enumerate(planes):
-        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.70])
+        ax = _panel_axes(fig, k)
         img = _sample_control(control, P, pl)
         ax.imshow(window(img, *window_hu), cmap="gray", extent=pl.extent, interpolation="bilinear")
         ax.set_xlim(pl.extent[0], pl.extent[1])
@@ -163,16 +246,14 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
             xy = pl.to_2d(p)
             ax.plot([xy[0]], [xy[1]], marker=mk, ms=11 if mk != "o" else 5, mew=2.2, color=col, ls="",
                     mfc="none" if mk == "o" else col, zorder=8, path_effects=stroke)
-        draw_orientation(ax, pl.u, pl.v, lang=lang)
+        labels = draw_orientation(ax, pl.u, pl.v, outside=True, lang=lang)  # in the band around the image
         span = pl.extent[1] - pl.extent[0]
         L = nice_length(span)
         draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
-        ax.set_title(f"{t(key, lang)}\n{_wrap(orientation_caption(pl.u, pl.v, lang))}", color="white", fontsize=12)
+        _title(ax, f"{t(key, lang)}\n{_wrap(orientation_caption(pl.u, pl.v, lang))}")
+        ax._osteoplan_labels = labels
         panels.append((key, pl, ax, img))
-    fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
-               fontsize=12.5)
-    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14)
-    fig._osteoplan_panels = panels
+    _finish(fig, panels, lang, result)
     return fig
 
 
@@ -208,18 +289,44 @@ def control_in_planning_frame(control: Volume, planning_from_control, centre_lps
     return Volume(arr, aff)
 
 
-def _drr_geometry(view: str, skin_entry_lps_mm, target_lps_mm, n_pixels: int, detector_mm: float):
-    from osteoplan.views.drr import standard_geometry
+def _drr_geometry(view: str, skin_entry_lps_mm, target_lps_mm, n_pixels: int, detector_mm: float,
+                  shown_lps_mm: np.ndarray | None = None, instrument_diameter_mm: float = 0.0):
+    """The C-arm of *view* (isocentre at the target), moved and its detector grown when needed so that every
+    point of *shown_lps_mm* projects inside it with :data:`PATH_MARGIN_MM` plus the instrument's radius
+    (:func:`osteoplan.views.drr.fit_path_geometry`, the rule of the plan's fluoroscopy views)."""
+    from osteoplan.views.drr import fit_path_geometry, standard_geometry
+    from osteoplan.views.geometry import PathSpec
 
     e, t_ = np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float)
-    return standard_geometry(view, t_, _unit(t_ - e), n_pixels=(n_pixels, n_pixels),
-                             detector_size_mm=(detector_mm, detector_mm))
+    geo = standard_geometry(view, t_, _unit(t_ - e), n_pixels=(n_pixels, n_pixels),
+                            detector_size_mm=(detector_mm, detector_mm))
+    if shown_lps_mm is None:
+        return geo
+    # each point as a (degenerate, target-to-point) path of fit_path_geometry: it frames their skin entries
+    d_mm = float(instrument_diameter_mm)
+    paths = [PathSpec(q, q, t_, instrument_diameter_mm=d_mm) for q in np.asarray(shown_lps_mm, float)
+             if np.linalg.norm(q - t_) > 1e-6]
+    return fit_path_geometry(geo, paths) if paths else geo
+
+
+def _drr_volume_box(shown_lps_mm: np.ndarray, min_half_size_mm: float = 80.0) -> tuple[np.ndarray, float]:
+    """(centre (3,) LPS mm, half side mm) of the planning-frame cube the fluoroscopy views resample: the box of
+    the shown points grown by :data:`PATH_MARGIN_MM` plus 40 mm of surrounding anatomy (configurable default, no
+    published source), at least *min_half_size_mm*."""
+    pts = np.asarray(shown_lps_mm, float)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    half = max(float(min_half_size_mm), float(np.max(hi - lo)) / 2.0 + PATH_MARGIN_MM + 40.0)
+    return (lo + hi) / 2.0, half
 
 
 def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, target_lps_mm, *, lang: str = "en",
                             n_pixels: int = 400, step_mm: float = 0.5, detector_mm: float = 110.0,
                             volume_in_plan: Volume | None = None):
     """Matplotlib figure of the three simulated fluoroscopy views (AP, lateral, bull's-eye down the plan).
+
+    Each view shows the whole planned path, the instrument found and the predicted tip: the C-arm is moved
+    across its beam and its detector grown when they do not fit (:func:`_drr_geometry`), as in the plan's
+    fluoroscopy views; the whole detector is drawn.
 
     Parameters
     ----------
@@ -235,9 +342,10 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
     step_mm : float
         Ray-marching step of the DRR.
     detector_mm : float
-        Side of the (collimated) detector: the default 110 mm shows about 75 mm at the target.
+        Smallest side of the (collimated) detector: the default 110 mm shows about 75 mm at the target.
     volume_in_plan : Volume, optional
-        :func:`control_in_planning_frame` already computed.
+        :func:`control_in_planning_frame` already computed (default: a cube around the shown points,
+        :func:`_drr_volume_box`, at the voxel count of an 80 mm half-side at 0.7 mm).
 
     Returns
     -------
@@ -249,21 +357,25 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
     from osteoplan.views.drr import render_drr
 
     e, t_, tip, rear, pred = _points(result, skin_entry_lps_mm, target_lps_mm)
-    vol = volume_in_plan if volume_in_plan is not None else control_in_planning_frame(
-        control, result["registration"]["planning_from_control"], t_)
-    fig = new_figure(15.0, 6.4, 100)
-    fig.patch.set_facecolor("black")
+    shown = _shown_points(result, e, t_)
+    if volume_in_plan is None:
+        centre, half = _drr_volume_box(shown)
+        volume_in_plan = control_in_planning_frame(control, result["registration"]["planning_from_control"], centre,
+                                                   half_size_mm=half, spacing_mm=0.7 * half / 80.0)
+    vol = volume_in_plan
+    diam = float((result.get("instrument") or {}).get("diameter_mm") or 0.0)
+    fig = _panel_figure()
     stroke = [pe.withStroke(linewidth=3, foreground="black")]
     panels = []
     for k, view in enumerate(DRR_VIEWS):
-        geo = _drr_geometry(view, e, t_, n_pixels, detector_mm)
+        geo = _drr_geometry(view, e, t_, n_pixels, detector_mm, shown, diam)
         od = render_drr(vol, geo, step_mm=step_mm)
         tr, tc = geo.project(t_)
         half = int(45.0 * geo.magnification / geo.pixel_mm[0])
         roi = od[max(int(tr) - half, 0):int(tr) + half, max(int(tc) - half, 0):int(tc) + half]
         roi = roi[roi > 0] if np.any(roi > 0) else od.ravel()
         lo, hi = np.percentile(roi, [2, 99.5]) if roi.size else (0.0, 1.0)
-        ax = fig.add_axes([0.01 + k * 0.33, 0.12, 0.31, 0.70])
+        ax = _panel_axes(fig, k)
         ax.imshow(np.clip((od - lo) / max(hi - lo, 1e-6), 0, 1), cmap="gray", vmin=0, vmax=1,
                   interpolation="bilinear")
         ax.set_xticks([])
@@ -286,21 +398,18 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
             c, r = xy(p)
             ax.plot(c, r, marker=mk, ms=11 if mk != "o" else 5, mew=2.2, color=col, ls="",
                     mfc="none" if mk == "o" else col, zorder=8, path_effects=stroke)
-        # zoom on the target: 70 mm at the isocentre
+        n_r, n_c = geo.n_pixels[1], geo.n_pixels[0]
+        ax.set_xlim(-0.5, n_c - 0.5)
+        ax.set_ylim(n_r - 0.5, -0.5)
+        labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True, lang=lang)
         px_iso = geo.pixel_mm[0] / geo.magnification
-        half_px = 35.0 / px_iso
-        ax.set_xlim(tc - half_px, tc + half_px)
-        ax.set_ylim(tr + half_px, tr - half_px)
-        draw_orientation(ax, geo.detector_u, geo.detector_v, lang=lang)
-        bar = nice_length(2 * half_px * px_iso)
-        draw_scale_bar(ax, bar / px_iso, tc - 0.88 * half_px, tr + 0.88 * half_px, label=f"{bar:g} mm @ iso")
-        ax.set_title(f"{t(f'verify_drr_{view}', lang)}\n"
-                     f"{_wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))}", color="white", fontsize=12)
+        bar = nice_length(n_c * px_iso)
+        draw_scale_bar(ax, bar / px_iso, 0.05 * n_c, 0.94 * n_r, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
+        caption = _wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))
+        _title(ax, f"{t(f'verify_drr_{view}', lang)}\n{caption}")
+        ax._osteoplan_labels = labels
         panels.append((view, geo, ax, od))
-    fig.legend(handles=_legend_handles(lang), loc="lower center", ncol=3, frameon=False, labelcolor="white",
-               fontsize=12.5)
-    fig.suptitle(_suptitle(result, lang), color="white", fontsize=14)
-    fig._osteoplan_panels = panels
+    _finish(fig, panels, lang, result)
     return fig
 
 

@@ -188,7 +188,7 @@ def test_french_risk_lines(plan):
     p = plan.model_copy(update={"risk": {"summary": lines}})
     fr = _html.unescape(build_report_html(p, {}, lang="fr"))
     assert "Niveau : C2" in fr and "Lésion : 0,26 mL, 27 % de l'odontoïde, 0 % du corps ; médiane 48 UH" in fr
-    assert "perte maximale 14,2 % à s = +4,5 mm (dens) ; sous le seuil de 35 %" in fr
+    assert "perte maximale 14,2 % à s = +4,5 mm (odontoïde) ; sous le seuil de 35 %" in fr
     assert "pain : MANQUANT (0–3 points)" in fr and "an unknown line stays as is" in fr
     en = build_report_html(p, {}, lang="en")
     assert "Level: C2" in en and "pain: MISSING (0-3 points)" in en

@@ -178,30 +178,38 @@ def test_job_lifecycle_deidentified_dicom_upload(engine, db_url, client_for, job
     assert review.status_code == 200 and job.verdict in review.text
     assert [v for v in ("axial", "coronal", "sagittal") if f'data-view="{v}"' in review.text] == ["axial", "coronal",
                                                                                                    "sagittal"]
-    _check_slices(c, f"/cases/{ids['case']}/plans/{job.saved_plan_id}/slices")
+    _check_slices(c, f"/cases/{ids['case']}/plans/{job.saved_plan_id}/slices",
+                  json.loads((folder / "plan.json").read_text()))
     assert client_for("research").get(f"/cases/{ids['case']}/plans/{job.saved_plan_id}/review").status_code == 404
 
 
-def _check_slices(c, base: str) -> None:
-    """Slice 0 passes through the target: the image's centre pixel is the target's red cross; 10 mm away it is
-    not; the two window presets give different greys for the same slice."""
+def _check_slices(c, base: str, plan_json: dict) -> None:
+    """Slice 0 passes through the target: the target's red cross is at the pixel where the slice's plane maps the
+    plan's target (the image's centre when the whole path fits in the usual field, else the frame holds the path
+    from skin entry to target: osteoplan.views.slices.slice_frame); 10 mm away it is not; the two window presets
+    give different greys for the same slice."""
     import io
 
     import numpy as np
     from PIL import Image
 
     from osteoplan.views.colors import TARGET_COLOR
+    from osteoplan.views.geometry import pathspec_from_plan
+    from osteoplan.views.slices import slice_plane
+
+    path = pathspec_from_plan(plan_json)
 
     red = tuple(int(round(x * 255)) for x in TARGET_COLOR)
     for view in ("axial", "coronal", "sagittal"):
         r = c.get(f"{base}/{view}.png?offset_mm=0&window=bone")
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
         img = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
-        assert img.shape[0] == img.shape[1] and img.shape[0] % 2 == 1
-        centre = img.shape[0] // 2
-        assert tuple(img[centre, centre]) == red, view
+        plane = slice_plane(path, view)
+        assert img.shape[0] == img.shape[1] == plane.n_rows
+        r_t, c_t = np.rint(plane.to_pixel(path.target_lps_mm)).astype(int)
+        assert tuple(img[r_t, c_t]) == red, view
         away = np.asarray(Image.open(io.BytesIO(c.get(f"{base}/{view}.png?offset_mm=10&window=bone").content)))
-        assert tuple(away[centre, centre][:3]) != red
+        assert tuple(away[r_t, c_t][:3]) != red
         soft = np.asarray(Image.open(io.BytesIO(c.get(f"{base}/{view}.png?offset_mm=0&window=soft_tissue").content)))
         assert (soft[..., :3] != img).any()
     assert c.get(f"{base}/oblique.png").status_code == 404
