@@ -436,14 +436,26 @@ def _terms(v_lps, lang: str) -> str:
     return ", ".join(parts) if parts else "0.0 mm"
 
 
-def _turn(correction: dict, lang: str) -> str:
+def _turn(correction: dict, lang: str, none_key: str = "verify_as_planned") -> str:
     comp = np.asarray(correction.get("turn_components_lps_deg") or (0, 0, 0), float)
     names = (("dir_left", "dir_right"), ("dir_posterior", "dir_anterior"), ("dir_cranial", "dir_caudal"))
     parts = [f"{abs(comp[ax]):.1f}° {t(names[ax][0] if comp[ax] > 0 else names[ax][1], lang)}"
              for ax in np.argsort(-np.abs(comp)) if abs(comp[ax]) >= 0.1]
     if not parts:
-        return t("verify_as_planned", lang)
+        return t(none_key, lang)
     return f"{correction['turn_deg']:.1f}°" + (" : " if lang == "fr" else ": ") + ", ".join(parts)
+
+
+def _correction_rows(c: dict, lang: str) -> list[tuple[str, str]]:
+    """The correction aimed at the target (with its pivot), the miss after it, and the parallel-only turn."""
+    if "pivot" not in c:  # results written before the correction aimed at the target
+        return [(t("verify_parallel", lang), _turn(c, lang))]
+    rows = [(t("verify_correction", lang), _turn(c, lang, "verify_on_target") + f" ({t('verify_pivot_' + c['pivot'], lang)})"),
+            (t("verify_miss_after", lang), f"{c['miss_after_correction_mm']:.1f} mm")]
+    par = c.get("parallel_to_plan")
+    if par:
+        rows.append((t("verify_parallel", lang), _turn(par, lang)))
+    return rows
 
 
 def _note(note: str, result: dict, lang: str) -> str:
@@ -486,8 +498,8 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
         rows.append((t("verify_miss", lang), f"{mm(result['lateral_offset_at_target_mm'])} ("
                      f"{_terms(result['lateral_offset_at_target_lps_mm'], lang)} {t('verify_of_target', lang)})"))
     c = result["correction"]
-    rows += [(t("verify_correction", lang), _turn(c, lang)),
-             (t("verify_carm", lang), f"{c['carm_bullseye_instrument']['label']} / {c['carm_bullseye_plan']['label']}"),
+    rows += _correction_rows(c, lang)
+    rows += [(t("verify_carm", lang), f"{c['carm_bullseye_instrument']['label']} / {c['carm_bullseye_plan']['label']}"),
              (t("verify_registration", lang), f"{result['registration']['residual_median_mm']:.2f} / "
               f"{result['registration']['residual_p90_mm']:.2f} mm")]
     if "postop" in result:
