@@ -562,6 +562,18 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
                   for r in result["clearances"]) or \
         f"<tr><td colspan='5'>{esc(t('verify_no_clearance', lang))}</td></tr>"
     notes = [_note(n, result, lang) for n in result.get("notes", [])]
+    rows_c = result.get("clearances", [])
+    att = []
+    crossed = [r for r in rows_c if r.get("status") == "crosses"]
+    inside = [r for r in rows_c if r.get("status") == "inside_margin"]
+    if crossed:
+        att.append(t("verify_attention_crosses", lang).format(s=", ".join(
+            f"{t(r['structure'], lang)} ({-r['actual_clearance_mm']:.1f} mm)" for r in crossed)))
+    if inside:
+        att.append(t("verify_attention_margin", lang).format(s=", ".join(
+            f"{t(r['structure'], lang)} ({r['actual_clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside)))
+    attention_html = (f"<p class='attention'>{esc(t('verify_attention', lang))}"
+                      f"{' : ' if lang == 'fr' else ': '}{esc('; '.join(att))}</p>") if att else ""
     notes_html = ("<h2>" + esc(t("verify_notes", lang)) + "</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes)
                   + "</ul>") if notes else ""
     drr_html = (f"<h2>{esc(t('verify_fluoro', lang))}</h2>{img(drr_png, t('verify_fluoro', lang))}"
@@ -573,11 +585,12 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
            "td,th{border:0.6px solid #999;padding:0.8mm 1.5mm;text-align:left;vertical-align:top}th{background:"
            "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
            "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
-           ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}")
+           ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}"
+           ".attention{color:#a00;font-weight:bold;font-size:11pt;border:2px solid #a00;padding:1.5mm;margin:1mm 0}")
     from osteoplan.locale_fmt import localize_html  # French: decimal comma in the text, never in the data
 
     return localize_html(f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{css}</style></head><body><h1>{esc(title)}</h1>"
+            f"<style>{css}</style></head><body><h1>{esc(title)}</h1>{attention_html}"
             f"<p class='note'>{esc(t('verify_frame_note', lang))}</p>"
             f"<h2>{esc(t('verify_figures', lang))}</h2><table class='fig'>{body}</table>{notes_html}"
             f"<h2>{esc(t('verify_clearances', lang))}</h2><table><tr><th>{esc(t('verify_structure', lang))}</th>"

@@ -108,3 +108,30 @@ def test_trocar_short_of_the_bone_turns_about_the_skin_entry():
     assert c["turn_deg"] == pytest.approx(np.degrees(np.arctan(1 / 60)), abs=0.05)
     assert c["turn_components_lps_deg"][1] < 0  # towards anterior (-P)
     assert c["parallel_to_plan"]["turn_deg"] == 0.0
+
+
+def test_margin_breach_is_in_the_summary_the_headline_and_the_page():
+    """A clearance inside its margin (pharynx 0.9 mm against 3 mm) is said first: verify.json's summary, the
+    text headline and the page's first lines, en + fr; a passing row is not named."""
+    from osteoplan.faces.cli.verify import report_text
+    from osteoplan.verification.pipeline import attention_summary
+    from osteoplan.views.verification import verification_html
+
+    f = deviation_figures(E, BE, T, (2.0, 0.0, 50.0), (0.0, 0.0, 1.0))
+    clr = [{"structure": "pharynx", "category": "hard", "margin_mm": 3.0, "planned_clearance_mm": 5.1,
+            "actual_clearance_mm": 0.94, "status": "inside_margin", "source": "x"},
+           {"structure": "spinal_canal", "category": "hard", "margin_mm": 2.0, "planned_clearance_mm": 3.2,
+            "actual_clearance_mm": 2.8, "status": "pass", "source": "x"}]
+    s = attention_summary(clr)
+    assert s["needs_attention"] and [r["structure"] for r in s["inside_margin"]] == ["pharynx"] and not s["crosses"]
+    assert s["headline"] == "NEEDS ATTENTION: the instrument line is INSIDE THE MARGIN of pharynx (0.9 mm < 3.0 mm)"
+    assert attention_summary(clr[1:]) == {"needs_attention": False, "crosses": [], "inside_margin": [], "headline": ""}
+    res = {**f, "stage": "pin", "clearances": clr, "summary": s, "notes": [], "tip_uncertainty_mm": None,
+           "registration": {"residual_median_mm": 0.3, "residual_p90_mm": 0.9, "surface_overlap": 0.98}}
+    text = report_text(res).splitlines()
+    assert text[1] == s["headline"]
+    for lang, want in (("en", "NEEDS ATTENTION: the instrument line is INSIDE THE MARGIN of pharynx (0.9 mm &lt; 3.0 mm)"),
+                       ("fr", "ATTENTION : la ligne de l&#x27;instrument est DANS LA MARGE de pharynx (0,9 mm &lt; 3,0 mm)")):
+        page = verification_html(res, b"", lang=lang)
+        body = page.split("<body>", 1)[1]
+        assert body.index(want) < body.index("<h2>")  # before the figures table: in the first lines

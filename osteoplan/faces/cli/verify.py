@@ -25,9 +25,13 @@ def report_text(res: dict) -> str:
     """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result."""
     L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
          f"{res['angle_to_plan_deg']:.1f} deg off it"]
-    crossed = [row["structure"] for row in res.get("clearances", []) if row.get("status") == "crosses"]
-    if crossed:  # said in the headline, not only in the table below
-        L[0] += "; the instrument line CROSSES " + ", ".join(crossed)
+    summ = res.get("summary")
+    if summ is None:  # results written before the summary field
+        from osteoplan.verification.pipeline import attention_summary
+
+        summ = attention_summary(res.get("clearances", []))
+    if summ["needs_attention"]:  # said in the headline, not only in the table below (no exit code for it)
+        L[0] += "\n" + summ["headline"]
     r = res["registration"]
     L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
              f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
