@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.planning.fields import CAP_MM, capped_distance_mm
+from osteoplan.planning.planner import COVERED_BY
 from osteoplan.verification.geometry import angle_deg, patient_terms, unit
 
 
@@ -236,9 +237,11 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
     list of dict
         One row per structure: ``structure``, ``margin_mm``, ``planned_clearance_mm``, ``actual_clearance_mm``
         (None when not assessed), ``status``, ``source``. ``status`` is ``pass`` (clearance >= margin),
-        ``inside_margin`` (0 <= clearance < margin), ``crosses`` (clearance < 0: the instrument's surface overlaps
+        ``covered`` (not segmented, covered in the plan by the clearance of the structure containing it, which
+        the actual line clears: ``covered_by`` names it; planner's ``COVERED_BY``), ``inside_margin``
+        (0 <= clearance < margin), ``crosses`` (clearance < 0: the instrument's surface overlaps
         the structure as segmented on the planning CT; the planner never accepts this for any structure) or
-        ``not_assessed``. For a ``displaceable`` structure the distance is to its position on the planning CT,
+        ``not_assessed``. ``planned_clearance_capped``: the plan's figure is a lower bound (">="). For a ``displaceable`` structure the distance is to its position on the planning CT,
         before any hydrodissection (said in ``note``).
     """
     a, b = segment_lps_mm
@@ -249,8 +252,26 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
         if m is None and name == "other_bone" and "bone" in masks and "vertebrae_C2" in masks:
             m = masks["bone"] & ~masks["vertebrae_C2"]
         row = {"structure": name, "category": c.category, "margin_mm": c.margin_mm,
-               "planned_clearance_mm": c.clearance_mm, "source": sources.get(name)}
-        if m is None or not np.any(m):
+               "planned_clearance_mm": c.clearance_mm, "source": sources.get(name),
+               "planned_status": getattr(c, "status", None),
+               # the plan's distance is a lower bound when it reached the cap (the plan's note says so)
+               "planned_clearance_capped": bool(c.clearance_mm is not None
+                                                and (getattr(c, "note", None) or "").startswith("at least"))}
+        cover = COVERED_BY.get(name) if getattr(c, "status", None) == "covered" else None
+        if (m is None or not np.any(m)) and getattr(c, "status", None) == "covered":
+            covering = next((r for r in rows if cover is not None and r["structure"] == cover[0]), None)
+            if covering is not None and covering["status"] == "pass":
+                row.update(actual_clearance_mm=None, status="covered", covered_by=cover[0],
+                           note=f"{cover[2]}: see {cover[0]}, measured on the actual line")
+            elif covering is not None:
+                row.update(actual_clearance_mm=None, status="not_assessed", covered_by=cover[0],
+                           note=f"covered in the plan by {cover[0]}, which the actual line no longer clears "
+                                f"({covering['status'].replace('_', ' ')}): see {cover[0]}")
+            else:
+                row.update(actual_clearance_mm=None, status="not_assessed",
+                           note="covered in the plan (" + ((getattr(c, "note", None) or "").split(";")[-1].strip()
+                                                           or "see the plan") + "); not re-measured on the control CT")
+        elif m is None or not np.any(m):
             row.update(actual_clearance_mm=None, status="not_assessed",
                        note="no mask of this structure in the plan folder: not assessed, never reported as clear")
         else:

@@ -171,6 +171,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "verify_status": {"en": "Status", "fr": "Statut"},
     "verify_status_pass": {"en": "pass", "fr": "conforme"},
     "verify_status_inside_margin": {"en": "INSIDE MARGIN", "fr": "DANS LA MARGE"},
+    "verify_status_covered": {"en": "covered by", "fr": "couvert par"},
     "verify_status_crosses": {"en": "CROSSES", "fr": "TRAVERSE"},
     "verify_crosses_note": {"en": "the instrument line crosses {s}{w} by {d:.1f} mm: check on the control CT before "
                                   "going further",

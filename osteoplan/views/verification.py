@@ -549,16 +549,20 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
     status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
               "crosses": t("verify_status_crosses", lang),
-              "not_assessed": t("status_not_assessed", lang).upper()}
+              "not_assessed": t("status_not_assessed", lang).upper(), "covered": t("verify_status_covered", lang)}
+
+    def st(r):
+        w = status.get(r["status"], r["status"])
+        return w + (f" {t(r['covered_by'], lang)}" if r["status"] == "covered" and r.get("covered_by") else "")
 
     def num(v):
         return "—" if v is None else f"{v:.1f}"
 
     clr = "".join(f"<tr><td>{esc(t(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
-                  f"<td class='num'>{num(r['planned_clearance_mm'])}</td>"
+                  f"<td class='num'>{'≥' if r.get('planned_clearance_capped') else ''}{num(r['planned_clearance_mm'])}</td>"
                   f"<td class='num'>{'≥' if (r.get('note') or '').startswith('at least') else ''}"
                   f"{num(r['actual_clearance_mm'])}</td>"
-                  f"<td class='st-{esc(r['status'])}'>{esc(status.get(r['status'], r['status']))}</td></tr>"
+                  f"<td class='st-{esc(r['status'])}'>{esc(st(r))}</td></tr>"
                   for r in result["clearances"]) or \
         f"<tr><td colspan='5'>{esc(t('verify_no_clearance', lang))}</td></tr>"
     notes = [_note(n, result, lang) for n in result.get("notes", [])]

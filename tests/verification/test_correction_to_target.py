@@ -135,3 +135,38 @@ def test_margin_breach_is_in_the_summary_the_headline_and_the_page():
         page = verification_html(res, b"", lang=lang)
         body = page.split("<body>", 1)[1]
         assert body.index(want) < body.index("<h2>")  # before the figures table: in the first lines
+
+
+def test_covered_structures_and_capped_plan_values_follow_the_plan():
+    """The plan's 'covered' cord (by the spinal canal) stays covered while the actual line clears the canal and
+    becomes 'not assessed' (naming its cover) when it does not; a capped plan figure is shown as '>='."""
+    from types import SimpleNamespace as NS
+
+    from osteoplan.faces.cli.verify import report_text
+    from osteoplan.imaging.volume import axis_aligned_affine
+    from osteoplan.verification.deviation import line_clearances
+    from osteoplan.views.verification import verification_html
+
+    aff = axis_aligned_affine((1.0, 1.0, 1.0), (-20.0, -20.0, -20.0))
+    canal = np.zeros((41, 41, 41), bool)
+    canal[:, :, 30:] = True  # x >= 10 mm
+    checks = [NS(structure="spinal_canal", category="hard", margin_mm=2.0, clearance_mm=17.8, status="pass",
+                 segment="skin_to_target", note="at least this much (distances are computed up to 20 mm)"),
+              NS(structure="spinal_cord", category="hard", margin_mm=3.0, clearance_mm=None, status="covered",
+                 segment="skin_to_target", note="covered by the spinal-canal clearance: see spinal_canal")]
+    far = line_clearances(checks, {"spinal_canal": canal}, {}, aff, (1, 1, 1), ((0, 0, -10), (0, 0, 10)), 1.0)
+    assert far[0]["status"] == "pass" and far[0]["actual_clearance_mm"] == pytest.approx(9.0, abs=1e-3)
+    assert far[0]["planned_clearance_capped"] is True
+    assert far[1]["status"] == "covered" and far[1]["covered_by"] == "spinal_canal"
+    assert far[1]["planned_clearance_capped"] is False
+    # a line 8.5 mm from the x = 10 plane at its nearest (radius 1): 1.5 mm < 2 mm margin -> the cord is not covered
+    near = line_clearances(checks, {"spinal_canal": canal}, {}, aff, (1, 1, 1), ((0, 0, -10), (8.5, 0, 10)), 1.0)
+    assert near[0]["status"] == "inside_margin" and near[1]["status"] == "not_assessed"
+    assert "spinal_canal" in near[1]["note"]
+    f = deviation_figures(E, BE, T, (0.0, 0.0, 50.0), (0.0, 0.0, 1.0))
+    res = {**f, "stage": "pin", "clearances": far, "notes": [], "tip_uncertainty_mm": None,
+           "registration": {"residual_median_mm": 0.3, "residual_p90_mm": 0.9, "surface_overlap": 0.98}}
+    text = report_text(res)
+    assert "plan >=17.8" in text and "covered by spinal_canal" in text
+    page = verification_html(res, b"", lang="en")
+    assert "≥17.8</td>" in page and "covered by spinal canal" in page.lower()

@@ -59,8 +59,12 @@ def report_text(res: dict) -> str:
         if row["actual_clearance_mm"] is not None and (row.get("note") or "").startswith("at least"):
             a = ">=" + a  # capped distance (as the plan's summary says it)
         p = "-" if row["planned_clearance_mm"] is None else f"{row['planned_clearance_mm']:.1f}"
+        if row.get("planned_clearance_capped"):
+            p = ">=" + p
         st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
-              "not_assessed": "not assessed"}[row["status"]]
+              "not_assessed": "not assessed", "covered": "covered"}[row["status"]]
+        if row["status"] == "covered":
+            st += f" by {row['covered_by']}"
         L.append(f"    {row['structure']:<32} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
     if "postop" in res:
         p = res["postop"]
