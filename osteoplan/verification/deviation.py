@@ -14,9 +14,13 @@ Definitions (``d_p`` planned unit direction skin -> target, ``d_a`` instrument a
   beyond the target depth), instrument radius subtracted; the same distance definition as the planner
   (Euclidean distance to the structure's voxel centres, :func:`osteoplan.planning.fields.capped_distance_mm`,
   capped at 20 mm). A structure without a mask is "not assessed", never clear.
-* Correction: the change of direction from ``d_a`` to ``d_p`` as (a) the turn angle and its direction
-  (perpendicular to ``d_a``) split on the patient axes (small-angle components, degrees: "2.9 deg right,
-  1.5 deg anterior"), and the change of the cranio-caudal angle ``asin(d_S)``; (b) the C-arm bull's-eye view of the instrument now and of the
+* Correction: the redirection that aims the instrument at the TARGET: its line, turned about the pivot
+  (:func:`correction_pivot`: the bone entry once the tip is past it, else the skin entry), passes through the
+  target (``miss_after_correction_mm``, 0 by construction). Given as (a) the turn angle from ``d_a`` to the
+  pivot->target direction and its direction (perpendicular to ``d_a``) split on the patient axes (small-angle
+  components, degrees: "2.9 deg right, 1.5 deg anterior"), and the change of the cranio-caudal angle
+  ``asin(d_S)``; the turn that only makes the instrument parallel to the plan (ignoring the offset, so it does
+  not reach the target) is kept under ``parallel_to_plan``, labelled as such; (b) the C-arm bull's-eye view of the instrument now and of the
   plan (DICOM positioner angles, :func:`osteoplan.planning.guidance.carm_angles`); (c) the predicted miss at
   the target in patient directions.
 """
@@ -27,6 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.planning.fields import CAP_MM, capped_distance_mm
+from osteoplan.planning.planner import COVERED_BY
 from osteoplan.verification.geometry import angle_deg, patient_terms, unit
 
 
@@ -51,6 +56,81 @@ def _carm(d_towards_tip: np.ndarray) -> dict:
     a, b = carm_angles(u)
     label = f"{'LAO' if a >= 0 else 'RAO'} {abs(a):.0f}° / {'CRAN' if b >= 0 else 'CAUD'} {abs(b):.0f}°"
     return {"primary_deg": round(a, 1), "secondary_deg": round(b, 1), "label": label}
+
+
+_AXIS_NAMES = (("left", "right"), ("posterior", "anterior"), ("cranial", "caudal"))
+
+
+def _turn(d_from: np.ndarray, d_to: np.ndarray) -> tuple[float, np.ndarray, str]:
+    """Turn from unit *d_from* to unit *d_to*: (angle deg, components on L/P/S deg, words "2.2 deg right, ...").
+
+    The components are the angle times the unit direction of the turn (the part of *d_to* perpendicular to
+    *d_from*) on the patient axes (small-angle split); + = towards L, P, S.
+    """
+    theta = angle_deg(d_from, d_to)
+    w = d_to - (d_to @ d_from) * d_from
+    comp = theta * w / np.linalg.norm(w) if np.linalg.norm(w) > 1e-9 else np.zeros(3)
+    words = [f"{abs(comp[ax]):.1f} deg {_AXIS_NAMES[ax][0] if comp[ax] > 0 else _AXIS_NAMES[ax][1]}"
+             for ax in np.argsort(-np.abs(comp)) if abs(comp[ax]) >= 0.1]
+    return theta, comp, ", ".join(words)
+
+
+def correction_pivot(skin_entry_lps_mm, bone_entry_lps_mm, tip_lps_mm, direction_unit) -> tuple[np.ndarray, str]:
+    """The point the instrument turns about when it is redirected, and its name.
+
+    Once the instrument has gone through the cortex it is held there: a redirection turns it about the bone
+    entry (the point of its axis nearest the planned bone entry, i.e. where it crosses the cortex after the
+    registration). Before that (a trocar still in the soft tissues) it turns about the skin entry (the point of
+    its axis nearest the planned skin entry). A general mechanical reason, no tuned constant.
+
+    Returns
+    -------
+    pivot_lps_mm : (3,) ndarray
+    which : ``"bone_entry"`` or ``"skin_entry"``
+    """
+    tip, da = np.asarray(tip_lps_mm, float), unit(direction_unit)
+    p_bone = tip + ((np.asarray(bone_entry_lps_mm, float) - tip) @ da) * da
+    if (tip - p_bone) @ da > 0.0:  # the tip is past the bone entry along its axis
+        return p_bone, "bone_entry"
+    return tip + ((np.asarray(skin_entry_lps_mm, float) - tip) @ da) * da, "skin_entry"
+
+
+def _correction(e, be, t, tip, da, dp) -> dict:
+    """The redirection that makes the instrument's line, turned about its pivot, pass through the target."""
+    pivot, which = correction_pivot(e, be, tip, da)
+    d_new = unit(t - pivot)
+    theta, comp, words = _turn(da, d_new)
+    # the line through the pivot along d_new: its distance to the target (0 by construction, reported)
+    r = t - pivot
+    miss_after = float(np.linalg.norm(r - (r @ d_new) * d_new))
+    theta_par, comp_par, words_par = _turn(da, dp)
+    pivot_words = {"bone_entry": "the bone entry (where the instrument crosses the cortex)",
+                   "skin_entry": "the skin entry"}[which]
+    cc_a, _ = _angles(da)
+    cc_n, _ = _angles(d_new)
+    ca, cp = _carm(da), _carm(dp)
+    return {
+        "aim": "target", "pivot": which, "pivot_lps_mm": _r(pivot), "pivot_in_words": pivot_words,
+        "turn_deg": _r(theta, 1), "turn_components_lps_deg": _r(comp, 1), "craniocaudal_angle_change_deg": _r(cc_n - cc_a, 1),
+        "redirect_in_words": (f"turn the tip {theta:.1f} deg: {words} (pivoting at {pivot_words}; the line then "
+                              "passes through the target)") if words else "direction on target",
+        "miss_after_correction_mm": _r(miss_after),
+        "miss_at_target_in_words": None,  # filled by the caller from the current prediction
+        "parallel_to_plan": {
+            "turn_deg": _r(theta_par, 1), "turn_components_lps_deg": _r(comp_par, 1),
+            "in_words": (f"parallel to the plan (NOT a correction: ignores the offset): {theta_par:.1f} deg: {words_par}"
+                         if words_par else "parallel to the plan"),
+        },
+        "carm_bullseye_instrument": ca, "carm_bullseye_plan": cp,
+        "carm_change": f"primary {cp['primary_deg'] - ca['primary_deg']:+.1f} deg (+ = towards LAO), secondary "
+                       f"{cp['secondary_deg'] - ca['secondary_deg']:+.1f} deg (+ = towards CRAN) from the instrument's "
+                       "bull's-eye to the plan's",
+        "angles_definition": "turn: the angle from the instrument's axis to the line from the pivot to the target, "
+                             "its components the turn's direction (perpendicular to the instrument) on the patient "
+                             "axes L, P, S (small-angle split, deg); pivot: the bone entry once the tip is past it, "
+                             "else the skin entry; cranio-caudal angle = asin(d_S), + cranial; C-arm: DICOM "
+                             "positioner angles, + primary = LAO, + secondary = cranial",
+    }
 
 
 def segment_clearance_mm(mask: np.ndarray, affine: np.ndarray, spacing_mm, a_lps, b_lps, radius_mm: float,
@@ -130,30 +210,8 @@ def deviation_figures(skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, tip_l
     start_ref = be if stage == "screw" else e
     start = tip + ((start_ref - tip) @ da) * da
     out["segment_lps_mm"] = [_r(start), _r(end)]
-    # correction (from the actual direction to the planned one): the turn of the tip, split on patient axes
-    cc_a, _ = _angles(da)
-    cc_p, _ = _angles(dp)
-    d_cc = cc_p - cc_a
-    theta = angle_deg(da, dp)
-    w = dp - (dp @ da) * da
-    comp = theta * w / np.linalg.norm(w) if np.linalg.norm(w) > 1e-9 else np.zeros(3)
-    names = (("left", "right"), ("posterior", "anterior"), ("cranial", "caudal"))
-    words = [f"{abs(comp[ax]):.1f} deg {names[ax][0] if comp[ax] > 0 else names[ax][1]}"
-             for ax in np.argsort(-np.abs(comp)) if abs(comp[ax]) >= 0.1]
-    ca, cp = _carm(da), _carm(dp)
-    out["correction"] = {
-        "turn_deg": _r(theta, 1), "turn_components_lps_deg": _r(comp, 1), "craniocaudal_angle_change_deg": _r(d_cc, 1),
-        "redirect_in_words": (f"turn the tip {theta:.1f} deg: " + ", ".join(words)) if words else "direction as planned",
-        "miss_at_target_in_words": out.get("lateral_offset_in_words"),
-        "carm_bullseye_instrument": ca, "carm_bullseye_plan": cp,
-        "carm_change": f"primary {cp['primary_deg'] - ca['primary_deg']:+.1f} deg (+ = towards LAO), secondary "
-                       f"{cp['secondary_deg'] - ca['secondary_deg']:+.1f} deg (+ = towards CRAN) from the instrument's "
-                       "bull's-eye to the plan's",
-        "angles_definition": "turn: the angle from the instrument's axis to the planned one, its components the "
-                             "turn's direction (perpendicular to the instrument) on the patient axes L, P, S (small-angle "
-                             "split, deg); cranio-caudal angle = asin(d_S), + cranial; C-arm: DICOM positioner angles, "
-                             "+ primary = LAO, + secondary = cranial",
-    }
+    out["correction"] = _correction(e, be, t, tip, da, dp)
+    out["correction"]["miss_at_target_in_words"] = out.get("lateral_offset_in_words")
     return out
 
 
@@ -179,9 +237,11 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
     list of dict
         One row per structure: ``structure``, ``margin_mm``, ``planned_clearance_mm``, ``actual_clearance_mm``
         (None when not assessed), ``status``, ``source``. ``status`` is ``pass`` (clearance >= margin),
-        ``inside_margin`` (0 <= clearance < margin), ``crosses`` (clearance < 0: the instrument's surface overlaps
+        ``covered`` (not segmented, covered in the plan by the clearance of the structure containing it, which
+        the actual line clears: ``covered_by`` names it; planner's ``COVERED_BY``), ``inside_margin``
+        (0 <= clearance < margin), ``crosses`` (clearance < 0: the instrument's surface overlaps
         the structure as segmented on the planning CT; the planner never accepts this for any structure) or
-        ``not_assessed``. For a ``displaceable`` structure the distance is to its position on the planning CT,
+        ``not_assessed``. ``planned_clearance_capped``: the plan's figure is a lower bound (">="). For a ``displaceable`` structure the distance is to its position on the planning CT,
         before any hydrodissection (said in ``note``).
     """
     a, b = segment_lps_mm
@@ -192,8 +252,26 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
         if m is None and name == "other_bone" and "bone" in masks and "vertebrae_C2" in masks:
             m = masks["bone"] & ~masks["vertebrae_C2"]
         row = {"structure": name, "category": c.category, "margin_mm": c.margin_mm,
-               "planned_clearance_mm": c.clearance_mm, "source": sources.get(name)}
-        if m is None or not np.any(m):
+               "planned_clearance_mm": c.clearance_mm, "source": sources.get(name),
+               "planned_status": getattr(c, "status", None),
+               # the plan's distance is a lower bound when it reached the cap (the plan's note says so)
+               "planned_clearance_capped": bool(c.clearance_mm is not None
+                                                and (getattr(c, "note", None) or "").startswith("at least"))}
+        cover = COVERED_BY.get(name) if getattr(c, "status", None) == "covered" else None
+        if (m is None or not np.any(m)) and getattr(c, "status", None) == "covered":
+            covering = next((r for r in rows if cover is not None and r["structure"] == cover[0]), None)
+            if covering is not None and covering["status"] == "pass":
+                row.update(actual_clearance_mm=None, status="covered", covered_by=cover[0],
+                           note=f"{cover[2]}: see {cover[0]}, measured on the actual line")
+            elif covering is not None:
+                row.update(actual_clearance_mm=None, status="not_assessed", covered_by=cover[0],
+                           note=f"covered in the plan by {cover[0]}, which the actual line no longer clears "
+                                f"({covering['status'].replace('_', ' ')}): see {cover[0]}")
+            else:
+                row.update(actual_clearance_mm=None, status="not_assessed",
+                           note="covered in the plan (" + ((getattr(c, "note", None) or "").split(";")[-1].strip()
+                                                           or "see the plan") + "); not re-measured on the control CT")
+        elif m is None or not np.any(m):
             row.update(actual_clearance_mm=None, status="not_assessed",
                        note="no mask of this structure in the plan folder: not assessed, never reported as clear")
         else:

@@ -46,6 +46,33 @@ def _describe(i: int, inst: Instrument, e, d) -> str:
             f"{point_to_line_mm(inst.tip_lps_mm, e, d):.1f} mm from the planned path")
 
 
+def attention_summary(clearances: list[dict]) -> dict:
+    """What needs the operator's attention, for the headline: structures the instrument line crosses or comes
+    inside the margin of (from :func:`~osteoplan.verification.deviation.line_clearances` rows).
+
+    Returns
+    -------
+    dict
+        ``needs_attention`` (bool), ``crosses`` and ``inside_margin`` (lists of ``{structure, clearance_mm,
+        margin_mm}``), ``headline`` (English, empty when nothing needs attention). ``verify`` has no exit code
+        for this (its exit codes are 0 measured / 2 not measurable / 1 internal error): it is said, not coded.
+    """
+    def rows(status):
+        return [{"structure": r["structure"], "clearance_mm": r["actual_clearance_mm"], "margin_mm": r["margin_mm"]}
+                for r in clearances if r.get("status") == status]
+
+    crosses, inside = rows("crosses"), rows("inside_margin")
+    parts = []
+    if crosses:
+        parts.append("the instrument line CROSSES " + ", ".join(
+            f"{r['structure']} (by {-r['clearance_mm']:.1f} mm)" for r in crosses))
+    if inside:
+        parts.append("the instrument line is INSIDE THE MARGIN of " + ", ".join(
+            f"{r['structure']} ({r['clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside))
+    return {"needs_attention": bool(parts), "crosses": crosses, "inside_margin": inside,
+            "headline": ("NEEDS ATTENTION: " + "; ".join(parts)) if parts else ""}
+
+
 def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks: dict[str, np.ndarray] | None = None,
                    sources: dict[str, str] | None = None, stage: str = "pin", instrument_number: int | None = None,
                    registration_kwargs: dict | None = None, detection_kwargs: dict | None = None,
@@ -141,6 +168,7 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
     fig["clearance_line"] = {"from_lps_mm": seg[0], "to_lps_mm": seg[1], "radius_mm": round(radius, 2),
                              "radius_source": "the plan's screw" if (stage == "screw" and screw is not None)
                              else ("the plan's instrument radius" if r_plan else "estimated from the image")}
+    fig["summary"] = attention_summary(fig["clearances"])
     notes = [crossing_note(row) for row in fig["clearances"] if row["status"] == "crosses"]
     if inst.tip_uncertainty_mm > max_tip_uncertainty_mm:
         notes.append(f"the tip is uncertain by +-{inst.tip_uncertainty_mm:.1f} mm along the instrument (thin metal on "

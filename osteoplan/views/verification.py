@@ -436,14 +436,26 @@ def _terms(v_lps, lang: str) -> str:
     return ", ".join(parts) if parts else "0.0 mm"
 
 
-def _turn(correction: dict, lang: str) -> str:
+def _turn(correction: dict, lang: str, none_key: str = "verify_as_planned") -> str:
     comp = np.asarray(correction.get("turn_components_lps_deg") or (0, 0, 0), float)
     names = (("dir_left", "dir_right"), ("dir_posterior", "dir_anterior"), ("dir_cranial", "dir_caudal"))
     parts = [f"{abs(comp[ax]):.1f}° {t(names[ax][0] if comp[ax] > 0 else names[ax][1], lang)}"
              for ax in np.argsort(-np.abs(comp)) if abs(comp[ax]) >= 0.1]
     if not parts:
-        return t("verify_as_planned", lang)
+        return t(none_key, lang)
     return f"{correction['turn_deg']:.1f}°" + (" : " if lang == "fr" else ": ") + ", ".join(parts)
+
+
+def _correction_rows(c: dict, lang: str) -> list[tuple[str, str]]:
+    """The correction aimed at the target (with its pivot), the miss after it, and the parallel-only turn."""
+    if "pivot" not in c:  # results written before the correction aimed at the target
+        return [(t("verify_parallel", lang), _turn(c, lang))]
+    rows = [(t("verify_correction", lang), _turn(c, lang, "verify_on_target") + f" ({t('verify_pivot_' + c['pivot'], lang)})"),
+            (t("verify_miss_after", lang), f"{c['miss_after_correction_mm']:.1f} mm")]
+    par = c.get("parallel_to_plan")
+    if par:
+        rows.append((t("verify_parallel", lang), _turn(par, lang)))
+    return rows
 
 
 def _note(note: str, result: dict, lang: str) -> str:
@@ -486,8 +498,8 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
         rows.append((t("verify_miss", lang), f"{mm(result['lateral_offset_at_target_mm'])} ("
                      f"{_terms(result['lateral_offset_at_target_lps_mm'], lang)} {t('verify_of_target', lang)})"))
     c = result["correction"]
-    rows += [(t("verify_correction", lang), _turn(c, lang)),
-             (t("verify_carm", lang), f"{c['carm_bullseye_instrument']['label']} / {c['carm_bullseye_plan']['label']}"),
+    rows += _correction_rows(c, lang)
+    rows += [(t("verify_carm", lang), f"{c['carm_bullseye_instrument']['label']} / {c['carm_bullseye_plan']['label']}"),
              (t("verify_registration", lang), f"{result['registration']['residual_median_mm']:.2f} / "
               f"{result['registration']['residual_p90_mm']:.2f} mm")]
     if "postop" in result:
@@ -537,19 +549,35 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
     status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
               "crosses": t("verify_status_crosses", lang),
-              "not_assessed": t("status_not_assessed", lang).upper()}
+              "not_assessed": t("status_not_assessed", lang).upper(), "covered": t("verify_status_covered", lang)}
+
+    def st(r):
+        w = status.get(r["status"], r["status"])
+        return w + (f" {t(r['covered_by'], lang)}" if r["status"] == "covered" and r.get("covered_by") else "")
 
     def num(v):
         return "—" if v is None else f"{v:.1f}"
 
     clr = "".join(f"<tr><td>{esc(t(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
-                  f"<td class='num'>{num(r['planned_clearance_mm'])}</td>"
+                  f"<td class='num'>{'≥' if r.get('planned_clearance_capped') else ''}{num(r['planned_clearance_mm'])}</td>"
                   f"<td class='num'>{'≥' if (r.get('note') or '').startswith('at least') else ''}"
                   f"{num(r['actual_clearance_mm'])}</td>"
-                  f"<td class='st-{esc(r['status'])}'>{esc(status.get(r['status'], r['status']))}</td></tr>"
+                  f"<td class='st-{esc(r['status'])}'>{esc(st(r))}</td></tr>"
                   for r in result["clearances"]) or \
         f"<tr><td colspan='5'>{esc(t('verify_no_clearance', lang))}</td></tr>"
     notes = [_note(n, result, lang) for n in result.get("notes", [])]
+    rows_c = result.get("clearances", [])
+    att = []
+    crossed = [r for r in rows_c if r.get("status") == "crosses"]
+    inside = [r for r in rows_c if r.get("status") == "inside_margin"]
+    if crossed:
+        att.append(t("verify_attention_crosses", lang).format(s=", ".join(
+            f"{t(r['structure'], lang)} ({-r['actual_clearance_mm']:.1f} mm)" for r in crossed)))
+    if inside:
+        att.append(t("verify_attention_margin", lang).format(s=", ".join(
+            f"{t(r['structure'], lang)} ({r['actual_clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside)))
+    attention_html = (f"<p class='attention'>{esc(t('verify_attention', lang))}"
+                      f"{' : ' if lang == 'fr' else ': '}{esc('; '.join(att))}</p>") if att else ""
     notes_html = ("<h2>" + esc(t("verify_notes", lang)) + "</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes)
                   + "</ul>") if notes else ""
     drr_html = (f"<h2>{esc(t('verify_fluoro', lang))}</h2>{img(drr_png, t('verify_fluoro', lang))}"
@@ -561,11 +589,12 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
            "td,th{border:0.6px solid #999;padding:0.8mm 1.5mm;text-align:left;vertical-align:top}th{background:"
            "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
            "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
-           ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}")
+           ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}"
+           ".attention{color:#a00;font-weight:bold;font-size:11pt;border:2px solid #a00;padding:1.5mm;margin:1mm 0}")
     from osteoplan.locale_fmt import localize_html  # French: decimal comma in the text, never in the data
 
     return localize_html(f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{css}</style></head><body><h1>{esc(title)}</h1>"
+            f"<style>{css}</style></head><body><h1>{esc(title)}</h1>{attention_html}"
             f"<p class='note'>{esc(t('verify_frame_note', lang))}</p>"
             f"<h2>{esc(t('verify_figures', lang))}</h2><table class='fig'>{body}</table>{notes_html}"
             f"<h2>{esc(t('verify_clearances', lang))}</h2><table><tr><th>{esc(t('verify_structure', lang))}</th>"

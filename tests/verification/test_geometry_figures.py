@@ -24,9 +24,18 @@ class TestDeviation:
         assert f["lateral_offset_at_target_mm"] == pytest.approx(3.0, abs=0.01)
         assert f["tip_to_target_mm"] == pytest.approx(np.hypot(2, 10), abs=0.01)
         c = f["correction"]
-        assert c["turn_deg"] == pytest.approx(5.7, abs=0.05)
-        # turning back to the plan moves the tip towards the patient's right (-x)
-        assert c["turn_components_lps_deg"][0] == pytest.approx(-5.7, abs=0.1)
+        # parallel to the plan only: 5.7 deg right (labelled as such, not the correction)
+        assert c["parallel_to_plan"]["turn_deg"] == pytest.approx(5.7, abs=0.05)
+        assert c["parallel_to_plan"]["turn_components_lps_deg"][0] == pytest.approx(-5.7, abs=0.1)
+        # the correction aims at the target about the bone-entry point of the axis, x = 2 - 30.05 * 0.1 = -1.0 mm
+        # at z = 10.1: from there the target is atan(1.0 / 39.9) = 1.4 deg to the left -> turn 5.7 - 1.4 = 4.3 right
+        piv = np.asarray(c["pivot_lps_mm"])
+        d = np.array([0.1, 0, 1.0]) / np.sqrt(1.01)
+        tip = np.array([2.0, 0, 40.0])
+        assert piv == pytest.approx(tip + ((np.array([0, 0, 10.0]) - tip) @ d) * d, abs=0.01)
+        assert piv == pytest.approx([-0.99, 0, 10.1], abs=0.02)
+        assert c["turn_deg"] == pytest.approx(5.71 - np.degrees(np.arctan(-piv[0] / (50 - piv[2]))), abs=0.06)
+        assert c["turn_components_lps_deg"][0] < 0
         assert "right" in c["redirect_in_words"]
         assert c["carm_bullseye_plan"]["secondary_deg"] == pytest.approx(-90.0, abs=0.1)  # plan straight up: caudal view
 
@@ -36,7 +45,10 @@ class TestDeviation:
         assert f["remaining_depth_mm"] == pytest.approx(-5.0, abs=0.01)
         assert f["segment_lps_mm"][1] == pytest.approx([0, 1, 55], abs=0.01)
         assert f["lateral_offset_at_target_mm"] == pytest.approx(1.0, abs=0.01)
-        assert f["correction"]["redirect_in_words"] == "direction as planned"
+        assert f["correction"]["parallel_to_plan"]["in_words"] == "parallel to the plan"
+        # aimed at the target from the bone-entry point of the axis (0, 1, 10): atan(1 / 40) anterior
+        assert f["correction"]["turn_deg"] == pytest.approx(np.degrees(np.arctan(1 / 40)), abs=0.05)
+        assert f["correction"]["redirect_in_words"].startswith("turn the tip 1.4 deg: 1.4 deg anterior")
 
     def test_patient_terms(self):
         assert patient_terms((-1.2, -0.4, 3.0)) == "3.0 mm cranial, 1.2 mm right, 0.4 mm anterior"

@@ -25,9 +25,13 @@ def report_text(res: dict) -> str:
     """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result."""
     L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
          f"{res['angle_to_plan_deg']:.1f} deg off it"]
-    crossed = [row["structure"] for row in res.get("clearances", []) if row.get("status") == "crosses"]
-    if crossed:  # said in the headline, not only in the table below
-        L[0] += "; the instrument line CROSSES " + ", ".join(crossed)
+    summ = res.get("summary")
+    if summ is None:  # results written before the summary field
+        from osteoplan.verification.pipeline import attention_summary
+
+        summ = attention_summary(res.get("clearances", []))
+    if summ["needs_attention"]:  # said in the headline, not only in the table below (no exit code for it)
+        L[0] += "\n" + summ["headline"]
     r = res["registration"]
     L.append(f"  registration: bone surfaces near the target {r['residual_median_mm']:.2f} mm apart (median; 90th "
              f"percentile {r['residual_p90_mm']:.2f} mm), {100 * r['surface_overlap']:.0f} % matched within 2 mm")
@@ -55,8 +59,12 @@ def report_text(res: dict) -> str:
         if row["actual_clearance_mm"] is not None and (row.get("note") or "").startswith("at least"):
             a = ">=" + a  # capped distance (as the plan's summary says it)
         p = "-" if row["planned_clearance_mm"] is None else f"{row['planned_clearance_mm']:.1f}"
+        if row.get("planned_clearance_capped"):
+            p = ">=" + p
         st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
-              "not_assessed": "not assessed"}[row["status"]]
+              "not_assessed": "not assessed", "covered": "covered"}[row["status"]]
+        if row["status"] == "covered":
+            st += f" by {row['covered_by']}"
         L.append(f"    {row['structure']:<32} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
     if "postop" in res:
         p = res["postop"]
