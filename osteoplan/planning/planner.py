@@ -455,7 +455,10 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
         sites = list(anatomy)
     else:
         sites = proc.sites(anatomy, protocol, level=level, side=side)
-    warns = list(warnings or [])
+    from osteoplan.planning.image_warnings import gap_crossing_warnings, image_warnings
+
+    img_warns = image_warnings(volume)  # what the reader did to the image (no file names)
+    warns = img_warns + list(warnings or [])
     pre_missing: dict[str, str] = dict(getattr(sites, "unplanned", {}) or {})
     warns += [f"NOT PLANNED: {why}" for why in pre_missing.values()]
     found: list[tuple[Site, SearchResult]] = []
@@ -546,6 +549,8 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 pr = _replace(r_, fine=pev, fine_assessment=pasm, chosen=pch)
                 t = _trajectory(pr, pch[0], len(partial) + 1, volume, s_, protocol, labelmap)
                 partial.append(t.model_copy(update={"skin_entry_in_image": False}))
+    # a path over interpolated slices: said next to the image's warnings, at the top of the list
+    warns[len(img_warns):len(img_warns)] = gap_crossing_warnings(volume, list(placed) + list(partial))
     if route is not None and route.message_en and route.assessable:
         warns.append(route.message_en)
     infeas = _infeasibility(res, protocol)
