@@ -119,3 +119,21 @@ def test_gap_filled_dicom_plan_says_so_everywhere_without_names(tmp_path, capsys
         assert bool(said) == crossed
         if crossed:
             assert f"{z_gap:.2f}" in said[0] and said[0] in html
+
+
+@pytest.mark.slow  # ~20-40 s: the phantom as a 1 mm DICOM series, segmented and assessed from it
+@pytest.mark.parametrize("command", ["segment", "risk"])
+def test_segment_and_risk_print_the_gap_without_file_names(tmp_path, capsys, command):
+    """``segment`` and ``risk`` print the reader's warnings through the same filter as ``plan``: the gap with its
+    position is said, the patient-named files are counted, never named (they printed the raw warnings before)."""
+    from osteoplan.cli import main
+
+    ct, masks, z_gap = _phantom_dicom_with_a_truncated_slice(tmp_path)
+    args = [command, str(ct), "--masks", str(masks), "--allow-gaps", "--out",
+            str(tmp_path / ("seg" if command == "segment" else "risk.json"))]
+    main(args)
+    cap = capsys.readouterr()
+    text = cap.out + cap.err
+    assert "CT image: gap interpolated: 1 slice(s) missing at " in text and f"{z_gap:.2f}) mm LPS" in text
+    assert "CT image: 1 truncated or undecodable file(s) skipped" in text
+    assert "DOE" not in text and "JANE" not in text and ".dcm" not in text

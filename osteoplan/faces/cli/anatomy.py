@@ -168,8 +168,10 @@ def _segment(args: argparse.Namespace) -> int:
                          "check the free disk space and permissions.") from None
     where = "the output folder" if safe_path(out) == "<file>" else f"{safe_path(out)}/"
     print(f"anatomy written to {where} ({', '.join(summary.get('files', []))})")
-    for w in volume.warnings:
-        print(f"  - CT: {w}")
+    from osteoplan.planning.image_warnings import image_warnings
+
+    for w in image_warnings(volume):  # the reader's warnings without the file names it put in them
+        print(f"  - {w}")
     for name, s in summary["structures"].items():
         print(f"  {name:32s} {s['volume_ml']:9.2f} mL  {s['source']}")
     lm = summary.get("landmarks")

@@ -148,8 +148,10 @@ def _risk(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=1))
         return 0
-    for w in volume.warnings:
-        print(f"CT: {w}")
+    from osteoplan.planning.image_warnings import image_warnings
+
+    for w in image_warnings(volume):  # the reader's warnings without the file names it put in them
+        print(w)
     from osteoplan.export.risk_table import risk_text_lines
 
     print("\n".join(risk_text_lines(data, indent="")))
