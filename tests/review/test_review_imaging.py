@@ -166,10 +166,12 @@ def test_info_lists_series_even_when_none_can_be_planned(tmp_path, capsys):
 
     synth.write_series(tmp_path / "loc", image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), n_slices=3, rows=8, cols=8)
     rc = main(["info", str(tmp_path / "loc")])
-    out = capsys.readouterr().out
-    assert rc == 1
+    cap = capsys.readouterr()
+    out = cap.out
+    assert rc == 2  # no plannable volume: bad input (see `osteoplan info --help`; was 1, an internal-error code)
     assert "Series 1" in out and "plannable      no: localizer" in out
-    assert "Chosen: none" in out and "No series read: No series can be planned on" in out
+    assert "Chosen: none" in out  # and why, in the one error line on stderr
+    assert cap.err.count("\n") == 1 and cap.err.startswith("error: ") and "No series can be planned on" in cap.err
 
 
 def test_pseudonym_that_contains_a_real_name_part_is_neutralised_not_fatal(tmp_path):
