@@ -216,8 +216,8 @@ def test_moving_one_needle_keeps_a_warning_another_needle_still_gives(monkeypatc
 
 def test_a_dens_target_moved_behind_the_axis_leaves_the_apex_zone(planned):
     """Dens screw (phantom): the target moved 2 mm posterior leaves the apex zone's 'anterior of the axis' side by
-    2 mm minus how far anterior of the axis it was (computed here from the dens landmarks), and that is the only
-    rule it breaks; the planned target itself lies in the zone (within the stored points' rounding)."""
+    2 mm minus how far anterior of the axis it was (computed here from the dens landmarks); the planned target itself
+    lies in the zone (within the stored points' rounding). The zone is measured, not enforced by the re-check."""
     ph, plan, res, ctx = planned
     b = plan.best
     apex, ant = ctx.site.references["apex"], ctx.site.anterior_unit
@@ -225,9 +225,6 @@ def test_a_dens_target_moved_behind_the_axis_leaves_the_apex_zone(planned):
     assert 0.0 <= a0 < 2.0
     assert R.target_zone_excess(ctx, b.target_lps_mm)[0] <= R.ZONE_TOLERANCE_MM
     back = np.asarray(b.target_lps_mm) - 2.0 * ant
+    assert R.target_zone_excess(ctx, back)[0] == pytest.approx(2.0 - a0, abs=0.01)
     r = R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, back)
-    assert not r.feasible and list(r.violations) == ["target_zone"]
-    assert r.violations["target_zone"] == pytest.approx(2.0 - a0, abs=0.01)
-    assert r.violation_texts == [f"target in the dens apex zone (0-3 mm below the apex along the dens axis, at least 0 mm "
-                                 f"anterior of the axis, within 8 mm of it): the target is {2.0 - a0:.1f} mm outside it"]
-    assert not r.plan.feasible and r.plan.trajectories == ()  # ranked alternatives: no path then
+    assert "target_zone" not in r.violations  # measured, not enforced: the zone is where the planner searches
