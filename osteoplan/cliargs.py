@@ -40,6 +40,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a count that may be zero, e.g. retries)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}' (a whole number from 0)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a whole number from 0 is needed, not {value}")
+    return value
+
+
 #: Phrases of the reading API's messages (:mod:`osteoplan.imaging.dicom_series`) and the command-line option each
 #: one stands for: the API says ``allow_gaps=True`` to its callers, the command line says ``--allow-gaps``.
 CLI_WORDING: tuple[tuple[str, str], ...] = (

@@ -131,9 +131,9 @@ class TestCommandLineErrors:
 
     @pytest.mark.parametrize("extra,message", [
         (["--memory-limit", "3XB"], "error: --memory-limit: not a size; write it like 3GiB or 3000MB."),
-        (["--workers", "0"], "error: argument --workers: at least 1 is needed, not 0"),
+        (["--workers", "0"], "error: argument --workers: a whole number from 1 is needed, not 0"),
         (["--workers", "3", "--scheduler", "tcp://h:8786"], "not allowed with argument"),
-        (["--retries", "-1"], "error: argument --retries: 0 or more is needed, not -1"),
+        (["--retries", "-1"], "error: argument --retries: a whole number from 0 is needed, not -1"),
     ])
     def test_bad_options(self, tmp_path, capsys, extra, message):
         from osteoplan.cli import main

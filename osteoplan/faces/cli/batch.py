@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from osteoplan.cliargs import non_negative_int, positive_int
 from osteoplan.errors import InputError
 
 BATCH_HELP_EPILOG = (
@@ -20,26 +21,6 @@ BATCH_HELP_EPILOG = (
     "in plan), refused (plan refused the case with its one-line error, e.g. C2 not found: not retried) or failed "
     "(an unexpected error or a lost worker: retried). Exit status: 0 every case planned (whatever its verdict); "
     "1 at least one case refused or failed (the others are planned); 2 bad input.")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid whole number: '{text}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"at least 1 is needed, not {n}")
-    return n
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid whole number: '{text}'") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"0 or more is needed, not {n}")
-    return n
 
 
 def _batch_cmd(args: argparse.Namespace) -> int:
@@ -103,7 +84,7 @@ def register(sub) -> None:
                    "masks, protocol, level (relative paths from the CSV's folder)")
     p.add_argument("--out", required=True, help="output folder (plan folders, results table, markers)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=_positive_int, default=2,
+    g.add_argument("--workers", type=positive_int, default=2,
                    help="local worker processes, one thread each (default 2)")
     g.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="address of a running Dask scheduler (tcp://host:8786), e.g. one started by dask-jobqueue "
@@ -113,7 +94,7 @@ def register(sub) -> None:
                    help=f"protocol name or .toml file for every case without a CSV 'protocol' (default: plan's, "
                    f"{DEFAULT_PROTOCOL})")
     p.add_argument("--side", choices=("left", "right", "best"), default=None, help="skin-entry side (as in plan)")
-    p.add_argument("--retries", type=_non_negative_int, default=1,
+    p.add_argument("--retries", type=non_negative_int, default=1,
                    help="times a failed case is run again when a retry may help (lost worker, memory limit, "
                    "unexpected error; not osteoplan's input/anatomy/planning errors) (default 1)")
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
