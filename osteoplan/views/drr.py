@@ -247,6 +247,62 @@ def _joseph_ray(flat, sa, sb, se, p0, p1, ob, oe, gb, ge, nb, ne):  # pragma: no
     return acc
 
 
+@numba.njit(fastmath=True, inline="always")
+def _clip_to_box(d, src_idx, lo, hi, t0, t1):  # pragma: no cover - compiled
+    """The part [t0, t1] of the ray ``src_idx + t * d`` inside the box ``lo[ax] <= x[ax] <= hi[ax]`` (the slab
+    method), starting from the part [t0, t1] given; empty when the returned t1 <= t0."""
+    for ax in range(3):
+        if abs(d[ax]) < 1e-12:
+            if src_idx[ax] < lo[ax] or src_idx[ax] > hi[ax]:
+                t0 = 2.0
+        else:
+            ta = (lo[ax] - src_idx[ax]) / d[ax]
+            tb = (hi[ax] - src_idx[ax]) / d[ax]
+            if ta > tb:
+                ta, tb = tb, ta
+            if ta > t0:
+                t0 = ta
+            if tb < t1:
+                t1 = tb
+    return t0, t1
+
+
+@numba.njit(fastmath=True, inline="always")
+def _ray_planes(d, src_idx, shape, a, t0, t1, st0, st1):  # pragma: no cover - compiled
+    """Joseph's set-up of one ray whose part [t0, t1] is inside the volume, with dominant index axis *a*.
+
+    Returns ``(b, e, sa, sb, se, p0, p1, ob, oe, gb, ge)``: the two other index axes, the strides (flat index
+    of the padded array) along a, b, e, the first and last plane p0..p1 of axis a the ray crosses, and its
+    in-plane position at plane p, ``(ob + p * gb, oe + p * ge)`` (padded index, so plus 1).
+    """
+    if a == 0:
+        b, e = 1, 2
+        sa, sb, se = st0, st1, 1
+    elif a == 1:
+        b, e = 0, 2
+        sa, sb, se = st1, st0, 1
+    else:
+        b, e = 0, 1
+        sa, sb, se = 1, st0, st1
+    da = d[a]
+    xa0 = src_idx[a] + t0 * da
+    xa1 = src_idx[a] + t1 * da
+    if xa0 > xa1:
+        xa0, xa1 = xa1, xa0
+    p0 = int(np.ceil(xa0))
+    p1 = int(np.floor(xa1))
+    if p0 < 0:
+        p0 = 0
+    if p1 > shape[a] - 1:
+        p1 = shape[a] - 1
+    # in-plane position at plane p: s + (p - s_a) / d_a * d (plus 1 for the padding)
+    gb = d[b] / da
+    ge = d[e] / da
+    ob = src_idx[b] - src_idx[a] * gb + 1.0
+    oe = src_idx[e] - src_idx[a] * ge + 1.0
+    return b, e, sa, sb, se, p0, p1, ob, oe, gb, ge
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def _joseph(padded, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragma: no cover - compiled
     """Joseph's method: one bilinear sample per voxel plane of the ray's dominant index axis.
@@ -259,58 +315,20 @@ def _joseph(padded, shape, src_idx, pix_idx, ray_axis, mm_per_idx):  # pragma: n
     flat = padded.ravel()
     st0 = padded.shape[1] * padded.shape[2]
     st1 = padded.shape[2]
+    lo = (-0.5, -0.5, -0.5)
+    hi = (shape[0] - 0.5, shape[1] - 0.5, shape[2] - 0.5)
     for r in numba.prange(nr):
         for c in range(nc):
             a = ray_axis[r, c]
             d = (pix_idx[r, c, 0] - src_idx[0], pix_idx[r, c, 1] - src_idx[1], pix_idx[r, c, 2] - src_idx[2])
-            # clip t (source -> pixel in [0, 1]) to the volume box [-0.5, n - 0.5] (slab method)
-            t0 = 0.0
-            t1 = 1.0
-            for ax in range(3):
-                lo = -0.5
-                hi = shape[ax] - 0.5
-                if abs(d[ax]) < 1e-12:
-                    if src_idx[ax] < lo or src_idx[ax] > hi:
-                        t0 = 2.0
-                else:
-                    ta = (lo - src_idx[ax]) / d[ax]
-                    tb = (hi - src_idx[ax]) / d[ax]
-                    if ta > tb:
-                        ta, tb = tb, ta
-                    if ta > t0:
-                        t0 = ta
-                    if tb < t1:
-                        t1 = tb
+            # clip t (source -> pixel in [0, 1]) to the volume box [-0.5, n - 0.5]
+            t0, t1 = _clip_to_box(d, src_idx, lo, hi, 0.0, 1.0)
             if t1 <= t0:
                 continue
-            if a == 0:
-                b, e = 1, 2
-                sa, sb, se = st0, st1, 1
-            elif a == 1:
-                b, e = 0, 2
-                sa, sb, se = st1, st0, 1
-            else:
-                b, e = 0, 1
-                sa, sb, se = 1, st0, st1
-            da = d[a]
-            xa0 = src_idx[a] + t0 * da
-            xa1 = src_idx[a] + t1 * da
-            if xa0 > xa1:
-                xa0, xa1 = xa1, xa0
-            p0 = int(np.ceil(xa0))
-            p1 = int(np.floor(xa1))
-            if p0 < 0:
-                p0 = 0
-            if p1 > shape[a] - 1:
-                p1 = shape[a] - 1
-            # in-plane position at plane p: s + (p - s_a) / d_a * d (plus 1 for the padding)
-            gb = d[b] / da
-            ge = d[e] / da
-            ob = src_idx[b] - src_idx[a] * gb + 1.0
-            oe = src_idx[e] - src_idx[a] * ge + 1.0
+            b, e, sa, sb, se, p0, p1, ob, oe, gb, ge = _ray_planes(d, src_idx, shape, a, t0, t1, st0, st1)
             acc = _joseph_ray(flat, sa, sb, se, p0, p1, ob, oe, gb, ge, shape[b], shape[e])
             ln = np.sqrt((d[0] * mm_per_idx[0]) ** 2 + (d[1] * mm_per_idx[1]) ** 2 + (d[2] * mm_per_idx[2]) ** 2)
-            out[r, c] = acc * ln / abs(da)
+            out[r, c] = acc * ln / abs(d[a])
     return out
 
 
@@ -330,74 +348,24 @@ def _joseph_masks(padded, extent, shape, src_idx, pix_idx, ray_axis, mm_per_idx)
     out = np.zeros((nch, nr, nc), dtype=np.float32)
     st0 = padded.shape[2] * padded.shape[3]
     st1 = padded.shape[3]
+    lo = (-0.5, -0.5, -0.5)
+    hi = (shape[0] - 0.5, shape[1] - 0.5, shape[2] - 0.5)
     for r in numba.prange(nr):
         for c in range(nc):
             a = ray_axis[r, c]
             d = (pix_idx[r, c, 0] - src_idx[0], pix_idx[r, c, 1] - src_idx[1], pix_idx[r, c, 2] - src_idx[2])
-            t0 = 0.0
-            t1 = 1.0
-            for ax in range(3):
-                lo = -0.5
-                hi = shape[ax] - 0.5
-                if abs(d[ax]) < 1e-12:
-                    if src_idx[ax] < lo or src_idx[ax] > hi:
-                        t0 = 2.0
-                else:
-                    ta = (lo - src_idx[ax]) / d[ax]
-                    tb = (hi - src_idx[ax]) / d[ax]
-                    if ta > tb:
-                        ta, tb = tb, ta
-                    if ta > t0:
-                        t0 = ta
-                    if tb < t1:
-                        t1 = tb
+            t0, t1 = _clip_to_box(d, src_idx, lo, hi, 0.0, 1.0)
             if t1 <= t0:
                 continue
-            if a == 0:
-                b, e = 1, 2
-                sa, sb, se = st0, st1, 1
-            elif a == 1:
-                b, e = 0, 2
-                sa, sb, se = st1, st0, 1
-            else:
-                b, e = 0, 1
-                sa, sb, se = 1, st0, st1
+            b, e, sa, sb, se, p0, p1, ob, oe, gb, ge = _ray_planes(d, src_idx, shape, a, t0, t1, st0, st1)
             da = d[a]
-            xa0 = src_idx[a] + t0 * da
-            xa1 = src_idx[a] + t1 * da
-            if xa0 > xa1:
-                xa0, xa1 = xa1, xa0
-            p0 = int(np.ceil(xa0))
-            p1 = int(np.floor(xa1))
-            if p0 < 0:
-                p0 = 0
-            if p1 > shape[a] - 1:
-                p1 = shape[a] - 1
-            gb = d[b] / da
-            ge = d[e] / da
-            ob = src_idx[b] - src_idx[a] * gb + 1.0
-            oe = src_idx[e] - src_idx[a] * ge + 1.0
             ln = np.sqrt((d[0] * mm_per_idx[0]) ** 2 + (d[1] * mm_per_idx[1]) ** 2 + (d[2] * mm_per_idx[2]) ** 2)
             for ch in range(nch):
                 # the part of the ray within the channel's box grown by 2 voxels (a sample reads the voxels within
                 # one of it in its plane: outside, every sample is an exact zero; 2 leaves room for rounding)
-                u0 = t0
-                u1 = t1
-                for ax in range(3):
-                    lo = extent[ch, ax, 0] - 2.0
-                    hi = extent[ch, ax, 1] + 2.0
-                    if abs(d[ax]) < 1e-12:
-                        if src_idx[ax] < lo or src_idx[ax] > hi:
-                            u0 = 2.0
-                    else:
-                        ta = (lo - src_idx[ax]) / d[ax]
-                        tb = (hi - src_idx[ax]) / d[ax]
-                        if ta > tb:
-                            ta, tb = tb, ta
-                        if ta > u0:
-                            u0 = ta
-                        if tb < u1:
-                            u1 = tb
+                box_lo = (extent[ch, 0, 0] - 2.0, extent[ch, 1, 0] - 2.0, extent[ch, 2, 0] - 2.0)
+                box_hi = (extent[ch, 0, 1] + 2.0, extent[ch, 1, 1] + 2.0, extent[ch, 2, 1] + 2.0)
+                u0, u1 = _clip_to_box(d, src_idx, box_lo, box_hi, t0, t1)
                 if u1 <= u0:
                     continue
                 ya0 = src_idx[a] + u0 * da
