@@ -775,6 +775,15 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"Pedicle isthmus diameter unknown: smallest needle assumed; check the pedicle on the images\.",
      "Diamètre de l'isthme pédiculaire inconnu : plus petite aiguille retenue ; vérifier le pédicule sur les "
      "images.", ()),
+    # the route warning of the C2 cementoplasty (osteoplan.planning.procedures.c2_cementoplasty)
+    (r"Lateral / posterolateral route to C2: the needle passes next to the vertebral artery, whose course near "
+     r"C1-C2 varies \(it enters the spinal canal between C1 and C2 in (\d+) of (\d+) patients on CT angiography, "
+     r"Kim, J Korean Neurosurg Soc 2018, PMID 29526062\); a CT without contrast shows only its bony canal: check "
+     r"the artery on a CT angiogram before the procedure\.",
+     "Voie latérale / postérolatérale de C2 : l'aiguille passe près de l'artère vertébrale, dont le trajet varie "
+     "près de C1–C2 (elle pénètre dans le canal rachidien entre C1 et C2 chez {0} patients sur {1} en "
+     "angioscanner, Kim, J Korean Neurosurg Soc 2018, PMID 29526062) ; un scanner sans injection ne montre que "
+     "son canal osseux : vérifier l'artère sur un angioscanner avant l'intervention.", ()),
     (r"Dens waist ([\d.]+) mm leaves less than ([\d.]+) mm of bone each side of even the thinnest screw "
      r"\(([\d.]+) mm\): discuss the indication\.",
      "Col de l'odontoïde de {0} mm : moins de {1} mm d'os de chaque côté même avec la vis la plus fine ({2} mm) : "
