@@ -248,7 +248,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "waist": {"en": "Dens waist", "fr": "Col de l'odontoïde"},
     "waist_margin": {"en": "Bone each side", "fr": "Os de chaque côté"},
     "achievable": {"en": "achievable", "fr": "réalisable"},
-    "reference_volume": {"en": "Published injected volume", "fr": "Volume injecté publié"},
+    "reference_volume": {"en": "Volume injected in the published series", "fr": "Volume injecté dans la série publiée"},
     "bullseye_view": {"en": "Bull's-eye C-arm view", "fr": "Incidence « bull's-eye »"},
     "progression_view": {"en": "Progression view (90°)", "fr": "Incidence de progression (90°)"},
     "gantry_tilt": {"en": "CT gantry tilt (path in one slice)", "fr": "Inclinaison du statif (trajet dans une coupe)"},
@@ -775,6 +775,11 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"Pedicle isthmus diameter unknown: smallest needle assumed; check the pedicle on the images\.",
      "Diamètre de l'isthme pédiculaire inconnu : plus petite aiguille retenue ; vérifier le pédicule sur les "
      "images.", ()),
+    # the hydrodissection volume of the published series (Hydrodissection.reference_volume_ml; older plans: the
+    # second form, whose SD was rounded to 8)
+    (r"(\d+) \+/- ([\d.]+) mL \(mean \+/- SD, range (\d+)-(\d+) mL, (\d+) patients\), PMID (\d+)",
+     "{0} ± {1} mL (moyenne ± écart type, intervalle {2}–{3} mL, {4} patients), PMID {5}", ()),
+    (r"(\d+) \+/- ([\d.]+) mL \((\d+)-(\d+) mL\), PMID (\d+)", "{0} ± {1} mL ({2}–{3} mL), PMID {4}", ()),
     # the route warning of the C2 cementoplasty (osteoplan.planning.procedures.c2_cementoplasty)
     (r"Lateral / posterolateral route to C2: the needle passes next to the vertebral artery, whose course near "
      r"C1-C2 varies \(it enters the spinal canal between C1 and C2 in (\d+) of (\d+) patients on CT angiography, "
