@@ -123,7 +123,7 @@ def test_report_risk_table_english_and_french(plan):
     fr = _html.unescape(build_report_html(plan, {}, lang="fr"))
     assert _risk_rows(fr)["alignment"] == "missing"
     assert "médiane de la lésion 48 UH" in fr and "82 % de la lésion à plus de 100 UH sous la normale" in fr
-    assert "<th>Origine</th>" in fr and "MANQUANT" in fr and "Lésion osseuse" in fr and "Niveau : C2" in fr
+    assert "<th>Origine</th>" in fr and "MANQUANT" in fr and "Lésion osseuse" in fr and "Niveau\u00a0: C2" in fr
 
 
 def test_pdf_holds_the_risk_table(plan):
