@@ -124,10 +124,15 @@ _TWO_PART = re.compile(rf"({_ENTITY})|(?:[{_SPACES}]+|(?<=[^{_SPACES}]))([:;?!])
 _RANGE = re.compile(r"(?<![\w.,/-])(\d+(?:,\d+)?)-(\d+(?:,\d+)?)(?= ?(?:mm|mL|ml|cm|%|°|UH|HU|Gy|min|s)\b|(?= ?[%°]))")
 
 
+#: A space between a number and the degree sign of an angle (not °C / °F): French writes ``63,7°``.
+_DEGREE = re.compile(r"(?<=\d)[ \u00a0]°(?![CF]\b)")
+
+
 def french_typography(text: str) -> str:
     """*text* (French running text, its numbers already written the French way) with French typography: a no-break
     space before ``:`` ``;`` ``?`` ``!`` (replacing any space there, or added when the sign is glued to its word) and
-    inside ``« »``; ``±`` for ``+/-``; an en dash between two numbers of a range followed by a unit.
+    inside ``« »``; ``±`` for ``+/-``; an en dash between two numbers of a range followed by a unit; the degree sign
+    of an angle against its number (``63,7°``).
 
     HTML character references (``&amp;``) are left whole. Signs not followed by a space (``18:51``, ``http://``,
     ``clearance:spinal_canal``) are not punctuation and are left as they are.
@@ -143,6 +148,7 @@ def french_typography(text: str) -> str:
         return NBSP + (m.group(2) or m.group(3))
 
     text = _TWO_PART.sub(sign, text)
+    text = _DEGREE.sub("°", text)
     text = re.sub(rf"«[{_SPACES}]*", "«" + NBSP, text)
     text = re.sub(rf"[{_SPACES}]*»", NBSP + "»", text)
     return _RANGE.sub(lambda m: f"{m.group(1)}–{m.group(2)}", text)

@@ -328,6 +328,9 @@ FR_GENDER: dict[str, str] = {
     "inferior_vena_cava": "f", "segmental_artery": "fp", "lung": "m", "mandible": "f", "skull": "m",
     "brainstem": "m", "parotid_gland_left": "f", "parotid_gland_right": "f", "other_bone": "m",
     "other_vertebrae": "fp",
+    # the SINS components (osteoplan.export.risk_table: "douleur, alignement radiographique manquants")
+    "sins_comp_location": "f", "sins_comp_pain": "f", "sins_comp_lesion_type": "f", "sins_comp_alignment": "m",
+    "sins_comp_collapse": "m", "sins_comp_posterolateral": "f",
 }
 
 
@@ -459,7 +462,8 @@ STRINGS.update({
     "risk_col_how": {"en": "How obtained", "fr": "Origine"},
     "risk_col_evidence": {"en": "Evidence", "fr": "Éléments (mesures)"},
     "risk_total": {"en": "SINS total", "fr": "Total SINS"},
-    "risk_missing_list": {"en": "{missing} missing", "fr": "{missing} manquant(s)"},
+    "risk_missing_list": {"en": "{missing} missing", "fr": "{missing} manquant", "fr_f": "{missing} manquante",
+                          "fr_mp": "{missing} manquants", "fr_fp": "{missing} manquantes"},
     "or": {"en": "or", "fr": "ou"},
     "colon": {"en": ": ", "fr": " : "},
     "sins_referral": {"en": "≥ 7: surgical/interventional consultation recommended",
@@ -828,7 +832,7 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"Not assessed \(not segmented\): (.+)\. Hydrodissection may still be needed\.",
      "Structures non évaluées (non segmentées) : {0}. Une hydrodissection peut rester nécessaire.", (0,)),
     (r"No feasible path with a ([\d.]+) mm screw; ([\d.]+) mm was used\.",
-     "Aucun trajet réalisable avec une vis de {0} mm ; {1} mm a été utilisée.", ()),
+     "Aucun trajet réalisable avec une vis de {0} mm ; une vis de {1} mm a été utilisée.", ()),
     (r"demo: the phantom's exact label map stands in for segmentation \(use --segment to run it\)",
      "démo : la carte de labels exacte du fantôme remplace la segmentation (--segment pour la lancer)", ()),
     (r"lesion volume x ([\d.]+)-([\d.]+) \(filling 61 \+/- 15 %\), upper bound capped at ([\d.]+) mL; "

@@ -29,7 +29,8 @@ from export_planfactory import make_plan
 HEAD_NOUNS = {"artère": "f", "artères": "fp", "carotide": "f", "veine": "f", "moelle": "f", "trachée": "f",
               "mandibule": "f", "aorte": "f", "parotide": "f", "lésion": "f", "voies": "fp", "vertèbres": "fp",
               "peau/corps": "f", "canal": "m", "pharynx": "m", "larynx": "m", "œsophage": "m", "poumon": "m",
-              "crâne": "m", "tronc": "m", "os": "m"}
+              "crâne": "m", "tronc": "m", "os": "m", "douleur": "f", "localisation": "f", "atteinte": "f",
+              "alignement": "m", "tassement": "m"}
 #: The agreed forms of "not assessed" (badge, in capitals) by gender / number.
 NOT_ASSESSED = {"m": "NON ÉVALUÉ", "f": "NON ÉVALUÉE", "mp": "NON ÉVALUÉS", "fp": "NON ÉVALUÉES"}
 
@@ -37,7 +38,7 @@ NOT_ASSESSED = {"m": "NON ÉVALUÉ", "f": "NON ÉVALUÉE", "mp": "NON ÉVALUÉS"
 def head_gender(name_fr: str) -> str:
     """Gender / number of a French noun phrase from its head noun (the first word the lexicon knows; "autre(s)" is an
     adjective)."""
-    for word in name_fr.split():
+    for word in name_fr.lower().split():
         if word in HEAD_NOUNS:
             return HEAD_NOUNS[word]
     raise KeyError(f"no head noun known in {name_fr!r}")
@@ -89,6 +90,9 @@ class TestGenderTable:
         assert agree("status_not_assessed", "fr", ["spinal_cord", "esophagus"]) == "non évalués"
         assert agree("status_not_assessed", "en", "spinal_cord") == "not assessed"
         assert agree("status_not_assessed", "fr", gender="fp") == "non évaluées"
+        # the SINS components a total lacks: "douleur manquante", "douleur, alignement radiographique manquants"
+        assert agree("risk_missing_list", "fr", ["sins_comp_pain"]) == "{missing} manquante"
+        assert agree("risk_missing_list", "fr", ["sins_comp_pain", "sins_comp_alignment"]) == "{missing} manquants"
 
 
 class TestReportAgreement:
@@ -165,6 +169,7 @@ class TestFrenchTypography:
         assert french_typography("Statut : a ; b ? c !") == f"Statut{NBSP}: a{NBSP}; b{NBSP}? c{NBSP}!"
         assert french_typography("Structures évaluées: aucune") == f"Structures évaluées{NBSP}: aucune"
         assert french_typography("« bull's-eye »") == f"«{NBSP}bull's-eye{NBSP}»"
+        assert french_typography("29,4 ° / -63,7 ° (limite 30,0 °), 37 °C") == "29,4° / -63,7° (limite 30,0°), 37 °C"
         assert french_typography("2,9 +/- 0,7 mL (intervalle 2,0-4,0 mL), 210-230 mL") == \
             "2,9 ± 0,7 mL (intervalle 2,0–4,0 mL), 210–230 mL"
         # not punctuation: times, URLs, identifiers, HTML character references, dates
@@ -194,6 +199,7 @@ def assert_french_typography(text: str) -> None:
     assert re.findall(r"(?<![\w.,/-])\d+(?:,\d+)?-\d+(?:,\d+)? ?(?:mm|mL|%)", text) == []
     assert re.findall(r"« |\s»", text.replace(f"{NBSP}»", "")) == []
     assert "phantom-truth" not in text
+    assert re.findall(r"\d[ \u00a0]°(?![CF])", text) == []
 
 
 @pytest.mark.slow
@@ -225,3 +231,19 @@ def test_phantom_report_in_french_agrees_and_has_french_typography(tmp_path):
     assert "vérité terrain du fantôme" in text and "fantôme" in text.split("Scanner", 1)[1][:80]
     for english in ("phantom", "Max ", "Published", "CT\n"):
         assert english not in text, english
+
+
+def test_french_information_sheet_has_french_typography():
+    """The patient information sheet in French (osteoplan.workflow.infosheet): the same typography as the report."""
+    from osteoplan.workflow.infosheet import TEXTS, render_html
+
+    t_fr = TEXTS["fr"]
+    ctx = {"lang": "fr", "t": t_fr, "case_code": "OP-1", "case_code_css": "OP-1", "generated": "2026-12-06",
+           "site_text": "C2 (vertèbre)", "lesion_type_text": t_fr["types"]["lytic"], "score_text": "SINS 12",
+           "decision_text": t_fr["decisions"]["screw_cement"], "cervical": True, "hydro": True,
+           "screw_text": t_fr["screw"].format(d="4", l="34"), "cement_text": t_fr["cement"].format(v="2-3,5")}
+    text = _text(render_html(ctx))
+    assert_french_typography(text)
+    assert "2–3,5 mL" in text and f"Information du patient{NBSP}: consolidation" in text
+    en = _text(render_html({**ctx, "lang": "en", "t": TEXTS["en"]}))
+    assert NBSP not in en

@@ -158,7 +158,7 @@ def test_unknown_text_is_kept_in_english():
     assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "en") == \
         "No feasible path with a 4.5 mm screw; 4.0 mm was used."
     assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "fr") == \
-        "Aucun trajet réalisable avec une vis de 4.5 mm ; 4.0 mm a été utilisée."
+        "Aucun trajet réalisable avec une vis de 4.5 mm ; une vis de 4.0 mm a été utilisée."
 
 
 def test_provided_mask_file_name_not_in_report(plan):

@@ -72,7 +72,7 @@ def test_total_is_the_hand_sum(risk):
     # 3 (C2 junctional) + 3 (mechanical) + 2 (lytic) + 2 (< 50 % collapse) + 0 = 10; alignment adds 0-4
     assert sins_total_text(risk) == ("10–14 / 18 (radiographic alignment missing): potentially unstable or "
                                      "unstable — ≥ 7: surgical/interventional consultation recommended")
-    assert sins_total_text(risk, "fr").startswith("10–14 / 18 (alignement radiographique manquant(s)) : "
+    assert sins_total_text(risk, "fr").startswith("10–14 / 18 (alignement radiographique manquant) : "
                                                   "potentiellement instable ou instable")
 
 
