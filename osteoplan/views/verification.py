@@ -36,7 +36,7 @@ import numpy as np
 
 from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
 from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame
-from osteoplan.views.i18n import t
+from osteoplan.views.i18n import agree, t
 from osteoplan.views.reformat import Plane, _signed, _unit, path_plane_axes
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
                                     new_figure, nice_length, orientation_caption, window)
@@ -507,7 +507,7 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
         rows += [(t("verify_postop_errors", lang), f"{p['entry_error_mm']:.1f} / {p['tip_error_mm']:.1f} mm"),
                  (t("verify_postop_angle", lang), f"{p['angle_error_deg']:.1f}°"),
                  (t("verify_breach", lang), (f"{p['max_breach_mm']:.1f} mm, grade {p['grade']}" if p.get("grade")
-                                             else t("status_not_assessed", lang)))]
+                                             else agree("status_not_assessed", lang, gender="f")))]  # l'effraction
     return rows
 
 
@@ -547,12 +547,13 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
         return f"<img alt='{esc(alt)}' src='data:image/png;base64,{base64.b64encode(b).decode('ascii')}'>"
 
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
-    status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
-              "crosses": t("verify_status_crosses", lang),
-              "not_assessed": t("status_not_assessed", lang).upper(), "covered": t("verify_status_covered", lang)}
+    status = {"pass": "verify_status_pass", "inside_margin": "verify_status_inside_margin",
+              "crosses": "verify_status_crosses", "not_assessed": "status_not_assessed", "covered": "verify_status_covered"}
 
-    def st(r):
-        w = status.get(r["status"], r["status"])
+    def st(r):  # French: the status agrees with the structure's name ("artère ... NON ÉVALUÉE")
+        key = status.get(r["status"])
+        w = r["status"] if key is None else agree(key, lang, r["structure"])
+        w = w.upper() if r["status"] == "not_assessed" else w
         return w + (f" {t(r['covered_by'], lang)}" if r["status"] == "covered" and r.get("covered_by") else "")
 
     def num(v):
