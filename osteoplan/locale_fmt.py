@@ -121,7 +121,8 @@ _ENTITY = r"&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);"
 #: punctuation).
 _TWO_PART = re.compile(rf"({_ENTITY})|(?:[{_SPACES}]+|(?<=[^{_SPACES}]))([:;?!])(?=[\s)\]]|$)|^([:;?!])(?=\s)")
 #: A range of two numbers followed by a unit: ``2,0-4,0 mL``, ``210-230 mL``, ``C 2-4 mm`` (not a date or an ID).
-_RANGE = re.compile(r"(?<![\w.,/-])(\d+(?:,\d+)?)-(\d+(?:,\d+)?)(?= ?(?:mm|mL|ml|cm|%|°|UH|HU|Gy|min|s)\b|(?= ?[%°]))")
+_RANGE = re.compile(r"(?<![\w.,/-])(\d+(?:,\d+)?)-(\d+(?:,\d+)?)"
+                    r"(?= ?(?:mm|mL|ml|cm|%|°|UH|HU|Gy|min|s)\b|(?= ?[%°]))")
 
 
 #: A space between a number and the degree sign of an angle (not °C / °F): French writes ``63,7°``.

@@ -458,10 +458,10 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         if plan.cement.leak_risk is None:
             leak_text = agree("status_not_assessed", lang, gender="fp")  # the breached walls (les parois)
     ct = plan.ct
+    fmt = ct.source_format
+    fmt_text = t(f"ct_format_{fmt}", lang) if fmt and f"ct_format_{fmt}" in STRINGS else fmt  # "phantom": "fantôme"
     ct_text = f"{ct.shape_kji[0]}×{ct.shape_kji[1]}×{ct.shape_kji[2]}, " + \
-        "×".join(f"{s:.2f}" for s in ct.spacing_mm) + " mm" + (
-            f", {t('ct_format_' + ct.source_format, lang) if 'ct_format_' + ct.source_format in STRINGS else ct.source_format}"
-            if ct.source_format else "")
+        "×".join(f"{s:.2f}" for s in ct.spacing_mm) + " mm" + (f", {fmt_text}" if fmt else "")
     guidance = (best.guidance if best is not None and best.guidance is not None else plan.guidance)
     verdict = verdict_of(plan)  # the plan's one verdict, printed as it is (computed now for schema-1.0 plans)
     details = verdict.details_fr if lang == "fr" else verdict.details_en

@@ -548,7 +548,8 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
 
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
     status = {"pass": "verify_status_pass", "inside_margin": "verify_status_inside_margin",
-              "crosses": "verify_status_crosses", "not_assessed": "status_not_assessed", "covered": "verify_status_covered"}
+              "crosses": "verify_status_crosses", "not_assessed": "status_not_assessed",
+              "covered": "verify_status_covered"}
 
     def st(r):  # French: the status agrees with the structure's name ("artère ... NON ÉVALUÉE")
         key = status.get(r["status"])
