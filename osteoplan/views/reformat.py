@@ -7,6 +7,11 @@ sagittal images have anterior on the left — the same side as the lateral simul
 the LPS letters of each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can
 always orient. Every image states its orientation in words under its title
 (:func:`osteoplan.views.render.orientation_caption`, e.g. "anterior left, head up").
+
+What is not in the displayed plane is drawn projected onto it and looks it: the path a dotted, faded band, a point
+(skin entry, bone entry, target) a hollow marker with a dotted edge, each with its own legend entry
+(:func:`path_in_plane`, :func:`point_in_plane`). The scale bar lies in the band below the image
+(:func:`osteoplan.views.render.draw_scale_bar`), off the anatomy.
 """
 
 from __future__ import annotations

@@ -386,9 +386,22 @@ def projected_point_artist(kind: str, xy=None, legend: bool = False):
 
 
 def draw_point(ax, kind: str, xy, projected: bool = False):
-    """Draw one of the path's points at *xy* (data coordinates) on a 2D view: in the plane (:func:`point_style`),
-    or projected onto it (:func:`projected_point_artist`); returns the artist (gid ``kind`` or
-    ``kind + "_projected"``), whose style the legend entry of :func:`point_legend_handle` repeats."""
+    """Draw one of the path's points on a 2D view: in the plane (:func:`point_style`), or projected onto it
+    (:func:`projected_point_artist`: hollow, dotted edge).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    kind : one of :data:`POINT_KINDS`
+    xy : (2,) data coordinates (in-plane mm on a reformat, pixels on a fluoroscopy view)
+    projected : bool
+        The point is not in the displayed plane.
+
+    Returns
+    -------
+    The artist (``Line2D`` or ``PathCollection``), gid ``kind`` or ``kind + "_projected"``; the legend entry of
+    :func:`point_legend_handle` repeats its marker.
+    """
     if projected:
         art = projected_point_artist(kind, xy)
         art.set_offset_transform(ax.transData)
