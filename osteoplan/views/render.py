@@ -140,8 +140,8 @@ def draw_scale_bar(ax, length: float, color: str = "white", label: str | None = 
 
     One rule for every 2D view: the bar and its label (above the bar) lie in the band of :data:`LETTER_GUTTER_IN`
     that :func:`layout_with_legend` keeps around the image for the orientation letters, left-aligned with the
-    image, where the bottom letter (centred) is not; a bar is at most ~0.29 of the image width
-    (:func:`nice_length`), so the two never meet. Its length is in the image's x data units, hence exact whatever
+    image, where the bottom letter (centred) is not; a bar is at most 0.35 of the image width
+    (:func:`nice_length`: the smallest 1-2-5 length of at least 0.7 of a fifth of the span), so the two never meet. Its length is in the image's x data units, hence exact whatever
     the figure's size.
 
     Returns
