@@ -255,3 +255,27 @@ class TestLayoutAndScrew:
         assert min(across) < 80, across      # the dark halo of the outline
         assert luminance(8.0, y_mid) > 230  # white bone beside it
         assert screw.get_path_effects()
+
+
+def test_fluoroscopy_bar_is_below_the_image_clear_of_the_footer(case):
+    from osteoplan.views.drr import drr_figure
+
+    vol, lm, path = case
+    fig = drr_figure(vol, path, "lateral", lm, n_pixels=96)
+    figure_png(fig)
+    r = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    box = _bbox_px([a for a in list(ax.lines) + list(ax.texts) if a.get_gid() == "scale_bar"], fig)
+    img = ax.get_window_extent(r)
+    assert box.y1 <= img.y0 and box.y0 >= img.y0 - LETTER_GUTTER_IN * fig.dpi
+    for t in fig.texts:  # the C-arm footer under the band
+        assert not box.overlaps(t.get_window_extent(r)), t.get_text()
+    assert not box.overlaps(fig.legends[0].get_window_extent(r))
+
+
+@pytest.mark.parametrize("span_mm", np.geomspace(3.0, 3000.0, 61))
+def test_scale_bar_length_leaves_the_bottom_letter_free(span_mm):
+    """At most 0.35 of the image (so a bar from the left edge ends before the centred letter), at least 0.14."""
+    from osteoplan.views.render import nice_length
+
+    assert 0.14 <= nice_length(span_mm) / span_mm <= 0.35
