@@ -1002,6 +1002,11 @@ STRINGS.update({
     "instrument_end_on": {"en": "instrument Ø {d} mm seen end-on (circle)",
                           "fr": "instrument Ø {d} mm vu en enfilade (cercle)"},
     "screw_end_on": {"en": "screw Ø {d} mm seen end-on (disc)", "fr": "vis Ø {d} mm vue en enfilade (disque)"},
+    "skin_entry_projected": {"en": "Skin entry, projected (not in this plane)",
+                             "fr": "Point d'entrée cutané, projeté (hors de ce plan)"},
+    "bone_entry_projected": {"en": "Bone entry, projected (not in this plane)",
+                             "fr": "Point d'entrée osseux, projeté (hors de ce plan)"},
+    "target_projected": {"en": "Target, projected (not in this plane)", "fr": "Cible, projetée (hors de ce plan)"},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)

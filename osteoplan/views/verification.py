@@ -247,9 +247,7 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
             ax.plot([xy[0]], [xy[1]], marker=mk, ms=11 if mk != "o" else 5, mew=2.2, color=col, ls="",
                     mfc="none" if mk == "o" else col, zorder=8, path_effects=stroke)
         labels = draw_orientation(ax, pl.u, pl.v, outside=True, lang=lang)  # in the band around the image
-        span = pl.extent[1] - pl.extent[0]
-        L = nice_length(span)
-        draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
+        draw_scale_bar(ax, nice_length(pl.extent[1] - pl.extent[0]))  # in the band below the image
         _title(ax, f"{t(key, lang)}\n{_wrap(orientation_caption(pl.u, pl.v, lang))}")
         ax._osteoplan_labels = labels
         panels.append((key, pl, ax, img))
@@ -404,7 +402,7 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
         labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True, lang=lang)
         px_iso = geo.pixel_mm[0] / geo.magnification
         bar = nice_length(n_c * px_iso)
-        draw_scale_bar(ax, bar / px_iso, 0.05 * n_c, 0.94 * n_r, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
+        draw_scale_bar(ax, bar / px_iso, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))  # below the image
         caption = _wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))
         _title(ax, f"{t(f'verify_drr_{view}', lang)}\n{caption}")
         ax._osteoplan_labels = labels
