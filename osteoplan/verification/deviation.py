@@ -187,8 +187,8 @@ def _correction(e, be, t, tip, da, dp) -> dict:
     cc_a, _ = _angles(da)
     cc_n, _ = _angles(d_new)
     ca, cn, cp = _carm(da), _carm(d_new), _carm(dp)
-    turn_words = (f"turn the tip {theta:.1f} deg: {words} (pivoting at {pivot_words}; the line then passes through "
-                  "the target)") if words else "direction on target"
+    turn_words = (f"turn the tip {theta:.1f} deg: {words} (pivoting at the {which.replace('_', ' ')}; the line then "
+                  "passes through the target)") if words else "direction on target"
     steps = []
     if wd is not None:
         steps.append(f"withdraw {wd['withdraw_mm']:.1f} mm first ({_PLACE_WORDS[wd['withdraw_to']]}: the tip is "

@@ -607,7 +607,7 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
             f"{structure_label(r['structure'], lang)} ({t('verify_inside', lang).format(by=covering_words(r.get('covered_by') or '', lang))})"
             for r in not_clear)))
     attention_html = (f"<p class='attention'>{esc(t('verify_attention', lang))}"
-                      f"{' : ' if lang == 'fr' else ': '}{esc('; '.join(att))}</p>") if att else ""
+                      f"{' : ' if lang == 'fr' else ': '}{esc(t('semicolon', lang).join(att))}</p>") if att else ""
     notes_html = ("<h2>" + esc(t("verify_notes", lang)) + "</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes)
                   + "</ul>") if notes else ""
     drr_html = (f"<h2>{esc(t('verify_fluoro', lang))}</h2>{img(drr_png, t('verify_fluoro', lang))}"
@@ -617,7 +617,7 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
            "max-width:190mm}h1{font-size:15pt;margin:0 0 2mm 0}h2{font-size:11.5pt;margin:4mm 0 1.5mm 0;"
            "border-bottom:1.5px solid #345;page-break-after:avoid}table{border-collapse:collapse;width:100%}"
            "td,th{border:0.6px solid #999;padding:0.8mm 1.5mm;text-align:left;vertical-align:top}th{background:"
-           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
+           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-not_clear{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
            "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
            ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}"
            ".attention{color:#a00;font-weight:bold;font-size:11pt;border:2px solid #a00;padding:1.5mm;margin:1mm 0}")

@@ -52,8 +52,8 @@ class TestDeviation:
         assert c["withdraw_first"]["withdraw_mm"] == 45.0 and c["withdraw_first"]["withdraw_to"] == "bone_entry"
         assert c["turn_deg"] == pytest.approx(np.degrees(np.arctan(1 / 40)), abs=0.05)
         assert c["steps"] == ["withdraw 45.0 mm first (back to the bone entry: the tip is 5.0 mm past the target depth)",
-                              "then turn the tip 1.4 deg: 1.4 deg anterior (pivoting at the bone entry (where the "
-                              "instrument crosses the cortex); the line then passes through the target)",
+                              "then turn the tip 1.4 deg: 1.4 deg anterior (pivoting at the bone entry; the line "
+                              "then passes through the target)",
                               "then advance 40.0 mm to the target"]
 
     def test_patient_terms(self):
