@@ -63,6 +63,9 @@ class TestTipPastTheTarget:
         assert c["redirect_in_words"].startswith("withdraw 34.0 mm first")
         res = _result(f)
         lines = report_text(res).splitlines()
+        assert "  PAST the target depth by 4.0 mm along its axis; its line crosses the target depth at LPS (2.0, 0.0, " \
+               "60.0), 2.0 mm from the target (2.0 mm left of the target)" in lines
+        assert not any("pushed on" in ln for ln in lines)
         i = next(k for k, ln in enumerate(lines) if ln.startswith("  correction: "))
         assert lines[i] == "  correction: " + c["steps"][0]
         assert lines[i + 1].strip() == c["steps"][1] and lines[i + 2].strip() == c["steps"][2]

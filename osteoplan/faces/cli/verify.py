@@ -49,18 +49,24 @@ def report_text(res: dict) -> str:
                  "docs/verification.md)")
     L.append(f"  tip to target {res['tip_to_target_mm']:.1f} mm")
     if res.get("predicted_tip_lps_mm") is not None:
-        L.append(f"  pushed on along its axis: {res['remaining_depth_mm']:.1f} mm to the target depth, arriving at "
-                 f"LPS {_fmt(res['predicted_tip_lps_mm'])}, {res['lateral_offset_at_target_mm']:.1f} mm from the "
-                 f"target ({res['lateral_offset_in_words']})")
+        if res["remaining_depth_mm"] < 0:  # already beyond: say so, never "pushed on" by a negative depth
+            L.append(f"  PAST the target depth by {-res['remaining_depth_mm']:.1f} mm along its axis; its line crosses "
+                     f"the target depth at LPS {_fmt(res['predicted_tip_lps_mm'])}, "
+                     f"{res['lateral_offset_at_target_mm']:.1f} mm from the target ({res['lateral_offset_in_words']})")
+        else:
+            L.append(f"  pushed on along its axis: {res['remaining_depth_mm']:.1f} mm to the target depth, arriving at "
+                     f"LPS {_fmt(res['predicted_tip_lps_mm'])}, {res['lateral_offset_at_target_mm']:.1f} mm from the "
+                     f"target ({res['lateral_offset_in_words']})")
     c = res["correction"]
     steps = c.get("steps") or [c["redirect_in_words"]]
     L.append(f"  correction: {steps[0]}")
     L += [f"              {s}" for s in steps[1:]]  # one step a line, in the order they are done
     cn = c.get("carm_bullseye_corrected")
     if cn is not None:
-        L.append(f"  C-arm bull's-eye down the corrected line (pivot to target): {cn['label']}; down the instrument "
-                 f"now {c['carm_bullseye_instrument']['label']}; down the plan {c['carm_bullseye_plan']['label']}")
+        L.append(f"  C-arm bull's-eye down the corrected line (pivot to target): {cn['label']}")
         L.append(f"  C-arm change to follow the correction: {c['carm_change']}")
+        L.append(f"  C-arm bull's-eye for reference: instrument now {c['carm_bullseye_instrument']['label']}, plan "
+                 f"{c['carm_bullseye_plan']['label']}")
     else:  # results written before the corrected line's bull's-eye
         L.append(f"  C-arm bull's-eye: instrument {c['carm_bullseye_instrument']['label']}, plan "
                  f"{c['carm_bullseye_plan']['label']}")
