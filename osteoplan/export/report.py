@@ -19,7 +19,7 @@ from osteoplan.errors import DependencyError, InputError, OsteoplanError
 from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict_of
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
-from osteoplan.views.i18n import LANGS, STRINGS, t, translate_text
+from osteoplan.views.i18n import LANGS, STRINGS, covering_words, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
 REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "pedicle_axial", "path_oblique", "path_oblique_orthogonal",
@@ -286,15 +286,7 @@ def status_label(check: Any, lang: str = "en") -> str:
         by = covering_structure(check)
         if by is None:
             return t("status_covered", lang)
-        if by.startswith("vertebral_artery_canal"):
-            what = t("covered_by_bony_canal", lang)
-        elif by == "containment":
-            what = t("covered_by_containment", lang)
-        elif f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
-            what = t(f"covered_by_{by}", lang)
-        else:
-            what = t(by, lang)
-        return t("status_covered_by", lang).format(by=what)
+        return t("status_covered_by", lang).format(by=covering_words(by, lang))
     label = t(f"status_{status}", lang)
     return label.upper() if status in _LOUD_STATUSES else label
 
