@@ -19,7 +19,7 @@ from osteoplan.errors import DependencyError, InputError, OsteoplanError
 from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict_of
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
-from osteoplan.views.i18n import LANGS, STRINGS, agree, t, translate_text
+from osteoplan.views.i18n import LANGS, STRINGS, agree, covering_words, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
 REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "pedicle_axial", "path_oblique", "path_oblique_orthogonal",
@@ -303,15 +303,7 @@ def status_label(check: Any, lang: str = "en") -> str:
         by = covering_structure(check)
         if by is None:
             return t("status_covered", lang)
-        if by.startswith("vertebral_artery_canal"):
-            what = t("covered_by_bony_canal", lang)
-        elif by == "containment":
-            what = t("covered_by_containment", lang)
-        elif f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
-            what = t(f"covered_by_{by}", lang)
-        else:
-            what = t(by, lang)
-        return agree("status_covered_by", lang, check.structure).format(by=what)
+        return agree("status_covered_by", lang, check.structure).format(by=covering_words(by, lang))
     label = agree(f"status_{status}", lang, check.structure)  # French: agrees with the structure's name
     return label.upper() if status in _LOUD_STATUSES else label
 

@@ -8,6 +8,7 @@ the anatomy into sites, the shared engine searches each site, and the plan repor
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,26 @@ COVERED_BY = {
 }
 
 
+def covering_structure_for(name: str, measured: Iterable[str]) -> tuple[str, str, str] | None:
+    """The rule by which a structure that is not segmented counts as covered by the one containing it.
+
+    Parameters
+    ----------
+    name : str
+        The structure key (e.g. ``"spinal_cord"``).
+    measured : iterable of str
+        The structures whose clearance was measured (on the planned path, or on the actual line of a control CT).
+
+    Returns
+    -------
+    (str, str, str) or None
+        Its :data:`COVERED_BY` entry (covering structure, how it was assessed, the sentence) when the covering
+        structure was measured, else None.
+    """
+    cover = COVERED_BY.get(name)
+    return cover if cover is not None and cover[0] in set(measured) else None
+
+
 def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) -> list[ClearanceCheck]:
     ev = res.fine if fine else res.coarse
     out = []
@@ -97,8 +118,8 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
                                   assessed_by=by))
     for name, why in res.not_assessed.items():
         rule = protocol.structures[name]
-        cover = COVERED_BY.get(name)
-        if cover is not None and cover[0] in measured:
+        cover = covering_structure_for(name, measured)
+        if cover is not None:
             out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
                                       clearance_mm=None, status="covered", segmented=False, source=None,
                                       note=f"{cover[2]}: see {cover[0]}", assessed_by=cover[1]))
@@ -521,7 +542,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     na = sorted(not_assessed)
     measured = {s_.name for _, r_ in found for s_ in r_.fields.structures}
     _cov = COVERED_BY
-    covered = sorted(n for n in na if n in _cov and _cov[n][0] in measured)
+    covered = sorted(n for n in na if covering_structure_for(n, measured) is not None)
     # structures the protocol lets the containment cover, where every placed trajectory says so
     by_cont = sorted(n for n in na if placed and all((t.check(n) is not None and t.check(n).status == "covered")
                                                      for t in placed) and n not in covered)

@@ -1104,6 +1104,11 @@ STRINGS.update({
     "instrument_end_on": {"en": "instrument Ø {d} mm seen end-on (circle)",
                           "fr": "instrument Ø {d} mm vu en enfilade (cercle)"},
     "screw_end_on": {"en": "screw Ø {d} mm seen end-on (disc)", "fr": "vis Ø {d} mm vue en enfilade (disque)"},
+    "skin_entry_projected": {"en": "Skin entry, projected (not in this plane)",
+                             "fr": "Point d'entrée cutané, projeté (hors de ce plan)"},
+    "bone_entry_projected": {"en": "Bone entry, projected (not in this plane)",
+                             "fr": "Point d'entrée osseux, projeté (hors de ce plan)"},
+    "target_projected": {"en": "Target, projected (not in this plane)", "fr": "Cible, projetée (hors de ce plan)"},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)
@@ -1117,3 +1122,73 @@ _PATTERNS_FR.extend([
      "structure non segmentée ; couverte par le confinement : l'instrument reste à {0} mm ou plus à l'intérieur de "
      "l'os cible de son entrée osseuse à sa pointe, et cette structure est hors de cet os", ()),
 ])
+
+
+def structure_label(key: str | None, lang: str = "en") -> str:
+    """The name every page shows for a structure key (``"spinal_canal"`` -> ``"spinal canal"``): the PDF report's
+    own words (:func:`t`, the clearance table of :mod:`osteoplan.export.report`), so one structure has one name
+    on the case, review, versions and check pages, in the report and in ``osteoplan verify``'s text and page. A
+    key the report's table does not know is shown with spaces for underscores
+    (:func:`osteoplan.planning.verdict.structure_name`); a multi-needle row's ``"<level side>: <key>"`` keeps its
+    prefix. (:func:`osteoplan.web.views.structure_label` is this function.)
+
+    Parameters
+    ----------
+    key : str or None
+        Structure key of a plan's clearance (label-map name).
+    lang : {"en", "fr"}
+    """
+    from osteoplan.planning.verdict import structure_name
+
+    key = str(key or "")
+    prefix, sep, rest = key.rpartition(": ")
+    if sep:
+        return f"{prefix}: {structure_label(rest, lang)}"
+    return t(key, lang) if key in STRINGS else structure_name(key, lang)
+
+
+def covering_words(by: str, lang: str = "en") -> str:
+    """What covers a ``covered`` structure, as the report's status badge says it: ``"the spinal canal"``, ``"its
+    bony canal"`` (a vertebral artery canal), ``"containment in bone"`` (*by* = ``"containment"``), else the
+    structure's name (:func:`structure_label`)."""
+    if by.startswith("vertebral_artery_canal"):
+        return t("covered_by_bony_canal", lang)
+    if f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
+        return t(f"covered_by_{by}", lang)
+    return structure_label(by, lang)
+
+
+STRINGS.update({
+    "verify_status_not_clear": {"en": "NOT CLEAR: inside {by}, which the line does not clear",
+                                "fr": "NON DÉGAGÉ : dans {by}, que la ligne ne dégage pas",
+                                "fr_f": "NON DÉGAGÉE : dans {by}, que la ligne ne dégage pas",
+                                "fr_mp": "NON DÉGAGÉS : dans {by}, que la ligne ne dégage pas",
+                                "fr_fp": "NON DÉGAGÉES : dans {by}, que la ligne ne dégage pas"},
+    "verify_attention_not_clear": {"en": "NOT CLEAR: {s}", "fr": "NON DÉGAGÉ : {s}", "fr_f": "NON DÉGAGÉE : {s}",
+                                   "fr_mp": "NON DÉGAGÉS : {s}", "fr_fp": "NON DÉGAGÉES : {s}"},
+    "verify_inside": {"en": "inside {by}", "fr": "dans {by}"},
+})
+
+# osteoplan verify: a tip beyond the target depth is withdrawn first; the C-arm view down the corrected line
+STRINGS.update({
+    "verify_withdraw_first": {"en": "Correction, step 1: withdraw first", "fr": "Correction, étape 1 : retirer d'abord"},
+    "verify_withdraw_value": {"en": "{n:.1f} mm, back to {place} (the tip is {b:.1f} mm past the target depth)",
+                              "fr": "{n:.1f} mm, jusqu'à {place} (la pointe dépasse de {b:.1f} mm la profondeur de la "
+                                    "cible)"},
+    "verify_place_target_depth": {"en": "the target depth", "fr": "la profondeur de la cible"},
+    "verify_place_bone_entry": {"en": "the bone entry", "fr": "l'entrée osseuse"},
+    "verify_place_skin_entry": {"en": "the skin entry", "fr": "le point d'entrée cutané"},
+    "verify_then_turn": {"en": "Correction, step 2: then turn the tip", "fr": "Correction, étape 2 : puis orienter la pointe"},
+    "verify_step2": {"en": "Correction, step 2", "fr": "Correction, étape 2"},
+    "verify_no_turn": {"en": "no turn: the line passes {d:.1f} mm from the target",
+                       "fr": "pas de réorientation : la ligne passe à {d:.1f} mm de la cible"},
+    "verify_then_advance": {"en": "Correction, step 3: then advance", "fr": "Correction, étape 3 : puis avancer"},
+    "verify_advance_value": {"en": "{m:.1f} mm to the target", "fr": "{m:.1f} mm jusqu'à la cible"},
+    "verify_carm_corrected": {"en": "C-arm bull's-eye down the corrected line (pivot to target)",
+                              "fr": "Bull's-eye de l'arceau dans l'axe corrigé (du pivot à la cible)"},
+    "verify_carm_change": {"en": "C-arm change to follow the correction (from the bull's-eye down the instrument)",
+                           "fr": "Changement de l'arceau pour suivre la correction (depuis le bull's-eye dans l'axe "
+                                 "de l'instrument)"},
+    "verify_carm_change_value": {"en": "primary {a:+.1f}° (+ = towards LAO), secondary {b:+.1f}° (+ = towards CRAN)",
+                                 "fr": "primaire {a:+.1f}° (+ = vers OAG), secondaire {b:+.1f}° (+ = vers CRA)"},
+})

@@ -179,8 +179,8 @@ def test_french_page_statuses_agree_with_the_structures_and_use_french_typograph
     cells = dict(re.findall(r"<tr><td>([^<]+)</td>.*?<td class='st-[a-z_]+'>([^<]+)</td></tr>", fr))
     cells = {_html.unescape(k): _html.unescape(v) for k, v in cells.items()}
     assert cells["artère vertébrale gauche"] == "NON ÉVALUÉE" and cells["pharynx"] == "NON ÉVALUÉ"
-    assert cells["moelle épinière"] == "couverte par canal rachidien"
+    assert cells["moelle épinière"] == "couverte par le canal rachidien"
     assert cells["voies aériennes"] == "conformes"
-    assert "NOT ASSESSED" in en and "covered by spinal canal" in en
+    assert "NOT ASSESSED" in en and "covered by the spinal canal" in en
     text = _html.unescape(re.sub(r"<style\b.*?</style>|<[^>]*>", "\n", fr, flags=re.S))
     assert re.findall(r" [:;?!]", text) == [] and "\u00a0:" in text
