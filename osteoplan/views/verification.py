@@ -36,7 +36,7 @@ import numpy as np
 
 from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
 from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame
-from osteoplan.views.i18n import covering_words, structure_label, t
+from osteoplan.views.i18n import agree, covering_words, structure_label, t
 from osteoplan.views.reformat import Plane, _signed, _unit, path_plane_axes
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
                                     new_figure, nice_length, orientation_caption, window)
@@ -526,7 +526,7 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
         rows += [(t("verify_postop_errors", lang), f"{p['entry_error_mm']:.1f} / {p['tip_error_mm']:.1f} mm"),
                  (t("verify_postop_angle", lang), f"{p['angle_error_deg']:.1f}°"),
                  (t("verify_breach", lang), (f"{p['max_breach_mm']:.1f} mm, grade {p['grade']}" if p.get("grade")
-                                             else t("status_not_assessed", lang)))]
+                                             else agree("status_not_assessed", lang, gender="f")))]  # l'effraction
     return rows
 
 
@@ -566,16 +566,20 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
         return f"<img alt='{esc(alt)}' src='data:image/png;base64,{base64.b64encode(b).decode('ascii')}'>"
 
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
-    status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
-              "crosses": t("verify_status_crosses", lang),
-              "not_assessed": t("status_not_assessed", lang).upper(), "covered": t("verify_status_covered", lang)}
+    status = {"pass": "verify_status_pass", "inside_margin": "verify_status_inside_margin",
+              "crosses": "verify_status_crosses", "not_assessed": "status_not_assessed",
+              "covered": "verify_status_covered"}
 
-    def st(r):  # a covered (or not clear) structure names what contains it, in the report's words
+    def st(r):  # a covered (or not clear) structure names what contains it, in the report's words; French: the
+        # status agrees with the structure's name ("artère ... NON ÉVALUÉE", "moelle couverte par ...")
         if r["status"] == "covered" and r.get("covered_by"):
-            return t("status_covered_by", lang).format(by=covering_words(r["covered_by"], lang))
+            return agree("status_covered_by", lang, r["structure"]).format(by=covering_words(r["covered_by"], lang))
         if r["status"] == "not_clear":
-            return t("verify_status_not_clear", lang).format(by=covering_words(r.get("covered_by") or "", lang))
-        return status.get(r["status"], r["status"])
+            return agree("verify_status_not_clear", lang, r["structure"]).format(
+                by=covering_words(r.get("covered_by") or "", lang))
+        key = status.get(r["status"])
+        w = r["status"] if key is None else agree(key, lang, r["structure"])
+        return w.upper() if r["status"] == "not_assessed" else w
 
     def num(v):
         return "—" if v is None else f"{v:.1f}"
@@ -601,7 +605,7 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
             for r in inside)))
     not_clear = [r for r in rows_c if r.get("status") == "not_clear"]
     if not_clear:
-        att.append(t("verify_attention_not_clear", lang).format(s=", ".join(
+        att.append(agree("verify_attention_not_clear", lang, [r["structure"] for r in not_clear]).format(s=", ".join(
             f"{structure_label(r['structure'], lang)} ({t('verify_inside', lang).format(by=covering_words(r.get('covered_by') or '', lang))})"
             for r in not_clear)))
     attention_html = (f"<p class='attention'>{esc(t('verify_attention', lang))}"

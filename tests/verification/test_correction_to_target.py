@@ -131,7 +131,7 @@ def test_margin_breach_is_in_the_summary_the_headline_and_the_page():
     text = report_text(res).splitlines()
     assert text[1] == s["headline"]
     for lang, want in (("en", "NEEDS ATTENTION: the instrument line is INSIDE THE MARGIN of pharynx (0.9 mm &lt; 3.0 mm)"),
-                       ("fr", "ATTENTION : la ligne de l&#x27;instrument est DANS LA MARGE de pharynx (0,9 mm &lt; 3,0 mm)")):
+                       ("fr", "ATTENTION\u00a0: la ligne de l&#x27;instrument est DANS LA MARGE de pharynx (0,9 mm &lt; 3,0 mm)")):
         page = verification_html(res, b"", lang=lang)
         body = page.split("<body>", 1)[1]
         assert body.index(want) < body.index("<h2>")  # before the figures table: in the first lines

@@ -266,8 +266,9 @@ def test_cord_is_not_clear_when_the_actual_line_breaches_its_canal(end_x, canal_
     fr = _page_text(verification_html(res, b"", lang="fr"))
     assert "NOT CLEAR: spinal cord (inside the spinal canal)" in en
     assert "NOT CLEAR: inside the spinal canal, which the line does not clear" in en
-    assert "NON DÉGAGÉ : moelle épinière (dans le canal rachidien)" in fr
-    assert "NON DÉGAGÉ : dans le canal rachidien, que la ligne ne dégage pas" in fr
+    # French: agreed with the cord (la moelle: "NON DÉGAGÉE"), a no-break space before ':'
+    assert "NON DÉGAGÉE\u00a0: moelle épinière (dans le canal rachidien)" in fr
+    assert "NON DÉGAGÉE\u00a0: dans le canal rachidien, que la ligne ne dégage pas" in fr
 
 
 def test_verify_uses_the_planners_covering_rule(monkeypatch):
