@@ -597,6 +597,36 @@ def moved_scene(scene, pts: str, screw_mm: float | None = None):
     return SliceScene(scene.volume, path, scene.structures)
 
 
+def version_scene(scene, plan_json: dict[str, Any] | None, index: int = 0):
+    """The review page's slice scene drawing trajectory *index* of the stored plan (version) *plan_json* (its
+    saved points and screw), for a slice asked without moved points: a version's slices show its own trajectory,
+    not the one of the plan folder it shares with the first version. *scene* unchanged when the version has no
+    such trajectory."""
+    trajs = (plan_json or {}).get("trajectories") or []
+    if not 0 <= index < len(trajs):
+        return scene
+    t = trajs[index]
+    try:
+        pts = ",".join(repr(float(x)) for k in _POINT_KEYS for x in t[k])
+    except (KeyError, TypeError, ValueError):
+        return scene
+    return moved_scene(scene, pts, (t.get("screw") or {}).get("length_mm"))
+
+
+def other_needles(plan_json: dict[str, Any] | None, index: int) -> list:
+    """The PathSpecs (:func:`osteoplan.views.geometry.pathspec_from_plan`, at their saved points) of the needles of
+    the stored plan (version) *plan_json* other than trajectory *index*, when it places several
+    (:func:`movable_indices`); empty otherwise. Each carries its level and side (the page labels it with
+    :func:`needle_name`)."""
+    from osteoplan.views.geometry import pathspec_from_plan
+
+    pj = plan_json or {}
+    idx = movable_indices(pj)
+    if len(idx) < 2:
+        return []
+    return [pathspec_from_plan(pj, i) for i in idx if i != index]
+
+
 def plan_verdict_text(plan_json: dict | None) -> str | None:
     """The stored plan's verdict headline (English)."""
     from osteoplan.web.views import plan_verdict
