@@ -146,7 +146,7 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
         The plan's other needles (several placed: one per pedicle or level), drawn for reference in
         :data:`~osteoplan.views.colors.OTHER_INSTRUMENT_COLOR`, fainter than the instrument of ``scene.path``: their
         cut by the plane blended at 35 %, their path projected as a sparser dotted line, their target projected as
-        a diagonal cross of 3 pixels each way (pixel :meth:`Plane.to_pixel`, rounded). The plane is still
+        a diagonal cross of 3 pixels each way (pixel :meth:`Plane.to_pixel` rounded half up). The plane is still
         ``scene.path``'s. Their cut lies under the instrument's; their projections over it (a needle seen
         end-on or mirrored, e.g. on a sagittal slice of a bipedicular plan, overlaps the moved one), under the
         instrument's own dotted path and point markers.
@@ -237,7 +237,8 @@ def _mark_others(rgb: np.ndarray, plane: Plane, others) -> None:
         ok = (rc[:, 0] >= 0) & (rc[:, 0] < plane.n_rows) & (rc[:, 1] >= 0) & (rc[:, 1] < plane.n_cols)
         rc = rc[ok][::4]
         rgb[rc[:, 0], rc[:, 1]] = ocol
-        r, c = (int(round(x)) for x in plane.to_pixel(o.target_lps_mm))
+        # rounded half up (a page's Math.round): a mirrored bipedicular target often projects on a half pixel
+        r, c = (int(np.floor(x + 0.5)) for x in plane.to_pixel(o.target_lps_mm))
         for d in range(-3, 4):
             for rr, cc in ((r + d, c + d), (r + d, c - d)):
                 if 0 <= rr < plane.n_rows and 0 <= cc < plane.n_cols:

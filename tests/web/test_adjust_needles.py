@@ -177,7 +177,7 @@ def test_slices_draw_the_other_needle_where_the_slice_geometry_puts_it(api_for, 
         img = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
         plane = slice_plane(pathspec_from_plan(plan_json, needle), view)
         other = pathspec_from_plan(plan_json, 1 - needle).target_lps_mm
-        rc = np.rint(plane.to_pixel(other)).astype(int)
+        rc = np.floor(plane.to_pixel(other) + 0.5).astype(int)  # rounded half up, as drawn
         assert img.shape[:2] == (plane.n_rows, plane.n_cols)
         assert 3 <= rc[0] < plane.n_rows - 3 and 3 <= rc[1] < plane.n_cols - 3, (view, rc)  # inside the slice
         return img, plane, rc
@@ -206,5 +206,5 @@ def test_slices_draw_the_other_needle_where_the_slice_geometry_puts_it(api_for, 
     v2["trajectories"] = [v1["trajectories"][0], {**v1["trajectories"][1], "target_lps_mm": body["target_lps_mm"]}]
     img, plane, (r, col) = slice_and_pixel(v2_id, v2, 0, "coronal")  # coronal: 1 mm up is 2.5 pixels up
     assert _teal_cross_pixels(img, r, col) >= 10
-    r_old, c_old = np.rint(plane.to_pixel(np.asarray(v1["trajectories"][1]["target_lps_mm"]))).astype(int)
+    r_old, c_old = np.floor(0.5 + plane.to_pixel(np.asarray(v1["trajectories"][1]["target_lps_mm"]))).astype(int)
     assert (r_old, c_old) != (r, col) and _teal_cross_pixels(img, r_old, c_old) < 10
