@@ -208,3 +208,25 @@ def test_slices_draw_the_other_needle_where_the_slice_geometry_puts_it(api_for, 
     assert _teal_cross_pixels(img, r, col) >= 10
     r_old, c_old = np.floor(0.5 + plane.to_pixel(np.asarray(v1["trajectories"][1]["target_lps_mm"]))).astype(int)
     assert (r_old, c_old) != (r, col) and _teal_cross_pixels(img, r_old, c_old) < 10
+
+
+def test_evaluate_gives_the_rechecked_plans_warnings_for_the_page(api_for, needles_case, monkeypatch):
+    """The re-check's answer carries the moved plan's warnings as the review page's Warnings card lists them
+    (adjust.js replaces the card's list): a trajectory warning given only by a tip above z = 0 (a stand-in for the
+    planner's C-arm / gantry warnings) appears when needle 2's target moves 1 mm up (z -0.3 -> 0.7) and is absent
+    as saved; the plan's other warnings stay."""
+    from osteoplan.planning import planner as P
+
+    ids, work, plan = needles_case
+    warn = "a warning of every needle whose tip lies above z = 0"
+    real = P._trajectory_warnings
+    monkeypatch.setattr(P, "_trajectory_warnings",
+                        lambda t, protocol: real(t, protocol) + ([warn] if t.target_lps_mm[2] > 0 else []))
+    api = api_for("radiologist")
+    ev = f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate"
+    n2 = plan.trajectories[1]
+    as_saved = api.post(ev, json=_body(n2, 1)).json()["warnings"]
+    up = api.post(ev, json=_body(n2, 1, target=(0.0, 0.0, 1.0))).json()
+    assert up["feasible"] and up["points"]["target"][2] == pytest.approx(0.7)
+    assert warn not in as_saved and up["warnings"] == as_saved + [warn]
+    assert as_saved == [str(w) for w in plan.warnings]

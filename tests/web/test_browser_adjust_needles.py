@@ -175,9 +175,13 @@ def test_the_other_needles_are_drawn_where_the_geometry_puts_them_and_never_drag
     expect(page.locator("figure.pane .other-needle[data-needle='1']")).to_have_count(0)
     # needle 2's target 1 mm up, saved: the new version's page shows needle 2 at its saved (moved) target
     page.click("button.adjust-point[data-point=target]")
+    page.evaluate("""() => { const li = document.createElement("li"); li.textContent = "stale warning";
+                             document.querySelector("#review-warnings ul").appendChild(li); }""")
     page.keyboard.press("s")
     expect(page.locator("#adjust-moved")).to_contain_text("target moved 1.00 mm (S 1.00)")
     expect(adjust).to_have_attribute("data-state", "ready")
+    # the Warnings card lists the re-checked plan's warnings (the page's own list replaced)
+    assert page.locator("#review-warnings li").all_inner_texts() == [str(w) for w in plan.warnings]
     page.locator("#adjust").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-adjust-other-needles.png"), full_page=True)
     page.click("#adjust-save")

@@ -218,10 +218,10 @@ def named_text(text: str) -> str:
 def recheck_view(r, original, index: int = 0, name: str = "the path") -> dict[str, Any]:
     """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`) of trajectory
     *index* (named *name* on the pages, :func:`needle_name`), with the displacement of each point from the
-    version's *original* trajectory."""
+    version's *original* trajectory and the re-checked plan's verdict and warnings."""
     from osteoplan.planning.recheck import ASSESSED_BY_WORDS
     from osteoplan.planning.verdict import severity
-    from osteoplan.web.views import structure_label
+    from osteoplan.web.views import plan_key_numbers, structure_label
     from osteoplan.workflow.plan_versions import displacements
 
     t = r.trajectory
@@ -251,6 +251,8 @@ def recheck_view(r, original, index: int = 0, name: str = "the path") -> dict[st
         "depth_total_mm": t.depth_total_mm, "depth_bone_to_target_mm": t.depth_bone_to_target_mm,
         "angle_craniocaudal_deg": t.angle_craniocaudal_deg, "angle_mediolateral_deg": t.angle_mediolateral_deg,
         "panes": pane_geometry(t.skin_entry_lps_mm, t.bone_entry_lps_mm, t.target_lps_mm),
+        # the re-checked plan's warnings as the review page lists them (osteoplan.web.views.plan_key_numbers)
+        "warnings": plan_key_numbers(json.loads(r.plan.to_json(indent=None)))["warnings"],
     }
 
 

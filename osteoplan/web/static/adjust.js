@@ -92,6 +92,14 @@
       ul.textContent = "";
       j.verdict.details.forEach(function (d) { var li = document.createElement("li"); li.textContent = d; ul.appendChild(li); });
     }
+    // the warnings card: the re-checked plan's (trajectory warnings change with the path)
+    var wcard = document.getElementById("review-warnings");
+    if (wcard && j.warnings) {
+      var wl = wcard.querySelector("ul");
+      wl.textContent = "";
+      j.warnings.forEach(function (w) { var li = document.createElement("li"); li.textContent = w; wl.appendChild(li); });
+      wcard.hidden = j.warnings.length === 0;
+    }
     // what moved
     var parts = [];
     box.setAttribute("data-needle", String(j.trajectory_index));
