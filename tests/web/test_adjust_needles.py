@@ -196,6 +196,7 @@ def test_slices_draw_the_other_needle_where_the_slice_geometry_puts_it(api_for, 
     _, _, (r, col) = slice_and_pixel(ids["plan"], v1, 0, "axial")
     assert _teal_cross_pixels(img0, r, col) == 0
     assert c.get(base.format(pid=ids["plan"], view="axial", needle=-1)).status_code == 422
+    assert c.get(base.format(pid=ids["plan"], view="axial", needle=2)).status_code == 422  # two needles: 0 and 1
 
     # needle 2 moved 1 mm to the head and saved: v2's slices of needle 1 show needle 2 at its new target
     body = _body(plan.trajectories[1], 1, target=(0.0, 0.0, 1.0))

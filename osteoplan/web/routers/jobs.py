@@ -285,8 +285,10 @@ def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, wi
     db.commit()
     if folder is None:
         raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
-    from osteoplan.web.routers.adjust import moved_scene, other_needles, version_scene
+    from osteoplan.web.routers.adjust import moved_scene, movable_indices, other_needles, version_scene
 
+    if needle not in (movable_indices(plan.get("plan") or {}) or [0]):
+        raise HTTPException(422, "needle: the number of one of this plan's needles, from 0 (the plan's first needle).")
     _, scene = _scene_of(folder)
     scene = moved_scene(scene, pts, screw_mm) if pts is not None else version_scene(scene, plan.get("plan"), needle)
     others = other_needles(plan.get("plan"), needle)
