@@ -121,7 +121,8 @@ def _check_other_drawn(page, moved, other, views):
         pane = page.locator(f"figure.pane[data-view={view}]")
         expect(pane).to_have_attribute("data-loaded", re.compile(rf"&pts=.*&needle={moved}$"))
         got = page.evaluate(_TEAL_CROSS_JS, [view, panes[view], o["points"]["target"]])
-        assert got["n"] >= 10 and 3 <= got["col"] < got["width"] - 3 and 3 <= got["row"] < got["height"] - 3, (view, got)
+        inside = 3 <= got["col"] < got["width"] - 3 and 3 <= got["row"] < got["height"] - 3
+        assert got["n"] >= 10 and inside, (view, got)
         label = pane.locator(f".other-needle[data-needle='{other}']")
         expect(label).to_have_text(o["name"])
         at = label.evaluate("""(el) => { const img = el.parentNode.querySelector("img");
@@ -133,8 +134,7 @@ def _check_other_drawn(page, moved, other, views):
     return panes
 
 
-def test_the_other_needles_are_drawn_where_the_geometry_puts_them_and_never_dragged(browser, needles_server,  # noqa: F811
-                                                                                   shots):
+def test_other_needles_drawn_where_the_geometry_puts_them_never_dragged(browser, needles_server, shots):  # noqa: F811
     from playwright.sync_api import expect
 
     base, ids, plan = needles_server
@@ -157,7 +157,8 @@ def test_the_other_needles_are_drawn_where_the_geometry_puts_them_and_never_drag
     img.scroll_into_view_if_needed()
     got = page.evaluate(_TEAL_CROSS_JS, ["axial", panes["axial"], n2["points"]["target"]])
     box = img.bounding_box()
-    x, y = box["x"] + (got["col"] + 0.5) * box["width"] / got["width"], box["y"] + (got["row"] + 0.5) * box["height"] / got["height"]
+    x = box["x"] + (got["col"] + 0.5) * box["width"] / got["width"]
+    y = box["y"] + (got["row"] + 0.5) * box["height"] / got["height"]
     loaded = page.locator("figure.pane[data-view=axial]").get_attribute("data-loaded")
     page.mouse.move(x, y)
     page.mouse.down()

@@ -97,7 +97,9 @@
     if (wcard && j.warnings) {
       var wl = wcard.querySelector("ul");
       wl.textContent = "";
-      j.warnings.forEach(function (w) { var li = document.createElement("li"); li.textContent = w; wl.appendChild(li); });
+      j.warnings.forEach(function (w) {
+        var li = document.createElement("li"); li.textContent = w; wl.appendChild(li);
+      });
       wcard.hidden = j.warnings.length === 0;
     }
     // what moved
@@ -189,7 +191,8 @@
     var w = img.clientWidth || img.width, h = img.clientHeight || img.height;
     others().forEach(function (n) {
       var px = toPixel(g, n.points.target);
-      var x = Math.min(Math.max(px[0], 0), g.n_cols - 1) / g.n_cols * w, y = Math.min(Math.max(px[1], 0), g.n_rows - 1) / g.n_rows * h;
+      var x = Math.min(Math.max(px[0], 0), g.n_cols - 1) / g.n_cols * w;
+      var y = Math.min(Math.max(px[1], 0), g.n_rows - 1) / g.n_rows * h;
       var el = document.createElement("span");
       el.className = "other-needle" + (x > w * 0.6 ? " flip" : "");
       el.setAttribute("data-needle", String(n.index));
