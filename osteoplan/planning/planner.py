@@ -386,13 +386,30 @@ def _segment_distance_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.
     return float(np.min(np.linalg.norm(a[:, None] - b[None], axis=2)))
 
 
+#: Smallest gap (mm) between the surfaces of two needles placed in one session (configurable default, no published
+#: source: two trocars must not touch).
+NEEDLE_GAP_MM = 2.0
+
+
+def needle_gap_mm(skin_entry_lps_mm: Any, target_lps_mm: Any, r_instr_mm: float,
+                  others: Iterable[tuple[Any, Any, float]]) -> float:
+    """Smallest gap (mm) between the surface of the instrument skin entry -> target (LPS mm, radius *r_instr_mm*)
+    and those of *others* ((skin entry (3,), target (3,), radius mm) each): centre-line distance
+    (:func:`_segment_distance_mm`, sampled every 0.25 mm) minus both radii; ``inf`` without others. The planner
+    places a needle only when this is at least :data:`NEEDLE_GAP_MM` (:func:`_place`); the re-check of a moved
+    needle applies the same rule (:func:`osteoplan.planning.recheck.evaluate_trajectory`)."""
+    a, b = np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float)
+    return min((_segment_distance_mm(a, b, np.asarray(q0, float), np.asarray(q1, float)) - r_instr_mm - r
+                for q0, q1, r in others), default=np.inf)
+
+
 def _place(found: list[tuple[Site, SearchResult]], volume: Volume, labelmap: LabelMap, protocol: Protocol,
            warns: list[str]) -> tuple[list[Trajectory], list[str]]:
     """One trajectory per group of sites (several levels, or both pedicles), avoiding collisions between needles.
 
     Within a group (e.g. the left and right pedicle of a unipedicular level) the best-scoring feasible candidate is
-    used; candidates are tried in rank order until one keeps ``2 x instrument radius + 2 mm`` from every needle
-    already placed (configurable default, no published source: two trocars must not touch). Returns the placed
+    used; candidates are tried in rank order until one keeps :data:`NEEDLE_GAP_MM` between its surface and that of
+    every needle already placed (:func:`needle_gap_mm`). Returns the placed
     trajectories and the groups with no feasible (or no collision-free) path.
     """
     groups: dict[str, list[tuple[Site, SearchResult]]] = {}
@@ -413,8 +430,7 @@ def _place(found: list[tuple[Site, SearchResult]], volume: Volume, labelmap: Lab
             T = res.targets[ev.cand_t[c]]
             d = res.dirs[ev.cand_d[c]]
             skin = T - float(ev.s_skin[c]) * d
-            gap = min((_segment_distance_mm(skin, T, q0, q1) - res.r_instr - r for q0, q1, r in segs), default=np.inf)
-            if gap < 2.0:
+            if needle_gap_mm(skin, T, res.r_instr, segs) < NEEDLE_GAP_MM:
                 continue
             placed.append(_trajectory(res, c, len(placed) + 1, volume, site, protocol, labelmap))
             segs.append((skin, T, res.r_instr))
