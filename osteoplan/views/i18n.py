@@ -6,6 +6,8 @@ translation shows up as a readable English word, never as an error in a clinical
 
 from __future__ import annotations
 
+import re
+
 LANGS = ("en", "fr")
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -549,7 +551,17 @@ STRINGS.update({
 
 def _fr_list(text: str) -> str:
     """Translate a comma-separated list of structure keys (unknown words kept)."""
-    return ", ".join(t(w.strip(), "fr") if w.strip() in STRINGS else w.strip() for w in text.split(","))
+    return _names_list(text, "fr")
+
+
+def _names_list(text: str, lang: str) -> str:
+    """A comma-separated list of structure keys with each key replaced by the name every page shows for it
+    (:func:`structure_label`); a word that is not a structure key is kept as it is."""
+    out = []
+    for w in text.split(","):
+        w = w.strip()
+        out.append(structure_label(w, lang) if w in STRINGS or re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", w) else w)
+    return ", ".join(out)
 
 
 _Z = r"(-?[\d.]+)"  # a z coordinate (mm), may be negative
@@ -962,6 +974,28 @@ def _fr_sentence(text: str) -> str | None:
     return " ; ".join(best[len(parts)]) if len(parts) > 1 and len(parts) in best else None
 
 
+def _english_names(text: str) -> str:
+    """*text* (an English planner sentence) with the structure keys of a known sentence's lists replaced by the
+    names every page shows (``common_carotid_artery_left`` -> ``left common carotid artery``); other text as is."""
+    stripped = text.strip()
+    for entry in _PATTERNS_FR:
+        pat, _tmpl, list_groups = entry[:3]
+        if not list_groups:
+            continue
+        m = re.fullmatch(pat, stripped)
+        if m is None:
+            continue
+        out, last = [], 0
+        for i in sorted(list_groups):
+            a, b = m.span(i + 1)
+            if a < 0:
+                continue
+            out += [stripped[last:a], _names_list(stripped[a:b], "en")]
+            last = b
+        return "".join(out) + stripped[last:]
+    return text
+
+
 def translate_text(text: str | None, lang: str = "en") -> str | None:
     """Translate a planner-generated English sentence into *lang* when it is a known one.
 
@@ -971,8 +1005,10 @@ def translate_text(text: str | None, lang: str = "en") -> str | None:
     """
     import re
 
-    if text is None or lang == "en":
+    if text is None:
         return text
+    if lang == "en":
+        return _english_names(text)
     if lang != "fr":
         return text
     for entry in _PATTERNS_FR:
@@ -1117,6 +1153,12 @@ _PATTERNS_FR.extend([
      "couverte par la distance au canal rachidien (le canal osseux contient la moelle)", ()),  # the cord's note
     (r"assessed by its bony canal \(foramen transversarium\), not the vessel",
      "évaluée par son canal osseux (foramen transversaire), pas par le vaisseau", ()),
+    # plan warnings (osteoplan.planning.planner.make_plan): structures covered without being segmented
+    (r"Not segmented, covered by the containment of every needle in bone: (.+)\.",
+     "Structures non segmentées, couvertes par le confinement de chaque aiguille dans l'os : {0}.", (0,)),
+    (r"(\w+): (covered by the spinal-canal clearance \(the bony canal contains the cord\)|assessed by its bony "
+     r"canal \(foramen transversarium\), not the vessel) \((\w+)\)\.",
+     "{0} : {1} ({2}).", (0, 2), (1,)),
     (r"not segmented; covered by containment: the instrument stays ([\d.]+) mm or more inside the target bone from "
      r"its bone entry to its tip, and this structure lies outside that bone",
      "structure non segmentée ; couverte par le confinement : l'instrument reste à {0} mm ou plus à l'intérieur de "

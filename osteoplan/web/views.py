@@ -9,7 +9,7 @@ import datetime as dt
 import io
 from typing import Any
 
-from osteoplan.views.i18n import structure_label  # noqa: F401  (the one naming function; moved there to be shared)
+from osteoplan.views.i18n import structure_label, translate_text  # noqa: F401  (the one naming function; moved there to be shared)
 from osteoplan.workflow import models as m
 
 TIMEPOINT_LABELS = {"baseline": "baseline", "day1": "day 1", "1m": "1 month", "3m": "3 months", "6m": "6 months",
@@ -67,7 +67,7 @@ def plan_key_numbers(plan: dict) -> dict:
     out: dict[str, Any] = {"side": plan.get("side"),
                            "protocol": f"{plan.get('protocol_name', '?')} {plan.get('protocol_version', '')}".strip(),
                            "created": plan.get("created_utc"), "rows": [], "clearances": [],
-                           "warnings": [str(w) for w in plan.get("warnings") or []]}
+                           "warnings": [translate_text(str(w), "en") for w in plan.get("warnings") or []]}
     out.update(plan_verdict(plan))
     trajs = plan.get("trajectories") or []
     t = trajs[0] if trajs else None

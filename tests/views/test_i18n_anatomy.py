@@ -168,3 +168,28 @@ def test_unknown_inner_message_keeps_the_whole_line_english():
 ])
 def test_anatomy_sentences_exact(en, fr):
     assert translate_text(en, "fr") == fr
+
+
+def test_plan_warnings_name_structures_in_both_languages():
+    """The planner's warnings list structures by key; every face shows them by name (English too), and the
+    French report translates the two covered-structure warnings (they stayed English before)."""
+    from osteoplan.planning.planner import COVERED_BY
+    from osteoplan.views.i18n import structure_label, translate_text
+
+    keys = ["aorta", "esophagus", "inferior_vena_cava", "segmental_artery"]
+    w = "Not segmented, covered by the containment of every needle in bone: " + ", ".join(keys) + "."
+    assert translate_text(w, "en") == ("Not segmented, covered by the containment of every needle in bone: aorta, "
+                                       "oesophagus, inferior vena cava, segmental arteries.")
+    fr = translate_text(w, "fr")
+    assert fr.startswith("Structures non segmentées, couvertes par le confinement") and "_" not in fr
+    assert all(structure_label(k, "fr") in fr for k in keys)
+    # the planner's "<structure>: <how it is covered> (<covering structure>)." warnings, every rule of COVERED_BY
+    for name, (cover, _, sentence) in COVERED_BY.items():
+        w = f"{name}: {sentence} ({cover})."
+        en, fr = translate_text(w, "en"), translate_text(w, "fr")
+        assert en == f"{structure_label(name)}: {sentence} ({structure_label(cover)})."
+        assert fr.startswith(structure_label(name, "fr") + " : ") and fr.endswith(f"({structure_label(cover, 'fr')}).")
+        assert "_" not in en and "_" not in fr and "covered by" not in fr and "assessed by" not in fr
+    # a sentence with no list of structures is left as written
+    other = "Gantry tilt 70.0 deg is beyond the scanner limit (30.0 deg): follow the path on oblique reformats."
+    assert translate_text(other, "en") == other

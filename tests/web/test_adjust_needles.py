@@ -230,4 +230,8 @@ def test_evaluate_gives_the_rechecked_plans_warnings_for_the_page(api_for, needl
     up = api.post(ev, json=_body(n2, 1, target=(0.0, 0.0, 1.0))).json()
     assert up["feasible"] and up["points"]["target"][2] == pytest.approx(0.7)
     assert warn not in as_saved and up["warnings"] == as_saved + [warn]
-    assert as_saved == [str(w) for w in plan.warnings]
+    from osteoplan.views.i18n import translate_text
+
+    # as the pages show them: structure keys named (e.g. "inferior vena cava", never "inferior_vena_cava")
+    assert as_saved == [translate_text(str(w), "en") for w in plan.warnings]
+    assert not any("_" in w for w in as_saved), as_saved

@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+from osteoplan.views.i18n import translate_text
+
 from .adjust_fixtures import attach_as_job, write_bipedicular_plan_folder
 from .conftest import free_port, make_case, start_server, stop_server
 from .test_browser import _login, browser, shots  # noqa: F401  (fixtures)
@@ -182,7 +184,7 @@ def test_other_needles_drawn_where_the_geometry_puts_them_never_dragged(browser,
     expect(page.locator("#adjust-moved")).to_contain_text("target moved 1.00 mm (S 1.00)")
     expect(adjust).to_have_attribute("data-state", "ready")
     # the Warnings card lists the re-checked plan's warnings (the page's own list replaced)
-    assert page.locator("#review-warnings li").all_inner_texts() == [str(w) for w in plan.warnings]
+    assert page.locator("#review-warnings li").all_inner_texts() == [translate_text(str(w), "en") for w in plan.warnings]
     page.locator("#adjust").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-adjust-other-needles.png"), full_page=True)
     page.click("#adjust-save")

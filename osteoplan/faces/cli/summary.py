@@ -142,10 +142,13 @@ def summary_text(plan) -> str:
 
         L.append("Fracture risk (osteoplan.risk):")
         L.extend(risk_text_lines(plan.risk))  # one row per SINS component, evidence in words; wrapped, never cut
+    from osteoplan.views.i18n import structure_label, translate_text
+
     if plan.not_assessed:
-        L.append("NOT ASSESSED (not segmented or not assessable on this CT): " + ", ".join(plan.not_assessed))
+        L.append("NOT ASSESSED (not segmented or not assessable on this CT): "
+                 + ", ".join(structure_label(n) for n in plan.not_assessed))
     for w in plan.warnings:
         if plan.not_assessed and w.startswith("Not assessed (not segmented, never reported as clear)"):
             continue  # the NOT ASSESSED line above says the same
-        L.append(f"warning: {w}")
+        L.append(f"warning: {translate_text(w, 'en')}")  # structure keys named as on every page
     return "\n".join(L)
