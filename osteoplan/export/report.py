@@ -190,6 +190,17 @@ def needle_rows(traj: Any, number: int, n_placed: int, lang: str = "en", pedicle
         tip.append((t("tip_from_midline", lang), f"{traj.tip_from_midline_mm:+.1f} mm"))
     if traj.tip_below_superior_endplate_mm is not None:
         tip.append((t("tip_below_endplate", lang), _fmt(traj.tip_below_superior_endplate_mm, "mm")))
+    # the dens screw against the dens: every figure the CLI prints, so the report does not hide a short screw
+    for key, value, unit in (("tip_to_cortex", traj.tip_to_cortex_mm, "mm"),
+                             ("tip_below_apex", traj.tip_below_apex_mm, "mm"),
+                             ("tip_anterior_of_axis", traj.tip_anterior_of_axis_mm, "mm"),
+                             ("angle_to_dens_axis", traj.angle_to_dens_axis_deg, "°"),
+                             ("bone_entry_above_corner", traj.bone_entry_above_corner_mm, "mm")):
+        if value is not None:
+            tip.append((t(key, lang), _fmt(value, unit)))
+    if traj.thread_crosses_waist is not None:
+        tip.append((t("thread_crosses_waist", lang),
+                    t("thread_waist_yes" if traj.thread_crosses_waist else "thread_waist_no", lang)))
     return {"title": needle_title(traj, number, lang) if n_placed > 1 else None, "traj": traj, "points": points,
             "rows": rows, "pedicle": pedicle, "tip": tip, "guidance": traj.guidance,
             "breach": traj.pedicle_breach_grade not in (None, "A"),

@@ -229,3 +229,20 @@ def test_verdict_is_not_green_when_a_structure_was_not_assessed():
     assert result_line(warn) == "RESULT: " + head
 
 
+
+
+@pytest.mark.parametrize("lang,no", [("en", "NO: the screw does not fix the dens"),
+                                     ("fr", "NON : la vis ne fixe pas l'odontoïde")])
+def test_tip_rows_show_the_screw_against_the_dens(plan, lang, no):
+    """The report's tip table carries the dens figures the CLI prints (tip below the apex, angle to the dens axis,
+    bone entry above the corner, thread across the waist), so a screw that does not cross the waist is said."""
+    from osteoplan.export.report import needle_rows
+    from osteoplan.views.i18n import t
+
+    b = plan.best.model_copy(update={"tip_to_cortex_mm": None, "tip_below_apex_mm": 10.0,
+                                     "angle_to_dens_axis_deg": 31.8, "bone_entry_above_corner_mm": 4.2,
+                                     "thread_crosses_waist": False})
+    rows = dict(needle_rows(b, 1, 1, lang)["tip"])
+    assert rows[t("tip_below_apex", lang)] == "10.0 mm" and rows[t("angle_to_dens_axis", lang)] == "31.8 °"
+    assert rows[t("bone_entry_above_corner", lang)] == "4.2 mm" and t("tip_to_cortex", lang) not in rows
+    assert rows[t("thread_crosses_waist", lang)] == no

@@ -173,3 +173,18 @@ def test_plan_accepts_the_dicom_reader_choices_its_errors_suggest(tmp_path, caps
     args = build_parser().parse_args(["plan", "ct_dir", "--allow-gaps", "--resample-uniform", "--series-uid", "1.2.3",
                                       "--out", str(tmp_path / "o")])
     assert args.allow_gaps and args.resample_uniform and args.series_uid == "1.2.3"
+
+
+def test_summary_prints_the_tip_against_the_dens_without_a_cortex_distance(demo_dir):
+    """The lateral protocol measures no distance to the apical cortex (tip_to_cortex_mm None): the tip line with
+    the waist is still printed (it was dropped whole, hiding a screw whose thread did not cross the waist)."""
+    from osteoplan.faces.cli.summary import summary_text
+
+    plan = load_plan(demo_dir / "plan.json")
+    b = plan.best.model_copy(update={"tip_to_cortex_mm": None, "tip_below_apex_mm": 10.0,
+                                     "tip_anterior_of_axis_mm": 1.5, "thread_crosses_waist": False})
+    text = summary_text(plan.model_copy(update={"trajectories": (b,) + plan.trajectories[1:]}))
+    line = next(L for L in text.splitlines() if L.strip().startswith("tip "))
+    assert line.strip() == ("tip 10.0 mm below the apex, 1.5 mm anterior of the dens axis; thread does NOT cross the "
+                            "waist" + ("" if b.thread_in_lesion_mm is None else
+                                       f", {b.thread_in_lesion_mm:.1f} mm of it in the lesion"))

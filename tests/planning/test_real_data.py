@@ -72,6 +72,14 @@ def test_cthead_lateral_route_keeps_clear_of_the_transverse_foramina(shared_data
     plan = plan_from_anatomy(vol, an, protocol=proto)
     _check(plan, an, None, proto)
     assert plan.trajectories
+    # every returned screw fixes the dens: its thread spans the waist (protocol 1.2; 1.1 proposed a 20 mm screw
+    # whose tip stayed 10 mm below the apex, under the waist), checked on the dens frame independently
+    waist, ax = np.asarray(an.landmarks.waist_lps_mm), np.asarray(an.landmarks.axis_unit)
+    for t in plan.trajectories:
+        assert t.thread_crosses_waist is True, (t.rank, t.tip_below_apex_mm)
+        tip = np.asarray(t.target_lps_mm)
+        end = tip - t.screw.thread_mm * np.asarray(t.direction_unit)
+        assert (tip - waist) @ ax > 0 > (end - waist) @ ax
     for t in plan.trajectories:
         a, b = np.asarray(t.skin_entry_lps_mm), np.asarray(t.target_lps_mm)
         d = (b - a) / np.linalg.norm(b - a)

@@ -27,9 +27,17 @@ def _trajectory_lines(plan, b) -> list[str]:
     if b.bone_entry_above_corner_mm is not None:
         L.append(f"  bone entry {b.bone_entry_above_corner_mm:.1f} mm above the C2 anteroinferior corner, "
                  f"{b.bone_entry_from_midline_mm:.1f} mm from the midline; entry -> apex {b.bone_entry_to_apex_mm:.1f} mm")
+    # the tip and thread against the dens (each figure the protocol measured; the cortex distance only when the
+    # protocol marches the tip to the apical cortex): never dropped because one of them is missing
+    tip = []
     if b.tip_to_cortex_mm is not None:
-        L.append(f"  tip {b.tip_to_cortex_mm:.1f} mm short of the apical cortex, {b.tip_below_apex_mm:.1f} mm below the "
-                 f"apex, {b.tip_anterior_of_axis_mm:.1f} mm anterior of the dens axis"
+        tip.append(f"{b.tip_to_cortex_mm:.1f} mm short of the apical cortex")
+    if b.tip_below_apex_mm is not None:
+        tip.append(f"{b.tip_below_apex_mm:.1f} mm below the apex")
+    if b.tip_anterior_of_axis_mm is not None:
+        tip.append(f"{b.tip_anterior_of_axis_mm:.1f} mm anterior of the dens axis")
+    if tip or b.thread_crosses_waist is not None:
+        L.append("  tip " + ", ".join(tip)
                  + ("" if b.thread_crosses_waist is None else
                     f"; thread {'crosses' if b.thread_crosses_waist else 'does NOT cross'} the waist")
                  + ("" if b.thread_in_lesion_mm is None else f", {b.thread_in_lesion_mm:.1f} mm of it in the lesion"))
