@@ -29,7 +29,7 @@ REMEDIES: dict[str, dict[str, str]] = {
     "allow_gaps": {
         "api": "to interpolate across the gap instead, pass allow_gaps=True",
         "cli": "to interpolate across the gap instead, add --allow-gaps",
-        "web": "the web app plans only on a series without gaps: start the plan again with the complete series",
+        "web": "the web app reads only series without gaps: start again with the complete series",
         "batch": "the batch does not interpolate across gaps: to do so for this case, plan it alone with "
                  "'osteoplan plan CT --allow-gaps'",
     },
@@ -37,15 +37,15 @@ REMEDIES: dict[str, dict[str, str]] = {
     "allow_gaps_interior": {
         "api": "pass allow_gaps=True to interpolate an interior slice",
         "cli": "add --allow-gaps to interpolate an interior slice",
-        "web": "the web app does not interpolate a missing slice: start the plan again with the complete series",
+        "web": "the web app does not interpolate a missing slice: start again with the complete series",
         "batch": "to interpolate an interior slice for this case, plan it alone with 'osteoplan plan CT --allow-gaps'",
     },
     # uneven spacing: "Slice spacing varies within the series (measured steps: ...). <clause>."
     "resample_uniform": {
         "api": "Resample to a uniform grid explicitly with resample_uniform=True, or choose another series",
         "cli": "Resample to a uniform grid explicitly with --resample-uniform, or choose another series",
-        "web": "The web app does not resample: start the plan again with another series of the study (one "
-               "reconstruction with a regular slice spacing)",
+        "web": "The web app does not resample: start again with another series of the study (a reconstruction "
+               "with a regular slice spacing)",
         "batch": "The batch does not resample: give this case another series, or plan it alone with "
                  "'osteoplan plan CT --resample-uniform'",
     },
@@ -53,8 +53,7 @@ REMEDIES: dict[str, dict[str, str]] = {
     "series_uid": {
         "api": "pass series_uid to choose another",
         "cli": "pass --series-uid to choose another",
-        "web": "to plan on another, start the plan again with a zip holding only that series (or pick it from the "
-               "PACS)",
+        "web": "to use another, start again with a zip holding only that series (or pick it from the PACS)",
         "batch": "to plan on another, give this case a folder or zip holding only that series",
     },
 }
@@ -79,7 +78,7 @@ def for_face(text: str, face: str) -> str:
     """*text* (a reader message in the API's or the command line's words) with every remedy clause in *face*'s.
 
     ``for_face("Gap in the series: ...; to interpolate across the gap instead, add --allow-gaps.", "web")`` ends
-    ``"...; the web app plans only on a series without gaps: start the plan again with the complete series."``.
+    ``"...; the web app reads only series without gaps: start again with the complete series."``.
     Text without a known clause is returned unchanged.
     """
     if face not in FACES:

@@ -174,7 +174,11 @@ def describe_error(exc: BaseException) -> tuple[str, bool, int]:
     from osteoplan.errors import OsteoplanError
 
     if isinstance(exc, OsteoplanError):
-        return _one_line(f"{type(exc).__name__}: {exc}"), False, int(getattr(exc, "exit_code", 2))
+        from osteoplan.remedies import for_face
+
+        # the reader's remedy as the batch can follow it (it has no --allow-gaps / --series-uid of its own)
+        return (_one_line(f"{type(exc).__name__}: {for_face(str(exc), 'batch')}"), False,
+                int(getattr(exc, "exit_code", 2)))
     where = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         parts = Path(frame.filename).parts
@@ -284,7 +288,10 @@ def _plan_case(case: Case, out_root: Path, options: dict[str, Any], attempt: int
             err = describe_error(exc)
     total_s = time.perf_counter() - t0
     try:
-        log_path.write_text(buf.getvalue(), encoding="utf-8")
+        from osteoplan.remedies import for_face
+
+        # the plan command's printed summary, its remedies (--series-uid...) said as the batch can follow them
+        log_path.write_text(for_face(buf.getvalue(), "batch"), encoding="utf-8")
     except OSError:
         pass
     if err is None and not (out_dir / "plan.json").is_file():

@@ -81,6 +81,14 @@ def structure_label(key: str | None, lang: str = "en") -> str:
     return t(key, lang) if key in STRINGS else structure_name(key, lang)
 
 
+def _warning_lines(plan: dict) -> list[str]:
+    """The plan's warnings as the web app says them: the CT reader's notes with what to do on the web (the form has
+    no gap, resampling or series option: :mod:`osteoplan.remedies`), the others as written."""
+    from osteoplan.planning.image_warnings import plan_warning_lines
+
+    return [str(w) for w in plan_warning_lines(plan, "en", face="web")]
+
+
 def plan_key_numbers(plan: dict) -> dict:
     """The numbers a reader wants from a ``plan.json`` (first-ranked trajectory), with safe fallbacks.
 
@@ -89,7 +97,7 @@ def plan_key_numbers(plan: dict) -> dict:
     out: dict[str, Any] = {"side": plan.get("side"),
                            "protocol": f"{plan.get('protocol_name', '?')} {plan.get('protocol_version', '')}".strip(),
                            "created": plan.get("created_utc"), "rows": [], "clearances": [],
-                           "warnings": [str(w) for w in plan.get("warnings") or []]}
+                           "warnings": _warning_lines(plan)}
     out.update(plan_verdict(plan))
     trajs = plan.get("trajectories") or []
     t = trajs[0] if trajs else None

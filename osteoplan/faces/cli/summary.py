@@ -144,8 +144,11 @@ def summary_text(plan) -> str:
         L.extend(risk_text_lines(plan.risk))  # one row per SINS component, evidence in words; wrapped, never cut
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented or not assessable on this CT): " + ", ".join(plan.not_assessed))
-    for w in plan.warnings:
+    from osteoplan.planning.image_warnings import plan_warning_lines
+
+    # the CT reader's notes written from their data, with the command line's options as the remedy
+    for w, line in zip(plan.warnings, plan_warning_lines(plan, "en", face="cli")):
         if plan.not_assessed and w.startswith("Not assessed (not segmented, never reported as clear)"):
             continue  # the NOT ASSESSED line above says the same
-        L.append(f"warning: {w}")
+        L.append(f"warning: {line}")
     return "\n".join(L)
