@@ -30,15 +30,15 @@ REMEDIES: dict[str, dict[str, str]] = {
         "api": "to interpolate across the gap instead, pass allow_gaps=True",
         "cli": "to interpolate across the gap instead, add --allow-gaps",
         "web": "the web app reads only series without gaps: start again with the complete series",
-        "batch": "the batch does not interpolate across gaps: to do so for this case, plan it alone with "
-                 "'osteoplan plan CT --allow-gaps'",
+        "batch": "the batch does not interpolate: to do so, plan this case alone with 'osteoplan plan CT "
+                 "--allow-gaps'",
     },
     # a truncated file leaves an interior hole: "... Re-export or re-copy the series; <clause>."
     "allow_gaps_interior": {
         "api": "pass allow_gaps=True to interpolate an interior slice",
         "cli": "add --allow-gaps to interpolate an interior slice",
         "web": "the web app does not interpolate a missing slice: start again with the complete series",
-        "batch": "to interpolate an interior slice for this case, plan it alone with 'osteoplan plan CT --allow-gaps'",
+        "batch": "to interpolate an interior slice, plan this case alone with 'osteoplan plan CT --allow-gaps'",
     },
     # uneven spacing: "Slice spacing varies within the series (measured steps: ...). <clause>."
     "resample_uniform": {
@@ -46,7 +46,7 @@ REMEDIES: dict[str, dict[str, str]] = {
         "cli": "Resample to a uniform grid explicitly with --resample-uniform, or choose another series",
         "web": "The web app does not resample: start again with another series of the study (a reconstruction "
                "with a regular slice spacing)",
-        "batch": "The batch does not resample: give this case another series, or plan it alone with "
+        "batch": "The batch does not resample: give this case another series, or plan this case alone with "
                  "'osteoplan plan CT --resample-uniform'",
     },
     # several series: "read the largest axial CT series (N images) of M series found; <clause>"

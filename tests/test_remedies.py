@@ -39,7 +39,7 @@ def test_every_remedy_has_every_face_and_names_only_what_the_face_offers():
         batch_opts = {w.strip("'.,") for w in clauses["batch"].split() if w.startswith("--")}
         assert batch_opts <= plan and not batch_opts & batch and "_" not in clauses["batch"], key
         if batch_opts:
-            assert "plan it alone with 'osteoplan plan CT --" in clauses["batch"], key
+            assert "plan this case alone with 'osteoplan plan CT --" in clauses["batch"], key
     with pytest.raises(ValueError):
         remedy_clause("allow_gaps", "fax")
     assert remedy_clause(None, "web") is None
@@ -66,8 +66,8 @@ def test_a_gap_error_said_by_each_face(tmp_path, capsys):
     web = for_face(cli, "web")  # what osteoplan.faces.worker does with the child's error line
     assert web.endswith("; the web app reads only series without gaps: start again with the complete series.")
     batch, retry, code = describe_error(e.value)
-    assert batch.endswith("the batch does not interpolate across gaps: to do so for this case, plan it alone with "
-                          "'osteoplan plan CT --allow-gaps'.") and not retry and code == 2
+    assert batch.endswith("; the batch does not interpolate: to do so, plan this case alone with 'osteoplan plan CT "
+                          "--allow-gaps'.") and not retry and code == 2
     for text in (web, batch):
         assert "allow_gaps" not in text and "(-6.00, -8.00, 2.00) mm LPS" in text
     assert "--allow-gaps" not in web
@@ -88,4 +88,39 @@ def test_uneven_spacing_error_said_by_each_face(tmp_path):
     assert "with --resample-uniform, or choose another series" in cli_wording(api)
     web = for_face(cli_wording(api), "web")
     assert "The web app does not resample" in web and "resample-uniform" not in web and "resample_uniform" not in web
-    assert "plan it alone with 'osteoplan plan CT --resample-uniform'" in describe_error(e.value)[0]
+    assert "plan this case alone with 'osteoplan plan CT --resample-uniform'" in describe_error(e.value)[0]
+
+
+def test_batch_record_of_a_gap_case_says_the_batchs_remedy(tmp_path):
+    """A cohort case whose DICOM series lacks a slice: refused, its record's error says where and what the batch
+    user can do; nothing names a file."""
+    from osteoplan.batch.cohort import Case
+    from osteoplan.batch.task import plan_case
+    from osteoplan.imaging import synth
+
+    synth.write_series(tmp_path / "cohort" / "case01" / "DOE_JANE", depths=[0, 2, 4, 8, 10])
+    rec = plan_case(Case("case01", str(tmp_path / "cohort" / "case01" / "DOE_JANE")), str(tmp_path / "out"),
+                    {"no_report": True})
+    assert rec["status"] == "refused" and rec["exit_code"] == 2
+    assert "1 slice(s) missing at (-6.00, -8.00, 2.00) mm LPS" in rec["error"]
+    assert "plan this case alone with 'osteoplan plan CT --allow-gaps'" in rec["error"]
+    assert "allow_gaps" not in rec["error"] and "DOE" not in rec["error"]
+
+
+def test_web_plan_page_says_the_web_remedy_for_the_series_choice():
+    """The web app's plan pages (plan_key_numbers' warnings) write a plan.json's image notes for the web."""
+    from osteoplan.imaging.reader_notes import ReaderNote
+    from osteoplan.planning.image_warnings import image_notes
+    from osteoplan.web.views import _warning_lines
+
+    choice = ReaderNote("series_chosen", n_images=113, n_series=2, axial=True, alike_series=(2,), remedy="series_uid")
+    from types import SimpleNamespace
+
+    [n] = image_notes(SimpleNamespace(reader_notes=(choice,), warnings=(str(choice),)))
+    plan = {"warnings": [n.text_en, "Coarse CT (2.0 mm voxels)"], "image_notes": [n.model_dump(mode="json")]}
+    lines = _warning_lines(plan)
+    assert lines[0] == ("CT image: read the largest axial CT series (113 images) of 2 series found; to use another, "
+                        "start again with a zip holding only that series (or pick it from the PACS). Series 2 share "
+                        "its study, frame of reference, orientation, image size and pixel spacing: if one holds slices "
+                        "of this series whose SeriesInstanceUID was damaged, the volume lacks them")
+    assert lines[1] == "Coarse CT (2.0 mm voxels)"
