@@ -1345,7 +1345,11 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
                 nmiss = int(np.rint(ratio[gi])) - 1
                 p_before = pos[groups[gi][0]]
                 p_after = pos[groups[gi + 1][0]]
-                missing = [p_before + (p_after - p_before) * (m + 1) / (nmiss + 1) for m in range(nmiss)]
+                # every missing position as data; a gap too long for any grid the reader builds (refused below
+                # with the grid's size) keeps the first 3, as its error shows
+                n_pts = nmiss if nmiss * f0.rows * f0.cols <= MAX_VOLUME_VOXELS else min(nmiss, 3)
+                frac = np.arange(1, n_pts + 1)[:, None] / (nmiss + 1)
+                missing = (p_before[None, :] + (p_after - p_before)[None, :] * frac).tolist()
                 gaps.append((float(depths[gi]), float(depths[gi + 1])))
                 gap_notes.append(ReaderNote("gap_interpolated", count=nmiss, points_lps_mm=tuple(missing),
                                             step_mm=round(base, 4), gap_step_mm=round(float(steps[gi]), 4)))
