@@ -78,3 +78,23 @@ def test_a_plan_without_notes_keeps_its_warnings(plans):
                                                "-98.00) mm LPS (step 4.00 mm instead of 2.00 mm)",) + base.warnings})
     fr = _text(build_report_html(old, {}, lang="fr", generated_utc="2026-12-06 12:00 UTC"))
     assert "gap interpolated: 1 slice(s) missing at (0,00 ; 0,00 ; -98,00) mm LPS" in fr  # as written, localized
+
+
+def test_a_moved_path_has_its_gap_crossing_said_again(plans):
+    """Adjusting a path (recheck.plan_with_trajectory) says its crossing of the interpolated slice (z = -6) for the
+    path as moved: gone when the moved path stays above it, back when it crosses again."""
+    from osteoplan.planning.protocol import load_protocol
+    from osteoplan.planning.recheck import plan_with_trajectory
+
+    _, plan = plans
+    proto = load_protocol("c2-dens-anterior")
+    t = plan.trajectories[0]
+    assert any(n.kind == "path_crosses_interpolated" for n in plan.image_notes)
+    above = t.model_copy(update={"skin_entry_lps_mm": (10.0, -5.0, -2.0), "target_lps_mm": (0.0, 0.0, 6.0)})
+    moved = plan_with_trajectory(plan, 0, above, proto)
+    assert not any(n.kind == "path_crosses_interpolated" for n in moved.image_notes)
+    assert not any("interpolated slice(s)" in w for w in moved.warnings)
+    assert any(n.kind == "gap_interpolated" for n in moved.image_notes)  # the reader's notes stay
+    back = plan_with_trajectory(moved, 0, t, proto)
+    [c] = [n for n in back.image_notes if n.kind == "path_crosses_interpolated"]
+    assert c.z_lps_mm == (-6.0,) and back.warnings.index(c.text_en) == 3  # after the 3 reader warnings
