@@ -124,3 +124,13 @@ def test_web_plan_page_says_the_web_remedy_for_the_series_choice():
                         "its study, frame of reference, orientation, image size and pixel spacing: if one holds slices "
                         "of this series whose SeriesInstanceUID was damaged, the volume lacks them")
     assert lines[1] == "Coarse CT (2.0 mm voxels)"
+
+
+def test_batch_log_line_of_the_plan_command_is_rewritten_for_the_batch():
+    """The plan command's printed summary (kept as the case's batch log) says the batch's remedy, not --series-uid."""
+    line = ("warning: CT image: read the largest axial CT series (113 images) of 2 series found; pass --series-uid to "
+            "choose another")
+    out = for_face(line, "batch")
+    assert out == ("warning: CT image: read the largest axial CT series (113 images) of 2 series found; to plan on "
+                   "another, give this case a folder or zip holding only that series")
+    assert for_face(out, "batch") == out and for_face(out, "cli") == line  # one table, both ways
