@@ -17,6 +17,12 @@ French conventions:
   droite) for LAO / RAO, CRA / CAU for CRAN / CAUD (:func:`carm_label`), so that no English L / R abbreviation
   stands beside the D / G letters of the pictures.
 
+* French typography (:func:`french_typography`): a no-break space (U+00A0) before ``:`` ``;`` ``?`` ``!`` and inside
+  the guillemets ``« »`` (Lexique des règles typographiques en usage à l'Imprimerie nationale: a space before
+  the two-part signs, never at the start of a line: hence no-break), ``±`` for ``+/-``, an en dash in a range of
+  numbers followed by its unit (``2,0–4,0 mL``). One kind of no-break space for all four signs (not the narrow one
+  before ``; ? !``): every font of the pages has it.
+
 English keeps the decimal point, R / L / A / P / S / I and LAO / RAO / CRAN / CAUD. The plan's data (``plan.json``
 ``guidance.*.label``, the check's JSON) keeps the English abbreviations.
 """
@@ -25,8 +31,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CARM_WORDS", "DECIMAL_SEPARATOR", "ORIENTATION_LETTERS", "carm_label", "decimal", "localize_html",
-           "localize_numbers", "orientation_letters"]
+__all__ = ["CARM_WORDS", "DECIMAL_SEPARATOR", "NBSP", "ORIENTATION_LETTERS", "carm_label", "decimal",
+           "french_typography", "localize_html", "localize_numbers", "orientation_letters"]
 
 #: Decimal separator of displayed numbers per language.
 DECIMAL_SEPARATOR: dict[str, str] = {"en": ".", "fr": ","}
@@ -104,25 +110,71 @@ def localize_numbers(text: str, lang: str = "en") -> str:
     return _NUMBER_IN_TEXT.sub(lambda m: m.group(0).replace(".", sep), text)
 
 
+#: The no-break space French puts before ``:`` ``;`` ``?`` ``!`` and inside guillemets.
+NBSP = "\u00a0"
+#: Spaces that may stand before a French two-part sign (any of them becomes :data:`NBSP`).
+_SPACES = " \u00a0\u202f\u2009"
+#: An HTML character reference (``&amp;``, ``&#39;``): its ``;`` is not punctuation.
+_ENTITY = r"&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);"
+#: A two-part sign of running text: after spaces (any) or glued to what precedes it, and followed by a space, a
+#: closing bracket or the end of the text (so ``18:51``, ``http://``, ``?lang=fr``, ``clearance:spinal_canal`` are not
+#: punctuation).
+_TWO_PART = re.compile(rf"({_ENTITY})|(?:[{_SPACES}]+|(?<=[^{_SPACES}]))([:;?!])(?=[\s)\]]|$)|^([:;?!])(?=\s)")
+#: A range of two numbers followed by a unit: ``2,0-4,0 mL``, ``210-230 mL``, ``C 2-4 mm`` (not a date or an ID).
+_RANGE = re.compile(r"(?<![\w.,/-])(\d+(?:,\d+)?)-(\d+(?:,\d+)?)"
+                    r"(?= ?(?:mm|mL|ml|cm|%|°|UH|HU|Gy|min|s)\b|(?= ?[%°]))")
+
+
+#: A space between a number and the degree sign of an angle (not °C / °F): French writes ``63,7°``.
+_DEGREE = re.compile(r"(?<=\d)[ \u00a0]°(?![CF]\b)")
+
+
+def french_typography(text: str) -> str:
+    """*text* (French running text, its numbers already written the French way) with French typography: a no-break
+    space before ``:`` ``;`` ``?`` ``!`` (replacing any space there, or added when the sign is glued to its word) and
+    inside ``« »``; ``±`` for ``+/-``; an en dash between two numbers of a range followed by a unit; the degree sign
+    of an angle against its number (``63,7°``).
+
+    HTML character references (``&amp;``) are left whole. Signs not followed by a space (``18:51``, ``http://``,
+    ``clearance:spinal_canal``) are not punctuation and are left as they are.
+
+    >>> french_typography("Structures évaluées: aucune ; 2,9 +/- 0,7 mL (2,0-4,0 mL) « vue »")
+    'Structures évaluées\xa0: aucune\xa0; 2,9 ± 0,7 mL (2,0–4,0 mL) «\xa0vue\xa0»'
+    """
+    text = text.replace("+/-", "±")
+
+    def sign(m: re.Match) -> str:
+        if m.group(1):
+            return m.group(1)
+        return NBSP + (m.group(2) or m.group(3))
+
+    text = _TWO_PART.sub(sign, text)
+    text = _DEGREE.sub("°", text)
+    text = re.sub(rf"«[{_SPACES}]*", "«" + NBSP, text)
+    text = re.sub(rf"[{_SPACES}]*»", NBSP + "»", text)
+    return _RANGE.sub(lambda m: f"{m.group(1)}–{m.group(2)}", text)
+
+
 #: A tag, comment, or a whole <style> / <script> element (their content is code, never localized).
 _HTML_CODE = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.S | re.I)
 
 
 def localize_html(html: str, lang: str = "en") -> str:
-    """A rendered page (the PDF report's HTML, a check's page) with the numbers and C-arm abbreviations of its TEXT
-    written for *lang* (:func:`localize_numbers` and :func:`carm_label` on every text node); tags, their attributes
-    (image data, links, sizes), style sheets and scripts are left as they are, and English pages are returned
-    unchanged.
+    """A rendered page (the PDF report's HTML, a check's page) with the numbers, C-arm abbreviations and typography of
+    its TEXT written for *lang* (:func:`localize_numbers`, :func:`carm_label` and, in French,
+    :func:`french_typography` on every text node); tags, their attributes (image data, links, sizes), style sheets
+    and scripts are left as they are, and English pages are returned unchanged.
 
     One call on the finished page writes every number the page shows the same way, whichever part of the code
     formatted it (``f"{v:.1f}"``, a template filter, a translated sentence).
     """
     if DECIMAL_SEPARATOR.get(lang, ".") == ".":
         return html
+    typo = french_typography if lang == "fr" else (lambda x: x)
     out, pos = [], 0
     for m in _HTML_CODE.finditer(html):
-        out.append(carm_label(localize_numbers(html[pos:m.start()], lang), lang))
+        out.append(typo(carm_label(localize_numbers(html[pos:m.start()], lang), lang)))
         out.append(m.group(0))
         pos = m.end()
-    out.append(carm_label(localize_numbers(html[pos:], lang), lang))
+    out.append(typo(carm_label(localize_numbers(html[pos:], lang), lang)))
     return "".join(out)

@@ -84,7 +84,8 @@ def test_uneven_spacing_error_said_by_each_face(tmp_path):
     with pytest.raises(DicomSeriesError) as e:
         read_volume(tmp_path)
     api = str(e.value)
-    assert "measured steps: 1, 2, 3 mm" in api and "resample_uniform=True" in api and e.value.remedy == "resample_uniform"
+    assert "measured steps: 1, 2, 3 mm" in api and "resample_uniform=True" in api
+    assert e.value.remedy == "resample_uniform"
     assert "with --resample-uniform, or choose another series" in cli_wording(api)
     web = for_face(cli_wording(api), "web")
     assert "The web app does not resample" in web and "resample-uniform" not in web and "resample_uniform" not in web

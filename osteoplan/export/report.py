@@ -20,7 +20,7 @@ from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
 from osteoplan.planning.image_warnings import plan_warning_lines  # the CT reader's notes, from their data
-from osteoplan.views.i18n import LANGS, STRINGS, t, translate_text
+from osteoplan.views.i18n import LANGS, STRINGS, agree, covering_words, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
 REFORMAT_IMAGES = ("axial", "coronal", "sagittal", "pedicle_axial", "path_oblique", "path_oblique_orthogonal",
@@ -54,12 +54,20 @@ def _fmt(v: Any, unit: str, nd: int = 1) -> str:
 
 
 def _source_text(source: str | None, lang: str) -> str:
-    """Mask source for the report; a provided mask's file name is not shown (it may be patient-derived)."""
+    """Mask source for the report; a provided mask's file name is not shown (it may be patient-derived).
+
+    A source the translation table knows (``source_<name>``: ``phantom-truth``, ``classical``...) is written in
+    *lang*; the parts of a combined source (``"classical+provided:..."``) each; an unknown one as it is.
+    """
     if not source:
         return "—"
-    if source.startswith("provided"):
-        return t("provided_mask", lang)
-    return source
+    parts = []
+    for part in source.split("+"):
+        if part.startswith("provided"):
+            parts.append(t("provided_mask", lang))
+        else:
+            parts.append(t(f"source_{part}", lang) if f"source_{part}" in STRINGS else part)
+    return " + ".join(dict.fromkeys(parts))
 
 
 def image_caption(name: str, lang: str = "en", path: Any = None) -> str:
@@ -202,7 +210,7 @@ def hydrodissection_cell(traj: Any, lang: str = "en") -> str:
     head = t("yes", lang) if traj.hydrodissection_required else ""
     if not unassessed:
         return head or t("no", lang)
-    tail = t("hydro_alt_not_assessed", lang).format(names=structure_names(unassessed, lang))
+    tail = agree("hydro_alt_not_assessed", lang, unassessed).format(names=structure_names(unassessed, lang))
     return f"{head}{t('semicolon', lang)}{tail}" if head else tail
 
 
@@ -276,6 +284,15 @@ def _note_text(check: Any) -> str:
     return re.sub(r":\s*see [a-z0-9_]+\s*$", "", note) if check.status == "covered" else note
 
 
+def _note_for(check: Any, lang: str) -> str:
+    """A check's note in *lang* (:func:`_note_text`, translated); the bare "not segmented" agrees, in French, with the
+    structure's name ("non segmentée" for an artery)."""
+    note = _note_text(check)
+    if note == "not segmented":
+        return agree("not_segmented", lang, check.structure)
+    return translate_text(note, lang)
+
+
 def status_label(check: Any, lang: str = "en") -> str:
     """The word(s) of a clearance check's status badge; a covered structure names what covers it.
 
@@ -287,16 +304,8 @@ def status_label(check: Any, lang: str = "en") -> str:
         by = covering_structure(check)
         if by is None:
             return t("status_covered", lang)
-        if by.startswith("vertebral_artery_canal"):
-            what = t("covered_by_bony_canal", lang)
-        elif by == "containment":
-            what = t("covered_by_containment", lang)
-        elif f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
-            what = t(f"covered_by_{by}", lang)
-        else:
-            what = t(by, lang)
-        return t("status_covered_by", lang).format(by=what)
-    label = t(f"status_{status}", lang)
+        return agree("status_covered_by", lang, check.structure).format(by=covering_words(by, lang))
+    label = agree(f"status_{status}", lang, check.structure)  # French: agrees with the structure's name
     return label.upper() if status in _LOUD_STATUSES else label
 
 
@@ -324,8 +333,7 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             "clearance": ((("≥ " if capped else "") + _fmt(c.clearance_mm, "mm")) if c.segmented else "—"),
             "status": c.status, "status_label": status_label(c, lang),
             "displacement": _fmt(c.displacement_needed_mm, "mm"), "displacement_note": None,
-            "source": _source_text(c.source, lang) + (f" ({translate_text(_note_text(c), lang)})"
-                                                      if c.note and not capped else ""),
+            "source": _source_text(c.source, lang) + (f" ({_note_for(c, lang)})" if c.note and not capped else ""),
         })
     # the airway holds its parts: a push measured on the airway and on the part holding its closest point is one
     # push (counted once in the hydrodissection table): its row says so
@@ -342,7 +350,7 @@ def clearance_rows(plan: Any, lang: str = "en", traj: Any = None) -> list[dict[s
             continue
         rows.append({"structure": s, "label": t(s, lang), "color": hex_color(structure_color(s)), "category": "—",
                      "margin": "—", "clearance": "—", "status": "not_assessed",
-                     "status_label": t("status_not_assessed", lang).upper(), "displacement": "—",
+                     "status_label": agree("status_not_assessed", lang, s).upper(), "displacement": "—",
                      "displacement_note": None, "source": "—"})
     return rows
 
@@ -441,10 +449,12 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         breached = [w for w in plan.cement.walls if w.breached and w.leak_risk]
         leak_text = ", ".join(t(w.neighbour, lang) for w in breached) if breached else t("leak_none", lang)
         if plan.cement.leak_risk is None:
-            leak_text = t("status_not_assessed", lang)
+            leak_text = agree("status_not_assessed", lang, gender="fp")  # the breached walls (les parois)
     ct = plan.ct
+    fmt = ct.source_format
+    fmt_text = t(f"ct_format_{fmt}", lang) if fmt and f"ct_format_{fmt}" in STRINGS else fmt  # "phantom": "fantôme"
     ct_text = f"{ct.shape_kji[0]}×{ct.shape_kji[1]}×{ct.shape_kji[2]}, " + \
-        "×".join(f"{s:.2f}" for s in ct.spacing_mm) + " mm" + (f", {ct.source_format}" if ct.source_format else "")
+        "×".join(f"{s:.2f}" for s in ct.spacing_mm) + " mm" + (f", {fmt_text}" if fmt else "")
     guidance = (best.guidance if best is not None and best.guidance is not None else plan.guidance)
     verdict = verdict_of(plan)  # the plan's one verdict, printed as it is (computed now for schema-1.0 plans)
     details = verdict.details_fr if lang == "fr" else verdict.details_en
@@ -474,14 +484,16 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         verdict_details=[translate_text(d, lang) for d in details],  # planner sentences kept in English: translated
         hydro_sentence=hydrodissection_detail(verdict, lang),
         t=lambda k: t(k, lang), lang=lang, plan=plan, best=best, points=points,
-        case_label=safe_case_label(case_label),
+        case_label=safe_case_label(case_label) if safe_case_label(case_label) != "case" else t("case_default", lang),
         generated=generated_utc or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         side=t(plan.side, lang) if plan.side else "—", ct_text=ct_text,
         mm=lambda v: _fmt(v, "mm"), deg=lambda v: _fmt(v, "°"), ml=lambda v: _fmt(v, "mL"),
         clearance_rows=clearance_rows(plan, lang), hydro_rows=hydrodissection_rows(plan, lang),
-        assessed=", ".join(t(s, lang) for s in plan.assessed) or t("none", lang),
-        not_assessed=", ".join(t(s, lang) for s in plan.not_assessed) or t("none", lang),
-        leak_text=leak_text, guidance=guidance, warnings=plan_warning_lines(plan, lang, None, lambda w: translate_text(w, lang)),
+        assessed=", ".join(t(s, lang) for s in plan.assessed) or t("no_structure", lang),
+        not_assessed=", ".join(t(s, lang) for s in plan.not_assessed) or t("no_structure", lang),
+        agree=lambda k, g: agree(k, lang, gender=g),
+        leak_text=leak_text, guidance=guidance,
+        warnings=plan_warning_lines(plan, lang, None, lambda w: translate_text(w, lang)),  # reader notes from data
         tr=lambda text: translate_text(text, lang),
         any_capped=any(r["clearance"].startswith("≥") for r in clearance_rows(plan, lang)),
         risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),

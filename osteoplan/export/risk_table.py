@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from osteoplan.views.i18n import t, translate_text
+from osteoplan.views.i18n import agree, t, translate_text
 
 __all__ = ["RiskRow", "sins_rows", "sins_total_text", "risk_lines", "risk_text_lines", "COMPONENT_ORDER"]
 
@@ -207,8 +207,10 @@ def sins_total_text(risk: Mapping[str, Any] | None, lang: str = "en") -> str | N
         text = f"{sins['total']} / 18{t('colon', lang)}{t('sins_cat_' + str(sins.get('category')), lang)}"
     else:
         lo, hi = (sins.get("total_range") or ["?", "?"])[:2]
-        missing = ", ".join(t(f"sins_comp_{m}", lang).lower() for m in sins.get("missing") or [])
-        text = (f"{lo}–{hi} / 18 ({t('risk_missing_list', lang).format(missing=missing)}){t('colon', lang)}"
+        keys = [f"sins_comp_{m}" for m in sins.get("missing") or []]
+        missing = ", ".join(t(k, lang).lower() for k in keys)
+        said = agree("risk_missing_list", lang, keys).format(missing=missing)  # French: "douleur manquante"
+        text = (f"{lo}–{hi} / 18 ({said}){t('colon', lang)}"
                 + f" {t('or', lang)} ".join(cats))
     if sins.get("referral_recommended"):
         text += " — " + t("sins_referral", lang)

@@ -146,7 +146,8 @@ def reason_text(reason: str | None, lang: str = "en") -> str:
     for en, fr in _REASONS_FR:
         if reason.startswith(en):
             rest = reason[len(en):]
-            rest = rest.replace(" levels deep: not searched", " niveaux : non exploré").replace(": not read", " : non lu")
+            rest = rest.replace(" levels deep: not searched", " niveaux : non exploré")
+            rest = rest.replace(": not read", " : non lu")
             return fr + rest.replace("damaged element: ", "élément endommagé : ")
     if reason == "unusable":
         return "inutilisable"

@@ -293,7 +293,10 @@ class Hydrodissection(_Frozen):
     """Hydrodissection summary for the chosen trajectory.
 
     ``achievable_mm`` is the protocol's assumption of what hydrodissection can buy (no published
-    figure: configurable default). Published injected volume: 218 +/- 8 mL (210-230 mL), PMID 33388865.
+    figure: configurable default). ``reference_volume_ml``: the volume injected in the published series of
+    percutaneous anterior odontoid screws after hydrodissection of the jugulo-carotid and prevertebral spaces,
+    218 +/- 8.4 mL (mean +/- SD, range 210-230 mL, 5 patients; PMID 33388865, abstract as indexed under that PMID,
+    e.g. orthobullets.com/evidence/33388865). A description of that series, not a recommended dose.
     """
 
     required: bool
@@ -301,7 +304,7 @@ class Hydrodissection(_Frozen):
     max_displacement_mm: float = 0.0
     achievable_mm: float
     within_achievable: bool = True
-    reference_volume_ml: str = "218 +/- 8 mL (210-230 mL), PMID 33388865"
+    reference_volume_ml: str = "218 +/- 8.4 mL (mean +/- SD, range 210-230 mL, 5 patients), PMID 33388865"
     note: str | None = None
 
 

@@ -8,6 +8,7 @@ the anatomy into sites, the shared engine searches each site, and the plan repor
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,26 @@ COVERED_BY = {
 }
 
 
+def covering_structure_for(name: str, measured: Iterable[str]) -> tuple[str, str, str] | None:
+    """The rule by which a structure that is not segmented counts as covered by the one containing it.
+
+    Parameters
+    ----------
+    name : str
+        The structure key (e.g. ``"spinal_cord"``).
+    measured : iterable of str
+        The structures whose clearance was measured (on the planned path, or on the actual line of a control CT).
+
+    Returns
+    -------
+    (str, str, str) or None
+        Its :data:`COVERED_BY` entry (covering structure, how it was assessed, the sentence) when the covering
+        structure was measured, else None.
+    """
+    cover = COVERED_BY.get(name)
+    return cover if cover is not None and cover[0] in set(measured) else None
+
+
 def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) -> list[ClearanceCheck]:
     ev = res.fine if fine else res.coarse
     out = []
@@ -97,8 +118,8 @@ def _checks(res: SearchResult, c: int, protocol: Protocol, fine: bool = True) ->
                                   assessed_by=by))
     for name, why in res.not_assessed.items():
         rule = protocol.structures[name]
-        cover = COVERED_BY.get(name)
-        if cover is not None and cover[0] in measured:
+        cover = covering_structure_for(name, measured)
+        if cover is not None:
             out.append(ClearanceCheck(structure=name, category=rule.category, margin_mm=rule.margin_mm,
                                       clearance_mm=None, status="covered", segmented=False, source=None,
                                       note=f"{cover[2]}: see {cover[0]}", assessed_by=cover[1]))
@@ -365,13 +386,30 @@ def _segment_distance_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.
     return float(np.min(np.linalg.norm(a[:, None] - b[None], axis=2)))
 
 
+#: Smallest gap (mm) between the surfaces of two needles placed in one session (configurable default, no published
+#: source: two trocars must not touch).
+NEEDLE_GAP_MM = 2.0
+
+
+def needle_gap_mm(skin_entry_lps_mm: Any, target_lps_mm: Any, r_instr_mm: float,
+                  others: Iterable[tuple[Any, Any, float]]) -> float:
+    """Smallest gap (mm) between the surface of the instrument skin entry -> target (LPS mm, radius *r_instr_mm*)
+    and those of *others* ((skin entry (3,), target (3,), radius mm) each): centre-line distance
+    (:func:`_segment_distance_mm`, sampled every 0.25 mm) minus both radii; ``inf`` without others. The planner
+    places a needle only when this is at least :data:`NEEDLE_GAP_MM` (:func:`_place`); the re-check of a moved
+    needle applies the same rule (:func:`osteoplan.planning.recheck.evaluate_trajectory`)."""
+    a, b = np.asarray(skin_entry_lps_mm, float), np.asarray(target_lps_mm, float)
+    return min((_segment_distance_mm(a, b, np.asarray(q0, float), np.asarray(q1, float)) - r_instr_mm - r
+                for q0, q1, r in others), default=np.inf)
+
+
 def _place(found: list[tuple[Site, SearchResult]], volume: Volume, labelmap: LabelMap, protocol: Protocol,
            warns: list[str]) -> tuple[list[Trajectory], list[str]]:
     """One trajectory per group of sites (several levels, or both pedicles), avoiding collisions between needles.
 
     Within a group (e.g. the left and right pedicle of a unipedicular level) the best-scoring feasible candidate is
-    used; candidates are tried in rank order until one keeps ``2 x instrument radius + 2 mm`` from every needle
-    already placed (configurable default, no published source: two trocars must not touch). Returns the placed
+    used; candidates are tried in rank order until one keeps :data:`NEEDLE_GAP_MM` between its surface and that of
+    every needle already placed (:func:`needle_gap_mm`). Returns the placed
     trajectories and the groups with no feasible (or no collision-free) path.
     """
     groups: dict[str, list[tuple[Site, SearchResult]]] = {}
@@ -392,8 +430,7 @@ def _place(found: list[tuple[Site, SearchResult]], volume: Volume, labelmap: Lab
             T = res.targets[ev.cand_t[c]]
             d = res.dirs[ev.cand_d[c]]
             skin = T - float(ev.s_skin[c]) * d
-            gap = min((_segment_distance_mm(skin, T, q0, q1) - res.r_instr - r for q0, q1, r in segs), default=np.inf)
-            if gap < 2.0:
+            if needle_gap_mm(skin, T, res.r_instr, segs) < NEEDLE_GAP_MM:
                 continue
             placed.append(_trajectory(res, c, len(placed) + 1, volume, site, protocol, labelmap))
             segs.append((skin, T, res.r_instr))
@@ -522,7 +559,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
     na = sorted(not_assessed)
     measured = {s_.name for _, r_ in found for s_ in r_.fields.structures}
     _cov = COVERED_BY
-    covered = sorted(n for n in na if n in _cov and _cov[n][0] in measured)
+    covered = sorted(n for n in na if covering_structure_for(n, measured) is not None)
     # structures the protocol lets the containment cover, where every placed trajectory says so
     by_cont = sorted(n for n in na if placed and all((t.check(n) is not None and t.check(n).status == "covered")
                                                      for t in placed) and n not in covered)

@@ -375,6 +375,14 @@ def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_l
     feasible = bool(asm.feasible[0])
     viol = {k: round(float(v[0]), 2) for k, v in asm.violations.items() if v[0] > 1e-9}
     texts = [f"{P._describe(k, ctx.protocol)}: {P._shortfall_text(k, v)}" for k, v in viol.items()]
+    # several needles placed together: the planner's spacing rule between them (planner._place), against the others
+    # as they are in this version
+    gap, near = needle_gap_to_others(base, ctx.index, traj, ctx.r_instr_mm)
+    if gap < P.NEEDLE_GAP_MM - 1e-9:
+        feasible = False
+        viol["needle_gap"] = round(P.NEEDLE_GAP_MM - gap, 2)
+        texts.append(f"the needle keeps {P.NEEDLE_GAP_MM:g} mm from every other needle of the plan (two trocars must "
+                     f"not touch): gap to the {near} needle short by {P.NEEDLE_GAP_MM - gap:.1f} mm")
     # The procedure's target zone (target_zone_excess) is where the planner SEARCHES for targets, not a safety rule:
     # enforced here it refused every 1 mm nudge of the phantom's dens target (planned on the zone's border, on the
     # dens axis). The hard rules above (containment, tip, margins) decide; the zone is not a reason to refuse.
@@ -385,6 +393,27 @@ def evaluate_trajectory(ctx: AdjustContext, skin_entry_lps_mm: Any, bone_entry_l
                                                     + "; ".join(texts) + "."})
     new = plan_with_trajectory(base, ctx.index, traj, ctx.protocol, feasible=feasible, infeasibility=infeas)
     return Recheck(trajectory=traj, plan=new, feasible=feasible, violations=viol, violation_texts=texts, pivot=pivot)
+
+
+def needle_gap_to_others(plan: Plan, index: int, traj: Trajectory, r_instr_mm: float) -> tuple[float, str | None]:
+    """Smallest gap (mm, :func:`osteoplan.planning.planner.needle_gap_mm`) between *traj* (radius *r_instr_mm*) and
+    the other trajectories *plan* places with it (``placement == "all"``; each with its own stored
+    ``instrument_radius_mm``, else *r_instr_mm*), and which one is nearest (its level and side); ``(inf, None)`` for
+    a plan of ranked alternatives or a single needle."""
+    from osteoplan.planning import planner as P
+
+    if plan.placement != "all":
+        return float("inf"), None
+    best, near = float("inf"), None
+    for i, t in enumerate(plan.trajectories):
+        if i == index:
+            continue
+        r = t.instrument_radius_mm if t.instrument_radius_mm is not None else r_instr_mm
+        g = P.needle_gap_mm(traj.skin_entry_lps_mm, traj.target_lps_mm, r_instr_mm,
+                            [(t.skin_entry_lps_mm, t.target_lps_mm, r)])
+        if g < best:
+            best, near = g, " ".join(x for x in (t.level, t.side) if x) or f"number {i + 1}"
+    return best, near
 
 
 def plan_with_trajectory(plan: Plan, index: int, traj: Trajectory, protocol: Any, feasible: bool = True,

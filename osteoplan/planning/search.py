@@ -104,21 +104,39 @@ def check_grid_size(n_targets: int, n_dirs: int, protocol: Protocol) -> None:
             f"(now {protocol.angles.grid_step_deg:g}) or lower target.max_targets (now {protocol.target.max_targets}).")
 
 
-def choose_diameter(protocol: Protocol, waist_mm: float | None) -> tuple[float, bool | None, list[str]]:
+def choose_diameter(protocol: Protocol, waist_mm: float | None,
+                    width_limit: tuple[str, str] | None = None) -> tuple[float, bool | None, list[str]]:
     """Largest catalogue diameter leaving the width margin (``screw.waist_margin_mm``) of bone each side at the
     narrowest section (the dens waist). A needle has one diameter: returned as is.
 
-    Returns (diameter_mm, fits, warnings). Unknown waist -> smallest diameter, fits None.
+    Parameters
+    ----------
+    protocol : Protocol
+    waist_mm : float or None
+        Width of the narrowest bone section the implant passes (mm); None or NaN when unknown.
+    width_limit : (str, str) or None
+        That section in words, from the procedure (:attr:`osteoplan.planning.procedures.Procedure.width_limit`:
+        its name opening a sentence, what to check on the images). None: the route passes no such section, and no
+        warning speaks of one.
+
+    Returns
+    -------
+    (diameter_mm, fits, warnings)
+        Unknown waist -> smallest diameter, fits None.
     """
     imp = protocol.implant()
     ds = list(imp.diameters_mm)
-    what, part = ("screw", "Dens waist") if imp.kind == "screw" else ("needle", "Pedicle isthmus")
+    what = "screw" if imp.kind == "screw" else "needle"
     if waist_mm is None or not np.isfinite(waist_mm):
+        if width_limit is None:
+            return ds[0], None, []
+        part, check = width_limit
         return ds[0], None, [f"{part} diameter unknown: smallest {'catalogue ' if what == 'screw' else ''}{what} assumed; "
-                             f"check the {'waist' if what == 'screw' else 'pedicle'} on the images."]
+                             f"check the {check} on the images."]
     ok = [d for d in ds if (waist_mm - d) / 2 >= imp.width_margin_mm - 1e-9]
     if ok:
         return ok[-1], True, []
+    part = width_limit[0] if width_limit is not None else "The narrowest bone section"
     return ds[0], False, [f"{part} {waist_mm:.1f} mm leaves less than {imp.width_margin_mm:.1f} mm of bone "
                           f"each side of even the thinnest {what} ({ds[0]:.1f} mm): discuss the indication."]
 
@@ -1148,8 +1166,8 @@ def search(volume: Volume, labelmap: LabelMap, site: Site, protocol: Protocol, s
             break
     if res is None:
         raise PlanningError(proc.no_target_message(fields, site, protocol, diameters[-1] / 2))
-    _, _, w = choose_diameter(protocol, site.width_limit_mm)
-    res.warnings = warnings + w
+    _, _, w = choose_diameter(protocol, site.width_limit_mm, proc.width_limit)
+    res.warnings = warnings + w + proc.route_warnings(site, protocol)
     res.not_assessed = not_assessed
     res.seconds = time.perf_counter() - t0
     return res

@@ -16,13 +16,18 @@ Definitions (``d_p`` planned unit direction skin -> target, ``d_a`` instrument a
   capped at 20 mm). A structure without a mask is "not assessed", never clear.
 * Correction: the redirection that aims the instrument at the TARGET: its line, turned about the pivot
   (:func:`correction_pivot`: the bone entry once the tip is past it, else the skin entry), passes through the
-  target (``miss_after_correction_mm``, 0 by construction). Given as (a) the turn angle from ``d_a`` to the
+  target (``miss_after_correction_mm``, 0 by construction). A tip already beyond the target depth is withdrawn
+  first (:func:`withdrawal`: ``withdraw_first``, the first of the ``steps``): back to the target depth when its
+  line passes closer than :data:`ON_TARGET_LINE_MM` to the target (no turn), else back to the pivot, then turned and
+  advanced to the target. Given as (a) the turn angle from ``d_a`` to the
   pivot->target direction and its direction (perpendicular to ``d_a``) split on the patient axes (small-angle
   components, degrees: "2.9 deg right, 1.5 deg anterior"), and the change of the cranio-caudal angle
   ``asin(d_S)``; the turn that only makes the instrument parallel to the plan (ignoring the offset, so it does
-  not reach the target) is kept under ``parallel_to_plan``, labelled as such; (b) the C-arm bull's-eye view of the instrument now and of the
-  plan (DICOM positioner angles, :func:`osteoplan.planning.guidance.carm_angles`); (c) the predicted miss at
-  the target in patient directions.
+  not reach the target) is kept under ``parallel_to_plan``, labelled as such; (b) the C-arm bull's-eye views
+  (DICOM positioner angles, :func:`osteoplan.planning.guidance.carm_angles`) down the instrument now, down the
+  CORRECTED line (pivot -> target: the view to set to follow the correction; ``carm_change`` goes from the
+  first to it) and down the plan (for reference: it differs from the corrected line when the instrument is off
+  the planned path); (c) the predicted miss at the target in patient directions.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from osteoplan.planning.fields import CAP_MM, capped_distance_mm
-from osteoplan.planning.planner import COVERED_BY
+from osteoplan.planning.planner import COVERED_BY, covering_structure_for
+from osteoplan.planning.verdict import structure_name
 from osteoplan.verification.geometry import angle_deg, patient_terms, unit
 
 
@@ -95,12 +101,84 @@ def correction_pivot(skin_entry_lps_mm, bone_entry_lps_mm, tip_lps_mm, direction
     return tip + ((np.asarray(skin_entry_lps_mm, float) - tip) @ da) * da, "skin_entry"
 
 
+#: A tip beyond the target depth whose line passes closer than this to the target only needs pulling back
+#: to the target depth (no redirection); farther, the line misses and the instrument is withdrawn to its pivot
+#: before it is turned. Configurable default, no published source: the issue's worst-case tip error (1 mm), the
+#: same figure as the tip-uncertainty note of :func:`osteoplan.verification.verify_control`.
+ON_TARGET_LINE_MM = 1.0
+
+
+def withdrawal(pivot_lps_mm, which: str, target_lps_mm, tip_lps_mm, direction_unit, planned_unit,
+               on_target_line_mm: float = ON_TARGET_LINE_MM) -> dict | None:
+    """How far an instrument whose tip is already beyond the target depth must be pulled back, and to where.
+
+    A tip past the target depth (the plane through the target perpendicular to the plan) cannot be corrected by
+    turning it about its pivot: turning a tip that is already deep in bone sweeps it sideways through the bone
+    (and the redirection about the bone entry assumes the tip is on its way to the target, not past it). It is
+    withdrawn first, along its own axis:
+
+    * its line passes closer than *on_target_line_mm* to the target (only the depth is wrong): back to the target
+      depth, ``-remaining depth`` along the axis; no redirection follows;
+    * its line misses the target: back to the pivot (the bone entry; the skin entry for an instrument not yet
+      through the cortex), the distance from the tip to the pivot along the axis; then turned about the pivot
+      onto the target and advanced from the pivot to the target.
+
+    A general mechanical reason (an instrument is redirected from where it is held, not through bone it has
+    already passed), no tuned constant beyond *on_target_line_mm*.
+
+    Parameters
+    ----------
+    pivot_lps_mm : (3,)
+        The pivot of :func:`correction_pivot` (a point of the instrument's axis), LPS mm.
+    which : ``"bone_entry"`` or ``"skin_entry"``
+    target_lps_mm, tip_lps_mm : (3,)
+        LPS mm.
+    direction_unit, planned_unit : (3,)
+        The instrument's axis towards its tip and the plan's direction skin -> target.
+    on_target_line_mm : float
+        See above (mm).
+
+    Returns
+    -------
+    dict or None
+        None when the tip is not beyond the target depth. Else ``beyond_target_depth_mm`` (> 0), ``line_miss_mm``
+        (distance from the target to the instrument's line), ``withdraw_mm``, ``withdraw_to`` (``"target_depth"``,
+        ``"bone_entry"`` or ``"skin_entry"``), ``withdrawn_tip_lps_mm`` and ``advance_after_mm`` (from the pivot
+        to the target after the turn; 0 when withdrawn to the target depth).
+    """
+    t, tip = np.asarray(target_lps_mm, float), np.asarray(tip_lps_mm, float)
+    da, dp = unit(direction_unit), unit(planned_unit)
+    beyond = float((tip - t) @ dp)
+    if beyond <= 0.0:
+        return None
+    r = t - tip
+    miss = float(np.linalg.norm(r - (r @ da) * da))
+    cosang = float(da @ dp)
+    if miss < on_target_line_mm and cosang > 0.2:
+        back = beyond / cosang  # along the axis, back to the plane through the target perpendicular to the plan
+        to, advance = "target_depth", 0.0
+    else:
+        back = float((tip - np.asarray(pivot_lps_mm, float)) @ da)
+        to, advance = which, float(np.linalg.norm(t - np.asarray(pivot_lps_mm, float)))
+    return {"beyond_target_depth_mm": _r(beyond), "line_miss_mm": _r(miss), "withdraw_mm": _r(back, 1),
+            "withdraw_to": to, "withdrawn_tip_lps_mm": _r(tip - back * da), "advance_after_mm": _r(advance, 1)}
+
+
+_PLACE_WORDS = {"target_depth": "back to the target depth", "bone_entry": "back to the bone entry",
+                "skin_entry": "back to the skin entry"}
+
+
 def _correction(e, be, t, tip, da, dp) -> dict:
-    """The redirection that makes the instrument's line, turned about its pivot, pass through the target."""
+    """The redirection that makes the instrument's line, turned about its pivot, pass through the target; a tip
+    beyond the target depth is withdrawn first (:func:`withdrawal`)."""
     pivot, which = correction_pivot(e, be, tip, da)
     d_new = unit(t - pivot)
+    wd = withdrawal(pivot, which, t, tip, da, dp)
+    if wd is not None and wd["withdraw_to"] == "target_depth":
+        d_new = da  # only the depth was wrong: the line already passes through the target
     theta, comp, words = _turn(da, d_new)
-    # the line through the pivot along d_new: its distance to the target (0 by construction, reported)
+    # the line through the pivot along d_new: its distance to the target (0 by construction, reported; when only
+    # withdrawn to the target depth, the current line's distance to the target, <= ON_TARGET_LINE_MM)
     r = t - pivot
     miss_after = float(np.linalg.norm(r - (r @ d_new) * d_new))
     theta_par, comp_par, words_par = _turn(da, dp)
@@ -108,12 +186,27 @@ def _correction(e, be, t, tip, da, dp) -> dict:
                    "skin_entry": "the skin entry"}[which]
     cc_a, _ = _angles(da)
     cc_n, _ = _angles(d_new)
-    ca, cp = _carm(da), _carm(dp)
+    ca, cn, cp = _carm(da), _carm(d_new), _carm(dp)
+    turn_words = (f"turn the tip {theta:.1f} deg: {words} (pivoting at the {which.replace('_', ' ')}; the line then "
+                  "passes through the target)") if words else "direction on target"
+    steps = []
+    if wd is not None:
+        steps.append(f"withdraw {wd['withdraw_mm']:.1f} mm first ({_PLACE_WORDS[wd['withdraw_to']]}: the tip is "
+                     f"{wd['beyond_target_depth_mm']:.1f} mm past the target depth)")
+        if wd["withdraw_to"] == "target_depth":
+            steps.append(f"no turn: the line passes {wd['line_miss_mm']:.1f} mm from the target")
+        else:
+            steps.append("then " + turn_words)
+            steps.append(f"then advance {wd['advance_after_mm']:.1f} mm to the target")
+    else:
+        steps.append(turn_words)
     return {
         "aim": "target", "pivot": which, "pivot_lps_mm": _r(pivot), "pivot_in_words": pivot_words,
+        "withdraw_first": wd,
         "turn_deg": _r(theta, 1), "turn_components_lps_deg": _r(comp, 1), "craniocaudal_angle_change_deg": _r(cc_n - cc_a, 1),
-        "redirect_in_words": (f"turn the tip {theta:.1f} deg: {words} (pivoting at {pivot_words}; the line then "
-                              "passes through the target)") if words else "direction on target",
+        "corrected_direction_unit": _r(d_new, 4),
+        "steps": steps,
+        "redirect_in_words": "; ".join(steps),
         "miss_after_correction_mm": _r(miss_after),
         "miss_at_target_in_words": None,  # filled by the caller from the current prediction
         "parallel_to_plan": {
@@ -121,15 +214,18 @@ def _correction(e, be, t, tip, da, dp) -> dict:
             "in_words": (f"parallel to the plan (NOT a correction: ignores the offset): {theta_par:.1f} deg: {words_par}"
                          if words_par else "parallel to the plan"),
         },
-        "carm_bullseye_instrument": ca, "carm_bullseye_plan": cp,
-        "carm_change": f"primary {cp['primary_deg'] - ca['primary_deg']:+.1f} deg (+ = towards LAO), secondary "
-                       f"{cp['secondary_deg'] - ca['secondary_deg']:+.1f} deg (+ = towards CRAN) from the instrument's "
-                       "bull's-eye to the plan's",
+        "carm_bullseye_instrument": ca, "carm_bullseye_corrected": cn, "carm_bullseye_plan": cp,
+        "carm_change": f"primary {cn['primary_deg'] - ca['primary_deg']:+.1f} deg (+ = towards LAO), secondary "
+                       f"{cn['secondary_deg'] - ca['secondary_deg']:+.1f} deg (+ = towards CRAN) from the bull's-eye "
+                       "down the instrument now to the bull's-eye down the corrected line (pivot to target)",
         "angles_definition": "turn: the angle from the instrument's axis to the line from the pivot to the target, "
                              "its components the turn's direction (perpendicular to the instrument) on the patient "
                              "axes L, P, S (small-angle split, deg); pivot: the bone entry once the tip is past it, "
-                             "else the skin entry; cranio-caudal angle = asin(d_S), + cranial; C-arm: DICOM "
-                             "positioner angles, + primary = LAO, + secondary = cranial",
+                             "else the skin entry; a tip beyond the target depth is withdrawn first (to the target "
+                             "depth when its line passes closer than "
+                             f"{ON_TARGET_LINE_MM:g} mm to the target, else to the pivot); cranio-caudal angle = "
+                             "asin(d_S), + cranial; C-arm: DICOM positioner angles, + primary = LAO, + secondary = "
+                             "cranial; carm_change: from the instrument's bull's-eye to the corrected line's",
     }
 
 
@@ -237,8 +333,11 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
     list of dict
         One row per structure: ``structure``, ``margin_mm``, ``planned_clearance_mm``, ``actual_clearance_mm``
         (None when not assessed), ``status``, ``source``. ``status`` is ``pass`` (clearance >= margin),
-        ``covered`` (not segmented, covered in the plan by the clearance of the structure containing it, which
-        the actual line clears: ``covered_by`` names it; planner's ``COVERED_BY``), ``inside_margin``
+        ``covered`` (not segmented, covered by the clearance of the structure containing it, which the actual
+        line clears: ``covered_by`` names it; the planner's rule,
+        :func:`osteoplan.planning.planner.covering_structure_for`), ``not_clear`` (not segmented, and the actual
+        line comes inside the margin of the structure containing it or crosses it: ``covered_by`` names it; never
+        reported as clear), ``inside_margin``
         (0 <= clearance < margin), ``crosses`` (clearance < 0: the instrument's surface overlaps
         the structure as segmented on the planning CT; the planner never accepts this for any structure) or
         ``not_assessed``. ``planned_clearance_capped``: the plan's figure is a lower bound (">="). For a ``displaceable`` structure the distance is to its position on the planning CT,
@@ -246,6 +345,7 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
     """
     a, b = segment_lps_mm
     rows = []
+    no_mask: set[str] = set()
     for c in planned_checks:
         name = c.structure
         m = masks.get(name)
@@ -257,23 +357,16 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
                # the plan's distance is a lower bound when it reached the cap (the plan's note says so)
                "planned_clearance_capped": bool(c.clearance_mm is not None
                                                 and (getattr(c, "note", None) or "").startswith("at least"))}
-        cover = COVERED_BY.get(name) if getattr(c, "status", None) == "covered" else None
-        if (m is None or not np.any(m)) and getattr(c, "status", None) == "covered":
-            covering = next((r for r in rows if cover is not None and r["structure"] == cover[0]), None)
-            if covering is not None and covering["status"] == "pass":
-                row.update(actual_clearance_mm=None, status="covered", covered_by=cover[0],
-                           note=f"{cover[2]}: see {cover[0]}, measured on the actual line")
-            elif covering is not None:
-                row.update(actual_clearance_mm=None, status="not_assessed", covered_by=cover[0],
-                           note=f"covered in the plan by {cover[0]}, which the actual line no longer clears "
-                                f"({covering['status'].replace('_', ' ')}): see {cover[0]}")
-            else:
+        if m is None or not np.any(m):
+            no_mask.add(name)
+            if getattr(c, "status", None) == "covered" and COVERED_BY.get(name) is None:
+                # covered in the plan by something the actual line does not measure (containment in bone)
                 row.update(actual_clearance_mm=None, status="not_assessed",
                            note="covered in the plan (" + ((getattr(c, "note", None) or "").split(";")[-1].strip()
                                                            or "see the plan") + "); not re-measured on the control CT")
-        elif m is None or not np.any(m):
-            row.update(actual_clearance_mm=None, status="not_assessed",
-                       note="no mask of this structure in the plan folder: not assessed, never reported as clear")
+            else:  # the covering rule is applied below, once every structure of the line is measured
+                row.update(actual_clearance_mm=None, status="not_assessed",
+                           note="no mask of this structure in the plan folder: not assessed, never reported as clear")
         else:
             only = None
             if getattr(c, "segment", "") == "skin_to_bone" and c2_mask is not None:
@@ -290,4 +383,30 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
                             "control CT where it lies now")
                 row.update(actual_clearance_mm=round(d, 2), status=status, note=note)
         rows.append(row)
+    _cover_rows(rows, no_mask)
     return rows
+
+
+def _cover_rows(rows: list[dict], no_mask: set[str]) -> None:
+    """Apply the planner's covering rule (:func:`osteoplan.planning.planner.covering_structure_for`) to the
+    structures without a mask, with the structures measured on the actual line: covered by the one containing
+    it (``covered``) when that one passes; ``not_clear`` when the actual line comes inside its margin or crosses
+    it (the structure it contains is then not shown clear, and is never reported so). In place."""
+    measured = {r["structure"]: r for r in rows if r.get("actual_clearance_mm") is not None}
+    for row in rows:
+        if row["structure"] not in no_mask:
+            continue
+        cover = covering_structure_for(row["structure"], measured)
+        if cover is None:
+            continue
+        by = measured[cover[0]]
+        by_name = structure_name(cover[0])
+        if by["status"] == "pass":
+            row.update(status="covered", covered_by=cover[0],
+                       note=f"{cover[2]}; the {by_name} measured on the actual line")
+        else:
+            how = (f"crossed by {-by['actual_clearance_mm']:.1f} mm" if by["status"] == "crosses" else
+                   f"inside its margin ({by['actual_clearance_mm']:.1f} mm < {by['margin_mm']:.1f} mm)")
+            row.update(status="not_clear", covered_by=cover[0],
+                       note=(f"not segmented; the {by_name} that contains it is {how} on the actual line: the "
+                             f"{structure_name(row['structure'])} is NOT clear"))

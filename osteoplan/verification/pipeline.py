@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from osteoplan.imaging.volume import Volume
+from osteoplan.planning.verdict import structure_name
 from osteoplan.verification.deviation import deviation_figures, line_clearances
 from osteoplan.verification.geometry import apply, point_to_line_mm
 from osteoplan.verification.instrument import Instrument, detect_instruments
@@ -38,7 +39,7 @@ def crossing_note(row: dict) -> str:
     overlaps the structure by ``-actual_clearance_mm`` mm): said first among the notes, never left in the table."""
     where = (" as segmented on the planning CT, before hydrodissection"
              if row.get("category") == "displaceable" else "")
-    return (f"the instrument line crosses {row['structure']}{where} by {-row['actual_clearance_mm']:.1f} mm: "
+    return (f"the instrument line crosses {structure_name(row['structure'])}{where} by {-row['actual_clearance_mm']:.1f} mm: "
             "check on the control CT before going further")
 
 def _describe(i: int, inst: Instrument, e, d) -> str:
@@ -48,13 +49,16 @@ def _describe(i: int, inst: Instrument, e, d) -> str:
 
 def attention_summary(clearances: list[dict]) -> dict:
     """What needs the operator's attention, for the headline: structures the instrument line crosses or comes
-    inside the margin of (from :func:`~osteoplan.verification.deviation.line_clearances` rows).
+    inside the margin of, and those not segmented that it therefore does not show clear (``not_clear``: inside
+    such a structure), from :func:`~osteoplan.verification.deviation.line_clearances` rows.
 
     Returns
     -------
     dict
         ``needs_attention`` (bool), ``crosses`` and ``inside_margin`` (lists of ``{structure, clearance_mm,
-        margin_mm}``), ``headline`` (English, empty when nothing needs attention). ``verify`` has no exit code
+        margin_mm}``), ``not_clear`` (list of ``{structure, covered_by}``; present only when not empty, so that
+        results without one keep their shape), ``headline`` (English, structures by their names
+        (:func:`osteoplan.planning.verdict.structure_name`), empty when nothing needs attention). ``verify`` has no exit code
         for this (its exit codes are 0 measured / 2 not measurable / 1 internal error): it is said, not coded.
     """
     def rows(status):
@@ -62,15 +66,23 @@ def attention_summary(clearances: list[dict]) -> dict:
                 for r in clearances if r.get("status") == status]
 
     crosses, inside = rows("crosses"), rows("inside_margin")
+    not_clear = [{"structure": r["structure"], "covered_by": r.get("covered_by")}
+                 for r in clearances if r.get("status") == "not_clear"]
     parts = []
     if crosses:
         parts.append("the instrument line CROSSES " + ", ".join(
-            f"{r['structure']} (by {-r['clearance_mm']:.1f} mm)" for r in crosses))
+            f"{structure_name(r['structure'])} (by {-r['clearance_mm']:.1f} mm)" for r in crosses))
     if inside:
         parts.append("the instrument line is INSIDE THE MARGIN of " + ", ".join(
-            f"{r['structure']} ({r['clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside))
-    return {"needs_attention": bool(parts), "crosses": crosses, "inside_margin": inside,
-            "headline": ("NEEDS ATTENTION: " + "; ".join(parts)) if parts else ""}
+            f"{structure_name(r['structure'])} ({r['clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside))
+    if not_clear:
+        parts.append("NOT CLEAR: " + ", ".join(
+            f"{structure_name(r['structure'])} (inside the {structure_name(r['covered_by'])})" for r in not_clear))
+    out = {"needs_attention": bool(parts), "crosses": crosses, "inside_margin": inside,
+           "headline": ("NEEDS ATTENTION: " + "; ".join(parts)) if parts else ""}
+    if not_clear:
+        out["not_clear"] = not_clear
+    return out
 
 
 def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks: dict[str, np.ndarray] | None = None,

@@ -55,6 +55,9 @@ SCREW_COLOR = (1.0, 1.0, 1.0)
 TRAJECTORY_COLOR = (1.0, 0.85, 0.0)
 TARGET_COLOR = (1.0, 0.2, 0.2)
 ENTRY_COLOR = (0.2, 1.0, 0.2)
+#: The plan's other needles drawn for reference while one is moved (review page): a dark teal, the instrument's
+#: hue made fainter (CIE76 difference >= 32 from every colour above).
+OTHER_INSTRUMENT_COLOR = (0.0, 0.55, 0.55)
 
 #: Clearance status -> RGB (report table and overlays).
 STATUS_COLORS = {

@@ -797,11 +797,11 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Polygon
 
-    from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color,
-                                        structure_color)
+    from osteoplan.views.colors import hex_color, structure_color
     from osteoplan.views.i18n import t
     from osteoplan.views.reformat import _Crop
-    from osteoplan.views.render import draw_orientation, new_figure, orientation_caption, path_legend_handles
+    from osteoplan.views.render import (draw_orientation, end_on_legend_handles, new_figure, orientation_caption,
+                                        path_legend_handles)
 
     beam = getattr(path, "beam_directions", {}).get(view)
     iso = path.target_lps_mm if isocentre_lps_mm is None else np.asarray(isocentre_lps_mm, float)
@@ -848,7 +848,7 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
                 masks.append(m)
         # every structure's silhouette in one pass (= line_integrals of each mask, value for value)
         for name, sil in zip(outlined, mask_line_integrals(crop.volume, masks, geo_s)):
-            if sil.max() <= 0.5:
+            if not sil.min() < 0.5 < sil.max():  # no outline in the picture (absent, or covering all of it)
                 continue
             col = hex_color(structure_color(name))
             xs = (np.arange(small[0]) + 0.5) * (n_pixels / small[0]) - 0.5
@@ -867,10 +867,8 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     from osteoplan.views.render import draw_scale_bar, nice_length
 
     px_iso = geo.pixel_mm[0] / geo.magnification
-    span = n_pixels * px_iso
-    bar = nice_length(span)
-    draw_scale_bar(ax, bar / px_iso, 0.05 * n_pixels, 0.94 * n_pixels,
-                   label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
+    bar = nice_length(n_pixels * px_iso)
+    draw_scale_bar(ax, bar / px_iso, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))  # below the image
     if view == "bullseye":  # the instrument and screw are seen end-on there: circles, as drawn
         handles += end_on_legend_handles(path, lang)
     else:
@@ -897,43 +895,19 @@ def drr_figure(volume: Volume, path, view: str, labelmap=None, *, n_pixels: int 
     return fig
 
 
-def end_on_legend_handles(path, lang: str = "en") -> list:
-    """Legend entries of the bull's-eye view, as it draws the path: the instrument end-on (an open circle at its
-    diameter), the screw end-on (a filled circle) when the path has one, and the target.
-
-    The band entries of the other views (instrument skin to target, screw along it) would name what is not drawn
-    here.
-    """
-    from matplotlib.lines import Line2D
-
-    from osteoplan.locale_fmt import localize_numbers
-    from osteoplan.views.colors import INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color
-    from osteoplan.views.i18n import t
-
-    out = [Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec=hex_color(INSTRUMENT_COLOR), mew=2,
-                  label=t("instrument_end_on", lang).format(d=f"{path.instrument_diameter_mm:.1f}"))]
-    if path.screw_diameter_mm:
-        out.append(Line2D([], [], ls="none", marker="o", ms=7, color=hex_color(SCREW_COLOR), alpha=0.7,
-                          label=t("screw_end_on", lang).format(d=f"{path.screw_diameter_mm:.1f}")))
-    out.append(Line2D([], [], ls="none", marker="+", color=hex_color(TARGET_COLOR), ms=8, mew=2,
-                      label=t("target", lang)))
-    for h in out:
-        h.set_label(localize_numbers(h.get_label(), lang))
-    return out
-
-
 def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | None = None) -> None:
     """Draw one path projected on a fluoroscopy view: the instrument at its real diameter (magnified at the
     target), the screw, the entries and the target; on the bull's-eye the instrument end-on (a circle)."""
     from matplotlib.patches import Circle, Polygon
 
-    from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color
+    from osteoplan.views.colors import INSTRUMENT_COLOR, hex_color
+    from osteoplan.views.reformat import screw_band_style
+    from osteoplan.views.render import draw_point, end_on_styles, point_style
 
     pts = geo.project(np.stack([path.skin_entry_lps_mm, path.bone_entry_lps_mm, path.target_lps_mm,
                                 path.screw_start_lps_mm]))
     rc = pts[:, ::-1]  # (x=col, y=row)
     icol = hex_color(INSTRUMENT_COLOR)
-    scol = hex_color(SCREW_COLOR)
     mag = geo.magnification_at(path.target_lps_mm)
     r_px = path.instrument_diameter_mm / 2.0 * mag / geo.pixel_mm[0]
     rs_px = (path.screw_diameter_mm or 0.0) / 2.0 * mag / geo.pixel_mm[0]
@@ -947,10 +921,10 @@ def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | No
         return [p0 + nrm, p1 + nrm, p1 - nrm, p0 - nrm]
 
     if view == "bullseye":  # end-on, over the target cross (drawn smaller) so that both circles show
+        st = end_on_styles()
         if path.screw_diameter_mm:
-            ax.add_patch(Circle(tuple(rc[2]), max(rs_px, 1.0), fill=True, fc=scol, alpha=0.5, ec=scol, lw=1.0,
-                                zorder=6))
-        ax.add_patch(Circle(tuple(rc[2]), max(r_px, 1.5), fill=False, ec=icol, lw=2, zorder=7))
+            ax.add_patch(Circle(tuple(rc[2]), max(rs_px, 1.0), zorder=6, **st["screw"]))
+        ax.add_patch(Circle(tuple(rc[2]), max(r_px, 1.5), zorder=7, **st["instrument"]))
     else:
         b = band(rc[0], rc[2], max(r_px, 1.0))
         if b is not None:
@@ -958,11 +932,13 @@ def _draw_projected_path(ax, geo: CArmGeometry, path, view: str, label: str | No
         if path.screw_diameter_mm:
             b = band(rc[3], rc[2], max(rs_px, 0.8))
             if b is not None:
-                ax.add_patch(Polygon(b, closed=True, fc=scol, alpha=0.55, ec=scol, lw=1.0))
-        ax.plot(*rc[0], "o", color=hex_color(ENTRY_COLOR), ms=5)
-        ax.plot(*rc[1], "s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5)
-    ax.plot(*rc[2], "+", color=hex_color(TARGET_COLOR), ms=7 if view == "bullseye" else 12, mew=1.5 if view ==
-            "bullseye" else 2, zorder=5 if view == "bullseye" else 2)
+                ax.add_patch(Polygon(b, **screw_band_style(True)))
+        draw_point(ax, "skin_entry", rc[0])
+        draw_point(ax, "bone_entry", rc[1])
+    if view == "bullseye":  # the cross smaller, under the circles, so that both show
+        ax.plot(*rc[2], ls="none", zorder=5, **{**point_style("target"), "ms": 7.0, "mew": 1.5})
+    else:
+        draw_point(ax, "target", rc[2])
     if label:
         from osteoplan.views.reformat import _label_path
 

@@ -91,10 +91,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "clearance": {"en": "Clearance", "fr": "Distance"},
     "status": {"en": "Status", "fr": "Statut"},
     "displacement": {"en": "Displacement needed", "fr": "Déplacement nécessaire"},
-    "status_pass": {"en": "pass", "fr": "conforme"},
+    "status_pass": {"en": "pass", "fr": "conforme", "fr_mp": "conformes", "fr_fp": "conformes"},
     "status_hydrodissection": {"en": "hydrodissection", "fr": "hydrodissection"},
     "status_fail": {"en": "fail", "fr": "échec"},
-    "status_not_assessed": {"en": "not assessed", "fr": "non évalué"},
+    "status_not_assessed": {"en": "not assessed", "fr": "non évalué", "fr_f": "non évaluée", "fr_mp": "non évalués",
+                            "fr_fp": "non évaluées"},
     "clearance_note": {"en": "Clearance = distance from the instrument surface to the structure along the "
                              "whole path. A structure that was not segmented is NOT ASSESSED, never clear.",
                        "fr": "Distance = entre la surface de l'instrument et la structure sur tout le trajet. "
@@ -121,6 +122,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "value": {"en": "Value", "fr": "Valeur"},
     "item": {"en": "Item", "fr": "Élément"},
     "none": {"en": "none", "fr": "aucun"},
+    "no_structure": {"en": "none", "fr": "aucune"},  # after "Structures ...:" (la structure)
     "unknown": {"en": "unknown", "fr": "inconnu"},
     "yes": {"en": "yes", "fr": "oui"},
     "no": {"en": "no", "fr": "non"},
@@ -169,9 +171,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "verify_planned": {"en": "Plan", "fr": "Plan"},
     "verify_now": {"en": "Now", "fr": "Actuel"},
     "verify_status": {"en": "Status", "fr": "Statut"},
-    "verify_status_pass": {"en": "pass", "fr": "conforme"},
+    "verify_status_pass": {"en": "pass", "fr": "conforme", "fr_mp": "conformes", "fr_fp": "conformes"},
     "verify_status_inside_margin": {"en": "INSIDE MARGIN", "fr": "DANS LA MARGE"},
-    "verify_status_covered": {"en": "covered by", "fr": "couvert par"},
+    "verify_status_covered": {"en": "covered by", "fr": "couvert par", "fr_f": "couverte par", "fr_mp": "couverts par",
+                              "fr_fp": "couvertes par"},
     "verify_status_crosses": {"en": "CROSSES", "fr": "TRAVERSE"},
     "verify_crosses_note": {"en": "the instrument line crosses {s}{w} by {d:.1f} mm: check on the control CT before "
                                   "going further",
@@ -248,7 +251,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "waist": {"en": "Dens waist", "fr": "Col de l'odontoïde"},
     "waist_margin": {"en": "Bone each side", "fr": "Os de chaque côté"},
     "achievable": {"en": "achievable", "fr": "réalisable"},
-    "reference_volume": {"en": "Published injected volume", "fr": "Volume injecté publié"},
+    "reference_volume": {"en": "Volume injected in the published series (anterior odontoid screws)",
+                         "fr": "Volume injecté dans la série publiée (vissage antérieur de l'odontoïde)"},
     "bullseye_view": {"en": "Bull's-eye C-arm view", "fr": "Incidence « bull's-eye »"},
     "progression_view": {"en": "Progression view (90°)", "fr": "Incidence de progression (90°)"},
     "gantry_tilt": {"en": "CT gantry tilt (path in one slice)", "fr": "Inclinaison du statif (trajet dans une coupe)"},
@@ -309,7 +313,81 @@ def t(key: str, lang: str = "en") -> str:
     return entry.get(lang) or entry.get("en") or key
 
 
+#: Gender and number of each structure's French name (:func:`t`), for the words that agree with it (a status "non
+#: évaluée", "couverte par ..."): ``"m"`` masculine singular, ``"f"`` feminine singular, ``"mp"`` / ``"fp"`` plural.
+#: The gender of the name's head noun (artère, veine, carotide, moelle: feminine; canal, pharynx: masculine; voies
+#: aériennes: feminine plural). Every structure a shipped protocol checks has an entry
+#: (tests/export/test_french_grammar.py); :func:`fr_gender` takes vertebrae (la vertèbre C2) as feminine and the
+#: parts of a level (corps vertébral, pédicule, mur postérieur) as masculine.
+FR_GENDER: dict[str, str] = {
+    "body": "f", "bone": "m", "lesion": "f", "spinal_canal": "m", "spinal_cord": "f",
+    "vertebral_artery_left": "f", "vertebral_artery_right": "f",
+    "vertebral_artery_canal_left": "m", "vertebral_artery_canal_right": "m",
+    "common_carotid_artery_left": "f", "common_carotid_artery_right": "f",
+    "internal_carotid_artery_left": "f", "internal_carotid_artery_right": "f",
+    "internal_jugular_vein_left": "f", "internal_jugular_vein_right": "f",
+    "airway": "fp", "trachea": "f", "larynx": "m", "pharynx": "m", "esophagus": "m", "aorta": "f",
+    "inferior_vena_cava": "f", "segmental_artery": "fp", "lung": "m", "mandible": "f", "skull": "m",
+    "brainstem": "m", "parotid_gland_left": "f", "parotid_gland_right": "f", "other_bone": "m",
+    "other_vertebrae": "fp",
+    # the SINS components (osteoplan.export.risk_table: "douleur, alignement radiographique manquants")
+    "sins_comp_location": "f", "sins_comp_pain": "f", "sins_comp_lesion_type": "f", "sins_comp_alignment": "m",
+    "sins_comp_collapse": "m", "sins_comp_posterolateral": "f",
+}
+
+
+def fr_gender(key: str) -> str:
+    """Gender and number (``"m"``, ``"f"``, ``"mp"``, ``"fp"``) of the French name of structure *key*
+    (:data:`FR_GENDER`; a vertebra ``vertebrae_*`` is feminine, a part of a level masculine, anything else
+    masculine singular)."""
+    if key in FR_GENDER:
+        return FR_GENDER[key]
+    if key.startswith("vertebrae_"):
+        return "f"
+    return "m"
+
+
+def agree(key: str, lang: str = "en", structures: "str | list[str] | tuple[str, ...] | None" = None,
+          gender: str | None = None) -> str:
+    """:func:`t` of *key* in the form that agrees with the French name(s) of *structures* (one key, or several: then
+    plural, feminine only when every name is), or with *gender* (``"m"``, ``"f"``, ``"mp"``, ``"fp"``) when given.
+
+    The forms are the entry's ``fr_f``, ``fr_mp``, ``fr_fp`` (``fr`` is the masculine singular); a form the entry
+    lacks is the masculine singular one (an invariable word such as "échec"). English is :func:`t` itself.
+
+    >>> agree("status_not_assessed", "fr", "vertebral_artery_left")
+    'non évaluée'
+    >>> agree("status_not_assessed", "fr", ["pharynx", "trachea"])
+    'non évalués'
+    """
+    if lang != "fr" or key not in STRINGS:
+        return t(key, lang)
+    if gender is None:
+        keys = [structures] if isinstance(structures, str) else list(structures or ())
+        gs = [fr_gender(k) for k in keys]
+        plural = len(gs) > 1 or any(g.endswith("p") for g in gs)
+        fem = bool(gs) and all(g.startswith("f") for g in gs)
+        gender = ("f" if fem else "m") + ("p" if plural else "")
+    entry = STRINGS[key]
+    return (entry.get(f"fr_{gender}") if gender != "m" else None) or entry.get("fr") or t(key, lang)
+
+
 STRINGS.update({
+    # the report's header and mask sources (osteoplan.export.report)
+    "ct": {"en": "CT", "fr": "Scanner"},
+    "ct_format_phantom": {"en": "phantom", "fr": "fantôme"},
+    "case_default": {"en": "case", "fr": "dossier"},
+    "hydro_max": {"en": "Max", "fr": "Maximum"},
+    "source_phantom-truth": {"en": "phantom-truth", "fr": "vérité terrain du fantôme"},
+    "source_classical": {"en": "classical", "fr": "segmentation classique"},
+    "source_classical-contrast": {"en": "classical-contrast", "fr": "segmentation classique (contraste)"},
+    "source_classical:rib-count": {"en": "classical:rib-count", "fr": "segmentation classique (comptage des côtes)"},
+    "source_derived:vertebra-ring-holes": {"en": "derived:vertebra-ring-holes",
+                                           "fr": "déduit (trous des anneaux vertébraux)"},
+    "source_segmented": {"en": "segmented", "fr": "segmenté"},
+    "source_classical: bony canal (transverse foramina)": {
+        "en": "classical: bony canal (transverse foramina)",
+        "fr": "segmentation classique : canal osseux (foramens transversaires)"},
     "at_least": {"en": "at least", "fr": "au moins"},
     "provided_mask": {"en": "provided mask", "fr": "masque fourni"},
     "distance_cap_note": {"en": "≥: the structure is farther than the distance computed (capped at 20 mm).",
@@ -386,7 +464,8 @@ STRINGS.update({
     "risk_col_how": {"en": "How obtained", "fr": "Origine"},
     "risk_col_evidence": {"en": "Evidence", "fr": "Éléments (mesures)"},
     "risk_total": {"en": "SINS total", "fr": "Total SINS"},
-    "risk_missing_list": {"en": "{missing} missing", "fr": "{missing} manquant(s)"},
+    "risk_missing_list": {"en": "{missing} missing", "fr": "{missing} manquant", "fr_f": "{missing} manquante",
+                          "fr_mp": "{missing} manquants", "fr_fp": "{missing} manquantes"},
     "or": {"en": "or", "fr": "ou"},
     "colon": {"en": ": ", "fr": " : "},
     "sins_referral": {"en": "≥ 7: surgical/interventional consultation recommended",
@@ -751,11 +830,11 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
      "d'environ un demi-voxel ({1} mm) ou plus ; replanifier sur un scanner en coupes fines (≤ 1 mm) avant "
      "utilisation.", ()),
     (r"Not assessed \(not segmented, never reported as clear\): (.+)\.",
-     "Non évalué (non segmenté, jamais déclaré à distance) : {0}.", (0,)),
+     "Structures non évaluées (non segmentées, jamais déclarées à distance) : {0}.", (0,)),
     (r"Not assessed \(not segmented\): (.+)\. Hydrodissection may still be needed\.",
-     "Non évalué (non segmenté) : {0}. Une hydrodissection peut rester nécessaire.", (0,)),
+     "Structures non évaluées (non segmentées) : {0}. Une hydrodissection peut rester nécessaire.", (0,)),
     (r"No feasible path with a ([\d.]+) mm screw; ([\d.]+) mm was used\.",
-     "Aucun trajet réalisable avec une vis de {0} mm ; {1} mm a été utilisée.", ()),
+     "Aucun trajet réalisable avec une vis de {0} mm ; une vis de {1} mm a été utilisée.", ()),
     (r"demo: the phantom's exact label map stands in for segmentation \(use --segment to run it\)",
      "démo : la carte de labels exacte du fantôme remplace la segmentation (--segment pour la lancer)", ()),
     (r"lesion volume x ([\d.]+)-([\d.]+) \(filling 61 \+/- 15 %\), upper bound capped at ([\d.]+) mL; "
@@ -775,6 +854,20 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"Pedicle isthmus diameter unknown: smallest needle assumed; check the pedicle on the images\.",
      "Diamètre de l'isthme pédiculaire inconnu : plus petite aiguille retenue ; vérifier le pédicule sur les "
      "images.", ()),
+    # the hydrodissection volume of the published series (Hydrodissection.reference_volume_ml; older plans: the
+    # second form, whose SD was rounded to 8)
+    (r"(\d+) \+/- ([\d.]+) mL \(mean \+/- SD, range (\d+)-(\d+) mL, (\d+) patients\), PMID (\d+)",
+     "{0} ± {1} mL (moyenne ± écart type, intervalle {2}–{3} mL, {4} patients), PMID {5}", ()),
+    (r"(\d+) \+/- ([\d.]+) mL \((\d+)-(\d+) mL\), PMID (\d+)", "{0} ± {1} mL ({2}–{3} mL), PMID {4}", ()),
+    # the route warning of the C2 cementoplasty (osteoplan.planning.procedures.c2_cementoplasty)
+    (r"Lateral / posterolateral route to C2: the needle passes next to the vertebral artery, whose course near "
+     r"C1-C2 varies \(it enters the spinal canal between C1 and C2 in (\d+) of (\d+) patients on CT angiography, "
+     r"Kim, J Korean Neurosurg Soc 2018, PMID 29526062\); a CT without contrast shows only its bony canal: check "
+     r"the artery on a CT angiogram before the procedure\.",
+     "Voie latérale / postérolatérale de C2 : l'aiguille passe près de l'artère vertébrale, dont le trajet varie "
+     "près de C1–C2 (elle pénètre dans le canal rachidien entre C1 et C2 chez {0} patients sur {1} en "
+     "angioscanner, Kim, J Korean Neurosurg Soc 2018, PMID 29526062) ; un scanner sans injection ne montre que "
+     "son canal osseux : vérifier l'artère sur un angioscanner avant l'intervention.", ()),
     (r"Dens waist ([\d.]+) mm leaves less than ([\d.]+) mm of bone each side of even the thinnest screw "
      r"\(([\d.]+) mm\): discuss the indication\.",
      "Col de l'odontoïde de {0} mm : moins de {1} mm d'os de chaque côté même avec la vis la plus fine ({2} mm) : "
@@ -795,7 +888,7 @@ _PATTERNS_FR: list[tuple[str, str, tuple[int, ...]]] = [
     (r"No lytic lesion found: cementoplasty not indicated by the images\.",
      "Aucune lésion lytique trouvée : cimentoplastie non indiquée par les images.", ()),
     (r"C2 not segmented: breached walls not assessed\.", "C2 non segmentée : parois rompues non évaluées.", ()),
-    (r"NOT segmented \(not assessed\): (.+)", "NON segmenté (non évalué) : {0}", (0,)),
+    (r"NOT segmented \(not assessed\): (.+)", "Structures NON segmentées (non évaluées) : {0}", (0,)),
     (r"provided masks: (.+)", "masques fournis : {0}", (0,)),
     (r"lesion: none found in C2", "lésion : aucune trouvée dans C2", ()),
     (r"C2 located \(classical, confidence ([\d.]+)\)", "C2 localisée (méthode classique, confiance {0})", ()),
@@ -986,13 +1079,22 @@ STRINGS.update({
 
 # report (branch "report"): statuses every clearance check can have, legends of the pictures
 STRINGS.update({
-    "status_covered": {"en": "covered by another measured structure", "fr": "couvert par une autre structure mesurée"},
-    "status_covered_by": {"en": "covered by {by}", "fr": "couvert par {by}"},
+    "status_covered": {"en": "covered by another measured structure", "fr": "couvert par une autre structure mesurée",
+                       "fr_f": "couverte par une autre structure mesurée",
+                       "fr_mp": "couverts par une autre structure mesurée",
+                       "fr_fp": "couvertes par une autre structure mesurée"},
+    "status_covered_by": {"en": "covered by {by}", "fr": "couvert par {by}", "fr_f": "couverte par {by}",
+                          "fr_mp": "couverts par {by}", "fr_fp": "couvertes par {by}"},
     "covered_by_bony_canal": {"en": "its bony canal", "fr": "son canal osseux"},
     "covered_by_spinal_canal": {"en": "the spinal canal", "fr": "le canal rachidien"},
     "covered_by_containment": {"en": "containment in bone", "fr": "le confinement dans l'os"},
-    "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner"},
-    "hydro_alt_not_assessed": {"en": "NOT ASSESSED: {names}", "fr": "NON ÉVALUÉ : {names}"},
+    "not_segmented": {"en": "not segmented", "fr": "non segmenté", "fr_f": "non segmentée", "fr_mp": "non segmentés",
+                      "fr_fp": "non segmentées"},
+    "status_not_assessable": {"en": "not assessable on this CT", "fr": "non évaluable sur ce scanner",
+                              "fr_mp": "non évaluables sur ce scanner", "fr_fp": "non évaluables sur ce scanner"},
+    "hydro_alt_not_assessed": {"en": "NOT ASSESSED: {names}", "fr": "NON ÉVALUÉ : {names}",
+                               "fr_f": "NON ÉVALUÉE : {names}", "fr_mp": "NON ÉVALUÉS : {names}",
+                               "fr_fp": "NON ÉVALUÉES : {names}"},
     "semicolon": {"en": "; ", "fr": " ; "},
     "cement_none_planned": {"en": "not applicable: no cement volume planned (no lesion found)",
                             "fr": "sans objet : aucun volume de ciment prévu (pas de lésion trouvée)"},
@@ -1002,16 +1104,91 @@ STRINGS.update({
     "instrument_end_on": {"en": "instrument Ø {d} mm seen end-on (circle)",
                           "fr": "instrument Ø {d} mm vu en enfilade (cercle)"},
     "screw_end_on": {"en": "screw Ø {d} mm seen end-on (disc)", "fr": "vis Ø {d} mm vue en enfilade (disque)"},
+    "skin_entry_projected": {"en": "Skin entry, projected (not in this plane)",
+                             "fr": "Point d'entrée cutané, projeté (hors de ce plan)"},
+    "bone_entry_projected": {"en": "Bone entry, projected (not in this plane)",
+                             "fr": "Point d'entrée osseux, projeté (hors de ce plan)"},
+    "target_projected": {"en": "Target, projected (not in this plane)", "fr": "Cible, projetée (hors de ce plan)"},
 })
 
 # report (branch "report"): the notes of covered clearance checks (osteoplan.planning.planner)
 _PATTERNS_FR.extend([
     (r"covered by the spinal-canal clearance \(the bony canal contains the cord\)",
-     "couvert par la distance au canal rachidien (le canal osseux contient la moelle)", ()),
+     "couverte par la distance au canal rachidien (le canal osseux contient la moelle)", ()),  # the cord's note
     (r"assessed by its bony canal \(foramen transversarium\), not the vessel",
      "évaluée par son canal osseux (foramen transversaire), pas par le vaisseau", ()),
     (r"not segmented; covered by containment: the instrument stays ([\d.]+) mm or more inside the target bone from "
      r"its bone entry to its tip, and this structure lies outside that bone",
-     "non segmenté ; couvert par le confinement : l'instrument reste à {0} mm ou plus à l'intérieur de l'os cible "
-     "de son entrée osseuse à sa pointe, et cette structure est hors de cet os", ()),
+     "structure non segmentée ; couverte par le confinement : l'instrument reste à {0} mm ou plus à l'intérieur de "
+     "l'os cible de son entrée osseuse à sa pointe, et cette structure est hors de cet os", ()),
 ])
+
+
+def structure_label(key: str | None, lang: str = "en") -> str:
+    """The name every page shows for a structure key (``"spinal_canal"`` -> ``"spinal canal"``): the PDF report's
+    own words (:func:`t`, the clearance table of :mod:`osteoplan.export.report`), so one structure has one name
+    on the case, review, versions and check pages, in the report and in ``osteoplan verify``'s text and page. A
+    key the report's table does not know is shown with spaces for underscores
+    (:func:`osteoplan.planning.verdict.structure_name`); a multi-needle row's ``"<level side>: <key>"`` keeps its
+    prefix. (:func:`osteoplan.web.views.structure_label` is this function.)
+
+    Parameters
+    ----------
+    key : str or None
+        Structure key of a plan's clearance (label-map name).
+    lang : {"en", "fr"}
+    """
+    from osteoplan.planning.verdict import structure_name
+
+    key = str(key or "")
+    prefix, sep, rest = key.rpartition(": ")
+    if sep:
+        return f"{prefix}: {structure_label(rest, lang)}"
+    return t(key, lang) if key in STRINGS else structure_name(key, lang)
+
+
+def covering_words(by: str, lang: str = "en") -> str:
+    """What covers a ``covered`` structure, as the report's status badge says it: ``"the spinal canal"``, ``"its
+    bony canal"`` (a vertebral artery canal), ``"containment in bone"`` (*by* = ``"containment"``), else the
+    structure's name (:func:`structure_label`)."""
+    if by.startswith("vertebral_artery_canal"):
+        return t("covered_by_bony_canal", lang)
+    if f"covered_by_{by}" in STRINGS:  # with its article ("the spinal canal", "le canal rachidien")
+        return t(f"covered_by_{by}", lang)
+    return structure_label(by, lang)
+
+
+STRINGS.update({
+    "verify_status_not_clear": {"en": "NOT CLEAR: inside {by}, which the line does not clear",
+                                "fr": "NON DÉGAGÉ : dans {by}, que la ligne ne dégage pas",
+                                "fr_f": "NON DÉGAGÉE : dans {by}, que la ligne ne dégage pas",
+                                "fr_mp": "NON DÉGAGÉS : dans {by}, que la ligne ne dégage pas",
+                                "fr_fp": "NON DÉGAGÉES : dans {by}, que la ligne ne dégage pas"},
+    "verify_attention_not_clear": {"en": "NOT CLEAR: {s}", "fr": "NON DÉGAGÉ : {s}", "fr_f": "NON DÉGAGÉE : {s}",
+                                   "fr_mp": "NON DÉGAGÉS : {s}", "fr_fp": "NON DÉGAGÉES : {s}"},
+    "verify_inside": {"en": "inside {by}", "fr": "dans {by}"},
+})
+
+# osteoplan verify: a tip beyond the target depth is withdrawn first; the C-arm view down the corrected line
+STRINGS.update({
+    "verify_withdraw_first": {"en": "Correction, step 1: withdraw first", "fr": "Correction, étape 1 : retirer d'abord"},
+    "verify_withdraw_value": {"en": "{n:.1f} mm, back to {place} (the tip is {b:.1f} mm past the target depth)",
+                              "fr": "{n:.1f} mm, jusqu'à {place} (la pointe dépasse de {b:.1f} mm la profondeur de la "
+                                    "cible)"},
+    "verify_place_target_depth": {"en": "the target depth", "fr": "la profondeur de la cible"},
+    "verify_place_bone_entry": {"en": "the bone entry", "fr": "l'entrée osseuse"},
+    "verify_place_skin_entry": {"en": "the skin entry", "fr": "le point d'entrée cutané"},
+    "verify_then_turn": {"en": "Correction, step 2: then turn the tip", "fr": "Correction, étape 2 : puis orienter la pointe"},
+    "verify_step2": {"en": "Correction, step 2", "fr": "Correction, étape 2"},
+    "verify_no_turn": {"en": "no turn: the line passes {d:.1f} mm from the target",
+                       "fr": "pas de réorientation : la ligne passe à {d:.1f} mm de la cible"},
+    "verify_then_advance": {"en": "Correction, step 3: then advance", "fr": "Correction, étape 3 : puis avancer"},
+    "verify_advance_value": {"en": "{m:.1f} mm to the target", "fr": "{m:.1f} mm jusqu'à la cible"},
+    "verify_carm_corrected": {"en": "C-arm bull's-eye down the corrected line (pivot to target)",
+                              "fr": "Bull's-eye de l'arceau dans l'axe corrigé (du pivot à la cible)"},
+    "verify_carm_change": {"en": "C-arm change to follow the correction (from the bull's-eye down the instrument)",
+                           "fr": "Changement de l'arceau pour suivre la correction (depuis le bull's-eye dans l'axe "
+                                 "de l'instrument)"},
+    "verify_carm_change_value": {"en": "primary {a:+.1f}° (+ = towards LAO), secondary {b:+.1f}° (+ = towards CRAN)",
+                                 "fr": "primaire {a:+.1f}° (+ = vers OAG), secondaire {b:+.1f}° (+ = vers CRA)"},
+})

@@ -7,6 +7,11 @@ sagittal images have anterior on the left — the same side as the lateral simul
 the LPS letters of each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can
 always orient. Every image states its orientation in words under its title
 (:func:`osteoplan.views.render.orientation_caption`, e.g. "anterior left, head up").
+
+What is not in the displayed plane is drawn projected onto it and looks it: the path a dotted, faded band, a point
+(skin entry, bone entry, target) a hollow marker with a dotted edge, each with its own legend entry
+(:func:`path_in_plane`, :func:`point_in_plane`). The scale bar lies in the band below the image
+(:func:`osteoplan.views.render.draw_scale_bar`), off the anatomy.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import numpy as np
 
 from osteoplan.errors import InputError
 from osteoplan.imaging.volume import AIR_HU, Volume
-from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, hex_color,
-                                    structure_color)
+from osteoplan.views.colors import INSTRUMENT_COLOR, SCREW_COLOR, hex_color, structure_color
 from osteoplan.views.geometry import PATH_MARGIN_MM, PathSpec, fit_square_frame, path_points_lps
-from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
+from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, POINT_KINDS, SCREW_HALO_PT, draw_orientation,
+                                    draw_point, draw_scale_bar, end_on_legend_handles, end_on_styles, figure_png,
                                     layout_with_legend, new_figure, nice_length, orientation_caption,
-                                    path_legend_handles, window)
+                                    path_legend_handles, point_legend_handle, window)
 
 #: Standard views and the LPS directions of image right / image down.
 STANDARD_AXES = {
@@ -405,7 +410,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
             col = hex_color(structure_color(name))
             drawn = False
             sm = map_coordinates(sub, local, order=1, mode="constant", cval=0.0).reshape(plane.n_rows, plane.n_cols)
-            if sm.max() > 0.5:
+            if sm.min() < 0.5 < sm.max():  # an outline crosses the view (not all inside, e.g. the skin end-on)
                 ax.contour(xs, ys, sm, levels=[0.5], colors=[col], linewidths=1.3 if name != "body" else 0.8)
                 drawn = True
             if dist is not None:
@@ -417,9 +422,17 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
             if drawn:
                 handles.append(Line2D([], [], color=col, lw=2, label=t(name, lang)))
     # instrument, screw, points
+    drawn_points: set[tuple[str, bool]] = set()
     for p in (path, *others):
-        _draw_path(ax, plane, p, view, label=p.short_label if others else None)
-    handles += path_legend_handles(path, lang, points=("target",) if view == "down_path" else True)
+        drawn_points |= _draw_path(ax, plane, p, view, label=p.short_label if others else None)
+    in_plane_kinds = tuple(k for k in POINT_KINDS if (k, False) in drawn_points)
+    projected_kinds = tuple(k for k in POINT_KINDS if (k, True) in drawn_points)
+    if view == "down_path":  # the instrument and the screw are seen end-on: a ring and a disc, as drawn
+        handles += end_on_legend_handles(path, lang)[:-1]
+        handles += [point_legend_handle("target", lang, projected=pr) for pr in (False, True)
+                    if ("target", pr) in drawn_points]
+    else:
+        handles += path_legend_handles(path, lang, points=in_plane_kinds, projected_points=projected_kinds)
     if view != "down_path" and not all(path_in_plane(plane, p) for p in (path, *others)):
         handles.append(projected_path_handle(lang))  # the dotted band is the path projected, not in this plane
     if path.margins_mm:
@@ -429,9 +442,7 @@ def reformat_figure(volume: Volume, path: PathSpec, view: str, labelmap=None, *,
         from osteoplan.views.render import draw_not_feasible_banner
 
         draw_not_feasible_banner(ax, lang, getattr(path, "banner_key", "near_miss_banner"))
-    span = plane.n_cols * plane.pixel_mm
-    bar = nice_length(span)
-    draw_scale_bar(ax, bar, ext[0] + 0.05 * span, ext[2] - 0.06 * span)
+    draw_scale_bar(ax, nice_length(plane.n_cols * plane.pixel_mm))  # in the band below the image
     caption = orientation_caption(plane.u, plane.v, lang)
     ax.set_title((title or t(f"view_{view}", lang)) + "\n" + caption, color="white", fontsize=10.5,
                  pad=4 + 72 * LETTER_GUTTER_IN, linespacing=1.3)
@@ -449,6 +460,26 @@ def path_in_plane(plane: Plane, path: PathSpec, tol_mm: float = 1e-3) -> bool:
                 and abs((path.target_lps_mm - plane.centre_lps_mm) @ plane.normal) < tol_mm)
 
 
+def point_in_plane(plane: Plane, point_lps_mm: np.ndarray, tol_mm: float | None = None) -> bool:
+    """True when a point lies in *plane*: closer to it than *tol_mm* (default half the plane's pixel, the
+    nearest a point can be drawn to its place). A reformat draws any other point projected onto the plane, with a
+    hollow dotted marker, and its legend says so (:func:`osteoplan.views.render.draw_point`). A path in the plane
+    (:func:`path_in_plane`) has all its points in it."""
+    tol = plane.pixel_mm / 2.0 if tol_mm is None else tol_mm
+    return bool(abs((np.asarray(point_lps_mm, float) - plane.centre_lps_mm) @ plane.normal) < tol)
+
+
+def screw_band_style(in_plane: bool) -> dict:
+    """``Polygon`` keyword arguments of the screw drawn along a path on a 2D view: white, its outline with a
+    dark halo of :data:`osteoplan.views.render.SCREW_HALO_PT` so that it shows on white bone; fainter when the
+    path is projected onto the plane."""
+    import matplotlib.patheffects as pe
+
+    r, g, b = SCREW_COLOR[:3]
+    return {"closed": True, "fc": (r, g, b, 0.55 if in_plane else 0.35), "ec": (r, g, b, 1.0), "lw": 1.0,
+            "path_effects": [pe.withStroke(linewidth=1.0 + 2 * SCREW_HALO_PT, foreground="black")]}
+
+
 def projected_path_handle(lang: str = "en"):
     """Legend entry of a path drawn projected onto a plane it is not in: dotted outline, faded fill (as drawn)."""
     from matplotlib.patches import Patch
@@ -460,23 +491,30 @@ def projected_path_handle(lang: str = "en"):
                  label=t("path_projected", lang))
 
 
-def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = None) -> None:
+def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = None) -> set[tuple[str, bool]]:
     """Draw one path on a reformat: the instrument band at its real diameter (solid in the plane, dotted
-    when projected), the screw, the skin and bone entries and the target; *label* beside it (:func:`_label_path`)."""
+    when projected), the screw, the skin and bone entries and the target (each in the plane, or projected onto it:
+    :func:`point_in_plane`); *label* beside it (:func:`_label_path`). Down the path: the instrument and the screw
+    end-on (:func:`osteoplan.views.render.end_on_styles`) and the target.
+
+    Returns
+    -------
+    set of (point kind, projected) pairs drawn, for the legend.
+    """
     from matplotlib.patches import Circle, Polygon
 
     r_instr = path.instrument_diameter_mm / 2.0
-    skin2, bone2, tgt2 = (plane.to_2d(p) for p in (path.skin_entry_lps_mm, path.bone_entry_lps_mm,
-                                                    path.target_lps_mm))
+    pts = {"skin_entry": path.skin_entry_lps_mm, "bone_entry": path.bone_entry_lps_mm, "target": path.target_lps_mm}
+    skin2, bone2, tgt2 = (plane.to_2d(pts[k]) for k in POINT_KINDS)
     in_plane = path_in_plane(plane, path)
     icol = hex_color(INSTRUMENT_COLOR)
-    scol = hex_color(SCREW_COLOR)
+    drawn: set[tuple[str, bool]] = set()
     if view == "down_path":
-        ax.add_patch(Circle((0, 0), r_instr, fill=False, ec=icol, lw=1.8, zorder=10))
+        st = end_on_styles()
+        ax.add_patch(Circle((0, 0), r_instr, zorder=10, **st["instrument"]))
         if path.screw_diameter_mm:
-            ax.add_patch(Circle((0, 0), path.screw_diameter_mm / 2, fill=True, fc=scol, alpha=0.5, ec=scol,
-                                lw=1.0, zorder=11))
-        ax.plot([0], [0], "+", color=hex_color(TARGET_COLOR), ms=10, mew=1.5, zorder=12)
+            ax.add_patch(Circle((0, 0), path.screw_diameter_mm / 2, zorder=11, **st["screw"]))
+        kinds = ("target",)   # the entries project onto the target
     else:
         band = _band(skin2, tgt2, r_instr)
         if band is not None:
@@ -487,13 +525,15 @@ def _draw_path(ax, plane: Plane, path: PathSpec, view: str, label: str | None = 
         if path.screw_diameter_mm:
             sb = _band(plane.to_2d(path.screw_start_lps_mm), tgt2, path.screw_diameter_mm / 2)
             if sb is not None:
-                ax.add_patch(Polygon(sb, closed=True, fc=scol, alpha=0.55 if in_plane else 0.3, ec=scol,
-                                     lw=1.0, zorder=11))
-        ax.plot(*skin2, "o", color=hex_color(ENTRY_COLOR), ms=5, zorder=12)
-        ax.plot(*bone2, "s", color=hex_color(ENTRY_COLOR), ms=4, mfc="none", zorder=12)
-        ax.plot(*tgt2, "+", color=hex_color(TARGET_COLOR), ms=12, mew=2, zorder=12)
+                ax.add_patch(Polygon(sb, zorder=11, **screw_band_style(in_plane)))
+        kinds = POINT_KINDS
+    for kind in kinds:
+        projected = not (in_plane or point_in_plane(plane, pts[kind]))
+        draw_point(ax, kind, (0.0, 0.0) if view == "down_path" else plane.to_2d(pts[kind]), projected=projected)
+        drawn.add((kind, projected))
     if label:
         _label_path(ax, skin2, bone2, tgt2, label, along=10.0, beside=5.0)
+    return drawn
 
 
 def _label_path(ax, skin2, bone2, tgt2, label: str, along: float, beside: float) -> None:

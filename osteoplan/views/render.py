@@ -128,14 +128,46 @@ def draw_orientation(ax, right_vec: np.ndarray, down_vec: np.ndarray, color: str
     return labels
 
 
-def draw_scale_bar(ax, length_mm: float, x0: float, y0: float, color: str = "white", label: str | None = None) -> None:
-    """A horizontal scale bar of ``length_mm`` drawn in data (mm) coordinates starting at (x0, y0)."""
-    import matplotlib.patheffects as pe
+#: Gap (points) between an image's bottom edge and its scale bar, and the bar's line width (points): the bar and
+#: its label lie in the band of :data:`LETTER_GUTTER_IN` below the image (:func:`draw_scale_bar`).
+SCALE_BAR_GAP_PT = 3.0
+SCALE_BAR_LW_PT = 3.0
 
-    ax.plot([x0, x0 + length_mm], [y0, y0], color=color, lw=3, solid_capstyle="butt", zorder=21,
-            path_effects=[pe.withStroke(linewidth=5, foreground="black")])
-    ax.text(x0 + length_mm / 2, y0, label or f"{length_mm:g} mm", color=color, ha="center", va="bottom",
-            fontsize=9, zorder=21, path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
+
+def draw_scale_bar(ax, length: float, color: str = "white", label: str | None = None) -> list:
+    """A horizontal scale bar of *length* (x data units of *ax*: mm on a reformat, pixels on a fluoroscopy view)
+    drawn in the band below the image, from its bottom-left corner: never over the anatomy.
+
+    One rule for every 2D view: the bar and its label (above the bar) lie in the band of :data:`LETTER_GUTTER_IN`
+    that :func:`layout_with_legend` keeps around the image for the orientation letters, left-aligned with the
+    image, where the bottom letter (centred) is not; a bar is at most 0.35 of the image width
+    (:func:`nice_length`: the smallest 1-2-5 length of at least 0.7 of a fifth of the span), so the two never meet. Its length is in the image's x data units, hence exact whatever
+    the figure's size.
+
+    Returns
+    -------
+    list of the drawn artists (line, label), each with gid ``"scale_bar"``.
+    """
+    import matplotlib.patheffects as pe
+    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    x0 = min(xlim)
+    below = blended_transform_factory(ax.transData, ax.transAxes)
+    label_size = 9.0
+    y_bar_pt = SCALE_BAR_GAP_PT + label_size * 1.25 + SCALE_BAR_LW_PT  # label on top, then the bar
+    bar_tr = below + ScaledTranslation(0, -y_bar_pt / 72.0, ax.figure.dpi_scale_trans)
+    text_tr = below + ScaledTranslation(0, -SCALE_BAR_GAP_PT / 72.0, ax.figure.dpi_scale_trans)
+    line, = ax.plot([x0, x0 + length], [0.0, 0.0], color=color, lw=SCALE_BAR_LW_PT, solid_capstyle="butt",
+                    zorder=21, transform=bar_tr, clip_on=False,
+                    path_effects=[pe.withStroke(linewidth=SCALE_BAR_LW_PT + 2, foreground="black")])
+    text = ax.text(x0 + length / 2, 0.0, label or f"{length:g} mm", color=color, ha="center", va="top",
+                   fontsize=label_size, zorder=21, transform=text_tr, clip_on=False)
+    for a in (line, text):
+        a.set_gid("scale_bar")
+    ax.set_xlim(xlim)  # the bar is outside the image: it must not widen the axes
+    ax.set_ylim(ylim)
+    return [line, text]
 
 
 def nice_length(span_mm: float) -> float:
@@ -171,17 +203,19 @@ def layout_with_legend(fig, ax, handles, *, image_in: float = 5.2, title_in: flo
         return sum(0.053 * max(len(h.get_label()) for h in c) + 0.45 for c in cols) <= image_in + 0.1
 
     ncol = next((n for n in range(ncol, 0, -1) if fits(n)), 1) if handles else ncol
-    rows = max(1, -(-len(handles) // ncol))
-    legend_in = 0.12 + 0.2 * rows
+    legend_in = 0.12
+    if handles:
+        # the legend's height is measured once drawn (its rows are 7.5 pt text or the tallest marker, in points:
+        # independent of the figure's size), so the band below the image is as tall as the legend, no more
+        legend = fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False,
+                            labelcolor=text_color, bbox_to_anchor=(0.5, 0.0), borderaxespad=0.2, handlelength=1.6,
+                            columnspacing=1.0)
+        legend_in = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi + 0.08
     g = float(gutter_in)
     w = image_in + 0.2 + 2.0 * g
     h = image_in + title_in + note_in + legend_in + 2.0 * g
     fig.set_size_inches(w, h)
     ax.set_position(((0.1 + g) / w, (legend_in + note_in + g) / h, image_in / w, image_in / h))
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False,
-                   labelcolor=text_color, bbox_to_anchor=(0.5, 0.0), borderaxespad=0.2, handlelength=1.6,
-                   columnspacing=1.0)
 
 
 def draw_not_feasible_banner(ax, lang: str = "en", key: str = "near_miss_banner") -> None:
@@ -241,7 +275,8 @@ def orientation_caption(right_vec, down_vec, lang: str = "en", min_cos: float = 
     return ", ".join(parts)
 
 
-def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: bool = True) -> list:
+def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: bool = True,
+                        projected_points: tuple[str, ...] = ()) -> list:
     """Legend entries of the planned path, identical on every view: instrument, screw, entry points, target.
 
     Parameters
@@ -253,6 +288,9 @@ def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: b
     points : bool or tuple of str
         Include the skin entry, bone entry and target markers (True), none (False), or those named
         (``("target",)`` for a view down the path, where the entries project onto the target).
+    projected_points : tuple of str
+        Points drawn projected onto a reformat's plane they are not in (:func:`draw_point` with
+        ``projected=True``): each gets its own entry, a hollow dotted marker "projected onto this plane".
 
     Returns
     -------
@@ -270,14 +308,154 @@ def path_legend_handles(path, lang: str = "en", *, screw: bool = True, points: b
         import matplotlib.patheffects as pe
 
         out.append(Line2D([], [], color=hex_color(SCREW_COLOR), lw=4, label=f"{t('screw', lang)} Ø {size} mm",
-                          path_effects=[pe.withStroke(linewidth=5.5, foreground="#666666"), pe.Normal()]))
+                          path_effects=[pe.withStroke(linewidth=4 + 2 * SCREW_HALO_PT, foreground="black"),
+                                        pe.Normal()]))
     wanted = ("skin_entry", "bone_entry", "target") if points is True else tuple(points or ())
-    markers = {"skin_entry": dict(marker="o", color=hex_color(ENTRY_COLOR), ms=5),
-               "bone_entry": dict(marker="s", mfc="none", mec=hex_color(ENTRY_COLOR), ms=5),
-               "target": dict(marker="+", color=hex_color(TARGET_COLOR), ms=8, mew=2)}
-    out += [Line2D([], [], ls="none", label=t(k, lang), **markers[k]) for k in markers if k in wanted]
+    out += [point_legend_handle(k, lang) for k in POINT_KINDS if k in wanted]
+    out += [point_legend_handle(k, lang, projected=True) for k in POINT_KINDS if k in projected_points]
     from osteoplan.locale_fmt import localize_numbers  # French: "Ø 3,5 mm" (displayed text only)
 
+    for h in out:
+        h.set_label(localize_numbers(h.get_label(), lang))
+    return out
+
+
+#: The path's points, in legend order.
+POINT_KINDS = ("skin_entry", "bone_entry", "target")
+
+#: Markers of the path's points on the 2D views (matplotlib ``Line2D`` keyword arguments, sizes in points): filled
+#: circle for the skin entry, open square for the bone entry, cross for the target. Configurable defaults.
+POINT_STYLES = {"skin_entry": {"marker": "o", "ms": 5.0, "mfc": "entry", "mec": "entry", "mew": 1.0},
+                "bone_entry": {"marker": "s", "ms": 4.0, "mfc": "none", "mec": "entry", "mew": 1.0},
+                "target": {"marker": "+", "ms": 12.0, "mfc": "none", "mec": "target", "mew": 2.0}}
+
+#: A point drawn projected onto a plane it is not in: the same shape, hollow, a dotted edge (as the dotted band of
+#: a projected path), a little larger so that the dots show (edge dash pattern: on/off in line widths).
+PROJECTED_POINT_DASHES = (0, (1.0, 1.0))
+PROJECTED_POINT_GROW = 1.6
+
+#: Legend markers are drawn at most this size (points), so that a row stays one text line high.
+LEGEND_MARKER_MAX_PT = 8.0
+
+#: Dark halo (points each side) around the screw's outline on the 2D views: the screw is white and bone is
+#: white in a bone window; the halo keeps its outline visible on bone (CThead coronal: it was not).
+SCREW_HALO_PT = 1.2
+
+
+def _point_color(name: str) -> str:
+    from osteoplan.views.colors import ENTRY_COLOR, TARGET_COLOR, hex_color
+
+    return {"entry": hex_color(ENTRY_COLOR), "target": hex_color(TARGET_COLOR)}.get(name, name)
+
+
+def point_style(kind: str, legend: bool = False) -> dict:
+    """``Line2D`` keyword arguments of an in-plane *kind* point (:data:`POINT_STYLES`, colours resolved); with
+    *legend*, the marker capped at :data:`LEGEND_MARKER_MAX_PT`."""
+    st = {k: (_point_color(v) if k in ("mfc", "mec") else v) for k, v in POINT_STYLES[kind].items()}
+    if legend:
+        st["ms"] = min(st["ms"], LEGEND_MARKER_MAX_PT)
+    return st
+
+
+def projected_point_artist(kind: str, xy=None, legend: bool = False):
+    """The marker of a *kind* point projected onto a plane it is not in: a ``PathCollection`` (markers with dashed
+    edges need a collection) of the same shape as :func:`point_style`, hollow, with a dotted edge.
+
+    Parameters
+    ----------
+    kind : one of :data:`POINT_KINDS`
+    xy : (2,) data coordinates, optional (a legend handle has none)
+    legend : bool
+        Marker size capped at :data:`LEGEND_MARKER_MAX_PT`.
+    """
+    from matplotlib.collections import PathCollection
+    from matplotlib.markers import MarkerStyle
+    from matplotlib.transforms import IdentityTransform
+
+    st = point_style(kind)
+    ms = st["ms"] * PROJECTED_POINT_GROW
+    if legend:
+        ms = min(ms, LEGEND_MARKER_MAX_PT + 1.0)
+    mk = MarkerStyle(st["marker"])
+    path = mk.get_path().transformed(mk.get_transform())
+    art = PathCollection([path], sizes=[ms ** 2], offsets=None if xy is None else np.atleast_2d(xy),
+                         facecolors="none", edgecolors=[st["mec"]], linewidths=[max(st["mew"] * 0.75, 1.2)],
+                         linestyles=[PROJECTED_POINT_DASHES], zorder=12)
+    art.set_transform(IdentityTransform())  # marker sizes in points (as ``Axes.scatter``)
+    return art
+
+
+def draw_point(ax, kind: str, xy, projected: bool = False):
+    """Draw one of the path's points on a 2D view: in the plane (:func:`point_style`), or projected onto it
+    (:func:`projected_point_artist`: hollow, dotted edge).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    kind : one of :data:`POINT_KINDS`
+    xy : (2,) data coordinates (in-plane mm on a reformat, pixels on a fluoroscopy view)
+    projected : bool
+        The point is not in the displayed plane.
+
+    Returns
+    -------
+    The artist (``Line2D`` or ``PathCollection``), gid ``kind`` or ``kind + "_projected"``; the legend entry of
+    :func:`point_legend_handle` repeats its marker.
+    """
+    if projected:
+        art = projected_point_artist(kind, xy)
+        art.set_offset_transform(ax.transData)
+        ax.add_collection(art, autolim=False)
+    else:
+        art, = ax.plot([xy[0]], [xy[1]], ls="none", zorder=12, **point_style(kind))
+    art.set_gid(kind + ("_projected" if projected else ""))
+    return art
+
+
+def point_legend_handle(kind: str, lang: str = "en", projected: bool = False):
+    """Legend entry of a *kind* point as :func:`draw_point` draws it; a projected one says so."""
+    from matplotlib.lines import Line2D
+
+    from osteoplan.views.i18n import t
+
+    if projected:
+        h = projected_point_artist(kind, legend=True)
+        h.set_label(t(kind + "_projected", lang))
+        return h
+    return Line2D([], [], ls="none", label=t(kind, lang), **point_style(kind, legend=True))
+
+
+def end_on_styles() -> dict:
+    """Styles of a path seen end-on (the view down the path, the bull's-eye fluoroscopy): the instrument an open
+    ring (``Circle`` keyword arguments: edge colour and width), the screw a translucent disc, and the marker
+    keyword arguments (``Line2D``) of their legend entries, which repeat them."""
+    from osteoplan.views.colors import INSTRUMENT_COLOR, SCREW_COLOR, hex_color
+
+    icol, scol = hex_color(INSTRUMENT_COLOR), hex_color(SCREW_COLOR)
+    return {"instrument": {"fill": False, "ec": icol, "lw": 2.0},
+            "screw": {"fill": True, "fc": scol, "ec": scol, "alpha": 0.6, "lw": 1.0},
+            "instrument_legend": {"marker": "o", "ms": 8, "mfc": "none", "mec": icol, "mew": 2.0},
+            "screw_legend": {"marker": "o", "ms": 7, "mfc": scol, "mec": scol, "mew": 1.0, "alpha": 0.6}}
+
+
+def end_on_legend_handles(path, lang: str = "en") -> list:
+    """Legend entries of a view that sees the path end-on, as it draws it (:func:`end_on_styles`): the instrument
+    an open circle at its diameter, the screw a filled circle when the path has one, and the target.
+
+    The band entries of the other views (instrument skin to target, screw along it) would name what is not drawn.
+    """
+    from matplotlib.lines import Line2D
+
+    from osteoplan.locale_fmt import localize_numbers
+    from osteoplan.views.i18n import t
+
+    st = end_on_styles()
+    out = [Line2D([], [], ls="none", label=t("instrument_end_on", lang).format(d=f"{path.instrument_diameter_mm:.1f}"),
+                  **st["instrument_legend"])]
+    if path.screw_diameter_mm:
+        out.append(Line2D([], [], ls="none", label=t("screw_end_on", lang).format(d=f"{path.screw_diameter_mm:.1f}"),
+                          **st["screw_legend"]))
+    out.append(point_legend_handle("target", lang))
     for h in out:
         h.set_label(localize_numbers(h.get_label(), lang))
     return out

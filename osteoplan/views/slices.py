@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from osteoplan.views.colors import ENTRY_COLOR, INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR, structure_color
+from osteoplan.views.colors import (ENTRY_COLOR, INSTRUMENT_COLOR, OTHER_INSTRUMENT_COLOR, SCREW_COLOR, TARGET_COLOR,
+                                    structure_color)
 from osteoplan.views.geometry import PATH_MARGIN_MM, PathSpec, fit_square_frame
 from osteoplan.views.reformat import NOT_OUTLINED, STANDARD_AXES, Plane, _structure_fields, view_plane
 
@@ -128,7 +129,8 @@ def _seg_dist(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pts - (a + t[..., None] * ab), axis=-1)
 
 
-def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: str = "bone") -> bytes:
+def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: str = "bone",
+                 others: tuple[PathSpec, ...] | list[PathSpec] = ()) -> bytes:
     """PNG of one viewer slice.
 
     Parameters
@@ -140,6 +142,14 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
         Shift along the plane's normal from the target (mm).
     window : {"bone", "soft_tissue"}
         Window preset (:data:`WINDOW_PRESETS_HU`).
+    others : sequence of PathSpec
+        The plan's other needles (several placed: one per pedicle or level), drawn for reference in
+        :data:`~osteoplan.views.colors.OTHER_INSTRUMENT_COLOR`, fainter than the instrument of ``scene.path``: their
+        cut by the plane blended at 35 %, their path projected as a sparser dotted line, their target projected as
+        a diagonal cross of 3 pixels each way (pixel :meth:`Plane.to_pixel` rounded half up). The plane is still
+        ``scene.path``'s. Their cut lies under the instrument's; their projections over it (a needle seen
+        end-on or mirrored, e.g. on a sagittal slice of a bipedicular plan, overlaps the moved one), under the
+        instrument's own dotted path and point markers.
 
     Returns
     -------
@@ -182,6 +192,9 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
                 rr, cc = np.nonzero(ring)
                 dashed = ((rr + cc) // 3) % 2 == 0        # a dashed look: every other run of 3 pixels
                 rgb[rr[dashed], cc[dashed]] = colour
+    for o in others:  # the other needles' cut, under the instrument's
+        cut = _seg_dist(pts, o.skin_entry_lps_mm, o.target_lps_mm) <= o.instrument_diameter_mm / 2.0
+        rgb[cut] = 0.65 * rgb[cut] + 0.35 * np.asarray(OTHER_INSTRUMENT_COLOR)
     # the instrument's and the screw's cut by the plane (inside their cylinders), blended
     icol, scol = np.asarray(INSTRUMENT_COLOR), np.asarray(SCREW_COLOR)
     r_instr = path.instrument_diameter_mm / 2.0
@@ -190,6 +203,7 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
     if path.screw_diameter_mm:
         in_screw = _seg_dist(pts, path.screw_start_lps_mm, path.target_lps_mm) <= path.screw_diameter_mm / 2.0
         rgb[in_screw] = 0.4 * rgb[in_screw] + 0.6 * scol
+    _mark_others(rgb, plane, others)  # their projections over the cuts (visible where the needles overlap)
     # the path projected on the plane, dotted, so that it can be found from any slice
     n = max(2, int(path.length_mm / (plane.pixel_mm * 2)))
     line = path.skin_entry_lps_mm + np.linspace(0.0, 1.0, n)[:, None] * (path.target_lps_mm - path.skin_entry_lps_mm)
@@ -210,6 +224,25 @@ def render_slice(scene: SliceScene, view: str, offset_mm: float = 0.0, window: s
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def _mark_others(rgb: np.ndarray, plane: Plane, others) -> None:
+    """Draw the projections of the other needles of :func:`render_slice` (dotted path, target cross) into *rgb*
+    (rows, cols, 3) of *plane*."""
+    ocol = np.asarray(OTHER_INSTRUMENT_COLOR)
+    for o in others:
+        n = max(2, int(o.length_mm / (plane.pixel_mm * 2)))
+        line = o.skin_entry_lps_mm + np.linspace(0.0, 1.0, n)[:, None] * (o.target_lps_mm - o.skin_entry_lps_mm)
+        rc = np.rint(plane.to_pixel(line)).astype(int)
+        ok = (rc[:, 0] >= 0) & (rc[:, 0] < plane.n_rows) & (rc[:, 1] >= 0) & (rc[:, 1] < plane.n_cols)
+        rc = rc[ok][::4]
+        rgb[rc[:, 0], rc[:, 1]] = ocol
+        # rounded half up (a page's Math.round): a mirrored bipedicular target often projects on a half pixel
+        r, c = (int(np.floor(x + 0.5)) for x in plane.to_pixel(o.target_lps_mm))
+        for d in range(-3, 4):
+            for rr, cc in ((r + d, c + d), (r + d, c - d)):
+                if 0 <= rr < plane.n_rows and 0 <= cc < plane.n_cols:
+                    rgb[rr, cc] = ocol
 
 
 def offset_range_mm(view: str, path: PathSpec, volume, fov_mm: float = FOV_MM) -> tuple[float, float, float]:

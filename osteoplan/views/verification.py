@@ -36,7 +36,7 @@ import numpy as np
 
 from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
 from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame
-from osteoplan.views.i18n import t
+from osteoplan.views.i18n import agree, covering_words, structure_label, t
 from osteoplan.views.reformat import Plane, _signed, _unit, path_plane_axes
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
                                     new_figure, nice_length, orientation_caption, window)
@@ -247,9 +247,7 @@ def verification_figure(control: Volume, result: dict, skin_entry_lps_mm, target
             ax.plot([xy[0]], [xy[1]], marker=mk, ms=11 if mk != "o" else 5, mew=2.2, color=col, ls="",
                     mfc="none" if mk == "o" else col, zorder=8, path_effects=stroke)
         labels = draw_orientation(ax, pl.u, pl.v, outside=True, lang=lang)  # in the band around the image
-        span = pl.extent[1] - pl.extent[0]
-        L = nice_length(span)
-        draw_scale_bar(ax, L, pl.extent[0] + 0.06 * span, pl.extent[2] - 0.06 * span)
+        draw_scale_bar(ax, nice_length(pl.extent[1] - pl.extent[0]))  # in the band below the image
         _title(ax, f"{t(key, lang)}\n{_wrap(orientation_caption(pl.u, pl.v, lang))}")
         ax._osteoplan_labels = labels
         panels.append((key, pl, ax, img))
@@ -404,7 +402,7 @@ def verification_drr_figure(control: Volume, result: dict, skin_entry_lps_mm, ta
         labels = draw_orientation(ax, geo.detector_u, geo.detector_v, outside=True, lang=lang)
         px_iso = geo.pixel_mm[0] / geo.magnification
         bar = nice_length(n_c * px_iso)
-        draw_scale_bar(ax, bar / px_iso, 0.05 * n_c, 0.94 * n_r, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))
+        draw_scale_bar(ax, bar / px_iso, label=t("scale_at_iso", lang).format(bar=f"{bar:g}"))  # below the image
         caption = _wrap(orientation_caption(geo.detector_u, geo.detector_v, lang))
         _title(ax, f"{t(f'verify_drr_{view}', lang)}\n{caption}")
         ax._osteoplan_labels = labels
@@ -450,8 +448,19 @@ def _correction_rows(c: dict, lang: str) -> list[tuple[str, str]]:
     """The correction aimed at the target (with its pivot), the miss after it, and the parallel-only turn."""
     if "pivot" not in c:  # results written before the correction aimed at the target
         return [(t("verify_parallel", lang), _turn(c, lang))]
-    rows = [(t("verify_correction", lang), _turn(c, lang, "verify_on_target") + f" ({t('verify_pivot_' + c['pivot'], lang)})"),
-            (t("verify_miss_after", lang), f"{c['miss_after_correction_mm']:.1f} mm")]
+    turn = _turn(c, lang, "verify_on_target") + f" ({t('verify_pivot_' + c['pivot'], lang)})"
+    wd = c.get("withdraw_first")
+    if wd is None:
+        rows = [(t("verify_correction", lang), turn)]
+    else:  # the tip is beyond the target depth: withdraw first, then (when the line misses) turn and advance
+        rows = [(t("verify_withdraw_first", lang), t("verify_withdraw_value", lang).format(
+            n=wd["withdraw_mm"], place=t(f"verify_place_{wd['withdraw_to']}", lang), b=wd["beyond_target_depth_mm"]))]
+        if wd["withdraw_to"] == "target_depth":
+            rows.append((t("verify_step2", lang), t("verify_no_turn", lang).format(d=wd["line_miss_mm"])))
+        else:
+            rows += [(t("verify_then_turn", lang), turn),
+                     (t("verify_then_advance", lang), t("verify_advance_value", lang).format(m=wd["advance_after_mm"]))]
+    rows.append((t("verify_miss_after", lang), f"{c['miss_after_correction_mm']:.1f} mm"))
     par = c.get("parallel_to_plan")
     if par:
         rows.append((t("verify_parallel", lang), _turn(par, lang)))
@@ -466,10 +475,14 @@ def _note(note: str, result: dict, lang: str) -> str:
     if note.startswith("the tip is uncertain") and u is not None:
         return t("verify_uncertain_note", lang).format(u=u)
     if note.startswith("the instrument line crosses "):
+        from osteoplan.verification.pipeline import crossing_note
+
         for row in result.get("clearances", []):
-            if row.get("status") == "crosses" and note.startswith(f"the instrument line crosses {row['structure']}"):
+            if row.get("status") == "crosses" and (
+                    note == crossing_note(row)  # results before the names: the key
+                    or note.startswith(f"the instrument line crosses {row['structure']} ")):
                 w = t("verify_crosses_where", lang) if row.get("category") == "displaceable" else ""
-                return t("verify_crosses_note", lang).format(s=t(row["structure"], lang), w=w,
+                return t("verify_crosses_note", lang).format(s=structure_label(row["structure"], lang), w=w,
                                                              d=-row["actual_clearance_mm"])
     if note.startswith("the instrument leaves the control CT's field of view"):
         return t("verify_note_rear_cut", lang)
@@ -499,6 +512,12 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
                      f"{_terms(result['lateral_offset_at_target_lps_mm'], lang)} {t('verify_of_target', lang)})"))
     c = result["correction"]
     rows += _correction_rows(c, lang)
+    cn = c.get("carm_bullseye_corrected")
+    if cn is not None:  # the view to set to follow the correction, and the change from the instrument's view
+        ca = c["carm_bullseye_instrument"]
+        rows += [(t("verify_carm_corrected", lang), cn["label"]),
+                 (t("verify_carm_change", lang), t("verify_carm_change_value", lang).format(
+                     a=cn["primary_deg"] - ca["primary_deg"], b=cn["secondary_deg"] - ca["secondary_deg"]))]
     rows += [(t("verify_carm", lang), f"{c['carm_bullseye_instrument']['label']} / {c['carm_bullseye_plan']['label']}"),
              (t("verify_registration", lang), f"{result['registration']['residual_median_mm']:.2f} / "
               f"{result['registration']['residual_p90_mm']:.2f} mm")]
@@ -507,7 +526,7 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
         rows += [(t("verify_postop_errors", lang), f"{p['entry_error_mm']:.1f} / {p['tip_error_mm']:.1f} mm"),
                  (t("verify_postop_angle", lang), f"{p['angle_error_deg']:.1f}°"),
                  (t("verify_breach", lang), (f"{p['max_breach_mm']:.1f} mm, grade {p['grade']}" if p.get("grade")
-                                             else t("status_not_assessed", lang)))]
+                                             else agree("status_not_assessed", lang, gender="f")))]  # l'effraction
     return rows
 
 
@@ -547,18 +566,25 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
         return f"<img alt='{esc(alt)}' src='data:image/png;base64,{base64.b64encode(b).decode('ascii')}'>"
 
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in verification_rows(result, lang))
-    status = {"pass": t("verify_status_pass", lang), "inside_margin": t("verify_status_inside_margin", lang),
-              "crosses": t("verify_status_crosses", lang),
-              "not_assessed": t("status_not_assessed", lang).upper(), "covered": t("verify_status_covered", lang)}
+    status = {"pass": "verify_status_pass", "inside_margin": "verify_status_inside_margin",
+              "crosses": "verify_status_crosses", "not_assessed": "status_not_assessed",
+              "covered": "verify_status_covered"}
 
-    def st(r):
-        w = status.get(r["status"], r["status"])
-        return w + (f" {t(r['covered_by'], lang)}" if r["status"] == "covered" and r.get("covered_by") else "")
+    def st(r):  # a covered (or not clear) structure names what contains it, in the report's words; French: the
+        # status agrees with the structure's name ("artère ... NON ÉVALUÉE", "moelle couverte par ...")
+        if r["status"] == "covered" and r.get("covered_by"):
+            return agree("status_covered_by", lang, r["structure"]).format(by=covering_words(r["covered_by"], lang))
+        if r["status"] == "not_clear":
+            return agree("verify_status_not_clear", lang, r["structure"]).format(
+                by=covering_words(r.get("covered_by") or "", lang))
+        key = status.get(r["status"])
+        w = r["status"] if key is None else agree(key, lang, r["structure"])
+        return w.upper() if r["status"] == "not_assessed" else w
 
     def num(v):
         return "—" if v is None else f"{v:.1f}"
 
-    clr = "".join(f"<tr><td>{esc(t(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
+    clr = "".join(f"<tr><td>{esc(structure_label(r['structure'], lang))}</td><td class='num'>{r['margin_mm']:.1f}</td>"
                   f"<td class='num'>{'≥' if r.get('planned_clearance_capped') else ''}{num(r['planned_clearance_mm'])}</td>"
                   f"<td class='num'>{'≥' if (r.get('note') or '').startswith('at least') else ''}"
                   f"{num(r['actual_clearance_mm'])}</td>"
@@ -572,12 +598,18 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
     inside = [r for r in rows_c if r.get("status") == "inside_margin"]
     if crossed:
         att.append(t("verify_attention_crosses", lang).format(s=", ".join(
-            f"{t(r['structure'], lang)} ({-r['actual_clearance_mm']:.1f} mm)" for r in crossed)))
+            f"{structure_label(r['structure'], lang)} ({-r['actual_clearance_mm']:.1f} mm)" for r in crossed)))
     if inside:
         att.append(t("verify_attention_margin", lang).format(s=", ".join(
-            f"{t(r['structure'], lang)} ({r['actual_clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside)))
+            f"{structure_label(r['structure'], lang)} ({r['actual_clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)"
+            for r in inside)))
+    not_clear = [r for r in rows_c if r.get("status") == "not_clear"]
+    if not_clear:
+        att.append(agree("verify_attention_not_clear", lang, [r["structure"] for r in not_clear]).format(s=", ".join(
+            f"{structure_label(r['structure'], lang)} ({t('verify_inside', lang).format(by=covering_words(r.get('covered_by') or '', lang))})"
+            for r in not_clear)))
     attention_html = (f"<p class='attention'>{esc(t('verify_attention', lang))}"
-                      f"{' : ' if lang == 'fr' else ': '}{esc('; '.join(att))}</p>") if att else ""
+                      f"{' : ' if lang == 'fr' else ': '}{esc(t('semicolon', lang).join(att))}</p>") if att else ""
     notes_html = ("<h2>" + esc(t("verify_notes", lang)) + "</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes)
                   + "</ul>") if notes else ""
     drr_html = (f"<h2>{esc(t('verify_fluoro', lang))}</h2>{img(drr_png, t('verify_fluoro', lang))}"
@@ -587,7 +619,7 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
            "max-width:190mm}h1{font-size:15pt;margin:0 0 2mm 0}h2{font-size:11.5pt;margin:4mm 0 1.5mm 0;"
            "border-bottom:1.5px solid #345;page-break-after:avoid}table{border-collapse:collapse;width:100%}"
            "td,th{border:0.6px solid #999;padding:0.8mm 1.5mm;text-align:left;vertical-align:top}th{background:"
-           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
+           "#e8edf2;font-weight:normal}table.fig th{width:45%}td.num{text-align:right}.st-crosses{color:#a00;font-weight:bold}.st-not_clear{color:#a00;font-weight:bold}.st-inside_margin{color:#a00;"
            "font-weight:bold}.st-not_assessed{color:#666}img{width:100%;page-break-inside:avoid}"
            ".note{font-size:8.5pt;color:#333}.pb{page-break-before:always}"
            ".attention{color:#a00;font-weight:bold;font-size:11pt;border:2px solid #a00;padding:1.5mm;margin:1mm 0}")

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 from typing import Any
 
+from osteoplan.views.i18n import structure_label  # noqa: F401  (the one naming function; moved there to be shared)
 from osteoplan.workflow import models as m
 
 TIMEPOINT_LABELS = {"baseline": "baseline", "day1": "day 1", "1m": "1 month", "3m": "3 months", "6m": "6 months",
@@ -56,29 +57,6 @@ def plan_verdict(plan: dict) -> dict:
                 "verdict_code": None, "verdict_class": "warn"}
     return {"verdict": v.text_en, "verdict_details": list(v.details_en), "verdict_code": v.code,
             "verdict_class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]}
-
-
-def structure_label(key: str | None, lang: str = "en") -> str:
-    """The name every page shows for a structure key (``"spinal_canal"`` -> ``"spinal canal"``): the PDF report's
-    own words (:func:`osteoplan.views.i18n.t`, the clearance table of :mod:`osteoplan.export.report`), so one
-    structure has one name on the case, review, versions and check pages and in the report. A key the report's
-    table does not know is shown with spaces for underscores (:func:`osteoplan.planning.verdict.structure_name`);
-    a multi-needle row's ``"<level side>: <key>"`` keeps its prefix.
-
-    Parameters
-    ----------
-    key : str or None
-        Structure key of a plan's clearance (label-map name).
-    lang : {"en", "fr"}
-    """
-    from osteoplan.planning.verdict import structure_name
-    from osteoplan.views.i18n import STRINGS, t
-
-    key = str(key or "")
-    prefix, sep, rest = key.rpartition(": ")
-    if sep:
-        return f"{prefix}: {structure_label(rest, lang)}"
-    return t(key, lang) if key in STRINGS else structure_name(key, lang)
 
 
 def _warning_lines(plan: dict) -> list[str]:

@@ -166,9 +166,11 @@ def sheet_context(lesion: m.Lesion, plan: dict[str, Any] | None, decision: m.Tum
 
 
 def render_html(ctx: dict[str, Any]) -> str:
-    """The sheet as HTML text."""
+    """The sheet as HTML text (French: with French typography, :func:`osteoplan.locale_fmt.localize_html`)."""
+    from osteoplan.locale_fmt import localize_html
+
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
-    return env.get_template("infosheet.html.j2").render(**ctx)
+    return localize_html(env.get_template("infosheet.html.j2").render(**ctx), ctx.get("lang", "en"))
 
 
 def render_pdf(ctx: dict[str, Any]) -> bytes:

@@ -34,7 +34,9 @@ def test_localize_html_changes_text_only():
             "<p data-x=\"2.5\" style=\"width:12.5%\">tip 2.5 mm, at (1.0, -2.0, 3.5); UID 1.2.840.10008.5; v1.2</p>"
             "<!-- 7.5 --><img src=\"data:image/png;base64,AB.CD\" alt=\"3.5\"></body></html>")
     fr = localize_html(page, "fr")
-    assert fr == page.replace("tip 2.5 mm, at (1.0, -2.0, 3.5)", "tip 2,5 mm, at (1,0 ; -2,0 ; 3,5)")
+    # text: decimal commas, and French typography (a no-break space before each ';'); tags, styles, data untouched
+    assert fr == page.replace("tip 2.5 mm, at (1.0, -2.0, 3.5); UID 1.2.840.10008.5; v1.2",
+                              "tip 2,5 mm, at (1,0\u00a0; -2,0\u00a0; 3,5)\u00a0; UID 1.2.840.10008.5\u00a0; v1.2")
     assert localize_html(page, "en") == page
 
 

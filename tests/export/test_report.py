@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from osteoplan.locale_fmt import french_typography
 from osteoplan.export.report import (build_report_html, clearance_rows, html_to_pdf, pdf_pages_to_png,
                                      safe_case_label, write_report)
 from osteoplan.imaging.volume import Volume, axis_aligned_affine
@@ -128,9 +129,10 @@ def test_hydrodissection_caveat_for_unassessed_structures(plan):
     assert html.count(sentence) == 2  # the verdict box on top and the hydrodissection section
     assert "may still be needed" not in html and "Not required" not in html and "not required" not in html
     fr = build_report_html(_planner_style_plan(plan), {}, lang="fr")
-    assert fr.count("Hydrodissection : nécessaire pour carotide commune gauche (déplacer de 3,5 mm) ; structures non "
-                    "évaluées sur ce scanner : veine jugulaire interne gauche — l&#39;espace jugulo-carotidien est ouvert "
-                    "par l&#39;hydrodissection, qui fait partie de la technique.") == 2
+    assert fr.count(french_typography(  # French pages: a no-break space before ':' and ';'
+        "Hydrodissection : nécessaire pour carotide commune gauche (déplacer de 3,5 mm) ; structures non "
+        "évaluées sur ce scanner : veine jugulaire interne gauche — l&#39;espace jugulo-carotidien est ouvert "
+        "par l&#39;hydrodissection, qui fait partie de la technique.")) == 2
     assert "peut rester nécessaire" not in fr and "Non nécessaire" not in fr
 
 
@@ -156,7 +158,7 @@ def test_unknown_text_is_kept_in_english():
     assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "en") == \
         "No feasible path with a 4.5 mm screw; 4.0 mm was used."
     assert translate_text("No feasible path with a 4.5 mm screw; 4.0 mm was used.", "fr") == \
-        "Aucun trajet réalisable avec une vis de 4.5 mm ; 4.0 mm a été utilisée."
+        "Aucun trajet réalisable avec une vis de 4.5 mm ; une vis de 4.0 mm a été utilisée."
 
 
 def test_provided_mask_file_name_not_in_report(plan):
@@ -176,7 +178,7 @@ def test_french_anatomy_warnings():
     assert translate_text(w, "fr") == ("canal rachidien prolongé de 25 mm vers le haut et 40 mm vers le bas au-delà "
                                        "du dernier anneau vertébral fermé")
     assert translate_text("NOT segmented (not assessed): spinal_cord, esophagus", "fr") == \
-        "NON segmenté (non évalué) : moelle épinière, œsophage"
+        "Structures NON segmentées (non évaluées) : moelle épinière, œsophage"  # agrees with "structures"
 
 
 def test_french_risk_lines(plan):
@@ -186,7 +188,7 @@ def test_french_risk_lines(plan):
              "CT rigidity: max loss 14.2 % at s = +4.5 mm (dens); below the 35 % threshold",
              "  pain: MISSING (0-3 points)", "an unknown line stays as is"]
     p = plan.model_copy(update={"risk": {"summary": lines}})
-    fr = _html.unescape(build_report_html(p, {}, lang="fr"))
+    fr = _html.unescape(build_report_html(p, {}, lang="fr")).replace("\u00a0", " ")  # typography tested elsewhere
     assert "Niveau : C2" in fr and "Lésion : 0,26 mL, 27 % de l'odontoïde, 0 % du corps ; médiane 48 UH" in fr
     assert "perte maximale 14,2 % à s = +4,5 mm (odontoïde) ; sous le seuil de 35 %" in fr
     assert "pain : MANQUANT (0–3 points)" in fr and "an unknown line stays as is" in fr
@@ -221,8 +223,9 @@ def test_verdict_is_not_green_when_a_structure_was_not_assessed():
             f'{STRINGS["spinal_cord"]["en"]} and {STRINGS["internal_jugular_vein_left"]["en"]}')
     assert f'<div class="verdict warn">{head}</div>' in html
     fr = build_report_html(warn, {}, lang="fr")
-    assert ("<div class=\"verdict warn\">NON VALIDÉ : un trajet a été trouvé mais des structures à risque n&#39;ont pas "
-            f'été évaluées : {STRINGS["spinal_cord"]["fr"]} et {STRINGS["internal_jugular_vein_left"]["fr"]}</div>') in fr
+    assert french_typography("<div class=\"verdict warn\">NON VALIDÉ : un trajet a été trouvé mais des structures à "
+                             "risque n&#39;ont pas été évaluées : "
+                             f'{STRINGS["spinal_cord"]["fr"]} et {STRINGS["internal_jugular_vein_left"]["fr"]}</div>') in fr
     assert result_line(warn) == "RESULT: " + head
 
 

@@ -9,6 +9,7 @@ import typing
 import numpy as np
 import pytest
 
+from osteoplan.locale_fmt import french_typography
 from osteoplan.export.report import build_report_html, clearance_rows, status_label
 from osteoplan.imaging.volume import Volume, axis_aligned_affine
 from osteoplan.planning.model import ClearanceCheck, Status
@@ -58,16 +59,16 @@ def test_covered_badge_names_what_covers_it():
     cord, va = _check("spinal_cord", "covered", cord_note), _check("vertebral_artery_left", "covered", va_note)
     cont = _check("aorta", "covered", "not segmented; covered by containment: the instrument stays 1.2 mm or more")
     assert status_label(cord, "en") == "covered by the spinal canal"
-    assert status_label(cord, "fr") == "couvert par le canal rachidien"
+    assert status_label(cord, "fr") == "couverte par le canal rachidien"  # la moelle épinière
     assert status_label(va, "en") == "covered by its bony canal"
-    assert status_label(va, "fr") == "couvert par son canal osseux"
+    assert status_label(va, "fr") == "couverte par son canal osseux"  # l'artère vertébrale
     assert status_label(cont, "en") == "covered by containment in bone"
     plan = make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0.0, 0.0, 0.0],
                      checks=(_check("spinal_canal", "pass", clearance=4.0), cord, va))
     rows = {r["structure"]: r for r in clearance_rows(plan, "fr")}
-    assert rows["spinal_cord"]["status_label"] == "couvert par le canal rachidien"
+    assert rows["spinal_cord"]["status_label"] == "couverte par le canal rachidien"
     assert "spinal_canal" not in rows["spinal_cord"]["source"]  # the key is not shown, its name is
-    assert rows["spinal_cord"]["source"].startswith("— (couvert par la distance au canal rachidien")
+    assert rows["spinal_cord"]["source"].startswith("— (couverte par la distance au canal rachidien")
     assert "évaluée par son canal osseux" in rows["vertebral_artery_left"]["source"]
 
 
@@ -128,7 +129,7 @@ def test_other_plans_say_not_assessed_when_a_displaceable_structure_was_not_asse
     assert en == ["NOT ASSESSED: left common carotid and left internal jugular vein", "no",
                   "yes; NOT ASSESSED: left common carotid"]
     fr = _alt_cells(build_report_html(plan, {}, lang="fr"))
-    assert fr[1] == "non" and fr[0].startswith("NON ÉVALUÉ : carotide commune gauche")
+    assert fr[1] == "non" and fr[0].startswith("NON ÉVALUÉES\u00a0: carotide commune gauche")  # two feminine names
 
 
 def test_cement_without_lesion_says_no_volume_planned():
@@ -138,7 +139,8 @@ def test_cement_without_lesion_says_no_volume_planned():
     for lang in LANGS:
         html = build_report_html(plan, {}, lang=lang)
         assert "0.0–0.0 mL" not in html and "0,0–0,0 mL" not in html and "0,00 mL" not in html
-        assert f'<td class="cement-none">{STRINGS["cement_none_planned"][lang]}</td>' in html
+        want = STRINGS["cement_none_planned"][lang]
+        assert f'<td class="cement-none">{french_typography(want) if lang == "fr" else want}</td>' in html
         assert STRINGS["lesion_none_found"][lang] in html
     # with a lesion the range is given
     assert "2.0–3.0 mL" in build_report_html(make_plan(_vol(), [10.0, -5.0, -10.0], [3.0, -1.0, -4.0], [0, 0, 0.0]))

@@ -72,7 +72,7 @@ def test_total_is_the_hand_sum(risk):
     # 3 (C2 junctional) + 3 (mechanical) + 2 (lytic) + 2 (< 50 % collapse) + 0 = 10; alignment adds 0-4
     assert sins_total_text(risk) == ("10–14 / 18 (radiographic alignment missing): potentially unstable or "
                                      "unstable — ≥ 7: surgical/interventional consultation recommended")
-    assert sins_total_text(risk, "fr").startswith("10–14 / 18 (alignement radiographique manquant(s)) : "
+    assert sins_total_text(risk, "fr").startswith("10–14 / 18 (alignement radiographique manquant) : "
                                                   "potentiellement instable ou instable")
 
 
@@ -123,7 +123,7 @@ def test_report_risk_table_english_and_french(plan):
     fr = _html.unescape(build_report_html(plan, {}, lang="fr"))
     assert _risk_rows(fr)["alignment"] == "missing"
     assert "médiane de la lésion 48 UH" in fr and "82 % de la lésion à plus de 100 UH sous la normale" in fr
-    assert "<th>Origine</th>" in fr and "MANQUANT" in fr and "Lésion osseuse" in fr and "Niveau : C2" in fr
+    assert "<th>Origine</th>" in fr and "MANQUANT" in fr and "Lésion osseuse" in fr and "Niveau\u00a0: C2" in fr
 
 
 def test_pdf_holds_the_risk_table(plan):

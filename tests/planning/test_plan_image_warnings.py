@@ -14,7 +14,8 @@ from osteoplan.planning.image_warnings import (gap_crossing_notes, gap_crossing_
 
 #: two gaps as the reader gives them: one slice missing at z = -98 (usual step 2 mm), five at z = -40 .. -36 (1 mm)
 GAPS = (ReaderNote("gap_interpolated", count=1, points_lps_mm=((0.0, 0.0, -98.0),), step_mm=2.0, gap_step_mm=4.0),
-        ReaderNote("gap_interpolated", count=5, points_lps_mm=tuple((1.0, 2.0, z) for z in (-40., -39., -38., -37., -36.)),
+        ReaderNote("gap_interpolated", count=5,
+                   points_lps_mm=tuple((1.0, 2.0, z) for z in (-40., -39., -38., -37., -36.)),
                    step_mm=1.0, gap_step_mm=6.0))
 
 

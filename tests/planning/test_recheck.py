@@ -228,3 +228,37 @@ def test_a_dens_target_moved_behind_the_axis_leaves_the_apex_zone(planned):
     assert R.target_zone_excess(ctx, back)[0] == pytest.approx(2.0 - a0, abs=0.01)
     r = R.evaluate_trajectory(ctx, b.skin_entry_lps_mm, b.bone_entry_lps_mm, back)
     assert "target_zone" not in r.violations  # measured, not enforced: the zone is where the planner searches
+
+
+def test_a_needle_closer_than_the_planners_spacing_to_another_is_not_feasible():
+    """Two needles (bipedicular L1, synthetic vertebra): needle 2 as saved keeps the planner's spacing from needle 1
+    (centre lines 9.1 mm apart); with needle 1 of the version placed parallel to needle 2, 4 mm above it, the gap
+    between the two trocars' surfaces is 4 - 2 x 1.525 = 0.95 mm < 2 mm: needle 2 is no longer a path the planner
+    would give (the rule of planner._place, which the re-check did not apply before), short by 1.05 mm."""
+    from types import SimpleNamespace
+
+    from .synthetic_vertebra import make_lumbar
+
+    vol, lm, spine = make_lumbar(("L1",))
+    proto = load_protocol("vertebroplasty-transpedicular").model_copy(update={"needles_per_level": 2})
+    plan = P.make_plan(vol, lm, SimpleNamespace(labelmap=lm, spine=spine, messages=[], lesion=None), proto, level="L1")
+    n1, n2 = plan.trajectories
+    assert n1.instrument_radius_mm == n2.instrument_radius_mm == 1.525
+    ctx = R.build_context(plan, vol, lm, 1)
+    r = R.evaluate_trajectory(ctx, n2.skin_entry_lps_mm, n2.bone_entry_lps_mm, n2.target_lps_mm)
+    assert r.feasible and "needle_gap" not in r.violations
+    t = r.trajectory
+    up = [np.asarray(p) + [0.0, 0.0, 4.0] for p in (t.skin_entry_lps_mm, t.bone_entry_lps_mm, t.target_lps_mm)]
+    near = n1.model_copy(update={"skin_entry_lps_mm": tuple(up[0]), "bone_entry_lps_mm": tuple(up[1]),
+                                 "target_lps_mm": tuple(up[2])})
+    version = plan.model_copy(update={"trajectories": (near, n2)})
+    r2 = R.evaluate_trajectory(ctx, n2.skin_entry_lps_mm, n2.bone_entry_lps_mm, n2.target_lps_mm, plan=version)
+    assert not r2.feasible and r2.violations == {"needle_gap": pytest.approx(2.0 - (4.0 - 2 * 1.525), abs=0.01)}
+    import re
+
+    said = re.search(r"gap to the L1 left needle short by ([\d.]+) mm$", r2.violation_texts[0])
+    assert said and float(said.group(1)) == pytest.approx(1.05, abs=0.051)
+    assert r2.plan.verdict.code == "no_feasible_path" and "L1 right" in r2.plan.unplanned
+    # the planner's own function gives the same gap (parallel lines 4 mm apart)
+    assert P.needle_gap_mm(t.skin_entry_lps_mm, t.target_lps_mm, 1.525,
+                           [(near.skin_entry_lps_mm, near.target_lps_mm, 1.525)]) == pytest.approx(0.95, abs=1e-6)

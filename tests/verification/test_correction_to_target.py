@@ -131,7 +131,7 @@ def test_margin_breach_is_in_the_summary_the_headline_and_the_page():
     text = report_text(res).splitlines()
     assert text[1] == s["headline"]
     for lang, want in (("en", "NEEDS ATTENTION: the instrument line is INSIDE THE MARGIN of pharynx (0.9 mm &lt; 3.0 mm)"),
-                       ("fr", "ATTENTION : la ligne de l&#x27;instrument est DANS LA MARGE de pharynx (0,9 mm &lt; 3,0 mm)")):
+                       ("fr", "ATTENTION\u00a0: la ligne de l&#x27;instrument est DANS LA MARGE de pharynx (0,9 mm &lt; 3,0 mm)")):
         page = verification_html(res, b"", lang=lang)
         body = page.split("<body>", 1)[1]
         assert body.index(want) < body.index("<h2>")  # before the figures table: in the first lines
@@ -139,7 +139,7 @@ def test_margin_breach_is_in_the_summary_the_headline_and_the_page():
 
 def test_covered_structures_and_capped_plan_values_follow_the_plan():
     """The plan's 'covered' cord (by the spinal canal) stays covered while the actual line clears the canal and
-    becomes 'not assessed' (naming its cover) when it does not; a capped plan figure is shown as '>='."""
+    is 'not clear' (naming its cover) when it does not; a capped plan figure is shown as '>='."""
     from types import SimpleNamespace as NS
 
     from osteoplan.faces.cli.verify import report_text
@@ -161,12 +161,12 @@ def test_covered_structures_and_capped_plan_values_follow_the_plan():
     assert far[1]["planned_clearance_capped"] is False
     # a line 8.5 mm from the x = 10 plane at its nearest (radius 1): 1.5 mm < 2 mm margin -> the cord is not covered
     near = line_clearances(checks, {"spinal_canal": canal}, {}, aff, (1, 1, 1), ((0, 0, -10), (8.5, 0, 10)), 1.0)
-    assert near[0]["status"] == "inside_margin" and near[1]["status"] == "not_assessed"
-    assert "spinal_canal" in near[1]["note"]
+    assert near[0]["status"] == "inside_margin" and near[1]["status"] == "not_clear"
+    assert near[1]["covered_by"] == "spinal_canal" and "spinal canal" in near[1]["note"]
     f = deviation_figures(E, BE, T, (0.0, 0.0, 50.0), (0.0, 0.0, 1.0))
     res = {**f, "stage": "pin", "clearances": far, "notes": [], "tip_uncertainty_mm": None,
            "registration": {"residual_median_mm": 0.3, "residual_p90_mm": 0.9, "surface_overlap": 0.98}}
     text = report_text(res)
-    assert "plan >=17.8" in text and "covered by spinal_canal" in text
+    assert "plan >=17.8" in text and "covered by the spinal canal" in text and "spinal_canal" not in text
     page = verification_html(res, b"", lang="en")
-    assert "≥17.8</td>" in page and "covered by spinal canal" in page.lower()
+    assert "≥17.8</td>" in page and "covered by the spinal canal" in page.lower()

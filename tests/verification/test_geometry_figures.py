@@ -46,9 +46,15 @@ class TestDeviation:
         assert f["segment_lps_mm"][1] == pytest.approx([0, 1, 55], abs=0.01)
         assert f["lateral_offset_at_target_mm"] == pytest.approx(1.0, abs=0.01)
         assert f["correction"]["parallel_to_plan"]["in_words"] == "parallel to the plan"
-        # aimed at the target from the bone-entry point of the axis (0, 1, 10): atan(1 / 40) anterior
-        assert f["correction"]["turn_deg"] == pytest.approx(np.degrees(np.arctan(1 / 40)), abs=0.05)
-        assert f["correction"]["redirect_in_words"].startswith("turn the tip 1.4 deg: 1.4 deg anterior")
+        # the line misses the target by 1 mm: withdrawn first to the bone-entry point of the axis (0, 1, 10),
+        # 55 - 10 = 45 mm, then aimed at the target from there: atan(1 / 40) anterior, advanced hypot(1, 40) mm
+        c = f["correction"]
+        assert c["withdraw_first"]["withdraw_mm"] == 45.0 and c["withdraw_first"]["withdraw_to"] == "bone_entry"
+        assert c["turn_deg"] == pytest.approx(np.degrees(np.arctan(1 / 40)), abs=0.05)
+        assert c["steps"] == ["withdraw 45.0 mm first (back to the bone entry: the tip is 5.0 mm past the target depth)",
+                              "then turn the tip 1.4 deg: 1.4 deg anterior (pivoting at the bone entry; the line "
+                              "then passes through the target)",
+                              "then advance 40.0 mm to the target"]
 
     def test_patient_terms(self):
         assert patient_terms((-1.2, -0.4, 3.0)) == "3.0 mm cranial, 1.2 mm right, 0.4 mm anterior"
@@ -142,7 +148,7 @@ def test_line_clearances_crossing_is_its_own_status_with_a_headline_note():
     assert [r["status"] for r in rows] == ["crosses", "crosses"]
     assert rows[0]["actual_clearance_mm"] < 0 and "before hydrodissection" in rows[0]["note"]
     note = crossing_note(rows[1])
-    assert note.startswith("the instrument line crosses spinal_canal by ") and "hydrodissection" not in note
+    assert note.startswith("the instrument line crosses spinal canal by ") and "hydrodissection" not in note
     # 2.0 mm from the slab's face (x = 8 mm; the face voxel centre is at x = 10 mm): surface 1.5 mm away
     rows = line_clearances(checks[1:], {"spinal_canal": mask}, {}, aff, (sp, sp, sp),
                            (np.array([8.0, 5.0, 20.0]), np.array([8.0, 30.0, 20.0])), radius)

@@ -114,8 +114,11 @@ class TestLegends:
         vol, lm, path = case
         fig = reformat_figure(vol, path, view, lm)
         labels = legend_labels(fig)
-        _assert_path_entries(labels, points=("Target",) if view == "down_path" else ("Skin entry", "Bone entry",
-                                                                                     "Target"))
+        if view == "down_path":  # the path end-on: a ring and a disc, the entries projecting onto the target
+            assert labels[-4:-1] == ["instrument Ø 3.0 mm seen end-on (circle)", "screw Ø 4.0 mm seen end-on (disc)",
+                                     "Target"], labels
+        else:  # each point in the plane or projected onto it, listed as drawn (tests/views/test_plan_pictures.py)
+            _assert_path_entries([s.replace(", projected (not in this plane)", "") for s in labels])
         assert "C2 (axis)" in labels and "lesion" in labels        # the target lies in both, on every plane
         if view in ("axial", "down_path"):                          # planes through the vessels' level
             for side in ("left", "right"):

@@ -156,3 +156,31 @@ def test_french_page_and_figure_follow_french_conventions(case):
         assert chars & side_letters and not chars & other, (lang, letters)
         title = fig._suptitle.get_text()
         assert (angle.replace(".", ",") if lang == "fr" else angle) in title
+
+
+def test_french_page_statuses_agree_with_the_structures_and_use_french_typography(case):
+    """French check page: each status agrees with its structure's name (l'artère NON ÉVALUÉE, la moelle couverte, les
+    voies aériennes conformes), no plain space before ':' ';' '?' '!' (a no-break one); English unchanged."""
+    import html as _html
+    import re
+
+    _, _, _, res, _, _ = case
+    rows = [{"structure": "vertebral_artery_left", "margin_mm": 3.0, "planned_clearance_mm": None,
+             "actual_clearance_mm": None, "status": "not_assessed"},
+            {"structure": "pharynx", "margin_mm": 3.0, "planned_clearance_mm": None, "actual_clearance_mm": None,
+             "status": "not_assessed"},
+            {"structure": "spinal_cord", "margin_mm": 3.0, "planned_clearance_mm": None, "actual_clearance_mm": None,
+             "status": "covered", "covered_by": "spinal_canal"},
+            {"structure": "airway", "margin_mm": 3.0, "planned_clearance_mm": 8.0, "actual_clearance_mm": 7.5,
+             "status": "pass"}]
+    png = b"\x89PNG\r\n\x1a\nfake"
+    fr = verification_html(dict(res, clearances=rows), png, lang="fr")
+    en = verification_html(dict(res, clearances=rows), png, lang="en")
+    cells = dict(re.findall(r"<tr><td>([^<]+)</td>.*?<td class='st-[a-z_]+'>([^<]+)</td></tr>", fr))
+    cells = {_html.unescape(k): _html.unescape(v) for k, v in cells.items()}
+    assert cells["artère vertébrale gauche"] == "NON ÉVALUÉE" and cells["pharynx"] == "NON ÉVALUÉ"
+    assert cells["moelle épinière"] == "couverte par le canal rachidien"
+    assert cells["voies aériennes"] == "conformes"
+    assert "NOT ASSESSED" in en and "covered by the spinal canal" in en
+    text = _html.unescape(re.sub(r"<style\b.*?</style>|<[^>]*>", "\n", fr, flags=re.S))
+    assert re.findall(r" [:;?!]", text) == [] and "\u00a0:" in text

@@ -140,3 +140,94 @@ def test_target_zone_box_distance_by_hand():
     z = TargetBox([10.0, 0.0, 0.0], np.eye(3), ((-1, 1), (0, 2), (-3, 3)), ("a", "b", "c"), "rule")
     pts = [[10, 1, 0], [11, 2, 3], [13, 1, 0], [13, -4, 0], [10, 1, -7]]
     assert np.allclose(z.excess_mm(pts), [0.0, 0.0, 2.0, np.hypot(2, 4), 4.0])
+
+
+def _teal_cross_pixels(img, r, c):
+    """How many of the 12 off-centre pixels of a 3-pixel diagonal cross at (r, c) are the other-needle colour."""
+    from osteoplan.views.colors import OTHER_INSTRUMENT_COLOR
+
+    teal = tuple(int(round(x * 255)) for x in OTHER_INSTRUMENT_COLOR)
+    n = 0
+    for d in (-3, -2, -1, 1, 2, 3):
+        for rr, cc in ((r + d, c + d), (r + d, c - d)):
+            n += tuple(int(x) for x in img[rr, cc]) == teal
+    return n
+
+
+def test_slices_draw_the_other_needle_where_the_slice_geometry_puts_it(api_for, client_for, needles_case):
+    """Each slice of needle i (every view) draws the other needle's target as a teal cross at the pixel the plane's
+    geometry gives (plane of needle i's saved points, :func:`osteoplan.views.slices.slice_plane`); the same slice
+    rendered without the other needle has none there. After saving a moved needle 2, the new version's slices of
+    needle 1 draw needle 2 at its saved (moved) target, and v1's at its old one."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from osteoplan.views.geometry import pathspec_from_plan
+    from osteoplan.views.slices import VIEWER_PLANES, make_scene, render_slice, slice_plane
+
+    ids, work, plan = needles_case
+    c = client_for("radiologist")
+    base = f"/cases/{ids['case']}/plans/{{pid}}/slices/{{view}}.png?offset_mm=0&window=bone&needle={{needle}}"
+
+    def slice_and_pixel(pid, plan_json, needle, view):
+        r = c.get(base.format(pid=pid, view=view, needle=needle))
+        assert r.status_code == 200, r.text
+        img = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+        plane = slice_plane(pathspec_from_plan(plan_json, needle), view)
+        other = pathspec_from_plan(plan_json, 1 - needle).target_lps_mm
+        rc = np.floor(plane.to_pixel(other) + 0.5).astype(int)  # rounded half up, as drawn
+        assert img.shape[:2] == (plane.n_rows, plane.n_cols)
+        assert 3 <= rc[0] < plane.n_rows - 3 and 3 <= rc[1] < plane.n_cols - 3, (view, rc)  # inside the slice
+        return img, plane, rc
+
+    v1 = json.loads(plan.to_json())
+    for needle in (0, 1):
+        for view in VIEWER_PLANES:
+            img, plane, (r, col) = slice_and_pixel(ids["plan"], v1, needle, view)
+            assert _teal_cross_pixels(img, r, col) >= 10, (needle, view)
+    # the same slice without the other needle: no teal cross there (the test can fail)
+    from osteoplan.export import load_plan_dir
+
+    _, vol, lm = load_plan_dir(work / "plan-1")
+    bare = render_slice(make_scene(vol, pathspec_from_plan(v1, 0), lm), "axial", 0.0, "bone")
+    img0 = np.asarray(Image.open(io.BytesIO(bare)).convert("RGB"))
+    _, _, (r, col) = slice_and_pixel(ids["plan"], v1, 0, "axial")
+    assert _teal_cross_pixels(img0, r, col) == 0
+    assert c.get(base.format(pid=ids["plan"], view="axial", needle=-1)).status_code == 422
+    assert c.get(base.format(pid=ids["plan"], view="axial", needle=2)).status_code == 422  # two needles: 0 and 1
+
+    # needle 2 moved 1 mm to the head and saved: v2's slices of needle 1 show needle 2 at its new target
+    body = _body(plan.trajectories[1], 1, target=(0.0, 0.0, 1.0))
+    saved = api_for("radiologist").post(f"/api/cases/{ids['case']}/plans/{ids['plan']}/versions", json=body)
+    assert saved.status_code == 201, saved.text
+    v2_id = saved.json()["plan_id"]
+    v2 = dict(v1)
+    v2["trajectories"] = [v1["trajectories"][0], {**v1["trajectories"][1], "target_lps_mm": body["target_lps_mm"]}]
+    img, plane, (r, col) = slice_and_pixel(v2_id, v2, 0, "coronal")  # coronal: 1 mm up is 2.5 pixels up
+    assert _teal_cross_pixels(img, r, col) >= 10
+    r_old, c_old = np.floor(0.5 + plane.to_pixel(np.asarray(v1["trajectories"][1]["target_lps_mm"]))).astype(int)
+    assert (r_old, c_old) != (r, col) and _teal_cross_pixels(img, r_old, c_old) < 10
+
+
+def test_evaluate_gives_the_rechecked_plans_warnings_for_the_page(api_for, needles_case, monkeypatch):
+    """The re-check's answer carries the moved plan's warnings as the review page's Warnings card lists them
+    (adjust.js replaces the card's list): a trajectory warning given only by a tip above z = 0 (a stand-in for the
+    planner's C-arm / gantry warnings) appears when needle 2's target moves 1 mm up (z -0.3 -> 0.7) and is absent
+    as saved; the plan's other warnings stay."""
+    from osteoplan.planning import planner as P
+
+    ids, work, plan = needles_case
+    warn = "a warning of every needle whose tip lies above z = 0"
+    real = P._trajectory_warnings
+    monkeypatch.setattr(P, "_trajectory_warnings",
+                        lambda t, protocol: real(t, protocol) + ([warn] if t.target_lps_mm[2] > 0 else []))
+    api = api_for("radiologist")
+    ev = f"/api/cases/{ids['case']}/plans/{ids['plan']}/evaluate"
+    n2 = plan.trajectories[1]
+    as_saved = api.post(ev, json=_body(n2, 1)).json()["warnings"]
+    up = api.post(ev, json=_body(n2, 1, target=(0.0, 0.0, 1.0))).json()
+    assert up["feasible"] and up["points"]["target"][2] == pytest.approx(0.7)
+    assert warn not in as_saved and up["warnings"] == as_saved + [warn]
+    assert as_saved == [str(w) for w in plan.warnings]

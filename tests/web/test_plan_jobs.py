@@ -492,7 +492,8 @@ def test_gap_error_says_what_to_do_on_the_web(engine, db_url, client_for, jobs_r
     with zipfile.ZipFile(z, "w") as zf:
         for f in s.files:
             ds = pydicom.dcmread(f)  # the identity of make_case()'s patient (checked against the case)
-            ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "TESTNAME^ALICE", "H-998877", "19600101", "F"
+            ds.PatientName, ds.PatientID = "TESTNAME^ALICE", "H-998877"
+            ds.PatientBirthDate, ds.PatientSex = "19600101", "F"
             ds.save_as(f)
             zf.write(f, f"DOE_JANE/DOE_JANE_{f.name}")
     ids = make_case(engine, through="lesion")

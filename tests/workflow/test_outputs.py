@@ -113,7 +113,7 @@ def test_fhir_round_trip(session, users):
     assert research.entry[-1].resource.event.text == "adverse event (SIR grade B)"
 
 
-@pytest.mark.parametrize("lang,expect,cement", [("fr", "Information du patient", "2-3,5 mL"),
+@pytest.mark.parametrize("lang,expect,cement", [("fr", "Information du patient", "2–3,5 mL"),
                                                 ("en", "Patient information", "2-3.5 mL")])
 def test_info_sheet_pdf(session, users, tmp_path, lang, expect, cement):
     import pypdfium2 as pdfium

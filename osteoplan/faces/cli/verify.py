@@ -22,7 +22,10 @@ def _fmt(v) -> str:
 
 
 def report_text(res: dict) -> str:
-    """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result."""
+    """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result (structures by the names
+    the report and the web pages give them, :func:`osteoplan.views.i18n.structure_label`)."""
+    from osteoplan.views.i18n import covering_words, structure_label, t
+
     L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
          f"{res['angle_to_plan_deg']:.1f} deg off it"]
     summ = res.get("summary")
@@ -46,14 +49,30 @@ def report_text(res: dict) -> str:
                  "docs/verification.md)")
     L.append(f"  tip to target {res['tip_to_target_mm']:.1f} mm")
     if res.get("predicted_tip_lps_mm") is not None:
-        L.append(f"  pushed on along its axis: {res['remaining_depth_mm']:.1f} mm to the target depth, arriving at "
-                 f"LPS {_fmt(res['predicted_tip_lps_mm'])}, {res['lateral_offset_at_target_mm']:.1f} mm from the "
-                 f"target ({res['lateral_offset_in_words']})")
+        if res["remaining_depth_mm"] < 0:  # already beyond: say so, never "pushed on" by a negative depth
+            L.append(f"  PAST the target depth by {-res['remaining_depth_mm']:.1f} mm along its axis; its line crosses "
+                     f"the target depth at LPS {_fmt(res['predicted_tip_lps_mm'])}, "
+                     f"{res['lateral_offset_at_target_mm']:.1f} mm from the target ({res['lateral_offset_in_words']})")
+        else:
+            L.append(f"  pushed on along its axis: {res['remaining_depth_mm']:.1f} mm to the target depth, arriving at "
+                     f"LPS {_fmt(res['predicted_tip_lps_mm'])}, {res['lateral_offset_at_target_mm']:.1f} mm from the "
+                     f"target ({res['lateral_offset_in_words']})")
     c = res["correction"]
-    L.append(f"  correction: {c['redirect_in_words']}")
-    L.append(f"  C-arm bull's-eye: instrument {c['carm_bullseye_instrument']['label']}, plan "
-             f"{c['carm_bullseye_plan']['label']}")
+    steps = c.get("steps") or [c["redirect_in_words"]]
+    L.append(f"  correction: {steps[0]}")
+    L += [f"              {s}" for s in steps[1:]]  # one step a line, in the order they are done
+    cn = c.get("carm_bullseye_corrected")
+    if cn is not None:
+        L.append(f"  C-arm bull's-eye down the corrected line (pivot to target): {cn['label']}")
+        L.append(f"  C-arm change to follow the correction: {c['carm_change']}")
+        L.append(f"  C-arm bull's-eye for reference: instrument now {c['carm_bullseye_instrument']['label']}, plan "
+                 f"{c['carm_bullseye_plan']['label']}")
+    else:  # results written before the corrected line's bull's-eye
+        L.append(f"  C-arm bull's-eye: instrument {c['carm_bullseye_instrument']['label']}, plan "
+                 f"{c['carm_bullseye_plan']['label']}")
     L.append("  clearances of the actual line (instrument surface to structure):")
+    names = {row["structure"]: structure_label(row["structure"]) for row in res["clearances"]}
+    width = max([32] + [len(n) for n in names.values()])
     for row in res["clearances"]:
         a = "-" if row["actual_clearance_mm"] is None else f"{row['actual_clearance_mm']:.1f}"
         if row["actual_clearance_mm"] is not None and (row.get("note") or "").startswith("at least"):
@@ -62,10 +81,12 @@ def report_text(res: dict) -> str:
         if row.get("planned_clearance_capped"):
             p = ">=" + p
         st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
-              "not_assessed": "not assessed", "covered": "covered"}[row["status"]]
-        if row["status"] == "covered":
-            st += f" by {row['covered_by']}"
-        L.append(f"    {row['structure']:<32} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
+              "not_assessed": "not assessed", "covered": "covered"}.get(row["status"], row["status"])
+        if row["status"] == "covered" and row.get("covered_by"):
+            st = t("status_covered_by").format(by=covering_words(row["covered_by"]))
+        elif row["status"] == "not_clear":
+            st = t("verify_status_not_clear").format(by=covering_words(row.get("covered_by") or ""))
+        L.append(f"    {names[row['structure']]:<{width}} margin {row['margin_mm']:>4.1f}  plan {p:>6}  now {a:>6} mm  {st}")
     if "postop" in res:
         p = res["postop"]
         L.append(f"  post-op: entry error {p['entry_error_mm']:.1f} mm, tip error {p['tip_error_mm']:.1f} mm, angle "

@@ -62,6 +62,11 @@ class Procedure:
     planned_levels: tuple[str, ...] | None = None
     #: Name of the direction-cone axis (the constraint ``angles.axis_max_deg`` and the objective term use it).
     axis_name: str = "axis"
+    #: The narrowest bone section the implant must pass (:attr:`~osteoplan.planning.site.Site.width_limit_mm`), as
+    #: (its name opening a sentence, what to check on the images), e.g. ``("Dens waist", "waist")``: the words of
+    #: the diameter-choice warnings (:func:`osteoplan.planning.search.choose_diameter`). None when the procedure's
+    #: route passes no such section: its width limits nothing and no warning speaks of it.
+    width_limit: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ anatomy
     def build_anatomy(self, volume: "Volume", masks: Any = None, hint_lps: Any = None, levels: Any = None,
@@ -100,6 +105,11 @@ class Procedure:
             The anatomy does not show what the procedure needs (the message says what to give).
         """
         raise NotImplementedError
+
+    def route_warnings(self, site: "Site", protocol: "Protocol") -> list[str]:
+        """What every plan of this procedure on *site* must warn of: the limits of its route that the plan cannot
+        measure on the CT (one sentence each, with its source; default none). Added to the search's warnings."""
+        return []
 
     def confirmations(self, anatomy: Any) -> list[str]:
         """What the user must confirm before relying on a plan on this anatomy (one sentence each; default none)."""

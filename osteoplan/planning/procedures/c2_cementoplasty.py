@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from osteoplan.planning.protocol import Protocol
 
 
+#: The warning of every C2 cementoplasty plan (:meth:`C2Cementoplasty.route_warnings`); translated by
+#: :mod:`osteoplan.views.i18n`.
+VERTEBRAL_ARTERY_WARNING = (
+    "Lateral / posterolateral route to C2: the needle passes next to the vertebral artery, whose course near C1-C2 "
+    "varies (it enters the spinal canal between C1 and C2 in 113 of 3386 patients on CT angiography, Kim, J Korean "
+    "Neurosurg Soc 2018, PMID 29526062); a CT without contrast shows only its bony canal: check the artery on a CT "
+    "angiogram before the procedure.")
+
+
 class LesionTarget(BaseModel):
     """The needle tip inside the lesion: grid points of the lesion at least ``inside_cortex_min_mm`` inside C2 and
     ``inside_lesion_min_mm`` inside the lesion (its centre rather than its rim), at most ``max_targets``."""
@@ -45,6 +54,20 @@ class C2Cementoplasty(C2DensScrew):
     target_model = LesionTarget
     axis_name = "dens_axis"
     extra_constraints: dict[str, str] = {}
+    #: The needle passes no narrow bone section on its way to the lesion (no dens waist, no pedicle isthmus as in a
+    #: thoracolumbar transpedicular vertebroplasty): its width limits nothing (the screw's waist rule does not apply).
+    width_limit = None
+
+    def route_warnings(self, site: Site, protocol: "Protocol") -> list[str]:
+        """The vertebral artery, what limits this route: every lateral / posterolateral path to C2 passes next to it
+        (clinical primer: "a CT angiogram first"), its course near C1-C2 varies, and a plain CT shows only its bony
+        canal, which is what the plan measures (:mod:`osteoplan.anatomy.foramina`).
+
+        Source of the figure: Kim MS, "C2 segmental-type vertebral artery diagnosed using computed tomographic
+        angiography", J Korean Neurosurg Soc 2018 (PMID 29526062): 113 of 3386 patients had an artery entering the
+        canal between C1 and C2.
+        """
+        return [VERTEBRAL_ARTERY_WARNING]
 
     def sites(self, anatomy: Any, protocol: "Protocol", level: str | None = None, side: str = "best") -> list[Site]:
         """One site: C2 from the dens landmarks, without a direction cone (the route's angle grid), the region of

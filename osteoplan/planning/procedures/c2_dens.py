@@ -83,6 +83,7 @@ class C2DensScrew(Procedure):
     target_model = DensTarget
     axis_name = "dens_axis"
     extra_constraints = {"thread_waist": "the screw's thread crosses the dens waist"}
+    width_limit = ("Dens waist", "waist")
 
     def sites(self, anatomy: Any, protocol: "Protocol", level: str | None = None, side: str = "best") -> list[Site]:
         """One site from the dens landmarks (``anatomy.landmarks``, or *anatomy* itself when it is landmarks).

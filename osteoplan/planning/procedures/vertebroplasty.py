@@ -169,6 +169,7 @@ class Vertebroplasty(Procedure):
     target_model = BodyTarget
     axis_name = "pedicle_axis"
     extra_constraints = {"through_pedicle": "the needle passes through the pedicle isthmus"}
+    width_limit = ("Pedicle isthmus", "pedicle")
 
     def build_anatomy(self, volume: Any, masks: Any = None, hint_lps: Any = None, levels: Any = None,
                       level_point: Any = None, use_totalsegmentator: bool = False) -> Any:

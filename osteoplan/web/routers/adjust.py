@@ -218,10 +218,10 @@ def named_text(text: str) -> str:
 def recheck_view(r, original, index: int = 0, name: str = "the path") -> dict[str, Any]:
     """The JSON the page shows for a re-check *r* (:class:`~osteoplan.planning.recheck.Recheck`) of trajectory
     *index* (named *name* on the pages, :func:`needle_name`), with the displacement of each point from the
-    version's *original* trajectory."""
+    version's *original* trajectory and the re-checked plan's verdict and warnings."""
     from osteoplan.planning.recheck import ASSESSED_BY_WORDS
     from osteoplan.planning.verdict import severity
-    from osteoplan.web.views import structure_label
+    from osteoplan.web.views import plan_key_numbers, structure_label
     from osteoplan.workflow.plan_versions import displacements
 
     t = r.trajectory
@@ -251,6 +251,8 @@ def recheck_view(r, original, index: int = 0, name: str = "the path") -> dict[st
         "depth_total_mm": t.depth_total_mm, "depth_bone_to_target_mm": t.depth_bone_to_target_mm,
         "angle_craniocaudal_deg": t.angle_craniocaudal_deg, "angle_mediolateral_deg": t.angle_mediolateral_deg,
         "panes": pane_geometry(t.skin_entry_lps_mm, t.bone_entry_lps_mm, t.target_lps_mm),
+        # the re-checked plan's warnings as the review page lists them (osteoplan.web.views.plan_key_numbers)
+        "warnings": plan_key_numbers(json.loads(r.plan.to_json(indent=None)))["warnings"],
     }
 
 
@@ -595,6 +597,36 @@ def moved_scene(scene, pts: str, screw_mm: float | None = None):
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
     return SliceScene(scene.volume, path, scene.structures)
+
+
+def version_scene(scene, plan_json: dict[str, Any] | None, index: int = 0):
+    """The review page's slice scene drawing trajectory *index* of the stored plan (version) *plan_json* (its
+    saved points and screw), for a slice asked without moved points: a version's slices show its own trajectory,
+    not the one of the plan folder it shares with the first version. *scene* unchanged when the version has no
+    such trajectory."""
+    trajs = (plan_json or {}).get("trajectories") or []
+    if not 0 <= index < len(trajs):
+        return scene
+    t = trajs[index]
+    try:
+        pts = ",".join(repr(float(x)) for k in _POINT_KEYS for x in t[k])
+    except (KeyError, TypeError, ValueError):
+        return scene
+    return moved_scene(scene, pts, (t.get("screw") or {}).get("length_mm"))
+
+
+def other_needles(plan_json: dict[str, Any] | None, index: int) -> list:
+    """The PathSpecs (:func:`osteoplan.views.geometry.pathspec_from_plan`, at their saved points) of the needles of
+    the stored plan (version) *plan_json* other than trajectory *index*, when it places several
+    (:func:`movable_indices`); empty otherwise. Each carries its level and side (the page labels it with
+    :func:`needle_name`)."""
+    from osteoplan.views.geometry import pathspec_from_plan
+
+    pj = plan_json or {}
+    idx = movable_indices(pj)
+    if len(idx) < 2:
+        return []
+    return [pathspec_from_plan(pj, i) for i in idx if i != index]
 
 
 def plan_verdict_text(plan_json: dict | None) -> str | None:

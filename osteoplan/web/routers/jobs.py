@@ -232,7 +232,10 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
     db.commit()
     panes, legend = [], []
     if folder is not None:
+        from osteoplan.web.routers.adjust import version_scene
+
         plan_obj, scene = _scene_of(folder)
+        scene = version_scene(scene, plan.get("plan"), 0)  # this version's first trajectory (the panes' planes)
         for view in VIEWER_PLANES:
             lo, hi, step = offset_range_mm(view, scene.path, scene.volume)
             pl = slice_plane(scene.path, view)
@@ -258,11 +261,14 @@ def plan_review(request: Request, case_id: int, plan_id: int, p: Principal = Dep
 
 @router.get("/cases/{case_id}/plans/{plan_id}/slices/{view}.png")
 def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, window: str = "bone",
-               pts: str | None = None, screw_mm: float | None = None,
+               pts: str | None = None, screw_mm: float | None = None, needle: int = 0,
                p: Principal = Depends(require("case.read")), db=Depends(get_db)):
     """One slice of the review page (PNG): *view* through the target shifted by *offset_mm* along its normal.
     With *pts* (nine comma-separated LPS mm values: skin entry, bone entry, target), the path moved on the page
-    (:func:`osteoplan.web.routers.adjust.moved_scene`), its screw *screw_mm* long."""
+    (:func:`osteoplan.web.routers.adjust.moved_scene`), its screw *screw_mm* long; without, this version's
+    trajectory *needle* as saved. A plan placing several needles: *needle* (0-based) is the one drawn as the
+    instrument (moved), the others are drawn fainter at this version's saved points
+    (:func:`osteoplan.web.routers.adjust.other_needles`)."""
     import math
 
     from fastapi.responses import Response
@@ -273,16 +279,20 @@ def plan_slice(case_id: int, plan_id: int, view: str, offset_mm: float = 0.0, wi
             or abs(offset_mm) > 500:
         raise HTTPException(404, f"No such slice: the view is one of {', '.join(VIEWER_PLANES)}, the window bone "
                                  "or soft_tissue, the offset within 500 mm.")
-    _, _, folder = _review_folder(db, p, case_id, plan_id)
+    if not 0 <= needle < 100:
+        raise HTTPException(422, "needle: the number of the needle moved, from 0 (the plan's first needle).")
+    _, plan, folder = _review_folder(db, p, case_id, plan_id)
     db.commit()
     if folder is None:
         raise HTTPException(404, "This plan has no CT to show (it was uploaded as plan.json).")
-    _, scene = _scene_of(folder)
-    if pts is not None:
-        from osteoplan.web.routers.adjust import moved_scene
+    from osteoplan.web.routers.adjust import moved_scene, movable_indices, other_needles, version_scene
 
-        scene = moved_scene(scene, pts, screw_mm)
-    return Response(render_slice(scene, view, offset_mm, window), media_type="image/png")
+    if needle not in (movable_indices(plan.get("plan") or {}) or [0]):
+        raise HTTPException(422, "needle: the number of one of this plan's needles, from 0 (the plan's first needle).")
+    _, scene = _scene_of(folder)
+    scene = moved_scene(scene, pts, screw_mm) if pts is not None else version_scene(scene, plan.get("plan"), needle)
+    others = other_needles(plan.get("plan"), needle)
+    return Response(render_slice(scene, view, offset_mm, window, others=others), media_type="image/png")
 
 
 # ------------------------------------------------------------------------------- retry, results to the PACS

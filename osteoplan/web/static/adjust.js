@@ -92,6 +92,16 @@
       ul.textContent = "";
       j.verdict.details.forEach(function (d) { var li = document.createElement("li"); li.textContent = d; ul.appendChild(li); });
     }
+    // the warnings card: the re-checked plan's (trajectory warnings change with the path)
+    var wcard = document.getElementById("review-warnings");
+    if (wcard && j.warnings) {
+      var wl = wcard.querySelector("ul");
+      wl.textContent = "";
+      j.warnings.forEach(function (w) {
+        var li = document.createElement("li"); li.textContent = w; wl.appendChild(li);
+      });
+      wcard.hidden = j.warnings.length === 0;
+    }
     // what moved
     var parts = [];
     box.setAttribute("data-needle", String(j.trajectory_index));
@@ -158,15 +168,39 @@
     });
     // slices: the moved path on every pane, orientation letters of the new planes
     var pts = state.skin_entry.concat(state.bone_entry, state.target).map(function (x) { return x.toFixed(2); }).join(",");
-    viewer.setAttribute("data-extra", "&pts=" + pts + (screwMm ? "&screw_mm=" + screwMm : ""));
+    viewer.setAttribute("data-extra", "&pts=" + pts + (screwMm ? "&screw_mm=" + screwMm : "") + "&needle=" + index);
     Array.prototype.forEach.call(viewer.querySelectorAll("figure.pane"), function (pane) {
       var g = panes[pane.getAttribute("data-view")];
       if (g) {
         ["left", "right", "top", "bottom"].forEach(function (s) {
           var el = pane.querySelector(".ol." + s); if (el) { el.textContent = g.letters[s]; }
         });
+        labelOthers(pane, g);
       }
       if (pane.reload) { pane.reload(); }
+    });
+  }
+
+  // the plan's other needles (as saved in this version; the server draws them fainter on every slice): a label by
+  // each one's projected target, never a handle (pointer events pass through to the slice)
+  function others() { return needles.filter(function (n) { return n.index !== index; }); }
+  function labelOthers(pane, g) {
+    var frame = pane.querySelector(".frame");
+    var img = pane.querySelector("img");
+    Array.prototype.forEach.call(frame.querySelectorAll(".other-needle"), function (el) { el.remove(); });
+    var w = img.clientWidth || img.width, h = img.clientHeight || img.height;
+    others().forEach(function (n) {
+      var px = toPixel(g, n.points.target);
+      var x = Math.min(Math.max(px[0], 0), g.n_cols - 1) / g.n_cols * w;
+      var y = Math.min(Math.max(px[1], 0), g.n_rows - 1) / g.n_rows * h;
+      var el = document.createElement("span");
+      el.className = "other-needle" + (x > w * 0.6 ? " flip" : "");
+      el.setAttribute("data-needle", String(n.index));
+      el.textContent = n.name;
+      el.title = n.name + ": as saved, drawn for reference (choose it in 'Needle to move' to move it)";
+      el.style.left = (img.offsetLeft + x) + "px";
+      el.style.top = (img.offsetTop + y) + "px";
+      frame.appendChild(el);
     });
   }
 
@@ -246,6 +280,22 @@
         var dd = Math.hypot(px[0] - at[0], px[1] - at[1]);
         if (dd < bestD) { best = k; bestD = dd; }
       });
+      // a point of another needle grabbed (nearer than any of the moved needle's): it is not moved here
+      var other = null;
+      others().forEach(function (n) {
+        ["target", "bone_entry", "skin_entry"].forEach(function (k) {
+          var px = toPixel(g, n.points[k]);
+          var dd = Math.hypot(px[0] - at[0], px[1] - at[1]);
+          if (dd < bestD) { other = n; bestD = dd; }
+        });
+      });
+      if (other) {
+        start = null;
+        setStatus(other.name[0].toUpperCase() + other.name.slice(1) + " is drawn as saved, for reference: it does " +
+                  "not move here. To move it, choose it in 'Needle to move'.");
+        e.preventDefault();
+        return;
+      }
       if (best) { choose(best); }
       start = {at: at, p: state[chosen].slice()};
       img.setPointerCapture(e.pointerId);
