@@ -77,7 +77,7 @@ def test_a_plan_without_notes_keeps_its_warnings(plans):
     old = base.model_copy(update={"warnings": ("CT image: gap interpolated: 1 slice(s) missing at (0.00, 0.00, "
                                                "-98.00) mm LPS (step 4.00 mm instead of 2.00 mm)",) + base.warnings})
     fr = _text(build_report_html(old, {}, lang="fr", generated_utc="2026-12-06 12:00 UTC"))
-    assert "gap interpolated: 1 slice(s) missing at (0,00 ; 0,00 ; -98,00) mm LPS" in fr  # as written, localized
+    assert "gap interpolated : 1 slice(s) missing at (0,00 ; 0,00 ; -98,00) mm LPS" in fr  # as written, localized
 
 
 def test_a_moved_path_has_its_gap_crossing_said_again(plans):
