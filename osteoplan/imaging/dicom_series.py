@@ -22,6 +22,10 @@ Pipeline
    one and warn, different -> refuse), drops truncated files (error when the series becomes
    incomplete) and assembles the :class:`~osteoplan.imaging.volume.Volume`, resampling onto an
    orthogonal uniform grid when the stack is tilted, has allowed gaps or uneven spacing.
+   Gaps interpolated (every missing slice's LPS position), files skipped (counted by reason, never named) and the
+   series chosen among several are also returned as data, ``Volume.reader_notes``
+   (:mod:`osteoplan.imaging.reader_notes`); a refusal that an option would lift carries ``remedy``, the key of
+   :data:`osteoplan.remedies.REMEDIES`, so that each face names what its user can do.
 
 Never a silently wrong volume (issue 18)
 ---------------------------------------
