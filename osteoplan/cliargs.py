@@ -51,24 +51,28 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-#: Phrases of the reading API's messages (:mod:`osteoplan.imaging.dicom_series`) and the command-line option each
-#: one stands for: the API says ``allow_gaps=True`` to its callers, the command line says ``--allow-gaps``.
-CLI_WORDING: tuple[tuple[str, str], ...] = (
-    ("pass allow_gaps=True", "add --allow-gaps"),
-    ("with resample_uniform=True", "with --resample-uniform"),
-    ("pass series_uid to choose another", "pass --series-uid to choose another"),
-)
+def _cli_wording_table() -> tuple[tuple[str, str], ...]:
+    from osteoplan.remedies import REMEDIES
+
+    return tuple((c["api"], c["cli"]) for c in REMEDIES.values())
+
+
+#: Clauses of the reading API's messages (:mod:`osteoplan.imaging.dicom_series`) and the command line's for each:
+#: the API says ``allow_gaps=True`` to its callers, the command line says ``--allow-gaps``. From the one table of
+#: every face's remedies, :data:`osteoplan.remedies.REMEDIES` (the web app and the batch say theirs).
+CLI_WORDING: tuple[tuple[str, str], ...] = _cli_wording_table()
 
 
 def cli_wording(text: str) -> str:
     """*text* (an error or a warning of the Python API) with its API options named as command-line options.
 
     ``"... pass allow_gaps=True to interpolate an interior slice."`` becomes ``"... add --allow-gaps to
-    interpolate an interior slice."`` (:data:`CLI_WORDING`); other text is returned unchanged.
+    interpolate an interior slice."`` (:func:`osteoplan.remedies.for_face` with ``"cli"``); other text is returned
+    unchanged.
     """
-    for api, cli in CLI_WORDING:
-        text = text.replace(api, cli)
-    return text
+    from osteoplan.remedies import for_face
+
+    return for_face(text, "cli")
 
 
 def add_reader_options(p) -> None:

@@ -228,8 +228,12 @@ def test_reader_messages_keep_the_api_wording_for_api_callers(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err == f"error: {CT_NAME}: {cli_wording(api)}\n" and "allow_gaps" not in err
     src = inspect.getsource(dicom_series)
-    for api_phrase, cli_phrase in CLI_WORDING:  # the table follows the reader's messages (never stale)
-        assert api_phrase in src and cli_phrase not in src, api_phrase
+    from osteoplan.remedies import REMEDIES
+
+    assert CLI_WORDING == tuple((c["api"], c["cli"]) for c in REMEDIES.values())
+    for key, clauses in REMEDIES.items():  # the table follows the reader's messages (never stale)
+        assert f"'{key}'" in src or f'"{key}"' in src, key
+        assert clauses["cli"] not in src, key
 
 
 @pytest.mark.parametrize("name", ["scan.zip", "scan.zip.part"])

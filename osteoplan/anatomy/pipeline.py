@@ -172,7 +172,7 @@ def _crop(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
         return volume
     aff = volume.affine.copy()
     aff[:3, 3] = volume.index_to_world(np.array([sl.start for sl in box], float))
-    return Volume(volume.array[box], aff, volume.info, volume.warnings)
+    return Volume(volume.array[box], aff, volume.info, volume.warnings, volume.reader_notes)
 
 
 def _pad(mask: np.ndarray, box: tuple[slice, slice, slice], shape: tuple[int, int, int]) -> np.ndarray:

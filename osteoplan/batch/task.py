@@ -157,6 +157,11 @@ def key_figures(plan_json: Path) -> dict[str, Any]:
     return rec
 
 
+#: Longest error kept in a record (characters): osteoplan's one-line errors end with what to do (a gap's
+#: position then "plan it alone with 'osteoplan plan CT --allow-gaps'" is ~330), which a cut must not lose.
+ERROR_CHARS = 600
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -174,7 +179,12 @@ def describe_error(exc: BaseException) -> tuple[str, bool, int]:
     from osteoplan.errors import OsteoplanError
 
     if isinstance(exc, OsteoplanError):
-        return _one_line(f"{type(exc).__name__}: {exc}"), False, int(getattr(exc, "exit_code", 2))
+        from osteoplan.remedies import for_face
+
+        # the reader's remedy as the batch can follow it (it has no --allow-gaps / --series-uid of its own)
+        # whole (up to ERROR_CHARS): its end says what to do
+        return (_one_line(f"{type(exc).__name__}: {for_face(str(exc), 'batch')}", ERROR_CHARS), False,
+                int(getattr(exc, "exit_code", 2)))
     where = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         parts = Path(frame.filename).parts
@@ -284,7 +294,10 @@ def _plan_case(case: Case, out_root: Path, options: dict[str, Any], attempt: int
             err = describe_error(exc)
     total_s = time.perf_counter() - t0
     try:
-        log_path.write_text(buf.getvalue(), encoding="utf-8")
+        from osteoplan.remedies import for_face
+
+        # the plan command's printed summary, its remedies (--series-uid...) said as the batch can follow them
+        log_path.write_text(for_face(buf.getvalue(), "batch"), encoding="utf-8")
     except OSError:
         pass
     if err is None and not (out_dir / "plan.json").is_file():

@@ -19,6 +19,7 @@ from osteoplan.errors import DependencyError, InputError, OsteoplanError
 from osteoplan.planning.verdict import hydrodissection_detail, severity, verdict_of
 from osteoplan.views.colors import STATUS_COLORS, hex_color, structure_color
 from osteoplan.export.risk_table import risk_lines, sins_rows, sins_total_text
+from osteoplan.planning.image_warnings import plan_warning_lines  # the CT reader's notes, from their data
 from osteoplan.views.i18n import LANGS, STRINGS, agree, covering_words, t, translate_text
 
 #: Image names in the report, by section (names from :func:`osteoplan.views.render_all`).
@@ -502,7 +503,8 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         assessed=", ".join(t(s, lang) for s in plan.assessed) or t("no_structure", lang),
         not_assessed=", ".join(t(s, lang) for s in plan.not_assessed) or t("no_structure", lang),
         agree=lambda k, g: agree(k, lang, gender=g),
-        leak_text=leak_text, guidance=guidance, warnings=[translate_text(w, lang) for w in plan.warnings],
+        leak_text=leak_text, guidance=guidance,
+        warnings=plan_warning_lines(plan, lang, None, lambda w: translate_text(w, lang)),  # reader notes from data
         tr=lambda text: translate_text(text, lang),
         any_capped=any(r["clearance"].startswith("≥") for r in clearance_rows(plan, lang)),
         risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),

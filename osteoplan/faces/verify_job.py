@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from osteoplan.errors import OsteoplanError
+from osteoplan.remedies import for_face
 from osteoplan.workflow import jobs as q
 from osteoplan.workflow import models as m
 
@@ -164,6 +165,7 @@ def run_verify_job(engine: Engine, job_id: int, worker: str) -> str:
             failed_at = progress.stage or "read"
             q.heartbeat(engine, job_id, worker, stage=failed_at, stage_label=dict(VERIFY_STAGES)[failed_at])
             msg = err or ("the check was interrupted" if rc == 130 else f"the check stopped with exit status {rc}")
+            msg = for_face(msg, "web")  # the command line's remedy (--allow-gaps...) said as the web app's
             w._finish(engine, job_id, worker, "failed", exit_code=rc, error=msg, stages_done=progress.done)
             return "failed"
         done = progress.done + ([progress.stage] if progress.stage and progress.stage not in progress.done else [])

@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from osteoplan.errors import OsteoplanError
+from osteoplan.remedies import for_face
 from osteoplan.workflow import jobs as q
 from osteoplan.workflow import models as m
 
@@ -473,6 +474,7 @@ def run_job(engine: Engine, job_id: int, worker: str) -> str:
             if progress.stage:
                 q.heartbeat(engine, job_id, worker, stage=progress.stage)
             msg = err or ("the planner was interrupted" if rc == 130 else f"the planner stopped with exit status {rc}")
+            msg = for_face(msg, "web")  # the command line's remedy (--allow-gaps...) said as the web app's
             _end_without_result(engine, job_id, worker, "failed", work_dir, opts, exit_code=rc, error=msg,
                                 stages_done=progress.done)
             return "failed"

@@ -22,6 +22,10 @@ Pipeline
    one and warn, different -> refuse), drops truncated files (error when the series becomes
    incomplete) and assembles the :class:`~osteoplan.imaging.volume.Volume`, resampling onto an
    orthogonal uniform grid when the stack is tilted, has allowed gaps or uneven spacing.
+   Gaps interpolated (every missing slice's LPS position), files skipped (counted by reason, never named) and the
+   series chosen among several are also returned as data, ``Volume.reader_notes``
+   (:mod:`osteoplan.imaging.reader_notes`); a refusal that an option would lift carries ``remedy``, the key of
+   :data:`osteoplan.remedies.REMEDIES`, so that each face names what its user can do.
 
 Never a silently wrong volume (issue 18)
 ---------------------------------------
@@ -70,7 +74,9 @@ from osteoplan.errors import (
     SeriesSelectionError,
     safe_path,
 )
+from osteoplan.imaging.reader_notes import ReaderNote, gap_description, note_text
 from osteoplan.imaging.volume import AIR_HU, AcquisitionInfo, Volume
+from osteoplan.remedies import remedy_clause
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +370,8 @@ class GeometryPlan:
     tilt_deg : float
         Tilt of the stack (angle between the stacking direction and the normal), degrees.
     warnings : list[str]
+    notes : list[ReaderNote]
+        The gaps interpolated, as data (their sentences are in ``warnings`` too).
     """
 
     groups: list[list[int]]
@@ -377,6 +385,7 @@ class GeometryPlan:
     normal: np.ndarray
     warnings: list[str]
     gaps: list[tuple[float, float]] = field(default_factory=list)
+    notes: list[ReaderNote] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1059,6 +1068,19 @@ def scan(path: str | os.PathLike, display_root: str | os.PathLike | None = None,
 
 
 # --------------------------------------------------------------------------- choose
+#: The reason :func:`choose_series` gives for a series chosen by its UID.
+REQUESTED_SERIES = "the requested series"
+
+
+def _choice_note(result: ScanResult, best: SeriesInfo) -> ReaderNote:
+    """The default choice of *best* among the series of *result*, as data (see :func:`choose_series`)."""
+    images = result.series
+    axial = any(s.rejection is None and s.frames and s.orientation_label() == "axial" for s in images)
+    alike = [i + 1 for i, s in enumerate(images) if s is not best and _look_alike(s, best)]
+    return ReaderNote("series_chosen", n_images=best.n_frames, n_series=len(images), axial=axial,
+                      alike_series=tuple(alike), remedy="series_uid")
+
+
 def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[SeriesInfo, str]:
     """Pick the series to read.
 
@@ -1096,7 +1118,7 @@ def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[Se
             raise NotACTError(f"The requested series cannot be planned on: {s.rejection}.")
         if not s.frames:
             raise DicomSeriesError("The requested series has no readable image with geometry; re-export it.")
-        return s, "the requested series"
+        return s, REQUESTED_SERIES
     ok = [s for s in images if s.rejection is None and s.frames]
     if not ok:
         reasons = "; ".join(f"series {i + 1}: {s.rejection or 'no image with geometry'}"
@@ -1107,15 +1129,8 @@ def choose_series(result: ScanResult, series_uid: str | None = None) -> tuple[Se
     best = max(pool, key=lambda s: (s.n_frames, -_pixel_area(s)))
     if len(images) == 1:
         why = "the only series"
-    else:
-        kind = "axial CT" if axial else "CT"
-        why = (f"the largest {kind} series ({best.n_frames} images) of {len(images)} series found; "
-               "pass series_uid to choose another")
-        alike = [i + 1 for i, s in enumerate(images) if s is not best and _look_alike(s, best)]
-        if alike:
-            why += (f". Series {', '.join(map(str, alike))} share its study, frame of reference, orientation, image "
-                    "size and pixel spacing: if one holds slices of this series whose SeriesInstanceUID was "
-                    "damaged, the volume lacks them")
+    else:  # the reader's warning says "read " + why, written from the same data
+        why = note_text(_choice_note(result, best)).removeprefix("read ")
     return best, why
 
 
@@ -1263,6 +1278,7 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             groups.append([int(o)])
             gd.append(float(d[o]))
     warnings: list[str] = []
+    notes: list[ReaderNote] = []
     for g in groups:
         if len(g) > 1:
             p = pos[g]
@@ -1328,34 +1344,41 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
         is_gap_pattern = bool(np.all(multiples) and np.all(np.rint(ratio) >= 1) and np.any(big) and isolated)
         if is_gap_pattern:
             gap_idx = np.nonzero(np.rint(ratio) >= 2)[0]
-            descr = []
+            gap_notes = []
             for gi in gap_idx:
                 nmiss = int(np.rint(ratio[gi])) - 1
                 p_before = pos[groups[gi][0]]
                 p_after = pos[groups[gi + 1][0]]
-                missing = [p_before + (p_after - p_before) * (m + 1) / (nmiss + 1) for m in range(min(nmiss, 3))]
+                # every missing position as data; a gap too long for any grid the reader builds (refused below
+                # with the grid's size) keeps the first 3, as its error shows
+                n_pts = nmiss if nmiss * f0.rows * f0.cols <= MAX_VOLUME_VOXELS else min(nmiss, 3)
+                frac = np.arange(1, n_pts + 1)[:, None] / (nmiss + 1)
+                missing = (p_before[None, :] + (p_after - p_before)[None, :] * frac).tolist()
                 gaps.append((float(depths[gi]), float(depths[gi + 1])))
-                descr.append(f"{nmiss} slice(s) missing at {', '.join(_fmt_lps(m) for m in missing)}"
-                             f"{' ...' if nmiss > 3 else ''} (step {steps[gi]:.2f} mm instead of {base:.2f} mm)")
-            if len(descr) > 5:
-                descr = descr[:5] + [f"and {len(descr) - 5} more gap(s)"]
+                gap_notes.append(ReaderNote("gap_interpolated", count=nmiss, points_lps_mm=tuple(missing),
+                                            step_mm=round(base, 4), gap_step_mm=round(float(steps[gi]), 4)))
+            descr = _gap_descriptions(gap_notes)
             if not allow_gaps:
                 err = DicomSeriesError(
-                    "Gap in the series: " + "; ".join(descr) + ". Find the missing file(s) or re-export the "
-                    "series; to interpolate across the gap instead, pass allow_gaps=True.")
-                err.gap = "; ".join(descr)  # where the slices are missing (read_series names a lost file with it)
+                    "Gap in the series: " + descr + ". Find the missing file(s) or re-export the "
+                    f"series; {remedy_clause('allow_gaps')}.")
+                err.gap = descr  # where the slices are missing (read_series names a lost file with it)
+                err.remedy = "allow_gaps"
+                err.gap_notes = gap_notes
                 raise err
-            warnings.append("gap interpolated: " + "; ".join(descr))
+            notes.extend(gap_notes)
+            warnings.extend(note_text(n) for n in gap_notes)
             step = base
             resample = True
         else:
             vals = sorted({round(float(s), 3) for s in steps})
             shown = ", ".join(f"{v:g}" for v in vals[:12]) + (" ..." if len(vals) > 12 else "")
             if not resample_uniform:
-                raise DicomSeriesError(
-                    f"Slice spacing varies within the series (measured steps: {shown} mm). Resample to a "
-                    "uniform grid explicitly with resample_uniform=True, or choose "
-                    "another series.")
+                err = DicomSeriesError(
+                    f"Slice spacing varies within the series (measured steps: {shown} mm). "
+                    f"{remedy_clause('resample_uniform')}.")
+                err.remedy = "resample_uniform"
+                raise err
             step = smallest
             warnings.append(f"uneven slice spacing ({shown} mm) resampled to a uniform {step:.3f} mm grid")
             resample = True
@@ -1397,8 +1420,16 @@ def plan_geometry(series: SeriesInfo, frames: list[Frame] | None = None, allow_g
             "or the series is too large: re-export it or crop it.")
     plan = GeometryPlan(groups=groups, depths_mm=depths, inplane_offsets_mm=inplane, affine=aff,
                         shape=(K, J, I), resample=resample, step_mm=float(step), tilt_deg=tilt_deg,
-                        normal=n, warnings=warnings, gaps=gaps)
+                        normal=n, warnings=warnings, gaps=gaps, notes=notes)
     return plan
+
+
+def _gap_descriptions(gap_notes: list[ReaderNote]) -> str:
+    """Where the slices of gaps are missing, for an error (the first 5 gaps, then how many more)."""
+    descr = [gap_description(g) for g in gap_notes[:5]]
+    if len(gap_notes) > 5:
+        descr.append(f"and {len(gap_notes) - 5} more gap(s)")
+    return "; ".join(descr)
 
 
 # --------------------------------------------------------------------------- pixels
@@ -1528,6 +1559,12 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         undecodable file whose slice is not present elsewhere (the series is incomplete).
     """
     warnings: list[str] = []
+    notes: list[ReaderNote] = []
+
+    def note(n: ReaderNote) -> None:
+        notes.append(n)
+        warnings.append(note_text(n))
+
     for what, n in series.missing.items():
         warnings.append(f"{n} file(s) {what} (as anonymisers leave them)")
     _check_lost_images(result, series)
@@ -1538,16 +1575,19 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
     except DicomSeriesError as exc:  # a gap left by a file whose header was unreadable: say that, not allow_gaps
         _check_instance_numbers(result, series, gap=getattr(exc, "gap", None))
         raise
-    _check_instance_numbers(result, series, gap=next((w.split(": ", 1)[1] for w in plan.warnings
-                                                      if w.startswith("gap interpolated: ")), None))
+    _check_instance_numbers(result, series, gap=_gap_descriptions(plan.notes) or None)
     if why and len(result.series) > 1:
-        warnings.append(f"read {why}")
-    for name, reason in result.skipped:
-        warnings.append(f"skipped file {name}: {reason}")
+        if why == REQUESTED_SERIES:
+            warnings.append(f"read {why}")
+        else:
+            note(_choice_note(result, series))
+    by_reason: dict[str, int] = {}
+    for _, reason in result.skipped:  # counted by reason, never named (a file name may be a patient's)
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    for reason, n in by_reason.items():
+        note(ReaderNote("files_skipped", count=n, reason=reason))
     if any(not r.startswith(("not a regular file", "folder ")) for _, r in result.skipped):
-        warnings.append(
-            f"{len(result.skipped)} file(s) could not be used and the series was read without them: if one was a "
-            "slice of this series at either end, the volume lacks it (the skipped files are listed above)")
+        note(ReaderNote("files_unused", count=len(result.skipped)))
     lossy_ts = series.transfer_syntaxes & LOSSY_TRANSFER_SYNTAXES
     first_ds = result.datasets[series.file_indices[0]] if result.datasets else None
     if lossy_ts or (first_ds is not None and _text(first_ds, "LossyImageCompression") == "01"):
@@ -1619,7 +1659,6 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                         + "; ".join(_slice_label(frames[fi]) for fi in sorted(implausible)[:3]) + ")")
     if broken or implausible:
         bad_files = sorted({frames[fi].file_index for fi in broken})
-        names = ", ".join(result.display_names[b] for b in bad_files[:5]) + (" ..." if len(bad_files) > 5 else "")
         good_frames = [f for fi, f in enumerate(frames) if fi not in broken and fi not in implausible]
         covered = []
         good_d = np.array([f.position @ plan.normal for f in good_frames]) if good_frames else np.zeros(0)
@@ -1632,13 +1671,17 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         if not all(covered) and not (allow_gaps and interior):
             where = ", ".join(_fmt_lps(frames[fi].position) for fi, c in zip(broken_sorted, covered) if not c)
             n_bad = len(bad_files)
-            raise DicomSeriesError(
-                f"{n_bad} truncated or undecodable file{'s' if n_bad > 1 else ''} ({names}): the series is "
-                f"incomplete (no other image at {where}). Re-export or re-copy the series"
-                + ("; pass allow_gaps=True to interpolate an interior slice." if not allow_gaps and interior
-                   else "."))
+            err = DicomSeriesError(
+                f"{n_bad} truncated or undecodable file{'s' if n_bad > 1 else ''} (names not shown: they may "
+                f"identify the patient): the series is incomplete (no other image at {where}). Re-export or "
+                "re-copy the series"
+                + (f"; {remedy_clause('allow_gaps_interior')}." if not allow_gaps and interior else "."))
+            err.remedy = "allow_gaps_interior" if not allow_gaps and interior else None
+            raise err
         if broken:
-            warnings.append(f"skipped truncated or undecodable file(s) {names}")
+            note(ReaderNote("undecodable_files_skipped", count=len(bad_files),
+                            points_lps_mm=tuple(frames[fi].position for fi in broken_sorted),
+                            n_interpolated=sum(1 for c in covered if not c), step_mm=round(plan.step_mm, 4)))
         # re-plan with the readable frames only; indices into the original list are kept
         sub = SeriesInfo(**{**series.__dict__, "frames": good_frames})
         index_map = [fi for fi in range(len(frames)) if fi not in broken and fi not in implausible]
@@ -1662,6 +1705,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
                     "choose another series.")
         slices.append(hu[keep])
     warnings.extend(plan.warnings)
+    notes.extend(plan.notes)
 
     if not plan.resample and not broken and not implausible:
         array = stack  # slots are already in sorted order
@@ -1677,7 +1721,7 @@ def read_series(result: ScanResult, series: SeriesInfo, allow_gaps: bool = False
         gantry_tilt_deg=round(plan.tilt_deg, 4) if plan.tilt_deg else None,
         source_format="dicom-enhanced" if series.enhanced else "dicom",
     )
-    return Volume(array, plan.affine, info, tuple(warnings))
+    return Volume(array, plan.affine, info, tuple(warnings), tuple(notes))
 
 
 def _check_same_instance_same_place(series: SeriesInfo) -> None:

@@ -63,7 +63,8 @@ def read_volume(path, series_uid: str | None = None, allow_gaps: bool = False,
         (LPS or RAS space).
     series_uid : str, optional
         SeriesInstanceUID to read when several series are present; by default the largest
-        axial CT series is read and the choice is reported in ``Volume.warnings``.
+        axial CT series is read and the choice is reported in ``Volume.warnings`` and, as data, in
+        ``Volume.reader_notes`` (with the gaps interpolated and the files skipped: no file name).
     allow_gaps : bool
         Interpolate across missing slices instead of refusing (DICOM only).
     resample_uniform : bool

@@ -89,7 +89,12 @@ class Volume:
         Non-identifying acquisition metadata.
     warnings : tuple[str, ...]
         What the reader noticed and corrected or tolerated (duplicates dropped, tilt
-        resampled, files skipped...). Never contains identifying data.
+        resampled, files skipped...), as English sentences in the Python API's words. Never
+        contains identifying data (no file name).
+    reader_notes : tuple[ReaderNote, ...]
+        The same for gaps interpolated, files skipped and the series chosen, as data
+        (:class:`osteoplan.imaging.reader_notes.ReaderNote`: kind, LPS positions in mm, counts);
+        each one's English sentence is also in ``warnings``. Faces write them from the data.
 
     Raises
     ------
@@ -101,6 +106,7 @@ class Volume:
     affine: np.ndarray
     info: AcquisitionInfo = field(default_factory=AcquisitionInfo)
     warnings: tuple[str, ...] = ()
+    reader_notes: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)
@@ -116,6 +122,7 @@ class Volume:
         object.__setattr__(self, "array", arr)
         object.__setattr__(self, "affine", aff)
         object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "reader_notes", tuple(self.reader_notes))
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -309,6 +316,7 @@ class Volume:
             "direction_columns_kji": np.round(self.direction, 6).tolist(),
             "info": self.info.to_dict(),
             "warnings": list(self.warnings),
+            "reader_notes": [n.to_dict() for n in self.reader_notes],
         }
 
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Version of the plan JSON layout. Bump the minor for additive fields, the major for breaking ones.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 Vec3 = tuple[float, float, float]
 Status = Literal["pass", "hydrodissection", "fail", "not_assessed", "covered", "not_assessable"]
@@ -418,6 +418,45 @@ class Verdict(_Frozen):
         return self.text_fr if lang == "fr" else self.text_en
 
 
+class ImageNote(_Frozen):
+    """What the CT reader did to the image (or a planned path crossing an interpolated slice), as data.
+
+    One per plan warning it stands for (``text_en`` is that warning, exactly as in :attr:`Plan.warnings`), so that
+    each face writes the sentence in its language and with its own remedy
+    (:func:`osteoplan.planning.image_warnings.plan_warning_lines`). Never a file name.
+
+    Attributes
+    ----------
+    kind : ``gap_interpolated``, ``undecodable_files_skipped``, ``files_skipped``, ``files_unused``,
+        ``series_chosen`` (:data:`osteoplan.imaging.reader_notes.KINDS`) or ``path_crosses_interpolated``.
+    text_en : the English plan warning (``"CT image: ..."``).
+    count : slices missing in a gap; files skipped; interpolated slices a path crosses.
+    points_lps_mm : LPS positions (mm) of the missing slices (every one), of the skipped files' slices.
+    z_lps_mm : ``path_crosses_interpolated``: LPS z (mm) of the interpolated slices the path crosses.
+    step_mm : the series' usual slice step (mm). gap_step_mm : the measured step across a gap (mm).
+    n_interpolated : skipped files whose slice was interpolated (not held by another image).
+    reason : why files were skipped (the reader's fixed words). n_images, n_series, axial, alike_series : the
+        series chosen among several. remedy : key of :data:`osteoplan.remedies.REMEDIES`.
+    path : ``path_crosses_interpolated``: which path (``"C2 right"``), None when the plan has one.
+    """
+
+    kind: str
+    text_en: str
+    count: int = 0
+    points_lps_mm: tuple[Vec3, ...] = ()
+    z_lps_mm: tuple[float, ...] = ()
+    step_mm: float | None = None
+    gap_step_mm: float | None = None
+    n_interpolated: int = 0
+    reason: str | None = None
+    n_images: int | None = None
+    n_series: int | None = None
+    axial: bool | None = None
+    alike_series: tuple[int, ...] = ()
+    remedy: str | None = None
+    path: str | None = None
+
+
 class Plan(_Frozen):
     """A complete plan for one CT (see module docstring for conventions).
 
@@ -464,6 +503,9 @@ class Plan(_Frozen):
     route: RouteCheck | None = None
     verdict: Verdict | None = None
     ct_source: CTSource | None = None
+    #: The CT reader's gaps, skipped files and series choice, and the paths crossing an interpolated slice, as data
+    #: (schema 1.3; each stands for one of :attr:`warnings`).
+    image_notes: tuple[ImageNote, ...] = ()
 
     @property
     def best(self) -> Trajectory | None:

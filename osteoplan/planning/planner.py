@@ -492,9 +492,10 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
         sites = list(anatomy)
     else:
         sites = proc.sites(anatomy, protocol, level=level, side=side)
-    from osteoplan.planning.image_warnings import gap_crossing_warnings, image_warnings
+    from osteoplan.planning.image_warnings import gap_crossing_notes, image_notes, image_warnings
 
     img_warns = image_warnings(volume)  # what the reader did to the image (no file names)
+    img_notes = image_notes(volume)  # the same as data (gaps, skipped files, series choice): each face words them
     warns = img_warns + list(warnings or [])
     pre_missing: dict[str, str] = dict(getattr(sites, "unplanned", {}) or {})
     warns += [f"NOT PLANNED: {why}" for why in pre_missing.values()]
@@ -587,7 +588,9 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 t = _trajectory(pr, pch[0], len(partial) + 1, volume, s_, protocol, labelmap)
                 partial.append(t.model_copy(update={"skin_entry_in_image": False}))
     # a path over interpolated slices: said next to the image's warnings, at the top of the list
-    warns[len(img_warns):len(img_warns)] = gap_crossing_warnings(volume, list(placed) + list(partial))
+    crossing = gap_crossing_notes(volume, list(placed) + list(partial))
+    warns[len(img_warns):len(img_warns)] = [n.text_en for n in crossing]
+    img_notes += crossing
     if route is not None and route.message_en and route.assessable:
         warns.append(route.message_en)
     infeas = _infeasibility(res, protocol)
@@ -629,7 +632,7 @@ def make_plan(volume: Volume, labelmap: LabelMap, anatomy: Any, protocol: Protoc
                 placement=placement, route=route, ct_source=ct_source_of(volume),
                 # groups without a feasible path; when the CT cannot show the route, none is called infeasible
                 unplanned=tuple(missing) if (route is None or route.assessable) else (),
-                partial_trajectories=tuple(partial), confirm_first=tuple(confirm))
+                partial_trajectories=tuple(partial), confirm_first=tuple(confirm), image_notes=tuple(img_notes))
     return plan.model_copy(update={"verdict": compute_verdict(plan)})  # the one verdict every face prints
 
 

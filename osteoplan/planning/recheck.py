@@ -455,7 +455,25 @@ def plan_with_trajectory(plan: Plan, index: int, traj: Trajectory, protocol: Any
                                "guidance": best.guidance if best else None,
                                "hydrodissection": P.hydrodissection_summary(placed, protocol) if best else None}
     new = new.model_copy(update=update2)
+    new = _with_gap_crossings(new)
     return new.model_copy(update={"verdict": compute_verdict(new)})
+
+
+def _with_gap_crossings(plan: Plan) -> Plan:
+    """*plan* with its paths' crossings of interpolated slices said again for its trajectories as they are now
+    (:func:`osteoplan.planning.image_warnings.gap_crossing_notes` on the plan's own gap data); the old ones go."""
+    from osteoplan.planning.image_warnings import CROSSING, gap_crossing_notes
+
+    if not any(n.kind in ("gap_interpolated", CROSSING) for n in plan.image_notes):
+        return plan
+    old = {n.text_en for n in plan.image_notes if n.kind == CROSSING}
+    keep = [n for n in plan.image_notes if n.kind != CROSSING]
+    cross = gap_crossing_notes(plan, list(plan.placed) + list(plan.partial_trajectories))
+    warns = [w for w in plan.warnings if w not in old]
+    reader = {n.text_en for n in keep}
+    at = max((i + 1 for i, w in enumerate(warns) if w in reader), default=0)  # next to the image's warnings
+    warns[at:at] = [n.text_en for n in cross]
+    return plan.model_copy(update={"warnings": tuple(dict.fromkeys(warns)), "image_notes": tuple(keep + cross)})
 
 
 # --------------------------------------------------------------------------------------------- cache

@@ -59,6 +59,15 @@ def plan_verdict(plan: dict) -> dict:
             "verdict_class": {"ok": "ok", "warn": "warn", "ko": "bad"}[severity(v)]}
 
 
+def _warning_lines(plan: dict) -> list[str]:
+    """The plan's warnings as the web app says them: the CT reader's notes with what to do on the web (the form has
+    no gap, resampling or series option: :mod:`osteoplan.remedies`), the others as written."""
+    from osteoplan.planning.image_warnings import plan_warning_lines
+
+    return [str(w) for w in plan_warning_lines(plan, "en", face="web",
+                                               translate=lambda w: translate_text(w, "en"))]
+
+
 def plan_key_numbers(plan: dict) -> dict:
     """The numbers a reader wants from a ``plan.json`` (first-ranked trajectory), with safe fallbacks.
 
@@ -67,7 +76,7 @@ def plan_key_numbers(plan: dict) -> dict:
     out: dict[str, Any] = {"side": plan.get("side"),
                            "protocol": f"{plan.get('protocol_name', '?')} {plan.get('protocol_version', '')}".strip(),
                            "created": plan.get("created_utc"), "rows": [], "clearances": [],
-                           "warnings": [translate_text(str(w), "en") for w in plan.get("warnings") or []]}
+                           "warnings": _warning_lines(plan)}
     out.update(plan_verdict(plan))
     trajs = plan.get("trajectories") or []
     t = trajs[0] if trajs else None

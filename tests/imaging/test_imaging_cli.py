@@ -29,7 +29,7 @@ def test_info_human_lists_series_and_chosen(tmp_path, capsys):
     assert "largest axial CT series (12 images)" in out
     assert "12 x 24 x 20 voxels" in out and "spacing 2 x 0.8 x 0.6 mm" in out
     assert "origin (-6.00, -8.00, -4.00) mm LPS" in out
-    assert "kernel         SOFT" in out and "skipped file <file>: not a DICOM file" in out
+    assert "kernel         SOFT" in out and "a file was skipped (name not recorded): not a DICOM file" in out
 
 
 def test_info_json_and_series_choice(tmp_path, capsys):

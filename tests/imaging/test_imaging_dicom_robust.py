@@ -94,7 +94,9 @@ def test_named_pipe_is_skipped_not_read(tmp_path):
     os.mkfifo(tmp_path / "pipe")  # opening it for reading would block forever
     v = read_volume(tmp_path)
     assert v.shape == (12, 24, 20)
-    assert "skipped file <file>: not a regular file (named pipe, socket or device)" in v.warnings
+    assert "a file was skipped (name not recorded): not a regular file (named pipe, socket or device)" in v.warnings
+    [note] = [n for n in v.reader_notes if n.kind == "files_skipped"]
+    assert note.count == 1 and note.reason == "not a regular file (named pipe, socket or device)"
 
 
 @pytest.mark.parametrize("z, extent, shown", [(b"1e308", r"1e\+308", r"1e\+308"),

@@ -110,6 +110,23 @@ def test_gap_refused_with_position_then_interpolated(tmp_path):
     assert v.spacing_mm[0] == pytest.approx(2.0)
     assert_field(v, sphere=False)  # linear field: interpolation across the gap is exact
     assert any("gap interpolated" in w for w in v.warnings)
+    # the gap as data: one slice missing at LPS (-6, -8, 2) (origin z -4 + depth 6), usual step 2 mm, 4 mm across
+    [gap] = [n for n in v.reader_notes if n.kind == "gap_interpolated"]
+    assert gap.count == 1 and gap.z_lps_mm == pytest.approx((2.0,))
+    assert gap.points_lps_mm[0] == pytest.approx((-6.0, -8.0, 2.0))
+    assert gap.step_mm == pytest.approx(2.0) and gap.gap_step_mm == pytest.approx(4.0)
+    assert str(gap) in v.warnings
+
+
+def test_gap_of_several_slices_keeps_every_position_as_data(tmp_path):
+    depths = [0, 2, 4, 14, 16, 18]  # 4 slices missing at depths 6, 8, 10, 12 -> z = 2, 4, 6, 8
+    synth.write_series(tmp_path, depths=depths, sphere=False)
+    v = read_volume(tmp_path, allow_gaps=True)
+    [gap] = [n for n in v.reader_notes if n.kind == "gap_interpolated"]
+    assert gap.count == 4 and gap.z_lps_mm == pytest.approx((2.0, 4.0, 6.0, 8.0))
+    # the sentence lists the first 3 positions, the data all 4
+    assert str(gap) == ("gap interpolated: 4 slice(s) missing at (-6.00, -8.00, 2.00) mm LPS, (-6.00, -8.00, 4.00) "
+                        "mm LPS, (-6.00, -8.00, 6.00) mm LPS ... (step 10.00 mm instead of 2.00 mm)")
 
 
 def test_varying_spacing_refused_with_measured_steps_then_resampled(tmp_path):
@@ -267,13 +284,21 @@ def test_junk_file_skipped_with_warning(tmp_path):
     assert v.shape == (12, 24, 20)
     assert any("not a DICOM file" in w for w in v.warnings)
     assert not any("DOE" in w or "JOHN" in w for w in v.warnings)  # never echo patient-derived names
+    # two files skipped for one reason: counted, not named ("readme" is generic but still a file name)
+    [note] = [n for n in v.reader_notes if n.kind == "files_skipped"]
+    assert note.count == 2 and note.reason == "not a DICOM file"
+    assert "2 files were skipped (names not recorded): not a DICOM file" in v.warnings
+    assert not any("readme" in w for w in v.warnings)
+    assert "DOE" not in repr(v.reader_notes) and "readme" not in repr(v.reader_notes)
 
 
 def test_truncated_file_makes_series_incomplete(tmp_path):
     s = synth.write_series(tmp_path, shuffle=False)
     synth.truncate_file(s.files[5], 0.7)  # pixel data cut short: slice at z = -4 + 10 = 6 lost
-    with pytest.raises(DicomSeriesError, match=r"img005.dcm.*incomplete.*\(-6.00, -8.00, 6.00\)"):
+    with pytest.raises(DicomSeriesError, match=r"1 truncated or undecodable file \(names not shown.*incomplete.*"
+                       r"\(-6.00, -8.00, 6.00\)") as e:
         read_volume(tmp_path)
+    assert "img005" not in str(e.value) and e.value.remedy == "allow_gaps_interior"
 
 
 def test_truncated_header_becomes_a_named_gap(tmp_path):
@@ -292,7 +317,10 @@ def test_truncated_copy_of_a_present_slice_is_skipped(tmp_path):
     synth.truncate_file(s.files[-1], 0.7)  # the extra copy of slice 4 is truncated; the series is complete
     v = read_volume(tmp_path)
     assert v.shape == (12, 24, 20)
-    assert any("truncated" in w and "img012.dcm" in w for w in v.warnings)
+    [skip] = [n for n in v.reader_notes if n.kind == "undecodable_files_skipped"]
+    # one file, its slice at z = -4 + 2 * 4 = 4 held by the identical copy: nothing interpolated
+    assert skip.count == 1 and skip.z_lps_mm == pytest.approx((4.0,)) and skip.n_interpolated == 0
+    assert str(skip) in v.warnings and not any("img012" in w for w in v.warnings)
     assert_field(v)
 
 
@@ -302,6 +330,12 @@ def test_truncated_interior_slice_interpolated_when_gaps_allowed(tmp_path):
     v = read_volume(tmp_path, allow_gaps=True)
     assert v.shape == (12, 24, 20)
     assert_field(v, sphere=False)
+    # the skipped file and the gap it left, as data: its slice at z = -4 + 2 * 5 = 6 interpolated
+    [skip] = [n for n in v.reader_notes if n.kind == "undecodable_files_skipped"]
+    assert skip.count == 1 and skip.z_lps_mm == pytest.approx((6.0,)) and skip.n_interpolated == 1
+    [gap] = [n for n in v.reader_notes if n.kind == "gap_interpolated"]
+    assert gap.z_lps_mm == pytest.approx((6.0,)) and gap.gap_step_mm == pytest.approx(4.0)
+    assert not any("img005" in w for w in v.warnings)
 
 
 # ---------------------------------------------------------------- enhanced CT

@@ -476,3 +476,35 @@ def test_upload_named_nifti_but_not_nifti_says_what_is_wrong(name, content, word
         ct_format(content[:1024], name)
     assert words in str(e.value)
     assert ct_format(b"PK\x03\x04" + b"\0" * 100, "anything.bin") == "dicom"
+
+
+def test_gap_error_says_what_to_do_on_the_web(engine, db_url, client_for, jobs_root, tmp_path, backend_name):
+    """A DICOM series with a slice missing (z = 2 mm), its files named after the patient: the job's error names
+    the gap's position and what the web app's user can do (the form has no interpolation option), never the
+    command line's --allow-gaps or the API's allow_gaps, never a file name."""
+    sqlite_only(backend_name)
+    from osteoplan.imaging import synth
+
+    import pydicom
+
+    s = synth.write_series(tmp_path / "DOE_JANE", depths=[0, 2, 4, 8, 10])
+    z = tmp_path / "DOE_JANE.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in s.files:
+            ds = pydicom.dcmread(f)  # the identity of make_case()'s patient (checked against the case)
+            ds.PatientName, ds.PatientID = "TESTNAME^ALICE", "H-998877"
+            ds.PatientBirthDate, ds.PatientSex = "19600101", "F"
+            ds.save_as(f)
+            zf.write(f, f"DOE_JANE/DOE_JANE_{f.name}")
+    ids = make_case(engine, through="lesion")
+    c = client_for("radiologist")
+    job_id = _start(c, ids, z)
+    _run_worker_once(db_url)
+    job = _job(engine, job_id)
+    assert job.state == "failed" and job.exit_code == 2
+    assert "Gap in the series: 1 slice(s) missing at (-6.00, -8.00, 2.00) mm LPS" in job.error
+    assert ("; the web app reads only series without gaps: start again with the complete series." in job.error)
+    page = c.get(f"/cases/{ids['case']}/plan-jobs/{job_id}").text
+    assert "the web app reads only series without gaps" in page
+    for text in (job.error, page):
+        assert "allow-gaps" not in text and "allow_gaps" not in text and "DOE" not in text

@@ -170,7 +170,7 @@ def _segment(args: argparse.Namespace) -> int:
     print(f"anatomy written to {where} ({', '.join(summary.get('files', []))})")
     from osteoplan.planning.image_warnings import image_warnings
 
-    for w in image_warnings(volume):  # the reader's warnings without the file names it put in them
+    for w in image_warnings(volume, face="cli"):  # the reader's warnings from its data: no file names, CLI options
         print(f"  - {w}")
     for name, s in summary["structures"].items():
         print(f"  {name:32s} {s['volume_ml']:9.2f} mL  {s['source']}")

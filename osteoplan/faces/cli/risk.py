@@ -150,7 +150,7 @@ def _risk(args: argparse.Namespace) -> int:
         return 0
     from osteoplan.planning.image_warnings import image_warnings
 
-    for w in image_warnings(volume):  # the reader's warnings without the file names it put in them
+    for w in image_warnings(volume, face="cli"):  # the reader's warnings from its data: no file names, CLI options
         print(w)
     from osteoplan.export.risk_table import risk_text_lines
 

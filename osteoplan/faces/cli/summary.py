@@ -155,8 +155,13 @@ def summary_text(plan) -> str:
     if plan.not_assessed:
         L.append("NOT ASSESSED (not segmented or not assessable on this CT): "
                  + ", ".join(structure_label(n) for n in plan.not_assessed))
-    for w in plan.warnings:
+    from osteoplan.planning.image_warnings import plan_warning_lines
+
+    # the CT reader's notes written from their data, with the command line's options as the remedy; the other
+    # warnings with their structure keys named as on every page
+    for w, line in zip(plan.warnings, plan_warning_lines(plan, "en", face="cli",
+                                                         translate=lambda w: translate_text(w, "en"))):
         if plan.not_assessed and w.startswith("Not assessed (not segmented, never reported as clear)"):
             continue  # the NOT ASSESSED line above says the same
-        L.append(f"warning: {translate_text(w, 'en')}")  # structure keys named as on every page
+        L.append(f"warning: {line}")
     return "\n".join(L)

@@ -153,6 +153,10 @@ def _verify(args: argparse.Namespace) -> int:
         print(json.dumps(res))
     else:
         print(report_text(res))
+        from osteoplan.planning.image_warnings import image_warnings
+
+        for w in image_warnings(control, face="cli"):  # what the reader did to the control CT (gap interpolated...)
+            print(f"warning: control {w}")
         if args.out:
             print(f"Figures: {Path(args.out) / 'verify.json'}")
     return 0
