@@ -168,8 +168,18 @@ def register(sub) -> None:
                        description="Register a control CT (after the trocar, the guide pin or the screw) to the "
                        "planning CT around the target, find the instrument and measure it against the plan, in the "
                        "planning CT's frame.",
-                       epilog="exit status: 0 measured; 2 bad input or not measurable (registration refused, no "
-                       "instrument, several instruments, target not covered); 1 internal error.")
+                       epilog="What it reports (text, --json, and with --out the page): the instrument's tip distance "
+                       "to the planned path and to the target (mm), its angle to the plan (deg), how far it is short "
+                       "of or past the target depth, where the tip will be at the target depth if pushed on (the "
+                       "miss, mm), the correction (withdraw first when the tip is past the target; the turn about "
+                       "the bone entry that aims the line at the target; the C-arm bull's-eye for the corrected "
+                       "line), and every structure's clearance re-measured on the instrument's actual line, a "
+                       "margin breach first. With them: the registration's residual (mm) and the tip's stated "
+                       "uncertainty (mm; above 1 mm the output asks to check the tip on the images). How each figure "
+                       "is measured and its limits: docs/verification.md. "
+                       "Exit status: 0 measured (NOT 'on plan': read the first line, or verify.json's summary); 2 bad "
+                       "input or not measurable (registration refused, no instrument, several instruments, target "
+                       "not covered); 1 internal error.")
     p.add_argument("plan_dir", metavar="PLAN_DIR", help="plan folder written by 'osteoplan plan' or 'osteoplan demo'")
     p.add_argument("control_ct", metavar="CONTROL_CT", help="control CT: DICOM folder or zip, NIfTI or NRRD")
     p.add_argument("--stage", choices=("trocar", "pin", "screw"), default="pin",
