@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, read_ct_from_args
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, lps_mm, read_ct_from_args
 from osteoplan.errors import InputError, safe_path
 
 
@@ -42,7 +42,7 @@ def register(sub) -> None:
     s.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
     s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT")
     add_reader_options(s)
-    s.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
+    s.add_argument("--hint-lps", type=lps_mm, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
                    "when it lies below, or disagrees with, a plausible C2 found without it")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
