@@ -75,7 +75,7 @@ def _check_output_folder(out: Path, force: bool, flag: str = "output folder") ->
         probe = tempfile.mkdtemp(prefix=".osteoplan-probe.", dir=out.parent)
         shutil.rmtree(probe, ignore_errors=True)
     except OSError as exc:
-        raise InputError(f"Cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"Cannot write the output folder {safe_path(out, 'folder')} ({exc.strerror or type(exc).__name__}); "
                          "choose a folder you can write to.") from None
 
 
@@ -164,9 +164,9 @@ def _segment(args: argparse.Namespace) -> int:
         with step("writing"):
             summary = _save_replacing(anatomy, out) if out.exists() else anatomy.save(out)
     except OSError as exc:
-        raise InputError(f"--out: cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"--out: cannot write the output folder {safe_path(out, 'folder')} ({exc.strerror or type(exc).__name__}); "
                          "check the free disk space and permissions.") from None
-    where = "the output folder" if safe_path(out) == "<file>" else f"{safe_path(out)}/"
+    where = "the output folder" if safe_path(out, 'folder') == "<folder>" else f"{safe_path(out)}/"
     print(f"anatomy written to {where} ({', '.join(summary.get('files', []))})")
     from osteoplan.planning.image_warnings import image_warnings
 
