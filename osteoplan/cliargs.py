@@ -37,8 +37,8 @@ def lps_mm(text: str) -> float:
         shown = text if len(text) <= 20 else text[:17] + "..."
         raise argparse.ArgumentTypeError(f"invalid number: '{shown}' (give LPS millimetres)") from None
     if not math.isfinite(value) or abs(value) > MAX_LPS_MM:
-        raise argparse.ArgumentTypeError(f"each coordinate must be a finite number of LPS millimetres from "
-                                         f"{-MAX_LPS_MM:.0f} to {MAX_LPS_MM:.0f}; give a point inside the CT")
+        raise argparse.ArgumentTypeError(f"a finite number is needed, in LPS millimetres from {-MAX_LPS_MM:.0f} to "
+                                         f"{MAX_LPS_MM:.0f} (give a point inside the CT)")
     return value
 
 
