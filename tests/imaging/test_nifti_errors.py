@@ -78,3 +78,12 @@ def test_nifti_header_with_data_cut_short(tmp_path, nii_bytes):
     p = tmp_path / f"{PATIENT}.nii"
     p.write_bytes(nii_bytes[:1000])
     assert _message(p).startswith("the NIfTI header is there but the image could not be read")
+
+
+def test_nrrd_that_is_not_nrrd_says_so(tmp_path):
+    p = tmp_path / f"{PATIENT}.nrrd"
+    p.write_text("hello\n")
+    with pytest.raises(CorruptFileError) as e:
+        read_volume(p)
+    assert str(e.value) == ("Cannot read NRRD <file>: not an NRRD file (no NRRD header): give the CT as a DICOM "
+                            "folder or zip, a NIfTI (.nii/.nii.gz) or an NRRD file.")
