@@ -189,7 +189,20 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool, flag: str = "--
         return
     foreign = foreign_entries(out)
     if foreign:
-        raise InputError(f"{flag}: {safe_path(out)} holds {len(foreign)} file(s) or folder(s) osteoplan did not write, "
+        # counted directly in *out*: a foreign sub-folder is one folder, whatever it holds (an osteoplan output
+        # sub-folder holds a dozen files); entries added inside osteoplan's own sub-folders are counted apart
+        fset = set(foreign)
+        top = {e.split("/", 1)[0] + ("/" if "/" in e else "") for e in foreign}
+        own = {e for e in top if e not in fset}  # osteoplan's sub-folder, something else added inside it
+        n_dirs = sum(e.endswith("/") for e in top - own)
+        n_files = len(top - own) - n_dirs
+        n_inside = sum(1 for e in foreign if e.split("/", 1)[0] + "/" in own)
+        parts = [" and ".join(f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((n_files, "file"),
+                                                                                  (n_dirs, "folder")) if n)]
+        if n_inside:
+            parts.append(f"{n_inside} entr{'ies' if n_inside > 1 else 'y'} inside osteoplan's own sub-folders")
+        what = " and ".join(p for p in parts if p)
+        raise InputError(f"{flag}: {safe_path(out, 'folder')} holds {what} that osteoplan did not write, "
                          "and osteoplan only replaces its own output folders; choose a new or empty folder.")
     if not overwrite:
         raise InputError(f"{flag}: folder exists and is not empty ({safe_path(out)}), an earlier osteoplan output; "

@@ -18,6 +18,30 @@ def finite_float(text: str) -> float:
     return value
 
 
+#: The largest coordinate magnitude (LPS mm) a point option takes: 100 m, far beyond any scanner's field of view
+#: (a CT spans well under 2 m), so no real point is refused; a larger number is a typing slip, refused before the CT
+#: is read and never echoed (a 309-digit number is no message).
+MAX_LPS_MM = 100_000.0
+
+
+def lps_mm(text: str) -> float:
+    """argparse type: one LPS coordinate in millimetres, finite and within +/- :data:`MAX_LPS_MM`.
+
+    The error names the allowed range and does not echo the value (``1e308`` would print 309 digits).
+    """
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        shown = text if len(text) <= 20 else text[:17] + "..."
+        raise argparse.ArgumentTypeError(f"invalid number: '{shown}' (give LPS millimetres)") from None
+    if not math.isfinite(value) or abs(value) > MAX_LPS_MM:
+        raise argparse.ArgumentTypeError(f"a finite number is needed, in LPS millimetres from {-MAX_LPS_MM:.0f} to "
+                                         f"{MAX_LPS_MM:.0f} (give a point inside the CT)")
+    return value
+
+
 def tcp_port(text: str) -> int:
     """argparse type: a TCP port number, 1-65535 (0 and larger numbers are refused as usage errors)."""
     try:

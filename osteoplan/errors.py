@@ -114,13 +114,20 @@ class PatientIdentityError(InputError):
 _GENERIC_NAME = None
 
 
-def safe_path(path: object) -> str:
+def safe_path(path: object, kind: str | None = None) -> str:
     """Return a display form of *path* that cannot leak patient-derived file names.
 
     Only the final component is shown, and only when it is a generic name: letters-free
     numbering (``0001.dcm``, ``IM00012``, ``slice_3.dcm``), or a name osteoplan itself writes
     (``ct.nii.gz``, ``plan.json``, ``labels.nii.gz``...). Anything else -- which may be a
-    patient's name or ID -- is shown as ``<file>``.
+    patient's name or ID -- is shown as ``<folder>`` for a folder and ``<file>`` otherwise.
+
+    Parameters
+    ----------
+    path : str or path-like
+    kind : ``"folder"``, ``"file"`` or None
+        What the message speaks of (a folder that does not exist yet is still a folder); None: ``"folder"`` when
+        *path* is an existing folder, else ``"file"``.
     """
     import re
     from pathlib import Path
@@ -136,4 +143,9 @@ def safe_path(path: object) -> str:
     name = Path(str(path)).name
     if name and _GENERIC_NAME.match(name) and not re.search(r"\d{6,}", name):
         return name
-    return "<file>"
+    if kind is None:
+        try:
+            kind = "folder" if Path(str(path)).is_dir() else "file"
+        except OSError:
+            kind = "file"
+    return "<folder>" if kind == "folder" else "<file>"

@@ -52,7 +52,7 @@ CASES = [
     (["plan", "{ct_folder}", "--out", "{new_out}"], CT_NAME, "No DICOM image found"),
     (["plan", "{ct}", "--masks", "{missing_masks}", "--out", "{new_out}", "--no-risk"], "--masks", "not found"),
     (["plan", "{ct}", "--masks", "{bad_masks}", "--out", "{new_out}", "--no-risk"], "--masks", "Cannot read"),
-    (["plan", "{ct}", "--out", "{busy}"], "--out", "osteoplan did not write"),
+    (["plan", "{ct}", "--out", "{busy}"], "--out", "<folder> holds 1 file that osteoplan did not write"),
     (["segment", "{bad_ct}", "--out", "{new_out}"], CT_NAME, "Unsupported input"),
     (["segment", "{missing_ct}", "--out", "{new_out}"], CT_NAME, "not found"),
     (["segment", "{ct}", "--masks", "{empty_masks}", "--out", "{new_out}"], "--masks", "No mask found"),
@@ -64,7 +64,7 @@ CASES = [
     (["risk", "{ct}", "--masks", "{missing_masks}"], "--masks", "not found"),
     (["risk", "{ct}", "--out", "{busy}"], "--out", "not a folder"),
     (["report", "{patient_dir}"], "the plan folder (argument PLAN_DIR)", "No plan.json"),
-    (["report", "{missing_ct}"], "the plan folder (argument PLAN_DIR)", "not found"),
+    (["report", "{missing_ct}"], "the plan folder (argument PLAN_DIR)", "Plan folder <folder> not found"),
     (["info", "{bad_ct}"], "the input (argument PATH)", "Unsupported input"),
     (["info", "{missing_ct}"], "the input (argument PATH)", "not found"),
     (["info", "{ct_folder}"], "the input (argument PATH)", "No DICOM image found"),
@@ -253,3 +253,41 @@ def test_half_downloaded_zip_is_named_damaged_not_unsupported(tmp_path, capsys, 
         assert err.startswith(f"error: {argument}: The zip <file> is damaged or incomplete"), err
         assert "download or copy it again" in err and "Unsupported" not in err, err
     assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("command", ["plan", "segment", "risk"])
+def test_hint_lps_out_of_range_names_option_and_range_without_echoing_it(capsys, command):
+    """--hint-lps 1e308 0 0 echoed a 309-digit number (fresh reviewer): now a usage line that names the option and
+    the allowed range, before anything is read."""
+    argv = [command, "ct.nii.gz", "--hint-lps", "1e308", "0", "0"] + (["--out", "o"] if command != "risk" else [])
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and err.startswith("error: argument --hint-lps: "), err
+    assert "from -100000 to 100000" in err and "LPS millimetres" in err, err
+    assert len(err) < 200 and "1e308" not in err and "0" * 20 not in err, err
+
+
+def test_hint_lps_within_range_is_taken_as_given():
+    from osteoplan.cliargs import lps_mm
+
+    assert lps_mm("-100000") == -100000.0 and lps_mm("12.5") == 12.5
+
+
+@pytest.mark.parametrize("point", ["T12:1e308,0,0", "T12:0,-100001,0", "T12:" + "9" * 400 + ",0,0"])
+def test_level_point_out_of_range_is_refused_without_echoing_it(files, capsys, point):
+    err = _err(capsys, ["plan", files["bad_ct"], "--protocol", "vertebroplasty-transpedicular", "--level-point",
+                        point, "--out", files["new_out"]])
+    assert err.startswith("error: --level-point: Level point "), err
+    assert "9" * 40 not in err and "1e308" not in err and len(err) < 200, err
+
+
+def test_check_hint_far_point_does_not_echo_it():
+    from osteoplan.anatomy.pipeline import check_hint
+    from osteoplan.errors import InputError
+    from osteoplan.imaging.volume import Volume, axis_aligned_affine
+
+    vol = Volume(np.zeros((4, 5, 6), np.float32), axis_aligned_affine((2.0, 1.0, 1.0)))
+    with pytest.raises(InputError) as e:
+        check_hint(vol, (1e308, 0.0, 0.0))
+    assert "0" * 20 not in str(e.value) and "beyond 100 m" in str(e.value) and "x 0.0..5.0" in str(e.value)

@@ -216,8 +216,12 @@ def check_hint(volume: Volume, hint_lps) -> np.ndarray:
         raise InputError(f"The point inside C2 must be three numbers (LPS mm: x y z); got {h.size}.")
     if not np.all(np.isfinite(h)):
         raise InputError("The point inside C2 must be finite numbers (LPS mm: x y z).")
+    lo, hi = volume.bounds_lps_mm()
+    if np.any(np.abs(h) > 100_000.0):  # a typing slip (1e308): the CT's extent is named, the value is not echoed
+        raise InputError("The point inside C2 lies far outside the CT (a coordinate beyond 100 m); the CT spans LPS "
+                         "x {:.1f}..{:.1f}, y {:.1f}..{:.1f}, z {:.1f}..{:.1f} mm: give LPS millimetres inside the "
+                         "image.".format(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
     if not bool(volume.contains(h[None])[0]):
-        lo, hi = volume.bounds_lps_mm()
         raise InputError("The point inside C2 (LPS {:.1f}, {:.1f}, {:.1f} mm) lies outside the CT, which spans LPS "
                          "x {:.1f}..{:.1f}, y {:.1f}..{:.1f}, z {:.1f}..{:.1f} mm; give LPS millimetres (x to the "
                          "patient's left, y posterior, z superior) inside the image.".format(

@@ -87,6 +87,11 @@ def level_index(level: str) -> int:
     return SPINE_LEVELS.index(lv)
 
 
+#: Largest LPS coordinate magnitude of a point given by the user (mm): 100 m, far beyond any CT's field of view;
+#: the same bound as ``osteoplan.cliargs.MAX_LPS_MM``.
+MAX_POINT_MM = 100_000.0
+
+
 def parse_level_point(text: str) -> tuple[str, np.ndarray]:
     """Parse ``"T12:x,y,z"`` (LPS mm) into ``(level, point (3,))``.
 
@@ -95,13 +100,17 @@ def parse_level_point(text: str) -> tuple[str, np.ndarray]:
     InputError
         Malformed text or an unknown level.
     """
+    shown = str(text) if len(str(text)) <= 40 else str(text)[:37] + "..."  # echoed below: never a huge number
     try:
         lv, xyz = str(text).split(":", 1)
         p = np.array([float(v) for v in xyz.replace(" ", "").split(",")], float)
     except ValueError:
-        raise InputError(f"Level point '{text}' is not understood; give LEVEL:x,y,z in LPS mm, e.g. T12:10.5,-3,120.") from None
+        raise InputError(f"Level point '{shown}' is not understood; give LEVEL:x,y,z in LPS mm, e.g. T12:10.5,-3,120.") from None
     if p.shape != (3,) or not np.all(np.isfinite(p)):
-        raise InputError(f"Level point '{text}' needs three finite coordinates; give LEVEL:x,y,z in LPS mm, e.g. T12:10.5,-3,120.")
+        raise InputError(f"Level point '{shown}' needs three finite coordinates; give LEVEL:x,y,z in LPS mm, e.g. T12:10.5,-3,120.")
+    if np.any(np.abs(p) > MAX_POINT_MM):  # a typing slip (1e308): the range is named, the value is not echoed
+        raise InputError(f"Level point coordinates must lie from {-MAX_POINT_MM:.0f} to {MAX_POINT_MM:.0f} mm (LPS); "
+                         "give LEVEL:x,y,z inside the CT, e.g. T12:10.5,-3,120.")
     level_index(lv)
     return lv.strip().upper(), p
 

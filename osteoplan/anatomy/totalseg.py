@@ -249,7 +249,7 @@ def map_outputs(out_dir: str | os.PathLike, include_unknown: bool = False) -> di
     """
     d = Path(out_dir)
     if not d.is_dir():
-        raise InputError(f"TotalSegmentator output folder not found: {safe_path(d)}.")
+        raise InputError(f"TotalSegmentator output folder not found: {safe_path(d, 'folder')}.")
     out: dict[str, Path] = {}
     for f in sorted(d.iterdir()):
         n = f.name

@@ -281,7 +281,7 @@ def load_plan_dir(plan_dir: str | os.PathLike):
 
     d = Path(plan_dir)
     if not d.is_dir():
-        raise InputError(f"Plan folder {safe_path(d)} not found; give the folder written by 'osteoplan plan'.")
+        raise InputError(f"Plan folder {safe_path(d, 'folder')} not found; give the folder written by 'osteoplan plan'.")
     if not (d / "plan.json").is_file():
         raise InputError(f"No plan.json in {safe_path(d)}; give the folder written by 'osteoplan plan'.")
     plan = load_plan(d / "plan.json")

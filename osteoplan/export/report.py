@@ -225,6 +225,50 @@ def hydrodissection_cell(traj: Any, lang: str = "en") -> str:
     return f"{head}{t('semicolon', lang)}{tail}" if head else tail
 
 
+#: the precision of the scores in the "other plans" table (the plan stores them rounded to 3 decimals)
+SCORE_FORMAT = "%.3f"
+
+
+def ranking_rows(plan: Any, lang: str = "en") -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of the "other plans" table, the first-ranked plan first, and a note for every tie.
+
+    The score is the search's objective (:func:`osteoplan.planning.search.assess`: penalties minus rewards), and
+    the search ranks the feasible candidates by ascending score (``np.argsort``): lower is better. Scores equal to
+    the precision shown (:data:`SCORE_FORMAT`) are a tie: their order is the search's alone (an unrounded difference
+    below the precision, or for exactly equal scores the order of the candidates in the search), which the note says.
+
+    Parameters
+    ----------
+    plan : osteoplan.planning.model.Plan
+    lang : ``"en"`` or ``"fr"``
+
+    Returns
+    -------
+    rows : list of dict
+        ``traj`` (Trajectory), ``chosen`` (bool: the plan placed), ``score`` (text); empty when there is no
+        other plan to compare.
+    ties : list of str
+        One sentence per group of equal displayed scores (two plans or more).
+    """
+    placed = list(plan.placed)
+    if plan.placement == "all" and placed:
+        return [], []
+    trajs = list(plan.trajectories)
+    if len(trajs) < 2:
+        return [], []
+    rows = [{"traj": tr, "chosen": bool(placed) and tr is placed[0], "score": SCORE_FORMAT % tr.score}
+            for tr in trajs]
+    groups: dict[str, list[int]] = {}
+    for r in rows:
+        groups.setdefault(r["score"], []).append(r["traj"].rank)
+    ties = []
+    for score, ranks in groups.items():
+        if len(ranks) > 1:
+            names = ", ".join(f"#{k}" for k in ranks[:-1]) + f" {t('and', lang)} #{ranks[-1]}"
+            ties.append(t("score_tie", lang).format(ranks=names, score=score))
+    return rows, ties
+
+
 def procedure_title(plan: Any, lang: str = "en") -> str:
     """The procedure and level(s) of the plan for the report title, e.g. ``"Vertebroplasty — L1-L3"``.
 
@@ -490,6 +534,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         per_level = [(lv, f"{lo:.1f}–{hi:.1f} mL") for lv, (lo, hi) in plan.cement.per_level_ml.items()]
     from osteoplan.locale_fmt import localize_html  # French: decimal comma in the text (never in the data)
 
+    ranking = ranking_rows(plan, lang)
     return localize_html(tmpl.render(
         verdict=verdict, verdict_severity=severity(verdict),
         verdict_details=[translate_text(d, lang) for d in details],  # planner sentences kept in English: translated
@@ -510,6 +555,7 @@ def build_report_html(plan: Any, images: Mapping[str, bytes | str | os.PathLike]
         risk_lines=risk_lines(plan.risk, lang), risk_rows=sins_rows(plan.risk, lang),
         risk_total=sins_total_text(plan.risk, lang),
         alternatives=[tr for tr in plan.trajectories if tr not in placed] if placed else list(plan.trajectories[1:]),
+        ranking=ranking[0], ranking_ties=ranking[1],
         hydro_cell=lambda tr: hydrodissection_cell(tr, lang),
         needles=needles, procedure=procedure_title(plan, lang), leak_alerts=leak_alerts(plan, lang),
         per_level=per_level, risk_shown=risk_applies(plan) or not plan.risk,

@@ -1126,11 +1126,11 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, key: str |
     except FileExistsError:
         raise InputError("The output folder exists and is not empty; choose a new folder or pass --overwrite.") from None
     except OSError as exc:
-        raise InputError(f"Cannot write the output folder {safe_path(dst_p)} ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"Cannot write the output folder {safe_path(dst_p, 'folder')} ({exc.strerror or type(exc).__name__}); "
                          "choose a folder you can write to, with enough free space.") from None
     return DeidReport(files_written=len(datasets), series=len(series_order), files_skipped=skipped + truncated,
                       identifying_values_checked=len(forbidden), date_shift_days=date_shift_days,
-                      output=safe_path(dst_p), files_truncated=truncated, files_without_image=no_image)
+                      output=safe_path(dst_p, 'folder'), files_truncated=truncated, files_without_image=no_image)
 
 
 # --------------------------------------------------------------------------- in memory

@@ -190,6 +190,72 @@ def _read_zip(p: Path, **kwargs) -> Volume:
         return _read_dicom(folder, **kwargs)
 
 
+#: NIfTI header sizes (``sizeof_hdr``, the first 4 bytes, either byte order): NIfTI-1 / ANALYZE 348, NIfTI-2 540
+_NIFTI_HEADER_SIZES = (348, 540)
+
+
+def _looks_like_nifti(head: bytes) -> bool:
+    """True when *head* (the first bytes, uncompressed) starts with a NIfTI-1/-2 or ANALYZE header size."""
+    if len(head) < 4:
+        return False
+    return any(int.from_bytes(head[:4], order) in _NIFTI_HEADER_SIZES for order in ("little", "big"))
+
+
+def nifti_problem(p: str | os.PathLike) -> str:
+    """Why a file nibabel could not read is not a usable NIfTI, in words, with what to do (one clause, no name).
+
+    Cheap checks in order: the gzip magic (``1f 8b``) of a ``.gz`` name, the whole gzip stream (a truncated copy ends
+    before the gzip trailer: ``EOFError``; a damaged one fails its CRC or inflation), then the NIfTI header size
+    (348 or 540) of the uncompressed start.
+
+    Parameters
+    ----------
+    p : path-like
+        The file (never shown: the message has no name).
+
+    Returns
+    -------
+    str
+        E.g. ``"not a NIfTI file (no NIfTI header, and not gzip-compressed as .nii.gz says): give the CT as a
+        DICOM folder or zip, a NIfTI (.nii/.nii.gz) or an NRRD file"``.
+    """
+    import gzip
+    import zlib
+
+    give = "give the CT as a DICOM folder or zip, a NIfTI (.nii/.nii.gz) or an NRRD file"
+    p = Path(p)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(544)
+    except OSError as exc:
+        return f"it cannot be opened ({exc.strerror or 'read error'}); check the file's permissions"
+    if not head:
+        return "the file is empty (0 bytes): copy or export it again"
+    gz = head[:2] == b"\x1f\x8b"
+    if p.name.lower().endswith(".gz") and not gz:
+        if _looks_like_nifti(head):
+            return ("an uncompressed NIfTI named .gz (not gzip-compressed): rename it to .nii, or compress it "
+                    "with gzip")
+        return f"not a NIfTI file (no NIfTI header, and not gzip-compressed as .gz says): {give}"
+    if gz:
+        try:
+            with gzip.open(p, "rb") as f:
+                inner = f.read(544)
+                while f.read(1 << 22):  # to the end: a truncated copy has no gzip trailer
+                    pass
+        except EOFError:
+            return "a truncated gzip file (the copy stopped before its end): copy or export the CT again"
+        except (gzip.BadGzipFile, zlib.error, OSError):
+            return "a damaged gzip file (its data or checksum is wrong): copy or export the CT again"
+        if not _looks_like_nifti(inner):
+            return f"a gzip file that holds no NIfTI image (no NIfTI header inside): {give}"
+        head = inner
+    elif not _looks_like_nifti(head):
+        return f"not a NIfTI file (no NIfTI header): {give}"
+    return ("the NIfTI header is there but the image could not be read (damaged, cut short or an unsupported "
+            "variant): export the CT again as NIfTI-1 (.nii.gz) or give the DICOM series")
+
+
 def _read_nifti(p: Path) -> Volume:
     import nibabel as nib
 
@@ -201,8 +267,8 @@ def _read_nifti(p: Path) -> Volume:
         vol = Volume.from_nifti(img, AcquisitionInfo(source_format="nifti"))
     except InputError:
         raise
-    except Exception as exc:  # nibabel raises many types
-        raise CorruptFileError(f"Cannot read NIfTI {safe_path(p)}: {type(exc).__name__}. Is the file complete?") from None
+    except Exception:  # nibabel raises many types: say what the file is instead of the exception's name
+        raise CorruptFileError(f"Cannot read NIfTI {safe_path(p)}: {nifti_problem(p)}.") from None
     notes: list[str] = []
     hdr = img.header
     if hasattr(hdr, "get_qform") and hdr.get_qform(coded=True)[1] == 0 and hdr.get_sform(coded=True)[1] == 0:
@@ -255,8 +321,16 @@ def _read_nrrd(p: Path) -> Volume:
 
     try:
         data, header = nrrd.read(str(p), index_order="C")  # data axes (k, j, i)
-    except Exception as exc:
-        raise CorruptFileError(f"Cannot read NRRD {safe_path(p)}: {type(exc).__name__}. Is the file complete?") from None
+    except Exception:  # pynrrd raises many types: say what the file is instead of the exception's name
+        try:
+            with open(p, "rb") as f:
+                magic = f.read(4)
+        except OSError:
+            magic = b""
+        what = ("the NRRD header is there but the data could not be read (cut short or damaged): export the CT "
+                "again" if magic == b"NRRD" else "not an NRRD file (no NRRD header): give the CT as a DICOM folder "
+                "or zip, a NIfTI (.nii/.nii.gz) or an NRRD file")
+        raise CorruptFileError(f"Cannot read NRRD {safe_path(p)}: {what}.") from None
     if data.ndim != 3:
         raise InputError(f"A CT NRRD must be 3D; this one has {data.ndim} dimensions.")
     space = str(header.get("space", "")).lower()

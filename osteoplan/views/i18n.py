@@ -280,6 +280,19 @@ STRINGS: dict[str, dict[str, str]] = {
     "constraint": {"en": "Constraint", "fr": "Contrainte"},
     "excluded": {"en": "Candidates excluded", "fr": "Candidats exclus"},
     "score": {"en": "Score", "fr": "Score"},
+    "score_lower_better": {"en": "Score (lower is better)", "fr": "Score (le plus bas est le meilleur)"},
+    "chosen_plan": {"en": "chosen", "fr": "retenu"},
+    # equal scores to the precision shown: the order is the search's, not a clinical preference (search.py sorts
+    # the feasible candidates by score with numpy's argsort; equal scores keep no meaningful order)
+    "score_tie": {"en": "Tie: plans {ranks} have the same score to the precision shown ({score}). Their order comes "
+                        "from the search alone (a difference below 0.001 in the unrounded score, or the order in "
+                        "which the search listed its candidates), not from a clinical preference: compare them on "
+                        "the images.",
+                  "fr": "Égalité : les plans {ranks} ont le même score à la précision affichée ({score}). Leur ordre "
+                        "vient de la recherche seule (une différence inférieure à 0,001 du score non arrondi, ou "
+                        "l'ordre dans lequel la recherche a listé ses candidats), pas d'une préférence clinique : "
+                        "comparez-les sur les images."},
+    "and": {"en": "and", "fr": "et"},
     "other_bone": {"en": "other bone on the way", "fr": "autre os sur le trajet"},
     "other_vertebrae": {"en": "other vertebrae", "fr": "autres vertèbres"},
     "right": {"en": "right", "fr": "droite"},
@@ -379,7 +392,14 @@ STRINGS.update({
     "ct": {"en": "CT", "fr": "Scanner"},
     "ct_format_phantom": {"en": "phantom", "fr": "fantôme"},
     "case_default": {"en": "case", "fr": "dossier"},
-    "hydro_max": {"en": "Max", "fr": "Maximum"},
+    "hydro_max": {"en": "Largest displacement needed", "fr": "Plus grand déplacement nécessaire"},
+    # what hydrodissection buys is not published (clinical primer): the limit is the protocol's assumption
+    "hydro_limit": {"en": "the protocol assumes hydrodissection can displace up to",
+                    "fr": "le protocole suppose que l'hydrodissection peut déplacer jusqu'à"},
+    "hydro_limit_source": {"en": "configurable default, no published source: how far hydrodissection displaces a "
+                                 "structure is not published",
+                           "fr": "valeur par défaut configurable, sans source publiée : le déplacement obtenu par "
+                                 "l'hydrodissection n'est pas publié"},
     "source_phantom-truth": {"en": "phantom-truth", "fr": "vérité terrain du fantôme"},
     "source_classical": {"en": "classical", "fr": "segmentation classique"},
     "source_classical-contrast": {"en": "classical-contrast", "fr": "segmentation classique (contraste)"},

@@ -109,7 +109,8 @@ def _with_alternatives(plan, *alts):
 
 
 def _alt_cells(html):
-    return re.findall(r'<td class="alt-hydro">([^<]*)</td>', html)
+    """The hydrodissection cells of the other plans (the table's first row is the chosen plan, for comparison)."""
+    return re.findall(r'<td class="alt-hydro">([^<]*)</td>', html)[1:]
 
 
 def test_other_plans_say_not_assessed_when_a_displaceable_structure_was_not_assessed():

@@ -33,7 +33,7 @@ def test_manifest_lists_every_entry_and_nothing_else(tmp_path):
 def test_other_work_is_never_replaced(tmp_path):
     out = _own_folder(tmp_path / "out")
     (out / "my-notes.docx").write_text("two weeks of work")
-    with pytest.raises(InputError, match=r"holds 1 file\(s\) or folder\(s\) osteoplan did not write"):
+    with pytest.raises(InputError, match=r"holds 1 file that osteoplan did not write"):
         check_output_folder(out, overwrite=True)
     with pytest.raises(InputError, match="did not write"):
         with atomic_dir(out, overwrite=True, manifest="test") as tmp:
@@ -170,3 +170,34 @@ def test_ct_voxels_hash_tells_shape_and_values_not_dtype():
     b = a.copy()
     b[2, 3, 4] += 1.0
     assert h != ct_voxels_sha256(Volume(b, np.eye(4)))  # one voxel differs
+
+
+def test_foreign_entries_are_counted_directly_in_the_folder(tmp_path):
+    """A folder holding one osteoplan output sub-folder said "holds 6 file(s)" (a recursive count, fresh reviewer):
+    the entries are counted directly in the folder, files and folders named as such."""
+    parent = tmp_path / "DUPONT_JEAN"
+    parent.mkdir()
+    _own_folder(parent / "plan-out")                       # 4 entries inside, counted as the one folder it is
+    with pytest.raises(InputError) as e:
+        check_output_folder(parent, overwrite=True)
+    assert str(e.value).startswith("--out: <folder> holds 1 folder that osteoplan did not write, "), str(e.value)
+    (parent / "a.txt").write_text("a")
+    (parent / "b.txt").write_text("b")
+    with pytest.raises(InputError, match="holds 2 files and 1 folder that osteoplan did not write"):
+        check_output_folder(parent, overwrite=True)
+    own = _own_folder(tmp_path / "out")                    # something added inside osteoplan's own sub-folder
+    (own / "images" / "mine.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="<folder> holds 1 entry inside osteoplan.s own sub-folders that osteoplan did not write"):
+        check_output_folder(own, overwrite=True)
+
+
+def test_safe_path_says_folder_for_a_folder(tmp_path):
+    from osteoplan.errors import safe_path
+
+    (tmp_path / "MARTIN_ALICE").mkdir()
+    (tmp_path / "MARTIN_ALICE.txt").write_text("x")
+    assert safe_path(tmp_path / "MARTIN_ALICE") == "<folder>"
+    assert safe_path(tmp_path / "MARTIN_ALICE.txt") == "<file>"
+    assert safe_path(tmp_path / "DOE_JOHN", "folder") == "<folder>"   # a folder that does not exist yet
+    assert safe_path(tmp_path / "DOE_JOHN") == "<file>"
+    assert safe_path(tmp_path / "plan.json") == "plan.json"           # generic names are shown as they were

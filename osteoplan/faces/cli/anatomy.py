@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, read_ct_from_args
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, lps_mm, read_ct_from_args
 from osteoplan.errors import InputError, safe_path
 
 
@@ -42,7 +42,7 @@ def register(sub) -> None:
     s.add_argument("ct", help="CT: DICOM folder/zip, NIfTI or NRRD")
     s.add_argument("--masks", help="provided masks: folder of NIfTI, multilabel NIfTI, .seg.nrrd, DICOM SEG or RTSTRUCT")
     add_reader_options(s)
-    s.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
+    s.add_argument("--hint-lps", type=lps_mm, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
                    "when it lies below, or disagrees with, a plausible C2 found without it")
     s.add_argument("--out", required=True, help="output folder (anatomy.json + labels.nii.gz)")
@@ -75,7 +75,7 @@ def _check_output_folder(out: Path, force: bool, flag: str = "output folder") ->
         probe = tempfile.mkdtemp(prefix=".osteoplan-probe.", dir=out.parent)
         shutil.rmtree(probe, ignore_errors=True)
     except OSError as exc:
-        raise InputError(f"Cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"Cannot write the output folder {safe_path(out, 'folder')} ({exc.strerror or type(exc).__name__}); "
                          "choose a folder you can write to.") from None
 
 
@@ -164,9 +164,9 @@ def _segment(args: argparse.Namespace) -> int:
         with step("writing"):
             summary = _save_replacing(anatomy, out) if out.exists() else anatomy.save(out)
     except OSError as exc:
-        raise InputError(f"--out: cannot write the output folder {safe_path(out)} ({exc.strerror or type(exc).__name__}); "
+        raise InputError(f"--out: cannot write the output folder {safe_path(out, 'folder')} ({exc.strerror or type(exc).__name__}); "
                          "check the free disk space and permissions.") from None
-    where = "the output folder" if safe_path(out) == "<file>" else f"{safe_path(out)}/"
+    where = "the output folder" if safe_path(out, 'folder') == "<folder>" else f"{safe_path(out)}/"
     print(f"anatomy written to {where} ({', '.join(summary.get('files', []))})")
     from osteoplan.planning.image_warnings import image_warnings
 

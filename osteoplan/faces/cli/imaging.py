@@ -58,9 +58,7 @@ def _collect_info(args) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"Input not found: {safe_path(path)}. Check the path.")
     name = path.name.lower()
-    shown = safe_path(path)
-    if shown == "<file>" and path.is_dir():
-        shown = "<folder>"  # its name is hidden (it may be a patient's name), but say what it is
+    shown = safe_path(path)  # a folder's hidden name is "<folder>" (it may be a patient's name): say what it is
     out: dict[str, Any] = {"input": shown}
     if path.is_file() and name.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr")):
         vol = _read_nifti(path) if name.endswith((".nii", ".nii.gz")) else _read_nrrd(path)
@@ -254,7 +252,7 @@ def cmd_deid(args) -> int:
     with dicom_source(args.input) as src, _pydicom_messages_without_paths():
         rep = deidentify_folder(src, args.output, key=key, date_shift_days=args.date_shift_days,
                                 overwrite=args.overwrite)
-    where = "the output folder" if rep.output == "<file>" else f"{rep.output}/"
+    where = "the output folder" if rep.output == "<folder>" else f"{rep.output}/"
     sys.stdout.write(
         f"de-identified {rep.files_written} file(s) in {rep.series} series into {where} "
         f"({rep.files_skipped} non-DICOM or unreadable file(s) skipped); verified: none of "

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from osteoplan.cliargs import add_reader_options, blame, finite_float
+from osteoplan.cliargs import add_reader_options, blame, lps_mm
 from osteoplan.errors import InputError, safe_path
 from osteoplan.faces.cli.summary import summary_text
 from osteoplan.planning.protocol_names import DEFAULT_PROTOCOL
@@ -276,7 +276,7 @@ def register(sub) -> None:
     p.add_argument("--masks", default=None, help="provided masks: folder of NIfTI, .seg.nrrd, DICOM SEG...")
     add_reader_options(p)
     p.add_argument("--out", default=None, help="output plan folder (default ./plan-out)")
-    p.add_argument("--hint-lps", nargs=3, type=finite_float, metavar=("X", "Y", "Z"), default=None,
+    p.add_argument("--hint-lps", nargs=3, type=lps_mm, metavar=("X", "Y", "Z"), default=None,
                    help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
                    "when it lies below, or disagrees with, a plausible C2 found without it")
     p.add_argument("--level", default=None, metavar="LEVEL",

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, finite_float, read_ct_from_args
+from osteoplan.cliargs import ARGUMENT_NAMES, add_reader_options, blame, lps_mm, read_ct_from_args
 from osteoplan.errors import InputError
 
 
@@ -38,7 +38,7 @@ def register(sub) -> None:
                    help="replace a CT proposal, e.g. --override collapse=under-50 (repeatable)")
     p.add_argument("--level", default="C2", help="vertebral level of the lesion (default C2)")
     add_reader_options(p)
-    p.add_argument("--hint-lps", type=finite_float, nargs=3, metavar=("X", "Y", "Z"),
+    p.add_argument("--hint-lps", type=lps_mm, nargs=3, metavar=("X", "Y", "Z"),
                    help="one point inside C2, body or dens (LPS mm): it decides the level; refused "
                    "when it lies below, or disagrees with, a plausible C2 found without it")
     p.add_argument("--no-rigidity", action="store_true", help="skip the CT rigidity analysis")

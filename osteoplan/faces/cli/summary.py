@@ -71,7 +71,7 @@ def _trajectory_lines(plan, b) -> list[str]:
     L.append(f"    {'structure':<32}{'category':<14}{'margin':>8}{'clearance':>11}  status")
     order = {"fail": 0, "hydrodissection": 1, "not_assessed": 2, "not_assessable": 2, "covered": 3, "pass": 3}
     for c in sorted(b.clearances, key=lambda c: (order.get(c.status, 2), c.structure)):
-        clr = "-" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
+        clr = "" if c.clearance_mm is None else f"{c.clearance_mm:.1f}"
         if c.clearance_mm is not None and (c.note or "").startswith("at least this much"):
             clr = ">=" + clr  # distances are computed up to a cap: a lower bound
         if c.status == "hydrodissection":
@@ -82,7 +82,9 @@ def _trajectory_lines(plan, b) -> list[str]:
         else:
             st = {"pass": "pass", "not_assessed": "not assessed (not segmented)", "covered": "covered",
                   "not_assessable": "not assessable on this CT"}.get(c.status, c.status)
-        L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr:>9}mm  {st}")
+        # no distance (not segmented / not assessable): "n/a" without a unit, its last letter under the numbers'
+        clr_col = f"{clr:>9}mm" if c.clearance_mm is not None else f"{'n/a':>9}  "
+        L.append(f"    {c.structure:<32}{c.category:<14}{c.margin_mm:>6.1f}mm{clr_col}  {st}")
     if any((c.note or "").startswith("at least this much") for c in b.clearances):
         from osteoplan.planning.fields import CAP_MM
 
