@@ -251,7 +251,11 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
     The two planes along the path (``path_oblique``, ``path_oblique_orthogonal``) are displayed as the standard
     view each is closest to (:func:`oblique_display_axes`): a near-sagittal plane with anterior left and head up,
     as the sagittal reformat and the lateral fluoroscopy; a near-coronal one with the patient's left on the image
-    right and head up; a near-axial one with anterior up; the path runs horizontally or vertically. The pedicle view (``pedicle_axial``) is centred
+    right and head up; a near-axial one with anterior up; the path runs horizontally or vertically. The view down
+    the path (``down_path``, through the target, perpendicular to the path) is displayed as the bull's-eye
+    fluoroscopy: down closest to inferior, the patient's left on the image right when the path is closer to
+    antero-posterior than to lateral, anterior left otherwise (so it may be seen from the skin or from the
+    target side, the edge letters say which directions lie where). The pedicle view (``pedicle_axial``) is centred
     half-way between the bone entry and the target (the pedicle and the vertebral body) and drawn as an
     axial image (:func:`pedicle_axial_axes`).
     """
@@ -269,7 +273,13 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
         centre = (path.skin_entry_lps_mm + tgt) / 2.0
         fov = fov_mm or max(90.0, path.length_mm + 30.0)
         if view == "down_path":
-            u, v = b, -a           # right x down = d: we look from the skin towards the target
+            # down closest to inferior, right mirrored as the bull's-eye fluoroscopy's (osteoplan.views.drr.
+            # standard_geometry): a beam closer to antero-posterior than to lateral shows the patient's left on the
+            # image right, otherwise anterior on the left, so the two end-on views are never mirror images
+            u, v = b, -a
+            frontal = abs(d[1]) >= abs(d[0])
+            if (frontal and u[0] < 0) or (not frontal and u[1] < 0):
+                u = -u
             centre = tgt
             fov = fov_mm or 60.0
         elif view in ("path_oblique", "path_oblique_orthogonal"):

@@ -165,3 +165,21 @@ def test_beads_are_where_the_geometry_says_and_oriented(bead_volume, name, view)
         ur, uc = np.argwhere(img == UP_BEAD_HU).mean(axis=0)
         results.append(lc < c - 3 and ur < r - 3)
     assert any(results), (name, view)
+
+
+@pytest.mark.parametrize("name", ["demo_anterior_c2", "sagittal_horizontal", "coronal_steep", "coronal_horizontal",
+                                  "45_left_posterior", "diagonal", "diagonal_right_anterior"])
+def test_view_down_the_path_is_shown_as_the_bullseye_fluoroscopy(name):
+    """The two end-on views of a report (the reformat down the path and the bull's-eye fluoroscopy) have the same
+    image right and down, never mirror images of each other; and a posterior approach (the vertebroplasty's)
+    shows the patient's left on the image right, head up."""
+    from osteoplan.views.drr import standard_geometry
+
+    path = _path(DIRECTIONS[name])
+    pl = view_plane("down_path", path)
+    geo = standard_geometry("bullseye", path.target_lps_mm, path_direction=path.direction)
+    np.testing.assert_allclose(pl.u, geo.detector_u, atol=1e-9)
+    np.testing.assert_allclose(pl.v, geo.detector_v, atol=1e-9)
+    np.testing.assert_allclose(abs(pl.normal @ path.direction), 1.0, atol=1e-12)   # perpendicular to the path
+    posterior = view_plane("down_path", _path((0.2, -0.95, 0.1)))   # skin posterior, needle towards anterior
+    assert posterior.u[0] > 0.9 and posterior.v[2] < -0.9
