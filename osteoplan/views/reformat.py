@@ -3,8 +3,9 @@
 Display conventions (radiological): axial and coronal images show the patient's left on the image
 right; axial images have anterior at the top; coronal and sagittal images have superior at the top;
 sagittal images have anterior on the left — the same side as the lateral simulated fluoroscopy
-(:mod:`osteoplan.views.drr`), so the two can be compared side by side. Oblique planes are labelled with
-the LPS letters of each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can
+(:mod:`osteoplan.views.drr`), so the two can be compared side by side. An oblique plane is displayed as the
+standard view it is closest to, in that view's convention (:func:`oblique_display_axes`). Oblique planes are
+labelled with the LPS letters of each image edge (e.g. ``LA``), computed from the plane's axes, so the reader can
 always orient. Every image states its orientation in words under its title
 (:func:`osteoplan.views.render.orientation_caption`, e.g. "anterior left, head up").
 
@@ -133,6 +134,81 @@ def _signed(vec: np.ndarray, *prefs: tuple[int, int]) -> np.ndarray:
     return vec
 
 
+#: LPS unit normal of each standard view's plane (the axis it is perpendicular to), for
+#: :func:`closest_standard_view`.
+STANDARD_NORMALS = {"sagittal": (1.0, 0.0, 0.0), "coronal": (0.0, 1.0, 0.0), "axial": (0.0, 0.0, 1.0)}
+
+
+def closest_standard_view(normal: np.ndarray) -> str:
+    """The standard view (``"sagittal"``, ``"coronal"`` or ``"axial"``) whose plane is closest to a plane.
+
+    Parameters
+    ----------
+    normal : (3,) array
+        Normal of the plane (LPS; any length but zero, either sign).
+
+    Returns
+    -------
+    str
+        The view whose normal makes the smallest angle with *normal* (largest ``|cos|``); on an exact tie (a plane
+        at 45° between two standard planes) the first of sagittal, coronal, axial.
+
+    Raises
+    ------
+    InputError
+        A zero normal.
+    """
+    n = np.abs(_unit(normal))
+    return ("sagittal", "coronal", "axial")[int(np.argmax(n))]
+
+
+def oblique_display_axes(e1: np.ndarray, e2: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Image axes (u right, v down) of an oblique plane spanned by two perpendicular unit vectors, displayed as the
+    standard view it is closest to.
+
+    The image axes are the plane's own axes, ``±e1`` and ``±e2`` (a path along ``e1`` stays horizontal or
+    vertical, the geometry is exact): only which of them runs across the image and their signs are chosen. The
+    general rule: the plane is shown as the standard view it is closest to (:func:`closest_standard_view`), in
+    that view's display convention (:data:`STANDARD_AXES`): near-sagittal, anterior left and head up (as the
+    sagittal reformat and the lateral fluoroscopy); near-coronal, the patient's left on the image right and head
+    up; near-axial, anterior up and the patient's left on the image right. The axis running across the image is
+    the one that best matches the standard view's right and down together (largest ``|e_i . right| +
+    |e_j . down|``), and each sign makes its match positive. So the image's right and down have positive dot
+    products with that standard view's right and down, and a radiologist can compare the oblique image side by
+    side with the standard one without a mirror. These are never zero for the closest view: a zero would need an
+    axis of the plane or its normal along the standard view's normal, and the plane would then be closer to
+    another standard view.
+
+    Parameters
+    ----------
+    e1, e2 : (3,) arrays
+        Perpendicular unit LPS vectors spanning the plane (e.g. the path direction and :func:`path_plane_axes`'s
+        ``a`` or ``b``).
+
+    Returns
+    -------
+    (u, v, view)
+        ``u`` the LPS direction of image right, ``v`` of image down (each ``±e1`` or ``±e2``) and the name of the
+        standard view the image is displayed as. The edge letters are computed from ``u`` and ``v``
+        (:func:`osteoplan.views.render.draw_orientation`), so they stay true.
+
+    Raises
+    ------
+    InputError
+        *e1* and *e2* are zero or parallel.
+    """
+    e1, e2 = _unit(e1), _unit(e2)
+    view = closest_standard_view(np.cross(e1, e2))
+    right, down = (np.asarray(x, float) for x in STANDARD_AXES[view])
+    if abs(e1 @ right) + abs(e2 @ down) >= abs(e2 @ right) + abs(e1 @ down):
+        u, v = e1, e2
+    else:
+        u, v = e2, e1
+    u = u if u @ right >= 0 else -u
+    v = v if v @ down >= 0 else -v
+    return u, v, view
+
+
 def pedicle_axial_axes(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Image axes (u right, v down) of the axial plane tilted to contain a path.
 
@@ -172,9 +248,14 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
 
     Notes
     -----
-    Planes along the path draw a steep path (|d_S| >= 0.7) vertically with inferior down, otherwise
-    horizontally with the patient's left to the right; the other image axis follows the same rules
-    (radiological display, as the axial/coronal views). The pedicle view (``pedicle_axial``) is centred
+    The two planes along the path (``path_oblique``, ``path_oblique_orthogonal``) are displayed as the standard
+    view each is closest to (:func:`oblique_display_axes`): a near-sagittal plane with anterior left and head up,
+    as the sagittal reformat and the lateral fluoroscopy; a near-coronal one with the patient's left on the image
+    right and head up; a near-axial one with anterior up; the path runs horizontally or vertically. The view down
+    the path (``down_path``, through the target, perpendicular to the path) is displayed as the bull's-eye
+    fluoroscopy: down closest to inferior, the patient's left on the image right when the path is closer to
+    antero-posterior than to lateral, anterior left otherwise (so it may be seen from the skin or from the
+    target side, the edge letters say which directions lie where). The pedicle view (``pedicle_axial``) is centred
     half-way between the bone entry and the target (the pedicle and the vertebral body) and drawn as an
     axial image (:func:`pedicle_axial_axes`).
     """
@@ -192,15 +273,17 @@ def view_plane(view: str, path: PathSpec, fov_mm: float | None = None, pixel_mm:
         centre = (path.skin_entry_lps_mm + tgt) / 2.0
         fov = fov_mm or max(90.0, path.length_mm + 30.0)
         if view == "down_path":
-            u, v = b, -a           # right x down = d: we look from the skin towards the target
+            # down closest to inferior, right mirrored as the bull's-eye fluoroscopy's (osteoplan.views.drr.
+            # standard_geometry): a beam closer to antero-posterior than to lateral shows the patient's left on the
+            # image right, otherwise anterior on the left, so the two end-on views are never mirror images
+            u, v = b, -a
+            frontal = abs(d[1]) >= abs(d[0])
+            if (frontal and u[0] < 0) or (not frontal and u[1] < 0):
+                u = -u
             centre = tgt
             fov = fov_mm or 60.0
         elif view in ("path_oblique", "path_oblique_orthogonal"):
-            w = a if view == "path_oblique" else b
-            if abs(d[2]) >= 0.7:   # steep path: drawn vertically, inferior down
-                v, u = _signed(d, (2, -1)), _signed(w, (0, 1), (1, 1))
-            else:                  # mostly horizontal path: drawn horizontally, patient left to the right
-                u, v = _signed(d, (0, 1), (1, 1)), _signed(w, (2, -1), (1, 1))
+            u, v, _ = oblique_display_axes(d, a if view == "path_oblique" else b)
         else:
             raise InputError(f"Unknown view '{view}'; choose one of {', '.join(REFORMAT_VIEWS + PEDICLE_VIEWS)}.")
     n = int(round(fov / pixel_mm))

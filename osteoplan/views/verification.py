@@ -22,9 +22,9 @@ Simulated fluoroscopy (:func:`verification_drr_figure`): digitally reconstructed
 air outside), AP, lateral and bull's-eye down the planned path, with the plan and the instrument projected
 by the same C-arm geometry.
 
-Display rules of :mod:`osteoplan.views.reformat` and :mod:`osteoplan.views.drr`: a steep path is drawn
-vertically with the head up, frontal views with the patient's left on the image right, lateral views with
-anterior on the image left.
+Display rules of :mod:`osteoplan.views.reformat` and :mod:`osteoplan.views.drr`: frontal views with the patient's
+left on the image right, lateral views with anterior on the image left; a panel along the instrument is displayed
+as the standard view its plane is closest to (:func:`osteoplan.views.reformat.oblique_display_axes`).
 
 The page (:func:`verification_html`) is self-contained HTML (images embedded) laid out for A4, printed to
 PDF by :func:`osteoplan.export.report.html_to_pdf` (WeasyPrint) like the plan report.
@@ -37,7 +37,7 @@ import numpy as np
 from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
 from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame
 from osteoplan.views.i18n import agree, covering_words, structure_label, t
-from osteoplan.views.reformat import Plane, _signed, _unit, path_plane_axes
+from osteoplan.views.reformat import Plane, _signed, _unit, oblique_display_axes, path_plane_axes
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
                                     new_figure, nice_length, orientation_caption, window)
 
@@ -62,15 +62,6 @@ def _sample_control(control: Volume, planning_from_control: np.ndarray, plane: P
     return control.sample(pts @ M[:3, :3].T + M[:3, 3], order=1, fill_hu=AIR_HU)
 
 
-def _along(d: np.ndarray, w: np.ndarray, centre: np.ndarray, fov_mm: float, pixel_mm: float) -> Plane:
-    if abs(d[2]) >= 0.7:  # steep: vertical, inferior down (head up), other axis towards the patient's left
-        v, u = _signed(d, (2, -1)), _signed(w, (0, 1), (1, 1))
-    else:
-        u, v = _signed(d, (0, 1), (1, 1)), _signed(w, (2, -1), (1, 1))
-    n = int(round(fov_mm / pixel_mm))
-    return Plane(np.asarray(centre, float), _unit(u), _unit(v), n, n, pixel_mm)
-
-
 def _shown_points(result: dict, skin_entry_lps_mm, target_lps_mm) -> np.ndarray:
     """The points the panels along the instrument and the fluoroscopy views must show (LPS mm, (n, 3)): the
     planned skin entry and target, the instrument's rear end and tip, and the predicted tip when there is one."""
@@ -90,10 +81,8 @@ def _framed(anchor: np.ndarray, u: np.ndarray, v: np.ndarray, points: np.ndarray
 
 
 def _along(d: np.ndarray, w: np.ndarray, anchor: np.ndarray, points: np.ndarray, pixel_mm: float) -> Plane:
-    if abs(d[2]) >= 0.7:  # steep: vertical, inferior down (head up), other axis towards the patient's left
-        v, u = _signed(d, (2, -1)), _signed(w, (0, 1), (1, 1))
-    else:
-        u, v = _signed(d, (0, 1), (1, 1)), _signed(w, (2, -1), (1, 1))
+    # displayed as the standard view the plane is closest to, as the plan's path planes
+    u, v, _ = oblique_display_axes(d, w)
     return _framed(np.asarray(anchor, float), u, v, points, ALONG_MIN_FOV_MM, pixel_mm)
 
 
