@@ -59,7 +59,8 @@ def test_damaged_gzip(tmp_path, nii_bytes):
     whole[100:116] = b"\xff" * 16  # the deflate stream near the NIfTI header (nibabel fails there)
     p = tmp_path / f"{PATIENT}.nii.gz"
     p.write_bytes(bytes(whole))
-    assert _message(p).startswith("a damaged gzip file (its data or checksum is wrong)")
+    assert _message(p).startswith("a damaged gzip file (its data or checksum is wrong, so its voxel values cannot "
+                                  "be trusted)")
 
 
 def test_gzip_of_something_else(tmp_path):
@@ -87,3 +88,40 @@ def test_nrrd_that_is_not_nrrd_says_so(tmp_path):
         read_volume(p)
     assert str(e.value) == ("Cannot read NRRD <file>: not an NRRD file (no NRRD header): give the CT as a DICOM "
                             "folder or zip, a NIfTI (.nii/.nii.gz) or an NRRD file.")
+
+
+def test_a_nifti_gz_damaged_inside_is_refused_not_read_with_wrong_voxels(tmp_path):
+    """nibabel stops at the last voxel and never checks the gzip trailer: a one-byte change inside the compressed
+    data inflated without error into wrong voxel values in most trials. Every such copy is refused, and the sound
+    file still reads to the same voxels."""
+    import gzip
+
+    import nibabel as nib
+
+    from osteoplan.errors import CorruptFileError
+    from osteoplan.imaging import read_volume
+
+    rng = np.random.default_rng(5)
+    arr = (rng.normal(0, 400, (24, 32, 32))).astype(np.int16)
+    good = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(arr, np.diag([0.8, 0.8, 1.5, 1.0])), str(good))
+    ref = read_volume(good).array
+    raw = good.read_bytes()
+    silent_before = 0
+    for trial in range(12):
+        b = bytearray(raw)
+        pos = int(rng.integers(len(b) // 4, 3 * len(b) // 4))
+        b[pos] ^= 0xFF
+        bad = tmp_path / f"bad{trial}.nii.gz"
+        bad.write_bytes(bytes(b))
+        try:  # what nibabel alone does (the reason for the check)
+            wrong = np.asarray(nib.load(str(bad)).dataobj)
+            silent_before += int(not np.array_equal(wrong, np.asarray(nib.load(str(good)).dataobj)))
+        except Exception:
+            pass
+        with pytest.raises(CorruptFileError, match="damaged gzip file .* voxel values cannot be trusted"):
+            read_volume(bad)
+    assert silent_before >= 1  # the danger is real on this data: nibabel returned different voxels silently
+    np.testing.assert_array_equal(read_volume(good).array, ref)
+    with gzip.open(good, "rb") as f:  # and the sound file passes the same full-stream check
+        assert len(f.read()) > 348
