@@ -87,6 +87,21 @@ class MaskGrid:
 # ------------------------------------------------------------------------------------- geometry
 
 
+
+def _gzip_problem(p: Path) -> str | None:
+    """What is wrong with a gzip-compressed mask whose stream fails its checksum, else None: nibabel would read it
+    with wrong voxels (:func:`osteoplan.imaging.io.gzip_stream_problem`), and a wrong mask could make a structure
+    look clear."""
+    from osteoplan.imaging.io import gzip_stream_problem
+
+    try:
+        with open(p, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+    except OSError:
+        return None  # the reader says what is wrong with a file it cannot open
+    return gzip_stream_problem(p, "the mask") if gz else None
+
+
 def _ct_bounds(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     K, J, I = volume.shape
     corners = np.array([[a, b, c] for a in (-0.5, K - 0.5) for b in (-0.5, J - 0.5) for c in (-0.5, I - 0.5)])
@@ -444,6 +459,9 @@ def load_nifti_file(path: str | Path, volume: Volume, label_table: Any = None, l
     p = Path(path)
     warnings = warnings if warnings is not None else []
     lm = labelmap if labelmap is not None else LabelMap(volume)
+    bad = _gzip_problem(p) if _img is None else None
+    if bad is not None:
+        raise CorruptFileError(f"Cannot read the mask {_display(p)}: {bad}.")
     try:
         img = _img if _img is not None else nib.load(str(p))
         grid = _nifti_to_grid(img, _display(p))
@@ -545,13 +563,19 @@ def load_nifti_folder(folder: str | Path, volume: Volume, labelmap: LabelMap | N
             skipped_unknown.append(_stem(f))
             continue
         named = canonical_name(_stem(f)) is not None
+        bad = _gzip_problem(f)  # a stream failing its checksum: unreadable like a truncated file, never loaded
         try:
+            if bad is not None:
+                raise CorruptFileError(bad)
             orig = nib.load(str(f))
             data = np.asanyarray(orig.dataobj)  # read once (scaled); nibabel does not cache proxies
             img = nib.Nifti1Image(data, orig.affine) if isinstance(orig, nib.Nifti1Image) else orig
         except Exception as exc:
             if named:
                 # a mask the user gave for a planning structure must not silently become "not assessed"
+                if bad is not None:
+                    raise CorruptFileError(f"Cannot read the mask {_display(f)}: {bad}, or remove it from the "
+                                           "folder.") from None
                 raise CorruptFileError(f"Cannot read the mask {_display(f)} ({type(exc).__name__}: truncated or "
                                        "damaged file?); re-copy or re-export it, or remove it from the folder.") from None
             warnings.append(f"{_display(f)} could not be read (truncated or damaged?) and was skipped.")

@@ -112,6 +112,13 @@ def deidentify_nifti(src: Path, dst: Path) -> None:
     from osteoplan.atomic import atomic_file
     from osteoplan.errors import DeidentificationError, InputError
 
+    from osteoplan.imaging.io import gzip_stream_problem
+
+    with open(src, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    bad = gzip_stream_problem(src) if gz else None
+    if bad is not None:  # a copy damaged in transfer would be re-written as a sound file with wrong voxels
+        raise InputError(f"The uploaded NIfTI file cannot be used: {bad}.")
     try:
         img = nib.load(str(src))
         data = img.dataobj

@@ -251,7 +251,7 @@ def nifti_problem(p: str | os.PathLike) -> str:
             "variant): export the CT again as NIfTI-1 (.nii.gz) or give the DICOM series")
 
 
-def gzip_stream_problem(p: str | os.PathLike) -> str | None:
+def gzip_stream_problem(p: str | os.PathLike, what: str = "the CT") -> str | None:
     """Whether a gzip-compressed file decompresses whole with its checksum (CRC-32 and length) right.
 
     nibabel reads a ``.nii.gz`` only as far as the image's last voxel and never reaches the gzip trailer, so a copy
@@ -264,6 +264,8 @@ def gzip_stream_problem(p: str | os.PathLike) -> str | None:
     ----------
     p : path-like
         A file that starts with the gzip magic bytes (``1f 8b``).
+    what : str
+        What the file is, for the advice ("copy or export *what* again").
 
     Returns
     -------
@@ -278,10 +280,10 @@ def gzip_stream_problem(p: str | os.PathLike) -> str | None:
             while f.read(1 << 22):
                 pass
     except EOFError:
-        return "a truncated gzip file (the copy stopped before its end): copy or export the CT again"
+        return f"a truncated gzip file (the copy stopped before its end): copy or export {what} again"
     except (gzip.BadGzipFile, zlib.error, OSError):
-        return ("a damaged gzip file (its data or checksum is wrong, so its voxel values cannot be trusted): copy "
-                "or export the CT again")
+        return (f"a damaged gzip file (its data or checksum is wrong, so its voxel values cannot be trusted): copy "
+                f"or export {what} again")
     return None
 
 

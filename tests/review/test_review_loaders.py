@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from osteoplan.anatomy.loaders import load_masks
+from osteoplan.anatomy.loaders import load_masks, load_nifti_file
 from osteoplan.errors import CorruptFileError, MaskError
 from osteoplan.imaging import Volume, axis_aligned_affine
 
@@ -68,3 +68,29 @@ def test_folder_of_damaged_masks_says_so(ct, tmp_path):
     # silently have become "not assessed")
     with pytest.raises(CorruptFileError, match="Cannot read the mask spinal_cord.nii.gz"):
         load_masks(d, ct)
+
+
+def test_mask_damaged_inside_its_gzip_stream_is_refused(ct, tmp_path):
+    """A mask whose compressed data is damaged past the header inflates without error in nibabel (it never reads
+    the gzip trailer) into a WRONG mask, which could make a structure look clear: it is refused, folder or file."""
+    import gzip
+
+    rng = np.random.default_rng(2)
+    cord = rng.random(SHAPE) > 0.5
+    d = tmp_path / "masks"
+    d.mkdir()
+    good = _save(ct, tmp_path / "spinal_cord.nii.gz", cord)
+    raw = gzip.compress(gzip.decompress(good.read_bytes()), 9)  # one deflate stream, data well past the header
+    refused = 0
+    for trial in range(8):
+        b = bytearray(raw)
+        b[len(b) // 2 + trial] ^= 0xFF
+        (d / "spinal_cord.nii.gz").write_bytes(bytes(b))
+        with pytest.raises(CorruptFileError, match="Cannot read the mask spinal_cord.nii.gz: a damaged gzip file"):
+            load_masks(d, ct)
+        with pytest.raises(CorruptFileError, match="a damaged gzip file"):
+            load_nifti_file(d / "spinal_cord.nii.gz", ct)
+        refused += 1
+    assert refused == 8
+    (d / "spinal_cord.nii.gz").write_bytes(raw)  # the sound stream still loads, to the same mask
+    assert np.array_equal(load_masks(d, ct).get("spinal_cord"), cord)

@@ -397,6 +397,17 @@ def test_nifti_deidentification_removes_header_text(tmp_path):
     out = nib.load(str(dst))
     assert np.array_equal(np.asarray(out.dataobj), arr) and np.allclose(out.affine, aff)
     assert len(out.header.extensions) == 0 and bytes(out.header["descrip"]).strip(b"\0") == b""
+    # an upload damaged inside its gzip stream (nibabel would inflate it into wrong voxels and de-identification
+    # would re-write them as a sound file) is refused, and nothing is written
+    from osteoplan.errors import InputError
+
+    whole = bytearray(gzip.compress(gzip.decompress(src.read_bytes()), 9))
+    whole[len(whole) - 20] ^= 0xFF  # inside the deflate data, after the header
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(bytes(whole))
+    with pytest.raises(InputError, match="cannot be used: a damaged gzip file"):
+        deidentify_nifti(bad, tmp_path / "bad-deid.nii.gz")
+    assert not (tmp_path / "bad-deid.nii.gz").exists()
 
 
 def test_pdf_link_and_download(engine, client_for, backend_name):
