@@ -1070,6 +1070,11 @@ STRINGS.update({
     "procedure_c2-dens-screw": {"en": "C2 dens screw fixation", "fr": "Vissage de l'odontoïde (C2)"},
     "procedure_vertebroplasty": {"en": "Vertebroplasty", "fr": "Vertébroplastie"},
     "procedure_c2-cementoplasty": {"en": "C2 cementoplasty", "fr": "Cimentoplastie de C2"},
+    # the technique's route (protocol ``route``), named in the report title beside the procedure
+    "route_anterior": {"en": "anterior route", "fr": "voie antérieure"},
+    "route_lateral": {"en": "lateral-cervical route", "fr": "voie latérocervicale"},
+    "route_transpedicular": {"en": "transpedicular route", "fr": "voie transpédiculaire"},
+    "route_parapedicular": {"en": "parapedicular route", "fr": "voie parapédiculaire"},
     "level": {"en": "Level", "fr": "Niveau"},
     "levels": {"en": "Level(s)", "fr": "Niveau(x)"},
     "needle": {"en": "Needle", "fr": "Aiguille"},
