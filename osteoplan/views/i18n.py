@@ -1187,6 +1187,8 @@ STRINGS.update({
 _PATTERNS_FR.extend([
     (r"covered by the spinal-canal clearance \(the bony canal contains the cord\)",
      "couverte par la distance au canal rachidien (le canal osseux contient la moelle)", ()),  # the cord's note
+    (r"the vertebral artery's bony canal \(foramen transversarium\), segmented on the CT",
+     "canal osseux de l'artère vertébrale (foramen transversaire), segmenté sur le scanner", ()),  # the canal's note
     (r"assessed by its bony canal \(foramen transversarium\), not the vessel",
      "évaluée par son canal osseux (foramen transversaire), pas par le vaisseau", ()),
     # plan warnings (osteoplan.planning.planner.make_plan): structures covered without being segmented
