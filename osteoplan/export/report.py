@@ -279,8 +279,24 @@ def procedure_title(plan: Any, lang: str = "en") -> str:
     label = t(f"procedure_{proc}", lang) if proc else ""
     if label == f"procedure {proc}".replace("_", " "):  # not in the table: the name as the plan gives it
         label = str(proc)
+    route = _protocol_route(getattr(plan, "protocol_name", None))
+    if route and f"route_{route}" in STRINGS:  # the route, so two routes to one procedure are told apart
+        label = f"{label}, {t(f'route_{route}', lang)}"
     level = getattr(plan, "level", None)
     return " — ".join(x for x in (label, level) if x)
+
+
+def _protocol_route(name: str | None) -> str | None:
+    """The route of the shipped protocol *name* (``route`` of its file), or None when it cannot be loaded (a plan
+    made with a protocol file that is not shipped: the title then names the procedure only)."""
+    if not name:
+        return None
+    from osteoplan.planning.protocol import load_protocol
+
+    try:
+        return load_protocol(name).route
+    except Exception:  # noqa: BLE001 - any unknown or unreadable protocol: no route in the title, never a failure
+        return None
 
 
 def leak_alerts(plan: Any, lang: str = "en") -> list[str]:

@@ -1070,6 +1070,11 @@ STRINGS.update({
     "procedure_c2-dens-screw": {"en": "C2 dens screw fixation", "fr": "Vissage de l'odontoïde (C2)"},
     "procedure_vertebroplasty": {"en": "Vertebroplasty", "fr": "Vertébroplastie"},
     "procedure_c2-cementoplasty": {"en": "C2 cementoplasty", "fr": "Cimentoplastie de C2"},
+    # the technique's route (protocol ``route``), named in the report title beside the procedure
+    "route_anterior": {"en": "anterior route", "fr": "voie antérieure"},
+    "route_lateral": {"en": "lateral-cervical route", "fr": "voie latérocervicale"},
+    "route_transpedicular": {"en": "transpedicular route", "fr": "voie transpédiculaire"},
+    "route_parapedicular": {"en": "parapedicular route", "fr": "voie parapédiculaire"},
     "level": {"en": "Level", "fr": "Niveau"},
     "levels": {"en": "Level(s)", "fr": "Niveau(x)"},
     "needle": {"en": "Needle", "fr": "Aiguille"},
@@ -1182,6 +1187,8 @@ STRINGS.update({
 _PATTERNS_FR.extend([
     (r"covered by the spinal-canal clearance \(the bony canal contains the cord\)",
      "couverte par la distance au canal rachidien (le canal osseux contient la moelle)", ()),  # the cord's note
+    (r"the vertebral artery's bony canal \(foramen transversarium\), segmented on the CT",
+     "canal osseux de l'artère vertébrale (foramen transversaire), segmenté sur le scanner", ()),  # the canal's note
     (r"assessed by its bony canal \(foramen transversarium\), not the vessel",
      "évaluée par son canal osseux (foramen transversaire), pas par le vaisseau", ()),
     # plan warnings (osteoplan.planning.planner.make_plan): structures covered without being segmented

@@ -246,3 +246,17 @@ def test_tip_rows_show_the_screw_against_the_dens(plan, lang, no):
     assert rows[t("tip_below_apex", lang)] == "10.0 mm" and rows[t("angle_to_dens_axis", lang)] == "31.8 °"
     assert rows[t("bone_entry_above_corner", lang)] == "4.2 mm" and t("tip_to_cortex", lang) not in rows
     assert rows[t("thread_crosses_waist", lang)] == no
+
+
+@pytest.mark.parametrize("protocol,en,fr", [
+    ("c2-dens-lateral", "C2 dens screw fixation, lateral-cervical route — C2",
+     "Vissage de l'odontoïde (C2), voie latérocervicale — C2"),
+    ("c2-dens-anterior", "C2 dens screw fixation, anterior route — C2", "Vissage de l'odontoïde (C2), voie antérieure — C2"),
+    ("/nowhere/own-protocol.toml", "C2 dens screw fixation — C2", "Vissage de l'odontoïde (C2) — C2")])
+def test_report_title_names_the_route(plan, protocol, en, fr):
+    """The two dens-screw protocols are two routes: the title says which (a reviewer could not tell a lateral plan
+    from the anterior technique); a protocol file that is not shipped gives the procedure alone, never an error."""
+    from osteoplan.export.report import procedure_title
+
+    p = plan.model_copy(update={"protocol_name": protocol, "procedure": "c2-dens-screw", "level": "C2"})
+    assert procedure_title(p, "en") == en and procedure_title(p, "fr") == fr

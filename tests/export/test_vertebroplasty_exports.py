@@ -37,8 +37,12 @@ def test_report_says_procedure_levels_needles_and_the_breached_wall(plan_and_vol
     plan, _ = plan_and_volume
     html = build_report_html(plan, {}, lang=lang, case_label="vp1")
     text = _text(html)
-    title = "Vertebroplasty — L1-L2" if lang == "en" else "Vertébroplastie — L1-L2"
-    assert title in text
+    from osteoplan.planning.protocol import load_protocol
+
+    route = {"transpedicular": ("transpedicular route", "voie transpédiculaire"),
+             "parapedicular": ("parapedicular route", "voie parapédiculaire")}[load_protocol(plan.protocol_name).route]
+    title = (f"Vertebroplasty, {route[0]} — L1-L2" if lang == "en" else f"Vertébroplastie, {route[1]} — L1-L2")
+    assert title in text  # the procedure, its route (two routes to one procedure are told apart) and the levels
     # per needle: level/side, gauge, pedicle grade and wall, tip position
     assert ("Needle 1 (L1 left)" if lang == "en" else "Aiguille 1 (L1 gauche)") in text
     assert ("Needle 2 (L2 right)" if lang == "en" else "Aiguille 2 (L2 droite)") in text

@@ -193,3 +193,16 @@ def test_plan_warnings_name_structures_in_both_languages():
     # a sentence with no list of structures is left as written
     other = "Gantry tilt 70.0 deg is beyond the scanner limit (30.0 deg): follow the path on oblique reformats."
     assert translate_text(other, "en") == other
+
+
+def test_the_canal_clearance_note_is_french_in_french_reports():
+    """The note the planner gives a measured vertebral-artery canal row stayed English in the French report
+    (seen on CThead's right canal)."""
+    import inspect
+
+    from osteoplan.planning import planner
+    from osteoplan.views.i18n import translate_text
+
+    note = "the vertebral artery's bony canal (foramen transversarium), segmented on the CT"
+    assert note in inspect.getsource(planner)  # the sentence the planner really writes
+    assert translate_text(note, "fr") == "canal osseux de l'artère vertébrale (foramen transversaire), segmenté sur le scanner"
