@@ -132,3 +132,40 @@ def test_pipeline_measures_the_actual_line_and_says_how(l1):
     # a plan without a structure covered by containment: nothing measured, the result keeps its shape
     plain = SimpleNamespace(level="L1", clearances=(), containment_entry_skip_mm=SKIP_MM)
     assert _actual_containment(plain, masks, vol, inst, rear, R_NEEDLE_MM, MARGIN_MM, 0.0) is None
+
+
+def test_text_and_page_say_it_en_fr(l1):
+    """verify's text and page (en + fr): the covered row with its figure and how it was known; a line leaving the
+    bone in the headline, the row and the page's attention line."""
+    from osteoplan.faces.cli.verify import report_text
+    from osteoplan.verification.deviation import deviation_figures
+    from osteoplan.views.verification import verification_html
+    from tests.verification.test_withdraw_carm_names_cover import _page_text, _result
+
+    vol, m = l1
+    traj = SimpleNamespace(level="L1", clearances=(_covered("aorta"),), containment_entry_skip_mm=SKIP_MM)
+    for case in ("inside", "breach"):
+        if case == "inside":
+            rear, tip = _inside_line()
+        else:
+            _, _, rear, tip = _breach_line()
+        d = (tip - rear) / np.linalg.norm(tip - rear)
+        c = _actual_containment(traj, {"vertebrae_L1": m}, vol, SimpleNamespace(tip_lps_mm=tip, direction_unit=d),
+                                rear, R_NEEDLE_MM, MARGIN_MM, 0.0)
+        rows = line_clearances(traj.clearances, {}, {}, vol.affine, vol.spacing_mm, (rear, tip), R_NEEDLE_MM,
+                               containment=c)
+        f = deviation_figures(rear, rear + 3 * d, tip, tip, d)
+        res = {**_result(f, rows), "containment": c}
+        text = report_text(res)
+        en = _page_text(verification_html(res, b"", lang="en"))
+        fr = _page_text(verification_html(res, b"", lang="fr"))
+        assert "the planner's containment measured on the instrument's actual line" in text
+        if case == "inside":
+            assert "covered by containment (measured on the actual line: 2.6 mm inside the bone)" in text
+            assert "covered by containment (measured on the actual line: 2.6 mm inside the bone)" in en
+            assert "couverte par le confinement (mesuré sur la ligne réelle\u00a0: 2,6 mm dans l'os)" in fr
+            assert "NEEDS ATTENTION" not in text
+        else:
+            head = "NOT CLEAR: the instrument leaves the bone: aorta not segmented, cannot be said clear"
+            assert head in text.splitlines()[1] and head in en
+            assert "NON DÉGAGÉE\u00a0: l'instrument sort de l'os\u00a0: aorte non segmentée, ne peut être dite dégagée" in fr
