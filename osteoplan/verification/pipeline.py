@@ -121,7 +121,7 @@ def _actual_containment(trajectory: Any, masks: dict, planning: Volume, inst: In
                entry_skip_mm=round(skip, 2), tip_skip_mm=float(skip_tip_mm), radius_mm=round(float(radius_mm), 3),
                contained=bool(r["min_margin_mm"] is not None and r["min_margin_mm"] >= margin_mm - 1e-9),
                method=("the planner's containment measured on the instrument's actual line in the registered control: "
-                       f"smallest depth inside the {bone} mask of the planning CT minus the instrument radius, from "
+                       f"smallest depth inside the mask of vertebra {level} on the planning CT minus the instrument radius, from "
                        "where the actual line enters the bone (from the skin side; the plan's entry skip excluded) "
                        "to its tip"))
     return out

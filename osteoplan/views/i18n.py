@@ -1255,10 +1255,10 @@ STRINGS.update({
         "fr_fp": "NON DÉGAGÉES : l'instrument sort de l'os : {s} non segmentées, ne peuvent être dites dégagées"},
     "verify_containment": {"en": "Containment in bone (actual line)", "fr": "Confinement dans l'os (ligne réelle)"},
     "verify_containment_value": {
-        "en": "{mm} mm inside {bone} (required {need:.1f} mm; from the bone entry, {skip:.1f} mm excluded, to the "
-              "tip; planning CT mask)",
-        "fr": "{mm} mm dans {bone} ({need:.1f} mm requis ; de l'entrée osseuse, {skip:.1f} mm exclus, à la "
-              "pointe ; masque du scanner de planification)"},
+        "en": "{mm} mm inside vertebra {level} (negative: outside; required {need:.1f} mm; from the bone entry, "
+              "{skip:.1f} mm excluded, to the tip; planning CT mask)",
+        "fr": "{mm} mm dans la vertèbre {level} (négatif : hors de l'os ; {need:.1f} mm requis ; de l'entrée "
+              "osseuse, {skip:.1f} mm exclus, à la pointe ; masque du scanner de planification)"},
     "verify_containment_not_measured": {"en": "not measured on the actual line: {why}",
                                         "fr": "non mesuré sur la ligne réelle : {why}"},
 })

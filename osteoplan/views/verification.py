@@ -496,7 +496,7 @@ def _containment_rows(result: dict, lang: str) -> list[tuple[str, str]]:
         return [(t("verify_containment", lang), t("verify_containment_not_measured", lang).format(why=c["reason"]))]
     m = c["min_margin_mm"]
     return [(t("verify_containment", lang), t("verify_containment_value", lang).format(
-        bone=structure_label(c["bone"], lang), mm="—" if m is None else f"{m:.1f}", need=c["margin_mm"],
+        level=c["bone"].replace("vertebrae_", ""), mm="—" if m is None else f"{m:.1f}", need=c["margin_mm"],
         skip=c["entry_skip_mm"]))]
 
 
