@@ -12,9 +12,10 @@ by trilinear interpolation) over the samples between the tip (the protocol's ``c
 and the bone entry (the plan's ``containment_entry_skip_mm`` excluded), minus the instrument radius. One difference,
 on purpose: the kernel marches from the target back to the FIRST point where the depth crosses zero and calls it
 the bone entry (the search's entry rule then refuses a path that leaves and re-enters the bone); here there is no
-entry rule, so the bone entry is where the actual line first enters the bone coming FROM THE SKIN side. A line that
-breaches a pedicle wall and re-enters the body is then measured over its whole course in bone, breach included
-(negative depth), and is not reported as contained.
+entry rule, so the bone entry is where the actual line enters the bone coming FROM THE SKIN side, at the level of
+the planned bone entry (see ``planned_bone_entry_lps_mm``). A line that breaches a pedicle wall and re-enters the
+body is then measured over its whole course in bone, breach included (negative depth), and is not reported as
+contained.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ STEP_MM = 0.25
 
 def line_containment_mm(bone_mask: np.ndarray, affine: np.ndarray, spacing_mm, rear_lps_mm, tip_lps_mm,
                         radius_mm: float, *, entry_skip_mm: float, tip_skip_mm: float = 0.0,
-                        step_mm: float = STEP_MM) -> dict:
+                        planned_bone_entry_lps_mm=None, step_mm: float = STEP_MM) -> dict:
     """Containment of the instrument on the line *rear* -> *tip* in *bone_mask* (see module docstring).
 
     Parameters
@@ -49,6 +50,12 @@ def line_containment_mm(bone_mask: np.ndarray, affine: np.ndarray, spacing_mm, r
     entry_skip_mm, tip_skip_mm : float
         Lengths after the bone entry and before the tip excluded (the plan's ``containment_entry_skip_mm`` and the
         protocol's ``containment_skip_tip_mm``).
+    planned_bone_entry_lps_mm : (3,), optional
+        The plan's bone entry. Given, the bone entry of the actual line is taken at the level of the planned one: the
+        start of the run inside the bone that holds the actual line's point level with it, or, when that point is
+        outside, the first entry after it (bone the line crosses before, e.g. a posterior element, then a gap, is
+        not counted, as the plan did not count it); later exits from the bone all count. Without it: the first
+        entry from *rear*.
     step_mm : float
         Sample step, mm.
 
@@ -77,9 +84,14 @@ def line_containment_mm(bone_mask: np.ndarray, affine: np.ndarray, spacing_mm, r
     inside = dep > 0
     out = {"tip_inside": bool(inside[-1]), "min_margin_mm": None, "bone_entry_lps_mm": None,
            "length_in_bone_mm": None, "min_at_mm_from_tip": None}
-    if not inside.any():
+    q0 = 0
+    if planned_bone_entry_lps_mm is not None:
+        q0 = int(np.argmin(np.abs(s - float((np.asarray(planned_bone_entry_lps_mm, float) - rear) @ d))))
+        while q0 > 0 and inside[q0] and inside[q0 - 1]:  # back to the start of the run holding it
+            q0 -= 1
+    if not inside[q0:].any():
         return out
-    q = int(np.argmax(inside))  # first sample inside, from the skin side
+    q = q0 + int(np.argmax(inside[q0:]))  # first sample inside, from the skin side (from q0)
     if q == 0:
         s_entry = 0.0
     else:  # the zero crossing between the samples, linear (as the kernel)

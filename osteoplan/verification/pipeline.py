@@ -115,15 +115,15 @@ def _actual_containment(trajectory: Any, masks: dict, planning: Volume, inst: In
     rear = tip + ((np.asarray(skin_entry_lps_mm, float) - tip) @ da) * da  # the actual axis, level with the skin entry
     skip = float(getattr(trajectory, "containment_entry_skip_mm", 0.0) or 0.0)
     r = line_containment_mm(m, planning.affine, planning.spacing_mm, rear, tip, radius_mm, entry_skip_mm=skip,
-                            tip_skip_mm=skip_tip_mm)
+                            tip_skip_mm=skip_tip_mm, planned_bone_entry_lps_mm=trajectory.bone_entry_lps_mm)
     out.update(measured=True, min_margin_mm=r["min_margin_mm"], bone_entry_lps_mm=r["bone_entry_lps_mm"],
                length_in_bone_mm=r["length_in_bone_mm"], min_at_mm_from_tip=r["min_at_mm_from_tip"],
                entry_skip_mm=round(skip, 2), tip_skip_mm=float(skip_tip_mm), radius_mm=round(float(radius_mm), 3),
                contained=bool(r["min_margin_mm"] is not None and r["min_margin_mm"] >= margin_mm - 1e-9),
                method=("the planner's containment measured on the instrument's actual line in the registered control: "
                        f"smallest depth inside the mask of vertebra {level} on the planning CT minus the instrument radius, from "
-                       "where the actual line enters the bone (from the skin side; the plan's entry skip excluded) "
-                       "to its tip"))
+                       "where the actual line enters the bone (from the skin side, at the level of the planned "
+                       "bone entry; the plan's entry skip excluded) to its tip"))
     return out
 
 

@@ -77,10 +77,28 @@ def test_needle_inside_the_body_is_covered_with_the_hand_computed_margin(l1):
     assert containment_status(rows[1], "fr").startswith("couvert par le confinement")
 
 
+def test_bone_crossed_before_the_planned_entry_is_not_counted(l1):
+    """A separate piece of the same bone's mask crossed before the planned bone entry, then a gap (as a posterior
+    element may be): measured from the planned entry's level it changes nothing (2.61 mm, as the plan counts it);
+    from the first entry it would count the gap (outside the bone)."""
+    vol, m = l1
+    rear, tip = _inside_line()
+    m2 = m.copy()
+    k, j, i = np.round(vol.world_to_index(np.array([30.0, BODY_C[1], 0.0]))).astype(int)
+    m2[k - 2:k + 3, j - 2:j + 3, i - 2:i + 3] = True  # a 5 mm cube centred at x = 30, 8 mm outside the body
+    at_plan = line_containment_mm(m2, vol.affine, vol.spacing_mm, rear, tip, R_NEEDLE_MM, entry_skip_mm=SKIP_MM,
+                                  planned_bone_entry_lps_mm=(20.0, BODY_C[1], 0.0))
+    assert at_plan["min_margin_mm"] == pytest.approx(np.hypot(4.5, 1.0) - 0.5 - R_NEEDLE_MM, abs=0.02)
+    first = line_containment_mm(m2, vol.affine, vol.spacing_mm, rear, tip, R_NEEDLE_MM, entry_skip_mm=SKIP_MM)
+    assert first["bone_entry_lps_mm"][0] == pytest.approx(32.5, abs=0.01)
+    assert first["min_margin_mm"] < 0  # the gap between x = 27.5 and 20.5
+
+
 def test_needle_leaving_the_pedicle_laterally_is_not_clear(l1):
     vol, m = l1
     entry, d, rear, tip = _breach_line()
-    r = line_containment_mm(m, vol.affine, vol.spacing_mm, rear, tip, R_NEEDLE_MM, entry_skip_mm=SKIP_MM)
+    r = line_containment_mm(m, vol.affine, vol.spacing_mm, rear, tip, R_NEEDLE_MM, entry_skip_mm=SKIP_MM,
+                            planned_bone_entry_lps_mm=entry)
     # at y = 6 (behind the body's posterior wall y = 4, in front of the lamina y > 14) the only bone is the pedicle:
     # there the needle axis lies 5.70 mm from the pedicle's axis (hand: x 15.63 vs 9.80, times cos 12 deg), i.e.
     # 1.70 mm outside its 4 mm radius; the mask's half-voxel surface is within 0.5 mm of the true surface
@@ -114,7 +132,8 @@ def test_needle_leaving_the_pedicle_laterally_is_not_clear(l1):
 def test_pipeline_measures_the_actual_line_and_says_how(l1):
     vol, m = l1
     rear, tip = _inside_line()
-    traj = SimpleNamespace(level="L1", clearances=(_covered("aorta"),), containment_entry_skip_mm=SKIP_MM)
+    traj = SimpleNamespace(level="L1", clearances=(_covered("aorta"),), containment_entry_skip_mm=SKIP_MM,
+                           bone_entry_lps_mm=(20.0, BODY_C[1], 0.0))
     inst = SimpleNamespace(tip_lps_mm=tip, direction_unit=(tip - rear) / np.linalg.norm(tip - rear))
     masks = {"vertebrae_L1": m}
     c = _actual_containment(traj, masks, vol, inst, rear, R_NEEDLE_MM, MARGIN_MM, 0.0)
@@ -130,7 +149,7 @@ def test_pipeline_measures_the_actual_line_and_says_how(l1):
                           containment=c1)[0]
     assert row["status"] == "not_assessed" and "not segmented" in row["note"]
     # a plan without a structure covered by containment: nothing measured, the result keeps its shape
-    plain = SimpleNamespace(level="L1", clearances=(), containment_entry_skip_mm=SKIP_MM)
+    plain = SimpleNamespace(level="L1", clearances=(), containment_entry_skip_mm=SKIP_MM, bone_entry_lps_mm=rear)
     assert _actual_containment(plain, masks, vol, inst, rear, R_NEEDLE_MM, MARGIN_MM, 0.0) is None
 
 
@@ -143,12 +162,14 @@ def test_text_and_page_say_it_en_fr(l1):
     from tests.verification.test_withdraw_carm_names_cover import _page_text, _result
 
     vol, m = l1
-    traj = SimpleNamespace(level="L1", clearances=(_covered("aorta"),), containment_entry_skip_mm=SKIP_MM)
     for case in ("inside", "breach"):
         if case == "inside":
             rear, tip = _inside_line()
+            be = (20.0, BODY_C[1], 0.0)
         else:
-            _, _, rear, tip = _breach_line()
+            be, _, rear, tip = _breach_line()
+        traj = SimpleNamespace(level="L1", clearances=(_covered("aorta"),), containment_entry_skip_mm=SKIP_MM,
+                               bone_entry_lps_mm=be)
         d = (tip - rear) / np.linalg.norm(tip - rear)
         c = _actual_containment(traj, {"vertebrae_L1": m}, vol, SimpleNamespace(tip_lps_mm=tip, direction_unit=d),
                                 rear, R_NEEDLE_MM, MARGIN_MM, 0.0)
