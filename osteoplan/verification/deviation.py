@@ -375,7 +375,8 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
                 why = "" if containment is None or not containment.get("reason") else f" ({containment['reason']})"
                 row.update(actual_clearance_mm=None, status="not_assessed",
                            note="covered in the plan (" + ((getattr(c, "note", None) or "").split(";")[-1].strip()
-                                                           or "see the plan") + "); not re-measured on the control CT" + why)
+                                                           or "see the plan")
+                                + "); not re-measured on the control CT" + why)
             else:  # the covering rule is applied below, once every structure of the line is measured
                 row.update(actual_clearance_mm=None, status="not_assessed",
                            note="no mask of this structure in the plan folder: not assessed, never reported as clear")

@@ -57,7 +57,8 @@ def attention_summary(clearances: list[dict]) -> dict:
     dict
         ``needs_attention`` (bool), ``crosses`` and ``inside_margin`` (lists of ``{structure, clearance_mm,
         margin_mm}``), ``not_clear`` (list of ``{structure, covered_by}``, ``covered_by`` = ``"containment"`` for
-        a structure the plan counted covered by containment when the actual instrument leaves the bone; present only when not empty, so that
+        a structure the plan counted covered by containment when the actual instrument leaves the bone; present
+        only when not empty, so that
         results without one keep their shape), ``headline`` (English, structures by their names
         (:func:`osteoplan.planning.verdict.structure_name`), empty when nothing needs attention). ``verify`` has no exit code
         for this (its exit codes are 0 measured / 2 not measurable / 1 internal error): it is said, not coded.
@@ -121,7 +122,8 @@ def _actual_containment(trajectory: Any, masks: dict, planning: Volume, inst: In
                entry_skip_mm=round(skip, 2), tip_skip_mm=float(skip_tip_mm), radius_mm=round(float(radius_mm), 3),
                contained=bool(r["min_margin_mm"] is not None and r["min_margin_mm"] >= margin_mm - 1e-9),
                method=("the planner's containment measured on the instrument's actual line in the registered control: "
-                       f"smallest depth inside the mask of vertebra {level} on the planning CT minus the instrument radius, from "
+                       f"smallest depth inside the mask of vertebra {level} on the planning CT minus the instrument "
+                       "radius, from "
                        "where the actual line enters the bone (from the skin side, at the level of the planned "
                        "bone entry; the plan's entry skip excluded) to its tip"))
     return out

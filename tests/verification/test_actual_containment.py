@@ -103,7 +103,8 @@ def test_needle_leaving_the_pedicle_laterally_is_not_clear(l1):
     # there the needle axis lies 5.70 mm from the pedicle's axis (hand: x 15.63 vs 9.80, times cos 12 deg), i.e.
     # 1.70 mm outside its 4 mm radius; the mask's half-voxel surface is within 0.5 mm of the true surface
     s6 = (entry[1] - 6.0) / abs(d[1])
-    ax_pt = np.array([PED_X, CANAL_C[1], 0.0]) + pedicle_axis("left") * ((CANAL_C[1] - 6.0) / abs(pedicle_axis("left")[1]))
+    pax = pedicle_axis("left")
+    ax_pt = np.array([PED_X, CANAL_C[1], 0.0]) + pax * ((CANAL_C[1] - 6.0) / abs(pax[1]))
     off = entry + s6 * d - ax_pt
     perp = np.linalg.norm(off - (off @ pedicle_axis("left")) * pedicle_axis("left"))
     assert perp == pytest.approx(5.70, abs=0.02)
@@ -190,3 +191,13 @@ def test_text_and_page_say_it_en_fr(l1):
             head = "NOT CLEAR: the instrument leaves the bone: aorta not segmented, cannot be said clear"
             assert head in text.splitlines()[1] and head in en
             assert "NON DÉGAGÉE\u00a0: l'instrument sort de l'os\u00a0: aorte non segmentée, ne peut être dite dégagée" in fr
+
+
+def test_cli_reads_the_margin_from_the_protocol_the_plan_names():
+    """The CLI passes the plan's protocol's containment margin (vertebroplasty-transpedicular.toml: 0.5 mm, tip skip
+    0); a protocol that cannot be loaded gives nothing (the rows then stay not assessed, with the reason)."""
+    from osteoplan.faces.cli.verify import _containment_rule
+
+    assert _containment_rule(SimpleNamespace(protocol_name="vertebroplasty-transpedicular")) == {
+        "containment_margin_mm": 0.5, "containment_skip_tip_mm": 0.0}
+    assert _containment_rule(SimpleNamespace(protocol_name="no-such-protocol")) == {}

@@ -103,7 +103,8 @@ def report_text(res: dict) -> str:
     cont = res.get("containment")
     if cont is not None:
         if cont.get("measured"):
-            L.append(f"  containment in vertebra {cont['bone'].replace('vertebrae_', '')} (how the structures covered by containment "
+            level = cont["bone"].replace("vertebrae_", "")
+            L.append(f"  containment in vertebra {level} (how the structures covered by containment "
                      f"were known): {cont['method']}; bone entry LPS {_fmt(cont['bone_entry_lps_mm'])} mm, "
                      f"entry skip {cont['entry_skip_mm']:.1f} mm, tip skip {cont['tip_skip_mm']:.1f} mm, "
                      f"margin required {cont['margin_mm']:.1f} mm")
