@@ -312,7 +312,8 @@ def deviation_figures(skin_entry_lps_mm, bone_entry_lps_mm, target_lps_mm, tip_l
 
 
 def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarray, spacing_mm, segment_lps_mm,
-                    radius_mm: float, c2_mask: np.ndarray | None = None) -> list[dict]:
+                    radius_mm: float, c2_mask: np.ndarray | None = None,
+                    containment: dict | None = None) -> list[dict]:
     """Clearance of the actual line to every structure the plan checked (see module docstring).
 
     Parameters
@@ -327,6 +328,12 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
         Instrument radius.
     c2_mask : bool (K, J, I), optional
         Checks of the plan's ``skin_to_bone`` segment are measured only outside it (as the planner does).
+    containment : dict, optional
+        The containment measured on the actual line (``verify_control``'s ``containment``: ``min_margin_mm``,
+        ``margin_mm``, ``measured``, ``reason``). A structure the plan counted as covered by containment (not
+        segmented) is then ``covered`` (``covered_by`` = ``"containment"``, ``containment_mm`` the figure) when
+        the actual line stays inside the bone by the margin, ``not_clear`` when it does not; without it (or when
+        it could not be measured) it stays ``not_assessed``, with the reason.
 
     Returns
     -------
@@ -359,11 +366,17 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
                                                 and (getattr(c, "note", None) or "").startswith("at least"))}
         if m is None or not np.any(m):
             no_mask.add(name)
-            if getattr(c, "status", None) == "covered" and COVERED_BY.get(name) is None:
+            if (getattr(c, "status", None) == "covered" and COVERED_BY.get(name) is None
+                    and containment is not None and containment.get("measured")
+                    and "covered by containment" in (getattr(c, "note", None) or "")):
+                row.update(containment_row(name, containment))
+            elif getattr(c, "status", None) == "covered" and COVERED_BY.get(name) is None:
                 # covered in the plan by something the actual line does not measure (containment in bone)
+                why = "" if containment is None or not containment.get("reason") else f" ({containment['reason']})"
                 row.update(actual_clearance_mm=None, status="not_assessed",
                            note="covered in the plan (" + ((getattr(c, "note", None) or "").split(";")[-1].strip()
-                                                           or "see the plan") + "); not re-measured on the control CT")
+                                                           or "see the plan")
+                                + "); not re-measured on the control CT" + why)
             else:  # the covering rule is applied below, once every structure of the line is measured
                 row.update(actual_clearance_mm=None, status="not_assessed",
                            note="no mask of this structure in the plan folder: not assessed, never reported as clear")
@@ -385,6 +398,27 @@ def line_clearances(planned_checks, masks: dict, sources: dict, affine: np.ndarr
         rows.append(row)
     _cover_rows(rows, no_mask)
     return rows
+
+
+def containment_row(name: str, containment: dict) -> dict:
+    """The status of a structure the plan counted as covered by containment, from the containment measured on the
+    actual line (see :func:`line_clearances`): ``covered`` when ``min_margin_mm >= margin_mm`` (the planner's test,
+    :func:`osteoplan.planning.planner._checks`), else ``not_clear``; ``covered_by`` = ``"containment"``."""
+    m, need = containment.get("min_margin_mm"), float(containment["margin_mm"])
+    base = {"actual_clearance_mm": None, "covered_by": "containment", "containment_mm": m,
+            "containment_margin_mm": need}
+    if m is not None and m >= need - 1e-9:
+        return {**base, "status": "covered",
+                "note": f"covered by containment (measured on the actual line: {m:.1f} mm inside the bone)"}
+    if m is None:
+        how = "the actual line never enters the bone"
+    elif m >= 0:
+        how = f"measured on the actual line: {m:.1f} mm inside the bone, {need:.1f} mm required"
+    else:
+        how = f"measured on the actual line: the instrument surface lies {-m:.1f} mm outside the bone"
+    return {**base, "status": "not_clear",
+            "note": (f"the instrument leaves the bone: {structure_name(name)} not segmented, cannot be said clear "
+                     f"({how})")}
 
 
 def _cover_rows(rows: list[dict], no_mask: set[str]) -> None:

@@ -56,7 +56,9 @@ def attention_summary(clearances: list[dict]) -> dict:
     -------
     dict
         ``needs_attention`` (bool), ``crosses`` and ``inside_margin`` (lists of ``{structure, clearance_mm,
-        margin_mm}``), ``not_clear`` (list of ``{structure, covered_by}``; present only when not empty, so that
+        margin_mm}``), ``not_clear`` (list of ``{structure, covered_by}``, ``covered_by`` = ``"containment"`` for
+        a structure the plan counted covered by containment when the actual instrument leaves the bone; present
+        only when not empty, so that
         results without one keep their shape), ``headline`` (English, structures by their names
         (:func:`osteoplan.planning.verdict.structure_name`), empty when nothing needs attention). ``verify`` has no exit code
         for this (its exit codes are 0 measured / 2 not measurable / 1 internal error): it is said, not coded.
@@ -75,9 +77,14 @@ def attention_summary(clearances: list[dict]) -> dict:
     if inside:
         parts.append("the instrument line is INSIDE THE MARGIN of " + ", ".join(
             f"{structure_name(r['structure'])} ({r['clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)" for r in inside))
-    if not_clear:
+    inside_other = [r for r in not_clear if r["covered_by"] != "containment"]
+    by_cont = [r for r in not_clear if r["covered_by"] == "containment"]
+    if inside_other:
         parts.append("NOT CLEAR: " + ", ".join(
-            f"{structure_name(r['structure'])} (inside the {structure_name(r['covered_by'])})" for r in not_clear))
+            f"{structure_name(r['structure'])} (inside the {structure_name(r['covered_by'])})" for r in inside_other))
+    if by_cont:  # the plan counted them covered by containment; the actual instrument leaves the bone
+        parts.append("NOT CLEAR: the instrument leaves the bone: " + ", ".join(
+            structure_name(r["structure"]) for r in by_cont) + " not segmented, cannot be said clear")
     out = {"needs_attention": bool(parts), "crosses": crosses, "inside_margin": inside,
            "headline": ("NEEDS ATTENTION: " + "; ".join(parts)) if parts else ""}
     if not_clear:
@@ -85,10 +92,48 @@ def attention_summary(clearances: list[dict]) -> dict:
     return out
 
 
+def _actual_containment(trajectory: Any, masks: dict, planning: Volume, inst: Instrument, skin_entry_lps_mm,
+                        radius_mm: float, margin_mm: float | None, skip_tip_mm: float) -> dict | None:
+    """The containment of the actual line in the target bone, when the plan counted a structure as covered by
+    containment (else None): ``measured``, ``reason`` (why not measured), ``min_margin_mm``, ``margin_mm``,
+    ``bone``, ``bone_entry_lps_mm``, ``entry_skip_mm``, ``tip_skip_mm``, ``radius_mm``, ``method``."""
+    from osteoplan.verification.containment import line_containment_mm
+
+    if not any(getattr(c, "status", None) == "covered" and "covered by containment" in (getattr(c, "note", None) or "")
+               for c in getattr(trajectory, "clearances", ())):
+        return None
+    level = getattr(trajectory, "level", None)
+    bone = f"vertebrae_{level}" if level else None
+    out: dict = {"measured": False, "reason": None, "bone": bone, "margin_mm": margin_mm}
+    m = masks.get(bone) if bone else None
+    if margin_mm is None:
+        out["reason"] = "the protocol's containment margin is not known here"
+        return out
+    if m is None or not np.any(m):
+        out["reason"] = "the target bone is not segmented in the plan folder"
+        return out
+    tip, da = np.asarray(inst.tip_lps_mm, float), np.asarray(inst.direction_unit, float)
+    rear = tip + ((np.asarray(skin_entry_lps_mm, float) - tip) @ da) * da  # the actual axis, level with the skin entry
+    skip = float(getattr(trajectory, "containment_entry_skip_mm", 0.0) or 0.0)
+    r = line_containment_mm(m, planning.affine, planning.spacing_mm, rear, tip, radius_mm, entry_skip_mm=skip,
+                            tip_skip_mm=skip_tip_mm, planned_bone_entry_lps_mm=trajectory.bone_entry_lps_mm)
+    out.update(measured=True, min_margin_mm=r["min_margin_mm"], bone_entry_lps_mm=r["bone_entry_lps_mm"],
+               length_in_bone_mm=r["length_in_bone_mm"], min_at_mm_from_tip=r["min_at_mm_from_tip"],
+               entry_skip_mm=round(skip, 2), tip_skip_mm=float(skip_tip_mm), radius_mm=round(float(radius_mm), 3),
+               contained=bool(r["min_margin_mm"] is not None and r["min_margin_mm"] >= margin_mm - 1e-9),
+               method=("the planner's containment measured on the instrument's actual line in the registered control: "
+                       f"smallest depth inside the mask of vertebra {level} on the planning CT minus the instrument "
+                       "radius, from "
+                       "where the actual line enters the bone (from the skin side, at the level of the planned "
+                       "bone entry; the plan's entry skip excluded) to its tip"))
+    return out
+
+
 def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks: dict[str, np.ndarray] | None = None,
                    sources: dict[str, str] | None = None, stage: str = "pin", instrument_number: int | None = None,
                    registration_kwargs: dict | None = None, detection_kwargs: dict | None = None,
-                   max_tip_uncertainty_mm: float = 1.0) -> dict:
+                   max_tip_uncertainty_mm: float = 1.0, containment_margin_mm: float | None = None,
+                   containment_skip_tip_mm: float = 0.0) -> dict:
     """Check a control CT against a planned trajectory.
 
     Parameters
@@ -113,6 +158,12 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
     max_tip_uncertainty_mm : float
         A stated tip uncertainty above this adds a note asking to check the tip on the images (configurable
         default: the issue's worst-case tip error, 1 mm; no published source).
+    containment_margin_mm, containment_skip_tip_mm : float, optional
+        The plan's protocol's containment margin and tip skip (``Protocol.implant()``). When the plan counted
+        structures as covered by containment, the containment is measured on the actual line
+        (:func:`~osteoplan.verification.containment.line_containment_mm`, in the target bone
+        ``vertebrae_<level>`` of the plan's masks, the plan's ``containment_entry_skip_mm``) and decides them
+        (``containment`` in the result); without the margin they stay not assessed, with the reason.
 
     Returns
     -------
@@ -175,8 +226,12 @@ def verify_control(trajectory: Any, planning: Volume, control: Volume, *, masks:
         radius = r_plan if r_plan else inst.diameter_mm / 2.0
     c2 = masks.get("vertebrae_C2")
     seg = fig.pop("segment_lps_mm")
+    cont = _actual_containment(trajectory, masks, planning, inst, e, radius, containment_margin_mm,
+                               containment_skip_tip_mm)
     fig["clearances"] = line_clearances(getattr(trajectory, "clearances", ()), masks, sources, planning.affine,
-                                        planning.spacing_mm, seg, radius, c2_mask=c2)
+                                        planning.spacing_mm, seg, radius, c2_mask=c2, containment=cont)
+    if cont is not None:
+        fig["containment"] = cont
     fig["clearance_line"] = {"from_lps_mm": seg[0], "to_lps_mm": seg[1], "radius_mm": round(radius, 2),
                              "radius_source": "the plan's screw" if (stage == "screw" and screw is not None)
                              else ("the plan's instrument radius" if r_plan else "estimated from the image")}

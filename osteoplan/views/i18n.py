@@ -1247,6 +1247,27 @@ STRINGS.update({
     "verify_attention_not_clear": {"en": "NOT CLEAR: {s}", "fr": "NON DÉGAGÉ : {s}", "fr_f": "NON DÉGAGÉE : {s}",
                                    "fr_mp": "NON DÉGAGÉS : {s}", "fr_fp": "NON DÉGAGÉES : {s}"},
     "verify_inside": {"en": "inside {by}", "fr": "dans {by}"},
+    # a structure the plan counted covered by containment, decided by the containment of the ACTUAL line
+    "verify_status_covered_containment": {
+        "en": "covered by containment (measured on the actual line: {mm:.1f} mm inside the bone)",
+        "fr": "couvert par le confinement (mesuré sur la ligne réelle : {mm:.1f} mm dans l'os)",
+        "fr_f": "couverte par le confinement (mesuré sur la ligne réelle : {mm:.1f} mm dans l'os)",
+        "fr_mp": "couverts par le confinement (mesuré sur la ligne réelle : {mm:.1f} mm dans l'os)",
+        "fr_fp": "couvertes par le confinement (mesuré sur la ligne réelle : {mm:.1f} mm dans l'os)"},
+    "verify_status_leaves_bone": {
+        "en": "NOT CLEAR: the instrument leaves the bone: {s} not segmented, cannot be said clear",
+        "fr": "NON DÉGAGÉ : l'instrument sort de l'os : {s} non segmenté, ne peut être dit dégagé",
+        "fr_f": "NON DÉGAGÉE : l'instrument sort de l'os : {s} non segmentée, ne peut être dite dégagée",
+        "fr_mp": "NON DÉGAGÉS : l'instrument sort de l'os : {s} non segmentés, ne peuvent être dits dégagés",
+        "fr_fp": "NON DÉGAGÉES : l'instrument sort de l'os : {s} non segmentées, ne peuvent être dites dégagées"},
+    "verify_containment": {"en": "Containment in bone (actual line)", "fr": "Confinement dans l'os (ligne réelle)"},
+    "verify_containment_value": {
+        "en": "{mm} mm inside vertebra {level} (negative: outside; required {need:.1f} mm; from the bone entry, "
+              "{skip:.1f} mm excluded, to the tip; planning CT mask)",
+        "fr": "{mm} mm dans la vertèbre {level} (négatif : hors de l'os ; {need:.1f} mm requis ; de l'entrée "
+              "osseuse, {skip:.1f} mm exclus, à la pointe ; masque du scanner de planification)"},
+    "verify_containment_not_measured": {"en": "not measured on the actual line: {why}",
+                                        "fr": "non mesuré sur la ligne réelle : {why}"},
 })
 
 # osteoplan verify: a tip beyond the target depth is withdrawn first; the C-arm view down the corrected line

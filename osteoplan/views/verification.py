@@ -478,6 +478,28 @@ def _note(note: str, result: dict, lang: str) -> str:
     return note
 
 
+def containment_status(row: dict, lang: str = "en") -> str:
+    """The status words of a structure the plan counted as covered by containment, decided on the control by the
+    containment measured on the actual line (``row['covered_by'] == "containment"``, see
+    :func:`osteoplan.verification.deviation.containment_row`); French agrees with the structure's name."""
+    if row["status"] == "covered":
+        return agree("verify_status_covered_containment", lang, row["structure"]).format(mm=row["containment_mm"])
+    return agree("verify_status_leaves_bone", lang, row["structure"]).format(s=structure_label(row["structure"], lang))
+
+
+def _containment_rows(result: dict, lang: str) -> list[tuple[str, str]]:
+    """How the structures covered by containment were known on the control (``result['containment']``)."""
+    c = result.get("containment")
+    if c is None:
+        return []
+    if not c.get("measured"):
+        return [(t("verify_containment", lang), t("verify_containment_not_measured", lang).format(why=c["reason"]))]
+    m = c["min_margin_mm"]
+    return [(t("verify_containment", lang), t("verify_containment_value", lang).format(
+        level=c["bone"].replace("vertebrae_", ""), mm="—" if m is None else f"{m:.1f}", need=c["margin_mm"],
+        skip=c["entry_skip_mm"]))]
+
+
 def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
     """(label, value) rows of the figures table, in *lang* (numbers from *result*, nothing recomputed)."""
     def vec(v):
@@ -516,6 +538,7 @@ def verification_rows(result: dict, lang: str = "en") -> list[tuple[str, str]]:
                  (t("verify_postop_angle", lang), f"{p['angle_error_deg']:.1f}°"),
                  (t("verify_breach", lang), (f"{p['max_breach_mm']:.1f} mm, grade {p['grade']}" if p.get("grade")
                                              else agree("status_not_assessed", lang, gender="f")))]  # l'effraction
+    rows += _containment_rows(result, lang)
     return rows
 
 
@@ -561,6 +584,8 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
 
     def st(r):  # a covered (or not clear) structure names what contains it, in the report's words; French: the
         # status agrees with the structure's name ("artère ... NON ÉVALUÉE", "moelle couverte par ...")
+        if r.get("covered_by") == "containment":
+            return containment_status(r, lang)
         if r["status"] == "covered" and r.get("covered_by"):
             return agree("status_covered_by", lang, r["structure"]).format(by=covering_words(r["covered_by"], lang))
         if r["status"] == "not_clear":
@@ -592,7 +617,11 @@ def verification_html(result: dict, png: bytes, title: str | None = None, *, lan
         att.append(t("verify_attention_margin", lang).format(s=", ".join(
             f"{structure_label(r['structure'], lang)} ({r['actual_clearance_mm']:.1f} mm < {r['margin_mm']:.1f} mm)"
             for r in inside)))
-    not_clear = [r for r in rows_c if r.get("status") == "not_clear"]
+    not_clear = [r for r in rows_c if r.get("status") == "not_clear" and r.get("covered_by") != "containment"]
+    by_cont = [r for r in rows_c if r.get("status") == "not_clear" and r.get("covered_by") == "containment"]
+    if by_cont:  # the plan counted them covered by containment; the actual instrument leaves the bone
+        att.append(agree("verify_status_leaves_bone", lang, [r["structure"] for r in by_cont]).format(
+            s=", ".join(structure_label(r["structure"], lang) for r in by_cont)))
     if not_clear:
         att.append(agree("verify_attention_not_clear", lang, [r["structure"] for r in not_clear]).format(s=", ".join(
             f"{structure_label(r['structure'], lang)} ({t('verify_inside', lang).format(by=covering_words(r.get('covered_by') or '', lang))})"

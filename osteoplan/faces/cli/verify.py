@@ -25,6 +25,7 @@ def report_text(res: dict) -> str:
     """Plain-text summary of :func:`osteoplan.verification.verify_control`'s result (structures by the names
     the report and the web pages give them, :func:`osteoplan.views.i18n.structure_label`)."""
     from osteoplan.views.i18n import covering_words, structure_label, t
+    from osteoplan.views.verification import containment_status
 
     L = [f"VERIFY ({res['stage']}): tip {res['tip_to_plan_mm']:.1f} mm from the planned path, "
          f"{res['angle_to_plan_deg']:.1f} deg off it"]
@@ -82,7 +83,9 @@ def report_text(res: dict) -> str:
             p = ">=" + p
         st = {"pass": "pass", "inside_margin": "INSIDE MARGIN", "crosses": "CROSSES",
               "not_assessed": "not assessed", "covered": "covered"}.get(row["status"], row["status"])
-        if row["status"] == "covered" and row.get("covered_by"):
+        if row.get("covered_by") == "containment":
+            st = containment_status(row)
+        elif row["status"] == "covered" and row.get("covered_by"):
             st = t("status_covered_by").format(by=covering_words(row["covered_by"]))
         elif row["status"] == "not_clear":
             st = t("verify_status_not_clear").format(by=covering_words(row.get("covered_by") or ""))
@@ -97,9 +100,32 @@ def report_text(res: dict) -> str:
                      + f"; grade {p['grade']} ({p['grade_source']})")
         else:
             L.append(f"  breach: {p.get('breach_note', 'not assessed')}")
+    cont = res.get("containment")
+    if cont is not None:
+        if cont.get("measured"):
+            level = cont["bone"].replace("vertebrae_", "")
+            L.append(f"  containment in vertebra {level} (how the structures covered by containment "
+                     f"were known): {cont['method']}; bone entry LPS {_fmt(cont['bone_entry_lps_mm'])} mm, "
+                     f"entry skip {cont['entry_skip_mm']:.1f} mm, tip skip {cont['tip_skip_mm']:.1f} mm, "
+                     f"margin required {cont['margin_mm']:.1f} mm")
+        else:
+            L.append(f"  containment not measured on the actual line: {cont['reason']}")
     for n in res.get("notes", []):
         L.append(f"  note: {n}")
     return "\n".join(L)
+
+
+def _containment_rule(plan) -> dict:
+    """The plan's protocol's containment margin and tip skip (for the structures the plan counted covered by
+    containment), or nothing when the protocol the plan names cannot be loaded (they then stay not assessed)."""
+    try:
+        from osteoplan.planning.protocol import load_protocol
+
+        imp = load_protocol(plan.protocol_name).implant()
+        return {"containment_margin_mm": float(imp.containment_margin_mm),
+                "containment_skip_tip_mm": float(imp.containment_skip_tip_mm)}
+    except Exception:  # noqa: BLE001 - an unknown or old protocol: not assessed, said in the row
+        return {}
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -121,9 +147,10 @@ def _verify(args: argparse.Namespace) -> int:
         control = read_volume_from_args(args.control_ct, args)
     masks = {n: lm.get(n) for n in lm.names()} if lm is not None else {}
     sources = dict(lm.sources) if lm is not None else {}
+    cont_kw = _containment_rule(plan)
     with step("registering, finding the instrument, measuring"):
         res = verify_control(plan.best, volume, control, masks=masks, sources=sources, stage=args.stage,
-                             instrument_number=args.instrument)
+                             instrument_number=args.instrument, **cont_kw)
     if args.out:
         from osteoplan.atomic import atomic_write_bytes, atomic_write_text
 
