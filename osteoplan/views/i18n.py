@@ -1187,6 +1187,11 @@ STRINGS.update({
 _PATTERNS_FR.extend([
     (r"covered by the spinal-canal clearance \(the bony canal contains the cord\)",
      "couverte par la distance au canal rachidien (le canal osseux contient la moelle)", ()),  # the cord's note
+    # why verify could not measure the containment on the instrument's actual line (osteoplan.verification.pipeline)
+    (r"the protocol's containment margin is not known here",
+     "la marge de confinement du protocole n'est pas connue ici", ()),
+    (r"the target bone is not segmented in the plan folder",
+     "l'os cible n'est pas segmenté dans le dossier du plan", ()),
     (r"the vertebral artery's bony canal \(foramen transversarium\), segmented on the CT",
      "canal osseux de l'artère vertébrale (foramen transversaire), segmenté sur le scanner", ()),  # the canal's note
     (r"assessed by its bony canal \(foramen transversarium\), not the vessel",

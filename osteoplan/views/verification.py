@@ -36,7 +36,7 @@ import numpy as np
 
 from osteoplan.imaging.volume import AIR_HU, Volume, axis_aligned_affine
 from osteoplan.views.geometry import PATH_MARGIN_MM, fit_square_frame
-from osteoplan.views.i18n import agree, covering_words, structure_label, t
+from osteoplan.views.i18n import agree, covering_words, structure_label, t, translate_text
 from osteoplan.views.reformat import Plane, _signed, _unit, oblique_display_axes, path_plane_axes
 from osteoplan.views.render import (DEFAULT_WINDOW_HU, LETTER_GUTTER_IN, draw_orientation, draw_scale_bar, figure_png,
                                     new_figure, nice_length, orientation_caption, window)
@@ -493,7 +493,8 @@ def _containment_rows(result: dict, lang: str) -> list[tuple[str, str]]:
     if c is None:
         return []
     if not c.get("measured"):
-        return [(t("verify_containment", lang), t("verify_containment_not_measured", lang).format(why=c["reason"]))]
+        return [(t("verify_containment", lang),
+                 t("verify_containment_not_measured", lang).format(why=translate_text(c["reason"], lang)))]
     m = c["min_margin_mm"]
     return [(t("verify_containment", lang), t("verify_containment_value", lang).format(
         level=c["bone"].replace("vertebrae_", ""), mm="—" if m is None else f"{m:.1f}", need=c["margin_mm"],

@@ -146,6 +146,10 @@ def test_pipeline_measures_the_actual_line_and_says_how(l1):
     assert not c0["measured"] and "margin" in c0["reason"]
     c1 = _actual_containment(traj, {}, vol, inst, rear, R_NEEDLE_MM, MARGIN_MM, 0.0)
     assert not c1["measured"] and "not segmented" in c1["reason"]
+    # the page says why in the page's language (the reasons stayed English on the French page)
+    for c_ in (c0, c1):
+        fr = _containment_rows({"containment": c_}, "fr")[0][1]
+        assert c_["reason"] not in fr and ("marge" in fr or "segmenté" in fr), fr
     row = line_clearances(traj.clearances, {}, {}, vol.affine, vol.spacing_mm, (rear, tip), R_NEEDLE_MM,
                           containment=c1)[0]
     assert row["status"] == "not_assessed" and "not segmented" in row["note"]
