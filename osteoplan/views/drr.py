@@ -148,6 +148,8 @@ def _raycast(mu, src_idx, pix_idx, step_idx_per_mm, step_mm):  # pragma: no cove
     K, J, I = mu.shape
     nr, nc = pix_idx.shape[0], pix_idx.shape[1]
     out = np.zeros((nr, nc), dtype=np.float32)
+    lo = (-0.5, -0.5, -0.5)
+    hi = (K - 0.5, J - 0.5, I - 0.5)
     for r in numba.prange(nr):
         for c in range(nc):
             # ray from source to pixel in index space: p(t) = s + t (q - s), t in [0, 1]
@@ -155,26 +157,7 @@ def _raycast(mu, src_idx, pix_idx, step_idx_per_mm, step_mm):  # pragma: no cove
             d1 = pix_idx[r, c, 1] - src_idx[1]
             d2 = pix_idx[r, c, 2] - src_idx[2]
             # clip t to the volume box [-0.5, n - 0.5] (slab method)
-            t0 = 0.0
-            t1 = 1.0
-            for a in range(3):
-                da = d0 if a == 0 else (d1 if a == 1 else d2)
-                sa = src_idx[a]
-                n = K if a == 0 else (J if a == 1 else I)
-                lo = -0.5
-                hi = n - 0.5
-                if abs(da) < 1e-12:
-                    if sa < lo or sa > hi:
-                        t0 = 2.0
-                else:
-                    ta = (lo - sa) / da
-                    tb = (hi - sa) / da
-                    if ta > tb:
-                        ta, tb = tb, ta
-                    if ta > t0:
-                        t0 = ta
-                    if tb < t1:
-                        t1 = tb
+            t0, t1 = _clip_to_box((d0, d1, d2), src_idx, lo, hi, 0.0, 1.0)
             if t1 <= t0:
                 continue
             # length of the whole ray in mm, from the index-space direction and per-axis spacing
