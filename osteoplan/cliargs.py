@@ -53,26 +53,25 @@ def tcp_port(text: str) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (a count or a 1-based number as the messages show them)."""
+def _whole_number(text: str, lowest: int) -> int:
+    """*text* as a whole number >= *lowest*, else an argparse usage error saying the range."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: '{text}' (a whole number from 1)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a whole number from 1 is needed, not {value}")
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}' (a whole number from {lowest})") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"a whole number from {lowest} is needed, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count or a 1-based number as the messages show them)."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0 (a count that may be zero, e.g. retries)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: '{text}' (a whole number from 0)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a whole number from 0 is needed, not {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def _cli_wording_table() -> tuple[tuple[str, str], ...]:
