@@ -30,16 +30,9 @@ from osteoplan.views.render import LETTER_GUTTER_IN, POINT_KINDS, draw_scale_bar
 @pytest.fixture(scope="module")
 def case():
     """A neck cylinder with a C2 disc; a path from the front-left and below: skin entry 20 mm below the target."""
-    aff = axis_aligned_affine((1.5, 1.0, 1.0), (-30.0, -30.0, -30.0))
-    kk, jj, ii = np.mgrid[:40, :60, :60]
-    x, y = ii - 30.0, jj - 30.0
-    body = x ** 2 + y ** 2 < 27 ** 2
-    c2 = x ** 2 + (y - 5) ** 2 < 8 ** 2
-    vol = Volume((np.where(body, 40.0, -1000.0) + np.where(c2, 900.0, 0.0)).astype(np.float32), aff)
-    lm = LabelMap(vol, {"body": body, "vertebrae_C2": c2})
-    path = PathSpec([18.0, -24.0, -20.0], [3.0, -3.0, -4.0], [0.0, 5.0, 0.0], instrument_diameter_mm=3.0,
-                    screw_diameter_mm=4.0, screw_length_mm=12.0)
-    return vol, lm, path
+    from tests.views.test_projected_legend import neck_case
+
+    return neck_case(screw_diameter_mm=4.0, screw_length_mm=12.0)
 
 
 def _legend(fig):

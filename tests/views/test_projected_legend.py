@@ -14,8 +14,9 @@ from osteoplan.views.reformat import REFORMAT_VIEWS, reformat_figure
 from osteoplan.views.render import legend_labels
 
 
-@pytest.fixture(scope="module")
-def case():
+def neck_case(**path_kw):
+    """A neck cylinder with a C2 disc (HU), its label map and a path from the front-left and from below (in none of
+    the axial, coronal, sagittal planes); *path_kw* adds to the PathSpec (e.g. a screw)."""
     aff = axis_aligned_affine((1.5, 1.0, 1.0), (-30.0, -30.0, -30.0))
     kk, jj, ii = np.mgrid[:40, :60, :60]
     x, y = ii - 30.0, jj - 30.0
@@ -24,8 +25,13 @@ def case():
     vol = Volume((np.where(body, 40.0, -1000.0) + np.where(c2, 900.0, 0.0)).astype(np.float32), aff)
     lm = LabelMap(vol, {"body": body, "vertebrae_C2": c2})
     # from the front-left and from below: in none of the axial, coronal, sagittal planes
-    path = PathSpec([18.0, -24.0, -20.0], [3.0, -3.0, -4.0], [0.0, 5.0, 0.0], instrument_diameter_mm=3.0)
+    path = PathSpec([18.0, -24.0, -20.0], [3.0, -3.0, -4.0], [0.0, 5.0, 0.0], instrument_diameter_mm=3.0, **path_kw)
     return vol, lm, path
+
+
+@pytest.fixture(scope="module")
+def case():
+    return neck_case()
 
 
 def _dotted_bands(fig):

@@ -39,11 +39,13 @@ def needles_server(backend_name, fresh_database, tmp_path):
     stop_server(proc)
 
 
-def test_choose_needle_2_and_move_its_target(browser, needles_server, shots):  # noqa: F811
+def _open_review(browser, needles_server, height: int):
+    """Log in as a radiologist and open the plan's review page until its adjust panel is ready: (page, adjust
+    locator, page errors, ids, plan)."""
     from playwright.sync_api import expect
 
     base, ids, plan = needles_server
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx = browser.new_context(viewport={"width": 1280, "height": height})
     page = ctx.new_page()
     page.set_default_timeout(30000)
     errors = []
@@ -52,6 +54,13 @@ def test_choose_needle_2_and_move_its_target(browser, needles_server, shots):  #
     page.goto(f"{base}/cases/{ids['case']}/plans/{ids['plan']}/review")
     adjust = page.locator("#adjust")
     expect(adjust).to_have_attribute("data-state", "ready", timeout=60000)
+    return page, adjust, errors, ids, plan
+
+
+def test_choose_needle_2_and_move_its_target(browser, needles_server, shots):  # noqa: F811
+    from playwright.sync_api import expect
+
+    page, adjust, errors, ids, plan = _open_review(browser, needles_server, 900)
     expect(adjust).to_have_attribute("data-needle", "0")
     axial = page.locator("figure[data-view=axial]")
     page.select_option("#adjust-needle", "1")
@@ -69,7 +78,7 @@ def test_choose_needle_2_and_move_its_target(browser, needles_server, shots):  #
     page.locator("#adjust").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-adjust-needles.png"), full_page=True)
     assert not errors, errors
-    ctx.close()
+    page.context.close()
 
 
 #: In the page: the pixel (column, row) where the pane's geometry (the re-check's "panes", the formula of
@@ -139,16 +148,7 @@ def _check_other_drawn(page, moved, other, views):
 def test_other_needles_drawn_where_the_geometry_puts_them_never_dragged(browser, needles_server, shots):  # noqa: F811
     from playwright.sync_api import expect
 
-    base, ids, plan = needles_server
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = ctx.new_page()
-    page.set_default_timeout(30000)
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    _login(page, base, "radiologist")
-    page.goto(f"{base}/cases/{ids['case']}/plans/{ids['plan']}/review")
-    adjust = page.locator("#adjust")
-    expect(adjust).to_have_attribute("data-state", "ready", timeout=60000)
+    page, adjust, errors, ids, plan = _open_review(browser, needles_server, 1000)
     views = page.locator("figure.pane").evaluate_all("els => els.map(e => e.dataset.view)")
     assert len(views) == 5
     # needle 1 moved: needle 2 drawn and labelled on all five panes
@@ -197,4 +197,4 @@ def test_other_needles_drawn_where_the_geometry_puts_them_never_dragged(browser,
     page.locator("#viewer").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "plan-adjust-other-needles-v2.png"), full_page=True)
     assert not errors, errors
-    ctx.close()
+    page.context.close()
